@@ -1,0 +1,131 @@
+"""gitml: the machine-learning lifecycle on git.
+
+Experiment tracking shaped like MLflow's fluent API; a run is a git ref whose
+commit holds the code that ran and what it logged::
+
+    import gitml
+
+    gitml.set_experiment("churn")
+    with gitml.start_run(run_name="baseline"):
+        gitml.log_param("lr", 0.01)
+        gitml.log_metric("auc", 0.91)
+"""
+
+from gitml.client import Client
+from gitml.errors import (
+    AmbiguousRunError,
+    ConflictError,
+    CorruptRecordError,
+    ExperimentNotFoundError,
+    FilterSyntaxError,
+    GitmlError,
+    InvalidInputError,
+    NotFoundError,
+    ParamConflictError,
+    RepositoryError,
+    RunNotFoundError,
+)
+from gitml.fluent import (
+    ActiveRun,
+    active_run,
+    create_experiment,
+    delete_experiment,
+    delete_run,
+    delete_tag,
+    end_run,
+    flush,
+    get_experiment,
+    get_experiment_by_name,
+    get_metric_history,
+    get_run,
+    get_tracking_uri,
+    last_active_run,
+    log_batch,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    rename_experiment,
+    restore_experiment,
+    restore_run,
+    search_experiments,
+    search_runs,
+    set_experiment,
+    set_experiment_tag,
+    set_experiment_tags,
+    set_tag,
+    set_tags,
+    set_tracking_uri,
+    start_run,
+)
+from gitml.tracking.entities import (
+    Experiment,
+    LifecycleStage,
+    Metric,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActiveRun",
+    "AmbiguousRunError",
+    "Client",
+    "ConflictError",
+    "CorruptRecordError",
+    "Experiment",
+    "ExperimentNotFoundError",
+    "FilterSyntaxError",
+    "GitmlError",
+    "InvalidInputError",
+    "LifecycleStage",
+    "Metric",
+    "NotFoundError",
+    "Param",
+    "ParamConflictError",
+    "RepositoryError",
+    "Run",
+    "RunData",
+    "RunInfo",
+    "RunNotFoundError",
+    "RunStatus",
+    "RunTag",
+    "ViewType",
+    "__version__",
+    "active_run",
+    "create_experiment",
+    "delete_experiment",
+    "delete_run",
+    "delete_tag",
+    "end_run",
+    "flush",
+    "get_experiment",
+    "get_experiment_by_name",
+    "get_metric_history",
+    "get_run",
+    "get_tracking_uri",
+    "last_active_run",
+    "log_batch",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "rename_experiment",
+    "restore_experiment",
+    "restore_run",
+    "search_experiments",
+    "search_runs",
+    "set_experiment",
+    "set_experiment_tag",
+    "set_experiment_tags",
+    "set_tag",
+    "set_tags",
+    "set_tracking_uri",
+    "start_run",
+]

@@ -1,0 +1,329 @@
+"""GitStore: one repository's objects and refs, through dulwich.
+
+Writes go into packs (:mod:`gitml.store.packs`); ref updates are
+compare-and-swap; reads are cached by object id (objects never change).
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from dulwich.errors import NotGitRepository
+from dulwich.file import FileLocked
+from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.repo import Repo
+
+from gitml.errors import CorruptRecordError, RepositoryError
+from gitml.store.packs import maybe_merge_small_packs, sha_of, write_pack
+
+log = logging.getLogger("gitml")
+
+FALLBACK_STORE = "gitml-runs"
+TREE_MODE = 0o040000
+FILE_MODE = 0o100644
+
+
+class Identity(NamedTuple):
+    name: str
+    email: str
+
+    def as_bytes(self) -> bytes:
+        return f"{self.name} <{self.email}>".encode()
+
+
+@dataclass
+class Head:
+    commit: bytes | None
+    branch: str | None
+
+
+class _LRU(OrderedDict):
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def put(self, key, value):
+        self[key] = value
+        if len(self) > self.size:
+            self.popitem(last=False)
+
+
+class GitStore:
+    """A git repository as gitml uses it. Create with :func:`open_store`."""
+
+    def __init__(self, repo: Repo, *, fallback: bool = False):
+        self.repo = repo
+        self.fallback = fallback
+        self.controldir = repo.controldir()
+        self.workdir = None if repo.bare else repo.path
+        self.gitml_dir = os.path.join(self.controldir, "gitml")
+        self.pack_dir = os.path.join(self.controldir, "objects", "pack")
+        self._trees = _LRU(4096)
+        self._blobs = _LRU(4096)
+        self._identity: Identity | None = None
+        self._dir_refs: dict[str, tuple[tuple, dict[bytes, bytes]]] = {}
+
+    # -- lifecycle -------------------------------------------------------
+    def close(self) -> None:
+        self.repo.close()
+
+    def __enter__(self) -> GitStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def private_path(self, *parts: str) -> str:
+        """A path under ``.git/gitml/`` (created on demand)."""
+        path = os.path.join(self.gitml_dir, *parts)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return path
+
+    # -- objects ---------------------------------------------------------
+    def write(self, objects: list[ShaFile]) -> None:
+        """Store objects as one pack; merge small packs when there are too many."""
+        if not objects:
+            return
+        write_pack(self.pack_dir, (sha_of(o) for o in objects))
+        for obj in objects:
+            if isinstance(obj, Tree):
+                self._trees.put(obj.id, _tree_dict(obj))
+            elif isinstance(obj, Blob) and len(obj.data) < 1 << 20:
+                self._blobs.put(obj.id, obj.data)
+        maybe_merge_small_packs(self.pack_dir, self.private_path("repack.lock"))
+
+    def remember(self, tree: Tree) -> None:
+        """Make an unwritten tree readable (to build on it without storing it)."""
+        self._trees.put(tree.id, _tree_dict(tree))
+
+    def raw(self, sha: bytes) -> tuple[int, bytes]:
+        try:
+            return self.repo.object_store.get_raw(sha)
+        except KeyError:
+            raise CorruptRecordError(sha.decode(), "object is missing from the repository") from None
+
+    def blob(self, sha: bytes) -> bytes:
+        data = self._blobs.get(sha)
+        if data is None:
+            type_num, data = self.raw(sha)
+            if type_num != Blob.type_num:
+                raise CorruptRecordError(sha.decode(), "expected a blob")
+            if len(data) < 1 << 20:
+                self._blobs.put(sha, data)
+        return data
+
+    def tree(self, sha: bytes) -> dict[bytes, tuple[int, bytes]]:
+        """A tree as ``{name: (mode, sha)}``."""
+        entries = self._trees.get(sha)
+        if entries is None:
+            type_num, raw = self.raw(sha)
+            if type_num != Tree.type_num:
+                raise CorruptRecordError(sha.decode(), "expected a tree")
+            entries = _tree_dict(Tree.from_raw_string(Tree.type_num, raw, sha))
+            self._trees.put(sha, entries)
+        return entries
+
+    def commit(self, sha: bytes) -> Commit:
+        type_num, raw = self.raw(sha)
+        if type_num != Commit.type_num:
+            raise CorruptRecordError(sha.decode(), "expected a commit")
+        return Commit.from_raw_string(Commit.type_num, raw, sha)
+
+    def lookup(self, tree_sha: bytes, path: str) -> tuple[int, bytes] | None:
+        """``(mode, sha)`` of ``path`` inside a tree, or None."""
+        mode, sha = TREE_MODE, tree_sha
+        for part in path.split("/"):
+            if mode != TREE_MODE:
+                return None
+            entry = self.tree(sha).get(part.encode())
+            if entry is None:
+                return None
+            mode, sha = entry
+        return mode, sha
+
+    def files(self, tree_sha: bytes, prefix: str = "") -> dict[str, tuple[int, bytes]]:
+        """Every file below a tree, as ``{path: (mode, sha)}``."""
+        out = {}
+        for name, (mode, sha) in self.tree(tree_sha).items():
+            path = prefix + name.decode("utf-8", "surrogateescape")
+            if mode == TREE_MODE:
+                out.update(self.files(sha, path + "/"))
+            else:
+                out[path] = (mode, sha)
+        return out
+
+    # -- refs ------------------------------------------------------------
+    def ref(self, name: bytes) -> bytes | None:
+        try:
+            return self.repo.refs[name]
+        except KeyError:
+            return None
+
+    def cas(self, name: bytes, old: bytes | None, new: bytes, *, timeout: float = 30.0) -> bool:
+        """Set ``name`` to ``new`` if it still points at ``old`` (None: absent).
+
+        Returns False when another writer moved the ref first. Waits, with
+        back-off, while another writer holds the ref's lock.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            try:
+                if old is None:
+                    return self.repo.refs.add_if_new(name, new)
+                return self.repo.refs.set_if_equals(name, old, new)
+            except FileLocked:
+                if time.monotonic() > deadline:
+                    raise RepositoryError(f"ref {name.decode()} stayed locked for {timeout:.0f} s") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+
+    def delete_ref(self, name: bytes, old: bytes) -> bool:
+        return self.repo.refs.remove_if_equals(name, old)
+
+    def refs_under(self, prefix: str) -> dict[bytes, bytes]:
+        """Every ref below ``prefix`` (e.g. ``refs/gitml/runs/``) → commit id.
+
+        Loose refs are re-read only in folders whose modification time
+        changed since the last call: a ref update always renames a lock file
+        into its folder, which bumps that folder's time.
+        """
+        refs = self.repo.refs
+        result: dict[bytes, bytes] = {}
+        root = os.path.join(self.controldir, *prefix.rstrip("/").split("/"))
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel = os.path.relpath(dirpath, self.controldir).replace(os.sep, "/")
+            try:
+                st = os.stat(dirpath)
+            except FileNotFoundError:
+                continue
+            key = (st.st_mtime_ns, st.st_ino, len(filenames))
+            cached = self._dir_refs.get(dirpath)
+            if cached and cached[0] == key:
+                result.update(cached[1])
+                continue
+            found = {}
+            for fn in filenames:
+                if fn.endswith(".lock"):
+                    continue
+                name = f"{rel}/{fn}".encode()
+                value = refs.read_loose_ref(name)
+                if value and len(value) == 40:
+                    found[name] = value
+            self._dir_refs[dirpath] = (key, found)
+            result.update(found)
+        bprefix = prefix.encode()
+        for name, value in refs.get_packed_refs().items():
+            if name.startswith(bprefix) and name not in result:
+                result[name] = value
+        return result
+
+    # -- work tree and identity -----------------------------------------
+    def head(self) -> Head:
+        try:
+            chain, sha = self.repo.refs.follow(b"HEAD")
+        except (KeyError, OSError):
+            return Head(None, None)
+        branch = None
+        if len(chain) > 1 and chain[-1].startswith(b"refs/heads/"):
+            branch = chain[-1][len(b"refs/heads/"):].decode()
+        return Head(sha if sha and sha in self.repo.object_store else None, branch)
+
+    def identity(self) -> Identity:
+        if self._identity is None:
+            name = os.environ.get("GIT_COMMITTER_NAME")
+            email = os.environ.get("GIT_COMMITTER_EMAIL")
+            if not (name and email):
+                config = self.repo.get_config_stack()
+                try:
+                    name = name or config.get((b"user",), b"name").decode()
+                except KeyError:
+                    pass
+                try:
+                    email = email or config.get((b"user",), b"email").decode()
+                except KeyError:
+                    pass
+            user = _user()
+            self._identity = Identity(name or user, email or f"{user}@localhost")
+        return self._identity
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def _tree_dict(tree: Tree) -> dict[bytes, tuple[int, bytes]]:
+    return {entry.path: (entry.mode, entry.sha) for entry in tree.iteritems()}
+
+
+def make_tree(entries: dict[bytes, tuple[int, bytes]]) -> Tree:
+    tree = Tree()
+    for name, (mode, sha) in entries.items():
+        tree.add(name, mode, sha)
+    return tree
+
+
+def tree_from_files(files: dict[str, tuple[int, bytes]], out: list[ShaFile]) -> bytes:
+    """Build nested trees from ``{path: (mode, sha)}``; new trees go to ``out``."""
+    root: dict = {}
+    for path, entry in files.items():
+        node = root
+        parts = path.split("/")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = entry
+
+    def build(node: dict) -> bytes:
+        entries = {}
+        for name, value in node.items():
+            if isinstance(value, dict):
+                entries[name.encode()] = (TREE_MODE, build(value))
+            else:
+                entries[name.encode()] = value
+        tree = make_tree(entries)
+        out.append(tree)
+        return tree.id
+
+    return build(root)
+
+
+def open_store(path: str | os.PathLike | None = None, *, create: bool = False) -> GitStore:
+    """Open the repository holding ``path`` (default: ``$GITML_REPO`` or the cwd).
+
+    Outside any git repository, gitml keeps runs in a bare repository
+    ``./gitml-runs`` (created only when ``create`` is true), and says so.
+    """
+    explicit = path is not None or "GITML_REPO" in os.environ
+    start = os.fspath(path if path is not None else os.environ.get("GITML_REPO", os.getcwd()))
+    try:
+        repo = Repo(start) if explicit else Repo.discover(start)
+        return GitStore(repo)
+    except NotGitRepository:
+        pass
+    fallback = os.path.join(start, FALLBACK_STORE)
+    if os.path.isdir(fallback):
+        return GitStore(Repo(fallback), fallback=True)
+    if not create:
+        raise RepositoryError(
+            f"{start} is not in a git repository (and holds no {FALLBACK_STORE}/): "
+            "run `gitml init` or `git init` first"
+        )
+    if explicit:
+        os.makedirs(start, exist_ok=True)
+        return GitStore(Repo.init(start))
+    log.warning(
+        "gitml: %s is not in a git repository; keeping runs in %s (a bare git "
+        "repository; code is not recorded). Run `git init` to record code with runs.",
+        start,
+        fallback,
+    )
+    return GitStore(Repo.init_bare(fallback, mkdir=True), fallback=True)

@@ -1,0 +1,110 @@
+"""What code a run ran: the HEAD commit plus the uncommitted changes to tracked files.
+
+Like ``git status``, a file is re-read only when its size or time differs from
+the index entry (or the entry is racily clean); its blob is then hashed and
+compared. Untracked files are not part of a run's source, as in ``git stash``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+
+from dulwich.index import ConflictedIndexEntry
+from dulwich.objects import Blob, ShaFile
+
+from gitml.store.git import GitStore, tree_from_files
+
+GITLINK_MODE = 0o160000
+SYMLINK_MODE = 0o120000
+
+
+@dataclass
+class Snapshot:
+    """The source of a run: commit, branch, dirty flag and the tree that ran."""
+
+    commit: bytes | None
+    branch: str | None
+    dirty: bool
+    tree: bytes | None
+    objects: list[ShaFile] = field(default_factory=list)
+
+
+_index_tree_cache: dict[tuple, tuple[bytes, list[ShaFile]]] = {}
+
+
+def snapshot(store: GitStore) -> Snapshot:
+    """Take the snapshot of the work tree of ``store`` as it is now."""
+    head = store.head()
+    head_tree = store.commit(head.commit).tree if head.commit else None
+    if store.workdir is None:
+        return Snapshot(head.commit, head.branch, False, head_tree)
+    index_path = store.repo.index_path()
+    try:
+        ist = os.stat(index_path)
+    except FileNotFoundError:
+        return Snapshot(head.commit, head.branch, False, head_tree)
+    index = store.repo.open_index()
+    racy_ns = ist.st_mtime_ns
+    files: dict[str, tuple[int, bytes]] = {}
+    changed: list[tuple[str, Blob | None]] = []
+    for path, entry in index.items():
+        name = path.decode("utf-8", "surrogateescape")
+        full = os.path.join(store.workdir, name)
+        if isinstance(entry, ConflictedIndexEntry):
+            entry = entry.this or entry.ancestor or entry.other
+            if entry is None:
+                continue
+        if entry.mode == GITLINK_MODE:
+            files[name] = (entry.mode, entry.sha)
+            continue
+        try:
+            st = os.lstat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            changed.append((name, None))  # deleted: dirty, and absent from the tree
+            continue
+        mode = _mode(st)
+        mtime_ns = _entry_mtime_ns(entry)
+        if st.st_size == entry.size and st.st_mtime_ns == mtime_ns and mtime_ns < racy_ns and mode == entry.mode:
+            files[name] = (entry.mode, entry.sha)
+            continue
+        blob = _blob_of(full, st)
+        if blob.id != entry.sha or mode != entry.mode:
+            changed.append((name, blob))
+        files[name] = (mode, blob.id)
+    key = (store.controldir, ist.st_mtime_ns, ist.st_size, ist.st_ino, tuple((n, b and b.id) for n, b in changed))
+    cached = _index_tree_cache.get(key)
+    if cached is None:
+        trees: list[ShaFile] = []
+        tree = tree_from_files(files, trees) if files else None
+        cached = (tree, trees)
+        _index_tree_cache.clear()
+        _index_tree_cache[key] = cached
+    tree, trees = cached
+    dirty = bool(changed) or tree != head_tree
+    objects: list[ShaFile] = []
+    if dirty:
+        contains = store.repo.object_store.__contains__
+        objects = [o for o in [*(b for _, b in changed if b), *trees] if not contains(o.id)]
+    return Snapshot(head.commit, head.branch, dirty, tree, objects)
+
+
+def _mode(st: os.stat_result) -> int:
+    if stat.S_ISLNK(st.st_mode):
+        return SYMLINK_MODE
+    return 0o100755 if st.st_mode & 0o100 else 0o100644
+
+
+def _entry_mtime_ns(entry) -> int:
+    mtime = entry.mtime
+    if isinstance(mtime, tuple):
+        return mtime[0] * 1_000_000_000 + mtime[1]
+    return int(mtime * 1_000_000_000)
+
+
+def _blob_of(path: str, st: os.stat_result) -> Blob:
+    if stat.S_ISLNK(st.st_mode):
+        return Blob.from_string(os.fsencode(os.readlink(path)))
+    with open(path, "rb") as f:
+        return Blob.from_string(f.read())

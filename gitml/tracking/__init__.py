@@ -1,0 +1,1 @@
+"""Experiment tracking: runs, experiments, the journal, search."""

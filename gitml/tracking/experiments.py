@@ -1,0 +1,179 @@
+"""Experiments: one ref each, ``refs/gitml/experiments/<id>``, whose commit holds
+``experiment.yaml`` (name, lifecycle_stage, tags, creation and update times).
+
+An experiment's id derives from its name (15 digits of its SHA-256), so two
+processes, or two clones, that create "churn" make the same experiment, and
+creation is a plain create-if-absent of the ref. A rename keeps the id; a later
+experiment reusing the old name takes the next salted id. Id "0" is the
+default experiment, present even before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from dulwich.objects import Blob
+
+from gitml.errors import ExperimentNotFoundError, InvalidInputError
+from gitml.names import (
+    DEFAULT_EXPERIMENT_ID,
+    DEFAULT_EXPERIMENT_NAME,
+    EXPERIMENTS_PREFIX,
+    check_experiment_id,
+    check_key,
+    check_name,
+    check_text,
+    experiment_ref,
+    MAX_TAG_VALUE_LENGTH,
+)
+from gitml.store.git import FILE_MODE, GitStore, make_tree
+from gitml.tracking.entities import Experiment, LifecycleStage, ViewType
+from gitml.tracking.record import dump_yaml, load_yaml
+from gitml.tracking.writer import make_commit
+
+FILE = b"experiment.yaml"
+
+
+def experiment_id_for(name: str, salt: int = 0) -> str:
+    digest = hashlib.sha256(f"{name}\n{salt}".encode() if salt else name.encode()).digest()
+    return str(int.from_bytes(digest[:7], "big") % 10**15 + 10**15)
+
+
+class ExperimentRegistry:
+    def __init__(self, store: GitStore, artifact_root: str):
+        self.store = store
+        self.artifact_root = artifact_root
+        self._cache: dict[bytes, Experiment] = {}
+
+    # -- reading ---------------------------------------------------------
+    def _read(self, experiment_id: str, commit: bytes) -> Experiment:
+        hit = self._cache.get(commit)
+        if hit is None:
+            entry = self.store.tree(self.store.commit(commit).tree).get(FILE)
+            data = load_yaml(self.store.blob(entry[1]), f"experiment {experiment_id}") if entry else None
+            if not isinstance(data, dict) or "name" not in data:
+                from gitml.errors import CorruptRecordError
+
+                raise CorruptRecordError(f"experiment {experiment_id}", "experiment.yaml is missing or malformed")
+            hit = Experiment(
+                experiment_id=experiment_id,
+                name=str(data["name"]),
+                artifact_location=str(data.get("artifact_location") or f"{self.artifact_root}/{experiment_id}"),
+                lifecycle_stage=str(data.get("lifecycle_stage", LifecycleStage.ACTIVE)),
+                tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
+                creation_time=data.get("creation_time"),
+                last_update_time=data.get("last_update_time"),
+            )
+            self._cache[commit] = hit
+        return hit
+
+    def _default(self) -> Experiment:
+        return Experiment(
+            DEFAULT_EXPERIMENT_ID,
+            DEFAULT_EXPERIMENT_NAME,
+            f"{self.artifact_root}/{DEFAULT_EXPERIMENT_ID}",
+            LifecycleStage.ACTIVE,
+            {},
+            None,
+            None,
+        )
+
+    def all(self, view: int = ViewType.ALL) -> list[Experiment]:
+        found = {}
+        for ref, commit in self.store.refs_under(EXPERIMENTS_PREFIX).items():
+            experiment_id = ref.decode()[len(EXPERIMENTS_PREFIX):]
+            found[experiment_id] = self._read(experiment_id, commit)
+        found.setdefault(DEFAULT_EXPERIMENT_ID, self._default())
+        return [e for e in found.values() if ViewType.matches(view, e.lifecycle_stage)]
+
+    def get(self, experiment_id: str) -> Experiment:
+        experiment_id = check_experiment_id(experiment_id)
+        commit = self.store.ref(experiment_ref(experiment_id))
+        if commit is None:
+            if experiment_id == DEFAULT_EXPERIMENT_ID:
+                return self._default()
+            raise ExperimentNotFoundError(experiment_id)
+        return self._read(experiment_id, commit)
+
+    def by_name(self, name: str) -> Experiment | None:
+        for salt in range(0, 64):
+            experiment_id = experiment_id_for(name, salt)
+            commit = self.store.ref(experiment_ref(experiment_id))
+            if commit is None:
+                break
+            experiment = self._read(experiment_id, commit)
+            if experiment.name == name:
+                return experiment
+        for experiment in self.all():  # renamed into this name, or the default
+            if experiment.name == name:
+                return experiment
+        return None
+
+    # -- writing ---------------------------------------------------------
+    def create(self, name: str, *, tags: dict[str, str] | None = None, artifact_location: str | None = None) -> str:
+        name = check_name(name, "experiment name")
+        tags = self._check_tags(tags or {})
+        existing = self.by_name(name)
+        if existing is not None:
+            state = " (deleted: restore it or choose another name)" if existing.lifecycle_stage == "deleted" else ""
+            raise InvalidInputError(f"experiment {name!r} already exists with id {existing.experiment_id}{state}")
+        now = int(time.time() * 1000)
+        data = {"name": name, "lifecycle_stage": "active", "tags": tags, "creation_time": now, "last_update_time": now}
+        if artifact_location:
+            data["artifact_location"] = artifact_location
+        for salt in range(0, 64):
+            experiment_id = DEFAULT_EXPERIMENT_ID if name == DEFAULT_EXPERIMENT_NAME and salt == 0 else experiment_id_for(name, salt)
+            if self._write(experiment_id, None, data):
+                return experiment_id
+            if self.get(experiment_id).name == name:
+                raise InvalidInputError(f"experiment {name!r} already exists with id {experiment_id}")
+        raise InvalidInputError(f"could not find a free id for experiment {name!r}")
+
+    def update(self, experiment_id: str, change) -> Experiment:
+        """Apply ``change(data)`` to an experiment's YAML with compare-and-swap."""
+        experiment_id = check_experiment_id(experiment_id)
+        ref = experiment_ref(experiment_id)
+        while True:
+            old = self.store.ref(ref)
+            current = self.get(experiment_id)
+            data = {
+                "name": current.name,
+                "lifecycle_stage": current.lifecycle_stage,
+                "tags": dict(current.tags),
+                "creation_time": current.creation_time or int(time.time() * 1000),
+            }
+            change(data)
+            data["last_update_time"] = int(time.time() * 1000)
+            if self._write(experiment_id, old, data):
+                return self.get(experiment_id)
+
+    def rename(self, experiment_id: str, new_name: str) -> Experiment:
+        new_name = check_name(new_name, "experiment name")
+        other = self.by_name(new_name)
+        if other is not None and other.experiment_id != experiment_id:
+            raise InvalidInputError(f"experiment {new_name!r} already exists with id {other.experiment_id}")
+        return self.update(experiment_id, lambda d: d.__setitem__("name", new_name))
+
+    def set_tag(self, experiment_id: str, key: str, value: str | None) -> Experiment:
+        if value is None:
+            return self.update(experiment_id, lambda d: d["tags"].pop(check_key(key, "tag"), None))
+        tags = self._check_tags({key: value})
+        return self.update(experiment_id, lambda d: d["tags"].update(tags))
+
+    def set_lifecycle(self, experiment_id: str, stage: str) -> Experiment:
+        return self.update(experiment_id, lambda d: d.__setitem__("lifecycle_stage", stage))
+
+    def _write(self, experiment_id: str, old: bytes | None, data: dict) -> bool:
+        blob = Blob.from_string(dump_yaml(data))
+        tree = make_tree({FILE: (FILE_MODE, blob.id)})
+        parents = [old] if old else []
+        commit = make_commit(self.store, tree.id, parents, f"gitml: experiment {data['name']}\n")
+        self.store.write([blob, tree, commit])
+        return self.store.cas(experiment_ref(experiment_id), old, commit.id)
+
+    @staticmethod
+    def _check_tags(tags: dict) -> dict[str, str]:
+        return {
+            check_key(k, "tag"): check_text(v, f"tag {k!r} value", MAX_TAG_VALUE_LENGTH) for k, v in tags.items()
+        }

@@ -1,0 +1,407 @@
+"""Tracker: runs and experiments of one repository, over a :class:`GitStore`.
+
+It owns the open run writers of this process, the search index, experiment
+registry and crash recovery. The public :class:`gitml.Client` and the fluent
+API are thin layers over it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+import uuid
+
+from gitml.errors import (
+    AmbiguousRunError,
+    CorruptRecordError,
+    InvalidInputError,
+    RunNotFoundError,
+)
+from gitml.names import (
+    DEFAULT_EXPERIMENT_ID,
+    MAX_PARAM_VALUE_LENGTH,
+    MAX_TAG_VALUE_LENGTH,
+    RUNS_PREFIX,
+    check_key,
+    check_name,
+    check_run_id,
+    check_text,
+    parse_run_ref,
+    run_ref,
+)
+from gitml.store.git import GitStore, _user
+from gitml.store.worktree import snapshot
+from gitml.tracking import journal as jr
+from gitml.tracking.entities import (
+    LifecycleStage,
+    Metric,
+    Run,
+    RunData,
+    RunInfo,
+    RunSource,
+    RunStatus,
+)
+from gitml.tracking.experiments import ExperimentRegistry
+from gitml.tracking.index import RunIndex
+from gitml.tracking.record import RunRecord
+from gitml.tracking.writer import RunWriter, graft_record, journal_trailers, make_commit
+
+log = logging.getLogger("gitml")
+
+DEFAULT_FLUSH_INTERVAL = 5.0
+RESERVED_TAG_PREFIX = "gitml."
+_ADJECTIVES = "amber bold brisk calm clever crisp eager fancy gentle glad keen lucid merry nimble quiet rapid shy sunny swift tidy vivid warm wise witty".split()
+_NOUNS = "ant bass bat bear cod crab crow deer dove eel finch fox goat hare hawk lark lynx mole moth newt owl seal swan toad wolf wren".split()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def system_tags(meta: dict) -> dict[str, str]:
+    """The MLflow system tags a run presents, derived from its meta."""
+    tags = {"mlflow.runName": str(meta.get("run_name", "")), "mlflow.user": str(meta.get("user_id", ""))}
+    source = meta.get("source") or {}
+    if source.get("commit"):
+        tags["mlflow.source.git.commit"] = source["commit"]
+    if source.get("branch"):
+        tags["mlflow.source.git.branch"] = source["branch"]
+    if source.get("dirty") is not None:
+        tags["gitml.source.dirty"] = str(bool(source["dirty"])).lower()
+    if meta.get("parent_run_id"):
+        tags["mlflow.parentRunId"] = meta["parent_run_id"]
+    if meta.get("entry_point"):
+        tags["mlflow.project.entryPoint"] = meta["entry_point"]
+    return tags
+
+
+def row_of(record: RunRecord) -> dict:
+    """The search row of a run record (what filters and the DataFrame see)."""
+    meta = record.meta
+    return {
+        "run_id": meta["run_id"],
+        "experiment_id": str(meta.get("experiment_id", "")),
+        "run_name": str(meta.get("run_name", "")),
+        "status": meta.get("status", RunStatus.RUNNING),
+        "start_time": meta.get("start_time"),
+        "end_time": meta.get("end_time"),
+        "user_id": str(meta.get("user_id", "")),
+        "lifecycle_stage": meta.get("lifecycle_stage", LifecycleStage.ACTIVE),
+        "artifact_uri": str(meta.get("artifact_uri", "")),
+        "metrics": {k: v[2] for k, v in record.latest.items()},
+        "params": dict(record.params),
+        "tags": {**system_tags(meta), **record.tags},
+    }
+
+
+class Tracker:
+    def __init__(self, store: GitStore, *, flush_interval: float | None = None):
+        self.store = store
+        env_interval = os.environ.get("GITML_FLUSH_INTERVAL")
+        self.flush_interval = float(flush_interval if flush_interval is not None else env_interval or DEFAULT_FLUSH_INTERVAL)
+        self.journal_dir = os.path.join(store.gitml_dir, "journal")
+        self.artifact_root = os.path.join(store.gitml_dir, "artifacts")
+        self.index = RunIndex(os.path.join(store.gitml_dir, "index.sqlite3"))
+        self.experiments = ExperimentRegistry(store, self.artifact_root)
+        self.writers: dict[str, RunWriter] = {}
+        self._refs_by_run: dict[str, bytes] = {}
+        self.recovered = self.recover()
+
+    def close(self) -> None:
+        for writer in list(self.writers.values()):
+            writer.close()
+        self.writers.clear()
+        self.index.close()
+
+    # -- runs: creating and writing -------------------------------------
+    def create_run(
+        self,
+        experiment_id: str = DEFAULT_EXPERIMENT_ID,
+        *,
+        run_name: str | None = None,
+        tags: dict[str, str] | None = None,
+        parent_run_id: str | None = None,
+        start_time: int | None = None,
+        entry_point: str | None = None,
+        journaled: bool = True,
+    ) -> RunWriter:
+        """Create a run (its first commit, status RUNNING) and return its open writer."""
+        experiment = self.experiments.get(experiment_id)
+        if experiment.lifecycle_stage == LifecycleStage.DELETED:
+            raise InvalidInputError(f"experiment {experiment.name!r} ({experiment_id}) is deleted; restore it first")
+        run_name = check_name(run_name, "run name") if run_name else self._random_name()
+        tags = self.check_tags(tags or {})
+        if "mlflow.runName" in tags:
+            run_name = check_name(tags.pop("mlflow.runName"), "run name")
+        run_id = uuid.uuid4().hex
+        source = snapshot(self.store)
+        meta = {
+            "run_id": run_id,
+            "run_name": run_name,
+            "experiment_id": experiment_id,
+            "status": RunStatus.RUNNING,
+            "user_id": _user(),
+            "start_time": start_time if start_time is not None else _now_ms(),
+            "end_time": None,
+            "lifecycle_stage": LifecycleStage.ACTIVE,
+            "artifact_uri": f"{experiment.artifact_location}/{run_id}/artifacts",
+            "source": {
+                "commit": source.commit.decode() if source.commit else None,
+                "branch": source.branch,
+                "dirty": source.dirty,
+            },
+        }
+        if parent_run_id:
+            meta["parent_run_id"] = check_run_id(parent_run_id)
+        if entry_point:
+            meta["entry_point"] = entry_point
+        record = RunRecord(meta=meta, tags=tags)
+        root = [o for o in source.objects if o.id == source.tree]
+        if root:
+            self.store.remember(root[0])
+        self.store.write([o for o in source.objects if o.id != source.tree])
+        objects: list = []
+        tree = graft_record(self.store, source.tree, record, objects)
+        parents = [source.commit] if source.commit else []
+        commit = make_commit(self.store, tree, parents, f"gitml: run {run_name} RUNNING\n\nGitml-Run: {run_id}\n")
+        objects.append(commit)
+        self.store.write(objects)
+        ref = run_ref(experiment_id, run_id)
+        if not self.store.cas(ref, None, commit.id):
+            raise InvalidInputError(f"run {run_id} already exists")
+        self._on_commit(ref, commit.id, record)
+        writer = self._writer(ref, run_id, experiment_id, journaled)
+        writer._record, writer._base = record, commit.id
+        return writer
+
+    def open_writer(self, run_id: str, *, journaled: bool = True) -> RunWriter:
+        """The writer of an existing run (shared while it is open in this process)."""
+        writer = self.writers.get(run_id)
+        if writer is not None and not writer.closed:
+            return writer
+        ref = self.ref_of(run_id)
+        experiment_id, _ = parse_run_ref(ref)
+        return self._writer(ref, run_id, experiment_id, journaled)
+
+    def _writer(self, ref: bytes, run_id: str, experiment_id: str, journaled: bool) -> RunWriter:
+        writer = RunWriter(
+            self.store,
+            ref,
+            run_id,
+            experiment_id,
+            journal_dir=self.journal_dir,
+            journaled=journaled,
+            flush_interval=self.flush_interval,
+            on_commit=self._on_commit,
+        )
+        if journaled:
+            self.writers[run_id] = writer
+        self._refs_by_run[run_id] = ref
+        return writer
+
+    def finish(self, run_id: str, status: str = RunStatus.FINISHED, end_time: int | None = None) -> None:
+        """End a run: record its status and end time, commit, close its writer."""
+        if status not in RunStatus.ALL:
+            raise InvalidInputError(f"status {status!r} is not one of {', '.join(RunStatus.ALL)}")
+        writer = self.open_writer(run_id, journaled=False)
+        writer.set_meta(status=status, end_time=end_time if end_time is not None else _now_ms())
+        writer.close()
+        self.writers.pop(run_id, None)
+
+    def update(self, run_id: str, change) -> None:
+        """Apply ``change(writer)`` to a run; committed now unless the run is open here."""
+        writer = self.writers.get(run_id)
+        if writer is not None and not writer.closed:
+            change(writer)
+            writer.maybe_flush()
+            return
+        writer = self.open_writer(run_id, journaled=False)
+        change(writer)
+        writer.flush()
+
+    def _on_commit(self, ref: bytes, commit: bytes, record: RunRecord) -> None:
+        self.index.put(ref, commit, row_of(record))
+
+    @staticmethod
+    def check_params(params: dict) -> dict[str, str]:
+        return {
+            check_key(k, "param"): check_text(v, f"param {k!r} value", MAX_PARAM_VALUE_LENGTH)
+            for k, v in params.items()
+        }
+
+    @staticmethod
+    def check_tags(tags: dict, *, allow_reserved: bool = False) -> dict[str, str]:
+        out = {}
+        for key, value in tags.items():
+            check_key(key, "tag")
+            if key.startswith(RESERVED_TAG_PREFIX) and not allow_reserved:
+                raise InvalidInputError(f"tag key {key!r} is reserved for gitml")
+            out[key] = check_text(value, f"tag {key!r} value", MAX_TAG_VALUE_LENGTH)
+        return out
+
+    @staticmethod
+    def _random_name() -> str:
+        return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(1, 999)}"
+
+    # -- runs: reading ---------------------------------------------------
+    def run_refs(self, experiment_ids: list[str] | None = None) -> dict[bytes, bytes]:
+        if experiment_ids is None:
+            refs = self.store.refs_under(RUNS_PREFIX)
+        else:
+            refs = {}
+            for experiment_id in experiment_ids:
+                refs.update(self.store.refs_under(f"{RUNS_PREFIX}{experiment_id}/"))
+        return {r: c for r, c in refs.items() if parse_run_ref(r)}
+
+    def ref_of(self, run_id: str) -> bytes:
+        check_run_id(run_id)
+        ref = self._refs_by_run.get(run_id)
+        if ref is not None and self.store.ref(ref) is not None:
+            return ref
+        for ref in self.run_refs():
+            if ref.endswith(run_id.encode()):
+                self._refs_by_run[run_id] = ref
+                return ref
+        raise RunNotFoundError(run_id)
+
+    def record(self, run_id: str) -> tuple[RunRecord, bytes]:
+        writer = self.writers.get(run_id)
+        if writer is not None and not writer.closed and writer.pending():
+            writer.flush()
+        ref = self.ref_of(run_id)
+        commit = self.store.ref(ref)
+        if commit is None:
+            raise RunNotFoundError(run_id)
+        return RunRecord.load(self.store, commit, f"run {run_id}"), commit
+
+    def get_run(self, run_id: str) -> Run:
+        record, commit = self.record(run_id)
+        row = row_of(record)
+        source = record.meta.get("source") or {}
+        return Run(
+            info=RunInfo(
+                run_id=row["run_id"],
+                experiment_id=row["experiment_id"],
+                run_name=row["run_name"],
+                user_id=row["user_id"],
+                status=row["status"],
+                start_time=row["start_time"],
+                end_time=row["end_time"],
+                lifecycle_stage=row["lifecycle_stage"],
+                artifact_uri=row["artifact_uri"],
+            ),
+            data=RunData(metrics=row["metrics"], params=row["params"], tags=row["tags"]),
+            source=RunSource(source.get("commit"), source.get("branch"), bool(source.get("dirty")), commit.decode()),
+        )
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        record, _ = self.record(run_id)
+        return record.history(self.store, key)
+
+    def rows(self, experiment_ids: list[str] | None = None) -> tuple[list[dict], list[CorruptRecordError]]:
+        """Search rows of every run (of some experiments), via the index."""
+        for writer in list(self.writers.values()):
+            if writer.pending():
+                writer.flush()
+        refs = self.run_refs(experiment_ids)
+
+        def load(ref: bytes, commit: bytes) -> dict:
+            _, run_id = parse_run_ref(ref)
+            return row_of(RunRecord.load(self.store, commit, f"run {run_id}"))
+
+        return self.index.rows(refs, load)
+
+    def resolve(self, spec: str) -> str:
+        """A run id from a full id, a unique id prefix (as git), or a run name."""
+        spec = spec.strip()
+        if not spec:
+            raise InvalidInputError("empty run id")
+        refs = self.run_refs()
+        ids = [parse_run_ref(r)[1] for r in refs]
+        if spec in ids:
+            return spec
+        matches = [i for i in ids if i.startswith(spec)] if len(spec) >= 4 and all(c in "0123456789abcdef" for c in spec) else []
+        if not matches:
+            rows, _ = self.rows()
+            matches = [r["run_id"] for r in rows if r["run_name"] == spec]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise RunNotFoundError(spec)
+        raise AmbiguousRunError(spec, sorted(matches))
+
+    # -- crash recovery --------------------------------------------------
+    def recover(self) -> list[str]:
+        """Commit what dead writers' journals hold; mark their runs KILLED.
+
+        Returns the ids of the runs recovered.
+        """
+        try:
+            names = sorted(n for n in os.listdir(self.journal_dir) if n.endswith(".log"))
+        except FileNotFoundError:
+            return []
+        recovered = []
+        for name in names:
+            path = os.path.join(self.journal_dir, name)
+            fd = jr.try_lock(path)
+            if fd is None:
+                continue
+            try:
+                run_id = self._recover_one(path, name, fd)
+                if run_id:
+                    recovered.append(run_id)
+            except CorruptRecordError as e:
+                log.warning("gitml: cannot recover %s: %s", name, e)
+            finally:
+                os.close(fd)
+        return recovered
+
+    def _recover_one(self, path: str, name: str, fd: int) -> str | None:
+        with open(path, "rb") as f:
+            data = f.read()
+        if not data:
+            os.unlink(path)
+            return None
+        experiment_id, run_id = jr.read_header(data, name)
+        ref = run_ref(experiment_id, run_id)
+        commit = self.store.ref(ref)
+        if commit is None:
+            log.warning("gitml: journal %s belongs to run %s, which no longer exists", name, run_id)
+            os.unlink(path)
+            return None
+        offset = journal_trailers(self.store.commit(commit).message).get(name, 0)
+        writer = self._writer(ref, run_id, experiment_id, journaled=False)
+        for entry in jr.replay(data, offset, name):
+            writer.apply(entry)
+        status = writer.record().meta.get("status")
+        if writer._meta.get("status", status) == RunStatus.RUNNING:
+            writer._meta.update(status=RunStatus.KILLED, end_time=writer._meta.get("end_time") or _now_ms())
+        changed = writer.pending()
+        writer.flush(journal_name=name, journal_offset=len(data))
+        os.unlink(path)
+        return run_id if changed else None
+
+
+def search_rows(
+    tracker: Tracker,
+    experiment_ids: list[str] | None,
+    filter_string: str | None = None,
+    *,
+    view: int = 1,
+    max_results: int | None = None,
+    order_by: list[str] | None = None,
+) -> list[dict]:
+    """Rows of the runs matching a filter, ordered, at most ``max_results``."""
+    from gitml.tracking.entities import ViewType
+    from gitml.tracking.filter import compile_filter, parse_order_by, sort_rows
+
+    predicate = compile_filter(filter_string)
+    order = parse_order_by(order_by)
+    rows, errors = tracker.rows(experiment_ids)
+    for error in errors:
+        log.warning("gitml: skipping unreadable run: %s", error)
+    matched = [r for r in rows if ViewType.matches(view, r["lifecycle_stage"]) and predicate(r)]
+    matched = sort_rows(matched, order)
+    return matched[:max_results] if max_results is not None else matched

@@ -1,0 +1,245 @@
+"""RunWriter: buffered, journaled, compare-and-swap logging to one run ref.
+
+A logging call validates, appends a journal line and buffers the change. A
+flush (every ``flush_interval`` seconds, and at the end of the run) applies the
+buffer to the run record at the ref's current commit, writes one commit whose
+parent is that commit, and moves the ref by compare-and-swap; when another
+writer moved it first, the buffer is re-applied on the new commit and retried.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from dulwich.objects import Commit, ShaFile
+
+from gitml.errors import CorruptRecordError, ParamConflictError, RunNotFoundError
+from gitml.names import check_key
+from gitml.store.git import TREE_MODE, GitStore, make_tree, tree_from_files
+from gitml.tracking import journal as jr
+from gitml.tracking.record import META, PARAMS, TAGS, RunRecord
+
+TRAILER_RUN = "Gitml-Run"
+TRAILER_JOURNAL = "Gitml-Journal"
+
+
+def graft_record(store: GitStore, root_tree: bytes | None, record: RunRecord, out: list[ShaFile]) -> bytes:
+    """The id of ``root_tree`` with ``.gitml/run/`` replaced by the record's files."""
+    out.extend(record.take_blobs())
+    run_tree = tree_from_files(record.paths, out)
+    root = dict(store.tree(root_tree)) if root_tree else {}
+    gitml = root.get(b".gitml")
+    entries = dict(store.tree(gitml[1])) if gitml and gitml[0] == TREE_MODE else {}
+    entries[b"run"] = (TREE_MODE, run_tree)
+    gitml_tree = make_tree(entries)
+    root[b".gitml"] = (TREE_MODE, gitml_tree.id)
+    root_obj = make_tree(root)
+    out += [gitml_tree, root_obj]
+    return root_obj.id
+
+
+def make_commit(store: GitStore, tree: bytes, parents: list[bytes], message: str) -> Commit:
+    who = store.identity().as_bytes()
+    now = int(time.time())
+    commit = Commit()
+    commit.tree = tree
+    commit.parents = parents
+    commit.author = commit.committer = who
+    commit.author_time = commit.commit_time = now
+    commit.author_timezone = commit.commit_timezone = 0
+    commit.encoding = b"UTF-8"
+    commit.message = message.encode()
+    return commit
+
+
+def journal_trailers(message: bytes) -> dict[str, int]:
+    """``{journal name: committed offset}`` from a run commit's message."""
+    out = {}
+    prefix = f"{TRAILER_JOURNAL}: ".encode()
+    for line in message.splitlines():
+        if line.startswith(prefix):
+            name, _, offset = line[len(prefix):].decode().rpartition(" ")
+            if offset.isdigit():
+                out[name] = int(offset)
+    return out
+
+
+class RunWriter:
+    """Buffers and commits the changes of one run. Thread-safe."""
+
+    def __init__(
+        self,
+        store: GitStore,
+        ref: bytes,
+        run_id: str,
+        experiment_id: str,
+        *,
+        journal_dir: str,
+        journaled: bool,
+        flush_interval: float,
+        on_commit: Callable[[bytes, bytes, RunRecord], None],
+    ):
+        self.store = store
+        self.ref = ref
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.flush_interval = flush_interval
+        self.on_commit = on_commit
+        self.journal_dir = journal_dir
+        self.journal = jr.Journal(journal_dir, experiment_id, run_id) if journaled else None
+        self.lock = threading.RLock()
+        self.closed = False
+        self._base: bytes | None = None
+        self._record: RunRecord | None = None
+        self._points: dict[str, list[tuple[int, int, float]]] = {}
+        self._params: dict[str, str] = {}
+        self._tags: dict[str, str | None] = {}
+        self._meta: dict = {}
+        self._known: set[str] = set()
+        self._deadline = time.monotonic() + flush_interval
+
+    # -- logging ---------------------------------------------------------
+    def log_metric(self, key: str, value: float, step: int, timestamp: int) -> None:
+        if key not in self._known:
+            check_key(key, "metric")
+            self._known.add(key)
+        value = float(value)
+        with self.lock:
+            if self.journal:
+                self.journal.metric(key, value, step, timestamp)
+            points = self._points.get(key)
+            if points is None:
+                points = self._points[key] = []
+            points.append((step, timestamp, value))
+            if time.monotonic() >= self._deadline:
+                self.flush()
+
+    def log_params(self, params: dict[str, str]) -> None:
+        with self.lock:
+            record = self.record()
+            for key, value in params.items():
+                old = self._params.get(key, record.params.get(key))
+                if old is not None and old != value:
+                    raise ParamConflictError(self.run_id, key, old, value)
+            self._journal("".join(jr.encode_param(k, v) for k, v in params.items()))
+            self._params.update(params)
+
+    def set_tags(self, tags: dict[str, str | None]) -> None:
+        """Set tags; a value of None deletes the tag."""
+        with self.lock:
+            self._journal(
+                "".join(jr.encode_tag(k, v) if v is not None else jr.encode_tag_delete(k) for k, v in tags.items())
+            )
+            self._tags.update(tags)
+
+    def set_meta(self, **fields) -> None:
+        with self.lock:
+            self._journal(jr.encode_meta(fields))
+            self._meta.update(fields)
+
+    def _journal(self, text: str) -> None:
+        if self.journal and text:
+            self.journal.write(text)
+
+    def apply(self, entry: tuple) -> None:
+        """Buffer one replayed journal entry (used by recovery)."""
+        kind = entry[0]
+        if kind == "M":
+            self._points.setdefault(entry[1], []).append((entry[3], entry[4], entry[2]))
+        elif kind == "P":
+            self._params[entry[1]] = entry[2]
+        elif kind == "T":
+            self._tags[entry[1]] = entry[2]
+        elif kind == "D":
+            self._tags[entry[1]] = None
+        elif kind == "S":
+            self._meta.update(entry[1])
+
+    # -- state -----------------------------------------------------------
+    def record(self) -> RunRecord:
+        """The run record as of the last commit this writer saw."""
+        if self._record is None:
+            base = self.store.ref(self.ref)
+            if base is None:
+                raise RunNotFoundError(self.run_id)
+            self._record = RunRecord.load(self.store, base, f"run {self.run_id}")
+            self._base = base
+        return self._record
+
+    def pending(self) -> bool:
+        return bool(self._points or self._params or self._tags or self._meta)
+
+    def maybe_flush(self) -> None:
+        if time.monotonic() >= self._deadline:
+            self.flush()
+
+    def flush(self, *, journal_offset: int | None = None, journal_name: str | None = None) -> bytes | None:
+        """Commit the buffered changes; returns the new commit id (None if nothing to do)."""
+        with self.lock:
+            self._deadline = time.monotonic() + self.flush_interval
+            if not self.pending():
+                return None
+            if journal_name is None and self.journal:
+                journal_name, journal_offset = self.journal.name, self.journal.offset
+            for _attempt in range(1000):
+                current = self.store.ref(self.ref)
+                if current is None:
+                    raise RunNotFoundError(self.run_id)
+                if current != self._base:
+                    self._record = None
+                record = self.record()
+                self._apply_buffer(record)
+                parent = self.store.commit(self._base)
+                objects: list[ShaFile] = []
+                tree = graft_record(self.store, parent.tree, record, objects)
+                commit = make_commit(self.store, tree, [self._base], self._message(record, parent, journal_name, journal_offset))
+                objects.append(commit)
+                self.store.write(objects)
+                if self.store.cas(self.ref, self._base, commit.id):
+                    self._base = commit.id
+                    self._points, self._params, self._tags, self._meta = {}, {}, {}, {}
+                    self.on_commit(self.ref, commit.id, record)
+                    return commit.id
+                self._record = None  # another writer won: reload and re-apply
+            raise CorruptRecordError(f"run {self.run_id}", "could not update the run ref after 1000 attempts")
+
+    def _apply_buffer(self, record: RunRecord) -> None:
+        for key, value in self._params.items():
+            old = record.params.get(key)
+            if old is not None and old != value:
+                raise ParamConflictError(self.run_id, key, old, value)
+            record.params[key] = value
+        if self._params:
+            record.dirty.add(PARAMS)
+        for key, value in self._tags.items():
+            if value is None:
+                record.tags.pop(key, None)
+            else:
+                record.tags[key] = value
+        if self._tags:
+            record.dirty.add(TAGS)
+        if self._meta:
+            record.meta.update(self._meta)
+            record.dirty.add(META)
+        for key, points in self._points.items():
+            record.append_points(self.store, key, points)
+
+    def _message(self, record: RunRecord, parent: Commit, journal_name: str | None, offset: int | None) -> str:
+        meta = record.meta
+        trailers = journal_trailers(parent.message) if parent.message.startswith(b"gitml") else {}
+        trailers = {n: o for n, o in trailers.items() if os.path.exists(os.path.join(self.journal_dir, n))}
+        if journal_name:
+            trailers[journal_name] = offset
+        lines = [f"gitml: run {meta.get('run_name')} {meta.get('status')}", "", f"{TRAILER_RUN}: {self.run_id}"]
+        lines += [f"{TRAILER_JOURNAL}: {n} {o}" for n, o in sorted(trailers.items())]
+        return "\n".join(lines) + "\n"
+
+    def close(self, *, remove_journal: bool = True) -> None:
+        with self.lock:
+            self.flush()
+            if self.journal:
+                self.journal.close(remove=remove_journal)
+            self.closed = True
