@@ -16,6 +16,7 @@ from gitml.client import Client
 from gitml.errors import GitmlError, InvalidInputError
 from gitml.names import DEFAULT_EXPERIMENT_ID, check_key
 from gitml.tracking.entities import Experiment, Metric, Run, RunStatus, ViewType
+from gitml.tracking.tracker import run_of
 from gitml.tracking.writer import RunWriter
 
 _state = threading.local()
@@ -192,7 +193,7 @@ def start_run(
             tags=tags,
             parent_run_id=parent_run_id,
         )
-    run = ActiveRun(tracker.get_run(writer.run_id), writer)
+    run = ActiveRun(run_of(writer.record(), writer._base), writer)
     stack.append(run)
     return run
 

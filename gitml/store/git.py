@@ -66,6 +66,9 @@ class GitStore:
         self.pack_dir = os.path.join(self.controldir, "objects", "pack")
         self._trees = _LRU(4096)
         self._blobs = _LRU(4096)
+        self._written = _LRU(8192)
+        self._commits = _LRU(1024)
+        self._writes = 0
         self._identity: Identity | None = None
         self._dir_refs: dict[str, tuple[tuple, dict[bytes, bytes]]] = {}
 
@@ -90,19 +93,23 @@ class GitStore:
         """Store objects as one pack; merge small packs when there are too many."""
         if not objects:
             return
-        write_pack(self.pack_dir, (sha_of(o) for o in objects))
-        for obj in objects:
-            if isinstance(obj, Tree):
-                self._trees.put(obj.id, _tree_dict(obj))
-            elif isinstance(obj, Blob) and len(obj.data) < 1 << 20:
-                self._blobs.put(obj.id, obj.data)
-        maybe_merge_small_packs(self.pack_dir, self.private_path("repack.lock"))
+        triples = [sha_of(o) for o in objects]
+        write_pack(self.pack_dir, triples)
+        for sha, type_num, raw in triples:
+            if len(raw) < 1 << 20:
+                self._written.put(sha, (type_num, raw))
+        self._writes += 1
+        if self._writes % 8 == 0:
+            maybe_merge_small_packs(self.pack_dir, self.private_path("repack.lock"))
 
     def remember(self, tree: Tree) -> None:
         """Make an unwritten tree readable (to build on it without storing it)."""
         self._trees.put(tree.id, _tree_dict(tree))
 
     def raw(self, sha: bytes) -> tuple[int, bytes]:
+        hit = self._written.get(sha)
+        if hit is not None:
+            return hit
         try:
             return self.repo.object_store.get_raw(sha)
         except KeyError:
@@ -130,10 +137,14 @@ class GitStore:
         return entries
 
     def commit(self, sha: bytes) -> Commit:
-        type_num, raw = self.raw(sha)
-        if type_num != Commit.type_num:
-            raise CorruptRecordError(sha.decode(), "expected a commit")
-        return Commit.from_raw_string(Commit.type_num, raw, sha)
+        commit = self._commits.get(sha)
+        if commit is None:
+            type_num, raw = self.raw(sha)
+            if type_num != Commit.type_num:
+                raise CorruptRecordError(sha.decode(), "expected a commit")
+            commit = Commit.from_raw_string(Commit.type_num, raw, sha)
+            self._commits.put(sha, commit)
+        return commit
 
     def lookup(self, tree_sha: bytes, path: str) -> tuple[int, bytes] | None:
         """``(mode, sha)`` of ``path`` inside a tree, or None."""
@@ -233,7 +244,12 @@ class GitStore:
         branch = None
         if len(chain) > 1 and chain[-1].startswith(b"refs/heads/"):
             branch = chain[-1][len(b"refs/heads/"):].decode()
-        return Head(sha if sha and sha in self.repo.object_store else None, branch)
+        if sha is not None:
+            try:
+                self.commit(sha)
+            except CorruptRecordError:
+                sha = None
+        return Head(sha, branch)
 
     def identity(self) -> Identity:
         if self._identity is None:

@@ -1,8 +1,8 @@
 """Writing objects into packs, and keeping the number of small packs bounded.
 
 A flush writes its objects as one pack (two files) instead of one loose file
-per object. When more than ``MAX_SMALL_PACKS`` small packs accumulate, they are
-merged into one, as ``git gc --auto`` would, under a lock file.
+per object. When one size tier holds ``PACKS_PER_TIER`` packs, they are merged
+into one (geometric repacking), under a lock file.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ import zlib
 from collections.abc import Iterable
 
 from dulwich.objects import ShaFile
-from dulwich.pack import Pack, write_pack_index_v2
+from dulwich.object_format import DEFAULT_OBJECT_FORMAT
+from dulwich.pack import Pack
 
-MAX_SMALL_PACKS = 32
-SMALL_PACK_BYTES = 8 << 20
+PACKS_PER_TIER = 16
+TIER_FACTOR = 16
+TIER_BASE_BYTES = 16 << 10
+MAX_MERGED_BYTES = 256 << 20
 _LOCK_STALE_SECONDS = 120
 
 
@@ -34,6 +37,34 @@ def _entry_header(type_num: int, size: int) -> bytes:
     return bytes(out)
 
 
+def _index_v2(entries: list[tuple[bytes, int, int]], pack_checksum: bytes) -> bytes:
+    """A version-2 pack index for sorted ``(raw sha, offset, crc32)`` entries."""
+    fanout = [0] * 256
+    for sha, _, _ in entries:
+        fanout[sha[0]] += 1
+    total = 0
+    for i in range(256):
+        total += fanout[i]
+        fanout[i] = total
+    large = [offset for _, offset, _ in entries if offset >= 1 << 31]
+    out = bytearray(b"\377tOc" + struct.pack(">L", 2))
+    out += struct.pack(">256L", *fanout)
+    out += b"".join(sha for sha, _, _ in entries)
+    out += struct.pack(f">{len(entries)}L", *(crc & 0xFFFFFFFF for _, _, crc in entries))
+    small, big = [], 0
+    for _, offset, _ in entries:
+        if offset < 1 << 31:
+            small.append(offset)
+        else:
+            small.append((1 << 31) | big)
+            big += 1
+    out += struct.pack(f">{len(entries)}L", *small)
+    out += struct.pack(f">{len(large)}Q", *large)
+    out += pack_checksum
+    out += hashlib.sha1(out).digest()
+    return bytes(out)
+
+
 def write_pack(pack_dir: str, objects: Iterable[tuple[bytes, int, bytes]], *, level: int = 1) -> str | None:
     """Write ``(hex sha, type number, raw content)`` objects as a new pack.
 
@@ -41,62 +72,56 @@ def write_pack(pack_dir: str, objects: Iterable[tuple[bytes, int, bytes]], *, le
     ``.pack`` file lands before its ``.idx``, so no reader (git or dulwich) sees
     an index whose pack is missing.
     """
-    seen: set[bytes] = set()
     entries = []
-    body = bytearray()
     for hexsha, type_num, raw in objects:
-        if hexsha in seen:
-            continue
-        seen.add(hexsha)
         chunk = _entry_header(type_num, len(raw)) + zlib.compress(raw, level)
-        entries.append((bytes.fromhex(hexsha.decode("ascii")), 12 + len(body), zlib.crc32(chunk)))
-        body += chunk
-    if not entries:
-        return None
-    header = b"PACK" + struct.pack(">II", 2, len(entries))
-    digest = hashlib.sha1(header)
-    digest.update(body)
-    checksum = digest.digest()
-    os.makedirs(pack_dir, exist_ok=True)
-    base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
-    if os.path.exists(base + ".idx"):
-        return base
-    tmp = os.path.join(pack_dir, f"tmp_gitml_{os.getpid()}_{checksum.hex()[:12]}")
-    with open(tmp + ".pack", "wb") as f:
-        f.write(header)
-        f.write(body)
-        f.write(checksum)
-    entries.sort()
-    with open(tmp + ".idx", "wb") as f:
-        write_pack_index_v2(f, entries, checksum)
-    os.replace(tmp + ".pack", base + ".pack")
-    os.replace(tmp + ".idx", base + ".idx")
-    return base
+        entries.append((bytes.fromhex(hexsha.decode("ascii")), chunk, zlib.crc32(chunk)))
+    return _write_entries(pack_dir, entries)
 
 
-def _small_packs(pack_dir: str) -> list[str]:
+def _tier(size: int) -> int:
+    tier, limit = 0, TIER_BASE_BYTES
+    while size >= limit:
+        tier, limit = tier + 1, limit * TIER_FACTOR
+    return tier
+
+
+def _crowded_tier(pack_dir: str) -> list[str]:
+    """Base paths of the packs of the smallest tier holding too many packs."""
     try:
         names = os.listdir(pack_dir)
     except FileNotFoundError:
         return []
-    small = []
+    tiers: dict[int, list[str]] = {}
     for name in names:
-        if name.endswith(".pack") and name[:-5] + ".idx" in names and not os.path.exists(
-            os.path.join(pack_dir, name[:-5] + ".keep")
-        ):
-            path = os.path.join(pack_dir, name)
-            try:
-                if os.path.getsize(path) < SMALL_PACK_BYTES:
-                    small.append(path[:-5])
-            except FileNotFoundError:
-                continue
-    return small
+        base = name[:-5]
+        if not name.endswith(".pack") or base + ".idx" not in names or base + ".keep" in names:
+            continue
+        try:
+            size = os.path.getsize(os.path.join(pack_dir, name))
+        except FileNotFoundError:
+            continue
+        if size < MAX_MERGED_BYTES:
+            tiers.setdefault(_tier(size), []).append(os.path.join(pack_dir, base))
+    for tier in sorted(tiers):
+        if len(tiers[tier]) >= PACKS_PER_TIER:
+            return tiers[tier]
+    return []
 
 
 def maybe_merge_small_packs(pack_dir: str, lock_path: str) -> bool:
-    """Merge the small packs into one when there are too many. Returns True if merged."""
-    small = _small_packs(pack_dir)
-    if len(small) <= MAX_SMALL_PACKS:
+    """Merge packs of similar size when one size tier holds too many of them.
+
+    Sizes grow geometrically from tier to tier, so an object is rewritten
+    O(log n) times in all, as with ``git repack --geometric``. Returns True if
+    packs were merged.
+    """
+    try:
+        if sum(n.endswith(".pack") for n in os.listdir(pack_dir)) < PACKS_PER_TIER:
+            return False
+    except FileNotFoundError:
+        return False
+    if len(_crowded_tier(pack_dir)) < PACKS_PER_TIER:
         return False
     try:
         fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -109,18 +134,14 @@ def maybe_merge_small_packs(pack_dir: str, lock_path: str) -> bool:
         return False
     try:
         os.close(fd)
-        small = _small_packs(pack_dir)
-        if len(small) <= MAX_SMALL_PACKS:
+        crowded = _crowded_tier(pack_dir)
+        if len(crowded) < PACKS_PER_TIER:
             return False
-        objects = []
-        for base in small:
-            pack = Pack(base)
-            try:
-                objects.extend(sha_of(obj) for obj in pack.iterobjects())
-            finally:
-                pack.close()
-        merged = write_pack(pack_dir, objects)
-        for base in small:
+        entries = []
+        for base in crowded:
+            entries.extend(_pack_entries(base))
+        merged = _write_entries(pack_dir, entries)
+        for base in crowded:
             if base == merged:
                 continue
             for ext in (".idx", ".pack"):
@@ -134,6 +155,88 @@ def maybe_merge_small_packs(pack_dir: str, lock_path: str) -> bool:
             os.unlink(lock_path)
         except FileNotFoundError:
             pass
+
+
+def _pack_entries(base: str) -> list[tuple[bytes, bytes, int]]:
+    """``(raw sha, entry bytes, crc32)`` of every object of a pack with no deltas.
+
+    Entries are copied as stored (header and compressed data), so merging
+    packs does not recompress anything. A pack holding deltas (one that git
+    wrote) is read object by object through dulwich instead.
+    """
+    with open(base + ".idx", "rb") as f:
+        idx = f.read()
+    with open(base + ".pack", "rb") as f:
+        data = f.read()
+    if idx[:8] != b"\377tOc" + struct.pack(">L", 2):
+        return _pack_entries_slow(base)
+    count = struct.unpack_from(">L", idx, 8 + 255 * 4)[0]
+    shas_at = 8 + 256 * 4
+    crcs_at = shas_at + 20 * count
+    offsets_at = crcs_at + 4 * count
+    rows = []
+    for i in range(count):
+        offset = struct.unpack_from(">L", idx, offsets_at + 4 * i)[0]
+        if offset & 0x80000000:
+            return _pack_entries_slow(base)
+        rows.append((offset, idx[shas_at + 20 * i : shas_at + 20 * i + 20], struct.unpack_from(">L", idx, crcs_at + 4 * i)[0]))
+    rows.sort()
+    end = len(data) - 20
+    out = []
+    for i, (offset, sha, crc) in enumerate(rows):
+        if (data[offset] >> 4) & 7 in (6, 7):  # ofs-delta / ref-delta
+            return _pack_entries_slow(base)
+        stop = rows[i + 1][0] if i + 1 < len(rows) else end
+        out.append((sha, data[offset:stop], crc))
+    return out
+
+
+def _pack_entries_slow(base: str) -> list[tuple[bytes, bytes, int]]:
+    pack = Pack(base, object_format=DEFAULT_OBJECT_FORMAT)
+    try:
+        out = []
+        for sha, _offset, _crc in pack.index.iterentries():
+            raw_sha = sha if len(sha) == 20 else bytes.fromhex(sha.decode())
+            type_num, raw = pack.get_raw(raw_sha)
+            chunk = _entry_header(type_num, len(raw)) + zlib.compress(raw, 1)
+            out.append((raw_sha, chunk, zlib.crc32(chunk)))
+        return out
+    finally:
+        pack.close()
+
+
+def _write_entries(pack_dir: str, entries: list[tuple[bytes, bytes, int]]) -> str | None:
+    """Write already-encoded pack entries as a new pack; returns its base path."""
+    seen: set[bytes] = set()
+    index_rows = []
+    body = bytearray()
+    for sha, chunk, crc in entries:
+        if sha in seen:
+            continue
+        seen.add(sha)
+        index_rows.append((sha, 12 + len(body), crc))
+        body += chunk
+    if not index_rows:
+        return None
+    header = b"PACK" + struct.pack(">II", 2, len(index_rows))
+    digest = hashlib.sha1(header)
+    digest.update(body)
+    checksum = digest.digest()
+    os.makedirs(pack_dir, exist_ok=True)
+    base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
+    if os.path.exists(base + ".idx"):
+        return base
+    tmp = os.path.join(pack_dir, f"tmp_gitml_{os.getpid()}_{checksum.hex()[:12]}")
+    with open(tmp + ".pack", "wb") as f:
+        f.write(header)
+        f.write(body)
+        f.write(checksum)
+    index_rows.sort()
+    with open(tmp + ".idx", "wb") as f:
+        f.write(_index_v2(index_rows, checksum))
+    os.replace(tmp + ".pack", base + ".pack")
+    os.replace(tmp + ".idx", base + ".idx")
+    return base
 
 
 def sha_of(obj: ShaFile) -> tuple[bytes, int, bytes]:

@@ -45,11 +45,11 @@ def snapshot(store: GitStore) -> Snapshot:
         ist = os.stat(index_path)
     except FileNotFoundError:
         return Snapshot(head.commit, head.branch, False, head_tree)
-    index = store.repo.open_index()
+    entries = _index_entries(store, index_path, ist)
     racy_ns = ist.st_mtime_ns
     files: dict[str, tuple[int, bytes]] = {}
     changed: list[tuple[str, Blob | None]] = []
-    for path, entry in index.items():
+    for path, entry in entries:
         name = path.decode("utf-8", "surrogateescape")
         full = os.path.join(store.workdir, name)
         if isinstance(entry, ConflictedIndexEntry):
@@ -88,6 +88,20 @@ def snapshot(store: GitStore) -> Snapshot:
         contains = store.repo.object_store.__contains__
         objects = [o for o in [*(b for _, b in changed if b), *trees] if not contains(o.id)]
     return Snapshot(head.commit, head.branch, dirty, tree, objects)
+
+
+_index_cache: dict[tuple, list] = {}
+
+
+def _index_entries(store: GitStore, path: str, st: os.stat_result) -> list:
+    """The entries of the index file, parsed again only when the file changed."""
+    key = (path, st.st_mtime_ns, st.st_size, st.st_ino)
+    entries = _index_cache.get(key)
+    if entries is None:
+        entries = list(store.repo.open_index().items())
+        _index_cache.clear()
+        _index_cache[key] = entries
+    return entries
 
 
 def _mode(st: os.stat_result) -> int:

@@ -9,6 +9,7 @@ so a killed process loses nothing it logged. Lines, tab-separated::
     T <key> <json string>                        tag set
     D <key>                                      tag deleted
     S <json object>                              meta fields (status, end_time, ...)
+    C <json object>                              run created (meta, tags, source)
 
 The writer holds an exclusive ``flock`` on its journal while alive; a journal
 whose lock can be taken belongs to a dead process and is replayed by
@@ -61,6 +62,16 @@ class Journal:
                 pass
         os.close(self.fd)
         self.fd = -1
+
+
+def encode_create(meta: dict, tags: dict, source_commit: bytes | None, source_tree: bytes | None) -> str:
+    data = {
+        "meta": meta,
+        "tags": tags,
+        "source_commit": source_commit.decode() if source_commit else None,
+        "source_tree": source_tree.decode() if source_tree else None,
+    }
+    return f"C\t{json.dumps(data)}\n"
 
 
 def encode_param(key: str, value: str) -> str:
@@ -119,8 +130,8 @@ def replay(data: bytes, offset: int, name: str) -> Iterator[tuple]:
                 yield (kind, key, json.loads(value))
             elif kind == "D":
                 yield ("D", rest)
-            elif kind == "S":
-                yield ("S", json.loads(rest))
+            elif kind in ("S", "C"):
+                yield (kind, json.loads(rest))
             elif line.startswith(MAGIC):
                 continue
             else:

@@ -22,6 +22,7 @@ from dulwich.objects import Blob
 
 from gitml.errors import CorruptRecordError
 from gitml.names import RECORD_DIR, history_path, parse_history_path
+from gitml.store import yamlout
 from gitml.store.git import FILE_MODE, GitStore
 from gitml.tracking.entities import Metric
 
@@ -30,11 +31,10 @@ HISTORY_HEADER = "step\ttimestamp\tvalue\n"
 META, PARAMS, TAGS, METRICS = "meta.yaml", "params.yaml", "tags.yaml", "metrics.yaml"
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-def dump_yaml(data) -> bytes:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=True, allow_unicode=True, default_flow_style=False).encode()
+def dump_yaml(data: dict) -> bytes:
+    return yamlout.dump(data)
 
 
 def load_yaml(data: bytes, what: str):

@@ -46,7 +46,7 @@ from gitml.tracking.entities import (
 from gitml.tracking.experiments import ExperimentRegistry
 from gitml.tracking.index import RunIndex
 from gitml.tracking.record import RunRecord
-from gitml.tracking.writer import RunWriter, graft_record, journal_trailers, make_commit
+from gitml.tracking.writer import RunWriter, journal_trailers
 
 log = logging.getLogger("gitml")
 
@@ -96,6 +96,27 @@ def row_of(record: RunRecord) -> dict:
     }
 
 
+def run_of(record: RunRecord, commit: bytes | None) -> Run:
+    """The API's Run object for a record (read at ``commit``, None if not yet committed)."""
+    row = row_of(record)
+    source = record.meta.get("source") or {}
+    return Run(
+        info=RunInfo(
+            run_id=row["run_id"],
+            experiment_id=row["experiment_id"],
+            run_name=row["run_name"],
+            user_id=row["user_id"],
+            status=row["status"],
+            start_time=row["start_time"],
+            end_time=row["end_time"],
+            lifecycle_stage=row["lifecycle_stage"],
+            artifact_uri=row["artifact_uri"],
+        ),
+        data=RunData(metrics=row["metrics"], params=row["params"], tags=row["tags"]),
+        source=RunSource(source.get("commit"), source.get("branch"), bool(source.get("dirty")), commit and commit.decode()),
+    )
+
+
 class Tracker:
     def __init__(self, store: GitStore, *, flush_interval: float | None = None):
         self.store = store
@@ -127,7 +148,11 @@ class Tracker:
         entry_point: str | None = None,
         journaled: bool = True,
     ) -> RunWriter:
-        """Create a run (its first commit, status RUNNING) and return its open writer."""
+        """Create a run (status RUNNING) and return its open writer.
+
+        The run's first commit is made at the writer's first flush (the
+        journal holds it until then), so a short run costs one commit.
+        """
         experiment = self.experiments.get(experiment_id)
         if experiment.lifecycle_stage == LifecycleStage.DELETED:
             raise InvalidInputError(f"experiment {experiment.name!r} ({experiment_id}) is deleted; restore it first")
@@ -162,18 +187,11 @@ class Tracker:
         if root:
             self.store.remember(root[0])
         self.store.write([o for o in source.objects if o.id != source.tree])
-        objects: list = []
-        tree = graft_record(self.store, source.tree, record, objects)
-        parents = [source.commit] if source.commit else []
-        commit = make_commit(self.store, tree, parents, f"gitml: run {run_name} RUNNING\n\nGitml-Run: {run_id}\n")
-        objects.append(commit)
-        self.store.write(objects)
         ref = run_ref(experiment_id, run_id)
-        if not self.store.cas(ref, None, commit.id):
-            raise InvalidInputError(f"run {run_id} already exists")
-        self._on_commit(ref, commit.id, record)
         writer = self._writer(ref, run_id, experiment_id, journaled)
-        writer._record, writer._base = record, commit.id
+        writer.start(record, source.commit, source.tree)
+        if not journaled:
+            writer.flush()
         return writer
 
     def open_writer(self, run_id: str, *, journaled: bool = True) -> RunWriter:
@@ -277,24 +295,8 @@ class Tracker:
         return RunRecord.load(self.store, commit, f"run {run_id}"), commit
 
     def get_run(self, run_id: str) -> Run:
-        record, commit = self.record(run_id)
-        row = row_of(record)
-        source = record.meta.get("source") or {}
-        return Run(
-            info=RunInfo(
-                run_id=row["run_id"],
-                experiment_id=row["experiment_id"],
-                run_name=row["run_name"],
-                user_id=row["user_id"],
-                status=row["status"],
-                start_time=row["start_time"],
-                end_time=row["end_time"],
-                lifecycle_stage=row["lifecycle_stage"],
-                artifact_uri=row["artifact_uri"],
-            ),
-            data=RunData(metrics=row["metrics"], params=row["params"], tags=row["tags"]),
-            source=RunSource(source.get("commit"), source.get("branch"), bool(source.get("dirty")), commit.decode()),
-        )
+        return run_of(*self.record(run_id))
+
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         record, _ = self.record(run_id)
@@ -367,14 +369,14 @@ class Tracker:
         experiment_id, run_id = jr.read_header(data, name)
         ref = run_ref(experiment_id, run_id)
         commit = self.store.ref(ref)
-        if commit is None:
-            log.warning("gitml: journal %s belongs to run %s, which no longer exists", name, run_id)
-            os.unlink(path)
-            return None
-        offset = journal_trailers(self.store.commit(commit).message).get(name, 0)
+        offset = journal_trailers(self.store.commit(commit).message).get(name, 0) if commit else 0
         writer = self._writer(ref, run_id, experiment_id, journaled=False)
         for entry in jr.replay(data, offset, name):
             writer.apply(entry)
+        if commit is None and writer._create is None:
+            log.warning("gitml: journal %s belongs to run %s, which no longer exists", name, run_id)
+            os.unlink(path)
+            return None
         status = writer.record().meta.get("status")
         if writer._meta.get("status", status) == RunStatus.RUNNING:
             writer._meta.update(status=RunStatus.KILLED, end_time=writer._meta.get("end_time") or _now_ms())

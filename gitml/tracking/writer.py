@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from dulwich.objects import Commit, ShaFile
 
-from gitml.errors import CorruptRecordError, ParamConflictError, RunNotFoundError
+from gitml.errors import ConflictError, CorruptRecordError, ParamConflictError, RunNotFoundError
 from gitml.names import check_key
 from gitml.store.git import TREE_MODE, GitStore, make_tree, tree_from_files
 from gitml.tracking import journal as jr
@@ -98,6 +98,7 @@ class RunWriter:
         self._params: dict[str, str] = {}
         self._tags: dict[str, str | None] = {}
         self._meta: dict = {}
+        self._create: tuple[bytes | None, bytes | None] | None = None
         self._known: set[str] = set()
         self._deadline = time.monotonic() + flush_interval
 
@@ -157,6 +158,12 @@ class RunWriter:
             self._tags[entry[1]] = None
         elif kind == "S":
             self._meta.update(entry[1])
+        elif kind == "C":
+            data = entry[1]
+            commit, tree = data.get("source_commit"), data.get("source_tree")
+            self._record = RunRecord(meta=data["meta"], tags=data.get("tags") or {})
+            self._base = None
+            self._create = (commit.encode() if commit else None, tree.encode() if tree else None)
 
     # -- state -----------------------------------------------------------
     def record(self) -> RunRecord:
@@ -170,7 +177,14 @@ class RunWriter:
         return self._record
 
     def pending(self) -> bool:
-        return bool(self._points or self._params or self._tags or self._meta)
+        return bool(self._create or self._points or self._params or self._tags or self._meta)
+
+    def start(self, record: RunRecord, source_commit: bytes | None, source_tree: bytes | None) -> None:
+        """Make this the writer of a new run, first committed at its first flush."""
+        with self.lock:
+            self._record, self._base = record, None
+            self._create = (source_commit, source_tree)
+            self._journal(jr.encode_create(record.meta, record.tags, source_commit, source_tree))
 
     def maybe_flush(self) -> None:
         if time.monotonic() >= self._deadline:
@@ -185,24 +199,35 @@ class RunWriter:
             if journal_name is None and self.journal:
                 journal_name, journal_offset = self.journal.name, self.journal.offset
             for _attempt in range(1000):
-                current = self.store.ref(self.ref)
-                if current is None:
-                    raise RunNotFoundError(self.run_id)
-                if current != self._base:
-                    self._record = None
-                record = self.record()
+                if self._create is not None:
+                    source_commit, root = self._create
+                    record, old = self._record, None
+                    parents = [source_commit] if source_commit else []
+                    previous = b""
+                else:
+                    current = self.store.ref(self.ref)
+                    if current is None:
+                        raise RunNotFoundError(self.run_id)
+                    if current != self._base:
+                        self._record = None
+                    record = self.record()
+                    old = self._base
+                    parent = self.store.commit(old)
+                    root, parents, previous = parent.tree, [old], parent.message
                 self._apply_buffer(record)
-                parent = self.store.commit(self._base)
                 objects: list[ShaFile] = []
-                tree = graft_record(self.store, parent.tree, record, objects)
-                commit = make_commit(self.store, tree, [self._base], self._message(record, parent, journal_name, journal_offset))
+                tree = graft_record(self.store, root, record, objects)
+                message = self._message(record, previous, journal_name, journal_offset)
+                commit = make_commit(self.store, tree, parents, message)
                 objects.append(commit)
                 self.store.write(objects)
-                if self.store.cas(self.ref, self._base, commit.id):
-                    self._base = commit.id
+                if self.store.cas(self.ref, old, commit.id):
+                    self._base, self._create = commit.id, None
                     self._points, self._params, self._tags, self._meta = {}, {}, {}, {}
                     self.on_commit(self.ref, commit.id, record)
                     return commit.id
+                if self._create is not None:
+                    raise ConflictError(f"run ref {self.ref.decode()} already exists")
                 self._record = None  # another writer won: reload and re-apply
             raise CorruptRecordError(f"run {self.run_id}", "could not update the run ref after 1000 attempts")
 
@@ -227,9 +252,9 @@ class RunWriter:
         for key, points in self._points.items():
             record.append_points(self.store, key, points)
 
-    def _message(self, record: RunRecord, parent: Commit, journal_name: str | None, offset: int | None) -> str:
+    def _message(self, record: RunRecord, previous: bytes, journal_name: str | None, offset: int | None) -> str:
         meta = record.meta
-        trailers = journal_trailers(parent.message) if parent.message.startswith(b"gitml") else {}
+        trailers = journal_trailers(previous) if previous.startswith(b"gitml") else {}
         trailers = {n: o for n, o in trailers.items() if os.path.exists(os.path.join(self.journal_dir, n))}
         if journal_name:
             trailers[journal_name] = offset
