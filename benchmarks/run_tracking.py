@@ -31,11 +31,22 @@ SIZES = {False: (500, 5000), True: (200, 1000)}  # keyed by --quick
 def tool_command(tool):
     """(python executable, extra env) for a tool, or (None, reason) if unavailable."""
     if tool == "gitml":
-        env = {"PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
-        probe = subprocess.run([sys.executable, "-c", "from gitml import start_run, search_runs"],
-                               env={**os.environ, **env}, capture_output=True, text=True)
+        env = {
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])
+            )
+        }
+        probe = subprocess.run(
+            [sys.executable, "-c", "from gitml import start_run, search_runs"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if probe.returncode:
-            return None, "gitml is not importable: " + (probe.stderr.strip().splitlines() or ["?"])[-1]
+            return None, "gitml is not importable: " + (
+                probe.stderr.strip().splitlines() or ["?"]
+            )[-1]
         return sys.executable, env
     if not os.path.exists(MLFLOW_PY):
         return None, f"{MLFLOW_PY} missing: run bash benchmarks/setup_mlflow.sh"
@@ -48,24 +59,35 @@ def measure(python, env, tool, workload, data_dir, n=0):
     label = f"[{tool}] {workload}" + (f" N={n}" if n else "")
     print(f"{label} ...", end=" ", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
+    proc = subprocess.run(
+        cmd, check=False, env={**os.environ, **env}, capture_output=True, text=True
+    )
     print(f"{time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
     if proc.returncode:
         raise RuntimeError(f"{label} failed:\n{proc.stderr[-3000:]}")
-    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+    return json.loads(
+        [line for line in proc.stdout.splitlines() if line.startswith("{")][-1]
+    )
 
 
 def run_tool(tool, python, env, sizes, repeat, base_dir):
     """All workloads for one tool: {(workload, n): [result, ...]}."""
-    dir_for = lambda *parts: os.path.join(base_dir, "-".join(map(str, (tool,) + parts)))
-    res = {}
-    one = lambda workload, n=0, data=None: measure(python, env, tool, workload, data or dir_for(workload, n), n)
-    res[("import", 0)] = [one("import") for _ in range(repeat)]
-    res[("w1", 0)] = [one("w1")]
-    res[("w2-single", sizes[0])] = [one("w2-single", sizes[0])]
+
+    def store(workload, n):
+        return os.path.join(base_dir, f"{tool}-{workload}-{n}")
+
+    def run(workload, n=0, times=1, data_from=""):
+        data_dir = store(data_from or workload, n)
+        return [measure(python, env, tool, workload, data_dir, n) for _ in range(times)]
+
+    res = {
+        ("import", 0): run("import", times=repeat),
+        ("w1", 0): run("w1"),
+        ("w2-single", sizes[0]): run("w2-single", sizes[0]),
+    }
     for n in sizes:
-        res[("w2", n)] = [one("w2", n)]  # also creates the data searched by w3
-        res[("w3", n)] = [one("w3", n, dir_for("w2", n)) for _ in range(repeat)]
+        res[("w2", n)] = run("w2", n)  # also writes the runs searched by w3
+        res[("w3", n)] = run("w3", n, times=repeat, data_from="w2")
     return res
 
 
@@ -74,17 +96,73 @@ def row_specs(sizes):
     small, large = sizes
     rows = [
         ("import time", "import", 0, "import_s", "time", statistics.median),
-        ("W1 log_metric calls/s, loop", "w1", 0, "calls_per_s_loop", "rate", statistics.median),
-        ("W1 log_metric calls/s, loop + end_run", "w1", 0, "calls_per_s_total", "rate", statistics.median),
-        (f"W2 runs/s, batch calls, N={small}", "w2", small, "runs_per_s", "rate", statistics.median),
-        (f"W2 runs/s, batch calls, N={large}", "w2", large, "runs_per_s", "rate", statistics.median),
-        (f"W2 runs/s, individual calls, N={small}", "w2-single", small, "runs_per_s", "rate", statistics.median),
+        (
+            "W1 log_metric calls/s, loop",
+            "w1",
+            0,
+            "calls_per_s_loop",
+            "rate",
+            statistics.median,
+        ),
+        (
+            "W1 log_metric calls/s, loop + end_run",
+            "w1",
+            0,
+            "calls_per_s_total",
+            "rate",
+            statistics.median,
+        ),
+        (
+            f"W2 runs/s, batch calls, N={small}",
+            "w2",
+            small,
+            "runs_per_s",
+            "rate",
+            statistics.median,
+        ),
+        (
+            f"W2 runs/s, batch calls, N={large}",
+            "w2",
+            large,
+            "runs_per_s",
+            "rate",
+            statistics.median,
+        ),
+        (
+            f"W2 runs/s, individual calls, N={small}",
+            "w2-single",
+            small,
+            "runs_per_s",
+            "rate",
+            statistics.median,
+        ),
     ]
     for n in sizes:
         rows += [
-            (f"W3 first search, 1st process after writing, N={n}", "w3", n, "first_s", "time", lambda v: v[0]),
-            (f"W3 first search, fresh process (median), N={n}", "w3", n, "first_s", "time", statistics.median),
-            (f"W3 repeated search (median of 5), N={n}", "w3", n, "repeat_s", "time", statistics.median),
+            (
+                f"W3 first search, 1st process after writing, N={n}",
+                "w3",
+                n,
+                "first_s",
+                "time",
+                lambda v: v[0],
+            ),
+            (
+                f"W3 first search, fresh process (median), N={n}",
+                "w3",
+                n,
+                "first_s",
+                "time",
+                statistics.median,
+            ),
+            (
+                f"W3 repeated search (median of 5), N={n}",
+                "w3",
+                n,
+                "repeat_s",
+                "time",
+                statistics.median,
+            ),
             (f"W3 rows returned, N={n}", "w3", n, "rows", "count", lambda v: v[0]),
         ]
     return rows
@@ -120,40 +198,70 @@ def markdown(results, tools, sizes, header):
         if kind == "count":
             expected = results[tools[0]][(workload, n)][0]["expected_rows"]
             if any(v != expected for v in vals.values()):
-                warnings.append(f"**Row counts differ at N={n}**: {vals} (expected {expected})")
-    lines += [""] + warnings + ["Speed-up > 1 means gitml is faster (rates: gitml/MLflow; times: MLflow/gitml)."]
+                warnings.append(
+                    f"**Row counts differ at N={n}**: {vals} (expected {expected})"
+                )
+    lines += (
+        [""]
+        + warnings
+        + [
+            "Speed-up > 1 means gitml is faster (rates: gitml/MLflow; times: MLflow/gitml)."
+        ]
+    )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smaller W2/W3 sizes (200/1000 instead of 500/5000)")
-    ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
-    ap.add_argument("--repeat", type=int, default=3, help="fresh processes for import and W3 (median)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller W2/W3 sizes (200/1000 instead of 500/5000)",
+    )
+    ap.add_argument(
+        "--tools",
+        default=",".join(TOOLS),
+        help=f"comma-separated subset of {','.join(TOOLS)}",
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="fresh processes for import and W3 (median)",
+    )
     ap.add_argument("--out", default=os.path.join(HERE, "out"), help="output directory")
-    ap.add_argument("--keep-data", action="store_true", help="keep the generated stores / repositories")
+    ap.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the generated stores / repositories",
+    )
     args = ap.parse_args(argv)
 
     sizes = SIZES[args.quick]
+    unknown = set(args.tools.split(",")) - set(TOOLS)
+    if unknown:
+        ap.error(f"unknown tool(s): {', '.join(sorted(unknown))}")
     tools, results, versions, skipped = [], {}, {}, []
     base_dir = tempfile.mkdtemp(prefix="gitml-bench-")
     try:
         for tool in args.tools.split(","):
-            if tool not in TOOLS:
-                ap.error(f"unknown tool {tool!r}")
             python, env = tool_command(tool)
             if python is None:
                 print(f"skipping {tool}: {env}", file=sys.stderr)
                 skipped.append(f"{tool} ({env})")
                 continue
             try:
-                results[tool] = run_tool(tool, python, env, sizes, args.repeat, base_dir)
+                results[tool] = run_tool(
+                    tool, python, env, sizes, args.repeat, base_dir
+                )
             except RuntimeError as exc:
                 print(exc, file=sys.stderr)
                 skipped.append(f"{tool} (failed: {str(exc).splitlines()[0]})")
-                continue
-            versions[tool] = results[tool][("import", 0)][0]["version"]
-            tools.append(tool)
+            else:
+                versions[tool] = results[tool][("import", 0)][0]["version"]
+                tools.append(tool)
     finally:
         if args.keep_data:
             print(f"data kept in {base_dir}", file=sys.stderr)
@@ -176,7 +284,11 @@ def main(argv=None):
     with open(os.path.join(args.out, "tracking.md"), "w") as f:
         f.write(table)
     with open(os.path.join(args.out, "tracking.json"), "w") as f:
-        json.dump({t: {f"{w}:{n}": v for (w, n), v in r.items()} for t, r in results.items()}, f, indent=1)
+        json.dump(
+            {t: {f"{w}:{n}": v for (w, n), v in r.items()} for t, r in results.items()},
+            f,
+            indent=1,
+        )
     print(table)
 
 

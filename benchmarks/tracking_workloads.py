@@ -25,7 +25,6 @@ import os
 import random
 import statistics
 import subprocess
-import sys
 import time
 
 TOOLS = ("mlflow-file", "mlflow-sqlite", "gitml")
@@ -56,7 +55,9 @@ def prepare(tool, data_dir):
 def init_git_repo(path):
     """A fresh repository with one commit holding a train.py, as a user would have."""
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
-    run = lambda *args: subprocess.run(git + list(args), cwd=path, check=True, capture_output=True)
+    run = lambda *args: subprocess.run(
+        git + list(args), cwd=path, check=True, capture_output=True
+    )
     run("init", "-q", "-b", "main")
     with open(os.path.join(path, "train.py"), "w") as f:
         f.write("print('training')\n")
@@ -113,8 +114,13 @@ def w1(ml, _n):
     loop_s, _ = timed(loop)
     end_s, _ = timed(ml.end_run)
     calls = W1_KEYS * W1_STEPS
-    return {"calls": calls, "loop_s": loop_s, "end_run_s": end_s,
-            "calls_per_s_loop": calls / loop_s, "calls_per_s_total": calls / (loop_s + end_s)}
+    return {
+        "calls": calls,
+        "loop_s": loop_s,
+        "end_run_s": end_s,
+        "calls_per_s_loop": calls / loop_s,
+        "calls_per_s_total": calls / (loop_s + end_s),
+    }
 
 
 def log_batch(ml, params, metrics, tags):
@@ -144,16 +150,23 @@ def make_w2(log):
 
         secs, _ = timed(loop)
         return {"runs": n, "secs": secs, "runs_per_s": n / secs}
+
     return w2
 
 
 def w3(ml, n):
-    search = lambda: ml.search_runs(experiment_names=[EXPERIMENT], filter_string=W3_FILTER,
-                                    order_by=W3_ORDER)
+    search = lambda: ml.search_runs(
+        experiment_names=[EXPERIMENT], filter_string=W3_FILTER, order_by=W3_ORDER
+    )
     first_s, result = timed(search)
     repeated = [timed(search)[0] for _ in range(W3_REPEATS)]
-    return {"runs": n, "first_s": first_s, "repeat_s": statistics.median(repeated),
-            "rows": len(result), "expected_rows": expected_rows(n)}
+    return {
+        "runs": n,
+        "first_s": first_s,
+        "repeat_s": statistics.median(repeated),
+        "rows": len(result),
+        "expected_rows": expected_rows(n),
+    }
 
 
 WORKLOADS = {
@@ -166,17 +179,26 @@ WORKLOADS = {
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("tool", choices=TOOLS)
     ap.add_argument("workload", choices=WORKLOADS)
     ap.add_argument("--dir", required=True, help="storage / repository directory")
-    ap.add_argument("--n", type=int, default=0, help="number of runs (w2, w2-single, w3)")
+    ap.add_argument(
+        "--n", type=int, default=0, help="number of runs (w2, w2-single, w3)"
+    )
     args = ap.parse_args(argv)
 
     data_dir = os.path.abspath(args.dir)
     prepare(args.tool, data_dir)
     ml, import_s = load(args.tool, data_dir)
-    result = {"tool": args.tool, "workload": args.workload, "n": args.n, "import_s": import_s}
+    result = {
+        "tool": args.tool,
+        "workload": args.workload,
+        "n": args.n,
+        "import_s": import_s,
+    }
     if WORKLOADS[args.workload]:
         result.update(WORKLOADS[args.workload](ml, args.n))
     result["version"] = getattr(ml, "__version__", None)

@@ -11,65 +11,78 @@ commit holds the code that ran and what it logged::
         gitml.log_metric("auc", 0.91)
 """
 
-from gitml.client import Client
-from gitml.errors import (
-    AmbiguousRunError,
-    ConflictError,
-    CorruptRecordError,
-    ExperimentNotFoundError,
-    FilterSyntaxError,
-    GitmlError,
-    InvalidInputError,
-    NotFoundError,
-    ParamConflictError,
-    RepositoryError,
-    RunNotFoundError,
-)
-from gitml.fluent import (
-    ActiveRun,
-    active_run,
-    create_experiment,
-    delete_experiment,
-    delete_run,
-    delete_tag,
-    end_run,
-    flush,
-    get_experiment,
-    get_experiment_by_name,
-    get_metric_history,
-    get_run,
-    get_tracking_uri,
-    last_active_run,
-    log_batch,
-    log_metric,
-    log_metrics,
-    log_param,
-    log_params,
-    rename_experiment,
-    restore_experiment,
-    restore_run,
-    search_experiments,
-    search_runs,
-    set_experiment,
-    set_experiment_tag,
-    set_experiment_tags,
-    set_tag,
-    set_tags,
-    set_tracking_uri,
-    start_run,
-)
-from gitml.tracking.entities import (
-    Experiment,
-    LifecycleStage,
-    Metric,
-    Param,
-    Run,
-    RunData,
-    RunInfo,
-    RunStatus,
-    RunTag,
-    ViewType,
-)
+_LAZY = {
+    "ActiveRun": "gitml.fluent",
+    "AmbiguousRunError": "gitml.errors",
+    "Client": "gitml.client",
+    "ConflictError": "gitml.errors",
+    "CorruptRecordError": "gitml.errors",
+    "Experiment": "gitml.tracking.entities",
+    "ExperimentNotFoundError": "gitml.errors",
+    "FilterSyntaxError": "gitml.errors",
+    "GitmlError": "gitml.errors",
+    "InvalidInputError": "gitml.errors",
+    "LifecycleStage": "gitml.tracking.entities",
+    "Metric": "gitml.tracking.entities",
+    "NotFoundError": "gitml.errors",
+    "Param": "gitml.tracking.entities",
+    "ParamConflictError": "gitml.errors",
+    "RepositoryError": "gitml.errors",
+    "Run": "gitml.tracking.entities",
+    "RunData": "gitml.tracking.entities",
+    "RunInfo": "gitml.tracking.entities",
+    "RunNotFoundError": "gitml.errors",
+    "RunStatus": "gitml.tracking.entities",
+    "RunTag": "gitml.tracking.entities",
+    "ViewType": "gitml.tracking.entities",
+    "active_run": "gitml.fluent",
+    "create_experiment": "gitml.fluent",
+    "delete_experiment": "gitml.fluent",
+    "delete_run": "gitml.fluent",
+    "delete_tag": "gitml.fluent",
+    "end_run": "gitml.fluent",
+    "flush": "gitml.fluent",
+    "get_experiment": "gitml.fluent",
+    "get_experiment_by_name": "gitml.fluent",
+    "get_metric_history": "gitml.fluent",
+    "get_run": "gitml.fluent",
+    "get_tracking_uri": "gitml.fluent",
+    "last_active_run": "gitml.fluent",
+    "log_batch": "gitml.fluent",
+    "log_metric": "gitml.fluent",
+    "log_metrics": "gitml.fluent",
+    "log_param": "gitml.fluent",
+    "log_params": "gitml.fluent",
+    "rename_experiment": "gitml.fluent",
+    "restore_experiment": "gitml.fluent",
+    "restore_run": "gitml.fluent",
+    "search_experiments": "gitml.fluent",
+    "search_runs": "gitml.fluent",
+    "set_experiment": "gitml.fluent",
+    "set_experiment_tag": "gitml.fluent",
+    "set_experiment_tags": "gitml.fluent",
+    "set_tag": "gitml.fluent",
+    "set_tags": "gitml.fluent",
+    "set_tracking_uri": "gitml.fluent",
+    "start_run": "gitml.fluent",
+}
+
+
+def __getattr__(name: str):
+    """Import the public API on first use, so ``gitml --help`` stays fast."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gitml' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __version__ = "0.1.0"
 

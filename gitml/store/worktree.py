@@ -122,3 +122,49 @@ def _blob_of(path: str, st: os.stat_result) -> Blob:
         return Blob.from_string(os.fsencode(os.readlink(path)))
     with open(path, "rb") as f:
         return Blob.from_string(f.read())
+
+
+def restore(store: GitStore, commit: bytes | None, files: dict[str, tuple[int, bytes]], *, branch: str | None) -> None:
+    """Check out ``commit`` (detached, or as a new ``branch``), then write ``files``
+    into the work tree as uncommitted changes, removing tracked files absent from it.
+
+    Refuses when the work tree has uncommitted changes to tracked files.
+    """
+    from dulwich import porcelain
+
+    from gitml.errors import ConflictError, RepositoryError
+
+    if store.workdir is None:
+        raise RepositoryError("this repository has no work tree to check out into")
+    current = snapshot(store)
+    if current.dirty:
+        raise ConflictError("the work tree has uncommitted changes to tracked files; commit or stash them first")
+    if branch is not None and store.ref(f"refs/heads/{branch}".encode()) is not None:
+        raise ConflictError(f"branch {branch!r} already exists")
+    if commit is not None:
+        porcelain.checkout(store.repo, commit.decode(), new_branch=branch)
+    base = store.files(store.commit(commit).tree) if commit else {}
+    root = os.path.realpath(store.workdir)
+    for path in sorted(set(base) | set(files)):
+        if base.get(path) == files.get(path):
+            continue
+        full = os.path.realpath(os.path.join(root, path))
+        if not full.startswith(root + os.sep):
+            raise ConflictError(f"refusing to write {path!r} outside the work tree")
+        if path not in files:
+            if os.path.lexists(full):
+                os.unlink(full)
+            continue
+        mode, sha = files[path]
+        if mode == GITLINK_MODE:
+            continue
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        if os.path.lexists(full):
+            os.unlink(full)
+        data = store.blob(sha)
+        if mode == SYMLINK_MODE:
+            os.symlink(os.fsdecode(data), full)
+        else:
+            with open(full, "wb") as f:
+                f.write(data)
+            os.chmod(full, 0o755 if mode == 0o100755 else 0o644)

@@ -1,0 +1,1 @@
+"""The ``gitml`` command line: parse, call one API function, format."""

@@ -1,0 +1,360 @@
+"""``gitml``: git-style commands over the tracking API.
+
+Every command opens the repository, calls the library, and formats. Errors
+from gitml print as one red line and exit 1 (``--traceback`` shows the stack);
+anything else is reported as an unexpected error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+_TRACEBACK = False
+
+
+class GitmlGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as e:  # the one handler at the edge
+            from gitml.errors import GitmlError
+
+            if _TRACEBACK:
+                raise
+            if isinstance(e, GitmlError):
+                click.secho(f"gitml: {e}", fg="red", err=True)
+            else:
+                click.secho(
+                    f"gitml: unexpected error, please report it: {type(e).__name__}: {e} (--traceback shows where)",
+                    fg="red",
+                    err=True,
+                )
+            sys.exit(1)
+
+
+@click.group(cls=GitmlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--traceback", is_flag=True, help="Show the full stack of an error.")
+@click.option("-C", "repo", metavar="PATH", help="Run as if started in PATH (like git -C).")
+@click.version_option(package_name="gitml")
+@click.pass_context
+def cli(ctx, traceback, repo):
+    """gitml: experiment tracking on git. Runs are refs; nothing needs a server."""
+    global _TRACEBACK
+    _TRACEBACK = traceback
+    ctx.obj = {"repo": repo}
+
+
+def _client(ctx, *, create: bool = False):
+    from gitml.client import Client
+    from gitml.store.git import open_store
+
+    repo = ctx.obj.get("repo")
+    if not create:
+        open_store(repo).close()  # a read must not create a store
+    return Client(repo)
+
+
+def _emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, allow_nan=True))
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def _duration(start: int | None, end: int | None) -> str:
+    if not start:
+        return "-"
+    seconds = ((end or time.time() * 1000) - start) / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    click.echo("  ".join(click.style(h.ljust(w), bold=True) for h, w in zip(headers, widths)).rstrip())
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+# -- init -----------------------------------------------------------------------
+@cli.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+def init(path):
+    """Make PATH a git repository ready for gitml (git init if needed)."""
+    import os
+
+    from dulwich.errors import NotGitRepository
+    from dulwich.repo import Repo
+
+    os.makedirs(path, exist_ok=True)
+    try:
+        repo = Repo.discover(path)
+        created = False
+    except NotGitRepository:
+        repo = Repo.init(path)
+        created = True
+    gitml_dir = os.path.join(repo.controldir(), "gitml")
+    os.makedirs(gitml_dir, exist_ok=True)
+    where = repo.path
+    repo.close()
+    click.echo(f"{'Initialized a git repository' if created else 'Using the git repository'} in {where}")
+    click.echo("Runs are stored as refs/gitml/runs/*; see `gitml runs`.")
+
+
+# -- experiments ----------------------------------------------------------------
+@cli.group(invoke_without_command=True)
+@click.pass_context
+def experiments(ctx):
+    """List and manage experiments (list by default)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(experiments_list)
+
+
+@experiments.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include deleted experiments.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def experiments_list(ctx, show_all=False, as_json=False):
+    """List experiments."""
+    from gitml.tracking.entities import ViewType
+
+    with _client(ctx) as c:
+        found = c.search_experiments(ViewType.ALL if show_all else ViewType.ACTIVE_ONLY)
+        if as_json:
+            _emit_json([vars(e) for e in found])
+            return
+        _table(
+            ["ID", "NAME", "STAGE", "CREATED"],
+            [[e.experiment_id, e.name, e.lifecycle_stage, _when(e.creation_time)] for e in found],
+        )
+
+
+@experiments.command("create")
+@click.argument("name")
+@click.pass_context
+def experiments_create(ctx, name):
+    """Create an experiment."""
+    with _client(ctx, create=True) as c:
+        click.echo(c.create_experiment(name))
+
+
+def _experiment_id(c, spec: str) -> str:
+    experiment = c.get_experiment_by_name(spec)
+    if experiment is not None:
+        return experiment.experiment_id
+    return c.get_experiment(spec).experiment_id
+
+
+@experiments.command("rename")
+@click.argument("experiment")
+@click.argument("new_name")
+@click.pass_context
+def experiments_rename(ctx, experiment, new_name):
+    """Rename EXPERIMENT (a name or id) to NEW_NAME."""
+    with _client(ctx) as c:
+        c.rename_experiment(_experiment_id(c, experiment), new_name)
+
+
+@experiments.command("delete")
+@click.argument("experiment")
+@click.pass_context
+def experiments_delete(ctx, experiment):
+    """Mark EXPERIMENT (a name or id) deleted; its runs stay."""
+    with _client(ctx) as c:
+        c.delete_experiment(_experiment_id(c, experiment))
+
+
+@experiments.command("restore")
+@click.argument("experiment")
+@click.pass_context
+def experiments_restore(ctx, experiment):
+    """Restore a deleted EXPERIMENT (a name or id)."""
+    with _client(ctx) as c:
+        c.restore_experiment(_experiment_id(c, experiment))
+
+
+# -- runs -----------------------------------------------------------------------
+@cli.command()
+@click.option("-e", "--experiment", "experiments_", multiple=True, help="Experiment name or id (repeatable; default: all).")
+@click.option("-f", "--filter", "filter_string", default="", help="MLflow filter, plus OR and parentheses.")
+@click.option("-o", "--order-by", multiple=True, help='e.g. "metrics.auc DESC" (repeatable).')
+@click.option("-n", "--max", "max_results", type=int, default=None, help="At most this many runs.")
+@click.option("--deleted", is_flag=True, help="Show deleted runs instead.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def runs(ctx, experiments_, filter_string, order_by, max_results, deleted, as_json):
+    """List runs, newest first."""
+    from gitml.tracking.entities import ViewType
+    from gitml.tracking.tracker import search_rows
+
+    with _client(ctx) as c:
+        ids = [_experiment_id(c, e) for e in experiments_] or None
+        view = ViewType.DELETED_ONLY if deleted else ViewType.ACTIVE_ONLY
+        rows = search_rows(c.tracker, ids, filter_string, view=view, max_results=max_results, order_by=list(order_by))
+        if as_json:
+            _emit_json(rows)
+            return
+        metric_keys = sorted({k for r in rows for k in r["metrics"]})[:6]
+        param_keys = sorted({k for r in rows for k in r["params"]})[:4]
+        headers = ["RUN", "NAME", "STATUS", "STARTED", "TIME", *metric_keys, *param_keys]
+        table = [
+            [
+                r["run_id"][:8],
+                r["run_name"],
+                r["status"],
+                _when(r["start_time"]),
+                _duration(r["start_time"], r["end_time"]),
+                *(_fmt(r["metrics"].get(k)) for k in metric_keys),
+                *(_fmt(r["params"].get(k)) for k in param_keys),
+            ]
+            for r in rows
+        ]
+        _table(headers, table)
+
+
+@cli.command()
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def show(ctx, run, as_json):
+    """Show a run: status, source, params, metrics, tags."""
+    with _client(ctx) as c:
+        r = c.get_run(c.tracker.resolve(run))
+        if as_json:
+            _emit_json({"info": vars(r.info), "source": vars(r.source), **vars(r.data)})
+            return
+        i, s = r.info, r.source
+        click.echo(click.style(f"run {i.run_id}", fg="yellow") + f"  ({i.run_name})")
+        click.echo(f"Experiment: {i.experiment_id}")
+        click.echo(f"Status:     {i.status}{'  [deleted]' if i.lifecycle_stage == 'deleted' else ''}")
+        click.echo(f"Started:    {_when(i.start_time)}   Ended: {_when(i.end_time)}   ({_duration(i.start_time, i.end_time)})")
+        dirty = " + uncommitted changes" if s.dirty else ""
+        click.echo(f"Source:     {s.commit or '(no commit)'}{dirty}  on {s.branch or '(detached)'}")
+        click.echo(f"Run commit: {s.run_commit}")
+        for title, data in (("Params", r.data.params), ("Metrics", r.data.metrics), ("Tags", r.data.tags)):
+            if data:
+                click.echo(f"\n{title}:")
+                width = max(len(k) for k in data)
+                for k in sorted(data):
+                    click.echo(f"  {k.ljust(width)}  {_fmt(data[k])}")
+
+
+@cli.command()
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--code", is_flag=True, help="Also show the diff of the code that ran.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def diff(ctx, run_a, run_b, code, as_json):
+    """Compare two runs: params and metrics side by side, changes marked."""
+    from gitml.tracking.lineage import code_diff, compare
+
+    with _client(ctx) as c:
+        a, b = (c.get_run(c.tracker.resolve(x)) for x in (run_a, run_b))
+        sections = {"params": compare(a.data.params, b.data.params), "metrics": compare(a.data.metrics, b.data.metrics)}
+        patch = None
+        if code:
+            patch = code_diff(
+                c.tracker.store, a.source.run_commit.encode(), b.source.run_commit.encode(),
+                labels=(a.info.run_id[:8], b.info.run_id[:8]),
+            )
+        if as_json:
+            _emit_json(
+                {
+                    "a": a.info.run_id,
+                    "b": b.info.run_id,
+                    **{s: [{"key": k, "a": x, "b": y, "changed": ch} for k, x, y, ch in rows] for s, rows in sections.items()},
+                    **({"code": patch} if code else {}),
+                }
+            )
+            return
+        for title, rows in sections.items():
+            if not rows:
+                continue
+            click.echo(click.style(title, bold=True))
+            table = [[("* " if ch else "  ") + k, _fmt(x), _fmt(y)] for k, x, y, ch in rows]
+            _table(["  KEY", a.info.run_id[:8] + " " + a.info.run_name, b.info.run_id[:8] + " " + b.info.run_name], table)
+            click.echo()
+        if code:
+            for line in patch.splitlines():
+                color = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+                click.secho(line, fg=color)
+
+
+@cli.command("log")
+@click.argument("run")
+@click.option("-n", "--max-count", default=20, help="Source commits to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def log_(ctx, run, max_count, as_json):
+    """Lineage of a run: its own commits, then its source commit and history."""
+    from gitml.tracking.lineage import lineage
+
+    with _client(ctx) as c:
+        r = c.get_run(c.tracker.resolve(run))
+        entries = lineage(c.tracker.store, r.source.run_commit.encode(), limit=max_count)
+        if as_json:
+            _emit_json([vars(e) for e in entries])
+            return
+        for e in entries:
+            mark = click.style("run   ", fg="cyan") if e.is_run_commit else "source"
+            click.echo(f"{click.style(e.commit[:10], fg='yellow')} {mark} {_when(e.time * 1000)}  {e.summary}")
+
+
+@cli.command()
+@click.argument("run")
+@click.option("-b", "branch", help="Create this branch at the run's source commit.")
+@click.pass_context
+def checkout(ctx, run, branch):
+    """Restore the code a run ran (its source commit plus its uncommitted changes)."""
+    from gitml.store.worktree import restore
+    from gitml.tracking.lineage import source_files
+
+    with _client(ctx) as c:
+        r = c.get_run(c.tracker.resolve(run))
+        store = c.tracker.store
+        source = r.source.commit.encode() if r.source.commit else None
+        restore(store, source, source_files(store, r.source.run_commit.encode()), branch=branch)
+        where = f"branch {branch}" if branch else "a detached HEAD"
+        extra = ", with its uncommitted changes in the work tree" if r.source.dirty else ""
+        click.echo(f"Checked out the code of run {r.info.run_id[:8]} ({r.info.run_name}) on {where}{extra}.")
+
+
+@cli.command()
+@click.pass_context
+def recover(ctx):
+    """Commit what killed processes left in the journal; mark their runs KILLED."""
+    with _client(ctx) as c:
+        recovered = c.tracker.recovered + c.tracker.recover()
+        if not recovered:
+            click.echo("Nothing to recover.")
+        for run_id in recovered:
+            click.echo(f"recovered run {run_id} (marked KILLED)")
+
+
+def main() -> None:
+    cli(prog_name="gitml")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""What a run's commits tell: its lineage, its code, and the difference of two runs."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from gitml.names import RECORD_DIR
+from gitml.store.git import GitStore
+from gitml.tracking.writer import TRAILER_RUN
+
+
+@dataclass
+class LogEntry:
+    commit: str
+    author: str
+    time: int
+    summary: str
+    is_run_commit: bool
+
+
+def lineage(store: GitStore, run_commit: bytes, *, limit: int = 20) -> list[LogEntry]:
+    """The run's own commits, newest first, then its source commit and history."""
+    out: list[LogEntry] = []
+    sha: bytes | None = run_commit
+    source_seen = 0
+    while sha is not None and source_seen < limit:
+        commit = store.commit(sha)
+        is_run = f"\n{TRAILER_RUN}: ".encode() in commit.message
+        out.append(
+            LogEntry(
+                sha.decode(),
+                commit.author.decode("utf-8", "replace"),
+                commit.commit_time,
+                commit.message.decode("utf-8", "replace").split("\n", 1)[0],
+                is_run,
+            )
+        )
+        if not is_run:
+            source_seen += 1
+        sha = commit.parents[0] if commit.parents else None
+    return out
+
+
+def source_files(store: GitStore, run_commit: bytes) -> dict[str, tuple[int, bytes]]:
+    """The files of the code that ran: the run tree without the run record."""
+    files = store.files(store.commit(run_commit).tree)
+    prefix = RECORD_DIR + "/"
+    return {p: e for p, e in files.items() if not p.startswith(prefix)}
+
+
+def code_diff(store: GitStore, old_commit: bytes, new_commit: bytes, *, labels: tuple[str, str]) -> str:
+    """A unified diff of the code of two runs (binary files named, not shown)."""
+    old, new = source_files(store, old_commit), source_files(store, new_commit)
+    out: list[str] = []
+    for path in sorted(set(old) | set(new)):
+        if old.get(path) == new.get(path):
+            continue
+        a = store.blob(old[path][1]) if path in old else b""
+        b = store.blob(new[path][1]) if path in new else b""
+        if b"\0" in a[:8000] or b"\0" in b[:8000]:
+            out.append(f"Binary file {path} differs\n")
+            continue
+        out.extend(
+            difflib.unified_diff(
+                a.decode("utf-8", "replace").splitlines(keepends=True),
+                b.decode("utf-8", "replace").splitlines(keepends=True),
+                f"{labels[0]}/{path}" if path in old else "/dev/null",
+                f"{labels[1]}/{path}" if path in new else "/dev/null",
+            )
+        )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in out)
+
+
+def compare(a: dict, b: dict) -> list[tuple[str, object, object, bool]]:
+    """``(key, a value, b value, changed)`` for the union of two mappings' keys."""
+    return [(k, a.get(k), b.get(k), a.get(k) != b.get(k)) for k in sorted(set(a) | set(b))]

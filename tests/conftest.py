@@ -1,0 +1,74 @@
+"""Shared fixtures: isolated HOME and git config, real repositories in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def git(cwd, *args, check=True) -> str:
+    """Run the real git binary (tests only) and return its stdout."""
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+    for name in ("GITML_REPO", "GITML_RUN_ID", "GITML_EXPERIMENT_NAME", "GITML_EXPERIMENT_ID", "GITML_FLUSH_INTERVAL"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(name, raising=False)
+    (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n")
+    yield
+    import gitml.fluent as fluent
+
+    stack = getattr(fluent._state, "stack", None)
+    if stack:
+        stack.clear()
+    fluent.set_tracking_uri(None)
+    fluent._experiment_id = None
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    """A git repository with one commit (train.py), as the current directory."""
+    path = tmp_path / "project"
+    path.mkdir()
+    git(path, "init", "-q")
+    (path / "train.py").write_text("print('training')\n")
+    (path / "README.md").write_text("# project\n")
+    git(path, "add", ".")
+    git(path, "commit", "-qm", "initial")
+    monkeypatch.chdir(path)
+    return path
+
+
+@pytest.fixture
+def client(repo):
+    import gitml
+
+    c = gitml.Client(repo)
+    yield c
+    c.close()
+
+
+def run_python(code: str, cwd, env=None, check=True) -> subprocess.CompletedProcess:
+    """Run Python code in a fresh interpreter with gitml importable."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env.update(env or {})
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=full_env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"python failed ({result.returncode}): {result.stderr}")
+    return result
