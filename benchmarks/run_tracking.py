@@ -275,7 +275,7 @@ def main(argv=None):
         "",
         f"{datetime.datetime.now():%Y-%m-%d %H:%M}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs, {'quick' if args.quick else 'full'} mode, "
-        f"{args.repeat} fresh processes for import/W3; versions: "
+        f"import and W3 first-call figures: median of {args.repeat} fresh processes; versions: "
         + ", ".join(f"{t} {v}" for t, v in versions.items())
         + (f"; skipped: {', '.join(skipped)}" if skipped else ""),
     ]

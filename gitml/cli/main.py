@@ -13,6 +13,8 @@ import time
 
 import click
 
+from gitml import __version__
+
 _TRACEBACK = False
 
 
@@ -40,8 +42,14 @@ class GitmlGroup(click.Group):
 
 @click.group(cls=GitmlGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--traceback", is_flag=True, help="Show the full stack of an error.")
-@click.option("-C", "repo", metavar="PATH", help="Run as if started in PATH (like git -C).")
-@click.version_option(package_name="gitml")
+@click.option(
+    "-C",
+    "repo",
+    metavar="PATH",
+    type=click.Path(exists=True, file_okay=False),
+    help="Run as if started in PATH (like git -C).",
+)
+@click.version_option(__version__, prog_name="gitml")
 @click.pass_context
 def cli(ctx, traceback, repo):
     """gitml: experiment tracking on git. Runs are refs; nothing needs a server."""
@@ -50,11 +58,29 @@ def cli(ctx, traceback, repo):
     ctx.obj = {"repo": repo}
 
 
+def _repo(ctx) -> str | None:
+    """The repository holding the ``-C`` directory (found upwards, as git does), or None."""
+    path = ctx.obj.get("repo")
+    if path is None:
+        return None
+    from dulwich.errors import NotGitRepository
+    from dulwich.repo import Repo
+
+    try:
+        repo = Repo.discover(path)
+    except NotGitRepository:
+        return path  # open_store looks for ./gitml-runs there, or says what is missing
+    try:
+        return repo.path
+    finally:
+        repo.close()
+
+
 def _client(ctx, *, create: bool = False):
     from gitml.client import Client
     from gitml.store.git import open_store
 
-    repo = ctx.obj.get("repo")
+    repo = _repo(ctx)
     if not create:
         open_store(repo).close()  # a read must not create a store
     return Client(repo)
@@ -91,7 +117,7 @@ def _fmt(value) -> str:
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    click.echo("  ".join(click.style(h.ljust(w), bold=True) for h, w in zip(headers, widths)).rstrip())
+    click.echo(click.style("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(), bold=True))
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
@@ -99,13 +125,16 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
 # -- init -----------------------------------------------------------------------
 @cli.command()
 @click.argument("path", default=".", type=click.Path(file_okay=False))
-def init(path):
+@click.pass_context
+def init(ctx, path):
     """Make PATH a git repository ready for gitml (git init if needed)."""
     import os
 
     from dulwich.errors import NotGitRepository
     from dulwich.repo import Repo
 
+    if ctx.obj.get("repo") is not None:
+        path = os.path.join(ctx.obj["repo"], path)  # relative to -C, as in git
     os.makedirs(path, exist_ok=True)
     try:
         repo = Repo.discover(path)
@@ -123,11 +152,15 @@ def init(path):
 
 # -- experiments ----------------------------------------------------------------
 @cli.group(invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="Include deleted experiments (when listing).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (when listing).")
 @click.pass_context
-def experiments(ctx):
+def experiments(ctx, show_all, as_json):
     """List and manage experiments (list by default)."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(experiments_list)
+        ctx.invoke(experiments_list, show_all=show_all, as_json=as_json)
+    elif show_all or as_json:
+        raise click.UsageError(f"--all and --json go after the subcommand: gitml experiments {ctx.invoked_subcommand} ...")
 
 
 @experiments.command("list")
@@ -159,9 +192,14 @@ def experiments_create(ctx, name):
 
 
 def _experiment_id(c, spec: str) -> str:
+    """The id of the experiment named ``spec``, else of the one whose id is ``spec``."""
+    from gitml.errors import ExperimentNotFoundError
+
     experiment = c.get_experiment_by_name(spec)
     if experiment is not None:
         return experiment.experiment_id
+    if not spec.isdigit():  # not an id either: say so, not "id is not a number"
+        raise ExperimentNotFoundError(spec)
     return c.get_experiment(spec).experiment_id
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ class GitStore:
         self._written = _LRU(8192)
         self._commits = _LRU(1024)
         self._writes = 0
+        self._lock = threading.RLock()
         self._identity: Identity | None = None
         self._dir_refs: dict[str, tuple[tuple, dict[bytes, bytes]]] = {}
 
@@ -94,13 +96,17 @@ class GitStore:
         if not objects:
             return
         triples = [sha_of(o) for o in objects]
-        write_pack(self.pack_dir, triples)
+        with self._lock:
+            write_pack(self.pack_dir, triples)
         for sha, type_num, raw in triples:
             if len(raw) < 1 << 20:
                 self._written.put(sha, (type_num, raw))
         self._writes += 1
         if self._writes % 8 == 0:
-            maybe_merge_small_packs(self.pack_dir, self.private_path("repack.lock"))
+            try:
+                maybe_merge_small_packs(self.pack_dir, self.private_path("repack.lock"))
+            except OSError as e:  # housekeeping must never fail a write
+                log.warning("gitml: could not merge small packs: %s", e)
 
     def remember(self, tree: Tree) -> None:
         """Make an unwritten tree readable (to build on it without storing it)."""
@@ -111,7 +117,8 @@ class GitStore:
         if hit is not None:
             return hit
         try:
-            return self.repo.object_store.get_raw(sha)
+            with self._lock:  # dulwich's object store is not thread-safe
+                return self.repo.object_store.get_raw(sha)
         except KeyError:
             raise CorruptRecordError(sha.decode(), "object is missing from the repository") from None
 
@@ -172,7 +179,8 @@ class GitStore:
     # -- refs ------------------------------------------------------------
     def ref(self, name: bytes) -> bytes | None:
         try:
-            return self.repo.refs[name]
+            with self._lock:
+                return self.repo.refs[name]
         except KeyError:
             return None
 
@@ -186,9 +194,10 @@ class GitStore:
         delay = 0.001
         while True:
             try:
-                if old is None:
-                    return self.repo.refs.add_if_new(name, new)
-                return self.repo.refs.set_if_equals(name, old, new)
+                with self._lock:
+                    if old is None:
+                        return self.repo.refs.add_if_new(name, new)
+                    return self.repo.refs.set_if_equals(name, old, new)
             except FileLocked:
                 if time.monotonic() > deadline:
                     raise RepositoryError(f"ref {name.decode()} stayed locked for {timeout:.0f} s") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Iterable
@@ -95,7 +96,7 @@ def _crowded_tier(pack_dir: str) -> list[str]:
     tiers: dict[int, list[str]] = {}
     for name in names:
         base = name[:-5]
-        if not name.endswith(".pack") or base + ".idx" not in names or base + ".keep" in names:
+        if not (name.startswith("pack-") and name.endswith(".pack")) or base + ".idx" not in names or base + ".keep" in names:
             continue
         try:
             size = os.path.getsize(os.path.join(pack_dir, name))
@@ -226,16 +227,17 @@ def _write_entries(pack_dir: str, entries: list[tuple[bytes, bytes, int]]) -> st
     base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
     if os.path.exists(base + ".idx"):
         return base
-    tmp = os.path.join(pack_dir, f"tmp_gitml_{os.getpid()}_{checksum.hex()[:12]}")
-    with open(tmp + ".pack", "wb") as f:
+    # Like git's tmp_pack_*: no reader indexes a name without the .pack/.idx suffix.
+    tmp = os.path.join(pack_dir, f"tmp_gitml_{os.getpid()}_{threading.get_ident()}_{checksum.hex()[:12]}")
+    with open(tmp + "_pack", "wb") as f:
         f.write(header)
         f.write(body)
         f.write(checksum)
     index_rows.sort()
-    with open(tmp + ".idx", "wb") as f:
+    with open(tmp + "_idx", "wb") as f:
         f.write(_index_v2(index_rows, checksum))
-    os.replace(tmp + ".pack", base + ".pack")
-    os.replace(tmp + ".idx", base + ".idx")
+    os.replace(tmp + "_pack", base + ".pack")
+    os.replace(tmp + "_idx", base + ".idx")
     return base
 
 

@@ -1,0 +1,69 @@
+"""Many writers at once, in processes and threads, lose nothing."""
+
+import subprocess
+import sys
+import threading
+
+import gitml
+from tests.conftest import ROOT, git
+
+WORKER = """
+import sys, gitml
+gitml.set_experiment("shared")
+worker = int(sys.argv[1])
+for i in range(15):
+    with gitml.start_run(run_name=f"w{worker}-{i}"):
+        gitml.log_param("worker", worker)
+        for step in range(20):
+            gitml.log_metric("m", step, step=step)
+"""
+
+
+def test_four_processes_create_runs_concurrently(repo):
+    env = {"PYTHONPATH": ROOT, "HOME": str(repo.parent), "PATH": "/usr/bin:/bin"}
+    import os
+
+    env = {**os.environ, **env}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, str(w)], cwd=repo, env=env, stderr=subprocess.PIPE)
+        for w in range(4)
+    ]
+    for p in procs:
+        assert p.wait(timeout=120) == 0, p.stderr.read().decode()
+    frame = gitml.search_runs(experiment_names=["shared"])
+    assert len(frame) == 60
+    assert sorted(frame["params.worker"].value_counts().tolist()) == [15, 15, 15, 15]
+    for run_id in frame["run_id"][:5]:
+        assert len(gitml.get_metric_history(run_id, "m")) == 20
+    git(repo, "fsck", "--strict")
+
+
+def test_threads_and_processes_logging_to_one_run(repo):
+    client = gitml.Client(repo, flush_interval=0.01)
+    run = client.create_run("0")
+    run_id = run.info.run_id
+
+    def log(thread):
+        for step in range(200):
+            client.log_metric(run_id, f"t{thread}", step, step=step)
+
+    threads = [threading.Thread(target=log, args=(t,)) for t in range(4)]
+    code = (
+        "import gitml\n"
+        f"c = gitml.Client(flush_interval=0.0)\n"
+        f"for s in range(50): c.log_metric('{run_id}', 'proc', s, step=s)\n"
+    )
+    import os
+
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=repo, env={**os.environ, "PYTHONPATH": ROOT})
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert proc.wait(timeout=120) == 0
+    client.set_terminated(run_id)
+    for key in ("t0", "t1", "t2", "t3"):
+        assert [m.step for m in client.get_metric_history(run_id, key)] == list(range(200))
+    assert len(client.get_metric_history(run_id, "proc")) == 50
+    client.close()
+    git(repo, "fsck", "--strict")
