@@ -236,7 +236,7 @@ def experiments_restore(ctx, experiment):
 @click.option("-e", "--experiment", "experiments_", multiple=True, help="Experiment name or id (repeatable; default: all).")
 @click.option("-f", "--filter", "filter_string", default="", help="MLflow filter, plus OR and parentheses.")
 @click.option("-o", "--order-by", multiple=True, help='e.g. "metrics.auc DESC" (repeatable).')
-@click.option("-n", "--max", "max_results", type=int, default=None, help="At most this many runs.")
+@click.option("-n", "--max", "max_results", type=click.IntRange(min=0), default=None, help="At most this many runs.")
 @click.option("--deleted", is_flag=True, help="Show deleted runs instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -341,7 +341,7 @@ def diff(ctx, run_a, run_b, code, as_json):
 
 @cli.command("log")
 @click.argument("run")
-@click.option("-n", "--max-count", default=20, help="Source commits to show.")
+@click.option("-n", "--max-count", type=click.IntRange(min=1), default=20, help="Source commits to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def log_(ctx, run, max_count, as_json):
@@ -359,12 +359,24 @@ def log_(ctx, run, max_count, as_json):
             click.echo(f"{click.style(e.commit[:10], fg='yellow')} {mark} {_when(e.time * 1000)}  {e.summary}")
 
 
+def _branch_name(ctx, param, value: str | None) -> str | None:
+    """Refuse a branch name git would refuse, before anything is touched."""
+    if value is None:
+        return None
+    from dulwich.refs import check_ref_format
+
+    if value.startswith("-") or not check_ref_format(f"refs/heads/{value}".encode()):
+        raise click.BadParameter(f"{value!r} is not a valid branch name")
+    return value
+
+
 @cli.command()
 @click.argument("run")
-@click.option("-b", "branch", help="Create this branch at the run's source commit.")
+@click.option("-b", "branch", callback=_branch_name, help="Create this branch at the run's source commit.")
 @click.pass_context
 def checkout(ctx, run, branch):
     """Restore the code a run ran (its source commit plus its uncommitted changes)."""
+    from gitml.errors import InvalidInputError
     from gitml.store.worktree import restore
     from gitml.tracking.lineage import source_files
 
@@ -372,8 +384,16 @@ def checkout(ctx, run, branch):
         r = c.get_run(c.tracker.resolve(run))
         store = c.tracker.store
         source = r.source.commit.encode() if r.source.commit else None
+        if source is None and branch:
+            raise InvalidInputError(
+                f"run {r.info.run_id[:8]} ran before the repository's first commit: there is no commit "
+                f"to start branch {branch!r} at (check it out without -b)"
+            )
         restore(store, source, source_files(store, r.source.run_commit.encode()), branch=branch)
-        where = f"branch {branch}" if branch else "a detached HEAD"
+        if source is None:
+            where = "the current HEAD (the run had no source commit)"
+        else:
+            where = f"branch {branch}" if branch else "a detached HEAD"
         extra = ", with its uncommitted changes in the work tree" if r.source.dirty else ""
         click.echo(f"Checked out the code of run {r.info.run_id[:8]} ({r.info.run_name}) on {where}{extra}.")
 
