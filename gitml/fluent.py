@@ -318,10 +318,12 @@ def search_runs(
 
 
 def flush() -> None:
-    """Commit what the active runs have buffered now (normally done on an interval)."""
+    """Commit now what the active runs have buffered (normally done on an interval),
+    and wait for the commits of ended runs (made on a background thread)."""
     if _client is not None:
         for writer in list(_client.tracker.writers.values()):
             writer.flush()
+        _client.tracker.committer.wait()
 
 
 @atexit.register

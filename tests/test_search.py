@@ -2,6 +2,7 @@
 
 import math
 import os
+import time
 
 import pandas as pd
 import pytest
@@ -20,6 +21,7 @@ def runs(repo):
             gitml.log_params({"p1": p1, "i": i})
             gitml.log_metrics({"m1": m1, "m2": i * 1.5})
         ids[f"r{i}"] = run.info.run_id
+        time.sleep(0.002)  # distinct start times (ms) for the default order
     return ids
 
 

@@ -40,6 +40,7 @@ def test_git_sees_valid_objects_code_and_record(repo, tmp_path):
     (repo / "train.py").write_text("print('dirty edit')\n")
     with gitml.start_run() as run:
         gitml.log_metric("m", 1.5)
+    gitml.flush()
     experiment_id = run.info.experiment_id
     ref = f"refs/gitml/runs/{experiment_id}/{run.info.run_id}"
     git(repo, "fsck", "--strict")
@@ -218,6 +219,7 @@ def test_corrupt_run_record_fails_alone(repo):
         gitml.log_metric("m", 1.0)
     with gitml.start_run() as bad:
         gitml.log_metric("m", 2.0)
+    gitml.flush()  # wait for the background commit before using git directly
     ref = f"refs/gitml/runs/{bad.info.experiment_id}/{bad.info.run_id}"
     # Point the bad run at a commit whose meta.yaml is not YAML, made with real git.
     tree = git(repo, "rev-parse", f"{ref}^{{tree}}").strip()
@@ -260,7 +262,7 @@ def test_repository_without_commits(tmp_path, monkeypatch):
     monkeypatch.chdir(path)
     with gitml.start_run() as run:
         gitml.log_metric("m", 1.0)
-    got = gitml.get_run(run.info.run_id)
+    got = gitml.get_run(run.info.run_id)  # waits for the run's commit
     assert got.source.commit is None and got.data.metrics == {"m": 1.0}
     ref = f"refs/gitml/runs/0/{run.info.run_id}"
     assert "x = 1" in git(path, "show", f"{ref}:a.py")  # the staged file is the source
@@ -307,6 +309,7 @@ def test_long_run_history_grows_with_points_not_flushes(repo, monkeypatch):
             gitml.log_metric("loss", i * 0.5, step=i)
             if i % 50 == 49:
                 gitml.flush()  # 40 flushes
+    gitml.flush()
     ref = f"refs/gitml/runs/0/{run.info.run_id}"
     commits = git(repo, "rev-list", ref).split()
     assert len(commits) >= 40

@@ -24,6 +24,9 @@ class GitmlGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:  # the reader went away (gitml runs | head): stop quietly, as git does
+            _stdout_to_devnull()
+            sys.exit(141)
         except Exception as e:  # the one handler at the edge
             from gitml.errors import GitmlError
 
@@ -38,6 +41,16 @@ class GitmlGroup(click.Group):
                     err=True,
                 )
             sys.exit(1)
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (e.g. under CliRunner)
+        pass
 
 
 @click.group(cls=GitmlGroup, context_settings={"help_option_names": ["-h", "--help"]})

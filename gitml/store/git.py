@@ -21,6 +21,7 @@ from dulwich.objects import Blob, Commit, ShaFile, Tree
 from dulwich.repo import Repo
 
 from gitml.errors import CorruptRecordError, RepositoryError
+from gitml.store.refs import RefLister, pack_refs
 from gitml.store.packs import maybe_merge_small_packs, sha_of, write_pack
 
 log = logging.getLogger("gitml")
@@ -72,7 +73,7 @@ class GitStore:
         self._writes = 0
         self._lock = threading.RLock()
         self._identity: Identity | None = None
-        self._dir_refs: dict[str, tuple[tuple, dict[bytes, bytes]]] = {}
+        self._refs = RefLister(self.controldir)
 
     # -- lifecycle -------------------------------------------------------
     def close(self) -> None:
@@ -96,8 +97,7 @@ class GitStore:
         if not objects:
             return
         triples = [sha_of(o) for o in objects]
-        with self._lock:
-            write_pack(self.pack_dir, triples)
+        write_pack(self.pack_dir, triples)  # unique temporary names: safe across threads
         for sha, type_num, raw in triples:
             if len(raw) < 1 << 20:
                 self._written.put(sha, (type_num, raw))
@@ -179,8 +179,7 @@ class GitStore:
     # -- refs ------------------------------------------------------------
     def ref(self, name: bytes) -> bytes | None:
         try:
-            with self._lock:
-                return self.repo.refs[name]
+            return self.repo.refs[name]
         except KeyError:
             return None
 
@@ -194,10 +193,9 @@ class GitStore:
         delay = 0.001
         while True:
             try:
-                with self._lock:
-                    if old is None:
-                        return self.repo.refs.add_if_new(name, new)
-                    return self.repo.refs.set_if_equals(name, old, new)
+                if old is None:
+                    return self.repo.refs.add_if_new(name, new)
+                return self.repo.refs.set_if_equals(name, old, new)
             except FileLocked:
                 if time.monotonic() > deadline:
                     raise RepositoryError(f"ref {name.decode()} stayed locked for {timeout:.0f} s") from None
@@ -208,41 +206,19 @@ class GitStore:
         return self.repo.refs.remove_if_equals(name, old)
 
     def refs_under(self, prefix: str) -> dict[bytes, bytes]:
-        """Every ref below ``prefix`` (e.g. ``refs/gitml/runs/``) → commit id.
+        """Every ref below ``prefix`` (e.g. ``refs/gitml/runs/``) → commit id."""
+        with self._lock:
+            return self._refs.list(prefix)
 
-        Loose refs are re-read only in folders whose modification time
-        changed since the last call: a ref update always renames a lock file
-        into its folder, which bumps that folder's time.
-        """
-        refs = self.repo.refs
-        result: dict[bytes, bytes] = {}
-        root = os.path.join(self.controldir, *prefix.rstrip("/").split("/"))
-        for dirpath, dirnames, filenames in os.walk(root):
-            rel = os.path.relpath(dirpath, self.controldir).replace(os.sep, "/")
-            try:
-                st = os.stat(dirpath)
-            except FileNotFoundError:
-                continue
-            key = (st.st_mtime_ns, st.st_ino, len(filenames))
-            cached = self._dir_refs.get(dirpath)
-            if cached and cached[0] == key:
-                result.update(cached[1])
-                continue
-            found = {}
-            for fn in filenames:
-                if fn.endswith(".lock"):
-                    continue
-                name = f"{rel}/{fn}".encode()
-                value = refs.read_loose_ref(name)
-                if value and len(value) == 40:
-                    found[name] = value
-            self._dir_refs[dirpath] = (key, found)
-            result.update(found)
-        bprefix = prefix.encode()
-        for name, value in refs.get_packed_refs().items():
-            if name.startswith(bprefix) and name not in result:
-                result[name] = value
-        return result
+    @property
+    def loose_refs(self) -> set[bytes]:
+        """The loose refs seen by the last :meth:`refs_under`."""
+        return self._refs.loose
+
+    def pack_refs(self, names: list[bytes]) -> int:
+        """Move these loose refs into packed-refs (as ``git pack-refs``)."""
+        with self._lock:
+            return pack_refs(self.repo, names)
 
     # -- work tree and identity -----------------------------------------
     def head(self) -> Head:

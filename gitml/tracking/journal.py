@@ -1,20 +1,23 @@
-"""The write-ahead journal of a run writer, under ``.git/gitml/journal/``.
+"""The write-ahead journal of a process's run writers, under ``.git/gitml/journal/``.
 
 Every logging call appends one line (one ``write`` per call) before it returns,
-so a killed process loses nothing it logged. Lines, tab-separated::
+so a killed process loses nothing it logged. One journal serves every run a
+process writes; each run has a slot number. Lines, tab-separated::
 
-    gitml-journal 1 <experiment_id> <run_id>      header
-    M <key> <value> <step> <timestamp>           metric point
-    P <key> <json string>                        param
-    T <key> <json string>                        tag set
-    D <key>                                      tag deleted
-    S <json object>                              meta fields (status, end_time, ...)
-    C <json object>                              run created (meta, tags, source)
+    gitml-journal 2                               header
+    R <slot> <experiment_id> <run_id>             a run joins the journal
+    C <slot> <json object>                        the run was created (meta, tags, source)
+    M <slot> <key> <value> <step> <timestamp>     metric point
+    P <slot> <key> <json string>                  param
+    T <slot> <key> <json string>                  tag set
+    D <slot> <key>                                tag deleted
+    S <slot> <json object>                        meta fields (status, end_time, ...)
 
-The writer holds an exclusive ``flock`` on its journal while alive; a journal
-whose lock can be taken belongs to a dead process and is replayed by
-:func:`gitml.tracking.recovery.recover`. Each run commit records, in a
-``Gitml-Journal: <name> <offset>`` trailer, how far each journal is committed.
+The process holds an exclusive ``flock`` on its journal while alive; a journal
+whose lock can be taken belongs to a dead process and is replayed by recovery.
+Each run commit records, in a ``Gitml-Journal: <name> <offset>`` trailer, the
+journal's size when the commit was prepared: the run's lines before it are in
+the commit, the ones after it are not.
 """
 
 from __future__ import annotations
@@ -22,35 +25,41 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 
 from gitml.errors import CorruptRecordError
 
-MAGIC = "gitml-journal 1"
+MAGIC = "gitml-journal 2"
 
 
 class Journal:
-    """An open, locked, append-only journal."""
+    """An open, locked, append-only journal shared by a process's writers."""
 
-    def __init__(self, directory: str, experiment_id: str, run_id: str):
+    def __init__(self, directory: str):
         os.makedirs(directory, exist_ok=True)
-        self.name = f"{run_id}-{uuid.uuid4().hex[:12]}.log"
+        self.name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}.log"
         self.path = os.path.join(directory, self.name)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.offset = 0
-        self.write(f"{MAGIC} {experiment_id} {run_id}\n")
+        self._slots = 0
+        self._lock = threading.Lock()
+        os.write(self.fd, f"{MAGIC}\n".encode())
+
+    def register(self, experiment_id: str, run_id: str) -> int:
+        """A slot number for a run's lines in this journal."""
+        with self._lock:
+            self._slots += 1
+            slot = self._slots
+        self.write(f"R\t{slot}\t{experiment_id}\t{run_id}\n")
+        return slot
 
     def write(self, text: str) -> None:
-        data = text.encode()
-        os.write(self.fd, data)
-        self.offset += len(data)
+        os.write(self.fd, text.encode())
 
-    def metric(self, key: str, value: float, step: int, timestamp: int) -> None:
-        data = f"M\t{key}\t{value!r}\t{step}\t{timestamp}\n".encode()
-        os.write(self.fd, data)
-        self.offset += len(data)
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
 
     def close(self, *, remove: bool) -> None:
         if self.fd < 0:
@@ -64,34 +73,32 @@ class Journal:
         self.fd = -1
 
 
-def encode_create(meta: dict, tags: dict, source_commit: bytes | None, source_tree: bytes | None) -> str:
+def encode_create(slot: int, meta: dict, tags: dict, source_commit: bytes | None, source_tree: bytes | None) -> str:
     data = {
         "meta": meta,
         "tags": tags,
         "source_commit": source_commit.decode() if source_commit else None,
         "source_tree": source_tree.decode() if source_tree else None,
     }
-    return f"C\t{json.dumps(data)}\n"
+    return f"C\t{slot}\t{json.dumps(data)}\n"
 
 
-def encode_param(key: str, value: str) -> str:
-    return f"P\t{key}\t{json.dumps(value)}\n"
+def encode_param(slot: int, key: str, value: str) -> str:
+    return f"P\t{slot}\t{key}\t{json.dumps(value)}\n"
 
 
-def encode_tag(key: str, value: str) -> str:
-    return f"T\t{key}\t{json.dumps(value)}\n"
+def encode_tag(slot: int, key: str, value: str | None) -> str:
+    if value is None:
+        return f"D\t{slot}\t{key}\n"
+    return f"T\t{slot}\t{key}\t{json.dumps(value)}\n"
 
 
-def encode_tag_delete(key: str) -> str:
-    return f"D\t{key}\n"
-
-
-def encode_meta(fields: dict) -> str:
-    return f"S\t{json.dumps(fields)}\n"
+def encode_meta(slot: int, fields: dict) -> str:
+    return f"S\t{slot}\t{json.dumps(fields)}\n"
 
 
 def try_lock(path: str) -> int | None:
-    """Open and lock a journal of a dead writer; None while its writer lives."""
+    """Open and lock the journal of a dead process; None while its process lives."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -104,37 +111,36 @@ def try_lock(path: str) -> int | None:
     return fd
 
 
-def read_header(data: bytes, name: str) -> tuple[str, str]:
-    first = data.split(b"\n", 1)[0].decode("utf-8", "replace")
-    parts = first.split(" ")
-    if len(parts) != 4 or " ".join(parts[:2]) != MAGIC:
+def replay(data: bytes, name: str) -> tuple[dict[int, tuple[str, str]], list[tuple[int, int, tuple]]]:
+    """Parse a journal: ``({slot: (experiment_id, run_id)}, [(slot, end offset, entry)])``.
+
+    A torn last line (no newline: the process died mid-write) is ignored.
+    """
+    if not data.startswith(MAGIC.encode() + b"\n"):
         raise CorruptRecordError(f"journal {name}", "missing header")
-    return parts[2], parts[3]
-
-
-def replay(data: bytes, offset: int, name: str) -> Iterator[tuple]:
-    """Entries after ``offset``; a torn last line (no newline) is ignored."""
-    body = data[offset:]
-    end = body.rfind(b"\n")
-    if end < 0:
-        return
-    for raw in body[: end + 1].splitlines():
-        line = raw.decode("utf-8", "replace")
-        kind, _, rest = line.partition("\t")
+    runs: dict[int, tuple[str, str]] = {}
+    entries: list[tuple[int, int, tuple]] = []
+    offset = len(MAGIC) + 1
+    end = data.rfind(b"\n") + 1
+    while offset < end:
+        stop = data.index(b"\n", offset) + 1
+        line = data[offset : stop - 1].decode("utf-8", "replace")
+        offset = stop
+        parts = line.split("\t")
         try:
-            if kind == "M":
-                key, value, step, ts = rest.split("\t")
-                yield ("M", key, float(value), int(step), int(ts))
+            kind, slot = parts[0], int(parts[1])
+            if kind == "R":
+                runs[slot] = (parts[2], parts[3])
+            elif kind == "M":
+                entries.append((slot, stop, ("M", parts[2], float(parts[3]), int(parts[4]), int(parts[5]))))
             elif kind in ("P", "T"):
-                key, value = rest.split("\t", 1)
-                yield (kind, key, json.loads(value))
+                entries.append((slot, stop, (kind, parts[2], json.loads("\t".join(parts[3:])))))
             elif kind == "D":
-                yield ("D", rest)
+                entries.append((slot, stop, ("D", parts[2])))
             elif kind in ("S", "C"):
-                yield (kind, json.loads(rest))
-            elif line.startswith(MAGIC):
-                continue
+                entries.append((slot, stop, (kind, json.loads("\t".join(parts[2:])))))
             else:
                 raise ValueError(kind)
-        except ValueError:
+        except (ValueError, IndexError):
             raise CorruptRecordError(f"journal {name}", f"unreadable line {line[:80]!r}") from None
+    return runs, entries

@@ -43,6 +43,7 @@ from gitml.tracking.entities import (
     RunSource,
     RunStatus,
 )
+from gitml.tracking.committer import Committer
 from gitml.tracking.experiments import ExperimentRegistry
 from gitml.tracking.index import RunIndex
 from gitml.tracking.record import RunRecord
@@ -51,6 +52,7 @@ from gitml.tracking.writer import RunWriter, journal_trailers
 log = logging.getLogger("gitml")
 
 DEFAULT_FLUSH_INTERVAL = 5.0
+PACK_REFS_AFTER = 256
 RESERVED_TAG_PREFIX = "gitml."
 _ADJECTIVES = "amber bold brisk calm clever crisp eager fancy gentle glad keen lucid merry nimble quiet rapid shy sunny swift tidy vivid warm wise witty".split()
 _NOUNS = "ant bass bat bear cod crab crow deer dove eel finch fox goat hare hawk lark lynx mole moth newt owl seal swan toad wolf wren".split()
@@ -127,6 +129,8 @@ class Tracker:
         self.index = RunIndex(os.path.join(store.gitml_dir, "index.sqlite3"))
         self.experiments = ExperimentRegistry(store, self.artifact_root)
         self.writers: dict[str, RunWriter] = {}
+        self.journal: jr.Journal | None = None
+        self.committer = Committer(store)
         self._refs_by_run: dict[str, bytes] = {}
         self.recovered = self.recover()
 
@@ -134,6 +138,10 @@ class Tracker:
         for writer in list(self.writers.values()):
             writer.close()
         self.writers.clear()
+        self.committer.close()
+        if self.journal is not None:
+            self.journal.close(remove=not self.committer.failed)
+            self.journal = None
         self.index.close()
 
     # -- runs: creating and writing -------------------------------------
@@ -204,13 +212,15 @@ class Tracker:
         return self._writer(ref, run_id, experiment_id, journaled)
 
     def _writer(self, ref: bytes, run_id: str, experiment_id: str, journaled: bool) -> RunWriter:
+        if journaled and self.journal is None:
+            self.journal = jr.Journal(self.journal_dir)
         writer = RunWriter(
             self.store,
             ref,
             run_id,
             experiment_id,
             journal_dir=self.journal_dir,
-            journaled=journaled,
+            journal=self.journal if journaled else None,
             flush_interval=self.flush_interval,
             on_commit=self._on_commit,
         )
@@ -225,11 +235,15 @@ class Tracker:
             raise InvalidInputError(f"status {status!r} is not one of {', '.join(RunStatus.ALL)}")
         writer = self.open_writer(run_id, journaled=False)
         writer.set_meta(status=status, end_time=end_time if end_time is not None else _now_ms())
-        writer.close()
         self.writers.pop(run_id, None)
+        if writer.journal is not None and os.environ.get("GITML_BACKGROUND_COMMIT", "1") != "0":
+            self.committer.submit(writer)  # its final state is journaled: commit in the background
+        else:
+            writer.close()
 
     def update(self, run_id: str, change) -> None:
         """Apply ``change(writer)`` to a run; committed now unless the run is open here."""
+        self.committer.wait(run_id)
         writer = self.writers.get(run_id)
         if writer is not None and not writer.closed:
             change(writer)
@@ -265,6 +279,7 @@ class Tracker:
 
     # -- runs: reading ---------------------------------------------------
     def run_refs(self, experiment_ids: list[str] | None = None) -> dict[bytes, bytes]:
+        self.committer.wait()
         if experiment_ids is None:
             refs = self.store.refs_under(RUNS_PREFIX)
         else:
@@ -285,6 +300,7 @@ class Tracker:
         raise RunNotFoundError(run_id)
 
     def record(self, run_id: str) -> tuple[RunRecord, bytes]:
+        self.committer.wait(run_id)
         writer = self.writers.get(run_id)
         if writer is not None and not writer.closed and writer.pending():
             writer.flush()
@@ -304,6 +320,7 @@ class Tracker:
 
     def rows(self, experiment_ids: list[str] | None = None) -> tuple[list[dict], list[CorruptRecordError]]:
         """Search rows of every run (of some experiments), via the index."""
+        self.committer.wait()
         for writer in list(self.writers.values()):
             if writer.pending():
                 writer.flush()
@@ -313,7 +330,19 @@ class Tracker:
             _, run_id = parse_run_ref(ref)
             return row_of(RunRecord.load(self.store, commit, f"run {run_id}"))
 
-        return self.index.rows(refs, load)
+        rows, errors = self.index.rows(refs, load)
+        self._maybe_pack_refs(rows)
+        return rows, errors
+
+    def _maybe_pack_refs(self, rows: list[dict]) -> None:
+        """Pack the refs of ended runs once many are loose (listing stays fast)."""
+        loose = self.store.loose_refs
+        if len(loose) < PACK_REFS_AFTER:
+            return
+        ended = {r["run_id"] for r in rows if r["status"] in RunStatus.TERMINAL and r["run_id"] not in self.writers}
+        names = [ref for ref in loose if (parsed := parse_run_ref(ref)) and parsed[1] in ended]
+        if len(names) >= PACK_REFS_AFTER // 2:
+            self.store.pack_refs(names)
 
     def resolve(self, spec: str) -> str:
         """A run id from a full id, a unique id prefix (as git), or a run name."""
@@ -336,9 +365,9 @@ class Tracker:
 
     # -- crash recovery --------------------------------------------------
     def recover(self) -> list[str]:
-        """Commit what dead writers' journals hold; mark their runs KILLED.
+        """Commit what dead processes' journals hold; mark their running runs KILLED.
 
-        Returns the ids of the runs recovered.
+        Returns the ids of the runs that changed.
         """
         try:
             names = sorted(n for n in os.listdir(self.journal_dir) if n.endswith(".log"))
@@ -349,41 +378,41 @@ class Tracker:
             path = os.path.join(self.journal_dir, name)
             fd = jr.try_lock(path)
             if fd is None:
-                continue
+                continue  # its process is alive
             try:
-                run_id = self._recover_one(path, name, fd)
-                if run_id:
-                    recovered.append(run_id)
+                with open(path, "rb") as f:
+                    data = f.read()
+                recovered += self._replay_journal(name, data)
+                os.unlink(path)
             except CorruptRecordError as e:
                 log.warning("gitml: cannot recover %s: %s", name, e)
             finally:
                 os.close(fd)
         return recovered
 
-    def _recover_one(self, path: str, name: str, fd: int) -> str | None:
-        with open(path, "rb") as f:
-            data = f.read()
+    def _replay_journal(self, name: str, data: bytes) -> list[str]:
         if not data:
-            os.unlink(path)
-            return None
-        experiment_id, run_id = jr.read_header(data, name)
-        ref = run_ref(experiment_id, run_id)
-        commit = self.store.ref(ref)
-        offset = journal_trailers(self.store.commit(commit).message).get(name, 0) if commit else 0
-        writer = self._writer(ref, run_id, experiment_id, journaled=False)
-        for entry in jr.replay(data, offset, name):
-            writer.apply(entry)
-        if commit is None and writer._create is None:
-            log.warning("gitml: journal %s belongs to run %s, which no longer exists", name, run_id)
-            os.unlink(path)
-            return None
-        status = writer.record().meta.get("status")
-        if writer._meta.get("status", status) == RunStatus.RUNNING:
-            writer._meta.update(status=RunStatus.KILLED, end_time=writer._meta.get("end_time") or _now_ms())
-        changed = writer.pending()
-        writer.flush(journal_name=name, journal_offset=len(data))
-        os.unlink(path)
-        return run_id if changed else None
+            return []
+        runs, entries = jr.replay(data, name)
+        changed = []
+        for slot, (experiment_id, run_id) in runs.items():
+            ref = run_ref(experiment_id, run_id)
+            commit = self.store.ref(ref)
+            offset = journal_trailers(self.store.commit(commit).message).get(name, 0) if commit else 0
+            writer = self._writer(ref, run_id, experiment_id, journaled=False)
+            for entry_slot, end, entry in entries:
+                if entry_slot == slot and end > offset:
+                    writer.apply(entry)
+            if commit is None and writer._create is None:
+                log.warning("gitml: journal %s names run %s, which does not exist", name, run_id)
+                continue
+            status = writer._meta.get("status", writer.record().meta.get("status"))
+            if status == RunStatus.RUNNING:
+                writer._meta.update(status=RunStatus.KILLED, end_time=writer._meta.get("end_time") or _now_ms())
+            if writer.pending():
+                writer.flush(journal_name=name, journal_offset=len(data))
+                changed.append(run_id)
+        return changed
 
 
 def search_rows(

@@ -78,7 +78,7 @@ class RunWriter:
         experiment_id: str,
         *,
         journal_dir: str,
-        journaled: bool,
+        journal: jr.Journal | None,
         flush_interval: float,
         on_commit: Callable[[bytes, bytes, RunRecord], None],
     ):
@@ -89,7 +89,8 @@ class RunWriter:
         self.flush_interval = flush_interval
         self.on_commit = on_commit
         self.journal_dir = journal_dir
-        self.journal = jr.Journal(journal_dir, experiment_id, run_id) if journaled else None
+        self.journal = journal
+        self.slot = journal.register(experiment_id, run_id) if journal else 0
         self.lock = threading.RLock()
         self.closed = False
         self._base: bytes | None = None
@@ -110,7 +111,7 @@ class RunWriter:
         value = float(value)
         with self.lock:
             if self.journal:
-                self.journal.metric(key, value, step, timestamp)
+                self.journal.write(f"M\t{self.slot}\t{key}\t{value!r}\t{step}\t{timestamp}\n")
             points = self._points.get(key)
             if points is None:
                 points = self._points[key] = []
@@ -125,20 +126,18 @@ class RunWriter:
                 old = self._params.get(key, record.params.get(key))
                 if old is not None and old != value:
                     raise ParamConflictError(self.run_id, key, old, value)
-            self._journal("".join(jr.encode_param(k, v) for k, v in params.items()))
+            self._journal("".join(jr.encode_param(self.slot, k, v) for k, v in params.items()))
             self._params.update(params)
 
     def set_tags(self, tags: dict[str, str | None]) -> None:
         """Set tags; a value of None deletes the tag."""
         with self.lock:
-            self._journal(
-                "".join(jr.encode_tag(k, v) if v is not None else jr.encode_tag_delete(k) for k, v in tags.items())
-            )
+            self._journal("".join(jr.encode_tag(self.slot, k, v) for k, v in tags.items()))
             self._tags.update(tags)
 
     def set_meta(self, **fields) -> None:
         with self.lock:
-            self._journal(jr.encode_meta(fields))
+            self._journal(jr.encode_meta(self.slot, fields))
             self._meta.update(fields)
 
     def _journal(self, text: str) -> None:
@@ -184,7 +183,7 @@ class RunWriter:
         with self.lock:
             self._record, self._base = record, None
             self._create = (source_commit, source_tree)
-            self._journal(jr.encode_create(record.meta, record.tags, source_commit, source_tree))
+            self._journal(jr.encode_create(self.slot, record.meta, record.tags, source_commit, source_tree))
 
     def maybe_flush(self) -> None:
         if time.monotonic() >= self._deadline:
@@ -196,40 +195,54 @@ class RunWriter:
             self._deadline = time.monotonic() + self.flush_interval
             if not self.pending():
                 return None
-            if journal_name is None and self.journal:
-                journal_name, journal_offset = self.journal.name, self.journal.offset
             for _attempt in range(1000):
-                if self._create is not None:
-                    source_commit, root = self._create
-                    record, old = self._record, None
-                    parents = [source_commit] if source_commit else []
-                    previous = b""
-                else:
-                    current = self.store.ref(self.ref)
-                    if current is None:
-                        raise RunNotFoundError(self.run_id)
-                    if current != self._base:
-                        self._record = None
-                    record = self.record()
-                    old = self._base
-                    parent = self.store.commit(old)
-                    root, parents, previous = parent.tree, [old], parent.message
-                self._apply_buffer(record)
-                objects: list[ShaFile] = []
-                tree = graft_record(self.store, root, record, objects)
-                message = self._message(record, previous, journal_name, journal_offset)
-                commit = make_commit(self.store, tree, parents, message)
-                objects.append(commit)
+                commit, objects, old, record = self.prepare(journal_name, journal_offset)
                 self.store.write(objects)
-                if self.store.cas(self.ref, old, commit.id):
-                    self._base, self._create = commit.id, None
-                    self._points, self._params, self._tags, self._meta = {}, {}, {}, {}
-                    self.on_commit(self.ref, commit.id, record)
+                if self.publish(commit, old, record):
                     return commit.id
-                if self._create is not None:
-                    raise ConflictError(f"run ref {self.ref.decode()} already exists")
-                self._record = None  # another writer won: reload and re-apply
             raise CorruptRecordError(f"run {self.run_id}", "could not update the run ref after 1000 attempts")
+
+    def prepare(self, journal_name: str | None = None, journal_offset: int | None = None):
+        """Build the next commit from the buffer: ``(commit, objects to write, old ref value, record)``.
+
+        Call with :attr:`lock` held, then write the objects and :meth:`publish`.
+        """
+        if journal_name is None and self.journal:
+            journal_name, journal_offset = self.journal.name, self.journal.size()
+        if self._create is not None:
+            source_commit, root = self._create
+            record, old = self._record, None
+            parents = [source_commit] if source_commit else []
+            previous = b""
+        else:
+            current = self.store.ref(self.ref)
+            if current is None:
+                raise RunNotFoundError(self.run_id)
+            if current != self._base:
+                self._record = None
+            record = self.record()
+            old = self._base
+            parent = self.store.commit(old)
+            root, parents, previous = parent.tree, [old], parent.message
+        self._apply_buffer(record)
+        objects: list[ShaFile] = []
+        tree = graft_record(self.store, root, record, objects)
+        message = self._message(record, previous, journal_name, journal_offset)
+        commit = make_commit(self.store, tree, parents, message)
+        objects.append(commit)
+        return commit, objects, old, record
+
+    def publish(self, commit: Commit, old: bytes | None, record: RunRecord) -> bool:
+        """Move the ref to a prepared commit (written already). False if another writer won."""
+        if self.store.cas(self.ref, old, commit.id):
+            self._base, self._create = commit.id, None
+            self._points, self._params, self._tags, self._meta = {}, {}, {}, {}
+            self.on_commit(self.ref, commit.id, record)
+            return True
+        if self._create is not None:
+            raise ConflictError(f"run ref {self.ref.decode()} already exists")
+        self._record = None  # another writer won: reload and re-apply on the next attempt
+        return False
 
     def _apply_buffer(self, record: RunRecord) -> None:
         for key, value in self._params.items():
@@ -262,9 +275,8 @@ class RunWriter:
         lines += [f"{TRAILER_JOURNAL}: {n} {o}" for n, o in sorted(trailers.items())]
         return "\n".join(lines) + "\n"
 
-    def close(self, *, remove_journal: bool = True) -> None:
+    def close(self) -> None:
+        """Commit what is buffered; the writer takes no more changes."""
         with self.lock:
             self.flush()
-            if self.journal:
-                self.journal.close(remove=remove_journal)
             self.closed = True

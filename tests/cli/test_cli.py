@@ -18,6 +18,11 @@ from gitml.cli.main import cli
 T0 = 1_700_000_000_000  # pinned start times: order never depends on the clock
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a child interpreter that imports gitml from this checkout."""
+    return {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
 def gitml(*args, code: int = 0, cwd_only: bool = False, repo=None):
     """Invoke the CLI in-process (with ``-C repo`` unless ``cwd_only``); check the exit code."""
     argv = [str(a) for a in args]
@@ -532,6 +537,35 @@ def test_recover_marks_a_killed_run(repo):
     assert [r["status"] for r in gitml_json("runs", "-e", "crashy", repo=repo)] == ["KILLED"]
 
 
+LIVE_RUN = """
+import sys
+import gitml
+
+with gitml.start_run(run_name="alive") as run:
+    gitml.log_metric("loss", 0.5)
+    gitml.flush()
+    print(run.info.run_id, flush=True)
+    sys.stdin.readline()  # live until the test closes stdin
+"""
+
+
+def test_recover_leaves_a_live_run_alone(repo):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LIVE_RUN], cwd=repo, env=child_env(), text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        run_id = proc.stdout.readline().strip()
+        assert len(run_id) == 32, proc.stderr.read() if proc.poll() is not None else run_id
+        assert gitml("recover", repo=repo).stdout.strip() == "Nothing to recover."
+        assert gitml_json("show", run_id, repo=repo)["info"]["status"] == "RUNNING"
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    data = gitml_json("show", run_id, repo=repo)
+    assert data["info"]["status"] == "FINISHED" and data["metrics"] == {"loss": 0.5}
+
+
 # -- init, -C, --version ----------------------------------------------------------
 def test_init_creates_a_repository(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -614,7 +648,7 @@ def test_help_does_not_import_pandas(tmp_path):
         "from gitml.cli.main import cli\n"
         "for argv in (['--help'], ['runs', '--help'], ['show', '--help']):\n"
         "    cli(argv, standalone_mode=False)\n"
-        "print([m for m in ('pandas', 'torch', 'numpy') if m in sys.modules])\n"
+        "print([m for m in ('pandas', 'torch', 'numpy', 'dulwich') if m in sys.modules])\n"
     )
     out = run_python(code, tmp_path).stdout
     assert out.splitlines()[-1] == "[]"
@@ -622,10 +656,9 @@ def test_help_does_not_import_pandas(tmp_path):
 
 # -- the entry point as a real process --------------------------------------------------
 def run_gitml(*args, cwd) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run(
-        [sys.executable, "-m", "gitml.cli.main", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "gitml.cli.main", *map(str, args)],
+        cwd=cwd, env=child_env(), capture_output=True, text=True, check=False,
     )
 
 
@@ -651,3 +684,17 @@ def test_entry_point_errors_are_one_line_and_exit_1(repo, tracked):
 
     usage = run_gitml("show", cwd=repo)
     assert usage.returncode == 2 and "Usage: gitml show" in usage.stderr
+
+
+def test_entry_point_stops_quietly_when_the_reader_goes_away(repo, client):
+    """``gitml show RUN | head -1``: no "unexpected error", no traceback, exit 141 as git."""
+    run_id = client.create_run("0", run_name="big").info.run_id
+    client.log_batch(run_id, params=[(f"p{i:02d}", "x" * 5000) for i in range(40)])  # far over a pipe buffer
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gitml.cli.main", "show", run_id], cwd=repo, env=child_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before gitml writes
+    _, stderr = proc.communicate(timeout=60)
+    assert stderr.decode() == ""
+    assert proc.returncode == 141

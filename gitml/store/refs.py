@@ -1,0 +1,138 @@
+"""Listing many refs fast, and packing them, beside dulwich's ref container.
+
+Writes of single refs go through dulwich (``set_if_equals``: git's lock files).
+Listing tens of thousands of run refs through it costs a name check per ref,
+so here:
+
+- loose refs are read only in folders whose modification time changed since
+  the last listing, unless the folder changed too close to that listing to
+  trust its time ("racily clean", as git treats index entries);
+- ``packed-refs`` is parsed once per change of the file, keeping only the
+  lines under the prefix asked for, and only well-formed ones;
+- :func:`pack_refs` moves loose refs into ``packed-refs`` the way
+  ``git pack-refs`` does: every pruned ref is locked while packed-refs is
+  rewritten, and deleted only after the new packed-refs is in place.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from dulwich.file import FileLocked, GitFile
+
+_HEX40 = re.compile(rb"[0-9a-f]{40}")
+RACY_SECONDS = 2.0
+
+
+class RefLister:
+    def __init__(self, controldir: str):
+        self.controldir = controldir
+        self._dirs: dict[str, tuple[tuple, float, dict[bytes, bytes]]] = {}
+        self._packed: tuple[tuple, dict[bytes, bytes]] | None = None
+        self.loose: set[bytes] = set()  # the loose refs of the last listing
+
+    def list(self, prefix: str) -> dict[bytes, bytes]:
+        """``{ref: sha}`` for every ref whose name starts with ``prefix``."""
+        result = {}
+        bprefix = prefix.encode()
+        for name, sha in self.packed().items():
+            if name.startswith(bprefix):
+                result[name] = sha
+        root = os.path.join(self.controldir, *prefix.rstrip("/").split("/"))
+        self.loose = set()
+        for dirpath, _dirnames, filenames in os.walk(root):
+            loose = self._loose_in(dirpath, filenames)
+            self.loose.update(loose)
+            result.update(loose)
+        return result
+
+    def _loose_in(self, dirpath: str, filenames: list[str]) -> dict[bytes, bytes]:
+        try:
+            st = os.stat(dirpath)
+        except FileNotFoundError:
+            return {}
+        key = (st.st_mtime_ns, st.st_ino, st.st_ctime_ns, len(filenames))
+        cached = self._dirs.get(dirpath)
+        if cached and cached[0] == key and cached[0][0] / 1e9 < cached[1] - RACY_SECONDS:
+            return cached[2]
+        listed_at = time.time()
+        rel = os.path.relpath(dirpath, self.controldir).replace(os.sep, "/")
+        found = {}
+        for fn in filenames:
+            if fn.endswith(".lock"):
+                continue
+            try:
+                with open(os.path.join(dirpath, fn), "rb") as f:
+                    value = f.read(41).rstrip(b"\n")
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+            if _HEX40.fullmatch(value):
+                found[f"{rel}/{fn}".encode()] = value
+        self._dirs[dirpath] = (key, listed_at, found)
+        return found
+
+    def packed(self) -> dict[bytes, bytes]:
+        path = os.path.join(self.controldir, "packed-refs")
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return {}
+        key = (st.st_mtime_ns, st.st_ino, st.st_size)
+        if self._packed and self._packed[0] == key and key[0] / 1e9 < time.time() - RACY_SECONDS:
+            return self._packed[1]
+        refs = {}
+        with open(path, "rb") as f:
+            for line in f:
+                if line[:1] in (b"#", b"^"):
+                    continue
+                sha, _, name = line.rstrip(b"\n").partition(b" ")
+                if _HEX40.fullmatch(sha) and name.startswith(b"refs/") and b".." not in name:
+                    refs[name] = sha
+        self._packed = (key, refs)
+        return refs
+
+
+def pack_refs(repo, names: list[bytes]) -> int:
+    """Move the loose refs ``names`` into packed-refs, as ``git pack-refs`` does.
+
+    Refs whose lock another writer holds are left loose. Returns how many were packed.
+    """
+    refs = repo.refs
+    locks = []
+    packed_path = os.path.join(repo.controldir(), "packed-refs")
+    try:
+        for name in names:
+            path = refs.refpath(name)
+            try:
+                lock = GitFile(path, "wb")
+            except FileLocked:
+                continue
+            try:
+                with open(path, "rb") as f:
+                    value = f.read(41).rstrip(b"\n")
+            except FileNotFoundError:
+                lock.abort()
+                continue
+            if not _HEX40.fullmatch(value):
+                lock.abort()
+                continue
+            locks.append((name, path, value, lock))
+        if not locks:
+            return 0
+        with GitFile(packed_path, "wb") as f:
+            packed = dict(refs.get_packed_refs())
+            packed.update({name: value for name, _, value, _ in locks})
+            f.write(b"# pack-refs with: sorted \n")  # no peeled lines: git peels on demand
+            for name in sorted(packed):
+                f.write(packed[name] + b" " + name + b"\n")
+        for _name, path, _value, _lock in locks:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        return len(locks)
+    finally:
+        for *_, lock in locks:
+            lock.abort()

@@ -1,0 +1,123 @@
+"""Committer: commits ended runs on a background thread, grouped into one pack.
+
+``end_run`` returns once the run's final state is in its journal (nothing can be
+lost from then on); the commit follows within milliseconds. Runs that end
+together share one pack write, and the main thread goes on while the ref
+updates wait for the disk. Any read of a run in this process first waits for
+its commit; closing the tracker (and so the interpreter's exit) drains the
+queue. If the process dies first, recovery commits the journal, keeping the
+status the run ended with.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from gitml.store.git import GitStore
+from gitml.tracking.writer import RunWriter
+
+log = logging.getLogger("gitml")
+
+MAX_BATCH = 64
+MAX_QUEUE = 128
+
+
+class Committer:
+    def __init__(self, store: GitStore):
+        self.store = store
+        self._queue: list[RunWriter] = []
+        self._pending: dict[str, threading.Event] = {}
+        self._errors: dict[str, BaseException] = {}
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def submit(self, writer: RunWriter) -> None:
+        with self._cond:
+            while len(self._queue) >= MAX_QUEUE:
+                self._cond.wait()
+            self._queue.append(writer)
+            self._pending[writer.run_id] = threading.Event()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="gitml-committer", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def wait(self, run_id: str | None = None) -> None:
+        """Wait until ``run_id`` (default: every queued run) is committed; re-raise its error."""
+        with self._cond:
+            events = [self._pending[run_id]] if run_id in self._pending else (list(self._pending.values()) if run_id is None else [])
+        for event in events:
+            event.wait()
+        with self._cond:
+            error = self._errors.pop(run_id, None) if run_id else None
+        if error is not None:
+            raise error
+
+    @property
+    def failed(self) -> bool:
+        """Whether some run could not be committed (its journal must stay)."""
+        return bool(self._errors)
+
+    def close(self) -> None:
+        self.wait()
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        for run_id, error in self._errors.items():
+            log.warning("gitml: run %s could not be committed (its journal is kept for recovery): %s", run_id, error)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                self._cond.notify_all()
+            self._commit(batch)
+
+    def _commit(self, batch: list[RunWriter]) -> None:
+        prepared, objects = [], []
+        for writer in batch:
+            writer.lock.acquire()
+            try:
+                if writer.pending():
+                    commit, new, old, record = writer.prepare()
+                    prepared.append((writer, commit, old, record))
+                    objects.extend(new)
+                else:
+                    prepared.append((writer, None, None, None))
+            except BaseException as e:
+                self._errors[writer.run_id] = e
+                writer.lock.release()
+                self._done(writer)
+        try:
+            self.store.write(objects)
+        except BaseException as e:
+            for writer, *_ in prepared:
+                self._errors[writer.run_id] = e
+                writer.lock.release()
+                self._done(writer)
+            return
+        for writer, commit, old, record in prepared:
+            try:
+                if commit is not None and not writer.publish(commit, old, record):
+                    writer.flush()
+                writer.close()
+            except BaseException as e:
+                self._errors[writer.run_id] = e
+            finally:
+                writer.lock.release()
+                self._done(writer)
+
+    def _done(self, writer: RunWriter) -> None:
+        with self._cond:
+            event = self._pending.pop(writer.run_id, None)
+        if event is not None:
+            event.set()
