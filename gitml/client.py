@@ -62,6 +62,8 @@ class Client:
     ) -> list[Experiment]:
         from gitml.tracking.filter import compile_filter, parse_order_by, sort_rows
 
+        if max_results is not None and max_results < 0:
+            raise InvalidInputError(f"max_results must be >= 0, not {max_results}")
         experiments = self.tracker.experiments.all(view_type)
         rows = [
             {

@@ -136,11 +136,24 @@ def restore(store: GitStore, commit: bytes | None, files: dict[str, tuple[int, b
 
     if store.workdir is None:
         raise RepositoryError("this repository has no work tree to check out into")
+    from dulwich.refs import check_ref_format
+
+    from gitml.errors import InvalidInputError
+
+    if branch is not None:
+        if not check_ref_format(f"refs/heads/{branch}".encode()):
+            raise InvalidInputError(f"{branch!r} is not a valid branch name")
+        if commit is None:
+            raise ConflictError("the run was made before the first commit: there is no commit to branch from")
+        if store.ref(f"refs/heads/{branch}".encode()) is not None:
+            raise ConflictError(f"branch {branch!r} already exists")
     current = snapshot(store)
     if current.dirty:
         raise ConflictError("the work tree has uncommitted changes to tracked files; commit or stash them first")
-    if branch is not None and store.ref(f"refs/heads/{branch}".encode()) is not None:
-        raise ConflictError(f"branch {branch!r} already exists")
+    tracked = {p.decode("utf-8", "surrogateescape") for p, _ in _index_entries(store, store.repo.index_path(), os.stat(store.repo.index_path()))} if os.path.exists(store.repo.index_path()) else set()
+    for path in sorted(files):
+        if path not in tracked and os.path.lexists(os.path.join(store.workdir, path)):
+            raise ConflictError(f"the untracked file {path!r} would be overwritten; move or remove it first")
     if commit is not None:
         porcelain.checkout(store.repo, commit.decode(), new_branch=branch)
     base = store.files(store.commit(commit).tree) if commit else {}

@@ -425,6 +425,8 @@ def search_rows(
     order_by: list[str] | None = None,
 ) -> list[dict]:
     """Rows of the runs matching a filter, ordered, at most ``max_results``."""
+    if max_results is not None and max_results < 0:
+        raise InvalidInputError(f"max_results must be >= 0, not {max_results}")
     from gitml.tracking.entities import ViewType
     from gitml.tracking.filter import compile_filter, parse_order_by, sort_rows
 

@@ -434,12 +434,6 @@ def test_checkout_of_a_run_before_the_first_commit(tmp_path, monkeypatch):
     assert git(path, "symbolic-ref", "--short", "HEAD").strip() == "main"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gitml/store/worktree.py restore(): porcelain.checkout silently overwrites an untracked "
-    "file that the run's source commit tracks (git checkout refuses: 'untracked working tree files "
-    "would be overwritten'); snapshot() ignores untracked files, so the dirty check does not catch it",
-)
 def test_checkout_does_not_overwrite_untracked_files(repo, client):
     run_id = make_run(client, "0", "r", start=T0)  # README.md is tracked at the run's source
     git(repo, "rm", "-q", "README.md")
