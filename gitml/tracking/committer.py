@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 
 from gitml.store.git import GitStore
 from gitml.tracking.writer import RunWriter
@@ -24,8 +26,11 @@ MAX_QUEUE = 128
 
 
 class Committer:
-    def __init__(self, store: GitStore):
+    """Background commits: ended runs (grouped), and open runs whose flush is due."""
+
+    def __init__(self, store: GitStore, open_writers: Callable[[], list[RunWriter]]):
         self.store = store
+        self._open_writers = open_writers
         self._queue: list[RunWriter] = []
         self._pending: dict[str, threading.Event] = {}
         self._errors: dict[str, BaseException] = {}
@@ -39,10 +44,19 @@ class Committer:
                 self._cond.wait()
             self._queue.append(writer)
             self._pending[writer.run_id] = threading.Event()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="gitml-committer", daemon=True)
-                self._thread.start()
+            self._start()
             self._cond.notify_all()
+
+    def watch(self) -> None:
+        """Start flushing open writers when their flush is due (also when they are idle)."""
+        with self._cond:
+            self._start()
+            self._cond.notify_all()
+
+    def _start(self) -> None:
+        if self._thread is None and not self._stopping:
+            self._thread = threading.Thread(target=self._loop, name="gitml-committer", daemon=True)
+            self._thread.start()
 
     def wait(self, run_id: str | None = None) -> None:
         """Wait until ``run_id`` (default: every queued run) is committed; re-raise its error."""
@@ -75,12 +89,31 @@ class Committer:
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if not self._queue:
+                    due = self._next_due()
+                    if due <= 0:
+                        break
+                    self._cond.wait(min(due, 1.0))
+                if self._stopping and not self._queue:
                     return
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 self._cond.notify_all()
-            self._commit(batch)
+            if batch:
+                self._commit(batch)
+            self._flush_due()
+
+    def _next_due(self) -> float:
+        now = time.monotonic()
+        deadlines = [w.deadline for w in self._open_writers() if w.pending()]
+        return min(deadlines) - now if deadlines else 1.0
+
+    def _flush_due(self) -> None:
+        now = time.monotonic()
+        for writer in self._open_writers():
+            if writer.pending() and writer.deadline <= now:
+                try:
+                    writer.flush()
+                except Exception as e:  # surfaced again by the writer's next flush in its own thread
+                    log.warning("gitml: background flush of run %s failed: %s", writer.run_id, e)
 
     def _commit(self, batch: list[RunWriter]) -> None:
         prepared, objects = [], []

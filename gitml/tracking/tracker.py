@@ -130,7 +130,7 @@ class Tracker:
         self.experiments = ExperimentRegistry(store, self.artifact_root)
         self.writers: dict[str, RunWriter] = {}
         self.journal: jr.Journal | None = None
-        self.committer = Committer(store)
+        self.committer = Committer(store, lambda: [w for w in list(self.writers.values()) if not w.closed])
         self._refs_by_run: dict[str, bytes] = {}
         self.recovered = self.recover()
 
@@ -226,6 +226,7 @@ class Tracker:
         )
         if journaled:
             self.writers[run_id] = writer
+            self.committer.watch()
         self._refs_by_run[run_id] = ref
         return writer
 

@@ -23,6 +23,7 @@ from gitml.tracking import journal as jr
 from gitml.tracking.record import META, PARAMS, TAGS, RunRecord
 
 TRAILER_RUN = "Gitml-Run"
+FIRST_COMMIT_SECONDS = 1.0  # a new run is visible to other processes within this
 TRAILER_JOURNAL = "Gitml-Journal"
 
 
@@ -183,7 +184,13 @@ class RunWriter:
         with self.lock:
             self._record, self._base = record, None
             self._create = (source_commit, source_tree)
+            self._deadline = time.monotonic() + min(self.flush_interval, FIRST_COMMIT_SECONDS)
             self._journal(jr.encode_create(self.slot, record.meta, record.tags, source_commit, source_tree))
+
+    @property
+    def deadline(self) -> float:
+        """When (``time.monotonic()``) the buffer is due to be committed."""
+        return self._deadline
 
     def maybe_flush(self) -> None:
         if time.monotonic() >= self._deadline:
