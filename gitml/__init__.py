@@ -13,6 +13,7 @@ commit holds the code that ran and what it logged::
 
 _LAZY = {
     "ActiveRun": "gitml.fluent",
+    "FileInfo": "gitml.artifacts.service",
     "AmbiguousRunError": "gitml.errors",
     "Client": "gitml.client",
     "ConflictError": "gitml.errors",
@@ -49,6 +50,13 @@ _LAZY = {
     "get_tracking_uri": "gitml.fluent",
     "last_active_run": "gitml.fluent",
     "log_batch": "gitml.fluent",
+    "log_figure": "gitml.fluent",
+    "log_image": "gitml.fluent",
+    "log_table": "gitml.fluent",
+    "log_dict": "gitml.fluent",
+    "log_text": "gitml.fluent",
+    "log_artifacts": "gitml.fluent",
+    "log_artifact": "gitml.fluent",
     "log_metric": "gitml.fluent",
     "log_metrics": "gitml.fluent",
     "log_param": "gitml.fluent",
@@ -69,6 +77,10 @@ _LAZY = {
 
 
 def __getattr__(name: str):
+    if name == "artifacts":
+        import importlib
+
+        return importlib.import_module("gitml.artifacts")
     """Import the public API on first use, so ``gitml --help`` stays fast."""
     module = _LAZY.get(name)
     if module is None:
@@ -88,6 +100,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActiveRun",
+    "FileInfo",
     "AmbiguousRunError",
     "Client",
     "ConflictError",
@@ -125,6 +138,13 @@ __all__ = [
     "get_tracking_uri",
     "last_active_run",
     "log_batch",
+    "log_figure",
+    "log_image",
+    "log_table",
+    "log_dict",
+    "log_text",
+    "log_artifacts",
+    "log_artifact",
     "log_metric",
     "log_metrics",
     "log_param",

@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 import time
 
+from gitml.artifacts import config, formats
+from gitml.artifacts.cas import ContentStore
+from gitml.artifacts.service import FileInfo, RunArtifacts, _join, collect_files
 from gitml.errors import ExperimentNotFoundError, InvalidInputError
 from gitml.names import DEFAULT_EXPERIMENT_ID, check_key
 from gitml.store.git import open_store
@@ -28,6 +31,7 @@ class Client:
     def __init__(self, repo: str | os.PathLike | None = None, *, flush_interval: float | None = None):
         self._store = open_store(repo, create=True)
         self.tracker = Tracker(self._store, flush_interval=flush_interval)
+        self._artifacts: RunArtifacts | None = None
 
     @property
     def repo_path(self) -> str:
@@ -35,7 +39,23 @@ class Client:
 
     def close(self) -> None:
         self.tracker.close()
+        if self._artifacts is not None:
+            self._artifacts.content.close()
         self._store.close()
+
+    @property
+    def artifacts(self) -> RunArtifacts:
+        """The run artifacts service (content store from the repository's settings)."""
+        if self._artifacts is None:
+            settings = config.load(self._store)
+            content = ContentStore(
+                os.path.join(self._store.gitml_dir, "cache"),
+                settings["artifacts.remote"],
+                settings["artifacts.storage_options"],
+                state_dir=self._store.gitml_dir,
+            )
+            self._artifacts = RunArtifacts(self.tracker, content, settings["artifacts.inline_max_bytes"])
+        return self._artifacts
 
     def __enter__(self) -> Client:
         return self
@@ -167,6 +187,45 @@ class Client:
                 writer.log_metric(key, value, step, timestamp)
 
         self.tracker.update(run_id, change)
+
+    # -- artifacts -------------------------------------------------------
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
+        """Log a file (or a folder's files) under ``artifact_path`` of the run."""
+        if os.path.isdir(local_path):
+            name = os.path.basename(os.path.normpath(local_path))
+            self.artifacts.log_files(run_id, collect_files(local_path, _join(artifact_path, name)), resolved=True)
+            return
+        if not os.path.isfile(local_path):
+            raise InvalidInputError(f"{local_path!r} is not a file")
+        self.artifacts.log_files(run_id, [(local_path, _join(artifact_path, os.path.basename(local_path)))])
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
+        """Log every file below ``local_dir`` under ``artifact_path`` of the run."""
+        self.artifacts.log_files(run_id, collect_files(local_dir, artifact_path), resolved=True)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.artifacts.log_bytes(run_id, text.encode(), artifact_file)
+
+    def log_dict(self, run_id: str, dictionary: dict, artifact_file: str) -> None:
+        self.artifacts.log_bytes(run_id, formats.dict_bytes(dictionary, artifact_file), artifact_file)
+
+    def log_table(self, run_id: str, data, artifact_file: str) -> None:
+        self.artifacts.log_bytes(run_id, formats.table_bytes(data), artifact_file)
+
+    def log_image(self, run_id: str, image, artifact_file: str) -> None:
+        self.artifacts.log_bytes(run_id, formats.image_bytes(image, artifact_file), artifact_file)
+
+    def log_figure(self, run_id: str, figure, artifact_file: str) -> None:
+        self.artifacts.log_bytes(run_id, formats.figure_bytes(figure, artifact_file), artifact_file)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
+        return self.artifacts.list(run_id, path)
+
+    def download_artifacts(self, run_id: str, path: str = "", dst_path: str | None = None) -> str:
+        """Download an artifact file or folder (verified); returns its local path."""
+        import tempfile
+
+        return self.artifacts.download(run_id, path, dst_path or tempfile.mkdtemp(prefix="gitml-"))
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         return self.tracker.metric_history(run_id, key)

@@ -288,6 +288,40 @@ def log_batch(metrics=(), params=(), tags=()) -> None:
     client().log_batch(_writer().run_id, metrics, params, tags)
 
 
+def log_artifact(local_path: str, artifact_path: str | None = None) -> None:
+    """Log a file (or folder) to the active run's artifacts."""
+    client().log_artifact(_writer().run_id, local_path, artifact_path)
+
+
+def log_artifacts(local_dir: str, artifact_path: str | None = None) -> None:
+    """Log every file below ``local_dir`` to the active run's artifacts."""
+    client().log_artifacts(_writer().run_id, local_dir, artifact_path)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    client().log_text(_writer().run_id, text, artifact_file)
+
+
+def log_dict(dictionary: dict, artifact_file: str) -> None:
+    """Log a dict as JSON, or YAML when ``artifact_file`` ends in .yaml/.yml."""
+    client().log_dict(_writer().run_id, dictionary, artifact_file)
+
+
+def log_table(data, artifact_file: str) -> None:
+    """Log a DataFrame or dict of columns as MLflow's JSON table."""
+    client().log_table(_writer().run_id, data, artifact_file)
+
+
+def log_image(image, artifact_file: str) -> None:
+    """Log a numpy array or PIL image as an image file (PNG for arrays)."""
+    client().log_image(_writer().run_id, image, artifact_file)
+
+
+def log_figure(figure, artifact_file: str) -> None:
+    """Log a matplotlib (or plotly) figure."""
+    client().log_figure(_writer().run_id, figure, artifact_file)
+
+
 def get_metric_history(run_id: str, key: str) -> list[Metric]:
     return client().get_metric_history(run_id, key)
 

@@ -61,6 +61,26 @@ def check_key(key: object, kind: str = "key") -> str:
     return key
 
 
+def check_artifact_path(path: object, what: str = "artifact path") -> str:
+    """A relative, normalised path inside a run's artifacts; never escapes its root.
+
+    >>> check_artifact_path("model/weights.pt")
+    'model/weights.pt'
+    """
+    if not isinstance(path, str) or not path:
+        raise InvalidInputError(f"{what} must be a non-empty string")
+    if len(path) > 1024:
+        raise InvalidInputError(f"{what} {path[:40]!r}... is longer than 1024 characters")
+    if _CONTROL_RE.search(path) or "\\" in path:
+        raise InvalidInputError(f"{what} {path!r} holds a control character or a backslash")
+    if path.startswith("/"):
+        raise InvalidInputError(f"{what} {path!r} is absolute; give a path inside the run's artifacts")
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise InvalidInputError(f"{what} {path!r} has an empty, '.' or '..' component")
+    return path
+
+
 def check_text(value: object, what: str, max_length: int, *, single_line: bool = False) -> str:
     """Validate a free-text value (param value, tag value, name)."""
     if not isinstance(value, str):
@@ -113,6 +133,16 @@ def parse_run_ref(ref: bytes | str) -> tuple[str, str] | None:
 
 def experiment_ref(experiment_id: str) -> bytes:
     return f"{EXPERIMENTS_PREFIX}{check_experiment_id(experiment_id)}".encode()
+
+
+def parse_runs_uri(uri: str) -> tuple[str, str]:
+    """``(run, artifact path)`` of ``runs:/<run>/<path>`` (the run as an id, prefix or name)."""
+    if not isinstance(uri, str) or not uri.startswith("runs:/"):
+        raise InvalidInputError(f"{uri!r} is not a runs:/<run_id>/<path> URI")
+    run, _, path = uri[len("runs:/"):].lstrip("/").partition("/")
+    if not run:
+        raise InvalidInputError(f"{uri!r} names no run")
+    return run, path.strip("/")
 
 
 def history_path(key: str, chunk: int) -> str:

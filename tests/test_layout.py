@@ -10,9 +10,10 @@ from tests.conftest import ROOT, run_python
 LAYERS = [
     ("gitml.errors", "gitml.names"),
     ("gitml.store",),
-    ("gitml.tracking",),
-    ("gitml.client", "gitml.frame"),
-    ("gitml.fluent",),
+    ("gitml.tracking", "gitml.artifacts.cas", "gitml.artifacts.config", "gitml.artifacts.formats"),
+    ("gitml.artifacts.service",),
+    ("gitml.client", "gitml.frame", "gitml.sync"),
+    ("gitml.fluent", "gitml.artifacts"),
     ("gitml.cli",),
 ]
 

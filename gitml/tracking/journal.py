@@ -12,6 +12,7 @@ process writes; each run has a slot number. Lines, tab-separated::
     T <slot> <key> <json string>                  tag set
     D <slot> <key>                                tag deleted
     S <slot> <json object>                        meta fields (status, end_time, ...)
+    A <slot> <json object>                        artifact (path, sha256, size, inline blob)
 
 The process holds an exclusive ``flock`` on its journal while alive; a journal
 whose lock can be taken belongs to a dead process and is replayed by recovery.
@@ -93,6 +94,10 @@ def encode_tag(slot: int, key: str, value: str | None) -> str:
     return f"T\t{slot}\t{key}\t{json.dumps(value)}\n"
 
 
+def encode_artifact(slot: int, path: str, sha256: str, size: int, blob: str | None) -> str:
+    return f"A\t{slot}\t{json.dumps({'path': path, 'sha256': sha256, 'size': size, 'blob': blob})}\n"
+
+
 def encode_meta(slot: int, fields: dict) -> str:
     return f"S\t{slot}\t{json.dumps(fields)}\n"
 
@@ -137,7 +142,7 @@ def replay(data: bytes, name: str) -> tuple[dict[int, tuple[str, str]], list[tup
                 entries.append((slot, stop, (kind, parts[2], json.loads("\t".join(parts[3:])))))
             elif kind == "D":
                 entries.append((slot, stop, ("D", parts[2])))
-            elif kind in ("S", "C"):
+            elif kind in ("S", "C", "A"):
                 entries.append((slot, stop, (kind, json.loads("\t".join(parts[2:])))))
             else:
                 raise ValueError(kind)

@@ -29,6 +29,8 @@ from gitml.tracking.entities import Metric
 CHUNK_POINTS = 10_000
 HISTORY_HEADER = "step\ttimestamp\tvalue\n"
 META, PARAMS, TAGS, METRICS = "meta.yaml", "params.yaml", "tags.yaml", "metrics.yaml"
+ARTIFACTS = "artifacts.yaml"
+INLINE_DIR = "artifacts/"
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -68,6 +70,7 @@ class RunRecord:
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     latest: dict[str, tuple[int, int, float]] = field(default_factory=dict)  # key -> (step, ts, value)
+    artifacts: dict[str, dict] = field(default_factory=dict)  # path -> {sha256, size}
     paths: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # file -> (mode, sha)
     dirty: set[str] = field(default_factory=set)
     _tails: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
@@ -106,6 +109,12 @@ class RunRecord:
             raise CorruptRecordError(what, f"{META} is missing or has no run_id")
         record.params = {str(k): str(v) for k, v in read(PARAMS, {}).items()}
         record.tags = {str(k): str(v) for k, v in read(TAGS, {}).items()}
+        try:
+            record.artifacts = {
+                str(k): {"sha256": str(v["sha256"]), "size": int(v["size"])} for k, v in read(ARTIFACTS, {}).items()
+            }
+        except (TypeError, KeyError, ValueError) as e:
+            raise CorruptRecordError(what, f"{ARTIFACTS} has a malformed entry ({e})") from None
         try:
             record.latest = {
                 str(k): (int(v["step"]), int(v["timestamp"]), float(v["value"]))
@@ -150,6 +159,19 @@ class RunRecord:
         self._put_history(key, chunk, lines)
         self.dirty.add(METRICS)
 
+    def add_artifact(self, path: str, sha256: str, size: int, blob: str | None) -> None:
+        """Record an artifact; ``blob`` is the git blob of an inline copy (small files)."""
+        self.artifacts[path] = {"sha256": sha256, "size": size}
+        if blob:
+            self.paths[INLINE_DIR + path] = (FILE_MODE, blob.encode())
+        else:
+            self.paths.pop(INLINE_DIR + path, None)
+        self.dirty.add(ARTIFACTS)
+
+    def inline_blob(self, path: str) -> bytes | None:
+        entry = self.paths.get(INLINE_DIR + path)
+        return entry[1] if entry else None
+
     def _tail(self, store: GitStore, key: str) -> tuple[int, list[str]]:
         if key in self._tails:
             return self._tails[key]
@@ -172,6 +194,8 @@ class RunRecord:
         for name, data in ((META, self.meta), (PARAMS, self.params), (TAGS, self.tags)):
             if name in self.dirty or name not in self.paths:
                 self._put_yaml(name, data)
+        if ARTIFACTS in self.dirty:
+            self._put_yaml(ARTIFACTS, self.artifacts)
         if METRICS in self.dirty or METRICS not in self.paths:
             self._put_yaml(
                 METRICS,

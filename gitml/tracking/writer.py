@@ -100,6 +100,7 @@ class RunWriter:
         self._params: dict[str, str] = {}
         self._tags: dict[str, str | None] = {}
         self._meta: dict = {}
+        self._artifacts: dict[str, tuple[str, int, str | None]] = {}
         self._create: tuple[bytes | None, bytes | None] | None = None
         self._known: set[str] = set()
         self._deadline = time.monotonic() + flush_interval
@@ -136,6 +137,16 @@ class RunWriter:
             self._journal("".join(jr.encode_tag(self.slot, k, v) for k, v in tags.items()))
             self._tags.update(tags)
 
+    def add_artifacts(self, entries: list[tuple[str, str, int, str | None]]) -> None:
+        """Record artifacts ``(path, sha256, size, inline blob id)``; their bytes are stored already."""
+        with self.lock:
+            self._journal("".join(jr.encode_artifact(self.slot, *e) for e in entries))
+            for path, sha256, size, blob in entries:
+                self._artifacts[path] = (sha256, size, blob)
+
+    def pending_artifacts(self) -> dict[str, tuple[str, int, str | None]]:
+        return dict(self._artifacts)
+
     def set_meta(self, **fields) -> None:
         with self.lock:
             self._journal(jr.encode_meta(self.slot, fields))
@@ -158,6 +169,9 @@ class RunWriter:
             self._tags[entry[1]] = None
         elif kind == "S":
             self._meta.update(entry[1])
+        elif kind == "A":
+            data = entry[1]
+            self._artifacts[data["path"]] = (data["sha256"], data["size"], data.get("blob"))
         elif kind == "C":
             data = entry[1]
             commit, tree = data.get("source_commit"), data.get("source_tree")
@@ -177,7 +191,7 @@ class RunWriter:
         return self._record
 
     def pending(self) -> bool:
-        return bool(self._create or self._points or self._params or self._tags or self._meta)
+        return bool(self._create or self._points or self._params or self._tags or self._meta or self._artifacts)
 
     def start(self, record: RunRecord, source_commit: bytes | None, source_tree: bytes | None) -> None:
         """Make this the writer of a new run, first committed at its first flush."""
@@ -243,7 +257,7 @@ class RunWriter:
         """Move the ref to a prepared commit (written already). False if another writer won."""
         if self.store.cas(self.ref, old, commit.id):
             self._base, self._create = commit.id, None
-            self._points, self._params, self._tags, self._meta = {}, {}, {}, {}
+            self._points, self._params, self._tags, self._meta, self._artifacts = {}, {}, {}, {}, {}
             self.on_commit(self.ref, commit.id, record)
             return True
         if self._create is not None:
@@ -271,6 +285,8 @@ class RunWriter:
             record.dirty.add(META)
         for key, points in self._points.items():
             record.append_points(self.store, key, points)
+        for path, (sha256, size, blob) in self._artifacts.items():
+            record.add_artifact(path, sha256, size, blob)
 
     def _message(self, record: RunRecord, previous: bytes, journal_name: str | None, offset: int | None) -> str:
         meta = record.meta

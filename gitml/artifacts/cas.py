@@ -1,0 +1,403 @@
+"""Content-addressed artifact objects: a local cache and an fsspec remote.
+
+An object is a file named by its SHA-256: ``<root>/<2 hex>/<62 hex>``, in the
+cache (``.git/gitml/cache/``) and in the remote (any fsspec URL). Every read,
+from either, is checked against the name; a mismatch is refused and the bad
+copy is never kept. A stat cache (size, mtime, inode, ctime → hash), like
+git's index, spares re-hashing a file logged again unchanged.
+
+Adding a file to the cache clones it (reflink) where the filesystem can,
+hard-links it when it is large (no copy of a big checkpoint), and copies it
+otherwise. A hard-linked object shares its inode with the logged file: if that
+file is later modified in place, the object no longer matches its hash, and
+reads say so instead of returning wrong bytes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+
+from gitml.errors import GitmlError
+
+CHUNK = 1 << 20
+HARDLINK_MIN_BYTES = 4 << 20
+FICLONE = 0x40049409
+_BACKEND_HINTS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "http": "aiohttp", "https": "aiohttp"}
+
+
+class IntegrityError(GitmlError):
+    """An artifact object whose bytes do not match its hash."""
+
+
+class ArtifactRemoteError(GitmlError):
+    """The artifact remote cannot be opened or used."""
+
+
+def object_key(sha256: str) -> str:
+    return f"{sha256[:2]}/{sha256[2:]}"
+
+
+def _hash_file(path: str) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _clone_or_link(src: str, dst: str, size: int) -> None:
+    """Put ``src``'s bytes at ``dst``: reflink, else hard link (large files), else copy."""
+    tmp = f"{dst}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(src, "rb") as s, open(tmp, "wb") as d:
+            fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
+        os.replace(tmp, dst)
+        return
+    except OSError:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if size >= HARDLINK_MIN_BYTES:
+        try:
+            os.link(src, dst)
+            return
+        except FileExistsError:
+            return
+        except OSError:
+            pass
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+class StatCache:
+    """``realpath → (size, mtime_ns, inode, ctime_ns) → (sha256, git blob id)`` in SQLite."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            try:
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS stat2 "
+                    "(path TEXT PRIMARY KEY, size INT, mtime INT, ino INT, ctime INT, sha TEXT, blob TEXT)"
+                )
+                self._conn = conn
+            except sqlite3.DatabaseError:  # a cache: start again
+                for suffix in ("", "-wal", "-shm"):
+                    if os.path.exists(self.path + suffix):
+                        os.unlink(self.path + suffix)
+                return self._db()
+        return self._conn
+
+    @staticmethod
+    def key(st: os.stat_result) -> tuple:
+        return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+    def get_many(self, stats: dict[str, os.stat_result]) -> dict[str, tuple[str, str | None]]:
+        """``{path: (sha256, blob)}`` for the paths whose stat is unchanged."""
+        found = {}
+        paths = list(stats)
+        with self._lock:
+            db = self._db()
+            for i in range(0, len(paths), 500):
+                chunk = paths[i : i + 500]
+                rows = db.execute(
+                    f"SELECT path, size, mtime, ino, ctime, sha, blob FROM stat2 WHERE path IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                for path, size, mtime, ino, ctime, sha, blob in rows:
+                    if (size, mtime, ino, ctime) == self.key(stats[path]):
+                        found[path] = (sha, blob)
+        return found
+
+    def put_many(self, rows: list[tuple[str, os.stat_result, str, str | None]]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT OR REPLACE INTO stat2 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(path, *self.key(st), sha, blob) for path, st, sha, blob in rows],
+            )
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class ContentStore:
+    """The objects of one repository: its cache folder and its artifact remote."""
+
+    def __init__(self, cache_dir: str, remote_url: str, storage_options: dict | None = None, *, state_dir: str):
+        self.cache_dir = cache_dir
+        self.remote_url = remote_url.rstrip("/")
+        self.storage_options = storage_options or {}
+        self.stat_cache = StatCache(os.path.join(state_dir, "statcache.sqlite3"))
+        self._known_path = os.path.join(
+            state_dir, "remotes", hashlib.sha1(self.remote_url.encode()).hexdigest()[:16] + ".known"
+        )
+        self._fs = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.stat_cache.close()
+
+    # -- the cache -------------------------------------------------------
+    def cache_path(self, sha256: str) -> str:
+        return os.path.join(self.cache_dir, sha256[:2], sha256[2:])
+
+    def has_local(self, sha256: str) -> bool:
+        return os.path.exists(self.cache_path(sha256))
+
+    def add_file(self, path: str) -> tuple[str, int]:
+        """Put a file in the cache (hashing it); returns ``(sha256, size)``."""
+        sha, size = _hash_file(path)
+        dst = self.cache_path(sha)
+        if not os.path.exists(dst):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            _clone_or_link(path, dst, size)
+        return sha, size
+
+    def add_files(self, paths: list[str], *, workers: int = 4) -> list[tuple[str, int]]:
+        """:meth:`add_file` for many files, hashing in parallel (hashlib releases the GIL)."""
+        if len(paths) < 2:
+            return [self.add_file(p) for p in paths]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(self.add_file, paths))
+
+    def add_bytes(self, data: bytes) -> tuple[str, int]:
+        sha = hashlib.sha256(data).hexdigest()
+        dst = self.cache_path(sha)
+        if not os.path.exists(dst):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            tmp = f"{dst}.{uuid.uuid4().hex[:8]}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, dst)
+        return sha, len(data)
+
+    def copy_to(self, sha256: str, dst: str, *, what: str) -> None:
+        """Write object ``sha256`` to ``dst``, verified; fetched from the remote if not cached."""
+        src = self.ensure_local(sha256, what=what)
+        tmp = f"{dst}.{uuid.uuid4().hex[:8]}.tmp"
+        digest = hashlib.sha256()
+        try:
+            with open(src, "rb") as s, open(tmp, "wb") as d:
+                while chunk := s.read(CHUNK):
+                    digest.update(chunk)
+                    d.write(chunk)
+            if digest.hexdigest() != sha256:
+                os.unlink(src)  # a corrupt cached object is never kept
+                raise IntegrityError(f"{what}: cached object {sha256} does not match its hash (removed from the cache)")
+            os.replace(tmp, dst)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def read_bytes(self, sha256: str, *, what: str) -> bytes:
+        data = open(self.ensure_local(sha256, what=what), "rb").read()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            os.unlink(self.cache_path(sha256))
+            raise IntegrityError(f"{what}: cached object {sha256} does not match its hash (removed from the cache)")
+        return data
+
+    def ensure_local(self, sha256: str, *, what: str) -> str:
+        """The cache path of an object, downloading (and verifying) it if needed."""
+        path = self.cache_path(sha256)
+        if not os.path.exists(path):
+            self.download(sha256, what=what)
+        return path
+
+    def verify_local(self, sha256: str) -> bool:
+        path = self.cache_path(sha256)
+        return os.path.exists(path) and _hash_file(path)[0] == sha256
+
+    def local_objects(self) -> set[str]:
+        found = set()
+        try:
+            prefixes = os.listdir(self.cache_dir)
+        except FileNotFoundError:
+            return found
+        for prefix in prefixes:
+            if len(prefix) != 2:
+                continue
+            for name in os.listdir(os.path.join(self.cache_dir, prefix)):
+                if len(name) == 62 and not name.endswith(".tmp"):
+                    found.add(prefix + name)
+        return found
+
+    def drop_local(self, sha256: str) -> None:
+        try:
+            os.unlink(self.cache_path(sha256))
+        except FileNotFoundError:
+            pass
+
+    # -- the remote ------------------------------------------------------
+    @property
+    def fs(self):
+        if self._fs is None:
+            with self._lock:
+                if self._fs is None:
+                    self._fs, self._root = _open_remote(self.remote_url, self.storage_options)
+        return self._fs
+
+    def _remote_key(self, sha256: str) -> str:
+        self.fs  # noqa: B018  (opens the remote, sets _root)
+        return f"{self._root}/{object_key(sha256)}" if self._root else object_key(sha256)
+
+    def _known(self) -> set[str]:
+        try:
+            with open(self._known_path) as f:
+                return {line.strip() for line in f if len(line.strip()) == 64}
+        except FileNotFoundError:
+            return set()
+
+    def _remember(self, shas: Iterable[str]) -> None:
+        os.makedirs(os.path.dirname(self._known_path), exist_ok=True)
+        with self._lock, open(self._known_path, "a") as f:
+            f.write("".join(f"{s}\n" for s in shas))
+
+    def missing_on_remote(self, shas: set[str]) -> set[str]:
+        """Which objects the remote lacks (asked once per object; answers kept locally)."""
+        todo = shas - self._known()
+        if not todo:
+            return set()
+        fs = self.fs
+        try:
+            if len(todo) > 64:
+                have = todo & self.remote_objects()
+            else:
+                with ThreadPoolExecutor(max_workers=8) as pool:
+                    flags = list(pool.map(lambda s: fs.exists(self._remote_key(s)), sorted(todo)))
+                have = {s for s, ok in zip(sorted(todo), flags) if ok}
+        except (OSError, ValueError) as e:
+            raise ArtifactRemoteError(f"artifact remote {self.remote_url} cannot be listed: {e}") from None
+        self._remember(have)
+        return todo - have
+
+    def upload(
+        self,
+        shas: set[str],
+        *,
+        what: Callable[[str], str] = lambda s: s,
+        progress: Callable[[int, int], None] | None = None,
+        workers: int = 8,
+    ) -> int:
+        """Upload objects (verified first) the remote lacks; returns how many were sent."""
+        missing = sorted(self.missing_on_remote(shas))
+        if not missing:
+            return 0
+        fs = self.fs
+        local = self.cache_path
+
+        def send(sha: str) -> int:
+            if not self.verify_local(sha):
+                raise IntegrityError(f"{what(sha)}: cached object {sha} is missing or corrupt; cannot upload it")
+            key = self._remote_key(sha)
+            parent = key.rsplit("/", 1)[0]
+            try:
+                if _is_local(fs):
+                    fs.makedirs(parent, exist_ok=True)
+                    tmp = f"{key}.{uuid.uuid4().hex[:8]}.tmp"
+                    fs.put_file(local(sha), tmp)
+                    fs.mv(tmp, key)
+                else:
+                    fs.put_file(local(sha), key)
+            except (OSError, ValueError) as e:
+                raise ArtifactRemoteError(f"upload of {what(sha)} to {self.remote_url} failed: {e}") from None
+            self._remember([sha])
+            size = os.path.getsize(local(sha))
+            if progress:
+                progress(1, size)
+            return size
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for _ in pool.map(send, missing):
+                pass
+        return len(missing)
+
+    def download(self, sha256: str, *, what: str) -> None:
+        """Fetch an object from the remote into the cache, verified; a bad copy is refused."""
+        dst = self.cache_path(sha256)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        tmp = f"{dst}.{uuid.uuid4().hex[:8]}.tmp"
+        digest = hashlib.sha256()
+        try:
+            try:
+                with self.fs.open(self._remote_key(sha256), "rb") as src, open(tmp, "wb") as out:
+                    while chunk := src.read(CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+            except FileNotFoundError:
+                raise ArtifactRemoteError(f"{what}: object {sha256} is not in the artifact remote {self.remote_url}") from None
+            except OSError as e:
+                raise ArtifactRemoteError(f"{what}: download of {sha256} from {self.remote_url} failed: {e}") from None
+            if digest.hexdigest() != sha256:
+                raise IntegrityError(f"{what}: the remote's object {sha256} does not match its hash; refused")
+            os.replace(tmp, dst)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def verify_remote(self, sha256: str) -> str:
+        """``"ok"``, ``"missing"`` or ``"corrupt"`` for an object on the remote (reads it whole)."""
+        digest = hashlib.sha256()
+        try:
+            with self.fs.open(self._remote_key(sha256), "rb") as src:
+                while chunk := src.read(CHUNK):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            return "missing"
+        return "ok" if digest.hexdigest() == sha256 else "corrupt"
+
+    def remote_objects(self) -> set[str]:
+        """Every object name on the remote (one listing)."""
+        names = set()
+        for path in self.fs.find(self._root or ""):
+            parts = path.replace("\\", "/").rsplit("/", 2)
+            if len(parts) >= 2 and len(parts[-2]) == 2 and len(parts[-1]) == 62:
+                names.add(parts[-2] + parts[-1])
+        return names
+
+    def delete_remote(self, sha256: str) -> None:
+        self.fs.rm(self._remote_key(sha256))
+
+
+def _is_local(fs) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def _open_remote(url: str, options: dict):
+    """``(filesystem, root path)`` for an fsspec URL, with an install hint for a missing backend."""
+    import fsspec
+
+    protocol = url.split("://", 1)[0] if "://" in url else "file"
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **options)
+    except ImportError:
+        package = _BACKEND_HINTS.get(protocol, f"the fsspec backend for {protocol}://")
+        raise ArtifactRemoteError(f"artifact remote {url} needs {package}: pip install {package}") from None
+    except (ValueError, OSError) as e:
+        raise ArtifactRemoteError(f"artifact remote {url} cannot be opened: {e}") from None
+    if _is_local(fs):
+        os.makedirs(root, exist_ok=True)
+    return fs, root.rstrip("/")

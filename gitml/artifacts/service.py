@@ -1,0 +1,228 @@
+"""Logging, listing and reading a run's artifacts.
+
+Every file becomes a content-addressed object (cache now, remote on push);
+the run's manifest (``artifacts.yaml``: path → sha256, size) is committed with
+the run, and files up to ``artifacts.inline_max_bytes`` are also stored in the
+run's git tree under ``.gitml/run/artifacts/``, so they show in ``git show``
+and in pull-request diffs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+from dulwich.objects import Blob
+
+from gitml.artifacts.cas import ArtifactRemoteError, ContentStore, IntegrityError
+from gitml.errors import ConflictError, InvalidInputError, NotFoundError
+from gitml.names import check_artifact_path
+from gitml.tracking.tracker import Tracker
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """An entry of ``list_artifacts``, as MLflow's: ``file_size`` is None for folders."""
+
+    path: str
+    is_dir: bool
+    file_size: int | None
+
+
+def _join(prefix: str | None, name: str) -> str:
+    return f"{prefix.strip('/')}/{name}" if prefix and prefix.strip("/") else name
+
+
+def collect_files(local_dir: str, artifact_path: str | None) -> list[tuple[str, str]]:
+    """``(real path of the file, artifact path)`` for every file below ``local_dir``.
+
+    Symbolic links are followed only while they stay inside ``local_dir``; one
+    that points outside it is refused, as is a link cycle.
+    """
+    root = os.path.realpath(local_dir)
+    if not os.path.isdir(root):
+        raise InvalidInputError(f"{local_dir!r} is not a folder")
+    out, seen = [], set()
+
+    def walk(real: str, rel: str) -> None:  # ``real``: a folder path with no links in it
+        if real in seen:
+            raise InvalidInputError(f"{real!r} is reached twice through symbolic links (a cycle?)")
+        seen.add(real)
+        for entry in sorted(os.scandir(real), key=lambda e: e.name):
+            target = entry.path
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                if not (target == root or target.startswith(root + os.sep)):
+                    raise InvalidInputError(
+                        f"{entry.path!r} is a symbolic link to {target!r}, outside the logged folder {local_dir!r}"
+                    )
+            name = f"{rel}/{entry.name}" if rel else entry.name
+            if entry.is_dir():
+                walk(target, name)
+            elif entry.is_file():
+                out.append((target, check_artifact_path(_join(artifact_path, name))))
+
+    walk(root, "")
+    return out
+
+
+class RunArtifacts:
+    def __init__(self, tracker: Tracker, content: ContentStore, inline_max_bytes: int):
+        self.tracker = tracker
+        self.content = content
+        self.inline_max_bytes = inline_max_bytes
+
+    # -- logging ---------------------------------------------------------
+    def log_files(self, run_id: str, files: list[tuple[str, str]], *, resolved: bool = False) -> None:
+        """Log ``(local file, artifact path)`` pairs to a run.
+
+        A file whose size, times and inode are unchanged since it was last
+        logged is neither read nor hashed again (the stat cache).
+        """
+        for _, path in files:
+            check_artifact_path(path)
+        self._check_layout(run_id, [p for _, p in files])
+        if not resolved:
+            files = [(os.path.realpath(local), path) for local, path in files]
+        stats = {local: os.stat(local) for local, _ in files}
+        known = self.content.stat_cache.get_many(stats)
+        contains = self.tracker.store.repo.object_store.__contains__
+        entries, blobs, fresh, large = [], [], [], []
+        for real, path in files:
+            st = stats[real]
+            hit = known.get(real)
+            if hit and self.content.has_local(hit[0]):
+                sha, blob = hit
+                inline = st.st_size <= self.inline_max_bytes
+                if not inline or (blob and contains(blob.encode())):
+                    entries.append((path, sha, st.st_size, blob if inline else None))
+                    continue
+            if st.st_size <= self.inline_max_bytes:
+                with open(real, "rb") as f:
+                    data = f.read()
+                sha, size = self.content.add_bytes(data)
+                b = Blob.from_string(data)
+                blobs.append(b)
+                entries.append((path, sha, size, b.id.decode()))
+                fresh.append((real, st, sha, b.id.decode()))
+            else:
+                large.append((real, path, st))
+        for (real, path, st), (sha, size) in zip(large, self.content.add_files([r for r, _, _ in large])):
+            entries.append((path, sha, size, None))
+            fresh.append((real, os.stat(real), sha, None))  # linking changed the inode's ctime
+        self.tracker.store.write(blobs)
+        self.content.stat_cache.put_many(fresh)
+        self.tracker.update(run_id, lambda w: w.add_artifacts(entries))
+
+    def log_bytes(self, run_id: str, data: bytes, artifact_path: str) -> None:
+        path = check_artifact_path(artifact_path)
+        self._check_layout(run_id, [path])
+        sha, size = self.content.add_bytes(data)
+        blob = None
+        if size <= self.inline_max_bytes:
+            b = Blob.from_string(data)
+            self.tracker.store.write([b])
+            blob = b.id.decode()
+        self.tracker.update(run_id, lambda w: w.add_artifacts([(path, sha, size, blob)]))
+
+    def _check_layout(self, run_id: str, paths: list[str]) -> None:
+        """Refuse a path that is both a file and a folder of the run's artifacts."""
+        files = set(self.manifest(run_id)) | set(paths)
+        folders = set()
+        for path in files:
+            parts = path.split("/")
+            folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        for path in paths:
+            if path in folders:
+                raise ConflictError(f"artifact {path!r} is already a folder of the run's artifacts")
+            parts = path.split("/")
+            for i in range(1, len(parts)):
+                if "/".join(parts[:i]) in files:
+                    raise ConflictError(f"artifact {path!r} would sit below the file {'/'.join(parts[:i])!r}")
+
+    # -- reading ---------------------------------------------------------
+    def manifest(self, run_id: str) -> dict[str, dict]:
+        """path → {sha256, size}, including what an open writer still buffers."""
+        writer = self.tracker.writers.get(run_id)
+        if writer is not None and not writer.closed:
+            record = writer.record()  # no flush needed: the buffer is added below
+        else:
+            record, _ = self.tracker.record(run_id)
+        manifest = dict(record.artifacts)
+        if writer is not None:
+            for path, (sha, size, _blob) in writer.pending_artifacts().items():
+                manifest[path] = {"sha256": sha, "size": size}
+        return manifest
+
+    def list(self, run_id: str, path: str | None = None) -> list[FileInfo]:
+        """The entries directly inside ``path`` (the root by default), as MLflow lists them."""
+        prefix = check_artifact_path(path.strip("/")) + "/" if path and path.strip("/") else ""
+        manifest = self.manifest(run_id)
+        out: dict[str, FileInfo] = {}
+        for name, entry in manifest.items():
+            if not name.startswith(prefix):
+                if name == prefix[:-1]:
+                    return [FileInfo(name, False, entry["size"])]
+                continue
+            child = name[len(prefix):].split("/", 1)
+            child_path = prefix + child[0]
+            if len(child) == 1:
+                out[child_path] = FileInfo(child_path, False, entry["size"])
+            else:
+                out.setdefault(child_path, FileInfo(child_path, True, None))
+        return sorted(out.values(), key=lambda f: f.path)
+
+    def _entries(self, run_id: str, artifact_path: str | None) -> dict[str, dict]:
+        manifest = self.manifest(run_id)
+        if not artifact_path or not artifact_path.strip("/"):
+            return manifest
+        path = check_artifact_path(artifact_path.strip("/"))
+        if path in manifest:
+            return {path: manifest[path]}
+        below = {k: v for k, v in manifest.items() if k.startswith(path + "/")}
+        if not below:
+            raise NotFoundError(f"run {run_id} has no artifact {path!r}")
+        return below
+
+    def download(self, run_id: str, artifact_path: str | None, dst: str) -> str:
+        """Copy an artifact (file or folder) under ``dst``; returns its local path. Every file is verified."""
+        entries = self._entries(run_id, artifact_path)
+        root = os.path.realpath(dst)
+        for path, entry in entries.items():
+            target = os.path.realpath(os.path.join(root, path))
+            if not target.startswith(root + os.sep):
+                raise InvalidInputError(f"artifact {path!r} would be written outside {dst!r}")
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            self._fetch(run_id, path, entry, target)
+        return os.path.join(root, artifact_path.strip("/")) if artifact_path and artifact_path.strip("/") else root
+
+    def read_bytes(self, run_id: str, artifact_path: str) -> bytes:
+        entries = self._entries(run_id, artifact_path)
+        path = check_artifact_path(artifact_path.strip("/"))
+        if path not in entries:
+            raise InvalidInputError(f"artifact {path!r} of run {run_id} is a folder, not a file")
+        entry = entries[path]
+        what = f"run {run_id} artifact {path!r}"
+        record, _ = self.tracker.record(run_id)
+        blob = record.inline_blob(path)
+        if blob is not None:
+            data = self.tracker.store.blob(blob)
+            if hashlib.sha256(data).hexdigest() == entry["sha256"]:
+                return data
+        return self.content.read_bytes(entry["sha256"], what=what)
+
+    def _fetch(self, run_id: str, path: str, entry: dict, target: str) -> None:
+        what = f"run {run_id} artifact {path!r}"
+        try:
+            self.content.copy_to(entry["sha256"], target, what=what)
+        except (IntegrityError, ArtifactRemoteError):
+            record, _ = self.tracker.record(run_id)
+            blob = record.inline_blob(path)
+            if blob is None:
+                raise
+            data = self.tracker.store.blob(blob)  # the inline copy in git, if it is intact
+            if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                raise
+            with open(target, "wb") as f:
+                f.write(data)

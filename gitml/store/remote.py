@@ -1,0 +1,249 @@
+"""Moving gitml refs between repositories, through dulwich's git clients.
+
+Runs and experiments are refs, so sharing them is a ref transfer (``gitml push``,
+``fetch``, ``pull``), over every transport dulwich speaks: a local or
+``file://`` path, ``git://``, ``ssh://`` / ``user@host:path`` and smart HTTP(S).
+
+The policy is git's, applied per ref: a push or fetch only fast-forwards. A run
+written in two clones has two histories; neither side is overwritten, the ref
+is reported (``rejected: non-fast-forward`` on push, ``diverged`` on fetch) so
+that the caller can say which run and what to do. dulwich has no wildcard
+refspecs, so ``refs/gitml/*`` is expanded here from the remote's ref list.
+
+Every transport failure (refused connection, missing repository, protocol or
+HTTP error) becomes one :class:`RemoteError` naming the remote; local refs are
+touched only after the transfer succeeded, each with compare-and-swap.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from dulwich.client import GitClient, HTTPProxyUnauthorized, HTTPUnauthorized, get_transport_and_path
+from dulwich.errors import GitProtocolError, NotGitRepository
+from dulwich.graph import can_fast_forward
+from dulwich.objects import Commit
+from dulwich.protocol import PEELED_TAG_SUFFIX, ZERO_SHA
+from dulwich.repo import Repo
+
+from gitml.errors import GitmlError, RepositoryError
+
+DEFAULT_REMOTE = "origin"
+GITML_PREFIXES = ("refs/gitml/",)
+_TAGS_PREFIX = b"refs/tags/"
+_SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^/:]{2,}:")  # user@host:path; 2+ chars skips C:\
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+Progress = Callable[[bytes], None]
+
+
+class RemoteError(GitmlError):
+    """A remote that cannot be reached, is not a repository, or refused the transfer."""
+
+    def __init__(self, url: str, cause: str):
+        self.url, self.cause = url, cause
+        super().__init__(f"remote {url}: {cause}")
+
+
+@dataclass
+class FetchResult:
+    """What a fetch did to each local ref (names as bytes).
+
+    ``diverged`` refs have local commits the remote lacks and the other way
+    round (a run written in two places): they are left alone. ``ahead`` refs
+    are local descendants of the remote's (to be pushed). ``remote`` holds the
+    remote's value of every ref considered.
+    """
+
+    created: list[bytes] = field(default_factory=list)
+    updated: list[bytes] = field(default_factory=list)
+    unchanged: list[bytes] = field(default_factory=list)
+    ahead: list[bytes] = field(default_factory=list)
+    diverged: list[bytes] = field(default_factory=list)
+    remote: dict[bytes, bytes] = field(default_factory=dict)
+
+
+def resolve_remote(store, remote: str | None = None) -> str:
+    """The URL or path of ``remote``: a configured remote's name (default
+    ``origin``), or a URL or repository path given as such.
+
+    >>> resolve_remote(store, "origin")        # remote.origin.url in .git/config
+    'https://example.com/team/project.git'
+
+    A configured name wins over a same-named directory, as in git.
+    """
+    name = remote or DEFAULT_REMOTE
+    try:
+        return store.repo.get_config().get((b"remote", name.encode()), b"url").decode()
+    except KeyError:
+        pass
+    if remote:
+        if "://" in remote or (_SCP_LIKE.match(remote) and not os.path.exists(remote)):
+            return remote
+        if os.sep in remote or "/" in remote or remote.startswith(".") or os.path.exists(remote):
+            return os.path.abspath(remote)
+    raise RemoteError(name, "no such remote (not in .git/config, and not a URL or a path)")
+
+
+def list_remote_refs(store, url: str, prefixes: tuple[str, ...] = GITML_PREFIXES) -> dict[bytes, bytes]:
+    """The remote's refs under ``prefixes`` (as ``git ls-remote``): ``{ref: sha}``."""
+    with _connection(store, url) as (client, path):
+        result = client.get_refs(path, ref_prefix=_prefixes(prefixes))
+    return _select(result.refs, _prefixes(prefixes))
+
+
+def push_refs(
+    store,
+    url: str,
+    refs: dict[bytes, bytes | None],
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> dict[bytes, str]:
+    """Set these remote refs to these local values (None deletes the ref), in one
+    connection; returns ``{ref: "ok" | reason}`` for every ref asked.
+
+    The fast-forward check runs on the remote's refs as the connection reads
+    them, so a ref moved by someone else in between is never clobbered: it is
+    ``rejected: non-fast-forward`` unless ``force``. An existing tag is never
+    moved without ``force`` (tags name releases). Deleting an absent ref is ok.
+    """
+    status: dict[bytes, str] = {}
+    with Repo(store.repo.path) as local:  # our own instance: dulwich's store is not thread-safe
+
+        def update_refs(remote_refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
+            send = {}
+            for ref, new in refs.items():
+                old = remote_refs.get(ref)
+                if new == old or (new is None and old is None):
+                    status[ref] = "ok"
+                elif new is not None and new not in local.object_store:
+                    status[ref] = f"rejected: object {new.decode()} is missing locally"
+                elif old is not None and new is not None and not force and ref.startswith(_TAGS_PREFIX):
+                    status[ref] = "rejected: tag already exists"
+                elif old is not None and new is not None and not force and not _is_ancestor(local, old, new):
+                    status[ref] = "rejected: non-fast-forward"
+                else:
+                    send[ref] = ZERO_SHA if new is None else new
+            return send
+
+        def generate_pack_data(have, want, *, ofs_delta=False, progress=None):
+            return local.generate_pack_data(set(have), set(want), ofs_delta=ofs_delta, progress=progress)
+
+        with _connection(store, url) as (client, path):
+            result = client.send_pack(path.encode(), update_refs, generate_pack_data, progress=progress)
+    for ref, error in (result.ref_status or {}).items():
+        if ref in refs:
+            status[ref] = "ok" if error is None else f"rejected: {_one_line(error)}"
+    for ref in refs:
+        status.setdefault(ref, "ok")  # a server without report-status said nothing
+    return status
+
+
+def fetch_refs(
+    store,
+    url: str,
+    prefixes: tuple[str, ...] = GITML_PREFIXES,
+    *,
+    progress: Progress | None = None,
+) -> FetchResult:
+    """Fetch the remote's refs under ``prefixes`` and their objects; create the
+    missing local refs and fast-forward the others (each by compare-and-swap).
+
+    Refs are only added or moved forward, never deleted or rewound: a local run
+    the remote lacks stays, and a diverged run is reported, not chosen.
+    """
+    wanted = _prefixes(prefixes)
+    remote: dict[bytes, bytes] = {}
+    with Repo(store.repo.path) as local:
+
+        def determine_wants(refs, depth=None) -> list[bytes]:
+            remote.update(_select(refs, wanted))
+            return sorted({sha for sha in remote.values() if sha not in local.object_store})
+
+        with _connection(store, url) as (client, path):
+            client.fetch(path, local, determine_wants=determine_wants, progress=progress, ref_prefix=wanted)
+        result = FetchResult(remote=dict(sorted(remote.items())))
+        for ref, theirs in result.remote.items():
+            _update_ref(store, local, ref, theirs, result)
+    return result
+
+
+def _update_ref(store, local: Repo, ref: bytes, theirs: bytes, result: FetchResult) -> None:
+    """Classify one fetched ref and move it forward if it should move."""
+    for _ in range(100):  # a lost compare-and-swap means a local writer moved the ref: look again
+        ours = store.ref(ref)
+        if ours == theirs:
+            bucket = result.unchanged
+        elif ours is not None and _is_ancestor(local, theirs, ours):
+            bucket = result.ahead
+        elif ours is not None and not _is_ancestor(local, ours, theirs):
+            bucket = result.diverged
+        elif store.cas(ref, ours, theirs):
+            bucket = result.created if ours is None else result.updated
+        else:
+            continue
+        bucket.append(ref)
+        return
+    raise RepositoryError(f"ref {ref.decode()} kept moving while fetching it")
+
+
+def _is_ancestor(repo: Repo, ancestor: bytes, descendant: bytes) -> bool:
+    """Whether commit ``ancestor`` is ``descendant`` or one of its ancestors
+    (False when either is missing locally or is not a commit)."""
+    try:
+        if not all(isinstance(repo.object_store[sha], Commit) for sha in (ancestor, descendant)):
+            return False
+        return can_fast_forward(repo, ancestor, descendant)
+    except KeyError:
+        return False
+
+
+@contextmanager
+def _connection(store, url: str) -> Iterator[tuple[GitClient, str]]:
+    """A dulwich client for ``url``; transport errors become :class:`RemoteError`."""
+    client = None
+    try:
+        client, path = get_transport_and_path(url, config=store.repo.get_config_stack())
+        yield client, path
+    except NotGitRepository as e:
+        raise RemoteError(url, "no git repository there") from e
+    except (HTTPUnauthorized, HTTPProxyUnauthorized) as e:
+        raise RemoteError(url, "authentication failed or required") from e
+    except (GitProtocolError, OSError, ValueError) as e:
+        raise RemoteError(url, _cause(e)) from e
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _cause(exc: BaseException) -> str:
+    """A short, one-line reason: the OS error deep inside urllib3's wrapping if any."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = _one_line(str(exc)) or type(exc).__name__
+    found = _ERRNO.search(text)
+    return found.group(1).strip() if found else text
+
+
+def _one_line(text: str | bytes, limit: int = 300) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _prefixes(prefixes: tuple[str | bytes, ...]) -> list[bytes]:
+    return [p if isinstance(p, bytes) else p.encode() for p in prefixes]
+
+
+def _select(refs, prefixes: list[bytes]) -> dict[bytes, bytes]:
+    return {
+        ref: sha
+        for ref, sha in refs.items()
+        if sha is not None and not ref.endswith(PEELED_TAG_SUFFIX) and ref.startswith(tuple(prefixes))
+    }

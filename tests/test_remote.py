@@ -1,0 +1,372 @@
+"""Push, fetch and ls-remote of gitml refs against real servers on loopback.
+
+Every remote kind is real: a bare repository by path and by ``file://`` URL,
+``git daemon`` (git://) and dulwich's own smart-HTTP WSGI server. The real git
+binary checks what arrived (``for-each-ref``, ``fsck --strict``, ``clone``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import gitml
+from gitml.store.git import open_store
+from gitml.store.remote import RemoteError, fetch_refs, list_remote_refs, push_refs, resolve_remote
+from tests.conftest import git
+
+pytestmark = pytest.mark.timeout(60)
+
+KINDS = ["path", "file", "git", "http"]
+
+
+@dataclass
+class Remote:
+    kind: str
+    url: str
+    bare: Path  # the served bare repository, for the real git to inspect
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}: {proc.stderr.read()!r}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"nothing accepted connections on 127.0.0.1:{port} within {timeout} s")
+
+
+@contextlib.contextmanager
+def git_daemon(base: Path):
+    """``git daemon`` serving every repository under ``base``, push enabled."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "git", "daemon", "--reuseaddr", f"--base-path={base}", "--export-all",
+            "--enable=receive-pack", "--listen=127.0.0.1", f"--port={port}", str(base),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, proc)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        proc.stderr.close()
+
+
+@contextlib.contextmanager
+def dulwich_http(base: Path):
+    """dulwich's smart-HTTP server (``dulwich.web``) for the repositories now in ``base``.
+
+    Push needs nothing switched on: ``make_wsgi_chain`` serves ``git-receive-pack``
+    by default (``DEFAULT_HANDLERS``), with no authentication. A ``DictBackend``,
+    because ``FileSystemBackend`` refuses every path dulwich.web hands it (they
+    start with "/", and ``os.path.join(root, "/x")`` drops the root).
+    """
+    from wsgiref.simple_server import make_server
+
+    from dulwich.repo import Repo
+    from dulwich.server import DictBackend
+    from dulwich.web import WSGIRequestHandlerLogger, WSGIServerLogger, make_wsgi_chain
+
+    repos = {f"/{p.name}": Repo(str(p)) for p in base.iterdir() if (p / "HEAD").exists()}
+    app = make_wsgi_chain(DictBackend(repos))
+    server = make_server("127.0.0.1", 0, app, server_class=WSGIServerLogger, handler_class=WSGIRequestHandlerLogger)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        wait_for_port(server.server_port)
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        for served in repos.values():
+            served.close()
+
+
+@contextlib.contextmanager
+def serve(kind: str, base: Path, name: str):
+    """The URL of ``base/name`` over ``kind``, with its server running."""
+    bare = base / name
+    if kind == "path":
+        yield str(bare)
+    elif kind == "file":
+        yield bare.as_uri()
+    elif kind == "git":
+        with git_daemon(base) as port:
+            yield f"git://127.0.0.1:{port}/{name}"
+    else:
+        with dulwich_http(base) as port:
+            yield f"http://127.0.0.1:{port}/{name}"
+
+
+@pytest.fixture(params=KINDS)
+def remote(request, repo, tmp_path):
+    """A bare repository holding the project's main branch, served as ``kind``."""
+    base = tmp_path / "served"
+    base.mkdir()
+    git(base, "init", "-q", "--bare", "remote.git")
+    git(repo, "push", "-q", str(base / "remote.git"), "main")
+    with serve(request.param, base, "remote.git") as url:
+        yield Remote(request.param, url, base / "remote.git")
+
+
+def make_runs(n: int = 2, experiment: str = "remote-test") -> list[str]:
+    gitml.set_experiment(experiment)
+    ids = []
+    for i in range(n):
+        with gitml.start_run() as run:
+            gitml.log_param("i", i)
+            gitml.log_metric("loss", 1.0 / (i + 1), step=0)
+        ids.append(run.info.run_id)
+    gitml.flush()
+    return ids
+
+
+def for_each_ref(path, prefix="refs/gitml") -> dict[bytes, bytes]:
+    out = git(path, "for-each-ref", "--format=%(refname) %(objectname)", prefix)
+    return dict(tuple(line.encode().split()) for line in out.splitlines())
+
+
+def clone(source: str, target: Path) -> Path:
+    git(target.parent, "clone", "-q", source, str(target))
+    return target
+
+
+# -- push, then the real git reads it ----------------------------------------
+
+
+def test_push_runs_and_git_reads_them(repo, remote, tmp_path):
+    run_ids = make_runs(2)
+    with open_store(repo) as store:
+        local = store.refs_under("refs/gitml/")
+        assert len([r for r in local if r.startswith(b"refs/gitml/runs/")]) == 2
+        assert push_refs(store, remote.url, local) == {ref: "ok" for ref in local}
+        assert list_remote_refs(store, remote.url) == local
+        assert push_refs(store, remote.url, local) == {ref: "ok" for ref in local}  # up to date
+    assert for_each_ref(remote.bare) == local
+    git(remote.bare, "fsck", "--strict")
+    # the real git, over the same transport, clones and fetches the runs
+    copy = clone(remote.url, tmp_path / "git-clone")
+    git(copy, "fetch", "-q", "origin", "refs/gitml/*:refs/gitml/*")
+    assert for_each_ref(copy) == local
+    assert all(run_id in git(copy, "for-each-ref", "refs/gitml/runs") for run_id in run_ids)
+
+
+def test_fetch_into_fresh_clone_and_read_runs(repo, remote, tmp_path):
+    run_ids = make_runs(2)
+    git(repo, "push", "-q", str(remote.bare), "refs/gitml/*:refs/gitml/*")  # pushed by the real git
+    copy = clone(str(remote.bare), tmp_path / "clone")
+    assert for_each_ref(copy) == {}
+    with open_store(copy) as store:
+        result = fetch_refs(store, remote.url)
+        assert sorted(result.created) == sorted(for_each_ref(remote.bare))
+        assert result.updated == result.diverged == result.ahead == []
+        again = fetch_refs(store, remote.url)
+        assert again.created == [] and sorted(again.unchanged) == sorted(result.created)
+    git(copy, "fsck", "--strict")
+    with gitml.Client(copy) as client:
+        for i, run_id in enumerate(run_ids):
+            run = client.get_run(run_id)
+            assert run.data.params == {"i": str(i)} and run.data.metrics == {"loss": 1.0 / (i + 1)}
+
+
+def test_non_fast_forward_push_refused_unless_forced_and_delete(repo, remote, tmp_path):
+    (run_id,) = make_runs(1)
+    with open_store(repo) as store:
+        (ref,) = store.refs_under("refs/gitml/runs/")
+        first = store.ref(ref)
+        assert push_refs(store, remote.url, {ref: first}) == {ref: "ok"}
+    # another clone continues the run and pushes first
+    other = clone(str(remote.bare), tmp_path / "other")
+    git(other, "fetch", "-q", "origin", "refs/gitml/*:refs/gitml/*")
+    with gitml.Client(other) as client:
+        client.log_metric(run_id, "loss", 0.1, step=5)
+    with open_store(other) as store:
+        theirs = store.ref(ref)
+        assert push_refs(store, remote.url, {ref: theirs}) == {ref: "ok"}
+    # here the run moves on too: the histories have diverged
+    with gitml.Client(repo) as client:
+        client.log_metric(run_id, "loss", 0.2, step=5)
+    with open_store(repo) as store:
+        ours = store.ref(ref)
+        assert ours not in (first, theirs)
+        assert push_refs(store, remote.url, {ref: ours}) == {ref: "rejected: non-fast-forward"}
+        assert for_each_ref(remote.bare)[ref] == theirs
+        assert push_refs(store, remote.url, {ref: ours}, force=True) == {ref: "ok"}
+        assert for_each_ref(remote.bare)[ref] == ours
+        assert push_refs(store, remote.url, {ref: None}) == {ref: "ok"}
+    assert ref not in for_each_ref(remote.bare)
+    git(remote.bare, "fsck", "--strict")
+
+
+def test_refusal_by_the_server_is_reported_per_ref(repo, tmp_path):
+    make_runs(2)
+    base = tmp_path / "served"
+    base.mkdir()
+    git(base, "init", "-q", "--bare", "remote.git")
+    hook = base / "remote.git" / "hooks" / "update"  # refuses deletions (denyDeletes covers branches only)
+    hook.write_text('#!/bin/sh\ntest "$3" != 0000000000000000000000000000000000000000\n')
+    hook.chmod(0o755)
+    with open_store(repo) as store:
+        kept, other = sorted(store.refs_under("refs/gitml/runs/"))
+        with serve("git", base, "remote.git") as url:
+            assert push_refs(store, url, {kept: store.ref(kept)}) == {kept: "ok"}
+            status = push_refs(store, url, {kept: None, other: store.ref(other)})
+        assert status[other] == "ok" and status[kept] == "rejected: hook declined"
+        assert set(for_each_ref(base / "remote.git")) == {kept, other}
+
+
+# -- fetch: fast-forward, ahead, diverged ---------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["path", "http"])
+def test_fetch_fast_forwards_and_leaves_diverged_runs(repo, tmp_path, kind):
+    base = tmp_path / "served"
+    base.mkdir()
+    git(base, "init", "-q", "--bare", "remote.git")
+    git(repo, "push", "-q", str(base / "remote.git"), "main")
+    run_a, run_b, run_c = make_runs(3)
+    with open_store(repo) as store:
+        runs = store.refs_under("refs/gitml/runs/")
+        refs = {r.rsplit(b"/", 1)[1].decode(): r for r in runs}
+    git(repo, "push", "-q", str(base / "remote.git"), "refs/gitml/*:refs/gitml/*")
+    other = clone(str(base / "remote.git"), tmp_path / "other")
+    git(other, "fetch", "-q", "origin", "refs/gitml/*:refs/gitml/*")
+    with gitml.Client(repo) as client:  # a: moves on upstream only -> fast-forward
+        client.log_metric(run_a, "loss", 0.01, step=9)
+        client.log_metric(run_c, "loss", 0.03, step=9)  # c: moves on in both -> diverged
+    with gitml.Client(other) as client:
+        client.log_metric(run_b, "loss", 0.02, step=9)  # b: moves on in the clone only -> ahead
+        client.log_metric(run_c, "loss", 0.04, step=9)
+    git(repo, "push", "-q", "-f", str(base / "remote.git"), "refs/gitml/*:refs/gitml/*")
+    before = for_each_ref(other)
+    with serve(kind, base, "remote.git") as url, open_store(other) as store:
+        result = fetch_refs(store, url)
+    after = for_each_ref(other)
+    upstream = for_each_ref(base / "remote.git")
+    assert result.updated == [refs[run_a]] and after[refs[run_a]] == upstream[refs[run_a]]
+    assert result.ahead == [refs[run_b]] and after[refs[run_b]] == before[refs[run_b]]
+    assert result.diverged == [refs[run_c]] and after[refs[run_c]] == before[refs[run_c]]
+    assert result.remote[refs[run_c]] == upstream[refs[run_c]] != after[refs[run_c]]
+    assert result.created == []
+    with gitml.Client(other) as client:
+        assert client.get_run(run_a).data.metrics["loss"] == 0.01
+        assert client.get_run(run_c).data.metrics["loss"] == 0.04  # ours kept
+
+
+def test_existing_tag_is_not_moved_without_force(repo, tmp_path):
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(repo, "tag", "model@v1")
+    (repo / "train.py").write_text("print('v2')\n")
+    git(repo, "commit", "-qam", "v2")
+    head = git(repo, "rev-parse", "HEAD").strip().encode()
+    with open_store(repo) as store:
+        tag = b"refs/tags/model@v1"
+        assert push_refs(store, str(bare), {tag: store.ref(tag)}) == {tag: "ok"}
+        assert push_refs(store, str(bare), {tag: head}) == {tag: "rejected: tag already exists"}
+        assert push_refs(store, str(bare), {tag: head}, force=True) == {tag: "ok"}
+    assert git(bare, "rev-parse", "model@v1").strip().encode() == head
+
+
+# -- unreachable remotes, unknown names -----------------------------------------
+
+
+def unreachable_urls(tmp_path: Path) -> list[str]:
+    closed = free_port()
+    return [
+        f"git://127.0.0.1:{closed}/remote.git",
+        f"http://127.0.0.1:{closed}/remote.git",
+        str(tmp_path / "missing.git"),
+        (tmp_path / "missing.git").as_uri(),
+        str(tmp_path),  # a directory that is no repository
+    ]
+
+
+def check_remote_error(url: str, call) -> RemoteError:
+    start = time.monotonic()
+    with pytest.raises(RemoteError) as info:
+        call()
+    assert time.monotonic() - start < 5
+    message = str(info.value)
+    assert "\n" not in message and url in message and len(message) < 400
+    return info.value
+
+
+def test_unreachable_remote_raises_one_line_and_changes_nothing(repo, tmp_path):
+    make_runs(1)
+    with open_store(repo) as store:
+        local = store.refs_under("refs/gitml/")
+        before = for_each_ref(repo, "refs")
+        for url in unreachable_urls(tmp_path):
+            check_remote_error(url, lambda: list_remote_refs(store, url))
+            check_remote_error(url, lambda: push_refs(store, url, local))
+            check_remote_error(url, lambda: fetch_refs(store, url))
+        assert for_each_ref(repo, "refs") == before
+    git(repo, "fsck", "--strict")
+
+
+def test_refused_connection_names_the_cause(repo, tmp_path):
+    url = f"git://127.0.0.1:{free_port()}/remote.git"
+    with open_store(repo) as store:
+        error = check_remote_error(url, lambda: list_remote_refs(store, url))
+    assert error.url == url and "refused" in error.cause.lower()
+
+
+@pytest.mark.parametrize("kind", ["git", "http"])
+def test_server_without_that_repository(repo, tmp_path, kind):
+    base = tmp_path / "served"
+    base.mkdir()
+    with serve(kind, base, "absent.git") as url, open_store(repo) as store:
+        check_remote_error(url, lambda: list_remote_refs(store, url))
+        check_remote_error(url, lambda: fetch_refs(store, url))
+
+
+def test_resolve_remote(repo, tmp_path):
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    with open_store(repo) as store:
+        with pytest.raises(RemoteError, match="origin") as info:
+            resolve_remote(store, None)
+        assert "\n" not in str(info.value)
+        git(repo, "remote", "add", "origin", str(bare))
+        git(repo, "remote", "add", "backup", "git://127.0.0.1:9/backup.git")
+        assert resolve_remote(store, None) == str(bare)
+        assert resolve_remote(store, "origin") == str(bare)
+        assert resolve_remote(store, "backup") == "git://127.0.0.1:9/backup.git"
+        for url in ("https://example.com/a/b.git", "ssh://git@example.com/a.git", "git@example.com:team/a.git"):
+            assert resolve_remote(store, url) == url
+        assert resolve_remote(store, bare.as_uri()) == bare.as_uri()
+        assert resolve_remote(store, str(bare)) == str(bare)
+        assert resolve_remote(store, "../remote.git") == str(bare)  # relative to the cwd (the repo)
+        with pytest.raises(RemoteError, match="'?upstream'?.*no such remote"):
+            resolve_remote(store, "upstream")
+        make_runs(1)
+        refs = store.refs_under("refs/gitml/")
+        assert set(push_refs(store, resolve_remote(store, None), refs).values()) == {"ok"}
+    assert for_each_ref(bare) == refs
