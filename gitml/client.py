@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import time
 
-from gitml.artifacts import config, formats
+import gitml.artifacts.config as config
+import gitml.artifacts.formats as formats
 from gitml.artifacts.cas import ContentStore
 from gitml.artifacts.service import FileInfo, RunArtifacts, _join, collect_files
 from gitml.errors import ExperimentNotFoundError, InvalidInputError

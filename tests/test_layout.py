@@ -53,7 +53,7 @@ def test_imports_go_one_way():
                 targets = []
                 if isinstance(node, ast.ImportFrom) and node.module:
                     targets = [node.module]
-                elif isinstance(node, ast.Import):
+                elif isinstance(node, ast.Import):  # `import a.b.c as x` imports a.b.c
                     targets = [a.name for a in node.names]
                 for target in targets:
                     other = _layer(target)

@@ -324,9 +324,9 @@ def test_unreachable_remote_raises_one_line_and_changes_nothing(repo, tmp_path):
         local = store.refs_under("refs/gitml/")
         before = for_each_ref(repo, "refs")
         for url in unreachable_urls(tmp_path):
-            check_remote_error(url, lambda: list_remote_refs(store, url))
-            check_remote_error(url, lambda: push_refs(store, url, local))
-            check_remote_error(url, lambda: fetch_refs(store, url))
+            check_remote_error(url, lambda url=url: list_remote_refs(store, url))
+            check_remote_error(url, lambda url=url: push_refs(store, url, local))
+            check_remote_error(url, lambda url=url: fetch_refs(store, url))
         assert for_each_ref(repo, "refs") == before
     git(repo, "fsck", "--strict")
 
@@ -334,7 +334,7 @@ def test_unreachable_remote_raises_one_line_and_changes_nothing(repo, tmp_path):
 def test_refused_connection_names_the_cause(repo, tmp_path):
     url = f"git://127.0.0.1:{free_port()}/remote.git"
     with open_store(repo) as store:
-        error = check_remote_error(url, lambda: list_remote_refs(store, url))
+        error = check_remote_error(url, lambda url=url: list_remote_refs(store, url))
     assert error.url == url and "refused" in error.cause.lower()
 
 
@@ -343,8 +343,8 @@ def test_server_without_that_repository(repo, tmp_path, kind):
     base = tmp_path / "served"
     base.mkdir()
     with serve(kind, base, "absent.git") as url, open_store(repo) as store:
-        check_remote_error(url, lambda: list_remote_refs(store, url))
-        check_remote_error(url, lambda: fetch_refs(store, url))
+        check_remote_error(url, lambda url=url: list_remote_refs(store, url))
+        check_remote_error(url, lambda url=url: fetch_refs(store, url))
 
 
 def test_resolve_remote(repo, tmp_path):

@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dulwich.client import GitClient, HTTPProxyUnauthorized, HTTPUnauthorized, get_transport_and_path
 from dulwich.errors import GitProtocolError, NotGitRepository
@@ -31,6 +32,9 @@ from dulwich.protocol import PEELED_TAG_SUFFIX, ZERO_SHA
 from dulwich.repo import Repo
 
 from gitml.errors import GitmlError, RepositoryError
+
+if TYPE_CHECKING:
+    from gitml.store.git import GitStore
 
 DEFAULT_REMOTE = "origin"
 GITML_PREFIXES = ("refs/gitml/",)
@@ -67,20 +71,23 @@ class FetchResult:
     remote: dict[bytes, bytes] = field(default_factory=dict)
 
 
-def resolve_remote(store, remote: str | None = None) -> str:
+def resolve_remote(store: GitStore, remote: str | None = None, *, push: bool = False) -> str:
     """The URL or path of ``remote``: a configured remote's name (default
     ``origin``), or a URL or repository path given as such.
 
     >>> resolve_remote(store, "origin")        # remote.origin.url in .git/config
     'https://example.com/team/project.git'
 
-    A configured name wins over a same-named directory, as in git.
+    A configured name wins over a same-named directory, as in git; with
+    ``push``, ``remote.<name>.pushurl`` wins over ``url``, as in git.
     """
     name = remote or DEFAULT_REMOTE
-    try:
-        return store.repo.get_config().get((b"remote", name.encode()), b"url").decode()
-    except KeyError:
-        pass
+    config = store.repo.get_config()
+    for key in (b"pushurl", b"url") if push else (b"url",):
+        try:
+            return config.get((b"remote", name.encode()), key).decode()
+        except KeyError:
+            pass
     if remote:
         if "://" in remote or (_SCP_LIKE.match(remote) and not os.path.exists(remote)):
             return remote
@@ -89,7 +96,7 @@ def resolve_remote(store, remote: str | None = None) -> str:
     raise RemoteError(name, "no such remote (not in .git/config, and not a URL or a path)")
 
 
-def list_remote_refs(store, url: str, prefixes: tuple[str, ...] = GITML_PREFIXES) -> dict[bytes, bytes]:
+def list_remote_refs(store: GitStore, url: str, prefixes: tuple[str, ...] = GITML_PREFIXES) -> dict[bytes, bytes]:
     """The remote's refs under ``prefixes`` (as ``git ls-remote``): ``{ref: sha}``."""
     with _connection(store, url) as (client, path):
         result = client.get_refs(path, ref_prefix=_prefixes(prefixes))
@@ -97,7 +104,7 @@ def list_remote_refs(store, url: str, prefixes: tuple[str, ...] = GITML_PREFIXES
 
 
 def push_refs(
-    store,
+    store: GitStore,
     url: str,
     refs: dict[bytes, bytes | None],
     *,
@@ -119,7 +126,7 @@ def push_refs(
             send = {}
             for ref, new in refs.items():
                 old = remote_refs.get(ref)
-                if new == old or (new is None and old is None):
+                if new == old:
                     status[ref] = "ok"
                 elif new is not None and new not in local.object_store:
                     status[ref] = f"rejected: object {new.decode()} is missing locally"
@@ -145,7 +152,7 @@ def push_refs(
 
 
 def fetch_refs(
-    store,
+    store: GitStore,
     url: str,
     prefixes: tuple[str, ...] = GITML_PREFIXES,
     *,
@@ -173,7 +180,7 @@ def fetch_refs(
     return result
 
 
-def _update_ref(store, local: Repo, ref: bytes, theirs: bytes, result: FetchResult) -> None:
+def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result: FetchResult) -> None:
     """Classify one fetched ref and move it forward if it should move."""
     for _ in range(100):  # a lost compare-and-swap means a local writer moved the ref: look again
         ours = store.ref(ref)
@@ -204,7 +211,7 @@ def _is_ancestor(repo: Repo, ancestor: bytes, descendant: bytes) -> bool:
 
 
 @contextmanager
-def _connection(store, url: str) -> Iterator[tuple[GitClient, str]]:
+def _connection(store: GitStore, url: str) -> Iterator[tuple[GitClient, str]]:
     """A dulwich client for ``url``; transport errors become :class:`RemoteError`."""
     client = None
     try:
