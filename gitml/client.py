@@ -16,7 +16,7 @@ import gitml.artifacts.formats as formats
 from gitml.artifacts.cas import ContentStore
 from gitml.artifacts.service import FileInfo, RunArtifacts, _join, collect_files
 from gitml.errors import ExperimentNotFoundError, InvalidInputError
-from gitml.names import DEFAULT_EXPERIMENT_ID, check_key
+from gitml.names import DEFAULT_EXPERIMENT_ID, check_artifact_path, check_key
 from gitml.store.git import open_store
 from gitml.tracking.entities import Experiment, LifecycleStage, Metric, Param, Run, RunStatus, RunTag, ViewType
 from gitml.tracking.tracker import Tracker, search_rows
@@ -192,6 +192,7 @@ class Client:
     # -- artifacts -------------------------------------------------------
     def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
         """Log a file (or a folder's files) under ``artifact_path`` of the run."""
+        _check_folder(artifact_path)
         if os.path.isdir(local_path):
             name = os.path.basename(os.path.normpath(local_path))
             self.artifacts.log_files(run_id, collect_files(local_path, _join(artifact_path, name)), resolved=True)
@@ -202,6 +203,7 @@ class Client:
 
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
         """Log every file below ``local_dir`` under ``artifact_path`` of the run."""
+        _check_folder(artifact_path)
         self.artifacts.log_files(run_id, collect_files(local_dir, artifact_path), resolved=True)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
@@ -291,6 +293,11 @@ class Client:
                 raise ExperimentNotFoundError(name)
             ids.append(experiment.experiment_id)
         return ids if (experiment_ids or experiment_names) else None
+
+
+def _check_folder(artifact_path: str | None) -> None:
+    if artifact_path is not None and artifact_path.rstrip("/"):
+        check_artifact_path(artifact_path.rstrip("/"), "artifact_path")
 
 
 def _value(entity) -> str:

@@ -165,7 +165,9 @@ def test_push_runs_and_git_reads_them(repo, remote, tmp_path):
     with open_store(repo) as store:
         local = store.refs_under("refs/gitml/")
         assert len([r for r in local if r.startswith(b"refs/gitml/runs/")]) == 2
-        assert push_refs(store, remote.url, local) == {ref: "ok" for ref in local}
+        messages: list[bytes] = []
+        assert push_refs(store, remote.url, local, progress=messages.append) == {ref: "ok" for ref in local}
+        assert messages and all(isinstance(m, bytes) for m in messages)
         assert list_remote_refs(store, remote.url) == local
         assert push_refs(store, remote.url, local) == {ref: "ok" for ref in local}  # up to date
     assert for_each_ref(remote.bare) == local
@@ -183,7 +185,9 @@ def test_fetch_into_fresh_clone_and_read_runs(repo, remote, tmp_path):
     copy = clone(str(remote.bare), tmp_path / "clone")
     assert for_each_ref(copy) == {}
     with open_store(copy) as store:
-        result = fetch_refs(store, remote.url)
+        messages: list[bytes] = []
+        result = fetch_refs(store, remote.url, progress=messages.append)
+        assert all(isinstance(m, bytes) for m in messages)
         assert sorted(result.created) == sorted(for_each_ref(remote.bare))
         assert result.updated == result.diverged == result.ahead == []
         again = fetch_refs(store, remote.url)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from dulwich.objects import Blob
 
 from gitml.artifacts.cas import ArtifactRemoteError, ContentStore, IntegrityError
-from gitml.errors import ConflictError, InvalidInputError, NotFoundError
+from gitml.errors import ConflictError, GitmlError, InvalidInputError, NotFoundError
 from gitml.names import check_artifact_path
 from gitml.tracking.tracker import Tracker
 
@@ -226,3 +226,56 @@ class RunArtifacts:
                 raise
             with open(target, "wb") as f:
                 f.write(data)
+
+
+def referenced_objects(tracker: Tracker) -> dict[str, tuple[str, str]]:
+    """Every artifact object any run commit references: ``{sha256: (run_id, path)}``.
+
+    Older commits of a run count too (a path logged twice keeps both
+    versions), and so do the artifacts that live journals hold but no commit
+    has yet.
+    """
+    from gitml.names import parse_run_ref
+    from gitml.tracking.record import ARTIFACTS, load_yaml
+    from gitml.tracking.writer import TRAILER_RUN
+
+    store = tracker.store
+    found: dict[str, tuple[str, str]] = {}
+    seen_blobs: set[bytes] = set()
+    marker = f"\n{TRAILER_RUN}: ".encode()
+    for ref, sha in tracker.run_refs().items():
+        run_id = parse_run_ref(ref)[1]
+        commit_sha: bytes | None = sha
+        while commit_sha is not None:
+            commit = store.commit(commit_sha)
+            if marker not in commit.message:
+                break  # the source commit: the run's own commits are behind us
+            entry = store.lookup(commit.tree, f".gitml/run/{ARTIFACTS}")
+            if entry and entry[1] not in seen_blobs:
+                seen_blobs.add(entry[1])
+                manifest = load_yaml(store.blob(entry[1]), f"run {run_id} ({ARTIFACTS})") or {}
+                for path, item in manifest.items():
+                    if isinstance(item, dict) and "sha256" in item:
+                        found.setdefault(str(item["sha256"]), (run_id, str(path)))
+            commit_sha = commit.parents[0] if commit.parents else None
+    for run_id, path, sha256 in _journaled_artifacts(tracker):
+        found.setdefault(sha256, (run_id, path))
+    return found
+
+
+def _journaled_artifacts(tracker: Tracker):
+    from gitml.tracking import journal as jr
+
+    try:
+        names = [n for n in os.listdir(tracker.journal_dir) if n.endswith(".log")]
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            with open(os.path.join(tracker.journal_dir, name), "rb") as f:
+                runs, entries = jr.replay(f.read(), name)
+        except (OSError, GitmlError):
+            continue
+        for slot, _end, entry in entries:
+            if entry[0] == "A" and slot in runs:
+                yield runs[slot][1], entry[1]["path"], entry[1]["sha256"]

@@ -423,6 +423,9 @@ def recover(ctx):
             click.echo(f"recovered run {run_id} (marked KILLED)")
 
 
+from gitml.cli import storage  # noqa: E402,F401  (registers its commands on `cli`)
+
+
 def main() -> None:
     cli(prog_name="gitml")
 

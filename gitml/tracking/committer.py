@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 import time
 from collections.abc import Callable
 
@@ -23,6 +24,18 @@ log = logging.getLogger("gitml")
 
 MAX_BATCH = 64
 MAX_QUEUE = 128
+_LIVE: weakref.WeakSet[Committer] = weakref.WeakSet()
+
+
+def wait_for_repository(controldir: str, run_id: str | None = None) -> None:
+    """Wait for the background commits of every tracker of this process on a repository.
+
+    Two Clients (or the fluent API and a Client) of one repository then see
+    each other's ended runs at once.
+    """
+    for committer in list(_LIVE):
+        if committer.store.controldir == controldir:
+            committer.wait(run_id)
 
 
 class Committer:
@@ -37,6 +50,7 @@ class Committer:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        _LIVE.add(self)
 
     def submit(self, writer: RunWriter) -> None:
         with self._cond:

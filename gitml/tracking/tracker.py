@@ -43,7 +43,7 @@ from gitml.tracking.entities import (
     RunSource,
     RunStatus,
 )
-from gitml.tracking.committer import Committer
+from gitml.tracking.committer import Committer, wait_for_repository
 from gitml.tracking.experiments import ExperimentRegistry
 from gitml.tracking.index import RunIndex
 from gitml.tracking.record import RunRecord
@@ -244,7 +244,7 @@ class Tracker:
 
     def update(self, run_id: str, change) -> None:
         """Apply ``change(writer)`` to a run; committed now unless the run is open here."""
-        self.committer.wait(run_id)
+        wait_for_repository(self.store.controldir, run_id)
         writer = self.writers.get(run_id)
         if writer is not None and not writer.closed:
             change(writer)
@@ -280,7 +280,7 @@ class Tracker:
 
     # -- runs: reading ---------------------------------------------------
     def run_refs(self, experiment_ids: list[str] | None = None) -> dict[bytes, bytes]:
-        self.committer.wait()
+        wait_for_repository(self.store.controldir)
         if experiment_ids is None:
             refs = self.store.refs_under(RUNS_PREFIX)
         else:
@@ -301,7 +301,7 @@ class Tracker:
         raise RunNotFoundError(run_id)
 
     def record(self, run_id: str) -> tuple[RunRecord, bytes]:
-        self.committer.wait(run_id)
+        wait_for_repository(self.store.controldir, run_id)
         writer = self.writers.get(run_id)
         if writer is not None and not writer.closed and writer.pending():
             writer.flush()
@@ -321,7 +321,7 @@ class Tracker:
 
     def rows(self, experiment_ids: list[str] | None = None) -> tuple[list[dict], list[CorruptRecordError]]:
         """Search rows of every run (of some experiments), via the index."""
-        self.committer.wait()
+        wait_for_repository(self.store.controldir)
         for writer in list(self.writers.values()):
             if writer.pending():
                 writer.flush()

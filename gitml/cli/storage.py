@@ -1,0 +1,153 @@
+"""``gitml config``, ``gitml artifacts``, ``gitml fsck`` and ``gitml gc``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+from gitml.cli.main import _client, _emit_json, _repo, _table, cli
+
+
+@cli.command("config")
+@click.argument("key", required=False)
+@click.argument("value", required=False)
+@click.option("--committed", is_flag=True, help="Write the committed .gitml/config.yaml (shared with the team) instead of this clone's.")
+@click.option("--list", "list_all", is_flag=True, help="Show every effective setting.")
+@click.pass_context
+def config_(ctx, key, value, committed, list_all):
+    """Get or set a setting (artifacts.remote, artifacts.inline_max_bytes, ...)."""
+    import yaml
+
+    from gitml.artifacts import config
+    from gitml.store.git import open_store
+
+    with open_store(_repo(ctx)) as store:
+        settings = config.load(store)
+        if list_all or key is None:
+            for name in sorted(settings):
+                click.echo(f"{name}={settings[name]}")
+            return
+        if key not in config.KEYS:
+            raise click.UsageError(f"unknown setting {key!r}; known: {', '.join(config.KEYS)}")
+        if value is None:
+            click.echo(settings[key])
+            return
+        parsed = yaml.safe_load(value) if key != "artifacts.remote" else value
+        path = config.set_value(store, key, parsed, committed=committed)
+        click.echo(f"{key}={parsed}  ({os.path.relpath(path)})")
+
+
+@cli.group()
+def artifacts():
+    """List and download a run's artifacts."""
+
+
+@artifacts.command("ls")
+@click.argument("run")
+@click.argument("path", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def artifacts_ls(ctx, run, path, as_json):
+    """List the artifacts directly inside PATH (the root by default)."""
+    with _client(ctx) as c:
+        entries = c.list_artifacts(c.tracker.resolve(run), path)
+        if as_json:
+            _emit_json([vars(e) for e in entries])
+            return
+        _table(["PATH", "SIZE"], [[e.path + ("/" if e.is_dir else ""), "-" if e.is_dir else _size(e.file_size)] for e in entries])
+
+
+@artifacts.command("get")
+@click.argument("run")
+@click.argument("path")
+@click.option("-o", "--output", "dst", default=".", show_default=True, help="Folder to download into.")
+@click.pass_context
+def artifacts_get(ctx, run, path, dst):
+    """Download an artifact file or folder (each file verified against its hash)."""
+    with _client(ctx) as c:
+        click.echo(c.download_artifacts(c.tracker.resolve(run), path, dst))
+
+
+@cli.command()
+@click.option("--no-remote", is_flag=True, help="Check the local cache only.")
+@click.pass_context
+def fsck(ctx, no_remote):
+    """Check that every artifact object the runs reference is present and intact.
+
+    Both the local cache and the artifact remote are checked (read whole and hashed).
+    """
+    from gitml.artifacts.service import referenced_objects
+
+    with _client(ctx) as c:
+        content = c.artifacts.content
+        objects = referenced_objects(c.tracker)
+        problems = 0
+        local_ok = 0
+        for sha, (run_id, path) in sorted(objects.items(), key=lambda kv: kv[1]):
+            if content.has_local(sha):
+                if content.verify_local(sha):
+                    local_ok += 1
+                else:
+                    problems += 1
+                    click.echo(f"corrupt in cache: run {run_id} {path} {sha}")
+        if not no_remote:
+            for sha, (run_id, path) in sorted(objects.items(), key=lambda kv: kv[1]):
+                state = content.verify_remote(sha)
+                if state != "ok" and not content.has_local(sha):
+                    problems += 1
+                    click.echo(f"{state} on remote (and not cached): run {run_id} {path} {sha}")
+                elif state != "ok":
+                    click.echo(f"{state} on remote (cached here; `gitml push` uploads it): run {run_id} {path} {sha}")
+                    problems += state == "corrupt"
+        click.echo(f"{len(objects)} objects referenced; {local_ok} intact in the cache; {problems} problem(s)")
+        if problems:
+            sys.exit(1)
+
+
+@cli.command()
+@click.option("--remote", is_flag=True, help="Also list the remote's objects no run references.")
+@click.option("--delete", is_flag=True, help="With --remote: delete them (run without it first to see the list).")
+@click.pass_context
+def gc(ctx, remote, delete):
+    """Drop cached artifact objects that no run references.
+
+    With --remote, also list the remote's unreferenced objects; --delete deletes them.
+    """
+    from gitml.artifacts.service import referenced_objects
+
+    with _client(ctx) as c:
+        content = c.artifacts.content
+        keep = set(referenced_objects(c.tracker))
+        dropped = freed = 0
+        grace = time.time() - 3600  # an object added in the last hour may belong to a run being logged
+        for sha in sorted(content.local_objects() - keep):
+            path = content.cache_path(sha)
+            st = os.stat(path)
+            if max(st.st_mtime, st.st_ctime) > grace:
+                continue
+            content.drop_local(sha)
+            dropped += 1
+            freed += st.st_size
+        click.echo(f"dropped {dropped} cached object(s), {_size(freed)}")
+        if not remote:
+            return
+        extra = sorted(content.remote_objects() - keep)
+        for sha in extra:
+            click.echo(f"{'deleting' if delete else 'would delete'} {content.remote_url}/{sha[:2]}/{sha[2:]}")
+            if delete:
+                content.delete_remote(sha)
+        if extra and not delete:
+            click.echo(f"{len(extra)} unreferenced remote object(s); run again with --delete to delete them")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
