@@ -288,8 +288,10 @@ class ContentStore:
                 with ThreadPoolExecutor(max_workers=8) as pool:
                     flags = list(pool.map(lambda s: fs.exists(self._remote_key(s)), sorted(todo)))
                 have = {s for s, ok in zip(sorted(todo), flags) if ok}
-        except (OSError, ValueError) as e:
-            raise ArtifactRemoteError(f"artifact remote {self.remote_url} cannot be listed: {e}") from None
+        except GitmlError:
+            raise
+        except Exception as e:  # fsspec backends raise their own kinds (botocore, aiohttp, ...)
+            raise ArtifactRemoteError(f"artifact remote {self.remote_url} cannot be listed: {_one_line(e)}") from None
         self._remember(have)
         return todo - have
 
@@ -321,8 +323,8 @@ class ContentStore:
                     fs.mv(tmp, key)
                 else:
                     fs.put_file(local(sha), key)
-            except (OSError, ValueError) as e:
-                raise ArtifactRemoteError(f"upload of {what(sha)} to {self.remote_url} failed: {e}") from None
+            except Exception as e:
+                raise ArtifactRemoteError(f"upload of {what(sha)} to {self.remote_url} failed: {_one_line(e)}") from None
             self._remember([sha])
             size = os.path.getsize(local(sha))
             if progress:
@@ -348,8 +350,8 @@ class ContentStore:
                         out.write(chunk)
             except FileNotFoundError:
                 raise ArtifactRemoteError(f"{what}: object {sha256} is not in the artifact remote {self.remote_url}") from None
-            except OSError as e:
-                raise ArtifactRemoteError(f"{what}: download of {sha256} from {self.remote_url} failed: {e}") from None
+            except Exception as e:
+                raise ArtifactRemoteError(f"{what}: download of {sha256} from {self.remote_url} failed: {_one_line(e)}") from None
             if digest.hexdigest() != sha256:
                 raise IntegrityError(f"{what}: the remote's object {sha256} does not match its hash; refused")
             os.replace(tmp, dst)
@@ -366,6 +368,10 @@ class ContentStore:
                     digest.update(chunk)
         except FileNotFoundError:
             return "missing"
+        except GitmlError:
+            raise
+        except Exception as e:
+            raise ArtifactRemoteError(f"artifact remote {self.remote_url} cannot be read: {_one_line(e)}") from None
         return "ok" if digest.hexdigest() == sha256 else "corrupt"
 
     def remote_objects(self) -> set[str]:
@@ -379,6 +385,11 @@ class ContentStore:
 
     def delete_remote(self, sha256: str) -> None:
         self.fs.rm(self._remote_key(sha256))
+
+
+def _one_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
 def _is_local(fs) -> bool:

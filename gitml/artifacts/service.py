@@ -228,7 +228,7 @@ class RunArtifacts:
                 f.write(data)
 
 
-def referenced_objects(tracker: Tracker) -> dict[str, tuple[str, str]]:
+def referenced_objects(tracker: Tracker, refs: dict[bytes, bytes] | None = None) -> dict[str, tuple[str, str]]:
     """Every artifact object any run commit references: ``{sha256: (run_id, path)}``.
 
     Older commits of a run count too (a path logged twice keeps both
@@ -243,8 +243,11 @@ def referenced_objects(tracker: Tracker) -> dict[str, tuple[str, str]]:
     found: dict[str, tuple[str, str]] = {}
     seen_blobs: set[bytes] = set()
     marker = f"\n{TRAILER_RUN}: ".encode()
-    for ref, sha in tracker.run_refs().items():
-        run_id = parse_run_ref(ref)[1]
+    for ref, sha in (tracker.run_refs() if refs is None else refs).items():
+        parsed = parse_run_ref(ref)
+        if parsed is None:
+            continue
+        run_id = parsed[1]
         commit_sha: bytes | None = sha
         while commit_sha is not None:
             commit = store.commit(commit_sha)
@@ -258,8 +261,9 @@ def referenced_objects(tracker: Tracker) -> dict[str, tuple[str, str]]:
                     if isinstance(item, dict) and "sha256" in item:
                         found.setdefault(str(item["sha256"]), (run_id, str(path)))
             commit_sha = commit.parents[0] if commit.parents else None
-    for run_id, path, sha256 in _journaled_artifacts(tracker):
-        found.setdefault(sha256, (run_id, path))
+    if refs is None:
+        for run_id, path, sha256 in _journaled_artifacts(tracker):
+            found.setdefault(sha256, (run_id, path))
     return found
 
 

@@ -423,12 +423,14 @@ def recover(ctx):
             click.echo(f"recovered run {run_id} (marked KILLED)")
 
 
-from gitml.cli import storage  # noqa: E402,F401  (registers its commands on `cli`)
+from gitml.cli import storage, sync  # noqa: E402,F401  (they register their commands on `cli`)
 
 
 def main() -> None:
     cli(prog_name="gitml")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m gitml.cli.main`: use the imported module, where commands register
+    from gitml.cli.main import main as _main
+
+    _main()

@@ -110,8 +110,10 @@ def fsck(ctx, no_remote):
 @cli.command()
 @click.option("--remote", is_flag=True, help="Also list the remote's objects no run references.")
 @click.option("--delete", is_flag=True, help="With --remote: delete them (run without it first to see the list).")
+@click.option("--keep-recent", default=3600, show_default=True, type=click.IntRange(min=0),
+              help="Keep cached objects added in the last this many seconds (a run may be logging them).")
 @click.pass_context
-def gc(ctx, remote, delete):
+def gc(ctx, remote, delete, keep_recent):
     """Drop cached artifact objects that no run references.
 
     With --remote, also list the remote's unreferenced objects; --delete deletes them.
@@ -122,7 +124,7 @@ def gc(ctx, remote, delete):
         content = c.artifacts.content
         keep = set(referenced_objects(c.tracker))
         dropped = freed = 0
-        grace = time.time() - 3600  # an object added in the last hour may belong to a run being logged
+        grace = time.time() - keep_recent
         for sha in sorted(content.local_objects() - keep):
             path = content.cache_path(sha)
             st = os.stat(path)

@@ -1,0 +1,86 @@
+"""``gitml push``, ``gitml fetch`` and ``gitml pull``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from gitml.cli.main import _client, cli
+
+
+def _progress(verb: str):
+    """A one-line progress display on a terminal (nothing when piped)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(files: int, total: int, done_bytes: int, total_bytes: int) -> None:
+        mib = f", {done_bytes / 2**20:.1f}/{total_bytes / 2**20:.1f} MiB" if total_bytes else ""
+        end = "\n" if files >= total else ""
+        click.echo(f"\r{verb} artifacts: {files}/{total} files{mib}", err=True, nl=False)
+        if end:
+            click.echo("", err=True)
+
+    return show
+
+
+@cli.command()
+@click.argument("remote", required=False)
+@click.option("-e", "--experiment", "experiments", multiple=True, help="Only the runs of this experiment (repeatable).")
+@click.option("-r", "--run", "runs", multiple=True, help="Only this run (id, prefix or name; repeatable).")
+@click.option("--all", "all_", is_flag=True, help="Every run and experiment (the default when nothing is selected).")
+@click.option("--force", is_flag=True, help="Overwrite remote runs that are not ancestors of the local ones.")
+@click.pass_context
+def push(ctx, remote, experiments, runs, all_, force):
+    """Push runs to a git remote (default origin), uploading their artifacts first.
+
+    REMOTE is a configured remote's name, a URL (ssh, git, http(s), file) or a path.
+    """
+    from gitml import sync
+
+    with _client(ctx) as c:
+        result = sync.push(
+            c, remote, experiments=None if all_ else list(experiments), runs=None if all_ else list(runs),
+            force=force, progress=_progress("uploading"),
+        )
+        ok = sum(1 for s in result.refs.values() if s == "ok")
+        click.echo(
+            f"{result.url}: {ok} ref(s) up to date; {result.uploaded} artifact object(s) uploaded "
+            f"({result.uploaded_bytes / 2**20:.1f} MiB)"
+        )
+        for ref, status in sorted(result.rejected.items()):
+            click.secho(f"  {ref}: {status}", fg="red", err=True)
+        if result.rejected:
+            sys.exit(1)
+
+
+def _fetch(ctx, remote, artifacts: bool) -> None:
+    from gitml import sync
+
+    with _client(ctx) as c:
+        outcome = sync.fetch(c, remote, artifacts=artifacts, progress=_progress("downloading"))
+        r = outcome.result
+        click.echo(
+            f"{outcome.url}: {len(r.created)} new, {len(r.updated)} updated, {len(r.unchanged)} unchanged"
+            + (f", {len(r.ahead)} ahead (push them)" if r.ahead else "")
+            + (f"; {outcome.downloaded} artifact object(s) downloaded" if artifacts else "")
+        )
+        for ref in r.diverged:
+            click.secho(f"  {ref.decode()}: diverged (written in two places); kept the local one", fg="yellow", err=True)
+
+
+@cli.command()
+@click.argument("remote", required=False)
+@click.option("--artifacts", is_flag=True, help="Download the runs' artifacts now instead of on first access.")
+@click.pass_context
+def fetch(ctx, remote, artifacts):
+    """Fetch runs and experiments (refs/gitml/*) from a git remote (default origin)."""
+    _fetch(ctx, remote, artifacts)
+
+
+@cli.command()
+@click.argument("remote", required=False)
+@click.pass_context
+def pull(ctx, remote):
+    """Fetch runs and experiments from a git remote, with their artifacts."""
+    _fetch(ctx, remote, True)

@@ -1,0 +1,134 @@
+"""Sharing runs: ``push`` uploads the artifact objects the remote lacks, then the refs;
+``fetch`` brings ``refs/gitml/*`` (artifacts on first access, or at once).
+
+A ref is never pushed before every object its runs reference is in the
+artifact remote: the upload comes first and a failure stops the push. An
+interrupted push resumes without re-sending what arrived (the objects known to
+be on the remote are remembered locally, and checked on the remote otherwise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gitml.artifacts.service import referenced_objects
+from gitml.client import Client
+from gitml.errors import InvalidInputError
+from gitml.names import EXPERIMENTS_PREFIX, experiment_ref, parse_run_ref
+from gitml.store.remote import FetchResult, fetch_refs, push_refs, resolve_remote
+
+Progress = Callable[[int, int, int, int], None]  # files done, files total, bytes done, bytes total
+
+
+@dataclass
+class PushResult:
+    url: str
+    refs: dict[str, str] = field(default_factory=dict)  # ref -> "ok" | reason
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+
+    @property
+    def rejected(self) -> dict[str, str]:
+        return {r: s for r, s in self.refs.items() if s != "ok"}
+
+
+@dataclass
+class FetchOutcome:
+    url: str
+    result: FetchResult
+    downloaded: int = 0
+
+
+def select_refs(client: Client, *, experiments: list[str] | None = None, runs: list[str] | None = None) -> dict[bytes, bytes]:
+    """The run refs to share (all by default) and the refs of their experiments."""
+    tracker = client.tracker
+    all_runs = tracker.run_refs()
+    chosen: dict[bytes, bytes] = {}
+    if not experiments and not runs:
+        chosen = dict(all_runs)
+    for spec in experiments or []:
+        experiment = client.get_experiment_by_name(spec) or client.get_experiment(spec)
+        prefix = f"refs/gitml/runs/{experiment.experiment_id}/".encode()
+        chosen.update({r: s for r, s in all_runs.items() if r.startswith(prefix)})
+    for spec in runs or []:
+        run_id = tracker.resolve(spec)
+        ref = tracker.ref_of(run_id)
+        chosen[ref] = all_runs[ref]
+    experiment_ids = {parse_run_ref(r)[0] for r in chosen}
+    experiment_refs = tracker.store.refs_under(EXPERIMENTS_PREFIX)
+    for experiment_id in experiment_ids:
+        ref = experiment_ref(experiment_id)
+        if ref in experiment_refs:
+            chosen[ref] = experiment_refs[ref]
+    return chosen
+
+
+def push(
+    client: Client,
+    remote: str | None = None,
+    *,
+    experiments: list[str] | None = None,
+    runs: list[str] | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> PushResult:
+    """Upload the selected runs' missing artifact objects, then push their refs."""
+    store = client.tracker.store
+    url = resolve_remote(store, remote, push=True)
+    refs = select_refs(client, experiments=experiments, runs=runs)
+    if not refs:
+        raise InvalidInputError("no runs to push")
+    objects = referenced_objects(client.tracker, {r: s for r, s in refs.items() if parse_run_ref(r)})
+    result = PushResult(url)
+    if objects:
+        content = client.artifacts.content
+        missing = content.missing_on_remote(set(objects))
+        total_bytes = sum(_size(content, s) for s in missing)
+        done = [0, 0]
+
+        def step(files: int, size: int) -> None:
+            done[0] += files
+            done[1] += size
+            if progress:
+                progress(done[0], len(missing), done[1], total_bytes)
+
+        if progress and missing:
+            progress(0, len(missing), 0, total_bytes)
+        result.uploaded = content.upload(
+            missing, what=lambda s: f"run {objects[s][0]} artifact {objects[s][1]!r}", progress=step
+        )
+        result.uploaded_bytes = done[1]
+    statuses = push_refs(store, url, refs, force=force)
+    result.refs = {r.decode(): s for r, s in statuses.items()}
+    return result
+
+
+def _size(content, sha: str) -> int:
+    import os
+
+    try:
+        return os.path.getsize(content.cache_path(sha))
+    except FileNotFoundError:
+        return 0
+
+
+def fetch(client: Client, remote: str | None = None, *, artifacts: bool = False, progress: Progress | None = None) -> FetchOutcome:
+    """Bring the remote's runs and experiments; with ``artifacts``, download their objects too."""
+    store = client.tracker.store
+    url = resolve_remote(store, remote)
+    result = fetch_refs(store, url)
+    outcome = FetchOutcome(url, result)
+    if artifacts:
+        changed = set(result.created) | set(result.updated) | set(result.unchanged)
+        refs = {r: s for r, s in client.tracker.run_refs().items() if r in changed}
+        objects = referenced_objects(client.tracker, refs)
+        content = client.artifacts.content
+        todo = sorted(s for s in objects if not content.has_local(s))
+        for i, sha in enumerate(todo, 1):
+            run_id, path = objects[sha]
+            content.download(sha, what=f"run {run_id} artifact {path!r}")
+            if progress:
+                progress(i, len(todo), 0, 0)
+        outcome.downloaded = len(todo)
+    return outcome

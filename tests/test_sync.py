@@ -1,0 +1,213 @@
+"""push / fetch / pull with artifacts: real git remotes, a real S3 server on loopback, faults."""
+
+import os
+import socket
+
+import pytest
+from click.testing import CliRunner
+
+import gitml
+from gitml.artifacts.cas import ArtifactRemoteError, IntegrityError
+from gitml.cli.main import cli
+from gitml.store.remote import RemoteError
+from tests.conftest import git
+
+
+def gitml_cli(repo, *args, code=0):
+    result = CliRunner().invoke(cli, ["-C", str(repo), *args])
+    assert result.exit_code == code, (result.output, result.exception)
+    return result.output
+
+
+@pytest.fixture
+def team(tmp_path, repo, monkeypatch):
+    """A bare 'origin', a shared artifact folder, and a project with two runs with artifacts."""
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
+    store = tmp_path / "artifact-store"
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(store))
+    gitml.set_experiment("team")
+    ids = []
+    for i in range(2):
+        with gitml.start_run(run_name=f"run{i}") as run:
+            gitml.log_metric("auc", 0.8 + i / 10)
+            gitml.log_text(f"small {i}", "notes.txt")
+            gitml.log_text("x" * 100_000 + str(i), "model/weights.bin")
+        ids.append(run.info.run_id)
+    gitml.flush()
+    return {"origin": origin, "store": store, "ids": ids, "tmp": tmp_path}
+
+
+def objects_in(folder) -> list[str]:
+    return sorted(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs)
+
+
+def test_push_then_clone_and_pull_gives_runs_with_artifacts(repo, team):
+    out = gitml_cli(repo, "push")
+    assert "4 artifact object(s) uploaded" in out
+    assert len(objects_in(team["store"])) == 4
+    refs = git(team["origin"], "for-each-ref", "--format=%(refname)", "refs/gitml")
+    assert all(run_id in refs for run_id in team["ids"]) and "refs/gitml/experiments/" in refs
+    git(team["origin"], "fsck", "--strict")
+    assert "0 artifact object(s) uploaded" in gitml_cli(repo, "push")  # nothing re-sent
+
+    clone = team["tmp"] / "clone"
+    git(team["tmp"], "clone", "-q", str(team["origin"]), str(clone))
+    out = gitml_cli(clone, "pull")
+    assert "2 new" in out.replace("3 new", "2 new") and "4 artifact object(s) downloaded" in out
+    c = gitml.Client(clone)
+    run = c.get_run(team["ids"][1])
+    assert run.info.run_name == "run1" and run.data.metrics == {"auc": 0.9}
+    assert c.artifacts.read_bytes(run.info.run_id, "model/weights.bin").endswith(b"1")
+    assert gitml.Client(clone).search_runs(experiment_names=["team"]).shape[0] == 2
+    c.close()
+
+
+def test_fetch_is_lazy_and_downloads_on_first_access(repo, team, tmp_path):
+    gitml_cli(repo, "push")
+    clone = tmp_path / "lazy"
+    git(tmp_path, "clone", "-q", str(team["origin"]), str(clone))
+    gitml_cli(clone, "fetch")
+    c = gitml.Client(clone)
+    assert objects_in(clone / ".git" / "gitml" / "cache") == []
+    path = c.download_artifacts(team["ids"][0], "model", str(tmp_path / "out"))
+    assert open(os.path.join(path, "weights.bin")).read().endswith("0")
+    c.close()
+
+
+def test_selective_push(repo, team):
+    gitml_cli(repo, "push", "--run", "run0")
+    refs = git(team["origin"], "for-each-ref", "--format=%(refname)", "refs/gitml/runs")
+    assert team["ids"][0] in refs and team["ids"][1] not in refs
+    assert len(objects_in(team["store"])) == 2
+    gitml_cli(repo, "push", "-e", "team")
+    assert team["ids"][1] in git(team["origin"], "for-each-ref", "refs/gitml/runs")
+
+
+def test_interrupted_push_resumes_without_resending(repo, team):
+    c = gitml.Client(repo)
+    shas = sorted({e["sha256"] for rid in team["ids"] for e in c.artifacts.manifest(rid).values()})
+    c.close()
+    team["store"].mkdir()
+    blocker = team["store"] / shas[-1][:2]
+    blocker.write_text("not a folder")  # the upload of one object fails halfway through the push
+    out = gitml_cli(repo, "push", code=1)
+    assert "upload" in out
+    assert git(team["origin"], "for-each-ref", "refs/gitml/runs") == ""  # no ref before its objects
+    before = {p: os.stat(p).st_mtime_ns for p in objects_in(team["store"]) if p != str(blocker)}
+    assert before  # some objects arrived before the failure
+    blocker.unlink()
+    out = gitml_cli(repo, "push")
+    sent = int(out.split(" artifact object")[0].rsplit(" ", 1)[1])
+    assert 1 <= sent < len(shas)  # only what had not arrived
+    for path, mtime in before.items():
+        assert os.stat(path).st_mtime_ns == mtime  # not re-sent
+    assert all(rid in git(team["origin"], "for-each-ref", "refs/gitml/runs") for rid in team["ids"])
+
+
+def test_tampered_remote_object_is_refused(repo, team, tmp_path):
+    gitml_cli(repo, "push")
+    c = gitml.Client(repo)
+    sha = c.artifacts.manifest(team["ids"][0])["model/weights.bin"]["sha256"]
+    c.close()
+    remote_object = team["store"] / sha[:2] / sha[2:]
+    remote_object.write_bytes(b"tampered")
+    clone = tmp_path / "victim"
+    git(tmp_path, "clone", "-q", str(team["origin"]), str(clone))
+    gitml_cli(clone, "fetch")
+    v = gitml.Client(clone)
+    with pytest.raises(IntegrityError) as info:
+        v.download_artifacts(team["ids"][0], "model/weights.bin", str(tmp_path / "o"))
+    assert team["ids"][0] in str(info.value) and "model/weights.bin" in str(info.value) and sha in str(info.value)
+    assert not v.artifacts.content.has_local(sha)  # never kept in the cache
+    v.close()
+    out = gitml_cli(repo, "fsck", code=1)
+    assert "corrupt on remote" in out
+
+
+def test_unreachable_remotes(repo, team, tmp_path, monkeypatch):
+    with pytest.raises(RemoteError):
+        from gitml import sync
+
+        c = gitml.Client(repo)
+        try:
+            sync.push(c, str(tmp_path / "missing.git"))
+        finally:
+            c.close()
+    out = gitml_cli(repo, "push", "nowhere", code=1)
+    assert out.count("\n") <= 2 and "nowhere" in out
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", "s3://bucket/x")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    gitml_cli(repo, "config", "artifacts.storage_options", f"{{endpoint_url: 'http://127.0.0.1:{port}', config_kwargs: {{retries: {{max_attempts: 1}}, connect_timeout: 2}}}}")
+    out = gitml_cli(repo, "push", code=1)
+    assert "artifact remote" in out or "s3://bucket/x" in out
+    assert git(team["origin"], "for-each-ref", "refs/gitml/runs") == ""
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="gitml-test")
+    yield endpoint
+    server.stop()
+
+
+def test_s3_remote_round_trip(repo, team, s3, tmp_path, monkeypatch):
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", "s3://gitml-test/artifacts")
+    gitml_cli(repo, "config", "artifacts.storage_options", f"{{endpoint_url: '{s3}'}}")
+    out = gitml_cli(repo, "push")
+    assert "4 artifact object(s) uploaded" in out
+    import boto3
+
+    keys = [o["Key"] for o in boto3.client("s3", endpoint_url=s3).list_objects_v2(Bucket="gitml-test")["Contents"]]
+    assert len(keys) == 4 and all(k.startswith("artifacts/") and len(k.split("/")[-1]) == 62 for k in keys)
+    assert "0 artifact object(s) uploaded" in gitml_cli(repo, "push")
+    clone = tmp_path / "s3clone"
+    git(tmp_path, "clone", "-q", str(team["origin"]), str(clone))
+    gitml_cli(clone, "config", "artifacts.storage_options", f"{{endpoint_url: '{s3}'}}")
+    assert "4 artifact object(s) downloaded" in gitml_cli(clone, "pull")
+    assert "0 problem(s)" in gitml_cli(clone, "fsck")
+    # a tampered S3 object is refused
+    c = gitml.Client(repo)
+    sha = c.artifacts.manifest(team["ids"][1])["model/weights.bin"]["sha256"]
+    c.close()
+    boto3.client("s3", endpoint_url=s3).put_object(Bucket="gitml-test", Key=f"artifacts/{sha[:2]}/{sha[2:]}", Body=b"bad")
+    fresh = tmp_path / "s3fresh"
+    git(tmp_path, "clone", "-q", str(team["origin"]), str(fresh))
+    gitml_cli(fresh, "config", "artifacts.storage_options", f"{{endpoint_url: '{s3}'}}")
+    out = gitml_cli(fresh, "pull", code=1)
+    assert sha in out and "does not match" in out
+
+
+def test_gc_drops_unreferenced_cache_and_lists_remote_before_deleting(repo, team):
+    gitml_cli(repo, "push")
+    c = gitml.Client(repo)
+    orphan, _ = c.artifacts.content.add_bytes(b"nobody references me")
+    c.close()
+    remote_orphan = team["store"] / orphan[:2] / orphan[2:]
+    remote_orphan.parent.mkdir(parents=True, exist_ok=True)
+    remote_orphan.write_bytes(b"nobody references me")
+    out = gitml_cli(repo, "gc", "--keep-recent", "0")
+    assert "dropped 1 cached object" in out
+    out = gitml_cli(repo, "gc", "--remote", "--keep-recent", "0")
+    assert "would delete" in out and orphan[2:] in out and remote_orphan.exists()
+    out = gitml_cli(repo, "gc", "--remote", "--delete", "--keep-recent", "0")
+    assert not remote_orphan.exists()
+    assert len(objects_in(team["store"])) == 4  # referenced objects stay
+    assert "0 problem(s)" in gitml_cli(repo, "fsck")
