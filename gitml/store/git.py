@@ -210,6 +210,10 @@ class GitStore:
         with self._lock:
             return self._refs.list(prefix)
 
+    def refresh_refs(self) -> None:
+        """Forget cached ref listings (after refs were written by another Repo object)."""
+        self._refs = RefLister(self.controldir)
+
     @property
     def loose_refs(self) -> set[bytes]:
         """The loose refs seen by the last :meth:`refs_under`."""

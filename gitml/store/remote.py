@@ -32,6 +32,7 @@ from dulwich.protocol import PEELED_TAG_SUFFIX, ZERO_SHA
 from dulwich.repo import Repo
 
 from gitml.errors import GitmlError, RepositoryError
+from gitml.store.transfer import copy_objects, create_refs, local_path
 
 if TYPE_CHECKING:
     from gitml.store.git import GitStore
@@ -120,6 +121,7 @@ def push_refs(
     moved without ``force`` (tags name releases). Deleting an absent ref is ok.
     """
     status: dict[bytes, str] = {}
+    folder = local_path(url)
     with Repo(store.repo.path) as local:  # our own instance: dulwich's store is not thread-safe
 
         def update_refs(remote_refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
@@ -138,6 +140,12 @@ def push_refs(
                     send[ref] = ZERO_SHA if new is None else new
             return send
 
+        if folder is not None:
+            _push_local(local, folder, update_refs, status, progress)
+            for ref in refs:
+                status.setdefault(ref, "ok")
+            return status
+
         def generate_pack_data(have, want, *, ofs_delta=False, progress=None):
             return local.generate_pack_data(set(have), set(want), ofs_delta=ofs_delta, progress=progress)
 
@@ -149,6 +157,34 @@ def push_refs(
     for ref in refs:
         status.setdefault(ref, "ok")  # a server without report-status said nothing
     return status
+
+
+def _push_local(local: Repo, folder: str, update_refs, status: dict[bytes, str], progress: Progress | None) -> None:
+    """Push to a repository on this machine: objects as one copied pack, new refs in one write."""
+    try:
+        target = Repo(folder)
+    except NotGitRepository as e:
+        raise RemoteError(folder, "no git repository there") from e
+    with target:
+        send = update_refs(target.refs.as_dict())
+        copied = copy_objects(local, target, [new for new in send.values() if new != ZERO_SHA])
+        if progress:
+            progress(f"copied {copied} objects\n".encode())
+        current = target.refs.as_dict()
+        new_refs = {ref: new for ref, new in send.items() if new != ZERO_SHA and ref not in current}
+        for ref, created in create_refs(target, new_refs).items():
+            if not created:
+                status[ref] = "rejected: the remote ref appeared meanwhile"
+        for ref, new in send.items():
+            if ref in new_refs:
+                continue
+            old = current.get(ref)
+            if new == ZERO_SHA:
+                ok = old is None or target.refs.remove_if_equals(ref, old)
+            else:
+                ok = target.refs.set_if_equals(ref, old, new)
+            if not ok:
+                status[ref] = "rejected: the remote ref moved meanwhile"
 
 
 def fetch_refs(
@@ -166,6 +202,9 @@ def fetch_refs(
     """
     wanted = _prefixes(prefixes)
     remote: dict[bytes, bytes] = {}
+    folder = local_path(url)
+    if folder is not None:
+        return _fetch_local(store, folder, wanted)
     with Repo(store.repo.path) as local:
 
         def determine_wants(refs, depth=None) -> list[bytes]:
@@ -177,6 +216,27 @@ def fetch_refs(
         result = FetchResult(remote=dict(sorted(remote.items())))
         for ref, theirs in result.remote.items():
             _update_ref(store, local, ref, theirs, result)
+    return result
+
+
+def _fetch_local(store: GitStore, folder: str, wanted: list[bytes]) -> FetchResult:
+    """Fetch from a repository on this machine: one copied pack; new refs in one write."""
+    try:
+        source = Repo(folder)
+    except NotGitRepository as e:
+        raise RemoteError(folder, "no git repository there") from e
+    with source, Repo(store.repo.path) as local:
+        remote = _select(source.refs.as_dict(), wanted)
+        copy_objects(source, local, sorted(set(remote.values())))
+        result = FetchResult(remote=dict(sorted(remote.items())))
+        fresh = {ref: sha for ref, sha in remote.items() if store.ref(ref) is None}
+        created = create_refs(local, fresh)
+        store.refresh_refs()
+        for ref, theirs in result.remote.items():
+            if created.get(ref):
+                result.created.append(ref)
+            else:
+                _update_ref(store, local, ref, theirs, result)
     return result
 
 

@@ -1,0 +1,219 @@
+"""Fast transfer between two repositories on this machine (a path or file:// remote).
+
+dulwich's local transport re-encodes and re-indexes every object in Python. Between
+two local repositories gitml instead walks from the wanted commits, stops at what the
+target already has, copies the stored pack entries of the missing objects as they are
+(no recompression, no re-hashing: their ids are known), writes one pack with its index
+into the target, and creates new refs in one packed-refs write, each new ref held
+under its lock file while that happens, as git's ref transactions do.
+"""
+
+from __future__ import annotations
+
+import glob
+import mmap
+import os
+import struct
+import zlib
+from collections.abc import Iterable
+from urllib.parse import unquote, urlparse
+
+from dulwich.file import FileLocked, GitFile
+from dulwich.objects import Commit, ShaFile, Tree
+from dulwich.object_format import DEFAULT_OBJECT_FORMAT
+from dulwich.pack import load_pack_index
+from dulwich.repo import Repo
+
+from gitml.store.packs import _entry_header, _write_entries
+
+_DELTA_TYPES = (6, 7)
+
+
+def local_path(url: str) -> str | None:
+    """The repository folder of a local remote (a path or file:// URL), else None."""
+    if url.startswith("file://"):
+        path = unquote(urlparse(url).path)
+    elif "://" in url:
+        return None
+    else:
+        path = url
+    if os.path.isdir(os.path.join(path, "objects")) and os.path.exists(os.path.join(path, "HEAD")):
+        return path  # a bare repository
+    if os.path.isdir(os.path.join(path, ".git")):
+        return path
+    return None
+
+
+class PackEntries:
+    """The stored entries of a repository's packs, by object id, ready to copy."""
+
+    def __init__(self, repo: Repo):
+        self.repo = repo
+        self._maps: list[mmap.mmap] = []
+        self._where: dict[bytes, tuple[int, int, int, int]] = {}  # raw sha -> (map, start, end, crc)
+        for idx_path in glob.glob(os.path.join(repo.object_store.path, "pack", "*.idx")):
+            self._load(idx_path)
+
+    def _load(self, idx_path: str) -> None:
+        with open(idx_path, "rb") as f:
+            idx = f.read()
+        if idx[:8] != b"\377tOc\x00\x00\x00\x02":
+            return
+        with open(idx_path[:-4] + ".pack", "rb") as f:
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        count = struct.unpack_from(">L", idx, 8 + 255 * 4)[0]
+        shas_at = 8 + 256 * 4
+        crcs_at = shas_at + 20 * count
+        offsets_at = crcs_at + 4 * count
+        offsets = struct.unpack_from(f">{count}L", idx, offsets_at)
+        if any(o & 0x80000000 for o in offsets):
+            data.close()
+            return
+        order = sorted(range(count), key=offsets.__getitem__)
+        crcs = struct.unpack_from(f">{count}L", idx, crcs_at)
+        number = len(self._maps)
+        self._maps.append(data)
+        end = len(data) - 20
+        for pos, i in enumerate(order):
+            start = offsets[i]
+            if (data[start] >> 4) & 7 in _DELTA_TYPES:
+                continue  # a delta: copied through dulwich instead
+            stop = offsets[order[pos + 1]] if pos + 1 < count else end
+            self._where.setdefault(idx[shas_at + 20 * i : shas_at + 20 * i + 20], (number, start, stop, crcs[i]))
+
+    def get(self, hexsha: bytes):
+        """The object (a dulwich ShaFile), inflated from its stored entry when possible."""
+        hit = self._where.get(bytes.fromhex(hexsha.decode()))
+        if hit is None:
+            return self.repo.object_store[hexsha]
+        number, start, stop, _ = hit
+        data = self._maps[number]
+        type_num = (data[start] >> 4) & 7
+        pos = start
+        while data[pos] & 0x80:
+            pos += 1
+        return ShaFile.from_raw_string(type_num, zlib.decompress(data[pos + 1 : stop]), hexsha)
+
+    def entry(self, hexsha: bytes) -> tuple[bytes, bytes, int]:
+        raw = bytes.fromhex(hexsha.decode())
+        hit = self._where.get(raw)
+        if hit is not None:
+            number, start, stop, crc = hit
+            return raw, self._maps[number][start:stop], crc
+        type_num, content = self.repo.object_store.get_raw(hexsha)
+        chunk = _entry_header(type_num, len(content)) + zlib.compress(content, 1)
+        return raw, chunk, zlib.crc32(chunk)
+
+    def close(self) -> None:
+        for data in self._maps:
+            data.close()
+
+
+def object_ids(repo: Repo) -> set[bytes]:
+    """Every object id (hex) a repository holds: its pack indexes and loose objects."""
+    ids: set[bytes] = set()
+    objects = repo.object_store.path
+    for idx_path in glob.glob(os.path.join(objects, "pack", "*.idx")):
+        with open(idx_path, "rb") as f:
+            idx = f.read()
+        if idx[:8] != b"\377tOc\x00\x00\x00\x02":  # a version-1 index: let dulwich read it
+            index = load_pack_index(idx_path, DEFAULT_OBJECT_FORMAT)
+            ids.update(sha.hex().encode() if len(sha) == 20 else sha for sha, _, _ in index.iterentries())
+            index.close()
+            continue
+        count = struct.unpack_from(">L", idx, 8 + 255 * 4)[0]
+        raw = idx[8 + 256 * 4 : 8 + 256 * 4 + 20 * count]
+        hexed = raw.hex().encode()
+        ids.update(hexed[i : i + 40] for i in range(0, 40 * count, 40))
+    for prefix in os.listdir(objects):
+        if len(prefix) == 2:
+            ids.update((prefix + name).encode() for name in os.listdir(os.path.join(objects, prefix)) if len(name) == 38)
+    return ids
+
+
+def missing_objects(src: Repo | PackEntries, dst: Repo, wants: Iterable[bytes]) -> list[bytes]:
+    """Objects reachable from ``wants`` in ``src`` that ``dst`` lacks (stops at what it has)."""
+    present = object_ids(dst)
+    have = present.__contains__
+    store = src if isinstance(src, PackEntries) else src.object_store
+    get = store.get if isinstance(src, PackEntries) else store.__getitem__
+    out: list[bytes] = []
+    seen: set[bytes] = set()
+    commits = [w for w in wants if w not in seen]
+    trees: list[bytes] = []
+    while commits:
+        sha = commits.pop()
+        if sha in seen or have(sha):
+            continue
+        seen.add(sha)
+        out.append(sha)
+        commit = get(sha)
+        if not isinstance(commit, Commit):
+            continue
+        trees.append(commit.tree)
+        commits.extend(commit.parents)
+    while trees:
+        sha = trees.pop()
+        if sha in seen or have(sha):
+            continue
+        seen.add(sha)
+        out.append(sha)
+        tree = get(sha)
+        if not isinstance(tree, Tree):
+            continue
+        for entry in tree.iteritems():
+            if entry.mode == 0o040000:
+                trees.append(entry.sha)
+            elif entry.mode != 0o160000 and entry.sha not in seen and not have(entry.sha):
+                seen.add(entry.sha)
+                out.append(entry.sha)
+    return out
+
+
+def copy_objects(src: Repo, dst: Repo, wants: Iterable[bytes]) -> int:
+    """Copy into ``dst`` what it lacks of ``wants`` as one pack; returns the object count."""
+    entries = PackEntries(src)
+    try:
+        ids = missing_objects(entries, dst, wants)
+        if ids:
+            _write_entries(os.path.join(dst.object_store.path, "pack"), [entries.entry(i) for i in ids])
+    finally:
+        entries.close()
+    return len(ids)
+
+
+def create_refs(repo: Repo, refs: dict[bytes, bytes]) -> dict[bytes, bool]:
+    """Create refs that must not exist yet, in one packed-refs write.
+
+    Each ref's lock file is held while packed-refs is rewritten, so no writer
+    can create the same ref meanwhile; a ref that exists (loose or packed) or
+    is locked is not created. Returns ``{ref: created}``.
+    """
+    container = repo.refs
+    locks, done = [], {}
+    try:
+        packed = dict(container.get_packed_refs())
+        for ref, sha in refs.items():
+            path = container.refpath(ref)
+            if ref in packed or os.path.exists(path):
+                done[ref] = False
+                continue
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                locks.append((ref, sha, GitFile(path, "wb")))
+            except (FileLocked, NotADirectoryError, FileExistsError):
+                done[ref] = False
+        if locks:
+            with GitFile(os.path.join(repo.controldir(), "packed-refs"), "wb") as f:
+                packed = dict(container.get_packed_refs())
+                for ref, sha, _ in locks:
+                    packed[ref] = sha
+                f.write(b"# pack-refs with: sorted \n")
+                for name in sorted(packed):
+                    f.write(packed[name] + b" " + name + b"\n")
+            for ref, _, _ in locks:
+                done[ref] = True
+        return done
+    finally:
+        for _, _, lock in locks:
+            lock.abort()
