@@ -237,12 +237,13 @@ def referenced_objects(tracker: Tracker, refs: dict[bytes, bytes] | None = None)
     """
     from gitml.names import parse_run_ref
     from gitml.tracking.record import ARTIFACTS, load_yaml
-    from gitml.tracking.writer import TRAILER_RUN
+    from gitml.tracking.writer import TRAILER_ARTIFACTS, TRAILER_RUN
 
     store = tracker.store
     found: dict[str, tuple[str, str]] = {}
     seen_blobs: set[bytes] = set()
     marker = f"\n{TRAILER_RUN}: ".encode()
+    changed = f"\n{TRAILER_ARTIFACTS}: ".encode()
     for ref, sha in (tracker.run_refs() if refs is None else refs).items():
         parsed = parse_run_ref(ref)
         if parsed is None:
@@ -253,6 +254,9 @@ def referenced_objects(tracker: Tracker, refs: dict[bytes, bytes] | None = None)
             commit = store.commit(commit_sha)
             if marker not in commit.message:
                 break  # the source commit: the run's own commits are behind us
+            if changed not in commit.message:  # this commit did not change the manifest
+                commit_sha = commit.parents[0] if commit.parents else None
+                continue
             entry = store.lookup(commit.tree, f".gitml/run/{ARTIFACTS}")
             if entry and entry[1] not in seen_blobs:
                 seen_blobs.add(entry[1])

@@ -134,6 +134,9 @@ def gc(ctx, remote, delete, keep_recent):
             dropped += 1
             freed += st.st_size
         click.echo(f"dropped {dropped} cached object(s), {_size(freed)}")
+        packed = c.tracker.pack_refs(minimum=1)
+        if packed:
+            click.echo(f"packed {packed} run ref(s)")
         if not remote:
             return
         extra = sorted(content.remote_objects() - keep)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from dulwich.file import FileLocked, GitFile
 
@@ -94,6 +95,17 @@ class RefLister:
         return refs
 
 
+def parallel_map(fn, items) -> list:
+    """``map`` on 8 threads (creating lock files waits on the disk); plain ``map`` when
+    threads can no longer start (at interpreter exit)."""
+    items = list(items)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(pool.map(fn, items))
+    except RuntimeError:
+        return [fn(item) for item in items]
+
+
 def pack_refs(repo, names: list[bytes]) -> int:
     """Move the loose refs ``names`` into packed-refs, as ``git pack-refs`` does.
 
@@ -102,23 +114,25 @@ def pack_refs(repo, names: list[bytes]) -> int:
     refs = repo.refs
     locks = []
     packed_path = os.path.join(repo.controldir(), "packed-refs")
+    def take(name: bytes):
+        path = refs.refpath(name)
+        try:
+            lock = GitFile(path, "wb")
+        except FileLocked:
+            return None
+        try:
+            with open(path, "rb") as f:
+                value = f.read(41).rstrip(b"\n")
+        except FileNotFoundError:
+            lock.abort()
+            return None
+        if not _HEX40.fullmatch(value):
+            lock.abort()
+            return None
+        return name, path, value, lock
+
     try:
-        for name in names:
-            path = refs.refpath(name)
-            try:
-                lock = GitFile(path, "wb")
-            except FileLocked:
-                continue
-            try:
-                with open(path, "rb") as f:
-                    value = f.read(41).rstrip(b"\n")
-            except FileNotFoundError:
-                lock.abort()
-                continue
-            if not _HEX40.fullmatch(value):
-                lock.abort()
-                continue
-            locks.append((name, path, value, lock))
+        locks = [held for held in parallel_map(take, names) if held is not None]
         if not locks:
             return 0
         with GitFile(packed_path, "wb") as f:

@@ -25,6 +25,7 @@ from dulwich.pack import load_pack_index
 from dulwich.repo import Repo
 
 from gitml.store.packs import _entry_header, _write_entries
+from gitml.store.refs import parallel_map
 
 _DELTA_TYPES = (6, 7)
 
@@ -191,18 +192,25 @@ def create_refs(repo: Repo, refs: dict[bytes, bytes]) -> dict[bytes, bool]:
     """
     container = repo.refs
     locks, done = [], {}
+    packed = dict(container.get_packed_refs())
+
+    def lock(item: tuple[bytes, bytes]):
+        ref, sha = item
+        path = container.refpath(ref)
+        if ref in packed or os.path.exists(path):
+            return ref, sha, None
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return ref, sha, GitFile(path, "wb")
+        except (FileLocked, NotADirectoryError, FileExistsError):
+            return ref, sha, None
+
     try:
-        packed = dict(container.get_packed_refs())
-        for ref, sha in refs.items():
-            path = container.refpath(ref)
-            if ref in packed or os.path.exists(path):
+        for ref, sha, held in parallel_map(lock, refs.items()):
+            if held is None:
                 done[ref] = False
-                continue
-            try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                locks.append((ref, sha, GitFile(path, "wb")))
-            except (FileLocked, NotADirectoryError, FileExistsError):
-                done[ref] = False
+            else:
+                locks.append((ref, sha, held))
         if locks:
             with GitFile(os.path.join(repo.controldir(), "packed-refs"), "wb") as f:
                 packed = dict(container.get_packed_refs())

@@ -41,9 +41,16 @@ def wait_for_repository(controldir: str, run_id: str | None = None) -> None:
 class Committer:
     """Background commits: ended runs (grouped), and open runs whose flush is due."""
 
-    def __init__(self, store: GitStore, open_writers: Callable[[], list[RunWriter]]):
+    def __init__(
+        self,
+        store: GitStore,
+        open_writers: Callable[[], list[RunWriter]],
+        *,
+        housekeeping: Callable[[int], None] | None = None,
+    ):
         self.store = store
         self._open_writers = open_writers
+        self._housekeeping = housekeeping
         self._queue: list[RunWriter] = []
         self._pending: dict[str, threading.Event] = {}
         self._errors: dict[str, BaseException] = {}
@@ -113,6 +120,8 @@ class Committer:
                 self._cond.notify_all()
             if batch:
                 self._commit(batch)
+                if self._housekeeping:
+                    self._housekeeping(len(batch))
             self._flush_due()
 
     def _next_due(self) -> float:

@@ -15,6 +15,7 @@ import uuid
 
 from gitml.errors import (
     AmbiguousRunError,
+    GitmlError,
     CorruptRecordError,
     InvalidInputError,
     RunNotFoundError,
@@ -52,7 +53,7 @@ from gitml.tracking.writer import RunWriter, journal_trailers
 log = logging.getLogger("gitml")
 
 DEFAULT_FLUSH_INTERVAL = 5.0
-PACK_REFS_AFTER = 256
+PACK_REFS_AFTER = 2048  # loose run refs before packing: listing 2,000 loose refs takes ~50 ms
 RESERVED_TAG_PREFIX = "gitml."
 _ADJECTIVES = "amber bold brisk calm clever crisp eager fancy gentle glad keen lucid merry nimble quiet rapid shy sunny swift tidy vivid warm wise witty".split()
 _NOUNS = "ant bass bat bear cod crab crow deer dove eel finch fox goat hare hawk lark lynx mole moth newt owl seal swan toad wolf wren".split()
@@ -130,7 +131,10 @@ class Tracker:
         self.experiments = ExperimentRegistry(store, self.artifact_root)
         self.writers: dict[str, RunWriter] = {}
         self.journal: jr.Journal | None = None
-        self.committer = Committer(store, lambda: [w for w in list(self.writers.values()) if not w.closed])
+        self.committer = Committer(
+            store, lambda: [w for w in list(self.writers.values()) if not w.closed], housekeeping=self._housekeeping
+        )
+        self._ended_since_pack = 0
         self._refs_by_run: dict[str, bytes] = {}
         self.recovered = self.recover()
 
@@ -327,23 +331,34 @@ class Tracker:
                 writer.flush()
         refs = self.run_refs(experiment_ids)
 
-        def load(ref: bytes, commit: bytes) -> dict:
-            _, run_id = parse_run_ref(ref)
-            return row_of(RunRecord.load(self.store, commit, f"run {run_id}"))
+        return self.index.rows(refs, self._load_row)
 
-        rows, errors = self.index.rows(refs, load)
-        self._maybe_pack_refs(rows)
-        return rows, errors
+    def _load_row(self, ref: bytes, commit: bytes) -> dict:
+        _, run_id = parse_run_ref(ref)
+        return row_of(RunRecord.load(self.store, commit, f"run {run_id}"))
 
-    def _maybe_pack_refs(self, rows: list[dict]) -> None:
-        """Pack the refs of ended runs once many are loose (listing stays fast)."""
+    def _housekeeping(self, ended: int) -> None:
+        """After the committer commits ended runs: pack refs once enough are loose."""
+        self._ended_since_pack += ended
+        if self._ended_since_pack >= PACK_REFS_AFTER:
+            self._ended_since_pack = 0
+            try:
+                self.pack_refs()
+            except (OSError, RuntimeError, GitmlError) as e:
+                log.warning("gitml: could not pack run refs: %s", e)
+
+    def pack_refs(self, minimum: int = PACK_REFS_AFTER) -> int:
+        """Pack the loose refs of ended runs when at least ``minimum`` are loose, so
+        listing runs stays one file read (the committer does it as runs accumulate;
+        ``gitml gc`` does it always)."""
+        refs = self.store.refs_under(RUNS_PREFIX)
         loose = self.store.loose_refs
-        if len(loose) < PACK_REFS_AFTER:
-            return
-        ended = {r["run_id"] for r in rows if r["status"] in RunStatus.TERMINAL and r["run_id"] not in self.writers}
+        if len(loose) < minimum:
+            return 0
+        rows, _ = self.index.rows({r: refs[r] for r in loose if r in refs}, self._load_row)
+        ended = {r["run_id"] for r in rows if r.get("status") in RunStatus.TERMINAL}
         names = [ref for ref in loose if (parsed := parse_run_ref(ref)) and parsed[1] in ended]
-        if len(names) >= PACK_REFS_AFTER // 2:
-            self.store.pack_refs(names)
+        return self.store.pack_refs(names) if names else 0
 
     def resolve(self, spec: str) -> str:
         """A run id from a full id, a unique id prefix (as git), or a run name."""

@@ -25,6 +25,7 @@ from gitml.tracking.record import META, PARAMS, TAGS, RunRecord
 TRAILER_RUN = "Gitml-Run"
 FIRST_COMMIT_SECONDS = 1.0  # a new run is visible to other processes within this
 TRAILER_JOURNAL = "Gitml-Journal"
+TRAILER_ARTIFACTS = "Gitml-Artifacts"  # present when the commit changed the run's artifacts
 
 
 def graft_record(store: GitStore, root_tree: bytes | None, record: RunRecord, out: list[ShaFile]) -> bytes:
@@ -245,10 +246,11 @@ class RunWriter:
             old = self._base
             parent = self.store.commit(old)
             root, parents, previous = parent.tree, [old], parent.message
+        artifacts_changed = bool(self._artifacts)
         self._apply_buffer(record)
         objects: list[ShaFile] = []
         tree = graft_record(self.store, root, record, objects)
-        message = self._message(record, previous, journal_name, journal_offset)
+        message = self._message(record, previous, journal_name, journal_offset, artifacts_changed)
         commit = make_commit(self.store, tree, parents, message)
         objects.append(commit)
         return commit, objects, old, record
@@ -288,13 +290,17 @@ class RunWriter:
         for path, (sha256, size, blob) in self._artifacts.items():
             record.add_artifact(path, sha256, size, blob)
 
-    def _message(self, record: RunRecord, previous: bytes, journal_name: str | None, offset: int | None) -> str:
+    def _message(
+        self, record: RunRecord, previous: bytes, journal_name: str | None, offset: int | None, artifacts: bool = False
+    ) -> str:
         meta = record.meta
         trailers = journal_trailers(previous) if previous.startswith(b"gitml") else {}
         trailers = {n: o for n, o in trailers.items() if os.path.exists(os.path.join(self.journal_dir, n))}
         if journal_name:
             trailers[journal_name] = offset
         lines = [f"gitml: run {meta.get('run_name')} {meta.get('status')}", "", f"{TRAILER_RUN}: {self.run_id}"]
+        if artifacts:
+            lines.append(f"{TRAILER_ARTIFACTS}: {len(record.artifacts)}")
         lines += [f"{TRAILER_JOURNAL}: {n} {o}" for n, o in sorted(trailers.items())]
         return "\n".join(lines) + "\n"
 
