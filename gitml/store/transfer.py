@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from urllib.parse import unquote, urlparse
 
 from dulwich.file import FileLocked, GitFile
-from dulwich.objects import Commit, ShaFile, Tree
+from dulwich.objects import Commit, ShaFile, Tag, Tree
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
 from dulwich.pack import load_pack_index
 from dulwich.repo import Repo
@@ -140,34 +140,26 @@ def missing_objects(src: Repo | PackEntries, dst: Repo, wants: Iterable[bytes]) 
     get = store.get if isinstance(src, PackEntries) else store.__getitem__
     out: list[bytes] = []
     seen: set[bytes] = set()
-    commits = [w for w in wants if w not in seen]
-    trees: list[bytes] = []
-    while commits:
-        sha = commits.pop()
+    todo = list(wants)  # commits and trees still to look at
+    while todo:
+        sha = todo.pop()
         if sha in seen or have(sha):
-            continue
+            continue  # what the target has, it has with everything below it
         seen.add(sha)
         out.append(sha)
-        commit = get(sha)
-        if not isinstance(commit, Commit):
-            continue
-        trees.append(commit.tree)
-        commits.extend(commit.parents)
-    while trees:
-        sha = trees.pop()
-        if sha in seen or have(sha):
-            continue
-        seen.add(sha)
-        out.append(sha)
-        tree = get(sha)
-        if not isinstance(tree, Tree):
-            continue
-        for entry in tree.iteritems():
-            if entry.mode == 0o040000:
-                trees.append(entry.sha)
-            elif entry.mode != 0o160000 and entry.sha not in seen and not have(entry.sha):
-                seen.add(entry.sha)
-                out.append(entry.sha)
+        obj = get(sha)
+        if isinstance(obj, Commit):
+            todo.append(obj.tree)
+            todo.extend(obj.parents)
+        elif isinstance(obj, Tag):
+            todo.append(obj.object[1])
+        elif isinstance(obj, Tree):
+            for entry in obj.iteritems():
+                if entry.mode == 0o040000:
+                    todo.append(entry.sha)
+                elif entry.mode != 0o160000 and entry.sha not in seen and not have(entry.sha):
+                    seen.add(entry.sha)
+                    out.append(entry.sha)
     return out
 
 
