@@ -233,3 +233,56 @@ def test_local_transfer_handles_git_gc_packs_and_increments(repo, team, tmp_path
         "later", "run0", "run1",
     ]
     c.close()
+
+
+@pytest.fixture
+def http_folder(tmp_path):
+    """A read-only HTTP server on loopback serving a folder (as a static artifact mirror)."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "served"
+    root.mkdir()
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_http_remote_is_read_only_and_verified(repo, team, http_folder, tmp_path, monkeypatch):
+    pytest.importorskip("aiohttp")
+    root, url = http_folder
+    gitml_cli(repo, "push")
+    import shutil
+
+    shutil.copytree(team["store"], root, dirs_exist_ok=True)  # publish the objects over HTTP
+    clone = tmp_path / "reader"
+    git(tmp_path, "clone", "-q", str(team["origin"]), str(clone))
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", url)
+    assert "4 artifact object(s) downloaded" in gitml_cli(clone, "pull")
+    c = gitml.Client(clone)
+    assert c.artifacts.read_bytes(team["ids"][0], "model/weights.bin").endswith(b"0")
+    c.close()
+    with gitml.start_run():
+        gitml.log_text("new", "n.txt")
+    gitml.flush()
+    out = gitml_cli(repo, "push", code=1)  # an HTTP remote cannot take uploads
+    last = out.strip().splitlines()[-1]  # (the test server may log a dropped connection before)
+    assert last.startswith("gitml: ") and url in last and "read-only" in last
+
+
+def test_memory_remote(repo, team, monkeypatch, tmp_path):
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", "memory://gitml-test-remote")
+    gitml_cli(repo, "push")
+    c = gitml.Client(repo)
+    sha = c.artifacts.manifest(team["ids"][0])["model/weights.bin"]["sha256"]
+    c.artifacts.content.drop_local(sha)  # gone from the cache: read back from the remote
+    assert c.artifacts.read_bytes(team["ids"][0], "model/weights.bin").endswith(b"0")
+    c.close()

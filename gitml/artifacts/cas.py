@@ -308,6 +308,10 @@ class ContentStore:
         if not missing:
             return 0
         fs = self.fs
+        if _protocol(fs) in ("http", "https"):
+            raise ArtifactRemoteError(
+                f"artifact remote {self.remote_url} is read-only (http); {len(missing)} object(s) cannot be uploaded there"
+            )
         local = self.cache_path
 
         def send(sha: str) -> int:
@@ -392,9 +396,12 @@ def _one_line(error: Exception) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
+def _protocol(fs) -> str:
+    return fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+
+
 def _is_local(fs) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")
+    return _protocol(fs) in ("file", "local")
 
 
 def _open_remote(url: str, options: dict):
