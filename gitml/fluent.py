@@ -204,6 +204,7 @@ def end_run(status: str = RunStatus.FINISHED) -> None:
     if not stack:
         return
     run = stack.pop()
+    _state.last_run_id = run.info.run_id
     client().tracker.finish(run.info.run_id, status)
 
 

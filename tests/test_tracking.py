@@ -355,3 +355,9 @@ def test_flush_interval_commits_while_running(repo):
     )
     assert "'m': 1.0" in out.stdout
     c.close()
+
+
+def test_last_active_run(repo):
+    with gitml.start_run() as run:
+        gitml.log_metric("m", 1.0)
+    assert gitml.last_active_run().info.run_id == run.info.run_id
