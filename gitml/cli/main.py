@@ -65,7 +65,7 @@ def _stdout_to_devnull() -> None:
 @click.version_option(__version__, prog_name="gitml")
 @click.pass_context
 def cli(ctx, traceback, repo):
-    """gitml: experiment tracking on git. Runs are refs; nothing needs a server."""
+    """gitml: ML experiments on git. Runs are refs, artifacts go by content hash; no server."""
     global _TRACEBACK
     _TRACEBACK = traceback
     ctx.obj = {"repo": repo}
