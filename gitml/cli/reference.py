@@ -22,11 +22,12 @@ def _commands(group: click.Group, prefix: list[str]):
 
 def reference() -> str:
     parts = ["# gitml command reference", "", "Generated from `--help` by `python -m gitml.cli.reference`.", ""]
-    with click.Context(cli, info_name="gitml", terminal_width=100) as ctx:
+    settings = {"terminal_width": 100, "help_option_names": ["-h", "--help"]}
+    with click.Context(cli, info_name="gitml", **settings) as ctx:
         parts += ["## gitml", "", "```", cli.get_help(ctx), "```", ""]
     for path, command in _commands(cli, []):
-        parent = click.Context(cli, info_name="gitml", terminal_width=100)
-        with click.Context(command, info_name=" ".join(path), parent=parent, terminal_width=100) as ctx:
+        parent = click.Context(cli, info_name="gitml", **settings)
+        with click.Context(command, info_name=" ".join(path), parent=parent, **settings) as ctx:
             parts += [f"## gitml {' '.join(path)}", "", "```", command.get_help(ctx), "```", ""]
     return "\n".join(parts)
 
