@@ -84,6 +84,7 @@ def push(
     if objects:
         content = client.artifacts.content
         missing = content.missing_on_remote(set(objects))
+        client.artifacts.materialize({s: objects[s] for s in missing})
         total_bytes = sum(_size(content, s) for s in missing)
         done = [0, 0]
 
@@ -124,7 +125,8 @@ def fetch(client: Client, remote: str | None = None, *, artifacts: bool = False,
         refs = {r: s for r, s in client.tracker.run_refs().items() if r in changed}
         objects = referenced_objects(client.tracker, refs)
         content = client.artifacts.content
-        todo = sorted(s for s in objects if not content.has_local(s))
+        inline = {s for s, (run_id, path) in objects.items() if client.artifacts._inline(run_id, path, s) is not None}
+        todo = sorted(s for s in objects if not content.has_local(s) and s not in inline)
         for i, sha in enumerate(todo, 1):
             run_id, path = objects[sha]
             content.download(sha, what=f"run {run_id} artifact {path!r}")

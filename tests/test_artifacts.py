@@ -95,7 +95,7 @@ def test_same_content_is_stored_once_and_not_rehashed(repo, data_dir, monkeypatc
         gitml.log_artifacts(str(data_dir))
     assert len(calls) == 1  # unchanged: the stat cache answers
     objects = [f for _, _, fs in os.walk(repo / ".git" / "gitml" / "cache") for f in fs]
-    assert len(objects) == 2
+    assert len(objects) == 1  # the big file, once; the small one lives in git until pushed
     (data_dir / "sub" / "big.bin").write_bytes(os.urandom(200_000))
     with gitml.start_run():
         gitml.log_artifacts(str(data_dir))
@@ -161,13 +161,13 @@ def test_corrupt_cached_object_is_refused_and_dropped(repo, data_dir, tmp_path):
     c.close()
 
 
-def test_corrupt_small_object_heals_from_the_inline_copy(repo, data_dir, tmp_path):
+def test_small_files_are_read_from_their_inline_copy(repo, data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(tmp_path / "empty-remote"))
     with gitml.start_run() as run:
         gitml.log_artifact(str(data_dir / "small.txt"))
     c = gitml.Client(repo)
     sha = c.artifacts.manifest(run.info.run_id)["small.txt"]["sha256"]
-    with open(c.artifacts.content.cache_path(sha), "wb") as f:
-        f.write(b"evil")
+    assert not c.artifacts.content.has_local(sha)  # no cache copy, no remote copy
     path = c.download_artifacts(run.info.run_id, "small.txt", str(tmp_path / "o"))
     assert open(path).read() == "hello artifacts\n"
     c.close()

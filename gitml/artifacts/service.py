@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from dulwich.objects import Blob
 
-from gitml.artifacts.cas import ArtifactRemoteError, ContentStore, IntegrityError
+from gitml.artifacts.cas import ContentStore
 from gitml.errors import ConflictError, GitmlError, InvalidInputError, NotFoundError
 from gitml.names import check_artifact_path
 from gitml.tracking.tracker import Tracker
@@ -92,16 +92,14 @@ class RunArtifacts:
         for real, path in files:
             st = stats[real]
             hit = known.get(real)
-            if hit and self.content.has_local(hit[0]):
-                sha, blob = hit
-                inline = st.st_size <= self.inline_max_bytes
-                if not inline or (blob and contains(blob.encode())):
-                    entries.append((path, sha, st.st_size, blob if inline else None))
-                    continue
-            if st.st_size <= self.inline_max_bytes:
+            inline = st.st_size <= self.inline_max_bytes
+            if hit and ((inline and hit[1] and contains(hit[1].encode())) or (not inline and self.content.has_local(hit[0]))):
+                entries.append((path, hit[0], st.st_size, hit[1] if inline else None))
+                continue
+            if inline:  # its bytes live in git; the cache gets a copy only when pushed
                 with open(real, "rb") as f:
                     data = f.read()
-                sha, size = self.content.add_bytes(data)
+                sha, size = hashlib.sha256(data).hexdigest(), len(data)
                 b = Blob.from_string(data)
                 blobs.append(b)
                 entries.append((path, sha, size, b.id.decode()))
@@ -118,12 +116,14 @@ class RunArtifacts:
     def log_bytes(self, run_id: str, data: bytes, artifact_path: str) -> None:
         path = check_artifact_path(artifact_path)
         self._check_layout(run_id, [path])
-        sha, size = self.content.add_bytes(data)
         blob = None
-        if size <= self.inline_max_bytes:
+        if len(data) <= self.inline_max_bytes:  # in git; cached when pushed
+            sha, size = hashlib.sha256(data).hexdigest(), len(data)
             b = Blob.from_string(data)
             self.tracker.store.write([b])
             blob = b.id.decode()
+        else:
+            sha, size = self.content.add_bytes(data)
         self.tracker.update(run_id, lambda w: w.add_artifacts([(path, sha, size, blob)]))
 
     def _check_layout(self, run_id: str, paths: list[str]) -> None:
@@ -203,29 +203,38 @@ class RunArtifacts:
         if path not in entries:
             raise InvalidInputError(f"artifact {path!r} of run {run_id} is a folder, not a file")
         entry = entries[path]
-        what = f"run {run_id} artifact {path!r}"
-        record, _ = self.tracker.record(run_id)
-        blob = record.inline_blob(path)
-        if blob is not None:
-            data = self.tracker.store.blob(blob)
-            if hashlib.sha256(data).hexdigest() == entry["sha256"]:
-                return data
-        return self.content.read_bytes(entry["sha256"], what=what)
+        data = self._inline(run_id, path, entry["sha256"])
+        if data is not None:
+            return data
+        return self.content.read_bytes(entry["sha256"], what=f"run {run_id} artifact {path!r}")
 
     def _fetch(self, run_id: str, path: str, entry: dict, target: str) -> None:
-        what = f"run {run_id} artifact {path!r}"
-        try:
-            self.content.copy_to(entry["sha256"], target, what=what)
-        except (IntegrityError, ArtifactRemoteError):
-            record, _ = self.tracker.record(run_id)
-            blob = record.inline_blob(path)
-            if blob is None:
-                raise
-            data = self.tracker.store.blob(blob)  # the inline copy in git, if it is intact
-            if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-                raise
+        data = self._inline(run_id, path, entry["sha256"])
+        if data is not None:
             with open(target, "wb") as f:
                 f.write(data)
+            return
+        self.content.copy_to(entry["sha256"], target, what=f"run {run_id} artifact {path!r}")
+
+    def _inline(self, run_id: str, path: str, sha256: str) -> bytes | None:
+        """The run's inline copy of a small artifact, if it has one that matches its hash."""
+        record, _ = self.tracker.record(run_id)
+        blob = record.inline_blob(path)
+        if blob is None:
+            return None
+        data = self.tracker.store.blob(blob)
+        return data if hashlib.sha256(data).hexdigest() == sha256 else None
+
+    def materialize(self, objects: dict[str, tuple[str, str]]) -> int:
+        """Put in the cache the objects that only live inline in git (before an upload)."""
+        added = 0
+        for sha, (run_id, path) in objects.items():
+            if not self.content.has_local(sha):
+                data = self._inline(run_id, path, sha)
+                if data is not None:
+                    self.content.add_bytes(data)
+                    added += 1
+        return added
 
 
 def referenced_objects(tracker: Tracker, refs: dict[bytes, bytes] | None = None) -> dict[str, tuple[str, str]]:

@@ -93,16 +93,18 @@ def fsck(ctx, no_remote):
                 else:
                     problems += 1
                     click.echo(f"corrupt in cache: run {run_id} {path} {sha}")
+            elif c.artifacts._inline(run_id, path, sha) is not None:
+                local_ok += 1  # a small file: its intact copy is in the run's git tree
         if not no_remote:
             for sha, (run_id, path) in sorted(objects.items(), key=lambda kv: kv[1]):
                 state = content.verify_remote(sha)
-                if state != "ok" and not content.has_local(sha):
+                if state != "ok" and not content.has_local(sha) and c.artifacts._inline(run_id, path, sha) is None:
                     problems += 1
                     click.echo(f"{state} on remote (and not cached): run {run_id} {path} {sha}")
                 elif state != "ok":
                     click.echo(f"{state} on remote (cached here; `gitml push` uploads it): run {run_id} {path} {sha}")
                     problems += state == "corrupt"
-        click.echo(f"{len(objects)} objects referenced; {local_ok} intact in the cache; {problems} problem(s)")
+        click.echo(f"{len(objects)} objects referenced; {local_ok} intact here; {problems} problem(s)")
         if problems:
             sys.exit(1)
 
