@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dulwich.objects import Blob
@@ -88,15 +89,22 @@ class RunArtifacts:
         stats = {local: os.stat(local) for local, _ in files}
         known = self.content.stat_cache.get_many(stats)
         contains = self.tracker.store.repo.object_store.__contains__
-        entries, blobs, fresh, large = [], [], [], []
+        entries, blobs, fresh, small = [], [], [], []
+        large = []
         for real, path in files:
             st = stats[real]
             hit = known.get(real)
             inline = st.st_size <= self.inline_max_bytes
             if hit and ((inline and hit[1] and contains(hit[1].encode())) or (not inline and self.content.has_local(hit[0]))):
                 entries.append((path, hit[0], st.st_size, hit[1] if inline else None))
-                continue
-            if inline:  # its bytes live in git; the cache gets a copy only when pushed
+            elif inline:
+                small.append((real, path, st))
+            else:
+                large.append((real, path))
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            # big files hash on other threads (hashlib releases the GIL) while small ones are read here
+            hashed = [pool.submit(self.content.add_file, real) for real, _ in large]
+            for real, path, st in small:  # their bytes live in git; the cache gets a copy when pushed
                 with open(real, "rb") as f:
                     data = f.read()
                 sha, size = hashlib.sha256(data).hexdigest(), len(data)
@@ -104,11 +112,10 @@ class RunArtifacts:
                 blobs.append(b)
                 entries.append((path, sha, size, b.id.decode()))
                 fresh.append((real, st, sha, b.id.decode()))
-            else:
-                large.append((real, path, st))
-        for (real, path, st), (sha, size) in zip(large, self.content.add_files([r for r, _, _ in large])):
-            entries.append((path, sha, size, None))
-            fresh.append((real, os.stat(real), sha, None))  # linking changed the inode's ctime
+            for (real, path), future in zip(large, hashed):
+                sha, size = future.result()
+                entries.append((path, sha, size, None))
+                fresh.append((real, os.stat(real), sha, None))  # linking changed the inode's ctime
         self.tracker.store.write(blobs)
         self.content.stat_cache.put_many(fresh)
         self.tracker.update(run_id, lambda w: w.add_artifacts(entries))

@@ -136,6 +136,7 @@ class Tracker:
         )
         self._ended_since_pack = 0
         self._refs_by_run: dict[str, bytes] = {}
+        self._valid_refs: set[bytes] = set()  # run refs already checked by parse_run_ref
         self.recovered = self.recover()
 
     def close(self) -> None:
@@ -291,7 +292,12 @@ class Tracker:
             refs = {}
             for experiment_id in experiment_ids:
                 refs.update(self.store.refs_under(f"{RUNS_PREFIX}{experiment_id}/"))
-        return {r: c for r, c in refs.items() if parse_run_ref(r)}
+        valid = self._valid_refs
+        out = {}
+        for ref, commit in refs.items():
+            if ref in valid or (parse_run_ref(ref) and not valid.add(ref)):
+                out[ref] = commit
+        return out
 
     def ref_of(self, run_id: str) -> bytes:
         check_run_id(run_id)
