@@ -83,3 +83,24 @@ def test_recover_command(repo):
 
     result = CliRunner().invoke(cli, ["-C", str(repo), "recover"])
     assert result.exit_code == 0 and run_id in result.output
+
+
+def test_journal_rotation_keeps_open_runs_recoverable(repo):
+    client = gitml.Client(repo)
+    tracker = client.tracker
+    writer = tracker.create_run("0", run_name="long")
+    for step in range(100):
+        writer.log_metric("loss", step, step, 1)
+    old = tracker.journal.path
+    tracker.rotate_journal()
+    assert not os.path.exists(old) and os.path.exists(tracker.journal.path)
+    for step in range(100, 150):
+        writer.log_metric("loss", step, step, 1)
+    # the process dies now (its journal lock is released, the file stays)
+    tracker.journal.close(remove=False)
+    tracker.journal, tracker.writers = None, {}  # (this "dead" process writes nothing more)
+    other = gitml.Client(repo)  # recovers what the new journal holds
+    assert other.tracker.recovered == [writer.run_id]
+    assert [m.step for m in other.get_metric_history(writer.run_id, "loss")] == list(range(150))
+    assert other.get_run(writer.run_id).info.status == "KILLED"
+    other.close()

@@ -53,6 +53,7 @@ from gitml.tracking.writer import RunWriter, journal_trailers
 log = logging.getLogger("gitml")
 
 DEFAULT_FLUSH_INTERVAL = 5.0
+JOURNAL_ROTATE_BYTES = 64 << 20  # a long-lived process starts a new journal past this
 PACK_REFS_AFTER = 2048  # loose run refs before packing: listing 2,000 loose refs takes ~50 ms
 RESERVED_TAG_PREFIX = "gitml."
 _ADJECTIVES = "amber bold brisk calm clever crisp eager fancy gentle glad keen lucid merry nimble quiet rapid shy sunny swift tidy vivid warm wise witty".split()
@@ -344,7 +345,10 @@ class Tracker:
         return row_of(RunRecord.load(self.store, commit, f"run {run_id}"))
 
     def _housekeeping(self, ended: int) -> None:
-        """After the committer commits ended runs: pack refs once enough are loose."""
+        """After the committer commits ended runs: pack refs once enough are loose,
+        and start a new journal once the current one is large."""
+        if self.journal is not None and self.journal.size() > JOURNAL_ROTATE_BYTES:
+            self.rotate_journal()
         self._ended_since_pack += ended
         if self._ended_since_pack >= PACK_REFS_AFTER:
             self._ended_since_pack = 0
@@ -352,6 +356,28 @@ class Tracker:
                 self.pack_refs()
             except (OSError, RuntimeError, GitmlError) as e:
                 log.warning("gitml: could not pack run refs: %s", e)
+
+    def rotate_journal(self) -> None:
+        """Move the open writers to a fresh journal and delete the old one.
+
+        Each writer is flushed first, under its lock: everything the old journal
+        holds is then committed, and the new one starts with the writers' slots.
+        """
+        old = self.journal
+        writers = [w for w in list(self.writers.values()) if not w.closed]
+        for writer in writers:
+            writer.lock.acquire()
+        try:
+            for writer in writers:
+                writer.flush()
+            self.journal = jr.Journal(self.journal_dir)
+            for writer in writers:
+                writer.journal = self.journal
+                writer.slot = self.journal.register(writer.experiment_id, writer.run_id)
+            old.close(remove=True)
+        finally:
+            for writer in writers:
+                writer.lock.release()
 
     def pack_refs(self, minimum: int = PACK_REFS_AFTER) -> int:
         """Pack the loose refs of ended runs when at least ``minimum`` are loose, so
