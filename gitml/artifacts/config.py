@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 
-import yaml
 
 from gitml.errors import InvalidInputError
 from gitml.store.git import GitStore
@@ -42,6 +41,8 @@ def local_path(store: GitStore) -> str:
 
 
 def _read(path: str | None) -> dict:
+    import yaml
+
     if not path or not os.path.exists(path):
         return {}
     try:

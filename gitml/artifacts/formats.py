@@ -7,19 +7,22 @@ import json
 import struct
 import zlib
 
-import yaml
 
 from gitml.errors import InvalidInputError
 
 
 def dict_bytes(data: dict, artifact_file: str) -> bytes:
     """JSON for ``.json`` files, YAML for ``.yaml``/``.yml`` (MLflow's rule; JSON otherwise)."""
+    import yaml
+
     if artifact_file.endswith((".yaml", ".yml")):
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode()
     return json.dumps(data, indent=2, allow_nan=True).encode()
 
 
 def parse_dict(data: bytes, artifact_file: str) -> dict:
+    import yaml
+
     if artifact_file.endswith((".yaml", ".yml")):
         return yaml.safe_load(data)
     return json.loads(data)

@@ -11,7 +11,6 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-from dulwich.index import ConflictedIndexEntry
 from dulwich.objects import Blob, ShaFile
 
 from gitml.store.git import GitStore, tree_from_files
@@ -46,6 +45,8 @@ def snapshot(store: GitStore) -> Snapshot:
     except FileNotFoundError:
         return Snapshot(head.commit, head.branch, False, head_tree)
     entries = _index_entries(store, index_path, ist)
+    from dulwich.index import ConflictedIndexEntry  # only a run's start needs the index
+
     racy_ns = ist.st_mtime_ns
     files: dict[str, tuple[int, bytes]] = {}
     changed: list[tuple[str, Blob | None]] = []

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import yaml
 from dulwich.objects import Blob
 
 from gitml.errors import CorruptRecordError
@@ -32,7 +31,6 @@ META, PARAMS, TAGS, METRICS = "meta.yaml", "params.yaml", "tags.yaml", "metrics.
 ARTIFACTS = "artifacts.yaml"
 INLINE_DIR = "artifacts/"
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def dump_yaml(data: dict) -> bytes:
@@ -40,8 +38,10 @@ def dump_yaml(data: dict) -> bytes:
 
 
 def load_yaml(data: bytes, what: str):
+    import yaml  # imported on first read: commands served by the index never need it
+
     try:
-        return yaml.load(data, Loader=_Loader)
+        return yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         raise CorruptRecordError(what, f"invalid YAML ({str(e).splitlines()[0]})") from None
 
