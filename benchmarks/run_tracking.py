@@ -164,6 +164,14 @@ def row_specs(sizes):
                 statistics.median,
             ),
             (f"W3 rows returned, N={n}", "w3", n, "rows", "count", lambda v: v[0]),
+            (
+                f"W3 pandas import before the first search (untimed above), N={n}",
+                "w3",
+                n,
+                "pandas_import_s",
+                "time",
+                statistics.median,
+            ),
         ]
     return rows
 

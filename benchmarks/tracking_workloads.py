@@ -167,11 +167,15 @@ def w3(ml, n):
     search = lambda: ml.search_runs(
         experiment_names=[EXPERIMENT], filter_string=W3_FILTER, order_by=W3_ORDER
     )
+    # `import mlflow` loads pandas; gitml loads it on the first search. Load it here,
+    # untimed but reported, so both first searches start from the same point.
+    pandas_s, _ = timed(lambda: importlib.import_module("pandas"))
     first_s, result = timed(search)
     repeated = [timed(search)[0] for _ in range(W3_REPEATS)]
     return {
         "runs": n,
         "first_s": first_s,
+        "pandas_import_s": pandas_s,
         "repeat_s": statistics.median(repeated),
         "rows": len(result),
         "expected_rows": expected_rows(n),
