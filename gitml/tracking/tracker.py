@@ -54,7 +54,7 @@ log = logging.getLogger("gitml")
 
 DEFAULT_FLUSH_INTERVAL = 5.0
 JOURNAL_ROTATE_BYTES = 64 << 20  # a long-lived process starts a new journal past this
-PACK_REFS_AFTER = 2048  # loose run refs before packing: listing 2,000 loose refs takes ~50 ms
+PACK_REFS_AFTER = 8192  # loose run refs before the committer packs them (listing 8,000 takes ~0.2 s)
 RESERVED_TAG_PREFIX = "gitml."
 _ADJECTIVES = "amber bold brisk calm clever crisp eager fancy gentle glad keen lucid merry nimble quiet rapid shy sunny swift tidy vivid warm wise witty".split()
 _NOUNS = "ant bass bat bear cod crab crow deer dove eel finch fox goat hare hawk lark lynx mole moth newt owl seal swan toad wolf wren".split()
