@@ -286,3 +286,29 @@ def test_memory_remote(repo, team, monkeypatch, tmp_path):
     c.artifacts.content.drop_local(sha)  # gone from the cache: read back from the remote
     assert c.artifacts.read_bytes(team["ids"][0], "model/weights.bin").endswith(b"0")
     c.close()
+
+
+def test_push_shows_progress_on_a_terminal(repo, team):
+    """On a terminal, push draws a progress line (files and bytes); piped, it stays quiet."""
+    import pty
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gitml.cli.main", "push"], cwd=repo, env=env, stdout=subprocess.PIPE, stderr=secondary
+    )
+    os.close(secondary)
+    shown = b""
+    try:
+        while chunk := os.read(primary, 4096):
+            shown += chunk
+    except OSError:
+        pass
+    os.close(primary)
+    assert proc.returncode == 0, shown
+    assert b"uploading artifacts: 4/4 files" in shown and b"MiB" in shown
+    assert b"uploading" not in proc.stdout
