@@ -169,7 +169,7 @@ def row_specs(sizes):
                 "w3",
                 n,
                 "pandas_import_s",
-                "time",
+                "info",
                 statistics.median,
             ),
         ]
@@ -179,7 +179,7 @@ def row_specs(sizes):
 def fmt(value, kind):
     if value is None:
         return "–"
-    if kind == "time":
+    if kind in ("time", "info"):
         return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
     if kind == "rate":
         return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
@@ -187,7 +187,7 @@ def fmt(value, kind):
 
 
 def speedup(gitml, other, kind):
-    if gitml is None or other is None or kind == "count" or not gitml or not other:
+    if gitml is None or other is None or kind in ("count", "info") or not gitml or not other:
         return "–"
     r = gitml / other if kind == "rate" else other / gitml
     return f"{r:.2f}×" if r < 10 else f"{r:,.0f}×"
