@@ -60,17 +60,11 @@ class RefLister:
             return cached[2]
         listed_at = time.time()
         rel = os.path.relpath(dirpath, self.controldir).replace(os.sep, "/")
-        found = {}
-        for fn in filenames:
-            if fn.endswith(".lock"):
-                continue
-            try:
-                with open(os.path.join(dirpath, fn), "rb") as f:
-                    value = f.read(41).rstrip(b"\n")
-            except (FileNotFoundError, IsADirectoryError):
-                continue
-            if _HEX40.fullmatch(value):
-                found[f"{rel}/{fn}".encode()] = value
+        names = [fn for fn in filenames if not fn.endswith(".lock")]
+        values = parallel_map(lambda fn: _read_ref(os.path.join(dirpath, fn)), names) if len(names) > 64 else [
+            _read_ref(os.path.join(dirpath, fn)) for fn in names
+        ]
+        found = {f"{rel}/{fn}".encode(): value for fn, value in zip(names, values) if value is not None}
         self._dirs[dirpath] = (key, listed_at, found)
         return found
 
@@ -93,6 +87,15 @@ class RefLister:
                     refs[name] = sha
         self._packed = (key, refs)
         return refs
+
+
+def _read_ref(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            value = f.read(41).rstrip(b"\n")
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+    return value if _HEX40.fullmatch(value) else None
 
 
 def parallel_map(fn, items) -> list:
