@@ -2,7 +2,7 @@
 
     python -m gitml.cli.reference > docs/cli.md
 
-tests/cli/test_reference.py fails when docs/cli.md is out of date.
+tests/cli/test_reference.py fails when docs/cli.md lacks a command or option.
 """
 
 from __future__ import annotations
