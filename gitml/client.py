@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import weakref
 
 import gitml.artifacts.config as config
 import gitml.artifacts.formats as formats
@@ -33,12 +34,15 @@ class Client:
         self._store = open_store(repo, create=True)
         self.tracker = Tracker(self._store, flush_interval=flush_interval)
         self._artifacts: RunArtifacts | None = None
+        # a Client nobody closes (as MLflow's needs no closing) is closed at exit
+        self._finalizer = weakref.finalize(self, _close_quietly, self.tracker, self._store)
 
     @property
     def repo_path(self) -> str:
         return self._store.workdir or self._store.controldir
 
     def close(self) -> None:
+        self._finalizer.detach()
         self.tracker.close()
         if self._artifacts is not None:
             self._artifacts.content.close()
@@ -293,6 +297,13 @@ class Client:
                 raise ExperimentNotFoundError(name)
             ids.append(experiment.experiment_id)
         return ids if (experiment_ids or experiment_names) else None
+
+
+def _close_quietly(tracker: Tracker, store) -> None:
+    try:
+        tracker.close()
+    finally:
+        store.close()
 
 
 def _check_folder(artifact_path: str | None) -> None:

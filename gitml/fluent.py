@@ -24,6 +24,7 @@ _lock = threading.RLock()
 _client: Client | None = None
 _repo: str | None = None
 _experiment_id: str | None = None
+_inherited: list[Client] = []  # a forked child keeps its parent's client alive, untouched
 
 
 class ActiveRun(Run):
@@ -94,6 +95,10 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
     if (experiment_name is None) == (experiment_id is None):
         raise InvalidInputError("give exactly one of experiment_name and experiment_id")
     c = client()
+    if experiment_name is not None:
+        from gitml.names import check_name
+
+        check_name(experiment_name, "experiment name")
     if experiment_id is not None:
         experiment = c.get_experiment(str(experiment_id))
     else:
@@ -194,6 +199,7 @@ def start_run(
             parent_run_id=parent_run_id,
         )
     run = ActiveRun(run_of(writer.record(), writer._base), writer)
+    run.info.status, run.info.end_time = RunStatus.RUNNING, None  # (a resumed run's commit says otherwise)
     stack.append(run)
     return run
 
@@ -234,13 +240,16 @@ def _writer() -> RunWriter:
     stack = _stack()
     if not stack:
         start_run()
-    return stack[-1]._writer
+    run = stack[-1]
+    if run._writer is None:  # in a forked child: its own writer (and journal) for the run
+        run._writer = client().tracker.open_writer(run.info.run_id)
+    return run._writer
 
 
 def log_metric(key: str, value: float, step: int | None = None, timestamp: int | None = None, **_ignored) -> None:
     """Log one point of a metric to the active run (starting one if none is)."""
     stack = getattr(_state, "stack", None)
-    writer = stack[-1]._writer if stack else _writer()
+    writer = stack[-1]._writer if stack and stack[-1]._writer is not None else _writer()
     writer.log_metric(key, value, step or 0, time.time_ns() // 1_000_000 if timestamp is None else int(timestamp))
 
 
@@ -361,11 +370,37 @@ def flush() -> None:
         _client.tracker.committer.wait()
 
 
+def _after_fork_in_child() -> None:
+    """A forked child must not share the parent's journal, threads or dulwich state:
+    it opens its own client, and its own writers for the runs it inherited."""
+    global _client
+    if _client is not None:  # the parent's: never close (or finalize) it from here
+        _client._finalizer.detach()
+        _inherited.append(_client)
+    _client = None
+    for run in getattr(_state, "stack", None) or []:
+        run._writer = None
+    _state.forked = True
+
+
+def _before_fork() -> None:
+    """Commit the open runs first, so that a forked child finds the runs it inherits."""
+    if _client is not None:
+        for writer in list(_client.tracker.writers.values()):
+            try:
+                writer.flush()
+            except GitmlError:
+                pass
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+
+
 @atexit.register
 def _at_exit() -> None:
     stack = getattr(_state, "stack", None)
     try:
-        while stack:
+        while stack and not getattr(_state, "forked", False):  # runs a child inherited stay open
             end_run(RunStatus.FINISHED)
         if _client is not None:
             _client.close()

@@ -58,6 +58,8 @@ def check_key(key: object, kind: str = "key") -> str:
     for part in key.split("/"):
         if part in ("", ".", ".."):
             raise InvalidInputError(f"{kind} key {key!r} has an empty, '.' or '..' component")
+        if part.lower() == ".git":
+            raise InvalidInputError(f"{kind} key {key!r} has a '.git' component (git refuses such trees)")
     return key
 
 
@@ -78,6 +80,8 @@ def check_artifact_path(path: object, what: str = "artifact path") -> str:
     for part in path.split("/"):
         if part in ("", ".", ".."):
             raise InvalidInputError(f"{what} {path!r} has an empty, '.' or '..' component")
+        if part.lower() == ".git":
+            raise InvalidInputError(f"{what} {path!r} has a '.git' component (git refuses such trees)")
     return path
 
 

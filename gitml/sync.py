@@ -55,8 +55,10 @@ def select_refs(client: Client, *, experiments: list[str] | None = None, runs: l
         run_id = tracker.resolve(spec)
         ref = tracker.ref_of(run_id)
         chosen[ref] = all_runs[ref]
-    experiment_ids = {parse_run_ref(r)[0] for r in chosen}
     experiment_refs = tracker.store.refs_under(EXPERIMENTS_PREFIX)
+    if not experiments and not runs:  # everything: experiments without runs too
+        chosen.update(experiment_refs)
+    experiment_ids = {parse_run_ref(r)[0] for r in chosen if parse_run_ref(r)}
     for experiment_id in experiment_ids:
         ref = experiment_ref(experiment_id)
         if ref in experiment_refs:

@@ -67,3 +67,33 @@ def test_threads_and_processes_logging_to_one_run(repo):
     assert len(client.get_metric_history(run_id, "proc")) == 50
     client.close()
     git(repo, "fsck", "--strict")
+
+
+def test_forked_children_log_to_the_parents_run(repo):
+    import os
+
+    with gitml.start_run() as run:
+        gitml.log_metric("parent", 1.0)
+        pids = []
+        for child in range(3):
+            pid = os.fork()
+            if pid == 0:  # the child logs to the run it inherited, then leaves
+                try:
+                    for step in range(10):
+                        gitml.log_metric(f"child{child}", step, step=step)
+                    gitml.flush()
+                finally:
+                    os._exit(0)
+            pids.append(pid)
+        for pid in pids:
+            assert os.waitpid(pid, 0)[1] == 0
+        gitml.log_metric("parent", 2.0, step=1)
+        # a later command recovers nothing that would end the run: this process still writes it
+        assert gitml.Client(repo).tracker.recovered in ([], [run.info.run_id])
+        assert gitml.Client(repo).get_run(run.info.run_id).info.status == "RUNNING"
+    got = gitml.get_run(run.info.run_id)
+    assert got.info.status == "FINISHED"
+    for child in range(3):
+        assert [m.step for m in gitml.get_metric_history(run.info.run_id, f"child{child}")] == list(range(10))
+    assert got.data.metrics["parent"] == 2.0
+    git(repo, "fsck", "--strict")

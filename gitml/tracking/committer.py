@@ -12,6 +12,7 @@ status the run ended with.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 import time
@@ -25,6 +26,8 @@ log = logging.getLogger("gitml")
 MAX_BATCH = 64
 MAX_QUEUE = 128
 _LIVE: weakref.WeakSet[Committer] = weakref.WeakSet()
+# A forked child has none of its parent's threads: never wait for their commits there.
+os.register_at_fork(after_in_child=_LIVE.clear)
 
 
 def wait_for_repository(controldir: str, run_id: str | None = None) -> None:

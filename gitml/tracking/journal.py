@@ -116,6 +116,21 @@ def try_lock(path: str) -> int | None:
     return fd
 
 
+def registered_runs(path: str) -> set[str]:
+    """The run ids a journal's ``R`` lines name (readable while its writer holds the lock)."""
+    runs = set()
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                if line.startswith(b"R\t"):
+                    parts = line.rstrip(b"\n").split(b"\t")
+                    if len(parts) == 4:
+                        runs.add(parts[3].decode("ascii", "replace"))
+    except FileNotFoundError:
+        pass
+    return runs
+
+
 def replay(data: bytes, name: str) -> tuple[dict[int, tuple[str, str]], list[tuple[int, int, tuple]]]:
     """Parse a journal: ``({slot: (experiment_id, run_id)}, [(slot, end offset, entry)])``.
 

@@ -185,7 +185,7 @@ class Tracker:
             "start_time": start_time if start_time is not None else _now_ms(),
             "end_time": None,
             "lifecycle_stage": LifecycleStage.ACTIVE,
-            "artifact_uri": f"{experiment.artifact_location}/{run_id}/artifacts",
+            "artifact_uri": f"runs:/{run_id}",  # what gitml.artifacts.download_artifacts takes
             "source": {
                 "commit": source.commit.decode() if source.commit else None,
                 "branch": source.branch,
@@ -393,23 +393,28 @@ class Tracker:
         return self.store.pack_refs(names) if names else 0
 
     def resolve(self, spec: str) -> str:
-        """A run id from a full id, a unique id prefix (as git), or a run name."""
+        """A run id from a full id, a unique id prefix (4+ hex digits, as git), or a run name.
+
+        A spec that is both a name and an id prefix of different runs is ambiguous.
+        """
         spec = spec.strip()
         if not spec:
             raise InvalidInputError("empty run id")
-        refs = self.run_refs()
-        ids = [parse_run_ref(r)[1] for r in refs]
-        if spec in ids:
-            return spec
-        matches = [i for i in ids if i.startswith(spec)] if len(spec) >= 4 and all(c in "0123456789abcdef" for c in spec) else []
-        if not matches:
-            rows, _ = self.rows()
-            matches = [r["run_id"] for r in rows if r["run_name"] == spec]
+        ids = [parse_run_ref(r)[1] for r in self.run_refs()]
+        if spec.lower() in ids:
+            return spec.lower()
+        hexlike = all(c in "0123456789abcdef" for c in spec.lower())
+        by_id = [i for i in ids if i.startswith(spec.lower())] if hexlike and len(spec) >= 4 else []
+        rows, _ = self.rows()
+        by_name = [r["run_id"] for r in rows if r["run_name"] == spec]
+        matches = sorted(set(by_id) | set(by_name))
         if len(matches) == 1:
             return matches[0]
         if not matches:
+            if hexlike and len(spec) < 4 and any(i.startswith(spec.lower()) for i in ids):
+                raise InvalidInputError(f"run id prefix {spec!r} is too short: give at least 4 hex digits")
             raise RunNotFoundError(spec)
-        raise AmbiguousRunError(spec, sorted(matches))
+        raise AmbiguousRunError(spec, matches)
 
     # -- crash recovery --------------------------------------------------
     def recover(self) -> list[str]:
@@ -421,16 +426,20 @@ class Tracker:
             names = sorted(n for n in os.listdir(self.journal_dir) if n.endswith(".log"))
         except FileNotFoundError:
             return []
-        recovered = []
+        recovered, dead = [], []
+        live_runs: set[str] = set()
         for name in names:
             path = os.path.join(self.journal_dir, name)
             fd = jr.try_lock(path)
-            if fd is None:
-                continue  # its process is alive
+            if fd is None:  # its process is alive: note the runs it writes
+                live_runs |= jr.registered_runs(path)
+            else:
+                dead.append((name, path, fd))
+        for name, path, fd in dead:
             try:
                 with open(path, "rb") as f:
                     data = f.read()
-                recovered += self._replay_journal(name, data)
+                recovered += self._replay_journal(name, data, live_runs)
                 os.unlink(path)
             except CorruptRecordError as e:
                 log.warning("gitml: cannot recover %s: %s", name, e)
@@ -438,7 +447,7 @@ class Tracker:
                 os.close(fd)
         return recovered
 
-    def _replay_journal(self, name: str, data: bytes) -> list[str]:
+    def _replay_journal(self, name: str, data: bytes, live_runs: set[str] = frozenset()) -> list[str]:
         if not data:
             return []
         runs, entries = jr.replay(data, name)
@@ -455,7 +464,7 @@ class Tracker:
                 log.warning("gitml: journal %s names run %s, which does not exist", name, run_id)
                 continue
             status = writer._meta.get("status", writer.record().meta.get("status"))
-            if status == RunStatus.RUNNING:
+            if status == RunStatus.RUNNING and run_id not in live_runs:  # another live process may own it
                 writer._meta.update(status=RunStatus.KILLED, end_time=writer._meta.get("end_time") or _now_ms())
             if writer.pending():
                 writer.flush(journal_name=name, journal_offset=len(data))

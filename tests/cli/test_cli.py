@@ -247,8 +247,8 @@ def test_show_ambiguous_name(repo, client):
 def test_show_unknown_run(repo, tracked):
     assert_one_line_error(gitml("show", "nope", code=1, repo=repo), "no run matches", "nope")
     assert_one_line_error(gitml("show", "0000000000", code=1, repo=repo), "no run matches")
-    # under 4 characters a hex string is not an id prefix
-    assert_one_line_error(gitml("show", tracked["cnn"][:3], code=1, repo=repo), "no run matches")
+    # under 4 characters a hex string is not an id prefix: the error says so
+    assert_one_line_error(gitml("show", tracked["cnn"][:3], code=1, repo=repo), "too short")
 
 
 # -- diff -------------------------------------------------------------------------
