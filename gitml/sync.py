@@ -27,6 +27,8 @@ class PushResult:
     refs: dict[str, str] = field(default_factory=dict)  # ref -> "ok" | reason
     uploaded: int = 0
     uploaded_bytes: int = 0
+    artifacts_referenced: int = 0
+    local_artifact_remote: str | None = None  # set when the artifact remote is a folder here
 
     @property
     def rejected(self) -> dict[str, str]:
@@ -82,9 +84,11 @@ def push(
     if not refs:
         raise InvalidInputError("no runs to push")
     objects = referenced_objects(client.tracker, {r: s for r, s in refs.items() if parse_run_ref(r)})
-    result = PushResult(url)
+    result = PushResult(url, artifacts_referenced=len(objects))
     if objects:
         content = client.artifacts.content
+        if "://" not in content.remote_url or content.remote_url.startswith("file://"):
+            result.local_artifact_remote = content.remote_url
         missing = content.missing_on_remote(set(objects))
         client.artifacts.materialize({s: objects[s] for s in missing})
         total_bytes = sum(_size(content, s) for s in missing)

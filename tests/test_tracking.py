@@ -361,3 +361,59 @@ def test_last_active_run(repo):
     with gitml.start_run() as run:
         gitml.log_metric("m", 1.0)
     assert gitml.last_active_run().info.run_id == run.info.run_id
+
+
+def test_dot_git_components_refused(repo):
+    with gitml.start_run():
+        for bad in (".git/config", "a/.GIT/b"):
+            with pytest.raises(InvalidInputError, match=".git"):
+                gitml.log_metric(bad, 1.0)
+            with pytest.raises(InvalidInputError, match=".git"):
+                gitml.log_text("x", bad)
+
+
+def test_run_resolution_by_prefix_and_name(repo):
+    c = gitml.Client(repo)
+    a = c.create_run("0", run_name="alpha").info.run_id
+    clash = c.create_run("0", run_name=a[:6]).info.run_id  # a name that is also a's id prefix
+    assert c.tracker.resolve(a[:8].upper()) == a
+    assert c.tracker.resolve("alpha") == a
+    with pytest.raises(gitml.AmbiguousRunError):
+        c.tracker.resolve(a[:6])
+    with pytest.raises(InvalidInputError, match="too short"):
+        c.tracker.resolve(a[:2])
+    assert c.tracker.resolve(clash) == clash
+    c.close()
+
+
+def test_set_experiment_empty_name_and_resume_status(repo, monkeypatch):
+    with pytest.raises(InvalidInputError):
+        gitml.set_experiment("")
+    with gitml.start_run() as run:
+        pass
+    monkeypatch.setenv("GITML_RUN_ID", run.info.run_id)
+    with gitml.start_run() as again:
+        assert again.info.status == "RUNNING" and again.info.end_time is None
+    assert gitml.get_run(run.info.run_id).info.status == "FINISHED"
+    assert run.info.artifact_uri == f"runs:/{run.info.run_id}"
+
+
+def test_untracked_entry_script_is_named_and_warned(repo, caplog):
+    script = repo / "new_script.py"
+    script.write_text(
+        "import gitml\nwith gitml.start_run() as r:\n    gitml.log_metric('m', 1)\nprint(r.info.run_id)\n"
+    )
+    out = run_python(open(script).read(), cwd=repo)  # as -c: no script name
+    run_id = out.stdout.strip()
+    assert "mlflow.source.name" not in gitml.get_run(run_id).data.tags
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=repo, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT}
+    )
+    assert "not tracked by git" in result.stderr
+    tags = gitml.get_run(result.stdout.strip()).data.tags
+    assert tags["mlflow.source.name"] == "new_script.py" and tags["mlflow.source.type"] == "LOCAL"

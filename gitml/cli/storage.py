@@ -98,11 +98,12 @@ def fsck(ctx, no_remote):
         if not no_remote:
             for sha, (run_id, path) in sorted(objects.items(), key=lambda kv: kv[1]):
                 state = content.verify_remote(sha)
-                if state != "ok" and not content.has_local(sha) and c.artifacts._inline(run_id, path, sha) is None:
+                here = content.has_local(sha) or c.artifacts._inline(run_id, path, sha) is not None
+                if state != "ok" and not here:
                     problems += 1
-                    click.echo(f"{state} on remote (and not cached): run {run_id} {path} {sha}")
+                    click.echo(f"{state} on remote (and not here): run {run_id} {path} {sha}")
                 elif state != "ok":
-                    click.echo(f"{state} on remote (cached here; `gitml push` uploads it): run {run_id} {path} {sha}")
+                    click.echo(f"{state} on remote (intact here; `gitml push` uploads it): run {run_id} {path} {sha}")
                     problems += state == "corrupt"
         click.echo(f"{len(objects)} objects referenced; {local_ok} intact here; {problems} problem(s)")
         if problems:

@@ -48,6 +48,15 @@ def push(ctx, remote, experiments, runs, all_, force):
             f"{result.url}: {ok} ref(s) up to date; {result.uploaded} artifact object(s) uploaded "
             f"({result.uploaded_bytes / 2**20:.1f} MiB)"
         )
+        from gitml.artifacts.config import default_remote
+
+        if result.local_artifact_remote == default_remote():
+            click.secho(
+                f"note: artifacts are in the default store {result.local_artifact_remote}, a folder of this user on "
+                "this machine; for teammates, share one: gitml config --committed artifacts.remote s3://bucket/path",
+                fg="yellow",
+                err=True,
+            )
         for ref, status in sorted(result.rejected.items()):
             click.secho(f"  {ref}: {status}", fg="red", err=True)
         if result.rejected:

@@ -72,6 +72,9 @@ def system_tags(meta: dict) -> dict[str, str]:
         tags["mlflow.source.git.commit"] = source["commit"]
     if source.get("branch"):
         tags["mlflow.source.git.branch"] = source["branch"]
+    if source.get("name"):
+        tags["mlflow.source.name"] = source["name"]
+        tags["mlflow.source.type"] = "LOCAL"
     if source.get("dirty") is not None:
         tags["gitml.source.dirty"] = str(bool(source["dirty"])).lower()
     if meta.get("parent_run_id"):
@@ -79,6 +82,24 @@ def system_tags(meta: dict) -> dict[str, str]:
     if meta.get("entry_point"):
         tags["mlflow.project.entryPoint"] = meta["entry_point"]
     return tags
+
+
+def _entry_script(store: GitStore) -> tuple[str, bool] | None:
+    """The running script's path in the work tree, and whether git tracks it."""
+    import sys
+
+    if store.workdir is None or not sys.argv or not sys.argv[0] or sys.argv[0] in ("-c", "-"):
+        return None
+    path = os.path.realpath(sys.argv[0])
+    root = os.path.realpath(store.workdir)
+    if not path.startswith(root + os.sep) or not os.path.isfile(path):
+        return None
+    rel = os.path.relpath(path, root).replace(os.sep, "/")
+    try:
+        tracked = rel.encode() in store.repo.open_index()
+    except (OSError, ValueError):
+        tracked = False
+    return rel, tracked
 
 
 def row_of(record: RunRecord) -> dict:
@@ -196,6 +217,15 @@ class Tracker:
             meta["parent_run_id"] = check_run_id(parent_run_id)
         if entry_point:
             meta["entry_point"] = entry_point
+        script = _entry_script(self.store)
+        if script is not None:
+            meta["source"]["name"] = script[0]
+            if not script[1]:
+                log.warning(
+                    "gitml: %s is not tracked by git, so run %s does not record it; `git add` it to keep it with runs",
+                    script[0],
+                    run_id,
+                )
         record = RunRecord(meta=meta, tags=tags)
         root = [o for o in source.objects if o.id == source.tree]
         if root:
