@@ -55,12 +55,17 @@ def check_key(key: object, kind: str = "key") -> str:
         )
     if key.startswith("/") or key.endswith("/"):
         raise InvalidInputError(f"{kind} key {key!r} may not start or end with '/'")
-    for part in key.split("/"):
-        if part in ("", ".", ".."):
-            raise InvalidInputError(f"{kind} key {key!r} has an empty, '.' or '..' component")
-        if part.lower() == ".git":
-            raise InvalidInputError(f"{kind} key {key!r} has a '.git' component (git refuses such trees)")
+    _check_components(key, f"{kind} key")
     return key
+
+
+def _check_components(path: str, what: str) -> None:
+    """Each ``/`` component becomes a git tree entry: none may be empty, ``.``, ``..`` or ``.git``."""
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise InvalidInputError(f"{what} {path!r} has an empty, '.' or '..' component")
+        if part.lower() == ".git":
+            raise InvalidInputError(f"{what} {path!r} has a '.git' component (git refuses such trees)")
 
 
 def check_artifact_path(path: object, what: str = "artifact path") -> str:
@@ -77,11 +82,7 @@ def check_artifact_path(path: object, what: str = "artifact path") -> str:
         raise InvalidInputError(f"{what} {path!r} holds a control character or a backslash")
     if path.startswith("/"):
         raise InvalidInputError(f"{what} {path!r} is absolute; give a path inside the run's artifacts")
-    for part in path.split("/"):
-        if part in ("", ".", ".."):
-            raise InvalidInputError(f"{what} {path!r} has an empty, '.' or '..' component")
-        if part.lower() == ".git":
-            raise InvalidInputError(f"{what} {path!r} has a '.git' component (git refuses such trees)")
+    _check_components(path, what)
     return path
 
 
