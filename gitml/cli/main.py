@@ -423,7 +423,7 @@ def recover(ctx):
             click.echo(f"recovered run {run_id} (marked KILLED)")
 
 
-from gitml.cli import storage, sync  # noqa: E402,F401  (they register their commands on `cli`)
+from gitml.cli import hooks, storage, sync  # noqa: E402,F401  (they register their commands on `cli`)
 
 
 def main() -> None:

@@ -1,0 +1,54 @@
+"""``gitml hooks install``: the git hooks of gitml, put into a repository."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import click
+
+from gitml.cli.main import _repo, cli
+
+PRE_PUSH = """#!/bin/sh
+# gitml pre-push hook: when you `git push REMOTE ...`, also push your runs and
+# experiments to REMOTE, uploading their artifacts first (`gitml push REMOTE`).
+# Install with `gitml hooks install`. A failure is reported but never blocks your push.
+remote="$1"
+if command -v gitml >/dev/null 2>&1; then
+    gitml push "$remote" >&2 || echo "gitml: runs were not pushed to $remote (see above); run 'gitml push $remote' later" >&2
+else
+    python3 -m gitml.cli.main push "$remote" >&2 || echo "gitml: runs were not pushed to $remote; run 'gitml push $remote' later" >&2
+fi
+exit 0
+"""
+HOOKS = {"pre-push": PRE_PUSH}
+
+
+@cli.group()
+def hooks():
+    """Git hooks that keep runs in step with your pushes."""
+
+
+@hooks.command("install")
+@click.option("--force", is_flag=True, help="Replace a hook of the same name that is not gitml's.")
+@click.pass_context
+def hooks_install(ctx, force):
+    """Install the pre-push hook: git push then also pushes runs and artifacts.
+
+    An existing hook of the same name is kept unless it is gitml's or --force is given.
+    """
+    from gitml.store.git import open_store
+
+    with open_store(_repo(ctx)) as store:
+        folder = os.path.join(store.controldir, "hooks")
+        os.makedirs(folder, exist_ok=True)
+        for name, text in HOOKS.items():
+            path = os.path.join(folder, name)
+            if os.path.exists(path) and not force:
+                with open(path) as f:
+                    if "gitml" not in f.read():
+                        raise click.ClickException(f"{path} exists and is not gitml's; use --force to replace it")
+            with open(path, "w") as f:
+                f.write(text)
+            os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+            click.echo(f"installed {path}")

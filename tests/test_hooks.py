@@ -1,0 +1,41 @@
+"""The pre-push hook: a plain `git push` also pushes runs and their artifacts."""
+
+import os
+import sys
+
+from click.testing import CliRunner
+
+import gitml
+from gitml.cli.hooks import PRE_PUSH
+from gitml.cli.main import cli
+from tests.conftest import ROOT, git
+
+
+def test_hook_file_matches_what_install_writes():
+    with open(os.path.join(ROOT, "hooks", "pre-push")) as f:
+        assert f.read() == PRE_PUSH
+
+
+def test_git_push_also_pushes_runs(repo, tmp_path, monkeypatch):
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(tmp_path / "store"))
+    with gitml.start_run() as run:
+        gitml.log_text("x" * 100_000, "big.txt")
+    gitml.flush()
+    result = CliRunner().invoke(cli, ["-C", str(repo), "hooks", "install"])
+    assert result.exit_code == 0 and "pre-push" in result.output
+    # the hook runs `python3 -m gitml.cli.main` when no gitml command is installed
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python3").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PYTHONPATH", ROOT)
+    git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
+    assert run.info.run_id in git(origin, "for-each-ref", "refs/gitml/runs")
+    assert any(files for _, _, files in os.walk(tmp_path / "store"))
+    # an existing foreign hook is not replaced without --force
+    (repo / ".git" / "hooks" / "pre-push").write_text("#!/bin/sh\nexit 0\n")
+    assert CliRunner().invoke(cli, ["-C", str(repo), "hooks", "install"]).exit_code == 1
+    assert CliRunner().invoke(cli, ["-C", str(repo), "hooks", "install", "--force"]).exit_code == 0
