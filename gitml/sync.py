@@ -131,7 +131,7 @@ def fetch(client: Client, remote: str | None = None, *, artifacts: bool = False,
         refs = {r: s for r, s in client.tracker.run_refs().items() if r in changed}
         objects = referenced_objects(client.tracker, refs)
         content = client.artifacts.content
-        inline = {s for s, (run_id, path) in objects.items() if client.artifacts._inline(run_id, path, s) is not None}
+        inline = {s for s, (run_id, path) in objects.items() if client.artifacts.inline_copy(run_id, path, s) is not None}
         todo = sorted(s for s in objects if not content.has_local(s) and s not in inline)
         for i, sha in enumerate(todo, 1):
             run_id, path = objects[sha]

@@ -210,20 +210,20 @@ class RunArtifacts:
         if path not in entries:
             raise InvalidInputError(f"artifact {path!r} of run {run_id} is a folder, not a file")
         entry = entries[path]
-        data = self._inline(run_id, path, entry["sha256"])
+        data = self.inline_copy(run_id, path, entry["sha256"])
         if data is not None:
             return data
         return self.content.read_bytes(entry["sha256"], what=f"run {run_id} artifact {path!r}")
 
     def _fetch(self, run_id: str, path: str, entry: dict, target: str) -> None:
-        data = self._inline(run_id, path, entry["sha256"])
+        data = self.inline_copy(run_id, path, entry["sha256"])
         if data is not None:
             with open(target, "wb") as f:
                 f.write(data)
             return
         self.content.copy_to(entry["sha256"], target, what=f"run {run_id} artifact {path!r}")
 
-    def _inline(self, run_id: str, path: str, sha256: str) -> bytes | None:
+    def inline_copy(self, run_id: str, path: str, sha256: str) -> bytes | None:
         """The run's inline copy of a small artifact, if it has one that matches its hash."""
         record, _ = self.tracker.record(run_id)
         blob = record.inline_blob(path)
@@ -237,7 +237,7 @@ class RunArtifacts:
         added = 0
         for sha, (run_id, path) in objects.items():
             if not self.content.has_local(sha):
-                data = self._inline(run_id, path, sha)
+                data = self.inline_copy(run_id, path, sha)
                 if data is not None:
                     self.content.add_bytes(data)
                     added += 1

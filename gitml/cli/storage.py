@@ -93,12 +93,12 @@ def fsck(ctx, no_remote):
                 else:
                     problems += 1
                     click.echo(f"corrupt in cache: run {run_id} {path} {sha}")
-            elif c.artifacts._inline(run_id, path, sha) is not None:
+            elif c.artifacts.inline_copy(run_id, path, sha) is not None:
                 local_ok += 1  # a small file: its intact copy is in the run's git tree
         if not no_remote:
             for sha, (run_id, path) in sorted(objects.items(), key=lambda kv: kv[1]):
                 state = content.verify_remote(sha)
-                here = content.has_local(sha) or c.artifacts._inline(run_id, path, sha) is not None
+                here = content.has_local(sha) or c.artifacts.inline_copy(run_id, path, sha) is not None
                 if state != "ok" and not here:
                     problems += 1
                     click.echo(f"{state} on remote (and not here): run {run_id} {path} {sha}")

@@ -105,6 +105,16 @@ def _index_entries(store: GitStore, path: str, st: os.stat_result) -> list:
     return entries
 
 
+def tracked_paths(store: GitStore) -> set[str]:
+    """The paths git tracks (the index), from the same cache a snapshot uses."""
+    index_path = store.repo.index_path()
+    try:
+        st = os.stat(index_path)
+    except FileNotFoundError:
+        return set()
+    return {p.decode("utf-8", "surrogateescape") for p, _ in _index_entries(store, index_path, st)}
+
+
 def _mode(st: os.stat_result) -> int:
     if stat.S_ISLNK(st.st_mode):
         return SYMLINK_MODE
@@ -151,7 +161,7 @@ def restore(store: GitStore, commit: bytes | None, files: dict[str, tuple[int, b
     current = snapshot(store)
     if current.dirty:
         raise ConflictError("the work tree has uncommitted changes to tracked files; commit or stash them first")
-    tracked = {p.decode("utf-8", "surrogateescape") for p, _ in _index_entries(store, store.repo.index_path(), os.stat(store.repo.index_path()))} if os.path.exists(store.repo.index_path()) else set()
+    tracked = tracked_paths(store)
     for path in sorted(files):
         if path not in tracked and os.path.lexists(os.path.join(store.workdir, path)):
             raise ConflictError(f"the untracked file {path!r} would be overwritten; move or remove it first")

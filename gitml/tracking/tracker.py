@@ -33,7 +33,7 @@ from gitml.names import (
     run_ref,
 )
 from gitml.store.git import GitStore, _user
-from gitml.store.worktree import snapshot
+from gitml.store.worktree import snapshot, tracked_paths
 from gitml.tracking import journal as jr
 from gitml.tracking.entities import (
     LifecycleStage,
@@ -95,11 +95,7 @@ def _entry_script(store: GitStore) -> tuple[str, bool] | None:
     if not path.startswith(root + os.sep) or not os.path.isfile(path):
         return None
     rel = os.path.relpath(path, root).replace(os.sep, "/")
-    try:
-        tracked = rel.encode() in store.repo.open_index()
-    except (OSError, ValueError):
-        tracked = False
-    return rel, tracked
+    return rel, rel in tracked_paths(store)
 
 
 def row_of(record: RunRecord) -> dict:
