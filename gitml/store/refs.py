@@ -61,9 +61,7 @@ class RefLister:
         listed_at = time.time()
         rel = os.path.relpath(dirpath, self.controldir).replace(os.sep, "/")
         names = [fn for fn in filenames if not fn.endswith(".lock")]
-        values = parallel_map(lambda fn: _read_ref(os.path.join(dirpath, fn)), names) if len(names) > 64 else [
-            _read_ref(os.path.join(dirpath, fn)) for fn in names
-        ]
+        values = [_read_ref(os.path.join(dirpath, fn)) for fn in names]
         found = {f"{rel}/{fn}".encode(): value for fn, value in zip(names, values) if value is not None}
         self._dirs[dirpath] = (key, listed_at, found)
         return found
@@ -91,10 +89,15 @@ class RefLister:
 
 def _read_ref(path: str) -> bytes | None:
     try:
-        with open(path, "rb") as f:
-            value = f.read(41).rstrip(b"\n")
+        fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, IsADirectoryError):
         return None
+    try:
+        value = os.read(fd, 41).rstrip(b"\n")
+    except IsADirectoryError:
+        return None
+    finally:
+        os.close(fd)
     return value if _HEX40.fullmatch(value) else None
 
 

@@ -4,8 +4,8 @@ dulwich's local transport re-encodes and re-indexes every object in Python. Betw
 two local repositories gitml instead walks from the wanted commits, stops at what the
 target already has, copies the stored pack entries of the missing objects as they are
 (no recompression, no re-hashing: their ids are known), writes one pack with its index
-into the target, and creates new refs in one packed-refs write, each new ref held
-under its lock file while that happens, as git's ref transactions do.
+into the target, and creates new refs in one packed-refs write (see
+:func:`create_refs` for why that is safe against concurrent writers).
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ import glob
 import mmap
 import os
 import struct
+import time
 import zlib
 from collections.abc import Iterable
 from urllib.parse import unquote, urlparse
 
-from dulwich.file import FileLocked, GitFile
+from dulwich.file import GitFile
 from dulwich.objects import Commit, ShaFile, Tag, Tree
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
 from dulwich.pack import load_pack_index
 from dulwich.repo import Repo
 
 from gitml.store.packs import _entry_header, _write_entries
-from gitml.store.refs import parallel_map
 
 _DELTA_TYPES = (6, 7)
 
@@ -175,45 +175,102 @@ def copy_objects(src: Repo, dst: Repo, wants: Iterable[bytes]) -> int:
     return len(ids)
 
 
-def create_refs(repo: Repo, refs: dict[bytes, bytes]) -> dict[bytes, bool]:
+def create_refs(repo: Repo, refs: dict[bytes, bytes], *, wait: float = 5.0) -> dict[bytes, bool]:
     """Create refs that must not exist yet, in one packed-refs write.
 
-    Each ref's lock file is held while packed-refs is rewritten, so no writer
-    can create the same ref meanwhile; a ref that exists (loose or packed) or
-    is locked is not created. Returns ``{ref: created}``.
+    Creating a thousand lock files costs more than the whole rest of a push on
+    a busy disk, so no per-ref lock is taken: the refs are written under the
+    packed-refs lock (which every packer holds too), and each is checked
+    afterwards. A writer of a loose ref takes that ref's lock and only then
+    reads the ref (git and dulwich both do), so any writer racing with this one
+    is either seen by its lock or loose file after the write, or sees the
+    packed value and does not create the ref. A ref that already existed, that
+    clashes with an existing ref's path (``a`` against ``a/b``), or that
+    another writer created meanwhile is reported ``False``; the loose ref then
+    shadows the packed line, as git reads it. Returns ``{ref: created}``.
     """
     container = repo.refs
-    locks, done = [], {}
-    packed = dict(container.get_packed_refs())
-
-    def lock(item: tuple[bytes, bytes]):
-        ref, sha = item
-        path = container.refpath(ref)
-        if ref in packed or os.path.exists(path):
-            return ref, sha, None
-        try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            return ref, sha, GitFile(path, "wb")
-        except (FileLocked, NotADirectoryError, FileExistsError):
-            return ref, sha, None
-
-    try:
-        for ref, sha, held in parallel_map(lock, refs.items()):
-            if held is None:
+    done: dict[bytes, bool] = {}
+    if not refs:
+        return done
+    with GitFile(os.path.join(repo.controldir(), "packed-refs"), "wb") as f:
+        packed = _read_packed(repo)
+        existing = _RefPaths(repo, packed)
+        for ref, sha in sorted(refs.items()):
+            if existing.taken(ref):
                 done[ref] = False
             else:
-                locks.append((ref, sha, held))
-        if locks:
-            with GitFile(os.path.join(repo.controldir(), "packed-refs"), "wb") as f:
-                packed = dict(container.get_packed_refs())
-                for ref, sha, _ in locks:
-                    packed[ref] = sha
-                f.write(b"# pack-refs with: sorted \n")
-                for name in sorted(packed):
-                    f.write(packed[name] + b" " + name + b"\n")
-            for ref, _, _ in locks:
+                packed[ref] = sha
+                existing.add(ref)
                 done[ref] = True
-        return done
-    finally:
-        for _, _, lock in locks:
-            lock.abort()
+        f.write(b"# pack-refs with: sorted \n")
+        f.writelines(packed[name] + b" " + name + b"\n" for name in sorted(packed))
+    for ref, created in done.items():
+        if created:
+            done[ref] = _still_ours(container.refpath(ref), refs[ref], wait)
+    return done
+
+
+def _read_packed(repo: Repo) -> dict[bytes, bytes]:
+    """packed-refs as ``{ref: sha}`` (peeled lines dropped: git peels again)."""
+    try:
+        with open(os.path.join(repo.controldir(), "packed-refs"), "rb") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return {}
+    packed = {}
+    for line in lines:
+        if line[:1] not in (b"#", b"^") and b" " in line:
+            sha, name = line.split(b" ", 1)
+            packed[name] = sha
+    return packed
+
+
+class _RefPaths:
+    """Whether a new ref name is free: not a ref, and no ref is its parent or child."""
+
+    def __init__(self, repo: Repo, packed: dict[bytes, bytes]):
+        self.repo = repo
+        self.names = set(packed)
+        self.parents = {name[:i] for name in packed for i in range(len(name)) if name[i : i + 1] == b"/"}
+        self._files: dict[bytes, bool] = {}
+
+    def taken(self, ref: bytes) -> bool:
+        if ref in self.names or ref in self.parents:
+            return True
+        path = self.repo.refs.refpath(ref)
+        if os.path.lexists(path) or os.path.lexists(path + b".lock"):
+            return True  # a loose ref, a folder of refs, or a writer at work
+        parts = ref.split(b"/")
+        for i in range(2, len(parts)):
+            parent = b"/".join(parts[:i])
+            if parent in self.names or self._is_file(parent):
+                return True
+        return False
+
+    def add(self, ref: bytes) -> None:
+        self.names.add(ref)
+        self.parents.update(ref[:i] for i in range(len(ref)) if ref[i : i + 1] == b"/")
+
+    def _is_file(self, name: bytes) -> bool:
+        if name not in self._files:
+            self._files[name] = os.path.isfile(self.repo.refs.refpath(name))
+        return self._files[name]
+
+
+def _still_ours(path: bytes, sha: bytes, wait: float) -> bool:
+    """After the packed write: False if a loose ref of another value shadows ours
+    (waiting up to ``wait`` s for a writer holding the ref's lock to finish)."""
+    lock = path + b".lock"
+    deadline = time.monotonic() + wait
+    while os.path.exists(lock) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if os.path.exists(lock):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return f.read(41).rstrip(b"\n") == sha
+    except FileNotFoundError:
+        return True
+    except IsADirectoryError:
+        return False

@@ -1,0 +1,126 @@
+"""Creating many refs in one packed-refs write, against real repositories and
+concurrent writers of loose refs (dulwich's and the real git's)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+
+import pytest
+from dulwich.file import GitFile
+from dulwich.repo import Repo
+
+from gitml.store.transfer import create_refs
+from tests.conftest import git
+
+
+@pytest.fixture
+def bare(tmp_path):
+    """A bare repository holding two commits, A and B (as hex bytes)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    git(work, "init", "-q")
+    (work / "f").write_text("a\n")
+    git(work, "add", "f")
+    git(work, "commit", "-qm", "a")
+    (work / "f").write_text("b\n")
+    git(work, "commit", "-qam", "b")
+    a, b = git(work, "rev-parse", "HEAD~1", "HEAD").split()
+    path = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(work), str(path))
+    return path, a.encode(), b.encode()
+
+
+def refs_of(path) -> dict[bytes, bytes]:
+    out = git(path, "for-each-ref", "--format=%(refname) %(objectname)", "refs/gitml")
+    return {name.encode(): sha.encode() for name, sha in (line.split() for line in out.splitlines())}
+
+
+def test_creates_new_refs_that_git_reads(bare):
+    path, a, b = bare
+    refs = {f"refs/gitml/runs/1/{i:032x}".encode(): (a if i % 2 else b) for i in range(300)}
+    with Repo(str(path)) as repo:
+        assert create_refs(repo, refs) == {ref: True for ref in refs}
+    assert refs_of(path) == refs
+    git(path, "fsck", "--strict")
+    assert git(path, "rev-parse", "refs/heads/main").strip()  # refs packed before are kept
+
+
+def test_existing_locked_and_clashing_refs_are_not_created(bare):
+    path, a, b = bare
+    git(path, "update-ref", "refs/gitml/loose", b.decode())
+    git(path, "update-ref", "refs/gitml/packed", b.decode())
+    git(path, "pack-refs", "--all")
+    git(path, "update-ref", "refs/gitml/dir/child", b.decode())
+    with Repo(str(path)) as repo:
+        held = GitFile(repo.refs.refpath(b"refs/gitml/locked"), "wb")
+        try:
+            done = create_refs(
+                repo,
+                {
+                    b"refs/gitml/loose": a,  # exists, loose
+                    b"refs/gitml/packed": a,  # exists, packed
+                    b"refs/gitml/locked": a,  # another writer holds its lock
+                    b"refs/gitml/loose/under": a,  # its parent is a ref
+                    b"refs/gitml/packed/under": a,
+                    b"refs/gitml/dir": a,  # a folder of refs
+                    b"refs/gitml/new/x": a,
+                    b"refs/gitml/new": a,  # clashes with the one just created
+                },
+            )
+        finally:
+            held.abort()
+    assert done == {
+        b"refs/gitml/loose": False,
+        b"refs/gitml/packed": False,
+        b"refs/gitml/locked": False,
+        b"refs/gitml/loose/under": False,
+        b"refs/gitml/packed/under": False,
+        b"refs/gitml/dir": False,
+        b"refs/gitml/new": True,  # sorted first, so it wins; new/x then clashes
+        b"refs/gitml/new/x": False,
+    }
+    assert refs_of(path) == {
+        b"refs/gitml/dir/child": b,
+        b"refs/gitml/loose": b,
+        b"refs/gitml/new": a,
+        b"refs/gitml/packed": b,
+    }
+    git(path, "fsck", "--strict")
+
+
+@pytest.mark.parametrize("writer", ["dulwich", "git"])
+def test_racing_creators_never_both_win(bare, writer):
+    """Another writer creates the same refs meanwhile: for every ref exactly one
+    side reports the creation, and the ref holds that side's value."""
+    path, a, b = bare
+    names = [f"refs/gitml/runs/1/{i:032x}".encode() for i in range(400)]
+    theirs: dict[bytes, bool] = {}
+
+    def dulwich_writer():
+        with Repo(str(path)) as repo:
+            for name in reversed(names):
+                theirs[name] = repo.refs.add_if_new(name, b)
+
+    def git_writer():
+        # one ref per transaction; "create" fails when the ref exists (packed or
+        # loose), and git then stops: the refs it made are those holding B
+        lines = "".join(f"start\ncreate {n.decode()} {b.decode()}\ncommit\n" for n in reversed(names))
+        subprocess.run(["git", "update-ref", "--stdin"], cwd=path, input=lines, capture_output=True, text=True)
+
+    thread = threading.Thread(target=dulwich_writer if writer == "dulwich" else git_writer)
+    thread.start()
+    with Repo(str(path)) as repo:
+        ours = create_refs(repo, {n: a for n in names})
+    thread.join()
+    final = refs_of(path)
+    assert set(final) == set(names)
+    for name in names:
+        if ours[name]:
+            assert final[name] == a, name
+            assert not theirs.get(name), name
+        else:
+            assert final[name] == b, name
+            if writer == "dulwich":
+                assert theirs[name], name
+    git(path, "fsck", "--strict")
