@@ -88,7 +88,7 @@ class RunArtifacts:
             files = [(os.path.realpath(local), path) for local, path in files]
         stats = {local: os.stat(local) for local, _ in files}
         known = self.content.stat_cache.get_many(stats)
-        contains = self.tracker.store.repo.object_store.__contains__
+        contains = self.tracker.store.contains
         entries, blobs, fresh, small = [], [], [], []
         large = []
         for real, path in files:

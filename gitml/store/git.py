@@ -70,6 +70,7 @@ class GitStore:
         self._blobs = _LRU(4096)
         self._written = _LRU(8192)
         self._commits = _LRU(1024)
+        self._present: set[bytes] = set()  # objects seen stored (young objects are never pruned)
         self._writes = 0
         self._lock = threading.RLock()
         self._identity: Identity | None = None
@@ -101,12 +102,26 @@ class GitStore:
         for sha, type_num, raw in triples:
             if len(raw) < 1 << 20:
                 self._written.put(sha, (type_num, raw))
+            else:
+                self._present.add(sha)
         self._writes += 1
         if self._writes % 8 == 0:
             try:
                 maybe_merge_small_packs(self.pack_dir, self.private_path("repack.lock"))
             except OSError as e:  # housekeeping must never fail a write
                 log.warning("gitml: could not merge small packs: %s", e)
+
+    def contains(self, sha: bytes) -> bool:
+        """Whether the repository holds this object (no lookup for what this process wrote)."""
+        if sha in self._written or sha in self._present:
+            return True
+        with self._lock:
+            found = sha in self.repo.object_store
+        if found:
+            if len(self._present) > 1 << 20:
+                self._present.clear()
+            self._present.add(sha)
+        return found
 
     def remember(self, tree: Tree) -> None:
         """Make an unwritten tree readable (to build on it without storing it)."""

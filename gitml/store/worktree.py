@@ -86,7 +86,7 @@ def snapshot(store: GitStore) -> Snapshot:
     dirty = bool(changed) or tree != head_tree
     objects: list[ShaFile] = []
     if dirty:
-        contains = store.repo.object_store.__contains__
+        contains = store.contains
         objects = [o for o in [*(b for _, b in changed if b), *trees] if not contains(o.id)]
     return Snapshot(head.commit, head.branch, dirty, tree, objects)
 
