@@ -24,6 +24,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 WORKLOADS_PY = os.path.join(HERE, "tracking_workloads.py")
 MLFLOW_PY = os.path.join(HERE, ".venv-mlflow", "bin", "python")
+# Python caches compiled modules on a normal install; a machine-wide PYTHONDONTWRITEBYTECODE
+# would make every gitml process compile its sources again (MLflow's venv has its .pyc files).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 TOOLS = ("gitml", "mlflow-file", "mlflow-sqlite")
 SIZES = {False: (500, 5000), True: (200, 1000)}  # keyed by --quick
 

@@ -16,7 +16,7 @@ from gitml.artifacts.service import referenced_objects
 from gitml.client import Client
 from gitml.errors import InvalidInputError
 from gitml.names import EXPERIMENTS_PREFIX, experiment_ref, parse_run_ref
-from gitml.store.remote import FetchResult, fetch_refs, push_refs, resolve_remote
+from gitml.store.remote import FetchResult, fetch_refs, list_remote_refs, push_refs, resolve_remote
 
 Progress = Callable[[int, int, int, int], None]  # files done, files total, bytes done, bytes total
 
@@ -24,7 +24,8 @@ Progress = Callable[[int, int, int, int], None]  # files done, files total, byte
 @dataclass
 class PushResult:
     url: str
-    refs: dict[str, str] = field(default_factory=dict)  # ref -> "ok" | reason
+    refs: dict[str, str] = field(default_factory=dict)  # ref -> "ok" | reason, for every ref selected
+    pushed: list[str] = field(default_factory=list)  # the refs the remote did not have at these values
     uploaded: int = 0
     uploaded_bytes: int = 0
     artifacts_referenced: int = 0
@@ -83,7 +84,10 @@ def push(
     refs = select_refs(client, experiments=experiments, runs=runs)
     if not refs:
         raise InvalidInputError("no runs to push")
-    objects = referenced_objects(client.tracker, {r: s for r, s in refs.items() if parse_run_ref(r)})
+    theirs = list_remote_refs(store, url)
+    todo = {r: s for r, s in refs.items() if theirs.get(r) != s}
+    runs_todo = {r: s for r, s in todo.items() if parse_run_ref(r)}
+    objects = referenced_objects(client.tracker, runs_todo, since=theirs)  # logged since the remote's commit
     result = PushResult(url, artifacts_referenced=len(objects))
     if objects:
         content = client.artifacts.content
@@ -106,8 +110,9 @@ def push(
             missing, what=lambda s: f"run {objects[s][0]} artifact {objects[s][1]!r}", progress=step
         )
         result.uploaded_bytes = done[1]
-    statuses = push_refs(store, url, refs, force=force)
-    result.refs = {r.decode(): s for r, s in statuses.items()}
+    statuses = push_refs(store, url, todo, force=force) if todo else {}
+    result.refs = {r.decode(): statuses.get(r, "ok") for r in refs}
+    result.pushed = [r.decode() for r in todo if statuses.get(r) == "ok"]
     return result
 
 

@@ -244,12 +244,15 @@ class RunArtifacts:
         return added
 
 
-def referenced_objects(tracker: Tracker, refs: dict[bytes, bytes] | None = None) -> dict[str, tuple[str, str]]:
+def referenced_objects(
+    tracker: Tracker, refs: dict[bytes, bytes] | None = None, *, since: dict[bytes, bytes] | None = None
+) -> dict[str, tuple[str, str]]:
     """Every artifact object any run commit references: ``{sha256: (run_id, path)}``.
 
     Older commits of a run count too (a path logged twice keeps both
     versions), and so do the artifacts that live journals hold but no commit
-    has yet.
+    has yet. With ``since`` (``{ref: commit}``, e.g. a remote's refs), a run's
+    walk stops at that commit: only what was logged after it counts.
     """
     from gitml.names import parse_run_ref
     from gitml.tracking.record import ARTIFACTS, load_yaml
@@ -265,8 +268,9 @@ def referenced_objects(tracker: Tracker, refs: dict[bytes, bytes] | None = None)
         if parsed is None:
             continue
         run_id = parsed[1]
+        stop = since.get(ref) if since else None
         commit_sha: bytes | None = sha
-        while commit_sha is not None:
+        while commit_sha is not None and commit_sha != stop:
             commit = store.commit(commit_sha)
             if marker not in commit.message:
                 break  # the source commit: the run's own commits are behind us

@@ -43,10 +43,10 @@ def push(ctx, remote, experiments, runs, all_, force):
             c, remote, experiments=None if all_ else list(experiments), runs=None if all_ else list(runs),
             force=force, progress=_progress("uploading"),
         )
-        ok = sum(1 for s in result.refs.values() if s == "ok")
+        unchanged = len(result.refs) - len(result.pushed) - len(result.rejected)
         click.echo(
-            f"{result.url}: {ok} ref(s) up to date; {result.uploaded} artifact object(s) uploaded "
-            f"({result.uploaded_bytes / 2**20:.1f} MiB)"
+            f"{result.url}: {len(result.pushed)} ref(s) pushed, {unchanged} already there; "
+            f"{result.uploaded} artifact object(s) uploaded ({result.uploaded_bytes / 2**20:.1f} MiB)"
         )
         from gitml.artifacts.config import default_remote
 

@@ -32,6 +32,7 @@ from dulwich.protocol import PEELED_TAG_SUFFIX, ZERO_SHA
 from dulwich.repo import Repo
 
 from gitml.errors import GitmlError, RepositoryError
+from gitml.store.refs import RefLister
 from gitml.store.transfer import copy_objects, create_refs, local_path
 
 if TYPE_CHECKING:
@@ -99,6 +100,9 @@ def resolve_remote(store: GitStore, remote: str | None = None, *, push: bool = F
 
 def list_remote_refs(store: GitStore, url: str, prefixes: tuple[str, ...] = GITML_PREFIXES) -> dict[bytes, bytes]:
     """The remote's refs under ``prefixes`` (as ``git ls-remote``): ``{ref: sha}``."""
+    folder = local_path(url)
+    if folder is not None:
+        return _local_refs(folder, prefixes)
     with _connection(store, url) as (client, path):
         result = client.get_refs(path, ref_prefix=_prefixes(prefixes))
     return _select(result.refs, _prefixes(prefixes))
@@ -159,6 +163,16 @@ def push_refs(
     return status
 
 
+def _local_refs(folder: str, prefixes: tuple[str, ...]) -> dict[bytes, bytes]:
+    """The refs under ``prefixes`` of a repository on this machine, read directly."""
+    controldir = folder if os.path.isdir(os.path.join(folder, "objects")) else os.path.join(folder, ".git")
+    lister = RefLister(controldir)
+    found: dict[bytes, bytes] = {}
+    for prefix in prefixes:
+        found.update(lister.list(prefix))
+    return found
+
+
 def _push_local(local: Repo, folder: str, update_refs, status: dict[bytes, str], progress: Progress | None) -> None:
     """Push to a repository on this machine: objects as one copied pack, new refs in one write."""
     try:
@@ -166,11 +180,11 @@ def _push_local(local: Repo, folder: str, update_refs, status: dict[bytes, str],
     except NotGitRepository as e:
         raise RemoteError(folder, "no git repository there") from e
     with target:
-        send = update_refs(target.refs.as_dict())
+        send = update_refs(_local_refs(folder, ("refs/",)))
         copied = copy_objects(local, target, [new for new in send.values() if new != ZERO_SHA])
         if progress:
             progress(f"copied {copied} objects\n".encode())
-        current = target.refs.as_dict()
+        current = _local_refs(folder, ("refs/",))
         new_refs = {ref: new for ref, new in send.items() if new != ZERO_SHA and ref not in current}
         for ref, created in create_refs(target, new_refs).items():
             if not created:
@@ -226,15 +240,20 @@ def _fetch_local(store: GitStore, folder: str, wanted: list[bytes]) -> FetchResu
     except NotGitRepository as e:
         raise RemoteError(folder, "no git repository there") from e
     with source, Repo(store.repo.path) as local:
-        remote = _select(source.refs.as_dict(), wanted)
+        remote = _local_refs(folder, tuple(p.decode() for p in wanted))
         copy_objects(source, local, sorted(set(remote.values())))
         result = FetchResult(remote=dict(sorted(remote.items())))
-        fresh = {ref: sha for ref, sha in remote.items() if store.ref(ref) is None}
+        ours: dict[bytes, bytes] = {}
+        for prefix in wanted:
+            ours.update(store.refs_under(prefix.decode()))
+        fresh = {ref: sha for ref, sha in remote.items() if ref not in ours}
         created = create_refs(local, fresh)
         store.refresh_refs()
         for ref, theirs in result.remote.items():
             if created.get(ref):
                 result.created.append(ref)
+            elif ours.get(ref) == theirs:
+                result.unchanged.append(ref)
             else:
                 _update_ref(store, local, ref, theirs, result)
     return result
