@@ -86,6 +86,28 @@ def test_selective_push(repo, team):
     assert team["ids"][1] in git(team["origin"], "for-each-ref", "refs/gitml/runs")
 
 
+def test_push_sends_only_what_the_remote_lacks(repo, team):
+    from gitml import sync
+
+    assert "3 ref(s) pushed, 0 already there" in gitml_cli(repo, "push")  # 2 runs and their experiment
+    with gitml.start_run(run_id=team["ids"][0]):  # a run goes on: one more artifact
+        gitml.log_text("y" * 100_000, "model/extra.bin")
+    with gitml.start_run(run_name="run2") as run:
+        gitml.log_metric("auc", 0.5)
+    gitml.flush()
+    c = gitml.Client(repo)
+    result = sync.push(c)
+    c.close()
+    assert sorted(ref.rsplit("/", 1)[1] for ref in result.pushed) == sorted([team["ids"][0], run.info.run_id])
+    assert result.rejected == {} and len(result.refs) == 4
+    assert result.artifacts_referenced == 3  # the run's manifest now; run1's objects are not looked at
+    assert result.uploaded == 1  # the new object only
+    local = git(repo, "for-each-ref", "refs/gitml")
+    assert git(team["origin"], "for-each-ref", "refs/gitml") == local
+    assert "0 ref(s) pushed, 4 already there" in gitml_cli(repo, "push")
+    git(team["origin"], "fsck", "--strict")
+
+
 def test_interrupted_push_resumes_without_resending(repo, team):
     c = gitml.Client(repo)
     shas = sorted({e["sha256"] for rid in team["ids"] for e in c.artifacts.manifest(rid).values()})
