@@ -112,6 +112,12 @@ def parallel_map(fn, items) -> list:
         return [fn(item) for item in items]
 
 
+def write_packed_refs(f, packed: dict[bytes, bytes]) -> None:
+    """Write ``{ref: sha}`` as a packed-refs file, sorted; no peeled lines (git peels on demand)."""
+    f.write(b"# pack-refs with: sorted \n")
+    f.writelines(packed[name] + b" " + name + b"\n" for name in sorted(packed))
+
+
 def pack_refs(repo, names: list[bytes]) -> int:
     """Move the loose refs ``names`` into packed-refs, as ``git pack-refs`` does.
 
@@ -144,9 +150,7 @@ def pack_refs(repo, names: list[bytes]) -> int:
         with GitFile(packed_path, "wb") as f:
             packed = dict(refs.get_packed_refs())
             packed.update({name: value for name, _, value, _ in locks})
-            f.write(b"# pack-refs with: sorted \n")  # no peeled lines: git peels on demand
-            for name in sorted(packed):
-                f.write(packed[name] + b" " + name + b"\n")
+            write_packed_refs(f, packed)
         for _name, path, _value, _lock in locks:
             try:
                 os.unlink(path)

@@ -26,6 +26,7 @@ from dulwich.pack import load_pack_index
 from dulwich.repo import Repo
 
 from gitml.store.packs import _entry_header, _write_entries
+from gitml.store.refs import write_packed_refs
 
 _DELTA_TYPES = (6, 7)
 
@@ -194,7 +195,7 @@ def create_refs(repo: Repo, refs: dict[bytes, bytes], *, wait: float = 5.0) -> d
     if not refs:
         return done
     with GitFile(os.path.join(repo.controldir(), "packed-refs"), "wb") as f:
-        packed = _read_packed(repo)
+        packed = dict(container.get_packed_refs())
         existing = _RefPaths(repo, packed)
         for ref, sha in sorted(refs.items()):
             if existing.taken(ref):
@@ -203,27 +204,11 @@ def create_refs(repo: Repo, refs: dict[bytes, bytes], *, wait: float = 5.0) -> d
                 packed[ref] = sha
                 existing.add(ref)
                 done[ref] = True
-        f.write(b"# pack-refs with: sorted \n")
-        f.writelines(packed[name] + b" " + name + b"\n" for name in sorted(packed))
+        write_packed_refs(f, packed)
     for ref, created in done.items():
         if created:
             done[ref] = _still_ours(container.refpath(ref), refs[ref], wait)
     return done
-
-
-def _read_packed(repo: Repo) -> dict[bytes, bytes]:
-    """packed-refs as ``{ref: sha}`` (peeled lines dropped: git peels again)."""
-    try:
-        with open(os.path.join(repo.controldir(), "packed-refs"), "rb") as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        return {}
-    packed = {}
-    for line in lines:
-        if line[:1] not in (b"#", b"^") and b" " in line:
-            sha, name = line.split(b" ", 1)
-            packed[name] = sha
-    return packed
 
 
 class _RefPaths:
