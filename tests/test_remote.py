@@ -179,6 +179,33 @@ def test_push_runs_and_git_reads_them(repo, remote, tmp_path):
     assert all(run_id in git(copy, "for-each-ref", "refs/gitml/runs") for run_id in run_ids)
 
 
+@pytest.mark.parametrize("gc", [False, True], ids=["packs-of-gitml", "after-git-gc"])
+def test_push_sends_what_git_would_send(repo, remote, gc):
+    """A push sends the objects ``git rev-list --objects NEW --not REMOTE`` names:
+    those of the new commits, short of what the remote's commits hold."""
+    for step in range(2):
+        make_runs(3)
+        (repo / "train.py").write_text(f"print('changed {step}')\n")  # a dirty run: new blobs and trees
+        make_runs(1)
+        if gc:
+            git(repo, "gc", "-q")  # deltas and one pack, as git leaves them
+        theirs = set(for_each_ref(remote.bare, "refs").values())
+        with open_store(repo) as store:
+            local = store.refs_under("refs/gitml/")
+            messages: list[bytes] = []
+            assert set(push_refs(store, remote.url, local, progress=messages.append).values()) == {"ok"}
+        new = {sha.decode() for sha in local.values()} - theirs
+        expected = git(repo, "rev-list", "--objects", *sorted(new), "--not", *sorted(theirs)).splitlines()
+        sent = [int(m.split()[1]) for m in messages if m.startswith((b"sending ", b"copied "))]
+        assert len(sent) == 1, messages
+        if remote.kind in ("path", "file"):  # the copy looks up every object the remote holds: no repeats
+            assert 0 < sent[0] <= len(expected), step
+        else:
+            assert sent[0] == len(expected), step
+        git(remote.bare, "fsck", "--strict")
+        assert for_each_ref(remote.bare) == local
+
+
 def test_fetch_into_fresh_clone_and_read_runs(repo, remote, tmp_path):
     run_ids = make_runs(2)
     git(repo, "push", "-q", str(remote.bare), "refs/gitml/*:refs/gitml/*")  # pushed by the real git

@@ -33,7 +33,7 @@ from dulwich.repo import Repo
 
 from gitml.errors import GitmlError, RepositoryError
 from gitml.store.refs import RefLister
-from gitml.store.transfer import copy_objects, create_refs, local_path
+from gitml.store.transfer import copy_objects, create_refs, local_path, pack_to_send
 
 if TYPE_CHECKING:
     from gitml.store.git import GitStore
@@ -151,7 +151,10 @@ def push_refs(
             return status
 
         def generate_pack_data(have, want, *, ofs_delta=False, progress=None):
-            return local.generate_pack_data(set(have), set(want), ofs_delta=ofs_delta, progress=progress)
+            count, records = pack_to_send(local, want, have)
+            if progress:
+                progress(f"sending {count} objects\n".encode())
+            return count, records
 
         with _connection(store, url) as (client, path):
             result = client.send_pack(path.encode(), update_refs, generate_pack_data, progress=progress)

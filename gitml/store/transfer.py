@@ -16,13 +16,13 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import unquote, urlparse
 
 from dulwich.file import GitFile
 from dulwich.objects import Commit, ShaFile, Tag, Tree
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
-from dulwich.pack import load_pack_index
+from dulwich.pack import UnpackedObject, load_pack_index
 from dulwich.repo import Repo
 
 from gitml.store.packs import _entry_header, _write_entries
@@ -96,6 +96,9 @@ class PackEntries:
             pos += 1
         return ShaFile.from_raw_string(type_num, zlib.decompress(data[pos + 1 : stop]), hexsha)
 
+    def has(self, hexsha: bytes) -> bool:
+        return bytes.fromhex(hexsha.decode()) in self._where or hexsha in self.repo.object_store
+
     def entry(self, hexsha: bytes) -> tuple[bytes, bytes, int]:
         raw = bytes.fromhex(hexsha.decode())
         hit = self._where.get(raw)
@@ -133,10 +136,9 @@ def object_ids(repo: Repo) -> set[bytes]:
     return ids
 
 
-def missing_objects(src: Repo | PackEntries, dst: Repo, wants: Iterable[bytes]) -> list[bytes]:
-    """Objects reachable from ``wants`` in ``src`` that ``dst`` lacks (stops at what it has)."""
-    present = object_ids(dst)
-    have = present.__contains__
+def missing_objects(src: Repo | PackEntries, have: Callable[[bytes], bool], wants: Iterable[bytes]) -> list[bytes]:
+    """Objects reachable from ``wants`` in ``src`` for which ``have`` is false; the
+    walk stops at what the target has (it has everything below it)."""
     store = src if isinstance(src, PackEntries) else src.object_store
     get = store.get if isinstance(src, PackEntries) else store.__getitem__
     out: list[bytes] = []
@@ -145,7 +147,7 @@ def missing_objects(src: Repo | PackEntries, dst: Repo, wants: Iterable[bytes]) 
     while todo:
         sha = todo.pop()
         if sha in seen or have(sha):
-            continue  # what the target has, it has with everything below it
+            continue
         seen.add(sha)
         out.append(sha)
         obj = get(sha)
@@ -168,12 +170,98 @@ def copy_objects(src: Repo, dst: Repo, wants: Iterable[bytes]) -> int:
     """Copy into ``dst`` what it lacks of ``wants`` as one pack; returns the object count."""
     entries = PackEntries(src)
     try:
-        ids = missing_objects(entries, dst, wants)
+        ids = missing_objects(entries, object_ids(dst).__contains__, wants)
         if ids:
             _write_entries(os.path.join(dst.object_store.path, "pack"), [entries.entry(i) for i in ids])
     finally:
         entries.close()
     return len(ids)
+
+
+def pack_to_send(repo: Repo, wants: Iterable[bytes], haves: Iterable[bytes]) -> tuple[int, Iterator[UnpackedObject]]:
+    """The pack a push sends to a remote holding ``haves``: ``(count, records)``
+    for dulwich's ``send_pack``.
+
+    What the remote holds is taken as git's push does: every commit reachable
+    from its refs, and every tree and blob of the commits where the new history
+    meets those. The records carry the stored pack entries as they are, grouped
+    into large chunks: dulwich writes each chunk with its own system call.
+    """
+    entries = PackEntries(repo)
+    try:
+        wants = list(wants)
+        remote_commits = _ancestry(entries, haves)
+        present = set(remote_commits)
+        for boundary in _ancestry(entries, wants, stop=remote_commits, edge=True):
+            _mark_tree(entries, entries.get(boundary).tree, present)
+        ids = missing_objects(entries, present.__contains__, wants)
+    except BaseException:
+        entries.close()
+        raise
+    return len(ids), _records(entries, ids)
+
+
+def _ancestry(
+    entries: PackEntries, tips: Iterable[bytes], *, stop: set[bytes] = frozenset(), edge: bool = False
+) -> set[bytes]:
+    """The commits reachable from ``tips`` (tags peeled; unknown ones skipped) short
+    of ``stop``; with ``edge``, the commits of ``stop`` where that walk ended instead."""
+    found: set[bytes] = set()
+    edges: set[bytes] = set()
+    todo = [tip for tip in tips if entries.has(tip)]
+    while todo:
+        sha = todo.pop()
+        if sha in found:
+            continue
+        if sha in stop:
+            edges.add(sha)
+            continue
+        obj = entries.get(sha)
+        if isinstance(obj, Tag):
+            found.add(sha)
+            todo.append(obj.object[1])
+        elif isinstance(obj, Commit):
+            found.add(sha)
+            todo.extend(p for p in obj.parents if entries.has(p))
+    return edges if edge else found
+
+
+def _mark_tree(entries: PackEntries, tree: bytes, present: set[bytes]) -> None:
+    todo = [tree]
+    while todo:
+        sha = todo.pop()
+        if sha in present:
+            continue
+        present.add(sha)
+        for entry in entries.get(sha).iteritems():
+            if entry.mode == 0o040000:
+                todo.append(entry.sha)
+            elif entry.mode != 0o160000:
+                present.add(entry.sha)
+
+
+def _records(entries: PackEntries, ids: list[bytes], chunk_bytes: int = 1 << 20) -> Iterator[UnpackedObject]:
+    """One record per object; the bytes of up to ``chunk_bytes`` of entries ride on the
+    first record of their group and the others carry none (the stream is the same)."""
+    try:
+        for start in range(0, len(ids), 4096):
+            group = [entries.entry(i) for i in ids[start : start + 4096]]
+            batch: list[UnpackedObject] = []
+            data = bytearray()
+            for raw, chunk, _crc in group:
+                record = UnpackedObject(0, sha=raw)  # the type is never looked at: the bytes are given
+                record.comp_chunks = []
+                batch.append(record)
+                data += chunk
+                if len(data) >= chunk_bytes:
+                    batch[0].comp_chunks = [bytes(data)]
+                    yield from batch
+                    batch, data = [], bytearray()
+            if batch:
+                batch[0].comp_chunks = [bytes(data)]
+                yield from batch
+    finally:
+        entries.close()
 
 
 def create_refs(repo: Repo, refs: dict[bytes, bytes], *, wait: float = 5.0) -> dict[bytes, bool]:
