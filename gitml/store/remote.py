@@ -230,10 +230,7 @@ def fetch_refs(
 
         with _connection(store, url) as (client, path):
             client.fetch(path, local, determine_wants=determine_wants, progress=progress, ref_prefix=wanted)
-        result = FetchResult(remote=dict(sorted(remote.items())))
-        for ref, theirs in result.remote.items():
-            _update_ref(store, local, ref, theirs, result)
-    return result
+        return _take_refs(store, local, remote, wanted)
 
 
 def _fetch_local(store: GitStore, folder: str, wanted: list[bytes]) -> FetchResult:
@@ -245,20 +242,25 @@ def _fetch_local(store: GitStore, folder: str, wanted: list[bytes]) -> FetchResu
     with source, Repo(store.repo.path) as local:
         remote = _local_refs(folder, tuple(p.decode() for p in wanted))
         copy_objects(source, local, sorted(set(remote.values())))
-        result = FetchResult(remote=dict(sorted(remote.items())))
-        ours: dict[bytes, bytes] = {}
-        for prefix in wanted:
-            ours.update(store.refs_under(prefix.decode()))
-        fresh = {ref: sha for ref, sha in remote.items() if ref not in ours}
-        created = create_refs(local, fresh)
-        store.refresh_refs()
-        for ref, theirs in result.remote.items():
-            if created.get(ref):
-                result.created.append(ref)
-            elif ours.get(ref) == theirs:
-                result.unchanged.append(ref)
-            else:
-                _update_ref(store, local, ref, theirs, result)
+        return _take_refs(store, local, remote, wanted)
+
+
+def _take_refs(store: GitStore, local: Repo, remote: dict[bytes, bytes], wanted: list[bytes]) -> FetchResult:
+    """After the objects arrived: create the refs missing here in one write, and
+    classify or fast-forward the others one by one."""
+    result = FetchResult(remote=dict(sorted(remote.items())))
+    ours: dict[bytes, bytes] = {}
+    for prefix in wanted:
+        ours.update(store.refs_under(prefix.decode()))
+    created = create_refs(local, {ref: sha for ref, sha in remote.items() if ref not in ours})
+    store.refresh_refs()
+    for ref, theirs in result.remote.items():
+        if created.get(ref):
+            result.created.append(ref)
+        elif ours.get(ref) == theirs:
+            result.unchanged.append(ref)
+        else:
+            _update_ref(store, local, ref, theirs, result)
     return result
 
 
