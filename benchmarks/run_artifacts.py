@@ -8,7 +8,8 @@ W4  log a folder (one 100 MB random file + 500 files of 4 KB) in a run, then the
     (benchmarks/.venv-mlflow, made by setup_mlflow.sh).
 W5  1,000 runs of W2's shape: ``gitml push`` to a bare repository and ``gitml
     fetch`` into a fresh clone, vs the real ``git push`` / ``git fetch`` of the
-    same refs (refs/gitml/*) between the same kinds of repositories; then 10
+    same refs (refs/gitml/*) between the same kinds of repositories; the same
+    through git daemon on loopback (git://); then 10
     more runs pushed on top (what the pre-push hook does every day).
 
 Each figure is the median of --repeat runs; the table goes to benchmarks/out/artifacts.md.
@@ -17,9 +18,11 @@ Each figure is the median of --repeat runs; the table goes to benchmarks/out/art
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -100,6 +103,33 @@ def w4(tmp: str, tool: str, data: str) -> list[dict]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@contextlib.contextmanager
+def git_daemon(base: str):
+    """``git daemon`` serving the repositories under ``base`` on a free loopback port, push enabled."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        ["git", "daemon", "--reuseaddr", f"--base-path={base}", "--export-all", "--enable=receive-pack",
+         "--listen=127.0.0.1", f"--port={port}", base],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def w5(tmp: str, runs: int) -> dict:
     base = os.path.join(tmp, f"w5-{time.time_ns()}")
     src = os.path.join(base, "src")
@@ -122,6 +152,22 @@ def w5(tmp: str, runs: int) -> dict:
             out["fetch_gitml"] = sh([*gitml, "fetch", remote], cwd=clone)
         refs = subprocess.run(["git", "for-each-ref", "refs/gitml/runs"], cwd=clone, capture_output=True, text=True).stdout
         out[f"runs_{tool}"] = len(refs.splitlines())
+    # the same over the network: git daemon on loopback (git://)
+    with git_daemon(base) as port:
+        for tool in ("git", "gitml"):
+            name = f"net-{tool}.git"
+            sh(["git", "init", "-q", "--bare", os.path.join(base, name)])
+            url = f"git://127.0.0.1:{port}/{name}"
+            if tool == "git":
+                out["netpush_git"] = sh(["git", "push", "-q", url, "refs/gitml/*:refs/gitml/*"], cwd=src)
+            else:
+                out["netpush_gitml"] = sh([*gitml, "push", url], cwd=src)
+            clone = os.path.join(base, f"net-{tool}-clone")
+            git_repo(clone)
+            if tool == "git":
+                out["netfetch_git"] = sh(["git", "fetch", "-q", url, "refs/gitml/*:refs/gitml/*"], cwd=clone)
+            else:
+                out["netfetch_gitml"] = sh([*gitml, "fetch", url], cwd=clone)
     # the everyday case (the pre-push hook): 10 new runs on top of what the remote has
     subprocess.run([sys.executable, "-c", W5_MAKE, "10"], cwd=src, env=ENV, check=True)
     out["again_git"] = sh(["git", "push", "-q", os.path.join(base, "git-remote.git"), "refs/gitml/*:refs/gitml/*"], cwd=src)
@@ -168,7 +214,13 @@ def main() -> None:
     g = [r[1]["secs"] / r[0]["secs"] for r in w4s["gitml"]]
     lines.append(f"| W4 second log / first log (gitml) | {med(g):.1%} | | |")
     lines += ["", "| W5 | git | gitml | gitml / git |", "|---|---|---|---|"]
-    for op, label in (("push", f"push {runs} runs"), ("fetch", f"fetch {runs} runs"), ("again", "push 10 more runs")):
+    for op, label in (
+        ("push", f"push {runs} runs"),
+        ("fetch", f"fetch {runs} runs"),
+        ("netpush", f"push {runs} runs over git://"),
+        ("netfetch", f"fetch {runs} runs over git://"),
+        ("again", "push 10 more runs"),
+    ):
         a, b = med([r[f"{op}_git"] for r in w5s]), med([r[f"{op}_gitml"] for r in w5s])
         ratios = sorted(r[f"{op}_gitml"] / r[f"{op}_git"] for r in w5s)
         lines.append(f"| {label}, s | {a:.2f} | {b:.2f} | {b / a:.2f} (runs: {', '.join(f'{x:.2f}' for x in ratios)}) |")
