@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import unquote, urlparse
 
 from dulwich.file import GitFile
-from dulwich.objects import Commit, ShaFile, Tag, Tree
+from dulwich.objects import parse_tree
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
 from dulwich.pack import UnpackedObject, load_pack_index
 from dulwich.repo import Repo
@@ -28,6 +28,7 @@ from dulwich.repo import Repo
 from gitml.store.packs import _entry_header, _write_entries
 from gitml.store.refs import write_packed_refs
 
+_COMMIT, _TREE, _TAG = 1, 2, 4
 _DELTA_TYPES = (6, 7)
 
 
@@ -83,18 +84,40 @@ class PackEntries:
             stop = offsets[order[pos + 1]] if pos + 1 < count else end
             self._where.setdefault(idx[shas_at + 20 * i : shas_at + 20 * i + 20], (number, start, stop, crcs[i]))
 
-    def get(self, hexsha: bytes):
-        """The object (a dulwich ShaFile), inflated from its stored entry when possible."""
+    def raw(self, hexsha: bytes) -> tuple[int, bytes]:
+        """``(type number, content)``, inflated from the stored entry when there is one."""
         hit = self._where.get(bytes.fromhex(hexsha.decode()))
         if hit is None:
-            return self.repo.object_store[hexsha]
+            return self.repo.object_store.get_raw(hexsha)
         number, start, stop, _ = hit
         data = self._maps[number]
-        type_num = (data[start] >> 4) & 7
         pos = start
         while data[pos] & 0x80:
             pos += 1
-        return ShaFile.from_raw_string(type_num, zlib.decompress(data[pos + 1 : stop]), hexsha)
+        return (data[start] >> 4) & 7, zlib.decompress(data[pos + 1 : stop])
+
+    def links(self, hexsha: bytes) -> tuple[int, list[bytes], list[bytes]]:
+        """``(type number, objects to walk, blobs)`` named by an object: a commit's
+        tree and parents, a tag's target, a tree's subtrees and blobs (not submodules)."""
+        type_num, raw = self.raw(hexsha)
+        if type_num == _COMMIT:
+            named = []
+            for line in raw[: raw.find(b"\n\n")].split(b"\n"):
+                if not line.startswith((b"tree ", b"parent ")):
+                    break  # tree and parents come first
+                named.append(line.split(b" ", 1)[1])
+            return type_num, named, []
+        if type_num == _TREE:
+            walk, blobs = [], []
+            for _name, mode, sha in parse_tree(raw, 20):
+                if mode == 0o040000:
+                    walk.append(sha)
+                elif mode != 0o160000:
+                    blobs.append(sha)
+            return type_num, walk, blobs
+        if type_num == _TAG:
+            return type_num, [raw[7:47]], []  # "object <sha>" is the first line
+        return type_num, [], []
 
     def has(self, hexsha: bytes) -> bool:
         return bytes.fromhex(hexsha.decode()) in self._where or hexsha in self.repo.object_store
@@ -136,33 +159,24 @@ def object_ids(repo: Repo) -> set[bytes]:
     return ids
 
 
-def missing_objects(src: Repo | PackEntries, have: Callable[[bytes], bool], wants: Iterable[bytes]) -> list[bytes]:
-    """Objects reachable from ``wants`` in ``src`` for which ``have`` is false; the
-    walk stops at what the target has (it has everything below it)."""
-    store = src if isinstance(src, PackEntries) else src.object_store
-    get = store.get if isinstance(src, PackEntries) else store.__getitem__
+def missing_objects(entries: PackEntries, have: Callable[[bytes], bool], wants: Iterable[bytes]) -> list[bytes]:
+    """Objects reachable from ``wants`` for which ``have`` is false; the walk stops at
+    what the target has (it has everything below it)."""
     out: list[bytes] = []
     seen: set[bytes] = set()
-    todo = list(wants)  # commits and trees still to look at
+    todo = list(wants)  # commits, tags and trees still to look at
     while todo:
         sha = todo.pop()
         if sha in seen or have(sha):
             continue
         seen.add(sha)
         out.append(sha)
-        obj = get(sha)
-        if isinstance(obj, Commit):
-            todo.append(obj.tree)
-            todo.extend(obj.parents)
-        elif isinstance(obj, Tag):
-            todo.append(obj.object[1])
-        elif isinstance(obj, Tree):
-            for entry in obj.iteritems():
-                if entry.mode == 0o040000:
-                    todo.append(entry.sha)
-                elif entry.mode != 0o160000 and entry.sha not in seen and not have(entry.sha):
-                    seen.add(entry.sha)
-                    out.append(entry.sha)
+        _type, walk, blobs = entries.links(sha)
+        todo.extend(walk)
+        for blob in blobs:
+            if blob not in seen and not have(blob):
+                seen.add(blob)
+                out.append(blob)
     return out
 
 
@@ -193,7 +207,8 @@ def pack_to_send(repo: Repo, wants: Iterable[bytes], haves: Iterable[bytes]) -> 
         remote_commits = _ancestry(entries, haves)
         present = set(remote_commits)
         for boundary in _ancestry(entries, wants, stop=remote_commits, edge=True):
-            _mark_tree(entries, entries.get(boundary).tree, present)
+            if entries.links(boundary)[0] == _COMMIT:
+                _mark_tree(entries, entries.links(boundary)[1][0], present)
         ids = missing_objects(entries, present.__contains__, wants)
     except BaseException:
         entries.close()
@@ -204,8 +219,8 @@ def pack_to_send(repo: Repo, wants: Iterable[bytes], haves: Iterable[bytes]) -> 
 def _ancestry(
     entries: PackEntries, tips: Iterable[bytes], *, stop: set[bytes] = frozenset(), edge: bool = False
 ) -> set[bytes]:
-    """The commits reachable from ``tips`` (tags peeled; unknown ones skipped) short
-    of ``stop``; with ``edge``, the commits of ``stop`` where that walk ended instead."""
+    """The commits and tags reachable from ``tips`` (unknown ones skipped) short of
+    ``stop``; with ``edge``, the commits of ``stop`` where that walk ended instead."""
     found: set[bytes] = set()
     edges: set[bytes] = set()
     todo = [tip for tip in tips if entries.has(tip)]
@@ -216,13 +231,13 @@ def _ancestry(
         if sha in stop:
             edges.add(sha)
             continue
-        obj = entries.get(sha)
-        if isinstance(obj, Tag):
+        type_num, walk, _ = entries.links(sha)
+        if type_num == _COMMIT:
             found.add(sha)
-            todo.append(obj.object[1])
-        elif isinstance(obj, Commit):
+            todo.extend(p for p in walk[1:] if entries.has(p))  # the parents
+        elif type_num == _TAG:
             found.add(sha)
-            todo.extend(p for p in obj.parents if entries.has(p))
+            todo.extend(walk)
     return edges if edge else found
 
 
@@ -233,11 +248,9 @@ def _mark_tree(entries: PackEntries, tree: bytes, present: set[bytes]) -> None:
         if sha in present:
             continue
         present.add(sha)
-        for entry in entries.get(sha).iteritems():
-            if entry.mode == 0o040000:
-                todo.append(entry.sha)
-            elif entry.mode != 0o160000:
-                present.add(entry.sha)
+        _type, walk, blobs = entries.links(sha)
+        todo.extend(walk)
+        present.update(blobs)
 
 
 def _records(entries: PackEntries, ids: list[bytes], chunk_bytes: int = 1 << 20) -> Iterator[UnpackedObject]:
