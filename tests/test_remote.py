@@ -226,6 +226,29 @@ def test_fetch_into_fresh_clone_and_read_runs(repo, remote, tmp_path):
             assert run.data.params == {"i": str(i)} and run.data.metrics == {"loss": 1.0 / (i + 1)}
 
 
+def test_fetch_of_runs_on_top_from_a_gc_packed_remote(repo, remote, tmp_path):
+    """The remote packed by ``git gc --aggressive`` (deltas): the fetch of a run
+    that went on, on top of what the clone has, may come as a thin pack."""
+    (run_id,) = make_runs(1)
+    git(repo, "push", "-q", str(remote.bare), "refs/gitml/*:refs/gitml/*")
+    copy = clone(str(remote.bare), tmp_path / "clone")
+    with open_store(copy) as store:
+        assert len(fetch_refs(store, remote.url).created) == 2
+    with gitml.start_run(run_id=run_id):
+        for step in range(1, 200):
+            gitml.log_metric("loss", 1.0 / step, step=step)  # a history file that grows: delta material
+    gitml.flush()
+    git(repo, "push", "-q", "-f", str(remote.bare), "refs/gitml/*:refs/gitml/*")
+    git(remote.bare, "gc", "-q", "--aggressive")
+    with open_store(copy) as store:
+        result = fetch_refs(store, remote.url)
+    assert len(result.updated) == 1 and run_id in result.updated[0].decode()
+    git(copy, "fsck", "--strict")
+    assert for_each_ref(copy) == for_each_ref(remote.bare)
+    with gitml.Client(copy) as client:
+        assert len(client.get_metric_history(run_id, "loss")) == 200
+
+
 def test_non_fast_forward_push_refused_unless_forced_and_delete(repo, remote, tmp_path):
     (run_id,) = make_runs(1)
     with open_store(repo) as store:

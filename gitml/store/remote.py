@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from dulwich.repo import Repo
 
 from gitml.errors import GitmlError, RepositoryError
 from gitml.store.refs import RefLister
+from gitml.store.unpack import store_received_pack
 from gitml.store.transfer import copy_objects, create_refs, local_path, pack_to_send
 
 if TYPE_CHECKING:
@@ -228,9 +230,24 @@ def fetch_refs(
             remote.update(_select(refs, wanted))
             return sorted({sha for sha in remote.values() if sha not in local.object_store})
 
-        with _connection(store, url) as (client, path):
-            client.fetch(path, local, determine_wants=determine_wants, progress=progress, ref_prefix=wanted)
+        pack_dir = os.path.join(local.object_store.path, "pack")
+        fd, received = tempfile.mkstemp(prefix="tmp_gitml_received_", dir=pack_dir)
+        try:
+            with os.fdopen(fd, "wb") as f, _connection(store, url) as (client, path):
+                client.fetch_pack(
+                    path, determine_wants, local.get_graph_walker(), f.write, progress=progress, ref_prefix=wanted
+                )
+            store_received_pack(pack_dir, received, lambda sha: _raw_or_none(local, sha))
+        finally:
+            os.unlink(received)
         return _take_refs(store, local, remote, wanted)
+
+
+def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
+    try:
+        return repo.object_store.get_raw(sha)
+    except KeyError:
+        return None
 
 
 def _fetch_local(store: GitStore, folder: str, wanted: list[bytes]) -> FetchResult:
