@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
+from typing import cast
 
 import gitml.artifacts.config as config
 import gitml.artifacts.formats as formats
@@ -109,7 +110,7 @@ class Client:
         ]
         predicate = compile_filter(_experiment_filter(filter_string))
         rows = sort_rows([r for r in rows if predicate(r)], parse_order_by(_experiment_order(order_by)))
-        found = [r["_experiment"] for r in rows]
+        found: list[Experiment] = [cast(Experiment, r["_experiment"]) for r in rows]
         return found[:max_results] if max_results is not None else found
 
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
@@ -335,4 +336,4 @@ def _experiment_filter(text: str | None) -> str | None:
 def _experiment_order(order_by: list[str] | None) -> list[str] | None:
     if not order_by:
         return order_by
-    return [_experiment_filter(clause + " =").rsplit(" =", 1)[0] for clause in order_by]
+    return [(_experiment_filter(clause + " =") or "").rsplit(" =", 1)[0] for clause in order_by]

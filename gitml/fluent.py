@@ -37,7 +37,7 @@ class ActiveRun(Run):
     def __enter__(self) -> ActiveRun:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             status = RunStatus.FINISHED
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -45,7 +45,6 @@ class ActiveRun(Run):
         else:
             status = RunStatus.FAILED
         end_run(status)
-        return False
 
 
 def _stack() -> list[ActiveRun]:
@@ -99,9 +98,11 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
         from gitml.names import check_name
 
         check_name(experiment_name, "experiment name")
+    experiment: Experiment | None
     if experiment_id is not None:
         experiment = c.get_experiment(str(experiment_id))
     else:
+        assert experiment_name is not None
         experiment = c.get_experiment_by_name(experiment_name)
         if experiment is None:
             try:
@@ -109,6 +110,8 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
             except InvalidInputError:
                 pass  # created meanwhile by another process
             experiment = c.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            raise InvalidInputError(f"experiment {experiment_name!r} could not be created")
     if experiment.lifecycle_stage == "deleted":
         raise InvalidInputError(f"experiment {experiment.name!r} is deleted; restore it to use it")
     _experiment_id = experiment.experiment_id

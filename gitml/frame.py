@@ -6,7 +6,7 @@ from __future__ import annotations
 def runs_frame(rows: list[dict]):
     import pandas as pd
 
-    columns: dict[str, list] = {
+    columns: dict[str, object] = {
         "run_id": [r["run_id"] for r in rows],
         "experiment_id": [r["experiment_id"] for r in rows],
         "status": [r["status"] for r in rows],

@@ -136,6 +136,14 @@ def parse_run_ref(ref: bytes | str) -> tuple[str, str] | None:
     return parts[0], parts[1]
 
 
+def run_ref_parts(ref: bytes | str) -> tuple[str, str]:
+    """``(experiment_id, run_id)`` of a ref known to be a run ref (ValueError otherwise)."""
+    parts = parse_run_ref(ref)
+    if parts is None:
+        raise ValueError(f"not a run ref: {ref!r}")
+    return parts
+
+
 def experiment_ref(experiment_id: str) -> bytes:
     return f"{EXPERIMENTS_PREFIX}{check_experiment_id(experiment_id)}".encode()
 

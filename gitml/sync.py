@@ -61,7 +61,7 @@ def select_refs(client: Client, *, experiments: list[str] | None = None, runs: l
     experiment_refs = tracker.store.refs_under(EXPERIMENTS_PREFIX)
     if not experiments and not runs:  # everything: experiments without runs too
         chosen.update(experiment_refs)
-    experiment_ids = {parse_run_ref(r)[0] for r in chosen if parse_run_ref(r)}
+    experiment_ids = {parts[0] for parts in map(parse_run_ref, chosen) if parts}
     for experiment_id in experiment_ids:
         ref = experiment_ref(experiment_id)
         if ref in experiment_refs:

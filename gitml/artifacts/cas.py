@@ -231,7 +231,7 @@ class ContentStore:
         return os.path.exists(path) and _hash_file(path)[0] == sha256
 
     def local_objects(self) -> set[str]:
-        found = set()
+        found: set[str] = set()
         try:
             prefixes = os.listdir(self.cache_dir)
         except FileNotFoundError:

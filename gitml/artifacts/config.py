@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 
 from gitml.errors import InvalidInputError
@@ -69,7 +70,7 @@ def _flat(data: dict, prefix: str = "") -> dict:
 
 def load(store: GitStore) -> dict:
     """The effective settings, flat (``{"artifacts.remote": ...}``), defaults filled in."""
-    settings = {"artifacts.remote": default_remote(), "artifacts.inline_max_bytes": DEFAULT_INLINE_MAX_BYTES, "artifacts.storage_options": {}}
+    settings: dict[str, Any] = {"artifacts.remote": default_remote(), "artifacts.inline_max_bytes": DEFAULT_INLINE_MAX_BYTES, "artifacts.storage_options": {}}
     settings.update(_flat(_read(committed_path(store))))
     settings.update(_flat(_read(local_path(store))))
     if os.environ.get("GITML_ARTIFACT_REMOTE"):

@@ -136,7 +136,7 @@ class RunArtifacts:
     def _check_layout(self, run_id: str, paths: list[str]) -> None:
         """Refuse a path that is both a file and a folder of the run's artifacts."""
         files = set(self.manifest(run_id)) | set(paths)
-        folders = set()
+        folders: set[str] = set()
         for path in files:
             parts = path.split("/")
             folders.update("/".join(parts[:i]) for i in range(1, len(parts)))

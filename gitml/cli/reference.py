@@ -22,7 +22,7 @@ def _commands(group: click.Group, prefix: list[str]):
 
 def reference() -> str:
     parts = ["# gitml command reference", "", "Generated from `--help` by `python -m gitml.cli.reference`.", ""]
-    settings = {"terminal_width": 100, "help_option_names": ["-h", "--help"]}
+    settings: dict = {"terminal_width": 100, "help_option_names": ["-h", "--help"]}
     with click.Context(cli, info_name="gitml", **settings) as ctx:
         parts += ["## gitml", "", "```", cli.get_help(ctx), "```", ""]
     for path, command in _commands(cli, []):

@@ -223,7 +223,7 @@ class GitStore:
     def refs_under(self, prefix: str) -> dict[bytes, bytes]:
         """Every ref below ``prefix`` (e.g. ``refs/gitml/runs/``) → commit id."""
         with self._lock:
-            return self._refs.list(prefix)
+            return self._refs.under(prefix)
 
     def refresh_refs(self) -> None:
         """Forget cached ref listings (after refs were written by another Repo object)."""

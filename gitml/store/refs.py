@@ -34,7 +34,7 @@ class RefLister:
         self._packed: tuple[tuple, dict[bytes, bytes]] | None = None
         self.loose: set[bytes] = set()  # the loose refs of the last listing
 
-    def list(self, prefix: str) -> dict[bytes, bytes]:
+    def under(self, prefix: str) -> dict[bytes, bytes]:
         """``{ref: sha}`` for every ref whose name starts with ``prefix``."""
         result = {}
         bprefix = prefix.encode()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -113,7 +113,7 @@ def list_remote_refs(store: GitStore, url: str, prefixes: tuple[str, ...] = GITM
 def push_refs(
     store: GitStore,
     url: str,
-    refs: dict[bytes, bytes | None],
+    refs: Mapping[bytes, bytes | None],
     *,
     force: bool = False,
     progress: Progress | None = None,
@@ -174,7 +174,7 @@ def _local_refs(folder: str, prefixes: tuple[str, ...]) -> dict[bytes, bytes]:
     lister = RefLister(controldir)
     found: dict[bytes, bytes] = {}
     for prefix in prefixes:
-        found.update(lister.list(prefix))
+        found.update(lister.under(prefix))
     return found
 
 

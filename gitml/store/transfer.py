@@ -17,6 +17,7 @@ import struct
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from urllib.parse import unquote, urlparse
 
 from dulwich.file import GitFile
@@ -217,7 +218,7 @@ def pack_to_send(repo: Repo, wants: Iterable[bytes], haves: Iterable[bytes]) -> 
 
 
 def _ancestry(
-    entries: PackEntries, tips: Iterable[bytes], *, stop: set[bytes] = frozenset(), edge: bool = False
+    entries: PackEntries, tips: Iterable[bytes], *, stop: AbstractSet[bytes] = frozenset(), edge: bool = False
 ) -> set[bytes]:
     """The commits and tags reachable from ``tips`` (unknown ones skipped) short of
     ``stop``; with ``edge``, the commits of ``stop`` where that walk ended instead."""

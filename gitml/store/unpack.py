@@ -65,6 +65,7 @@ def store_received_pack(pack_dir: str, path: str, local_raw: LocalRaw) -> int:
                 chunk = _entry_header(type_num, len(content)) + zlib.compress(content, 1)
             else:
                 chunk = data[entry.start : entry.end]
+            assert entry.sha is not None  # every entry was resolved
             chunks.append((entry.sha, chunk, zlib.crc32(chunk)))
     _write_entries(pack_dir, chunks)
     return len(chunks)

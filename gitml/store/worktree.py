@@ -30,7 +30,7 @@ class Snapshot:
     objects: list[ShaFile] = field(default_factory=list)
 
 
-_index_tree_cache: dict[tuple, tuple[bytes, list[ShaFile]]] = {}
+_index_tree_cache: dict[tuple, tuple[bytes | None, list[ShaFile]]] = {}
 
 
 def snapshot(store: GitStore) -> Snapshot:
@@ -78,8 +78,7 @@ def snapshot(store: GitStore) -> Snapshot:
     cached = _index_tree_cache.get(key)
     if cached is None:
         trees: list[ShaFile] = []
-        tree = tree_from_files(files, trees) if files else None
-        cached = (tree, trees)
+        cached = (tree_from_files(files, trees) if files else None, trees)
         _index_tree_cache.clear()
         _index_tree_cache[key] = cached
     tree, trees = cached

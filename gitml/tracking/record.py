@@ -151,7 +151,8 @@ class RunRecord:
             lines.append(format_point(*point))
             if newer(point, best):
                 best = point
-        self.latest[key] = best
+        if best is not None:
+            self.latest[key] = best
         while len(lines) > CHUNK_POINTS:
             self._put_history(key, chunk, lines[:CHUNK_POINTS])
             chunk, lines = chunk + 1, lines[CHUNK_POINTS:]

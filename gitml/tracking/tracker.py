@@ -12,6 +12,7 @@ import os
 import random
 import time
 import uuid
+from collections.abc import Set as AbstractSet
 
 from gitml.errors import (
     AmbiguousRunError,
@@ -30,6 +31,7 @@ from gitml.names import (
     check_run_id,
     check_text,
     parse_run_ref,
+    run_ref_parts,
     run_ref,
 )
 from gitml.store.git import GitStore, _user
@@ -134,7 +136,7 @@ def run_of(record: RunRecord, commit: bytes | None) -> Run:
             artifact_uri=row["artifact_uri"],
         ),
         data=RunData(metrics=row["metrics"], params=row["params"], tags=row["tags"]),
-        source=RunSource(source.get("commit"), source.get("branch"), bool(source.get("dirty")), commit and commit.decode()),
+        source=RunSource(source.get("commit"), source.get("branch"), bool(source.get("dirty")), commit.decode() if commit else None),
     )
 
 
@@ -209,6 +211,7 @@ class Tracker:
                 "dirty": source.dirty,
             },
         }
+        assert isinstance(meta["source"], dict)
         if parent_run_id:
             meta["parent_run_id"] = check_run_id(parent_run_id)
         if entry_point:
@@ -240,7 +243,7 @@ class Tracker:
         if writer is not None and not writer.closed:
             return writer
         ref = self.ref_of(run_id)
-        experiment_id, _ = parse_run_ref(ref)
+        experiment_id, _ = run_ref_parts(ref)
         return self._writer(ref, run_id, experiment_id, journaled)
 
     def _writer(self, ref: bytes, run_id: str, experiment_id: str, journaled: bool) -> RunWriter:
@@ -322,7 +325,9 @@ class Tracker:
         valid = self._valid_refs
         out = {}
         for ref, commit in refs.items():
-            if ref in valid or (parse_run_ref(ref) and not valid.add(ref)):
+            if ref not in valid and parse_run_ref(ref):
+                valid.add(ref)
+            if ref in valid:
                 out[ref] = commit
         return out
 
@@ -367,7 +372,7 @@ class Tracker:
         return self.index.rows(refs, self._load_row)
 
     def _load_row(self, ref: bytes, commit: bytes) -> dict:
-        _, run_id = parse_run_ref(ref)
+        _, run_id = run_ref_parts(ref)
         return row_of(RunRecord.load(self.store, commit, f"run {run_id}"))
 
     def _housekeeping(self, ended: int) -> None:
@@ -390,6 +395,8 @@ class Tracker:
         holds is then committed, and the new one starts with the writers' slots.
         """
         old = self.journal
+        if old is None:
+            return
         writers = [w for w in list(self.writers.values()) if not w.closed]
         for writer in writers:
             writer.lock.acquire()
@@ -426,7 +433,7 @@ class Tracker:
         spec = spec.strip()
         if not spec:
             raise InvalidInputError("empty run id")
-        ids = [parse_run_ref(r)[1] for r in self.run_refs()]
+        ids = [run_ref_parts(r)[1] for r in self.run_refs()]
         if spec.lower() in ids:
             return spec.lower()
         hexlike = all(c in "0123456789abcdef" for c in spec.lower())
@@ -473,7 +480,7 @@ class Tracker:
                 os.close(fd)
         return recovered
 
-    def _replay_journal(self, name: str, data: bytes, live_runs: set[str] = frozenset()) -> list[str]:
+    def _replay_journal(self, name: str, data: bytes, live_runs: AbstractSet[str] = frozenset()) -> list[str]:
         if not data:
             return []
         runs, entries = jr.replay(data, name)

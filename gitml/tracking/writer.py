@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from dulwich.objects import Commit, ShaFile
 
@@ -132,7 +132,7 @@ class RunWriter:
             self._journal("".join(jr.encode_param(self.slot, k, v) for k, v in params.items()))
             self._params.update(params)
 
-    def set_tags(self, tags: dict[str, str | None]) -> None:
+    def set_tags(self, tags: Mapping[str, str | None]) -> None:
         """Set tags; a value of None deletes the tag."""
         with self.lock:
             self._journal("".join(jr.encode_tag(self.slot, k, v) for k, v in tags.items()))
@@ -234,6 +234,7 @@ class RunWriter:
         if self._create is not None:
             source_commit, root = self._create
             record, old = self._record, None
+            assert record is not None  # start() set it
             parents = [source_commit] if source_commit else []
             previous = b""
         else:
@@ -244,6 +245,7 @@ class RunWriter:
                 self._record = None
             record = self.record()
             old = self._base
+            assert old is not None  # record() set it
             parent = self.store.commit(old)
             root, parents, previous = parent.tree, [old], parent.message
         artifacts_changed = bool(self._artifacts)
@@ -275,11 +277,11 @@ class RunWriter:
             record.params[key] = value
         if self._params:
             record.dirty.add(PARAMS)
-        for key, value in self._tags.items():
-            if value is None:
+        for key, tag in self._tags.items():
+            if tag is None:
                 record.tags.pop(key, None)
             else:
-                record.tags[key] = value
+                record.tags[key] = tag
         if self._tags:
             record.dirty.add(TAGS)
         if self._meta:
@@ -296,7 +298,7 @@ class RunWriter:
         meta = record.meta
         trailers = journal_trailers(previous) if previous.startswith(b"gitml") else {}
         trailers = {n: o for n, o in trailers.items() if os.path.exists(os.path.join(self.journal_dir, n))}
-        if journal_name:
+        if journal_name and offset is not None:
             trailers[journal_name] = offset
         lines = [f"gitml: run {meta.get('run_name')} {meta.get('status')}", "", f"{TRAILER_RUN}: {self.run_id}"]
         if artifacts:

@@ -1,0 +1,16 @@
+"""The type check is part of the suite: ``mypy`` over the package, configured in pyproject.toml."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.mark.timeout(300)
+def test_package_type_checks():
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--cache-dir", "/dev/null"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
