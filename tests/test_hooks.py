@@ -39,3 +39,14 @@ def test_git_push_also_pushes_runs(repo, tmp_path, monkeypatch):
     (repo / ".git" / "hooks" / "pre-push").write_text("#!/bin/sh\nexit 0\n")
     assert CliRunner().invoke(cli, ["-C", str(repo), "hooks", "install"]).exit_code == 1
     assert CliRunner().invoke(cli, ["-C", str(repo), "hooks", "install", "--force"]).exit_code == 0
+
+
+def test_install_goes_where_git_looks_for_hooks(repo, tmp_path):
+    """From a linked worktree: the common hooks folder; with core.hooksPath: that folder."""
+    worktree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", str(worktree))
+    assert CliRunner().invoke(cli, ["-C", str(worktree), "hooks", "install"]).exit_code == 0
+    assert (repo / ".git" / "hooks" / "pre-push").exists()
+    git(repo, "config", "core.hooksPath", ".githooks")
+    assert CliRunner().invoke(cli, ["-C", str(repo), "hooks", "install"]).exit_code == 0
+    assert (repo / ".githooks" / "pre-push").read_text() == PRE_PUSH

@@ -279,6 +279,24 @@ def test_outside_a_repository_uses_a_bare_store(tmp_path, monkeypatch, caplog):
     git(tmp_path / "gitml-runs", "fsck", "--strict")
 
 
+def test_runs_from_a_linked_worktree_land_in_the_common_repository(repo, tmp_path):
+    worktree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(worktree))
+    (worktree / "train.py").write_text("print('feature')\n")
+    git(worktree, "commit", "-qam", "feature")
+    out = run_python(
+        "import gitml\nwith gitml.start_run() as r:\n    gitml.log_param('a', 1)\n    gitml.log_text('x' * 10, 'n.txt')\nprint(r.info.run_id)",
+        cwd=worktree,
+    )
+    run_id = out.stdout.split()[-1]
+    git(repo, "fsck", "--strict")
+    git(repo, "gc", "-q")  # git reads every object the run references
+    with gitml.Client(repo) as c:  # the main work tree sees it
+        run = c.get_run(run_id)
+        assert run.data.params == {"a": "1"} and run.source.branch == "feature"
+    assert git(repo, "show", f"refs/gitml/runs/0/{run_id}:train.py") == "print('feature')\n"
+
+
 def test_client_create_run_and_log(client):
     eid = client.create_experiment("c")
     run = client.create_run(eid, run_name="explicit")

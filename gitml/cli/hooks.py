@@ -29,6 +29,17 @@ def hooks():
     """Git hooks that keep runs in step with your pushes."""
 
 
+def _hooks_folder(store) -> str:
+    """Where git looks for hooks: ``core.hooksPath`` (relative to the work tree, as
+    git reads it) or the ``hooks`` folder of the common git folder (shared by worktrees)."""
+    try:
+        configured = store.repo.get_config_stack().get((b"core",), b"hooksPath").decode()
+    except KeyError:
+        return os.path.join(store.commondir, "hooks")
+    configured = os.path.expanduser(configured)
+    return os.path.join(store.workdir or store.commondir, configured)
+
+
 @hooks.command("install")
 @click.option("--force", is_flag=True, help="Replace a hook of the same name that is not gitml's.")
 @click.pass_context
@@ -40,7 +51,7 @@ def hooks_install(ctx, force):
     from gitml.store.git import open_store
 
     with open_store(_repo(ctx)) as store:
-        folder = os.path.join(store.controldir, "hooks")
+        folder = _hooks_folder(store)
         os.makedirs(folder, exist_ok=True)
         for name, text in HOOKS.items():
             path = os.path.join(folder, name)

@@ -155,7 +155,7 @@ def init(ctx, path):
     except NotGitRepository:
         repo = Repo.init(path)
         created = True
-    gitml_dir = os.path.join(repo.controldir(), "gitml")
+    gitml_dir = os.path.join(repo.commondir(), "gitml")
     os.makedirs(gitml_dir, exist_ok=True)
     where = repo.path
     repo.close()

@@ -62,10 +62,13 @@ class GitStore:
     def __init__(self, repo: Repo, *, fallback: bool = False):
         self.repo = repo
         self.fallback = fallback
-        self.controldir = repo.controldir()
+        # a linked work tree (git worktree) has its own HEAD and index in its
+        # control folder; objects, refs and gitml's files are in the common one
+        self.controldir = os.path.normpath(repo.controldir())
+        self.commondir = os.path.normpath(repo.commondir())
         self.workdir = None if repo.bare else repo.path
-        self.gitml_dir = os.path.join(self.controldir, "gitml")
-        self.pack_dir = os.path.join(self.controldir, "objects", "pack")
+        self.gitml_dir = os.path.join(self.commondir, "gitml")
+        self.pack_dir = os.path.join(self.commondir, "objects", "pack")
         self._trees = _LRU(4096)
         self._blobs = _LRU(4096)
         self._written = _LRU(8192)
@@ -74,7 +77,7 @@ class GitStore:
         self._writes = 0
         self._lock = threading.RLock()
         self._identity: Identity | None = None
-        self._refs = RefLister(self.controldir)
+        self._refs = RefLister(self.commondir)
 
     # -- lifecycle -------------------------------------------------------
     def close(self) -> None:
@@ -227,7 +230,7 @@ class GitStore:
 
     def refresh_refs(self) -> None:
         """Forget cached ref listings (after refs were written by another Repo object)."""
-        self._refs = RefLister(self.controldir)
+        self._refs = RefLister(self.commondir)
 
     @property
     def loose_refs(self) -> set[bytes]:

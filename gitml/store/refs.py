@@ -125,7 +125,7 @@ def pack_refs(repo, names: list[bytes]) -> int:
     """
     refs = repo.refs
     locks = []
-    packed_path = os.path.join(repo.controldir(), "packed-refs")
+    packed_path = os.path.join(repo.commondir(), "packed-refs")
     def take(name: bytes):
         path = refs.refpath(name)
         try:

@@ -296,7 +296,7 @@ def create_refs(repo: Repo, refs: dict[bytes, bytes], *, wait: float = 5.0) -> d
     done: dict[bytes, bool] = {}
     if not refs:
         return done
-    with GitFile(os.path.join(repo.controldir(), "packed-refs"), "wb") as f:
+    with GitFile(os.path.join(repo.commondir(), "packed-refs"), "wb") as f:
         packed = dict(container.get_packed_refs())
         existing = _RefPaths(repo, packed)
         for ref, sha in sorted(refs.items()):

@@ -30,14 +30,14 @@ _LIVE: weakref.WeakSet[Committer] = weakref.WeakSet()
 os.register_at_fork(after_in_child=_LIVE.clear)
 
 
-def wait_for_repository(controldir: str, run_id: str | None = None) -> None:
+def wait_for_repository(commondir: str, run_id: str | None = None) -> None:
     """Wait for the background commits of every tracker of this process on a repository.
 
     Two Clients (or the fluent API and a Client) of one repository then see
     each other's ended runs at once.
     """
     for committer in list(_LIVE):
-        if committer.store.controldir == controldir:
+        if committer.store.commondir == commondir:
             committer.wait(run_id)
 
 

@@ -279,7 +279,7 @@ class Tracker:
 
     def update(self, run_id: str, change) -> None:
         """Apply ``change(writer)`` to a run; committed now unless the run is open here."""
-        wait_for_repository(self.store.controldir, run_id)
+        wait_for_repository(self.store.commondir, run_id)
         writer = self.writers.get(run_id)
         if writer is not None and not writer.closed:
             change(writer)
@@ -315,7 +315,7 @@ class Tracker:
 
     # -- runs: reading ---------------------------------------------------
     def run_refs(self, experiment_ids: list[str] | None = None) -> dict[bytes, bytes]:
-        wait_for_repository(self.store.controldir)
+        wait_for_repository(self.store.commondir)
         if experiment_ids is None:
             refs = self.store.refs_under(RUNS_PREFIX)
         else:
@@ -343,7 +343,7 @@ class Tracker:
         raise RunNotFoundError(run_id)
 
     def record(self, run_id: str) -> tuple[RunRecord, bytes]:
-        wait_for_repository(self.store.controldir, run_id)
+        wait_for_repository(self.store.commondir, run_id)
         writer = self.writers.get(run_id)
         if writer is not None and not writer.closed and writer.pending():
             writer.flush()
@@ -363,7 +363,7 @@ class Tracker:
 
     def rows(self, experiment_ids: list[str] | None = None) -> tuple[list[dict], list[CorruptRecordError]]:
         """Search rows of every run (of some experiments), via the index."""
-        wait_for_repository(self.store.controldir)
+        wait_for_repository(self.store.commondir)
         for writer in list(self.writers.values()):
             if writer.pending():
                 writer.flush()
