@@ -278,6 +278,34 @@ def test_non_fast_forward_push_refused_unless_forced_and_delete(repo, remote, tm
     git(remote.bare, "fsck", "--strict")
 
 
+def test_a_ref_moved_during_a_local_push_is_not_clobbered(repo, tmp_path, monkeypatch):
+    """A teammate pushes a diverging update of the run while the objects are copied."""
+    import gitml.store.remote as remote_module
+
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    (run_id,) = make_runs(1)
+    with open_store(repo) as store:
+        (ref,) = store.refs_under("refs/gitml/runs/")
+        first = store.ref(ref)
+        assert push_refs(store, str(bare), {ref: first}) == {ref: "ok"}
+    with gitml.Client(repo) as client:
+        client.log_metric(run_id, "loss", 0.2, step=5)
+    tree = git(bare, "rev-parse", f"{first.decode()}^{{tree}}").strip()
+    theirs = git(bare, "commit-tree", tree, "-p", first.decode(), "-m", "teammate").strip()
+    copy = remote_module.copy_objects
+
+    def copy_while_a_teammate_pushes(*args):
+        copied = copy(*args)
+        git(bare, "update-ref", ref.decode(), theirs)
+        return copied
+
+    monkeypatch.setattr(remote_module, "copy_objects", copy_while_a_teammate_pushes)
+    with open_store(repo) as store:
+        assert push_refs(store, str(bare), {ref: store.ref(ref)}) == {ref: "rejected: the remote ref moved meanwhile"}
+    assert for_each_ref(bare)[ref] == theirs.encode()
+
+
 def test_refusal_by_the_server_is_reported_per_ref(repo, tmp_path):
     make_runs(2)
     base = tmp_path / "served"

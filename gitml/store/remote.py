@@ -185,19 +185,19 @@ def _push_local(local: Repo, folder: str, update_refs, status: dict[bytes, str],
     except NotGitRepository as e:
         raise RemoteError(folder, "no git repository there") from e
     with target:
-        send = update_refs(_local_refs(folder, ("refs/",)))
+        checked = _local_refs(folder, ("refs/",))  # the values the fast-forward check saw
+        send = update_refs(checked)
         copied = copy_objects(local, target, [new for new in send.values() if new != ZERO_SHA])
         if progress:
             progress(f"copied {copied} objects\n".encode())
-        current = _local_refs(folder, ("refs/",))
-        new_refs = {ref: new for ref, new in send.items() if new != ZERO_SHA and ref not in current}
+        new_refs = {ref: new for ref, new in send.items() if new != ZERO_SHA and ref not in checked}
         for ref, created in create_refs(target, new_refs).items():
             if not created:
                 status[ref] = "rejected: the remote ref appeared meanwhile"
         for ref, new in send.items():
             if ref in new_refs:
                 continue
-            old = current.get(ref)
+            old = checked.get(ref)  # compare-and-swap against what was checked: a move since is refused
             if new == ZERO_SHA:
                 ok = old is None or target.refs.remove_if_equals(ref, old)
             else:
