@@ -3,7 +3,9 @@ concurrent writers of loose refs (dulwich's and the real git's)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -11,7 +13,7 @@ from dulwich.file import GitFile
 from dulwich.repo import Repo
 
 from gitml.store.transfer import create_refs
-from tests.conftest import git
+from tests.conftest import ROOT, git
 
 
 @pytest.fixture
@@ -124,3 +126,55 @@ def test_racing_creators_never_both_win(bare, writer):
             if writer == "dulwich":
                 assert theirs[name], name
     git(path, "fsck", "--strict")
+
+
+def test_a_held_packed_refs_lock_is_waited_for_then_named(bare, monkeypatch):
+    import time
+
+    import gitml.store.refs as refs_module
+    from gitml.errors import RepositoryError
+
+    path, a, _ = bare
+    lock = path / "packed-refs.lock"
+    lock.write_text("")  # another writer at work
+
+    def release():
+        time.sleep(0.3)
+        lock.unlink()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    with Repo(str(path)) as repo:
+        assert create_refs(repo, {b"refs/gitml/a": a}) == {b"refs/gitml/a": True}
+    thread.join()
+    lock.write_text("")  # a writer killed while it held the lock
+    monkeypatch.setattr(refs_module, "PACKED_REFS_TIMEOUT", 0.2)
+    with Repo(str(path)) as repo, pytest.raises(RepositoryError, match=r"packed-refs.lock has existed .* remove that file"):
+        create_refs(repo, {b"refs/gitml/b": a})
+    assert refs_of(path) == {b"refs/gitml/a": a}
+
+
+def test_concurrent_local_pushes_both_land(repo, tmp_path):
+    """Two processes push different runs to one bare repository at the same time."""
+    from tests.conftest import run_python
+
+    remote = tmp_path / "shared.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    clones = []
+    for name in ("a", "b"):
+        clone = tmp_path / name
+        git(tmp_path, "clone", "-q", str(repo), str(clone))
+        run_python("import gitml\nfor i in range(150):\n    with gitml.start_run():\n        gitml.log_param('i', i)", cwd=clone)
+        clones.append(clone)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gitml.cli.main", "push", str(remote)],
+            cwd=clone, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for clone in clones
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    assert len([r for r in refs_of(remote) if r.startswith(b"refs/gitml/runs/")]) == 300
+    git(remote, "fsck", "--strict")

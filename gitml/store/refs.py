@@ -23,8 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from dulwich.file import FileLocked, GitFile
 
+from gitml.errors import RepositoryError
+
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
 RACY_SECONDS = 2.0
+PACKED_REFS_TIMEOUT = 10.0  # seconds to wait for another writer's packed-refs.lock
 
 
 class RefLister:
@@ -112,6 +115,26 @@ def parallel_map(fn, items) -> list:
         return [fn(item) for item in items]
 
 
+def lock_packed_refs(commondir: str, *, timeout: float | None = None) -> GitFile:
+    """``packed-refs`` opened for rewriting under its lock file, waiting with back-off
+    while another writer holds it (git waits too: ``core.packedRefsTimeout``)."""
+    path = os.path.join(commondir, "packed-refs")
+    timeout = PACKED_REFS_TIMEOUT if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            return GitFile(path, "wb")
+        except FileLocked:
+            if time.monotonic() > deadline:
+                raise RepositoryError(
+                    f"{path}.lock has existed for {timeout:.0f} s: another git or gitml is writing refs, "
+                    "or one was killed while it did (then remove that file)"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
 def write_packed_refs(f, packed: dict[bytes, bytes]) -> None:
     """Write ``{ref: sha}`` as a packed-refs file, sorted; no peeled lines (git peels on demand)."""
     f.write(b"# pack-refs with: sorted \n")
@@ -125,7 +148,6 @@ def pack_refs(repo, names: list[bytes]) -> int:
     """
     refs = repo.refs
     locks = []
-    packed_path = os.path.join(repo.commondir(), "packed-refs")
     def take(name: bytes):
         path = refs.refpath(name)
         try:
@@ -147,7 +169,7 @@ def pack_refs(repo, names: list[bytes]) -> int:
         locks = [held for held in parallel_map(take, names) if held is not None]
         if not locks:
             return 0
-        with GitFile(packed_path, "wb") as f:
+        with lock_packed_refs(repo.commondir()) as f:
             packed = dict(refs.get_packed_refs())
             packed.update({name: value for name, _, value, _ in locks})
             write_packed_refs(f, packed)

@@ -20,14 +20,13 @@ from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from urllib.parse import unquote, urlparse
 
-from dulwich.file import GitFile
 from dulwich.objects import parse_tree
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
 from dulwich.pack import UnpackedObject, load_pack_index
 from dulwich.repo import Repo
 
 from gitml.store.packs import _entry_header, _write_entries
-from gitml.store.refs import write_packed_refs
+from gitml.store.refs import lock_packed_refs, write_packed_refs
 
 _COMMIT, _TREE, _TAG = 1, 2, 4
 _DELTA_TYPES = (6, 7)
@@ -296,7 +295,7 @@ def create_refs(repo: Repo, refs: dict[bytes, bytes], *, wait: float = 5.0) -> d
     done: dict[bytes, bool] = {}
     if not refs:
         return done
-    with GitFile(os.path.join(repo.commondir(), "packed-refs"), "wb") as f:
+    with lock_packed_refs(repo.commondir()) as f:
         packed = dict(container.get_packed_refs())
         existing = _RefPaths(repo, packed)
         for ref, sha in sorted(refs.items()):
