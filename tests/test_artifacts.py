@@ -232,6 +232,22 @@ def test_committed_config_refuses_credentials(repo):
     assert shown.output.strip() == "/tmp/elsewhere"  # the clone's setting wins over the committed one
 
 
+def test_relative_artifact_folder_is_read_from_the_top_of_the_work_tree(repo, monkeypatch):
+    from gitml.artifacts import config
+    from gitml.store.git import open_store
+
+    monkeypatch.delenv("GITML_ARTIFACT_REMOTE", raising=False)
+    with open_store(repo) as store:
+        config.set_value(store, "artifacts.remote", "./artstore", committed=True)
+        (repo / "sub").mkdir()
+        monkeypatch.chdir(repo / "sub")
+        assert config.load(store)["artifacts.remote"] == str(repo / "artstore")
+        monkeypatch.setenv("GITML_ARTIFACT_REMOTE", "here")  # the environment: from the current folder
+        assert config.load(store)["artifacts.remote"] == str(repo / "sub" / "here")
+        monkeypatch.setenv("GITML_ARTIFACT_REMOTE", "s3://bucket/x")
+        assert config.load(store)["artifacts.remote"] == "s3://bucket/x"
+
+
 def test_killed_process_keeps_logged_artifacts(repo, data_dir):
     script = (
         "import os, signal, gitml\n"

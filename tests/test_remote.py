@@ -8,6 +8,7 @@ binary checks what arrived (``for-each-ref``, ``fsck --strict``, ``clone``).
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import threading
@@ -446,6 +447,11 @@ def test_resolve_remote(repo, tmp_path):
         assert resolve_remote(store, bare.as_uri()) == bare.as_uri()
         assert resolve_remote(store, str(bare)) == str(bare)
         assert resolve_remote(store, "../remote.git") == str(bare)  # relative to the cwd (the repo)
+        git(repo, "remote", "add", "near", "../remote.git")  # in .git/config: from the top of the work tree
+        (repo / "sub").mkdir()
+        os.chdir(repo / "sub")
+        assert resolve_remote(store, "near") == str(bare)
+        os.chdir(repo)
         with pytest.raises(RemoteError, match="'?upstream'?.*no such remote"):
             resolve_remote(store, "upstream")
         make_runs(1)

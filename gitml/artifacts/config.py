@@ -73,8 +73,12 @@ def load(store: GitStore) -> dict:
     settings: dict[str, Any] = {"artifacts.remote": default_remote(), "artifacts.inline_max_bytes": DEFAULT_INLINE_MAX_BYTES, "artifacts.storage_options": {}}
     settings.update(_flat(_read(committed_path(store))))
     settings.update(_flat(_read(local_path(store))))
-    if os.environ.get("GITML_ARTIFACT_REMOTE"):
-        settings["artifacts.remote"] = os.environ["GITML_ARTIFACT_REMOTE"]
+    remote = str(settings["artifacts.remote"])
+    if os.environ.get("GITML_ARTIFACT_REMOTE"):  # a relative folder: from the current one
+        remote = _folder(os.environ["GITML_ARTIFACT_REMOTE"], os.getcwd())
+    else:  # a relative folder in a settings file: from the top of the work tree, as git reads paths
+        remote = _folder(remote, store.workdir or store.commondir)
+    settings["artifacts.remote"] = remote
     try:
         settings["artifacts.inline_max_bytes"] = int(settings["artifacts.inline_max_bytes"])
     except (TypeError, ValueError):
@@ -82,6 +86,13 @@ def load(store: GitStore) -> dict:
     if not isinstance(settings["artifacts.storage_options"], dict):
         raise InvalidInputError("artifacts.storage_options must be a mapping")
     return settings
+
+
+def _folder(remote: str, base: str) -> str:
+    """``remote`` with a relative or ``~`` folder made absolute; URLs as they are."""
+    if "://" in remote:
+        return remote
+    return os.path.normpath(os.path.join(base, os.path.expanduser(remote)))
 
 
 def set_value(store: GitStore, key: str, value, *, committed: bool = False) -> str:

@@ -89,9 +89,12 @@ def resolve_remote(store: GitStore, remote: str | None = None, *, push: bool = F
     config = store.repo.get_config()
     for key in (b"pushurl", b"url") if push else (b"url",):
         try:
-            return config.get((b"remote", name.encode()), key).decode()
+            url = config.get((b"remote", name.encode()), key).decode()
         except KeyError:
-            pass
+            continue
+        if "://" in url or _SCP_LIKE.match(url) or os.path.isabs(url):
+            return url
+        return os.path.normpath(os.path.join(store.workdir or store.commondir, url))  # as git: from the top
     if remote:
         if "://" in remote or (_SCP_LIKE.match(remote) and not os.path.exists(remote)):
             return remote
