@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gitml.artifacts.service import referenced_objects
+from gitml.artifacts.service import objects_by_run, referenced_objects
 from gitml.client import Client
 from gitml.errors import InvalidInputError
 from gitml.names import EXPERIMENTS_PREFIX, experiment_ref, parse_run_ref
@@ -78,7 +78,13 @@ def push(
     force: bool = False,
     progress: Progress | None = None,
 ) -> PushResult:
-    """Upload the selected runs' missing artifact objects, then push their refs."""
+    """Upload the selected runs' missing artifact objects, then push their refs.
+
+    The objects looked at are those of every run commit not yet confirmed on the
+    artifact remote (a ref pushed by plain ``git push``, or a new artifact remote,
+    is looked at again). A run whose object is lost here (its cached copy missing
+    or damaged, and not on the remote) is not pushed; the others are.
+    """
     store = client.tracker.store
     url = resolve_remote(store, remote, push=True)
     refs = select_refs(client, experiments=experiments, runs=runs)
@@ -86,11 +92,17 @@ def push(
         raise InvalidInputError("no runs to push")
     theirs = list_remote_refs(store, url)
     todo = {r: s for r, s in refs.items() if theirs.get(r) != s}
-    runs_todo = {r: s for r, s in todo.items() if parse_run_ref(r)}
-    objects = referenced_objects(client.tracker, runs_todo, since=theirs)  # logged since the remote's commit
+    content = client.artifacts.content
+    confirmed = content.confirmed_commits()
+    unconfirmed = {r: s for r, s in refs.items() if parse_run_ref(r) and s not in confirmed}
+    by_run = objects_by_run(client.tracker, unconfirmed, stop=confirmed)
+    objects: dict[str, tuple[str, str]] = {}
+    for found in by_run.values():
+        for sha, where in found.items():
+            objects.setdefault(sha, where)
     result = PushResult(url, artifacts_referenced=len(objects))
+    lost: set[str] = set()
     if objects:
-        content = client.artifacts.content
         if "://" not in content.remote_url or content.remote_url.startswith("file://"):
             result.local_artifact_remote = content.remote_url
         missing = content.missing_on_remote(set(objects))
@@ -107,12 +119,24 @@ def push(
         if progress and missing:
             progress(0, len(missing), 0, total_bytes)
         result.uploaded = content.upload(
-            missing, what=lambda s: f"run {objects[s][0]} artifact {objects[s][1]!r}", progress=step
+            missing, what=lambda s: f"run {objects[s][0]} artifact {objects[s][1]!r}", progress=step, lost=lost
         )
         result.uploaded_bytes = done[1]
-    statuses = push_refs(store, url, todo, force=force) if todo else {}
+    blocked = {}
+    for ref, found in by_run.items():
+        gone = sorted((where[1], sha) for sha, where in found.items() if sha in lost)
+        if gone:
+            path, sha = gone[0]
+            blocked[ref] = (
+                f"rejected: artifact {path!r} ({sha[:12]}) is lost here (its cached copy is missing or changed) "
+                "and is not on the artifact remote" + (f", with {len(gone) - 1} more" if len(gone) > 1 else "")
+            )
+    content.confirm_commits(s for r, s in unconfirmed.items() if r not in blocked)
+    send = {r: s for r, s in todo.items() if r not in blocked}
+    statuses = push_refs(store, url, send, force=force) if send else {}
+    statuses.update(blocked)
     result.refs = {r.decode(): statuses.get(r, "ok") for r in refs}
-    result.pushed = [r.decode() for r in todo if statuses.get(r) == "ok"]
+    result.pushed = [r.decode() for r in send if statuses.get(r) == "ok"]
     return result
 
 

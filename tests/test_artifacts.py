@@ -86,8 +86,8 @@ def test_inline_threshold_is_configurable(repo, data_dir):
 
 def test_same_content_is_stored_once_and_not_rehashed(repo, data_dir, monkeypatch):
     calls = []
-    original = cas._hash_file
-    monkeypatch.setattr(cas, "_hash_file", lambda p: calls.append(p) or original(p))
+    original = cas._copy_hashing
+    monkeypatch.setattr(cas, "_copy_hashing", lambda src, dst: calls.append(src) or original(src, dst))
     with gitml.start_run():
         gitml.log_artifacts(str(data_dir))
     assert len(calls) == 1  # the big file; small ones are hashed in memory
@@ -111,6 +111,37 @@ def test_hostile_artifact_paths_refused(repo, data_dir, bad):
         with pytest.raises(InvalidInputError):
             gitml.log_artifact(str(data_dir / "small.txt"), bad)
     assert [f.path for f in gitml.Client(repo).list_artifacts(run.info.run_id)] == ["kept.txt"]
+
+
+def test_checkpoint_rewritten_in_place_keeps_every_logged_version(repo, tmp_path):
+    """The checkpoint-per-epoch loop: the same file rewritten in place (as torch.save
+    does) and logged after each epoch; every epoch's bytes stay readable and pushable."""
+    checkpoint = tmp_path / "model.pt"
+    versions = []
+    with gitml.start_run() as run:
+        for epoch in range(3):
+            data = bytes([epoch]) * (5 << 20)
+            with open(checkpoint, "r+b" if checkpoint.exists() else "wb") as f:  # same inode each time
+                f.write(data)
+            gitml.log_artifact(str(checkpoint), f"epoch{epoch}")
+            versions.append(data)
+    gitml.flush()
+    c = gitml.Client(repo)
+    for epoch, data in enumerate(versions):
+        assert c.artifacts.read_bytes(run.info.run_id, f"epoch{epoch}/model.pt") == data
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    from gitml import sync
+
+    os.environ["GITML_ARTIFACT_REMOTE"] = str(tmp_path / "store")
+    try:
+        c2 = gitml.Client(repo)
+        result = sync.push(c2, str(origin))
+        assert result.rejected == {} and result.uploaded == 3
+        c2.close()
+    finally:
+        del os.environ["GITML_ARTIFACT_REMOTE"]
+    c.close()
 
 
 def test_symlinks_outside_the_folder_are_refused(repo, tmp_path):

@@ -146,7 +146,36 @@ def test_tampered_remote_object_is_refused(repo, team, tmp_path):
     assert not v.artifacts.content.has_local(sha)  # never kept in the cache
     v.close()
     out = gitml_cli(repo, "fsck", code=1)
-    assert "corrupt on remote" in out
+    assert "corrupt on remote (intact here; `gitml push` uploads it)" in out
+    assert "1 artifact object(s) uploaded" in gitml_cli(repo, "push")  # as fsck said: repaired
+    assert remote_object.read_bytes() != b"tampered"
+    assert "0 problem(s)" in gitml_cli(repo, "fsck")
+
+
+def test_artifacts_of_runs_pushed_by_plain_git_are_uploaded(repo, team):
+    git(repo, "push", "-q", "origin", "refs/gitml/*:refs/gitml/*")  # refs there, artifacts not
+    out = gitml_cli(repo, "push")
+    assert "0 ref(s) pushed, 3 already there" in out and "4 artifact object(s) uploaded" in out
+    assert "0 artifact object(s) uploaded" in gitml_cli(repo, "push")
+
+
+def test_a_new_artifact_remote_gets_every_object(repo, team, tmp_path, monkeypatch):
+    gitml_cli(repo, "push")
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(tmp_path / "bucket"))  # the team moves to another store
+    assert "4 artifact object(s) uploaded" in gitml_cli(repo, "push")
+    assert len(objects_in(tmp_path / "bucket")) == 4
+
+
+def test_a_run_whose_object_is_lost_here_is_held_back_and_the_others_go(repo, team):
+    c = gitml.Client(repo)
+    sha = c.artifacts.manifest(team["ids"][0])["model/weights.bin"]["sha256"]
+    c.close()
+    (repo / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]).write_bytes(b"changed since it was logged")
+    result = CliRunner().invoke(cli, ["-C", str(repo), "push"])
+    assert result.exit_code == 1
+    assert "model/weights.bin" in result.output and "is lost here" in result.output
+    refs = git(team["origin"], "for-each-ref", "--format=%(refname)", "refs/gitml/runs")
+    assert team["ids"][1] in refs and team["ids"][0] not in refs  # no ref before all its objects
 
 
 def test_unreachable_remotes(repo, team, tmp_path, monkeypatch):

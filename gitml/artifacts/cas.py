@@ -6,11 +6,10 @@ from either, is checked against the name; a mismatch is refused and the bad
 copy is never kept. A stat cache (size, mtime, inode, ctime → hash), like
 git's index, spares re-hashing a file logged again unchanged.
 
-Adding a file to the cache clones it (reflink) where the filesystem can,
-hard-links it when it is large (no copy of a big checkpoint), and copies it
-otherwise. A hard-linked object shares its inode with the logged file: if that
-file is later modified in place, the object no longer matches its hash, and
-reads say so instead of returning wrong bytes.
+Adding a file to the cache clones it (reflink) where the filesystem can and
+copies it otherwise, hashing what was copied in the same pass. It is never
+hard-linked: a training loop that rewrites ``model.pt`` in place each epoch
+would change every earlier checkpoint's object with it.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from gitml.errors import GitmlError
 
 CHUNK = 1 << 20
-HARDLINK_MIN_BYTES = 4 << 20
 FICLONE = 0x40049409
 _BACKEND_HINTS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "http": "aiohttp", "https": "aiohttp"}
 
@@ -55,27 +53,23 @@ def _hash_file(path: str) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _clone_or_link(src: str, dst: str, size: int) -> None:
-    """Put ``src``'s bytes at ``dst``: reflink, else hard link (large files), else copy."""
-    tmp = f"{dst}.{uuid.uuid4().hex[:8]}.tmp"
+def _copy_hashing(src: str, dst: str) -> tuple[str, int]:
+    """Copy ``src`` to ``dst`` (a reflink where the filesystem can) and hash the copy:
+    the hash names exactly the bytes stored, even if ``src`` changes meanwhile."""
     try:
-        with open(src, "rb") as s, open(tmp, "wb") as d:
+        with open(src, "rb") as s, open(dst, "wb") as d:
             fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
-        os.replace(tmp, dst)
-        return
+        return _hash_file(dst)  # the clone: a snapshot, whatever happens to src
     except OSError:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    if size >= HARDLINK_MIN_BYTES:
-        try:
-            os.link(src, dst)
-            return
-        except FileExistsError:
-            return
-        except OSError:
-            pass
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+        pass
+    digest = hashlib.sha256()
+    size = 0
+    with open(src, "rb") as s, open(dst, "wb") as d:
+        while chunk := s.read(CHUNK):
+            digest.update(chunk)
+            d.write(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
 
 
 class StatCache:
@@ -143,6 +137,15 @@ class StatCache:
             self._conn = None
 
 
+def _write_lines(path: str, lines: list[str]) -> None:
+    """Replace a small state file at once (a reader never sees half of it)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+    with open(tmp, "w") as f:
+        f.write("".join(f"{line}\n" for line in lines))
+    os.replace(tmp, path)
+
+
 class ContentStore:
     """The objects of one repository: its cache folder and its artifact remote."""
 
@@ -151,9 +154,10 @@ class ContentStore:
         self.remote_url = remote_url.rstrip("/")
         self.storage_options = storage_options or {}
         self.stat_cache = StatCache(os.path.join(state_dir, "statcache.sqlite3"))
-        self._known_path = os.path.join(
-            state_dir, "remotes", hashlib.sha1(self.remote_url.encode()).hexdigest()[:16] + ".known"
-        )
+        state = os.path.join(state_dir, "remotes", hashlib.sha1(self.remote_url.encode()).hexdigest()[:16])
+        self._known_path = state + ".known"  # objects known to be on the remote
+        self._confirmed_path = state + ".commits"  # run commits whose objects all are
+        self._damaged_path = state + ".damaged"  # objects found missing or damaged there
         self._fs = None
         self._lock = threading.Lock()
 
@@ -168,12 +172,18 @@ class ContentStore:
         return os.path.exists(self.cache_path(sha256))
 
     def add_file(self, path: str) -> tuple[str, int]:
-        """Put a file in the cache (hashing it); returns ``(sha256, size)``."""
-        sha, size = _hash_file(path)
-        dst = self.cache_path(sha)
-        if not os.path.exists(dst):
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            _clone_or_link(path, dst, size)
+        """Put a copy of a file in the cache (hashing it); returns ``(sha256, size)``."""
+        os.makedirs(self.cache_dir, exist_ok=True)
+        tmp = os.path.join(self.cache_dir, f"incoming-{uuid.uuid4().hex}.tmp")
+        try:
+            sha, size = _copy_hashing(path, tmp)
+            dst = self.cache_path(sha)
+            if not os.path.exists(dst):
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                os.replace(tmp, dst)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
         return sha, size
 
     def add_files(self, paths: list[str], *, workers: int = 4) -> list[tuple[str, int]]:
@@ -275,11 +285,46 @@ class ContentStore:
         with self._lock, open(self._known_path, "a") as f:
             f.write("".join(f"{s}\n" for s in shas))
 
-    def missing_on_remote(self, shas: set[str]) -> set[str]:
-        """Which objects the remote lacks (asked once per object; answers kept locally)."""
-        todo = shas - self._known()
-        if not todo:
+    def confirmed_commits(self) -> set[bytes]:
+        """Run commits whose artifact objects (their own and their ancestors') are all
+        known to be on this remote: a push need not look at them again."""
+        try:
+            with open(self._confirmed_path, "rb") as f:
+                return {line.strip() for line in f if len(line.strip()) == 40}
+        except FileNotFoundError:
             return set()
+
+    def confirm_commits(self, commits: Iterable[bytes]) -> None:
+        os.makedirs(os.path.dirname(self._confirmed_path), exist_ok=True)
+        with self._lock, open(self._confirmed_path, "ab") as f:
+            f.write(b"".join(c + b"\n" for c in commits))
+
+    def forget_remote(self, shas: Iterable[str]) -> None:
+        """Objects found missing or damaged on the remote: the next push uploads them
+        again, over what is there (and looks at every run commit again)."""
+        gone = set(shas)
+        if not gone:
+            return
+        with self._lock:
+            _write_lines(self._known_path, sorted(self._known() - gone))
+            _write_lines(self._damaged_path, sorted(self._damaged() | gone))
+            if os.path.exists(self._confirmed_path):
+                os.unlink(self._confirmed_path)
+
+    def _damaged(self) -> set[str]:
+        try:
+            with open(self._damaged_path) as f:
+                return {line.strip() for line in f if len(line.strip()) == 64}
+        except FileNotFoundError:
+            return set()
+
+    def missing_on_remote(self, shas: set[str]) -> set[str]:
+        """Which objects the remote lacks (asked once per object; answers kept locally).
+        Objects :meth:`forget_remote` was told about count as lacking."""
+        damaged = shas & self._damaged()
+        todo = shas - self._known() - damaged
+        if not todo:
+            return damaged
         fs = self.fs
         try:
             if len(todo) > 64:
@@ -293,7 +338,7 @@ class ContentStore:
         except Exception as e:  # fsspec backends raise their own kinds (botocore, aiohttp, ...)
             raise ArtifactRemoteError(f"artifact remote {self.remote_url} cannot be listed: {_one_line(e)}") from None
         self._remember(have)
-        return todo - have
+        return (todo - have) | damaged
 
     def upload(
         self,
@@ -302,8 +347,13 @@ class ContentStore:
         what: Callable[[str], str] = lambda s: s,
         progress: Callable[[int, int], None] | None = None,
         workers: int = 8,
+        lost: set[str] | None = None,
     ) -> int:
-        """Upload objects (verified first) the remote lacks; returns how many were sent."""
+        """Upload objects (verified first) the remote lacks; returns how many were sent.
+
+        An object whose cached copy is missing or corrupt raises :class:`IntegrityError`,
+        or, given a ``lost`` set, is added to it and skipped.
+        """
         missing = sorted(self.missing_on_remote(shas))
         if not missing:
             return 0
@@ -316,7 +366,10 @@ class ContentStore:
 
         def send(sha: str) -> int:
             if not self.verify_local(sha):
-                raise IntegrityError(f"{what(sha)}: cached object {sha} is missing or corrupt; cannot upload it")
+                if lost is None:
+                    raise IntegrityError(f"{what(sha)}: cached object {sha} is missing or corrupt; cannot upload it")
+                lost.add(sha)
+                return 0
             key = self._remote_key(sha)
             parent = key.rsplit("/", 1)[0]
             try:
@@ -338,7 +391,11 @@ class ContentStore:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for _ in pool.map(send, missing):
                 pass
-        return len(missing)
+        repaired = self._damaged() & (set(missing) - (lost or set()))
+        if repaired:
+            with self._lock:
+                _write_lines(self._damaged_path, sorted(self._damaged() - repaired))
+        return len(missing) - len(lost or ())
 
     def download(self, sha256: str, *, what: str) -> None:
         """Fetch an object from the remote into the cache, verified; a bad copy is refused."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from dulwich.objects import Blob
@@ -115,7 +116,7 @@ class RunArtifacts:
             for (real, path), future in zip(large, hashed):
                 sha, size = future.result()
                 entries.append((path, sha, size, None))
-                fresh.append((real, os.stat(real), sha, None))  # linking changed the inode's ctime
+                fresh.append((real, os.stat(real), sha, None))
         self.tracker.store.write(blobs)
         self.content.stat_cache.put_many(fresh)
         self.tracker.update(run_id, lambda w: w.add_artifacts(entries))
@@ -245,22 +246,37 @@ class RunArtifacts:
 
 
 def referenced_objects(
-    tracker: Tracker, refs: dict[bytes, bytes] | None = None, *, since: dict[bytes, bytes] | None = None
+    tracker: Tracker, refs: dict[bytes, bytes] | None = None, *, stop: AbstractSet[bytes] = frozenset()
 ) -> dict[str, tuple[str, str]]:
     """Every artifact object any run commit references: ``{sha256: (run_id, path)}``.
 
     Older commits of a run count too (a path logged twice keeps both
     versions), and so do the artifacts that live journals hold but no commit
-    has yet. With ``since`` (``{ref: commit}``, e.g. a remote's refs), a run's
-    walk stops at that commit: only what was logged after it counts.
+    has yet. A run's walk ends at a commit of ``stop`` (whose objects are
+    accounted for already, e.g. known to be on the artifact remote).
     """
+    found: dict[str, tuple[str, str]] = {}
+    for objects in objects_by_run(tracker, refs, stop=stop).values():
+        for sha, where in objects.items():
+            found.setdefault(sha, where)
+    if refs is None:
+        for run_id, path, sha256 in _journaled_artifacts(tracker):
+            found.setdefault(sha256, (run_id, path))
+    return found
+
+
+def objects_by_run(
+    tracker: Tracker, refs: dict[bytes, bytes] | None = None, *, stop: AbstractSet[bytes] = frozenset()
+) -> dict[bytes, dict[str, tuple[str, str]]]:
+    """The artifact objects of each run ref's commits (down to ``stop``):
+    ``{ref: {sha256: (run_id, path)}}``."""
     from gitml.names import parse_run_ref
     from gitml.tracking.record import ARTIFACTS, load_yaml
     from gitml.tracking.writer import TRAILER_ARTIFACTS, TRAILER_RUN
 
     store = tracker.store
-    found: dict[str, tuple[str, str]] = {}
-    seen_blobs: set[bytes] = set()
+    out: dict[bytes, dict[str, tuple[str, str]]] = {}
+    manifests: dict[bytes, dict[str, tuple[str, str]]] = {}  # manifest blob -> its objects
     marker = f"\n{TRAILER_RUN}: ".encode()
     changed = f"\n{TRAILER_ARTIFACTS}: ".encode()
     for ref, sha in (tracker.run_refs() if refs is None else refs).items():
@@ -268,27 +284,26 @@ def referenced_objects(
         if parsed is None:
             continue
         run_id = parsed[1]
-        stop = since.get(ref) if since else None
+        found = out.setdefault(ref, {})
         commit_sha: bytes | None = sha
-        while commit_sha is not None and commit_sha != stop:
+        while commit_sha is not None and commit_sha not in stop:
             commit = store.commit(commit_sha)
             if marker not in commit.message:
                 break  # the source commit: the run's own commits are behind us
-            if changed not in commit.message:  # this commit did not change the manifest
-                commit_sha = commit.parents[0] if commit.parents else None
-                continue
-            entry = store.lookup(commit.tree, f".gitml/run/{ARTIFACTS}")
-            if entry and entry[1] not in seen_blobs:
-                seen_blobs.add(entry[1])
-                manifest = load_yaml(store.blob(entry[1]), f"run {run_id} ({ARTIFACTS})") or {}
-                for path, item in manifest.items():
-                    if isinstance(item, dict) and "sha256" in item:
-                        found.setdefault(str(item["sha256"]), (run_id, str(path)))
+            if changed in commit.message:  # this commit changed the manifest
+                entry = store.lookup(commit.tree, f".gitml/run/{ARTIFACTS}")
+                if entry and entry[1] not in manifests:
+                    manifest = load_yaml(store.blob(entry[1]), f"run {run_id} ({ARTIFACTS})") or {}
+                    manifests[entry[1]] = {
+                        str(item["sha256"]): (run_id, str(path))
+                        for path, item in manifest.items()
+                        if isinstance(item, dict) and "sha256" in item
+                    }
+                if entry:
+                    for sha256, where in manifests[entry[1]].items():
+                        found.setdefault(sha256, where)
             commit_sha = commit.parents[0] if commit.parents else None
-    if refs is None:
-        for run_id, path, sha256 in _journaled_artifacts(tracker):
-            found.setdefault(sha256, (run_id, path))
-    return found
+    return out
 
 
 def _journaled_artifacts(tracker: Tracker):

@@ -96,15 +96,20 @@ def fsck(ctx, no_remote):
             elif c.artifacts.inline_copy(run_id, path, sha) is not None:
                 local_ok += 1  # a small file: its intact copy is in the run's git tree
         if not no_remote:
+            bad_on_remote = []
             for sha, (run_id, path) in sorted(objects.items(), key=lambda kv: kv[1]):
                 state = content.verify_remote(sha)
+                if state == "ok":
+                    continue
+                bad_on_remote.append(sha)
                 here = content.has_local(sha) or c.artifacts.inline_copy(run_id, path, sha) is not None
-                if state != "ok" and not here:
+                if not here:
                     problems += 1
                     click.echo(f"{state} on remote (and not here): run {run_id} {path} {sha}")
-                elif state != "ok":
+                else:
                     click.echo(f"{state} on remote (intact here; `gitml push` uploads it): run {run_id} {path} {sha}")
                     problems += state == "corrupt"
+            content.forget_remote(bad_on_remote)  # so that the next push looks and uploads again
         click.echo(f"{len(objects)} objects referenced; {local_ok} intact here; {problems} problem(s)")
         if problems:
             sys.exit(1)
