@@ -10,11 +10,12 @@ be on the remote are remembered locally, and checked on the remote otherwise).
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from gitml.artifacts.service import objects_by_run, referenced_objects
 from gitml.client import Client
-from gitml.errors import InvalidInputError
+from gitml.errors import GitmlError, InvalidInputError
 from gitml.names import EXPERIMENTS_PREFIX, experiment_ref, parse_run_ref
 from gitml.store.remote import FetchResult, fetch_refs, list_remote_refs, push_refs, resolve_remote
 
@@ -26,6 +27,7 @@ class PushResult:
     url: str
     refs: dict[str, str] = field(default_factory=dict)  # ref -> "ok" | reason, for every ref selected
     pushed: list[str] = field(default_factory=list)  # the refs the remote did not have at these values
+    notes: dict[str, str] = field(default_factory=dict)  # ref -> something to know, not an error
     uploaded: int = 0
     uploaded_bytes: int = 0
     artifacts_referenced: int = 0
@@ -41,6 +43,7 @@ class FetchOutcome:
     url: str
     result: FetchResult
     downloaded: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # object -> why it could not be downloaded
 
 
 def select_refs(client: Client, *, experiments: list[str] | None = None, runs: list[str] | None = None) -> dict[bytes, bytes]:
@@ -134,6 +137,11 @@ def push(
     content.confirm_commits(s for r, s in unconfirmed.items() if r not in blocked)
     send = {r: s for r, s in todo.items() if r not in blocked}
     statuses = push_refs(store, url, send, force=force) if send else {}
+    for ref, status in statuses.items():
+        if status == "rejected: non-fast-forward" and ref.startswith(EXPERIMENTS_PREFIX.encode()):
+            # made in two clones: not an error; the runs went, and a fetch joins the two records
+            statuses[ref] = "ok"
+            result.notes[ref.decode()] = "the remote has its own record of this experiment; `gitml fetch` joins them"
     statuses.update(blocked)
     result.refs = {r.decode(): statuses.get(r, "ok") for r in refs}
     result.pushed = [r.decode() for r in send if statuses.get(r) == "ok"]
@@ -154,6 +162,11 @@ def fetch(client: Client, remote: str | None = None, *, artifacts: bool = False,
     store = client.tracker.store
     url = resolve_remote(store, remote)
     result = fetch_refs(store, url)
+    prefix = EXPERIMENTS_PREFIX.encode()
+    for ref in [r for r in result.diverged if r.startswith(prefix)]:  # created in two clones: join them
+        if client.tracker.experiments.merge(ref[len(prefix):].decode(), result.remote[ref]):
+            result.diverged.remove(ref)
+            result.updated.append(ref)
     outcome = FetchOutcome(url, result)
     if artifacts:
         changed = set(result.created) | set(result.updated) | set(result.unchanged)
@@ -162,10 +175,20 @@ def fetch(client: Client, remote: str | None = None, *, artifacts: bool = False,
         content = client.artifacts.content
         inline = {s for s, (run_id, path) in objects.items() if client.artifacts.inline_copy(run_id, path, s) is not None}
         todo = sorted(s for s in objects if not content.has_local(s) and s not in inline)
-        for i, sha in enumerate(todo, 1):
+        done = [0]
+
+        def get(sha: str) -> None:
             run_id, path = objects[sha]
-            content.download(sha, what=f"run {run_id} artifact {path!r}")
+            try:
+                content.download(sha, what=f"run {run_id} artifact {path!r}")
+            except GitmlError as e:  # one object missing or damaged: the others still come
+                outcome.failed[sha] = str(e)
+                return
+            done[0] += 1
             if progress:
-                progress(i, len(todo), 0, 0)
-        outcome.downloaded = len(todo)
+                progress(done[0], len(todo), 0, 0)
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(get, todo))
+        outcome.downloaded = done[0]
     return outcome

@@ -363,3 +363,29 @@ def test_push_shows_progress_on_a_terminal(repo, team):
     assert proc.returncode == 0, shown
     assert b"uploading artifacts: 4/4 files" in shown and b"MiB" in shown
     assert b"uploading" not in proc.stdout
+
+
+def test_experiment_created_in_two_clones_is_joined_not_stuck(repo, team, tmp_path):
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(team["origin"]), str(other))  # before anything was pushed
+    with gitml.Client(other) as c:
+        experiment_id = c.create_experiment("team")  # the same name, in another clone
+        assert experiment_id == gitml.Client(repo).get_experiment_by_name("team").experiment_id
+        run = c.create_run(experiment_id, run_name="theirs")
+        c.set_terminated(run.info.run_id)
+    gitml_cli(repo, "push")
+    result = CliRunner().invoke(cli, ["-C", str(other), "push"])
+    assert result.exit_code == 0, result.output  # not an error: the runs went
+    assert "joins them" in result.output
+    assert run.info.run_id in git(team["origin"], "for-each-ref", "refs/gitml/runs")
+    out = gitml_cli(other, "fetch")
+    assert "diverged" not in out
+    ref = f"refs/gitml/experiments/{experiment_id}"
+    assert "joins them" not in gitml_cli(other, "push")  # the joined record goes by fast-forward
+    gitml_cli(repo, "fetch")
+    assert git(repo, "rev-parse", ref) == git(team["origin"], "rev-parse", ref) == git(other, "rev-parse", ref)
+    assert len(git(repo, "rev-list", "--parents", "-1", ref).split()) == 3  # a join of both records
+    with gitml.Client(repo) as c:
+        assert c.get_experiment(experiment_id).name == "team"
+        assert len(c.search_runs(experiment_ids=[experiment_id])) == 3
+    git(team["origin"], "fsck", "--strict")

@@ -57,8 +57,17 @@ def push(ctx, remote, experiments, runs, all_, force):
                 fg="yellow",
                 err=True,
             )
+        for ref, note in sorted(result.notes.items()):
+            click.secho(f"  {ref}: {note}", fg="yellow", err=True)
         for ref, status in sorted(result.rejected.items()):
             click.secho(f"  {ref}: {status}", fg="red", err=True)
+        if any(status == "rejected: non-fast-forward" for status in result.rejected.values()):
+            click.secho(
+                "hint: the remote has commits of these runs that this clone lacks: `gitml fetch`, then push again "
+                "(a run written in two clones stays diverged; --force pushes this clone's)",
+                fg="yellow",
+                err=True,
+            )
         if result.rejected:
             sys.exit(1)
 
@@ -76,6 +85,11 @@ def _fetch(ctx, remote, artifacts: bool) -> None:
         )
         for ref in r.diverged:
             click.secho(f"  {ref.decode()}: diverged (written in two places); kept the local one", fg="yellow", err=True)
+        for message in sorted(outcome.failed.values()):
+            click.secho(f"  {message}", fg="red", err=True)
+        if outcome.failed:
+            click.secho(f"{len(outcome.failed)} artifact object(s) could not be downloaded", fg="red", err=True)
+            sys.exit(1)
 
 
 @cli.command()

@@ -164,6 +164,35 @@ class ExperimentRegistry:
     def set_lifecycle(self, experiment_id: str, stage: str) -> Experiment:
         return self.update(experiment_id, lambda d: d.__setitem__("lifecycle_stage", stage))
 
+    def merge(self, experiment_id: str, theirs: bytes) -> bool:
+        """Join a diverged record of this experiment (made in another clone) with ours:
+        a commit whose parents are both, holding the record updated last (creation
+        time: the earlier one). Both clones then push and fetch it by fast-forward.
+        Returns False when our ref moved meanwhile."""
+        experiment_id = check_experiment_id(experiment_id)
+        ref = experiment_ref(experiment_id)
+        ours = self.store.ref(ref)
+        if ours is None or ours == theirs:
+            return self.store.cas(ref, ours, theirs) if ours is None else True
+        a, b = self._read(experiment_id, ours), self._read(experiment_id, theirs)
+        newer, _ = sorted([(a, ours), (b, theirs)], key=lambda e: (e[0].last_update_time or 0, e[1]))[::-1]
+        winner = newer[0]
+        created = [t for t in (a.creation_time, b.creation_time) if t is not None]
+        data = {
+            "name": winner.name,
+            "lifecycle_stage": winner.lifecycle_stage,
+            "tags": dict(winner.tags),
+            "creation_time": min(created) if created else None,
+            "last_update_time": winner.last_update_time,
+        }
+        if winner.artifact_location != f"{self.artifact_root}/{experiment_id}":
+            data["artifact_location"] = winner.artifact_location
+        blob = Blob.from_string(dump_yaml(data))
+        tree = make_tree({FILE: (FILE_MODE, blob.id)})
+        commit = make_commit(self.store, tree.id, [ours, theirs], f"gitml: experiment {winner.name} (merged)\n")
+        self.store.write([blob, tree, commit])
+        return self.store.cas(ref, ours, commit.id)
+
     def _write(self, experiment_id: str, old: bytes | None, data: dict) -> bool:
         blob = Blob.from_string(dump_yaml(data))
         tree = make_tree({FILE: (FILE_MODE, blob.id)})
