@@ -264,6 +264,29 @@ def test_gc_drops_unreferenced_cache_and_lists_remote_before_deleting(repo, team
     assert "0 problem(s)" in gitml_cli(repo, "fsck")
 
 
+def test_remote_gc_never_deletes_what_others_may_reference(repo, team, tmp_path, monkeypatch):
+    gitml_cli(repo, "push")
+    # a teammate's clone, not fetched since, would see the team's objects as unreferenced
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(team["origin"]), str(other))
+    out = gitml_cli(other, "gc", "--remote", "--delete", "--keep-recent", "0", code=1)
+    assert "lacks" in out and "gitml fetch" in out
+    assert len(objects_in(team["store"])) == 4
+    gitml_cli(other, "fetch")
+    out = gitml_cli(other, "gc", "--remote", "--delete", "--keep-recent", "0")
+    assert len(objects_in(team["store"])) == 4  # all referenced by the fetched runs
+    # an object pushed a moment ago (its run's refs may not have arrived yet) is kept
+    fresh = team["store"] / "ab" / ("c" * 62)
+    fresh.parent.mkdir(exist_ok=True)
+    fresh.write_bytes(b"just uploaded")
+    assert "would delete" not in gitml_cli(other, "gc", "--remote")
+    # the default store is shared by every repository of the user: never collected
+    monkeypatch.delenv("GITML_ARTIFACT_REMOTE")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    out = gitml_cli(repo, "gc", "--remote", "--keep-recent", "0", code=1)
+    assert "shared by every repository" in out
+
+
 def test_local_transfer_handles_git_gc_packs_and_increments(repo, team, tmp_path):
     """The local fast path copies stored entries; packs git wrote (with deltas) still work."""
     git(repo, "gc", "-q", "--aggressive")  # git repacks everything, with deltas

@@ -444,6 +444,21 @@ class ContentStore:
                 names.add(parts[-2] + parts[-1])
         return names
 
+    def remote_modified(self, sha256: str) -> float | None:
+        """When an object was written to the remote (seconds since the epoch), if the
+        backend says (a folder's mtime, S3's LastModified, ...)."""
+        try:
+            info = self.fs.info(self._remote_key(sha256))
+        except FileNotFoundError:
+            return None
+        for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+            value = info.get(key)
+            if isinstance(value, (int, float)):
+                return float(value)
+            if hasattr(value, "timestamp"):
+                return value.timestamp()
+        return None
+
     def delete_remote(self, sha256: str) -> None:
         self.fs.rm(self._remote_key(sha256))
 

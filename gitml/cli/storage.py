@@ -119,12 +119,15 @@ def fsck(ctx, no_remote):
 @click.option("--remote", is_flag=True, help="Also list the remote's objects no run references.")
 @click.option("--delete", is_flag=True, help="With --remote: delete them (run without it first to see the list).")
 @click.option("--keep-recent", default=3600, show_default=True, type=click.IntRange(min=0),
-              help="Keep cached objects added in the last this many seconds (a run may be logging them).")
+              help="Keep objects added in the last this many seconds (a run may be logging or pushing them).")
+@click.option("--git-remote", help="With --remote: the git remote whose runs must all be here first (default origin).")
 @click.pass_context
-def gc(ctx, remote, delete, keep_recent):
-    """Drop cached artifact objects that no run references.
+def gc(ctx, remote, delete, keep_recent, git_remote):
+    """Drop cached artifact objects that no run references; pack run refs.
 
-    With --remote, also list the remote's unreferenced objects; --delete deletes them.
+    With --remote, also list the artifact remote's unreferenced objects (refused for the
+    default store, which every repository shares, and while the git remote has runs this
+    clone lacks); --delete deletes them.
     """
     from gitml.artifacts.service import referenced_objects
 
@@ -147,7 +150,9 @@ def gc(ctx, remote, delete, keep_recent):
             click.echo(f"packed {packed} run ref(s)")
         if not remote:
             return
-        extra = sorted(content.remote_objects() - keep)
+        from gitml import sync
+
+        extra = sync.remote_garbage(c, git_remote=git_remote, keep_recent=keep_recent)
         for sha in extra:
             click.echo(f"{'deleting' if delete else 'would delete'} {content.remote_url}/{sha[:2]}/{sha[2:]}")
             if delete:

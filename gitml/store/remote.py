@@ -143,7 +143,7 @@ def push_refs(
                     status[ref] = f"rejected: object {new.decode()} is missing locally"
                 elif old is not None and new is not None and not force and ref.startswith(_TAGS_PREFIX):
                     status[ref] = "rejected: tag already exists"
-                elif old is not None and new is not None and not force and not _is_ancestor(local, old, new):
+                elif old is not None and new is not None and not force and not is_ancestor(local, old, new):
                     status[ref] = "rejected: non-fast-forward"
                 else:
                     send[ref] = ZERO_SHA if new is None else new
@@ -290,9 +290,9 @@ def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result:
         ours = store.ref(ref)
         if ours == theirs:
             bucket = result.unchanged
-        elif ours is not None and _is_ancestor(local, theirs, ours):
+        elif ours is not None and is_ancestor(local, theirs, ours):
             bucket = result.ahead
-        elif ours is not None and not _is_ancestor(local, ours, theirs):
+        elif ours is not None and not is_ancestor(local, ours, theirs):
             bucket = result.diverged
         elif store.cas(ref, ours, theirs):
             bucket = result.created if ours is None else result.updated
@@ -303,7 +303,7 @@ def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result:
     raise RepositoryError(f"ref {ref.decode()} kept moving while fetching it")
 
 
-def _is_ancestor(repo: Repo, ancestor: bytes, descendant: bytes) -> bool:
+def is_ancestor(repo: Repo, ancestor: bytes, descendant: bytes) -> bool:
     """Whether commit ``ancestor`` is ``descendant`` or one of its ancestors
     (False when either is missing locally or is not a commit)."""
     try:
