@@ -43,7 +43,7 @@ class FetchOutcome:
     url: str
     result: FetchResult
     downloaded: int = 0
-    failed: dict[str, str] = field(default_factory=dict)  # object -> why it could not be downloaded
+    failed: dict[str, str] = field(default_factory=dict)  # object or run ref -> why it could not be had
 
 
 def select_refs(client: Client, *, experiments: list[str] | None = None, runs: list[str] | None = None) -> dict[bytes, bytes]:
@@ -98,7 +98,8 @@ def push(
     content = client.artifacts.content
     confirmed = content.confirmed_commits()
     unconfirmed = {r: s for r, s in refs.items() if parse_run_ref(r) and s not in confirmed}
-    by_run = objects_by_run(client.tracker, unconfirmed, stop=confirmed)
+    broken: dict[bytes, str] = {}
+    by_run = objects_by_run(client.tracker, unconfirmed, stop=confirmed, broken=broken)
     objects: dict[str, tuple[str, str]] = {}
     for found in by_run.values():
         for sha, where in found.items():
@@ -125,7 +126,7 @@ def push(
             missing, what=lambda s: f"run {objects[s][0]} artifact {objects[s][1]!r}", progress=step, lost=lost
         )
         result.uploaded_bytes = done[1]
-    blocked = {}
+    blocked = {ref: f"rejected: {why}" for ref, why in broken.items()}
     for ref, found in by_run.items():
         gone = sorted((where[1], sha) for sha, where in found.items() if sha in lost)
         if gone:
@@ -217,7 +218,9 @@ def fetch(client: Client, remote: str | None = None, *, artifacts: bool = False,
     if artifacts:
         changed = set(result.created) | set(result.updated) | set(result.unchanged)
         refs = {r: s for r, s in client.tracker.run_refs().items() if r in changed}
-        objects = referenced_objects(client.tracker, refs)
+        broken: dict[bytes, str] = {}
+        objects = referenced_objects(client.tracker, refs, broken=broken)
+        outcome.failed.update({ref.decode(): f"{ref.decode()}: {why}" for ref, why in broken.items()})
         content = client.artifacts.content
         inline = {s for s, (run_id, path) in objects.items() if client.artifacts.inline_copy(run_id, path, s) is not None}
         todo = sorted(s for s in objects if not content.has_local(s) and s not in inline)

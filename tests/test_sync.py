@@ -412,3 +412,25 @@ def test_experiment_created_in_two_clones_is_joined_not_stuck(repo, team, tmp_pa
         assert c.get_experiment(experiment_id).name == "team"
         assert len(c.search_runs(experiment_ids=[experiment_id])) == 3
     git(team["origin"], "fsck", "--strict")
+
+
+def test_malformed_refs_from_the_remote_do_not_break_the_others(repo, team, tmp_path):
+    gitml_cli(repo, "push")
+    origin = team["origin"]
+    blob = git(origin, "hash-object", "-w", "--stdin", input_text="not a commit\n").strip()
+    empty_tree = git(origin, "hash-object", "-t", "tree", "-w", "--stdin", input_text="").strip()
+    bare_commit = git(origin, "commit-tree", empty_tree, "-m", "no experiment.yaml").strip()
+    bad_run = f"refs/gitml/runs/0/{'e' * 32}"
+    git(origin, "update-ref", bad_run, blob)
+    git(origin, "update-ref", "refs/gitml/experiments/123456789012345", bare_commit)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    result = CliRunner().invoke(cli, ["-C", str(clone), "pull"])
+    assert result.exit_code == 1 and bad_run in result.output
+    assert "2 artifact object(s) downloaded" in result.output  # the good runs' objects all came
+    out = gitml_cli(clone, "experiments")
+    assert "team" in out  # the bad experiment is skipped, not fatal
+    out = gitml_cli(clone, "fsck", code=1)
+    assert f"unreadable run {bad_run}" in out
+    out = gitml_cli(clone, "gc", code=1)
+    assert bad_run in out  # gc stops: the bad run's objects would look unreferenced

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from dulwich.objects import Blob
 
 from gitml.artifacts.cas import ContentStore
-from gitml.errors import ConflictError, GitmlError, InvalidInputError, NotFoundError
+from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError
 from gitml.names import check_artifact_path
 from gitml.tracking.tracker import Tracker
 
@@ -246,7 +246,11 @@ class RunArtifacts:
 
 
 def referenced_objects(
-    tracker: Tracker, refs: dict[bytes, bytes] | None = None, *, stop: AbstractSet[bytes] = frozenset()
+    tracker: Tracker,
+    refs: dict[bytes, bytes] | None = None,
+    *,
+    stop: AbstractSet[bytes] = frozenset(),
+    broken: dict[bytes, str] | None = None,
 ) -> dict[str, tuple[str, str]]:
     """Every artifact object any run commit references: ``{sha256: (run_id, path)}``.
 
@@ -256,7 +260,7 @@ def referenced_objects(
     accounted for already, e.g. known to be on the artifact remote).
     """
     found: dict[str, tuple[str, str]] = {}
-    for objects in objects_by_run(tracker, refs, stop=stop).values():
+    for objects in objects_by_run(tracker, refs, stop=stop, broken=broken).values():
         for sha, where in objects.items():
             found.setdefault(sha, where)
     if refs is None:
@@ -266,44 +270,66 @@ def referenced_objects(
 
 
 def objects_by_run(
-    tracker: Tracker, refs: dict[bytes, bytes] | None = None, *, stop: AbstractSet[bytes] = frozenset()
+    tracker: Tracker,
+    refs: dict[bytes, bytes] | None = None,
+    *,
+    stop: AbstractSet[bytes] = frozenset(),
+    broken: dict[bytes, str] | None = None,
 ) -> dict[bytes, dict[str, tuple[str, str]]]:
     """The artifact objects of each run ref's commits (down to ``stop``):
-    ``{ref: {sha256: (run_id, path)}}``."""
-    from gitml.names import parse_run_ref
-    from gitml.tracking.record import ARTIFACTS, load_yaml
-    from gitml.tracking.writer import TRAILER_ARTIFACTS, TRAILER_RUN
+    ``{ref: {sha256: (run_id, path)}}``.
 
-    store = tracker.store
+    A run whose commits or manifest cannot be read raises :class:`CorruptRecordError`
+    naming its ref, or, given a ``broken`` dict, is put there (``{ref: why}``) and skipped.
+    """
+    from gitml.names import parse_run_ref
+
     out: dict[bytes, dict[str, tuple[str, str]]] = {}
     manifests: dict[bytes, dict[str, tuple[str, str]]] = {}  # manifest blob -> its objects
-    marker = f"\n{TRAILER_RUN}: ".encode()
-    changed = f"\n{TRAILER_ARTIFACTS}: ".encode()
     for ref, sha in (tracker.run_refs() if refs is None else refs).items():
         parsed = parse_run_ref(ref)
         if parsed is None:
             continue
-        run_id = parsed[1]
-        found = out.setdefault(ref, {})
-        commit_sha: bytes | None = sha
-        while commit_sha is not None and commit_sha not in stop:
-            commit = store.commit(commit_sha)
-            if marker not in commit.message:
-                break  # the source commit: the run's own commits are behind us
-            if changed in commit.message:  # this commit changed the manifest
-                entry = store.lookup(commit.tree, f".gitml/run/{ARTIFACTS}")
-                if entry and entry[1] not in manifests:
-                    manifest = load_yaml(store.blob(entry[1]), f"run {run_id} ({ARTIFACTS})") or {}
-                    manifests[entry[1]] = {
-                        str(item["sha256"]): (run_id, str(path))
-                        for path, item in manifest.items()
-                        if isinstance(item, dict) and "sha256" in item
-                    }
-                if entry:
-                    for sha256, where in manifests[entry[1]].items():
-                        found.setdefault(sha256, where)
-            commit_sha = commit.parents[0] if commit.parents else None
+        try:
+            out[ref] = _run_objects(tracker.store, parsed[1], sha, stop, manifests)
+        except CorruptRecordError as e:
+            if broken is None:
+                raise CorruptRecordError(f"run {ref.decode()}", str(e)) from None
+            broken[ref] = str(e)
     return out
+
+
+def _run_objects(
+    store, run_id: str, sha: bytes, stop: AbstractSet[bytes], manifests: dict[bytes, dict[str, tuple[str, str]]]
+) -> dict[str, tuple[str, str]]:
+    """The objects one run's commits reference, from ``sha`` down to its source commit."""
+    from gitml.tracking.record import ARTIFACTS, load_yaml
+    from gitml.tracking.writer import TRAILER_ARTIFACTS, TRAILER_RUN
+
+    marker = f"\n{TRAILER_RUN}: ".encode()
+    changed = f"\n{TRAILER_ARTIFACTS}: ".encode()
+    found: dict[str, tuple[str, str]] = {}
+    commit_sha: bytes | None = sha
+    while commit_sha is not None and commit_sha not in stop:
+        commit = store.commit(commit_sha)
+        if marker not in commit.message:
+            break  # the source commit: the run's own commits are behind us
+        if changed in commit.message:  # this commit changed the manifest
+            entry = store.lookup(commit.tree, f".gitml/run/{ARTIFACTS}")
+            if entry and entry[1] not in manifests:
+                manifest = load_yaml(store.blob(entry[1]), f"run {run_id} ({ARTIFACTS})") or {}
+                if not isinstance(manifest, dict):
+                    raise CorruptRecordError(f"run {run_id}", f"{ARTIFACTS} is not a mapping")
+                manifests[entry[1]] = {
+                    str(item["sha256"]): (run_id, str(path))
+                    for path, item in manifest.items()
+                    if isinstance(item, dict) and "sha256" in item
+                }
+            if entry:
+                for sha256, where in manifests[entry[1]].items():
+                    found.setdefault(sha256, where)
+        commit_sha = commit.parents[0] if commit.parents else None
+    return found
 
 
 def _journaled_artifacts(tracker: Tracker):

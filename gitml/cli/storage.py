@@ -83,8 +83,11 @@ def fsck(ctx, no_remote):
 
     with _client(ctx) as c:
         content = c.artifacts.content
-        objects = referenced_objects(c.tracker)
-        problems = 0
+        broken: dict[bytes, str] = {}
+        objects = referenced_objects(c.tracker, broken=broken)
+        problems = len(broken)
+        for ref, why in sorted(broken.items()):
+            click.echo(f"unreadable run {ref.decode()}: {why}")
         local_ok = 0
         for sha, (run_id, path) in sorted(objects.items(), key=lambda kv: kv[1]):
             if content.has_local(sha):

@@ -88,7 +88,7 @@ def _fetch(ctx, remote, artifacts: bool) -> None:
         for message in sorted(outcome.failed.values()):
             click.secho(f"  {message}", fg="red", err=True)
         if outcome.failed:
-            click.secho(f"{len(outcome.failed)} artifact object(s) could not be downloaded", fg="red", err=True)
+            click.secho(f"{len(outcome.failed)} artifact object(s) or run(s) could not be had", fg="red", err=True)
             sys.exit(1)
 
 

@@ -11,11 +11,12 @@ default experiment, present even before anything is written.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 
 from dulwich.objects import Blob
 
-from gitml.errors import ExperimentNotFoundError, InvalidInputError
+from gitml.errors import CorruptRecordError, ExperimentNotFoundError, InvalidInputError
 from gitml.names import (
     DEFAULT_EXPERIMENT_ID,
     DEFAULT_EXPERIMENT_NAME,
@@ -33,6 +34,7 @@ from gitml.tracking.record import dump_yaml, load_yaml
 from gitml.tracking.writer import make_commit
 
 FILE = b"experiment.yaml"
+log = logging.getLogger("gitml")
 
 
 def experiment_id_for(name: str, salt: int = 0) -> str:
@@ -50,11 +52,12 @@ class ExperimentRegistry:
     def _read(self, experiment_id: str, commit: bytes) -> Experiment:
         hit = self._cache.get(commit)
         if hit is None:
-            entry = self.store.tree(self.store.commit(commit).tree).get(FILE)
+            try:
+                entry = self.store.tree(self.store.commit(commit).tree).get(FILE)
+            except CorruptRecordError as e:
+                raise CorruptRecordError(f"experiment {experiment_id}", str(e)) from None
             data = load_yaml(self.store.blob(entry[1]), f"experiment {experiment_id}") if entry else None
             if not isinstance(data, dict) or "name" not in data:
-                from gitml.errors import CorruptRecordError
-
                 raise CorruptRecordError(f"experiment {experiment_id}", "experiment.yaml is missing or malformed")
             hit = Experiment(
                 experiment_id=experiment_id,
@@ -83,7 +86,10 @@ class ExperimentRegistry:
         found = {}
         for ref, commit in self.store.refs_under(EXPERIMENTS_PREFIX).items():
             experiment_id = ref.decode()[len(EXPERIMENTS_PREFIX):]
-            found[experiment_id] = self._read(experiment_id, commit)
+            try:
+                found[experiment_id] = self._read(experiment_id, commit)
+            except CorruptRecordError as e:  # one bad record must not hide the others
+                log.warning("gitml: skipping %s: %s", ref.decode(), e)
         found.setdefault(DEFAULT_EXPERIMENT_ID, self._default())
         return [e for e in found.values() if ViewType.matches(view, e.lifecycle_stage)]
 
