@@ -54,7 +54,11 @@ def select_refs(client: Client, *, experiments: list[str] | None = None, runs: l
     if not experiments and not runs:
         chosen = dict(all_runs)
     for spec in experiments or []:
-        experiment = client.get_experiment_by_name(spec) or client.get_experiment(spec)
+        experiment = client.get_experiment_by_name(spec)
+        if experiment is None:
+            if not spec.isdigit():
+                raise InvalidInputError(f"no experiment named {spec!r}")
+            experiment = client.get_experiment(spec)
         prefix = f"refs/gitml/runs/{experiment.experiment_id}/".encode()
         chosen.update({r: s for r, s in all_runs.items() if r.startswith(prefix)})
     for spec in runs or []:

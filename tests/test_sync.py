@@ -10,7 +10,7 @@ import gitml
 from gitml.artifacts.cas import ArtifactRemoteError, IntegrityError
 from gitml.cli.main import cli
 from gitml.store.remote import RemoteError
-from tests.conftest import git
+from tests.conftest import git, run_python
 
 
 def gitml_cli(repo, *args, code=0):
@@ -434,3 +434,24 @@ def test_malformed_refs_from_the_remote_do_not_break_the_others(repo, team, tmp_
     assert f"unreadable run {bad_run}" in out
     out = gitml_cli(clone, "gc", code=1)
     assert bad_run in out  # gc stops: the bad run's objects would look unreferenced
+
+
+def test_push_selection_errors_are_plain(repo, team):
+    assert "no experiment named 'nosuchexp'" in gitml_cli(repo, "push", "-e", "nosuchexp", code=1)
+    out = gitml_cli(repo, "push", "--all", "-r", "run0", code=2)
+    assert "--all" in out and "--run" in out
+
+
+def test_push_from_a_shallow_clone_to_an_empty_remote_says_why(repo, team, tmp_path):
+    git(repo, "commit", "-q", "--allow-empty", "-m", "second")
+    git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
+    shallow = tmp_path / "ci-checkout"
+    git(tmp_path, "clone", "-q", "--depth", "1", team["origin"].as_uri(), str(shallow))
+    run_python("import gitml\nwith gitml.start_run():\n    gitml.log_metric('m', 1.0)", cwd=shallow)
+    empty = tmp_path / "empty.git"
+    git(tmp_path, "init", "-q", "--bare", str(empty))
+    out = gitml_cli(shallow, "push", str(empty), code=1)
+    assert "shallow" in out and "unexpected" not in out
+    assert git(empty, "for-each-ref", "refs/gitml") == ""
+    gitml_cli(shallow, "push")  # origin has the history: the push goes
+    git(team["origin"], "fsck", "--strict")

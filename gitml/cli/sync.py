@@ -38,6 +38,8 @@ def push(ctx, remote, experiments, runs, all_, force):
     """
     from gitml import sync
 
+    if all_ and (experiments or runs):
+        raise click.UsageError("--all pushes everything: give it without --experiment or --run")
     with _client(ctx) as c:
         result = sync.push(
             c, remote, experiments=None if all_ else list(experiments), runs=None if all_ else list(runs),

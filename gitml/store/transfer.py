@@ -25,6 +25,7 @@ from dulwich.object_format import DEFAULT_OBJECT_FORMAT
 from dulwich.pack import UnpackedObject, load_pack_index
 from dulwich.repo import Repo
 
+from gitml.errors import RepositoryError
 from gitml.store.packs import _entry_header, _write_entries
 from gitml.store.refs import lock_packed_refs, write_packed_refs
 
@@ -88,7 +89,13 @@ class PackEntries:
         """``(type number, content)``, inflated from the stored entry when there is one."""
         hit = self._where.get(bytes.fromhex(hexsha.decode()))
         if hit is None:
-            return self.repo.object_store.get_raw(hexsha)
+            try:
+                return self.repo.object_store.get_raw(hexsha)
+            except KeyError:
+                raise RepositoryError(
+                    f"object {hexsha.decode()} is not in {self.repo.path}, and the other side needs it "
+                    "(a shallow clone? `git fetch --unshallow` brings the history)"
+                ) from None
         number, start, stop, _ = hit
         data = self._maps[number]
         pos = start
