@@ -455,3 +455,18 @@ def test_push_from_a_shallow_clone_to_an_empty_remote_says_why(repo, team, tmp_p
     assert git(empty, "for-each-ref", "refs/gitml") == ""
     gitml_cli(shallow, "push")  # origin has the history: the push goes
     git(team["origin"], "fsck", "--strict")
+
+
+def test_a_damaged_cached_copy_is_fetched_again_on_first_read(repo, team, tmp_path):
+    gitml_cli(repo, "push")
+    c = gitml.Client(repo)
+    run_id = team["ids"][1]
+    sha = c.artifacts.manifest(run_id)["model/weights.bin"]["sha256"]
+    cached = repo / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]
+    cached.write_bytes(b"bit rot")
+    assert c.artifacts.read_bytes(run_id, "model/weights.bin").endswith(b"1")  # from the remote, verified
+    assert cached.read_bytes() != b"bit rot"
+    cached.write_bytes(b"bit rot")
+    path = c.download_artifacts(run_id, "model", str(tmp_path / "out"))
+    assert open(os.path.join(path, "weights.bin"), "rb").read().endswith(b"1")
+    c.close()

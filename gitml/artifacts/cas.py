@@ -205,29 +205,48 @@ class ContentStore:
         return sha, len(data)
 
     def copy_to(self, sha256: str, dst: str, *, what: str) -> None:
-        """Write object ``sha256`` to ``dst``, verified; fetched from the remote if not cached."""
-        src = self.ensure_local(sha256, what=what)
-        tmp = f"{dst}.{uuid.uuid4().hex[:8]}.tmp"
-        digest = hashlib.sha256()
-        try:
-            with open(src, "rb") as s, open(tmp, "wb") as d:
-                while chunk := s.read(CHUNK):
-                    digest.update(chunk)
-                    d.write(chunk)
-            if digest.hexdigest() != sha256:
-                os.unlink(src)  # a corrupt cached object is never kept
-                raise IntegrityError(f"{what}: cached object {sha256} does not match its hash (removed from the cache)")
-            os.replace(tmp, dst)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        """Write object ``sha256`` to ``dst``, verified; fetched from the remote if not
+        cached, or if the cached copy turns out damaged (which is then dropped)."""
+        for attempt in (1, 2):
+            src = self.ensure_local(sha256, what=what)
+            tmp = f"{dst}.{uuid.uuid4().hex[:8]}.tmp"
+            digest = hashlib.sha256()
+            try:
+                with open(src, "rb") as s, open(tmp, "wb") as d:
+                    while chunk := s.read(CHUNK):
+                        digest.update(chunk)
+                        d.write(chunk)
+                if digest.hexdigest() == sha256:
+                    os.replace(tmp, dst)
+                    return
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            self._drop_damaged(sha256, what=what, last=attempt == 2)
 
     def read_bytes(self, sha256: str, *, what: str) -> bytes:
-        data = open(self.ensure_local(sha256, what=what), "rb").read()
-        if hashlib.sha256(data).hexdigest() != sha256:
-            os.unlink(self.cache_path(sha256))
-            raise IntegrityError(f"{what}: cached object {sha256} does not match its hash (removed from the cache)")
-        return data
+        """The bytes of an object, verified (a damaged cached copy is fetched again)."""
+        for attempt in (1, 2):
+            with open(self.ensure_local(sha256, what=what), "rb") as f:
+                data = f.read()
+            if hashlib.sha256(data).hexdigest() == sha256:
+                return data
+            self._drop_damaged(sha256, what=what, last=attempt == 2)
+        raise AssertionError("unreachable")
+
+    def _drop_damaged(self, sha256: str, *, what: str, last: bool) -> None:
+        """A cached copy does not match its hash: it is never kept. The caller fetches
+        it again from the remote once; if the remote has no good copy, say so."""
+        os.unlink(self.cache_path(sha256))
+        if last:
+            raise IntegrityError(f"{what}: object {sha256} does not match its hash (removed from the cache)")
+        try:
+            self.download(sha256, what=what)
+        except GitmlError as e:
+            raise IntegrityError(
+                f"{what}: cached object {sha256} does not match its hash (removed from the cache), "
+                f"and the remote has no good copy: {e}"
+            ) from None
 
     def ensure_local(self, sha256: str, *, what: str) -> str:
         """The cache path of an object, downloading (and verifying) it if needed."""
