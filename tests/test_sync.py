@@ -470,3 +470,23 @@ def test_a_damaged_cached_copy_is_fetched_again_on_first_read(repo, team, tmp_pa
     path = c.download_artifacts(run_id, "model", str(tmp_path / "out"))
     assert open(os.path.join(path, "weights.bin"), "rb").read().endswith(b"1")
     c.close()
+
+
+def test_gc_removes_what_killed_processes_half_wrote(repo, team):
+    gitml_cli(repo, "push")
+    old = 1_000_000_000  # long ago
+    leftovers = [
+        repo / ".git" / "gitml" / "cache" / "incoming-dead.tmp",
+        team["store"] / "ab" / "cdef.1234abcd.tmp",
+        repo / ".git" / "objects" / "pack" / "tmp_gitml_1_2_abc_pack",
+    ]
+    fresh = repo / ".git" / "gitml" / "cache" / "incoming-alive.tmp"
+    for path in [*leftovers, fresh]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    for path in leftovers:
+        os.utime(path, (old, old))
+    out = gitml_cli(repo, "gc")
+    assert "removed 3 half-written file(s)" in out
+    assert not any(p.exists() for p in leftovers) and fresh.exists()
+    assert "0 problem(s)" in gitml_cli(repo, "fsck")

@@ -137,6 +137,20 @@ class StatCache:
             self._conn = None
 
 
+def _drop_old_files(folder: str, suffix: str, older_than: float) -> int:
+    dropped = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                if name.endswith(suffix) and os.stat(path).st_mtime < older_than:
+                    os.unlink(path)
+                    dropped += 1
+            except FileNotFoundError:
+                pass
+    return dropped
+
+
 def _write_lines(path: str, lines: list[str]) -> None:
     """Replace a small state file at once (a reader never sees half of it)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -273,6 +287,14 @@ class ContentStore:
                     found.add(prefix + name)
         return found
 
+    def drop_stale_temporaries(self, older_than: float) -> int:
+        """Delete the half-written files a killed process left in the cache (and, for a
+        folder remote, there) before ``older_than`` (a time); returns how many."""
+        folders = [self.cache_dir]
+        if "://" not in self.remote_url or self.remote_url.startswith("file://"):
+            folders.append(self.remote_url.removeprefix("file://"))
+        return sum(_drop_old_files(folder, ".tmp", older_than) for folder in folders)
+
     def drop_local(self, sha256: str) -> None:
         try:
             os.unlink(self.cache_path(sha256))
@@ -346,10 +368,10 @@ class ContentStore:
             return damaged
         fs = self.fs
         try:
-            if len(todo) > 64:
+            if len(todo) > 2048:  # a listing costs less than this many questions
                 have = todo & self.remote_objects()
             else:
-                with ThreadPoolExecutor(max_workers=8) as pool:
+                with ThreadPoolExecutor(max_workers=16) as pool:
                     flags = list(pool.map(lambda s: fs.exists(self._remote_key(s)), sorted(todo)))
                 have = {s for s, ok in zip(sorted(todo), flags) if ok}
         except GitmlError:

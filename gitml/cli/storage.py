@@ -148,6 +148,9 @@ def gc(ctx, remote, delete, keep_recent, git_remote):
             dropped += 1
             freed += st.st_size
         click.echo(f"dropped {dropped} cached object(s), {_size(freed)}")
+        stale = content.drop_stale_temporaries(grace) + c.tracker.store.drop_stale_temporaries(grace)
+        if stale:
+            click.echo(f"removed {stale} half-written file(s) left by killed processes")
         packed = c.tracker.pack_refs(minimum=1)
         if packed:
             click.echo(f"packed {packed} run ref(s)")

@@ -114,6 +114,20 @@ class GitStore:
             except OSError as e:  # housekeeping must never fail a write
                 log.warning("gitml: could not merge small packs: %s", e)
 
+    def drop_stale_temporaries(self, older_than: float) -> int:
+        """Delete the half-written packs a killed process left (``tmp_gitml_*``) before
+        ``older_than`` (a time); returns how many files."""
+        dropped = 0
+        for name in os.listdir(self.pack_dir) if os.path.isdir(self.pack_dir) else []:
+            path = os.path.join(self.pack_dir, name)
+            try:
+                if name.startswith("tmp_gitml_") and os.stat(path).st_mtime < older_than:
+                    os.unlink(path)
+                    dropped += 1
+            except FileNotFoundError:
+                pass
+        return dropped
+
     def contains(self, sha: bytes) -> bool:
         """Whether the repository holds this object (no lookup for what this process wrote)."""
         if sha in self._written or sha in self._present:
