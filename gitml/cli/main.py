@@ -125,7 +125,10 @@ def _fmt(value) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    text = str(value)
+    if not text.isprintable():  # a newline or tab in a value would break the table's lines
+        text = text.encode("unicode_escape").decode("ascii")
+    return text
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
@@ -296,7 +299,13 @@ def show(ctx, run, as_json):
             return
         i, s = r.info, r.source
         click.echo(click.style(f"run {i.run_id}", fg="yellow") + f"  ({i.run_name})")
-        click.echo(f"Experiment: {i.experiment_id}")
+        from gitml.errors import GitmlError
+
+        try:
+            experiment = f"{c.get_experiment(i.experiment_id).name} ({i.experiment_id})"
+        except GitmlError:
+            experiment = i.experiment_id
+        click.echo(f"Experiment: {experiment}")
         click.echo(f"Status:     {i.status}{'  [deleted]' if i.lifecycle_stage == 'deleted' else ''}")
         click.echo(f"Started:    {_when(i.start_time)}   Ended: {_when(i.end_time)}   ({_duration(i.start_time, i.end_time)})")
         dirty = " + uncommitted changes" if s.dirty else ""

@@ -118,6 +118,12 @@ def test_runs_table_has_no_trailing_whitespace(repo, client):
     assert all(line == line.rstrip() for line in lines), lines
 
 
+def test_runs_table_keeps_one_line_per_run_with_newlines_in_values(repo, client):
+    make_run(client, "0", "r", start=T0, params={"cmd": "line one\nline two\tend"})
+    lines = gitml("runs", repo=repo).stdout.splitlines()
+    assert len(lines) == 2 and "line one\\nline two\\tend" in lines[1]
+
+
 def test_runs_relies_on_cwd_without_dash_c(repo, tracked):
     assert names(json.loads(gitml("runs", "--json", cwd_only=True).stdout)) == ["bert", "rnn", "mlp", "cnn"]
 
@@ -210,7 +216,7 @@ def test_show_by_full_id_prefix_and_name(repo, tracked):
     out = outputs[0]
     assert out.splitlines()[0] == f"run {run_id}  (cnn)"
     assert "Status:     FINISHED" in out
-    assert f"Experiment: {tracked['vision']}" in out
+    assert f"Experiment: vision ({tracked['vision']})" in out
     assert git(repo, "rev-parse", "HEAD").strip() in out
     assert "Params:" in out and "Metrics:" in out and "Tags:" in out
     assert any(line.split() == ["lr", "0.01"] for line in out.splitlines())
