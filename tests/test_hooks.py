@@ -6,7 +6,7 @@ import sys
 from click.testing import CliRunner
 
 import gitml
-from gitml.cli.hooks import PRE_PUSH
+from gitml.cli.hooks import PRE_PUSH, pre_push_hook
 from gitml.cli.main import cli
 from tests.conftest import ROOT, git
 
@@ -26,12 +26,12 @@ def test_git_push_also_pushes_runs(repo, tmp_path, monkeypatch):
     gitml.flush()
     result = CliRunner().invoke(cli, ["-C", str(repo), "hooks", "install"])
     assert result.exit_code == 0 and "pre-push" in result.output
-    # the hook runs `python3 -m gitml.cli.main` when no gitml command is installed
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "python3").symlink_to(sys.executable)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    # no gitml command on the PATH: the hook runs the Python that installed it
+    assert f"python={sys.executable}" in (repo / ".git" / "hooks" / "pre-push").read_text()
+    monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not os.path.exists(os.path.join(p, "gitml"))))
     monkeypatch.setenv("PYTHONPATH", ROOT)
+    git(repo, "push", "-q", "--dry-run", "origin", "HEAD:refs/heads/main")
+    assert git(origin, "for-each-ref", "refs/gitml/runs") == ""  # a dry run pushes nothing
     git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
     assert run.info.run_id in git(origin, "for-each-ref", "refs/gitml/runs")
     assert any(files for _, _, files in os.walk(tmp_path / "store"))
@@ -49,4 +49,4 @@ def test_install_goes_where_git_looks_for_hooks(repo, tmp_path):
     assert (repo / ".git" / "hooks" / "pre-push").exists()
     git(repo, "config", "core.hooksPath", ".githooks")
     assert CliRunner().invoke(cli, ["-C", str(repo), "hooks", "install"]).exit_code == 0
-    assert (repo / ".githooks" / "pre-push").read_text() == PRE_PUSH
+    assert (repo / ".githooks" / "pre-push").read_text() == pre_push_hook(sys.executable)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shlex
 import stat
+import sys
 
 import click
 
@@ -14,14 +16,25 @@ PRE_PUSH = """#!/bin/sh
 # experiments to REMOTE, uploading their artifacts first (`gitml push REMOTE`).
 # Install with `gitml hooks install`. A failure is reported but never blocks your push.
 remote="$1"
+python="python3"  # `gitml hooks install` puts the Python that has gitml here
+# git runs this hook for `git push --dry-run` too: then push nothing
+if [ -r "/proc/$PPID/cmdline" ] && tr '\\0' '\\n' < "/proc/$PPID/cmdline" | grep -qxE -e '--dry-run|-n'; then
+    exit 0
+fi
 if command -v gitml >/dev/null 2>&1; then
     gitml push "$remote" >&2 || echo "gitml: runs were not pushed to $remote (see above); run 'gitml push $remote' later" >&2
 else
-    python3 -m gitml.cli.main push "$remote" >&2 || echo "gitml: runs were not pushed to $remote; run 'gitml push $remote' later" >&2
+    "$python" -m gitml.cli.main push "$remote" >&2 || echo "gitml: runs were not pushed to $remote; run 'gitml push $remote' later" >&2
 fi
 exit 0
 """
-HOOKS = {"pre-push": PRE_PUSH}
+
+
+def pre_push_hook(python: str) -> str:
+    """The hook's text, calling ``python`` when no ``gitml`` command is on the PATH."""
+    return PRE_PUSH.replace('python="python3"', f"python={shlex.quote(python)}", 1)
+
+
 
 
 @cli.group()
@@ -53,7 +66,7 @@ def hooks_install(ctx, force):
     with open_store(_repo(ctx)) as store:
         folder = _hooks_folder(store)
         os.makedirs(folder, exist_ok=True)
-        for name, text in HOOKS.items():
+        for name, text in {"pre-push": pre_push_hook(sys.executable)}.items():
             path = os.path.join(folder, name)
             if os.path.exists(path) and not force:
                 with open(path) as f:
