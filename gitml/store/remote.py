@@ -35,7 +35,7 @@ from dulwich.repo import Repo
 from gitml.errors import GitmlError, RepositoryError
 from gitml.store.refs import RefLister
 from gitml.store.unpack import store_received_pack
-from gitml.store.transfer import copy_objects, create_refs, local_path, pack_to_send
+from gitml.store.transfer import copy_objects, create_refs, local_path, object_ids, pack_to_send
 
 if TYPE_CHECKING:
     from gitml.store.git import GitStore
@@ -135,11 +135,12 @@ def push_refs(
 
         def update_refs(remote_refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
             send = {}
+            present = object_ids(local)  # one read of the pack indexes, not a search per ref
             for ref, new in refs.items():
                 old = remote_refs.get(ref)
                 if new == old:
                     status[ref] = "ok"
-                elif new is not None and new not in local.object_store:
+                elif new is not None and new not in present:
                     status[ref] = f"rejected: object {new.decode()} is missing locally"
                 elif old is not None and new is not None and not force and ref.startswith(_TAGS_PREFIX):
                     status[ref] = "rejected: tag already exists"
