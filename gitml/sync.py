@@ -208,11 +208,19 @@ def _size(content, sha: str) -> int:
         return 0
 
 
-def fetch(client: Client, remote: str | None = None, *, artifacts: bool = False, progress: Progress | None = None) -> FetchOutcome:
-    """Bring the remote's runs and experiments; with ``artifacts``, download their objects too."""
+def fetch(
+    client: Client,
+    remote: str | None = None,
+    *,
+    artifacts: bool = False,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> FetchOutcome:
+    """Bring the remote's runs and experiments; with ``artifacts``, download their objects
+    too; with ``force``, the remote's history of a run written in two places wins."""
     store = client.tracker.store
     url = resolve_remote(store, remote)
-    result = fetch_refs(store, url)
+    result = fetch_refs(store, url, force=force)
     prefix = EXPERIMENTS_PREFIX.encode()
     for ref in [r for r in result.diverged if r.startswith(prefix)]:  # created in two clones: join them
         if client.tracker.experiments.merge(ref[len(prefix):].decode(), result.remote[ref]):

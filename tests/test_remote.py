@@ -360,6 +360,12 @@ def test_fetch_fast_forwards_and_leaves_diverged_runs(repo, tmp_path, kind):
     with gitml.Client(other) as client:
         assert client.get_run(run_a).data.metrics["loss"] == 0.01
         assert client.get_run(run_c).data.metrics["loss"] == 0.04  # ours kept
+    with serve(kind, base, "remote.git") as url, open_store(other) as store:
+        forced = fetch_refs(store, url, force=True)  # the remote's history of c wins; b stays ahead
+    assert forced.updated == [refs[run_c]] and forced.ahead == [refs[run_b]] and forced.diverged == []
+    assert for_each_ref(other)[refs[run_c]] == upstream[refs[run_c]]
+    with gitml.Client(other) as client:
+        assert client.get_run(run_c).data.metrics["loss"] == 0.03
 
 
 def test_existing_tag_is_not_moved_without_force(repo, tmp_path):

@@ -74,11 +74,11 @@ def push(ctx, remote, experiments, runs, all_, force):
             sys.exit(1)
 
 
-def _fetch(ctx, remote, artifacts: bool) -> None:
+def _fetch(ctx, remote, artifacts: bool, force: bool) -> None:
     from gitml import sync
 
     with _client(ctx) as c:
-        outcome = sync.fetch(c, remote, artifacts=artifacts, progress=_progress("downloading"))
+        outcome = sync.fetch(c, remote, artifacts=artifacts, force=force, progress=_progress("downloading"))
         r = outcome.result
         click.echo(
             f"{outcome.url}: {len(r.created)} new, {len(r.updated)} updated, {len(r.unchanged)} unchanged"
@@ -86,7 +86,11 @@ def _fetch(ctx, remote, artifacts: bool) -> None:
             + (f"; {outcome.downloaded} artifact object(s) downloaded" if artifacts else "")
         )
         for ref in r.diverged:
-            click.secho(f"  {ref.decode()}: diverged (written in two places); kept the local one", fg="yellow", err=True)
+            click.secho(
+                f"  {ref.decode()}: diverged (written in two places); kept the local one (--force takes the remote's)",
+                fg="yellow",
+                err=True,
+            )
         for message in sorted(outcome.failed.values()):
             click.secho(f"  {message}", fg="red", err=True)
         if outcome.failed:
@@ -97,15 +101,17 @@ def _fetch(ctx, remote, artifacts: bool) -> None:
 @cli.command()
 @click.argument("remote", required=False)
 @click.option("--artifacts", is_flag=True, help="Download the runs' artifacts now instead of on first access.")
+@click.option("--force", is_flag=True, help="A run written here and there: take the remote's history (this clone's is dropped).")
 @click.pass_context
-def fetch(ctx, remote, artifacts):
+def fetch(ctx, remote, artifacts, force):
     """Fetch runs and experiments (refs/gitml/*) from a git remote (default origin)."""
-    _fetch(ctx, remote, artifacts)
+    _fetch(ctx, remote, artifacts, force)
 
 
 @cli.command()
 @click.argument("remote", required=False)
+@click.option("--force", is_flag=True, help="A run written here and there: take the remote's history (this clone's is dropped).")
 @click.pass_context
-def pull(ctx, remote):
+def pull(ctx, remote, force):
     """Fetch runs and experiments from a git remote, with their artifacts."""
-    _fetch(ctx, remote, True)
+    _fetch(ctx, remote, True, force)

@@ -216,18 +216,20 @@ def fetch_refs(
     prefixes: tuple[str, ...] = GITML_PREFIXES,
     *,
     progress: Progress | None = None,
+    force: bool = False,
 ) -> FetchResult:
     """Fetch the remote's refs under ``prefixes`` and their objects; create the
     missing local refs and fast-forward the others (each by compare-and-swap).
 
     Refs are only added or moved forward, never deleted or rewound: a local run
-    the remote lacks stays, and a diverged run is reported, not chosen.
+    the remote lacks stays, and a diverged run is reported, not chosen (with
+    ``force``, the remote's history of a diverged run replaces this clone's).
     """
     wanted = _prefixes(prefixes)
     remote: dict[bytes, bytes] = {}
     folder = local_path(url)
     if folder is not None:
-        return _fetch_local(store, folder, wanted)
+        return _fetch_local(store, folder, wanted, force)
     with Repo(store.repo.path) as local:
 
         def determine_wants(refs, depth=None) -> list[bytes]:
@@ -244,7 +246,7 @@ def fetch_refs(
             store_received_pack(pack_dir, received, lambda sha: _raw_or_none(local, sha))
         finally:
             os.unlink(received)
-        return _take_refs(store, local, remote, wanted)
+        return _take_refs(store, local, remote, wanted, force)
 
 
 def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
@@ -254,7 +256,7 @@ def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
         return None
 
 
-def _fetch_local(store: GitStore, folder: str, wanted: list[bytes]) -> FetchResult:
+def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool) -> FetchResult:
     """Fetch from a repository on this machine: one copied pack; new refs in one write."""
     try:
         source = Repo(folder)
@@ -263,10 +265,10 @@ def _fetch_local(store: GitStore, folder: str, wanted: list[bytes]) -> FetchResu
     with source, Repo(store.repo.path) as local:
         remote = _local_refs(folder, tuple(p.decode() for p in wanted))
         copy_objects(source, local, sorted(set(remote.values())))
-        return _take_refs(store, local, remote, wanted)
+        return _take_refs(store, local, remote, wanted, force)
 
 
-def _take_refs(store: GitStore, local: Repo, remote: dict[bytes, bytes], wanted: list[bytes]) -> FetchResult:
+def _take_refs(store: GitStore, local: Repo, remote: dict[bytes, bytes], wanted: list[bytes], force: bool) -> FetchResult:
     """After the objects arrived: create the refs missing here in one write, and
     classify or fast-forward the others one by one."""
     result = FetchResult(remote=dict(sorted(remote.items())))
@@ -281,11 +283,11 @@ def _take_refs(store: GitStore, local: Repo, remote: dict[bytes, bytes], wanted:
         elif ours.get(ref) == theirs:
             result.unchanged.append(ref)
         else:
-            _update_ref(store, local, ref, theirs, result)
+            _update_ref(store, local, ref, theirs, result, force)
     return result
 
 
-def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result: FetchResult) -> None:
+def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result: FetchResult, force: bool) -> None:
     """Classify one fetched ref and move it forward if it should move."""
     for _ in range(100):  # a lost compare-and-swap means a local writer moved the ref: look again
         ours = store.ref(ref)
@@ -293,7 +295,7 @@ def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result:
             bucket = result.unchanged
         elif ours is not None and is_ancestor(local, theirs, ours):
             bucket = result.ahead
-        elif ours is not None and not is_ancestor(local, ours, theirs):
+        elif ours is not None and not is_ancestor(local, ours, theirs) and not force:
             bucket = result.diverged
         elif store.cas(ref, ours, theirs):
             bucket = result.created if ours is None else result.updated
