@@ -178,3 +178,42 @@ def test_concurrent_local_pushes_both_land(repo, tmp_path):
         assert proc.returncode == 0, err
     assert len([r for r in refs_of(remote) if r.startswith(b"refs/gitml/runs/")]) == 300
     git(remote, "fsck", "--strict")
+
+
+@pytest.mark.parametrize("direction", ["fetch", "push"])
+def test_a_damaged_pack_is_never_copied_to_a_local_remote(repo, tmp_path, direction):
+    """One flipped byte in a pack: the copy between local repositories refuses it,
+    names the object, and leaves no ref behind (git fetch / push refuse it too)."""
+    import gitml
+    from gitml.errors import RepositoryError
+    from gitml.store.git import open_store
+    from gitml.store.remote import fetch_refs, push_refs
+
+    gitml.set_experiment("damage")
+    for i in range(20):
+        with gitml.start_run():
+            gitml.log_text(f"{i} " * 2000, "notes.txt")
+    gitml.flush()
+    source = tmp_path / "source.git"
+    git(tmp_path, "init", "-q", "--bare", str(source))
+    git(repo, "push", "-q", str(source), "refs/gitml/*:refs/gitml/*", "HEAD:refs/heads/main")
+    git(source, "repack", "-adq")  # one pack holding everything
+    (pack,) = (source / "objects" / "pack").glob("*.pack")
+    # a blob stored whole (not as a delta), copied as stored: flip a byte inside it
+    listing = git(source, "verify-pack", "-v", str(pack.with_suffix(".idx"))).splitlines()
+    whole = [line.split() for line in listing if " blob " in line and len(line.split()) == 5]
+    _sha, _type, _size, stored, offset = max(whole, key=lambda fields: int(fields[3]))
+    data = bytearray(pack.read_bytes())
+    data[int(offset) + int(stored) // 2] ^= 0xFF
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+    target = tmp_path / "target.git"
+    git(tmp_path, "init", "-q", "--bare", str(target))
+    if direction == "fetch":
+        with open_store(target) as store, pytest.raises(RepositoryError, match="damaged"):
+            fetch_refs(store, str(source))
+    else:
+        with open_store(source) as store, pytest.raises(RepositoryError, match="damaged"):
+            push_refs(store, str(target), store.refs_under("refs/gitml/"))
+    assert refs_of(target) == {}
+    assert list((target / "objects" / "pack").glob("*.pack")) == []

@@ -26,6 +26,16 @@ MAX_MERGED_BYTES = 256 << 20
 _LOCK_STALE_SECONDS = 120
 
 
+_TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
+
+
+def object_id(type_num: int, content: bytes) -> bytes:
+    """The raw (20-byte) id git gives an object of this type and content."""
+    h = hashlib.sha1(_TYPE_NAMES[type_num] + b" %d\0" % len(content))
+    h.update(content)
+    return h.digest()
+
+
 def _entry_header(type_num: int, size: int) -> bytes:
     byte = (type_num << 4) | (size & 0x0F)
     size >>= 4

@@ -26,7 +26,7 @@ from dulwich.pack import UnpackedObject, load_pack_index
 from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
-from gitml.store.packs import _entry_header, _write_entries
+from gitml.store.packs import _entry_header, _write_entries, object_id
 from gitml.store.refs import lock_packed_refs, write_packed_refs
 
 _COMMIT, _TREE, _TAG = 1, 2, 4
@@ -101,7 +101,16 @@ class PackEntries:
         pos = start
         while data[pos] & 0x80:
             pos += 1
-        return (data[start] >> 4) & 7, zlib.decompress(data[pos + 1 : stop])
+        try:
+            return (data[start] >> 4) & 7, zlib.decompress(data[pos + 1 : stop])
+        except zlib.error as e:  # zlib checks the content's Adler-32 too
+            reason = str(e)
+        raise self._damaged(hexsha, reason)
+
+    def _damaged(self, hexsha: bytes, reason: str) -> RepositoryError:
+        return RepositoryError(
+            f"object {hexsha.decode()} is damaged in {self.repo.path} ({reason}); `git fsck` shows the extent"
+        )
 
     def links(self, hexsha: bytes) -> tuple[int, list[bytes], list[bytes]]:
         """``(type number, objects to walk, blobs)`` named by an object: a commit's
@@ -134,10 +143,22 @@ class PackEntries:
         hit = self._where.get(raw)
         if hit is not None:
             number, start, stop, crc = hit
-            return raw, self._maps[number][start:stop], crc
-        type_num, content = self.repo.object_store.get_raw(hexsha)
-        chunk = _entry_header(type_num, len(content)) + zlib.compress(content, 1)
-        return raw, chunk, zlib.crc32(chunk)
+            chunk = self._maps[number][start:stop]
+            if zlib.crc32(chunk) != crc:  # copied as stored: checked against the index's CRC first
+                raise self._damaged(hexsha, "its stored bytes fail the pack index's CRC")
+            return raw, chunk, crc
+        try:
+            type_num, content = self.repo.object_store.get_raw(hexsha)
+        except KeyError:
+            raise self._damaged(hexsha, "missing") from None
+        except Exception as e:  # noqa: BLE001 - dulwich raises zlib, delta and struct errors
+            reason = f"{type(e).__name__}: {e}"
+        else:
+            if object_id(type_num, content) != raw:
+                raise self._damaged(hexsha, "its content does not hash to its id")
+            chunk = _entry_header(type_num, len(content)) + zlib.compress(content, 1)
+            return raw, chunk, zlib.crc32(chunk)
+        raise self._damaged(hexsha, reason)
 
     def close(self) -> None:
         for data in self._maps:

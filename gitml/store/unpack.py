@@ -24,10 +24,9 @@ from collections.abc import Callable
 from dulwich._pack import apply_delta
 
 from gitml.errors import RepositoryError
-from gitml.store.packs import _entry_header, _write_entries
+from gitml.store.packs import _TYPE_NAMES, _entry_header, _write_entries, object_id
 
 _OFS_DELTA, _REF_DELTA = 6, 7
-_TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
 _CACHE_BYTES = 64 << 20
 
 LocalRaw = Callable[[bytes], "tuple[int, bytes] | None"]  # hex id -> (type, content), or None
@@ -96,7 +95,7 @@ class _Reader:
             if len(content) != entry.size:
                 raise PackError(f"object at {entry.start} has {len(content)} bytes, its header says {entry.size}")
             if entry.type_num not in (_OFS_DELTA, _REF_DELTA):
-                entry.sha = _object_id(entry.type_num, content)
+                entry.sha = object_id(entry.type_num, content)
                 self.by_sha[entry.sha] = entry
         if pos != end:
             raise PackError(f"{end - pos} stray bytes after the last object")
@@ -209,7 +208,7 @@ class _Reader:
                         waiting.append(entry)  # its base may be a delta resolved later in this round
                         continue
                 type_num, content = self.content(entry)
-                entry.sha = _object_id(type_num, content)
+                entry.sha = object_id(type_num, content)
                 self.by_sha[entry.sha] = entry
             if len(waiting) == len(pending):
                 raise PackError(
@@ -217,9 +216,3 @@ class _Reader:
                     f"e.g. {waiting[0].base.hex()}"
                 )
             pending = waiting
-
-
-def _object_id(type_num: int, content: bytes) -> bytes:
-    h = hashlib.sha1(_TYPE_NAMES[type_num] + b" %d\0" % len(content))
-    h.update(content)
-    return h.digest()
