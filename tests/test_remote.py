@@ -464,3 +464,30 @@ def test_resolve_remote(repo, tmp_path):
         refs = store.refs_under("refs/gitml/")
         assert set(push_refs(store, resolve_remote(store, None), refs).values()) == {"ok"}
     assert for_each_ref(bare) == refs
+
+
+def test_local_remote_with_receive_hooks_or_policies_is_not_bypassed(repo, tmp_path):
+    bare = tmp_path / "guarded.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))  # holds hooks/*.sample: those are not hooks
+    (run_id,) = make_runs(1)
+    with open_store(repo) as store:
+        refs = store.refs_under("refs/gitml/")
+        assert set(push_refs(store, str(bare), refs).values()) == {"ok"}
+        hook = bare / "hooks" / "pre-receive"
+        hook.write_text("#!/bin/sh\necho 'frozen today' >&2\nexit 1\n")
+        hook.chmod(0o755)
+        with pytest.raises(RemoteError, match="pre-receive hook") as info:
+            push_refs(store, bare.as_uri(), refs)
+        assert "\n" not in str(info.value)
+        hook.unlink()
+        (ref,) = [r for r in refs if run_id.encode() in r]
+        git(bare, "config", "receive.denyDeletes", "true")
+        assert push_refs(store, str(bare), {ref: None}) == {ref: "rejected: the remote denies deleting refs (receive.denyDeletes)"}
+        git(bare, "config", "receive.denyNonFastForwards", "true")
+    tree = git(repo, "rev-parse", f"{ref.decode()}^{{tree}}").strip()
+    other = git(repo, "commit-tree", tree, "-m", "rewritten").strip()  # not a descendant
+    git(repo, "update-ref", ref.decode(), other)
+    with open_store(repo) as store:
+        status = push_refs(store, str(bare), {ref: other.encode()}, force=True)
+    assert status == {ref: "rejected: the remote denies non-fast-forward updates (receive.denyNonFastForwards)"}
+    assert for_each_ref(bare) == refs

@@ -189,8 +189,24 @@ def _push_local(local: Repo, folder: str, update_refs, status: dict[bytes, str],
     except NotGitRepository as e:
         raise RemoteError(folder, "no git repository there") from e
     with target:
+        _check_receive_policy(target, folder)
         checked = _local_refs(folder, ("refs/",))  # the values the fast-forward check saw
         send = update_refs(checked)
+        config = target.get_config()
+        for ref, new in list(send.items()):  # receive-pack's settings, applied as it would
+            old = checked.get(ref)
+            if new == ZERO_SHA and config.get_boolean((b"receive",), b"denyDeletes", False):
+                status[ref] = "rejected: the remote denies deleting refs (receive.denyDeletes)"
+            elif (
+                old is not None
+                and new != ZERO_SHA
+                and config.get_boolean((b"receive",), b"denyNonFastForwards", False)
+                and not is_ancestor(local, old, new)
+            ):
+                status[ref] = "rejected: the remote denies non-fast-forward updates (receive.denyNonFastForwards)"
+            else:
+                continue
+            del send[ref]
         copied = copy_objects(local, target, [new for new in send.values() if new != ZERO_SHA])
         if progress:
             progress(f"copied {copied} objects\n".encode())
@@ -208,6 +224,27 @@ def _push_local(local: Repo, folder: str, update_refs, status: dict[bytes, str],
                 ok = target.refs.set_if_equals(ref, old, new)
             if not ok:
                 status[ref] = "rejected: the remote ref moved meanwhile"
+
+
+_RECEIVE_HOOKS = ("pre-receive", "update", "proc-receive", "reference-transaction", "post-receive", "post-update")
+
+
+def _check_receive_policy(target: Repo, folder: str) -> None:
+    """A repository on this machine is written directly, so git's receive-pack (its
+    hooks) does not run: refuse one that has such hooks rather than bypass them."""
+    config = target.get_config()
+    try:
+        hooks = os.path.join(folder, config.get((b"core",), b"hooksPath").decode())
+    except KeyError:
+        hooks = os.path.join(target.commondir(), "hooks")
+    for name in _RECEIVE_HOOKS:
+        path = os.path.join(hooks, name)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            raise RemoteError(
+                folder,
+                f"it has a {name} hook ({path}), which gitml does not run when it writes a repository on this "
+                "machine; push through a server that runs it (ssh://, git://, https://)",
+            )
 
 
 def fetch_refs(
