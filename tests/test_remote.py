@@ -491,3 +491,18 @@ def test_local_remote_with_receive_hooks_or_policies_is_not_bypassed(repo, tmp_p
         status = push_refs(store, str(bare), {ref: other.encode()}, force=True)
     assert status == {ref: "rejected: the remote denies non-fast-forward updates (receive.denyNonFastForwards)"}
     assert for_each_ref(bare) == refs
+
+
+def test_push_of_several_mebibytes_over_every_transport(repo, remote):
+    """Incompressible inline files make a pack of ~2 MiB: smart-HTTP servers cap the
+    size of one HTTP chunk (dulwich's at 1 MiB), so the pack must go in smaller pieces."""
+    gitml.set_experiment("big")
+    for i in range(32):
+        with gitml.start_run():
+            gitml.log_text(os.urandom(30_000).hex(), f"blob{i}.txt")  # 60 KB, inline in git
+    gitml.flush()
+    with open_store(repo) as store:
+        refs = store.refs_under("refs/gitml/")
+        assert set(push_refs(store, remote.url, refs).values()) == {"ok"}
+    assert for_each_ref(remote.bare) == refs
+    git(remote.bare, "fsck", "--strict")

@@ -281,28 +281,33 @@ def _mark_tree(entries: PackEntries, tree: bytes, present: set[bytes]) -> None:
         present.update(blobs)
 
 
-def _records(entries: PackEntries, ids: list[bytes], chunk_bytes: int = 1 << 20) -> Iterator[UnpackedObject]:
-    """One record per object; the bytes of up to ``chunk_bytes`` of entries ride on the
-    first record of their group and the others carry none (the stream is the same)."""
+def _records(entries: PackEntries, ids: list[bytes], chunk_bytes: int = 256 << 10) -> Iterator[UnpackedObject]:
+    """One record per object. The entries' bytes are gathered into pieces of
+    ``chunk_bytes`` that ride on the first record of their group (the others carry
+    none: the stream is the same). Pieces stay small because a smart-HTTP push sends
+    each as one HTTP chunk, and servers cap those (dulwich's at 1 MiB)."""
     try:
+        batch: list[UnpackedObject] = []
+        data = bytearray()
         for start in range(0, len(ids), 4096):
-            group = [entries.entry(i) for i in ids[start : start + 4096]]
-            batch: list[UnpackedObject] = []
-            data = bytearray()
-            for raw, chunk, _crc in group:
+            for raw, chunk, _crc in (entries.entry(i) for i in ids[start : start + 4096]):
                 record = UnpackedObject(0, sha=raw)  # the type is never looked at: the bytes are given
                 record.comp_chunks = []
                 batch.append(record)
                 data += chunk
                 if len(data) >= chunk_bytes:
-                    batch[0].comp_chunks = [bytes(data)]
+                    batch[0].comp_chunks = _pieces(data, chunk_bytes)
                     yield from batch
                     batch, data = [], bytearray()
-            if batch:
-                batch[0].comp_chunks = [bytes(data)]
-                yield from batch
+        if batch:
+            batch[0].comp_chunks = _pieces(data, chunk_bytes)
+            yield from batch
     finally:
         entries.close()
+
+
+def _pieces(data: bytearray, size: int) -> list[bytes]:
+    return [bytes(data[i : i + size]) for i in range(0, len(data), size)]
 
 
 def create_refs(repo: Repo, refs: dict[bytes, bytes], *, wait: float = 5.0) -> dict[bytes, bool]:
