@@ -28,6 +28,7 @@ class PushResult:
     refs: dict[str, str] = field(default_factory=dict)  # ref -> "ok" | reason, for every ref selected
     pushed: list[str] = field(default_factory=list)  # the refs the remote did not have at these values
     notes: dict[str, str] = field(default_factory=dict)  # ref -> something to know, not an error
+    remote_messages: list[str] = field(default_factory=list)  # what the server said (its hooks' output)
     uploaded: int = 0
     uploaded_bytes: int = 0
     artifacts_referenced: int = 0
@@ -141,7 +142,9 @@ def push(
             )
     content.confirm_commits(s for r, s in unconfirmed.items() if r not in blocked)
     send = {r: s for r, s in todo.items() if r not in blocked}
-    statuses = push_refs(store, url, send, force=force) if send else {}
+    said: list[bytes] = []
+    statuses = push_refs(store, url, send, force=force, progress=said.append) if send else {}
+    result.remote_messages = _remote_lines(b"".join(said))
     for ref, status in statuses.items():
         if status == "rejected: non-fast-forward" and ref.startswith(EXPERIMENTS_PREFIX.encode()):
             # made in two clones: not an error; the runs went, and a fetch joins the two records
@@ -149,7 +152,7 @@ def push(
             result.notes[ref.decode()] = "the remote has its own record of this experiment; `gitml fetch` joins them"
     statuses.update(blocked)
     result.refs = {r.decode(): statuses.get(r, "ok") for r in refs}
-    result.pushed = [r.decode() for r in send if statuses.get(r) == "ok"]
+    result.pushed = [r.decode() for r in send if statuses.get(r) == "ok" and r.decode() not in result.notes]
     return result
 
 
@@ -197,6 +200,16 @@ def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent
     return sorted(
         sha for sha in content.remote_objects() - keep if (content.remote_modified(sha) or float("inf")) < cutoff
     )
+
+
+def _remote_lines(text: bytes) -> list[str]:
+    """The server's messages as lines (progress lines, rewritten with \\r, dropped)."""
+    lines = []
+    for line in text.decode("utf-8", "replace").replace("\r\n", "\n").split("\n"):
+        line = line.rsplit("\r", 1)[-1].rstrip()
+        if line and not line.startswith(("copied ", "sending ")):
+            lines.append(line)
+    return lines
 
 
 def _size(content, sha: str) -> int:

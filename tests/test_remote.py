@@ -506,3 +506,23 @@ def test_push_of_several_mebibytes_over_every_transport(repo, remote):
         assert set(push_refs(store, remote.url, refs).values()) == {"ok"}
     assert for_each_ref(remote.bare) == refs
     git(remote.bare, "fsck", "--strict")
+
+
+def test_a_server_hook_refusal_is_shown_once_with_its_message(repo, tmp_path):
+    from click.testing import CliRunner
+
+    from gitml.cli.main import cli
+
+    base = tmp_path / "served"
+    base.mkdir()
+    git(base, "init", "-q", "--bare", "remote.git")
+    hook = base / "remote.git" / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'policy: refs/gitml is frozen today' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    make_runs(6)
+    with serve("git", base, "remote.git") as url:
+        result = CliRunner().invoke(cli, ["-C", str(repo), "push", url])
+    assert result.exit_code == 1
+    assert "remote: policy: refs/gitml is frozen today" in result.output
+    assert "... and 4 more ref(s)" in result.output  # 6 runs and the experiment: 3 shown, 4 summed up
+    assert for_each_ref(base / "remote.git") == {}

@@ -61,8 +61,16 @@ def push(ctx, remote, experiments, runs, all_, force):
             )
         for ref, note in sorted(result.notes.items()):
             click.secho(f"  {ref}: {note}", fg="yellow", err=True)
+        for line in result.remote_messages:
+            click.echo(f"remote: {line}", err=True)
+        by_status: dict[str, list[str]] = {}
         for ref, status in sorted(result.rejected.items()):
-            click.secho(f"  {ref}: {status}", fg="red", err=True)
+            by_status.setdefault(status, []).append(ref)
+        for status, refs in by_status.items():
+            for ref in refs[:3]:
+                click.secho(f"  {ref}: {status}", fg="red", err=True)
+            if len(refs) > 3:
+                click.secho(f"  ... and {len(refs) - 3} more ref(s): {status}", fg="red", err=True)
         if any(status == "rejected: non-fast-forward" for status in result.rejected.values()):
             click.secho(
                 "hint: the remote has commits of these runs that this clone lacks: `gitml fetch`, then push again "
