@@ -435,3 +435,26 @@ def test_untracked_entry_script_is_named_and_warned(repo, caplog):
     assert "not tracked by git" in result.stderr
     tags = gitml.get_run(result.stdout.strip()).data.tags
     assert tags["mlflow.source.name"] == "new_script.py" and tags["mlflow.source.type"] == "LOCAL"
+
+
+def test_a_damaged_pack_gives_a_plain_error_naming_the_object(repo):
+    from click.testing import CliRunner
+
+    from gitml.cli.main import cli
+
+    with gitml.start_run() as run:
+        gitml.log_param("p", "x" * 5000)
+    gitml.flush()
+    git(repo, "repack", "-adq")
+    (pack,) = (repo / ".git" / "objects" / "pack").glob("*.pack")
+    ref = f"refs/gitml/runs/0/{run.info.run_id}"
+    params = git(repo, "rev-parse", f"{ref}:.gitml/run/params.yaml").strip()
+    listing = git(repo, "verify-pack", "-v", str(pack.with_suffix(".idx"))).splitlines()
+    fields = next(line.split() for line in listing if line.startswith(params))
+    data = bytearray(pack.read_bytes())
+    data[int(fields[4]) + int(fields[3]) // 2] ^= 0xFF
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+    result = CliRunner().invoke(cli, ["-C", str(repo), "show", run.info.run_id])
+    assert result.exit_code == 1
+    assert "unexpected" not in result.output and params in result.output and "damaged" in result.output

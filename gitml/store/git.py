@@ -152,7 +152,12 @@ class GitStore:
             with self._lock:  # dulwich's object store is not thread-safe
                 return self.repo.object_store.get_raw(sha)
         except KeyError:
-            raise CorruptRecordError(sha.decode(), "object is missing from the repository") from None
+            reason = "object is missing from the repository"
+        except Exception as e:  # noqa: BLE001 - a damaged pack: zlib, delta or struct errors from dulwich
+            reason = f"object is damaged in its pack ({type(e).__name__}: {e}); `git fsck` shows the extent"
+        # raised here, outside the handler: the traceback of dulwich's error holds views of its
+        # memory-mapped pack, and closing the repository while they live fails (BufferError)
+        raise CorruptRecordError(sha.decode(), reason)
 
     def blob(self, sha: bytes) -> bytes:
         data = self._blobs.get(sha)
