@@ -526,3 +526,27 @@ def test_a_server_hook_refusal_is_shown_once_with_its_message(repo, tmp_path):
     assert "remote: policy: refs/gitml is frozen today" in result.output
     assert "... and 4 more ref(s)" in result.output  # 6 runs and the experiment: 3 shown, 4 summed up
     assert for_each_ref(base / "remote.git") == {}
+
+
+def test_fetch_of_an_updated_run_brings_only_its_new_commit(repo, remote, tmp_path):
+    (run_id,) = make_runs(1)
+    with gitml.start_run(run_id=run_id):
+        for i in range(30):
+            gitml.log_text(f"file {i}\n" * 100, f"files/f{i}.txt")  # inline: 30 blobs in the run's tree
+    gitml.flush()
+    git(repo, "push", "-q", str(remote.bare), "refs/gitml/*:refs/gitml/*")
+    copy = clone(str(remote.bare), tmp_path / "clone")
+    with open_store(copy) as store:
+        fetch_refs(store, remote.url)
+    with gitml.start_run(run_id=run_id):
+        gitml.log_param("late", 1)
+    gitml.flush()
+    git(repo, "push", "-q", str(remote.bare), "refs/gitml/*:refs/gitml/*")
+    before = set((copy / ".git" / "objects" / "pack").glob("*.pack"))
+    with open_store(copy) as store:
+        assert len(fetch_refs(store, remote.url).updated) == 1
+    (new_pack,) = set((copy / ".git" / "objects" / "pack").glob("*.pack")) - before
+    listing = git(copy, "verify-pack", "-v", str(new_pack.with_suffix(".idx")))
+    received = [line for line in listing.splitlines() if len(line.split()) >= 5 and len(line.split()[0]) == 40]
+    assert len(received) <= 8, listing  # the commit, its trees down to params.yaml, that blob
+    git(copy, "fsck", "--strict")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from dulwich.client import GitClient, HTTPProxyUnauthorized, HTTPUnauthorized, get_transport_and_path
 from dulwich.errors import GitProtocolError, NotGitRepository
 from dulwich.graph import can_fast_forward
+from dulwich.object_store import ObjectStoreGraphWalker
 from dulwich.objects import Commit
 from dulwich.protocol import PEELED_TAG_SUFFIX, ZERO_SHA
 from dulwich.repo import Repo
@@ -226,6 +227,8 @@ def _push_local(local: Repo, folder: str, update_refs, status: dict[bytes, str],
                 status[ref] = "rejected: the remote ref moved meanwhile"
 
 
+_MAX_TIPS = 1024  # commits offered as "have" at most, beside the branches
+
 _RECEIVE_HOOKS = ("pre-receive", "update", "proc-receive", "reference-transaction", "post-receive", "post-update")
 
 
@@ -268,18 +271,26 @@ def fetch_refs(
     if folder is not None:
         return _fetch_local(store, folder, wanted, force)
     with Repo(store.repo.path) as local:
+        # What this clone has is told by tips only, not by walking history (dulwich's
+        # walker offers every ancestor of every branch: 300,000 lines for a long history).
+        # The tips: the branches, and this clone's commit of each ref being fetched, so
+        # that an updated run comes as its new commits, not whole again.
+        present = store.contains
+        branches = [sha for sha in store.refs_under("refs/heads/").values() if present(sha)]
+        walker = ObjectStoreGraphWalker(branches, lambda sha: [], shallow=local.get_shallow())
+        ours = {ref: sha for prefix in wanted for ref, sha in store.refs_under(prefix.decode()).items()}
 
         def determine_wants(refs, depth=None) -> list[bytes]:
             remote.update(_select(refs, wanted))
-            return sorted({sha for sha in remote.values() if sha not in local.object_store})
+            moved = [ours[r] for r, sha in remote.items() if r in ours and ours[r] != sha and present(ours[r])]
+            walker.heads.update(moved[:_MAX_TIPS])
+            return sorted({sha for sha in remote.values() if not present(sha)})
 
         pack_dir = os.path.join(local.object_store.path, "pack")
         fd, received = tempfile.mkstemp(prefix="tmp_gitml_received_", dir=pack_dir)
         try:
             with os.fdopen(fd, "wb") as f, _connection(store, url) as (client, path):
-                client.fetch_pack(
-                    path, determine_wants, local.get_graph_walker(), f.write, progress=progress, ref_prefix=wanted
-                )
+                client.fetch_pack(path, determine_wants, walker, f.write, progress=progress, ref_prefix=wanted)
             store_received_pack(pack_dir, received, lambda sha: _raw_or_none(local, sha))
         finally:
             os.unlink(received)
