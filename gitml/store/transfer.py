@@ -11,6 +11,7 @@ into the target, and creates new refs in one packed-refs write (see
 from __future__ import annotations
 
 import glob
+import heapq
 import mmap
 import os
 import struct
@@ -232,11 +233,10 @@ def pack_to_send(repo: Repo, wants: Iterable[bytes], haves: Iterable[bytes]) -> 
     entries = PackEntries(repo)
     try:
         wants = list(wants)
-        remote_commits = _ancestry(entries, haves)
-        present = set(remote_commits)
-        for boundary in _ancestry(entries, wants, stop=remote_commits, edge=True):
-            if entries.links(boundary)[0] == _COMMIT:
-                _mark_tree(entries, entries.links(boundary)[1][0], present)
+        had, boundary = _split_history(entries, wants, haves)
+        present = set(had) | {sha for sha in haves if entries.has(sha)}  # tags among the haves too
+        for commit in boundary:
+            _mark_tree(entries, entries.links(commit)[1][0], present)
         ids = missing_objects(entries, present.__contains__, wants)
     except BaseException:
         entries.close()
@@ -244,29 +244,89 @@ def pack_to_send(repo: Repo, wants: Iterable[bytes], haves: Iterable[bytes]) -> 
     return len(ids), _records(entries, ids)
 
 
-def _ancestry(
-    entries: PackEntries, tips: Iterable[bytes], *, stop: AbstractSet[bytes] = frozenset(), edge: bool = False
-) -> set[bytes]:
-    """The commits and tags reachable from ``tips`` (unknown ones skipped) short of
-    ``stop``; with ``edge``, the commits of ``stop`` where that walk ended instead."""
-    found: set[bytes] = set()
-    edges: set[bytes] = set()
-    todo = [tip for tip in tips if entries.has(tip)]
-    while todo:
-        sha = todo.pop()
-        if sha in found:
-            continue
-        if sha in stop:
-            edges.add(sha)
-            continue
-        type_num, walk, _ = entries.links(sha)
-        if type_num == _COMMIT:
-            found.add(sha)
-            todo.extend(p for p in walk[1:] if entries.has(p))  # the parents
-        elif type_num == _TAG:
-            found.add(sha)
-            todo.extend(walk)
-    return edges if edge else found
+def _split_history(entries: PackEntries, wants: Iterable[bytes], haves: Iterable[bytes]) -> tuple[set[bytes], set[bytes]]:
+    """Which commits the remote has, found as git's revision walk finds them: newest
+    first from both sides, marking what the remote's tips reach, and stopping once
+    only such commits are left, so a long shared history is not walked. Returns the
+    commits known to be on the remote that the walk met, and those of them where the
+    new history meets the remote's (their trees are there too).
+
+    A commit is only ever marked as the remote's when it is reachable from one of
+    the remote's tips; a clock skew can at worst make the push send objects the
+    remote already has.
+    """
+    info: dict[bytes, tuple[int, list[bytes]]] = {}  # commit -> (commit time, parents here)
+    remote: set[bytes] = set()
+    heap: list[tuple[int, bytes]] = []
+    new: set[bytes] = set()
+
+    def queue(sha: bytes, theirs: bool) -> None:
+        if theirs:
+            if sha in remote:
+                return
+            remote.add(sha)
+        elif sha in info:
+            return
+        if sha not in info:
+            found = _commit_info(entries, sha)
+            if found is None:
+                return
+            info[sha] = found
+        heapq.heappush(heap, (-info[sha][0], sha))
+
+    for sha in _peel(entries, haves):
+        queue(sha, True)
+    for sha in _peel(entries, wants):
+        queue(sha, False)
+    pops = 0
+    while heap:
+        pops += 1
+        if pops % 64 == 0 and all(sha in remote for _, sha in heap):
+            break  # what is left is the remote's: its history need not be walked
+        _, sha = heapq.heappop(heap)
+        theirs = sha in remote
+        if not theirs:
+            new.add(sha)
+        for parent in info[sha][1]:
+            queue(parent, theirs)
+    new -= remote
+    boundary = {parent for sha in new for parent in info[sha][1] if parent in remote}
+    return remote, boundary
+
+
+def _peel(entries: PackEntries, shas: Iterable[bytes]) -> list[bytes]:
+    """The commits that ``shas`` name (annotated tags followed), those held here."""
+    out = []
+    for sha in shas:
+        for _ in range(16):
+            if not entries.has(sha):
+                break
+            type_num, walk, _ = entries.links(sha)
+            if type_num == _COMMIT:
+                out.append(sha)
+            if type_num != _TAG:
+                break
+            sha = walk[0]
+    return out
+
+
+def _commit_info(entries: PackEntries, sha: bytes) -> tuple[int, list[bytes]] | None:
+    """``(commit time, parents held here)`` of a commit; None for anything else."""
+    if not entries.has(sha):
+        return None
+    type_num, raw = entries.raw(sha)
+    if type_num != _COMMIT:
+        return None
+    parents, when = [], 0
+    for line in raw[: raw.find(b"\n\n")].split(b"\n"):
+        if line.startswith(b"parent "):
+            parents.append(line[7:47])
+        elif line.startswith(b"committer "):
+            try:
+                when = int(line.rsplit(b" ", 2)[1])
+            except (IndexError, ValueError):
+                pass
+    return when, [p for p in parents if entries.has(p)]
 
 
 def _mark_tree(entries: PackEntries, tree: bytes, present: set[bytes]) -> None:
