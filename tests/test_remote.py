@@ -550,3 +550,30 @@ def test_fetch_of_an_updated_run_brings_only_its_new_commit(repo, remote, tmp_pa
     received = [line for line in listing.splitlines() if len(line.split()) >= 5 and len(line.split()[0]) == 40]
     assert len(received) <= 8, listing  # the commit, its trees down to params.yaml, that blob
     git(copy, "fsck", "--strict")
+
+
+def test_push_over_the_network_does_not_walk_a_long_shared_history(repo, tmp_path, monkeypatch):
+    import gitml.store.transfer as transfer
+
+    stream = "".join(
+        f"commit refs/heads/main\ncommitter a <a@b> {1_700_000_000 + i} +0000\ndata 2\nc\n"
+        + ("from refs/heads/main^0\n" if i else "")
+        + f"M 100644 inline f{i % 20}.txt\ndata {len(str(i)) + 1}\n{i}\n\n"
+        for i in range(3000)
+    )
+    subprocess.run(["git", "fast-import", "--quiet", "--force"], cwd=repo, input=stream.encode(), check=True)
+    git(repo, "checkout", "-q", "-f", "main")
+    base = tmp_path / "served"
+    base.mkdir()
+    git(base, "init", "-q", "--bare", "remote.git")
+    git(repo, "push", "-q", str(base / "remote.git"), "main")  # the remote has the long history
+    make_runs(2)
+    looked_at = []
+    info = transfer._commit_info
+    monkeypatch.setattr(transfer, "_commit_info", lambda e, sha: looked_at.append(sha) or info(e, sha))
+    with serve("git", base, "remote.git") as url, open_store(repo) as store:
+        refs = store.refs_under("refs/gitml/")
+        assert set(push_refs(store, url, refs).values()) == {"ok"}
+    assert len(looked_at) < 200  # not the 3,000 commits of main
+    git(base / "remote.git", "fsck", "--strict")
+    assert for_each_ref(base / "remote.git") == refs
