@@ -216,39 +216,55 @@ def _pack_entries_slow(base: str) -> list[tuple[bytes, bytes, int]]:
         pack.close()
 
 
-def _write_entries(pack_dir: str, entries: list[tuple[bytes, bytes, int]]) -> str | None:
-    """Write already-encoded pack entries as a new pack; returns its base path."""
-    seen: set[bytes] = set()
-    index_rows = []
-    body = bytearray()
-    for sha, chunk, crc in entries:
-        if sha in seen:
-            continue
-        seen.add(sha)
-        index_rows.append((sha, 12 + len(body), crc))
-        body += chunk
-    if not index_rows:
+def _write_entries(
+    pack_dir: str, entries: Iterable[tuple[bytes, bytes, int]], count: int | None = None
+) -> str | None:
+    """Write already-encoded pack entries as a new pack; returns its base path.
+
+    With ``count`` (the number of entries, whose ids the caller knows to be
+    distinct) the entries are streamed to disk as they come, so a pack of any
+    size takes no more memory than one entry; without it they are gathered
+    first and duplicates dropped.
+    """
+    if count is None:
+        unique: dict[bytes, tuple[bytes, bytes, int]] = {}
+        for entry in entries:
+            unique.setdefault(entry[0], entry)
+        entries, count = list(unique.values()), len(unique)
+    if not count:
         return None
-    header = b"PACK" + struct.pack(">II", 2, len(index_rows))
-    digest = hashlib.sha1(header)
-    digest.update(body)
-    checksum = digest.digest()
     os.makedirs(pack_dir, exist_ok=True)
-    base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
-    if os.path.exists(base + ".idx"):
-        return base
     # Like git's tmp_pack_*: no reader indexes a name without the .pack/.idx suffix.
-    tmp = os.path.join(pack_dir, f"tmp_gitml_{os.getpid()}_{threading.get_ident()}_{checksum.hex()[:12]}")
-    with open(tmp + "_pack", "wb") as f:
-        f.write(header)
-        f.write(body)
-        f.write(checksum)
-    index_rows.sort()
-    with open(tmp + "_idx", "wb") as f:
-        f.write(_index_v2(index_rows, checksum))
-    os.replace(tmp + "_pack", base + ".pack")
-    os.replace(tmp + "_idx", base + ".idx")
-    return base
+    tmp = os.path.join(pack_dir, f"tmp_gitml_{os.getpid()}_{threading.get_ident()}_{os.urandom(6).hex()}")
+    index_rows = []
+    header = b"PACK" + struct.pack(">II", 2, count)
+    digest = hashlib.sha1(header)
+    try:
+        with open(tmp + "_pack", "wb") as f:
+            f.write(header)
+            offset = len(header)
+            for sha, chunk, crc in entries:
+                index_rows.append((sha, offset, crc))
+                digest.update(chunk)
+                f.write(chunk)
+                offset += len(chunk)
+            if len(index_rows) != count:
+                raise ValueError(f"pack of {count} entries given {len(index_rows)}")
+            checksum = digest.digest()
+            f.write(checksum)
+        base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
+        if os.path.exists(base + ".idx"):
+            return base
+        index_rows.sort()
+        with open(tmp + "_idx", "wb") as f:
+            f.write(_index_v2(index_rows, checksum))
+        os.replace(tmp + "_pack", base + ".pack")
+        os.replace(tmp + "_idx", base + ".idx")
+        return base
+    finally:
+        for suffix in ("_pack", "_idx"):
+            if os.path.exists(tmp + suffix):
+                os.unlink(tmp + suffix)
 
 
 def sha_of(obj: ShaFile) -> tuple[bytes, int, bytes]:

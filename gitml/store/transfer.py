@@ -214,8 +214,8 @@ def copy_objects(src: Repo, dst: Repo, wants: Iterable[bytes]) -> int:
     entries = PackEntries(src)
     try:
         ids = missing_objects(entries, object_ids(dst).__contains__, wants)
-        if ids:
-            _write_entries(os.path.join(dst.object_store.path, "pack"), [entries.entry(i) for i in ids])
+        if ids:  # distinct ids: streamed to disk entry by entry
+            _write_entries(os.path.join(dst.object_store.path, "pack"), map(entries.entry, ids), len(ids))
     finally:
         entries.close()
     return len(ids)

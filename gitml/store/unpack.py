@@ -57,17 +57,19 @@ def store_received_pack(pack_dir: str, path: str, local_raw: LocalRaw) -> int:
         reader = _Reader(data, local_raw)
         entries = reader.read_entries()
         reader.resolve_all(entries)
-        chunks = []
-        for entry in entries:
+        unique = list({entry.sha: entry for entry in reversed(entries)}.values())  # a pack may repeat an object
+
+        def encoded(entry: _Entry) -> tuple[bytes, bytes, int]:
             if entry.type_num in (_OFS_DELTA, _REF_DELTA):
                 type_num, content = reader.content(entry)
                 chunk = _entry_header(type_num, len(content)) + zlib.compress(content, 1)
             else:
                 chunk = data[entry.start : entry.end]
             assert entry.sha is not None  # every entry was resolved
-            chunks.append((entry.sha, chunk, zlib.crc32(chunk)))
-    _write_entries(pack_dir, chunks)
-    return len(chunks)
+            return entry.sha, chunk, zlib.crc32(chunk)
+
+        _write_entries(pack_dir, map(encoded, unique), len(unique))  # streamed: one entry in memory at a time
+    return len(unique)
 
 
 class _Reader:
