@@ -81,7 +81,7 @@ class CorruptRecordError(GitmlError):
     """A stored record (run, experiment, journal) that cannot be read."""
 
     def __init__(self, what: str, detail: str):
-        self.what = what
+        self.what, self.detail = what, detail
         super().__init__(f"corrupt record {what}: {detail}")
 
 

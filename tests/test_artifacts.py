@@ -293,3 +293,25 @@ def test_killed_process_keeps_logged_artifacts(repo, data_dir):
     assert c.get_run(run_id).info.status == "KILLED"
     assert sorted(c.artifacts.manifest(run_id)) == ["d/small.txt", "d/sub/big.bin"]
     c.close()
+
+
+def test_artifacts_cli_lists_and_gets(repo, data_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from gitml.cli.main import cli
+
+    with gitml.start_run() as run:
+        gitml.log_artifacts(str(data_dir))
+    gitml.flush()
+    runner = CliRunner()
+    short = run.info.run_id[:8]
+    listed = runner.invoke(cli, ["-C", str(repo), "artifacts", "ls", short])
+    assert listed.exit_code == 0 and "small.txt" in listed.output and "sub/" in listed.output
+    inner = runner.invoke(cli, ["-C", str(repo), "artifacts", "ls", short, "sub"])
+    assert "sub/big.bin" in inner.output and "195.3 KiB" in inner.output
+    got = runner.invoke(cli, ["-C", str(repo), "artifacts", "get", short, ".", "-o", str(tmp_path / "all")])
+    assert got.exit_code == 0, got.output
+    assert (tmp_path / "all" / "small.txt").read_text() == "hello artifacts\n"
+    assert (tmp_path / "all" / "sub" / "big.bin").stat().st_size == 200_000
+    bad = runner.invoke(cli, ["-C", str(repo), "artifacts", "get", short, "../x", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 1 and "\n" == bad.output[-1] and bad.output.count("\n") == 1

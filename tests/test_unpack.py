@@ -128,3 +128,53 @@ def test_forged_object_inside_a_well_checksummed_pack_is_refused(tmp_path):
     git(tmp_path, "init", "-q", "--bare", str(target))
     with Repo(str(target)) as repo, pytest.raises(PackError, match="header says 9"):
         receive(tmp_path, repo, data)
+
+
+def test_deltas_whose_bases_come_later_in_the_pack(tmp_path):
+    """Y (a delta of Z, by id), X (a delta of Y, by offset), Z (a delta of W, by id), W:
+    an order git's index-pack accepts; every id is worked out, whatever the order."""
+    import hashlib
+    import zlib
+
+    from dulwich._pack import create_delta
+
+    from gitml.store.packs import _entry_header, object_id
+
+    w = b"".join(b"line %d of the base\n" % i for i in range(200))
+    z, y, x = w + b"z\n", w + b"z\ny\n", w + b"z\ny\nx\n"
+    ids = {name: object_id(3, data) for name, data in (("w", w), ("z", z), ("y", y), ("x", x))}
+
+    def delta(base: bytes, target: bytes) -> bytes:
+        return bytes(create_delta(base, target))
+
+    def ofs(distance: int) -> bytes:
+        out = [distance & 0x7F]
+        distance >>= 7
+        while distance:
+            distance -= 1
+            out.append(0x80 | (distance & 0x7F))
+            distance >>= 7
+        return bytes(reversed(out))
+
+    body = bytearray()
+    y_at = 12 + len(body)
+    d = delta(z, y)
+    body += _entry_header(7, len(d)) + ids["z"] + zlib.compress(d)
+    x_at = 12 + len(body)
+    d = delta(y, x)
+    body += _entry_header(6, len(d)) + ofs(x_at - y_at) + zlib.compress(d)
+    d = delta(w, z)
+    body += _entry_header(7, len(d)) + ids["w"] + zlib.compress(d)
+    body += _entry_header(3, len(w)) + zlib.compress(w)
+    data = b"PACK" + (2).to_bytes(4, "big") + (4).to_bytes(4, "big") + bytes(body)
+    data += hashlib.sha1(data).digest()
+    target = tmp_path / "target"
+    git(tmp_path, "init", "-q", "--bare", str(target))
+    verify = subprocess.run(["git", "index-pack", "--stdin"], cwd=target, input=data, capture_output=True)
+    assert verify.returncode == 0, verify.stderr  # git takes this order
+    for pack in (target / "objects" / "pack").iterdir():
+        pack.unlink()
+    with Repo(str(target)) as repo:
+        assert receive(tmp_path, repo, data) == 4
+    for name, blob in (("w", w), ("z", z), ("y", y), ("x", x)):
+        assert git(target, "cat-file", "blob", ids[name].hex()).encode() == blob

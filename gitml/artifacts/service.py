@@ -293,9 +293,10 @@ def objects_by_run(
         try:
             out[ref] = _run_objects(tracker.store, parsed[1], sha, stop, manifests)
         except CorruptRecordError as e:
+            why = f"{e.what}: {e.detail}"  # the object and what is wrong with it
             if broken is None:
-                raise CorruptRecordError(f"run {ref.decode()}", str(e)) from None
-            broken[ref] = str(e)
+                raise CorruptRecordError(f"run {ref.decode()}", why) from None
+            broken[ref] = why
     return out
 
 

@@ -53,7 +53,7 @@ def artifacts():
 def artifacts_ls(ctx, run, path, as_json):
     """List the artifacts directly inside PATH (the root by default)."""
     with _client(ctx) as c:
-        entries = c.list_artifacts(c.tracker.resolve(run), path)
+        entries = c.list_artifacts(c.tracker.resolve(run), _root(path))
         if as_json:
             _emit_json([vars(e) for e in entries])
             return
@@ -66,9 +66,14 @@ def artifacts_ls(ctx, run, path, as_json):
 @click.option("-o", "--output", "dst", default=".", show_default=True, help="Folder to download into.")
 @click.pass_context
 def artifacts_get(ctx, run, path, dst):
-    """Download an artifact file or folder (each file verified against its hash)."""
+    """Download an artifact file or folder, "." for all (each file verified against its hash)."""
     with _client(ctx) as c:
-        click.echo(c.download_artifacts(c.tracker.resolve(run), path, dst))
+        click.echo(c.download_artifacts(c.tracker.resolve(run), _root(path), dst))
+
+
+def _root(path: str | None) -> str | None:
+    """``.`` and ``/`` name the run's whole artifact folder, as in a shell."""
+    return "" if path in (".", "./", "/") else path
 
 
 @cli.command()

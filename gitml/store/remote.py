@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dulwich.client import GitClient, HTTPProxyUnauthorized, HTTPUnauthorized, get_transport_and_path
-from dulwich.errors import GitProtocolError, NotGitRepository
+from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.graph import can_fast_forward
 from dulwich.object_store import ObjectStoreGraphWalker
 from dulwich.objects import Commit
@@ -388,6 +388,8 @@ def _cause(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = _one_line(str(exc)) or type(exc).__name__
+    if isinstance(exc, HangupException) or "does not match length prefix" in text:
+        return f"the connection was lost during the transfer ({text}); run the command again"
     found = _ERRNO.search(text)
     return found.group(1).strip() if found else text
 

@@ -39,6 +39,12 @@ class PackError(RepositoryError):
         super().__init__(f"received pack: {why}")
 
 
+class _BaseNotYet(PackError):
+    def __init__(self, base: bytes):
+        self.base = base
+        super().__init__(f"a delta of {base.hex()}, which is not known yet")
+
+
 class _Entry:
     __slots__ = ("start", "data_at", "end", "type_num", "size", "base", "sha")
 
@@ -170,11 +176,8 @@ class _Reader:
             base = self._base_entry(entry)
             if base is None:  # a thin pack's base, from the repository
                 found = self.local_raw(entry.base.hex().encode())
-                if found is None:
-                    raise PackError(
-                        f"object at {entry.start} is a delta of {entry.base.hex()}, "
-                        "which neither the pack nor the repository holds"
-                    )
+                if found is None:  # perhaps a delta of this pack not resolved yet
+                    raise _BaseNotYet(entry.base)
                 result = found
                 break
             entry = base
@@ -204,17 +207,18 @@ class _Reader:
         pending = [e for e in entries if e.sha is None]
         while pending:
             waiting = []
+            missing = b""
             for entry in pending:
-                if entry.type_num == _REF_DELTA and entry.base not in self.by_sha:
-                    if self.local_raw(entry.base.hex().encode()) is None:
-                        waiting.append(entry)  # its base may be a delta resolved later in this round
-                        continue
-                type_num, content = self.content(entry)
+                try:
+                    type_num, content = self.content(entry)
+                except _BaseNotYet as e:  # its chain ends at a delta resolved later: next round
+                    waiting.append(entry)
+                    missing = e.base
+                    continue
                 entry.sha = object_id(type_num, content)
                 self.by_sha[entry.sha] = entry
             if len(waiting) == len(pending):
                 raise PackError(
-                    f"{len(waiting)} delta(s) of objects neither the pack nor the repository holds, "
-                    f"e.g. {waiting[0].base.hex()}"
+                    f"{len(waiting)} delta(s) of objects neither the pack nor the repository holds, e.g. {missing.hex()}"
                 )
             pending = waiting
