@@ -66,7 +66,7 @@ def artifacts_ls(ctx, run, path, as_json):
 @click.option("-o", "--output", "dst", default=".", show_default=True, help="Folder to download into.")
 @click.pass_context
 def artifacts_get(ctx, run, path, dst):
-    """Download an artifact file or folder, "." for all (each file verified against its hash)."""
+    """Download an artifact file or folder ("." for all), each file verified."""
     with _client(ctx) as c:
         click.echo(c.download_artifacts(c.tracker.resolve(run), _root(path), dst))
 
