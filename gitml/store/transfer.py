@@ -56,6 +56,7 @@ class PackEntries:
         self.repo = repo
         self._maps: list[mmap.mmap] = []
         self._where: dict[bytes, tuple[int, int, int, int]] = {}  # raw sha -> (map, start, end, crc)
+        self._elsewhere: dict[bytes, bool] = {}  # hex sha -> held (loose, or a delta), once asked
         for idx_path in glob.glob(os.path.join(repo.object_store.path, "pack", "*.idx")):
             self._load(idx_path)
 
@@ -137,7 +138,12 @@ class PackEntries:
         return type_num, [], []
 
     def has(self, hexsha: bytes) -> bool:
-        return bytes.fromhex(hexsha.decode()) in self._where or hexsha in self.repo.object_store
+        if bytes.fromhex(hexsha.decode()) in self._where:
+            return True
+        found = self._elsewhere.get(hexsha)  # loose or a delta: dulwich's search rescans the pack folder on a miss
+        if found is None:
+            found = self._elsewhere[hexsha] = hexsha in self.repo.object_store
+        return found
 
     def entry(self, hexsha: bytes) -> tuple[bytes, bytes, int]:
         raw = bytes.fromhex(hexsha.decode())
