@@ -577,3 +577,28 @@ def test_push_over_the_network_does_not_walk_a_long_shared_history(repo, tmp_pat
     assert len(looked_at) < 200  # not the 3,000 commits of main
     git(base / "remote.git", "fsck", "--strict")
     assert for_each_ref(base / "remote.git") == refs
+
+
+@pytest.mark.parametrize("kind", ["path", "git"])
+def test_large_packs_are_searched_in_their_index(repo, tmp_path, monkeypatch, kind):
+    """Packs over BIG_PACK objects are not held in a dict but searched in their index
+    (here every pack is, by setting the bound to 0): pushes and fetches are the same."""
+    import gitml.store.entries as entries
+
+    monkeypatch.setattr(entries, "BIG_PACK", 0)
+    make_runs(5)
+    git(repo, "gc", "-q")  # one pack, with deltas (read through dulwich)
+    make_runs(5)  # and gitml's own small packs
+    base = tmp_path / "served"
+    base.mkdir()
+    git(base, "init", "-q", "--bare", "remote.git")
+    with serve(kind, base, "remote.git") as url, open_store(repo) as store:
+        refs = store.refs_under("refs/gitml/")
+        assert set(push_refs(store, url, refs).values()) == {"ok"}
+    git(base / "remote.git", "fsck", "--strict")
+    copy = tmp_path / "copy"
+    git(tmp_path, "init", "-q", str(copy))
+    with open_store(copy) as store:
+        assert len(fetch_refs(store, str(base / "remote.git")).created) == len(refs)
+    git(copy, "fsck", "--strict")
+    assert for_each_ref(copy) == refs

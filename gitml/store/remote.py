@@ -36,7 +36,8 @@ from dulwich.repo import Repo
 from gitml.errors import GitmlError, RepositoryError
 from gitml.store.refs import RefLister
 from gitml.store.unpack import store_received_pack
-from gitml.store.transfer import copy_objects, create_refs, local_path, object_ids, pack_to_send
+from gitml.store.entries import PackEntries
+from gitml.store.transfer import copy_objects, create_refs, local_path, pack_to_send
 
 if TYPE_CHECKING:
     from gitml.store.git import GitStore
@@ -132,16 +133,16 @@ def push_refs(
     """
     status: dict[bytes, str] = {}
     folder = local_path(url)
-    with Repo(store.repo.path) as local:  # our own instance: dulwich's store is not thread-safe
+    with Repo(store.repo.path) as local, PackEntries(local) as entries:  # our own: dulwich's is not thread-safe
 
         def update_refs(remote_refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
             send = {}
-            present = object_ids(local)  # one read of the pack indexes, not a search per ref
+            present = entries.has  # the pack indexes, not dulwich's search of every pack per ref
             for ref, new in refs.items():
                 old = remote_refs.get(ref)
                 if new == old:
                     status[ref] = "ok"
-                elif new is not None and new not in present:
+                elif new is not None and not present(new):
                     status[ref] = f"rejected: object {new.decode()} is missing locally"
                 elif old is not None and new is not None and not force and ref.startswith(_TAGS_PREFIX):
                     status[ref] = "rejected: tag already exists"
@@ -158,7 +159,7 @@ def push_refs(
             return status
 
         def generate_pack_data(have, want, *, ofs_delta=False, progress=None):
-            count, records = pack_to_send(local, want, have)
+            count, records = pack_to_send(entries, want, have)
             if progress:
                 progress(f"sending {count} objects\n".encode())
             return count, records

@@ -10,28 +10,20 @@ into the target, and creates new refs in one packed-refs write (see
 
 from __future__ import annotations
 
-import glob
 import heapq
-import mmap
 import os
-import struct
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from urllib.parse import unquote, urlparse
 
-from dulwich.objects import parse_tree
-from dulwich.object_format import DEFAULT_OBJECT_FORMAT
-from dulwich.pack import UnpackedObject, load_pack_index
+from dulwich.pack import UnpackedObject
 from dulwich.repo import Repo
 
-from gitml.errors import RepositoryError
-from gitml.store.packs import _entry_header, _write_entries, object_id
+from gitml.store.entries import _COMMIT, _TAG, PackEntries
+from gitml.store.packs import _write_entries
 from gitml.store.refs import lock_packed_refs, write_packed_refs
-
-_COMMIT, _TREE, _TAG = 1, 2, 4
-_DELTA_TYPES = (6, 7)
 
 
 def local_path(url: str) -> str | None:
@@ -47,151 +39,6 @@ def local_path(url: str) -> str | None:
     if os.path.isdir(os.path.join(path, ".git")):
         return path
     return None
-
-
-class PackEntries:
-    """The stored entries of a repository's packs, by object id, ready to copy."""
-
-    def __init__(self, repo: Repo):
-        self.repo = repo
-        self._maps: list[mmap.mmap] = []
-        self._where: dict[bytes, tuple[int, int, int, int]] = {}  # raw sha -> (map, start, end, crc)
-        self._elsewhere: dict[bytes, bool] = {}  # hex sha -> held (loose, or a delta), once asked
-        for idx_path in glob.glob(os.path.join(repo.object_store.path, "pack", "*.idx")):
-            self._load(idx_path)
-
-    def _load(self, idx_path: str) -> None:
-        with open(idx_path, "rb") as f:
-            idx = f.read()
-        if idx[:8] != b"\377tOc\x00\x00\x00\x02":
-            return
-        with open(idx_path[:-4] + ".pack", "rb") as f:
-            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        count = struct.unpack_from(">L", idx, 8 + 255 * 4)[0]
-        shas_at = 8 + 256 * 4
-        crcs_at = shas_at + 20 * count
-        offsets_at = crcs_at + 4 * count
-        offsets = struct.unpack_from(f">{count}L", idx, offsets_at)
-        if any(o & 0x80000000 for o in offsets):
-            data.close()
-            return
-        order = sorted(range(count), key=offsets.__getitem__)
-        crcs = struct.unpack_from(f">{count}L", idx, crcs_at)
-        number = len(self._maps)
-        self._maps.append(data)
-        end = len(data) - 20
-        for pos, i in enumerate(order):
-            start = offsets[i]
-            if (data[start] >> 4) & 7 in _DELTA_TYPES:
-                continue  # a delta: copied through dulwich instead
-            stop = offsets[order[pos + 1]] if pos + 1 < count else end
-            self._where.setdefault(idx[shas_at + 20 * i : shas_at + 20 * i + 20], (number, start, stop, crcs[i]))
-
-    def raw(self, hexsha: bytes) -> tuple[int, bytes]:
-        """``(type number, content)``, inflated from the stored entry when there is one."""
-        hit = self._where.get(bytes.fromhex(hexsha.decode()))
-        if hit is None:
-            try:
-                return self.repo.object_store.get_raw(hexsha)
-            except KeyError:
-                raise RepositoryError(
-                    f"object {hexsha.decode()} is not in {self.repo.path}, and the other side needs it "
-                    "(a shallow clone? `git fetch --unshallow` brings the history)"
-                ) from None
-        number, start, stop, _ = hit
-        data = self._maps[number]
-        pos = start
-        while data[pos] & 0x80:
-            pos += 1
-        try:
-            return (data[start] >> 4) & 7, zlib.decompress(data[pos + 1 : stop])
-        except zlib.error as e:  # zlib checks the content's Adler-32 too
-            reason = str(e)
-        raise self._damaged(hexsha, reason)
-
-    def _damaged(self, hexsha: bytes, reason: str) -> RepositoryError:
-        return RepositoryError(
-            f"object {hexsha.decode()} is damaged in {self.repo.path} ({reason}); `git fsck` shows the extent"
-        )
-
-    def links(self, hexsha: bytes) -> tuple[int, list[bytes], list[bytes]]:
-        """``(type number, objects to walk, blobs)`` named by an object: a commit's
-        tree and parents, a tag's target, a tree's subtrees and blobs (not submodules)."""
-        type_num, raw = self.raw(hexsha)
-        if type_num == _COMMIT:
-            named = []
-            for line in raw[: raw.find(b"\n\n")].split(b"\n"):
-                if not line.startswith((b"tree ", b"parent ")):
-                    break  # tree and parents come first
-                named.append(line.split(b" ", 1)[1])
-            return type_num, named, []
-        if type_num == _TREE:
-            walk, blobs = [], []
-            for _name, mode, sha in parse_tree(raw, 20):
-                if mode == 0o040000:
-                    walk.append(sha)
-                elif mode != 0o160000:
-                    blobs.append(sha)
-            return type_num, walk, blobs
-        if type_num == _TAG:
-            return type_num, [raw[7:47]], []  # "object <sha>" is the first line
-        return type_num, [], []
-
-    def has(self, hexsha: bytes) -> bool:
-        if bytes.fromhex(hexsha.decode()) in self._where:
-            return True
-        found = self._elsewhere.get(hexsha)  # loose or a delta: dulwich's search rescans the pack folder on a miss
-        if found is None:
-            found = self._elsewhere[hexsha] = hexsha in self.repo.object_store
-        return found
-
-    def entry(self, hexsha: bytes) -> tuple[bytes, bytes, int]:
-        raw = bytes.fromhex(hexsha.decode())
-        hit = self._where.get(raw)
-        if hit is not None:
-            number, start, stop, crc = hit
-            chunk = self._maps[number][start:stop]
-            if zlib.crc32(chunk) != crc:  # copied as stored: checked against the index's CRC first
-                raise self._damaged(hexsha, "its stored bytes fail the pack index's CRC")
-            return raw, chunk, crc
-        try:
-            type_num, content = self.repo.object_store.get_raw(hexsha)
-        except KeyError:
-            raise self._damaged(hexsha, "missing") from None
-        except Exception as e:  # noqa: BLE001 - dulwich raises zlib, delta and struct errors
-            reason = f"{type(e).__name__}: {e}"
-        else:
-            if object_id(type_num, content) != raw:
-                raise self._damaged(hexsha, "its content does not hash to its id")
-            chunk = _entry_header(type_num, len(content)) + zlib.compress(content, 1)
-            return raw, chunk, zlib.crc32(chunk)
-        raise self._damaged(hexsha, reason)
-
-    def close(self) -> None:
-        for data in self._maps:
-            data.close()
-
-
-def object_ids(repo: Repo) -> set[bytes]:
-    """Every object id (hex) a repository holds: its pack indexes and loose objects."""
-    ids: set[bytes] = set()
-    objects = repo.object_store.path
-    for idx_path in glob.glob(os.path.join(objects, "pack", "*.idx")):
-        with open(idx_path, "rb") as f:
-            idx = f.read()
-        if idx[:8] != b"\377tOc\x00\x00\x00\x02":  # a version-1 index: let dulwich read it
-            index = load_pack_index(idx_path, DEFAULT_OBJECT_FORMAT)
-            ids.update(sha.hex().encode() if len(sha) == 20 else sha for sha, _, _ in index.iterentries())
-            index.close()
-            continue
-        count = struct.unpack_from(">L", idx, 8 + 255 * 4)[0]
-        raw = idx[8 + 256 * 4 : 8 + 256 * 4 + 20 * count]
-        hexed = raw.hex().encode()
-        ids.update(hexed[i : i + 40] for i in range(0, 40 * count, 40))
-    for prefix in os.listdir(objects):
-        if len(prefix) == 2:
-            ids.update((prefix + name).encode() for name in os.listdir(os.path.join(objects, prefix)) if len(name) == 38)
-    return ids
 
 
 def missing_objects(entries: PackEntries, have: Callable[[bytes], bool], wants: Iterable[bytes]) -> list[bytes]:
@@ -217,36 +64,31 @@ def missing_objects(entries: PackEntries, have: Callable[[bytes], bool], wants: 
 
 def copy_objects(src: Repo, dst: Repo, wants: Iterable[bytes]) -> int:
     """Copy into ``dst`` what it lacks of ``wants`` as one pack; returns the object count."""
-    entries = PackEntries(src)
-    try:
-        ids = missing_objects(entries, object_ids(dst).__contains__, wants)
+    with PackEntries(src) as entries:
+        with PackEntries(dst) as held:  # what the target holds, without a set of every id
+            ids = missing_objects(entries, held.has, wants)
         if ids:  # distinct ids: streamed to disk entry by entry
             _write_entries(os.path.join(dst.object_store.path, "pack"), map(entries.entry, ids), len(ids))
-    finally:
-        entries.close()
     return len(ids)
 
 
-def pack_to_send(repo: Repo, wants: Iterable[bytes], haves: Iterable[bytes]) -> tuple[int, Iterator[UnpackedObject]]:
+def pack_to_send(
+    entries: PackEntries, wants: Iterable[bytes], haves: Iterable[bytes]
+) -> tuple[int, Iterator[UnpackedObject]]:
     """The pack a push sends to a remote holding ``haves``: ``(count, records)``
-    for dulwich's ``send_pack``.
+    for dulwich's ``send_pack`` (``entries`` must stay open until they are sent).
 
     What the remote holds is taken as git's push does: every commit reachable
     from its refs, and every tree and blob of the commits where the new history
     meets those. The records carry the stored pack entries as they are, grouped
     into large chunks: dulwich writes each chunk with its own system call.
     """
-    entries = PackEntries(repo)
-    try:
-        wants = list(wants)
-        had, boundary = _split_history(entries, wants, haves)
-        present = set(had) | {sha for sha in haves if entries.has(sha)}  # tags among the haves too
-        for commit in boundary:
-            _mark_tree(entries, entries.links(commit)[1][0], present)
-        ids = missing_objects(entries, present.__contains__, wants)
-    except BaseException:
-        entries.close()
-        raise
+    wants = list(wants)
+    had, boundary = _split_history(entries, wants, haves)
+    present = set(had) | {sha for sha in haves if entries.has(sha)}  # tags among the haves too
+    for commit in boundary:
+        _mark_tree(entries, entries.links(commit)[1][0], present)
+    ids = missing_objects(entries, present.__contains__, wants)
     return len(ids), _records(entries, ids)
 
 
@@ -352,24 +194,20 @@ def _records(entries: PackEntries, ids: list[bytes], chunk_bytes: int = 256 << 1
     ``chunk_bytes`` that ride on the first record of their group (the others carry
     none: the stream is the same). Pieces stay small because a smart-HTTP push sends
     each as one HTTP chunk, and servers cap those (dulwich's at 1 MiB)."""
-    try:
-        batch: list[UnpackedObject] = []
-        data = bytearray()
-        for start in range(0, len(ids), 4096):
-            for raw, chunk, _crc in (entries.entry(i) for i in ids[start : start + 4096]):
-                record = UnpackedObject(0, sha=raw)  # the type is never looked at: the bytes are given
-                record.comp_chunks = []
-                batch.append(record)
-                data += chunk
-                if len(data) >= chunk_bytes:
-                    batch[0].comp_chunks = _pieces(data, chunk_bytes)
-                    yield from batch
-                    batch, data = [], bytearray()
-        if batch:
+    batch: list[UnpackedObject] = []
+    data = bytearray()
+    for raw, chunk, _crc in map(entries.entry, ids):
+        record = UnpackedObject(0, sha=raw)  # the type is never looked at: the bytes are given
+        record.comp_chunks = []
+        batch.append(record)
+        data += chunk
+        if len(data) >= chunk_bytes:
             batch[0].comp_chunks = _pieces(data, chunk_bytes)
             yield from batch
-    finally:
-        entries.close()
+            batch, data = [], bytearray()
+    if batch:
+        batch[0].comp_chunks = _pieces(data, chunk_bytes)
+        yield from batch
 
 
 def _pieces(data: bytearray, size: int) -> list[bytes]:

@@ -1,0 +1,209 @@
+"""The stored entries of a repository's packs, by object id: read, walked, copied.
+
+Small packs (gitml's own, written per flush and merged geometrically) are held in
+a dict from object id to entry; a pack of more than ``BIG_PACK`` objects (what
+``git gc`` leaves in a long-lived repository) is searched in its index file
+instead, so a repository of millions of objects costs no memory per object.
+Entries stored as deltas are read through dulwich.
+"""
+
+from __future__ import annotations
+
+import bisect
+import glob
+import mmap
+import os
+import struct
+import zlib
+from array import array
+
+from dulwich.objects import parse_tree
+from dulwich.repo import Repo
+
+from gitml.errors import RepositoryError
+from gitml.store.packs import _entry_header, object_id
+
+_COMMIT, _TREE, _TAG = 1, 2, 4
+_DELTA_TYPES = (6, 7)
+_IDX_V2 = b"\377tOc\x00\x00\x00\x02"
+BIG_PACK = 100_000  # objects: a larger pack is searched in its index, not held in a dict
+
+Where = tuple[int, int, int, int]  # (pack number, start, end, CRC-32) of a stored entry
+
+
+class PackEntries:
+    """The stored entries of a repository's packs, by object id, ready to copy."""
+
+    def __init__(self, repo: Repo):
+        self.repo = repo
+        self._maps: list[mmap.mmap] = []
+        self._where: dict[bytes, Where] = {}  # raw sha -> entry, for the small packs
+        self._big: list[_IndexedPack] = []
+        self._elsewhere: dict[bytes, bool] = {}  # hex sha -> held (loose, or a delta), once asked
+        for idx_path in sorted(glob.glob(os.path.join(repo.object_store.path, "pack", "*.idx"))):
+            self._load(idx_path)
+
+    def _load(self, idx_path: str) -> None:
+        with open(idx_path, "rb") as f:
+            head = f.read(8 + 256 * 4)
+        if head[:8] != _IDX_V2:
+            return  # a version-1 index: its objects are read through dulwich
+        count = struct.unpack_from(">L", head, 8 + 255 * 4)[0]
+        with open(idx_path, "rb") as f:
+            idx = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        with open(idx_path[:-4] + ".pack", "rb") as f:
+            data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        offsets = struct.unpack_from(f">{count}L", idx, 8 + 256 * 4 + 24 * count)
+        if any(o & 0x80000000 for o in offsets):  # a pack over 2 GiB: read through dulwich
+            idx.close()
+            data.close()
+            return
+        number = len(self._maps)
+        self._maps.append(data)
+        self._maps.append(idx)
+        if count > BIG_PACK:
+            self._big.append(_IndexedPack(number, idx, data, count, offsets))
+            return
+        shas_at = 8 + 256 * 4
+        crcs = struct.unpack_from(f">{count}L", idx, shas_at + 20 * count)
+        order = sorted(range(count), key=offsets.__getitem__)
+        end = len(data) - 20
+        for pos, i in enumerate(order):
+            start = offsets[i]
+            if (data[start] >> 4) & 7 in _DELTA_TYPES:
+                continue  # a delta: read through dulwich instead
+            stop = offsets[order[pos + 1]] if pos + 1 < count else end
+            self._where.setdefault(idx[shas_at + 20 * i : shas_at + 20 * i + 20], (number, start, stop, crcs[i]))
+
+    def _find(self, raw: bytes) -> Where | None:
+        hit = self._where.get(raw)
+        if hit is None:
+            for pack in self._big:
+                hit = pack.find(raw)
+                if hit is not None:
+                    break
+        return hit
+
+    def raw(self, hexsha: bytes) -> tuple[int, bytes]:
+        """``(type number, content)``, inflated from the stored entry when there is one."""
+        hit = self._find(bytes.fromhex(hexsha.decode()))
+        if hit is None:
+            try:
+                return self.repo.object_store.get_raw(hexsha)
+            except KeyError:
+                raise RepositoryError(
+                    f"object {hexsha.decode()} is not in {self.repo.path}, and the other side needs it "
+                    "(a shallow clone? `git fetch --unshallow` brings the history)"
+                ) from None
+        number, start, stop, _ = hit
+        data = self._maps[number]
+        pos = start
+        while data[pos] & 0x80:
+            pos += 1
+        try:
+            return (data[start] >> 4) & 7, zlib.decompress(data[pos + 1 : stop])
+        except zlib.error as e:  # zlib checks the content's Adler-32 too
+            reason = str(e)
+        raise self._damaged(hexsha, reason)
+
+    def _damaged(self, hexsha: bytes, reason: str) -> RepositoryError:
+        return RepositoryError(
+            f"object {hexsha.decode()} is damaged in {self.repo.path} ({reason}); `git fsck` shows the extent"
+        )
+
+    def links(self, hexsha: bytes) -> tuple[int, list[bytes], list[bytes]]:
+        """``(type number, objects to walk, blobs)`` named by an object: a commit's
+        tree and parents, a tag's target, a tree's subtrees and blobs (not submodules)."""
+        type_num, raw = self.raw(hexsha)
+        if type_num == _COMMIT:
+            named = []
+            for line in raw[: raw.find(b"\n\n")].split(b"\n"):
+                if not line.startswith((b"tree ", b"parent ")):
+                    break  # tree and parents come first
+                named.append(line.split(b" ", 1)[1])
+            return type_num, named, []
+        if type_num == _TREE:
+            walk, blobs = [], []
+            for _name, mode, sha in parse_tree(raw, 20):
+                if mode == 0o040000:
+                    walk.append(sha)
+                elif mode != 0o160000:
+                    blobs.append(sha)
+            return type_num, walk, blobs
+        if type_num == _TAG:
+            return type_num, [raw[7:47]], []  # "object <sha>" is the first line
+        return type_num, [], []
+
+    def has(self, hexsha: bytes) -> bool:
+        if self._find(bytes.fromhex(hexsha.decode())) is not None:
+            return True
+        found = self._elsewhere.get(hexsha)  # loose or a delta: dulwich's search rescans the pack folder on a miss
+        if found is None:
+            found = self._elsewhere[hexsha] = hexsha in self.repo.object_store
+        return found
+
+    def entry(self, hexsha: bytes) -> tuple[bytes, bytes, int]:
+        raw = bytes.fromhex(hexsha.decode())
+        hit = self._find(raw)
+        if hit is not None:
+            number, start, stop, crc = hit
+            chunk = self._maps[number][start:stop]
+            if zlib.crc32(chunk) != crc:  # copied as stored: checked against the index's CRC first
+                raise self._damaged(hexsha, "its stored bytes fail the pack index's CRC")
+            return raw, chunk, crc
+        try:
+            type_num, content = self.repo.object_store.get_raw(hexsha)
+        except KeyError:
+            raise self._damaged(hexsha, "missing") from None
+        except Exception as e:  # noqa: BLE001 - dulwich raises zlib, delta and struct errors
+            reason = f"{type(e).__name__}: {e}"
+        else:
+            if object_id(type_num, content) != raw:
+                raise self._damaged(hexsha, "its content does not hash to its id")
+            chunk = _entry_header(type_num, len(content)) + zlib.compress(content, 1)
+            return raw, chunk, zlib.crc32(chunk)
+        raise self._damaged(hexsha, reason)
+
+    def close(self) -> None:
+        for data in self._maps:
+            data.close()
+
+    def __enter__(self) -> PackEntries:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _IndexedPack:
+    """A large pack: its entries found by binary search in the index file."""
+
+    def __init__(self, number: int, idx: mmap.mmap, data: mmap.mmap, count: int, offsets: tuple[int, ...]):
+        self.number, self.idx, self.data = number, idx, data
+        self.fanout = struct.unpack_from(">256L", idx, 8)
+        self.shas_at = 8 + 256 * 4
+        self.crcs_at = self.shas_at + 20 * count
+        self.offsets_at = self.crcs_at + 4 * count
+        self.starts = array("Q", sorted(offsets))  # where each entry ends: where the next one starts
+        self.starts.append(len(data) - 20)
+
+    def find(self, raw: bytes) -> Where | None:
+        first = raw[0]
+        lo = self.fanout[first - 1] if first else 0
+        hi = self.fanout[first]
+        idx, at = self.idx, self.shas_at
+        while lo < hi:
+            mid = (lo + hi) // 2
+            here = idx[at + 20 * mid : at + 20 * mid + 20]
+            if here < raw:
+                lo = mid + 1
+            elif here > raw:
+                hi = mid
+            else:
+                start = struct.unpack_from(">L", idx, self.offsets_at + 4 * mid)[0]
+                if (self.data[start] >> 4) & 7 in _DELTA_TYPES:
+                    return None  # a delta: read through dulwich instead
+                stop = self.starts[bisect.bisect_right(self.starts, start)]
+                crc = struct.unpack_from(">L", idx, self.crcs_at + 4 * mid)[0]
+                return self.number, start, stop, crc
+        return None
