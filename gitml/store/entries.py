@@ -39,7 +39,10 @@ class PackEntries:
         self._maps: list[mmap.mmap] = []
         self._where: dict[bytes, Where] = {}  # raw sha -> entry, for the small packs
         self._big: list[_IndexedPack] = []
-        self._elsewhere: dict[bytes, bool] = {}  # hex sha -> held (loose, or a delta), once asked
+        self._deltas: set[bytes] = set()  # raw ids stored as deltas in the small packs
+        self._unread = False  # a pack this class cannot read (a v1 index, over 2 GiB): ask dulwich
+        self._loose: set[bytes] | None = None  # hex ids of the loose objects, listed once
+        self._elsewhere: dict[bytes, bool] = {}  # hex sha -> held, once dulwich was asked
         for idx_path in sorted(glob.glob(os.path.join(repo.object_store.path, "pack", "*.idx"))):
             self._load(idx_path)
 
@@ -47,7 +50,8 @@ class PackEntries:
         with open(idx_path, "rb") as f:
             head = f.read(8 + 256 * 4)
         if head[:8] != _IDX_V2:
-            return  # a version-1 index: its objects are read through dulwich
+            self._unread = True  # a version-1 index: its objects are read through dulwich
+            return
         count = struct.unpack_from(">L", head, 8 + 255 * 4)[0]
         with open(idx_path, "rb") as f:
             idx = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
@@ -57,6 +61,7 @@ class PackEntries:
         if any(o & 0x80000000 for o in offsets):  # a pack over 2 GiB: read through dulwich
             idx.close()
             data.close()
+            self._unread = True
             return
         number = len(self._maps)
         self._maps.append(data)
@@ -71,7 +76,8 @@ class PackEntries:
         for pos, i in enumerate(order):
             start = offsets[i]
             if (data[start] >> 4) & 7 in _DELTA_TYPES:
-                continue  # a delta: read through dulwich instead
+                self._deltas.add(idx[shas_at + 20 * i : shas_at + 20 * i + 20])  # read through dulwich
+                continue
             stop = offsets[order[pos + 1]] if pos + 1 < count else end
             self._where.setdefault(idx[shas_at + 20 * i : shas_at + 20 * i + 20], (number, start, stop, crcs[i]))
 
@@ -135,9 +141,19 @@ class PackEntries:
         return type_num, [], []
 
     def has(self, hexsha: bytes) -> bool:
-        if self._find(bytes.fromhex(hexsha.decode())) is not None:
+        """Whether the repository holds the object, answered from the pack indexes and
+        one listing of the loose objects (dulwich's search rescans the pack folder on
+        every miss, and a transfer asks mostly about objects the target lacks)."""
+        raw = bytes.fromhex(hexsha.decode())
+        if raw in self._where or raw in self._deltas or any(pack.holds(raw) for pack in self._big):
             return True
-        found = self._elsewhere.get(hexsha)  # loose or a delta: dulwich's search rescans the pack folder on a miss
+        if self._loose is None:
+            self._loose = _loose_ids(self.repo.object_store.path)
+        if hexsha in self._loose:
+            return True
+        if not self._unread:
+            return False
+        found = self._elsewhere.get(hexsha)
         if found is None:
             found = self._elsewhere[hexsha] = hexsha in self.repo.object_store
         return found
@@ -175,6 +191,14 @@ class PackEntries:
         self.close()
 
 
+def _loose_ids(objects: str) -> set[bytes]:
+    ids: set[bytes] = set()
+    for prefix in os.listdir(objects):
+        if len(prefix) == 2:
+            ids.update((prefix + name).encode() for name in os.listdir(os.path.join(objects, prefix)) if len(name) == 38)
+    return ids
+
+
 class _IndexedPack:
     """A large pack: its entries found by binary search in the index file."""
 
@@ -187,7 +211,7 @@ class _IndexedPack:
         self.starts = array("Q", sorted(offsets))  # where each entry ends: where the next one starts
         self.starts.append(len(data) - 20)
 
-    def find(self, raw: bytes) -> Where | None:
+    def _position(self, raw: bytes) -> int | None:
         first = raw[0]
         lo = self.fanout[first - 1] if first else 0
         hi = self.fanout[first]
@@ -200,10 +224,20 @@ class _IndexedPack:
             elif here > raw:
                 hi = mid
             else:
-                start = struct.unpack_from(">L", idx, self.offsets_at + 4 * mid)[0]
-                if (self.data[start] >> 4) & 7 in _DELTA_TYPES:
-                    return None  # a delta: read through dulwich instead
-                stop = self.starts[bisect.bisect_right(self.starts, start)]
-                crc = struct.unpack_from(">L", idx, self.crcs_at + 4 * mid)[0]
-                return self.number, start, stop, crc
+                return mid
         return None
+
+    def holds(self, raw: bytes) -> bool:
+        return self._position(raw) is not None
+
+    def find(self, raw: bytes) -> Where | None:
+        """The entry of an object stored whole here (None for a delta or an absent one)."""
+        i = self._position(raw)
+        if i is None:
+            return None
+        start = struct.unpack_from(">L", self.idx, self.offsets_at + 4 * i)[0]
+        if (self.data[start] >> 4) & 7 in _DELTA_TYPES:
+            return None  # a delta: read through dulwich instead
+        stop = self.starts[bisect.bisect_right(self.starts, start)]
+        crc = struct.unpack_from(">L", self.idx, self.crcs_at + 4 * i)[0]
+        return self.number, start, stop, crc
