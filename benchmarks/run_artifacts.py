@@ -137,41 +137,31 @@ def w5(tmp: str, runs: int) -> dict:
     subprocess.run([sys.executable, "-c", W5_MAKE, str(runs)], cwd=src, env=ENV, check=True)
     out = {}
     gitml = [sys.executable, "-m", "gitml.cli.main"]
-    for tool in ("git", "gitml"):
-        remote = os.path.join(base, f"{tool}-remote.git")
-        sh(["git", "init", "-q", "--bare", remote])
-        if tool == "git":
-            out["push_git"] = sh(["git", "push", "-q", remote, "refs/gitml/*:refs/gitml/*"], cwd=src)
-        else:
-            out["push_gitml"] = sh([*gitml, "push", remote], cwd=src)
-        clone = os.path.join(base, f"{tool}-clone")
-        git_repo(clone)
-        if tool == "git":
-            out["fetch_git"] = sh(["git", "fetch", "-q", remote, "refs/gitml/*:refs/gitml/*"], cwd=clone)
-        else:
-            out["fetch_gitml"] = sh([*gitml, "fetch", remote], cwd=clone)
-        refs = subprocess.run(["git", "for-each-ref", "refs/gitml/runs"], cwd=clone, capture_output=True, text=True).stdout
-        out[f"runs_{tool}"] = len(refs.splitlines())
-    # the same over the network: git daemon on loopback (git://)
-    with git_daemon(base) as port:
+    def transfer(kind: str, key: str, target) -> None:
+        """Push all runs to a fresh bare repository, then fetch them into a fresh clone."""
         for tool in ("git", "gitml"):
-            name = f"net-{tool}.git"
+            name = f"{kind}-{tool}.git"
             sh(["git", "init", "-q", "--bare", os.path.join(base, name)])
-            url = f"git://127.0.0.1:{port}/{name}"
+            url = target(name)
+            clone = os.path.join(base, f"{kind}-{tool}-clone")
             if tool == "git":
-                out["netpush_git"] = sh(["git", "push", "-q", url, "refs/gitml/*:refs/gitml/*"], cwd=src)
+                out[f"{key}push_git"] = sh(["git", "push", "-q", url, "refs/gitml/*:refs/gitml/*"], cwd=src)
+                git_repo(clone)
+                out[f"{key}fetch_git"] = sh(["git", "fetch", "-q", url, "refs/gitml/*:refs/gitml/*"], cwd=clone)
             else:
-                out["netpush_gitml"] = sh([*gitml, "push", url], cwd=src)
-            clone = os.path.join(base, f"net-{tool}-clone")
-            git_repo(clone)
-            if tool == "git":
-                out["netfetch_git"] = sh(["git", "fetch", "-q", url, "refs/gitml/*:refs/gitml/*"], cwd=clone)
-            else:
-                out["netfetch_gitml"] = sh([*gitml, "fetch", url], cwd=clone)
+                out[f"{key}push_gitml"] = sh([*gitml, "push", url], cwd=src)
+                git_repo(clone)
+                out[f"{key}fetch_gitml"] = sh([*gitml, "fetch", url], cwd=clone)
+            refs = subprocess.run(["git", "for-each-ref", "refs/gitml/runs"], cwd=clone, capture_output=True, text=True)
+            out[f"{key}runs_{tool}"] = len(refs.stdout.splitlines())
+
+    transfer("local", "", lambda name: os.path.join(base, name))  # a bare repository by path
+    with git_daemon(base) as port:  # the same over the network: git daemon on loopback
+        transfer("net", "net", lambda name: f"git://127.0.0.1:{port}/{name}")
     # the everyday case (the pre-push hook): 10 new runs on top of what the remote has
     subprocess.run([sys.executable, "-c", W5_MAKE, "10"], cwd=src, env=ENV, check=True)
-    out["again_git"] = sh(["git", "push", "-q", os.path.join(base, "git-remote.git"), "refs/gitml/*:refs/gitml/*"], cwd=src)
-    out["again_gitml"] = sh([*gitml, "push", os.path.join(base, "gitml-remote.git")], cwd=src)
+    out["again_git"] = sh(["git", "push", "-q", os.path.join(base, "local-git.git"), "refs/gitml/*:refs/gitml/*"], cwd=src)
+    out["again_gitml"] = sh([*gitml, "push", os.path.join(base, "local-gitml.git")], cwd=src)
     shutil.rmtree(base)
     return out
 

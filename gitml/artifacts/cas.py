@@ -151,6 +151,21 @@ def _drop_old_files(folder: str, suffix: str, older_than: float) -> int:
     return dropped
 
 
+def _read_ids(path: str, length: int) -> set[str]:
+    """The lines of a state file that are ids of this length (a torn last line is not)."""
+    try:
+        with open(path) as f:
+            return {line.strip() for line in f if len(line.strip()) == length}
+    except FileNotFoundError:
+        return set()
+
+
+def _append_lines(path: str, lines: Iterable[str]) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as f:
+        f.write("".join(f"{line}\n" for line in lines))
+
+
 def _write_lines(path: str, lines: list[str]) -> None:
     """Replace a small state file at once (a reader never sees half of it)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -315,30 +330,20 @@ class ContentStore:
         return f"{self._root}/{object_key(sha256)}" if self._root else object_key(sha256)
 
     def _known(self) -> set[str]:
-        try:
-            with open(self._known_path) as f:
-                return {line.strip() for line in f if len(line.strip()) == 64}
-        except FileNotFoundError:
-            return set()
+        return _read_ids(self._known_path, 64)
 
     def _remember(self, shas: Iterable[str]) -> None:
-        os.makedirs(os.path.dirname(self._known_path), exist_ok=True)
-        with self._lock, open(self._known_path, "a") as f:
-            f.write("".join(f"{s}\n" for s in shas))
+        with self._lock:
+            _append_lines(self._known_path, shas)
 
     def confirmed_commits(self) -> set[bytes]:
         """Run commits whose artifact objects (their own and their ancestors') are all
         known to be on this remote: a push need not look at them again."""
-        try:
-            with open(self._confirmed_path, "rb") as f:
-                return {line.strip() for line in f if len(line.strip()) == 40}
-        except FileNotFoundError:
-            return set()
+        return {c.encode() for c in _read_ids(self._confirmed_path, 40)}
 
     def confirm_commits(self, commits: Iterable[bytes]) -> None:
-        os.makedirs(os.path.dirname(self._confirmed_path), exist_ok=True)
-        with self._lock, open(self._confirmed_path, "ab") as f:
-            f.write(b"".join(c + b"\n" for c in commits))
+        with self._lock:
+            _append_lines(self._confirmed_path, (c.decode() for c in commits))
 
     def forget_remote(self, shas: Iterable[str]) -> None:
         """Objects found missing or damaged on the remote: the next push uploads them
@@ -353,11 +358,7 @@ class ContentStore:
                 os.unlink(self._confirmed_path)
 
     def _damaged(self) -> set[str]:
-        try:
-            with open(self._damaged_path) as f:
-                return {line.strip() for line in f if len(line.strip()) == 64}
-        except FileNotFoundError:
-            return set()
+        return _read_ids(self._damaged_path, 64)
 
     def missing_on_remote(self, shas: set[str]) -> set[str]:
         """Which objects the remote lacks (asked once per object; answers kept locally).
