@@ -114,7 +114,9 @@ def push(
     if objects:
         if "://" not in content.remote_url or content.remote_url.startswith("file://"):
             result.local_artifact_remote = content.remote_url
-        missing = content.missing_on_remote(set(objects))
+        # asked again, not taken from what earlier pushes saw: objects uploaded by a push
+        # whose refs never arrived are garbage to a teammate's `gc --remote` meanwhile
+        missing = content.missing_on_remote(set(objects), ask=True)
         client.artifacts.materialize({s: objects[s] for s in missing})
         total_bytes = sum(_size(content, s) for s in missing)
         done = [0, 0]
@@ -128,7 +130,11 @@ def push(
         if progress and missing:
             progress(0, len(missing), 0, total_bytes)
         result.uploaded = content.upload(
-            missing, what=lambda s: f"run {objects[s][0]} artifact {objects[s][1]!r}", progress=step, lost=lost
+            missing,
+            what=lambda s: f"run {objects[s][0]} artifact {objects[s][1]!r}",
+            progress=step,
+            lost=lost,
+            checked=True,
         )
         result.uploaded_bytes = done[1]
     blocked = {ref: f"rejected: {why}" for ref, why in broken.items()}
@@ -140,7 +146,6 @@ def push(
                 f"rejected: artifact {path!r} ({sha[:12]}) is lost here (its cached copy is missing or changed) "
                 "and is not on the artifact remote" + (f", with {len(gone) - 1} more" if len(gone) > 1 else "")
             )
-    content.confirm_commits(s for r, s in unconfirmed.items() if r not in blocked)
     send = {r: s for r, s in todo.items() if r not in blocked}
     said: list[bytes] = []
     statuses = push_refs(store, url, send, force=force, progress=said.append) if send else {}
@@ -152,6 +157,8 @@ def push(
             result.notes[ref.decode()] = "the remote has its own record of this experiment; `gitml fetch` joins them"
     statuses.update(blocked)
     result.refs = {r.decode(): statuses.get(r, "ok") for r in refs}
+    # only a run the remote now names is safe from a teammate's remote gc: confirmed after its ref
+    content.confirm_commits(s for r, s in unconfirmed.items() if result.refs[r.decode()] == "ok")
     result.pushed = [r.decode() for r in send if statuses.get(r) == "ok" and r.decode() not in result.notes]
     return result
 

@@ -490,3 +490,25 @@ def test_gc_removes_what_killed_processes_half_wrote(repo, team):
     assert "removed 3 half-written file(s)" in out
     assert not any(p.exists() for p in leftovers) and fresh.exists()
     assert "0 problem(s)" in gitml_cli(repo, "fsck")
+
+
+def test_objects_of_a_push_whose_refs_never_arrived_are_uploaded_again(repo, team, monkeypatch):
+    """The push dies after its upload, before its refs; a teammate's remote gc then
+    deletes the objects no ref names. The next push must upload them again."""
+    import gitml.sync as sync_module
+    from gitml.store.remote import RemoteError
+
+    def refs_never_arrive(*args, **kwargs):
+        raise RemoteError("origin", "connection lost")
+
+    monkeypatch.setattr(sync_module, "push_refs", refs_never_arrive)
+    gitml_cli(repo, "push", code=1)
+    uploaded = objects_in(team["store"])
+    assert len(uploaded) == 4
+    for path in uploaded:  # what `gc --remote --delete` elsewhere does to unreferenced objects
+        os.unlink(path)
+    monkeypatch.undo()
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(team["store"]))
+    assert "4 artifact object(s) uploaded" in gitml_cli(repo, "push")
+    assert len(objects_in(team["store"])) == 4
+    assert "0 problem(s)" in gitml_cli(repo, "fsck")

@@ -360,11 +360,12 @@ class ContentStore:
     def _damaged(self) -> set[str]:
         return _read_ids(self._damaged_path, 64)
 
-    def missing_on_remote(self, shas: set[str]) -> set[str]:
-        """Which objects the remote lacks (asked once per object; answers kept locally).
+    def missing_on_remote(self, shas: set[str], *, ask: bool = False) -> set[str]:
+        """Which objects the remote lacks (asked once per object; answers kept locally;
+        with ``ask``, asked again: a remote gc may have deleted what no ref named).
         Objects :meth:`forget_remote` was told about count as lacking."""
         damaged = shas & self._damaged()
-        todo = shas - self._known() - damaged
+        todo = shas - damaged - (set() if ask else self._known())
         if not todo:
             return damaged
         fs = self.fs
@@ -390,13 +391,15 @@ class ContentStore:
         progress: Callable[[int, int], None] | None = None,
         workers: int = 8,
         lost: set[str] | None = None,
+        checked: bool = False,
     ) -> int:
         """Upload objects (verified first) the remote lacks; returns how many were sent.
+        With ``checked``, ``shas`` are known to be lacking (from :meth:`missing_on_remote`).
 
         An object whose cached copy is missing or corrupt raises :class:`IntegrityError`,
         or, given a ``lost`` set, is added to it and skipped.
         """
-        missing = sorted(self.missing_on_remote(shas))
+        missing = sorted(shas if checked else self.missing_on_remote(shas))
         if not missing:
             return 0
         fs = self.fs
