@@ -104,3 +104,25 @@ def test_journal_rotation_keeps_open_runs_recoverable(repo):
     assert [m.step for m in other.get_metric_history(writer.run_id, "loss")] == list(range(150))
     assert other.get_run(writer.run_id).info.status == "KILLED"
     other.close()
+
+
+def test_a_ref_lock_left_by_a_killed_writer_does_not_stall_the_repository(repo, caplog):
+    """SIGKILL between taking a ref's lock and renaming it leaves the .lock file: the
+    next command removes it once it is clearly stale, instead of waiting 30 s and failing."""
+    import time
+
+    with gitml.start_run() as run:
+        gitml.log_metric("m", 1.0)
+    gitml.flush()
+    ref = repo / ".git" / "refs" / "gitml" / "runs" / "0" / run.info.run_id
+    lock = ref.with_name(ref.name + ".lock")
+    lock.write_text("0" * 40 + "\n")
+    old = time.time() - 60
+    os.utime(lock, (old, old))
+    started = time.monotonic()
+    with gitml.start_run(run_id=run.info.run_id):
+        gitml.log_metric("m", 2.0, step=1)
+    gitml.flush()
+    assert time.monotonic() - started < 5
+    assert not lock.exists() and "writer that did not finish" in caplog.text
+    assert gitml.get_run(run.info.run_id).data.metrics["m"] == 2.0

@@ -21,7 +21,7 @@ from dulwich.objects import Blob, Commit, ShaFile, Tree
 from dulwich.repo import Repo
 
 from gitml.errors import CorruptRecordError, RepositoryError
-from gitml.store.refs import RefLister, pack_refs
+from gitml.store.refs import RefLister, break_stale_lock, pack_refs
 from gitml.store.packs import maybe_merge_small_packs, sha_of, write_pack
 
 log = logging.getLogger("gitml")
@@ -234,8 +234,13 @@ class GitStore:
                     return self.repo.refs.add_if_new(name, new)
                 return self.repo.refs.set_if_equals(name, old, new)
             except FileLocked:
+                lock = self.repo.refs.refpath(name).decode() + ".lock"
+                if break_stale_lock(lock):
+                    continue
                 if time.monotonic() > deadline:
-                    raise RepositoryError(f"ref {name.decode()} stayed locked for {timeout:.0f} s") from None
+                    raise RepositoryError(
+                        f"ref {name.decode()} stayed locked for {timeout:.0f} s: another writer holds {lock}"
+                    ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
 

@@ -16,6 +16,7 @@ so here:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -26,6 +27,7 @@ from dulwich.file import FileLocked, GitFile
 from gitml.errors import RepositoryError
 
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
+log = logging.getLogger("gitml")
 RACY_SECONDS = 2.0
 PACKED_REFS_TIMEOUT = 10.0  # seconds to wait for another writer's packed-refs.lock
 
@@ -115,6 +117,24 @@ def parallel_map(fn, items) -> list:
         return [fn(item) for item in items]
 
 
+STALE_LOCK_SECONDS = 10.0  # a ref lock is held for milliseconds: one this old was left by a killed writer
+
+
+def break_stale_lock(lock_path: str, max_age: float | None = None) -> bool:
+    """Remove a lock file older than ``max_age`` seconds (a writer that died holding it,
+    e.g. killed with SIGKILL), saying so; returns whether it did."""
+    max_age = STALE_LOCK_SECONDS if max_age is None else max_age
+    try:
+        age = time.time() - os.stat(lock_path).st_mtime
+        if age < max_age:
+            return False
+        os.unlink(lock_path)
+    except FileNotFoundError:
+        return False
+    log.warning("gitml: removed %s, left %.0f s ago by a writer that did not finish", lock_path, age)
+    return True
+
+
 def lock_packed_refs(commondir: str, *, timeout: float | None = None) -> GitFile:
     """``packed-refs`` opened for rewriting under its lock file, waiting with back-off
     while another writer holds it (git waits too: ``core.packedRefsTimeout``)."""
@@ -126,6 +146,8 @@ def lock_packed_refs(commondir: str, *, timeout: float | None = None) -> GitFile
         try:
             return GitFile(path, "wb")
         except FileLocked:
+            if break_stale_lock(path + ".lock"):
+                continue
             if time.monotonic() > deadline:
                 raise RepositoryError(
                     f"{path}.lock has existed for {timeout:.0f} s: another git or gitml is writing refs, "
