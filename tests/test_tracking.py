@@ -458,3 +458,23 @@ def test_a_damaged_pack_gives_a_plain_error_naming_the_object(repo):
     result = CliRunner().invoke(cli, ["-C", str(repo), "show", run.info.run_id])
     assert result.exit_code == 1
     assert "unexpected" not in result.output and params in result.output and "damaged" in result.output
+
+
+def test_client_on_a_subfolder_or_relative_path_uses_the_enclosing_repository(repo, tmp_path, monkeypatch):
+    (repo / "sub").mkdir()
+    with gitml.start_run() as run:
+        gitml.log_param("p", 1)
+    with gitml.Client(str(repo / "sub")) as c:  # not a new repository in sub/
+        assert c.get_run(run.info.run_id).data.params == {"p": "1"}
+    assert not (repo / "sub" / ".git").exists()
+    monkeypatch.setenv("GITML_REPO", str(repo / "sub"))
+    with gitml.Client() as c:
+        assert c.get_run(run.info.run_id).data.params == {"p": "1"}
+    monkeypatch.delenv("GITML_REPO")
+    c = gitml.Client(".")  # relative: resolved now, so a chdir later changes nothing
+    made = c.create_run("0")
+    monkeypatch.chdir(tmp_path)
+    c.log_metric(made.info.run_id, "m", 1.0)
+    c.set_terminated(made.info.run_id)
+    assert c.get_run(made.info.run_id).data.metrics == {"m": 1.0}
+    c.close()

@@ -350,10 +350,10 @@ def open_store(path: str | os.PathLike | None = None, *, create: bool = False) -
     ``./gitml-runs`` (created only when ``create`` is true), and says so.
     """
     explicit = path is not None or "GITML_REPO" in os.environ
-    start = os.fspath(path if path is not None else os.environ.get("GITML_REPO", os.getcwd()))
+    # absolute: a later chdir must not move the repository under the client
+    start = os.path.abspath(os.fspath(path if path is not None else os.environ.get("GITML_REPO", os.getcwd())))
     try:
-        repo = Repo(start) if explicit else Repo.discover(start)
-        return GitStore(repo)
+        return GitStore(Repo.discover(start))  # a folder inside a work tree means that work tree, as in git
     except NotGitRepository:
         pass
     fallback = os.path.join(start, FALLBACK_STORE)
