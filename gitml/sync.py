@@ -167,32 +167,27 @@ def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent
     """The artifact remote's objects no run references, that may be deleted.
 
     Refused for the default store (every repository of the user shares it, and
-    gitml cannot know what the others reference), and when the git remote
-    (``origin`` by default, when there is one) has runs this clone lacks: their
-    objects would look unreferenced. Objects written in the last ``keep_recent``
-    seconds are kept (a teammate's push uploads them before its refs arrive),
-    and so are objects whose time the backend does not tell.
+    gitml cannot know what the others reference), and when a git remote (the one
+    given, else every configured one) has runs this clone lacks: their objects
+    would look unreferenced. Objects written in the last ``keep_recent`` seconds
+    are kept (a teammate's push uploads them before its refs arrive), and so are
+    objects whose time the backend does not tell.
     """
     import time
 
     from gitml.artifacts.config import default_remote
-    from gitml.store.remote import RemoteError, is_ancestor
+    from gitml.store.remote import configured_remotes, is_ancestor
 
     content = client.artifacts.content
-    if content.remote_url == default_remote().rstrip("/"):
+    if _same_folder(content.remote_url, default_remote()):
         raise InvalidInputError(
             f"the default artifact store {content.remote_url} is shared by every repository of this user, "
             "so gitml cannot tell what the others reference; it is never garbage-collected"
         )
     store = client.tracker.store
-    try:
-        url: str | None = resolve_remote(store, git_remote)
-    except RemoteError:
-        if git_remote:
-            raise
-        url = None  # no origin: this clone is the only record of runs
-    if url is not None:
-        ours = client.tracker.run_refs()
+    urls = [resolve_remote(store, git_remote)] if git_remote else list(configured_remotes(store).values())
+    ours = client.tracker.run_refs()
+    for url in urls:  # none configured: this clone is the only record of runs
         lacking = [
             ref for ref, sha in list_remote_refs(store, url).items()
             if parse_run_ref(ref) and ours.get(ref) != sha and not (ref in ours and is_ancestor(store.repo, sha, ours[ref]))
@@ -207,6 +202,17 @@ def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent
     return sorted(
         sha for sha in content.remote_objects() - keep if (content.remote_modified(sha) or float("inf")) < cutoff
     )
+
+
+def _same_folder(url: str, folder: str) -> bool:
+    """Whether an artifact remote URL names this folder (a path, ``file://``, ``~``, ``..``)."""
+    import os
+
+    if url.startswith("file://"):
+        url = url[len("file://"):]
+    elif "://" in url:
+        return False
+    return os.path.realpath(os.path.expanduser(url)) == os.path.realpath(folder)
 
 
 def _remote_lines(text: bytes) -> list[str]:

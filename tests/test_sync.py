@@ -271,6 +271,10 @@ def test_remote_gc_never_deletes_what_others_may_reference(repo, team, tmp_path,
     git(tmp_path, "clone", "-q", str(team["origin"]), str(other))
     out = gitml_cli(other, "gc", "--remote", "--delete", "--keep-recent", "0", code=1)
     assert "lacks" in out and "gitml fetch" in out
+    git(other, "remote", "rename", "origin", "upstream")  # every configured remote counts, whatever its name
+    out = gitml_cli(other, "gc", "--remote", "--delete", "--keep-recent", "0", code=1)
+    assert "lacks" in out
+    git(other, "remote", "rename", "upstream", "origin")
     assert len(objects_in(team["store"])) == 4
     gitml_cli(other, "fetch")
     out = gitml_cli(other, "gc", "--remote", "--delete", "--keep-recent", "0")
@@ -285,6 +289,8 @@ def test_remote_gc_never_deletes_what_others_may_reference(repo, team, tmp_path,
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     out = gitml_cli(repo, "gc", "--remote", "--keep-recent", "0", code=1)
     assert "shared by every repository" in out
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", "file://" + str(tmp_path / "xdg" / "gitml" / "artifacts"))
+    assert "shared by every repository" in gitml_cli(repo, "gc", "--remote", "--keep-recent", "0", code=1)
 
 
 def test_local_transfer_handles_git_gc_packs_and_increments(repo, team, tmp_path):

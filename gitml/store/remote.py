@@ -105,6 +105,20 @@ def resolve_remote(store: GitStore, remote: str | None = None, *, push: bool = F
     raise RemoteError(name, "no such remote (not in .git/config, and not a URL or a path)")
 
 
+def configured_remotes(store: GitStore) -> dict[str, str]:
+    """``{name: url}`` of the remotes in the repository's config (``remote.<name>.url``)."""
+    config = store.repo.get_config()
+    found = {}
+    for section in config.sections():
+        if len(section) == 2 and section[0] == b"remote":
+            name = section[1].decode()
+            try:
+                found[name] = resolve_remote(store, name)
+            except RemoteError:
+                continue  # a remote with a pushurl or fetch spec only
+    return found
+
+
 def list_remote_refs(store: GitStore, url: str, prefixes: tuple[str, ...] = GITML_PREFIXES) -> dict[bytes, bytes]:
     """The remote's refs under ``prefixes`` (as ``git ls-remote``): ``{ref: sha}``."""
     folder = local_path(url)
