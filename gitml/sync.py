@@ -17,7 +17,15 @@ from gitml.artifacts.service import objects_by_run, referenced_objects
 from gitml.client import Client
 from gitml.errors import GitmlError, InvalidInputError
 from gitml.names import EXPERIMENTS_PREFIX, experiment_ref, parse_run_ref
-from gitml.store.remote import FetchResult, fetch_refs, list_remote_refs, push_refs, resolve_remote
+from gitml.store.remote import (
+    NON_FAST_FORWARD,
+    REJECTED_BEHIND,
+    FetchResult,
+    fetch_refs,
+    list_remote_refs,
+    push_refs,
+    resolve_remote,
+)
 
 Progress = Callable[[int, int, int, int], None]  # files done, files total, bytes done, bytes total
 
@@ -151,7 +159,7 @@ def push(
     statuses = push_refs(store, url, send, force=force, progress=said.append) if send else {}
     result.remote_messages = _remote_lines(b"".join(said))
     for ref, status in statuses.items():
-        if status == "rejected: non-fast-forward" and ref.startswith(EXPERIMENTS_PREFIX.encode()):
+        if status in (NON_FAST_FORWARD, REJECTED_BEHIND) and ref.startswith(EXPERIMENTS_PREFIX.encode()):
             # made in two clones: not an error; the runs went, and a fetch joins the two records
             statuses[ref] = "ok"
             result.notes[ref.decode()] = "the remote has its own record of this experiment; `gitml fetch` joins them"

@@ -31,6 +31,7 @@ def test_git_push_also_pushes_runs(repo, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not os.path.exists(os.path.join(p, "gitml"))))
     monkeypatch.setenv("PYTHONPATH", ROOT)
     git(repo, "push", "-q", "--dry-run", "origin", "HEAD:refs/heads/main")
+    git(repo, "push", "-vn", "origin", "HEAD:refs/heads/main")  # short flags together
     assert git(origin, "for-each-ref", "refs/gitml/runs") == ""  # a dry run pushes nothing
     git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
     assert run.info.run_id in git(origin, "for-each-ref", "refs/gitml/runs")

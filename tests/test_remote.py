@@ -20,7 +20,15 @@ import pytest
 
 import gitml
 from gitml.store.git import open_store
-from gitml.store.remote import RemoteError, fetch_refs, list_remote_refs, push_refs, resolve_remote
+from gitml.store.remote import (
+    NON_FAST_FORWARD,
+    REJECTED_BEHIND,
+    RemoteError,
+    fetch_refs,
+    list_remote_refs,
+    push_refs,
+    resolve_remote,
+)
 from tests.conftest import git
 
 pytestmark = pytest.mark.timeout(60)
@@ -270,7 +278,12 @@ def test_non_fast_forward_push_refused_unless_forced_and_delete(repo, remote, tm
     with open_store(repo) as store:
         ours = store.ref(ref)
         assert ours not in (first, theirs)
-        assert push_refs(store, remote.url, {ref: ours}) == {ref: "rejected: non-fast-forward"}
+        assert push_refs(store, remote.url, {ref: ours}) == {ref: REJECTED_BEHIND}  # theirs is not here
+        assert for_each_ref(remote.bare)[ref] == theirs
+    git(repo, "fetch", "-q", str(remote.bare), f"+{ref.decode()}:refs/their-run")  # now it is
+    with open_store(repo) as store:
+        assert push_refs(store, remote.url, {ref: ours}) == {ref: NON_FAST_FORWARD}  # written in two places
+        assert push_refs(store, remote.url, {ref: first}) == {ref: "ok"}  # behind the remote: nothing to send
         assert for_each_ref(remote.bare)[ref] == theirs
         assert push_refs(store, remote.url, {ref: ours}, force=True) == {ref: "ok"}
         assert for_each_ref(remote.bare)[ref] == ours

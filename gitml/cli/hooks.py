@@ -18,7 +18,7 @@ PRE_PUSH = """#!/bin/sh
 remote="$1"
 python="python3"  # `gitml hooks install` puts the Python that has gitml here
 # git runs this hook for `git push --dry-run` too: then push nothing
-if [ -r "/proc/$PPID/cmdline" ] && tr '\\0' '\\n' < "/proc/$PPID/cmdline" | grep -qxE -e '--dry-run|-n'; then
+if [ -r "/proc/$PPID/cmdline" ] && tr '\\0' '\\n' < "/proc/$PPID/cmdline" | grep -qxE -e '--dry-run|-[vqfud46]*n[vqfud46]*'; then
     exit 0
 fi
 if command -v gitml >/dev/null 2>&1; then

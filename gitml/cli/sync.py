@@ -37,6 +37,7 @@ def push(ctx, remote, experiments, runs, all_, force):
     REMOTE is a configured remote's name, a URL (ssh, git, http(s), file) or a path.
     """
     from gitml import sync
+    from gitml.store.remote import NON_FAST_FORWARD
 
     if all_ and (experiments or runs):
         raise click.UsageError("--all pushes everything: give it without --experiment or --run")
@@ -71,10 +72,10 @@ def push(ctx, remote, experiments, runs, all_, force):
                 click.secho(f"  {ref}: {status}", fg="red", err=True)
             if len(refs) > 3:
                 click.secho(f"  ... and {len(refs) - 3} more ref(s): {status}", fg="red", err=True)
-        if any(status == "rejected: non-fast-forward" for status in result.rejected.values()):
+        if any(status == NON_FAST_FORWARD for status in result.rejected.values()):
             click.secho(
-                "hint: the remote has commits of these runs that this clone lacks: `gitml fetch`, then push again "
-                "(a run written in two clones stays diverged; --force pushes this clone's)",
+                "hint: those runs were written here and in another clone; `gitml fetch --force` takes the "
+                "remote's history, `gitml push --force` this clone's",
                 fg="yellow",
                 err=True,
             )

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from gitml.store.git import GitStore
 
 DEFAULT_REMOTE = "origin"
+NON_FAST_FORWARD = "rejected: non-fast-forward"
+REJECTED_BEHIND = "rejected: the remote has commits of this run that this clone lacks (`gitml fetch`, then push)"
 GITML_PREFIXES = ("refs/gitml/",)
 _TAGS_PREFIX = b"refs/tags/"
 _SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^/:]{2,}:")  # user@host:path; 2+ chars skips C:\
@@ -161,7 +163,12 @@ def push_refs(
                 elif old is not None and new is not None and not force and ref.startswith(_TAGS_PREFIX):
                     status[ref] = "rejected: tag already exists"
                 elif old is not None and new is not None and not force and not is_ancestor(local, old, new):
-                    status[ref] = "rejected: non-fast-forward"
+                    if not present(old):
+                        status[ref] = REJECTED_BEHIND
+                    elif is_ancestor(local, new, old):
+                        status[ref] = "ok"  # the remote is ahead (a fetch brings it): nothing to send
+                    else:
+                        status[ref] = NON_FAST_FORWARD
                 else:
                     send[ref] = ZERO_SHA if new is None else new
             return send
