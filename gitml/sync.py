@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from gitml.artifacts.cas import IntegrityError, ObjectMissingError
 from gitml.artifacts.service import objects_by_run, referenced_objects
 from gitml.client import Client
 from gitml.errors import GitmlError, InvalidInputError
@@ -271,12 +272,19 @@ def fetch(
         inline = {s for s, (run_id, path) in objects.items() if client.artifacts.inline_copy(run_id, path, s) is not None}
         todo = sorted(s for s in objects if not content.has_local(s) and s not in inline)
         done = [0]
+        broken_remote: list[str] = []
 
         def get(sha: str) -> None:
+            if broken_remote:
+                return  # the remote itself fails: one message, not one per object
             run_id, path = objects[sha]
             try:
                 content.download(sha, what=f"run {run_id} artifact {path!r}")
-            except GitmlError as e:  # one object missing or damaged: the others still come
+            except (ObjectMissingError, IntegrityError) as e:  # one object missing or damaged: the others still come
+                outcome.failed[sha] = str(e)
+                return
+            except GitmlError as e:
+                broken_remote.append(str(e))
                 outcome.failed[sha] = str(e)
                 return
             done[0] += 1

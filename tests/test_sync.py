@@ -518,3 +518,20 @@ def test_objects_of_a_push_whose_refs_never_arrived_are_uploaded_again(repo, tea
     assert "4 artifact object(s) uploaded" in gitml_cli(repo, "push")
     assert len(objects_in(team["store"])) == 4
     assert "0 problem(s)" in gitml_cli(repo, "fsck")
+
+
+def test_pull_from_an_unreachable_artifact_remote_says_it_once(repo, team, tmp_path, monkeypatch):
+    gitml_cli(repo, "push")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(team["origin"]), str(clone))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", "s3://bucket/x")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    gitml_cli(clone, "config", "artifacts.storage_options", f"{{endpoint_url: 'http://127.0.0.1:{port}', config_kwargs: {{retries: {{max_attempts: 1}}, connect_timeout: 1}}}}")
+    result = CliRunner().invoke(cli, ["-C", str(clone), "pull"])
+    assert result.exit_code == 1
+    assert "3 new" in result.output  # the runs came; their artifacts could not
+    assert result.output.count("failed") <= 8  # not one line per object after the remote is known broken

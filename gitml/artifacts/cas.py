@@ -39,6 +39,10 @@ class ArtifactRemoteError(GitmlError):
     """The artifact remote cannot be opened or used."""
 
 
+class ObjectMissingError(ArtifactRemoteError):
+    """The artifact remote works, but lacks this object."""
+
+
 def object_key(sha256: str) -> str:
     return f"{sha256[:2]}/{sha256[2:]}"
 
@@ -455,7 +459,7 @@ class ContentStore:
                         digest.update(chunk)
                         out.write(chunk)
             except FileNotFoundError:
-                raise ArtifactRemoteError(f"{what}: object {sha256} is not in the artifact remote {self.remote_url}") from None
+                raise ObjectMissingError(f"{what}: object {sha256} is not in the artifact remote {self.remote_url}") from None
             except Exception as e:
                 raise ArtifactRemoteError(f"{what}: download of {sha256} from {self.remote_url} failed: {_one_line(e)}") from None
             if digest.hexdigest() != sha256:

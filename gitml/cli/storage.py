@@ -139,6 +139,8 @@ def gc(ctx, remote, delete, keep_recent, git_remote):
     """
     from gitml.artifacts.service import referenced_objects
 
+    if (delete or git_remote) and not remote:
+        raise click.UsageError("--delete and --git-remote apply to --remote")
     with _client(ctx) as c:
         content = c.artifacts.content
         keep = set(referenced_objects(c.tracker))

@@ -53,6 +53,7 @@ from gitml.tracking.record import RunRecord
 from gitml.tracking.writer import RunWriter, journal_trailers
 
 log = logging.getLogger("gitml")
+_WARNED_UNTRACKED: set[str] = set()
 
 DEFAULT_FLUSH_INTERVAL = 5.0
 JOURNAL_ROTATE_BYTES = 64 << 20  # a long-lived process starts a new journal past this
@@ -219,9 +220,11 @@ class Tracker:
         script = _entry_script(self.store)
         if script is not None:
             meta["source"]["name"] = script[0]
-            if not script[1]:
+            if not script[1] and script[0] not in _WARNED_UNTRACKED:  # once per script and process
+                _WARNED_UNTRACKED.add(script[0])
                 log.warning(
-                    "gitml: %s is not tracked by git, so run %s does not record it; `git add` it to keep it with runs",
+                    "gitml: %s is not tracked by git, so runs do not record it (first: %s); "
+                    "`git add` it to keep it with runs",
                     script[0],
                     run_id,
                 )
