@@ -34,8 +34,11 @@ Where = tuple[int, int, int, int]  # (pack number, start, end, CRC-32) of a stor
 class PackEntries:
     """The stored entries of a repository's packs, by object id, ready to copy."""
 
-    def __init__(self, repo: Repo):
+    def __init__(self, repo: Repo, *, ids_only: bool = False):
+        """With ``ids_only``, only :meth:`has` is answered (cheaper: a set of ids)."""
         self.repo = repo
+        self.ids_only = ids_only
+        self._ids: set[bytes] = set()  # raw ids of the small packs, when ids_only
         self._maps: list[mmap.mmap] = []
         self._where: dict[bytes, Where] = {}  # raw sha -> entry, for the small packs
         self._big: list[_IndexedPack] = []
@@ -70,6 +73,9 @@ class PackEntries:
             self._big.append(_IndexedPack(number, idx, data, count, offsets))
             return
         shas_at = 8 + 256 * 4
+        if self.ids_only:
+            self._ids.update(idx[shas_at + 20 * i : shas_at + 20 * i + 20] for i in range(count))
+            return
         crcs = struct.unpack_from(f">{count}L", idx, shas_at + 20 * count)
         order = sorted(range(count), key=offsets.__getitem__)
         end = len(data) - 20
@@ -145,7 +151,7 @@ class PackEntries:
         one listing of the loose objects (dulwich's search rescans the pack folder on
         every miss, and a transfer asks mostly about objects the target lacks)."""
         raw = bytes.fromhex(hexsha.decode())
-        if raw in self._where or raw in self._deltas or any(pack.holds(raw) for pack in self._big):
+        if raw in self._where or raw in self._ids or raw in self._deltas or any(pack.holds(raw) for pack in self._big):
             return True
         if self._loose is None:
             self._loose = _loose_ids(self.repo.object_store.path)

@@ -157,6 +157,22 @@ def lock_packed_refs(commondir: str, *, timeout: float | None = None) -> GitFile
             delay = min(delay * 2, 0.1)
 
 
+def read_packed_refs(commondir: str) -> dict[bytes, bytes]:
+    """``packed-refs`` as ``{ref: sha}``, every line kept as it is (peeled lines dropped:
+    git peels again): what a rewrite under the lock must carry over."""
+    try:
+        with open(os.path.join(commondir, "packed-refs"), "rb") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return {}
+    packed = {}
+    for line in lines:
+        if line[:1] not in (b"#", b"^") and b" " in line:
+            sha, name = line.split(b" ", 1)
+            packed[name] = sha
+    return packed
+
+
 def write_packed_refs(f, packed: dict[bytes, bytes]) -> None:
     """Write ``{ref: sha}`` as a packed-refs file, sorted; no peeled lines (git peels on demand)."""
     f.write(b"# pack-refs with: sorted \n")
@@ -192,7 +208,7 @@ def pack_refs(repo, names: list[bytes]) -> int:
         if not locks:
             return 0
         with lock_packed_refs(repo.commondir()) as f:
-            packed = dict(refs.get_packed_refs())
+            packed = read_packed_refs(repo.commondir())
             packed.update({name: value for name, _, value, _ in locks})
             write_packed_refs(f, packed)
         for _name, path, _value, _lock in locks:

@@ -174,7 +174,7 @@ def push_refs(
             return send
 
         if folder is not None:
-            _push_local(local, folder, update_refs, status, progress)
+            _push_local(local, entries, folder, update_refs, status, progress)
             for ref in refs:
                 status.setdefault(ref, "ok")
             return status
@@ -205,7 +205,9 @@ def _local_refs(folder: str, prefixes: tuple[str, ...]) -> dict[bytes, bytes]:
     return found
 
 
-def _push_local(local: Repo, folder: str, update_refs, status: dict[bytes, str], progress: Progress | None) -> None:
+def _push_local(
+    local: Repo, entries: PackEntries, folder: str, update_refs, status: dict[bytes, str], progress: Progress | None
+) -> None:
     """Push to a repository on this machine: objects as one copied pack, new refs in one write."""
     try:
         target = Repo(folder)
@@ -230,7 +232,7 @@ def _push_local(local: Repo, folder: str, update_refs, status: dict[bytes, str],
             else:
                 continue
             del send[ref]
-        copied = copy_objects(local, target, [new for new in send.values() if new != ZERO_SHA])
+        copied = copy_objects(entries, target, [new for new in send.values() if new != ZERO_SHA])
         if progress:
             progress(f"copied {copied} objects\n".encode())
         new_refs = {ref: new for ref, new in send.items() if new != ZERO_SHA and ref not in checked}

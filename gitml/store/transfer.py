@@ -23,7 +23,7 @@ from dulwich.repo import Repo
 
 from gitml.store.entries import _COMMIT, _TAG, PackEntries
 from gitml.store.packs import _write_entries
-from gitml.store.refs import lock_packed_refs, write_packed_refs
+from gitml.store.refs import lock_packed_refs, read_packed_refs, write_packed_refs
 
 
 def local_path(url: str) -> str | None:
@@ -62,13 +62,18 @@ def missing_objects(entries: PackEntries, have: Callable[[bytes], bool], wants: 
     return out
 
 
-def copy_objects(src: Repo, dst: Repo, wants: Iterable[bytes]) -> int:
-    """Copy into ``dst`` what it lacks of ``wants`` as one pack; returns the object count."""
-    with PackEntries(src) as entries:
-        with PackEntries(dst) as held:  # what the target holds, without a set of every id
+def copy_objects(src: Repo | PackEntries, dst: Repo, wants: Iterable[bytes]) -> int:
+    """Copy into ``dst`` what it lacks of ``wants`` as one pack; returns the object count.
+    ``src`` may be the source's entries, already read (they are not closed here)."""
+    entries = src if isinstance(src, PackEntries) else PackEntries(src)
+    try:
+        with PackEntries(dst, ids_only=True) as held:
             ids = missing_objects(entries, held.has, wants)
         if ids:  # distinct ids: streamed to disk entry by entry
             _write_entries(os.path.join(dst.object_store.path, "pack"), map(entries.entry, ids), len(ids))
+    finally:
+        if entries is not src:
+            entries.close()
     return len(ids)
 
 
@@ -233,7 +238,7 @@ def create_refs(repo: Repo, refs: dict[bytes, bytes], *, wait: float = 5.0) -> d
     if not refs:
         return done
     with lock_packed_refs(repo.commondir()) as f:
-        packed = dict(container.get_packed_refs())
+        packed = read_packed_refs(repo.commondir())
         existing = _RefPaths(repo, packed)
         for ref, sha in sorted(refs.items()):
             if existing.taken(ref):
