@@ -58,22 +58,30 @@ def _hash_file(path: str) -> tuple[str, int]:
 
 
 def _copy_hashing(src: str, dst: str) -> tuple[str, int]:
-    """Copy ``src`` to ``dst`` (a reflink where the filesystem can) and hash the copy:
-    the hash names exactly the bytes stored, even if ``src`` changes meanwhile."""
+    """Copy ``src`` to ``dst`` (a reflink where the filesystem can) and hash it: the
+    hash names exactly the bytes stored, even if ``src`` changes meanwhile."""
     try:
         with open(src, "rb") as s, open(dst, "wb") as d:
             fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
         return _hash_file(dst)  # the clone: a snapshot, whatever happens to src
     except OSError:
         pass
-    digest = hashlib.sha256()
-    size = 0
-    with open(src, "rb") as s, open(dst, "wb") as d:
-        while chunk := s.read(CHUNK):
-            digest.update(chunk)
-            d.write(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+    before = _stat_key(os.stat(src))
+    # the kernel copies (copy_file_range) while another thread hashes: hashlib lets go of the GIL
+    hashing = ThreadPoolExecutor(max_workers=1)
+    try:
+        digest = hashing.submit(_hash_file, src)
+        shutil.copyfile(src, dst)
+        sha, size = digest.result()
+    finally:
+        hashing.shutdown()
+    if _stat_key(os.stat(src)) != before or os.path.getsize(dst) != size:
+        return _hash_file(dst)  # src changed while it was copied: name what was stored
+    return sha, size
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
 
 
 class StatCache:
