@@ -120,7 +120,10 @@ def _duration(start: int | None, end: int | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def _fmt(value) -> str:
+CELL_MAX = 60  # characters of a value shown in a table cell
+
+
+def _fmt(value, *, whole: bool = False) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -128,7 +131,7 @@ def _fmt(value) -> str:
     text = str(value)
     if not text.isprintable():  # a newline or tab in a value would break the table's lines
         text = text.encode("unicode_escape").decode("ascii")
-    return text
+    return text if whole or len(text) <= CELL_MAX else text[: CELL_MAX - 1] + "…"  # whole: --json, show
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
@@ -316,7 +319,7 @@ def show(ctx, run, as_json):
                 click.echo(f"\n{title}:")
                 width = max(len(k) for k in data)
                 for k in sorted(data):
-                    click.echo(f"  {k.ljust(width)}  {_fmt(data[k])}")
+                    click.echo(f"  {k.ljust(width)}  {_fmt(data[k], whole=True)}")
 
 
 @cli.command()

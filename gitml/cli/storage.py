@@ -103,22 +103,30 @@ def fsck(ctx, no_remote):
                     click.echo(f"corrupt in cache: run {run_id} {path} {sha}")
             elif c.artifacts.inline_copy(run_id, path, sha) is not None:
                 local_ok += 1  # a small file: its intact copy is in the run's git tree
+        remote_ok = unpushed = 0
         if not no_remote:
             bad_on_remote = []
             for sha, (run_id, path) in sorted(objects.items(), key=lambda kv: kv[1]):
                 state = content.verify_remote(sha)
                 if state == "ok":
+                    remote_ok += 1
+                    continue
+                here = content.has_local(sha) or c.artifacts.inline_copy(run_id, path, sha) is not None
+                if state == "missing" and here:
+                    unpushed += 1  # not uploaded yet (or deleted there): `gitml push` sends it
+                    bad_on_remote.append(sha)
                     continue
                 bad_on_remote.append(sha)
-                here = content.has_local(sha) or c.artifacts.inline_copy(run_id, path, sha) is not None
                 if not here:
                     problems += 1
                     click.echo(f"{state} on remote (and not here): run {run_id} {path} {sha}")
                 else:
                     click.echo(f"{state} on remote (intact here; `gitml push` uploads it): run {run_id} {path} {sha}")
-                    problems += state == "corrupt"
+                    problems += 1
             content.forget_remote(bad_on_remote)  # so that the next push looks and uploads again
-        click.echo(f"{len(objects)} objects referenced; {local_ok} intact here; {problems} problem(s)")
+        where = f"; {remote_ok} intact on the remote" if not no_remote else ""
+        later = f"; {unpushed} only here (`gitml push` uploads them)" if unpushed else ""
+        click.echo(f"{len(objects)} objects referenced; {local_ok} intact here{where}{later}; {problems} problem(s)")
         if problems:
             sys.exit(1)
 

@@ -124,6 +124,13 @@ def test_runs_table_keeps_one_line_per_run_with_newlines_in_values(repo, client)
     assert len(lines) == 2 and "line one\\nline two\\tend" in lines[1]
 
 
+def test_runs_table_cuts_long_values(repo, client):
+    make_run(client, "0", "r", start=T0, params={"cmd": "x" * 500})
+    lines = gitml("runs", repo=repo).stdout.splitlines()
+    assert max(len(line) for line in lines) < 150 and "x" * 59 + "…" in lines[1]
+    assert json.loads(gitml("runs", "--json", repo=repo).stdout)[0]["params"]["cmd"] == "x" * 500
+
+
 def test_runs_relies_on_cwd_without_dash_c(repo, tracked):
     assert names(json.loads(gitml("runs", "--json", cwd_only=True).stdout)) == ["bert", "rnn", "mlp", "cnn"]
 
