@@ -535,3 +535,11 @@ def test_pull_from_an_unreachable_artifact_remote_says_it_once(repo, team, tmp_p
     assert result.exit_code == 1
     assert "3 new" in result.output  # the runs came; their artifacts could not
     assert result.output.count("failed") <= 8  # not one line per object after the remote is known broken
+
+
+def test_fsck_tells_unpushed_objects_from_missing_ones(repo, team):
+    out = gitml_cli(repo, "fsck")  # nothing pushed yet: not a problem
+    assert "0 intact on the remote; 4 only here (`gitml push` uploads them); 0 problem(s)" in out
+    gitml_cli(repo, "push")
+    out = gitml_cli(repo, "fsck")
+    assert "4 intact on the remote" in out and "only here" not in out and "0 problem(s)" in out
