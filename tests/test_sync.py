@@ -40,6 +40,18 @@ def team(tmp_path, repo, monkeypatch):
     return {"origin": origin, "store": store, "ids": ids, "tmp": tmp_path}
 
 
+def point_at_a_dead_s3_endpoint(repo, monkeypatch) -> None:
+    """An s3:// artifact remote whose endpoint is a loopback port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", "s3://bucket/x")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    options = f"{{endpoint_url: 'http://127.0.0.1:{port}', config_kwargs: {{retries: {{max_attempts: 1}}, connect_timeout: 1}}}}"
+    gitml_cli(repo, "config", "artifacts.storage_options", options)
+
+
 def objects_in(folder) -> list[str]:
     return sorted(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs)
 
@@ -189,13 +201,7 @@ def test_unreachable_remotes(repo, team, tmp_path, monkeypatch):
             c.close()
     out = gitml_cli(repo, "push", "nowhere", code=1)
     assert out.count("\n") <= 2 and "nowhere" in out
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", "s3://bucket/x")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    gitml_cli(repo, "config", "artifacts.storage_options", f"{{endpoint_url: 'http://127.0.0.1:{port}', config_kwargs: {{retries: {{max_attempts: 1}}, connect_timeout: 2}}}}")
+    point_at_a_dead_s3_endpoint(repo, monkeypatch)
     out = gitml_cli(repo, "push", code=1)
     assert "artifact remote" in out or "s3://bucket/x" in out
     assert git(team["origin"], "for-each-ref", "refs/gitml/runs") == ""
@@ -524,13 +530,7 @@ def test_pull_from_an_unreachable_artifact_remote_says_it_once(repo, team, tmp_p
     gitml_cli(repo, "push")
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(team["origin"]), str(clone))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", "s3://bucket/x")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    gitml_cli(clone, "config", "artifacts.storage_options", f"{{endpoint_url: 'http://127.0.0.1:{port}', config_kwargs: {{retries: {{max_attempts: 1}}, connect_timeout: 1}}}}")
+    point_at_a_dead_s3_endpoint(clone, monkeypatch)
     result = CliRunner().invoke(cli, ["-C", str(clone), "pull"])
     assert result.exit_code == 1
     assert "3 new" in result.output  # the runs came; their artifacts could not
