@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
-from gitml.artifacts.cas import ArtifactRemoteError, IntegrityError
+from gitml.artifacts.cas import IntegrityError
 from gitml.cli.main import cli
 from gitml.store.remote import RemoteError
 from tests.conftest import git, run_python

@@ -1,4 +1,4 @@
-"""The type check is part of the suite: ``mypy`` over the package, configured in pyproject.toml."""
+"""The type check and the lint are part of the suite (mypy and ruff, configured in pyproject.toml)."""
 
 import subprocess
 import sys
@@ -13,4 +13,10 @@ def test_package_type_checks():
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--cache-dir", "/dev/null"], cwd=ROOT, capture_output=True, text=True
     )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_lint_finds_nothing():
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -13,9 +13,7 @@ from __future__ import annotations
 import heapq
 import os
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
-from collections.abc import Set as AbstractSet
 from urllib.parse import unquote, urlparse
 
 from dulwich.pack import UnpackedObject

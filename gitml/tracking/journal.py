@@ -28,7 +28,6 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator
 
 from gitml.errors import CorruptRecordError
 
