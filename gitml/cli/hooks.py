@@ -21,11 +21,14 @@ python="python3"  # `gitml hooks install` puts the Python that has gitml here
 if [ -r "/proc/$PPID/cmdline" ] && tr '\\0' '\\n' < "/proc/$PPID/cmdline" | grep -qxE -e '--dry-run|-[vqfud46]*n[vqfud46]*'; then
     exit 0
 fi
-if command -v gitml >/dev/null 2>&1; then
-    gitml push "$remote" >&2 || echo "gitml: runs were not pushed to $remote (see above); run 'gitml push $remote' later" >&2
+# the Python that installed the hook first (the project's venv), then a gitml command on the PATH
+if [ -x "$python" ]; then
+    "$python" -m gitml.cli.main push "$remote" >&2
+elif command -v gitml >/dev/null 2>&1; then
+    gitml push "$remote" >&2
 else
-    "$python" -m gitml.cli.main push "$remote" >&2 || echo "gitml: runs were not pushed to $remote; run 'gitml push $remote' later" >&2
-fi
+    python3 -m gitml.cli.main push "$remote" >&2
+fi || echo "gitml: runs were not pushed to $remote (see above); run 'gitml push $remote' later" >&2
 exit 0
 """
 
