@@ -135,10 +135,23 @@ def _fmt(value, *, whole: bool = False) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    click.echo(click.style("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(), bold=True))
+    widths = [max(_width(h), *(_width(r[i]) for r in rows)) if rows else _width(h) for i, h in enumerate(headers)]
+    click.echo(click.style("  ".join(_pad(h, w) for h, w in zip(headers, widths)).rstrip(), bold=True))
     for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(_pad(c, w) for c, w in zip(row, widths)).rstrip())
+
+
+def _width(text: str) -> int:
+    """Columns a terminal gives ``text``: wide (CJK, most emoji) characters take two."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
 
 
 # -- init -----------------------------------------------------------------------

@@ -131,6 +131,19 @@ def test_runs_table_cuts_long_values(repo, client):
     assert json.loads(gitml("runs", "--json", repo=repo).stdout)[0]["params"]["cmd"] == "x" * 500
 
 
+def test_runs_table_aligns_wide_characters(repo, client):
+    make_run(client, "0", "実験一", start=T0, params={"p": "QQ"})
+    make_run(client, "0", "plain", start=T0 + 1000, params={"p": "XX"})
+    lines = gitml("runs", repo=repo).stdout.splitlines()
+    import unicodedata
+
+    def columns(text):
+        return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+    starts = {columns(line[: line.index(value)]) for line, value in zip(lines[1:], ("XX", "QQ"))}
+    assert len(starts) == 1  # the param column starts at one screen column in every row
+
+
 def test_runs_relies_on_cwd_without_dash_c(repo, tracked):
     assert names(json.loads(gitml("runs", "--json", cwd_only=True).stdout)) == ["bert", "rnn", "mlp", "cnn"]
 
