@@ -33,7 +33,11 @@ class Client:
 
     def __init__(self, repo: str | os.PathLike | None = None, *, flush_interval: float | None = None):
         self._store = open_store(repo, create=True)
-        self.tracker = Tracker(self._store, flush_interval=flush_interval)
+        try:
+            self.tracker = Tracker(self._store, flush_interval=flush_interval)
+        except BaseException:  # e.g. recovery failed: the repository is not left open (dulwich warns at exit)
+            self._store.close()
+            raise
         self._artifacts: RunArtifacts | None = None
         # a Client nobody closes (as MLflow's needs no closing) is closed at exit
         self._finalizer = weakref.finalize(self, _close_quietly, self.tracker, self._store)
