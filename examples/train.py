@@ -6,6 +6,8 @@ Run it inside any git repository; every run is recorded by gitml:
 """
 
 import argparse
+import os
+import tempfile
 
 import numpy as np
 
@@ -32,7 +34,17 @@ with gitml.start_run(run_name=f"lr-{args.lr}") as run:
         w -= args.lr * X[train].T @ (p - y[train]) / len(p)
         loss = -np.mean(y[train] * np.log(p + 1e-12) + (1 - y[train]) * np.log(1 - p + 1e-12))
         gitml.log_metric("train_loss", float(loss), step=epoch)
-    accuracy = float(np.mean(((X[test] @ w) > 0) == y[test]))
+    predicted = (X[test] @ w) > 0
+    accuracy = float(np.mean(predicted == y[test]))
     gitml.log_metric("test_accuracy", accuracy)
     gitml.set_tag("model", "logistic-regression")
+    with tempfile.TemporaryDirectory() as out:  # the model: its weights and a summary
+        np.save(os.path.join(out, "weights.npy"), w)
+        with open(os.path.join(out, "README.txt"), "w") as f:
+            f.write(f"logistic regression, 5 features, lr={args.lr}, {args.epochs} epochs\n")
+        gitml.log_artifacts(out, "model")
+    gitml.log_dict({"weights": [round(float(v), 4) for v in w], "test_accuracy": accuracy}, "summary.json")
+    gitml.log_table(
+        {"actual": y[test].astype(int).tolist(), "predicted": predicted.astype(int).tolist()}, "predictions.json"
+    )
     print(f"run {run.info.run_id[:8]}: lr={args.lr} test_accuracy={accuracy:.3f}")
