@@ -217,3 +217,23 @@ def test_a_damaged_pack_is_never_copied_to_a_local_remote(repo, tmp_path, direct
             push_refs(store, str(target), store.refs_under("refs/gitml/"))
     assert refs_of(target) == {}
     assert list((target / "objects" / "pack").glob("*.pack")) == []
+
+
+def test_ref_listing_sees_an_update_made_right_after_it(bare):
+    """The listing cache trusts a folder's time only once that time is safely in the
+    past: an update a moment after a listing is seen by the next one."""
+    import time
+
+    from gitml.store.refs import RefLister
+
+    path, a, b = bare
+    with Repo(str(path)) as repo:
+        for i in range(50):
+            repo.refs[f"refs/gitml/runs/1/{i:032x}".encode()] = a
+        time.sleep(0.2)  # the folder's time is now trusted
+        lister = RefLister(str(path))
+        ref = f"refs/gitml/runs/1/{7:032x}".encode()
+        for value in (b, a, b, a):
+            assert lister.under("refs/gitml/")[ref] != value
+            repo.refs.set_if_equals(ref, None, value)  # right after the listing
+            assert lister.under("refs/gitml/")[ref] == value

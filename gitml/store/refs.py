@@ -28,7 +28,13 @@ from gitml.errors import RepositoryError
 
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
 log = logging.getLogger("gitml")
-RACY_SECONDS = 2.0
+RACY_SECONDS = 2.0  # a filesystem keeping whole seconds (FAT keeps two): a change can hide in one
+RACY_SECONDS_FINE = 0.05  # one keeping nanoseconds: the kernel's clock for them ticks in milliseconds
+
+
+def _racy(mtime_ns: int) -> float:
+    """How long after a change its folder's time cannot be trusted to show the next one."""
+    return RACY_SECONDS if mtime_ns % 1_000_000_000 == 0 else RACY_SECONDS_FINE
 PACKED_REFS_TIMEOUT = 10.0  # seconds to wait for another writer's packed-refs.lock
 
 
@@ -61,7 +67,7 @@ class RefLister:
             return {}
         key = (st.st_mtime_ns, st.st_ino, st.st_ctime_ns, len(filenames))
         cached = self._dirs.get(dirpath)
-        if cached and cached[0] == key and cached[0][0] / 1e9 < cached[1] - RACY_SECONDS:
+        if cached and cached[0] == key and cached[0][0] / 1e9 < cached[1] - _racy(cached[0][0]):
             return cached[2]
         listed_at = time.time()
         rel = os.path.relpath(dirpath, self.controldir).replace(os.sep, "/")
@@ -78,7 +84,7 @@ class RefLister:
         except FileNotFoundError:
             return {}
         key = (st.st_mtime_ns, st.st_ino, st.st_size)
-        if self._packed and self._packed[0] == key and key[0] / 1e9 < time.time() - RACY_SECONDS:
+        if self._packed and self._packed[0] == key and key[0] / 1e9 < time.time() - _racy(key[0]):
             return self._packed[1]
         refs = {}
         with open(path, "rb") as f:
