@@ -3,6 +3,7 @@
 The tree::
 
     GitmlError                    one-line message, with context attributes
+    (alias MlflowException)       ``error_code``: MLflow's name for the kind of error
     ├── InvalidInputError         a bad name, key, value, id or argument
     │   └── FilterSyntaxError     a malformed search filter (points at the token)
     ├── NotFoundError             no such run, experiment or object
@@ -14,18 +15,46 @@ The tree::
     ├── CorruptRecordError        a stored record that cannot be parsed
     └── RepositoryError           no usable git repository / store state
 
-The CLI turns any of these into one red line and exit status 1.
+The CLI turns any of these into one red line and exit status 1. ``GitmlError`` is
+also ``gitml.exceptions.MlflowException``: code written against MLflow catches what it
+caught there, and reads ``error_code`` (``INVALID_PARAMETER_VALUE``,
+``RESOURCE_DOES_NOT_EXIST``, ...) as MLflow sets it.
 """
 
 from __future__ import annotations
 
 
 class GitmlError(Exception):
-    """Root of gitml's errors. ``str(err)`` is a complete one-line message."""
+    """Root of gitml's errors. ``str(err)`` is a complete one-line message.
+
+    ``error_code`` is MLflow's code for the class (each subclass sets its own);
+    ``GitmlError("message", error_code="BAD_REQUEST")`` sets one per error, as
+    ``MlflowException`` does.
+    """
+
+    error_code: str = "INTERNAL_ERROR"
+
+    def __init__(self, message: object = "", error_code: str | None = None, **_kwargs):
+        super().__init__(message)
+        if error_code is not None:
+            self.error_code = error_code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+    @classmethod
+    def invalid_parameter_value(cls, message: str) -> GitmlError:
+        return cls(message, error_code="INVALID_PARAMETER_VALUE")
+
+
+MlflowException = GitmlError
 
 
 class InvalidInputError(GitmlError, ValueError):
     """Bad input: a hostile or malformed name, key, value or argument."""
+
+    error_code = "INVALID_PARAMETER_VALUE"
 
 
 class FilterSyntaxError(InvalidInputError):
@@ -43,6 +72,8 @@ class FilterSyntaxError(InvalidInputError):
 class NotFoundError(GitmlError, LookupError):
     """Something named does not exist."""
 
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
 
 class RunNotFoundError(NotFoundError):
     def __init__(self, run: str):
@@ -57,6 +88,8 @@ class ExperimentNotFoundError(NotFoundError):
 
 
 class AmbiguousRunError(GitmlError):
+    error_code = "INVALID_PARAMETER_VALUE"
+
     def __init__(self, run: str, candidates: list[str]):
         self.run = run
         self.candidates = candidates
@@ -67,8 +100,12 @@ class AmbiguousRunError(GitmlError):
 class ConflictError(GitmlError):
     """The operation would overwrite or contradict recorded state."""
 
+    error_code = "INVALID_STATE"
+
 
 class ParamConflictError(ConflictError):
+    error_code = "INVALID_PARAMETER_VALUE"  # as MLflow reports a changed param
+
     def __init__(self, run_id: str, key: str, old: str, new: str):
         self.run_id, self.key = run_id, key
         super().__init__(
@@ -79,6 +116,8 @@ class ParamConflictError(ConflictError):
 
 class CorruptRecordError(GitmlError):
     """A stored record (run, experiment, journal) that cannot be read."""
+
+    error_code = "DATA_LOSS"
 
     def __init__(self, what: str, detail: str):
         self.what, self.detail = what, detail
