@@ -9,7 +9,7 @@ import time
 import pytest
 
 from gitml.errors import FilterSyntaxError
-from gitml.tracking.filter import OrderKey, compile_filter, parse_order_by, sort_rows
+from gitml.tracking.filter import EXPERIMENTS, OrderKey, compile_filter, parse_order_by, sort_rows
 
 
 def make_row(run_id: str, *, metrics=None, params=None, tags=None, **attributes) -> dict:
@@ -137,6 +137,22 @@ def matching(text: str | None) -> list[str]:
         ("attributes.end_time IS NOT NULL", ["a", "d"]),
         ("end_time != 200", ["d"]),
         ("attributes.`status` = 'FAILED'", ["b"]),
+        # back ticked prefixes, as MLflow accepts them
+        ("`metric`.acc = 0.9", ["a"]),
+        ("`metrics`.acc > 0.5", ["a", "c"]),
+        ("`params`.model = 'rnn'", ["b"]),
+        ("`param`.`my key` = 'x'", ["a"]),
+        ('`tags`."team" = \'nlp\'', ["b"]),
+        ("`attributes`.status = 'FAILED'", ["b"]),
+        ("`run`.status = 'FAILED'", ["b"]),
+        # MLflow's run-name spellings
+        ("attributes.`Run name` = 'Cee'", ["c"]),
+        ("attributes.`Run Name` = 'Cee'", ["c"]),
+        ("`run name` = 'Cee'", ["c"]),
+        ("run_name = 'Cee'", ["c"]),
+        ("attributes.run_name = 'Cee'", ["c"]),
+        ("tags.`mlflow.runName` = 'alpha'", ["a"]),
+        ("Created < 300", ["a", "d"]),
         # AND binds tighter than OR; parentheses; keywords in any case
         ("params.model = 'cnn' OR params.model = 'rnn' AND metrics.acc > 0.9", ["a"]),
         ("(params.model = 'cnn' OR params.model = 'rnn') AND metrics.acc < 0.9", ["b"]),
@@ -159,17 +175,28 @@ def test_filter_matches(text, expected):
 @pytest.mark.parametrize(
     "value, stored",
     [
-        ("'it''s'", "it's"),
-        (r"'it\'s'", "it's"),
-        ('"say ""hi"""', 'say "hi"'),
-        (r'"back\\slash"', "back\\slash"),
+        # as MLflow: the text between the quotes, verbatim; no escapes
+        (r"'C:\data\x'", "C:\\data\\x"),
+        (r"'C:\'", "C:\\"),
+        (r"'it\'s'", "it\\'s"),
+        ("'it''s'", "it''s"),
+        ("\"it's\"", "it's"),
+        ('"say ""hi"""', 'say ""hi""'),
+        (r'"a\"b"', 'a\\"b'),
+        (r'"back\\slash"', "back\\\\slash"),
         ("'%'", "%"),
     ],
 )
-def test_string_escapes(value, stored):
+def test_quoted_values_are_verbatim(value, stored):
     keep = compile_filter(f"params.p = {value}")
     assert keep(make_row("x", params={"p": stored}))
     assert not keep(make_row("y", params={"p": stored + "!"}))
+
+
+def test_backslash_path_matches_with_like_and_in_an_and():
+    keep = compile_filter(r"params.path LIKE 'C:\data\%' AND tags.t = 'a\'")
+    assert keep(make_row("x", params={"path": "C:\\data\\x"}, tags={"t": "a\\"}))
+    assert not keep(make_row("y", params={"path": "C:datax"}, tags={"t": "a\\"}))
 
 
 def test_like_treats_regex_characters_literally():
@@ -250,6 +277,10 @@ def test_predicate_is_fast_on_5000_rows():
         ("params.p IS 'a'", 12, "expected NULL, got 'a'"),
         ("params.p IS NOT", 15, "expected NULL, got end of filter"),
         ("run_nam = 'x'", 0, "unknown identifier 'run_nam'"),
+        ("`metrix`.acc > 1", 0, "unknown prefix 'metrix'"),
+        ("`metric`. > 1", 0, "missing key after '`metric`.'"),
+        ("datasets.size = 'x'", 0, "unknown dataset field 'size'"),
+        ("datasets.name = 1", 16, "datasets.name is a string: expected a quoted string"),
         ("metrics.x > 1 AND acc > 1", 18, "unknown identifier 'acc'"),
         ("attributes.colour = 'red'", 0, "unknown attribute 'colour'; valid attributes: "
                                          "artifact_uri, created, end_time"),
@@ -309,11 +340,14 @@ def test_parse_order_by_empty():
         ("attributes.size", 0, "unknown attribute 'size'"),
         ("m1 DESC", 0, "unknown identifier 'm1'"),
         ("metrics.`m1 DESC", 8, "unterminated string"),
+        ("datasets.name", 0, "runs cannot be ordered by datasets.name"),
+        ("metrics.ok DESC", 0, "metrics.ok appears twice in order_by"),
+        ("attributes.created", 0, "attributes.start_time appears twice"),
     ],
 )
 def test_parse_order_by_errors(clause, position, message):
     with pytest.raises(FilterSyntaxError) as caught:
-        parse_order_by(["metrics.ok", clause])
+        parse_order_by(["metrics.ok", "start_time", clause])
     assert caught.value.position == position
     assert caught.value.text == clause
     assert message in str(caught.value)
@@ -338,14 +372,14 @@ def sorted_ids(*clauses: str) -> list[str]:
     [
         # default: start_time DESC (missing last), then run_id ASC
         ((), ["r5", "r4", "r3", "r2", "r1", "r6"]),
-        # missing and NaN last in both directions; ties by start_time DESC
-        (("metrics.m",), ["r6", "r3", "r5", "r1", "r4", "r2"]),
-        (("metrics.m DESC",), ["r5", "r1", "r3", "r6", "r4", "r2"]),
+        # as MLflow: values, then NaN, then missing, in both directions; ties by start_time DESC
+        (("metrics.m",), ["r6", "r3", "r5", "r1", "r2", "r4"]),
+        (("metrics.m DESC",), ["r5", "r1", "r3", "r6", "r2", "r4"]),
         # strings compare as strings ("10" < "9")
         (("params.p",), ["r4", "r5", "r2", "r6", "r1", "r3"]),
         (("params.p DESC",), ["r1", "r2", "r6", "r5", "r4", "r3"]),
         # several keys, most significant first
-        (("metrics.m DESC", "params.p"), ["r5", "r1", "r3", "r6", "r4", "r2"]),
+        (("metrics.m DESC", "params.p"), ["r5", "r1", "r3", "r6", "r2", "r4"]),
         (("params.p DESC", "metrics.m DESC"), ["r1", "r6", "r2", "r5", "r4", "r3"]),
         (("attributes.start_time ASC",), ["r1", "r2", "r3", "r4", "r5", "r6"]),
         (("created DESC",), ["r5", "r4", "r3", "r2", "r1", "r6"]),
@@ -388,3 +422,128 @@ def test_sort_rows_is_fast_on_5000_rows():
     for i in missing_at[:-1]:
         nxt = result[i + 1]
         assert "m" not in nxt["metrics"] or nxt["params"]["p"] != result[i]["params"]["p"]
+
+
+# --- datasets ---------------------------------------------------------------
+
+DATASET_ROWS = [
+    make_row("two", datasets=[
+        {"name": "train", "digest": "d1", "context": "training"},
+        {"name": "eval", "digest": "d2", "context": None},
+    ]),
+    make_row("one", datasets=[{"name": "Train", "digest": "d3", "context": "eval"}]),
+    make_row("none"),  # no dataset inputs: matches no datasets. comparison
+    make_row("empty", datasets=[]),
+]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("datasets.name = 'train'", ["two"]),
+        ("dataset.name = 'eval'", ["two"]),
+        ("datasets.name != 'train'", ["two", "one"]),  # any input other than 'train'
+        ("datasets.name ILIKE 'train'", ["two", "one"]),
+        ("datasets.name LIKE 'T%'", ["one"]),
+        ("datasets.digest IN ('d2', 'd3')", ["two", "one"]),
+        ("datasets.digest NOT IN ('d1', 'd2')", ["one"]),
+        ("datasets.context = 'training'", ["two"]),
+        ("datasets.context = 'eval'", ["one"]),
+        ("datasets.context != 'eval'", ["two"]),
+        ("`datasets`.name = 'Train'", ["one"]),
+        ("datasets.name IS NULL", ["none", "empty"]),
+        ("datasets.context IS NOT NULL", ["two", "one"]),
+        ("datasets.name = 'train' AND datasets.digest = 'd2'", ["two"]),
+    ],
+)
+def test_dataset_filters_match_any_input(text, expected):
+    keep = compile_filter(text)
+    assert [row["run_id"] for row in DATASET_ROWS if keep(row)] == expected
+
+
+# --- experiments ------------------------------------------------------------
+
+
+def experiment_row(experiment_id, name, created, updated=None, tags=None):
+    return {"experiment_id": experiment_id, "name": name, "creation_time": created,
+            "last_update_time": updated if updated is not None else created,
+            "lifecycle_stage": "active", "tags": tags or {}}
+
+
+EXPERIMENT_ROWS = [
+    experiment_row("0", "Default", None),
+    experiment_row("11", "churn", 100, 500, {"note": "name = x", "team": "a"}),
+    experiment_row("12", "Churn-v2", 200, 300, {"team": "b"}),
+    experiment_row("13", "vision", 200, 200),
+]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("name = 'churn'", ["11"]),
+        ("attribute.name = 'churn'", ["11"]),
+        ("attributes.name != 'churn'", ["0", "12", "13"]),
+        ("name LIKE 'churn%'", ["11"]),
+        ("name ILIKE 'churn%'", ["11", "12"]),
+        ("`name` = 'vision'", ["13"]),
+        ("tags.note = 'name = x'", ["11"]),  # text inside a string is a value
+        ("tags.note LIKE '%name%' AND name = 'churn'", ["11"]),
+        ("tag.team IN ('a', 'b')", ["11", "12"]),
+        ("tags.team IS NULL", ["0", "13"]),
+        ("creation_time > 100", ["12", "13"]),
+        ("creation_time >= 100 AND last_update_time < 300", ["13"]),
+        ("experiment_id IN ('11', '13')", ["11", "13"]),
+        ("experiment_id = '0' OR name = 'vision'", ["0", "13"]),
+    ],
+)
+def test_experiment_filters(text, expected):
+    keep = compile_filter(text, EXPERIMENTS)
+    assert [row["experiment_id"] for row in EXPERIMENT_ROWS if keep(row)] == expected
+
+
+@pytest.mark.parametrize(
+    "text, position, message",
+    [
+        ("params.x = 'a'", 0, "unknown prefix 'params' in 'params.x'; expected tags., attributes."),
+        ("run_name = 'x'", 0, "unknown identifier 'run_name'; valid experiment attributes: "
+                              "creation_time, experiment_id, last_update_time, name"),
+        ("attributes.start_time > 1", 0, "unknown attribute 'start_time'"),
+        ("creation_time > 'x'", 16, "expected a number"),
+        ("name = 1", 7, "expected a quoted string"),
+    ],
+)
+def test_experiment_filter_errors(text, position, message):
+    with pytest.raises(FilterSyntaxError) as caught:
+        compile_filter(text, EXPERIMENTS)
+    assert caught.value.position == position
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "clauses, expected",
+    [
+        # default: creation_time DESC (missing last), experiment_id ASC
+        ((), ["12", "13", "11", "0"]),
+        # given an order: its keys, then experiment_id DESC (as MLflow)
+        (("name",), ["12", "0", "11", "13"]),
+        (("name DESC",), ["13", "11", "0", "12"]),
+        (("creation_time",), ["11", "13", "12", "0"]),
+        (("attribute.creation_time DESC",), ["13", "12", "11", "0"]),
+        (("last_update_time DESC",), ["11", "12", "13", "0"]),
+        (("experiment_id DESC",), ["13", "12", "11", "0"]),
+        (("creation_time", "experiment_id"), ["11", "12", "13", "0"]),
+    ],
+)
+def test_experiment_order(clauses, expected):
+    rows = sort_rows(EXPERIMENT_ROWS, parse_order_by(list(clauses), EXPERIMENTS), EXPERIMENTS)
+    assert [row["experiment_id"] for row in rows] == expected
+
+
+@pytest.mark.parametrize(
+    "clause, message",
+    [("tags.team", "experiments cannot be ordered by tags.team"), ("start_time", "unknown identifier")],
+)
+def test_experiment_order_errors(clause, message):
+    with pytest.raises(FilterSyntaxError, match=message):
+        parse_order_by([clause], EXPERIMENTS)

@@ -1,7 +1,7 @@
-"""Search filters and order_by clauses over run rows, compiled once to closures.
+"""Search filters and order_by clauses over run (and experiment) rows, compiled once to closures.
 
-MLflow's ``search_runs`` filter grammar, plus OR and parentheses. Keywords are
-case-insensitive::
+MLflow's ``search_runs`` grammar as MLflow 3.17.2 parses it, plus OR, parentheses,
+IN and IS NULL on every field. Keywords are case-insensitive::
 
     expr        := term (OR term)*
     term        := factor (AND factor)*
@@ -13,24 +13,36 @@ case-insensitive::
     prefix      := metrics | metric                                  (numbers)
                  | params | param | parameters | parameter           (strings)
                  | tags | tag                                        (strings)
+                 | datasets | dataset    (key: name, digest or context; strings)
                  | attributes | attribute | attr | run
+                   (a prefix may be back ticked: `metric`.acc)
     key         := bare word (letters, digits, _ - . / :) | `back ticked` | "double quoted"
-    attribute   := run_id | run_name | status | user_id | artifact_uri
+    attribute   := run_id | run_name | `run name` | status | user_id | artifact_uri
                  | lifecycle_stage | experiment_id                   (strings)
                  | start_time | created (= start_time) | end_time    (numbers, ms)
-    value       := 'string' | "string" ('' or \\' escapes) | number (1, -2.5, 1e-3)
+    value       := 'string' | "string" | number (1, -2.5, 1e-3)
     comparator  := = | != | < | <= | > | >=            numbers and strings
                  | LIKE | ILIKE                         strings only (% any run, _ one char)
 
 Example: ``metrics.acc > 0.9 AND (params.model = 'cnn' OR tags.`my tag` ILIKE '%best%')``.
 
+Quoted text is taken verbatim, as MLflow takes it: there are no escapes. A
+backslash is a character (``'C:\\data'``); a quote of the string's own kind may
+appear doubled or after a backslash and stays as written (``'it''s'`` is the six
+characters ``it''s``); write ``"it's"`` for a value holding ``'``.
+
 Semantics follow SQL: a comparison on a missing value is false (``!=`` and
 ``NOT IN`` included); only ``IS NULL`` is true for it. A NaN metric is a value,
 not NULL: ``=``, ``<``, ``>`` are false for it while ``!=`` and ``NOT IN`` are
 true (Python's float semantics). Strings compare as strings (``'10' < '9'``).
+A ``datasets.`` comparison is true when any of the row's dataset inputs (the list
+of ``{name, digest, context}`` dicts under ``row["datasets"]``) satisfies it; a
+run with no inputs matches none, and ``IS NULL`` when no input has the field.
 
-Order by: ``"<identifier> [ASC|DESC]"``; rows missing the value (or holding NaN)
-sort last in either direction; ties break by start_time DESC, then run_id ASC.
+Order by: ``"<identifier> [ASC|DESC]"``. As MLflow orders: values first (in
+the asked direction), then NaN, then rows missing the value, in either
+direction; ties break by start_time DESC, then run_id ASC. A field may appear
+once. Experiments have their own fields (:data:`EXPERIMENTS`).
 
 Every malformed filter raises :class:`~gitml.errors.FilterSyntaxError` naming the
 offending token and its 0-based position.
@@ -41,30 +53,96 @@ from __future__ import annotations
 import functools
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from gitml.errors import FilterSyntaxError
 
-__all__ = ["OrderKey", "Predicate", "Row", "compile_filter", "parse_order_by", "sort_rows"]
+__all__ = [
+    "EXPERIMENTS", "RUNS", "OrderKey", "Predicate", "Row", "Schema",
+    "compile_filter", "parse_order_by", "sort_rows",
+]
 
 Row = dict[str, Any]
 Predicate = Callable[[Row], bool]
 
-PREFIXES = {
-    "metrics": "metrics", "metric": "metrics",
-    "params": "params", "param": "params", "parameters": "params", "parameter": "params",
-    "tags": "tags", "tag": "tags",
-    "attributes": "attributes", "attribute": "attributes", "attr": "attributes",
-    "run": "attributes",
-}
-STRING_ATTRIBUTES = frozenset(
-    {"run_id", "run_name", "status", "user_id", "artifact_uri", "lifecycle_stage", "experiment_id"}
+
+@dataclass(frozen=True)
+class OrderKey:
+    """One order_by clause: ``section`` is metrics, params, tags or attributes."""
+
+    section: str
+    key: str
+    ascending: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.section}.`{self.key}` {'ASC' if self.ascending else 'DESC'}"
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: a key of compile_filter's cache
+class Schema:
+    """What a filter may name in one kind of row, and how its rows are ordered."""
+
+    noun: str  # "run" or "experiment", for messages
+    prefixes: Mapping[str, str]  # lower-case prefix -> section
+    string_attributes: frozenset[str]
+    numeric_attributes: frozenset[str]
+    aliases: Mapping[str, str]  # lower-case alias -> attribute
+    order_sections: frozenset[str]  # sections order_by may name
+    default_order: tuple[OrderKey, ...]  # with no order_by
+    tiebreak: tuple[OrderKey, ...]  # after the order_by keys
+
+    @property
+    def hint(self) -> str:
+        return ", ".join(f"{p}." for p in dict.fromkeys(self.prefixes.values()))
+
+    @property
+    def attribute_names(self) -> str:
+        return ", ".join(sorted(self.string_attributes | self.numeric_attributes | self.aliases.keys()))
+
+
+_RUN_ORDER = (OrderKey("attributes", "start_time", False), OrderKey("attributes", "run_id"))
+
+RUNS = Schema(
+    noun="run",
+    prefixes={
+        "metrics": "metrics", "metric": "metrics",
+        "params": "params", "param": "params", "parameters": "params", "parameter": "params",
+        "tags": "tags", "tag": "tags",
+        "datasets": "datasets", "dataset": "datasets",
+        "attributes": "attributes", "attribute": "attributes", "attr": "attributes",
+        "run": "attributes",
+    },
+    string_attributes=frozenset(
+        {"run_id", "run_name", "status", "user_id", "artifact_uri", "lifecycle_stage", "experiment_id"}
+    ),
+    numeric_attributes=frozenset({"start_time", "end_time"}),
+    aliases={"created": "start_time", "run name": "run_name"},
+    order_sections=frozenset({"metrics", "params", "tags", "attributes"}),
+    default_order=_RUN_ORDER,
+    tiebreak=_RUN_ORDER,
 )
-NUMERIC_ATTRIBUTES = frozenset({"start_time", "end_time"})
-ATTRIBUTE_ALIASES = {"created": "start_time"}
-_VALID_ATTRIBUTES = ", ".join(sorted(STRING_ATTRIBUTES | NUMERIC_ATTRIBUTES | {"created"}))
+"""Runs: MLflow's ``search_runs`` fields (plus lifecycle_stage and experiment_id)."""
+
+EXPERIMENTS = Schema(
+    noun="experiment",
+    prefixes={
+        "tags": "tags", "tag": "tags",
+        "attributes": "attributes", "attribute": "attributes", "attr": "attributes",
+    },
+    string_attributes=frozenset({"name", "experiment_id"}),
+    numeric_attributes=frozenset({"creation_time", "last_update_time"}),
+    aliases={},
+    order_sections=frozenset({"attributes"}),
+    default_order=(OrderKey("attributes", "creation_time", False), OrderKey("attributes", "experiment_id")),
+    tiebreak=(OrderKey("attributes", "experiment_id", False),),
+)
+"""Experiments: MLflow's ``search_experiments`` fields; rows hold name, experiment_id,
+creation_time, last_update_time and tags. Ordered by creation_time DESC, experiment_id
+when no order_by is given, else by the order_by keys then experiment_id DESC (as MLflow)."""
+
+DATASET_FIELDS = frozenset({"name", "digest", "context"})
 
 COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq, "!=": operator.ne,
@@ -81,6 +159,14 @@ _TOKEN = re.compile(
       | (?P<quote>['"`])""",
     re.VERBOSE,
 )
+# A quoted run ends at the first quote that is neither doubled nor after a backslash
+# (SQL's literal as sqlparse reads it for MLflow); its text is kept verbatim.
+_QUOTED = {
+    "'": re.compile(r"'(?:''|\\'|[^'])*'"),
+    '"': re.compile(r'"(?:""|\\"|[^"])*"'),
+    "`": re.compile(r"`(?:``|[^`])*`"),
+}
+_BARE_KEY = re.compile(r"[\w.\-/:]*")
 
 
 # --- tokens -----------------------------------------------------------------
@@ -103,23 +189,20 @@ class _Token(NamedTuple):
 
 
 def _read_quoted(text: str, start: int) -> tuple[str, int]:
-    """The text of the quoted run at ``start`` and the offset just past it."""
-    quote, i = text[start], start + 1
-    out: list[str] = []
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            out.append(text[i + 1])
-            i += 2
-        elif ch == quote and text[i + 1 : i + 2] == quote:
-            out.append(quote)
-            i += 2
-        elif ch == quote:
-            return "".join(out), i + 1
-        else:
-            out.append(ch)
-            i += 1
-    raise FilterSyntaxError(f"unterminated string {text[start:start + 20]!r}", text, start)
+    """The verbatim text of the quoted run at ``start`` and the offset just past it."""
+    m = _QUOTED[text[start]].match(text, start)
+    if m is None:
+        raise FilterSyntaxError(f"unterminated string {text[start:start + 20]!r}", text, start)
+    return m.group()[1:-1], m.end()
+
+
+def _read_key(text: str, start: int) -> tuple[str, int]:
+    """The key after ``prefix.``: quoted (back ticks or double quotes) or bare."""
+    if text[start : start + 1] in ('"', "`"):
+        return _read_quoted(text, start)
+    m = _BARE_KEY.match(text, start)
+    assert m is not None  # the pattern matches the empty string
+    return m.group(), m.end()
 
 
 def _tokenize(text: str) -> list[_Token]:
@@ -132,7 +215,11 @@ def _tokenize(text: str) -> list[_Token]:
         kind, end = m.lastgroup, m.end()
         if kind == "quote":
             value, end = _read_quoted(text, i)
-            tokens.append(_Token("key" if text[i] == "`" else "string", value, i, text[i:end]))
+            if text[i] == "`" and text[end : end + 1] == ".":  # `metric`.acc
+                key, end = _read_key(text, end + 1)
+                tokens.append(_Token("word", f"{value}.{key}", i, text[i:end]))
+            else:
+                tokens.append(_Token("key" if text[i] == "`" else "string", value, i, text[i:end]))
         elif kind == "word":
             word = m.group()
             if word.endswith(".") and text[end : end + 1] in ('"', "`"):  # params."my key"
@@ -157,7 +244,7 @@ def _tokenize(text: str) -> list[_Token]:
 
 @dataclass(frozen=True)
 class _Field:
-    section: str  # metrics, params, tags or attributes
+    section: str  # metrics, params, tags, datasets or attributes
     key: str  # canonical: attribute aliases resolved
     numeric: bool
 
@@ -172,14 +259,26 @@ def _value_getter(section: str, key: str) -> Callable[[Row], Any]:
     return lambda row: row[section].get(key)
 
 
+def _lift(field: _Field, test: Callable[[Any], bool]) -> Predicate:
+    """The row predicate applying ``test`` to the field's value (never to a missing one)."""
+    if field.section == "datasets":
+        key = field.key
+        return lambda row: any(
+            (v := d.get(key)) is not None and test(v) for d in row.get("datasets") or ()
+        )
+    get = _value_getter(field.section, field.key)
+    return lambda row: (v := get(row)) is not None and test(v)
+
+
 # --- parser -----------------------------------------------------------------
 
 
 class _Parser:
     """Recursive descent over the tokens, building the predicate as it goes."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, schema: Schema):
         self.text = text
+        self.schema = schema
         self.tokens = _tokenize(text)
         self.i = 0
 
@@ -227,6 +326,7 @@ class _Parser:
         return predicate
 
     def identifier(self) -> _Field:
+        schema = self.schema
         token = self.next()
         if token.kind == "eof":
             raise self.fail("expected a comparison, got end of filter", token)
@@ -235,26 +335,30 @@ class _Parser:
         name: str = token.value
         if token.kind == "word" and "." in name:
             prefix, key = name.split(".", 1)
-            section = PREFIXES.get(prefix.lower())
+            section = schema.prefixes.get(prefix.lower())
             if section is None:
                 raise self.fail(
-                    f"unknown prefix {prefix!r} in {token.raw!r}; "
-                    "expected metrics., params., tags. or attributes.", token)
+                    f"unknown prefix {prefix!r} in {token.raw!r}; expected {schema.hint}", token)
             if not key:
                 raise self.fail(f"missing key after {token.raw!r}", token)
+            if section == "datasets":
+                if key.lower() not in DATASET_FIELDS:
+                    raise self.fail(
+                        f"unknown dataset field {key!r}; valid fields: context, digest, name", token)
+                return _Field(section, key.lower(), numeric=False)
             if section != "attributes":
                 return _Field(section, key, numeric=section == "metrics")
-        elif name.lower() in STRING_ATTRIBUTES | NUMERIC_ATTRIBUTES | ATTRIBUTE_ALIASES.keys():
-            key = name
         else:
+            key = name
+        attribute = schema.aliases.get(key.lower(), key.lower())
+        if attribute in schema.string_attributes | schema.numeric_attributes:
+            return _Field("attributes", attribute, numeric=attribute in schema.numeric_attributes)
+        if "." in name and token.kind == "word":
             raise self.fail(
-                f"unknown identifier {token.raw!r}; "
-                "prefix it with metrics., params., tags. or attributes.", token)
-        attribute = ATTRIBUTE_ALIASES.get(key.lower(), key.lower())
-        if attribute not in STRING_ATTRIBUTES | NUMERIC_ATTRIBUTES:
-            raise self.fail(
-                f"unknown attribute {key!r}; valid attributes: {_VALID_ATTRIBUTES}", token)
-        return _Field("attributes", attribute, numeric=attribute in NUMERIC_ATTRIBUTES)
+                f"unknown attribute {key!r}; valid attributes: {schema.attribute_names}", token)
+        raise self.fail(
+            f"unknown identifier {token.raw!r}; valid {schema.noun} attributes: "
+            f"{schema.attribute_names}; other fields take a prefix: {schema.hint}", token)
 
     def value(self, field: _Field, after: _Token) -> Any:
         token = self.next()
@@ -271,9 +375,9 @@ class _Parser:
 
     def comparison(self) -> Predicate:
         field = self.identifier()
-        get = _value_getter(field.section, field.key)
         token = self.next()
         keyword = token.keyword()
+        test: Callable[[Any], bool]
         if keyword == "IS":
             negated = self.peek().keyword() == "NOT"
             if negated:
@@ -281,27 +385,30 @@ class _Parser:
             null = self.next()
             if null.keyword() != "NULL":
                 raise self.fail(f"expected NULL, got {null.describe()}", null)
-            if negated:
-                return lambda row: get(row) is not None
-            return lambda row: get(row) is None
+            present = _lift(field, _anything)
+            return present if negated else lambda row: not present(row)
         if keyword == "NOT":
             in_token = self.next()
             if in_token.keyword() != "IN":
                 raise self.fail(f"expected IN after NOT, got {in_token.describe()}", in_token)
-            return _in(get, self.in_list(field, in_token), negated=True)
-        if keyword == "IN":
-            return _in(get, self.in_list(field, token), negated=False)
-        if keyword in ("LIKE", "ILIKE"):
+            values = self.in_list(field, in_token)
+            test = lambda v: v not in values  # noqa: E731
+        elif keyword == "IN":
+            values = self.in_list(field, token)
+            test = values.__contains__
+        elif keyword in ("LIKE", "ILIKE"):
             if field.numeric:
                 raise self.fail(
                     f"comparator {token.raw!r} is not valid for numeric {field.label}", token)
             regex = _like_regex(self.value(field, token), ignore_case=keyword == "ILIKE")
-            return lambda row: (v := get(row)) is not None and regex.fullmatch(v) is not None
-        if token.kind == "op":
+            test = lambda v: regex.fullmatch(v) is not None  # noqa: E731
+        elif token.kind == "op":
             compare, value = COMPARATORS[token.value], self.value(field, token)
-            return lambda row: (v := get(row)) is not None and compare(v, value)
-        raise self.fail(
-            f"expected a comparator after {field.label!r}, got {token.describe()}", token)
+            test = lambda v: compare(v, value)  # noqa: E731
+        else:
+            raise self.fail(
+                f"expected a comparator after {field.label!r}, got {token.describe()}", token)
+        return _lift(field, test)
 
     def in_list(self, field: _Field, in_token: _Token) -> frozenset[Any]:
         opening = self.next()
@@ -325,10 +432,8 @@ def _either(left: Predicate, right: Predicate) -> Predicate:
     return lambda row: left(row) or right(row)
 
 
-def _in(get: Callable[[Row], Any], values: frozenset[Any], *, negated: bool) -> Predicate:
-    if negated:
-        return lambda row: (v := get(row)) is not None and v not in values
-    return lambda row: (v := get(row)) is not None and v in values
+def _anything(value: Any) -> bool:
+    return True
 
 
 def _like_regex(pattern: str, *, ignore_case: bool) -> re.Pattern[str]:
@@ -343,18 +448,19 @@ def _always(row: Row) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def compile_filter(text: str | None) -> Predicate:
-    """Compile a search filter to a predicate over run rows (cached by text).
+def compile_filter(text: str | None, schema: Schema = RUNS) -> Predicate:
+    """Compile a search filter to a predicate over rows (cached by text and schema).
 
     >>> keep = compile_filter("metrics.acc > 0.9 and params.model = 'cnn'")
     >>> keep({"metrics": {"acc": 0.95}, "params": {"model": "cnn"}, "tags": {}})
     True
 
-    An empty or ``None`` filter keeps every row. Raises FilterSyntaxError.
+    An empty or ``None`` filter keeps every row. ``schema`` says which fields
+    exist (:data:`RUNS` or :data:`EXPERIMENTS`). Raises FilterSyntaxError.
     """
     if text is None or not text.strip():
         return _always
-    parser = _Parser(text)
+    parser = _Parser(text, schema)
     predicate = parser.expr()
     parser.expect_end()
     return predicate
@@ -363,35 +469,25 @@ def compile_filter(text: str | None) -> Predicate:
 # --- order by ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class OrderKey:
-    """One order_by clause: ``section`` is metrics, params, tags or attributes."""
-
-    section: str
-    key: str
-    ascending: bool = True
-
-    def __str__(self) -> str:
-        return f"{self.section}.`{self.key}` {'ASC' if self.ascending else 'DESC'}"
-
-
-_DEFAULT_ORDER = (OrderKey("attributes", "start_time", False), OrderKey("attributes", "run_id"))
-
-
-def parse_order_by(clauses: Sequence[str] | None) -> list[OrderKey]:
+def parse_order_by(clauses: Sequence[str] | None, schema: Schema = RUNS) -> list[OrderKey]:
     """Parse order_by clauses such as ``["metrics.m2 DESC", "params.p1"]``.
 
     >>> parse_order_by(["metrics.`val loss` DESC"])
     [OrderKey(section='metrics', key='val loss', ascending=False)]
 
-    Raises FilterSyntaxError, whose ``text`` is the offending clause.
+    Raises FilterSyntaxError, whose ``text`` is the offending clause (a field
+    named twice is refused, as MLflow refuses it).
     """
-    keys = []
+    keys: list[OrderKey] = []
+    seen: set[tuple[str, str]] = set()
     for clause in clauses or ():
-        parser = _Parser(clause)
+        parser = _Parser(clause, schema)
         if parser.peek().kind == "eof":
             raise parser.fail("empty order_by clause", parser.peek())
+        start = parser.peek()
         field = parser.identifier()
+        if field.section not in schema.order_sections:
+            raise parser.fail(f"{schema.noun}s cannot be ordered by {field.label}", start)
         direction = parser.peek()
         ascending = True
         if direction.kind == "word" and direction.value.upper() in ("ASC", "DESC"):
@@ -399,6 +495,9 @@ def parse_order_by(clauses: Sequence[str] | None) -> list[OrderKey]:
         elif direction.kind != "eof":
             raise parser.fail(f"expected ASC or DESC, got {direction.describe()}", direction)
         parser.expect_end()
+        if (field.section, field.key) in seen:
+            raise parser.fail(f"{field.label} appears twice in order_by", start)
+        seen.add((field.section, field.key))
         keys.append(OrderKey(field.section, field.key, ascending))
     return keys
 
@@ -408,22 +507,30 @@ def _mixed(pair: tuple[Any, Row]) -> tuple[bool, Any]:
     return isinstance(pair[0], str), pair[0]
 
 
-def sort_rows(rows: Sequence[Row], order: Sequence[OrderKey] | None = None) -> list[Row]:
-    """Rows sorted by ``order``, then start_time DESC, then run_id ASC.
+def sort_rows(
+    rows: Sequence[Row], order: Sequence[OrderKey] | None = None, schema: Schema = RUNS
+) -> list[Row]:
+    """Rows sorted by ``order``, then the schema's tie-breakers (for runs:
+    start_time DESC, then run_id ASC); by the schema's default order without ``order``.
 
-    Stable. Rows missing a key's value (or holding NaN) sort last in either
-    direction. One stable sort per key, least significant first.
+    Stable. In either direction, values come first, then NaN, then rows
+    missing the value (MLflow's order). One stable sort per key, least
+    significant first.
     """
     result = list(rows)
     first = operator.itemgetter(0)
-    for order_key in reversed([*(order or ()), *_DEFAULT_ORDER]):
+    keys = [*order, *schema.tiebreak] if order else list(schema.default_order)
+    for order_key in reversed(keys):
         get = _value_getter(order_key.section, order_key.key)
         present: list[tuple[Any, Row]] = []
+        nan: list[Row] = []
         missing: list[Row] = []
         for row in result:
             value = get(row)
-            if value is None or value != value:  # None or NaN
+            if value is None:
                 missing.append(row)
+            elif value != value:
+                nan.append(row)
             else:
                 present.append((value, row))
         try:
@@ -431,5 +538,6 @@ def sort_rows(rows: Sequence[Row], order: Sequence[OrderKey] | None = None) -> l
         except TypeError:  # sorted() leaves ``present`` intact for the retry
             present = sorted(present, key=_mixed, reverse=not order_key.ascending)
         result = [row for _, row in present]
+        result.extend(nan)
         result.extend(missing)
     return result
