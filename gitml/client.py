@@ -63,6 +63,8 @@ class Client:
                 settings["artifacts.remote"],
                 settings["artifacts.storage_options"],
                 state_dir=self._store.gitml_dir,
+                timeout=settings["artifacts.timeout"],
+                unconfirmed=config.unconfirmed(self._store),
             )
             self._artifacts = RunArtifacts(self.tracker, content, settings["artifacts.inline_max_bytes"])
         return self._artifacts
@@ -90,30 +92,29 @@ class Client:
         filter_string: str | None = None,
         order_by: list[str] | None = None,
     ) -> list[Experiment]:
-        from gitml.tracking.filter import compile_filter, parse_order_by, sort_rows
+        """Experiments matching ``filter_string`` (MLflow's experiment grammar: ``name``,
+        ``experiment_id``, ``creation_time``, ``last_update_time``, ``tags.<key>``; plus
+        OR and parentheses), in ``order_by`` order (default: newest first).
+        Raises FilterSyntaxError."""
+        from gitml.tracking.filter import EXPERIMENTS, compile_filter, parse_order_by, sort_rows
 
         if max_results is not None and max_results < 0:
             raise InvalidInputError(f"max_results must be >= 0, not {max_results}")
-        experiments = self.tracker.experiments.all(view_type)
+        predicate = compile_filter(filter_string, EXPERIMENTS)
+        order = parse_order_by(order_by, EXPERIMENTS)
         rows = [
             {
-                "run_id": e.experiment_id,
                 "experiment_id": e.experiment_id,
-                "run_name": e.name,
                 "name": e.name,
-                "lifecycle_stage": e.lifecycle_stage,
-                "start_time": e.creation_time,
                 "creation_time": e.creation_time,
                 "last_update_time": e.last_update_time,
+                "lifecycle_stage": e.lifecycle_stage,
                 "tags": e.tags,
-                "metrics": {},
-                "params": {},
                 "_experiment": e,
             }
-            for e in experiments
+            for e in self.tracker.experiments.all(view_type)
         ]
-        predicate = compile_filter(_experiment_filter(filter_string))
-        rows = sort_rows([r for r in rows if predicate(r)], parse_order_by(_experiment_order(order_by)))
+        rows = sort_rows([r for r in rows if predicate(r)], order, EXPERIMENTS)
         found: list[Experiment] = [cast(Experiment, r["_experiment"]) for r in rows]
         return found[:max_results] if max_results is not None else found
 
@@ -318,26 +319,3 @@ def _check_folder(artifact_path: str | None) -> None:
 
 def _value(entity) -> str:
     return str(entity.value if hasattr(entity, "value") else entity[1])
-
-
-_EXPERIMENT_FIELDS = {"name": "run_name", "creation_time": "start_time", "experiment_id": "run_id"}
-
-
-def _experiment_filter(text: str | None) -> str | None:
-    """Experiment filters (``name LIKE 'x%'``, ``tags.k = 'v'``) in run-filter terms."""
-    if not text:
-        return text
-    import re
-
-    return re.sub(
-        r"(?<![\w.`])(?:attributes\.|attribute\.|attr\.)?(name|creation_time|experiment_id)\b(?=\s*(?:=|!=|<|>|LIKE|ILIKE|IN|NOT|IS))",
-        lambda m: f"attributes.{_EXPERIMENT_FIELDS[m.group(1)]}",
-        text,
-        flags=re.IGNORECASE,
-    )
-
-
-def _experiment_order(order_by: list[str] | None) -> list[str] | None:
-    if not order_by:
-        return order_by
-    return [(_experiment_filter(clause + " =") or "").rsplit(" =", 1)[0] for clause in order_by]

@@ -110,3 +110,77 @@ def test_deleted_index_is_rebuilt_from_git(runs, repo):
             os.unlink(repo / ".git" / "gitml" / name)
     frame = gitml.search_runs(experiment_names=["search"], filter_string="params.p1 = 'a'")
     assert sorted(names(frame)) == ["r0", "r2", "r4"]
+
+
+def _tick() -> None:
+    """Wait for the millisecond clock to move (experiments get distinct creation times)."""
+    start = time.time_ns() // 1_000_000
+    while time.time_ns() // 1_000_000 == start:
+        pass
+
+
+@pytest.fixture
+def experiments(client):
+    ids = {}
+    for name, tags in [("churn", {"note": "name = x"}), ("vision", {"team": "cv"}), ("Churn-v2", {})]:
+        _tick()
+        ids[name] = client.create_experiment(name, tags=tags)
+    return ids
+
+
+def experiment_names(found) -> list[str]:
+    return [e.name for e in found]
+
+
+@pytest.mark.parametrize(
+    "order_by, expected",
+    [
+        (None, ["Churn-v2", "vision", "churn", "Default"]),  # newest first
+        (["name"], ["Churn-v2", "Default", "churn", "vision"]),
+        (["name DESC"], ["vision", "churn", "Default", "Churn-v2"]),
+        (["creation_time"], ["churn", "vision", "Churn-v2", "Default"]),
+        (["attribute.creation_time DESC"], ["Churn-v2", "vision", "churn", "Default"]),
+        (["last_update_time DESC"], ["Churn-v2", "vision", "churn", "Default"]),
+    ],
+)
+def test_search_experiments_order_by(client, experiments, order_by, expected):
+    assert experiment_names(client.search_experiments(order_by=order_by)) == expected
+
+
+def test_search_experiments_order_by_experiment_id(client, experiments):
+    found = client.search_experiments(order_by=["experiment_id DESC"])
+    ids = [e.experiment_id for e in found]
+    assert ids == sorted(ids, key=int, reverse=True) and ids[-1] == "0"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("tags.note = 'name = x'", ["churn"]),  # text inside a string literal stays a value
+        ("name = 'churn'", ["churn"]),
+        ("attribute.name ILIKE 'churn%'", ["Churn-v2", "churn"]),
+        ("tags.team IS NOT NULL OR name LIKE 'C%'", ["Churn-v2", "vision"]),
+        ("creation_time > 0 AND tags.team IS NULL", ["Churn-v2", "churn"]),
+    ],
+)
+def test_search_experiments_filter(client, experiments, text, expected):
+    assert experiment_names(client.search_experiments(filter_string=text)) == expected
+
+
+def test_search_experiments_by_id(client, experiments):
+    found = client.search_experiments(filter_string=f"experiment_id IN ('{experiments['vision']}', '0')")
+    assert experiment_names(found) == ["vision", "Default"]
+
+
+@pytest.mark.parametrize(
+    "text, order_by, message",
+    [
+        ("params.x = 'a'", None, "unknown prefix 'params'"),
+        ("run_name = 'x'", None, "unknown identifier 'run_name'"),
+        (None, ["tags.team"], "experiments cannot be ordered by tags.team"),
+        (None, ["name", "name DESC"], "attributes.name appears twice"),
+    ],
+)
+def test_search_experiments_rejects_run_fields(client, experiments, text, order_by, message):
+    with pytest.raises(FilterSyntaxError, match=message):
+        client.search_experiments(filter_string=text, order_by=order_by)
