@@ -415,8 +415,8 @@ def _branch_name(ctx, param, value: str | None) -> str | None:
 def checkout(ctx, run, branch):
     """Restore the code a run ran (its source commit plus its uncommitted changes)."""
     from gitml.errors import InvalidInputError
+    from gitml.names import RECORD_DIR
     from gitml.store.worktree import restore
-    from gitml.tracking.lineage import source_files
 
     with _client(ctx) as c:
         r = c.get_run(c.tracker.resolve(run))
@@ -427,7 +427,8 @@ def checkout(ctx, run, branch):
                 f"run {r.info.run_id[:8]} ran before the repository's first commit: there is no commit "
                 f"to start branch {branch!r} at (check it out without -b)"
             )
-        restore(store, source, source_files(store, r.source.run_commit.encode()), branch=branch)
+        run_tree = store.commit(r.source.run_commit.encode()).tree
+        restore(store, source, run_tree, branch=branch, skip=RECORD_DIR)
         if source is None:
             where = "the current HEAD (the run had no source commit)"
         else:

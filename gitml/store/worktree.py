@@ -1,22 +1,33 @@
 """What code a run ran: the HEAD commit plus the uncommitted changes to tracked files.
 
-Like ``git status``, a file is re-read only when its size or time differs from
-the index entry (or the entry is racily clean); its blob is then hashed and
-compared. Untracked files are not part of a run's source, as in ``git stash``.
+Like ``git status``, a file is re-read only when its size, time or kind differs from
+the index entry (or the entry is racily clean); its blob is then hashed and compared.
+Entries git marks assume-unchanged or skip-worktree, gitlinks (submodules) and the
+directory entries of a sparse index are taken from the index without a look at the
+disk. The tree is built only along the paths of changed files: every other directory
+keeps the tree id git's cache tree (the index's ``TREE`` extension) holds for it.
+Untracked files are not part of a run's source, as in ``git stash``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from typing import Literal
 
-from dulwich.objects import Blob, ShaFile
+from dulwich.objects import Blob, ShaFile, Tree
 
-from gitml.store.git import GitStore, tree_from_files
+from gitml.store.git import TREE_MODE, GitStore
+from gitml.store.gitindex import (
+    ASSUME_VALID, INTENT_TO_ADD, SKIP_WORKTREE, STAGE_MASK, GitIndex, index_mtime_ns, read_index,
+)
 
 GITLINK_MODE = 0o160000
 SYMLINK_MODE = 0o120000
+_KIND = 0o170100  # file type and the owner's execute bit: all of a mode git records
 
 
 @dataclass
@@ -30,7 +41,10 @@ class Snapshot:
     objects: list[ShaFile] = field(default_factory=list)
 
 
-_index_tree_cache: dict[tuple, tuple[bytes | None, list[ShaFile]]] = {}
+# a changed path -> (mode, raw sha, content) of what is on disk, or None: gone
+Changes = dict[bytes, "tuple[int, bytes, bytes] | None"]
+
+_tree_memo: dict[tuple, tuple[bytes | None, list[tuple[bytes, bytes]]]] = {}
 
 
 def snapshot(store: GitStore) -> Snapshot:
@@ -40,116 +54,214 @@ def snapshot(store: GitStore) -> Snapshot:
     if store.workdir is None:
         return Snapshot(head.commit, head.branch, False, head_tree)
     index_path = store.repo.index_path()
-    try:
-        ist = os.stat(index_path)
-    except FileNotFoundError:
+    index = read_index(index_path)
+    if index is None:
         return Snapshot(head.commit, head.branch, False, head_tree)
-    entries = _index_entries(store, index_path, ist)
-    from dulwich.index import ConflictedIndexEntry  # only a run's start needs the index
-
-    racy_ns = ist.st_mtime_ns
-    files: dict[str, tuple[int, bytes]] = {}
-    changed: list[tuple[str, Blob | None]] = []
-    for path, entry in entries:
-        name = path.decode("utf-8", "surrogateescape")
-        full = os.path.join(store.workdir, name)
-        if isinstance(entry, ConflictedIndexEntry):
-            entry = entry.this or entry.ancestor or entry.other
-            if entry is None:
-                continue
-        if entry.mode == GITLINK_MODE:
-            files[name] = (entry.mode, entry.sha)
-            continue
-        try:
-            st = os.lstat(full)
-        except (FileNotFoundError, NotADirectoryError):
-            changed.append((name, None))  # deleted: dirty, and absent from the tree
-            continue
-        mode = _mode(st)
-        mtime_ns = _entry_mtime_ns(entry)
-        if st.st_size == entry.size and st.st_mtime_ns == mtime_ns and mtime_ns < racy_ns and mode == entry.mode:
-            files[name] = (entry.mode, entry.sha)
-            continue
-        blob = _blob_of(full, st)
-        if blob.id != entry.sha or mode != entry.mode:
-            changed.append((name, blob))
-        files[name] = (mode, blob.id)
-    key = (store.controldir, ist.st_mtime_ns, ist.st_size, ist.st_ino, tuple((n, b and b.id) for n, b in changed))
-    cached = _index_tree_cache.get(key)
-    if cached is None:
-        trees: list[ShaFile] = []
-        cached = (tree_from_files(files, trees) if files else None, trees)
-        _index_tree_cache.clear()
-        _index_tree_cache[key] = cached
-    tree, trees = cached
-    dirty = bool(changed) or tree != head_tree
+    changes = worktree_changes(store.workdir, index, index_mtime_ns(index_path), filemode=_filemode(store))
+    key = (index_path, index.checksum, tuple((p, c and c[:2]) for p, c in sorted(changes.items())))
+    memo = _tree_memo.get(key)
+    if memo is None:
+        new_trees: list[tuple[bytes, bytes]] = []
+        root = _TreeBuilder(store, index, changes, new_trees).build(b"", 0, len(index.paths))
+        memo = (root.hex().encode() if root else None, new_trees)
+        _tree_memo.clear()
+        _tree_memo[key] = memo
+    tree, new_trees = memo
+    dirty = bool(changes) or tree != head_tree
     objects: list[ShaFile] = []
     if dirty:
-        contains = store.contains
-        objects = [o for o in [*(b for _, b in changed if b), *trees] if not contains(o.id)]
+        for change in changes.values():
+            if change and not store.contains(change[1].hex().encode()):
+                objects.append(Blob.from_string(change[2]))
+        for sha, raw in new_trees:
+            hexsha = sha.hex().encode()
+            if not store.contains(hexsha):
+                objects.append(Tree.from_raw_string(Tree.type_num, raw, hexsha))
     return Snapshot(head.commit, head.branch, dirty, tree, objects)
 
 
-_index_cache: dict[tuple, list] = {}
-
-
-def _index_entries(store: GitStore, path: str, st: os.stat_result) -> list:
-    """The entries of the index file, parsed again only when the file changed."""
-    key = (path, st.st_mtime_ns, st.st_size, st.st_ino)
-    entries = _index_cache.get(key)
-    if entries is None:
-        entries = list(store.repo.open_index().items())
-        _index_cache.clear()
-        _index_cache[key] = entries
-    return entries
-
-
-def tracked_paths(store: GitStore) -> set[str]:
-    """The paths git tracks (the index), from the same cache a snapshot uses."""
-    index_path = store.repo.index_path()
+def worktree_changes(workdir: str, index: GitIndex, racy_ns: int, *, filemode: bool = True) -> Changes:
+    """The tracked paths whose file differs from the index entry (as ``git diff``)."""
+    mask = _KIND if filemode else 0o170000
+    special = ASSUME_VALID | SKIP_WORKTREE | STAGE_MASK | INTENT_TO_ADD
+    changes: Changes = {}
+    conflicted: set[bytes] = set()
+    lstat = os.lstat
+    fd = os.open(workdir, os.O_RDONLY)
     try:
-        st = os.stat(index_path)
-    except FileNotFoundError:
-        return set()
-    return {p.decode("utf-8", "surrogateescape") for p, _ in _index_entries(store, index_path, st)}
+        for path, mode, sha, size, mtime, flags in zip(
+            index.paths, index.modes, index.shas, index.sizes, index.mtimes, index.flags
+        ):
+            if flags & special:
+                if flags & (ASSUME_VALID | SKIP_WORKTREE) and not flags & (STAGE_MASK | INTENT_TO_ADD):
+                    continue  # taken from the index, as git does
+                if flags & STAGE_MASK:
+                    if path in conflicted:
+                        continue
+                    conflicted.add(path)
+                sha, size = b"", -1  # always the file on disk: a conflict's result or an added file
+            elif mode == GITLINK_MODE or mode == TREE_MODE:
+                continue
+            try:
+                st = lstat(path, dir_fd=fd)
+            except OSError:
+                changes[path] = None  # deleted (or a folder now): absent from the tree
+                continue
+            if st.st_size == size and st.st_mtime_ns == mtime and mtime < racy_ns and st.st_mode & mask == mode & mask:
+                continue
+            change = _recheck(path, fd, st, mode, sha, size, mtime, racy_ns, mask)
+            if change is not False:
+                changes[path] = change
+    finally:
+        os.close(fd)
+    return changes
 
 
-def _mode(st: os.stat_result) -> int:
-    if stat.S_ISLNK(st.st_mode):
-        return SYMLINK_MODE
-    return 0o100755 if st.st_mode & 0o100 else 0o100644
+def _recheck(path: bytes, fd: int, st: os.stat_result, mode: int, sha: bytes, size: int, mtime: int,
+             racy_ns: int, mask: int) -> tuple[int, bytes, bytes] | None | Literal[False]:
+    """An entry whose stat data does not vouch for it: False when unchanged, else the change."""
+    if stat.S_ISDIR(st.st_mode):
+        return None  # a file replaced by a folder: the file is gone
+    disk_mode = SYMLINK_MODE if stat.S_ISLNK(st.st_mode) else 0o100755 if st.st_mode & 0o100 else 0o100644
+    if mask != _KIND and disk_mode != SYMLINK_MODE and mode != SYMLINK_MODE:
+        disk_mode = mode  # core.fileMode false: the index's execute bit stands
+    if disk_mode == mode and st.st_size == size and mtime < racy_ns:
+        recorded_s, recorded_ns = divmod(mtime, 1_000_000_000)
+        if recorded_ns == 0 and st.st_mtime_ns // 1_000_000_000 == recorded_s:
+            return False  # an index written without nanoseconds: seconds decide, as in git
+    if disk_mode == SYMLINK_MODE:
+        data = os.fsencode(os.readlink(path, dir_fd=fd))
+    else:
+        try:
+            file_fd = os.open(path, os.O_RDONLY, dir_fd=fd)
+        except OSError:
+            return None
+        with open(file_fd, "rb") as f:
+            data = f.read()
+    blob = hashlib.sha1(b"blob %d\0" % len(data) + data).digest()
+    if blob == sha and disk_mode == mode:
+        return False
+    return disk_mode, blob, data
 
 
-def _entry_mtime_ns(entry) -> int:
-    mtime = entry.mtime
-    if isinstance(mtime, tuple):
-        return mtime[0] * 1_000_000_000 + mtime[1]
-    return int(mtime * 1_000_000_000)
+class _TreeBuilder:
+    """Trees of the index with the changes applied, rebuilt only where something changed."""
+
+    def __init__(self, store: GitStore, index: GitIndex, changes: Changes, out: list[tuple[bytes, bytes]]):
+        self.store, self.index, self.changes, self.out = store, index, changes, out
+        self.dirty_dirs = {b""}
+        for path in changes:
+            parts = path.split(b"/")
+            for n in range(1, len(parts)):
+                self.dirty_dirs.add(b"/".join(parts[:n]))
+
+    def build(self, directory: bytes, lo: int, hi: int) -> bytes | None:
+        """The raw id of the tree of ``directory`` (entries ``lo:hi``), None when empty."""
+        if directory not in self.dirty_dirs:
+            cached = self.index.cached_trees.get(directory)
+            if cached is not None and self.store.contains(cached.hex().encode()):
+                return cached
+        index, changes = self.index, self.changes
+        paths = index.paths
+        prefix = directory + b"/" if directory else b""
+        start = len(prefix)
+        entries: list[bytes] = []
+        i = lo
+        last = None
+        while i < hi:
+            path = paths[i]
+            slash = path.find(b"/", start)
+            if slash >= 0:
+                name = path[start:slash]
+                j = bisect_left(paths, path[: slash] + b"0", i, hi)  # past every path below name/
+                if slash == len(path) - 1 and j == i + 1 and index.modes[i] == TREE_MODE:
+                    sha: bytes | None = index.shas[i]  # a sparse index's directory: its tree as git has it
+                else:
+                    sha = self.build(path[:slash], i, j)
+                if sha is not None:
+                    entries.append(b"40000 %s\0%s" % (name, sha))
+                i = j
+                continue
+            i += 1
+            if path == last:
+                continue  # the other stages of a conflicted path
+            last = path
+            if path in changes:
+                change = changes[path]
+                if change is None:
+                    continue
+                mode, sha = change[0], change[1]
+            else:
+                mode, sha = _normal_mode(index.modes[i - 1]), index.shas[i - 1]
+            entries.append(b"%o %s\0%s" % (mode, path[start:], sha))
+        if not entries:
+            return None
+        raw = b"".join(entries)
+        tree_id = hashlib.sha1(b"tree %d\0" % len(raw) + raw).digest()
+        self.out.append((tree_id, raw))
+        return tree_id
 
 
-def _blob_of(path: str, st: os.stat_result) -> Blob:
-    if stat.S_ISLNK(st.st_mode):
-        return Blob.from_string(os.fsencode(os.readlink(path)))
-    with open(path, "rb") as f:
-        return Blob.from_string(f.read())
+def _normal_mode(mode: int) -> int:
+    if mode & 0o170000 == 0o100000:
+        return 0o100755 if mode & 0o100 else 0o100644
+    return mode
 
 
-def restore(store: GitStore, commit: bytes | None, files: dict[str, tuple[int, bytes]], *, branch: str | None) -> None:
-    """Check out ``commit`` (detached, or as a new ``branch``), then write ``files``
-    into the work tree as uncommitted changes, removing tracked files absent from it.
+def _filemode(store: GitStore) -> bool:
+    try:
+        return store.repo.get_config().get_boolean((b"core",), b"filemode", True)
+    except (KeyError, ValueError):
+        return True
 
-    Refuses when the work tree has uncommitted changes to tracked files.
+
+def is_tracked(store: GitStore, path: str) -> bool:
+    """Whether git's index tracks ``path`` (relative, ``/``-separated)."""
+    index = read_index(store.repo.index_path())
+    return index is not None and os.fsencode(path) in index
+
+
+def tree_changes(store: GitStore, old: bytes | None, new: bytes | None, *, skip: str | None = None,
+                 prefix: str = "") -> dict[str, tuple[tuple[int, bytes] | None, tuple[int, bytes] | None]]:
+    """``{path: (old entry, new entry)}`` for the files that differ between two trees
+    (None: absent). Subtrees with equal ids are not read: the cost follows the
+    difference, not the size of the trees. ``skip`` names a folder left out."""
+    out: dict[str, tuple[tuple[int, bytes] | None, tuple[int, bytes] | None]] = {}
+    a = store.tree(old) if old else {}
+    b = store.tree(new) if new else {}
+    for name in sorted(a.keys() | b.keys()):
+        ea, eb = a.get(name), b.get(name)
+        if ea == eb:
+            continue
+        path = prefix + name.decode("utf-8", "surrogateescape")
+        if path == skip:
+            continue
+        tree_a = ea[1] if ea and ea[0] == TREE_MODE else None
+        tree_b = eb[1] if eb and eb[0] == TREE_MODE else None
+        if tree_a or tree_b:
+            out.update(tree_changes(store, tree_a, tree_b, skip=skip, prefix=path + "/"))
+        file_a = ea if ea and not tree_a else None
+        file_b = eb if eb and not tree_b else None
+        if file_a or file_b:
+            out[path] = (file_a, file_b)
+    return out
+
+
+def restore(store: GitStore, commit: bytes | None, run_tree: bytes, *, branch: str | None, skip: str) -> None:
+    """Check out ``commit`` (detached, or as a new ``branch``), then write the files of
+    ``run_tree`` (less the folder ``skip``) that differ from it into the work tree as
+    uncommitted changes, removing the tracked files absent from it.
+
+    Refuses when the work tree has uncommitted changes to tracked files, or when a
+    file the run adds exists untracked.
     """
     from dulwich import porcelain
+    from dulwich.refs import check_ref_format
 
-    from gitml.errors import ConflictError, RepositoryError
+    from gitml.errors import ConflictError, InvalidInputError, RepositoryError
 
     if store.workdir is None:
         raise RepositoryError("this repository has no work tree to check out into")
-    from dulwich.refs import check_ref_format
-
-    from gitml.errors import InvalidInputError
-
     if branch is not None:
         if not check_ref_format(f"refs/heads/{branch}".encode()):
             raise InvalidInputError(f"{branch!r} is not a valid branch name")
@@ -160,25 +272,27 @@ def restore(store: GitStore, commit: bytes | None, files: dict[str, tuple[int, b
     current = snapshot(store)
     if current.dirty:
         raise ConflictError("the work tree has uncommitted changes to tracked files; commit or stash them first")
-    tracked = tracked_paths(store)
-    for path in sorted(files):
-        if path not in tracked and os.path.lexists(os.path.join(store.workdir, path)):
-            raise ConflictError(f"the untracked file {path!r} would be overwritten; move or remove it first")
+    # the work tree is clean, so what git tracks now is the current tree: a path the run
+    # has and that tree lacks is untracked if it exists
+    for path, (now, then) in sorted(tree_changes(store, current.tree, run_tree, skip=skip).items()):
+        if now is None and then is not None and os.path.lexists(os.path.join(store.workdir, path)):
+            if not is_tracked(store, path):
+                raise ConflictError(f"the untracked file {path!r} would be overwritten; move or remove it first")
     if commit is not None:
         porcelain.checkout(store.repo, commit.decode(), new_branch=branch)
-    base = store.files(store.commit(commit).tree) if commit else {}
+    base = store.commit(commit).tree if commit else None
     root = os.path.realpath(store.workdir)
-    for path in sorted(set(base) | set(files)):
-        if base.get(path) == files.get(path):
-            continue
-        full = os.path.realpath(os.path.join(root, path))
+    for path, (_, entry) in sorted(tree_changes(store, base, run_tree, skip=skip).items()):
+        # the folder resolved, not the file: a symbolic link being replaced is not followed
+        folder, name = os.path.split(os.path.join(root, path))
+        full = os.path.join(os.path.realpath(folder), name)
         if not full.startswith(root + os.sep):
             raise ConflictError(f"refusing to write {path!r} outside the work tree")
-        if path not in files:
+        if entry is None:
             if os.path.lexists(full):
                 os.unlink(full)
             continue
-        mode, sha = files[path]
+        mode, sha = entry
         if mode == GITLINK_MODE:
             continue
         os.makedirs(os.path.dirname(full), exist_ok=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from gitml.names import RECORD_DIR
 from gitml.store.git import GitStore
+from gitml.store.worktree import GITLINK_MODE, tree_changes
 from gitml.tracking.writer import TRAILER_RUN
 
 
@@ -50,14 +51,18 @@ def source_files(store: GitStore, run_commit: bytes) -> dict[str, tuple[int, byt
 
 
 def code_diff(store: GitStore, old_commit: bytes, new_commit: bytes, *, labels: tuple[str, str]) -> str:
-    """A unified diff of the code of two runs (binary files named, not shown)."""
-    old, new = source_files(store, old_commit), source_files(store, new_commit)
+    """A unified diff of the code of two runs (binary files named, not shown).
+
+    Only the subtrees whose ids differ are read: the cost follows the difference.
+    """
+    old_tree, new_tree = store.commit(old_commit).tree, store.commit(new_commit).tree
+    changes = tree_changes(store, old_tree, new_tree, skip=RECORD_DIR)
     out: list[str] = []
-    for path in sorted(set(old) | set(new)):
-        if old.get(path) == new.get(path):
-            continue
-        a = store.blob(old[path][1]) if path in old else b""
-        b = store.blob(new[path][1]) if path in new else b""
+    for path, (old, new) in sorted(changes.items()):
+        if old is not None and new is not None and old[1] == new[1]:
+            continue  # only the mode changed
+        a = store.blob(old[1]) if old and old[0] != GITLINK_MODE else b""
+        b = store.blob(new[1]) if new and new[0] != GITLINK_MODE else b""
         if b"\0" in a[:8000] or b"\0" in b[:8000]:
             out.append(f"Binary file {path} differs\n")
             continue
@@ -65,8 +70,8 @@ def code_diff(store: GitStore, old_commit: bytes, new_commit: bytes, *, labels: 
             difflib.unified_diff(
                 a.decode("utf-8", "replace").splitlines(keepends=True),
                 b.decode("utf-8", "replace").splitlines(keepends=True),
-                f"{labels[0]}/{path}" if path in old else "/dev/null",
-                f"{labels[1]}/{path}" if path in new else "/dev/null",
+                f"{labels[0]}/{path}" if old else "/dev/null",
+                f"{labels[1]}/{path}" if new else "/dev/null",
             )
         )
     return "".join(line if line.endswith("\n") else line + "\n" for line in out)

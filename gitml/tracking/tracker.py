@@ -35,7 +35,7 @@ from gitml.names import (
     run_ref,
 )
 from gitml.store.git import GitStore, _user
-from gitml.store.worktree import snapshot, tracked_paths
+from gitml.store.worktree import is_tracked, snapshot
 from gitml.tracking import journal as jr
 from gitml.tracking.entities import (
     LifecycleStage,
@@ -98,7 +98,7 @@ def _entry_script(store: GitStore) -> tuple[str, bool] | None:
     if not path.startswith(root + os.sep) or not os.path.isfile(path):
         return None
     rel = os.path.relpath(path, root).replace(os.sep, "/")
-    return rel, rel in tracked_paths(store)
+    return rel, is_tracked(store, rel)
 
 
 def row_of(record: RunRecord) -> dict:
