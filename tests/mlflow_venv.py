@@ -1,0 +1,63 @@
+"""The Python of a venv holding MLflow 3.17.2, for tests that compare gitml with MLflow.
+
+MLflow lives in its own venv (``benchmarks/.venv-mlflow``), never in gitml's: its
+dependencies must not leak into the code under test. The session fixture
+:func:`mlflow_python` creates the venv with ``benchmarks/setup_mlflow.sh`` when it
+is missing (that is how CI gets it; the script is idempotent and quick once the
+venv exists). One pytest process at a time runs the script, under a lock file.
+
+``GITML_MLFLOW_PYTHON`` names another interpreter with MLflow 3.17.2 instead;
+``GITML_SKIP_MLFLOW=1`` skips these tests (e.g. offline with no venv yet).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETUP = os.path.join(ROOT, "benchmarks", "setup_mlflow.sh")
+VENV = os.path.join(ROOT, "benchmarks", ".venv-mlflow")
+MLFLOW_VERSION = "3.17.2"
+
+
+def _installed_version(python: str) -> str | None:
+    if not os.path.exists(python):
+        return None
+    probe = subprocess.run(
+        [python, "-c", "import importlib.metadata as m; print(m.version('mlflow'))"],
+        capture_output=True, text=True,
+    )
+    return probe.stdout.strip() if probe.returncode == 0 else None
+
+
+def ensure_mlflow_python() -> str:
+    """Path of a Python with MLflow 3.17.2, installing the venv if needed."""
+    if os.environ.get("GITML_MLFLOW_PYTHON"):
+        return os.environ["GITML_MLFLOW_PYTHON"]
+    python = os.path.join(VENV, "bin", "python")
+    if _installed_version(python) == MLFLOW_VERSION:
+        return python
+    os.makedirs(os.path.dirname(VENV), exist_ok=True)
+    with open(VENV + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another pytest may be installing it right now
+        if _installed_version(python) != MLFLOW_VERSION:
+            env = {**os.environ, "MLFLOW_VERSION": MLFLOW_VERSION}
+            setup = subprocess.run(["bash", SETUP], capture_output=True, text=True, env=env)
+            if setup.returncode != 0:
+                raise RuntimeError(
+                    f"benchmarks/setup_mlflow.sh failed ({setup.returncode}); "
+                    f"set GITML_SKIP_MLFLOW=1 to skip the MLflow comparisons:\n{setup.stderr[-2000:]}"
+                )
+    return python
+
+
+@pytest.fixture(scope="session")
+def mlflow_python() -> str:
+    """The MLflow venv's python (created by benchmarks/setup_mlflow.sh if missing)."""
+    if os.environ.get("GITML_SKIP_MLFLOW") == "1":
+        pytest.skip("GITML_SKIP_MLFLOW=1")
+    return ensure_mlflow_python()
