@@ -1,0 +1,137 @@
+"""Starting a run in a large source tree: gitml's start_run beside `git status` and
+MLflow's start_run, in repositories of 10k, 50k and 200k tracked files with two
+modified files.
+
+    python benchmarks/run_source_trees.py [--sizes 10000,50000,200000] [--repeat 3]
+
+The repositories are built once under benchmarks/out/trees/<n>/ (commit by
+`git fast-import`, files written by `git reset --hard`) and reused by later runs.
+Each figure is the median over --repeat fresh processes; `start_run` is timed inside
+the process, after `import` and `set_experiment` (MLflow: file store, the
+interpreter of benchmarks/.venv-mlflow). The table goes to benchmarks/out/source_trees.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "out")
+MLFLOW_PY = os.path.join(HERE, ".venv-mlflow", "bin", "python")
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # as run_tracking.py: compiled modules are cached
+
+# the workload, written into the repository (untracked) so both tools see a script in it
+START = """\
+import json, os, sys, time
+tool = sys.argv[1]
+if tool == "mlflow":
+    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    import mlflow as ml
+    ml.set_tracking_uri("file:" + sys.argv[2])
+else:
+    import gitml as ml
+ml.set_experiment("trees")
+t = time.perf_counter()
+ml.start_run()
+took = time.perf_counter() - t
+ml.end_run()
+print(json.dumps({"start_run": took}))
+"""
+
+
+def git(cwd: str, *args: str, stdin: bytes | None = None) -> None:
+    subprocess.run(["git", *args], cwd=cwd, input=stdin, check=True, capture_output=True)
+
+
+def build(n: int) -> str:
+    """A repository of ``n`` files in folders of 100 (10 per parent), two of them modified."""
+    path = os.path.join(OUT, "trees", str(n))
+    if os.path.isdir(os.path.join(path, ".git")):
+        git(path, "reset", "-q", "--hard")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path)
+        git(path, "init", "-q")
+        lines = [b"commit refs/heads/main\ncommitter Bench <b@b> 0 +0000\ndata 5\ntree\n"]
+        for i in range(n):
+            body = b"value = %d\n" % i
+            lines.append(b"M 100644 inline pkg%d/mod%d/f%d.py\ndata %d\n%s\n" % (i // 1000, i // 100 % 10, i, len(body), body))
+        git(path, "fast-import", "--quiet", stdin=b"".join(lines))
+        git(path, "symbolic-ref", "HEAD", "refs/heads/main")
+        git(path, "reset", "-q", "--hard")
+    for i in (1, n // 2):
+        with open(os.path.join(path, f"pkg{i // 1000}/mod{i // 100 % 10}/f{i}.py"), "a") as f:
+            f.write("edited = True\n")
+    with open(os.path.join(path, "start.py"), "w") as f:
+        f.write(START)
+    git(path, "status", "--porcelain")  # as a user's repository is: the index refreshed once
+    return path
+
+
+def git_status(path: str) -> float:
+    t = time.perf_counter()
+    git(path, "status", "--porcelain")
+    return time.perf_counter() - t
+
+
+def start_run(python: str, tool: str, path: str, store: str) -> float:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
+    env.pop("GITML_REPO", None)
+    result = subprocess.run([python, "start.py", tool, store], cwd=path, env=env, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"{tool} failed in {path}: {result.stderr.strip().splitlines()[-1:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])["start_run"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,50000,200000")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    rows = []
+    mlflow = os.path.exists(MLFLOW_PY)
+    for n in (int(s) for s in args.sizes.split(",")):
+        t = time.perf_counter()
+        path = build(n)
+        print(f"{n} files: built in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        with tempfile.TemporaryDirectory() as store:
+            figures: dict[str, list[float]] = {"git status": [], "gitml": [], "mlflow": []}
+            for _ in range(args.repeat):  # interleaved: the machine's load falls on every column
+                figures["git status"].append(git_status(path))
+                figures["gitml"].append(start_run(sys.executable, "gitml", path, store))
+                if mlflow:
+                    figures["mlflow"].append(start_run(MLFLOW_PY, "mlflow", path, os.path.join(store, "mlruns")))
+        med = {k: statistics.median(v) if v else None for k, v in figures.items()}
+        rows.append((n, med))
+    lines = [
+        "| files | git status | gitml start_run | MLflow start_run | gitml / git status | MLflow / gitml |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, med in rows:
+        ml = med["mlflow"]
+        lines.append(
+            f"| {n:,} | {med['git status']:.3f} s | {med['gitml']:.3f} s | "
+            + (f"{ml:.3f} s" if ml is not None else "n/a")
+            + f" | {med['gitml'] / med['git status']:.2f} | "
+            + (f"{ml / med['gitml']:.2f}" if ml is not None else "n/a")
+            + " |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "source_trees.md"), "w") as f:
+        f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
