@@ -148,6 +148,15 @@ def experiment_ref(experiment_id: str) -> bytes:
     return f"{EXPERIMENTS_PREFIX}{check_experiment_id(experiment_id)}".encode()
 
 
+def parse_experiment_ref(ref: bytes | str) -> str | None:
+    """The experiment id of an experiment ref, or None for any other ref."""
+    if isinstance(ref, bytes):
+        ref = ref.decode("utf-8", "replace")
+    if not ref.startswith(EXPERIMENTS_PREFIX) or not _EXPERIMENT_ID_RE.fullmatch(ref[len(EXPERIMENTS_PREFIX):]):
+        return None
+    return ref[len(EXPERIMENTS_PREFIX):]
+
+
 def parse_runs_uri(uri: str) -> tuple[str, str]:
     """``(run, artifact path)`` of ``runs:/<run>/<path>`` (the run as an id, prefix or name)."""
     if not isinstance(uri, str) or not uri.startswith("runs:/"):

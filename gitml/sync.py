@@ -126,7 +126,7 @@ def push(
         # asked again, not taken from what earlier pushes saw: objects uploaded by a push
         # whose refs never arrived are garbage to a teammate's `gc --remote` meanwhile
         missing = content.missing_on_remote(set(objects), ask=True)
-        client.artifacts.materialize({s: objects[s] for s in missing})
+        _materialize(client, missing, by_run)
         total_bytes = sum(_size(content, s) for s in missing)
         done = [0, 0]
 
@@ -170,6 +170,25 @@ def push(
     content.confirm_commits(s for r, s in unconfirmed.items() if result.refs[r.decode()] == "ok")
     result.pushed = [r.decode() for r in send if statuses.get(r) == "ok" and r.decode() not in result.notes]
     return result
+
+
+def _materialize(client: Client, shas: set[str], by_run: dict[bytes, dict[str, tuple[str, str]]]) -> None:
+    """Put in the cache the objects that live only inline in git, each from any run
+    whose inline copy matches its hash: a run whose manifest claims another's hash
+    without holding its bytes (hostile, or damaged) stands in no other run's way."""
+    content = client.artifacts.content
+    wanted = {sha for sha in shas if not content.has_local(sha)}
+    for found in by_run.values():
+        for sha, (run_id, path) in found.items():
+            if sha not in wanted:
+                continue
+            try:
+                data = client.artifacts.inline_copy(run_id, path, sha)
+            except GitmlError:  # that run's record is unreadable: another run may hold the bytes
+                continue
+            if data is not None:
+                content.add_bytes(data)
+                wanted.discard(sha)
 
 
 def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent: float = 3600) -> list[str]:

@@ -488,11 +488,11 @@ def test_gc_removes_what_killed_processes_half_wrote(repo, team):
     gitml_cli(repo, "push")
     old = 1_000_000_000  # long ago
     leftovers = [
-        repo / ".git" / "gitml" / "cache" / "incoming-dead.tmp",
-        team["store"] / "ab" / "cdef.1234abcd.tmp",
+        repo / ".git" / "gitml" / "cache" / "incoming.gitml-tmp-1-0123456789ab",
+        team["store"] / "ab" / ("c" * 62 + ".gitml-tmp-1-0123456789ab"),
         repo / ".git" / "objects" / "pack" / "tmp_gitml_1_2_abc_pack",
     ]
-    fresh = repo / ".git" / "gitml" / "cache" / "incoming-alive.tmp"
+    fresh = repo / ".git" / "gitml" / "cache" / "incoming.gitml-tmp-2-0123456789ab"
     for path in [*leftovers, fresh]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -27,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from gitml.errors import GitmlError
 
 CHUNK = 1 << 20
+DEFAULT_TIMEOUT = 30.0
 FICLONE = 0x40049409
 _BACKEND_HINTS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "http": "aiohttp", "https": "aiohttp"}
 
@@ -41,6 +43,27 @@ class ArtifactRemoteError(GitmlError):
 
 class ObjectMissingError(ArtifactRemoteError):
     """The artifact remote works, but lacks this object."""
+
+
+class RemoteTimeoutError(ArtifactRemoteError):
+    """The artifact remote did not answer in time (``artifacts.timeout``)."""
+
+
+class UnconfirmedRemoteError(ArtifactRemoteError):
+    """A write or delete on an artifact remote that the committed config set and this clone
+    has not confirmed (``gitml config --trust-committed``)."""
+
+
+# The only names gitml writes or deletes in a cache or remote folder: objects, and its own
+# temporaries beside them (``incoming`` ones, not yet hashed, at the top of the cache only).
+OBJECT_FOLDER = re.compile(r"[0-9a-f]{2}")
+OBJECT_FILE = re.compile(r"[0-9a-f]{62}")
+TEMPORARY = re.compile(r"(?:[0-9a-f]{62}|incoming)\.gitml-tmp-[0-9]+-[0-9a-f]{12}")
+
+
+def temporary_name(path: str) -> str:
+    """A name beside ``path`` that only this process writes, and that gc recognises exactly."""
+    return f"{path}.gitml-tmp-{os.getpid()}-{os.urandom(6).hex()}"
 
 
 def object_key(sha256: str) -> str:
@@ -149,14 +172,31 @@ class StatCache:
             self._conn = None
 
 
-def _drop_old_files(folder: str, suffix: str, older_than: float) -> int:
+def _drop_old_temporaries(folder: str, older_than: float, *, incoming: bool) -> int:
+    """Delete gitml's own temporaries older than ``older_than`` in an object folder: only
+    ``<2 hex>/<62 hex>.gitml-tmp-*`` (and, with ``incoming``, ``incoming.gitml-tmp-*`` at
+    the top). Nothing else is touched, and no symbolic link is followed: the folder may
+    be one a committed config named."""
     dropped = 0
-    for dirpath, _dirs, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(dirpath, name)
+
+    def scan(path: str):
+        try:
+            with os.scandir(path) as entries:
+                return list(entries)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    for top in scan(folder):
+        if OBJECT_FOLDER.fullmatch(top.name) and top.is_dir(follow_symlinks=False):
+            found = [e for e in scan(top.path) if TEMPORARY.fullmatch(e.name) and not e.name.startswith("incoming")]
+        elif incoming and top.name.startswith("incoming") and TEMPORARY.fullmatch(top.name):
+            found = [top]
+        else:
+            continue
+        for entry in found:
             try:
-                if name.endswith(suffix) and os.stat(path).st_mtime < older_than:
-                    os.unlink(path)
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < older_than:
+                    os.unlink(entry.path)
                     dropped += 1
             except FileNotFoundError:
                 pass
@@ -190,10 +230,24 @@ def _write_lines(path: str, lines: list[str]) -> None:
 class ContentStore:
     """The objects of one repository: its cache folder and its artifact remote."""
 
-    def __init__(self, cache_dir: str, remote_url: str, storage_options: dict | None = None, *, state_dir: str):
+    def __init__(
+        self,
+        cache_dir: str,
+        remote_url: str,
+        storage_options: dict | None = None,
+        *,
+        state_dir: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        unconfirmed: str | None = None,
+    ):
+        """``timeout``: seconds a remote may stay silent (per request; a question such as
+        "is this object there" gets twice that in all, retries included). ``unconfirmed``:
+        why writes and deletes on the remote are refused (None: they are allowed)."""
         self.cache_dir = cache_dir
         self.remote_url = remote_url.rstrip("/")
         self.storage_options = storage_options or {}
+        self.timeout = timeout
+        self.unconfirmed = unconfirmed
         self.stat_cache = StatCache(os.path.join(state_dir, "statcache.sqlite3"))
         state = os.path.join(state_dir, "remotes", hashlib.sha1(self.remote_url.encode()).hexdigest()[:16])
         self._known_path = state + ".known"  # objects known to be on the remote
@@ -215,7 +269,7 @@ class ContentStore:
     def add_file(self, path: str) -> tuple[str, int]:
         """Put a copy of a file in the cache (hashing it); returns ``(sha256, size)``."""
         os.makedirs(self.cache_dir, exist_ok=True)
-        tmp = os.path.join(self.cache_dir, f"incoming-{uuid.uuid4().hex}.tmp")
+        tmp = temporary_name(os.path.join(self.cache_dir, "incoming"))
         try:
             sha, size = _copy_hashing(path, tmp)
             dst = self.cache_path(sha)
@@ -239,7 +293,7 @@ class ContentStore:
         dst = self.cache_path(sha)
         if not os.path.exists(dst):
             os.makedirs(os.path.dirname(dst), exist_ok=True)
-            tmp = f"{dst}.{uuid.uuid4().hex[:8]}.tmp"
+            tmp = temporary_name(dst)
             with open(tmp, "wb") as f:
                 f.write(data)
             os.replace(tmp, dst)
@@ -250,7 +304,7 @@ class ContentStore:
         cached, or if the cached copy turns out damaged (which is then dropped)."""
         for attempt in (1, 2):
             src = self.ensure_local(sha256, what=what)
-            tmp = f"{dst}.{uuid.uuid4().hex[:8]}.tmp"
+            tmp = temporary_name(dst)
             digest = hashlib.sha256()
             try:
                 with open(src, "rb") as s, open(tmp, "wb") as d:
@@ -307,20 +361,21 @@ class ContentStore:
         except FileNotFoundError:
             return found
         for prefix in prefixes:
-            if len(prefix) != 2:
+            if not OBJECT_FOLDER.fullmatch(prefix) or not os.path.isdir(os.path.join(self.cache_dir, prefix)):
                 continue
             for name in os.listdir(os.path.join(self.cache_dir, prefix)):
-                if len(name) == 62 and not name.endswith(".tmp"):
+                if OBJECT_FILE.fullmatch(name):
                     found.add(prefix + name)
         return found
 
     def drop_stale_temporaries(self, older_than: float) -> int:
         """Delete the half-written files a killed process left in the cache (and, for a
-        folder remote, there) before ``older_than`` (a time); returns how many."""
-        folders = [self.cache_dir]
-        if "://" not in self.remote_url or self.remote_url.startswith("file://"):
-            folders.append(self.remote_url.removeprefix("file://"))
-        return sum(_drop_old_files(folder, ".tmp", older_than) for folder in folders)
+        folder remote this clone may write, there) before ``older_than`` (a time); returns
+        how many. Only gitml's own names are touched (:data:`TEMPORARY`)."""
+        dropped = _drop_old_temporaries(self.cache_dir, older_than, incoming=True)
+        if self.unconfirmed is None and ("://" not in self.remote_url or self.remote_url.startswith("file://")):
+            dropped += _drop_old_temporaries(self.remote_url.removeprefix("file://"), older_than, incoming=False)
+        return dropped
 
     def drop_local(self, sha256: str) -> None:
         try:
@@ -334,8 +389,29 @@ class ContentStore:
         if self._fs is None:
             with self._lock:
                 if self._fs is None:
-                    self._fs, self._root = _open_remote(self.remote_url, self.storage_options)
+                    self._fs, self._root = _open_remote(self.remote_url, self.storage_options, self.timeout)
         return self._fs
+
+    def _ask(self, method: str, sha256: str):
+        """``fs.<method>(key of sha256)`` within a deadline (on backends that can keep one:
+        fsspec's asynchronous ones, S3 among them; a local folder needs none)."""
+        fs = self.fs
+        from fsspec.asyn import AsyncFileSystem
+        from fsspec.exceptions import FSTimeoutError
+
+        deadline = {"timeout": 2 * self.timeout} if isinstance(fs, AsyncFileSystem) else {}
+        try:
+            return getattr(fs, method)(self._remote_key(sha256), **deadline)
+        except FSTimeoutError:
+            raise RemoteTimeoutError(
+                f"artifact remote {self.remote_url} did not answer within {2 * self.timeout:g} s "
+                f"({method} of object {sha256[:12]}); artifacts.timeout sets how long to wait"
+            ) from None
+
+    def check_writable(self) -> None:
+        """Raise :class:`UnconfirmedRemoteError` if this clone may not write or delete on the remote."""
+        if self.unconfirmed is not None:
+            raise UnconfirmedRemoteError(self.unconfirmed)
 
     def _remote_key(self, sha256: str) -> str:
         self.fs  # noqa: B018  (opens the remote, sets _root)
@@ -380,18 +456,17 @@ class ContentStore:
         todo = shas - damaged - (set() if ask else self._known())
         if not todo:
             return damaged
-        fs = self.fs
         try:
             if len(todo) > 2048:  # a listing costs less than this many questions
                 have = todo & self.remote_objects()
             else:
                 with ThreadPoolExecutor(max_workers=16) as pool:
-                    flags = list(pool.map(lambda s: fs.exists(self._remote_key(s)), sorted(todo)))
+                    flags = list(pool.map(lambda s: self._ask("exists", s), sorted(todo)))
                 have = {s for s, ok in zip(sorted(todo), flags) if ok}
         except GitmlError:
             raise
         except Exception as e:  # fsspec backends raise their own kinds (botocore, aiohttp, ...)
-            raise ArtifactRemoteError(f"artifact remote {self.remote_url} cannot be listed: {_one_line(e)}") from None
+            raise ArtifactRemoteError(f"artifact remote {self.remote_url} cannot be listed: {_timed_out(e)}") from None
         self._remember(have)
         return (todo - have) | damaged
 
@@ -414,6 +489,7 @@ class ContentStore:
         missing = sorted(shas if checked else self.missing_on_remote(shas))
         if not missing:
             return 0
+        self.check_writable()
         fs = self.fs
         if _protocol(fs) in ("http", "https"):
             raise ArtifactRemoteError(
@@ -432,13 +508,13 @@ class ContentStore:
             try:
                 if _is_local(fs):
                     fs.makedirs(parent, exist_ok=True)
-                    tmp = f"{key}.{uuid.uuid4().hex[:8]}.tmp"
+                    tmp = temporary_name(key)
                     fs.put_file(local(sha), tmp)
                     fs.mv(tmp, key)
                 else:
                     fs.put_file(local(sha), key)
             except Exception as e:
-                raise ArtifactRemoteError(f"upload of {what(sha)} to {self.remote_url} failed: {_one_line(e)}") from None
+                raise ArtifactRemoteError(f"upload of {what(sha)} to {self.remote_url} failed: {_timed_out(e)}") from None
             self._remember([sha])
             size = os.path.getsize(local(sha))
             if progress:
@@ -458,7 +534,7 @@ class ContentStore:
         """Fetch an object from the remote into the cache, verified; a bad copy is refused."""
         dst = self.cache_path(sha256)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
-        tmp = f"{dst}.{uuid.uuid4().hex[:8]}.tmp"
+        tmp = temporary_name(dst)
         digest = hashlib.sha256()
         try:
             try:
@@ -469,7 +545,7 @@ class ContentStore:
             except FileNotFoundError:
                 raise ObjectMissingError(f"{what}: object {sha256} is not in the artifact remote {self.remote_url}") from None
             except Exception as e:
-                raise ArtifactRemoteError(f"{what}: download of {sha256} from {self.remote_url} failed: {_one_line(e)}") from None
+                raise ArtifactRemoteError(f"{what}: download of {sha256} from {self.remote_url} failed: {_timed_out(e)}") from None
             if digest.hexdigest() != sha256:
                 raise IntegrityError(f"{what}: the remote's object {sha256} does not match its hash; refused")
             os.replace(tmp, dst)
@@ -489,23 +565,45 @@ class ContentStore:
         except GitmlError:
             raise
         except Exception as e:
-            raise ArtifactRemoteError(f"artifact remote {self.remote_url} cannot be read: {_one_line(e)}") from None
+            raise ArtifactRemoteError(f"artifact remote {self.remote_url} cannot be read: {_timed_out(e)}") from None
         return "ok" if digest.hexdigest() == sha256 else "corrupt"
 
     def remote_objects(self) -> set[str]:
-        """Every object name on the remote (one listing)."""
+        """Every object on the remote: the ``<2 hex>/<62 hex>`` entries right under its
+        root, nothing deeper or named otherwise (one listing; a folder is read only at
+        those two levels, without following symbolic links)."""
+        fs = self.fs
+        if _is_local(fs):
+            return self._local_remote_objects()
+        root = self._root.rstrip("/")
         names = set()
-        for path in self.fs.find(self._root or ""):
-            parts = path.replace("\\", "/").rsplit("/", 2)
-            if len(parts) >= 2 and len(parts[-2]) == 2 and len(parts[-1]) == 62:
-                names.add(parts[-2] + parts[-1])
+        for path in fs.find(root):
+            rest = path.replace("\\", "/")
+            if root:
+                if not rest.startswith(root + "/"):
+                    continue
+                rest = rest[len(root) + 1 :]
+            folder, _, name = rest.partition("/")
+            if OBJECT_FOLDER.fullmatch(folder) and OBJECT_FILE.fullmatch(name):
+                names.add(folder + name)
+        return names
+
+    def _local_remote_objects(self) -> set[str]:
+        names = set()
+        with os.scandir(self._root or "/") as tops:
+            folders = [e for e in tops if OBJECT_FOLDER.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+        for folder in folders:
+            with os.scandir(folder.path) as entries:
+                names.update(
+                    folder.name + e.name for e in entries if OBJECT_FILE.fullmatch(e.name) and e.is_file(follow_symlinks=False)
+                )
         return names
 
     def remote_modified(self, sha256: str) -> float | None:
         """When an object was written to the remote (seconds since the epoch), if the
         backend says (a folder's mtime, S3's LastModified, ...)."""
         try:
-            info = self.fs.info(self._remote_key(sha256))
+            info = self._ask("info", sha256)
         except FileNotFoundError:
             return None
         for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
@@ -517,12 +615,23 @@ class ContentStore:
         return None
 
     def delete_remote(self, sha256: str) -> None:
-        self.fs.rm(self._remote_key(sha256))
+        self.check_writable()
+        self._ask("rm", sha256)
 
 
 def _one_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def _timed_out(error: Exception) -> str:
+    """``_one_line``, saying so plainly when a backend gave up waiting."""
+    from fsspec.exceptions import FSTimeoutError
+
+    name = type(error).__name__
+    if isinstance(error, (FSTimeoutError, TimeoutError)) or name in ("ReadTimeoutError", "ConnectTimeoutError"):
+        return f"timed out ({_one_line(error)}); artifacts.timeout sets how long to wait"
+    return _one_line(error)
 
 
 def _protocol(fs) -> str:
@@ -533,11 +642,27 @@ def _is_local(fs) -> bool:
     return _protocol(fs) in ("file", "local")
 
 
-def _open_remote(url: str, options: dict):
+def _with_timeouts(protocol: str, options: dict, timeout: float) -> dict:
+    """S3's options with the connect and read timeouts and botocore's retries bounded
+    (s3fs waits 15 s per read and retries 5 times over botocore's own retries), unless
+    the options set their own."""
+    if protocol not in ("s3", "s3a"):
+        return options
+    options = dict(options)
+    config = dict(options.get("config_kwargs") or {})
+    config.setdefault("connect_timeout", timeout)
+    config.setdefault("read_timeout", timeout)
+    config.setdefault("retries", {"max_attempts": 1, "mode": "standard"})  # 2 attempts in all
+    options["config_kwargs"] = config
+    return options
+
+
+def _open_remote(url: str, options: dict, timeout: float = DEFAULT_TIMEOUT):
     """``(filesystem, root path)`` for an fsspec URL, with an install hint for a missing backend."""
     import fsspec
 
     protocol = url.split("://", 1)[0] if "://" in url else "file"
+    options = _with_timeouts(protocol, options, timeout)
     try:
         fs, root = fsspec.core.url_to_fs(url, **options)
     except ImportError:
@@ -547,4 +672,6 @@ def _open_remote(url: str, options: dict):
         raise ArtifactRemoteError(f"artifact remote {url} cannot be opened: {e}") from None
     if _is_local(fs):
         os.makedirs(root, exist_ok=True)
+    if protocol in ("s3", "s3a") and isinstance(getattr(fs, "retries", None), int):
+        fs.retries = min(fs.retries, 2)  # s3fs's own retries, each over botocore's
     return fs, root.rstrip("/")

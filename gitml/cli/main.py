@@ -77,10 +77,11 @@ def _repo(ctx) -> str | None:
     if path is None:
         return None
     from dulwich.errors import NotGitRepository
-    from dulwich.repo import Repo
+
+    from gitml.store.git import discover_repo
 
     try:
-        repo = Repo.discover(path)
+        repo = discover_repo(path)
     except NotGitRepository:
         return path  # open_store looks for ./gitml-runs there, or says what is missing
     try:
@@ -165,11 +166,13 @@ def init(ctx, path):
     from dulwich.errors import NotGitRepository
     from dulwich.repo import Repo
 
+    from gitml.store.git import discover_repo
+
     if ctx.obj.get("repo") is not None:
         path = os.path.join(ctx.obj["repo"], path)  # relative to -C, as in git
     os.makedirs(path, exist_ok=True)
     try:
-        repo = Repo.discover(path)
+        repo = discover_repo(path)  # refuses a format gitml would damage, before writing
         created = False
     except NotGitRepository:
         repo = Repo.init(path)

@@ -16,28 +16,39 @@ from gitml.cli.main import _client, _emit_json, _repo, _table, cli
 @click.argument("value", required=False)
 @click.option("--committed", is_flag=True, help="Write the committed .gitml/config.yaml (shared with the team) instead of this clone's.")
 @click.option("--list", "list_all", is_flag=True, help="Show every effective setting.")
+@click.option("--trust-committed", is_flag=True,
+              help="Let this clone upload to and delete from the artifact remote the committed .gitml/config.yaml sets.")
 @click.pass_context
-def config_(ctx, key, value, committed, list_all):
-    """Get or set a setting (artifacts.remote, artifacts.inline_max_bytes, ...)."""
-    import yaml
+def config_(ctx, key, value, committed, list_all, trust_committed):
+    """Get or set a setting (artifacts.remote, artifacts.inline_max_bytes, artifacts.timeout, ...).
 
+    An artifact remote set by the committed file is read from as it is; uploads and
+    deletes there wait for --trust-committed (again whenever the committed value changes).
+    """
     from gitml.artifacts import config
     from gitml.store.git import open_store
 
+    if trust_committed and (key or committed or list_all):
+        raise click.UsageError("--trust-committed takes no key, value or other option")
+    if key is not None and key not in config.KEYS:
+        raise click.UsageError(f"unknown setting {key!r}; known: {', '.join(config.KEYS)}")
     with open_store(_repo(ctx)) as store:
+        if trust_committed:
+            trusted = config.trust_committed(store)
+            shown = ", ".join(f"{name} {value!r}" for name, value in trusted.items())
+            click.echo(f"this clone now writes to and deletes from the committed artifact remote ({shown})")
+            return
+        if value is not None:  # set without reading the other settings: a bad one stays repairable
+            parsed = config.check_value(key, config.parse_text(key, value))
+            path = config.set_value(store, key, parsed, committed=committed)
+            click.echo(f"{key}={parsed}  ({os.path.relpath(path)})")
+            return
         settings = config.load(store)
         if list_all or key is None:
             for name in sorted(settings):
                 click.echo(f"{name}={settings[name]}")
             return
-        if key not in config.KEYS:
-            raise click.UsageError(f"unknown setting {key!r}; known: {', '.join(config.KEYS)}")
-        if value is None:
-            click.echo(settings[key])
-            return
-        parsed = yaml.safe_load(value) if key != "artifacts.remote" else value
-        path = config.set_value(store, key, parsed, committed=committed)
-        click.echo(f"{key}={parsed}  ({os.path.relpath(path)})")
+        click.echo(settings[key])
 
 
 @cli.group()
@@ -151,6 +162,8 @@ def gc(ctx, remote, delete, keep_recent, git_remote):
         raise click.UsageError("--delete and --git-remote apply to --remote")
     with _client(ctx) as c:
         content = c.artifacts.content
+        if delete:
+            content.check_writable()  # before anything: a remote the committed config set needs confirming
         keep = set(referenced_objects(c.tracker))
         dropped = freed = 0
         grace = time.time() - keep_recent

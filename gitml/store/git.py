@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from dulwich.errors import NotGitRepository
-from dulwich.file import FileLocked
 from dulwich.objects import Blob, Commit, ShaFile, Tree
-from dulwich.repo import Repo
+from dulwich.config import ConfigFile
+from dulwich.repo import Repo, UnsupportedExtension, UnsupportedVersion, read_gitfile
 
 from gitml.errors import CorruptRecordError, RepositoryError
-from gitml.store.refs import RefLister, break_stale_lock, pack_refs
+from gitml.store.locks import LockHeld, holder, release_if_dead
+from gitml.store.refs import RefLister, pack_refs, update_ref
 from gitml.store.packs import maybe_merge_small_packs, sha_of, write_pack
 
 log = logging.getLogger("gitml")
@@ -224,25 +225,29 @@ class GitStore:
         """Set ``name`` to ``new`` if it still points at ``old`` (None: absent).
 
         Returns False when another writer moved the ref first. Waits, with
-        back-off, while another writer holds the ref's lock.
+        back-off, while another writer holds the ref's lock; a lock left by a
+        gitml process that died is removed; any other, after ``timeout`` s,
+        raises :class:`RepositoryError` naming it.
         """
         deadline = time.monotonic() + timeout
         delay = 0.001
         while True:
             try:
-                if old is None:
-                    return self.repo.refs.add_if_new(name, new)
-                return self.repo.refs.set_if_equals(name, old, new)
-            except FileLocked:
-                lock = self.repo.refs.refpath(name).decode() + ".lock"
-                if break_stale_lock(lock):
+                return update_ref(self.commondir, name, old, new, self._packed_refs)
+            except LockHeld as held:
+                if delay >= 0.05 and release_if_dead(held.lock, self.commondir):
                     continue
                 if time.monotonic() > deadline:
                     raise RepositoryError(
-                        f"ref {name.decode()} stayed locked for {timeout:.0f} s: another writer holds {lock}"
+                        f"ref {name.decode()} stayed locked for {timeout:.0f} s: {held.lock} exists; "
+                        f"{holder(held.lock, self.commondir)}"
                     ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
+
+    def _packed_refs(self) -> dict[bytes, bytes]:
+        with self._lock:
+            return self._refs.packed()
 
     def delete_ref(self, name: bytes, old: bytes) -> bool:
         return self.repo.refs.remove_if_equals(name, old)
@@ -264,7 +269,7 @@ class GitStore:
     def pack_refs(self, names: list[bytes]) -> int:
         """Move these loose refs into packed-refs (as ``git pack-refs``)."""
         with self._lock:
-            return pack_refs(self.repo, names)
+            return pack_refs(self.commondir, names)
 
     # -- work tree and identity -----------------------------------------
     def head(self) -> Head:
@@ -343,6 +348,90 @@ def tree_from_files(files: dict[str, tuple[int, bytes]], out: list[ShaFile]) -> 
     return build(root)
 
 
+class UnsupportedRepositoryError(RepositoryError):
+    """A repository in a format that gitml's writes would damage (SHA-256 objects,
+    reftable refs, an extension it does not know); gitml leaves it untouched."""
+
+    def __init__(self, path: str, feature: str):
+        self.path = path
+        self.feature = feature
+        super().__init__(
+            f"{path}: the repository uses {feature}, which gitml does not support (it writes SHA-1 "
+            "objects and files refs only); nothing was written to it"
+        )
+
+
+FORMATS = {b"objectformat": b"sha1", b"refstorage": b"files"}  # the only values gitml writes
+SAFE_EXTENSIONS = {b"worktreeconfig", b"relativeworktrees"}  # change neither objects nor refs
+
+
+class _CheckedRepo(Repo):
+    """dulwich's Repo, refusing a repository whose format gitml cannot write, before
+    dulwich opens it (dulwich sets up a reftable repository as it opens it)."""
+
+    def __init__(self, root, *args, **kwargs):
+        where = os.fspath(root)
+        config = _config_of(where)
+        if config is not None:
+            check_format(config, where)
+        try:
+            super().__init__(root, *args, **kwargs)
+        except UnsupportedVersion as e:
+            raise UnsupportedRepositoryError(where, f"core.repositoryformatversion = {e}") from None
+        except UnsupportedExtension as e:
+            raise UnsupportedRepositoryError(where, f"extensions.{e}") from None
+
+
+def _config_of(root: str) -> ConfigFile | None:
+    """The config of the repository at ``root`` (work tree or bare), found as dulwich finds it."""
+    controldir = os.path.join(root, ".git")
+    if os.path.isfile(controldir):
+        with open(controldir, "rb") as f:
+            controldir = os.path.join(root, os.fsdecode(read_gitfile(f)))
+    elif not os.path.isdir(controldir):
+        controldir = root
+    commondir = controldir
+    if os.path.isfile(os.path.join(controldir, "commondir")):
+        with open(os.path.join(controldir, "commondir"), "rb") as f:
+            commondir = os.path.join(controldir, os.fsdecode(f.read().rstrip(b"\r\n")))
+    try:
+        return ConfigFile.from_path(os.path.join(commondir, "config"))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def check_format(config: ConfigFile, where: str) -> None:
+    """Raise :class:`UnsupportedRepositoryError` unless gitml's writes keep this
+    repository's format: ``core.repositoryformatversion`` 0 or 1, SHA-1 objects, files
+    refs, and no other extension than ones that change neither (git refuses an
+    extension it does not know in version 1, and a version-1 one in version 0)."""
+    try:
+        version = config.get((b"core",), b"repositoryformatversion").decode()
+    except KeyError:
+        version = "0"
+    if version.strip() not in ("0", "1"):
+        raise UnsupportedRepositoryError(where, f"core.repositoryformatversion = {version}")
+    for key, value in config.items((b"extensions",)):
+        name = key.lower()
+        wanted = FORMATS.get(name)
+        if (wanted is None and name not in SAFE_EXTENSIONS) or (wanted is not None and value.lower() != wanted):
+            raise UnsupportedRepositoryError(where, f"extensions.{key.decode()} = {value.decode()}")
+
+
+def open_repo(path: str | os.PathLike) -> Repo:
+    """The git repository at ``path``, through dulwich, if gitml can write to it.
+
+    Raises NotGitRepository, or :class:`UnsupportedRepositoryError` for a format
+    gitml would damage (``git init --object-format=sha256``, ``--ref-format=reftable``).
+    """
+    return _CheckedRepo(path)
+
+
+def discover_repo(start: str | os.PathLike) -> Repo:
+    """The repository enclosing ``start`` (as git finds it), checked as :func:`open_repo`."""
+    return _CheckedRepo.discover(start)
+
+
 def open_store(path: str | os.PathLike | None = None, *, create: bool = False) -> GitStore:
     """Open the repository holding ``path`` (default: ``$GITML_REPO`` or the cwd).
 
@@ -353,12 +442,12 @@ def open_store(path: str | os.PathLike | None = None, *, create: bool = False) -
     # absolute: a later chdir must not move the repository under the client
     start = os.path.abspath(os.fspath(path if path is not None else os.environ.get("GITML_REPO", os.getcwd())))
     try:
-        return GitStore(Repo.discover(start))  # a folder inside a work tree means that work tree, as in git
+        return GitStore(discover_repo(start))  # a folder inside a work tree means that work tree, as in git
     except NotGitRepository:
         pass
     fallback = os.path.join(start, FALLBACK_STORE)
     if os.path.isdir(fallback):
-        return GitStore(Repo(fallback), fallback=True)
+        return GitStore(open_repo(fallback), fallback=True)
     if not create:
         raise RepositoryError(
             f"{start} is not in a git repository (and holds no {FALLBACK_STORE}/): "

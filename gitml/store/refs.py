@@ -1,6 +1,5 @@
 """Listing many refs fast, and packing them, beside dulwich's ref container.
 
-Writes of single refs go through dulwich (``set_if_equals``: git's lock files).
 Listing tens of thousands of run refs through it costs a name check per ref,
 so here:
 
@@ -10,24 +9,23 @@ so here:
 - ``packed-refs`` is parsed once per change of the file, keeping only the
   lines under the prefix asked for, and only well-formed ones;
 - :func:`pack_refs` moves loose refs into ``packed-refs`` the way
-  ``git pack-refs`` does: every pruned ref is locked while packed-refs is
-  rewritten, and deleted only after the new packed-refs is in place.
+  ``git pack-refs`` does: packed-refs is rewritten under its lock, then each
+  loose ref is deleted under its own lock if it still holds the packed value;
+- :func:`update_ref` is a compare-and-swap of one ref under git's lock file,
+  which :mod:`gitml.store.locks` records as this process's.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from dulwich.file import FileLocked, GitFile
-
 from gitml.errors import RepositoryError
+from gitml.store.locks import LockFile, LockHeld, holder, release_if_dead
 
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
-log = logging.getLogger("gitml")
 RACY_SECONDS = 2.0  # a filesystem keeping whole seconds (FAT keeps two): a change can hide in one
 RACY_SECONDS_FINE = 0.05  # one keeping nanoseconds: the kernel's clock for them ticks in milliseconds
 
@@ -123,44 +121,56 @@ def parallel_map(fn, items) -> list:
         return [fn(item) for item in items]
 
 
-STALE_LOCK_SECONDS = 10.0  # a ref lock is held for milliseconds: one this old was left by a killed writer
-
-
-def break_stale_lock(lock_path: str, max_age: float | None = None) -> bool:
-    """Remove a lock file older than ``max_age`` seconds (a writer that died holding it,
-    e.g. killed with SIGKILL), saying so; returns whether it did."""
-    max_age = STALE_LOCK_SECONDS if max_age is None else max_age
-    try:
-        age = time.time() - os.stat(lock_path).st_mtime
-        if age < max_age:
-            return False
-        os.unlink(lock_path)
-    except FileNotFoundError:
-        return False
-    log.warning("gitml: removed %s, left %.0f s ago by a writer that did not finish", lock_path, age)
-    return True
-
-
-def lock_packed_refs(commondir: str, *, timeout: float | None = None) -> GitFile:
+def lock_packed_refs(commondir: str, *, timeout: float | None = None) -> LockFile:
     """``packed-refs`` opened for rewriting under its lock file, waiting with back-off
     while another writer holds it (git waits too: ``core.packedRefsTimeout``)."""
     path = os.path.join(commondir, "packed-refs")
-    timeout = PACKED_REFS_TIMEOUT if timeout is None else timeout
+    return wait_for_lock(path, commondir, PACKED_REFS_TIMEOUT if timeout is None else timeout)
+
+
+def wait_for_lock(path: str, commondir: str, timeout: float) -> LockFile:
+    """``path``'s lock, waiting with back-off while another writer holds it. A lock left by
+    a gitml process that died is removed (saying so); any other is never broken: after
+    ``timeout`` s the error names it and who holds it."""
     deadline = time.monotonic() + timeout
-    delay = 0.005
+    delay = 0.001
     while True:
         try:
-            return GitFile(path, "wb")
-        except FileLocked:
-            if break_stale_lock(path + ".lock"):
+            return LockFile(path, commondir)
+        except LockHeld as held:
+            if delay >= 0.05 and release_if_dead(held.lock, commondir):
                 continue
             if time.monotonic() > deadline:
                 raise RepositoryError(
-                    f"{path}.lock has existed for {timeout:.0f} s: another git or gitml is writing refs, "
-                    "or one was killed while it did (then remove that file)"
+                    f"{held.lock} has existed for {timeout:.0f} s: {holder(held.lock, commondir)}"
                 ) from None
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+
+def update_ref(commondir: str, name: bytes, old: bytes | None, new: bytes, packed) -> bool:
+    """Set the ref ``name`` to ``new`` if it is ``old`` (None: absent), under the ref's lock
+    (raises :class:`LockHeld`). ``packed()`` gives the packed refs. Returns False when
+    the ref holds another value."""
+    parts = name.split(b"/")
+    for i in range(2, len(parts)):
+        if b"/".join(parts[:i]) in packed():
+            raise RepositoryError(f"ref {name.decode()} cannot exist: {b'/'.join(parts[:i]).decode()} is a ref")
+    path = os.path.join(commondir, *os.fsdecode(name).split("/"))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with LockFile(path, commondir) as f:
+        try:
+            with open(path, "rb") as ref:
+                current: bytes | None = ref.read(4096).rstrip(b"\n")
+        except FileNotFoundError:
+            current = packed().get(name)
+        except IsADirectoryError:
+            current = b"(a folder of refs)"
+        if current != old or current == new:
+            f.abort()
+            return current == old
+        f.write(new + b"\n")
+    return True
 
 
 def read_packed_refs(commondir: str) -> dict[bytes, bytes]:
@@ -185,44 +195,39 @@ def write_packed_refs(f, packed: dict[bytes, bytes]) -> None:
     f.writelines(packed[name] + b" " + name + b"\n" for name in sorted(packed))
 
 
-def pack_refs(repo, names: list[bytes]) -> int:
+def pack_refs(commondir: str, names: list[bytes]) -> int:
     """Move the loose refs ``names`` into packed-refs, as ``git pack-refs`` does.
 
-    Refs whose lock another writer holds are left loose. Returns how many were packed.
+    Under ``packed-refs.lock`` alone, the refs are read and packed-refs rewritten
+    with them; then each loose ref is deleted under its own lock, taken one at a
+    time, if it still holds the packed value (a ref updated meanwhile stays loose,
+    and a loose ref wins over its packed line). So a few files are open at any
+    time, however many refs move. Returns how many were packed.
     """
-    refs = repo.refs
-    locks = []
-    def take(name: bytes):
-        path = refs.refpath(name)
-        try:
-            lock = GitFile(path, "wb")
-        except FileLocked:
-            return None
-        try:
-            with open(path, "rb") as f:
-                value = f.read(41).rstrip(b"\n")
-        except FileNotFoundError:
-            lock.abort()
-            return None
-        if not _HEX40.fullmatch(value):
-            lock.abort()
-            return None
-        return name, path, value, lock
 
-    try:
-        locks = [held for held in parallel_map(take, names) if held is not None]
-        if not locks:
+    def path(name: bytes) -> str:
+        return os.path.join(commondir, *os.fsdecode(name).split("/"))
+
+    with lock_packed_refs(commondir) as f:
+        values = parallel_map(lambda name: _read_ref(path(name)), names)
+        moved = {name: value for name, value in zip(names, values) if value is not None}
+        if not moved:
+            f.abort()
             return 0
-        with lock_packed_refs(repo.commondir()) as f:
-            packed = read_packed_refs(repo.commondir())
-            packed.update({name: value for name, _, value, _ in locks})
-            write_packed_refs(f, packed)
-        for _name, path, _value, _lock in locks:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-        return len(locks)
-    finally:
-        for *_, lock in locks:
+        packed = read_packed_refs(commondir)
+        packed.update(moved)
+        write_packed_refs(f, packed)
+
+    def prune(name: bytes) -> None:
+        try:
+            lock = LockFile(path(name), commondir)
+        except LockHeld:
+            return  # a writer is at it: its ref stays loose
+        try:
+            if _read_ref(path(name)) == moved[name]:
+                os.unlink(path(name))
+        finally:
             lock.abort()
+
+    parallel_map(prune, moved)
+    return len(moved)

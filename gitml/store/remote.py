@@ -34,6 +34,7 @@ from dulwich.protocol import PEELED_TAG_SUFFIX, ZERO_SHA
 from dulwich.repo import Repo
 
 from gitml.errors import GitmlError, RepositoryError
+from gitml.store.git import open_repo
 from gitml.store.refs import RefLister
 from gitml.store.unpack import store_received_pack
 from gitml.store.entries import PackEntries
@@ -210,7 +211,7 @@ def _push_local(
 ) -> None:
     """Push to a repository on this machine: objects as one copied pack, new refs in one write."""
     try:
-        target = Repo(folder)
+        target = open_repo(folder)  # refuses a format gitml would damage (sha256, reftable)
     except NotGitRepository as e:
         raise RemoteError(folder, "no git repository there") from e
     with target:
@@ -331,7 +332,7 @@ def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
 def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool) -> FetchResult:
     """Fetch from a repository on this machine: one copied pack; new refs in one write."""
     try:
-        source = Repo(folder)
+        source = open_repo(folder)
     except NotGitRepository as e:
         raise RemoteError(folder, "no git repository there") from e
     with source, Repo(store.repo.path) as local:
