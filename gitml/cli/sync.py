@@ -100,10 +100,14 @@ def _fetch(ctx, remote, artifacts: bool, force: bool) -> None:
                 fg="yellow",
                 err=True,
             )
+        for ref, why in r.refused.items():  # a remote's name, shown with no control character
+            name = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in ref.decode("utf-8", "replace"))
+            click.secho(f"  {name}: refused: {why}", fg="red", err=True)
         for message in sorted(outcome.failed.values()):
             click.secho(f"  {message}", fg="red", err=True)
         if outcome.failed:
             click.secho(f"{len(outcome.failed)} artifact object(s) or run(s) could not be had", fg="red", err=True)
+        if outcome.failed or r.refused:
             sys.exit(1)
 
 

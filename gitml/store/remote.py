@@ -38,7 +38,8 @@ from gitml.store.git import open_repo
 from gitml.store.refs import RefLister
 from gitml.store.unpack import store_received_pack
 from gitml.store.entries import PackEntries
-from gitml.store.transfer import copy_objects, create_refs, local_path, pack_to_send
+from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_to_send
+from gitml.store.verify import refused_names, refused_tips
 
 if TYPE_CHECKING:
     from gitml.store.git import GitStore
@@ -69,7 +70,9 @@ class FetchResult:
     ``diverged`` refs have local commits the remote lacks and the other way
     round (a run written in two places): they are left alone. ``ahead`` refs
     are local descendants of the remote's (to be pushed). ``remote`` holds the
-    remote's value of every ref considered.
+    remote's value of every ref considered. ``refused`` refs (name -> why) were
+    not taken: a name in no gitml format, a value that is no commit or reaches
+    objects nobody sent (:mod:`gitml.store.verify`).
     """
 
     created: list[bytes] = field(default_factory=list)
@@ -78,6 +81,7 @@ class FetchResult:
     ahead: list[bytes] = field(default_factory=list)
     diverged: list[bytes] = field(default_factory=list)
     remote: dict[bytes, bytes] = field(default_factory=dict)
+    refused: dict[bytes, str] = field(default_factory=dict)
 
 
 def resolve_remote(store: GitStore, remote: str | None = None, *, push: bool = False) -> str:
@@ -233,6 +237,11 @@ def _push_local(
             else:
                 continue
             del send[ref]
+        if config.get_boolean((b"receive",), b"fsckObjects", config.get_boolean((b"transfer",), b"fsckObjects", False)):
+            creating = {ref: new for ref, new in send.items() if new != ZERO_SHA}
+            for ref, why in malformed_refs(entries, target, creating).items():
+                status[ref] = f"rejected: the remote checks what it receives (receive.fsckObjects): {why}"
+                del send[ref]
         copied = copy_objects(entries, target, [new for new in send.values() if new != ZERO_SHA])
         if progress:
             progress(f"copied {copied} objects\n".encode())
@@ -289,13 +298,16 @@ def fetch_refs(
     Refs are only added or moved forward, never deleted or rewound: a local run
     the remote lacks stays, and a diverged run is reported, not chosen (with
     ``force``, the remote's history of a diverged run replaces this clone's).
+    A ref in no gitml format, or whose objects did not all arrive, is refused
+    (``FetchResult.refused``) and the others are taken.
     """
     wanted = _prefixes(prefixes)
     remote: dict[bytes, bytes] = {}
+    refused: dict[bytes, str] = {}
     folder = local_path(url)
     if folder is not None:
         return _fetch_local(store, folder, wanted, force)
-    with Repo(store.repo.path) as local:
+    with Repo(store.repo.path) as local, PackEntries(local, ids_only=True) as before:
         # What this clone has is told by tips only, not by walking history (dulwich's
         # walker offers every ancestor of every branch: 300,000 lines for a long history).
         # The tips: the branches, and this clone's commit of each ref being fetched, so
@@ -307,6 +319,9 @@ def fetch_refs(
 
         def determine_wants(refs, depth=None) -> list[bytes]:
             remote.update(_select(refs, wanted))
+            refused.update(refused_names(remote))
+            for ref in refused:
+                del remote[ref]
             moved = [ours[r] for r, sha in remote.items() if r in ours and ours[r] != sha and present(ours[r])]
             walker.heads.update(moved[:_MAX_TIPS])
             return sorted({sha for sha in remote.values() if not present(sha)})
@@ -319,7 +334,7 @@ def fetch_refs(
             store_received_pack(pack_dir, received, lambda sha: _raw_or_none(local, sha))
         finally:
             os.unlink(received)
-        return _take_refs(store, local, remote, wanted, force)
+        return _take_refs(store, local, remote, wanted, force, before, refused)
 
 
 def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
@@ -335,19 +350,38 @@ def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool)
         source = open_repo(folder)
     except NotGitRepository as e:
         raise RemoteError(folder, "no git repository there") from e
-    with source, Repo(store.repo.path) as local:
+    with source, Repo(store.repo.path) as local, PackEntries(local, ids_only=True) as before:
         remote = _local_refs(folder, tuple(p.decode() for p in wanted))
-        copy_objects(source, local, sorted(set(remote.values())))
-        return _take_refs(store, local, remote, wanted, force)
+        refused = refused_names(remote)
+        remote = {ref: sha for ref, sha in remote.items() if ref not in refused}
+        # what the source lacks is passed over: the refs needing it are refused below
+        copy_objects(source, local, sorted(set(remote.values())), held=before, absent=set())
+        return _take_refs(store, local, remote, wanted, force, before, refused)
 
 
-def _take_refs(store: GitStore, local: Repo, remote: dict[bytes, bytes], wanted: list[bytes], force: bool) -> FetchResult:
-    """After the objects arrived: create the refs missing here in one write, and
-    classify or fast-forward the others one by one."""
-    result = FetchResult(remote=dict(sorted(remote.items())))
+def _take_refs(
+    store: GitStore,
+    local: Repo,
+    remote: dict[bytes, bytes],
+    wanted: list[bytes],
+    force: bool,
+    before: PackEntries,
+    refused: dict[bytes, str],
+) -> FetchResult:
+    """After the objects arrived: check the new values, create the refs missing
+    here in one write, and classify or fast-forward the others one by one."""
     ours: dict[bytes, bytes] = {}
     for prefix in wanted:
         ours.update(store.refs_under(prefix.decode()))
+    new = {ref: sha for ref, sha in remote.items() if ours.get(ref) != sha}
+    if new:
+        everything = store.refs_under("refs/")
+        heads = [sha for ref, sha in everything.items() if not ref.startswith(GITML_PREFIXES[0].encode())]
+        heads += [ours[ref] for ref in new if ref in ours]
+        with PackEntries(local) as entries:  # read afresh: the objects that arrived too
+            refused.update(refused_tips(entries, new, before=before.has, heads=heads, known=set(everything.values())))
+    remote = {ref: sha for ref, sha in remote.items() if ref not in refused}
+    result = FetchResult(remote=dict(sorted(remote.items())), refused=dict(sorted(refused.items())))
     created = create_refs(local, {ref: sha for ref, sha in remote.items() if ref not in ours})
     store.refresh_refs()
     for ref, theirs in result.remote.items():

@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import unquote, urlparse
 
+from dulwich.objects import ShaFile
 from dulwich.pack import UnpackedObject
 from dulwich.repo import Repo
 
+from gitml.errors import RepositoryError
 from gitml.store.entries import _COMMIT, _TAG, PackEntries
 from gitml.store.packs import _write_entries
 from gitml.store.refs import lock_packed_refs, read_packed_refs, write_packed_refs
@@ -39,9 +41,14 @@ def local_path(url: str) -> str | None:
     return None
 
 
-def missing_objects(entries: PackEntries, have: Callable[[bytes], bool], wants: Iterable[bytes]) -> list[bytes]:
+def missing_objects(
+    entries: PackEntries, have: Callable[[bytes], bool], wants: Iterable[bytes], *, absent: set[bytes] | None = None
+) -> list[bytes]:
     """Objects reachable from ``wants`` for which ``have`` is false; the walk stops at
-    what the target has (it has everything below it)."""
+    what the target has (it has everything below it). With ``absent``, the objects
+    the source lacks or cannot read are put there and passed over (a fetch takes
+    what there is, and refuses the refs that need the rest); otherwise they raise
+    :class:`RepositoryError`."""
     out: list[bytes] = []
     seen: set[bytes] = set()
     todo = list(wants)  # commits, tags and trees still to look at
@@ -50,29 +57,78 @@ def missing_objects(entries: PackEntries, have: Callable[[bytes], bool], wants: 
         if sha in seen or have(sha):
             continue
         seen.add(sha)
-        out.append(sha)
-        _type, walk, blobs = entries.links(sha)
+        if absent is not None:
+            try:
+                if not entries.has(sha):
+                    raise RepositoryError(f"object {sha.decode()} is missing")
+                _type, walk, blobs = entries.links(sha)
+            except RepositoryError:
+                absent.add(sha)
+                continue
+            out.append(sha)
+        else:
+            out.append(sha)
+            _type, walk, blobs = entries.links(sha)
         todo.extend(walk)
         for blob in blobs:
             if blob not in seen and not have(blob):
                 seen.add(blob)
-                out.append(blob)
+                if absent is not None and not entries.has(blob):
+                    absent.add(blob)
+                else:
+                    out.append(blob)
     return out
 
 
-def copy_objects(src: Repo | PackEntries, dst: Repo, wants: Iterable[bytes]) -> int:
+def copy_objects(
+    src: Repo | PackEntries,
+    dst: Repo,
+    wants: Iterable[bytes],
+    *,
+    held: PackEntries | None = None,
+    absent: set[bytes] | None = None,
+) -> int:
     """Copy into ``dst`` what it lacks of ``wants`` as one pack; returns the object count.
-    ``src`` may be the source's entries, already read (they are not closed here)."""
+    ``src`` may be the source's entries, already read, and ``held`` the ids ``dst``
+    holds (neither is closed here). ``absent`` as for :func:`missing_objects`."""
     entries = src if isinstance(src, PackEntries) else PackEntries(src)
+    targets = held or PackEntries(dst, ids_only=True)
     try:
-        with PackEntries(dst, ids_only=True) as held:
-            ids = missing_objects(entries, held.has, wants)
+        ids = missing_objects(entries, targets.has, wants, absent=absent)
         if ids:  # distinct ids: streamed to disk entry by entry
             _write_entries(os.path.join(dst.object_store.path, "pack"), map(entries.entry, ids), len(ids))
     finally:
         if entries is not src:
             entries.close()
+        if targets is not held:
+            targets.close()
     return len(ids)
+
+
+def malformed_refs(entries: PackEntries, dst: Repo, refs: dict[bytes, bytes]) -> dict[bytes, str]:
+    """``{ref: why}`` for the refs whose objects ``dst`` lacks include one that git's
+    fsck would refuse, as checked by dulwich's parsing (``check()``: headers in
+    order, identities with an e-mail, valid ids, tree entry names, modes and
+    order). What a repository with ``receive.fsckObjects`` refuses a push of."""
+    with PackEntries(dst, ids_only=True) as held:
+        bad = {sha: why for sha in missing_objects(entries, held.has, refs.values()) if (why := _malformed(entries, sha))}
+        if not bad:
+            return {}
+        out = {}
+        for ref, new in refs.items():
+            hit = next((sha for sha in missing_objects(entries, held.has, [new]) if sha in bad), None)
+            if hit is not None:
+                out[ref] = f"object {hit.decode()} is malformed ({bad[hit]})"
+        return out
+
+
+def _malformed(entries: PackEntries, sha: bytes) -> str | None:
+    type_num, raw = entries.raw(sha)
+    try:
+        ShaFile.from_raw_string(type_num, raw).check()
+    except Exception as e:  # noqa: BLE001 - dulwich's parsing raises format, value and index errors
+        return " ".join(str(e).split())[:200] or type(e).__name__
+    return None
 
 
 def pack_to_send(
