@@ -21,6 +21,7 @@ import os
 import struct
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from typing import Final
 
 from gitml.errors import RepositoryError
 
@@ -43,19 +44,47 @@ class IndexFormatError(RepositoryError):
         super().__init__(f"cannot read git's index {path}: {detail}")
 
 
+# an entry's fields: mtime seconds, mtime nanoseconds, mode, size, raw sha, flags
+MTIME_S: Final = 0
+MTIME_NS: Final = 1
+MODE: Final = 2
+SIZE: Final = 3
+SHA: Final = 4
+FLAGS: Final = 5
+Row = tuple[int, int, int, int, bytes, int]
+
+
 @dataclass
 class GitIndex:
-    """The entries of an index, in index order (path, then stage), as parallel lists."""
+    """The entries of an index, in index order (path, then stage): ``paths`` and, beside
+    them, ``rows`` of the fields as :data:`Row` tuples (one ``struct`` unpack each)."""
 
     version: int
     checksum: bytes
     paths: list[bytes] = field(default_factory=list)
-    modes: list[int] = field(default_factory=list)
-    shas: list[bytes] = field(default_factory=list)  # 20 raw bytes
-    sizes: list[int] = field(default_factory=list)
-    mtimes: list[int] = field(default_factory=list)  # nanoseconds
-    flags: list[int] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     cached_trees: dict[bytes, bytes] = field(default_factory=dict)  # directory (b"" = root) -> raw tree id
+
+    @property
+    def modes(self) -> list[int]:
+        return [row[MODE] for row in self.rows]
+
+    @property
+    def shas(self) -> list[bytes]:
+        return [row[SHA] for row in self.rows]
+
+    @property
+    def sizes(self) -> list[int]:
+        return [row[SIZE] for row in self.rows]
+
+    @property
+    def mtimes(self) -> list[int]:
+        """Nanoseconds."""
+        return [row[MTIME_S] * 1_000_000_000 + row[MTIME_NS] for row in self.rows]
+
+    @property
+    def flags(self) -> list[int]:
+        return [row[FLAGS] for row in self.rows]
 
     def __contains__(self, path: bytes) -> bool:
         """Whether git tracks ``path`` (a file, or inside a sparse directory entry)."""
@@ -66,7 +95,7 @@ class GitIndex:
         for n in range(1, len(parts)):
             directory = b"/".join(parts[:n]) + b"/"
             i = bisect_left(self.paths, directory)
-            if i < len(self.paths) and self.paths[i] == directory and self.modes[i] == TREE_MODE:
+            if i < len(self.paths) and self.paths[i] == directory and self.rows[i][MODE] == TREE_MODE:
                 return True
         return False
 
@@ -149,17 +178,17 @@ def parse_index(data: bytes, path: str) -> GitIndex:
 def _read_entries(data: bytes, pos: int, count: int, version: int, index: GitIndex) -> int:
     unpack = _ENTRY.unpack_from
     find = data.find
-    paths, modes, shas, sizes, mtimes, flag_list = (
-        index.paths, index.modes, index.shas, index.sizes, index.mtimes, index.flags,
-    )
+    paths, rows = index.paths, index.rows
+    add_path, add_row = paths.append, rows.append
     previous = b""
     for _ in range(count):
-        mtime_s, mtime_ns, mode, size, sha, flags = unpack(data, pos)
+        row = unpack(data, pos)
         start = pos + 62
-        if flags & 0x4000:  # extended: two more bytes of flags
+        flags = row[FLAGS]
+        if flags & 0x4000:  # extended: two more bytes of flags, kept above the first sixteen
             if version < 3:
                 raise ValueError("extended flags in a version 2 index")
-            flags |= (data[start] << 24) | (data[start + 1] << 16)
+            row = (*row[:FLAGS], flags | (data[start] << 24) | (data[start + 1] << 16))
             start += 2
         if version == 4:
             strip, start = _varint(data, start)
@@ -174,12 +203,8 @@ def _read_entries(data: bytes, pos: int, count: int, version: int, index: GitInd
             end = start + length if length < 0xFFF else find(b"\0", start)
             path = data[start:end]
             pos += (end - pos + 8) & ~7  # NUL padding to a multiple of eight
-        paths.append(path)
-        modes.append(mode)
-        shas.append(sha)
-        sizes.append(size)
-        mtimes.append(mtime_s * 1_000_000_000 + mtime_ns)
-        flag_list.append(flags)
+        add_path(path)
+        add_row(row)
     return pos
 
 
@@ -280,17 +305,14 @@ def _merge_shared(index: GitIndex, link: bytes, path: str) -> None:
     if data[-20:] != link[:20] or not _checksum_ok(data):
         raise IndexFormatError(path, f"its shared index {shared_path} does not match it")
     shared = parse_index(data, shared_path)
-    own = [(index.paths[i], index.modes[i], index.shas[i], index.sizes[i], index.mtimes[i], index.flags[i])
-           for i in range(len(index.paths))]
-    rows = [(shared.paths[i], shared.modes[i], shared.shas[i], shared.sizes[i], shared.mtimes[i], shared.flags[i])
-            for i in range(len(shared.paths))]
+    own = list(zip(index.paths, index.rows))
+    rows = list(zip(shared.paths, shared.rows))
     if len(replaced) > len(own):
         raise IndexFormatError(path, "the split index replaces more entries than it holds")
     for n, i in enumerate(replaced):
-        rows[i] = (rows[i][0], *own[n][1:])
+        rows[i] = (rows[i][0], own[n][1])
     gone = set(deleted)
     merged = [row for i, row in enumerate(rows) if i not in gone] + own[len(replaced):]
-    merged.sort(key=lambda row: (row[0], (row[5] & STAGE_MASK)))
-    index.paths, index.modes, index.shas, index.sizes, index.mtimes, index.flags = (
-        [list(column) for column in zip(*merged)] if merged else [[], [], [], [], [], []]
-    )
+    merged.sort(key=lambda entry: (entry[0], entry[1][FLAGS] & STAGE_MASK))
+    index.paths = [p for p, _ in merged]
+    index.rows = [r for _, r in merged]

@@ -22,7 +22,7 @@ from dulwich.objects import Blob, ShaFile, Tree
 
 from gitml.store.git import TREE_MODE, GitStore
 from gitml.store.gitindex import (
-    ASSUME_VALID, INTENT_TO_ADD, SKIP_WORKTREE, STAGE_MASK, GitIndex, index_mtime_ns, read_index,
+    ASSUME_VALID, INTENT_TO_ADD, MODE, SHA, SKIP_WORKTREE, STAGE_MASK, GitIndex, index_mtime_ns, read_index,
 )
 
 GITLINK_MODE = 0o160000
@@ -89,9 +89,8 @@ def worktree_changes(workdir: str, index: GitIndex, racy_ns: int, *, filemode: b
     lstat = os.lstat
     fd = os.open(workdir, os.O_RDONLY)
     try:
-        for path, mode, sha, size, mtime, flags in zip(
-            index.paths, index.modes, index.shas, index.sizes, index.mtimes, index.flags
-        ):
+        for path, (mtime_s, mtime_ns, mode, size, sha, flags) in zip(index.paths, index.rows):
+            mtime = mtime_s * 1_000_000_000 + mtime_ns
             if flags & special:
                 if flags & (ASSUME_VALID | SKIP_WORKTREE) and not flags & (STAGE_MASK | INTENT_TO_ADD):
                     continue  # taken from the index, as git does
@@ -174,8 +173,8 @@ class _TreeBuilder:
             if slash >= 0:
                 name = path[start:slash]
                 j = bisect_left(paths, path[: slash] + b"0", i, hi)  # past every path below name/
-                if slash == len(path) - 1 and j == i + 1 and index.modes[i] == TREE_MODE:
-                    sha: bytes | None = index.shas[i]  # a sparse index's directory: its tree as git has it
+                if slash == len(path) - 1 and j == i + 1 and index.rows[i][MODE] == TREE_MODE:
+                    sha: bytes | None = index.rows[i][SHA]  # a sparse index's directory: its tree as git has it
                 else:
                     sha = self.build(path[:slash], i, j)
                 if sha is not None:
@@ -192,7 +191,8 @@ class _TreeBuilder:
                     continue
                 mode, sha = change[0], change[1]
             else:
-                mode, sha = _normal_mode(index.modes[i - 1]), index.shas[i - 1]
+                row = index.rows[i - 1]
+                mode, sha = _normal_mode(row[MODE]), row[SHA]
             entries.append(b"%o %s\0%s" % (mode, path[start:], sha))
         if not entries:
             return None
