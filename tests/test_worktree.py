@@ -332,3 +332,33 @@ def test_checkout_writes_only_what_the_run_changed(tree_repo):
     assert git_tree(repo) == expected
     assert git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "replay"
     c.close()
+
+
+def test_checkout_of_a_run_on_an_older_commit(tree_repo):
+    import gitml
+    from gitml.errors import ConflictError
+    from gitml.names import RECORD_DIR
+    from gitml.store.worktree import restore
+
+    repo = tree_repo
+    old = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "src/a.py").write_text("the run's edit\n")
+    c = gitml.Client(repo)
+    run_commit = finished_run(c)
+    expected = git_tree(repo)
+    git(repo, "checkout", "-q", "--", ".")
+    git(repo, "rm", "-q", "docs/x.md")
+    git(repo, "commit", "-qm", "docs gone")
+    (repo / "docs").mkdir()
+    (repo / "docs/x.md").write_text("my untracked notes\n")  # the run's commit tracks this path
+    store = c.tracker.store
+    run_tree = store.commit(run_commit).tree
+    with pytest.raises(ConflictError, match="docs/x.md"):
+        restore(store, old.encode(), run_tree, branch=None, skip=RECORD_DIR)
+    assert (repo / "docs/x.md").read_text() == "my untracked notes\n"
+    os.unlink(repo / "docs/x.md")
+    restore(store, old.encode(), run_tree, branch=None, skip=RECORD_DIR)
+    assert git(repo, "rev-parse", "HEAD").strip() == old
+    assert git_tree(repo) == expected
+    assert git(repo, "status", "--porcelain").strip() == "M src/a.py"
+    c.close()

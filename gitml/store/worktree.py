@@ -272,15 +272,28 @@ def restore(store: GitStore, commit: bytes | None, run_tree: bytes, *, branch: s
     current = snapshot(store)
     if current.dirty:
         raise ConflictError("the work tree has uncommitted changes to tracked files; commit or stash them first")
-    # the work tree is clean, so what git tracks now is the current tree: a path the run
-    # has and that tree lacks is untracked if it exists
-    for path, (now, then) in sorted(tree_changes(store, current.tree, run_tree, skip=skip).items()):
+    # the work tree is clean, so what git tracks now is the current tree: a path the
+    # commit or the run has and that tree lacks is untracked if it exists
+    base = store.commit(commit).tree if commit else None
+    added = tree_changes(store, current.tree, run_tree, skip=skip)
+    if base is not None and commit != current.commit:
+        added.update(tree_changes(store, current.tree, base))
+    for path, (now, then) in sorted(added.items()):
         if now is None and then is not None and os.path.lexists(os.path.join(store.workdir, path)):
             if not is_tracked(store, path):
                 raise ConflictError(f"the untracked file {path!r} would be overwritten; move or remove it first")
-    if commit is not None:
-        porcelain.checkout(store.repo, commit.decode(), new_branch=branch)
-    base = store.commit(commit).tree if commit else None
+    if commit is not None and commit == current.commit:
+        # nothing to switch: only HEAD moves (dulwich's checkout would run a whole
+        # `status` first, which took 50 s in a 50,000-file tree)
+        if branch is not None:
+            porcelain.branch_create(store.repo, branch, objectish=commit.decode())
+            porcelain.update_head(store.repo, branch)
+        else:
+            porcelain.update_head(store.repo, commit.decode(), detached=True)
+    elif commit is not None:
+        # checked above, as dulwich would (in time proportional to the tree): clean, and
+        # no untracked file in the way
+        porcelain.checkout(store.repo, commit.decode(), new_branch=branch, force=True)
     root = os.path.realpath(store.workdir)
     for path, (_, entry) in sorted(tree_changes(store, base, run_tree, skip=skip).items()):
         # the folder resolved, not the file: a symbolic link being replaced is not followed
