@@ -13,6 +13,8 @@ name can never collide with another key's.
 
 from __future__ import annotations
 
+import math
+import operator
 import re
 
 from gitml.errors import InvalidInputError
@@ -32,7 +34,9 @@ _KEY_RE = re.compile(r"[\w\-. /:]+")
 _RUN_ID_RE = re.compile(r"[0-9a-f]{32}")
 _EXPERIMENT_ID_RE = re.compile(r"[0-9]{1,20}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_HISTORY_RE = re.compile(r"(.+)@(\d+)\.tsv")
+_HISTORY_RE = re.compile(r"(.+)@(0|[1-9][0-9]{0,8})\.tsv")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1  # MLflow stores steps and timestamps as int64
 
 
 def check_key(key: object, kind: str = "key") -> str:
@@ -87,9 +91,15 @@ def check_artifact_path(path: object, what: str = "artifact path") -> str:
 
 
 def check_text(value: object, what: str, max_length: int, *, single_line: bool = False) -> str:
-    """Validate a free-text value (param value, tag value, name)."""
+    """Validate a free-text value (param value, tag value, name); other values are ``str()``-ed,
+    as MLflow does, except bytes (whose ``str()`` is rarely what was meant)."""
     if not isinstance(value, str):
-        value = str(value)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            raise InvalidInputError(f"{what} is bytes; decode it to a string first")
+        try:
+            value = str(value)
+        except Exception as e:  # noqa: BLE001 - any object's __str__ may fail
+            raise InvalidInputError(f"{what} cannot be turned into a string ({type(e).__name__}: {e})") from None
     if len(value) > max_length:
         raise InvalidInputError(f"{what} is longer than {max_length} characters")
     if single_line and _CONTROL_RE.search(value):
@@ -104,6 +114,43 @@ def check_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInputError(f"{what} must be a non-empty string")
     return check_text(name, what, MAX_NAME_LENGTH, single_line=True)
+
+
+def check_sha256(value: object, what: str = "artifact hash") -> str:
+    """An artifact object's id: exactly 64 lowercase hex digits (it becomes a file name)."""
+    if not isinstance(value, str) or not _SHA256_RE.fullmatch(value):
+        raise InvalidInputError(f"{what} {str(value)[:80]!r} is not 64 lowercase hex digits")
+    return value
+
+
+def check_int64(value: object, what: str, *, minimum: int = INT64_MIN) -> int:
+    """An integer (int or numpy integer, not bool) in MLflow's int64 range."""
+    if isinstance(value, bool) or not hasattr(value, "__index__") or isinstance(value, (str, bytes)):
+        raise InvalidInputError(f"{what} must be an integer, not {type(value).__name__} {str(value)[:40]!r}")
+    number = operator.index(value)
+    if not minimum <= number <= INT64_MAX:
+        raise InvalidInputError(f"{what} {number} is outside the range {minimum}..{INT64_MAX}")
+    return number
+
+
+def check_metric(value: object, step: object, timestamp: object) -> tuple[float, int, int]:
+    """``(value, step, timestamp)`` of a metric point, as MLflow takes them: the value
+    a real number (int, float, numpy scalar; not bool or str), the step an integer,
+    the timestamp milliseconds since 1970 (a float is truncated, as MLflow's store
+    does); both int64.
+
+    >>> check_metric(0.5, 3, 1700000000000)
+    (0.5, 3, 1700000000000)
+    """
+    if isinstance(value, (bool, str, bytes)) or not hasattr(value, "__float__"):
+        raise InvalidInputError(f"metric value must be a number, not {type(value).__name__} {str(value)[:40]!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise InvalidInputError(f"metric value {str(value)[:40]!r} is not a number ({e})") from None
+    if isinstance(timestamp, float) and math.isfinite(timestamp):
+        timestamp = int(timestamp)
+    return number, check_int64(step, "metric step"), check_int64(timestamp, "metric timestamp", minimum=0)
 
 
 def check_run_id(run_id: object) -> str:

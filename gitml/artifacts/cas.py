@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from gitml.errors import GitmlError
+from gitml.names import check_sha256
 
 CHUNK = 1 << 20
 DEFAULT_TIMEOUT = 30.0
@@ -67,7 +68,8 @@ def temporary_name(path: str) -> str:
 
 
 def object_key(sha256: str) -> str:
-    return f"{sha256[:2]}/{sha256[2:]}"
+    """``<2 hex>/<62 hex>``; anything but a SHA-256 is refused: it must never name another path."""
+    return f"{check_sha256(sha256, 'artifact object id')[:2]}/{sha256[2:]}"
 
 
 def _hash_file(path: str) -> tuple[str, int]:
@@ -261,7 +263,7 @@ class ContentStore:
 
     # -- the cache -------------------------------------------------------
     def cache_path(self, sha256: str) -> str:
-        return os.path.join(self.cache_dir, sha256[:2], sha256[2:])
+        return os.path.join(self.cache_dir, object_key(sha256))
 
     def has_local(self, sha256: str) -> bool:
         return os.path.exists(self.cache_path(sha256))

@@ -20,6 +20,7 @@ from dulwich.objects import Blob
 from gitml.artifacts.cas import ContentStore
 from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError
 from gitml.names import check_artifact_path
+from gitml.tracking.record import RunRecord
 from gitml.tracking.tracker import Tracker
 
 
@@ -291,6 +292,8 @@ def objects_by_run(
         if parsed is None:
             continue
         try:
+            if sha not in stop:  # the whole record is checked, not only the manifests: a run
+                RunRecord.load(tracker.store, sha, f"run {parsed[1]}", ref=ref)  # pulled is read next
             out[ref] = _run_objects(tracker.store, parsed[1], sha, stop, manifests)
         except CorruptRecordError as e:
             why = f"{e.what}: {e.detail}"  # the object and what is wrong with it
@@ -304,7 +307,7 @@ def _run_objects(
     store, run_id: str, sha: bytes, stop: AbstractSet[bytes], manifests: dict[bytes, dict[str, tuple[str, str]]]
 ) -> dict[str, tuple[str, str]]:
     """The objects one run's commits reference, from ``sha`` down to its source commit."""
-    from gitml.tracking.record import ARTIFACTS, load_yaml
+    from gitml.tracking.record import ARTIFACTS, check_manifest, load_yaml
     from gitml.tracking.writer import TRAILER_ARTIFACTS, TRAILER_RUN
 
     marker = f"\n{TRAILER_RUN}: ".encode()
@@ -321,11 +324,11 @@ def _run_objects(
                 manifest = load_yaml(store.blob(entry[1]), f"run {run_id} ({ARTIFACTS})") or {}
                 if not isinstance(manifest, dict):
                     raise CorruptRecordError(f"run {run_id}", f"{ARTIFACTS} is not a mapping")
-                manifests[entry[1]] = {
-                    str(item["sha256"]): (run_id, str(path))
-                    for path, item in manifest.items()
-                    if isinstance(item, dict) and "sha256" in item
-                }
+                try:  # the same checks as a run's record: a hostile hash never becomes a path
+                    checked = check_manifest(manifest)
+                except InvalidInputError as e:
+                    raise CorruptRecordError(f"run {run_id}", f"{ARTIFACTS}: {e}") from None
+                manifests[entry[1]] = {item["sha256"]: (run_id, path) for path, item in checked.items()}
             if entry:
                 for sha256, where in manifests[entry[1]].items():
                     found.setdefault(sha256, where)

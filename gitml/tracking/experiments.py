@@ -22,6 +22,7 @@ from gitml.names import (
     DEFAULT_EXPERIMENT_NAME,
     EXPERIMENTS_PREFIX,
     check_experiment_id,
+    check_int64,
     check_key,
     check_name,
     check_text,
@@ -30,7 +31,7 @@ from gitml.names import (
 )
 from gitml.store.git import FILE_MODE, GitStore, make_tree
 from gitml.tracking.entities import Experiment, LifecycleStage, ViewType
-from gitml.tracking.record import dump_yaml, load_yaml
+from gitml.tracking.record import check_field_text, dump_yaml, load_yaml
 from gitml.tracking.writer import make_commit
 
 FILE = b"experiment.yaml"
@@ -59,17 +60,35 @@ class ExperimentRegistry:
             data = load_yaml(self.store.blob(entry[1]), f"experiment {experiment_id}") if entry else None
             if not isinstance(data, dict) or "name" not in data:
                 raise CorruptRecordError(f"experiment {experiment_id}", "experiment.yaml is missing or malformed")
-            hit = Experiment(
-                experiment_id=experiment_id,
-                name=str(data["name"]),
-                artifact_location=str(data.get("artifact_location") or f"{self.artifact_root}/{experiment_id}"),
-                lifecycle_stage=str(data.get("lifecycle_stage", LifecycleStage.ACTIVE)),
-                tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
-                creation_time=data.get("creation_time"),
-                last_update_time=data.get("last_update_time"),
-            )
+            try:
+                hit = self._checked(experiment_id, data)
+            except InvalidInputError as e:
+                raise CorruptRecordError(f"experiment {experiment_id}", f"experiment.yaml: {e}") from None
             self._cache[commit] = hit
         return hit
+    def _checked(self, experiment_id: str, data: dict) -> Experiment:
+        """An experiment from its record, every field checked (a pushed record may be hostile)."""
+        stage = data.get("lifecycle_stage", LifecycleStage.ACTIVE)
+        if stage not in (LifecycleStage.ACTIVE, LifecycleStage.DELETED):
+            raise InvalidInputError(f"lifecycle_stage {str(stage)[:40]!r} is not active or deleted")
+        tags = data.get("tags") or {}
+        if not isinstance(tags, dict):
+            raise InvalidInputError("tags is not a mapping")
+        times = [data.get(k) for k in ("creation_time", "last_update_time")]
+        location = data.get("artifact_location") or f"{self.artifact_root}/{experiment_id}"
+        return Experiment(
+            experiment_id=experiment_id,
+            name=check_name(data["name"], "name"),
+            artifact_location=check_field_text(location, "artifact_location"),
+            lifecycle_stage=stage,
+            tags={
+                check_key(k, "tag"): check_field_text(v, f"tag {k!r} value", single_line=False)
+                for k, v in tags.items()
+            },
+            creation_time=None if times[0] is None else check_int64(times[0], "creation_time"),
+            last_update_time=None if times[1] is None else check_int64(times[1], "last_update_time"),
+        )
+
 
     def _default(self) -> Experiment:
         return Experiment(
@@ -85,9 +104,11 @@ class ExperimentRegistry:
     def all(self, view: int = ViewType.ALL) -> list[Experiment]:
         found = {}
         for ref, commit in self.store.refs_under(EXPERIMENTS_PREFIX).items():
-            experiment_id = ref.decode()[len(EXPERIMENTS_PREFIX):]
+            experiment_id = ref.decode("utf-8", "replace")[len(EXPERIMENTS_PREFIX):]
             try:
-                found[experiment_id] = self._read(experiment_id, commit)
+                found[experiment_id] = self._read(check_experiment_id(experiment_id), commit)
+            except InvalidInputError as e:
+                log.warning("gitml: skipping %s: %s", ref.decode("utf-8", "replace"), e)
             except CorruptRecordError as e:  # one bad record must not hide the others
                 log.warning("gitml: skipping %s: %s", ref.decode(), e)
         found.setdefault(DEFAULT_EXPERIMENT_ID, self._default())

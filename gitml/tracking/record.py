@@ -15,14 +15,27 @@ for what changed since it was loaded.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from dulwich.objects import Blob
 
-from gitml.errors import CorruptRecordError
-from gitml.names import RECORD_DIR, history_path, parse_history_path
+from gitml.errors import CorruptRecordError, InvalidInputError
+from gitml.names import (
+    RECORD_DIR,
+    check_artifact_path,
+    check_experiment_id,
+    check_int64,
+    check_key,
+    check_run_id,
+    check_sha256,
+    check_text,
+    history_path,
+    parse_history_path,
+    parse_run_ref,
+)
 from gitml.store import yamlout
-from gitml.store.git import FILE_MODE, GitStore
+from gitml.store.git import FILE_MODE, TREE_MODE, GitStore
 from gitml.tracking.entities import Metric
 
 CHUNK_POINTS = 10_000
@@ -37,13 +50,52 @@ def dump_yaml(data: dict) -> bytes:
     return yamlout.dump(data)
 
 
+MAX_YAML_BYTES = 4 << 20  # one YAML file of a run or experiment record
+MAX_YAML_NODES = 200_000  # PyYAML builds ~100,000 nodes a second: a bound on the time one file costs
+MAX_YAML_DEPTH = 16  # gitml's own records nest 3 deep; libyaml's composer crashes (SIGSEGV) at ~50,000
+# What gitml's emitter never writes: anchors and aliases, flow collections (other than {} and []),
+# block sequences or complex keys, deep indentation, line breaks other than \n. A file with none of
+# these nests at most 10 deep and holds at most 3 nodes a line; any other file is scanned first.
+_UNUSUAL = re.compile(rb"[&*\r]|[\[{](?![\]}])|^[ \t]*[-?]|^ {9}|\xc2\x85|\xe2\x80[\xa8\xa9]", re.MULTILINE)
+
+
 def load_yaml(data: bytes, what: str):
+    """Parse one YAML file of a record, refusing what could exhaust memory, time or the stack:
+    files over MAX_YAML_BYTES, anchors and aliases ("billion laughs"), deep nesting and too
+    many nodes. Raises CorruptRecordError naming ``what``."""
     import yaml  # imported on first read: commands served by the index never need it
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    if len(data) > MAX_YAML_BYTES:
+        raise CorruptRecordError(what, f"{len(data)} bytes of YAML, over the limit of {MAX_YAML_BYTES}")
     try:
-        return yaml.load(data, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        if _UNUSUAL.search(data) or data.count(b"\n") * 3 > MAX_YAML_NODES:
+            _scan_yaml(data, what, loader)
+        return yaml.load(data, Loader=loader)
     except yaml.YAMLError as e:
         raise CorruptRecordError(what, f"invalid YAML ({str(e).splitlines()[0]})") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:  # e.g. a timestamp with month 13
+        raise CorruptRecordError(what, f"invalid YAML ({type(e).__name__}: {e})") from None
+
+
+def _scan_yaml(data: bytes, what: str, loader) -> None:
+    """Walk the parser's events (libyaml, no recursion) before anything is built from them."""
+    import yaml
+
+    depth = nodes = 0
+    for event in yaml.parse(data, Loader=loader):
+        if isinstance(event, yaml.NodeEvent):
+            if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
+                raise CorruptRecordError(what, "YAML anchors and aliases are not allowed in a record")
+            nodes += 1
+            if nodes > MAX_YAML_NODES:
+                raise CorruptRecordError(what, f"more than {MAX_YAML_NODES} YAML nodes")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise CorruptRecordError(what, f"YAML nested more than {MAX_YAML_DEPTH} deep")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def newer(point: tuple, old: tuple | None) -> bool:
@@ -82,21 +134,29 @@ class RunRecord:
 
     # -- reading ---------------------------------------------------------
     @classmethod
-    def load(cls, store: GitStore, commit_sha: bytes, what: str) -> RunRecord:
-        """Read the record of a run commit. Raises CorruptRecordError naming ``what``."""
+    def load(cls, store: GitStore, commit_sha: bytes, what: str, *, ref: bytes | None = None) -> RunRecord:
+        """Read the record of a run commit, every field checked (see :func:`check_meta` and
+        the other checks below) before anything uses it: a record pushed by anyone may be
+        hostile. ``ref``, when given, must be the ref of the run the record names.
+        Raises CorruptRecordError naming ``what``."""
         try:
             tree = store.commit(commit_sha).tree
             entry = store.lookup(tree, RECORD_DIR)
+            paths = store.files(entry[1]) if entry is not None and entry[0] == TREE_MODE else None
         except CorruptRecordError as e:
             raise CorruptRecordError(what, str(e)) from None
-        if entry is None:
+        except RecursionError:
+            raise CorruptRecordError(what, f"{RECORD_DIR}/ nests folders too deep") from None
+        if paths is None:
             raise CorruptRecordError(what, f"commit {commit_sha.decode()} has no {RECORD_DIR}/")
-        paths = store.files(entry[1])
         record = cls(meta={}, paths=paths)
+        expect = parse_run_ref(ref) if ref is not None else None
 
         def read(name: str, default):
             if name not in paths:
                 return default
+            if paths[name][0] not in FILE_MODES:
+                raise CorruptRecordError(what, f"{name} is not a file")
             data = load_yaml(store.blob(paths[name][1]), f"{what} ({name})")
             if data is None:
                 return default
@@ -104,24 +164,21 @@ class RunRecord:
                 raise CorruptRecordError(what, f"{name} is not a mapping")
             return data
 
-        record.meta = read(META, None)
-        if not record.meta or "run_id" not in record.meta:
-            raise CorruptRecordError(what, f"{META} is missing or has no run_id")
-        record.params = {str(k): str(v) for k, v in read(PARAMS, {}).items()}
-        record.tags = {str(k): str(v) for k, v in read(TAGS, {}).items()}
+        name = META
         try:
-            record.artifacts = {
-                str(k): {"sha256": str(v["sha256"]), "size": int(v["size"])} for k, v in read(ARTIFACTS, {}).items()
-            }
-        except (TypeError, KeyError, ValueError) as e:
-            raise CorruptRecordError(what, f"{ARTIFACTS} has a malformed entry ({e})") from None
-        try:
-            record.latest = {
-                str(k): (int(v["step"]), int(v["timestamp"]), float(v["value"]))
-                for k, v in read(METRICS, {}).items()
-            }
-        except (TypeError, KeyError, ValueError) as e:
-            raise CorruptRecordError(what, f"{METRICS} has a malformed entry ({e})") from None
+            record.meta = check_meta(read(META, None), expect)
+            name = PARAMS
+            record.params = check_texts(read(PARAMS, {}), "param")
+            name = TAGS
+            record.tags = check_texts(read(TAGS, {}), "tag")
+            name = ARTIFACTS
+            record.artifacts = check_manifest(read(ARTIFACTS, {}))
+            name = METRICS
+            record.latest = check_latest(read(METRICS, {}))
+            name = "metrics/"
+            check_history_paths(paths)
+        except InvalidInputError as e:
+            raise CorruptRecordError(what, f"{name}: {e}") from None
         return record
 
     def history(self, store: GitStore, key: str) -> list[Metric]:
@@ -133,13 +190,15 @@ class RunRecord:
         )
         out = []
         for _, sha in chunks:
-            lines = store.blob(sha).decode().splitlines()[1:]
+            try:
+                lines = store.blob(sha).decode().splitlines()[1:]
+            except UnicodeDecodeError:
+                raise CorruptRecordError(f"run {self.run_id}", f"the history of metric {key!r} is not UTF-8") from None
             for line in lines:
                 try:
-                    step, ts, value = line.split("\t")
-                    out.append(Metric(key, float(value), int(ts), int(step)))
-                except ValueError:
-                    raise CorruptRecordError(f"run {self.run_id}", f"bad history line {line!r} of metric {key!r}") from None
+                    out.append(parse_point(key, line))
+                except (ValueError, InvalidInputError):
+                    raise CorruptRecordError(f"run {self.run_id}", f"bad history line {line[:80]!r} of metric {key!r}") from None
         return out
 
     # -- changing --------------------------------------------------------
@@ -210,3 +269,135 @@ class RunRecord:
         blob = Blob.from_string(dump_yaml(data))
         self._new_blobs.append(blob)
         self.paths[name] = (FILE_MODE, blob.id)
+
+
+# -- checking what was read ----------------------------------------------------
+# Every field of a record read from git passes one of these before it is used: a
+# hostile hash or path must never reach the disk, a hostile number never a sort or
+# a clock. Each raises InvalidInputError (the loader names the run and file).
+FILE_MODES = (0o100644, 0o100755)
+_STAGES = ("active", "deleted")
+_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+_COMMIT_RE = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def check_field_text(value: object, what: str, *, single_line: bool = True) -> str:
+    """A text field of a record; a number or boolean is taken as its text, a mapping or list refused.
+    No length limit but the file's: a later gitml may log longer values than this one."""
+    if isinstance(value, (dict, list, bytes)):
+        raise InvalidInputError(f"{what} is a {type(value).__name__}, not text")
+    return check_text(value, what, MAX_YAML_BYTES, single_line=single_line)
+
+
+def _optional(data: dict, key: str, check):
+    value = data.get(key)
+    if value is not None:
+        data[key] = check(value, key)
+
+
+def check_meta(meta: object, expect: tuple[str, str] | None = None) -> dict:
+    """meta.yaml's fields; ``expect``: the ``(experiment_id, run_id)`` of the run's ref."""
+    if not isinstance(meta, dict) or "run_id" not in meta:
+        raise InvalidInputError("missing, or has no run_id")
+    meta["run_id"] = run_id = check_run_id(meta["run_id"])
+    experiment_id = meta.get("experiment_id")
+    if experiment_id is not None:
+        if isinstance(experiment_id, bool) or not isinstance(experiment_id, (str, int)):
+            raise InvalidInputError(f"experiment_id {str(experiment_id)[:40]!r} is not a number")
+        meta["experiment_id"] = check_experiment_id(experiment_id)
+    if expect is not None and (meta.get("experiment_id"), run_id) != expect:
+        raise InvalidInputError(
+            f"names run {run_id} of experiment {meta.get('experiment_id')}, "
+            f"but is the record of run {expect[1]} of experiment {expect[0]}"
+        )
+    for key in ("run_name", "user_id", "entry_point"):
+        _optional(meta, key, check_field_text)
+    for key in ("start_time", "end_time"):
+        _optional(meta, key, check_int64)
+    _optional(meta, "parent_run_id", lambda v, _: check_run_id(v))
+    if meta.get("status", "RUNNING") not in _STATUSES:
+        raise InvalidInputError(f"status {str(meta['status'])[:40]!r} is not one of {', '.join(_STATUSES)}")
+    if meta.get("lifecycle_stage", "active") not in _STAGES:
+        raise InvalidInputError(f"lifecycle_stage {str(meta['lifecycle_stage'])[:40]!r} is not active or deleted")
+    if meta.get("artifact_uri") not in (None, f"runs:/{run_id}"):
+        raise InvalidInputError(f"artifact_uri {str(meta['artifact_uri'])[:80]!r} is not runs:/{run_id}")
+    source = meta.get("source")
+    if source is not None:
+        if not isinstance(source, dict):
+            raise InvalidInputError("source is not a mapping")
+        commit = source.get("commit")
+        if commit is not None and not (isinstance(commit, str) and _COMMIT_RE.fullmatch(commit)):
+            raise InvalidInputError(f"source commit {str(commit)[:80]!r} is not a commit id")
+        for key in ("branch", "name", "type"):  # the name: the script, in the work tree or not
+            _optional(source, key, lambda v, k: check_field_text(v, f"source {k}"))
+        if source.get("dirty") not in (None, True, False):
+            raise InvalidInputError("source dirty is not true or false")
+    return meta
+
+
+def check_texts(data: dict, kind: str) -> dict[str, str]:
+    """params.yaml / tags.yaml: valid keys, text values."""
+    return {check_key(k, kind): check_field_text(v, f"{kind} {k!r} value", single_line=False) for k, v in data.items()}
+
+
+def check_latest(data: dict) -> dict[str, tuple[int, int, float]]:
+    """metrics.yaml: key -> {step, timestamp, value}."""
+    out = {}
+    for key, point in data.items():
+        check_key(key, "metric")
+        if not isinstance(point, dict):
+            raise InvalidInputError(f"metric {key!r} is not a mapping")
+        try:
+            out[key] = _point(point.get("step"), point.get("timestamp"), point.get("value"))
+        except InvalidInputError as e:
+            raise InvalidInputError(f"metric {key!r}: {e}") from None
+    return out
+
+
+def _point(step: object, timestamp: object, value: object) -> tuple[int, int, float]:
+    if isinstance(value, str):  # repr() of a float without a dot (1e+20) reads back from YAML as a string
+        try:
+            value = float(value)
+        except ValueError:
+            raise InvalidInputError(f"value {str(value)[:40]!r} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"value {str(value)[:40]!r} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise InvalidInputError(f"value {str(value)[:40]}... is too large") from None
+    return check_int64(step, "step"), check_int64(timestamp, "timestamp"), number
+
+
+def check_manifest(data: dict) -> dict[str, dict]:
+    """artifacts.yaml: path -> {sha256, size}; no path both a file and a folder."""
+    out = {}
+    for path, entry in data.items():
+        check_artifact_path(path)
+        if not isinstance(entry, dict):
+            raise InvalidInputError(f"artifact {path!r} has no {{sha256, size}}")
+        sha = check_sha256(entry.get("sha256"), f"artifact {path!r} hash")
+        out[path] = {"sha256": sha, "size": check_int64(entry.get("size"), f"artifact {path!r} size", minimum=0)}
+    for path in out:
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in out:
+                raise InvalidInputError(f"artifact {path!r} sits below the file {'/'.join(parts[:i])!r}")
+    return out
+
+
+def check_history_paths(paths: dict[str, tuple[int, bytes]]) -> None:
+    """Every file under metrics/ is a chunk ``<key>@<n>.tsv`` of a valid key."""
+    for path, (mode, _) in paths.items():
+        if path.startswith("metrics/"):
+            parsed = parse_history_path(path[8:])
+            if parsed is None or mode not in FILE_MODES:
+                raise InvalidInputError(f"{path[:120]!r} is not a metric history chunk")
+            check_key(parsed[0], "metric")
+
+
+def parse_point(key: str, line: str) -> Metric:
+    """One ``step  timestamp  value`` line of a metric's history (ValueError if malformed)."""
+    step, ts, value = line.split("\t")
+    checked = _point(int(step), int(ts), float(value))
+    return Metric(key, checked[2], checked[1], checked[0])

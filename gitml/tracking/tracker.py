@@ -354,7 +354,7 @@ class Tracker:
         commit = self.store.ref(ref)
         if commit is None:
             raise RunNotFoundError(run_id)
-        return RunRecord.load(self.store, commit, f"run {run_id}"), commit
+        return RunRecord.load(self.store, commit, f"run {run_id}", ref=ref), commit
 
     def get_run(self, run_id: str) -> Run:
         return run_of(*self.record(run_id))
@@ -376,7 +376,7 @@ class Tracker:
 
     def _load_row(self, ref: bytes, commit: bytes) -> dict:
         _, run_id = run_ref_parts(ref)
-        return row_of(RunRecord.load(self.store, commit, f"run {run_id}"))
+        return row_of(RunRecord.load(self.store, commit, f"run {run_id}", ref=ref))
 
     def _housekeeping(self, ended: int) -> None:
         """After the committer commits ended runs: pack refs once enough are loose,

@@ -187,7 +187,7 @@ class RunWriter:
             base = self.store.ref(self.ref)
             if base is None:
                 raise RunNotFoundError(self.run_id)
-            self._record = RunRecord.load(self.store, base, f"run {self.run_id}")
+            self._record = RunRecord.load(self.store, base, f"run {self.run_id}", ref=self.ref)
             self._base = base
         return self._record
 
