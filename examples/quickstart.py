@@ -73,7 +73,7 @@ gitml("runs", where=teammate)
 import gitml as ml  # noqa: E402  (the Python API, in the teammate's clone)
 
 with ml.Client(teammate) as client:
-    best = client.search_runs(order_by=["metrics.test_accuracy DESC"]).iloc[0]
-    summary = client.artifacts.read_bytes(best.run_id, "summary.json").decode()
-    print(f"\nIn the teammate's clone, the best run {best.run_id[:8]} ({best['tags.mlflow.runName']}): {summary}")
+    best = client.search_runs(order_by=["metrics.test_accuracy DESC"], max_results=1)[0]
+    summary = client.artifacts.read_bytes(best.info.run_id, "summary.json").decode()
+    print(f"\nIn the teammate's clone, the best run {best.info.run_id[:8]} ({best.info.run_name}): {summary}")
 print(f"\nThe runs are git refs: try `git -C {folder} for-each-ref refs/gitml`.")

@@ -17,6 +17,7 @@ _LAZY = {
     "Client": "gitml.client",
     "ConflictError": "gitml.errors",
     "CorruptRecordError": "gitml.errors",
+    "DeletedRunError": "gitml.errors",
     "Experiment": "gitml.tracking.entities",
     "ExperimentNotFoundError": "gitml.errors",
     "FileInfo": "gitml.artifacts.service",
@@ -25,10 +26,13 @@ _LAZY = {
     "InvalidInputError": "gitml.errors",
     "LifecycleStage": "gitml.tracking.entities",
     "Metric": "gitml.tracking.entities",
+    "MlflowClient": "gitml.client",
+    "MlflowException": "gitml.errors",
     "NotFoundError": "gitml.errors",
     "Param": "gitml.tracking.entities",
     "ParamConflictError": "gitml.errors",
     "RepositoryError": "gitml.errors",
+    "RunOperations": "gitml.client",
     "Run": "gitml.tracking.entities",
     "RunData": "gitml.tracking.entities",
     "RunInfo": "gitml.tracking.entities",
@@ -41,20 +45,28 @@ _LAZY = {
     "delete_experiment": "gitml.fluent",
     "delete_run": "gitml.fluent",
     "delete_tag": "gitml.fluent",
+    "disable_system_metrics_logging": "gitml.fluent",
+    "enable_system_metrics_logging": "gitml.fluent",
     "end_run": "gitml.fluent",
     "flush": "gitml.fluent",
+    "flush_async_logging": "gitml.fluent",
+    "get_artifact_uri": "gitml.fluent",
     "get_experiment": "gitml.fluent",
     "get_experiment_by_name": "gitml.fluent",
     "get_metric_history": "gitml.fluent",
+    "get_parent_run": "gitml.fluent",
     "get_run": "gitml.fluent",
     "get_tracking_uri": "gitml.fluent",
+    "is_tracking_uri_set": "gitml.fluent",
     "last_active_run": "gitml.fluent",
+    "load_table": "gitml.fluent",
     "log_artifact": "gitml.fluent",
     "log_artifacts": "gitml.fluent",
     "log_batch": "gitml.fluent",
     "log_dict": "gitml.fluent",
     "log_figure": "gitml.fluent",
     "log_image": "gitml.fluent",
+    "log_input": "gitml.fluent",
     "log_metric": "gitml.fluent",
     "log_metrics": "gitml.fluent",
     "log_param": "gitml.fluent",
@@ -76,12 +88,15 @@ _LAZY = {
 }
 
 
+_SUBMODULES = {"artifacts", "data", "entities", "exceptions"}  # MLflow's mlflow.artifacts, mlflow.data, ...
+
+
 def __getattr__(name: str):
-    if name == "artifacts":
+    """Import the public API on first use, so ``gitml --help`` stays fast."""
+    if name in _SUBMODULES:
         import importlib
 
-        return importlib.import_module("gitml.artifacts")
-    """Import the public API on first use, so ``gitml --help`` stays fast."""
+        return importlib.import_module(f"gitml.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'gitml' has no attribute {name!r}")
@@ -104,6 +119,7 @@ __all__ = [
     "Client",
     "ConflictError",
     "CorruptRecordError",
+    "DeletedRunError",
     "Experiment",
     "ExperimentNotFoundError",
     "FileInfo",
@@ -112,10 +128,13 @@ __all__ = [
     "InvalidInputError",
     "LifecycleStage",
     "Metric",
+    "MlflowClient",
+    "MlflowException",
     "NotFoundError",
     "Param",
     "ParamConflictError",
     "RepositoryError",
+    "RunOperations",
     "Run",
     "RunData",
     "RunInfo",
@@ -125,24 +144,36 @@ __all__ = [
     "ViewType",
     "__version__",
     "active_run",
+    "artifacts",
     "create_experiment",
+    "data",
     "delete_experiment",
     "delete_run",
     "delete_tag",
+    "disable_system_metrics_logging",
+    "enable_system_metrics_logging",
     "end_run",
+    "entities",
+    "exceptions",
     "flush",
+    "flush_async_logging",
+    "get_artifact_uri",
     "get_experiment",
     "get_experiment_by_name",
     "get_metric_history",
+    "get_parent_run",
     "get_run",
     "get_tracking_uri",
+    "is_tracking_uri_set",
     "last_active_run",
+    "load_table",
     "log_artifact",
     "log_artifacts",
     "log_batch",
     "log_dict",
     "log_figure",
     "log_image",
+    "log_input",
     "log_metric",
     "log_metrics",
     "log_param",

@@ -18,14 +18,34 @@ import gitml.artifacts.formats as formats
 from gitml.artifacts.cas import ContentStore
 from gitml.artifacts.service import FileInfo, RunArtifacts, _join, collect_files
 from gitml.errors import ExperimentNotFoundError, InvalidInputError
-from gitml.names import DEFAULT_EXPERIMENT_ID, check_artifact_path, check_key
+from gitml.names import DEFAULT_EXPERIMENT_ID, as_text, check_artifact_path, check_key, check_metric
 from gitml.store.git import open_store
-from gitml.tracking.entities import Experiment, LifecycleStage, Metric, Param, Run, RunStatus, RunTag, ViewType
-from gitml.tracking.tracker import Tracker, search_rows
+from gitml.tracking.entities import Experiment, LifecycleStage, Metric, Run, RunStatus, ViewType
+from gitml.tracking.tracker import Tracker, check_run_name, search_rows
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class RunOperations:
+    """What MLflow's ``synchronous=False`` calls return. gitml's writes are journaled
+    (safe from a crash of the process) when the call returns: ``wait()`` returns at once."""
+
+    def wait(self) -> None:
+        return None
+
+
+RUN_OPERATIONS_DONE = RunOperations()
+
+
+class PagedList(list):
+    """A page of results (a list) and ``token``, the ``page_token`` of the next page
+    (None on the last page), as MLflow's ``PagedList``."""
+
+    def __init__(self, items, token: str | None):
+        super().__init__(items)
+        self.token = token
 
 
 class Client:
@@ -132,7 +152,7 @@ class Client:
         self.tracker.experiments.set_lifecycle(str(experiment_id), LifecycleStage.ACTIVE)
 
     def set_experiment_tag(self, experiment_id: str, key: str, value) -> None:
-        self.tracker.experiments.set_tag(str(experiment_id), key, str(value))
+        self.tracker.experiments.set_tag(str(experiment_id), key, as_text(value, f"tag {key!r} value"))
 
     def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
         self.tracker.experiments.set_tag(str(experiment_id), key, None)
@@ -151,18 +171,40 @@ class Client:
         return self.get_run(writer.run_id)
 
     def get_run(self, run_id: str) -> Run:
-        return self.tracker.get_run(self.tracker.resolve(run_id) if len(run_id) != 32 else run_id)
+        return self.tracker.get_run(run_id if isinstance(run_id, str) and len(run_id) == 32 else self.tracker.resolve(run_id))
 
-    def log_param(self, run_id: str, key: str, value) -> str:
-        value = str(value)
-        self.log_batch(run_id, params=[Param(key, value)])
+    def get_parent_run(self, run_id: str) -> Run | None:
+        """The run ``run_id`` is nested in, or None."""
+        parent = self.get_run(run_id).data.tags.get("mlflow.parentRunId")
+        return self.get_run(parent) if parent else None
+
+    def log_param(self, run_id: str, key: str, value, synchronous: bool | None = None):
+        """Log a param; returns the value. Params are immutable (ParamConflictError)."""
+        self.log_batch(run_id, params=[(key, value)])
         return value
 
-    def log_metric(self, run_id: str, key: str, value: float, timestamp: int | None = None, step: int | None = None) -> None:
-        self.log_batch(run_id, metrics=[Metric(key, value, timestamp or _now_ms(), step or 0)])
+    def log_metric(
+        self,
+        run_id: str,
+        key: str,
+        value: float,
+        timestamp: int | None = None,
+        step: int | None = None,
+        synchronous: bool | None = None,
+        dataset_name: str | None = None,
+        dataset_digest: str | None = None,
+        model_id: str | None = None,
+    ) -> RunOperations | None:
+        """Log one metric point. gitml stores no dataset or model link per point:
+        ``model_id`` is refused, and the dataset arguments are accepted and not recorded."""
+        if model_id is not None:
+            raise InvalidInputError("gitml has no logged models: model_id is not supported")
+        self.log_batch(run_id, metrics=[(key, value, timestamp, step)])
+        return RUN_OPERATIONS_DONE if synchronous is False else None
 
-    def set_tag(self, run_id: str, key: str, value) -> None:
-        self.log_batch(run_id, tags=[RunTag(key, str(value))])
+    def set_tag(self, run_id: str, key: str, value, synchronous: bool | None = None) -> RunOperations | None:
+        self.log_batch(run_id, tags=[(key, value)])
+        return RUN_OPERATIONS_DONE if synchronous is False else None
 
     def delete_tag(self, run_id: str, key: str) -> None:
         check_key(key, "tag")
@@ -175,17 +217,20 @@ class Client:
         writer = self.tracker.writers.get(run_id)
         return writer._tags if writer else {}
 
-    def log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
-        """Log metrics, params and tags at once (MLflow's entities or tuples)."""
-        params = self.tracker.check_params({p.key if hasattr(p, "key") else p[0]: _value(p) for p in params})
-        tag_dict = {t.key if hasattr(t, "key") else t[0]: _value(t) for t in tags}
+    def log_batch(self, run_id: str, metrics=(), params=(), tags=(), synchronous: bool | None = None) -> RunOperations | None:
+        """Log metrics, params and tags at once (MLflow's entities or tuples).
+
+        Raises DeletedRunError for a deleted run, InvalidInputError for a bad key or value.
+        """
+        params = self.tracker.check_params(dict(_fields(p, ("key", "value"), "params") for p in params))
+        tag_dict = dict(_fields(t, ("key", "value"), "tags") for t in tags)
         tag_dict = self.tracker.check_tags(tag_dict)
         rename = tag_dict.pop("mlflow.runName", None)
         points = []
         for m in metrics:
-            key, value, timestamp, step = (m.key, m.value, m.timestamp, m.step) if hasattr(m, "key") else m
+            key, value, timestamp, step = _fields(m, ("key", "value", "timestamp", "step"), "metrics")
             check_key(key, "metric")
-            points.append((key, float(value), int(step or 0), int(timestamp if timestamp is not None else _now_ms())))
+            points.append(_metric_point(key, value, timestamp, step))
 
         def change(writer):
             if params:
@@ -198,6 +243,44 @@ class Client:
                 writer.log_metric(key, value, step, timestamp)
 
         self.tracker.update(run_id, change)
+        return RUN_OPERATIONS_DONE if synchronous is False else None
+
+    def log_inputs(self, run_id: str, datasets=None, models=None, *, context: str | None = None, tags: dict | None = None) -> None:
+        """Record datasets a run used: ``gitml.data`` datasets (with ``context`` and
+        ``tags``), or MLflow-shaped ``DatasetInput`` entities. See ``gitml.log_input``."""
+        from gitml.tracking.entities import CONTEXT_TAG, input_records, stored_inputs
+
+        if models:
+            raise InvalidInputError("gitml has no logged models: log_inputs(models=...) is not supported")
+        records = []
+        for item in datasets or ():
+            item_tags = dict(tags or {})
+            dataset = item
+            if hasattr(item, "dataset") and not hasattr(item, "to_dict"):  # a DatasetInput
+                dataset = item.dataset
+                item_tags.update({t.key: t.value for t in item.tags or ()})
+            fields = dataset.to_dict() if hasattr(dataset, "to_dict") else {
+                f: getattr(dataset, f, None) for f in ("name", "digest", "source_type", "source", "schema", "profile")
+            }
+            item_context = item_tags.pop(CONTEXT_TAG, None) if context is None else context
+            for key, value in item_tags.items():
+                check_key(key, "input tag")
+                if len(str(key)) > 255 or len(str(value)) > 500:  # MLflow's input tag limits
+                    raise InvalidInputError(f"input tag {key!r} is longer than MLflow allows (key 255, value 500 characters)")
+            records.append({**fields, "context": item_context, "tags": {k: str(v) for k, v in item_tags.items()}})
+
+        def change(writer):
+            merged = input_records(writer._meta.get("inputs") or writer.record().meta.get("inputs"))
+            for record in records:
+                same = [i for i, r in enumerate(merged) if (r.get("name"), r.get("digest"), r.get("context")) == (record["name"], record["digest"], record["context"])]
+                if same:
+                    merged[same[0]] = {**merged[same[0]], "tags": {**merged[same[0]].get("tags", {}), **record["tags"]}}
+                else:
+                    merged.append(record)
+            writer.set_meta(inputs=stored_inputs(merged))
+
+        if records:
+            self.tracker.update(run_id, change)
 
     # -- artifacts -------------------------------------------------------
     def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
@@ -225,10 +308,27 @@ class Client:
     def log_table(self, run_id: str, data, artifact_file: str) -> None:
         self.artifacts.log_bytes(run_id, formats.table_bytes(data), artifact_file)
 
-    def log_image(self, run_id: str, image, artifact_file: str) -> None:
+    def log_image(
+        self,
+        run_id: str,
+        image,
+        artifact_file: str | None = None,
+        key: str | None = None,
+        step: int | None = None,
+        timestamp: int | None = None,
+        synchronous: bool | None = None,
+    ) -> None:
+        """Log an image at ``artifact_file``, or with ``key`` at ``images/<key>/step_<step>.png``."""
+        if (artifact_file is None) == (key is None):
+            raise InvalidInputError("give exactly one of artifact_file and key")
+        if key is not None:
+            artifact_file = f"images/{check_key(key, 'image')}/step_{int(step or 0)}.png"
+        assert artifact_file is not None
         self.artifacts.log_bytes(run_id, formats.image_bytes(image, artifact_file), artifact_file)
 
-    def log_figure(self, run_id: str, figure, artifact_file: str) -> None:
+    def log_figure(self, run_id: str, figure, artifact_file: str, *, save_kwargs: dict | None = None) -> None:
+        if save_kwargs:
+            raise InvalidInputError("log_figure(save_kwargs=...) is not supported by gitml")
         self.artifacts.log_bytes(run_id, formats.figure_bytes(figure, artifact_file), artifact_file)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
@@ -240,58 +340,88 @@ class Client:
 
         return self.artifacts.download(run_id, path, dst_path or tempfile.mkdtemp(prefix="gitml-"))
 
+    def load_table(self, experiment_id: str, artifact_file: str, run_ids: list[str] | None = None, extra_columns: list[str] | None = None):
+        """One DataFrame of the tables logged as ``artifact_file`` by the experiment's runs
+        (or by ``run_ids``); ``extra_columns`` (e.g. ``["run_id"]``) adds run fields."""
+        import pandas as pd
+
+        check_artifact_path(artifact_file, "artifact_file")
+        if run_ids is None:
+            rows = search_rows(self.tracker, [str(experiment_id)])
+            run_ids = [r["run_id"] for r in rows]
+        frames = []
+        for run_id in run_ids:
+            run_id = self.tracker.resolve(run_id)
+            if not any(f.path == artifact_file for f in self._artifact_entries(run_id, artifact_file)):
+                continue
+            frame = formats.parse_table(self.artifacts.read_bytes(run_id, artifact_file))
+            for column in extra_columns or ():
+                if column != "run_id":
+                    raise InvalidInputError(f"extra column {column!r} is not supported; only 'run_id' is")
+                frame[column] = run_id
+            frames.append(frame)
+        if not frames:
+            raise InvalidInputError(f"no run has an artifact {artifact_file!r}")
+        return pd.concat(frames, ignore_index=True)
+
+    def _artifact_entries(self, run_id: str, artifact_file: str) -> list[FileInfo]:
+        parent = artifact_file.rpartition("/")[0]
+        return self.artifacts.list(run_id, parent or None)
+
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         return self.tracker.metric_history(run_id, key)
 
-    def set_terminated(self, run_id: str, status: str = RunStatus.FINISHED, end_time: int | None = None) -> None:
-        self.tracker.finish(run_id, status, end_time)
+    def set_terminated(self, run_id: str, status: str | None = None, end_time: int | None = None) -> None:
+        """End a run (FINISHED unless ``status`` says otherwise). Raises DeletedRunError."""
+        self.tracker.update(run_id, lambda w: None)  # refuses a deleted run, as MLflow does
+        self.tracker.finish(run_id, status or RunStatus.FINISHED, end_time)
 
     def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
-        from gitml.names import check_name
-
         fields = {}
         if status is not None:
             if status not in RunStatus.ALL:
                 raise InvalidInputError(f"status {status!r} is not one of {', '.join(RunStatus.ALL)}")
             fields["status"] = status
         if name is not None:
-            fields["run_name"] = check_name(name, "run name")
+            fields["run_name"] = check_run_name(name)
         if fields:
             self.tracker.update(run_id, lambda w: w.set_meta(**fields))
 
     def delete_run(self, run_id: str) -> None:
-        self.tracker.update(run_id, lambda w: w.set_meta(lifecycle_stage=LifecycleStage.DELETED))
+        """Mark a run deleted: searches leave it out, and it takes no writes until restored."""
+        self.tracker.update(run_id, lambda w: w.set_meta(lifecycle_stage=LifecycleStage.DELETED), deleted_ok=True)
 
     def restore_run(self, run_id: str) -> None:
-        self.tracker.update(run_id, lambda w: w.set_meta(lifecycle_stage=LifecycleStage.ACTIVE))
+        self.tracker.update(run_id, lambda w: w.set_meta(lifecycle_stage=LifecycleStage.ACTIVE), deleted_ok=True)
 
     def search_runs(
         self,
         experiment_ids: list[str] | str | None = None,
         filter_string: str = "",
         run_view_type: int = ViewType.ACTIVE_ONLY,
-        max_results: int = 100_000,
+        max_results: int = 1000,
         order_by: list[str] | None = None,
+        page_token: str | None = None,
         *,
         experiment_names: list[str] | None = None,
-        output_format: str = "pandas",
-    ):
-        """Runs matching ``filter_string`` (MLflow's grammar, plus OR and parentheses).
+    ) -> PagedList:
+        """Runs matching ``filter_string`` (MLflow's grammar, plus OR and parentheses), as
+        MlflowClient returns them: a list of :class:`Run`, at most ``max_results``, whose
+        ``token`` is the ``page_token`` of the next page (None on the last).
 
-        Returns a pandas DataFrame with MLflow's columns, or a list of
-        :class:`Run` with ``output_format="list"``.
+        ``experiment_ids`` None (or ``experiment_names``) searches every experiment.
+        ``gitml.search_runs`` gives the DataFrame.
         """
+        if not isinstance(max_results, int) or max_results < 0:
+            raise InvalidInputError(f"max_results must be an integer >= 0, not {max_results!r}")
+        offset = _page_offset(page_token)
         ids = self._experiment_ids(experiment_ids, experiment_names)
         rows = search_rows(
-            self.tracker, ids, filter_string, view=run_view_type, max_results=max_results, order_by=order_by
+            self.tracker, ids, filter_string, view=run_view_type, max_results=offset + max_results + 1, order_by=order_by
         )
-        if output_format == "list":
-            return [self.tracker.get_run(r["run_id"]) for r in rows]
-        if output_format != "pandas":
-            raise InvalidInputError(f"output_format must be 'pandas' or 'list', not {output_format!r}")
-        from gitml.frame import runs_frame
-
-        return runs_frame(rows)
+        page = rows[offset:offset + max_results]
+        token = _page_token(offset + max_results) if len(rows) > offset + max_results else None
+        return PagedList([self.tracker.get_run(r["run_id"]) for r in page], token)
 
     def _experiment_ids(self, experiment_ids, experiment_names) -> list[str] | None:
         if isinstance(experiment_ids, (str, int)):
@@ -303,6 +433,41 @@ class Client:
                 raise ExperimentNotFoundError(name)
             ids.append(experiment.experiment_id)
         return ids if (experiment_ids or experiment_names) else None
+
+
+def _metric_point(key: str, value, timestamp, step) -> tuple[str, float, int, int]:
+    """``(key, value, step, timestamp)``; a value that is no number is InvalidInputError."""
+    try:
+        value, step, timestamp = check_metric(value, step or 0, _now_ms() if timestamp is None else timestamp)
+    except InvalidInputError as e:
+        raise InvalidInputError(f"metric {key!r}: {e}") from None
+    return key, value, step, timestamp
+
+
+def _page_token(offset: int) -> str:
+    import base64
+    import json
+
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _page_offset(token: str | None) -> int:
+    if not token:
+        return 0
+    import base64
+    import binascii
+    import json
+
+    try:
+        offset = json.loads(base64.b64decode(token, validate=True))["offset"]
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        raise InvalidInputError(f"page_token {token!r} is not a token search_runs returned") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidInputError(f"page_token {token!r} is not a token search_runs returned")
+    return offset
+
+
+MlflowClient = Client  # MLflow's name for it
 
 
 def _close_quietly(tracker: Tracker, store) -> None:
@@ -317,5 +482,12 @@ def _check_folder(artifact_path: str | None) -> None:
         check_artifact_path(artifact_path.rstrip("/"), "artifact_path")
 
 
-def _value(entity) -> str:
-    return str(entity.value if hasattr(entity, "value") else entity[1])
+def _fields(entry, names: tuple[str, ...], kind: str) -> tuple:
+    """The fields of a ``log_batch`` entry: an MLflow entity, or a tuple in the entity's order."""
+    if all(hasattr(entry, name) for name in names):
+        return tuple(getattr(entry, name) for name in names)
+    if isinstance(entry, (tuple, list)) and len(entry) == len(names):
+        return tuple(entry)
+    raise InvalidInputError(
+        f"log_batch {kind} entry {str(entry)[:60]!r} is neither an entity nor a ({', '.join(names)}) tuple"
+    )

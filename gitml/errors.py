@@ -5,6 +5,7 @@ The tree::
     GitmlError                    one-line message, with context attributes
     (alias MlflowException)       ``error_code``: MLflow's name for the kind of error
     ├── InvalidInputError         a bad name, key, value, id or argument
+    │   ├── DeletedRunError       a write to (or resuming of) a deleted run
     │   └── FilterSyntaxError     a malformed search filter (points at the token)
     ├── NotFoundError             no such run, experiment or object
     │   ├── RunNotFoundError
@@ -55,6 +56,14 @@ class InvalidInputError(GitmlError, ValueError):
     """Bad input: a hostile or malformed name, key, value or argument."""
 
     error_code = "INVALID_PARAMETER_VALUE"
+
+
+class DeletedRunError(InvalidInputError):
+    """A write to a deleted run, or resuming it: MLflow refuses both."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        super().__init__(f"run {run_id} is deleted; restore it (restore_run) to change or resume it")
 
 
 class FilterSyntaxError(InvalidInputError):

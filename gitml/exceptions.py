@@ -7,35 +7,19 @@
     except MlflowException as e:
         assert e.error_code == "RESOURCE_DOES_NOT_EXIST"
 
-Every error gitml raises on purpose is one (see :mod:`gitml.errors` for the tree).
+Every error gitml raises on purpose is one; this module offers every class of
+:mod:`gitml.errors` (the tree is drawn there).
 """
 
-from gitml.errors import (
-    AmbiguousRunError,
-    ConflictError,
-    CorruptRecordError,
-    ExperimentNotFoundError,
-    FilterSyntaxError,
-    GitmlError,
-    InvalidInputError,
-    MlflowException,
-    NotFoundError,
-    ParamConflictError,
-    RepositoryError,
-    RunNotFoundError,
-)
+from gitml import errors as _errors
+from gitml.errors import GitmlError, MlflowException  # noqa: F401  (MLflow's name, the one most code imports)
 
-__all__ = [
-    "AmbiguousRunError",
-    "ConflictError",
-    "CorruptRecordError",
-    "ExperimentNotFoundError",
-    "FilterSyntaxError",
-    "GitmlError",
-    "InvalidInputError",
-    "MlflowException",
-    "NotFoundError",
-    "ParamConflictError",
-    "RepositoryError",
-    "RunNotFoundError",
-]
+__all__ = sorted(
+    name for name, value in vars(_errors).items() if isinstance(value, type) and issubclass(value, GitmlError)
+)
+globals().update({name: getattr(_errors, name) for name in __all__})
+
+
+def __getattr__(name: str):  # tells type checkers the other names exist (set in globals() above)
+    raise AttributeError(f"module 'gitml.exceptions' has no attribute {name!r}")
+

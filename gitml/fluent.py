@@ -11,13 +11,22 @@ import atexit
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from gitml.client import Client
+from gitml.client import RUN_OPERATIONS_DONE, Client, RunOperations
 from gitml.errors import GitmlError, InvalidInputError
 from gitml.names import DEFAULT_EXPERIMENT_ID, check_key
+from gitml.names import check_artifact_path as _check_artifact_path
+from gitml.names import check_mapping as _check_mapping
+from gitml.names import check_metric as _check_metric
 from gitml.tracking.entities import Experiment, Metric, Run, RunStatus, ViewType
+from gitml.tracking.tracker import check_run_name as _check_run_name
 from gitml.tracking.tracker import run_of
+from gitml.tracking.tracker import search_rows as _search_rows
 from gitml.tracking.writer import RunWriter
+
+if TYPE_CHECKING:
+    from gitml.system_metrics import SystemMetricsMonitor
 
 _state = threading.local()
 _lock = threading.RLock()
@@ -25,14 +34,32 @@ _client: Client | None = None
 _repo: str | None = None
 _experiment_id: str | None = None
 _inherited: list[Client] = []  # a forked child keeps its parent's client alive, untouched
+_system_metrics: bool | None = None  # enable/disable_system_metrics_logging; None: the environment
 
 
 class ActiveRun(Run):
     """The run returned by :func:`start_run`; a context manager that ends it."""
 
     def __init__(self, run: Run, writer: RunWriter):
-        super().__init__(run.info, run.data, run.source)
+        super().__init__(run.info, run.data, run.source, run.inputs)
         self._writer = writer
+        self._monitor: SystemMetricsMonitor | None = None
+
+    def _start_system_metrics(self, c: Client) -> None:
+        from gitml.system_metrics import SystemMetricsMonitor
+
+        run_id = self.info.run_id
+
+        def log(values: dict[str, float], step: int) -> None:
+            c.log_batch(run_id, metrics=[(k, v, None, step) for k, v in values.items()])
+
+        self._monitor = SystemMetricsMonitor(log, path=c.repo_path)
+        self._monitor.start()
+
+    def _stop_system_metrics(self) -> None:
+        if self._monitor is not None:
+            self._monitor.stop()
+            self._monitor = None
 
     def __enter__(self) -> ActiveRun:
         return self
@@ -169,9 +196,16 @@ def start_run(
     parent_run_id: str | None = None,
     tags: dict | None = None,
     description: str | None = None,
-    **_ignored,
+    log_system_metrics: bool | None = None,
 ) -> ActiveRun:
-    """Start a run, or resume ``run_id``; use it as ``with gitml.start_run() as run:``."""
+    """Start a run, or resume ``run_id``; use it as ``with gitml.start_run() as run:``.
+
+    MLflow's arguments, with its meaning. ``log_system_metrics`` logs CPU, memory,
+    disk (and GPU) figures as ``system/*`` metrics (default: as
+    :func:`enable_system_metrics_logging` set). Raises InvalidInputError when a
+    run is already active (and ``nested`` is false), DeletedRunError when
+    ``run_id`` is deleted, RunNotFoundError when it does not exist.
+    """
     stack = _stack()
     if stack and not nested:
         raise InvalidInputError(
@@ -186,10 +220,10 @@ def start_run(
         tags["mlflow.note.content"] = description
     if run_id:
         run_id = tracker.resolve(run_id)
-        writer = tracker.open_writer(run_id)
+        writer = tracker.open_active_writer(run_id)
         writer.set_meta(status=RunStatus.RUNNING, end_time=None)
         if run_name:
-            writer.set_meta(run_name=run_name)
+            writer.set_meta(run_name=_check_run_name(run_name))
         if tags:
             writer.set_tags(tracker.check_tags(tags))
     else:
@@ -204,6 +238,8 @@ def start_run(
     run = ActiveRun(run_of(writer.record(), writer._base), writer)
     run.info.status, run.info.end_time = RunStatus.RUNNING, None  # (a resumed run's commit says otherwise)
     stack.append(run)
+    if log_system_metrics if log_system_metrics is not None else _system_metrics_enabled():
+        run._start_system_metrics(c)
     return run
 
 
@@ -213,6 +249,7 @@ def end_run(status: str = RunStatus.FINISHED) -> None:
     if not stack:
         return
     run = stack.pop()
+    run._stop_system_metrics()
     _state.last_run_id = run.info.run_id
     client().tracker.finish(run.info.run_id, status)
 
@@ -229,6 +266,11 @@ def last_active_run() -> Run | None:
 
 def get_run(run_id: str) -> Run:
     return client().get_run(run_id)
+
+
+def get_parent_run(run_id: str) -> Run | None:
+    """The run that ``run_id`` is nested in (None for a top-level run)."""
+    return client().get_parent_run(run_id)
 
 
 def delete_run(run_id: str) -> None:
@@ -249,90 +291,182 @@ def _writer() -> RunWriter:
     return run._writer
 
 
-def log_metric(key: str, value: float, step: int | None = None, timestamp: int | None = None, **_ignored) -> None:
-    """Log one point of a metric to the active run (starting one if none is)."""
+def _target(run_id: str | None) -> str:
+    """The run a call with ``run_id`` writes to: that run, else the active one."""
+    return run_id if run_id is not None else _writer().run_id
+
+
+def _done(synchronous: bool | None) -> RunOperations | None:
+    """What MLflow returns: None, or (``synchronous=False``) operations to wait for."""
+    return RUN_OPERATIONS_DONE if synchronous is False else None
+
+
+def _no_model(model_id: str | None) -> None:
+    if model_id is not None:
+        raise InvalidInputError("gitml has no logged models: model_id is not supported")
+
+
+def log_metric(
+    key: str,
+    value: float,
+    step: int | None = None,
+    synchronous: bool | None = None,
+    timestamp: int | None = None,
+    run_id: str | None = None,
+    model_id: str | None = None,
+    dataset=None,
+) -> RunOperations | None:
+    """Log one point of a metric to the active run (starting one if none is), or to ``run_id``.
+
+    A ``dataset`` is recorded as an input of the run (see :func:`log_input`).
+    Every call is journaled when it returns, so ``synchronous`` changes nothing
+    but the return value (MLflow's: None, or with False operations to ``wait()`` on).
+    """
+    if run_id is not None or model_id is not None or dataset is not None:
+        _no_model(model_id)
+        client().log_metric(run_id or _writer().run_id, key, value, timestamp, step)
+        if dataset is not None:
+            log_input(dataset, run_id=run_id)
+        return _done(synchronous)
     stack = getattr(_state, "stack", None)
     writer = stack[-1]._writer if stack and stack[-1]._writer is not None else _writer()
-    writer.log_metric(key, value, step or 0, time.time_ns() // 1_000_000 if timestamp is None else int(timestamp))
+    writer.log_metric(key, value, step or 0, time.time_ns() // 1_000_000 if timestamp is None else timestamp)
+    return _done(synchronous)
 
 
-def log_metrics(metrics: dict[str, float], step: int | None = None, timestamp: int | None = None, **_ignored) -> None:
-    writer = _writer()
-    ts = time.time_ns() // 1_000_000 if timestamp is None else int(timestamp)
-    for key in metrics:
-        check_key(key, "metric")
-    for key, value in metrics.items():
-        writer.log_metric(key, value, step or 0, ts)
+def log_metrics(
+    metrics: dict[str, float],
+    step: int | None = None,
+    synchronous: bool | None = None,
+    run_id: str | None = None,
+    timestamp: int | None = None,
+    model_id: str | None = None,
+    dataset=None,
+) -> RunOperations | None:
+    """Log several metrics at one step to the active run, or to ``run_id``."""
+    _no_model(model_id)
+    ts = time.time_ns() // 1_000_000 if timestamp is None else timestamp
+    if run_id is not None:
+        client().log_batch(run_id, metrics=[(k, v, ts, step or 0) for k, v in metrics.items()])
+    else:
+        writer = _writer()
+        for key, value in _check_mapping(metrics, "metrics").items():  # all checked before any is logged
+            check_key(key, "metric")
+            _check_metric(value, step or 0, ts)
+        for key, value in metrics.items():
+            writer.log_metric(key, value, step or 0, ts)
+    if dataset is not None:
+        log_input(dataset, run_id=run_id)
+    return _done(synchronous)
 
 
-def log_param(key: str, value) -> str:
-    value = str(value)
+def log_param(key: str, value, synchronous: bool | None = None):
+    """Log a param to the active run; returns the value (as MLflow's)."""
     log_params({key: value})
     return value
 
 
-def log_params(params: dict) -> None:
+def log_params(params: dict, synchronous: bool | None = None, run_id: str | None = None) -> RunOperations | None:
+    if run_id is not None:
+        client().log_batch(run_id, params=list(params.items()))
+        return _done(synchronous)
     writer = _writer()
     writer.log_params(client().tracker.check_params(params))
     writer.maybe_flush()
+    return _done(synchronous)
 
 
-def set_tag(key: str, value) -> None:
-    set_tags({key: value})
+def set_tag(key: str, value, synchronous: bool | None = None) -> RunOperations | None:
+    return set_tags({key: value}, synchronous)
 
 
-def set_tags(tags: dict) -> None:
+def set_tags(tags: dict, synchronous: bool | None = None) -> RunOperations | None:
     writer = _writer()
     tags = client().tracker.check_tags(tags)
     name = tags.pop("mlflow.runName", None)
     if name is not None:
-        from gitml.names import check_name
-
-        writer.set_meta(run_name=check_name(name, "run name"))
+        writer.set_meta(run_name=_check_run_name(name))
     writer.set_tags(tags)
     writer.maybe_flush()
+    return _done(synchronous)
 
 
 def delete_tag(key: str) -> None:
     client().delete_tag(_writer().run_id, key)
 
 
-def log_batch(metrics=(), params=(), tags=()) -> None:
-    client().log_batch(_writer().run_id, metrics, params, tags)
+def log_batch(metrics=(), params=(), tags=(), run_id: str | None = None) -> None:
+    """Log MLflow entities (or tuples) at once: ``Metric``, ``Param``, ``RunTag``."""
+    client().log_batch(_target(run_id), metrics, params, tags)
 
 
-def log_artifact(local_path: str, artifact_path: str | None = None) -> None:
-    """Log a file (or folder) to the active run's artifacts."""
-    client().log_artifact(_writer().run_id, local_path, artifact_path)
+def log_input(dataset=None, context: str | None = None, tags: dict | None = None, model=None, *, run_id: str | None = None) -> None:
+    """Record that the active run used ``dataset`` (from :mod:`gitml.data`), in ``context``
+    (e.g. "training"). Searchable as ``datasets.name``, ``datasets.digest``,
+    ``datasets.context``; read back as ``run.inputs.dataset_inputs``."""
+    if model is not None:
+        raise InvalidInputError("gitml has no logged models: log_input(model=...) is not supported")
+    if dataset is None:
+        raise InvalidInputError("log_input needs a dataset")
+    client().log_inputs(_target(run_id), [dataset], context=context, tags=tags)
 
 
-def log_artifacts(local_dir: str, artifact_path: str | None = None) -> None:
-    """Log every file below ``local_dir`` to the active run's artifacts."""
-    client().log_artifacts(_writer().run_id, local_dir, artifact_path)
+def get_artifact_uri(artifact_path: str | None = None) -> str:
+    """The URI of the active run's artifacts (``runs:/<run_id>[/<path>]``), which
+    ``gitml.artifacts`` functions take."""
+    run_id = _writer().run_id
+    if artifact_path:
+        _check_artifact_path(artifact_path.strip("/"), "artifact_path")
+        return f"runs:/{run_id}/{artifact_path.strip('/')}"
+    return f"runs:/{run_id}"
 
 
-def log_text(text: str, artifact_file: str) -> None:
-    client().log_text(_writer().run_id, text, artifact_file)
+def log_artifact(local_path: str, artifact_path: str | None = None, run_id: str | None = None) -> None:
+    """Log a file (or folder) to the active run's artifacts, or to ``run_id``'s."""
+    client().log_artifact(_target(run_id), local_path, artifact_path)
 
 
-def log_dict(dictionary: dict, artifact_file: str) -> None:
+def log_artifacts(local_dir: str, artifact_path: str | None = None, run_id: str | None = None) -> None:
+    """Log every file below ``local_dir`` to the active run's artifacts, or to ``run_id``'s."""
+    client().log_artifacts(_target(run_id), local_dir, artifact_path)
+
+
+def log_text(text: str, artifact_file: str, run_id: str | None = None) -> None:
+    client().log_text(_target(run_id), text, artifact_file)
+
+
+def log_dict(dictionary: dict, artifact_file: str, run_id: str | None = None) -> None:
     """Log a dict as JSON, or YAML when ``artifact_file`` ends in .yaml/.yml."""
-    client().log_dict(_writer().run_id, dictionary, artifact_file)
+    client().log_dict(_target(run_id), dictionary, artifact_file)
 
 
-def log_table(data, artifact_file: str) -> None:
+def log_table(data, artifact_file: str, run_id: str | None = None) -> None:
     """Log a DataFrame or dict of columns as MLflow's JSON table."""
-    client().log_table(_writer().run_id, data, artifact_file)
+    client().log_table(_target(run_id), data, artifact_file)
 
 
-def log_image(image, artifact_file: str) -> None:
-    """Log a numpy array or PIL image as an image file (PNG for arrays)."""
-    client().log_image(_writer().run_id, image, artifact_file)
+def load_table(artifact_file: str, run_ids: list[str] | None = None, extra_columns: list[str] | None = None):
+    """The tables logged as ``artifact_file`` by the active experiment's runs (or by
+    ``run_ids``), as one DataFrame; ``extra_columns=["run_id"]`` adds the run's id."""
+    return client().load_table(_current_experiment_id(), artifact_file, run_ids, extra_columns)
 
 
-def log_figure(figure, artifact_file: str) -> None:
+def log_image(
+    image,
+    artifact_file: str | None = None,
+    key: str | None = None,
+    step: int | None = None,
+    timestamp: int | None = None,
+    synchronous: bool | None = False,
+) -> None:
+    """Log a numpy array or PIL image as an image file (PNG for arrays): at
+    ``artifact_file``, or, with ``key`` (and ``step``), at ``images/<key>/step_<step>.png``."""
+    client().log_image(_writer().run_id, image, artifact_file, key=key, step=step, timestamp=timestamp)
+
+
+def log_figure(figure, artifact_file: str, *, save_kwargs: dict | None = None) -> None:
     """Log a matplotlib (or plotly) figure."""
-    client().log_figure(_writer().run_id, figure, artifact_file)
+    client().log_figure(_writer().run_id, figure, artifact_file, save_kwargs=save_kwargs)
 
 
 def get_metric_history(run_id: str, key: str) -> list[Metric]:
@@ -349,19 +483,48 @@ def search_runs(
     search_all_experiments: bool = False,
     experiment_names: list[str] | None = None,
 ):
-    """Search runs; by default in the active experiment. Returns a DataFrame."""
+    """Search runs; by default in the active experiment. Returns a DataFrame with
+    MLflow's columns, or with ``output_format="list"`` a list of :class:`Run`."""
+    if output_format not in ("pandas", "list"):
+        raise InvalidInputError(f"output_format must be 'pandas' or 'list', not {output_format!r}")
     c = client()
     if not experiment_ids and not experiment_names and not search_all_experiments:
         experiment_ids = [_current_experiment_id()]
-    return c.search_runs(
-        experiment_ids,
-        filter_string,
-        run_view_type,
-        max_results,
-        order_by,
-        experiment_names=experiment_names,
-        output_format=output_format,
-    )
+    ids = c._experiment_ids(experiment_ids, experiment_names)
+    rows = _search_rows(c.tracker, ids, filter_string, view=run_view_type, max_results=max_results, order_by=order_by)
+    if output_format == "list":
+        return [c.tracker.get_run(r["run_id"]) for r in rows]
+    from gitml.frame import runs_frame
+
+    return runs_frame(rows)
+
+
+def is_tracking_uri_set() -> bool:
+    """Whether a repository was chosen (``set_tracking_uri`` or ``GITML_REPO``)."""
+    return _repo is not None or bool(os.environ.get("GITML_REPO"))
+
+
+def enable_system_metrics_logging() -> None:
+    """Log system metrics (``system/*``) for every run started from now on."""
+    global _system_metrics
+    _system_metrics = True
+
+
+def disable_system_metrics_logging() -> None:
+    global _system_metrics
+    _system_metrics = False
+
+
+def _system_metrics_enabled() -> bool:
+    if _system_metrics is not None:
+        return _system_metrics
+    value = os.environ.get("GITML_ENABLE_SYSTEM_METRICS_LOGGING") or os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING")
+    return (value or "").lower() in ("true", "1", "yes")
+
+
+def flush_async_logging() -> None:
+    """MLflow's name for :func:`flush`: gitml's calls are journaled when they return."""
+    flush()
 
 
 def flush() -> None:

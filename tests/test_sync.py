@@ -73,7 +73,7 @@ def test_push_then_clone_and_pull_gives_runs_with_artifacts(repo, team):
     run = c.get_run(team["ids"][1])
     assert run.info.run_name == "run1" and run.data.metrics == {"auc": 0.9}
     assert c.artifacts.read_bytes(run.info.run_id, "model/weights.bin").endswith(b"1")
-    assert gitml.Client(clone).search_runs(experiment_names=["team"]).shape[0] == 2
+    assert len(gitml.Client(clone).search_runs(experiment_names=["team"])) == 2
     c.close()
 
 
@@ -315,7 +315,7 @@ def test_local_transfer_handles_git_gc_packs_and_increments(repo, team, tmp_path
     assert "4 new" in gitml_cli(clone, "fetch")  # three runs and their experiment
     git(clone, "fsck", "--strict")
     c = gitml.Client(clone)
-    assert sorted(r.info.run_name for r in c.search_runs(experiment_names=["team"], output_format="list")) == [
+    assert sorted(r.info.run_name for r in c.search_runs(experiment_names=["team"])) == [
         "later", "run0", "run1",
     ]
     c.close()

@@ -68,4 +68,20 @@ def load_table(artifact_uri: str):
     return parse_table(_client().artifacts.read_bytes(run, path))
 
 
-__all__ = ["download_artifacts", "list_artifacts", "load_dict", "load_table", "load_text"]
+def load_image(artifact_uri: str):
+    """An image artifact as a ``PIL.Image.Image`` (needs Pillow: ``pip install pillow``)."""
+    import io
+
+    from gitml.errors import InvalidInputError
+
+    try:
+        from PIL import Image
+    except ImportError:
+        raise InvalidInputError("load_image needs Pillow: pip install pillow") from None
+    run, path = _locate(artifact_uri, None, None)
+    image = Image.open(io.BytesIO(_client().artifacts.read_bytes(run, path)))
+    image.load()
+    return image
+
+
+__all__ = ["download_artifacts", "list_artifacts", "load_dict", "load_image", "load_table", "load_text"]

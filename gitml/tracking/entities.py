@@ -2,7 +2,8 @@
 
 ``run.info.run_id``, ``run.data.params``, ``run.data.metrics`` (latest value per
 key), ``run.data.tags``; ``Metric(key, value, timestamp, step)``;
-``Experiment(experiment_id, name, ...)``.
+``Experiment(experiment_id, name, ...)``; ``run.inputs.dataset_inputs`` (the datasets
+``log_input`` recorded).
 """
 
 from __future__ import annotations
@@ -89,11 +90,78 @@ class RunSource:
     run_commit: str | None = None
 
 
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset a run used (see ``gitml.log_input``): MLflow's ``Dataset`` entity."""
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    schema: str | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class InputTag:
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    dataset: Dataset
+    tags: list[InputTag] = field(default_factory=list)
+
+
+@dataclass
+class RunInputs:
+    dataset_inputs: list[DatasetInput] = field(default_factory=list)
+    model_inputs: list = field(default_factory=list)
+
+    @classmethod
+    def from_records(cls, records) -> RunInputs:
+        """The inputs a run's meta records (see :func:`input_records`); the context is
+        MLflow's ``mlflow.data.context`` tag."""
+        out = []
+        for r in input_records(records):
+            tags = {str(k): str(v) for k, v in (r.get("tags") or {}).items()}
+            if r.get("context"):
+                tags[CONTEXT_TAG] = str(r["context"])
+            dataset = Dataset(
+                str(r.get("name", "")), str(r.get("digest", "")), str(r.get("source_type", "")),
+                str(r.get("source", "")), r.get("schema"), r.get("profile"),
+            )
+            out.append(DatasetInput(dataset, [InputTag(k, v) for k, v in tags.items()]))
+        return cls(out)
+
+
+CONTEXT_TAG = "mlflow.data.context"
+
+
+def input_records(stored) -> list[dict]:
+    """The dataset inputs of a run's ``meta.yaml`` (``inputs``), in logged order.
+
+    They are stored as a mapping from a 4-digit ordinal to ``{name, digest,
+    source_type, source, schema, profile, context, tags}`` (the record's YAML holds
+    mappings, and lists of scalars only).
+    """
+    if not isinstance(stored, dict):
+        return []
+    return [stored[k] for k in sorted(stored, key=str) if isinstance(stored[k], dict)]
+
+
+def stored_inputs(records: list[dict]) -> dict[str, dict]:
+    """The ``inputs`` value of ``meta.yaml`` for a list of input records."""
+    return {f"{i:04d}": r for i, r in enumerate(records)}
+
+
 @dataclass
 class Run:
     info: RunInfo
     data: RunData
     source: RunSource | None = None
+    inputs: RunInputs = field(default_factory=RunInputs)
 
     def to_dictionary(self) -> dict:
         return {"info": vars(self.info), "data": vars(self.data)}

@@ -27,7 +27,6 @@ from gitml.names import (
     check_name,
     check_text,
     experiment_ref,
-    MAX_TAG_VALUE_LENGTH,
 )
 from gitml.store.git import FILE_MODE, GitStore, make_tree
 from gitml.tracking.entities import Experiment, LifecycleStage, ViewType
@@ -231,5 +230,9 @@ class ExperimentRegistry:
     @staticmethod
     def _check_tags(tags: dict) -> dict[str, str]:
         return {
-            check_key(k, "tag"): check_text(v, f"tag {k!r} value", MAX_TAG_VALUE_LENGTH) for k, v in tags.items()
+            check_key(k, "tag"): check_text(v, f"tag {k!r} value", MAX_EXPERIMENT_TAG_VALUE_LENGTH)
+            for k, v in tags.items()
         }
+
+
+MAX_EXPERIMENT_TAG_VALUE_LENGTH = 20_000  # MLflow's limit for experiment tags (refused, not cut)

@@ -12,10 +12,12 @@ import os
 import random
 import time
 import uuid
+import weakref
 from collections.abc import Set as AbstractSet
 
 from gitml.errors import (
     AmbiguousRunError,
+    DeletedRunError,
     GitmlError,
     CorruptRecordError,
     InvalidInputError,
@@ -27,7 +29,7 @@ from gitml.names import (
     MAX_TAG_VALUE_LENGTH,
     RUNS_PREFIX,
     check_key,
-    check_name,
+    check_mapping,
     check_run_id,
     check_text,
     parse_run_ref,
@@ -43,7 +45,9 @@ from gitml.tracking.entities import (
     Run,
     RunData,
     RunInfo,
+    RunInputs,
     RunSource,
+    input_records,
     RunStatus,
 )
 from gitml.tracking.committer import Committer, wait_for_repository
@@ -54,6 +58,7 @@ from gitml.tracking.writer import RunWriter, journal_trailers
 
 log = logging.getLogger("gitml")
 _WARNED_UNTRACKED: set[str] = set()
+_TRACKERS: weakref.WeakSet[Tracker] = weakref.WeakSet()  # every open Tracker of this process
 
 DEFAULT_FLUSH_INTERVAL = 5.0
 JOURNAL_ROTATE_BYTES = 64 << 20  # a long-lived process starts a new journal past this
@@ -77,7 +82,7 @@ def system_tags(meta: dict) -> dict[str, str]:
         tags["mlflow.source.git.branch"] = source["branch"]
     if source.get("name"):
         tags["mlflow.source.name"] = source["name"]
-        tags["mlflow.source.type"] = "LOCAL"
+        tags["mlflow.source.type"] = source.get("type", "LOCAL")
     if source.get("dirty") is not None:
         tags["gitml.source.dirty"] = str(bool(source["dirty"])).lower()
     if meta.get("parent_run_id"):
@@ -85,6 +90,49 @@ def system_tags(meta: dict) -> dict[str, str]:
     if meta.get("entry_point"):
         tags["mlflow.project.entryPoint"] = meta["entry_point"]
     return tags
+
+
+def _truncated(value: object, what: str, limit: int) -> object:
+    """A string value cut to ``limit`` characters with a warning, as MLflow treats long
+    param and tag values; ``GITML_TRUNCATE_LONG_VALUES=false`` refuses them instead."""
+    if isinstance(value, (int, float)):
+        return value
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception:  # the validator names the unprintable value
+        return value
+    if len(text) <= limit or os.environ.get("GITML_TRUNCATE_LONG_VALUES", "true").lower() in ("false", "0", "no"):
+        return value
+    log.warning("gitml: %s %r... (%d characters) is truncated to %d characters", what, text[:40], len(text), limit)
+    return text[:limit]
+
+
+def check_run_name(name: object) -> str:
+    """A run name: one line, up to 8,000 characters (the ``mlflow.runName`` tag's limit;
+    MLflow sets no limit of its own on the name)."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInputError("run name must be a non-empty string")
+    return check_text(name, "run name", MAX_TAG_VALUE_LENGTH, single_line=True)
+
+
+def _source_name() -> str:
+    """What MLflow records as ``mlflow.source.name`` outside a work tree: ``sys.argv[0]``."""
+    import sys
+
+    return sys.argv[0] if sys.argv and sys.argv[0] else "<console>"
+
+
+def publish_runs(commondir: str, run_id: str | None = None) -> None:
+    """Commit now what other Trackers of this process buffered for a repository (one run's,
+    or every run's), so a Client sees at once the runs the fluent API or another Client
+    started (a new run is otherwise first committed within ``FIRST_COMMIT_SECONDS``)."""
+    for tracker in list(_TRACKERS):
+        if tracker.store.commondir != commondir:
+            continue
+        writers = [tracker.writers.get(run_id)] if run_id else list(tracker.writers.values())
+        for writer in writers:
+            if writer is not None and not writer.closed and writer.pending():
+                writer.flush()
 
 
 def _entry_script(store: GitStore) -> tuple[str, bool] | None:
@@ -117,6 +165,10 @@ def row_of(record: RunRecord) -> dict:
         "metrics": {k: v[2] for k, v in record.latest.items()},
         "params": dict(record.params),
         "tags": {**system_tags(meta), **record.tags},
+        "datasets": [
+            {"name": i.get("name"), "digest": i.get("digest"), "context": i.get("context")}
+            for i in input_records(meta.get("inputs"))
+        ],
     }
 
 
@@ -138,6 +190,7 @@ def run_of(record: RunRecord, commit: bytes | None) -> Run:
         ),
         data=RunData(metrics=row["metrics"], params=row["params"], tags=row["tags"]),
         source=RunSource(source.get("commit"), source.get("branch"), bool(source.get("dirty")), commit.decode() if commit else None),
+        inputs=RunInputs.from_records(record.meta.get("inputs")),
     )
 
 
@@ -159,6 +212,7 @@ class Tracker:
         self._refs_by_run: dict[str, bytes] = {}
         self._valid_refs: set[bytes] = set()  # run refs already checked by parse_run_ref
         self.recovered = self.recover()
+        _TRACKERS.add(self)
 
     def close(self) -> None:
         for writer in list(self.writers.values()):
@@ -190,10 +244,10 @@ class Tracker:
         experiment = self.experiments.get(experiment_id)
         if experiment.lifecycle_stage == LifecycleStage.DELETED:
             raise InvalidInputError(f"experiment {experiment.name!r} ({experiment_id}) is deleted; restore it first")
-        run_name = check_name(run_name, "run name") if run_name else self._random_name()
+        run_name = check_run_name(run_name) if run_name else self._random_name()
         tags = self.check_tags(tags or {})
         if "mlflow.runName" in tags:
-            run_name = check_name(tags.pop("mlflow.runName"), "run name")
+            run_name = check_run_name(tags.pop("mlflow.runName"))
         run_id = uuid.uuid4().hex
         source = snapshot(self.store)
         meta = {
@@ -218,8 +272,8 @@ class Tracker:
         if entry_point:
             meta["entry_point"] = entry_point
         script = _entry_script(self.store)
+        meta["source"]["name"] = script[0] if script is not None else _source_name()
         if script is not None:
-            meta["source"]["name"] = script[0]
             if not script[1] and script[0] not in _WARNED_UNTRACKED:  # once per script and process
                 _WARNED_UNTRACKED.add(script[0])
                 log.warning(
@@ -280,35 +334,66 @@ class Tracker:
         else:
             writer.close()
 
-    def update(self, run_id: str, change) -> None:
-        """Apply ``change(writer)`` to a run; committed now unless the run is open here."""
+    def update(self, run_id: str, change, *, deleted_ok: bool = False) -> None:
+        """Apply ``change(writer)`` to a run; committed now unless the run is open here.
+
+        A deleted run takes no change (``DeletedRunError``, as MLflow refuses), except
+        with ``deleted_ok`` (deleting and restoring it).
+        """
         wait_for_repository(self.store.commondir, run_id)
         writer = self.writers.get(run_id)
         if writer is not None and not writer.closed:
+            self._check_not_deleted(writer, deleted_ok)
             change(writer)
             writer.maybe_flush()
             return
         writer = self.open_writer(run_id, journaled=False)
+        self._check_not_deleted(writer, deleted_ok)
         change(writer)
         writer.flush()
+
+    def open_active_writer(self, run_id: str) -> RunWriter:
+        """The writer of a run to resume: refused (``DeletedRunError``) if the run is deleted."""
+        writer = self.writers.get(run_id)
+        if writer is not None and not writer.closed:
+            self._check_not_deleted(writer)
+            return writer
+        record, _ = self.record(run_id)  # as committed now (another Client may have restored it)
+        if record.meta.get("lifecycle_stage") == LifecycleStage.DELETED:
+            raise DeletedRunError(run_id)
+        return self.open_writer(run_id)
+
+    @staticmethod
+    def _check_not_deleted(writer: RunWriter, deleted_ok: bool = False) -> None:
+        if deleted_ok:
+            return
+        stage = writer._meta.get("lifecycle_stage") or writer.record().meta.get("lifecycle_stage")
+        if stage == LifecycleStage.DELETED:
+            raise DeletedRunError(writer.run_id)
 
     def _on_commit(self, ref: bytes, commit: bytes, record: RunRecord) -> None:
         self.index.put(ref, commit, row_of(record))
 
     @staticmethod
     def check_params(params: dict) -> dict[str, str]:
+        """Params as strings; a value over 6,000 characters is cut there, with a warning (as MLflow)."""
+        check_mapping(params, "params")
         return {
-            check_key(k, "param"): check_text(v, f"param {k!r} value", MAX_PARAM_VALUE_LENGTH)
+            check_key(k, "param"): check_text(
+                _truncated(v, f"param {k!r} value", MAX_PARAM_VALUE_LENGTH), f"param {k!r} value", MAX_PARAM_VALUE_LENGTH
+            )
             for k, v in params.items()
         }
 
     @staticmethod
     def check_tags(tags: dict, *, allow_reserved: bool = False) -> dict[str, str]:
+        check_mapping(tags, "tags")
         out = {}
         for key, value in tags.items():
             check_key(key, "tag")
             if key.startswith(RESERVED_TAG_PREFIX) and not allow_reserved:
                 raise InvalidInputError(f"tag key {key!r} is reserved for gitml")
+            value = _truncated(value, f"tag {key!r} value", MAX_TAG_VALUE_LENGTH)
             out[key] = check_text(value, f"tag {key!r} value", MAX_TAG_VALUE_LENGTH)
         return out
 
@@ -318,7 +403,10 @@ class Tracker:
 
     # -- runs: reading ---------------------------------------------------
     def run_refs(self, experiment_ids: list[str] | None = None) -> dict[bytes, bytes]:
+        """``{ref: commit}`` of the runs (of some experiments), including the runs any
+        Tracker of this process started or changed a moment ago."""
         wait_for_repository(self.store.commondir)
+        publish_runs(self.store.commondir)
         if experiment_ids is None:
             refs = self.store.refs_under(RUNS_PREFIX)
         else:
@@ -347,9 +435,7 @@ class Tracker:
 
     def record(self, run_id: str) -> tuple[RunRecord, bytes]:
         wait_for_repository(self.store.commondir, run_id)
-        writer = self.writers.get(run_id)
-        if writer is not None and not writer.closed and writer.pending():
-            writer.flush()
+        publish_runs(self.store.commondir, run_id)
         ref = self.ref_of(run_id)
         commit = self.store.ref(ref)
         if commit is None:
@@ -361,17 +447,13 @@ class Tracker:
 
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        check_key(key, "metric")
         record, _ = self.record(run_id)
         return record.history(self.store, key)
 
     def rows(self, experiment_ids: list[str] | None = None) -> tuple[list[dict], list[CorruptRecordError]]:
         """Search rows of every run (of some experiments), via the index."""
-        wait_for_repository(self.store.commondir)
-        for writer in list(self.writers.values()):
-            if writer.pending():
-                writer.flush()
         refs = self.run_refs(experiment_ids)
-
         return self.index.rows(refs, self._load_row)
 
     def _load_row(self, ref: bytes, commit: bytes) -> dict:
@@ -433,6 +515,8 @@ class Tracker:
 
         A spec that is both a name and an id prefix of different runs is ambiguous.
         """
+        if not isinstance(spec, str):
+            raise InvalidInputError(f"run id {spec!r} is not a string")
         spec = spec.strip()
         if not spec:
             raise InvalidInputError("empty run id")
