@@ -591,7 +591,7 @@ class ContentStore:
         return names
 
     def _local_remote_objects(self) -> set[str]:
-        names = set()
+        names: set[str] = set()
         with os.scandir(self._root or "/") as tops:
             folders = [e for e in tops if OBJECT_FOLDER.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
         for folder in folders:
