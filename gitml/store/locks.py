@@ -40,57 +40,76 @@ class LockHeld(Exception):
 
 
 class LockOwner:
-    """This process's owner file in one repository."""
+    """This process's owner file in one repository: made when a lock is first taken,
+    and deleted when the process exits holding none (or, after exit began, as soon as
+    it holds none: the committer drains its queue at exit)."""
 
     def __init__(self, commondir: str):
         self.dir = os.path.join(commondir, OWNERS_DIR)
-        os.makedirs(self.dir, exist_ok=True)
         self.pid = os.getpid()
-        self.path = os.path.join(self.dir, f"{_host()}.{self.pid}.{uuid.uuid4().hex[:8]}")
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.path = ""
+        self.fd = -1
         self.held: set[str] = set()
         self._guard = threading.Lock()
         atexit.register(self.close)
+
+    def _open(self) -> None:
+        os.makedirs(self.dir, exist_ok=True)
+        self.path = os.path.join(self.dir, f"{_host()}.{self.pid}.{uuid.uuid4().hex[:8]}")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
         for name in os.listdir(self.dir):  # owner files of processes that died: dropped when they hold no lock
             if name != os.path.basename(self.path):
                 release_dead(os.path.join(self.dir, name))
 
+    def _drop(self) -> None:
+        if self.fd >= 0:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            os.close(self.fd)
+            self.fd = -1
+
     def record(self, lock: str, fd: int) -> None:
         st = os.fstat(fd)
         with self._guard:
+            if self.fd < 0:
+                self._open()
             self.held.add(lock)
             os.write(self.fd, f"{st.st_ino} {st.st_ctime_ns} {lock}\n".encode())
 
     def forget(self, lock: str) -> None:
         with self._guard:
             self.held.discard(lock)
-            if not self.held and os.fstat(self.fd).st_size > TRUNCATE_BYTES:
+            if self.held or self.fd < 0:
+                return
+            if _exiting:
+                self._drop()
+            elif os.fstat(self.fd).st_size > TRUNCATE_BYTES:
                 os.ftruncate(self.fd, 0)
 
     def close(self) -> None:
-        if os.getpid() != self.pid or self.fd < 0:
+        global _exiting
+        _exiting = True
+        if os.getpid() != self.pid:
             return  # a forked child shares the parent's file and its flock
         with self._guard:
             if not self.held:
-                try:
-                    os.unlink(self.path)
-                except FileNotFoundError:
-                    pass
-            os.close(self.fd)
-            self.fd = -1
+                self._drop()
 
 
+_exiting = False  # set when the interpreter's exit handlers run
 _owners: dict[str, LockOwner] = {}
 _owners_guard = threading.Lock()
 
 
 def owner(commondir: str) -> LockOwner:
-    """This process's owner file in the repository at ``commondir`` (made on first use)."""
+    """This process's owner file in the repository at ``commondir``."""
     key = os.path.normpath(commondir)
     with _owners_guard:
         found = _owners.get(key)
-        if found is None or found.pid != os.getpid() or found.fd < 0:
+        if found is None or found.pid != os.getpid():
             found = _owners[key] = LockOwner(key)
         return found
 
