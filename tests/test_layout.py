@@ -10,7 +10,7 @@ from tests.conftest import ROOT, run_python
 LAYERS = [
     ("gitml.errors", "gitml.names"),
     ("gitml.store",),
-    ("gitml.tracking", "gitml.artifacts.cas", "gitml.artifacts.config", "gitml.artifacts.formats"),
+    ("gitml.tracking", "gitml.artifacts.cas", "gitml.artifacts.config", "gitml.artifacts.formats", "gitml.artifacts.statcache"),
     ("gitml.artifacts.service",),
     ("gitml.client", "gitml.frame", "gitml.sync"),
     ("gitml.fluent", "gitml.artifacts"),

@@ -287,6 +287,14 @@ def test_push_to_a_frozen_s3_server_fails_in_bounded_time(repo, origin, frozen_e
     assert "did not answer" in line or "timed out" in line
     assert git(origin, "for-each-ref", "refs/gitml") == ""
 
+    for folder, _, names in os.walk(repo / ".git" / "gitml" / "cache"):  # reads must come from the remote
+        for name in names:
+            os.unlink(os.path.join(folder, name))
+    start = time.monotonic()
+    result = gitml_cli(repo, "artifacts", "get", "a", "model.bin", "-o", repo / "out", code=1)
+    assert time.monotonic() - start < 30
+    assert "timed out" in one_line_error(result, "s3://bucket/x", "model.bin")
+
 
 # -- 5. settings are checked when set and when read --------------------------------------------
 def test_bad_values_are_refused_when_set(repo):
