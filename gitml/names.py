@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+from collections.abc import Mapping
 
 from gitml.errors import InvalidInputError
 
@@ -93,19 +94,33 @@ def check_artifact_path(path: object, what: str = "artifact path") -> str:
 def check_text(value: object, what: str, max_length: int, *, single_line: bool = False) -> str:
     """Validate a free-text value (param value, tag value, name); other values are ``str()``-ed,
     as MLflow does, except bytes (whose ``str()`` is rarely what was meant)."""
-    if not isinstance(value, str):
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            raise InvalidInputError(f"{what} is bytes; decode it to a string first")
-        try:
-            value = str(value)
-        except Exception as e:  # noqa: BLE001 - any object's __str__ may fail
-            raise InvalidInputError(f"{what} cannot be turned into a string ({type(e).__name__}: {e})") from None
+    value = as_text(value, what)
     if len(value) > max_length:
         raise InvalidInputError(f"{what} is longer than {max_length} characters")
     if single_line and _CONTROL_RE.search(value):
         raise InvalidInputError(f"{what} {value!r} holds a control character")
     if "\x00" in value:
         raise InvalidInputError(f"{what} holds a NUL character")
+    return value
+
+
+def as_text(value: object, what: str) -> str:
+    """``str(value)``, as MLflow takes param and tag values, except bytes (whose ``str()``
+    is rarely what was meant); InvalidInputError when ``__str__`` fails."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise InvalidInputError(f"{what} is bytes; decode it to a string first")
+    try:
+        return str(value)
+    except Exception as e:  # noqa: BLE001 - any object's __str__ may fail
+        raise InvalidInputError(f"{what} cannot be turned into a string ({type(e).__name__}: {e})") from None
+
+
+def check_mapping(value: object, what: str) -> Mapping:
+    """A dict (any mapping) argument, such as ``log_params``' params."""
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"{what} must be a mapping (a dict), not {type(value).__name__}")
     return value
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dulwich.objects import Commit, ShaFile
 
 from gitml.errors import ConflictError, CorruptRecordError, ParamConflictError, RunNotFoundError
-from gitml.names import check_key
+from gitml.names import check_key, check_metric
 from gitml.store.git import TREE_MODE, GitStore, make_tree, tree_from_files
 from gitml.tracking import journal as jr
 from gitml.tracking.record import META, PARAMS, TAGS, RunRecord
@@ -111,7 +111,7 @@ class RunWriter:
         if key not in self._known:
             check_key(key, "metric")
             self._known.add(key)
-        value = float(value)
+        value, step, timestamp = check_metric(value, step, timestamp)
         with self.lock:
             if self.journal:
                 self.journal.write(f"M\t{self.slot}\t{key}\t{value!r}\t{step}\t{timestamp}\n")
