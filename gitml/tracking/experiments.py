@@ -65,6 +65,7 @@ class ExperimentRegistry:
                 raise CorruptRecordError(f"experiment {experiment_id}", f"experiment.yaml: {e}") from None
             self._cache[commit] = hit
         return hit
+
     def _checked(self, experiment_id: str, data: dict) -> Experiment:
         """An experiment from its record, every field checked (a pushed record may be hostile)."""
         stage = data.get("lifecycle_stage", LifecycleStage.ACTIVE)
@@ -87,7 +88,6 @@ class ExperimentRegistry:
             creation_time=None if times[0] is None else check_int64(times[0], "creation_time"),
             last_update_time=None if times[1] is None else check_int64(times[1], "last_update_time"),
         )
-
 
     def _default(self) -> Experiment:
         return Experiment(
