@@ -20,7 +20,7 @@ from gitml.cli.main import _client, _emit_json, _repo, _table, cli
               help="Let this clone upload to and delete from the artifact remote the committed .gitml/config.yaml sets.")
 @click.pass_context
 def config_(ctx, key, value, committed, list_all, trust_committed):
-    """Get or set a setting (artifacts.remote, artifacts.inline_max_bytes, artifacts.timeout, ...).
+    """Get or set a setting (artifacts.remote, artifacts.timeout, ...).
 
     An artifact remote set by the committed file is read from as it is; uploads and
     deletes there wait for --trust-committed (again whenever the committed value changes).
