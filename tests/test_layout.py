@@ -8,11 +8,12 @@ from tests.conftest import ROOT, run_python
 
 # Lower layers never import higher ones.
 LAYERS = [
-    ("gitml.errors", "gitml.names"),
+    ("gitml.errors", "gitml.names", "gitml.exceptions"),
     ("gitml.store",),
-    ("gitml.tracking", "gitml.artifacts.cas", "gitml.artifacts.config", "gitml.artifacts.formats", "gitml.artifacts.statcache"),
+    ("gitml.tracking", "gitml.artifacts.cas", "gitml.artifacts.config", "gitml.artifacts.formats", "gitml.artifacts.statcache",
+     "gitml.data", "gitml.system_metrics"),
     ("gitml.artifacts.service",),
-    ("gitml.client", "gitml.frame", "gitml.sync"),
+    ("gitml.client", "gitml.frame", "gitml.sync", "gitml.entities"),
     ("gitml.fluent", "gitml.artifacts"),
     ("gitml.cli",),
 ]
