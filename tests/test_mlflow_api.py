@@ -173,9 +173,10 @@ def test_mlflowexception_is_the_root_with_mlflows_codes(repo):
         with pytest.raises(MlflowException) as e:
             gitml.log_param("p", "2")
         assert e.value.error_code == "INVALID_PARAMETER_VALUE"
-        with pytest.raises(MlflowException) as e:
-            c.log_metric(gitml.active_run().info.run_id, "m", "abc")
-        assert e.value.error_code == "INVALID_PARAMETER_VALUE"
+        for bad_metric in (lambda: c.log_metric(gitml.active_run().info.run_id, "m", "abc"), lambda: gitml.log_metric("m", "abc")):
+            with pytest.raises(MlflowException) as e:
+                bad_metric()
+            assert e.value.error_code == "INVALID_PARAMETER_VALUE"
     err = MlflowException("custom", error_code="BAD_REQUEST")
     assert (err.message, err.error_code) == ("custom", "BAD_REQUEST")
     assert MlflowException.invalid_parameter_value("x").error_code == "INVALID_PARAMETER_VALUE"
