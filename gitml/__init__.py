@@ -88,7 +88,7 @@ _LAZY = {
 }
 
 
-_SUBMODULES = {"artifacts", "data", "entities", "exceptions"}  # MLflow's mlflow.artifacts, mlflow.data, ...
+_SUBMODULES = {"artifacts", "data", "entities", "exceptions", "projects"}  # MLflow's mlflow.artifacts, mlflow.data, ...
 
 
 def __getattr__(name: str):
@@ -180,6 +180,7 @@ __all__ = [
     "log_params",
     "log_table",
     "log_text",
+    "projects",
     "rename_experiment",
     "restore_experiment",
     "restore_run",

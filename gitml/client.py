@@ -21,6 +21,7 @@ from gitml.errors import ExperimentNotFoundError, InvalidInputError
 from gitml.names import DEFAULT_EXPERIMENT_ID, as_text, check_artifact_path, check_key, check_metric
 from gitml.store.git import open_store
 from gitml.tracking.entities import Experiment, LifecycleStage, Metric, Run, RunStatus, ViewType
+from gitml.runviews import RunViews
 from gitml.tracking.tracker import Tracker, check_run_name, search_rows
 
 
@@ -48,8 +49,9 @@ class PagedList(list):
         self.token = token
 
 
-class Client:
-    """Tracking operations on the repository at ``repo`` (default: the current one)."""
+class Client(RunViews):
+    """Tracking operations on the repository at ``repo`` (default: the current one);
+    the read-only views of :class:`gitml.runviews.RunViews` too."""
 
     def __init__(self, repo: str | os.PathLike | None = None, *, flush_interval: float | None = None):
         self._store = open_store(repo, create=True)
@@ -167,6 +169,51 @@ class Client:
     ) -> Run:
         writer = self.tracker.create_run(
             str(experiment_id), run_name=run_name, tags=tags, start_time=start_time, journaled=False
+        )
+        return self.get_run(writer.run_id)
+
+    def import_commit(self, repository: str | os.PathLike, commit: str) -> None:
+        """Bring ``commit`` of the git repository at ``repository`` (a folder on this
+        machine) into this one, with its history, as one pack of what is missing here;
+        no ref is made (the run commits whose parent it becomes keep it). Raises
+        RepositoryError when that repository lacks part of it."""
+        from gitml.store.git import open_repo
+        from gitml.store.transfer import copy_objects
+
+        with open_repo(repository) as source:
+            copy_objects(source, self._store.repo, [commit.encode()])
+
+    def create_project_run(
+        self,
+        experiment_id: str = DEFAULT_EXPERIMENT_ID,
+        *,
+        code: str | None,
+        dirty: bool = False,
+        source_name: str,
+        entry_point: str,
+        run_name: str | None = None,
+        tags: dict | None = None,
+    ) -> Run:
+        """Create a RUNNING run of a project (``gitml run``), committed at once, whose
+        ``mlflow.source.type`` is ``PROJECT``. ``code``: the commit that ran (in this
+        repository: see :meth:`import_commit`), whose tree the run holds and which is its
+        parent; None: this work tree as it is now, as for any run; ``""``: none (a folder
+        outside git). ``dirty``: the project had uncommitted changes."""
+        from gitml.store.worktree import Snapshot
+
+        source = None
+        if code is not None:
+            commit = code.encode() if code else None
+            source = Snapshot(commit, None, dirty, self._store.commit(commit).tree if commit else None)
+        writer = self.tracker.create_run(
+            str(experiment_id),
+            run_name=run_name,
+            tags=tags,
+            entry_point=entry_point,
+            journaled=False,
+            source=source,
+            source_name=source_name,
+            source_type="PROJECT",
         )
         return self.get_run(writer.run_id)
 

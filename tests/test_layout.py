@@ -14,7 +14,7 @@ LAYERS = [
      "gitml.data", "gitml.system_metrics"),
     ("gitml.artifacts.service",),
     ("gitml.client", "gitml.frame", "gitml.sync", "gitml.entities"),
-    ("gitml.fluent", "gitml.artifacts"),
+    ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
     ("gitml.cli",),
 ]
 

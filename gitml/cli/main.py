@@ -453,6 +453,10 @@ def recover(ctx):
 
 
 from gitml.cli import hooks, storage, sync  # noqa: E402,F401  (they register their commands on `cli`)
+from gitml.cli.projects import env_group, run_command  # noqa: E402
+
+cli.add_command(run_command)
+cli.add_command(env_group)
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ from gitml.names import (
     run_ref,
 )
 from gitml.store.git import GitStore, _user
-from gitml.store.worktree import is_tracked, snapshot
+from gitml.store.worktree import Snapshot, is_tracked, snapshot
 from gitml.tracking import journal as jr
 from gitml.tracking.entities import (
     LifecycleStage,
@@ -235,11 +235,16 @@ class Tracker:
         start_time: int | None = None,
         entry_point: str | None = None,
         journaled: bool = True,
+        source: Snapshot | None = None,
+        source_name: str | None = None,
+        source_type: str | None = None,
     ) -> RunWriter:
         """Create a run (status RUNNING) and return its open writer.
 
         The run's first commit is made at the writer's first flush (the
         journal holds it until then), so a short run costs one commit.
+        ``source``: the code the run records (default: this work tree as it is
+        now); ``source_name`` / ``source_type`` replace the script and ``LOCAL``.
         """
         experiment = self.experiments.get(experiment_id)
         if experiment.lifecycle_stage == LifecycleStage.DELETED:
@@ -249,7 +254,7 @@ class Tracker:
         if "mlflow.runName" in tags:
             run_name = check_run_name(tags.pop("mlflow.runName"))
         run_id = uuid.uuid4().hex
-        source = snapshot(self.store)
+        source = snapshot(self.store) if source is None else source
         meta = {
             "run_id": run_id,
             "run_name": run_name,
@@ -271,8 +276,10 @@ class Tracker:
             meta["parent_run_id"] = check_run_id(parent_run_id)
         if entry_point:
             meta["entry_point"] = entry_point
-        script = _entry_script(self.store)
-        meta["source"]["name"] = script[0] if script is not None else _source_name()
+        if source_type:
+            meta["source"]["type"] = source_type
+        script = _entry_script(self.store) if source_name is None else None
+        meta["source"]["name"] = source_name or (script[0] if script is not None else _source_name())
         if script is not None:
             if not script[1] and script[0] not in _WARNED_UNTRACKED:  # once per script and process
                 _WARNED_UNTRACKED.add(script[0])
