@@ -131,12 +131,20 @@ def test_s3_listing_is_only_the_object_layout(repo, s3, tmp_path):
     from gitml.artifacts.cas import ContentStore
 
     s3_client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1")
-    for key in [f"art/ab/{HEX62}", f"art/deep/ab/{'d' * 62}", f"art/zz/{HEX62}", f"art-other/ab/{'e' * 62}", f"ab/{'f' * 62}"]:
-        s3_client.put_object(Bucket="gitml-test", Key=key, Body=b"x")
-    content = ContentStore(
-        str(tmp_path / "cache"), "s3://gitml-test/art", {"endpoint_url": s3}, state_dir=str(tmp_path / "state")
-    )
-    assert content.remote_objects() == {"ab" + HEX62}
+    bucket = "gitml-listing"  # its own: moto keeps every bucket for the whole process
+    s3_client.create_bucket(Bucket=bucket)
+    keys = [f"art/ab/{HEX62}", f"art/deep/ab/{'d' * 62}", f"art/zz/{HEX62}", f"art-other/ab/{'e' * 62}", f"ab/{'f' * 62}"]
+    try:
+        for key in keys:
+            s3_client.put_object(Bucket=bucket, Key=key, Body=b"x")
+        content = ContentStore(
+            str(tmp_path / "cache"), f"s3://{bucket}/art", {"endpoint_url": s3}, state_dir=str(tmp_path / "state")
+        )
+        assert content.remote_objects() == {"ab" + HEX62}
+    finally:
+        for key in keys:
+            s3_client.delete_object(Bucket=bucket, Key=key)
+        s3_client.delete_bucket(Bucket=bucket)
 
 
 # -- 2. a committed remote is read as it is, written only once confirmed ------------------
