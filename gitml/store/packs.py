@@ -3,6 +3,18 @@
 A flush writes its objects as one pack (two files) instead of one loose file
 per object. When one size tier holds ``PACKS_PER_TIER`` packs, they are merged
 into one (geometric repacking), under a lock file.
+
+Durability and concurrency, as git does it: a pack is written under a temporary
+name (in ``<common>/gitml/tmp/``, out of reach of ``git prune``, which deletes
+``objects/pack/tmp_*``), fsynced, its index written and fsynced, both made
+read-only (``core.sharedRepository`` applied), renamed pack first, and the folder
+fsynced. A pack whose objects no ref reaches yet carries a ``.keep`` file (as
+``git receive-pack`` does) until the ref is updated, so a concurrent ``git repack
+-a -d`` or ``git gc --prune=now`` cannot drop them. Packs merged away are
+*retired*, not deleted: other processes may be about to read them, and dulwich
+retries a lookup only a few times while packs vanish; a retired pack is deleted
+after ``RETIRED_GRACE_SECONDS``, when every reader has long since seen the merged
+pack.
 """
 
 from __future__ import annotations
@@ -13,17 +25,21 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from dulwich.objects import ShaFile
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
 from dulwich.pack import Pack
+
+from gitml.store.perms import shared_file_mode
 
 PACKS_PER_TIER = 16
 TIER_FACTOR = 16
 TIER_BASE_BYTES = 16 << 10
 MAX_MERGED_BYTES = 256 << 20
 _LOCK_STALE_SECONDS = 120
+RETIRED_GRACE_SECONDS = 60.0  # a merged-away pack stays readable this long
+KEEP_MARK = b"gitml: objects not yet reachable from a ref\n"  # content of gitml's .keep files
 
 
 _TYPE_NAMES = {1: b"commit", 2: b"tree", 3: b"blob", 4: b"tag"}
@@ -76,18 +92,48 @@ def _index_v2(entries: list[tuple[bytes, int, int]], pack_checksum: bytes) -> by
     return bytes(out)
 
 
-def write_pack(pack_dir: str, objects: Iterable[tuple[bytes, int, bytes]], *, level: int = 1) -> str | None:
+def write_pack(
+    pack_dir: str, objects: Iterable[tuple[bytes, int, bytes]], *, level: int = 1, keep: bool = False
+) -> str | None:
     """Write ``(hex sha, type number, raw content)`` objects as a new pack.
 
     Returns the pack's base path, or None when there was nothing to write. The
     ``.pack`` file lands before its ``.idx``, so no reader (git or dulwich) sees
-    an index whose pack is missing.
+    an index whose pack is missing. With ``keep`` the pack gets a ``.keep`` file
+    before it is visible (remove it with :func:`release_keep` once a ref reaches
+    its objects).
     """
     entries = []
     for hexsha, type_num, raw in objects:
         chunk = _entry_header(type_num, len(raw)) + zlib.compress(raw, level)
         entries.append((bytes.fromhex(hexsha.decode("ascii")), chunk, zlib.crc32(chunk)))
-    return _write_entries(pack_dir, entries)
+    return _write_entries(pack_dir, entries, keep=keep)
+
+
+def release_keep(base: str) -> None:
+    """Remove the ``.keep`` file :func:`write_pack` gave a pack (its objects are reachable now)."""
+    try:
+        os.unlink(base + ".keep")
+    except FileNotFoundError:
+        pass
+
+
+def _common_dir(pack_dir: str) -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(pack_dir)))  # <common>/objects/pack
+
+
+def _gitml_dir(pack_dir: str, *parts: str) -> str:
+    path = os.path.join(_common_dir(pack_dir), "gitml", *parts)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _tier(size: int) -> int:
@@ -97,7 +143,7 @@ def _tier(size: int) -> int:
     return tier
 
 
-def _crowded_tier(pack_dir: str) -> list[str]:
+def _crowded_tier(pack_dir: str, retired: Collection[str] = ()) -> list[str]:
     """Base paths of the packs of the smallest tier holding too many packs."""
     try:
         names = os.listdir(pack_dir)
@@ -107,6 +153,8 @@ def _crowded_tier(pack_dir: str) -> list[str]:
     for name in names:
         base = name[:-5]
         if not (name.startswith("pack-") and name.endswith(".pack")) or base + ".idx" not in names or base + ".keep" in names:
+            continue
+        if base in retired:
             continue
         try:
             size = os.path.getsize(os.path.join(pack_dir, name))
@@ -124,15 +172,23 @@ def maybe_merge_small_packs(pack_dir: str, lock_path: str) -> bool:
     """Merge packs of similar size when one size tier holds too many of them.
 
     Sizes grow geometrically from tier to tier, so an object is rewritten
-    O(log n) times in all, as with ``git repack --geometric``. Returns True if
-    packs were merged.
+    O(log n) times in all, as with ``git repack --geometric``. The merged packs
+    are retired (deleted ``RETIRED_GRACE_SECONDS`` later, by a later call), not
+    deleted: another process may be reading them. Returns True if packs were merged.
     """
+    retired_dir = os.path.join(_common_dir(pack_dir), "gitml", "retired")
     try:
-        if sum(n.endswith(".pack") for n in os.listdir(pack_dir)) < PACKS_PER_TIER:
-            return False
+        retired = set(os.listdir(retired_dir))
+    except FileNotFoundError:
+        retired = set()
+    try:
+        packs = sum(n.endswith(".pack") for n in os.listdir(pack_dir)) - len(retired)
     except FileNotFoundError:
         return False
-    if len(_crowded_tier(pack_dir)) < PACKS_PER_TIER:
+    expired = _expired(retired_dir, retired)
+    if packs < PACKS_PER_TIER and not expired:
+        return False
+    if not expired and len(_crowded_tier(pack_dir, retired)) < PACKS_PER_TIER:
         return False
     try:
         fd = os.open(lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -145,20 +201,25 @@ def maybe_merge_small_packs(pack_dir: str, lock_path: str) -> bool:
         return False
     try:
         os.close(fd)
-        crowded = _crowded_tier(pack_dir)
+        for name in _expired(retired_dir, set(os.listdir(retired_dir)) if expired else set()):
+            for ext in (".idx", ".pack"):  # the index first: no reader sees an index without its pack
+                try:
+                    os.unlink(os.path.join(pack_dir, name + ext))
+                except FileNotFoundError:
+                    pass
+            os.unlink(os.path.join(retired_dir, name))
+        retired = set(os.listdir(retired_dir)) if os.path.isdir(retired_dir) else set()
+        crowded = _crowded_tier(pack_dir, retired)
         if len(crowded) < PACKS_PER_TIER:
             return False
         entries = []
         for base in crowded:
             entries.extend(_pack_entries(base))
-        merged = _write_entries(pack_dir, entries)
+        merged = _write_entries(pack_dir, entries)  # fsynced and in place before any pack is retired
+        retired_dir = _gitml_dir(pack_dir, "retired")
         for base in crowded:
-            if base == merged:
-                continue
-            for ext in (".idx", ".pack"):
-                try:
-                    os.unlink(base + ext)
-                except FileNotFoundError:
+            if base != merged:
+                with open(os.path.join(retired_dir, os.path.basename(base)), "wb"):
                     pass
         return True
     finally:
@@ -166,6 +227,19 @@ def maybe_merge_small_packs(pack_dir: str, lock_path: str) -> bool:
             os.unlink(lock_path)
         except FileNotFoundError:
             pass
+
+
+def _expired(retired_dir: str, names: set[str]) -> list[str]:
+    """The retired packs whose grace period is over."""
+    limit = time.time() - RETIRED_GRACE_SECONDS
+    out = []
+    for name in names:
+        try:
+            if os.stat(os.path.join(retired_dir, name)).st_mtime < limit:
+                out.append(name)
+        except FileNotFoundError:
+            pass
+    return out
 
 
 def _pack_entries(base: str) -> list[tuple[bytes, bytes, int]]:
@@ -217,14 +291,15 @@ def _pack_entries_slow(base: str) -> list[tuple[bytes, bytes, int]]:
 
 
 def _write_entries(
-    pack_dir: str, entries: Iterable[tuple[bytes, bytes, int]], count: int | None = None
+    pack_dir: str, entries: Iterable[tuple[bytes, bytes, int]], count: int | None = None, *, keep: bool = False
 ) -> str | None:
     """Write already-encoded pack entries as a new pack; returns its base path.
 
     With ``count`` (the number of entries, whose ids the caller knows to be
     distinct) the entries are streamed to disk as they come, so a pack of any
     size takes no more memory than one entry; without it they are gathered
-    first and duplicates dropped.
+    first and duplicates dropped. Files are fsynced and renamed in git's order,
+    then the folder is fsynced: once this returns, a ref may name the objects.
     """
     if count is None:
         unique: dict[bytes, tuple[bytes, bytes, int]] = {}
@@ -234,8 +309,10 @@ def _write_entries(
     if not count:
         return None
     os.makedirs(pack_dir, exist_ok=True)
-    # Like git's tmp_pack_*: no reader indexes a name without the .pack/.idx suffix.
-    tmp = os.path.join(pack_dir, f"tmp_gitml_{os.getpid()}_{threading.get_ident()}_{os.urandom(6).hex()}")
+    common = _common_dir(pack_dir)
+    # like git's tmp_pack_*, but where `git prune` (which deletes objects/pack/tmp_*) does not look
+    tmp = os.path.join(_gitml_dir(pack_dir, "tmp"), f"tmp_gitml_{os.getpid()}_{threading.get_ident()}_{os.urandom(6).hex()}")
+    mode = shared_file_mode(common, 0o444)
     index_rows = []
     header = b"PACK" + struct.pack(">II", 2, count)
     digest = hashlib.sha1(header)
@@ -252,19 +329,43 @@ def _write_entries(
                 raise ValueError(f"pack of {count} entries given {len(index_rows)}")
             checksum = digest.digest()
             f.write(checksum)
+            f.flush()
+            os.fsync(f.fileno())
+            os.fchmod(f.fileno(), mode)
         base = os.path.join(pack_dir, f"pack-{checksum.hex()}")
+        if keep:
+            _write_keep(base, common)
         if os.path.exists(base + ".idx"):
+            _unretire(pack_dir, base)
             return base
         index_rows.sort()
         with open(tmp + "_idx", "wb") as f:
             f.write(_index_v2(index_rows, checksum))
+            f.flush()
+            os.fsync(f.fileno())
+            os.fchmod(f.fileno(), mode)
         os.replace(tmp + "_pack", base + ".pack")
         os.replace(tmp + "_idx", base + ".idx")
+        _fsync_dir(pack_dir)
         return base
     finally:
         for suffix in ("_pack", "_idx"):
             if os.path.exists(tmp + suffix):
                 os.unlink(tmp + suffix)
+
+
+def _write_keep(base: str, common: str) -> None:
+    with open(base + ".keep", "wb") as f:
+        f.write(KEEP_MARK)
+        os.fchmod(f.fileno(), shared_file_mode(common, 0o666))
+
+
+def _unretire(pack_dir: str, base: str) -> None:
+    """A pack written again (same objects, same bytes) is wanted again: not deleted later."""
+    try:
+        os.unlink(os.path.join(_common_dir(pack_dir), "gitml", "retired", os.path.basename(base)))
+    except FileNotFoundError:
+        pass
 
 
 def sha_of(obj: ShaFile) -> tuple[bytes, int, bytes]:

@@ -174,6 +174,7 @@ class Committer:
             finally:
                 writer.lock.release()
                 self._done(writer)
+        self.store.release_kept()  # the refs reach the batch's pack now: git gc may repack it
 
     def _done(self, writer: RunWriter) -> None:
         with self._cond:

@@ -29,9 +29,21 @@ import os
 import threading
 import uuid
 
-from gitml.errors import CorruptRecordError
+from gitml.errors import CorruptRecordError, RepositoryError
 
 MAGIC = "gitml-journal 2"
+
+
+class JournalWriteError(RepositoryError):
+    """A journal line could not be written (disk full, file too large, I/O error):
+    the call that logged it is not recorded; everything before it is."""
+
+    def __init__(self, path: str, error: OSError):
+        self.path = path
+        super().__init__(
+            f"could not write the journal {path}: {error.strerror or error}; "
+            "this call was not recorded (earlier ones were)"
+        )
 
 
 class Journal:
@@ -45,7 +57,7 @@ class Journal:
         fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._slots = 0
         self._lock = threading.Lock()
-        os.write(self.fd, f"{MAGIC}\n".encode())
+        self.write(f"{MAGIC}\n")
 
     def register(self, experiment_id: str, run_id: str) -> int:
         """A slot number for a run's lines in this journal."""
@@ -56,7 +68,22 @@ class Journal:
         return slot
 
     def write(self, text: str) -> None:
-        os.write(self.fd, text.encode())
+        """Append whole lines, or raise :class:`JournalWriteError` and leave the journal
+        as it was: a short ``write`` (a full disk) is continued, and a line that cannot
+        be finished is cut off again, so what a returned call logged is all there."""
+        data = memoryview(text.encode())
+        with self._lock:  # one writer at a time: a torn line is ours to cut
+            written = 0
+            try:
+                while written < len(data):
+                    written += os.write(self.fd, data[written:])
+            except OSError as e:
+                if written:
+                    try:  # O_APPEND: the file position is the end of our partial line
+                        os.ftruncate(self.fd, os.lseek(self.fd, 0, os.SEEK_CUR) - written)
+                    except OSError:
+                        pass
+                raise JournalWriteError(self.path, e) from None
 
     def size(self) -> int:
         return os.fstat(self.fd).st_size

@@ -197,10 +197,10 @@ class RunWriter:
     def start(self, record: RunRecord, source_commit: bytes | None, source_tree: bytes | None) -> None:
         """Make this the writer of a new run, first committed at its first flush."""
         with self.lock:
+            self._journal(jr.encode_create(self.slot, record.meta, record.tags, source_commit, source_tree))
             self._record, self._base = record, None
             self._create = (source_commit, source_tree)
             self._deadline = time.monotonic() + min(self.flush_interval, FIRST_COMMIT_SECONDS)
-            self._journal(jr.encode_create(self.slot, record.meta, record.tags, source_commit, source_tree))
 
     @property
     def deadline(self) -> float:
@@ -221,6 +221,7 @@ class RunWriter:
                 commit, objects, old, record = self.prepare(journal_name, journal_offset)
                 self.store.write(objects)
                 if self.publish(commit, old, record):
+                    self.store.release_kept()  # the ref reaches the new objects: git gc may repack them
                     return commit.id
             raise CorruptRecordError(f"run {self.run_id}", "could not update the run ref after 1000 attempts")
 
