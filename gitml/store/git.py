@@ -23,7 +23,7 @@ from dulwich.repo import Repo, UnsupportedExtension, UnsupportedVersion, read_gi
 from gitml.errors import CorruptRecordError, RepositoryError
 from gitml.store.locks import LockHeld, holder, release_if_dead
 from gitml.store.refs import RefLister, pack_refs, update_ref
-from gitml.store.packs import maybe_merge_small_packs, sha_of, write_pack
+from gitml.store.packs import KEEP_MARK, maybe_merge_small_packs, release_keep, sha_of, write_pack
 
 log = logging.getLogger("gitml")
 
@@ -79,9 +79,11 @@ class GitStore:
         self._lock = threading.RLock()
         self._identity: Identity | None = None
         self._refs = RefLister(self.commondir)
+        self._kept: list[tuple[str, int, float]] = []  # packs written with a .keep: (base, thread, time)
 
     # -- lifecycle -------------------------------------------------------
     def close(self) -> None:
+        self.release_kept(every=True)
         self.repo.close()
 
     def __enter__(self) -> GitStore:
@@ -102,7 +104,13 @@ class GitStore:
         if not objects:
             return
         triples = [sha_of(o) for o in objects]
-        write_pack(self.pack_dir, triples)  # unique temporary names: safe across threads
+        try:  # unique temporary names: safe across threads
+            base = write_pack(self.pack_dir, triples, keep=True)  # kept from `git gc` until a ref reaches it
+        except OSError as e:
+            raise RepositoryError(f"could not write a pack in {self.pack_dir}: {e.strerror or e}") from e
+        if base is not None:
+            with self._lock:
+                self._kept.append((base, threading.get_ident(), time.monotonic()))
         for sha, type_num, raw in triples:
             if len(raw) < 1 << 20:
                 self._written.put(sha, (type_num, raw))
@@ -115,18 +123,38 @@ class GitStore:
             except OSError as e:  # housekeeping must never fail a write
                 log.warning("gitml: could not merge small packs: %s", e)
 
+    def release_kept(self, *, every: bool = False) -> None:
+        """Remove the ``.keep`` files of the packs this thread wrote (call once a ref
+        reaches their objects), and of any written over a minute ago."""
+        me, old = threading.get_ident(), time.monotonic() - 60
+        with self._lock:
+            done = [k for k in self._kept if every or k[1] == me or k[2] < old]
+            self._kept = [k for k in self._kept if k not in done]
+        for base, _, _ in done:
+            release_keep(base)
+
     def drop_stale_temporaries(self, older_than: float) -> int:
-        """Delete the half-written packs a killed process left (``tmp_gitml_*``) before
-        ``older_than`` (a time); returns how many files."""
+        """Delete the half-written packs a killed process left (``tmp_gitml_*``) and the
+        ``.keep`` files it did not release, from before ``older_than`` (a time);
+        returns how many files."""
         dropped = 0
-        for name in os.listdir(self.pack_dir) if os.path.isdir(self.pack_dir) else []:
-            path = os.path.join(self.pack_dir, name)
-            try:
-                if name.startswith("tmp_gitml_") and os.stat(path).st_mtime < older_than:
+        tmp_dir = os.path.join(self.gitml_dir, "tmp")
+        for folder in (self.pack_dir, tmp_dir):
+            for name in os.listdir(folder) if os.path.isdir(folder) else []:
+                path = os.path.join(folder, name)
+                try:
+                    if os.stat(path).st_mtime >= older_than:
+                        continue
+                    if name.endswith(".keep"):
+                        with open(path, "rb") as f:
+                            if f.read(len(KEEP_MARK) + 1) != KEEP_MARK:
+                                continue  # git's or the user's
+                    elif not name.startswith("tmp_gitml_"):
+                        continue
                     os.unlink(path)
                     dropped += 1
-            except FileNotFoundError:
-                pass
+                except FileNotFoundError:
+                    pass
         return dropped
 
     def contains(self, sha: bytes) -> bool:
@@ -151,7 +179,17 @@ class GitStore:
             return hit
         try:
             with self._lock:  # dulwich's object store is not thread-safe
-                return self.repo.object_store.get_raw(sha)
+                try:
+                    return self.repo.object_store.get_raw(sha)
+                except KeyError:
+                    # as git's reprepare_packed_git: packs came and went (another process merged
+                    # them, `git gc` ran) faster than dulwich's bounded rescans: forget every pack
+                    # and look again once
+                    try:
+                        self.repo.object_store.close()
+                    except BufferError:  # a view of a pack's memory map is still alive: rescan only
+                        pass
+                    return self.repo.object_store.get_raw(sha)
         except KeyError:
             reason = "object is missing from the repository"
         except Exception as e:  # noqa: BLE001 - a damaged pack: zlib, delta or struct errors from dulwich

@@ -157,8 +157,15 @@ def update_ref(commondir: str, name: bytes, old: bytes | None, new: bytes, packe
         if b"/".join(parts[:i]) in packed():
             raise RepositoryError(f"ref {name.decode()} cannot exist: {b'/'.join(parts[:i]).decode()} is a ref")
     path = os.path.join(commondir, *os.fsdecode(name).split("/"))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with LockFile(path, commondir) as f:
+    for attempt in range(5):  # `git pack-refs` removes empty ref folders meanwhile: make them again, as git does
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            lock = LockFile(path, commondir)
+            break
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
+    with lock as f:
         try:
             with open(path, "rb") as ref:
                 current: bytes | None = ref.read(4096).rstrip(b"\n")
