@@ -184,7 +184,8 @@ def _venv(project: Project, spec: PythonEnv, manager: str, cache: str) -> Enviro
         if uv is not None:
             _call([uv, "venv", "--quiet", "--python", python, prefix], prefix)
         else:
-            _call([python, "-m", "venv", prefix], prefix)
+            pip = [] if spec.build_dependencies or spec.dependencies else ["--without-pip"]  # nothing to install
+            _call([python, "-m", "venv", *pip, prefix], prefix)
         env_python = os.path.join(prefix, "bin", "python")
         for lines in (spec.build_dependencies, spec.dependencies):
             if not lines:

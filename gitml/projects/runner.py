@@ -10,6 +10,7 @@ import threading
 from collections.abc import Mapping
 
 from gitml.errors import GitmlError, InvalidInputError
+from gitml.names import check_key
 from gitml.projects import envs, source as sources
 from gitml.projects.spec import load_project
 
@@ -142,7 +143,7 @@ def run(
         raise InvalidInputError("gitml.projects.run does not support build_image (no docker)")
     if backend != "local":
         raise InvalidInputError(f"backend {backend!r} is not supported: gitml runs projects locally")
-    given = {str(k): _text(v) for k, v in (parameters or {}).items()}
+    given = {check_key(k, "parameter"): _text(v) for k, v in (parameters or {}).items()}  # recorded as params
     cache = sources.cache_dir()
     invoked_in = os.getcwd()
     source = sources.resolve(uri, version, cache=cache)
