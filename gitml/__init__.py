@@ -88,7 +88,7 @@ _LAZY = {
 }
 
 
-_SUBMODULES = {"artifacts", "data", "entities", "exceptions", "projects"}  # MLflow's mlflow.artifacts, mlflow.data, ...
+_SUBMODULES = {"artifacts", "data", "entities", "exceptions", "models", "projects", "pyfunc", "pytorch", "sklearn"}  # MLflow's mlflow.artifacts, mlflow.data, ...
 
 
 def __getattr__(name: str):
@@ -180,7 +180,10 @@ __all__ = [
     "log_params",
     "log_table",
     "log_text",
+    "models",
     "projects",
+    "pyfunc",
+    "pytorch",
     "rename_experiment",
     "restore_experiment",
     "restore_run",
@@ -192,5 +195,6 @@ __all__ = [
     "set_tag",
     "set_tags",
     "set_tracking_uri",
+    "sklearn",
     "start_run",
 ]

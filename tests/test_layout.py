@@ -15,6 +15,7 @@ LAYERS = [
     ("gitml.artifacts.service",),
     ("gitml.client", "gitml.frame", "gitml.sync", "gitml.entities"),
     ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
+    ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch"),
     ("gitml.cli",),
 ]
 
