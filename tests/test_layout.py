@@ -13,10 +13,10 @@ LAYERS = [
     ("gitml.tracking", "gitml.artifacts.cas", "gitml.artifacts.config", "gitml.artifacts.formats", "gitml.artifacts.statcache",
      "gitml.data", "gitml.system_metrics"),
     ("gitml.artifacts.service",),
-    ("gitml.client", "gitml.frame", "gitml.sync", "gitml.entities"),
+    ("gitml.client", "gitml.runviews", "gitml.frame", "gitml.sync", "gitml.entities"),
     ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
     ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch"),
-    ("gitml.cli",),
+    ("gitml.cli", "gitml.ui"),
 ]
 
 

@@ -50,12 +50,14 @@ def source_files(store: GitStore, run_commit: bytes) -> dict[str, tuple[int, byt
     return {p: e for p, e in files.items() if not p.startswith(prefix)}
 
 
-def code_diff(store: GitStore, old_commit: bytes, new_commit: bytes, *, labels: tuple[str, str]) -> str:
-    """A unified diff of the code of two runs (binary files named, not shown).
+def code_diff(store: GitStore, old_commit: bytes | None, new_commit: bytes, *, labels: tuple[str, str]) -> str:
+    """A unified diff of the code of two runs (binary files named, not shown);
+    ``old_commit`` None: against an empty tree.
 
     Only the subtrees whose ids differ are read: the cost follows the difference.
     """
-    old_tree, new_tree = store.commit(old_commit).tree, store.commit(new_commit).tree
+    old_tree = store.commit(old_commit).tree if old_commit else None
+    new_tree = store.commit(new_commit).tree
     changes = tree_changes(store, old_tree, new_tree, skip=RECORD_DIR)
     out: list[str] = []
     for path, (old, new) in sorted(changes.items()):

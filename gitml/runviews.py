@@ -1,0 +1,136 @@
+"""What a reader (the ``gitml ui`` server, a notebook) asks of runs beyond MLflow's API:
+search rows, raw metric histories, lineage, the code a run changed, artifact streams.
+
+A mixin of :class:`gitml.Client`, kept beside it so ``client.py`` stays small:
+
+>>> client = gitml.Client("path/to/repo")
+>>> rows = client.search_rows(filter_string="metrics.auc > 0.9 OR params.lr = '0.1'")
+>>> commit, text = client.metric_history_text(rows[0]["run_id"], "loss")
+>>> with client.open_artifact(rows[0]["run_id"], "model/MLmodel") as f:
+...     head = f.read(4096)
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING, BinaryIO
+
+from gitml.errors import InvalidInputError, NotFoundError
+from gitml.names import check_artifact_path, check_key, parse_history_path
+from gitml.tracking.entities import ViewType
+
+if TYPE_CHECKING:
+    from gitml.artifacts.service import RunArtifacts
+    from gitml.store.git import GitStore
+    from gitml.tracking.lineage import LogEntry
+    from gitml.tracking.tracker import Tracker
+
+
+class RunViews:
+    """Read-only views of runs; ``Client`` provides ``tracker``, ``artifacts`` and the store."""
+
+    tracker: Tracker
+    _store: GitStore
+
+    @property
+    def artifacts(self) -> RunArtifacts:  # pragma: no cover - Client's property replaces it
+        raise NotImplementedError
+
+    def search_rows(
+        self,
+        experiment_ids: list[str] | None = None,
+        filter_string: str = "",
+        *,
+        view: int = ViewType.ACTIVE_ONLY,
+        order_by: list[str] | None = None,
+        max_results: int | None = None,
+    ) -> list[dict]:
+        """Search rows (dicts: run_id, run_name, status, start_time, end_time, params,
+        metrics, tags, ...) of the runs matching ``filter_string``, ordered, as
+        ``gitml runs --json`` prints them. Raises FilterSyntaxError, InvalidInputError."""
+        from gitml.tracking.tracker import search_rows
+
+        return search_rows(
+            self.tracker, experiment_ids, filter_string, view=view, max_results=max_results, order_by=order_by
+        )
+
+    def resolve_run(self, spec: str) -> str:
+        """The run id of ``spec``: a run id, a unique prefix of one, or a run name.
+        Raises RunNotFoundError, or InvalidInputError when ``spec`` is ambiguous."""
+        return self.tracker.resolve(spec)
+
+    def metric_history_text(self, run_id: str, key: str) -> tuple[str, bytes]:
+        """``(run commit, text)``: every point of ``key`` as the run stores them, one
+        ``step<TAB>timestamp<TAB>value`` line each (``nan``/``inf`` spelled so), in logged order,
+        read at the run's current commit. For readers that parse a million points at
+        once (numpy, pandas); ``get_metric_history`` gives ``Metric`` objects.
+        Raises RunNotFoundError, CorruptRecordError."""
+        check_key(key, "metric")
+        record, commit = self.tracker.record(run_id)
+        chunks = sorted(
+            (parsed[1], sha)
+            for path, (_, sha) in record.paths.items()
+            if path.startswith("metrics/") and (parsed := parse_history_path(path[8:])) and parsed[0] == key
+        )
+        parts = []
+        for _, sha in chunks:
+            data = self._store.blob(sha)
+            parts.append(data.partition(b"\n")[2])  # the first line names the columns
+            if parts[-1] and not parts[-1].endswith(b"\n"):
+                parts.append(b"\n")
+        return commit.decode(), b"".join(parts)
+
+    def run_lineage(self, run_id: str, *, limit: int = 20) -> list[LogEntry]:
+        """What ``gitml log`` shows: the run's own commits, newest first, then up to
+        ``limit`` commits of its source history."""
+        from gitml.tracking.lineage import lineage
+
+        _, commit = self.tracker.record(run_id)
+        return lineage(self._store, commit, limit=limit)
+
+    def run_code_diff(self, run_id: str) -> dict[str, str]:
+        """The code a run ran, as unified diffs: ``commit``, what its source commit
+        changed against that commit's parent (everything, for a first commit);
+        ``uncommitted``, the changes to tracked files it ran with (the run's tree
+        against its source commit). Binary files are named, not shown."""
+        from gitml.tracking.lineage import code_diff
+
+        run_source = self.tracker.get_run(run_id).source
+        assert run_source is not None  # a run read from git has one
+        run_commit = (run_source.run_commit or "").encode()
+        source = run_source.commit.encode() if run_source.commit else None
+        out = {"commit": "", "uncommitted": ""}
+        if source is not None:
+            parents = self._store.commit(source).parents
+            out["commit"] = code_diff(
+                self._store, parents[0] if parents else None, source, labels=("a", "b")
+            )
+        if run_source.dirty and run_commit:
+            out["uncommitted"] = code_diff(self._store, source, run_commit, labels=("a", "b"))
+        return out
+
+    def artifact_manifest(self, run_id: str) -> dict[str, dict]:
+        """Every artifact file of a run: path → ``{"sha256", "size"}``."""
+        return self.artifacts.manifest(run_id)
+
+    def open_artifact(self, run_id: str, path: str) -> BinaryIO:
+        """An artifact file of a run, open for reading in binary (close it). Its bytes
+        were checked against the manifest's hash first (a damaged cached copy is fetched
+        again from the remote). Raises NotFoundError, InvalidInputError (a folder, or a
+        bad path), IntegrityError."""
+        path = check_artifact_path(path.strip("/"), "path")
+        manifest = self.artifacts.manifest(run_id)
+        entry = manifest.get(path)
+        if entry is None:
+            if any(p.startswith(path + "/") for p in manifest):
+                raise InvalidInputError(f"artifact {path!r} of run {run_id} is a folder, not a file")
+            raise NotFoundError(f"run {run_id} has no artifact {path!r}")
+        inline = self.artifacts.inline_copy(run_id, path, entry["sha256"])
+        if inline is not None:
+            return io.BytesIO(inline)
+        content = self.artifacts.content
+        what = f"run {run_id} artifact {path!r}"
+        local = content.ensure_local(entry["sha256"], what=what)
+        if not content.verify_local(entry["sha256"]):
+            content.read_bytes(entry["sha256"], what=what)  # drops the bad copy, fetches again or raises
+        return open(local, "rb")

@@ -1,0 +1,86 @@
+"""``gitml ui``: a local, read-only web UI over a repository's runs (an optional extra:
+``pip install "gitml[ui]"``, which brings Starlette, uvicorn and Jinja2).
+
+>>> from gitml.ui import serve
+>>> serve("path/to/repo", host="127.0.0.1", port=5000)
+
+Modules: ``app`` (routes, Host allow-list), ``pages`` (what each page shows),
+``tables`` (the runs table), ``series`` (M4 downsampling, EMA, groups),
+``previews`` (artifact previews). Assets are vendored in ``static/vendor`` with their
+hashes in ``static/vendor/MANIFEST.json``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from gitml.errors import GitmlError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+class MissingExtraError(GitmlError):
+    """An optional part of gitml is not installed."""
+
+
+def check_installed() -> None:
+    """Raise MissingExtraError with the install hint when the ``ui`` extra is missing."""
+    missing = []
+    for module in ("starlette", "uvicorn", "jinja2"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise MissingExtraError(f"gitml ui needs {', '.join(missing)}: pip install \"gitml[ui]\"")
+
+
+def allowed_hosts(host: str, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The Host header names the server answers to: the address it listens on, the
+    loopback names when it listens on loopback, and ``extra``."""
+    names = {host.lower(), f"[{host.lower()}]" if ":" in host else host.lower(), *(h.lower() for h in extra)}
+    if host in LOOPBACK or host.startswith("127."):
+        names.update(("127.0.0.1", "localhost", "[::1]"))
+    return sorted(names)
+
+
+def serve(repo: str | os.PathLike | None, *, host: str = "127.0.0.1", port: int = 5000,
+          allow_hosts: list[str] | tuple[str, ...] = (), open_browser: bool = False, ready=None) -> None:
+    """Serve the repository's runs until interrupted. ``ready(url)`` is called once listening."""
+    check_installed()
+    import uvicorn
+
+    from gitml.client import Client
+    from gitml.ui.app import make_app
+
+    client = Client(repo)
+    try:
+        app = make_app(client, allowed_hosts=allowed_hosts(host, allow_hosts))
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        server = uvicorn.Server(config)
+        url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+
+        async def started() -> None:
+            if ready is not None:
+                ready(url)
+            if open_browser:
+                import webbrowser
+
+                webbrowser.open(url)
+
+        _on_startup(server, started)
+        server.run()
+    finally:
+        client.close()
+
+
+def _on_startup(server, callback) -> None:
+    """Call ``callback`` once uvicorn listens (after its own startup)."""
+    original = server.startup
+
+    async def startup(sockets=None):
+        await original(sockets=sockets)
+        if server.started:
+            await callback()
+
+    server.startup = startup
