@@ -431,3 +431,56 @@ def test_environment_hash_follows_requirement_files(tmp_path):
     (tmp_path / "p" / "req.txt").write_text("a\nc\n")
     assert envs.spec_hash(project, spec, "virtualenv", sys.executable) != before
     assert f"-r {tmp_path / 'p' / 'req.txt'}" in envs._requirements(project, spec.dependencies)
+
+
+def test_a_folder_in_another_repository_brings_its_head(repo, client, project_env, tmp_path):
+    other = tmp_path / "other"
+    _write_project(other)
+    git(tmp_path, "init", "-q", str(other))
+    git(other, "add", ".")
+    git(other, "commit", "-qm", "theirs")
+    (other / "train.py").write_text(TRAIN + "\n# edited\n")  # an uncommitted change
+    submitted = gitml.projects.run(str(other), parameters={"note": "n"}, env_manager="local", repo=repo)
+    run = client.get_run(submitted.run_id)
+    head = git(other, "rev-parse", "HEAD").strip()
+    assert run.source.commit == head and run.source.dirty
+    assert run.data.tags.get("mlflow.source.git.repoURL") is None
+    git(repo, "cat-file", "-e", head)  # the commit is here now
+    git(repo, "fsck", "--strict", "--no-dangling")
+
+
+def test_a_fetched_tree_is_written_safely(repo, client, project_env, tmp_path):
+    work = tmp_path / "links"
+    _write_project(work)
+    (work / "outside").symlink_to("/etc")
+    git(tmp_path, "init", "-q", str(work))
+    git(work, "add", ".")
+    git(work, "commit", "-qm", "with a link")
+    (work / "MLproject").write_text(MLPROJECT.replace("python train.py", "test -L outside && test -x run.sh && python train.py"))
+    (work / "run.sh").write_text("#!/bin/sh\n")
+    (work / "run.sh").chmod(0o755)
+    git(work, "add", ".")
+    git(work, "commit", "-qm", "check the link")
+    submitted = gitml.projects.run(f"file://{work}", version="main", parameters={"note": "n"}, env_manager="local")
+    assert client.get_run(submitted.run_id).info.status == "FINISHED"  # the link stays a link, modes kept
+    # a tree naming `..` is refused before anything runs (git fsck would flag such a commit too)
+    from dulwich.objects import Blob, Commit, Tree
+    from dulwich.repo import Repo
+
+    bad = tmp_path / "bad.git"
+    with Repo.init_bare(str(bad), mkdir=True) as r:
+        blob = Blob.from_string(b"x")
+        tree = Tree()
+        tree.add(b"..", 0o100644, blob.id)
+        commit = Commit()
+        commit.tree, commit.message = tree.id, b"bad\n"
+        commit.author = commit.committer = b"a <a@a>"
+        commit.author_time = commit.commit_time = 0
+        commit.author_timezone = commit.commit_timezone = 0
+        for obj in (blob, tree, commit):
+            r.object_store.add_object(obj)
+        r.refs[b"refs/heads/main"] = commit.id
+        r.refs.set_symbolic_ref(b"HEAD", b"refs/heads/main")
+    with pytest.raises(gitml.InvalidInputError, match="holds a file named '..'"):
+        gitml.projects.run(f"file://{bad}", version="main", env_manager="local")
+    assert len(client.search_runs()) == 1
