@@ -452,7 +452,7 @@ def recover(ctx):
             click.echo(f"recovered run {run_id} (marked KILLED)")
 
 
-from gitml.cli import hooks, storage, sync, ui  # noqa: E402,F401  (they register their commands on `cli`)
+from gitml.cli import hooks, models, storage, sync, ui  # noqa: E402,F401  (they register their commands on `cli`)
 from gitml.cli.projects import env_group, run_command  # noqa: E402
 
 cli.add_command(run_command)

@@ -72,8 +72,10 @@ def _column(name, values, t: DataType):
                 raise SchemaEnforcementError(f"column {name!r}: cannot convert {values.dtype} to datetime ({e})") from None
     if t == DataType.boolean and values.dtype == object:
         return values
-    kind, size = values.dtype.kind, values.dtype.itemsize
-    if kind == target.kind and kind in "biuf":
+    kind, size = values.dtype.kind, getattr(values.dtype, "itemsize", 0)
+    if not isinstance(values.dtype, np.dtype):  # pandas' string, categorical... dtypes
+        upcast = False
+    elif kind == target.kind and kind in "biuf":
         upcast = size <= target.itemsize
     elif kind == "u" and target.kind == "i":
         upcast = size < target.itemsize

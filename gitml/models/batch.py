@@ -1,0 +1,200 @@
+"""Batch scoring of files and export of verified model folders (``gitml predict``,
+``gitml models export``).
+
+    predict_file("runs:/<run>/model", "input.csv", "out.json")
+    export_model("runs:/<run>/model", "served/model")   # a plain MLmodel folder for other servers
+
+Input: CSV, JSON or Parquet (by ``content_type`` or the file's extension). JSON is one of
+MLflow's scoring forms (``dataframe_split``, ``dataframe_records``, ``instances``,
+``inputs``) or a bare records/split table. Output: ``{"predictions": [...]}`` as MLflow's
+scoring server writes it, or CSV when the output file ends in ``.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from gitml.errors import ConflictError, InvalidInputError, NotFoundError
+
+CONTENT_TYPES = {"csv": "csv", "text/csv": "csv", "json": "json", "application/json": "json",
+                 "parquet": "parquet", "application/x-parquet": "parquet"}
+CHUNK_ROWS = 10_000
+
+
+class BadInputFileError(InvalidInputError):
+    """An input file that cannot be read as the table a model takes."""
+
+
+def _kind(path: str, content_type: str | None) -> str:
+    if content_type is not None:
+        kind = CONTENT_TYPES.get(content_type.split(";")[0].strip().lower())
+        if kind is None:
+            raise InvalidInputError(f"content type {content_type!r} is not one of csv, json, parquet")
+        return kind
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in ("csv", "json", "parquet"):
+        raise InvalidInputError(f"cannot tell the format of {path!r} from its extension: give --content-type csv|json|parquet")
+    return ext
+
+
+def _typed(frame, schema):
+    """Columns the signature declares float/double read as floats (a CSV of whole numbers
+    reads as int64, which MLflow's rules would refuse), as MLflow's server parses with the schema."""
+    from gitml.models.signature import ColSpec, DataType
+
+    if schema is None or schema.is_tensor_spec():
+        return frame
+    for spec in schema.inputs:
+        if isinstance(spec, ColSpec) and spec.name in frame.columns and spec.type in (DataType.float, DataType.double):
+            if frame[spec.name].dtype.kind in "iu":
+                frame[spec.name] = frame[spec.name].astype(spec.type.to_numpy())
+    return frame
+
+
+def table_from_json(payload: Any):
+    """A DataFrame (or array) from one of MLflow's JSON scoring forms."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(payload, dict):
+        keys = set(payload) - {"params"}
+        if keys == {"dataframe_split"} and isinstance(payload["dataframe_split"], dict):
+            split = payload["dataframe_split"]
+            return pd.DataFrame(split.get("data"), columns=split.get("columns"))
+        if keys == {"dataframe_records"}:
+            return pd.DataFrame(payload["dataframe_records"])
+        if keys in ({"instances"}, {"inputs"}):
+            value = payload[keys.pop()]
+            if isinstance(value, dict):
+                return {k: np.asarray(v) for k, v in value.items()}
+            if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+                return pd.DataFrame(value)
+            return np.asarray(value)
+        if "columns" in payload and "data" in payload:
+            return pd.DataFrame(payload["data"], columns=payload["columns"])
+        raise BadInputFileError(
+            "JSON input must hold one of dataframe_split, dataframe_records, instances or inputs"
+        )
+    if isinstance(payload, list):
+        return pd.DataFrame(payload)
+    raise BadInputFileError("JSON input must be an object or a list of records")
+
+
+def read_input(path: str, content_type: str | None = None, schema=None):
+    """The table in ``path`` (and the params a JSON input carries), typed by ``schema``."""
+    import pandas as pd
+
+    kind = _kind(path, content_type)
+    params = None
+    try:
+        if kind == "csv":
+            data = pd.read_csv(path)
+        elif kind == "parquet":
+            try:
+                data = pd.read_parquet(path)
+            except ImportError:
+                raise InvalidInputError("Parquet input needs pyarrow: pip install 'gitml[parquet]'") from None
+        else:
+            with open(path, "rb") as f:
+                payload = json.load(f)
+            if isinstance(payload, dict):
+                params = payload.get("params")
+            data = table_from_json(payload)
+    except FileNotFoundError:
+        raise NotFoundError(f"no input file {path!r}") from None
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise BadInputFileError(f"{path!r} is not readable as {kind}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return (_typed(data, schema) if isinstance(data, pd.DataFrame) else data), params
+
+
+def _plain(predictions) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(predictions, pd.DataFrame):
+        return json.loads(predictions.to_json(orient="records", date_format="iso"))
+    if isinstance(predictions, pd.Series):
+        return json.loads(predictions.to_json(orient="values", date_format="iso"))
+    if isinstance(predictions, np.ndarray):
+        return predictions.tolist()
+    if isinstance(predictions, dict):
+        return {k: _plain(v) for k, v in predictions.items()}
+    return predictions
+
+
+def predict_table(model, data, params: dict | None = None, progress: Callable[[int, int], None] | None = None):
+    """``model.predict`` over ``data`` in chunks of CHUNK_ROWS rows, calling
+    ``progress(rows done, rows)``; the chunks' predictions joined."""
+    import numpy as np
+    import pandas as pd
+
+    rows = len(data) if isinstance(data, (pd.DataFrame, np.ndarray)) else None
+    if rows is None or rows <= CHUNK_ROWS:
+        out = model.predict(data, params=params)
+        if progress is not None and rows:
+            progress(rows, rows)
+        return out
+    parts = []
+    for start in range(0, rows, CHUNK_ROWS):
+        chunk = data.iloc[start:start + CHUNK_ROWS] if isinstance(data, pd.DataFrame) else data[start:start + CHUNK_ROWS]
+        parts.append(model.predict(chunk, params=params))
+        if progress is not None:
+            progress(min(start + CHUNK_ROWS, rows), rows)
+    if isinstance(parts[0], (pd.DataFrame, pd.Series)):
+        return pd.concat(parts)
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return [p for part in parts for p in part]
+
+
+def predict_file(model_uri: str, input_path: str, output_path: str | None = None, *, content_type: str | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> str | None:
+    """Score the table in ``input_path`` with the model at ``model_uri``; write the predictions
+    to ``output_path`` (JSON ``{"predictions": ...}``, or CSV for a ``.csv`` name) or return
+    them as JSON text when ``output_path`` is None.
+
+    Raises NotFoundError, BadInputFileError, SchemaEnforcementError (naming the column),
+    IntegrityError (a tampered model file)."""
+    import pandas as pd
+
+    from gitml.pyfunc import load_model
+
+    model = load_model(model_uri)
+    data, params = read_input(input_path, content_type, model.metadata.get_input_schema())
+    predictions = predict_table(model, data, params, progress)
+    if output_path is not None and output_path.lower().endswith(".csv"):
+        frame = predictions if isinstance(predictions, pd.DataFrame) else pd.DataFrame(predictions)
+        frame.to_csv(output_path, index=False)
+        return None
+    text = json.dumps({"predictions": _plain(predictions)})
+    if output_path is None:
+        return text
+    with open(output_path, "w") as f:
+        f.write(text)
+    return None
+
+
+def export_model(model_uri: str, dst: str) -> str:
+    """Write the model at ``model_uri`` as a plain MLmodel folder ``dst`` (new or empty) for
+    other servers (MLServer, KServe, ``mlflow models serve``). A run's model is verified
+    against the run's manifest first; a folder is copied as it is. Returns ``dst``."""
+    from gitml.models.mlmodel import Model
+    from gitml.models.uri import local_model, parse_model_uri
+
+    dst = os.path.abspath(dst)
+    if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):
+        raise ConflictError(f"{dst!r} exists and is not empty: export writes a new folder")
+    if parse_model_uri(model_uri).kind == "path":
+        folder, _ = local_model(model_uri)
+        Model.load(folder)  # a model folder, or NotFoundError
+        if os.path.isdir(dst):
+            os.rmdir(dst)
+        shutil.copytree(folder, dst, symlinks=False)
+        return dst
+    local_model(model_uri, dst)
+    Model.load(dst)
+    return dst
