@@ -66,7 +66,7 @@ def env_group():
 @click.argument("path", default=".", type=click.Path(exists=True, file_okay=False))
 @click.option("-p", "--platform", "platforms", multiple=True, help="conda platform to lock (repeatable; default: this machine's).")
 def env_lock(path, platforms):
-    """Solve the project's conda.yaml into conda-lock.yml beside it (runs conda-lock)."""
+    """Solve conda.yaml into conda-lock.yml beside it (with conda-lock)."""
     from gitml.projects import lock
 
     click.echo(f"Wrote {lock(path, list(platforms) or None)}")
