@@ -23,6 +23,7 @@ from gitml.tracking.entities import Experiment, Metric, Run, RunStatus, ViewType
 from gitml.tracking.tracker import check_run_name as _check_run_name
 from gitml.tracking.tracker import run_of
 from gitml.tracking.tracker import search_rows as _search_rows
+from gitml.tracking.tracker import search_table as _search_table
 from gitml.tracking.writer import RunWriter
 
 if TYPE_CHECKING:
@@ -491,12 +492,16 @@ def search_runs(
     if not experiment_ids and not experiment_names and not search_all_experiments:
         experiment_ids = [_current_experiment_id()]
     ids = c._experiment_ids(experiment_ids, experiment_names)
-    rows = _search_rows(c.tracker, ids, filter_string, view=run_view_type, max_results=max_results, order_by=order_by)
     if output_format == "list":
+        rows = _search_rows(c.tracker, ids, filter_string, view=run_view_type, max_results=max_results, order_by=order_by)
         return [c.tracker.get_run(r["run_id"]) for r in rows]
-    from gitml.frame import runs_frame
+    from gitml.frame import table_frame
 
-    return runs_frame(rows)
+    with c.tracker.index.reading():
+        table, matched = _search_table(
+            c.tracker, ids, filter_string, view=run_view_type, max_results=max_results, order_by=order_by
+        )
+        return table_frame(table, matched)
 
 
 def is_tracking_uri_set() -> bool:

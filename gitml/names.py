@@ -186,6 +186,14 @@ def run_ref(experiment_id: str, run_id: str) -> bytes:
     return f"{RUNS_PREFIX}{check_experiment_id(experiment_id)}/{check_run_id(run_id)}".encode()
 
 
+_RUN_REF_BYTES = re.compile(rb"refs/gitml/runs/[0-9]{1,20}/[0-9a-f]{32}")
+
+
+def is_run_ref(ref: bytes) -> bool:
+    """Whether ``ref`` is a run ref (what :func:`parse_run_ref` accepts), in one regex match."""
+    return _RUN_REF_BYTES.fullmatch(ref) is not None
+
+
 def parse_run_ref(ref: bytes | str) -> tuple[str, str] | None:
     """``(experiment_id, run_id)`` of a run ref, or None for any other ref."""
     if isinstance(ref, bytes):

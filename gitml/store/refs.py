@@ -26,6 +26,7 @@ from gitml.errors import RepositoryError
 from gitml.store.locks import LockFile, LockHeld, holder, release_if_dead
 
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
+_PACKED_LINE = re.compile(rb"^([0-9a-f]{40}) (refs/[^\n]*)$", re.MULTILINE)  # one pass over the file
 RACY_SECONDS = 2.0  # a filesystem keeping whole seconds (FAT keeps two): a change can hide in one
 RACY_SECONDS_FINE = 0.05  # one keeping nanoseconds: the kernel's clock for them ticks in milliseconds
 
@@ -41,15 +42,19 @@ class RefLister:
         self.controldir = controldir
         self._dirs: dict[str, tuple[tuple, float, dict[bytes, bytes]]] = {}
         self._packed: tuple[tuple, dict[bytes, bytes]] | None = None
+        self._packed_under: dict[str, tuple[int, dict[bytes, bytes]]] = {}  # prefix -> (parse, refs)
+        self._parses = 0  # packed-refs parsed so far: which parse a prefix's refs came from
         self.loose: set[bytes] = set()  # the loose refs of the last listing
 
     def under(self, prefix: str) -> dict[bytes, bytes]:
         """``{ref: sha}`` for every ref whose name starts with ``prefix``."""
-        result = {}
-        bprefix = prefix.encode()
-        for name, sha in self.packed().items():
-            if name.startswith(bprefix):
-                result[name] = sha
+        packed = self.packed()
+        cached = self._packed_under.get(prefix)
+        if cached is None or cached[0] != self._parses:
+            bprefix = prefix.encode()
+            cached = (self._parses, {name: sha for name, sha in packed.items() if name.startswith(bprefix)})
+            self._packed_under[prefix] = cached
+        result = dict(cached[1])
         root = os.path.join(self.controldir, *prefix.rstrip("/").split("/"))
         self.loose = set()
         for dirpath, _dirnames, filenames in os.walk(root):
@@ -84,15 +89,13 @@ class RefLister:
         key = (st.st_mtime_ns, st.st_ino, st.st_size)
         if self._packed and self._packed[0] == key and key[0] / 1e9 < time.time() - _racy(key[0]):
             return self._packed[1]
-        refs = {}
         with open(path, "rb") as f:
-            for line in f:
-                if line[:1] in (b"#", b"^"):
-                    continue
-                sha, _, name = line.rstrip(b"\n").partition(b" ")
-                if _HEX40.fullmatch(sha) and name.startswith(b"refs/") and b".." not in name:
-                    refs[name] = sha
+            data = f.read()
+        refs = {name: sha for sha, name in _PACKED_LINE.findall(data)}
+        if b".." in data:
+            refs = {name: sha for name, sha in refs.items() if b".." not in name}
         self._packed = (key, refs)
+        self._parses += 1
         return refs
 
 

@@ -61,7 +61,7 @@ from gitml.errors import FilterSyntaxError
 
 __all__ = [
     "EXPERIMENTS", "RUNS", "OrderKey", "Predicate", "Row", "Schema",
-    "compile_filter", "parse_order_by", "sort_rows",
+    "compile_filter", "filter_mask", "parse_order_by", "sort_rows",
 ]
 
 Row = dict[str, Any]
@@ -261,13 +261,89 @@ def _value_getter(section: str, key: str) -> Callable[[Row], Any]:
 
 def _lift(field: _Field, test: Callable[[Any], bool]) -> Predicate:
     """The row predicate applying ``test`` to the field's value (never to a missing one)."""
-    if field.section == "datasets":
-        key = field.key
-        return lambda row: any(
-            (v := d.get(key)) is not None and test(v) for d in row.get("datasets") or ()
-        )
-    get = _value_getter(field.section, field.key)
-    return lambda row: (v := get(row)) is not None and test(v)
+    return _Lift(field.section, field.key, test)
+
+
+class _Lift:
+    """A comparison: ``test`` on one field's value; false where the value is missing.
+
+    Called on a row dict, or with :meth:`mask` on a table's columns (a
+    :class:`~gitml.tracking.columns.RunTable`): the same test, one column at a time.
+    """
+
+    __slots__ = ("section", "key", "test", "_get")
+
+    def __init__(self, section: str, key: str, test: Callable[[Any], bool]):
+        self.section, self.key, self.test = section, key, test
+        self._get = _value_getter(section, key)
+
+    def __call__(self, row: Row) -> bool:
+        test = self.test
+        if self.section == "datasets":
+            key = self.key
+            return any((v := d.get(key)) is not None and test(v) for d in row.get("datasets") or ())
+        return (v := self._get(row)) is not None and test(v)
+
+    def mask(self, table: Any) -> list[bool]:
+        test = self.test
+        if self.section == "datasets":
+            key = self.key
+            return [
+                any((v := d.get(key)) is not None and test(v) for d in inputs or ())
+                for inputs in table.column("datasets")
+            ]
+        return [v is not None and test(v) for v in table.column(self.section, self.key)]
+
+
+class _Both:
+    __slots__ = ("left", "right")
+
+    def __init__(self, left: Any, right: Any):
+        self.left, self.right = left, right
+
+    def __call__(self, row: Row) -> bool:
+        return self.left(row) and self.right(row)
+
+    def mask(self, table: Any) -> list[bool]:
+        return [a and b for a, b in zip(self.left.mask(table), self.right.mask(table))]
+
+
+class _Either(_Both):
+    __slots__ = ()
+
+    def __call__(self, row: Row) -> bool:
+        return self.left(row) or self.right(row)
+
+    def mask(self, table: Any) -> list[bool]:
+        return [a or b for a, b in zip(self.left.mask(table), self.right.mask(table))]
+
+
+class _Not:
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    def __call__(self, row: Row) -> bool:
+        return not self.inner(row)
+
+    def mask(self, table: Any) -> list[bool]:
+        return [not a for a in self.inner.mask(table)]
+
+
+class _Always:
+    __slots__ = ()
+
+    def __call__(self, row: Row) -> bool:
+        return True
+
+    def mask(self, table: Any) -> list[bool]:
+        return [True] * len(table)
+
+
+def filter_mask(predicate: Predicate, table: Any) -> list[bool]:
+    """``predicate`` (from :func:`compile_filter`) over every row of a table, a column at a time."""
+    return predicate.mask(table)  # type: ignore[attr-defined]
 
 
 # --- parser -----------------------------------------------------------------
@@ -386,7 +462,7 @@ class _Parser:
             if null.keyword() != "NULL":
                 raise self.fail(f"expected NULL, got {null.describe()}", null)
             present = _lift(field, _anything)
-            return present if negated else lambda row: not present(row)
+            return present if negated else _Not(present)
         if keyword == "NOT":
             in_token = self.next()
             if in_token.keyword() != "IN":
@@ -425,11 +501,11 @@ class _Parser:
 
 
 def _both(left: Predicate, right: Predicate) -> Predicate:
-    return lambda row: left(row) and right(row)
+    return _Both(left, right)
 
 
 def _either(left: Predicate, right: Predicate) -> Predicate:
-    return lambda row: left(row) or right(row)
+    return _Either(left, right)
 
 
 def _anything(value: Any) -> bool:
@@ -443,8 +519,7 @@ def _like_regex(pattern: str, *, ignore_case: bool) -> re.Pattern[str]:
     return re.compile(body, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
 
 
-def _always(row: Row) -> bool:
-    return True
+_always = _Always()
 
 
 @functools.lru_cache(maxsize=256)
@@ -508,23 +583,29 @@ def _mixed(pair: tuple[Any, Row]) -> tuple[bool, Any]:
 
 
 def sort_rows(
-    rows: Sequence[Row], order: Sequence[OrderKey] | None = None, schema: Schema = RUNS
-) -> list[Row]:
+    rows: Sequence[Any],
+    order: Sequence[OrderKey] | None = None,
+    schema: Schema = RUNS,
+    *,
+    getter: Callable[[str, str], Callable[[Any], Any]] = _value_getter,
+) -> list[Any]:
     """Rows sorted by ``order``, then the schema's tie-breakers (for runs:
     start_time DESC, then run_id ASC); by the schema's default order without ``order``.
 
     Stable. In either direction, values come first, then NaN, then rows
     missing the value (MLflow's order). One stable sort per key, least
-    significant first.
+    significant first. ``getter(section, key)`` gives the value of a row (default: of a
+    row dict); with a table's :meth:`~gitml.tracking.columns.RunTable.getter` the
+    rows are positions in the table.
     """
     result = list(rows)
     first = operator.itemgetter(0)
     keys = [*order, *schema.tiebreak] if order else list(schema.default_order)
     for order_key in reversed(keys):
-        get = _value_getter(order_key.section, order_key.key)
-        present: list[tuple[Any, Row]] = []
-        nan: list[Row] = []
-        missing: list[Row] = []
+        get = getter(order_key.section, order_key.key)
+        present: list[tuple[Any, Any]] = []
+        nan: list[Any] = []
+        missing: list[Any] = []
         for row in result:
             value = get(row)
             if value is None:

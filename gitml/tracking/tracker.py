@@ -29,6 +29,7 @@ from gitml.names import (
     MAX_TAG_VALUE_LENGTH,
     RUNS_PREFIX,
     check_key,
+    is_run_ref,
     check_mapping,
     check_run_id,
     check_text,
@@ -52,6 +53,7 @@ from gitml.tracking.entities import (
 )
 from gitml.tracking.committer import Committer, wait_for_repository
 from gitml.tracking.experiments import ExperimentRegistry
+from gitml.tracking.columns import RunTable
 from gitml.tracking.index import RunIndex
 from gitml.tracking.record import RunRecord
 from gitml.tracking.writer import RunWriter, journal_trailers
@@ -423,7 +425,7 @@ class Tracker:
         valid = self._valid_refs
         out = {}
         for ref, commit in refs.items():
-            if ref not in valid and parse_run_ref(ref):
+            if ref not in valid and is_run_ref(ref):
                 valid.add(ref)
             if ref in valid:
                 out[ref] = commit
@@ -462,6 +464,11 @@ class Tracker:
         """Search rows of every run (of some experiments), via the index."""
         refs = self.run_refs(experiment_ids)
         return self.index.rows(refs, self._load_row)
+
+    def table(self, experiment_ids: list[str] | None = None) -> tuple[RunTable, list[CorruptRecordError]]:
+        """Search rows of every run (of some experiments) by column, via the index;
+        inside ``self.index.reading()``."""
+        return self.index.table(self.run_refs(experiment_ids), self._load_row)
 
     def _load_row(self, ref: bytes, commit: bytes) -> dict:
         _, run_id = run_ref_parts(ref)
@@ -599,6 +606,34 @@ class Tracker:
         return changed
 
 
+def search_table(
+    tracker: Tracker,
+    experiment_ids: list[str] | None,
+    filter_string: str | None = None,
+    *,
+    view: int = 1,
+    max_results: int | None = None,
+    order_by: list[str] | None = None,
+) -> tuple[RunTable, list[int]]:
+    """The runs matching a filter, ordered, at most ``max_results``: a table of the runs
+    and the positions of the matches in it, in order. Call inside ``tracker.index.reading()``."""
+    if max_results is not None and max_results < 0:
+        raise InvalidInputError(f"max_results must be >= 0, not {max_results}")
+    from gitml.tracking.entities import ViewType
+    from gitml.tracking.filter import compile_filter, filter_mask, parse_order_by, sort_rows
+
+    predicate = compile_filter(filter_string)
+    order = parse_order_by(order_by)
+    table, errors = tracker.table(experiment_ids)
+    for error in errors:
+        log.warning("gitml: skipping unreadable run: %s", error)
+    stages = table.column("attributes", "lifecycle_stage")
+    mask = filter_mask(predicate, table)
+    matched = [i for i, (ok, stage) in enumerate(zip(mask, stages)) if ok and ViewType.matches(view, stage)]
+    matched = sort_rows(matched, order, getter=table.getter)
+    return table, matched[:max_results] if max_results is not None else matched
+
+
 def search_rows(
     tracker: Tracker,
     experiment_ids: list[str] | None,
@@ -609,16 +644,8 @@ def search_rows(
     order_by: list[str] | None = None,
 ) -> list[dict]:
     """Rows of the runs matching a filter, ordered, at most ``max_results``."""
-    if max_results is not None and max_results < 0:
-        raise InvalidInputError(f"max_results must be >= 0, not {max_results}")
-    from gitml.tracking.entities import ViewType
-    from gitml.tracking.filter import compile_filter, parse_order_by, sort_rows
-
-    predicate = compile_filter(filter_string)
-    order = parse_order_by(order_by)
-    rows, errors = tracker.rows(experiment_ids)
-    for error in errors:
-        log.warning("gitml: skipping unreadable run: %s", error)
-    matched = [r for r in rows if ViewType.matches(view, r["lifecycle_stage"]) and predicate(r)]
-    matched = sort_rows(matched, order)
-    return matched[:max_results] if max_results is not None else matched
+    with tracker.index.reading():
+        table, matched = search_table(
+            tracker, experiment_ids, filter_string, view=view, max_results=max_results, order_by=order_by
+        )
+        return [table.row(i) for i in matched]

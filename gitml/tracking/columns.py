@@ -1,0 +1,193 @@
+"""Search rows held by column: what search filters, orders and turns into a frame.
+
+A :class:`RunTable` holds many runs' rows as one list per field (attributes,
+each metric, param and tag key, the dataset inputs), ``None`` where a run lacks
+the field. Filters are evaluated a column at a time (``Predicate.mask``), orders
+sort row positions, and the DataFrame is built from column slices: no dict per
+run is made unless a caller asks for rows.
+
+The index keeps a *snapshot* of a table on disk (``snapshot`` in the index's
+sqlite file, one JSON array per column, decoded only when a search names the
+column), keyed like every row by ``(ref, commit)``: a run whose ref moved since,
+or that is new, is read from the row table instead (see :mod:`gitml.tracking.index`).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+ATTRIBUTES = (
+    "run_id", "experiment_id", "run_name", "status", "start_time", "end_time",
+    "user_id", "lifecycle_stage", "artifact_uri",
+)
+SECTIONS = ("metrics", "params", "tags")
+FORMAT = b"gitml-columns 1"  # the snapshot's first entry: another value is ignored (rebuilt)
+
+
+class RunTable:
+    """Rows of ``len(refs)`` runs by column. ``load(name)`` gives a column not yet held
+    (``attributes.<name>``, ``<section>.<key>``, ``datasets``), or None for a key no run has."""
+
+    def __init__(
+        self,
+        refs: list[bytes],
+        commits: list[bytes],
+        keys: dict[str, list[str]],
+        load: Callable[[str], list | None],
+    ):
+        self.refs = refs
+        self.commits = commits
+        self.keys = keys
+        self._load = load
+        self._columns: dict[str, list] = {}
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    @classmethod
+    def from_rows(cls, entries: Sequence[tuple[bytes, bytes, dict]]) -> RunTable:
+        rows = [row for _, _, row in entries]
+        keys = {s: sorted({k for r in rows for k in r[s]}) for s in SECTIONS}
+        columns: dict[str, list] = {f"attributes.{a}": [r.get(a) for r in rows] for a in ATTRIBUTES}
+        columns["datasets"] = [r.get("datasets") or [] for r in rows]
+        for section in SECTIONS:
+            for key in keys[section]:
+                columns[f"{section}.{key}"] = [r[section].get(key) for r in rows]
+        table = cls([e[0] for e in entries], [e[1] for e in entries], keys, columns.get)
+        table._columns = columns
+        return table
+
+    def column(self, section: str, key: str = "") -> list:
+        """The values of one field for every row (``None`` where missing)."""
+        name = "datasets" if section == "datasets" else f"{section}.{key}"
+        column = self._columns.get(name)
+        if column is None:
+            column = self._load(name)
+            if column is None:
+                column = [None] * len(self.refs)
+            self._columns[name] = column
+        return column
+
+    def getter(self, section: str, key: str) -> Callable[[int], Any]:
+        """``position -> value`` for one field (what :func:`~gitml.tracking.filter.sort_rows` takes)."""
+        return self.column(section, key).__getitem__
+
+    def row(self, i: int) -> dict:
+        """The search row (dict) of the run at position ``i``."""
+        row: dict[str, Any] = {a: self.column("attributes", a)[i] for a in ATTRIBUTES}
+        for section in SECTIONS:
+            values = {}
+            for key in self.keys[section]:
+                value = self.column(section, key)[i]
+                if value is not None:
+                    values[key] = value
+            row[section] = values
+        row["datasets"] = self.column("datasets")[i]
+        return row
+
+    def names(self) -> list[str]:
+        """Every column's name."""
+        return [
+            *(f"attributes.{a}" for a in ATTRIBUTES), "datasets",
+            *(f"{s}.{k}" for s in SECTIONS for k in self.keys[s]),
+        ]
+
+    def select(self, positions: list[int]) -> RunTable:
+        """A table of the rows at ``positions`` (columns taken as they are needed)."""
+        parent = self
+
+        def load(name: str) -> list | None:
+            section, _, key = name.partition(".")
+            source = parent.column(section, key)
+            return [source[i] for i in positions]
+
+        return RunTable([self.refs[i] for i in positions], [self.commits[i] for i in positions], self.keys, load)
+
+    def __add__(self, other: RunTable) -> RunTable:
+        if not len(other):
+            return self
+        if not len(self):
+            return other
+        keys = {s: sorted(set(self.keys[s]) | set(other.keys[s])) for s in SECTIONS}
+        left, right = self, other
+
+        def load(name: str) -> list | None:
+            section, _, key = name.partition(".")
+            return left.column(section, key) + right.column(section, key)
+
+        return RunTable(self.refs + other.refs, self.commits + other.commits, keys, load)
+
+    # -- the snapshot's encoding ------------------------------------------
+    def encode(self) -> Iterable[tuple[str, bytes]]:
+        """``(name, data)`` for every column, the refs, commits and keys (JSON; NaN as NaN)."""
+        yield "format", FORMAT
+        yield "refs", json.dumps([r.decode() for r in self.refs]).encode()
+        yield "commits", b"".join(self.commits)
+        yield "keys", json.dumps(self.keys).encode()
+        for name in self.names():
+            section, _, key = name.partition(".")
+            yield name, encode_column(self.column(section, key))
+
+
+def decode_head(refs: bytes, commits: bytes, keys: bytes) -> tuple[list[bytes], list[bytes], dict[str, list[str]]]:
+    """The refs, commits and keys of a snapshot (raises ValueError when malformed)."""
+    names = [r.encode() for r in json.loads(refs)]
+    if len(commits) != 40 * len(names):
+        raise ValueError("snapshot commits do not match its refs")
+    ids = [commits[i:i + 40] for i in range(0, len(commits), 40)]
+    sections = json.loads(keys)
+    if not isinstance(sections, dict) or any(not isinstance(sections.get(s), list) for s in SECTIONS):
+        raise ValueError("snapshot keys malformed")
+    return names, ids, {s: [str(k) for k in sections[s]] for s in SECTIONS}
+
+
+# A column is stored by its kind, so that decoding costs about a list's making:
+# b"f" floats: a presence byte per value, then float64s; b"i" the same with int64s;
+# b"s" text: the distinct values (JSON), then a uint32 code per value; b"j" anything
+# else (the datasets): one JSON array.
+
+
+def encode_column(values: list) -> bytes:
+    present = bytes(v is not None for v in values)
+    given = [v for v in values if v is not None]
+    if all(type(v) is float for v in given):
+        return b"f" + present + array("d", [0.0 if v is None else v for v in values]).tobytes()
+    if all(type(v) is int and -(1 << 63) <= v < 1 << 63 for v in given):
+        return b"i" + present + array("q", [0 if v is None else v for v in values]).tobytes()
+    if all(type(v) is str for v in given):
+        distinct = list(dict.fromkeys(values))
+        codes = {v: i for i, v in enumerate(distinct)}
+        head = json.dumps(distinct).encode()
+        return b"s" + struct.pack("<Q", len(head)) + head + array("I", [codes[v] for v in values]).tobytes()
+    return b"j" + json.dumps(values).encode()
+
+
+def decode_column(data: bytes, n: int) -> list:
+    """A column :func:`encode_column` wrote, of ``n`` values (ValueError when malformed)."""
+    kind, body = data[:1], data[1:]
+    if kind in (b"f", b"i"):
+        numbers = array("d" if kind == b"f" else "q")
+        if len(body) != n * (1 + numbers.itemsize):
+            raise ValueError("snapshot column malformed")
+        present = body[:n]
+        numbers.frombytes(body[n:])
+        column: list[Any] = numbers.tolist()
+        if present.count(0):
+            column = [v if p else None for v, p in zip(column, present)]
+        return column
+    if kind == b"s":
+        (size,) = struct.unpack_from("<Q", body)
+        distinct = json.loads(body[8:8 + size])
+        codes = array("I")
+        codes.frombytes(body[8 + size:])
+        if not isinstance(distinct, list) or len(codes) != n or (n and max(codes) >= len(distinct)):
+            raise ValueError("snapshot column malformed")
+        return [distinct[c] for c in codes]
+    column = json.loads(body)
+    if kind != b"j" or not isinstance(column, list) or len(column) != n:
+        raise ValueError("snapshot column malformed")
+    return column

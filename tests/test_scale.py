@@ -1,0 +1,205 @@
+"""Search at scale: the columnar snapshot of the index, column-wise filters, the frame
+built by columns, and packed-refs read in one pass (issue 15)."""
+
+import math
+import os
+import sqlite3
+
+import pytest
+
+import gitml
+from gitml.tracking import index as index_module
+from gitml.tracking.columns import RunTable, decode_column, encode_column
+from gitml.tracking.filter import compile_filter, filter_mask, parse_order_by, sort_rows
+from tests.conftest import git, run_python
+
+FILTERS = [
+    "",
+    "metrics.m > 0.5",
+    "metrics.m != 0.5",
+    "metrics.m = 0.5 OR params.p = 'x'",
+    "params.p IN ('x', 'y') AND tags.t IS NULL",
+    "params.p NOT IN ('x')",
+    "tags.t IS NOT NULL",
+    "params.p LIKE 'x%' OR (metrics.m <= 0.2 AND tags.t = 'v')",
+    "attributes.run_name ILIKE 'R1%'",
+    "start_time >= 5 AND status = 'FINISHED'",
+    "datasets.name = 'd1'",
+    "datasets.context IS NULL",
+    "metrics.missing IS NULL",
+]
+
+
+def make_rows(n):
+    rows = []
+    for i in range(n):
+        metrics = {"m": float("nan") if i % 11 == 0 else (i % 10) / 10} if i % 7 else {}
+        rows.append({
+            "run_id": f"{i:032x}", "experiment_id": "1", "run_name": f"r{i}", "status": "FINISHED",
+            "start_time": i % 13, "end_time": None if i % 3 else i, "user_id": "u",
+            "lifecycle_stage": "active", "artifact_uri": f"runs:/{i:032x}",
+            "metrics": metrics, "params": {"p": "xyz"[i % 3]} if i % 5 else {},
+            "tags": {"t": "v"} if i % 2 else {},
+            "datasets": [{"name": f"d{i % 3}", "digest": "ab", "context": None if i % 4 else "train"}] if i % 6 else [],
+        })
+    return rows
+
+
+def test_filters_by_column_match_filters_by_row():
+    rows = make_rows(300)
+    table = RunTable.from_rows([(b"r%d" % i, b"c", r) for i, r in enumerate(rows)])
+    for text in FILTERS:
+        predicate = compile_filter(text)
+        assert filter_mask(predicate, table) == [predicate(r) for r in rows], text
+
+
+def test_sorting_positions_matches_sorting_rows():
+    rows = make_rows(300)
+    table = RunTable.from_rows([(b"r%d" % i, b"c", r) for i, r in enumerate(rows)])
+    for order in (None, ["metrics.m DESC"], ["params.p", "metrics.m"], ["attributes.end_time DESC"]):
+        keys = parse_order_by(order)
+        by_rows = [r["run_id"] for r in sort_rows(rows, keys)]
+        by_positions = [rows[i]["run_id"] for i in sort_rows(range(len(rows)), keys, getter=table.getter)]
+        assert by_positions == by_rows, order
+
+
+def test_columns_round_trip_through_their_encoding():
+    for column in ([1.5, None, math.inf, -0.0], [1, None, -(2**63)], ["a", None, "é", "a"], [None, None],
+                   [[{"name": "x"}], []], [True, 1.0], ["1", 1]):
+        back = decode_column(encode_column(column), len(column))
+        assert [repr(v) for v in back] == [repr(v) for v in column]
+    nan = decode_column(encode_column([math.nan]), 1)[0]
+    assert math.isnan(nan)
+    with pytest.raises(ValueError):
+        decode_column(encode_column([1.0, 2.0])[:-3], 2)
+
+
+@pytest.fixture
+def small_slack(monkeypatch):
+    monkeypatch.setattr(index_module, "SNAPSHOT_SLACK", 8)
+
+
+def snapshot_generations(repo):
+    with sqlite3.connect(os.path.join(repo, ".git", "gitml", "index.sqlite3")) as db:
+        return [g for (g,) in db.execute("SELECT DISTINCT gen FROM snapshot")]
+
+
+def make_runs(n, prefix="r"):
+    ids = []
+    for i in range(n):
+        with gitml.start_run(run_name=f"{prefix}{i}") as run:
+            gitml.log_params({"p": "xyz"[i % 3]})
+            gitml.log_metrics({"m": i / n})
+        ids.append(run.info.run_id)
+    gitml.flush()
+    return ids
+
+
+def test_snapshot_serves_search_and_other_processes_changes_are_seen_at_once(repo, small_slack):
+    gitml.set_experiment("scale")
+    ids = make_runs(30)
+    frame = gitml.search_runs(filter_string="params.p = 'x'", order_by=["metrics.m DESC"])
+    assert snapshot_generations(repo) == [1]  # 30 runs outside any snapshot: one was written
+    assert list(frame["run_id"]) == [ids[i] for i in range(27, -1, -3)]
+    # another process changes a run, makes a new one, and deletes a ref
+    run_python(f"""
+import gitml, subprocess
+gitml.set_experiment("scale")
+with gitml.start_run(run_id="{ids[3]}"):
+    gitml.log_metric("m", 5.0)
+with gitml.start_run(run_name="new"):
+    gitml.log_params({{"p": "x"}})
+    gitml.log_metric("m", 7.0)
+""", repo)
+    ref = [r for r in git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs/").split() if r.endswith(ids[6])][0]
+    git(repo, "update-ref", "-d", ref)
+    frame = gitml.search_runs(filter_string="params.p = 'x'", order_by=["metrics.m DESC"])
+    names = list(frame["tags.mlflow.runName"])
+    assert names[:2] == ["new", "r3"] and "r6" not in names and len(names) == 10
+    assert frame["metrics.m"].iloc[1] == 5.0
+    # a fresh process sees the same, from the snapshot plus the changed rows
+    out = run_python("""
+import gitml
+gitml.set_experiment("scale")
+f = gitml.search_runs(filter_string="params.p = 'x'", order_by=["metrics.m DESC"])
+print(",".join(f["tags.mlflow.runName"]))
+""", repo).stdout.strip().splitlines()[-1]
+    assert out.split(",") == names
+
+
+def test_snapshot_is_rewritten_once_many_runs_are_outside_it(repo, small_slack):
+    gitml.set_experiment("scale")
+    make_runs(10)
+    gitml.search_runs()
+    assert snapshot_generations(repo) == [1]
+    make_runs(3, prefix="s")
+    assert len(gitml.search_runs()) == 13
+    assert snapshot_generations(repo) == [1]  # 3 new runs are read as rows
+    make_runs(9, prefix="t")
+    assert len(gitml.search_runs()) == 22
+    assert snapshot_generations(repo) == [2]  # the old generation is gone
+
+
+def test_a_damaged_snapshot_is_one_line_error_then_rebuilt(repo, small_slack):
+    gitml.set_experiment("scale")
+    make_runs(10)
+    gitml.search_runs()
+    with sqlite3.connect(os.path.join(repo, ".git", "gitml", "index.sqlite3")) as db:
+        db.execute("UPDATE snapshot SET data = x'6600' WHERE name = 'metrics.m'")
+    out = run_python("""
+import gitml
+gitml.set_experiment("scale")
+try:
+    gitml.search_runs()
+except gitml.GitmlError as e:
+    print("ERROR", e)
+print(len(gitml.search_runs()))
+""", repo).stdout
+    assert "ERROR search index" in out and "metrics.m" in out and "damaged" in out
+    assert out.strip().splitlines()[-1] == "10"
+
+
+def test_an_older_snapshot_format_is_ignored(repo, small_slack):
+    gitml.set_experiment("scale")
+    make_runs(10)
+    gitml.search_runs()
+    with sqlite3.connect(os.path.join(repo, ".git", "gitml", "index.sqlite3")) as db:
+        db.execute("UPDATE snapshot SET data = x'30' WHERE name = 'format'")
+    out = run_python('import gitml; print(len(gitml.search_runs(search_all_experiments=True)))', repo).stdout
+    assert out.strip().splitlines()[-1] == "10"
+
+
+def test_frame_built_by_columns_has_mlflow_columns_and_types(repo):
+    from gitml.frame import runs_frame
+
+    rows = make_rows(20)
+    frame = runs_frame(rows)
+    assert list(frame.columns[:6]) == ["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"]
+    assert frame["metrics.m"].dtype == "float64" and math.isnan(frame["metrics.m"].iloc[0])
+    assert frame["end_time"].isna().sum() == sum(1 for r in rows if r["end_time"] is None)
+    assert frame["params.p"].isna().tolist() == ["p" not in r["params"] for r in rows]
+    assert frame["params.p"].dropna().tolist() == [r["params"]["p"] for r in rows if "p" in r["params"]]
+    assert "metrics.missing" not in frame.columns
+    assert len(runs_frame([]).columns) == 6
+
+
+def test_packed_refs_read_in_one_pass_match_git(tmp_path):
+    from gitml.store.refs import RefLister
+
+    path = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(path))
+    git(path, "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "--allow-empty", "-m", "c")
+    head = git(path, "rev-parse", "HEAD").strip()
+    lines = "".join(f"create refs/gitml/runs/{i % 7}/{i:032x} {head}\n" for i in range(3000))
+    git(path, "update-ref", "--stdin", input_text=lines)
+    git(path, "-c", "user.name=a", "-c", "user.email=a@b", "tag", "-a", "-m", "t", "v1")  # a peeled line in packed-refs
+    git(path, "pack-refs", "--all")
+    git(path, "update-ref", f"refs/gitml/runs/3/{3:032x}", git(path, "rev-parse", "v1").strip())  # loose wins
+    lister = RefLister(str(path / ".git"))
+    expected = dict(
+        line.split(" ")[::-1]
+        for line in git(path, "for-each-ref", "--format=%(objectname) %(refname)", "refs/gitml/runs/").split("\n") if line
+    )
+    got = {k.decode(): v.decode() for k, v in lister.under("refs/gitml/runs/").items()}
+    assert got == expected and len(got) == 3000
+    assert {k.decode() for k in lister.under("refs/tags/")} == {"refs/tags/v1"}
