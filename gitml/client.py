@@ -21,6 +21,7 @@ from gitml.errors import ExperimentNotFoundError, InvalidInputError
 from gitml.names import DEFAULT_EXPERIMENT_ID, as_text, check_artifact_path, check_key, check_metric
 from gitml.store.git import open_store
 from gitml.tracking.entities import Experiment, LifecycleStage, Metric, Run, RunStatus, ViewType
+from gitml.registry.mlflow_api import RegistryCalls
 from gitml.runviews import RunViews
 from gitml.tracking.tracker import Tracker, check_run_name, search_rows
 
@@ -49,7 +50,7 @@ class PagedList(list):
         self.token = token
 
 
-class Client(RunViews):
+class Client(RunViews, RegistryCalls):
     """Tracking operations on the repository at ``repo`` (default: the current one);
     the read-only views of :class:`gitml.runviews.RunViews` too."""
 

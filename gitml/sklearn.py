@@ -94,7 +94,7 @@ def log_model(sk_model: Any, artifact_path: str | None = None, conda_env=None, c
               skops_trusted_types: list[str] | None = None):
     """Save a scikit-learn model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``).
-    ``registered_model_name`` raises RegistryUnavailableError until gitml has a registry."""
+    ``registered_model_name`` registers it as that model's next version."""
     from gitml.models.save import log_model_folder
 
     return log_model_folder(

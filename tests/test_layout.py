@@ -13,18 +13,20 @@ LAYERS = [
     ("gitml.tracking", "gitml.artifacts.cas", "gitml.artifacts.config", "gitml.artifacts.formats", "gitml.artifacts.statcache",
      "gitml.data", "gitml.system_metrics"),
     ("gitml.artifacts.service",),
+    ("gitml.registry",),
     ("gitml.client", "gitml.runviews", "gitml.frame", "gitml.sync", "gitml.entities"),
     ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
-    ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch"),
+    ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch", "gitml.registry.gitops"),
     ("gitml.cli", "gitml.ui"),
 ]
 
 
 def _layer(module: str) -> int | None:
-    for level, prefixes in enumerate(LAYERS):
-        if any(module == p or module.startswith(p + ".") for p in prefixes):
-            return level
-    return None
+    """The layer of the longest prefix naming ``module`` (``gitml.registry.gitops`` sits above
+    ``gitml.registry``)."""
+    found = [(len(p), level) for level, prefixes in enumerate(LAYERS) for p in prefixes
+             if module == p or module.startswith(p + ".")]
+    return max(found)[1] if found else None
 
 
 def test_public_namespace_is_complete():

@@ -24,7 +24,6 @@ from gitml.models import (
     ParamSchema,
     ParamSpec,
     RegisteredModelNotFoundError,
-    RegistryUnavailableError,
     Schema,
     SchemaEnforcementError,
     TensorSpec,
@@ -144,8 +143,8 @@ def test_bad_model_uris_are_refused(uri):
         parse_model_uri(uri)
 
 
-def test_models_uri_names_no_registered_model_until_the_registry_lands(repo):
-    with pytest.raises(RegisteredModelNotFoundError, match="no such registered model 'churn'"):
+def test_models_uri_of_an_unknown_registered_model_is_not_found(repo):
+    with pytest.raises(RegisteredModelNotFoundError, match="no registered model 'churn'"):
         gitml.pyfunc.load_model("models:/churn/1")
     assert isinstance(RegisteredModelNotFoundError("x"), NotFoundError)
 
@@ -193,12 +192,18 @@ def test_log_model_records_the_folder_and_loads_by_id_prefix_or_name(iris, repo)
         gitml.pyfunc.load_model(f"runs:/{run_id}/nothing")
 
 
-def test_registered_model_name_is_refused_before_anything_is_written(iris, repo):
-    _, model = iris
+def test_registered_model_name_registers_and_a_bad_name_is_refused_before_anything_is_written(iris, repo):
+    X, model = iris
     with gitml.start_run() as run:
-        with pytest.raises(RegistryUnavailableError, match="registry is not available yet"):
-            gitml.sklearn.log_model(model, name="model", registered_model_name="churn")
+        with pytest.raises(InvalidInputError, match="registered model name 'churn model'"):
+            gitml.sklearn.log_model(model, name="model", registered_model_name="churn model")
     assert gitml.Client(repo).list_artifacts(run.info.run_id) == []
+    with gitml.start_run() as run:
+        info = gitml.sklearn.log_model(model, name="model", registered_model_name="churn")
+    assert info.registered_model_version == "1"
+    loaded = gitml.pyfunc.load_model("models:/churn/1")
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.metadata.run_id == run.info.run_id
 
 
 class Doubler(gitml.pyfunc.PythonModel):

@@ -457,6 +457,9 @@ from gitml.cli.projects import env_group, run_command  # noqa: E402
 
 cli.add_command(run_command)
 cli.add_command(env_group)
+from gitml.cli.registry import registry_group  # noqa: E402
+
+cli.add_command(registry_group)
 
 
 def main() -> None:

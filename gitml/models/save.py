@@ -134,16 +134,15 @@ def log_model_folder(
     **save_kwargs,
 ) -> ModelInfo:
     """Save a model with ``save(path=..., mlflow_model=..., **save_kwargs)`` and log the folder
-    as the run's artifacts under ``name``. ``registered_model_name`` is refused until the
-    registry exists (before anything is written)."""
+    as the run's artifacts under ``name``; ``registered_model_name`` registers it as that
+    model's next version (the name is checked before anything is written)."""
     from gitml import fluent
     from gitml.names import check_artifact_path
 
     if registered_model_name is not None:
-        raise RegistryUnavailableError(
-            f"cannot register {registered_model_name!r}: the model registry is not available yet "
-            "(log the model without registered_model_name)"
-        )
+        from gitml.registry.tags import check_model_name
+
+        check_model_name(registered_model_name)  # before anything is written
     if name is not None and artifact_path is not None and name != artifact_path:
         raise InvalidInputError("give name or artifact_path (the same thing), not both")
     path = check_artifact_path((name or artifact_path or "model").strip("/"), "model name")
@@ -153,8 +152,12 @@ def log_model_folder(
         folder = os.path.join(tmp, "model")
         save(path=folder, mlflow_model=model, **save_kwargs)
         fluent.client().log_artifacts(run, folder, path)
+    registered = None
+    if registered_model_name is not None:
+        registered = fluent.client().create_model_version(registered_model_name, f"runs:/{run}/{path}")
     return ModelInfo(
         artifact_path=path, flavors=model.flavors, model_uri=f"runs:/{run}/{path}", model_uuid=model.model_uuid,
         run_id=run, signature=model.signature, utc_time_created=model.utc_time_created,
         saved_input_example_info=model.saved_input_example_info, metadata=model.metadata,
+        registered_model_version=registered.version if registered is not None else None,
     )

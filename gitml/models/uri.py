@@ -86,12 +86,14 @@ def parse_model_uri(uri: str | os.PathLike) -> ModelURI:
 
 
 def _resolve_registered(client: Client, name: str, version: str | None, alias: str | None) -> tuple[str, str]:
-    """``(run_id, artifact path)`` of a registered model version. The model registry fills
-    this in; until it lands every ``models:/`` URI names no registered model."""
-    which = f"alias {alias!r}" if alias is not None else f"version {version!r}"
-    raise RegisteredModelNotFoundError(
-        f"no such registered model {name!r} ({which}): the model registry is not available yet"
-    )
+    """``(run_id, artifact path)`` of a registered model version, its chain checked by the
+    registry (stage tag under the policy, run commit, the model files' manifest hashes)."""
+    from gitml.registry.state import RegisteredModelNotFound
+
+    try:
+        return client.registry.locate(name, version, stage=alias)
+    except RegisteredModelNotFound as e:
+        raise RegisteredModelNotFoundError(str(e)) from None
 
 
 def resolve_model_uri(client: Client | None, uri: str | os.PathLike) -> tuple[str | None, str]:

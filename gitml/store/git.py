@@ -310,6 +310,10 @@ class GitStore:
             return pack_refs(self.commondir, names)
 
     # -- work tree and identity -----------------------------------------
+    def config(self):
+        """git's configuration as git reads it: the repository's, the user's, the system's."""
+        return self.repo.get_config_stack()
+
     def head(self) -> Head:
         try:
             chain, sha = self.repo.refs.follow(b"HEAD")

@@ -1,0 +1,211 @@
+"""``gitml registry ...``: the model registry (registered on the root group by main)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+
+def _client(ctx):
+    from gitml.cli.main import _client as client
+
+    return client(ctx)
+
+
+def _sign_option(f):
+    return click.option("--sign/--no-sign", "sign", default=None,
+                        help="Sign the tag (default: git's tag.gpgSign).")(f)
+
+
+def _when(seconds: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds else "-"
+
+
+@click.group("registry")
+def registry_group():
+    """Registered models: versions and stages as git tags (GTO's format), signed as git signs."""
+
+
+@registry_group.command("register")
+@click.argument("name")
+@click.argument("run_path", metavar="RUN[:PATH]")
+@click.option("--version", help="The version (vX.Y.Z); default: the next by --bump.")
+@click.option("--bump", type=click.Choice(["major", "minor", "patch"]), default="major", show_default=True)
+@click.option("-m", "--message", "description", default="", help="A description of the version.")
+@_sign_option
+@click.pass_context
+def register(ctx, name, run_path, version, bump, description, sign):
+    """Register the model at PATH of run RUN (id, prefix or name) as a version of NAME."""
+    run, sep, path = run_path.partition(":")
+    with _client(ctx) as c:
+        mv = c.registry.register(name, run, path if sep else None, version=version, bump_part=bump,
+                                 description=description, sign_tag=sign)
+        click.echo(f"Registered {name} {mv.version}: run {mv.run_id[:8]}, model {mv.path or '.'} (tag {mv.tag})")
+
+
+@registry_group.command("promote")
+@click.argument("name")
+@click.argument("version")
+@click.argument("stage")
+@_sign_option
+@click.pass_context
+def promote(ctx, name, version, stage, sign):
+    """Put VERSION of NAME in STAGE (tag NAME#STAGE#N)."""
+    with _client(ctx) as c:
+        tag, created = c.registry.assign(name, version, stage, sign_tag=sign)
+        click.echo(f"{name}: {stage} now holds {version} (tag {tag})" if created else f"{name}: {stage} already holds {version}")
+
+
+@registry_group.command("demote")
+@click.argument("name")
+@click.argument("stage")
+@_sign_option
+@click.pass_context
+def demote(ctx, name, stage, sign):
+    """Empty STAGE of NAME (tag NAME#STAGE!#N)."""
+    with _client(ctx) as c:
+        tags = c.registry.unassign(name, stage, sign_tag=sign)
+        click.echo(f"{name}: {stage} emptied (tag {', '.join(tags)})")
+
+
+@registry_group.command("deprecate")
+@click.argument("name")
+@click.argument("version", required=False)
+@_sign_option
+@click.pass_context
+def deprecate(ctx, name, version, sign):
+    """Withdraw VERSION of NAME (NAME@VERSION!#N), or the whole model (NAME@deprecated#N)."""
+    with _client(ctx) as c:
+        tag = c.registry.deregister(name, version, sign_tag=sign) if version else c.registry.deprecate(name, sign_tag=sign)
+        click.echo(f"{name}{' ' + version if version else ''} deprecated (tag {tag})")
+
+
+@registry_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def list_models(ctx, as_json):
+    """Registered models: latest version and what each stage holds."""
+    from gitml.cli.main import _emit_json, _table
+
+    with _client(ctx) as c:
+        models = c.registry.models()
+        if as_json:
+            _emit_json({n: {"latest": s.latest.version if s.latest else None, "stages": s.stages,
+                            "deprecated": s.deprecated, "versions": len(s.versions)} for n, s in models.items()})
+            return
+        _table(["model", "latest", "versions", "stages"],
+               [[n + (" (deprecated)" if s.deprecated else ""), s.latest.version if s.latest else "-", str(len(s.versions)),
+                 ", ".join(f"{st}={v}" for st, v in sorted(s.stages.items())) or "-"] for n, s in models.items()])
+
+
+@registry_group.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def show(ctx, name, as_json):
+    """NAME's versions: run, model path, stages, who registered it and when."""
+    from gitml.cli.main import _emit_json, _table
+    from gitml.registry.tags import version_key
+
+    with _client(ctx) as c:
+        state = c.registry.model(name)
+        versions = sorted(state.versions.values(), key=lambda v: version_key(v.version))
+        if as_json:
+            _emit_json({"name": name, "deprecated": state.deprecated, "stages": state.stages, "ignored": state.ignored,
+                        "versions": [{"version": v.version, "run_id": v.run_id, "path": v.path, "commit": v.commit,
+                                      "stages": v.stages, "deregistered": v.deregistered, "by": v.registered_by,
+                                      "at": v.registered_at, "description": v.description} for v in versions]})
+            return
+        _table(["version", "run", "model", "stages", "registered by", "at"],
+               [[v.version + (" (deregistered)" if v.deregistered else ""), v.run_id[:8], v.path or ".",
+                 ", ".join(sorted(v.stages)) or "-", v.registered_by, _when(v.registered_at)] for v in versions])
+        for tag, why in state.ignored.items():
+            click.secho(f"ignored: {why}", fg="yellow", err=True)
+
+
+@registry_group.command("history")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def history(ctx, name, as_json):
+    """NAME's events in order (by counter N): tag, who, when, signature status."""
+    from gitml.cli.main import _emit_json, _table
+
+    with _client(ctx) as c:
+        reg = c.registry
+        state = reg.model(name)
+        rows = [{"tag": e.tag.name, "event": e.tag.action.value, "version": e.info.get("version", e.tag.version),
+                 "stage": e.tag.stage, "by": e.tagger, "at": e.time, "signature": str(reg.verification(e))}
+                for e in state.events]
+        if as_json:
+            _emit_json(rows)
+            return
+        _table(["tag", "event", "by", "at", "signature"],
+               [[r["tag"], r["event"], r["by"], _when(r["at"]), r["signature"]] for r in rows])
+
+
+@registry_group.command("verify")
+@click.pass_context
+def verify(ctx):
+    """Check every registry tag against its run and the policy; exit 1 on any failure."""
+    from gitml.registry.audit import verify_registry
+
+    with _client(ctx) as c:
+        problems, checked = verify_registry(c.registry)
+        for tag, why in problems:
+            click.secho(f"{tag}: {why}", fg="red")
+        click.echo(f"{checked} registry tag(s) checked, {len(problems)} problem(s)")
+        if problems:
+            ctx.exit(1)
+
+
+@registry_group.command("propose")
+@click.argument("name")
+@click.argument("version")
+@click.argument("stage")
+@click.option("-b", "--branch", help="Branch to create (default: gitml/promote/NAME/STAGE/VERSION).")
+@click.pass_context
+def propose(ctx, name, version, stage, branch):
+    """Commit .gitml/stages.yaml asking STAGE to hold VERSION, on a new branch (for a pull request)."""
+    from gitml.registry import gitops
+
+    with _client(ctx) as c:
+        made, commit = gitops.propose(c, name, version, stage, branch=branch)
+        click.echo(f"Committed {commit[:12]} on branch {made}: push it and open a pull request "
+                   f"(git push origin {made})")
+
+
+@registry_group.command("check")
+@click.option("--base", default="main", show_default=True, help="Compare .gitml/stages.yaml with this branch.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Write the Markdown report here.")
+@click.option("--no-load", is_flag=True, help="Do not load the models (only download and verify them).")
+@click.pass_context
+def check(ctx, base, report_path, no_load):
+    """Validate the proposed stage changes; print (or write) a Markdown report; exit 1 on a problem."""
+    from gitml.registry import gitops
+
+    with _client(ctx) as c:
+        result = gitops.check(c, base=base, load=not no_load)
+        if report_path:
+            with open(report_path, "w") as f:
+                f.write(result.report)
+        else:
+            click.echo(result.report)
+        if not result.ok:
+            ctx.exit(1)
+
+
+@registry_group.command("apply")
+@_sign_option
+@click.pass_context
+def apply(ctx, sign):
+    """Create the tags .gitml/stages.yaml asks for (nothing when they exist)."""
+    from gitml.registry import gitops
+
+    with _client(ctx) as c:
+        done = gitops.apply(c, sign_tag=sign)
+        for a in done:
+            click.echo(f"{a.model}: {a.stage} -> {a.version or '(empty)'} ({', '.join(a.tags)})")
+        if not done:
+            click.echo("Nothing to do: the registry already matches .gitml/stages.yaml.")

@@ -1,0 +1,75 @@
+"""``gitml registry verify``: every registry tag checked against its run and the policy."""
+
+from __future__ import annotations
+
+from gitml.errors import GitmlError
+from gitml.registry.state import Registry
+from gitml.registry.tags import Action
+
+
+def verify_registry(reg: Registry) -> tuple[list[tuple[str, str]], int]:
+    """``(problems, tags checked)``; a problem is ``(tag, why)``. Checked: the tag is
+    annotated and points at a commit; a signature, when present, is good; a stage whose
+    policy requires signatures has only tags signed by a trusted key; a registration's
+    run exists, holds the tagged commit in its history and a model at its path; a stage
+    tag points at a registered version and its message names that version; no two versions
+    of a model share a commit."""
+    problems: list[tuple[str, str]] = []
+    tags = reg.tag_refs()
+    policy = reg.policy
+    by_model: dict[str, dict[str, str]] = {}  # model -> commit -> version
+    events = []
+    for tag, sha in sorted(tags.items(), key=lambda t: t[0].name):
+        event = reg.event(tag, sha)
+        if event is None:
+            problems.append((tag.name, "not an annotated tag, or unreadable"))
+            continue
+        events.append(event)
+        try:
+            commit = reg.store.commit(event.target.encode())
+        except GitmlError as e:
+            problems.append((tag.name, f"points at {event.target[:12]}, which is not a commit here ({e})"))
+            continue
+        del commit
+        status = reg.verification(event)
+        if status.status == "bad":
+            problems.append((tag.name, str(status)))
+        elif tag.stage is not None and policy.requires_signature(tag.stage) and not status.trusted:
+            problems.append((tag.name, f"{status}; stage {tag.stage!r} requires a tag signed by a trusted key"))
+        if tag.action is Action.REGISTER:
+            seen = by_model.setdefault(tag.model, {})
+            if event.target in seen:
+                problems.append((tag.name, f"commit {event.target[:12]} already is {tag.model} {seen[event.target]}"))
+            seen[event.target] = tag.version or ""
+            _check_registration(reg, event, problems)
+    for event in events:
+        tag = event.tag
+        if tag.action in (Action.ASSIGN, Action.UNASSIGN):
+            version = by_model.get(tag.model, {}).get(event.target)
+            if version is None:
+                problems.append((tag.name, f"points at {event.target[:12]}, which is no registered version of {tag.model}"))
+            elif event.info and event.info.get("version") not in (None, version):
+                problems.append((tag.name, f"its message names {event.info.get('version')}, its commit is {version}"))
+    return problems, len(tags)
+
+
+def _check_registration(reg: Registry, event, problems: list[tuple[str, str]]) -> None:
+    tag = event.tag
+    info = event.info
+    if info.get("version") not in (None, tag.version) or info.get("model") not in (None, tag.model):
+        problems.append((tag.name, f"its message names {info.get('model')} {info.get('version')}, not {tag.model} {tag.version}"))
+        return
+    run_id = str(info.get("run_id") or "")
+    if not run_id:
+        return  # a tag made by GTO or git: no run to check
+    try:
+        ref = reg.tracker.ref_of(run_id)
+        head = reg.store.ref(ref)
+        if head is None or not reg.descends(head, event.target.encode()):
+            problems.append((tag.name, f"commit {event.target[:12]} is not in the history of run {run_id}"))
+            return
+        files = reg.model_files_at(run_id, event.target, str(info.get("path") or ""))
+        if "MLmodel" not in files:
+            problems.append((tag.name, f"run {run_id} has no model at {info.get('path')!r} in commit {event.target[:12]}"))
+    except GitmlError as e:
+        problems.append((tag.name, str(e)))

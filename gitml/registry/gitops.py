@@ -1,0 +1,264 @@
+"""Promotion by pull request: propose, check, apply.
+
+The desired state is a committed file, ``.gitml/stages.yaml`` (for each model, the
+version each stage should hold). ``propose`` commits a change of it on a new branch
+(nothing in the work tree changes; push the branch and open a pull request); ``check``
+(in CI, on the pull request) validates every stage the branch changes against ``--base``
+and writes a Markdown report; ``apply`` (in CI, on the merged branch) creates the tags
+the file asks for, signed as git's configuration says, and does nothing when the tags
+already say it. Stages the file does not list are left as they are; a stage set to
+``null`` (or ``""``) is emptied.
+
+This module takes a :class:`gitml.Client` (it downloads and loads models), so it sits
+above the client, beside ``gitml.models``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dulwich.objects import Blob, Commit
+
+from gitml.errors import ConflictError, GitmlError, InvalidInputError, NotFoundError
+from gitml.registry.policy import STAGES_PATH, dump_stages, parse_stages, read_committed
+from gitml.registry.state import ModelVersion, Registry
+from gitml.registry.tags import check_model_name, check_version
+from gitml.store.git import TREE_MODE, FILE_MODE, make_tree
+
+if TYPE_CHECKING:
+    from gitml.client import Client
+
+
+@dataclass
+class Change:
+    model: str
+    stage: str
+    version: str  # "" = empty the stage
+    current: str | None  # what the stage holds now (None: nothing)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CheckResult:
+    changes: list[Change]
+    report: str  # Markdown
+
+    @property
+    def ok(self) -> bool:
+        return all(not c.problems for c in self.changes)
+
+
+def _head(client: Client) -> tuple[bytes, str | None]:
+    head = client.registry.store.head()
+    if head.commit is None:
+        raise InvalidInputError("the repository has no commit yet: commit .gitml/stages.yaml first")
+    return head.commit, head.branch
+
+
+def desired_at(client: Client, commit: bytes | None) -> dict[str, dict[str, str]]:
+    data = read_committed(client.registry.store, commit, STAGES_PATH) if commit is not None else None
+    return parse_stages(data, f"{STAGES_PATH} at {commit.decode()[:12] if commit else '?'}")
+
+
+def propose(client: Client, model: str, version: str, stage: str, *, branch: str | None = None) -> tuple[str, str]:
+    """Commit ``.gitml/stages.yaml`` with ``model``'s ``stage`` set to ``version`` on a new
+    branch from HEAD; returns ``(branch, commit id)``. Raises NotFoundError (no such
+    version), InvalidInputError (stage not allowed), ConflictError (the branch exists)."""
+    reg = client.registry
+    check_model_name(model)
+    reg.policy.check_stage(stage)
+    mv = reg.resolve(model, version)
+    head, _ = _head(client)
+    desired = desired_at(client, head)
+    desired.setdefault(model, {})[stage] = mv.version
+    branch = branch or f"gitml/promote/{model}/{stage}/{mv.version}"
+    store = reg.store
+    out: list = []
+    blob = Blob.from_string(dump_stages(desired))
+    out.append(blob)
+    tree = _with_file(store, store.commit(head).tree, STAGES_PATH.split("/"), blob.id, out)
+    who = store.identity().as_bytes()
+    now = int(time.time())
+    commit = Commit()
+    commit.tree, commit.parents = tree, [head]
+    commit.author = commit.committer = who
+    commit.author_time = commit.commit_time = now
+    commit.author_timezone = commit.commit_timezone = time.localtime(now).tm_gmtoff
+    commit.message = f"Promote {model} {mv.version} to {stage}\n\nGitml-Registry: {model} {stage} {mv.version}\n".encode()
+    out.append(commit)
+    store.write(out)
+    if not store.cas(f"refs/heads/{branch}".encode(), None, commit.id):
+        raise ConflictError(f"branch {branch} already exists")
+    store.release_kept()
+    return branch, commit.id.decode()
+
+
+def _with_file(store, tree_sha: bytes, parts: list[str], blob: bytes, out: list) -> bytes:
+    entries = dict(store.tree(tree_sha)) if tree_sha else {}
+    name = parts[0].encode()
+    if len(parts) == 1:
+        entries[name] = (FILE_MODE, blob)
+    else:
+        sub = entries.get(name)
+        entries[name] = (TREE_MODE, _with_file(store, sub[1] if sub and sub[0] == TREE_MODE else b"", parts[1:], blob, out))
+    tree = make_tree(entries)
+    out.append(tree)
+    return tree.id
+
+
+def _changes(client: Client, base: str | None) -> list[Change]:
+    reg = client.registry
+    head, _ = _head(client)
+    base_commit = client.registry.resolve_commit(base) if base else None
+    new, old = desired_at(client, head), desired_at(client, base_commit)
+    models = reg.models()
+    changes = []
+    for model, stages in sorted(new.items()):
+        for stage, version in sorted(stages.items()):
+            if base is not None and old.get(model, {}).get(stage) == version:
+                continue
+            state = models.get(model)
+            changes.append(Change(model, stage, version, state.stages.get(stage) if state else None))
+    return changes
+
+
+def check(client: Client, *, base: str | None = "main", load: bool = True) -> CheckResult:
+    """Validate every stage the desired-state file changes against ``base`` (None: every
+    stage it lists): the version exists and is live, its run's artifacts are reachable and
+    match their hashes, the model loads, the policy allows the stage. The report shows
+    the candidate beside the version the stage holds now."""
+    reg = client.registry
+    changes = _changes(client, base)
+    sections = []
+    for change in changes:
+        candidate = None
+        try:
+            reg.policy.check_stage(change.stage)
+        except GitmlError as e:
+            change.problems.append(str(e))
+        if change.version:
+            try:
+                candidate = reg.resolve(change.model, change.version)
+                reg.locate(change.model, candidate.version)
+                _check_artifacts(client, reg, candidate, load, change.problems)
+            except GitmlError as e:
+                change.problems.append(str(e))
+        current = reg.resolve(change.model, change.current) if change.current else None
+        sections.append(_section(client, reg, change, candidate, current))
+    head = "## gitml registry check\n\n"
+    if not changes:
+        head += f"No stage changes in `{STAGES_PATH}`" + (f" against `{base}`" if base else "") + ".\n"
+    else:
+        verdict = "all checks pass" if all(not c.problems for c in changes) else "**problems found**"
+        head += f"{len(changes)} stage change(s) in `{STAGES_PATH}`: {verdict}.\n"
+    return CheckResult(changes, head + "".join(sections))
+
+
+def _check_artifacts(client: Client, reg: Registry, mv: ModelVersion, load: bool, problems: list[str]) -> None:
+    from gitml.models.uri import local_model
+
+    folder = None
+    try:
+        folder, _ = local_model(f"runs:/{mv.run_id}/{mv.path}" if mv.path else f"runs:/{mv.run_id}", client=client)
+        if load:
+            from gitml.pyfunc import load_folder
+
+            load_folder(folder, None)
+    except GitmlError as e:
+        problems.append(f"{mv.model} {mv.version}: {e}")
+    except Exception as e:  # noqa: BLE001 - a model that fails to load, whatever its flavor raises
+        problems.append(f"{mv.model} {mv.version}: the model does not load ({type(e).__name__}: {e})")
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value).replace("|", "\\|")
+
+
+def _section(client: Client, reg: Registry, change: Change, new: ModelVersion | None, old: ModelVersion | None) -> str:
+    lines = [f"\n### {change.model}: {change.stage} → {change.version or '(empty)'}\n\n"]
+    lines.append(f"Now: {old.version if old else 'nothing'}; candidate: {new.version if new else change.version or 'none'}.\n\n")
+    for problem in change.problems:
+        lines.append(f"- ❌ {problem}\n")
+    if change.problems:
+        lines.append("\n")
+    runs = {}
+    for label, mv in (("current", old), ("candidate", new)):
+        if mv is not None:
+            try:
+                runs[label] = client.get_run(mv.run_id)
+            except GitmlError:
+                pass
+    if new is not None:
+        event = next((e for e in reg.model(change.model).events if e.tag.name == new.tag), None)
+        signer = str(reg.verification(event)) if event else "?"
+        source = runs["candidate"].data.tags.get("mlflow.source.git.commit", "") if "candidate" in runs else ""
+        lines.append(
+            f"Lineage: run `{new.run_id}` at commit `{new.commit[:12]}`, source commit `{source[:12] or '?'}`, "
+            f"model `{new.path or '.'}`; registered by {new.registered_by} ({new.tag}: {signer}).\n\n"
+        )
+    for kind in ("metrics", "params"):
+        keys = sorted({k for r in runs.values() for k in getattr(r.data, kind)})
+        if not keys:
+            continue
+        lines.append(f"| {kind[:-1]} | current | candidate | delta |\n| --- | --- | --- | --- |\n")
+        for key in keys:
+            a = getattr(runs["current"].data, kind).get(key) if "current" in runs else None
+            b = getattr(runs["candidate"].data, kind).get(key) if "candidate" in runs else None
+            delta = ""
+            if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+                delta = f"{b - a:+.6g}"
+            elif a != b and a is not None and b is not None:
+                delta = "changed"
+            lines.append(f"| {_fmt(key)} | {_fmt(a)} | {_fmt(b)} | {delta} |\n")
+        lines.append("\n")
+    return "".join(lines)
+
+
+@dataclass
+class Applied:
+    model: str
+    stage: str
+    version: str
+    tags: list[str]
+
+
+def apply(client: Client, *, sign_tag: bool | None = None) -> list[Applied]:
+    """Create the tags ``.gitml/stages.yaml`` at HEAD asks for; nothing when they exist.
+    Raises NotFoundError (a version that does not exist) before any tag is written."""
+    reg = client.registry
+    head, _ = _head(client)
+    desired = desired_at(client, head)
+    models = reg.models()
+    todo = []
+    for model, stages in sorted(desired.items()):
+        for stage, version in sorted(stages.items()):
+            state = models.get(model)
+            if state is None:
+                raise NotFoundError(f"{STAGES_PATH} names {model!r}, which has no registered version")
+            reg.policy.check_stage(stage)
+            held = state.stages.get(stage)
+            if version:
+                version = reg.resolve(model, check_version(version)).version
+            if (held or "") != version:
+                todo.append((model, stage, version))
+    done = []
+    for model, stage, version in todo:
+        if version:
+            tag, _ = reg.assign(model, version, stage, sign_tag=sign_tag)
+            done.append(Applied(model, stage, version, [tag]))
+        else:
+            done.append(Applied(model, stage, "", reg.unassign(model, stage, sign_tag=sign_tag)))
+    return done
+
+
+__all__ = ["Applied", "Change", "CheckResult", "apply", "check", "desired_at", "propose"]

@@ -1,0 +1,148 @@
+"""The registry's committed files: the trust policy and the desired stages.
+
+``.gitml/registry.yaml`` (the policy)::
+
+    stages: [staging, production]        # the stage names allowed (absent: any)
+    require_signature: [production]      # stages whose tags must be signed by a trusted key
+                                         # (true: every stage)
+    allowed_signers: .gitml/allowed_signers   # SSH keys, git's allowed-signers format
+    trusted_gpg_keys: [0123...CDEF]      # GPG fingerprints
+    on_untrusted: ignore                 # or refuse
+
+Both files are read from a commit (HEAD by default), never from the work tree: what
+decides trust is what was reviewed and committed. The allowed-signers file is read from
+the same commit. ``.gitml/stages.yaml`` (the desired state a pull request changes)::
+
+    churn:
+      production: v2.0.0
+      staging: v3.0.0
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from gitml.errors import CorruptRecordError, InvalidInputError
+from gitml.registry.signing import TrustRoots, normalize_fingerprint
+from gitml.registry.tags import check_model_name, check_stage, check_version
+from gitml.store import yamlout
+from gitml.store.git import TREE_MODE, GitStore
+from gitml.tracking.record import load_yaml
+
+POLICY_PATH = ".gitml/registry.yaml"
+STAGES_PATH = ".gitml/stages.yaml"
+_KEYS = {"stages", "require_signature", "allowed_signers", "trusted_gpg_keys", "on_untrusted"}
+
+
+class PolicyError(CorruptRecordError):
+    """The committed policy or stages file is malformed."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    stages: tuple[str, ...] | None = None
+    require_signature: frozenset[str] | bool = frozenset()
+    allowed_signers: str | None = None
+    trusted_gpg_keys: frozenset[str] = frozenset()
+    on_untrusted: str = "ignore"
+    roots: TrustRoots = field(default_factory=TrustRoots)
+    digest: str = ""  # of the policy's bytes and the allowed-signers file's (a cache key)
+
+    def requires_signature(self, stage: str) -> bool:
+        if self.require_signature is True:
+            return True
+        return isinstance(self.require_signature, frozenset) and stage in self.require_signature
+
+    def check_stage(self, stage: str) -> str:
+        check_stage(stage)
+        if self.stages is not None and stage not in self.stages:
+            raise InvalidInputError(
+                f"stage {stage!r} is not one of the stages {POLICY_PATH} allows: {', '.join(self.stages)}"
+            )
+        return stage
+
+
+def read_committed(store: GitStore, commit: bytes | None, path: str) -> bytes | None:
+    """The bytes of ``path`` in ``commit``'s tree, or None."""
+    if commit is None:
+        return None
+    entry = store.lookup(store.commit(commit).tree, path)
+    if entry is None or entry[0] == TREE_MODE:
+        return None
+    return store.blob(entry[1])
+
+
+def load_policy(store: GitStore, commit: bytes | None, *, gpg_program: str = "gpg", ssh_program: str = "ssh-keygen") -> Policy:
+    """The policy committed at ``commit`` (none: an open policy, nothing required)."""
+    data = read_committed(store, commit, POLICY_PATH)
+    if data is None:
+        return Policy(roots=TrustRoots(gpg_program=gpg_program, ssh_program=ssh_program))
+    what = f"{POLICY_PATH} at {commit.decode()[:12] if commit else '?'}"
+    raw = load_yaml(data, what) or {}
+    if not isinstance(raw, dict):
+        raise PolicyError(what, "is not a mapping")
+    unknown = set(raw) - _KEYS
+    if unknown:
+        raise PolicyError(what, f"unknown key(s) {', '.join(sorted(map(str, unknown)))}; known: {', '.join(sorted(_KEYS))}")
+    try:
+        stages = raw.get("stages")
+        if stages is not None:
+            if not isinstance(stages, list):
+                raise InvalidInputError("stages must be a list of names")
+            stages = tuple(check_stage(s) for s in stages)
+        required = raw.get("require_signature", [])
+        if required is True:
+            require: frozenset[str] | bool = True
+        elif required in (None, False):
+            require = frozenset()
+        elif isinstance(required, list):
+            require = frozenset(check_stage(s) for s in required)
+        else:
+            raise InvalidInputError("require_signature must be a list of stages, or true")
+        keys = raw.get("trusted_gpg_keys") or []
+        if not isinstance(keys, list):
+            raise InvalidInputError("trusted_gpg_keys must be a list of fingerprints")
+        fingerprints = frozenset(normalize_fingerprint(k) for k in keys)
+        mode = raw.get("on_untrusted", "ignore")
+        if mode not in ("ignore", "refuse"):
+            raise InvalidInputError(f"on_untrusted must be ignore or refuse, not {mode!r}")
+        signers_path = raw.get("allowed_signers")
+        signers = None
+        if signers_path is not None:
+            if not isinstance(signers_path, str):
+                raise InvalidInputError("allowed_signers must be a path in the repository")
+            signers = read_committed(store, commit, signers_path.strip("/"))
+            if signers is None:
+                raise InvalidInputError(f"allowed_signers names {signers_path!r}, which is not committed there")
+    except InvalidInputError as e:
+        raise PolicyError(what, str(e)) from None
+    digest = hashlib.sha256(data + b"\0" + (signers or b"")).hexdigest()
+    return Policy(
+        stages=stages, require_signature=require, allowed_signers=signers_path, trusted_gpg_keys=fingerprints,
+        on_untrusted=mode, roots=TrustRoots(fingerprints, signers, gpg_program, ssh_program), digest=digest,
+    )
+
+
+def parse_stages(data: bytes | None, what: str) -> dict[str, dict[str, str]]:
+    """The desired-state file: ``{model: {stage: version}}`` (empty when absent)."""
+    if data is None:
+        return {}
+    raw = load_yaml(data, what) or {}
+    if not isinstance(raw, dict):
+        raise PolicyError(what, "is not a mapping of models to {stage: version}")
+    out: dict[str, dict[str, str]] = {}
+    try:
+        for model, stages in raw.items():
+            check_model_name(model)
+            if not isinstance(stages, dict):
+                raise InvalidInputError(f"{model}: expected a mapping of stage to version")
+            out[model] = {check_stage(s): check_version(str(v)) if v is not None else "" for s, v in stages.items()}
+    except InvalidInputError as e:
+        raise PolicyError(what, str(e)) from None
+    return out
+
+
+def dump_stages(desired: dict[str, dict[str, str]]) -> bytes:
+    """The desired-state file's text, models and stages sorted (stable diffs in pull requests)."""
+    return yamlout.dump({m: {s: v for s, v in sorted(st.items())} for m, st in sorted(desired.items()) if st})

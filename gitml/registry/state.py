@@ -1,0 +1,537 @@
+"""The registry's state, read from tags, and the events that change it.
+
+Which version a stage holds (identical in the CLI, the API and ``models:/`` URIs): of a
+model's assign/unassign tags for the stage, the last one by counter ``N`` for each
+version says whether that version is in the stage; the stage holds, of the versions in
+it, the one assigned with the greatest ``N``. This is GTO's rule with its tag times
+replaced by the counter, which every event increments: tag times have one-second
+resolution and come from the tagger's clock. A deregistered version holds no stage; a
+stage tag on a commit that is no registered version of the model is reported by
+``verify`` and ignored. When the policy requires signatures for a stage, its tags are
+checked newest first until the holder is known, and a tag that is not signed by a
+trusted key is ignored (``on_untrusted: ignore``) or stops the resolution
+(``refuse``), with a message naming the tag and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dulwich.objects import Commit, Tag
+
+from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError
+from gitml.names import check_artifact_path
+from gitml.registry.policy import Policy, load_policy
+from gitml.registry.signing import SigningConfig, Verification, sign, split_signed, verify
+from gitml.registry.tags import (
+    TAGS_PREFIX, Action, RegistryTag, bump, check_model_name, check_stage, check_version, parse_tag, version_key,
+)
+from gitml.store import yamlout
+from gitml.store.git import GitStore
+from gitml.tracking.record import RunRecord, load_yaml
+from gitml.tracking.tracker import Tracker
+
+log = logging.getLogger("gitml")
+
+
+class RegisteredModelNotFound(NotFoundError):
+    """No such registered model, version, stage or alias."""
+
+
+class ModelChangedError(CorruptRecordError):
+    """A registered version whose run no longer holds what was tagged."""
+
+    def __init__(self, message: str):
+        GitmlError.__init__(self, message)
+
+
+class UntrustedTagError(ConflictError):
+    """A stage tag the policy requires to be signed by a trusted key is not (``on_untrusted: refuse``)."""
+
+    error_code = "PERMISSION_DENIED"
+
+
+@dataclass
+class TagEvent:
+    """One registry tag as read: its parsed name, object id, target commit and message."""
+
+    tag: RegistryTag
+    sha: bytes
+    target: str = ""
+    tagger: str = ""
+    time: int = 0  # seconds
+    info: dict = field(default_factory=dict)  # the YAML of the message (gitml's tags)
+    raw: bytes = b""
+
+
+@dataclass
+class ModelVersion:
+    """A registered version: a model folder (``path``) in a run commit."""
+
+    model: str
+    version: str
+    commit: str
+    run_id: str
+    path: str
+    description: str = ""
+    registered_by: str = ""
+    registered_at: int = 0  # seconds
+    deregistered: bool = False
+    stages: list[str] = field(default_factory=list)
+    tag: str = ""
+
+
+@dataclass
+class ModelState:
+    name: str
+    versions: dict[str, ModelVersion] = field(default_factory=dict)
+    stages: dict[str, str] = field(default_factory=dict)  # stage -> version
+    deprecated: bool = False
+    counter: int = 0  # the greatest N among its tags
+    events: list[TagEvent] = field(default_factory=list)
+    ignored: dict[str, str] = field(default_factory=dict)  # tag -> why it was ignored
+    deciding: dict[str, TagEvent] = field(default_factory=dict)  # stage -> the assign tag that decides it
+
+    @property
+    def latest(self) -> ModelVersion | None:
+        live = [v for v in self.versions.values() if not v.deregistered]
+        return max(live, key=lambda v: version_key(v.version)) if live else None
+
+
+def _now() -> tuple[int, int]:
+    """``(seconds, tz offset seconds)``; ``GIT_COMMITTER_DATE`` (``<unix> <+hhmm>``) pins it, as in git."""
+    pinned = os.environ.get("GIT_COMMITTER_DATE", "").strip().lstrip("@")
+    if pinned:
+        seconds, _, zone = pinned.partition(" ")
+        if seconds.isdigit():
+            offset = 0
+            if len(zone) == 5 and zone[0] in "+-" and zone[1:].isdigit():
+                offset = (int(zone[1:3]) * 3600 + int(zone[3:]) * 60) * (-1 if zone[0] == "-" else 1)
+            return int(seconds), offset
+    now = time.time()
+    return int(now), time.localtime(now).tm_gmtoff
+
+
+def _is_version(text: str) -> bool:
+    """Whether a ``models:/<name>/<x>`` reference is a version (else it is a stage)."""
+    if text == "latest":
+        return True
+    try:
+        check_version(text)
+    except InvalidInputError:
+        return False
+    return True
+
+
+class Registry:
+    """The model registry of one repository: tags under ``refs/tags/`` in GTO's format.
+
+    >>> reg = client.registry
+    >>> reg.register("churn", run_id, "model")           # churn@v1.0.0
+    >>> reg.assign("churn", "v1.0.0", "production")      # churn#production#1
+    >>> reg.resolve("churn", stage="production").run_id
+    """
+
+    def __init__(self, store: GitStore, tracker: Tracker, *, policy_commit: bytes | None = None,
+                 model_files: Callable[[str, str], dict] | None = None):
+        self.store = store
+        self.tracker = tracker
+        self._policy_commit = policy_commit
+        self._policy: Policy | None = None
+        self._verified: dict[bytes, Verification] = {}
+        self._events: dict[bytes, TagEvent] = {}
+
+    # -- configuration ---------------------------------------------------
+    def signing_config(self) -> SigningConfig:
+        return SigningConfig.from_git_config(self.store.config(), self.store.identity().as_bytes().decode())
+
+    @property
+    def policy(self) -> Policy:
+        if self._policy is None:
+            commit = self._policy_commit if self._policy_commit is not None else self.store.head().commit
+            cfg = self.signing_config()
+            self._policy = load_policy(self.store, commit, gpg_program=cfg.gpg_program, ssh_program=cfg.ssh_program)
+        return self._policy
+
+    def resolve_commit(self, rev: str) -> bytes:
+        """The commit a branch, remote branch, tag, full ref or full commit id names."""
+        for ref in (f"refs/heads/{rev}", f"refs/remotes/{rev}", f"refs/tags/{rev}", rev):
+            sha = self.store.ref(ref.encode())
+            if sha is not None:
+                return self._peel(sha)
+        if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev) and self.store.contains(rev.encode()):
+            return rev.encode()
+        raise NotFoundError(f"no branch, tag or commit {rev!r}")
+
+    def _peel(self, sha: bytes) -> bytes:
+        for _ in range(10):
+            type_num, raw = self.store.raw(sha)
+            if type_num != Tag.type_num:
+                return sha
+            sha = raw.split(b"\n", 1)[0].split(b" ", 1)[1]
+        return sha
+
+    # -- reading ---------------------------------------------------------
+    def tag_refs(self) -> dict[RegistryTag, bytes]:
+        """Every registry tag → its object id (other tags are not the registry's)."""
+        out = {}
+        for ref, sha in self.store.refs_under(TAGS_PREFIX).items():
+            parsed = parse_tag(ref)
+            if parsed is not None:
+                out[parsed] = sha
+        return out
+
+    def event(self, tag: RegistryTag, sha: bytes) -> TagEvent | None:
+        event = self._events.get(sha)
+        if event is not None:
+            return event
+        try:
+            type_num, raw = self.store.raw(sha)
+        except CorruptRecordError as e:
+            log.warning("gitml: registry tag %s cannot be read: %s", tag.name, e)
+            return None
+        if type_num != Tag.type_num:
+            log.warning("gitml: registry tag %s is not an annotated tag; ignored", tag.name)
+            return None
+        event = TagEvent(tag, sha, raw=raw)
+        head, _, message = raw.partition(b"\n\n")
+        for line in head.split(b"\n"):
+            key, _, value = line.partition(b" ")
+            if key == b"object":
+                event.target = value.decode("ascii", "replace")
+            elif key == b"tagger":
+                who, _, when = value.rpartition(b"> ")
+                event.tagger = (who + b">").decode("utf-8", "replace")
+                try:
+                    event.time = int(when.split()[0])
+                except (ValueError, IndexError):
+                    event.time = 0
+        body, _ = split_signed(message)
+        if body.startswith(b"gitml-registry:"):
+            try:
+                info = load_yaml(body, f"tag {tag.name}")
+                event.info = info.get("gitml-registry") or {} if isinstance(info, dict) else {}
+            except CorruptRecordError:
+                event.info = {}
+            if not isinstance(event.info, dict):
+                event.info = {}
+        self._events[sha] = event
+        return event
+
+    def verification(self, event: TagEvent) -> Verification:
+        """The signature status of a tag under the policy (cached per tag object)."""
+        found = self._verified.get(event.sha)
+        if found is None:
+            payload, signature = split_signed(event.raw)
+            found = verify(payload, signature, self.policy.roots)
+            self._verified[event.sha] = found
+        return found
+
+    def models(self) -> dict[str, ModelState]:
+        """Every registered model's state (the policy applied)."""
+        by_model: dict[str, list[tuple[RegistryTag, bytes]]] = {}
+        for tag, sha in self.tag_refs().items():
+            by_model.setdefault(tag.model, []).append((tag, sha))
+        return {name: self._state(name, tags) for name, tags in sorted(by_model.items())}
+
+    def model(self, name: str) -> ModelState:
+        check_model_name(name)
+        prefix = TAGS_PREFIX + name
+        tags = [(t, s) for t, s in self.tag_refs().items() if t.model == name]
+        if not tags:
+            raise RegisteredModelNotFound(f"no registered model {name!r} (no tag {prefix}@v...)")
+        return self._state(name, tags)
+
+    def _state(self, name: str, tags: list[tuple[RegistryTag, bytes]]) -> ModelState:
+        state = ModelState(name)
+        stage_events: list[TagEvent] = []
+        deregistered = set()
+        for tag, sha in tags:
+            if tag.counter is not None:
+                state.counter = max(state.counter, tag.counter)
+            if tag.action is Action.DEREGISTER:
+                deregistered.add(tag.version)
+            elif tag.action is Action.DEPRECATE:
+                state.deprecated = True
+            event = self.event(tag, sha)
+            if event is None:
+                continue
+            state.events.append(event)
+            if tag.action is Action.REGISTER:
+                info = event.info
+                assert tag.version is not None
+                state.versions[tag.version] = ModelVersion(
+                    name, tag.version, event.target, str(info.get("run_id", "")), str(info.get("path", "")),
+                    str(info.get("description") or ""), event.tagger, event.time, tag=tag.name,
+                )
+            elif tag.action in (Action.ASSIGN, Action.UNASSIGN):
+                stage_events.append(event)
+        for version in deregistered:
+            if version in state.versions:
+                state.versions[version].deregistered = True
+        by_commit = {v.commit: v for v in state.versions.values() if not v.deregistered}
+        per_stage: dict[str, list[TagEvent]] = {}
+        for event in stage_events:
+            assert event.tag.stage is not None
+            per_stage.setdefault(event.tag.stage, []).append(event)
+        for stage, events in sorted(per_stage.items()):
+            holder = self._holder(state, stage, events, by_commit)
+            if holder is not None:
+                state.stages[stage] = holder.version
+                holder.stages.append(stage)
+        state.events.sort(key=lambda e: (e.tag.counter or 0, e.time, e.tag.name))
+        return state
+
+    def _holder(self, state: ModelState, stage: str, events: list[TagEvent], by_commit: dict) -> ModelVersion | None:
+        """The version the stage holds: newest event first, the first version whose last
+        event is an assignment (tags the policy does not trust skipped or refused)."""
+        check_signature = self.policy.requires_signature(stage)
+        decided: set[str] = set()
+        for event in sorted(events, key=lambda e: e.tag.counter or 0, reverse=True):
+            version = by_commit.get(event.target)
+            if version is None or version.version in decided:
+                continue
+            if check_signature:
+                status = self.verification(event)
+                if not status.trusted:
+                    why = f"tag {event.tag.name}: {status}; stage {stage!r} requires a tag signed by a trusted key"
+                    if self.policy.on_untrusted == "refuse":
+                        raise UntrustedTagError(f"{why} (.gitml/registry.yaml: on_untrusted: refuse)")
+                    state.ignored[event.tag.name] = why
+                    log.warning("gitml: ignoring %s", why)
+                    continue
+            decided.add(version.version)
+            if event.tag.action is Action.ASSIGN:
+                state.deciding[stage] = event
+                return version
+        return None
+
+    # -- resolving -------------------------------------------------------
+    def resolve(self, name: str, version: str | None = None, *, stage: str | None = None) -> ModelVersion:
+        """The version a reference names: ``version`` as ``v2.1.0``, ``2.1.0``, MLflow's ``2``
+        (v2.0.0) or ``latest``, or ``stage`` (an alias, or a stage given as the version).
+        Raises RegisteredModelNotFound, UntrustedTagError."""
+        state = self.model(name)
+        if state.deprecated:
+            raise RegisteredModelNotFound(f"registered model {name!r} is deprecated")
+        if stage is None and version is not None and not _is_version(version):
+            stage, version = version, None
+        if stage is not None:
+            check_stage(stage)
+            held = state.stages.get(stage)
+            if held is None:
+                extra = f" ({len(state.ignored)} untrusted tag(s) ignored)" if state.ignored else ""
+                raise RegisteredModelNotFound(f"stage {stage!r} of registered model {name!r} holds no version{extra}")
+            return state.versions[held]
+        if version is None or version == "latest":
+            latest = state.latest
+            if latest is None:
+                raise RegisteredModelNotFound(f"registered model {name!r} has no live version")
+            return latest
+        wanted = check_version(version)
+        found = state.versions.get(wanted)
+        if found is None or found.deregistered:
+            raise RegisteredModelNotFound(f"registered model {name!r} has no version {wanted}"
+                                          + (" (deregistered)" if found else ""))
+        return found
+
+    def locate(self, name: str, version: str | None = None, *, stage: str | None = None) -> tuple[str, str]:
+        """``(run_id, path)`` of a registered model, after checking its chain: the stage tag
+        (under the policy) names the version the registration names; the tagged commit is
+        the run's (its current commit or an ancestor of it); and the run's model files now
+        are the ones it had when tagged (their manifest hashes), so the files a loader then
+        checks against the run's manifest are the registered ones. Raises
+        RegisteredModelNotFound, UntrustedTagError, ModelChangedError."""
+        if stage is None and version is not None and not _is_version(version):
+            stage, version = version, None
+        mv = self.resolve(name, version, stage=stage)
+        if stage is not None:
+            event = self.model(name).deciding.get(stage)
+            if event is not None and event.info and (event.info.get("version"), event.info.get("path")) != (mv.version, mv.path):
+                raise ModelChangedError(
+                    f"tag {event.tag.name} names {event.info.get('version')} at {event.info.get('path')!r}, "
+                    f"but {mv.tag} registers {mv.path!r}: refusing to load"
+                )
+        ref = self.tracker.ref_of(mv.run_id)
+        head = self.store.ref(ref)
+        if head is None or not self.descends(head, mv.commit.encode()):
+            raise ModelChangedError(
+                f"{mv.tag} points at commit {mv.commit[:12]}, which is not in the history of run {mv.run_id}"
+            )
+        tagged = self.model_files(mv)
+        if "MLmodel" not in tagged:
+            raise ModelChangedError(f"{mv.tag}: run {mv.run_id} had no {mv.path}/MLmodel at {mv.commit[:12]}")
+        if head != mv.commit.encode():
+            record = RunRecord.load(self.store, head, f"run {mv.run_id}", ref=ref)
+            prefix = f"{mv.path}/" if mv.path else ""
+            now = {k[len(prefix):]: v for k, v in record.artifacts.items() if k.startswith(prefix)}
+            if now != tagged:
+                raise ModelChangedError(
+                    f"run {mv.run_id} changed the files of {mv.path!r} after {mv.tag} was tagged: refusing to load"
+                )
+        return mv.run_id, mv.path
+
+    def descends(self, head: bytes, ancestor: bytes, limit: int = 100_000) -> bool:
+        seen: set[bytes] = set()
+        todo = [head]
+        while todo and len(seen) < limit:
+            sha = todo.pop()
+            if sha == ancestor:
+                return True
+            if sha in seen:
+                continue
+            seen.add(sha)
+            try:
+                todo.extend(self.store.commit(sha).parents)
+            except CorruptRecordError:
+                continue
+        return False
+
+    def model_files(self, mv: ModelVersion) -> dict[str, dict]:
+        """The manifest entries of a version's model folder at its tagged commit."""
+        return self.model_files_at(mv.run_id, mv.commit, mv.path)
+
+    def model_files_at(self, run_id: str, commit: str, path: str) -> dict[str, dict]:
+        ref = self.tracker.ref_of(run_id)
+        record = RunRecord.load(self.store, commit.encode(), f"run {run_id} at {commit[:12]}", ref=ref)
+        prefix = f"{path}/" if path else ""
+        return {k[len(prefix):]: v for k, v in record.artifacts.items() if k.startswith(prefix)}
+
+    # -- writing ---------------------------------------------------------
+    def register(self, name: str, run: str, path: str | None = None, *, version: str | None = None,
+                 bump_part: str = "major", description: str = "", sign_tag: bool | None = None) -> ModelVersion:
+        """Register the model folder ``path`` of run ``run`` (id, prefix or name) as a new
+        version. Raises NotFoundError (unknown run; no MLmodel there), ConflictError (the
+        version exists, or this run commit already is a version of the model)."""
+        check_model_name(name)
+        run_id = self.tracker.resolve(run)
+        record, commit = self.tracker.record(run_id)  # what this process buffered for the run is committed first
+        path = self._model_path(run_id, record, path)
+        tags = [(t, s) for t, s in self.tag_refs().items() if t.model == name]
+        state = self._state(name, tags) if tags else ModelState(name)
+        if version is None:
+            version = bump(list(state.versions), bump_part)
+        version = check_version(version)
+        if version in state.versions:
+            raise ConflictError(f"registered model {name!r} already has version {version} (tag {name}@{version})")
+        for other in state.versions.values():
+            if other.commit == commit.decode() and not other.deregistered:
+                raise ConflictError(
+                    f"run {run_id} at commit {other.commit[:12]} already is version {other.version} of {name!r} "
+                    "(GTO tells versions apart by their commit)"
+                )
+        if description:
+            description = str(description)
+        info = {"model": name, "version": version, "run_id": run_id, "path": path, "description": description}
+        tag = RegistryTag(Action.REGISTER, name, version=version)
+        self._write_tag(tag, commit, info, sign_tag=sign_tag, stage=None)
+        return self.resolve(name, version)
+
+    def _model_path(self, run_id: str, record: RunRecord, path: str | None) -> str:
+        if path is None:
+            found = sorted(p[: -len("/MLmodel")] if p != "MLmodel" else "" for p in record.artifacts
+                           if p == "MLmodel" or p.endswith("/MLmodel"))
+            if len(found) == 1:
+                return found[0]
+            if not found:
+                raise NotFoundError(f"run {run_id} has no model: no MLmodel among its artifacts")
+            raise InvalidInputError(f"run {run_id} has several models ({', '.join(found)}): name one (RUN:PATH)")
+        path = path.strip("/")
+        if path:
+            check_artifact_path(path, "model path")
+        mlmodel = f"{path}/MLmodel" if path else "MLmodel"
+        if mlmodel not in record.artifacts:
+            raise NotFoundError(f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {mlmodel} artifact")
+        return path
+
+    def assign(self, name: str, version: str, stage: str, *, sign_tag: bool | None = None) -> tuple[str, bool]:
+        """Put ``version`` in ``stage``; ``(tag name, created)`` (created False when the
+        stage already holds it)."""
+        self.policy.check_stage(stage)
+        state = self.model(name)
+        if state.deprecated:
+            raise ConflictError(f"registered model {name!r} is deprecated")
+        mv = self.resolve(name, version)
+        if state.stages.get(stage) == mv.version:
+            return "", False
+        info = {"model": name, "version": mv.version, "stage": stage, "run_id": mv.run_id, "path": mv.path}
+        tag = self._counted(Action.ASSIGN, name, stage=stage)
+        return self._write_counted(tag, mv.commit.encode(), info, sign_tag=sign_tag), True
+
+    def unassign(self, name: str, stage: str, *, sign_tag: bool | None = None) -> list[str]:
+        """Empty ``stage``: an unassign tag for every version still in it (GTO's rule lets an
+        older assignment hold a stage again once the newer one is undone)."""
+        check_stage(stage)
+        made: list[str] = []
+        while True:
+            state = self.model(name)
+            held = state.stages.get(stage)
+            if held is None:
+                if not made:
+                    raise RegisteredModelNotFound(f"stage {stage!r} of registered model {name!r} holds no version")
+                return made
+            mv = state.versions[held]
+            info = {"model": name, "version": mv.version, "stage": stage, "run_id": mv.run_id, "path": mv.path}
+            tag = self._counted(Action.UNASSIGN, name, stage=stage)
+            made.append(self._write_counted(tag, mv.commit.encode(), info, sign_tag=sign_tag))
+
+    def deregister(self, name: str, version: str, *, sign_tag: bool | None = None) -> str:
+        """Withdraw a version (``<model>@<version>!#N``): it no longer resolves nor holds stages."""
+        mv = self.resolve(name, check_version(version))
+        info = {"model": name, "version": mv.version, "run_id": mv.run_id, "path": mv.path}
+        tag = self._counted(Action.DEREGISTER, name, version=mv.version)
+        return self._write_counted(tag, mv.commit.encode(), info, sign_tag=sign_tag)
+
+    def deprecate(self, name: str, *, sign_tag: bool | None = None) -> str:
+        """Withdraw the whole model (``<model>@deprecated#N``)."""
+        state = self.model(name)
+        if state.deprecated:
+            raise ConflictError(f"registered model {name!r} is already deprecated")
+        target = state.latest or max(state.versions.values(), key=lambda v: version_key(v.version))
+        tag = self._counted(Action.DEPRECATE, name)
+        return self._write_counted(tag, target.commit.encode(), {"model": name}, sign_tag=sign_tag)
+
+    def _counted(self, action: Action, name: str, **kw) -> RegistryTag:
+        counter = max((t.counter or 0 for t in self.tag_refs() if t.model == name), default=0)
+        return RegistryTag(action, name, counter=counter + 1, **kw)
+
+    def _write_counted(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None) -> str:
+        """Write a counted tag; when another writer took its ``N`` first, take the next one."""
+        for _ in range(50):
+            if self._write_tag(tag, commit, info, sign_tag=sign_tag, stage=tag.stage, exist_ok=True):
+                return tag.name
+            tag = RegistryTag(tag.action, tag.model, tag.version, tag.stage, (tag.counter or 0) + 1)
+        raise ConflictError(f"could not write a {tag.action.value} tag for {tag.model!r}: 50 counters taken meanwhile")
+
+    def _write_tag(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None, stage: str | None,
+                   exist_ok: bool = False) -> bool:
+        cfg = self.signing_config()
+        do_sign = cfg.sign_tags if sign_tag is None else sign_tag
+        if stage is not None and self.policy.requires_signature(stage) and not do_sign:
+            raise InvalidInputError(
+                f"stage {stage!r} requires signed tags (.gitml/registry.yaml): set git's tag.gpgSign "
+                "and user.signingkey, or pass --sign"
+            )
+        seconds, offset = _now()
+        who = self.store.identity()
+        info = {**info, "by": f"{who.name} <{who.email}>", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))}
+        obj = Tag()
+        obj.object = (Commit, commit)
+        obj.name = tag.name.encode()
+        obj.tagger = who.as_bytes()
+        obj.tag_time = seconds
+        obj.tag_timezone = offset
+        obj.message = yamlout.dump({"gitml-registry": info})
+        if do_sign:
+            obj.signature = sign(obj.as_raw_string(), cfg)
+        self.store.write([obj])
+        if not self.store.cas(tag.ref, None, obj.id):
+            if exist_ok:
+                return False
+            raise ConflictError(f"tag {tag.name} already exists")
+        self.store.release_kept()
+        return True
