@@ -276,6 +276,7 @@
         state.keys = body.keys;
         if (state.columns === null) {
           state.columns = [...body.keys.metrics.slice(0, 6).map((k) => "metrics." + k), ...body.keys.params.slice(0, 4).map((k) => "params." + k)];
+          buildChooser();
           return load(initial);
         }
         buildChooser();
