@@ -90,6 +90,9 @@ def build(n: int, path: str) -> None:
         packed.update(refs)
         write_packed_refs(f, packed)
     store.release_kept(every=True)
+    store.refresh_refs()
+    with tracker.index.reading():  # the first search writes the index's columnar snapshot
+        tracker.table()
     tracker.close()
     store.close()
 

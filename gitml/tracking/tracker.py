@@ -539,8 +539,10 @@ class Tracker:
             return spec.lower()
         hexlike = all(c in "0123456789abcdef" for c in spec.lower())
         by_id = [i for i in ids if i.startswith(spec.lower())] if hexlike and len(spec) >= 4 else []
-        rows, _ = self.rows()
-        by_name = [r["run_id"] for r in rows if r["run_name"] == spec]
+        with self.index.reading():
+            table, _ = self.table()
+            names, run_ids = table.column("attributes", "run_name"), table.column("attributes", "run_id")
+            by_name = [run_ids[i] for i, name in enumerate(names) if name == spec]
         matches = sorted(set(by_id) | set(by_name))
         if len(matches) == 1:
             return matches[0]

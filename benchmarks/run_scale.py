@@ -1,0 +1,191 @@
+"""Growth table: gitml at 1,000, 10,000 and 100,000 runs, MLflow (sqlite) beside it.
+
+    python benchmarks/run_scale.py [--sizes 1000,10000,100000] [--mlflow-runs 20000]
+
+Each size's repository (W2-shaped runs across 50 experiments, built by
+``scale_repo.py`` with gitml's own writers) is built once and cached under
+``benchmarks/out/scale/``; every measurement works on a copy (objects hard-linked)
+and runs in a fresh process, whose peak memory (maxrss) is reported too:
+
+- create: W2 (200 runs through ``gitml.start_run`` & co.) in the big repository, runs/s;
+- search: W3's filter and order over every experiment, first call in a fresh
+  process (``import pandas`` excluded, reported apart) and repeated (median of 5);
+- ``gitml runs`` (newest 20) and ``gitml show RUN``, whole commands;
+- push (all runs to an empty bare repository by path) and fetch (into a fresh
+  repository) against ``git push`` / ``git fetch`` of the same refs;
+- push of 10 new runs to the remote that holds the others.
+
+MLflow 3.17.2 on sqlite (benchmarks/.venv-mlflow): W2 and W3 at ``--mlflow-runs``.
+Table: benchmarks/out/scale.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(HERE)
+CACHE = os.path.join(HERE, "out", "scale")
+BUILDER_VERSION = 1  # bump when scale_repo.py changes what it builds
+MLFLOW_PY = os.path.join(HERE, ".venv-mlflow", "bin", "python")
+WORKLOADS_PY = os.path.join(HERE, "tracking_workloads.py")
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+GITML = [sys.executable, "-m", "gitml.cli.main"]
+
+SEARCH = """
+import json, statistics, sys, time
+t = time.perf_counter(); import pandas; pandas_s = time.perf_counter() - t
+t = time.perf_counter()
+import gitml
+search = lambda: gitml.search_runs(search_all_experiments=True,
+    filter_string="metrics.m1 > 0.5 and params.p1 = 'a'", order_by=["metrics.m2 DESC"])
+frame = search(); first = time.perf_counter() - t
+repeats = []
+for _ in range(5):
+    t = time.perf_counter(); search(); repeats.append(time.perf_counter() - t)
+print(json.dumps({"pandas_s": pandas_s, "first_s": first, "repeat_s": statistics.median(repeats), "rows": len(frame)}))
+"""
+
+
+def timed(args, cwd, env=None) -> tuple[float, float, str]:
+    """(seconds, peak MB, stdout), peak measured with /usr/bin/time."""
+    t = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "RSS %M", *args], cwd=cwd, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True)
+    secs = time.perf_counter() - t
+    if proc.returncode:
+        raise RuntimeError(f"{args} failed: {proc.stderr[-2000:]}")
+    rss = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("RSS ")][-1] / 1024
+    return secs, rss, proc.stdout
+
+
+def cached_repo(n: int) -> str:
+    path = os.path.join(CACHE, f"runs-{n}-v{BUILDER_VERSION}")
+    if not os.path.exists(os.path.join(path, ".done")):
+        shutil.rmtree(path, ignore_errors=True)
+        print(f"building {n} runs in {path} (once) ...", file=sys.stderr, flush=True)
+        secs, rss, _ = timed([sys.executable, os.path.join(HERE, "scale_repo.py"), str(n), path], HERE)
+        with open(os.path.join(path, ".done"), "w") as f:
+            json.dump({"build_s": secs, "rss_mb": rss}, f)
+    return path
+
+
+def work_copy(src: str, dst: str) -> None:
+    """Objects hard-linked (packs never change), everything else copied."""
+    subprocess.run(["cp", "-al", src, dst], check=True)
+    for root, _dirs, files in os.walk(os.path.join(dst, ".git")):
+        if os.path.join(".git", "objects") in root:
+            continue
+        for name in files:
+            path = os.path.join(root, name)
+            shutil.copy2(path, path + ".tmp")
+            os.replace(path + ".tmp", path)
+
+
+def measure(n: int, tmp: str) -> dict:
+    out: dict = {"n": n}
+    work = os.path.join(tmp, f"work-{n}")
+    work_copy(cached_repo(n), work)
+    home = os.path.join(tmp, "home")
+    os.makedirs(home, exist_ok=True)
+    env = {"GITML_REPO": work, "HOME": home, "PYTHONPATH": REPO_ROOT}
+    secs, rss, text = timed([sys.executable, "-c", SEARCH], work, env)
+    out["search"] = {**json.loads(text.strip().splitlines()[-1]), "rss_mb": rss}
+    secs, rss, _ = timed([*GITML, "runs", "-n", "20"], work, env)
+    out["runs"] = {"s": secs, "rss_mb": rss}
+    secs, rss, _ = timed([*GITML, "show", "run-5"], work, env)
+    out["show"] = {"s": secs, "rss_mb": rss}
+    # remotes: all runs pushed to an empty bare repository, fetched into a fresh one
+    for tool in ("git", "gitml"):
+        bare = os.path.join(tmp, f"remote-{tool}-{n}.git")
+        subprocess.run(["git", "init", "-q", "--bare", bare], check=True)
+        args = ["git", "push", "-q", bare, "refs/gitml/*:refs/gitml/*"] if tool == "git" else [*GITML, "push", bare]
+        secs, rss, _ = timed(args, work, env)
+        out[f"push_{tool}"] = {"s": secs, "rss_mb": rss}
+        clone = os.path.join(tmp, f"clone-{tool}-{n}")
+        subprocess.run(["git", "init", "-q", clone], check=True)
+        args = ["git", "fetch", "-q", bare, "refs/gitml/*:refs/gitml/*"] if tool == "git" else [*GITML, "fetch", bare]
+        secs, rss, _ = timed(args, clone, {**env, "GITML_REPO": clone})
+        out[f"fetch_{tool}"] = {"s": secs, "rss_mb": rss}
+        shutil.rmtree(clone)
+    # creation in the big repository (a new experiment), then 10 new runs pushed
+    secs, rss, text = timed([sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", work, "--n", "200"], work, env)
+    out["create"] = {**json.loads(text.strip().splitlines()[-1]), "rss_mb": rss}
+    subprocess.run([sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", work, "--n", "10"], cwd=work,
+                   env={**os.environ, **env}, check=True, capture_output=True)
+    secs, rss, _ = timed([*GITML, "push", os.path.join(tmp, f"remote-gitml-{n}.git")], work, env)
+    out["push10"] = {"s": secs, "rss_mb": rss}
+    shutil.rmtree(work)
+    for tool in ("git", "gitml"):
+        shutil.rmtree(os.path.join(tmp, f"remote-{tool}-{n}.git"))
+    return out
+
+
+def measure_mlflow(n: int, tmp: str) -> dict | None:
+    if not os.path.exists(MLFLOW_PY):
+        return None
+    data = os.path.join(tmp, "mlflow")
+    _, rss_w2, text = timed([MLFLOW_PY, WORKLOADS_PY, "mlflow-sqlite", "w2", "--dir", data, "--n", str(n)], tmp)
+    w2 = json.loads(text.strip().splitlines()[-1])
+    _, rss_w3, text = timed([MLFLOW_PY, WORKLOADS_PY, "mlflow-sqlite", "w3", "--dir", data, "--n", str(n)], tmp)
+    w3 = json.loads(text.strip().splitlines()[-1])
+    return {"n": n, "runs_per_s": w2["runs_per_s"], "first_s": w3["first_s"], "repeat_s": w3["repeat_s"],
+            "pandas_s": w3["pandas_import_s"], "rss_mb": max(rss_w2, rss_w3)}
+
+
+def table(results: list[dict], mlflow: dict | None) -> str:
+    head = ["step"] + [f"{r['n']:,} runs" for r in results] + ([f"MLflow sqlite, {mlflow['n']:,} runs"] if mlflow else [])
+    rows = []
+
+    def row(label, fn, ml=""):
+        rows.append([label] + [fn(r) for r in results] + ([ml] if mlflow else []))
+
+    row("create (W2, runs/s)", lambda r: f"{r['create']['runs_per_s']:.0f}", mlflow and f"{mlflow['runs_per_s']:.0f}")
+    row("search, first call (s)", lambda r: f"{r['search']['first_s']:.3f}", mlflow and f"{mlflow['first_s']:.3f}")
+    row("search, repeated (s)", lambda r: f"{r['search']['repeat_s']:.3f}", mlflow and f"{mlflow['repeat_s']:.3f}")
+    row("  import pandas, apart (s)", lambda r: f"{r['search']['pandas_s']:.3f}", mlflow and f"{mlflow['pandas_s']:.3f}")
+    row("  rows found", lambda r: str(r["search"]["rows"]))
+    row("gitml runs, newest 20 (s)", lambda r: f"{r['runs']['s']:.3f}")
+    row("gitml show RUN (s)", lambda r: f"{r['show']['s']:.3f}")
+    for kind in ("push", "fetch"):
+        row(f"{kind} all: gitml / git (s)", lambda r, k=kind: f"{r[f'{k}_gitml']['s']:.2f} / {r[f'{k}_git']['s']:.2f}"
+            f" ({r[f'{k}_gitml']['s'] / r[f'{k}_git']['s']:.2f}x)")
+    row("push 10 new runs (s)", lambda r: f"{r['push10']['s']:.3f}")
+    row("peak memory, any step (MB)", lambda r: f"{max(v['rss_mb'] for v in r.values() if isinstance(v, dict)):.0f}",
+        mlflow and f"{mlflow['rss_mb']:.0f}")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1000,10000,100000")
+    ap.add_argument("--mlflow-runs", type=int, default=20000, help="0: no MLflow column")
+    args = ap.parse_args()
+    os.makedirs(CACHE, exist_ok=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="gitml-scale-") as tmp:
+        for n in [int(s) for s in args.sizes.split(",")]:
+            print(f"measuring {n} runs ...", file=sys.stderr, flush=True)
+            results.append(measure(n, tmp))
+        mlflow = measure_mlflow(args.mlflow_runs, tmp) if args.mlflow_runs else None
+    text = table(results, mlflow)
+    print(text)
+    os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
+    with open(os.path.join(HERE, "out", "scale.md"), "w") as f:
+        f.write(text + "\n")
+    with open(os.path.join(HERE, "out", "scale.json"), "w") as f:
+        json.dump({"gitml": results, "mlflow": mlflow}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
