@@ -18,6 +18,7 @@ from gitml.artifacts.service import objects_by_run, referenced_objects
 from gitml.client import Client
 from gitml.errors import GitmlError, InvalidInputError
 from gitml.names import EXPERIMENTS_PREFIX, experiment_ref, parse_run_ref
+from gitml.registry.tags import TAGS_PREFIX
 from gitml.store.remote import (
     NON_FAST_FORWARD,
     REJECTED_BEHIND,
@@ -107,7 +108,7 @@ def push(
     refs = select_refs(client, experiments=experiments, runs=runs)
     if not refs:
         raise InvalidInputError("no runs to push")
-    theirs = list_remote_refs(store, url)
+    theirs = list_remote_refs(store, url, ("refs/gitml/", TAGS_PREFIX))
     todo = {r: s for r, s in refs.items() if theirs.get(r) != s}
     content = client.artifacts.content
     confirmed = content.confirmed_commits()
@@ -169,7 +170,37 @@ def push(
     # only a run the remote now names is safe from a teammate's remote gc: confirmed after its ref
     content.confirm_commits(s for r, s in unconfirmed.items() if result.refs[r.decode()] == "ok")
     result.pushed = [r.decode() for r in send if statuses.get(r) == "ok" and r.decode() not in result.notes]
+    _push_registry_tags(client, url, refs, theirs, result)
     return result
+
+
+def _push_registry_tags(client: Client, url: str, refs: dict[bytes, bytes], theirs: dict[bytes, bytes],
+                        result: PushResult) -> None:
+    """Push the registry tags of the runs the remote now holds, after those runs: a tag
+    whose run did not arrive is never sent alone. A tag the remote holds with another
+    value (the same counter taken by a promotion made elsewhere) is refused, never moved."""
+    registry = client.registry
+    on_remote = {r: s for r, s in refs.items() if result.refs.get(r.decode()) == "ok" and parse_run_ref(r)}
+    by_run = {parse_run_ref(r)[1]: s for r, s in on_remote.items()}  # type: ignore[index]
+    tags: dict[bytes, bytes] = {}
+    for tag, sha in registry.tag_refs().items():
+        if theirs.get(tag.ref) == sha:
+            continue
+        event = registry.event(tag, sha)
+        run_id = str(event.info.get("run_id", "")) if event is not None else ""
+        head = by_run.get(run_id)
+        if event is not None and head is not None and registry.descends(head, event.target.encode()):
+            tags[tag.ref] = sha
+    if not tags:
+        return
+    statuses = push_refs(client.tracker.store, url, tags)
+    for ref, status in statuses.items():
+        if status == "rejected: tag already exists":
+            status = ("rejected: the remote has another tag of this name (a registry event made in another "
+                      "clone took this counter): `gitml fetch`, then repeat the promotion")
+        result.refs[ref.decode()] = status
+        if status == "ok":
+            result.pushed.append(ref.decode())
 
 
 def _materialize(client: Client, shas: set[str], by_run: dict[bytes, dict[str, tuple[str, str]]]) -> None:
@@ -262,6 +293,19 @@ def _size(content, sha: str) -> int:
         return 0
 
 
+def _fetch_registry_tags(store, url: str, result: FetchResult) -> None:
+    """Registry tags come with the runs (other tags are git's business); a tag that
+    differs from this clone's (a counter taken in two clones) is reported as diverged and
+    this clone's is kept: tags never move."""
+    from gitml.registry.tags import parse_tag
+
+    tags = fetch_refs(store, url, (TAGS_PREFIX,), accept=parse_tag)
+    for name in ("created", "updated", "unchanged", "ahead", "diverged"):
+        getattr(result, name).extend(getattr(tags, name))
+    result.refused.update(tags.refused)
+    result.remote.update(tags.remote)
+
+
 def fetch(
     client: Client,
     remote: str | None = None,
@@ -275,6 +319,7 @@ def fetch(
     store = client.tracker.store
     url = resolve_remote(store, remote)
     result = fetch_refs(store, url, force=force)
+    _fetch_registry_tags(store, url, result)
     prefix = EXPERIMENTS_PREFIX.encode()
     for ref in [r for r in result.diverged if r.startswith(prefix)]:  # created in two clones: join them
         if client.tracker.experiments.merge(ref[len(prefix):].decode(), result.remote[ref]):

@@ -158,7 +158,20 @@ class Registry:
         return self._policy
 
     def resolve_commit(self, rev: str) -> bytes:
-        """The commit a branch, remote branch, tag, full ref or full commit id names."""
+        """The commit a branch, remote branch, tag, full ref or full commit id names, with
+        git's ``~N`` and ``^`` (first parents) after it."""
+        import re
+
+        m = re.fullmatch(r"(.+?)((?:~[0-9]*|\^)*)", rev)
+        if m and m[2]:
+            sha = self.resolve_commit(m[1])
+            for step in re.findall(r"~[0-9]*|\^", m[2]):
+                for _ in range(int(step[1:] or 1) if step.startswith("~") else 1):
+                    parents = self.store.commit(sha).parents
+                    if not parents:
+                        raise NotFoundError(f"{rev!r}: {m[1]} has fewer ancestors than that")
+                    sha = parents[0]
+            return sha
         for ref in (f"refs/heads/{rev}", f"refs/remotes/{rev}", f"refs/tags/{rev}", rev):
             sha = self.store.ref(ref.encode())
             if sha is not None:
@@ -356,9 +369,8 @@ class Registry:
                     f"tag {event.tag.name} names {event.info.get('version')} at {event.info.get('path')!r}, "
                     f"but {mv.tag} registers {mv.path!r}: refusing to load"
                 )
-        ref = self.tracker.ref_of(mv.run_id)
-        head = self.store.ref(ref)
-        if head is None or not self.descends(head, mv.commit.encode()):
+        record, head = self.tracker.record(mv.run_id)  # the run as committed now (this process's writes included)
+        if not self.descends(head, mv.commit.encode()):
             raise ModelChangedError(
                 f"{mv.tag} points at commit {mv.commit[:12]}, which is not in the history of run {mv.run_id}"
             )
@@ -366,7 +378,6 @@ class Registry:
         if "MLmodel" not in tagged:
             raise ModelChangedError(f"{mv.tag}: run {mv.run_id} had no {mv.path}/MLmodel at {mv.commit[:12]}")
         if head != mv.commit.encode():
-            record = RunRecord.load(self.store, head, f"run {mv.run_id}", ref=ref)
             prefix = f"{mv.path}/" if mv.path else ""
             now = {k[len(prefix):]: v for k, v in record.artifacts.items() if k.startswith(prefix)}
             if now != tagged:

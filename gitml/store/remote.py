@@ -291,6 +291,7 @@ def fetch_refs(
     *,
     progress: Progress | None = None,
     force: bool = False,
+    accept: Callable[[bytes], object] | None = None,
 ) -> FetchResult:
     """Fetch the remote's refs under ``prefixes`` and their objects; create the
     missing local refs and fast-forward the others (each by compare-and-swap).
@@ -306,7 +307,7 @@ def fetch_refs(
     refused: dict[bytes, str] = {}
     folder = local_path(url)
     if folder is not None:
-        return _fetch_local(store, folder, wanted, force)
+        return _fetch_local(store, folder, wanted, force, accept)
     with Repo(store.repo.path) as local, PackEntries(local, ids_only=True) as before:
         # What this clone has is told by tips only, not by walking history (dulwich's
         # walker offers every ancestor of every branch: 300,000 lines for a long history).
@@ -318,7 +319,7 @@ def fetch_refs(
         ours = {ref: sha for prefix in wanted for ref, sha in store.refs_under(prefix.decode()).items()}
 
         def determine_wants(refs, depth=None) -> list[bytes]:
-            remote.update(_select(refs, wanted))
+            remote.update({r: s for r, s in _select(refs, wanted).items() if accept is None or accept(r)})
             refused.update(refused_names(remote))
             for ref in refused:
                 del remote[ref]
@@ -344,7 +345,8 @@ def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
         return None
 
 
-def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool) -> FetchResult:
+def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
+                 accept: Callable[[bytes], object] | None = None) -> FetchResult:
     """Fetch from a repository on this machine: one copied pack; new refs in one write."""
     try:
         source = open_repo(folder)
@@ -352,6 +354,7 @@ def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool)
         raise RemoteError(folder, "no git repository there") from e
     with source, Repo(store.repo.path) as local, PackEntries(local, ids_only=True) as before:
         remote = _local_refs(folder, tuple(p.decode() for p in wanted))
+        remote = {r: s for r, s in remote.items() if accept is None or accept(r)}
         refused = refused_names(remote)
         remote = {ref: sha for ref, sha in remote.items() if ref not in refused}
         # what the source lacks is passed over: the refs needing it are refused below

@@ -72,6 +72,10 @@ def refused_tips(
         why = _tip_problem(entries, ref, sha)
         if why:
             refused[ref] = why
+        elif ref.startswith(b"refs/tags/"):  # a registry tag: its commit is the tip to walk
+            target = entries.raw(sha)[1][7:47]
+            if target not in known:
+                tips[ref] = target
         elif sha not in known:
             tips[ref] = sha
     if tips:
@@ -89,6 +93,12 @@ def _tip_problem(entries: PackEntries, ref: bytes, sha: bytes) -> str | None:
         if not entries.has(sha):
             return f"its object {sha.decode()} did not arrive"
         type_num, raw = entries.raw(sha)
+        if ref.startswith(b"refs/tags/"):  # registry tags are annotated tags of commits
+            if type_num != _TAG or not raw.startswith(b"object ") or raw[47:60] != b"\ntype commit\n":
+                return "not an annotated tag of a commit"
+            if not entries.has(raw[7:47]):
+                return f"its commit {raw[7:47].decode()} did not arrive"
+            return None
         if type_num != _COMMIT:
             return f"points at a {_TYPES.get(type_num, type_num)}, not a commit"
         if parse_experiment_ref(ref) is not None:
