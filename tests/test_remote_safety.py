@@ -345,3 +345,23 @@ def test_a_broken_settings_file_names_itself_and_stays_repairable(repo, caplog):
 
     local.write_text("artifacts: [unclosed\n")
     one_line_error(gitml_cli(repo, "config", "--list", code=1), str(local), "not valid YAML")
+
+
+def test_a_yaml_bomb_in_the_committed_config_is_refused_quickly(repo):
+    """The committed settings file comes from teammates: an alias bomb is one clear error."""
+    import time
+
+    import gitml
+    from gitml.errors import InvalidInputError
+
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 10):
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{cur}: &{cur} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]")
+    (repo / ".gitml").mkdir(exist_ok=True)
+    (repo / ".gitml" / "config.yaml").write_text("\n".join(lines) + "\n")
+    start = time.monotonic()
+    with pytest.raises(InvalidInputError, match="config.yaml is not valid YAML or is unsafe .*aliases"):
+        with gitml.Client(repo) as c:
+            c.artifacts
+    assert time.monotonic() - start < 5

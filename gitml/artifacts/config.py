@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gitml.artifacts.cas import DEFAULT_TIMEOUT
-from gitml.errors import InvalidInputError
+from gitml.errors import CorruptRecordError, InvalidInputError
 from gitml.store.git import GitStore
 from gitml.store import yamlout
 
@@ -127,14 +127,15 @@ def parse_text(key: str, text: str) -> Any:
 
 # -- files ----------------------------------------------------------------
 def _read(path: str | None) -> dict:
-    import yaml
-
     if not path or not os.path.exists(path):
         return {}
+    from gitml.tracking.record import load_yaml  # the loader that refuses aliases and oversize files
+
     try:
-        data = yaml.safe_load(open(path, "rb").read())
-    except yaml.YAMLError as e:
-        raise InvalidInputError(f"{path} is not valid YAML ({str(e).splitlines()[0]}); fix or delete it") from None
+        with open(path, "rb") as f:
+            data = load_yaml(f.read(), path)
+    except CorruptRecordError as e:
+        raise InvalidInputError(f"{path} is not valid YAML or is unsafe ({e.detail}); fix or delete it") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
