@@ -203,3 +203,45 @@ def test_packed_refs_read_in_one_pass_match_git(tmp_path):
     got = {k.decode(): v.decode() for k, v in lister.under("refs/gitml/runs/").items()}
     assert got == expected and len(got) == 3000
     assert {k.decode() for k in lister.under("refs/tags/")} == {"refs/tags/v1"}
+
+
+def test_push_reads_again_only_the_records_the_index_has_not_checked(repo, client, tmp_path, monkeypatch):
+    from gitml.tracking.record import RunRecord
+
+    gitml.set_experiment("scale")
+    ids = make_runs(12)
+    gitml.search_runs()  # every run's row is in the index
+    with sqlite3.connect(os.path.join(repo, ".git", "gitml", "index.sqlite3")) as db:
+        db.execute("DELETE FROM runs WHERE ref LIKE ?", (f"%{ids[0]}",))
+    loaded = []
+    real = RunRecord.load.__func__
+
+    def counting(cls, store, commit, what, *, ref=None):
+        loaded.append(what)
+        return real(cls, store, commit, what, ref=ref)
+
+    monkeypatch.setattr(RunRecord, "load", classmethod(counting))
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    from gitml.sync import push
+
+    result = push(gitml.Client(repo), str(bare))
+    assert len(git(bare, "for-each-ref", "refs/gitml/runs/").splitlines()) == 12
+    assert loaded == [f"run {ids[0]}"], (loaded, result)
+
+
+def test_plain_git_fetch_of_branches_never_lists_run_refs_over_protocol_v2(repo, tmp_path):
+    """A teammate without gitml pays nothing for the runs: git's protocol v2 asks the
+    server for the refs under the refspecs' prefixes only (``ls-refs`` ``ref-prefix``)."""
+    gitml.set_experiment("scale")
+    make_runs(3)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", f"file://{repo}", str(clone))
+    env = {**os.environ, "GIT_TRACE_PACKET": str(tmp_path / "trace")}
+    import subprocess
+
+    subprocess.run(["git", "-c", "protocol.version=2", "fetch", "-q", "origin"], cwd=clone, env=env, check=True)
+    trace = (tmp_path / "trace").read_text()
+    assert "ref-prefix refs/heads/" in trace and "refs/gitml/" not in trace
+    subprocess.run(["git", "-c", "protocol.version=0", "fetch", "-q", "origin"], cwd=clone, env=env, check=True)
+    assert "refs/gitml/runs/" in (tmp_path / "trace").read_text()  # v0 advertises every ref

@@ -287,13 +287,15 @@ def objects_by_run(
 
     out: dict[bytes, dict[str, tuple[str, str]]] = {}
     manifests: dict[bytes, dict[str, tuple[str, str]]] = {}  # manifest blob -> its objects
-    for ref, sha in (tracker.run_refs() if refs is None else refs).items():
+    refs = tracker.run_refs() if refs is None else refs
+    checked = tracker.index.known(refs)  # records the index has a row of loaded already
+    for ref, sha in refs.items():
         parsed = parse_run_ref(ref)
         if parsed is None:
             continue
         try:
-            if sha not in stop:  # the whole record is checked, not only the manifests: a run
-                RunRecord.load(tracker.store, sha, f"run {parsed[1]}", ref=ref)  # pulled is read next
+            if sha not in stop and ref not in checked:  # the whole record is checked, not only the
+                RunRecord.load(tracker.store, sha, f"run {parsed[1]}", ref=ref)  # manifests: a run pulled is read next
             out[ref] = _run_objects(tracker.store, parsed[1], sha, stop, manifests)
         except CorruptRecordError as e:
             why = f"{e.what}: {e.detail}"  # the object and what is wrong with it

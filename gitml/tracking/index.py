@@ -214,6 +214,25 @@ class RunIndex:
         self._snapshot = (gen, table)
         return table
 
+    def known(self, refs: dict[bytes, bytes]) -> set[bytes]:
+        """The refs of ``{ref: commit}`` whose commit's record the index holds a row of: rows
+        are made only from records that loaded (every field checked) or that a writer made."""
+        with self.reading():
+            snapshot = self._read_snapshot()
+            found = set()
+            if snapshot is not None:
+                found = {r for r, c in zip(snapshot.refs, snapshot.commits) if refs.get(r) == c}
+            rest = {r: c for r, c in refs.items() if r not in found}
+        with self._lock:
+            for ref, commit in list(rest.items()):
+                hit = self._mem.get(ref)
+                if hit is not None and hit[0] == commit:
+                    found.add(ref)
+                    del rest[ref]
+            rows = self._select(list(rest)) if rest else {}
+        found.update(r for r, c in rest.items() if r in rows and rows[r][0] == c)
+        return found
+
     def _drop_snapshot(self) -> None:
         try:
             with self._lock:
