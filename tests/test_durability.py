@@ -160,9 +160,11 @@ def test_files_follow_core_shared_repository(repo, setting, pack_mode, ref_mode)
     assert made
     for name in made:
         assert stat.S_IMODE(os.stat(pack_dir / name).st_mode) == pack_mode, name
-    # git, writing a ref in the same repository, agrees on the mode of a ref
+    # git, writing a ref in the same repository, agrees on the mode of a ref gitml wrote
     git(repo, "update-ref", "refs/heads/probe", "HEAD")
     assert stat.S_IMODE(os.stat(repo / ".git/refs/heads/probe").st_mode) == ref_mode
+    run_ref = repo / ".git/refs/gitml/runs/0" / run.info.run_id
+    assert stat.S_IMODE(os.stat(run_ref).st_mode) == ref_mode
     git(repo, "fsck", "--strict")
 
 

@@ -25,6 +25,8 @@ import socket
 import threading
 import uuid
 
+from gitml.store.perms import shared_file_mode, shared_setting
+
 log = logging.getLogger("gitml")
 
 OWNERS_DIR = os.path.join("gitml", "locks")
@@ -127,6 +129,7 @@ class LockFile:
         self.path = path
         self.lock = path + ".lock"
         self._owner = owner(commondir)
+        self._commondir = commondir
         try:
             self._fd = os.open(self.lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         except FileExistsError:
@@ -158,6 +161,8 @@ class LockFile:
             view = memoryview(b"".join(self._chunks))
             while view:
                 view = view[os.write(self._fd, view):]
+            if shared_setting(self._commondir):  # core.sharedRepository, as git adjusts the files it makes
+                os.fchmod(self._fd, shared_file_mode(self._commondir, 0o666))
             self._owner.record(self.lock, self._fd)
             os.fsync(self._fd)
         except BaseException:
