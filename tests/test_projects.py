@@ -484,3 +484,18 @@ def test_a_fetched_tree_is_written_safely(repo, client, project_env, tmp_path):
     with pytest.raises(gitml.InvalidInputError, match="holds a file named '..'"):
         gitml.projects.run(f"file://{bad}", version="main", env_manager="local")
     assert len(client.search_runs()) == 1
+
+
+def test_cli_run_with_dash_c_reads_uri_and_paths_from_there(repo, project_env, tmp_path):
+    _write_project(repo / "proj")
+    (repo / "data.csv").write_text("x\n")
+    done = _cli(tmp_path, "-C", str(repo), "run", "proj", "-e", "data", "-P", "input=data.csv", "-P", "where=file:///x",
+                "--env-manager", "local", "--experiment", "projects", "--run-name", "first")
+    assert done.returncode == 0, done.stderr
+    assert "FINISHED" in done.stderr
+    report = __import__("json").loads(project_env.read_text())
+    assert report["argv"] == ["--input", str(repo / "data.csv"), "--where", "file:///x"]
+    with gitml.Client(repo) as c:
+        run = c.get_run(report["run_id"])
+        assert run.info.run_name == "first"
+        assert c.get_experiment(run.info.experiment_id).name == "projects"

@@ -37,13 +37,17 @@ def run_command(ctx, uri, entry_point, parameters, version, env_manager, experim
     in GITML_RUN_ID, so its gitml.start_run() logs into the run; the exit status ends
     the run FINISHED or FAILED, Ctrl-C stops it and ends it KILLED.
     """
+    import os
+
     from gitml.projects import ProjectRunFailedError, run
 
+    if ctx.obj.get("repo"):
+        os.chdir(ctx.obj["repo"])  # as git -C: URI, paths and the repository are read from there
     submitted = None
     try:
         submitted = run(
             uri, entry_point, version, parameters, experiment_name=experiment_name, experiment_id=experiment_id,
-            run_name=run_name, env_manager=env_manager, synchronous=False, repo=ctx.obj.get("repo"),
+            run_name=run_name, env_manager=env_manager, synchronous=False,
         )
         click.echo(f"gitml: run {submitted.run_id} started ({submitted.environment.manager} environment"
                    f"{', reused' if submitted.environment.reused else ''})", err=True)
