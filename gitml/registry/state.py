@@ -64,8 +64,25 @@ class TagEvent:
     target: str = ""
     tagger: str = ""
     time: int = 0  # seconds
-    info: dict = field(default_factory=dict)  # the YAML of the message (gitml's tags)
     raw: bytes = b""
+    _info: dict | None = None
+
+    @property
+    def info(self) -> dict:
+        """The YAML of the message (gitml's tags; ``{}`` for others), parsed on first use:
+        listing the registry needs only tag names and targets."""
+        if self._info is None:
+            self._info = {}
+            _, _, message = self.raw.partition(b"\n\n")
+            body, _ = split_signed(message)
+            if body.startswith(b"gitml-registry:"):
+                try:
+                    info = load_yaml(body, f"tag {self.tag.name}")
+                except CorruptRecordError:
+                    info = None
+                found = info.get("gitml-registry") if isinstance(info, dict) else None
+                self._info = found if isinstance(found, dict) else {}
+        return self._info
 
 
 @dataclass
@@ -75,14 +92,24 @@ class ModelVersion:
     model: str
     version: str
     commit: str
-    run_id: str
-    path: str
-    description: str = ""
+    event: TagEvent
     registered_by: str = ""
     registered_at: int = 0  # seconds
     deregistered: bool = False
     stages: list[str] = field(default_factory=list)
     tag: str = ""
+
+    @property
+    def run_id(self) -> str:
+        return str(self.event.info.get("run_id") or "")
+
+    @property
+    def path(self) -> str:
+        return str(self.event.info.get("path") or "")
+
+    @property
+    def description(self) -> str:
+        return str(self.event.info.get("description") or "")
 
 
 @dataclass
@@ -144,6 +171,16 @@ class Registry:
         self._policy: Policy | None = None
         self._verified: dict[bytes, Verification] = {}
         self._events: dict[bytes, TagEvent] = {}
+        self._prefetched: dict[bytes, tuple[int, bytes]] = {}
+
+    def _prefetch(self, shas) -> None:
+        """Read the tag objects not read yet in one pass over the packs."""
+        todo = [s for s in shas if s not in self._events]
+        if len(todo) > 16:
+            try:
+                self._prefetched.update(self.store.raw_many(todo))
+            except CorruptRecordError:
+                pass  # read one by one, each failure named
 
     # -- configuration ---------------------------------------------------
     def signing_config(self) -> SigningConfig:
@@ -173,9 +210,9 @@ class Registry:
                     sha = parents[0]
             return sha
         for ref in (f"refs/heads/{rev}", f"refs/remotes/{rev}", f"refs/tags/{rev}", rev):
-            sha = self.store.ref(ref.encode())
-            if sha is not None:
-                return self._peel(sha)
+            found = self.store.ref(ref.encode())
+            if found is not None:
+                return self._peel(found)
         if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev) and self.store.contains(rev.encode()):
             return rev.encode()
         raise NotFoundError(f"no branch, tag or commit {rev!r}")
@@ -203,7 +240,8 @@ class Registry:
         if event is not None:
             return event
         try:
-            type_num, raw = self.store.raw(sha)
+            found = self._prefetched.pop(sha, None)
+            type_num, raw = found if found is not None else self.store.raw(sha)
         except CorruptRecordError as e:
             log.warning("gitml: registry tag %s cannot be read: %s", tag.name, e)
             return None
@@ -211,7 +249,7 @@ class Registry:
             log.warning("gitml: registry tag %s is not an annotated tag; ignored", tag.name)
             return None
         event = TagEvent(tag, sha, raw=raw)
-        head, _, message = raw.partition(b"\n\n")
+        head, _, _ = raw.partition(b"\n\n")
         for line in head.split(b"\n"):
             key, _, value = line.partition(b" ")
             if key == b"object":
@@ -223,15 +261,6 @@ class Registry:
                     event.time = int(when.split()[0])
                 except (ValueError, IndexError):
                     event.time = 0
-        body, _ = split_signed(message)
-        if body.startswith(b"gitml-registry:"):
-            try:
-                info = load_yaml(body, f"tag {tag.name}")
-                event.info = info.get("gitml-registry") or {} if isinstance(info, dict) else {}
-            except CorruptRecordError:
-                event.info = {}
-            if not isinstance(event.info, dict):
-                event.info = {}
         self._events[sha] = event
         return event
 
@@ -247,7 +276,9 @@ class Registry:
     def models(self) -> dict[str, ModelState]:
         """Every registered model's state (the policy applied)."""
         by_model: dict[str, list[tuple[RegistryTag, bytes]]] = {}
-        for tag, sha in self.tag_refs().items():
+        tags = self.tag_refs()
+        self._prefetch(tags.values())
+        for tag, sha in tags.items():
             by_model.setdefault(tag.model, []).append((tag, sha))
         return {name: self._state(name, tags) for name, tags in sorted(by_model.items())}
 
@@ -255,6 +286,7 @@ class Registry:
         check_model_name(name)
         prefix = TAGS_PREFIX + name
         tags = [(t, s) for t, s in self.tag_refs().items() if t.model == name]
+        self._prefetch(s for _, s in tags)
         if not tags:
             raise RegisteredModelNotFound(f"no registered model {name!r} (no tag {prefix}@v...)")
         return self._state(name, tags)
@@ -275,11 +307,9 @@ class Registry:
                 continue
             state.events.append(event)
             if tag.action is Action.REGISTER:
-                info = event.info
                 assert tag.version is not None
                 state.versions[tag.version] = ModelVersion(
-                    name, tag.version, event.target, str(info.get("run_id", "")), str(info.get("path", "")),
-                    str(info.get("description") or ""), event.tagger, event.time, tag=tag.name,
+                    name, tag.version, event.target, event, event.tagger, event.time, tag=tag.name,
                 )
             elif tag.action in (Action.ASSIGN, Action.UNASSIGN):
                 stage_events.append(event)

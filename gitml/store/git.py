@@ -198,6 +198,33 @@ class GitStore:
         # memory-mapped pack, and closing the repository while they live fails (BufferError)
         raise CorruptRecordError(sha.decode(), reason)
 
+    def raw_many(self, shas: list[bytes]) -> dict[bytes, tuple[int, bytes]]:
+        """Many objects at once, read through one index of every pack: gitml writes many
+        small packs and dulwich searches them one by one for each object (2,000 registry
+        tags in 360 packs: 30 s one by one, 0.1 s this way). Objects it cannot read this
+        way are read one by one."""
+        from gitml.store.entries import PackEntries
+
+        out: dict[bytes, tuple[int, bytes]] = {}
+        todo = []
+        for sha in shas:
+            hit = self._written.get(sha)
+            if hit is not None:
+                out[sha] = hit
+            else:
+                todo.append(sha)
+        if len(todo) > 16:
+            with self._lock, PackEntries(self.repo) as entries:
+                for sha in todo:
+                    try:
+                        out[sha] = entries.raw(sha)
+                    except (RepositoryError, KeyError):
+                        pass
+        for sha in todo:
+            if sha not in out:
+                out[sha] = self.raw(sha)
+        return out
+
     def blob(self, sha: bytes) -> bytes:
         data = self._blobs.get(sha)
         if data is None:
