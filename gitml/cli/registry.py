@@ -24,19 +24,20 @@ def _when(seconds: int) -> str:
 
 @click.group("registry")
 def registry_group():
-    """Registered models: versions and stages as git tags (GTO's format), signed as git signs."""
+    """Registered models: versions and stages as git tags (GTO's format)."""
 
 
 @registry_group.command("register")
 @click.argument("name")
 @click.argument("run_path", metavar="RUN[:PATH]")
 @click.option("--version", help="The version (vX.Y.Z); default: the next by --bump.")
-@click.option("--bump", type=click.Choice(["major", "minor", "patch"]), default="major", show_default=True)
+@click.option("--bump", type=click.Choice(["major", "minor", "patch"]), default="major", show_default=True,
+              help="Which part of the greatest version grows.")
 @click.option("-m", "--message", "description", default="", help="A description of the version.")
 @_sign_option
 @click.pass_context
 def register(ctx, name, run_path, version, bump, description, sign):
-    """Register the model at PATH of run RUN (id, prefix or name) as a version of NAME."""
+    """Register the model at PATH of run RUN as the next version of NAME."""
     run, sep, path = run_path.partition(":")
     with _client(ctx) as c:
         mv = c.registry.register(name, run, path if sep else None, version=version, bump_part=bump,
@@ -75,7 +76,7 @@ def demote(ctx, name, stage, sign):
 @_sign_option
 @click.pass_context
 def deprecate(ctx, name, version, sign):
-    """Withdraw VERSION of NAME (NAME@VERSION!#N), or the whole model (NAME@deprecated#N)."""
+    """Withdraw VERSION of NAME, or the whole model."""
     with _client(ctx) as c:
         tag = c.registry.deregister(name, version, sign_tag=sign) if version else c.registry.deprecate(name, sign_tag=sign)
         click.echo(f"{name}{' ' + version if version else ''} deprecated (tag {tag})")
@@ -104,7 +105,7 @@ def list_models(ctx, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def show(ctx, name, as_json):
-    """NAME's versions: run, model path, stages, who registered it and when."""
+    """NAME's versions: run, model path, stages, who and when."""
     from gitml.cli.main import _emit_json, _table
     from gitml.registry.tags import version_key
 
@@ -129,7 +130,7 @@ def show(ctx, name, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def history(ctx, name, as_json):
-    """NAME's events in order (by counter N): tag, who, when, signature status."""
+    """NAME's events by counter N: tag, who, when, signature."""
     from gitml.cli.main import _emit_json, _table
 
     with _client(ctx) as c:
@@ -148,7 +149,7 @@ def history(ctx, name, as_json):
 @registry_group.command("verify")
 @click.pass_context
 def verify(ctx):
-    """Check every registry tag against its run and the policy; exit 1 on any failure."""
+    """Check every registry tag against its run and the policy."""
     from gitml.registry.audit import verify_registry
 
     with _client(ctx) as c:
@@ -167,7 +168,7 @@ def verify(ctx):
 @click.option("-b", "--branch", help="Branch to create (default: gitml/promote/NAME/STAGE/VERSION).")
 @click.pass_context
 def propose(ctx, name, version, stage, branch):
-    """Commit .gitml/stages.yaml asking STAGE to hold VERSION, on a new branch (for a pull request)."""
+    """Commit a stage change to .gitml/stages.yaml on a new branch."""
     from gitml.registry import gitops
 
     with _client(ctx) as c:
@@ -182,7 +183,7 @@ def propose(ctx, name, version, stage, branch):
 @click.option("--no-load", is_flag=True, help="Do not load the models (only download and verify them).")
 @click.pass_context
 def check(ctx, base, report_path, no_load):
-    """Validate the proposed stage changes; print (or write) a Markdown report; exit 1 on a problem."""
+    """Validate the proposed stage changes; write a Markdown report."""
     from gitml.registry import gitops
 
     with _client(ctx) as c:
@@ -200,7 +201,7 @@ def check(ctx, base, report_path, no_load):
 @_sign_option
 @click.pass_context
 def apply(ctx, sign):
-    """Create the tags .gitml/stages.yaml asks for (nothing when they exist)."""
+    """Create the tags .gitml/stages.yaml asks for (once)."""
     from gitml.registry import gitops
 
     with _client(ctx) as c:
