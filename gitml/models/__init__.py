@@ -15,7 +15,7 @@ export).
 
 from gitml.models.enforce import SchemaEnforcementError
 from gitml.models.mlmodel import Model
-from gitml.models.save import ModelInfo, RegistryUnavailableError
+from gitml.models.save import ModelInfo
 from gitml.models.signature import ColSpec, DataType, ModelSignature, ParamSchema, ParamSpec, Schema, TensorSpec, infer_signature
 from gitml.models.uri import ModelIntegrityError, RegisteredModelNotFoundError, parse_model_uri, resolve_model_uri
 
@@ -29,7 +29,6 @@ __all__ = [
     "ParamSchema",
     "ParamSpec",
     "RegisteredModelNotFoundError",
-    "RegistryUnavailableError",
     "Schema",
     "SchemaEnforcementError",
     "TensorSpec",

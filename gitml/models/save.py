@@ -15,16 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitml.errors import ConflictError, GitmlError, InvalidInputError
+from gitml.errors import ConflictError, InvalidInputError
 from gitml.models import environment
 from gitml.models.mlmodel import MLMODEL, PYFUNC, Model, save_example
 from gitml.models.signature import ModelSignature, infer_signature
-
-
-class RegistryUnavailableError(GitmlError):
-    """``registered_model_name=`` before gitml has a model registry."""
-
-    error_code = "FEATURE_DISABLED"
 
 
 @dataclass
