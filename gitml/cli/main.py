@@ -453,6 +453,7 @@ def recover(ctx):
 
 
 from gitml.cli import hooks, models, storage, sync, ui  # noqa: E402,F401  (they register their commands on `cli`)
+from gitml.cli import serve  # noqa: E402,F401
 from gitml.cli.projects import env_group, run_command  # noqa: E402
 
 cli.add_command(run_command)

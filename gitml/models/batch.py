@@ -86,28 +86,63 @@ def table_from_json(payload: Any):
 
 def read_input(path: str, content_type: str | None = None, schema=None):
     """The table in ``path`` (and the params a JSON input carries), typed by ``schema``."""
-    import pandas as pd
-
     kind = _kind(path, content_type)
-    params = None
     try:
-        if kind == "csv":
-            data = pd.read_csv(path)
-        elif kind == "parquet":
-            try:
-                data = pd.read_parquet(path)
-            except ImportError:
-                raise InvalidInputError("Parquet input needs pyarrow: pip install 'gitml[parquet]'") from None
-        else:
-            with open(path, "rb") as f:
-                payload = json.load(f)
-            if isinstance(payload, dict):
-                params = payload.get("params")
-            data = table_from_json(payload)
+        with open(path, "rb") as f:
+            return read_table(f, kind, schema, what=repr(path))
     except FileNotFoundError:
         raise NotFoundError(f"no input file {path!r}") from None
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise BadInputFileError(f"{path!r} is not readable as {kind}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def _unreadable(what: str, kind: str, e: BaseException) -> BadInputFileError:
+    first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    return BadInputFileError(f"{what} is not readable as {kind}: {first}")
+
+
+def read_table(source, kind: str, schema=None, *, what: str = "the input", loads: Callable[[bytes], Any] | None = None):
+    """The table (and the params a JSON input carries) in ``source`` (a binary file or
+    bytes) of ``kind`` csv, json or parquet, typed by ``schema``: the one reader of
+    ``gitml predict`` and ``gitml serve``. ``loads`` parses JSON (default ``json.loads``).
+    Raises BadInputFileError naming ``what`` and the parser's first line (never the input)."""
+    import io
+
+    import pandas as pd
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(source)
+    try:
+        if kind == "json":
+            payload = (loads or json.loads)(source.read())
+        elif kind == "csv":
+            data = pd.read_csv(source)
+        else:
+            try:
+                data = pd.read_parquet(source)
+            except ImportError:
+                raise InvalidInputError("Parquet input needs pyarrow: pip install 'gitml[parquet]'") from None
+    except (ValueError, TypeError, RecursionError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        if isinstance(e, InvalidInputError):
+            raise
+        raise _unreadable(what, kind, e) from None
+    if kind == "json":
+        return table_from_payload(payload, schema, what=what)
+    return _typed(data, schema), None
+
+
+def table_from_payload(payload: Any, schema=None, *, what: str = "the input"):
+    """The table and params of a parsed JSON input (one of MLflow's scoring forms),
+    typed by ``schema``; BadInputFileError when it is none of them."""
+    import pandas as pd
+
+    try:
+        data = table_from_json(payload)
+    except (ValueError, TypeError) as e:
+        if isinstance(e, InvalidInputError):
+            raise
+        raise _unreadable(what, "json", e) from None
+    params = payload.get("params") if isinstance(payload, dict) else None
+    if params is not None and not isinstance(params, dict):
+        raise BadInputFileError(f"{what}: params must be a JSON object")
     return (_typed(data, schema) if isinstance(data, pd.DataFrame) else data), params
 
 
@@ -124,6 +159,11 @@ def _plain(predictions) -> Any:
     if isinstance(predictions, dict):
         return {k: _plain(v) for k, v in predictions.items()}
     return predictions
+
+
+def predictions_json(predictions) -> str:
+    """``{"predictions": ...}`` as MLflow's scoring server writes it (DataFrames as records)."""
+    return json.dumps({"predictions": _plain(predictions)})
 
 
 def predict_table(model, data, params: dict | None = None, progress: Callable[[int, int], None] | None = None):
@@ -170,7 +210,7 @@ def predict_file(model_uri: str, input_path: str, output_path: str | None = None
         frame = predictions if isinstance(predictions, pd.DataFrame) else pd.DataFrame(predictions)
         frame.to_csv(output_path, index=False)
         return None
-    text = json.dumps({"predictions": _plain(predictions)})
+    text = predictions_json(predictions)
     if output_path is None:
         return text
     with open(output_path, "w") as f:

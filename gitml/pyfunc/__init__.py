@@ -100,6 +100,17 @@ class PyFuncModel:
             return self._predict_fn(data, params=params)
         return self._predict_fn(data)
 
+    def predict_conformed(self, frame: Any, params: dict | None = None) -> Any:
+        """Predictions for ``frame``, a DataFrame already holding the signature's columns in
+        its order and types (what :meth:`predict`'s enforcement would make of it): the
+        scoring server builds such frames straight from JSON. Params are still checked."""
+        from gitml.models.enforce import enforce_params
+
+        params = enforce_params(params, self._model_meta.get_params_schema())
+        if self._takes_params:
+            return self._predict_fn(frame, params=params)
+        return self._predict_fn(frame)
+
     def unwrap_python_model(self) -> PythonModel:
         """The PythonModel object of a model saved with ``python_model=``."""
         python_model = getattr(self._model_impl, "python_model", None)

@@ -1,0 +1,38 @@
+"""``gitml serve``: a model behind MLflow's scoring protocol (the ``serve`` extra,
+imported only when the command runs, so ``gitml --help`` stays fast)."""
+
+from __future__ import annotations
+
+import click
+
+from gitml.cli.main import cli
+from gitml.cli.models import _use_repo
+
+
+@cli.command()
+@click.option("-m", "--model-uri", "model_uri", required=True, help="A model folder, runs:/<run>/<path> or models:/<name>/<version>.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
+@click.option("-p", "--port", type=click.IntRange(0, 65535), default=5001, show_default=True, help="Port to listen on (0: a free one).")
+@click.option("-w", "--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker processes (forked after the model loads).")
+@click.option("--max-body-mb", type=click.FloatRange(min=0, min_open=True), default=50.0, show_default=True,
+              help="Refuse request bodies over this size (413).")
+@click.pass_context
+def serve(ctx, model_uri, host, port, workers, max_body_mb):
+    """Serve a model over HTTP with MLflow's scoring protocol.
+
+    GET /ping, /health, /version; POST /invocations with JSON (dataframe_split,
+    dataframe_records, instances or inputs, with optional params) or CSV, answering
+    {"predictions": ...}. A model from a run is checked file by file against the run's
+    recorded hashes before it loads. Bad requests get a 4xx with a short JSON message.
+    """
+    from gitml.serving import check_installed, serve as serve_model
+
+    check_installed()
+    _use_repo(ctx)
+    if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
+        click.secho(f"gitml serve: listening on {host}: anyone who can reach it can query the model", fg="yellow", err=True)
+
+    def ready(url: str) -> None:
+        click.echo(f"gitml serve: {model_uri} on {url} with {workers} worker{'s' if workers > 1 else ''} (Ctrl-C stops it)", err=True)
+
+    serve_model(model_uri, host=host, port=port, workers=workers, max_body_mb=max_body_mb, ready=ready)

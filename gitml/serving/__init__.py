@@ -1,0 +1,73 @@
+"""``gitml serve``: MLflow's scoring protocol for one model, over several worker
+processes (an optional extra: ``pip install "gitml[serve]"``, which brings uvicorn with
+httptools and uvloop, and orjson).
+
+>>> from gitml.serving import serve
+>>> serve("runs:/churn-baseline/model", host="127.0.0.1", port=5001, workers=2)
+
+Modules: ``app`` (the ASGI app: routes, body limit, errors), ``fastpath`` (numeric
+``dataframe_split`` bodies straight to one array), ``workers`` (the socket, the forked
+workers, the limits on the request head).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from gitml.errors import GitmlError, InvalidInputError
+
+DEFAULT_MAX_BODY_MB = 50.0
+
+
+class MissingExtraError(GitmlError):
+    """An optional part of gitml is not installed."""
+
+
+def check_installed() -> None:
+    """Raise MissingExtraError with the install hint when the ``serve`` extra is missing."""
+    missing = []
+    for module in ("uvicorn", "orjson"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise MissingExtraError(f"gitml serve needs {', '.join(missing)}: pip install \"gitml[serve]\"")
+
+
+def make_app(model_uri: str | os.PathLike, *, max_body_mb: float = DEFAULT_MAX_BODY_MB):
+    """The ASGI app scoring the model at ``model_uri`` (loaded and, from a run, verified now)."""
+    from gitml import __version__
+    from gitml.pyfunc import load_model
+    from gitml.serving.app import ScoringApp
+
+    if not max_body_mb > 0:
+        raise InvalidInputError(f"the body limit must be over 0 MB, not {max_body_mb}")
+    model = load_model(model_uri)
+    return ScoringApp(model, max_body_bytes=int(max_body_mb * 1024 * 1024), version=__version__)
+
+
+def serve(model_uri: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 5001, workers: int = 1,
+          max_body_mb: float = DEFAULT_MAX_BODY_MB, ready: Callable[[str], None] | None = None) -> None:
+    """Serve the model at ``model_uri`` until SIGINT or SIGTERM.
+
+    The model is loaded (a run's model checked file by file against the run's manifest)
+    before the socket listens, then ``workers`` processes are forked from this one.
+    ``ready(url)`` is called once listening. Raises NotFoundError, IntegrityError,
+    ServerStartError (the address is taken), MissingExtraError.
+    """
+    from gitml.serving.workers import listen, run_workers
+
+    check_installed()
+    if workers < 1:
+        raise InvalidInputError(f"workers must be at least 1, not {workers}")
+    app = make_app(model_uri, max_body_mb=max_body_mb)
+    sock = listen(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    if ready is not None:
+        ready(f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}")
+    run_workers(app, sock, workers)
+
+
+__all__ = ["DEFAULT_MAX_BODY_MB", "MissingExtraError", "check_installed", "make_app", "serve"]

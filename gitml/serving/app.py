@@ -1,0 +1,193 @@
+"""The scoring protocol as a plain ASGI app (no framework): MLflow's routes and forms.
+
+    GET  /ping, /health     200 "\\n" once the model is loaded (it is, before the socket listens)
+    GET  /version           gitml's version
+    POST /invocations       application/json (dataframe_split, dataframe_records, instances,
+                            inputs; optional params) or text/csv -> {"predictions": ...}
+
+Every refusal is a 4xx with ``{"error_code": ..., "message": ...}``; a message names what
+was wrong and never carries the body (parser messages are cut to their first 200
+characters). A failure inside the model is a 400 naming the exception's class; a bug of
+gitml's is a 500 whose body says only that. The traceback goes to the log, not the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from gitml.errors import GitmlError
+
+log = logging.getLogger("gitml.serving")
+
+JSON = b"application/json"
+OFFLOAD_BYTES = 256 * 1024  # larger bodies are scored on a thread: /ping keeps answering
+_MESSAGE_MAX = 500
+
+
+class RequestError(Exception):
+    """A refused request: HTTP status, MLflow's error code, a message without the body."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+def _loads(body: bytes) -> Any:
+    """orjson for speed; what it refuses (NaN, Infinity, integers past 64 bits, lone
+    surrogates) is read by ``json`` as MLflow's server reads it."""
+    import orjson
+
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
+def _content_kind(content_type: str) -> str:
+    mime, *parameters = (part.strip() for part in content_type.split(";"))
+    for parameter in parameters:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() != "charset":
+            raise RequestError(415, "BAD_REQUEST", f"unsupported content type parameter {key.strip()[:40]!r}")
+        if value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise RequestError(415, "BAD_REQUEST", "the scoring server reads UTF-8 only")
+    kind = {"application/json": "json", "text/csv": "csv", "application/vnd.apache.parquet": "parquet"}.get(mime.lower())
+    if kind is None:
+        raise RequestError(415, "BAD_REQUEST",
+                           "the content type must be application/json, text/csv or application/vnd.apache.parquet")
+    return kind
+
+
+class ScoringApp:
+    """The ASGI app serving one loaded model (a PyFuncModel)."""
+
+    def __init__(self, model, *, max_body_bytes: int, version: str):
+        from gitml.serving.fastpath import SplitFastPath
+
+        self.model = model
+        self.max_body_bytes = max_body_bytes
+        self.schema = model.metadata.get_input_schema()
+        self.fast = SplitFastPath.for_model(model)
+        if self.fast is not None and self.fast.as_array:
+            import warnings
+
+            # the array route gives scikit-learn the array of the columns it was fitted on
+            # (checked once, in SplitFastPath): its per-request note on missing names is noise
+            warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+        self._version = version.encode()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":  # lifespan is turned off; websockets are refused
+            return
+        path, method = scope["path"], scope["method"]
+        try:
+            if path in ("/ping", "/health"):
+                if method not in ("GET", "HEAD"):
+                    raise RequestError(405, "BAD_REQUEST", f"{path} takes GET")
+                return await _respond(send, 200, b"\n", JSON)
+            if path == "/version":
+                if method not in ("GET", "HEAD"):
+                    raise RequestError(405, "BAD_REQUEST", "/version takes GET")
+                return await _respond(send, 200, self._version, b"text/plain; charset=utf-8")
+            if path != "/invocations":
+                raise RequestError(404, "ENDPOINT_NOT_FOUND", "no such endpoint: the server answers /ping, /health, /version, /invocations")
+            if method != "POST":
+                raise RequestError(405, "BAD_REQUEST", "/invocations takes POST")
+            content_type = _header(scope, b"content-type")
+            kind = _content_kind(content_type.decode("latin-1") if content_type is not None else "application/json")
+            body = await self._body(scope, receive)
+            if len(body) > OFFLOAD_BYTES:
+                text = await asyncio.get_running_loop().run_in_executor(None, self.score, body, kind)
+            else:
+                text = self.score(body, kind)
+            return await _respond(send, 200, text, JSON)
+        except RequestError as e:
+            return await _refuse(send, e.status, e.code, str(e), close=e.status == 413)
+        except _Disconnected:
+            return None
+        except Exception:
+            log.exception("unexpected error on %s %s", method, path[:100])
+            return await _refuse(send, 500, "INTERNAL_ERROR", "unexpected error in the scoring server (see its log)")
+
+    async def _body(self, scope, receive) -> bytes:
+        """The request body, refused (413) past ``max_body_bytes``: by Content-Length
+        before reading, and by counting while reading (chunked bodies)."""
+        limit = self.max_body_bytes
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise RequestError(400, "BAD_REQUEST", "Content-Length is not a number")
+            if int(declared) > limit:
+                raise RequestError(413, "REQUEST_LIMIT_EXCEEDED", f"the body is over the server's limit of {limit} bytes (--max-body-mb)")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, "REQUEST_LIMIT_EXCEEDED", f"the body is over the server's limit of {limit} bytes (--max-body-mb)")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def score(self, body: bytes, kind: str) -> bytes:
+        """The response body for a request body of ``kind``; RequestError when refused."""
+        from gitml.models.batch import predictions_json, read_table, table_from_payload
+
+        if not body:
+            raise RequestError(400, "BAD_REQUEST", "the body is empty")
+        payload: Any = None
+        if kind == "json":
+            try:
+                payload = _loads(body)
+            except (ValueError, RecursionError) as e:
+                first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                raise RequestError(400, "BAD_REQUEST", f"the body is not valid JSON: {first}") from None
+        try:
+            if kind == "json":
+                frame = self.fast.frame(payload) if self.fast is not None else None
+                if frame is not None:
+                    predictions = self.model.predict_conformed(frame, payload.get("params"))
+                    return predictions_json(predictions).encode()
+                data, params = table_from_payload(payload, self.schema, what="the body")
+            else:
+                data, params = read_table(body, kind, self.schema, what="the body")
+            predictions = self.model.predict(data, params=params)
+        except GitmlError as e:
+            raise RequestError(400, e.error_code if e.error_code != "INTERNAL_ERROR" else "BAD_REQUEST", str(e)) from None
+        except Exception as e:
+            log.warning("the model failed on a request: %s", type(e).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
+            raise RequestError(400, "BAD_REQUEST",
+                               f"the model failed on this input ({type(e).__name__}); check it against the model's signature") from None
+        return predictions_json(predictions).encode()
+
+
+class _Disconnected(Exception):
+    pass
+
+
+def _header(scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+async def _respond(send, status: int, body: bytes, content_type: bytes, *, close: bool = False) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse(send, status: int, code: str, message: str, *, close: bool = False) -> None:
+    if len(message) > _MESSAGE_MAX:
+        message = message[:_MESSAGE_MAX] + "..."
+    body = json.dumps({"error_code": code, "message": message}).encode()
+    await _respond(send, status, body, JSON, close=close)
