@@ -167,11 +167,40 @@ class Client(RunViews, RegistryCalls):
         start_time: int | None = None,
         tags: dict | None = None,
         run_name: str | None = None,
+        *,
+        parent_run_id: str | None = None,
     ) -> Run:
+        """Create a RUNNING run, committed at once (``parent_run_id``: the run it is nested in)."""
         writer = self.tracker.create_run(
-            str(experiment_id), run_name=run_name, tags=tags, start_time=start_time, journaled=False
+            str(experiment_id), run_name=run_name, tags=tags, start_time=start_time, journaled=False,
+            parent_run_id=parent_run_id,
         )
         return self.get_run(writer.run_id)
+
+    def start_run(
+        self,
+        experiment_id: str = DEFAULT_EXPERIMENT_ID,
+        *,
+        run_name: str | None = None,
+        tags: dict | None = None,
+        parent_run_id: str | None = None,
+        start_time: int | None = None,
+    ) -> Run:
+        """Create a RUNNING run that this Client keeps open, as ``gitml.start_run`` does:
+        its writes are journaled and committed on the flush interval (and by
+        :meth:`set_terminated`, in the background), not one commit per call as after
+        :meth:`create_run`. For code logging many calls to one run (the MLflow plugin).
+
+        >>> run = client.start_run(experiment_id, run_name="baseline")
+        >>> client.log_metric(run.info.run_id, "loss", 0.1)
+        >>> client.set_terminated(run.info.run_id)
+        """
+        from gitml.tracking.tracker import run_of
+
+        writer = self.tracker.create_run(
+            str(experiment_id), run_name=run_name, tags=tags, parent_run_id=parent_run_id, start_time=start_time
+        )
+        return run_of(writer.record(), None)
 
     def import_commit(self, repository: str | os.PathLike, commit: str) -> None:
         """Bring ``commit`` of the git repository at ``repository`` (a folder on this

@@ -80,6 +80,8 @@ class RunData:
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # each key's latest point with its step and time (MLflow's RunData holds Metric entities)
+    latest_metrics: dict[str, Metric] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass

@@ -190,7 +190,10 @@ def run_of(record: RunRecord, commit: bytes | None) -> Run:
             lifecycle_stage=row["lifecycle_stage"],
             artifact_uri=row["artifact_uri"],
         ),
-        data=RunData(metrics=row["metrics"], params=row["params"], tags=row["tags"]),
+        data=RunData(
+            metrics=row["metrics"], params=row["params"], tags=row["tags"],
+            latest_metrics={k: Metric(k, v, t, s) for k, (s, t, v) in record.latest.items()},
+        ),
         source=RunSource(source.get("commit"), source.get("branch"), bool(source.get("dirty")), commit.decode() if commit else None),
         inputs=RunInputs.from_records(record.meta.get("inputs")),
     )

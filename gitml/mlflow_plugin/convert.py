@@ -1,0 +1,97 @@
+"""gitml's entities as MLflow's, and paging tokens.
+
+gitml's ``Run``, ``Experiment`` and ``Metric`` have MLflow's fields; MLflow's code wants its
+own classes (``RunData`` holds ``Metric`` entities with their step and time, tags are
+``ExperimentTag`` / ``RunTag`` lists, ``RunInfo`` names the artifact repository).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    Experiment,
+    ExperimentTag,
+    InputTag,
+    LoggedModelOutput,
+    Metric,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunInputs,
+    RunOutputs,
+    RunTag,
+)
+
+from gitml.errors import InvalidInputError
+from gitml.mlflow_plugin import artifact_uri
+from gitml.mlflow_plugin.logged_models import model_entries
+
+
+def experiment(e, repo_path: str) -> Experiment:
+    location = e.artifact_location or ""
+    if not location or location.startswith("/") or location.startswith("runs:"):
+        location = f"gitml:{repo_path}"  # runs keep their artifacts in the repository (gitml-artifacts:/<run>)
+    return Experiment(
+        experiment_id=str(e.experiment_id),
+        name=e.name,
+        artifact_location=location,
+        lifecycle_stage=e.lifecycle_stage,
+        tags=[ExperimentTag(k, v) for k, v in (e.tags or {}).items()],
+        creation_time=e.creation_time,
+        last_update_time=e.last_update_time,
+    )
+
+
+def run(r, repo_path: str) -> Run:
+    info = RunInfo(
+        run_id=r.info.run_id,
+        experiment_id=str(r.info.experiment_id),
+        user_id=r.info.user_id or "",
+        status=r.info.status,
+        start_time=r.info.start_time,
+        end_time=r.info.end_time,
+        lifecycle_stage=r.info.lifecycle_stage,
+        artifact_uri=artifact_uri(repo_path, r.info.run_id),
+        run_name=r.info.run_name,
+    )
+    latest = getattr(r.data, "latest_metrics", None) or {}
+    metrics = [Metric(m.key, m.value, m.timestamp, m.step) for m in latest.values()] if latest else [
+        Metric(k, v, 0, 0) for k, v in r.data.metrics.items()
+    ]
+    data = RunData(
+        metrics=metrics,
+        params=[Param(k, v) for k, v in r.data.params.items()],
+        tags=[RunTag(k, v) for k, v in r.data.tags.items()],
+    )
+    inputs = RunInputs(
+        [
+            DatasetInput(
+                Dataset(d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.source, d.dataset.schema, d.dataset.profile),
+                [InputTag(t.key, t.value) for t in d.tags],
+            )
+            for d in r.inputs.dataset_inputs
+        ]
+    )
+    outputs = RunOutputs([LoggedModelOutput(m["model_uuid"], int(m.get("step") or 0)) for m in model_entries(r.data.tags)])
+    return Run(info, data, inputs, outputs)
+
+
+def page_token(offset: int) -> str:
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def page_offset(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.b64decode(token, validate=True))["offset"]
+    except (ValueError, TypeError, KeyError):
+        raise InvalidInputError(f"page_token {token!r} is not a token this store returned") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidInputError(f"page_token {token!r} is not a token this store returned")
+    return offset

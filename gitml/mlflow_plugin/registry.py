@@ -1,0 +1,194 @@
+"""MLflow's model registry store over gitml's tag registry (entry point
+``mlflow.model_registry_store``: ``gitml``).
+
+Calls map onto :class:`gitml.Client`'s registry calls (``gitml.registry.mlflow_api``):
+a version is a tag ``<name>@vN.0.0`` on the run commit (signed as the repository's policy
+asks), an alias or stage a stage tag; ``Archived`` deregisters. What the tags cannot hold
+(registered-model and version tags, descriptions set later, renames) is an
+``MlflowException`` naming the call, never a silent no-op.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel, RegisteredModelAlias
+from mlflow.store.entities.paged_list import PagedList
+from mlflow.store.model_registry.abstract_store import AbstractStore
+
+from gitml.errors import ConflictError, InvalidInputError
+from gitml.mlflow_plugin import (
+    ARTIFACT_SCHEME,
+    artifact_uri,
+    as_mlflow_exception,
+    check_mlflow_version,
+    client_for,
+    mlflow_errors,
+    parse_artifact_uri,
+    repository_path,
+    unsupported,
+)
+
+
+class GitmlRegistryStore(AbstractStore):
+    """MLflow's model-registry ``AbstractStore`` on the repository a ``gitml:`` URI names."""
+
+    def __init__(self, store_uri: str | None = None, tracking_uri: str | None = None):
+        check_mlflow_version()
+        super().__init__(store_uri, tracking_uri)
+        self.client, self._lock = client_for(repository_path(store_uri))
+        self.repo_path = self.client.repo_path
+
+    # -- conversions ------------------------------------------------------------
+    def _version(self, mv) -> ModelVersion:
+        return ModelVersion(
+            name=mv.name,
+            version=str(mv.version),
+            creation_timestamp=mv.creation_timestamp,
+            last_updated_timestamp=mv.last_updated_timestamp,
+            description=mv.description or None,
+            user_id=mv.user_id,
+            current_stage=mv.current_stage,
+            source=self._source_uri(mv.source),
+            run_id=mv.run_id,
+            status="READY",
+            aliases=list(mv.aliases),
+        )
+
+    def _model(self, rm) -> RegisteredModel:
+        return RegisteredModel(
+            name=rm.name,
+            creation_timestamp=rm.creation_timestamp,
+            last_updated_timestamp=rm.last_updated_timestamp,
+            description=rm.description or None,
+            latest_versions=[self._version(v) for v in rm.latest_versions],
+            aliases=[RegisteredModelAlias(a, v) for a, v in rm.aliases.items()],
+        )
+
+    def _source_uri(self, source: str) -> str:
+        """``runs:/<run>/<path>`` (the registry's form) as the artifact URI MLflow downloads."""
+        if source.startswith("runs:/"):
+            run_id, _, path = source[len("runs:/"):].partition("/")
+            return artifact_uri(self.repo_path, run_id, path)
+        return source
+
+    def _runs_uri(self, source: str, run_id: str | None, model_id: str | None) -> str:
+        """The ``runs:/<run>/<path>`` a version registers, from what MLflow passes: the run's
+        artifact URI, ``runs:/``, or ``models:/<logged model id>``."""
+        if source.startswith(ARTIFACT_SCHEME + ":"):
+            repo, run, path = parse_artifact_uri(source)
+            if repository_path(repo) != repository_path(self.repo_path):
+                raise InvalidInputError(f"model source {source!r} is in another repository than {self.repo_path!r}")
+            return f"runs:/{run}/{path}"
+        if source.startswith("runs:/"):
+            return source
+        if source.startswith("models:/") and model_id:
+            import mlflow
+
+            logged = mlflow.MlflowClient().get_logged_model(model_id)
+            if not logged.artifact_location.startswith(ARTIFACT_SCHEME + ":"):
+                raise InvalidInputError(f"logged model {model_id} is not in a gitml repository")
+            return self._runs_uri(logged.artifact_location, run_id, None)
+        parsed = urllib.parse.urlparse(source)
+        raise InvalidInputError(
+            f"model source {source!r} ({parsed.scheme or 'a path'}) is not a run of this repository: "
+            "register runs:/<run_id>/<path>"
+        )
+
+    # -- registered models -------------------------------------------------------
+    @mlflow_errors
+    def create_registered_model(self, name, tags=None, description=None, deployment_job_id=None):
+        if tags:
+            raise unsupported("registered model tags (the registry keeps only what git tags hold)")
+        try:
+            rm = self.client.create_registered_model(name, description=description)
+        except ConflictError as e:
+            raise as_mlflow_exception(e, "RESOURCE_ALREADY_EXISTS") from e
+        return self._model(rm)
+
+    @mlflow_errors
+    def update_registered_model(self, name, description, deployment_job_id=None):
+        raise unsupported("update_registered_model (a description of a registered model)")
+
+    @mlflow_errors
+    def rename_registered_model(self, name, new_name):
+        raise unsupported("renaming a registered model (its versions are tags named after it)")
+
+    @mlflow_errors
+    def delete_registered_model(self, name):
+        self.client.delete_registered_model(name)
+
+    @mlflow_errors
+    def search_registered_models(self, filter_string=None, max_results=None, order_by=None, page_token=None):
+        found = self.client.search_registered_models(filter_string, max_results or 100, order_by)
+        return PagedList([self._model(m) for m in found], None)
+
+    @mlflow_errors
+    def get_registered_model(self, name):
+        return self._model(self.client.get_registered_model(name))
+
+    @mlflow_errors
+    def get_latest_versions(self, name, stages=None):
+        return [self._version(v) for v in self.client.get_latest_versions(name, stages)]
+
+    @mlflow_errors
+    def set_registered_model_tag(self, name, tag):
+        raise unsupported("registered model tags (the registry keeps only what git tags hold)")
+
+    @mlflow_errors
+    def delete_registered_model_tag(self, name, key):
+        raise unsupported("registered model tags (the registry keeps only what git tags hold)")
+
+    # -- versions -------------------------------------------------------------------
+    @mlflow_errors
+    def create_model_version(self, name, source, run_id=None, tags=None, run_link=None, description=None,
+                             local_model_path=None, model_id=None):
+        if tags:
+            raise unsupported("model version tags (the registry keeps only what git tags hold)")
+        uri = self._runs_uri(source, run_id, model_id)
+        return self._version(self.client.create_model_version(name, uri, run_id, description=description))
+
+    @mlflow_errors
+    def update_model_version(self, name, version, description):
+        raise unsupported("update_model_version (a version's description is part of its signed tag)")
+
+    @mlflow_errors
+    def transition_model_version_stage(self, name, version, stage, archive_existing_versions=False):
+        return self._version(self.client.transition_model_version_stage(name, version, stage, archive_existing_versions))
+
+    @mlflow_errors
+    def delete_model_version(self, name, version):
+        self.client.delete_model_version(name, version)
+
+    @mlflow_errors
+    def get_model_version(self, name, version):
+        return self._version(self.client.get_model_version(name, version))
+
+    @mlflow_errors
+    def get_model_version_download_uri(self, name, version):
+        return self._source_uri(self.client.get_model_version(name, version).source)
+
+    @mlflow_errors
+    def search_model_versions(self, filter_string=None, max_results=None, order_by=None, page_token=None):
+        found = self.client.search_model_versions(filter_string, max_results or 10_000, order_by)
+        return PagedList([self._version(v) for v in found], None)
+
+    @mlflow_errors
+    def set_model_version_tag(self, name, version, tag):
+        raise unsupported("model version tags (the registry keeps only what git tags hold)")
+
+    @mlflow_errors
+    def delete_model_version_tag(self, name, version, key):
+        raise unsupported("model version tags (the registry keeps only what git tags hold)")
+
+    @mlflow_errors
+    def set_registered_model_alias(self, name, alias, version):
+        self.client.set_registered_model_alias(name, alias, version)
+
+    @mlflow_errors
+    def delete_registered_model_alias(self, name, alias):
+        self.client.delete_registered_model_alias(name, alias)
+
+    @mlflow_errors
+    def get_model_version_by_alias(self, name, alias):
+        return self._version(self.client.get_model_version_by_alias(name, alias))

@@ -1,0 +1,325 @@
+"""MLflow's tracking store over a gitml repository (entry point ``mlflow.tracking_store``: ``gitml``).
+
+Every ``mlflow.*`` tracking call reaches one method here, which calls :class:`gitml.Client`.
+A run MLflow starts in this process stays open in the Client, as ``gitml.start_run``'s
+(its calls are journaled and committed on gitml's flush interval, and at ``end_run``);
+under ``mlflow server`` (whose workers share runs) each call is committed before it returns.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+from mlflow.entities import LoggedModel, LoggedModelStatus, RunStatus, ViewType
+from mlflow.store.entities.paged_list import PagedList
+from mlflow.store.tracking.abstract_store import AbstractStore
+
+import gitml.entities as ge
+from gitml.errors import ConflictError, InvalidInputError, NotFoundError
+from gitml.mlflow_plugin import (
+    artifact_uri,
+    as_mlflow_exception,
+    check_mlflow_version,
+    client_for,
+    convert,
+    mlflow_errors,
+    repository_path,
+    unsupported,
+)
+from gitml.mlflow_plugin.logged_models import HISTORY_TAG, compact_model_dict, history_value, model_entries
+
+# MLflow's client sets these on each new run; gitml records them itself (the user, the
+# script, the commit that ran and its branch, the parent run), so it keeps its own
+_DERIVED_TAGS = (
+    "mlflow.user",
+    "mlflow.source.name",
+    "mlflow.source.type",
+    "mlflow.source.git.commit",
+    "mlflow.source.git.branch",
+)
+
+
+def _server() -> bool:
+    """Inside ``mlflow server`` / ``mlflow ui`` (it passes the store URI to its workers so)."""
+    return bool(os.environ.get("_MLFLOW_SERVER_FILE_STORE"))
+
+
+class GitmlTrackingStore(AbstractStore):
+    """MLflow's ``AbstractStore`` on the repository a ``gitml:`` URI names."""
+
+    def __init__(self, store_uri: str | None = None, artifact_uri: str | None = None):
+        check_mlflow_version()
+        super().__init__()
+        self.client, self._lock = client_for(repository_path(store_uri))
+        self.repo_path = self.client.repo_path
+        self._model_runs: dict[str, str] = {}  # logged model id -> its run (found once)
+
+    # -- experiments -------------------------------------------------------
+    @mlflow_errors
+    def search_experiments(self, view_type=ViewType.ACTIVE_ONLY, max_results=1000, filter_string=None, order_by=None, page_token=None):
+        found = self.client.search_experiments(view_type=view_type, filter_string=filter_string, order_by=order_by)
+        return self._page([convert.experiment(e, self.repo_path) for e in found], max_results, page_token)
+
+    @staticmethod
+    def _page(items: list, max_results, page_token) -> PagedList:
+        offset = convert.page_offset(page_token)
+        end = offset + max_results if max_results is not None else len(items)
+        return PagedList(items[offset:end], convert.page_token(end) if end < len(items) else None)
+
+    @mlflow_errors
+    def create_experiment(self, name, artifact_location=None, tags=None):
+        if self.client.get_experiment_by_name(name) is not None:
+            raise as_mlflow_exception(ConflictError(f"experiment {name!r} already exists"), "RESOURCE_ALREADY_EXISTS")
+        return self.client.create_experiment(name, artifact_location, {t.key: t.value for t in tags or ()})
+
+    @mlflow_errors
+    def get_experiment(self, experiment_id):
+        return convert.experiment(self.client.get_experiment(experiment_id), self.repo_path)
+
+    @mlflow_errors
+    def get_experiment_by_name(self, experiment_name):
+        found = self.client.get_experiment_by_name(experiment_name)
+        return convert.experiment(found, self.repo_path) if found is not None else None
+
+    @mlflow_errors
+    def delete_experiment(self, experiment_id):
+        self.client.delete_experiment(experiment_id)
+
+    @mlflow_errors
+    def restore_experiment(self, experiment_id):
+        self.client.restore_experiment(experiment_id)
+
+    @mlflow_errors
+    def rename_experiment(self, experiment_id, new_name):
+        self.client.rename_experiment(experiment_id, new_name)
+
+    @mlflow_errors
+    def set_experiment_tag(self, experiment_id, tag):
+        self.client.set_experiment_tag(experiment_id, tag.key, tag.value)
+
+    @mlflow_errors
+    def delete_experiment_tag(self, experiment_id, key):
+        self.client.delete_experiment_tag(experiment_id, key)
+
+    # -- runs ----------------------------------------------------------------
+    @mlflow_errors
+    def create_run(self, experiment_id, user_id, start_time, tags, run_name):
+        tag_dict = {t.key: t.value for t in tags or ()}
+        for key in _DERIVED_TAGS:
+            tag_dict.pop(key, None)
+        parent = tag_dict.pop("mlflow.parentRunId", None)
+        start_time = start_time or None  # MLflow's REST API sends 0 for "not given"
+        if _server():
+            r = self.client.create_run(
+                experiment_id, start_time=start_time, tags=tag_dict, run_name=run_name or None, parent_run_id=parent
+            )
+        else:
+            r = self.client.start_run(
+                experiment_id, start_time=start_time, tags=tag_dict, run_name=run_name or None, parent_run_id=parent
+            )
+        return convert.run(r, self.repo_path)
+
+    @mlflow_errors
+    def get_run(self, run_id):
+        return convert.run(self.client.get_run(run_id), self.repo_path)
+
+    @mlflow_errors
+    def update_run_info(self, run_id, run_status, end_time, run_name):
+        status = RunStatus.to_string(run_status) if isinstance(run_status, int) else run_status
+        if run_name:
+            self.client.update_run(run_id, name=run_name)
+        if status in ge.RunStatus.TERMINAL:
+            self.client.set_terminated(run_id, status, end_time)
+        elif status is not None:
+            self.client.update_run(run_id, status=status)
+        return convert.run(self.client.get_run(run_id), self.repo_path).info
+
+    @mlflow_errors
+    def delete_run(self, run_id):
+        self.client.delete_run(run_id)
+
+    @mlflow_errors
+    def restore_run(self, run_id):
+        self.client.restore_run(run_id)
+
+    @mlflow_errors
+    def log_batch(self, run_id, metrics, params, tags):
+        if any(getattr(m, "model_id", None) for m in metrics):  # MLflow's link of a point to a logged model
+            metrics = [ge.Metric(m.key, m.value, m.timestamp, m.step) for m in metrics]
+        self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+
+    @mlflow_errors
+    def delete_tag(self, run_id, key):
+        self.client.delete_tag(run_id, key)
+
+    @mlflow_errors
+    def get_metric_history(self, run_id, metric_key, max_results=None, page_token=None):
+        from mlflow.entities import Metric
+
+        points = [Metric(m.key, m.value, m.timestamp, m.step) for m in self.client.get_metric_history(run_id, metric_key)]
+        if max_results is None and page_token is None:
+            return PagedList(points, None)
+        return self._page(points, max_results, page_token)
+
+    @mlflow_errors
+    def _search_runs(self, experiment_ids, filter_string, run_view_type, max_results, order_by, page_token):
+        found = self.client.search_runs(
+            experiment_ids or None, filter_string or "", run_view_type, max_results, order_by, page_token
+        )
+        return [convert.run(r, self.repo_path) for r in found], found.token
+
+    @mlflow_errors
+    def log_inputs(self, run_id, datasets=None, models=None):
+        if models:
+            raise unsupported("log_inputs(models=...): a logged model as a run's input")
+        records = [
+            ge.DatasetInput(
+                ge.Dataset(d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.source, d.dataset.schema, d.dataset.profile),
+                [ge.InputTag(t.key, t.value) for t in d.tags or ()],
+            )
+            for d in datasets or ()
+        ]
+        if records:
+            self.client.log_inputs(run_id, records)
+
+    # -- MLflow 3's logged models (see gitml.mlflow_plugin.logged_models) -------
+    @mlflow_errors
+    def create_logged_model(self, experiment_id, name=None, source_run_id=None, tags=None, params=None, model_type=None):
+        if not source_run_id:
+            raise unsupported("a logged model without a run: gitml keeps models in runs (start a run first)")
+        name = name or "model"
+        model_id = "m-" + uuid.uuid4().hex
+        now = int(time.time() * 1000)
+        entry = {
+            "model_uuid": model_id,
+            "name": name,
+            "artifact_path": name,
+            "run_id": source_run_id,
+            "creation_timestamp": now,
+            "status": str(LoggedModelStatus.PENDING),
+            "model_type": model_type,
+            "tags": {t.key: t.value for t in tags or ()},
+            "params": {p.key: p.value for p in params or ()},
+        }
+        self._update_entries(source_run_id, lambda entries: entries + [entry])
+        self._model_runs[model_id] = source_run_id
+        return self._logged_model(str(experiment_id), entry)
+
+    def _logged_model(self, experiment_id: str, entry: dict) -> LoggedModel:
+        status = entry.get("status") or "READY"
+        return LoggedModel(
+            experiment_id=experiment_id,
+            model_id=entry["model_uuid"],
+            name=entry.get("name") or entry.get("artifact_path") or "model",
+            artifact_location=artifact_uri(self.repo_path, entry["run_id"], entry.get("name") or entry.get("artifact_path") or ""),
+            creation_timestamp=int(entry.get("creation_timestamp") or 0),
+            last_updated_timestamp=int(entry.get("last_updated_timestamp") or entry.get("creation_timestamp") or 0),
+            model_type=entry.get("model_type"),
+            source_run_id=entry["run_id"],
+            status=LoggedModelStatus(status) if status in LoggedModelStatus.__members__ else LoggedModelStatus.READY,
+            tags=dict(entry.get("tags") or {}),
+            params=dict(entry.get("params") or {}),
+        )
+
+    def _entries(self, run_id: str) -> list[dict]:
+        return [dict(e, run_id=run_id) for e in model_entries(self.client.get_run(run_id).data.tags)]
+
+    def _update_entries(self, run_id: str, change) -> None:
+        self.client.set_tag(run_id, HISTORY_TAG, history_value(change(self._entries(run_id))))
+
+    def _find_model(self, model_id: str) -> tuple[str, dict]:
+        run_id = self._model_runs.get(model_id)
+        if run_id is None:
+            if not isinstance(model_id, str) or not model_id.startswith("m-") or not model_id[2:].isalnum():
+                raise InvalidInputError(f"logged model id {model_id!r} is not m-<hex>")
+            found = self.client.search_runs(
+                None, f"tags.`{HISTORY_TAG}` LIKE '%{model_id}%'", ViewType.ALL, max_results=2
+            )
+            if not found:
+                raise NotFoundError(f"no logged model {model_id!r}")
+            run_id = self._model_runs[model_id] = found[0].info.run_id
+        for entry in self._entries(run_id):
+            if entry["model_uuid"] == model_id:
+                return run_id, entry
+        raise NotFoundError(f"no logged model {model_id!r}")
+
+    @mlflow_errors
+    def get_logged_model(self, model_id, allow_deleted=False):
+        run_id, entry = self._find_model(model_id)
+        return self._logged_model(self.client.get_run(run_id).info.experiment_id, entry)
+
+    def _change_model(self, model_id: str, change) -> LoggedModel:
+        run_id, _ = self._find_model(model_id)
+
+        def apply(entries):
+            return [change(dict(e, last_updated_timestamp=int(time.time() * 1000))) if e["model_uuid"] == model_id else e for e in entries]
+
+        self._update_entries(run_id, apply)
+        return self.get_logged_model(model_id)
+
+    @mlflow_errors
+    def finalize_logged_model(self, model_id, status):
+        return self._change_model(model_id, lambda e: dict(e, status=str(status)))
+
+    @mlflow_errors
+    def set_logged_model_tags(self, model_id, tags):
+        self._change_model(model_id, lambda e: dict(e, tags={**(e.get("tags") or {}), **{t.key: t.value for t in tags}}))
+
+    @mlflow_errors
+    def delete_logged_model_tag(self, model_id, key):
+        self._change_model(model_id, lambda e: dict(e, tags={k: v for k, v in (e.get("tags") or {}).items() if k != key}))
+
+    @mlflow_errors
+    def delete_logged_model(self, model_id):
+        raise unsupported("deleting a logged model: its files are part of its run's history in git")
+
+    @mlflow_errors
+    def log_outputs(self, run_id, models):
+        steps = {m.model_id: m.step for m in models}
+        self._update_entries(run_id, lambda entries: [dict(e, step=steps[e["model_uuid"]]) if e["model_uuid"] in steps else e for e in entries])
+
+    @mlflow_errors
+    def record_logged_model(self, run_id, mlflow_model):
+        model_dict = compact_model_dict(mlflow_model.get_tags_dict())
+        model_id = getattr(mlflow_model, "model_id", None) or mlflow_model.model_uuid
+
+        def apply(entries):
+            if any(e["model_uuid"] == model_id for e in entries):
+                return [dict(e, **model_dict) if e["model_uuid"] == model_id else e for e in entries]
+            return entries + [dict(model_dict, model_uuid=model_id, run_id=run_id, artifact_path=mlflow_model.artifact_path)]
+
+        self._update_entries(run_id, apply)
+
+    @mlflow_errors
+    def search_logged_models(self, experiment_ids, filter_string=None, datasets=None, max_results=None, order_by=None, page_token=None):
+        wanted = _logged_model_filter(filter_string)
+        if datasets or order_by:
+            raise unsupported("search_logged_models with datasets or order_by")
+        runs = self.client.search_runs(
+            list(experiment_ids) or None, f"tags.`{HISTORY_TAG}` LIKE '%model_uuid%'", ViewType.ACTIVE_ONLY, max_results=100_000
+        )
+        models = []
+        for r in runs:
+            for entry in model_entries(r.data.tags):
+                entry = dict(entry, run_id=r.info.run_id)
+                if all(str(entry.get(k if k != "source_run_id" else "run_id")) == v for k, v in wanted.items()):
+                    models.append(self._logged_model(r.info.experiment_id, entry))
+        return self._page(models, max_results, page_token)
+
+
+def _logged_model_filter(filter_string: str | None) -> dict[str, str]:
+    """``name = 'x'`` and ``source_run_id = 'x'`` joined by AND: what MLflow's own calls
+    pass; anything else is refused."""
+    import re
+
+    out: dict[str, str] = {}
+    if not filter_string or not filter_string.strip():
+        return out
+    for clause in re.split(r"\s+AND\s+", filter_string.strip(), flags=re.IGNORECASE):
+        m = re.fullmatch(r"\s*(name|source_run_id)\s*=\s*(['\"])(.*)\2\s*", clause)
+        if m is None:
+            raise unsupported(f"the logged-model filter {filter_string!r} (only name = '...' and source_run_id = '...')")
+        out[m[1]] = m[3]
+    return out
