@@ -6,8 +6,12 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$HERE/.venv-mlflow"
 PY="${PYTHON:-python3}"
 
+# Besides MLflow: torch (tests/test_models_mlflow.py loads gitml's PyTorch models in MLflow;
+# the CPU wheel pip already cached for gitml's own test extra) and dulwich (a PythonModel
+# model loads in MLflow "with gitml beside it": PYTHONPATH gives gitml, this its one missing dependency).
+EXTRAS="torch==2.13.0 dulwich==1.2.21 scikit-learn==1.9.1"
 if [ -x "$VENV/bin/python" ] && \
-   [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("mlflow"))' 2>/dev/null)" = "$MLFLOW_VERSION" ]; then
+   [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; [m.version(p) for p in ("torch", "dulwich", "scikit-learn")]; print(m.version("mlflow"))' 2>/dev/null)" = "$MLFLOW_VERSION" ]; then
   echo "mlflow $MLFLOW_VERSION already installed in $VENV"
   exit 0
 fi
@@ -15,4 +19,5 @@ fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet "mlflow==$MLFLOW_VERSION"
+"$VENV/bin/python" -m pip install --quiet $EXTRAS
 "$VENV/bin/python" -c 'import mlflow; print("installed mlflow", mlflow.__version__)'

@@ -28,7 +28,8 @@ def _installed_version(python: str) -> str | None:
     if not os.path.exists(python):
         return None
     probe = subprocess.run(
-        [python, "-c", "import importlib.metadata as m; print(m.version('mlflow'))"],
+        # the extras setup_mlflow.sh adds (torch, dulwich, sklearn) must be there too
+        [python, "-c", "import importlib.metadata as m; [m.version(p) for p in ('torch', 'dulwich', 'scikit-learn')]; print(m.version('mlflow'))"],
         capture_output=True, text=True,
     )
     return probe.stdout.strip() if probe.returncode == 0 else None

@@ -245,7 +245,7 @@ def test_a_tampered_cached_artifact_is_refused_before_it_is_unpickled(repo, tmp_
     with gitml.start_run():
         info = gitml.pyfunc.log_model(name="m", python_model=Doubler(200_000), artifacts={"offset": str(tmp_path / "offset.txt")})
     client = gitml.Client(repo)
-    sha = client.artifacts.manifest(info.run_id)["m/python_model.pkl"]["sha256"]
+    sha = client.artifact_manifest(info.run_id)["m/python_model.pkl"]["sha256"]
     cached = repo / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]
     assert cached.exists()  # over the inline limit: the bytes are in the cache, not in git
     marker = tmp_path / "pwned"

@@ -124,7 +124,7 @@ def run_model_files(client: Client, run_id: str, path: str) -> dict[str, dict]:
     """The manifest entries (``{relative path: {sha256, size}}``) of the model folder ``path``
     of a run; NotFoundError if the run has no MLmodel there."""
     prefix = f"{path}/" if path else ""
-    manifest = client.artifacts.manifest(run_id)
+    manifest = client.artifact_manifest(run_id)
     files = {name[len(prefix):]: entry for name, entry in manifest.items() if name.startswith(prefix)}
     if "MLmodel" not in files:
         raise NotFoundError(f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {prefix}MLmodel artifact")
