@@ -1,0 +1,406 @@
+"""The MLflow plugin with the real MLflow 3.17.2 (its venv, benchmarks/.venv-mlflow).
+
+Scripts written against ``mlflow`` run in that venv's Python with ``gitml:`` as the tracking
+URI (gitml installed there editable, without dependencies, so MLflow finds the entry
+points): the fluent API, ``MlflowClient``, ``mlflow.sklearn.autolog()``, ``log_model`` /
+``load_model``, ``register_model``, concurrent processes, and ``mlflow server`` queried over
+HTTP. What they log is read back with gitml's own API and CLI here, and the reverse.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+
+import gitml
+from gitml.cli.main import cli
+from gitml.mlflow_plugin import artifact_uri, parse_artifact_uri, repository_path
+from tests.conftest import ROOT, git
+from tests.mlflow_venv import mlflow_python  # noqa: F401  (a fixture)
+
+_ENV = {
+    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT": "1",  # MLflow's fallback requirements list is enough
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+
+
+def ensure_plugin(python: str) -> str:
+    """Install this checkout of gitml into the MLflow venv (editable, no dependencies: the
+    venv has dulwich, click, PyYAML, pandas, fsspec and cloudpickle), so MLflow finds the
+    plugin's entry points; idempotent, one pytest process at a time."""
+    probe = (
+        "import importlib.metadata as m, gitml, os, dulwich, click, yaml, pandas, fsspec, cloudpickle\n"
+        "names = {e.name for g in ('mlflow.tracking_store', 'mlflow.artifact_repository', 'mlflow.model_registry_store')"
+        " for e in m.entry_points(group=g)}\n"
+        "print(os.path.dirname(os.path.dirname(os.path.abspath(gitml.__file__))), sorted(names))"
+    )
+    wanted = f"{ROOT} ['gitml', 'gitml-artifacts']"
+
+    def installed() -> bool:
+        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd="/")
+        return out.stdout.strip() == wanted
+
+    if installed():
+        return python
+    with open(os.path.join(os.path.dirname(os.path.dirname(python)), "gitml-plugin.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not installed():
+            done = subprocess.run(
+                [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "-e", ROOT],
+                capture_output=True, text=True,
+            )
+            assert done.returncode == 0, done.stderr[-2000:]
+            assert installed(), "gitml's entry points are not visible in the MLflow venv after installing it"
+    return python
+
+
+@pytest.fixture(scope="module")
+def plugin_python(mlflow_python):  # noqa: F811
+    return ensure_plugin(mlflow_python)
+
+
+def _mlflow(python: str, code: str, cwd, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    full.update(_ENV)
+    full.update(env or {})
+    result = subprocess.run([python, "-c", code], cwd=cwd, env=full, capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def _last_json(result: subprocess.CompletedProcess) -> dict:
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# -- the URIs (no MLflow needed) -------------------------------------------------
+@pytest.mark.parametrize("path", ["/tmp/a b/repo", "/tmp/q?x=1#f/repo", "/tmp/100%/r", "/tmp/ünï/r"])
+def test_artifact_uri_round_trips_hostile_paths(path):
+    uri = artifact_uri(path, "a" * 32, "model/sub dir/MLmodel")
+    assert parse_artifact_uri(uri) == (path, "a" * 32, "model/sub dir/MLmodel")
+    assert parse_artifact_uri(artifact_uri(path, "b" * 32)) == (path, "b" * 32, "")
+
+
+def test_tracking_uri_forms(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert repository_path("gitml:") == str(tmp_path)
+    assert repository_path("gitml:.") == str(tmp_path)
+    assert repository_path("gitml:/x/y") == "/x/y"
+    assert repository_path("gitml:sub") == str(tmp_path / "sub")
+    for bad in ("gitml://host/x", "sqlite:///x.db", "gitml:/x?y=1"):
+        with pytest.raises(gitml.InvalidInputError):
+            repository_path(bad)
+    with pytest.raises(gitml.InvalidInputError):
+        parse_artifact_uri("gitml-artifacts:/?repo=/x")
+
+
+# -- the fluent API ----------------------------------------------------------------
+FLUENT = """
+import json, mlflow, numpy as np, pandas as pd
+mlflow.set_tracking_uri("gitml:.")
+mlflow.set_experiment("churn")
+with mlflow.start_run(run_name="parent", description="first try") as parent:
+    mlflow.log_param("lr", 0.1)
+    for i in range(50):
+        mlflow.log_metric("loss", 1.0 / (i + 1), step=i)
+    mlflow.log_metrics({"auc": 0.9, "f1": 0.8})
+    mlflow.set_tags({"team": "ml", "stage": "dev"})
+    mlflow.log_text("hello", "notes/a.txt")
+    mlflow.log_dict({"a": 1}, "cfg/config.json")
+    frame = pd.DataFrame({"x": [1, 2, 3], "y": [0, 1, 0]})
+    mlflow.log_input(mlflow.data.from_pandas(frame, name="train"), context="training")
+    with mlflow.start_run(run_name="child", nested=True) as child:
+        mlflow.log_metric("loss", 0.05)
+client = mlflow.MlflowClient()
+found = mlflow.search_runs(experiment_names=["churn"], filter_string="params.lr = '0.1' OR metrics.loss < 0.1")
+both = sorted(found["tags.mlflow.runName"])
+run = client.get_run(parent.info.run_id)
+out = {
+    "parent": parent.info.run_id, "child": child.info.run_id, "both": both,
+    "latest": [[m.key, m.value, m.step] for m in run.data._metric_objs if m.key == "loss"],
+    "history": len(client.get_metric_history(parent.info.run_id, "loss")),
+    "child_parent": client.get_run(child.info.run_id).data.tags.get("mlflow.parentRunId"),
+    "inputs": [d.dataset.name for d in run.inputs.dataset_inputs],
+    "text": open(mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="notes/a.txt")).read(),
+    "listed": sorted(f.path for f in client.list_artifacts(parent.info.run_id)),
+    "gitml_runs": sorted(mlflow.search_runs(experiment_names=["from-gitml"])["params.source"]),
+    "experiments": sorted(e.name for e in mlflow.search_experiments()),
+}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.mlflow
+def test_fluent_api_logs_ordinary_gitml_runs(plugin_python, repo):
+    with gitml.Client(repo) as c:  # a run logged by gitml's own API, for MLflow to find
+        run = c.create_run(c.create_experiment("from-gitml"))
+        c.log_param(run.info.run_id, "source", "gitml")
+        c.set_terminated(run.info.run_id)
+    out = _last_json(_mlflow(plugin_python, FLUENT, repo))
+    assert out["both"] == ["child", "parent"]
+    assert out["latest"] == [["loss", 0.02, 49]]
+    assert out["history"] == 50
+    assert out["child_parent"] == out["parent"]
+    assert out["inputs"] == ["train"]
+    assert out["text"] == "hello"
+    assert out["listed"] == ["cfg", "notes"]
+    assert out["gitml_runs"] == ["gitml"]
+    assert {"churn", "from-gitml", "Default"} <= set(out["experiments"])
+
+    with gitml.Client(repo) as c:  # ... and gitml reads what MLflow logged as its own runs
+        parent = c.get_run(out["parent"])
+        assert parent.info.status == "FINISHED"
+        assert parent.data.params == {"lr": "0.1"}
+        assert parent.data.tags["team"] == "ml" and parent.data.tags["mlflow.note.content"] == "first try"
+        assert [m.value for m in c.get_metric_history(out["parent"], "loss")][:2] == [1.0, 0.5]
+        assert c.get_parent_run(out["child"]).info.run_id == out["parent"]
+        assert c.download_artifacts(out["parent"], "cfg/config.json").endswith("config.json")
+        assert parent.data.tags["mlflow.source.git.commit"] == git(repo, "rev-parse", "HEAD").strip()
+    shown = CliRunner().invoke(cli, ["show", out["parent"][:8]], prog_name="gitml")
+    assert shown.exit_code == 0 and "lr" in shown.output and "loss" in shown.output, shown.output
+    listed = CliRunner().invoke(cli, ["runs", "-e", "churn"], prog_name="gitml")
+    assert "parent" in listed.output and "child" in listed.output, listed.output
+    git(repo, "fsck", "--strict")
+
+
+# -- MlflowClient: paging, errors, what cannot map ----------------------------------
+CLIENT = """
+import json, warnings, mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.entities import Metric, Param, RunTag
+mlflow.__version__ = "9.9.9"  # not the tested version: one warning, at the first store
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    client = mlflow.MlflowClient("gitml:" + __import__("os").getcwd())
+    exp = client.create_experiment("paging", tags={"owner": "me"})
+    mlflow.MlflowClient("gitml:.").search_experiments()
+warned = [str(w.message) for w in caught if "tested with mlflow==3.17.2" in str(w.message)]
+out = {"warned": len(warned)}
+def code(call):
+    try:
+        call()
+    except MlflowException as e:
+        return e.error_code
+    return None
+out["dup"] = code(lambda: client.create_experiment("paging"))
+out["missing_run"] = code(lambda: client.get_run("0" * 32))
+out["missing_exp"] = client.get_experiment_by_name("nope") is None
+ids = []
+for i in range(5):
+    r = client.create_run(exp, run_name=f"r{i}")
+    client.log_batch(r.info.run_id, metrics=[Metric("m", i, 0, 0)], params=[Param("i", str(i))], tags=[RunTag("k", "v")])
+    client.set_terminated(r.info.run_id)
+    ids.append(r.info.run_id)
+page1 = client.search_runs([exp], max_results=2, order_by=["metrics.m ASC"])
+page2 = client.search_runs([exp], max_results=2, order_by=["metrics.m ASC"], page_token=page1.token)
+out["pages"] = [[r.data.params["i"] for r in page1], [r.data.params["i"] for r in page2]]
+client.delete_tag(ids[0], "k")
+out["deleted_tag"] = "k" not in client.get_run(ids[0]).data.tags
+client.delete_run(ids[1])
+out["after_delete"] = len(client.search_runs([exp]))
+client.restore_run(ids[1])
+client.set_experiment_tag(exp, "phase", "2")
+out["exp_tags"] = client.get_experiment(exp).tags
+out["renamed"] = client.update_run(ids[2], name="renamed") or client.get_run(ids[2]).info.run_name
+out["param_conflict"] = code(lambda: client.log_param(ids[3], "i", "other"))
+out["reg_tag"] = code(lambda: client.create_registered_model("m", tags={"a": "b"}))
+out["reg_tag_msg"] = ""
+try:
+    client.create_registered_model("m", tags={"a": "b"})
+except MlflowException as e:
+    out["reg_tag_msg"] = e.message
+out["runless_model"] = code(lambda: client.create_logged_model(exp, name="orphan"))
+out["bad_filter"] = code(lambda: client.search_runs([exp], filter_string="metrics.m >>> 1"))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.mlflow
+def test_mlflow_client_paging_errors_and_what_cannot_map(plugin_python, repo):
+    out = _last_json(_mlflow(plugin_python, CLIENT, repo))
+    assert out["warned"] == 1
+    assert out["dup"] == "RESOURCE_ALREADY_EXISTS"
+    assert out["missing_run"] == "RESOURCE_DOES_NOT_EXIST"
+    assert out["missing_exp"] is True
+    assert out["pages"] == [["0", "1"], ["2", "3"]]
+    assert out["deleted_tag"] is True
+    assert out["after_delete"] == 4
+    assert out["exp_tags"] == {"owner": "me", "phase": "2"}
+    assert out["renamed"] == "renamed"
+    assert out["param_conflict"] == "INVALID_PARAMETER_VALUE"
+    assert out["reg_tag"] == "INVALID_PARAMETER_VALUE"
+    assert "registered model tags" in out["reg_tag_msg"]
+    assert out["runless_model"] == "INVALID_PARAMETER_VALUE"
+    assert out["bad_filter"] == "INVALID_PARAMETER_VALUE"
+
+
+# -- models: autolog, log_model / load_model, the registry ---------------------------
+MODELS = """
+import json, mlflow, mlflow.sklearn, numpy as np
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+mlflow.set_tracking_uri("gitml:.")
+mlflow.set_experiment("iris")
+X, y = load_iris(return_X_y=True)
+mlflow.sklearn.autolog(log_models=False)
+with mlflow.start_run() as auto:
+    model = LogisticRegression(max_iter=300).fit(X, y)
+mlflow.sklearn.autolog(disable=True)
+with mlflow.start_run() as run:
+    info = mlflow.sklearn.log_model(model, name="clf", serialization_format="cloudpickle")
+mv = mlflow.register_model(f"runs:/{run.info.run_id}/clf", "iris-clf")
+client = mlflow.MlflowClient()
+client.set_registered_model_alias("iris-clf", "champion", mv.version)
+expected = model.predict(X[:5]).tolist()
+out = {
+    "auto_params": sorted(mlflow.get_run(auto.info.run_id).data.params)[:3],
+    "auto_metrics": sorted(mlflow.get_run(auto.info.run_id).data.metrics),
+    "run": run.info.run_id, "model_id": info.model_id,
+    "by_run": mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/clf").predict(X[:5]).tolist() == expected,
+    "by_id": mlflow.pyfunc.load_model(info.model_uri).predict(X[:5]).tolist() == expected,
+    "by_version": mlflow.sklearn.load_model("models:/iris-clf/1").predict(X[:5]).tolist() == expected,
+    "by_alias": mlflow.pyfunc.load_model("models:/iris-clf@champion").predict(X[:5]).tolist() == expected,
+    "version": mv.version,
+    "logged": [m.model_id for m in client.search_logged_models([run.info.experiment_id], filter_string="name = 'clf'")],
+    "expected": expected,
+}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.mlflow
+def test_autolog_log_model_load_model_and_register_model(plugin_python, repo):
+    out = _last_json(_mlflow(plugin_python, MODELS, repo))
+    assert out["auto_params"] == ["C", "class_weight", "dual"]
+    assert "training_accuracy_score" in out["auto_metrics"]
+    assert out["by_run"] and out["by_id"] and out["by_version"] and out["by_alias"]
+    assert out["version"] == "1"
+    assert out["logged"] == [out["model_id"]]
+    # the model is an ordinary run artifact folder: gitml loads it, verified, and sees the version
+    import numpy as np
+    from sklearn.datasets import load_iris
+
+    import gitml.pyfunc
+
+    X, _ = load_iris(return_X_y=True)
+    model = gitml.pyfunc.load_model(f"runs:/{out['run']}/clf")
+    assert np.asarray(model.predict(X[:5])).tolist() == out["expected"]
+    assert "iris-clf@v1.0.0" in git(repo, "tag", "--list")
+    with gitml.Client(repo) as c:
+        assert c.get_model_version_by_alias("iris-clf", "champion").run_id == out["run"]
+
+
+# -- several MLflow processes at once -------------------------------------------------
+WORKER = """
+import os, sys, mlflow
+mlflow.set_tracking_uri("gitml:.")
+mlflow.set_experiment("many")
+shared = os.environ["SHARED_RUN"]
+n = int(sys.argv[1])
+with mlflow.start_run(run_name=f"w{n}"):
+    mlflow.log_param("worker", n)
+    for i in range(100):
+        mlflow.log_metric("x", i, step=i)
+client = mlflow.MlflowClient()
+for i in range(20):
+    client.log_metric(shared, f"w{n}", i, step=i)
+"""
+
+
+@pytest.mark.mlflow
+def test_concurrent_mlflow_processes_lose_nothing(plugin_python, repo):
+    with gitml.Client(repo) as c:
+        shared = c.create_run(c.create_experiment("many")).info.run_id
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(_ENV, SHARED_RUN=shared)
+    procs = [subprocess.Popen([plugin_python, "-c", WORKER, str(n)], cwd=repo, env=env, stderr=subprocess.PIPE, text=True) for n in range(4)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    with gitml.Client(repo) as c:
+        runs = c.search_runs(experiment_names=["many"], filter_string="attributes.run_name LIKE 'w%'")
+        assert sorted(r.data.params["worker"] for r in runs) == ["0", "1", "2", "3"]
+        for r in runs:
+            assert [m.step for m in c.get_metric_history(r.info.run_id, "x")] == list(range(100))
+        for n in range(4):
+            assert len(c.get_metric_history(shared, f"w{n}")) == 20
+    git(repo, "fsck", "--strict")
+
+
+# -- mlflow server over HTTP -------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http(url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+@pytest.mark.mlflow
+def test_mlflow_server_serves_the_repository_over_rest(plugin_python, repo):
+    with gitml.Client(repo) as c:
+        run = c.create_run(c.create_experiment("served"), run_name="trained")
+        for step in range(30):
+            c.log_metric(run.info.run_id, "loss", 1 / (step + 1), step=step)
+        c.log_param(run.info.run_id, "lr", "0.1")
+        c.set_terminated(run.info.run_id)
+    run_id = run.info.run_id
+    port = _free_port()
+    mlflow_bin = os.path.join(os.path.dirname(plugin_python), "mlflow")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(_ENV)
+    server = subprocess.Popen(
+        [mlflow_bin, "server", "--backend-store-uri", f"gitml:{repo}", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240  # MLflow's server imports for a long while on a busy machine
+        while True:
+            assert server.poll() is None, server.stderr.read()[-3000:] if server.stderr else ""
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "mlflow server did not answer /health"
+            time.sleep(0.5)
+        status, found = _http(base + "/api/2.0/mlflow/runs/search", {"experiment_ids": [], "filter": "params.lr = '0.1'"})
+        assert status == 200 and [r["info"]["run_id"] for r in found["runs"]] == [run_id]
+        assert {m["key"]: m["step"] for m in found["runs"][0]["data"]["metrics"]} == {"loss": 29}
+        status, history = _http(f"{base}/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=loss")
+        assert status == 200 and [m["step"] for m in history["metrics"]] == list(range(30))
+        status, missing = _http(f"{base}/api/2.0/mlflow/runs/get?run_id={'0' * 32}")
+        assert status == 404 and missing["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+        # read-write, as MLflow's server allows: a run created over REST is a gitml run
+        status, created = _http(base + "/api/2.0/mlflow/runs/create", {"experiment_id": found["runs"][0]["info"]["experiment_id"], "run_name": "rest"})
+        assert status == 200
+        new_id = created["run"]["info"]["run_id"]
+        assert _http(base + "/api/2.0/mlflow/runs/log-metric", {"run_id": new_id, "key": "acc", "value": 0.5, "timestamp": 1, "step": 3})[0] == 200
+        with gitml.Client(repo) as c:
+            assert [(m.value, m.step) for m in c.get_metric_history(new_id, "acc")] == [(0.5, 3)]
+            assert c.get_run(new_id).info.run_name == "rest"
+        with urllib.request.urlopen(base + "/", timeout=30) as response:  # MLflow's own UI page
+            assert response.status == 200 and b"<html" in response.read().lower()
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
