@@ -17,7 +17,7 @@ LAYERS = [
     ("gitml.client", "gitml.runviews", "gitml.frame", "gitml.sync", "gitml.entities"),
     ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
     ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch", "gitml.registry.gitops"),
-    ("gitml.cli", "gitml.ui", "gitml.serving"),
+    ("gitml.cli", "gitml.ui", "gitml.serving", "gitml.mlflow_plugin"),
 ]
 
 
