@@ -404,3 +404,28 @@ def test_mlflow_server_serves_the_repository_over_rest(plugin_python, repo):
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=60)
+
+
+# -- what the plugin needs of gitml's Client (no MLflow needed) -----------------------
+def _run_commits(repo, run_id: str) -> int:
+    ref = [r for r in git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs").split() if r.endswith(run_id)][0]
+    return int(git(repo, "rev-list", "--count", ref)) - int(git(repo, "rev-list", "--count", "HEAD"))
+
+
+def test_client_start_run_keeps_the_run_open_until_terminated(repo):
+    with gitml.Client(repo) as c:
+        open_run = c.start_run(c.create_experiment("open"), run_name="buffered")
+        committed = c.create_run(c.get_experiment_by_name("open").experiment_id, parent_run_id=open_run.info.run_id)
+        for step in range(40):
+            c.log_metric(open_run.info.run_id, "loss", 1 / (step + 1), step=step)
+            c.log_metric(committed.info.run_id, "loss", 1 / (step + 1), step=step)
+        c.set_terminated(open_run.info.run_id)
+        c.set_terminated(committed.info.run_id)
+    assert _run_commits(repo, open_run.info.run_id) <= 3  # journaled, committed at its end
+    assert _run_commits(repo, committed.info.run_id) >= 40  # create_run: one commit per call
+    with gitml.Client(repo) as c:
+        run = c.get_run(open_run.info.run_id)
+        assert run.info.status == "FINISHED" and run.info.run_name == "buffered"
+        assert len(c.get_metric_history(run.info.run_id, "loss")) == 40
+        assert run.data.latest_metrics["loss"].step == 39 and run.data.latest_metrics["loss"].value == 1 / 40
+        assert c.get_parent_run(committed.info.run_id).info.run_id == open_run.info.run_id
