@@ -69,6 +69,13 @@ class Client(RunViews, RegistryCalls):
     def repo_path(self) -> str:
         return self._store.workdir or self._store.controldir
 
+    def flush(self) -> None:
+        """Commit now what this Client's open runs (:meth:`start_run`) buffered, and wait
+        for the commits of the runs ended since (made on a background thread)."""
+        for writer in list(self.tracker.writers.values()):
+            writer.flush()
+        self.tracker.committer.wait()
+
     def close(self) -> None:
         self._finalizer.detach()
         self.tracker.close()

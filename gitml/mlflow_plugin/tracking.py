@@ -56,6 +56,13 @@ class GitmlTrackingStore(AbstractStore):
         self.repo_path = self.client.repo_path
         self._model_runs: dict[str, str] = {}  # logged model id -> its run (found once)
 
+    def flush_async_logging(self):
+        """``mlflow.flush_async_logging()``: MLflow's queue, then gitml's buffered runs and the
+        background commits of ended ones (so every call is in git when it returns)."""
+        super().flush_async_logging()
+        with self._lock:
+            self.client.flush()
+
     # -- experiments -------------------------------------------------------
     @mlflow_errors
     def search_experiments(self, view_type=ViewType.ACTIVE_ONLY, max_results=1000, filter_string=None, order_by=None, page_token=None):
