@@ -421,6 +421,9 @@ def test_client_start_run_keeps_the_run_open_until_terminated(repo):
             c.log_metric(committed.info.run_id, "loss", 1 / (step + 1), step=step)
         c.set_terminated(open_run.info.run_id)
         c.set_terminated(committed.info.run_id)
+        c.flush()  # what mlflow.flush_async_logging() calls: the ended run is in git now
+        ref = f"refs/gitml/runs/{open_run.info.experiment_id}/{open_run.info.run_id}"
+        assert "status: FINISHED" in git(repo, "show", f"{ref}:.gitml/run/meta.yaml")
     assert _run_commits(repo, open_run.info.run_id) <= 3  # journaled, committed at its end
     assert _run_commits(repo, committed.info.run_id) >= 40  # create_run: one commit per call
     with gitml.Client(repo) as c:
