@@ -88,6 +88,35 @@ class RunViews:
         _, commit = self.tracker.record(run_id)
         return lineage(self._store, commit, limit=limit)
 
+    def branch_commits(self, rev: str, *, limit: int = 1000) -> list[str]:
+        """Up to ``limit`` commit ids of ``rev``'s history, newest first by commit time.
+        ``rev``: a branch (``main``, looked up in ``refs/heads/``, then ``refs/remotes/``
+        and ``refs/remotes/origin/``), a full ref name, or a commit id.
+        Raises NotFoundError when ``rev`` names nothing."""
+        import heapq
+
+        store = self._store
+        start = None
+        for name in (rev, f"refs/heads/{rev}", f"refs/remotes/{rev}", f"refs/remotes/origin/{rev}"):
+            start = store.ref(name.encode()) if name.startswith("refs/") else None
+            if start is not None:
+                break
+        if start is None and len(rev) == 40 and store.contains(rev.encode()):
+            start = rev.encode()
+        if start is None:
+            raise NotFoundError(f"no branch, ref or commit {rev!r} in this repository (fetch it first?)")
+        seen = {start}
+        heap = [(-store.commit(start).commit_time, start)]
+        out: list[str] = []
+        while heap and len(out) < limit:
+            _, sha = heapq.heappop(heap)
+            out.append(sha.decode())
+            for parent in store.commit(sha).parents:
+                if parent not in seen and store.contains(parent):  # a shallow clone ends early
+                    seen.add(parent)
+                    heapq.heappush(heap, (-store.commit(parent).commit_time, parent))
+        return out
+
     def run_code_diff(self, run_id: str) -> dict[str, str]:
         """The code a run ran, as unified diffs: ``commit``, what its source commit
         changed against that commit's parent (everything, for a first commit);

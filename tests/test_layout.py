@@ -14,7 +14,7 @@ LAYERS = [
      "gitml.data", "gitml.system_metrics"),
     ("gitml.artifacts.service",),
     ("gitml.registry",),
-    ("gitml.client", "gitml.runviews", "gitml.frame", "gitml.sync", "gitml.entities"),
+    ("gitml.client", "gitml.runviews", "gitml.frame", "gitml.sync", "gitml.entities", "gitml.report"),
     ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
     ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch", "gitml.registry.gitops"),
     ("gitml.cli", "gitml.ui", "gitml.serving", "gitml.mlflow_plugin"),

@@ -277,6 +277,8 @@ def experiments_restore(ctx, experiment):
 @click.pass_context
 def runs(ctx, experiments_, filter_string, order_by, max_results, deleted, as_json):
     """List runs, newest first."""
+    import os
+
     from gitml.tracking.entities import ViewType
     from gitml.tracking.tracker import search_rows
 
@@ -284,6 +286,12 @@ def runs(ctx, experiments_, filter_string, order_by, max_results, deleted, as_js
         ids = [_experiment_id(c, e) for e in experiments_] or None
         view = ViewType.DELETED_ONLY if deleted else ViewType.ACTIVE_ONLY
         rows = search_rows(c.tracker, ids, filter_string, view=view, max_results=max_results, order_by=list(order_by))
+        if not rows:
+            from gitml.tracking.ci import missing_runs_hint
+
+            hint = missing_runs_hint(os.environ, has_runs=bool(c.search_rows(view=ViewType.ALL, max_results=1)))
+            if hint:
+                click.secho(hint, fg="yellow", err=True)
         if as_json:
             _emit_json(rows)
             return
@@ -461,6 +469,9 @@ cli.add_command(env_group)
 from gitml.cli.registry import registry_group  # noqa: E402
 
 cli.add_command(registry_group)
+from gitml.cli.report import compare_command  # noqa: E402
+
+cli.add_command(compare_command)
 
 
 def main() -> None:

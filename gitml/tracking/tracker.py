@@ -294,6 +294,9 @@ class Tracker:
                     script[0],
                     run_id,
                 )
+        from gitml.tracking.ci import ci_tags
+
+        tags = {**self.check_tags(ci_tags(os.environ), allow_reserved=True), **tags}  # CI's job, PR, commit
         record = RunRecord(meta=meta, tags=tags)
         root = [o for o in source.objects if o.id == source.tree]
         if root:

@@ -1,0 +1,53 @@
+"""``gitml compare``: runs side by side as Markdown, HTML or JSON (``gitml.report``)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+
+@click.command("compare")
+@click.argument("runs", nargs=-1)
+@click.option("--baseline", metavar="RUN", help="The run deltas are taken to (default: the first selected).")
+@click.option("-f", "--filter", "filter_string", default="", help="Select runs by filter (MLflow's grammar, OR, parentheses).")
+@click.option("-b", "--branch", "branches", multiple=True, metavar="REV",
+              help="The latest runs of REV's history (a branch, ref or commit; repeatable).")
+@click.option("-e", "--experiment", "experiments_", multiple=True, help="Experiment name or id (repeatable; default: all).")
+@click.option("-n", "--max", "max_results", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Newest runs taken by --filter alone.")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "html", "json"]), default="markdown", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here (charts beside it, with matplotlib).")
+@click.pass_context
+def compare_command(ctx, runs, baseline, filter_string, branches, experiments_, max_results, fmt, output):
+    """Compare runs: params and metrics side by side, deltas, the best marked.
+
+    RUN is a run id, a prefix of one, or a run name. With -o and matplotlib
+    installed, metric histories are drawn as PNG files beside the report.
+    """
+    from gitml.cli.main import _client, _experiment_id
+    from gitml.report import compare_runs, render, write_charts
+    from gitml.tracking.ci import missing_runs_hint
+
+    with _client(ctx) as c:
+        ids = [_experiment_id(c, e) for e in experiments_] or None
+        hint = missing_runs_hint(os.environ, has_runs=bool(c.search_rows(max_results=1)))
+        if hint:
+            click.secho(hint, fg="yellow", err=True)
+        report = compare_runs(
+            c, list(runs), baseline=baseline, filter_string=filter_string, branches=list(branches),
+            experiment_ids=ids, max_results=max_results,
+        )
+        charts = {}
+        folder = os.path.dirname(os.path.abspath(output)) if output else ""
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        if output and fmt != "json":
+            charts = write_charts(c, report, folder, os.path.splitext(os.path.basename(output))[0])
+        text = render(report, fmt, charts)
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+        click.echo(f"wrote {output}" + (f" and {len(charts)} chart(s)" if charts else ""), err=True)
+    else:
+        click.echo(text, nl=False)
