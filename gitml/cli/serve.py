@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import click
 
-from gitml.cli.main import cli
-from gitml.cli.models import _use_repo
+from gitml.cli.main import _repo, cli
 
 
 @cli.command()
@@ -28,7 +27,11 @@ def serve(ctx, model_uri, host, port, workers, max_body_mb):
     from gitml.serving import check_installed, serve as serve_model
 
     check_installed()
-    _use_repo(ctx)
+    repo = _repo(ctx)
+    if repo is not None:  # model URIs naming runs are read from the -C repository
+        from gitml import fluent
+
+        fluent.set_tracking_uri(repo)
     if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
         click.secho(f"gitml serve: listening on {host}: anyone who can reach it can query the model", fg="yellow", err=True)
 
