@@ -197,6 +197,20 @@ class PackEntries:
         self.close()
 
 
+
+def commit_header(raw: bytes) -> tuple[int, list[bytes], bytes]:
+    """``(committer time, parent ids, tree id)`` read from a raw commit's header lines."""
+    parents, when = [], 0
+    for line in raw[: raw.find(b"\n\n")].split(b"\n"):
+        if line.startswith(b"parent "):
+            parents.append(line[7:47])
+        elif line.startswith(b"committer "):
+            try:
+                when = int(line.rsplit(b" ", 2)[1])
+            except (IndexError, ValueError):
+                pass
+    return when, parents, raw[5:45]  # "tree <sha>" is the first line
+
 def _loose_ids(objects: str) -> set[bytes]:
     ids: set[bytes] = set()
     for prefix in os.listdir(objects):

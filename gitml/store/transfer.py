@@ -21,7 +21,7 @@ from dulwich.pack import UnpackedObject
 from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
-from gitml.store.entries import _COMMIT, _TAG, PackEntries
+from gitml.store.entries import _COMMIT, _TAG, PackEntries, commit_header
 from gitml.store.packs import _write_entries
 from gitml.store.refs import lock_packed_refs, read_packed_refs, write_packed_refs
 
@@ -224,15 +224,7 @@ def _commit_info(entries: PackEntries, sha: bytes) -> tuple[int, list[bytes]] | 
     type_num, raw = entries.raw(sha)
     if type_num != _COMMIT:
         return None
-    parents, when = [], 0
-    for line in raw[: raw.find(b"\n\n")].split(b"\n"):
-        if line.startswith(b"parent "):
-            parents.append(line[7:47])
-        elif line.startswith(b"committer "):
-            try:
-                when = int(line.rsplit(b" ", 2)[1])
-            except (IndexError, ValueError):
-                pass
+    when, parents, _ = commit_header(raw)
     return when, [p for p in parents if entries.has(p)]
 
 

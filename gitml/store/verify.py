@@ -26,7 +26,7 @@ from dulwich.refs import check_ref_format
 
 from gitml.errors import RepositoryError
 from gitml.names import EXPERIMENTS_PREFIX, RUNS_PREFIX, parse_experiment_ref, parse_run_ref
-from gitml.store.entries import _COMMIT, _TAG, _TREE, PackEntries
+from gitml.store.entries import _COMMIT, _TAG, _TREE, PackEntries, commit_header
 
 GITML_REFS = "refs/gitml/"
 EXPERIMENT_FILE = b"experiment.yaml"
@@ -203,16 +203,7 @@ class _Walk:
             if required:
                 self.problems[sha] = str(e)
             return None
-        parents, when = [], 0
-        for line in raw[: raw.find(b"\n\n")].split(b"\n"):
-            if line.startswith(b"parent "):
-                parents.append(line[7:47])
-            elif line.startswith(b"committer "):
-                try:
-                    when = int(line.rsplit(b" ", 2)[1])
-                except (IndexError, ValueError):
-                    pass
-        return when, parents, raw[5:45]  # "tree <sha>" is the first line
+        return commit_header(raw)
 
     def _tree(self, tree: bytes, commit: bytes) -> None:
         self.named_by.setdefault(tree, []).append(commit)
