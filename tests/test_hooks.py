@@ -1,19 +1,26 @@
 """The pre-push hook: a plain `git push` also pushes runs and their artifacts."""
 
 import os
+import shutil
+import subprocess
 import sys
 
 from click.testing import CliRunner
 
 import gitml
-from gitml.cli.hooks import PRE_PUSH, pre_push_hook
+from gitml.cli.hooks import HOOKS, PRE_PUSH, pre_push_hook
 from gitml.cli.main import cli
 from tests.conftest import ROOT, git
 
 
-def test_hook_file_matches_what_install_writes():
+def test_hook_files_match_what_install_writes():
     with open(os.path.join(ROOT, "hooks", "pre-push")) as f:
         assert f.read() == PRE_PUSH
+    for name, text in HOOKS.items():
+        path = os.path.join(ROOT, "hooks", name)
+        with open(path) as f:
+            assert f.read() == text, f"hooks/{name} differs from gitml.cli.hooks.HOOKS[{name!r}]"
+        assert os.access(path, os.X_OK)
 
 
 def test_git_push_also_pushes_runs(repo, tmp_path, monkeypatch):
@@ -36,10 +43,14 @@ def test_git_push_also_pushes_runs(repo, tmp_path, monkeypatch):
     git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
     assert run.info.run_id in git(origin, "for-each-ref", "refs/gitml/runs")
     assert any(files for _, _, files in os.walk(tmp_path / "store"))
-    # an existing foreign hook is not replaced without --force
+    # an existing foreign hook is kept and run first, or replaced with --force
     (repo / ".git" / "hooks" / "pre-push").write_text("#!/bin/sh\nexit 0\n")
-    assert CliRunner().invoke(cli, ["-C", str(repo), "hooks", "install"]).exit_code == 1
+    assert CliRunner().invoke(cli, ["-C", str(repo), "hooks", "install"]).exit_code == 0
+    assert (repo / ".git" / "hooks" / "pre-push.pre-gitml").read_text() == "#!/bin/sh\nexit 0\n"
+    (repo / ".git" / "hooks" / "pre-push").write_text("#!/bin/sh\nexit 0\n")
+    (repo / ".git" / "hooks" / "pre-push.pre-gitml").unlink()
     assert CliRunner().invoke(cli, ["-C", str(repo), "hooks", "install", "--force"]).exit_code == 0
+    assert not (repo / ".git" / "hooks" / "pre-push.pre-gitml").exists()
 
 
 def test_install_goes_where_git_looks_for_hooks(repo, tmp_path):
@@ -51,3 +62,100 @@ def test_install_goes_where_git_looks_for_hooks(repo, tmp_path):
     git(repo, "config", "core.hooksPath", ".githooks")
     assert CliRunner().invoke(cli, ["-C", str(repo), "hooks", "install"]).exit_code == 0
     assert (repo / ".githooks" / "pre-push").read_text() == pre_push_hook(sys.executable)
+
+
+def _install(repo, *args):
+    result = CliRunner().invoke(cli, ["-C", str(repo), "hooks", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _minimal_path(tmp_path) -> dict:
+    """The environment of a GUI client running git: PATH holds git alone (and sh for git itself)."""
+    bare = tmp_path / "bin"
+    if not bare.exists():
+        bare.mkdir()
+        for tool in ("git", "sh"):
+            os.symlink(shutil.which(tool), bare / tool)
+    return {**os.environ, "PATH": str(bare)}
+
+
+def _remote_with_runs(repo, tmp_path, monkeypatch):
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(tmp_path / "store"))
+    monkeypatch.setenv("PYTHONPATH", ROOT)
+    return origin
+
+
+def test_existing_hook_is_chained_with_its_input_and_verdict(repo, tmp_path, monkeypatch):
+    origin = _remote_with_runs(repo, tmp_path, monkeypatch)
+    theirs = "#!/bin/sh\ncat > \"$(dirname \"$0\")/../seen\"\necho \"$1\" >> \"$(dirname \"$0\")/../seen\"\nexit ${VERDICT:-0}\n"
+    hook = repo / ".git" / "hooks" / "pre-push"
+    hook.write_text(theirs)
+    hook.chmod(0o755)
+    with gitml.start_run() as run:
+        pass
+    gitml.flush()
+    assert "runs pre-push.pre-gitml first" in _install(repo, "install")
+    # their hook says no: git refuses the push, and no run goes either
+    result = subprocess.run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], cwd=repo, env={**os.environ, "VERDICT": "1"},
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and git(origin, "for-each-ref") == ""
+    subprocess.run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], cwd=repo, env=_minimal_path(tmp_path), check=True)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert (repo / ".git" / "seen").read_text() == f"HEAD {head} refs/heads/main {'0' * 40}\norigin\n"
+    assert run.info.run_id in git(origin, "for-each-ref", "refs/gitml/runs")
+    # installing again keeps the chain; uninstall puts their hook back as it was
+    _install(repo, "install")
+    assert (repo / ".git" / "hooks" / "pre-push.pre-gitml").read_text() == theirs
+    assert "removed" in _install(repo, "uninstall")
+    assert hook.read_text() == theirs and os.access(hook, os.X_OK)
+    assert not (repo / ".git" / "hooks" / "pre-push.pre-gitml").exists()
+    assert "no gitml pre-push hook" in _install(repo, "uninstall")
+
+
+def test_under_pre_commit_gitml_goes_in_the_legacy_hook(repo):
+    pre_commit = "#!/usr/bin/env bash\n# File generated by pre-commit: https://pre-commit.com\n# ID: 138fd403232d2ddd5efb44317e38bf03\n"
+    hook = repo / ".git" / "hooks" / "pre-push"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(pre_commit)
+    _install(repo, "install")
+    assert hook.read_text() == pre_commit  # pre-commit's script runs pre-push.legacy
+    assert (repo / ".git" / "hooks" / "pre-push.legacy").read_text() == pre_push_hook(sys.executable)
+    _install(repo, "uninstall")
+    assert hook.read_text() == pre_commit and not (repo / ".git" / "hooks" / "pre-push.legacy").exists()
+
+
+def test_post_merge_and_post_checkout_fetch_runs_with_a_minimal_path(repo, tmp_path, monkeypatch):
+    origin = _remote_with_runs(repo, tmp_path, monkeypatch)
+    git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
+    git(tmp_path, "clone", "-q", str(origin), "teammate")
+    teammate = tmp_path / "teammate"
+    git(teammate, "branch", "-q", "other")
+    _install(teammate, "install", "--hook", "post-merge", "--hook", "post-checkout")
+    # new code and a run on the remote
+    (repo / "train.py").write_text("print('v2')\n")
+    git(repo, "commit", "-qam", "v2")
+    with gitml.start_run() as first:
+        pass
+    gitml.flush()
+    assert CliRunner().invoke(cli, ["-C", str(repo), "push", "origin"]).exit_code == 0
+    git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
+    env = _minimal_path(tmp_path)
+    subprocess.run(["git", "pull", "-q", "--ff-only"], cwd=teammate, env=env, check=True, capture_output=True)
+    assert first.info.run_id in git(teammate, "for-each-ref", "refs/gitml/runs")
+    with gitml.start_run() as second:
+        pass
+    gitml.flush()
+    assert CliRunner().invoke(cli, ["-C", str(repo), "push", "origin"]).exit_code == 0
+    subprocess.run(["git", "checkout", "-q", "-b", "same-commit"], cwd=teammate, env=env, check=True)  # no switch of commit
+    assert second.info.run_id not in git(teammate, "for-each-ref", "refs/gitml/runs")
+    subprocess.run(["git", "checkout", "-q", "other"], cwd=teammate, env=env, check=True, capture_output=True)
+    assert second.info.run_id in git(teammate, "for-each-ref", "refs/gitml/runs")
+    _install(teammate, "uninstall", "--all")
+    assert not os.listdir(teammate / ".git" / "hooks") or not any(
+        "gitml" in (teammate / ".git" / "hooks" / n).read_text() for n in ("post-merge", "post-checkout")
+        if (teammate / ".git" / "hooks" / n).exists()
+    )

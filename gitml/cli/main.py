@@ -472,6 +472,7 @@ cli.add_command(registry_group)
 from gitml.cli.report import compare_command  # noqa: E402
 
 cli.add_command(compare_command)
+cli.add_command(hooks.hooks)
 
 
 def main() -> None:
