@@ -121,6 +121,8 @@ class Reader:
 
 def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
     """The ASGI application serving ``client``'s repository read-only."""
+    import pandas  # noqa: F401  (histories are parsed with it: imported now, not in the first chart's request)
+
     reader = Reader(client)
     render = pages.Renderer()
 

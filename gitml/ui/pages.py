@@ -120,9 +120,15 @@ def run(reader: Reader, run_id: str) -> dict:
         "parent": tags.get("mlflow.parentRunId"),
         "children": [(c["run_id"], c["run_name"], c["status"]) for c in children],
         "diff": {k: diff_lines(v) for k, v in client.run_code_diff(run_id).items()},
-        "lineage": client.run_lineage(run_id),
+        **_lineage(client.run_lineage(run_id)),
         "tree": previews.tree(client.artifact_manifest(run_id)),
     }
+
+
+def _lineage(entries: list, shown: int = 10) -> dict:
+    """The run's newest commits (a run logged point by point has thousands), then its source history."""
+    own = [e for e in entries if e.is_run_commit]
+    return {"lineage": own[:shown] + [e for e in entries if not e.is_run_commit], "hidden_commits": max(0, len(own) - shown)}
 
 
 def diff_lines(patch: str) -> list[tuple[str, str]]:
