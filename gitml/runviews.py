@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from gitml.artifacts.service import RunArtifacts
     from gitml.store.git import GitStore
     from gitml.tracking.lineage import LogEntry
+    from gitml.registry.state import Registry
     from gitml.tracking.tracker import Tracker
 
 
@@ -31,6 +32,7 @@ class RunViews:
 
     tracker: Tracker
     _store: GitStore
+    registry: Registry
 
     @property
     def artifacts(self) -> RunArtifacts:  # pragma: no cover - Client's property replaces it
@@ -90,21 +92,12 @@ class RunViews:
 
     def branch_commits(self, rev: str, *, limit: int = 1000) -> list[str]:
         """Up to ``limit`` commit ids of ``rev``'s history, newest first by commit time.
-        ``rev``: a branch (``main``, looked up in ``refs/heads/``, then ``refs/remotes/``
-        and ``refs/remotes/origin/``), a full ref name, or a commit id.
-        Raises NotFoundError when ``rev`` names nothing."""
+        ``rev``: a branch, remote branch (``origin/main``), tag, full ref, ``HEAD`` or
+        commit id, as the registry resolves them. Raises NotFoundError when ``rev`` names nothing."""
         import heapq
 
         store = self._store
-        start = None
-        for name in (rev, f"refs/heads/{rev}", f"refs/remotes/{rev}", f"refs/remotes/origin/{rev}"):
-            start = store.ref(name.encode()) if name.startswith("refs/") else None
-            if start is not None:
-                break
-        if start is None and len(rev) == 40 and store.contains(rev.encode()):
-            start = rev.encode()
-        if start is None:
-            raise NotFoundError(f"no branch, ref or commit {rev!r} in this repository (fetch it first?)")
+        start = self.registry.resolve_commit(rev)
         seen = {start}
         heap = [(-store.commit(start).commit_time, start)]
         out: list[str] = []

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import stat
 import sys
 
 import click
