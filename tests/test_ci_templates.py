@@ -1,0 +1,251 @@
+"""The CI templates (hooks/ci/) run as CI runs them: each step's script executed with the
+provider's environment variables, in fresh checkouts of a bare remote, a local HTTP
+server standing in for the GitHub and GitLab APIs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+import yaml
+
+import gitml
+from tests.conftest import ROOT, git
+
+CI = os.path.join(ROOT, "hooks", "ci")
+TRAIN = """\
+import os
+import gitml
+import gitml.sklearn
+from sklearn.linear_model import LogisticRegression
+
+lr = float(open("lr.txt").read())
+with gitml.start_run():
+    gitml.log_param("lr", lr)
+    for step in range(3):
+        gitml.log_metric("loss", lr / (step + 1), step=step)
+    gitml.log_metric("accuracy", 1 - lr / 10)
+    model = LogisticRegression(C=lr).fit([[0.0], [1.0], [2.0], [3.0]], [0, 0, 1, 1])
+    gitml.sklearn.log_model(model, "model")
+"""
+
+
+class FakeAPI(BaseHTTPRequestHandler):
+    """GitHub's and GitLab's comment endpoints: list, create, edit."""
+
+    calls: list = []
+    comments: list = []
+
+    def _reply(self, data) -> None:
+        body = json.dumps(data).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802
+        self.calls.append(("GET", self.path, None, dict(self.headers)))
+        self._reply(self.comments)
+
+    def _write(self, method):
+        data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.calls.append((method, self.path, data, dict(self.headers)))
+        if method == "POST":
+            self.comments.append({"id": 1, "url": f"http://{self.headers['Host']}{self.path}/1", "body": data["body"]})
+        self._reply({})
+
+    def do_POST(self):  # noqa: N802
+        self._write("POST")
+
+    def do_PATCH(self):  # noqa: N802
+        self._write("PATCH")
+
+    def do_PUT(self):  # noqa: N802
+        self._write("PUT")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def api():
+    FakeAPI.calls, FakeAPI.comments = [], []
+    server = HTTPServer(("127.0.0.1", 0), FakeAPI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", FakeAPI
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def team(tmp_path, monkeypatch):
+    """A bare remote with a training project on main, a developer's clone, a shared artifact store."""
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    dev = tmp_path / "dev"
+    git(tmp_path, "clone", "-q", str(origin), str(dev))
+    (dev / "train.py").write_text(TRAIN)
+    (dev / "lr.txt").write_text("0.1\n")
+    (dev / "MLproject").write_text("name: churn\nentry_points:\n  main:\n    command: python train.py\n")
+    git(dev, "add", ".")
+    git(dev, "commit", "-qm", "training")
+    git(dev, "push", "-q", "origin", "HEAD:main")
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(tmp_path / "team-store"))
+    monkeypatch.setenv("PYTHONPATH", ROOT)
+    return origin, dev
+
+
+def _checkout(origin, where, ref: str, *, branch: str | None = None):
+    """What actions/checkout and GitLab's clone do: a clone (no refs/gitml/*), at ``ref``."""
+    git(where.parent, "clone", "-q", str(origin), str(where))
+    git(where, "fetch", "-q", "origin", ref)
+    if branch:
+        git(where, "checkout", "-q", "-B", branch, "FETCH_HEAD")
+    else:
+        git(where, "checkout", "-q", "--detach", "FETCH_HEAD")
+    return where
+
+
+def _github_if(expr: str, context: dict) -> bool:
+    """The few GitHub expressions action.yml uses, evaluated as GitHub would."""
+    py = re.sub(r"startsWith\(([\w.]+),\s*'([^']*)'\)", r"(\1).startswith('\2')", expr)
+    py = py.replace("||", " or ").replace("&&", " and ").replace("!(", "not (")
+    py = re.sub(r"github\.[\w.]+", lambda m: repr(context[m.group(0)]), py)
+    return bool(eval(py))  # noqa: S307 - the test's own template
+
+
+def _run_action(checkout, env: dict, inputs: dict, context: dict) -> list[subprocess.CompletedProcess]:
+    with open(os.path.join(CI, "action.yml")) as f:
+        action = yaml.safe_load(f)
+    values = {k: str(v.get("default", "")) for k, v in action["inputs"].items()} | inputs
+    results = []
+    for step in action["runs"]["steps"]:
+        if "if" in step and not _github_if(step["if"], context):
+            continue
+        step_env = {
+            k: re.sub(r"\$\{\{\s*(inputs\.[\w-]+|github\.[\w.]+)\s*\}\}",
+                      lambda m: values[m.group(1)[7:]] if m.group(1).startswith("inputs.") else str(context[m.group(1)]), str(v))
+            for k, v in step.get("env", {}).items()
+        }
+        full = {**os.environ, **env, **step_env, "GITHUB_ACTION_PATH": CI, "GITML_PYTHON": sys.executable}
+        result = subprocess.run([step["shell"], "-e", "-c", step["run"]], cwd=checkout, env=full, capture_output=True, text=True)
+        results.append(result)
+        assert result.returncode == 0, f"{step['name']}: {result.stdout}\n{result.stderr}"
+    return results
+
+
+def _github_env(tmp_path, event: str, ref: str, **extra) -> tuple[dict, dict]:
+    env = {
+        "CI": "true", "GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": event, "GITHUB_REF": ref,
+        "GITHUB_REPOSITORY": "team/churn", "GITHUB_RUN_ID": "1001", "GITHUB_SERVER_URL": "https://github.example",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), **extra,
+    }
+    context = {
+        "github.event_name": event, "github.head_ref": extra.get("GITHUB_HEAD_REF", ""),
+        "github.event.repository.default_branch": "main",
+    }
+    return env, context
+
+
+@pytest.mark.timeout(180)
+def test_github_action_logs_reports_checks_and_applies(team, tmp_path, api):
+    origin, dev = team
+    url, fake = api
+    # a push to main: CI trains and pushes the run
+    env, context = _github_env(tmp_path, "push", "refs/heads/main", GITHUB_SHA=git(dev, "rev-parse", "HEAD").strip())
+    _run_action(_checkout(origin, tmp_path / "ci-main", "main", branch="main"), env, {}, context)
+    with gitml.Client(origin) as remote:
+        (main_run,) = remote.search_rows()
+    assert main_run["tags"]["gitml.ci.provider"] == "github" and main_run["tags"]["gitml.ci.job_url"].endswith("/runs/1001")
+
+    # a pull request changing the learning rate: CI trains, compares with main's run, comments
+    git(dev, "checkout", "-qb", "feature")
+    (dev / "lr.txt").write_text("0.5\n")
+    git(dev, "commit", "-qam", "a larger learning rate")
+    git(dev, "push", "-q", "origin", "feature")
+    env, context = _github_env(
+        tmp_path, "pull_request", "refs/pull/5/merge", GITHUB_BASE_REF="main", GITHUB_HEAD_REF="feature",
+        GITHUB_API_URL=url,
+    )
+    pr = _checkout(origin, tmp_path / "ci-pr", "feature")
+    _run_action(pr, env, {"token": "t0ken"}, context)
+    report = (pr / "gitml-report" / "report.md").read_text()
+    assert f"`{main_run['run_id'][:8]}` (baseline)" in report
+    assert "| accuracy | **0.99** ★ | 0.95 (-0.04) |" in report and "| lr | 0.1 | **0.5** |" in report
+    assert (pr / "gitml-report" / "compare-loss.png").exists()
+    assert report in (tmp_path / "summary.md").read_text()
+    (post,) = [c for c in fake.calls if c[0] == "POST"]
+    assert post[1] == "/repos/team/churn/issues/5/comments" and post[3]["Authorization"] == "Bearer t0ken"
+    assert post[2]["body"].endswith(report)
+    with gitml.Client(origin) as remote:
+        assert [r["tags"]["gitml.ci.pull_request"] for r in remote.search_rows(filter_string="params.lr = '0.5'")] == ["5"]
+    # the report again (a second push to the pull request): the comment is edited, not repeated
+    subprocess.run(["sh", os.path.join(CI, "report.sh")], cwd=pr, check=True, capture_output=True,
+                   env={**os.environ, **env, "GITHUB_TOKEN": "t0ken", "GITML_PYTHON": sys.executable})
+    assert [c[0] for c in fake.calls if c[0] != "GET"] == ["POST", "PATCH"]
+
+    # a promotion by pull request: register main's model, propose, CI checks, merge, CI applies
+    git(dev, "checkout", "-q", "main")
+    for args in (["fetch", "origin"], ["registry", "register", "churn", f"{main_run['run_id']}:model"],
+                 ["push", "origin"], ["registry", "propose", "churn", "v1.0.0", "production"]):
+        subprocess.run([sys.executable, "-m", "gitml", *args], cwd=dev, check=True, capture_output=True)
+    branch = "gitml/promote/churn/production/v1.0.0"
+    git(dev, "push", "-q", "origin", branch)
+    env, context = _github_env(tmp_path, "pull_request", "refs/pull/6/merge", GITHUB_BASE_REF="main", GITHUB_HEAD_REF=branch)
+    promo = _checkout(origin, tmp_path / "ci-promo", branch)
+    results = _run_action(promo, env, {}, context)
+    assert len(results) == 2  # set-up and report: a promotion trains nothing
+    check = (promo / "gitml-report" / "registry.md").read_text()
+    assert "churn: production → v1.0.0" in check and "all checks pass" in check
+    git(dev, "merge", "-q", "--ff-only", branch)
+    git(dev, "push", "-q", "origin", "main")
+    env, context = _github_env(tmp_path, "push", "refs/heads/main")
+    _run_action(_checkout(origin, tmp_path / "ci-merged", "main", branch="main"), env, {}, context)
+    assert "refs/tags/churn#production#" in git(origin, "for-each-ref", "refs/tags")
+    # anyone resolves it after a fetch
+    reader = tmp_path / "reader"
+    git(tmp_path, "clone", "-q", str(origin), str(reader))
+    subprocess.run([sys.executable, "-m", "gitml", "fetch"], cwd=reader, check=True, capture_output=True)
+    with gitml.Client(reader) as c:
+        assert c.get_model_version_by_alias("churn", "production").run_id == main_run["run_id"]
+
+
+def test_gitlab_merge_request_job_reports_as_a_note(team, tmp_path, api):
+    origin, dev = team
+    url, fake = api
+    with open(os.path.join(CI, "gitlab-ci.yml")) as f:
+        pipeline = yaml.safe_load(f)
+    shutil.copytree(CI, dev / "hooks" / "ci")  # as the template says: hooks/ci/ copied into the project
+    git(dev, "add", "hooks")
+    git(dev, "commit", "-qm", "gitml CI")
+    git(dev, "push", "-q", "origin", "HEAD:main")
+    git(dev, "checkout", "-qb", "feature")
+    (dev / "lr.txt").write_text("0.3\n")
+    git(dev, "commit", "-qam", "lr 0.3")
+    git(dev, "push", "-q", "origin", "feature")
+    env = {
+        **os.environ, "CI": "true", "GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "merge_request_event",
+        "CI_MERGE_REQUEST_IID": "3", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main", "CI_DEFAULT_BRANCH": "main",
+        "CI_API_V4_URL": url, "CI_PROJECT_ID": "9", "GITLAB_TOKEN": "glpat", "CI_PIPELINE_ID": "77",
+        "CI_JOB_URL": "https://gitlab.example/team/churn/-/jobs/5", "GITML_PYTHON": sys.executable,
+        "GITML_TRAIN": pipeline["variables"]["GITML_TRAIN"],
+    }
+    checkout = _checkout(origin, tmp_path / "ci-mr", "feature")
+    for line in pipeline["default"]["before_script"] + pipeline["gitml-train"]["script"]:
+        result = subprocess.run(["sh", "-e", "-c", line], cwd=checkout, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, f"{line}: {result.stderr}"
+    (post,) = [c for c in fake.calls if c[0] == "POST"]
+    assert post[1] == "/projects/9/merge_requests/3/notes" and post[3]["Private-Token"] == "glpat"
+    assert "| lr | 0.3 |" in post[2]["body"] and "(baseline)" in post[2]["body"]  # main has no runs: the new run alone
+    with gitml.Client(origin) as remote:
+        (run,) = remote.search_rows()
+    assert run["tags"]["gitml.ci.pull_request"] == "3" and run["tags"]["gitml.ci.pipeline_id"] == "77"
