@@ -86,6 +86,8 @@ def test_enforcement_names_the_missing_column_and_drops_extra_ones():
         enforce_schema(pd.DataFrame({"a": [1.0]}), schema)
     out = enforce_schema(pd.DataFrame({"extra": ["x"], "b": [1], "a": [2.0]}), schema)
     assert list(out.columns) == ["a", "b"]  # the signature's order, the extra column gone
+    with pytest.raises(SchemaEnforcementError, match="lacks columns 'a', 'b'"):
+        enforce_schema(np.array([[1.0, 2]]), schema)  # never matched to names by position (as MLflow)
 
 
 def test_enforcement_widens_safely_and_refuses_unsafe_conversions_naming_the_column():

@@ -41,10 +41,9 @@ def _as_frame(data, schema: Schema):
     if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
         return pd.DataFrame(data)
     if isinstance(data, (list, np.ndarray)):
-        frame = pd.DataFrame(data)
-        if schema.has_input_names() and len(frame.columns) == len(schema.inputs):
-            frame.columns = schema.input_names()  # MLflow names positional columns by the signature
-        return frame
+        # columns 0, 1, ...: a named signature then finds its columns missing, as in MLflow (an
+        # array's columns are never matched to names by position, which could swap them silently)
+        return pd.DataFrame(data)
     if np.isscalar(data):
         return pd.DataFrame([data])
     raise SchemaEnforcementError(f"expected a DataFrame (or dict, list, array), got {type(data).__name__}")
