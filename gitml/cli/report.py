@@ -16,7 +16,8 @@ import click
 @click.option("-e", "--experiment", "experiments_", multiple=True, help="Experiment name or id (repeatable; default: all).")
 @click.option("-n", "--max", "max_results", type=click.IntRange(min=1), default=10, show_default=True,
               help="Newest runs taken by --filter alone.")
-@click.option("--format", "fmt", type=click.Choice(["markdown", "html", "json"]), default="markdown", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["markdown", "html", "json"]), default="markdown", show_default=True,
+              help="Markdown (pull requests, job summaries), one HTML page, or JSON.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here (charts beside it, with matplotlib).")
 @click.pass_context
 def compare_command(ctx, runs, baseline, filter_string, branches, experiments_, max_results, fmt, output):
