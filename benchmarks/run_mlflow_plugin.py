@@ -2,8 +2,8 @@
 
 The workloads are tracking_workloads.py's (W1: one run, 10 keys x 2,000 ``log_metric``
 calls; W2: N runs of batch calls; W3: ``search_runs`` with a filter and an order over the
-runs W2 left), run with MLflow 3.17.2 in its venv (benchmarks/.venv-mlflow, with gitml
-installed there editable so MLflow finds the plugin), each measurement in a fresh process.
+runs W2 left), run with MLflow 3.17.2 in its venv (benchmarks/.venv-mlflow; gitml and the
+plugin's entry points reach it through PYTHONPATH), each measurement in a fresh process.
 The two columns differ only in the tracking URI: ``gitml:<repo>`` or ``sqlite:///<db>``;
 MLflow's own per-call overhead is in both. Both are timed until everything is stored
 (``mlflow.flush_async_logging()`` waits for gitml's background commits).
@@ -73,13 +73,11 @@ def main(argv=None) -> None:
         tool, workload, data_dir, n = args.one
         one(tool, workload, data_dir, int(n))
         return
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from mlflow_venv import ensure_mlflow_python  # the venv, made by setup_mlflow.sh if missing
-
     sys.path.insert(0, ROOT)
-    from tests.test_mlflow_plugin import ensure_plugin  # gitml installed there, editable
+    from tests.mlflow_venv import ensure_mlflow_python, plugin_pythonpath
 
-    ensure_plugin(ensure_mlflow_python())
+    ensure_mlflow_python()  # the venv, made by setup_mlflow.sh if missing
+    os.environ["PYTHONPATH"] = plugin_pythonpath()  # gitml and its entry points, for MLflow's Python
     w2_n, w3_n = SIZES[args.quick]
     results: dict[str, dict] = {}
     base = tempfile.mkdtemp(prefix="gitml-mlflow-plugin-bench-")

@@ -62,3 +62,25 @@ def mlflow_python() -> str:
     if os.environ.get("GITML_SKIP_MLFLOW") == "1":
         pytest.skip("GITML_SKIP_MLFLOW=1")
     return ensure_mlflow_python()
+
+
+def plugin_pythonpath() -> str:
+    """A ``PYTHONPATH`` under which MLflow's Python finds this checkout of gitml and its
+    MLflow plugin: the checkout, and a folder holding a ``gitml-0.1.0.dist-info`` whose
+    ``entry_points.txt`` is ``pyproject.toml``'s (what ``pip install`` writes; MLflow reads
+    entry points through ``importlib.metadata``, which scans ``sys.path``). gitml is not
+    installed into the venv itself: tests/test_models_mlflow.py needs it absent there."""
+    import tempfile
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    folder = tempfile.mkdtemp(prefix="gitml-mlflow-plugin-")
+    info = os.path.join(folder, f"gitml-{project['version']}.dist-info")
+    os.makedirs(info)
+    with open(os.path.join(info, "METADATA"), "w") as f:
+        f.write(f"Metadata-Version: 2.1\nName: gitml\nVersion: {project['version']}\n")
+    with open(os.path.join(info, "entry_points.txt"), "w") as f:
+        for group, points in project["entry-points"].items():
+            f.write(f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in points.items()) + "\n")
+    return os.pathsep.join([folder, ROOT])  # first: ROOT may hold a stale gitml.egg-info (the first found wins)

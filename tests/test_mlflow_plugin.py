@@ -1,15 +1,14 @@
 """The MLflow plugin with the real MLflow 3.17.2 (its venv, benchmarks/.venv-mlflow).
 
 Scripts written against ``mlflow`` run in that venv's Python with ``gitml:`` as the tracking
-URI (gitml installed there editable, without dependencies, so MLflow finds the entry
-points): the fluent API, ``MlflowClient``, ``mlflow.sklearn.autolog()``, ``log_model`` /
+URI (gitml and its entry points reach it through ``PYTHONPATH``: see
+``tests.mlflow_venv.plugin_pythonpath``): the fluent API, ``MlflowClient``, ``mlflow.sklearn.autolog()``, ``log_model`` /
 ``load_model``, ``register_model``, concurrent processes, and ``mlflow server`` queried over
 HTTP. What they log is read back with gitml's own API and CLI here, and the reverse.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -23,8 +22,8 @@ from click.testing import CliRunner
 import gitml
 from gitml.cli.main import cli
 from gitml.mlflow_plugin import artifact_uri, parse_artifact_uri, repository_path
-from tests.conftest import ROOT, git
-from tests.mlflow_venv import mlflow_python  # noqa: F401  (a fixture)
+from tests.conftest import git
+from tests.mlflow_venv import mlflow_python, plugin_pythonpath  # noqa: F401  (a fixture)
 
 _ENV = {
     "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
@@ -34,46 +33,24 @@ _ENV = {
 }
 
 
-def ensure_plugin(python: str) -> str:
-    """Install this checkout of gitml into the MLflow venv (editable, no dependencies: the
-    venv has dulwich, click, PyYAML, pandas, fsspec and cloudpickle), so MLflow finds the
-    plugin's entry points; idempotent, one pytest process at a time."""
-    probe = (
-        "import importlib.metadata as m, gitml, os, dulwich, click, yaml, pandas, fsspec, cloudpickle\n"
-        "names = {e.name for g in ('mlflow.tracking_store', 'mlflow.artifact_repository', 'mlflow.model_registry_store')"
-        " for e in m.entry_points(group=g)}\n"
-        "print(os.path.dirname(os.path.dirname(os.path.abspath(gitml.__file__))), sorted(names))"
-    )
-    wanted = f"{ROOT} ['gitml', 'gitml-artifacts']"
-
-    def installed() -> bool:
-        out = subprocess.run([python, "-c", probe], capture_output=True, text=True, cwd="/")
-        return out.stdout.strip() == wanted
-
-    if installed():
-        return python
-    with open(os.path.join(os.path.dirname(os.path.dirname(python)), "gitml-plugin.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not installed():
-            done = subprocess.run(
-                [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "-e", ROOT],
-                capture_output=True, text=True,
-            )
-            assert done.returncode == 0, done.stderr[-2000:]
-            assert installed(), "gitml's entry points are not visible in the MLflow venv after installing it"
-    return python
-
-
 @pytest.fixture(scope="module")
 def plugin_python(mlflow_python):  # noqa: F811
-    return ensure_plugin(mlflow_python)
+    """MLflow's Python, and (in ``_PLUGIN_ENV``) the environment in which it finds gitml's plugin."""
+    _PLUGIN_ENV["PYTHONPATH"] = plugin_pythonpath()
+    return mlflow_python
 
 
-def _mlflow(python: str, code: str, cwd, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+_PLUGIN_ENV: dict[str, str] = {}
+
+
+def _env(**extra: str) -> dict:
     full = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    full.update(_ENV)
-    full.update(env or {})
-    result = subprocess.run([python, "-c", code], cwd=cwd, env=full, capture_output=True, text=True, timeout=600)
+    full.update(_ENV, **_PLUGIN_ENV, **extra)
+    return full
+
+
+def _mlflow(python: str, code: str, cwd, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([python, "-c", code], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
     if check:
         assert result.returncode == 0, result.stderr[-4000:]
     return result
@@ -321,8 +298,7 @@ for i in range(20):
 def test_concurrent_mlflow_processes_lose_nothing(plugin_python, repo):
     with gitml.Client(repo) as c:
         shared = c.create_run(c.create_experiment("many")).info.run_id
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(_ENV, SHARED_RUN=shared)
+    env = _env(SHARED_RUN=shared)
     procs = [subprocess.Popen([plugin_python, "-c", WORKER, str(n)], cwd=repo, env=env, stderr=subprocess.PIPE, text=True) for n in range(4)]
     for p in procs:
         _, err = p.communicate(timeout=600)
@@ -365,8 +341,7 @@ def test_mlflow_server_serves_the_repository_over_rest(plugin_python, repo):
     run_id = run.info.run_id
     port = _free_port()
     mlflow_bin = os.path.join(os.path.dirname(plugin_python), "mlflow")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(_ENV)
+    env = _env()
     server = subprocess.Popen(
         [mlflow_bin, "server", "--backend-store-uri", f"gitml:{repo}", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
