@@ -26,6 +26,7 @@ from gitml.errors import ConflictError, GitmlError, InvalidInputError, NotFoundE
 from gitml.registry.policy import STAGES_PATH, dump_stages, parse_stages, read_committed
 from gitml.registry.state import ModelVersion, Registry
 from gitml.registry.tags import check_model_name, check_version
+from gitml.report import markdown_table, md_text
 from gitml.store.git import TREE_MODE, FILE_MODE, make_tree
 
 if TYPE_CHECKING:
@@ -176,14 +177,6 @@ def _check_artifacts(client: Client, reg: Registry, mv: ModelVersion, load: bool
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value).replace("|", "\\|")
-
-
 def _section(client: Client, reg: Registry, change: Change, new: ModelVersion | None, old: ModelVersion | None) -> str:
     lines = [f"\n### {change.model}: {change.stage} → {change.version or '(empty)'}\n\n"]
     lines.append(f"Now: {old.version if old else 'nothing'}; candidate: {new.version if new else change.version or 'none'}.\n\n")
@@ -210,7 +203,7 @@ def _section(client: Client, reg: Registry, change: Change, new: ModelVersion | 
         keys = sorted({k for r in runs.values() for k in getattr(r.data, kind)})
         if not keys:
             continue
-        lines.append(f"| {kind[:-1]} | current | candidate | delta |\n| --- | --- | --- | --- |\n")
+        rows = []
         for key in keys:
             a = getattr(runs["current"].data, kind).get(key) if "current" in runs else None
             b = getattr(runs["candidate"].data, kind).get(key) if "candidate" in runs else None
@@ -219,8 +212,8 @@ def _section(client: Client, reg: Registry, change: Change, new: ModelVersion | 
                 delta = f"{b - a:+.6g}"
             elif a != b and a is not None and b is not None:
                 delta = "changed"
-            lines.append(f"| {_fmt(key)} | {_fmt(a)} | {_fmt(b)} | {delta} |\n")
-        lines.append("\n")
+            rows.append([md_text(key), md_text(a), md_text(b), delta])
+        lines.append(markdown_table([kind[:-1], "current", "candidate", "delta"], rows) + "\n")
     return "".join(lines)
 
 
