@@ -98,7 +98,7 @@ print(json.dumps(out))
 """
 
 
-def test_gitml_models_load_in_mlflow_without_gitml(mlflow_python, tmp_path):
+def test_gitml_models_load_in_mlflow_without_gitml(mlflow_python, tmp_path):  # noqa: F811
     expected = json.loads(run_python(GITML_SIDE, cwd=tmp_path).stdout.strip().splitlines()[-1])
     got = _in_mlflow(mlflow_python, MLFLOW_READS, tmp_path)
     assert got["sk"] == expected["sk"] and got["exported"] == expected["sk"]
@@ -161,7 +161,7 @@ print(json.dumps(out))
 """
 
 
-def test_mlflow_models_load_in_gitml_without_mlflow(mlflow_python, tmp_path):
+def test_mlflow_models_load_in_gitml_without_mlflow(mlflow_python, tmp_path):  # noqa: F811
     expected = _in_mlflow(mlflow_python, MLFLOW_SIDE, tmp_path)
     got = json.loads(run_python(GITML_READS, cwd=tmp_path).stdout.strip().splitlines()[-1])
     assert not got.pop("mlflow_imported")
@@ -236,7 +236,7 @@ def _wine_csv(path) -> None:
     X.to_csv(path, sep=";", index=False)
 
 
-def test_mlflow_shaped_example_scripts_run_with_gitml_imports(mlflow_python, tmp_path):
+def test_mlflow_shaped_example_scripts_run_with_gitml_imports(mlflow_python, tmp_path):  # noqa: F811
     import gitml
 
     project = tmp_path / "examples"
