@@ -157,7 +157,7 @@ def _github_env(tmp_path, event: str, ref: str, **extra) -> tuple[dict, dict]:
 
 
 @pytest.mark.timeout(180)
-def test_github_action_logs_reports_checks_and_applies(team, tmp_path, api):
+def test_github_action_logs_runs_and_reports_on_pull_requests(team, tmp_path, api):
     origin, dev = team
     url, fake = api
     # a push to main: CI trains and pushes the run
@@ -193,9 +193,15 @@ def test_github_action_logs_reports_checks_and_applies(team, tmp_path, api):
                    env={**os.environ, **env, "GITHUB_TOKEN": "t0ken", "GITML_PYTHON": sys.executable})
     assert [c[0] for c in fake.calls if c[0] != "GET"] == ["POST", "PATCH"]
 
-    # a promotion by pull request: register main's model, propose, CI checks, merge, CI applies
-    git(dev, "checkout", "-q", "main")
-    for args in (["fetch", "origin"], ["registry", "register", "churn", f"{main_run['run_id']}:model"],
+
+@pytest.mark.timeout(180)
+def test_github_action_checks_a_promotion_and_applies_it_after_the_merge(team, tmp_path):
+    origin, dev = team
+    subprocess.run([sys.executable, "train.py"], cwd=dev, check=True)  # a run logged on a laptop
+    with gitml.Client(dev) as c:
+        (main_run,) = c.search_rows()
+    # a promotion by pull request: register the model, propose, CI checks, merge, CI applies
+    for args in (["registry", "register", "churn", f"{main_run['run_id']}:model"],
                  ["push", "origin"], ["registry", "propose", "churn", "v1.0.0", "production"]):
         subprocess.run([sys.executable, "-m", "gitml", *args], cwd=dev, check=True, capture_output=True)
     branch = "gitml/promote/churn/production/v1.0.0"
