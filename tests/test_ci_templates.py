@@ -156,7 +156,7 @@ def _github_env(tmp_path, event: str, ref: str, **extra) -> tuple[dict, dict]:
     return env, context
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_github_action_logs_runs_and_reports_on_pull_requests(team, tmp_path, api):
     origin, dev = team
     url, fake = api
@@ -194,7 +194,7 @@ def test_github_action_logs_runs_and_reports_on_pull_requests(team, tmp_path, ap
     assert [c[0] for c in fake.calls if c[0] != "GET"] == ["POST", "PATCH"]
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 def test_github_action_checks_a_promotion_and_applies_it_after_the_merge(team, tmp_path):
     origin, dev = team
     subprocess.run([sys.executable, "train.py"], cwd=dev, check=True)  # a run logged on a laptop
