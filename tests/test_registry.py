@@ -203,7 +203,8 @@ def test_mlflow_registry_calls(reg_client):
 
 # -- CLI ----------------------------------------------------------------------
 def test_cli_registry_commands(reg_client, repo):
-    r1, r2 = _run(reg_client, 1, name="base"), _run(reg_client, 2)
+    _run(reg_client, 1, name="base")
+    r2 = _run(reg_client, 2)
     runner = CliRunner()
 
     def run(*args, code=0):
