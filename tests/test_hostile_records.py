@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -252,7 +253,8 @@ def test_a_yaml_bomb_in_a_pulled_run_is_refused_and_the_others_stay_usable(repo,
     assert child.returncode == 0, child.stderr
     assert "good0" in child.stdout and "good1" in child.stdout
     assert BAD_ID in child.stderr and "anchors and aliases" in child.stderr
-    assert OTHER_ID in child.stderr and "nested more than" in child.stderr
+    # refused by gitml's depth check, or by libyaml's own (PyYAML 6.0.4 stops at 1,000 levels)
+    assert OTHER_ID in child.stderr and re.search("nested more than|exceeded maximum nesting|flow level", child.stderr)
     with gitml.Client(victim["clone"]) as c, caplog.at_level(logging.WARNING, logger="gitml"):
         assert run_ids(c.search_runs(["0"])) == sorted(runs["ids"])
         with pytest.raises(CorruptRecordError, match=f"run {BAD_ID} .params.yaml.: YAML anchors"):
