@@ -83,10 +83,12 @@ class Server:
             argv = [MLFLOW_PY, "-m", "mlflow", "models", "serve", "-m", model, "-p", str(self.port), "-w", str(workers),
                     "--env-manager", "local", "--host", "127.0.0.1"]
         start = time.perf_counter()
-        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
         while not _ping(self.port):
             if self.proc.poll() is not None or time.perf_counter() - start > 180:
-                raise SystemExit(f"{tool} serve did not start")
+                self.log.seek(0)
+                raise SystemExit(f"{tool} serve did not start: {self.log.read().decode(errors='replace')[-2000:]}")
             time.sleep(0.01)
         self.start_to_ping = time.perf_counter() - start
 
