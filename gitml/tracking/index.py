@@ -107,7 +107,9 @@ class RunIndex:
         """
         with self._lock:
             mem = self._mem
-            out, missing, errors = [], [], []
+            out: list[dict] = []
+            missing: list[tuple[bytes, bytes]] = []
+            errors: list[CorruptRecordError] = []
             for ref, commit in refs.items():
                 hit = mem.get(ref)
                 if hit is not None and hit[0] == commit:
@@ -124,14 +126,7 @@ class RunIndex:
                     else:
                         still.append((ref, commit))
                 missing = still
-        for ref, commit in missing:
-            try:
-                row = load(ref, commit)
-            except CorruptRecordError as e:
-                errors.append(e)
-                continue
-            self.put(ref, commit, row)
-            out.append(row)
+        out += [row for _, _, row in self._read_missing(missing, load, errors)]
         return out, errors
 
     def table(self, refs: dict[bytes, bytes], load: Callable[[bytes, bytes], dict]) -> tuple[RunTable, list[CorruptRecordError]]:
@@ -261,7 +256,8 @@ class RunIndex:
         self, refs: dict[bytes, bytes], load: Callable[[bytes, bytes], dict]
     ) -> tuple[list[tuple[bytes, bytes, dict]], list[CorruptRecordError]]:
         """``(ref, commit, row)`` for ``{ref: commit}``: from memory, the rows table, or git."""
-        out, errors = [], []
+        out: list[tuple[bytes, bytes, dict]] = []
+        errors: list[CorruptRecordError] = []
         with self._lock:
             missing = []
             for ref, commit in refs.items():
@@ -281,6 +277,15 @@ class RunIndex:
                     else:
                         still.append((ref, commit))
                 missing = still
+        out += self._read_missing(missing, load, errors)
+        return out, errors
+
+    def _read_missing(
+        self, missing: list[tuple[bytes, bytes]], load: Callable[[bytes, bytes], dict], errors: list[CorruptRecordError]
+    ) -> list[tuple[bytes, bytes, dict]]:
+        """Read from git (``load``) the rows the index lacks, and keep them; a corrupt
+        record goes to ``errors``."""
+        read = []
         for ref, commit in missing:
             try:
                 row = load(ref, commit)
@@ -288,8 +293,8 @@ class RunIndex:
                 errors.append(e)
                 continue
             self.put(ref, commit, row)
-            out.append((ref, commit, row))
-        return out, errors
+            read.append((ref, commit, row))
+        return read
 
     def _select(self, refs: list[bytes]) -> dict[bytes, tuple[bytes, dict]]:
         found: dict[bytes, tuple[bytes, dict]] = {}
