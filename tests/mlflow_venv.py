@@ -12,48 +12,24 @@ venv exists). One pytest process at a time runs the script, under a lock file.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import subprocess
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SETUP = os.path.join(ROOT, "benchmarks", "setup_mlflow.sh")
-VENV = os.path.join(ROOT, "benchmarks", ".venv-mlflow")
+from tests.peer_venv import ROOT, ensure_peer_python
+
 MLFLOW_VERSION = "3.17.2"
-
-
-def _installed_version(python: str) -> str | None:
-    if not os.path.exists(python):
-        return None
-    probe = subprocess.run(
-        # the extras setup_mlflow.sh adds (torch, dulwich, sklearn) must be there too
-        [python, "-c", "import importlib.metadata as m; [m.version(p) for p in ('torch', 'dulwich', 'scikit-learn')]; print(m.version('mlflow'))"],
-        capture_output=True, text=True,
-    )
-    return probe.stdout.strip() if probe.returncode == 0 else None
 
 
 def ensure_mlflow_python() -> str:
     """Path of a Python with MLflow 3.17.2, installing the venv if needed."""
     if os.environ.get("GITML_MLFLOW_PYTHON"):
         return os.environ["GITML_MLFLOW_PYTHON"]
-    python = os.path.join(VENV, "bin", "python")
-    if _installed_version(python) == MLFLOW_VERSION:
-        return python
-    os.makedirs(os.path.dirname(VENV), exist_ok=True)
-    with open(VENV + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another pytest may be installing it right now
-        if _installed_version(python) != MLFLOW_VERSION:
-            env = {**os.environ, "MLFLOW_VERSION": MLFLOW_VERSION}
-            setup = subprocess.run(["bash", SETUP], capture_output=True, text=True, env=env)
-            if setup.returncode != 0:
-                raise RuntimeError(
-                    f"benchmarks/setup_mlflow.sh failed ({setup.returncode}); "
-                    f"set GITML_SKIP_MLFLOW=1 to skip the MLflow comparisons:\n{setup.stderr[-2000:]}"
-                )
-    return python
+    return ensure_peer_python(
+        "mlflow", MLFLOW_VERSION, venv="benchmarks/.venv-mlflow", setup="benchmarks/setup_mlflow.sh",
+        version_env="MLFLOW_VERSION", skip_env="GITML_SKIP_MLFLOW",
+        also=("torch", "dulwich", "scikit-learn"),  # the extras setup_mlflow.sh adds must be there too
+    )
 
 
 @pytest.fixture(scope="session")

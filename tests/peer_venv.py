@@ -1,0 +1,43 @@
+"""A peer (MLflow, GTO) in a venv of its own, made by its ``benchmarks/setup_*.sh`` when missing.
+
+Peers never share gitml's venv: their dependencies must not leak into the code under test.
+The setup scripts are idempotent and quick once the venv exists; one pytest process at a
+time runs a script, under a lock file beside the venv.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def installed_version(python: str, package: str, also: tuple[str, ...] = ()) -> str | None:
+    """The version of ``package`` that ``python`` imports, or None when it (or one of ``also``) is missing."""
+    if not os.path.exists(python):
+        return None
+    probe = subprocess.run(
+        [python, "-c", f"import importlib.metadata as m; [m.version(p) for p in {also!r}]; print(m.version({package!r}))"],
+        capture_output=True, text=True,
+    )
+    return probe.stdout.strip() if probe.returncode == 0 else None
+
+
+def ensure_peer_python(package: str, version: str, *, venv: str, setup: str, version_env: str,
+                       skip_env: str, also: tuple[str, ...] = ()) -> str:
+    """Path of ``venv``'s python holding ``package==version``, running ``setup`` first if needed."""
+    python = os.path.join(ROOT, venv, "bin", "python")
+    if installed_version(python, package, also) == version:
+        return python
+    os.makedirs(os.path.dirname(os.path.join(ROOT, venv)), exist_ok=True)
+    with open(os.path.join(ROOT, venv) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another pytest may be installing it right now
+        if installed_version(python, package, also) != version:
+            done = subprocess.run(["bash", os.path.join(ROOT, setup)], capture_output=True, text=True,
+                                  env={**os.environ, version_env: version})
+            if done.returncode != 0:
+                raise RuntimeError(f"{setup} failed ({done.returncode}); set {skip_env}=1 to skip "
+                                   f"the {package} comparisons:\n{done.stderr[-2000:]}")
+    return python
