@@ -19,9 +19,10 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import sys
+from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from typing import Final
 
 from gitml.errors import RepositoryError
 
@@ -31,7 +32,6 @@ INTENT_TO_ADD = 0x2000 << 16  # extended flags, kept above the 16 bits of the en
 SKIP_WORKTREE = 0x4000 << 16
 TREE_MODE = 0o040000
 
-_ENTRY = struct.Struct(">8xII8xI8xI20sH")  # mtime s, ns, mode, size, sha, flags (62 bytes)
 _HEADER = struct.Struct(">4sII")
 _NULL_SHA = b"\0" * 20
 
@@ -44,47 +44,41 @@ class IndexFormatError(RepositoryError):
         super().__init__(f"cannot read git's index {path}: {detail}")
 
 
-# an entry's fields: mtime seconds, mtime nanoseconds, mode, size, raw sha, flags
-MTIME_S: Final = 0
-MTIME_NS: Final = 1
-MODE: Final = 2
-SIZE: Final = 3
-SHA: Final = 4
-FLAGS: Final = 5
-Row = tuple[int, int, int, int, bytes, int]
+_U32 = next(code for code in "IL" if array(code).itemsize == 4)
+_STAT = 60  # an entry's stat data and sha: fifteen 32-bit words, then its flags and path
+_WORDS = _STAT // 4
 
 
 @dataclass
 class GitIndex:
-    """The entries of an index, in index order (path, then stage): ``paths`` and, beside
-    them, ``rows`` of the fields as :data:`Row` tuples (one ``struct`` unpack each)."""
+    """The entries of an index, in index order (path, then stage), as columns: ``paths``
+    and beside them unsigned 32-bit arrays of the fields ``git status`` compares, no
+    Python object per entry but the path. Blob ids are read from ``stat_data`` (the
+    entries' first 60 bytes end to end) by :meth:`sha`."""
 
     version: int
     checksum: bytes
     paths: list[bytes] = field(default_factory=list)
-    rows: list[Row] = field(default_factory=list)
+    stat_data: bytes = b""
+    mtime_s: array = field(default_factory=lambda: array(_U32))
+    mtime_ns: array = field(default_factory=lambda: array(_U32))
+    modes: array = field(default_factory=lambda: array(_U32))
+    sizes: array = field(default_factory=lambda: array(_U32))
+    flags: array = field(default_factory=lambda: array(_U32))  # extended flags in the upper 16 bits
     cached_trees: dict[bytes, bytes] = field(default_factory=dict)  # directory (b"" = root) -> raw tree id
 
-    @property
-    def modes(self) -> list[int]:
-        return [row[MODE] for row in self.rows]
+    def sha(self, i: int) -> bytes:
+        """The raw blob (or tree, gitlink) id of entry ``i``."""
+        return self.stat_data[i * _STAT + 40 : i * _STAT + 60]
 
     @property
     def shas(self) -> list[bytes]:
-        return [row[SHA] for row in self.rows]
-
-    @property
-    def sizes(self) -> list[int]:
-        return [row[SIZE] for row in self.rows]
+        return [self.sha(i) for i in range(len(self.paths))]
 
     @property
     def mtimes(self) -> list[int]:
         """Nanoseconds."""
-        return [row[MTIME_S] * 1_000_000_000 + row[MTIME_NS] for row in self.rows]
-
-    @property
-    def flags(self) -> list[int]:
-        return [row[FLAGS] for row in self.rows]
+        return [s * 1_000_000_000 + ns for s, ns in zip(self.mtime_s, self.mtime_ns)]
 
     def __contains__(self, path: bytes) -> bool:
         """Whether git tracks ``path`` (a file, or inside a sparse directory entry)."""
@@ -95,9 +89,28 @@ class GitIndex:
         for n in range(1, len(parts)):
             directory = b"/".join(parts[:n]) + b"/"
             i = bisect_left(self.paths, directory)
-            if i < len(self.paths) and self.paths[i] == directory and self.rows[i][MODE] == TREE_MODE:
+            if i < len(self.paths) and self.paths[i] == directory and self.modes[i] == TREE_MODE:
                 return True
         return False
+
+
+@dataclass
+class _Entries:
+    """Entries as parsed, before they become columns: a split index merges these."""
+
+    paths: list[bytes] = field(default_factory=list)
+    stat: list[bytes] = field(default_factory=list)  # each entry's first 60 bytes
+    flags: list[int] = field(default_factory=list)
+
+    def columns(self, index: GitIndex) -> None:
+        stat_data = b"".join(self.stat)
+        words = array(_U32)
+        words.frombytes(stat_data)
+        if sys.byteorder == "little":
+            words.byteswap()
+        index.paths, index.stat_data, index.flags = self.paths, stat_data, array(_U32, self.flags)
+        index.mtime_s, index.mtime_ns = words[2::_WORDS], words[3::_WORDS]
+        index.modes, index.sizes = words[6::_WORDS], words[9::_WORDS]
 
 
 _cache: dict[str, tuple[tuple, GitIndex]] = {}
@@ -161,50 +174,63 @@ def _checksum_ok(data: bytes) -> bool:
 
 def parse_index(data: bytes, path: str) -> GitIndex:
     """Parse a whole index file read from ``path`` (already checked against its trailer)."""
-    signature, version, count = _HEADER.unpack_from(data, 0)
-    if signature != b"DIRC" or version not in (2, 3, 4):
-        raise IndexFormatError(path, f"not a git index this reader knows (signature {signature!r}, version {version})")
-    index = GitIndex(version, data[-20:])
-    try:
-        pos = _read_entries(data, _HEADER.size, count, version, index)
-        link = _read_extensions(data, pos, index)
-    except (struct.error, IndexError, ValueError) as e:
-        raise IndexFormatError(path, f"malformed ({e})") from None
+    index = GitIndex(*_header(data, path))
+    entries, link = _parse(data, path, index)
     if link is not None:
-        _merge_shared(index, link, path)
+        entries = _merge_shared(entries, link, path)
+    entries.columns(index)
     return index
 
 
-def _read_entries(data: bytes, pos: int, count: int, version: int, index: GitIndex) -> int:
-    unpack = _ENTRY.unpack_from
+def _header(data: bytes, path: str) -> tuple[int, bytes]:
+    signature, version, _count = _HEADER.unpack_from(data, 0)
+    if signature != b"DIRC" or version not in (2, 3, 4):
+        raise IndexFormatError(path, f"not a git index this reader knows (signature {signature!r}, version {version})")
+    return version, data[-20:]
+
+
+def _parse(data: bytes, path: str, index: GitIndex) -> tuple[_Entries, bytes | None]:
+    """The entries of ``data`` and its split index's ``link`` (the extensions go into ``index``)."""
+    _signature, version, count = _HEADER.unpack_from(data, 0)
+    entries = _Entries()
+    try:
+        pos = _read_entries(data, _HEADER.size, count, version, entries)
+        if pos > len(data) - 20:
+            raise ValueError("the entries run past the end of the file")
+        link = _read_extensions(data, pos, index)
+    except (struct.error, IndexError, ValueError) as e:
+        raise IndexFormatError(path, f"malformed ({e})") from None
+    return entries, link
+
+
+def _read_entries(data: bytes, pos: int, count: int, version: int, entries: _Entries) -> int:
+    """One pass over the entries: each one's path, stat data and flags, kept as they are."""
     find = data.find
-    paths, rows = index.paths, index.rows
-    add_path, add_row = paths.append, rows.append
+    add_path, add_stat, add_flags = entries.paths.append, entries.stat.append, entries.flags.append
     previous = b""
     for _ in range(count):
-        row = unpack(data, pos)
+        flags = data[pos + 60] << 8 | data[pos + 61]
         start = pos + 62
-        flags = row[FLAGS]
         if flags & 0x4000:  # extended: two more bytes of flags, kept above the first sixteen
             if version < 3:
                 raise ValueError("extended flags in a version 2 index")
-            row = (*row[:FLAGS], flags | (data[start] << 24) | (data[start + 1] << 16))
+            flags |= data[start] << 24 | data[start + 1] << 16
             start += 2
+        add_stat(data[pos : pos + _STAT])
+        add_flags(flags)
         if version == 4:
             strip, start = _varint(data, start)
             end = find(b"\0", start)
-            if strip > len(previous):
-                raise ValueError("an entry strips more of the previous path than it has")
-            path = previous[: len(previous) - strip] + data[start:end]
-            previous = path
+            if strip > len(previous) or end < 0:
+                raise ValueError("an entry's path is malformed")
+            previous = previous[: len(previous) - strip] + data[start:end]
+            add_path(previous)
             pos = end + 1
         else:
             length = flags & 0xFFF
             end = start + length if length < 0xFFF else find(b"\0", start)
-            path = data[start:end]
+            add_path(data[start:end])
             pos += (end - pos + 8) & ~7  # NUL padding to a multiple of eight
-        add_path(path)
-        add_row(row)
     return pos
 
 
@@ -289,11 +315,11 @@ def _ewah(data: bytes, pos: int) -> tuple[list[int], int]:
     return out, pos
 
 
-def _merge_shared(index: GitIndex, link: bytes, path: str) -> None:
-    """Apply a split index (this file's entries) onto its shared index."""
+def _merge_shared(own: _Entries, link: bytes, path: str) -> _Entries:
+    """Apply a split index (this file's entries, ``own``) onto its shared index."""
     shared_id = link[:20].hex()
     if shared_id == "0" * 40:
-        return
+        return own
     deleted, pos = _ewah(link, 20) if len(link) > 20 else ([], 20)
     replaced, _ = _ewah(link, pos) if len(link) > pos else ([], pos)
     shared_path = os.path.join(os.path.dirname(path), f"sharedindex.{shared_id}")
@@ -304,15 +330,14 @@ def _merge_shared(index: GitIndex, link: bytes, path: str) -> None:
         raise IndexFormatError(path, f"its shared index {shared_path} is missing") from None
     if data[-20:] != link[:20] or not _checksum_ok(data):
         raise IndexFormatError(path, f"its shared index {shared_path} does not match it")
-    shared = parse_index(data, shared_path)
-    own = list(zip(index.paths, index.rows))
-    rows = list(zip(shared.paths, shared.rows))
-    if len(replaced) > len(own):
-        raise IndexFormatError(path, "the split index replaces more entries than it holds")
+    shared, _ = _parse(data, shared_path, GitIndex(*_header(data, shared_path)))
+    rows = list(zip(shared.paths, shared.stat, shared.flags))
+    if len(replaced) > len(own.paths) or any(i >= len(rows) for i in replaced):
+        raise IndexFormatError(path, "the split index replaces entries it does not have")
     for n, i in enumerate(replaced):
-        rows[i] = (rows[i][0], own[n][1])
+        rows[i] = (rows[i][0], own.stat[n], own.flags[n])
     gone = set(deleted)
-    merged = [row for i, row in enumerate(rows) if i not in gone] + own[len(replaced):]
-    merged.sort(key=lambda entry: (entry[0], entry[1][FLAGS] & STAGE_MASK))
-    index.paths = [p for p, _ in merged]
-    index.rows = [r for _, r in merged]
+    merged = [row for i, row in enumerate(rows) if i not in gone]
+    merged += zip(own.paths[len(replaced):], own.stat[len(replaced):], own.flags[len(replaced):])
+    merged.sort(key=lambda entry: (entry[0], entry[2] & STAGE_MASK))
+    return _Entries([p for p, _, _ in merged], [s for _, s, _ in merged], [f for _, _, f in merged])

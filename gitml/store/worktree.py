@@ -22,7 +22,7 @@ from dulwich.objects import Blob, ShaFile, Tree
 
 from gitml.store.git import TREE_MODE, GitStore
 from gitml.store.gitindex import (
-    ASSUME_VALID, INTENT_TO_ADD, MODE, SHA, SKIP_WORKTREE, STAGE_MASK, GitIndex, index_mtime_ns, read_index,
+    ASSUME_VALID, INTENT_TO_ADD, SKIP_WORKTREE, STAGE_MASK, GitIndex, index_mtime_ns, read_index,
 )
 
 GITLINK_MODE = 0o160000
@@ -87,9 +87,10 @@ def worktree_changes(workdir: str, index: GitIndex, racy_ns: int, *, filemode: b
     changes: Changes = {}
     conflicted: set[bytes] = set()
     lstat = os.lstat
+    columns = zip(index.paths, index.mtime_s, index.mtime_ns, index.modes, index.sizes, index.flags)
     fd = os.open(workdir, os.O_RDONLY)
     try:
-        for path, (mtime_s, mtime_ns, mode, size, sha, flags) in zip(index.paths, index.rows):
+        for i, (path, mtime_s, mtime_ns, mode, size, flags) in enumerate(columns):
             mtime = mtime_s * 1_000_000_000 + mtime_ns
             if flags & special:
                 if flags & (ASSUME_VALID | SKIP_WORKTREE) and not flags & (STAGE_MASK | INTENT_TO_ADD):
@@ -98,7 +99,7 @@ def worktree_changes(workdir: str, index: GitIndex, racy_ns: int, *, filemode: b
                     if path in conflicted:
                         continue
                     conflicted.add(path)
-                sha, size = b"", -1  # always the file on disk: a conflict's result or an added file
+                size = -1  # always the file on disk: a conflict's result or an added file
             elif mode == GITLINK_MODE or mode == TREE_MODE:
                 continue
             try:
@@ -108,6 +109,7 @@ def worktree_changes(workdir: str, index: GitIndex, racy_ns: int, *, filemode: b
                 continue
             if st.st_size == size and st.st_mtime_ns == mtime and mtime < racy_ns and st.st_mode & mask == mode & mask:
                 continue
+            sha = index.sha(i) if size >= 0 else b""
             change = _recheck(path, fd, st, mode, sha, size, mtime, racy_ns, mask)
             if change is not False:
                 changes[path] = change
@@ -173,8 +175,8 @@ class _TreeBuilder:
             if slash >= 0:
                 name = path[start:slash]
                 j = bisect_left(paths, path[: slash] + b"0", i, hi)  # past every path below name/
-                if slash == len(path) - 1 and j == i + 1 and index.rows[i][MODE] == TREE_MODE:
-                    sha: bytes | None = index.rows[i][SHA]  # a sparse index's directory: its tree as git has it
+                if slash == len(path) - 1 and j == i + 1 and index.modes[i] == TREE_MODE:
+                    sha: bytes | None = index.sha(i)  # a sparse index's directory: its tree as git has it
                 else:
                     sha = self.build(path[:slash], i, j)
                 if sha is not None:
@@ -191,8 +193,7 @@ class _TreeBuilder:
                     continue
                 mode, sha = change[0], change[1]
             else:
-                row = index.rows[i - 1]
-                mode, sha = _normal_mode(row[MODE]), row[SHA]
+                mode, sha = _normal_mode(index.modes[i - 1]), index.sha(i - 1)
             entries.append(b"%o %s\0%s" % (mode, path[start:], sha))
         if not entries:
             return None

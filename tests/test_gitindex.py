@@ -1,0 +1,53 @@
+"""git's index read as columns, against ``git ls-files -s`` for entries git's own
+writers make: long paths, extended flags in version 3 and 4, and damaged files."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import pytest
+
+from gitml.store.gitindex import GitIndex, IndexFormatError, read_index
+from tests.conftest import git
+
+
+def ls_files(repo) -> list[tuple[int, str, int, str]]:
+    out = []
+    for line in git(repo, "ls-files", "-s").splitlines():
+        info, path = line.split("\t", 1)
+        mode, sha, stage = info.split()
+        out.append((int(mode, 8), sha, int(stage), path))
+    return out
+
+
+def entries(index: GitIndex) -> list[tuple[int, str, int, str]]:
+    return [(m, s.hex(), (f >> 12) & 3, p.decode()) for p, m, s, f in zip(index.paths, index.modes, index.shas, index.flags)]
+
+
+@pytest.mark.parametrize("version", ["2", "3", "4"])
+def test_long_paths_and_extended_flags_read_as_git_lists_them(repo, version):
+    blob = git(repo, "hash-object", "-w", "train.py").strip()
+    long_path = "/".join(["d" * 200] * 21)[:4095]  # 0xFFF: the length is found by its NUL
+    longer = long_path[:4000] + "/" + "x" * 200
+    for path in (long_path, longer):
+        git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+    if version != "2":
+        git(repo, "update-index", "--skip-worktree", "README.md")  # an extended flag
+    git(repo, "update-index", "--index-version", version)
+    index = read_index(str(repo / ".git/index"))
+    assert index is not None and index.version == int(version)
+    assert entries(index) == ls_files(repo)
+    assert {len(p) for p in index.paths} >= {4095, 4201}
+    skip = index.flags[index.paths.index(b"README.md")] >> 16 & 0x4000
+    assert skip == (0 if version == "2" else 0x4000)
+
+
+def test_an_index_claiming_more_entries_than_it_holds_is_refused(repo):
+    path = repo / ".git/index"
+    data = path.read_bytes()[:-20]
+    signature, version, count = struct.unpack_from(">4sII", data)
+    body = struct.pack(">4sII", signature, version, count + 1) + data[12:]
+    path.write_bytes(body + hashlib.sha1(body).digest())  # a valid checksum over a lie
+    with pytest.raises(IndexFormatError, match="malformed"):
+        read_index(str(path))
