@@ -24,6 +24,7 @@ from gitml.errors import RepositoryError
 from gitml.store.packs import _entry_header, object_id
 
 _COMMIT, _TREE, _TAG = 1, 2, 4
+_TYPE_NUMBERS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 _DELTA_TYPES = (6, 7)
 _IDX_V2 = b"\377tOc\x00\x00\x00\x02"
 BIG_PACK = 100_000  # objects: a larger pack is searched in its index, not held in a dict
@@ -34,8 +35,10 @@ Where = tuple[int, int, int, int]  # (pack number, start, end, CRC-32) of a stor
 class PackEntries:
     """The stored entries of a repository's packs, by object id, ready to copy."""
 
-    def __init__(self, repo: Repo, *, ids_only: bool = False):
-        """With ``ids_only``, only :meth:`has` is answered (cheaper: a set of ids)."""
+    def __init__(self, repo: Repo, *, ids_only: bool = False, packs: list[str] | None = None):
+        """With ``ids_only``, only :meth:`has` is answered (cheaper: a set of ids). With
+        ``packs`` (base paths, no suffix), only those packs are read: :meth:`has` answers
+        for their objects alone (a fetch's received pack, looked at before anything else)."""
         self.repo = repo
         self.ids_only = ids_only
         self._ids: set[bytes] = set()  # raw ids of the small packs, when ids_only
@@ -46,6 +49,12 @@ class PackEntries:
         self._unread = False  # a pack this class cannot read (a v1 index, over 2 GiB): ask dulwich
         self._loose: set[bytes] | None = None  # hex ids of the loose objects, listed once
         self._elsewhere: dict[bytes, bool] = {}  # hex sha -> held, once dulwich was asked
+        if packs is not None:
+            self._loose = set()
+            for base in packs:
+                self._load(base + ".idx")
+            self._unread = False  # only these packs: nothing else is asked
+            return
         for idx_path in sorted(glob.glob(os.path.join(repo.object_store.path, "pack", "*.idx"))):
             self._load(idx_path)
 
@@ -100,6 +109,8 @@ class PackEntries:
         """``(type number, content)``, inflated from the stored entry when there is one."""
         hit = self._find(bytes.fromhex(hexsha.decode()))
         if hit is None:
+            if self._loose is not None and hexsha in self._loose:
+                return self._loose_raw(hexsha)
             try:
                 return self.repo.object_store.get_raw(hexsha)
             except KeyError:
@@ -109,14 +120,41 @@ class PackEntries:
                 ) from None
         number, start, stop, _ = hit
         data = self._maps[number]
-        pos = start
-        while data[pos] & 0x80:
+        byte = data[start]
+        size, shift, pos = byte & 0x0F, 4, start
+        while byte & 0x80:
             pos += 1
+            byte = data[pos]
+            size |= (byte & 0x7F) << shift
+            shift += 7
         try:
-            return (data[start] >> 4) & 7, zlib.decompress(data[pos + 1 : stop])
+            return (data[start] >> 4) & 7, inflate_exactly(data[pos + 1 : stop], size)
         except zlib.error as e:  # zlib checks the content's Adler-32 too
             reason = str(e)
         raise self._damaged(hexsha, reason)
+
+    def _loose_raw(self, hexsha: bytes) -> tuple[int, bytes]:
+        """A loose object, inflated no further than the size its header gives."""
+        path = os.path.join(self.repo.object_store.path, hexsha[:2].decode(), hexsha[2:].decode())
+        try:
+            with open(path, "rb") as f:
+                stored = f.read()
+            inflater = zlib.decompressobj()
+            head = inflater.decompress(stored, 64)
+            end = head.find(b"\0")
+            kind, _, size_text = head[: max(end, 0)].partition(b" ")
+            type_num = _TYPE_NUMBERS.get(kind)
+            if end < 0 or type_num is None or not size_text.isdigit():
+                raise zlib.error("no object header")
+            size = int(size_text)
+            content = head[end + 1 :]
+            if len(content) <= size and not inflater.eof:
+                content += inflater.decompress(inflater.unconsumed_tail, size + 1 - len(content))
+            if len(content) != size or not inflater.eof:
+                raise zlib.error(f"it does not inflate to the {size} bytes its header gives")
+            return type_num, content
+        except (OSError, zlib.error) as e:
+            raise self._damaged(hexsha, str(e)) from None
 
     def _damaged(self, hexsha: bytes, reason: str) -> RepositoryError:
         return RepositoryError(
@@ -126,25 +164,7 @@ class PackEntries:
     def links(self, hexsha: bytes) -> tuple[int, list[bytes], list[bytes]]:
         """``(type number, objects to walk, blobs)`` named by an object: a commit's
         tree and parents, a tag's target, a tree's subtrees and blobs (not submodules)."""
-        type_num, raw = self.raw(hexsha)
-        if type_num == _COMMIT:
-            named = []
-            for line in raw[: raw.find(b"\n\n")].split(b"\n"):
-                if not line.startswith((b"tree ", b"parent ")):
-                    break  # tree and parents come first
-                named.append(line.split(b" ", 1)[1])
-            return type_num, named, []
-        if type_num == _TREE:
-            walk, blobs = [], []
-            for _name, mode, sha in parse_tree(raw, 20):
-                if mode == 0o040000:
-                    walk.append(sha)
-                elif mode != 0o160000:
-                    blobs.append(sha)
-            return type_num, walk, blobs
-        if type_num == _TAG:
-            return type_num, [raw[7:47]], []  # "object <sha>" is the first line
-        return type_num, [], []
+        return links_of(*self.raw(hexsha))
 
     def has(self, hexsha: bytes) -> bool:
         """Whether the repository holds the object, answered from the pack indexes and
@@ -174,9 +194,14 @@ class PackEntries:
                 raise self._damaged(hexsha, "its stored bytes fail the pack index's CRC")
             return raw, chunk, crc
         try:
-            type_num, content = self.repo.object_store.get_raw(hexsha)
+            if self._loose is not None and hexsha in self._loose:
+                type_num, content = self._loose_raw(hexsha)
+            else:
+                type_num, content = self.repo.object_store.get_raw(hexsha)
         except KeyError:
             raise self._damaged(hexsha, "missing") from None
+        except RepositoryError:
+            raise
         except Exception as e:  # noqa: BLE001 - dulwich raises zlib, delta and struct errors
             reason = f"{type(e).__name__}: {e}"
         else:
@@ -196,6 +221,40 @@ class PackEntries:
     def __exit__(self, *exc) -> None:
         self.close()
 
+
+
+def links_of(type_num: int, raw: bytes) -> tuple[int, list[bytes], list[bytes]]:
+    """``(type number, objects to walk, blobs)`` named by an object's content: a commit's
+    tree and parents, a tag's target, a tree's subtrees and blobs (not submodules)."""
+    if type_num == _COMMIT:
+        named = []
+        for line in raw[: raw.find(b"\n\n")].split(b"\n"):
+            if not line.startswith((b"tree ", b"parent ")):
+                break  # tree and parents come first
+            named.append(line.split(b" ", 1)[1])
+        return type_num, named, []
+    if type_num == _TREE:
+        walk, blobs = [], []
+        for _name, mode, sha in parse_tree(raw, 20):
+            if mode == 0o040000:
+                walk.append(sha)
+            elif mode != 0o160000:
+                blobs.append(sha)
+        return type_num, walk, blobs
+    if type_num == _TAG:
+        return type_num, [raw[7:47]], []  # "object <sha>" is the first line
+    return type_num, [], []
+
+
+def inflate_exactly(stored: bytes, size: int) -> bytes:
+    """The ``size`` bytes ``stored`` inflates to; a stream that would give more (a
+    "zlib bomb": a few kilobytes inflating to gigabytes) or fewer raises ``zlib.error``
+    after at most ``size + 1`` bytes were produced."""
+    inflater = zlib.decompressobj()
+    content = inflater.decompress(stored, size + 1)
+    if len(content) != size or not inflater.eof:
+        raise zlib.error(f"it does not inflate to the {size} bytes its header gives")
+    return content
 
 
 def commit_header(raw: bytes) -> tuple[int, list[bytes], bytes]:

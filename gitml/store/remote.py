@@ -36,10 +36,11 @@ from dulwich.repo import Repo
 from gitml.errors import GitmlError, RepositoryError
 from gitml.store.git import open_repo
 from gitml.store.refs import RefLister
-from gitml.store.unpack import store_received_pack
 from gitml.store.entries import PackEntries
+from gitml.store.packs import _write_entries
 from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_to_send
-from gitml.store.verify import refused_names, refused_tips
+from gitml.store.unpack import store_received
+from gitml.store.verify import FetchedObjects, check_fetched, refused_names
 
 if TYPE_CHECKING:
     from gitml.store.git import GitStore
@@ -332,10 +333,13 @@ def fetch_refs(
         try:
             with os.fdopen(fd, "wb") as f, _connection(store, url) as (client, path):
                 client.fetch_pack(path, determine_wants, walker, f.write, progress=progress, ref_prefix=wanted)
-            store_received_pack(pack_dir, received, lambda sha: _raw_or_none(local, sha))
+            stored = store_received(pack_dir, received, lambda sha: _raw_or_none(local, sha))
         finally:
             os.unlink(received)
-        return _take_refs(store, local, remote, wanted, force, before, refused)
+        ours = _ours(store, wanted)
+        with PackEntries(local, packs=[stored.base] if stored.base else []) as arrived:
+            _check_new(store, FetchedObjects(arrived, local, before.has), remote, ours, refused)
+        return _take_refs(store, local, remote, ours, force, refused)
 
 
 def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
@@ -352,37 +356,56 @@ def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
         source = open_repo(folder)
     except NotGitRepository as e:
         raise RemoteError(folder, "no git repository there") from e
-    with source, Repo(store.repo.path) as local, PackEntries(local, ids_only=True) as before:
+    with source, Repo(store.repo.path) as local:
         remote = _local_refs(folder, tuple(p.decode() for p in wanted))
         remote = {r: s for r, s in remote.items() if accept is None or accept(r)}
         refused = refused_names(remote)
         remote = {ref: sha for ref, sha in remote.items() if ref not in refused}
-        # what the source lacks is passed over: the refs needing it are refused below
-        copy_objects(source, local, sorted(set(remote.values())), held=before, absent=set())
-        return _take_refs(store, local, remote, wanted, force, before, refused)
+        ours = _ours(store, wanted)
+        if any(ours.get(ref) != sha for ref, sha in remote.items()):
+            # One walk of the source's entries checks the new refs and finds what to copy:
+            # what the source lacks is passed over, and the refs needing it are refused.
+            with PackEntries(source) as arrived, PackEntries(local, ids_only=True) as before:
+                objects = FetchedObjects(arrived, local, before.has)
+                copied = _check_new(store, objects, remote, ours, refused)
+                if copied:
+                    _write_entries(os.path.join(local.object_store.path, "pack"), map(arrived.entry, copied), len(copied))
+        return _take_refs(store, local, remote, ours, force, refused)
+
+
+def _ours(store: GitStore, wanted: list[bytes]) -> dict[bytes, bytes]:
+    ours: dict[bytes, bytes] = {}
+    for prefix in wanted:
+        ours.update(store.refs_under(prefix.decode()))
+    return ours
+
+
+def _check_new(
+    store: GitStore, objects: FetchedObjects, remote: dict[bytes, bytes], ours: dict[bytes, bytes], refused: dict[bytes, str]
+) -> list[bytes]:
+    """Check the refs whose value is new here (:func:`check_fetched`), adding the bad
+    ones to ``refused``; returns the objects the clone lacks that the checked refs reach."""
+    new = {ref: sha for ref, sha in remote.items() if ours.get(ref) != sha}
+    if not new:
+        return []
+    everything = store.refs_under("refs/")
+    heads = [sha for ref, sha in everything.items() if not ref.startswith(GITML_PREFIXES[0].encode())]
+    heads += [ours[ref] for ref in new if ref in ours]
+    bad, arriving = check_fetched(objects, new, heads=heads, known=set(everything.values()))
+    refused.update(bad)
+    return arriving
 
 
 def _take_refs(
     store: GitStore,
     local: Repo,
     remote: dict[bytes, bytes],
-    wanted: list[bytes],
+    ours: dict[bytes, bytes],
     force: bool,
-    before: PackEntries,
     refused: dict[bytes, str],
 ) -> FetchResult:
-    """After the objects arrived: check the new values, create the refs missing
-    here in one write, and classify or fast-forward the others one by one."""
-    ours: dict[bytes, bytes] = {}
-    for prefix in wanted:
-        ours.update(store.refs_under(prefix.decode()))
-    new = {ref: sha for ref, sha in remote.items() if ours.get(ref) != sha}
-    if new:
-        everything = store.refs_under("refs/")
-        heads = [sha for ref, sha in everything.items() if not ref.startswith(GITML_PREFIXES[0].encode())]
-        heads += [ours[ref] for ref in new if ref in ours]
-        with PackEntries(local) as entries:  # read afresh: the objects that arrived too
-            refused.update(refused_tips(entries, new, before=before.has, heads=heads, known=set(everything.values())))
+    """After the objects arrived and the new values were checked: create the refs
+    missing here in one write, and classify or fast-forward the others one by one."""
     remote = {ref: sha for ref, sha in remote.items() if ref not in refused}
     result = FetchResult(remote=dict(sorted(remote.items())), refused=dict(sorted(refused.items())))
     created = create_refs(local, {ref: sha for ref, sha in remote.items() if ref not in ours})

@@ -21,14 +21,33 @@ import os
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import NamedTuple
 
 from dulwich.pack import apply_delta  # dulwich's C version when built, its Python one otherwise
 
 from gitml.errors import RepositoryError
+from gitml.store.entries import inflate_exactly
 from gitml.store.packs import _TYPE_NAMES, _entry_header, _write_entries, object_id
 
 _OFS_DELTA, _REF_DELTA = 6, 7
 _CACHE_BYTES = 64 << 20
+_PIECE = 1 << 20  # bytes inflated at a time
+MAX_RESOLVED_BYTES = 512 << 20  # a delta's result at most: git's core.bigFileThreshold, above which it makes no deltas
+
+
+def _delta_target_size(instructions: bytes) -> int:
+    """The size a delta says its result has (its second header number)."""
+    pos = 0
+    for _ in range(2):
+        size, shift = 0, 0
+        while pos < len(instructions):
+            byte = instructions[pos]
+            pos += 1
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+    return size
 
 LocalRaw = Callable[[bytes], "tuple[int, bytes] | None"]  # hex id -> (type, content), or None
 
@@ -55,11 +74,21 @@ class _Entry:
         self.sha: bytes | None = None  # raw 20 bytes, once known
 
 
+class Stored(NamedTuple):
+    objects: int  # objects stored
+    base: str | None  # the new pack's path without its suffix (None when nothing came)
+
+
 def store_received_pack(pack_dir: str, path: str, local_raw: LocalRaw) -> int:
     """Index the pack file at ``path`` and store its objects as a new pack in
     ``pack_dir``; returns the number of objects. Raises :class:`PackError`."""
+    return store_received(pack_dir, path, local_raw).objects
+
+
+def store_received(pack_dir: str, path: str, local_raw: LocalRaw) -> Stored:
+    """:func:`store_received_pack`, telling the new pack's path too."""
     if os.path.getsize(path) == 0:
-        return 0
+        return Stored(0, None)
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         reader = _Reader(data, local_raw)
         entries = reader.read_entries()
@@ -75,8 +104,8 @@ def store_received_pack(pack_dir: str, path: str, local_raw: LocalRaw) -> int:
             assert entry.sha is not None  # every entry was resolved
             return entry.sha, chunk, zlib.crc32(chunk)
 
-        _write_entries(pack_dir, map(encoded, unique), len(unique))  # streamed: one entry in memory at a time
-    return len(unique)
+        base = _write_entries(pack_dir, map(encoded, unique), len(unique))  # streamed: one entry in memory at a time
+    return Stored(len(unique), base)
 
 
 class _Reader:
@@ -101,21 +130,20 @@ class _Reader:
         count = int.from_bytes(data[8:12], "big")
         entries, pos, end = [], 12, len(data) - 20
         for _ in range(count):
-            entry, content = self._read_entry(pos, end)
+            entry = self._read_entry(pos, end)
             entries.append(entry)
             self.by_offset[entry.start] = entry
             pos = entry.end
-            if len(content) != entry.size:
-                raise PackError(f"object at {entry.start} has {len(content)} bytes, its header says {entry.size}")
-            if entry.type_num not in (_OFS_DELTA, _REF_DELTA):
-                entry.sha = object_id(entry.type_num, content)
+            if entry.sha is not None:
                 self.by_sha[entry.sha] = entry
         if pos != end:
             raise PackError(f"{end - pos} stray bytes after the last object")
         return entries
 
-    def _read_entry(self, pos: int, end: int) -> tuple[_Entry, bytes]:
-        """The entry at ``pos`` and its inflated content (a delta's instructions)."""
+    def _read_entry(self, pos: int, end: int) -> _Entry:
+        """The entry at ``pos``, with its object id unless it is a delta. Its content is
+        inflated piece by piece (hashed as it comes, never held whole) and no further than
+        the size its header gives: a stream that inflates beyond is refused there."""
         data = self.data
         start = pos
         try:
@@ -147,27 +175,37 @@ class _Reader:
         except IndexError:
             raise PackError("truncated") from None
         inflater = zlib.decompressobj()
-        fed = pos
-        step = size + 64
-        out = []
+        digest = hashlib.sha1(_TYPE_NAMES[type_num] + b" %d\0" % size) if type_num in _TYPE_NAMES else None
+        fed, got = pos, 0
+        step = min(size, _PIECE) + 64
         try:
             while not inflater.eof:
-                if fed >= end:
-                    raise PackError(f"object at {start} is truncated")
-                chunk = data[fed : min(fed + step, end)]
-                out.append(inflater.decompress(chunk))
-                fed += len(chunk)
-                step = max(step, 1 << 16)
+                chunk = inflater.unconsumed_tail
+                if not chunk:
+                    if fed >= end:
+                        raise PackError(f"object at {start} is truncated")
+                    chunk = data[fed : min(fed + step, end)]
+                    fed += len(chunk)
+                    step = max(step, 1 << 16)
+                out = inflater.decompress(chunk, min(_PIECE, size + 1 - got))
+                got += len(out)
+                if got > size:
+                    raise PackError(f"object at {start} inflates to more than the {size} bytes its header says")
+                if digest is not None:
+                    digest.update(out)
         except zlib.error as e:
             raise PackError(f"object at {start} does not inflate: {e}") from None
-        content = out[0] if len(out) == 1 else b"".join(out)
-        return _Entry(start, pos, fed - len(inflater.unused_data), type_num, size, base), content
+        if got != size:
+            raise PackError(f"object at {start} has {got} bytes, its header says {size}")
+        entry = _Entry(start, pos, fed - len(inflater.unused_data), type_num, size, base)
+        entry.sha = None if digest is None else digest.digest()
+        return entry
 
     def _inflate(self, entry: _Entry) -> bytes:
-        content = zlib.decompress(self.data[entry.data_at : entry.end])
-        if len(content) != entry.size:
-            raise PackError(f"object at {entry.start} has {len(content)} bytes, its header says {entry.size}")
-        return content
+        try:
+            return inflate_exactly(self.data[entry.data_at : entry.end], entry.size)
+        except zlib.error as e:
+            raise PackError(f"object at {entry.start}: {e}") from None
 
     def content(self, entry: _Entry) -> tuple[int, bytes]:
         """``(type, content)`` of an entry, deltas applied (recently used ones cached)."""
@@ -190,7 +228,13 @@ class _Reader:
             result = self._cache[entry.start] if entry.start in self._cache else (entry.type_num, self._inflate(entry))
         for delta in reversed(chain):
             type_num, base_content = result
-            result = (type_num, b"".join(apply_delta(base_content, self._inflate(delta))))
+            instructions = self._inflate(delta)
+            if _delta_target_size(instructions) > MAX_RESOLVED_BYTES:  # a few bytes of copies can make gigabytes
+                raise PackError(
+                    f"object at {delta.start} is a delta to {_delta_target_size(instructions)} bytes, more than "
+                    f"gitml resolves ({MAX_RESOLVED_BYTES} bytes; git itself deltifies no object that large)"
+                )
+            result = (type_num, b"".join(apply_delta(base_content, instructions)))
             self._remember(delta.start, result)
         return result
 

@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterable
 
 from dulwich.objects import parse_tree
 from dulwich.refs import check_ref_format
+from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
 from gitml.names import EXPERIMENTS_PREFIX, RUNS_PREFIX, parse_experiment_ref, parse_run_ref
-from gitml.store.entries import _COMMIT, _TAG, _TREE, PackEntries, commit_header
+from gitml.store.entries import _COMMIT, _TAG, _TREE, PackEntries, commit_header, links_of
 
 GITML_REFS = "refs/gitml/"
 EXPERIMENT_FILE = b"experiment.yaml"
@@ -49,6 +50,72 @@ def refused_names(refs: Iterable[bytes]) -> dict[bytes, str]:
     return refused
 
 
+class FetchedObjects:
+    """The objects a fetch looks at: those that arrive, read from ``arrived`` (the
+    source's pack entries on a local fetch, the received pack's otherwise), and the
+    clone's own, of which only the ids (``before``) and a few commits (read through
+    dulwich) are needed. Nothing reads the clone's packs whole."""
+
+    def __init__(self, arrived: PackEntries, local: Repo, before: Callable[[bytes], bool]):
+        self.arrived, self.local, self.before = arrived, local, before
+
+    def has(self, sha: bytes) -> bool:
+        return self.arrived.has(sha) or self.before(sha)
+
+    def raw(self, sha: bytes) -> tuple[int, bytes]:
+        if self.arrived.has(sha):
+            return self.arrived.raw(sha)
+        try:
+            return self.local.object_store.get_raw(sha)
+        except KeyError:
+            raise RepositoryError(f"object {sha.decode()} is missing") from None
+
+    def links(self, sha: bytes) -> tuple[int, list[bytes], list[bytes]]:
+        return links_of(*self.raw(sha))
+
+
+def check_fetched(
+    objects: FetchedObjects,
+    refs: dict[bytes, bytes],
+    *,
+    heads: Iterable[bytes],
+    known: set[bytes],
+) -> tuple[dict[bytes, str], list[bytes]]:
+    """``({ref: why}, new objects)``: the fetched refs that must not be taken (their
+    value is missing, not a commit, an experiment commit without ``experiment.yaml``,
+    or reaches an object that is missing or of the wrong type), and the objects the
+    clone lacks that the others reach, each once (what a local fetch copies).
+
+    ``objects.before`` tells the objects the clone held before the fetch; ``heads``
+    are its commits to meet (branches, tags, the fetched refs' local values) and
+    ``known`` every value of its refs (reachable, so complete).
+    """
+    refused: dict[bytes, str] = {}
+    tips = {}
+    tags = set()
+    for ref, sha in refs.items():
+        why = _tip_problem(objects, ref, sha)
+        if why:
+            refused[ref] = why
+        elif ref.startswith(b"refs/tags/"):  # a registry tag: its commit is the tip to walk
+            if not objects.before(sha):
+                tags.add(sha)
+            target = objects.raw(sha)[1][7:47]
+            if target not in known:
+                tips[ref] = target
+        elif sha not in known:
+            tips[ref] = sha
+    if not tips:
+        return refused, sorted(tags)
+    walk = _Walk(objects)
+    walk.run(set(tips.values()), _peel(objects, heads), known)
+    for ref, sha in tips.items():
+        bad = walk.reaches_problem(sha)
+        if bad is not None:
+            refused[ref] = f"incomplete: object {bad.decode()}, which it reaches, {walk.problems[bad]}"
+    return refused, sorted(tags) + walk.new
+
+
 def refused_tips(
     entries: PackEntries,
     refs: dict[bytes, bytes],
@@ -57,38 +124,12 @@ def refused_tips(
     heads: Iterable[bytes],
     known: set[bytes],
 ) -> dict[bytes, str]:
-    """``{ref: why}`` for the fetched refs that must not be taken: their value is
-    missing, not a commit, an experiment commit without ``experiment.yaml``, or
-    reaches an object that is missing or of the wrong type.
-
-    ``entries`` reads the clone after the objects arrived; ``before`` tells the
-    objects it held before the fetch; ``heads`` are this clone's commits to meet
-    (branches, tags, the fetched refs' local values) and ``known`` every value
-    of its refs (reachable, so complete).
-    """
-    refused: dict[bytes, str] = {}
-    tips = {}
-    for ref, sha in refs.items():
-        why = _tip_problem(entries, ref, sha)
-        if why:
-            refused[ref] = why
-        elif ref.startswith(b"refs/tags/"):  # a registry tag: its commit is the tip to walk
-            target = entries.raw(sha)[1][7:47]
-            if target not in known:
-                tips[ref] = target
-        elif sha not in known:
-            tips[ref] = sha
-    if tips:
-        walk = _Walk(entries, before)
-        walk.run(set(tips.values()), _peel(entries, heads), known)
-        for ref, sha in tips.items():
-            bad = walk.reaches_problem(sha)
-            if bad is not None:
-                refused[ref] = f"incomplete: object {bad.decode()}, which it reaches, {walk.problems[bad]}"
-    return refused
+    """:func:`check_fetched`'s refusals, with ``entries`` reading the whole clone
+    after the objects arrived."""
+    return check_fetched(FetchedObjects(entries, entries.repo, before), refs, heads=heads, known=known)[0]
 
 
-def _tip_problem(entries: PackEntries, ref: bytes, sha: bytes) -> str | None:
+def _tip_problem(entries: FetchedObjects, ref: bytes, sha: bytes) -> str | None:
     try:
         if not entries.has(sha):
             return f"its object {sha.decode()} did not arrive"
@@ -112,14 +153,14 @@ def _tip_problem(entries: PackEntries, ref: bytes, sha: bytes) -> str | None:
     return None
 
 
-def _tree_names(entries: PackEntries, tree: bytes) -> list[bytes]:
+def _tree_names(entries: FetchedObjects, tree: bytes) -> list[bytes]:
     type_num, raw = entries.raw(tree)
     if type_num != _TREE:
         return []
     return [name for name, mode, _sha in parse_tree(raw, 20) if mode & 0o170000 == 0o100000]
 
 
-def _peel(entries: PackEntries, shas: Iterable[bytes]) -> list[bytes]:
+def _peel(entries: FetchedObjects, shas: Iterable[bytes]) -> list[bytes]:
     """The commits ``shas`` name (annotated tags followed), those held here."""
     out = []
     for sha in shas:
@@ -142,9 +183,10 @@ class _Walk:
     """One walk over the new history, recording which new object names which
     (``named_by``), so that a problem found is blamed on exactly the tips that reach it."""
 
-    def __init__(self, entries: PackEntries, before: Callable[[bytes], bool]):
+    def __init__(self, entries: FetchedObjects):
         self.entries = entries
-        self.before = before
+        self.before = entries.before
+        self.new: list[bytes] = []  # objects walked that the clone lacked and that are here now
         self.problems: dict[bytes, str] = {}  # object -> why it breaks what names it
         self.named_by: dict[bytes, list[bytes]] = {}
         self._info: dict[bytes, tuple[int, list[bytes], bytes]] = {}  # commit -> (time, parents, tree)
@@ -185,6 +227,8 @@ class _Walk:
                 if sha in walked:
                     continue
                 walked.add(sha)
+                if not self.before(sha):
+                    self.new.append(sha)
                 self._tree(self._info[sha][2], sha)
             for parent in self._info[sha][1]:
                 if not mine:
@@ -224,13 +268,18 @@ class _Walk:
             except (RepositoryError, _Problem) as e:
                 self.problems[sha] = str(e)
                 continue
+            self.new.append(sha)
             for sub in walk:
                 self.named_by.setdefault(sub, []).append(sha)
                 todo.append(sub)
             for blob in blobs:
                 if blob not in self._seen:
                     self._seen.add(blob)
-                    if not self.before(blob) and not self.entries.has(blob):
+                    if self.before(blob):
+                        pass
+                    elif self.entries.arrived.has(blob):
+                        self.new.append(blob)
+                    else:
                         self.problems[blob] = "is missing"
                 if blob in self.problems:
                     self.named_by.setdefault(blob, []).append(sha)
