@@ -56,6 +56,47 @@ class RunViews:
             self.tracker, experiment_ids, filter_string, view=view, max_results=max_results, order_by=order_by
         )
 
+    def search_columns(
+        self,
+        experiment_ids: list[str] | None = None,
+        filter_string: str = "",
+        *,
+        view: int = ViewType.ACTIVE_ONLY,
+        order_by: list[str] | None = None,
+    ) -> tuple[dict[str, list[str]], dict[str, list]]:
+        """:meth:`search_rows` by column, without a dict per run: ``(keys, values)``.
+        ``keys``: the param, metric and tag keys the matched runs have (``{"params":
+        [...], "metrics": [...], "tags": [...]}``, sorted); ``values[name]``: the field
+        ``name`` (``attributes.run_id``, ``params.lr``, ``tags.note``...) of each matched
+        run, in order, None where a run has none. Raises FilterSyntaxError, InvalidInputError.
+
+        >>> keys, values = client.search_columns(filter_string="metrics.auc > 0.9")
+        >>> list(zip(values["attributes.run_id"], values["metrics.auc"]))
+        """
+        from gitml.tracking.columns import ATTRIBUTES, SECTIONS
+        from gitml.tracking.tracker import search_table
+
+        with self.tracker.index.reading():
+            table, matched = search_table(self.tracker, experiment_ids, filter_string, view=view, order_by=order_by)
+            keys: dict[str, list[str]] = {section: [] for section in SECTIONS}
+            values: dict[str, list] = {}
+            for attribute in ATTRIBUTES:
+                column = table.column("attributes", attribute)
+                values[f"attributes.{attribute}"] = [column[i] for i in matched]
+            for section in SECTIONS:
+                for key in table.keys[section]:
+                    column = table.column(section, key)
+                    picked = [column[i] for i in matched]
+                    if any(v is not None for v in picked):
+                        keys[section].append(key)
+                        values[f"{section}.{key}"] = picked
+        return keys, values
+
+    def run_commits(self, experiment_ids: list[str] | None = None) -> dict[bytes, bytes]:
+        """``{run ref: commit}`` of the runs (of some experiments): it changes whenever
+        a run does, so a reader may keep what it computed from a search until it changes."""
+        return self.tracker.run_refs(experiment_ids)
+
     def resolve_run(self, spec: str) -> str:
         """The run id of ``spec``: a run id, a unique prefix of one, or a run name.
         Raises RunNotFoundError, or InvalidInputError when ``spec`` is ambiguous."""

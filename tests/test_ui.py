@@ -82,12 +82,10 @@ def test_ema_is_the_debiased_recurrence():
     assert series.ema(y, 0) is y
 
 
-def test_group_nested_puts_children_under_parents_and_survives_cycles():
-    def row(run_id, parent=None):
-        return {"run_id": run_id, "tags": {"mlflow.parentRunId": parent} if parent else {}}
-
-    rows = [row("c1", "p"), row("x"), row("p"), row("g", "c1"), row("orphan", "gone"), row("a", "b"), row("b", "a")]
-    grouped = [(r["run_id"], depth) for r, depth in tables.group_nested(rows)]
+def test_nested_order_puts_children_under_parents_and_survives_cycles():
+    runs = [("c1", "p"), ("x", None), ("p", None), ("g", "c1"), ("orphan", "gone"), ("a", "b"), ("b", "a")]
+    ids = [r for r, _ in runs]
+    grouped = [(ids[i], depth) for i, depth in tables.nested_order(ids, [p for _, p in runs])]
     assert grouped == [("x", 0), ("p", 0), ("c1", 1), ("g", 2), ("orphan", 0), ("a", 0), ("b", 1)]
 
 
@@ -142,6 +140,32 @@ def test_runs_api_pages_sorts_and_filters_with_or_and_parentheses(ui):
     assert len(page1["rows"]) == 3 and len(page2["rows"]) == 1 and page2["total"] == 4
     assert web.get("/api/runs?limit=0").status_code == 400
     assert web.get("/api/runs?columns=bogus").status_code == 400
+
+
+def test_a_first_visit_gets_default_columns_and_keys_in_one_request(ui):
+    web, ids = ui
+    body = web.get(f"/api/runs?experiment={ids['experiment']}&defaults=1&keys=1").json()
+    assert body["columns"] == ["metrics.acc", "metrics.loss", "params.lr", "params.model"]  # metrics first, then params
+    assert body["keys"]["metrics"] == ["acc", "loss"] and len(body["rows"][0]["values"]) == 4
+
+
+def test_a_search_is_kept_until_a_run_changes(ui, client, repo, monkeypatch):
+    import gitml
+
+    web, ids = ui  # the app reads through ``client``: count its searches
+    searches = []
+    real = client.search_columns
+    monkeypatch.setattr(client, "search_columns", lambda *a, **k: searches.append(a) or real(*a, **k))
+    exp = ids["experiment"]
+    for url in (f"/api/runs?experiment={exp}&limit=2", f"/api/runs?experiment={exp}&limit=2&offset=2",
+                f"/api/runs?experiment={exp}&columns=params.lr", f"/api/runs?experiment={exp}&sort=metrics.acc",
+                f"/api/runs?experiment={exp}&sort=metrics.acc&offset=1", f"/api/runs?experiment={exp}"):
+        assert web.get(url).status_code == 200
+    assert len(searches) == 2  # one per filter and order, not one per page or column choice
+    with gitml.Client(repo) as writer:
+        writer.set_tag(ids["other"], "note", "changed")
+    body = web.get(f"/api/runs?experiment={exp}&columns=tags.note&limit=10").json()
+    assert len(searches) == 3 and "changed" in [r["values"][0] for r in body["rows"]]
 
 
 def test_a_malformed_filter_is_a_400_naming_its_position(ui):

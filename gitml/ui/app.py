@@ -11,6 +11,8 @@ refused (DNS rebinding: a page of another site resolving its name to 127.0.0.1).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -30,6 +32,7 @@ from gitml.ui import pages, previews, series, tables
 if TYPE_CHECKING:
     from gitml.client import Client
 
+log = logging.getLogger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -95,6 +98,14 @@ class Reader:
         self.lock = threading.Lock()
         self._histories: OrderedDict[tuple[str, str], tuple[str, tuple]] = OrderedDict()
         self._points = 0
+        self.searches = tables.SearchCache(client)
+
+    def warm(self) -> None:
+        """What a first request would otherwise wait for: the search index's columns of
+        every run, pandas' parser; run once in the background when the server starts."""
+        with self.lock:
+            self.searches.get(None)
+            series.parse_history(b"0\t0\t0\n")
 
     async def call(self, fn, *args, **kwargs):
         def locked():
@@ -131,7 +142,7 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
         return HTMLResponse(render(name, request=request, **context))
 
     async def experiments_page(request: Request) -> Response:
-        return await page(request, "experiments.html", pages.experiments, client)
+        return await page(request, "experiments.html", pages.experiments, reader)
 
     async def runs_page(request: Request) -> Response:
         return await page(request, "runs.html", pages.runs, client, request.query_params.get("experiment", ""))
@@ -149,7 +160,7 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
 
     async def chart_page(request: Request) -> Response:
         q = request.query_params
-        return await page(request, "chart.html", pages.chart, client, dict(q))
+        return await page(request, "chart.html", pages.chart, reader, dict(q))
 
     async def raw(request: Request) -> Response:
         run_id, path = request.path_params["run_id"], request.path_params["path"]
@@ -164,7 +175,7 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
         return StreamingResponse(chunks(), media_type=media_type, headers=headers)
 
     async def api_experiments(request: Request) -> Response:
-        return JSONResponse(await reader.call(pages.experiment_list, client))
+        return JSONResponse(await reader.call(pages.experiment_list, reader))
 
     async def api_runs(request: Request) -> Response:
         q = request.query_params
@@ -174,10 +185,11 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
         view = ViewType.DELETED_ONLY if q.get("deleted") == "1" else ViewType.ACTIVE_ONLY
 
         def work():
-            rows = client.search_rows([experiment] if experiment else None, q.get("filter", ""), view=view, order_by=order)
-            body = tables.page_of(rows, columns, offset=_int(q, "offset", 0), limit=_int(q, "limit", 50))
+            search = reader.searches.get([experiment] if experiment else None, q.get("filter", ""), view=view, order_by=order)
+            chosen = tables.default_columns(search.keys) if q.get("defaults") == "1" else columns
+            body = tables.page_of(search, chosen, offset=_int(q, "offset", 0), limit=_int(q, "limit", 50))
             if q.get("keys") == "1":
-                body["keys"] = tables.column_keys(rows)
+                body["keys"] = search.keys
             return body
 
         return JSONResponse(await reader.call(work))
@@ -234,8 +246,20 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
         Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
         # the registry's pages (models, versions, stages, promotions) join here once it exists
     ]
-    app = Starlette(routes=routes, exception_handlers={GitmlError: gitml_error})
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        threading.Thread(target=_warm, args=(reader,), name="gitml-ui-warm", daemon=True).start()
+        yield
+
+    app = Starlette(routes=routes, exception_handlers={GitmlError: gitml_error}, lifespan=lifespan)
     return HostAllowList(app, allowed_hosts)
+
+
+def _warm(reader: Reader) -> None:
+    try:
+        reader.warm()
+    except GitmlError as e:  # the first request will say it
+        log.warning("gitml ui: %s", e)
 
 
 def _run_list(text: str) -> list[str]:
@@ -311,13 +335,14 @@ def chart_groups(reader: Reader, experiment: str | None, filter_string: str, key
     of the runs' curves and the min–max band around it, on ``width`` columns."""
     if not group:
         raise InvalidInputError("group: name the param to group runs by")
-    rows = reader.client.search_rows([experiment] if experiment else None, filter_string)
-    rows = [r for r in rows if key in r["metrics"]][:MAX_GROUP_RUNS]
+    search = reader.searches.get([experiment] if experiment else None, filter_string)
+    has_key, by = search.column(f"metrics.{key}"), search.column(f"params.{group}")
+    rows = [i for i, value in enumerate(has_key) if value is not None][:MAX_GROUP_RUNS]
     curves: dict[str, list] = {}
-    for row in rows:
-        steps, stamps, values = reader.history(row["run_id"], key)
+    for i in rows:
+        steps, stamps, values = reader.history(search.values["attributes.run_id"][i], key)
         x, y = series.ordered(series.x_values(axis, steps, stamps), series.ema(values, smooth) if smooth else values)
-        curves.setdefault(row["params"].get(group, "(none)"), []).append((x, y))
+        curves.setdefault(by[i] if by[i] is not None else "(none)", []).append((x, y))
     if not curves:
         return {"key": key, "x": axis, "group": group, "grid": [], "groups": []}
     xs = [x for runs in curves.values() for x, _ in runs if len(x)]

@@ -68,12 +68,14 @@ def size_text(size: int | None) -> str:
     return ""
 
 
-def experiment_list(client: Client) -> list[dict]:
+def experiment_list(reader: Reader) -> list[dict]:
+    client = reader.client
     counts: dict[str, list[int]] = {}
-    for row in client.search_rows():
-        c = counts.setdefault(row["experiment_id"], [0, 0])
+    search = reader.searches.get(None)
+    for experiment_id, status in zip(search.values["attributes.experiment_id"], search.values["attributes.status"]):
+        c = counts.setdefault(experiment_id, [0, 0])
         c[0] += 1
-        c[1] += row["status"] == "RUNNING"
+        c[1] += status == "RUNNING"
     return [
         {"experiment_id": e.experiment_id, "name": e.name, "creation_time": e.creation_time,
          "runs": counts.get(e.experiment_id, [0, 0])[0], "running": counts.get(e.experiment_id, [0, 0])[1]}
@@ -81,8 +83,8 @@ def experiment_list(client: Client) -> list[dict]:
     ]
 
 
-def experiments(client: Client) -> dict:
-    return {"experiments": experiment_list(client)}
+def experiments(reader: Reader) -> dict:
+    return {"experiments": experiment_list(reader)}
 
 
 def runs(client: Client, experiment_id: str) -> dict:
@@ -202,14 +204,14 @@ def compare_data(client: Client, run_ids: list[str]) -> dict:
     return {"columns": columns, "runs": rows}
 
 
-def chart(client: Client, query: dict) -> dict:
+def chart(reader: Reader, query: dict) -> dict:
+    client = reader.client
     run_ids = [p for p in query.get("runs", "").split(",") if p]
     found = [client.get_run(client.resolve_run(i)) for i in run_ids[:50]]
     keys = sorted({k for r in found for k in r.data.metrics})
     experiment = query.get("experiment", "")
     if query.get("group"):
-        rows = client.search_rows([experiment] if experiment else None, query.get("filter", ""))
-        keys = sorted({k for r in rows[:2000] for k in r["metrics"]})
+        keys = reader.searches.get([experiment] if experiment else None, query.get("filter", "")).keys["metrics"]
     return {"runs": found, "keys": keys, "key": query.get("key") or (keys[0] if keys else ""),
             "experiment": experiment, "filter": query.get("filter", ""), "group": query.get("group", ""),
             "run_ids": ",".join(r.info.run_id for r in found)}

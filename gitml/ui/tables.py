@@ -1,13 +1,21 @@
 """The runs table: columns, nested runs under their parent, pages.
 
-Rows are the search rows of ``Client.search_rows``; the server filters and sorts
-them (gitml's filter grammar), then groups and pages, so the browser only ever
-holds one page.
+The server searches by column (``Client.search_columns``: gitml's filter grammar,
+order_by), groups nested runs under their parent, and builds the rows of one page
+only, so the browser holds one page and a request never builds 20,000 rows.
+Searches are kept until a run's ref changes (``SearchCache``).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from gitml.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from gitml.client import Client
 
 MAX_PAGE = 500
 COLUMN_KINDS = ("params", "metrics", "tags")
@@ -27,74 +35,112 @@ def parse_columns(spec: str) -> list[tuple[str, str]]:
     return out
 
 
-def column_keys(rows: list[dict]) -> dict[str, list[str]]:
-    """Every param, metric and (user) tag key of ``rows``, sorted: what the column chooser offers."""
-    keys: dict[str, set[str]] = {kind: set() for kind in COLUMN_KINDS}
-    for row in rows:
-        for kind in COLUMN_KINDS:
-            keys[kind].update(row[kind])
-    keys["tags"] = {k for k in keys["tags"] if not k.startswith(HIDDEN_TAGS)}
-    return {kind: sorted(found) for kind, found in keys.items()}
+DEFAULT_COLUMNS = {"metrics": 6, "params": 4}  # what a first visit shows before a choice is remembered
+SEARCHES_KEPT = 8
+BASE_FIELDS = ("run_id", "run_name", "experiment_id", "status", "start_time", "end_time")
+ROW_TAGS = {"parent_run_id": PARENT_TAG, "source_commit": "mlflow.source.git.commit", "branch": "mlflow.source.git.branch"}
 
 
-def group_nested(rows: list[dict]) -> list[tuple[dict, int]]:
-    """``(row, depth)`` with each run followed by the runs nested in it (any depth), in
-    the given order within each level; a run whose parent is not among ``rows`` (filtered
-    out, or deleted) stands at the top level."""
-    present = {row["run_id"] for row in rows}
-    children: dict[str, list[dict]] = {}
+@dataclass
+class Search:
+    """A search of the runs by column (``Client.search_columns``), with its rows grouped
+    (``order``: ``(position, depth)``), kept while ``state`` (the runs' refs) holds."""
+
+    state: dict[bytes, bytes]
+    keys: dict[str, list[str]]
+    values: dict[str, list]
+    order: list[tuple[int, int]]
+
+    def column(self, name: str) -> list:
+        return self.values.get(name) or [None] * len(self.order)
+
+
+class SearchCache:
+    """The last few searches of the runs table, each kept until a run changes: a page,
+    a sort already made, the next page, cost one listing of the refs, not a search.
+    Use under the Reader's lock (the Client is not for threads)."""
+
+    def __init__(self, client: Client, size: int = SEARCHES_KEPT):
+        self.client = client
+        self.size = size
+        self._kept: OrderedDict[tuple, Search] = OrderedDict()
+
+    def get(self, experiment_ids: list[str] | None, filter_string: str = "", *, view: int = 1,
+            order_by: list[str] | None = None) -> Search:
+        """The search, from the cache while the runs' refs are what they were."""
+        key = (tuple(experiment_ids) if experiment_ids is not None else None, filter_string, view, tuple(order_by or ()))
+        state = self.client.run_commits(experiment_ids)  # before the search: a run changing during it shows next time
+        found = self._kept.get(key)
+        if found is not None and found.state == state:
+            self._kept.move_to_end(key)
+            return found
+        keys, values = self.client.search_columns(experiment_ids, filter_string, view=view, order_by=order_by)
+        keys["tags"] = [k for k in keys["tags"] if not k.startswith(HIDDEN_TAGS)]
+        ids = values["attributes.run_id"]
+        found = Search(state, keys, values, nested_order(ids, values.get(f"tags.{PARENT_TAG}") or [None] * len(ids)))
+        self._kept[key] = found
+        while len(self._kept) > self.size:
+            self._kept.popitem(last=False)
+        return found
+
+
+def nested_order(run_ids: list[str], parents: list[str | None]) -> list[tuple[int, int]]:
+    """``(position, depth)`` with each run followed by the runs nested in it (any depth),
+    in the given order within each level; a run whose parent is not among ``run_ids``
+    (filtered out, or deleted) stands at the top level."""
+    present = set(run_ids)
+    children: dict[str, list[int]] = {}
     top = []
-    for row in rows:
-        parent = row["tags"].get(PARENT_TAG)
-        if parent and parent in present and parent != row["run_id"]:
-            children.setdefault(parent, []).append(row)
+    for i, (run_id, parent) in enumerate(zip(run_ids, parents)):
+        if parent and parent in present and parent != run_id:
+            children.setdefault(parent, []).append(i)
         else:
-            top.append(row)
-    out: list[tuple[dict, int]] = []
-    seen: set[str] = set()
+            top.append(i)
+    if not children:
+        return [(i, 0) for i in top]
+    out: list[tuple[int, int]] = []
+    seen: set[int] = set()
 
-    def add(row: dict, depth: int) -> None:
-        if row["run_id"] in seen:  # a cycle of parent tags (hand-edited): show each run once
-            return
-        seen.add(row["run_id"])
-        out.append((row, depth))
-        for child in children.get(row["run_id"], ()):
-            add(child, depth + 1)
+    def add(i: int, depth: int) -> None:
+        stack = [(i, depth)]
+        while stack:
+            i, depth = stack.pop()
+            if i in seen:  # a cycle of parent tags (hand-edited): show each run once
+                continue
+            seen.add(i)
+            out.append((i, depth))
+            stack.extend((c, depth + 1) for c in reversed(children.get(run_ids[i], ())))
 
-    for row in top:
-        add(row, 0)
-    for row in rows:  # runs only reachable through a cycle
-        if row["run_id"] not in seen:
-            add(row, 0)
+    for i in top:
+        add(i, 0)
+    for i in range(len(run_ids)):  # runs only reachable through a cycle
+        if i not in seen:
+            add(i, 0)
     return out
 
 
-def page_of(rows: list[dict], columns: list[tuple[str, str]], *, offset: int, limit: int) -> dict:
-    """One page of the table as JSON-ready data."""
+def default_columns(keys: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """The columns a first visit shows: the first metrics, then the first params."""
+    return [(kind, key) for kind, count in DEFAULT_COLUMNS.items() for key in keys[kind][:count]]
+
+
+def page_of(search: Search, columns: list[tuple[str, str]], *, offset: int, limit: int) -> dict:
+    """One page of the table as JSON-ready data: only its rows are built."""
     if limit < 1 or limit > MAX_PAGE:
         raise InvalidInputError(f"limit must be 1..{MAX_PAGE}, not {limit}")
     if offset < 0:
         raise InvalidInputError(f"offset must be >= 0, not {offset}")
-    grouped = group_nested(rows)
+    base = {name: search.column(f"attributes.{name}") for name in BASE_FIELDS}
+    tags = {name: search.column(f"tags.{tag}") for name, tag in ROW_TAGS.items()}
+    chosen = [search.column(f"{kind}.{key}") for kind, key in columns]
     out = []
-    for row, depth in grouped[offset:offset + limit]:
-        tags = row["tags"]
-        out.append(
-            {
-                "run_id": row["run_id"],
-                "run_name": row["run_name"],
-                "experiment_id": row["experiment_id"],
-                "status": row["status"],
-                "start_time": row["start_time"],
-                "end_time": row["end_time"],
-                "depth": depth,
-                "parent_run_id": tags.get(PARENT_TAG),
-                "source_commit": tags.get("mlflow.source.git.commit"),
-                "branch": tags.get("mlflow.source.git.branch"),
-                "values": [_json_value(row[kind].get(key)) for kind, key in columns],
-            }
-        )
-    return {"total": len(grouped), "offset": offset, "rows": out, "columns": [f"{k}.{c}" for k, c in columns]}
+    for i, depth in search.order[offset:offset + limit]:
+        row = {name: column[i] for name, column in base.items()}
+        row["depth"] = depth
+        row.update((name, column[i]) for name, column in tags.items())
+        row["values"] = [_json_value(column[i]) for column in chosen]
+        out.append(row)
+    return {"total": len(search.order), "offset": offset, "rows": out, "columns": [f"{k}.{c}" for k, c in columns]}
 
 
 def _json_value(value):

@@ -265,6 +265,7 @@
         body = await api("/api/runs?" + qs({
           experiment, filter: state.filter, sort: state.sort, desc: state.sort ? (state.desc ? "1" : "0") : "",
           offset: state.offset, limit: state.limit, columns: columns.join(","), keys: state.keys ? "" : "1",
+          defaults: state.columns === null ? "1" : "", // a first visit: the server picks the columns, one request
         }));
       } catch (e) {
         showError(e);
@@ -274,11 +275,7 @@
       $("#filter").classList.remove("bad");
       if (body.keys) {
         state.keys = body.keys;
-        if (state.columns === null) {
-          state.columns = [...body.keys.metrics.slice(0, 6).map((k) => "metrics." + k), ...body.keys.params.slice(0, 4).map((k) => "params." + k)];
-          buildChooser();
-          return load(initial);
-        }
+        if (state.columns === null) state.columns = body.columns;
         buildChooser();
       }
       render(body);
