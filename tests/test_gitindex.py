@@ -51,3 +51,50 @@ def test_an_index_claiming_more_entries_than_it_holds_is_refused(repo):
     path.write_bytes(body + hashlib.sha1(body).digest())  # a valid checksum over a lie
     with pytest.raises(IndexFormatError, match="malformed"):
         read_index(str(path))
+
+
+def _fresh_process() -> None:
+    """Forget what this process parsed, as a new process starts."""
+    from gitml.store import gitindex
+
+    gitindex._cache.clear()
+
+
+def test_columns_file_spares_the_next_process_the_parse(repo, tmp_path, monkeypatch):
+    from gitml.store import gitindex
+
+    index_path, columns = str(repo / ".git/index"), str(tmp_path / "columns")
+    parsed = read_index(index_path, columns=columns)
+    _fresh_process()
+
+    def no_parse(data, path):
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(gitindex, "parse_index", no_parse)
+    loaded = read_index(index_path, columns=columns)
+    assert loaded is not None and parsed is not None and loaded is not parsed
+    assert entries(loaded) == entries(parsed) == ls_files(repo)
+    assert loaded.cached_trees == parsed.cached_trees and loaded.mtimes == parsed.mtimes
+    assert list(loaded.sizes) == list(parsed.sizes) and loaded.version == parsed.version
+
+
+def test_columns_of_an_older_index_or_damaged_are_not_used(repo, tmp_path):
+    index_path, columns = str(repo / ".git/index"), str(tmp_path / "columns")
+    read_index(index_path, columns=columns)
+    (repo / "new.py").write_text("new\n")
+    git(repo, "add", "new.py")  # git renames a new index over the old one
+    _fresh_process()
+    index = read_index(index_path, columns=columns)
+    assert index is not None and entries(index) == ls_files(repo) and b"new.py" in index.paths
+    with open(columns, "r+b") as f:  # one flipped byte in a blob id
+        data = bytearray(f.read())
+        data[len(data) // 2] ^= 0x01
+        f.seek(0)
+        f.write(data)
+    _fresh_process()
+    index = read_index(index_path, columns=columns)
+    assert index is not None and entries(index) == ls_files(repo)
+    _fresh_process()
+    with open(columns, "wb") as f:
+        f.write(b"gitml-columns-1\n")  # short
+    assert entries(read_index(index_path, columns=columns)) == ls_files(repo)

@@ -362,3 +362,22 @@ def test_checkout_of_a_run_on_an_older_commit(tree_repo):
     assert git_tree(repo) == expected
     assert git(repo, "status", "--porcelain").strip() == "M src/a.py"
     c.close()
+
+
+def test_snapshot_searches_the_packs_only_for_what_changed(repo):
+    """The cache tree's unchanged folders are vouched for by HEAD's trees along the
+    changed paths, not by a search of every pack for each of them."""
+    lines = [f"M 100644 inline d{i}/f.py\ndata {len(str(i)) + 1}\n{i}\n" for i in range(300)]
+    stream = "commit refs/heads/main\ncommitter T <t@t> 0 +0000\ndata 4\nbig\nfrom HEAD\n" + "".join(lines)
+    git(repo, "fast-import", "--quiet", input_text=stream)
+    git(repo, "reset", "-q", "--hard")
+    (repo / "d7/f.py").write_text("changed\n")
+    with open_store(repo) as store:
+        lookups: list[bytes] = []
+        contains = store.contains
+        store.contains = lambda sha: lookups.append(sha) or contains(sha)
+        reads = _counting_tree_reads(store)
+        snap = snapshot(store)
+        store.write(snap.objects)
+    assert snap.tree.decode() == git_tree(repo)
+    assert len(lookups) <= 4 and len(reads) <= 2  # the new blob and trees; HEAD's root (and d7)

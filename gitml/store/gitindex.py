@@ -20,6 +20,7 @@ import hashlib
 import os
 import struct
 import sys
+import threading
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
@@ -116,9 +117,11 @@ class _Entries:
 _cache: dict[str, tuple[tuple, GitIndex]] = {}
 
 
-def read_index(path: str) -> GitIndex | None:
+def read_index(path: str, *, columns: str | None = None) -> GitIndex | None:
     """The index at ``path`` (None when there is none). Parsed again only when the
-    file's identity (inode, size, times) or its checksum changed.
+    file's identity (inode, size, times) or its checksum changed. With ``columns`` (a
+    file path of gitml's), the parsed columns are kept there for the next process, and
+    taken from there while the index's checksum is the one they were parsed from.
 
     The file is read through one open file, so a concurrent rewrite (git writes
     ``index.lock`` and renames it over) is seen whole or not at all; a checksum
@@ -133,18 +136,88 @@ def read_index(path: str) -> GitIndex | None:
         try:
             st = os.fstat(fd)
             identity = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            trailer = os.pread(fd, 20, st.st_size - 20) if st.st_size >= _HEADER.size + 20 else b""
             hit = _cache.get(path)
-            if hit is not None and hit[0] == identity and os.pread(fd, 20, st.st_size - 20) == hit[1].checksum:
+            if hit is not None and hit[0] == identity and trailer == hit[1].checksum:
                 return hit[1]
-            data = _read_all(fd, st.st_size)
+            index = _load_columns(columns, trailer) if columns and trailer != _NULL_SHA else None
+            data = _read_all(fd, st.st_size) if index is None else b""
         finally:
             os.close(fd)
-        if _checksum_ok(data):
+        if index is None and _checksum_ok(data):
             index = parse_index(data, path)
+            if columns and trailer != _NULL_SHA:
+                _save_columns(columns, index)
+        if index is not None:
             _cache.clear()
             _cache[path] = (identity, index)
             return index
     raise IndexFormatError(path, "the index file's checksum does not match its content (damaged, or written in place)")
+
+
+# the columns file: this header, the paths (NUL-terminated), the entries' stat data,
+# their flags (little-endian), the cache tree (directory, NUL, id), then the SHA-1 of it all
+_COLUMNS = struct.Struct("<16s20sIIQQ")  # magic, the index's checksum, version, entries, path bytes, tree bytes
+_COLUMNS_MAGIC = b"gitml-columns-1\n"
+
+
+def _load_columns(columns: str, checksum: bytes) -> GitIndex | None:
+    """The index parsed from the file whose trailer is ``checksum``, or None (absent,
+    of another index, or damaged: parsed again from the index)."""
+    try:
+        with open(columns, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if len(data) < _COLUMNS.size + 20 or hashlib.sha1(memoryview(data)[:-20]).digest() != data[-20:]:
+        return None
+    magic, recorded, version, count, path_bytes, tree_bytes = _COLUMNS.unpack_from(data)
+    if magic != _COLUMNS_MAGIC or recorded != checksum:
+        return None
+    pos = _COLUMNS.size
+    stat_at, flags_at = pos + path_bytes, pos + path_bytes + count * _STAT
+    trees_at = flags_at + 4 * count
+    if trees_at + tree_bytes + 20 != len(data):
+        return None
+    paths = data[pos:stat_at].split(b"\0")[:-1] if path_bytes else []
+    flags = array(_U32)
+    flags.frombytes(data[flags_at:trees_at])
+    if sys.byteorder == "big":
+        flags.byteswap()
+    if len(paths) != count:
+        return None
+    index = GitIndex(version, checksum)
+    _Entries(paths, [data[stat_at:flags_at]]).columns(index)
+    index.flags = flags
+    trees = data[trees_at : trees_at + tree_bytes]
+    at = 0
+    while at < len(trees):
+        nul = trees.index(b"\0", at)
+        index.cached_trees[trees[at:nul]] = trees[nul + 1 : nul + 21]
+        at = nul + 21
+    return index
+
+
+def _save_columns(columns: str, index: GitIndex) -> None:
+    """Keep ``index`` parsed for the next process (best effort: a cache)."""
+    paths = b"".join(p + b"\0" for p in index.paths)
+    flags = array(_U32, index.flags)
+    if sys.byteorder == "big":
+        flags.byteswap()
+    trees = b"".join(d + b"\0" + sha for d, sha in index.cached_trees.items())
+    head = _COLUMNS.pack(_COLUMNS_MAGIC, index.checksum, index.version, len(index.paths), len(paths), len(trees))
+    body = b"".join((head, paths, index.stat_data, flags.tobytes(), trees))
+    tmp = f"{columns}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(columns), exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(body + hashlib.sha1(body).digest())
+        os.replace(tmp, columns)  # whole or not at all, as git replaces its index
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def index_mtime_ns(path: str) -> int:

@@ -54,7 +54,7 @@ def snapshot(store: GitStore) -> Snapshot:
     if store.workdir is None:
         return Snapshot(head.commit, head.branch, False, head_tree)
     index_path = store.repo.index_path()
-    index = read_index(index_path)
+    index = read_index(index_path, columns=_columns_path(store, index_path))
     if index is None:
         return Snapshot(head.commit, head.branch, False, head_tree)
     changes = worktree_changes(store.workdir, index, index_mtime_ns(index_path), filemode=_filemode(store))
@@ -62,7 +62,7 @@ def snapshot(store: GitStore) -> Snapshot:
     memo = _tree_memo.get(key)
     if memo is None:
         new_trees: list[tuple[bytes, bytes]] = []
-        root = _TreeBuilder(store, index, changes, new_trees).build(b"", 0, len(index.paths))
+        root = _TreeBuilder(store, index, changes, new_trees, head_tree).build(b"", 0, len(index.paths))
         memo = (root.hex().encode() if root else None, new_trees)
         _tree_memo.clear()
         _tree_memo[key] = memo
@@ -148,8 +148,11 @@ def _recheck(path: bytes, fd: int, st: os.stat_result, mode: int, sha: bytes, si
 class _TreeBuilder:
     """Trees of the index with the changes applied, rebuilt only where something changed."""
 
-    def __init__(self, store: GitStore, index: GitIndex, changes: Changes, out: list[tuple[bytes, bytes]]):
+    def __init__(self, store: GitStore, index: GitIndex, changes: Changes, out: list[tuple[bytes, bytes]],
+                 head_tree: bytes | None):
         self.store, self.index, self.changes, self.out = store, index, changes, out
+        self.heads: dict[bytes, dict[bytes, tuple[int, bytes]]] = {}  # folder -> HEAD's tree of it, as read
+        self.head_tree = head_tree
         self.dirty_dirs = {b""}
         for path in changes:
             parts = path.split(b"/")
@@ -160,7 +163,7 @@ class _TreeBuilder:
         """The raw id of the tree of ``directory`` (entries ``lo:hi``), None when empty."""
         if directory not in self.dirty_dirs:
             cached = self.index.cached_trees.get(directory)
-            if cached is not None and self.store.contains(cached.hex().encode()):
+            if cached is not None and self._stored(directory, cached.hex().encode()):
                 return cached
         index, changes = self.index, self.changes
         paths = index.paths
@@ -203,10 +206,39 @@ class _TreeBuilder:
         return tree_id
 
 
+    def _stored(self, directory: bytes, tree: bytes) -> bool:
+        """Whether the cache tree's ``tree`` for ``directory`` is in the object store:
+        without a lookup when HEAD has it there (one tree read per changed folder, not
+        one pack search per unchanged one)."""
+        parent, _, name = directory.rpartition(b"/")
+        entry = self._head(parent).get(name)
+        return entry is not None and entry[1] == tree or self.store.contains(tree)
+
+    def _head(self, directory: bytes) -> dict[bytes, tuple[int, bytes]]:
+        """HEAD's tree of ``directory`` (empty when HEAD has none there)."""
+        entries = self.heads.get(directory)
+        if entries is None:
+            if not directory:
+                sha = self.head_tree
+            else:
+                parent, _, name = directory.rpartition(b"/")
+                entry = self._head(parent).get(name)
+                sha = entry[1] if entry is not None and entry[0] == TREE_MODE else None
+            entries = self.store.tree(sha) if sha else {}
+            self.heads[directory] = entries
+        return entries
+
+
 def _normal_mode(mode: int) -> int:
     if mode & 0o170000 == 0o100000:
         return 0o100755 if mode & 0o100 else 0o100644
     return mode
+
+
+def _columns_path(store: GitStore, index_path: str) -> str:
+    """Where the parsed columns of this index are kept (one file per work tree)."""
+    name = hashlib.sha1(os.fsencode(os.path.abspath(index_path))).hexdigest()[:16]
+    return os.path.join(store.gitml_dir, "index-columns", name)
 
 
 def _filemode(store: GitStore) -> bool:
