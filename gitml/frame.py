@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from gitml.tracking.columns import SECTIONS, RunTable
 
@@ -20,15 +19,15 @@ def table_frame(table: RunTable, positions: list[int]):
     import numpy as np
     import pandas as pd
 
-    def take(section: str, key: str) -> list[Any]:
-        column = table.column(section, key)
-        return [column[i] for i in positions]
+    index = np.array(positions, dtype=np.intp)
+
+    def take(section: str, key: str, *, floats: bool = False):
+        if not positions and not floats:
+            return []  # the dtype pandas gives an empty list, as before
+        return table.array(section, key, floats=floats)[index]
 
     def times(key: str):
-        return pd.to_datetime(
-            np.array([np.nan if v is None else v for v in take("attributes", key)], dtype="float64"),
-            unit="ms", utc=True,
-        )
+        return pd.to_datetime(take("attributes", key, floats=True), unit="ms", utc=True)
 
     columns: dict[str, object] = {
         "run_id": take("attributes", "run_id"),
@@ -40,11 +39,7 @@ def table_frame(table: RunTable, positions: list[int]):
     }
     for section in SECTIONS:
         for key in table.keys[section]:
-            values = take(section, key)
-            if all(v is None for v in values):
+            if (not positions or table.has_missing(section, key)) and all(v is None for v in take(section, key)):
                 continue
-            if section == "metrics":
-                columns[f"metrics.{key}"] = np.array([np.nan if v is None else v for v in values], dtype="float64")
-            else:
-                columns[f"{section}.{key}"] = values
+            columns[f"{section}.{key}"] = take(section, key, floats=section == "metrics")
     return pd.DataFrame(columns, index=range(len(positions)))

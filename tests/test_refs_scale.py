@@ -187,3 +187,47 @@ def test_a_lock_of_a_running_gitml_is_kept_and_one_of_a_dead_gitml_is_removed(re
     assert git(repo, "rev-parse", name.decode()).strip() == new.decode()
     owners = os.listdir(os.path.join(repo, ".git", "gitml", "locks"))
     assert all(not o.split(".")[1] == str(holder.pid) for o in owners)  # the dead process's owner file is gone
+
+
+def test_one_ref_is_read_as_git_reads_it(repo):
+    """``GitStore.ref``: the loose file, else packed-refs; symbolic refs, odd names and
+    HEAD through dulwich; every answer as ``git rev-parse`` gives it."""
+    runs = import_runs(repo, 6)
+    names = sorted(runs)
+    git(repo, "pack-refs", "--all")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "update-ref", names[1].decode(), head)  # loose, over its packed line
+    git(repo, "update-ref", "-d", names[2].decode())  # gone from packed-refs
+    git(repo, "symbolic-ref", "refs/heads/alias", "refs/heads/" + git(repo, "branch", "--show-current").strip())
+    os.makedirs(repo / ".git" / "refs" / "gitml" / "runs" / "0" / ("f" * 32))  # a folder where a ref could be
+    asked = [*names, b"refs/heads/alias", b"HEAD", b"refs/gitml/runs/0/" + b"f" * 32, b"refs/gitml/../../HEAD",
+             b"refs/gitml/x.lock", b"refs/nothing"]
+    with open_store(repo) as store:
+        for name in asked:
+            expected = git(repo, "rev-parse", "--verify", "-q", name.decode(), check=False).strip() or None
+            if name.startswith(b"refs/gitml/.."):
+                expected = None  # not a ref name: git resolves it as a path, gitml never
+            got = store.ref(name)
+            assert (got.decode() if got else None) == expected, name
+
+
+def test_reading_one_ref_among_100000_packed_ones_does_not_check_every_line(repo, monkeypatch):
+    """dulwich parsed packed-refs once per process with a name check per line: 1.3-5 s
+    before ``gitml show`` or the first run of a process in a repository of 100,000 runs."""
+    from dulwich.refs import DiskRefsContainer
+
+    def parse(self):
+        raise AssertionError("dulwich parsed packed-refs")
+
+    monkeypatch.setattr(DiskRefsContainer, "get_packed_refs", parse)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    names = sorted(f"refs/gitml/runs/{i % 50}/{i:032x}" for i in range(100_000))
+    with open(repo / ".git" / "packed-refs", "w") as f:
+        f.write("# pack-refs with: peeled fully-peeled sorted \n")
+        f.writelines(f"{head} {name}\n" for name in names)
+    assert git(repo, "rev-parse", names[777]).strip() == head
+    with open_store(repo) as store:
+        t = time.perf_counter()
+        assert store.ref(names[777].encode()) == head.encode()
+        assert store.ref(b"refs/gitml/runs/0/" + b"e" * 32) is None
+        assert time.perf_counter() - t < 1.0

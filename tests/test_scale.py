@@ -245,3 +245,36 @@ def test_plain_git_fetch_of_branches_never_lists_run_refs_over_protocol_v2(repo,
     assert "ref-prefix refs/heads/" in trace and "refs/gitml/" not in trace
     subprocess.run(["git", "-c", "protocol.version=0", "fetch", "-q", "origin"], cwd=clone, env=env, check=True)
     assert "refs/gitml/runs/" in (tmp_path / "trace").read_text()  # v0 advertises every ref
+
+
+def test_a_repeated_search_reuses_its_table_until_a_run_ref_changes(repo, client):
+    """At 100,000 runs listing the refs, matching them to the snapshot and decoding its
+    columns took 0.2 s per search; while no run ref changes a search now reuses them,
+    and a run another process makes is still seen by the next search."""
+    gitml.set_experiment("scale")
+    make_runs(5)
+    past = os.stat(repo).st_mtime - 10  # folders changed long ago: their listing can be trusted
+    for folder, _, _ in os.walk(repo / ".git" / "refs" / "gitml" / "runs"):
+        os.utime(folder, (past, past))
+    tracker = client.tracker
+
+    def table():
+        with tracker.index.reading():
+            found, _ = tracker.table()
+            found.column("params", "p")
+            return found
+
+    first = table()
+    assert table() is first and tracker.run_refs() is tracker.run_refs()
+    run_python('import gitml\ngitml.set_experiment("scale")\nwith gitml.start_run(run_name="other"):\n    gitml.log_param("p", "q")', repo)
+    after = table()
+    assert after is not first and len(after) == 6 and "q" in after.column("params", "p")
+    assert list(client.search_runs([client.get_experiment_by_name("scale").experiment_id], "params.p = 'q'")
+                )[0].info.run_name == "other"
+
+
+def test_sorting_a_column_of_numbers_and_strings_puts_numbers_first():
+    rows = [{"run_id": str(i), "start_time": 0, "metrics": {}, "tags": {}, "params": {"p": v}}
+            for i, v in enumerate([3, "b", 1, "a", 2])]
+    assert [r["params"]["p"] for r in sort_rows(rows, parse_order_by(["params.p"]))] == [1, 2, 3, "a", "b"]
+    assert [r["params"]["p"] for r in sort_rows(rows, parse_order_by(["params.p DESC"]))] == ["b", "a", 3, 2, 1]

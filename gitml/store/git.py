@@ -281,6 +281,15 @@ class GitStore:
 
     # -- refs ------------------------------------------------------------
     def ref(self, name: bytes) -> bytes | None:
+        """The id the ref ``name`` holds, None when there is no such ref. A ref under
+        ``refs/`` is read as git reads it (its loose file, else packed-refs, parsed once
+        per change of the file, not once per process with a name check per line as
+        dulwich does: 2 s at 100,000 runs); symbolic refs and ``HEAD`` through dulwich."""
+        if name.startswith(b"refs/"):
+            with self._lock:
+                found = self._refs.read(name)
+            if found is not False:
+                return found if isinstance(found, bytes) else None
         try:
             return self.repo.refs[name]
         except KeyError:
@@ -317,10 +326,12 @@ class GitStore:
     def delete_ref(self, name: bytes, old: bytes) -> bool:
         return self.repo.refs.remove_if_equals(name, old)
 
-    def refs_under(self, prefix: str) -> dict[bytes, bytes]:
-        """Every ref below ``prefix`` (e.g. ``refs/gitml/runs/``) → commit id."""
+    def refs_under(self, prefix: str, *, shared: bool = False) -> dict[bytes, bytes]:
+        """Every ref below ``prefix`` (e.g. ``refs/gitml/runs/``) → commit id. ``shared``:
+        the same dict as the last call's while no ref under ``prefix`` changed (do not
+        modify it), so a caller can reuse what it derived from it."""
         with self._lock:
-            return self._refs.under(prefix)
+            return self._refs.listing(prefix) if shared else self._refs.under(prefix)
 
     def refresh_refs(self) -> None:
         """Forget cached ref listings (after refs were written by another Repo object)."""

@@ -26,6 +26,7 @@ from gitml.errors import RepositoryError
 from gitml.store.locks import LockFile, LockHeld, holder, release_if_dead
 
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
+_SAFE_NAME = re.compile(rb"refs(/[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*)+")  # no '..', '//', '.lock' or oddities
 _PACKED_LINE = re.compile(rb"^([0-9a-f]{40}) (refs/[^\n]*)$", re.MULTILINE)  # one pass over the file
 RACY_SECONDS = 2.0  # a filesystem keeping whole seconds (FAT keeps two): a change can hide in one
 RACY_SECONDS_FINE = 0.05  # one keeping nanoseconds: the kernel's clock for them ticks in milliseconds
@@ -40,45 +41,66 @@ PACKED_REFS_TIMEOUT = 10.0  # seconds to wait for another writer's packed-refs.l
 class RefLister:
     def __init__(self, controldir: str):
         self.controldir = controldir
-        self._dirs: dict[str, tuple[tuple, float, dict[bytes, bytes]]] = {}
+        self._dirs: dict[str, tuple[tuple, float, dict[bytes, bytes], int]] = {}  # ..., serial of the read
+        self._serial = 0
         self._packed: tuple[tuple, dict[bytes, bytes]] | None = None
         self._packed_under: dict[str, tuple[int, dict[bytes, bytes]]] = {}  # prefix -> (parse, refs)
         self._parses = 0  # packed-refs parsed so far: which parse a prefix's refs came from
+        self._listings: dict[str, tuple[tuple, dict[bytes, bytes], set[bytes]]] = {}  # prefix -> (stamp, refs, loose)
         self.loose: set[bytes] = set()  # the loose refs of the last listing
 
     def under(self, prefix: str) -> dict[bytes, bytes]:
-        """``{ref: sha}`` for every ref whose name starts with ``prefix``."""
+        """``{ref: sha}`` for every ref whose name starts with ``prefix`` (a new dict)."""
+        return dict(self.listing(prefix))
+
+    def listing(self, prefix: str) -> dict[bytes, bytes]:
+        """:meth:`under`, shared: the same dict as the last call's while no ref under
+        ``prefix`` changed (no folder re-read, packed-refs not parsed again), so that
+        callers can keep what they derived from it. Never modify it."""
         packed = self.packed()
+        root = os.path.join(self.controldir, *prefix.rstrip("/").split("/"))
+        parts = []
+        stamp: list = [self._parses]
+        for dirpath, _dirnames, filenames in os.walk(root):
+            found, serial = self._loose_in(dirpath, filenames)
+            parts.append(found)
+            stamp.append((dirpath, serial))
+        key = tuple(stamp)
+        memo = self._listings.get(prefix)
+        if memo is not None and memo[0] == key:
+            self.loose = memo[2]
+            return memo[1]
         cached = self._packed_under.get(prefix)
         if cached is None or cached[0] != self._parses:
             bprefix = prefix.encode()
             cached = (self._parses, {name: sha for name, sha in packed.items() if name.startswith(bprefix)})
             self._packed_under[prefix] = cached
         result = dict(cached[1])
-        root = os.path.join(self.controldir, *prefix.rstrip("/").split("/"))
-        self.loose = set()
-        for dirpath, _dirnames, filenames in os.walk(root):
-            loose = self._loose_in(dirpath, filenames)
-            self.loose.update(loose)
-            result.update(loose)
+        loose: set[bytes] = set()
+        for found in parts:
+            loose.update(found)
+            result.update(found)
+        self._listings[prefix] = (key, result, loose)
+        self.loose = loose
         return result
 
-    def _loose_in(self, dirpath: str, filenames: list[str]) -> dict[bytes, bytes]:
+    def _loose_in(self, dirpath: str, filenames: list[str]) -> tuple[dict[bytes, bytes], int]:
         try:
             st = os.stat(dirpath)
         except FileNotFoundError:
-            return {}
+            return {}, -1
         key = (st.st_mtime_ns, st.st_ino, st.st_ctime_ns, len(filenames))
         cached = self._dirs.get(dirpath)
         if cached and cached[0] == key and cached[0][0] / 1e9 < cached[1] - _racy(cached[0][0]):
-            return cached[2]
+            return cached[2], cached[3]
         listed_at = time.time()
         rel = os.path.relpath(dirpath, self.controldir).replace(os.sep, "/")
         names = [fn for fn in filenames if not fn.endswith(".lock")]
         values = [_read_ref(os.path.join(dirpath, fn)) for fn in names]
         found = {f"{rel}/{fn}".encode(): value for fn, value in zip(names, values) if value is not None}
-        self._dirs[dirpath] = (key, listed_at, found)
-        return found
+        self._serial += 1
+        self._dirs[dirpath] = (key, listed_at, found, self._serial)
+        return found, self._serial
 
     def packed(self) -> dict[bytes, bytes]:
         path = os.path.join(self.controldir, "packed-refs")
@@ -98,18 +120,35 @@ class RefLister:
         self._parses += 1
         return refs
 
+    def read(self, name: bytes) -> bytes | None | bool:
+        """The id ``name`` holds as git reads it: its loose file, else its ``packed-refs``
+        line (parsed once per change of the file), None when neither has it. False when
+        the loose file is not an id (a symbolic ref, or junk): the caller asks dulwich."""
+        if not _SAFE_NAME.fullmatch(name) or b".lock/" in name + b"/":
+            return False  # dulwich checks the name as git does
+        try:
+            value: bytes | None = _read_loose(os.path.join(self.controldir, *os.fsdecode(name).split("/")))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return self.packed().get(name)
+        return value if value is not None else False
+
 
 def _read_ref(path: str) -> bytes | None:
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, IsADirectoryError):
+        return _read_loose(path)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return None
+
+
+def _read_loose(path: str) -> bytes | None:
+    """A loose ref file's id, None when it holds anything else (raises OSError when absent)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        value = os.read(fd, 41).rstrip(b"\n")
-    except IsADirectoryError:
-        return None
+        value = os.read(fd, 41)
     finally:
         os.close(fd)
+    if len(value) == 41 and value[40] in b" \t\r\n":  # git reads the id up to white space
+        value = value[:40]
     return value if _HEX40.fullmatch(value) else None
 
 

@@ -25,7 +25,7 @@ ATTRIBUTES = (
     "user_id", "lifecycle_stage", "artifact_uri",
 )
 SECTIONS = ("metrics", "params", "tags")
-FORMAT = b"gitml-columns 1"  # the snapshot's first entry: another value is ignored (rebuilt)
+FORMAT = b"gitml-columns 2"  # the snapshot's first entry: another value is ignored (rebuilt)
 
 
 class RunTable:
@@ -44,6 +44,8 @@ class RunTable:
         self.keys = keys
         self._load = load
         self._columns: dict[str, list] = {}
+        self._arrays: dict[tuple[str, str, bool], Any] = {}  # numpy arrays of columns (the frame's)
+        self._missing: dict[tuple[str, str], bool] = {}
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -71,6 +73,29 @@ class RunTable:
                 column = [None] * len(self.refs)
             self._columns[name] = column
         return column
+
+    def array(self, section: str, key: str = "", *, floats: bool = False) -> Any:
+        """The column as a numpy array, kept for the next search: float64 with NaN where a
+        value is missing (``floats``), else objects (None where missing)."""
+        import numpy as np
+
+        found = self._arrays.get((section, key, floats))
+        if found is None:
+            column = self.column(section, key)
+            if floats:
+                found = np.array([np.nan if v is None else v for v in column] if None in column else column, dtype="float64")
+            else:
+                found = np.empty(len(column), dtype=object)
+                found[:] = column
+            self._arrays[(section, key, floats)] = found
+        return found
+
+    def has_missing(self, section: str, key: str = "") -> bool:
+        """Whether some run lacks the field."""
+        found = self._missing.get((section, key))
+        if found is None:
+            found = self._missing[(section, key)] = None in self.column(section, key)
+        return found
 
     def getter(self, section: str, key: str) -> Callable[[int], Any]:
         """``position -> value`` for one field (what :func:`~gitml.tracking.filter.sort_rows` takes)."""
@@ -125,7 +150,7 @@ class RunTable:
     def encode(self) -> Iterable[tuple[str, bytes]]:
         """``(name, data)`` for every column, the refs, commits and keys (JSON; NaN as NaN)."""
         yield "format", FORMAT
-        yield "refs", json.dumps([r.decode() for r in self.refs]).encode()
+        yield "refs", b"\n".join(self.refs)  # a ref name holds no line break
         yield "commits", b"".join(self.commits)
         yield "keys", json.dumps(self.keys).encode()
         for name in self.names():
@@ -135,7 +160,7 @@ class RunTable:
 
 def decode_head(refs: bytes, commits: bytes, keys: bytes) -> tuple[list[bytes], list[bytes], dict[str, list[str]]]:
     """The refs, commits and keys of a snapshot (raises ValueError when malformed)."""
-    names = [r.encode() for r in json.loads(refs)]
+    names = refs.split(b"\n") if refs else []
     if len(commits) != 40 * len(names):
         raise ValueError("snapshot commits do not match its refs")
     ids = [commits[i:i + 40] for i in range(0, len(commits), 40)]
@@ -186,7 +211,7 @@ def decode_column(data: bytes, n: int) -> list:
         codes.frombytes(body[8 + size:])
         if not isinstance(distinct, list) or len(codes) != n or (n and max(codes) >= len(distinct)):
             raise ValueError("snapshot column malformed")
-        return [distinct[c] for c in codes]
+        return list(map(distinct.__getitem__, codes))
     column = json.loads(body)
     if kind != b"j" or not isinstance(column, list) or len(column) != n:
         raise ValueError("snapshot column malformed")

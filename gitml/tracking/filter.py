@@ -305,7 +305,7 @@ class _Both:
         return self.left(row) and self.right(row)
 
     def mask(self, table: Any) -> list[bool]:
-        return [a and b for a, b in zip(self.left.mask(table), self.right.mask(table))]
+        return list(map(operator.and_, self.left.mask(table), self.right.mask(table)))
 
 
 class _Either(_Both):
@@ -315,7 +315,7 @@ class _Either(_Both):
         return self.left(row) or self.right(row)
 
     def mask(self, table: Any) -> list[bool]:
-        return [a or b for a, b in zip(self.left.mask(table), self.right.mask(table))]
+        return list(map(operator.or_, self.left.mask(table), self.right.mask(table)))
 
 
 class _Not:
@@ -328,7 +328,7 @@ class _Not:
         return not self.inner(row)
 
     def mask(self, table: Any) -> list[bool]:
-        return [not a for a in self.inner.mask(table)]
+        return list(map(operator.not_, self.inner.mask(table)))
 
 
 class _Always:
@@ -603,11 +603,17 @@ def sort_rows(
     keys = [*order, *schema.tiebreak] if order else list(schema.default_order)
     for order_key in reversed(keys):
         get = getter(order_key.section, order_key.key)
+        values = list(map(get, result))
+        if None not in values and all(map(operator.eq, values, values)):  # no missing value, no NaN
+            try:  # sorted() leaves ``result`` intact when it fails
+                result = sorted(result, key=get, reverse=not order_key.ascending)
+                continue
+            except TypeError:  # numbers and strings: below, numbers first
+                pass
         present: list[tuple[Any, Any]] = []
         nan: list[Any] = []
         missing: list[Any] = []
-        for row in result:
-            value = get(row)
+        for row, value in zip(result, values):
             if value is None:
                 missing.append(row)
             elif value != value:

@@ -15,8 +15,10 @@ rewritten once the runs outside it pass ``SNAPSHOT_SLACK`` and 2 % of all.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import operator
 import os
 import sqlite3
 import threading
@@ -41,6 +43,7 @@ class RunIndex:
         self._lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None  # the snapshot's, in its own read transactions
         self._snapshot: tuple[int, RunTable] | None = None
+        self._table_memo: tuple[dict, RunTable | None, RunTable, list] | None = None  # refs, snapshot, table, errors
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -70,7 +73,7 @@ class RunIndex:
             if conn is not None:
                 conn.close()
         self._conn = self._reader = None
-        self._snapshot = None
+        self._snapshot = self._table_memo = None
 
     def put(self, ref: bytes, commit: bytes, row: dict) -> None:
         with self._lock:
@@ -132,16 +135,20 @@ class RunIndex:
     def table(self, refs: dict[bytes, bytes], load: Callable[[bytes, bytes], dict]) -> tuple[RunTable, list[CorruptRecordError]]:
         """The rows of ``{ref: commit}`` as a :class:`RunTable`: the snapshot's runs whose
         ref still holds its commit, then the others from the rows (or git, ``load``).
-        Use inside :meth:`reading`. Corrupt runs are left out and their errors returned."""
+        Use inside :meth:`reading`. Corrupt runs are left out and their errors returned.
+        Given the same dict again (a tracker's listing while no ref changed) and the same
+        snapshot, it returns the same table, with the columns it decoded already."""
         snapshot = self._read_snapshot()
+        memo = self._table_memo
+        if memo is not None and memo[0] is refs and memo[1] is snapshot:
+            return memo[2], memo[3]
         base: RunTable | None = None
         rest = refs
         if snapshot is not None:
-            keep = [i for i, (r, c) in enumerate(zip(snapshot.refs, snapshot.commits)) if refs.get(r) == c]
-            base = snapshot if len(keep) == len(snapshot) else snapshot.select(keep)
-            if len(keep) < len(refs):
-                covered = set(base.refs)
-                rest = {r: c for r, c in refs.items() if r not in covered}
+            held = list(map(operator.eq, map(refs.get, snapshot.refs), snapshot.commits))
+            base = snapshot if all(held) else snapshot.select(list(itertools.compress(range(len(held)), held)))
+            if len(base) < len(refs):
+                rest = {r: refs[r] for r in refs.keys() - set(base.refs)}
             else:
                 rest = {}
         entries, errors = self._entries(rest, load) if rest else ([], [])
@@ -149,6 +156,7 @@ class RunIndex:
         table = extra if base is None else base + extra
         if len(extra) >= SNAPSHOT_SLACK and len(extra) * 50 >= len(table):
             self._write_snapshot(table)
+        self._table_memo = (refs, snapshot, table, errors)
         return table, errors
 
     @contextmanager

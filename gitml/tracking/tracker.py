@@ -241,6 +241,7 @@ class Tracker:
         entry_point: str | None = None,
         journaled: bool = True,
         source: Snapshot | None = None,
+        self._listed: tuple[dict[bytes, bytes] | None, dict[bytes, bytes]] = (None, {})  # listing, its run refs
         source_name: str | None = None,
         source_type: str | None = None,
     ) -> RunWriter:
@@ -419,11 +420,12 @@ class Tracker:
     # -- runs: reading ---------------------------------------------------
     def run_refs(self, experiment_ids: list[str] | None = None) -> dict[bytes, bytes]:
         """``{ref: commit}`` of the runs (of some experiments), including the runs any
-        Tracker of this process started or changed a moment ago."""
+        Tracker of this process started or changed a moment ago. Do not modify it: for
+        every run it is the same dict until a run ref changes."""
         wait_for_repository(self.store.commondir)
         publish_runs(self.store.commondir)
         if experiment_ids is None:
-            refs = self.store.refs_under(RUNS_PREFIX)
+            return self._all_run_refs()
         else:
             refs = {}
             for experiment_id in experiment_ids:
@@ -462,6 +464,20 @@ class Tracker:
 
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
+    def _all_run_refs(self) -> dict[bytes, bytes]:
+        """Every run ref: the same dict while no run ref changed (the index reuses the
+        table it made of it). New names are checked in one set difference."""
+        listing = self.store.refs_under(RUNS_PREFIX, shared=True)
+        if listing is self._listed[0]:
+            return self._listed[1]
+        valid = self._valid_refs
+        new = listing.keys() - valid
+        bad = {ref for ref in new if not is_run_ref(ref)}
+        valid.update(new - bad)
+        out = {ref: commit for ref, commit in listing.items() if ref not in bad} if bad else listing
+        self._listed = (listing, out)
+        return out
+
         check_key(key, "metric")
         record, _ = self.record(run_id)
         return record.history(self.store, key)
