@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("starlette")
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-from tests.uirepo import HOSTILE, SPIKE, build  # noqa: E402
+from tests.uirepo import HOSTILE, SPIKE, build, build_registry  # noqa: E402
 
 BROWSERS = ("chromium", "chromium-browser")
 
@@ -74,6 +74,8 @@ def server(tmp_path_factory):
         ids = build(client)
         for i in range(60):  # enough runs for two pages of 50
             client.set_terminated(client.create_run(ids["experiment"], run_name=f"bulk-{i:02d}").info.run_id)
+        keys = tmp_path_factory.mktemp("keys")
+        build_registry(client, path, keys)  # a registered model, ssh-signed stage tags
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -198,3 +200,20 @@ def test_artifact_preview_and_hostile_run_page(page, server):
     assert page.locator("#preview-table td").all_inner_texts() == ["1", "2", "3", "<x>"]
     page.goto(f"{url}/run/{ids['parent']}/artifact/page.html")
     assert "<script>alert(1)</script>" in page.inner_text("#preview pre")
+
+
+def test_registry_pages(page, server):
+    url, ids = server
+    page.goto(f"{url}/")
+    page.click("header a:has-text('models')")
+    page.click("#models a:has-text('churn')")
+    page.wait_for_selector("#stages")
+    production = page.locator("#stages tr[data-stage='production']")
+    assert production.locator("td").nth(1).inner_text() == "v1.0.0"
+    assert production.locator(".signature").inner_text() == "trusted · bot@example.com"
+    v1 = page.locator("#versions tr[data-version='v1.0.0']")
+    assert v1.locator("td").last.inner_text() == HOSTILE  # the description, as text
+    assert page.locator("#history tr.ignored td.mono").all_inner_texts() == ["churn#production#9"]
+    v1.locator("a").click()
+    page.wait_for_selector("#run-name")
+    assert page.inner_text("#run-name") == HOSTILE

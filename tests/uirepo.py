@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 HOSTILE = "<script>alert(1)</script>"
+HOSTILE_USER = 'Mal & "Eve" onclick=alert(2)'  # git keeps no '<' or '>' in a name
 SPIKE_STEP, SPIKE = 12_345, 1000.0
 POINTS = 20_000
 MLMODEL = """artifact_path: model
@@ -57,3 +58,40 @@ def build(client) -> dict:
 
 def read_json(response):
     return json.loads(response.text)
+
+
+def build_registry(client, path, keys) -> dict:
+    """Model ``churn`` over ``build``'s runs, under a policy requiring trusted ssh-signed
+    tags for production: v1.0.0 (the parent run, a hostile description, registered by a
+    hostile user name) in production by a trusted tag, v2.0.0 (run ``other``) in staging,
+    and a production tag for v2.0.0 signed by a key the policy does not trust (ignored)."""
+    import os
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True, text=True).stdout
+
+    for name in ("trusted", "stranger"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(keys / name)], check=True)
+    os.makedirs(path / ".gitml", exist_ok=True)
+    (path / ".gitml" / "allowed_signers").write_text(
+        f"bot@example.com namespaces=\"git\" {(keys / 'trusted.pub').read_text().strip()}\n")
+    (path / ".gitml" / "registry.yaml").write_text("require_signature: [production]\nallowed_signers: .gitml/allowed_signers\n")
+    git("add", ".gitml")
+    git("commit", "-qm", "registry policy")
+    git("config", "gpg.format", "ssh")
+    git("config", "user.signingkey", str(keys / "trusted"))
+    git("config", "user.name", HOSTILE_USER)
+    ids = {}
+    parent = client.search_rows(filter_string=f"run_name = '{HOSTILE}'")[0]["run_id"]
+    other = client.search_rows(filter_string="run_name = 'other'")[0]["run_id"]
+    client.log_text(other, MLMODEL, "model/MLmodel")
+    reg = client.registry
+    reg.register("churn", parent, "model", description=HOSTILE)
+    reg.register("churn", other, "model")
+    reg.assign("churn", "v1.0.0", "production", sign_tag=True)
+    reg.assign("churn", "v2.0.0", "staging")
+    v2 = git("rev-parse", "churn@v2.0.0^{commit}").strip()
+    git("-c", f"user.signingkey={keys / 'stranger'}", "tag", "-s", "-m", "promote v2", "churn#production#9", v2)
+    ids.update(model="churn", parent=parent, other=other)
+    return ids

@@ -25,9 +25,9 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gitml.errors import FilterSyntaxError, GitmlError, InvalidInputError, NotFoundError
+from gitml.errors import ConflictError, FilterSyntaxError, GitmlError, InvalidInputError, NotFoundError
 from gitml.tracking.entities import ViewType
-from gitml.ui import pages, previews, series, tables
+from gitml.ui import pages, previews, registry, series, tables
 
 if TYPE_CHECKING:
     from gitml.client import Client
@@ -174,6 +174,12 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
 
         return StreamingResponse(chunks(), media_type=media_type, headers=headers)
 
+    async def models_page(request: Request) -> Response:
+        return await page(request, "models.html", registry.models, client)
+
+    async def model_page(request: Request) -> Response:
+        return await page(request, "model.html", registry.model, client, request.path_params["name"])
+
     async def api_experiments(request: Request) -> Response:
         return JSONResponse(await reader.call(pages.experiment_list, reader))
 
@@ -220,7 +226,8 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
         return JSONResponse(await reader.call(pages.compare_data, client, ids))
 
     async def gitml_error(request: Request, exc: Exception) -> Response:
-        status = 404 if isinstance(exc, NotFoundError) else 400 if isinstance(exc, InvalidInputError) else 500
+        status = (404 if isinstance(exc, NotFoundError) else 400 if isinstance(exc, InvalidInputError)
+                  else 409 if isinstance(exc, ConflictError) else 500)
         if request.url.path.startswith("/api/"):
             body: dict = {"error": str(exc)}
             if isinstance(exc, FilterSyntaxError):
@@ -243,8 +250,9 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
         Route("/api/series", api_series, methods=get),
         Route("/api/groups", api_groups, methods=get),
         Route("/api/compare", api_compare, methods=get),
+        Route("/models", models_page, methods=get),
+        Route("/models/{name:path}", model_page, methods=get),
         Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
-        # the registry's pages (models, versions, stages, promotions) join here once it exists
     ]
     @contextlib.asynccontextmanager
     async def lifespan(app):
