@@ -8,7 +8,7 @@ from tests.conftest import ROOT, run_python
 
 # Lower layers never import higher ones.
 LAYERS = [
-    ("gitml.errors", "gitml.names", "gitml.exceptions"),
+    ("gitml.errors", "gitml.names", "gitml.exceptions", "gitml.yamlread"),
     ("gitml.store",),
     ("gitml.tracking", "gitml.artifacts.cas", "gitml.artifacts.config", "gitml.artifacts.formats", "gitml.artifacts.statcache",
      "gitml.data", "gitml.system_metrics"),

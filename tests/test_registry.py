@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import gitml
 import gitml.pyfunc
 from gitml.cli.main import cli
-from gitml.errors import ConflictError, InvalidInputError, NotFoundError
+from gitml.errors import ConflictError, CorruptRecordError, InvalidInputError, NotFoundError
 from gitml.registry import RegisteredModelNotFound, gitops
 from gitml.registry.tags import Action, RegistryTag, bump, check_model_name, check_version, mlflow_version, parse_tag
 from tests.conftest import git
@@ -154,6 +154,28 @@ def test_deregister_and_deprecate(reg_client):
     assert reg.deprecate("churn") == "churn@deprecated#3"
     with pytest.raises(RegisteredModelNotFound, match="deprecated"):
         reg.resolve("churn")
+    before = set(reg.tag_refs())
+    with pytest.raises(ConflictError, match="deprecated"):  # refused before a tag is written
+        reg.register("churn", _run(reg_client, 4))
+    assert set(reg.tag_refs()) == before
+
+
+def test_register_returns_the_version_as_resolved_and_reads_no_stage_or_policy(reg_client, repo):
+    r1, r2 = _run(reg_client, 1), _run(reg_client, 2)
+    reg = reg_client.registry
+    reg.register("churn", r1)
+    reg.assign("churn", "1", "production")
+    (repo / ".gitml").mkdir()
+    (repo / ".gitml" / "registry.yaml").write_text("stages: [oops\n")  # a policy that does not parse
+    git(repo, "add", ".gitml")
+    git(repo, "commit", "-qm", "broken policy")
+    with gitml.Client(repo) as c:
+        mv = c.registry.register("churn", r2, "model", description="second")
+        assert (mv.version, mv.run_id, mv.path, mv.description, mv.tag) == ("v2.0.0", r2, "model", "second", "churn@v2.0.0")
+        assert mv.registered_by == "Test User <test@example.com>" and mv.registered_at > 0
+        assert mv.commit == git(repo, "rev-parse", "refs/tags/churn@v2.0.0^{commit}").strip()
+        with pytest.raises(CorruptRecordError, match="registry.yaml"):  # what needs the policy still refuses
+            c.registry.resolve("churn", stage="production")
 
 
 def test_a_run_that_changed_its_model_after_registration_is_refused(reg_client):

@@ -130,18 +130,19 @@ class Model:
     def load(cls, path: str | os.PathLike) -> Model:
         """Read a model folder's MLmodel (``path`` is the folder or the file).
         Raises NotFoundError when there is none, CorruptRecordError when it does not parse."""
-        from gitml.tracking.record import load_yaml
+        from gitml.yamlread import read_yaml_file  # the guarded reader: a model folder may be anyone's
 
         path = os.fspath(path)
         folder = path if os.path.isdir(path) else os.path.dirname(path)
         file = os.path.join(path, MLMODEL) if os.path.isdir(path) else path
         try:
-            with open(file, "rb") as f:
-                data = f.read()
+            data = read_yaml_file(file, file)
         except FileNotFoundError:
             raise NotFoundError(f"{path!r} is not a model folder: it has no {MLMODEL} file") from None
+        except OSError as e:
+            raise CorruptRecordError(file, f"cannot be read ({e.strerror or e})") from None
         try:
-            model = cls.from_dict(load_yaml(data, file))
+            model = cls.from_dict(data)
         except InvalidInputError as e:
             raise CorruptRecordError(file, str(e)) from None
         model.path = folder

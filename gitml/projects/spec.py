@@ -236,12 +236,10 @@ def read_yaml(path: str, what: str) -> object:
     """A YAML file of the project, read with the limits of run records (size, nesting,
     nodes; no anchors): a project fetched from a URL is anyone's input."""
     from gitml.errors import CorruptRecordError
-    from gitml.tracking.record import load_yaml
+    from gitml.yamlread import read_yaml_file
 
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-        return load_yaml(data, what)
+        return read_yaml_file(path, what)
     except CorruptRecordError as e:
         raise ProjectSpecError(what, e.detail) from None
     except OSError as e:

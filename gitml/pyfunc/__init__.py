@@ -23,7 +23,7 @@ import sys
 import weakref
 from typing import Any
 
-from gitml.errors import InvalidInputError
+from gitml.errors import CorruptRecordError, InvalidInputError
 from gitml.models.mlmodel import PYFUNC, Model
 from gitml.pyfunc.model import PythonModel, PythonModelContext, save_python_model
 
@@ -169,11 +169,14 @@ def load_model(model_uri: str | os.PathLike, suppress_warnings: bool = False, ds
     folder, run_id = local_model(model_uri, dst_path)
     try:
         model = load_folder(folder, model_config)
-    except BaseException:
+    except BaseException as e:
         if run_id is not None and dst_path is None:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
+        if run_id is not None and isinstance(e, CorruptRecordError) and e.what.startswith(folder + os.sep):
+            # name the file in the model, not in the temporary folder it was downloaded to
+            raise CorruptRecordError(f"{os.path.relpath(e.what, folder)} of model {model_uri}", e.detail) from None
         raise
     if run_id is not None and dst_path is None:
         import shutil

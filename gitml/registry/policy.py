@@ -28,7 +28,7 @@ from gitml.registry.signing import TrustRoots, normalize_fingerprint
 from gitml.registry.tags import check_model_name, check_stage, check_version
 from gitml.store import yamlout
 from gitml.store.git import TREE_MODE, GitStore
-from gitml.tracking.record import load_yaml
+from gitml.yamlread import load_yaml
 
 POLICY_PATH = ".gitml/registry.yaml"
 STAGES_PATH = ".gitml/stages.yaml"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from dulwich.objects import Commit, Tag
 
-from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError
+from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError, RunNotFoundError
 from gitml.names import check_artifact_path
 from gitml.registry.policy import Policy, load_policy
 from gitml.registry.signing import SigningConfig, Verification, sign, split_signed, verify
@@ -32,8 +32,9 @@ from gitml.registry.tags import (
 )
 from gitml.store import yamlout
 from gitml.store.git import GitStore
-from gitml.tracking.record import RunRecord, load_yaml
+from gitml.tracking.record import ARTIFACTS, RECORD_DIR, RunRecord, check_manifest
 from gitml.tracking.tracker import Tracker
+from gitml.yamlread import load_yaml
 
 log = logging.getLogger("gitml")
 
@@ -447,34 +448,69 @@ class Registry:
                  bump_part: str = "major", description: str = "", sign_tag: bool | None = None) -> ModelVersion:
         """Register the model folder ``path`` of run ``run`` (id, prefix or name) as a new
         version. Raises NotFoundError (unknown run; no MLmodel there), ConflictError (the
-        version exists, or this run commit already is a version of the model)."""
+        version exists, this run commit already is a version of the model, or the model is
+        deprecated). Reads only what that needs: the run's manifest and the model's
+        registration tags (not the stages, nor the policy)."""
         check_model_name(name)
         run_id = self.tracker.resolve(run)
-        record, commit = self.tracker.record(run_id)  # what this process buffered for the run is committed first
-        path = self._model_path(run_id, record, path)
+        commit, artifacts = self._run_head(run_id)
+        path = self._model_path(run_id, artifacts, path)
         tags = [(t, s) for t, s in self.tag_refs().items() if t.model == name]
-        state = self._state(name, tags) if tags else ModelState(name)
+        if any(t.action is Action.DEPRECATE for t, _ in tags):
+            raise ConflictError(f"registered model {name!r} is deprecated")
+        versions = self._registered(tags)
         if version is None:
-            version = bump(list(state.versions), bump_part)
+            version = bump(list(versions), bump_part)
         version = check_version(version)
-        if version in state.versions:
+        if version in versions:
             raise ConflictError(f"registered model {name!r} already has version {version} (tag {name}@{version})")
-        for other in state.versions.values():
-            if other.commit == commit.decode() and not other.deregistered:
+        for other, (target, deregistered) in versions.items():
+            if target == commit.decode() and not deregistered:
                 raise ConflictError(
-                    f"run {run_id} at commit {other.commit[:12]} already is version {other.version} of {name!r} "
+                    f"run {run_id} at commit {target[:12]} already is version {other} of {name!r} "
                     "(GTO tells versions apart by their commit)"
                 )
-        if description:
-            description = str(description)
-        info = {"model": name, "version": version, "run_id": run_id, "path": path, "description": description}
+        info = {"model": name, "version": version, "run_id": run_id, "path": path, "description": str(description or "")}
         tag = RegistryTag(Action.REGISTER, name, version=version)
-        self._write_tag(tag, commit, info, sign_tag=sign_tag, stage=None)
-        return self.resolve(name, version)
+        event = self._write_tag(tag, commit, info, sign_tag=sign_tag, stage=None)
+        assert event is not None
+        return ModelVersion(name, version, event.target, event, event.tagger, event.time, tag=tag.name)
 
-    def _model_path(self, run_id: str, record: RunRecord, path: str | None) -> str:
+    def _registered(self, tags: list[tuple[RegistryTag, bytes]]) -> dict[str, tuple[str, bool]]:
+        """``{version: (commit, deregistered)}`` from a model's register and deregister tags."""
+        registered = [(t, s) for t, s in tags if t.action is Action.REGISTER]
+        deregistered = {t.version for t, _ in tags if t.action is Action.DEREGISTER}
+        self._prefetch(s for _, s in registered)
+        out = {}
+        for tag, sha in registered:
+            event = self.event(tag, sha)
+            if event is not None and tag.version is not None:
+                out[tag.version] = (event.target, tag.version in deregistered)
+        return out
+
+    def _run_head(self, run_id: str) -> tuple[bytes, dict[str, dict]]:
+        """A run's commit now (what this process buffered for it committed first) and its
+        artifact manifest, checked as a record's is: all registering needs of the record."""
+        ref = self.tracker.ref_of(run_id)
+        commit = self.tracker.run_refs().get(ref)
+        if commit is None:
+            raise RunNotFoundError(run_id)
+        what = f"run {run_id} ({ARTIFACTS})"
+        try:
+            entry = self.store.lookup(self.store.commit(commit).tree, f"{RECORD_DIR}/{ARTIFACTS}")
+            manifest = load_yaml(self.store.blob(entry[1]), what) if entry is not None else None
+        except CorruptRecordError as e:
+            raise CorruptRecordError(f"run {run_id}", str(e)) from None
+        if manifest is not None and not isinstance(manifest, dict):
+            raise CorruptRecordError(f"run {run_id}", f"{ARTIFACTS} is not a mapping")
+        try:
+            return commit, check_manifest(manifest or {})
+        except InvalidInputError as e:
+            raise CorruptRecordError(f"run {run_id}", f"{ARTIFACTS}: {e}") from None
+
+    def _model_path(self, run_id: str, artifacts: dict[str, dict], path: str | None) -> str:
         if path is None:
-            found = sorted(p[: -len("/MLmodel")] if p != "MLmodel" else "" for p in record.artifacts
+            found = sorted(p[: -len("/MLmodel")] if p != "MLmodel" else "" for p in artifacts
                            if p == "MLmodel" or p.endswith("/MLmodel"))
             if len(found) == 1:
                 return found[0]
@@ -485,7 +521,7 @@ class Registry:
         if path:
             check_artifact_path(path, "model path")
         mlmodel = f"{path}/MLmodel" if path else "MLmodel"
-        if mlmodel not in record.artifacts:
+        if mlmodel not in artifacts:
             raise NotFoundError(f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {mlmodel} artifact")
         return path
 
@@ -549,7 +585,8 @@ class Registry:
         raise ConflictError(f"could not write a {tag.action.value} tag for {tag.model!r}: 50 counters taken meanwhile")
 
     def _write_tag(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None, stage: str | None,
-                   exist_ok: bool = False) -> bool:
+                   exist_ok: bool = False) -> TagEvent | None:
+        """Write a tag; the event as read back, None when ``exist_ok`` and the tag exists."""
         cfg = self.signing_config()
         do_sign = cfg.sign_tags if sign_tag is None else sign_tag
         if stage is not None and self.policy.requires_signature(stage) and not do_sign:
@@ -572,7 +609,10 @@ class Registry:
         self.store.write([obj])
         if not self.store.cas(tag.ref, None, obj.id):
             if exist_ok:
-                return False
+                return None
             raise ConflictError(f"tag {tag.name} already exists")
         self.store.release_kept()
-        return True
+        event = TagEvent(tag, obj.id, commit.decode(), who.as_bytes().decode("utf-8", "replace"), seconds,
+                         obj.as_raw_string())
+        self._events[obj.id] = event
+        return event

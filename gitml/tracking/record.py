@@ -37,6 +37,8 @@ from gitml.names import (
 from gitml.store import yamlout
 from gitml.store.git import FILE_MODE, TREE_MODE, GitStore
 from gitml.tracking.entities import Metric
+# the guarded YAML reader sits below the store: model folders, projects and the registry use it too
+from gitml.yamlread import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, _UNUSUAL, _scan_yaml, load_yaml  # noqa: F401
 
 CHUNK_POINTS = 10_000
 HISTORY_HEADER = "step\ttimestamp\tvalue\n"
@@ -48,54 +50,6 @@ INLINE_DIR = "artifacts/"
 
 def dump_yaml(data: dict) -> bytes:
     return yamlout.dump(data)
-
-
-MAX_YAML_BYTES = 4 << 20  # one YAML file of a run or experiment record
-MAX_YAML_NODES = 200_000  # PyYAML builds ~100,000 nodes a second: a bound on the time one file costs
-MAX_YAML_DEPTH = 16  # gitml's own records nest 3 deep; libyaml's composer crashes (SIGSEGV) at ~50,000
-# What gitml's emitter never writes: anchors and aliases, flow collections (other than {} and []),
-# block sequences or complex keys, deep indentation, line breaks other than \n. A file with none of
-# these nests at most 10 deep and holds at most 3 nodes a line; any other file is scanned first.
-_UNUSUAL = re.compile(rb"[&*\r]|[\[{](?![\]}])|^[ \t]*[-?]|^ {9}|\xc2\x85|\xe2\x80[\xa8\xa9]", re.MULTILINE)
-
-
-def load_yaml(data: bytes, what: str):
-    """Parse one YAML file of a record, refusing what could exhaust memory, time or the stack:
-    files over MAX_YAML_BYTES, anchors and aliases ("billion laughs"), deep nesting and too
-    many nodes. Raises CorruptRecordError naming ``what``."""
-    import yaml  # imported on first read: commands served by the index never need it
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    if len(data) > MAX_YAML_BYTES:
-        raise CorruptRecordError(what, f"{len(data)} bytes of YAML, over the limit of {MAX_YAML_BYTES}")
-    try:
-        if _UNUSUAL.search(data) or data.count(b"\n") * 3 > MAX_YAML_NODES:
-            _scan_yaml(data, what, loader)
-        return yaml.load(data, Loader=loader)
-    except yaml.YAMLError as e:
-        raise CorruptRecordError(what, f"invalid YAML ({str(e).splitlines()[0]})") from None
-    except (ValueError, TypeError, OverflowError, RecursionError) as e:  # e.g. a timestamp with month 13
-        raise CorruptRecordError(what, f"invalid YAML ({type(e).__name__}: {e})") from None
-
-
-def _scan_yaml(data: bytes, what: str, loader) -> None:
-    """Walk the parser's events (libyaml, no recursion) before anything is built from them."""
-    import yaml
-
-    depth = nodes = 0
-    for event in yaml.parse(data, Loader=loader):
-        if isinstance(event, yaml.NodeEvent):
-            if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
-                raise CorruptRecordError(what, "YAML anchors and aliases are not allowed in a record")
-            nodes += 1
-            if nodes > MAX_YAML_NODES:
-                raise CorruptRecordError(what, f"more than {MAX_YAML_NODES} YAML nodes")
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_YAML_DEPTH:
-                    raise CorruptRecordError(what, f"YAML nested more than {MAX_YAML_DEPTH} deep")
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
 
 
 def newer(point: tuple, old: tuple | None) -> bool:
