@@ -354,3 +354,16 @@ def test_check_reports_a_version_that_does_not_exist_or_a_broken_artifact(reg_cl
         assert c.registry.model("churn").stages == {}
     out = CliRunner().invoke(cli, ["-C", str(repo), "registry", "check", "--base", "main~1"])
     assert out.exit_code == 1 and "problems found" in out.output
+
+
+def test_tag_refs_of_one_model_leave_out_models_whose_names_start_alike(reg_client):
+    r1, r2, r3 = _run(reg_client, 1), _run(reg_client, 2), _run(reg_client, 3)
+    reg = reg_client.registry
+    reg.register("churn", r1)
+    reg.register("churn2", r2)
+    reg.register("churn/eu", r3)
+    reg.assign("churn", "1", "production")
+    assert sorted(t.name for t in reg.tag_refs("churn")) == ["churn#production#1", "churn@v1.0.0"]
+    assert [t.name for t in reg.tag_refs("churn/eu")] == ["churn/eu@v1.0.0"]
+    assert reg.register("churn", r2).version == "v2.0.0"  # churn2's run is free to be churn's too
+    assert len(reg.tag_refs()) == 5

@@ -139,7 +139,7 @@ class RegistryCalls:
     def create_registered_model(self, name: str, tags: dict | None = None, description: str | None = None) -> RegisteredModel:
         """Check ``name`` is free; the model appears with its first registered version."""
         check_model_name(name)
-        if any(t.model == name for t in self.registry.tag_refs()):
+        if self.registry.tag_refs(name):
             raise ConflictError(f"registered model {name!r} already exists")
         return RegisteredModel(name=name, description=description or "", tags=dict(tags or {}))
 

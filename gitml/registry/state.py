@@ -227,12 +227,16 @@ class Registry:
         return sha
 
     # -- reading ---------------------------------------------------------
-    def tag_refs(self) -> dict[RegistryTag, bytes]:
-        """Every registry tag → its object id (other tags are not the registry's)."""
+    def tag_refs(self, model: str | None = None) -> dict[RegistryTag, bytes]:
+        """Every registry tag (of ``model`` only, when given) → its object id (other tags are
+        not the registry's). Only the names that start with the model's are parsed."""
         out = {}
+        start = f"{TAGS_PREFIX}{model}".encode() if model is not None else b""
         for ref, sha in self.store.refs_under(TAGS_PREFIX).items():
+            if start and not (ref.startswith(start) and ref[len(start):len(start) + 1] in (b"@", b"#")):
+                continue
             parsed = parse_tag(ref)
-            if parsed is not None:
+            if parsed is not None and (model is None or parsed.model == model):
                 out[parsed] = sha
         return out
 
@@ -286,7 +290,7 @@ class Registry:
     def model(self, name: str) -> ModelState:
         check_model_name(name)
         prefix = TAGS_PREFIX + name
-        tags = [(t, s) for t, s in self.tag_refs().items() if t.model == name]
+        tags = list(self.tag_refs(name).items())
         self._prefetch(s for _, s in tags)
         if not tags:
             raise RegisteredModelNotFound(f"no registered model {name!r} (no tag {prefix}@v...)")
@@ -455,7 +459,7 @@ class Registry:
         run_id = self.tracker.resolve(run)
         commit, artifacts = self._run_head(run_id)
         path = self._model_path(run_id, artifacts, path)
-        tags = [(t, s) for t, s in self.tag_refs().items() if t.model == name]
+        tags = list(self.tag_refs(name).items())
         if any(t.action is Action.DEPRECATE for t, _ in tags):
             raise ConflictError(f"registered model {name!r} is deprecated")
         versions = self._registered(tags)
@@ -573,7 +577,7 @@ class Registry:
         return self._write_counted(tag, target.commit.encode(), {"model": name}, sign_tag=sign_tag)
 
     def _counted(self, action: Action, name: str, **kw) -> RegistryTag:
-        counter = max((t.counter or 0 for t in self.tag_refs() if t.model == name), default=0)
+        counter = max((t.counter or 0 for t in self.tag_refs(name)), default=0)
         return RegistryTag(action, name, counter=counter + 1, **kw)
 
     def _write_counted(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None) -> str:
