@@ -168,6 +168,18 @@ def test_a_search_is_kept_until_a_run_changes(ui, client, repo, monkeypatch):
     assert len(searches) == 3 and "changed" in [r["values"][0] for r in body["rows"]]
 
 
+def test_search_columns_gives_search_rows_by_column(ui, client):
+    _, ids = ui
+    for flt, order in (("", None), ("params.lr = '0.1' OR metrics.acc > 0.75", ["metrics.acc DESC"]), ("params.lr = 'x'", None)):
+        rows = client.search_rows([ids["experiment"]], flt, order_by=order)
+        keys, values = client.search_columns([ids["experiment"]], flt, order_by=order)
+        assert values["attributes.run_id"] == [r["run_id"] for r in rows]
+        for section in ("params", "metrics", "tags"):
+            assert keys[section] == sorted({k for r in rows for k in r[section]})
+            for key in keys[section]:
+                assert values[f"{section}.{key}"] == [r[section].get(key) for r in rows]
+
+
 def test_a_malformed_filter_is_a_400_naming_its_position(ui):
     web, _ = ui
     response = web.get("/api/runs", params={"filter": "metrics.acc > 0.5 AND AND"})
