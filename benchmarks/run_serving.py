@@ -52,6 +52,15 @@ m.predict(pd.DataFrame(split["data"], columns=split["columns"], dtype="float64")
 print(time.perf_counter() - t)
 """
 COLD_MLFLOW = COLD_GITML.replace("gitml.pyfunc", "mlflow.pyfunc")
+# the floor any loader stands on: the same imports and prediction with no framework at all
+COLD_FLOOR = """
+import time; t = time.perf_counter()
+import json, pickle, pandas as pd
+m = pickle.load(open({pickle!r}, "rb"))
+split = json.load(open({example!r}))
+m.predict(pd.DataFrame(split["data"], columns=split["columns"], dtype="float64"))
+print(time.perf_counter() - t)
+"""
 
 
 def _free_port() -> int:
@@ -167,9 +176,13 @@ def _big_bad_answer(port: int, mb: int) -> int:
     return size
 
 
-def _cold(tool: str, model: str, example: str, repeat: int) -> float:
+def _cold(tool: str, model: str, example: str, repeat: int, template: str | None = None) -> float:
+    """The median wall time of a fresh interpreter running ``template`` (default: the tool's
+    load + predict) in the tool's environment, Python's start included."""
     py = sys.executable if tool == "gitml" else MLFLOW_PY
-    code = (COLD_GITML if tool == "gitml" else COLD_MLFLOW).format(path=model, example=example)
+    if template is None:
+        template = COLD_GITML if tool == "gitml" else COLD_MLFLOW
+    code = template.format(path=model, example=example, pickle=os.path.join(model, "model.pkl"))
     env = dict(os.environ, PYTHONPATH=REPO_ROOT) if tool == "gitml" else {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     times = []
     for _ in range(repeat):
@@ -210,6 +223,8 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--bad", type=int, default=10_000, help="bad requests for the memory figure")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--start-only", action="store_true",
+                        help="only the cold load, its floor and the start to the first /ping (no wrk loads)")
     args = parser.parse_args()
     tools = args.tools.split(",")
     if "mlflow" in tools and not os.path.exists(MLFLOW_PY):
@@ -221,11 +236,20 @@ def main() -> None:
             f.write(WRK_LUA)
         model, bodies, example = _model(folder)
         for tool in tools:
-            figures: dict = {"cold_load_predict_s": _cold(tool, model, example, args.repeat), "loads": {}}
+            figures: dict = {"cold_load_predict_s": _cold(tool, model, example, args.repeat),
+                             "floor_load_predict_s": _cold(tool, model, example, args.repeat, COLD_FLOOR),
+                             "python_start_s": _cold(tool, model, example, args.repeat, "pass"), "loads": {}}
             for workers in (int(w) for w in args.workers.split(",")):
-                server = Server(tool, model, workers)
+                starts = []
+                for _ in range(args.repeat if args.start_only else 1):
+                    server = Server(tool, model, workers)
+                    starts.append(server.start_to_ping)
+                    if args.start_only:
+                        server.stop()
+                figures.setdefault("start_to_ping_s", {})[workers] = statistics.median(starts)
+                if args.start_only:
+                    continue
                 try:
-                    figures.setdefault("start_to_ping_s", {})[workers] = server.start_to_ping
                     for label, rows, connections in LOADS:
                         got = _wrk(server.port, bodies[rows], connections, args.duration, lua)
                         got["rows_per_s"] = got["rps"] * rows
@@ -244,10 +268,11 @@ def main() -> None:
                     server.stop()
             results["tools"][tool] = figures
     os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, "serving.json"), "w") as f:
+    name = "serving_start" if args.start_only else "serving"
+    with open(os.path.join(OUT, f"{name}.json"), "w") as f:
         json.dump(results, f, indent=1)
     table = _table(results)
-    with open(os.path.join(OUT, "serving.md"), "w") as f:
+    with open(os.path.join(OUT, f"{name}.md"), "w") as f:
         f.write(table)
     print(table)
 
@@ -266,9 +291,14 @@ def _table(results: dict) -> str:
                          f"p99 {got['p99_ms']:.1f} ms" + (f", {got['non_2xx']} non-2xx" if got["non_2xx"] else ""))
         lines.append(f"| {load} | " + " | ".join(cells) + " |")
     lines.append("| cold load + predict | " + " | ".join(f"{results['tools'][t]['cold_load_predict_s']:.2f} s" for t in tools) + " |")
+    lines.append("| the floor: pickle.load + predict, no framework | "
+                 + " | ".join(f"{results['tools'][t]['floor_load_predict_s']:.2f} s" for t in tools) + " |")
+    lines.append("| Python's start alone | " + " | ".join(f"{results['tools'][t]['python_start_s']:.2f} s" for t in tools) + " |")
     for workers in first.get("start_to_ping_s", {}):
         lines.append(f"| start to first /ping, -w {workers} | "
                      + " | ".join(f"{results['tools'][t]['start_to_ping_s'][workers]:.2f} s" for t in tools) + " |")
+    if "memory" not in first:
+        return "\n".join(lines) + "\n"
     lines.append("| RSS fresh / after 1,000 bad requests / after N more | " + " | ".join(
         f"{results['tools'][t]['memory']['fresh_mb']:.0f} / {results['tools'][t]['memory']['before_mb']:.0f} / "
         f"{results['tools'][t]['memory']['after_mb']:.0f} MB "

@@ -159,14 +159,18 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> _SklearnModelWr
     """Called by ``gitml.pyfunc.load_model`` for ``loader_module: mlflow.sklearn``."""
     from gitml.pyfunc import inside
 
+    from gitml.models.mlmodel import PYFUNC, Model
+
     folder = os.path.dirname(path) if os.path.isfile(path) else path
-    conf = _flavor(folder)
+    flavors = Model.load(folder).flavors  # read once for both flavors
+    conf = flavors.get(FLAVOR)
+    if not isinstance(conf, dict):
+        raise InvalidInputError(f"the model at {folder!r} has no sklearn flavor")
     if os.path.isfile(path):
         file = path
     else:
-        from gitml.models.mlmodel import PYFUNC, Model
-
-        pyfunc = Model.load(folder).flavors.get(PYFUNC) or {}
+        found = flavors.get(PYFUNC)
+        pyfunc: dict = found if isinstance(found, dict) else {}
         file = inside(folder, pyfunc.get("model_path") or conf.get("pickled_model", "model.pkl"), "model_path")
     return _SklearnModelWrapper(_load(file, conf.get("serialization_format", "pickle"), conf.get("skops_trusted_types")))
 

@@ -13,11 +13,35 @@ verification), ``save`` (what every flavor's save/log shares), ``batch`` (batch 
 export).
 """
 
-from gitml.models.enforce import SchemaEnforcementError
-from gitml.models.mlmodel import Model
-from gitml.models.save import ModelInfo
-from gitml.models.signature import ColSpec, DataType, ModelSignature, ParamSchema, ParamSpec, Schema, TensorSpec, infer_signature
-from gitml.models.uri import ModelIntegrityError, RegisteredModelNotFoundError, parse_model_uri, resolve_model_uri
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gitml.models.enforce import SchemaEnforcementError
+    from gitml.models.mlmodel import Model
+    from gitml.models.save import ModelInfo
+    from gitml.models.signature import ColSpec, DataType, ModelSignature, ParamSchema, ParamSpec, Schema, TensorSpec, infer_signature
+    from gitml.models.uri import ModelIntegrityError, RegisteredModelNotFoundError, parse_model_uri, resolve_model_uri
+
+# each name is imported from its submodule on first use: loading a model (gitml.pyfunc,
+# gitml serve) then imports only what loading needs, not saving's environment capture
+_WHERE = {
+    "SchemaEnforcementError": "enforce", "Model": "mlmodel", "ModelInfo": "save",
+    **dict.fromkeys(["ColSpec", "DataType", "ModelSignature", "ParamSchema", "ParamSpec", "Schema", "TensorSpec",
+                     "infer_signature"], "signature"),
+    **dict.fromkeys(["ModelIntegrityError", "RegisteredModelNotFoundError", "parse_model_uri", "resolve_model_uri"], "uri"),
+}
+
+
+def __getattr__(name: str):
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'gitml.models' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"gitml.models.{where}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ColSpec",
