@@ -8,8 +8,10 @@ The model: StandardScaler + LogisticRegression on breast_cancer (30 columns), sa
 once by gitml.sklearn.save_model (MLflow loads that folder as its own). Loads, from wrk
 on loopback with JSON dataframe_split bodies: 1 row over 16 connections, 1 row over 1
 connection, 1,000 rows over 1 connection; each server with 1 and 2 workers (`-w`).
-Also: cold load + one prediction in a fresh interpreter (median of 3); server start to
-the first 200 from /ping; the workers' memory (RSS summed over the server's process
+Also: cold load + one prediction in a fresh interpreter (median of 3), beside its floor
+(the same imports and prediction by ``pickle.load`` with no framework) and Python's start
+alone, each in the tool's own environment; server start to the first 200 from /ping
+(``--start-only``: only these, each start repeated, no wrk loads); the workers' memory (RSS summed over the server's process
 tree) after 1,000 bad requests (warm-up) and again after 10,000 more (malformed JSON, a
 missing column, a wrong content type), and the size of the answer to a 5 MB malformed body. The table goes to
 benchmarks/out/serving.md and the raw figures to benchmarks/out/serving.json.
