@@ -32,6 +32,7 @@ from gitml.models import (
 )
 from gitml.models.enforce import enforce_params, enforce_schema
 from gitml.models.uri import ModelIntegrityError, verify_folder
+from tests.conftest import run_python
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +153,23 @@ def test_models_uri_of_an_unknown_registered_model_is_not_found(repo):
 
 
 # -- save, log, load -------------------------------------------------------------
+def test_loading_a_model_folder_imports_no_git_store_and_no_saving_code(iris, tmp_path):
+    """The cold start of `gitml serve` and `load_model`: only loading's modules are imported."""
+    X, model = iris
+    gitml.sklearn.save_model(model, tmp_path / "m", input_example=X.head(3))
+    code = (
+        "import sys, gitml.pyfunc\n"
+        f"m = gitml.pyfunc.load_model({str(tmp_path / 'm')!r})\n"
+        "print(sorted(k for k in sys.modules if k.startswith(('dulwich', 'gitml.store', 'gitml.tracking', 'gitml.client',"
+        " 'gitml.models.save', 'gitml.models.environment', 'click'))))\n"
+    )
+    assert run_python(code, tmp_path).stdout.strip() == "[]"
+    models = __import__("gitml.models", fromlist=["__all__"])
+    assert all(getattr(models, name) is not None for name in gitml.models.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        models.nope  # noqa: B018
+
+
 def test_saved_folder_has_mlflows_layout(iris, tmp_path):
     X, model = iris
     gitml.sklearn.save_model(model, tmp_path / "m", input_example=X.head(3))
