@@ -3,8 +3,10 @@
     python benchmarks/run_ui.py                      # 20,000 gitml runs, 2,000 MLflow runs, 1M points
     python benchmarks/run_ui.py --runs 2000 --points 200000 --mlflow-runs 500   # a quick look
 
-Builds a repository of N runs (10 params, 10 metrics each) and one run whose metric
-``big`` has P points with a one-point spike; starts ``gitml ui`` on it and measures:
+Builds a repository of N runs in one experiment (10 params, 10 metrics, 5 tags each:
+what ``start_run`` makes, written by scale_repo.py with gitml's own writers, ~1 min for
+20,000) and one run whose metric ``big`` has P points with a one-point spike (logged
+through the Client); starts ``gitml ui`` on it and measures:
 the runs table's first page ready in the browser, a sort and a filter in the browser,
 the server's page response, the P-point chart's request and draw (and whether the
 spike is drawn), and the server's peak memory. MLflow 3.17.2 (benchmarks/.venv-mlflow)
@@ -82,35 +84,28 @@ def wait_http(url: str, seconds: float = 120) -> None:
 
 
 def build_gitml(path: str, runs: int, points: int) -> tuple[str, str, float]:
-    """N runs through the fluent API (ended runs commit in the background), one big run."""
-    os.makedirs(path)
-    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
-    subprocess.run(["git", "init", "-q", path], check=True)
-    with open(os.path.join(path, "train.py"), "w") as f:
-        f.write("print('train')\n")
-    subprocess.run(git + ["-C", path, "add", "."], check=True)
-    subprocess.run(git + ["-C", path, "commit", "-qm", "init"], check=True)
+    """N runs in one experiment, built by scale_repo.py with gitml's own record, tree and
+    pack writers (what ``start_run``, 10 params, 10 metrics, 5 tags, ``end_run`` makes;
+    20,000 runs through the API take minutes), then one run logging the big metric through
+    the Client."""
     code = f"""
-import random, sys, time
-import gitml
-gitml.set_tracking_uri({path!r})
+import sys, time
+sys.path.insert(0, {os.path.join(ROOT, "benchmarks")!r})
+import gitml, scale_repo
 t = time.time()
-exp = gitml.set_experiment("bench").experiment_id
-rng = random.Random(1234)
-for i in range({runs}):
-    with gitml.start_run(run_name=f"run-{{i:05d}}"):
-        gitml.log_params({{f"p{{k}}": rng.choice("abcd") for k in range(10)}})
-        gitml.log_metrics({{f"m{{k}}": rng.random() for k in range(10)}})
+scale_repo.build({runs}, {path!r}, experiments=1)
 c = gitml.Client({path!r})
+exp = c.get_experiment_by_name(scale_repo.experiment_names(1)[0]).experiment_id
 big = c.create_run(exp, run_name="big").info.run_id
 c.log_batch(big, metrics=[("big", {SPIKE} if s == {points} // 2 + 7 else (s % 1000) / 1000.0, {T0} + s, s) for s in range({points})])
 c.set_terminated(big)
 c.close()
-gitml.flush()
 print(exp, big, round(time.time() - t, 1))
 """
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": ROOT}).stdout.split()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    if done.returncode != 0:
+        raise SystemExit(f"building the gitml repository failed:\n{done.stderr[-3000:]}")
+    out = done.stdout.split()
     return out[0], out[1], float(out[2])
 
 
@@ -138,7 +133,7 @@ def measure_gitml(page, base: str, exp: str, big: str, points: int) -> dict:
     out["server_first_page_s"] = timed_get(api, repeat=1)  # the server's first search
     out["server_page_s"] = timed_get(api)
     out["server_sort_s"] = timed_get(api + "&sort=metrics.m3&desc=1")
-    out["server_filter_s"] = timed_get(api + "&filter=" + urllib.request.quote("metrics.m1 > 0.5 AND (params.p1 = 'a' OR params.p2 = 'b')"))
+    out["server_filter_s"] = timed_get(api + "&filter=" + urllib.request.quote("metrics.m1 > 0.5 AND (params.p1 = 'a' OR tags.t1 = 'tag3')"))
     t = time.perf_counter()
     page.goto(f"{base}/runs?experiment={exp}")
     page.wait_for_selector("#runs-table tbody tr:nth-child(50)")
@@ -148,7 +143,7 @@ def measure_gitml(page, base: str, exp: str, big: str, points: int) -> dict:
     page.wait_for_selector("#runs-table th[data-sort='metrics.m3']:has-text('▼')")
     out["browser_sort_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    page.fill("#filter", "metrics.m1 > 0.5 AND (params.p1 = 'a' OR params.p2 = 'b')")
+    page.fill("#filter", "metrics.m1 > 0.5 AND (params.p1 = 'a' OR tags.t1 = 'tag3')")
     page.press("#filter", "Enter")
     page.wait_for_function("() => window.gitmlTimings.filter(t => t.kind === 'table').length >= 3")
     out["browser_filter_s"] = time.perf_counter() - t

@@ -27,11 +27,11 @@ EXPERIMENTS = 50
 BATCH = 2000
 
 
-def experiment_names() -> list[str]:
-    return [f"scale-{i:02d}" for i in range(EXPERIMENTS)]
+def experiment_names(count: int = EXPERIMENTS) -> list[str]:
+    return [f"scale-{i:02d}" for i in range(count)]
 
 
-def build(n: int, path: str) -> None:
+def build(n: int, path: str, experiments: int = EXPERIMENTS) -> None:
     from gitml.names import run_ref
     from gitml.store.git import open_store
     from gitml.store.refs import lock_packed_refs, read_packed_refs, write_packed_refs
@@ -44,7 +44,7 @@ def build(n: int, path: str) -> None:
     init_git_repo(path)
     store = open_store(path)
     tracker = Tracker(store)
-    ids = [tracker.experiments.create(name) for name in experiment_names()]
+    ids = [tracker.experiments.create(name) for name in experiment_names(experiments)]
     head = store.head()
     source = head.commit
     source_tree = store.commit(source).tree
@@ -55,7 +55,7 @@ def build(n: int, path: str) -> None:
     t0 = time.perf_counter()
     for i, (params, metrics, tags) in enumerate(run_data(n)):
         run_id = hashlib.sha256(b"%d-%d" % (n, i)).hexdigest()[:32]
-        experiment_id = ids[i % EXPERIMENTS]
+        experiment_id = ids[i % len(ids)]
         t = start + i * 1000
         meta = {
             "run_id": run_id,
