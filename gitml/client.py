@@ -11,19 +11,21 @@ from __future__ import annotations
 import os
 import time
 import weakref
-from typing import cast
 
 import gitml.artifacts.config as config
 import gitml.artifacts.formats as formats
 from gitml.artifacts.cas import ContentStore
-from gitml.artifacts.service import FileInfo, RunArtifacts, _join, collect_files
-from gitml.errors import ExperimentNotFoundError, InvalidInputError
+from gitml.artifacts.service import FileInfo, RunArtifacts, collect_files
+from gitml.errors import InvalidInputError
 from gitml.names import DEFAULT_EXPERIMENT_ID, as_text, check_artifact_path, check_key, check_metric
 from gitml.store.git import open_store
-from gitml.tracking.entities import Experiment, LifecycleStage, Metric, Run, RunStatus, ViewType
+from gitml.tracking.entities import Experiment, LifecycleStage, Metric, Run, RunStatus
 from gitml.registry.mlflow_api import RegistryCalls
+from gitml.repo_ops import RepoOperations
 from gitml.runviews import RunViews
-from gitml.tracking.tracker import Tracker, check_run_name, search_rows
+from gitml.search import PagedList, Search  # noqa: F401  (PagedList: where it was, for importers)
+from gitml.tracking.tracker import Tracker, check_run_name, run_of, search_rows
+from gitml.tracking.writer import RunWriter
 
 
 def _now_ms() -> int:
@@ -41,18 +43,11 @@ class RunOperations:
 RUN_OPERATIONS_DONE = RunOperations()
 
 
-class PagedList(list):
-    """A page of results (a list) and ``token``, the ``page_token`` of the next page
-    (None on the last page), as MLflow's ``PagedList``."""
-
-    def __init__(self, items, token: str | None):
-        super().__init__(items)
-        self.token = token
-
-
-class Client(RunViews, RegistryCalls):
+class Client(Search, RunViews, RepoOperations, RegistryCalls):
     """Tracking operations on the repository at ``repo`` (default: the current one);
-    the read-only views of :class:`gitml.runviews.RunViews` too."""
+    the searches of :class:`gitml.search.Search`, the read-only views of
+    :class:`gitml.runviews.RunViews` and the git-level operations of
+    :class:`gitml.repo_ops.RepoOperations` too."""
 
     def __init__(self, repo: str | os.PathLike | None = None, *, flush_interval: float | None = None):
         self._store = open_store(repo, create=True)
@@ -69,12 +64,26 @@ class Client(RunViews, RegistryCalls):
     def repo_path(self) -> str:
         return self._store.workdir or self._store.controldir
 
-    def flush(self) -> None:
+    def flush(self, *, wait: bool = True, best_effort: bool = False) -> None:
         """Commit now what this Client's open runs (:meth:`start_run`) buffered, and wait
-        for the commits of the runs ended since (made on a background thread)."""
+        for the commits of the runs ended since (made on a background thread).
+        ``wait=False``: do not wait for those; ``best_effort``: a run that fails to
+        commit (GitmlError) does not stop the others, and raises nothing."""
+        from gitml.errors import GitmlError
+
         for writer in list(self.tracker.writers.values()):
-            writer.flush()
-        self.tracker.committer.wait()
+            try:
+                writer.flush()
+            except GitmlError:
+                if not best_effort:
+                    raise
+        if wait:
+            self.tracker.committer.wait()
+
+    def detach(self) -> None:
+        """Forget this Client without closing it: nothing of it is closed at exit. For a
+        forked child, whose inherited Client's journal and threads are its parent's."""
+        self._finalizer.detach()
 
     def close(self) -> None:
         self._finalizer.detach()
@@ -96,7 +105,7 @@ class Client(RunViews, RegistryCalls):
                 timeout=settings["artifacts.timeout"],
                 unconfirmed=config.unconfirmed(self._store),
             )
-            self._artifacts = RunArtifacts(self.tracker, content, settings["artifacts.inline_max_bytes"])
+            self._artifacts = RunArtifacts(self.tracker, self._store, content, settings["artifacts.inline_max_bytes"])
         return self._artifacts
 
     def __enter__(self) -> Client:
@@ -114,39 +123,6 @@ class Client(RunViews, RegistryCalls):
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         return self.tracker.experiments.by_name(name)
-
-    def search_experiments(
-        self,
-        view_type: int = ViewType.ACTIVE_ONLY,
-        max_results: int | None = None,
-        filter_string: str | None = None,
-        order_by: list[str] | None = None,
-    ) -> list[Experiment]:
-        """Experiments matching ``filter_string`` (MLflow's experiment grammar: ``name``,
-        ``experiment_id``, ``creation_time``, ``last_update_time``, ``tags.<key>``; plus
-        OR and parentheses), in ``order_by`` order (default: newest first).
-        Raises FilterSyntaxError."""
-        from gitml.tracking.filter import EXPERIMENTS, compile_filter, parse_order_by, sort_rows
-
-        if max_results is not None and max_results < 0:
-            raise InvalidInputError(f"max_results must be >= 0, not {max_results}")
-        predicate = compile_filter(filter_string, EXPERIMENTS)
-        order = parse_order_by(order_by, EXPERIMENTS)
-        rows = [
-            {
-                "experiment_id": e.experiment_id,
-                "name": e.name,
-                "creation_time": e.creation_time,
-                "last_update_time": e.last_update_time,
-                "lifecycle_stage": e.lifecycle_stage,
-                "tags": e.tags,
-                "_experiment": e,
-            }
-            for e in self.tracker.experiments.all(view_type)
-        ]
-        rows = sort_rows([r for r in rows if predicate(r)], order, EXPERIMENTS)
-        found: list[Experiment] = [cast(Experiment, r["_experiment"]) for r in rows]
-        return found[:max_results] if max_results is not None else found
 
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
         self.tracker.experiments.rename(str(experiment_id), new_name)
@@ -202,12 +178,40 @@ class Client(RunViews, RegistryCalls):
         >>> client.log_metric(run.info.run_id, "loss", 0.1)
         >>> client.set_terminated(run.info.run_id)
         """
-        from gitml.tracking.tracker import run_of
-
-        writer = self.tracker.create_run(
-            str(experiment_id), run_name=run_name, tags=tags, parent_run_id=parent_run_id, start_time=start_time
+        writer = self.start_run_writer(
+            experiment_id, run_name=run_name, tags=tags, parent_run_id=parent_run_id, start_time=start_time
         )
         return run_of(writer.record(), None)
+
+    def start_run_writer(
+        self,
+        experiment_id: str = DEFAULT_EXPERIMENT_ID,
+        *,
+        run_name: str | None = None,
+        tags: dict | None = None,
+        parent_run_id: str | None = None,
+        start_time: int | None = None,
+    ) -> RunWriter:
+        """:meth:`start_run`, returning the run's writer: for a caller that logs many
+        calls to the run straight to it (the fluent API). End it with :meth:`end_run`."""
+        return self.tracker.create_run(
+            str(experiment_id), run_name=run_name, tags=tags, parent_run_id=parent_run_id, start_time=start_time
+        )
+
+    def run_writer(self, run_id: str, *, resume: bool = False) -> RunWriter:
+        """The writer of a run this Client logs to (shared while the run is open here).
+        ``resume``: the run is being resumed; a deleted run is refused (DeletedRunError)."""
+        return self.tracker.open_active_writer(run_id) if resume else self.tracker.open_writer(run_id)
+
+    @staticmethod
+    def run_of_writer(writer: RunWriter) -> Run:
+        """The Run a writer holds (as of its last commit, with what was set at its start)."""
+        return run_of(writer.record(), writer.base)
+
+    def end_run(self, run_id: str, status: str = RunStatus.FINISHED) -> None:
+        """End a run this Client started or resumed (its final commit is made in the
+        background); :meth:`set_terminated` also refuses a deleted run."""
+        self.tracker.finish(run_id, status)
 
     def import_commit(self, repository: str | os.PathLike, commit: str) -> None:
         """Bring ``commit`` of the git repository at ``repository`` (a folder on this
@@ -299,7 +303,7 @@ class Client(RunViews, RegistryCalls):
 
     def _pending_tags(self, run_id: str) -> dict:
         writer = self.tracker.writers.get(run_id)
-        return writer._tags if writer else {}
+        return writer.pending_tags() if writer else {}
 
     def log_batch(self, run_id: str, metrics=(), params=(), tags=(), synchronous: bool | None = None) -> RunOperations | None:
         """Log metrics, params and tags at once (MLflow's entities or tuples).
@@ -354,7 +358,7 @@ class Client(RunViews, RegistryCalls):
             records.append({**fields, "context": item_context, "tags": {k: str(v) for k, v in item_tags.items()}})
 
         def change(writer):
-            merged = input_records(writer._meta.get("inputs") or writer.record().meta.get("inputs"))
+            merged = input_records(writer.meta().get("inputs"))
             for record in records:
                 same = [i for i, r in enumerate(merged) if (r.get("name"), r.get("digest"), r.get("context")) == (record["name"], record["digest"], record["context"])]
                 if same:
@@ -372,11 +376,11 @@ class Client(RunViews, RegistryCalls):
         _check_folder(artifact_path)
         if os.path.isdir(local_path):
             name = os.path.basename(os.path.normpath(local_path))
-            self.artifacts.log_files(run_id, collect_files(local_path, _join(artifact_path, name)), resolved=True)
+            self.artifacts.log_files(run_id, collect_files(local_path, _join_path(artifact_path, name)), resolved=True)
             return
         if not os.path.isfile(local_path):
             raise InvalidInputError(f"{local_path!r} is not a file")
-        self.artifacts.log_files(run_id, [(local_path, _join(artifact_path, os.path.basename(local_path)))])
+        self.artifacts.log_files(run_id, [(local_path, _join_path(artifact_path, os.path.basename(local_path)))])
 
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
         """Log every file below ``local_dir`` under ``artifact_path`` of the run."""
@@ -478,46 +482,6 @@ class Client(RunViews, RegistryCalls):
     def restore_run(self, run_id: str) -> None:
         self.tracker.update(run_id, lambda w: w.set_meta(lifecycle_stage=LifecycleStage.ACTIVE), deleted_ok=True)
 
-    def search_runs(
-        self,
-        experiment_ids: list[str] | str | None = None,
-        filter_string: str = "",
-        run_view_type: int = ViewType.ACTIVE_ONLY,
-        max_results: int = 1000,
-        order_by: list[str] | None = None,
-        page_token: str | None = None,
-        *,
-        experiment_names: list[str] | None = None,
-    ) -> PagedList:
-        """Runs matching ``filter_string`` (MLflow's grammar, plus OR and parentheses), as
-        MlflowClient returns them: a list of :class:`Run`, at most ``max_results``, whose
-        ``token`` is the ``page_token`` of the next page (None on the last).
-
-        ``experiment_ids`` None (or ``experiment_names``) searches every experiment.
-        ``gitml.search_runs`` gives the DataFrame.
-        """
-        if not isinstance(max_results, int) or max_results < 0:
-            raise InvalidInputError(f"max_results must be an integer >= 0, not {max_results!r}")
-        offset = _page_offset(page_token)
-        ids = self._experiment_ids(experiment_ids, experiment_names)
-        rows = search_rows(
-            self.tracker, ids, filter_string, view=run_view_type, max_results=offset + max_results + 1, order_by=order_by
-        )
-        page = rows[offset:offset + max_results]
-        token = _page_token(offset + max_results) if len(rows) > offset + max_results else None
-        return PagedList([self.tracker.get_run(r["run_id"]) for r in page], token)
-
-    def _experiment_ids(self, experiment_ids, experiment_names) -> list[str] | None:
-        if isinstance(experiment_ids, (str, int)):
-            experiment_ids = [experiment_ids]
-        ids = [str(i) for i in experiment_ids or []]
-        for name in experiment_names or []:
-            experiment = self.get_experiment_by_name(name)
-            if experiment is None:
-                raise ExperimentNotFoundError(name)
-            ids.append(experiment.experiment_id)
-        return ids if (experiment_ids or experiment_names) else None
-
 
 def _metric_point(key: str, value, timestamp, step) -> tuple[str, float, int, int]:
     """``(key, value, step, timestamp)``; a value that is no number is InvalidInputError."""
@@ -528,29 +492,6 @@ def _metric_point(key: str, value, timestamp, step) -> tuple[str, float, int, in
     return key, value, step, timestamp
 
 
-def _page_token(offset: int) -> str:
-    import base64
-    import json
-
-    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
-
-
-def _page_offset(token: str | None) -> int:
-    if not token:
-        return 0
-    import base64
-    import binascii
-    import json
-
-    try:
-        offset = json.loads(base64.b64decode(token, validate=True))["offset"]
-    except (binascii.Error, ValueError, TypeError, KeyError):
-        raise InvalidInputError(f"page_token {token!r} is not a token search_runs returned") from None
-    if not isinstance(offset, int) or offset < 0:
-        raise InvalidInputError(f"page_token {token!r} is not a token search_runs returned")
-    return offset
-
-
 MlflowClient = Client  # MLflow's name for it
 
 
@@ -559,6 +500,10 @@ def _close_quietly(tracker: Tracker, store) -> None:
         tracker.close()
     finally:
         store.close()
+
+
+def _join_path(prefix: str | None, name: str) -> str:
+    return f"{prefix.strip('/')}/{name}" if prefix and prefix.strip("/") else name
 
 
 def _check_folder(artifact_path: str | None) -> None:

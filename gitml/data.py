@@ -126,10 +126,10 @@ def from_numpy(features, source: str | None = None, targets=None, name: str | No
 def _source(source) -> tuple[str, str]:
     """``(source_type, source JSON)``: a path or URI given, else the code that ran (as MLflow)."""
     if source is None:
-        from gitml.store.git import _user
+        from gitml.store.git import user_name
 
         main = sys.argv[0] if sys.argv and sys.argv[0] else "<console>"
-        tags = {"mlflow.user": _user(), "mlflow.source.name": main, "mlflow.source.type": "LOCAL"}
+        tags = {"mlflow.user": user_name(), "mlflow.source.name": main, "mlflow.source.type": "LOCAL"}
         return "code", json.dumps({"tags": tags})
     if not isinstance(source, str):
         raise InvalidInputError(f"dataset source must be a path or URI string, not {type(source).__name__}")

@@ -16,6 +16,33 @@ The tree::
     ├── CorruptRecordError        a stored record that cannot be parsed
     └── RepositoryError           no usable git repository / store state
 
+Classes for one part of gitml are defined beside the code that raises them and
+reachable here by name (``from gitml.errors import PackError``; :data:`ELSEWHERE`
+says where each lives, and importing one imports its module then)::
+
+    GitmlError
+    ├── MissingExtraError         an optional part (ui, serve) is not installed
+    ├── InvalidInputError
+    │   ├── ProjectSpecError, ParameterError (projects.spec), UnsupportedFlavorError (pyfunc),
+    │   │   ModelIntegrityError (models.uri), BadInputFileError (models.batch),
+    │   │   SchemaEnforcementError (models.enforce), InvalidHostError (ui.app)
+    ├── NotFoundError
+    │   └── EntryPointNotFoundError (projects.spec), VersionNotFoundError (projects.source),
+    │       RegisteredModelNotFoundError (models.uri), RegisteredModelNotFound (registry.state)
+    ├── ConflictError
+    │   └── LockHeld (store.locks), UntrustedTagError (registry.state)
+    ├── CorruptRecordError
+    │   └── ModelChangedError (registry.state), PolicyError (registry.policy)
+    ├── RepositoryError
+    │   └── UnsupportedRepositoryError (store.git), PackError (store.unpack),
+    │       IndexFormatError (store.gitindex), JournalWriteError (tracking.journal)
+    ├── IntegrityError, ArtifactRemoteError (artifacts.cas)
+    │   └── ObjectMissingError, RemoteTimeoutError, UnconfirmedRemoteError
+    ├── RemoteError (store.remote), SigningError (registry.signing)
+    ├── ProjectFetchError (projects.source), ProjectRunFailedError (projects.runner),
+    │   ProjectEnvError (projects.envs)
+    └── ServerStartError (serving.workers), RequestError (serving.app)
+
 The CLI turns any of these into one red line and exit status 1. ``GitmlError`` is
 also ``gitml.exceptions.MlflowException``: code written against MLflow catches what it
 caught there, and reads ``error_code`` (``INVALID_PARAMETER_VALUE``,
@@ -135,3 +162,55 @@ class CorruptRecordError(GitmlError):
 
 class RepositoryError(GitmlError):
     """No usable git repository, or a broken store."""
+
+
+class MissingExtraError(GitmlError):
+    """An optional part of gitml is not installed (the message has the install hint)."""
+
+
+# The error classes defined beside the code that raises them: name -> module. This module
+# imports none of them (it is the lowest layer); ``gitml.errors.<name>`` imports its module.
+ELSEWHERE = {
+    **dict.fromkeys(
+        ("IntegrityError", "ArtifactRemoteError", "ObjectMissingError", "RemoteTimeoutError", "UnconfirmedRemoteError"),
+        "gitml.artifacts.cas",
+    ),
+    "UnsupportedRepositoryError": "gitml.store.git",
+    "PackError": "gitml.store.unpack",
+    "LockHeld": "gitml.store.locks",
+    "RemoteError": "gitml.store.remote",
+    "IndexFormatError": "gitml.store.gitindex",
+    "JournalWriteError": "gitml.tracking.journal",
+    **dict.fromkeys(("ProjectSpecError", "EntryPointNotFoundError", "ParameterError"), "gitml.projects.spec"),
+    **dict.fromkeys(("ProjectFetchError", "VersionNotFoundError"), "gitml.projects.source"),
+    "ProjectRunFailedError": "gitml.projects.runner",
+    "ProjectEnvError": "gitml.projects.envs",
+    "UnsupportedFlavorError": "gitml.pyfunc",
+    **dict.fromkeys(("RegisteredModelNotFoundError", "ModelIntegrityError"), "gitml.models.uri"),
+    "BadInputFileError": "gitml.models.batch",
+    "SchemaEnforcementError": "gitml.models.enforce",
+    **dict.fromkeys(("RegisteredModelNotFound", "ModelChangedError", "UntrustedTagError"), "gitml.registry.state"),
+    "SigningError": "gitml.registry.signing",
+    "PolicyError": "gitml.registry.policy",
+    "InvalidHostError": "gitml.ui.app",
+    "ServerStartError": "gitml.serving.workers",
+    "RequestError": "gitml.serving.app",
+}
+
+__all__ = [
+    "GitmlError", "MlflowException", "InvalidInputError", "DeletedRunError", "FilterSyntaxError", "NotFoundError",
+    "RunNotFoundError", "ExperimentNotFoundError", "AmbiguousRunError", "ConflictError", "ParamConflictError",
+    "CorruptRecordError", "RepositoryError", "MissingExtraError", *ELSEWHERE,
+]
+
+
+def __getattr__(name: str) -> type[GitmlError]:
+    """An error class of :data:`ELSEWHERE`, from its module (imported now)."""
+    module = ELSEWHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gitml.errors' has no attribute {name!r}")
+    import importlib
+
+    found = getattr(importlib.import_module(module), name)
+    globals()[name] = found
+    return found

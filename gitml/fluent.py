@@ -20,10 +20,8 @@ from gitml.names import check_artifact_path as _check_artifact_path
 from gitml.names import check_mapping as _check_mapping
 from gitml.names import check_metric as _check_metric
 from gitml.tracking.entities import Experiment, Metric, Run, RunStatus, ViewType
+from gitml.tracking.tracker import Tracker as _Tracker
 from gitml.tracking.tracker import check_run_name as _check_run_name
-from gitml.tracking.tracker import run_of
-from gitml.tracking.tracker import search_rows as _search_rows
-from gitml.tracking.tracker import search_table as _search_table
 from gitml.tracking.writer import RunWriter
 
 if TYPE_CHECKING:
@@ -214,29 +212,28 @@ def start_run(
             "or start a nested run with start_run(nested=True)"
         )
     c = client()
-    tracker = c.tracker
     run_id = run_id or (None if stack else os.environ.get("GITML_RUN_ID"))
     tags = dict(tags or {})
     if description is not None:
         tags["mlflow.note.content"] = description
     if run_id:
-        run_id = tracker.resolve(run_id)
-        writer = tracker.open_active_writer(run_id)
+        run_id = c.resolve_run(run_id)
+        writer = c.run_writer(run_id, resume=True)
         writer.set_meta(status=RunStatus.RUNNING, end_time=None)
         if run_name:
             writer.set_meta(run_name=_check_run_name(run_name))
         if tags:
-            writer.set_tags(tracker.check_tags(tags))
+            writer.set_tags(_Tracker.check_tags(tags))
     else:
         if parent_run_id is None and stack:
             parent_run_id = stack[-1].info.run_id
-        writer = tracker.create_run(
+        writer = c.start_run_writer(
             str(experiment_id) if experiment_id is not None else _current_experiment_id(),
             run_name=run_name,
             tags=tags,
             parent_run_id=parent_run_id,
         )
-    run = ActiveRun(run_of(writer.record(), writer._base), writer)
+    run = ActiveRun(c.run_of_writer(writer), writer)
     run.info.status, run.info.end_time = RunStatus.RUNNING, None  # (a resumed run's commit says otherwise)
     stack.append(run)
     if log_system_metrics if log_system_metrics is not None else _system_metrics_enabled():
@@ -252,7 +249,7 @@ def end_run(status: str = RunStatus.FINISHED) -> None:
     run = stack.pop()
     run._stop_system_metrics()
     _state.last_run_id = run.info.run_id
-    client().tracker.finish(run.info.run_id, status)
+    client().end_run(run.info.run_id, status)
 
 
 def active_run() -> ActiveRun | None:
@@ -288,7 +285,7 @@ def _writer() -> RunWriter:
         start_run()
     run = stack[-1]
     if run._writer is None:  # in a forked child: its own writer (and journal) for the run
-        run._writer = client().tracker.open_writer(run.info.run_id)
+        run._writer = client().run_writer(run.info.run_id)
     return run._writer
 
 
@@ -372,7 +369,7 @@ def log_params(params: dict, synchronous: bool | None = None, run_id: str | None
         client().log_batch(run_id, params=list(params.items()))
         return _done(synchronous)
     writer = _writer()
-    writer.log_params(client().tracker.check_params(params))
+    writer.log_params(_Tracker.check_params(params))
     writer.maybe_flush()
     return _done(synchronous)
 
@@ -383,7 +380,7 @@ def set_tag(key: str, value, synchronous: bool | None = None) -> RunOperations |
 
 def set_tags(tags: dict, synchronous: bool | None = None) -> RunOperations | None:
     writer = _writer()
-    tags = client().tracker.check_tags(tags)
+    tags = _Tracker.check_tags(tags)
     name = tags.pop("mlflow.runName", None)
     if name is not None:
         writer.set_meta(run_name=_check_run_name(name))
@@ -491,17 +488,10 @@ def search_runs(
     c = client()
     if not experiment_ids and not experiment_names and not search_all_experiments:
         experiment_ids = [_current_experiment_id()]
-    ids = c._experiment_ids(experiment_ids, experiment_names)
+    ids = c.resolve_experiment_ids(experiment_ids, experiment_names)
     if output_format == "list":
-        rows = _search_rows(c.tracker, ids, filter_string, view=run_view_type, max_results=max_results, order_by=order_by)
-        return [c.tracker.get_run(r["run_id"]) for r in rows]
-    from gitml.frame import table_frame
-
-    with c.tracker.index.reading():
-        table, matched = _search_table(
-            c.tracker, ids, filter_string, view=run_view_type, max_results=max_results, order_by=order_by
-        )
-        return table_frame(table, matched)
+        return list(c.search_runs(ids, filter_string, run_view_type, max_results, order_by))
+    return c.search_frame(ids, filter_string, view=run_view_type, max_results=max_results, order_by=order_by)
 
 
 def is_tracking_uri_set() -> bool:
@@ -536,9 +526,7 @@ def flush() -> None:
     """Commit now what the active runs have buffered (normally done on an interval),
     and wait for the commits of ended runs (made on a background thread)."""
     if _client is not None:
-        for writer in list(_client.tracker.writers.values()):
-            writer.flush()
-        _client.tracker.committer.wait()
+        _client.flush()
 
 
 def _after_fork_in_child() -> None:
@@ -546,7 +534,7 @@ def _after_fork_in_child() -> None:
     it opens its own client, and its own writers for the runs it inherited."""
     global _client
     if _client is not None:  # the parent's: never close (or finalize) it from here
-        _client._finalizer.detach()
+        _client.detach()
         _inherited.append(_client)
     _client = None
     for run in getattr(_state, "stack", None) or []:
@@ -557,11 +545,7 @@ def _after_fork_in_child() -> None:
 def _before_fork() -> None:
     """Commit the open runs first, so that a forked child finds the runs it inherits."""
     if _client is not None:
-        for writer in list(_client.tracker.writers.values()):
-            try:
-                writer.flush()
-            except GitmlError:
-                pass
+        _client.flush(wait=False, best_effort=True)
 
 
 os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from gitml.artifacts.cas import IntegrityError, ObjectMissingError
-from gitml.artifacts.service import objects_by_run, referenced_objects
 from gitml.client import Client
 from gitml.errors import GitmlError, InvalidInputError
 from gitml.names import EXPERIMENTS_PREFIX, experiment_ref, parse_run_ref
@@ -59,8 +58,7 @@ class FetchOutcome:
 
 def select_refs(client: Client, *, experiments: list[str] | None = None, runs: list[str] | None = None) -> dict[bytes, bytes]:
     """The run refs to share (all by default) and the refs of their experiments."""
-    tracker = client.tracker
-    all_runs = tracker.run_refs()
+    all_runs = client.run_refs()
     chosen: dict[bytes, bytes] = {}
     if not experiments and not runs:
         chosen = dict(all_runs)
@@ -73,10 +71,9 @@ def select_refs(client: Client, *, experiments: list[str] | None = None, runs: l
         prefix = f"refs/gitml/runs/{experiment.experiment_id}/".encode()
         chosen.update({r: s for r, s in all_runs.items() if r.startswith(prefix)})
     for spec in runs or []:
-        run_id = tracker.resolve(spec)
-        ref = tracker.ref_of(run_id)
+        ref = client.run_ref(client.resolve_run(spec))
         chosen[ref] = all_runs[ref]
-    experiment_refs = tracker.store.refs_under(EXPERIMENTS_PREFIX)
+    experiment_refs = client.experiment_refs()
     if not experiments and not runs:  # everything: experiments without runs too
         chosen.update(experiment_refs)
     experiment_ids = {parts[0] for parts in map(parse_run_ref, chosen) if parts}
@@ -103,7 +100,7 @@ def push(
     is looked at again). A run whose object is lost here (its cached copy missing
     or damaged, and not on the remote) is not pushed; the others are.
     """
-    store = client.tracker.store
+    store = client.store
     url = resolve_remote(store, remote, push=True)
     refs = select_refs(client, experiments=experiments, runs=runs)
     if not refs:
@@ -114,7 +111,7 @@ def push(
     confirmed = content.confirmed_commits()
     unconfirmed = {r: s for r, s in refs.items() if parse_run_ref(r) and s not in confirmed}
     broken: dict[bytes, str] = {}
-    by_run = objects_by_run(client.tracker, unconfirmed, stop=confirmed, broken=broken)
+    by_run = client.artifacts.objects_by_run(unconfirmed, stop=confirmed, broken=broken)
     objects: dict[str, tuple[str, str]] = {}
     for found in by_run.values():
         for sha, where in found.items():
@@ -193,7 +190,7 @@ def _push_registry_tags(client: Client, url: str, refs: dict[bytes, bytes], thei
             tags[tag.ref] = sha
     if not tags:
         return
-    statuses = push_refs(client.tracker.store, url, tags)
+    statuses = push_refs(client.store, url, tags)
     for ref, status in statuses.items():
         if status == "rejected: tag already exists":
             status = ("rejected: the remote has another tag of this name (a registry event made in another "
@@ -243,9 +240,9 @@ def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent
             f"the default artifact store {content.remote_url} is shared by every repository of this user, "
             "so gitml cannot tell what the others reference; it is never garbage-collected"
         )
-    store = client.tracker.store
+    store = client.store
     urls = [resolve_remote(store, git_remote)] if git_remote else list(configured_remotes(store).values())
-    ours = client.tracker.run_refs()
+    ours = client.run_refs()
     for url in urls:  # none configured: this clone is the only record of runs
         lacking = [
             ref for ref, sha in list_remote_refs(store, url).items()
@@ -256,7 +253,7 @@ def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent
                 f"{url} has {len(lacking)} run commit(s) this clone lacks, whose artifacts would look unreferenced: "
                 "`gitml fetch` first"
             )
-    keep = set(referenced_objects(client.tracker))
+    keep = set(client.artifacts.referenced_objects())
     cutoff = time.time() - keep_recent
     return sorted(
         sha for sha in content.remote_objects() - keep if (content.remote_modified(sha) or float("inf")) < cutoff
@@ -316,21 +313,21 @@ def fetch(
 ) -> FetchOutcome:
     """Bring the remote's runs and experiments; with ``artifacts``, download their objects
     too; with ``force``, the remote's history of a run written in two places wins."""
-    store = client.tracker.store
+    store = client.store
     url = resolve_remote(store, remote)
     result = fetch_refs(store, url, force=force)
     _fetch_registry_tags(store, url, result)
     prefix = EXPERIMENTS_PREFIX.encode()
     for ref in [r for r in result.diverged if r.startswith(prefix)]:  # created in two clones: join them
-        if client.tracker.experiments.merge(ref[len(prefix):].decode(), result.remote[ref]):
+        if client.merge_experiment(ref[len(prefix):].decode(), result.remote[ref]):
             result.diverged.remove(ref)
             result.updated.append(ref)
     outcome = FetchOutcome(url, result)
     if artifacts:
         changed = set(result.created) | set(result.updated) | set(result.unchanged)
-        refs = {r: s for r, s in client.tracker.run_refs().items() if r in changed}
+        refs = {r: s for r, s in client.run_refs().items() if r in changed}
         broken: dict[bytes, str] = {}
-        objects = referenced_objects(client.tracker, refs, broken=broken)
+        objects = client.artifacts.referenced_objects(refs, broken=broken)
         outcome.failed.update({ref.decode(): f"{ref.decode()}: {why}" for ref, why in broken.items()})
         content = client.artifacts.content
         inline = {s for s, (run_id, path) in objects.items() if client.artifacts.inline_copy(run_id, path, s) is not None}

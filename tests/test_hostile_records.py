@@ -20,7 +20,8 @@ import gitml
 from gitml.cli.main import cli
 from gitml.errors import CorruptRecordError, InvalidInputError
 from gitml.store import yamlout
-from gitml.tracking.record import _UNUSUAL, load_yaml
+from gitml.tracking.record import load_yaml
+from gitml.yamlread import _UNUSUAL
 from tests.conftest import ROOT, git
 
 BOMB = b"a: &a [x,x,x,x,x,x,x,x,x]\n" + b"".join(

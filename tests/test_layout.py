@@ -75,3 +75,234 @@ def test_cli_help_does_not_import_pandas_or_dulwich(tmp_path):
         cwd=tmp_path,
     )
     assert out.stdout.strip().endswith("False False False")
+
+
+# -- reach-through: a layer is used through its interface ------------------------------
+# A unit is a subpackage (gitml.store, gitml.cli, ...) or a top-level module (gitml.client):
+# its modules may share private names; nothing else may use them.
+PRIVATE_ALLOWED = {
+    "_load_pyfunc",  # MLflow's flavor-loader protocol: a flavor module's entry point by that name
+    "_fields", "_asdict", "_replace", "_make",  # the public API of namedtuples
+}
+# `.tracker` read on something other than `self`, outside gitml.tracking: only here, and why.
+TRACKER_ALLOWED = {
+    "gitml.registry.audit": "reads the tracker of the Registry it audits (gitml.registry's own object)",
+}
+
+
+def _modules() -> dict[str, ast.Module]:
+    out = {}
+    for folder, _, files in os.walk(os.path.join(ROOT, "gitml")):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".").removesuffix(".__init__")
+                out[module] = ast.parse(open(path).read())
+    return out
+
+
+def _unit(module: str, packages: set[str]) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if ".".join(parts[:2]) in packages else module
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.endswith("__") and name not in PRIVATE_ALLOWED
+
+
+def _private_names(tree: ast.Module) -> set[str]:
+    """The private names a module defines: functions, classes, attributes it assigns, globals."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.alias):
+            names.add(node.asname or node.name.split(".")[0])
+    return {n for n in names if _is_private(n)}
+
+
+def reach_through(modules: dict[str, ast.Module], packages: set[str]) -> list[str]:
+    """Where a module reaches past an interface:
+
+    - it imports another unit's private name, or reads a private attribute (not of ``self``
+      or ``cls``) that its own unit does not define but another unit does;
+    - outside gitml.tracking, it reads ``.tracker`` of anything but ``self``: code holding a
+      Client (or an artifacts service, a registry) asks it, not the Tracker behind it;
+    - it reads ``.store`` through a tracker (``x.tracker.store``): the Tracker's store is its own.
+    """
+    defined: dict[str, set[str]] = {}
+    for module, tree in modules.items():
+        defined.setdefault(_unit(module, packages), set()).update(_private_names(tree))
+    elsewhere: dict[str, set[str]] = {u: set().union(*(d for v, d in defined.items() if v != u)) for u in defined}
+    problems = []
+    for module, tree in sorted(modules.items()):
+        unit = _unit(module, packages)
+        own = defined[unit]
+        for node in ast.walk(tree):
+            where = f"{module}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gitml"):
+                if _unit(node.module, packages) != unit:
+                    problems += [f"{where} imports {node.module}.{a.name}" for a in node.names if _is_private(a.name)]
+            if not isinstance(node, ast.Attribute):
+                continue
+            base = node.value
+            on_self = isinstance(base, ast.Name) and base.id in ("self", "cls")
+            if _is_private(node.attr) and not on_self and node.attr not in own and node.attr in elsewhere[unit]:
+                problems.append(f"{where} reads {ast.unparse(node)}")
+            if node.attr == "tracker" and not on_self and unit != "gitml.tracking" and module not in TRACKER_ALLOWED:
+                problems.append(f"{where} reaches through {ast.unparse(node)}")
+            if node.attr == "store" and isinstance(base, ast.Attribute) and base.attr == "tracker":
+                problems.append(f"{where} reaches through {ast.unparse(node)}")
+    return problems
+
+
+def _packages() -> set[str]:
+    return {f"gitml.{n}" for n in os.listdir(os.path.join(ROOT, "gitml")) if os.path.isfile(os.path.join(ROOT, "gitml", n, "__init__.py"))}
+
+
+def test_no_reach_through_into_other_layers():
+    assert reach_through(_modules(), _packages()) == []
+
+
+def test_the_reach_through_check_finds_what_it_forbids():
+    """What the CLI, sync and fluent did before they had Client's interface."""
+    bad = {
+        "gitml.cli.main": "def log_(c, run):\n    return lineage(c.tracker.store, c.tracker.resolve(run))\n",
+        "gitml.fluent": "from gitml.store.git import _user\n\ndef search(c):\n    return c._experiment_ids(None, None), _client._finalizer.detach()\n",
+        "gitml.client": "class Client:\n    def __init__(self):\n        self._finalizer = None\n\n    def _experiment_ids(self, a, b):\n        return self._finalizer\n",
+        "gitml.store.git": "def _user():\n    return 'me'\n",
+    }
+    problems = reach_through({m: ast.parse(s) for m, s in bad.items()}, {"gitml.cli", "gitml.store"})
+    assert problems == [
+        "gitml.cli.main:2 reaches through c.tracker.store",
+        "gitml.cli.main:2 reaches through c.tracker",
+        "gitml.cli.main:2 reaches through c.tracker",
+        "gitml.fluent:1 imports gitml.store.git._user",
+        "gitml.fluent:4 reads c._experiment_ids",
+        "gitml.fluent:4 reads _client._finalizer",
+    ]
+
+
+# -- import cycles ----------------------------------------------------------------------
+def module_imports(modules: dict[str, ast.Module]) -> dict[str, set[str]]:
+    """What each module imports when it is imported (module level, not under TYPE_CHECKING);
+    importing ``a.b.c`` imports the packages ``a.b`` too."""
+    graph: dict[str, set[str]] = {}
+    for module, tree in modules.items():
+        found = set()
+        body = list(tree.body)
+        while body:
+            node = body.pop(0)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" not in ast.unparse(node.test):
+                body += node.body + node.orelse
+            elif isinstance(node, ast.Try):
+                body += node.body + node.orelse + node.finalbody
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        targets = set()
+        for target in found:
+            parts = target.split(".")
+            targets |= {".".join(parts[:i]) for i in range(2, len(parts) + 1)}
+        graph[module] = {t for t in targets if t in modules and t != module and not module.startswith(t + ".")}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_module_imports_in_a_circle():
+    assert import_cycles(module_imports(_modules())) == []
+
+
+def test_the_cycle_check_finds_the_old_cli_circle():
+    """cli/main.py imported the command modules, which imported cli/main back."""
+    old = {
+        "gitml.cli": "",
+        "gitml.cli.main": "import click\n\ncli = None\nfrom gitml.cli import storage  # noqa\n",
+        "gitml.cli.storage": "from gitml.cli.main import _client, cli\n",
+        "gitml.cli.common": "",
+    }
+    assert import_cycles(module_imports({m: ast.parse(s) for m, s in old.items()})) == [["gitml.cli.main", "gitml.cli.storage"]]
+
+
+def test_each_cli_module_imports_first_in_a_fresh_interpreter(tmp_path):
+    """Whichever CLI module is imported first, every command is registered on the root group."""
+    names = sorted(n[:-3] for n in os.listdir(os.path.join(ROOT, "gitml", "cli")) if n.endswith(".py") and n != "__init__.py")
+    counts = set()
+    for first in names:
+        order = [first] + [n for n in names if n != first][::-1]
+        script = (
+            "import importlib\n"
+            f"for name in {order!r}:\n"
+            "    importlib.import_module('gitml.cli.' + name)\n"
+            "from gitml.cli.main import cli\n"
+            "print(len(cli.commands))\n"
+        )
+        counts.add(run_python(script, cwd=tmp_path).stdout.strip())
+    assert len(counts) == 1 and int(counts.pop()) >= 24
+    # and as the hook runs it, with no re-import trick
+    out = run_python("import runpy, sys\nsys.argv = ['gitml', '--help']\nrunpy.run_module('gitml', run_name='__main__')", cwd=tmp_path)
+    assert "checkout" in out.stdout and "registry" in out.stdout
+
+
+# -- errors -----------------------------------------------------------------------------
+def test_every_error_class_is_reachable_from_gitml_errors():
+    """Every exception class gitml defines (but a module's private control flow, `_Name`)
+    is a GitmlError, reachable as gitml.errors.<Name> and gitml.exceptions.<Name>, and listed in __all__."""
+    import importlib
+
+    import gitml.errors
+    import gitml.exceptions
+
+    found = []
+    for module, tree in _modules().items():
+        if module.startswith("gitml.mlflow_plugin"):  # imports MLflow (not installed here): defines none
+            assert not [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name.endswith(("Error", "Exception"))]
+            continue
+        classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef) and not n.name.startswith("_")]
+        if not classes:
+            continue
+        loaded = importlib.import_module(module)
+        found += [(module, c, getattr(loaded, c)) for c in classes if issubclass(getattr(loaded, c), BaseException)]
+    assert len(found) > 30
+    for module, name, cls in found:
+        assert issubclass(cls, gitml.errors.GitmlError), f"{module}.{name} is no GitmlError"
+        assert getattr(gitml.errors, name) is cls, f"gitml.errors.{name} is not {module}.{name}"
+        assert getattr(gitml.exceptions, name) is cls
+        assert name in gitml.errors.__all__ and name in gitml.exceptions.__all__
+    assert set(gitml.errors.__all__) == {name for _, name, _ in found} | {"MlflowException"}

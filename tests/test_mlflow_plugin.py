@@ -297,7 +297,8 @@ for i in range(20):
 @pytest.mark.mlflow
 def test_concurrent_mlflow_processes_lose_nothing(plugin_python, repo):
     with gitml.Client(repo) as c:
-        shared = c.create_run(c.create_experiment("many")).info.run_id
+        # named: a random name may start with "w" ("warm-...") and match the workers' filter
+        shared = c.create_run(c.create_experiment("many"), run_name="shared").info.run_id
     env = _env(SHARED_RUN=shared)
     procs = [subprocess.Popen([plugin_python, "-c", WORKER, str(n)], cwd=repo, env=env, stderr=subprocess.PIPE, text=True) for n in range(4)]
     for p in procs:

@@ -29,7 +29,7 @@ def _locate(artifact_uri: str | None, run_id: str | None, artifact_path: str | N
     else:
         run, path = run_id, artifact_path or ""
     client = _client()
-    return client.tracker.resolve(run), path
+    return client.resolve_run(run), path
 
 
 def download_artifacts(

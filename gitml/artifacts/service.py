@@ -20,6 +20,7 @@ from dulwich.objects import Blob
 from gitml.artifacts.cas import ContentStore
 from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError
 from gitml.names import check_artifact_path
+from gitml.store.git import GitStore
 from gitml.tracking.record import RunRecord
 from gitml.tracking.tracker import Tracker
 
@@ -71,10 +72,26 @@ def collect_files(local_dir: str, artifact_path: str | None) -> list[tuple[str, 
 
 
 class RunArtifacts:
-    def __init__(self, tracker: Tracker, content: ContentStore, inline_max_bytes: int):
+    """A repository's run artifacts: ``store`` holds small files inline in git, ``content``
+    the others by hash; ``tracker`` records them in the runs."""
+
+    def __init__(self, tracker: Tracker, store: GitStore, content: ContentStore, inline_max_bytes: int):
         self.tracker = tracker
+        self.store = store
         self.content = content
         self.inline_max_bytes = inline_max_bytes
+
+    def referenced_objects(
+        self, refs: dict[bytes, bytes] | None = None, *, broken: dict[bytes, str] | None = None
+    ) -> dict[str, tuple[str, str]]:
+        """:func:`referenced_objects` of this repository's runs (every run's by default)."""
+        return referenced_objects(self.tracker, refs, broken=broken)
+
+    def objects_by_run(
+        self, refs: dict[bytes, bytes], *, stop: AbstractSet[bytes] = frozenset(), broken: dict[bytes, str] | None = None
+    ) -> dict[bytes, dict[str, tuple[str, str]]]:
+        """:func:`objects_by_run` of these run refs."""
+        return objects_by_run(self.tracker, refs, stop=stop, broken=broken)
 
     # -- logging ---------------------------------------------------------
     def log_files(self, run_id: str, files: list[tuple[str, str]], *, resolved: bool = False) -> None:
@@ -90,7 +107,7 @@ class RunArtifacts:
             files = [(os.path.realpath(local), path) for local, path in files]
         stats = {local: os.stat(local) for local, _ in files}
         known = self.content.stat_cache.get_many(stats)
-        contains = self.tracker.store.contains
+        contains = self.store.contains
         entries, blobs, fresh, small = [], [], [], []
         large = []
         for real, path in files:
@@ -118,7 +135,7 @@ class RunArtifacts:
                 sha, size = future.result()
                 entries.append((path, sha, size, None))
                 fresh.append((real, os.stat(real), sha, None))
-        self.tracker.store.write(blobs)
+        self.store.write(blobs)
         self.content.stat_cache.put_many(fresh)
         self.tracker.update(run_id, lambda w: w.add_artifacts(entries))
 
@@ -129,7 +146,7 @@ class RunArtifacts:
         if len(data) <= self.inline_max_bytes:  # in git; cached when pushed
             sha, size = hashlib.sha256(data).hexdigest(), len(data)
             b = Blob.from_string(data)
-            self.tracker.store.write([b])
+            self.store.write([b])
             blob = b.id.decode()
         else:
             sha, size = self.content.add_bytes(data)
@@ -231,7 +248,7 @@ class RunArtifacts:
         blob = record.inline_blob(path)
         if blob is None:
             return None
-        data = self.tracker.store.blob(blob)
+        data = self.store.blob(blob)
         return data if hashlib.sha256(data).hexdigest() == sha256 else None
 
     def materialize(self, objects: dict[str, tuple[str, str]]) -> int:

@@ -190,10 +190,10 @@ def hooks():
 def _hooks_folder(ctx) -> str:
     """Where git looks for hooks: ``core.hooksPath`` (relative to the work tree, as
     git reads it) or the ``hooks`` folder of the common git folder (shared by worktrees)."""
-    from gitml.cli.main import _repo
+    from gitml.cli.common import repo_path
     from gitml.store.git import open_store
 
-    with open_store(_repo(ctx)) as store:
+    with open_store(repo_path(ctx)) as store:
         try:
             configured = store.config().get((b"core",), b"hooksPath").decode()
         except KeyError:

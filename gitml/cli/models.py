@@ -6,21 +6,21 @@ import sys
 
 import click
 
-from gitml.cli.main import _repo, cli
+from gitml.cli.common import repo_path
 
 _PROGRESS_ROWS = 50_000  # inputs this large show a progress bar (on a terminal)
 
 
 def _use_repo(ctx) -> None:
     """Model URIs naming runs are read from the ``-C`` repository."""
-    repo = _repo(ctx)
+    repo = repo_path(ctx)
     if repo is not None:
         from gitml import fluent
 
         fluent.set_tracking_uri(repo)
 
 
-@cli.command()
+@click.command()
 @click.option("-m", "--model-uri", "model_uri", required=True, help="A model folder, runs:/<run>/<path> or models:/<name>/<version>.")
 @click.option("-i", "--input-path", "input_path", required=True, type=click.Path(dir_okay=False), help="Input table: .csv, .json or .parquet.")
 @click.option("-o", "--output-path", "output_path", type=click.Path(dir_okay=False), help="Write predictions here (JSON; CSV for a .csv name). Default: stdout.")
@@ -56,7 +56,7 @@ def predict(ctx, model_uri, input_path, output_path, content_type):
         click.echo(text)
 
 
-@cli.group()
+@click.group()
 def models():
     """Model folders: export."""
 

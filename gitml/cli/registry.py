@@ -6,11 +6,7 @@ import time
 
 import click
 
-
-def _client(ctx):
-    from gitml.cli.main import _client as client
-
-    return client(ctx)
+from gitml.cli.common import emit_json, open_client, print_table
 
 
 def _sign_option(f):
@@ -39,7 +35,7 @@ def registry_group():
 def register(ctx, name, run_path, version, bump, description, sign):
     """Register the model at PATH of run RUN as the next version of NAME."""
     run, sep, path = run_path.partition(":")
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         mv = c.registry.register(name, run, path if sep else None, version=version, bump_part=bump,
                                  description=description, sign_tag=sign)
         click.echo(f"Registered {name} {mv.version}: run {mv.run_id[:8]}, model {mv.path or '.'} (tag {mv.tag})")
@@ -53,7 +49,7 @@ def register(ctx, name, run_path, version, bump, description, sign):
 @click.pass_context
 def promote(ctx, name, version, stage, sign):
     """Put VERSION of NAME in STAGE (tag NAME#STAGE#N)."""
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         tag, created = c.registry.assign(name, version, stage, sign_tag=sign)
         click.echo(f"{name}: {stage} now holds {version} (tag {tag})" if created else f"{name}: {stage} already holds {version}")
 
@@ -65,7 +61,7 @@ def promote(ctx, name, version, stage, sign):
 @click.pass_context
 def demote(ctx, name, stage, sign):
     """Empty STAGE of NAME (tag NAME#STAGE!#N)."""
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         tags = c.registry.unassign(name, stage, sign_tag=sign)
         click.echo(f"{name}: {stage} emptied (tag {', '.join(tags)})")
 
@@ -77,7 +73,7 @@ def demote(ctx, name, stage, sign):
 @click.pass_context
 def deprecate(ctx, name, version, sign):
     """Withdraw VERSION of NAME, or the whole model."""
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         tag = c.registry.deregister(name, version, sign_tag=sign) if version else c.registry.deprecate(name, sign_tag=sign)
         click.echo(f"{name}{' ' + version if version else ''} deprecated (tag {tag})")
 
@@ -87,15 +83,14 @@ def deprecate(ctx, name, version, sign):
 @click.pass_context
 def list_models(ctx, as_json):
     """Registered models: latest version and what each stage holds."""
-    from gitml.cli.main import _emit_json, _table
 
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         models = c.registry.models()
         if as_json:
-            _emit_json({n: {"latest": s.latest.version if s.latest else None, "stages": s.stages,
+            emit_json({n: {"latest": s.latest.version if s.latest else None, "stages": s.stages,
                             "deprecated": s.deprecated, "versions": len(s.versions)} for n, s in models.items()})
             return
-        _table(["model", "latest", "versions", "stages"],
+        print_table(["model", "latest", "versions", "stages"],
                [[n + (" (deprecated)" if s.deprecated else ""), s.latest.version if s.latest else "-", str(len(s.versions)),
                  ", ".join(f"{st}={v}" for st, v in sorted(s.stages.items())) or "-"] for n, s in models.items()])
 
@@ -106,19 +101,18 @@ def list_models(ctx, as_json):
 @click.pass_context
 def show(ctx, name, as_json):
     """NAME's versions: run, model path, stages, who and when."""
-    from gitml.cli.main import _emit_json, _table
     from gitml.registry.tags import version_key
 
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         state = c.registry.model(name)
         versions = sorted(state.versions.values(), key=lambda v: version_key(v.version))
         if as_json:
-            _emit_json({"name": name, "deprecated": state.deprecated, "stages": state.stages, "ignored": state.ignored,
+            emit_json({"name": name, "deprecated": state.deprecated, "stages": state.stages, "ignored": state.ignored,
                         "versions": [{"version": v.version, "run_id": v.run_id, "path": v.path, "commit": v.commit,
                                       "stages": v.stages, "deregistered": v.deregistered, "by": v.registered_by,
                                       "at": v.registered_at, "description": v.description} for v in versions]})
             return
-        _table(["version", "run", "model", "stages", "registered by", "at"],
+        print_table(["version", "run", "model", "stages", "registered by", "at"],
                [[v.version + (" (deregistered)" if v.deregistered else ""), v.run_id[:8], v.path or ".",
                  ", ".join(sorted(v.stages)) or "-", v.registered_by, _when(v.registered_at)] for v in versions])
         for tag, why in state.ignored.items():
@@ -131,18 +125,17 @@ def show(ctx, name, as_json):
 @click.pass_context
 def history(ctx, name, as_json):
     """NAME's events by counter N: tag, who, when, signature."""
-    from gitml.cli.main import _emit_json, _table
 
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         reg = c.registry
         state = reg.model(name)
         rows = [{"tag": e.tag.name, "event": e.tag.action.value, "version": e.info.get("version", e.tag.version),
                  "stage": e.tag.stage, "by": e.tagger, "at": e.time, "signature": str(reg.verification(e))}
                 for e in state.events]
         if as_json:
-            _emit_json(rows)
+            emit_json(rows)
             return
-        _table(["tag", "event", "by", "at", "signature"],
+        print_table(["tag", "event", "by", "at", "signature"],
                [[r["tag"], r["event"], r["by"], _when(r["at"]), r["signature"]] for r in rows])
 
 
@@ -152,7 +145,7 @@ def verify(ctx):
     """Check every registry tag against its run and the policy."""
     from gitml.registry.audit import verify_registry
 
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         problems, checked = verify_registry(c.registry)
         for tag, why in problems:
             click.secho(f"{tag}: {why}", fg="red")
@@ -171,7 +164,7 @@ def propose(ctx, name, version, stage, branch):
     """Commit a stage change to .gitml/stages.yaml on a new branch."""
     from gitml.registry import gitops
 
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         made, commit = gitops.propose(c, name, version, stage, branch=branch)
         click.echo(f"Committed {commit[:12]} on branch {made}: push it and open a pull request "
                    f"(git push origin {made})")
@@ -186,7 +179,7 @@ def check(ctx, base, report_path, no_load):
     """Validate the proposed stage changes; write a Markdown report."""
     from gitml.registry import gitops
 
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         result = gitops.check(c, base=base, load=not no_load)
         if report_path:
             with open(report_path, "w") as f:
@@ -204,7 +197,7 @@ def apply(ctx, sign):
     """Create the tags .gitml/stages.yaml asks for (once)."""
     from gitml.registry import gitops
 
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         done = gitops.apply(c, sign_tag=sign)
         for a in done:
             click.echo(f"{a.model}: {a.stage} -> {a.version or '(empty)'} ({', '.join(a.tags)})")

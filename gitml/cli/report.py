@@ -26,12 +26,12 @@ def compare_command(ctx, runs, baseline, filter_string, branches, experiments_, 
     RUN is a run id, a prefix of one, or a run name. With -o and matplotlib
     installed, metric histories are drawn as PNG files beside the report.
     """
-    from gitml.cli.main import _client, _experiment_id
+    from gitml.cli.common import experiment_id, open_client
     from gitml.report import compare_runs, render, write_charts
     from gitml.tracking.ci import missing_runs_hint
 
-    with _client(ctx) as c:
-        ids = [_experiment_id(c, e) for e in experiments_] or None
+    with open_client(ctx) as c:
+        ids = [experiment_id(c, e) for e in experiments_] or None
         hint = missing_runs_hint(os.environ, has_runs=bool(c.search_rows(max_results=1)))
         if hint:
             click.secho(hint, fg="yellow", err=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import click
 
-from gitml.cli.main import _repo, cli
+from gitml.cli.common import repo_path
 
 
-@cli.command()
+@click.command()
 @click.option("-m", "--model-uri", "model_uri", required=True, help="A model folder, runs:/<run>/<path> or models:/<name>/<version>.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("-p", "--port", type=click.IntRange(0, 65535), default=5001, show_default=True, help="Port to listen on (0: a free one).")
@@ -27,7 +27,7 @@ def serve(ctx, model_uri, host, port, workers, max_body_mb):
     from gitml.serving import check_installed, serve as serve_model
 
     check_installed()
-    repo = _repo(ctx)
+    repo = repo_path(ctx)
     if repo is not None:  # model URIs naming runs are read from the -C repository
         from gitml import fluent
 

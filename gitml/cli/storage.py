@@ -8,10 +8,10 @@ import time
 
 import click
 
-from gitml.cli.main import _client, _emit_json, _repo, _table, cli
+from gitml.cli.common import emit_json, open_client, print_table, repo_path
 
 
-@cli.command("config")
+@click.command("config")
 @click.argument("key", required=False)
 @click.argument("value", required=False)
 @click.option("--committed", is_flag=True, help="Write the committed .gitml/config.yaml (shared with the team) instead of this clone's.")
@@ -32,7 +32,7 @@ def config_(ctx, key, value, committed, list_all, trust_committed):
         raise click.UsageError("--trust-committed takes no key, value or other option")
     if key is not None and key not in config.KEYS:
         raise click.UsageError(f"unknown setting {key!r}; known: {', '.join(config.KEYS)}")
-    with open_store(_repo(ctx)) as store:
+    with open_store(repo_path(ctx)) as store:
         if trust_committed:
             trusted = config.trust_committed(store)
             shown = ", ".join(f"{name} {value!r}" for name, value in trusted.items())
@@ -51,7 +51,7 @@ def config_(ctx, key, value, committed, list_all, trust_committed):
         click.echo(settings[key])
 
 
-@cli.group()
+@click.group()
 def artifacts():
     """List and download a run's artifacts."""
 
@@ -63,12 +63,12 @@ def artifacts():
 @click.pass_context
 def artifacts_ls(ctx, run, path, as_json):
     """List the artifacts directly inside PATH (the root by default)."""
-    with _client(ctx) as c:
-        entries = c.list_artifacts(c.tracker.resolve(run), _root(path))
+    with open_client(ctx) as c:
+        entries = c.list_artifacts(c.resolve_run(run), _root(path))
         if as_json:
-            _emit_json([vars(e) for e in entries])
+            emit_json([vars(e) for e in entries])
             return
-        _table(["PATH", "SIZE"], [[e.path + ("/" if e.is_dir else ""), "-" if e.is_dir else _size(e.file_size)] for e in entries])
+        print_table(["PATH", "SIZE"], [[e.path + ("/" if e.is_dir else ""), "-" if e.is_dir else _size(e.file_size)] for e in entries])
 
 
 @artifacts.command("get")
@@ -78,8 +78,8 @@ def artifacts_ls(ctx, run, path, as_json):
 @click.pass_context
 def artifacts_get(ctx, run, path, dst):
     """Download an artifact file or folder ("." for all), each file verified."""
-    with _client(ctx) as c:
-        click.echo(c.download_artifacts(c.tracker.resolve(run), _root(path), dst))
+    with open_client(ctx) as c:
+        click.echo(c.download_artifacts(c.resolve_run(run), _root(path), dst))
 
 
 def _root(path: str | None) -> str | None:
@@ -87,7 +87,7 @@ def _root(path: str | None) -> str | None:
     return "" if path in (".", "./", "/") else path
 
 
-@cli.command()
+@click.command()
 @click.option("--no-remote", is_flag=True, help="Check the local cache only.")
 @click.pass_context
 def fsck(ctx, no_remote):
@@ -95,12 +95,10 @@ def fsck(ctx, no_remote):
 
     Both the local cache and the artifact remote are checked (read whole and hashed).
     """
-    from gitml.artifacts.service import referenced_objects
-
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         content = c.artifacts.content
         broken: dict[bytes, str] = {}
-        objects = referenced_objects(c.tracker, broken=broken)
+        objects = c.artifacts.referenced_objects(broken=broken)
         problems = len(broken)
         for ref, why in sorted(broken.items()):
             click.echo(f"unreadable run {ref.decode()}: {why}")
@@ -142,7 +140,7 @@ def fsck(ctx, no_remote):
             sys.exit(1)
 
 
-@cli.command()
+@click.command()
 @click.option("--remote", is_flag=True, help="Also list the remote's objects no run references.")
 @click.option("--delete", is_flag=True, help="With --remote: delete them (run without it first to see the list).")
 @click.option("--keep-recent", default=3600, show_default=True, type=click.IntRange(min=0),
@@ -156,15 +154,13 @@ def gc(ctx, remote, delete, keep_recent, git_remote):
     default store, which every repository shares, and while the git remote has runs this
     clone lacks); --delete deletes them.
     """
-    from gitml.artifacts.service import referenced_objects
-
     if (delete or git_remote) and not remote:
         raise click.UsageError("--delete and --git-remote apply to --remote")
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         content = c.artifacts.content
         if delete:
             content.check_writable()  # before anything: a remote the committed config set needs confirming
-        keep = set(referenced_objects(c.tracker))
+        keep = set(c.artifacts.referenced_objects())
         dropped = freed = 0
         grace = time.time() - keep_recent
         for sha in sorted(content.local_objects() - keep):
@@ -176,10 +172,10 @@ def gc(ctx, remote, delete, keep_recent, git_remote):
             dropped += 1
             freed += st.st_size
         click.echo(f"dropped {dropped} cached object(s), {_size(freed)}")
-        stale = content.drop_stale_temporaries(grace) + c.tracker.store.drop_stale_temporaries(grace)
+        stale = c.drop_stale_temporaries(grace)
         if stale:
             click.echo(f"removed {stale} half-written file(s) left by killed processes")
-        packed = c.tracker.pack_refs(minimum=1)
+        packed = c.pack_run_refs()
         if packed:
             click.echo(f"packed {packed} run ref(s)")
         if not remote:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from gitml.cli.main import _client, cli
+from gitml.cli.common import open_client
 
 
 def _progress(verb: str):
@@ -24,7 +24,7 @@ def _progress(verb: str):
     return show
 
 
-@cli.command()
+@click.command()
 @click.argument("remote", required=False)
 @click.option("-e", "--experiment", "experiments", multiple=True, help="Only the runs of this experiment (repeatable).")
 @click.option("-r", "--run", "runs", multiple=True, help="Only this run (id, prefix or name; repeatable).")
@@ -41,7 +41,7 @@ def push(ctx, remote, experiments, runs, all_, force):
 
     if all_ and (experiments or runs):
         raise click.UsageError("--all pushes everything: give it without --experiment or --run")
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         result = sync.push(
             c, remote, experiments=None if all_ else list(experiments), runs=None if all_ else list(runs),
             force=force, progress=_progress("uploading"),
@@ -86,7 +86,7 @@ def push(ctx, remote, experiments, runs, all_, force):
 def _fetch(ctx, remote, artifacts: bool, force: bool) -> None:
     from gitml import sync
 
-    with _client(ctx) as c:
+    with open_client(ctx) as c:
         outcome = sync.fetch(c, remote, artifacts=artifacts, force=force, progress=_progress("downloading"))
         r = outcome.result
         click.echo(
@@ -111,7 +111,7 @@ def _fetch(ctx, remote, artifacts: bool, force: bool) -> None:
             sys.exit(1)
 
 
-@cli.command()
+@click.command()
 @click.argument("remote", required=False)
 @click.option("--artifacts", is_flag=True, help="Download the runs' artifacts now instead of on first access.")
 @click.option("--force", is_flag=True, help="A run written here and there: take the remote's history (this clone's is dropped).")
@@ -121,7 +121,7 @@ def fetch(ctx, remote, artifacts, force):
     _fetch(ctx, remote, artifacts, force)
 
 
-@cli.command()
+@click.command()
 @click.argument("remote", required=False)
 @click.option("--force", is_flag=True, help="A run written here and there: take the remote's history (this clone's is dropped).")
 @click.pass_context

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import click
 
-from gitml.cli.main import _repo, cli
+from gitml.cli.common import repo_path
 
 
-@cli.command()
+@click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True, help="Port to listen on.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the UI in a browser.")
@@ -20,7 +20,7 @@ def ui(ctx, host, port, open_browser, allow_hosts):
     from gitml.ui import LOOPBACK, check_installed, serve
 
     check_installed()
-    repo = _repo(ctx)
+    repo = repo_path(ctx)
     open_store(repo).close()  # a UI reads: it must not create a store
 
     if host not in LOOPBACK and not host.startswith("127."):

@@ -15,13 +15,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from gitml.errors import GitmlError, InvalidInputError
+from gitml.errors import InvalidInputError, MissingExtraError
 
 DEFAULT_MAX_BODY_MB = 50.0
-
-
-class MissingExtraError(GitmlError):
-    """An optional part of gitml is not installed."""
 
 
 def check_installed() -> None:

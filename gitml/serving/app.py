@@ -27,7 +27,7 @@ OFFLOAD_BYTES = 256 * 1024  # larger bodies are scored on a thread: /ping keeps 
 _MESSAGE_MAX = 500
 
 
-class RequestError(Exception):
+class RequestError(GitmlError):
     """A refused request: HTTP status, MLflow's error code, a message without the body."""
 
     def __init__(self, status: int, code: str, message: str):

@@ -25,6 +25,7 @@ import socket
 import threading
 import uuid
 
+from gitml.errors import ConflictError
 from gitml.store.perms import shared_file_mode, shared_setting
 
 log = logging.getLogger("gitml")
@@ -33,8 +34,8 @@ OWNERS_DIR = os.path.join("gitml", "locks")
 TRUNCATE_BYTES = 1 << 16  # an owner file's lines are dropped past this size when it holds no lock
 
 
-class LockHeld(Exception):
-    """Another writer holds ``<path>.lock``."""
+class LockHeld(ConflictError):
+    """Another writer holds ``<path>.lock`` (caught inside gitml.store, which waits or retries)."""
 
     def __init__(self, lock: str):
         super().__init__(lock)

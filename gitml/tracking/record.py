@@ -38,7 +38,7 @@ from gitml.store import yamlout
 from gitml.store.git import FILE_MODE, TREE_MODE, GitStore
 from gitml.tracking.entities import Metric
 # the guarded YAML reader sits below the store: model folders, projects and the registry use it too
-from gitml.yamlread import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, _UNUSUAL, _scan_yaml, load_yaml  # noqa: F401
+from gitml.yamlread import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, load_yaml  # noqa: F401
 
 CHUNK_POINTS = 10_000
 HISTORY_HEADER = "step\ttimestamp\tvalue\n"

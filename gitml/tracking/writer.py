@@ -148,6 +148,19 @@ class RunWriter:
     def pending_artifacts(self) -> dict[str, tuple[str, int, str | None]]:
         return dict(self._artifacts)
 
+    def pending_tags(self) -> dict[str, str | None]:
+        """Tags set (a value) or deleted (None) since the last commit."""
+        return dict(self._tags)
+
+    def meta(self) -> dict:
+        """The run's meta as it will be committed: the last commit's, with what is buffered."""
+        return {**self.record().meta, **self._meta}
+
+    @property
+    def base(self) -> bytes | None:
+        """The commit :meth:`record` was read at (None before the run's first commit)."""
+        return self._base
+
     def set_meta(self, **fields) -> None:
         with self.lock:
             self._journal(jr.encode_meta(self.slot, fields))

@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import os
 
-from gitml.errors import GitmlError
+from gitml.errors import MissingExtraError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-class MissingExtraError(GitmlError):
-    """An optional part of gitml is not installed."""
 
 
 def check_installed() -> None:

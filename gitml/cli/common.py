@@ -1,0 +1,106 @@
+"""What the command modules share: the repository and Client of ``-C``, and output
+(JSON, tables, times). The root group, which registers every command, is in
+:mod:`gitml.cli.main`; nothing here imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+
+def repo_path(ctx) -> str | None:
+    """The repository holding the ``-C`` directory (found upwards, as git does), or None."""
+    path = ctx.obj.get("repo")
+    if path is None:
+        return None
+    from dulwich.errors import NotGitRepository
+
+    from gitml.store.git import discover_repo
+
+    try:
+        repo = discover_repo(path)
+    except NotGitRepository:
+        return path  # open_store looks for ./gitml-runs there, or says what is missing
+    try:
+        return repo.path
+    finally:
+        repo.close()
+
+
+def open_client(ctx, *, create: bool = False):
+    from gitml.client import Client
+    from gitml.store.git import open_store
+
+    repo = repo_path(ctx)
+    if not create:
+        open_store(repo).close()  # a read must not create a store
+    return Client(repo)
+
+
+def emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, allow_nan=True))
+
+
+def when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def duration(start: int | None, end: int | None) -> str:
+    if not start:
+        return "-"
+    seconds = ((end or time.time() * 1000) - start) / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+CELL_MAX = 60  # characters of a value shown in a table cell
+
+
+def fmt(value, *, whole: bool = False) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = str(value)
+    if not text.isprintable():  # a newline or tab in a value would break the table's lines
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if whole or len(text) <= CELL_MAX else text[: CELL_MAX - 1] + "…"  # whole: --json, show
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(_width(h), *(_width(r[i]) for r in rows)) if rows else _width(h) for i, h in enumerate(headers)]
+    click.echo(click.style("  ".join(_pad(h, w) for h, w in zip(headers, widths)).rstrip(), bold=True))
+    for row in rows:
+        click.echo("  ".join(_pad(c, w) for c, w in zip(row, widths)).rstrip())
+
+
+def _width(text: str) -> int:
+    """Columns a terminal gives ``text``: wide (CJK, most emoji) characters take two."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - _width(text))
+
+def experiment_id(c, spec: str) -> str:
+    """The id of the experiment named ``spec``, else of the one whose id is ``spec``."""
+    from gitml.errors import ExperimentNotFoundError
+
+    experiment = c.get_experiment_by_name(spec)
+    if experiment is not None:
+        return experiment.experiment_id
+    if not spec.isdigit():  # not an id either: say so, not "id is not a number"
+        raise ExperimentNotFoundError(spec)
+    return c.get_experiment(spec).experiment_id

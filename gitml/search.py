@@ -1,0 +1,161 @@
+"""Searching runs and experiments: MLflow's ``search_runs`` (Run objects, paged),
+``search_experiments``, and the DataFrame of the fluent ``search_runs``.
+
+A mixin of :class:`gitml.Client`, kept beside it so ``client.py`` stays small. A
+search reads the search index (:mod:`gitml.tracking.index`): the matching runs'
+Run objects are built from its rows, not from the run records in git.
+
+>>> page = client.search_runs(["1"], "metrics.auc > 0.9", max_results=50)
+>>> more = client.search_runs(["1"], "metrics.auc > 0.9", max_results=50, page_token=page.token)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from gitml.errors import ExperimentNotFoundError, InvalidInputError
+from gitml.tracking.entities import Experiment, ViewType
+from gitml.tracking.tracker import search_table
+
+if TYPE_CHECKING:
+    from gitml.tracking.tracker import Tracker
+
+
+class PagedList(list):
+    """A page of results (a list) and ``token``, the ``page_token`` of the next page
+    (None on the last page), as MLflow's ``PagedList``."""
+
+    def __init__(self, items, token: str | None):
+        super().__init__(items)
+        self.token = token
+
+
+class Search:
+    """Searches; ``Client`` provides ``tracker`` and ``get_experiment_by_name``."""
+
+    tracker: Tracker
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:  # pragma: no cover - Client's replaces it
+        raise NotImplementedError
+
+    def search_experiments(
+        self,
+        view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int | None = None,
+        filter_string: str | None = None,
+        order_by: list[str] | None = None,
+    ) -> list[Experiment]:
+        """Experiments matching ``filter_string`` (MLflow's experiment grammar: ``name``,
+        ``experiment_id``, ``creation_time``, ``last_update_time``, ``tags.<key>``; plus
+        OR and parentheses), in ``order_by`` order (default: newest first).
+        Raises FilterSyntaxError."""
+        from gitml.tracking.filter import EXPERIMENTS, compile_filter, parse_order_by, sort_rows
+
+        if max_results is not None and max_results < 0:
+            raise InvalidInputError(f"max_results must be >= 0, not {max_results}")
+        predicate = compile_filter(filter_string, EXPERIMENTS)
+        order = parse_order_by(order_by, EXPERIMENTS)
+        rows = [
+            {
+                "experiment_id": e.experiment_id,
+                "name": e.name,
+                "creation_time": e.creation_time,
+                "last_update_time": e.last_update_time,
+                "lifecycle_stage": e.lifecycle_stage,
+                "tags": e.tags,
+                "_experiment": e,
+            }
+            for e in self.tracker.experiments.all(view_type)
+        ]
+        rows = sort_rows([r for r in rows if predicate(r)], order, EXPERIMENTS)
+        found: list[Experiment] = [cast(Experiment, r["_experiment"]) for r in rows]
+        return found[:max_results] if max_results is not None else found
+
+    def search_runs(
+        self,
+        experiment_ids: list[str] | str | None = None,
+        filter_string: str = "",
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+        *,
+        experiment_names: list[str] | None = None,
+    ) -> PagedList:
+        """Runs matching ``filter_string`` (MLflow's grammar, plus OR and parentheses), as
+        MlflowClient returns them: a list of :class:`Run`, at most ``max_results``, whose
+        ``token`` is the ``page_token`` of the next page (None on the last).
+
+        ``experiment_ids`` None (or ``experiment_names``) searches every experiment.
+        ``gitml.search_runs`` gives the DataFrame.
+        """
+        if not isinstance(max_results, int) or max_results < 0:
+            raise InvalidInputError(f"max_results must be an integer >= 0, not {max_results!r}")
+        offset = _page_offset(page_token)
+        ids = self.resolve_experiment_ids(experiment_ids, experiment_names)
+        with self.tracker.index.reading():
+            table, matched = search_table(
+                self.tracker, ids, filter_string, view=run_view_type, max_results=offset + max_results + 1, order_by=order_by
+            )
+        page = matched[offset:offset + max_results]
+        token = _page_token(offset + max_results) if len(matched) > offset + max_results else None
+        return PagedList(self.tracker.runs_at([(table.refs[i], table.commits[i]) for i in page]), token)
+
+    def resolve_experiment_ids(
+        self, experiment_ids: list[str] | str | None, experiment_names: list[str] | None = None
+    ) -> list[str] | None:
+        """The ids of ``experiment_ids`` (one or a list) and of the experiments named
+        ``experiment_names``; None (every experiment) when both are empty. Raises
+        ExperimentNotFoundError for a name no experiment has."""
+        if isinstance(experiment_ids, (str, int)):
+            experiment_ids = [experiment_ids]
+        ids = [str(i) for i in experiment_ids or []]
+        for name in experiment_names or []:
+            experiment = self.get_experiment_by_name(name)
+            if experiment is None:
+                raise ExperimentNotFoundError(name)
+            ids.append(experiment.experiment_id)
+        return ids if (experiment_ids or experiment_names) else None
+
+    def search_frame(
+        self,
+        experiment_ids: list[str] | None = None,
+        filter_string: str = "",
+        *,
+        view: int = ViewType.ACTIVE_ONLY,
+        max_results: int | None = None,
+        order_by: list[str] | None = None,
+    ):
+        """The runs matching ``filter_string`` as a pandas DataFrame with MLflow's columns
+        (``run_id``, ..., ``metrics.*``, ``params.*``, ``tags.*``): what the fluent
+        ``search_runs`` returns. Raises FilterSyntaxError, InvalidInputError."""
+        from gitml.frame import table_frame
+
+        with self.tracker.index.reading():
+            table, matched = search_table(
+                self.tracker, experiment_ids, filter_string, view=view, max_results=max_results, order_by=order_by
+            )
+            return table_frame(table, matched)
+
+
+def _page_token(offset: int) -> str:
+    import base64
+    import json
+
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _page_offset(token: str | None) -> int:
+    if not token:
+        return 0
+    import base64
+    import binascii
+    import json
+
+    try:
+        offset = json.loads(base64.b64decode(token, validate=True))["offset"]
+    except (binascii.Error, ValueError, TypeError, KeyError):
+        raise InvalidInputError(f"page_token {token!r} is not a token search_runs returned") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidInputError(f"page_token {token!r} is not a token search_runs returned")
+    return offset
