@@ -33,7 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 CACHE = os.path.join(HERE, "out", "scale")
-BUILDER_VERSION = 1  # bump when scale_repo.py changes what it builds
+BUILDER_VERSION = 2  # bump when scale_repo.py changes what it builds (2: packs merged)
 MLFLOW_PY = os.path.join(HERE, ".venv-mlflow", "bin", "python")
 WORKLOADS_PY = os.path.join(HERE, "tracking_workloads.py")
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -42,28 +42,37 @@ GITML = [sys.executable, "-m", "gitml.cli.main"]
 SEARCH = """
 import json, statistics, sys, time
 t = time.perf_counter(); import pandas; pandas_s = time.perf_counter() - t
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 import gitml
 search = lambda: gitml.search_runs(search_all_experiments=True,
     filter_string="metrics.m1 > 0.5 and params.p1 = 'a'", order_by=["metrics.m2 DESC"])
-frame = search(); first = time.perf_counter() - t
-repeats = []
+frame = search(); first, first_cpu = time.perf_counter() - t, time.process_time() - c
+repeats, cpus = [], []
 for _ in range(5):
-    t = time.perf_counter(); search(); repeats.append(time.perf_counter() - t)
-print(json.dumps({"pandas_s": pandas_s, "first_s": first, "repeat_s": statistics.median(repeats), "rows": len(frame)}))
+    t, c = time.perf_counter(), time.process_time(); search()
+    repeats.append(time.perf_counter() - t); cpus.append(time.process_time() - c)
+print(json.dumps({"pandas_s": pandas_s, "first_s": first, "repeat_s": statistics.median(repeats), "rows": len(frame),
+                  "first_cpu_s": first_cpu, "repeat_cpu_s": statistics.median(cpus)}))
 """
 
 
 def timed(args, cwd, env=None) -> tuple[float, float, str]:
     """(seconds, peak MB, stdout), peak measured with /usr/bin/time."""
+    secs, _cpu, rss, out = timed_cpu(args, cwd, env)
+    return secs, rss, out
+
+
+def timed_cpu(args, cwd, env=None) -> tuple[float, float, float, str]:
+    """(seconds, CPU seconds (user + system), peak MB, stdout): on a machine other jobs
+    share, the CPU time shows what the command costs when it has a core to itself."""
     t = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "RSS %M", *args], cwd=cwd, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True)
+    proc = subprocess.run(["/usr/bin/time", "-f", "RSS %M CPU %U %S", *args], cwd=cwd,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True)
     secs = time.perf_counter() - t
     if proc.returncode:
         raise RuntimeError(f"{args} failed: {proc.stderr[-2000:]}")
-    rss = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("RSS ")][-1] / 1024
-    return secs, rss, proc.stdout
+    line = [line.split() for line in proc.stderr.splitlines() if line.startswith("RSS ")][-1]
+    return secs, float(line[4]) + float(line[5]), int(line[1]) / 1024, proc.stdout
 
 
 def cached_repo(n: int) -> str:
@@ -98,10 +107,10 @@ def measure(n: int, tmp: str) -> dict:
     env = {"GITML_REPO": work, "HOME": home, "PYTHONPATH": REPO_ROOT}
     secs, rss, text = timed([sys.executable, "-c", SEARCH], work, env)
     out["search"] = {**json.loads(text.strip().splitlines()[-1]), "rss_mb": rss}
-    secs, rss, _ = timed([*GITML, "runs", "-n", "20"], work, env)
-    out["runs"] = {"s": secs, "rss_mb": rss}
-    secs, rss, _ = timed([*GITML, "show", "run-5"], work, env)
-    out["show"] = {"s": secs, "rss_mb": rss}
+    for step, args in (("runs", ["runs", "-n", "20"]), ("show", ["show", "run-5"])):
+        runs = [timed_cpu([*GITML, *args], work, env) for _ in range(3)]  # the median of 3
+        secs, cpu, rss, _ = sorted(runs)[1]
+        out[step] = {"s": secs, "cpu_s": cpu, "rss_mb": rss}
     # remotes: all runs pushed to an empty bare repository, fetched into a fresh one
     for tool in ("git", "gitml"):
         bare = os.path.join(tmp, f"remote-{tool}-{n}.git")
@@ -148,12 +157,14 @@ def table(results: list[dict], mlflow: dict | None) -> str:
         rows.append([label] + [fn(r) for r in results] + ([ml] if mlflow else []))
 
     row("create (W2, runs/s)", lambda r: f"{r['create']['runs_per_s']:.0f}", mlflow and f"{mlflow['runs_per_s']:.0f}")
-    row("search, first call (s)", lambda r: f"{r['search']['first_s']:.3f}", mlflow and f"{mlflow['first_s']:.3f}")
-    row("search, repeated (s)", lambda r: f"{r['search']['repeat_s']:.3f}", mlflow and f"{mlflow['repeat_s']:.3f}")
+    row("search, first call (s; CPU s)", lambda r: f"{r['search']['first_s']:.3f}; {r['search'].get('first_cpu_s', 0):.3f}",
+        mlflow and f"{mlflow['first_s']:.3f}")
+    row("search, repeated (s; CPU s)", lambda r: f"{r['search']['repeat_s']:.3f}; {r['search'].get('repeat_cpu_s', 0):.3f}",
+        mlflow and f"{mlflow['repeat_s']:.3f}")
     row("  import pandas, apart (s)", lambda r: f"{r['search']['pandas_s']:.3f}", mlflow and f"{mlflow['pandas_s']:.3f}")
     row("  rows found", lambda r: str(r["search"]["rows"]))
-    row("gitml runs, newest 20 (s)", lambda r: f"{r['runs']['s']:.3f}")
-    row("gitml show RUN (s)", lambda r: f"{r['show']['s']:.3f}")
+    row("gitml runs, newest 20 (s; CPU s)", lambda r: f"{r['runs']['s']:.3f}; {r['runs'].get('cpu_s', 0):.3f}")
+    row("gitml show RUN (s; CPU s)", lambda r: f"{r['show']['s']:.3f}; {r['show'].get('cpu_s', 0):.3f}")
     for kind in ("push", "fetch"):
         row(f"{kind} all: gitml / git (s)", lambda r, k=kind: f"{r[f'{k}_gitml']['s']:.2f} / {r[f'{k}_git']['s']:.2f}"
             f" ({r[f'{k}_gitml']['s'] / r[f'{k}_git']['s']:.2f}x)")
@@ -177,7 +188,8 @@ def main() -> None:
             print(f"measuring {n} runs ...", file=sys.stderr, flush=True)
             results.append(measure(n, tmp))
         mlflow = measure_mlflow(args.mlflow_runs, tmp) if args.mlflow_runs else None
-    text = table(results, mlflow)
+    text = table(results, mlflow) + "\n\nLoad average (1, 5, 15 min) at the end: %.1f %.1f %.1f on %d cores" % (
+        *os.getloadavg(), os.cpu_count() or 0)
     print(text)
     os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
     with open(os.path.join(HERE, "out", "scale.md"), "w") as f:

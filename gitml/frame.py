@@ -39,7 +39,12 @@ def table_frame(table: RunTable, positions: list[int]):
     }
     for section in SECTIONS:
         for key in table.keys[section]:
-            if (not positions or table.has_missing(section, key)) and all(v is None for v in take(section, key)):
+            values = take(section, key, floats=section == "metrics")
+            if not positions:
                 continue
-            columns[f"{section}.{key}"] = take(section, key, floats=section == "metrics")
+            if table.has_missing(section, key):  # a key none of these runs has is no column
+                column = table.column(section, key)
+                if all(column[i] is None for i in positions):
+                    continue
+            columns[f"{section}.{key}"] = values
     return pd.DataFrame(columns, index=range(len(positions)))

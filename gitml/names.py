@@ -187,6 +187,7 @@ def run_ref(experiment_id: str, run_id: str) -> bytes:
 
 
 _RUN_REF_BYTES = re.compile(rb"refs/gitml/runs/[0-9]{1,20}/[0-9a-f]{32}")
+RUN_REF_NAMES = _RUN_REF_BYTES  # a run ref's whole name: listings keep the refs it matches
 
 
 def is_run_ref(ref: bytes) -> bool:

@@ -194,13 +194,15 @@ def test_one_ref_is_read_as_git_reads_it(repo):
     HEAD through dulwich; every answer as ``git rev-parse`` gives it."""
     runs = import_runs(repo, 6)
     names = sorted(runs)
+    for tag in ("v1", "v10", "xv1"):  # one name the start or the end of another
+        git(repo, "tag", tag, "HEAD~0" if tag != "v10" else names[0].decode())
     git(repo, "pack-refs", "--all")
     head = git(repo, "rev-parse", "HEAD").strip()
     git(repo, "update-ref", names[1].decode(), head)  # loose, over its packed line
     git(repo, "update-ref", "-d", names[2].decode())  # gone from packed-refs
     git(repo, "symbolic-ref", "refs/heads/alias", "refs/heads/" + git(repo, "branch", "--show-current").strip())
     os.makedirs(repo / ".git" / "refs" / "gitml" / "runs" / "0" / ("f" * 32))  # a folder where a ref could be
-    asked = [*names, b"refs/heads/alias", b"HEAD", b"refs/gitml/runs/0/" + b"f" * 32, b"refs/gitml/../../HEAD",
+    asked = [*names, b"refs/tags/v1", b"refs/tags/v10", b"refs/tags/v", b"refs/tags/xv1", b"refs/heads/alias", b"HEAD", b"refs/gitml/runs/0/" + b"f" * 32, b"refs/gitml/../../HEAD",
              b"refs/gitml/x.lock", b"refs/nothing"]
     with open_store(repo) as store:
         for name in asked:

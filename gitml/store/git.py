@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import logging
 import os
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -307,7 +308,7 @@ class GitStore:
         delay = 0.001
         while True:
             try:
-                return update_ref(self.commondir, name, old, new, self._packed_refs)
+                return update_ref(self.commondir, name, old, new, self._packed_ref)
             except LockHeld as held:
                 if delay >= 0.05 and release_if_dead(held.lock, self.commondir):
                     continue
@@ -319,19 +320,20 @@ class GitStore:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
 
-    def _packed_refs(self) -> dict[bytes, bytes]:
+    def _packed_ref(self, name: bytes) -> bytes | None:
         with self._lock:
-            return self._refs.packed()
+            return self._refs.packed_ref(name)
 
     def delete_ref(self, name: bytes, old: bytes) -> bool:
         return self.repo.refs.remove_if_equals(name, old)
 
-    def refs_under(self, prefix: str, *, shared: bool = False) -> dict[bytes, bytes]:
+    def refs_under(self, prefix: str, *, shared: bool = False, names: re.Pattern[bytes] | None = None) -> dict[bytes, bytes]:
         """Every ref below ``prefix`` (e.g. ``refs/gitml/runs/``) → commit id. ``shared``:
         the same dict as the last call's while no ref under ``prefix`` changed (do not
-        modify it), so a caller can reuse what it derived from it."""
+        modify it), so a caller can reuse what it derived from it. ``names``: only refs
+        whose whole name this pattern matches (shared)."""
         with self._lock:
-            return self._refs.listing(prefix) if shared else self._refs.under(prefix)
+            return self._refs.listing(prefix, names) if shared or names else self._refs.under(prefix)
 
     def refresh_refs(self) -> None:
         """Forget cached ref listings (after refs were written by another Repo object)."""

@@ -20,12 +20,14 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from gitml.errors import RepositoryError
 from gitml.store.locks import LockFile, LockHeld, holder, release_if_dead
 
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
+_SORTED = re.compile(rb"# pack-refs with:[^\n]* sorted[ \n]")  # the header of a sorted file
 _SAFE_NAME = re.compile(rb"refs(/[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*)+")  # no '..', '//', '.lock' or oddities
 _PACKED_LINE = re.compile(rb"^([0-9a-f]{40}) (refs/[^\n]*)$", re.MULTILINE)  # one pass over the file
 RACY_SECONDS = 2.0  # a filesystem keeping whole seconds (FAT keeps two): a change can hide in one
@@ -43,21 +45,24 @@ class RefLister:
         self.controldir = controldir
         self._dirs: dict[str, tuple[tuple, float, dict[bytes, bytes], int]] = {}  # ..., serial of the read
         self._serial = 0
-        self._packed: tuple[tuple, dict[bytes, bytes]] | None = None
-        self._packed_under: dict[str, tuple[int, dict[bytes, bytes]]] = {}  # prefix -> (parse, refs)
-        self._parses = 0  # packed-refs parsed so far: which parse a prefix's refs came from
-        self._listings: dict[str, tuple[tuple, dict[bytes, bytes], set[bytes]]] = {}  # prefix -> (stamp, refs, loose)
+        self._data: tuple[tuple | None, bytes] | None = None  # packed-refs: (stat key, content)
+        self._parses = 0  # packed-refs read so far: which reading what was parsed came from
+        self._packed: tuple[int, dict[bytes, bytes]] | None = None  # (parse, every packed ref)
+        self._packed_under: dict[tuple, tuple[int, dict[bytes, bytes]]] = {}  # (prefix, names) -> (parse, refs)
+        self._listings: dict[tuple, tuple[tuple, dict[bytes, bytes], set[bytes]]] = {}  # -> (stamp, refs, loose)
         self.loose: set[bytes] = set()  # the loose refs of the last listing
 
     def under(self, prefix: str) -> dict[bytes, bytes]:
         """``{ref: sha}`` for every ref whose name starts with ``prefix`` (a new dict)."""
         return dict(self.listing(prefix))
 
-    def listing(self, prefix: str) -> dict[bytes, bytes]:
+    def listing(self, prefix: str, names: re.Pattern[bytes] | None = None) -> dict[bytes, bytes]:
         """:meth:`under`, shared: the same dict as the last call's while no ref under
-        ``prefix`` changed (no folder re-read, packed-refs not parsed again), so that
-        callers can keep what they derived from it. Never modify it."""
-        packed = self.packed()
+        ``prefix`` changed (no folder re-read, packed-refs not read again), so that
+        callers can keep what they derived from it. Never modify it. ``names``: a pattern
+        of whole ref names under ``prefix``, the only refs listed (packed-refs is then
+        searched for those lines alone, in one pass, instead of parsing every line)."""
+        data = self._packed_data()
         root = os.path.join(self.controldir, *prefix.rstrip("/").split("/"))
         parts = []
         stamp: list = [self._parses]
@@ -66,21 +71,28 @@ class RefLister:
             parts.append(found)
             stamp.append((dirpath, serial))
         key = tuple(stamp)
-        memo = self._listings.get(prefix)
+        which = (prefix, names)
+        memo = self._listings.get(which)
         if memo is not None and memo[0] == key:
             self.loose = memo[2]
             return memo[1]
-        cached = self._packed_under.get(prefix)
+        cached = self._packed_under.get(which)
         if cached is None or cached[0] != self._parses:
-            bprefix = prefix.encode()
-            cached = (self._parses, {name: sha for name, sha in packed.items() if name.startswith(bprefix)})
-            self._packed_under[prefix] = cached
+            if names is None:
+                bprefix = prefix.encode()
+                packed = {name: sha for name, sha in self.packed().items() if name.startswith(bprefix)}
+            else:
+                line = re.compile(rb"^([0-9a-f]{40}) (" + names.pattern + rb")$", re.MULTILINE)
+                packed = {name: sha for sha, name in line.findall(data)}  # ``names`` are under ``prefix``
+            cached = self._packed_under[which] = (self._parses, packed)
         result = dict(cached[1])
         loose: set[bytes] = set()
         for found in parts:
+            if names is not None:
+                found = {name: sha for name, sha in found.items() if names.fullmatch(name)}
             loose.update(found)
             result.update(found)
-        self._listings[prefix] = (key, result, loose)
+        self._listings[which] = (key, result, loose)
         self.loose = loose
         return result
 
@@ -102,23 +114,46 @@ class RefLister:
         self._dirs[dirpath] = (key, listed_at, found, self._serial)
         return found, self._serial
 
-    def packed(self) -> dict[bytes, bytes]:
+    def _packed_data(self) -> bytes:
+        """``packed-refs`` as it is now: read again only when its stat data changed (or
+        changed too recently to trust them)."""
         path = os.path.join(self.controldir, "packed-refs")
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            return {}
+            if self._data is None or self._data[0] is not None:
+                self._data = (None, b"")
+                self._parses += 1
+            return b""
         key = (st.st_mtime_ns, st.st_ino, st.st_size)
-        if self._packed and self._packed[0] == key and key[0] / 1e9 < time.time() - _racy(key[0]):
-            return self._packed[1]
+        if self._data and self._data[0] == key and key[0] / 1e9 < time.time() - _racy(key[0]):
+            return self._data[1]
         with open(path, "rb") as f:
             data = f.read()
-        refs = {name: sha for sha, name in _PACKED_LINE.findall(data)}
-        if b".." in data:
-            refs = {name: sha for name, sha in refs.items() if b".." not in name}
-        self._packed = (key, refs)
+        self._data = (key, data)
         self._parses += 1
-        return refs
+        return data
+
+    def packed_ref(self, name: bytes) -> bytes | None:
+        """The id ``packed-refs`` gives ``name`` (None: no line): found by a binary search
+        of the file when its header says it is sorted (git and gitml write it so; git
+        searches it the same way), else from the dict of every line."""
+        data = self._packed_data()
+        if (self._packed is not None and self._packed[0] == self._parses) or not _SORTED.match(data):
+            return self.packed().get(name)
+        if b".." in name:
+            return None
+        return _search_sorted(data, name)
+
+    def packed(self) -> dict[bytes, bytes]:
+        """Every ref of ``packed-refs``, parsed in one pass (well-formed lines only)."""
+        data = self._packed_data()
+        if self._packed is None or self._packed[0] != self._parses:
+            refs = {name: sha for sha, name in _PACKED_LINE.findall(data)}
+            if b".." in data:
+                refs = {name: sha for name, sha in refs.items() if b".." not in name}
+            self._packed = (self._parses, refs)
+        return self._packed[1]
 
     def read(self, name: bytes) -> bytes | None | bool:
         """The id ``name`` holds as git reads it: its loose file, else its ``packed-refs``
@@ -129,8 +164,33 @@ class RefLister:
         try:
             value: bytes | None = _read_loose(os.path.join(self.controldir, *os.fsdecode(name).split("/")))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            return self.packed().get(name)
+            return self.packed_ref(name)
         return value if value is not None else False
+
+
+def _search_sorted(data: bytes, name: bytes) -> bytes | None:
+    """The id of ``name`` in a sorted packed-refs file, by bisecting its lines."""
+    lo, hi = 0, len(data)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        start = max(data.rfind(b"\n", lo, mid) + 1, lo)
+        end = data.find(b"\n", start, hi)
+        end = hi if end < 0 else end
+        line = data[start:end]
+        if line[:1] == b"^" and start > 0:  # a peeled line: its ref is the line before
+            before = data.rfind(b"\n", 0, start - 1) + 1
+            line = data[before:start - 1]
+        if line[:1] == b"#":
+            found = b""  # the header: before every ref
+        else:
+            found = line[41:]
+        if found == name:
+            return line[:40] if line[40:41] == b" " and _HEX40.fullmatch(line[:40]) else None
+        if found < name:
+            lo = end + 1
+        else:
+            hi = start
+    return None
 
 
 def _read_ref(path: str) -> bytes | None:
@@ -190,13 +250,13 @@ def wait_for_lock(path: str, commondir: str, timeout: float) -> LockFile:
             delay = min(delay * 2, 0.1)
 
 
-def update_ref(commondir: str, name: bytes, old: bytes | None, new: bytes, packed) -> bool:
+def update_ref(commondir: str, name: bytes, old: bytes | None, new: bytes, packed: Callable[[bytes], bytes | None]) -> bool:
     """Set the ref ``name`` to ``new`` if it is ``old`` (None: absent), under the ref's lock
-    (raises :class:`LockHeld`). ``packed()`` gives the packed refs. Returns False when
-    the ref holds another value."""
+    (raises :class:`LockHeld`). ``packed(name)`` gives a ref's packed id. Returns False
+    when the ref holds another value."""
     parts = name.split(b"/")
     for i in range(2, len(parts)):
-        if b"/".join(parts[:i]) in packed():
+        if packed(b"/".join(parts[:i])) is not None:
             raise RepositoryError(f"ref {name.decode()} cannot exist: {b'/'.join(parts[:i]).decode()} is a ref")
     path = os.path.join(commondir, *os.fsdecode(name).split("/"))
     for attempt in range(5):  # `git pack-refs` removes empty ref folders meanwhile: make them again, as git does
@@ -212,7 +272,7 @@ def update_ref(commondir: str, name: bytes, old: bytes | None, new: bytes, packe
             with open(path, "rb") as ref:
                 current: bytes | None = ref.read(4096).rstrip(b"\n")
         except FileNotFoundError:
-            current = packed().get(name)
+            current = packed(name)
         except IsADirectoryError:
             current = b"(a folder of refs)"
         if current != old or current == new:

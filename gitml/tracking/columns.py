@@ -25,7 +25,7 @@ ATTRIBUTES = (
     "user_id", "lifecycle_stage", "artifact_uri",
 )
 SECTIONS = ("metrics", "params", "tags")
-FORMAT = b"gitml-columns 2"  # the snapshot's first entry: another value is ignored (rebuilt)
+FORMAT = b"gitml-columns 3"  # the snapshot's first entry: another value is ignored (rebuilt)
 
 
 class RunTable:
@@ -38,11 +38,13 @@ class RunTable:
         commits: list[bytes],
         keys: dict[str, list[str]],
         load: Callable[[str], list | None],
+        load_array: Callable[[str, bool], tuple[Any, bool] | None] | None = None,
     ):
         self.refs = refs
         self.commits = commits
         self.keys = keys
         self._load = load
+        self._load_array = load_array  # (numpy array, whether some value is missing), or None: from the list
         self._columns: dict[str, list] = {}
         self._arrays: dict[tuple[str, str, bool], Any] = {}  # numpy arrays of columns (the frame's)
         self._missing: dict[tuple[str, str], bool] = {}
@@ -76,22 +78,21 @@ class RunTable:
 
     def array(self, section: str, key: str = "", *, floats: bool = False) -> Any:
         """The column as a numpy array, kept for the next search: float64 with NaN where a
-        value is missing (``floats``), else objects (None where missing)."""
-        import numpy as np
-
+        value is missing (``floats``), else objects (None where missing). A snapshot's
+        column is decoded into it directly, without a list."""
         found = self._arrays.get((section, key, floats))
         if found is None:
-            column = self.column(section, key)
-            if floats:
-                found = np.array([np.nan if v is None else v for v in column] if None in column else column, dtype="float64")
+            name = "datasets" if section == "datasets" else f"{section}.{key}"
+            got = self._load_array(name, floats) if self._load_array is not None else None
+            if got is not None:
+                found, self._missing[(section, key)] = got
             else:
-                found = np.empty(len(column), dtype=object)
-                found[:] = column
+                found = to_array(self.column(section, key), floats=floats)
             self._arrays[(section, key, floats)] = found
         return found
 
     def has_missing(self, section: str, key: str = "") -> bool:
-        """Whether some run lacks the field."""
+        """Whether some run may lack the field (False: every run has it)."""
         found = self._missing.get((section, key))
         if found is None:
             found = self._missing[(section, key)] = None in self.column(section, key)
@@ -130,7 +131,16 @@ class RunTable:
             source = parent.column(section, key)
             return [source[i] for i in positions]
 
-        return RunTable([self.refs[i] for i in positions], [self.commits[i] for i in positions], self.keys, load)
+        def load_array(name: str, floats: bool) -> tuple[Any, bool]:
+            import numpy as np
+
+            section, _, key = name.partition(".")
+            source = parent.array(section, key, floats=floats)
+            return source[np.array(positions, dtype=np.intp)], parent.has_missing(section, key)
+
+        return RunTable(
+            [self.refs[i] for i in positions], [self.commits[i] for i in positions], self.keys, load, load_array
+        )
 
     def __add__(self, other: RunTable) -> RunTable:
         if not len(other):
@@ -144,14 +154,21 @@ class RunTable:
             section, _, key = name.partition(".")
             return left.column(section, key) + right.column(section, key)
 
-        return RunTable(self.refs + other.refs, self.commits + other.commits, keys, load)
+        def load_array(name: str, floats: bool) -> tuple[Any, bool]:
+            import numpy as np
+
+            section, _, key = name.partition(".")
+            parts = [t.array(section, key, floats=floats) for t in (left, right)]
+            return np.concatenate(parts), left.has_missing(section, key) or right.has_missing(section, key)
+
+        return RunTable(self.refs + other.refs, self.commits + other.commits, keys, load, load_array)
 
     # -- the snapshot's encoding ------------------------------------------
     def encode(self) -> Iterable[tuple[str, bytes]]:
         """``(name, data)`` for every column, the refs, commits and keys (JSON; NaN as NaN)."""
         yield "format", FORMAT
         yield "refs", b"\n".join(self.refs)  # a ref name holds no line break
-        yield "commits", b"".join(self.commits)
+        yield "commits", b"\n".join(self.commits)  # split again in one call
         yield "keys", json.dumps(self.keys).encode()
         for name in self.names():
             section, _, key = name.partition(".")
@@ -161,9 +178,9 @@ class RunTable:
 def decode_head(refs: bytes, commits: bytes, keys: bytes) -> tuple[list[bytes], list[bytes], dict[str, list[str]]]:
     """The refs, commits and keys of a snapshot (raises ValueError when malformed)."""
     names = refs.split(b"\n") if refs else []
-    if len(commits) != 40 * len(names):
+    ids = commits.split(b"\n") if commits else []
+    if len(ids) != len(names) or len(commits) != 41 * len(names) - 1 + (not names):
         raise ValueError("snapshot commits do not match its refs")
-    ids = [commits[i:i + 40] for i in range(0, len(commits), 40)]
     sections = json.loads(keys)
     if not isinstance(sections, dict) or any(not isinstance(sections.get(s), list) for s in SECTIONS):
         raise ValueError("snapshot keys malformed")
@@ -189,6 +206,45 @@ def encode_column(values: list) -> bytes:
         head = json.dumps(distinct).encode()
         return b"s" + struct.pack("<Q", len(head)) + head + array("I", [codes[v] for v in values]).tobytes()
     return b"j" + json.dumps(values).encode()
+
+
+def to_array(values: list, *, floats: bool) -> Any:
+    """A column as a numpy array: float64 with NaN for None (``floats``), else objects."""
+    import numpy as np
+
+    if floats:
+        return np.array([np.nan if v is None else v for v in values] if None in values else values, dtype="float64")
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def decode_array(data: bytes, n: int, *, floats: bool) -> tuple[Any, bool] | None:
+    """A column :func:`encode_column` wrote, of ``n`` values, as :meth:`RunTable.array` holds
+    it, and whether some value is missing; None for a kind best read as a list
+    (ValueError when malformed)."""
+    import numpy as np
+
+    kind = data[:1]
+    if kind in (b"f", b"i") and floats:
+        if len(data) != 1 + n * 9:
+            raise ValueError("snapshot column malformed")
+        present = np.frombuffer(data, dtype=np.uint8, count=n, offset=1).astype(bool)
+        values = np.frombuffer(data, dtype="<f8" if kind == b"f" else "<i8", count=n, offset=1 + n).astype("float64")
+        missing = not present.all()
+        if missing:
+            values[~present] = np.nan
+        return values, missing
+    if kind == b"s" and not floats:
+        (size,) = struct.unpack_from("<Q", data, 1)
+        distinct = json.loads(data[9:9 + size])
+        codes = np.frombuffer(data, dtype="<u4", offset=9 + size)
+        if not isinstance(distinct, list) or len(codes) != n or (n and int(codes.max()) >= len(distinct)):
+            raise ValueError("snapshot column malformed")
+        values = np.empty(len(distinct), dtype=object)
+        values[:] = distinct
+        return values[codes], None in distinct
+    return None
 
 
 def decode_column(data: bytes, n: int) -> list:

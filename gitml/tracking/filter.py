@@ -51,6 +51,7 @@ offending token and its 0-based position.
 from __future__ import annotations
 
 import functools
+import heapq
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -577,6 +578,26 @@ def parse_order_by(clauses: Sequence[str] | None, schema: Schema = RUNS) -> list
     return keys
 
 
+def _first_candidates(rows: list[Any], key: OrderKey, getter: Callable[[str, str], Callable[[Any], Any]], limit: int) -> list[Any]:
+    """The rows that can be among the first ``limit`` by ``key``: the limit-th value and
+    those before it (ties kept), then the others. Unchanged when the column has a
+    missing value, a NaN or mixed kinds (every row is then sorted)."""
+    get = getter(key.section, key.key)
+    values = list(map(get, rows))
+    if None in values or not all(map(operator.eq, values, values)):
+        return rows
+    try:
+        if key.ascending:
+            cut = heapq.nsmallest(limit, values)[-1]
+            first = [row for row, value in zip(rows, values) if value <= cut]
+        else:
+            cut = heapq.nlargest(limit, values)[-1]
+            first = [row for row, value in zip(rows, values) if value >= cut]
+    except TypeError:
+        return rows
+    return first
+
+
 def _mixed(pair: tuple[Any, Row]) -> tuple[bool, Any]:
     """Sort key for a column holding both numbers and strings: numbers first."""
     return isinstance(pair[0], str), pair[0]
@@ -588,6 +609,7 @@ def sort_rows(
     schema: Schema = RUNS,
     *,
     getter: Callable[[str, str], Callable[[Any], Any]] = _value_getter,
+    limit: int | None = None,
 ) -> list[Any]:
     """Rows sorted by ``order``, then the schema's tie-breakers (for runs:
     start_time DESC, then run_id ASC); by the schema's default order without ``order``.
@@ -596,11 +618,15 @@ def sort_rows(
     missing the value (MLflow's order). One stable sort per key, least
     significant first. ``getter(section, key)`` gives the value of a row (default: of a
     row dict); with a table's :meth:`~gitml.tracking.columns.RunTable.getter` the
-    rows are positions in the table.
+    rows are positions in the table. ``limit``: only the first ``limit`` rows are wanted,
+    and rows that cannot be among them by the first key may be left out (they are
+    then not sorted by the other keys).
     """
     result = list(rows)
     first = operator.itemgetter(0)
     keys = [*order, *schema.tiebreak] if order else list(schema.default_order)
+    if limit is not None and 0 < limit * 4 < len(result):
+        result = _first_candidates(result, keys[0], getter, limit)
     for order_key in reversed(keys):
         get = getter(order_key.section, order_key.key)
         values = list(map(get, result))

@@ -24,10 +24,11 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from gitml.errors import CorruptRecordError
 from gitml.errors import RepositoryError
-from gitml.tracking.columns import FORMAT, RunTable, decode_column, decode_head
+from gitml.tracking.columns import FORMAT, RunTable, decode_array, decode_column, decode_head
 
 log = logging.getLogger("gitml")
 SNAPSHOT_SLACK = 256  # runs read from rows before a snapshot is (re)written, at least
@@ -132,6 +133,12 @@ class RunIndex:
         out += [row for _, _, row in self._read_missing(missing, load, errors)]
         return out, errors
 
+    def rows_at(self, refs: dict[bytes, bytes], load: Callable[[bytes, bytes], dict]) -> dict[bytes, dict]:
+        """``{ref: row}`` for a few ``{ref: commit}`` (a search's page): from memory, the
+        rows table, or git (``load``); a corrupt record is left out."""
+        entries, _ = self._entries(refs, load)
+        return {ref: row for ref, _, row in entries}
+
     def table(self, refs: dict[bytes, bytes], load: Callable[[bytes, bytes], dict]) -> tuple[RunTable, list[CorruptRecordError]]:
         """The rows of ``{ref: commit}`` as a :class:`RunTable`: the snapshot's runs whose
         ref still holds its commit, then the others from the rows (or git, ``load``).
@@ -201,10 +208,10 @@ class RunIndex:
             log.warning("gitml: search index snapshot unreadable (%s); reading rows", e)
             return None
 
-        def column(name: str) -> list | None:
+        def read(name: str, decode: Callable[[bytes], Any]) -> Any:
             try:
                 found = reader.execute("SELECT data FROM snapshot WHERE gen = ? AND name = ?", (gen, name)).fetchone()
-                return None if found is None else decode_column(found[0], len(refs))
+                return None if found is None else decode(found[0])
             except (sqlite3.Error, ValueError, TypeError) as e:
                 self._snapshot = None
                 self._drop_snapshot()
@@ -213,7 +220,13 @@ class RunIndex:
                     "it was dropped, search again"
                 ) from None
 
-        table = RunTable(refs, commits, keys, column)
+        def column(name: str) -> list | None:
+            return read(name, lambda data: decode_column(data, len(refs)))
+
+        def array(name: str, floats: bool) -> tuple[Any, bool] | None:
+            return read(name, lambda data: decode_array(data, len(refs), floats=floats))
+
+        table = RunTable(refs, commits, keys, column, array)
         self._snapshot = (gen, table)
         return table
 

@@ -7,7 +7,9 @@ API are thin layers over it.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 import os
 import random
 import time
@@ -27,6 +29,7 @@ from gitml.names import (
     DEFAULT_EXPERIMENT_ID,
     MAX_PARAM_VALUE_LENGTH,
     MAX_TAG_VALUE_LENGTH,
+    RUN_REF_NAMES,
     RUNS_PREFIX,
     check_key,
     is_run_ref,
@@ -53,7 +56,7 @@ from gitml.tracking.entities import (
 )
 from gitml.tracking.committer import Committer, wait_for_repository
 from gitml.tracking.experiments import ExperimentRegistry
-from gitml.tracking.columns import RunTable
+from gitml.tracking.columns import ATTRIBUTES, SECTIONS, RunTable
 from gitml.tracking.index import RunIndex
 from gitml.tracking.record import RunRecord
 from gitml.tracking.writer import RunWriter, journal_trailers
@@ -241,7 +244,6 @@ class Tracker:
         entry_point: str | None = None,
         journaled: bool = True,
         source: Snapshot | None = None,
-        self._listed: tuple[dict[bytes, bytes] | None, dict[bytes, bytes]] = (None, {})  # listing, its run refs
         source_name: str | None = None,
         source_type: str | None = None,
     ) -> RunWriter:
@@ -439,13 +441,19 @@ class Tracker:
                 out[ref] = commit
         return out
 
+    def _all_run_refs(self) -> dict[bytes, bytes]:
+        """Every run ref: the same dict while no run ref changed (the index reuses the
+        table it made of it); names checked as packed-refs is searched."""
+        return self.store.refs_under(RUNS_PREFIX, names=RUN_REF_NAMES)
+
     def ref_of(self, run_id: str) -> bytes:
         check_run_id(run_id)
         ref = self._refs_by_run.get(run_id)
         if ref is not None and self.store.ref(ref) is not None:
             return ref
+        tail = b"/" + run_id.encode()
         for ref in self.run_refs():
-            if ref.endswith(run_id.encode()):
+            if ref.endswith(tail):
                 self._refs_by_run[run_id] = ref
                 return ref
         raise RunNotFoundError(run_id)
@@ -462,22 +470,7 @@ class Tracker:
     def get_run(self, run_id: str) -> Run:
         return run_of(*self.record(run_id))
 
-
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
-    def _all_run_refs(self) -> dict[bytes, bytes]:
-        """Every run ref: the same dict while no run ref changed (the index reuses the
-        table it made of it). New names are checked in one set difference."""
-        listing = self.store.refs_under(RUNS_PREFIX, shared=True)
-        if listing is self._listed[0]:
-            return self._listed[1]
-        valid = self._valid_refs
-        new = listing.keys() - valid
-        bad = {ref for ref in new if not is_run_ref(ref)}
-        valid.update(new - bad)
-        out = {ref: commit for ref, commit in listing.items() if ref not in bad} if bad else listing
-        self._listed = (listing, out)
-        return out
-
         check_key(key, "metric")
         record, _ = self.record(run_id)
         return record.history(self.store, key)
@@ -556,20 +549,21 @@ class Tracker:
         spec = spec.strip()
         if not spec:
             raise InvalidInputError("empty run id")
-        ids = [run_ref_parts(r)[1] for r in self.run_refs()]
-        if spec.lower() in ids:
-            return spec.lower()
-        hexlike = all(c in "0123456789abcdef" for c in spec.lower())
-        by_id = [i for i in ids if i.startswith(spec.lower())] if hexlike and len(spec) >= 4 else []
+        key = spec.lower()
+        hexlike = all(c in "0123456789abcdef" for c in key)
+        ids = [ref[-32:] for ref in self.run_refs()] if hexlike else []  # a run ref ends in its run id
+        if len(key) == 32 and key.encode() in ids:
+            return key
+        by_id = [i.decode() for i in ids if i.startswith(key.encode())] if len(key) >= 4 else []
         with self.index.reading():
             table, _ = self.table()
-            names, run_ids = table.column("attributes", "run_name"), table.column("attributes", "run_id")
-            by_name = [run_ids[i] for i, name in enumerate(names) if name == spec]
+            names = table.column("attributes", "run_name")
+            by_name = [table.refs[i][-32:].decode() for i, name in enumerate(names) if name == spec] if spec in names else []
         matches = sorted(set(by_id) | set(by_name))
         if len(matches) == 1:
             return matches[0]
         if not matches:
-            if hexlike and len(spec) < 4 and any(i.startswith(spec.lower()) for i in ids):
+            if len(key) < 4 and any(i.startswith(key.encode()) for i in ids):
                 raise InvalidInputError(f"run id prefix {spec!r} is too short: give at least 4 hex digits")
             raise RunNotFoundError(spec)
         raise AmbiguousRunError(spec, matches)
@@ -652,9 +646,10 @@ def search_table(
     for error in errors:
         log.warning("gitml: skipping unreadable run: %s", error)
     stages = table.column("attributes", "lifecycle_stage")
-    mask = filter_mask(predicate, table)
-    matched = [i for i, (ok, stage) in enumerate(zip(mask, stages)) if ok and ViewType.matches(view, stage)]
-    matched = sort_rows(matched, order, getter=table.getter)
+    shown = {stage for stage in set(stages) if ViewType.matches(view, stage)}
+    mask = map(operator.and_, filter_mask(predicate, table), map(shown.__contains__, stages))
+    matched = list(itertools.compress(range(len(table)), mask))
+    matched = sort_rows(matched, order, getter=table.getter, limit=max_results)
     return table, matched[:max_results] if max_results is not None else matched
 
 
@@ -667,9 +662,18 @@ def search_rows(
     max_results: int | None = None,
     order_by: list[str] | None = None,
 ) -> list[dict]:
-    """Rows of the runs matching a filter, ordered, at most ``max_results``."""
+    """Rows of the runs matching a filter, ordered, at most ``max_results``. A page of few
+    runs (``gitml runs -n 20``) takes their rows from the index's row table, not a
+    column of every field for every run (0.5 s at 100,000 runs)."""
     with tracker.index.reading():
         table, matched = search_table(
             tracker, experiment_ids, filter_string, view=view, max_results=max_results, order_by=order_by
         )
-        return [table.row(i) for i in matched]
+        if len(matched) * 8 > len(table):
+            return [table.row(i) for i in matched]
+        found = tracker.index.rows_at({table.refs[i]: table.commits[i] for i in matched}, tracker._load_row)
+        fields = (*ATTRIBUTES, *SECTIONS, "datasets")
+        return [
+            {f: row.get(f) for f in fields} if (row := found.get(table.refs[i])) is not None else table.row(i)
+            for i in matched
+        ]
