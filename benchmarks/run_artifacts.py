@@ -170,6 +170,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="10 MB file and 200 runs")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", choices=("w4", "w5"), help="one workload only")
     args = ap.parse_args()
     big = (10 if args.quick else 100) << 20
     runs = 200 if args.quick else 1000
@@ -182,8 +183,8 @@ def main() -> None:
             with open(os.path.join(data, "small", f"f{i}.bin"), "wb") as f:
                 f.write(os.urandom(4096))
         tools = ["gitml"] + (["mlflow-file"] if os.path.exists(MLFLOW_PY) else [])
-        w4s = {t: [w4(tmp, t, data) for _ in range(args.repeat)] for t in tools}
-        w5s = [w5(tmp, runs) for _ in range(args.repeat)]
+        w4s = {t: [w4(tmp, t, data) for _ in range(args.repeat)] for t in tools} if args.only != "w5" else {}
+        w5s = [w5(tmp, runs) for _ in range(args.repeat)] if args.only != "w4" else []
     med = lambda xs: statistics.median(xs)
     lines = [
         "# Artifacts and sharing: gitml vs MLflow and git",
@@ -194,17 +195,19 @@ def main() -> None:
         "| figure | " + " | ".join(tools) + " | ratio |",
         "|---|" + "---|" * (len(tools) + 1),
     ]
-    for k, label in ((0, "W4 first log_artifacts, s"), (1, "W4 second log_artifacts (same folder), s")):
+    for k, label in ((0, "W4 first log_artifacts, s"), (1, "W4 second log_artifacts (same folder), s")) if w4s else ():
         vals = [med([r[k]["secs"] for r in w4s[t]]) for t in tools]
         ratio = f"{vals[1] / vals[0]:.1f}x faster" if len(vals) > 1 else ""
         lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {ratio} |")
-    for k, label in ((0, "W4 bytes stored after the first log, MB"), (1, "W4 bytes stored after the second log, MB")):
+    for k, label in ((0, "W4 bytes stored after the first log, MB"), (1, "W4 bytes stored after the second log, MB")) if w4s else ():
         vals = [med([r[k]["bytes"] for r in w4s[t]]) / 2**20 for t in tools]
         lines.append(f"| {label} | " + " | ".join(f"{v:.1f}" for v in vals) + " | |")
-    g = [r[1]["secs"] / r[0]["secs"] for r in w4s["gitml"]]
-    lines.append(f"| W4 second log / first log (gitml) | {med(g):.1%} | | |")
-    lines += ["", "| W5 | git | gitml | gitml / git |", "|---|---|---|---|"]
-    for op, label in (
+    if w4s:
+        g = [r[1]["secs"] / r[0]["secs"] for r in w4s["gitml"]]
+        lines.append(f"| W4 second log / first log (gitml) | {med(g):.1%} | | |")
+    if w5s:
+        lines += ["", "| W5 | git | gitml | gitml / git |", "|---|---|---|---|"]
+    for op, label in () if not w5s else (
         ("push", f"push {runs} runs"),
         ("fetch", f"fetch {runs} runs"),
         ("netpush", f"push {runs} runs over git://"),
@@ -214,7 +217,8 @@ def main() -> None:
         a, b = med([r[f"{op}_git"] for r in w5s]), med([r[f"{op}_gitml"] for r in w5s])
         ratios = sorted(r[f"{op}_gitml"] / r[f"{op}_git"] for r in w5s)
         lines.append(f"| {label}, s | {a:.2f} | {b:.2f} | {b / a:.2f} (runs: {', '.join(f'{x:.2f}' for x in ratios)}) |")
-    lines.append(f"| runs arrived (git / gitml) | {w5s[0]['runs_git']} | {w5s[0]['runs_gitml']} | |")
+    if w5s:
+        lines.append(f"| runs arrived (git / gitml) | {w5s[0]['runs_git']} | {w5s[0]['runs_gitml']} | |")
     text = "\n".join(lines) + "\n"
     print(text)
     os.makedirs(os.path.join(HERE, "out"), exist_ok=True)

@@ -592,13 +592,15 @@ def test_push_over_the_network_does_not_walk_a_long_shared_history(repo, tmp_pat
     assert for_each_ref(base / "remote.git") == refs
 
 
+@pytest.mark.parametrize("bound", ["BIG_PACK", "DICT_OBJECTS"])
 @pytest.mark.parametrize("kind", ["path", "git"])
-def test_large_packs_are_searched_in_their_index(repo, tmp_path, monkeypatch, kind):
-    """Packs over BIG_PACK objects are not held in a dict but searched in their index
-    (here every pack is, by setting the bound to 0): pushes and fetches are the same."""
+def test_large_packs_are_searched_in_their_index(repo, tmp_path, monkeypatch, kind, bound):
+    """Packs over BIG_PACK objects, and every pack of a repository of over DICT_OBJECTS,
+    are not held in a dict but searched in their index (here every pack is, by setting
+    the bound to 0): pushes and fetches are the same."""
     import gitml.store.entries as entries
 
-    monkeypatch.setattr(entries, "BIG_PACK", 0)
+    monkeypatch.setattr(entries, bound, 0)
     make_runs(5)
     git(repo, "gc", "-q")  # one pack, with deltas (read through dulwich)
     make_runs(5)  # and gitml's own small packs

@@ -178,3 +178,17 @@ def test_a_hostile_commit_already_here_is_refused_again(repo, tmp_path):
             result = fetch_refs(store, str(bare))
         assert "incomplete" in result.refused[ref] and ref not in for_each_ref(tmp_path / "clone")
     assert len(for_each_ref(tmp_path / "clone")) == 2  # the good run and its experiment
+
+
+def test_the_index_writer_keeps_offsets_past_2_gib_in_the_large_offset_table(tmp_path):
+    from dulwich.object_format import DEFAULT_OBJECT_FORMAT
+    from dulwich.pack import load_pack_index_file
+
+    from gitml.store.packs import _index_v2
+
+    rows = sorted(bytes([k]) * 20 + struct.pack(">QL", offset, 7) for k, offset in ((1, 12), (2, 3 << 30), (3, 5 << 32)))
+    path = tmp_path / "x.idx"
+    path.write_bytes(_index_v2(rows, b"\0" * 20))
+    with open(path, "rb") as f:
+        index = load_pack_index_file(str(path), f, DEFAULT_OBJECT_FORMAT)
+        assert [index.object_offset(bytes([k]) * 20) for k in (1, 2, 3)] == [12, 3 << 30, 5 << 32]

@@ -14,8 +14,10 @@ import glob
 import mmap
 import os
 import struct
+import sys
 import zlib
 from array import array
+from binascii import unhexlify
 
 from dulwich.objects import parse_tree
 from dulwich.repo import Repo
@@ -28,6 +30,8 @@ _TYPE_NUMBERS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 _DELTA_TYPES = (6, 7)
 _IDX_V2 = b"\377tOc\x00\x00\x00\x02"
 BIG_PACK = 100_000  # objects: a larger pack is searched in its index, not held in a dict
+DICT_OBJECTS = 400_000  # objects in all packs: beyond, every pack is searched in its index (memory)
+_LOW32 = 0xFFFFFFFF
 
 Where = tuple[int, int, int, int]  # (pack number, start, end, CRC-32) of a stored entry
 
@@ -43,19 +47,22 @@ class PackEntries:
         self.ids_only = ids_only
         self._ids: set[bytes] = set()  # raw ids of the small packs, when ids_only
         self._maps: list[mmap.mmap] = []
-        self._where: dict[bytes, Where] = {}  # raw sha -> entry, for the small packs
+        self._where: dict[bytes, int] = {}  # raw sha -> entry (pack number, CRC, start, end as one int)
         self._big: list[_IndexedPack] = []
         self._deltas: set[bytes] = set()  # raw ids stored as deltas in the small packs
         self._unread = False  # a pack this class cannot read (a v1 index, over 2 GiB): ask dulwich
         self._loose: set[bytes] | None = None  # hex ids of the loose objects, listed once
         self._elsewhere: dict[bytes, bool] = {}  # hex sha -> held, once dulwich was asked
+        self._all_indexed = False  # every pack searched in its index (many objects: memory first)
         if packs is not None:
             self._loose = set()
             for base in packs:
                 self._load(base + ".idx")
             self._unread = False  # only these packs: nothing else is asked
             return
-        for idx_path in sorted(glob.glob(os.path.join(repo.object_store.path, "pack", "*.idx"))):
+        paths = sorted(glob.glob(os.path.join(repo.object_store.path, "pack", "*.idx")))
+        self._all_indexed = sum(map(_object_count, paths)) > DICT_OBJECTS
+        for idx_path in paths:
             self._load(idx_path)
 
     def _load(self, idx_path: str) -> None:
@@ -78,7 +85,7 @@ class PackEntries:
         number = len(self._maps)
         self._maps.append(data)
         self._maps.append(idx)
-        if count > BIG_PACK:
+        if count > BIG_PACK or self._all_indexed:
             self._big.append(_IndexedPack(number, idx, data, count, offsets))
             return
         shas_at = 8 + 256 * 4
@@ -94,20 +101,30 @@ class PackEntries:
                 self._deltas.add(idx[shas_at + 20 * i : shas_at + 20 * i + 20])  # read through dulwich
                 continue
             stop = offsets[order[pos + 1]] if pos + 1 < count else end
-            self._where.setdefault(idx[shas_at + 20 * i : shas_at + 20 * i + 20], (number, start, stop, crcs[i]))
+            # one int per entry, not a tuple of four: a third of the memory
+            self._where.setdefault(idx[shas_at + 20 * i : shas_at + 20 * i + 20],
+                                   (((number << 32 | crcs[i]) << 32 | start) << 32) | stop)
 
     def _find(self, raw: bytes) -> Where | None:
-        hit = self._where.get(raw)
-        if hit is None:
-            for pack in self._big:
-                hit = pack.find(raw)
-                if hit is not None:
-                    break
-        return hit
+        packed = self._where.get(raw)
+        if packed is not None:
+            return packed >> 96, (packed >> 32) & _LOW32, packed & _LOW32, (packed >> 64) & _LOW32
+        for pack in self._big:
+            hit = pack.find(raw)
+            if hit is not None:
+                return hit
+        return None
 
-    def raw(self, hexsha: bytes) -> tuple[int, bytes]:
+    def get(self, hexsha: bytes) -> tuple[int, bytes] | None:
+        """:meth:`raw`, or None when :meth:`has` is false (one lookup of a stored entry)."""
+        hit = self._find(unhexlify(hexsha))
+        if hit is None and not self.has(hexsha):
+            return None
+        return self.raw(hexsha, hit)
+
+    def raw(self, hexsha: bytes, hit: Where | None = None) -> tuple[int, bytes]:
         """``(type number, content)``, inflated from the stored entry when there is one."""
-        hit = self._find(bytes.fromhex(hexsha.decode()))
+        hit = hit or self._find(unhexlify(hexsha))
         if hit is None:
             if self._loose is not None and hexsha in self._loose:
                 return self._loose_raw(hexsha)
@@ -170,8 +187,10 @@ class PackEntries:
         """Whether the repository holds the object, answered from the pack indexes and
         one listing of the loose objects (dulwich's search rescans the pack folder on
         every miss, and a transfer asks mostly about objects the target lacks)."""
-        raw = bytes.fromhex(hexsha.decode())
-        if raw in self._where or raw in self._ids or raw in self._deltas or any(pack.holds(raw) for pack in self._big):
+        raw = unhexlify(hexsha)
+        if raw in self._where or raw in self._ids or raw in self._deltas:
+            return True
+        if self._big and any(pack.holds(raw) for pack in self._big):
             return True
         if self._loose is None:
             self._loose = _loose_ids(self.repo.object_store.path)
@@ -185,7 +204,7 @@ class PackEntries:
         return found
 
     def entry(self, hexsha: bytes) -> tuple[bytes, bytes, int]:
-        raw = bytes.fromhex(hexsha.decode())
+        raw = unhexlify(hexsha)
         hit = self._find(raw)
         if hit is not None:
             number, start, stop, crc = hit
@@ -270,6 +289,12 @@ def commit_header(raw: bytes) -> tuple[int, list[bytes], bytes]:
                 pass
     return when, parents, raw[5:45]  # "tree <sha>" is the first line
 
+def _object_count(idx_path: str) -> int:
+    with open(idx_path, "rb") as f:
+        head = f.read(8 + 256 * 4)
+    return struct.unpack_from(">L", head, 8 + 255 * 4)[0] if head[:8] == _IDX_V2 else 0
+
+
 def _loose_ids(objects: str) -> set[bytes]:
     ids: set[bytes] = set()
     for prefix in os.listdir(objects):
@@ -289,21 +314,28 @@ class _IndexedPack:
         self.offsets_at = self.crcs_at + 4 * count
         self.starts = array("Q", sorted(offsets))  # where each entry ends: where the next one starts
         self.starts.append(len(data) - 20)
+        # The first 4 bytes of every id, in the index's (sorted) order, as integers: 4 bytes
+        # per object, searched by C's bisect; the whole id is compared only where they match.
+        table = idx[self.shas_at : self.crcs_at]
+        heads = bytearray(4 * count)
+        for k in range(4):
+            heads[k::4] = table[k::20]
+        self.heads = array("I")
+        assert self.heads.itemsize == 4
+        self.heads.frombytes(heads)
+        if sys.byteorder == "little":
+            self.heads.byteswap()
 
     def _position(self, raw: bytes) -> int | None:
         first = raw[0]
-        lo = self.fanout[first - 1] if first else 0
         hi = self.fanout[first]
-        idx, at = self.idx, self.shas_at
-        while lo < hi:
-            mid = (lo + hi) // 2
-            here = idx[at + 20 * mid : at + 20 * mid + 20]
-            if here < raw:
-                lo = mid + 1
-            elif here > raw:
-                hi = mid
-            else:
-                return mid
+        head = int.from_bytes(raw[:4], "big")
+        i = bisect.bisect_left(self.heads, head, self.fanout[first - 1] if first else 0, hi)
+        idx, at, heads = self.idx, self.shas_at, self.heads
+        while i < hi and heads[i] == head:
+            if idx[at + 20 * i : at + 20 * i + 20] == raw:
+                return i
+            i += 1
         return None
 
     def holds(self, raw: bytes) -> bool:

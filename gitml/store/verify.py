@@ -63,12 +63,13 @@ class FetchedObjects:
         return self.arrived.has(sha) or self.before(sha)
 
     def raw(self, sha: bytes) -> tuple[int, bytes]:
-        if self.arrived.has(sha):
-            return self.arrived.raw(sha)
+        found = self.arrived.get(sha)
+        if found is not None:
+            return found
         try:
             return self.local.object_store.get_raw(sha)
         except KeyError:
-            raise RepositoryError(f"object {sha.decode()} is missing") from None
+            raise _Problem("is missing") from None
 
     def links(self, sha: bytes) -> tuple[int, list[bytes], list[bytes]]:
         return links_of(*self.raw(sha))
@@ -260,9 +261,7 @@ class _Walk:
             if self.before(sha):
                 continue  # here before the fetch: complete
             try:
-                if not self.entries.has(sha):
-                    raise _Problem("is missing")
-                type_num, walk, blobs = self.entries.links(sha)
+                type_num, walk, blobs = self.entries.links(sha)  # a missing one raises
                 if type_num != _TREE:
                     raise _Problem(f"is a {_TYPES.get(type_num, type_num)}, not a tree")
             except (RepositoryError, _Problem) as e:
@@ -302,5 +301,5 @@ class _Walk:
         return self._blame.get(tip) if tip in self._tainted else None
 
 
-class _Problem(Exception):
-    pass
+class _Problem(RepositoryError):
+    """Why an object breaks what names it (the message says it of the object)."""
