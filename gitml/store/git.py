@@ -383,12 +383,13 @@ class GitStore:
                     email = email or config.get((b"user",), b"email").decode()
                 except KeyError:
                     pass
-            user = _user()
+            user = user_name()
             self._identity = Identity(name or user, email or f"{user}@localhost")
         return self._identity
 
 
-def _user() -> str:
+def user_name() -> str:
+    """The operating-system user running gitml (what MLflow records as ``mlflow.user``)."""
     try:
         return getpass.getuser()
     except Exception:

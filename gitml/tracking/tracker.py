@@ -40,7 +40,7 @@ from gitml.names import (
     run_ref_parts,
     run_ref,
 )
-from gitml.store.git import GitStore, _user
+from gitml.store.git import GitStore, user_name
 from gitml.store.worktree import Snapshot, is_tracked, snapshot
 from gitml.tracking import journal as jr
 from gitml.tracking.entities import (
@@ -155,8 +155,11 @@ def _entry_script(store: GitStore) -> tuple[str, bool] | None:
 
 
 def row_of(record: RunRecord) -> dict:
-    """The search row of a run record (what filters and the DataFrame see)."""
+    """The search row of a run record (what filters and the DataFrame see); under ``"run"``,
+    what else a :class:`Run` holds (metric steps and times, source, inputs), so that
+    :meth:`Tracker.runs_at` builds Runs from the index without reading the records."""
     meta = record.meta
+    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
     return {
         "run_id": meta["run_id"],
         "experiment_id": str(meta.get("experiment_id", "")),
@@ -174,13 +177,35 @@ def row_of(record: RunRecord) -> dict:
             {"name": i.get("name"), "digest": i.get("digest"), "context": i.get("context")}
             for i in input_records(meta.get("inputs"))
         ],
+        "run": {
+            "latest": {k: [s, t] for k, (s, t, _) in record.latest.items()},
+            "source": [_text(source.get("commit")), _text(source.get("branch")), bool(source.get("dirty"))],
+            "inputs": bool(meta.get("inputs")),  # a Run's inputs are read from the record
+        },
     }
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def run_of(record: RunRecord, commit: bytes | None) -> Run:
     """The API's Run object for a record (read at ``commit``, None if not yet committed)."""
-    row = row_of(record)
-    source = record.meta.get("source") or {}
+    return _run(row_of(record), commit, record.meta.get("inputs"))
+
+
+def run_of_row(row: dict, commit: bytes) -> Run | None:
+    """The Run of a search row made by :func:`row_of`; None when the row lacks part of it
+    (the run has dataset inputs, or an older gitml made the row): read the record then."""
+    extra = row.get("run")
+    if extra is None or extra["inputs"]:
+        return None
+    return _run(row, commit, None)
+
+
+def _run(row: dict, commit: bytes | None, inputs) -> Run:
+    commit_id, branch, dirty = row["run"]["source"]
+    metrics = row["metrics"]
     return Run(
         info=RunInfo(
             run_id=row["run_id"],
@@ -193,12 +218,12 @@ def run_of(record: RunRecord, commit: bytes | None) -> Run:
             lifecycle_stage=row["lifecycle_stage"],
             artifact_uri=row["artifact_uri"],
         ),
-        data=RunData(
-            metrics=row["metrics"], params=row["params"], tags=row["tags"],
-            latest_metrics={k: Metric(k, v, t, s) for k, (s, t, v) in record.latest.items()},
+        data=RunData(  # copies: the row may be the index's
+            metrics=dict(metrics), params=dict(row["params"]), tags=dict(row["tags"]),
+            latest_metrics={k: Metric(k, metrics[k], t, s) for k, (s, t) in row["run"]["latest"].items()},
         ),
-        source=RunSource(source.get("commit"), source.get("branch"), bool(source.get("dirty")), commit.decode() if commit else None),
-        inputs=RunInputs.from_records(record.meta.get("inputs")),
+        source=RunSource(commit_id, branch, dirty, commit.decode() if commit else None),
+        inputs=RunInputs.from_records(inputs),
     )
 
 
@@ -268,7 +293,7 @@ class Tracker:
             "run_name": run_name,
             "experiment_id": experiment_id,
             "status": RunStatus.RUNNING,
-            "user_id": _user(),
+            "user_id": user_name(),
             "start_time": start_time if start_time is not None else _now_ms(),
             "end_time": None,
             "lifecycle_stage": LifecycleStage.ACTIVE,
@@ -469,6 +494,20 @@ class Tracker:
 
     def get_run(self, run_id: str) -> Run:
         return run_of(*self.record(run_id))
+
+    def runs_at(self, refs: list[tuple[bytes, bytes]]) -> list[Run]:
+        """The Runs of ``(run ref, commit)`` pairs a search found, in order: built from the
+        search index's rows, and from the record (read from git) for a row that lacks
+        what a Run holds. A record that cannot be read raises CorruptRecordError."""
+        rows = self.index.rows_at(dict(refs), self._load_row)
+        out = []
+        for ref, commit in refs:
+            run = run_of_row(rows[ref], commit) if ref in rows else None
+            if run is None:
+                _, run_id = run_ref_parts(ref)
+                run = run_of(RunRecord.load(self.store, commit, f"run {run_id}", ref=ref), commit)
+            out.append(run)
+        return out
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         check_key(key, "metric")
