@@ -192,3 +192,22 @@ def test_the_index_writer_keeps_offsets_past_2_gib_in_the_large_offset_table(tmp
     with open(path, "rb") as f:
         index = load_pack_index_file(str(path), f, DEFAULT_OBJECT_FORMAT)
         assert [index.object_offset(bytes([k]) * 20) for k in (1, 2, 3)] == [12, 3 << 30, 5 << 32]
+
+
+def test_pack_pages_let_go_while_copying_are_read_again(repo, tmp_path, monkeypatch):
+    """Pages of the source's packs are let go every few megabytes of a copy (so a copy of
+    a large repository holds no more than that of them); what is read after is the same."""
+    monkeypatch.setattr(entries_module, "_RESIDENT_BYTES", 0)  # let go after every entry
+    make_runs(3)
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    with open_store(repo) as store:
+        from gitml.store.remote import push_refs
+
+        refs = store.refs_under("refs/gitml/")
+        assert set(push_refs(store, str(bare), refs).values()) == {"ok"}
+    git(bare, "fsck", "--strict")
+    git(tmp_path, "init", "-q", "clone")
+    with open_store(tmp_path / "clone") as store:
+        assert len(fetch_refs(store, str(bare)).created) == len(refs)
+    git(tmp_path / "clone", "fsck", "--strict")

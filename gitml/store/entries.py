@@ -32,6 +32,7 @@ _IDX_V2 = b"\377tOc\x00\x00\x00\x02"
 BIG_PACK = 100_000  # objects: a larger pack is searched in its index, not held in a dict
 DICT_OBJECTS = 400_000  # objects in all packs: beyond, every pack is searched in its index (memory)
 _LOW32 = 0xFFFFFFFF
+_RESIDENT_BYTES = 64 << 20  # of pack pages read while copying, before they are let go (the page cache keeps them)
 
 Where = tuple[int, int, int, int]  # (pack number, start, end, CRC-32) of a stored entry
 
@@ -54,6 +55,7 @@ class PackEntries:
         self._loose: set[bytes] | None = None  # hex ids of the loose objects, listed once
         self._elsewhere: dict[bytes, bool] = {}  # hex sha -> held, once dulwich was asked
         self._all_indexed = False  # every pack searched in its index (many objects: memory first)
+        self._copied = 0  # bytes of entries handed out since the maps' pages were last let go
         if packs is not None:
             self._loose = set()
             for base in packs:
@@ -211,6 +213,11 @@ class PackEntries:
             chunk = self._maps[number][start:stop]
             if zlib.crc32(chunk) != crc:  # copied as stored: checked against the index's CRC first
                 raise self._damaged(hexsha, "its stored bytes fail the pack index's CRC")
+            self._copied += len(chunk)
+            if self._copied > _RESIDENT_BYTES and hasattr(mmap, "MADV_DONTNEED"):
+                self._copied = 0  # pages read stay counted in this process's memory until let go
+                for data in self._maps:
+                    data.madvise(mmap.MADV_DONTNEED)
             return raw, chunk, crc
         try:
             if self._loose is not None and hexsha in self._loose:
