@@ -4,14 +4,20 @@ gitml and GTO 1.10.1 (benchmarks/.venv-gto, made by setup_gto.sh) on the same re
 in the same run: listing the registry, resolving ``models:/m7@production``, registering one
 more version. The tags are built fast (runs through gitml's API with background commits,
 tag objects written as one pack by gitml's store, refs packed by ``git pack-refs``).
+gitml is measured twice: as built (the ~400 small packs gitml's pack merging retired in
+the build are still there, as for a minute after) and settled (those packs deleted by
+that housekeeping); medians of ``--repeat`` in-process calls and of 3 CLI processes, each
+registration taking a new run.
 
-    python benchmarks/run_registry.py [--models 50] [--versions 20]
+    python benchmarks/run_registry.py [--models 50] [--versions 20] [--repeat 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +31,7 @@ def _git(repo, *args, input_text=None):
     return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True, input=input_text).stdout
 
 
-def build(repo: str, models: int, versions: int) -> str:
+def build(repo: str, models: int, versions: int, spares: int = 1) -> list[str]:
     import gitml
     from dulwich.objects import Commit, Tag
 
@@ -36,7 +42,7 @@ def build(repo: str, models: int, versions: int) -> str:
     _git(repo, "commit", "-q", "--allow-empty", "-m", "init")
     gitml.set_tracking_uri(repo)
     run_ids = []
-    for _ in range(models * versions + 1):
+    for _ in range(models * versions + spares):
         with gitml.start_run() as run:
             gitml.log_text("flavors: {}\n", "model/MLmodel")
         run_ids.append(run.info.run_id)
@@ -76,22 +82,86 @@ def build(repo: str, models: int, versions: int) -> str:
     client.close()
     _git(repo, "update-ref", "--stdin", input_text="".join(refs))
     _git(repo, "pack-refs", "--all")
-    return run_ids[-1]
+    return run_ids[models * versions:]
 
 
 def timed(fn, repeat: int = 5) -> float:
-    best = float("inf")
+    """The median wall time of ``repeat`` runs of ``fn`` (each call may take the next spare run)."""
+    return timed_cpu(fn, repeat)[0]
+
+
+def timed_cpu(fn, repeat: int = 5) -> tuple[float, float]:
+    """Medians of the wall time and of the CPU time (this process's and its children's) of
+    ``repeat`` runs of ``fn``: CPU time holds still when other work shares the machine."""
+    walls, cpus = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start, cpu = time.perf_counter(), time.process_time()
         fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+        walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(time.process_time() - cpu + after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def settle(repo: str) -> int:
+    """What a minute later looks like: the packs gitml's pack merging retired during the build
+    (kept readable for RETIRED_GRACE_SECONDS, then deleted by the next merge) are deleted, by
+    that same housekeeping with their grace period run out. Returns the packs left."""
+    from gitml.store.packs import maybe_merge_small_packs
+
+    retired = os.path.join(repo, ".git", "gitml", "retired")
+    past = time.time() - 3600
+    for name in os.listdir(retired) if os.path.isdir(retired) else []:
+        os.utime(os.path.join(retired, name), (past, past))
+    maybe_merge_small_packs(os.path.join(repo, ".git", "objects", "pack"), os.path.join(repo, ".git", "gitml", "repack.lock"))
+    return sum(n.endswith(".pack") for n in os.listdir(os.path.join(repo, ".git", "objects", "pack")))
+
+
+def measure(repo: str, spares: list[str], first_version: int, repeat: int) -> dict[str, tuple[tuple[float, float], ...]]:
+    """``{operation: ((API wall, CPU), (CLI wall, CPU))}`` in seconds; each registration takes a spare run."""
+    import gitml
+    from gitml.models.uri import resolve_model_uri
+
+    def fresh_list():
+        with gitml.Client(repo) as c:
+            c.registry.models()
+
+    def fresh_resolve():
+        with gitml.Client(repo) as c:
+            resolve_model_uri(c, "models:/m7@production")
+
+    todo = list(spares)
+    version = [first_version]
+
+    def register():
+        with gitml.Client(repo) as c:
+            c.registry.register("m7", todo.pop(), "model", version=f"v{version[0]}.0.0")
+        version[0] += 1
+
+    cli = [sys.executable, "-m", "gitml.cli.main"]
+
+    def cli_register():
+        subprocess.run([*cli, "registry", "register", "m7", f"{todo.pop()}:model", "--version", f"v{version[0]}.0.0"],
+                       cwd=repo, check=True, capture_output=True)
+        version[0] += 1
+
+    code = "import gitml.pyfunc\nfrom gitml.models.uri import resolve_model_uri\nresolve_model_uri(None, 'models:/m7@production')"
+    return {
+        "list": (timed_cpu(fresh_list, repeat),
+                 timed_cpu(lambda: subprocess.run([*cli, "registry", "list"], cwd=repo, check=True, capture_output=True), 3)),
+        "resolve m7@production": (timed_cpu(fresh_resolve, repeat),
+                                  timed_cpu(lambda: subprocess.run([sys.executable, "-c", code], cwd=repo, check=True,
+                                                                   capture_output=True), 3)),
+        "register one version": (timed_cpu(register, repeat), timed_cpu(cli_register, 3)),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", type=int, default=50)
     parser.add_argument("--versions", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=5, help="in-process repeats (the median is reported)")
     args = parser.parse_args()
     gto = os.path.join(ROOT, "benchmarks", ".venv-gto", "bin", "gto")
     if not os.path.exists(gto):
@@ -101,51 +171,33 @@ def main() -> None:
         os.makedirs(repo)
         os.chdir(repo)
         start = time.perf_counter()
-        spare = build(repo, args.models, args.versions)
+        spares = build(repo, args.models, args.versions, 2 * (args.repeat + 3) + 1)
         tags = len(_git(repo, "tag", "-l").split())
-        print(f"built {tags} tags over {args.models * args.versions} runs in {time.perf_counter() - start:.1f} s")
+        packs = sum(n.endswith(".pack") for n in os.listdir(os.path.join(repo, ".git", "objects", "pack")))
+        print(f"built {tags} tags over {args.models * args.versions} runs in {time.perf_counter() - start:.1f} s "
+              f"({packs} packs, the retired ones still there)")
         import gitml
-        from gitml.models.uri import resolve_model_uri
-
-        def fresh_list():
-            with gitml.Client(repo) as c:
-                c.registry.models()
-
-        def fresh_resolve():
-            with gitml.Client(repo) as c:
-                resolve_model_uri(c, "models:/m7@production")
 
         with gitml.Client(repo) as c:
             assert c.registry.models()["m7"].stages["production"] == f"v{args.versions}.0.0"
-        api_list, api_resolve = timed(fresh_list), timed(fresh_resolve)
-        version = [f"v{args.versions + 1}.0.0"]
-
-        def register():
-            with gitml.Client(repo) as c:
-                c.registry.register("m7", spare, "model", version=version[0])
-            version[0] = f"v{int(version[0][1:].split('.')[0]) + 1}.0.0"
-
-        api_register = timed(register, repeat=1)
-        cli = [sys.executable, "-m", "gitml.cli.main"]
-        cli_list = timed(lambda: subprocess.run([*cli, "registry", "list"], cwd=repo, check=True, capture_output=True), 3)
-        code = "import gitml.pyfunc\nfrom gitml.models.uri import resolve_model_uri\nresolve_model_uri(None, 'models:/m7@production')"
-        cli_resolve = timed(lambda: subprocess.run([sys.executable, "-c", code], cwd=repo, check=True, capture_output=True), 3)
-        _git(repo, "tag", "-d", f"m7@v{args.versions + 1}.0.0")
-        cli_register = timed(lambda: subprocess.run([*cli, "registry", "register", "m7", f"{spare}:model", "--version",
-                                                     f"v{args.versions + 1}.0.0"], cwd=repo, check=True,
-                                                    capture_output=True), 1)
-        _git(repo, "tag", "-d", f"m7@v{args.versions + 1}.0.0")
+        per_pass = args.repeat + 3
+        fresh = measure(repo, spares[:per_pass], args.versions + 1, args.repeat)
+        left = settle(repo)
+        settled = measure(repo, spares[per_pass:2 * per_pass], args.versions + 1 + per_pass, args.repeat)
         gto_list = timed(lambda: subprocess.run([gto, "show"], cwd=repo, check=True, capture_output=True), 1)
         gto_resolve = timed(lambda: subprocess.run([gto, "show", "m7#production", "--ref"], cwd=repo, check=True,
                                                    capture_output=True), 1)
-        commit = _git(repo, "rev-parse", f"refs/gitml/runs/0/{spare}").strip()
-        gto_register = timed(lambda: subprocess.run([gto, "register", "m7", commit, "--version", f"v{args.versions + 1}.0.0"],
+        commit = _git(repo, "rev-parse", f"refs/gitml/runs/0/{spares[-1]}").strip()
+        gto_register = timed(lambda: subprocess.run([gto, "register", "m7", commit, "--version", "v999.0.0"],
                                                     cwd=repo, check=True, capture_output=True), 1)
-        print(f"{'operation':<26}{'gitml API':>11}{'gitml CLI':>11}{'GTO CLI':>10}{'GTO/gitml CLI':>15}")
-        for name, api, cli_t, gto_t in [("list", api_list, cli_list, gto_list),
-                                        ("resolve m7@production", api_resolve, cli_resolve, gto_resolve),
-                                        ("register one version", api_register, cli_register, gto_register)]:
-            print(f"{name:<26}{api:>10.3f}s{cli_t:>10.3f}s{gto_t:>9.3f}s{gto_t / cli_t:>14.1f}x")
+        print(f"load average {os.getloadavg()[0]:.1f}; medians; 'settled': {left} packs once gitml's housekeeping "
+              "deleted the packs it retired")
+        print("seconds: wall median (CPU median)")
+        print(f"{'operation':<23}{'API':>15}{'API settled':>15}{'CLI':>15}{'CLI settled':>15}{'GTO CLI':>9}{'GTO/CLI':>9}")
+        for (name, (api, cli_t)), gto_t in zip(fresh.items(), (gto_list, gto_resolve, gto_register)):
+            api_s, cli_s = settled[name]
+            cells = "".join(f"{w:>7.3f} ({c:.3f})" for w, c in (api, api_s, cli_t, cli_s))
+            print(f"{name:<23}{cells}{gto_t:>8.3f}s{gto_t / cli_s[0]:>8.1f}x")
 
 
 if __name__ == "__main__":
