@@ -6,8 +6,9 @@
     gitml.pyfunc.load_model("models:/churn@production")
 
 Modules: ``tags`` (the tag table and its parser), ``signing`` (gpg / ssh-keygen as git
-uses them), ``policy`` (``.gitml/registry.yaml`` and ``.gitml/stages.yaml``), ``state``
-(:class:`Registry`: reading the state from tags, writing events, resolving), ``mlflow_api``
+uses them), ``policy`` (``.gitml/registry.yaml`` and ``.gitml/stages.yaml``), ``events``
+(the state as read: tags, versions, models), ``state`` (:class:`Registry`: reading the state
+from tags, writing events, resolving), ``mlflow_api``
 (MLflow's registry calls on ``Client``), ``gitops`` (propose / check / apply: promotion
 by pull request).
 """

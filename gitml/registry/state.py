@@ -19,12 +19,12 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from dulwich.objects import Commit, Tag
 
 from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError, RunNotFoundError
 from gitml.names import check_artifact_path
+from gitml.registry.events import ModelState, ModelVersion, TagEvent
 from gitml.registry.policy import Policy, load_policy
 from gitml.registry.signing import SigningConfig, Verification, sign, split_signed, verify
 from gitml.registry.tags import (
@@ -54,80 +54,6 @@ class UntrustedTagError(ConflictError):
     """A stage tag the policy requires to be signed by a trusted key is not (``on_untrusted: refuse``)."""
 
     error_code = "PERMISSION_DENIED"
-
-
-@dataclass
-class TagEvent:
-    """One registry tag as read: its parsed name, object id, target commit and message."""
-
-    tag: RegistryTag
-    sha: bytes
-    target: str = ""
-    tagger: str = ""
-    time: int = 0  # seconds
-    raw: bytes = b""
-    _info: dict | None = None
-
-    @property
-    def info(self) -> dict:
-        """The YAML of the message (gitml's tags; ``{}`` for others), parsed on first use:
-        listing the registry needs only tag names and targets."""
-        if self._info is None:
-            self._info = {}
-            _, _, message = self.raw.partition(b"\n\n")
-            body, _ = split_signed(message)
-            if body.startswith(b"gitml-registry:"):
-                try:
-                    info = load_yaml(body, f"tag {self.tag.name}")
-                except CorruptRecordError:
-                    info = None
-                found = info.get("gitml-registry") if isinstance(info, dict) else None
-                self._info = found if isinstance(found, dict) else {}
-        return self._info
-
-
-@dataclass
-class ModelVersion:
-    """A registered version: a model folder (``path``) in a run commit."""
-
-    model: str
-    version: str
-    commit: str
-    event: TagEvent
-    registered_by: str = ""
-    registered_at: int = 0  # seconds
-    deregistered: bool = False
-    stages: list[str] = field(default_factory=list)
-    tag: str = ""
-
-    @property
-    def run_id(self) -> str:
-        return str(self.event.info.get("run_id") or "")
-
-    @property
-    def path(self) -> str:
-        return str(self.event.info.get("path") or "")
-
-    @property
-    def description(self) -> str:
-        return str(self.event.info.get("description") or "")
-
-
-@dataclass
-class ModelState:
-    name: str
-    versions: dict[str, ModelVersion] = field(default_factory=dict)
-    stages: dict[str, str] = field(default_factory=dict)  # stage -> version
-    deprecated: bool = False
-    counter: int = 0  # the greatest N among its tags
-    events: list[TagEvent] = field(default_factory=list)
-    ignored: dict[str, str] = field(default_factory=dict)  # tag -> why it was ignored
-    deciding: dict[str, TagEvent] = field(default_factory=dict)  # stage -> the assign tag that decides it
-
-    @property
-    def latest(self) -> ModelVersion | None:
-        live = [v for v in self.versions.values() if not v.deregistered]
-        return max(live, key=lambda v: version_key(v.version)) if live else None
 
 
 def _now() -> tuple[int, int]:
@@ -499,12 +425,12 @@ class Registry:
         commit = self.tracker.run_refs().get(ref)
         if commit is None:
             raise RunNotFoundError(run_id)
-        what = f"run {run_id} ({ARTIFACTS})"
         try:
             entry = self.store.lookup(self.store.commit(commit).tree, f"{RECORD_DIR}/{ARTIFACTS}")
-            manifest = load_yaml(self.store.blob(entry[1]), what) if entry is not None else None
-        except CorruptRecordError as e:
-            raise CorruptRecordError(f"run {run_id}", str(e)) from None
+            data = self.store.blob(entry[1]) if entry is not None else None
+        except CorruptRecordError as e:  # the object and what is wrong with it
+            raise CorruptRecordError(f"run {run_id}", f"{e.what}: {e.detail}") from None
+        manifest = load_yaml(data, f"run {run_id} ({ARTIFACTS})") if data is not None else None
         if manifest is not None and not isinstance(manifest, dict):
             raise CorruptRecordError(f"run {run_id}", f"{ARTIFACTS} is not a mapping")
         try:
