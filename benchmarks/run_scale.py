@@ -1,6 +1,7 @@
 """Growth table: gitml at 1,000, 10,000 and 100,000 runs, MLflow (sqlite) beside it.
 
     python benchmarks/run_scale.py [--sizes 1000,10000,100000] [--mlflow-runs 20000]
+    python benchmarks/run_scale.py --mlflow-only out/mlflow-20k.json  # then --mlflow-json it
 
 Each size's repository (W2-shaped runs across 50 experiments, built by
 ``scale_repo.py`` with gitml's own writers) is built once and cached under
@@ -72,7 +73,7 @@ def timed_cpu(args, cwd, env=None) -> tuple[float, float, float, str]:
     if proc.returncode:
         raise RuntimeError(f"{args} failed: {proc.stderr[-2000:]}")
     line = [line.split() for line in proc.stderr.splitlines() if line.startswith("RSS ")][-1]
-    return secs, float(line[4]) + float(line[5]), int(line[1]) / 1024, proc.stdout
+    return secs, float(line[3]) + float(line[4]), int(line[1]) / 1024, proc.stdout
 
 
 def cached_repo(n: int) -> str:
@@ -180,14 +181,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--mlflow-runs", type=int, default=20000, help="0: no MLflow column")
+    ap.add_argument("--mlflow-json", help="MLflow's column from this file (written by --mlflow-only) "
+                    "instead of measuring it: its 20,000 runs take most of an hour here")
+    ap.add_argument("--mlflow-only", metavar="FILE", help="measure MLflow's column alone, into FILE")
     args = ap.parse_args()
+    if args.mlflow_only:
+        with tempfile.TemporaryDirectory(prefix="gitml-scale-mlflow-") as tmp:
+            with open(args.mlflow_only, "w") as f:
+                json.dump(measure_mlflow(args.mlflow_runs, tmp), f)
+        return
     os.makedirs(CACHE, exist_ok=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="gitml-scale-") as tmp:
         for n in [int(s) for s in args.sizes.split(",")]:
             print(f"measuring {n} runs ...", file=sys.stderr, flush=True)
             results.append(measure(n, tmp))
-        mlflow = measure_mlflow(args.mlflow_runs, tmp) if args.mlflow_runs else None
+        if args.mlflow_json:
+            with open(args.mlflow_json) as f:
+                mlflow = json.load(f)
+        else:
+            mlflow = measure_mlflow(args.mlflow_runs, tmp) if args.mlflow_runs else None
     text = table(results, mlflow) + "\n\nLoad average (1, 5, 15 min) at the end: %.1f %.1f %.1f on %d cores" % (
         *os.getloadavg(), os.cpu_count() or 0)
     print(text)

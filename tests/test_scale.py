@@ -293,3 +293,30 @@ def test_sorting_for_the_first_rows_gives_the_first_rows_of_the_whole_order():
             first = sort_rows(range(len(rows)), keys, getter=table.getter, limit=limit)
             assert first[:limit] == whole[:limit], (order, limit)
     assert len(sort_rows(range(len(rows)), parse_order_by(None), getter=table.getter, limit=5)) < len(rows)
+
+
+def test_runs_outside_the_snapshot_are_made_into_columns_a_chunk_at_a_time(repo, small_slack, monkeypatch):
+    """A snapshot rebuilt from 100,000 rows held every row dict at once (1 GB): the rows
+    are now read and made into columns 5,000 at a time, and not kept in memory."""
+    gitml.set_experiment("scale")
+    make_runs(13)
+    expected = gitml.search_runs(filter_string="params.p != 'y'", order_by=["metrics.m DESC"])
+    with sqlite3.connect(os.path.join(repo, ".git", "gitml", "index.sqlite3")) as db:
+        db.execute("DELETE FROM snapshot")
+    monkeypatch.setattr(index_module, "_TABLE_CHUNK", 4)
+    monkeypatch.setattr(index_module, "_KEEP_ROWS", 2)
+    client = gitml.Client(repo)
+    tracker = client.tracker
+    with tracker.index.reading():
+        table, _ = tracker.table()
+        assert len(table) == 13 and sorted(table.column("params", "p")) == sorted("xyz"[i % 3] for i in range(13))
+    assert not tracker.index._mem  # 13 rows read at once: made into columns, not kept as dicts
+    assert snapshot_generations(repo) == [1]  # rewritten from the rows
+    out = run_python("""
+import gitml
+gitml.set_experiment("scale")
+f = gitml.search_runs(filter_string="params.p != 'y'", order_by=["metrics.m DESC"])
+print(",".join(f["run_id"]))
+""", repo).stdout.strip().splitlines()[-1]
+    assert out.split(",") == list(expected["run_id"])
+    client.close()

@@ -14,6 +14,7 @@ or that is new, is read from the row table instead (see :mod:`gitml.tracking.ind
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 from array import array
@@ -64,6 +65,25 @@ class RunTable:
         table = cls([e[0] for e in entries], [e[1] for e in entries], keys, columns.get)
         table._columns = columns
         return table
+
+    @classmethod
+    def concat(cls, parts: Sequence[RunTable]) -> RunTable:
+        """One table of the rows of ``parts``, in order (each column joined once)."""
+        keys = {s: sorted({k for t in parts for k in t.keys[s]}) for s in SECTIONS}
+
+        def load(name: str) -> list | None:
+            section, _, key = name.partition(".")
+            return list(itertools.chain.from_iterable(t.column(section, key) for t in parts))
+
+        def load_array(name: str, floats: bool) -> tuple[Any, bool]:
+            import numpy as np
+
+            section, _, key = name.partition(".")
+            arrays = [t.array(section, key, floats=floats) for t in parts]
+            return np.concatenate(arrays), any(t.has_missing(section, key) for t in parts)
+
+        refs = [r for t in parts for r in t.refs]
+        return cls(refs, [c for t in parts for c in t.commits], keys, load, load_array)
 
     def column(self, section: str, key: str = "") -> list:
         """The values of one field for every row (``None`` where missing)."""

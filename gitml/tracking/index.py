@@ -33,6 +33,8 @@ from gitml.tracking.columns import FORMAT, RunTable, decode_array, decode_column
 log = logging.getLogger("gitml")
 SNAPSHOT_SLACK = 256  # runs read from rows before a snapshot is (re)written, at least
 _CHUNK = 500  # refs per sqlite query
+_TABLE_CHUNK = 5000  # rows made into columns at a time, when many runs are outside the snapshot
+_KEEP_ROWS = 1000  # rows read at once up to which they stay in memory
 
 
 class RunIndex:
@@ -158,8 +160,14 @@ class RunIndex:
                 rest = {r: refs[r] for r in refs.keys() - set(base.refs)}
             else:
                 rest = {}
-        entries, errors = self._entries(rest, load) if rest else ([], [])
-        extra = RunTable.from_rows(entries)
+        parts, errors = [], []
+        names = list(rest)
+        for i in range(0, len(names), _TABLE_CHUNK):  # the rows of one chunk at a time in memory
+            chunk = {r: rest[r] for r in names[i:i + _TABLE_CHUNK]}
+            entries, failed = self._entries(chunk, load, keep=len(rest) <= _KEEP_ROWS)
+            parts.append(RunTable.from_rows(entries))
+            errors += failed
+        extra = RunTable.concat(parts) if len(parts) > 1 else parts[0] if parts else RunTable.from_rows([])
         table = extra if base is None else base + extra
         if len(extra) >= SNAPSHOT_SLACK and len(extra) * 50 >= len(table):
             self._write_snapshot(table)
@@ -274,9 +282,11 @@ class RunIndex:
             log.warning("gitml: could not write the search index snapshot: %s", e)
 
     def _entries(
-        self, refs: dict[bytes, bytes], load: Callable[[bytes, bytes], dict]
+        self, refs: dict[bytes, bytes], load: Callable[[bytes, bytes], dict], *, keep: bool = True
     ) -> tuple[list[tuple[bytes, bytes, dict]], list[CorruptRecordError]]:
-        """``(ref, commit, row)`` for ``{ref: commit}``: from memory, the rows table, or git."""
+        """``(ref, commit, row)`` for ``{ref: commit}``: from memory, the rows table, or git.
+        ``keep``: rows read from the table stay in memory (not for a table of many runs,
+        made into columns: 100,000 row dicts took 1 GB)."""
         out: list[tuple[bytes, bytes, dict]] = []
         errors: list[CorruptRecordError] = []
         with self._lock:
@@ -293,7 +303,8 @@ class RunIndex:
                 for ref, commit in missing:
                     hit = found.get(ref)
                     if hit is not None and hit[0] == commit:
-                        self._mem[ref] = hit
+                        if keep:
+                            self._mem[ref] = hit
                         out.append((ref, commit, hit[1]))
                     else:
                         still.append((ref, commit))
