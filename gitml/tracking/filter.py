@@ -52,8 +52,10 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
 import operator
 import re
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -293,7 +295,25 @@ class _Lift:
                 any((v := d.get(key)) is not None and test(v) for d in inputs or ())
                 for inputs in table.column("datasets")
             ]
-        return [v is not None and test(v) for v in table.column(self.section, self.key)]
+        column = table.column(self.section, self.key)
+        if not table.has_missing(self.section, self.key):  # every run has the field: no test per value in Python
+            if isinstance(test, _Compare):
+                return list(map(test.op, column, itertools.repeat(test.operand)))
+            if isinstance(test, types.BuiltinMethodType):  # IN: the set's own method
+                return list(map(test, column))
+        return [v is not None and test(v) for v in column]
+
+
+class _Compare:
+    """``value <op> operand``: a test whose column mask is one ``map`` of ``op``."""
+
+    __slots__ = ("op", "operand")
+
+    def __init__(self, op: Callable[[Any, Any], bool], operand: Any):
+        self.op, self.operand = op, operand
+
+    def __call__(self, value: Any) -> bool:
+        return self.op(value, self.operand)
 
 
 class _Both:
@@ -480,8 +500,7 @@ class _Parser:
             regex = _like_regex(self.value(field, token), ignore_case=keyword == "ILIKE")
             test = lambda v: regex.fullmatch(v) is not None  # noqa: E731
         elif token.kind == "op":
-            compare, value = COMPARATORS[token.value], self.value(field, token)
-            test = lambda v: compare(v, value)  # noqa: E731
+            test = _Compare(COMPARATORS[token.value], self.value(field, token))
         else:
             raise self.fail(
                 f"expected a comparator after {field.label!r}, got {token.describe()}", token)
