@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import statistics
@@ -102,6 +103,23 @@ class Server:
                 raise SystemExit(f"{tool} serve did not start: {self.log.read().decode(errors='replace')[-2000:]}")
             time.sleep(0.01)
         self.start_to_ping = time.perf_counter() - start
+        self.cpu_to_ping = self.tree_cpu_s()
+
+    def tree_cpu_s(self) -> float:
+        """CPU seconds of the server's process tree (live processes, and children they reaped)."""
+        tick, total, pids = os.sysconf("SC_CLK_TCK"), 0, [self.proc.pid]
+        while pids:
+            pid = pids.pop()
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/children") as f:
+                        pids += [int(p) for p in f.read().split()]
+            except OSError:
+                pass
+        return total / tick
 
     def tree_rss_mb(self) -> float:
         pids, total = [self.proc.pid], 0
@@ -178,19 +196,28 @@ def _big_bad_answer(port: int, mb: int) -> int:
     return size
 
 
+CPU: dict = {}  # (tool, template) -> median CPU seconds of _cold's runs
+
+
 def _cold(tool: str, model: str, example: str, repeat: int, template: str | None = None) -> float:
     """The median wall time of a fresh interpreter running ``template`` (default: the tool's
-    load + predict) in the tool's environment, Python's start included."""
+    load + predict) in the tool's environment, Python's start included (its median CPU
+    time goes to ``CPU``)."""
     py = sys.executable if tool == "gitml" else MLFLOW_PY
+    key = (tool, template)
     if template is None:
         template = COLD_GITML if tool == "gitml" else COLD_MLFLOW
     code = template.format(path=model, example=example, pickle=os.path.join(model, "model.pkl"))
     env = dict(os.environ, PYTHONPATH=REPO_ROOT) if tool == "gitml" else {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    times = []
+    times, cpus = [], []
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run([py, "-c", code], env=env, check=True, capture_output=True)
         times.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    CPU[key] = statistics.median(cpus)
     return statistics.median(times)
 
 
@@ -241,14 +268,18 @@ def main() -> None:
             figures: dict = {"cold_load_predict_s": _cold(tool, model, example, args.repeat),
                              "floor_load_predict_s": _cold(tool, model, example, args.repeat, COLD_FLOOR),
                              "python_start_s": _cold(tool, model, example, args.repeat, "pass"), "loads": {}}
+            figures["cpu_s"] = {"cold_load_predict": CPU[(tool, None)], "floor_load_predict": CPU[(tool, COLD_FLOOR)],
+                                "python_start": CPU[(tool, "pass")]}
             for workers in (int(w) for w in args.workers.split(",")):
-                starts = []
+                starts, cpus = [], []
                 for _ in range(args.repeat if args.start_only else 1):
                     server = Server(tool, model, workers)
                     starts.append(server.start_to_ping)
+                    cpus.append(server.cpu_to_ping)
                     if args.start_only:
                         server.stop()
                 figures.setdefault("start_to_ping_s", {})[workers] = statistics.median(starts)
+                figures["cpu_s"][f"start_to_ping_w{workers}"] = statistics.median(cpus)
                 if args.start_only:
                     continue
                 try:
@@ -292,13 +323,18 @@ def _table(results: dict) -> str:
                          f"{got['rps']:.0f} req/s ({got['rows_per_s']:.0f} rows/s), p50 {got['p50_ms']:.1f} ms, "
                          f"p99 {got['p99_ms']:.1f} ms" + (f", {got['non_2xx']} non-2xx" if got["non_2xx"] else ""))
         lines.append(f"| {load} | " + " | ".join(cells) + " |")
-    lines.append("| cold load + predict | " + " | ".join(f"{results['tools'][t]['cold_load_predict_s']:.2f} s" for t in tools) + " |")
-    lines.append("| the floor: pickle.load + predict, no framework | "
-                 + " | ".join(f"{results['tools'][t]['floor_load_predict_s']:.2f} s" for t in tools) + " |")
-    lines.append("| Python's start alone | " + " | ".join(f"{results['tools'][t]['python_start_s']:.2f} s" for t in tools) + " |")
+    def timed(tool: str, wall: float, cpu: str) -> str:
+        return f"{wall:.2f} s ({results['tools'][tool]['cpu_s'][cpu]:.2f} s CPU)"
+
+    lines.append("| cold load + predict | " + " | ".join(
+        timed(t, results['tools'][t]['cold_load_predict_s'], "cold_load_predict") for t in tools) + " |")
+    lines.append("| the floor: pickle.load + predict, no framework | " + " | ".join(
+        timed(t, results['tools'][t]['floor_load_predict_s'], "floor_load_predict") for t in tools) + " |")
+    lines.append("| Python's start alone | " + " | ".join(
+        timed(t, results['tools'][t]['python_start_s'], "python_start") for t in tools) + " |")
     for workers in first.get("start_to_ping_s", {}):
-        lines.append(f"| start to first /ping, -w {workers} | "
-                     + " | ".join(f"{results['tools'][t]['start_to_ping_s'][workers]:.2f} s" for t in tools) + " |")
+        lines.append(f"| start to first /ping, -w {workers} | " + " | ".join(
+            timed(t, results['tools'][t]['start_to_ping_s'][workers], f"start_to_ping_w{workers}") for t in tools) + " |")
     if "memory" not in first:
         return "\n".join(lines) + "\n"
     lines.append("| RSS fresh / after 1,000 bad requests / after N more | " + " | ".join(
