@@ -76,13 +76,14 @@ class RepoOperations:
         from gitml.store.worktree import restore
 
         r = self.tracker.get_run(self.tracker.resolve(run))
-        source = r.source.commit.encode() if r.source.commit else None
+        ran = r.source
+        source = ran.commit.encode() if ran is not None and ran.commit else None
         if source is None and branch:
             raise InvalidInputError(
                 f"run {r.info.run_id[:8]} ran before the repository's first commit: there is no commit "
                 f"to start branch {branch!r} at (check it out without -b)"
             )
-        run_tree = self._store.commit((r.source.run_commit or "").encode()).tree
+        run_tree = self._store.commit(((ran and ran.run_commit) or "").encode()).tree
         restore(self._store, source, run_tree, branch=branch, skip=RECORD_DIR)
         return r
 

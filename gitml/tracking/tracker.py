@@ -159,7 +159,9 @@ def row_of(record: RunRecord) -> dict:
     what else a :class:`Run` holds (metric steps and times, source, inputs), so that
     :meth:`Tracker.runs_at` builds Runs from the index without reading the records."""
     meta = record.meta
-    source = meta.get("source") if isinstance(meta.get("source"), dict) else {}
+    source = meta.get("source")
+    if not isinstance(source, dict):
+        source = {}
     return {
         "run_id": meta["run_id"],
         "experiment_id": str(meta.get("experiment_id", "")),
