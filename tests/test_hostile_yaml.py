@@ -151,3 +151,13 @@ def test_hostile_registry_policy_from_a_clone_fails_closed_naming_the_file(tmp_p
     git(clone, "commit", "-qam", "a sane policy")
     with gitml.Client(clone) as c:
         assert c.registry.resolve("churn", stage="production").run_id == run.info.run_id
+
+
+@pytest.mark.parametrize("content, why", [(ALIAS_BOMB, "anchors and aliases"), (OVERSIZE, "over the limit")],
+                         ids=["alias bomb", "oversize"])
+def test_hostile_desired_stages_file_is_refused_naming_it(content, why):
+    from gitml.registry.policy import parse_stages
+
+    with pytest.raises(CorruptRecordError, match=why) as e:
+        parse_stages(content, ".gitml/stages.yaml at 0123456789ab")
+    _one_line(e.value, ".gitml/stages.yaml")
