@@ -280,6 +280,21 @@ def tree_changes(store: GitStore, old: bytes | None, new: bytes | None, *, skip:
     return out
 
 
+def _untracked_in_the_way(store: GitStore, path: str) -> str | None:
+    """An untracked file at ``path`` (or, where a folder of tracked files stands, in it)."""
+    full = os.path.join(store.workdir or "", path)
+    if not os.path.lexists(full) or is_tracked(store, path):
+        return None
+    if not os.path.isdir(full) or os.path.islink(full):
+        return path
+    for folder, _dirs, files in os.walk(full):  # a folder the checkout replaces with a file
+        for name in files:
+            inner = os.path.relpath(os.path.join(folder, name), store.workdir or "").replace(os.sep, "/")
+            if not is_tracked(store, inner):
+                return inner
+    return None
+
+
 def restore(store: GitStore, commit: bytes | None, run_tree: bytes, *, branch: str | None, skip: str) -> None:
     """Check out ``commit`` (detached, or as a new ``branch``), then write the files of
     ``run_tree`` (less the folder ``skip``) that differ from it into the work tree as
@@ -312,21 +327,23 @@ def restore(store: GitStore, commit: bytes | None, run_tree: bytes, *, branch: s
     if base is not None and commit != current.commit:
         added.update(tree_changes(store, current.tree, base))
     for path, (now, then) in sorted(added.items()):
-        if now is None and then is not None and os.path.lexists(os.path.join(store.workdir, path)):
-            if not is_tracked(store, path):
-                raise ConflictError(f"the untracked file {path!r} would be overwritten; move or remove it first")
-    if commit is not None and commit == current.commit:
-        # nothing to switch: only HEAD moves (dulwich's checkout would run a whole
-        # `status` first, which took 50 s in a 50,000-file tree)
+        if now is None and then is not None:
+            untracked = _untracked_in_the_way(store, path)
+            if untracked is not None:
+                raise ConflictError(f"the untracked file {untracked!r} would be overwritten; move or remove it first")
+    if commit is not None and commit != current.commit:
+        # the files that differ written, git's index rewritten (see gitml.store.checkout)
+        from gitml.store.checkout import switch
+
+        index_path = store.repo.index_path()
+        index = read_index(index_path, columns=_columns_path(store, index_path)) or GitIndex(2, b"")
+        switch(store, index_path, index, current.tree, store.commit(commit).tree)
+    if commit is not None:
         if branch is not None:
             porcelain.branch_create(store.repo, branch, objectish=commit.decode())
             porcelain.update_head(store.repo, branch)
         else:
             porcelain.update_head(store.repo, commit.decode(), detached=True)
-    elif commit is not None:
-        # checked above, as dulwich would (in time proportional to the tree): clean, and
-        # no untracked file in the way
-        porcelain.checkout(store.repo, commit.decode(), new_branch=branch, force=True)
     root = os.path.realpath(store.workdir)
     for path, (_, entry) in sorted(tree_changes(store, base, run_tree, skip=skip).items()):
         # the folder resolved, not the file: a symbolic link being replaced is not followed

@@ -1,0 +1,168 @@
+"""gitml's commit switch (gitml/store/checkout.py) judged by the real git: the same switch
+done by `git switch --detach` in a copy of the repository leaves the same index entries
+(`git ls-files -s -t`) and the same files on disk; `git status` is clean, `git
+write-tree` (which trusts the cache tree) gives the target's tree, `git fsck` is clean."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+
+import pytest
+
+from gitml.errors import ConflictError
+from gitml.names import RECORD_DIR
+from gitml.store.checkout import IndexLockedError
+from gitml.store.git import open_store
+from gitml.store.worktree import restore
+from tests.conftest import git
+
+
+def files_on_disk(root) -> dict[str, tuple[str, bytes]]:
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".git"]
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            full = os.path.join(folder, name)
+            rel = os.path.relpath(full, root)
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(full).encode())
+            else:
+                with open(full, "rb") as f:
+                    out[rel] = ("x" if st.st_mode & 0o100 else "f", f.read())
+        for name in dirs:  # empty folders (a gitlink's) count too
+            if not os.listdir(os.path.join(folder, name)):
+                out[os.path.relpath(os.path.join(folder, name), root) + "/"] = ("dir", b"")
+    return out
+
+
+def gitml_switch(repo, target: str) -> None:
+    with open_store(repo) as store:
+        commit = git(repo, "rev-parse", target).strip().encode()
+        restore(store, commit, store.commit(commit).tree, branch=None, skip=RECORD_DIR)
+
+
+def assert_switch_as_git(repo, tmp_path, target: str) -> None:
+    """gitml switches ``repo`` to ``target``; git does it in a copy; the two agree."""
+    twin = tmp_path / "twin"
+    shutil.rmtree(twin, ignore_errors=True)
+    shutil.copytree(repo, twin, symlinks=True)
+    git(twin, "switch", "-q", "--detach", target)
+    gitml_switch(repo, target)
+    tree = git(repo, "rev-parse", f"{target}^{{tree}}").strip()
+    assert git(repo, "rev-parse", "HEAD").strip() == git(repo, "rev-parse", target).strip()
+    assert git(repo, "ls-files", "-s", "-t") == git(twin, "ls-files", "-s", "-t")
+    assert files_on_disk(repo) == files_on_disk(twin)
+    assert git(repo, "status", "--porcelain") == ""
+    assert git(repo, "diff-index", "--cached", "HEAD") == ""
+    assert git(repo, "write-tree").strip() == tree  # the cache tree we wrote is true
+    git(repo, "fsck", "--no-progress")
+    git(repo, "update-index", "--refresh")  # every entry's stat data matches its file
+
+
+@pytest.fixture
+def two_commits(repo):
+    """``repo`` with commit ``a`` and commit ``b``: files added, removed, modified, a file
+    becoming a folder and a folder a file, an execute bit, symbolic links, a submodule."""
+    for path in ("src/a.py", "src/pkg/b.py", "docs/x.md", "docs/y.md", "gone/deep/f.txt", "node", "run.sh"):
+        os.makedirs(os.path.dirname(repo / path) or repo, exist_ok=True)
+        (repo / path).write_text(f"{path}\n")
+    os.symlink("src/a.py", repo / "link")
+    git(repo, "add", ".")
+    sub = "1" * 40
+    git(repo, "update-index", "--add", "--cacheinfo", f"160000,{sub},vendor/sub")
+    os.makedirs(repo / "vendor/sub")
+    git(repo, "commit", "-qm", "a")
+    git(repo, "tag", "a")
+    (repo / "src/a.py").write_text("modified\n")
+    os.makedirs(repo / "src/new")
+    (repo / "src/new/n.py").write_text("added\n")
+    git(repo, "rm", "-rq", "gone", "docs")
+    (repo / "docs").write_text("a file where a folder was\n")
+    os.unlink(repo / "node")
+    os.makedirs(repo / "node")
+    (repo / "node/inner.txt").write_text("a folder where a file was\n")
+    os.chmod(repo / "run.sh", 0o755)
+    os.unlink(repo / "link")
+    os.symlink("README.md", repo / "link")
+    os.unlink(repo / "src/pkg/b.py")
+    os.symlink("../a.py", repo / "src/pkg/b.py")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "b")
+    git(repo, "tag", "b")
+    git(repo, "switch", "-q", "--detach", "a")
+    return repo
+
+
+@pytest.mark.parametrize("form", ["v2", "v4", "split"])
+def test_switch_back_and_forth_as_git_does(two_commits, tmp_path, form):
+    repo = two_commits
+    if form == "v4":
+        git(repo, "update-index", "--index-version", "4")
+    elif form == "split":
+        git(repo, "update-index", "--split-index")
+    assert_switch_as_git(repo, tmp_path, "b")
+    assert_switch_as_git(repo, tmp_path, "a")
+    assert_switch_as_git(repo, tmp_path, "b")
+
+
+def test_sparse_checkout_keeps_skip_worktree_entries(two_commits, tmp_path):
+    repo = two_commits
+    git(repo, "sparse-checkout", "set", "--cone", "--skip-checks", "docs", "node")
+    assert not (repo / "src/a.py").exists()
+    assert_switch_as_git(repo, tmp_path, "b")  # src/new/n.py comes in skip-worktree
+    assert not (repo / "src/a.py").exists() and not (repo / "src/new").exists()
+    assert_switch_as_git(repo, tmp_path, "a")
+
+
+def test_sparse_index_directories_change_as_one_entry(two_commits, tmp_path):
+    repo = two_commits
+    git(repo, "sparse-checkout", "set", "--cone", "--sparse-index", "docs")
+    assert_switch_as_git(repo, tmp_path, "b")
+    assert git(repo, "ls-files", "-s", "--sparse").count("040000") >= 1  # still a sparse index
+
+
+def test_a_held_index_lock_is_refused_and_nothing_changes(two_commits):
+    repo = two_commits
+    (repo / ".git/index.lock").write_bytes(b"")
+    before = files_on_disk(repo)
+    with pytest.raises(IndexLockedError, match="index.lock"):
+        gitml_switch(repo, "b")
+    assert files_on_disk(repo) == before and git(repo, "rev-parse", "HEAD") == git(repo, "rev-parse", "a")
+    os.unlink(repo / ".git/index.lock")
+    (repo / "src/a.py").write_text("my edit\n")
+    with pytest.raises(ConflictError, match="uncommitted"):
+        gitml_switch(repo, "b")
+    assert (repo / "src/a.py").read_text() == "my edit\n"
+
+
+def test_untracked_file_in_a_folder_becoming_a_file_is_refused(two_commits):
+    repo = two_commits
+    (repo / "docs/notes.txt").write_text("mine\n")
+    with pytest.raises(ConflictError, match="docs/notes.txt"):
+        gitml_switch(repo, "b")
+    assert (repo / "docs/notes.txt").read_text() == "mine\n"
+    os.unlink(repo / "docs/notes.txt")
+    gitml_switch(repo, "b")
+    assert (repo / "docs").read_text() == "a file where a folder was\n"
+
+
+def test_switch_reads_only_the_trees_that_differ(repo, tmp_path):
+    lines = [f"M 100644 inline d{i}/e/f.py\ndata {len(str(i)) + 1}\n{i}\n" for i in range(300)]
+    stream = "commit refs/heads/main\ncommitter T <t@t> 0 +0000\ndata 4\nbig\nfrom HEAD\n" + "".join(lines)
+    stream += "commit refs/heads/other\ncommitter T <t@t> 0 +0000\ndata 4\none\nfrom refs/heads/main\n"
+    stream += "M 100644 inline d7/e/f.py\ndata 8\nchanged\n"
+    git(repo, "fast-import", "--quiet", input_text=stream)
+    git(repo, "reset", "-q", "--hard")
+    with open_store(repo) as store:
+        reads: list[bytes] = []
+        read = store.tree
+        store.tree = lambda sha: reads.append(sha) or read(sha)
+        other = git(repo, "rev-parse", "other").strip().encode()
+        restore(store, other, store.commit(other).tree, branch="try", skip=RECORD_DIR)
+    assert len(reads) <= 30  # roots, d7, d7/e in each of the walks of restore: not 300 folders
+    assert (repo / "d7/e/f.py").read_text() == "changed\n"
+    assert git(repo, "status", "--porcelain") == "" and git(repo, "branch", "--show-current").strip() == "try"
+    assert git(repo, "write-tree").strip() == git(repo, "rev-parse", "other^{tree}").strip()
