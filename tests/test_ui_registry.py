@@ -14,6 +14,7 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from gitml.ui import allowed_hosts  # noqa: E402
 from gitml.ui.app import make_app  # noqa: E402
+from tests.conftest import git  # noqa: E402
 from tests.uirepo import HOSTILE, HOSTILE_USER, build, build_registry  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not shutil.which("ssh-keygen"), reason="ssh-keygen missing")
@@ -75,3 +76,21 @@ def test_unknown_and_invalid_model_names(ui):
     assert missing.status_code == 404 and "no registered model" in missing.text
     bad = web.get("/models/%3Cscript%3Ealert(1)%3C%2Fscript%3E")
     assert bad.status_code == 400 and "<script>alert" not in bad.text and "&lt;script&gt;" in bad.text
+
+
+def test_a_newly_committed_policy_shows_without_a_restart(ui, repo, tmp_path):
+    """The server read the policy for its first page; a commit trusting the stranger's key
+    too makes its promotion of v2.0.0 count on the next page, with no restart."""
+    web, _ = ui
+    before = _row(web.get("/models/churn").text, 'data-stage="production"')
+    assert "v1.0.0" in before and 'data-signature="trusted"' in before
+    signers = repo / ".gitml" / "allowed_signers"
+    stranger = (tmp_path / "keys" / "stranger.pub").read_text().strip()
+    signers.write_text(signers.read_text() + f"eve@example.com namespaces=\"git\" {stranger}\n")
+    git(repo, "add", ".gitml/allowed_signers")
+    git(repo, "commit", "-qm", "trust eve")
+    page = web.get("/models/churn").text
+    after = _row(page, 'data-stage="production"')
+    assert "v2.0.0" in after and "churn#production#9" in after and 'data-signature="trusted"' in after
+    assert "signed by a key the policy does not trust" not in page
+    assert "production</span> v2.0.0" in _row(web.get("/models").text, 'data-model="churn"')

@@ -25,7 +25,7 @@ from dulwich.objects import Commit, Tag
 from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError, RunNotFoundError
 from gitml.names import check_artifact_path
 from gitml.registry.events import ModelState, ModelVersion, TagEvent
-from gitml.registry.policy import Policy, load_policy
+from gitml.registry.policy import POLICY_PATH, Policy, load_policy
 from gitml.registry.signing import SigningConfig, Verification, sign, split_signed, verify
 from gitml.registry.tags import (
     TAGS_PREFIX, Action, RegistryTag, bump, check_model_name, check_stage, check_version, parse_tag, version_key,
@@ -96,6 +96,7 @@ class Registry:
         self.tracker = tracker
         self._policy_commit = policy_commit
         self._policy: Policy | None = None
+        self._policy_key: tuple = ()  # the blobs at HEAD the policy was read from
         self._verified: dict[bytes, Verification] = {}
         self._events: dict[bytes, TagEvent] = {}
         self._prefetched: dict[bytes, tuple[int, bytes]] = {}
@@ -119,7 +120,26 @@ class Registry:
             commit = self._policy_commit if self._policy_commit is not None else self.store.head().commit
             cfg = self.signing_config()
             self._policy = load_policy(self.store, commit, gpg_program=cfg.gpg_program, ssh_program=cfg.ssh_program)
+            self._policy_key = self._policy_blobs() if self._policy_commit is None else ()
         return self._policy
+
+    def refresh_policy(self) -> bool:
+        """Read the policy again if ``.gitml/registry.yaml`` or the allowed-signers file it
+        names is another blob at HEAD than when it was read (a long-lived reader, the UI
+        server); the signature checks made under the old policy are dropped. True if it did."""
+        if self._policy is None or self._policy_commit is not None:
+            return False
+        key = self._policy_blobs()
+        if key == self._policy_key:
+            return False
+        self._policy, self._verified = None, {}
+        return True
+
+    def _policy_blobs(self) -> tuple:
+        head = self.store.head().commit
+        tree = self.store.commit(head).tree if head else None
+        paths = [POLICY_PATH] + ([self._policy.allowed_signers.strip("/")] if self._policy and self._policy.allowed_signers else [])
+        return tuple(self.store.lookup(tree, path) if tree else None for path in paths)
 
     def resolve_commit(self, rev: str) -> bytes:
         """The commit a branch, remote branch, tag, full ref or full commit id names, with

@@ -21,6 +21,7 @@ HISTORY_SHOWN = 200  # newest events of a model's history, each with its signatu
 
 def models(client: Client) -> dict:
     """Every registered model: latest version, versions, what each stage holds."""
+    client.registry.refresh_policy()  # a server runs for days: a newly committed policy shows at once
     out = []
     for name, state in client.registry.models().items():
         latest = state.latest
@@ -35,6 +36,7 @@ def model(client: Client, name: str) -> dict:
     from gitml.registry.tags import version_key
 
     reg = client.registry
+    reg.refresh_policy()
     state = reg.model(name)
     runs = _known_runs(client, {v.run_id for v in state.versions.values() if v.run_id})
     versions = []
