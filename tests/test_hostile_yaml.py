@@ -161,3 +161,12 @@ def test_hostile_desired_stages_file_is_refused_naming_it(content, why):
     with pytest.raises(CorruptRecordError, match=why) as e:
         parse_stages(content, ".gitml/stages.yaml at 0123456789ab")
     _one_line(e.value, ".gitml/stages.yaml")
+
+
+def test_a_hostile_yaml_dict_artifact_is_refused_naming_it(repo):
+    with gitml.start_run() as run:
+        gitml.log_text(ALIAS_BOMB.decode(), "bomb.yaml")
+        gitml.log_dict({"lr": 0.1}, "fine.yaml")
+    with pytest.raises(CorruptRecordError, match="bomb.yaml"):
+        gitml.artifacts.load_dict(f"runs:/{run.info.run_id}/bomb.yaml")
+    assert gitml.artifacts.load_dict(f"runs:/{run.info.run_id}/fine.yaml") == {"lr": 0.1}

@@ -129,11 +129,10 @@ def parse_text(key: str, text: str) -> Any:
 def _read(path: str | None) -> dict:
     if not path or not os.path.exists(path):
         return {}
-    from gitml.tracking.record import load_yaml  # the loader that refuses aliases and oversize files
+    from gitml.yamlread import read_yaml_file  # refuses aliases and oversize files, reads no more than its limit
 
     try:
-        with open(path, "rb") as f:
-            data = load_yaml(f.read(), path)
+        data = read_yaml_file(path, path)
     except CorruptRecordError as e:
         raise InvalidInputError(f"{path} is not valid YAML or is unsafe ({e.detail}); fix or delete it") from None
     if data is None:

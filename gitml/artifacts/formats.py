@@ -21,10 +21,12 @@ def dict_bytes(data: dict, artifact_file: str) -> bytes:
 
 
 def parse_dict(data: bytes, artifact_file: str) -> dict:
-    import yaml
+    """A dict artifact's bytes parsed; YAML through the guarded reader (it may come from a
+    teammate's push: aliases, oversize and deep nesting are a CorruptRecordError naming it)."""
+    from gitml.yamlread import load_yaml
 
     if artifact_file.endswith((".yaml", ".yml")):
-        return yaml.safe_load(data)
+        return load_yaml(data, artifact_file)
     return json.loads(data)
 
 
