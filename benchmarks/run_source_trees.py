@@ -11,7 +11,11 @@ the process, after `import` and `set_experiment` (MLflow: file store, the
 interpreter of benchmarks/.venv-mlflow). gitml keeps git's index parsed in
 .git/gitml/index-columns for the next process: "cold" is a start_run with that file
 removed first, as after any git command that rewrote the index (`git add`, `commit`).
-The table goes to benchmarks/out/source_trees.md.
+Then `gitml checkout` of a run made on the commit before: HEAD on a commit that
+changes five files of it (3 modified, 1 added, 1 removed), the run's commit checked out
+(timed inside the process, as start_run) beside `git switch --detach` of the same
+commit from the same place, interleaved.
+The tables go to benchmarks/out/source_trees.md.
 """
 
 from __future__ import annotations
@@ -52,8 +56,26 @@ print(json.dumps({"start_run": took}))
 """
 
 
-def git(cwd: str, *args: str, stdin: bytes | None = None) -> None:
-    subprocess.run(["git", *args], cwd=cwd, input=stdin, check=True, capture_output=True)
+CHECKOUT = """\
+import json, sys, time
+import gitml
+c = gitml.Client(".")
+t = time.perf_counter()
+c.checkout_run(sys.argv[1])
+print(json.dumps({"checkout": time.perf_counter() - t}))
+"""
+
+RUN_ID = """\
+import gitml
+gitml.set_experiment("checkout")
+with gitml.start_run() as r:
+    print(r.info.run_id)
+"""
+
+
+def git(cwd: str, *args: str, stdin: bytes | None = None) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, input=stdin, check=True, capture_output=True)
+    return result.stdout.decode()
 
 
 def build(n: int) -> str:
@@ -87,6 +109,46 @@ def git_status(path: str) -> float:
     return time.perf_counter() - t
 
 
+def timed_git(path: str, *args: str) -> float:
+    t = time.perf_counter()
+    git(path, *args)
+    return time.perf_counter() - t
+
+
+def python_in(path: str, code: str, *args: str, python: str = sys.executable) -> str:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
+    env.pop("GITML_REPO", None)
+    result = subprocess.run([python, "-c", code, *args], cwd=path, env=env, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"failed in {path}: {result.stderr.strip().splitlines()[-1:]}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def checkout(path: str, n: int, repeat: int) -> dict[str, float]:
+    """Medians of `gitml checkout` of a run one commit back and `git switch` there."""
+    git(path, "reset", "-q", "--hard")
+    git(path, "switch", "-q", "main")
+    a = git(path, "rev-parse", "HEAD").strip()
+    if subprocess.run(["git", "rev-parse", "-q", "--verify", "bench-b"], cwd=path, capture_output=True).returncode:
+        change = b"".join(
+            b"M 100644 inline pkg%d/mod%d/f%d.py\ndata 8\nchanged\n\n" % (i // 1000, i // 100 % 10, i)
+            for i in (3, n // 3, n - 1)
+        )
+        stream = (b"commit refs/heads/bench-b\ncommitter Bench <b@b> 0 +0000\ndata 2\nb\nfrom %s\n" % a.encode()
+                  + change + b"M 100644 inline pkg0/new.py\ndata 4\nnew\n\nD pkg0/mod0/f7.py\n")
+        git(path, "fast-import", "--quiet", stdin=stream)
+    run_id = python_in(path, RUN_ID)
+    figures: dict[str, list[float]] = {"gitml": [], "git": []}
+    for _ in range(repeat):
+        git(path, "switch", "-q", "--detach", "bench-b")
+        figures["gitml"].append(json.loads(python_in(path, CHECKOUT, run_id))["checkout"])
+        assert git(path, "rev-parse", "HEAD").strip() == a and not git(path, "status", "--porcelain", "-uno")
+        git(path, "switch", "-q", "--detach", "bench-b")
+        figures["git"].append(timed_git(path, "switch", "-q", "--detach", a))
+    git(path, "switch", "-q", "main")
+    return {k: statistics.median(v) for k, v in figures.items()}
+
+
 def start_run(python: str, tool: str, path: str, store: str) -> float:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
     env.pop("GITML_REPO", None)
@@ -102,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     rows = []
+    checkouts: list[tuple[int, dict[str, float]]] = []
     mlflow = os.path.exists(MLFLOW_PY)
     for n in (int(s) for s in args.sizes.split(",")):
         t = time.perf_counter()
@@ -118,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
                     figures["mlflow"].append(start_run(MLFLOW_PY, "mlflow", path, os.path.join(store, "mlruns")))
         med = {k: statistics.median(v) if v else None for k, v in figures.items()}
         rows.append((n, med))
+        checkouts.append((n, checkout(path, n, args.repeat)))
     lines = [
         "| files | git status | gitml start_run | cold | MLflow start_run | gitml / git status | cold / git status"
         " | MLflow / gitml |",
@@ -132,6 +196,9 @@ def main(argv: list[str] | None = None) -> None:
             + (f"{ml / med['gitml']:.2f}" if ml is not None else "n/a")
             + " |"
         )
+    lines += ["", "| files | git switch --detach | gitml checkout RUN | gitml / git |", "|---:|---:|---:|---:|"]
+    for n, med in checkouts:
+        lines.append(f"| {n:,} | {med['git']:.3f} s | {med['gitml']:.3f} s | {med['gitml'] / med['git']:.2f} |")
     load = os.getloadavg()[0]
     lines.append(f"\nload average {load:.1f} on {os.cpu_count()} cores; median of {args.repeat} interleaved repeats")
     table = "\n".join(lines)

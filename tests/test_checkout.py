@@ -15,6 +15,7 @@ from gitml.errors import ConflictError
 from gitml.names import RECORD_DIR
 from gitml.store.checkout import IndexLockedError
 from gitml.store.git import open_store
+from gitml.store.gitindex import read_index
 from gitml.store.worktree import restore
 from tests.conftest import git
 
@@ -166,3 +167,6 @@ def test_switch_reads_only_the_trees_that_differ(repo, tmp_path):
     assert (repo / "d7/e/f.py").read_text() == "changed\n"
     assert git(repo, "status", "--porcelain") == "" and git(repo, "branch", "--show-current").strip() == "try"
     assert git(repo, "write-tree").strip() == git(repo, "rev-parse", "other^{tree}").strip()
+    trees = read_index(str(repo / ".git/index")).cached_trees  # kept whole: the next snapshot rebuilds nothing
+    assert trees[b""].hex() == git(repo, "rev-parse", "other^{tree}").strip()
+    assert trees[b"d8/e"].hex() == git(repo, "rev-parse", "other:d8/e").strip() and len(trees) == 1 + 2 * 300

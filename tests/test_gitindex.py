@@ -4,6 +4,7 @@ writers make: long paths, extended flags in version 3 and 4, and damaged files."
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 
 import pytest
@@ -98,3 +99,24 @@ def test_columns_of_an_older_index_or_damaged_are_not_used(repo, tmp_path):
     with open(columns, "wb") as f:
         f.write(b"gitml-columns-1\n")  # short
     assert entries(read_index(index_path, columns=columns)) == ls_files(repo)
+
+
+def test_a_killed_writers_columns_temporary_is_removed_on_the_next_save(repo, tmp_path):
+    import subprocess
+    import sys
+
+    index_path, columns = str(repo / ".git/index"), str(tmp_path / "columns")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # that process has exited
+    killed = tmp_path / f"columns.{dead_pid}.1.tmp"
+    old = tmp_path / f"columns.{os.getppid()}.2.tmp"  # a live pid, but an hour old: a recycled pid
+    writing = tmp_path / f"columns.{os.getppid()}.3.tmp"  # a live writer, now
+    other = tmp_path / f"other.{dead_pid}.1.tmp"  # another work tree's: not ours to judge
+    mine = tmp_path / "columns.notes.tmp"
+    for path in (killed, old, writing, other, mine):
+        path.write_bytes(b"half")
+    os.utime(old, (1, 1))
+    read_index(index_path, columns=columns)
+    assert os.path.exists(columns)
+    assert not killed.exists() and not old.exists()
+    assert writing.exists() and other.exists() and mine.exists()

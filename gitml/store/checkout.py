@@ -24,6 +24,7 @@ import os
 import stat
 import struct
 from bisect import bisect_left
+from itertools import accumulate
 
 from gitml.errors import ConflictError
 from gitml.store.git import TREE_MODE, GitStore
@@ -63,7 +64,7 @@ def switch(store: GitStore, index_path: str, index: GitIndex, old_tree: bytes | 
         _walk(store, index, old_tree, new_tree, b"", changes, new_dirs)
         sparse = _SparseCone.read(store)
         rows = _apply(store.workdir, store, index, changes, sparse)
-        data = _encode(index, changes, rows, new_dirs)
+        data = _encode(index, changes, rows, new_dirs, _entry_bytes(index_path, index))
         with open(fd, "wb", closefd=False) as f:
             f.write(data)
         os.close(fd)
@@ -252,9 +253,40 @@ def _stat_data(st: os.stat_result, mode: int, sha: bytes) -> bytes:
     ) + sha
 
 
+def _entry_bytes(index_path: str, index: GitIndex) -> tuple[bytes, list[int]] | None:
+    """The index file as read and where each entry starts in it (one past the last at
+    the end), when its entries can be copied as they are: version 2 or 3, not split.
+    A Python loop over 200,000 entries to encode them again costs 0.4 s; this 0.02 s."""
+    if index.version not in (2, 3):
+        return None
+    try:
+        with open(index_path, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    paths, flags = index.paths, index.flags
+    if raw[-20:] != index.checksum or len(raw) < 32 or struct.unpack_from(">I", raw, 8)[0] != len(paths):
+        return None
+    sizes = [(70 + n) & ~7 for n in map(len, paths)]
+    if flags and max(flags) >= 1 << 16:
+        for i in [i for i, f in enumerate(flags) if f >> 16]:
+            sizes[i] = (72 + len(paths[i])) & ~7
+    offsets = list(accumulate(sizes, initial=12))
+    pos, end = offsets[-1], len(raw) - 20
+    while pos + 8 <= end:  # the extensions follow the entries exactly, and none is a split index's
+        name, size = struct.unpack_from(">4sI", raw, pos)
+        if name == b"link":
+            return None
+        pos += 8 + size
+    if pos != end:
+        return None
+    return raw, offsets
+
+
 def _encode(index: GitIndex, changes: Changes, rows: dict[bytes, _Row | None],
-            new_dirs: dict[bytes, bytes | None]) -> bytes:
-    """The new index file: unchanged entries as they were, ``rows`` for the changed paths."""
+            new_dirs: dict[bytes, bytes | None], copy: tuple[bytes, list[int]] | None) -> bytes:
+    """The new index file: unchanged entries as they were (their bytes copied from
+    ``copy`` when given), ``rows`` for the changed paths."""
     paths, stat_data, flags = index.paths, index.stat_data, index.flags
     changed = sorted(changes)
     out: list[bytes] = []
@@ -264,8 +296,10 @@ def _encode(index: GitIndex, changes: Changes, rows: dict[bytes, _Row | None],
     lo = 0
     for path in changed + [None]:
         hi = len(paths) if path is None else bisect_left(paths, path, lo)
-        for i in range(lo, hi):
-            out.append(_entry(stat_data[i * 60 : i * 60 + 60], flags[i], paths[i]))
+        if copy is not None:
+            out.append(copy[0][copy[1][lo] : copy[1][hi]])
+        else:
+            out.extend(_entry(stat_data[i * 60 : i * 60 + 60], flags[i], paths[i]) for i in range(lo, hi))
         new_paths.extend(paths[lo:hi])
         count += hi - lo
         if path is None:

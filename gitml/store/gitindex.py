@@ -21,6 +21,7 @@ import os
 import struct
 import sys
 import threading
+import time
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
@@ -210,6 +211,7 @@ def _save_columns(columns: str, index: GitIndex) -> None:
     tmp = f"{columns}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
         os.makedirs(os.path.dirname(columns), exist_ok=True)
+        _drop_stale_temporaries(columns)
         with open(tmp, "wb") as f:
             f.write(body + hashlib.sha1(body).digest())
         os.replace(tmp, columns)  # whole or not at all, as git replaces its index
@@ -218,6 +220,42 @@ def _save_columns(columns: str, index: GitIndex) -> None:
             os.unlink(tmp)
         except OSError:
             pass
+
+
+_STALE_AFTER = 3600.0  # seconds: a temporary this old is a dead writer's, whatever its pid
+
+
+def _drop_stale_temporaries(columns: str) -> None:
+    """Remove the ``<columns>.<pid>.<thread>.tmp`` files of writers that were killed
+    (their process is gone, or the file is an hour old); only this columns file's."""
+    folder, base = os.path.split(columns)
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(base + ".") and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        parts = name[len(base) + 1 : -len(".tmp")].split(".")
+        full = os.path.join(folder, name)
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            continue
+        try:
+            if _alive(int(parts[0])) and os.lstat(full).st_mtime > time.time() - _STALE_AFTER:
+                continue
+            os.unlink(full)
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # another thread of this process may be writing it now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive
+    return True
 
 
 def index_mtime_ns(path: str) -> int:
