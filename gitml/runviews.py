@@ -13,6 +13,7 @@ A mixin of :class:`gitml.Client`, kept beside it so ``client.py`` stays small:
 from __future__ import annotations
 
 import io
+import os
 from typing import TYPE_CHECKING, BinaryIO
 
 from gitml.errors import InvalidInputError, NotFoundError
@@ -108,6 +109,13 @@ class RunViews:
         read at the run's current commit. For readers that parse a million points at
         once (numpy, pandas); ``get_metric_history`` gives ``Metric`` objects.
         Raises RunNotFoundError, CorruptRecordError."""
+        commit, chunks = self.metric_history_chunks(run_id, key)
+        return commit, b"".join(self.metric_history_chunk(sha) for sha in chunks)
+
+    def metric_history_chunks(self, run_id: str, key: str) -> tuple[str, list[str]]:
+        """``(run commit, blob ids)``: the chunks holding ``key``'s history, in order. A
+        chunk's content never changes under its id, so a reader may keep what it parsed
+        of one by that id. Raises RunNotFoundError, CorruptRecordError."""
         check_key(key, "metric")
         record, commit = self.tracker.record(run_id)
         chunks = sorted(
@@ -115,13 +123,22 @@ class RunViews:
             for path, (_, sha) in record.paths.items()
             if path.startswith("metrics/") and (parsed := parse_history_path(path[8:])) and parsed[0] == key
         )
-        parts = []
-        for _, sha in chunks:
-            data = self._store.blob(sha)
-            parts.append(data.partition(b"\n")[2])  # the first line names the columns
-            if parts[-1] and not parts[-1].endswith(b"\n"):
-                parts.append(b"\n")
-        return commit.decode(), b"".join(parts)
+        return commit.decode(), [sha.decode() for _, sha in chunks]
+
+    def metric_history_chunk(self, blob_id: str) -> bytes:
+        """The ``step<TAB>timestamp<TAB>value`` lines of one chunk (from
+        :meth:`metric_history_chunks`), each ending in a newline."""
+        if len(blob_id) != 40 or blob_id.strip("0123456789abcdef"):
+            raise InvalidInputError(f"{blob_id[:80]!r} is not a blob id (40 lowercase hex digits)")
+        data = self._store.blob(blob_id.encode()).partition(b"\n")[2]  # the first line names the columns
+        return data + b"\n" if data and not data.endswith(b"\n") else data
+
+    def cache_dir(self, name: str) -> str:
+        """``<git common dir>/gitml/<name>``: where a reader keeps what it can rebuild
+        from the repository (nothing there is needed; any of it may be deleted)."""
+        if not name.isidentifier():
+            raise InvalidInputError(f"cache name {name!r} must be a plain word")
+        return os.path.join(self._store.gitml_dir, name)
 
     def run_lineage(self, run_id: str, *, limit: int = 20) -> list[LogEntry]:
         """What ``gitml log`` shows: the run's own commits, newest first, then up to

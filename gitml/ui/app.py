@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from gitml.errors import ConflictError, FilterSyntaxError, GitmlError, InvalidInputError, NotFoundError
 from gitml.tracking.entities import ViewType
-from gitml.ui import pages, previews, registry, series, tables
+from gitml.ui import histories, pages, previews, registry, series, tables
 
 if TYPE_CHECKING:
     from gitml.client import Client
@@ -42,6 +42,8 @@ MAX_WIDTH = 4000  # pixel columns a chart may ask for
 MAX_SERIES_RUNS = 50  # runs drawn on one chart
 MAX_GROUP_RUNS = 500  # runs averaged into the groups of one chart
 CACHE_POINTS = 8_000_000  # parsed history points kept in memory (~200 MB)
+WARM_RUNS = 50  # newest runs whose long histories the server parses when it starts
+WARM_CHUNKS = 2  # a history of at least this many chunks (10,000 points each) is warmed
 
 
 class InvalidHostError(InvalidInputError):
@@ -91,7 +93,8 @@ def host_name(header: str) -> str:
 
 class Reader:
     """The Client behind a lock (one request reads the repository at a time; dulwich's
-    store and the search index are not for threads) and parsed histories cached by commit."""
+    store and the search index are not for threads); parsed histories cached by commit in
+    memory, and their large chunks on disk by blob id (``histories.HistoryCache``)."""
 
     def __init__(self, client: Client):
         self.client = client
@@ -99,13 +102,24 @@ class Reader:
         self._histories: OrderedDict[tuple[str, str], tuple[str, tuple]] = OrderedDict()
         self._points = 0
         self.searches = tables.SearchCache(client)
+        self.chunks = histories.HistoryCache(client.cache_dir("histories"))
 
     def warm(self) -> None:
         """What a first request would otherwise wait for: the search index's columns of
-        every run, pandas' parser; run once in the background when the server starts."""
+        every run, pandas' parser, and the long histories of the newest runs (the table's
+        first page) parsed and kept on disk; run once in the background when the server
+        starts, taking the lock once per step so a request waits for one step at most."""
         with self.lock:
-            self.searches.get(None)
+            search = self.searches.get(None)
             series.parse_history(b"0\t0\t0\n")
+            ids = search.values["attributes.run_id"]
+            newest = [i for i, _ in search.order[:WARM_RUNS]]
+            todo = [(ids[i], key) for i in newest for key in search.keys["metrics"]
+                    if search.column(f"metrics.{key}")[i] is not None]
+        for run_id, key in todo:
+            with self.lock:
+                if len(self.client.metric_history_chunks(run_id, key)[1]) >= WARM_CHUNKS:
+                    self.history(run_id, key)
 
     async def call(self, fn, *args, **kwargs):
         def locked():
@@ -116,12 +130,12 @@ class Reader:
 
     def history(self, run_id: str, key: str) -> tuple:
         """``(steps, timestamps, values)`` of a metric, parsed once per run commit."""
-        commit, text = self.client.metric_history_text(run_id, key)
+        commit, _ = self.client.metric_history_chunks(run_id, key)
         cached = self._histories.get((run_id, key))
         if cached is not None and cached[0] == commit:
             self._histories.move_to_end((run_id, key))
             return cached[1]
-        arrays = series.parse_history(text)
+        commit, arrays = histories.read_history(self.client, self.chunks, run_id, key)
         self._histories[(run_id, key)] = (commit, arrays)
         self._points += len(arrays[0])
         while self._points > CACHE_POINTS and len(self._histories) > 1:
