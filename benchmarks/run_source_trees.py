@@ -2,7 +2,7 @@
 MLflow's start_run, in repositories of 10k, 50k and 200k tracked files with two
 modified files.
 
-    python benchmarks/run_source_trees.py [--sizes 10000,50000,200000] [--repeat 3]
+    python benchmarks/run_source_trees.py [--sizes 10000,50000,200000] [--repeat 3] [--checkout-only]
 
 The repositories are built once under benchmarks/out/trees/<n>/ (commit by
 `git fast-import`, files written by `git reset --hard`) and reused by later runs.
@@ -14,8 +14,10 @@ removed first, as after any git command that rewrote the index (`git add`, `comm
 Then `gitml checkout` of a run made on the commit before: HEAD on a commit that
 changes five files of it (3 modified, 1 added, 1 removed), the run's commit checked out
 (timed inside the process, as start_run) beside `git switch --detach` of the same
-commit from the same place, interleaved.
-The tables go to benchmarks/out/source_trees.md.
+commit from the same place, interleaved; and `gitml diff RUN RUN --code` of runs on
+the two commits beside `git diff` of the two commits.
+The tables go to benchmarks/out/source_trees.md (with --checkout-only: the second
+alone, to source_trees_checkout.md).
 """
 
 from __future__ import annotations
@@ -63,6 +65,15 @@ c = gitml.Client(".")
 t = time.perf_counter()
 c.checkout_run(sys.argv[1])
 print(json.dumps({"checkout": time.perf_counter() - t}))
+"""
+
+DIFF = """\
+import json, sys, time
+import gitml
+c = gitml.Client(".")
+t = time.perf_counter()
+c.runs_code_diff(sys.argv[1], sys.argv[2])
+print(json.dumps({"diff": time.perf_counter() - t}))
 """
 
 RUN_ID = """\
@@ -125,7 +136,8 @@ def python_in(path: str, code: str, *args: str, python: str = sys.executable) ->
 
 
 def checkout(path: str, n: int, repeat: int) -> dict[str, float]:
-    """Medians of `gitml checkout` of a run one commit back and `git switch` there."""
+    """Medians of `gitml checkout` of a run one commit back and `git switch` there, and
+    of `gitml diff --code` of runs on the two commits and `git diff` of the commits."""
     git(path, "reset", "-q", "--hard")
     git(path, "switch", "-q", "main")
     a = git(path, "rev-parse", "HEAD").strip()
@@ -138,8 +150,13 @@ def checkout(path: str, n: int, repeat: int) -> dict[str, float]:
                   + change + b"M 100644 inline pkg0/new.py\ndata 4\nnew\n\nD pkg0/mod0/f7.py\n")
         git(path, "fast-import", "--quiet", stdin=stream)
     run_id = python_in(path, RUN_ID)
-    figures: dict[str, list[float]] = {"gitml": [], "git": []}
+    git(path, "switch", "-q", "--detach", "bench-b")
+    run_b = python_in(path, RUN_ID)
+    git(path, "switch", "-q", "--detach", a)
+    figures: dict[str, list[float]] = {"gitml": [], "git": [], "gitml diff": [], "git diff": []}
     for _ in range(repeat):
+        figures["gitml diff"].append(json.loads(python_in(path, DIFF, run_id, run_b))["diff"])
+        figures["git diff"].append(timed_git(path, "diff", a, "bench-b"))
         git(path, "switch", "-q", "--detach", "bench-b")
         figures["gitml"].append(json.loads(python_in(path, CHECKOUT, run_id))["checkout"])
         assert git(path, "rev-parse", "HEAD").strip() == a and not git(path, "status", "--porcelain", "-uno")
@@ -162,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,50000,200000")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--checkout-only", action="store_true", help="only the checkout and diff table")
     args = parser.parse_args(argv)
     rows = []
     checkouts: list[tuple[int, dict[str, float]]] = []
@@ -170,6 +188,9 @@ def main(argv: list[str] | None = None) -> None:
         t = time.perf_counter()
         path = build(n)
         print(f"{n} files: built in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        if args.checkout_only:
+            checkouts.append((n, checkout(path, n, args.repeat)))
+            continue
         with tempfile.TemporaryDirectory() as store:
             figures: dict[str, list[float]] = {"git status": [], "gitml": [], "cold": [], "mlflow": []}
             for _ in range(args.repeat):  # interleaved: the machine's load falls on every column
@@ -182,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
         med = {k: statistics.median(v) if v else None for k, v in figures.items()}
         rows.append((n, med))
         checkouts.append((n, checkout(path, n, args.repeat)))
-    lines = [
+    lines = [] if args.checkout_only else [
         "| files | git status | gitml start_run | cold | MLflow start_run | gitml / git status | cold / git status"
         " | MLflow / gitml |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -196,15 +217,17 @@ def main(argv: list[str] | None = None) -> None:
             + (f"{ml / med['gitml']:.2f}" if ml is not None else "n/a")
             + " |"
         )
-    lines += ["", "| files | git switch --detach | gitml checkout RUN | gitml / git |", "|---:|---:|---:|---:|"]
+    lines += ["", "| files | git switch --detach | gitml checkout RUN | gitml / git | git diff A B"
+              " | gitml diff RUN RUN --code | gitml / git |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for n, med in checkouts:
-        lines.append(f"| {n:,} | {med['git']:.3f} s | {med['gitml']:.3f} s | {med['gitml'] / med['git']:.2f} |")
+        lines.append(f"| {n:,} | {med['git']:.3f} s | {med['gitml']:.3f} s | {med['gitml'] / med['git']:.2f} | "
+                     f"{med['git diff']:.3f} s | {med['gitml diff']:.3f} s | {med['gitml diff'] / med['git diff']:.2f} |")
     load = os.getloadavg()[0]
     lines.append(f"\nload average {load:.1f} on {os.cpu_count()} cores; median of {args.repeat} interleaved repeats")
     table = "\n".join(lines)
     print(table)
     os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, "source_trees.md"), "w") as f:
+    with open(os.path.join(OUT, "source_trees_checkout.md" if args.checkout_only else "source_trees.md"), "w") as f:
         f.write(table + "\n")
 
 

@@ -91,6 +91,8 @@ def two_commits(repo):
     os.unlink(repo / "src/pkg/b.py")
     os.symlink("../a.py", repo / "src/pkg/b.py")
     git(repo, "add", "-A")
+    git(repo, "update-index", "--cacheinfo", f"160000,{'2' * 40},vendor/sub")  # the submodule moves
+    git(repo, "update-index", "--add", "--cacheinfo", f"160000,{'3' * 40},vendor/new")  # and one comes
     git(repo, "commit", "-qm", "b")
     git(repo, "tag", "b")
     git(repo, "switch", "-q", "--detach", "a")
@@ -170,3 +172,23 @@ def test_switch_reads_only_the_trees_that_differ(repo, tmp_path):
     trees = read_index(str(repo / ".git/index")).cached_trees  # kept whole: the next snapshot rebuilds nothing
     assert trees[b""].hex() == git(repo, "rev-parse", "other^{tree}").strip()
     assert trees[b"d8/e"].hex() == git(repo, "rev-parse", "other:d8/e").strip() and len(trees) == 1 + 2 * 300
+
+
+def test_unmerged_index_is_refused(two_commits):
+    """A conflict resolved to HEAD's content is clean on disk, but git's index still has
+    its stages: git refuses to switch, and so do we (the snapshot takes a conflicted path
+    as changed; the stages would otherwise outlive the switch)."""
+    repo = two_commits
+    git(repo, "switch", "-q", "-c", "side")
+    (repo / "README.md").write_text("side\n")
+    git(repo, "commit", "-qam", "side")
+    git(repo, "switch", "-q", "--detach", "a")
+    (repo / "README.md").write_text("here\n")
+    git(repo, "commit", "-qam", "here")
+    git(repo, "merge", "-q", "side", check=False)
+    assert "UU README.md" in git(repo, "status", "--porcelain")
+    (repo / "README.md").write_text("here\n")
+    index = (repo / ".git/index").read_bytes()
+    with pytest.raises(ConflictError, match="uncommitted"):
+        gitml_switch(repo, "b")
+    assert (repo / ".git/index").read_bytes() == index and not (repo / ".git/index.lock").exists()

@@ -190,6 +190,8 @@ def _apply(workdir: str, store: GitStore, index: GitIndex, changes: Changes,
             full = _inside(root, path)
             if os.path.lexists(full) and not os.path.isdir(full) or os.path.islink(full):
                 os.unlink(full)
+            elif old[0] == GITLINK_MODE and new is None:
+                _prune(root, path)  # a submodule's folder goes when empty, as in git
             removed_from.add(path.rpartition(b"/")[0])
         if new is None:
             rows[path] = None
@@ -206,7 +208,7 @@ def _apply(workdir: str, store: GitStore, index: GitIndex, changes: Changes,
             continue
         full = _inside(root, path)
         os.makedirs(os.path.dirname(full), exist_ok=True)
-        if mode == GITLINK_MODE:
+        if mode == GITLINK_MODE:  # a submodule: its folder, not filled (git without --recurse-submodules)
             os.makedirs(full, exist_ok=True)
             rows[path] = (b"\0" * 24 + struct.pack(">I", mode) + b"\0" * 12 + sha, 0)
             continue
