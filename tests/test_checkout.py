@@ -52,6 +52,7 @@ def assert_switch_as_git(repo, tmp_path, target: str) -> None:
     shutil.copytree(repo, twin, symlinks=True)
     git(twin, "switch", "-q", "--detach", target)
     gitml_switch(repo, target)
+    assert_columns_kept_are_the_file(repo)  # before git rewrites the index (git status may)
     tree = git(repo, "rev-parse", f"{target}^{{tree}}").strip()
     assert git(repo, "rev-parse", "HEAD").strip() == git(repo, "rev-parse", target).strip()
     assert git(repo, "ls-files", "-s", "-t") == git(twin, "ls-files", "-s", "-t")
@@ -61,6 +62,27 @@ def assert_switch_as_git(repo, tmp_path, target: str) -> None:
     assert git(repo, "write-tree").strip() == tree  # the cache tree we wrote is true
     git(repo, "fsck", "--no-progress")
     git(repo, "update-index", "--refresh")  # every entry's stat data matches its file
+
+
+def columns_of(index) -> tuple:
+    return (index.version, index.checksum, index.paths, index.stat_data, list(index.flags), index.cached_trees,
+            list(index.modes), index.mtimes)
+
+
+def assert_columns_kept_are_the_file(repo) -> None:
+    """What the switch kept of the index it wrote (for this process and the next) is
+    what parsing the file gives."""
+    from gitml.store import gitindex
+    from gitml.store.worktree import _columns_path
+
+    index_path = str(repo / ".git/index")
+    with open(index_path, "rb") as f:
+        parsed = gitindex.parse_index(f.read(), index_path)
+    assert columns_of(read_index(index_path)) == columns_of(parsed)
+    gitindex._cache.clear()  # as a new process
+    with open_store(repo) as store:
+        columns = _columns_path(store, index_path)
+    assert columns_of(gitindex._load_columns(columns, parsed.checksum)) == columns_of(parsed)
 
 
 @pytest.fixture

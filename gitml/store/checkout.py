@@ -23,12 +23,13 @@ import hashlib
 import os
 import stat
 import struct
+from array import array
 from bisect import bisect_left
 from itertools import accumulate
 
 from gitml.errors import ConflictError
 from gitml.store.git import TREE_MODE, GitStore
-from gitml.store.gitindex import SKIP_WORKTREE, GitIndex
+from gitml.store.gitindex import SKIP_WORKTREE, GitIndex, remember, written_index
 
 GITLINK_MODE = 0o160000
 SYMLINK_MODE = 0o120000
@@ -49,9 +50,11 @@ class IndexLockedError(ConflictError):
         )
 
 
-def switch(store: GitStore, index_path: str, index: GitIndex, old_tree: bytes | None, new_tree: bytes) -> None:
+def switch(store: GitStore, index_path: str, index: GitIndex, old_tree: bytes | None, new_tree: bytes, *,
+           columns: str | None = None) -> None:
     """Make the work tree and the index at ``index_path`` (``index``, as read) hold
-    ``new_tree`` instead of ``old_tree``, which they hold now. HEAD is not moved."""
+    ``new_tree`` instead of ``old_tree``, which they hold now. HEAD is not moved. The
+    new index's columns are kept in ``columns`` (see :func:`gitml.store.gitindex.read_index`)."""
     assert store.workdir is not None
     lock = index_path + ".lock"
     try:
@@ -64,12 +67,13 @@ def switch(store: GitStore, index_path: str, index: GitIndex, old_tree: bytes | 
         _walk(store, index, old_tree, new_tree, b"", changes, new_dirs)
         sparse = _SparseCone.read(store)
         rows = _apply(store.workdir, store, index, changes, sparse)
-        data = _encode(index, changes, rows, new_dirs, _entry_bytes(index_path, index))
+        data, written = _encode(index, changes, rows, new_dirs, _entry_bytes(index_path, index))
         with open(fd, "wb", closefd=False) as f:
             f.write(data)
         os.close(fd)
         fd = -1
         os.replace(lock, index_path)
+        remember(index_path, written, columns=columns)  # the next snapshot does not parse it again
     except BaseException:
         if fd >= 0:
             os.close(fd)
@@ -286,24 +290,27 @@ def _entry_bytes(index_path: str, index: GitIndex) -> tuple[bytes, list[int]] | 
 
 
 def _encode(index: GitIndex, changes: Changes, rows: dict[bytes, _Row | None],
-            new_dirs: dict[bytes, bytes | None], copy: tuple[bytes, list[int]] | None) -> bytes:
+            new_dirs: dict[bytes, bytes | None], copy: tuple[bytes, list[int]] | None) -> tuple[bytes, GitIndex]:
     """The new index file: unchanged entries as they were (their bytes copied from
     ``copy`` when given), ``rows`` for the changed paths."""
     paths, stat_data, flags = index.paths, index.stat_data, index.flags
     changed = sorted(changes)
     out: list[bytes] = []
-    count = 0
     extended = bool(flags) and max(flags) >= 1 << 16 or any(r and r[1] >= 1 << 16 for r in rows.values())
     new_paths: list[bytes] = []
+    new_stat: list[bytes] = []
+    new_flags = array(flags.typecode)
     lo = 0
     for path in changed + [None]:
         hi = len(paths) if path is None else bisect_left(paths, path, lo)
         if copy is not None:
             out.append(copy[0][copy[1][lo] : copy[1][hi]])
+            new_flags.extend(flags[lo:hi])
         else:
             out.extend(_entry(stat_data[i * 60 : i * 60 + 60], flags[i], paths[i]) for i in range(lo, hi))
+            new_flags.extend(_flags(flags[i], paths[i]) for i in range(lo, hi))
         new_paths.extend(paths[lo:hi])
-        count += hi - lo
+        new_stat.append(stat_data[lo * 60 : hi * 60])
         if path is None:
             break
         lo = hi
@@ -313,27 +320,39 @@ def _encode(index: GitIndex, changes: Changes, rows: dict[bytes, _Row | None],
         if row is not None:
             out.append(_entry(row[0], row[1], path))
             new_paths.append(path)
-            count += 1
-    extensions = [_tree_extension(index, new_paths, new_dirs)]
+            new_stat.append(row[0])
+            new_flags.append(_flags(row[1], path))
+    cache_tree, valid = _tree_extension(index, new_paths, new_dirs)
+    extensions = [cache_tree]
     if TREE_MODE in index.modes:
         extensions.append(b"sdir" + struct.pack(">I", 0))
-    body = b"".join([struct.pack(">4sII", b"DIRC", 3 if extended else 2, count), *out, *extensions])
-    return body + hashlib.sha1(body).digest()
+    version = 3 if extended else 2
+    body = b"".join([struct.pack(">4sII", b"DIRC", version, len(new_paths)), *out, *extensions])
+    checksum = hashlib.sha1(body).digest()
+    return body + checksum, written_index(version, checksum, new_paths, new_stat, new_flags, valid)
+
+
+def _flags(flags: int, path: bytes) -> int:
+    """An entry's flags as written: the name's length, the extended bit when extended."""
+    base = (flags & 0xB000) | min(len(path), 0xFFF)
+    return flags & 0xFFFF0000 | base | 0x4000 if flags >> 16 else base
 
 
 def _entry(stat60: bytes, flags: int, path: bytes) -> bytes:
-    base = (flags & 0xB000) | min(len(path), 0xFFF)
+    flags = _flags(flags, path)
     if flags >> 16:
-        head = stat60 + struct.pack(">HH", base | 0x4000, flags >> 16)
+        head = stat60 + struct.pack(">HH", flags & 0xFFFF, flags >> 16)
     else:
-        head = stat60 + struct.pack(">H", base)
+        head = stat60 + struct.pack(">H", flags)
     size = (len(head) + len(path) + 8) & ~7
     return head + path + b"\0" * (size - len(head) - len(path))
 
 
-def _tree_extension(index: GitIndex, paths: list[bytes], new_dirs: dict[bytes, bytes | None]) -> bytes:
+def _tree_extension(index: GitIndex, paths: list[bytes],
+                    new_dirs: dict[bytes, bytes | None]) -> tuple[bytes, dict[bytes, bytes]]:
     """git's cache tree for ``paths``: the folders walked get the target's trees, the
-    others keep theirs; a folder with no entries left is dropped."""
+    others keep theirs; a folder with no entries left is dropped. With it, the valid
+    trees by folder (as :class:`GitIndex` holds them)."""
     trees: dict[bytes, bytes | None] = {}
     for folder, sha in index.cached_trees.items():
         trees[folder] = sha
@@ -353,6 +372,7 @@ def _tree_extension(index: GitIndex, paths: list[bytes], new_dirs: dict[bytes, b
             trees.setdefault(parent, None)  # a folder git had no valid tree for
             folder = parent
     out: list[bytes] = []
+    valid: dict[bytes, bytes] = {}
 
     def emit(folder: bytes) -> int:
         if folder:
@@ -369,8 +389,10 @@ def _tree_extension(index: GitIndex, paths: list[bytes], new_dirs: dict[bytes, b
         sha = trees.get(folder)
         name = folder.rpartition(b"/")[2]
         out[at] = name + b"\0%d %d\n" % (count if sha else -1, emitted) + (sha or b"")
+        if sha:
+            valid[folder] = sha
         return 1
 
     emit(b"")
     body = b"".join(out)
-    return b"TREE" + struct.pack(">I", len(body)) + body
+    return b"TREE" + struct.pack(">I", len(body)) + body, valid

@@ -222,6 +222,29 @@ def _save_columns(columns: str, index: GitIndex) -> None:
             pass
 
 
+def written_index(version: int, checksum: bytes, paths: list[bytes], stat_data: list[bytes], flags: array,
+                  cached_trees: dict[bytes, bytes]) -> GitIndex:
+    """The columns of an index gitml writes (``stat_data``: the entries' 60 bytes, in pieces)."""
+    index = GitIndex(version, checksum)
+    _Entries(paths, stat_data).columns(index)
+    index.flags, index.cached_trees = flags, cached_trees
+    return index
+
+
+def remember(path: str, index: GitIndex, *, columns: str | None = None) -> None:
+    """Take ``index`` as what the index file at ``path``, just renamed there by this
+    process, holds: for this process (while the file's identity and trailer are these)
+    and, with ``columns``, for the next ones."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    _cache.clear()
+    _cache[path] = ((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns), index)
+    if columns:
+        _save_columns(columns, index)
+
+
 _STALE_AFTER = 3600.0  # seconds: a temporary this old is a dead writer's, whatever its pid
 
 

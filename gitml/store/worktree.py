@@ -335,8 +335,9 @@ def restore(store: GitStore, commit: bytes | None, run_tree: bytes, *, branch: s
         from gitml.store.checkout import switch
 
         index_path = store.repo.index_path()
-        index = read_index(index_path, columns=_columns_path(store, index_path)) or GitIndex(2, b"")
-        switch(store, index_path, index, current.tree, store.commit(commit).tree)
+        columns = _columns_path(store, index_path)
+        index = read_index(index_path, columns=columns) or GitIndex(2, b"")
+        switch(store, index_path, index, current.tree, store.commit(commit).tree, columns=columns)
     if commit is not None:
         # as dulwich's porcelain.update_head, without importing porcelain (60 ms)
         refs = store.repo.refs
