@@ -214,3 +214,16 @@ def test_unmerged_index_is_refused(two_commits):
     with pytest.raises(ConflictError, match="uncommitted"):
         gitml_switch(repo, "b")
     assert (repo / ".git/index").read_bytes() == index and not (repo / ".git/index.lock").exists()
+
+
+def test_a_missing_index_is_refused_not_taken_as_empty(two_commits):
+    from gitml.errors import RepositoryError
+
+    repo = two_commits
+    os.unlink(repo / ".git/index")
+    with pytest.raises(RepositoryError, match="index"):
+        gitml_switch(repo, "b")
+    assert not (repo / ".git/index").exists() and (repo / "docs/x.md").exists()
+    git(repo, "reset", "-q")
+    gitml_switch(repo, "b")
+    assert git(repo, "status", "--porcelain") == ""

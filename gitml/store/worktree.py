@@ -317,6 +317,9 @@ def restore(store: GitStore, commit: bytes | None, run_tree: bytes, *, branch: s
         if store.ref(f"refs/heads/{branch}".encode()) is not None:
             raise ConflictError(f"branch {branch!r} already exists")
     current = snapshot(store)
+    index_path = store.repo.index_path()
+    if current.tree is not None and not os.path.exists(index_path):
+        raise RepositoryError(f"git's index {index_path} is missing; `git reset` rebuilds it from HEAD")
     if current.dirty:
         raise ConflictError("the work tree has uncommitted changes to tracked files; commit or stash them first")
     # the work tree is clean, so what git tracks now is the current tree: a path the
@@ -330,14 +333,13 @@ def restore(store: GitStore, commit: bytes | None, run_tree: bytes, *, branch: s
             untracked = _untracked_in_the_way(store, path)
             if untracked is not None:
                 raise ConflictError(f"the untracked file {untracked!r} would be overwritten; move or remove it first")
-    if commit is not None and commit != current.commit:
+    if base is not None and commit != current.commit:
         # the files that differ written, git's index rewritten (see gitml.store.checkout)
         from gitml.store.checkout import switch
 
-        index_path = store.repo.index_path()
         columns = _columns_path(store, index_path)
         index = read_index(index_path, columns=columns) or GitIndex(2, b"")
-        switch(store, index_path, index, current.tree, store.commit(commit).tree, columns=columns)
+        switch(store, index_path, index, current.tree, base, columns=columns)
     if commit is not None:
         # as dulwich's porcelain.update_head, without importing porcelain (60 ms)
         refs = store.repo.refs
