@@ -120,3 +120,12 @@ def test_a_killed_writers_columns_temporary_is_removed_on_the_next_save(repo, tm
     assert os.path.exists(columns)
     assert not killed.exists() and not old.exists()
     assert writing.exists() and other.exists() and mine.exists()
+
+
+def test_columns_of_an_index_about_to_be_replaced_are_not_written(repo, tmp_path):
+    index_path, columns = str(repo / ".git/index"), str(tmp_path / "columns")
+    assert entries(read_index(index_path, columns=columns, keep=False)) == ls_files(repo)
+    assert not os.path.exists(columns)  # gitml checkout writes the new index's instead
+    _fresh_process()
+    read_index(index_path, columns=columns)
+    assert os.path.exists(columns)

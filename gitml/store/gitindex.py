@@ -118,11 +118,12 @@ class _Entries:
 _cache: dict[str, tuple[tuple, GitIndex]] = {}
 
 
-def read_index(path: str, *, columns: str | None = None) -> GitIndex | None:
+def read_index(path: str, *, columns: str | None = None, keep: bool = True) -> GitIndex | None:
     """The index at ``path`` (None when there is none). Parsed again only when the
     file's identity (inode, size, times) or its checksum changed. With ``columns`` (a
     file path of gitml's), the parsed columns are kept there for the next process, and
-    taken from there while the index's checksum is the one they were parsed from.
+    taken from there while the index's checksum is the one they were parsed from
+    (``keep=False``: taken, not written, for an index about to be replaced).
 
     The file is read through one open file, so a concurrent rewrite (git writes
     ``index.lock`` and renames it over) is seen whole or not at all; a checksum
@@ -147,7 +148,7 @@ def read_index(path: str, *, columns: str | None = None) -> GitIndex | None:
             os.close(fd)
         if index is None and _checksum_ok(data):
             index = parse_index(data, path)
-            if columns and trailer != _NULL_SHA:
+            if columns and keep and trailer != _NULL_SHA:
                 _save_columns(columns, index)
         if index is not None:
             _cache.clear()

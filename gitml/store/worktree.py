@@ -47,14 +47,15 @@ Changes = dict[bytes, "tuple[int, bytes, bytes] | None"]
 _tree_memo: dict[tuple, tuple[bytes | None, list[tuple[bytes, bytes]]]] = {}
 
 
-def snapshot(store: GitStore) -> Snapshot:
-    """Take the snapshot of the work tree of ``store`` as it is now."""
+def snapshot(store: GitStore, *, keep: bool = True) -> Snapshot:
+    """Take the snapshot of the work tree of ``store`` as it is now (``keep=False``: the
+    index's columns are not saved for the next process, as when it is about to be rewritten)."""
     head = store.head()
     head_tree = store.commit(head.commit).tree if head.commit else None
     if store.workdir is None:
         return Snapshot(head.commit, head.branch, False, head_tree)
     index_path = store.repo.index_path()
-    index = read_index(index_path, columns=_columns_path(store, index_path))
+    index = read_index(index_path, columns=_columns_path(store, index_path), keep=keep)
     if index is None:
         return Snapshot(head.commit, head.branch, False, head_tree)
     changes = worktree_changes(store.workdir, index, index_mtime_ns(index_path), filemode=_filemode(store))
@@ -316,7 +317,7 @@ def restore(store: GitStore, commit: bytes | None, run_tree: bytes, *, branch: s
             raise ConflictError("the run was made before the first commit: there is no commit to branch from")
         if store.ref(f"refs/heads/{branch}".encode()) is not None:
             raise ConflictError(f"branch {branch!r} already exists")
-    current = snapshot(store)
+    current = snapshot(store, keep=commit is None or commit == store.head().commit)
     index_path = store.repo.index_path()
     if current.tree is not None and not os.path.exists(index_path):
         raise RepositoryError(f"git's index {index_path} is missing; `git reset` rebuilds it from HEAD")
