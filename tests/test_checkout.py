@@ -227,3 +227,20 @@ def test_a_missing_index_is_refused_not_taken_as_empty(two_commits):
     git(repo, "reset", "-q")
     gitml_switch(repo, "b")
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_tree_reaching_into_dot_git_is_refused(two_commits):
+    """A commit whose tree holds `.git/hooks/post-checkout` (git fsck refuses such a tree;
+    it can still arrive) never gets that file written."""
+    repo = two_commits
+    blob = git(repo, "hash-object", "-w", "--stdin", input_text="#!/bin/sh\necho owned\n").strip()
+    hooks = git(repo, "mktree", input_text=f"100755 blob {blob}\tpost-checkout\n").strip()
+    dot_git = git(repo, "mktree", input_text=f"040000 tree {hooks}\thooks\n").strip()
+    root = git(repo, "mktree", input_text=f"040000 tree {dot_git}\t.GIT\n100644 blob {blob}\tREADME.md\n").strip()
+    evil = git(repo, "commit-tree", root, "-p", "HEAD", "-m", "evil").strip()
+    before, files = git(repo, "rev-parse", "HEAD"), files_on_disk(repo)
+    with pytest.raises(ConflictError, match="not a path git checks out"):
+        gitml_switch(repo, evil)
+    assert files_on_disk(repo) == files  # refused before anything was written
+    assert not (repo / ".git/hooks/post-checkout").exists() and not (repo / ".GIT").exists()
+    assert git(repo, "rev-parse", "HEAD") == before and not (repo / ".git/index.lock").exists()

@@ -65,6 +65,9 @@ def switch(store: GitStore, index_path: str, index: GitIndex, old_tree: bytes | 
         changes: Changes = {}
         new_dirs: dict[bytes, bytes | None] = {b"": bytes.fromhex(new_tree.decode())}
         _walk(store, index, old_tree, new_tree, b"", changes, new_dirs)
+        for path in changes:  # before anything is written: as `git fsck` refuses such trees
+            if any(part in (b"", b".", b"..") or part.lower() == b".git" for part in path.rstrip(b"/").split(b"/")):
+                raise ConflictError(f"refusing to write {os.fsdecode(path)!r}: not a path git checks out")
         sparse = _SparseCone.read(store)
         rows = _apply(store.workdir, store, index, changes, sparse)
         data, written = _encode(index, changes, rows, new_dirs, _entry_bytes(index_path, index))
@@ -222,7 +225,7 @@ def _apply(workdir: str, store: GitStore, index: GitIndex, changes: Changes,
         if mode == SYMLINK_MODE:
             os.symlink(os.fsdecode(data), full)
         else:
-            file_fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o777 if mode == 0o100755 else 0o666)
+            file_fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o777 if mode == 0o100755 else 0o666)
             with open(file_fd, "wb") as f:
                 f.write(data)
         rows[path] = (_stat_data(os.lstat(full), mode, sha), 0)
