@@ -76,6 +76,25 @@ def test_a_retired_pack_is_deleted_after_its_grace_period(repo):
     assert _blob(b"blob 3")[0].decode() in git(repo, "verify-pack", "-v", os.path.join(pack_dir, merged))
 
 
+ONE_RUN = """
+import gitml
+with gitml.start_run():
+    gitml.log_param("a", 1)
+"""
+
+
+def test_processes_that_each_make_one_run_keep_the_packs_few(repo):
+    """Most processes write once (a training script, one run): each checks the packs at its
+    first write, so they are merged (a CLI-only user had one pack per run, hundreds of them)."""
+    for _ in range(packs.PACKS_PER_TIER + 4):
+        run_python(ONE_RUN, repo)
+    pack_dir = repo / ".git/objects/pack"
+    retired = set(os.listdir(repo / ".git/gitml/retired"))
+    live = [n for n in os.listdir(pack_dir) if n.endswith(".pack") and n[:-5] not in retired]
+    assert len(live) < packs.PACKS_PER_TIER, live
+    git(repo, "fsck", "--strict")
+
+
 FULL_DISK = """
 import glob, os, resource, gitml
 from gitml.errors import GitmlError

@@ -118,7 +118,7 @@ class GitStore:
             else:
                 self._present.add(sha)
         self._writes += 1
-        if self._writes % 8 == 0:
+        if self._writes % 8 == 1:  # the first write of every process too: most processes make one run
             try:
                 maybe_merge_small_packs(self.pack_dir, self.private_path("repack.lock"))
             except OSError as e:  # housekeeping must never fail a write
