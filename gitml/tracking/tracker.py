@@ -67,6 +67,7 @@ _TRACKERS: weakref.WeakSet[Tracker] = weakref.WeakSet()  # every open Tracker of
 
 DEFAULT_FLUSH_INTERVAL = 5.0
 JOURNAL_ROTATE_BYTES = 64 << 20  # a long-lived process starts a new journal past this
+SEARCHES_KEPT = 16  # searches of one table remembered (its matches, its DataFrame): a repeated one is free
 PACK_REFS_AFTER = 8192  # loose run refs before the committer packs them (listing 8,000 takes ~0.2 s)
 RESERVED_TAG_PREFIX = "gitml."
 _ADJECTIVES = "amber bold brisk calm clever crisp eager fancy gentle glad keen lucid merry nimble quiet rapid shy sunny swift tidy vivid warm wise witty".split()
@@ -246,6 +247,8 @@ class Tracker:
         self._ended_since_pack = 0
         self._refs_by_run: dict[str, bytes] = {}
         self._valid_refs: set[bytes] = set()  # run refs already checked by parse_run_ref
+        self._refs_of_experiments: tuple[tuple, list, dict[bytes, bytes]] | None = None  # ids, listings, refs
+        self.searches: dict[tuple, tuple] = {}  # a search's arguments -> (table, matches, its frame or None)
         self.recovered = self.recover()
         _TRACKERS.add(self)
 
@@ -455,10 +458,14 @@ class Tracker:
         publish_runs(self.store.commondir)
         if experiment_ids is None:
             return self._all_run_refs()
-        else:
-            refs = {}
-            for experiment_id in experiment_ids:
-                refs.update(self.store.refs_under(f"{RUNS_PREFIX}{experiment_id}/"))
+        listings = [self.store.refs_under(f"{RUNS_PREFIX}{e}/", shared=True) for e in experiment_ids]
+        key = tuple(experiment_ids)
+        memo = self._refs_of_experiments
+        if memo is not None and memo[0] == key and all(map(operator.is_, memo[1], listings)):
+            return memo[2]  # the same dict while no ref of these experiments changed, as for every run
+        refs = {}
+        for listing in listings:
+            refs.update(listing)
         valid = self._valid_refs
         out = {}
         for ref, commit in refs.items():
@@ -466,6 +473,7 @@ class Tracker:
                 valid.add(ref)
             if ref in valid:
                 out[ref] = commit
+        self._refs_of_experiments = (key, listings, out)
         return out
 
     def _all_run_refs(self) -> dict[bytes, bytes]:
@@ -665,6 +673,11 @@ class Tracker:
         return changed
 
 
+def search_key(experiment_ids, filter_string, view, max_results, order_by) -> tuple:
+    """What a search's result depends on besides the table it searched."""
+    return (tuple(experiment_ids) if experiment_ids is not None else None, filter_string, view, max_results, tuple(order_by or ()))
+
+
 def search_table(
     tracker: Tracker,
     experiment_ids: list[str] | None,
@@ -686,12 +699,20 @@ def search_table(
     table, errors = tracker.table(experiment_ids)
     for error in errors:
         log.warning("gitml: skipping unreadable run: %s", error)
+    key = search_key(experiment_ids, filter_string, view, max_results, order_by)
+    memo = tracker.searches.get(key)
+    if memo is not None and memo[0] is table:  # the same table: no run ref changed since
+        return table, list(memo[1])
     stages = table.column("attributes", "lifecycle_stage")
     shown = {stage for stage in set(stages) if ViewType.matches(view, stage)}
     mask = map(operator.and_, filter_mask(predicate, table), map(shown.__contains__, stages))
     matched = list(itertools.compress(range(len(table)), mask))
     matched = sort_rows(matched, order, getter=table.getter, limit=max_results)
-    return table, matched[:max_results] if max_results is not None else matched
+    matched = matched[:max_results] if max_results is not None else matched
+    if len(tracker.searches) >= SEARCHES_KEPT or any(t is not table for t, _, _ in tracker.searches.values()):
+        tracker.searches.clear()  # the memos of an older table go with it
+    tracker.searches[key] = (table, tuple(matched), None)
+    return table, matched
 
 
 def search_rows(
