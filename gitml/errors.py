@@ -30,7 +30,7 @@ says where each lives, and importing one imports its module then)::
     │   └── EntryPointNotFoundError (projects.spec), VersionNotFoundError (projects.source),
     │       RegisteredModelNotFoundError (models.uri), RegisteredModelNotFound (registry.state)
     ├── ConflictError
-    │   └── LockHeld (store.locks), UntrustedTagError (registry.state)
+    │   └── LockHeld (store.locks), IndexLockedError (store.checkout), UntrustedTagError (registry.state)
     ├── CorruptRecordError
     │   └── ModelChangedError (registry.state), PolicyError (registry.policy)
     ├── RepositoryError
@@ -178,6 +178,7 @@ ELSEWHERE = {
     "UnsupportedRepositoryError": "gitml.store.git",
     "PackError": "gitml.store.unpack",
     "LockHeld": "gitml.store.locks",
+    "IndexLockedError": "gitml.store.checkout",
     "RemoteError": "gitml.store.remote",
     "IndexFormatError": "gitml.store.gitindex",
     "JournalWriteError": "gitml.tracking.journal",
