@@ -151,7 +151,7 @@ class _SparseCone:
         try:
             if not setting(b"sparseCheckout", False):
                 return None
-            if not setting(b"sparseCheckoutCone", True):
+            if not setting(b"sparseCheckoutCone", False):  # unset: patterns, as in git
                 return None  # patterns as in .gitignore: new paths are written (see design.md)
         except ValueError:
             return None
