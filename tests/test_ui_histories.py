@@ -143,3 +143,13 @@ def test_a_read_only_cache_folder_only_costs_the_parse(client, repo, big):
     reader = Reader(client)
     drawn = _chart(reader, big)
     assert reader.chunks.parsed == 3 and max(v for v in drawn["y"] if v is not None) == SPIKE
+
+
+def test_chunk_ids_and_cache_names_are_checked(client, big):
+    from gitml.errors import InvalidInputError
+
+    for bad in ("../../etc/passwd", "A" * 40, "0" * 39, ""):
+        with pytest.raises(InvalidInputError, match="blob id"):
+            client.metric_history_chunk(bad)
+    with pytest.raises(InvalidInputError, match="plain word"):
+        client.cache_dir("../objects")
