@@ -6,7 +6,10 @@ import os
 import gitml
 import gitml.frame
 import gitml.tracking.filter
-from tests.conftest import run_python
+from gitml.names import RUN_REF_NAMES
+from gitml.store import refs as refs_module
+from gitml.store.refs import RefLister
+from tests.conftest import git, run_python
 
 
 def make_runs(n, prefix="r"):
@@ -58,3 +61,51 @@ def test_a_repeated_search_reuses_its_matches_and_frame_until_a_run_ref_changes(
     run_python('import gitml\ngitml.set_experiment("scale")\nwith gitml.start_run(run_name="new"):\n'
                '    gitml.log_param("p", "x")\n    gitml.log_metric("m", 9.0)', repo)
     assert list(search()["tags.mlflow.runName"]) == ["new", "r3", "r0"] and calls["filter"] == 3
+
+
+def packed_run_refs(tmp_path, n):
+    """A repository whose packed-refs holds ``n`` run refs between a branch and a tag (git's own)."""
+    path = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(path))
+    git(path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "c")
+    head = git(path, "rev-parse", "HEAD").strip()
+    lines = [f"create refs/gitml/runs/{i % 3 + 1}/{i:032x} {head}" for i in range(n)]
+    git(path, "update-ref", "--stdin", input_text="\n".join([*lines, f"create refs/tags/v1 {head}"]) + "\n")
+    git(path, "pack-refs", "--all")
+    return path, head
+
+
+def listed(path):
+    return RefLister(str(path / ".git")).listing("refs/gitml/runs/", RUN_REF_NAMES)
+
+
+def test_a_checked_packed_refs_is_not_checked_again_by_the_next_process(tmp_path, monkeypatch):
+    path, head = packed_run_refs(tmp_path, 50)
+    (path / ".git" / "gitml").mkdir()
+    expected = {f"refs/gitml/runs/{i % 3 + 1}/{i:032x}".encode(): head.encode() for i in range(50)}
+    assert listed(path) == expected  # checked line by line; its digest and span kept
+    compiled = []
+    real = refs_module.re.compile
+    monkeypatch.setattr(refs_module.re, "compile", lambda p, *a: compiled.append(p) or real(p, *a))
+    assert listed(path) == expected and compiled == []  # the same file: its span split, no pattern run
+    # another writer changes the file: checked again, and the change is seen
+    git(path, "update-ref", "-d", f"refs/gitml/runs/1/{0:032x}")
+    git(path, "update-ref", f"refs/gitml/runs/2/{99:032x}", head)
+    git(path, "pack-refs", "--all")
+    del expected[f"refs/gitml/runs/1/{0:032x}".encode()]
+    expected[f"refs/gitml/runs/2/{99:032x}".encode()] = head.encode()
+    assert listed(path) == expected and len(compiled) == 1
+
+
+def test_a_malformed_line_among_packed_run_refs_is_left_out_in_every_process(tmp_path, monkeypatch):
+    path, head = packed_run_refs(tmp_path, 6)
+    (path / ".git" / "gitml").mkdir()
+    packed = path / ".git" / "packed-refs"
+    lines = packed.read_bytes().split(b"\n")
+    at = next(i for i, line in enumerate(lines) if b"refs/gitml/runs/2/" in line)
+    lines.insert(at, head.encode() + b" refs/gitml/runs/1/../../heads/x")  # not a run ref's name
+    packed.write_bytes(b"\n".join(lines))
+    first = listed(path)
+    assert len(first) == 6 and all(b".." not in name for name in first)
+    assert listed(path) == first  # not one span: the next process checks every line again
+    assert not (path / ".git" / "gitml" / "packed-refs.checked").exists()

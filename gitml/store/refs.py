@@ -17,6 +17,7 @@ so here:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -82,8 +83,7 @@ class RefLister:
                 bprefix = prefix.encode()
                 packed = {name: sha for name, sha in self.packed().items() if name.startswith(bprefix)}
             else:
-                line = re.compile(rb"^([0-9a-f]{40}) (" + names.pattern + rb")$", re.MULTILINE)
-                packed = {name: sha for sha, name in line.findall(data)}  # ``names`` are under ``prefix``
+                packed = self._packed_named(data, names)  # ``names`` are under ``prefix``
             cached = self._packed_under[which] = (self._parses, packed)
         result = dict(cached[1])
         loose: set[bytes] = set()
@@ -95,6 +95,42 @@ class RefLister:
         self._listings[which] = (key, result, loose)
         self.loose = loose
         return result
+
+    def _packed_named(self, data: bytes, names: re.Pattern[bytes]) -> dict[bytes, bytes]:
+        """The lines of ``packed-refs`` naming a ref ``names`` matches, checked by one
+        regular expression: 0.1 s at 100,000 run refs, paid by every process. So the
+        file's digest is kept (``gitml/packed-refs.checked``) with the span of those lines
+        when they are all of one span: a process that finds the same file only splits
+        that span (a third of the time)."""
+        digest = hashlib.sha256(data).hexdigest().encode() + b" " + hashlib.sha256(names.pattern).hexdigest().encode()
+        mark = os.path.join(self.controldir, "gitml", "packed-refs.checked")
+        try:
+            with open(mark, "rb") as f:
+                known, first, stop = f.read().split(b"\n")
+            if known == digest:
+                lines = data[int(first):int(stop)].split(b"\n") if int(stop) > int(first) else []
+                return {line[41:]: line[:40] for line in lines}
+        except (OSError, ValueError):
+            pass
+        line = re.compile(rb"^([0-9a-f]{40}) (" + names.pattern + rb")$", re.MULTILINE)
+        found = line.findall(data)
+        if found:
+            start = data.find(b"%s %s\n" % found[0])
+            last = data.find(b"%s %s" % found[-1], start)
+            end = last + 41 + len(found[-1][1])
+            starts_lines = all(i == 0 or data[i - 1:i] == b"\n" for i in (start, last))
+            if start < 0 or last < 0 or not starts_lines or data.count(b"\n", start, end) != len(found) - 1:
+                return {name: sha for sha, name in found}  # not one span: checked again next time
+        else:
+            start = end = 0
+        if os.path.isdir(os.path.dirname(mark)):
+            try:
+                with open(mark + ".tmp", "wb") as f:
+                    f.write(b"%s\n%d\n%d" % (digest, start, end))
+                os.replace(mark + ".tmp", mark)
+            except OSError:
+                pass  # a cache: the next process checks the file again
+        return {name: sha for sha, name in found}
 
     def _loose_in(self, dirpath: str, filenames: list[str]) -> tuple[dict[bytes, bytes], int]:
         try:

@@ -610,6 +610,8 @@ class Tracker:
             by_name = [table.refs[i][-32:].decode() for i, name in enumerate(names) if name == spec] if spec in names else []
         matches = sorted(set(by_id) | set(by_name))
         if len(matches) == 1:
+            if by_name:  # its ref, so that ref_of need not look through every run ref again
+                self._refs_by_run[matches[0]] = table.refs[names.index(spec)]
             return matches[0]
         if not matches:
             if len(key) < 4 and any(i.startswith(key.encode()) for i in ids):
