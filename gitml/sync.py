@@ -76,7 +76,7 @@ def select_refs(client: Client, *, experiments: list[str] | None = None, runs: l
     experiment_refs = client.experiment_refs()
     if not experiments and not runs:  # everything: experiments without runs too
         chosen.update(experiment_refs)
-    experiment_ids = {parts[0] for parts in map(parse_run_ref, chosen) if parts}
+    experiment_ids = {parts[0] for parts in map(parse_run_ref, chosen) if parts} if experiments or runs else set()
     for experiment_id in experiment_ids:
         ref = experiment_ref(experiment_id)
         if ref in experiment_refs:
@@ -109,7 +109,7 @@ def push(
     todo = {r: s for r, s in refs.items() if theirs.get(r) != s}
     content = client.artifacts.content
     confirmed = content.confirmed_commits()
-    unconfirmed = {r: s for r, s in refs.items() if parse_run_ref(r) and s not in confirmed}
+    unconfirmed = {r: s for r, s in refs.items() if s not in confirmed and parse_run_ref(r)}
     broken: dict[bytes, str] = {}
     by_run = client.artifacts.objects_by_run(unconfirmed, stop=confirmed, broken=broken)
     objects: dict[str, tuple[str, str]] = {}
@@ -177,12 +177,13 @@ def _push_registry_tags(client: Client, url: str, refs: dict[bytes, bytes], thei
     whose run did not arrive is never sent alone. A tag the remote holds with another
     value (the same counter taken by a promotion made elsewhere) is refused, never moved."""
     registry = client.registry
+    unsent = {tag: sha for tag, sha in registry.tag_refs().items() if theirs.get(tag.ref) != sha}
+    if not unsent:
+        return  # the usual case: nothing below reads 100,000 run refs for no tag
     on_remote = {r: s for r, s in refs.items() if result.refs.get(r.decode()) == "ok" and parse_run_ref(r)}
     by_run = {parse_run_ref(r)[1]: s for r, s in on_remote.items()}  # type: ignore[index]
     tags: dict[bytes, bytes] = {}
-    for tag, sha in registry.tag_refs().items():
-        if theirs.get(tag.ref) == sha:
-            continue
+    for tag, sha in unsent.items():
         event = registry.event(tag, sha)
         run_id = str(event.info.get("run_id", "")) if event is not None else ""
         head = by_run.get(run_id)

@@ -30,6 +30,7 @@ _TYPE_NUMBERS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 _DELTA_TYPES = (6, 7)
 _IDX_V2 = b"\377tOc\x00\x00\x00\x02"
 BIG_PACK = 100_000  # objects: a larger pack is searched in its index, not held in a dict
+_TABLES_AFTER = 4096  # lookups in one big pack before its table of id heads is built
 DICT_OBJECTS = 400_000  # objects in all packs: beyond, every pack is searched in its index (memory)
 _LOW32 = 0xFFFFFFFF
 _RESIDENT_BYTES = 64 << 20  # of pack pages read while copying, before they are let go (the page cache keeps them)
@@ -74,22 +75,20 @@ class PackEntries:
             self._unread = True  # a version-1 index: its objects are read through dulwich
             return
         count = struct.unpack_from(">L", head, 8 + 255 * 4)[0]
+        if os.path.getsize(idx_path) != 8 + 256 * 4 + 28 * count + 40:
+            self._unread = True  # a table of 64-bit offsets (a pack over 2 GiB): read through dulwich
+            return
         with open(idx_path, "rb") as f:
             idx = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         with open(idx_path[:-4] + ".pack", "rb") as f:
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        offsets = struct.unpack_from(f">{count}L", idx, 8 + 256 * 4 + 24 * count)
-        if any(o & 0x80000000 for o in offsets):  # a pack over 2 GiB: read through dulwich
-            idx.close()
-            data.close()
-            self._unread = True
-            return
         number = len(self._maps)
         self._maps.append(data)
         self._maps.append(idx)
         if count > BIG_PACK or self._all_indexed:
-            self._big.append(_IndexedPack(number, idx, data, count, offsets))
+            self._big.append(_IndexedPack(number, idx, data, count))
             return
+        offsets = struct.unpack_from(f">{count}L", idx, 8 + 256 * 4 + 24 * count)
         shas_at = 8 + 256 * 4
         if self.ids_only:
             self._ids.update(idx[shas_at + 20 * i : shas_at + 20 * i + 20] for i in range(count))
@@ -311,20 +310,28 @@ def _loose_ids(objects: str) -> set[bytes]:
 
 
 class _IndexedPack:
-    """A large pack: its entries found by binary search in the index file."""
+    """A large pack: its entries found by binary search in the index file.
 
-    def __init__(self, number: int, idx: mmap.mmap, data: mmap.mmap, count: int, offsets: tuple[int, ...]):
-        self.number, self.idx, self.data = number, idx, data
+    Nothing is read per object when the pack is opened: a push of ten runs to a
+    remote of millions of objects asks it about a few hundred ids. The tables that
+    make many lookups fast are built when the lookups come (:data:`_TABLES_AFTER`).
+    """
+
+    def __init__(self, number: int, idx: mmap.mmap, data: mmap.mmap, count: int):
+        self.number, self.idx, self.data, self.count = number, idx, data, count
         self.fanout = struct.unpack_from(">256L", idx, 8)
         self.shas_at = 8 + 256 * 4
         self.crcs_at = self.shas_at + 20 * count
         self.offsets_at = self.crcs_at + 4 * count
-        self.starts = array("Q", sorted(offsets))  # where each entry ends: where the next one starts
-        self.starts.append(len(data) - 20)
+        self._starts: array | None = None
+        self.heads: array | None = None
+        self._lookups = 0
+
+    def _build_heads(self) -> array:
         # The first 4 bytes of every id, in the index's (sorted) order, as integers: 4 bytes
         # per object, searched by C's bisect; the whole id is compared only where they match.
-        table = idx[self.shas_at : self.crcs_at]
-        heads = bytearray(4 * count)
+        table = self.idx[self.shas_at : self.crcs_at]
+        heads = bytearray(4 * self.count)
         for k in range(4):
             heads[k::4] = table[k::20]
         self.heads = array("I")
@@ -332,15 +339,25 @@ class _IndexedPack:
         self.heads.frombytes(heads)
         if sys.byteorder == "little":
             self.heads.byteswap()
+        return self.heads
+
+    def _id(self, i: int) -> bytes:
+        return self.idx[self.shas_at + 20 * i : self.shas_at + 20 * i + 20]
 
     def _position(self, raw: bytes) -> int | None:
         first = raw[0]
-        hi = self.fanout[first]
+        lo, hi = self.fanout[first - 1] if first else 0, self.fanout[first]
+        heads = self.heads
+        if heads is None:
+            self._lookups += 1
+            if self._lookups <= _TABLES_AFTER:  # a few lookups: bisect the index's ids themselves
+                i = bisect.bisect_left(range(self.count), raw, lo, hi, key=self._id)
+                return i if i < hi and self._id(i) == raw else None
+            heads = self._build_heads()
         head = int.from_bytes(raw[:4], "big")
-        i = bisect.bisect_left(self.heads, head, self.fanout[first - 1] if first else 0, hi)
-        idx, at, heads = self.idx, self.shas_at, self.heads
+        i = bisect.bisect_left(heads, head, lo, hi)
         while i < hi and heads[i] == head:
-            if idx[at + 20 * i : at + 20 * i + 20] == raw:
+            if self._id(i) == raw:
                 return i
             i += 1
         return None
@@ -356,6 +373,14 @@ class _IndexedPack:
         start = struct.unpack_from(">L", self.idx, self.offsets_at + 4 * i)[0]
         if (self.data[start] >> 4) & 7 in _DELTA_TYPES:
             return None  # a delta: read through dulwich instead
-        stop = self.starts[bisect.bisect_right(self.starts, start)]
+        stop = self._stop(start)
         crc = struct.unpack_from(">L", self.idx, self.crcs_at + 4 * i)[0]
         return self.number, start, stop, crc
+
+    def _stop(self, start: int) -> int:
+        """Where the entry at ``start`` ends: where the next one starts (the offsets
+        sorted once, when the first entry is read)."""
+        if self._starts is None:
+            self._starts = array("Q", sorted(struct.unpack_from(f">{self.count}L", self.idx, self.offsets_at)))
+            self._starts.append(len(self.data) - 20)
+        return self._starts[bisect.bisect_right(self._starts, start)]

@@ -180,7 +180,7 @@ def push_refs(
             return send
 
         if folder is not None:
-            _push_local(local, entries, folder, update_refs, status, progress)
+            _push_local(local, entries, folder, list(refs), update_refs, status, progress)
             for ref in refs:
                 status.setdefault(ref, "ok")
             return status
@@ -211,17 +211,40 @@ def _local_refs(folder: str, prefixes: tuple[str, ...]) -> dict[bytes, bytes]:
     return found
 
 
+_READ_ONE_BY_ONE = 1024  # refs pushed: up to this many, the remote's are read by name, not listed
+
+
+def _remote_values(folder: str, names: list[bytes]) -> dict[bytes, bytes]:
+    """The values the remote on this machine gives ``names`` (absent ones left out):
+    a few read by name (the loose file, else a binary search of packed-refs), so ten
+    new runs do not parse the 100,000 lines of a big remote; many read in one listing."""
+    controldir = folder if os.path.isdir(os.path.join(folder, "objects")) else os.path.join(folder, ".git")
+    if len(names) <= _READ_ONE_BY_ONE:
+        lister = RefLister(controldir)
+        values = {name: lister.read(name) for name in names}
+        if not any(value is False for value in values.values()):
+            return {name: value for name, value in values.items() if isinstance(value, bytes)}
+    return _local_refs(folder, ("refs/",))  # a symbolic or unreadable ref among them: as git lists it
+
+
 def _push_local(
-    local: Repo, entries: PackEntries, folder: str, update_refs, status: dict[bytes, str], progress: Progress | None
+    local: Repo,
+    entries: PackEntries,
+    folder: str,
+    names: list[bytes],
+    update_refs,
+    status: dict[bytes, str],
+    progress: Progress | None,
 ) -> None:
-    """Push to a repository on this machine: objects as one copied pack, new refs in one write."""
+    """Push the refs ``names`` to a repository on this machine: objects as one copied
+    pack, new refs in one write."""
     try:
         target = open_repo(folder)  # refuses a format gitml would damage (sha256, reftable)
     except NotGitRepository as e:
         raise RemoteError(folder, "no git repository there") from e
     with target:
         _check_receive_policy(target, folder)
-        checked = _local_refs(folder, ("refs/",))  # the values the fast-forward check saw
+        checked = _remote_values(folder, names)  # the values the fast-forward check saw
         send = update_refs(checked)
         config = target.get_config()
         for ref, new in list(send.items()):  # receive-pack's settings, applied as it would

@@ -23,7 +23,8 @@ from dulwich.repo import Repo
 from gitml.errors import RepositoryError
 from gitml.store.entries import _COMMIT, _TAG, PackEntries, commit_header
 from gitml.store.packs import _write_entries
-from gitml.store.refs import lock_packed_refs, read_packed_refs, write_packed_refs
+from gitml.store.locks import LockHeld
+from gitml.store.refs import RefLister, lock_packed_refs, read_packed_refs, update_ref, write_packed_refs
 
 
 def local_path(url: str) -> str | None:
@@ -283,6 +284,8 @@ def create_refs(repo: Repo, refs: dict[bytes, bytes], *, wait: float = 5.0) -> d
     done: dict[bytes, bool] = {}
     if not refs:
         return done
+    if len(refs) <= LOOSE_AT_MOST and _packed_size(repo.commondir()) >= LOOSE_WHEN_PACKED:
+        return _create_loose(repo.commondir(), refs, wait)
     with lock_packed_refs(repo.commondir()) as f:
         packed = read_packed_refs(repo.commondir())
         existing = _RefPaths(repo, packed)
@@ -297,6 +300,53 @@ def create_refs(repo: Repo, refs: dict[bytes, bytes], *, wait: float = 5.0) -> d
     for ref, created in done.items():
         if created:
             done[ref] = _still_ours(container.refpath(ref), refs[ref], wait)
+    return done
+
+
+LOOSE_AT_MOST = 32  # refs created as loose files (as git's receive-pack does) when there are this few ...
+LOOSE_WHEN_PACKED = 1 << 20  # ... and packed-refs is this large (about 10,000 refs): its rewrite costs more
+
+
+def _packed_size(commondir: str) -> int:
+    try:
+        return os.path.getsize(os.path.join(commondir, "packed-refs"))
+    except FileNotFoundError:
+        return 0
+
+
+def _create_loose(commondir: str, refs: dict[bytes, bytes], wait: float) -> dict[bytes, bool]:
+    """A few new refs as loose files, each under its own lock as git writes it, so
+    that adding ten runs to a remote of 100,000 does not rewrite its packed-refs.
+    A ref is not created (False) when it exists (loose or packed), a ref is its
+    parent or child path, or a writer held its lock for ``wait`` s."""
+    lister = RefLister(commondir)
+    try:
+        with open(os.path.join(commondir, "packed-refs"), "rb") as f:
+            packed = f.read()
+    except FileNotFoundError:
+        packed = b""
+    done: dict[bytes, bool] = {}
+    for ref, sha in sorted(refs.items()):
+        parts = ref.split(b"/")
+        parents = [b"/".join(parts[:i]) for i in range(2, len(parts))]
+        if any(os.path.isfile(os.path.join(commondir, *os.fsdecode(p).split("/"))) for p in parents) or (
+            b" " + ref + b"/" in packed
+        ):
+            done[ref] = False  # a parent is a loose ref, or a packed ref lies below this name
+            continue
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                done[ref] = update_ref(commondir, ref, None, sha, lister.packed_ref)
+                break
+            except LockHeld:
+                if time.monotonic() > deadline:
+                    done[ref] = False
+                    break
+                time.sleep(0.005)
+            except (RepositoryError, NotADirectoryError, FileExistsError):
+                done[ref] = False  # a packed parent (update_ref names it), or a file in the way
+                break
     return done
 
 
