@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from gitml.store.gitindex import GitIndex, IndexFormatError, read_index
-from tests.conftest import git
+from tests.conftest import git, run_python
 
 
 def ls_files(repo) -> list[tuple[int, str, int, str]]:
@@ -105,6 +105,8 @@ def test_a_killed_writers_columns_temporary_is_removed_on_the_next_save(repo, tm
     import subprocess
     import sys
 
+    from gitml.store import gitindex
+
     index_path, columns = str(repo / ".git/index"), str(tmp_path / "columns")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)  # that process has exited
@@ -117,15 +119,88 @@ def test_a_killed_writers_columns_temporary_is_removed_on_the_next_save(repo, tm
         path.write_bytes(b"half")
     os.utime(old, (1, 1))
     read_index(index_path, columns=columns)
+    gitindex.flush_columns()
     assert os.path.exists(columns)
     assert not killed.exists() and not old.exists()
     assert writing.exists() and other.exists() and mine.exists()
 
 
 def test_columns_of_an_index_about_to_be_replaced_are_not_written(repo, tmp_path):
+    from gitml.store import gitindex
+
     index_path, columns = str(repo / ".git/index"), str(tmp_path / "columns")
     assert entries(read_index(index_path, columns=columns, keep=False)) == ls_files(repo)
     assert not os.path.exists(columns)  # gitml checkout writes the new index's instead
     _fresh_process()
     read_index(index_path, columns=columns)
+    gitindex.flush_columns()
     assert os.path.exists(columns)
+
+
+def test_the_columns_are_saved_off_the_readers_path(repo, tmp_path, monkeypatch):
+    """read_index returns the parsed index while its columns file is still being
+    written (the snapshot's lstat of every entry runs meanwhile)."""
+    import threading
+
+    from gitml.store import gitindex
+
+    index_path, columns = str(repo / ".git/index"), str(tmp_path / "columns")
+    release = threading.Event()
+    save = gitindex._save_columns
+
+    def held(path, index):
+        release.wait(5)
+        save(path, index)
+
+    monkeypatch.setattr(gitindex, "_save_columns", held)
+    try:
+        index = read_index(index_path, columns=columns)
+        assert index is not None and entries(index) == ls_files(repo)
+        assert not os.path.exists(columns)  # the writer is still held
+    finally:
+        release.set()
+    gitindex.flush_columns()
+    _fresh_process()
+    loaded = gitindex._load_columns(columns, index.checksum)
+    assert loaded is not None and entries(loaded) == entries(index)
+
+
+def test_a_process_that_exits_at_once_still_leaves_its_columns(repo, tmp_path):
+    index_path, columns = str(repo / ".git/index"), str(tmp_path / "columns")
+    run_python(f"""
+import threading
+from gitml.store import gitindex
+save = gitindex._save_columns
+def at_exit(path, index):  # written only once the main thread is done: the exit must wait for it
+    threading.main_thread().join()
+    save(path, index)
+gitindex._save_columns = at_exit
+gitindex.read_index({index_path!r}, columns={columns!r})
+""", cwd=repo)
+    parsed = read_index(index_path)
+    _fresh_process()
+    from gitml.store import gitindex
+
+    loaded = gitindex._load_columns(columns, parsed.checksum)
+    assert loaded is not None and entries(loaded) == entries(parsed) == ls_files(repo)
+
+
+def test_a_stale_columns_file_is_refused_by_its_header_unread(repo, tmp_path, monkeypatch):
+    """After git rewrote the index, the columns file of the old one is not read and
+    hashed whole (17 MB at 200,000 entries) to be thrown away."""
+    from gitml.store import gitindex
+
+    index_path, columns = str(repo / ".git/index"), str(tmp_path / "columns")
+    read_index(index_path, columns=columns)
+    gitindex.flush_columns()
+    (repo / "new.py").write_text("new\n")
+    git(repo, "add", "new.py")
+    _fresh_process()
+    stale = os.path.getsize(columns)
+    hashed: list[int] = []
+    sha1 = hashlib.sha1
+    monkeypatch.setattr(gitindex.hashlib, "sha1", lambda data=b"": hashed.append(len(data)) or sha1(data))
+    index = read_index(index_path, columns=columns, keep=False)
+    assert index is not None and entries(index) == ls_files(repo)
+    assert hashed == [os.path.getsize(index_path) - 20]  # the index's own trailer, nothing else
+    assert os.path.getsize(columns) == stale
