@@ -67,6 +67,7 @@ class PackEntries:
         self._all_indexed = sum(map(_object_count, paths)) > DICT_OBJECTS
         for idx_path in paths:
             self._load(idx_path)
+        self._big.sort(key=lambda pack: -pack.count)  # the largest first: most lookups end there
 
     def _load(self, idx_path: str) -> None:
         with open(idx_path, "rb") as f:
@@ -145,11 +146,22 @@ class PackEntries:
             byte = data[pos]
             size |= (byte & 0x7F) << shift
             shift += 7
+        self._pages_read(stop - start)
         try:
             return (data[start] >> 4) & 7, inflate_exactly(data[pos + 1 : stop], size)
         except zlib.error as e:  # zlib checks the content's Adler-32 too
             reason = str(e)
         raise self._damaged(hexsha, reason)
+
+    def _pages_read(self, size: int) -> None:
+        """Count bytes read from the maps; past ``_RESIDENT_BYTES`` their pages are let
+        go: a mapped page read stays counted in this process's memory until then (a walk
+        of every tree and commit touches most of a pack before the copy begins)."""
+        self._copied += size
+        if self._copied > _RESIDENT_BYTES and hasattr(mmap, "MADV_DONTNEED"):
+            self._copied = 0
+            for data in self._maps:
+                data.madvise(mmap.MADV_DONTNEED)
 
     def _loose_raw(self, hexsha: bytes) -> tuple[int, bytes]:
         """A loose object, inflated no further than the size its header gives."""
@@ -212,11 +224,7 @@ class PackEntries:
             chunk = self._maps[number][start:stop]
             if zlib.crc32(chunk) != crc:  # copied as stored: checked against the index's CRC first
                 raise self._damaged(hexsha, "its stored bytes fail the pack index's CRC")
-            self._copied += len(chunk)
-            if self._copied > _RESIDENT_BYTES and hasattr(mmap, "MADV_DONTNEED"):
-                self._copied = 0  # pages read stay counted in this process's memory until let go
-                for data in self._maps:
-                    data.madvise(mmap.MADV_DONTNEED)
+            self._pages_read(len(chunk))
             return raw, chunk, crc
         try:
             if self._loose is not None and hexsha in self._loose:

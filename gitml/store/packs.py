@@ -96,6 +96,39 @@ def _index_v2(rows: list[bytes], pack_checksum: bytes) -> bytes:
     return bytes(out)
 
 
+_SORT_IN_PYTHON = 50_000  # entries: a larger pack's index is sorted by numpy, as columns
+
+
+def _index_of(table: bytearray, pack_checksum: bytes) -> bytes | bytearray:
+    """The version-2 index of the 32-byte rows of ``table`` (raw sha, offset, CRC-32),
+    in any order. Millions of rows are sorted as columns: a list of one bytes object
+    per row held 150 MB for a 100,000-run push, and joining its slices as much again."""
+    count = len(table) // 32
+    if count <= _SORT_IN_PYTHON:
+        return _index_v2(sorted(bytes(table[i : i + 32]) for i in range(0, len(table), 32)), pack_checksum)
+    import numpy as np
+
+    rows = np.frombuffer(table, dtype=np.dtype({
+        "names": ["sha", "a", "b", "c", "offset", "crc"],
+        "formats": ["V20", ">u8", ">u8", ">u4", ">u8", ">u4"],
+        "offsets": [0, 0, 8, 16, 20, 28],
+        "itemsize": 32,
+    }))
+    rows = rows[np.lexsort((rows["c"], rows["b"], rows["a"]))]
+    if int(rows["offset"].max()) >= 1 << 31:  # a pack over 2 GiB: the table of large offsets
+        return _index_v2([row.tobytes() for row in rows], pack_checksum)
+    fanout = np.cumsum(np.bincount(rows["a"] >> np.uint64(56), minlength=256)).astype(">u4")
+    out = bytearray(b"\377tOc" + struct.pack(">L", 2))
+    out += fanout.tobytes()
+    out += rows["sha"].tobytes()
+    out += rows["crc"].tobytes()
+    out += rows["offset"].astype(">u4").tobytes()
+    del rows
+    out += pack_checksum
+    out += hashlib.sha1(out).digest()
+    return out
+
+
 def write_pack(
     pack_dir: str, objects: Iterable[tuple[bytes, int, bytes]], *, level: int = 1, keep: bool = False
 ) -> str | None:
@@ -317,7 +350,7 @@ def _write_entries(
     # like git's tmp_pack_*, but where `git prune` (which deletes objects/pack/tmp_*) does not look
     tmp = os.path.join(_gitml_dir(pack_dir, "tmp"), f"tmp_gitml_{os.getpid()}_{threading.get_ident()}_{os.urandom(6).hex()}")
     mode = shared_file_mode(common, 0o444)
-    index_rows: list[bytes] = []
+    index_rows = bytearray()  # 32 bytes per entry (id, offset, CRC): no object per entry
     header = b"PACK" + struct.pack(">II", 2, count)
     digest = hashlib.sha1(header)
     try:
@@ -325,12 +358,12 @@ def _write_entries(
             f.write(header)
             offset = len(header)
             for sha, chunk, crc in entries:
-                index_rows.append(sha + struct.pack(">QL", offset, crc & 0xFFFFFFFF))
+                index_rows += sha + struct.pack(">QL", offset, crc & 0xFFFFFFFF)
                 digest.update(chunk)
                 f.write(chunk)
                 offset += len(chunk)
-            if len(index_rows) != count:
-                raise ValueError(f"pack of {count} entries given {len(index_rows)}")
+            if len(index_rows) != 32 * count:
+                raise ValueError(f"pack of {count} entries given {len(index_rows) // 32}")
             checksum = digest.digest()
             f.write(checksum)
             f.flush()
@@ -342,9 +375,8 @@ def _write_entries(
         if os.path.exists(base + ".idx"):
             _unretire(pack_dir, base)
             return base
-        index_rows.sort()
         with open(tmp + "_idx", "wb") as f:
-            f.write(_index_v2(index_rows, checksum))
+            f.write(_index_of(index_rows, checksum))
             f.flush()
             os.fsync(f.fileno())
             os.fchmod(f.fileno(), mode)
