@@ -335,6 +335,12 @@ class GitStore:
         with self._lock:
             return self._refs.listing(prefix, names) if shared or names else self._refs.under(prefix)
 
+    def refs_with_tail(self, prefix: str, start: bytes) -> dict[bytes, bytes]:
+        """The refs ``prefix<folder>/<name>`` whose ``<name>`` starts with ``start``, found
+        without listing every ref (see :meth:`RefLister.with_tail`); names unchecked."""
+        with self._lock:
+            return self._refs.with_tail(prefix, start)
+
     def refresh_refs(self) -> None:
         """Forget cached ref listings (after refs were written by another Repo object)."""
         self._refs = RefLister(self.commondir)

@@ -181,6 +181,52 @@ class RefLister:
             return None
         return _search_sorted(data, name)
 
+    def with_tail(self, prefix: str, start: bytes) -> dict[bytes, bytes]:
+        """``{ref: sha}`` of the refs ``prefix<folder>/<name>`` whose ``<name>`` starts with
+        ``start`` (a run's id prefix), without listing every ref: each folder of
+        ``packed-refs`` is found and searched by bisecting the sorted file, and each loose
+        folder is listed; a loose ref wins over its packed line. The names are not checked
+        (the caller checks them as it checks a listing's)."""
+        bprefix = prefix.encode()
+        data = self._packed_data()
+        found: dict[bytes, bytes] = {}
+        if not _SORTED.match(data):
+            found = {n: sha for n, sha in self.packed().items() if n.startswith(bprefix) and _tail(n, bprefix).startswith(start)}
+        else:
+            pos = _lower_bound(data, bprefix)
+            while pos < len(data):
+                name = _name_at(data, pos)
+                if not name.startswith(bprefix):
+                    break
+                slash = name.find(b"/", len(bprefix))
+                if slash < 0:  # a ref, not a folder: on to the next line
+                    end = data.find(b"\n", pos)
+                    pos = len(data) if end < 0 else end + 1
+                    continue
+                folder = name[:slash + 1]
+                at = _lower_bound(data, folder + start, pos)
+                for line in _lines_from(data, at):
+                    if not line[41:].startswith(folder + start):
+                        break
+                    found[line[41:]] = line[:40]
+                pos = _lower_bound(data, folder[:-1] + b"0", at)  # past the folder: '0' follows '/'
+        root = os.path.join(self.controldir, *prefix.rstrip("/").split("/"))
+        try:
+            folders = os.listdir(root)
+        except (FileNotFoundError, NotADirectoryError):
+            folders = []
+        text = os.fsdecode(start)
+        for sub in folders:
+            try:
+                names = [n for n in os.listdir(os.path.join(root, sub)) if n.startswith(text) and not n.endswith(".lock")]
+            except (NotADirectoryError, FileNotFoundError):
+                continue
+            for n in names:
+                value = _read_ref(os.path.join(root, sub, n))
+                if value is not None:
+                    found[f"{prefix}{sub}/{n}".encode()] = value
+        return {n: sha for n, sha in found.items() if _HEX40.fullmatch(sha) and b".." not in n}
+
     def packed(self) -> dict[bytes, bytes]:
         """Every ref of ``packed-refs``, parsed in one pass (well-formed lines only)."""
         data = self._packed_data()
@@ -227,6 +273,48 @@ def _search_sorted(data: bytes, name: bytes) -> bytes | None:
         else:
             hi = start
     return None
+
+
+def _tail(name: bytes, prefix: bytes) -> bytes:
+    rest = name[len(prefix):]
+    return rest[rest.find(b"/") + 1:] if b"/" in rest else b""
+
+
+def _name_at(data: bytes, start: int) -> bytes:
+    """The ref name of the line at ``start`` (a peeled line's: its ref's, the line before)."""
+    end = data.find(b"\n", start)
+    line = data[start:end if end >= 0 else len(data)]
+    if line[:1] == b"^" and start > 0:
+        before = data.rfind(b"\n", 0, start - 1) + 1
+        line = data[before:start - 1]
+    return b"" if line[:1] == b"#" else line[41:]
+
+
+def _lower_bound(data: bytes, key: bytes, lo: int = 0) -> int:
+    """The offset of the first line of sorted packed-refs ``data`` (from the line at
+    ``lo``) whose ref name is ``key`` or after it; ``len(data)`` when none is."""
+    hi = len(data)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        start = data.rfind(b"\n", lo, mid) + 1 or lo
+        end = data.find(b"\n", start, hi)
+        end = hi if end < 0 else end
+        if _name_at(data, start) < key:
+            lo = end + 1
+        else:
+            hi = start
+    return min(lo, len(data))
+
+
+def _lines_from(data: bytes, start: int):
+    """The lines of ``data`` from the offset ``start``, one at a time (peeled ones skipped)."""
+    while start < len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        line = data[start:end]
+        if line[:1] != b"^":
+            yield line
+        start = end + 1
 
 
 def _read_ref(path: str) -> bytes | None:
