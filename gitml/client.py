@@ -11,11 +11,8 @@ from __future__ import annotations
 import os
 import time
 import weakref
+from typing import TYPE_CHECKING
 
-import gitml.artifacts.config as config
-import gitml.artifacts.formats as formats
-from gitml.artifacts.cas import ContentStore
-from gitml.artifacts.service import FileInfo, RunArtifacts, collect_files
 from gitml.errors import InvalidInputError
 from gitml.names import DEFAULT_EXPERIMENT_ID, as_text, check_artifact_path, check_key, check_metric
 from gitml.store.git import open_store
@@ -26,6 +23,9 @@ from gitml.runviews import RunViews
 from gitml.search import PagedList, Search  # noqa: F401  (PagedList: where it was, for importers)
 from gitml.tracking.tracker import Tracker, check_run_name, run_of, search_rows
 from gitml.tracking.writer import RunWriter
+
+if TYPE_CHECKING:
+    from gitml.artifacts.service import FileInfo, RunArtifacts
 
 
 def _now_ms() -> int:
@@ -95,7 +95,11 @@ class Client(Search, RunViews, RepoOperations, RegistryCalls):
     @property
     def artifacts(self) -> RunArtifacts:
         """The run artifacts service (content store from the repository's settings)."""
-        if self._artifacts is None:
+        if self._artifacts is None:  # its modules imported here: reading runs needs none of them
+            import gitml.artifacts.config as config
+            from gitml.artifacts.cas import ContentStore
+            from gitml.artifacts.service import RunArtifacts
+
             settings = config.load(self._store)
             content = ContentStore(
                 os.path.join(self._store.gitml_dir, "cache"),
@@ -376,6 +380,8 @@ class Client(Search, RunViews, RepoOperations, RegistryCalls):
         _check_folder(artifact_path)
         if os.path.isdir(local_path):
             name = os.path.basename(os.path.normpath(local_path))
+            from gitml.artifacts.service import collect_files
+
             self.artifacts.log_files(run_id, collect_files(local_path, _join_path(artifact_path, name)), resolved=True)
             return
         if not os.path.isfile(local_path):
@@ -385,15 +391,21 @@ class Client(Search, RunViews, RepoOperations, RegistryCalls):
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
         """Log every file below ``local_dir`` under ``artifact_path`` of the run."""
         _check_folder(artifact_path)
+        from gitml.artifacts.service import collect_files
+
         self.artifacts.log_files(run_id, collect_files(local_dir, artifact_path), resolved=True)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.artifacts.log_bytes(run_id, text.encode(), artifact_file)
 
     def log_dict(self, run_id: str, dictionary: dict, artifact_file: str) -> None:
+        from gitml.artifacts import formats
+
         self.artifacts.log_bytes(run_id, formats.dict_bytes(dictionary, artifact_file), artifact_file)
 
     def log_table(self, run_id: str, data, artifact_file: str) -> None:
+        from gitml.artifacts import formats
+
         self.artifacts.log_bytes(run_id, formats.table_bytes(data), artifact_file)
 
     def log_image(
@@ -412,11 +424,15 @@ class Client(Search, RunViews, RepoOperations, RegistryCalls):
         if key is not None:
             artifact_file = f"images/{check_key(key, 'image')}/step_{int(step or 0)}.png"
         assert artifact_file is not None
+        from gitml.artifacts import formats
+
         self.artifacts.log_bytes(run_id, formats.image_bytes(image, artifact_file), artifact_file)
 
     def log_figure(self, run_id: str, figure, artifact_file: str, *, save_kwargs: dict | None = None) -> None:
         if save_kwargs:
             raise InvalidInputError("log_figure(save_kwargs=...) is not supported by gitml")
+        from gitml.artifacts import formats
+
         self.artifacts.log_bytes(run_id, formats.figure_bytes(figure, artifact_file), artifact_file)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
@@ -442,6 +458,8 @@ class Client(Search, RunViews, RepoOperations, RegistryCalls):
             run_id = self.tracker.resolve(run_id)
             if not any(f.path == artifact_file for f in self._artifact_entries(run_id, artifact_file)):
                 continue
+            from gitml.artifacts import formats
+
             frame = formats.parse_table(self.artifacts.read_bytes(run_id, artifact_file))
             for column in extra_columns or ():
                 if column != "run_id":

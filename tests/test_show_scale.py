@@ -72,3 +72,17 @@ def test_an_id_prefix_of_two_runs_is_ambiguous(repo, client):
     with pytest.raises(AmbiguousRunError):
         client.tracker.resolve(run_id[:8])
     assert client.tracker.resolve(run_id[:9]) == run_id and client.tracker.resolve(twin) == twin
+
+
+def test_show_imports_no_artifact_store(repo):
+    """``gitml show`` reads a run record: the artifact store's modules (settings, content
+    store, remotes) are not imported for it, nor fsspec."""
+    gitml.set_experiment("scale")
+    with gitml.start_run(run_name="a") as run:
+        gitml.log_param("p", 1)
+    gitml.flush()
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom gitml.cli.main import cli\n"
+            f"result = CliRunner().invoke(cli, ['show', '{run.info.run_id}'])\n"
+            "assert result.exit_code == 0 and 'Params' in result.output, result.output\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('gitml.artifacts', 'fsspec'))))")
+    assert run_python(code, repo).stdout.strip().splitlines()[-1] == "[]"
