@@ -10,7 +10,8 @@ Each figure is the median over --repeat fresh processes; `start_run` is timed in
 the process, after `import` and `set_experiment` (MLflow: file store, the
 interpreter of benchmarks/.venv-mlflow). gitml keeps git's index parsed in
 .git/gitml/index-columns for the next process: "cold" is a start_run with that file
-removed first, as after any git command that rewrote the index (`git add`, `commit`).
+made stale first (it names another index's trailer), as after any git command that
+rewrote the index (`git add`, `commit`).
 Then `gitml checkout` of a run made on the commit before: HEAD on a commit that
 changes five files of it (3 modified, 1 added, 1 removed), the run's commit checked out
 (timed inside the process, as start_run) beside `git switch --detach` of the same
@@ -166,6 +167,16 @@ def checkout(path: str, n: int, repeat: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in figures.items()}
 
 
+def make_stale(folder: str) -> None:
+    """The columns files in ``folder`` as git leaves them when it rewrites the index:
+    whole, but of another index (the trailer they record, 16 bytes in, changed)."""
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        if not name.endswith(".tmp"):
+            with open(os.path.join(folder, name), "r+b") as f:
+                f.seek(16)
+                f.write(b"\xff" * 20)
+
+
 def start_run(python: str, tool: str, path: str, store: str) -> float:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])))
     env.pop("GITML_REPO", None)
@@ -195,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
             figures: dict[str, list[float]] = {"git status": [], "gitml": [], "cold": [], "mlflow": []}
             for _ in range(args.repeat):  # interleaved: the machine's load falls on every column
                 figures["git status"].append(git_status(path))
-                shutil.rmtree(os.path.join(path, ".git", "gitml", "index-columns"), ignore_errors=True)
+                make_stale(os.path.join(path, ".git", "gitml", "index-columns"))
                 figures["cold"].append(start_run(sys.executable, "gitml", path, store))
                 figures["gitml"].append(start_run(sys.executable, "gitml", path, store))
                 if mlflow:
