@@ -76,7 +76,7 @@ def test_an_id_prefix_of_two_runs_is_ambiguous(repo, client):
 
 def test_show_imports_no_artifact_store(repo):
     """``gitml show`` reads a run record: the artifact store's modules (settings, content
-    store, remotes) are not imported for it, nor fsspec."""
+    store, remotes) are not imported for it, nor fsspec, nor the model registry's."""
     gitml.set_experiment("scale")
     with gitml.start_run(run_name="a") as run:
         gitml.log_param("p", 1)
@@ -84,5 +84,5 @@ def test_show_imports_no_artifact_store(repo):
     code = ("import sys\nfrom click.testing import CliRunner\nfrom gitml.cli.main import cli\n"
             f"result = CliRunner().invoke(cli, ['show', '{run.info.run_id}'])\n"
             "assert result.exit_code == 0 and 'Params' in result.output, result.output\n"
-            "print(sorted(m for m in sys.modules if m.startswith(('gitml.artifacts', 'fsspec'))))")
+            "print(sorted(m for m in sys.modules if m.startswith(('gitml.artifacts', 'fsspec', 'gitml.registry.state', 'gitml.registry.policy'))))")
     assert run_python(code, repo).stdout.strip().splitlines()[-1] == "[]"

@@ -13,10 +13,31 @@ from tags, writing events, resolving), ``mlflow_api``
 by pull request).
 """
 
-from gitml.registry.policy import Policy, PolicyError
-from gitml.registry.signing import SigningError, Verification
-from gitml.registry.state import ModelChangedError, ModelState, ModelVersion, RegisteredModelNotFound, Registry, UntrustedTagError
-from gitml.registry.tags import Action, RegistryTag, parse_tag
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gitml.registry.policy import Policy, PolicyError
+    from gitml.registry.signing import SigningError, Verification
+    from gitml.registry.state import ModelChangedError, ModelState, ModelVersion, RegisteredModelNotFound, Registry, UntrustedTagError
+    from gitml.registry.tags import Action, RegistryTag, parse_tag
+
+_MODULES = {  # imported when a name is first used: ``Client`` loads this package for any command
+    **dict.fromkeys(("Policy", "PolicyError"), "policy"),
+    **dict.fromkeys(("SigningError", "Verification"), "signing"),
+    **dict.fromkeys(("ModelChangedError", "ModelState", "ModelVersion", "RegisteredModelNotFound", "Registry",
+                     "UntrustedTagError"), "state"),
+    **dict.fromkeys(("Action", "RegistryTag", "parse_tag"), "tags"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "Action",

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 
 from gitml.errors import ConflictError, InvalidInputError
 from gitml.names import parse_runs_uri
-from gitml.registry.state import ModelState, RegisteredModelNotFound, Registry
-from gitml.registry.state import ModelVersion as VersionRecord
 from gitml.registry.tags import check_model_name, mlflow_version, version_key
 
 if TYPE_CHECKING:
+    from gitml.registry.state import ModelState, Registry
+    from gitml.registry.state import ModelVersion as VersionRecord
     from gitml.store.git import GitStore
     from gitml.tracking.tracker import Tracker
 
@@ -133,6 +133,8 @@ class RegistryCalls:
         """The tag registry of this repository (:class:`gitml.registry.Registry`)."""
         found = self.__dict__.get("_registry")
         if found is None:
+            from gitml.registry.state import Registry  # its modules loaded here: reading runs needs none
+
             found = self.__dict__["_registry"] = Registry(self._store, self.tracker)
         return found
 
@@ -233,4 +235,12 @@ class RegistryCalls:
         return to_model_version(self.registry.resolve(name, stage=alias))
 
 
-__all__ = ["ModelVersion", "RegisteredModel", "RegisteredModelNotFound", "RegistryCalls"]
+__all__ = ["ModelVersion", "RegisteredModel", "RegistryCalls"]
+
+
+def __getattr__(name: str):
+    if name == "RegisteredModelNotFound":  # where it was, for importers
+        from gitml.registry.state import RegisteredModelNotFound
+
+        return RegisteredModelNotFound
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
