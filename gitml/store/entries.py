@@ -33,9 +33,9 @@ BIG_PACK = 100_000  # objects: a larger pack is searched in its index, not held 
 _TABLES_AFTER = 4096  # lookups in one big pack before its table of id heads is built
 DICT_OBJECTS = 400_000  # objects in all packs: beyond, every pack is searched in its index (memory)
 _LOW32 = 0xFFFFFFFF
-_RESIDENT_BYTES = 64 << 20  # of pack pages read while copying, before they are let go (the page cache keeps them)
 
 Where = tuple[int, int, int, int]  # (pack number, start, end, CRC-32) of a stored entry
+_NOT_STORED_WHOLE: Where = (-1, 0, 0, 0)  # a hit that is a delta: read through dulwich
 
 
 class PackEntries:
@@ -49,6 +49,7 @@ class PackEntries:
         self.ids_only = ids_only
         self._ids: set[bytes] = set()  # raw ids of the small packs, when ids_only
         self._maps: list[mmap.mmap] = []
+        self._fds: dict[int, int] = {}  # pack number -> its file, from which entries are read
         self._where: dict[bytes, int] = {}  # raw sha -> entry (pack number, CRC, start, end as one int)
         self._big: list[_IndexedPack] = []
         self._deltas: set[bytes] = set()  # raw ids stored as deltas in the small packs
@@ -56,7 +57,6 @@ class PackEntries:
         self._loose: set[bytes] | None = None  # hex ids of the loose objects, listed once
         self._elsewhere: dict[bytes, bool] = {}  # hex sha -> held, once dulwich was asked
         self._all_indexed = False  # every pack searched in its index (many objects: memory first)
-        self._copied = 0  # bytes of entries handed out since the maps' pages were last let go
         if packs is not None:
             self._loose = set()
             for base in packs:
@@ -86,6 +86,7 @@ class PackEntries:
         number = len(self._maps)
         self._maps.append(data)
         self._maps.append(idx)
+        self._fds[number] = os.open(idx_path[:-4] + ".pack", os.O_RDONLY | os.O_CLOEXEC)
         if count > BIG_PACK or self._all_indexed:
             self._big.append(_IndexedPack(number, idx, data, count))
             return
@@ -127,7 +128,7 @@ class PackEntries:
     def raw(self, hexsha: bytes, hit: Where | None = None) -> tuple[int, bytes]:
         """``(type number, content)``, inflated from the stored entry when there is one."""
         hit = hit or self._find(unhexlify(hexsha))
-        if hit is None:
+        if hit is None or hit is _NOT_STORED_WHOLE:
             if self._loose is not None and hexsha in self._loose:
                 return self._loose_raw(hexsha)
             try:
@@ -138,30 +139,28 @@ class PackEntries:
                     "(a shallow clone? `git fetch --unshallow` brings the history)"
                 ) from None
         number, start, stop, _ = hit
-        data = self._maps[number]
-        byte = data[start]
-        size, shift, pos = byte & 0x0F, 4, start
+        data = self._read(number, start, stop)
+        type_num = (data[0] >> 4) & 7
+        if type_num in _DELTA_TYPES:  # a delta in a big pack: resolved by dulwich
+            return self.raw(hexsha, _NOT_STORED_WHOLE)
+        byte = data[0]
+        size, shift, pos = byte & 0x0F, 4, 0
         while byte & 0x80:
             pos += 1
             byte = data[pos]
             size |= (byte & 0x7F) << shift
             shift += 7
-        self._pages_read(stop - start)
         try:
-            return (data[start] >> 4) & 7, inflate_exactly(data[pos + 1 : stop], size)
+            return type_num, inflate_exactly(memoryview(data)[pos + 1 :], size)
         except zlib.error as e:  # zlib checks the content's Adler-32 too
             reason = str(e)
         raise self._damaged(hexsha, reason)
 
-    def _pages_read(self, size: int) -> None:
-        """Count bytes read from the maps; past ``_RESIDENT_BYTES`` their pages are let
-        go: a mapped page read stays counted in this process's memory until then (a walk
-        of every tree and commit touches most of a pack before the copy begins)."""
-        self._copied += size
-        if self._copied > _RESIDENT_BYTES and hasattr(mmap, "MADV_DONTNEED"):
-            self._copied = 0
-            for data in self._maps:
-                data.madvise(mmap.MADV_DONTNEED)
+    def _read(self, number: int, start: int, stop: int) -> bytes:
+        """A stored entry's bytes, read from the pack file, not through its map: a page
+        read through a map stays counted in this process's memory, and the kernel maps
+        64 KiB around each one read (a walk touching every tree maps the whole pack)."""
+        return os.pread(self._fds[number], stop - start, start)
 
     def _loose_raw(self, hexsha: bytes) -> tuple[int, bytes]:
         """A loose object, inflated no further than the size its header gives."""
@@ -221,11 +220,12 @@ class PackEntries:
         hit = self._find(raw)
         if hit is not None:
             number, start, stop, crc = hit
-            chunk = self._maps[number][start:stop]
+            chunk = self._read(number, start, stop)
             if zlib.crc32(chunk) != crc:  # copied as stored: checked against the index's CRC first
                 raise self._damaged(hexsha, "its stored bytes fail the pack index's CRC")
-            self._pages_read(len(chunk))
-            return raw, chunk, crc
+            if (chunk[0] >> 4) & 7 not in _DELTA_TYPES:
+                return raw, chunk, crc
+            # a delta in a big pack: its object is resolved through dulwich and stored whole
         try:
             if self._loose is not None and hexsha in self._loose:
                 type_num, content = self._loose_raw(hexsha)
@@ -247,6 +247,9 @@ class PackEntries:
     def close(self) -> None:
         for data in self._maps:
             data.close()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
     def __enter__(self) -> PackEntries:
         return self
@@ -374,14 +377,12 @@ class _IndexedPack:
         return self._position(raw) is not None
 
     def find(self, raw: bytes) -> Where | None:
-        """The entry of an object stored whole here (None for a delta or an absent one)."""
+        """Where the entry of an object is (None for an absent one); it may be a delta."""
         i = self._position(raw)
         if i is None:
             return None
         start = struct.unpack_from(">L", self.idx, self.offsets_at + 4 * i)[0]
-        if (self.data[start] >> 4) & 7 in _DELTA_TYPES:
-            return None  # a delta: read through dulwich instead
-        stop = self._stop(start)
+        stop = self._stop(start)  # a delta too: the reader tells it by its first byte
         crc = struct.unpack_from(">L", self.idx, self.crcs_at + 4 * i)[0]
         return self.number, start, stop, crc
 

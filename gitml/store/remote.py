@@ -38,7 +38,7 @@ from gitml.store.git import open_repo
 from gitml.store.refs import RefLister
 from gitml.store.entries import PackEntries
 from gitml.store.packs import _write_entries
-from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_to_send
+from gitml.store.transfer import compact, copy_objects, create_refs, local_path, malformed_refs, pack_to_send
 from gitml.store.unpack import store_received
 from gitml.store.verify import FetchedObjects, check_fetched, refused_names
 
@@ -390,9 +390,9 @@ def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
             # what the source lacks is passed over, and the refs needing it are refused.
             with PackEntries(source) as arrived, PackEntries(local, ids_only=True) as before:
                 objects = FetchedObjects(arrived, local, before.has)
-                copied = _check_new(store, objects, remote, ours, refused)
-                if copied:
-                    _write_entries(os.path.join(local.object_store.path, "pack"), map(arrived.entry, copied), len(copied))
+                count, copied = compact(_check_new(store, objects, remote, ours, refused))
+                if count:
+                    _write_entries(os.path.join(local.object_store.path, "pack"), map(arrived.entry, copied), count)
         return _take_refs(store, local, remote, ours, force, refused)
 
 

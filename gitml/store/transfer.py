@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import os
+from binascii import hexlify, unhexlify
 import time
 from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import unquote, urlparse
@@ -95,15 +96,27 @@ def copy_objects(
     entries = src if isinstance(src, PackEntries) else PackEntries(src)
     targets = held or PackEntries(dst, ids_only=True)
     try:
-        ids = missing_objects(entries, targets.has, wants, absent=absent)
-        if ids:  # distinct ids: streamed to disk entry by entry
-            _write_entries(os.path.join(dst.object_store.path, "pack"), map(entries.entry, ids), len(ids))
+        count, ids = compact(missing_objects(entries, targets.has, wants, absent=absent))
+        if count:  # distinct ids: streamed to disk entry by entry
+            _write_entries(os.path.join(dst.object_store.path, "pack"), map(entries.entry, ids), count)
     finally:
         if entries is not src:
             entries.close()
         if targets is not held:
             targets.close()
-    return len(ids)
+    return count
+
+
+def compact(ids: list[bytes]) -> tuple[int, Iterator[bytes]]:
+    """``(count, the ids again)``, held meanwhile as one bytes of raw ids, not a list of
+    bytes objects: 37 MB for the 1.9 million objects of a 100,000-run push, not 165 MB,
+    while the pack and its index are written. ``ids`` is emptied."""
+    count = len(ids)
+    table = bytearray()
+    for sha in ids:
+        table += unhexlify(sha)
+    ids.clear()
+    return count, (hexlify(table[i : i + 20]) for i in range(0, len(table), 20))
 
 
 def malformed_refs(entries: PackEntries, dst: Repo, refs: dict[bytes, bytes]) -> dict[bytes, str]:
