@@ -282,7 +282,7 @@ def links_of(type_num: int, raw: bytes) -> tuple[int, list[bytes], list[bytes]]:
     return type_num, [], []
 
 
-def inflate_exactly(stored: bytes, size: int) -> bytes:
+def inflate_exactly(stored: bytes | memoryview, size: int) -> bytes:
     """The ``size`` bytes ``stored`` inflates to; a stream that would give more (a
     "zlib bomb": a few kilobytes inflating to gigabytes) or fewer raises ``zlib.error``
     after at most ``size + 1`` bytes were produced."""
