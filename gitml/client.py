@@ -399,12 +399,12 @@ class Client(Search, RunViews, RepoOperations, RegistryCalls):
         self.artifacts.log_bytes(run_id, text.encode(), artifact_file)
 
     def log_dict(self, run_id: str, dictionary: dict, artifact_file: str) -> None:
-        from gitml.artifacts import formats
+        import gitml.artifacts.formats as formats
 
         self.artifacts.log_bytes(run_id, formats.dict_bytes(dictionary, artifact_file), artifact_file)
 
     def log_table(self, run_id: str, data, artifact_file: str) -> None:
-        from gitml.artifacts import formats
+        import gitml.artifacts.formats as formats
 
         self.artifacts.log_bytes(run_id, formats.table_bytes(data), artifact_file)
 
@@ -424,14 +424,14 @@ class Client(Search, RunViews, RepoOperations, RegistryCalls):
         if key is not None:
             artifact_file = f"images/{check_key(key, 'image')}/step_{int(step or 0)}.png"
         assert artifact_file is not None
-        from gitml.artifacts import formats
+        import gitml.artifacts.formats as formats
 
         self.artifacts.log_bytes(run_id, formats.image_bytes(image, artifact_file), artifact_file)
 
     def log_figure(self, run_id: str, figure, artifact_file: str, *, save_kwargs: dict | None = None) -> None:
         if save_kwargs:
             raise InvalidInputError("log_figure(save_kwargs=...) is not supported by gitml")
-        from gitml.artifacts import formats
+        import gitml.artifacts.formats as formats
 
         self.artifacts.log_bytes(run_id, formats.figure_bytes(figure, artifact_file), artifact_file)
 
@@ -458,7 +458,7 @@ class Client(Search, RunViews, RepoOperations, RegistryCalls):
             run_id = self.tracker.resolve(run_id)
             if not any(f.path == artifact_file for f in self._artifact_entries(run_id, artifact_file)):
                 continue
-            from gitml.artifacts import formats
+            import gitml.artifacts.formats as formats
 
             frame = formats.parse_table(self.artifacts.read_bytes(run_id, artifact_file))
             for column in extra_columns or ():
