@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 
 import pytest
 
@@ -213,7 +212,7 @@ def test_compiled_filters_are_cached():
     assert compile_filter("metrics.acc > 0.5") is compile_filter("metrics.acc > 0.5")
 
 
-def test_predicate_is_fast_on_5000_rows():
+def test_predicate_over_5000_rows():  # its speed is measured in benchmarks/, not here
     rng = random.Random(0)
     rows = [
         make_row(f"r{i}", metrics={"m1": rng.random(), "m2": rng.random()},
@@ -221,11 +220,8 @@ def test_predicate_is_fast_on_5000_rows():
         for i in range(5000)
     ]
     keep = compile_filter("metrics.m1 > 0.5 and params.p1 = 'a' or tags.x IS NOT NULL")
-    started = time.perf_counter()
     kept = [row for row in rows if keep(row)]
-    elapsed = time.perf_counter() - started
     assert kept == [r for r in rows if r["metrics"]["m1"] > 0.5 and r["params"]["p1"] == "a"]
-    assert elapsed < 0.05  # a few ms in practice; generous for slow CI machines
 
 
 # --- errors -----------------------------------------------------------------
@@ -401,7 +397,7 @@ def test_sort_rows_mixed_types_numbers_first():
     assert [r["run_id"] for r in sort_rows(rows, [OrderKey("params", "p")])] == ["n", "s"]
 
 
-def test_sort_rows_is_fast_on_5000_rows():
+def test_sort_rows_over_5000_rows():  # its speed is measured in benchmarks/, not here
     rng = random.Random(1)
     rows = [
         make_row(f"r{i:05}", metrics={"m": rng.random()} if i % 7 else {},
@@ -409,10 +405,7 @@ def test_sort_rows_is_fast_on_5000_rows():
         for i in range(5000)
     ]
     order = parse_order_by(["params.p DESC", "metrics.m"])
-    started = time.perf_counter()
     result = sort_rows(rows, order)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 0.25
     present = [r for r in result if "m" in r["metrics"]]
     expected = sorted(present, key=lambda r: r["metrics"]["m"])
     expected = sorted(expected, key=lambda r: r["params"]["p"], reverse=True)
