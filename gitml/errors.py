@@ -16,9 +16,8 @@ The tree::
     ├── CorruptRecordError        a stored record that cannot be parsed
     └── RepositoryError           no usable git repository / store state
 
-Classes for one part of gitml are defined beside the code that raises them and
-reachable here by name (``from gitml.errors import PackError``; :data:`ELSEWHERE`
-says where each lives, and importing one imports its module then)::
+The classes one part of gitml raises are defined here too (the module that raises
+one also offers it under its name; the part is named in brackets)::
 
     GitmlError
     ├── MissingExtraError         an optional part (ui, serve) is not installed
@@ -168,50 +167,240 @@ class MissingExtraError(GitmlError):
     """An optional part of gitml is not installed (the message has the install hint)."""
 
 
-# The error classes defined beside the code that raises them: name -> module. This module
-# imports none of them (it is the lowest layer); ``gitml.errors.<name>`` imports its module.
-ELSEWHERE = {
-    **dict.fromkeys(
-        ("IntegrityError", "ArtifactRemoteError", "ObjectMissingError", "RemoteTimeoutError", "UnconfirmedRemoteError"),
-        "gitml.artifacts.cas",
-    ),
-    "UnsupportedRepositoryError": "gitml.store.git",
-    "PackError": "gitml.store.unpack",
-    "LockHeld": "gitml.store.locks",
-    "IndexLockedError": "gitml.store.checkout",
-    "RemoteError": "gitml.store.remote",
-    "IndexFormatError": "gitml.store.gitindex",
-    "JournalWriteError": "gitml.tracking.journal",
-    **dict.fromkeys(("ProjectSpecError", "EntryPointNotFoundError", "ParameterError"), "gitml.projects.spec"),
-    **dict.fromkeys(("ProjectFetchError", "VersionNotFoundError"), "gitml.projects.source"),
-    "ProjectRunFailedError": "gitml.projects.runner",
-    "ProjectEnvError": "gitml.projects.envs",
-    "UnsupportedFlavorError": "gitml.pyfunc",
-    **dict.fromkeys(("RegisteredModelNotFoundError", "ModelIntegrityError"), "gitml.models.uri"),
-    "BadInputFileError": "gitml.models.batch",
-    "SchemaEnforcementError": "gitml.models.enforce",
-    **dict.fromkeys(("RegisteredModelNotFound", "ModelChangedError", "UntrustedTagError"), "gitml.registry.state"),
-    "SigningError": "gitml.registry.signing",
-    "PolicyError": "gitml.registry.policy",
-    "InvalidHostError": "gitml.ui.app",
-    "ServerStartError": "gitml.serving.workers",
-    "RequestError": "gitml.serving.app",
-}
+# -- raised by one part of gitml each ------------------------------------------
+# raised by gitml.artifacts.cas
+class IntegrityError(GitmlError):
+    """An artifact object whose bytes do not match its hash."""
+
+
+class ArtifactRemoteError(GitmlError):
+    """The artifact remote cannot be opened or used."""
+
+
+class ObjectMissingError(ArtifactRemoteError):
+    """The artifact remote works, but lacks this object."""
+
+
+class RemoteTimeoutError(ArtifactRemoteError):
+    """The artifact remote did not answer in time (``artifacts.timeout``)."""
+
+
+class UnconfirmedRemoteError(ArtifactRemoteError):
+    """A write or delete on an artifact remote that the committed config set and this clone
+    has not confirmed (``gitml config --trust-committed``)."""
+
+
+# raised by gitml.store.git
+class UnsupportedRepositoryError(RepositoryError):
+    """A repository in a format that gitml's writes would damage (SHA-256 objects,
+    reftable refs, an extension it does not know); gitml leaves it untouched."""
+
+    def __init__(self, path: str, feature: str):
+        self.path = path
+        self.feature = feature
+        super().__init__(
+            f"{path}: the repository uses {feature}, which gitml does not support (it writes SHA-1 "
+            "objects and files refs only); nothing was written to it"
+        )
+
+
+# raised by gitml.store.unpack
+class PackError(RepositoryError):
+    """A received pack that is damaged, truncated or refers to objects nobody has."""
+
+    def __init__(self, why: str):
+        super().__init__(f"received pack: {why}")
+
+
+# raised by gitml.store.locks
+class LockHeld(ConflictError):
+    """Another writer holds ``<path>.lock`` (caught inside gitml.store, which waits or retries)."""
+
+    def __init__(self, lock: str):
+        super().__init__(lock)
+        self.lock = lock
+
+
+# raised by gitml.store.checkout
+class IndexLockedError(ConflictError):
+    """Another process holds git's ``index.lock``."""
+
+    def __init__(self, lock: str):
+        self.lock = lock
+        super().__init__(
+            f"{lock} exists: another git process seems to be running in this repository "
+            "(if none is, remove the file)"
+        )
+
+
+# raised by gitml.store.remote
+class RemoteError(GitmlError):
+    """A remote that cannot be reached, is not a repository, or refused the transfer."""
+
+    def __init__(self, url: str, cause: str):
+        self.url, self.cause = url, cause
+        super().__init__(f"remote {url}: {cause}")
+
+
+# raised by gitml.store.gitindex
+class IndexFormatError(RepositoryError):
+    """The index file is damaged or in a form this reader does not know."""
+
+    def __init__(self, path: str, detail: str):
+        self.path, self.detail = path, detail
+        super().__init__(f"cannot read git's index {path}: {detail}")
+
+
+# raised by gitml.tracking.journal
+class JournalWriteError(RepositoryError):
+    """A journal line could not be written (disk full, file too large, I/O error):
+    the call that logged it is not recorded; everything before it is."""
+
+    def __init__(self, path: str, error: OSError):
+        self.path = path
+        super().__init__(
+            f"could not write the journal {path}: {error.strerror or error}; "
+            "this call was not recorded (earlier ones were)"
+        )
+
+
+# raised by gitml.projects.spec
+class ProjectSpecError(InvalidInputError):
+    """A malformed ``MLproject`` (or environment file): names the file and the field."""
+
+    def __init__(self, where: str, detail: str):
+        self.where, self.detail = where, detail
+        super().__init__(f"{where}: {detail}")
+
+
+class EntryPointNotFoundError(NotFoundError):
+    def __init__(self, project: str, name: str, known: list[str]):
+        self.project, self.name = project, name
+        choices = ", ".join(known) if known else "none"
+        super().__init__(
+            f"project {project!r} has no entry point {name!r} (entry points: {choices}; "
+            "a .py or .sh file of the project also runs)"
+        )
+
+
+class ParameterError(InvalidInputError):
+    """A parameter missing, or whose value does not fit its type."""
+
+    def __init__(self, name: str, detail: str):
+        self.name = name
+        super().__init__(f"parameter {name!r}: {detail}")
+
+
+# raised by gitml.projects.source
+class ProjectFetchError(GitmlError):
+    """The project's git URL cannot be reached or read."""
+
+    error_code = "RESOURCE_DOES_NOT_EXIST"
+
+    def __init__(self, url: str, cause: str):
+        self.url, self.cause = url, cause
+        super().__init__(f"cannot fetch project {url}: {cause}")
+
+
+class VersionNotFoundError(NotFoundError):
+    def __init__(self, url: str, version: str):
+        self.url, self.version = url, version
+        super().__init__(f"project {url} has no branch, tag or commit {version!r}")
+
+
+# raised by gitml.projects.runner
+class ProjectRunFailedError(GitmlError):
+    """A synchronous project run whose command failed (the run is recorded FAILED)."""
+
+    error_code = "INTERNAL_ERROR"
+
+    def __init__(self, run_id: str, returncode: int | None):
+        self.run_id, self.returncode = run_id, returncode
+        super().__init__(f"run {run_id} failed: the command exited with status {returncode}")
+
+
+# raised by gitml.projects.envs
+class ProjectEnvError(GitmlError):
+    """An environment that cannot be built, or a tool it needs that is missing."""
+
+    error_code = "INVALID_STATE"
+
+
+# raised by gitml.pyfunc
+class UnsupportedFlavorError(InvalidInputError):
+    """A model whose ``python_function`` loader gitml does not have."""
+
+
+# raised by gitml.models.uri
+class RegisteredModelNotFoundError(NotFoundError):
+    """A ``models:/`` URI naming no registered model (or version, or alias)."""
+
+
+class ModelIntegrityError(InvalidInputError):
+    """A model file that does not match the hash the run recorded for it."""
+
+
+# raised by gitml.models.batch
+class BadInputFileError(InvalidInputError):
+    """An input file that cannot be read as the table a model takes."""
+
+
+# raised by gitml.models.enforce
+class SchemaEnforcementError(InvalidInputError):
+    """Input or params that do not fit the model's signature."""
+
+
+# raised by gitml.registry.state
+class RegisteredModelNotFound(NotFoundError):
+    """No such registered model, version, stage or alias."""
+
+
+class ModelChangedError(CorruptRecordError):
+    """A registered version whose run no longer holds what was tagged."""
+
+    def __init__(self, message: str):
+        GitmlError.__init__(self, message)
+
+
+class UntrustedTagError(ConflictError):
+    """A stage tag the policy requires to be signed by a trusted key is not (``on_untrusted: refuse``)."""
+
+    error_code = "PERMISSION_DENIED"
+
+
+# raised by gitml.registry.signing
+class SigningError(GitmlError):
+    """Signing failed (no key, the program failed, an unsupported format)."""
+
+    error_code = "INVALID_STATE"
+
+
+# raised by gitml.registry.policy
+class PolicyError(CorruptRecordError):
+    """The committed policy or stages file is malformed."""
+
+
+# raised by gitml.ui.app
+class InvalidHostError(InvalidInputError):
+    """A request for a host name the server does not answer to."""
+
+
+# raised by gitml.serving.workers
+class ServerStartError(GitmlError):
+    """The scoring server could not listen, or its workers kept dying."""
+
+
+# raised by gitml.serving.app
+class RequestError(GitmlError):
+    """A refused request: HTTP status, MLflow's error code, a message without the body."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code = status, code
+
 
 __all__ = [
     "GitmlError", "MlflowException", "InvalidInputError", "DeletedRunError", "FilterSyntaxError", "NotFoundError",
     "RunNotFoundError", "ExperimentNotFoundError", "AmbiguousRunError", "ConflictError", "ParamConflictError",
-    "CorruptRecordError", "RepositoryError", "MissingExtraError", *ELSEWHERE,
+    "CorruptRecordError", "RepositoryError", "MissingExtraError", "IntegrityError", "ArtifactRemoteError", "ObjectMissingError", "RemoteTimeoutError", "UnconfirmedRemoteError", "UnsupportedRepositoryError", "PackError", "LockHeld", "IndexLockedError", "RemoteError", "IndexFormatError", "JournalWriteError", "ProjectSpecError", "EntryPointNotFoundError", "ParameterError", "ProjectFetchError", "VersionNotFoundError", "ProjectRunFailedError", "ProjectEnvError", "UnsupportedFlavorError", "RegisteredModelNotFoundError", "ModelIntegrityError", "BadInputFileError", "SchemaEnforcementError", "RegisteredModelNotFound", "ModelChangedError", "UntrustedTagError", "SigningError", "PolicyError", "InvalidHostError", "ServerStartError", "RequestError",
 ]
-
-
-def __getattr__(name: str) -> type[GitmlError]:
-    """An error class of :data:`ELSEWHERE`, from its module (imported now)."""
-    module = ELSEWHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'gitml.errors' has no attribute {name!r}")
-    import importlib
-
-    found = getattr(importlib.import_module(module), name)
-    globals()[name] = found
-    return found

@@ -15,11 +15,5 @@ from gitml import errors as _errors
 from gitml.errors import GitmlError, MlflowException  # noqa: F401  (MLflow's name, the one most code imports)
 
 __all__ = sorted(_errors.__all__)
-globals().update({name: getattr(_errors, name) for name in __all__ if name not in _errors.ELSEWHERE})
-
-
-def __getattr__(name: str):  # the classes defined beside their code, from gitml.errors (imported when used)
-    if name in _errors.ELSEWHERE:
-        return getattr(_errors, name)
-    raise AttributeError(f"module 'gitml.exceptions' has no attribute {name!r}")
+globals().update({name: getattr(_errors, name) for name in __all__})
 

@@ -283,7 +283,7 @@ def test_each_cli_module_imports_first_in_a_fresh_interpreter(tmp_path):
 # -- errors -----------------------------------------------------------------------------
 def test_every_error_class_is_reachable_from_gitml_errors():
     """Every exception class gitml defines (but a module's private control flow, `_Name`)
-    is a GitmlError, reachable as gitml.errors.<Name> and gitml.exceptions.<Name>, and listed in __all__."""
+    lives in gitml/errors.py, is a GitmlError, reachable as gitml.errors.<Name> and gitml.exceptions.<Name>, and listed in __all__."""
     import importlib
 
     import gitml.errors
@@ -302,6 +302,7 @@ def test_every_error_class_is_reachable_from_gitml_errors():
     assert len(found) > 30
     for module, name, cls in found:
         assert issubclass(cls, gitml.errors.GitmlError), f"{module}.{name} is no GitmlError"
+        assert module == "gitml.errors", f"{module}.{name} is an error class outside gitml/errors.py"
         assert getattr(gitml.errors, name) is cls, f"gitml.errors.{name} is not {module}.{name}"
         assert getattr(gitml.exceptions, name) is cls
         assert name in gitml.errors.__all__ and name in gitml.exceptions.__all__

@@ -27,32 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from gitml.artifacts.statcache import StatCache
 from gitml.errors import GitmlError
 from gitml.names import check_sha256
+from gitml.errors import ArtifactRemoteError, IntegrityError, ObjectMissingError, RemoteTimeoutError, UnconfirmedRemoteError  # noqa: F401  (defined there, raised here)
 
 CHUNK = 1 << 20
 DEFAULT_TIMEOUT = 30.0
 FICLONE = 0x40049409
 _BACKEND_HINTS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "http": "aiohttp", "https": "aiohttp"}
-
-
-class IntegrityError(GitmlError):
-    """An artifact object whose bytes do not match its hash."""
-
-
-class ArtifactRemoteError(GitmlError):
-    """The artifact remote cannot be opened or used."""
-
-
-class ObjectMissingError(ArtifactRemoteError):
-    """The artifact remote works, but lacks this object."""
-
-
-class RemoteTimeoutError(ArtifactRemoteError):
-    """The artifact remote did not answer in time (``artifacts.timeout``)."""
-
-
-class UnconfirmedRemoteError(ArtifactRemoteError):
-    """A write or delete on an artifact remote that the committed config set and this clone
-    has not confirmed (``gitml config --trust-committed``)."""
 
 
 # The only names gitml writes or deletes in a cache or remote folder: objects, and its own

@@ -19,14 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 from gitml.errors import ConflictError, InvalidInputError, NotFoundError
+from gitml.errors import BadInputFileError  # noqa: F401  (defined there, raised here)
 
 CONTENT_TYPES = {"csv": "csv", "text/csv": "csv", "json": "json", "application/json": "json",
                  "parquet": "parquet", "application/x-parquet": "parquet"}
 CHUNK_ROWS = 10_000
-
-
-class BadInputFileError(InvalidInputError):
-    """An input file that cannot be read as the table a model takes."""
 
 
 def _kind(path: str, content_type: str | None) -> str:

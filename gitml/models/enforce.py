@@ -13,14 +13,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gitml.errors import InvalidInputError
 from gitml.models.signature import ColSpec, DataType, ParamSchema, Schema, TensorSpec
+from gitml.errors import SchemaEnforcementError  # noqa: F401  (defined there, raised here)
 
 log = logging.getLogger(__name__)
-
-
-class SchemaEnforcementError(InvalidInputError):
-    """Input or params that do not fit the model's signature."""
 
 
 def _as_frame(data, schema: Schema):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gitml.errors import InvalidInputError, NotFoundError
+from gitml.errors import ModelIntegrityError, RegisteredModelNotFoundError  # noqa: F401  (defined there, raised here)
 
 if TYPE_CHECKING:
     from gitml.client import Client
@@ -44,10 +45,6 @@ class ModelURI:
         if self.kind == "models":
             return f"models:/{self.name}@{self.alias}" if self.alias is not None else f"models:/{self.name}/{self.version}"
         return self.path
-
-
-class RegisteredModelNotFoundError(NotFoundError):
-    """A ``models:/`` URI naming no registered model (or version, or alias)."""
 
 
 def parse_model_uri(uri: str | os.PathLike) -> ModelURI:
@@ -114,10 +111,6 @@ def resolve_model_uri(client: Client | None, uri: str | os.PathLike) -> tuple[st
         return client.get_run(parsed.run).info.run_id, parsed.path
     assert parsed.name is not None
     return _resolve_registered(client, parsed.name, parsed.version, parsed.alias)
-
-
-class ModelIntegrityError(InvalidInputError):
-    """A model file that does not match the hash the run recorded for it."""
 
 
 def run_model_files(client: Client, run_id: str, path: str) -> dict[str, dict]:

@@ -23,19 +23,14 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 
-from gitml.errors import GitmlError, InvalidInputError
+from gitml.errors import InvalidInputError
 from gitml.projects import condalock
 from gitml.projects.spec import Project, ProjectSpecError, read_yaml
+from gitml.errors import ProjectEnvError  # noqa: F401  (defined there, raised here)
 
 MANAGERS = ("local", "virtualenv", "uv", "conda")
 READY = ".gitml-ready"
 PTH_FILE = "gitml-running.pth"
-
-
-class ProjectEnvError(GitmlError):
-    """An environment that cannot be built, or a tool it needs that is missing."""
-
-    error_code = "INVALID_STATE"
 
 
 @dataclass

@@ -9,22 +9,13 @@ import subprocess
 import threading
 from collections.abc import Mapping
 
-from gitml.errors import GitmlError, InvalidInputError
+from gitml.errors import InvalidInputError
 from gitml.names import check_key
 from gitml.projects import envs, source as sources
 from gitml.projects.spec import load_project
+from gitml.errors import ProjectRunFailedError  # noqa: F401  (defined there, raised here)
 
 STOP_GRACE_SECONDS = 10.0  # after SIGINT, before SIGKILL
-
-
-class ProjectRunFailedError(GitmlError):
-    """A synchronous project run whose command failed (the run is recorded FAILED)."""
-
-    error_code = "INTERNAL_ERROR"
-
-    def __init__(self, run_id: str, returncode: int | None):
-        self.run_id, self.returncode = run_id, returncode
-        super().__init__(f"run {run_id} failed: the command exited with status {returncode}")
 
 
 class SubmittedRun:

@@ -18,26 +18,11 @@ import tempfile
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from gitml.errors import GitmlError, InvalidInputError, NotFoundError
+from gitml.errors import InvalidInputError
+from gitml.errors import ProjectFetchError, VersionNotFoundError  # noqa: F401  (defined there, raised here)
 
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 _SCP_LIKE = re.compile(r"^[^/:]+@[^/:]+:")  # user@host:path, as git reads it
-
-
-class ProjectFetchError(GitmlError):
-    """The project's git URL cannot be reached or read."""
-
-    error_code = "RESOURCE_DOES_NOT_EXIST"
-
-    def __init__(self, url: str, cause: str):
-        self.url, self.cause = url, cause
-        super().__init__(f"cannot fetch project {url}: {cause}")
-
-
-class VersionNotFoundError(NotFoundError):
-    def __init__(self, url: str, version: str):
-        self.url, self.version = url, version
-        super().__init__(f"project {url} has no branch, tag or commit {version!r}")
 
 
 @dataclass

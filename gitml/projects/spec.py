@@ -18,36 +18,11 @@ import string
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from gitml.errors import InvalidInputError, NotFoundError
+from gitml.errors import InvalidInputError
+from gitml.errors import EntryPointNotFoundError, ParameterError, ProjectSpecError  # noqa: F401  (defined there, raised here)
 
 SPEC_FILE = "MLproject"
 PARAMETER_TYPES = ("string", "float", "int", "path", "uri")
-
-
-class ProjectSpecError(InvalidInputError):
-    """A malformed ``MLproject`` (or environment file): names the file and the field."""
-
-    def __init__(self, where: str, detail: str):
-        self.where, self.detail = where, detail
-        super().__init__(f"{where}: {detail}")
-
-
-class EntryPointNotFoundError(NotFoundError):
-    def __init__(self, project: str, name: str, known: list[str]):
-        self.project, self.name = project, name
-        choices = ", ".join(known) if known else "none"
-        super().__init__(
-            f"project {project!r} has no entry point {name!r} (entry points: {choices}; "
-            "a .py or .sh file of the project also runs)"
-        )
-
-
-class ParameterError(InvalidInputError):
-    """A parameter missing, or whose value does not fit its type."""
-
-    def __init__(self, name: str, detail: str):
-        self.name = name
-        super().__init__(f"parameter {name!r}: {detail}")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any
 from gitml.errors import CorruptRecordError, InvalidInputError
 from gitml.models.mlmodel import PYFUNC, Model
 from gitml.pyfunc.model import PythonModel, PythonModelContext, save_python_model
+from gitml.errors import UnsupportedFlavorError  # noqa: F401  (defined there, raised here)
 
 # loader modules gitml reads, and the gitml module that loads each
 LOADERS = {
@@ -36,10 +37,6 @@ LOADERS = {
     "gitml.pytorch": "gitml.pytorch",
     "gitml.pyfunc.model": "gitml.pyfunc.model",
 }
-
-
-class UnsupportedFlavorError(InvalidInputError):
-    """A model whose ``python_function`` loader gitml does not have."""
 
 
 def inside(folder: str, relative: object, what: str, *, exists: bool = True) -> str:

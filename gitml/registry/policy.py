@@ -23,20 +23,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from gitml.errors import CorruptRecordError, InvalidInputError
+from gitml.errors import InvalidInputError
 from gitml.registry.signing import TrustRoots, normalize_fingerprint
 from gitml.registry.tags import check_model_name, check_stage, check_version
 from gitml.store import yamlout
 from gitml.store.git import TREE_MODE, GitStore
 from gitml.yamlread import load_yaml
+from gitml.errors import PolicyError  # noqa: F401  (defined there, raised here)
 
 POLICY_PATH = ".gitml/registry.yaml"
 STAGES_PATH = ".gitml/stages.yaml"
 _KEYS = {"stages", "require_signature", "allowed_signers", "trusted_gpg_keys", "on_untrusted"}
-
-
-class PolicyError(CorruptRecordError):
-    """The committed policy or stages file is malformed."""
 
 
 @dataclass(frozen=True)

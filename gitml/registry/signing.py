@@ -19,15 +19,10 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
-from gitml.errors import GitmlError, InvalidInputError
+from gitml.errors import InvalidInputError
+from gitml.errors import SigningError  # noqa: F401  (defined there, raised here)
 
 _MARKERS = (b"-----BEGIN PGP SIGNATURE-----", b"-----BEGIN PGP MESSAGE-----", b"-----BEGIN SSH SIGNATURE-----")
-
-
-class SigningError(GitmlError):
-    """Signing failed (no key, the program failed, an unsupported format)."""
-
-    error_code = "INVALID_STATE"
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from dulwich.objects import Commit, Tag
 
-from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError, RunNotFoundError
+from gitml.errors import ConflictError, CorruptRecordError, InvalidInputError, NotFoundError, RunNotFoundError
 from gitml.names import check_artifact_path
 from gitml.registry.events import ModelState, ModelVersion, TagEvent
 from gitml.registry.policy import POLICY_PATH, Policy, load_policy
@@ -35,25 +35,9 @@ from gitml.store.git import GitStore
 from gitml.tracking.record import ARTIFACTS, RECORD_DIR, RunRecord, check_manifest
 from gitml.tracking.tracker import Tracker
 from gitml.yamlread import load_yaml
+from gitml.errors import ModelChangedError, RegisteredModelNotFound, UntrustedTagError  # noqa: F401  (defined there, raised here)
 
 log = logging.getLogger("gitml")
-
-
-class RegisteredModelNotFound(NotFoundError):
-    """No such registered model, version, stage or alias."""
-
-
-class ModelChangedError(CorruptRecordError):
-    """A registered version whose run no longer holds what was tagged."""
-
-    def __init__(self, message: str):
-        GitmlError.__init__(self, message)
-
-
-class UntrustedTagError(ConflictError):
-    """A stage tag the policy requires to be signed by a trusted key is not (``on_untrusted: refuse``)."""
-
-    error_code = "PERMISSION_DENIED"
 
 
 def _now() -> tuple[int, int]:

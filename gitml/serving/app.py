@@ -19,20 +19,13 @@ import logging
 from typing import Any
 
 from gitml.errors import GitmlError
+from gitml.errors import RequestError  # noqa: F401  (defined there, raised here)
 
 log = logging.getLogger("gitml.serving")
 
 JSON = b"application/json"
 OFFLOAD_BYTES = 256 * 1024  # larger bodies are scored on a thread: /ping keeps answering
 _MESSAGE_MAX = 500
-
-
-class RequestError(GitmlError):
-    """A refused request: HTTP status, MLflow's error code, a message without the body."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code = status, code
 
 
 def _loads(body: bytes) -> Any:

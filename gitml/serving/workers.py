@@ -23,16 +23,12 @@ import signal
 import socket
 import time
 
-from gitml.errors import GitmlError
+from gitml.errors import ServerStartError  # noqa: F401  (defined there, raised here)
 
 log = logging.getLogger("gitml.serving")
 
 HEAD_MAX_BYTES = 64 * 1024
 RESPAWN_LIMIT = 5
-
-
-class ServerStartError(GitmlError):
-    """The scoring server could not listen, or its workers kept dying."""
 
 
 def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:

@@ -30,6 +30,7 @@ from itertools import accumulate
 from gitml.errors import ConflictError
 from gitml.store.git import TREE_MODE, GitStore
 from gitml.store.gitindex import SKIP_WORKTREE, GitIndex, remember, written_index
+from gitml.errors import IndexLockedError  # noqa: F401  (defined there, raised here)
 
 GITLINK_MODE = 0o160000
 SYMLINK_MODE = 0o120000
@@ -37,17 +38,6 @@ SYMLINK_MODE = 0o120000
 # a changed path -> (old entry, new entry): (mode, raw id) or None; a sparse index's
 # directory entry is a path ending in "/" with TREE_MODE
 Changes = dict[bytes, "tuple[tuple[int, bytes] | None, tuple[int, bytes] | None]"]
-
-
-class IndexLockedError(ConflictError):
-    """Another process holds git's ``index.lock``."""
-
-    def __init__(self, lock: str):
-        self.lock = lock
-        super().__init__(
-            f"{lock} exists: another git process seems to be running in this repository "
-            "(if none is, remove the file)"
-        )
 
 
 def switch(store: GitStore, index_path: str, index: GitIndex, old_tree: bytes | None, new_tree: bytes, *,

@@ -25,6 +25,7 @@ from gitml.errors import CorruptRecordError, RepositoryError
 from gitml.store.locks import LockHeld, holder, release_if_dead
 from gitml.store.refs import RefLister, pack_refs, update_ref
 from gitml.store.packs import KEEP_MARK, maybe_merge_small_packs, release_keep, sha_of, write_pack
+from gitml.errors import UnsupportedRepositoryError  # noqa: F401  (defined there, raised here)
 
 log = logging.getLogger("gitml")
 
@@ -435,19 +436,6 @@ def tree_from_files(files: dict[str, tuple[int, bytes]], out: list[ShaFile]) -> 
         return tree.id
 
     return build(root)
-
-
-class UnsupportedRepositoryError(RepositoryError):
-    """A repository in a format that gitml's writes would damage (SHA-256 objects,
-    reftable refs, an extension it does not know); gitml leaves it untouched."""
-
-    def __init__(self, path: str, feature: str):
-        self.path = path
-        self.feature = feature
-        super().__init__(
-            f"{path}: the repository uses {feature}, which gitml does not support (it writes SHA-1 "
-            "objects and files refs only); nothing was written to it"
-        )
 
 
 FORMATS = {b"objectformat": b"sha1", b"refstorage": b"files"}  # the only values gitml writes

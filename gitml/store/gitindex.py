@@ -26,7 +26,7 @@ from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
-from gitml.errors import RepositoryError
+from gitml.errors import IndexFormatError  # noqa: F401  (defined there, raised here)
 
 ASSUME_VALID = 0x8000  # git's CE_VALID: "assume unchanged"
 STAGE_MASK = 0x3000
@@ -36,14 +36,6 @@ TREE_MODE = 0o040000
 
 _HEADER = struct.Struct(">4sII")
 _NULL_SHA = b"\0" * 20
-
-
-class IndexFormatError(RepositoryError):
-    """The index file is damaged or in a form this reader does not know."""
-
-    def __init__(self, path: str, detail: str):
-        self.path, self.detail = path, detail
-        super().__init__(f"cannot read git's index {path}: {detail}")
 
 
 _U32 = next(code for code in "IL" if array(code).itemsize == 4)

@@ -25,21 +25,13 @@ import socket
 import threading
 import uuid
 
-from gitml.errors import ConflictError
 from gitml.store.perms import shared_file_mode, shared_setting
+from gitml.errors import LockHeld  # noqa: F401  (defined there, raised here)
 
 log = logging.getLogger("gitml")
 
 OWNERS_DIR = os.path.join("gitml", "locks")
 TRUNCATE_BYTES = 1 << 16  # an owner file's lines are dropped past this size when it holds no lock
-
-
-class LockHeld(ConflictError):
-    """Another writer holds ``<path>.lock`` (caught inside gitml.store, which waits or retries)."""
-
-    def __init__(self, lock: str):
-        super().__init__(lock)
-        self.lock = lock
 
 
 class LockOwner:

@@ -33,7 +33,7 @@ from dulwich.objects import Commit
 from dulwich.protocol import PEELED_TAG_SUFFIX, ZERO_SHA
 from dulwich.repo import Repo
 
-from gitml.errors import GitmlError, RepositoryError
+from gitml.errors import RepositoryError
 from gitml.store.git import open_repo
 from gitml.store.refs import RefLister
 from gitml.store.entries import PackEntries
@@ -41,6 +41,7 @@ from gitml.store.packs import _write_entries
 from gitml.store.transfer import compact, copy_objects, create_refs, local_path, malformed_refs, pack_to_send
 from gitml.store.unpack import store_received
 from gitml.store.verify import FetchedObjects, check_fetched, refused_names
+from gitml.errors import RemoteError  # noqa: F401  (defined there, raised here)
 
 if TYPE_CHECKING:
     from gitml.store.git import GitStore
@@ -54,14 +55,6 @@ _SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^/:]{2,}:")  # user@host:path; 2+ chars 
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 Progress = Callable[[bytes], None]
-
-
-class RemoteError(GitmlError):
-    """A remote that cannot be reached, is not a repository, or refused the transfer."""
-
-    def __init__(self, url: str, cause: str):
-        self.url, self.cause = url, cause
-        super().__init__(f"remote {url}: {cause}")
 
 
 @dataclass

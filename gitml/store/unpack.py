@@ -25,9 +25,9 @@ from typing import NamedTuple
 
 from dulwich.pack import apply_delta  # dulwich's C version when built, its Python one otherwise
 
-from gitml.errors import RepositoryError
 from gitml.store.entries import inflate_exactly
 from gitml.store.packs import _TYPE_NAMES, _entry_header, _write_entries, object_id
+from gitml.errors import PackError  # noqa: F401  (defined there, raised here)
 
 _OFS_DELTA, _REF_DELTA = 6, 7
 _CACHE_BYTES = 64 << 20
@@ -50,13 +50,6 @@ def _delta_target_size(instructions: bytes) -> int:
     return size
 
 LocalRaw = Callable[[bytes], "tuple[int, bytes] | None"]  # hex id -> (type, content), or None
-
-
-class PackError(RepositoryError):
-    """A received pack that is damaged, truncated or refers to objects nobody has."""
-
-    def __init__(self, why: str):
-        super().__init__(f"received pack: {why}")
 
 
 class _BaseNotYet(PackError):

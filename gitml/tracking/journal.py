@@ -29,21 +29,10 @@ import os
 import threading
 import uuid
 
-from gitml.errors import CorruptRecordError, RepositoryError
+from gitml.errors import CorruptRecordError
+from gitml.errors import JournalWriteError  # noqa: F401  (defined there, raised here)
 
 MAGIC = "gitml-journal 2"
-
-
-class JournalWriteError(RepositoryError):
-    """A journal line could not be written (disk full, file too large, I/O error):
-    the call that logged it is not recorded; everything before it is."""
-
-    def __init__(self, path: str, error: OSError):
-        self.path = path
-        super().__init__(
-            f"could not write the journal {path}: {error.strerror or error}; "
-            "this call was not recorded (earlier ones were)"
-        )
 
 
 class Journal:

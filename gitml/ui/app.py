@@ -28,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 from gitml.errors import ConflictError, FilterSyntaxError, GitmlError, InvalidInputError, NotFoundError
 from gitml.tracking.entities import ViewType
 from gitml.ui import histories, pages, previews, registry, series, tables
+from gitml.errors import InvalidHostError  # noqa: F401  (defined there, raised here)
 
 if TYPE_CHECKING:
     from gitml.client import Client
@@ -44,10 +45,6 @@ MAX_GROUP_RUNS = 500  # runs averaged into the groups of one chart
 CACHE_POINTS = 8_000_000  # parsed history points kept in memory (~200 MB)
 WARM_RUNS = 50  # newest runs whose long histories the server parses when it starts
 WARM_CHUNKS = 2  # a history of at least this many chunks (10,000 points each) is warmed
-
-
-class InvalidHostError(InvalidInputError):
-    """A request for a host name the server does not answer to."""
 
 
 class HostAllowList:
