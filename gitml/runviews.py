@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 from typing import TYPE_CHECKING, BinaryIO
 
 from gitml.errors import InvalidInputError, NotFoundError
@@ -26,6 +27,26 @@ if TYPE_CHECKING:
     from gitml.tracking.lineage import LogEntry
     from gitml.registry.state import Registry
     from gitml.tracking.tracker import Tracker
+
+
+# -- times as people read them (the CLI's tables, the UI's pages) ----------------------
+def when(ms: int | None) -> str:
+    """A time in ms since the epoch as local ``YYYY-mm-dd HH:MM:SS``; ``-`` when unset."""
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def duration(start: int | None, end: int | None) -> str:
+    """How long from ``start`` to ``end`` (or now), in ms, as ``4.2s``, ``3.1m`` or ``2.0h``."""
+    if not start:
+        return "-"
+    seconds = ((end or time.time() * 1000) - start) / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
 
 
 class RunViews:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import click
 
@@ -44,21 +43,6 @@ def emit_json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str, allow_nan=True))
 
 
-def when(ms: int | None) -> str:
-    if not ms:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
-
-
-def duration(start: int | None, end: int | None) -> str:
-    if not start:
-        return "-"
-    seconds = ((end or time.time() * 1000) - start) / 1000
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 CELL_MAX = 60  # characters of a value shown in a table cell

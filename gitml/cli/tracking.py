@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import click
 
-from gitml.cli.common import duration, emit_json, experiment_id, fmt, open_client, print_table, when
+from gitml.cli.common import emit_json, experiment_id, fmt, open_client, print_table
+from gitml.runviews import duration, when
 
 
 # -- init -----------------------------------------------------------------------

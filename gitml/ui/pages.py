@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from typing import TYPE_CHECKING
 
 from gitml.errors import GitmlError, InvalidInputError
+from gitml.runviews import duration, when
 from gitml.tracking.entities import ViewType
 from gitml.ui import previews
 
@@ -34,19 +34,6 @@ class Renderer:
         return self.env.get_template(name).render(**context)
 
 
-def when(ms: int | None) -> str:
-    if not ms:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
-
-
-def duration(start: int | None, end: int | None) -> str:
-    if not start:
-        return "-"
-    seconds = ((end or time.time() * 1000) - start) / 1000
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    return f"{seconds / 60:.1f}m" if seconds < 3600 else f"{seconds / 3600:.1f}h"
 
 
 def value_text(value) -> str:
