@@ -10,17 +10,9 @@ from gitml.names import RUN_REF_NAMES
 from gitml.store import refs as refs_module
 from gitml.store.refs import RefLister
 from tests.conftest import git, run_python
+from tests.test_scale import make_runs
 
 
-def make_runs(n, prefix="r"):
-    ids = []
-    for i in range(n):
-        with gitml.start_run(run_name=f"{prefix}{i}") as run:
-            gitml.log_params({"p": "xyz"[i % 3]})
-            gitml.log_metrics({"m": i / n})
-        ids.append(run.info.run_id)
-    gitml.flush()
-    return ids
 
 
 def trust_ref_folders(repo):
