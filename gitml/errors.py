@@ -166,6 +166,18 @@ class RepositoryError(GitmlError):
 class MissingExtraError(GitmlError):
     """An optional part of gitml is not installed (the message has the install hint)."""
 
+    @classmethod
+    def unless_installed(cls, extra: str, modules: tuple[str, ...]) -> None:
+        """Raise one naming the modules of ``gitml[extra]`` that do not import."""
+        missing = []
+        for module in modules:
+            try:
+                __import__(module)
+            except ImportError:
+                missing.append(module)
+        if missing:
+            raise cls(f"gitml {extra} needs {', '.join(missing)}: pip install \"gitml[{extra}]\"")
+
 
 # -- raised by one part of gitml each ------------------------------------------
 # raised by gitml.artifacts.cas

@@ -441,3 +441,12 @@ def test_a_model_the_fast_path_does_not_fit_still_serves(tmp_path):
     assert app.fast is None
     body = json.dumps({"dataframe_records": [{"a": 1}, {"a": 2}]}).encode()
     assert json.loads(app.score(body, "json")) == {"predictions": [{"n": 0}, {"n": 1}]}
+
+
+def test_missing_serve_extra_names_the_install(monkeypatch):
+    from gitml.errors import MissingExtraError
+    from gitml.serving import check_installed
+
+    monkeypatch.setitem(sys.modules, "orjson", None)
+    with pytest.raises(MissingExtraError, match=r'orjson: pip install "gitml\[serve\]"'):
+        check_installed()

@@ -22,14 +22,7 @@ DEFAULT_MAX_BODY_MB = 50.0
 
 def check_installed() -> None:
     """Raise MissingExtraError with the install hint when the ``serve`` extra is missing."""
-    missing = []
-    for module in ("uvicorn", "orjson"):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(module)
-    if missing:
-        raise MissingExtraError(f"gitml serve needs {', '.join(missing)}: pip install \"gitml[serve]\"")
+    MissingExtraError.unless_installed("serve", ("uvicorn", "orjson"))
 
 
 def make_app(model_uri: str | os.PathLike, *, max_body_mb: float = DEFAULT_MAX_BODY_MB):

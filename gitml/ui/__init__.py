@@ -21,14 +21,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 def check_installed() -> None:
     """Raise MissingExtraError with the install hint when the ``ui`` extra is missing."""
-    missing = []
-    for module in ("starlette", "uvicorn", "jinja2"):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(module)
-    if missing:
-        raise MissingExtraError(f"gitml ui needs {', '.join(missing)}: pip install \"gitml[ui]\"")
+    MissingExtraError.unless_installed("ui", ("starlette", "uvicorn", "jinja2"))
 
 
 def allowed_hosts(host: str, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
