@@ -336,6 +336,23 @@ class GitStore:
         with self._lock:
             return self._refs.listing(prefix, names) if shared or names else self._refs.under(prefix)
 
+    def listing_and_state(self, prefix: str, names: re.Pattern[bytes]) -> tuple[dict[bytes, bytes], bytes, set[bytes]]:
+        """:meth:`refs_under` (shared, ``names``), with what it was made of: the sha256 of
+        ``packed-refs`` and the names of the loose refs (see :meth:`refs_state`)."""
+        with self._lock:
+            listing = self._refs.listing(prefix, names)
+            return listing, self._refs.listed_digest(), self._refs.loose
+
+    def refs_state(self, prefix: str, names: re.Pattern[bytes]) -> tuple[bytes, dict[bytes, bytes]]:
+        """What a listing of ``prefix`` would be made of, without making it: the sha256 of
+        ``packed-refs`` and the loose refs ``names`` matches (:meth:`RefLister.state`)."""
+        with self._lock:
+            return self._refs.state(prefix, names)
+
+    def packed_ref(self, name: bytes) -> bytes | None:
+        """The id ``packed-refs`` gives ``name`` (found by bisecting it), None if no line does."""
+        return self._packed_ref(name)
+
     def refs_with_tail(self, prefix: str, start: bytes) -> dict[bytes, bytes]:
         """The refs ``prefix<folder>/<name>`` whose ``<name>`` starts with ``start``, found
         without listing every ref (see :meth:`RefLister.with_tail`); names unchecked."""

@@ -511,7 +511,15 @@ class Tracker:
         return RunRecord.load(self.store, commit, f"run {run_id}", ref=ref), commit
 
     def get_run(self, run_id: str) -> Run:
-        return run_of(*self.record(run_id))
+        """The run as committed now: from the search index's row of its commit (what its
+        record gives, without reading the record's YAML), or from the record."""
+        wait_for_repository(self.store.commondir, run_id)
+        publish_runs(self.store.commondir, run_id)
+        ref = self.ref_of(run_id)
+        commit = self.store.ref(ref)
+        if commit is None:
+            raise RunNotFoundError(run_id)
+        return self.runs_at([(ref, commit)])[0]
 
     def runs_at(self, refs: list[tuple[bytes, bytes]]) -> list[Run]:
         """The Runs of ``(run ref, commit)`` pairs a search found, in order: built from the
@@ -540,7 +548,16 @@ class Tracker:
     def table(self, experiment_ids: list[str] | None = None) -> tuple[RunTable, list[CorruptRecordError]]:
         """Search rows of every run (of some experiments) by column, via the index;
         inside ``self.index.reading()``."""
-        return self.index.table(self.run_refs(experiment_ids), self._load_row)
+        if experiment_ids is not None:
+            return self.index.table(self.run_refs(experiment_ids), self._load_row)
+        wait_for_repository(self.store.commondir)
+        publish_runs(self.store.commondir)
+        state = self.store.refs_state(RUNS_PREFIX, RUN_REF_NAMES)  # no listing of every run ref
+        found = self.index.table_at(state, self.store.packed_ref, self._load_row)
+        if found is not None:
+            return found
+        refs, digest, loose = self.store.listing_and_state(RUNS_PREFIX, RUN_REF_NAMES)
+        return self.index.table(refs, self._load_row, (digest, loose))
 
     def _load_row(self, ref: bytes, commit: bytes) -> dict:
         _, run_id = run_ref_parts(ref)
