@@ -113,3 +113,21 @@ def test_show_by_name_finds_the_ref_once(repo, client, monkeypatch):
     real = tracker.run_refs
     monkeypatch.setattr(tracker, "run_refs", lambda *a: passes.append(a) or real(*a))
     assert run_id == ids[1] and tracker.get_run(run_id).info.run_name == "r1" and passes == []
+
+
+def test_a_few_packed_refs_among_many_are_listed_by_bisecting_packed_refs(tmp_path, monkeypatch):
+    path, head = packed_run_refs(tmp_path, 300)
+    git(path, "update-ref", "refs/gitml/experiments/7", head)
+    git(path, "update-ref", "refs/gitml/experimentsX", head)  # sorts right after the folder
+    git(path, "pack-refs", "--all")
+    packed = path / ".git" / "packed-refs"
+    header, *lines = packed.read_bytes().splitlines(keepends=True)
+    lines.append(b"%s refs/gitml/experiments/../x\n" % head.encode())  # a line git would refuse: never listed
+    packed.write_bytes(header + b"".join(sorted(lines, key=lambda line: line[41:])))
+    monkeypatch.setattr(RefLister, "packed", lambda self: (_ for _ in ()).throw(AssertionError("every line parsed")))
+    lister = RefLister(str(path / ".git"))
+    assert lister.under("refs/gitml/experiments/") == {b"refs/gitml/experiments/7": head.encode()}
+    assert lister.under("refs/tags/") == {b"refs/tags/v1": head.encode()}
+    assert lister.under("refs/gitml/runs/2/") == {
+        f"refs/gitml/runs/2/{i:032x}".encode(): head.encode() for i in range(300) if i % 3 == 1
+    }

@@ -83,8 +83,7 @@ class RefLister:
         cached = self._packed_under.get(which)
         if cached is None or cached[0] != self._parses:
             if names is None:
-                bprefix = prefix.encode()
-                packed = {name: sha for name, sha in self.packed().items() if name.startswith(bprefix)}
+                packed = self._packed_prefix(data, prefix.encode())
             else:
                 packed = self._packed_named(data, names)  # ``names`` are under ``prefix``
             cached = self._packed_under[which] = (self._parses, packed)
@@ -98,6 +97,21 @@ class RefLister:
         self._listings[which] = (key, result, loose)
         self.loose = loose
         return result
+
+    def _packed_prefix(self, data: bytes, bprefix: bytes) -> dict[bytes, bytes]:
+        """The well-formed lines of ``packed-refs`` under ``bprefix``: found by bisecting
+        the file when it is sorted (the experiments' few lines among 100,000 runs' took a
+        parse of every line, 0.25 s, in each process that listed experiments)."""
+        if (self._packed is not None and self._packed[0] == self._parses) or not _SORTED.match(data):
+            return {name: sha for name, sha in self.packed().items() if name.startswith(bprefix)}
+        found = {}
+        for line in _lines_from(data, _lower_bound(data, bprefix)):
+            name = line[41:]
+            if not name.startswith(bprefix):
+                break
+            if line[40:41] == b" " and _HEX40.fullmatch(line[:40]) and b".." not in name:
+                found[name] = line[:40]
+        return found
 
     def listed_digest(self) -> bytes:
         """The sha256 of the ``packed-refs`` the last :meth:`listing` was made of: with
