@@ -51,7 +51,7 @@ def test_ten_runs_to_a_big_remote_cost_what_they_cost_to_a_small_one(repo, tmp_p
     remote_with_runs(repo, big, 12_000)  # packed-refs over LOOSE_WHEN_PACKED
     assert os.path.getsize(big / "packed-refs") >= transfer_module.LOOSE_WHEN_PACKED
     lookups: list[str] = []
-    for name in ("_position", "_build_heads", "_stop"):
+    for name in ("_position", "_build_heads", "_build_stops"):
         original = getattr(entries_module._IndexedPack, name)
         monkeypatch.setattr(entries_module._IndexedPack, name,
                             lambda self, *a, _f=original, _n=name: (lookups.append(_n), _f(self, *a))[1])
@@ -75,7 +75,7 @@ def test_ten_runs_to_a_big_remote_cost_what_they_cost_to_a_small_one(repo, tmp_p
     in_small, said_small = push(small)
     in_big, said_big = push(big)
     assert said_small == said_big
-    assert "_build_heads" not in in_big and "_stop" not in in_big  # no table of the remote's 36,000 objects
+    assert "_build_heads" not in in_big and "_build_stops" not in in_big  # no table of the remote's 36,000 objects
     assert len(in_big) == len(in_small) < 40 * len(refs)  # lookups of the ten runs' objects only
     # the ten new refs are loose files; the 12,000 lines of packed-refs are not rewritten
     assert (big / "packed-refs").read_bytes() == packed and os.stat(big / "packed-refs").st_ino == inode

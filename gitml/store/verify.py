@@ -27,7 +27,7 @@ from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
 from gitml.names import EXPERIMENTS_PREFIX, RUNS_PREFIX, parse_experiment_ref, parse_run_ref
-from gitml.store.entries import _COMMIT, _TAG, _TREE, PackEntries, commit_header, links_of
+from gitml.store.entries import _COMMIT, _TAG, _TREE, Marks, PackEntries, Picked, commit_header, links_of
 
 GITML_REFS = "refs/gitml/"
 EXPERIMENT_FILE = b"experiment.yaml"
@@ -62,7 +62,11 @@ class FetchedObjects:
     def has(self, sha: bytes) -> bool:
         return self.arrived.has(sha) or self.before(sha)
 
-    def raw(self, sha: bytes) -> tuple[int, bytes]:
+    def raw(self, sha: bytes, at: int = 0) -> tuple[int, bytes]:
+        """An object's ``(type number, content)``; ``at`` is where :meth:`PackEntries.locate`
+        found it among the arrived objects (0: looked up here)."""
+        if at:
+            return self.arrived.raw_at(at, sha)
         found = self.arrived.get(sha)
         if found is not None:
             return found
@@ -71,8 +75,16 @@ class FetchedObjects:
         except KeyError:
             raise _Problem("is missing") from None
 
-    def links(self, sha: bytes) -> tuple[int, list[bytes], list[bytes]]:
-        return links_of(*self.raw(sha))
+    def find(self, sha: bytes) -> tuple[int, tuple[int, bytes] | None]:
+        """``(where it arrived, (type number, content))`` of an object, the latter None
+        when neither side holds it: one lookup where :meth:`has` then :meth:`raw` took two."""
+        at = self.arrived.locate(sha)
+        if at:
+            return at, self.arrived.raw_at(at, sha)
+        return 0, self.raw(sha) if self.has(sha) else None
+
+    def links(self, sha: bytes, at: int = 0) -> tuple[int, list[bytes], list[bytes]]:
+        return links_of(*self.raw(sha, at))
 
 
 def check_fetched(
@@ -81,7 +93,7 @@ def check_fetched(
     *,
     heads: Iterable[bytes],
     known: set[bytes],
-) -> tuple[dict[bytes, str], list[bytes]]:
+) -> tuple[dict[bytes, str], Picked]:
     """``({ref: why}, new objects)``: the fetched refs that must not be taken (their
     value is missing, not a commit, an experiment commit without ``experiment.yaml``,
     or reaches an object that is missing or of the wrong type), and the objects the
@@ -93,28 +105,32 @@ def check_fetched(
     """
     refused: dict[bytes, str] = {}
     tips = {}
-    tags = set()
+    picked = Picked(objects.arrived)
     for ref, sha in refs.items():
         why = _tip_problem(objects, ref, sha)
         if why:
             refused[ref] = why
         elif ref.startswith(b"refs/tags/"):  # a registry tag: its commit is the tip to walk
             if not objects.before(sha):
-                tags.add(sha)
+                picked.add(objects.arrived.locate(sha), sha)
             target = objects.raw(sha)[1][7:47]
             if target not in known:
                 tips[ref] = target
         elif sha not in known:
             tips[ref] = sha
     if not tips:
-        return refused, sorted(tags)
-    walk = _Walk(objects)
-    walk.run(set(tips.values()), _peel(objects, heads), known)
-    for ref, sha in tips.items():
-        bad = walk.reaches_problem(sha)
-        if bad is not None:
-            refused[ref] = f"incomplete: object {bad.decode()}, which it reaches, {walk.problems[bad]}"
-    return refused, sorted(tags) + walk.new
+        return refused, picked
+    heads = _peel(objects, heads)
+    walk = _Walk(objects, picked)
+    walk.run(set(tips.values()), heads, known)
+    if walk.problems:  # walked again, noting which object names which, to blame exactly the tips that reach one
+        blame = _Walk(objects, Picked(objects.arrived), record=True)
+        blame.run(set(tips.values()), heads, known)
+        for ref, sha in tips.items():
+            bad = blame.reaches_problem(sha)
+            if bad is not None:
+                refused[ref] = f"incomplete: object {bad.decode()}, which it reaches, {blame.problems[bad]}"
+    return refused, picked
 
 
 def refused_tips(
@@ -132,9 +148,10 @@ def refused_tips(
 
 def _tip_problem(entries: FetchedObjects, ref: bytes, sha: bytes) -> str | None:
     try:
-        if not entries.has(sha):
+        found = entries.find(sha)[1]
+        if found is None:
             return f"its object {sha.decode()} did not arrive"
-        type_num, raw = entries.raw(sha)
+        type_num, raw = found
         if ref.startswith(b"refs/tags/"):  # registry tags are annotated tags of commits
             if type_num != _TAG or not raw.startswith(b"object ") or raw[47:60] != b"\ntype commit\n":
                 return "not an annotated tag of a commit"
@@ -181,18 +198,25 @@ def _peel(entries: FetchedObjects, shas: Iterable[bytes]) -> list[bytes]:
 
 
 class _Walk:
-    """One walk over the new history, recording which new object names which
-    (``named_by``), so that a problem found is blamed on exactly the tips that reach it."""
+    """One walk over the new history, putting the new objects it meets in ``picked``.
+    With ``record``, it notes which new object names which (``named_by``), so that a
+    problem found is blamed on exactly the tips that reach it; that is only asked when
+    a first walk found a problem (the notes held 60 MB for 100,000 runs)."""
 
-    def __init__(self, entries: FetchedObjects):
+    def __init__(self, entries: FetchedObjects, picked: Picked, *, record: bool = False):
         self.entries = entries
         self.before = entries.before
-        self.new: list[bytes] = []  # objects walked that the clone lacked and that are here now
+        self.picked = picked  # objects walked that the clone lacked and that are here now
         self.problems: dict[bytes, str] = {}  # object -> why it breaks what names it
         self.named_by: dict[bytes, list[bytes]] = {}
-        self._info: dict[bytes, tuple[int, list[bytes], bytes]] = {}  # commit -> (time, parents, tree)
-        self._seen: set[bytes] = set()  # trees and blobs looked at
+        self.record = record
+        self._info: dict[bytes, tuple[int, list[bytes], bytes, int]] = {}  # commit -> (time, parents, tree, where)
+        self._seen = Marks(entries.arrived)  # trees and blobs looked at
         self._tainted: set[bytes] | None = None
+
+    def _note(self, sha: bytes, namer: bytes) -> None:
+        if self.record:
+            self.named_by.setdefault(sha, []).append(namer)
 
     def run(self, tips: set[bytes], heads: list[bytes], known: set[bytes]) -> None:
         local: set[bytes] = set()  # commits this clone's refs reach
@@ -224,64 +248,67 @@ class _Walk:
                 break  # only the clone's own history is left
             _, sha = heapq.heappop(heap)
             mine = sha in local
+            _when, parents, tree, at = self._info[sha]
             if not mine:
                 if sha in walked:
                     continue
                 walked.add(sha)
                 if not self.before(sha):
-                    self.new.append(sha)
-                self._tree(self._info[sha][2], sha)
-            for parent in self._info[sha][1]:
+                    self.picked.add(at, sha)
+                self._tree(tree, sha)
+            for parent in parents:
                 if not mine:
-                    self.named_by.setdefault(parent, []).append(sha)
+                    self._note(parent, sha)
                 queue(parent, mine)
 
-    def _commit(self, sha: bytes, *, required: bool) -> tuple[int, list[bytes], bytes] | None:
-        """``(commit time, parents, tree)``; a missing or mistyped one is a problem if ``required``."""
+    def _commit(self, sha: bytes, *, required: bool) -> tuple[int, list[bytes], bytes, int] | None:
+        """``(commit time, parents, tree, where it arrived)``; a missing or mistyped one is a
+        problem if ``required``."""
         try:
-            if not self.entries.has(sha):
+            at, found = self.entries.find(sha)
+            if found is None:
                 raise _Problem("is missing")
-            type_num, raw = self.entries.raw(sha)
+            type_num, raw = found
             if type_num != _COMMIT:
                 raise _Problem(f"is a {_TYPES.get(type_num, type_num)}, not a commit")
         except (RepositoryError, _Problem) as e:
             if required:
                 self.problems[sha] = str(e)
             return None
-        return commit_header(raw)
+        return (*commit_header(raw), at)
 
     def _tree(self, tree: bytes, commit: bytes) -> None:
-        self.named_by.setdefault(tree, []).append(commit)
+        self._note(tree, commit)
+        arrived = self.entries.arrived
+        locate, seen, before, picked = arrived.locate, self._seen, self.before, self.picked
         todo = [tree]
         while todo:
             sha = todo.pop()
-            if sha in self._seen:
+            at = locate(sha)
+            if not seen.add(at, sha):
                 continue
-            self._seen.add(sha)
-            if self.before(sha):
+            if before(sha):
                 continue  # here before the fetch: complete
             try:
-                type_num, walk, blobs = self.entries.links(sha)  # a missing one raises
+                type_num, walk, blobs = self.entries.links(sha, at)  # a missing one raises
                 if type_num != _TREE:
                     raise _Problem(f"is a {_TYPES.get(type_num, type_num)}, not a tree")
             except (RepositoryError, _Problem) as e:
                 self.problems[sha] = str(e)
                 continue
-            self.new.append(sha)
+            picked.add(at, sha)
             for sub in walk:
-                self.named_by.setdefault(sub, []).append(sha)
+                self._note(sub, sha)
                 todo.append(sub)
             for blob in blobs:
-                if blob not in self._seen:
-                    self._seen.add(blob)
-                    if self.before(blob):
-                        pass
-                    elif self.entries.arrived.has(blob):
-                        self.new.append(blob)
+                at = locate(blob)
+                if seen.add(at, blob) and not before(blob):
+                    if at or arrived.has(blob):
+                        picked.add(at, blob)
                     else:
                         self.problems[blob] = "is missing"
                 if blob in self.problems:
-                    self.named_by.setdefault(blob, []).append(sha)
+                    self._note(blob, sha)
 
     def reaches_problem(self, tip: bytes) -> bytes | None:
         """A problem object ``tip`` reaches through the new history, or None."""
