@@ -156,3 +156,46 @@ def test_an_experiment_is_read_once_then_from_its_checked_copy(repo, tmp_path):
     os.rename(repo, moved)  # the default artifact location follows the repository
     with gitml.Client(str(moved)) as c:
         assert c.get_experiment(experiment_id).artifact_location.startswith(str(moved))
+
+
+def test_a_run_is_found_by_name_from_the_stamped_snapshot_and_the_refs_that_moved(repo, small_slack, monkeypatch):
+    from gitml.errors import AmbiguousRunError, RunNotFoundError
+    from gitml.tracking.index import RunIndex
+
+    gitml.set_experiment("stamp")
+    ids = make_runs(12)
+    gitml.search_runs(search_all_experiments=True)  # a stamped snapshot with its table of names
+    run_python(f"""
+import gitml
+gitml.set_experiment("stamp")
+with gitml.start_run(run_id="{ids[3]}"):
+    gitml.set_tag("mlflow.runName", "renamed")
+with gitml.start_run(run_name="r5"):
+    pass
+""", repo)
+    monkeypatch.setattr(RunIndex, "_read_snapshot", lambda self: (_ for _ in ()).throw(AssertionError("columns read")))
+    with gitml.Client(str(repo)) as c:
+        assert c.tracker.resolve("r7") == ids[7]
+        assert c.tracker.resolve("renamed") == ids[3]  # a loose ref: its row, not the snapshot's name
+        with pytest.raises(RunNotFoundError):
+            c.tracker.resolve("r3")
+        with pytest.raises(AmbiguousRunError):
+            c.tracker.resolve("r5")  # one in the snapshot, one made since
+    git(repo, "pack-refs", "--all")  # another packed-refs: the stamp cannot tell, the columns are read
+    monkeypatch.undo()
+    with gitml.Client(str(repo)) as c:
+        assert c.tracker.resolve("renamed") == ids[3]
+
+
+def test_a_stamped_snapshot_without_its_names_gets_them_at_the_next_search(repo, small_slack):
+    gitml.set_experiment("stamp")
+    ids = make_runs(12)
+    gitml.search_runs(search_all_experiments=True)
+    with index_db(repo) as db:  # as a gitml that kept no names left it
+        db.execute("DELETE FROM snapshot WHERE name = 'by-name'")
+        db.execute("DELETE FROM snapshot_names")
+    with gitml.Client(str(repo)) as c:
+        assert c.tracker.resolve("r2") == ids[2]  # from the columns; the names are written meanwhile
+    with index_db(repo) as db:
+        assert db.execute("SELECT count(*) FROM snapshot_names").fetchone()[0] == 12
+        assert db.execute("SELECT count(*) FROM snapshot WHERE name = 'by-name'").fetchone()[0] == 1

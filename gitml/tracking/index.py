@@ -58,6 +58,7 @@ class RunIndex:
         self._reader: sqlite3.Connection | None = None  # the snapshot's, in its own read transactions
         self._snapshot: tuple[int, RunTable, tuple[bytes, frozenset[bytes]] | None] | None = None  # gen, table, stamp
         self._table_memo: tuple[Any, RunTable | None, RunTable, list] | None = None  # refs or state, snapshot, table, errors
+        self._by_name = False  # whether the snapshot read last has its table of names
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -80,6 +81,8 @@ class RunIndex:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("CREATE TABLE IF NOT EXISTS runs (ref TEXT PRIMARY KEY, commit_id TEXT, row TEXT)")
         conn.execute("CREATE TABLE IF NOT EXISTS snapshot (gen INTEGER, name TEXT, data BLOB, PRIMARY KEY (gen, name))")
+        conn.execute("CREATE TABLE IF NOT EXISTS snapshot_names (gen INTEGER, run_name TEXT, ref BLOB, commit_id BLOB)")
+        conn.execute("CREATE INDEX IF NOT EXISTS snapshot_names_by_name ON snapshot_names (gen, run_name)")
         return conn
 
     def close(self) -> None:
@@ -227,9 +230,64 @@ class RunIndex:
         if dropped:
             base = snapshot.select([i for i in range(len(refs)) if i not in dropped])
         table, errors, failed = self._with_rest(base, rest, load)
-        self._write_if_behind(table, len(table) - len(base), digest, set(loose), failed)
+        if not self._write_if_behind(table, len(table) - len(base), digest, set(loose), failed) and not self._by_name:
+            self._write_names(self._snapshot[0], snapshot)  # a snapshot stamped before names were kept
         self._table_memo = (key, snapshot, table, errors)
         return table, errors
+
+    def named(
+        self, name: str, state: tuple[bytes, dict[bytes, bytes]], packed_ref: Callable[[bytes], bytes | None],
+        load: Callable[[bytes, bytes], dict],
+    ) -> list[tuple[bytes, bytes]] | None:
+        """``(ref, commit)`` of the runs named ``name`` now, as :meth:`table_at` would find
+        them, without reading the snapshot's columns: the snapshot's runs of that name
+        (from its table of names) whose refs the stamp does not name and are not loose,
+        and, of those it names and the loose ones, the runs whose row has that name.
+        None when no snapshot is stamped with this ``packed-refs``. Inside :meth:`reading`."""
+        reader = self._reader
+        if reader is None:
+            return None
+        digest, loose = state
+        try:
+            found = reader.execute("SELECT max(gen) FROM snapshot").fetchone()
+            gen = found[0] if found else None
+            head = dict(reader.execute(
+                "SELECT name, data FROM snapshot WHERE gen = ? AND name IN ('state', 'by-name')", (gen,)).fetchall())
+            if "state" not in head or "by-name" not in head:
+                return None
+            stamp = _decode_stamp(head["state"])
+            if stamp[0] != digest:
+                return None
+            held = reader.execute(
+                "SELECT ref, commit_id FROM snapshot_names WHERE gen = ? AND run_name = ?", (gen, name)).fetchall()
+        except (sqlite3.Error, ValueError, TypeError) as e:
+            log.warning("gitml: search index snapshot unreadable (%s); reading rows", e)
+            return None
+        look = stamp[1] | loose.keys()
+        out = [(ref, commit) for ref, commit in held if ref not in look]
+        current = {ref: commit for ref in look if (commit := loose.get(ref) or packed_ref(ref)) is not None}
+        entries, _ = self._entries(current, load)
+        out += [(ref, commit) for ref, commit, row in entries if row.get("run_name") == name]
+        return out
+
+    def _write_names(self, gen: int, snapshot: RunTable) -> None:
+        """The table of names of a stamped snapshot written by a gitml that kept none."""
+        try:
+            with self._lock:
+                db = self._db()
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    if db.execute("SELECT max(gen) FROM snapshot").fetchone()[0] == gen and not db.execute(
+                        "SELECT 1 FROM snapshot WHERE gen = ? AND name = 'by-name'", (gen,)
+                    ).fetchone():
+                        _insert_names(db, gen, snapshot)
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            self._by_name = True
+        except sqlite3.Error as e:  # a cache: names are found in the columns meanwhile
+            log.warning("gitml: could not write the search index's names: %s", e)
 
     def _with_rest(
         self, base: RunTable | None, rest: dict[bytes, bytes], load: Callable[[bytes, bytes], dict]
@@ -312,8 +370,10 @@ class RunIndex:
             gen = found[0] if found else None
             if gen is None:
                 return None
-            found = reader.execute("SELECT data FROM snapshot WHERE gen = ? AND name = 'state'", (gen,)).fetchone()
-            stamp = _decode_stamp(found[0]) if found else None  # read each time: another process may stamp it
+            marks = dict(reader.execute(
+                "SELECT name, data FROM snapshot WHERE gen = ? AND name IN ('state', 'by-name')", (gen,)).fetchall())
+            stamp = _decode_stamp(marks["state"]) if "state" in marks else None  # read each time: another process may stamp it
+            self._by_name = "by-name" in marks
             if self._snapshot is not None and self._snapshot[0] == gen:
                 self._snapshot = (gen, self._snapshot[1], stamp)
                 return self._snapshot[1]
@@ -374,6 +434,7 @@ class RunIndex:
         try:
             with self._lock:
                 self._db().execute("DELETE FROM snapshot")
+                self._db().execute("DELETE FROM snapshot_names")
         except sqlite3.Error as e:
             log.warning("gitml: could not drop the search index snapshot: %s", e)
 
@@ -394,6 +455,9 @@ class RunIndex:
                     gen = (db.execute("SELECT max(gen) FROM snapshot").fetchone()[0] or 0) + 1
                     db.executemany("INSERT INTO snapshot VALUES (?, ?, ?)", [(gen, n, d) for n, d in data])
                     db.execute("DELETE FROM snapshot WHERE gen < ?", (gen,))
+                    db.execute("DELETE FROM snapshot_names WHERE gen < ?", (gen,))
+                    if stamp is not None:
+                        _insert_names(db, gen, table)
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -480,3 +544,10 @@ def _decode_stamp(data: bytes) -> tuple[bytes, frozenset[bytes]]:
     if not isinstance(data, bytes) or len(data) < 32:
         raise ValueError("snapshot stamp malformed")
     return data[:32], frozenset(data[32:].split(b"\n")) if len(data) > 32 else frozenset()
+
+
+def _insert_names(db: sqlite3.Connection, gen: int, table: RunTable) -> None:
+    """The runs of snapshot ``gen`` by name (for :meth:`RunIndex.named`), and its mark."""
+    db.executemany("INSERT INTO snapshot_names VALUES (?, ?, ?, ?)", zip(
+        itertools.repeat(gen), table.column("attributes", "run_name"), table.refs, table.commits))
+    db.execute("INSERT INTO snapshot VALUES (?, 'by-name', x'31')", (gen,))

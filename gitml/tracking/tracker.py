@@ -631,13 +631,19 @@ class Tracker:
             return key  # a full id: names are not looked at (nor is every run listed)
         by_id = [i.decode() for i in ids if i.startswith(key.encode())] if len(key) >= 4 else []
         with self.index.reading():
-            table, _ = self.table()
-            names = table.column("attributes", "run_name")
-            by_name = [table.refs[i][-32:].decode() for i, name in enumerate(names) if name == spec] if spec in names else []
+            wait_for_repository(self.store.commondir)
+            publish_runs(self.store.commondir)
+            state = self.store.refs_state(RUNS_PREFIX, RUN_REF_NAMES)
+            named = self.index.named(spec, state, self.store.packed_ref, self._load_row)  # no column decoded
+            if named is None:
+                table, _ = self.table()
+                names = table.column("attributes", "run_name")
+                named = [(table.refs[i], table.commits[i]) for i, n in enumerate(names) if n == spec] if spec in names else []
+        by_name = [ref[-32:].decode() for ref, _ in named]
         matches = sorted(set(by_id) | set(by_name))
         if len(matches) == 1:
             if by_name:  # its ref, so that ref_of need not look through every run ref again
-                self._refs_by_run[matches[0]] = table.refs[names.index(spec)]
+                self._refs_by_run[matches[0]] = named[0][0]
             return matches[0]
         if not matches:
             if len(key) < 4 and any(i.startswith(key.encode()) for i in ids):
