@@ -36,7 +36,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 CACHE = os.path.join(HERE, "out", "scale")
-BUILDER_VERSION = 3  # bump when scale_repo.py changes what it builds (2: packs merged; 3: snapshot stamped)
+BUILDER_VERSION = 4  # bump when scale_repo.py changes what it builds (2: packs merged; 3: snapshot stamped; 4: and its names)
 MLFLOW_PY = os.path.join(HERE, ".venv-mlflow", "bin", "python")
 WORKLOADS_PY = os.path.join(HERE, "tracking_workloads.py")
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
