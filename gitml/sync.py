@@ -26,6 +26,7 @@ from gitml.store.remote import (
     list_remote_refs,
     push_refs,
     resolve_remote,
+    unchanged_refs,
 )
 
 Progress = Callable[[int, int, int, int], None]  # files done, files total, bytes done, bytes total
@@ -105,8 +106,8 @@ def push(
     refs = select_refs(client, experiments=experiments, runs=runs)
     if not refs:
         raise InvalidInputError("no runs to push")
-    theirs = list_remote_refs(store, url, ("refs/gitml/", TAGS_PREFIX))
-    todo = {r: s for r, s in refs.items() if theirs.get(r) != s}
+    there = unchanged_refs(store, url, refs)
+    todo = {r: s for r, s in refs.items() if r not in there}
     content = client.artifacts.content
     confirmed = content.confirmed_commits()
     unconfirmed = {r: s for r, s in refs.items() if s not in confirmed and parse_run_ref(r)}
@@ -163,23 +164,27 @@ def push(
             statuses[ref] = "ok"
             result.notes[ref.decode()] = "the remote has its own record of this experiment; `gitml fetch` joins them"
     statuses.update(blocked)
-    result.refs = {r.decode(): statuses.get(r, "ok") for r in refs}
+    result.refs = dict.fromkeys([r.decode() for r in refs], "ok")
+    result.refs.update({r.decode(): status for r, status in statuses.items() if r in refs})
     # only a run the remote now names is safe from a teammate's remote gc: confirmed after its ref
     content.confirm_commits(s for r, s in unconfirmed.items() if result.refs[r.decode()] == "ok")
     result.pushed = [r.decode() for r in send if statuses.get(r) == "ok" and r.decode() not in result.notes]
-    _push_registry_tags(client, url, refs, theirs, result)
+    _push_registry_tags(client, url, refs, result)
     return result
 
 
-def _push_registry_tags(client: Client, url: str, refs: dict[bytes, bytes], theirs: dict[bytes, bytes],
-                        result: PushResult) -> None:
+def _push_registry_tags(client: Client, url: str, refs: dict[bytes, bytes], result: PushResult) -> None:
     """Push the registry tags of the runs the remote now holds, after those runs: a tag
     whose run did not arrive is never sent alone. A tag the remote holds with another
     value (the same counter taken by a promotion made elsewhere) is refused, never moved."""
     registry = client.registry
-    unsent = {tag: sha for tag, sha in registry.tag_refs().items() if theirs.get(tag.ref) != sha}
+    tags = registry.tag_refs()
+    if not tags:
+        return  # the usual case: the remote's tags are not even asked for
+    there = unchanged_refs(client.store, url, {tag.ref: sha for tag, sha in tags.items()}, (TAGS_PREFIX,))
+    unsent = {tag: sha for tag, sha in tags.items() if tag.ref not in there}
     if not unsent:
-        return  # the usual case: nothing below reads 100,000 run refs for no tag
+        return  # nothing below reads 100,000 run refs for no tag
     on_remote = {r: s for r, s in refs.items() if result.refs.get(r.decode()) == "ok" and parse_run_ref(r)}
     by_run = {parse_run_ref(r)[1]: s for r, s in on_remote.items()}  # type: ignore[index]
     tags: dict[bytes, bytes] = {}

@@ -147,3 +147,30 @@ def test_marks_and_picked_take_each_object_once_wherever_it_lies(repo, indexed):
         stored = {raw.hex().encode(): (bytes(chunk), crc) for raw, chunk, crc in picked.stored()}
         assert set(stored) == {blob, loose}
         assert all(zlib.crc32(chunk) == crc for chunk, crc in stored.values())
+
+
+def test_unchanged_refs_reads_a_local_remote_as_git_lists_it(repo, tmp_path):
+    """Packed lines, loose refs shadowing them with another value, refs only loose, absent
+    refs: what the push need not send is what git's listing of the remote agrees with."""
+    from gitml.store.remote import unchanged_refs
+
+    make_runs(4)
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(repo, "push", "-q", str(bare), "refs/gitml/*:refs/gitml/*")
+    git(bare, "pack-refs", "--all")
+    ours = for_each_ref(repo)
+    runs = sorted(r for r in ours if r.startswith(b"refs/gitml/runs/"))
+    head = git(repo, "rev-parse", "HEAD").strip()
+    git(bare, "update-ref", runs[0].decode(), head)  # loose, over its packed line of our value
+    git(bare, "update-ref", "-d", runs[1].decode())  # gone
+    make_runs(1, experiment="after")
+    with open_store(repo) as store:
+        ours = store.refs_under("refs/gitml/")
+    git(bare, "update-ref", "refs/gitml/runs/9/" + "e" * 32, head)  # only theirs
+    theirs = for_each_ref(bare)
+    expected = {r for r, s in ours.items() if theirs.get(r) == s}
+    assert runs[0] not in expected and runs[1] not in expected and runs[2] in expected
+    with open_store(repo) as store:
+        assert unchanged_refs(store, str(bare), ours) == unchanged_refs(store, bare.as_uri(), ours) == expected
+        assert unchanged_refs(store, str(repo), ours) == set(ours)  # a work tree's repository: all there

@@ -524,13 +524,27 @@ class Picked:
         """``(raw id, stored entry, CRC-32)`` of every object, each entry checked against
         its pack index's CRC (a damaged pack raises :class:`RepositoryError`, naming the
         object); a delta is resolved and stored whole, as :meth:`PackEntries.entry` does."""
+        entries = self.entries
+        if len(self._positions) <= _SORT_IN_PYTHON:  # a few: numpy is not even imported
+            by_slot: dict[int, list[tuple[int, int]]] = {}
+            for at in self._positions:
+                at -= 1
+                pack = entries._big[at >> 32]
+                i = at & _LOW32
+                by_slot.setdefault(at >> 32, []).append((pack.where(i)[1], i))
+            for slot, found in sorted(by_slot.items()):
+                found.sort()
+                yield from self._read(entries._big[slot], [i for _, i in found], [start for start, _ in found])
+        else:
+            yield from self._stored_by_numpy()
+        for hexsha in self._ids:
+            yield entries.entry(hexsha)
+
+    def _stored_by_numpy(self) -> Iterator[tuple[bytes, bytes | memoryview, int]]:
         import numpy as np
 
-        entries = self.entries
-        picked = np.frombuffer(self._positions, dtype=np.uint64) - np.uint64(1) if self._positions else None
-        for slot, pack in enumerate(entries._big):
-            if picked is None:
-                break
+        picked = np.frombuffer(self._positions, dtype=np.uint64) - np.uint64(1)
+        for slot, pack in enumerate(self.entries._big):
             positions = (picked[(picked >> np.uint64(32)) == slot] & np.uint64(_LOW32)).astype(np.int64)
             if not len(positions):
                 continue
@@ -539,9 +553,6 @@ class Picked:
             positions, starts = positions[order], starts[order]
             del order
             yield from self._read(pack, positions, starts)
-        del picked
-        for hexsha in self._ids:
-            yield entries.entry(hexsha)
 
     def _read(self, pack: _IndexedPack, positions, starts) -> Iterator[tuple[bytes, bytes | memoryview, int]]:
         entries, fd, idx = self.entries, self.entries._fds[pack.number], pack.idx
@@ -549,7 +560,7 @@ class Picked:
         block, block_at, block_end = memoryview(b""), 0, 0
         for first in range(0, len(positions), _SLICE):  # Python ints made a slice at a time
             last = first + _SLICE
-            for i, start in zip(positions[first:last].tolist(), starts[first:last].tolist()):
+            for i, start in zip(_ints(positions[first:last]), _ints(starts[first:last])):
                 stop = stops[i]
                 if start < block_at or stop > block_end:
                     block = memoryview(os.pread(fd, max(stop - start, _BLOCK), start))
@@ -563,3 +574,8 @@ class Picked:
                     yield entries.entry(hexlify(raw))  # resolved through dulwich and stored whole
                 else:
                     yield raw, chunk, crc
+
+
+def _ints(values) -> list[int]:
+    """A numpy array's values, or a list's, as Python ints."""
+    return values if isinstance(values, list) else values.tolist()
