@@ -106,8 +106,9 @@ def check_fetched(
     refused: dict[bytes, str] = {}
     tips = {}
     picked = Picked(objects.arrived)
+    headers: dict[bytes, tuple[int, list[bytes], bytes, int]] = {}  # the tips' commits, read once
     for ref, sha in refs.items():
-        why = _tip_problem(objects, ref, sha)
+        why = _tip_problem(objects, ref, sha, headers)
         if why:
             refused[ref] = why
         elif ref.startswith(b"refs/tags/"):  # a registry tag: its commit is the tip to walk
@@ -121,7 +122,7 @@ def check_fetched(
     if not tips:
         return refused, picked
     heads = _peel(objects, heads)
-    walk = _Walk(objects, picked)
+    walk = _Walk(objects, picked, headers=headers)
     walk.run(set(tips.values()), heads, known)
     if walk.problems:  # walked again, noting which object names which, to blame exactly the tips that reach one
         blame = _Walk(objects, Picked(objects.arrived), record=True)
@@ -146,9 +147,12 @@ def refused_tips(
     return check_fetched(FetchedObjects(entries, entries.repo, before), refs, heads=heads, known=known)[0]
 
 
-def _tip_problem(entries: FetchedObjects, ref: bytes, sha: bytes) -> str | None:
+def _tip_problem(
+    entries: FetchedObjects, ref: bytes, sha: bytes, headers: dict[bytes, tuple[int, list[bytes], bytes, int]]
+) -> str | None:
+    """Why the ref's value is no tip to take, or None (a commit's header then put in ``headers``)."""
     try:
-        found = entries.find(sha)[1]
+        at, found = entries.find(sha)
         if found is None:
             return f"its object {sha.decode()} did not arrive"
         type_num, raw = found
@@ -160,6 +164,7 @@ def _tip_problem(entries: FetchedObjects, ref: bytes, sha: bytes) -> str | None:
             return None
         if type_num != _COMMIT:
             return f"points at a {_TYPES.get(type_num, type_num)}, not a commit"
+        headers[sha] = (*commit_header(raw), at)
         if parse_experiment_ref(ref) is not None:
             tree = raw[5:45]  # "tree <sha>" is the first line
             if not entries.has(tree):
@@ -203,8 +208,11 @@ class _Walk:
     problem found is blamed on exactly the tips that reach it; that is only asked when
     a first walk found a problem (the notes held 60 MB for 100,000 runs)."""
 
-    def __init__(self, entries: FetchedObjects, picked: Picked, *, record: bool = False):
+    def __init__(self, entries: FetchedObjects, picked: Picked, *, record: bool = False,
+                 headers: dict[bytes, tuple[int, list[bytes], bytes, int]] | None = None):
+        """``headers``: commits already read (the tips), as :meth:`_commit` gives them."""
         self.entries = entries
+        self._headers = headers or {}
         self.before = entries.before
         self.picked = picked  # objects walked that the clone lacked and that are here now
         self.problems: dict[bytes, str] = {}  # object -> why it breaks what names it
@@ -231,7 +239,7 @@ class _Walk:
             elif sha in self._info or sha in self.problems:
                 return
             if sha not in self._info:
-                found = self._commit(sha, required=not mine and sha not in known)
+                found = self._headers.get(sha) or self._commit(sha, required=not mine and sha not in known)
                 if found is None:
                     return
                 self._info[sha] = found
