@@ -178,11 +178,11 @@ def _push_registry_tags(client: Client, url: str, refs: dict[bytes, bytes], resu
     whose run did not arrive is never sent alone. A tag the remote holds with another
     value (the same counter taken by a promotion made elsewhere) is refused, never moved."""
     registry = client.registry
-    tags = registry.tag_refs()
-    if not tags:
+    held = registry.tag_refs()
+    if not held:
         return  # the usual case: the remote's tags are not even asked for
-    there = unchanged_refs(client.store, url, {tag.ref: sha for tag, sha in tags.items()}, (TAGS_PREFIX,))
-    unsent = {tag: sha for tag, sha in tags.items() if tag.ref not in there}
+    there = unchanged_refs(client.store, url, {tag.ref: sha for tag, sha in held.items()}, (TAGS_PREFIX,))
+    unsent = {tag: sha for tag, sha in held.items() if tag.ref not in there}
     if not unsent:
         return  # nothing below reads 100,000 run refs for no tag
     on_remote = {r: s for r, s in refs.items() if result.refs.get(r.decode()) == "ok" and parse_run_ref(r)}

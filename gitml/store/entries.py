@@ -14,17 +14,20 @@ import glob
 import mmap
 import os
 import struct
-import sys
 import zlib
 from array import array
-from collections.abc import Iterator
 from binascii import hexlify, unhexlify
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from dulwich.objects import parse_tree
 from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
 from gitml.store.packs import _entry_header, object_id
+
+if TYPE_CHECKING:
+    import numpy
 
 _COMMIT, _TREE, _TAG = 1, 2, 4
 _TYPE_NUMBERS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
@@ -427,7 +430,7 @@ class _IndexedPack:
         stops = self._stops if self._stops is not None else self._build_stops()
         return self.number, start, stops[i], crc
 
-    def starts(self, positions, *, crcs: bool = False) -> "numpy.ndarray":  # noqa: F821 - imported when needed
+    def starts(self, positions, *, crcs: bool = False) -> numpy.ndarray:
         """Where the entries at these index positions (a numpy array) start (with ``crcs``:
         their CRC-32s instead)."""
         import numpy as np
@@ -455,13 +458,13 @@ class _IndexedPack:
         else:
             import numpy as np
 
-            offsets = self.starts(np.arange(self.count))
-            order = np.argsort(offsets, kind="stable")
+            starts = self.starts(np.arange(self.count))
+            by_start = np.argsort(starts, kind="stable")
             table = np.empty(self.count, dtype=np.uint64)
-            table[order[:-1]] = offsets[order[1:]]
-            table[order[-1]] = end
+            table[by_start[:-1]] = starts[by_start[1:]]
+            table[by_start[-1]] = end
             stops.frombytes(table.tobytes())
-            del offsets, order, table
+            del starts, by_start, table
         self._stops = stops
         return stops
 
@@ -526,13 +529,13 @@ class Picked:
             out.append(hexlify(big[at >> 32]._id(at & _LOW32)))
         return out + self._ids
 
-    def stored(self) -> Iterator[tuple[bytes, bytes | memoryview, int]]:
+    def stored(self) -> Iterator[tuple[bytes, bytes, int]]:
         """``(raw id, stored entry, CRC-32)`` of every object, each entry checked against
         its pack index's CRC (a damaged pack raises :class:`RepositoryError`, naming the
         object); a delta is resolved and stored whole, as :meth:`PackEntries.entry` does."""
         entries = self.entries
         if len(self._positions) <= _SORT_IN_PYTHON:  # a few: numpy is not even imported
-            by_slot: dict[int, list[tuple[int, int]]] = {}
+            by_slot: dict[int, list[tuple[int, int, int]]] = {}
             for at in self._positions:
                 at -= 1
                 pack = entries._big[at >> 32]
@@ -547,7 +550,7 @@ class Picked:
         for hexsha in self._ids:
             yield entries.entry(hexsha)
 
-    def _stored_by_numpy(self) -> Iterator[tuple[bytes, bytes | memoryview, int]]:
+    def _stored_by_numpy(self) -> Iterator[tuple[bytes, bytes, int]]:
         import numpy as np
 
         picked = np.frombuffer(self._positions, dtype=np.uint64) - np.uint64(1)
@@ -561,18 +564,18 @@ class Picked:
             del order
             yield from self._read(pack, starts, positions, pack.starts(positions, crcs=True))
 
-    def _read(self, pack: _IndexedPack, starts, positions, crcs) -> Iterator[tuple[bytes, bytes | memoryview, int]]:
+    def _read(self, pack: _IndexedPack, starts, positions, crcs) -> Iterator[tuple[bytes, bytes, int]]:
         """The entries at ``positions`` of ``pack`` (in the order of their ``starts``), each
         checked against its ``crcs``."""
         entries, fd, idx, shas_at = self.entries, self.entries._fds[pack.number], pack.idx, pack.shas_at
         stops = pack._stops if pack._stops is not None else pack._build_stops()
-        block, block_at, block_end = memoryview(b""), 0, 0
+        block, block_at, block_end = b"", 0, 0
         for first in range(0, len(positions), _SLICE):  # Python ints made a slice at a time
             last = first + _SLICE
             for i, start, crc in zip(_ints(positions[first:last]), _ints(starts[first:last]), _ints(crcs[first:last])):
                 stop = stops[i]
                 if start < block_at or stop > block_end:
-                    block = memoryview(os.pread(fd, max(stop - start, _BLOCK), start))
+                    block = os.pread(fd, max(stop - start, _BLOCK), start)
                     block_at, block_end = start, start + len(block)
                 chunk = block[start - block_at : stop - block_at]
                 raw = idx[shas_at + 20 * i : shas_at + 20 * i + 20]

@@ -241,7 +241,7 @@ def _mark_tree(entries: PackEntries, tree: bytes, present: set[bytes]) -> None:
         present.update(blobs)
 
 
-def _records(stored: Iterator[tuple[bytes, bytes | memoryview, int]], chunk_bytes: int = 256 << 10) -> Iterator[UnpackedObject]:
+def _records(stored: Iterator[tuple[bytes, bytes, int]], chunk_bytes: int = 256 << 10) -> Iterator[UnpackedObject]:
     """One record per stored entry. The entries' bytes are gathered into pieces of
     ``chunk_bytes`` that ride on the first record of their group (the others carry
     none: the stream is the same). Pieces stay small because a smart-HTTP push sends
