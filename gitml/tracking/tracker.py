@@ -501,25 +501,24 @@ class Tracker:
         found = self.store.refs_with_tail(RUNS_PREFIX, start.encode())
         return {ref: commit for ref, commit in found.items() if is_run_ref(ref)}
 
-    def record(self, run_id: str) -> tuple[RunRecord, bytes]:
+    def committed(self, run_id: str) -> tuple[bytes, bytes]:
+        """The run's ref and the commit it holds now (what this process buffered committed first)."""
         wait_for_repository(self.store.commondir, run_id)
         publish_runs(self.store.commondir, run_id)
         ref = self.ref_of(run_id)
         commit = self.store.ref(ref)
         if commit is None:
             raise RunNotFoundError(run_id)
+        return ref, commit
+
+    def record(self, run_id: str) -> tuple[RunRecord, bytes]:
+        ref, commit = self.committed(run_id)
         return RunRecord.load(self.store, commit, f"run {run_id}", ref=ref), commit
 
     def get_run(self, run_id: str) -> Run:
         """The run as committed now: from the search index's row of its commit (what its
         record gives, without reading the record's YAML), or from the record."""
-        wait_for_repository(self.store.commondir, run_id)
-        publish_runs(self.store.commondir, run_id)
-        ref = self.ref_of(run_id)
-        commit = self.store.ref(ref)
-        if commit is None:
-            raise RunNotFoundError(run_id)
-        return self.runs_at([(ref, commit)])[0]
+        return self.runs_at([self.committed(run_id)])[0]
 
     def runs_at(self, refs: list[tuple[bytes, bytes]]) -> list[Run]:
         """The Runs of ``(run ref, commit)`` pairs a search found, in order: built from the
