@@ -386,7 +386,8 @@ class _RefPaths:
     def __init__(self, repo: Repo, packed: dict[bytes, bytes]):
         self.repo = repo
         self.names = set(packed)
-        self.parents = {parent for name in packed for parent in _parents(name)}
+        folders = {name[: name.rfind(b"/")] for name in packed if b"/" in name}  # a few dozen: their parents after
+        self.parents = {parent for folder in folders for parent in _parents(folder + b"/")}
         self._files: dict[bytes, bool] = {}
         self._folders = _Folders()
 
