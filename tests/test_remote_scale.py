@@ -174,3 +174,49 @@ def test_unchanged_refs_reads_a_local_remote_as_git_lists_it(repo, tmp_path):
     with open_store(repo) as store:
         assert unchanged_refs(store, str(bare), ours) == unchanged_refs(store, bare.as_uri(), ours) == expected
         assert unchanged_refs(store, str(repo), ours) == set(ours)  # a work tree's repository: all there
+
+
+def test_a_pack_pushed_or_fetched_whole_is_copied_as_it_is_and_checked(repo, tmp_path, indexed, monkeypatch):
+    """Everything to an empty side: a source pack whose every object goes is copied as a
+    file, not rewritten entry by entry; a byte changed anywhere in it stops the copy."""
+    from gitml.store import transfer as transfer_module
+
+    monkeypatch.setattr(transfer_module, "WHOLE_PACK_BYTES", 0)
+    make_runs(3)
+    pack_dir = repo / ".git" / "objects" / "pack"
+    for keep in [name for name in os.listdir(pack_dir) if name.endswith(".keep")]:
+        os.unlink(pack_dir / keep)
+    git(repo, "repack", "-a", "-d", "-q")  # git's pack, deltas and all
+    make_runs(1, experiment="after")  # and objects elsewhere
+    with open_store(repo) as store:
+        refs = store.refs_under("refs/gitml/")
+    (source,) = [name for name in os.listdir(pack_dir) if name.endswith(".pack") and os.path.getsize(pack_dir / name) > 2000]
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    with open_store(repo) as store:
+        assert set(push_refs(store, str(bare), refs).values()) == {"ok"}
+    assert (bare / "objects" / "pack" / source).read_bytes() == (pack_dir / source).read_bytes()
+    git(bare, "fsck", "--strict")
+    clone = tmp_path / "clone"
+    git(tmp_path, "init", "-q", str(clone))
+    with open_store(clone) as store:
+        assert sorted(fetch_refs(store, str(bare)).created) == sorted(refs)
+    assert (clone / ".git" / "objects" / "pack" / source).read_bytes() == (pack_dir / source).read_bytes()
+    git(clone, "fsck", "--strict")
+    assert objects_of(clone, refs) == objects_of(repo, refs)
+
+    listing = pack_listing((pack_dir / source).with_suffix(".idx"))
+    types = git(repo, "cat-file", "--batch-check=%(objectname) %(objecttype)", input_text="\n".join(s for _, s in listing) + "\n")
+    blobs = {line.split()[0] for line in types.splitlines() if line.endswith(" blob")}
+    offset = max(offset for offset, sha in listing if sha in blobs)  # an entry no walk inflates
+    data = bytearray((pack_dir / source).read_bytes())
+    data[offset + 3] ^= 0x01
+    os.chmod(pack_dir / source, 0o644)
+    (pack_dir / source).write_bytes(bytes(data))
+    other = tmp_path / "other.git"
+    git(tmp_path, "init", "-q", "--bare", str(other))
+    with open_store(repo) as store, pytest.raises(RepositoryError) as raised:
+        push_refs(store, str(other), refs)
+    assert "its checksum does not match" in str(raised.value)
+    assert not [name for name in os.listdir(other / "objects" / "pack") if name.endswith(".pack")]
+    assert not for_each_ref(other)

@@ -95,7 +95,7 @@ class PackEntries:
         self._maps.append(idx)
         self._fds[number] = os.open(idx_path[:-4] + ".pack", os.O_RDONLY | os.O_CLOEXEC)
         if count > BIG_PACK or self._all_indexed:
-            self._big.append(_IndexedPack(number, idx, data, count))
+            self._big.append(_IndexedPack(number, idx, data, count, base=idx_path[:-4]))
             return
         offsets = struct.unpack_from(f">{count}L", idx, 8 + 256 * 4 + 24 * count)
         shas_at = 8 + 256 * 4
@@ -366,8 +366,9 @@ class _IndexedPack:
     make many lookups fast are built when the lookups come (:data:`_TABLES_AFTER`).
     """
 
-    def __init__(self, number: int, idx: mmap.mmap, data: mmap.mmap, count: int):
+    def __init__(self, number: int, idx: mmap.mmap, data: mmap.mmap, count: int, *, base: str = ""):
         self.number, self.idx, self.data, self.count = number, idx, data, count
+        self.base = base  # its path without the suffix
         self.fanout = struct.unpack_from(">256L", idx, 8)
         self.shas_at = 8 + 256 * 4
         self.crcs_at = self.shas_at + 20 * count
@@ -520,6 +521,12 @@ class Picked:
     def __len__(self) -> int:
         return len(self._positions) + len(self._ids)
 
+    def whole_packs(self) -> list[str]:
+        """The big packs every object of which is picked (their paths without the suffix):
+        such a pack may be copied as it is (a push or fetch of everything to an empty side)."""
+        return [pack.base for pack, marks in zip(self.entries._big, self._marks._bytes)
+                if pack.base and marks is not None and pack.count and marks.count(1) == pack.count]
+
     def ids(self) -> list[bytes]:
         """The objects' hex ids (the big packs' in position order)."""
         big = self.entries._big
@@ -529,16 +536,19 @@ class Picked:
             out.append(hexlify(big[at >> 32]._id(at & _LOW32)))
         return out + self._ids
 
-    def stored(self) -> Iterator[tuple[bytes, bytes, int]]:
+    def stored(self, *, leave: frozenset[str] = frozenset()) -> Iterator[tuple[bytes, bytes, int]]:
         """``(raw id, stored entry, CRC-32)`` of every object, each entry checked against
         its pack index's CRC (a damaged pack raises :class:`RepositoryError`, naming the
-        object); a delta is resolved and stored whole, as :meth:`PackEntries.entry` does."""
+        object); a delta is resolved and stored whole, as :meth:`PackEntries.entry` does.
+        The objects of the big packs named in ``leave`` (copied whole) are left out."""
         entries = self.entries
         if len(self._positions) <= _SORT_IN_PYTHON:  # a few: numpy is not even imported
             by_slot: dict[int, list[tuple[int, int, int]]] = {}
             for at in self._positions:
                 at -= 1
                 pack = entries._big[at >> 32]
+                if pack.base in leave:
+                    continue
                 i = at & _LOW32
                 _number, start, _stop, crc = pack.where(i)
                 by_slot.setdefault(at >> 32, []).append((start, i, crc))
@@ -546,15 +556,17 @@ class Picked:
                 found.sort()
                 yield from self._read(entries._big[slot], *map(list, zip(*found)))
         else:
-            yield from self._stored_by_numpy()
+            yield from self._stored_by_numpy(leave)
         for hexsha in self._ids:
             yield entries.entry(hexsha)
 
-    def _stored_by_numpy(self) -> Iterator[tuple[bytes, bytes, int]]:
+    def _stored_by_numpy(self, leave: frozenset[str]) -> Iterator[tuple[bytes, bytes, int]]:
         import numpy as np
 
         picked = np.frombuffer(self._positions, dtype=np.uint64) - np.uint64(1)
         for slot, pack in enumerate(self.entries._big):
+            if pack.base in leave:
+                continue
             positions = (picked[(picked >> np.uint64(32)) == slot] & np.uint64(_LOW32)).astype(np.int64)
             if not len(positions):
                 continue

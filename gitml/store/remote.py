@@ -37,8 +37,7 @@ from gitml.errors import RepositoryError
 from gitml.store.git import open_repo
 from gitml.store.refs import RefLister, _read_ref
 from gitml.store.entries import PackEntries, Picked
-from gitml.store.packs import _write_entries
-from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_to_send
+from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_to_send, write_picked
 from gitml.store.unpack import store_received
 from gitml.store.verify import FetchedObjects, check_fetched, refused_names
 from gitml.errors import RemoteError  # noqa: F401  (defined there, raised here)
@@ -425,8 +424,7 @@ def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
             # what the source lacks is passed over, and the refs needing it are refused.
             with PackEntries(source) as arrived, PackEntries(local, ids_only=True) as before:
                 picked = _check_new(store, FetchedObjects(arrived, local, before.has), remote, ours, refused)
-                if picked:  # distinct objects, each read where the check found it
-                    _write_entries(os.path.join(local.object_store.path, "pack"), picked.stored(), len(picked))
+                write_picked(os.path.join(local.object_store.path, "pack"), picked)  # each read where the check found it
         return _take_refs(store, local, remote, ours, force, refused)
 
 

@@ -10,8 +10,10 @@ into the target, and creates new refs in one packed-refs write (see
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import unquote, urlparse
@@ -22,7 +24,9 @@ from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
 from gitml.store.entries import _COMMIT, _TAG, Marks, PackEntries, Picked, commit_header
-from gitml.store.packs import _write_entries
+from gitml.store.entries import _object_count
+from gitml.store.packs import _common_dir, _fsync_dir, _gitml_dir, _unretire, _write_entries
+from gitml.store.perms import shared_file_mode
 from gitml.store.locks import LockHeld
 from gitml.store.refs import RefLister, lock_packed_refs, read_packed_refs, update_ref, write_packed_refs
 
@@ -96,14 +100,71 @@ def copy_objects(
     targets = held or PackEntries(dst, ids_only=True)
     try:
         picked = missing_objects(entries, targets.has, wants, absent=absent)
-        if picked:  # distinct objects: streamed to disk entry by entry, in the source's order
-            _write_entries(os.path.join(dst.object_store.path, "pack"), picked.stored(), len(picked))
+        write_picked(os.path.join(dst.object_store.path, "pack"), picked)
     finally:
         if entries is not src:
             entries.close()
         if targets is not held:
             targets.close()
     return len(picked)
+
+
+def write_picked(pack_dir: str, picked: Picked) -> None:
+    """Store the picked objects in ``pack_dir``: a source pack all of whose objects are
+    picked (everything pushed to, or fetched into, an empty repository) is copied as it
+    is, its checksums checked; the others are written as one new pack, entry by entry,
+    in the source's order (distinct objects: streamed to disk)."""
+    whole = [base for base in picked.whole_packs() if os.path.getsize(base + ".pack") >= WHOLE_PACK_BYTES]
+    for base in whole:
+        _copy_whole_pack(base, pack_dir)
+    count = len(picked) - sum(_object_count(base + ".idx") for base in whole)
+    if count:
+        _write_entries(pack_dir, picked.stored(leave=frozenset(whole)), count)
+
+
+WHOLE_PACK_BYTES = 1 << 20  # a smaller pack fully picked is rewritten with the rest: no pack per source pack
+
+
+def _copy_whole_pack(base: str, pack_dir: str) -> None:
+    """Copy a pack and its index as they are, in git's order (the pack first, each file
+    fsynced, then the folder), after checking what checking each copied entry's CRC
+    guarded against: the pack's trailing SHA-1 over every byte read, the index's over
+    its own, and the index naming that pack. Its entries are git's to read as they were
+    (a git pack holds no delta to an object outside it)."""
+    common = _common_dir(pack_dir)
+    tmp = os.path.join(_gitml_dir(pack_dir, "tmp"), f"tmp_gitml_{os.getpid()}_{threading.get_ident()}_{os.urandom(6).hex()}")
+    mode = shared_file_mode(common, 0o444)
+    try:
+        sums = {}
+        for suffix in (".pack", ".idx"):
+            digest, tail = hashlib.sha1(), b""
+            with open(base + suffix, "rb") as src, open(tmp + suffix, "wb") as out:
+                while piece := src.read(1 << 20):
+                    out.write(piece)
+                    data = tail + piece  # the last 20 bytes are the checksum, not hashed
+                    digest.update(data[:-20])
+                    tail = data[-20:]
+                out.flush()
+                os.fsync(out.fileno())
+                os.fchmod(out.fileno(), mode)
+            if len(tail) < 20 or digest.digest() != tail:
+                raise RepositoryError(f"pack {base}{suffix} is damaged (its checksum does not match); `git fsck` shows the extent")
+            sums[suffix] = tail
+        with open(tmp + ".idx", "rb") as f:
+            f.seek(-40, os.SEEK_END)
+            if f.read(20) != sums[".pack"]:
+                raise RepositoryError(f"the index {base}.idx is not the index of its pack; `git fsck` shows the extent")
+        target = os.path.join(pack_dir, f"pack-{sums['.pack'].hex()}")
+        if os.path.exists(target + ".idx"):
+            _unretire(pack_dir, target)
+            return
+        os.replace(tmp + ".pack", target + ".pack")
+        os.replace(tmp + ".idx", target + ".idx")
+        _fsync_dir(pack_dir)
+    finally:
+        for suffix in (".pack", ".idx"):
+            if os.path.exists(tmp + suffix):
+                os.unlink(tmp + suffix)
 
 
 def malformed_refs(entries: PackEntries, dst: Repo, refs: dict[bytes, bytes]) -> dict[bytes, str]:
