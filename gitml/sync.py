@@ -177,6 +177,8 @@ def _push_registry_tags(client: Client, url: str, refs: dict[bytes, bytes], resu
     """Push the registry tags of the runs the remote now holds, after those runs: a tag
     whose run did not arrive is never sent alone. A tag the remote holds with another
     value (the same counter taken by a promotion made elsewhere) is refused, never moved."""
+    if not client.store.refs_under(TAGS_PREFIX):
+        return  # no tag at all: the registry's modules are not even imported
     registry = client.registry
     held = registry.tag_refs()
     if not held:
