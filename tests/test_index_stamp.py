@@ -16,7 +16,13 @@ import gitml
 from gitml.names import RUN_REF_NAMES, RUNS_PREFIX
 from gitml.store.git import GitStore
 from tests.conftest import git, run_python
-from tests.test_scale import make_runs, small_slack  # noqa: F401 (a fixture)
+from gitml.tracking import index as index_module
+from tests.test_scale import make_runs
+
+
+@pytest.fixture
+def small_slack(monkeypatch):
+    monkeypatch.setattr(index_module, "SNAPSHOT_SLACK", 8)
 
 
 def index_db(repo):

@@ -12,11 +12,12 @@ import time
 
 import pytest
 
+import gitml
 import gitml.store.refs as refs_module
 from gitml.errors import RepositoryError
 from gitml.store.git import open_store
 from gitml.store.locks import LockFile
-from tests.conftest import ROOT, git
+from tests.conftest import ROOT, git, run_python
 
 META = """artifact_uri: "runs:/{run_id}"
 end_time: 1700000001000
@@ -231,3 +232,25 @@ def test_reading_one_ref_among_100000_packed_ones_does_not_check_every_line(repo
     with open_store(repo) as store:
         assert store.ref(names[777].encode()) == head.encode()  # found without dulwich's parse (above)
         assert store.ref(b"refs/gitml/runs/0/" + b"e" * 32) is None
+
+
+def test_the_loose_run_refs_of_many_short_processes_are_packed(repo):
+    """Each process counts the loose run refs (every process's) when its first run ends:
+    runs made one process at a time do not pile up loose refs for every search to look at."""
+    ids = []
+    for i in range(7):
+        out = run_python(f"""
+import gitml, gitml.tracking.tracker
+gitml.tracking.tracker.PACK_REFS_AFTER = 4
+with gitml.start_run(run_name="r{i}") as run:
+    gitml.log_param("p", {i})
+print(run.info.run_id)
+""", repo)
+        ids.append(out.stdout.split()[-1])
+    loose = [p for p in (repo / ".git" / "refs" / "gitml" / "runs").rglob("*") if p.is_file()]
+    assert len(loose) < 4
+    listed = git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs/").split()
+    assert sorted(r[-32:] for r in listed) == sorted(ids)
+    git(repo, "fsck", "--strict")
+    with gitml.Client(str(repo)) as c:
+        assert sorted(r["run_name"] for r in c.search_rows()) == [f"r{i}" for i in range(7)]

@@ -51,7 +51,7 @@ class ExperimentRegistry:
         self.store = store
         self.artifact_root = artifact_root
         self._cache: dict[bytes, Experiment] = {}
-        self._known: dict[str, list] | None = None  # the file of checked records, read once
+        self._known: dict[str, dict] | None = None  # the file of checked records, read once
 
     # -- reading ---------------------------------------------------------
     def _read(self, experiment_id: str, commit: bytes) -> Experiment:

@@ -36,7 +36,6 @@ from gitml.names import (
     check_mapping,
     check_run_id,
     check_text,
-    parse_run_ref,
     run_ref_parts,
     run_ref,
 )
@@ -68,7 +67,8 @@ _TRACKERS: weakref.WeakSet[Tracker] = weakref.WeakSet()  # every open Tracker of
 DEFAULT_FLUSH_INTERVAL = 5.0
 JOURNAL_ROTATE_BYTES = 64 << 20  # a long-lived process starts a new journal past this
 SEARCHES_KEPT = 16  # searches of one table remembered (its matches, its DataFrame): a repeated one is free
-PACK_REFS_AFTER = 8192  # loose run refs before the committer packs them (listing 8,000 takes ~0.2 s)
+PACK_REFS_AFTER = 1024  # loose run refs before the committer packs them (a search looks at each loose one)
+PACK_CHECK_EVERY = 256  # runs ended in a process between its counts of the loose run refs (and at its first)
 RESERVED_TAG_PREFIX = "gitml."
 _ADJECTIVES = "amber bold brisk calm clever crisp eager fancy gentle glad keen lucid merry nimble quiet rapid shy sunny swift tidy vivid warm wise witty".split()
 _NOUNS = "ant bass bat bear cod crab crow deer dove eel finch fox goat hare hawk lark lynx mole moth newt owl seal swan toad wolf wren".split()
@@ -245,6 +245,7 @@ class Tracker:
             store, lambda: [w for w in list(self.writers.values()) if not w.closed], housekeeping=self._housekeeping
         )
         self._ended_since_pack = 0
+        self._pack_check = 1  # runs to end before the loose run refs are counted: at the first
         self._refs_by_run: dict[str, bytes] = {}
         self._valid_refs: set[bytes] = set()  # run refs already checked by parse_run_ref
         self._refs_of_experiments: tuple[tuple, list, dict[bytes, bytes]] | None = None  # ids, listings, refs
@@ -568,10 +569,10 @@ class Tracker:
         if self.journal is not None and self.journal.size() > JOURNAL_ROTATE_BYTES:
             self.rotate_journal()
         self._ended_since_pack += ended
-        if self._ended_since_pack >= PACK_REFS_AFTER:
-            self._ended_since_pack = 0
+        if self._ended_since_pack >= self._pack_check:  # the loose refs are counted, those of every process
+            self._ended_since_pack, self._pack_check = 0, PACK_CHECK_EVERY
             try:
-                self.pack_refs()
+                self.pack_refs(PACK_REFS_AFTER)
             except (OSError, RuntimeError, GitmlError) as e:
                 log.warning("gitml: could not pack run refs: %s", e)
 
@@ -603,13 +604,11 @@ class Tracker:
         """Pack the loose refs of ended runs when at least ``minimum`` are loose, so
         listing runs stays one file read (the committer does it as runs accumulate;
         ``gitml gc`` does it always)."""
-        refs = self.store.refs_under(RUNS_PREFIX)
-        loose = self.store.loose_refs
+        _, loose = self.store.refs_state(RUNS_PREFIX, RUN_REF_NAMES)  # the loose ones alone: no listing
         if len(loose) < minimum:
             return 0
-        rows, _ = self.index.rows({r: refs[r] for r in loose if r in refs}, self._load_row)
-        ended = {r["run_id"] for r in rows if r.get("status") in RunStatus.TERMINAL}
-        names = [ref for ref in loose if (parsed := parse_run_ref(ref)) and parsed[1] in ended]
+        rows = self.index.rows_at(loose, self._load_row)
+        names = [ref for ref, row in rows.items() if row.get("status") in RunStatus.TERMINAL]
         return self.store.pack_refs(names) if names else 0
 
     def resolve(self, spec: str) -> str:
