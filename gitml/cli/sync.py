@@ -46,7 +46,8 @@ def push(ctx, remote, experiments, runs, all_, force):
             c, remote, experiments=None if all_ else list(experiments), runs=None if all_ else list(runs),
             force=force, progress=_progress("uploading"),
         )
-        unchanged = len(result.refs) - len(result.pushed) - len(result.rejected)
+        rejected = result.rejected  # made from every ref's status: once
+        unchanged = len(result.refs) - len(result.pushed) - len(rejected)
         click.echo(
             f"{result.url}: {len(result.pushed)} ref(s) pushed, {unchanged} already there; "
             f"{result.uploaded} artifact object(s) uploaded ({result.uploaded_bytes / 2**20:.1f} MiB)"
@@ -65,21 +66,21 @@ def push(ctx, remote, experiments, runs, all_, force):
         for line in result.remote_messages:
             click.echo(f"remote: {line}", err=True)
         by_status: dict[str, list[str]] = {}
-        for ref, status in sorted(result.rejected.items()):
+        for ref, status in sorted(rejected.items()):
             by_status.setdefault(status, []).append(ref)
         for status, refs in by_status.items():
             for ref in refs[:3]:
                 click.secho(f"  {ref}: {status}", fg="red", err=True)
             if len(refs) > 3:
                 click.secho(f"  ... and {len(refs) - 3} more ref(s): {status}", fg="red", err=True)
-        if any(status == NON_FAST_FORWARD for status in result.rejected.values()):
+        if any(status == NON_FAST_FORWARD for status in rejected.values()):
             click.secho(
                 "hint: those runs were written here and in another clone; `gitml fetch --force` takes the "
                 "remote's history, `gitml push --force` this clone's",
                 fg="yellow",
                 err=True,
             )
-        if result.rejected:
+        if rejected:
             sys.exit(1)
 
 

@@ -413,13 +413,18 @@ class RunIndex:
 
     def known(self, refs: dict[bytes, bytes]) -> set[bytes]:
         """The refs of ``{ref: commit}`` whose commit's record the index holds a row of: rows
-        are made only from records that loaded (every field checked) or that a writer made."""
-        with self.reading():
-            snapshot = self._read_snapshot()
-            found = set()
-            if snapshot is not None:
-                found = {r for r, c in zip(snapshot.refs, snapshot.commits) if refs.get(r) == c}
-            rest = {r: c for r, c in refs.items() if r not in found}
+        are made only from records that loaded (every field checked) or that a writer made.
+        A few refs (a push of new runs) are looked up in the rows alone, not the snapshot of
+        every run."""
+        found: set[bytes] = set()
+        rest = refs
+        if len(refs) > _KEEP_ROWS:
+            with self.reading():
+                snapshot = self._read_snapshot()
+                if snapshot is not None:
+                    found = {r for r, c in zip(snapshot.refs, snapshot.commits) if refs.get(r) == c}
+                rest = {r: c for r, c in refs.items() if r not in found}
+        rest = dict(rest)
         with self._lock:
             for ref, commit in list(rest.items()):
                 hit = self._mem.get(ref)
