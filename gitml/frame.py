@@ -22,9 +22,13 @@ def table_frame(table: RunTable, positions: list[int]):
     index = np.array(positions, dtype=np.intp)
 
     def take(section: str, key: str, *, floats: bool = False):
+        return taken(section, key, floats=floats)[0]
+
+    def taken(section: str, key: str, *, floats: bool = False):
+        """The values at ``positions`` and their presence (None: all present)."""
         if not positions and not floats:
-            return []  # the dtype pandas gives an empty list, as before
-        return table.array(section, key, floats=floats)[index]
+            return [], None  # the dtype pandas gives an empty list, as before
+        return table.take(section, key, index, floats=floats)
 
     def times(key: str):
         return pd.to_datetime(take("attributes", key, floats=True), unit="ms", utc=True)
@@ -39,12 +43,8 @@ def table_frame(table: RunTable, positions: list[int]):
     }
     for section in SECTIONS:
         for key in table.keys[section]:
-            values = take(section, key, floats=section == "metrics")
-            if not positions:
-                continue
-            if table.has_missing(section, key):  # a key none of these runs has is no column
-                column = table.column(section, key)
-                if all(column[i] is None for i in positions):
-                    continue
+            values, present = taken(section, key, floats=section == "metrics")
+            if not positions or (present is not None and not present.any()):
+                continue  # a key none of these runs has is no column
             columns[f"{section}.{key}"] = values
     return pd.DataFrame(columns, index=range(len(positions)))

@@ -131,3 +131,26 @@ def test_a_few_packed_refs_among_many_are_listed_by_bisecting_packed_refs(tmp_pa
     assert lister.under("refs/gitml/runs/2/") == {
         f"refs/gitml/runs/2/{i:032x}".encode(): head.encode() for i in range(300) if i % 3 == 1
     }
+
+
+def test_a_column_taken_at_some_positions_equals_the_whole_column_taken_there():
+    import numpy as np
+
+    from gitml.tracking.columns import decode_array, decode_array_at, encode_column
+
+    index = np.array([5, 0, 3, 3], dtype=np.intp)
+    for values, floats in (
+        ([0.5, None, 2.0, float("nan"), 1e300, None], True),
+        ([1, 2, None, 4, -(1 << 62), 6], True),
+        (["a", "b", None, "b", "c\x00d", "é"], False),
+        (["x", "y", "x", "z", "w", "v"], False),
+    ):
+        data = encode_column(values)
+        whole, _ = decode_array(data, len(values), floats=floats)
+        taken, present = decode_array_at(data, len(values), index, floats=floats)
+        expected_present = [values[i] is not None for i in index]
+        assert (present is None) == all(expected_present)
+        if present is not None:
+            assert list(present) == expected_present
+        assert [repr(v) for v in taken] == [repr(v) for v in whole[index]]
+    assert decode_array_at(encode_column([[1], None, []]), 3, index[:1], floats=False) is None  # read whole

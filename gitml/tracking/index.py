@@ -39,7 +39,7 @@ from typing import Any
 
 from gitml.errors import CorruptRecordError
 from gitml.errors import RepositoryError
-from gitml.tracking.columns import FORMAT, RunTable, decode_array, decode_column, decode_head
+from gitml.tracking.columns import FORMAT, RunTable, decode_array, decode_array_at, decode_column, decode_head
 
 log = logging.getLogger("gitml")
 SNAPSHOT_SLACK = 256  # runs read from rows before a snapshot is (re)written, at least
@@ -407,7 +407,10 @@ class RunIndex:
         def array(name: str, floats: bool) -> tuple[Any, bool] | None:
             return read(name, lambda data: decode_array(data, len(refs), floats=floats))
 
-        table = RunTable(refs, commits, keys, column, array)
+        def take(name: str, index: Any, floats: bool) -> tuple[Any, Any] | None:
+            return read(name, lambda data: decode_array_at(data, len(refs), index, floats=floats))
+
+        table = RunTable(refs, commits, keys, column, array, take)
         self._snapshot = (gen, table, stamp)
         return table
 
