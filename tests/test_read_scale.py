@@ -149,8 +149,6 @@ def test_a_column_taken_at_some_positions_equals_the_whole_column_taken_there():
         whole, _ = decode_array(data, len(values), floats=floats)
         taken, present = decode_array_at(data, len(values), index, floats=floats)
         expected_present = [values[i] is not None for i in index]
-        assert (present is None) == all(expected_present)
-        if present is not None:
-            assert list(present) == expected_present
+        assert list(present) == expected_present if present is not None else all(expected_present)
         assert [repr(v) for v in taken] == [repr(v) for v in whole[index]]
     assert decode_array_at(encode_column([[1], None, []]), 3, index[:1], floats=False) is None  # read whole
