@@ -32,6 +32,7 @@ from gitml.names import (
     experiment_ref,
 )
 from gitml.store.git import FILE_MODE, GitStore, make_tree
+from gitml.store.perms import shared_file_mode
 from gitml.tracking.entities import Experiment, LifecycleStage, ViewType
 from gitml.tracking.record import check_field_text, dump_yaml, load_yaml
 from gitml.tracking.writer import make_commit
@@ -108,6 +109,7 @@ class ExperimentRegistry:
         try:
             with tempfile.NamedTemporaryFile("w", dir=self.store.gitml_dir, suffix=".tmp", delete=False) as f:
                 f.write(text)
+                os.fchmod(f.fileno(), shared_file_mode(self.store.commondir, 0o666))  # as git's own files
             os.replace(f.name, self._cache_path())
         except OSError:
             pass  # a cache: the record is read again next time
