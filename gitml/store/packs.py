@@ -183,7 +183,7 @@ def _tier(size: int) -> int:
 def _crowded_tier(pack_dir: str, retired: Collection[str] = ()) -> list[str]:
     """Base paths of the packs of the smallest tier holding too many packs."""
     try:
-        names = os.listdir(pack_dir)
+        names = set(os.listdir(pack_dir))  # a set: each pack's .idx and .keep are looked up in it
     except FileNotFoundError:
         return []
     tiers: dict[int, list[str]] = {}
