@@ -220,3 +220,33 @@ def test_a_pack_pushed_or_fetched_whole_is_copied_as_it_is_and_checked(repo, tmp
     assert "its checksum does not match" in str(raised.value)
     assert not [name for name in os.listdir(other / "objects" / "pack") if name.endswith(".pack")]
     assert not for_each_ref(other)
+
+
+def test_unchanged_refs_of_two_identical_packed_refs_looks_only_at_the_loose_ones(repo, tmp_path):
+    """Both sides packed alike (a remote pushed to before): the refs loose on either side
+    since are the ones compared, and the answer is git's listing's."""
+    from gitml.store.remote import unchanged_refs
+
+    make_runs(5)
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(repo, "pack-refs", "--all")
+    git(repo, "push", "-q", str(bare), "refs/gitml/*:refs/gitml/*")
+    git(bare, "pack-refs", "--all")
+    runs = sorted(r for r in for_each_ref(repo) if r.startswith(b"refs/gitml/runs/"))
+    from gitml.store.remote import _same_lines
+
+    assert _same_lines((repo / ".git" / "packed-refs").read_bytes(), (bare / "packed-refs").read_bytes(), b"refs/gitml/")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    git(bare, "update-ref", runs[0].decode(), head)  # loose there, another value
+    git(repo, "update-ref", runs[1].decode(), head)  # loose here, another value
+    git(repo, "update-ref", runs[2].decode(), head)  # loose on both sides, the same value
+    git(bare, "update-ref", runs[2].decode(), head)
+    make_runs(1, experiment="after")  # new here: loose, absent there
+    with open_store(repo) as store:
+        ours = store.refs_under("refs/gitml/")
+    theirs = for_each_ref(bare)
+    expected = {r for r, s in ours.items() if theirs.get(r) == s}
+    assert runs[0] not in expected and runs[1] not in expected and runs[2] in expected and runs[3] in expected
+    with open_store(repo) as store:
+        assert unchanged_refs(store, str(bare), ours) == expected

@@ -35,7 +35,7 @@ from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
 from gitml.store.git import open_repo
-from gitml.store.refs import RefLister, _read_ref
+from gitml.store.refs import _SORTED, RefLister, _lower_bound, _read_ref, _search_sorted
 from gitml.store.entries import PackEntries, Picked
 from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_to_send, write_picked
 from gitml.store.unpack import store_received
@@ -147,15 +147,54 @@ def unchanged_refs(
             rel = os.path.relpath(dirpath, controldir).replace(os.sep, "/")
             for name in filenames:
                 loose[f"{rel}/{name}".encode()] = _read_ref(os.path.join(dirpath, name))  # a lock file: no ref's name
+    data = _packed_refs_of(controldir)
+    out = {ref for ref, sha in refs.items() if ref in loose and loose[ref] == sha}
+    rest = {ref: sha for ref, sha in refs.items() if ref not in loose}
+    if prefixes == GITML_PREFIXES and _SORTED.match(data):
+        # a folder (refs/gitml/runs/, refs/gitml/experiments/) whose packed lines here are the
+        # remote's, byte for byte: its refs loose on neither side hold there what they hold
+        # here (``refs`` is this clone's listing); the others are looked up one by one
+        mine = _packed_refs_of(store.commondir)
+        start = len(b"refs/gitml/")
+        folder_of = {ref: ref[:ref.find(b"/", start) + 1] for ref in rest}
+        same = {f for f in set(folder_of.values()) if len(f) > start and _same_lines(mine, data, f)}
+        here = _loose_values(store.commondir, prefixes) if same else set()
+        looked_up = [ref for ref, folder in folder_of.items() if ref in here or folder not in same]
+        if len(looked_up) <= 4096:
+            out.update(ref for ref, folder in folder_of.items() if folder in same and ref not in here)
+            out.update(ref for ref in looked_up if _search_sorted(data, ref) == rest[ref])
+            return out
+    lines = set(data.split(b"\n"))
+    out.update(ref for ref, sha in rest.items() if b"%s %s" % (sha, ref) in lines)
+    return out
+
+
+def _packed_refs_of(controldir: str) -> bytes:
     try:
         with open(os.path.join(controldir, "packed-refs"), "rb") as f:
-            lines = set(f.read().split(b"\n"))
+            return f.read()
     except FileNotFoundError:
-        lines = set()
-    return {
-        ref for ref, sha in refs.items()
-        if (loose[ref] == sha if ref in loose else b"%s %s" % (sha, ref) in lines)
-    }
+        return b""
+
+
+def _same_lines(a: bytes, b: bytes, prefix: bytes) -> bool:
+    """Whether two sorted packed-refs files hold the same lines under ``prefix`` (False
+    when either is not sorted, or neither has any)."""
+    if not (_SORTED.match(a) and _SORTED.match(b)):
+        return False
+    past = prefix[:-1] + bytes([prefix[-1] + 1])  # the first name after every name under prefix
+    span_a = a[_lower_bound(a, prefix):_lower_bound(a, past)]
+    return bool(span_a) and span_a == b[_lower_bound(b, prefix):_lower_bound(b, past)]
+
+
+def _loose_values(controldir: str, prefixes: tuple[str, ...]) -> set[bytes]:
+    """The names of the loose refs under ``prefixes`` (whatever they hold)."""
+    names: set[bytes] = set()
+    for prefix in prefixes:
+        for dirpath, _dirnames, filenames in os.walk(os.path.join(controldir, *prefix.rstrip("/").split("/"))):
+            rel = os.path.relpath(dirpath, controldir).replace(os.sep, "/")
+            names.update(f"{rel}/{name}".encode() for name in filenames)
+    return names
 
 
 def push_refs(
