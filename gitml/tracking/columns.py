@@ -267,23 +267,16 @@ def decode_array(data: bytes, n: int, *, floats: bool) -> tuple[Any, bool] | Non
 
     kind = data[:1]
     if kind in (b"f", b"i") and floats:
-        if len(data) != 1 + n * 9:
-            raise ValueError("snapshot column malformed")
-        present = np.frombuffer(data, dtype=np.uint8, count=n, offset=1).astype(bool)
-        values = np.frombuffer(data, dtype="<f8" if kind == b"f" else "<i8", count=n, offset=1 + n).astype("float64")
+        present, values = _numbers(data, n)
+        present = present.astype(bool)
+        values = values.astype("float64")
         missing = not present.all()
         if missing:
             values[~present] = np.nan
         return values, missing
     if kind == b"s" and not floats:
-        (size,) = struct.unpack_from("<Q", data, 1)
-        distinct = json.loads(data[9:9 + size])
-        codes = np.frombuffer(data, dtype="<u4", offset=9 + size)
-        if not isinstance(distinct, list) or len(codes) != n or (n and int(codes.max()) >= len(distinct)):
-            raise ValueError("snapshot column malformed")
-        values = np.empty(len(distinct), dtype=object)
-        values[:] = distinct
-        return values[codes], None in distinct
+        distinct, codes = _texts(data, n)
+        return distinct[codes], None in distinct
     return None
 
 
@@ -294,27 +287,44 @@ def decode_array_at(data: bytes, n: int, index: Any, *, floats: bool) -> tuple[A
 
     kind = data[:1]
     if kind in (b"f", b"i") and floats:
-        if len(data) != 1 + n * 9:
-            raise ValueError("snapshot column malformed")
-        present = np.frombuffer(data, dtype=np.uint8, count=n, offset=1)[index].astype(bool)
-        values = np.frombuffer(data, dtype="<f8" if kind == b"f" else "<i8", count=n, offset=1 + n)[index].astype("float64")
+        present, values = _numbers(data, n)
+        present = present[index].astype(bool)
+        values = values[index].astype("float64")
         if present.all():
             return values, None
         values[~present] = np.nan
         return values, present
     if kind == b"s" and not floats:
-        (size,) = struct.unpack_from("<Q", data, 1)
-        distinct = json.loads(data[9:9 + size])
-        codes = np.frombuffer(data, dtype="<u4", offset=9 + size)
-        if not isinstance(distinct, list) or len(codes) != n or (n and int(codes.max()) >= len(distinct)):
-            raise ValueError("snapshot column malformed")
-        values = np.empty(len(distinct), dtype=object)
-        values[:] = distinct
-        taken = values[codes[index]]
+        distinct, codes = _texts(data, n)
+        taken = distinct[codes[index]]
         if None not in distinct:
             return taken, None
         return taken, np.fromiter((v is not None for v in taken), dtype=bool, count=len(taken))
     return None
+
+
+def _numbers(data: bytes, n: int) -> tuple[Any, Any]:
+    """A number column's presence bytes and values, as numpy views of ``data``."""
+    import numpy as np
+
+    if len(data) != 1 + n * 9:
+        raise ValueError("snapshot column malformed")
+    present = np.frombuffer(data, dtype=np.uint8, count=n, offset=1)
+    return present, np.frombuffer(data, dtype="<f8" if data[:1] == b"f" else "<i8", count=n, offset=1 + n)
+
+
+def _texts(data: bytes, n: int) -> tuple[Any, Any]:
+    """A text column's distinct values (an object array) and each run's code into them."""
+    import numpy as np
+
+    (size,) = struct.unpack_from("<Q", data, 1)
+    distinct = json.loads(data[9:9 + size])
+    codes = np.frombuffer(data, dtype="<u4", offset=9 + size)
+    if not isinstance(distinct, list) or len(codes) != n or (n and int(codes.max()) >= len(distinct)):
+        raise ValueError("snapshot column malformed")
+    values = np.empty(len(distinct), dtype=object)
+    values[:] = distinct
+    return values, codes
 
 
 def decode_column(data: bytes, n: int) -> list:
