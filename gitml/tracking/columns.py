@@ -138,6 +138,10 @@ class RunTable:
             found = self._missing[(section, key)] = None in self.column(section, key)
         return found
 
+    def has_column(self, section: str, key: str = "") -> bool:
+        """Whether the column is decoded already (as a list)."""
+        return ("datasets" if section == "datasets" else f"{section}.{key}") in self._columns
+
     def getter(self, section: str, key: str) -> Callable[[int], Any]:
         """``position -> value`` for one field (what :func:`~gitml.tracking.filter.sort_rows` takes)."""
         return self.column(section, key).__getitem__
