@@ -182,15 +182,13 @@ class RunIndex:
             else:
                 rest = {}
         table, errors, failed = self._with_rest(base, rest, load)
-        if made_of is not None:
+        mark = None if made_of is None else (made_of[0], set(made_of[1]) | failed)
+        if not self._write_if_behind(table, len(table) - len(base or ()), mark) and made_of is not None:
             digest, loose = made_of
-            if not self._write_if_behind(table, len(table) - len(base or ()), digest, loose, failed):
-                stamp = self._snapshot[2] if self._snapshot is not None and self._snapshot[1] is snapshot else None
-                if snapshot is not None and (stamp is None or stamp[0] != digest):
-                    differ = {r for r, h in zip(snapshot.refs, held) if not h}
-                    self._restamp(snapshot, table, digest, set(loose) | differ | set(rest), stamp is not None)
-        elif len(table) - len(base or ()) >= SNAPSHOT_SLACK and (len(table) - len(base or ())) * 50 >= len(table):
-            self._write_snapshot(table)
+            stamp = self._snapshot[2] if self._snapshot is not None and self._snapshot[1] is snapshot else None
+            if snapshot is not None and (stamp is None or stamp[0] != digest):
+                differ = {r for r, h in zip(snapshot.refs, held) if not h}
+                self._restamp(snapshot, table, digest, set(loose) | differ | set(rest), stamp is not None)
         self._table_memo = (refs, snapshot, table, errors)
         return table, errors
 
@@ -230,7 +228,7 @@ class RunIndex:
         if dropped:
             base = snapshot.select([i for i in range(len(refs)) if i not in dropped])
         table, errors, failed = self._with_rest(base, rest, load)
-        if not self._write_if_behind(table, len(table) - len(base), digest, set(loose), failed) and not self._by_name:
+        if not self._write_if_behind(table, len(table) - len(base), (digest, set(loose) | failed)) and not self._by_name:
             self._write_names(self._snapshot[0], snapshot)  # a snapshot stamped before names were kept
         self._table_memo = (key, snapshot, table, errors)
         return table, errors
@@ -251,12 +249,8 @@ class RunIndex:
         try:
             found = reader.execute("SELECT max(gen) FROM snapshot").fetchone()
             gen = found[0] if found else None
-            head = dict(reader.execute(
-                "SELECT name, data FROM snapshot WHERE gen = ? AND name IN ('state', 'by-name')", (gen,)).fetchall())
-            if "state" not in head or "by-name" not in head:
-                return None
-            stamp = _decode_stamp(head["state"])
-            if stamp[0] != digest:
+            stamp, by_name = _marks(reader, gen)
+            if stamp is None or not by_name or stamp[0] != digest:
                 return None
             held = reader.execute(
                 "SELECT ref, commit_id FROM snapshot_names WHERE gen = ? AND run_name = ?", (gen, name)).fetchall()
@@ -307,12 +301,13 @@ class RunIndex:
         return (extra if base is None else base + extra), errors, failed
 
     def _write_if_behind(
-        self, table: RunTable, outside: int, digest: bytes, loose: AbstractSet[bytes], failed: AbstractSet[bytes]
+        self, table: RunTable, outside: int, stamp: tuple[bytes, AbstractSet[bytes]] | None
     ) -> bool:
-        """Write ``table`` as the snapshot, stamped, when ``outside`` of its runs came from
-        rows (not the snapshot) and they pass ``SNAPSHOT_SLACK`` and 2 % of all."""
+        """Write ``table`` as the snapshot (with ``stamp``, see :meth:`table_at`) when
+        ``outside`` of its runs came from rows, not the snapshot, and they pass
+        ``SNAPSHOT_SLACK`` and 2 % of all."""
         if outside >= SNAPSHOT_SLACK and outside * 50 >= len(table):
-            self._write_snapshot(table, (digest, set(loose) | set(failed)))
+            self._write_snapshot(table, stamp)
             return True
         return False
 
@@ -370,10 +365,7 @@ class RunIndex:
             gen = found[0] if found else None
             if gen is None:
                 return None
-            marks = dict(reader.execute(
-                "SELECT name, data FROM snapshot WHERE gen = ? AND name IN ('state', 'by-name')", (gen,)).fetchall())
-            stamp = _decode_stamp(marks["state"]) if "state" in marks else None  # read each time: another process may stamp it
-            self._by_name = "by-name" in marks
+            stamp, self._by_name = _marks(reader, gen)  # read each time: another process may stamp it
             if self._snapshot is not None and self._snapshot[0] == gen:
                 self._snapshot = (gen, self._snapshot[1], stamp)
                 return self._snapshot[1]
@@ -541,6 +533,13 @@ class RunIndex:
                 self._mem[ref.encode()] = (commit.encode(), json.loads(row))
         except (sqlite3.Error, ValueError) as e:
             log.warning("gitml: search index unreadable (%s); reading runs from git", e)
+
+
+def _marks(reader: sqlite3.Connection, gen: int | None) -> tuple[tuple[bytes, frozenset[bytes]] | None, bool]:
+    """A snapshot generation's stamp (None: unstamped) and whether it has its table of names."""
+    marks = dict(reader.execute(
+        "SELECT name, data FROM snapshot WHERE gen = ? AND name IN ('state', 'by-name')", (gen,)).fetchall())
+    return (_decode_stamp(marks["state"]) if "state" in marks else None), "by-name" in marks
 
 
 def _encode_stamp(digest: bytes, names: AbstractSet[bytes]) -> bytes:
