@@ -45,6 +45,10 @@ class RepoOperations:
         """``{run ref: commit}`` of the runs (of some experiments), this process's newest included."""
         return self.tracker.run_refs(experiment_ids)
 
+    def settle_runs(self) -> None:
+        """Commit now what this process buffered: the run refs read next hold every run it wrote."""
+        self.tracker.settle()
+
     def run_ref(self, run_id: str) -> bytes:
         """The ref of a run (``refs/gitml/runs/<experiment>/<run>``). Raises RunNotFoundError."""
         return self.tracker.ref_of(run_id)

@@ -10,13 +10,14 @@ be on the remote are remembered locally, and checked on the remote otherwise).
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from gitml.artifacts.cas import IntegrityError, ObjectMissingError
 from gitml.client import Client
 from gitml.errors import GitmlError, InvalidInputError
-from gitml.names import EXPERIMENTS_PREFIX, experiment_ref, parse_run_ref
+from gitml.names import EXPERIMENTS_PREFIX, RUN_REF_NAMES, RUNS_PREFIX, experiment_ref, parse_run_ref
 from gitml.registry.tags import TAGS_PREFIX
 from gitml.store.remote import (
     NON_FAST_FORWARD,
@@ -25,9 +26,11 @@ from gitml.store.remote import (
     fetch_refs,
     list_remote_refs,
     push_refs,
+    local_path,
     resolve_remote,
     unchanged_refs,
 )
+from gitml.store.refspans import Comparison, compare
 
 Progress = Callable[[int, int, int, int], None]  # files done, files total, bytes done, bytes total
 
@@ -35,7 +38,8 @@ Progress = Callable[[int, int, int, int], None]  # files done, files total, byte
 @dataclass
 class PushResult:
     url: str
-    refs: dict[str, str] = field(default_factory=dict)  # ref -> "ok" | reason, for every ref selected
+    refs: dict[str, str] = field(default_factory=dict)  # ref -> "ok" | reason, for every ref looked at
+    held: int = 0  # refs selected that the remote held as they are here, counted, not in refs
     pushed: list[str] = field(default_factory=list)  # the refs the remote did not have at these values
     notes: dict[str, str] = field(default_factory=dict)  # ref -> something to know, not an error
     remote_messages: list[str] = field(default_factory=list)  # what the server said (its hooks' output)
@@ -47,6 +51,12 @@ class PushResult:
     @property
     def rejected(self) -> dict[str, str]:
         return {r: s for r, s in self.refs.items() if s != "ok"}
+
+    @property
+    def unchanged(self) -> int:
+        """The refs selected that the remote held already (with those it holds its own
+        record of: an experiment made in two clones)."""
+        return self.held + len(self.refs) - len(self.pushed) - len(self.rejected)
 
 
 @dataclass
@@ -103,21 +113,26 @@ def push(
     """
     store = client.store
     url = resolve_remote(store, remote, push=True)
-    refs = select_refs(client, experiments=experiments, runs=runs)
-    if not refs:
-        raise InvalidInputError("no runs to push")
-    there = unchanged_refs(store, url, refs)
-    todo = {r: s for r, s in refs.items() if r not in there}
     content = client.artifacts.content
+    everything = not experiments and not runs
+    compared = _compared(client, url) if everything else None
+    if compared is not None:  # the refs of folders the remote holds as they are here: counted
+        refs, held = compared.changed, compared.held
+    else:
+        refs, held = select_refs(client, experiments=experiments, runs=runs), 0
+    if not refs and not held:
+        raise InvalidInputError("no runs to push")
+    there = compared.there if compared is not None else unchanged_refs(store, url, refs)
+    todo = {r: s for r, s in refs.items() if r not in there}
     confirmed = content.confirmed_commits()
-    unconfirmed = {r: s for r, s in refs.items() if s not in confirmed and parse_run_ref(r)}
+    unconfirmed = {r: s for r, s in refs.items() if parse_run_ref(r) and s not in confirmed}
     broken: dict[bytes, str] = {}
     by_run = client.artifacts.objects_by_run(unconfirmed, stop=confirmed, broken=broken)
     objects: dict[str, tuple[str, str]] = {}
     for found in by_run.values():
         for sha, where in found.items():
             objects.setdefault(sha, where)
-    result = PushResult(url, artifacts_referenced=len(objects))
+    result = PushResult(url, held=held, artifacts_referenced=len(objects))
     lost: set[str] = set()
     if objects:
         if "://" not in content.remote_url or content.remote_url.startswith("file://"):
@@ -167,13 +182,46 @@ def push(
     result.refs = dict.fromkeys([r.decode() for r in refs], "ok")
     result.refs.update({r.decode(): status for r, status in statuses.items() if r in refs})
     # only a run the remote now names is safe from a teammate's remote gc: confirmed after its ref
-    content.confirm_commits(s for r, s in unconfirmed.items() if result.refs[r.decode()] == "ok")
+    newly = [s for r, s in unconfirmed.items() if result.refs[r.decode()] == "ok"]
+    content.confirm_commits(newly)
+    if everything and compared is None:
+        _confirm_packed_refs(client, confirmed, newly)
     result.pushed = [r.decode() for r in send if statuses.get(r) == "ok" and r.decode() not in result.notes]
-    _push_registry_tags(client, url, refs, result)
+
+    def on_remote() -> dict[bytes, bytes]:
+        listed = {**compared.held_refs(), **refs} if compared is not None else refs
+        return {r: s for r, s in listed.items() if result.refs.get(r.decode(), "ok") == "ok" and parse_run_ref(r)}
+
+    _push_registry_tags(client, url, on_remote, result)
     return result
 
 
-def _push_registry_tags(client: Client, url: str, refs: dict[bytes, bytes], result: PushResult) -> None:
+def _compared(client: Client, url: str) -> Comparison | None:
+    """This clone's runs and experiments against a remote on this machine whose packed-refs
+    holds most of them as they are here, when every run commit of this clone's
+    packed-refs is known to have its artifacts on the artifact remote: the refs of
+    folders alike on both sides are counted, and only the others looked at. None
+    otherwise (a remote over the network: its listing is the comparison)."""
+    folder = local_path(url)
+    if folder is None:
+        return None
+    client.settle_runs()
+    compared = compare(client.store, folder, [(RUNS_PREFIX, RUN_REF_NAMES), (EXPERIMENTS_PREFIX, None)])
+    if compared is None or not client.artifacts.content.all_confirmed(compared.digest):
+        return None
+    return compared
+
+
+def _confirm_packed_refs(client: Client, confirmed: AbstractSet[bytes], newly: list[bytes]) -> None:
+    """After a push of every run: mark this clone's packed-refs confirmed when each run
+    commit it names is (the next push then looks at the loose refs alone)."""
+    digest, packed = client.store.packed_refs_listing(RUNS_PREFIX, RUN_REF_NAMES)
+    done = set(newly)
+    if all(sha in done or sha in confirmed for sha in packed.values()):
+        client.artifacts.content.confirm_packed_refs(digest)
+
+
+def _push_registry_tags(client: Client, url: str, on_remote: Callable[[], dict[bytes, bytes]], result: PushResult) -> None:
     """Push the registry tags of the runs the remote now holds, after those runs: a tag
     whose run did not arrive is never sent alone. A tag the remote holds with another
     value (the same counter taken by a promotion made elsewhere) is refused, never moved."""
@@ -187,8 +235,7 @@ def _push_registry_tags(client: Client, url: str, refs: dict[bytes, bytes], resu
     unsent = {tag: sha for tag, sha in held.items() if tag.ref not in there}
     if not unsent:
         return  # nothing below reads 100,000 run refs for no tag
-    on_remote = {r: s for r, s in refs.items() if result.refs.get(r.decode()) == "ok" and parse_run_ref(r)}
-    by_run = {parse_run_ref(r)[1]: s for r, s in on_remote.items()}  # type: ignore[index]
+    by_run = {parse_run_ref(r)[1]: s for r, s in on_remote().items()}  # type: ignore[index]
     tags: dict[bytes, bytes] = {}
     for tag, sha in unsent.items():
         event = registry.event(tag, sha)

@@ -281,6 +281,23 @@ def test_push_carries_registry_tags_with_their_runs_and_fetch_brings_them(reg_cl
         assert c.registry.resolve("churn", stage="production").run_id == r2
 
 
+def test_tags_of_runs_the_remote_holds_as_counted_refs_go_too(reg_client, repo, tmp_path):
+    from gitml import sync
+
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    r1 = _run(reg_client, 1)
+    gitml.flush()
+    git(repo, "pack-refs", "--all")
+    sync.push(reg_client, str(remote))
+    git(remote, "pack-refs", "--all")  # both packed-refs hold the run as the same line
+    reg_client.registry.register("churn", r1)
+    result = sync.push(reg_client, str(remote))
+    assert not any(r1 in ref for ref in result.refs) and result.held >= 1  # the run was counted, not looked at
+    assert result.pushed == ["refs/tags/churn@v1.0.0"]
+    assert git(remote, "tag", "-l").split() == ["churn@v1.0.0"]
+
+
 def test_concurrent_promotion_from_two_clones(reg_client, repo, tmp_path):
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))

@@ -234,9 +234,9 @@ def test_unchanged_refs_of_two_identical_packed_refs_looks_only_at_the_loose_one
     git(repo, "push", "-q", str(bare), "refs/gitml/*:refs/gitml/*")
     git(bare, "pack-refs", "--all")
     runs = sorted(r for r in for_each_ref(repo) if r.startswith(b"refs/gitml/runs/"))
-    from gitml.store.remote import _same_lines
+    from gitml.store.refspans import same_lines
 
-    assert _same_lines((repo / ".git" / "packed-refs").read_bytes(), (bare / "packed-refs").read_bytes(), b"refs/gitml/")
+    assert same_lines((repo / ".git" / "packed-refs").read_bytes(), (bare / "packed-refs").read_bytes(), b"refs/gitml/")
     head = git(repo, "rev-parse", "HEAD").strip()
     git(bare, "update-ref", runs[0].decode(), head)  # loose there, another value
     git(repo, "update-ref", runs[1].decode(), head)  # loose here, another value

@@ -183,6 +183,23 @@ def test_frame_built_by_columns_has_mlflow_columns_and_types(repo):
     assert len(runs_frame([]).columns) == 6
 
 
+def test_text_columns_are_what_pandas_makes_of_the_same_values(repo):
+    import pandas as pd
+
+    from gitml.frame import runs_frame
+
+    rows = make_rows(20)
+    for i, row in enumerate(rows):
+        row["tags"] = {"only": "x"} if i == 3 else {}  # one run has it: mostly missing
+        row["params"]["unicode"] = "\u00e9t\u00e9 \U0001f600" if i % 2 else ""
+        row["artifact_uri"] = None  # no run has one: no string column to pandas either
+    frame = runs_frame(rows)
+    for name in ("run_id", "status", "artifact_uri", "params.p", "params.unicode", "tags.only"):
+        section, _, key = name.partition(".")
+        values = [(r[section].get(key) if key else r[name]) for r in rows]
+        pd.testing.assert_series_equal(frame[name], pd.Series(values, name=name))  # values, missing ones and dtype
+
+
 def test_packed_refs_read_in_one_pass_match_git(tmp_path):
     from gitml.store.refs import RefLister
 

@@ -47,9 +47,8 @@ def push(ctx, remote, experiments, runs, all_, force):
             force=force, progress=_progress("uploading"),
         )
         rejected = result.rejected  # made from every ref's status: once
-        unchanged = len(result.refs) - len(result.pushed) - len(rejected)
         click.echo(
-            f"{result.url}: {len(result.pushed)} ref(s) pushed, {unchanged} already there; "
+            f"{result.url}: {len(result.pushed)} ref(s) pushed, {result.unchanged} already there; "
             f"{result.uploaded} artifact object(s) uploaded ({result.uploaded_bytes / 2**20:.1f} MiB)"
         )
         from gitml.artifacts.config import default_remote

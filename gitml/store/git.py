@@ -349,6 +349,17 @@ class GitStore:
         with self._lock:
             return self._refs.state(prefix, names)
 
+    def refs_parts(self, prefix: str, names: re.Pattern[bytes] | None = None) -> tuple[bytes, bytes, dict[bytes, bytes]]:
+        """``packed-refs`` as read now, its sha256, and the loose refs under ``prefix``
+        (``names`` matches): the parts a listing is made of (:meth:`RefLister.parts`)."""
+        with self._lock:
+            return self._refs.parts(prefix, names)
+
+    def packed_refs_listing(self, prefix: str, names: re.Pattern[bytes]) -> tuple[bytes, dict[bytes, bytes]]:
+        """The sha256 of ``packed-refs`` and its refs under ``prefix`` that ``names`` matches."""
+        with self._lock:
+            return self._refs.packed_listing(prefix, names)
+
     def packed_ref(self, name: bytes) -> bytes | None:
         """The id ``packed-refs`` gives ``name`` (found by bisecting it), None if no line does."""
         return self._packed_ref(name)

@@ -126,13 +126,29 @@ class RefLister:
         same state are equal, so a cache of one listing's derivative (the search index's
         snapshot) checks it against this, and bisects packed-refs for the few refs it
         must look at (:meth:`packed_ref`), instead of listing 100,000 refs."""
-        self._packed_data()
+        _data, digest, loose = self.parts(prefix, names)
+        return digest, loose
+
+    def parts(self, prefix: str, names: re.Pattern[bytes] | None = None) -> tuple[bytes, bytes, dict[bytes, bytes]]:
+        """:meth:`state` with ``packed-refs`` itself: its bytes, their sha256, and the
+        loose refs under ``prefix`` (``names`` matches, when given)."""
+        data = self._packed_data()
         root = os.path.join(self.controldir, *prefix.rstrip("/").split("/"))
         loose: dict[bytes, bytes] = {}
         for dirpath, _dirnames, filenames in os.walk(root):
             found, _ = self._loose_in(dirpath, filenames)
-            loose.update((name, sha) for name, sha in found.items() if names.fullmatch(name))
-        return self._packed_digest(), loose
+            loose.update((name, sha) for name, sha in found.items() if names is None or names.fullmatch(name))
+        return data, self._packed_digest(), loose
+
+    def packed_listing(self, prefix: str, names: re.Pattern[bytes]) -> tuple[bytes, dict[bytes, bytes]]:
+        """The sha256 of ``packed-refs`` and its refs under ``prefix`` that ``names``
+        matches (those lines alone, loose refs aside): what a :meth:`listing` made of
+        it, kept, or made now."""
+        data = self._packed_data()
+        cached = self._packed_under.get((prefix, names))
+        if cached is None or cached[0] != self._parses:
+            cached = self._packed_under[(prefix, names)] = (self._parses, self._packed_named(data, names))
+        return self._packed_digest(), cached[1]
 
     def _packed_digest(self) -> bytes:
         if self._digest is None or self._digest[0] != self._parses:

@@ -35,7 +35,8 @@ from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
 from gitml.store.git import open_repo
-from gitml.store.refs import _SORTED, RefLister, _lower_bound, _read_ref, _search_sorted
+from gitml.store.refs import _SORTED, RefLister, _read_ref, _search_sorted
+from gitml.store.refspans import controldir_of, loose_names, packed_refs_of, same_lines
 from gitml.store.entries import PackEntries, Picked
 from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_to_send, write_picked
 from gitml.store.unpack import store_received
@@ -140,25 +141,25 @@ def unchanged_refs(
     if folder is None:
         theirs = list_remote_refs(store, url, prefixes)
         return {ref for ref, sha in refs.items() if theirs.get(ref) == sha}
-    controldir = folder if os.path.isdir(os.path.join(folder, "objects")) else os.path.join(folder, ".git")
+    controldir = controldir_of(folder)
     loose: dict[bytes, bytes | None] = {}
     for prefix in prefixes:
         for dirpath, _dirnames, filenames in os.walk(os.path.join(controldir, *prefix.rstrip("/").split("/"))):
             rel = os.path.relpath(dirpath, controldir).replace(os.sep, "/")
             for name in filenames:
                 loose[f"{rel}/{name}".encode()] = _read_ref(os.path.join(dirpath, name))  # a lock file: no ref's name
-    data = _packed_refs_of(controldir)
+    data = packed_refs_of(controldir)
     out = {ref for ref, sha in refs.items() if ref in loose and loose[ref] == sha}
     rest = {ref: sha for ref, sha in refs.items() if ref not in loose}
     if prefixes == GITML_PREFIXES and _SORTED.match(data):
         # a folder (refs/gitml/runs/, refs/gitml/experiments/) whose packed lines here are the
         # remote's, byte for byte: its refs loose on neither side hold there what they hold
         # here (``refs`` is this clone's listing); the others are looked up one by one
-        mine = _packed_refs_of(store.commondir)
+        mine = packed_refs_of(store.commondir)
         start = len(b"refs/gitml/")
         folder_of = {ref: ref[:ref.find(b"/", start) + 1] for ref in rest}
-        same = {f for f in set(folder_of.values()) if len(f) > start and _same_lines(mine, data, f)}
-        here = _loose_values(store.commondir, prefixes) if same else set()
+        same = {f for f in set(folder_of.values()) if len(f) > start and same_lines(mine, data, f)}
+        here = loose_names(store.commondir, prefixes) if same else set()
         looked_up = [ref for ref, folder in folder_of.items() if ref in here or folder not in same]
         if len(looked_up) <= 4096:
             out.update(ref for ref, folder in folder_of.items() if folder in same and ref not in here)
@@ -167,34 +168,6 @@ def unchanged_refs(
     lines = set(data.split(b"\n"))
     out.update(ref for ref, sha in rest.items() if b"%s %s" % (sha, ref) in lines)
     return out
-
-
-def _packed_refs_of(controldir: str) -> bytes:
-    try:
-        with open(os.path.join(controldir, "packed-refs"), "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        return b""
-
-
-def _same_lines(a: bytes, b: bytes, prefix: bytes) -> bool:
-    """Whether two sorted packed-refs files hold the same lines under ``prefix`` (False
-    when either is not sorted, or neither has any)."""
-    if not (_SORTED.match(a) and _SORTED.match(b)):
-        return False
-    past = prefix[:-1] + bytes([prefix[-1] + 1])  # the first name after every name under prefix
-    span_a = a[_lower_bound(a, prefix):_lower_bound(a, past)]
-    return bool(span_a) and span_a == b[_lower_bound(b, prefix):_lower_bound(b, past)]
-
-
-def _loose_values(controldir: str, prefixes: tuple[str, ...]) -> set[bytes]:
-    """The names of the loose refs under ``prefixes`` (whatever they hold)."""
-    names: set[bytes] = set()
-    for prefix in prefixes:
-        for dirpath, _dirnames, filenames in os.walk(os.path.join(controldir, *prefix.rstrip("/").split("/"))):
-            rel = os.path.relpath(dirpath, controldir).replace(os.sep, "/")
-            names.update(f"{rel}/{name}".encode() for name in filenames)
-    return names
 
 
 def push_refs(
@@ -276,7 +249,7 @@ def _unmap_packs(store: GitStore) -> None:
 
 def _local_refs(folder: str, prefixes: tuple[str, ...]) -> dict[bytes, bytes]:
     """The refs under ``prefixes`` of a repository on this machine, read directly."""
-    controldir = folder if os.path.isdir(os.path.join(folder, "objects")) else os.path.join(folder, ".git")
+    controldir = controldir_of(folder)
     lister = RefLister(controldir)
     found: dict[bytes, bytes] = {}
     for prefix in prefixes:
@@ -291,7 +264,7 @@ def _remote_values(folder: str, names: list[bytes]) -> dict[bytes, bytes]:
     """The values the remote on this machine gives ``names`` (absent ones left out):
     a few read by name (the loose file, else a binary search of packed-refs), so ten
     new runs do not parse the 100,000 lines of a big remote; many read in one listing."""
-    controldir = folder if os.path.isdir(os.path.join(folder, "objects")) else os.path.join(folder, ".git")
+    controldir = controldir_of(folder)
     if len(names) <= _READ_ONE_BY_ONE:
         lister = RefLister(controldir)
         values = {name: lister.read(name) for name in names}

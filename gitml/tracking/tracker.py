@@ -455,8 +455,7 @@ class Tracker:
         """``{ref: commit}`` of the runs (of some experiments), including the runs any
         Tracker of this process started or changed a moment ago. Do not modify it: for
         every run it is the same dict until a run ref changes."""
-        wait_for_repository(self.store.commondir)
-        publish_runs(self.store.commondir)
+        self.settle()
         if experiment_ids is None:
             return self._all_run_refs()
         listings = [self.store.refs_under(f"{RUNS_PREFIX}{e}/", shared=True) for e in experiment_ids]
@@ -476,6 +475,12 @@ class Tracker:
                 out[ref] = commit
         self._refs_of_experiments = (key, listings, out)
         return out
+
+    def settle(self) -> None:
+        """Commit now what this process buffered, and wait for its background commits:
+        the refs read next hold every run this process wrote."""
+        wait_for_repository(self.store.commondir)
+        publish_runs(self.store.commondir)
 
     def _all_run_refs(self) -> dict[bytes, bytes]:
         """Every run ref: the same dict while no run ref changed (the index reuses the
@@ -497,8 +502,7 @@ class Tracker:
         """``{ref: commit}`` of the run refs whose run id starts with ``start``, found by
         bisecting packed-refs in each experiment's lines and listing the loose folders:
         not a listing of every run (0.1 s at 100,000 runs)."""
-        wait_for_repository(self.store.commondir)
-        publish_runs(self.store.commondir)
+        self.settle()
         found = self.store.refs_with_tail(RUNS_PREFIX, start.encode())
         return {ref: commit for ref, commit in found.items() if is_run_ref(ref)}
 
@@ -550,8 +554,7 @@ class Tracker:
         inside ``self.index.reading()``."""
         if experiment_ids is not None:
             return self.index.table(self.run_refs(experiment_ids), self._load_row)
-        wait_for_repository(self.store.commondir)
-        publish_runs(self.store.commondir)
+        self.settle()
         state = self.store.refs_state(RUNS_PREFIX, RUN_REF_NAMES)  # no listing of every run ref
         found = self.index.table_at(state, self.store.packed_ref, self._load_row)
         if found is not None:
@@ -629,8 +632,7 @@ class Tracker:
             return key  # a full id: names are not looked at (nor is every run listed)
         by_id = [i.decode() for i in ids if i.startswith(key.encode())] if len(key) >= 4 else []
         with self.index.reading():
-            wait_for_repository(self.store.commondir)
-            publish_runs(self.store.commondir)
+            self.settle()
             state = self.store.refs_state(RUNS_PREFIX, RUN_REF_NAMES)
             named = self.index.named(spec, state, self.store.packed_ref, self._load_row)  # no column decoded
             if named is None:
