@@ -10,7 +10,8 @@ Each size's repository (W2-shaped runs across 50 experiments, built by
 and runs in a fresh process, whose peak memory (maxrss) is reported too:
 
 - create: W2 (200 runs through ``gitml.start_run`` & co.) in the big repository, runs/s
-  (the median of 5 processes);
+  (the median of 5 processes; the sizes taken in turn, so that the machine's drift over
+  minutes hits every size alike);
 - search: W3's filter and order over every experiment, first call in a fresh
   process (``import pandas`` excluded, reported apart; the median of 3 processes) and
   repeated (median of 5);
@@ -103,13 +104,19 @@ def work_copy(src: str, dst: str) -> None:
             os.replace(path + ".tmp", path)
 
 
-def measure(n: int, tmp: str, *, remotes: bool = True) -> dict:
-    out: dict = {"n": n}
+def environment(n: int, tmp: str) -> tuple[str, dict]:
     work = os.path.join(tmp, f"work-{n}")
-    work_copy(cached_repo(n), work)
     home = os.path.join(tmp, "home")
     os.makedirs(home, exist_ok=True)
-    env = {"GITML_REPO": work, "HOME": home, "PYTHONPATH": REPO_ROOT}
+    return work, {"GITML_REPO": work, "HOME": home, "PYTHONPATH": REPO_ROOT}
+
+
+def measure_reads(n: int, tmp: str, *, remotes: bool = True) -> dict:
+    """Search, ``gitml runs``/``show``, and push and fetch of every run, in a copy of
+    the cached repository (kept for the steps that write)."""
+    out: dict = {"n": n}
+    work, env = environment(n, tmp)
+    work_copy(cached_repo(n), work)
     searches = []
     for _ in range(3):  # each a first call in a fresh process: the median of 3 (one varies by 2x here)
         secs, rss, text = timed([sys.executable, "-c", SEARCH], work, env)
@@ -132,30 +139,42 @@ def measure(n: int, tmp: str, *, remotes: bool = True) -> dict:
         secs, rss, _ = timed(args, clone, {**env, "GITML_REPO": clone})
         out[f"fetch_{tool}"] = {"s": secs, "rss_mb": rss}
         shutil.rmtree(clone)
-    # creation in the big repository (a new experiment), then 10 new runs pushed
-    creations = []
-    for _ in range(5):  # the median of 5 processes (one process's rate varies by 20 % on a shared machine)
-        secs, rss, text = timed([sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", work, "--n", "200"], work, env)
-        creations.append({**json.loads(text.strip().splitlines()[-1]), "rss_mb": rss})
-    out["create"] = sorted(creations, key=lambda c: c["runs_per_s"])[2]
-    if not remotes:
-        shutil.rmtree(work)
-        return out
-    # the runs just created go first (untimed): the timed push holds the 10 new runs alone
-    remote = os.path.join(tmp, f"remote-gitml-{n}.git")
-    subprocess.run([*GITML, "push", remote], cwd=work, env={**os.environ, **env}, check=True, capture_output=True)
-    pushes = []
-    for _ in range(3):  # the median of 3 rounds: 10 new runs made (untimed), then pushed
-        subprocess.run([sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", work, "--n", "10"], cwd=work,
-                       env={**os.environ, **env}, check=True, capture_output=True)
-        secs, cpu, rss, text = timed_cpu([*GITML, "push", remote], work, env)
-        assert "10 ref(s) pushed" in text or "11 ref(s) pushed" in text, text  # the runs (and their experiment)
-        pushes.append({"s": secs, "cpu_s": cpu, "rss_mb": rss})
-    out["push10"] = sorted(pushes, key=lambda p: p["s"])[1]
-    shutil.rmtree(work)
-    for tool in ("git", "gitml"):
-        shutil.rmtree(os.path.join(tmp, f"remote-{tool}-{n}.git"))
     return out
+
+
+def measure_creation(results: list[dict], tmp: str, rounds: int = 5) -> None:
+    """W2 (200 runs) in each size's repository, the sizes taken in turn round after round:
+    a shared machine's speed drifts by up to 2x over minutes, and a size measured minutes
+    after another would show that drift as growth. The median of ``rounds`` per size."""
+    creations: dict[int, list[dict]] = {r["n"]: [] for r in results}
+    for _ in range(rounds):
+        for r in results:
+            work, env = environment(r["n"], tmp)
+            secs, rss, text = timed([sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", work, "--n", "200"], work, env)
+            creations[r["n"]].append({**json.loads(text.strip().splitlines()[-1]), "rss_mb": rss})
+    for r in results:
+        r["create"] = sorted(creations[r["n"]], key=lambda c: c["runs_per_s"])[len(creations[r["n"]]) // 2]
+
+
+def measure_push_of_new_runs(out: dict, tmp: str, *, remotes: bool = True) -> None:
+    """10 new runs pushed to the remote that holds the others (the runs made by the
+    creation step pushed first, untimed): the median of 3 rounds. Then the copy goes."""
+    n = out["n"]
+    work, env = environment(n, tmp)
+    if remotes:
+        remote = os.path.join(tmp, f"remote-gitml-{n}.git")
+        subprocess.run([*GITML, "push", remote], cwd=work, env={**os.environ, **env}, check=True, capture_output=True)
+        pushes = []
+        for _ in range(3):  # 10 new runs made (untimed), then pushed
+            subprocess.run([sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", work, "--n", "10"], cwd=work,
+                           env={**os.environ, **env}, check=True, capture_output=True)
+            secs, cpu, rss, text = timed_cpu([*GITML, "push", remote], work, env)
+            assert "10 ref(s) pushed" in text or "11 ref(s) pushed" in text, text  # the runs (and their experiment)
+            pushes.append({"s": secs, "cpu_s": cpu, "rss_mb": rss})
+        out["push10"] = sorted(pushes, key=lambda p: p["s"])[1]
+        for tool in ("git", "gitml"):
+            shutil.rmtree(os.path.join(tmp, f"remote-{tool}-{n}.git"))
+    shutil.rmtree(work)
 
 
 def measure_mlflow(n: int, tmp: str) -> dict | None:
@@ -219,7 +238,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gitml-scale-") as tmp:
         for n in [int(s) for s in args.sizes.split(",")]:
             print(f"measuring {n} runs ...", file=sys.stderr, flush=True)
-            results.append(measure(n, tmp, remotes=not args.skip_remotes))
+            results.append(measure_reads(n, tmp, remotes=not args.skip_remotes))
+        print("measuring run creation, the sizes in turn ...", file=sys.stderr, flush=True)
+        measure_creation(results, tmp)
+        for r in results:
+            measure_push_of_new_runs(r, tmp, remotes=not args.skip_remotes)
         if args.mlflow_json:
             with open(args.mlflow_json) as f:
                 mlflow = json.load(f)

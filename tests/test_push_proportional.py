@@ -51,10 +51,17 @@ def test_ten_runs_to_a_big_remote_cost_what_they_cost_to_a_small_one(repo, tmp_p
     remote_with_runs(repo, big, 12_000)  # packed-refs over LOOSE_WHEN_PACKED
     assert os.path.getsize(big / "packed-refs") >= transfer_module.LOOSE_WHEN_PACKED
     lookups: list[str] = []
+    remotes = (str(small), str(big))
+
+    def counted(name: str, original):
+        def method(self, *args):
+            if self.base.startswith(remotes):  # the remotes' packs (this clone's are searched in their index too)
+                lookups.append(name)
+            return original(self, *args)
+        return method
+
     for name in ("_position", "_build_heads", "_build_stops"):
-        original = getattr(entries_module._IndexedPack, name)
-        monkeypatch.setattr(entries_module._IndexedPack, name,
-                            lambda self, *a, _f=original, _n=name: (lookups.append(_n), _f(self, *a))[1])
+        monkeypatch.setattr(entries_module._IndexedPack, name, counted(name, getattr(entries_module._IndexedPack, name)))
     with open_store(repo) as store:
         refs = store.refs_under("refs/gitml/")
     reachable = [line.split()[0] for line in git(repo, "rev-list", "--objects", *[r.decode() for r in refs]).splitlines()]

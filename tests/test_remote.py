@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import gitml
+from gitml.store import remote as remote_module
 from gitml.store.git import open_store
 from gitml.store.remote import (
     NON_FAST_FORWARD,
@@ -188,10 +189,13 @@ def test_push_runs_and_git_reads_them(repo, remote, tmp_path):
     assert all(run_id in git(copy, "for-each-ref", "refs/gitml/runs") for run_id in run_ids)
 
 
+@pytest.mark.parametrize("few", [64, 0], ids=["packs-searched-in-their-index", "packs-read-whole"])
 @pytest.mark.parametrize("gc", [False, True], ids=["packs-of-gitml", "after-git-gc"])
-def test_push_sends_what_git_would_send(repo, remote, gc):
+def test_push_sends_what_git_would_send(repo, remote, gc, few, monkeypatch):
     """A push sends the objects ``git rev-list --objects NEW --not REMOTE`` names:
-    those of the new commits, short of what the remote's commits hold."""
+    those of the new commits, short of what the remote's commits hold; whether the
+    packs are searched in their indexes (a push of a few refs) or read into a dict."""
+    monkeypatch.setattr(remote_module, "FEW_REFS", few)
     for step in range(2):
         make_runs(3)
         (repo / "train.py").write_text(f"print('changed {step}')\n")  # a dirty run: new blobs and trees
@@ -294,7 +298,6 @@ def test_non_fast_forward_push_refused_unless_forced_and_delete(repo, remote, tm
 
 def test_a_ref_moved_during_a_local_push_is_not_clobbered(repo, tmp_path, monkeypatch):
     """A teammate pushes a diverging update of the run while the objects are copied."""
-    import gitml.store.remote as remote_module
 
     bare = tmp_path / "bare.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))

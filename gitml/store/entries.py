@@ -48,10 +48,12 @@ _NOT_STORED_WHOLE: Where = (-1, 0, 0, 0)  # a hit that is a delta: read through 
 class PackEntries:
     """The stored entries of a repository's packs, by object id, ready to copy."""
 
-    def __init__(self, repo: Repo, *, ids_only: bool = False, packs: list[str] | None = None):
+    def __init__(self, repo: Repo, *, ids_only: bool = False, packs: list[str] | None = None, few: bool = False):
         """With ``ids_only``, only :meth:`has` is answered (cheaper: a set of ids). With
         ``packs`` (base paths, no suffix), only those packs are read: :meth:`has` answers
-        for their objects alone (a fetch's received pack, looked at before anything else)."""
+        for their objects alone (a fetch's received pack, looked at before anything else).
+        With ``few`` (a few objects will be looked up: a push of ten runs), every pack is
+        searched in its index: reading 200,000 entries into a dict took 0.5 s."""
         self.repo = repo
         self.ids_only = ids_only
         self._ids: set[bytes] = set()  # raw ids of the small packs, when ids_only
@@ -71,7 +73,7 @@ class PackEntries:
             self._unread = False  # only these packs: nothing else is asked
             return
         paths = sorted(glob.glob(os.path.join(repo.object_store.path, "pack", "*.idx")))
-        self._all_indexed = sum(map(_object_count, paths)) > DICT_OBJECTS
+        self._all_indexed = few or sum(map(_object_count, paths)) > DICT_OBJECTS
         for idx_path in paths:
             self._load(idx_path)
         self._big.sort(key=lambda pack: -pack.count)  # the largest first: most lookups end there

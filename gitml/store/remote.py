@@ -51,6 +51,7 @@ NON_FAST_FORWARD = "rejected: non-fast-forward"
 REJECTED_BEHIND = "rejected: the remote has commits of this run that this clone lacks (`gitml fetch`, then push)"
 GITML_PREFIXES = ("refs/gitml/",)
 _TAGS_PREFIX = b"refs/tags/"
+FEW_REFS = 64  # refs pushed: up to this many, the packs are searched in their indexes, not read whole
 _SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^/:]{2,}:")  # user@host:path; 2+ chars skips C:\
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
@@ -189,7 +190,8 @@ def push_refs(
     status: dict[bytes, str] = {}
     folder = local_path(url)
     _unmap_packs(store)
-    with Repo(store.repo.path) as local, PackEntries(local) as entries:  # our own: dulwich's is not thread-safe
+    few = len(refs) <= FEW_REFS
+    with Repo(store.repo.path) as local, PackEntries(local, few=few) as entries:  # ours: dulwich's is not thread-safe
 
         def update_refs(remote_refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
             send = {}
