@@ -149,7 +149,7 @@ class _Lines(AbstractSet[bytes]):
 
     def _lines(self) -> frozenset[bytes]:
         if self._set is None:
-            self._set = frozenset(line for line in self._data.split(b"\n")[:-1] if len(line) == self._length)
+            self._set = frozenset(self._data.split(b"\n")[:-1])  # lines of other lengths are never asked for
         return self._set
 
     def __contains__(self, line: object) -> bool:
@@ -162,10 +162,10 @@ class _Lines(AbstractSet[bytes]):
         return line in self._lines()
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._lines())
+        return (line for line in self._lines() if len(line) == self._length)
 
     def __len__(self) -> int:
-        return len(self._lines())
+        return sum(1 for _ in self)
 
 
 def _append_lines(path: str, lines: Iterable[str]) -> None:
