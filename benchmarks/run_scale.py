@@ -9,7 +9,7 @@ Each size's repository (W2-shaped runs across 50 experiments, built by
 ``benchmarks/out/scale/``; every measurement works on a copy (objects hard-linked)
 and runs in a fresh process, whose peak memory (maxrss) is reported too:
 
-- create: W2 (200 runs through ``gitml.start_run`` & co.) in the big repository, runs/s
+- create: W2 (1,000 runs through ``gitml.start_run`` & co.) in the big repository, runs/s
   (the median of 5 processes; the sizes taken in turn, so that the machine's drift over
   minutes hits every size alike);
 - search: W3's filter and order over every experiment, first call in a fresh
@@ -44,6 +44,7 @@ MLFLOW_PY = os.path.join(HERE, ".venv-mlflow", "bin", "python")
 WORKLOADS_PY = os.path.join(HERE, "tracking_workloads.py")
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 GITML = [sys.executable, "-m", "gitml.cli.main"]
+CREATED = 1000  # runs each creation process makes
 
 SEARCH = """
 import json, statistics, sys, time
@@ -143,14 +144,15 @@ def measure_reads(n: int, tmp: str, *, remotes: bool = True) -> dict:
 
 
 def measure_creation(results: list[dict], tmp: str, rounds: int = 5) -> None:
-    """W2 (200 runs) in each size's repository, the sizes taken in turn round after round:
+    """W2 (``CREATED`` runs a process: what packing the loose refs costs, once per 1,024
+    runs, is in it) in each size's repository, the sizes taken in turn round after round:
     a shared machine's speed drifts by up to 2x over minutes, and a size measured minutes
     after another would show that drift as growth. The median of ``rounds`` per size."""
     creations: dict[int, list[dict]] = {r["n"]: [] for r in results}
     for _ in range(rounds):
         for r in results:
             work, env = environment(r["n"], tmp)
-            secs, rss, text = timed([sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", work, "--n", "200"], work, env)
+            secs, rss, text = timed([sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", work, "--n", str(CREATED)], work, env)
             creations[r["n"]].append({**json.loads(text.strip().splitlines()[-1]), "rss_mb": rss})
     for r in results:
         r["create"] = sorted(creations[r["n"]], key=lambda c: c["runs_per_s"])[len(creations[r["n"]]) // 2]

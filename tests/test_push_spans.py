@@ -217,3 +217,20 @@ def test_confirmed_commits_answer_as_a_set_would_before_and_after_the_set_is_mad
     assert [sha in confirmed for sha in asked] == [sha in set(lines) for sha in asked]
     assert confirmed._set is not None  # the misses read the file past the budget: the set is made
     assert set(confirmed) == set(lines) and len(confirmed) == 1000
+
+
+def test_the_loose_refs_small_pushes_leave_on_a_remote_are_packed_there(repo, shared, monkeypatch):
+    monkeypatch.setattr(transfer_module, "LOOSE_WHEN_PACKED", 0)  # new refs loose there, as at 10,000 refs
+    monkeypatch.setattr(transfer_module, "PACK_LOOSE_AFTER", 5)
+    remote = shared["remote"]
+    loose_there = []
+    for _ in range(4):
+        make_runs(2, "a")
+        result = push(repo)
+        assert len(result.pushed) == 2 and result.rejected == {}
+        loose_there.append(sum(len(files) for _, _, files in os.walk(remote / "refs" / "gitml")))
+        assert for_each_ref(remote) == for_each_ref(repo)  # as git reads them, packed or not
+        git(remote, "fsck", "--strict")
+    assert loose_there == [2, 4, 0, 2]  # the third push left 6: packed
+    git(remote, "pack-refs", "--all")  # git takes gitml's packed-refs as its own
+    assert for_each_ref(remote) == for_each_ref(repo)

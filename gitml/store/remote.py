@@ -38,7 +38,7 @@ from gitml.store.git import open_repo
 from gitml.store.refs import _SORTED, RefLister, _read_ref, _search_sorted
 from gitml.store.refspans import controldir_of, loose_names, packed_refs_of, same_lines
 from gitml.store.entries import PackEntries, Picked
-from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_to_send, write_picked
+from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_many_loose, pack_to_send, write_picked
 from gitml.store.unpack import store_received
 from gitml.store.verify import FetchedObjects, check_fetched, refused_names
 from gitml.errors import RemoteError  # noqa: F401  (defined there, raised here)
@@ -331,6 +331,7 @@ def _push_local(
                 ok = target.refs.set_if_equals(ref, old, new)
             if not ok:
                 status[ref] = "rejected: the remote ref moved meanwhile"
+        pack_many_loose(target.commondir(), GITML_PREFIXES[0])
 
 
 _MAX_TIPS = 1024  # commits offered as "have" at most, beside the branches

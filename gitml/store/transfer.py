@@ -28,7 +28,8 @@ from gitml.store.entries import _object_count
 from gitml.store.packs import _common_dir, _fsync_dir, _gitml_dir, _unretire, _write_entries
 from gitml.store.perms import shared_file_mode
 from gitml.store.locks import LockHeld
-from gitml.store.refs import RefLister, lock_packed_refs, read_packed_refs, update_ref, write_packed_refs
+from gitml.store.refs import RefLister, lock_packed_refs, pack_refs, read_packed_refs, update_ref, write_packed_refs
+from gitml.store.refspans import loose_names
 
 
 def local_path(url: str) -> str | None:
@@ -368,6 +369,23 @@ def create_refs(repo: Repo, refs: dict[bytes, bytes], *, wait: float = 5.0) -> d
 
 LOOSE_AT_MOST = 32  # refs created as loose files (as git's receive-pack does) when there are this few ...
 LOOSE_WHEN_PACKED = 1 << 20  # ... and packed-refs is this large (about 10,000 refs): its rewrite costs more
+
+
+PACK_LOOSE_AFTER = 1024  # loose refs a push leaves on a repository of this machine before it packs them
+
+
+def pack_many_loose(commondir: str, prefix: str) -> int:
+    """Pack the loose refs under ``prefix`` once there are ``PACK_LOOSE_AFTER``: the few
+    refs each push writes loose would pile up on a remote nothing packs (git's
+    receive-pack has ``gc --auto`` pack them; a push to a path runs no receive-pack),
+    and each loose ref costs every later push a look."""
+    names = [name for name in loose_names(commondir, (prefix,)) if not name.endswith(b".lock")]
+    if len(names) < PACK_LOOSE_AFTER:
+        return 0
+    try:
+        return pack_refs(commondir, names)
+    except (OSError, RepositoryError):
+        return 0  # another packer holds packed-refs: it packs them, or the next push does
 
 
 def _packed_size(commondir: str) -> int:
