@@ -254,3 +254,34 @@ print(run.info.run_id)
     git(repo, "fsck", "--strict")
     with gitml.Client(str(repo)) as c:
         assert sorted(r["run_name"] for r in c.search_rows()) == [f"r{i}" for i in range(7)]
+
+
+def test_packing_merges_into_git_s_packed_refs_as_git_reads_it(tmp_path):
+    """Loose refs packed into a packed-refs git wrote (peeled tag lines, refs before, among
+    and after the new ones, one replaced): git then lists what it listed before."""
+    path = tmp_path / "r"
+    git(tmp_path, "init", "-q", str(path))
+    git(path, "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "--allow-empty", "-m", "c")
+    head = git(path, "rev-parse", "HEAD").strip()
+    git(path, "update-ref", "--stdin", input_text="".join(f"create refs/gitml/runs/{i % 3}/{i:032x} {head}\n" for i in range(0, 60, 2)))
+    for tag in ("a", "m", "z"):
+        git(path, "-c", "user.name=a", "-c", "user.email=a@b", "tag", "-a", "-m", tag, tag)  # peeled lines
+    git(path, "pack-refs", "--all")
+    assert b"\n^" in (path / ".git" / "packed-refs").read_bytes()
+    other = git(path, "-c", "user.name=a", "-c", "user.email=a@b", "commit-tree", "-m", "o", "HEAD^{tree}").strip()
+    loose = {f"refs/gitml/runs/{i % 3}/{i:032x}": other for i in range(1, 61, 3)}  # new ones, and some packed (replaced)
+    loose["refs/tags/m"] = other  # a peeled tag's line replaced: its peeled line goes
+    loose["refs/gitml/experiments/0"] = head  # before every run ref
+    git(path, "update-ref", "--stdin", input_text="".join(f"update {r} {s}\n" for r, s in loose.items()))
+    before = git(path, "for-each-ref", "--format=%(refname) %(objectname) %(*objectname)")
+    names = [r.encode() for r in loose]
+    assert refs_module.pack_refs(str(path / ".git"), names) == len(names)
+    assert not any((path / ".git" / r).exists() for r in loose)  # packed, and the loose files gone
+    data = (path / ".git" / "packed-refs").read_bytes()
+    assert data.startswith(b"# pack-refs with: sorted \n")
+    assert git(path, "for-each-ref", "--format=%(refname) %(objectname) %(*objectname)") == before
+    lines = [line.split(b" ")[1] for line in data.splitlines()[1:] if not line.startswith(b"^")]
+    assert lines == sorted(lines) and len(lines) == len(set(lines))
+    git(path, "fsck", "--strict")
+    git(path, "pack-refs", "--all")  # git takes the file as its own
+    assert git(path, "for-each-ref", "--format=%(refname) %(objectname) %(*objectname)") == before
