@@ -234,3 +234,57 @@ def test_the_loose_refs_small_pushes_leave_on_a_remote_are_packed_there(repo, sh
     assert loose_there == [2, 4, 0, 2]  # the third push left 6: packed
     git(remote, "pack-refs", "--all")  # git takes gitml's packed-refs as its own
     assert for_each_ref(remote) == for_each_ref(repo)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_comparison_agrees_with_both_listings_whatever_is_packed_or_loose_where(tmp_path, seed):
+    """Random refs on two sides, each packed or loose at random, values shared or not:
+    what is counted as held is held there as it is here, and counted and looked-at refs
+    together are this side's listing."""
+    import random
+
+    from gitml.store.refs import RefLister, write_packed_refs
+
+    rng = random.Random(seed)
+    sides = {}
+    for side in ("here", "there"):
+        path = tmp_path / side
+        git(tmp_path, "init", "-q", "--bare", str(path))
+        sides[side] = path
+    values = [hashlib.sha1(bytes([i])).hexdigest().encode() for i in range(4)]
+    names = [f"refs/gitml/runs/{e}/{r:032x}".encode() for e in range(1, 5) for r in range(rng.randrange(5, 40))]
+    names += [f"refs/gitml/experiments/{e}".encode() for e in range(1, 5)]
+    packed_here: dict[bytes, bytes] = {}
+    for side, path in sides.items():
+        packed, loose = {}, {}
+        for name in names:
+            if rng.random() < 0.15:
+                continue  # not on this side
+            value = values[0] if rng.random() < 0.8 else rng.choice(values)
+            (loose if rng.random() < 0.2 else packed)[name] = value
+            if name in loose and rng.random() < 0.5:
+                packed[name] = rng.choice(values)  # a packed line the loose ref shadows
+        if side == "here":
+            packed_here = packed
+        elif seed % 2:  # the same packed-refs there but for one folder: the others alike
+            packed = {n: v for n, v in packed_here.items() if not n.startswith(b"refs/gitml/runs/1/")}
+            packed.update({n: v for n, v in loose.items() if n.startswith(b"refs/gitml/runs/1/")})
+            loose = {n: v for n, v in loose.items() if not n.startswith(b"refs/gitml/runs/1/")}
+        with open(path / "packed-refs", "wb") as f:
+            write_packed_refs(f, packed)
+        for name, value in loose.items():
+            file = path.joinpath(*name.decode().split("/"))
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_bytes(value + b"\n")
+    wanted = [(RUNS_PREFIX, RUN_REF_NAMES), ("refs/gitml/experiments/", None)]
+    here_listing = {**RefLister(str(sides["here"])).under(RUNS_PREFIX), **RefLister(str(sides["here"])).under("refs/gitml/experiments/")}
+    there_listing = {**RefLister(str(sides["there"])).under("refs/gitml/")}
+    with open_store(sides["here"]) as store:
+        compared = compare(store, str(sides["there"]), wanted)
+    assert compared is not None
+    assert bool(compared.alike) == bool(seed % 2)  # folders alike, counted by their lines
+    held = compared.held_refs()
+    assert {**held, **compared.changed} == here_listing
+    assert not held.keys() & compared.changed.keys() and compared.held == len(held)
+    assert all(there_listing.get(name) == sha for name, sha in held.items())
+    assert compared.there == {name for name, sha in compared.changed.items() if there_listing.get(name) == sha}
