@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 
 from gitml.tracking.columns import SECTIONS, RunTable
 
@@ -52,7 +53,10 @@ def table_frame(table: RunTable, positions: list[int]):
     return pd.DataFrame(columns, index=range(len(positions)))
 
 
-_TEXT_DTYPE: list = []  # pandas' own dtype for a column of strings, once found
+@functools.cache
+def _text_dtype(pd):
+    """pandas' own dtype for a column of strings."""
+    return pd.Series(["x"]).dtype
 
 
 def _text_maker(pd):
@@ -61,9 +65,7 @@ def _text_maker(pd):
     first (80 ms of a 12,000-run frame's 27 text columns); Arrow converts the column
     itself. Anything else (an older pandas, no string in the column, a value that is
     not a string) is left to pandas."""
-    if not _TEXT_DTYPE:
-        _TEXT_DTYPE.append(pd.Series(["x"]).dtype)
-    dtype = _TEXT_DTYPE[0]
+    dtype = _text_dtype(pd)
     if not (isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow"):
         return lambda values: values
     import pyarrow as pa

@@ -123,7 +123,8 @@ def outcome(result: sync.PushResult) -> dict:
     }
 
 
-@pytest.mark.parametrize("case", ["new runs", "remote moved", "runs continued", "remote refs loose", "packed at other times"])
+@pytest.mark.parametrize(
+    "case", ["new runs", "remote moved", "runs continued", "remote refs loose", "packed at other times", "remote damaged"])
 def test_the_short_way_ends_where_the_long_way_ends(repo, shared, monkeypatch, case):
     ids = {"a": [], "b": []}
     if case == "new runs":
@@ -139,6 +140,17 @@ def test_the_short_way_ends_where_the_long_way_ends(repo, shared, monkeypatch, c
             with gitml.start_run(run_id=run_id):
                 gitml.log_metric("loss", 0.01)
         gitml.flush()
+    elif case == "remote damaged":  # a packed line whose id is no id, a loose ref holding junk
+        make_runs(1, "a")
+        packed = shared["remote"] / "packed-refs"
+        lines = packed.read_bytes().split(b"\n")
+        at = next(i for i, line in enumerate(lines) if b"refs/gitml/runs/" in line)
+        lines[at] = b"z" * 40 + lines[at][40:]
+        packed.write_bytes(b"\n".join(lines))
+        name = sorted(for_each_ref(repo, RUNS_PREFIX))[-1].decode()
+        junk = shared["remote"].joinpath(*name.split("/"))
+        junk.parent.mkdir(parents=True, exist_ok=True)
+        junk.write_bytes(b"not an id\n")
     elif case == "packed at other times":  # here packed, there loose: folders differ by those lines
         monkeypatch.setattr(transfer_module, "LOOSE_WHEN_PACKED", 0)  # new refs loose there, as at 10,000 refs
         make_runs(5, "a")
@@ -165,8 +177,9 @@ def test_the_short_way_ends_where_the_long_way_ends(repo, shared, monkeypatch, c
         if way == "short":
             looked_at = len(result.refs)
         results[way] = outcome(result)
-        remotes[way] = for_each_ref(remote)
-        git(remote, "fsck", "--strict")
+        remotes[way] = for_each_ref(remote) if case != "remote damaged" else (remote / "packed-refs").read_bytes()
+        if case != "remote damaged":
+            git(remote, "fsck", "--strict")
         results[way]["objects"] = sorted(os.path.relpath(os.path.join(d, f), store) for d, _, fs in os.walk(store) for f in fs)
     assert results["short"] == results["long"]
     assert remotes["short"] == remotes["long"]
