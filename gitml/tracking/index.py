@@ -66,6 +66,9 @@ class RunIndex:
         self._written: tuple[int, RunTable] | None = None  # the segment this process wrote last, its columns decoded
         self._table_memo: tuple[Any, Snapshot | None, RunTable, list] | None = None  # refs or state, snapshot, table, errors
         self._by_name = False  # whether every segment of the snapshot read last has its table of names
+        self._fresh: dict[bytes, bytes] = {}  # {ref: commit} of the rows put since this process wrote a segment of them
+        self._adding = threading.Lock()  # one add_fresh at a time
+        self._own_reader: sqlite3.Connection | None = None  # add_fresh's, in whichever thread calls it
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -93,15 +96,16 @@ class RunIndex:
         return conn
 
     def close(self) -> None:
-        for conn in (self._conn, self._reader):
+        for conn in (self._conn, self._reader, self._own_reader):
             if conn is not None:
                 conn.close()
-        self._conn = self._reader = None
+        self._conn = self._reader = self._own_reader = None
         self._snapshot = self._table_memo = self._written = None
 
     def put(self, ref: bytes, commit: bytes, row: dict) -> None:
         with self._lock:
             self._mem[ref] = (commit, row)
+            self._fresh[ref] = commit
             try:
                 self._db().execute(
                     "INSERT OR REPLACE INTO runs VALUES (?, ?, ?)", (ref.decode(), commit.decode(), json.dumps(row))
@@ -114,6 +118,7 @@ class RunIndex:
         with self._lock:
             for ref, commit, row in entries:
                 self._mem[ref] = (commit, row)
+                self._fresh[ref] = commit
             try:
                 db = self._db()
                 db.execute("BEGIN")
@@ -536,6 +541,10 @@ class RunIndex:
                         _insert_names(db, gen, table)
                         columns = {name: table.column(*name.partition(".")[::2]) for name in table.names()}
                         self._written = (gen, RunTable(table.refs, table.commits, table.keys, columns.get))
+                        fresh = self._fresh
+                        for ref, commit in zip(table.refs, table.commits):
+                            if fresh.get(ref) == commit:
+                                del fresh[ref]
                     db.execute("COMMIT")
                 except BaseException:
                     self._written = None
@@ -543,6 +552,54 @@ class RunIndex:
                     raise
         except (sqlite3.Error, ValueError) as e:  # a cache: the next search tries again
             log.warning("gitml: could not write the search index snapshot: %s", e)
+
+    def fresh(self) -> int:
+        """How many runs this process put rows of since it last wrote them into the snapshot."""
+        return len(self._fresh)
+
+    def add_fresh(self, minimum: int = SNAPSHOT_SLACK) -> bool:
+        """Write the runs this process put rows of (its writers' commits) as a snapshot
+        segment, when at least ``minimum``: a process that makes many runs leaves their
+        columns behind as it goes, so the next search reads no row of them. No listing of
+        refs: the stamp, if any, names them too (a search's listing makes it exact again).
+        Safe beside a search of another thread (its own connection); True if written."""
+        with self._adding:
+            with self._lock:
+                entries = [(ref, commit, hit[1]) for ref, commit in self._fresh.items()
+                           if (hit := self._mem.get(ref)) is not None and hit[0] == commit]
+            if len(entries) < minimum:
+                return False
+            try:
+                reader = self._own_reader
+                if reader is None:
+                    self._db()
+                    reader = self._own_reader = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                                                check_same_thread=False)
+                reader.execute("BEGIN")
+                try:
+                    gens, stamp, _ = _live(reader)
+                    segments = []
+                    for gen in gens:
+                        segment = self._read_segment(reader, gen)
+                        if segment is None:
+                            break
+                        segments.append((gen, segment))
+                    snap = Snapshot(segments, stamp) if segments and len(segments) == len(gens) else None
+                    if snap is not None:  # another process's search may have taken some already
+                        commits = snap.table.commits
+                        entries = [e for e in entries if all(commits[at] != e[1] for at in snap.find(e[0]))]
+                        if len(entries) < minimum:
+                            return False
+                    extra = RunTable.from_rows(entries)
+                    keep = [True] * (len(snap.table) if snap is not None else 0)
+                    before = self._written
+                    self._write(snap, keep, extra, lambda unkept: self._widened(snap, set(extra.refs)))
+                    return self._written is not before
+                finally:
+                    reader.execute("COMMIT")
+            except (sqlite3.Error, ValueError, KeyError, TypeError, RepositoryError) as e:  # a cache
+                log.warning("gitml: could not add this process's runs to the search index snapshot: %s", e)
+                return False
 
     def _entries(
         self, refs: dict[bytes, bytes], load: Callable[[bytes, bytes], dict], *, keep: bool = True
