@@ -168,3 +168,40 @@ print(len(gitml.search_runs(search_all_experiments=True)))
     assert len(searched(repo)) == 50
     refs, _names, errors = stamped_table(repo)
     assert refs == listing(repo) and not errors
+
+
+SWEEP = """
+import sqlite3, gitml
+from gitml.tracking import index, tracker
+index.SNAPSHOT_SLACK = 8
+tracker.FRESH_RUNS_SEGMENT = 16
+gitml.set_experiment("sweep")
+for i in range({n}):
+    with gitml.start_run(run_name=f"r{{i}}"):
+        gitml.log_params({{"p": str(i % 3)}})
+        gitml.log_metrics({{"m": i / 100}})
+gitml.flush()
+with sqlite3.connect(".git/gitml/index.sqlite3") as db:
+    print("segments before exit", db.execute("SELECT count(*) FROM snapshot WHERE name = 'refs'").fetchone()[0])
+"""
+
+
+def test_a_long_process_leaves_its_runs_columns_and_packed_refs(repo, monkeypatch):
+    """A sweep of many runs in one process: their columns are written as it goes, and at
+    exit its loose refs are packed and the snapshot stamped, so the next process reads
+    neither a row nor the listing of every ref."""
+    out = run_python(SWEEP.format(n=100), repo).stdout
+    assert int(out.split("segments before exit")[1].split()[0]) >= 1  # written while it ran
+    loose = [r for r in listing(repo) if os.path.exists(os.path.join(repo, ".git", r.decode()))]
+    assert loose == []
+    assert sorted(r for s in segments(repo) for r in s) == sorted(listing(repo))
+    monkeypatch.setattr(index_module.RunIndex, "_select", lambda self, refs: pytest.fail(f"rows read: {refs[:3]}"))
+    refs, names, errors = stamped_table(repo)
+    assert refs == listing(repo) and not errors and sorted(names.values()) == sorted(f"r{i}" for i in range(100))
+    assert len(searched(repo)) == 100
+
+
+def test_a_short_process_leaves_the_snapshot_to_the_next_search(repo):
+    run_python(SWEEP.format(n=5), repo)
+    assert segments(repo) == []  # fewer runs than a segment's least: nothing written at exit
+    assert len(searched(repo)) == 5

@@ -248,6 +248,7 @@ class Tracker:
         )
         self._ended_since_pack = 0
         self._pack_check = 1  # runs to end before the loose run refs are counted: at the first
+        self._long = False  # whether this process wrote its runs' columns while it ran (see _leave_settled)
         self._refs_by_run: dict[str, bytes] = {}
         self._valid_refs: set[bytes] = set()  # run refs already checked by parse_run_ref
         self._refs_of_experiments: tuple[tuple, list, dict[bytes, bytes]] | None = None  # ids, listings, refs
@@ -263,7 +264,7 @@ class Tracker:
         if self.journal is not None:
             self.journal.close(remove=not self.committer.failed)
             self.journal = None
-        if not self.committer.failed and self.index.fresh() >= run_index.SNAPSHOT_SLACK:
+        if not self.committer.failed and (self._long or self.index.fresh() >= run_index.SNAPSHOT_SLACK):
             self._leave_settled()
         self.index.close()
 
@@ -272,7 +273,7 @@ class Tracker:
         their columns with a stamp of the refs, so that the next command lists nothing and
         reads no row (after a sweep of 50,000 runs the first search took 16 s)."""
         try:
-            self.pack_refs(run_index.SNAPSHOT_SLACK)
+            self.pack_refs(1)
             with self.index.reading():
                 refs, digest, loose = self.store.listing_and_state(RUNS_PREFIX, RUN_REF_NAMES)
                 self.index.table(refs, self._load_row, (digest, loose))
@@ -594,8 +595,8 @@ class Tracker:
                 self.pack_refs(PACK_REFS_AFTER)
             except (OSError, RuntimeError, GitmlError) as e:
                 log.warning("gitml: could not pack run refs: %s", e)
-        if self.index.fresh() >= FRESH_RUNS_SEGMENT:  # a long process leaves its runs' columns as it goes
-            self.index.add_fresh(FRESH_RUNS_SEGMENT)
+        if self.index.fresh() >= FRESH_RUNS_SEGMENT and self.index.add_fresh(FRESH_RUNS_SEGMENT):
+            self._long = True  # a long process leaves its runs' columns as it goes
 
     def rotate_journal(self) -> None:
         """Move the open writers to a fresh journal and delete the old one.
