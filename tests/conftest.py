@@ -19,6 +19,25 @@ def git(cwd, *args, check=True, input_text: str | None = None) -> str:
     return result.stdout
 
 
+def pytest_collection_finish(session):
+    """Build the peer venvs (MLflow, GTO) the collected tests use before the first test runs:
+    an install takes minutes once per machine, and no test's timeout may cut it short. A failed
+    install is reported here in one line; the tests that need the peer then fail with its reason."""
+    from tests.peer_venv import FAILED
+
+    wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    peers = [("gto_python", "GITML_SKIP_GTO", "tests.gto_venv", "ensure_gto_python"),
+             ("mlflow_python", "GITML_SKIP_MLFLOW", "tests.mlflow_venv", "ensure_mlflow_python")]
+    for fixture, skip, module, ensure in peers:
+        if fixture in wanted and os.environ.get(skip) != "1":
+            import importlib
+
+            try:
+                getattr(importlib.import_module(module), ensure)()
+            except RuntimeError:
+                print(f"\n{FAILED.get(fixture.split('_')[0], 'peer install failed').splitlines()[0]}", file=sys.stderr)
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")
