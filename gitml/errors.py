@@ -199,7 +199,8 @@ class RemoteTimeoutError(ArtifactRemoteError):
 
 class UnconfirmedRemoteError(ArtifactRemoteError):
     """A write or delete on an artifact remote that the committed config set and this clone
-    has not confirmed (``gitml config --trust-committed``)."""
+    has not confirmed (``gitml config --trust-committed``), or any contact with one that
+    can reach a network service."""
 
 
 # raised by gitml.store.git

@@ -87,8 +87,9 @@ def api():
 
 
 @pytest.fixture
-def team(tmp_path, monkeypatch):
-    """A bare remote with a training project on main, a developer's clone, a shared artifact store."""
+def team(tmp_path, monkeypatch, installed_python):
+    """A bare remote with a training project on main, a developer's clone, a shared artifact
+    store; the CI's Python (GITML_PYTHON, first on the PATH) has this checkout's gitml installed."""
     origin = tmp_path / "origin.git"
     git(tmp_path, "init", "-q", "--bare", str(origin))
     dev = tmp_path / "dev"
@@ -101,6 +102,8 @@ def team(tmp_path, monkeypatch):
     git(dev, "push", "-q", "origin", "HEAD:main")
     monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(tmp_path / "team-store"))
     monkeypatch.setenv("PYTHONPATH", ROOT)
+    monkeypatch.setenv("GITML_PYTHON", installed_python)
+    monkeypatch.setenv("PATH", os.path.dirname(installed_python) + os.pathsep + os.environ["PATH"])
     return origin, dev
 
 
@@ -136,7 +139,7 @@ def _run_action(checkout, env: dict, inputs: dict, context: dict) -> list[subpro
                       lambda m: values[m.group(1)[7:]] if m.group(1).startswith("inputs.") else str(context[m.group(1)]), str(v))
             for k, v in step.get("env", {}).items()
         }
-        full = {**os.environ, **env, **step_env, "GITHUB_ACTION_PATH": CI, "GITML_PYTHON": sys.executable}
+        full = {**os.environ, **env, **step_env, "GITHUB_ACTION_PATH": CI}
         result = subprocess.run([step["shell"], "-e", "-c", step["run"]], cwd=checkout, env=full, capture_output=True, text=True)
         results.append(result)
         assert result.returncode == 0, f"{step['name']}: {result.stdout}\n{result.stderr}"
@@ -190,7 +193,7 @@ def test_github_action_logs_runs_and_reports_on_pull_requests(team, tmp_path, ap
         assert [r["tags"]["gitml.ci.pull_request"] for r in remote.search_rows(filter_string="params.lr = '0.5'")] == ["5"]
     # the report again (a second push to the pull request): the comment is edited, not repeated
     subprocess.run(["sh", os.path.join(CI, "report.sh")], cwd=pr, check=True, capture_output=True,
-                   env={**os.environ, **env, "GITHUB_TOKEN": "t0ken", "GITML_PYTHON": sys.executable})
+                   env={**os.environ, **env, "GITHUB_TOKEN": "t0ken"})
     assert [c[0] for c in fake.calls if c[0] != "GET"] == ["POST", "PATCH"]
 
 
@@ -242,7 +245,7 @@ def test_gitlab_merge_request_job_reports_as_a_note(team, tmp_path, api):
         **os.environ, "CI": "true", "GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "merge_request_event",
         "CI_MERGE_REQUEST_IID": "3", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main", "CI_DEFAULT_BRANCH": "main",
         "CI_API_V4_URL": url, "CI_PROJECT_ID": "9", "GITLAB_TOKEN": "glpat", "CI_PIPELINE_ID": "77",
-        "CI_JOB_URL": "https://gitlab.example/team/churn/-/jobs/5", "GITML_PYTHON": sys.executable,
+        "CI_JOB_URL": "https://gitlab.example/team/churn/-/jobs/5",
         "GITML_TRAIN": pipeline["variables"]["GITML_TRAIN"],
     }
     checkout = _checkout(origin, tmp_path / "ci-mr", "feature")
@@ -255,3 +258,47 @@ def test_gitlab_merge_request_job_reports_as_a_note(team, tmp_path, api):
     with gitml.Client(origin) as remote:
         (run,) = remote.search_rows()
     assert run["tags"]["gitml.ci.pull_request"] == "3" and run["tags"]["gitml.ci.pipeline_id"] == "77"
+
+
+HOSTILE = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\n"
+
+
+@pytest.mark.timeout(300)
+def test_code_committed_in_a_pull_request_never_runs_as_gitml(team, tmp_path, api):
+    """A pull request commits a top-level gitml/ package: every step (set-up, train and push,
+    report, comment, registry check, apply) runs the installed gitml, never the committed one."""
+    origin, dev = team
+    url, fake = api
+    marker = tmp_path / "attacker-code-ran"
+    git(dev, "checkout", "-qb", "hostile")
+    (dev / "gitml").mkdir()
+    for name in ("__init__.py", "__main__.py"):
+        (dev / "gitml" / name).write_text(HOSTILE.format(marker=str(marker)))
+    (dev / ".gitml").mkdir()
+    (dev / ".gitml" / "stages.yaml").write_text("{}\n")  # a promotion file: the registry steps run too
+    # the training itself runs the pull request's code, by design; here it imports the installed
+    # gitml (python -I) so that the marker tells about gitml's own steps alone
+    (dev / "MLproject").write_text("name: churn\nentry_points:\n  main:\n    command: python -I train.py\n")
+    git(dev, "add", ".")
+    git(dev, "commit", "-qm", "a gitml of our own")
+    git(dev, "push", "-q", "origin", "hostile")
+    env, context = _github_env(tmp_path, "pull_request", "refs/pull/8/merge", GITHUB_BASE_REF="main",
+                               GITHUB_HEAD_REF="hostile", GITHUB_API_URL=url)
+    pr = _checkout(origin, tmp_path / "ci-pr", "hostile")
+    env["PYTHONPATH"] = os.pathsep + "."  # even with the checkout on the path
+    results = _run_action(pr, env, {"token": "t0ken"}, context)
+    assert len(results) == 3 and not marker.exists()
+    assert "| lr | 0.1 |" in (pr / "gitml-report" / "report.md").read_text()
+    assert "No stage changes" in (pr / "gitml-report" / "registry.md").read_text()
+    assert [c[0] for c in fake.calls if c[0] != "GET"] == ["POST"]
+    with gitml.Client(origin) as remote:
+        assert [r["tags"]["gitml.ci.pull_request"] for r in remote.search_rows()] == ["8"]
+    # merged: the push build trains, applies the (empty) promotions and pushes
+    env, context = _github_env(tmp_path, "push", "refs/heads/main", PYTHONPATH=os.pathsep + ".")
+    merged = _checkout(origin, tmp_path / "ci-merged", "hostile", branch="main")
+    assert len(_run_action(merged, env, {}, context)) == 3 and not marker.exists()
+    with gitml.Client(origin) as remote:
+        assert len(remote.search_rows()) == 2
+    # the same steps without isolation run the pull request's gitml: the attack is real
+    subprocess.run([os.environ["GITML_PYTHON"], "-m", "gitml", "--help"], cwd=merged, capture_output=True)
+    assert marker.exists()
