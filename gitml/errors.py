@@ -98,10 +98,12 @@ class FilterSyntaxError(InvalidInputError):
     ``position`` is the 0-based offset of the offending token in ``text``.
     """
 
-    def __init__(self, message: str, text: str, position: int):
+    def __init__(self, message: str, text: str, position: int, *, what: str = "filter"):
+        self.reason = message  # the message alone, without where
         self.text = text
         self.position = position
-        super().__init__(f"{message} at position {position} in filter {text!r}")
+        self.what = what  # "filter" or "order-by clause": the option the user gave
+        super().__init__(f"{message} at position {position} in {what} {text!r}")
 
 
 class NotFoundError(GitmlError, LookupError):

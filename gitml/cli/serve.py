@@ -9,7 +9,7 @@ from gitml.cli.common import repo_path
 
 
 @click.command()
-@click.option("-m", "--model-uri", "model_uri", required=True, help="A model folder, runs:/<run>/<path> or models:/<name>/<version>.")
+@click.option("-m", "--model-uri", "model_uri", required=True, help="A model folder, runs:/<run>/<path>, models:/<name>/<version> or models:/<name>@<stage> (e.g. models:/churn@production).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("-p", "--port", type=click.IntRange(0, 65535), default=5001, show_default=True, help="Port to listen on (0: a free one).")
 @click.option("-w", "--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker processes (forked after the model loads).")
