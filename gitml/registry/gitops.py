@@ -26,7 +26,7 @@ from gitml.errors import ConflictError, GitmlError, InvalidInputError, NotFoundE
 from gitml.registry.policy import STAGES_PATH, dump_stages, parse_stages, read_committed
 from gitml.registry.state import ModelVersion, Registry
 from gitml.registry.tags import check_model_name, check_version
-from gitml.report import markdown_table, md_text
+from gitml.report import markdown_table, md_code, md_text
 from gitml.store.git import TREE_MODE, FILE_MODE, make_tree
 
 if TYPE_CHECKING:
@@ -161,7 +161,7 @@ def check(client: Client, *, base: str | None = "main", load: bool = True) -> Ch
         sections.append(_section(client, reg, change, candidate, current))
     head = f"## gitml registry check\n\nChecked under {md_text(reg.policy.source)}.\n\n"
     if not changes:
-        head += f"No stage changes in `{STAGES_PATH}`" + (f" against `{base}`" if base else "") + ".\n"
+        head += f"No stage changes in `{STAGES_PATH}`" + (f" against {md_code(base, table=False)}" if base else "") + ".\n"
     else:
         verdict = "all checks pass" if all(not c.problems for c in changes) else "**problems found**"
         head += f"{len(changes)} stage change(s) in `{STAGES_PATH}`: {verdict}.\n"
@@ -203,10 +203,14 @@ def _check_artifacts(client: Client, reg: Registry, mv: ModelVersion, load: bool
 
 
 def _section(client: Client, reg: Registry, change: Change, new: ModelVersion | None, old: ModelVersion | None) -> str:
-    lines = [f"\n### {change.model}: {change.stage} → {change.version or '(empty)'}\n\n"]
-    lines.append(f"Now: {old.version if old else 'nothing'}; candidate: {new.version if new else change.version or 'none'}.\n\n")
+    def md(value: object) -> str:  # a name, version, tagger or message from a tag or a run: inert Markdown
+        return md_text(value, limit=None, table=False)
+
+    lines = [f"\n### {md(change.model)}: {md(change.stage)} → {md(change.version) if change.version else '(empty)'}\n\n"]
+    candidate = new.version if new else change.version
+    lines.append(f"Now: {md(old.version) if old else 'nothing'}; candidate: {md(candidate) if candidate else 'none'}.\n\n")
     for problem in change.problems:
-        lines.append(f"- ❌ {problem}\n")
+        lines.append(f"- ❌ {md(problem)}\n")
     if change.problems:
         lines.append("\n")
     runs = {}
@@ -221,8 +225,8 @@ def _section(client: Client, reg: Registry, change: Change, new: ModelVersion | 
         signer = str(reg.verification(event)) if event else "?"
         source = runs["candidate"].data.tags.get("mlflow.source.git.commit", "") if "candidate" in runs else ""
         lines.append(
-            f"Lineage: run `{new.run_id}` at commit `{new.commit[:12]}`, source commit `{source[:12] or '?'}`, "
-            f"model `{new.path or '.'}`; registered by {new.registered_by} ({new.tag}: {signer}).\n\n"
+            f"Lineage: run {md_code(new.run_id)} at commit {md_code(new.commit[:12])}, source commit {md_code(source[:12] or '?')}, "
+            f"model {md_code(new.path or '.', table=False)}; registered by {md(new.registered_by)} ({md(new.tag)}: {md(signer)}).\n\n"
         )
     for kind in ("metrics", "params"):
         keys = sorted({k for r in runs.values() for k in getattr(r.data, kind)})
