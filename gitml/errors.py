@@ -23,7 +23,7 @@ one also offers it under its name; the part is named in brackets)::
     ├── MissingExtraError         an optional part (ui, serve) is not installed
     ├── InvalidInputError
     │   ├── ProjectSpecError, ParameterError (projects.spec), UnsupportedFlavorError (pyfunc),
-    │   │   ModelIntegrityError (models.uri), BadInputFileError (models.batch),
+    │   │   ModelIntegrityError (models.uri), BadInputFileError, InputTooLargeError (models.batch),
     │   │   SchemaEnforcementError (models.enforce), InvalidHostError (ui.app)
     ├── NotFoundError
     │   └── EntryPointNotFoundError (projects.spec), VersionNotFoundError (projects.source),
@@ -360,6 +360,10 @@ class BadInputFileError(InvalidInputError):
     """An input file that cannot be read as the table a model takes."""
 
 
+class InputTooLargeError(BadInputFileError):
+    """An input whose table would decode to more cells (or bytes) than allowed."""
+
+
 # raised by gitml.models.enforce
 class SchemaEnforcementError(InvalidInputError):
     """Input or params that do not fit the model's signature."""
@@ -417,5 +421,5 @@ class RequestError(GitmlError):
 __all__ = [
     "GitmlError", "MlflowException", "InvalidInputError", "DeletedRunError", "FilterSyntaxError", "NotFoundError",
     "RunNotFoundError", "ExperimentNotFoundError", "AmbiguousRunError", "ConflictError", "ParamConflictError",
-    "CorruptRecordError", "RepositoryError", "MissingExtraError", "IntegrityError", "ArtifactRemoteError", "ObjectMissingError", "RemoteTimeoutError", "UnconfirmedRemoteError", "UnsupportedRepositoryError", "PackError", "LockHeld", "IndexLockedError", "RemoteError", "IndexFormatError", "JournalWriteError", "ProjectSpecError", "EntryPointNotFoundError", "ParameterError", "ProjectFetchError", "VersionNotFoundError", "ProjectRunFailedError", "ProjectEnvError", "UnsupportedFlavorError", "RegisteredModelNotFoundError", "ModelIntegrityError", "BadInputFileError", "SchemaEnforcementError", "RegisteredModelNotFound", "ModelChangedError", "UntrustedTagError", "SigningError", "PolicyError", "InvalidHostError", "ServerStartError", "RequestError",
+    "CorruptRecordError", "RepositoryError", "MissingExtraError", "IntegrityError", "ArtifactRemoteError", "ObjectMissingError", "RemoteTimeoutError", "UnconfirmedRemoteError", "UnsupportedRepositoryError", "PackError", "LockHeld", "IndexLockedError", "RemoteError", "IndexFormatError", "JournalWriteError", "ProjectSpecError", "EntryPointNotFoundError", "ParameterError", "ProjectFetchError", "VersionNotFoundError", "ProjectRunFailedError", "ProjectEnvError", "UnsupportedFlavorError", "RegisteredModelNotFoundError", "ModelIntegrityError", "BadInputFileError", "InputTooLargeError", "SchemaEnforcementError", "RegisteredModelNotFound", "ModelChangedError", "UntrustedTagError", "SigningError", "PolicyError", "InvalidHostError", "ServerStartError", "RequestError",
 ]
