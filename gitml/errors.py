@@ -23,7 +23,7 @@ one also offers it under its name; the part is named in brackets)::
     ├── MissingExtraError         an optional part (ui, serve) is not installed
     ├── InvalidInputError
     │   ├── ProjectSpecError, ParameterError (projects.spec), UnsupportedFlavorError (pyfunc),
-    │   │   ModelIntegrityError (models.uri), BadInputFileError (models.batch),
+    │   │   ModelIntegrityError (models.uri), BadInputFileError, InputTooLargeError (models.batch),
     │   │   SchemaEnforcementError (models.enforce), InvalidHostError (ui.app),
     │   │   LocalArtifactsError (sync)
     ├── NotFoundError
@@ -366,6 +366,10 @@ class BadInputFileError(InvalidInputError):
     """An input file that cannot be read as the table a model takes."""
 
 
+class InputTooLargeError(BadInputFileError):
+    """An input whose table would decode to more cells (or bytes) than allowed."""
+
+
 # raised by gitml.models.enforce
 class SchemaEnforcementError(InvalidInputError):
     """Input or params that do not fit the model's signature."""
@@ -420,8 +424,53 @@ class RequestError(GitmlError):
         self.status, self.code = status, code
 
 
-__all__ = [
-    "GitmlError", "MlflowException", "InvalidInputError", "DeletedRunError", "FilterSyntaxError", "NotFoundError",
-    "RunNotFoundError", "ExperimentNotFoundError", "AmbiguousRunError", "ConflictError", "ParamConflictError",
-    "CorruptRecordError", "RepositoryError", "MissingExtraError", "IntegrityError", "ArtifactRemoteError", "ObjectMissingError", "RemoteTimeoutError", "UnconfirmedRemoteError", "UnsupportedRepositoryError", "PackError", "LockHeld", "IndexLockedError", "RemoteError", "IndexFormatError", "JournalWriteError", "ProjectSpecError", "EntryPointNotFoundError", "ParameterError", "ProjectFetchError", "VersionNotFoundError", "ProjectRunFailedError", "ProjectEnvError", "UnsupportedFlavorError", "RegisteredModelNotFoundError", "ModelIntegrityError", "BadInputFileError", "SchemaEnforcementError", "RegisteredModelNotFound", "ModelChangedError", "UntrustedTagError", "SigningError", "PolicyError", "InvalidHostError", "LocalArtifactsError", "ServerStartError", "RequestError",
+__all__ = [  # one name a line: parts added at once merge without conflict
+    "GitmlError",
+    "MlflowException",
+    "InvalidInputError",
+    "DeletedRunError",
+    "FilterSyntaxError",
+    "NotFoundError",
+    "RunNotFoundError",
+    "ExperimentNotFoundError",
+    "AmbiguousRunError",
+    "ConflictError",
+    "ParamConflictError",
+    "ArtifactRemoteError",
+    "BadInputFileError",
+    "CorruptRecordError",
+    "EntryPointNotFoundError",
+    "IndexFormatError",
+    "IndexLockedError",
+    "InputTooLargeError",
+    "IntegrityError",
+    "InvalidHostError",
+    "JournalWriteError",
+    "LocalArtifactsError",
+    "LockHeld",
+    "MissingExtraError",
+    "ModelChangedError",
+    "ModelIntegrityError",
+    "ObjectMissingError",
+    "PackError",
+    "ParameterError",
+    "PolicyError",
+    "ProjectEnvError",
+    "ProjectFetchError",
+    "ProjectRunFailedError",
+    "ProjectSpecError",
+    "RegisteredModelNotFound",
+    "RegisteredModelNotFoundError",
+    "RemoteError",
+    "RemoteTimeoutError",
+    "RepositoryError",
+    "RequestError",
+    "SchemaEnforcementError",
+    "ServerStartError",
+    "SigningError",
+    "UnconfirmedRemoteError",
+    "UnsupportedFlavorError",
+    "UnsupportedRepositoryError",
+    "UntrustedTagError",
+    "VersionNotFoundError",
 ]
