@@ -219,6 +219,25 @@ def test_a_stage_list_guards_deregister_and_deprecate_and_the_writer_refuses_the
         assert c.registry.resolve("churn").version == "v3.0.0"
 
 
+def test_an_ignored_tag_with_an_outsized_counter_does_not_block_promotion(team):
+    victim, attacker = team["victim"], team["attacker"]
+    top = "9" * 18  # the greatest counter a tag name holds
+    _attacker_tag(team, f"churn#production#{top}", "churn@v2.0.0")  # unsigned: ignored
+    _push_tags(attacker, f"churn#production#{top}")
+    gitml_cli(victim, "fetch")
+    git(victim, "config", "user.signingkey", team["bot"])
+    with gitml.Client(victim) as c:
+        assert c.registry.assign("churn", "2", "production", sign_tag=True) == ("churn#production#3", True)
+        assert c.registry.resolve("churn", stage="production").version == "v2.0.0"
+    _attacker_tag(team, f"churn#dev#{top}", "churn@v1.0.0")  # a stage the policy leaves open: it counts
+    _push_tags(attacker, f"churn#dev#{top}")
+    gitml_cli(victim, "fetch")
+    with gitml.Client(victim) as c:
+        with pytest.raises(gitml.errors.ConflictError, match="makes no registry tag name"):
+            c.registry.assign("churn", "1", "production", sign_tag=True)  # refused, not written unreadable
+    assert git(victim, "tag", "-l", "churn#production#1000000000000000000") == ""
+
+
 # -- a signed tag counts only under its own name --------------------------------------
 def test_a_trusted_tag_object_re_pointed_under_another_name_is_refused(team, tmp_path):
     victim, attacker = team["victim"], team["attacker"]

@@ -175,9 +175,9 @@ def _say_policy(policy) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def policy_(ctx, accept, ref, as_json):
-    """Which trust policy decides, and from which ref; --accept takes the trusted ref's.
+    """Show the trust policy that decides, and its ref.
 
-    The policy (.gitml/registry.yaml) is read from the trusted ref (the remote's default
+    --accept takes the trusted ref's policy. The policy (.gitml/registry.yaml) is read from the trusted ref (the remote's default
     branch as fetched, else the local default branch), never from the checked-out branch.
     A new policy fetched there decides once this clone accepts it.
     """
