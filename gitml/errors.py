@@ -37,7 +37,7 @@ one also offers it under its name; the part is named in brackets)::
     │       IndexFormatError (store.gitindex), JournalWriteError (tracking.journal)
     ├── IntegrityError, ArtifactRemoteError (artifacts.cas)
     │   └── ObjectMissingError, RemoteTimeoutError, UnconfirmedRemoteError
-    ├── RemoteError (store.remote), SigningError (registry.signing)
+    ├── RemoteError (store.remote), SigningError (registry.signing), TimeBudgetError (tracking.filter)
     ├── ProjectFetchError (projects.source), ProjectRunFailedError (projects.runner),
     │   ProjectEnvError (projects.envs)
     └── ServerStartError (serving.workers), RequestError (serving.app)
@@ -104,6 +104,14 @@ class FilterSyntaxError(InvalidInputError):
         self.position = position
         self.what = what  # "filter" or "order-by clause": the option the user gave
         super().__init__(f"{message} at position {position} in {what} {text!r}")
+
+
+# raised by gitml.tracking.filter
+class TimeBudgetError(GitmlError):
+    """Work stopped at its time budget: a search past its deadline, a lock not free in
+    time (the web UI gives each request one)."""
+
+    error_code = "TEMPORARILY_UNAVAILABLE"
 
 
 class NotFoundError(GitmlError, LookupError):
@@ -421,5 +429,5 @@ class RequestError(GitmlError):
 __all__ = [
     "GitmlError", "MlflowException", "InvalidInputError", "DeletedRunError", "FilterSyntaxError", "NotFoundError",
     "RunNotFoundError", "ExperimentNotFoundError", "AmbiguousRunError", "ConflictError", "ParamConflictError",
-    "CorruptRecordError", "RepositoryError", "MissingExtraError", "IntegrityError", "ArtifactRemoteError", "ObjectMissingError", "RemoteTimeoutError", "UnconfirmedRemoteError", "UnsupportedRepositoryError", "PackError", "LockHeld", "IndexLockedError", "RemoteError", "IndexFormatError", "JournalWriteError", "ProjectSpecError", "EntryPointNotFoundError", "ParameterError", "ProjectFetchError", "VersionNotFoundError", "ProjectRunFailedError", "ProjectEnvError", "UnsupportedFlavorError", "RegisteredModelNotFoundError", "ModelIntegrityError", "BadInputFileError", "InputTooLargeError", "SchemaEnforcementError", "RegisteredModelNotFound", "ModelChangedError", "UntrustedTagError", "SigningError", "PolicyError", "InvalidHostError", "ServerStartError", "RequestError",
+    "CorruptRecordError", "RepositoryError", "MissingExtraError", "IntegrityError", "ArtifactRemoteError", "ObjectMissingError", "RemoteTimeoutError", "UnconfirmedRemoteError", "UnsupportedRepositoryError", "PackError", "LockHeld", "IndexLockedError", "RemoteError", "IndexFormatError", "JournalWriteError", "ProjectSpecError", "EntryPointNotFoundError", "ParameterError", "ProjectFetchError", "VersionNotFoundError", "ProjectRunFailedError", "ProjectEnvError", "UnsupportedFlavorError", "RegisteredModelNotFoundError", "ModelIntegrityError", "BadInputFileError", "InputTooLargeError", "SchemaEnforcementError", "RegisteredModelNotFound", "ModelChangedError", "UntrustedTagError", "SigningError", "PolicyError", "InvalidHostError", "ServerStartError", "RequestError", "TimeBudgetError",
 ]
