@@ -24,7 +24,8 @@ one also offers it under its name; the part is named in brackets)::
     ├── InvalidInputError
     │   ├── ProjectSpecError, ParameterError (projects.spec), UnsupportedFlavorError (pyfunc),
     │   │   ModelIntegrityError (models.uri), BadInputFileError, InputTooLargeError (models.batch),
-    │   │   SchemaEnforcementError (models.enforce), InvalidHostError (ui.app)
+    │   │   SchemaEnforcementError (models.enforce), InvalidHostError (ui.app),
+    │   │   LocalArtifactsError (sync)
     ├── NotFoundError
     │   └── EntryPointNotFoundError (projects.spec), VersionNotFoundError (projects.source),
     │       RegisteredModelNotFoundError (models.uri), RegisteredModelNotFound (registry.state)
@@ -82,6 +83,11 @@ class InvalidInputError(GitmlError, ValueError):
     """Bad input: a hostile or malformed name, key, value or argument."""
 
     error_code = "INVALID_PARAMETER_VALUE"
+
+
+class LocalArtifactsError(InvalidInputError):
+    """A push of runs whose large artifacts are only in this user's default store to a git
+    remote other people reach: they could not load them (``--allow-local-artifacts``)."""
 
 
 class DeletedRunError(InvalidInputError):
@@ -426,8 +432,54 @@ class RequestError(GitmlError):
         self.status, self.code = status, code
 
 
-__all__ = [
-    "GitmlError", "MlflowException", "InvalidInputError", "DeletedRunError", "FilterSyntaxError", "NotFoundError",
-    "RunNotFoundError", "ExperimentNotFoundError", "AmbiguousRunError", "ConflictError", "ParamConflictError",
-    "CorruptRecordError", "RepositoryError", "MissingExtraError", "IntegrityError", "ArtifactRemoteError", "ObjectMissingError", "RemoteTimeoutError", "UnconfirmedRemoteError", "UnsupportedRepositoryError", "PackError", "LockHeld", "IndexLockedError", "RemoteError", "IndexFormatError", "JournalWriteError", "ProjectSpecError", "EntryPointNotFoundError", "ParameterError", "ProjectFetchError", "VersionNotFoundError", "ProjectRunFailedError", "ProjectEnvError", "UnsupportedFlavorError", "RegisteredModelNotFoundError", "ModelIntegrityError", "BadInputFileError", "InputTooLargeError", "SchemaEnforcementError", "RegisteredModelNotFound", "ModelChangedError", "UntrustedTagError", "SigningError", "PolicyError", "InvalidHostError", "ServerStartError", "RequestError", "TimeBudgetError",
+__all__ = [  # one name a line: parts added at once merge without conflict
+    "GitmlError",
+    "MlflowException",
+    "InvalidInputError",
+    "DeletedRunError",
+    "FilterSyntaxError",
+    "NotFoundError",
+    "RunNotFoundError",
+    "ExperimentNotFoundError",
+    "AmbiguousRunError",
+    "ConflictError",
+    "ParamConflictError",
+    "ArtifactRemoteError",
+    "BadInputFileError",
+    "CorruptRecordError",
+    "EntryPointNotFoundError",
+    "IndexFormatError",
+    "IndexLockedError",
+    "InputTooLargeError",
+    "IntegrityError",
+    "InvalidHostError",
+    "JournalWriteError",
+    "LocalArtifactsError",
+    "LockHeld",
+    "MissingExtraError",
+    "ModelChangedError",
+    "ModelIntegrityError",
+    "ObjectMissingError",
+    "PackError",
+    "ParameterError",
+    "PolicyError",
+    "ProjectEnvError",
+    "ProjectFetchError",
+    "ProjectRunFailedError",
+    "ProjectSpecError",
+    "RegisteredModelNotFound",
+    "RegisteredModelNotFoundError",
+    "RemoteError",
+    "RemoteTimeoutError",
+    "RepositoryError",
+    "RequestError",
+    "SchemaEnforcementError",
+    "ServerStartError",
+    "SigningError",
+    "TimeBudgetError",
+    "UnconfirmedRemoteError",
+    "UnsupportedFlavorError",
+    "UnsupportedRepositoryError",
+    "UntrustedTagError",
+    "VersionNotFoundError",
 ]

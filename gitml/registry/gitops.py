@@ -110,12 +110,10 @@ def _with_file(store, tree_sha: bytes, parts: list[str], blob: bytes, out: list)
     return tree.id
 
 
-def _changes(client: Client, base: str | None) -> list[Change]:
-    reg = client.registry
+def _changes(client: Client, reg: Registry, base: str | None, base_commit: bytes | None) -> list[Change]:
     head, _ = _head(client)
-    base_commit = client.registry.resolve_commit(base) if base else None
     new, old = desired_at(client, head), desired_at(client, base_commit)
-    models = reg.models()
+    models = reg.models(report=True)
     changes = []
     for model, stages in sorted(new.items()):
         for stage, version in sorted(stages.items()):
@@ -130,9 +128,18 @@ def check(client: Client, *, base: str | None = "main", load: bool = True) -> Ch
     """Validate every stage the desired-state file changes against ``base`` (None: every
     stage it lists): the version exists and is live, its run's artifacts are reachable and
     match their hashes, the model loads, the policy allows the stage. The report shows
-    the candidate beside the version the stage holds now."""
+    the candidate beside the version the stage holds now.
+
+    Everything is read under the policy committed on ``base`` (the branch the pull
+    request merges into), never the pull request's own: a candidate is loaded only when
+    its registration counts under that policy and, when the stage (or the policy) asks
+    for signatures, is signed by a trusted key; otherwise it is downloaded and its hashes
+    checked, never unpickled, and the change fails."""
     reg = client.registry
-    changes = _changes(client, base)
+    base_commit = reg.resolve_commit(base) if base else None
+    if base_commit is not None:
+        reg = reg.under_policy(base_commit, str(base))
+    changes = _changes(client, reg, base, base_commit)
     sections = []
     for change in changes:
         candidate = None
@@ -144,18 +151,36 @@ def check(client: Client, *, base: str | None = "main", load: bool = True) -> Ch
             try:
                 candidate = reg.resolve(change.model, change.version)
                 reg.locate(change.model, candidate.version)
-                _check_artifacts(client, reg, candidate, load, change.problems)
+                refusal = _unverified(reg, candidate, change.stage)
+                if refusal is not None:
+                    change.problems.append(refusal)
+                _check_artifacts(client, reg, candidate, load and refusal is None, change.problems)
             except GitmlError as e:
                 change.problems.append(str(e))
         current = reg.resolve(change.model, change.current) if change.current else None
         sections.append(_section(client, reg, change, candidate, current))
-    head = "## gitml registry check\n\n"
+    head = f"## gitml registry check\n\nChecked under {md_text(reg.policy.source)}.\n\n"
     if not changes:
         head += f"No stage changes in `{STAGES_PATH}`" + (f" against {md_code(base, table=False)}" if base else "") + ".\n"
     else:
         verdict = "all checks pass" if all(not c.problems for c in changes) else "**problems found**"
         head += f"{len(changes)} stage change(s) in `{STAGES_PATH}`: {verdict}.\n"
     return CheckResult(changes, head + "".join(sections))
+
+
+def _unverified(reg: Registry, mv: ModelVersion, stage: str) -> str | None:
+    """Why the candidate's chain does not verify under the policy for ``stage`` (so it
+    is not loaded), None when it does."""
+    policy = reg.policy
+    if not (policy.requires_signature(stage) or policy.guards(mv.event.tag)):
+        return None
+    why = reg.rejection(mv.event, deep=True)
+    status = reg.verification(mv.event)
+    if why is None and status.trusted:
+        return None
+    return (f"{mv.model} {mv.version}: not loaded: its registration tag {mv.tag} is {why or status}, and stage "
+            f"{stage!r} requires tags signed by a trusted key under {policy.source} "
+            "(sign the registration: gitml registry register --sign)")
 
 
 def _check_artifacts(client: Client, reg: Registry, mv: ModelVersion, load: bool, problems: list[str]) -> None:
