@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -219,6 +220,25 @@ def test_a_stage_list_guards_deregister_and_deprecate_and_the_writer_refuses_the
         assert c.registry.resolve("churn").version == "v3.0.0"
 
 
+def test_an_ignored_tag_with_an_outsized_counter_does_not_block_promotion(team):
+    victim, attacker = team["victim"], team["attacker"]
+    top = "9" * 18  # the greatest counter a tag name holds
+    _attacker_tag(team, f"churn#production#{top}", "churn@v2.0.0")  # unsigned: ignored
+    _push_tags(attacker, f"churn#production#{top}")
+    gitml_cli(victim, "fetch")
+    git(victim, "config", "user.signingkey", team["bot"])
+    with gitml.Client(victim) as c:
+        assert c.registry.assign("churn", "2", "production", sign_tag=True) == ("churn#production#3", True)
+        assert c.registry.resolve("churn", stage="production").version == "v2.0.0"
+    _attacker_tag(team, f"churn#dev#{top}", "churn@v1.0.0")  # a stage the policy leaves open: it counts
+    _push_tags(attacker, f"churn#dev#{top}")
+    gitml_cli(victim, "fetch")
+    with gitml.Client(victim) as c:
+        with pytest.raises(gitml.errors.ConflictError, match="makes no registry tag name"):
+            c.registry.assign("churn", "1", "production", sign_tag=True)  # refused, not written unreadable
+    assert git(victim, "tag", "-l", "churn#production#1000000000000000000") == ""
+
+
 # -- a signed tag counts only under its own name --------------------------------------
 def test_a_trusted_tag_object_re_pointed_under_another_name_is_refused(team, tmp_path):
     victim, attacker = team["victim"], team["attacker"]
@@ -313,3 +333,76 @@ def test_a_clone_without_a_remote_reads_its_default_branch_and_says_so(repo, gnu
             c.registry.assign("churn", "1", "production")
     assert isinstance(c.registry, Registry)
     assert not os.path.exists(repo / ".git" / "gitml" / "registry-policy.yaml")  # a local branch needs no acceptance
+
+
+# -- the same with SSH signatures, and what the UI shows ------------------------------
+def _ssh_key(tmp_path, name: str) -> tuple[Path, str]:
+    key = tmp_path / f"id_{name}"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
+    return key, f'{name}@example.com namespaces="git" {(tmp_path / f"id_{name}.pub").read_text().strip()}\n'
+
+
+def test_ssh_a_branch_that_adds_its_own_signer_and_a_re_pointed_tag_are_ignored_in_the_ui(repo, tmp_path):
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from gitml.ui import allowed_hosts
+    from gitml.ui.app import make_app
+
+    bot, bot_line = _ssh_key(tmp_path, "bot")
+    mallory, mallory_line = _ssh_key(tmp_path, "mallory")
+    _commit_policy(repo, "require_signature: [production]\nallowed_signers: .gitml/allowed_signers\n",
+                   {".gitml/allowed_signers": bot_line})
+    git(repo, "config", "gpg.format", "ssh")
+    git(repo, "config", "user.signingkey", str(bot))
+    with _client(repo) as c:
+        r1, r2 = _run(c, 1), _run(c, 2)
+        c.registry.register("churn", r1)
+        c.registry.register("churn", r2)
+        c.registry.assign("churn", "1", "production", sign_tag=True)
+        c.registry.assign("churn", "2", "staging", sign_tag=True)
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    git(repo, "push", "-q", "origin", "main")
+    gitml_cli(repo, "push")
+    attacker, victim = tmp_path / "attacker", tmp_path / "victim"
+    for clone in (attacker, victim):
+        git(tmp_path, "clone", "-q", str(origin), str(clone))
+        gitml_cli(clone, "fetch")
+    # the attacker's branch trusts the attacker's key; their promotion is signed by it
+    git(attacker, "checkout", "-q", "-b", "evil")
+    _commit_policy(attacker, "require_signature: [production]\nallowed_signers: .gitml/allowed_signers\n",
+                   {".gitml/allowed_signers": bot_line + mallory_line})
+    git(attacker, "config", "gpg.format", "ssh")
+    git(attacker, "config", "user.signingkey", str(mallory))
+    git(attacker, "tag", "-s", "-m", "promote", "churn#production#3", _commit(attacker, "churn@v2.0.0"))
+    git(attacker, "update-ref", "refs/tags/churn#production#4", git(attacker, "rev-parse", "churn#staging#2").strip())
+    git(attacker, "push", "-q", "origin", "evil")
+    _push_tags(attacker, "churn#production#3", "churn#production#4")
+    git(victim, "fetch", "-q", "origin")
+    gitml_cli(victim, "fetch")
+    git(victim, "checkout", "-q", "-b", "evil", "origin/evil")
+    with gitml.Client(victim) as c:
+        state = c.registry.model("churn")
+        assert state.stages["production"] == "v1.0.0"
+        assert "does not trust" in state.ignored["churn#production#3"]
+        assert "holds the tag object named 'churn#staging#2'" in state.ignored["churn#production#4"]
+        web = TestClient(make_app(c, allowed_hosts=allowed_hosts("127.0.0.1")), base_url="http://127.0.0.1")
+        page = web.get("/models/churn").text
+        assert "Decided under the policy of origin/main at" in page
+        assert "v1.0.0" in page[page.index('data-stage="production"'):]
+        row = page[page.index("<td class=\"mono\">churn#production#4</td>"):]
+        row = row[:row.index("</tr>")]
+        assert "(ignored: ref refs/tags/churn#production#4 holds the tag object named" in row.replace("&#39;", "'")
+        assert "Decided under the policy of origin/main" in web.get("/models").text
+    # main's allowed signers gain Mallory's key: it decides once the victim accepts it
+    _commit_policy(repo, "require_signature: [production]\nallowed_signers: .gitml/allowed_signers\n",
+                   {".gitml/allowed_signers": bot_line + mallory_line})
+    git(repo, "push", "-q", "origin", "main")
+    git(victim, "fetch", "-q", "origin")
+    with gitml.Client(victim) as c:
+        assert "has another policy" in c.registry.policy.pending
+        assert c.registry.resolve("churn", stage="production").version == "v1.0.0"
+        c.registry.accept_policy()
+        assert c.registry.resolve("churn", stage="production").version == "v2.0.0"  # #3, by Mallory, now trusted

@@ -39,7 +39,10 @@ def push(ctx, remote, experiments, runs, all_, force, allow_local_artifacts):
     REMOTE is a configured remote's name, a URL (ssh, git, http(s), file) or a path.
     """
     from gitml import sync
+    from gitml.cli.hooks import warn_stale_hooks
     from gitml.store.remote import NON_FAST_FORWARD
+
+    warn_stale_hooks(ctx)
 
     if all_ and (experiments or runs):
         raise click.UsageError("--all pushes everything: give it without --experiment or --run")
@@ -87,6 +90,9 @@ def push(ctx, remote, experiments, runs, all_, force, allow_local_artifacts):
 
 def _fetch(ctx, remote, artifacts: bool, force: bool) -> None:
     from gitml import sync
+    from gitml.cli.hooks import warn_stale_hooks
+
+    warn_stale_hooks(ctx)
 
     with open_client(ctx) as c:
         outcome = sync.fetch(c, remote, artifacts=artifacts, force=force, progress=_progress("downloading"))

@@ -411,6 +411,11 @@ class Registry:
                     f"tag {event.tag.name} names {event.info.get('version')} at {event.info.get('path')!r}, "
                     f"but {mv.tag} registers {mv.path!r}: refusing to load"
                 )
+            if event is not None and event.info.get("run_id") not in (None, mv.run_id):  # the signed tag names the run
+                raise ModelChangedError(
+                    f"tag {event.tag.name} names run {event.info.get('run_id')}, but {mv.tag} registers run {mv.run_id}: "
+                    "refusing to load"
+                )
         record, head = self.tracker.record(mv.run_id)  # the run as committed now (this process's writes included)
         if not self.descends(head, mv.commit.encode()):
             raise ModelChangedError(
@@ -584,12 +589,20 @@ class Registry:
         return self._write_counted(tag, target.commit.encode(), {"model": name}, sign_tag=sign_tag)
 
     def _counted(self, action: Action, name: str, **kw) -> RegistryTag:
-        counter = max((t.counter or 0 for t in self.tag_refs(name)), default=0)
+        """The next event's tag: one more than the greatest counter among the model's tags
+        that count (a hostile tag the policy ignores cannot push the counter out of range)."""
+        ignored = self.model(name, report=True).ignored
+        counter = max((t.counter or 0 for t in self.tag_refs(name) if t.name not in ignored), default=0)
         return RegistryTag(action, name, counter=counter + 1, **kw)
 
     def _write_counted(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None) -> str:
         """Write a counted tag; when another writer took its ``N`` first, take the next one."""
         for _ in range(50):
+            if parse_tag(tag.name) != tag:  # a hostile tag took the counter past what a tag name holds
+                raise ConflictError(
+                    f"registered model {tag.model!r}: the next counter {tag.counter} makes no registry tag name; "
+                    "a tag with an outsized counter is among its tags (gitml registry history)"
+                )
             if self._write_tag(tag, commit, info, sign_tag=sign_tag, exist_ok=True):
                 return tag.name
             tag = RegistryTag(tag.action, tag.model, tag.version, tag.stage, (tag.counter or 0) + 1)
