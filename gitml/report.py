@@ -34,6 +34,7 @@ CELL_MAX = 80
 MAX_CHARTS = 12
 _LOWER_IS_BETTER = re.compile(r"loss|err|rmse|mse|mae|mape|perplexity|latency|time|duration|cost|regret", re.I)
 _PLAIN = re.compile(r"(?:[A-Za-z0-9 /…-]|(?<=[0-9])\.(?=[0-9]))+")  # inert as Markdown text, on GitHub and GitLab
+_ISSUE_REF = re.compile(r"\bgh-[0-9]", re.I)  # GitHub links GH-123 to an issue
 # control characters and the bidirectional overrides that make text read other than it is
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -177,7 +178,7 @@ def _number(value: object) -> float | None:
 def md_text(value: object, *, limit: int | None = CELL_MAX, table: bool = True) -> str:
     """``value`` as inert Markdown: a number as it reads; text of letters, digits, spaces,
     ``-``, ``/`` and dots between digits as it is (nothing there can start a link, an
-    emphasis or a mention); any other text as a code span, inside which GitHub and GitLab
+    emphasis or a mention, but ``GH-1``); any other text as a code span, inside which GitHub and GitLab
     make no link, image, autolink (``https://…``, ``www.``), @mention or HTML. One line,
     at most ``limit`` characters; ``table``: a ``|`` is escaped (a table cell ends there
     even inside code). Values from runs and tags (names, params, taggers, messages) go
@@ -189,7 +190,7 @@ def md_text(value: object, *, limit: int | None = CELL_MAX, table: bool = True) 
     text = _UNPRINTABLE.sub("\ufffd", " ".join(str(value).split()))
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
-    return text if _PLAIN.fullmatch(text) or not text else md_code(text, table=table)
+    return text if not text or _PLAIN.fullmatch(text) and not _ISSUE_REF.search(text) else md_code(text, table=table)
 
 
 def md_code(text: str, *, table: bool = True) -> str:

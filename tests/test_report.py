@@ -46,6 +46,7 @@ HOSTILE = [
     "[click](https://evil.example) @octocat www.evil.example https://evil.example/a",
     "<img src=x onerror=alert(1)> ``tick`` \\| `",
     "mallory@evil.example #1 \u202eevil\u202c <https://evil.example>",
+    "fixes GH-1",
 ]
 
 
