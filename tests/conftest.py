@@ -93,3 +93,22 @@ def run_python(code: str, cwd, env=None, check=True) -> subprocess.CompletedProc
     if check and result.returncode != 0:
         raise AssertionError(f"python failed ({result.returncode}): {result.stderr}")
     return result
+
+
+@pytest.fixture(scope="session")
+def installed_python(tmp_path_factory) -> str:
+    """A Python with this checkout's gitml *installed*: a virtualenv over this Python's
+    packages whose site-packages names this checkout in a ``.pth`` file. Hooks and CI
+    scripts run gitml in isolated mode (``python -I``, which ignores PYTHONPATH), so through
+    this Python they run the code under test, not whatever gitml the machine has installed."""
+    venv = tmp_path_factory.mktemp("installed") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    site = subprocess.run([python, "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    with open(os.path.join(site, "gitml-under-test.pth"), "w") as f:
+        f.write(ROOT + "\n")
+    found = subprocess.run([python, "-I", "-c", "import gitml; print(gitml.__file__)"], cwd="/", check=True,
+                           capture_output=True, text=True).stdout.strip()
+    assert found == os.path.join(ROOT, "gitml", "__init__.py"), found
+    return python

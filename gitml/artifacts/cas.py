@@ -533,7 +533,8 @@ class ContentStore:
 
                     got = _read_bounded(src, size, keep)
             except FileNotFoundError:
-                raise ObjectMissingError(f"{what}: object {sha256} is not in the artifact remote {self.remote_url}") from None
+                raise ObjectMissingError(f"{what}: object {sha256} is not in the artifact remote {self.remote_url}"
+                                         + _missing_hint(self.remote_url)) from None
             except IntegrityError as e:  # a link or special file in a folder remote
                 raise IntegrityError(f"{what}: {e}") from None
             except Exception as e:
@@ -718,3 +719,14 @@ def _open_remote(url: str, options: dict, timeout: float = DEFAULT_TIMEOUT):
     if protocol in ("s3", "s3a") and isinstance(getattr(fs, "retries", None), int):
         fs.retries = min(fs.retries, 2)  # s3fs's own retries, each over botocore's
     return fs, root.rstrip("/")
+
+
+def _missing_hint(remote_url: str) -> str:
+    """What to do about an object missing from this user's default store: it was most likely logged
+    by a teammate whose artifacts stayed in their own default store."""
+    from gitml.artifacts.config import default_remote
+
+    if os.path.abspath(remote_url) != os.path.abspath(default_remote()):
+        return ""
+    return ("; that is this user's default store: whoever logged the run must share an artifact remote "
+            "(gitml config --committed artifacts.remote URL) and push again, and you set the same one")

@@ -378,6 +378,7 @@ class _Parser:
         self.schema = schema
         self.tokens = _tokenize(text)
         self.i = 0
+        self.fields: list[_Field] = []  # every field named, in order
 
     def peek(self) -> _Token:
         return self.tokens[self.i]
@@ -423,6 +424,11 @@ class _Parser:
         return predicate
 
     def identifier(self) -> _Field:
+        field = self._identifier()
+        self.fields.append(field)
+        return field
+
+    def _identifier(self) -> _Field:
         schema = self.schema
         token = self.next()
         if token.kind == "eof":
@@ -624,6 +630,21 @@ def compile_filter(text: str | None, schema: Schema = RUNS) -> Predicate:
     return predicate
 
 
+def filter_fields(text: str | None, schema: Schema = RUNS) -> list[tuple[str, str]]:
+    """``(section, key)`` of every field a filter names, in order (``attributes`` for run
+    attributes). Raises FilterSyntaxError.
+
+    >>> filter_fields("metrics.acc > 0.9 OR params.model = 'cnn'")
+    [('metrics', 'acc'), ('params', 'model')]
+    """
+    if text is None or not text.strip():
+        return []
+    parser = _Parser(text, schema)
+    parser.expr()
+    parser.expect_end()
+    return [(field.section, field.key) for field in parser.fields]
+
+
 # --- order by ---------------------------------------------------------------
 
 
@@ -636,6 +657,14 @@ def parse_order_by(clauses: Sequence[str] | None, schema: Schema = RUNS) -> list
     Raises FilterSyntaxError, whose ``text`` is the offending clause (a field
     named twice is refused, as MLflow refuses it).
     """
+    try:
+        return _order_keys(clauses, schema)
+    except FilterSyntaxError as e:  # said as the order-by clause it is, not as a filter
+        raise FilterSyntaxError(e.reason.replace("end of filter", "end of clause"), e.text, e.position,
+                                what="order-by clause") from None
+
+
+def _order_keys(clauses: Sequence[str] | None, schema: Schema) -> list[OrderKey]:
     keys: list[OrderKey] = []
     seen: set[tuple[str, str]] = set()
     for clause in clauses or ():
