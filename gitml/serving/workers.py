@@ -207,7 +207,14 @@ def run_workers(app, sock: socket.socket, workers: int, limits: Limits = Limits(
     """Serve ``app`` on ``sock`` until SIGINT or SIGTERM: in this process when
     ``workers`` is 1, else in that many forked worker processes."""
     if workers <= 1:
-        _run_uvicorn(app, sock, limits)
+        # uvicorn shuts down on SIGTERM, then raises the signal again under the handler it found:
+        # with the default one the process would die there, skipping the cleanups (the temporary
+        # folder of a model downloaded from a run); this one ends it as an exit does
+        previous_term = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            _run_uvicorn(app, sock, limits)
+        finally:
+            signal.signal(signal.SIGTERM, previous_term)
         return
     children: dict[int, float] = {}  # pid -> start time
     stopping = False
@@ -260,6 +267,10 @@ def run_workers(app, sock: socket.socket, workers: int, limits: Limits = Limits(
         for s, handler in previous.items():
             signal.signal(s, handler)
         sock.close()
+
+
+def _exit_on_sigterm(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _describe(status: int) -> str:
