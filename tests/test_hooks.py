@@ -8,7 +8,7 @@ import sys
 from click.testing import CliRunner
 
 import gitml
-from gitml.cli.hooks import HOOKS, PRE_PUSH, pre_push_hook
+from gitml.cli.hooks import HOOKS, PRE_PUSH, hook_text, pre_push_hook
 from gitml.cli.main import cli
 from tests.conftest import ROOT, git
 
@@ -219,3 +219,24 @@ def test_code_committed_in_the_work_tree_never_runs_as_gitml(repo, tmp_path, mon
     marker.unlink()
     subprocess.run([installed_python, "-m", "gitml", "--help"], cwd=victim, env=env, capture_output=True)
     assert marker.read_text() == "package"
+
+
+def test_hooks_of_an_earlier_gitml_are_named_until_installed_again(repo, tmp_path, monkeypatch):
+    """A hook written before isolation (``python -m gitml``) runs committed code as gitml:
+    push and fetch say so, once per such hook, until ``gitml hooks install`` rewrites it."""
+    origin = _remote_with_runs(repo, tmp_path, monkeypatch)
+    with gitml.start_run():
+        pass
+    gitml.flush()
+    hooks = repo / ".git" / "hooks"
+    hooks.mkdir(exist_ok=True)
+    for name in ("pre-push", "post-merge"):
+        (hooks / name).write_text(hook_text(name, sys.executable).replace(" -I -m gitml", " -m gitml"))
+    for command in ("push", "fetch"):
+        result = CliRunner().invoke(cli, ["-C", str(repo), command, str(origin)])
+        assert result.exit_code == 0, result.output
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 2 and "gitml hooks install --hook post-merge" in warnings[1], result.stderr
+    _install(repo, "install", "--hook", "pre-push", "--hook", "post-merge")
+    result = CliRunner().invoke(cli, ["-C", str(repo), "push", str(origin)])
+    assert result.exit_code == 0 and "earlier gitml" not in result.stderr

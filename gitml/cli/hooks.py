@@ -220,6 +220,21 @@ def _hooks_folder(ctx) -> str:
         return os.path.join(store.workdir or store.commondir, configured)
 
 
+def warn_stale_hooks(ctx) -> None:
+    """Warn about gitml hooks an earlier gitml installed: they run ``python -m gitml`` in the
+    work tree, where a committed ``gitml/`` stands in for gitml (``gitml hooks install`` again)."""
+    try:
+        folder = _hooks_folder(ctx)
+    except Exception:  # noqa: BLE001 - not a repository: the command says so itself
+        return
+    for name in HOOKS:
+        path = hook_path(folder, name)
+        text = _read(path)
+        if text is not None and is_gitml_hook(text) and "-I -m gitml" not in text:
+            click.secho(f"warning: {path} is from an earlier gitml and can run code committed in the work tree "
+                        f"as gitml: run `gitml hooks install --hook {name}` again", fg="yellow", err=True)
+
+
 _HOOK_OPTION = click.option(
     "--hook", "names", multiple=True, type=click.Choice(sorted(HOOKS)),
     help="A hook to act on (repeatable; default: pre-push). post-merge and post-checkout fetch runs after a pull or a switch.",

@@ -724,9 +724,11 @@ def search_table(
     view: int = 1,
     max_results: int | None = None,
     order_by: list[str] | None = None,
+    deadline: float | None = None,
 ) -> tuple[RunTable, list[int]]:
     """The runs matching a filter, ordered, at most ``max_results``: a table of the runs
-    and the positions of the matches in it, in order. Call inside ``tracker.index.reading()``."""
+    and the positions of the matches in it, in order. Call inside ``tracker.index.reading()``.
+    ``deadline``: a ``time.monotonic()`` value past which filtering stops (TimeBudgetError)."""
     if max_results is not None and max_results < 0:
         raise InvalidInputError(f"max_results must be >= 0, not {max_results}")
     from gitml.tracking.entities import ViewType
@@ -743,7 +745,7 @@ def search_table(
         return table, list(memo[1])
     stages = table.column("attributes", "lifecycle_stage")
     shown = {stage for stage in set(stages) if ViewType.matches(view, stage)}
-    mask = map(operator.and_, filter_mask(predicate, table), map(shown.__contains__, stages))
+    mask = map(operator.and_, filter_mask(predicate, table, deadline), map(shown.__contains__, stages))
     matched = list(itertools.compress(range(len(table)), mask))
     matched = sort_rows(matched, order, getter=lambda section, key: _run_getter(table, section, key), limit=max_results)
     matched = matched[:max_results] if max_results is not None else matched
