@@ -166,6 +166,27 @@ def test_a_failing_command_ends_the_run_failed(repo, client, project_env, monkey
     assert submitted.wait() is False and submitted.get_status() == "FAILED"
 
 
+def test_a_script_asking_for_another_experiment_is_told_to_say_so_on_the_command_line(repo, client, project_env):
+    """As MLflow: the run `gitml run` made is in the experiment the command chose; a script that
+    sets another never lands silently in Default, and naming it with --experiment works."""
+    _write_project(repo / "proj")
+    (repo / "proj" / "train.py").write_text("import gitml\n"
+                                            "gitml.set_experiment('mine')\n"
+                                            "with gitml.start_run():\n"
+                                            "    gitml.log_metric('loss', 0.5)\n")
+    git(repo, "add", "proj")
+    git(repo, "commit", "-qm", "project")
+    failed = _cli(repo, "run", "proj", "-P", "note=n", "--env-manager", "local")
+    assert failed.returncode == 1
+    assert ("but this script asks for experiment 'mine': choose it on the command line "
+            "(gitml run --experiment 'mine' ...)") in failed.stderr
+    assert [r.data.metrics for r in client.search_runs(["0"])] == [{}]  # nothing logged into Default
+    ok = _cli(repo, "run", "proj", "-P", "note=n", "--env-manager", "local", "--experiment", "mine")
+    assert ok.returncode == 0, ok.stderr
+    mine = client.get_experiment_by_name("mine").experiment_id
+    assert [(r.info.status, r.data.metrics) for r in client.search_runs([mine])] == [("FINISHED", {"loss": 0.5})]
+
+
 # -- a git URL at a version -----------------------------------------------------
 @pytest.mark.parametrize("form", ["file", "path"])
 def test_git_url_at_a_tag_is_recorded_with_that_commit_as_parent(repo, client, project_env, upstream, form):
