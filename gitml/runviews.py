@@ -260,7 +260,7 @@ class RunViews:
             return io.BytesIO(inline)
         content = self.artifacts.content
         what = f"run {run_id} artifact {path!r}"
-        local = content.ensure_local(entry["sha256"], what=what)
+        local = content.ensure_local(entry["sha256"], what=what, size=entry["size"])
         if not content.verify_local(entry["sha256"]):
-            content.read_bytes(entry["sha256"], what=what)  # drops the bad copy, fetches again or raises
+            content.read_bytes(entry["sha256"], what=what, size=entry["size"])  # drops the bad copy, fetches again or raises
         return open(local, "rb")
