@@ -116,6 +116,11 @@ def test_a_branch_that_drops_the_policy_changes_nothing_for_the_victim(team):
     out = gitml_cli(victim, "registry", "verify", code=1)
     assert "churn#production#3: not signed; stage 'production' requires a tag signed by a trusted key" in out
     assert "under the policy of origin/main at" in out
+    assert "note: the checked-out branch evil has another .gitml/registry.yaml: it decides nothing" in out
+    with gitml.Client(victim) as c:
+        from gitml.ui import registry as ui_registry
+
+        assert any("branch evil" in note for note in ui_registry.models(c)["policy_notes"])
 
 
 def test_a_policy_change_on_the_trusted_ref_waits_for_the_clone_to_accept_it(team):
@@ -133,7 +138,7 @@ def test_a_policy_change_on_the_trusted_ref_waits_for_the_clone_to_accept_it(tea
         assert "has another policy, not accepted by this clone" in policy.pending
         assert c.registry.resolve("churn", stage="production").version == "v1.0.0"
     out = gitml_cli(victim, "registry", "policy")
-    assert "pending:" in out and "--accept" in out
+    assert "note: origin/main at" in out and "--accept" in out
     assert "accepted: the policy of origin/main at" in gitml_cli(victim, "registry", "policy", "--accept")
     with gitml.Client(victim) as c:
         assert c.registry.policy.pending == ""

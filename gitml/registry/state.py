@@ -139,6 +139,19 @@ class Registry:
         self._policy, self._verified = None, {}
         return self.policy
 
+    def policy_notes(self) -> list[str]:
+        """What a reader should know about the deciding policy: a newer one waiting to be
+        accepted, a checked-out branch whose own policy decides nothing."""
+        from gitml.registry import trust
+
+        policy = self.policy
+        notes = [policy.pending] if policy.pending else []
+        if self._policy_commit is None:
+            note = trust.head_note(self.store, policy)
+            if note:
+                notes.append(note)
+        return notes
+
     def refresh_policy(self) -> bool:
         """Read the policy again if the trusted ref moved or this clone accepted another
         (a long-lived reader, the UI server); the signature checks made under the old
