@@ -42,7 +42,8 @@ def serve(ctx, model_uri, host, port, workers, max_body_mb, allowed_hosts, head_
 
         fluent.set_tracking_uri(repo)
     if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
-        click.secho(f"gitml serve: listening on {host}: anyone who can reach it can query the model", fg="yellow", err=True)
+        click.secho(f"gitml serve: listening on {host}: anyone who can reach it can query the model "
+                    "(by an IP address, localhost or an --allow-host name)", fg="yellow", err=True)
 
     def ready(url: str) -> None:
         click.echo(f"gitml serve: {model_uri} on {url} with {workers} worker{'s' if workers > 1 else ''} (Ctrl-C stops it)", err=True)

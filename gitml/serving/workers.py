@@ -197,7 +197,7 @@ def _run_uvicorn(app, sock: socket.socket, limits: Limits) -> None:
     except ImportError:
         loop = "asyncio"
     config = uvicorn.Config(
-        app, loop=loop, http=_protocol_class(limits), lifespan="off", access_log=False, log_level="warning",
+        app, loop=loop, http=_protocol_class(limits), ws="none", lifespan="off", access_log=False, log_level="warning",
         server_header=False, timeout_keep_alive=5, backlog=2048,
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -58,6 +58,7 @@ from gitml.tracking.entities import (
 from gitml.tracking.committer import Committer, wait_for_repository
 from gitml.tracking.experiments import ExperimentRegistry
 from gitml.tracking.columns import ATTRIBUTES, SECTIONS, RunTable
+from gitml.tracking import index as run_index
 from gitml.tracking.index import RunIndex
 from gitml.tracking.record import RunRecord
 from gitml.tracking.writer import RunWriter, journal_trailers
@@ -70,6 +71,7 @@ DEFAULT_FLUSH_INTERVAL = 5.0
 JOURNAL_ROTATE_BYTES = 64 << 20  # a long-lived process starts a new journal past this
 SEARCHES_KEPT = 16  # searches of one table remembered (its matches, its DataFrame): a repeated one is free
 PACK_REFS_AFTER = 1024  # loose run refs before the committer packs them (a search looks at each loose one)
+FRESH_RUNS_SEGMENT = 1024  # runs a process makes before it writes their columns into the search index's snapshot
 PACK_CHECK_EVERY = 256  # runs ended in a process between its counts of the loose run refs (and at its first)
 RESERVED_TAG_PREFIX = "gitml."
 URL_TAGS = frozenset({"mlflow.source.git.repoURL", "mlflow.gitRepoURL", "mlflow.source.name"})  # recorded without credentials
@@ -249,6 +251,7 @@ class Tracker:
         )
         self._ended_since_pack = 0
         self._pack_check = 1  # runs to end before the loose run refs are counted: at the first
+        self._long = False  # whether this process wrote its runs' columns while it ran (see _leave_settled)
         self._valid_refs: set[bytes] = set()  # run refs already checked by parse_run_ref
         self._refs_of_experiments: tuple[tuple, list, dict[bytes, bytes]] | None = None  # ids, listings, refs
         self.searches: dict[tuple, tuple] = {}  # a search's arguments -> (table, matches, its frame or None)
@@ -263,7 +266,21 @@ class Tracker:
         if self.journal is not None:
             self.journal.close(remove=not self.committer.failed)
             self.journal = None
+        if not self.committer.failed and (self._long or self.index.fresh() >= run_index.SNAPSHOT_SLACK):
+            self._leave_settled()
         self.index.close()
+
+    def _leave_settled(self) -> None:
+        """At the end of a process that made many runs: pack their loose refs and write
+        their columns with a stamp of the refs, so that the next command lists nothing and
+        reads no row (after a sweep of 50,000 runs the first search took 16 s)."""
+        try:
+            self.pack_refs(1)
+            with self.index.reading():
+                refs, digest, loose = self.store.listing_and_state(RUNS_PREFIX, RUN_REF_NAMES)
+                self.index.table(refs, self._load_row, (digest, loose))
+        except (OSError, RuntimeError, GitmlError) as e:  # a cache and housekeeping: the next command does it
+            log.warning("gitml: could not leave the search index settled: %s", e)
 
     # -- runs: creating and writing -------------------------------------
     def create_run(
@@ -582,6 +599,8 @@ class Tracker:
                 self.pack_refs(PACK_REFS_AFTER)
             except (OSError, RuntimeError, GitmlError) as e:
                 log.warning("gitml: could not pack run refs: %s", e)
+        if self.index.fresh() >= FRESH_RUNS_SEGMENT and self.index.add_fresh(FRESH_RUNS_SEGMENT):
+            self._long = True  # a long process leaves its runs' columns as it goes
 
     def rotate_journal(self) -> None:
         """Move the open writers to a fresh journal and delete the old one.
@@ -688,14 +707,17 @@ class Tracker:
         if not data:
             return []
         runs, entries = jr.replay(data, name)
+        by_slot: dict[int, list] = {}
+        for entry_slot, end, entry in entries:  # once: a run's entries looked up among all (2,702 runs x 73,000 entries took 70 s)
+            by_slot.setdefault(entry_slot, []).append((end, entry))
         changed = []
         for slot, (experiment_id, run_id) in runs.items():
             ref = run_ref(experiment_id, run_id)
             commit = self.store.ref(ref)
             offset = journal_trailers(self.store.commit(commit).message).get(name, 0) if commit else 0
             writer = self._writer(ref, run_id, experiment_id, journaled=False)
-            for entry_slot, end, entry in entries:
-                if entry_slot == slot and end > offset:
+            for end, entry in by_slot.get(slot, ()):
+                if end > offset:
                     writer.apply(entry)
             if commit is None and writer._create is None:
                 log.warning("gitml: journal %s names run %s, which does not exist", name, run_id)
