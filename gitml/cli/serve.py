@@ -19,7 +19,7 @@ from gitml.cli.common import repo_path
               help="Also answer requests whose Host header is NAME (behind a proxy or a DNS name; '*': any). "
                    "IP addresses and localhost are always answered.")
 @click.option("--head-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
-              help="Seconds a client has to send a request's line and headers.")
+              help="Seconds a client has to send a request's line and headers (and the longest pause in a body).")
 @click.option("--max-connections", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Open connections per worker; past it the longest-idle one is closed.")
 @click.pass_context
