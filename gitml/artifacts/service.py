@@ -104,10 +104,20 @@ class RunArtifacts:
         for _, path in files:
             check_artifact_path(path)
         self._check_layout(run_id, [p for _, p in files])
+        entries = self.stage_files(files, resolved=resolved)
+        self.tracker.update(run_id, lambda w: w.add_artifacts(entries))
+
+    def stage_files(
+        self, files: list[tuple[str, str]], *, resolved: bool = False, remember: bool = True
+    ) -> list[tuple[str, str, int, str | None]]:
+        """Store ``(local file, artifact path)`` pairs (small ones as git blobs, the others in
+        the content cache by hash) and return their manifest entries ``(path, sha256, size,
+        inline blob id)``, for a run's writer to record (:meth:`log_files` does both).
+        ``remember=False``: the files are temporary, keep them out of the stat cache."""
         if not resolved:
             files = [(os.path.realpath(local), path) for local, path in files]
         stats = {local: os.stat(local) for local, _ in files}
-        known = self.content.stat_cache.get_many(stats)
+        known = self.content.stat_cache.get_many(stats) if remember else {}
         contains = self.store.contains
         entries, blobs, fresh, small = [], [], [], []
         large = []
@@ -137,8 +147,9 @@ class RunArtifacts:
                 entries.append((path, sha, size, None))
                 fresh.append((real, os.stat(real), sha, None))
         self.store.write(blobs)
-        self.content.stat_cache.put_many(fresh)
-        self.tracker.update(run_id, lambda w: w.add_artifacts(entries))
+        if remember:
+            self.content.stat_cache.put_many(fresh)
+        return entries
 
     def log_bytes(self, run_id: str, data: bytes, artifact_path: str) -> None:
         path = check_artifact_path(artifact_path)
