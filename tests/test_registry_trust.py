@@ -150,6 +150,17 @@ def test_a_policy_change_on_the_trusted_ref_waits_for_the_clone_to_accept_it(tea
     git(victim, "fetch", "-q", "origin")
     with gitml.Client(victim) as c:
         assert c.registry.policy.pending == "" and "(accepted)" in c.registry.policy.source
+    # a policy that does not parse on main: the accepted one keeps deciding, and says why
+    (maintainer / ".gitml" / "registry.yaml").write_text("require_signature: [production\n")
+    git(maintainer, "commit", "-qam", "broken")
+    git(maintainer, "push", "-q", "origin", "main")
+    git(victim, "fetch", "-q", "origin")
+    with gitml.Client(victim) as c:
+        assert "policy does not parse" in c.registry.policy.pending
+        assert c.registry.resolve("churn", stage="production").version == "v2.0.0"
+    with pytest.raises(gitml.errors.CorruptRecordError, match="registry.yaml"):
+        with gitml.Client(victim) as c:
+            c.registry.accept_policy()  # nothing broken is accepted
 
 
 def test_the_trusted_ref_can_be_configured_and_a_missing_one_fails_closed(team):
@@ -429,3 +440,32 @@ def test_ssh_a_branch_that_adds_its_own_signer_and_a_re_pointed_tag_are_ignored_
         assert c.registry.resolve("churn", stage="production").version == "v1.0.0"
         c.registry.accept_policy()
         assert c.registry.resolve("churn", stage="production").version == "v2.0.0"  # #3, by Mallory, now trusted
+
+
+def test_the_trusted_ref_is_the_remote_default_branch_as_fetched(repo, tmp_path):
+    from gitml.registry import trust
+    from gitml.store.git import open_store
+
+    def ref(path):
+        with open_store(str(path)) as store:
+            return trust.trusted_ref(store)
+
+    assert ref(repo) == "refs/heads/main"  # no remote: the local default branch
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "--initial-branch=trunk", str(origin))
+    git(repo, "push", "-q", str(origin), "main:trunk", "main:main")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    assert ref(clone) == "refs/remotes/origin/trunk"  # origin/HEAD, as the clone fetched it
+    git(repo, "remote", "add", "origin", str(origin))
+    assert ref(repo) == "refs/heads/main"  # a remote whose branches were never fetched
+    git(repo, "fetch", "-q", "origin")
+    assert ref(repo) == "refs/remotes/origin/main"  # no origin/HEAD (git remote add): origin/main
+    git(repo, "remote", "rename", "origin", "upstream")
+    assert ref(repo) == "refs/remotes/upstream/main"  # the one remote, whatever its name
+    git(repo, "remote", "add", "fork", str(origin))
+    git(repo, "fetch", "-q", "fork")
+    assert ref(repo) == "refs/heads/main"  # two remotes, neither named origin: none of them decides
+    git(repo, "checkout", "-q", "--detach")
+    git(repo, "branch", "-q", "-m", "main", "work")
+    assert ref(repo) is None  # no default branch at all: HEAD
