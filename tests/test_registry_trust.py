@@ -150,6 +150,17 @@ def test_a_policy_change_on_the_trusted_ref_waits_for_the_clone_to_accept_it(tea
     git(victim, "fetch", "-q", "origin")
     with gitml.Client(victim) as c:
         assert c.registry.policy.pending == "" and "(accepted)" in c.registry.policy.source
+    # a policy that does not parse on main: the accepted one keeps deciding, and says why
+    (maintainer / ".gitml" / "registry.yaml").write_text("require_signature: [production\n")
+    git(maintainer, "commit", "-qam", "broken")
+    git(maintainer, "push", "-q", "origin", "main")
+    git(victim, "fetch", "-q", "origin")
+    with gitml.Client(victim) as c:
+        assert "policy does not parse" in c.registry.policy.pending
+        assert c.registry.resolve("churn", stage="production").version == "v2.0.0"
+    with pytest.raises(gitml.errors.CorruptRecordError, match="registry.yaml"):
+        with gitml.Client(victim) as c:
+            c.registry.accept_policy()  # nothing broken is accepted
 
 
 def test_the_trusted_ref_can_be_configured_and_a_missing_one_fails_closed(team):

@@ -145,7 +145,7 @@ def deciding_policy(store: GitStore, *, gpg_program: str = "gpg", ssh_program: s
     accepted = record.get("accepted")
     try:
         current = load_policy(store, commit, source=at, **programs)
-    except PolicyError as e:
+    except CorruptRecordError as e:  # PolicyError, or YAML that does not parse
         if not isinstance(accepted, dict):
             raise
         return _accepted(store, accepted, f"{at}'s policy does not parse ({e.detail}); the accepted one decides", programs)
@@ -206,7 +206,7 @@ def head_note(store: GitStore, policy: Policy) -> str:
         return ""
     try:
         here = load_policy(store, head.commit, gpg_program=policy.roots.gpg_program, ssh_program=policy.roots.ssh_program)
-    except PolicyError:
+    except CorruptRecordError:
         here = None
     if here is not None and (here.digest if here.text is not None else "") == (policy.digest if policy.text is not None else ""):
         return ""

@@ -707,17 +707,14 @@ class Tracker:
         if not data:
             return []
         runs, entries = jr.replay(data, name)
-        by_slot: dict[int, list] = {}
-        for entry_slot, end, entry in entries:  # once: a run's entries looked up among all (2,702 runs x 73,000 entries took 70 s)
-            by_slot.setdefault(entry_slot, []).append((end, entry))
         changed = []
         for slot, (experiment_id, run_id) in runs.items():
             ref = run_ref(experiment_id, run_id)
             commit = self.store.ref(ref)
             offset = journal_trailers(self.store.commit(commit).message).get(name, 0) if commit else 0
             writer = self._writer(ref, run_id, experiment_id, journaled=False)
-            for end, entry in by_slot.get(slot, ()):
-                if end > offset:
+            for entry_slot, end, entry in entries:
+                if entry_slot == slot and end > offset:
                     writer.apply(entry)
             if commit is None and writer._create is None:
                 log.warning("gitml: journal %s names run %s, which does not exist", name, run_id)
