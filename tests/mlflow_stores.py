@@ -88,9 +88,10 @@ with mlflow.start_run(run_id=out["runs"][0]):
     info = mlflow.pyfunc.log_model(name="model", python_model=Add(), pip_requirements=["pandas"])
 out["model_id"] = info.model_id
 c.create_registered_model("churn-model", tags={"owner": "ml"}, description="predicts churn")
-v1 = c.create_model_version("churn-model", info.model_uri, run_id=out["runs"][0], description="first")
+v1 = mlflow.register_model(info.model_uri, "churn-model")
+c.update_model_version("churn-model", v1.version, description="first")
 v2 = c.create_model_version("churn-model", "runs:/%s/model" % out["runs"][0], run_id=out["runs"][0], tags={"t": "1"})
-v3 = c.create_model_version("churn-model", info.model_uri, run_id=out["runs"][0])
+v3 = mlflow.register_model(info.model_uri, "churn-model")
 c.transition_model_version_stage("churn-model", v1.version, "Production")
 c.set_registered_model_alias("churn-model", "champion", v2.version)
 c.delete_model_version("churn-model", v3.version)

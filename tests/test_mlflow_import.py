@@ -137,7 +137,7 @@ def assert_frames_equal(c, experiment: str, expected: list[dict]) -> None:
     found = c.get_experiment_by_name(experiment)
     assert found is not None, experiment
     frame = gitml.search_runs([found.experiment_id], run_view_type=ViewType.ALL)
-    got = {row["run_id"]: row for row in json.loads(frame.to_json(orient="records"))}
+    got = {row["run_id"]: row for row in json.loads(frame.to_json(orient="records", date_format="iso"))}
     assert set(got) == {r["run_id"] for r in expected}, experiment
     for want in expected:
         row = got[want["run_id"]]
@@ -248,3 +248,64 @@ def test_import_of_a_path_that_is_no_store_is_one_line(mlflow_python, repo):  # 
     done = gitml_in_mlflow(mlflow_python, "import", "mlflow", str(repo / "missing"), cwd=repo, check=False)
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
     assert "neither an MLflow file store folder nor a tracking URI" in done.stderr
+
+
+# -- a real `mlflow server` on loopback as the source ------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mlflow_server(python: str, folder) -> tuple[subprocess.Popen, str]:
+    """``mlflow server`` over a sqlite store in ``folder``, serving its artifacts; returns it and its URL."""
+    import urllib.request
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [os.path.join(os.path.dirname(python), "mlflow"), "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=folder, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300  # MLflow's server imports for a long while on a busy machine
+    while True:
+        if server.poll() is not None:
+            raise AssertionError(server.stderr.read()[-3000:] if server.stderr else "mlflow server exited")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=5) as response:
+                if response.status == 200:
+                    return server, url
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            os.killpg(server.pid, signal.SIGTERM)
+            raise AssertionError("mlflow server did not answer /health")
+        time.sleep(0.5)  # polling the server's readiness, not standing in for a time
+
+
+def stop(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=60)
+
+
+@pytest.mark.mlflow
+def test_import_from_a_real_mlflow_server(mlflow_python, code_repo, tmp_path, monkeypatch):  # noqa: F811
+    folder = tmp_path / "server"
+    folder.mkdir()
+    server, url = start_mlflow_server(mlflow_python, folder)
+    try:
+        commit = git(code_repo, "rev-parse", "HEAD").strip()
+        made = _script(mlflow_python, MAKE_STORE, url, "6", commit, "5", cwd=folder)
+        read = _script(mlflow_python, READ_STORE, url, cwd=folder)
+        repo = _project(tmp_path, code_repo)
+        monkeypatch.chdir(repo)
+        out = json.loads(gitml_in_mlflow(mlflow_python, "import", "mlflow", url, "--json", cwd=repo).stdout)
+        assert out["runs"] == len(read["runs"]) and out["code_joined"] == 1 and out["logged_models"] == 1
+        assert_equal_to_source(repo, read)
+        with gitml.Client(repo) as c:
+            assert os.path.exists(os.path.join(c.download_artifacts(made["runs"][0], "model"), "MLmodel"))
+    finally:
+        stop(server)
