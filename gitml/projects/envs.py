@@ -262,10 +262,10 @@ def _call(argv: list[str], prefix: str, step: str, progress: Progress | None, *,
         with process:
             for line in process.stdout:
                 log.write(line)
-                said = _installer_says(line) if progress is not None else None
-                if said:
+                said = _installer_says(line)
+                if said and progress is not None:
                     log.flush()
-                    progress(said)  # type: ignore[misc]  (checked above)
+                    progress(said)
         returncode = process.returncode
     if returncode != 0:
         with open(prefix + ".log", "rb") as f:

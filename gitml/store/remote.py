@@ -34,13 +34,14 @@ from dulwich.protocol import PEELED_TAG_SUFFIX, ZERO_SHA
 from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
+from gitml.names import parse_run_ref
 from gitml.store.git import open_repo
 from gitml.store.refs import _SORTED, RefLister, _read_ref, _search_sorted
 from gitml.store.refspans import controldir_of, loose_names, packed_refs_of, same_lines
 from gitml.store.entries import PackEntries, Picked
 from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_many_loose, pack_to_send, write_picked
 from gitml.store.unpack import store_received
-from gitml.store.verify import FetchedObjects, check_fetched, refused_names
+from gitml.store.verify import FetchedObjects, check_fetched, claimed_ids, refused_names, same_run
 from gitml.errors import RemoteError  # noqa: F401  (defined there, raised here)
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 DEFAULT_REMOTE = "origin"
 NON_FAST_FORWARD = "rejected: non-fast-forward"
 REJECTED_BEHIND = "rejected: the remote has commits of this run that this clone lacks (`gitml fetch`, then push)"
+REMOTE_CHANGED = "rejected: the remote's run changed since this clone saw it (`gitml fetch`, then purge again)"
 GITML_PREFIXES = ("refs/gitml/",)
 _TAGS_PREFIX = b"refs/tags/"
 FEW_REFS = 64  # refs pushed: up to this many, the packs are searched in their indexes, not read whole
@@ -178,9 +180,12 @@ def push_refs(
     *,
     force: bool = False,
     progress: Progress | None = None,
+    expected: Mapping[bytes, bytes] | None = None,
 ) -> dict[bytes, str]:
     """Set these remote refs to these local values (None deletes the ref), in one
-    connection; returns ``{ref: "ok" | reason}`` for every ref asked.
+    connection; returns ``{ref: "ok" | reason}`` for every ref asked. ``expected``: a
+    deletion of a ref named there happens only while the remote holds that value (a
+    compare-and-delete: a run a teammate restored or continued is never deleted).
 
     The fast-forward check runs on the remote's refs as the connection reads
     them, so a ref moved by someone else in between is never clobbered: it is
@@ -200,6 +205,8 @@ def push_refs(
                 old = remote_refs.get(ref)
                 if new == old:
                     status[ref] = "ok"
+                elif new is None and expected is not None and ref in expected and old != expected[ref]:
+                    status[ref] = REMOTE_CHANGED
                 elif new is not None and not present(new):
                     status[ref] = f"rejected: object {new.decode()} is missing locally"
                 elif old is not None and new is not None and not force and ref.startswith(_TAGS_PREFIX):
@@ -365,9 +372,12 @@ def fetch_refs(
     progress: Progress | None = None,
     force: bool = False,
     accept: Callable[[bytes], object] | None = None,
+    vet: Callable[[bytes, bytes], str | None] | None = None,
 ) -> FetchResult:
     """Fetch the remote's refs under ``prefixes`` and their objects; create the
     missing local refs and fast-forward the others (each by compare-and-swap).
+    ``vet(ours, theirs)`` says why a run ref must not move from this clone's commit to
+    the fetched one (it rewrites what never changes in a run), or None.
 
     Refs are only added or moved forward, never deleted or rewound: a local run
     the remote lacks stays, and a diverged run is reported, not chosen (with
@@ -380,7 +390,7 @@ def fetch_refs(
     refused: dict[bytes, str] = {}
     folder = local_path(url)
     if folder is not None:
-        return _fetch_local(store, folder, wanted, force, accept)
+        return _fetch_local(store, folder, wanted, force, accept, vet)
     with Repo(store.repo.path) as local, PackEntries(local, ids_only=True) as before:
         # What this clone has is told by tips only, not by walking history (dulwich's
         # walker offers every ancestor of every branch: 300,000 lines for a long history).
@@ -394,6 +404,7 @@ def fetch_refs(
         def determine_wants(refs, depth=None) -> list[bytes]:
             remote.update({r: s for r, s in _select(refs, wanted).items() if accept is None or accept(r)})
             refused.update(refused_names(remote))
+            refused.update(claimed_ids([r for r in remote if r not in refused], ours))
             for ref in refused:
                 del remote[ref]
             moved = [ours[r] for r, sha in remote.items() if r in ours and ours[r] != sha and present(ours[r])]
@@ -411,7 +422,7 @@ def fetch_refs(
         ours = _ours(store, wanted)
         with PackEntries(local, packs=[stored.base] if stored.base else []) as arrived:
             _check_new(store, FetchedObjects(arrived, local, before.has), remote, ours, refused)
-        return _take_refs(store, local, remote, ours, force, refused)
+        return _take_refs(store, local, remote, ours, force, refused, vet)
 
 
 def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
@@ -422,7 +433,8 @@ def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
 
 
 def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
-                 accept: Callable[[bytes], object] | None = None) -> FetchResult:
+                 accept: Callable[[bytes], object] | None = None,
+                 vet: Callable[[bytes, bytes], str | None] | None = None) -> FetchResult:
     """Fetch from a repository on this machine: one copied pack; new refs in one write."""
     try:
         source = open_repo(folder)
@@ -432,15 +444,16 @@ def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
         remote = _local_refs(folder, tuple(p.decode() for p in wanted))
         remote = {r: s for r, s in remote.items() if accept is None or accept(r)}
         refused = refused_names(remote)
-        remote = {ref: sha for ref, sha in remote.items() if ref not in refused}
         ours = _ours(store, wanted)
+        refused.update(claimed_ids([r for r in remote if r not in refused], ours))
+        remote = {ref: sha for ref, sha in remote.items() if ref not in refused}
         if any(ours.get(ref) != sha for ref, sha in remote.items()):
             # One walk of the source's entries checks the new refs and finds what to copy:
             # what the source lacks is passed over, and the refs needing it are refused.
             with PackEntries(source) as arrived, PackEntries(local, ids_only=True) as before:
                 picked = _check_new(store, FetchedObjects(arrived, local, before.has), remote, ours, refused)
                 write_picked(os.path.join(local.object_store.path, "pack"), picked)  # each read where the check found it
-        return _take_refs(store, local, remote, ours, force, refused)
+        return _take_refs(store, local, remote, ours, force, refused, vet)
 
 
 def _ours(store: GitStore, wanted: list[bytes]) -> dict[bytes, bytes]:
@@ -473,6 +486,7 @@ def _take_refs(
     ours: dict[bytes, bytes],
     force: bool,
     refused: dict[bytes, str],
+    vet: Callable[[bytes, bytes], str | None] | None = None,
 ) -> FetchResult:
     """After the objects arrived and the new values were checked: create the refs
     missing here in one write, and classify or fast-forward the others one by one."""
@@ -480,17 +494,18 @@ def _take_refs(
     result = FetchResult(remote=dict(sorted(remote.items())), refused=dict(sorted(refused.items())))
     created = create_refs(local, {ref: sha for ref, sha in remote.items() if ref not in ours})
     store.refresh_refs()
-    for ref, theirs in result.remote.items():
+    for ref, theirs in list(result.remote.items()):
         if created.get(ref):
             result.created.append(ref)
         elif ours.get(ref) == theirs:
             result.unchanged.append(ref)
         else:
-            _update_ref(store, local, ref, theirs, result, force)
+            _update_ref(store, local, ref, theirs, result, force, vet)
     return result
 
 
-def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result: FetchResult, force: bool) -> None:
+def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result: FetchResult, force: bool,
+                vet: Callable[[bytes, bytes], str | None] | None = None) -> None:
     """Classify one fetched ref and move it forward if it should move."""
     for _ in range(100):  # a lost compare-and-swap means a local writer moved the ref: look again
         ours = store.ref(ref)
@@ -498,8 +513,19 @@ def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result:
             bucket = result.unchanged
         elif ours is not None and is_ancestor(local, theirs, ours):
             bucket = result.ahead
+        elif ours is not None and not is_ancestor(local, ours, theirs) and _another_run(local, ref, ours, theirs):
+            result.refused[ref] = (  # not "diverged": --force must not take it either
+                "its history shares no commit with this clone's run of that id (another run claiming it); "
+                "this clone's is kept"
+            )
+            del result.remote[ref]
+            return
         elif ours is not None and not is_ancestor(local, ours, theirs) and not force:
             bucket = result.diverged
+        elif ours is not None and vet is not None and parse_run_ref(ref) and (why := vet(ours, theirs)):
+            result.refused[ref] = f"{why}; this clone's is kept"
+            del result.remote[ref]
+            return
         elif store.cas(ref, ours, theirs):
             bucket = result.created if ours is None else result.updated
         else:
@@ -507,6 +533,13 @@ def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result:
         bucket.append(ref)
         return
     raise RepositoryError(f"ref {ref.decode()} kept moving while fetching it")
+
+
+def _another_run(local: Repo, ref: bytes, ours: bytes, theirs: bytes) -> bool:
+    """Whether a run ref's fetched value, which does not descend from this clone's, is
+    another run claiming its id rather than the same run written on in two places."""
+    parsed = parse_run_ref(ref)
+    return parsed is not None and not same_run(local, ours, theirs, parsed[1])
 
 
 def is_ancestor(repo: Repo, ancestor: bytes, descendant: bytes) -> bool:
