@@ -12,7 +12,6 @@ their descriptions, stages and aliases).
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
