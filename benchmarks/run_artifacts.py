@@ -5,7 +5,7 @@
 W4  log a folder (one 100 MB random file + 500 files of 4 KB) in a run, then the
     same folder in a second run: seconds for each, and bytes stored after each.
     gitml (local cache, default local remote) vs MLflow 3.17.2's file store
-    (benchmarks/.venv-mlflow, made by setup_mlflow.sh).
+    (the MLflow peer venv, benchmarks/peers.py, made by setup_mlflow.sh).
 W5  1,000 runs of W2's shape: ``gitml push`` to a bare repository and ``gitml
     fetch`` into a fresh clone, vs the real ``git push`` / ``git fetch`` of the
     same refs (refs/gitml/*) between the same kinds of repositories; the same
@@ -17,6 +17,7 @@ Each figure is the median of --repeat runs; the table goes to benchmarks/out/art
 
 from __future__ import annotations
 
+import peers  # benchmarks/peers.py: where the peer venvs live
 import argparse
 import contextlib
 import json
@@ -31,7 +32,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-MLFLOW_PY = os.path.join(HERE, ".venv-mlflow", "bin", "python")
+MLFLOW_PY = peers.MLFLOW_PY
 # Python caches compiled modules on a normal install; a machine-wide PYTHONDONTWRITEBYTECODE
 # would make every gitml process compile its sources again (MLflow's venv has its .pyc files).
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)

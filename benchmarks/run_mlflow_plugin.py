@@ -2,7 +2,7 @@
 
 The workloads are tracking_workloads.py's (W1: one run, 10 keys x 2,000 ``log_metric``
 calls; W2: N runs of batch calls; W3: ``search_runs`` with a filter and an order over the
-runs W2 left), run with MLflow 3.17.2 in its venv (benchmarks/.venv-mlflow; gitml and the
+runs W2 left), run with MLflow 3.17.2 in its venv (the MLflow peer venv, benchmarks/peers.py; gitml and the
 plugin's entry points reach it through PYTHONPATH), each measurement in a fresh process.
 The two columns differ only in the tracking URI: ``gitml:<repo>`` or ``sqlite:///<db>``;
 MLflow's own per-call overhead is in both. Both are timed until everything is stored
@@ -22,10 +22,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import peers  # benchmarks/peers.py: where the peer venvs live
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-MLFLOW_PY = os.path.join(HERE, ".venv-mlflow", "bin", "python")
+MLFLOW_PY = peers.MLFLOW_PY
 TOOLS = ("gitml-plugin", "mlflow-sqlite")
 SIZES = {False: (500, 2000), True: (200, 500)}  # (W2 runs, W3 runs), keyed by --quick
 

@@ -1,6 +1,6 @@
 """Registry benchmark: 50 models x 20 versions with stage assignments (~2,000 tags).
 
-gitml and GTO 1.10.1 (benchmarks/.venv-gto, made by setup_gto.sh) on the same repository
+gitml and GTO 1.10.1 (the GTO peer venv, benchmarks/peers.py, made by setup_gto.sh) on the same repository
 in the same run: listing the registry, resolving ``models:/m7@production``, registering one
 more version. The tags are built fast (runs through gitml's API with background commits,
 tag objects written as one pack by gitml's store, refs packed by ``git pack-refs``).
@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import peers  # benchmarks/peers.py: where the peer venvs live
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -163,7 +164,7 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=5, help="in-process repeats (the median is reported)")
     args = parser.parse_args()
-    gto = os.path.join(ROOT, "benchmarks", ".venv-gto", "bin", "gto")
+    gto = peers.GTO_BIN
     if not os.path.exists(gto):
         subprocess.run(["bash", os.path.join(ROOT, "benchmarks", "setup_gto.sh")], check=True)
     with tempfile.TemporaryDirectory() as tmp:

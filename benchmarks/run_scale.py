@@ -21,12 +21,13 @@ and runs in a fresh process, whose peak memory (maxrss) is reported too:
 - push of 10 new runs to the remote that holds the others (the runs made by the creation
   step pushed first, untimed; the median of 3 rounds).
 
-MLflow 3.17.2 on sqlite (benchmarks/.venv-mlflow): W2 and W3 at ``--mlflow-runs``.
+MLflow 3.17.2 on sqlite (the MLflow peer venv, benchmarks/peers.py): W2 and W3 at ``--mlflow-runs``.
 Table: benchmarks/out/scale.md.
 """
 
 from __future__ import annotations
 
+import peers  # benchmarks/peers.py: where the peer venvs live
 import argparse
 import json
 import os
@@ -41,7 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 CACHE = os.path.join(HERE, "out", "scale")
 BUILDER_VERSION = 4  # bump when scale_repo.py changes what it builds (2: packs merged; 3: snapshot stamped; 4: and its names)
-MLFLOW_PY = os.path.join(HERE, ".venv-mlflow", "bin", "python")
+MLFLOW_PY = peers.MLFLOW_PY
 WORKLOADS_PY = os.path.join(HERE, "tracking_workloads.py")
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 GITML = [sys.executable, "-m", "gitml.cli.main"]

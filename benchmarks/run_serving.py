@@ -1,6 +1,6 @@
 """`gitml serve` beside `mlflow models serve` on the same model, in one run.
 
-    bash benchmarks/setup_mlflow.sh                # once: MLflow (and scikit-learn) in benchmarks/.venv-mlflow
+    bash benchmarks/setup_mlflow.sh                # once: MLflow (and scikit-learn) in the MLflow peer venv, benchmarks/peers.py
     python benchmarks/run_serving.py               # quick: 10 s per wrk load
     python benchmarks/run_serving.py --duration 30 # the issue's figures
 
@@ -19,6 +19,7 @@ benchmarks/out/serving.md and the raw figures to benchmarks/out/serving.json.
 
 from __future__ import annotations
 
+import peers  # benchmarks/peers.py: where the peer venvs live
 import argparse
 import http.client
 import json
@@ -37,7 +38,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "out")
-MLFLOW_PY = os.path.join(HERE, ".venv-mlflow", "bin", "python")
+MLFLOW_PY = peers.MLFLOW_PY
 
 WRK_LUA = """
 wrk.method = "POST"

@@ -8,7 +8,7 @@ The repositories are built once under benchmarks/out/trees/<n>/ (commit by
 `git fast-import`, files written by `git reset --hard`) and reused by later runs.
 Each figure is the median over --repeat fresh processes; `start_run` is timed inside
 the process, after `import` and `set_experiment` (MLflow: file store, the
-interpreter of benchmarks/.venv-mlflow). gitml keeps git's index parsed in
+interpreter of the MLflow peer venv, benchmarks/peers.py). gitml keeps git's index parsed in
 .git/gitml/index-columns for the next process: "cold" is a start_run with that file
 made stale first (it names another index's trailer), as after any git command that
 rewrote the index (`git add`, `commit`).
@@ -23,6 +23,7 @@ alone, to source_trees_checkout.md).
 
 from __future__ import annotations
 
+import peers  # benchmarks/peers.py: where the peer venvs live
 import argparse
 import json
 import os
@@ -36,7 +37,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "out")
-MLFLOW_PY = os.path.join(HERE, ".venv-mlflow", "bin", "python")
+MLFLOW_PY = peers.MLFLOW_PY
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # as run_tracking.py: compiled modules are cached
 
 # the workload, written into the repository (untracked) so both tools see a script in it

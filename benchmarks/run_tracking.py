@@ -1,7 +1,7 @@
 """Side-by-side tracking benchmark: gitml vs MLflow (file store and sqlite).
 
 Every measurement runs tracking_workloads.py in a fresh subprocess: MLflow with
-the interpreter of benchmarks/.venv-mlflow (see setup_mlflow.sh), gitml with
+the interpreter of the MLflow peer venv, benchmarks/peers.py (see setup_mlflow.sh), gitml with
 this interpreter.  Prints a Markdown table and writes it to
 benchmarks/out/tracking.md (raw results: benchmarks/out/tracking.json).
 
@@ -19,11 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import peers  # benchmarks/peers.py: where the peer venvs live
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 WORKLOADS_PY = os.path.join(HERE, "tracking_workloads.py")
-MLFLOW_PY = os.path.join(HERE, ".venv-mlflow", "bin", "python")
+MLFLOW_PY = peers.MLFLOW_PY
 # Python caches compiled modules on a normal install; a machine-wide PYTHONDONTWRITEBYTECODE
 # would make every gitml process compile its sources again (MLflow's venv has its .pyc files).
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)

@@ -9,7 +9,7 @@ what ``start_run`` makes, written by scale_repo.py with gitml's own writers, ~1 
 through the Client); starts ``gitml ui`` on it and measures:
 the runs table's first page ready in the browser, a sort and a filter in the browser,
 the server's page response, the P-point chart's request and draw (and whether the
-spike is drawn), and the server's peak memory. MLflow 3.17.2 (benchmarks/.venv-mlflow)
+spike is drawn), and the server's peak memory. MLflow 3.17.2 (the MLflow peer venv, benchmarks/peers.py)
 gets the same kind of runs in its sqlite store through log_batch (M runs: logging
 20,000 runs into MLflow takes long, so M defaults to 2,000, and is printed) and the
 same P-point metric; ``mlflow ui`` is timed to its runs table and to the metric's chart,
@@ -19,6 +19,7 @@ shared: compare the ratios, not the absolute figures. Results go to benchmarks/o
 
 from __future__ import annotations
 
+import peers  # benchmarks/peers.py: where the peer venvs live
 import argparse
 import json
 import os
@@ -33,7 +34,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MLFLOW_PY = os.path.join(ROOT, "benchmarks", ".venv-mlflow", "bin", "python")
+MLFLOW_PY = peers.MLFLOW_PY
 SPIKE = 1000.0
 T0 = 1_700_000_000_000
 

@@ -108,6 +108,7 @@ class Client(Search, RunViews, RepoOperations, RegistryCalls):
                 state_dir=self._store.gitml_dir,
                 timeout=settings["artifacts.timeout"],
                 unconfirmed=config.unconfirmed(self._store),
+                uncontacted=config.uncontacted(self._store),
             )
             self._artifacts = RunArtifacts(self.tracker, self._store, content, settings["artifacts.inline_max_bytes"])
         return self._artifacts

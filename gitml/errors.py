@@ -23,8 +23,9 @@ one also offers it under its name; the part is named in brackets)::
     ├── MissingExtraError         an optional part (ui, serve) is not installed
     ├── InvalidInputError
     │   ├── ProjectSpecError, ParameterError (projects.spec), UnsupportedFlavorError (pyfunc),
-    │   │   ModelIntegrityError (models.uri), BadInputFileError (models.batch),
-    │   │   SchemaEnforcementError (models.enforce), InvalidHostError (ui.app)
+    │   │   ModelIntegrityError (models.uri), BadInputFileError, InputTooLargeError (models.batch),
+    │   │   SchemaEnforcementError (models.enforce), InvalidHostError (ui.app),
+    │   │   LocalArtifactsError (sync)
     ├── NotFoundError
     │   └── EntryPointNotFoundError (projects.spec), VersionNotFoundError (projects.source),
     │       RegisteredModelNotFoundError (models.uri), RegisteredModelNotFound (registry.state)
@@ -84,6 +85,11 @@ class InvalidInputError(GitmlError, ValueError):
     error_code = "INVALID_PARAMETER_VALUE"
 
 
+class LocalArtifactsError(InvalidInputError):
+    """A push of runs whose large artifacts are only in this user's default store to a git
+    remote other people reach: they could not load them (``--allow-local-artifacts``)."""
+
+
 class DeletedRunError(InvalidInputError):
     """A write to a deleted run, or resuming it: MLflow refuses both."""
 
@@ -98,10 +104,12 @@ class FilterSyntaxError(InvalidInputError):
     ``position`` is the 0-based offset of the offending token in ``text``.
     """
 
-    def __init__(self, message: str, text: str, position: int):
+    def __init__(self, message: str, text: str, position: int, *, what: str = "filter"):
+        self.reason = message  # the message alone, without where
         self.text = text
         self.position = position
-        super().__init__(f"{message} at position {position} in filter {text!r}")
+        self.what = what  # "filter" or "order-by clause": the option the user gave
+        super().__init__(f"{message} at position {position} in {what} {text!r}")
 
 
 class NotFoundError(GitmlError, LookupError):
@@ -199,7 +207,8 @@ class RemoteTimeoutError(ArtifactRemoteError):
 
 class UnconfirmedRemoteError(ArtifactRemoteError):
     """A write or delete on an artifact remote that the committed config set and this clone
-    has not confirmed (``gitml config --trust-committed``)."""
+    has not confirmed (``gitml config --trust-committed``), or any contact with one that
+    can reach a network service."""
 
 
 # raised by gitml.store.git
@@ -357,6 +366,10 @@ class BadInputFileError(InvalidInputError):
     """An input file that cannot be read as the table a model takes."""
 
 
+class InputTooLargeError(BadInputFileError):
+    """An input whose table would decode to more cells (or bytes) than allowed."""
+
+
 # raised by gitml.models.enforce
 class SchemaEnforcementError(InvalidInputError):
     """Input or params that do not fit the model's signature."""
@@ -411,8 +424,53 @@ class RequestError(GitmlError):
         self.status, self.code = status, code
 
 
-__all__ = [
-    "GitmlError", "MlflowException", "InvalidInputError", "DeletedRunError", "FilterSyntaxError", "NotFoundError",
-    "RunNotFoundError", "ExperimentNotFoundError", "AmbiguousRunError", "ConflictError", "ParamConflictError",
-    "CorruptRecordError", "RepositoryError", "MissingExtraError", "IntegrityError", "ArtifactRemoteError", "ObjectMissingError", "RemoteTimeoutError", "UnconfirmedRemoteError", "UnsupportedRepositoryError", "PackError", "LockHeld", "IndexLockedError", "RemoteError", "IndexFormatError", "JournalWriteError", "ProjectSpecError", "EntryPointNotFoundError", "ParameterError", "ProjectFetchError", "VersionNotFoundError", "ProjectRunFailedError", "ProjectEnvError", "UnsupportedFlavorError", "RegisteredModelNotFoundError", "ModelIntegrityError", "BadInputFileError", "SchemaEnforcementError", "RegisteredModelNotFound", "ModelChangedError", "UntrustedTagError", "SigningError", "PolicyError", "InvalidHostError", "ServerStartError", "RequestError",
+__all__ = [  # one name a line: parts added at once merge without conflict
+    "GitmlError",
+    "MlflowException",
+    "InvalidInputError",
+    "DeletedRunError",
+    "FilterSyntaxError",
+    "NotFoundError",
+    "RunNotFoundError",
+    "ExperimentNotFoundError",
+    "AmbiguousRunError",
+    "ConflictError",
+    "ParamConflictError",
+    "ArtifactRemoteError",
+    "BadInputFileError",
+    "CorruptRecordError",
+    "EntryPointNotFoundError",
+    "IndexFormatError",
+    "IndexLockedError",
+    "InputTooLargeError",
+    "IntegrityError",
+    "InvalidHostError",
+    "JournalWriteError",
+    "LocalArtifactsError",
+    "LockHeld",
+    "MissingExtraError",
+    "ModelChangedError",
+    "ModelIntegrityError",
+    "ObjectMissingError",
+    "PackError",
+    "ParameterError",
+    "PolicyError",
+    "ProjectEnvError",
+    "ProjectFetchError",
+    "ProjectRunFailedError",
+    "ProjectSpecError",
+    "RegisteredModelNotFound",
+    "RegisteredModelNotFoundError",
+    "RemoteError",
+    "RemoteTimeoutError",
+    "RepositoryError",
+    "RequestError",
+    "SchemaEnforcementError",
+    "ServerStartError",
+    "SigningError",
+    "UnconfirmedRemoteError",
+    "UnsupportedFlavorError",
+    "UnsupportedRepositoryError",
+    "UntrustedTagError",
+    "VersionNotFoundError",
 ]

@@ -132,14 +132,14 @@ def _load(data_path: str, device: str | None = None):
 def load_model(model_uri: str | os.PathLike, dst_path: str | None = None, **kwargs):
     """The ``torch.nn.Module`` itself (a run's model verified against its manifest first)."""
     from gitml.models.mlmodel import Model
-    from gitml.models.uri import local_model
+    from gitml.models.uri import model_on_disk
     from gitml.pyfunc import inside
 
-    folder, _ = local_model(model_uri, dst_path)
-    conf = Model.load(folder).flavors.get(FLAVOR)
-    if not isinstance(conf, dict):
-        raise InvalidInputError(f"the model at {folder!r} has no pytorch flavor")
-    return _load(inside(folder, conf.get("model_data", DATA), "model_data"), kwargs.get("map_location"))
+    with model_on_disk(model_uri, dst_path) as folder:  # a temporary download is removed once loaded
+        conf = Model.load(folder).flavors.get(FLAVOR)
+        if not isinstance(conf, dict):
+            raise InvalidInputError(f"the model at {folder!r} has no pytorch flavor")
+        return _load(inside(folder, conf.get("model_data", DATA), "model_data"), kwargs.get("map_location"))
 
 
 class _PyTorchWrapper:

@@ -40,6 +40,12 @@ class RepoOperations:
         does: :mod:`gitml.sync`'s push and fetch."""
         return self._store
 
+    def remote_names(self) -> list[str]:
+        """The names of the git remotes configured in this repository (``git remote``)."""
+        from gitml.store.remote import configured_remotes
+
+        return sorted(configured_remotes(self._store))
+
     # -- the refs push and fetch share ----------------------------------------
     def run_refs(self, experiment_ids: list[str] | None = None) -> dict[bytes, bytes]:
         """``{run ref: commit}`` of the runs (of some experiments), this process's newest included."""

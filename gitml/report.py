@@ -33,7 +33,10 @@ MAX_RUNS = 50  # columns a report can show and a reader can follow
 CELL_MAX = 80
 MAX_CHARTS = 12
 _LOWER_IS_BETTER = re.compile(r"loss|err|rmse|mse|mae|mape|perplexity|latency|time|duration|cost|regret", re.I)
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+_PLAIN = re.compile(r"(?:[A-Za-z0-9 /…-]|(?<=[0-9])\.(?=[0-9]))+")  # inert as Markdown text, on GitHub and GitLab
+_ISSUE_REF = re.compile(r"\bgh-[0-9]", re.I)  # GitHub links GH-123 to an issue
+# control characters and the bidirectional overrides that make text read other than it is
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass
@@ -172,16 +175,36 @@ def _number(value: object) -> float | None:
 
 
 # -- rendering -------------------------------------------------------------------
-def md_text(value: object) -> str:
-    """``value`` as inert Markdown table text: one line, at most CELL_MAX characters,
-    punctuation escaped (a run name from a pull request cannot add links or images)."""
+def md_text(value: object, *, limit: int | None = CELL_MAX, table: bool = True) -> str:
+    """``value`` as inert Markdown: a number as it reads; text of letters, digits, spaces,
+    ``-``, ``/`` and dots between digits as it is (nothing there can start a link, an
+    emphasis or a mention, but ``GH-1``); any other text as a code span, inside which GitHub and GitLab
+    make no link, image, autolink (``https://…``, ``www.``), @mention or HTML. One line,
+    at most ``limit`` characters; ``table``: a ``|`` is escaped (a table cell ends there
+    even inside code). Values from runs and tags (names, params, taggers, messages) go
+    through here: a pull request cannot make the report link, ping or show anything."""
     if value is None:
         return "–"
-    text = f"{value:.6g}" if isinstance(value, float) else str(value)
-    text = " ".join(text.split())
-    if len(text) > CELL_MAX:
-        text = text[: CELL_MAX - 1] + "…"
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.6g}" if isinstance(value, float) else str(value)
+    text = _UNPRINTABLE.sub("\ufffd", " ".join(str(value).split()))
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text if not text or _PLAIN.fullmatch(text) and not _ISSUE_REF.search(text) else md_code(text, table=table)
+
+
+def md_code(text: str, *, table: bool = True) -> str:
+    """``text`` (one line) as a Markdown code span: a fence longer than any run of
+    backticks inside, spaces around a backtick at an end (CommonMark strips them)."""
+    text = _UNPRINTABLE.sub("\ufffd", " ".join(text.split()))
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    if table:
+        text = text.replace("|", "\\|")
+    if text.startswith("`") or text.endswith("`"):
+        text = f" {text} "
+    return f"{fence}{text}{fence}"
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -198,7 +221,7 @@ def _delta(value: float | None) -> str:
 def _headers(report: Comparison) -> list[str]:
     out = []
     for i, c in enumerate(report.runs):
-        label = f"{md_text(c.run_name)} `{c.run_id[:8]}`"
+        label = f"{md_text(c.run_name)} {md_code(c.run_id[:8])}"
         out.append(label + (" (baseline)" if i == report.baseline else ""))
     return out
 
@@ -222,7 +245,7 @@ def to_markdown(report: Comparison, charts: dict[str, str] | None = None, *, tit
         rows = [[md_text(p.key)] + [f"**{md_text(v)}**" if ch else md_text(v) for v, ch in zip(p.values, p.changed)] for p in report.params]
         out.append(markdown_table(["param"] + headers, rows) + "\n")
     commits = [md_text(c.commit[:12]) if c.commit else "–" for c in report.runs]
-    out.append(markdown_table(["run"] + headers, [["source commit"] + commits, ["status"] + [c.status for c in report.runs]]))
+    out.append(markdown_table(["run"] + headers, [["source commit"] + commits, ["status"] + [md_text(c.status) for c in report.runs]]))
     for key, path in (charts or {}).items():
         out.append(f"\n![{md_text(key)}]({path.replace(' ', '%20').replace(')', '%29')})\n")
     return "".join(out)
@@ -329,5 +352,5 @@ def render(report: Comparison, fmt: str, charts: dict[str, str] | None = None) -
 
 __all__ = [
     "Comparison", "MetricRow", "ParamRow", "RunColumn", "build", "compare_runs", "latest_runs_of",
-    "lower_is_better", "markdown_table", "md_text", "render", "to_html", "to_json", "to_markdown", "write_charts",
+    "lower_is_better", "markdown_table", "md_code", "md_text", "render", "to_html", "to_json", "to_markdown", "write_charts",
 ]

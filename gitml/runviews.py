@@ -114,6 +114,31 @@ class RunViews:
                         values[f"{section}.{key}"] = picked
         return keys, values
 
+    def missing_keys_hint(self, filter_string: str, experiment_ids: list[str] | None = None) -> str | None:
+        """For a search that found nothing: a one-line hint naming each param, metric or tag key
+        the filter asks for that no run (of those experiments) has, with the nearest keys runs
+        do have, or None when every key it names exists. Raises FilterSyntaxError."""
+        import difflib
+
+        from gitml.tracking.filter import filter_fields
+
+        asked = [(s, k) for s, k in filter_fields(filter_string) if s in ("params", "metrics", "tags")]
+        if not asked:
+            return None
+        with self.tracker.index.reading():
+            table, _ = self.tracker.table(experiment_ids)
+            keys = {section: set(table.keys[section]) for section in ("params", "metrics", "tags")}
+        said = []
+        for section, key in dict.fromkeys(asked):
+            if key in keys[section]:
+                continue
+            near = difflib.get_close_matches(key, sorted(keys[section]), n=3, cutoff=0.6)
+            if len(key) >= 3:  # a key inside a longer one: "auc" in "val_auc"
+                near += [k for k in sorted(keys[section]) if key.lower() in k.lower() and k not in near][:3 - len(near)]
+            maybe = " (did you mean " + " or ".join(f"{section}.{k}" for k in near) + "?)" if near else ""
+            said.append(f"{section}.{key}{maybe}")
+        return "gitml: no run has " + ", ".join(said) if said else None
+
     def run_commits(self, experiment_ids: list[str] | None = None) -> dict[bytes, bytes]:
         """``{run ref: commit}`` of the runs (of some experiments): it changes whenever
         a run does, so a reader may keep what it computed from a search until it changes."""

@@ -132,13 +132,13 @@ def _flavor(folder: str) -> dict:
 
 def load_model(model_uri: str | os.PathLike, dst_path: str | None = None):
     """The scikit-learn model itself (a run's model verified against its manifest first)."""
-    from gitml.models.uri import local_model
+    from gitml.models.uri import model_on_disk
     from gitml.pyfunc import inside
 
-    folder, _ = local_model(model_uri, dst_path)
-    conf = _flavor(folder)
-    file = inside(folder, conf.get("pickled_model", "model.pkl"), "pickled_model")
-    return _load(file, conf.get("serialization_format", "pickle"), conf.get("skops_trusted_types"))
+    with model_on_disk(model_uri, dst_path) as folder:  # a temporary download is removed once loaded
+        conf = _flavor(folder)
+        file = inside(folder, conf.get("pickled_model", "model.pkl"), "pickled_model")
+        return _load(file, conf.get("serialization_format", "pickle"), conf.get("skops_trusted_types"))
 
 
 class _SklearnModelWrapper:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from gitml.artifacts.cas import IntegrityError, ObjectMissingError
 from gitml.client import Client
-from gitml.errors import GitmlError, InvalidInputError
+from gitml.errors import GitmlError, InvalidInputError, LocalArtifactsError
 from gitml.names import EXPERIMENTS_PREFIX, RUN_REF_NAMES, RUNS_PREFIX, experiment_ref, parse_run_ref
 from gitml.registry.tags import TAGS_PREFIX
 from gitml.store.remote import (
@@ -103,8 +103,14 @@ def push(
     runs: list[str] | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    allow_local_artifacts: bool = False,
 ) -> PushResult:
     """Upload the selected runs' missing artifact objects, then push their refs.
+
+    Runs whose large artifacts (over ``artifacts.inline_max_bytes``, so not in git) are only
+    in this user's default store are refused before anything moves when the git remote is
+    one other people reach (ssh, git, http): teammates who pull could not load them
+    (:class:`LocalArtifactsError`); ``allow_local_artifacts`` pushes them all the same.
 
     The objects looked at are those of every run commit not yet confirmed on the
     artifact remote (a ref pushed by plain ``git push``, or a new artifact remote,
@@ -124,6 +130,8 @@ def push(
         raise InvalidInputError("no runs to push")
     there = compared.there if compared is not None else unchanged_refs(store, url, refs)
     todo = {r: s for r, s in refs.items() if r not in there}
+    if not allow_local_artifacts:
+        _refuse_local_artifacts(client, url, todo)
     confirmed = content.confirmed_commits()
     unconfirmed = {r: s for r, s in refs.items() if parse_run_ref(r) and s not in confirmed}
     broken: dict[bytes, str] = {}
@@ -194,6 +202,55 @@ def push(
 
     _push_registry_tags(client, url, on_remote, result)
     return result
+
+
+def _refuse_local_artifacts(client: Client, url: str, todo: dict[bytes, bytes]) -> None:
+    """Raise LocalArtifactsError when runs about to go to a remote others reach have large
+    artifacts only in this user's default store (see :func:`push`)."""
+    import os
+
+    from gitml.artifacts.config import default_remote
+
+    content = client.artifacts.content
+    store_url = content.remote_url
+    if "://" in store_url or os.path.abspath(store_url) != os.path.abspath(default_remote()):
+        return  # a shared or configured store
+    if not _reached_by_others(url):
+        return  # a path or file:// URL on this machine
+    runs = {r: s for r, s in todo.items() if parse_run_ref(r)}
+    if not runs:
+        return
+    limit = client.artifacts.inline_max_bytes
+    large = sorted(
+        where for found in client.artifacts.objects_by_run(runs, broken={}).values()
+        for sha, where in found.items() if _stored_size(content, sha) > limit
+    )
+    if large:
+        run_id, path = large[0]
+        more = f" (and {len(large) - 1} more)" if len(large) > 1 else ""
+        raise LocalArtifactsError(
+            f"run {run_id}'s artifact {path!r}{more} would stay in {store_url}, this user's default store, "
+            f"where teammates pulling from {url} cannot read it: share an artifact remote "
+            "(gitml config --committed artifacts.remote s3://bucket/path) or push with --allow-local-artifacts"
+        )
+
+
+def _reached_by_others(url: str) -> bool:
+    """Whether a git remote's URL is served to other people (a network URL), not a path here."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    return scheme not in ("", "file")
+
+
+def _stored_size(content, sha: str) -> int:
+    """An object's size in the cache, else in the (local) artifact store."""
+    import os
+
+    for path in (content.cache_path(sha), os.path.join(content.remote_url, sha[:2], sha[2:])):
+        try:
+            return os.path.getsize(path)
+        except OSError:
+            continue
+    return 0
 
 
 def _compared(client: Client, url: str) -> Comparison | None:

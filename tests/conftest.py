@@ -19,6 +19,25 @@ def git(cwd, *args, check=True, input_text: str | None = None) -> str:
     return result.stdout
 
 
+def pytest_collection_finish(session):
+    """Build the peer venvs (MLflow, GTO) the collected tests use before the first test runs:
+    an install takes minutes once per machine, and no test's timeout may cut it short. A failed
+    install is reported here in one line; the tests that need the peer then fail with its reason."""
+    from tests.peer_venv import FAILED
+
+    wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    peers = [("gto_python", "GITML_SKIP_GTO", "tests.gto_venv", "ensure_gto_python"),
+             ("mlflow_python", "GITML_SKIP_MLFLOW", "tests.mlflow_venv", "ensure_mlflow_python")]
+    for fixture, skip, module, ensure in peers:
+        if fixture in wanted and os.environ.get(skip) != "1":
+            import importlib
+
+            try:
+                getattr(importlib.import_module(module), ensure)()
+            except RuntimeError:
+                print(f"\n{FAILED.get(fixture.split('_')[0], 'peer install failed').splitlines()[0]}", file=sys.stderr)
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("home")
@@ -74,3 +93,22 @@ def run_python(code: str, cwd, env=None, check=True) -> subprocess.CompletedProc
     if check and result.returncode != 0:
         raise AssertionError(f"python failed ({result.returncode}): {result.stderr}")
     return result
+
+
+@pytest.fixture(scope="session")
+def installed_python(tmp_path_factory) -> str:
+    """A Python with this checkout's gitml *installed*: a virtualenv over this Python's
+    packages whose site-packages names this checkout in a ``.pth`` file. Hooks and CI
+    scripts run gitml in isolated mode (``python -I``, which ignores PYTHONPATH), so through
+    this Python they run the code under test, not whatever gitml the machine has installed."""
+    venv = tmp_path_factory.mktemp("installed") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    site = subprocess.run([python, "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    with open(os.path.join(site, "gitml-under-test.pth"), "w") as f:
+        f.write(ROOT + "\n")
+    found = subprocess.run([python, "-I", "-c", "import gitml; print(gitml.__file__)"], cwd="/", check=True,
+                           capture_output=True, text=True).stdout.strip()
+    assert found == os.path.join(ROOT, "gitml", "__init__.py"), found
+    return python

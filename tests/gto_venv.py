@@ -1,7 +1,7 @@
 """The ``gto`` of a venv holding GTO 1.10.1, for tests that check GTO reads gitml's registry.
 
-GTO lives in its own venv (``benchmarks/.venv-gto``, made by ``benchmarks/setup_gto.sh``
-when missing, under a lock file), never in gitml's. ``GITML_SKIP_GTO=1`` skips these tests.
+GTO lives in its own venv (outside the clone: ``benchmarks/peers.py``; made by
+``benchmarks/setup_gto.sh`` when missing, under a lock file), never in gitml's. ``GITML_SKIP_GTO=1`` skips these tests.
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import os
 
 import pytest
 
+from benchmarks.peers import GTO_VERSION
 from tests.peer_venv import ensure_peer_python
 
-GTO_VERSION = "1.10.1"
 
 
 def ensure_gto_python() -> str:
     """Path of the venv's python with GTO 1.10.1 (its ``gto`` is beside it)."""
-    return ensure_peer_python("gto", GTO_VERSION, venv="benchmarks/.venv-gto", setup="benchmarks/setup_gto.sh",
+    return ensure_peer_python("gto", GTO_VERSION, setup="benchmarks/setup_gto.sh",
                               version_env="GTO_VERSION", skip_env="GITML_SKIP_GTO")
 
 

@@ -1,6 +1,6 @@
 """The Python of a venv holding MLflow 3.17.2, for tests that compare gitml with MLflow.
 
-MLflow lives in its own venv (``benchmarks/.venv-mlflow``), never in gitml's: its
+MLflow lives in its own venv (outside the clone: ``benchmarks/peers.py``), never in gitml's: its
 dependencies must not leak into the code under test. The session fixture
 :func:`mlflow_python` creates the venv with ``benchmarks/setup_mlflow.sh`` when it
 is missing (that is how CI gets it; the script is idempotent and quick once the
@@ -16,9 +16,9 @@ import os
 
 import pytest
 
+from benchmarks.peers import MLFLOW_VERSION
 from tests.peer_venv import ROOT, ensure_peer_python
 
-MLFLOW_VERSION = "3.17.2"
 
 
 def ensure_mlflow_python() -> str:
@@ -26,7 +26,7 @@ def ensure_mlflow_python() -> str:
     if os.environ.get("GITML_MLFLOW_PYTHON"):
         return os.environ["GITML_MLFLOW_PYTHON"]
     return ensure_peer_python(
-        "mlflow", MLFLOW_VERSION, venv="benchmarks/.venv-mlflow", setup="benchmarks/setup_mlflow.sh",
+        "mlflow", MLFLOW_VERSION, setup="benchmarks/setup_mlflow.sh",
         version_env="MLFLOW_VERSION", skip_env="GITML_SKIP_MLFLOW",
         also=("torch", "dulwich", "scikit-learn"),  # the extras setup_mlflow.sh adds must be there too
     )

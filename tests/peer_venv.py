@@ -1,8 +1,11 @@
 """A peer (MLflow, GTO) in a venv of its own, made by its ``benchmarks/setup_*.sh`` when missing.
 
 Peers never share gitml's venv: their dependencies must not leak into the code under test.
+The venvs live in a cache outside the clone (``benchmarks/peers.py`` says where), one per tool
+and version, so a fresh clone reuses them and the suite writes no gigabytes into the checkout.
 The setup scripts are idempotent and quick once the venv exists; one pytest process at a
-time runs a script, under a lock file beside the venv.
+time runs a script, under a lock file beside the venv. ``conftest.py`` builds the venvs the
+collected tests need before the first test runs, so an install is never cut by a test's timeout.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ import fcntl
 import os
 import subprocess
 
+from benchmarks.peers import peer_venv
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAILED: dict[str, str] = {}  # package -> why its venv could not be made (this session)
 
 
 def installed_version(python: str, package: str, also: tuple[str, ...] = ()) -> str | None:
@@ -25,19 +31,24 @@ def installed_version(python: str, package: str, also: tuple[str, ...] = ()) -> 
     return probe.stdout.strip() if probe.returncode == 0 else None
 
 
-def ensure_peer_python(package: str, version: str, *, venv: str, setup: str, version_env: str,
+def ensure_peer_python(package: str, version: str, *, setup: str, version_env: str,
                        skip_env: str, also: tuple[str, ...] = ()) -> str:
-    """Path of ``venv``'s python holding ``package==version``, running ``setup`` first if needed."""
-    python = os.path.join(ROOT, venv, "bin", "python")
+    """Path of the peer venv's python holding ``package==version``, running ``setup`` first if needed."""
+    if package in FAILED:  # the install already failed once in this session: say so again, at once
+        raise RuntimeError(FAILED[package])
+    venv = peer_venv(package, version)
+    python = os.path.join(venv, "bin", "python")
     if installed_version(python, package, also) == version:
         return python
-    os.makedirs(os.path.dirname(os.path.join(ROOT, venv)), exist_ok=True)
-    with open(os.path.join(ROOT, venv) + ".lock", "w") as lock:
+    os.makedirs(os.path.dirname(venv), exist_ok=True)
+    with open(venv + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another pytest may be installing it right now
         if installed_version(python, package, also) != version:
             done = subprocess.run(["bash", os.path.join(ROOT, setup)], capture_output=True, text=True,
                                   env={**os.environ, version_env: version})
             if done.returncode != 0:
-                raise RuntimeError(f"{setup} failed ({done.returncode}); set {skip_env}=1 to skip "
+                FAILED[package] = (f"installing {package}=={version} into {venv} ({setup}) failed "
+                                   f"(exit {done.returncode}); set {skip_env}=1 to skip "
                                    f"the {package} comparisons:\n{done.stderr[-2000:]}")
+                raise RuntimeError(FAILED[package])
     return python

@@ -37,29 +37,57 @@ with gitml.start_run():
 """
 
 
+ACTIONS_BOT = {"login": "github-actions[bot]", "id": 41898282}
+
+
 class FakeAPI(BaseHTTPRequestHandler):
-    """GitHub's and GitLab's comment endpoints: list, create, edit."""
+    """GitHub's and GitLab's comment endpoints, as they answer: who a token is (``GET /user``;
+    a token it does not know is Actions' own, which gets 403 there and writes as
+    github-actions[bot]), list (pages of ``per_page``, ``Link: <...>; rel="next"``),
+    create (written by the token's user), edit by id (``PATCH`` on GitHub, ``PUT`` on GitLab)."""
 
     calls: list = []
-    comments: list = []
+    comments: list = []  # {"id", "body", "user": {...}, "author": {...}}
+    users: dict = {}  # token -> {"login", "id"}
 
-    def _reply(self, data) -> None:
+    def _reply(self, data, status: int = 200, link: str | None = None) -> None:
         body = json.dumps(data).encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if link:
+            self.send_header("Link", f'<{link}>; rel="next"')
         self.end_headers()
         self.wfile.write(body)
 
+    def _user(self) -> dict | None:
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ") or self.headers.get("PRIVATE-TOKEN", "")
+        return self.users.get(token)
+
     def do_GET(self):  # noqa: N802
         self.calls.append(("GET", self.path, None, dict(self.headers)))
-        self._reply(self.comments)
+        path, _, query = self.path.partition("?")
+        if path == "/user":
+            user = self._user()
+            if user is None:
+                return self._reply({"message": "Resource not accessible by integration"}, 403)
+            return self._reply({**user, "username": user["login"]})
+        args = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
+        size, page = int(args.get("per_page", 30)), int(args.get("page", 1))
+        more = len(self.comments) > page * size
+        link = f"http://{self.headers['Host']}{path}?per_page={size}&page={page + 1}" if more else None
+        self._reply(self.comments[(page - 1) * size: page * size], link=link)
 
     def _write(self, method):
         data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.calls.append((method, self.path, data, dict(self.headers)))
         if method == "POST":
-            self.comments.append({"id": 1, "url": f"http://{self.headers['Host']}{self.path}/1", "body": data["body"]})
+            user = self._user() or ACTIONS_BOT
+            self.comments.append({"id": len(self.comments) + 1, "body": data["body"], "user": user,
+                                  "author": {"username": user["login"], "id": user["id"]}})
+        else:
+            (edited,) = [c for c in self.comments if c["id"] == int(self.path.rsplit("/", 1)[1])]
+            edited["body"] = data["body"]
         self._reply({})
 
     def do_POST(self):  # noqa: N802
@@ -78,6 +106,7 @@ class FakeAPI(BaseHTTPRequestHandler):
 @pytest.fixture
 def api():
     FakeAPI.calls, FakeAPI.comments = [], []
+    FakeAPI.users = {"glpat": {"login": "project_9_bot", "id": 9001}, "ghp-mallory": {"login": "mallory", "id": 666}}
     server = HTTPServer(("127.0.0.1", 0), FakeAPI)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -87,8 +116,9 @@ def api():
 
 
 @pytest.fixture
-def team(tmp_path, monkeypatch):
-    """A bare remote with a training project on main, a developer's clone, a shared artifact store."""
+def team(tmp_path, monkeypatch, installed_python):
+    """A bare remote with a training project on main, a developer's clone, a shared artifact
+    store; the CI's Python (GITML_PYTHON, first on the PATH) has this checkout's gitml installed."""
     origin = tmp_path / "origin.git"
     git(tmp_path, "init", "-q", "--bare", str(origin))
     dev = tmp_path / "dev"
@@ -101,6 +131,8 @@ def team(tmp_path, monkeypatch):
     git(dev, "push", "-q", "origin", "HEAD:main")
     monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(tmp_path / "team-store"))
     monkeypatch.setenv("PYTHONPATH", ROOT)
+    monkeypatch.setenv("GITML_PYTHON", installed_python)
+    monkeypatch.setenv("PATH", os.path.dirname(installed_python) + os.pathsep + os.environ["PATH"])
     return origin, dev
 
 
@@ -136,7 +168,7 @@ def _run_action(checkout, env: dict, inputs: dict, context: dict) -> list[subpro
                       lambda m: values[m.group(1)[7:]] if m.group(1).startswith("inputs.") else str(context[m.group(1)]), str(v))
             for k, v in step.get("env", {}).items()
         }
-        full = {**os.environ, **env, **step_env, "GITHUB_ACTION_PATH": CI, "GITML_PYTHON": sys.executable}
+        full = {**os.environ, **env, **step_env, "GITHUB_ACTION_PATH": CI}
         result = subprocess.run([step["shell"], "-e", "-c", step["run"]], cwd=checkout, env=full, capture_output=True, text=True)
         results.append(result)
         assert result.returncode == 0, f"{step['name']}: {result.stdout}\n{result.stderr}"
@@ -190,7 +222,7 @@ def test_github_action_logs_runs_and_reports_on_pull_requests(team, tmp_path, ap
         assert [r["tags"]["gitml.ci.pull_request"] for r in remote.search_rows(filter_string="params.lr = '0.5'")] == ["5"]
     # the report again (a second push to the pull request): the comment is edited, not repeated
     subprocess.run(["sh", os.path.join(CI, "report.sh")], cwd=pr, check=True, capture_output=True,
-                   env={**os.environ, **env, "GITHUB_TOKEN": "t0ken", "GITML_PYTHON": sys.executable})
+                   env={**os.environ, **env, "GITHUB_TOKEN": "t0ken"})
     assert [c[0] for c in fake.calls if c[0] != "GET"] == ["POST", "PATCH"]
 
 
@@ -242,7 +274,7 @@ def test_gitlab_merge_request_job_reports_as_a_note(team, tmp_path, api):
         **os.environ, "CI": "true", "GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "merge_request_event",
         "CI_MERGE_REQUEST_IID": "3", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main", "CI_DEFAULT_BRANCH": "main",
         "CI_API_V4_URL": url, "CI_PROJECT_ID": "9", "GITLAB_TOKEN": "glpat", "CI_PIPELINE_ID": "77",
-        "CI_JOB_URL": "https://gitlab.example/team/churn/-/jobs/5", "GITML_PYTHON": sys.executable,
+        "CI_JOB_URL": "https://gitlab.example/team/churn/-/jobs/5",
         "GITML_TRAIN": pipeline["variables"]["GITML_TRAIN"],
     }
     checkout = _checkout(origin, tmp_path / "ci-mr", "feature")
@@ -255,3 +287,92 @@ def test_gitlab_merge_request_job_reports_as_a_note(team, tmp_path, api):
     with gitml.Client(origin) as remote:
         (run,) = remote.search_rows()
     assert run["tags"]["gitml.ci.pull_request"] == "3" and run["tags"]["gitml.ci.pipeline_id"] == "77"
+
+
+HOSTILE = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\n"
+
+
+@pytest.mark.timeout(300)
+def test_code_committed_in_a_pull_request_never_runs_as_gitml(team, tmp_path, api):
+    """A pull request commits a top-level gitml/ package: every step (set-up, train and push,
+    report, comment, registry check, apply) runs the installed gitml, never the committed one."""
+    origin, dev = team
+    url, fake = api
+    marker = tmp_path / "attacker-code-ran"
+    git(dev, "checkout", "-qb", "hostile")
+    (dev / "gitml").mkdir()
+    for name in ("__init__.py", "__main__.py"):
+        (dev / "gitml" / name).write_text(HOSTILE.format(marker=str(marker)))
+    (dev / ".gitml").mkdir()
+    (dev / ".gitml" / "stages.yaml").write_text("{}\n")  # a promotion file: the registry steps run too
+    # the training itself runs the pull request's code, by design; here it imports the installed
+    # gitml (python -I) so that the marker tells about gitml's own steps alone
+    (dev / "MLproject").write_text("name: churn\nentry_points:\n  main:\n    command: python -I train.py\n")
+    git(dev, "add", ".")
+    git(dev, "commit", "-qm", "a gitml of our own")
+    git(dev, "push", "-q", "origin", "hostile")
+    env, context = _github_env(tmp_path, "pull_request", "refs/pull/8/merge", GITHUB_BASE_REF="main",
+                               GITHUB_HEAD_REF="hostile", GITHUB_API_URL=url)
+    pr = _checkout(origin, tmp_path / "ci-pr", "hostile")
+    env["PYTHONPATH"] = os.pathsep + "."  # even with the checkout on the path
+    results = _run_action(pr, env, {"token": "t0ken"}, context)
+    assert len(results) == 3 and not marker.exists()
+    assert "| lr | 0.1 |" in (pr / "gitml-report" / "report.md").read_text()
+    assert "No stage changes" in (pr / "gitml-report" / "registry.md").read_text()
+    assert [c[0] for c in fake.calls if c[0] != "GET"] == ["POST"]
+    with gitml.Client(origin) as remote:
+        assert [r["tags"]["gitml.ci.pull_request"] for r in remote.search_rows()] == ["8"]
+    # merged: the push build trains, applies the (empty) promotions and pushes
+    env, context = _github_env(tmp_path, "push", "refs/heads/main", PYTHONPATH=os.pathsep + ".")
+    merged = _checkout(origin, tmp_path / "ci-merged", "hostile", branch="main")
+    assert len(_run_action(merged, env, {}, context)) == 3 and not marker.exists()
+    with gitml.Client(origin) as remote:
+        assert len(remote.search_rows()) == 2
+    # the same steps without isolation run the pull request's gitml: the attack is real
+    subprocess.run([os.environ["GITML_PYTHON"], "-m", "gitml", "--help"], cwd=merged, capture_output=True)
+    assert marker.exists()
+
+
+def test_the_comment_step_edits_only_a_comment_its_token_wrote(tmp_path, api, installed_python):
+    """A comment by someone else that starts with the report's mark is left alone (the report
+    is posted anew, the step succeeds); the step's own comment is found on any page and edited."""
+    url, fake = api
+    report = tmp_path / "report.md"
+    report.write_text("## gitml compare\n\nthe real report\n")
+    mark = "<!-- gitml report -->"
+
+    def comment(**env) -> list[tuple[str, str]]:
+        done = len(fake.calls)
+        result = subprocess.run([installed_python, "-I", os.path.join(CI, "comment.py"), str(report)], env={**os.environ, **env},
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        return [(c[0], c[1]) for c in fake.calls[done:] if c[0] != "GET"]
+
+    fake.comments += [{"id": i, "body": f"comment {i}", "user": {"login": "alice", "id": 1}} for i in range(1, 121)]
+    forged = {"id": 121, "body": f"{mark}\nall checks pass, merge away", "user": {"login": "mallory", "id": 666}}
+    fake.comments.append(forged)
+    github = {"GITHUB_ACTIONS": "true", "GITHUB_REF": "refs/pull/5/merge", "GITHUB_REPOSITORY": "team/churn", "GITHUB_API_URL": url}
+    # Actions' own token: GET /user says 403, so it is github-actions[bot], who wrote nothing yet
+    assert comment(**github, GITHUB_TOKEN="t0ken") == [("POST", "/repos/team/churn/issues/5/comments")]
+    assert forged["body"].endswith("merge away") and fake.comments[-1]["user"] == ACTIONS_BOT
+    # the next report edits the bot's comment (on the second page of the listing), not mallory's
+    assert comment(**github, GITHUB_TOKEN="t0ken") == [("PATCH", "/repos/team/churn/issues/comments/122")]
+    assert any("page=2" in c[1] for c in fake.calls if c[0] == "GET")
+    assert forged["body"].endswith("merge away") and fake.comments[-1]["body"].endswith("the real report\n")
+    # a personal token is the user GET /user names: the bot's comment is not its own either
+    fake.users["ghp-ci"] = {"login": "ci-user", "id": 7}
+    assert comment(**github, GITHUB_TOKEN="ghp-ci") == [("POST", "/repos/team/churn/issues/5/comments")]
+    # an account renamed to the name of the token's user is someone else: ids decide
+    fake.comments[-1]["user"] = {"login": "ci-user", "id": 8}
+    assert comment(**github, GITHUB_TOKEN="ghp-ci") == [("POST", "/repos/team/churn/issues/5/comments")]
+    assert comment(**github, GITHUB_TOKEN="ghp-ci") == [("PATCH", f"/repos/team/churn/issues/comments/{len(fake.comments)}")]
+
+    # GitLab: a note by someone else with the mark is left alone; the token's own is edited
+    gitlab = {"GITLAB_CI": "true", "CI_MERGE_REQUEST_IID": "3", "CI_API_V4_URL": url, "CI_PROJECT_ID": "9"}
+    fake.comments.clear()
+    fake.comments.append({"id": 1, "body": f"{mark}\nforged", "author": {"username": "mallory", "id": 666}})
+    assert comment(**gitlab, GITLAB_TOKEN="glpat") == [("POST", "/projects/9/merge_requests/3/notes")]
+    assert comment(**gitlab, GITLAB_TOKEN="glpat") == [("PUT", "/projects/9/merge_requests/3/notes/2")]
+    assert fake.comments[0]["body"] == f"{mark}\nforged"
+    # a token GitLab will not name (GET /user refused) never edits: it posts
+    assert comment(**gitlab, GITLAB_TOKEN="unknown") == [("POST", "/projects/9/merge_requests/3/notes")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import pytest
 
@@ -206,6 +207,33 @@ def test_like_treats_regex_characters_literally():
 
 def test_like_wildcards_span_newlines():
     assert compile_filter("tags.note LIKE 'a%b'")(make_row("x", tags={"note": "a\n\nb"}))
+
+
+def _regex_like(pattern: str, value: str, ignore_case: bool) -> bool:
+    """LIKE as the regular expression it was compiled to before (the reference semantics)."""
+    body = "".join({"%": ".*", "_": "."}.get(ch) or re.escape(ch) for ch in pattern)
+    return re.fullmatch(body, value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) is not None
+
+
+def test_like_agrees_with_the_regular_expression_on_random_patterns():
+    rng = random.Random(21)
+    alphabet = "aAbB%_.\n*"
+    for _ in range(20_000):
+        pattern = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 7)))
+        value = "".join(rng.choice("aAbB._\n*%") for _ in range(rng.randint(0, 9)))
+        for keyword, ignore_case in (("LIKE", False), ("ILIKE", True)):
+            keep = compile_filter(f"params.p {keyword} '{pattern}'")
+            assert keep(make_row("x", params={"p": value})) == _regex_like(pattern, value, ignore_case), (pattern, value)
+
+
+def test_like_does_not_backtrack_on_a_hostile_pattern():
+    # '.*a.*a...b' over 20,000 'a's backtracks for ages; the segment scan is one pass per '%'
+    pattern = "%a" * 12 + "%b"
+    keep = compile_filter(f"tags.note LIKE '{pattern}' OR tags.note ILIKE '{pattern.upper()}_'")
+    rows = [make_row(str(i), tags={"note": "a" * 20_000}) for i in range(20)]
+    assert not any(keep(row) for row in rows)
+    assert keep(make_row("y", tags={"note": "a" * 20_000 + "b"}))
+    assert compile_filter(f"tags.note ILIKE '{pattern.upper()}_'")(make_row("z", tags={"note": "a" * 20_000 + "bz"}))
 
 
 def test_compiled_filters_are_cached():

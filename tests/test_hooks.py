@@ -8,7 +8,7 @@ import sys
 from click.testing import CliRunner
 
 import gitml
-from gitml.cli.hooks import HOOKS, PRE_PUSH, pre_push_hook
+from gitml.cli.hooks import HOOKS, PRE_PUSH, hook_text, pre_push_hook
 from gitml.cli.main import cli
 from tests.conftest import ROOT, git
 
@@ -159,3 +159,84 @@ def test_post_merge_and_post_checkout_fetch_runs_with_a_minimal_path(repo, tmp_p
         "gitml" in (teammate / ".git" / "hooks" / n).read_text() for n in ("post-merge", "post-checkout")
         if (teammate / ".git" / "hooks" / n).exists()
     )
+
+
+HOSTILE = "import pathlib\npathlib.Path({marker!r}).write_text({what!r})\n"
+
+
+def test_code_committed_in_the_work_tree_never_runs_as_gitml(repo, tmp_path, monkeypatch, installed_python):
+    """A teammate commits a top-level ``gitml/`` package, then a ``gitml.py``: the victim's
+    pull, checkout of their branch and push run the installed gitml, which fetches and
+    pushes the runs, and never the committed code, even with the current folder on PYTHONPATH."""
+    origin = _remote_with_runs(repo, tmp_path, monkeypatch)
+    marker = tmp_path / "attacker-code-ran"
+    git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
+    git(tmp_path, "clone", "-q", str(origin), "victim")
+    victim = tmp_path / "victim"
+    subprocess.run([installed_python, "-I", "-m", "gitml", "-C", str(victim), "hooks", "install",
+                    "--hook", "pre-push", "--hook", "post-merge", "--hook", "post-checkout"], check=True, capture_output=True)
+    assert f"python={installed_python}" in (victim / ".git" / "hooks" / "post-merge").read_text()
+    # the teammate (repo): a gitml package on main, with a run of that commit pushed
+    (repo / "gitml").mkdir()
+    for name in ("__init__.py", "__main__.py"):
+        (repo / "gitml" / name).write_text(HOSTILE.format(marker=str(marker), what="package"))
+    git(repo, "add", "gitml")
+    git(repo, "commit", "-qm", "vendor gitml")
+    with gitml.start_run() as pulled:
+        pass
+    gitml.flush()
+    assert CliRunner().invoke(cli, ["-C", str(repo), "push", "origin"]).exit_code == 0
+    git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
+    # ... and a gitml.py on a branch to review
+    git(repo, "checkout", "-qb", "review")
+    git(repo, "rm", "-rq", "gitml")
+    (repo / "gitml.py").write_text(HOSTILE.format(marker=str(marker), what="module"))
+    git(repo, "add", "gitml.py")
+    git(repo, "commit", "-qm", "a gitml module")
+    with gitml.start_run() as reviewed:
+        pass
+    gitml.flush()
+    assert CliRunner().invoke(cli, ["-C", str(repo), "push", "origin"]).exit_code == 0
+    git(repo, "push", "-q", "origin", "review")
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep + "."}  # the current folder on the path, twice
+    subprocess.run(["git", "pull", "-q", "--ff-only"], cwd=victim, env=env, check=True, capture_output=True)
+    assert (victim / "gitml" / "__main__.py").exists() and not marker.exists()
+    assert pulled.info.run_id in git(victim, "for-each-ref", "refs/gitml/runs")  # the hook did its job
+    subprocess.run(["git", "checkout", "-q", "review"], cwd=victim, env=env, check=True, capture_output=True)
+    assert (victim / "gitml.py").exists() and not marker.exists()
+    assert reviewed.info.run_id in git(victim, "for-each-ref", "refs/gitml/runs")
+    with gitml.Client(victim) as c:
+        mine = c.create_run("0", run_name="the victim's").info.run_id
+        c.set_terminated(mine)
+    subprocess.run(["git", "push", "-q", "origin", "HEAD:refs/heads/victim"], cwd=victim, env=env, check=True, capture_output=True)
+    assert not marker.exists()
+    assert mine in git(origin, "for-each-ref", "refs/gitml/runs")
+    # without isolation the same command runs the teammate's code: the attack is real
+    subprocess.run([installed_python, "-m", "gitml", "--help"], cwd=victim, env=env, capture_output=True)
+    assert marker.read_text() == "module"
+    git(victim, "checkout", "-q", "main")
+    marker.unlink()
+    subprocess.run([installed_python, "-m", "gitml", "--help"], cwd=victim, env=env, capture_output=True)
+    assert marker.read_text() == "package"
+
+
+def test_hooks_of_an_earlier_gitml_are_named_until_installed_again(repo, tmp_path, monkeypatch):
+    """A hook written before isolation (``python -m gitml``) runs committed code as gitml:
+    push and fetch say so, once per such hook, until ``gitml hooks install`` rewrites it."""
+    origin = _remote_with_runs(repo, tmp_path, monkeypatch)
+    with gitml.start_run():
+        pass
+    gitml.flush()
+    hooks = repo / ".git" / "hooks"
+    hooks.mkdir(exist_ok=True)
+    for name in ("pre-push", "post-merge"):
+        (hooks / name).write_text(hook_text(name, sys.executable).replace(" -I -m gitml", " -m gitml"))
+    for command in ("push", "fetch"):
+        result = CliRunner().invoke(cli, ["-C", str(repo), command, str(origin)])
+        assert result.exit_code == 0, result.output
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warnings) == 2 and "gitml hooks install --hook post-merge" in warnings[1], result.stderr
+    _install(repo, "install", "--hook", "pre-push", "--hook", "post-merge")
+    result = CliRunner().invoke(cli, ["-C", str(repo), "push", str(origin)])
+    assert result.exit_code == 0 and "earlier gitml" not in result.stderr

@@ -146,9 +146,12 @@ def test_hostile_registry_policy_from_a_clone_fails_closed_naming_the_file(tmp_p
         assert c.registry.register("churn", later.info.run_id).version == "v2.0.0"
         assert c.get_run(run.info.run_id).info.status == "FINISHED"
         assert "churn#production#1" in git(clone, "tag", "-l")
-    # committing a sane policy puts the registry back as it was
+    # a sane policy on the trusted ref (the remote's main, as fetched) puts the registry back as it was
     (clone / ".gitml" / "registry.yaml").write_text("stages: [staging, production]\n")
     git(clone, "commit", "-qam", "a sane policy")
+    with gitml.Client(clone) as c, pytest.raises(CorruptRecordError, match=why):
+        c.registry.resolve("churn", stage="production")  # committed here only: origin/main still decides
+    git(clone, "push", "-q", "origin", "main")
     with gitml.Client(clone) as c:
         assert c.registry.resolve("churn", stage="production").run_id == run.info.run_id
 

@@ -41,6 +41,20 @@ def test_public_namespace_is_complete():
     assert not missing, f"fluent functions missing from gitml.__all__: {missing}"
 
 
+def test_the_typed_re_exports_match_the_lazy_ones():
+    """``gitml/__init__.py`` imports each public name under ``TYPE_CHECKING`` (what editors and mypy
+    see) from the module its ``_LAZY`` table loads it from at run time: the two lists stay one."""
+    import ast
+
+    tree = ast.parse(open(os.path.join(ROOT, "gitml", "__init__.py")).read())
+    block = next(node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING")
+    typed = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    submodules = {name for name, module in typed.items() if module == "gitml"}
+    assert {n: m for n, m in typed.items() if m != "gitml"} == gitml._LAZY
+    assert submodules == gitml._SUBMODULES
+    assert set(gitml.__all__) == set(gitml._LAZY) | gitml._SUBMODULES | {"__version__"}
+
+
 def test_imports_go_one_way():
     package = os.path.join(ROOT, "gitml")
     problems = []

@@ -499,3 +499,51 @@ def test_cli_run_with_dash_c_reads_uri_and_paths_from_there(repo, project_env, t
         run = c.get_run(report["run_id"])
         assert run.info.run_name == "first"
         assert c.get_experiment(run.info.experiment_id).name == "projects"
+
+
+# -- credentials in URLs ----------------------------------------------------------
+def test_credentials_in_the_url_are_never_recorded_or_pushed(repo, client, project_env, upstream, tmp_path):
+    """``gitml run http://user:token@host/repo``: the run records (and a push carries) the URL
+    without its userinfo, in the repoURL tags and the source name alike."""
+    from tests.test_http_backend import http_backend
+
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    with http_backend(tmp_path) as (root, _):
+        secret_url = root.replace("http://", "http://ci-bot:s3cret-t0ken@") + "/upstream.git"
+        done = _cli(repo, "run", f"{secret_url}#models", "-v", "v1", "-P", "note=n", "--env-manager", "local")
+        assert done.returncode == 0, done.stderr
+        failed = _cli(repo, "run", secret_url.replace("upstream", "nothing"), "--env-manager", "local")
+    assert failed.returncode != 0 and "ci-bot" not in failed.stderr and "s3cret" not in failed.stderr
+    assert "cannot fetch project http://127.0.0.1:" in failed.stderr
+    run = _only_run(client)
+    clean = f"{root}/upstream.git"
+    assert run.data.tags["mlflow.source.git.repoURL"] == clean and run.data.tags["mlflow.gitRepoURL"] == clean
+    assert run.data.tags["mlflow.source.name"] == f"{clean}#models"
+    assert _cli(repo, "push", str(origin)).returncode == 0
+    assert run.info.run_id in git(origin, "for-each-ref", "refs/gitml/runs")
+    for ref in git(origin, "for-each-ref", "--format=%(refname)", "refs/gitml").split():
+        assert git(origin, "grep", "-I", "-c", "s3cret", ref, check=False) == ""
+        assert "s3cret" not in git(origin, "log", "--format=%B", ref)
+    # a tag set by hand (as MLflow's git context writes the remote's URL) is cleaned the same way
+    client.set_tag(run.info.run_id, "mlflow.source.git.repoURL", "https://x-access-token:ghs_abc@github.com/t/c.git?private_token=t&ref=main")
+    assert client.get_run(run.info.run_id).data.tags["mlflow.source.git.repoURL"] == "https://github.com/t/c.git?ref=main"
+
+
+@pytest.mark.parametrize(
+    "url, clean",
+    [
+        ("https://user:token@host/repo.git", "https://host/repo.git"),
+        ("https://ghp_token@github.com/t/r", "https://github.com/t/r"),
+        ("https://host:8443/r.git?X-Amz-Signature=abc&Signature=1&sig=2&access_token=3&keep=1", "https://host:8443/r.git?keep=1"),
+        ("http://u:p@[::1]:8080/r#sub", "http://[::1]:8080/r#sub"),
+        ("ssh://git:pw@github.com/t/r", "ssh://git@github.com/t/r"),
+        ("git@github.com:t/r.git", "git@github.com:t/r.git"),
+        ("file:///srv/r.git", "file:///srv/r.git"),
+        ("/srv/r.git", "/srv/r.git"),
+    ],
+)
+def test_redact_url(url, clean):
+    from gitml.store.urls import redact_url
+
+    assert redact_url(url) == clean and redact_url(clean) == clean

@@ -145,10 +145,9 @@ def test_a_lock_gitml_does_not_know_is_never_broken(repo, monkeypatch):
         ref_lock = ref_lock.with_name(ref_lock.name + ".lock")
         ref_lock.write_bytes(b"")
         os.utime(ref_lock, (old, old))
-        started = time.monotonic()
         with pytest.raises(RepositoryError, match=f"{name.decode()} stayed locked .*{ref_lock.name} exists; no gitml"):
             store.cas(name, runs[name], runs[sorted(runs)[1]], timeout=0.3)
-        assert time.monotonic() - started < 5 and ref_lock.exists()
+        assert ref_lock.exists()
     assert git(repo, "rev-parse", name.decode()).strip() == runs[name].decode()
 
 

@@ -414,10 +414,8 @@ def unreachable_urls(tmp_path: Path) -> list[str]:
 
 
 def check_remote_error(url: str, call) -> RemoteError:
-    start = time.monotonic()
-    with pytest.raises(RemoteError) as info:
+    with pytest.raises(RemoteError) as info:  # in bounded time: the module timeout mark
         call()
-    assert time.monotonic() - start < 5
     message = str(info.value)
     assert "\n" not in message and url in message and len(message) < 400
     return info.value

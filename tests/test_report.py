@@ -1,10 +1,13 @@
 """gitml compare: runs side by side with deltas, the best marked, charts, branches."""
 
+import html
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
 
+import gitml
 from gitml.cli.main import cli
 from gitml.errors import InvalidInputError, NotFoundError
 from gitml.report import compare_runs, md_text, to_html, to_json, to_markdown
@@ -38,14 +41,69 @@ def test_markdown_marks_deltas_best_and_changed_params(client):
     assert data["baseline"] == a and {m["key"]: m["best"] for m in data["metrics"]} == {"accuracy": b, "loss": b}
 
 
-def test_hostile_run_names_stay_text(client):
-    _run(client, "![x](https://evil.example/p.png) <script>|", lr="<b>", loss=1, acc=1)
-    report = compare_runs(client, filter_string="attributes.run_name LIKE '!%'")
-    text = to_markdown(report)
-    assert "](https" not in text and "<script>" not in text and "\\|" in text
-    page = to_html(report)
-    assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;b&gt;" in page
+HOSTILE = [
+    "![x](https://evil.example/p.png) <script>|",
+    "[click](https://evil.example) @octocat www.evil.example https://evil.example/a",
+    "<img src=x onerror=alert(1)> ``tick`` \\| `",
+    "mallory@evil.example #1 \u202eevil\u202c <https://evil.example>",
+    "fixes GH-1",
+]
+
+
+def shown(value: str) -> str:
+    """What a report shows of ``value``: one line, bidirectional overrides replaced."""
+    return " ".join(value.split()).replace("\u202e", "\ufffd").replace("\u202c", "\ufffd")
+
+
+def gfm(markdown: str) -> str:
+    """The HTML GitHub makes of ``markdown``: cmark-gfm (GitHub's own renderer) with its
+    table and autolink extensions, raw HTML passed through (GitHub's sanitizer keeps
+    ``<img>`` and ``<a>``)."""
+    import cmarkgfm
+    from cmarkgfm.cmark import Options
+
+    return cmarkgfm.github_flavored_markdown_to_html(markdown, options=Options.CMARK_OPT_UNSAFE)
+
+
+def assert_inert(markdown: str, *, images: tuple[str, ...] = ()) -> list[str]:
+    """``markdown`` renders with no link, image (but ``images``), HTML, and no ``@``, URL or
+    ``www.`` outside code (where GitHub makes no mention or autolink); returns the code texts."""
+    page = gfm(markdown)
+    assert "<a " not in page and "<script" not in page and "<iframe" not in page, page
+    assert tuple(re.findall(r"<img [^>]*src=\"([^\"]*)\"", page)) == images, page
+    outside = re.sub(r"<[^>]*>", "", re.sub(r"<code>.*?</code>", "", page, flags=re.S))  # the text GitHub reads mentions in
+    for marker in ("@", "://", "www.", "\u202e"):
+        assert marker not in outside, (marker, outside)
+    return [html.unescape(code) for code in re.findall(r"<code>(.*?)</code>", page, flags=re.S)]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_md_text_is_inert_and_shows_the_value(value):
+    for table in (True, False):
+        cell = md_text(value, limit=None, table=table)
+        markdown = f"| h |\n| --- |\n| {cell} |\n" if table else f"### {cell}\n\n- ❌ {cell}\n"
+        codes = assert_inert(markdown)
+        assert set(codes) == {shown(value)}
+    assert md_text("lr-0.05 run 2") == "lr-0.05 run 2" and md_text(0.5) == "0.5" and md_text("") == ""
+
+
+def test_hostile_run_names_stay_text(client, tmp_path):
+    for i, name in enumerate(HOSTILE):
+        run = client.create_run("0", run_name=name)
+        client.log_param(run.info.run_id, "note", HOSTILE[-1 - i])
+        client.log_param(run.info.run_id, "www.evil.example", "x")
+        for step in range(2):
+            client.log_metric(run.info.run_id, "www.evil.example/loss", 0.5 - step / 10, step=step)
+        client.set_terminated(run.info.run_id)
+    report = compare_runs(client)
+    codes = assert_inert(to_markdown(report))
+    assert HOSTILE[0] in codes and "www.evil.example/loss" in codes
     assert md_text("a\nb" + "x" * 200).startswith("a b") and len(md_text("y" * 500)) == 80
+    page = to_html(report)
+    assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;img" in page
+    out = tmp_path / "compare.md"
+    assert CliRunner().invoke(cli, ["compare", "-f", "", "-o", str(out)]).exit_code == 0
+    assert_inert(out.read_text(), images=("compare-www.evil.example_loss.png",))
 
 
 def test_branch_selects_the_latest_runs_of_its_history(client, repo):
@@ -82,3 +140,53 @@ def test_cli_writes_report_and_charts(client, repo, tmp_path):
     assert json.loads(result.output)["runs"][1]["run_name"] == "two"
     result = CliRunner().invoke(cli, ["-C", str(repo), "compare", "nope"])
     assert result.exit_code == 1 and "nope" in result.output
+
+
+def test_registry_check_and_compare_of_a_hostile_pull_request_are_inert(repo, tmp_path, monkeypatch):
+    """A teammate's runs, tags (tagger, message) and desired-state file carry links, images,
+    autolinks and @mentions; pushed to a bare remote, checked by CI in a clone: the reports
+    show every value, as code, and render none of it."""
+    from tests.test_registry import _run
+
+    gitml.set_tracking_uri(str(repo))
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(tmp_path / "store"))
+    git(repo, "config", "user.name", "Mallory [click](https://evil.example) @octocat")
+    git(repo, "config", "user.email", "mallory@evil.example")
+
+    def gitml_cli(where, *args, code=0):
+        result = CliRunner().invoke(cli, ["-C", str(where), *args])
+        assert result.exit_code == code, result.output
+        return result.output
+
+    with gitml.Client(repo) as c:
+        runs = [_run(c, i, auc=0.5 + i / 10, name=HOSTILE[i]) for i in (1, 2)]
+        for run_id in runs:
+            c.log_param(run_id, "note", HOSTILE[3])
+    gitml_cli(repo, "registry", "register", "churn", f"{runs[0]}:model", "-m", HOSTILE[0])
+    gitml_cli(repo, "registry", "promote", "churn", "v1.0.0", "production")
+    gitml_cli(repo, "push", "origin")
+    git(repo, "push", "-q", "origin", "main")
+    git(repo, "checkout", "-qb", "promote")
+    gitml_cli(repo, "registry", "register", "churn", f"{runs[1]}:model", "-m", HOSTILE[1])
+    (repo / ".gitml").mkdir(exist_ok=True)
+    (repo / ".gitml" / "stages.yaml").write_text("churn:\n  production: v2.0.0\n  staging: v9.0.0-www.evil.example\n")
+    git(repo, "add", ".gitml")
+    git(repo, "commit", "-qm", "promote [x](https://evil.example)")
+    gitml_cli(repo, "push", "origin")
+    git(repo, "push", "-q", "origin", "promote")
+
+    ci = tmp_path / "ci"
+    git(tmp_path, "clone", "-q", "-b", "promote", str(origin), str(ci))
+    gitml_cli(ci, "fetch", "origin")
+    gitml_cli(ci, "registry", "check", "--base", "origin/main", "--report", str(tmp_path / "registry.md"), code=1)
+    report = (tmp_path / "registry.md").read_text()
+    codes = assert_inert(report)
+    assert "### churn: production → v2.0.0" in report and "Now: v1.0.0" in report
+    assert "Mallory [click](https://evil.example) @octocat <mallory@evil.example>" in codes  # the tagger, shown as it is
+    assert shown(HOSTILE[3]) in codes and "v9.0.0-www.evil.example" in codes
+    assert any("has no version v9.0.0-www.evil.example" in code for code in codes)  # the problem, inert too
+    gitml_cli(ci, "compare", "--branch", "origin/main", "--branch", "HEAD", "-o", str(tmp_path / "compare.md"))
+    assert HOSTILE[2] in assert_inert((tmp_path / "compare.md").read_text())

@@ -56,9 +56,16 @@ def _env(home) -> dict:
 class Server:
     """A ``gitml serve`` process; ``url`` from the line it prints once listening."""
 
-    def __init__(self, repo, env, *args: str):
+    def __init__(self, repo, env, *args: str, limit_files: int | None = None):
+        def limit() -> None:  # the descriptors the server may open, soft and hard (as a default shell's 1,024)
+            import resource
+
+            if limit_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit_files, limit_files))
+
         self.proc = subprocess.Popen([sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "serve", "--port", "0", *args],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=limit)
         self.port, self.lines = 0, []
         deadline = time.monotonic() + 120
         assert self.proc.stderr is not None
@@ -190,6 +197,8 @@ BAD = [
     ("text/csv", b"a,b\n1,2,3,4\n" + MARKER.encode(), 400, ""),
     ("text/plain", MARKER.encode(), 415, "content type"),
     ("application/x-www-form-urlencoded", MARKER.encode(), 415, "content type"),
+    ("multipart/form-data; boundary=x", MARKER.encode(), 415, "content type"),
+    (None, json.dumps({"dataframe_split": {"columns": ["a"], "data": [[1]]}}).encode(), 415, "no Content-Type"),
     ("application/json; charset=latin-1", b"{}", 415, "UTF-8"),
     ("application/json; " + MARKER + "=1", b"{}", 415, "parameter"),
 ]
@@ -198,7 +207,7 @@ BAD = [
 @pytest.mark.parametrize("content_type, body, status, words", BAD, ids=[f"bad{i}" for i in range(len(BAD))])
 def test_a_bad_request_is_a_short_4xx_that_never_echoes_the_body(served, content_type, body, status, words):
     server = served["server"]
-    got, text, _ = server.request("POST", "/invocations", body, {"Content-Type": content_type})
+    got, text, _ = server.request("POST", "/invocations", body, {"Content-Type": content_type} if content_type else {})
     assert got == status, text
     error = json.loads(text)
     assert set(error) == {"error_code", "message"} and words in error["message"]
@@ -226,7 +235,7 @@ def test_wrong_methods_and_paths(served):
 def test_an_oversize_body_is_refused_by_its_length_before_it_is_sent(served):
     server = served["server"]
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
-        s.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Content-Length: 5000000000\r\n\r\n" + b"[" * 1000)
         reply = b""
         while chunk := s.recv(4096):  # the server closes the connection after its reply
@@ -239,7 +248,7 @@ def test_an_oversize_chunked_body_is_refused_while_it_is_read(served):
 
     server = served["server"]
     with socket.create_connection(("127.0.0.1", server.port), timeout=60) as s:
-        s.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Transfer-Encoding: chunked\r\n\r\n")
 
         def send():  # the server answers and closes before all is sent: a broken pipe here is expected
@@ -266,7 +275,7 @@ def test_an_oversize_chunked_body_is_refused_while_it_is_read(served):
 def test_an_oversize_request_head_is_refused(served):
     server = served["server"]
     status, text, _ = server.request("GET", "/ping", headers={"X-Big": "a" * 100_000})
-    assert status == 400 and b"aaaa" not in text
+    assert status == 431 and b"aaaa" not in text
     assert server.request("GET", "/ping")[0] == 200
 
 

@@ -116,6 +116,9 @@ def test_every_page_and_api_route_answers(ui):
     facts = web.get(f"/api/run/{parent}").json()
     assert facts["status"] == "FINISHED" and facts["metrics"]["loss"] == pytest.approx(1 / POINTS)
     assert web.get("/run/" + "0" * 32).status_code == 404
+    plural = web.get(f"/runs/{parent}", follow_redirects=False)  # MLflow's links say runs/<id>
+    assert plural.status_code == 308 and plural.headers["location"] == f"/run/{parent}"
+    assert web.get(f"/runs/{parent}").text == page
     assert web.get("/api/series?runs=nope&key=loss").status_code == 404
 
 

@@ -195,15 +195,18 @@ class ContentStore:
         state_dir: str,
         timeout: float = DEFAULT_TIMEOUT,
         unconfirmed: str | None = None,
+        uncontacted: str | None = None,
     ):
         """``timeout``: seconds a remote may stay silent (per request; a question such as
         "is this object there" gets twice that in all, retries included). ``unconfirmed``:
-        why writes and deletes on the remote are refused (None: they are allowed)."""
+        why writes and deletes on the remote are refused (None: they are allowed).
+        ``uncontacted``: why the remote is not to be contacted at all, reads included."""
         self.cache_dir = cache_dir
         self.remote_url = remote_url.rstrip("/")
         self.storage_options = storage_options or {}
         self.timeout = timeout
         self.unconfirmed = unconfirmed
+        self.uncontacted = uncontacted
         self.stat_cache = StatCache(os.path.join(state_dir, "statcache.sqlite3"))
         state = os.path.join(state_dir, "remotes", hashlib.sha1(self.remote_url.encode()).hexdigest()[:16])
         self._known_path = state + ".known"  # objects known to be on the remote
@@ -342,6 +345,9 @@ class ContentStore:
     # -- the remote ------------------------------------------------------
     @property
     def fs(self):
+        """The remote's filesystem: every contact with the remote goes through it."""
+        if self.uncontacted is not None:
+            raise UnconfirmedRemoteError(self.uncontacted)
         if self._fs is None:
             with self._lock:
                 if self._fs is None:
@@ -505,18 +511,20 @@ class ContentStore:
 
     def download(self, sha256: str, *, what: str) -> None:
         """Fetch an object from the remote into the cache, verified; a bad copy is refused."""
+        fs = self.fs
         dst = self.cache_path(sha256)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         tmp = temporary_name(dst)
         digest = hashlib.sha256()
         try:
             try:
-                with self.fs.open(self._remote_key(sha256), "rb") as src, open(tmp, "wb") as out:
+                with fs.open(self._remote_key(sha256), "rb") as src, open(tmp, "wb") as out:
                     while chunk := src.read(CHUNK):
                         digest.update(chunk)
                         out.write(chunk)
             except FileNotFoundError:
-                raise ObjectMissingError(f"{what}: object {sha256} is not in the artifact remote {self.remote_url}") from None
+                raise ObjectMissingError(f"{what}: object {sha256} is not in the artifact remote {self.remote_url}"
+                                         + _missing_hint(self.remote_url)) from None
             except Exception as e:
                 raise ArtifactRemoteError(f"{what}: download of {sha256} from {self.remote_url} failed: {_timed_out(e)}") from None
             if digest.hexdigest() != sha256:
@@ -648,3 +656,14 @@ def _open_remote(url: str, options: dict, timeout: float = DEFAULT_TIMEOUT):
     if protocol in ("s3", "s3a") and isinstance(getattr(fs, "retries", None), int):
         fs.retries = min(fs.retries, 2)  # s3fs's own retries, each over botocore's
     return fs, root.rstrip("/")
+
+
+def _missing_hint(remote_url: str) -> str:
+    """What to do about an object missing from this user's default store: it was most likely logged
+    by a teammate whose artifacts stayed in their own default store."""
+    from gitml.artifacts.config import default_remote
+
+    if os.path.abspath(remote_url) != os.path.abspath(default_remote()):
+        return ""
+    return ("; that is this user's default store: whoever logged the run must share an artifact remote "
+            "(gitml config --committed artifacts.remote URL) and push again, and you set the same one")

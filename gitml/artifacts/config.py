@@ -17,7 +17,11 @@ An artifact remote the committed file sets (its URL or its storage options) is r
 from as it is: every object read is checked against its hash. Writing or deleting
 there needs this clone's confirmation (:func:`trust_committed`, ``gitml config
 --trust-committed``), kept in the clone's file as ``artifacts.trusted_committed``; a
-committed value that changes afterwards needs confirming again.
+committed value that changes afterwards needs confirming again. A committed remote that
+can reach a network service (``http(s)://``, a scheme this clone's own settings do not
+use, or committed storage options) is not contacted at all before that confirmation
+(:func:`uncontacted`): a URL such as ``http://127.0.0.1:8080/admin?action=...`` would
+otherwise make the next model load send that request.
 """
 
 from __future__ import annotations
@@ -223,6 +227,46 @@ def unconfirmed(store: GitStore) -> str | None:
         f"artifact remote {where} is set by the committed .gitml/config.yaml{changed}; this clone reads from it, "
         "but writes and deletes there only once you confirm it is your team's store: `gitml config --trust-committed` "
         "(or set your own: `gitml config artifacts.remote URL`)"
+    )
+
+
+_LOCAL_SCHEMES = ("file", "local")
+
+
+def _scheme(url: str) -> str | None:
+    """The scheme of an artifact remote's URL (``file`` for a folder); None for an fsspec
+    chain (``zip://x::http://host/y``), whose links may each reach anywhere."""
+    if "::" in url:
+        return None
+    return url.split("://", 1)[0].lower() if "://" in url else "file"
+
+
+def uncontacted(store: GitStore) -> str | None:
+    """Why this clone must not contact its artifact remote at all, not even to read, or
+    None when it may: the committed file decides where the remote is, this clone has not
+    confirmed it (:func:`trust_committed`), and it can reach a network service: an
+    ``http(s)://`` URL, a scheme none of this clone's own settings use (a folder is the
+    one every clone uses), an fsspec chain, or storage options (an ``endpoint_url``
+    sends any scheme's requests anywhere). A folder is read as it is."""
+    decided = _from_committed(store)
+    local = _settings(local_path(store), committed=False)
+    trusted = local.get(TRUSTED, {})
+    pending = {k: v for k, v in decided.items() if trusted.get(k) != v}
+    if not pending:
+        return None
+    where = load(store)[REMOTE]
+    scheme = _scheme(where)
+    if scheme in _LOCAL_SCHEMES:
+        return None
+    own = [trusted.get("remote"), local.get(REMOTE), os.environ.get("GITML_ARTIFACT_REMOTE")]
+    used = {*_LOCAL_SCHEMES, *(_scheme(u) for u in own if isinstance(u, str))}
+    if "storage_options" not in pending and scheme not in ("http", "https") and scheme in used:
+        return None  # a scheme this clone already reads and writes with its own settings
+    what = "its storage options" if "storage_options" in pending else "its URL"
+    return (
+        f"artifact remote {where} is set by the committed .gitml/config.yaml ({what}) and reaches a network service, "
+        "so gitml does not contact it, not even to read, until you confirm it is your team's store: "
+        "`gitml config --trust-committed` (or set your own: `gitml config artifacts.remote URL`)"
     )
 
 

@@ -2,7 +2,9 @@
 
 The hooks' texts are here and, for reading, in the top-level ``hooks/`` folder (a test
 keeps them equal). Each calls the Python that installed it (its absolute path), so a GUI
-client running hooks with a minimal PATH still finds gitml. A hook that was there before
+client running hooks with a minimal PATH still finds gitml, and calls it in isolated mode
+(``python -I -m gitml``): hooks run in the work tree, where a committed ``gitml/`` or
+``gitml.py`` would otherwise stand in for the installed gitml on a ``git pull``. A hook that was there before
 is kept: renamed ``NAME.pre-gitml``, run first by gitml's with the same arguments and
 input, and its exit status still counts. When pre-commit owns the hook (its script runs
 ``NAME.legacy``), gitml's goes in ``NAME.legacy``, so ``pre-commit install`` and
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 import sys
 
 import click
@@ -21,13 +24,17 @@ _RUNTIME = """python="python3"  # `gitml hooks install` puts the Python that has
 PATH="$PATH:/usr/local/bin:/usr/bin:/bin"  # GUI clients run hooks with a minimal PATH
 """
 
-_GITML = """# the Python that installed the hook first (the project's venv), then a gitml command on the PATH
+_GITML = """# gitml itself, never code from the work tree: Python in isolated mode (-I: neither the
+# current folder nor PYTHONPATH goes on sys.path), the Python that installed the hook first,
+# else a gitml command on the PATH by its absolute path, else python3 in isolated mode
 if [ -x "$python" ]; then
-    "$python" -m gitml {args} >&2
-elif command -v gitml >/dev/null 2>&1; then
-    gitml {args} >&2
+    "$python" -I -m gitml {args} >&2
 else
-    python3 -m gitml {args} >&2
+    gitml=$(command -v gitml 2>/dev/null || true)
+    case "$gitml" in
+        /*) PYTHONPATH= "$gitml" {args} >&2 ;;
+        *) python3 -I -m gitml {args} >&2 ;;
+    esac
 fi"""
 
 PRE_PUSH = (
@@ -122,6 +129,17 @@ def is_gitml_hook(text: str) -> bool:
     return text.startswith("#!/bin/sh\n# gitml ") and "-m gitml" in text
 
 
+def isolated_gitml(python: str) -> str | None:
+    """The folder ``python -I`` imports gitml from (what the hooks run), None when it
+    cannot import it (gitml installed with ``pip --user``, or found only through PYTHONPATH)."""
+    code = "import gitml, os; print(os.path.dirname(os.path.realpath(gitml.__file__)))"
+    try:
+        result = subprocess.run([python, "-I", "-c", code], cwd="/", capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
 def _read(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
@@ -202,6 +220,21 @@ def _hooks_folder(ctx) -> str:
         return os.path.join(store.workdir or store.commondir, configured)
 
 
+def warn_stale_hooks(ctx) -> None:
+    """Warn about gitml hooks an earlier gitml installed: they run ``python -m gitml`` in the
+    work tree, where a committed ``gitml/`` stands in for gitml (``gitml hooks install`` again)."""
+    try:
+        folder = _hooks_folder(ctx)
+    except Exception:  # noqa: BLE001 - not a repository: the command says so itself
+        return
+    for name in HOOKS:
+        path = hook_path(folder, name)
+        text = _read(path)
+        if text is not None and is_gitml_hook(text) and "-I -m gitml" not in text:
+            click.secho(f"warning: {path} is from an earlier gitml and can run code committed in the work tree "
+                        f"as gitml: run `gitml hooks install --hook {name}` again", fg="yellow", err=True)
+
+
 _HOOK_OPTION = click.option(
     "--hook", "names", multiple=True, type=click.Choice(sorted(HOOKS)),
     help="A hook to act on (repeatable; default: pre-push). post-merge and post-checkout fetch runs after a pull or a switch.",
@@ -223,6 +256,14 @@ def hooks_install(ctx, names, force):
     for name in names or DEFAULT_HOOKS:
         path, chained = install(folder, name, sys.executable, force=force)
         click.echo(f"installed {path}" + (f" (runs {os.path.basename(chained)} first)" if chained else ""))
+    import gitml
+
+    found, this = isolated_gitml(sys.executable), os.path.dirname(os.path.realpath(gitml.__file__))
+    if found is None:
+        click.secho(f"warning: {sys.executable} -I cannot import gitml (installed with pip --user, or only on PYTHONPATH?): "
+                    "the hooks fail until gitml is installed into that Python (e.g. a virtualenv)", fg="yellow", err=True)
+    elif found != this:
+        click.secho(f"warning: the hooks run the gitml installed at {found}, not this one ({this})", fg="yellow", err=True)
 
 
 @hooks.command("uninstall")

@@ -21,7 +21,7 @@ def _use_repo(ctx) -> None:
 
 
 @click.command()
-@click.option("-m", "--model-uri", "model_uri", required=True, help="A model folder, runs:/<run>/<path> or models:/<name>/<version>.")
+@click.option("-m", "--model-uri", "model_uri", required=True, help="A model folder, runs:/<run>/<path>, models:/<name>/<version> or models:/<name>@<stage> (e.g. models:/churn@production).")
 @click.option("-i", "--input-path", "input_path", required=True, type=click.Path(dir_okay=False), help="Input table: .csv, .json or .parquet.")
 @click.option("-o", "--output-path", "output_path", type=click.Path(dir_okay=False), help="Write predictions here (JSON; CSV for a .csv name). Default: stdout.")
 @click.option("-t", "--content-type", type=click.Choice(["csv", "json", "parquet"]), help="Input format, when the extension does not say.")

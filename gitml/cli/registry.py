@@ -104,10 +104,12 @@ def show(ctx, name, as_json):
     from gitml.registry.tags import version_key
 
     with open_client(ctx) as c:
-        state = c.registry.model(name)
+        state = c.registry.model(name, report=True)
+        policy = c.registry.policy
         versions = sorted(state.versions.values(), key=lambda v: version_key(v.version))
         if as_json:
             emit_json({"name": name, "deprecated": state.deprecated, "stages": state.stages, "ignored": state.ignored,
+                        "policy": policy.source, "policy_pending": policy.pending,
                         "versions": [{"version": v.version, "run_id": v.run_id, "path": v.path, "commit": v.commit,
                                       "stages": v.stages, "deregistered": v.deregistered, "by": v.registered_by,
                                       "at": v.registered_at, "description": v.description} for v in versions]})
@@ -115,8 +117,9 @@ def show(ctx, name, as_json):
         print_table(["version", "run", "model", "stages", "registered by", "at"],
                [[v.version + (" (deregistered)" if v.deregistered else ""), v.run_id[:8], v.path or ".",
                  ", ".join(sorted(v.stages)) or "-", v.registered_by, _when(v.registered_at)] for v in versions])
+        _say_policy(policy)
         for tag, why in state.ignored.items():
-            click.secho(f"ignored: {why}", fg="yellow", err=True)
+            click.secho(f"ignored {tag}: {why}", fg="yellow", err=True)
 
 
 @registry_group.command("history")
@@ -128,15 +131,19 @@ def history(ctx, name, as_json):
 
     with open_client(ctx) as c:
         reg = c.registry
-        state = reg.model(name)
-        rows = [{"tag": e.tag.name, "event": e.tag.action.value, "version": e.info.get("version", e.tag.version),
-                 "stage": e.tag.stage, "by": e.tagger, "at": e.time, "signature": str(reg.verification(e))}
-                for e in state.events]
+        state = reg.model(name, report=True)
+        rows = []
+        for e in state.events:
+            why = state.ignored.get(e.tag.name) or reg.rejection(e, deep=True)
+            rows.append({"tag": e.tag.name, "event": e.tag.action.value, "version": e.info.get("version", e.tag.version),
+                         "stage": e.tag.stage, "by": e.tagger, "at": e.time, "signature": str(reg.verification(e)),
+                         "decision": f"ignored: {why}" if why else "counts", "policy": reg.policy.source})
         if as_json:
             emit_json(rows)
             return
-        print_table(["tag", "event", "by", "at", "signature"],
-               [[r["tag"], r["event"], r["by"], _when(r["at"]), r["signature"]] for r in rows])
+        print_table(["tag", "event", "by", "at", "signature", "decision"],
+               [[r["tag"], r["event"], r["by"], _when(r["at"]), r["signature"], r["decision"]] for r in rows])
+        _say_policy(reg.policy)
 
 
 @registry_group.command("verify")
@@ -149,9 +156,49 @@ def verify(ctx):
         problems, checked = verify_registry(c.registry)
         for tag, why in problems:
             click.secho(f"{tag}: {why}", fg="red")
-        click.echo(f"{checked} registry tag(s) checked, {len(problems)} problem(s)")
+        click.echo(f"{checked} registry tag(s) checked under {c.registry.policy.source}, {len(problems)} problem(s)")
+        if c.registry.policy.pending:
+            click.secho(f"pending: {c.registry.policy.pending}", fg="yellow")
         if problems:
             ctx.exit(1)
+
+
+def _say_policy(policy) -> None:
+    click.secho(f"decided under {policy.source}", err=True)
+    if policy.pending:
+        click.secho(f"pending: {policy.pending}", fg="yellow", err=True)
+
+
+@registry_group.command("policy")
+@click.option("--accept", is_flag=True, help="Accept, for this clone, the policy now on the trusted ref.")
+@click.option("--ref", help="Read the policy from this ref from now on (e.g. origin/release); accepts its policy.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def policy_(ctx, accept, ref, as_json):
+    """Show the trust policy that decides, and its ref.
+
+    --accept takes the trusted ref's policy. The policy (.gitml/registry.yaml) is read from the trusted ref (the remote's default
+    branch as fetched, else the local default branch), never from the checked-out branch.
+    A new policy fetched there decides once this clone accepts it.
+    """
+    with open_client(ctx) as c:
+        reg = c.registry
+        policy = reg.accept_policy(ref) if accept or ref else reg.policy
+        required = policy.require_signature
+        shown = {"source": policy.source, "pending": policy.pending,
+                 "require_signature": required if required is True else sorted(required),
+                 "stages": list(policy.stages) if policy.stages is not None else None,
+                 "trusted_gpg_keys": sorted(policy.trusted_gpg_keys), "allowed_signers": policy.allowed_signers,
+                 "on_untrusted": policy.on_untrusted}
+        if as_json:
+            emit_json(shown)
+            return
+        click.echo(("accepted: " if accept or ref else "deciding: ") + policy.source)
+        for key, value in shown.items():
+            if key not in ("source", "pending"):
+                click.echo(f"  {key}: {value}")
+        if policy.pending:
+            click.secho(f"pending: {policy.pending}", fg="yellow")
 
 
 @registry_group.command("propose")

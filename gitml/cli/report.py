@@ -45,6 +45,9 @@ def compare_command(ctx, runs, baseline, filter_string, branches, experiments_, 
             os.makedirs(folder, exist_ok=True)
         if output and fmt != "json":
             charts = write_charts(c, report, folder, os.path.splitext(os.path.basename(output))[0])
+            if report.metrics and not _has_matplotlib():
+                click.secho("gitml: no charts: they are drawn with matplotlib, which is not installed "
+                            "(pip install 'gitml[report]')", fg="yellow", err=True)
         text = render(report, fmt, charts)
     if output:
         with open(output, "w", encoding="utf-8") as f:
@@ -52,3 +55,11 @@ def compare_command(ctx, runs, baseline, filter_string, branches, experiments_, 
         click.echo(f"wrote {output}" + (f" and {len(charts)} chart(s)" if charts else ""), err=True)
     else:
         click.echo(text, nl=False)
+
+
+def _has_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401  (write_charts imported it already when it is there)
+    except ImportError:
+        return False
+    return True

@@ -17,13 +17,16 @@ from gitml.cli.common import emit_json, open_client, print_table, repo_path
 @click.option("--committed", is_flag=True, help="Write the committed .gitml/config.yaml (shared with the team) instead of this clone's.")
 @click.option("--list", "list_all", is_flag=True, help="Show every effective setting.")
 @click.option("--trust-committed", is_flag=True,
-              help="Let this clone upload to and delete from the artifact remote the committed .gitml/config.yaml sets.")
+              help="Let this clone contact, upload to and delete from the artifact remote the committed "
+                   ".gitml/config.yaml sets.")
 @click.pass_context
 def config_(ctx, key, value, committed, list_all, trust_committed):
     """Get or set a setting (artifacts.remote, artifacts.timeout, ...).
 
-    An artifact remote set by the committed file is read from as it is; uploads and
-    deletes there wait for --trust-committed (again whenever the committed value changes).
+    An artifact remote set by the committed file is read from as it is when it is a
+    folder; uploads and deletes there wait for --trust-committed (again whenever the
+    committed value changes), and so does any contact with one that can reach a network
+    service (http(s)://, a scheme this clone does not use yet, committed storage options).
     """
     from gitml.artifacts import config
     from gitml.store.git import open_store

@@ -30,21 +30,26 @@ def _progress(verb: str):
 @click.option("-r", "--run", "runs", multiple=True, help="Only this run (id, prefix or name; repeatable).")
 @click.option("--all", "all_", is_flag=True, help="Every run and experiment (the default when nothing is selected).")
 @click.option("--force", is_flag=True, help="Overwrite remote runs that are not ancestors of the local ones.")
+@click.option("--allow-local-artifacts", is_flag=True,
+              help="Push runs whose large artifacts stay in this user's default store, to a remote others reach.")
 @click.pass_context
-def push(ctx, remote, experiments, runs, all_, force):
+def push(ctx, remote, experiments, runs, all_, force, allow_local_artifacts):
     """Push runs to a git remote (default origin), uploading their artifacts first.
 
     REMOTE is a configured remote's name, a URL (ssh, git, http(s), file) or a path.
     """
     from gitml import sync
+    from gitml.cli.hooks import warn_stale_hooks
     from gitml.store.remote import NON_FAST_FORWARD
+
+    warn_stale_hooks(ctx)
 
     if all_ and (experiments or runs):
         raise click.UsageError("--all pushes everything: give it without --experiment or --run")
     with open_client(ctx) as c:
         result = sync.push(
             c, remote, experiments=None if all_ else list(experiments), runs=None if all_ else list(runs),
-            force=force, progress=_progress("uploading"),
+            force=force, progress=_progress("uploading"), allow_local_artifacts=allow_local_artifacts,
         )
         rejected = result.rejected  # made from every ref's status: once
         click.echo(
@@ -85,6 +90,9 @@ def push(ctx, remote, experiments, runs, all_, force):
 
 def _fetch(ctx, remote, artifacts: bool, force: bool) -> None:
     from gitml import sync
+    from gitml.cli.hooks import warn_stale_hooks
+
+    warn_stale_hooks(ctx)
 
     with open_client(ctx) as c:
         outcome = sync.fetch(c, remote, artifacts=artifacts, force=force, progress=_progress("downloading"))

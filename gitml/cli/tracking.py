@@ -111,15 +111,69 @@ def experiments_restore(ctx, experiment):
 
 
 # -- runs -----------------------------------------------------------------------
-@click.command()
-@click.option("-e", "--experiment", "experiments_", multiple=True, help="Experiment name or id (repeatable; default: all).")
-@click.option("-f", "--filter", "filter_string", default="", help="MLflow filter, plus OR and parentheses.")
-@click.option("-o", "--order-by", multiple=True, help='e.g. "metrics.auc DESC" (repeatable).')
-@click.option("-n", "--max", "max_results", type=click.IntRange(min=0), default=None, help="At most this many runs.")
-@click.option("--deleted", is_flag=True, help="Show deleted runs instead.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def _listing_options(command):
+    """The options of listing runs, on ``gitml runs`` and ``gitml runs list`` alike."""
+    for option in reversed([
+        click.option("-e", "--experiment", "experiments_", multiple=True,
+                     help="Experiment name or id (repeatable; default: all)."),
+        click.option("-f", "--filter", "filter_string", default="", help="MLflow filter, plus OR and parentheses."),
+        click.option("-o", "--order-by", multiple=True, help='e.g. "metrics.auc DESC" (repeatable).'),
+        click.option("-n", "--max", "max_results", type=click.IntRange(min=0), default=None,
+                     help="At most this many runs."),
+        click.option("--deleted", is_flag=True, help="Show deleted runs instead."),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+    ]):
+        command = option(command)
+    return command
+
+
+@click.group(invoke_without_command=True)
+@_listing_options
 @click.pass_context
-def runs(ctx, experiments_, filter_string, order_by, max_results, deleted, as_json):
+def runs(ctx, **listing):
+    """List runs, newest first; delete and restore them.
+
+    `gitml runs` lists (as `gitml runs list`); `gitml runs delete RUN...` and
+    `gitml runs restore RUN...` mark runs deleted or active again."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(runs_list, **listing)
+    elif any(value not in (None, "", (), False) for value in listing.values()):
+        raise click.UsageError(f"listing options go after the subcommand: gitml runs {ctx.invoked_subcommand} ...")
+
+
+@runs.command("delete")
+@click.argument("run_specs", metavar="RUN...", nargs=-1, required=True)
+@click.pass_context
+def runs_delete(ctx, run_specs):
+    """Mark runs deleted (by id, id prefix or name).
+
+    Searches leave them out; their commits stay, and `gitml runs restore` brings them
+    back. As `mlflow runs delete`."""
+    with open_client(ctx) as c:
+        for spec in run_specs:
+            run_id = c.resolve_run(spec)
+            c.delete_run(run_id)
+            click.echo(f"deleted run {run_id}")
+
+
+@runs.command("restore")
+@click.argument("run_specs", metavar="RUN...", nargs=-1, required=True)
+@click.pass_context
+def runs_restore(ctx, run_specs):
+    """Restore deleted runs (by id, id prefix or name).
+
+    As `mlflow runs restore`."""
+    with open_client(ctx) as c:
+        for spec in run_specs:
+            run_id = c.resolve_run(spec)
+            c.restore_run(run_id)
+            click.echo(f"restored run {run_id}")
+
+
+@runs.command("list")
+@_listing_options
+@click.pass_context
+def runs_list(ctx, experiments_, filter_string, order_by, max_results, deleted, as_json):
     """List runs, newest first."""
     import os
 
@@ -132,7 +186,10 @@ def runs(ctx, experiments_, filter_string, order_by, max_results, deleted, as_js
         if not rows:
             from gitml.tracking.ci import missing_runs_hint
 
-            hint = missing_runs_hint(os.environ, has_runs=bool(c.search_rows(view=ViewType.ALL, max_results=1)))
+            has_runs = bool(c.search_rows(view=ViewType.ALL, max_results=1))
+            hint = missing_runs_hint(os.environ, has_runs=has_runs, remotes=c.remote_names())
+            if has_runs and filter_string:
+                hint = c.missing_keys_hint(filter_string, ids)
             if hint:
                 click.secho(hint, fg="yellow", err=True)
         if as_json:
@@ -220,7 +277,9 @@ def diff(ctx, run_a, run_b, code, as_json):
             table = [[("* " if ch else "  ") + k, fmt(x), fmt(y)] for k, x, y, ch in rows]
             print_table(["  KEY", a.info.run_id[:8] + " " + a.info.run_name, b.info.run_id[:8] + " " + b.info.run_name], table)
             click.echo()
-        if code:
+        if code and not patch:
+            click.echo("The code is identical: both runs ran the same source tree.")
+        elif code:
             for line in patch.splitlines():
                 color = "green" if line.startswith("+") else "red" if line.startswith("-") else None
                 click.secho(line, fg=color)

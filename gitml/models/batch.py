@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gitml.errors import ConflictError, InvalidInputError, NotFoundError
-from gitml.errors import BadInputFileError  # noqa: F401  (defined there, raised here)
+from gitml.errors import BadInputFileError, InputTooLargeError  # noqa: F401  (defined there, raised here)
 
 CONTENT_TYPES = {"csv": "csv", "text/csv": "csv", "json": "json", "application/json": "json",
                  "parquet": "parquet", "application/x-parquet": "parquet"}
@@ -52,11 +52,49 @@ def _typed(frame, schema):
     return frame
 
 
-def table_from_json(payload: Any):
-    """A DataFrame (or array) from one of MLflow's JSON scoring forms."""
+def _too_large(what: str, cells: int, max_cells: int) -> InputTooLargeError:
+    return InputTooLargeError(f"{what} holds a table of {cells:,} cells (rows x columns), "
+                              f"over the limit of {max_cells:,}")
+
+
+def _rows_cells(rows: Any, columns: Any = None) -> int:
+    """The cells pandas makes of ``rows`` (a JSON list of lists or of records): rows times
+    the widest row, or the union of the records' keys (records with a thousand different
+    keys each make a thousand columns for every row)."""
+    if not isinstance(rows, list):
+        return 0
+    width = len(columns) if isinstance(columns, list) else 0
+    keys: set = set()
+    for row in rows:
+        if isinstance(row, dict):
+            keys.update(row)
+        elif isinstance(row, list):
+            width = max(width, len(row))
+    return len(rows) * max(width, len(keys), 1)
+
+
+def _json_cells(payload: Any) -> int:
+    if isinstance(payload, list):
+        return _rows_cells(payload)
+    if not isinstance(payload, dict):
+        return 0
+    split = payload.get("dataframe_split")
+    if isinstance(split, dict):
+        return _rows_cells(split.get("data"), split.get("columns"))
+    for name in ("dataframe_records", "instances", "inputs"):
+        if name in payload:
+            return _rows_cells(payload[name])
+    return _rows_cells(payload.get("data"), payload.get("columns"))
+
+
+def table_from_json(payload: Any, *, max_cells: int | None = None, what: str = "the input"):
+    """A DataFrame (or array) from one of MLflow's JSON scoring forms; InputTooLargeError
+    when it would hold over ``max_cells`` cells."""
     import numpy as np
     import pandas as pd
 
+    if max_cells is not None and (cells := _json_cells(payload)) > max_cells:
+        raise _too_large(what, cells, max_cells)
     if isinstance(payload, dict):
         keys = set(payload) - {"params"}
         if keys == {"dataframe_split"} and isinstance(payload["dataframe_split"], dict):
@@ -96,15 +134,87 @@ def _unreadable(what: str, kind: str, e: BaseException) -> BadInputFileError:
     return BadInputFileError(f"{what} is not readable as {kind}: {first}")
 
 
-def read_table(source, kind: str, schema=None, *, what: str = "the input", loads: Callable[[bytes], Any] | None = None):
+def _csv_cells(data: bytes) -> int:
+    """At least the cells pandas makes of a CSV: its lines times the header's fields, one
+    more for an index column (a blank line or a quoted line break only counts more)."""
+    import csv
+
+    header = data.split(b"\n", 1)[0].decode("utf-8", "replace")
+    fields = len(next(csv.reader([header]), None) or [None])
+    return (data.count(b"\n") + 1) * (fields + 1)
+
+
+def _check_parquet(data: bytes, max_cells: int, what: str) -> None:
+    """Refuse a Parquet file whose table would be over ``max_cells`` cells (the values its
+    metadata counts, repeated values and nested lists included) or over 8 bytes a cell
+    (the uncompressed pages, and the strings as they would be once their dictionary is
+    expanded), reading no more than its dictionary-encoded text columns."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    max_bytes = 8 * max_cells
+    try:
+        file = pq.ParquetFile(io.BytesIO(data))
+        meta = file.metadata
+        values = size = 0
+        for i in range(meta.num_row_groups):
+            group = meta.row_group(i)
+            for j in range(group.num_columns):
+                column = group.column(j)
+                values += max(column.num_values, group.num_rows)
+                size += column.total_uncompressed_size
+        cells = max(meta.num_rows * meta.num_columns, values)
+        if cells > max_cells:
+            raise _too_large(what, cells, max_cells)
+        if size > max_bytes:
+            raise InputTooLargeError(f"{what} decompresses to {size:,} bytes, over the limit of {max_bytes:,}")
+        texts = [f.name for f in file.schema_arrow
+                 if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                 or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+        if not texts:
+            return
+        table = pq.ParquetFile(io.BytesIO(data), read_dictionary=texts).read(columns=texts)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        if isinstance(e, InputTooLargeError):
+            raise
+        raise _unreadable(what, "parquet", e) from None
+    dense = 0
+    for name in texts:
+        for chunk in table.column(name).chunks:
+            if pa.types.is_dictionary(chunk.type):
+                dense += pc.sum(pc.take(pc.binary_length(chunk.dictionary), chunk.indices)).as_py() or 0
+            else:
+                dense += chunk.nbytes
+    if dense > max_bytes:
+        raise InputTooLargeError(f"{what} holds {dense:,} bytes of text once expanded, over the limit of {max_bytes:,}")
+
+
+def read_table(source, kind: str, schema=None, *, what: str = "the input", loads: Callable[[bytes], Any] | None = None,
+               max_cells: int | None = None):
     """The table (and the params a JSON input carries) in ``source`` (a binary file or
     bytes) of ``kind`` csv, json or parquet, typed by ``schema``: the one reader of
     ``gitml predict`` and ``gitml serve``. ``loads`` parses JSON (default ``json.loads``).
-    Raises BadInputFileError naming ``what`` and the parser's first line (never the input)."""
+    ``max_cells``: refuse (InputTooLargeError) a table of more rows x columns, before
+    it is built (a small CSV of empty fields or Parquet of repeated values can expand
+    to gigabytes). Raises BadInputFileError naming ``what`` and the parser's first line
+    (never the input)."""
     import io
 
     import pandas as pd
 
+    if max_cells is not None and kind in ("csv", "parquet"):
+        data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else source.read()
+        if kind == "csv" and (cells := _csv_cells(data)) > max_cells:
+            raise _too_large(what, cells, max_cells)
+        if kind == "parquet":
+            try:
+                _check_parquet(data, max_cells, what)
+            except ImportError:
+                raise InvalidInputError("Parquet input needs pyarrow: pip install 'gitml[parquet]'") from None
+        source = data
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(source)
     try:
@@ -122,17 +232,18 @@ def read_table(source, kind: str, schema=None, *, what: str = "the input", loads
             raise
         raise _unreadable(what, kind, e) from None
     if kind == "json":
-        return table_from_payload(payload, schema, what=what)
+        return table_from_payload(payload, schema, what=what, max_cells=max_cells)
     return _typed(data, schema), None
 
 
-def table_from_payload(payload: Any, schema=None, *, what: str = "the input"):
+def table_from_payload(payload: Any, schema=None, *, what: str = "the input", max_cells: int | None = None):
     """The table and params of a parsed JSON input (one of MLflow's scoring forms),
-    typed by ``schema``; BadInputFileError when it is none of them."""
+    typed by ``schema``; BadInputFileError when it is none of them, InputTooLargeError
+    when it would hold over ``max_cells`` cells."""
     import pandas as pd
 
     try:
-        data = table_from_json(payload)
+        data = table_from_json(payload, max_cells=max_cells, what=what)
     except (ValueError, TypeError) as e:
         if isinstance(e, InvalidInputError):
             raise

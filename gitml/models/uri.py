@@ -11,11 +11,14 @@ hashes before anything in it is read (:func:`local_model`).
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -189,3 +192,16 @@ def local_model(uri: str | os.PathLike, dst: str | None = None, *, client: Clien
                     shutil.rmtree(os.path.join(target, name), ignore_errors=True)
         raise
     return target, run_id
+
+
+@contextlib.contextmanager
+def model_on_disk(uri: str | os.PathLike, dst: str | None = None, *, client: Client | None = None) -> Iterator[str]:
+    """:func:`local_model`'s folder for the length of a ``with`` block: a temporary folder it made
+    (no ``dst``, a run's model) is removed at the end, so a loader that reads the model into memory
+    leaves nothing in ``$TMPDIR``. Raises as :func:`local_model`."""
+    folder, run_id = local_model(uri, dst, client=client)
+    try:
+        yield folder
+    finally:
+        if run_id is not None and dst is None:
+            shutil.rmtree(folder, ignore_errors=True)

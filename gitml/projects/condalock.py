@@ -16,7 +16,8 @@ import os
 import platform as _platform
 import sys
 
-from gitml.projects.spec import ProjectSpecError, read_yaml
+from gitml.errors import ProjectSpecError
+from gitml.projects.spec import read_yaml
 
 LOCK_FILE = "conda-lock.yml"
 _MACHINES = {
@@ -112,8 +113,7 @@ def lock(project_path: str, platforms: list[str] | None = None) -> str:
     import shutil
     import subprocess
 
-    from gitml.errors import InvalidInputError
-    from gitml.projects.envs import ProjectEnvError
+    from gitml.errors import InvalidInputError, ProjectEnvError
     from gitml.projects.spec import load_project
 
     project = load_project(project_path)

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from gitml.errors import InvalidInputError
+from gitml.store.urls import redact_url
 from gitml.errors import ProjectFetchError, VersionNotFoundError  # noqa: F401  (defined there, raised here)
 
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 _SCP_LIKE = re.compile(r"^[^/:]+@[^/:]+:")  # user@host:path, as git reads it
+_USERINFO = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 @dataclass
@@ -31,7 +33,8 @@ class ProjectSource:
 
     ``repository``: the git folder holding ``commit`` (None: the folder is in no git
     repository); ``url``: the repository's URL for ``mlflow.source.git.repoURL``
-    (None for a local folder); ``checkout``: a folder made for this run (removed after).
+    (None for a local folder); both without credentials (``redact_url``); ``checkout``: a
+    folder made for this run (removed after).
     """
 
     uri: str
@@ -130,7 +133,7 @@ def _fetched(uri: str, url: str, subdir: str, version: str | None, cache: str) -
     from dulwich.repo import Repo
 
     if url.startswith("-") or (urlparse(url).hostname or "").startswith("-"):
-        raise InvalidInputError(f"project URL {url!r} is not a URL git accepts")
+        raise InvalidInputError(f"project URL {redact_url(url)!r} is not a URL git accepts")
     folder = os.path.join(cache, "projects", hashlib.sha256(url.encode()).hexdigest()[:24] + ".git")
     if not os.path.isdir(folder):
         os.makedirs(os.path.dirname(folder), exist_ok=True)
@@ -152,7 +155,8 @@ def _fetched(uri: str, url: str, subdir: str, version: str | None, cache: str) -
             shutil.rmtree(checkout, ignore_errors=True)
             raise
     path = os.path.join(checkout, subdir) if subdir else checkout  # the whole tree, as MLflow clones it
-    return ProjectSource(uri, path, folder, commit, False, url=url, version=version, checkout=checkout)
+    # what the run records of its source, pushed to every teammate: no credentials
+    return ProjectSource(redact_url(uri), path, folder, commit, False, url=redact_url(url), version=version, checkout=checkout)
 
 
 def _commit_at(repo, url: str, version: str | None) -> str:
@@ -179,10 +183,10 @@ def _commit_at(repo, url: str, version: str | None) -> str:
         if len(matches) == 1:
             return matches[0].decode()
         if len(matches) > 1:
-            raise InvalidInputError(f"version {version!r} of {url} is ambiguous: it names {len(matches)} commits")
+            raise InvalidInputError(f"version {version!r} of {redact_url(url)} is ambiguous: it names {len(matches)} commits")
     if version is None:
-        raise ProjectFetchError(url, "the repository has no HEAD (an empty repository?); pass --version")
-    raise VersionNotFoundError(url, version)
+        raise ProjectFetchError(redact_url(url), "the repository has no HEAD (an empty repository?); pass --version")
+    raise VersionNotFoundError(redact_url(url), version)
 
 
 def _prefixed(repo, prefix: str) -> set[bytes]:
@@ -237,13 +241,13 @@ def _fetch(repo, url: str, version: str | None) -> dict[bytes, bytes]:
         client, path = get_transport_and_path(url)
         client.fetch(path, repo, determine_wants=determine_wants)
     except NotGitRepository:
-        raise ProjectFetchError(url, "no git repository there") from None
+        raise ProjectFetchError(redact_url(url), "no git repository there") from None
     except (HTTPUnauthorized, HTTPProxyUnauthorized):
-        raise ProjectFetchError(url, "authentication failed or required") from None
+        raise ProjectFetchError(redact_url(url), "authentication failed or required") from None
     except HangupException as e:
-        raise ProjectFetchError(url, _one_line(str(e)) or "the connection was closed") from None
+        raise ProjectFetchError(redact_url(url), _one_line(str(e)) or "the connection was closed") from None
     except (GitProtocolError, OSError, ValueError) as e:
-        raise ProjectFetchError(url, _cause(e)) from None
+        raise ProjectFetchError(redact_url(url), _cause(e)) from None
     finally:
         if client is not None:
             client.close()
@@ -263,7 +267,7 @@ def _cause(e: BaseException) -> str:
 
 
 def _one_line(text: str) -> str:
-    text = " ".join(str(text).split())
+    text = _USERINFO.sub(r"\1", " ".join(str(text).split()))  # a URL in a library's message: no credentials
     return text if len(text) <= 300 else text[:297] + "..."
 
 
@@ -274,7 +278,7 @@ def _subtree(repo, tree: bytes, subdir: str, url: str) -> bytes:
         entries = {e.path: e for e in repo[tree].iteritems()}
         entry = entries.get(part.encode())
         if entry is None or not stat.S_ISDIR(entry.mode) or not isinstance(repo[entry.sha], Tree):
-            raise InvalidInputError(f"project {url} has no folder {subdir!r}")
+            raise InvalidInputError(f"project {redact_url(url)} has no folder {subdir!r}")
         tree = entry.sha
     return tree
 

@@ -9,14 +9,14 @@ from gitml.registry.tags import Action
 
 def verify_registry(reg: Registry) -> tuple[list[tuple[str, str]], int]:
     """``(problems, tags checked)``; a problem is ``(tag, why)``. Checked: the tag is
-    annotated and points at a commit; a signature, when present, is good; a stage whose
-    policy requires signatures has only tags signed by a trusted key; a registration's
+    annotated and points at a commit; the tag object carries the ref's name and its message
+    the same model, version and stage; a signature, when present, is good; every event the
+    policy guards (:meth:`Policy.guards`) is signed by a trusted key; a registration's
     run exists, holds the tagged commit in its history and a model at its path; a stage
     tag points at a registered version and its message names that version; no two versions
     of a model share a commit."""
     problems: list[tuple[str, str]] = []
     tags = reg.tag_refs()
-    policy = reg.policy
     by_model: dict[str, dict[str, str]] = {}  # model -> commit -> version
     events = []
     for tag, sha in sorted(tags.items(), key=lambda t: t[0].name):
@@ -24,18 +24,23 @@ def verify_registry(reg: Registry) -> tuple[list[tuple[str, str]], int]:
         if event is None:
             problems.append((tag.name, "not an annotated tag, or unreadable"))
             continue
-        events.append(event)
         try:
             commit = reg.store.commit(event.target.encode())
         except GitmlError as e:
             problems.append((tag.name, f"points at {event.target[:12]}, which is not a commit here ({e})"))
             continue
         del commit
+        try:
+            why = reg.rejection(event, deep=True)
+        except GitmlError as e:  # a signature program that fails: named, the others still checked
+            why = str(e)
+        if why is not None:
+            problems.append((tag.name, why))
+            continue  # it does not count: nothing it says is checked further
+        events.append(event)
         status = reg.verification(event)
         if status.status == "bad":
             problems.append((tag.name, str(status)))
-        elif tag.stage is not None and policy.requires_signature(tag.stage) and not status.trusted:
-            problems.append((tag.name, f"{status}; stage {tag.stage!r} requires a tag signed by a trusted key"))
         if tag.action is Action.REGISTER:
             seen = by_model.setdefault(tag.model, {})
             if event.target in seen:

@@ -16,8 +16,10 @@ from gitml.yamlread import load_yaml
 class TagEvent:
     """One registry tag as read: its parsed name, object id, target commit and message."""
 
-    tag: RegistryTag
+    tag: RegistryTag  # as the ref's name says
     sha: bytes
+    name: str = ""  # the tag object's own name (its ``tag`` header): the event counts only when both agree
+    kind: str = ""  # the type of object it tags (``commit``)
     target: str = ""
     tagger: str = ""
     time: int = 0  # seconds

@@ -26,7 +26,7 @@ from gitml.errors import ConflictError, GitmlError, InvalidInputError, NotFoundE
 from gitml.registry.policy import STAGES_PATH, dump_stages, parse_stages, read_committed
 from gitml.registry.state import ModelVersion, Registry
 from gitml.registry.tags import check_model_name, check_version
-from gitml.report import markdown_table, md_text
+from gitml.report import markdown_table, md_code, md_text
 from gitml.store.git import TREE_MODE, FILE_MODE, make_tree
 
 if TYPE_CHECKING:
@@ -110,12 +110,10 @@ def _with_file(store, tree_sha: bytes, parts: list[str], blob: bytes, out: list)
     return tree.id
 
 
-def _changes(client: Client, base: str | None) -> list[Change]:
-    reg = client.registry
+def _changes(client: Client, reg: Registry, base: str | None, base_commit: bytes | None) -> list[Change]:
     head, _ = _head(client)
-    base_commit = client.registry.resolve_commit(base) if base else None
     new, old = desired_at(client, head), desired_at(client, base_commit)
-    models = reg.models()
+    models = reg.models(report=True)
     changes = []
     for model, stages in sorted(new.items()):
         for stage, version in sorted(stages.items()):
@@ -130,9 +128,18 @@ def check(client: Client, *, base: str | None = "main", load: bool = True) -> Ch
     """Validate every stage the desired-state file changes against ``base`` (None: every
     stage it lists): the version exists and is live, its run's artifacts are reachable and
     match their hashes, the model loads, the policy allows the stage. The report shows
-    the candidate beside the version the stage holds now."""
+    the candidate beside the version the stage holds now.
+
+    Everything is read under the policy committed on ``base`` (the branch the pull
+    request merges into), never the pull request's own: a candidate is loaded only when
+    its registration counts under that policy and, when the stage (or the policy) asks
+    for signatures, is signed by a trusted key; otherwise it is downloaded and its hashes
+    checked, never unpickled, and the change fails."""
     reg = client.registry
-    changes = _changes(client, base)
+    base_commit = reg.resolve_commit(base) if base else None
+    if base_commit is not None:
+        reg = reg.under_policy(base_commit, str(base))
+    changes = _changes(client, reg, base, base_commit)
     sections = []
     for change in changes:
         candidate = None
@@ -144,18 +151,36 @@ def check(client: Client, *, base: str | None = "main", load: bool = True) -> Ch
             try:
                 candidate = reg.resolve(change.model, change.version)
                 reg.locate(change.model, candidate.version)
-                _check_artifacts(client, reg, candidate, load, change.problems)
+                refusal = _unverified(reg, candidate, change.stage)
+                if refusal is not None:
+                    change.problems.append(refusal)
+                _check_artifacts(client, reg, candidate, load and refusal is None, change.problems)
             except GitmlError as e:
                 change.problems.append(str(e))
         current = reg.resolve(change.model, change.current) if change.current else None
         sections.append(_section(client, reg, change, candidate, current))
-    head = "## gitml registry check\n\n"
+    head = f"## gitml registry check\n\nChecked under {md_text(reg.policy.source)}.\n\n"
     if not changes:
-        head += f"No stage changes in `{STAGES_PATH}`" + (f" against `{base}`" if base else "") + ".\n"
+        head += f"No stage changes in `{STAGES_PATH}`" + (f" against {md_code(base, table=False)}" if base else "") + ".\n"
     else:
         verdict = "all checks pass" if all(not c.problems for c in changes) else "**problems found**"
         head += f"{len(changes)} stage change(s) in `{STAGES_PATH}`: {verdict}.\n"
     return CheckResult(changes, head + "".join(sections))
+
+
+def _unverified(reg: Registry, mv: ModelVersion, stage: str) -> str | None:
+    """Why the candidate's chain does not verify under the policy for ``stage`` (so it
+    is not loaded), None when it does."""
+    policy = reg.policy
+    if not (policy.requires_signature(stage) or policy.guards(mv.event.tag)):
+        return None
+    why = reg.rejection(mv.event, deep=True)
+    status = reg.verification(mv.event)
+    if why is None and status.trusted:
+        return None
+    return (f"{mv.model} {mv.version}: not loaded: its registration tag {mv.tag} is {why or status}, and stage "
+            f"{stage!r} requires tags signed by a trusted key under {policy.source} "
+            "(sign the registration: gitml registry register --sign)")
 
 
 def _check_artifacts(client: Client, reg: Registry, mv: ModelVersion, load: bool, problems: list[str]) -> None:
@@ -178,10 +203,14 @@ def _check_artifacts(client: Client, reg: Registry, mv: ModelVersion, load: bool
 
 
 def _section(client: Client, reg: Registry, change: Change, new: ModelVersion | None, old: ModelVersion | None) -> str:
-    lines = [f"\n### {change.model}: {change.stage} → {change.version or '(empty)'}\n\n"]
-    lines.append(f"Now: {old.version if old else 'nothing'}; candidate: {new.version if new else change.version or 'none'}.\n\n")
+    def md(value: object) -> str:  # a name, version, tagger or message from a tag or a run: inert Markdown
+        return md_text(value, limit=None, table=False)
+
+    lines = [f"\n### {md(change.model)}: {md(change.stage)} → {md(change.version) if change.version else '(empty)'}\n\n"]
+    candidate = new.version if new else change.version
+    lines.append(f"Now: {md(old.version) if old else 'nothing'}; candidate: {md(candidate) if candidate else 'none'}.\n\n")
     for problem in change.problems:
-        lines.append(f"- ❌ {problem}\n")
+        lines.append(f"- ❌ {md(problem)}\n")
     if change.problems:
         lines.append("\n")
     runs = {}
@@ -196,8 +225,8 @@ def _section(client: Client, reg: Registry, change: Change, new: ModelVersion | 
         signer = str(reg.verification(event)) if event else "?"
         source = runs["candidate"].data.tags.get("mlflow.source.git.commit", "") if "candidate" in runs else ""
         lines.append(
-            f"Lineage: run `{new.run_id}` at commit `{new.commit[:12]}`, source commit `{source[:12] or '?'}`, "
-            f"model `{new.path or '.'}`; registered by {new.registered_by} ({new.tag}: {signer}).\n\n"
+            f"Lineage: run {md_code(new.run_id)} at commit {md_code(new.commit[:12])}, source commit {md_code(source[:12] or '?')}, "
+            f"model {md_code(new.path or '.', table=False)}; registered by {md(new.registered_by)} ({md(new.tag)}: {md(signer)}).\n\n"
         )
     for kind in ("metrics", "params"):
         keys = sorted({k for r in runs.values() for k in getattr(r.data, kind)})

@@ -9,9 +9,10 @@
     trusted_gpg_keys: [0123...CDEF]      # GPG fingerprints
     on_untrusted: ignore                 # or refuse
 
-Both files are read from a commit (HEAD by default), never from the work tree: what
-decides trust is what was reviewed and committed. The allowed-signers file is read from
-the same commit. ``.gitml/stages.yaml`` (the desired state a pull request changes)::
+Both files are read from a commit, never from the work tree: what decides trust is what
+was reviewed and committed. Which commit decides the policy is
+:mod:`gitml.registry.trust`'s (the trusted ref, accepted by the clone); the
+allowed-signers file is read from the same commit. ``.gitml/stages.yaml`` (the desired state a pull request changes)::
 
     churn:
       production: v2.0.0
@@ -21,11 +22,13 @@ the same commit. ``.gitml/stages.yaml`` (the desired state a pull request change
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from gitml.errors import InvalidInputError
 from gitml.registry.signing import TrustRoots, normalize_fingerprint
-from gitml.registry.tags import check_model_name, check_stage, check_version
+from gitml.registry.tags import Action, RegistryTag, check_model_name, check_stage, check_version
 from gitml.store import yamlout
 from gitml.store.git import TREE_MODE, GitStore
 from gitml.yamlread import load_yaml
@@ -44,12 +47,36 @@ class Policy:
     trusted_gpg_keys: frozenset[str] = frozenset()
     on_untrusted: str = "ignore"
     roots: TrustRoots = field(default_factory=TrustRoots)
-    digest: str = ""  # of the policy's bytes and the allowed-signers file's (a cache key)
+    digest: str = ""  # of what the policy means (not its comments): what a clone accepts
+    text: bytes | None = None  # the committed registry.yaml (None: no policy committed)
+    source: str = "no policy"  # which policy this is, said in every answer it decides
+    pending: str = ""  # why another policy on the trusted ref does not decide yet ("" when none)
 
     def requires_signature(self, stage: str) -> bool:
         if self.require_signature is True:
             return True
         return isinstance(self.require_signature, frozenset) and stage in self.require_signature
+
+    def guards(self, tag: RegistryTag) -> bool:
+        """Whether ``tag``'s event counts only when signed by a trusted key: a stage's
+        assign and unassign when the stage requires it; a deregistration or deprecation
+        when any stage does (they take a stage's holder away); a registration under
+        ``require_signature: true`` (it decides ``latest`` and version numbers)."""
+        if self.require_signature is True:
+            return True
+        if tag.stage is not None:
+            return self.requires_signature(tag.stage)
+        if tag.action is Action.REGISTER:
+            return False
+        return bool(self.require_signature)
+
+    def requirement(self, tag: RegistryTag) -> str:
+        """Why ``tag`` must be signed by a trusted key (for messages)."""
+        if tag.stage is not None and self.require_signature is not True:
+            return f"stage {tag.stage!r} requires a tag signed by a trusted key"
+        if self.require_signature is True:
+            return "every registry tag must be signed by a trusted key (require_signature: true)"
+        return f"a {tag.action.value} tag must be signed by a trusted key while a stage requires signatures"
 
     def check_stage(self, stage: str) -> str:
         check_stage(stage)
@@ -70,12 +97,21 @@ def read_committed(store: GitStore, commit: bytes | None, path: str) -> bytes | 
     return store.blob(entry[1])
 
 
-def load_policy(store: GitStore, commit: bytes | None, *, gpg_program: str = "gpg", ssh_program: str = "ssh-keygen") -> Policy:
+def load_policy(store: GitStore, commit: bytes | None, *, gpg_program: str = "gpg", ssh_program: str = "ssh-keygen",
+                source: str = "") -> Policy:
     """The policy committed at ``commit`` (none: an open policy, nothing required)."""
     data = read_committed(store, commit, POLICY_PATH)
+    where = source or (commit.decode()[:12] if commit else "?")
+    return parse_policy(data, lambda path: read_committed(store, commit, path), what=f"{POLICY_PATH} at {where}",
+                        gpg_program=gpg_program, ssh_program=ssh_program)
+
+
+def parse_policy(data: bytes | None, read: Callable[[str], bytes | None], *, what: str, gpg_program: str = "gpg",
+                 ssh_program: str = "ssh-keygen") -> Policy:
+    """A policy from ``registry.yaml``'s bytes (None: no policy, nothing required);
+    ``read(path)`` gives the allowed-signers file it names. Raises PolicyError."""
     if data is None:
         return Policy(roots=TrustRoots(gpg_program=gpg_program, ssh_program=ssh_program))
-    what = f"{POLICY_PATH} at {commit.decode()[:12] if commit else '?'}"
     raw = load_yaml(data, what) or {}
     if not isinstance(raw, dict):
         raise PolicyError(what, "is not a mapping")
@@ -109,16 +145,24 @@ def load_policy(store: GitStore, commit: bytes | None, *, gpg_program: str = "gp
         if signers_path is not None:
             if not isinstance(signers_path, str):
                 raise InvalidInputError("allowed_signers must be a path in the repository")
-            signers = read_committed(store, commit, signers_path.strip("/"))
+            signers = read(signers_path.strip("/"))
             if signers is None:
                 raise InvalidInputError(f"allowed_signers names {signers_path!r}, which is not committed there")
     except InvalidInputError as e:
         raise PolicyError(what, str(e)) from None
-    digest = hashlib.sha256(data + b"\0" + (signers or b"")).hexdigest()
+    meaning = {"stages": list(stages) if stages is not None else None,
+               "require_signature": True if require is True else sorted(require or ()), "trusted_gpg_keys": sorted(fingerprints),
+               "on_untrusted": mode, "allowed_signers": hashlib.sha256(signers).hexdigest() if signers is not None else None}
+    digest = hashlib.sha256(json.dumps(meaning, sort_keys=True).encode()).hexdigest()
     return Policy(
         stages=stages, require_signature=require, allowed_signers=signers_path, trusted_gpg_keys=fingerprints,
-        on_untrusted=mode, roots=TrustRoots(fingerprints, signers, gpg_program, ssh_program), digest=digest,
+        on_untrusted=mode, roots=TrustRoots(fingerprints, signers, gpg_program, ssh_program), digest=digest, text=data,
     )
+
+
+def described(policy: Policy, source: str, pending: str = "") -> Policy:
+    """The policy with the words that say where it comes from."""
+    return replace(policy, source=source, pending=pending)
 
 
 def parse_stages(data: bytes | None, what: str) -> dict[str, dict[str, str]]:

@@ -10,7 +10,12 @@ stage tag on a commit that is no registered version of the model is reported by
 ``verify`` and ignored. When the policy requires signatures for a stage, its tags are
 checked newest first until the holder is known, and a tag that is not signed by a
 trusted key is ignored (``on_untrusted: ignore``) or stops the resolution
-(``refuse``), with a message naming the tag and why.
+(``refuse``), with a message naming the tag and why. The same holds for every event that
+changes what a reference resolves to (:meth:`Policy.guards`: deregistrations and
+deprecations while any stage requires signatures, registrations too under
+``require_signature: true``), and a tag counts only under the name its object carries
+(a ref re-pointed at another tag's object is ignored and reported, signed or not). The
+policy is the trusted ref's, as this clone accepted it (:mod:`gitml.registry.trust`).
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from dulwich.objects import Commit, Tag
 
 from gitml.errors import ConflictError, CorruptRecordError, InvalidInputError, NotFoundError, RunNotFoundError
 from gitml.names import check_artifact_path
 from gitml.registry.events import ModelState, ModelVersion, TagEvent
-from gitml.registry.policy import POLICY_PATH, Policy, load_policy
+from gitml.registry.policy import Policy, described, load_policy
 from gitml.registry.signing import SigningConfig, Verification, sign, split_signed, verify
 from gitml.registry.tags import (
     TAGS_PREFIX, Action, RegistryTag, bump, check_model_name, check_stage, check_version, parse_tag, version_key,
@@ -75,12 +81,13 @@ class Registry:
     """
 
     def __init__(self, store: GitStore, tracker: Tracker, *, policy_commit: bytes | None = None,
-                 model_files: Callable[[str, str], dict] | None = None):
+                 policy_label: str = "", model_files: Callable[[str, str], dict] | None = None):
         self.store = store
         self.tracker = tracker
-        self._policy_commit = policy_commit
+        self._policy_commit = policy_commit  # given: the policy of that commit decides (``check --base``)
+        self._policy_label = policy_label
         self._policy: Policy | None = None
-        self._policy_key: tuple = ()  # the blobs at HEAD the policy was read from
+        self._policy_key: tuple = ()  # what the deciding policy was read from (trust.marker)
         self._verified: dict[bytes, Verification] = {}
         self._events: dict[bytes, TagEvent] = {}
         self._prefetched: dict[bytes, tuple[int, bytes]] = {}
@@ -100,30 +107,50 @@ class Registry:
 
     @property
     def policy(self) -> Policy:
+        """The policy that decides (its ``source`` says which): the trusted ref's as this
+        clone accepted it (:func:`gitml.registry.trust.deciding_policy`), or the given
+        commit's. Raises PolicyError when it cannot be read (nothing then resolves)."""
         if self._policy is None:
-            commit = self._policy_commit if self._policy_commit is not None else self.store.head().commit
+            from gitml.registry import trust
+
             cfg = self.signing_config()
-            self._policy = load_policy(self.store, commit, gpg_program=cfg.gpg_program, ssh_program=cfg.ssh_program)
-            self._policy_key = self._policy_blobs() if self._policy_commit is None else ()
+            programs = {"gpg_program": cfg.gpg_program, "ssh_program": cfg.ssh_program}
+            if self._policy_commit is not None:
+                at = f"{self._policy_label or 'commit'} at {self._policy_commit.decode()[:12]}"
+                found = load_policy(self.store, self._policy_commit, source=at, **programs)
+                self._policy = described(found, f"the policy of {at}" if found.text is not None else f"no policy on {at}")
+            else:
+                self._policy_key = trust.marker(self.store)
+                self._policy = trust.deciding_policy(self.store, **programs)
         return self._policy
 
+    def under_policy(self, commit: bytes, label: str) -> Registry:
+        """This registry read under the policy committed at ``commit`` (``label`` names it:
+        ``check --base main`` reads the base branch's)."""
+        return Registry(self.store, self.tracker, policy_commit=commit, policy_label=label)
+
+    def accept_policy(self, ref: str | None = None) -> Policy:
+        """Accept, for this clone, the policy now on the trusted ref (``ref``, given, becomes
+        the trusted ref: ``origin/release``); returns it as it now decides."""
+        from gitml.registry import trust
+
+        cfg = self.signing_config()
+        trust.accept(self.store, ref, gpg_program=cfg.gpg_program, ssh_program=cfg.ssh_program)
+        self._policy, self._verified = None, {}
+        return self.policy
+
     def refresh_policy(self) -> bool:
-        """Read the policy again if ``.gitml/registry.yaml`` or the allowed-signers file it
-        names is another blob at HEAD than when it was read (a long-lived reader, the UI
-        server); the signature checks made under the old policy are dropped. True if it did."""
+        """Read the policy again if the trusted ref moved or this clone accepted another
+        (a long-lived reader, the UI server); the signature checks made under the old
+        policy are dropped. True if it did."""
         if self._policy is None or self._policy_commit is not None:
             return False
-        key = self._policy_blobs()
-        if key == self._policy_key:
+        from gitml.registry import trust
+
+        if trust.marker(self.store) == self._policy_key:
             return False
         self._policy, self._verified = None, {}
         return True
-
-    def _policy_blobs(self) -> tuple:
-        head = self.store.head().commit
-        tree = self.store.commit(head).tree if head else None
-        paths = [POLICY_PATH] + ([self._policy.allowed_signers.strip("/")] if self._policy and self._policy.allowed_signers else [])
-        return tuple(self.store.lookup(tree, path) if tree else None for path in paths)
 
     def resolve_commit(self, rev: str) -> bytes:
         """The commit a branch, remote branch, tag, full ref or full commit id names, with
@@ -173,7 +200,8 @@ class Registry:
     def event(self, tag: RegistryTag, sha: bytes) -> TagEvent | None:
         event = self._events.get(sha)
         if event is not None:
-            return event
+            # one object under several refs (a hostile re-pointing): each ref is its own event
+            return event if event.tag == tag else replace(event, tag=tag, _info=None)
         try:
             found = self._prefetched.pop(sha, None)
             type_num, raw = found if found is not None else self.store.raw(sha)
@@ -189,6 +217,10 @@ class Registry:
             key, _, value = line.partition(b" ")
             if key == b"object":
                 event.target = value.decode("ascii", "replace")
+            elif key == b"type":
+                event.kind = value.decode("ascii", "replace")
+            elif key == b"tag":
+                event.name = value.decode("utf-8", "replace")
             elif key == b"tagger":
                 who, _, when = value.rpartition(b"> ")
                 event.tagger = (who + b">").decode("utf-8", "replace")
@@ -208,80 +240,125 @@ class Registry:
             self._verified[event.sha] = found
         return found
 
-    def models(self) -> dict[str, ModelState]:
-        """Every registered model's state (the policy applied)."""
+    def rejection(self, event: TagEvent, *, deep: bool = False) -> str | None:
+        """Why ``event`` does not count under the policy, None when it does: its ref's name
+        is not the tag object's own name; it tags no commit; (guarded or ``deep``) its
+        message names another model, version or stage than its name; (guarded) it is not
+        signed by a trusted key. A guarded tag's signature is checked (cached per object)."""
+        tag = event.tag
+        if event.name != tag.name:
+            return (f"ref refs/tags/{tag.name} holds the tag object named {event.name!r}: "
+                    "a tag counts only under its own name")
+        if event.kind != "commit":
+            return f"tags a {event.kind or 'missing'} object, not a commit"
+        policy = self.policy
+        guarded = policy.guards(tag)
+        if guarded or deep:
+            info = event.info
+            claims = {"model": tag.model, "stage": tag.stage,
+                      "version": tag.version if tag.action in (Action.REGISTER, Action.DEREGISTER) else None}
+            for key, want in claims.items():
+                if want is not None and key in info and str(info[key]) != want:
+                    return f"its message names {key} {info[key]!r}, its name {want!r}"
+        if guarded:
+            status = self.verification(event)
+            if not status.trusted:
+                return f"{status}; {policy.requirement(tag)}"
+        return None
+
+    def _reject(self, state: ModelState, event: TagEvent, why: str, report: bool) -> None:
+        """Record that ``event`` does not count; under ``on_untrusted: refuse``, a guarded
+        event stops the resolution instead (unless the state is read to ``report`` it)."""
+        policy = self.policy
+        if policy.on_untrusted == "refuse" and policy.guards(event.tag) and not report:
+            raise UntrustedTagError(f"tag {event.tag.name}: {why} (under {policy.source}; on_untrusted: refuse)")
+        state.ignored[event.tag.name] = why
+        log.warning("gitml: ignoring tag %s: %s", event.tag.name, why)
+
+    def models(self, *, report: bool = False) -> dict[str, ModelState]:
+        """Every registered model's state (the policy applied; ``report``: a tag that
+        ``on_untrusted: refuse`` refuses is listed in ``ignored`` instead of raising)."""
         by_model: dict[str, list[tuple[RegistryTag, bytes]]] = {}
         tags = self.tag_refs()
         self._prefetch(tags.values())
         for tag, sha in tags.items():
             by_model.setdefault(tag.model, []).append((tag, sha))
-        return {name: self._state(name, tags) for name, tags in sorted(by_model.items())}
+        return {name: self._state(name, tags, report) for name, tags in sorted(by_model.items())}
 
-    def model(self, name: str) -> ModelState:
+    def model(self, name: str, *, report: bool = False) -> ModelState:
         check_model_name(name)
         prefix = TAGS_PREFIX + name
         tags = list(self.tag_refs(name).items())
         self._prefetch(s for _, s in tags)
         if not tags:
             raise RegisteredModelNotFound(f"no registered model {name!r} (no tag {prefix}@v...)")
-        return self._state(name, tags)
+        return self._state(name, tags, report)
 
-    def _state(self, name: str, tags: list[tuple[RegistryTag, bytes]]) -> ModelState:
+    def _state(self, name: str, tags: list[tuple[RegistryTag, bytes]], report: bool = False) -> ModelState:
         state = ModelState(name)
         stage_events: list[TagEvent] = []
         deregistered = set()
         for tag, sha in tags:
             if tag.counter is not None:
                 state.counter = max(state.counter, tag.counter)
-            if tag.action is Action.DEREGISTER:
-                deregistered.add(tag.version)
-            elif tag.action is Action.DEPRECATE:
-                state.deprecated = True
             event = self.event(tag, sha)
             if event is None:
                 continue
             state.events.append(event)
-            if tag.action is Action.REGISTER:
+            if tag.stage is not None:
+                stage_events.append(event)  # checked in _holder, newest first, as far as needed
+                continue
+            why = self.rejection(event)
+            if why is not None:
+                self._reject(state, event, why, report)
+            elif tag.action is Action.REGISTER:
                 assert tag.version is not None
                 state.versions[tag.version] = ModelVersion(
                     name, tag.version, event.target, event, event.tagger, event.time, tag=tag.name,
                 )
-            elif tag.action in (Action.ASSIGN, Action.UNASSIGN):
-                stage_events.append(event)
+            elif tag.action is Action.DEREGISTER:
+                deregistered.add(tag.version)
+            else:
+                state.deprecated = True
         for version in deregistered:
             if version in state.versions:
                 state.versions[version].deregistered = True
-        by_commit = {v.commit: v for v in state.versions.values() if not v.deregistered}
+        by_commit: dict[str, list[ModelVersion]] = {}
+        for v in sorted(state.versions.values(), key=lambda v: version_key(v.version)):
+            if not v.deregistered:
+                by_commit.setdefault(v.commit, []).append(v)
         per_stage: dict[str, list[TagEvent]] = {}
         for event in stage_events:
             assert event.tag.stage is not None
             per_stage.setdefault(event.tag.stage, []).append(event)
         for stage, events in sorted(per_stage.items()):
-            holder = self._holder(state, stage, events, by_commit)
+            holder = self._holder(state, stage, events, by_commit, report)
             if holder is not None:
                 state.stages[stage] = holder.version
                 holder.stages.append(stage)
         state.events.sort(key=lambda e: (e.tag.counter or 0, e.time, e.tag.name))
         return state
 
-    def _holder(self, state: ModelState, stage: str, events: list[TagEvent], by_commit: dict) -> ModelVersion | None:
+    def _holder(self, state: ModelState, stage: str, events: list[TagEvent], by_commit: dict,
+                report: bool = False) -> ModelVersion | None:
         """The version the stage holds: newest event first, the first version whose last
-        event is an assignment (tags the policy does not trust skipped or refused)."""
-        check_signature = self.policy.requires_signature(stage)
+        event is an assignment (tags that do not count under the policy skipped or refused)."""
         decided: set[str] = set()
         for event in sorted(events, key=lambda e: e.tag.counter or 0, reverse=True):
-            version = by_commit.get(event.target)
-            if version is None or version.version in decided:
+            found = by_commit.get(event.target)
+            if not found:
                 continue
-            if check_signature:
-                status = self.verification(event)
-                if not status.trusted:
-                    why = f"tag {event.tag.name}: {status}; stage {stage!r} requires a tag signed by a trusted key"
-                    if self.policy.on_untrusted == "refuse":
-                        raise UntrustedTagError(f"{why} (.gitml/registry.yaml: on_untrusted: refuse)")
-                    state.ignored[event.tag.name] = why
-                    log.warning("gitml: ignoring %s", why)
-                    continue
+            version = found[-1]
+            if len(found) > 1:  # one commit, several versions (a hostile registration): the message says which
+                version = next((v for v in found if v.version == event.info.get("version")), version)
+            if version.version in decided:
+                continue
+            why = self.rejection(event, deep=True)
+            if why is None and event.info.get("version") not in (None, version.version):
+                why = f"its message names version {event.info.get('version')!r}, its commit is {version.version}"
+            if why is not None:
+                self._reject(state, event, why, report)
+                continue
             decided.add(version.version)
             if event.tag.action is Action.ASSIGN:
                 state.deciding[stage] = event
@@ -302,7 +379,7 @@ class Registry:
             check_stage(stage)
             held = state.stages.get(stage)
             if held is None:
-                extra = f" ({len(state.ignored)} untrusted tag(s) ignored)" if state.ignored else ""
+                extra = f" ({len(state.ignored)} tag(s) ignored under {self.policy.source})" if state.ignored else ""
                 raise RegisteredModelNotFound(f"stage {stage!r} of registered model {name!r} holds no version{extra}")
             return state.versions[held]
         if version is None or version == "latest":
@@ -333,6 +410,11 @@ class Registry:
                 raise ModelChangedError(
                     f"tag {event.tag.name} names {event.info.get('version')} at {event.info.get('path')!r}, "
                     f"but {mv.tag} registers {mv.path!r}: refusing to load"
+                )
+            if event is not None and event.info.get("run_id") not in (None, mv.run_id):  # the signed tag names the run
+                raise ModelChangedError(
+                    f"tag {event.tag.name} names run {event.info.get('run_id')}, but {mv.tag} registers run {mv.run_id}: "
+                    "refusing to load"
                 )
         record, head = self.tracker.record(mv.run_id)  # the run as committed now (this process's writes included)
         if not self.descends(head, mv.commit.encode()):
@@ -390,7 +472,7 @@ class Registry:
         commit, artifacts = self._run_head(run_id)
         path = self._model_path(run_id, artifacts, path)
         tags = list(self.tag_refs(name).items())
-        if any(t.action is Action.DEPRECATE for t, _ in tags):
+        if any(t.action is Action.DEPRECATE for t, _ in tags) and self.model(name).deprecated:
             raise ConflictError(f"registered model {name!r} is deprecated")
         versions = self._registered(tags)
         if version is None:
@@ -406,7 +488,7 @@ class Registry:
                 )
         info = {"model": name, "version": version, "run_id": run_id, "path": path, "description": str(description or "")}
         tag = RegistryTag(Action.REGISTER, name, version=version)
-        event = self._write_tag(tag, commit, info, sign_tag=sign_tag, stage=None)
+        event = self._write_tag(tag, commit, info, sign_tag=sign_tag)
         assert event is not None
         return ModelVersion(name, version, event.target, event, event.tagger, event.time, tag=tag.name)
 
@@ -507,27 +589,45 @@ class Registry:
         return self._write_counted(tag, target.commit.encode(), {"model": name}, sign_tag=sign_tag)
 
     def _counted(self, action: Action, name: str, **kw) -> RegistryTag:
-        counter = max((t.counter or 0 for t in self.tag_refs(name)), default=0)
+        """The next event's tag: one more than the greatest counter among the model's tags
+        that count (a hostile tag the policy ignores cannot push the counter out of range)."""
+        ignored = self.model(name, report=True).ignored
+        counter = max((t.counter or 0 for t in self.tag_refs(name) if t.name not in ignored), default=0)
         return RegistryTag(action, name, counter=counter + 1, **kw)
 
     def _write_counted(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None) -> str:
         """Write a counted tag; when another writer took its ``N`` first, take the next one."""
         for _ in range(50):
-            if self._write_tag(tag, commit, info, sign_tag=sign_tag, stage=tag.stage, exist_ok=True):
+            if parse_tag(tag.name) != tag:  # a hostile tag took the counter past what a tag name holds
+                raise ConflictError(
+                    f"registered model {tag.model!r}: the next counter {tag.counter} makes no registry tag name; "
+                    "a tag with an outsized counter is among its tags (gitml registry history)"
+                )
+            if self._write_tag(tag, commit, info, sign_tag=sign_tag, exist_ok=True):
                 return tag.name
             tag = RegistryTag(tag.action, tag.model, tag.version, tag.stage, (tag.counter or 0) + 1)
         raise ConflictError(f"could not write a {tag.action.value} tag for {tag.model!r}: 50 counters taken meanwhile")
 
-    def _write_tag(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None, stage: str | None,
+    def _write_tag(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None,
                    exist_ok: bool = False) -> TagEvent | None:
-        """Write a tag; the event as read back, None when ``exist_ok`` and the tag exists."""
+        """Write a tag; the event as read back, None when ``exist_ok`` and the tag exists.
+        An unsigned tag the policy would not count is refused before it is written."""
         cfg = self.signing_config()
         do_sign = cfg.sign_tags if sign_tag is None else sign_tag
-        if stage is not None and self.policy.requires_signature(stage) and not do_sign:
-            raise InvalidInputError(
-                f"stage {stage!r} requires signed tags (.gitml/registry.yaml): set git's tag.gpgSign "
-                "and user.signingkey, or pass --sign"
-            )
+        if not do_sign:
+            try:
+                policy: Policy | None = self.policy
+            except CorruptRecordError:
+                if tag.action is not Action.REGISTER:
+                    raise
+                policy = None  # a version registers while the policy does not parse: reading it fails closed
+            if policy is not None and policy.guards(tag):
+                what = f"stage {tag.stage!r}" if tag.stage is not None and policy.require_signature is not True else (
+                    f"a {tag.action.value} tag")
+                raise InvalidInputError(
+                    f"{what} requires signed tags ({policy.source}): set git's tag.gpgSign "
+                    "and user.signingkey, or pass --sign"
+                )
         seconds, offset = _now()
         who = self.store.identity()
         info = {**info, "by": f"{who.name} <{who.email}>", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))}
@@ -546,7 +646,7 @@ class Registry:
                 return None
             raise ConflictError(f"tag {tag.name} already exists")
         self.store.release_kept()
-        event = TagEvent(tag, obj.id, commit.decode(), who.as_bytes().decode("utf-8", "replace"), seconds,
-                         obj.as_raw_string())
+        event = TagEvent(tag, obj.id, tag.name, "commit", commit.decode(), who.as_bytes().decode("utf-8", "replace"),
+                         seconds, obj.as_raw_string())
         self._events[obj.id] = event
         return event

@@ -18,15 +18,19 @@ from collections.abc import Callable
 from gitml.errors import InvalidInputError, MissingExtraError
 
 DEFAULT_MAX_BODY_MB = 50.0
+HEAD_TIMEOUT = 10.0  # seconds (gitml.serving.workers.Limits)
+MAX_CONNECTIONS = 1000  # per worker
 
 
 def check_installed() -> None:
     """Raise MissingExtraError with the install hint when the ``serve`` extra is missing."""
-    MissingExtraError.unless_installed("serve", ("uvicorn", "orjson"))
+    MissingExtraError.unless_installed("serve", ("uvicorn", "httptools", "orjson"))
 
 
-def make_app(model_uri: str | os.PathLike, *, max_body_mb: float = DEFAULT_MAX_BODY_MB):
-    """The ASGI app scoring the model at ``model_uri`` (loaded and, from a run, verified now)."""
+def make_app(model_uri: str | os.PathLike, *, max_body_mb: float = DEFAULT_MAX_BODY_MB,
+             allowed_hosts: list[str] | tuple[str, ...] = ()):
+    """The ASGI app scoring the model at ``model_uri`` (loaded and, from a run, verified now),
+    answering Host headers that are IP addresses, ``localhost`` or in ``allowed_hosts``."""
     from gitml import __version__
     from gitml.pyfunc import load_model
     from gitml.serving.app import ScoringApp
@@ -34,29 +38,37 @@ def make_app(model_uri: str | os.PathLike, *, max_body_mb: float = DEFAULT_MAX_B
     if not max_body_mb > 0:
         raise InvalidInputError(f"the body limit must be over 0 MB, not {max_body_mb}")
     model = load_model(model_uri)
-    return ScoringApp(model, max_body_bytes=int(max_body_mb * 1024 * 1024), version=__version__)
+    return ScoringApp(model, max_body_bytes=int(max_body_mb * 1024 * 1024), version=__version__,
+                      allowed_hosts=allowed_hosts)
 
 
 def serve(model_uri: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 5001, workers: int = 1,
-          max_body_mb: float = DEFAULT_MAX_BODY_MB, ready: Callable[[str], None] | None = None) -> None:
+          max_body_mb: float = DEFAULT_MAX_BODY_MB, allowed_hosts: list[str] | tuple[str, ...] = (),
+          head_timeout: float = HEAD_TIMEOUT, max_connections: int = MAX_CONNECTIONS,
+          ready: Callable[[str], None] | None = None) -> None:
     """Serve the model at ``model_uri`` until SIGINT or SIGTERM.
 
     The model is loaded (a run's model checked file by file against the run's manifest)
     before the socket listens, then ``workers`` processes are forked from this one.
+    A request's Host header must be an IP address, ``localhost``, the ``host`` listened
+    on or one of ``allowed_hosts`` (``"*"``: any); its line and headers must arrive within
+    ``head_timeout`` seconds; a worker holds at most ``max_connections`` connections.
     ``ready(url)`` is called once listening. Raises NotFoundError, IntegrityError,
     ServerStartError (the address is taken), MissingExtraError.
     """
-    from gitml.serving.workers import listen, run_workers
+    from gitml.serving.workers import Limits, listen, run_workers
 
     check_installed()
     if workers < 1:
         raise InvalidInputError(f"workers must be at least 1, not {workers}")
-    app = make_app(model_uri, max_body_mb=max_body_mb)
+    if not head_timeout > 0 or max_connections < 1:
+        raise InvalidInputError("the head timeout must be over 0 s and the connections at least 1")
+    app = make_app(model_uri, max_body_mb=max_body_mb, allowed_hosts=(host, *allowed_hosts))
     sock = listen(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     if ready is not None:
         ready(f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}")
-    run_workers(app, sock, workers)
+    run_workers(app, sock, workers, Limits(head_timeout=head_timeout, max_connections=max_connections))
 
 
-__all__ = ["DEFAULT_MAX_BODY_MB", "MissingExtraError", "check_installed", "make_app", "serve"]
+__all__ = ["DEFAULT_MAX_BODY_MB", "HEAD_TIMEOUT", "MAX_CONNECTIONS", "MissingExtraError", "check_installed", "make_app", "serve"]

@@ -5,6 +5,11 @@
     POST /invocations       application/json (dataframe_split, dataframe_records, instances,
                             inputs; optional params) or text/csv -> {"predictions": ...}
 
+A request whose Host header names another host (DNS rebinding) is refused (400), and
+so is a POST without one of the three content types (415: a cross-site form or a
+``text/plain`` fetch cannot post to it). A body's table is refused (413) when it would
+decode to more cells than the body limit allows (``max_cells``), before it is built.
+
 Every refusal is a 4xx with ``{"error_code": ..., "message": ...}``; a message names what
 was wrong and never carries the body (parser messages are cut to their first 200
 characters). A failure inside the model is a 400 naming the exception's class; a bug of
@@ -18,7 +23,7 @@ import json
 import logging
 from typing import Any
 
-from gitml.errors import GitmlError
+from gitml.errors import GitmlError, InputTooLargeError
 from gitml.errors import RequestError  # noqa: F401  (defined there, raised here)
 
 log = logging.getLogger("gitml.serving")
@@ -26,6 +31,13 @@ log = logging.getLogger("gitml.serving")
 JSON = b"application/json"
 OFFLOAD_BYTES = 256 * 1024  # larger bodies are scored on a thread: /ping keeps answering
 _MESSAGE_MAX = 500
+
+
+def max_cells(max_body_bytes: int) -> int:
+    """The cells (rows × columns) a body's table may decode to: one per two bytes of the
+    body limit, the densest JSON (``0,``) there is. A CSV of empty fields or a Parquet file
+    of repeated values holds many more per byte; they are refused before they are built."""
+    return max(max_body_bytes // 2, 1)
 
 
 def _loads(body: bytes) -> Any:
@@ -37,6 +49,47 @@ def _loads(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         return json.loads(body)
+
+
+def host_name(header: bytes) -> str:
+    """The host of a Host header, lower case, without its port: ``[::1]:5001`` → ``::1``."""
+    text = header.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        return text[1:text.find("]")] if "]" in text else text
+    return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
+
+
+class HostAllowList:
+    """Which Host headers the server answers: any IP address (a page whose address is an
+    IP literal is the server's own origin), ``localhost``, and the names given; ``*``
+    allows any. A DNS-rebinding page (``evil.example`` made to resolve to the server)
+    sends its own name, which is none of these."""
+
+    def __init__(self, names: list[str] | tuple[str, ...] = ()):
+        self.names = {n.strip().lower().strip("[]") for n in names} | {"localhost"}
+        self.any = "*" in self.names
+        self._seen: dict[bytes, bool] = {}
+
+    def allows(self, header: bytes | None) -> bool:
+        if header is None:
+            return self.any
+        known = self._seen.get(header)
+        if known is None:
+            known = self.any or self._judge(host_name(header))
+            if len(self._seen) < 256:  # the few names clients use, not every name an attacker sends
+                self._seen[header] = known
+        return known
+
+    def _judge(self, name: str) -> bool:
+        import ipaddress
+
+        if name in self.names:
+            return True
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
 
 
 def _content_kind(content_type: str) -> str:
@@ -57,11 +110,13 @@ def _content_kind(content_type: str) -> str:
 class ScoringApp:
     """The ASGI app serving one loaded model (a PyFuncModel)."""
 
-    def __init__(self, model, *, max_body_bytes: int, version: str):
+    def __init__(self, model, *, max_body_bytes: int, version: str, allowed_hosts: list[str] | tuple[str, ...] = ()):
         from gitml.serving.fastpath import SplitFastPath
 
         self.model = model
         self.max_body_bytes = max_body_bytes
+        self.max_cells = max_cells(max_body_bytes)
+        self.hosts = HostAllowList(allowed_hosts)
         self.schema = model.metadata.get_input_schema()
         self.fast = SplitFastPath.for_model(model)
         if self.fast is not None and self.fast.as_array:
@@ -77,6 +132,9 @@ class ScoringApp:
             return
         path, method = scope["path"], scope["method"]
         try:
+            if not self.hosts.allows(_header(scope, b"host")):
+                raise RequestError(400, "BAD_REQUEST", "the Host header names a host this server does not answer to "
+                                                       "(gitml serve --allow-host NAME)")
             if path in ("/ping", "/health"):
                 if method not in ("GET", "HEAD"):
                     raise RequestError(405, "BAD_REQUEST", f"{path} takes GET")
@@ -90,7 +148,10 @@ class ScoringApp:
             if method != "POST":
                 raise RequestError(405, "BAD_REQUEST", "/invocations takes POST")
             content_type = _header(scope, b"content-type")
-            kind = _content_kind(content_type.decode("latin-1") if content_type is not None else "application/json")
+            if content_type is None:
+                raise RequestError(415, "BAD_REQUEST", "the request has no Content-Type: send application/json, "
+                                                       "text/csv or application/vnd.apache.parquet")
+            kind = _content_kind(content_type.decode("latin-1"))
             body = await self._body(scope, receive)
             if len(body) > OFFLOAD_BYTES:
                 text = await asyncio.get_running_loop().run_in_executor(None, self.score, body, kind)
@@ -147,10 +208,12 @@ class ScoringApp:
                 if frame is not None:
                     predictions = self.model.predict_conformed(frame, payload.get("params"))
                     return predictions_json(predictions).encode()
-                data, params = table_from_payload(payload, self.schema, what="the body")
+                data, params = table_from_payload(payload, self.schema, what="the body", max_cells=self.max_cells)
             else:
-                data, params = read_table(body, kind, self.schema, what="the body")
+                data, params = read_table(body, kind, self.schema, what="the body", max_cells=self.max_cells)
             predictions = self.model.predict(data, params=params)
+        except InputTooLargeError as e:
+            raise RequestError(413, "REQUEST_LIMIT_EXCEEDED", str(e)) from None
         except GitmlError as e:
             raise RequestError(400, e.error_code if e.error_code != "INTERNAL_ERROR" else "BAD_REQUEST", str(e)) from None
         except Exception as e:

@@ -8,8 +8,9 @@ forked and each runs uvicorn (httptools parser, uvloop) on the inherited socket.
   socket without it, and a keep-alive client then waits out the peer's delayed ACK
   (about 40 ms) on every response: MLflow's ``-w 2`` falls from 200 to 20 req/s on one
   connection.
-- The request line and headers are limited (``HEAD_MAX_BYTES``): uvicorn's httptools
-  protocol would gather them without bound.
+- A hostile client meets limits uvicorn's httptools protocol lacks (``Limits``,
+  ``_protocol_class``): the request head's size counted as it streams, a time to send
+  it, and a cap on open connections that closes the longest-waiting idle one.
 - A worker ends with ``os._exit``: the parent's cleanups (the temporary folder of a
   model downloaded from a run) are the parent's to run. A worker that dies is replaced;
   one dying within a second of its start ``RESPAWN_LIMIT`` times stops the server.
@@ -22,13 +23,26 @@ import os
 import signal
 import socket
 import time
+from dataclasses import dataclass
 
 from gitml.errors import ServerStartError  # noqa: F401  (defined there, raised here)
+from gitml.serving import HEAD_TIMEOUT, MAX_CONNECTIONS
 
 log = logging.getLogger("gitml.serving")
 
 HEAD_MAX_BYTES = 64 * 1024
+FD_RESERVE = 64  # descriptors kept for what is not a connection (the socket, logs, the model's files)
 RESPAWN_LIMIT = 5
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one worker allows its clients: the request head's size and time, and how
+    many connections it holds open."""
+
+    head_max_bytes: int = HEAD_MAX_BYTES
+    head_timeout: float = HEAD_TIMEOUT
+    max_connections: int = MAX_CONNECTIONS
 
 
 def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
@@ -50,39 +64,130 @@ def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
-def _protocol_class():
-    """uvicorn's httptools protocol with the request line and headers limited to
-    HEAD_MAX_BYTES (past it: uvicorn's 400 and the connection closed); uvicorn's h11
-    protocol, which has its own limit, when httptools is not installed."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:
-        return "h11"
+def connection_cap(wanted: int) -> int:
+    """The connections a worker may hold: ``wanted``, within the descriptors the process
+    may open (the soft limit is raised to the hard one first), less FD_RESERVE. Past the
+    descriptor limit the server could not accept at all: a thousand idle connections on
+    the common default of 1,024 would lock every new client out."""
+    import resource
 
-    class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted + FD_RESERVE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - FD_RESERVE))
+
+
+def _protocol_class(limits: Limits):
+    """uvicorn's httptools protocol with the limits a hostile client meets (uvicorn has
+    none of them for httptools):
+
+    - the request line and headers are counted as their bytes arrive, so a header line
+      that never ends is cut at ``head_max_bytes`` (431, connection closed): httptools
+      gathers a header's bytes and hands them over only when the header ends;
+    - they must arrive within ``head_timeout`` seconds of the connection (or of a kept-alive
+      connection's first byte of its next request), else the connection is closed;
+    - past ``max_connections`` open connections, the one that has waited longest for a
+      request's head is closed (a slowloris attack holds connections open by sending
+      nothing, or a byte now and then); a connection with a request in progress is never
+      chosen, and when every connection has one the new connection gets a 503.
+    """
+    from collections import OrderedDict
+
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    cap = connection_cap(limits.max_connections)
+    waiting: OrderedDict[GuardedHttpToolsProtocol, None] = OrderedDict()  # oldest first
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _head_bytes = 0
+        _in_head = True
+        _head_timer = None
 
-        def on_message_begin(self) -> None:
-            self._head_bytes = 0
-            super().on_message_begin()
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._start_head()
+            self._head_timer = self.loop.call_later(limits.head_timeout, self._head_timed_out)
+            if len(self.connections) > cap and not self._evict_one():
+                self._refuse(503, b"the server holds as many connections as it can; try again")
 
-        def _count(self, n: int) -> None:
-            self._head_bytes += n
-            if self._head_bytes > HEAD_MAX_BYTES:
-                raise ValueError("request head too large")  # httptools turns it into a parser error
+        def _start_head(self) -> None:
+            self._in_head, self._head_bytes = True, 0
+            waiting.pop(self, None)
+            waiting[self] = None
 
-        def on_url(self, url: bytes) -> None:
-            self._count(len(url))
-            super().on_url(url)
+        def _evict_one(self) -> bool:
+            for other in waiting:
+                if other is not self and (other.cycle is None or other.cycle.response_complete):
+                    waiting.pop(other)
+                    self.connections.discard(other)  # gone now: its connection_lost comes on a later turn
+                    other.transport.close()
+                    return True
+            return False
 
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._count(len(name) + len(value))
-            super().on_header(name, value)
+        def _refuse(self, status: int, message: bytes) -> None:
+            reason = {431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}[status]
+            self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                                 b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                                 % (status, reason, len(message), message))
+            self.transport.close()
 
-    return LimitedHttpToolsProtocol
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if not self._in_head or self.transport.is_closing():
+                return
+            if self.cycle is not None and not self.cycle.response_complete:  # the last request's answer comes first
+                self._head_timer = self.loop.call_later(limits.head_timeout, self._head_timed_out)
+                return
+            self.transport.close()
+
+        def _stop_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def data_received(self, data: bytes) -> None:
+            if not self._in_head:
+                return super().data_received(data)
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(limits.head_timeout, self._head_timed_out)
+            room = limits.head_max_bytes - self._head_bytes
+            if len(data) <= room:
+                self._head_bytes += len(data)
+                return super().data_received(data)
+            super().data_received(data[:room])  # may end the head: the rest is its body
+            if self._in_head:
+                self._stop_head_timer()
+                if not self.transport.is_closing():
+                    self._refuse(431, b"the request line and headers are over the server's limit")
+                return None
+            return super().data_received(data[room:])
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._stop_head_timer()
+            waiting.pop(self, None)
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._start_head()  # what arrives next is the next request's head
+
+        def connection_lost(self, exc) -> None:
+            waiting.pop(self, None)
+            self._stop_head_timer()
+            super().connection_lost(exc)
+
+    return GuardedHttpToolsProtocol
 
 
-def _run_uvicorn(app, sock: socket.socket) -> None:
+def _run_uvicorn(app, sock: socket.socket, limits: Limits) -> None:
     import uvicorn
 
     try:
@@ -92,18 +197,24 @@ def _run_uvicorn(app, sock: socket.socket) -> None:
     except ImportError:
         loop = "asyncio"
     config = uvicorn.Config(
-        app, loop=loop, http=_protocol_class(), lifespan="off", access_log=False, log_level="warning",
+        app, loop=loop, http=_protocol_class(limits), lifespan="off", access_log=False, log_level="warning",
         server_header=False, timeout_keep_alive=5, backlog=2048,
-        h11_max_incomplete_event_size=HEAD_MAX_BYTES,
     )
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def run_workers(app, sock: socket.socket, workers: int) -> None:
+def run_workers(app, sock: socket.socket, workers: int, limits: Limits = Limits()) -> None:
     """Serve ``app`` on ``sock`` until SIGINT or SIGTERM: in this process when
     ``workers`` is 1, else in that many forked worker processes."""
     if workers <= 1:
-        _run_uvicorn(app, sock)
+        # uvicorn shuts down on SIGTERM, then raises the signal again under the handler it found:
+        # with the default one the process would die there, skipping the cleanups (the temporary
+        # folder of a model downloaded from a run); this one ends it as an exit does
+        previous_term = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        try:
+            _run_uvicorn(app, sock, limits)
+        finally:
+            signal.signal(signal.SIGTERM, previous_term)
         return
     children: dict[int, float] = {}  # pid -> start time
     stopping = False
@@ -116,7 +227,7 @@ def run_workers(app, sock: socket.socket, workers: int) -> None:
             try:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                _run_uvicorn(app, sock)
+                _run_uvicorn(app, sock, limits)
             except BaseException:
                 log.exception("worker %d failed", os.getpid())
                 code = 1
@@ -156,6 +267,10 @@ def run_workers(app, sock: socket.socket, workers: int) -> None:
         for s, handler in previous.items():
             signal.signal(s, handler)
         sock.close()
+
+
+def _exit_on_sigterm(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _describe(status: int) -> str:

@@ -389,6 +389,20 @@ class GitStore:
         """git's configuration as git reads it: the repository's, the user's, the system's."""
         return self.repo.get_config_stack()
 
+    def symbolic_target(self, name: bytes) -> bytes | None:
+        """The ref a symbolic ref (``refs/remotes/origin/HEAD``) names, None when ``name``
+        is no symbolic ref."""
+        try:
+            chain, _ = self.repo.refs.follow(name)
+        except (KeyError, OSError, ValueError):
+            return None
+        return chain[-1] if len(chain) > 1 else None
+
+    def remote_names(self) -> list[str]:
+        """The remotes of the repository's own config (``[remote "<name>"]``), sorted."""
+        config = self.repo.get_config()
+        return sorted(s[1].decode(errors="replace") for s in config.sections() if len(s) == 2 and s[0] == b"remote")
+
     def head(self) -> Head:
         try:
             chain, sha = self.repo.refs.follow(b"HEAD")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 EVENT_FILE_MAX_BYTES = 16 << 20  # GitHub's event payloads are far smaller
 _PULL_REF = re.compile(r"refs/pull/(\d+)/(?:merge|head)")
@@ -96,12 +96,20 @@ def ci_tags(environ: Mapping[str, str]) -> dict[str, str]:
     return tags
 
 
-def missing_runs_hint(environ: Mapping[str, str], has_runs: bool) -> str | None:
-    """A one-line hint for a CI checkout without ``refs/gitml/*`` (``actions/checkout``
-    and GitLab's clone fetch no custom refs), or None."""
-    if has_runs or provider(environ) is None:
+def missing_runs_hint(environ: Mapping[str, str], has_runs: bool, remotes: Sequence[str] = ()) -> str | None:
+    """A one-line hint for a repository without runs that may have some elsewhere: a CI
+    checkout without ``refs/gitml/*`` (``actions/checkout`` and GitLab's clone fetch no
+    custom refs), or a clone with a remote (``git clone`` fetches no custom refs either);
+    else None."""
+    if has_runs:
         return None
-    return "gitml: this CI checkout has no runs (refs/gitml/* were not fetched); `gitml fetch origin` brings them"
+    if provider(environ) is not None:
+        return "gitml: this CI checkout has no runs (refs/gitml/* were not fetched); `gitml fetch origin` brings them"
+    if remotes:
+        remote = "origin" if "origin" in remotes else remotes[0]
+        return (f"gitml: no runs here yet; a clone brings no runs: if your team's runs are on {remote}, "
+                f"`gitml pull {remote}` brings them")
+    return None
 
 
 __all__ = ["ci_tags", "missing_runs_hint", "provider"]

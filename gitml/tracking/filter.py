@@ -378,6 +378,7 @@ class _Parser:
         self.schema = schema
         self.tokens = _tokenize(text)
         self.i = 0
+        self.fields: list[_Field] = []  # every field named, in order
 
     def peek(self) -> _Token:
         return self.tokens[self.i]
@@ -423,6 +424,11 @@ class _Parser:
         return predicate
 
     def identifier(self) -> _Field:
+        field = self._identifier()
+        self.fields.append(field)
+        return field
+
+    def _identifier(self) -> _Field:
         schema = self.schema
         token = self.next()
         if token.kind == "eof":
@@ -497,8 +503,7 @@ class _Parser:
             if field.numeric:
                 raise self.fail(
                     f"comparator {token.raw!r} is not valid for numeric {field.label}", token)
-            regex = _like_regex(self.value(field, token), ignore_case=keyword == "ILIKE")
-            test = lambda v: regex.fullmatch(v) is not None  # noqa: E731
+            test = _Like(self.value(field, token), ignore_case=keyword == "ILIKE")
         elif token.kind == "op":
             test = _Compare(COMPARATORS[token.value], self.value(field, token))
         else:
@@ -532,11 +537,75 @@ def _anything(value: Any) -> bool:
     return True
 
 
-def _like_regex(pattern: str, *, ignore_case: bool) -> re.Pattern[str]:
-    """SQL LIKE pattern to a regex: ``%`` any run, ``_`` one character."""
-    wildcards = {"%": ".*", "_": "."}
-    body = "".join(wildcards.get(ch) or re.escape(ch) for ch in pattern)
-    return re.compile(body, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+class _Like:
+    """A SQL LIKE test (``%`` any run, ``_`` one character) that never backtracks.
+
+    The pattern is split at ``%`` into fixed-width segments; the first must match at the
+    start, the last at the end, and each one between at its leftmost place after the one
+    before (the leftmost place leaves the most room to the rest, so it is the only one to
+    try). A value is thus scanned once per segment: ``O(len(value) * len(pattern))`` at
+    worst, where the regular expression ``.*a.*a.*b`` took ``O(len(value) ** 3)`` (a
+    filter from a web page could hold the search for hours). Each segment is a literal
+    (found by ``str.find``) or a quantifier-free regular expression (``_`` as ``.``, and
+    ILIKE's ``re.IGNORECASE``: the same case folding as before).
+    """
+
+    __slots__ = ("_first", "_middle", "_last", "_whole")
+
+    def __init__(self, pattern: str, *, ignore_case: bool):
+        parts = pattern.split("%")
+        segments = [_Segment(part, ignore_case) for part in parts]
+        self._whole = segments[0] if len(segments) == 1 else None
+        self._first, self._last = segments[0], segments[-1]
+        self._middle = [s for s in segments[1:-1] if s.width]
+
+    def __call__(self, value: str) -> bool:
+        whole = self._whole
+        if whole is not None:
+            return len(value) == whole.width and whole.at(value, 0)
+        first, last = self._first, self._last
+        end = len(value) - last.width
+        if end < first.width or not first.at(value, 0):
+            return False
+        pos = first.width
+        for segment in self._middle:
+            found = segment.find(value, pos, end)
+            if found < 0:
+                return False
+            pos = found + segment.width
+        return last.at(value, end)
+
+
+class _Segment:
+    """A run of a LIKE pattern without ``%``: literal characters and ``_``."""
+
+    __slots__ = ("width", "_literal", "_regex")
+
+    def __init__(self, text: str, ignore_case: bool):
+        self.width = len(text)
+        self._literal: str | None
+        self._regex: re.Pattern[str] | None
+        if "_" in text or ignore_case:
+            self._literal = None
+            body = "".join("." if ch == "_" else re.escape(ch) for ch in text)
+            self._regex = re.compile(body, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+        else:
+            self._literal, self._regex = text, None
+
+    def at(self, value: str, pos: int) -> bool:
+        """Whether the segment matches ``value`` at ``pos``."""
+        if self._literal is not None:
+            return value.startswith(self._literal, pos)
+        assert self._regex is not None
+        return self._regex.match(value, pos) is not None
+
+    def find(self, value: str, pos: int, end: int) -> int:
+        """The leftmost match at ``pos`` or after, ending by ``end``; -1 when none."""
+        if self._literal is not None:
+            return value.find(self._literal, pos, end)
+        assert self._regex is not None
+        found = self._regex.search(value, pos, end)
+        return found.start() if found is not None else -1
 
 
 _always = _Always()
@@ -561,6 +630,21 @@ def compile_filter(text: str | None, schema: Schema = RUNS) -> Predicate:
     return predicate
 
 
+def filter_fields(text: str | None, schema: Schema = RUNS) -> list[tuple[str, str]]:
+    """``(section, key)`` of every field a filter names, in order (``attributes`` for run
+    attributes). Raises FilterSyntaxError.
+
+    >>> filter_fields("metrics.acc > 0.9 OR params.model = 'cnn'")
+    [('metrics', 'acc'), ('params', 'model')]
+    """
+    if text is None or not text.strip():
+        return []
+    parser = _Parser(text, schema)
+    parser.expr()
+    parser.expect_end()
+    return [(field.section, field.key) for field in parser.fields]
+
+
 # --- order by ---------------------------------------------------------------
 
 
@@ -573,6 +657,14 @@ def parse_order_by(clauses: Sequence[str] | None, schema: Schema = RUNS) -> list
     Raises FilterSyntaxError, whose ``text`` is the offending clause (a field
     named twice is refused, as MLflow refuses it).
     """
+    try:
+        return _order_keys(clauses, schema)
+    except FilterSyntaxError as e:  # said as the order-by clause it is, not as a filter
+        raise FilterSyntaxError(e.reason.replace("end of filter", "end of clause"), e.text, e.position,
+                                what="order-by clause") from None
+
+
+def _order_keys(clauses: Sequence[str] | None, schema: Schema) -> list[OrderKey]:
     keys: list[OrderKey] = []
     seen: set[tuple[str, str]] = set()
     for clause in clauses or ():

@@ -41,6 +41,7 @@ from gitml.names import (
 )
 from gitml.store.git import GitStore, user_name
 from gitml.store.worktree import Snapshot, is_tracked, snapshot
+from gitml.store.urls import redact_url
 from gitml.tracking import journal as jr
 from gitml.tracking.entities import (
     LifecycleStage,
@@ -72,6 +73,7 @@ GROUPS_KEPT = 16  # group journals (runs written to, not owned) a Tracker keeps 
 PACK_REFS_AFTER = 1024  # loose run refs before the committer packs them (a search looks at each loose one)
 PACK_CHECK_EVERY = 256  # runs ended in a process between its counts of the loose run refs (and at its first)
 RESERVED_TAG_PREFIX = "gitml."
+URL_TAGS = frozenset({"mlflow.source.git.repoURL", "mlflow.gitRepoURL", "mlflow.source.name"})  # recorded without credentials
 _ADJECTIVES = "amber bold brisk calm clever crisp eager fancy gentle glad keen lucid merry nimble quiet rapid shy sunny swift tidy vivid warm wise witty".split()
 _NOUNS = "ant bass bat bear cod crab crow deer dove eel finch fox goat hare hawk lark lynx mole moth newt owl seal swan toad wolf wren".split()
 
@@ -333,7 +335,7 @@ class Tracker:
         if source_type:
             meta["source"]["type"] = source_type
         script = _entry_script(self.store) if source_name is None else None
-        meta["source"]["name"] = source_name or (script[0] if script is not None else _source_name())
+        meta["source"]["name"] = redact_url(source_name or (script[0] if script is not None else _source_name()))
         if script is not None:
             if not script[1] and script[0] not in _WARNED_UNTRACKED:  # once per script and process
                 _WARNED_UNTRACKED.add(script[0])
@@ -489,6 +491,8 @@ class Tracker:
                 raise InvalidInputError(f"tag key {key!r} is reserved for gitml")
             value = _truncated(value, f"tag {key!r} value", MAX_TAG_VALUE_LENGTH)
             out[key] = check_text(value, f"tag {key!r} value", MAX_TAG_VALUE_LENGTH)
+            if key in URL_TAGS:  # pushed to every teammate: never a credential (MLflow writes the remote's URL as git has it)
+                out[key] = redact_url(out[key])
         return out
 
     @staticmethod

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import (
+    HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -251,6 +253,8 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
         Route("/", experiments_page, methods=get),
         Route("/runs", runs_page, methods=get),
         Route("/run/{run_id}", run_page, methods=get),
+        Route("/runs/{run_id}", lambda request: RedirectResponse(  # the plural, as MLflow's run links read
+            request.url_for("run_page", run_id=request.path_params["run_id"]).path, 308), methods=get),
         Route("/run/{run_id}/artifact/{path:path}", artifact_page, methods=get),
         Route("/run/{run_id}/raw/{path:path}", raw, methods=get),
         Route("/compare", compare_page, methods=get),

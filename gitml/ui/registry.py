@@ -1,6 +1,7 @@
 """The registry's pages: models, a model's versions with the stages they hold, who
 registered and promoted each and whether the tag's signature holds under the policy,
-and the promotion history. Read through ``Client.registry`` (read-only).
+and the promotion history, each event with the decision (counts, or ignored and why)
+and the policy that decided it. Read through ``Client.registry`` (read-only).
 
 >>> models(client)["models"][0]["stages"]      # {"production": "v2.0.0"}
 """
@@ -23,11 +24,11 @@ def models(client: Client) -> dict:
     """Every registered model: latest version, versions, what each stage holds."""
     client.registry.refresh_policy()  # a server runs for days: a newly committed policy shows at once
     out = []
-    for name, state in client.registry.models().items():
+    for name, state in client.registry.models(report=True).items():
         latest = state.latest
         out.append({"name": name, "deprecated": state.deprecated, "latest": latest.version if latest else None,
                     "versions": len(state.versions), "stages": sorted(state.stages.items()), "ignored": len(state.ignored)})
-    return {"models": out}
+    return {"models": out, "policy_source": client.registry.policy.source, "policy_pending": client.registry.policy.pending}
 
 
 def model(client: Client, name: str) -> dict:
@@ -37,7 +38,7 @@ def model(client: Client, name: str) -> dict:
 
     reg = client.registry
     reg.refresh_policy()
-    state = reg.model(name)
+    state = reg.model(name, report=True)
     runs = _known_runs(client, {v.run_id for v in state.versions.values() if v.run_id})
     versions = []
     for v in sorted(state.versions.values(), key=lambda v: version_key(v.version), reverse=True):
@@ -54,10 +55,11 @@ def model(client: Client, name: str) -> dict:
     events = state.events[-HISTORY_SHOWN:][::-1]
     history = [{"tag": e.tag.name, "event": e.tag.action.value, "version": str(e.info.get("version") or e.tag.version or ""),
                 "stage": e.tag.stage or "", "by": e.tagger, "at": e.time, "signature": _signature(reg, e),
-                "ignored": state.ignored.get(e.tag.name, "")} for e in events]
+                "ignored": state.ignored.get(e.tag.name) or reg.rejection(e, deep=True) or ""} for e in events]
     return {"model": name, "deprecated": state.deprecated, "versions": versions, "stages": stages,
             "ignored": sorted(state.ignored.items()), "history": history,
-            "hidden_events": len(state.events) - len(events), "policy": _policy(reg, state)}
+            "hidden_events": len(state.events) - len(events), "policy": _policy(reg, state),
+            "policy_source": reg.policy.source, "policy_pending": reg.policy.pending}
 
 
 def _signature(reg: Registry, event: TagEvent) -> dict:

@@ -1,11 +1,14 @@
 # Shared by gitml's CI steps (sourced). What the CI environment says, in one place:
 #   GITML_REMOTE  the git remote runs go to and come from (default: origin)
 #   GITML_PYTHON  the Python that has (or gets) gitml (default: python3)
+# gitml runs in isolated mode (python -I: neither the current folder, the checkout, nor
+# PYTHONPATH goes on sys.path), so a gitml/ or gitml.py committed in the pull request
+# cannot stand in for the installed gitml.
 python="${GITML_PYTHON:-python3}"
 remote="${GITML_REMOTE:-origin}"
 report_dir="${GITML_REPORT_DIR:-gitml-report}"
 
-gitml() { "$python" -m gitml "$@"; }
+gitml() { "$python" -I -m gitml "$@"; }
 
 # the target branch of a pull/merge request ("" when this is not one)
 base_branch() {

@@ -25,5 +25,5 @@ fi
 if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then
     cat "$report_dir/report.md" >> "$GITHUB_STEP_SUMMARY"
 fi
-"$python" "$(dirname "$0")/comment.py" "$report_dir/report.md"
+"$python" -I "$(dirname "$0")/comment.py" "$report_dir/report.md"
 exit $status

@@ -4,5 +4,5 @@
 # the CI job (gitml.ci.*: provider, job URL, pipeline, pull request, commit).
 set -eu
 . "$(dirname "$0")/lib.sh"
-sh -c "${GITML_TRAIN:-$python -m gitml run .}"
+sh -c "${GITML_TRAIN:-$python -I -m gitml run .}"
 gitml push "$remote"
