@@ -229,6 +229,58 @@ class Client(Search, RunViews, RepoOperations, RegistryCalls):
         with open_repo(repository) as source:
             copy_objects(source, self._store.repo, [commit.encode()])
 
+    def import_run(
+        self,
+        experiment_id: str,
+        run_id: str,
+        *,
+        run_name: str,
+        code: str | None = None,
+        artifact_files: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        **fields,
+    ) -> bool:
+        """Write a run another tracker recorded (``gitml import mlflow``) as one commit,
+        keeping its id, user, status, times, parent, histories and inputs (the fields of
+        ``gitml.tracking.imports.ImportedRun``: ``user_id``, ``status``, ``start_time``,
+        ``end_time``, ``lifecycle_stage``, ``branch``, ``source_name``, ``source_type``,
+        ``parent_run_id``, ``params``, ``tags``, ``metrics`` (key → ``(step, timestamp,
+        value)`` points), ``inputs`` (dataset records)). ``code``: the commit that ran;
+        it becomes the run commit's parent when this repository has it, else the run has no
+        code. ``artifact_files``: ``(local file, artifact path)`` pairs, stored by hash
+        (files that may be temporary). Returns whether the code was joined.
+
+        Raises ConflictError when the run exists, InvalidInputError for a value gitml refuses.
+        """
+        from gitml.tracking.imports import ImportedRun, write_imported_run
+
+        joined = self._has_commit(code)
+        entries = []
+        if artifact_files:
+            for _, path in artifact_files:
+                check_artifact_path(path)
+            entries = self.artifacts.stage_files(list(artifact_files), remember=False)
+        run = ImportedRun(
+            run_id=run_id, experiment_id=str(experiment_id), run_name=run_name, code=code if joined else None,
+            artifacts=entries, **fields,
+        )
+        write_imported_run(self.tracker, run)
+        return joined
+
+    def _has_commit(self, sha: str | None) -> bool:
+        import re
+
+        from gitml.errors import CorruptRecordError
+
+        if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha):
+            return False
+        if not self._store.contains(sha.encode()):
+            return False
+        try:
+            self._store.commit(sha.encode())
+        except CorruptRecordError:  # an object of another kind
+            return False
+        return True
+
     def create_project_run(
         self,
         experiment_id: str = DEFAULT_EXPERIMENT_ID,

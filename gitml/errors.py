@@ -38,7 +38,7 @@ one also offers it under its name; the part is named in brackets)::
     │       IndexFormatError (store.gitindex), JournalWriteError (tracking.journal)
     ├── IntegrityError, ArtifactRemoteError (artifacts.cas)
     │   └── ObjectMissingError, RemoteTimeoutError, UnconfirmedRemoteError
-    ├── RemoteError (store.remote), SigningError (registry.signing)
+    ├── RemoteError (store.remote), SigningError (registry.signing), TimeBudgetError (tracking.filter)
     ├── ProjectFetchError (projects.source), ProjectRunFailedError (projects.runner),
     │   ProjectEnvError (projects.envs)
     └── ServerStartError (serving.workers), RequestError (serving.app)
@@ -110,6 +110,14 @@ class FilterSyntaxError(InvalidInputError):
         self.position = position
         self.what = what  # "filter" or "order-by clause": the option the user gave
         super().__init__(f"{message} at position {position} in {what} {text!r}")
+
+
+# raised by gitml.tracking.filter
+class TimeBudgetError(GitmlError):
+    """Work stopped at its time budget: a search past its deadline, a lock not free in
+    time (the web UI gives each request one)."""
+
+    error_code = "TEMPORARILY_UNAVAILABLE"
 
 
 class NotFoundError(GitmlError, LookupError):
@@ -468,6 +476,7 @@ __all__ = [  # one name a line: parts added at once merge without conflict
     "SchemaEnforcementError",
     "ServerStartError",
     "SigningError",
+    "TimeBudgetError",
     "UnconfirmedRemoteError",
     "UnsupportedFlavorError",
     "UnsupportedRepositoryError",

@@ -212,12 +212,15 @@ def start_run(
             "or start a nested run with start_run(nested=True)"
         )
     c = client()
+    from_environment = not run_id and not stack and bool(os.environ.get("GITML_RUN_ID"))
     run_id = run_id or (None if stack else os.environ.get("GITML_RUN_ID"))
     tags = dict(tags or {})
     if description is not None:
         tags["mlflow.note.content"] = description
     if run_id:
         run_id = c.resolve_run(run_id)
+        if from_environment:
+            _check_experiment_of_environment_run(c, run_id, experiment_id)
         writer = c.run_writer(run_id, resume=True)
         writer.set_meta(status=RunStatus.RUNNING, end_time=None)
         if run_name:
@@ -239,6 +242,30 @@ def start_run(
     if log_system_metrics if log_system_metrics is not None else _system_metrics_enabled():
         run._start_system_metrics(c)
     return run
+
+
+def _check_experiment_of_environment_run(c: Client, run_id: str, experiment_id: str | None) -> None:
+    """A run handed over by ``gitml run`` (``GITML_RUN_ID``) is in the experiment the command
+    chose: a script that asks for another (``set_experiment``, ``experiment_id=``) is told to say
+    so on the command line, as MLflow tells it, instead of logging silently into the other one."""
+    wanted = str(experiment_id) if experiment_id is not None else _experiment_id
+    if wanted is None:
+        return
+    held = c.get_run(run_id).info.experiment_id
+    if held == wanted:
+        return
+
+    def name(eid: str) -> str:
+        try:
+            return c.get_experiment(eid).name
+        except GitmlError:
+            return eid
+
+    raise InvalidInputError(
+        f"run {run_id} was started in experiment {name(held)!r} (GITML_RUN_ID, as `gitml run` sets it), but this "
+        f"script asks for experiment {name(wanted)!r}: choose it on the command line "
+        f"(gitml run --experiment {name(wanted)!r} ...) or drop set_experiment from the script"
+    )
 
 
 def end_run(status: str = RunStatus.FINISHED) -> None:

@@ -85,12 +85,15 @@ class RunViews:
         *,
         view: int = ViewType.ACTIVE_ONLY,
         order_by: list[str] | None = None,
+        deadline: float | None = None,
     ) -> tuple[dict[str, list[str]], dict[str, list]]:
         """:meth:`search_rows` by column, without a dict per run: ``(keys, values)``.
         ``keys``: the param, metric and tag keys the matched runs have (``{"params":
         [...], "metrics": [...], "tags": [...]}``, sorted); ``values[name]``: the field
         ``name`` (``attributes.run_id``, ``params.lr``, ``tags.note``...) of each matched
-        run, in order, None where a run has none. Raises FilterSyntaxError, InvalidInputError.
+        run, in order, None where a run has none. ``deadline``: a ``time.monotonic()``
+        value past which the filter stops (a server's time budget). Raises
+        FilterSyntaxError, InvalidInputError, TimeBudgetError.
 
         >>> keys, values = client.search_columns(filter_string="metrics.auc > 0.9")
         >>> list(zip(values["attributes.run_id"], values["metrics.auc"]))
@@ -99,7 +102,8 @@ class RunViews:
         from gitml.tracking.tracker import search_table
 
         with self.tracker.index.reading():
-            table, matched = search_table(self.tracker, experiment_ids, filter_string, view=view, order_by=order_by)
+            table, matched = search_table(self.tracker, experiment_ids, filter_string, view=view, order_by=order_by,
+                                          deadline=deadline)
             keys: dict[str, list[str]] = {section: [] for section in SECTIONS}
             values: dict[str, list] = {}
             for attribute in ATTRIBUTES:
@@ -256,7 +260,7 @@ class RunViews:
             return io.BytesIO(inline)
         content = self.artifacts.content
         what = f"run {run_id} artifact {path!r}"
-        local = content.ensure_local(entry["sha256"], what=what)
+        local = content.ensure_local(entry["sha256"], what=what, size=entry["size"])
         if not content.verify_local(entry["sha256"]):
-            content.read_bytes(entry["sha256"], what=what)  # drops the bad copy, fetches again or raises
+            content.read_bytes(entry["sha256"], what=what, size=entry["size"])  # drops the bad copy, fetches again or raises
         return open(local, "rb")

@@ -439,7 +439,8 @@ def fetch(
         changed = set(result.created) | set(result.updated) | set(result.unchanged)
         refs = {r: s for r, s in client.run_refs().items() if r in changed}
         broken: dict[bytes, str] = {}
-        objects = client.artifacts.referenced_objects(refs, broken=broken)
+        sizes: dict[str, int] = {}
+        objects = client.artifacts.referenced_objects(refs, broken=broken, sizes=sizes)
         outcome.failed.update({ref.decode(): f"{ref.decode()}: {why}" for ref, why in broken.items()})
         content = client.artifacts.content
         inline = {s for s, (run_id, path) in objects.items() if client.artifacts.inline_copy(run_id, path, s) is not None}
@@ -452,7 +453,7 @@ def fetch(
                 return  # the remote itself fails: one message, not one per object
             run_id, path = objects[sha]
             try:
-                content.download(sha, what=f"run {run_id} artifact {path!r}")
+                content.download(sha, what=f"run {run_id} artifact {path!r}", size=sizes.get(sha))
             except (ObjectMissingError, IntegrityError) as e:  # one object missing or damaged: the others still come
                 outcome.failed[sha] = str(e)
                 return

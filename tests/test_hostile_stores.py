@@ -1,5 +1,7 @@
 """Artifact stores are untrusted too: a committed remote that can reach a network service
-is not contacted before the clone confirms it (no SSRF through a teammate's commit).
+is not contacted before the clone confirms it (no SSRF through a teammate's commit); a
+download stops at the size the run's manifest records, and a folder store's symbolic
+links and special files are refused unread.
 
 A teammate commits a ``.gitml/config.yaml`` naming a store; the victim clones the
 real bare remote and pulls, reads and loads a model. A real HTTP server on loopback
@@ -8,6 +10,7 @@ records every request it gets, so "not contacted" is observed, not assumed.
 
 from __future__ import annotations
 
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -222,5 +225,203 @@ def test_a_moved_bucket_of_the_scheme_the_clone_uses_is_still_read(repo, tmp_pat
         with gitml.Client(victim) as c:
             assert c.artifacts.read_bytes(run_id, "weights.bin") == b"w" * 200_000
             assert c.artifacts.content.unconfirmed is not None  # writes there wait for a new confirmation
+    finally:
+        server.stop()
+
+
+# -- a download stops at the size the manifest records; a folder store's links and special files are refused --
+SIZE = 200_000  # each large artifact's size as the manifest records it
+HUGE = 1 << 40  # what a replaced object claims to be: a tebibyte, never read whole
+
+
+def team_store(repo: Path, tmp_path: Path, names: list[str], monkeypatch) -> tuple[Path, Path, str, dict[str, str]]:
+    """The teammate logs one run with a large artifact per name and pushes it, with its
+    objects, to a folder store; a victim clones the bare remote. Returns the victim, the
+    store, the run id and each name's object id."""
+    store = tmp_path / "team-store"
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(store))
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(repo, "remote", "add", "origin", str(bare))
+    with gitml.start_run() as run:
+        for i, name in enumerate(names):
+            gitml.log_text(chr(ord("a") + i) * SIZE, name)
+    gitml.flush()
+    gitml_cli(repo, "push")
+    git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
+    with gitml.Client(repo) as c:
+        shas = {name: c.artifacts.manifest(run.info.run_id)[name]["sha256"] for name in names}
+        assert all(c.artifacts.manifest(run.info.run_id)[name]["size"] == SIZE for name in names)
+    monkeypatch.delenv("GITML_ARTIFACT_REMOTE")
+    return victim_of(bare, tmp_path), store, run.info.run_id, shas
+
+
+def object_path(store: Path, sha: str) -> Path:
+    return store / sha[:2] / sha[2:]
+
+
+def bytes_read_by_this_process() -> int:
+    """What the kernel counts as read by this process (``rchar``, every read system call)."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
+
+
+def test_a_folder_store_s_links_and_special_files_are_refused_unread(repo, tmp_path, monkeypatch):
+    names = ["zero.bin", "fifo.bin", "linked-folder.bin", "good.bin"]
+    victim, store, run_id, shas = team_store(repo, tmp_path, names, monkeypatch)
+    # someone who can write the shared folder replaces objects
+    object_path(store, shas["zero.bin"]).unlink()
+    object_path(store, shas["zero.bin"]).symlink_to("/dev/zero")
+    object_path(store, shas["fifo.bin"]).unlink()
+    os.mkfifo(object_path(store, shas["fifo.bin"]))  # opened as a file, a FIFO blocks forever
+    folder = object_path(store, shas["linked-folder.bin"]).parent
+    if all(folder != object_path(store, shas[n]).parent for n in names if n != "linked-folder.bin"):
+        elsewhere = tmp_path / "elsewhere"
+        folder.rename(elsewhere)  # the right bytes, behind a link: refused all the same
+        folder.symlink_to(elsewhere)
+    else:
+        folder = None
+    gitml_cli(victim, "config", "artifacts.remote", str(store))  # the victim's own store, shared with the team
+
+    out = gitml_cli(victim, "pull", code=1).output
+    assert f"{shas['zero.bin']} is a symbolic link; refused" in out
+    assert f"{shas['fifo.bin']} is a special file" in out
+    if folder is not None:
+        assert f"folder {shas['linked-folder.bin'][:2]}/ is a symbolic link" in out
+    cache = victim / ".git" / "gitml" / "cache"
+    cached = {p.parent.name + p.name for p in cache.rglob("*") if p.is_file()}
+    bad = {shas[n] for n in names if n != "good.bin" and (n != "linked-folder.bin" or folder is not None)}
+    assert shas["good.bin"] in cached and not cached & bad  # nothing refused was kept
+    with gitml.Client(victim) as c:
+        assert c.artifacts.read_bytes(run_id, "good.bin") == b"d" * SIZE
+        with pytest.raises(gitml.exceptions.MlflowException, match="zero.bin.*symbolic link"):
+            c.artifacts.read_bytes(run_id, "zero.bin")
+    fsck = gitml_cli(victim, "fsck", code=1).output
+    assert f"zero.bin {shas['zero.bin']}" in fsck
+
+
+def test_a_huge_file_in_a_folder_store_costs_at_most_the_recorded_size(repo, tmp_path, monkeypatch):
+    victim, store, run_id, shas = team_store(repo, tmp_path, ["model.bin"], monkeypatch)
+    sha = shas["model.bin"]
+    os.truncate(object_path(store, sha), HUGE)  # a sparse tebibyte where 200 kB were
+    gitml_cli(victim, "config", "artifacts.remote", str(store))
+    gitml_cli(victim, "fetch")  # the runs; their artifacts on first read
+    with gitml.Client(victim) as c:
+        before = bytes_read_by_this_process()
+        with pytest.raises(gitml.errors.IntegrityError, match=f"larger than the {SIZE} bytes its manifest records"):
+            c.artifacts.read_bytes(run_id, "model.bin")
+        read = bytes_read_by_this_process() - before
+    assert SIZE < read < SIZE + (4 << 20)  # the object's recorded size, plus at most a few MiB of anything else
+    assert not (victim / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]).exists()
+    assert "larger than" in gitml_cli(victim, "pull", code=1).output
+
+
+class StoreServer:
+    """A real HTTP artifact store on loopback serving a folder's objects, with ranges as
+    S3 and every static server do; an object named in ``huge`` is served as a tebibyte of
+    zeros, generated as it is sent. ``sent`` counts the body bytes sent for each path."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.huge, self.sent = root, set(), {}
+        store = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self, body: bool) -> None:
+                rel = self.path.lstrip("/")
+                path = store.root / rel
+                if rel in store.huge:
+                    size, read = HUGE, (lambda start, n: b"\0" * n)
+                elif path.is_file():
+                    data = path.read_bytes()
+                    size, read = len(data), (lambda start, n: data[start:start + n])
+                else:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                start, end = 0, size
+                asked = self.headers.get("Range")
+                if asked and body:
+                    first, _, last = asked.removeprefix("bytes=").partition("-")
+                    start, end = int(first), min(size, int(last) + 1 if last else size)
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(end - start))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                if not body:
+                    return
+                try:
+                    while start < end:
+                        n = min(1 << 16, end - start)
+                        self.wfile.write(read(start, n))
+                        store.sent[rel] = store.sent.get(rel, 0) + n
+                        start += n
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def do_GET(self):  # noqa: N802
+                self._answer(True)
+
+            def do_HEAD(self):  # noqa: N802
+                self._answer(False)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def __enter__(self) -> StoreServer:
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def test_a_huge_object_on_an_http_store_costs_at_most_the_recorded_size(repo, tmp_path, monkeypatch):
+    victim, store, run_id, shas = team_store(repo, tmp_path, ["model.bin", "good.bin"], monkeypatch)
+    sha = shas["model.bin"]
+    with StoreServer(store) as server:
+        server.huge.add(f"{sha[:2]}/{sha[2:]}")
+        gitml_cli(victim, "config", "artifacts.remote", server.url)
+        out = gitml_cli(victim, "pull", code=1).output
+        assert f"{sha} is larger than the {SIZE} bytes its manifest records" in out
+        assert "1 artifact object(s) downloaded" in out  # the good one came
+        sent = server.sent[f"{sha[:2]}/{sha[2:]}"]
+        assert SIZE < sent <= SIZE + (4 << 20)  # a few block reads past the size, not a tebibyte
+    assert not (victim / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]).exists()
+
+
+def test_a_larger_object_on_s3_is_refused_past_the_recorded_size(repo, tmp_path, monkeypatch, fresh_s3fs):
+    """A real S3 API (moto): the object under the key is replaced by one of 24 MiB."""
+    moto_server = pytest.importorskip("moto.server")
+    import boto3
+
+    victim, store, run_id, shas = team_store(repo, tmp_path, ["model.bin"], monkeypatch)
+    sha = shas["model.bin"]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        s3.create_bucket(Bucket="team")
+        s3.put_object(Bucket="team", Key=f"art/{sha[:2]}/{sha[2:]}", Body=b"\0" * (24 << 20))
+        gitml_cli(victim, "config", "artifacts.remote", "s3://team/art")
+        gitml_cli(victim, "config", "artifacts.storage_options", f"{{endpoint_url: '{endpoint}'}}")
+        gitml_cli(victim, "fetch")
+        with gitml.Client(victim) as c, pytest.raises(gitml.errors.IntegrityError, match=f"larger than the {SIZE} bytes"):
+            c.artifacts.read_bytes(run_id, "model.bin")
+        assert not (victim / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]).exists()
     finally:
         server.stop()

@@ -74,7 +74,7 @@ def test_a_stamped_snapshot_serves_every_run_without_listing_them(repo, small_sl
     assert len(gitml.search_runs(search_all_experiments=True)) == 12  # lists the refs, writes a stamped snapshot
     assert len(counted_listings) == 1
     with index_db(repo) as db:
-        (stamp,) = db.execute("SELECT data FROM snapshot WHERE name = 'state'").fetchone()
+        (stamp,) = db.execute("SELECT data FROM snapshot WHERE name = 'stamp'").fetchone()
     assert len(stamp) >= 32
     refs, names, errors = stamped_table(repo)
     assert refs == listing(repo) and sorted(names.values()) == sorted(f"r{i}" for i in range(12)) and not errors
@@ -142,7 +142,7 @@ def test_a_tampered_stamped_snapshot_is_not_trusted(repo, small_slack, caplog):
         db.execute("UPDATE snapshot SET data = ? WHERE name = 'refs'", (b"\n".join(reversed(refs.split(b"\n"))),))
     assert run_names(repo) == sorted(f"r{i}" for i in range(12))
     with index_db(repo) as db:
-        db.execute("UPDATE snapshot SET data = x'00' WHERE name = 'state'")  # too short to be a stamp
+        db.execute("UPDATE snapshot SET data = x'00' WHERE name = 'stamp'")  # too short to be a stamp
     assert run_names(repo) == sorted(f"r{i}" for i in range(12))
 
 

@@ -166,6 +166,27 @@ def test_a_failing_command_ends_the_run_failed(repo, client, project_env, monkey
     assert submitted.wait() is False and submitted.get_status() == "FAILED"
 
 
+def test_a_script_asking_for_another_experiment_is_told_to_say_so_on_the_command_line(repo, client, project_env):
+    """As MLflow: the run `gitml run` made is in the experiment the command chose; a script that
+    sets another never lands silently in Default, and naming it with --experiment works."""
+    _write_project(repo / "proj")
+    (repo / "proj" / "train.py").write_text("import gitml\n"
+                                            "gitml.set_experiment('mine')\n"
+                                            "with gitml.start_run():\n"
+                                            "    gitml.log_metric('loss', 0.5)\n")
+    git(repo, "add", "proj")
+    git(repo, "commit", "-qm", "project")
+    failed = _cli(repo, "run", "proj", "-P", "note=n", "--env-manager", "local")
+    assert failed.returncode == 1
+    assert ("but this script asks for experiment 'mine': choose it on the command line "
+            "(gitml run --experiment 'mine' ...)") in failed.stderr
+    assert [r.data.metrics for r in client.search_runs(["0"])] == [{}]  # nothing logged into Default
+    ok = _cli(repo, "run", "proj", "-P", "note=n", "--env-manager", "local", "--experiment", "mine")
+    assert ok.returncode == 0, ok.stderr
+    mine = client.get_experiment_by_name("mine").experiment_id
+    assert [(r.info.status, r.data.metrics) for r in client.search_runs([mine])] == [("FINISHED", {"loss": 0.5})]
+
+
 # -- a git URL at a version -----------------------------------------------------
 @pytest.mark.parametrize("form", ["file", "path"])
 def test_git_url_at_a_tag_is_recorded_with_that_commit_as_parent(repo, client, project_env, upstream, form):
@@ -337,6 +358,46 @@ def test_virtualenv_is_built_once_and_the_script_imports_the_running_gitml(repo,
     site = [p for p in os.listdir(os.path.join(prefix, "lib")) if p.startswith("python")]
     assert not os.path.exists(os.path.join(prefix, "lib", site[0], "site-packages", "gitml"))
     assert "-m pip install" in open(prefix + ".log").read()  # the requirements went through pip
+
+
+def _tiny_wheel(folder) -> str:
+    """A wheel of one module made by hand (no build, no index): what pip installs offline."""
+    import zipfile
+
+    name = "gitml_tiny-0.1-py3-none-any.whl"
+    files = {"gitml_tiny.py": "VALUE = 7\n",
+             "gitml_tiny-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: gitml-tiny\nVersion: 0.1\n",
+             "gitml_tiny-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files["gitml_tiny-0.1.dist-info/RECORD"] = "".join(f"{n},,\n" for n in files) + "gitml_tiny-0.1.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(folder / name, "w") as z:
+        for n, text in files.items():
+            z.writestr(n, text)
+    return name
+
+
+def test_an_environment_build_shows_its_steps_packages_and_log(repo, project_env):
+    """A six-minute silent build is a bug: `gitml run` says each step, each package, and where the log is."""
+    _write_project(repo / "proj")
+    wheel = _tiny_wheel(repo / "proj")
+    (repo / "proj" / "python_env.yaml").write_text(
+        f'python: "{sys.version_info.major}.{sys.version_info.minor}"\ndependencies: ["./{wheel}"]\n'
+    )
+    (repo / "proj" / "train.py").write_text("import gitml, gitml_tiny\n"
+                                            "with gitml.start_run():\n"
+                                            "    gitml.log_metric('tiny', gitml_tiny.VALUE)\n")
+    git(repo, "add", "proj")
+    git(repo, "commit", "-qm", "project")
+    done = _cli(repo, "run", "proj", "-P", "note=n", env={"PIP_NO_INDEX": "1"})
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if line.startswith("gitml: environment: ")]
+    assert said[0].startswith("gitml: environment: creating the environment (python -m venv); the log is ")
+    log = said[0].split("; the log is ")[1]
+    assert os.path.isfile(log) and "-m pip install" in open(log).read()
+    assert any("installing the dependencies (1 line of requirements)" in line for line in said)
+    assert any(line.startswith("gitml: environment: processing ") and wheel in line for line in said)
+    assert any("installed" in line and "gitml-tiny" in line.replace("_", "-") for line in said)
+    again = _cli(repo, "run", "proj", "-P", "note=n", env={"PIP_NO_INDEX": "1"})
+    assert again.returncode == 0 and "gitml: environment:" not in again.stderr  # reused: nothing to build
 
 
 def test_uv_without_uv_says_how_to_install_it(repo, project_env, monkeypatch, tmp_path):

@@ -14,11 +14,13 @@ would change every earlier checkpoint's object with it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
 import re
 import shutil
+import stat
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -258,11 +260,12 @@ class ContentStore:
             os.replace(tmp, dst)
         return sha, len(data)
 
-    def copy_to(self, sha256: str, dst: str, *, what: str) -> None:
+    def copy_to(self, sha256: str, dst: str, *, what: str, size: int | None) -> None:
         """Write object ``sha256`` to ``dst``, verified; fetched from the remote if not
-        cached, or if the cached copy turns out damaged (which is then dropped)."""
+        cached, or if the cached copy turns out damaged (which is then dropped).
+        ``size``: what the manifest records (a download stops past it)."""
         for attempt in (1, 2):
-            src = self.ensure_local(sha256, what=what)
+            src = self.ensure_local(sha256, what=what, size=size)
             tmp = temporary_name(dst)
             digest = hashlib.sha256()
             try:
@@ -276,37 +279,37 @@ class ContentStore:
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
-            self._drop_damaged(sha256, what=what, last=attempt == 2)
+            self._drop_damaged(sha256, what=what, last=attempt == 2, size=size)
 
-    def read_bytes(self, sha256: str, *, what: str) -> bytes:
+    def read_bytes(self, sha256: str, *, what: str, size: int | None) -> bytes:
         """The bytes of an object, verified (a damaged cached copy is fetched again)."""
         for attempt in (1, 2):
-            with open(self.ensure_local(sha256, what=what), "rb") as f:
+            with open(self.ensure_local(sha256, what=what, size=size), "rb") as f:
                 data = f.read()
             if hashlib.sha256(data).hexdigest() == sha256:
                 return data
-            self._drop_damaged(sha256, what=what, last=attempt == 2)
+            self._drop_damaged(sha256, what=what, last=attempt == 2, size=size)
         raise AssertionError("unreachable")
 
-    def _drop_damaged(self, sha256: str, *, what: str, last: bool) -> None:
+    def _drop_damaged(self, sha256: str, *, what: str, last: bool, size: int | None) -> None:
         """A cached copy does not match its hash: it is never kept. The caller fetches
         it again from the remote once; if the remote has no good copy, say so."""
         os.unlink(self.cache_path(sha256))
         if last:
             raise IntegrityError(f"{what}: object {sha256} does not match its hash (removed from the cache)")
         try:
-            self.download(sha256, what=what)
+            self.download(sha256, what=what, size=size)
         except GitmlError as e:
             raise IntegrityError(
                 f"{what}: cached object {sha256} does not match its hash (removed from the cache), "
                 f"and the remote has no good copy: {e}"
             ) from None
 
-    def ensure_local(self, sha256: str, *, what: str) -> str:
+    def ensure_local(self, sha256: str, *, what: str, size: int | None) -> str:
         """The cache path of an object, downloading (and verifying) it if needed."""
         path = self.cache_path(sha256)
         if not os.path.exists(path):
-            self.download(sha256, what=what)
+            self.download(sha256, what=what, size=size)
         return path
 
     def verify_local(self, sha256: str) -> bool:
@@ -509,8 +512,12 @@ class ContentStore:
                 _write_lines(self._damaged_path, sorted(self._damaged() - repaired))
         return len(missing) - len(lost or ())
 
-    def download(self, sha256: str, *, what: str) -> None:
-        """Fetch an object from the remote into the cache, verified; a bad copy is refused."""
+    def download(self, sha256: str, *, what: str, size: int | None) -> None:
+        """Fetch an object from the remote into the cache, verified; a bad copy is refused.
+
+        ``size`` is what the run's manifest records: the read stops one byte past it
+        (an object replaced by a huge file, or a link to ``/dev/zero``, costs no more),
+        and a folder remote's symbolic links and special files are refused unread."""
         fs = self.fs
         dst = self.cache_path(sha256)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
@@ -518,15 +525,25 @@ class ContentStore:
         digest = hashlib.sha256()
         try:
             try:
-                with fs.open(self._remote_key(sha256), "rb") as src, open(tmp, "wb") as out:
-                    while chunk := src.read(CHUNK):
+                with self._open_object(fs, sha256) as src, open(tmp, "wb") as out:
+
+                    def keep(chunk: bytes) -> None:
                         digest.update(chunk)
                         out.write(chunk)
+
+                    got = _read_bounded(src, size, keep)
             except FileNotFoundError:
                 raise ObjectMissingError(f"{what}: object {sha256} is not in the artifact remote {self.remote_url}"
                                          + _missing_hint(self.remote_url)) from None
+            except IntegrityError as e:  # a link or special file in a folder remote
+                raise IntegrityError(f"{what}: {e}") from None
             except Exception as e:
                 raise ArtifactRemoteError(f"{what}: download of {sha256} from {self.remote_url} failed: {_timed_out(e)}") from None
+            if size is not None and got > size:  # fewer bytes: the hash says whether they are the object
+                raise IntegrityError(
+                    f"{what}: the remote's object {sha256} is larger than the {size} bytes its manifest records; "
+                    f"refused after {got} bytes"
+                )
             if digest.hexdigest() != sha256:
                 raise IntegrityError(f"{what}: the remote's object {sha256} does not match its hash; refused")
             os.replace(tmp, dst)
@@ -534,20 +551,52 @@ class ContentStore:
             if os.path.exists(tmp):
                 os.unlink(tmp)
 
-    def verify_remote(self, sha256: str) -> str:
-        """``"ok"``, ``"missing"`` or ``"corrupt"`` for an object on the remote (reads it whole)."""
-        digest = hashlib.sha256()
+    def _open_object(self, fs, sha256: str):
+        """The remote's object, open for reading. In a folder, no symbolic link below the
+        root is followed and only a regular file is opened (a FIFO would block, a device
+        never end); elsewhere, in blocks of :data:`CHUNK` (a backend's default block of
+        50 MiB would be fetched whole past the size the manifest records)."""
+        if not _is_local(fs):
+            return fs.open(self._remote_key(sha256), "rb", block_size=CHUNK)
+        folder, name = object_key(sha256).split("/")
         try:
-            with self.fs.open(self._remote_key(sha256), "rb") as src:
-                while chunk := src.read(CHUNK):
-                    digest.update(chunk)
+            parent = os.open(os.path.join(self._root or "/", folder), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except NotADirectoryError:  # a symbolic link (O_NOFOLLOW), or a file
+            raise IntegrityError(f"the remote's folder {folder}/ is a symbolic link or no folder; refused") from None
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            raise IntegrityError(f"the remote's folder {folder}/ is a symbolic link; refused") from None
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=parent)
+        except OSError as e:
+            if e.errno != errno.ELOOP:
+                raise
+            raise IntegrityError(f"the remote's object {sha256} is a symbolic link; refused") from None
+        finally:
+            os.close(parent)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise IntegrityError(f"the remote's object {sha256} is a special file, not a regular one; refused")
+        return os.fdopen(fd, "rb")
+
+    def verify_remote(self, sha256: str, *, size: int | None = None) -> str:
+        """``"ok"``, ``"missing"`` or ``"corrupt"`` for an object on the remote (read whole
+        up to one byte past ``size``, what the manifest records)."""
+        digest = hashlib.sha256()
+        fs = self.fs
+        try:
+            with self._open_object(fs, sha256) as src:
+                got = _read_bounded(src, size, digest.update)
         except FileNotFoundError:
             return "missing"
+        except IntegrityError:
+            return "corrupt"
         except GitmlError:
             raise
         except Exception as e:
             raise ArtifactRemoteError(f"artifact remote {self.remote_url} cannot be read: {_timed_out(e)}") from None
-        return "ok" if digest.hexdigest() == sha256 else "corrupt"
+        return "ok" if digest.hexdigest() == sha256 and (size is None or got <= size) else "corrupt"
 
     def remote_objects(self) -> set[str]:
         """Every object on the remote: the ``<2 hex>/<62 hex>`` entries right under its
@@ -598,6 +647,20 @@ class ContentStore:
     def delete_remote(self, sha256: str) -> None:
         self.check_writable()
         self._ask("rm", sha256)
+
+
+def _read_bounded(src, size: int | None, consume: Callable[[bytes], object]) -> int:
+    """Read ``src`` in chunks into ``consume``, stopping one byte past ``size``; returns
+    the bytes read."""
+    got = 0
+    limit = None if size is None else size + 1
+    while limit is None or got < limit:
+        chunk = src.read(CHUNK if limit is None else min(CHUNK, limit - got))
+        if not chunk:
+            break
+        consume(chunk)
+        got += len(chunk)
+    return got
 
 
 def _one_line(error: Exception) -> str:

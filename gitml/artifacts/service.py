@@ -82,10 +82,11 @@ class RunArtifacts:
         self.inline_max_bytes = inline_max_bytes
 
     def referenced_objects(
-        self, refs: dict[bytes, bytes] | None = None, *, broken: dict[bytes, str] | None = None
+        self, refs: dict[bytes, bytes] | None = None, *, broken: dict[bytes, str] | None = None,
+        sizes: dict[str, int] | None = None,
     ) -> dict[str, tuple[str, str]]:
         """:func:`referenced_objects` of this repository's runs (every run's by default)."""
-        return referenced_objects(self.tracker, refs, broken=broken)
+        return referenced_objects(self.tracker, refs, broken=broken, sizes=sizes)
 
     def objects_by_run(
         self, refs: dict[bytes, bytes], *, stop: AbstractSet[bytes] = frozenset(), broken: dict[bytes, str] | None = None
@@ -103,10 +104,20 @@ class RunArtifacts:
         for _, path in files:
             check_artifact_path(path)
         self._check_layout(run_id, [p for _, p in files])
+        entries = self.stage_files(files, resolved=resolved)
+        self.tracker.update(run_id, lambda w: w.add_artifacts(entries))
+
+    def stage_files(
+        self, files: list[tuple[str, str]], *, resolved: bool = False, remember: bool = True
+    ) -> list[tuple[str, str, int, str | None]]:
+        """Store ``(local file, artifact path)`` pairs (small ones as git blobs, the others in
+        the content cache by hash) and return their manifest entries ``(path, sha256, size,
+        inline blob id)``, for a run's writer to record (:meth:`log_files` does both).
+        ``remember=False``: the files are temporary, keep them out of the stat cache."""
         if not resolved:
             files = [(os.path.realpath(local), path) for local, path in files]
         stats = {local: os.stat(local) for local, _ in files}
-        known = self.content.stat_cache.get_many(stats)
+        known = self.content.stat_cache.get_many(stats) if remember else {}
         contains = self.store.contains
         entries, blobs, fresh, small = [], [], [], []
         large = []
@@ -136,8 +147,9 @@ class RunArtifacts:
                 entries.append((path, sha, size, None))
                 fresh.append((real, os.stat(real), sha, None))
         self.store.write(blobs)
-        self.content.stat_cache.put_many(fresh)
-        self.tracker.update(run_id, lambda w: w.add_artifacts(entries))
+        if remember:
+            self.content.stat_cache.put_many(fresh)
+        return entries
 
     def log_bytes(self, run_id: str, data: bytes, artifact_path: str) -> None:
         path = check_artifact_path(artifact_path)
@@ -232,7 +244,7 @@ class RunArtifacts:
         data = self.inline_copy(run_id, path, entry["sha256"])
         if data is not None:
             return data
-        return self.content.read_bytes(entry["sha256"], what=f"run {run_id} artifact {path!r}")
+        return self.content.read_bytes(entry["sha256"], what=f"run {run_id} artifact {path!r}", size=entry["size"])
 
     def _fetch(self, run_id: str, path: str, entry: dict, target: str) -> None:
         data = self.inline_copy(run_id, path, entry["sha256"])
@@ -240,7 +252,7 @@ class RunArtifacts:
             with open(target, "wb") as f:
                 f.write(data)
             return
-        self.content.copy_to(entry["sha256"], target, what=f"run {run_id} artifact {path!r}")
+        self.content.copy_to(entry["sha256"], target, what=f"run {run_id} artifact {path!r}", size=entry["size"])
 
     def inline_copy(self, run_id: str, path: str, sha256: str) -> bytes | None:
         """The run's inline copy of a small artifact, if it has one that matches its hash."""
@@ -269,16 +281,19 @@ def referenced_objects(
     *,
     stop: AbstractSet[bytes] = frozenset(),
     broken: dict[bytes, str] | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> dict[str, tuple[str, str]]:
     """Every artifact object any run commit references: ``{sha256: (run_id, path)}``.
 
     Older commits of a run count too (a path logged twice keeps both
     versions), and so do the artifacts that live journals hold but no commit
     has yet. A run's walk ends at a commit of ``stop`` (whose objects are
-    accounted for already, e.g. known to be on the artifact remote).
+    accounted for already, e.g. known to be on the artifact remote). ``sizes``
+    gets each committed object's size as the manifests record it (the largest
+    claim: a hostile run's smaller one cannot stop the download of a true object).
     """
     found: dict[str, tuple[str, str]] = {}
-    for objects in objects_by_run(tracker, refs, stop=stop, broken=broken).values():
+    for objects in objects_by_run(tracker, refs, stop=stop, broken=broken, sizes=sizes).values():
         for sha, where in objects.items():
             found.setdefault(sha, where)
     if refs is None:
@@ -293,9 +308,10 @@ def objects_by_run(
     *,
     stop: AbstractSet[bytes] = frozenset(),
     broken: dict[bytes, str] | None = None,
+    sizes: dict[str, int] | None = None,
 ) -> dict[bytes, dict[str, tuple[str, str]]]:
     """The artifact objects of each run ref's commits (down to ``stop``):
-    ``{ref: {sha256: (run_id, path)}}``.
+    ``{ref: {sha256: (run_id, path)}}`` (and their sizes in ``sizes``, if given).
 
     A run whose commits or manifest cannot be read raises :class:`CorruptRecordError`
     naming its ref, or, given a ``broken`` dict, is put there (``{ref: why}``) and skipped.
@@ -313,7 +329,7 @@ def objects_by_run(
         try:
             if sha not in stop and ref not in checked:  # the whole record is checked, not only the
                 RunRecord.load(tracker.store, sha, f"run {parsed[1]}", ref=ref)  # manifests: a run pulled is read next
-            out[ref] = _run_objects(tracker.store, parsed[1], sha, stop, manifests)
+            out[ref] = _run_objects(tracker.store, parsed[1], sha, stop, manifests, sizes)
         except CorruptRecordError as e:
             why = f"{e.what}: {e.detail}"  # the object and what is wrong with it
             if broken is None:
@@ -323,7 +339,8 @@ def objects_by_run(
 
 
 def _run_objects(
-    store, run_id: str, sha: bytes, stop: AbstractSet[bytes], manifests: dict[bytes, dict[str, tuple[str, str]]]
+    store, run_id: str, sha: bytes, stop: AbstractSet[bytes], manifests: dict[bytes, dict[str, tuple[str, str]]],
+    sizes: dict[str, int] | None = None,
 ) -> dict[str, tuple[str, str]]:
     """The objects one run's commits reference, from ``sha`` down to its source commit."""
     from gitml.tracking.record import ARTIFACTS, check_manifest, load_yaml
@@ -348,6 +365,9 @@ def _run_objects(
                 except InvalidInputError as e:
                     raise CorruptRecordError(f"run {run_id}", f"{ARTIFACTS}: {e}") from None
                 manifests[entry[1]] = {item["sha256"]: (run_id, path) for path, item in checked.items()}
+                if sizes is not None:
+                    for item in checked.values():
+                        sizes[item["sha256"]] = max(sizes.get(item["sha256"], 0), item["size"])
             if entry:
                 for sha256, where in manifests[entry[1]].items():
                     found.setdefault(sha256, where)

@@ -74,7 +74,7 @@ def cli(ctx, traceback, repo):
 
 
 def _register() -> None:
-    from gitml.cli import hooks, models, projects, registry, report, serve, storage, sync, tracking, ui
+    from gitml.cli import hooks, migrate, models, projects, registry, report, serve, storage, sync, tracking, ui
 
     commands = [
         tracking.init, tracking.experiments, tracking.runs, tracking.show, tracking.diff, tracking.log_,
@@ -83,6 +83,7 @@ def _register() -> None:
         sync.push, sync.fetch, sync.pull,
         ui.ui, serve.serve, models.predict, models.models,
         projects.run_command, projects.env_group, registry.registry_group, report.compare_command, hooks.hooks,
+        migrate.import_group,
     ]
     for command in commands:
         cli.add_command(command)

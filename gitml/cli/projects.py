@@ -48,6 +48,7 @@ def run_command(ctx, uri, entry_point, parameters, version, env_manager, experim
         submitted = run(
             uri, entry_point, version, parameters, experiment_name=experiment_name, experiment_id=experiment_id,
             run_name=run_name, env_manager=env_manager, synchronous=False,
+            progress=lambda line: click.echo(f"gitml: environment: {line}", err=True),
         )
         click.echo(f"gitml: run {submitted.run_id} started ({submitted.environment.manager} environment"
                    f"{', reused' if submitted.environment.reused else ''})", err=True)

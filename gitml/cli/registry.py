@@ -93,6 +93,7 @@ def list_models(ctx, as_json):
         print_table(["model", "latest", "versions", "stages"],
                [[n + (" (deprecated)" if s.deprecated else ""), s.latest.version if s.latest else "-", str(len(s.versions)),
                  ", ".join(f"{st}={v}" for st, v in sorted(s.stages.items())) or "-"] for n, s in models.items()])
+        _say_policy(c.registry.policy)
 
 
 @registry_group.command("show")

@@ -101,7 +101,8 @@ def fsck(ctx, no_remote):
     with open_client(ctx) as c:
         content = c.artifacts.content
         broken: dict[bytes, str] = {}
-        objects = c.artifacts.referenced_objects(broken=broken)
+        sizes: dict[str, int] = {}
+        objects = c.artifacts.referenced_objects(broken=broken, sizes=sizes)
         problems = len(broken)
         for ref, why in sorted(broken.items()):
             click.echo(f"unreadable run {ref.decode()}: {why}")
@@ -119,7 +120,7 @@ def fsck(ctx, no_remote):
         if not no_remote:
             bad_on_remote = []
             for sha, (run_id, path) in sorted(objects.items(), key=lambda kv: kv[1]):
-                state = content.verify_remote(sha)
+                state = content.verify_remote(sha, size=sizes.get(sha))
                 if state == "ok":
                     remote_ok += 1
                     continue

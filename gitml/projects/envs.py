@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gitml.errors import InvalidInputError
@@ -29,6 +30,7 @@ from gitml.projects.spec import Project, ProjectSpecError, read_yaml
 from gitml.errors import ProjectEnvError  # noqa: F401  (defined there, raised here)
 
 MANAGERS = ("local", "virtualenv", "uv", "conda")
+Progress = Callable[[str], None]  # told each step of a build and each package, one line each
 READY = ".gitml-ready"
 PTH_FILE = "gitml-running.pth"
 
@@ -61,11 +63,12 @@ def default_manager(project: Project) -> str:
     return "local"
 
 
-def prepare(project: Project, manager: str | None, *, cache: str) -> Environment:
+def prepare(project: Project, manager: str | None, *, cache: str, progress: Progress | None = None) -> Environment:
     """The environment ``manager`` (default: :func:`default_manager`) for ``project``,
-    built or reused. Raises InvalidInputError (unknown manager, environment file
-    mismatch), ProjectSpecError (bad environment file), ProjectEnvError (build failed,
-    tool missing)."""
+    built or reused. ``progress`` is told each step of a build (with the log's path) and
+    each package the installer reports, one line each. Raises InvalidInputError (unknown
+    manager, environment file mismatch), ProjectSpecError (bad environment file),
+    ProjectEnvError (build failed, tool missing)."""
     manager = manager or default_manager(project)
     if manager not in MANAGERS:
         raise InvalidInputError(f"env manager {manager!r} is not one of {', '.join(MANAGERS)}")
@@ -73,14 +76,14 @@ def prepare(project: Project, manager: str | None, *, cache: str) -> Environment
         # `python` in the command is the interpreter running gitml, which can import it
         return Environment("local", variables={"PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")})
     if manager == "conda":
-        return _conda(project, cache)
+        return _conda(project, cache, progress)
     if project.conda_env:
         raise InvalidInputError(
             f"project {project.name!r} names a conda environment ({project.conda_env}): "
             "run it with --env-manager conda (or local)"
         )
     spec = python_env(project)
-    return _venv(project, spec, manager, cache)
+    return _venv(project, spec, manager, cache, progress)
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ def spec_hash(project: Project, spec: PythonEnv, manager: str, python: str) -> s
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _venv(project: Project, spec: PythonEnv, manager: str, cache: str) -> Environment:
+def _venv(project: Project, spec: PythonEnv, manager: str, cache: str, progress: Progress | None) -> Environment:
     uv = None
     if manager == "uv":
         uv = shutil.which("uv")
@@ -177,28 +180,31 @@ def _venv(project: Project, spec: PythonEnv, manager: str, cache: str) -> Enviro
 
     def build() -> None:
         if uv is not None:
-            _call([uv, "venv", "--quiet", "--python", python, prefix], prefix)
+            _call([uv, "venv", "--quiet", "--python", python, prefix], prefix, "creating the environment (uv venv)", progress)
         else:
             pip = [] if spec.build_dependencies or spec.dependencies else ["--without-pip"]  # nothing to install
-            _call([python, "-m", "venv", *pip, prefix], prefix)
+            _call([python, "-m", "venv", *pip, prefix], prefix, "creating the environment (python -m venv)", progress)
         env_python = os.path.join(prefix, "bin", "python")
-        for lines in (spec.build_dependencies, spec.dependencies):
+        for what, lines in (("build dependencies", spec.build_dependencies), ("dependencies", spec.dependencies)):
             if not lines:
                 continue
             requirements = os.path.join(prefix, ".gitml-requirements.txt")
             with open(requirements, "w") as f:
                 f.write(_requirements(project, lines))
+            step = f"installing the {what} ({len(lines)} line{'s' if len(lines) > 1 else ''} of requirements)"
             if uv is not None:
-                _call([uv, "pip", "install", "--quiet", "--python", env_python, "-r", requirements], prefix, cwd=project.path)
+                _call([uv, "pip", "install", "--python", env_python, "-r", requirements], prefix, step, progress,
+                      cwd=project.path)
             else:
-                _call([env_python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", requirements], prefix, cwd=project.path)
+                _call([env_python, "-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check",
+                       "-r", requirements], prefix, step, progress, cwd=project.path)
 
     reused = _built(prefix, build)
     link_gitml(prefix, cache)
     return Environment(manager, prefix, {"VIRTUAL_ENV": prefix}, reused)
 
 
-def _conda(project: Project, cache: str) -> Environment:
+def _conda(project: Project, cache: str, progress: Progress | None) -> Environment:
     if not project.conda_env:
         raise InvalidInputError(f"project {project.name!r} names no conda_env: there is no conda environment to build")
     lock_path = os.path.join(project.path, os.path.dirname(project.conda_env), condalock.LOCK_FILE)
@@ -214,7 +220,8 @@ def _conda(project: Project, cache: str) -> Environment:
     with open(lock_path, "rb") as f:
         digest = hashlib.sha256(f.read() + platform.encode()).hexdigest()[:20]
     prefix = os.path.join(cache, "envs", f"conda-{digest}")
-    reused = _built(prefix, lambda: _call(condalock.install_command(tool, lock_path, prefix), prefix))
+    reused = _built(prefix, lambda: _call(condalock.install_command(tool, lock_path, prefix), prefix,
+                                          f"installing {condalock.LOCK_FILE} for {platform} (conda-lock)", progress))
     link_gitml(prefix, cache)
     return Environment("conda", prefix, {"CONDA_PREFIX": prefix}, reused)
 
@@ -238,23 +245,53 @@ def _built(prefix: str, build) -> bool:
         return False
 
 
-def _call(argv: list[str], prefix: str, *, cwd: str | None = None) -> None:
-    """Run one build step (an argv list, no shell); its output goes to ``prefix.log``."""
+def _call(argv: list[str], prefix: str, step: str, progress: Progress | None, *, cwd: str | None = None) -> None:
+    """Run one build step (an argv list, no shell); its output goes to ``prefix.log``, and
+    ``progress`` hears the step, then each package the installer names as it goes."""
+    if progress is not None:
+        progress(f"{step}; the log is {prefix}.log")
     with open(prefix + ".log", "ab") as log:
         log.write(("$ " + " ".join(argv) + "\n").encode())
         log.flush()
         try:
-            done = subprocess.run(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
         except OSError as e:
             raise ProjectEnvError(f"cannot run {argv[0]}: {e.strerror or e}") from None
-    if done.returncode != 0:
+        assert process.stdout is not None
+        with process:
+            for line in process.stdout:
+                log.write(line)
+                said = _installer_says(line)
+                if said and progress is not None:
+                    log.flush()
+                    progress(said)
+        returncode = process.returncode
+    if returncode != 0:
         with open(prefix + ".log", "rb") as f:
             lines = [line for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
         last = lines[-1].strip() if lines else ""
         raise ProjectEnvError(
-            f"building the environment failed: {os.path.basename(argv[0])} exited with status {done.returncode}"
+            f"building the environment failed: {os.path.basename(argv[0])} exited with status {returncode}"
             f" ({last[:200]}); the whole output is in {prefix}.log"
         )
+
+
+_INSTALLER_LINE = re.compile(
+    rb"^\s*(Collecting|Processing|Downloading|Building wheel for|Installing collected packages:|Successfully installed"
+    rb"|Resolved|Prepared|Installed|Uninstalled|\+) ?(.*)$"
+)
+
+
+def _installer_says(line: bytes) -> str | None:
+    """The package news in one line of pip's, uv's or conda-lock's output ("collecting numpy==2.1"),
+    or None for the rest (which stays in the log)."""
+    found = _INSTALLER_LINE.match(line.rstrip())
+    if found is None:
+        return None
+    verb, rest = found.group(1).decode(), found.group(2).decode("utf-8", "replace").strip()
+    verb = "installing" if verb == "+" else verb.rstrip(":").lower()
+    return f"{verb} {rest[:160]}".strip()
 
 
 # -- the running gitml inside an environment ------------------------------------

@@ -7,7 +7,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from gitml.errors import InvalidInputError
 from gitml.names import check_key
@@ -110,6 +110,7 @@ def run(
     docker_auth: dict | None = None,
     *,
     repo: str | os.PathLike | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> SubmittedRun:
     """Run entry point ``entry_point`` of the project at ``uri`` (a folder, or a git URL
     at ``version``; ``#subdir`` for a project inside a repository) as a run recorded
@@ -125,6 +126,7 @@ def run(
     (ProjectEnvError). With ``synchronous`` (the default) it waits, and raises
     ProjectRunFailedError when the command fails. Docker, other backends and
     ``run_id`` are MLflow features gitml does not have (InvalidInputError).
+    ``progress`` is told each step of an environment's build and each package installed.
     """
     for name, value in (("docker_args", docker_args), ("backend_config", backend_config), ("storage_dir", storage_dir),
                         ("run_id", run_id), ("docker_auth", docker_auth)):
@@ -143,7 +145,7 @@ def run(
         entry = project.entry_point(entry_point)
         command = entry.command_for(given, cwd=invoked_in)
         declared, extra = entry.values(given, cwd=invoked_in)
-        env = envs.prepare(project, env_manager, cache=cache)
+        env = envs.prepare(project, env_manager, cache=cache, progress=progress)
         return _start(repo, source, entry.name, command, {**declared, **extra}, env,
                       experiment_name, experiment_id, run_name, synchronous)
     except BaseException:

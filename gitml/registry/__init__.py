@@ -6,7 +6,8 @@
     gitml.pyfunc.load_model("models:/churn@production")
 
 Modules: ``tags`` (the tag table and its parser), ``signing`` (gpg / ssh-keygen as git
-uses them), ``policy`` (``.gitml/registry.yaml`` and ``.gitml/stages.yaml``), ``events``
+uses them), ``policy`` (``.gitml/registry.yaml`` and ``.gitml/stages.yaml``), ``trust``
+(which policy decides: the trusted ref's, as the clone accepted it), ``events``
 (the state as read: tags, versions, models), ``state`` (:class:`Registry`: reading the state
 from tags, writing events, resolving), ``mlflow_api``
 (MLflow's registry calls on ``Client``), ``gitops`` (propose / check / apply: promotion

@@ -26,7 +26,7 @@ ATTRIBUTES = (
     "user_id", "lifecycle_stage", "artifact_uri",
 )
 SECTIONS = ("metrics", "params", "tags")
-FORMAT = b"gitml-columns 3"  # the snapshot's first entry: another value is ignored (rebuilt)
+FORMAT = b"gitml-columns 4"  # each snapshot segment's first entry: another value is ignored (rebuilt); 4: segments
 
 
 class RunTable:
@@ -84,8 +84,27 @@ class RunTable:
             arrays = [t.array(section, key, floats=floats) for t in parts]
             return np.concatenate(arrays), any(t.has_missing(section, key) for t in parts)
 
+        starts = list(itertools.accumulate([len(t) for t in parts], initial=0))
+
+        def load_take(name: str, index: Any, floats: bool) -> tuple[Any, Any]:
+            import numpy as np
+
+            section, _, key = name.partition(".")
+            part_of = np.searchsorted(np.array(starts[1:-1], dtype=np.intp), index, side="right")
+            values = np.empty(len(index), dtype="float64" if floats else object)
+            present = np.ones(len(index), dtype=bool)
+            missing = False
+            for p in np.unique(part_of).tolist():
+                at = np.nonzero(part_of == p)[0]
+                got, here = parts[p].take(section, key, index[at] - starts[p], floats=floats)
+                values[at] = got
+                if here is not None:
+                    present[at] = here
+                    missing = True
+            return values, (present if missing else None)
+
         refs = [r for t in parts for r in t.refs]
-        return cls(refs, [c for t in parts for c in t.commits], keys, load, load_array)
+        return cls(refs, [c for t in parts for c in t.commits], keys, load, load_array, load_take)
 
     def column(self, section: str, key: str = "") -> list:
         """The values of one field for every row (``None`` where missing)."""

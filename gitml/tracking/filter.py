@@ -55,12 +55,14 @@ import heapq
 import itertools
 import operator
 import re
+import time
 import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from gitml.errors import FilterSyntaxError
+from gitml.errors import TimeBudgetError  # noqa: F401  (defined there, raised here)
 
 __all__ = [
     "EXPERIMENTS", "RUNS", "OrderKey", "Predicate", "Row", "Schema",
@@ -287,21 +289,41 @@ class _Lift:
             return any((v := d.get(key)) is not None and test(v) for d in row.get("datasets") or ())
         return (v := self._get(row)) is not None and test(v)
 
-    def mask(self, table: Any) -> list[bool]:
+    def mask(self, table: Any, deadline: float | None = None) -> list[bool]:
         test = self.test
         if self.section == "datasets":
             key = self.key
-            return [
-                any((v := d.get(key)) is not None and test(v) for d in inputs or ())
-                for inputs in table.column("datasets")
-            ]
+            return _blocks(
+                table.column("datasets"), deadline,
+                lambda inputs: any((v := d.get(key)) is not None and test(v) for d in inputs or ()),
+            )
         column = table.column(self.section, self.key)
         if not table.has_missing(self.section, self.key):  # every run has the field: no test per value in Python
             if isinstance(test, _Compare):
                 return list(map(test.op, column, itertools.repeat(test.operand)))
             if isinstance(test, types.BuiltinMethodType):  # IN: the set's own method
                 return list(map(test, column))
-        return [v is not None and test(v) for v in column]
+        if deadline is None:
+            return [v is not None and test(v) for v in column]
+        return _blocks(column, deadline, lambda v: v is not None and test(v))
+
+
+_BLOCK = 64  # values tested between two looks at the clock
+
+
+def _blocks(values: Sequence[Any], deadline: float | None, test: Callable[[Any], bool]) -> list[bool]:
+    """``test`` over ``values``; TimeBudgetError once ``time.monotonic()`` passes
+    ``deadline`` (looked at every _BLOCK values)."""
+    if deadline is None:
+        return list(map(test, values))
+    out: list[bool] = []
+    for start in range(0, len(values), _BLOCK):
+        if time.monotonic() > deadline:
+            raise TimeBudgetError(
+                f"the search ran out of time after {start:,} of {len(values):,} runs: narrow the filter "
+                "(a LIKE over long values costs the most)")
+        out.extend(map(test, values[start:start + _BLOCK]))
+    return out
 
 
 class _Compare:
@@ -325,8 +347,8 @@ class _Both:
     def __call__(self, row: Row) -> bool:
         return self.left(row) and self.right(row)
 
-    def mask(self, table: Any) -> list[bool]:
-        return list(map(operator.and_, self.left.mask(table), self.right.mask(table)))
+    def mask(self, table: Any, deadline: float | None = None) -> list[bool]:
+        return list(map(operator.and_, self.left.mask(table, deadline), self.right.mask(table, deadline)))
 
 
 class _Either(_Both):
@@ -335,8 +357,8 @@ class _Either(_Both):
     def __call__(self, row: Row) -> bool:
         return self.left(row) or self.right(row)
 
-    def mask(self, table: Any) -> list[bool]:
-        return list(map(operator.or_, self.left.mask(table), self.right.mask(table)))
+    def mask(self, table: Any, deadline: float | None = None) -> list[bool]:
+        return list(map(operator.or_, self.left.mask(table, deadline), self.right.mask(table, deadline)))
 
 
 class _Not:
@@ -348,8 +370,8 @@ class _Not:
     def __call__(self, row: Row) -> bool:
         return not self.inner(row)
 
-    def mask(self, table: Any) -> list[bool]:
-        return list(map(operator.not_, self.inner.mask(table)))
+    def mask(self, table: Any, deadline: float | None = None) -> list[bool]:
+        return list(map(operator.not_, self.inner.mask(table, deadline)))
 
 
 class _Always:
@@ -358,13 +380,14 @@ class _Always:
     def __call__(self, row: Row) -> bool:
         return True
 
-    def mask(self, table: Any) -> list[bool]:
+    def mask(self, table: Any, deadline: float | None = None) -> list[bool]:
         return [True] * len(table)
 
 
-def filter_mask(predicate: Predicate, table: Any) -> list[bool]:
-    """``predicate`` (from :func:`compile_filter`) over every row of a table, a column at a time."""
-    return predicate.mask(table)  # type: ignore[attr-defined]
+def filter_mask(predicate: Predicate, table: Any, deadline: float | None = None) -> list[bool]:
+    """``predicate`` (from :func:`compile_filter`) over every row of a table, a column at a
+    time; TimeBudgetError once ``time.monotonic()`` passes ``deadline``."""
+    return predicate.mask(table, deadline)  # type: ignore[attr-defined]
 
 
 # --- parser -----------------------------------------------------------------

@@ -9,17 +9,23 @@ Beside the rows (one JSON document each, table ``runs``) it keeps a columnar
 snapshot of many runs (table ``snapshot``, see :mod:`gitml.tracking.columns`),
 also keyed by ``(ref, commit)``: a search takes from it every run whose ref still
 holds the snapshot's commit, and only the others from the rows. Decoding one JSON
-document per run was most of a first search at 20,000 runs. The snapshot is
-rewritten once the runs outside it pass ``SNAPSHOT_SLACK`` and 2 % of all.
+document per run was most of a first search at 20,000 runs. The snapshot is written
+by generations: once the runs outside it pass ``SNAPSHOT_SLACK``, their columns are
+added as a new *segment* (a generation of rows in ``snapshot``), merged with the
+newest segments as packs are (each segment at least twice the next newer one), so
+that a search's write costs about what its new runs cost, not what every run does.
+A run whose ref moved since its segment was written has an entry there and one in
+a newer segment; only the entry of its commit now is taken.
 
-The snapshot is *stamped* with the refs it agrees with (entry ``state``): the sha256
-of ``packed-refs`` and the names of the refs where it may differ from that file (the
-loose refs then, the runs it left out or holds at another commit). A process that
-finds the same ``packed-refs`` looks only at those names and the loose refs now,
-bisecting packed-refs for each, instead of listing every run ref and matching it
-(0.1 s at 100,000 runs); the snapshot's refs are sorted so that a name is found by
-bisection too. A stamp holds whatever the refs did since: ``packed-refs`` is
-compared by content, and every ref that can differ from it is looked at.
+The snapshot is *stamped* with the refs it agrees with (entry ``stamp`` of the newest
+segment): the sha256 of ``packed-refs`` and the names of the refs where it may differ
+from that file (the loose refs then, the runs it left out, holds at another commit or
+holds twice). A process that finds the same ``packed-refs`` looks only at those names
+and the loose refs now, bisecting packed-refs for each, instead of listing every run
+ref and matching it (0.1 s at 100,000 runs); each segment's refs are sorted so that a
+name is found by bisection too. A stamp holds whatever the refs did since:
+``packed-refs`` is compared by content, and every ref that can differ from it is
+looked at.
 """
 
 from __future__ import annotations
@@ -56,9 +62,13 @@ class RunIndex:
         self._loaded = False
         self._lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None  # the snapshot's, in its own read transactions
-        self._snapshot: tuple[int, RunTable, tuple[bytes, frozenset[bytes]] | None] | None = None  # gen, table, stamp
-        self._table_memo: tuple[Any, RunTable | None, RunTable, list] | None = None  # refs or state, snapshot, table, errors
-        self._by_name = False  # whether the snapshot read last has its table of names
+        self._snapshot: Snapshot | None = None
+        self._written: tuple[int, RunTable] | None = None  # the segment this process wrote last, its columns decoded
+        self._table_memo: tuple[Any, Snapshot | None, RunTable, list] | None = None  # refs or state, snapshot, table, errors
+        self._by_name = False  # whether every segment of the snapshot read last has its table of names
+        self._fresh: dict[bytes, bytes] = {}  # {ref: commit} of the rows put since this process wrote a segment of them
+        self._adding = threading.Lock()  # one add_fresh at a time
+        self._own_reader: sqlite3.Connection | None = None  # add_fresh's, in whichever thread calls it
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -86,15 +96,16 @@ class RunIndex:
         return conn
 
     def close(self) -> None:
-        for conn in (self._conn, self._reader):
+        for conn in (self._conn, self._reader, self._own_reader):
             if conn is not None:
                 conn.close()
-        self._conn = self._reader = None
-        self._snapshot = self._table_memo = None
+        self._conn = self._reader = self._own_reader = None
+        self._snapshot = self._table_memo = self._written = None
 
     def put(self, ref: bytes, commit: bytes, row: dict) -> None:
         with self._lock:
             self._mem[ref] = (commit, row)
+            self._fresh[ref] = commit
             try:
                 self._db().execute(
                     "INSERT OR REPLACE INTO runs VALUES (?, ?, ?)", (ref.decode(), commit.decode(), json.dumps(row))
@@ -107,6 +118,7 @@ class RunIndex:
         with self._lock:
             for ref, commit, row in entries:
                 self._mem[ref] = (commit, row)
+                self._fresh[ref] = commit
             try:
                 db = self._db()
                 db.execute("BEGIN")
@@ -165,32 +177,52 @@ class RunIndex:
         Given the same dict again (a tracker's listing while no ref changed) and the same
         snapshot, it returns the same table, with the columns it decoded already.
         ``made_of``: what ``refs`` was listed from (packed-refs' sha256, the loose refs'
-        names), to stamp the snapshot with, so that the next process can use
-        :meth:`table_at` instead of listing every ref."""
-        snapshot = self._read_snapshot()
+        names) when it holds every run ref, to stamp the snapshot with, so that the next
+        process can use :meth:`table_at` instead of listing every ref; None when ``refs``
+        holds some experiments' runs alone."""
+        snap = self._read_snapshot()
         memo = self._table_memo
-        if memo is not None and memo[0] is refs and memo[1] is snapshot:
+        if memo is not None and memo[0] is refs and memo[1] is snap:
             return memo[2], memo[3]
         base: RunTable | None = None
         rest = refs
-        held: list[bool] = []
-        if snapshot is not None:
-            held = list(map(operator.eq, map(refs.get, snapshot.refs), snapshot.commits))
-            base = snapshot if all(held) else snapshot.select(list(itertools.compress(range(len(held)), held)))
+        keep: list[bool] = []
+        if snap is not None:
+            whole = snap.table
+            keep = list(map(operator.eq, map(refs.get, whole.refs), whole.commits))
+            base = whole if all(keep) else whole.select(list(itertools.compress(range(len(keep)), keep)))
             if len(base) < len(refs):
                 rest = {r: refs[r] for r in refs.keys() - set(base.refs)}
             else:
                 rest = {}
-        table, errors, failed = self._with_rest(base, rest, load)
-        mark = None if made_of is None else (made_of[0], set(made_of[1]) | failed)
-        if not self._write_if_behind(table, len(table) - len(base or ()), mark) and made_of is not None:
+            if made_of is None:  # runs of other experiments (or deleted ones): not this listing's to judge
+                keep = [k or r not in refs for k, r in zip(keep, whole.refs)]
+        extra, errors, failed = self._rows_table(rest, load)
+        table = extra if base is None else base + extra
+        if made_of is not None:
             digest, loose = made_of
-            stamp = self._snapshot[2] if self._snapshot is not None and self._snapshot[1] is snapshot else None
-            if snapshot is not None and (stamp is None or stamp[0] != digest):
-                differ = {r for r, h in zip(snapshot.refs, held) if not h}
-                self._restamp(snapshot, table, digest, set(loose) | differ | set(rest), stamp is not None)
-        self._table_memo = (refs, snapshot, table, errors)
+            exact = lambda unkept: (digest, set(loose) | failed | unkept)  # noqa: E731
+            if len(extra) >= SNAPSHOT_SLACK:
+                self._write(snap, keep, extra, exact)
+            elif snap is not None and (snap.stamp is None or snap.stamp[0] != digest):
+                unkept = {r for r, k in zip(snap.table.refs, keep) if not k}
+                names = set(loose) | unkept | set(rest)
+                if len(names) > SNAPSHOT_SLACK + len(snap.table) // 20:  # too many to look at: merge all
+                    self._write(snap, keep, extra, exact, merge_all=True)
+                else:
+                    self._restamp(snap, (digest, names))
+        elif len(extra) >= SNAPSHOT_SLACK:
+            self._write(snap, keep, extra, lambda unkept: self._widened(snap, set(extra.refs) | failed))
+        self._table_memo = (refs, snap, table, errors)
         return table, errors
+
+    def _widened(self, snap: Snapshot | None, names: set[bytes]) -> tuple[bytes, set[bytes]] | None:
+        """The snapshot's stamp with ``names`` looked at too (after a segment of those runs
+        is added by a search of some experiments), or None when that names too many."""
+        if snap is None or snap.stamp is None:
+            return None
+        names |= snap.stamp[1]
+        return (snap.stamp[0], names) if len(names) <= SNAPSHOT_SLACK + len(snap.table) // 20 else None
 
     def table_at(
         self, state: tuple[bytes, dict[bytes, bytes]], packed_ref: Callable[[bytes], bytes | None],
@@ -201,36 +233,43 @@ class RunIndex:
         packed-refs, looking only at the refs the stamp names and the loose ones, each
         found in packed-refs by ``packed_ref``. None when no snapshot is stamped so (the
         caller lists the refs and calls :meth:`table`, which stamps it)."""
-        snapshot = self._read_snapshot()
-        if snapshot is None or self._snapshot is None or self._snapshot[2] is None:
+        snap = self._read_snapshot()
+        if snap is None or snap.stamp is None:
             return None
         digest, loose = state
-        stamp = self._snapshot[2]
+        stamp = snap.stamp
         if stamp[0] != digest:
             return None
         key = (digest, frozenset(loose.items()))
         memo = self._table_memo
-        if memo is not None and memo[0] == key and memo[1] is snapshot:
+        if memo is not None and memo[0] == key and memo[1] is snap:
             return memo[2], memo[3]
-        refs, commits = snapshot.refs, snapshot.commits
+        commits = snap.table.commits
         dropped: set[int] = set()
         rest: dict[bytes, bytes] = {}
         for name in stamp[1] | loose.keys():
             current = loose.get(name) or packed_ref(name)
-            at = bisect.bisect_left(refs, name)
-            if at < len(refs) and refs[at] == name:
-                if commits[at] == current:
-                    continue
-                dropped.add(at)
-            if current is not None:
+            found = False
+            for at in snap.find(name):  # a ref moved since a segment was written has an entry per segment
+                if not found and commits[at] == current:
+                    found = True
+                else:
+                    dropped.add(at)
+            if not found and current is not None:
                 rest[name] = current
-        base = snapshot
+        base = snap.table
         if dropped:
-            base = snapshot.select([i for i in range(len(refs)) if i not in dropped])
-        table, errors, failed = self._with_rest(base, rest, load)
-        if not self._write_if_behind(table, len(table) - len(base), (digest, set(loose) | failed)) and not self._by_name:
-            self._write_names(self._snapshot[0], snapshot)  # a snapshot stamped before names were kept
-        self._table_memo = (key, snapshot, table, errors)
+            base = base.select([i for i in range(len(base)) if i not in dropped])
+        extra, errors, failed = self._rows_table(rest, load)
+        table = base + extra
+        if len(extra) >= SNAPSHOT_SLACK:
+            keep = [True] * len(snap.table)
+            for at in dropped:
+                keep[at] = False
+            self._write(snap, keep, extra, lambda unkept: (digest, set(loose) | failed | unkept))
+        elif not self._by_name:
+            self._write_names(snap)  # segments written before names were kept
+        self._table_memo = (key, snap, table, errors)
         return table, errors
 
     def named(
@@ -247,13 +286,12 @@ class RunIndex:
             return None
         digest, loose = state
         try:
-            found = reader.execute("SELECT max(gen) FROM snapshot").fetchone()
-            gen = found[0] if found else None
-            stamp, by_name = _marks(reader, gen)
-            if stamp is None or not by_name or stamp[0] != digest:
+            gens, stamp, by_name = _live(reader)
+            if not gens or stamp is None or not by_name or stamp[0] != digest:
                 return None
             held = reader.execute(
-                "SELECT ref, commit_id FROM snapshot_names WHERE gen = ? AND run_name = ?", (gen, name)).fetchall()
+                f"SELECT ref, commit_id FROM snapshot_names WHERE gen IN ({','.join('?' * len(gens))}) AND run_name = ?",
+                (*gens, name)).fetchall()
         except (sqlite3.Error, ValueError, TypeError) as e:
             log.warning("gitml: search index snapshot unreadable (%s); reading rows", e)
             return None
@@ -264,17 +302,18 @@ class RunIndex:
         out += [(ref, commit) for ref, commit, row in entries if row.get("run_name") == name]
         return out
 
-    def _write_names(self, gen: int, snapshot: RunTable) -> None:
-        """The table of names of a stamped snapshot written by a gitml that kept none."""
+    def _write_names(self, snap: Snapshot) -> None:
+        """The table of names of the segments written by a gitml that kept none."""
         try:
             with self._lock:
                 db = self._db()
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    if db.execute("SELECT max(gen) FROM snapshot").fetchone()[0] == gen and not db.execute(
-                        "SELECT 1 FROM snapshot WHERE gen = ? AND name = 'by-name'", (gen,)
-                    ).fetchone():
-                        _insert_names(db, gen, snapshot)
+                    named = {g for (g,) in db.execute("SELECT gen FROM snapshot WHERE name = 'by-name'")}
+                    if _gens(db) == snap.gens:
+                        for gen, segment in snap.segments:
+                            if gen not in named:
+                                _insert_names(db, gen, segment)
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -283,10 +322,10 @@ class RunIndex:
         except sqlite3.Error as e:  # a cache: names are found in the columns meanwhile
             log.warning("gitml: could not write the search index's names: %s", e)
 
-    def _with_rest(
-        self, base: RunTable | None, rest: dict[bytes, bytes], load: Callable[[bytes, bytes], dict]
+    def _rows_table(
+        self, rest: dict[bytes, bytes], load: Callable[[bytes, bytes], dict]
     ) -> tuple[RunTable, list[CorruptRecordError], set[bytes]]:
-        """``base`` and the rows of ``rest`` (from memory, the rows table or git), the errors
+        """The rows of ``rest`` (from memory, the rows table or git) as a table, the errors
         of the runs that could not be read, and their refs."""
         parts, errors, failed = [], [], set()
         names = list(rest)
@@ -298,36 +337,20 @@ class RunIndex:
             if errs:
                 failed.update(set(chunk) - {ref for ref, _, _ in entries})
         extra = RunTable.concat(parts) if len(parts) > 1 else parts[0] if parts else RunTable.from_rows([])
-        return (extra if base is None else base + extra), errors, failed
+        return extra, errors, failed
 
-    def _write_if_behind(
-        self, table: RunTable, outside: int, stamp: tuple[bytes, AbstractSet[bytes]] | None
-    ) -> bool:
-        """Write ``table`` as the snapshot (with ``stamp``, see :meth:`table_at`) when
-        ``outside`` of its runs came from rows, not the snapshot, and they pass
-        ``SNAPSHOT_SLACK`` and 2 % of all."""
-        if outside >= SNAPSHOT_SLACK and outside * 50 >= len(table):
-            self._write_snapshot(table, stamp)
-            return True
-        return False
-
-    def _restamp(self, snapshot: RunTable, table: RunTable, digest: bytes, names: set[bytes], sorted_: bool) -> None:
+    def _restamp(self, snap: Snapshot, stamp: tuple[bytes, AbstractSet[bytes]]) -> None:
         """Stamp the snapshot with another packed-refs (refs were packed, fetched, deleted):
-        ``names`` are where it differs from the refs now or may differ from that file. An
-        unstamped snapshot (unsorted: an older gitml's), or one that would name too many
-        refs to look at, is written again instead."""
-        if not sorted_ or len(names) > SNAPSHOT_SLACK + len(snapshot) // 20:
-            self._write_snapshot(table, (digest, names))
-            return
-        gen = self._snapshot[0] if self._snapshot is not None else None
-        data = _encode_stamp(digest, names)
+        the stamp's names are where it differs from the refs now or may differ from that file."""
+        data = _encode_stamp(*stamp)
         try:
             with self._lock:
                 db = self._db()
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    if db.execute("SELECT max(gen) FROM snapshot").fetchone()[0] == gen:
-                        db.execute("INSERT OR REPLACE INTO snapshot VALUES (?, 'state', ?)", (gen, data))
+                    if _gens(db) == snap.gens:
+                        db.execute("DELETE FROM snapshot WHERE name = 'stamp'")
+                        db.execute("INSERT INTO snapshot VALUES (?, 'stamp', ?)", (snap.gens[-1], data))
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -356,30 +379,48 @@ class RunIndex:
             except sqlite3.Error:
                 pass
 
-    def _read_snapshot(self) -> RunTable | None:
+    def _read_snapshot(self) -> Snapshot | None:
+        """The snapshot's segments as the read transaction sees them (the segments read
+        before are kept, with the columns they decoded: a segment never changes), or None."""
         reader = self._reader
         if reader is None:
             return None
         try:
-            found = reader.execute("SELECT max(gen) FROM snapshot").fetchone()
-            gen = found[0] if found else None
-            if gen is None:
+            gens, stamp, self._by_name = _live(reader)  # read each time: another process may stamp it
+            if not gens:
+                self._snapshot = None
                 return None
-            stamp, self._by_name = _marks(reader, gen)  # read each time: another process may stamp it
-            if self._snapshot is not None and self._snapshot[0] == gen:
-                self._snapshot = (gen, self._snapshot[1], stamp)
-                return self._snapshot[1]
-            head = dict(reader.execute(
-                "SELECT name, data FROM snapshot WHERE gen = ? AND name IN ('format', 'refs', 'commits', 'keys')", (gen,)
-            ).fetchall())
-            if head.get("format") != FORMAT:
-                return None  # an older gitml's: rewritten by this search
-            refs, commits, keys = decode_head(head["refs"], head["commits"], head["keys"])
-            if stamp is not None and any(map(operator.ge, refs, refs[1:])):
-                raise ValueError("a stamped snapshot's refs are not sorted")
+            snap = self._snapshot
+            if snap is not None and snap.gens == gens:
+                snap.stamp = stamp
+                return snap
+            known = {} if snap is None else dict(snap.segments)
+            if self._written is not None:
+                known.setdefault(*self._written)
+            segments = []
+            for gen in gens:
+                segment = known.get(gen)
+                if segment is None:
+                    segment = self._read_segment(reader, gen)
+                    if segment is None:
+                        self._snapshot = None
+                        return None  # an older gitml's: rewritten by this search
+                segments.append((gen, segment))
         except (sqlite3.Error, ValueError, KeyError, TypeError) as e:
             log.warning("gitml: search index snapshot unreadable (%s); reading rows", e)
             return None
+        self._snapshot = Snapshot(segments, stamp)
+        return self._snapshot
+
+    def _read_segment(self, reader: sqlite3.Connection, gen: int) -> RunTable | None:
+        head = dict(reader.execute(
+            "SELECT name, data FROM snapshot WHERE gen = ? AND name IN ('format', 'refs', 'commits', 'keys')", (gen,)
+        ).fetchall())
+        if head.get("format") != FORMAT:
+            return None
+        refs, commits, keys = decode_head(head["refs"], head["commits"], head["keys"])
+        if any(map(operator.gt, refs, refs[1:])):
+            raise ValueError("a snapshot segment's refs are not sorted")
 
         def read(name: str, decode: Callable[[bytes], Any]) -> Any:
             try:
@@ -387,7 +428,7 @@ class RunIndex:
                 return None if found is None else decode(found[0])
             except (sqlite3.Error, ValueError, TypeError) as e:
                 self._snapshot = None
-                self._drop_snapshot()
+                self._drop_segment(gen)
                 raise RepositoryError(
                     f"search index {self.path}: column {name} of its snapshot is damaged ({e}); "
                     "it was dropped, search again"
@@ -402,9 +443,7 @@ class RunIndex:
         def take(name: str, index: Any, floats: bool) -> tuple[Any, Any] | None:
             return read(name, lambda data: decode_array_at(data, len(refs), index, floats=floats))
 
-        table = RunTable(refs, commits, keys, column, array, take)
-        self._snapshot = (gen, table, stamp)
-        return table
+        return RunTable(refs, commits, keys, column, array, take)
 
     def known(self, refs: dict[bytes, bytes]) -> set[bytes]:
         """The refs of ``{ref: commit}`` whose commit's record the index holds a row of: rows
@@ -415,9 +454,9 @@ class RunIndex:
         rest = refs
         if len(refs) > _KEEP_ROWS:
             with self.reading():
-                snapshot = self._read_snapshot()
-                if snapshot is not None:
-                    found = {r for r, c in zip(snapshot.refs, snapshot.commits) if refs.get(r) == c}
+                snap = self._read_snapshot()
+                if snap is not None:
+                    found = {r for r, c in zip(snap.table.refs, snap.table.commits) if refs.get(r) == c}
                 rest = {r: c for r, c in refs.items() if r not in found}
         rest = dict(rest)
         with self._lock:
@@ -430,40 +469,137 @@ class RunIndex:
         found.update(r for r, c in rest.items() if r in rows and rows[r][0] == c)
         return found
 
-    def _drop_snapshot(self) -> None:
+    def _drop_segment(self, gen: int) -> None:
+        """A damaged segment goes, and the stamp with it (its runs are no longer in the
+        snapshot: the next search lists the refs, and writes them again)."""
         try:
-            with self._lock:
-                self._db().execute("DELETE FROM snapshot")
-                self._db().execute("DELETE FROM snapshot_names")
-        except sqlite3.Error as e:
-            log.warning("gitml: could not drop the search index snapshot: %s", e)
-
-    def _write_snapshot(self, table: RunTable, stamp: tuple[bytes, AbstractSet[bytes]] | None = None) -> None:
-        """``table`` as the new snapshot, its runs sorted by ref, with its stamp (see
-        :meth:`table_at`) if given."""
-        try:
-            order = sorted(range(len(table)), key=table.refs.__getitem__)
-            if any(map(operator.ne, order, range(len(order)))):
-                table = table.select(order)
-            data = list(table.encode())
-            if stamp is not None:
-                data.append(("state", _encode_stamp(*stamp)))
             with self._lock:
                 db = self._db()
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    gen = (db.execute("SELECT max(gen) FROM snapshot").fetchone()[0] or 0) + 1
-                    db.executemany("INSERT INTO snapshot VALUES (?, ?, ?)", [(gen, n, d) for n, d in data])
-                    db.execute("DELETE FROM snapshot WHERE gen < ?", (gen,))
-                    db.execute("DELETE FROM snapshot_names WHERE gen < ?", (gen,))
-                    if stamp is not None:
-                        _insert_names(db, gen, table)
+                    db.execute("DELETE FROM snapshot WHERE gen = ? OR name = 'stamp'", (gen,))
+                    db.execute("DELETE FROM snapshot_names WHERE gen = ?", (gen,))
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
                     raise
+        except sqlite3.Error as e:
+            log.warning("gitml: could not drop the search index snapshot: %s", e)
+
+    def _write(
+        self, snap: Snapshot | None, keep: list[bool], extra: RunTable,
+        stamp_of: Callable[[set[bytes]], tuple[bytes, AbstractSet[bytes]] | None], *, merge_all: bool = False,
+    ) -> None:
+        """Add ``extra`` (the runs outside the snapshot) to the snapshot as a new segment,
+        merged with the newest segments as packs are: each segment at least twice the
+        size of the next newer one, so that a run is rewritten about log2(runs / 256)
+        times in all, and a write costs about what the new runs do. A merged segment
+        keeps only the entries ``keep`` marks (the others moved or went); ``merge_all``
+        (or no snapshot) writes one segment of every entry kept. ``stamp_of`` gives the
+        stamp from the refs of the entries not kept that remain in older segments.
+        Nothing is written when another process changed the segments meanwhile."""
+        segments = snap.segments if snap is not None else []
+        starts = list(itertools.accumulate([len(t) for _, t in segments], initial=0))
+        live = [sum(keep[starts[i]:starts[i + 1]]) for i in range(len(segments))]
+        total, first = len(extra), len(segments)
+        while first > 0 and (merge_all or live[first - 1] < 2 * total or live[first - 1] * 2 < len(segments[first - 1][1])):
+            first -= 1
+            total += live[first]
+        try:
+            parts = []
+            for i in range(first, len(segments)):
+                positions = [p - starts[i] for p in range(starts[i], starts[i + 1]) if keep[p]]
+                segment = segments[i][1]
+                parts.append(segment if len(positions) == len(segment) else segment.select(positions))
+            parts.append(extra)
+            table = RunTable.concat(parts) if len(parts) > 1 else extra
+            order = sorted(range(len(table)), key=table.refs.__getitem__)
+            if any(map(operator.ne, order, range(len(order)))):
+                table = table.select(order)
+            data = list(table.encode())
+            unkept = {snap.table.refs[p] for p in range(starts[first]) if not keep[p]} if snap is not None else set()
+            stamp = stamp_of(unkept)
+            if stamp is not None:
+                data.append(("stamp", _encode_stamp(*stamp)))
+            gone = [g for g, _ in segments[first:]]
+            with self._lock:
+                db = self._db()
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    present = _gens(db)
+                    if present == (snap.gens if snap is not None else present):
+                        gen = (present[-1] if present else 0) + 1
+                        if snap is None:
+                            gone = list(present)  # an older gitml's, or unreadable
+                        if gone:
+                            marks = ",".join("?" * len(gone))
+                            db.execute(f"DELETE FROM snapshot WHERE gen IN ({marks})", gone)
+                            db.execute(f"DELETE FROM snapshot_names WHERE gen IN ({marks})", gone)
+                        db.execute("DELETE FROM snapshot WHERE name = 'stamp'")
+                        db.executemany("INSERT INTO snapshot VALUES (?, ?, ?)", [(gen, n, d) for n, d in data])
+                        db.execute("DELETE FROM snapshot_names WHERE gen = ?", (gen,))
+                        _insert_names(db, gen, table)
+                        columns = {name: table.column(*name.partition(".")[::2]) for name in table.names()}
+                        self._written = (gen, RunTable(table.refs, table.commits, table.keys, columns.get))
+                        fresh = self._fresh
+                        for ref, commit in zip(table.refs, table.commits):
+                            if fresh.get(ref) == commit:
+                                del fresh[ref]
+                    db.execute("COMMIT")
+                except BaseException:
+                    self._written = None
+                    db.execute("ROLLBACK")
+                    raise
         except (sqlite3.Error, ValueError) as e:  # a cache: the next search tries again
             log.warning("gitml: could not write the search index snapshot: %s", e)
+
+    def fresh(self) -> int:
+        """How many runs this process put rows of since it last wrote them into the snapshot."""
+        return len(self._fresh)
+
+    def add_fresh(self, minimum: int = SNAPSHOT_SLACK) -> bool:
+        """Write the runs this process put rows of (its writers' commits) as a snapshot
+        segment, when at least ``minimum``: a process that makes many runs leaves their
+        columns behind as it goes, so the next search reads no row of them. No listing of
+        refs: the stamp, if any, names them too (a search's listing makes it exact again).
+        Safe beside a search of another thread (its own connection); True if written."""
+        with self._adding:
+            with self._lock:
+                entries = [(ref, commit, hit[1]) for ref, commit in self._fresh.items()
+                           if (hit := self._mem.get(ref)) is not None and hit[0] == commit]
+            if len(entries) < minimum:
+                return False
+            try:
+                reader = self._own_reader
+                if reader is None:
+                    self._db()
+                    reader = self._own_reader = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                                                check_same_thread=False)
+                reader.execute("BEGIN")
+                try:
+                    gens, stamp, _ = _live(reader)
+                    segments = []
+                    for gen in gens:
+                        segment = self._read_segment(reader, gen)
+                        if segment is None:
+                            break
+                        segments.append((gen, segment))
+                    snap = Snapshot(segments, stamp) if segments and len(segments) == len(gens) else None
+                    if snap is not None:  # another process's search may have taken some already
+                        commits = snap.table.commits
+                        entries = [e for e in entries if all(commits[at] != e[1] for at in snap.find(e[0]))]
+                        if len(entries) < minimum:
+                            return False
+                    extra = RunTable.from_rows(entries)
+                    keep = [True] * (len(snap.table) if snap is not None else 0)
+                    before = self._written
+                    self._write(snap, keep, extra, lambda unkept: self._widened(snap, set(extra.refs)))
+                    return self._written is not before
+                finally:
+                    reader.execute("COMMIT")
+            except (sqlite3.Error, ValueError, KeyError, TypeError, RepositoryError) as e:  # a cache
+                log.warning("gitml: could not add this process's runs to the search index snapshot: %s", e)
+                return False
 
     def _entries(
         self, refs: dict[bytes, bytes], load: Callable[[bytes, bytes], dict], *, keep: bool = True
@@ -535,11 +671,48 @@ class RunIndex:
             log.warning("gitml: search index unreadable (%s); reading runs from git", e)
 
 
-def _marks(reader: sqlite3.Connection, gen: int | None) -> tuple[tuple[bytes, frozenset[bytes]] | None, bool]:
-    """A snapshot generation's stamp (None: unstamped) and whether it has its table of names."""
-    marks = dict(reader.execute(
-        "SELECT name, data FROM snapshot WHERE gen = ? AND name IN ('state', 'by-name')", (gen,)).fetchall())
-    return (_decode_stamp(marks["state"]) if "state" in marks else None), "by-name" in marks
+
+class Snapshot:
+    """The snapshot as read: its segments (generation, table), oldest first, each sorted
+    by ref; their rows as one table; and its stamp (None: unstamped)."""
+
+    def __init__(self, segments: list[tuple[int, RunTable]], stamp: tuple[bytes, frozenset[bytes]] | None):
+        self.segments = segments
+        self.gens = tuple(gen for gen, _ in segments)
+        self.stamp = stamp
+        tables = [table for _, table in segments]
+        self.table = tables[0] if len(tables) == 1 else RunTable.concat(tables)
+        self._starts = list(itertools.accumulate([len(t) for t in tables], initial=0))
+
+    def find(self, ref: bytes) -> Iterator[int]:
+        """The positions in :attr:`table` of the entries of ``ref`` (by bisection in each segment)."""
+        for (_, segment), start in zip(self.segments, self._starts):
+            refs = segment.refs
+            at = bisect.bisect_left(refs, ref)
+            while at < len(refs) and refs[at] == ref:
+                yield start + at
+                at += 1
+
+
+def _gens(db: sqlite3.Connection) -> tuple[int, ...]:
+    """The snapshot's generations (its segments), oldest first."""
+    return tuple(g for (g,) in db.execute("SELECT DISTINCT gen FROM snapshot ORDER BY gen"))
+
+
+def _live(reader: sqlite3.Connection) -> tuple[tuple[int, ...], tuple[bytes, frozenset[bytes]] | None, bool]:
+    """The snapshot's generations (none when one is an older gitml's), its stamp (None:
+    unstamped; kept in the newest), and whether every segment has its table of names."""
+    marks: dict[int, dict[str, bytes]] = {}
+    for gen, name, data in reader.execute(
+        "SELECT gen, name, data FROM snapshot WHERE name IN ('format', 'stamp', 'by-name')"
+    ):
+        marks.setdefault(gen, {})[name] = data
+    gens = tuple(sorted(marks))
+    if any(m.get("format") != FORMAT for m in marks.values()):
+        return (), None, False
+    newest = marks[gens[-1]] if gens else {}
+    stamp = _decode_stamp(newest["stamp"]) if "stamp" in newest else None
+    return gens, stamp, all("by-name" in m for m in marks.values())
 
 
 def _encode_stamp(digest: bytes, names: AbstractSet[bytes]) -> bytes:
@@ -554,7 +727,7 @@ def _decode_stamp(data: bytes) -> tuple[bytes, frozenset[bytes]]:
 
 
 def _insert_names(db: sqlite3.Connection, gen: int, table: RunTable) -> None:
-    """The runs of snapshot ``gen`` by name (for :meth:`RunIndex.named`), and its mark."""
+    """The runs of segment ``gen`` by name (for :meth:`RunIndex.named`), and its mark."""
     db.executemany("INSERT INTO snapshot_names VALUES (?, ?, ?, ?)", zip(
         itertools.repeat(gen), table.column("attributes", "run_name"), table.refs, table.commits))
     db.execute("INSERT INTO snapshot VALUES (?, 'by-name', x'31')", (gen,))

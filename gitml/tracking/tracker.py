@@ -58,6 +58,7 @@ from gitml.tracking.committer import Committer, wait_for_repository
 from gitml.tracking.experiments import ExperimentRegistry
 from gitml.tracking.columns import ATTRIBUTES, SECTIONS, RunTable
 from gitml.tracking.group import RunGroup, is_group_journal
+from gitml.tracking import index as run_index
 from gitml.tracking.index import RunIndex
 from gitml.tracking.record import RunRecord
 from gitml.tracking.writer import RunWriter, journal_trailers
@@ -71,6 +72,7 @@ JOURNAL_ROTATE_BYTES = 64 << 20  # a long-lived process starts a new journal pas
 SEARCHES_KEPT = 16  # searches of one table remembered (its matches, its DataFrame): a repeated one is free
 GROUPS_KEPT = 16  # group journals (runs written to, not owned) a Tracker keeps open
 PACK_REFS_AFTER = 1024  # loose run refs before the committer packs them (a search looks at each loose one)
+FRESH_RUNS_SEGMENT = 1024  # runs a process makes before it writes their columns into the search index's snapshot
 PACK_CHECK_EVERY = 256  # runs ended in a process between its counts of the loose run refs (and at its first)
 RESERVED_TAG_PREFIX = "gitml."
 URL_TAGS = frozenset({"mlflow.source.git.repoURL", "mlflow.gitRepoURL", "mlflow.source.name"})  # recorded without credentials
@@ -252,6 +254,7 @@ class Tracker:
         )
         self._ended_since_pack = 0
         self._pack_check = 1  # runs to end before the loose run refs are counted: at the first
+        self._long = False  # whether this process wrote its runs' columns while it ran (see _leave_settled)
         self._refs_by_run: dict[str, bytes] = {}
         self._valid_refs: set[bytes] = set()  # run refs already checked by parse_run_ref
         self._refs_of_experiments: tuple[tuple, list, dict[bytes, bytes]] | None = None  # ids, listings, refs
@@ -276,9 +279,23 @@ class Tracker:
             # kept (for the next command's recovery) while a run's lines in it did not commit
             journal.close(remove=journal.users == 0)
         self.journal, self._retired = None, []
+        if not self.committer.failed and (self._long or self.index.fresh() >= run_index.SNAPSHOT_SLACK):
+            self._leave_settled()
         self.index.close()
         if failed is not None:
             raise failed
+
+    def _leave_settled(self) -> None:
+        """At the end of a process that made many runs: pack their loose refs and write
+        their columns with a stamp of the refs, so that the next command lists nothing and
+        reads no row (after a sweep of 50,000 runs the first search took 16 s)."""
+        try:
+            self.pack_refs(1)
+            with self.index.reading():
+                refs, digest, loose = self.store.listing_and_state(RUNS_PREFIX, RUN_REF_NAMES)
+                self.index.table(refs, self._load_row, (digest, loose))
+        except (OSError, RuntimeError, GitmlError) as e:  # a cache and housekeeping: the next command does it
+            log.warning("gitml: could not leave the search index settled: %s", e)
 
     # -- runs: creating and writing -------------------------------------
     def create_run(
@@ -627,6 +644,8 @@ class Tracker:
                 self.pack_refs(PACK_REFS_AFTER)
             except (OSError, RuntimeError, GitmlError) as e:
                 log.warning("gitml: could not pack run refs: %s", e)
+        if self.index.fresh() >= FRESH_RUNS_SEGMENT and self.index.add_fresh(FRESH_RUNS_SEGMENT):
+            self._long = True  # a long process leaves its runs' columns as it goes
 
     def rotate_journal(self) -> None:
         """Move the open writers to a fresh journal and delete the old one.
@@ -648,6 +667,7 @@ class Tracker:
                     writer.move_to(self.journal)
             # Runs that ended but wait for the committer, or a writer made meanwhile,
             # still hold lines only the old journal has: it goes when they commit.
+            self._retired = [j for j in self._retired if j.users]  # (deleted once their runs committed)
             if not old.retire():
                 self._retired.append(old)
         finally:
@@ -800,9 +820,11 @@ def search_table(
     view: int = 1,
     max_results: int | None = None,
     order_by: list[str] | None = None,
+    deadline: float | None = None,
 ) -> tuple[RunTable, list[int]]:
     """The runs matching a filter, ordered, at most ``max_results``: a table of the runs
-    and the positions of the matches in it, in order. Call inside ``tracker.index.reading()``."""
+    and the positions of the matches in it, in order. Call inside ``tracker.index.reading()``.
+    ``deadline``: a ``time.monotonic()`` value past which filtering stops (TimeBudgetError)."""
     if max_results is not None and max_results < 0:
         raise InvalidInputError(f"max_results must be >= 0, not {max_results}")
     from gitml.tracking.entities import ViewType
@@ -819,7 +841,7 @@ def search_table(
         return table, list(memo[1])
     stages = table.column("attributes", "lifecycle_stage")
     shown = {stage for stage in set(stages) if ViewType.matches(view, stage)}
-    mask = map(operator.and_, filter_mask(predicate, table), map(shown.__contains__, stages))
+    mask = map(operator.and_, filter_mask(predicate, table, deadline), map(shown.__contains__, stages))
     matched = list(itertools.compress(range(len(table)), mask))
     matched = sort_rows(matched, order, getter=lambda section, key: _run_getter(table, section, key), limit=max_results)
     matched = matched[:max_results] if max_results is not None else matched

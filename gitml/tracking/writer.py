@@ -126,6 +126,19 @@ class RunWriter:
             if time.monotonic() >= self._deadline:
                 self.flush()
 
+    def log_history(self, key: str, points: list[tuple[int, int, float]]) -> None:
+        """Buffer a whole history of ``key`` (``(step, timestamp, value)`` points, checked),
+        committed at the next flush whatever the time (an imported run's)."""
+        check_key(key, "metric")
+        checked = []
+        for step, timestamp, value in points:
+            value, step, timestamp = check_metric(value, step, timestamp)
+            checked.append((step, timestamp, value))
+        with self.lock:
+            if self.journal:
+                self.journal.write("".join(f"M\t{self.slot}\t{key}\t{v!r}\t{s}\t{t}\n" for s, t, v in checked))
+            self._points.setdefault(key, []).extend(checked)
+
     def log_params(self, params: dict[str, str]) -> None:
         with self.lock:
             record = self.record()

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gitml.errors import ConflictError, FilterSyntaxError, GitmlError, InvalidInputError, NotFoundError
+from gitml.errors import ConflictError, FilterSyntaxError, GitmlError, InvalidInputError, NotFoundError, TimeBudgetError
 from gitml.tracking.entities import ViewType
 from gitml.ui import histories, pages, previews, registry, series, tables
 from gitml.errors import InvalidHostError  # noqa: F401  (defined there, raised here)
@@ -47,6 +48,7 @@ MAX_GROUP_RUNS = 500  # runs averaged into the groups of one chart
 CACHE_POINTS = 8_000_000  # parsed history points kept in memory (~200 MB)
 WARM_RUNS = 50  # newest runs whose long histories the server parses when it starts
 WARM_CHUNKS = 2  # a history of at least this many chunks (10,000 points each) is warmed
+REQUEST_SECONDS = 10.0  # a request's time budget: waiting for a lock, and a search's filter
 
 
 class HostAllowList:
@@ -93,23 +95,45 @@ def host_name(header: str) -> str:
 class Reader:
     """The Client behind a lock (one request reads the repository at a time; dulwich's
     store and the search index are not for threads); parsed histories cached by commit in
-    memory, and their large chunks on disk by blob id (``histories.HistoryCache``)."""
+    memory, and their large chunks on disk by blob id (``histories.HistoryCache``).
 
-    def __init__(self, client: Client):
+    Searches go through a second Client behind a lock of their own (``searches``, a
+    :class:`tables.SearchCache`): a costly filter, which a page of another site can ask
+    for (``<img src=".../api/runs?filter=...">``), holds up other searches only. Each
+    request has REQUEST_SECONDS to get its lock and filter; past them, 503."""
+
+    def __init__(self, client: Client, *, search_client: Client | None = None):
         self.client = client
         self.lock = threading.Lock()
         self._histories: OrderedDict[tuple[str, str], tuple[str, tuple]] = OrderedDict()
         self._points = 0
-        self.searches = tables.SearchCache(client)
+        self._own_search_client = search_client is None
+        if search_client is None:
+            from gitml.client import Client
+
+            search_client = Client(client.repo_path)
+        self.searches = tables.SearchCache(search_client)
         self.chunks = histories.HistoryCache(client.cache_dir("histories"))
+
+    def close(self) -> None:
+        """Close the searches' Client, when this Reader opened it."""
+        if self._own_search_client:
+            self.searches.client.close()
+
+    def search(self, experiment_ids: list[str] | None, filter_string: str = "", *, view: int = 1,
+               order_by: list[str] | None = None, budget: float | None = REQUEST_SECONDS) -> tables.Search:
+        """A search of the runs (kept until a run changes), under the searches' lock only;
+        TimeBudgetError past ``budget`` seconds (None: no limit)."""
+        deadline = time.monotonic() + budget if budget is not None else None
+        return self.searches.get(experiment_ids, filter_string, view=view, order_by=order_by, deadline=deadline)
 
     def warm(self) -> None:
         """What a first request would otherwise wait for: the search index's columns of
         every run, pandas' parser, and the long histories of the newest runs (the table's
         first page) parsed and kept on disk; run once in the background when the server
         starts, taking the lock once per step so a request waits for one step at most."""
+        search = self.search(None, budget=None)
         with self.lock:
-            search = self.searches.get(None)
             series.parse_history(b"0\t0\t0\n")
             ids = search.values["attributes.run_id"]
             newest = [i for i, _ in search.order[:WARM_RUNS]]
@@ -121,9 +145,15 @@ class Reader:
                     self.history(run_id, key)
 
     async def call(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)`` on a thread, under the lock; TimeBudgetError when the
+        lock is not free within REQUEST_SECONDS."""
         def locked():
-            with self.lock:
+            if not self.lock.acquire(timeout=REQUEST_SECONDS):
+                raise TimeBudgetError(f"the UI was busy with other requests for {REQUEST_SECONDS:.0f} s: try again")
+            try:
                 return fn(*args, **kwargs)
+            finally:
+                self.lock.release()
 
         return await run_in_threadpool(locked)
 
@@ -155,7 +185,8 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
         return HTMLResponse(render(name, request=request, **context))
 
     async def experiments_page(request: Request) -> Response:
-        return await page(request, "experiments.html", pages.experiments, reader)
+        search = await run_in_threadpool(reader.search, None)
+        return await page(request, "experiments.html", pages.experiments, reader, search)
 
     async def runs_page(request: Request) -> Response:
         return await page(request, "runs.html", pages.runs, client, request.query_params.get("experiment", ""))
@@ -173,7 +204,12 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
 
     async def chart_page(request: Request) -> Response:
         q = request.query_params
-        return await page(request, "chart.html", pages.chart, reader, dict(q))
+        keys = None
+        if q.get("group"):
+            experiment = q.get("experiment") or None
+            search = await run_in_threadpool(reader.search, [experiment] if experiment else None, q.get("filter", ""))
+            keys = search.keys["metrics"]
+        return await page(request, "chart.html", pages.chart, reader, dict(q), keys)
 
     async def raw(request: Request) -> Response:
         run_id, path = request.path_params["run_id"], request.path_params["path"]
@@ -194,7 +230,8 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
         return await page(request, "model.html", registry.model, client, request.path_params["name"])
 
     async def api_experiments(request: Request) -> Response:
-        return JSONResponse(await reader.call(pages.experiment_list, reader))
+        search = await run_in_threadpool(reader.search, None)
+        return JSONResponse(await reader.call(pages.experiment_list, reader, search))
 
     async def api_runs(request: Request) -> Response:
         q = request.query_params
@@ -203,15 +240,15 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
         experiment = q.get("experiment") or None
         view = ViewType.DELETED_ONLY if q.get("deleted") == "1" else ViewType.ACTIVE_ONLY
 
-        def work():
-            search = reader.searches.get([experiment] if experiment else None, q.get("filter", ""), view=view, order_by=order)
+        def work():  # a search and its page: no lock but the searches'
+            search = reader.search([experiment] if experiment else None, q.get("filter", ""), view=view, order_by=order)
             chosen = tables.default_columns(search.keys) if q.get("defaults") == "1" else columns
             body = tables.page_of(search, chosen, offset=_int(q, "offset", 0), limit=_int(q, "limit", 50))
             if q.get("keys") == "1":
                 body["keys"] = search.keys
             return body
 
-        return JSONResponse(await reader.call(work))
+        return JSONResponse(await run_in_threadpool(work))
 
     async def api_run(request: Request) -> Response:
         return JSONResponse(await reader.call(pages.run_summary, client, request.path_params["run_id"]))
@@ -228,10 +265,11 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
         q = request.query_params
         options = _series_options(q)
         experiment = q.get("experiment") or None
+        if not q.get("group", ""):
+            raise InvalidInputError("group: name the param to group runs by")
+        search = await run_in_threadpool(reader.search, [experiment] if experiment else None, q.get("filter", ""))
         return JSONResponse(
-            await reader.call(
-                chart_groups, reader, experiment, q.get("filter", ""), q.get("key", ""), q.get("group", ""), **options
-            )
+            await reader.call(chart_groups, reader, search, q.get("key", ""), q.get("group", ""), **options)
         )
 
     async def api_compare(request: Request) -> Response:
@@ -240,7 +278,7 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
 
     async def gitml_error(request: Request, exc: Exception) -> Response:
         status = (404 if isinstance(exc, NotFoundError) else 400 if isinstance(exc, InvalidInputError)
-                  else 409 if isinstance(exc, ConflictError) else 500)
+                  else 409 if isinstance(exc, ConflictError) else 503 if isinstance(exc, TimeBudgetError) else 500)
         if request.url.path.startswith("/api/"):
             body: dict = {"error": str(exc)}
             if isinstance(exc, FilterSyntaxError):
@@ -272,7 +310,10 @@ def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app):
         threading.Thread(target=_warm, args=(reader,), name="gitml-ui-warm", daemon=True).start()
-        yield
+        try:
+            yield
+        finally:
+            reader.close()
 
     app = Starlette(routes=routes, exception_handlers={GitmlError: gitml_error}, lifespan=lifespan)
     return HostAllowList(app, allowed_hosts)
@@ -352,13 +393,13 @@ def chart_series(reader: Reader, run_ids: list[str], key: str, *, axis: str, lo,
     return {"key": key, "x": axis, "series": out}
 
 
-def chart_groups(reader: Reader, experiment: str | None, filter_string: str, key: str, group: str, *,
+def chart_groups(reader: Reader, search: tables.Search, key: str, group: str, *,
                  axis: str, lo, hi, width: int, smooth: float) -> dict:
-    """The runs matching the filter grouped by the param ``group``: per group the mean
-    of the runs' curves and the min–max band around it, on ``width`` columns."""
+    """The runs of ``search`` (made first, under the searches' lock only) grouped by the
+    param ``group``: per group the mean of the runs' curves and the min–max band around
+    it, on ``width`` columns."""
     if not group:
         raise InvalidInputError("group: name the param to group runs by")
-    search = reader.searches.get([experiment] if experiment else None, filter_string)
     has_key, by = search.column(f"metrics.{key}"), search.column(f"params.{group}")
     rows = [i for i, value in enumerate(has_key) if value is not None][:MAX_GROUP_RUNS]
     curves: dict[str, list] = {}

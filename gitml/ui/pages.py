@@ -15,6 +15,7 @@ from gitml.ui import previews
 if TYPE_CHECKING:
     from gitml.client import Client
     from gitml.ui.app import Reader
+    from gitml.ui.tables import Search
 
 MAX_COMPARE = 50  # runs one compare page shows
 
@@ -55,10 +56,11 @@ def size_text(size: int | None) -> str:
     return ""
 
 
-def experiment_list(reader: Reader) -> list[dict]:
+def experiment_list(reader: Reader, search: Search) -> list[dict]:
+    """The experiments with their runs counted in ``search`` (of all runs, made first:
+    outside the Reader's lock)."""
     client = reader.client
     counts: dict[str, list[int]] = {}
-    search = reader.searches.get(None)
     for experiment_id, status in zip(search.values["attributes.experiment_id"], search.values["attributes.status"]):
         c = counts.setdefault(experiment_id, [0, 0])
         c[0] += 1
@@ -70,8 +72,8 @@ def experiment_list(reader: Reader) -> list[dict]:
     ]
 
 
-def experiments(reader: Reader) -> dict:
-    return {"experiments": experiment_list(reader)}
+def experiments(reader: Reader, search: Search) -> dict:
+    return {"experiments": experiment_list(reader, search)}
 
 
 def runs(client: Client, experiment_id: str) -> dict:
@@ -191,14 +193,16 @@ def compare_data(client: Client, run_ids: list[str]) -> dict:
     return {"columns": columns, "runs": rows}
 
 
-def chart(reader: Reader, query: dict) -> dict:
+def chart(reader: Reader, query: dict, group_keys: list[str] | None = None) -> dict:
+    """The chart page; ``group_keys``: the metric keys of the runs the filter keeps (a
+    search made first, outside the Reader's lock), when the runs are grouped."""
     client = reader.client
     run_ids = [p for p in query.get("runs", "").split(",") if p]
     found = [client.get_run(client.resolve_run(i)) for i in run_ids[:50]]
     keys = sorted({k for r in found for k in r.data.metrics})
     experiment = query.get("experiment", "")
-    if query.get("group"):
-        keys = reader.searches.get([experiment] if experiment else None, query.get("filter", "")).keys["metrics"]
+    if query.get("group") and group_keys is not None:
+        keys = group_keys
     return {"runs": found, "keys": keys, "key": query.get("key") or (keys[0] if keys else ""),
             "experiment": experiment, "filter": query.get("filter", ""), "group": query.get("group", ""),
             "run_ids": ",".join(r.info.run_id for r in found)}

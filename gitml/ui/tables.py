@@ -8,11 +8,13 @@ Searches are kept until a run's ref changes (``SearchCache``).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gitml.errors import InvalidInputError
+from gitml.errors import InvalidInputError, TimeBudgetError
 
 if TYPE_CHECKING:
     from gitml.client import Client
@@ -58,23 +60,39 @@ class Search:
 class SearchCache:
     """The last few searches of the runs table, each kept until a run changes: a page,
     a sort already made, the next page, cost one listing of the refs, not a search.
-    Use under the Reader's lock (the Client is not for threads)."""
+
+    It searches through its own Client behind its own lock (a Client is not for
+    threads), so a long search holds up other searches only, never a run page or a
+    chart; ``deadline`` bounds both the wait for the lock and the filter."""
 
     def __init__(self, client: Client, size: int = SEARCHES_KEPT):
         self.client = client
         self.size = size
+        self.lock = threading.Lock()
         self._kept: OrderedDict[tuple, Search] = OrderedDict()
 
     def get(self, experiment_ids: list[str] | None, filter_string: str = "", *, view: int = 1,
-            order_by: list[str] | None = None) -> Search:
-        """The search, from the cache while the runs' refs are what they were."""
+            order_by: list[str] | None = None, deadline: float | None = None) -> Search:
+        """The search, from the cache while the runs' refs are what they were. Raises
+        TimeBudgetError when ``deadline`` (``time.monotonic()``) passes first."""
+        wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self.lock.acquire(timeout=wait):
+            raise TimeBudgetError("another search is running and this one ran out of time waiting: try again")
+        try:
+            return self._get(experiment_ids, filter_string, view, order_by, deadline)
+        finally:
+            self.lock.release()
+
+    def _get(self, experiment_ids: list[str] | None, filter_string: str, view: int, order_by: list[str] | None,
+             deadline: float | None) -> Search:
         key = (tuple(experiment_ids) if experiment_ids is not None else None, filter_string, view, tuple(order_by or ()))
         state = self.client.run_commits(experiment_ids)  # before the search: a run changing during it shows next time
         found = self._kept.get(key)
         if found is not None and found.state == state:
             self._kept.move_to_end(key)
             return found
-        keys, values = self.client.search_columns(experiment_ids, filter_string, view=view, order_by=order_by)
+        keys, values = self.client.search_columns(experiment_ids, filter_string, view=view, order_by=order_by,
+                                                  deadline=deadline)
         keys["tags"] = [k for k in keys["tags"] if not k.startswith(HIDDEN_TAGS)]
         ids = values["attributes.run_id"]
         found = Search(state, keys, values, nested_order(ids, values.get(f"tags.{PARENT_TAG}") or [None] * len(ids)))

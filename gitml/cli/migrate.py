@@ -1,0 +1,103 @@
+"""``gitml import mlflow SOURCE`` and ``gitml export mlflow DEST``: moving to and from MLflow.
+
+Both read and write MLflow through MLflow's own client, so they need MLflow in the Python
+that runs gitml (``pip install "gitml[mlflow]"``); it is imported only when one of these
+commands runs, with a one-line install hint when it is missing.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from gitml.cli.common import emit_json, open_client
+
+INSTALL_HINT = 'gitml {verb} mlflow needs MLflow in this Python: pip install "gitml[mlflow]"'
+
+
+def _require_mlflow(verb: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        raise click.ClickException(INSTALL_HINT.format(verb=verb))
+
+
+class _Bar:
+    """A one-line progress display on a terminal (nothing when piped): runs done per experiment."""
+
+    def __init__(self) -> None:
+        self.last = ""
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        width = 30
+        filled = width * done // total if total else width
+        click.echo(f"\r{what}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs", err=True, nl=False)
+        if done >= total:
+            click.echo("", err=True)
+
+
+@click.group("import")
+def import_group():
+    """Bring runs from another tracker into this repository."""
+
+
+@import_group.command("mlflow")
+@click.argument("source")
+@click.option("-e", "--experiment", "experiments", multiple=True, help="Only this experiment (name or id; repeatable).")
+@click.option("--since", help="Only runs started at or after this date (2024-05-01), ISO time or ms.")
+@click.option("--no-artifacts", is_flag=True, help="Leave artifacts and logged models' files out.")
+@click.option("--no-registry", is_flag=True, help="Leave the model registry out.")
+@click.option("--map-experiment", "maps", multiple=True, metavar="SOURCE=TARGET",
+              help="Import experiment SOURCE under the name TARGET (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Count what would come; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def import_mlflow_command(ctx, source, experiments, since, no_artifacts, no_registry, maps, dry_run, as_json):
+    """Import an MLflow tracking store: runs (ids kept), histories, artifacts, registry.
+
+    SOURCE: a file store folder (./mlruns), a database URI (sqlite:///mlflow.db,
+    postgresql://...) or a tracking server (http://host:5000). A second import adds only
+    what is new; an interrupted one resumes.
+
+    \b
+      gitml import mlflow ./mlruns
+      gitml import mlflow sqlite:///mlflow.db -e churn --since 2024-05-01
+      gitml import mlflow http://localhost:5000 --dry-run
+    """
+    _require_mlflow("import")
+    from gitml.mlflow_plugin.importer import import_mlflow, parse_experiment_map, parse_since
+
+    with open_client(ctx, create=True) as c:
+        summary = import_mlflow(
+            c, source, experiments=experiments, since=parse_since(since), artifacts=not no_artifacts,
+            registry=not no_registry, dry_run=dry_run, experiment_map=parse_experiment_map(maps), progress=_Bar(),
+        )
+    if as_json:
+        emit_json(summary.as_dict())
+        return
+    _print_summary(summary, source)
+
+
+def _print_summary(summary, source: str) -> None:
+    verb = "would import" if summary.dry_run else "imported"
+    click.echo(
+        f"{source}: {verb} {summary.runs} run(s) in {summary.experiments} new experiment(s); "
+        f"{summary.runs_present} run(s) already here"
+    )
+    rows = [
+        ("params", summary.params), ("tags", summary.tags), ("metric points", summary.metric_points),
+        ("dataset inputs", summary.datasets), ("artifacts", summary.artifacts),
+        ("artifact MiB", f"{summary.artifact_bytes / 2**20:.1f}"), ("logged models", summary.logged_models),
+        ("runs joined to their code", summary.code_joined), ("registered models", summary.registered_models),
+        ("model versions", summary.model_versions), ("stages and aliases", summary.stages),
+    ]
+    for name, value in rows:
+        if value not in (0, "0.0"):
+            click.echo(f"  {name}: {value}")
+    if summary.skipped:
+        click.secho(f"skipped {len(summary.skipped)}:", fg="yellow", err=True)
+        for what, why in summary.skipped:
+            click.secho(f"  {what}: {why}", fg="yellow", err=True)

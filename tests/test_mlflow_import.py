@@ -1,0 +1,250 @@
+"""``gitml import mlflow``: stores made by the real MLflow 3.17.2 come into git equal to the source.
+
+MLflow's venv makes a file store and a sqlite store once per session (``tests/mlflow_stores.py``)
+and reads them back (``mlflow.search_runs``, ``get_metric_history``, artifacts by hash);
+``gitml import mlflow`` runs in that venv with this checkout on ``PYTHONPATH`` (as a user's
+``pip install "gitml[mlflow]"`` would have it); what gitml then holds is compared here with
+what MLflow read: runs, params, tags, metrics with full histories, statuses, times, parents,
+inputs, artifacts, and ``gitml.search_runs``' frame against ``mlflow.search_runs``'.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import gitml
+from tests.conftest import ROOT, git
+from tests.mlflow_stores import MAKE_STORE, READ_STORE
+from tests.mlflow_venv import mlflow_python, plugin_pythonpath  # noqa: F401  (a fixture)
+
+N_RUNS = 12
+KINDS = ("file", "sqlite")
+
+
+def _env(**extra: str) -> dict:
+    full = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    full.update(
+        MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_ALLOW_FILE_STORE="true", GIT_PYTHON_REFRESH="quiet",
+        MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true", PYTHONPATH=plugin_pythonpath(), **extra,
+    )
+    return full
+
+
+def _script(python: str, script: str, *args: str, cwd) -> dict:
+    done = subprocess.run([python, "-c", script, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def gitml_in_mlflow(python: str, *args: str, cwd, check: bool = True) -> subprocess.CompletedProcess:
+    """``gitml ARGS`` run by MLflow's Python (where MLflow is importable), in ``cwd``."""
+    done = subprocess.run([python, "-m", "gitml", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    if check:
+        assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+@pytest.fixture(scope="session")
+def code_repo(tmp_path_factory):
+    """A project whose one commit the first MLflow run records as ``mlflow.source.git.commit``."""
+    path = tmp_path_factory.mktemp("code") / "project"
+    path.mkdir()
+    git(path, "init", "-q")
+    (path / "train.py").write_text("print('training')\n")
+    git(path, "add", ".")
+    git(path, "-c", "user.name=A", "-c", "user.email=a@example.com", "commit", "-qm", "the code that ran")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mlflow_sources(mlflow_python, code_repo, tmp_path_factory):  # noqa: F811
+    """``kind -> (tracking URI, what MAKE_STORE made, what READ_STORE read)`` for a file and a sqlite store."""
+    commit = git(code_repo, "rev-parse", "HEAD").strip()
+    out = {}
+    for kind in KINDS:
+        folder = tmp_path_factory.mktemp(f"mlflow-{kind}")
+        uri = str(folder / "mlruns") if kind == "file" else f"sqlite:///{folder / 'mlflow.db'}"
+        made = _script(mlflow_python, MAKE_STORE, uri, str(N_RUNS), commit, cwd=folder)
+        out[kind] = (uri, made, _script(mlflow_python, READ_STORE, uri, cwd=folder))
+    return out
+
+
+def _project(tmp_path, code_repo):
+    """A clone of the code repository: the gitml repository the import writes into."""
+    path = tmp_path / "project"
+    git(tmp_path, "clone", "-q", str(code_repo), str(path))
+    return path
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if a == "nan" and isinstance(b, float) and math.isnan(b):
+        return True
+    return a == b
+
+
+def assert_equal_to_source(repo, read: dict, *, models: bool = True) -> None:
+    """What gitml holds in ``repo`` against what MLflow read from the source."""
+    with gitml.Client(repo) as c:
+        for run_id, src in read["runs"].items():
+            run = c.get_run(run_id)  # the MLflow id kept
+            info = run.info
+            assert (info.run_name, info.status, info.start_time, info.end_time, info.user_id, info.lifecycle_stage) == (
+                src["name"], src["status"], src["start"], src["end"], src["user"], src["stage"]
+            ), run_id
+            assert c.get_experiment(info.experiment_id).name == src["experiment"]
+            assert run.data.params == src["params"]
+            tags = {k: v for k, v in run.data.tags.items() if not k.startswith("gitml.")}
+            if "mlflow.log-model.history" in tags:  # gitml's record of the logged model it brought
+                assert models
+                tags.pop("mlflow.log-model.history")
+                src["tags"].pop("mlflow.log-model.history", None)
+            assert tags == src["tags"], run_id
+            assert set(run.data.metrics) == set(src["metrics"])
+            for key, value in src["metrics"].items():
+                assert _same(value, run.data.metrics[key]), (run_id, key)
+            for key, points in src["history"].items():
+                got = [[m.step, m.timestamp, m.value] for m in c.get_metric_history(run_id, key)]
+                assert len(got) == len(points) and all(
+                    g[:2] == p[:2] and _same(p[2], g[2]) for g, p in zip(sorted(got, key=str), sorted(points, key=str))
+                ), (run_id, key)
+            inputs = sorted([d.dataset.name, d.dataset.digest, d.dataset.source, sorted((t.key, t.value) for t in d.tags)]
+                            for d in run.inputs.dataset_inputs)
+            assert json.loads(json.dumps(inputs)) == src["inputs"]
+            manifest = c.artifact_manifest(run_id)
+            for path, sha in src["artifacts"].items():
+                assert manifest[path]["sha256"] == sha, (run_id, path)
+                assert c.artifacts.read_bytes(run_id, path)  # readable, verified against its hash
+            extra = set(manifest) - set(src["artifacts"])
+            assert all(p.startswith("model/") for p in extra), extra  # only the logged model's files
+        for name, frame in read["frames"].items():
+            assert_frames_equal(c, name, frame)
+
+
+def assert_frames_equal(c, experiment: str, expected: list[dict]) -> None:
+    """``gitml.search_runs`` (as a frame) against ``mlflow.search_runs`` on the source."""
+    from gitml.entities import ViewType
+
+    found = c.get_experiment_by_name(experiment)
+    assert found is not None, experiment
+    frame = gitml.search_runs([found.experiment_id], run_view_type=ViewType.ALL)
+    got = {row["run_id"]: row for row in json.loads(frame.to_json(orient="records"))}
+    assert set(got) == {r["run_id"] for r in expected}, experiment
+    for want in expected:
+        row = got[want["run_id"]]
+        for column, value in want.items():
+            if column.startswith("tags.mlflow.log-model"):
+                continue
+            assert _same(value, row.get(column)), (experiment, want["run_id"], column, value, row.get(column))
+        extra = {k for k, v in row.items() if v is not None and k not in want and not k.startswith("tags.gitml.")}
+        assert not {k for k in extra if k.startswith(("params.", "metrics.", "tags.")) and "log-model" not in k}, extra
+
+
+@pytest.mark.mlflow
+@pytest.mark.parametrize("kind", KINDS)
+def test_import_equals_the_source_and_a_second_import_adds_nothing(kind, mlflow_python, mlflow_sources, code_repo, tmp_path, monkeypatch):  # noqa: F811
+    uri, made, read = mlflow_sources[kind]
+    repo = _project(tmp_path, code_repo)
+    monkeypatch.chdir(repo)
+    first = json.loads(gitml_in_mlflow(mlflow_python, "import", "mlflow", uri, "--json", cwd=repo).stdout)
+    assert first["runs"] == len(read["runs"]) and first["runs_present"] == 0
+    assert first["metric_points"] == sum(len(p) for r in read["runs"].values() for p in r["history"].values())
+    assert first["code_joined"] == 1 and first["logged_models"] == 1
+    assert_equal_to_source(repo, read)
+
+    code = git(repo, "rev-parse", "HEAD").strip()
+    with gitml.Client(repo) as c:
+        refs = {r.decode(): v for r, v in c.run_refs().items()}
+        by_run = {ref.rsplit("/", 1)[1]: commit.decode() for ref, commit in refs.items()}
+        # the run that recorded this repository's commit joins the code history; the others have no code
+        assert git(repo, "rev-parse", f"{by_run[made['runs'][0]]}^").strip() == code
+        assert git(repo, "rev-list", "--parents", "-n1", by_run[made["runs"][1]]).split() == [by_run[made["runs"][1]]]
+        assert c.get_run(made["runs"][0]).data.tags["mlflow.source.git.commit"] == code
+        assert c.get_parent_run(made["runs"][1]).info.run_id == made["runs"][0]  # nested runs stay nested
+        assert c.get_experiment_by_name("old-stuff").lifecycle_stage == "deleted"
+        assert c.get_experiment_by_name("churn").tags == {"team": "ml", "note": "first"}
+        model = c.download_artifacts(made["runs"][0], "model")
+        assert os.path.exists(os.path.join(model, "MLmodel"))
+        # the shared 16 KiB file of every run is one object in the artifact store
+        shas = {c.artifact_manifest(r)["data/shared.bin"]["sha256"] for r in made["runs"]}
+        assert len(shas) == 1
+    git(repo, "fsck", "--strict")
+
+    again = json.loads(gitml_in_mlflow(mlflow_python, "import", "mlflow", uri, "--json", cwd=repo).stdout)
+    assert again["runs"] == 0 and again["runs_present"] == len(read["runs"]) and again["experiments"] == 0
+    with gitml.Client(repo) as c:
+        assert {r.decode(): v for r, v in c.run_refs().items()} == refs  # nothing rewritten
+
+
+@pytest.mark.mlflow
+def test_a_killed_import_resumes_and_dry_run_counts_what_would_come(mlflow_python, mlflow_sources, code_repo, tmp_path, monkeypatch):  # noqa: F811
+    uri, made, read = mlflow_sources["file"]
+    repo = _project(tmp_path, code_repo)
+    monkeypatch.chdir(repo)
+    dry = json.loads(gitml_in_mlflow(mlflow_python, "import", "mlflow", uri, "--dry-run", "--json", cwd=repo).stdout)
+    assert dry["dry_run"] and dry["runs"] == len(read["runs"]) and dry["experiments"] == 3
+    assert dry["artifacts"] == sum(len(r["artifacts"]) for r in read["runs"].values())
+    assert not git(repo, "for-each-ref", "refs/gitml/runs")  # nothing written
+
+    importing = subprocess.Popen(
+        [mlflow_python, "-m", "gitml", "import", "mlflow", uri], cwd=repo, env=_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    while importing.poll() is None and len(git(repo, "for-each-ref", "refs/gitml/runs").split("\n")) < 4:
+        time.sleep(0.05)  # polling for the first runs to land, not standing in for a time
+    os.killpg(importing.pid, signal.SIGKILL)
+    importing.wait()
+    with gitml.Client(repo) as c:
+        landed = {r.decode().rsplit("/", 1)[1] for r in c.run_refs()}
+        for run_id in landed:  # a run is in whole or not at all
+            assert c.get_run(run_id).data.params == read["runs"][run_id]["params"]
+    rest = json.loads(gitml_in_mlflow(mlflow_python, "import", "mlflow", uri, "--json", cwd=repo).stdout)
+    assert rest["runs_present"] == len(landed) and rest["runs"] == len(read["runs"]) - len(landed)
+    assert_equal_to_source(repo, read)
+    git(repo, "fsck", "--strict")
+
+
+@pytest.mark.mlflow
+def test_import_selects_and_maps_experiments(mlflow_python, mlflow_sources, code_repo, tmp_path, monkeypatch):  # noqa: F811
+    uri, made, read = mlflow_sources["sqlite"]
+    repo = _project(tmp_path, code_repo)
+    monkeypatch.chdir(repo)
+    churn = [r for r, v in read["runs"].items() if v["experiment"] == "churn"]
+    since = sorted(read["runs"][r]["start"] for r in churn)[2]
+    out = json.loads(gitml_in_mlflow(
+        mlflow_python, "import", "mlflow", uri, "-e", "churn", "--since", str(since), "--no-artifacts",
+        "--no-registry", "--map-experiment", "churn=churn-from-mlflow", "--json", cwd=repo,
+    ).stdout)
+    wanted = {r for r in churn if read["runs"][r]["start"] >= since}
+    assert out["runs"] == len(wanted) and out["artifacts"] == 0 and out["registered_models"] == 0
+    with gitml.Client(repo) as c:
+        assert c.get_experiment_by_name("churn") is None
+        experiment = c.get_experiment_by_name("churn-from-mlflow")
+        assert {r.info.run_id for r in c.search_runs([experiment.experiment_id])} == wanted
+        assert all(not c.artifact_manifest(r) for r in wanted)
+    bad = gitml_in_mlflow(mlflow_python, "import", "mlflow", uri, "-e", "nope", cwd=repo, check=False)
+    assert bad.returncode == 1 and "nope" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_import_without_mlflow_says_how_to_install_it(repo):
+    """gitml's own Python has no MLflow: one line says what to install."""
+    done = subprocess.run([sys.executable, "-m", "gitml", "import", "mlflow", "./mlruns"], cwd=repo, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ['Error: gitml import mlflow needs MLflow in this Python: pip install "gitml[mlflow]"']
+
+
+@pytest.mark.mlflow
+def test_import_of_a_path_that_is_no_store_is_one_line(mlflow_python, repo):  # noqa: F811
+    done = gitml_in_mlflow(mlflow_python, "import", "mlflow", str(repo / "missing"), cwd=repo, check=False)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+    assert "neither an MLflow file store folder nor a tracking URI" in done.stderr
