@@ -115,9 +115,14 @@ def test_sixteen_processes_resuming_one_run_commit_as_a_group(repo):
     own: 11 points/s when each point was its own compare-and-swap commit, lost to the
     others and rebuilt again and again. A writer now folds in what the others journaled
     meanwhile (tracking.group): every point is there, in fewer commits than points."""
+    resumers_lose_nothing(repo, writers=16, points=200)
+
+
+def resumers_lose_nothing(repo, *, writers: int, points: int) -> None:
+    """``writers`` processes each log ``points`` points to a shared key and as many to
+    their own, to one run none of them started; every point is there afterwards."""
     import os
 
-    writers, points = 16, 200
     with gitml.Client(repo) as client:
         run_id = client.create_run("0").info.run_id
     env = {**os.environ, "PYTHONPATH": ROOT}

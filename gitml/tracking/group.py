@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import time
 
 from dulwich.objects import Commit
 
@@ -33,6 +34,18 @@ from gitml.tracking import journal as jr
 from gitml.tracking.writer import RunWriter, journal_trailers
 
 PREFIX = "g-"
+GATHER_QUIET = 0.015  # s without a new line in the other group journals: fold now
+GATHER_MAX = 0.05  # s a leader waits for the writers the last commit released, at most
+
+
+def _sizes(directory: str, names: list[str]) -> dict[str, int]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = os.stat(os.path.join(directory, name)).st_size
+        except FileNotFoundError:
+            pass
+    return out
 
 
 def is_group_journal(name: str) -> bool:
@@ -52,6 +65,7 @@ class RunGroup:
         self.slot = self.journal.register(experiment_id, run_id)
         self._committed = self.journal.size()  # what this process knows to be committed
         # 256 lock files at most (runs sharing one wait for each other's commits, no more)
+        self._commit_seconds = 0.0  # how long this process's last group commit took
         self.lock_path = os.path.join(store.gitml_dir, "group", hashlib.sha1(run_id.encode()).hexdigest()[:2])
 
     def writer(self) -> RunWriter:
@@ -108,6 +122,8 @@ class RunGroup:
             trailers = journal_trailers(head.message)
             if trailers.get(self.journal.name, 0) >= end:
                 return current  # a leader folded our lines in
+            self._gather(trailers)
+            started = time.monotonic()
             folder = RunWriter(
                 self.store, self.ref, self.run_id, self.experiment_id,
                 journal_dir=self.journal_dir, journal=None, flush_interval=float("inf"), on_commit=self.on_commit,
@@ -119,8 +135,30 @@ class RunGroup:
             self.store.write(objects)
             if folder.publish(commit, old, record):
                 self.store.release_kept()
+                self._commit_seconds = time.monotonic() - started
                 return commit.id
         raise CorruptRecordError(f"run {self.run_id}", "could not update the run ref after 1000 attempts")
+
+    def _gather(self, trailers: dict[str, int]) -> None:
+        """Before folding, wait a moment while the other writers' journals still grow:
+        the writers the last commit released are journaling their next lines, and
+        folding at once left them to the next commit (two half groups taking turns).
+        The wait ends when every other journal has lines to fold, when none grew for
+        ``GATHER_QUIET`` s, or after half as long as the last commit took (at most
+        ``GATHER_MAX`` s); a writer alone never waits."""
+        others = [n for n in os.listdir(self.journal_dir) if n.startswith(self.prefix) and n.endswith(".log") and n != self.journal.name]
+        if not others:
+            return
+        deadline = time.monotonic() + min(GATHER_MAX, self._commit_seconds / 2 or GATHER_MAX)
+        sizes = _sizes(self.journal_dir, others)
+        quiet_since = time.monotonic()
+        while (now := time.monotonic()) < deadline and now - quiet_since < GATHER_QUIET:
+            if all(size > trailers.get(name, 0) for name, size in sizes.items()):
+                return  # everyone is in
+            time.sleep(0.001)
+            grown = _sizes(self.journal_dir, others)
+            if grown != sizes:
+                sizes, quiet_since = grown, time.monotonic()
 
     def _fold(self, folder: RunWriter, trailers: dict[str, int]) -> dict[str, int]:
         """Buffer in ``folder`` the uncommitted lines of every group journal of the run:
