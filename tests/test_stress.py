@@ -27,13 +27,13 @@ pytestmark = [pytest.mark.stress, pytest.mark.timeout(600)]
 
 HOG = "while True: pass"
 # Dirty pages, rewritten in a loop: writeback keeps the disk busy and the page cache
-# full; the file is the hog's own (under the test's tmp), bounded to 512 MB.
+# full; the file is the hog's own (under the test's tmp), bounded to 256 MB.
 PAGE_CACHE_FILLER = """
 import os, sys
 path, chunk = sys.argv[1], b"x" * (8 << 20)
 while True:
     with open(path, "wb") as f:
-        for _ in range(64):
+        for _ in range(32):
             f.write(chunk)
     with open(path, "rb") as f:
         while f.read(8 << 20):
