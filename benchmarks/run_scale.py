@@ -23,6 +23,15 @@ and runs in a fresh process, whose peak memory (maxrss) is reported too:
 
 MLflow 3.17.2 on sqlite (the MLflow peer venv, benchmarks/peers.py): W2 and W3 at ``--mlflow-runs``.
 Table: benchmarks/out/scale.md.
+
+``--shape sweep`` measures the other way users make a large repository: one process (a
+hyperparameter sweep) runs W2's fluent loop for all N runs of one experiment
+(``tracking_workloads.py gitml w2 --n N``, built once and cached too), and the first
+commands after it are timed on copies of what it left, each right after the sweep and
+again in the next process: the search (first call and repeated), ``gitml runs -n 20``,
+push of all runs against ``git push`` and fetch against ``git fetch``; with the shape the
+sweep left (packs, loose run refs, objects, snapshot segments) and its own rate.
+Table: benchmarks/out/scale-sweep.md.
 """
 
 from __future__ import annotations
@@ -148,6 +157,108 @@ def measure_reads(n: int, tmp: str, *, remotes: bool = True) -> dict:
     return out
 
 
+SWEEP_VERSION = 1  # bump when what the sweep builds changes
+
+
+def cached_sweep(n: int) -> str:
+    """A repository of ``n`` runs made by one process's fluent loop (W2), built once."""
+    path = os.path.join(CACHE, f"sweep-{n}-v{SWEEP_VERSION}")
+    if not os.path.exists(os.path.join(path, ".done")):
+        shutil.rmtree(path, ignore_errors=True)
+        print(f"sweeping {n} runs in one process into {path} (once) ...", file=sys.stderr, flush=True)
+        secs, cpu, rss, text = timed_cpu([sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", path, "--n", str(n)],
+                                         HERE, {"PYTHONPATH": REPO_ROOT})
+        with open(os.path.join(path, ".done"), "w") as f:
+            json.dump({"build_s": secs, "cpu_s": cpu, "rss_mb": rss, "w2": json.loads(text.strip().splitlines()[-1])}, f)
+    return path
+
+
+def repo_shape(path: str) -> dict:
+    """Packs, loose run refs, objects and snapshot segments of a repository."""
+    import sqlite3
+
+    counts = dict(line.split(": ") for line in subprocess.run(
+        ["git", "count-objects", "-v"], cwd=path, capture_output=True, text=True, check=True).stdout.splitlines())
+    loose = sum(len(files) for _root, _dirs, files in os.walk(os.path.join(path, ".git", "refs", "gitml", "runs")))
+    db = sqlite3.connect(os.path.join(path, ".git", "gitml", "index.sqlite3"))
+    try:
+        segments = db.execute("SELECT count(*) FROM snapshot WHERE name = 'refs'").fetchone()[0]
+    finally:
+        db.close()
+    journals = len(os.listdir(os.path.join(path, ".git", "gitml", "journal")))
+    return {"packs": int(counts["packs"]), "pack_mb": int(counts["size-pack"]) / 1024,
+            "objects": int(counts["in-pack"]) + int(counts["count"]), "loose_refs": loose,
+            "segments": segments, "journals": journals}
+
+
+def measure_sweep(n: int, tmp: str, *, remotes: bool = True) -> dict:
+    """The first commands after a sweep of ``n`` runs in one process, each on its own copy of
+    what the sweep left, right after it and again in the next process."""
+    source = cached_sweep(n)
+    with open(os.path.join(source, ".done")) as f:
+        out: dict = {"n": n, "shape": repo_shape(source), "build": json.load(f)}
+    work, env = environment(n, tmp)
+    shutil.rmtree(work, ignore_errors=True)
+    work_copy(source, work)
+    searches = []
+    for _ in range(2):  # right after the sweep, then the next process
+        secs, rss, text = timed([sys.executable, "-c", SEARCH], work, env)
+        searches.append({**json.loads(text.strip().splitlines()[-1]), "rss_mb": rss})
+    out["search_after"], out["search_next"] = searches
+    out["shape_after_search"] = repo_shape(work)
+    shutil.rmtree(work)
+    work_copy(source, work)
+    runs = [timed_cpu([*GITML, "runs", "-n", "20"], work, env) for _ in range(2)]
+    out["runs_after"], out["runs_next"] = ({"s": s_, "cpu_s": c, "rss_mb": r} for s_, c, r, _ in runs)
+    for tool in ("git", "gitml") if remotes else ():
+        bare = os.path.join(tmp, f"remote-{tool}-{n}.git")
+        subprocess.run(["git", "init", "-q", "--bare", bare], check=True)
+        args = ["git", "push", "-q", bare, "refs/gitml/*:refs/gitml/*"] if tool == "git" else [*GITML, "push", bare]
+        secs, cpu, rss, _ = timed_cpu(args, work, env)
+        out[f"push_{tool}"] = {"s": secs, "cpu_s": cpu, "rss_mb": rss}
+        clone = os.path.join(tmp, f"clone-{tool}-{n}")
+        subprocess.run(["git", "init", "-q", clone], check=True)
+        args = ["git", "fetch", "-q", bare, "refs/gitml/*:refs/gitml/*"] if tool == "git" else [*GITML, "fetch", bare]
+        secs, cpu, rss, _ = timed_cpu(args, clone, {**env, "GITML_REPO": clone})
+        out[f"fetch_{tool}"] = {"s": secs, "cpu_s": cpu, "rss_mb": rss}
+        shutil.rmtree(clone)
+        shutil.rmtree(bare)
+    shutil.rmtree(work)
+    return out
+
+
+def sweep_table(results: list[dict]) -> str:
+    head = ["step, after a sweep in one process"] + [f"{r['n']:,} runs" for r in results] + ["target"]
+    rows = []
+
+    def row(label, fn, target=""):
+        rows.append([label] + [fn(r) for r in results] + [target])
+
+    row("sweep (W2 in one process, runs/s; per CPU s)",
+        lambda r: f"{r['build']['w2']['runs_per_s']:.0f}; {r['build']['w2']['runs_per_cpu_s']:.0f}")
+    row("  left: packs (MB); loose run refs; objects",
+        lambda r: f"{r['shape']['packs']} ({r['shape']['pack_mb']:.0f}); {r['shape']['loose_refs']}; {r['shape']['objects']:,}")
+    row("  left: snapshot segments; journals", lambda r: f"{r['shape']['segments']}; {r['shape']['journals']}")
+    row("first search, right after (s; CPU s)",
+        lambda r: f"{r['search_after']['first_s']:.3f}; {r['search_after']['first_cpu_s']:.3f}", "<= 0.5")
+    row("  in the next process (s; CPU s)",
+        lambda r: f"{r['search_next']['first_s']:.3f}; {r['search_next']['first_cpu_s']:.3f}")
+    row("repeated search, right after (s; CPU s)",
+        lambda r: f"{r['search_after']['repeat_s']:.4f}; {r['search_after']['repeat_cpu_s']:.4f}", "<= 0.05")
+    row("  import pandas, apart (s); rows found",
+        lambda r: f"{r['search_after']['pandas_s']:.3f}; {r['search_after']['rows']}")
+    row("gitml runs -n 20, right after (s; CPU s)", lambda r: f"{r['runs_after']['s']:.3f}; {r['runs_after']['cpu_s']:.3f}",
+        "<= 0.3")
+    row("  in the next process (s; CPU s)", lambda r: f"{r['runs_next']['s']:.3f}; {r['runs_next']['cpu_s']:.3f}")
+    for kind in ("push", "fetch") if all("push_git" in r for r in results) else ():
+        row(f"{kind} all: gitml / git (s)", lambda r, k=kind: f"{r[f'{k}_gitml']['s']:.2f} / {r[f'{k}_git']['s']:.2f}"
+            f" ({r[f'{k}_gitml']['s'] / r[f'{k}_git']['s']:.2f}x)", "<= 1.0x")
+    row("peak memory, any gitml step (MB)", lambda r: f"{max(v['rss_mb'] for k, v in r.items() if isinstance(v, dict) and 'rss_mb' in v and not k.endswith('_git')):.0f}")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def measure_creation(results: list[dict], tmp: str, rounds: int = 5) -> None:
     """W2 (``CREATED`` runs a process: what packing the loose refs costs, once per 1,024
     runs, is in it) in each size's repository, the sizes taken in turn round after round:
@@ -234,13 +345,30 @@ def table(results: list[dict], mlflow: dict | None) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="1000,10000,100000")
+    ap.add_argument("--sizes", help="1000,10000,100000 (per-process), 50000 (sweep)")
     ap.add_argument("--mlflow-runs", type=int, default=20000, help="0: no MLflow column")
     ap.add_argument("--mlflow-json", help="MLflow's column from this file (written by --mlflow-only) "
                     "instead of measuring it: its 20,000 runs take most of an hour here")
     ap.add_argument("--mlflow-only", metavar="FILE", help="measure MLflow's column alone, into FILE")
     ap.add_argument("--skip-remotes", action="store_true", help="no push or fetch steps (the tracking side alone)")
+    ap.add_argument("--shape", choices=("per-process", "sweep"), default="per-process",
+                    help="per-process: repositories built 1,000 runs a process (the growth table); "
+                    "sweep: all runs made by one process, then the first commands after it (--sizes 50000)")
     args = ap.parse_args()
+    args.sizes = args.sizes or ("50000" if args.shape == "sweep" else "1000,10000,100000")
+    if args.shape == "sweep":
+        os.makedirs(CACHE, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="gitml-scale-sweep-") as tmp:
+            results = [measure_sweep(int(n), tmp, remotes=not args.skip_remotes) for n in args.sizes.split(",")]
+        text = sweep_table(results) + "\n\nLoad average (1, 5, 15 min) at the end: %.1f %.1f %.1f on %d cores" % (
+            *os.getloadavg(), os.cpu_count() or 0)
+        print(text)
+        os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
+        with open(os.path.join(HERE, "out", "scale-sweep.md"), "w") as f:
+            f.write(text + "\n")
+        with open(os.path.join(HERE, "out", "scale-sweep.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        return
     if args.mlflow_only:
         with tempfile.TemporaryDirectory(prefix="gitml-scale-mlflow-") as tmp:
             with open(args.mlflow_only, "w") as f:

@@ -11,6 +11,7 @@ The tree::
     │   ├── RunNotFoundError
     │   └── ExperimentNotFoundError
     ├── AmbiguousRunError         an abbreviation or name matching several runs
+    │   └── DuplicateRunIdError   one run id claimed by two refs (tracking.tracker)
     ├── ConflictError             the operation would overwrite something
     │   └── ParamConflictError    a logged param re-logged with another value
     ├── CorruptRecordError        a stored record that cannot be parsed
@@ -146,6 +147,18 @@ class AmbiguousRunError(GitmlError):
         self.candidates = candidates
         shown = ", ".join(candidates[:5]) + (" ..." if len(candidates) > 5 else "")
         super().__init__(f"run {run!r} is ambiguous: it matches {shown}")
+
+
+class DuplicateRunIdError(AmbiguousRunError):
+    """Two run refs claim one run id (one came from elsewhere claiming it): no reader picks one."""
+
+    def __init__(self, run: str, refs: list[str]):
+        self.run, self.candidates = run, refs
+        GitmlError.__init__(
+            self,
+            f"run id {run} is claimed by {len(refs)} refs ({', '.join(refs)}): one is not that run; "
+            "delete the one you do not trust (`git update-ref -d REF`)",
+        )
 
 
 class ConflictError(GitmlError):
@@ -442,6 +455,7 @@ __all__ = [  # one name a line: parts added at once merge without conflict
     "RunNotFoundError",
     "ExperimentNotFoundError",
     "AmbiguousRunError",
+    "DuplicateRunIdError",
     "ConflictError",
     "ParamConflictError",
     "ArtifactRemoteError",

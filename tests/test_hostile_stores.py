@@ -275,22 +275,19 @@ def test_a_folder_store_s_links_and_special_files_are_refused_unread(repo, tmp_p
     object_path(store, shas["fifo.bin"]).unlink()
     os.mkfifo(object_path(store, shas["fifo.bin"]))  # opened as a file, a FIFO blocks forever
     folder = object_path(store, shas["linked-folder.bin"]).parent
-    if all(folder != object_path(store, shas[n]).parent for n in names if n != "linked-folder.bin"):
-        elsewhere = tmp_path / "elsewhere"
-        folder.rename(elsewhere)  # the right bytes, behind a link: refused all the same
-        folder.symlink_to(elsewhere)
-    else:
-        folder = None
+    assert len({shas[n][:2] for n in names}) == len(names)  # the contents are fixed: so are their folders
+    elsewhere = tmp_path / "elsewhere"
+    folder.rename(elsewhere)  # the right bytes, behind a link: refused all the same
+    folder.symlink_to(elsewhere)
     gitml_cli(victim, "config", "artifacts.remote", str(store))  # the victim's own store, shared with the team
 
     out = gitml_cli(victim, "pull", code=1).output
     assert f"{shas['zero.bin']} is a symbolic link; refused" in out
     assert f"{shas['fifo.bin']} is a special file" in out
-    if folder is not None:
-        assert f"folder {shas['linked-folder.bin'][:2]}/ is a symbolic link" in out
+    assert f"folder {shas['linked-folder.bin'][:2]}/ is a symbolic link" in out
     cache = victim / ".git" / "gitml" / "cache"
     cached = {p.parent.name + p.name for p in cache.rglob("*") if p.is_file()}
-    bad = {shas[n] for n in names if n != "good.bin" and (n != "linked-folder.bin" or folder is not None)}
+    bad = {shas[n] for n in names if n != "good.bin"}
     assert shas["good.bin"] in cached and not cached & bad  # nothing refused was kept
     with gitml.Client(victim) as c:
         assert c.artifacts.read_bytes(run_id, "good.bin") == b"d" * SIZE
@@ -425,3 +422,33 @@ def test_a_larger_object_on_s3_is_refused_past_the_recorded_size(repo, tmp_path,
         assert not (victim / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]).exists()
     finally:
         server.stop()
+
+
+def test_a_push_writes_over_a_planted_link_and_never_through_a_linked_folder(repo, tmp_path, monkeypatch):
+    """The owner of the true bytes repairs the store: fsck finds the link, the next push
+    replaces it by the object (a rename replaces the link itself, not what it points to);
+    a linked ``<2 hex>/`` folder is never written through."""
+    victim, store, run_id, shas = team_store(repo, tmp_path, ["zero.bin", "linked.bin"], monkeypatch)
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(store))  # the teammate again
+    target = tmp_path / "target"
+    target.write_bytes(b"kept")
+    planted = object_path(store, shas["zero.bin"])
+    planted.unlink()
+    planted.symlink_to(target)
+    assert "corrupt on remote" in gitml_cli(repo, "fsck", code=1).output
+    gitml_cli(repo, "push")
+    assert planted.is_file() and not planted.is_symlink() and target.read_bytes() == b"kept"
+    assert planted.read_bytes() == b"a" * SIZE
+
+    folder = object_path(store, shas["linked.bin"]).parent
+    assert folder != planted.parent  # the contents are fixed: so are their folders
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+    folder.symlink_to(elsewhere)
+    assert f"linked.bin {shas['linked.bin']}" in gitml_cli(repo, "fsck", code=1).output  # what the link leads to is not read
+    out = gitml_cli(repo, "push", code=1).output
+    assert "is a symbolic link; nothing is written there" in out
+    assert list(elsewhere.iterdir()) == []

@@ -116,6 +116,11 @@ def test_a_branch_that_drops_the_policy_changes_nothing_for_the_victim(team):
     out = gitml_cli(victim, "registry", "verify", code=1)
     assert "churn#production#3: not signed; stage 'production' requires a tag signed by a trusted key" in out
     assert "under the policy of origin/main at" in out
+    assert "note: the checked-out branch evil has another .gitml/registry.yaml: it decides nothing" in out
+    with gitml.Client(victim) as c:
+        from gitml.ui import registry as ui_registry
+
+        assert any("branch evil" in note for note in ui_registry.models(c)["policy_notes"])
 
 
 def test_a_policy_change_on_the_trusted_ref_waits_for_the_clone_to_accept_it(team):
@@ -133,7 +138,7 @@ def test_a_policy_change_on_the_trusted_ref_waits_for_the_clone_to_accept_it(tea
         assert "has another policy, not accepted by this clone" in policy.pending
         assert c.registry.resolve("churn", stage="production").version == "v1.0.0"
     out = gitml_cli(victim, "registry", "policy")
-    assert "pending:" in out and "--accept" in out
+    assert "note: origin/main at" in out and "--accept" in out
     assert "accepted: the policy of origin/main at" in gitml_cli(victim, "registry", "policy", "--accept")
     with gitml.Client(victim) as c:
         assert c.registry.policy.pending == ""
@@ -145,6 +150,17 @@ def test_a_policy_change_on_the_trusted_ref_waits_for_the_clone_to_accept_it(tea
     git(victim, "fetch", "-q", "origin")
     with gitml.Client(victim) as c:
         assert c.registry.policy.pending == "" and "(accepted)" in c.registry.policy.source
+    # a policy that does not parse on main: the accepted one keeps deciding, and says why
+    (maintainer / ".gitml" / "registry.yaml").write_text("require_signature: [production\n")
+    git(maintainer, "commit", "-qam", "broken")
+    git(maintainer, "push", "-q", "origin", "main")
+    git(victim, "fetch", "-q", "origin")
+    with gitml.Client(victim) as c:
+        assert "policy does not parse" in c.registry.policy.pending
+        assert c.registry.resolve("churn", stage="production").version == "v2.0.0"
+    with pytest.raises(gitml.errors.CorruptRecordError, match="registry.yaml"):
+        with gitml.Client(victim) as c:
+            c.registry.accept_policy()  # nothing broken is accepted
 
 
 def test_the_trusted_ref_can_be_configured_and_a_missing_one_fails_closed(team):
@@ -237,6 +253,24 @@ def test_an_ignored_tag_with_an_outsized_counter_does_not_block_promotion(team):
         with pytest.raises(gitml.errors.ConflictError, match="makes no registry tag name"):
             c.registry.assign("churn", "1", "production", sign_tag=True)  # refused, not written unreadable
     assert git(victim, "tag", "-l", "churn#production#1000000000000000000") == ""
+
+
+def test_a_second_registration_of_the_production_commit_does_not_take_over_the_stage(team):
+    victim, attacker = team["victim"], team["attacker"]
+    v1 = _commit(attacker, "churn@v1.0.0")
+    message = "gitml-registry:\n  model: churn\n  version: v0.0.1\n  run_id: 0123456789abcdef0123456789abcdef\n  path: other\n"
+    git(attacker, "tag", "-a", "-m", message, "churn@v0.0.1", v1)  # the same commit, another run and path
+    _push_tags(attacker, "churn@v0.0.1")
+    gitml_cli(victim, "fetch")
+    with gitml.Client(victim) as c:  # the bot's gitml tag names v1.0.0 in its message
+        assert c.registry.resolve("churn", stage="production").version == "v1.0.0"
+    git(victim, "config", "user.signingkey", team["bot"])
+    git(victim, "tag", "-s", "-m", "by hand", "churn#production#3", v1)  # signed, trusted, no message to say which
+    with _client(victim) as c:  # the registration signed by a trusted key is the one
+        assert c.registry.resolve("churn", stage="production").version == "v1.0.0"
+        assert gitml.pyfunc.load_model("models:/churn@production").predict([1]) == [2]
+    out = gitml_cli(victim, "registry", "verify", code=1)
+    assert f"churn@v1.0.0: commit {v1[:12]} already is churn v0.0.1" in out
 
 
 # -- a signed tag counts only under its own name --------------------------------------
@@ -406,3 +440,32 @@ def test_ssh_a_branch_that_adds_its_own_signer_and_a_re_pointed_tag_are_ignored_
         assert c.registry.resolve("churn", stage="production").version == "v1.0.0"
         c.registry.accept_policy()
         assert c.registry.resolve("churn", stage="production").version == "v2.0.0"  # #3, by Mallory, now trusted
+
+
+def test_the_trusted_ref_is_the_remote_default_branch_as_fetched(repo, tmp_path):
+    from gitml.registry import trust
+    from gitml.store.git import open_store
+
+    def ref(path):
+        with open_store(str(path)) as store:
+            return trust.trusted_ref(store)
+
+    assert ref(repo) == "refs/heads/main"  # no remote: the local default branch
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", "--initial-branch=trunk", str(origin))
+    git(repo, "push", "-q", str(origin), "main:trunk", "main:main")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(origin), str(clone))
+    assert ref(clone) == "refs/remotes/origin/trunk"  # origin/HEAD, as the clone fetched it
+    git(repo, "remote", "add", "origin", str(origin))
+    assert ref(repo) == "refs/heads/main"  # a remote whose branches were never fetched
+    git(repo, "fetch", "-q", "origin")
+    assert ref(repo) == "refs/remotes/origin/main"  # no origin/HEAD (git remote add): origin/main
+    git(repo, "remote", "rename", "origin", "upstream")
+    assert ref(repo) == "refs/remotes/upstream/main"  # the one remote, whatever its name
+    git(repo, "remote", "add", "fork", str(origin))
+    git(repo, "fetch", "-q", "fork")
+    assert ref(repo) == "refs/heads/main"  # two remotes, neither named origin: none of them decides
+    git(repo, "checkout", "-q", "--detach")
+    git(repo, "branch", "-q", "-m", "main", "work")
+    assert ref(repo) is None  # no default branch at all: HEAD

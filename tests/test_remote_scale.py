@@ -250,3 +250,33 @@ def test_unchanged_refs_of_two_identical_packed_refs_looks_only_at_the_loose_one
     assert runs[0] not in expected and runs[1] not in expected and runs[2] in expected and runs[3] in expected
     with open_store(repo) as store:
         assert unchanged_refs(store, str(bare), ours) == expected
+
+
+def test_one_table_of_many_packs_locates_each_object_where_the_search_in_turn_does(repo, tmp_path, indexed, monkeypatch):
+    """A sweep leaves dozens of packs: past ``_MERGE_AFTER`` lookups their ids are searched
+    in one table. It must give each object the entry the search of each pack in turn gives
+    (the first pack holding it, so a walk marks an object held twice once), and a push
+    through it gives git every object once."""
+    make_runs(4)
+    git(repo, "repack", "-a", "-q")  # no -d: every object so far in two packs
+    make_runs(3, experiment="later")  # and gitml's own packs beside
+    objects = git(repo, "cat-file", "--batch-all-objects", "--batch-check=%(objectname)").split()
+    with open_store(repo) as store:
+        with PackEntries(store.repo) as entries:
+            assert len(entries._big) > 2
+        monkeypatch.setattr(entries_module, "_MERGE_AFTER", 10**9)
+        with PackEntries(store.repo) as in_turn:
+            expected = {sha: in_turn.locate(sha.encode()) for sha in objects}
+        monkeypatch.setattr(entries_module, "_MERGE_AFTER", 0)
+        with PackEntries(store.repo) as merged:
+            assert {sha: merged.locate(sha.encode()) for sha in objects} == expected
+            assert merged._merged is not None
+            assert merged.locate(b"0" * 40) == 0
+        refs = store.refs_under("refs/gitml/")
+        bare = tmp_path / "remote.git"
+        git(tmp_path, "init", "-q", "--bare", str(bare))
+        assert set(push_refs(store, str(bare), refs).values()) == {"ok"}
+    git(bare, "fsck", "--strict")
+    assert for_each_ref(bare) == refs
+    ids = [sha for idx in (bare / "objects" / "pack").glob("*.idx") for _, sha in pack_listing(idx)]
+    assert len(ids) == len(set(ids)) == len(objects_of(repo, refs))

@@ -89,23 +89,49 @@ def _peak_rss_kb(pid: int) -> int:
 
 
 # -- slowloris ---------------------------------------------------------------------
+SLOW_BODY = (b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+             b"Content-Length: 100000\r\n\r\n{\"dataframe_split\": ")
+
+
 def test_a_thousand_idle_connections_do_not_lock_out_a_new_client(place, model_dir):
-    """1,200 connections that send nothing, or a header a byte at a time, against a server
-    that may open 1,024 descriptors (a common default) and waits 10 minutes for a head:
-    without the cap it stops accepting at about a thousand and a new client waits forever.
-    With it, the oldest idle connections are closed and the new client is answered."""
+    """1,200 connections that send nothing, part of a head, or a head and part of a body,
+    against a server that may open 1,024 descriptors (a common default) and waits 10
+    minutes for a client: without the cap it stops accepting at about a thousand and a
+    new client's connection is reset. With it, the connections that have waited longest
+    for their client are closed and the new client is answered."""
     server = _start(place, model_dir, "--head-timeout", "600", limit_files=1024)
     idle: list[socket.socket] = []
     try:
         for i in range(1200):
             s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-            if i % 2:
+            if i % 3 == 1:
                 s.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a")
+            elif i % 3 == 2:
+                s.sendall(SLOW_BODY)
             idle.append(s)
         assert _served(server, model_dir)
         assert server.request("GET", "/ping", timeout=30)[0] == 200
-        assert _closed_by_server(idle[0])  # the longest idle made room
+        assert _closed_by_server(idle[0]) and _closed_by_server(idle[2])  # the longest waits made room
         assert server.proc.poll() is None
+    finally:
+        for s in idle:
+            s.close()
+        server.stop()
+
+
+def test_a_thousand_bodies_that_never_end_do_not_lock_out_a_new_client(place, model_dir):
+    """The slow body (R.U.D.Y.): every connection sends its head and a few bytes of a
+    100 KB body. Each holds a request open, so closing only connections idle between
+    requests would leave none to close: the new client would get a 503."""
+    server = _start(place, model_dir, "--head-timeout", "600", limit_files=1024)
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(1100):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+            s.sendall(SLOW_BODY)
+            idle.append(s)
+        assert _served(server, model_dir)
+        assert _closed_by_server(idle[0])
     finally:
         for s in idle:
             s.close()
@@ -122,6 +148,12 @@ def test_a_request_head_not_sent_in_time_closes_the_connection(place, model_dir)
             s.sendall(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
             dripping.append(s)
         assert all(_closed_by_server(s) for s in silent + dripping)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+            s.sendall(SLOW_BODY)  # a head in time, then a body that stops
+            reply = b""
+            while chunk := s.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 408") and b"no part of the body" in reply
         for s in silent + dripping:
             s.close()
         assert server.request("GET", "/ping")[0] == 200  # a client that sends its head is answered

@@ -439,7 +439,9 @@ class ContentStore:
         if not todo:
             return damaged
         try:
-            if len(todo) > 2048:  # a listing costs less than this many questions
+            if _is_local(self.fs):  # a link or special file there is no object: a push writes over it
+                have = {s for s in todo if self._regular_in_folder(s)}
+            elif len(todo) > 2048:  # a listing costs less than this many questions
                 have = todo & self.remote_objects()
             else:
                 with ThreadPoolExecutor(max_workers=16) as pool:
@@ -451,6 +453,16 @@ class ContentStore:
             raise ArtifactRemoteError(f"artifact remote {self.remote_url} cannot be listed: {_timed_out(e)}") from None
         self._remember(have)
         return (todo - have) | damaged
+
+    def _regular_in_folder(self, sha256: str) -> bool:
+        """Whether a folder remote holds the object as a regular file under a real folder
+        (no symbolic link below the root is followed)."""
+        folder, name = object_key(sha256).split("/")
+        try:
+            return (stat.S_ISDIR(os.lstat(os.path.join(self._root or "/", folder)).st_mode)
+                    and stat.S_ISREG(os.lstat(os.path.join(self._root or "/", folder, name)).st_mode))
+        except OSError:
+            return False
 
     def upload(
         self,
@@ -490,6 +502,8 @@ class ContentStore:
             try:
                 if _is_local(fs):
                     fs.makedirs(parent, exist_ok=True)
+                    if os.path.islink(parent):  # would write wherever it points
+                        raise IntegrityError(f"the remote's folder {parent} is a symbolic link; nothing is written there")
                     tmp = temporary_name(key)
                     fs.put_file(local(sha), tmp)
                     fs.mv(tmp, key)

@@ -93,7 +93,7 @@ def list_models(ctx, as_json):
         print_table(["model", "latest", "versions", "stages"],
                [[n + (" (deprecated)" if s.deprecated else ""), s.latest.version if s.latest else "-", str(len(s.versions)),
                  ", ".join(f"{st}={v}" for st, v in sorted(s.stages.items())) or "-"] for n, s in models.items()])
-        _say_policy(c.registry.policy)
+        _say_policy(c.registry)
 
 
 @registry_group.command("show")
@@ -118,7 +118,7 @@ def show(ctx, name, as_json):
         print_table(["version", "run", "model", "stages", "registered by", "at"],
                [[v.version + (" (deregistered)" if v.deregistered else ""), v.run_id[:8], v.path or ".",
                  ", ".join(sorted(v.stages)) or "-", v.registered_by, _when(v.registered_at)] for v in versions])
-        _say_policy(policy)
+        _say_policy(c.registry)
         for tag, why in state.ignored.items():
             click.secho(f"ignored {tag}: {why}", fg="yellow", err=True)
 
@@ -144,7 +144,7 @@ def history(ctx, name, as_json):
             return
         print_table(["tag", "event", "by", "at", "signature", "decision"],
                [[r["tag"], r["event"], r["by"], _when(r["at"]), r["signature"], r["decision"]] for r in rows])
-        _say_policy(reg.policy)
+        _say_policy(reg)
 
 
 @registry_group.command("verify")
@@ -158,16 +158,16 @@ def verify(ctx):
         for tag, why in problems:
             click.secho(f"{tag}: {why}", fg="red")
         click.echo(f"{checked} registry tag(s) checked under {c.registry.policy.source}, {len(problems)} problem(s)")
-        if c.registry.policy.pending:
-            click.secho(f"pending: {c.registry.policy.pending}", fg="yellow")
+        for note in c.registry.policy_notes():
+            click.secho(f"note: {note}", fg="yellow")
         if problems:
             ctx.exit(1)
 
 
-def _say_policy(policy) -> None:
-    click.secho(f"decided under {policy.source}", err=True)
-    if policy.pending:
-        click.secho(f"pending: {policy.pending}", fg="yellow", err=True)
+def _say_policy(reg) -> None:
+    click.secho(f"decided under {reg.policy.source}", err=True)
+    for note in reg.policy_notes():
+        click.secho(f"note: {note}", fg="yellow", err=True)
 
 
 @registry_group.command("policy")
@@ -186,7 +186,7 @@ def policy_(ctx, accept, ref, as_json):
         reg = c.registry
         policy = reg.accept_policy(ref) if accept or ref else reg.policy
         required = policy.require_signature
-        shown = {"source": policy.source, "pending": policy.pending,
+        shown = {"source": policy.source, "pending": policy.pending, "notes": reg.policy_notes(),
                  "require_signature": required if required is True else sorted(required),
                  "stages": list(policy.stages) if policy.stages is not None else None,
                  "trusted_gpg_keys": sorted(policy.trusted_gpg_keys), "allowed_signers": policy.allowed_signers,
@@ -196,10 +196,10 @@ def policy_(ctx, accept, ref, as_json):
             return
         click.echo(("accepted: " if accept or ref else "deciding: ") + policy.source)
         for key, value in shown.items():
-            if key not in ("source", "pending"):
+            if key not in ("source", "pending", "notes"):
                 click.echo(f"  {key}: {value}")
-        if policy.pending:
-            click.secho(f"pending: {policy.pending}", fg="yellow")
+        for note in reg.policy_notes():
+            click.secho(f"note: {note}", fg="yellow")
 
 
 @registry_group.command("propose")

@@ -19,7 +19,7 @@ from gitml.cli.common import repo_path
               help="Also answer requests whose Host header is NAME (behind a proxy or a DNS name; '*': any). "
                    "IP addresses and localhost are always answered.")
 @click.option("--head-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
-              help="Seconds a client has to send a request's line and headers.")
+              help="Seconds a client has to send a request's line and headers (and the longest pause in a body).")
 @click.option("--max-connections", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Open connections per worker; past it the longest-idle one is closed.")
 @click.pass_context
@@ -42,7 +42,8 @@ def serve(ctx, model_uri, host, port, workers, max_body_mb, allowed_hosts, head_
 
         fluent.set_tracking_uri(repo)
     if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
-        click.secho(f"gitml serve: listening on {host}: anyone who can reach it can query the model", fg="yellow", err=True)
+        click.secho(f"gitml serve: listening on {host}: anyone who can reach it can query the model "
+                    "(by an IP address, localhost or an --allow-host name)", fg="yellow", err=True)
 
     def ready(url: str) -> None:
         click.echo(f"gitml serve: {model_uri} on {url} with {workers} worker{'s' if workers > 1 else ''} (Ctrl-C stops it)", err=True)

@@ -139,6 +139,19 @@ class Registry:
         self._policy, self._verified = None, {}
         return self.policy
 
+    def policy_notes(self) -> list[str]:
+        """What a reader should know about the deciding policy: a newer one waiting to be
+        accepted, a checked-out branch whose own policy decides nothing."""
+        from gitml.registry import trust
+
+        policy = self.policy
+        notes = [policy.pending] if policy.pending else []
+        if self._policy_commit is None:
+            note = trust.head_note(self.store, policy)
+            if note:
+                notes.append(note)
+        return notes
+
     def refresh_policy(self) -> bool:
         """Read the policy again if the trusted ref moved or this clone accepted another
         (a long-lived reader, the UI server); the signature checks made under the old
@@ -348,12 +361,19 @@ class Registry:
             found = by_commit.get(event.target)
             if not found:
                 continue
-            version = found[-1]
-            if len(found) > 1:  # one commit, several versions (a hostile registration): the message says which
-                version = next((v for v in found if v.version == event.info.get("version")), version)
+            version, why = found[0], None
+            if len(found) > 1:  # one commit, several versions (a hostile registration): the message says which,
+                named = [v for v in found if v.version == event.info.get("version")]  # else the one signed by a
+                trusted = [v for v in found if self.verification(v.event).trusted]  # trusted key, else none
+                picked = named or (trusted if len(trusted) == 1 else [])
+                if picked:
+                    version = picked[0]
+                else:
+                    why = (f"its commit {event.target[:12]} is registered as {', '.join(v.version for v in found)}, "
+                           "and the tag says which of them by neither its message nor a trusted registration")
             if version.version in decided:
                 continue
-            why = self.rejection(event, deep=True)
+            why = why or self.rejection(event, deep=True)
             if why is None and event.info.get("version") not in (None, version.version):
                 why = f"its message names version {event.info.get('version')!r}, its commit is {version.version}"
             if why is not None:

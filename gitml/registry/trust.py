@@ -145,7 +145,7 @@ def deciding_policy(store: GitStore, *, gpg_program: str = "gpg", ssh_program: s
     accepted = record.get("accepted")
     try:
         current = load_policy(store, commit, source=at, **programs)
-    except PolicyError as e:
+    except CorruptRecordError as e:  # PolicyError, or YAML that does not parse
         if not isinstance(accepted, dict):
             raise
         return _accepted(store, accepted, f"{at}'s policy does not parse ({e.detail}); the accepted one decides", programs)
@@ -198,6 +198,23 @@ def accept(store: GitStore, ref: str | None = None, *, gpg_program: str = "gpg",
     return described(policy, f"the policy of {at} (accepted)" if policy.text is not None else f"no policy on {at} (accepted)")
 
 
+def head_note(store: GitStore, policy: Policy) -> str:
+    """A note when the checked-out commit carries another policy than the deciding one
+    (it decides nothing there), else ""."""
+    head = store.head()
+    if head.commit is None:
+        return ""
+    try:
+        here = load_policy(store, head.commit, gpg_program=policy.roots.gpg_program, ssh_program=policy.roots.ssh_program)
+    except CorruptRecordError:
+        here = None
+    if here is not None and (here.digest if here.text is not None else "") == (policy.digest if policy.text is not None else ""):
+        return ""
+    where = f"branch {head.branch}" if head.branch else f"commit {head.commit.decode()[:12]}"
+    return (f"the checked-out {where} has another {POLICY_PATH}: it decides nothing until it is on the trusted ref "
+            "and accepted")
+
+
 def marker(store: GitStore) -> tuple:
     """What the deciding policy depends on, to tell when to read it again (a server)."""
     try:
@@ -212,4 +229,4 @@ def marker(store: GitStore) -> tuple:
     return (mark, ref, _commit_of(store, ref))
 
 
-__all__ = ["POLICY_PATH", "accept", "deciding_policy", "marker", "read_record", "short", "trusted_ref"]
+__all__ = ["POLICY_PATH", "accept", "deciding_policy", "head_note", "marker", "read_record", "short", "trusted_ref"]

@@ -28,7 +28,7 @@ def check_installed() -> None:
 
 
 def make_app(model_uri: str | os.PathLike, *, max_body_mb: float = DEFAULT_MAX_BODY_MB,
-             allowed_hosts: list[str] | tuple[str, ...] = ()):
+             allowed_hosts: list[str] | tuple[str, ...] = (), body_timeout: float = HEAD_TIMEOUT):
     """The ASGI app scoring the model at ``model_uri`` (loaded and, from a run, verified now),
     answering Host headers that are IP addresses, ``localhost`` or in ``allowed_hosts``."""
     from gitml import __version__
@@ -39,7 +39,7 @@ def make_app(model_uri: str | os.PathLike, *, max_body_mb: float = DEFAULT_MAX_B
         raise InvalidInputError(f"the body limit must be over 0 MB, not {max_body_mb}")
     model = load_model(model_uri)
     return ScoringApp(model, max_body_bytes=int(max_body_mb * 1024 * 1024), version=__version__,
-                      allowed_hosts=allowed_hosts)
+                      allowed_hosts=allowed_hosts, body_timeout=body_timeout)
 
 
 def serve(model_uri: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 5001, workers: int = 1,
@@ -52,7 +52,8 @@ def serve(model_uri: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 
     before the socket listens, then ``workers`` processes are forked from this one.
     A request's Host header must be an IP address, ``localhost``, the ``host`` listened
     on or one of ``allowed_hosts`` (``"*"``: any); its line and headers must arrive within
-    ``head_timeout`` seconds; a worker holds at most ``max_connections`` connections.
+    ``head_timeout`` seconds, and no pause in its body last as long; a worker holds at
+    most ``max_connections`` connections.
     ``ready(url)`` is called once listening. Raises NotFoundError, IntegrityError,
     ServerStartError (the address is taken), MissingExtraError.
     """
@@ -63,7 +64,7 @@ def serve(model_uri: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 
         raise InvalidInputError(f"workers must be at least 1, not {workers}")
     if not head_timeout > 0 or max_connections < 1:
         raise InvalidInputError("the head timeout must be over 0 s and the connections at least 1")
-    app = make_app(model_uri, max_body_mb=max_body_mb, allowed_hosts=(host, *allowed_hosts))
+    app = make_app(model_uri, max_body_mb=max_body_mb, allowed_hosts=(host, *allowed_hosts), body_timeout=head_timeout)
     sock = listen(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     if ready is not None:

@@ -110,11 +110,13 @@ def _content_kind(content_type: str) -> str:
 class ScoringApp:
     """The ASGI app serving one loaded model (a PyFuncModel)."""
 
-    def __init__(self, model, *, max_body_bytes: int, version: str, allowed_hosts: list[str] | tuple[str, ...] = ()):
+    def __init__(self, model, *, max_body_bytes: int, version: str, allowed_hosts: list[str] | tuple[str, ...] = (),
+                 body_timeout: float = 10.0):
         from gitml.serving.fastpath import SplitFastPath
 
         self.model = model
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         self.max_cells = max_cells(max_body_bytes)
         self.hosts = HostAllowList(allowed_hosts)
         self.schema = model.metadata.get_input_schema()
@@ -159,7 +161,7 @@ class ScoringApp:
                 text = self.score(body, kind)
             return await _respond(send, 200, text, JSON)
         except RequestError as e:
-            return await _refuse(send, e.status, e.code, str(e), close=e.status == 413)
+            return await _refuse(send, e.status, e.code, str(e), close=e.status in (408, 413))
         except _Disconnected:
             return None
         except Exception:
@@ -168,7 +170,8 @@ class ScoringApp:
 
     async def _body(self, scope, receive) -> bytes:
         """The request body, refused (413) past ``max_body_bytes``: by Content-Length
-        before reading, and by counting while reading (chunked bodies)."""
+        before reading, and by counting while reading (chunked bodies); 408 when the
+        client sends none of it for ``body_timeout`` seconds."""
         limit = self.max_body_bytes
         declared = _header(scope, b"content-length")
         if declared is not None:
@@ -177,8 +180,15 @@ class ScoringApp:
             if int(declared) > limit:
                 raise RequestError(413, "REQUEST_LIMIT_EXCEEDED", f"the body is over the server's limit of {limit} bytes (--max-body-mb)")
         chunks, size = [], 0
+        first = True
         while True:
-            message = await receive()
+            if first:  # a small body is whole in the first message: no timer for it
+                message, first = await receive(), False
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), self.body_timeout)
+                except asyncio.TimeoutError:
+                    raise RequestError(408, "BAD_REQUEST", f"no part of the body came for {self.body_timeout:g} s") from None
             if message["type"] == "http.disconnect":
                 raise _Disconnected()
             chunk = message.get("body", b"")

@@ -93,17 +93,19 @@ def _protocol_class(limits: Limits):
       gathers a header's bytes and hands them over only when the header ends;
     - they must arrive within ``head_timeout`` seconds of the connection (or of a kept-alive
       connection's first byte of its next request), else the connection is closed;
-    - past ``max_connections`` open connections, the one that has waited longest for a
-      request's head is closed (a slowloris attack holds connections open by sending
-      nothing, or a byte now and then); a connection with a request in progress is never
-      chosen, and when every connection has one the new connection gets a 503.
+    - past ``max_connections`` open connections, the one that has waited longest for its
+      client (a request's head or the rest of its body) is closed: a slowloris attack
+      holds connections open by sending nothing, or a byte now and then, of a head or of
+      a body. A connection whose request is being scored or answered is never chosen;
+      when every connection has one, the new connection gets a 503.
     """
     from collections import OrderedDict
 
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     cap = connection_cap(limits.max_connections)
-    waiting: OrderedDict[GuardedHttpToolsProtocol, None] = OrderedDict()  # oldest first
+    # connections waiting for their client (a request's head, or its body), oldest wait first
+    waiting: OrderedDict[GuardedHttpToolsProtocol, None] = OrderedDict()
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _head_bytes = 0
@@ -124,7 +126,8 @@ def _protocol_class(limits: Limits):
 
         def _evict_one(self) -> bool:
             for other in waiting:
-                if other is not self and (other.cycle is None or other.cycle.response_complete):
+                cycle = other.cycle  # None, the last request's (answered), or one whose body is still arriving
+                if other is not self and (cycle is None or cycle.response_complete or cycle.more_body):
                     waiting.pop(other)
                     self.connections.discard(other)  # gone now: its connection_lost comes on a later turn
                     other.transport.close()
@@ -172,8 +175,7 @@ def _protocol_class(limits: Limits):
         def on_headers_complete(self) -> None:
             self._in_head = False
             self._stop_head_timer()
-            waiting.pop(self, None)
-            super().on_headers_complete()
+            super().on_headers_complete()  # still waiting for the client until its body has come
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
@@ -197,7 +199,7 @@ def _run_uvicorn(app, sock: socket.socket, limits: Limits) -> None:
     except ImportError:
         loop = "asyncio"
     config = uvicorn.Config(
-        app, loop=loop, http=_protocol_class(limits), lifespan="off", access_log=False, log_level="warning",
+        app, loop=loop, http=_protocol_class(limits), ws="none", lifespan="off", access_log=False, log_level="warning",
         server_header=False, timeout_keep_alive=5, backlog=2048,
     )
     uvicorn.Server(config).run(sockets=[sock])

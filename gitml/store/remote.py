@@ -34,13 +34,14 @@ from dulwich.protocol import PEELED_TAG_SUFFIX, ZERO_SHA
 from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
+from gitml.names import parse_run_ref
 from gitml.store.git import open_repo
 from gitml.store.refs import _SORTED, RefLister, _read_ref, _search_sorted
 from gitml.store.refspans import controldir_of, loose_names, packed_refs_of, same_lines
 from gitml.store.entries import PackEntries, Picked
 from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_many_loose, pack_to_send, write_picked
 from gitml.store.unpack import store_received
-from gitml.store.verify import FetchedObjects, check_fetched, refused_names
+from gitml.store.verify import FetchedObjects, check_fetched, claimed_ids, refused_names, same_run
 from gitml.errors import RemoteError  # noqa: F401  (defined there, raised here)
 
 if TYPE_CHECKING:
@@ -394,6 +395,7 @@ def fetch_refs(
         def determine_wants(refs, depth=None) -> list[bytes]:
             remote.update({r: s for r, s in _select(refs, wanted).items() if accept is None or accept(r)})
             refused.update(refused_names(remote))
+            refused.update(claimed_ids([r for r in remote if r not in refused], ours))
             for ref in refused:
                 del remote[ref]
             moved = [ours[r] for r, sha in remote.items() if r in ours and ours[r] != sha and present(ours[r])]
@@ -432,8 +434,9 @@ def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
         remote = _local_refs(folder, tuple(p.decode() for p in wanted))
         remote = {r: s for r, s in remote.items() if accept is None or accept(r)}
         refused = refused_names(remote)
-        remote = {ref: sha for ref, sha in remote.items() if ref not in refused}
         ours = _ours(store, wanted)
+        refused.update(claimed_ids([r for r in remote if r not in refused], ours))
+        remote = {ref: sha for ref, sha in remote.items() if ref not in refused}
         if any(ours.get(ref) != sha for ref, sha in remote.items()):
             # One walk of the source's entries checks the new refs and finds what to copy:
             # what the source lacks is passed over, and the refs needing it are refused.
@@ -480,7 +483,7 @@ def _take_refs(
     result = FetchResult(remote=dict(sorted(remote.items())), refused=dict(sorted(refused.items())))
     created = create_refs(local, {ref: sha for ref, sha in remote.items() if ref not in ours})
     store.refresh_refs()
-    for ref, theirs in result.remote.items():
+    for ref, theirs in list(result.remote.items()):
         if created.get(ref):
             result.created.append(ref)
         elif ours.get(ref) == theirs:
@@ -498,6 +501,13 @@ def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result:
             bucket = result.unchanged
         elif ours is not None and is_ancestor(local, theirs, ours):
             bucket = result.ahead
+        elif ours is not None and not is_ancestor(local, ours, theirs) and _another_run(local, ref, ours, theirs):
+            result.refused[ref] = (  # not "diverged": --force must not take it either
+                "its history shares no commit with this clone's run of that id (another run claiming it); "
+                "this clone's is kept"
+            )
+            del result.remote[ref]
+            return
         elif ours is not None and not is_ancestor(local, ours, theirs) and not force:
             bucket = result.diverged
         elif store.cas(ref, ours, theirs):
@@ -507,6 +517,13 @@ def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result:
         bucket.append(ref)
         return
     raise RepositoryError(f"ref {ref.decode()} kept moving while fetching it")
+
+
+def _another_run(local: Repo, ref: bytes, ours: bytes, theirs: bytes) -> bool:
+    """Whether a run ref's fetched value, which does not descend from this clone's, is
+    another run claiming its id rather than the same run written on in two places."""
+    parsed = parse_run_ref(ref)
+    return parsed is not None and not same_run(local, ours, theirs, parsed[1])
 
 
 def is_ancestor(repo: Repo, ancestor: bytes, descendant: bytes) -> bool:

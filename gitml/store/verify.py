@@ -50,6 +50,58 @@ def refused_names(refs: Iterable[bytes]) -> dict[bytes, str]:
     return refused
 
 
+RUN_TRAILER = b"Gitml-Run"  # the trailer naming its run in every run commit's message (gitml.tracking.writer)
+
+
+def claimed_ids(remote: Iterable[bytes], ours: Iterable[bytes]) -> dict[bytes, str]:
+    """``{ref: why}`` for the fetched run refs that claim the id of another run: a run
+    this clone holds under another name (another experiment), or an id several fetched
+    refs this clone does not hold claim at once (neither is taken: which is the run
+    cannot be told). ``runs:/<id>`` and every reader resolve a run by its id alone, so
+    a second ref with a known id would be a second answer to the same question.
+    The names are valid already (:func:`refused_names`); a run ref ends in ``/<32 hex>``."""
+    prefix = RUNS_PREFIX.encode()
+    here = ours if isinstance(ours, (dict, set, frozenset)) else set(ours)
+    new = [ref for ref in remote if ref.startswith(prefix) and ref not in here]
+    if not new:
+        return {}  # the usual fetch of runs seen before: nothing read of 100,000 refs
+    held: dict[bytes, bytes] = {}
+    for ref in here:
+        if ref.startswith(prefix):
+            held.setdefault(ref[-32:], ref)
+    arriving: dict[bytes, list[bytes]] = {}
+    refused: dict[bytes, str] = {}
+    for ref in new:
+        run_id = ref[-32:]
+        if run_id in held:
+            refused[ref] = (
+                f"claims run id {run_id.decode()}, which this clone holds as {held[run_id].decode()}: "
+                "another run under that id (a run's id never changes experiment)"
+            )
+        else:
+            arriving.setdefault(run_id, []).append(ref)
+    for run_id, refs in arriving.items():
+        if len(refs) > 1:
+            names = ", ".join(r.decode() for r in sorted(refs))
+            for ref in refs:
+                refused[ref] = f"run id {run_id.decode()} arrives under {len(refs)} refs ({names}): none is taken"
+    return refused
+
+
+def same_run(repo: Repo, ours: bytes, theirs: bytes, run_id: str) -> bool:
+    """Whether two histories of run ``run_id`` share one of its commits (a run written on
+    in two clones), rather than only its source commit or nothing (another run that
+    claims its id, with a first commit of its own)."""
+    from dulwich.graph import find_merge_base
+
+    trailer = b"\n" + RUN_TRAILER + b": " + run_id.encode()
+    try:
+        bases = find_merge_base(repo, [ours, theirs])
+        return any(trailer in repo.object_store[base].message for base in bases)
+    except (KeyError, AttributeError):
+        return False
+
+
 class FetchedObjects:
     """The objects a fetch looks at: those that arrive, read from ``arrived`` (the
     source's pack entries on a local fetch, the received pack's otherwise), and the

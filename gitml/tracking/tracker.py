@@ -20,6 +20,7 @@ from collections.abc import Set as AbstractSet
 from gitml.errors import (
     AmbiguousRunError,
     DeletedRunError,
+    DuplicateRunIdError,
     GitmlError,
     CorruptRecordError,
     InvalidInputError,
@@ -255,7 +256,6 @@ class Tracker:
         self._ended_since_pack = 0
         self._pack_check = 1  # runs to end before the loose run refs are counted: at the first
         self._long = False  # whether this process wrote its runs' columns while it ran (see _leave_settled)
-        self._refs_by_run: dict[str, bytes] = {}
         self._valid_refs: set[bytes] = set()  # run refs already checked by parse_run_ref
         self._refs_of_experiments: tuple[tuple, list, dict[bytes, bytes]] | None = None  # ids, listings, refs
         self.searches: dict[tuple, tuple] = {}  # a search's arguments -> (table, matches, its frame or None)
@@ -407,7 +407,6 @@ class Tracker:
         if journaled:
             self.writers[run_id] = writer
             self.committer.watch()
-        self._refs_by_run[run_id] = ref
         return writer
 
     def finish(self, run_id: str, status: str = RunStatus.FINISHED, end_time: int | None = None) -> None:
@@ -554,15 +553,16 @@ class Tracker:
         return self.store.refs_under(RUNS_PREFIX, names=RUN_REF_NAMES)
 
     def ref_of(self, run_id: str) -> bytes:
+        """The ref of the run ``run_id``: looked for every time (0.5 ms among 20,000 runs), not
+        remembered, so that two refs claiming one id (a hostile ref taken in by plain
+        ``git fetch`` while this process runs) are a :class:`DuplicateRunIdError`, never a pick."""
         check_run_id(run_id)
-        ref = self._refs_by_run.get(run_id)
-        if ref is not None and self.store.ref(ref) is not None:
-            return ref
-        for ref in sorted(self._refs_with_id(run_id)):
-            if ref[-33:] == b"/" + run_id.encode():
-                self._refs_by_run[run_id] = ref
-                return ref
-        raise RunNotFoundError(run_id)
+        refs = sorted(ref for ref in self._refs_with_id(run_id) if ref[-33:] == b"/" + run_id.encode())
+        if len(refs) > 1:
+            raise DuplicateRunIdError(run_id, [ref.decode() for ref in refs])
+        if not refs:
+            raise RunNotFoundError(run_id)
+        return refs[0]
 
     def _refs_with_id(self, start: str) -> dict[bytes, bytes]:
         """``{ref: commit}`` of the run refs whose run id starts with ``start``, found by
@@ -713,8 +713,6 @@ class Tracker:
         by_name = [ref[-32:].decode() for ref, _ in named]
         matches = sorted(set(by_id) | set(by_name))
         if len(matches) == 1:
-            if by_name:  # its ref, so that ref_of need not look through every run ref again
-                self._refs_by_run[matches[0]] = named[0][0]
             return matches[0]
         if not matches:
             if len(key) < 4 and any(i.startswith(key.encode()) for i in ids):

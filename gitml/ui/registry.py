@@ -28,7 +28,7 @@ def models(client: Client) -> dict:
         latest = state.latest
         out.append({"name": name, "deprecated": state.deprecated, "latest": latest.version if latest else None,
                     "versions": len(state.versions), "stages": sorted(state.stages.items()), "ignored": len(state.ignored)})
-    return {"models": out, "policy_source": client.registry.policy.source, "policy_pending": client.registry.policy.pending}
+    return {"models": out, "policy_source": client.registry.policy.source, "policy_notes": client.registry.policy_notes()}
 
 
 def model(client: Client, name: str) -> dict:
@@ -59,7 +59,7 @@ def model(client: Client, name: str) -> dict:
     return {"model": name, "deprecated": state.deprecated, "versions": versions, "stages": stages,
             "ignored": sorted(state.ignored.items()), "history": history,
             "hidden_events": len(state.events) - len(events), "policy": _policy(reg, state),
-            "policy_source": reg.policy.source, "policy_pending": reg.policy.pending}
+            "policy_source": reg.policy.source, "policy_notes": reg.policy_notes()}
 
 
 def _signature(reg: Registry, event: TagEvent) -> dict:
