@@ -237,6 +237,11 @@ class ContentStore:
             if not os.path.exists(dst):
                 os.makedirs(os.path.dirname(dst), exist_ok=True)
                 os.replace(tmp, dst)
+            else:  # logged again: `gitml gc` keeps what was used lately, and this run may not be committed yet
+                try:
+                    os.utime(dst)
+                except OSError:
+                    pass
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

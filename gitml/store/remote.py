@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 DEFAULT_REMOTE = "origin"
 NON_FAST_FORWARD = "rejected: non-fast-forward"
 REJECTED_BEHIND = "rejected: the remote has commits of this run that this clone lacks (`gitml fetch`, then push)"
+REMOTE_CHANGED = "rejected: the remote's run changed since this clone saw it (`gitml fetch`, then purge again)"
 GITML_PREFIXES = ("refs/gitml/",)
 _TAGS_PREFIX = b"refs/tags/"
 FEW_REFS = 64  # refs pushed: up to this many, the packs are searched in their indexes, not read whole
@@ -179,9 +180,12 @@ def push_refs(
     *,
     force: bool = False,
     progress: Progress | None = None,
+    expected: Mapping[bytes, bytes] | None = None,
 ) -> dict[bytes, str]:
     """Set these remote refs to these local values (None deletes the ref), in one
-    connection; returns ``{ref: "ok" | reason}`` for every ref asked.
+    connection; returns ``{ref: "ok" | reason}`` for every ref asked. ``expected``: a
+    deletion of a ref named there happens only while the remote holds that value (a
+    compare-and-delete: a run a teammate restored or continued is never deleted).
 
     The fast-forward check runs on the remote's refs as the connection reads
     them, so a ref moved by someone else in between is never clobbered: it is
@@ -201,6 +205,8 @@ def push_refs(
                 old = remote_refs.get(ref)
                 if new == old:
                     status[ref] = "ok"
+                elif new is None and expected is not None and ref in expected and old != expected[ref]:
+                    status[ref] = REMOTE_CHANGED
                 elif new is not None and not present(new):
                     status[ref] = f"rejected: object {new.decode()} is missing locally"
                 elif old is not None and new is not None and not force and ref.startswith(_TAGS_PREFIX):
