@@ -427,7 +427,9 @@ def fetch(
     too; with ``force``, the remote's history of a run written in two places wins."""
     store = client.store
     url = resolve_remote(store, remote)
-    result = fetch_refs(store, url, force=force)
+    from gitml.tracking.identity import rewritten
+
+    result = fetch_refs(store, url, force=force, vet=lambda ours, theirs: rewritten(store, ours, theirs))
     _fetch_registry_tags(store, url, result)
     prefix = EXPERIMENTS_PREFIX.encode()
     for ref in [r for r in result.diverged if r.startswith(prefix)]:  # created in two clones: join them

@@ -56,7 +56,7 @@ def import_group():
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def import_mlflow_command(ctx, source, experiments, since, no_artifacts, no_registry, maps, dry_run, as_json):
-    """Import an MLflow tracking store: runs (ids kept), histories, artifacts, registry.
+    """Import an MLflow tracking store: runs (ids kept), artifacts, registry.
 
     SOURCE: a file store folder (./mlruns), a database URI (sqlite:///mlflow.db,
     postgresql://...) or a tracking server (http://host:5000). A second import adds only
