@@ -446,10 +446,10 @@ class ContentStore:
         if not todo:
             return damaged
         try:
-            if _is_local(self.fs):  # a link or special file there is no object: a push writes over it
+            if len(todo) > 2048:  # a listing costs less than this many questions
+                have = todo & self.remote_objects()  # in a folder: regular files under real folders
+            elif _is_local(self.fs):  # a link or special file there is no object: a push writes over it
                 have = {s for s in todo if self._regular_in_folder(s)}
-            elif len(todo) > 2048:  # a listing costs less than this many questions
-                have = todo & self.remote_objects()
             else:
                 with ThreadPoolExecutor(max_workers=16) as pool:
                     flags = list(pool.map(lambda s: self._ask("exists", s), sorted(todo)))
