@@ -130,3 +130,107 @@ gitml.flush()
         assert client.get_run(run_id).info.status == "KILLED"
     finally:
         client.close()
+
+
+ROTATING_LOOP = """
+import sys, gitml
+import gitml.tracking.tracker as tracker
+tracker.JOURNAL_ROTATE_BYTES = {rotate}  # the 64 MB of a long process, reached in a short test
+gitml.set_experiment("loop")
+for i in range({runs}):
+    with gitml.start_run(run_name=f"r{{i}}"):
+        gitml.log_params({{f"p{{j}}": j for j in range(10)}})
+        gitml.log_metrics({{f"m{{j}}": float(j) for j in range(10)}})
+        gitml.set_tags({{f"t{{j}}": str(j) for j in range(5)}})
+"""
+
+
+def _assert_every_run_finished(repo, runs: int):
+    client = gitml.Client(repo)
+    try:
+        found = client.search_runs([client.get_experiment_by_name("loop").experiment_id], max_results=runs + 10)
+        assert sorted(r.info.run_name for r in found) == sorted(f"r{i}" for i in range(runs))
+        assert {r.info.status for r in found} == {"FINISHED"}
+        assert all(len(r.data.params) == 10 and len(r.data.metrics) == 10 for r in found)
+        assert all(r.data.tags.get(f"t{j}") == str(j) for r in found for j in range(5))
+    finally:
+        client.close()
+    assert os.listdir(repo / ".git" / "gitml" / "journal") == []
+    git(repo, "fsck", "--strict")
+
+
+def test_journal_rotation_keeps_the_runs_that_wait_for_the_committer(repo):
+    """A long process moves to a fresh journal past 64 MB, on the committer thread, while
+    up to 128 ended runs wait in its queue with their lines in the old journal only. The
+    old journal was closed and deleted at once: each waiting run then failed with "Bad
+    file descriptor" and its lines were gone (258 of 3,000 runs at a 1 MB threshold, 129
+    of 50,000 at 64 MB). It is kept open now until its last run has committed."""
+    result = run_python(ROTATING_LOOP.format(rotate=64 << 10, runs=600), cwd=repo)
+    assert "could not be committed" not in result.stderr, result.stderr
+    _assert_every_run_finished(repo, 600)
+
+
+def test_recovery_keeps_a_journal_whose_runs_it_could_not_commit(repo):
+    """Recovery deletes a journal only once every run in it is committed: a run whose
+    commit fails (here its experiment's ref folder is blocked by a file) keeps the
+    journal, and the next command, with the obstacle gone, commits it in full."""
+    run_id = _killed_run(repo, points=50)
+    journal_dir = repo / ".git" / "gitml" / "journal"
+    (name,) = os.listdir(journal_dir)
+    registered = [line.split("\t") for line in (journal_dir / name).read_text().splitlines() if line.startswith("R\t")]
+    assert [r[3] for r in registered] == [run_id]
+    experiment_id = registered[0][2]
+    blocker = repo / ".git" / "refs" / "gitml" / "runs" / experiment_id
+    assert not blocker.exists()  # killed before its first commit: its ref is to be made
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("in the way\n")  # the ref's folder cannot be made: the commit fails
+    result = run_python(
+        "import gitml.cli.main as m, sys; sys.argv = ['gitml', 'recover']; m.main()", cwd=repo, check=False
+    )
+    assert run_id in result.stderr and "is kept" in result.stderr, result.stderr
+    assert os.listdir(journal_dir) == [name]  # not deleted: the run is in no ref
+    blocker.unlink()
+    client = gitml.Client(repo)  # the next command folds it in
+    try:
+        assert client.tracker.recovered == [run_id]
+        run = client.get_run(run_id)
+        assert run.info.status == "KILLED" and run.data.params == {"lr": "0.1"}
+        assert len(client.get_metric_history(run_id, "loss")) == 50
+    finally:
+        client.close()
+    assert os.listdir(journal_dir) == []
+    git(repo, "fsck", "--strict")
+
+
+def test_a_run_whose_commit_fails_at_exit_is_recovered_with_its_real_status(repo):
+    """The process ends its run (FINISHED) and exits normally, but the commit fails (the
+    run's ref folder is blocked): the journal stays, and the next command commits the run
+    with its data and the status its process gave it, not KILLED."""
+    script = """
+import os, gitml
+experiment_id = gitml.create_experiment("blocked")
+os.makedirs(".git/refs/gitml/runs", exist_ok=True)
+open(f".git/refs/gitml/runs/{experiment_id}", "w").write("in the way\\n")
+with gitml.start_run(experiment_id=experiment_id) as run:
+    gitml.log_param("lr", "0.1")
+    for i in range(20):
+        gitml.log_metric("loss", 1.0 / (i + 1), step=i)
+print(experiment_id, run.info.run_id, flush=True)
+"""
+    result = run_python(script, cwd=repo, check=False)
+    experiment_id, run_id = result.stdout.split()
+    assert f"run {run_id} could not be committed" in result.stderr, result.stderr
+    journal_dir = repo / ".git" / "gitml" / "journal"
+    assert len(os.listdir(journal_dir)) == 1
+    (repo / ".git" / "refs" / "gitml" / "runs" / experiment_id).unlink()
+    client = gitml.Client(repo)
+    try:
+        assert client.tracker.recovered == [run_id]
+        run = client.get_run(run_id)
+        assert run.info.status == "FINISHED" and run.info.end_time
+        assert run.data.params == {"lr": "0.1"}
+        assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(20))
+    finally:
+        client.close()
+    assert os.listdir(journal_dir) == []
+    git(repo, "fsck", "--strict")

@@ -23,6 +23,7 @@ from gitml.cli.main import cli
 from gitml.errors import DuplicateRunIdError
 from gitml.store.git import open_store
 from gitml.store.remote import fetch_refs
+from gitml.tracking.identity import rewritten
 from tests.conftest import git
 from tests.test_remote import for_each_ref, serve
 
@@ -49,17 +50,18 @@ def plumbing(repo: Path):
     return run
 
 
-def forge_run(bare: Path, genuine: str, *, experiment: str, parent: str | None, params: str = "lr: \"666\"\n") -> str:
+def forge_run(bare: Path, genuine: str, *, experiment: str, parent: str | None, params: str = "lr: \"666\"\n",
+              edit=lambda line: line) -> str:
     """A commit claiming run ``genuine``'s id: its tree is the genuine run's with
     ``meta.yaml`` rewritten for ``experiment`` (so the record checks pass) and other
     params, its message carries the run's trailer, its parent is ``parent`` (the source
     commit: a first commit of its own). Returns the commit."""
     run = plumbing(bare)
-    run_id = genuine.rsplit("/", 1)[1]
     meta = run("cat-file", "-p", f"{genuine}:.gitml/run/meta.yaml")
+    run_id = next(line.split(":", 1)[1].strip().strip('"') for line in meta.splitlines() if line.startswith("run_id:"))
     meta = "\n".join(
         f'experiment_id: "{experiment}"' if line.startswith("experiment_id:") else
-        "run_name: impostor" if line.startswith("run_name:") else line
+        "run_name: impostor" if line.startswith("run_name:") else edit(line)
         for line in meta.splitlines()
     ) + "\n"
     run("read-tree", genuine)
@@ -234,3 +236,32 @@ def test_an_id_two_refs_claim_anyway_is_an_error_for_every_reader(team, tmp_path
         assert page.status_code != 200 and "claimed by 2 refs" in page.text and "impostor" not in page.text
         api = web.get(f"/api/run/{run_id}")
         assert api.status_code != 200 and "claimed by 2 refs" in api.json()["error"]
+
+
+@pytest.mark.parametrize("kind", ["path", "git"])
+def test_a_later_commit_rewriting_what_never_changes_in_a_run_is_refused(team, kind):
+    """A commit on top of the run (so a fast-forward) that rewrites a logged param, or the
+    run's start time or source, is another run wearing its id: refused, with --force too;
+    one that only adds to the run and renames it moves the ref as before."""
+    bare, victim, run_id, ref = team["bare"], team["victim"], team["run_id"], team["ref"]
+    experiment = ref.split("/")[3]
+    tip = git(bare, "rev-parse", ref).strip()
+    here = for_each_ref(victim)[ref.encode()]
+    rewrites = {
+        "param 'lr'": dict(params='lr: "666"\n'),
+        "start_time": dict(params='lr: "0.1"\n', edit=lambda line: "start_time: 1" if line.startswith("start_time:") else line),
+        "source": dict(params='lr: "0.1"\n', edit=lambda line: "  commit: \"" + "0" * 40 + "\"" if line.startswith("  commit:") else line),
+    }
+    for what, how in rewrites.items():
+        git(bare, "update-ref", ref, forge_run(bare, tip, experiment=experiment, parent=tip, **how))
+        for force in (False, True):
+            with serve(kind, team["base"], "remote.git") as url, open_store(victim) as store:
+                result = fetch_refs(store, url, force=force, vet=lambda a, b, s=store: rewritten(s, a, b))
+            assert list(result.refused) == [ref.encode()], (what, result)
+            assert what in result.refused[ref.encode()]
+            assert for_each_ref(victim)[ref.encode()] == here
+    assert f"{ref}: refused: its later commit" in gitml_cli(victim, "pull", code=1).output  # through gitml's own fetch
+    # adding a param and renaming the run is what a later commit of the run does
+    git(bare, "update-ref", ref, forge_run(bare, tip, experiment=experiment, parent=tip, params='lr: "0.1"\nmore: "1"\n'))
+    assert "1 updated" in gitml_cli(victim, "fetch").output
+    assert victims_view(victim, run_id) == f"impostor 0.1 {experiment}"

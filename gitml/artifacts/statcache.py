@@ -1,11 +1,19 @@
 """The stat cache: ``realpath → (size, mtime_ns, inode, ctime_ns) → (sha256, git blob id)``,
-as git's index spares re-hashing an unchanged file (``.git/gitml/statcache.sqlite3``)."""
+as git's index spares re-hashing an unchanged file (``.git/gitml/statcache.sqlite3``).
+
+A file changed within ``RACY_NS`` of being hashed is not kept ("racily clean", as git says):
+file systems stamp times by a coarse clock tick (a few milliseconds, 2 s on FAT), so a file
+rewritten to the same size within one tick of the first write keeps every field of its stat,
+and would be taken for the bytes hashed before. Such a file is hashed again next time."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import threading
+import time
+
+RACY_NS = 2_000_000_000  # a file's times within this of its hashing may hide a rewrite in the same tick
 
 
 class StatCache:
@@ -56,6 +64,10 @@ class StatCache:
         return found
 
     def put_many(self, rows: list[tuple[str, os.stat_result, str, str | None]]) -> None:
+        """Keep ``(path, stat, sha256, blob)`` of files hashed just now, but the racily clean
+        ones (changed within ``RACY_NS`` of now: see the module's docstring)."""
+        settled = time.time_ns() - RACY_NS
+        rows = [row for row in rows if row[1].st_mtime_ns < settled]
         if not rows:
             return
         with self._lock:

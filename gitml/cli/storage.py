@@ -150,20 +150,55 @@ def fsck(ctx, no_remote):
 @click.option("--keep-recent", default=3600, show_default=True, type=click.IntRange(min=0),
               help="Keep objects added in the last this many seconds (a run may be logging or pushing them).")
 @click.option("--git-remote", help="With --remote: the git remote whose runs must all be here first (default origin).")
+@click.option("--purge", is_flag=True, help="First remove deleted runs for good (their refs; with --remote, on the git remote too).")
+@click.option("--older-than", metavar="AGE", help="With --purge: only runs deleted at least this long ago (30d, 12h, 2w).")
+@click.option("-e", "--experiment", "experiments_", multiple=True, help="With --purge: only this experiment's runs (repeatable).")
+@click.option("--dry-run", is_flag=True, help="With --purge: list what would be removed, and remove nothing.")
 @click.pass_context
-def gc(ctx, remote, delete, keep_recent, git_remote):
+def gc(ctx, remote, delete, keep_recent, git_remote, purge, older_than, experiments_, dry_run):
     """Drop cached artifact objects that no run references; pack run refs.
 
     With --remote, also list the artifact remote's unreferenced objects (refused for the
     default store, which every repository shares, and while the git remote has runs this
-    clone lacks); --delete deletes them.
+    clone lacks); --delete marks them, and deletes those an earlier gc marked at least
+    --keep-recent seconds ago that no run uses and no push wrote since (two phases, so a
+    teammate pushing meanwhile never loses an object).
+
+    With --purge, deleted runs are first removed for good, as `mlflow gc` does: their refs
+    here and, with --remote, on the git remote (each only while it holds what this clone
+    holds). A run a registry tag points into is never purged. Their artifact objects then go
+    with the unreferenced ones (the cache; with --remote --delete, the artifact store).
     """
     if (delete or git_remote) and not remote:
         raise click.UsageError("--delete and --git-remote apply to --remote")
+    if (older_than or experiments_ or dry_run) and not purge:
+        raise click.UsageError("--older-than, --experiment and --dry-run apply to --purge")
     with open_client(ctx) as c:
         content = c.artifacts.content
-        if delete:
+        if delete and not dry_run:
             content.check_writable()  # before anything: a remote the committed config set needs confirming
+        if purge:
+            from gitml.cli.common import experiment_id
+            from gitml.purge import parse_age, purge as purge_runs, purge_plan
+            from gitml.runviews import when
+
+            ids = [experiment_id(c, e) for e in experiments_] or None
+            plan = purge_plan(c, older_than=parse_age(older_than) if older_than else 0, experiment_ids=ids)
+            for run_id, why in sorted(plan.kept.items()):
+                click.echo(f"keeping run {run_id}: {why}")
+            if dry_run:
+                for r in plan.runs:
+                    click.echo(f"would purge run {r.run_id} ({r.run_name}), deleted {when(r.deleted_at * 1000)}")
+                click.echo(f"{len(plan.runs)} run(s) would be purged" + (" here and on the git remote" if remote else ""))
+                return
+            done = purge_runs(c, plan, remote=git_remote, all_remotes=remote)
+            for r in done.purged:
+                click.echo(f"purged run {r.run_id} ({r.run_name})")
+            for run_id, why in sorted(done.kept.items()):
+                if run_id not in plan.kept:
+                    click.secho(f"kept run {run_id}: {why}", fg="yellow", err=True)
+            where = f" here and on {done.remote_url}" if done.remote_url else ""
+            click.echo(f"{len(done.purged)} run(s) purged{where}")
         keep = set(c.artifacts.referenced_objects())
         dropped = freed = 0
         grace = time.time() - keep_recent
@@ -186,13 +221,26 @@ def gc(ctx, remote, delete, keep_recent, git_remote):
             return
         from gitml import sync
 
-        extra = sync.remote_garbage(c, git_remote=git_remote, keep_recent=keep_recent)
-        for sha in extra:
-            click.echo(f"{'deleting' if delete else 'would delete'} {content.remote_url}/{sha[:2]}/{sha[2:]}")
+        for rounds in range(2 if keep_recent == 0 and delete else 1):  # no grace: what is marked now is due now
+            garbage = sync.remote_garbage(c, git_remote=git_remote, keep_recent=keep_recent)
+            for sha in sorted(garbage.due):
+                click.echo(f"{'deleting' if delete else 'would delete'} {content.remote_url}/{sha[:2]}/{sha[2:]}")
+                if delete:
+                    content.delete_remote(sha)
             if delete:
-                content.delete_remote(sha)
-        if extra and not delete:
-            click.echo(f"{len(extra)} unreferenced remote object(s); run again with --delete to delete them")
+                for mark in garbage.marks:
+                    if not mark.shas - set(garbage.due) or all(content.remote_modified(s) is None for s in mark.shas):
+                        content.drop_gc_mark(mark)  # every object it named is gone or was kept for good reason
+                if garbage.fresh:
+                    content.write_gc_mark(garbage.fresh)
+                    click.echo(f"marked {len(garbage.fresh)} unreferenced remote object(s): a gc at least "
+                               f"{keep_recent} s from now deletes those still unreferenced and not written since")
+            elif garbage.fresh:
+                verb = "would delete" if keep_recent == 0 else "would mark"  # what --delete would do now
+                for sha in garbage.fresh:
+                    click.echo(f"{verb} {content.remote_url}/{sha[:2]}/{sha[2:]}")
+                click.echo(f"{len(garbage.fresh)} unreferenced remote object(s); `--delete` marks them, "
+                           "and a later gc deletes them (two-phase: a push meanwhile keeps what it uses)")
 
 
 def _size(n: int | None) -> str:

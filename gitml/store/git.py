@@ -499,6 +499,61 @@ class _CheckedRepo(Repo):
             raise UnsupportedRepositoryError(where, f"core.repositoryformatversion = {e}") from None
         except UnsupportedExtension as e:
             raise UnsupportedRepositoryError(where, f"extensions.{e}") from None
+        _search_live_packs_first(self.object_store, os.path.join(self.commondir(), "gitml", "retired"))
+
+
+class _Skipped:
+    def close(self) -> None:
+        pass
+
+
+_SKIPPED = _Skipped()
+
+
+def _search_live_packs_first(store, retired_dir: str) -> None:
+    """Make dulwich look for an object in the newest packs first, and not in packs
+    merged away (retired: :mod:`gitml.store.packs`).
+
+    dulwich searches its packs in the order it found them, each by a lookup in its
+    index: 16 writers committing to one run left ~50 live and ~200 retired packs
+    (kept 60 s for readers that have not seen the merged pack), and each object read
+    cost ~260 index lookups (a third of the writers' time). A retired pack's objects
+    are all in the merged pack, which is in place before the pack is retired."""
+    original = getattr(store, "_update_pack_cache", None)
+    if original is None or not isinstance(getattr(store, "_pack_cache", None), dict):
+        return  # another dulwich: its own order
+    seen: set[str] = set()
+
+    def update():
+        try:
+            retired = set(os.listdir(retired_dir))  # read first: a pack retired later is still merged
+        except OSError:
+            retired = set()
+        cache = store._pack_cache
+        for name in retired.difference(cache):
+            cache[name] = _SKIPPED  # not opened: dulwich takes it for one it has
+        try:
+            added = original()
+        finally:
+            cache = store._pack_cache
+            for name in [n for n, pack in cache.items() if pack is _SKIPPED]:
+                del cache[name]
+        for name in retired.intersection(cache):
+            try:
+                cache.pop(name).close()
+            except (BufferError, OSError):  # a view of its memory map is alive: it closes when collected
+                pass
+        order = getattr(store, "_pack_access_order", None)
+        if isinstance(order, list) and len(order) > len(cache):
+            order[:] = [name for name in order if name in cache]
+        new = [name for name in cache if name not in seen]
+        seen.clear()
+        seen.update(cache)
+        if new:
+            store._pack_cache = {**{n: cache[n] for n in reversed(new)}, **{n: p for n, p in cache.items() if n not in new}}
+        return added
+
+    store._update_pack_cache = update
 
 
 def _config_of(root: str) -> ConfigFile | None:

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 DEFAULT_REMOTE = "origin"
 NON_FAST_FORWARD = "rejected: non-fast-forward"
 REJECTED_BEHIND = "rejected: the remote has commits of this run that this clone lacks (`gitml fetch`, then push)"
+REMOTE_CHANGED = "rejected: the remote's run changed since this clone saw it (`gitml fetch`, then purge again)"
 GITML_PREFIXES = ("refs/gitml/",)
 _TAGS_PREFIX = b"refs/tags/"
 FEW_REFS = 64  # refs pushed: up to this many, the packs are searched in their indexes, not read whole
@@ -179,9 +180,13 @@ def push_refs(
     *,
     force: bool = False,
     progress: Progress | None = None,
+    expected: Mapping[bytes, bytes] | None = None,
 ) -> dict[bytes, str]:
     """Set these remote refs to these local values (None deletes the ref), in one
-    connection; returns ``{ref: "ok" | reason}`` for every ref asked.
+    connection; returns ``{ref: "ok" | reason}`` for every ref asked. ``expected``: a
+    deletion of a ref named there happens only while the remote holds that value or one
+    of its ancestors (a compare-and-delete: a run a teammate restored or continued there,
+    with commits this clone lacks, is never deleted).
 
     The fast-forward check runs on the remote's refs as the connection reads
     them, so a ref moved by someone else in between is never clobbered: it is
@@ -201,6 +206,9 @@ def push_refs(
                 old = remote_refs.get(ref)
                 if new == old:
                     status[ref] = "ok"
+                elif (new is None and expected is not None and ref in expected and old is not None
+                      and old != expected[ref] and not (present(old) and is_ancestor(local, old, expected[ref]))):
+                    status[ref] = REMOTE_CHANGED
                 elif new is not None and not present(new):
                     status[ref] = f"rejected: object {new.decode()} is missing locally"
                 elif old is not None and new is not None and not force and ref.startswith(_TAGS_PREFIX):
@@ -366,9 +374,12 @@ def fetch_refs(
     progress: Progress | None = None,
     force: bool = False,
     accept: Callable[[bytes], object] | None = None,
+    vet: Callable[[bytes, bytes], str | None] | None = None,
 ) -> FetchResult:
     """Fetch the remote's refs under ``prefixes`` and their objects; create the
     missing local refs and fast-forward the others (each by compare-and-swap).
+    ``vet(ours, theirs)`` says why a run ref must not move from this clone's commit to
+    the fetched one (it rewrites what never changes in a run), or None.
 
     Refs are only added or moved forward, never deleted or rewound: a local run
     the remote lacks stays, and a diverged run is reported, not chosen (with
@@ -381,7 +392,7 @@ def fetch_refs(
     refused: dict[bytes, str] = {}
     folder = local_path(url)
     if folder is not None:
-        return _fetch_local(store, folder, wanted, force, accept)
+        return _fetch_local(store, folder, wanted, force, accept, vet)
     with Repo(store.repo.path) as local, PackEntries(local, ids_only=True) as before:
         # What this clone has is told by tips only, not by walking history (dulwich's
         # walker offers every ancestor of every branch: 300,000 lines for a long history).
@@ -413,7 +424,7 @@ def fetch_refs(
         ours = _ours(store, wanted)
         with PackEntries(local, packs=[stored.base] if stored.base else []) as arrived:
             _check_new(store, FetchedObjects(arrived, local, before.has), remote, ours, refused)
-        return _take_refs(store, local, remote, ours, force, refused)
+        return _take_refs(store, local, remote, ours, force, refused, vet)
 
 
 def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
@@ -424,7 +435,8 @@ def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
 
 
 def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
-                 accept: Callable[[bytes], object] | None = None) -> FetchResult:
+                 accept: Callable[[bytes], object] | None = None,
+                 vet: Callable[[bytes, bytes], str | None] | None = None) -> FetchResult:
     """Fetch from a repository on this machine: one copied pack; new refs in one write."""
     try:
         source = open_repo(folder)
@@ -443,7 +455,7 @@ def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
             with PackEntries(source) as arrived, PackEntries(local, ids_only=True) as before:
                 picked = _check_new(store, FetchedObjects(arrived, local, before.has), remote, ours, refused)
                 write_picked(os.path.join(local.object_store.path, "pack"), picked)  # each read where the check found it
-        return _take_refs(store, local, remote, ours, force, refused)
+        return _take_refs(store, local, remote, ours, force, refused, vet)
 
 
 def _ours(store: GitStore, wanted: list[bytes]) -> dict[bytes, bytes]:
@@ -476,6 +488,7 @@ def _take_refs(
     ours: dict[bytes, bytes],
     force: bool,
     refused: dict[bytes, str],
+    vet: Callable[[bytes, bytes], str | None] | None = None,
 ) -> FetchResult:
     """After the objects arrived and the new values were checked: create the refs
     missing here in one write, and classify or fast-forward the others one by one."""
@@ -489,11 +502,12 @@ def _take_refs(
         elif ours.get(ref) == theirs:
             result.unchanged.append(ref)
         else:
-            _update_ref(store, local, ref, theirs, result, force)
+            _update_ref(store, local, ref, theirs, result, force, vet)
     return result
 
 
-def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result: FetchResult, force: bool) -> None:
+def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result: FetchResult, force: bool,
+                vet: Callable[[bytes, bytes], str | None] | None = None) -> None:
     """Classify one fetched ref and move it forward if it should move."""
     for _ in range(100):  # a lost compare-and-swap means a local writer moved the ref: look again
         ours = store.ref(ref)
@@ -510,6 +524,10 @@ def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result:
             return
         elif ours is not None and not is_ancestor(local, ours, theirs) and not force:
             bucket = result.diverged
+        elif ours is not None and vet is not None and parse_run_ref(ref) and (why := vet(ours, theirs)):
+            result.refused[ref] = f"{why}; this clone's is kept"
+            del result.remote[ref]
+            return
         elif store.cas(ref, ours, theirs):
             bucket = result.created if ours is None else result.updated
         else:

@@ -16,6 +16,10 @@ process writes; each run has a slot number. Lines, tab-separated::
 
 The process holds an exclusive ``flock`` on its journal while alive; a journal
 whose lock can be taken belongs to a dead process and is replayed by recovery.
+A journal counts the writers whose lines it holds uncommitted: a *retired* one
+(a long process moved on to a fresh journal) stays open, and on disk, until the
+last of them has committed; deleting it while ended runs still waited for the
+committer lost them (129 of 50,000 runs in one process).
 Each run commit records, in a ``Gitml-Journal: <name> <offset>`` trailer, the
 journal's size when the commit was prepared: the run's lines before it are in
 the commit, the ones after it are not.
@@ -35,26 +39,70 @@ from gitml.errors import JournalWriteError  # noqa: F401  (defined there, raised
 MAGIC = "gitml-journal 2"
 
 
+class _JournalRetired(RuntimeError):
+    """The journal takes no new run: the process moved on to a fresh one."""
+
+
 class Journal:
     """An open, locked, append-only journal shared by a process's writers."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, prefix: str = ""):
         os.makedirs(directory, exist_ok=True)
-        self.name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}.log"
+        self.name = f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:12]}.log"
         self.path = os.path.join(directory, self.name)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._slots = 0
+        self._users: set[int] = set()  # slots of writers that may hold uncommitted lines here
+        self._retired = False
         self._lock = threading.Lock()
-        self.write(f"{MAGIC}\n")
+        # Made locked and with its header under another name, then renamed: a journal
+        # is never seen unlocked. Another process's recovery took a journal in the
+        # moment between its creation and its flock for a dead one, found it empty and
+        # deleted it; the lines written to it after that were lost (a group writer's).
+        building = os.path.join(directory, f".{self.name}.new")
+        self.fd = os.open(building, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self.write(f"{MAGIC}\n")
+            os.rename(building, self.path)
+        except BaseException:
+            os.close(self.fd)
+            os.unlink(building)
+            raise
 
     def register(self, experiment_id: str, run_id: str) -> int:
-        """A slot number for a run's lines in this journal."""
+        """A slot number for a run's lines in this journal (held until :meth:`release`)."""
         with self._lock:
+            if self._retired:
+                raise _JournalRetired(self.name)
             self._slots += 1
             slot = self._slots
+            self._users.add(slot)
         self.write(f"R\t{slot}\t{experiment_id}\t{run_id}\n")
         return slot
+
+    def release(self, slot: int) -> None:
+        """The run of ``slot`` has committed every line it has here (and writes no more);
+        a retired journal whose runs have all committed is deleted."""
+        with self._lock:
+            self._users.discard(slot)
+            done = self._retired and not self._users
+        if done:
+            self.close(remove=True)
+
+    @property
+    def users(self) -> int:
+        """How many runs may hold uncommitted lines here."""
+        return len(self._users)
+
+    def retire(self) -> bool:
+        """Take no more runs; delete the journal once its runs have committed (now, if
+        they have). True if it was deleted now."""
+        with self._lock:
+            self._retired = True
+            done = not self._users
+        if done:
+            self.close(remove=True)
+        return done
 
     def write(self, text: str) -> None:
         """Append whole lines, or raise :class:`JournalWriteError` and leave the journal
@@ -75,18 +123,24 @@ class Journal:
                 raise JournalWriteError(self.path, e) from None
 
     def size(self) -> int:
-        return os.fstat(self.fd).st_size
+        with self._lock:  # not a closed descriptor's number, which the process may reuse
+            if self.fd < 0:
+                raise JournalWriteError(self.path, OSError(9, "the journal is closed"))
+            return os.fstat(self.fd).st_size
 
     def close(self, *, remove: bool) -> None:
-        if self.fd < 0:
-            return
-        if remove:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-        os.close(self.fd)
-        self.fd = -1
+        """Close (and with ``remove``, delete) the journal; deleted only while the lock is
+        held, so that no recovery of another process can be replaying it."""
+        with self._lock:
+            if self.fd < 0:
+                return
+            if remove:
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+            os.close(self.fd)
+            self.fd = -1
 
 
 def encode_create(slot: int, meta: dict, tags: dict, source_commit: bytes | None, source_tree: bytes | None) -> str:
@@ -153,9 +207,13 @@ def replay(data: bytes, name: str) -> tuple[dict[int, tuple[str, str]], list[tup
     """
     if not data.startswith(MAGIC.encode() + b"\n"):
         raise CorruptRecordError(f"journal {name}", "missing header")
+    return parse(data, len(MAGIC) + 1, name)
+
+
+def parse(data: bytes, offset: int, name: str) -> tuple[dict[int, tuple[str, str]], list[tuple[int, int, tuple]]]:
+    """Parse the whole lines of ``data`` from ``offset`` (a line's start), as :func:`replay`."""
     runs: dict[int, tuple[str, str]] = {}
     entries: list[tuple[int, int, tuple]] = []
-    offset = len(MAGIC) + 1
     end = data.rfind(b"\n") + 1
     while offset < end:
         stop = data.index(b"\n", offset) + 1

@@ -135,6 +135,25 @@ class RunRecord:
             raise CorruptRecordError(what, f"{name}: {e}") from None
         return record
 
+    @classmethod
+    def load_meta(cls, store: GitStore, commit_sha: bytes, what: str, *, ref: bytes | None = None) -> dict:
+        """The checked meta of a run commit alone (what deciding whether a run takes a
+        change needs: its lifecycle stage), without the other files :meth:`load` reads."""
+        try:
+            tree = store.commit(commit_sha).tree
+            entry = store.lookup(tree, f"{RECORD_DIR}/{META}")
+        except CorruptRecordError as e:
+            raise CorruptRecordError(what, str(e)) from None
+        if entry is None or entry[0] not in FILE_MODES:
+            return cls.load(store, commit_sha, what, ref=ref).meta  # its error names what is wrong
+        data = load_yaml(store.blob(entry[1]), f"{what} ({META})")
+        if not isinstance(data, dict):
+            return cls.load(store, commit_sha, what, ref=ref).meta
+        try:
+            return check_meta(data, parse_run_ref(ref) if ref is not None else None)
+        except InvalidInputError as e:
+            raise CorruptRecordError(what, f"{META}: {e}") from None
+
     def history(self, store: GitStore, key: str) -> list[Metric]:
         """Every logged point of ``key``, in logged order."""
         chunks = sorted(

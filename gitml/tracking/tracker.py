@@ -58,6 +58,7 @@ from gitml.tracking.entities import (
 from gitml.tracking.committer import Committer, wait_for_repository
 from gitml.tracking.experiments import ExperimentRegistry
 from gitml.tracking.columns import ATTRIBUTES, SECTIONS, RunTable
+from gitml.tracking.group import RunGroup, is_group_journal
 from gitml.tracking import index as run_index
 from gitml.tracking.index import RunIndex
 from gitml.tracking.record import RunRecord
@@ -70,6 +71,7 @@ _TRACKERS: weakref.WeakSet[Tracker] = weakref.WeakSet()  # every open Tracker of
 DEFAULT_FLUSH_INTERVAL = 5.0
 JOURNAL_ROTATE_BYTES = 64 << 20  # a long-lived process starts a new journal past this
 SEARCHES_KEPT = 16  # searches of one table remembered (its matches, its DataFrame): a repeated one is free
+GROUPS_KEPT = 16  # group journals (runs written to, not owned) a Tracker keeps open
 PACK_REFS_AFTER = 1024  # loose run refs before the committer packs them (a search looks at each loose one)
 FRESH_RUNS_SEGMENT = 1024  # runs a process makes before it writes their columns into the search index's snapshot
 PACK_CHECK_EVERY = 256  # runs ended in a process between its counts of the loose run refs (and at its first)
@@ -246,6 +248,8 @@ class Tracker:
         self.experiments = ExperimentRegistry(store, self.artifact_root)
         self.writers: dict[str, RunWriter] = {}
         self.journal: jr.Journal | None = None
+        self._retired: list[jr.Journal] = []  # journals rotated away from, kept until their runs commit
+        self._groups: dict[str, RunGroup] = {}  # group journals of runs written here, not owned (tracking.group)
         self.committer = Committer(
             store, lambda: [w for w in list(self.writers.values()) if not w.closed], housekeeping=self._housekeeping
         )
@@ -259,16 +263,27 @@ class Tracker:
         _TRACKERS.add(self)
 
     def close(self) -> None:
+        failed: BaseException | None = None
         for writer in list(self.writers.values()):
-            writer.close()
+            try:
+                writer.close()
+            except Exception as e:  # the others still commit; its journal stays for recovery
+                log.warning("gitml: run %s could not be committed (its journal is kept for recovery): %s", writer.run_id, e)
+                failed = failed or e
         self.writers.clear()
         self.committer.close()
-        if self.journal is not None:
-            self.journal.close(remove=not self.committer.failed)
-            self.journal = None
+        for group in self._groups.values():
+            group.close()
+        self._groups = {}
+        for journal in [*self._retired, *([self.journal] if self.journal is not None else [])]:
+            # kept (for the next command's recovery) while a run's lines in it did not commit
+            journal.close(remove=journal.users == 0)
+        self.journal, self._retired = None, []
         if not self.committer.failed and (self._long or self.index.fresh() >= run_index.SNAPSHOT_SLACK):
             self._leave_settled()
         self.index.close()
+        if failed is not None:
+            raise failed
 
     def _leave_settled(self) -> None:
         """At the end of a process that made many runs: pack their loose refs and write
@@ -372,18 +387,23 @@ class Tracker:
         return self._writer(ref, run_id, experiment_id, journaled)
 
     def _writer(self, ref: bytes, run_id: str, experiment_id: str, journaled: bool) -> RunWriter:
-        if journaled and self.journal is None:
-            self.journal = jr.Journal(self.journal_dir)
-        writer = RunWriter(
-            self.store,
-            ref,
-            run_id,
-            experiment_id,
-            journal_dir=self.journal_dir,
-            journal=self.journal if journaled else None,
-            flush_interval=self.flush_interval,
-            on_commit=self._on_commit,
-        )
+        while True:
+            if journaled and self.journal is None:
+                self.journal = jr.Journal(self.journal_dir)
+            try:
+                writer = RunWriter(
+                    self.store,
+                    ref,
+                    run_id,
+                    experiment_id,
+                    journal_dir=self.journal_dir,
+                    journal=self.journal if journaled else None,
+                    flush_interval=self.flush_interval,
+                    on_commit=self._on_commit,
+                )
+                break
+            except jr._JournalRetired:  # the committer rotated the journal just now: join the new one
+                continue
         if journaled:
             self.writers[run_id] = writer
             self.committer.watch()
@@ -402,7 +422,9 @@ class Tracker:
             writer.close()
 
     def update(self, run_id: str, change, *, deleted_ok: bool = False) -> None:
-        """Apply ``change(writer)`` to a run; committed now unless the run is open here.
+        """Apply ``change(writer)`` to a run; committed now unless the run is open here:
+        journaled, then group-committed with the other writers of the run
+        (:mod:`gitml.tracking.group`).
 
         A deleted run takes no change (``DeletedRunError``, as MLflow refuses), except
         with ``deleted_ok`` (deleting and restoring it).
@@ -414,10 +436,33 @@ class Tracker:
             change(writer)
             writer.maybe_flush()
             return
-        writer = self.open_writer(run_id, journaled=False)
-        self._check_not_deleted(writer, deleted_ok)
-        change(writer)
-        writer.flush()
+        ref = self.ref_of(run_id)
+        experiment_id, _ = run_ref_parts(ref)
+        group = self._group(run_id, ref, experiment_id)
+        writer = group.writer()
+        commit = self.store.ref(ref)
+        if commit is None:
+            raise RunNotFoundError(run_id)
+        meta = RunRecord.load_meta(self.store, commit, f"run {run_id}", ref=ref)  # not every file of it
+        if not deleted_ok and meta.get("lifecycle_stage") == LifecycleStage.DELETED:
+            raise DeletedRunError(run_id)
+        with writer.lock:
+            change(writer)
+            if writer.pending():
+                group.commit(writer)
+
+    def _group(self, run_id: str, ref: bytes, experiment_id: str) -> RunGroup:
+        """This process's group journal for a run it writes to without owning it (a
+        few kept open: each holds a file descriptor)."""
+        group = self._groups.pop(run_id, None)
+        if group is None or group.ref != ref:
+            if group is not None:
+                group.close()
+            group = RunGroup(self.store, ref, run_id, experiment_id, self.journal_dir, self._on_commit)
+        self._groups[run_id] = group  # the most recent last
+        while len(self._groups) > GROUPS_KEPT:
+            self._groups.pop(next(iter(self._groups))).close()
+        return group
 
     def open_active_writer(self, run_id: str) -> RunWriter:
         """The writer of a run to resume: refused (``DeletedRunError``) if the run is deleted."""
@@ -611,17 +656,20 @@ class Tracker:
         old = self.journal
         if old is None:
             return
-        writers = [w for w in list(self.writers.values()) if not w.closed]
+        writers = [w for w in list(self.writers.values()) if not w.closed and w.journal is not None]
         for writer in writers:
             writer.lock.acquire()
         try:
+            self.journal = jr.Journal(self.journal_dir)  # new runs register here from now on
             for writer in writers:
-                writer.flush()
-            self.journal = jr.Journal(self.journal_dir)
-            for writer in writers:
-                writer.journal = self.journal
-                writer.slot = self.journal.register(writer.experiment_id, writer.run_id)
-            old.close(remove=True)
+                if not writer.closed:
+                    writer.flush()
+                    writer.move_to(self.journal)
+            # Runs that ended but wait for the committer, or a writer made meanwhile,
+            # still hold lines only the old journal has: it goes when they commit.
+            self._retired = [j for j in self._retired if j.users]  # (deleted once their runs committed)
+            if not old.retire():
+                self._retired.append(old)
         finally:
             for writer in writers:
                 writer.lock.release()
@@ -695,37 +743,66 @@ class Tracker:
             try:
                 with open(path, "rb") as f:
                     data = f.read()
-                recovered += self._replay_journal(name, data, live_runs)
-                os.unlink(path)
+                changed, failed = self._replay_journal(name, data, live_runs)
+                recovered += changed
+                if failed:  # deleted only once every run it holds is committed: the next command tries again
+                    log.warning(
+                        "gitml: journal %s is kept: %d run(s) could not be committed (%s)",
+                        name, len(failed), "; ".join(f"{r}: {e}" for r, e in failed[:3]),
+                    )
+                else:
+                    os.unlink(path)
             except CorruptRecordError as e:
                 log.warning("gitml: cannot recover %s: %s", name, e)
             finally:
                 os.close(fd)
         return recovered
 
-    def _replay_journal(self, name: str, data: bytes, live_runs: AbstractSet[str] = frozenset()) -> list[str]:
+    def _replay_journal(
+        self, name: str, data: bytes, live_runs: AbstractSet[str] = frozenset()
+    ) -> tuple[list[str], list[tuple[str, Exception]]]:
+        """Commit what the journal ``name`` holds past each run's committed offset:
+        ``(runs changed, [(run, error)] of those that could not be committed)``."""
         if not data:
-            return []
+            return [], []
         runs, entries = jr.replay(data, name)
-        changed = []
+        by_slot: dict[int, list[tuple[int, tuple]]] = {}
+        for entry_slot, end, entry in entries:
+            by_slot.setdefault(entry_slot, []).append((end, entry))
+        changed: list[str] = []
+        failed: list[tuple[str, Exception]] = []
         for slot, (experiment_id, run_id) in runs.items():
-            ref = run_ref(experiment_id, run_id)
-            commit = self.store.ref(ref)
-            offset = journal_trailers(self.store.commit(commit).message).get(name, 0) if commit else 0
-            writer = self._writer(ref, run_id, experiment_id, journaled=False)
-            for entry_slot, end, entry in entries:
-                if entry_slot == slot and end > offset:
-                    writer.apply(entry)
-            if commit is None and writer._create is None:
-                log.warning("gitml: journal %s names run %s, which does not exist", name, run_id)
-                continue
-            status = writer._meta.get("status", writer.record().meta.get("status"))
-            if status == RunStatus.RUNNING and run_id not in live_runs:  # another live process may own it
-                writer._meta.update(status=RunStatus.KILLED, end_time=writer._meta.get("end_time") or _now_ms())
-            if writer.pending():
-                writer.flush(journal_name=name, journal_offset=len(data))
-                changed.append(run_id)
-        return changed
+            try:
+                if self._replay_run(name, len(data), experiment_id, run_id, by_slot.get(slot, []), live_runs):
+                    changed.append(run_id)
+            except (GitmlError, OSError) as e:
+                failed.append((run_id, e))
+        return changed, failed
+
+    def _replay_run(
+        self, name: str, size: int, experiment_id: str, run_id: str, entries: list[tuple[int, tuple]],
+        live_runs: AbstractSet[str],
+    ) -> bool:
+        """Commit one run's journaled lines that its ref's commit lacks; True if it changed."""
+        ref = run_ref(experiment_id, run_id)
+        commit = self.store.ref(ref)
+        offset = journal_trailers(self.store.commit(commit).message).get(name, 0) if commit else 0
+        writer = self._writer(ref, run_id, experiment_id, journaled=False)
+        for end, entry in entries:
+            if end > offset:
+                writer.apply(entry)
+        if commit is None and writer._create is None:
+            # its creation is in no journal and no ref holds it: the run was deleted for good
+            log.warning("gitml: journal %s names run %s, which does not exist", name, run_id)
+            return False
+        status = writer._meta.get("status", writer.record().meta.get("status"))
+        if status == RunStatus.RUNNING and run_id not in live_runs and not is_group_journal(name):
+            # not while another live process may own it; nor for a process that wrote to it, not owning it
+            writer._meta.update(status=RunStatus.KILLED, end_time=writer._meta.get("end_time") or _now_ms())
+        if not writer.pending():
+            return False
+        writer.flush(journal_name=name, journal_offset=size)
+        return True
 
 
 def search_key(experiment_ids, filter_string, view, max_results, order_by) -> tuple:

@@ -83,6 +83,7 @@ class RunWriter:
         journal: jr.Journal | None,
         flush_interval: float,
         on_commit: Callable[[bytes, bytes, RunRecord], None],
+        slot: int | None = None,
     ):
         self.store = store
         self.ref = ref
@@ -92,7 +93,10 @@ class RunWriter:
         self.on_commit = on_commit
         self.journal_dir = journal_dir
         self.journal = journal
-        self.slot = journal.register(experiment_id, run_id) if journal else 0
+        if slot is not None:  # a slot registered already (a group journal's: tracking.group)
+            self.slot = slot
+        else:
+            self.slot = journal.register(experiment_id, run_id) if journal else 0
         self.lock = threading.RLock()
         self.closed = False
         self._base: bytes | None = None
@@ -160,6 +164,13 @@ class RunWriter:
 
     def pending_artifacts(self) -> dict[str, tuple[str, int, str | None]]:
         return dict(self._artifacts)
+
+    def pending_params(self) -> dict[str, str]:
+        return dict(self._params)
+
+    def drop_buffer(self) -> None:
+        """Forget what is buffered (a group journal's leader commits it from the journal)."""
+        self._points, self._params, self._tags, self._meta, self._artifacts = {}, {}, {}, {}, {}
 
     def pending_tags(self) -> dict[str, str | None]:
         """Tags set (a value) or deleted (None) since the last commit."""
@@ -251,8 +262,11 @@ class RunWriter:
                     return commit.id
             raise CorruptRecordError(f"run {self.run_id}", "could not update the run ref after 1000 attempts")
 
-    def prepare(self, journal_name: str | None = None, journal_offset: int | None = None):
+    def prepare(
+        self, journal_name: str | None = None, journal_offset: int | None = None, trailers: dict[str, int] | None = None
+    ):
         """Build the next commit from the buffer: ``(commit, objects to write, old ref value, record)``.
+        ``trailers``: more journals' committed offsets (a group commit's).
 
         Call with :attr:`lock` held, then write the objects and :meth:`publish`.
         """
@@ -279,7 +293,7 @@ class RunWriter:
         self._apply_buffer(record)
         objects: list[ShaFile] = []
         tree = graft_record(self.store, root, record, objects)
-        message = self._message(record, previous, journal_name, journal_offset, artifacts_changed)
+        message = self._message(record, previous, journal_name, journal_offset, artifacts_changed, trailers)
         commit = make_commit(self.store, tree, parents, message)
         objects.append(commit)
         return commit, objects, old, record
@@ -320,13 +334,15 @@ class RunWriter:
             record.add_artifact(path, sha256, size, blob)
 
     def _message(
-        self, record: RunRecord, previous: bytes, journal_name: str | None, offset: int | None, artifacts: bool = False
+        self, record: RunRecord, previous: bytes, journal_name: str | None, offset: int | None, artifacts: bool = False,
+        more: dict[str, int] | None = None,
     ) -> str:
         meta = record.meta
         trailers = journal_trailers(previous) if previous.startswith(b"gitml") else {}
         trailers = {n: o for n, o in trailers.items() if os.path.exists(os.path.join(self.journal_dir, n))}
         if journal_name and offset is not None:
             trailers[journal_name] = offset
+        trailers.update(more or {})
         lines = [f"gitml: run {meta.get('run_name')} {meta.get('status')}", "", f"{TRAILER_RUN}: {self.run_id}"]
         if artifacts:
             lines.append(f"{TRAILER_ARTIFACTS}: {len(record.artifacts)}")
@@ -334,7 +350,19 @@ class RunWriter:
         return "\n".join(lines) + "\n"
 
     def close(self) -> None:
-        """Commit what is buffered; the writer takes no more changes."""
+        """Commit what is buffered; the writer takes no more changes. Its journal is
+        released only then: a run whose commit failed keeps it for recovery."""
         with self.lock:
             self.flush()
             self.closed = True
+            if self.journal is not None:
+                self.journal.release(self.slot)
+
+    def move_to(self, journal: jr.Journal) -> None:
+        """Journal in ``journal`` from now on (call with :attr:`lock` held and nothing
+        buffered): the old journal holds nothing of this run uncommitted."""
+        old, old_slot = self.journal, self.slot
+        self.slot = journal.register(self.experiment_id, self.run_id)
+        self.journal = journal
+        if old is not None:
+            old.release(old_slot)
