@@ -86,15 +86,20 @@ class Add(mlflow.pyfunc.PythonModel):
 
 with mlflow.start_run(run_id=out["runs"][0]):
     info = mlflow.pyfunc.log_model(name="model", python_model=Add(), pip_requirements=["pandas"])
-out["model_id"] = info.model_id
+with mlflow.start_run(run_id=out["runs"][3]):
+    other = mlflow.pyfunc.log_model(name="scorer", python_model=Add(), pip_requirements=["pandas"])
+out["model_ids"] = [info.model_id, other.model_id]
 c.create_registered_model("churn-model", tags={"owner": "ml"}, description="predicts churn")
-v1 = c.create_model_version("churn-model", info.model_uri, run_id=out["runs"][0], description="first")
+v1 = mlflow.register_model(info.model_uri, "churn-model")
+c.update_model_version("churn-model", v1.version, description="first")
+# a second version on the same run: gitml (as GTO) tells versions apart by commit, so it is skipped
 v2 = c.create_model_version("churn-model", "runs:/%s/model" % out["runs"][0], run_id=out["runs"][0], tags={"t": "1"})
-v3 = c.create_model_version("churn-model", info.model_uri, run_id=out["runs"][0])
+v3 = mlflow.register_model(other.model_uri, "churn-model")
+v4 = mlflow.register_model("runs:/%s/scorer" % out["runs"][3], "churn-model")
+c.delete_model_version("churn-model", v4.version)
 c.transition_model_version_stage("churn-model", v1.version, "Production")
-c.set_registered_model_alias("churn-model", "champion", v2.version)
-c.delete_model_version("churn-model", v3.version)
-out["versions"] = [v1.version, v2.version]
+c.set_registered_model_alias("churn-model", "champion", v3.version)
+out["versions"] = [v1.version, v2.version, v3.version]
 print(json.dumps(out))
 '''
 
@@ -141,7 +146,12 @@ for e in c.search_experiments(view_type=ViewType.ALL):
     frame = mlflow.search_runs([e.experiment_id], run_view_type=ViewType.ALL)
     keep = [k for k in frame.columns if k.startswith(("params.", "metrics.", "tags.")) or k in ("run_id", "status")]
     frames[e.name] = json.loads(frame[keep].to_json(orient="records"))
-print(json.dumps({"runs": runs, "frames": frames,
+registry = {}
+for rm in c.search_registered_models():
+    versions = sorted(c.search_model_versions("name = '%s'" % rm.name), key=lambda v: int(v.version))
+    registry[rm.name] = {"aliases": {k: str(v) for k, v in rm.aliases.items()}, "versions": {
+        v.version: {"run_id": v.run_id, "stage": v.current_stage, "description": v.description or ""} for v in versions}}
+print(json.dumps({"runs": runs, "frames": frames, "registry": registry,
                   "experiments": {e.name: {"tags": e.tags, "stage": e.lifecycle_stage}
                                   for e in c.search_experiments(view_type=ViewType.ALL)}}))
 '''

@@ -125,9 +125,30 @@ def assert_equal_to_source(repo, read: dict, *, models: bool = True) -> None:
                 assert manifest[path]["sha256"] == sha, (run_id, path)
                 assert c.artifacts.read_bytes(run_id, path)  # readable, verified against its hash
             extra = set(manifest) - set(src["artifacts"])
-            assert all(p.startswith("model/") for p in extra), extra  # only the logged model's files
+            assert all(p.startswith(("model/", "scorer/")) for p in extra), extra  # only the logged models' files
         for name, frame in read["frames"].items():
             assert_frames_equal(c, name, frame)
+
+
+def assert_registry_imported(repo, read: dict, made: dict, summary: dict) -> None:
+    """MLflow's versions 1 and 3 with their numbers, runs, descriptions, the Production stage
+    and the champion alias; version 2 (a second version on one run commit) skipped and said so."""
+    source = read["registry"]["churn-model"]
+    assert source["versions"]["1"]["stage"] == "Production" and source["aliases"] == {"champion": "3"}
+    with gitml.Client(repo) as c:
+        got = {mv.version: mv for mv in c.search_model_versions("name = 'churn-model'")}
+        assert set(got) == {"1", "3"}
+        for number in ("1", "3"):
+            assert got[number].run_id == source["versions"][number]["run_id"]
+            assert got[number].description == source["versions"][number]["description"]
+        assert got["1"].source == f"runs:/{made['runs'][0]}/model" and got["3"].source == f"runs:/{made['runs'][3]}/scorer"
+        assert c.get_model_version_by_alias("churn-model", "production").version == "1"
+        assert c.get_model_version_by_alias("churn-model", "champion").version == "3"
+    assert (summary["registered_models"], summary["model_versions"], summary["stages"]) == (1, 2, 2)
+    skipped = {s["what"]: s["why"] for s in summary["skipped"]}
+    assert "by their commit" in skipped["version 2 of churn-model"]
+    assert {"tags of registered model churn-model", "description of registered model churn-model",
+            "tags of version 2 of churn-model"} <= set(skipped)
 
 
 def assert_frames_equal(c, experiment: str, expected: list[dict]) -> None:
@@ -137,7 +158,7 @@ def assert_frames_equal(c, experiment: str, expected: list[dict]) -> None:
     found = c.get_experiment_by_name(experiment)
     assert found is not None, experiment
     frame = gitml.search_runs([found.experiment_id], run_view_type=ViewType.ALL)
-    got = {row["run_id"]: row for row in json.loads(frame.to_json(orient="records"))}
+    got = {row["run_id"]: row for row in json.loads(frame.to_json(orient="records", date_format="iso"))}
     assert set(got) == {r["run_id"] for r in expected}, experiment
     for want in expected:
         row = got[want["run_id"]]
@@ -158,8 +179,9 @@ def test_import_equals_the_source_and_a_second_import_adds_nothing(kind, mlflow_
     first = json.loads(gitml_in_mlflow(mlflow_python, "import", "mlflow", uri, "--json", cwd=repo).stdout)
     assert first["runs"] == len(read["runs"]) and first["runs_present"] == 0
     assert first["metric_points"] == sum(len(p) for r in read["runs"].values() for p in r["history"].values())
-    assert first["code_joined"] == 1 and first["logged_models"] == 1
+    assert first["code_joined"] == 1 and first["logged_models"] == 2
     assert_equal_to_source(repo, read)
+    assert_registry_imported(repo, read, made, first)
 
     code = git(repo, "rev-parse", "HEAD").strip()
     with gitml.Client(repo) as c:
@@ -181,6 +203,7 @@ def test_import_equals_the_source_and_a_second_import_adds_nothing(kind, mlflow_
 
     again = json.loads(gitml_in_mlflow(mlflow_python, "import", "mlflow", uri, "--json", cwd=repo).stdout)
     assert again["runs"] == 0 and again["runs_present"] == len(read["runs"]) and again["experiments"] == 0
+    assert again["model_versions"] == 0 and again["stages"] == 0
     with gitml.Client(repo) as c:
         assert {r.decode(): v for r, v in c.run_refs().items()} == refs  # nothing rewritten
 
@@ -248,3 +271,104 @@ def test_import_of_a_path_that_is_no_store_is_one_line(mlflow_python, repo):  # 
     done = gitml_in_mlflow(mlflow_python, "import", "mlflow", str(repo / "missing"), cwd=repo, check=False)
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
     assert "neither an MLflow file store folder nor a tracking URI" in done.stderr
+
+
+# -- a real `mlflow server` on loopback as the source ------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_mlflow_server(python: str, folder) -> tuple[subprocess.Popen, str]:
+    """``mlflow server`` over a sqlite store in ``folder``, serving its artifacts; returns it and its URL."""
+    import urllib.request
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [os.path.join(os.path.dirname(python), "mlflow"), "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=folder, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300  # MLflow's server imports for a long while on a busy machine
+    while True:
+        if server.poll() is not None:
+            raise AssertionError(server.stderr.read()[-3000:] if server.stderr else "mlflow server exited")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=5) as response:
+                if response.status == 200:
+                    return server, url
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            os.killpg(server.pid, signal.SIGTERM)
+            raise AssertionError("mlflow server did not answer /health")
+        time.sleep(0.5)  # polling the server's readiness, not standing in for a time
+
+
+def stop(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=60)
+
+
+@pytest.mark.mlflow
+def test_import_from_a_real_mlflow_server(mlflow_python, code_repo, tmp_path, monkeypatch):  # noqa: F811
+    folder = tmp_path / "server"
+    folder.mkdir()
+    server, url = start_mlflow_server(mlflow_python, folder)
+    try:
+        commit = git(code_repo, "rev-parse", "HEAD").strip()
+        made = _script(mlflow_python, MAKE_STORE, url, "6", commit, "5", cwd=folder)
+        read = _script(mlflow_python, READ_STORE, url, cwd=folder)
+        repo = _project(tmp_path, code_repo)
+        monkeypatch.chdir(repo)
+        out = json.loads(gitml_in_mlflow(mlflow_python, "import", "mlflow", url, "--json", cwd=repo).stdout)
+        assert out["runs"] == len(read["runs"]) and out["code_joined"] == 1 and out["logged_models"] == 2
+        assert_equal_to_source(repo, read)
+        assert_registry_imported(repo, read, made, out)
+        with gitml.Client(repo) as c:
+            assert os.path.exists(os.path.join(c.download_artifacts(made["runs"][0], "model"), "MLmodel"))
+    finally:
+        stop(server)
+
+
+# -- the way back: gitml export mlflow ------------------------------------------------------------
+def assert_exported_equal(back: dict, read: dict) -> None:
+    """What MLflow reads from the export destination against what it read from the original source."""
+    by_gitml_id = {r["tags"]["gitml.runId"]: (new_id, r) for new_id, r in back["runs"].items()}
+    assert set(by_gitml_id) == set(read["runs"])
+    new_ids = {old: new for old, (new, _) in by_gitml_id.items()}
+    for run_id, src in read["runs"].items():
+        _, got = by_gitml_id[run_id]
+        for field in ("experiment", "name", "status", "start", "end", "user", "stage", "params", "metrics", "inputs"):
+            assert got[field] == src[field], (run_id, field)
+        want_tags = {k: (new_ids[v] if k == "mlflow.parentRunId" else v) for k, v in src["tags"].items()
+                     if k != "mlflow.log-model.history"}
+        assert {k: v for k, v in got["tags"].items() if not k.startswith("gitml.") and k != "mlflow.log-model.history"} == want_tags
+        for key, points in src["history"].items():
+            assert sorted(got["history"][key], key=str) == sorted(points, key=str), (run_id, key)
+        assert {p: s for p, s in got["artifacts"].items() if p in src["artifacts"]} == src["artifacts"]
+    for name, experiment in read["experiments"].items():
+        assert back["experiments"][name] == experiment
+
+
+@pytest.mark.mlflow
+def test_export_back_to_mlflow_file_and_sqlite(mlflow_python, mlflow_sources, code_repo, tmp_path, monkeypatch):  # noqa: F811
+    uri, made, read = mlflow_sources["sqlite"]
+    repo = _project(tmp_path, code_repo)
+    monkeypatch.chdir(repo)
+    gitml_in_mlflow(mlflow_python, "import", "mlflow", uri, cwd=repo)
+    for dest in (str(tmp_path / "back-mlruns"), f"sqlite:///{tmp_path / 'back.db'}"):
+        out = json.loads(gitml_in_mlflow(mlflow_python, "export", "mlflow", dest, "--json", cwd=repo).stdout)
+        assert out["runs"] == len(read["runs"]) and out["model_versions"] == 2 and out["stages"] == 2
+        back = _script(mlflow_python, READ_STORE, dest, cwd=tmp_path)
+        assert_exported_equal(back, read)
+        registry = back["registry"]["churn-model"]
+        first = [r for r in back["runs"] if back["runs"][r]["tags"]["gitml.runId"] == made["runs"][0]][0]
+        assert registry["versions"]["1"] == {"run_id": first, "stage": "Production", "description": "first"}
+        assert registry["aliases"] == {"champion": "2"}  # MLflow numbers the versions it is given 1, 2
+        again = json.loads(gitml_in_mlflow(mlflow_python, "export", "mlflow", dest, "--json", cwd=repo).stdout)
+        assert again["runs"] == 0 and again["runs_present"] == len(read["runs"]) and again["model_versions"] == 0

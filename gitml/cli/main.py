@@ -83,7 +83,7 @@ def _register() -> None:
         sync.push, sync.fetch, sync.pull,
         ui.ui, serve.serve, models.predict, models.models,
         projects.run_command, projects.env_group, registry.registry_group, report.compare_command, hooks.hooks,
-        migrate.import_group,
+        migrate.import_group, migrate.export_group,
     ]
     for command in commands:
         cli.add_command(command)

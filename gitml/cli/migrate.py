@@ -101,3 +101,42 @@ def _print_summary(summary, source: str) -> None:
         click.secho(f"skipped {len(summary.skipped)}:", fg="yellow", err=True)
         for what, why in summary.skipped:
             click.secho(f"  {what}: {why}", fg="yellow", err=True)
+
+
+@click.group("export")
+def export_group():
+    """Write this repository's runs into another tracker."""
+
+
+@export_group.command("mlflow")
+@click.argument("dest")
+@click.option("-e", "--experiment", "experiments", multiple=True, help="Only this experiment (name; repeatable).")
+@click.option("--no-artifacts", is_flag=True, help="Leave artifacts out.")
+@click.option("--no-registry", is_flag=True, help="Leave the model registry out.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def export_mlflow_command(ctx, dest, experiments, no_artifacts, no_registry, as_json):
+    """Export runs and the registry into an MLflow tracking URI: the way back.
+
+    DEST: a file store folder, a database URI (sqlite:///mlflow.db) or a tracking server
+    (http://host:5000). MLflow gives each run a new id; the run keeps gitml's in the tag
+    gitml.runId, so a second export adds only what is new.
+
+    \b
+      gitml export mlflow sqlite:///mlflow.db
+      gitml export mlflow http://localhost:5000 -e churn
+    """
+    _require_mlflow("export")
+    from gitml.mlflow_plugin.exporter import export_mlflow
+
+    with open_client(ctx) as c:
+        summary = export_mlflow(c, dest, experiments=experiments, artifacts=not no_artifacts, registry=not no_registry,
+                                progress=_Bar())
+    if as_json:
+        emit_json(summary.as_dict())
+        return
+    click.echo(f"{dest}: exported {summary.runs} run(s), {summary.metric_points} metric point(s), "
+               f"{summary.artifacts} artifact(s), {summary.model_versions} model version(s), {summary.stages} stage(s); "
+               f"{summary.runs_present} run(s) already there")
+    for what, why in summary.skipped:
+        click.secho(f"  skipped {what}: {why}", fg="yellow", err=True)

@@ -70,12 +70,13 @@ class ImportSummary:
         return out
 
 
-def tracking_uri(source: str) -> str:
+def tracking_uri(source: str, *, create: bool = False) -> str:
     """MLflow's tracking URI for SOURCE: a URI as it is; a folder (an MLflow file store)
-    as its absolute path. Raises InvalidInputError for a path that is not a folder."""
+    as its absolute path. Raises InvalidInputError for a path that is not a folder (unless
+    ``create``: MLflow makes the store there)."""
     if "://" in source or source.startswith(("file:", "databricks")):
         return source
-    if not os.path.isdir(source):
+    if not create and not os.path.isdir(source):
         raise InvalidInputError(
             f"{source!r} is neither an MLflow file store folder nor a tracking URI "
             "(sqlite:///mlflow.db, postgresql://..., http://host:5000)"
@@ -83,11 +84,11 @@ def tracking_uri(source: str) -> str:
     return os.path.abspath(source)
 
 
-def mlflow_client(source: str):
+def mlflow_client(source: str, *, create: bool = False):
     """MLflow's client on SOURCE (tracking and registry). A folder is MLflow's file store,
     which MLflow 3 opens only when asked to (``MLFLOW_ALLOW_FILE_STORE``): reading one to
     leave it is what that store's deprecation asks users to do."""
-    uri = tracking_uri(source)
+    uri = tracking_uri(source, create=create)
     if "://" not in uri or uri.startswith("file:"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     try:
