@@ -84,7 +84,7 @@ def purge_plan(client: Client, *, older_than: int = 0, experiment_ids: list[str]
         if not entries:
             continue
         deleted_at = entries[0].time
-        if now - deleted_at < older_than:
+        if older_than and now - deleted_at < older_than:  # (a commit time is whole seconds: no age is "all")
             continue
         registered = [protected[e.commit] for e in entries if e.commit in protected]
         if registered:

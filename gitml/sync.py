@@ -14,7 +14,7 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gitml.artifacts.cas import IntegrityError, ObjectMissingError
+from gitml.artifacts.cas import GcMark, IntegrityError, ObjectMissingError
 from gitml.client import Client
 from gitml.errors import GitmlError, InvalidInputError, LocalArtifactsError
 from gitml.names import EXPERIMENTS_PREFIX, RUN_REF_NAMES, RUNS_PREFIX, experiment_ref, parse_run_ref
@@ -148,6 +148,10 @@ def push(
         # asked again, not taken from what earlier pushes saw: objects uploaded by a push
         # whose refs never arrived are garbage to a teammate's `gc --remote` meanwhile
         missing = content.missing_on_remote(set(objects), ask=True)
+        # objects a gc marked for deletion that these runs use again are written again, so that
+        # the gc's second phase sees them newer than its mark and keeps them (two-phase gc)
+        marked = set().union(*(m.shas for m in content.gc_marks())) if not _is_default_store(content) else set()
+        missing |= (set(objects) & marked)
         _materialize(client, missing, by_run)
         total_bytes = sum(_size(content, s) for s in missing)
         done = [0, 0]
@@ -331,23 +335,39 @@ def _materialize(client: Client, shas: set[str], by_run: dict[bytes, dict[str, t
                 wanted.discard(sha)
 
 
-def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent: float = 3600) -> list[str]:
-    """The artifact remote's objects no run references, that may be deleted.
+@dataclass
+class Garbage:
+    """What a gc of the artifact remote finds: ``due``, objects an earlier gc marked at least
+    ``keep_recent`` ago, still unreferenced and not written since (deleted by ``--delete``), by
+    their mark; ``fresh``, unreferenced objects not marked yet (marked by ``--delete``)."""
 
-    Refused for the default store (every repository of the user shares it, and
-    gitml cannot know what the others reference), and when a git remote (the one
-    given, else every configured one) has runs this clone lacks: their objects
-    would look unreferenced. Objects written in the last ``keep_recent`` seconds
-    are kept (a teammate's push uploads them before its refs arrive), and so are
-    objects whose time the backend does not tell.
+    due: dict[str, GcMark] = field(default_factory=dict)
+    fresh: list[str] = field(default_factory=list)
+    marks: list[GcMark] = field(default_factory=list)
+
+
+def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent: float = 3600) -> Garbage:
+    """The artifact remote's objects no run references, in the two phases of its gc.
+
+    An object no run references is first marked (a file under ``gitml-gc/`` on the remote);
+    a later gc deletes it once its mark is ``keep_recent`` old, if no run references it then
+    and nobody wrote it since. A push whose runs use a marked object writes it again (see
+    :func:`push`), so a teammate pushing while a gc runs never loses an object: either the
+    push saw the mark and refreshed the object, or it finished its refs before the grace ran
+    out, and the gc sees them (it refuses while a git remote has run commits this clone lacks).
+
+    Refused for the default store (every repository of the user shares it, and gitml cannot
+    know what the others reference), and when a git remote (the one given, else every
+    configured one) has runs this clone lacks. Objects written in the last ``keep_recent``
+    seconds are not even marked (a teammate's push uploads them before its refs arrive), nor
+    are objects whose time the backend does not tell.
     """
     import time
 
-    from gitml.artifacts.config import default_remote
     from gitml.store.remote import configured_remotes, is_ancestor
 
     content = client.artifacts.content
-    if _same_folder(content.remote_url, default_remote()):
+    if _is_default_store(content):
         raise InvalidInputError(
             f"the default artifact store {content.remote_url} is shared by every repository of this user, "
             "so gitml cannot tell what the others reference; it is never garbage-collected"
@@ -367,9 +387,27 @@ def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent
             )
     keep = set(client.artifacts.referenced_objects())
     cutoff = time.time() - keep_recent
-    return sorted(
-        sha for sha in content.remote_objects() - keep if (content.remote_modified(sha) or float("inf")) < cutoff
+    found = Garbage(marks=content.gc_marks())
+    marked: set[str] = set()
+    for mark in found.marks:
+        marked |= mark.shas
+        if mark.written > cutoff:
+            continue
+        for sha in sorted(mark.shas - keep):
+            written = content.remote_modified(sha)
+            if written is not None and written <= mark.written:  # not written again since it was marked
+                found.due.setdefault(sha, mark)
+    found.fresh = sorted(
+        sha for sha in content.remote_objects() - keep - marked
+        if (content.remote_modified(sha) or float("inf")) < cutoff
     )
+    return found
+
+
+def _is_default_store(content) -> bool:
+    from gitml.artifacts.config import default_remote
+
+    return _same_folder(content.remote_url, default_remote())
 
 
 def _same_folder(url: str, folder: str) -> bool:

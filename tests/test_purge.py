@@ -131,3 +131,71 @@ def test_purge_on_the_remote_deletes_only_what_this_clone_holds(repo, tmp_path, 
     git(tmp_path, "clone", "-q", str(bare), str(other))
     invoke(other, "pull")
     assert ids["a"] not in refs(other)
+
+
+def _age(path, seconds: float) -> None:
+    """The artifact store's clock for one file, set back (the store is a folder here)."""
+    old = time.time() - seconds
+    os.utime(path, (old, old))
+
+
+def pushed_run(repo, tmp_path):
+    """A run "old" with one artifact pushed to a bare origin and a shared folder store:
+    ``(origin, store, the object's file)``."""
+    bare = tmp_path / "team.git"
+    git(tmp_path, "init", "-q", "--bare", str(bare))
+    git(repo, "remote", "add", "origin", str(bare))
+    store = tmp_path / "team-artifacts"
+    invoke(repo, "config", "artifacts.remote", store)
+    log_runs(repo, ["old"])
+    invoke(repo, "push")
+    (obj,) = [p for p in store.glob("*/*") if len(p.name) == 62]
+    return bare, store, obj
+
+
+def test_a_push_during_a_two_phase_gc_keeps_the_objects_it_uses(repo, tmp_path):
+    """Clone A collects the artifact store while clone B pushes a run whose artifact has the same
+    bytes as a purged one (found on the store, so not uploaded): the first gc only marks the
+    object; B's push sees the mark and writes the object again; A's second gc, its grace passed
+    and B's refs not yet there, keeps it. Without B's push the same second gc deletes it."""
+    bare, store, obj = pushed_run(repo, tmp_path)
+    mate = tmp_path / "mate"
+    git(tmp_path, "clone", "-q", str(bare), str(mate))
+    invoke(mate, "config", "artifacts.remote", store)
+    invoke(mate, "pull")
+    invoke(repo, "runs", "delete", "old")
+    invoke(repo, "gc", "--purge", "--remote")
+    invoke(mate, "fetch")  # the mate's clone still has run "old" (fetch never deletes)
+    mirror = tmp_path / "mirror.git"
+    git(tmp_path, "init", "-q", "--bare", str(mirror))
+    log_runs(mate, ["old"])  # the same bytes logged again: the store has them
+
+    _age(obj, 600)
+    first = invoke(repo, "gc", "--remote", "--delete", "--keep-recent", "60").stdout
+    assert "marked 1 unreferenced remote object(s)" in first and obj.exists()
+    (mark,) = (store / "gitml-gc").iterdir()
+
+    invoke(mate, "push", str(mirror))  # uses the marked object: writes it again
+    _age(mark, 600)  # the grace has passed since the mark; the mate's refs are not on origin yet
+    second = invoke(repo, "gc", "--remote", "--delete", "--keep-recent", "60").stdout
+    assert "deleting" not in second and obj.exists()
+    invoke(mate, "push")  # its refs arrive: the object is referenced for every later gc
+    invoke(repo, "fetch")
+    assert "deleting" not in invoke(repo, "gc", "--remote", "--delete", "--keep-recent", "0").stdout
+    assert obj.exists()  # (the mate's clone still held run "old" and pushed it back: a purge is per clone)
+
+
+def test_without_a_push_the_second_phase_deletes_what_the_first_marked(repo, tmp_path):
+    bare, store, obj = pushed_run(repo, tmp_path)
+    invoke(repo, "runs", "delete", "old")
+    invoke(repo, "gc", "--purge", "--remote")
+    _age(obj, 600)
+    listed = invoke(repo, "gc", "--remote", "--keep-recent", "60").stdout
+    assert f"would mark {store}/{obj.parent.name}/{obj.name}" in listed and obj.exists()
+    invoke(repo, "gc", "--remote", "--delete", "--keep-recent", "60")
+    assert obj.exists()  # marked only
+    (mark,) = (store / "gitml-gc").iterdir()
+    _age(mark, 600)
+    second = invoke(repo, "gc", "--remote", "--delete", "--keep-recent", "60").stdout
+    assert f"deleting {store}/{obj.parent.name}/{obj.name}" in second
+    assert not obj.exists() and list((store / "gitml-gc").iterdir()) == []

@@ -22,10 +22,12 @@ import re
 import shutil
 import stat
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from gitml.artifacts.statcache import StatCache
 from gitml.errors import GitmlError
@@ -666,6 +668,90 @@ class ContentStore:
     def delete_remote(self, sha256: str) -> None:
         self.check_writable()
         self._ask("rm", sha256)
+
+    # -- the artifact remote's deletion marks (two-phase gc) --------------------
+    def _marks_folder(self) -> str:
+        self.fs  # noqa: B018  (opens the remote, sets _root)
+        return f"{self._root}/{GC_MARKS}" if self._root else GC_MARKS
+
+    def gc_marks(self) -> list[GcMark]:
+        """The deletion marks on the remote (:class:`GcMark`, oldest first): objects a gc found
+        unreferenced and will delete once the mark is ``keep_recent`` old, unless written again
+        since. A mark that cannot be read is left out (it deletes nothing)."""
+        fs = self.fs
+        folder = self._marks_folder()
+        try:
+            entries = fs.ls(folder, detail=True)
+        except FileNotFoundError:
+            return []
+        except Exception as e:
+            raise ArtifactRemoteError(f"artifact remote {self.remote_url}: its gc marks cannot be listed: {_timed_out(e)}") from None
+        marks = []
+        for entry in entries:
+            name = entry["name"].rsplit("/", 1)[-1]
+            if not _MARK_NAME.fullmatch(name) or entry.get("type") == "directory":
+                continue
+            written = _entry_time(entry)
+            if written is None or not 0 < entry.get("size", 0) <= MARK_MAX_BYTES:
+                continue
+            try:
+                with fs.open(entry["name"], "rb") as f:
+                    text = f.read(MARK_MAX_BYTES + 1)
+            except Exception:
+                continue
+            shas = {line for line in text.decode("ascii", "replace").split("\n") if _SHA.fullmatch(line)}
+            marks.append(GcMark(entry["name"], written, frozenset(shas)))
+        return sorted(marks, key=lambda m: m.written)
+
+    def write_gc_mark(self, shas: Iterable[str]) -> None:
+        """Mark objects for deletion by a later gc (see :meth:`gc_marks`)."""
+        self.check_writable()
+        lines = sorted(set(shas))
+        fs = self.fs
+        for i in range(0, len(lines), MARK_MAX_BYTES // 65):
+            key = f"{self._marks_folder()}/{int(time.time() * 1000)}-{uuid.uuid4().hex}.txt"
+            data = "".join(f"{sha}\n" for sha in lines[i:i + MARK_MAX_BYTES // 65]).encode()
+            try:
+                if _is_local(fs):
+                    fs.makedirs(key.rsplit("/", 1)[0], exist_ok=True)
+                with fs.open(key, "wb") as f:
+                    f.write(data)
+            except Exception as e:
+                raise ArtifactRemoteError(f"artifact remote {self.remote_url}: a gc mark cannot be written: {_timed_out(e)}") from None
+
+    def drop_gc_mark(self, mark: GcMark) -> None:
+        self.check_writable()
+        try:
+            self.fs.rm(mark.key)
+        except FileNotFoundError:
+            pass  # another gc's, done meanwhile
+
+
+GC_MARKS = "gitml-gc"  # the remote's folder of deletion marks (no object key looks like it)
+MARK_MAX_BYTES = 4 << 20  # a mark lists at most this much (64,000 objects); more make more marks
+_MARK_NAME = re.compile(r"[0-9]{1,16}-[0-9a-f]{32}\.txt")
+_SHA = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class GcMark:
+    """Objects a gc found unreferenced (``shas``), as written to the remote at ``written``
+    (the remote's clock, seconds since the epoch) under ``key``."""
+
+    key: str
+    written: float
+    shas: frozenset[str]
+
+
+def _entry_time(entry: dict) -> float | None:
+    """When the remote says an entry was written (a folder's mtime, S3's LastModified, ...)."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = entry.get(key)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if value is not None and hasattr(value, "timestamp"):
+            return float(value.timestamp())
+    return None
 
 
 def _read_bounded(src, size: int | None, consume: Callable[[bytes], object]) -> int:

@@ -160,7 +160,9 @@ def gc(ctx, remote, delete, keep_recent, git_remote, purge, older_than, experime
 
     With --remote, also list the artifact remote's unreferenced objects (refused for the
     default store, which every repository shares, and while the git remote has runs this
-    clone lacks); --delete deletes them.
+    clone lacks); --delete marks them, and deletes those an earlier gc marked at least
+    --keep-recent seconds ago that no run uses and no push wrote since (two phases, so a
+    teammate pushing meanwhile never loses an object).
 
     With --purge, deleted runs are first removed for good, as `mlflow gc` does: their refs
     here and, with --remote, on the git remote (each only while it holds what this clone
@@ -219,13 +221,26 @@ def gc(ctx, remote, delete, keep_recent, git_remote, purge, older_than, experime
             return
         from gitml import sync
 
-        extra = sync.remote_garbage(c, git_remote=git_remote, keep_recent=keep_recent)
-        for sha in extra:
-            click.echo(f"{'deleting' if delete else 'would delete'} {content.remote_url}/{sha[:2]}/{sha[2:]}")
+        for rounds in range(2 if keep_recent == 0 and delete else 1):  # no grace: what is marked now is due now
+            garbage = sync.remote_garbage(c, git_remote=git_remote, keep_recent=keep_recent)
+            for sha in sorted(garbage.due):
+                click.echo(f"{'deleting' if delete else 'would delete'} {content.remote_url}/{sha[:2]}/{sha[2:]}")
+                if delete:
+                    content.delete_remote(sha)
             if delete:
-                content.delete_remote(sha)
-        if extra and not delete:
-            click.echo(f"{len(extra)} unreferenced remote object(s); run again with --delete to delete them")
+                for mark in garbage.marks:
+                    if not mark.shas - set(garbage.due) or all(content.remote_modified(s) is None for s in mark.shas):
+                        content.drop_gc_mark(mark)  # every object it named is gone or was kept for good reason
+                if garbage.fresh:
+                    content.write_gc_mark(garbage.fresh)
+                    click.echo(f"marked {len(garbage.fresh)} unreferenced remote object(s): a gc at least "
+                               f"{keep_recent} s from now deletes those still unreferenced and not written since")
+            elif garbage.fresh:
+                verb = "would delete" if keep_recent == 0 else "would mark"  # what --delete would do now
+                for sha in garbage.fresh:
+                    click.echo(f"{verb} {content.remote_url}/{sha[:2]}/{sha[2:]}")
+                click.echo(f"{len(garbage.fresh)} unreferenced remote object(s); `--delete` marks them, "
+                           "and a later gc deletes them (two-phase: a push meanwhile keeps what it uses)")
 
 
 def _size(n: int | None) -> str:

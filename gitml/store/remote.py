@@ -184,8 +184,9 @@ def push_refs(
 ) -> dict[bytes, str]:
     """Set these remote refs to these local values (None deletes the ref), in one
     connection; returns ``{ref: "ok" | reason}`` for every ref asked. ``expected``: a
-    deletion of a ref named there happens only while the remote holds that value (a
-    compare-and-delete: a run a teammate restored or continued is never deleted).
+    deletion of a ref named there happens only while the remote holds that value or one
+    of its ancestors (a compare-and-delete: a run a teammate restored or continued there,
+    with commits this clone lacks, is never deleted).
 
     The fast-forward check runs on the remote's refs as the connection reads
     them, so a ref moved by someone else in between is never clobbered: it is
@@ -205,7 +206,8 @@ def push_refs(
                 old = remote_refs.get(ref)
                 if new == old:
                     status[ref] = "ok"
-                elif new is None and expected is not None and ref in expected and old != expected[ref]:
+                elif (new is None and expected is not None and ref in expected and old is not None
+                      and old != expected[ref] and not (present(old) and is_ancestor(local, old, expected[ref]))):
                     status[ref] = REMOTE_CHANGED
                 elif new is not None and not present(new):
                     status[ref] = f"rejected: object {new.decode()} is missing locally"
