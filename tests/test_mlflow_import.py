@@ -331,6 +331,12 @@ def test_import_from_a_real_mlflow_server(mlflow_python, code_repo, tmp_path, mo
         assert_registry_imported(repo, read, made, out)
         with gitml.Client(repo) as c:
             assert os.path.exists(os.path.join(c.download_artifacts(made["runs"][0], "model"), "MLmodel"))
+        # and back into the server (its experiments, beside the runs it holds): MLflow reads the same there
+        back = json.loads(gitml_in_mlflow(mlflow_python, "export", "mlflow", url, "--no-registry", "--json", cwd=repo).stdout)
+        assert back["runs"] == len(read["runs"]) and back["experiments"] == 0
+        both = _script(mlflow_python, READ_STORE, url, cwd=folder)
+        exported = {k: v for k, v in both["runs"].items() if "gitml.runId" in v["tags"]}
+        assert_exported_equal({"runs": exported, "experiments": both["experiments"]}, read)
     finally:
         stop(server)
 
