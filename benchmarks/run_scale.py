@@ -50,7 +50,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 CACHE = os.path.join(HERE, "out", "scale")
-BUILDER_VERSION = 4  # bump when scale_repo.py changes what it builds (2: packs merged; 3: snapshot stamped; 4: and its names)
+BUILDER_VERSION = 5  # bump when scale_repo.py changes what it builds (2: packs merged; 3: snapshot stamped; 4: and its names; 5: by segments)
 MLFLOW_PY = peers.MLFLOW_PY
 WORKLOADS_PY = os.path.join(HERE, "tracking_workloads.py")
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -234,8 +234,8 @@ def sweep_table(results: list[dict]) -> str:
     def row(label, fn, target=""):
         rows.append([label] + [fn(r) for r in results] + [target])
 
-    row("sweep (W2 in one process, runs/s; per CPU s)",
-        lambda r: f"{r['build']['w2']['runs_per_s']:.0f}; {r['build']['w2']['runs_per_cpu_s']:.0f}")
+    row("sweep (W2 in one process, runs/s; per CPU s; peak MB)",
+        lambda r: f"{r['build']['w2']['runs_per_s']:.0f}; {r['build']['w2']['runs_per_cpu_s']:.0f}; {r['build']['rss_mb']:.0f}")
     row("  left: packs (MB); loose run refs; objects",
         lambda r: f"{r['shape']['packs']} ({r['shape']['pack_mb']:.0f}); {r['shape']['loose_refs']}; {r['shape']['objects']:,}")
     row("  left: snapshot segments; journals", lambda r: f"{r['shape']['segments']}; {r['shape']['journals']}")
@@ -251,9 +251,10 @@ def sweep_table(results: list[dict]) -> str:
         "<= 0.3")
     row("  in the next process (s; CPU s)", lambda r: f"{r['runs_next']['s']:.3f}; {r['runs_next']['cpu_s']:.3f}")
     for kind in ("push", "fetch") if all("push_git" in r for r in results) else ():
-        row(f"{kind} all: gitml / git (s)", lambda r, k=kind: f"{r[f'{k}_gitml']['s']:.2f} / {r[f'{k}_git']['s']:.2f}"
-            f" ({r[f'{k}_gitml']['s'] / r[f'{k}_git']['s']:.2f}x)", "<= 1.0x")
-    row("peak memory, any gitml step (MB)", lambda r: f"{max(v['rss_mb'] for k, v in r.items() if isinstance(v, dict) and 'rss_mb' in v and not k.endswith('_git')):.0f}")
+        row(f"{kind} all: gitml / git (s; CPU s)", lambda r, k=kind: f"{r[f'{k}_gitml']['s']:.2f} / {r[f'{k}_git']['s']:.2f}"
+            f" ({r[f'{k}_gitml']['s'] / r[f'{k}_git']['s']:.2f}x); {r[f'{k}_gitml']['cpu_s']:.1f} / {r[f'{k}_git']['cpu_s']:.1f}"
+            f" ({r[f'{k}_gitml']['cpu_s'] / r[f'{k}_git']['cpu_s']:.2f}x)", "<= 1.0x")
+    row("peak memory, any gitml step after it (MB)", lambda r: f"{max(v['rss_mb'] for k, v in r.items() if isinstance(v, dict) and 'rss_mb' in v and k != 'build' and not k.endswith('_git')):.0f}")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)

@@ -205,3 +205,26 @@ def test_a_short_process_leaves_the_snapshot_to_the_next_search(repo):
     run_python(SWEEP.format(n=5), repo)
     assert segments(repo) == []  # fewer runs than a segment's least: nothing written at exit
     assert len(searched(repo)) == 5
+
+
+def test_a_selection_and_a_concatenation_take_what_their_arrays_hold():
+    """A search's frame takes each column at the matching positions alone, through the
+    segments (a concatenation) and the runs kept of them (a selection)."""
+    import numpy as np
+
+    from tests.test_scale import make_rows
+
+    rows = make_rows(40)
+    entries = [(f"refs/gitml/runs/1/{i:032x}".encode(), b"%040d" % i, row) for i, row in enumerate(rows)]
+    parts = [RunTable.from_rows(entries[:15]), RunTable.from_rows([]), RunTable.from_rows(entries[15:])]
+    whole = RunTable.concat(parts)
+    kept = whole.select([i for i in range(40) if i % 3])
+    index = np.array([20, 0, 5, 19, 1, 7], dtype=np.intp)
+    for table in (whole, kept):
+        for section, key, floats in (("metrics", "m", True), ("params", "p", False), ("attributes", "end_time", True),
+                                     ("tags", "t", False)):
+            values, present = table.take(section, key, index, floats=floats)
+            column = table.column(section, key)
+            expected = [column[i] if column[i] is None or not floats else float(column[i]) for i in index]
+            got = [None if present is not None and not present[j] else v for j, v in enumerate(values.tolist())]
+            assert [repr(v) for v in got] == [repr(v) for v in expected], (section, key)

@@ -331,6 +331,12 @@ def test_import_from_a_real_mlflow_server(mlflow_python, code_repo, tmp_path, mo
         assert_registry_imported(repo, read, made, out)
         with gitml.Client(repo) as c:
             assert os.path.exists(os.path.join(c.download_artifacts(made["runs"][0], "model"), "MLmodel"))
+        # and back into the server (its experiments, beside the runs it holds): MLflow reads the same there
+        back = json.loads(gitml_in_mlflow(mlflow_python, "export", "mlflow", url, "--no-registry", "--json", cwd=repo).stdout)
+        assert back["runs"] == len(read["runs"]) and back["experiments"] == 0
+        both = _script(mlflow_python, READ_STORE, url, cwd=folder)
+        exported = {k: v for k, v in both["runs"].items() if "gitml.runId" in v["tags"]}
+        assert_exported_equal({"runs": exported, "experiments": both["experiments"]}, read)
     finally:
         stop(server)
 
@@ -372,3 +378,39 @@ def test_export_back_to_mlflow_file_and_sqlite(mlflow_python, mlflow_sources, co
         assert registry["aliases"] == {"champion": "2"}  # MLflow numbers the versions it is given 1, 2
         again = json.loads(gitml_in_mlflow(mlflow_python, "export", "mlflow", dest, "--json", cwd=repo).stdout)
         assert again["runs"] == 0 and again["runs_present"] == len(read["runs"]) and again["model_versions"] == 0
+
+
+# -- Client.import_run, what the import writes with (no MLflow needed) ---------------------------
+def test_client_import_run_writes_a_whole_run_in_one_commit(repo):
+    (repo / "big.bin").write_bytes(b"x" * 300_000)
+    head = git(repo, "rev-parse", "HEAD").strip()
+    with gitml.Client(repo) as c:
+        exp = c.create_experiment("imported")
+        joined = c.import_run(
+            exp, "a" * 32, run_name="from-mlflow", code=head, user_id="alice", status="FAILED", start_time=5,
+            end_time=9, params={"lr": "0.1"}, tags={"team": "ml", "mlflow.source.git.commit": head},
+            metrics={"loss": [(0, 1, 0.5), (1, 2, 0.25), (1, 3, float("nan"))]}, parent_run_id="b" * 32,
+            inputs=[{"name": "train", "digest": "d1", "source_type": "local", "source": "x.csv", "schema": None,
+                     "profile": None, "context": "training", "tags": {"split": "a"}}],
+            artifact_files=[(str(repo / "big.bin"), "data/big.bin"), (str(repo / "train.py"), "code/train.py")],
+        )
+        assert joined
+        run = c.get_run("a" * 32)
+        assert (run.info.run_name, run.info.user_id, run.info.status, run.info.start_time, run.info.end_time) == (
+            "from-mlflow", "alice", "FAILED", 5, 9)
+        assert run.data.params == {"lr": "0.1"} and run.data.tags["team"] == "ml"
+        assert run.data.tags["mlflow.parentRunId"] == "b" * 32
+        assert [(m.step, m.timestamp) for m in c.get_metric_history(run.info.run_id, "loss")] == [(0, 1), (1, 2), (1, 3)]
+        assert run.inputs.dataset_inputs[0].dataset.name == "train"
+        assert c.artifacts.read_bytes(run.info.run_id, "data/big.bin") == b"x" * 300_000
+        ref = f"refs/gitml/runs/{exp}/{'a' * 32}"
+        assert git(repo, "rev-parse", f"{ref}^").strip() == head  # one commit, on the code that ran
+        with pytest.raises(gitml.ConflictError) as refused:
+            c.import_run(exp, "a" * 32, run_name="again")
+        assert "exists already" in str(refused.value)
+        assert not c.import_run(exp, "c" * 32, run_name="elsewhere", code="f" * 40)  # a commit this repository lacks
+        assert git(repo, "rev-list", "--parents", "-n1", f"refs/gitml/runs/{exp}/{'c' * 32}").split()[1:] == []
+        with pytest.raises(gitml.InvalidInputError):
+            c.import_run(exp, "d" * 32, run_name="bad", status="DONE")
+    assert "d" * 32 not in git(repo, "for-each-ref", "refs/gitml/runs")
+    git(repo, "fsck", "--strict")

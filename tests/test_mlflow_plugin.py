@@ -221,6 +221,103 @@ def test_mlflow_client_paging_errors_and_what_cannot_map(plugin_python, repo):
     assert out["bad_filter"] == "INVALID_PARAMETER_VALUE"
 
 
+ERRORS = """
+import json, mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Param
+from mlflow.exceptions import MlflowException
+mlflow.set_tracking_uri("gitml:.")
+client = MlflowClient()
+def outcome(call):
+    try:
+        call()
+    except MlflowException as e:
+        return [e.error_code, e.message.splitlines()[0]]
+    except Exception as e:
+        return [type(e).__name__, str(e)]
+    return None
+exp = client.create_experiment("errors")
+run = client.create_run(exp).info.run_id
+out = {
+    # MLflow's client adds "tag.`mlflow.prompt.is_prompt` != 'true'" to every model search
+    "models": [m.name for m in client.search_registered_models()],
+    "named": [m.name for m in client.search_registered_models(filter_string="name LIKE 'err%'")],
+    "prompts": [m.name for m in client.search_registered_models(filter_string="tag.`mlflow.prompt.is_prompt` = 'true'")],
+    "exp_none": outcome(lambda: client.create_experiment(None)),
+    "exp_number": outcome(lambda: client.create_experiment(123)),
+    "by_name_none": outcome(lambda: client.get_experiment_by_name(None)),
+    "rename_none": outcome(lambda: client.rename_experiment(exp, None)),
+    "model_none": outcome(lambda: client.create_registered_model(None)),
+    "missing_tag": outcome(lambda: client.delete_tag(run, "nope")),
+    "malformed_run_read": outcome(lambda: client.get_run("tr-123")),
+    "malformed_run_write": outcome(lambda: client.set_tag("tr-123", "a", "b")),
+    "exp_minus": outcome(lambda: client.get_experiment("-1337")),
+    "set_exp_minus": outcome(lambda: mlflow.set_experiment(experiment_id="-1337")),
+    "dup_params": outcome(lambda: client.log_batch(run, params=[Param("a", "1"), Param("a", "2")])),
+    "params_after": client.get_run(run).data.params,
+    "traces": outcome(lambda: client.search_traces(experiment_ids=[exp])),
+    "trace_info": outcome(lambda: client.get_trace("tr-0123")),
+    "dataset": outcome(lambda: mlflow.genai.datasets.create_dataset(name="d", experiment_id=[exp])),
+    "scorers": outcome(lambda: client._tracking_client.store.list_scorers(exp)),
+    "assessment": outcome(lambda: client._tracking_client.store.get_assessment("tr-0123", "a-1")),
+}
+client.log_text(run, "flavors: {}\\n", "model/MLmodel")
+client.set_terminated(run)
+client.create_registered_model("err-model")
+client.create_model_version("err-model", f"runs:/{run}/model", run)
+out["models_after"] = [m.name for m in client.search_registered_models()]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.mlflow
+def test_mlflow_errors_prompt_filter_and_what_gitml_does_not_store(plugin_python, repo):
+    out = _last_json(_mlflow(plugin_python, ERRORS, repo))
+    assert out["models"] == [] and out["named"] == [] and out["prompts"] == []
+    assert out["models_after"] == ["err-model"]
+    for key in ("exp_none", "exp_number", "by_name_none", "rename_none", "model_none"):
+        assert out[key][0] == "INVALID_PARAMETER_VALUE", (key, out[key])
+    assert out["exp_none"][1] == "Invalid experiment name: 'None'"
+    assert out["missing_tag"] == ["RESOURCE_DOES_NOT_EXIST", f"No tag with name: nope in run with id {out['missing_tag'][1].split()[-1]}"]
+    for key in ("malformed_run_read", "malformed_run_write"):
+        assert out[key][0] == "RESOURCE_DOES_NOT_EXIST" and out[key][1].startswith("Run with id=tr-123 not found"), out[key]
+    for key in ("exp_minus", "set_exp_minus"):
+        assert out[key] == ["RESOURCE_DOES_NOT_EXIST", "No Experiment with id=-1337 exists"], out[key]
+    assert out["dup_params"][0] == "INVALID_PARAMETER_VALUE" and "Duplicate parameter keys" in out["dup_params"][1]
+    assert out["params_after"] == {}  # nothing of the refused batch was logged
+    for key, kind in (("traces", "traces"), ("trace_info", "traces"), ("dataset", "evaluation datasets"),
+                      ("scorers", "scorers"), ("assessment", "assessments")):
+        assert out[key][0] == "INVALID_PARAMETER_VALUE", (key, out[key])
+        assert out[key][1].startswith(f"gitml does not store MLflow's {kind}"), (key, out[key])
+
+
+def test_metric_history_reads_only_that_metric(repo):
+    """One metric's history reads the same git objects whether the run has 3 metrics or 300."""
+    reads = []
+    with gitml.Client(repo) as c:
+        runs = {}
+        for keys in (3, 300):
+            run = c.create_run(c.create_experiment(f"keys-{keys}")).info.run_id
+            for step in range(3):
+                c.log_batch(run, metrics=[(f"m{i}", i + step, 1000 + step, step) for i in range(keys)])
+            c.set_terminated(run)
+            runs[keys] = run
+        c.flush()
+        store = c._store
+        raw = store.raw
+        for keys, run in runs.items():
+            store._blobs.clear(), store._trees.clear(), store._commits.clear()
+            seen: list[bytes] = []
+            store.raw = lambda sha, seen=seen: seen.append(sha) or raw(sha)  # counts object reads; git is real
+            try:
+                history = c.get_metric_history(run, "m2")
+            finally:
+                del store.raw
+            assert [(m.value, m.step) for m in history] == [(2, 0), (3, 1), (4, 2)]
+            reads.append(len(seen))
+    assert reads[0] == reads[1]
+
+
 # -- models: autolog, log_model / load_model, the registry ---------------------------
 MODELS = """
 import json, mlflow, mlflow.sklearn, numpy as np

@@ -139,11 +139,9 @@ def _age(path, seconds: float) -> None:
     os.utime(path, (old, old))
 
 
-def test_a_push_during_a_two_phase_gc_keeps_the_objects_it_uses(repo, tmp_path):
-    """Clone A collects the artifact store while clone B pushes a run whose artifact has the same
-    bytes as a purged one (found on the store, so not uploaded): the first gc only marks the
-    object; B's push sees the mark and writes the object again; A's second gc, its grace passed
-    and B's refs not yet there, keeps it. Without B's push the same second gc deletes it."""
+def pushed_run(repo, tmp_path):
+    """A run "old" with one artifact pushed to a bare origin and a shared folder store:
+    ``(origin, store, the object's file)``."""
     bare = tmp_path / "team.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
     git(repo, "remote", "add", "origin", str(bare))
@@ -152,6 +150,15 @@ def test_a_push_during_a_two_phase_gc_keeps_the_objects_it_uses(repo, tmp_path):
     log_runs(repo, ["old"])
     invoke(repo, "push")
     (obj,) = [p for p in store.glob("*/*") if len(p.name) == 62]
+    return bare, store, obj
+
+
+def test_a_push_during_a_two_phase_gc_keeps_the_objects_it_uses(repo, tmp_path):
+    """Clone A collects the artifact store while clone B pushes a run whose artifact has the same
+    bytes as a purged one (found on the store, so not uploaded): the first gc only marks the
+    object; B's push sees the mark and writes the object again; A's second gc, its grace passed
+    and B's refs not yet there, keeps it. Without B's push the same second gc deletes it."""
+    bare, store, obj = pushed_run(repo, tmp_path)
     mate = tmp_path / "mate"
     git(tmp_path, "clone", "-q", str(bare), str(mate))
     invoke(mate, "config", "artifacts.remote", store)
@@ -179,14 +186,7 @@ def test_a_push_during_a_two_phase_gc_keeps_the_objects_it_uses(repo, tmp_path):
 
 
 def test_without_a_push_the_second_phase_deletes_what_the_first_marked(repo, tmp_path):
-    bare = tmp_path / "team.git"
-    git(tmp_path, "init", "-q", "--bare", str(bare))
-    git(repo, "remote", "add", "origin", str(bare))
-    store = tmp_path / "team-artifacts"
-    invoke(repo, "config", "artifacts.remote", store)
-    log_runs(repo, ["old"])
-    invoke(repo, "push")
-    (obj,) = [p for p in store.glob("*/*") if len(p.name) == 62]
+    bare, store, obj = pushed_run(repo, tmp_path)
     invoke(repo, "runs", "delete", "old")
     invoke(repo, "gc", "--purge", "--remote")
     _age(obj, 600)

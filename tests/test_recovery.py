@@ -234,3 +234,42 @@ print(experiment_id, run.info.run_id, flush=True)
         client.close()
     assert os.listdir(journal_dir) == []
     git(repo, "fsck", "--strict")
+
+
+def test_a_group_writer_killed_while_waiting_for_its_commit_is_recovered(repo):
+    """A process logging to a run it did not start journals its point, then waits for a
+    group commit (here the run's group lock is held by the test, so none comes) and is
+    killed: the next command commits the point, and the run, which that process did not
+    own, stays RUNNING."""
+    import fcntl
+    import hashlib
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    with gitml.Client(repo) as client:
+        run_id = client.create_run("0").info.run_id
+        client.log_metric(run_id, "loss", 1.0, step=0)
+    lock_path = repo / ".git" / "gitml" / "group" / hashlib.sha1(run_id.encode()).hexdigest()[:2]
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a leader would, for as long as the test needs
+    script = f"import gitml\nc = gitml.Client()\nc.log_metric({run_id!r}, 'loss', 2.0, step=1)\nprint('returned')"
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=repo, env={**os.environ, "PYTHONPATH": ROOT},
+                            stdout=subprocess.PIPE, text=True)
+    journal_dir = repo / ".git" / "gitml" / "journal"
+    deadline = time.monotonic() + 120
+    while not any(b"\tloss\t2.0\t1\t" in (journal_dir / n).read_bytes() for n in os.listdir(journal_dir) if n.startswith("g-")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -9 and proc.stdout.read() == ""  # the call never returned
+    os.close(fd)
+    with gitml.Client(repo) as client:
+        assert client.tracker.recovered == [run_id]
+        assert [(m.step, m.value) for m in client.get_metric_history(run_id, "loss")] == [(0, 1.0), (1, 2.0)]
+        assert client.get_run(run_id).info.status == "RUNNING"
+    assert os.listdir(journal_dir) == []
+    git(repo, "fsck", "--strict")

@@ -25,19 +25,28 @@ from tests.conftest import git, run_python
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(600)]
 
-HOG = "while True: pass"
+# Each stops by itself when the test's process is gone, or after 15 minutes at most.
+HOG = """
+import os, time
+parent, end = os.getppid(), time.monotonic() + 900
+while os.getppid() == parent and time.monotonic() < end:
+    for _ in range(100_000):
+        pass
+"""
 # Dirty pages, rewritten in a loop: writeback keeps the disk busy and the page cache
 # full; the file is the hog's own (under the test's tmp), bounded to 256 MB.
 PAGE_CACHE_FILLER = """
-import os, sys
+import os, sys, time
 path, chunk = sys.argv[1], b"x" * (8 << 20)
-while True:
+parent, end = os.getppid(), time.monotonic() + 900
+while os.getppid() == parent and time.monotonic() < end:
     with open(path, "wb") as f:
         for _ in range(32):
             f.write(chunk)
     with open(path, "rb") as f:
         while f.read(8 << 20):
             pass
+os.unlink(path)
 """
 
 

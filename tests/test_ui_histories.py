@@ -14,7 +14,8 @@ pytest.importorskip("starlette")
 
 import gitml  # noqa: E402
 from gitml.ui import histories, series  # noqa: E402
-from gitml.ui.app import Reader, chart_series  # noqa: E402
+from gitml.ui.app import chart_series  # noqa: E402
+from gitml.ui.reader import Reader  # noqa: E402
 
 T0, SPIKE, SPIKE_STEP = 1_700_000_000_000, 1000.0, 17_777
 POINTS = 25_000  # chunks of 10,000, 10,000 and 5,000 points

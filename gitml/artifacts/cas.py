@@ -29,13 +29,13 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from gitml.artifacts.config import DEFAULT_TIMEOUT, default_remote
 from gitml.artifacts.statcache import StatCache
 from gitml.errors import GitmlError
 from gitml.names import check_sha256
 from gitml.errors import ArtifactRemoteError, IntegrityError, ObjectMissingError, RemoteTimeoutError, UnconfirmedRemoteError  # noqa: F401  (defined there, raised here)
 
 CHUNK = 1 << 20
-DEFAULT_TIMEOUT = 30.0
 FICLONE = 0x40049409
 _BACKEND_HINTS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "http": "aiohttp", "https": "aiohttp"}
 
@@ -829,8 +829,6 @@ def _open_remote(url: str, options: dict, timeout: float = DEFAULT_TIMEOUT):
 def _missing_hint(remote_url: str) -> str:
     """What to do about an object missing from this user's default store: it was most likely logged
     by a teammate whose artifacts stayed in their own default store."""
-    from gitml.artifacts.config import default_remote
-
     if os.path.abspath(remote_url) != os.path.abspath(default_remote()):
         return ""
     return ("; that is this user's default store: whoever logged the run must share an artifact remote "

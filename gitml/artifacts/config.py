@@ -33,7 +33,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from gitml.artifacts.cas import DEFAULT_TIMEOUT
 from gitml.errors import CorruptRecordError, InvalidInputError
 from gitml.store.git import GitStore
 from gitml.store import yamlout
@@ -45,6 +44,7 @@ REMOTE, INLINE_MAX_BYTES, STORAGE_OPTIONS, TIMEOUT = (
 )
 KEYS = (REMOTE, INLINE_MAX_BYTES, STORAGE_OPTIONS, TIMEOUT)
 TRUSTED = "artifacts.trusted_committed"  # the clone's file only; written by trust_committed()
+DEFAULT_TIMEOUT = 30.0  # seconds a remote may stay silent (artifacts.timeout)
 DEFAULT_INLINE_MAX_BYTES = 65536
 MAX_INLINE_BYTES = 1 << 30
 MAX_TIMEOUT = 86400.0

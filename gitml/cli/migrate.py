@@ -7,6 +7,7 @@ commands runs, with a one-line install hint when it is missing.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
@@ -70,7 +71,7 @@ def import_mlflow_command(ctx, source, experiments, since, no_artifacts, no_regi
     _require_mlflow("import")
     from gitml.mlflow_plugin.importer import import_mlflow, parse_experiment_map, parse_since
 
-    with open_client(ctx, create=True) as c:
+    with open_client(ctx, create=True) as c, contextlib.redirect_stdout(sys.stderr):  # MLflow may print
         summary = import_mlflow(
             c, source, experiments=experiments, since=parse_since(since), artifacts=not no_artifacts,
             registry=not no_registry, dry_run=dry_run, experiment_map=parse_experiment_map(maps), progress=_Bar(),
@@ -129,7 +130,7 @@ def export_mlflow_command(ctx, dest, experiments, no_artifacts, no_registry, as_
     _require_mlflow("export")
     from gitml.mlflow_plugin.exporter import export_mlflow
 
-    with open_client(ctx) as c:
+    with open_client(ctx) as c, contextlib.redirect_stdout(sys.stderr):  # MLflow prints "View run ..." links
         summary = export_mlflow(c, dest, experiments=experiments, artifacts=not no_artifacts, registry=not no_registry,
                                 progress=_Bar())
     if as_json:

@@ -149,11 +149,7 @@ def runs_delete(ctx, run_specs):
 
     Searches leave them out; their commits stay, and `gitml runs restore` brings them
     back. As `mlflow runs delete`."""
-    with open_client(ctx) as c:
-        for spec in run_specs:
-            run_id = c.resolve_run(spec)
-            c.delete_run(run_id)
-            click.echo(f"deleted run {run_id}")
+    _each_run(ctx, run_specs, "delete_run", "deleted")
 
 
 @runs.command("restore")
@@ -163,11 +159,16 @@ def runs_restore(ctx, run_specs):
     """Restore deleted runs (by id, id prefix or name).
 
     As `mlflow runs restore`."""
+    _each_run(ctx, run_specs, "restore_run", "restored")
+
+
+def _each_run(ctx, run_specs, method: str, done: str) -> None:
+    """Resolve each RUN (id, prefix or name) and call the Client's ``method`` on it, saying so."""
     with open_client(ctx) as c:
         for spec in run_specs:
             run_id = c.resolve_run(spec)
-            c.restore_run(run_id)
-            click.echo(f"restored run {run_id}")
+            getattr(c, method)(run_id)
+            click.echo(f"{done} run {run_id}")
 
 
 @runs.command("list")

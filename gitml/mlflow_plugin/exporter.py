@@ -46,6 +46,8 @@ def export_mlflow(client, dest: str, *, experiments=(), artifacts: bool = True, 
                   progress: Progress | None = None) -> ExportSummary:
     """Export ``client``'s repository into the MLflow tracking URI (or file store folder,
     created when missing) ``dest``. ``experiments``: names to export (default: all)."""
+    from mlflow.exceptions import MlflowException
+
     from gitml.entities import ViewType
 
     mc = mlflow_client(dest, create=True)
@@ -65,8 +67,8 @@ def export_mlflow(client, dest: str, *, experiments=(), artifacts: bool = True, 
         else:
             try:
                 exported[run.info.run_id] = _export_run(client, mc, target, run, exported, summary, artifacts=artifacts)
-            except GitmlError as e:
-                summary.skipped.append((f"run {run.info.run_id}", str(e)))
+            except (GitmlError, MlflowException) as e:
+                summary.skipped.append((f"run {run.info.run_id}", str(e).splitlines()[0]))
         if progress:
             progress("runs", i + 1, len(work))
     for experiment in chosen:
@@ -123,6 +125,8 @@ def _experiment(mc, experiment, summary: ExportSummary) -> str:
             summary.experiments += 1
             return mc.create_experiment(experiment.name, tags=dict(experiment.tags or {}))
         target = found.experiment_id
+        if found.lifecycle_stage == "deleted":  # MLflow takes no run there: restored, deleted again at the end
+            mc.restore_experiment(target)
     current = mc.get_experiment(target).tags
     for key, value in (experiment.tags or {}).items():
         if current.get(key) != value:
@@ -132,11 +136,8 @@ def _experiment(mc, experiment, summary: ExportSummary) -> str:
 
 def _export_run(client, mc, experiment_id: str, run, exported: dict[str, str], summary: ExportSummary, *,
                 artifacts: bool) -> str:
-    from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
-
     info, data = run.info, run.data
     tags = {k: v for k, v in data.tags.items() if k not in _DERIVED}
-    tags[RUN_ID_TAG] = info.run_id
     tags.setdefault("mlflow.user", info.user_id or "")
     parent = data.tags.get("mlflow.parentRunId")
     if parent:
@@ -146,6 +147,22 @@ def _export_run(client, mc, experiment_id: str, run, exported: dict[str, str], s
             summary.skipped.append((f"parent of run {info.run_id}", f"its parent {parent} was not exported"))
     created = mc.create_run(experiment_id, start_time=info.start_time, tags=tags, run_name=info.run_name)
     new_id = created.info.run_id
+    try:
+        _fill(client, mc, run, new_id, summary, artifacts=artifacts)
+    except BaseException:
+        mc.delete_run(new_id)  # a run half written is not left for a run of the store
+        raise
+    summary.runs += 1
+    return new_id
+
+
+def _fill(client, mc, run, new_id: str, summary: ExportSummary, *, artifacts: bool) -> None:
+    """Everything of ``run`` into the MLflow run ``new_id``; the tag naming gitml's id last,
+    so that a run it names is whole (an export killed midway leaves an untagged run, which the
+    next export does not count as exported)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
+
+    info, data = run.info, run.data
     points = []
     for key in data.metrics:
         points += [Metric(key, m.value, m.timestamp, m.step) for m in client.get_metric_history(info.run_id, key)]
@@ -172,10 +189,9 @@ def _export_run(client, mc, experiment_id: str, run, exported: dict[str, str], s
             shutil.rmtree(tmp, ignore_errors=True)
     if info.status != "RUNNING":
         mc.set_terminated(new_id, info.status, end_time=info.end_time)
+    mc.set_tag(new_id, RUN_ID_TAG, info.run_id)
     if info.lifecycle_stage == "deleted":
         mc.delete_run(new_id)
-    summary.runs += 1
-    return new_id
 
 
 def _export_registry(client, mc, exported: dict[str, str], summary: ExportSummary) -> None:

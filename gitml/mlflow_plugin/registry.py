@@ -10,6 +10,7 @@ asks), an alias or stage a stage tag; ``Archived`` deregisters. What the tags ca
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel, RegisteredModelAlias
@@ -28,6 +29,28 @@ from gitml.mlflow_plugin import (
     repository_path,
     unsupported,
 )
+
+
+# MLflow's client adds one of these to every search_registered_models (prompts are registered
+# models tagged so); gitml's registry has no prompts, so "not a prompt" holds for every model
+_PROMPT_CLAUSE = re.compile(
+    r"""\s*tags?\.`?mlflow\.prompt\.is_prompt`?\s*(=|!=)\s*(['"])(true|false)\2\s*""", re.IGNORECASE
+)
+
+
+def _without_prompt_clause(filter_string: str | None) -> tuple[str | None, bool]:
+    """``(filter without MLflow's prompt clause, whether the filter asks for prompts)``."""
+    if not filter_string or "mlflow.prompt.is_prompt" not in filter_string:
+        return filter_string, False
+    clauses = re.split(r"\s+AND\s+", filter_string.strip(), flags=re.IGNORECASE)
+    kept, prompts = [], False
+    for clause in clauses:
+        m = _PROMPT_CLAUSE.fullmatch(clause)
+        if m is None:
+            kept.append(clause)
+        else:
+            prompts = prompts or ((m[1] == "=") == (m[3].lower() == "true"))
+    return " AND ".join(kept) or None, prompts
 
 
 class GitmlRegistryStore(AbstractStore):
@@ -120,6 +143,9 @@ class GitmlRegistryStore(AbstractStore):
 
     @mlflow_errors
     def search_registered_models(self, filter_string=None, max_results=None, order_by=None, page_token=None):
+        filter_string, prompts = _without_prompt_clause(filter_string)
+        if prompts:  # gitml's registry holds models, never MLflow's prompts
+            return PagedList([], None)
         found = self.client.search_registered_models(filter_string, max_results or 100, order_by)
         return PagedList([self._model(m) for m in found], None)
 

@@ -77,38 +77,41 @@ class GitmlTrackingStore(AbstractStore):
 
     @mlflow_errors
     def create_experiment(self, name, artifact_location=None, tags=None):
+        _validate_experiment_name(name)
         if self.client.get_experiment_by_name(name) is not None:
             raise as_mlflow_exception(ConflictError(f"experiment {name!r} already exists"), "RESOURCE_ALREADY_EXISTS")
         return self.client.create_experiment(name, artifact_location, {t.key: t.value for t in tags or ()})
 
     @mlflow_errors
     def get_experiment(self, experiment_id):
-        return convert.experiment(self.client.get_experiment(experiment_id), self.repo_path)
+        return convert.experiment(self.client.get_experiment(_experiment_id(experiment_id)), self.repo_path)
 
     @mlflow_errors
     def get_experiment_by_name(self, experiment_name):
+        _validate_experiment_name(experiment_name)
         found = self.client.get_experiment_by_name(experiment_name)
         return convert.experiment(found, self.repo_path) if found is not None else None
 
     @mlflow_errors
     def delete_experiment(self, experiment_id):
-        self.client.delete_experiment(experiment_id)
+        self.client.delete_experiment(_experiment_id(experiment_id))
 
     @mlflow_errors
     def restore_experiment(self, experiment_id):
-        self.client.restore_experiment(experiment_id)
+        self.client.restore_experiment(_experiment_id(experiment_id))
 
     @mlflow_errors
     def rename_experiment(self, experiment_id, new_name):
-        self.client.rename_experiment(experiment_id, new_name)
+        _validate_experiment_name(new_name)
+        self.client.rename_experiment(_experiment_id(experiment_id), new_name)
 
     @mlflow_errors
     def set_experiment_tag(self, experiment_id, tag):
-        self.client.set_experiment_tag(experiment_id, tag.key, tag.value)
+        self.client.set_experiment_tag(_experiment_id(experiment_id), tag.key, tag.value)
 
     @mlflow_errors
     def delete_experiment_tag(self, experiment_id, key):
-        self.client.delete_experiment_tag(experiment_id, key)
+        self.client.delete_experiment_tag(_experiment_id(experiment_id), key)
 
     # -- runs ----------------------------------------------------------------
     @mlflow_errors
@@ -117,6 +120,7 @@ class GitmlTrackingStore(AbstractStore):
         for key in _DERIVED_TAGS:
             tag_dict.pop(key, None)
         parent = tag_dict.pop("mlflow.parentRunId", None)
+        experiment_id = _experiment_id(experiment_id)
         start_time = start_time or None  # MLflow's REST API sends 0 for "not given"
         if _server():
             r = self.client.create_run(
@@ -130,10 +134,14 @@ class GitmlTrackingStore(AbstractStore):
 
     @mlflow_errors
     def get_run(self, run_id):
-        return convert.run(self.client.get_run(run_id), self.repo_path)
+        try:
+            return convert.run(self.client.get_run(_run_id(run_id)), self.repo_path)
+        except NotFoundError as e:  # MLflow's words, which MLflow's callers and tests look for
+            raise as_mlflow_exception(NotFoundError(f"Run with id={run_id} not found ({e})")) from e
 
     @mlflow_errors
     def update_run_info(self, run_id, run_status, end_time, run_name):
+        run_id = _run_id(run_id, full=True)
         status = RunStatus.to_string(run_status) if isinstance(run_status, int) else run_status
         if run_name:
             self.client.update_run(run_id, name=run_name)
@@ -145,20 +153,31 @@ class GitmlTrackingStore(AbstractStore):
 
     @mlflow_errors
     def delete_run(self, run_id):
+        run_id = _run_id(run_id, full=True)
         self.client.delete_run(run_id)
 
     @mlflow_errors
     def restore_run(self, run_id):
+        run_id = _run_id(run_id, full=True)
         self.client.restore_run(run_id)
 
     @mlflow_errors
     def log_batch(self, run_id, metrics, params, tags):
+        run_id = _run_id(run_id, full=True)
+        from mlflow.utils.validation import _validate_param_keys_unique
+
+        _validate_param_keys_unique(params)  # as MLflow's stores: one value per key in a batch
         if any(getattr(m, "model_id", None) for m in metrics):  # MLflow's link of a point to a logged model
             metrics = [ge.Metric(m.key, m.value, m.timestamp, m.step) for m in metrics]
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
 
     @mlflow_errors
     def delete_tag(self, run_id, key):
+        run_id = _run_id(run_id, full=True)
+        if key not in self.client.get_run(_run_id(run_id)).data.tags:
+            raise as_mlflow_exception(
+                NotFoundError(f"No tag with name: {key} in run with id {run_id}"), "RESOURCE_DOES_NOT_EXIST"
+            )
         self.client.delete_tag(run_id, key)
 
     @mlflow_errors
@@ -179,6 +198,7 @@ class GitmlTrackingStore(AbstractStore):
 
     @mlflow_errors
     def log_inputs(self, run_id, datasets=None, models=None):
+        run_id = _run_id(run_id, full=True)
         if models:
             raise unsupported("log_inputs(models=...): a logged model as a run's input")
         records = [
@@ -284,6 +304,7 @@ class GitmlTrackingStore(AbstractStore):
 
     @mlflow_errors
     def log_outputs(self, run_id, models):
+        run_id = _run_id(run_id, full=True)
         steps = {m.model_id: m.step for m in models}
         self._update_entries(run_id, lambda entries: [dict(e, step=steps[e["model_uuid"]]) if e["model_uuid"] in steps else e for e in entries])
 
@@ -316,6 +337,35 @@ class GitmlTrackingStore(AbstractStore):
         return self._page(models, max_results, page_token)
 
 
+def _validate_experiment_name(name) -> None:
+    """MLflow's check of an experiment name (``None`` or a number is refused, as MLflow does)."""
+    from mlflow.utils.validation import _validate_experiment_name as validate
+
+    validate(name)
+
+
+def _experiment_id(experiment_id) -> str:
+    """An experiment id gitml can hold (digits); another (``'-1337'``) names no experiment,
+    as in MLflow's stores (RESOURCE_DOES_NOT_EXIST, not a malformed parameter)."""
+    text = str(experiment_id) if isinstance(experiment_id, (str, int)) and not isinstance(experiment_id, bool) else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= 20):
+        raise as_mlflow_exception(
+            NotFoundError(f"No Experiment with id={experiment_id} exists"), "RESOURCE_DOES_NOT_EXIST"
+        )
+    return text
+
+
+def _run_id(run_id, *, full: bool = False):
+    """A run id MLflow accepts but no gitml run can have names no run: RESOURCE_DOES_NOT_EXIST,
+    as in MLflow's stores (not gitml's malformed-id INVALID_PARAMETER_VALUE). A read takes a
+    run's id, id prefix or name; a write (``full``) its 32 hex digits."""
+    import re
+
+    if not isinstance(run_id, str) or not run_id.strip() or (full and not re.fullmatch(r"[0-9a-f]{32}", run_id)):
+        raise as_mlflow_exception(NotFoundError(f"Run with id={run_id} not found"), "RESOURCE_DOES_NOT_EXIST")
+    return run_id
+
+
 def _logged_model_filter(filter_string: str | None) -> dict[str, str]:
     """``name = 'x'`` and ``source_run_id = 'x'`` joined by AND: what MLflow's own calls
     pass; anything else is refused."""
@@ -330,3 +380,49 @@ def _logged_model_filter(filter_string: str | None) -> dict[str, str]:
             raise unsupported(f"the logged-model filter {filter_string!r} (only name = '...' and source_run_id = '...')")
         out[m[1]] = m[3]
     return out
+
+
+# What a gitml: repository stores: the calls of MLflow's AbstractStore this store implements,
+# and those whose default implementation reaches only these (log_metric -> log_batch, ...).
+# Every other call (traces and spans, evaluation datasets, assessments, scorers, issues, label
+# schemas, review queues, the AI gateway, MCP servers, budget policies, ...) fails at once with
+# an MlflowException naming it: never AbstractStore's NotImplementedError, which MLflow's
+# server answers with a 500 that MLflow's client retries for minutes.
+_STORED_DEFAULTS = frozenset({
+    "log_metric", "log_param", "set_tag", "log_metric_async", "log_param_async", "set_tag_async",
+    "log_batch_async", "end_async_logging", "shut_down_async_logging", "search_runs",
+    "filter_active_experiment_ids", "get_metric_history_bulk_interval_from_steps",
+    "get_metric_history_bulk_interval", "_evenly_spaced_indices",
+})
+_KINDS = (
+    (("trace", "span", "session"), "traces"),
+    (("dataset",), "evaluation datasets"),
+    (("assessment",), "assessments"),
+    (("scorer", "scoring"), "scorers"),
+)
+
+
+def _refusal(name: str):
+    kind = next((what for words, what in _KINDS if any(w in name for w in words)), None)
+
+    def refuse(self, *args, **kwargs):
+        what = f"MLflow's {kind} ({name})" if kind else f"MLflow's {name}"
+        raise as_mlflow_exception(InvalidInputError(
+            f"gitml does not store {what}: a gitml: repository keeps experiments, runs, "
+            "logged models and the model registry"
+        ))
+
+    refuse.__name__ = name
+    return refuse
+
+
+def _refuse_the_rest() -> None:
+    import inspect
+
+    for name, member in inspect.getmembers(AbstractStore, inspect.isfunction):
+        if name.startswith("__") or name in _STORED_DEFAULTS or name in GitmlTrackingStore.__dict__:
+            continue
+        setattr(GitmlTrackingStore, name, _refusal(name))
+
+
+_refuse_the_rest()

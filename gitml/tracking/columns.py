@@ -201,8 +201,19 @@ class RunTable:
             source = parent.array(section, key, floats=floats)
             return source[np.array(positions, dtype=np.intp)], parent.has_missing(section, key)
 
+        at: list = []
+
+        def load_take(name: str, index: Any, floats: bool) -> tuple[Any, Any]:
+            import numpy as np
+
+            if not at:
+                at.append(np.array(positions, dtype=np.intp))
+            section, _, key = name.partition(".")
+            return parent.take(section, key, at[0][index], floats=floats)  # the parent's columns at those alone
+
         return RunTable(
-            [self.refs[i] for i in positions], [self.commits[i] for i in positions], self.keys, load, load_array
+            [self.refs[i] for i in positions], [self.commits[i] for i in positions], self.keys, load, load_array,
+            load_take,
         )
 
     def __add__(self, other: RunTable) -> RunTable:

@@ -161,18 +161,29 @@ class RunRecord:
             for path, (_, sha) in self.paths.items()
             if path.startswith("metrics/") and (parsed := parse_history_path(path[8:])) and parsed[0] == key
         )
-        out = []
-        for _, sha in chunks:
-            try:
-                lines = store.blob(sha).decode().splitlines()[1:]
-            except UnicodeDecodeError:
-                raise CorruptRecordError(f"run {self.run_id}", f"the history of metric {key!r} is not UTF-8") from None
-            for line in lines:
-                try:
-                    out.append(parse_point(key, line))
-                except (ValueError, InvalidInputError):
-                    raise CorruptRecordError(f"run {self.run_id}", f"bad history line {line[:80]!r} of metric {key!r}") from None
-        return out
+        return _points(store, f"run {self.run_id}", key, [sha for _, sha in chunks])
+
+    @classmethod
+    def load_history(cls, store: GitStore, commit_sha: bytes, what: str, key: str, *, ref: bytes | None = None) -> list[Metric]:
+        """:meth:`history` of one metric of a run commit, reading its meta (checked as
+        :meth:`load_meta` does) and that metric's chunks alone: the time does not grow with
+        the number of other metrics in the run (``load`` reads and checks them all)."""
+        meta = cls.load_meta(store, commit_sha, what, ref=ref)
+        folder, _, name = f"{RECORD_DIR}/metrics/{key}".rpartition("/")
+        try:
+            entry = store.lookup(store.commit(commit_sha).tree, folder)
+            if entry is None or entry[0] != TREE_MODE:
+                return []
+            chunks = sorted(
+                (parsed[1], sha)
+                for file, (mode, sha) in store.tree(entry[1]).items()
+                if file.startswith(name.encode() + b"@")
+                and (parsed := parse_history_path(file.decode("utf-8", "surrogateescape"))) and parsed[0] == name
+                and mode in FILE_MODES
+            )
+        except CorruptRecordError as e:
+            raise CorruptRecordError(what, str(e)) from None
+        return _points(store, f"run {meta['run_id']}", key, [sha for _, sha in chunks])
 
     # -- changing --------------------------------------------------------
     def append_points(self, store: GitStore, key: str, points: list[tuple[int, int, float]]) -> None:
@@ -374,3 +385,19 @@ def parse_point(key: str, line: str) -> Metric:
     step, ts, value = line.split("\t")
     checked = _point(int(step), int(ts), float(value))
     return Metric(key, checked[2], checked[1], checked[0])
+
+
+def _points(store: GitStore, what: str, key: str, chunks: list[bytes]) -> list[Metric]:
+    """The points of a metric's history chunks (blob ids, in order)."""
+    out = []
+    for sha in chunks:
+        try:
+            lines = store.blob(sha).decode().splitlines()[1:]
+        except UnicodeDecodeError:
+            raise CorruptRecordError(what, f"the history of metric {key!r} is not UTF-8") from None
+        for line in lines:
+            try:
+                out.append(parse_point(key, line))
+            except (ValueError, InvalidInputError):
+                raise CorruptRecordError(what, f"bad history line {line[:80]!r} of metric {key!r}") from None
+    return out

@@ -607,8 +607,8 @@ class Tracker:
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         check_key(key, "metric")
-        record, _ = self.record(run_id)
-        return record.history(self.store, key)
+        ref, commit = self.committed(run_id)
+        return RunRecord.load_history(self.store, commit, f"run {run_id}", key, ref=ref)
 
     def rows(self, experiment_ids: list[str] | None = None) -> tuple[list[dict], list[CorruptRecordError]]:
         """Search rows of every run (of some experiments), via the index."""

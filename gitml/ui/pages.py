@@ -14,7 +14,7 @@ from gitml.ui import previews
 
 if TYPE_CHECKING:
     from gitml.client import Client
-    from gitml.ui.app import Reader
+    from gitml.ui.reader import Reader
     from gitml.ui.tables import Search
 
 MAX_COMPARE = 50  # runs one compare page shows
