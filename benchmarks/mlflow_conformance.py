@@ -1,7 +1,7 @@
 """MLflow's own tracking and registry tests, on SQLite and on a ``gitml:`` repository.
 
     python benchmarks/mlflow_conformance.py /work/shared/mlflow-tests [--files F ...]
-        [--stores sqlite gitml] [--timeout 120] [--json out.json] [--write-differences]
+        [--stores sqlite gitml] [--timeout 120] [--json out.json [--resume]] [--write-differences]
 
 ``TESTS_DIR`` holds a snapshot of MLflow's ``tests/`` and its ``pyproject.toml`` (never copied
 into this project). Each test file runs in the MLflow venv (``benchmarks/peers.py``), once per
@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stores", nargs="+", default=["sqlite", "gitml"], choices=["sqlite", "gitml"])
     parser.add_argument("--timeout", type=int, default=120, help="seconds per test")
     parser.add_argument("--json", help="write every test's outcome here")
+    parser.add_argument("--resume", action="store_true", help="keep the files --json already has")
     parser.add_argument("--write-differences", action="store_true")
     args = parser.parse_args(argv)
     tests_dir = os.path.abspath(args.tests_dir)
@@ -146,13 +147,20 @@ def main(argv: list[str] | None = None) -> int:
     install_extras(python)
     pythonpath = plugin_pythonpath()
     results: dict[str, dict[str, dict]] = {}
+    if args.resume and args.json and os.path.exists(args.json):
+        with open(args.json) as f:
+            results = json.load(f)
     rows = []
     for test_file in args.files:
         row = [test_file]
         for store in args.stores:
             started = time.monotonic()
-            found = run_file(python, tests_dir, test_file, store, args.timeout, pythonpath)
+            done = {n: r for n, r in results.get(store, {}).items() if n.startswith(test_file + "::")}
+            found = done or run_file(python, tests_dir, test_file, store, args.timeout, pythonpath)
             results.setdefault(store, {}).update(found)
+            if args.json:  # after each file: a long run interrupted keeps what it ran (--resume)
+                with open(args.json, "w") as f:
+                    json.dump(results, f, indent=1, sort_keys=True)
             count = {o: sum(1 for r in found.values() if r["outcome"] == o) for o in ("passed", "failed", "error", "skipped")}
             row.append(f"{count['passed']} / {count['failed'] + count['error']}")
             print(f"{test_file} [{store}]: {count} in {time.monotonic() - started:.0f}s", flush=True)
@@ -162,9 +170,6 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|" + "---|" * len(args.stores))
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1, sort_keys=True)
     if set(args.stores) != {"sqlite", "gitml"}:
         return 0
     sqlite, gitml = results["sqlite"], results["gitml"]
