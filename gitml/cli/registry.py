@@ -136,7 +136,7 @@ def history(ctx, name, as_json):
         rows = []
         for e in state.events:
             why = state.ignored.get(e.tag.name) or reg.rejection(e, deep=True)
-            rows.append({"tag": e.tag.name, "event": e.tag.action.value, "version": e.info.get("version", e.tag.version),
+            rows.append({"tag": e.tag.name, "event": e.tag.action.value, "version": state.version_of(e),
                          "stage": e.tag.stage, "by": e.tagger, "at": e.time, "signature": str(reg.verification(e)),
                          "decision": f"ignored: {why}" if why else "counts", "policy": reg.policy.source})
         if as_json:

@@ -68,8 +68,8 @@ class RunGroup:
         self.journal = jr.Journal(journal_dir, prefix=self.prefix)
         self.slot = self.journal.register(experiment_id, run_id)
         self._committed = self.journal.size()  # what this process knows to be committed
-        # 256 lock files at most (runs sharing one wait for each other's commits, no more)
         self._commit_seconds = 0.0  # how long this process's last group commit took
+        # 256 lock files at most (runs sharing one wait for each other's commits, no more)
         self.lock_path = os.path.join(store.gitml_dir, "group", hashlib.sha1(run_id.encode()).hexdigest()[:2])
 
     def writer(self) -> RunWriter:
