@@ -1,11 +1,11 @@
 """The registry's state, read from tags, and the events that change it.
 
 Which version a stage holds (identical in the CLI, the API and ``models:/`` URIs): of a
-model's assign/unassign tags for the stage, the last one by counter ``N`` for each
-version says whether that version is in the stage; the stage holds, of the versions in
-it, the one assigned with the greatest ``N``. This is GTO's rule with its tag times
-replaced by the counter, which every event increments: tag times have one-second
-resolution and come from the tagger's clock. A deregistered version holds no stage; a
+model's assign/unassign tags for the stage, the newest for each version says whether
+that version is in the stage; the stage holds, of the versions in it, the one assigned
+last. Newest is GTO's rule: by tag time, the counter ``N`` breaking a same-second tie
+(:func:`order`); gitml writes a model's tags at strictly increasing times, so GTO reads
+its bursts in the order written. A deregistered version holds no stage; a
 stage tag on a commit that is no registered version of the model is reported by
 ``verify`` and ignored. When the policy requires signatures for a stage, its tags are
 checked newest first until the holder is known, and a tag that is not signed by a
