@@ -254,6 +254,7 @@ out = {
     "exp_minus": outcome(lambda: client.get_experiment("-1337")),
     "set_exp_minus": outcome(lambda: mlflow.set_experiment(experiment_id="-1337")),
     "dup_params": outcome(lambda: client.log_batch(run, params=[Param("a", "1"), Param("a", "2")])),
+    "bad_value": outcome(lambda: client.log_metric(run, "m", "not a number")),
     "params_after": client.get_run(run).data.params,
     "traces": outcome(lambda: client.search_traces(experiment_ids=[exp])),
     "trace_info": outcome(lambda: client.get_trace("tr-0123")),
@@ -284,7 +285,8 @@ def test_mlflow_errors_prompt_filter_and_what_gitml_does_not_store(plugin_python
     for key in ("exp_minus", "set_exp_minus"):
         assert out[key] == ["RESOURCE_DOES_NOT_EXIST", "No Experiment with id=-1337 exists"], out[key]
     assert out["dup_params"][0] == "INVALID_PARAMETER_VALUE" and "Duplicate parameter keys" in out["dup_params"][1]
-    assert out["params_after"] == {}  # nothing of the refused batch was logged
+    assert out["bad_value"][0] == "INVALID_PARAMETER_VALUE" and "Please specify value as a valid double" in out["bad_value"][1]
+    assert out["params_after"] == {}  # nothing of the refused batches was logged
     for key, kind in (("traces", "traces"), ("trace_info", "traces"), ("dataset", "evaluation datasets"),
                       ("scorers", "scorers"), ("assessment", "assessments")):
         assert out[key][0] == "INVALID_PARAMETER_VALUE", (key, out[key])
@@ -464,6 +466,9 @@ def test_mlflow_server_serves_the_repository_over_rest(plugin_python, repo):
         assert status == 200 and [m["step"] for m in history["metrics"]] == list(range(30))
         status, missing = _http(f"{base}/api/2.0/mlflow/runs/get?run_id={'0' * 32}")
         assert status == 404 and missing["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+        # a trace call is refused with a 400 naming it (a 500 is what MLflow's client retries)
+        status, trace = _http(f"{base}/api/3.0/mlflow/traces/tr-0123")
+        assert status == 400 and trace["message"].startswith("gitml does not store MLflow's traces"), (status, trace)
         # read-write, as MLflow's server allows: a run created over REST is a gitml run
         status, created = _http(base + "/api/2.0/mlflow/runs/create", {"experiment_id": found["runs"][0]["info"]["experiment_id"], "run_name": "rest"})
         assert status == 200
