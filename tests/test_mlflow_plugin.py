@@ -243,6 +243,7 @@ out = {
     "models": [m.name for m in client.search_registered_models()],
     "named": [m.name for m in client.search_registered_models(filter_string="name LIKE 'err%'")],
     "prompts": [m.name for m in client.search_registered_models(filter_string="tag.`mlflow.prompt.is_prompt` = 'true'")],
+    "exp_dup": outcome(lambda: client.create_experiment("errors")),
     "exp_none": outcome(lambda: client.create_experiment(None)),
     "exp_number": outcome(lambda: client.create_experiment(123)),
     "by_name_none": outcome(lambda: client.get_experiment_by_name(None)),
@@ -254,6 +255,7 @@ out = {
     "exp_minus": outcome(lambda: client.get_experiment("-1337")),
     "set_exp_minus": outcome(lambda: mlflow.set_experiment(experiment_id="-1337")),
     "dup_params": outcome(lambda: client.log_batch(run, params=[Param("a", "1"), Param("a", "2")])),
+    "bad_value": outcome(lambda: client.log_metric(run, "m", "not a number")),
     "params_after": client.get_run(run).data.params,
     "traces": outcome(lambda: client.search_traces(experiment_ids=[exp])),
     "trace_info": outcome(lambda: client.get_trace("tr-0123")),
@@ -278,13 +280,15 @@ def test_mlflow_errors_prompt_filter_and_what_gitml_does_not_store(plugin_python
     for key in ("exp_none", "exp_number", "by_name_none", "rename_none", "model_none"):
         assert out[key][0] == "INVALID_PARAMETER_VALUE", (key, out[key])
     assert out["exp_none"][1] == "Invalid experiment name: 'None'"
+    assert out["exp_dup"] == ["RESOURCE_ALREADY_EXISTS", "Experiment(name=errors) already exists"]
     assert out["missing_tag"] == ["RESOURCE_DOES_NOT_EXIST", f"No tag with name: nope in run with id {out['missing_tag'][1].split()[-1]}"]
     for key in ("malformed_run_read", "malformed_run_write"):
         assert out[key][0] == "RESOURCE_DOES_NOT_EXIST" and out[key][1].startswith("Run with id=tr-123 not found"), out[key]
     for key in ("exp_minus", "set_exp_minus"):
         assert out[key] == ["RESOURCE_DOES_NOT_EXIST", "No Experiment with id=-1337 exists"], out[key]
     assert out["dup_params"][0] == "INVALID_PARAMETER_VALUE" and "Duplicate parameter keys" in out["dup_params"][1]
-    assert out["params_after"] == {}  # nothing of the refused batch was logged
+    assert out["bad_value"][0] == "INVALID_PARAMETER_VALUE" and "Please specify value as a valid double" in out["bad_value"][1]
+    assert out["params_after"] == {}  # nothing of the refused batches was logged
     for key, kind in (("traces", "traces"), ("trace_info", "traces"), ("dataset", "evaluation datasets"),
                       ("scorers", "scorers"), ("assessment", "assessments")):
         assert out[key][0] == "INVALID_PARAMETER_VALUE", (key, out[key])
@@ -464,6 +468,9 @@ def test_mlflow_server_serves_the_repository_over_rest(plugin_python, repo):
         assert status == 200 and [m["step"] for m in history["metrics"]] == list(range(30))
         status, missing = _http(f"{base}/api/2.0/mlflow/runs/get?run_id={'0' * 32}")
         assert status == 404 and missing["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+        # a trace call is refused with a 400 naming it (a 500 is what MLflow's client retries)
+        status, trace = _http(f"{base}/api/3.0/mlflow/traces/tr-0123")
+        assert status == 400 and trace["message"].startswith("gitml does not store MLflow's traces"), (status, trace)
         # read-write, as MLflow's server allows: a run created over REST is a gitml run
         status, created = _http(base + "/api/2.0/mlflow/runs/create", {"experiment_id": found["runs"][0]["info"]["experiment_id"], "run_name": "rest"})
         assert status == 200

@@ -52,6 +52,13 @@ def reg_client(repo):
     RegistryTag(Action.ASSIGN, "a", stage="production", counter=1),
     RegistryTag(Action.UNASSIGN, "x/y", stage="Staging-2", counter=123456),
     RegistryTag(Action.DEPRECATE, "churn", counter=3),
+    # GTO 1.10.1's other forms: counter-less (its default for deregistration and deprecation, `--simple true`)
+    # and a counted registration (`--simple false`, re-registration)
+    RegistryTag(Action.DEREGISTER, "churn", version="v1.0.0"),
+    RegistryTag(Action.DEPRECATE, "churn"),
+    RegistryTag(Action.REGISTER, "churn", version="v1.0.0", counter=4),
+    RegistryTag(Action.ASSIGN, "churn", stage="prod"),
+    RegistryTag(Action.UNASSIGN, "churn", stage="prod"),
 ])
 def test_tag_names_round_trip(tag):
     assert parse_tag(tag.name) == tag
@@ -59,9 +66,9 @@ def test_tag_names_round_trip(tag):
 
 
 @pytest.mark.parametrize("name", [
-    "churn", "v1.0.0", "churn@", "churn@v1.0", "churn@1.0.0", "churn@v01.0.0", "churn#production", "churn#prod#0",
-    "churn#prod#01", "-churn@v1.0.0", "churn-@v1.0.0", "a//b@v1.0.0", "churn@deprecated", "churn@created#1",
-    "churn#pro/d#1", "ch urn@v1.0.0", "churn@v1.0.0!", "churn@v1.0.0#1", "churn#prod!#", "ch\u00e9rn@v1.0.0",
+    "churn", "v1.0.0", "churn@", "churn@v1.0", "churn@1.0.0", "churn@v01.0.0", "churn@deprecated!", "churn#prod#0",
+    "churn#prod#01", "-churn@v1.0.0", "churn-@v1.0.0", "a//b@v1.0.0", "churn@deprecated!#2", "churn@created#1",
+    "churn#pro/d#1", "ch urn@v1.0.0", "churn@v1.0.0!!", "churn@v1.0.0#01", "churn#prod!#", "ch\u00e9rn@v1.0.0",
     "churn#prod#1\n", "churn@v1.0.0\x00", "/churn@v1.0.0", "churn/@v1.0.0",
 ])
 def test_other_and_hostile_tag_names_are_not_registry_tags(name):
@@ -124,16 +131,21 @@ def test_register_refuses_what_it_cannot_register(reg_client):
         reg.register("churn model", r1, "model")
 
 
-def test_stage_holder_is_decided_by_the_counter_not_tag_times(reg_client, repo, monkeypatch):
+def test_a_clock_behind_still_writes_the_newest_event(reg_client, repo, monkeypatch):
+    """Events are ordered by tag time (GTO's rule); gitml writes each tag past the model's
+    newest, so a clock behind another writer's still makes the newest event."""
     r1, r2 = _run(reg_client, 1), _run(reg_client, 2)
     reg = reg_client.registry
     reg.register("churn", r1)
     reg.register("churn", r2)
     monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000100 +0000")
     reg.assign("churn", "1", "production")
-    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000000 +0000")  # a clock behind: N still orders
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000000 +0000")  # a clock behind
     reg.assign("churn", "2", "production")
-    assert reg.models()["churn"].stages == {"production": "v2.0.0"}
+    state = reg.models()["churn"]
+    assert state.stages == {"production": "v2.0.0"}
+    times = {e.tag.name: e.time for e in state.events}
+    assert times["churn#production#2"] > times["churn#production#1"] >= 1700000100
     reg.unassign("churn", "production")
     reg.assign("churn", "1", "production")
     assert reg.resolve("churn", stage="production").version == "v1.0.0"

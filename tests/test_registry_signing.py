@@ -55,7 +55,8 @@ def two_versions(repo):
     return r1, r2
 
 
-def test_gpg_signed_tags_verify_in_git_and_under_the_policy(repo, gnupg, two_versions):
+def test_gpg_signed_tags_verify_in_git_and_under_the_policy(repo, gnupg, two_versions, monkeypatch):
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000000 +0000")  # gitml's tags: this second and the next two
     fpr = _gpg_key(gnupg, "Release Bot <bot@example.com>")
     git(repo, "config", "user.signingkey", fpr)
     git(repo, "config", "tag.gpgSign", "true")
@@ -69,6 +70,7 @@ def test_gpg_signed_tags_verify_in_git_and_under_the_policy(repo, gnupg, two_ver
     git(repo, "fsck", "--strict")
     # a tag made by the real `git tag -s` (GTO's convention) decides the stage too
     commit = git(repo, "rev-parse", "churn@v2.0.0^{commit}").strip()
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000100 +0000")  # later (GTO orders by tag time; so does gitml)
     git(repo, "tag", "-s", "-m", "promote by hand", "churn#production#2", commit)
     with gitml.Client(repo) as c:
         assert c.registry.resolve("churn", stage="production").version == "v2.0.0"
@@ -79,7 +81,8 @@ def test_gpg_signed_tags_verify_in_git_and_under_the_policy(repo, gnupg, two_ver
     assert out.exit_code == 0, out.output
 
 
-def test_untrusted_forged_and_unsigned_stage_tags_are_ignored_or_refused(repo, gnupg, two_versions):
+def test_untrusted_forged_and_unsigned_stage_tags_are_ignored_or_refused(repo, gnupg, two_versions, monkeypatch):
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000000 +0000")
     trusted = _gpg_key(gnupg, "Release Bot <bot@example.com>")
     stranger = _gpg_key(gnupg, "Mallory <m@example.com>")
     _commit_policy(repo, f"require_signature: [production]\ntrusted_gpg_keys: [{trusted}]\n")
@@ -92,6 +95,7 @@ def test_untrusted_forged_and_unsigned_stage_tags_are_ignored_or_refused(repo, g
             reg.assign("churn", "1", "production")  # nothing would honour an unsigned tag: refused before writing
         reg.assign("churn", "1", "production", sign_tag=True)  # #1, trusted
     v2 = git(repo, "rev-parse", "churn@v2.0.0^{commit}").strip()
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000100 +0000")  # the hostile tags are the newest
     # an unsigned tag, then one signed by a key the policy does not trust
     git(repo, "tag", "-a", "-m", "unsigned", "churn#production#2", v2)
     git(repo, "-c", f"user.signingkey={stranger}", "tag", "-s", "-m", "untrusted", "churn#production#3", v2)
@@ -117,7 +121,8 @@ def test_untrusted_forged_and_unsigned_stage_tags_are_ignored_or_refused(repo, g
             c.registry.resolve("churn", stage="production")
 
 
-def test_ssh_signed_tags_verify_in_git_and_under_the_policy(repo, tmp_path, two_versions):
+def test_ssh_signed_tags_verify_in_git_and_under_the_policy(repo, tmp_path, two_versions, monkeypatch):
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000000 +0000")
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bot", "-f", str(key)], check=True)
     other = tmp_path / "other"
@@ -136,6 +141,7 @@ def test_ssh_signed_tags_verify_in_git_and_under_the_policy(repo, tmp_path, two_
     assert "Good \"git\" signature for bot@example.com" in subprocess.run(
         ["git", "verify-tag", "churn#production#1"], cwd=repo, capture_output=True, text=True, check=True).stderr
     v2 = git(repo, "rev-parse", "churn@v2.0.0^{commit}").strip()
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000100 +0000")  # the newest tags
     git(repo, "-c", f"user.signingkey={other}", "tag", "-s", "-m", "someone else", "churn#production#2", v2)
     with gitml.Client(repo) as c:
         state = c.registry.model("churn")

@@ -57,10 +57,12 @@ def _push_tags(clone, *names, url="origin"):
 
 
 @pytest.fixture
-def team(repo, gnupg, tmp_path):  # noqa: F811
+def team(repo, gnupg, tmp_path, monkeypatch):  # noqa: F811
     """A maintainer's repository (production v1 and staging v2, signed by the release bot
     under ``require_signature: [production]`` on main), its bare origin, a victim's clone
-    and an attacker's clone (push access, a key of their own, no trusted key)."""
+    and an attacker's clone (push access, a key of their own, no trusted key). Tags are
+    ordered by time (GTO's rule): the maintainer's are pinned before every later one."""
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000000 +0000")
     bot = _gpg_key(gnupg, "Release Bot <bot@example.com>")
     mallory = _gpg_key(gnupg, "Mallory <m@example.com>")
     git(repo, "config", "user.signingkey", bot)
@@ -84,6 +86,7 @@ def team(repo, gnupg, tmp_path):  # noqa: F811
         gitml_cli(clones[name], "fetch")
     git(clones["attacker"], "config", "user.signingkey", mallory)
     assert _production(clones["victim"]) == "v1.0.0"
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700001000 +0000")
     return {"bot": bot, "mallory": mallory, "origin": origin, "maintainer": repo, "policy": policy, **clones}
 
 
@@ -376,8 +379,9 @@ def _ssh_key(tmp_path, name: str) -> tuple[Path, str]:
     return key, f'{name}@example.com namespaces="git" {(tmp_path / f"id_{name}.pub").read_text().strip()}\n'
 
 
-def test_ssh_a_branch_that_adds_its_own_signer_and_a_re_pointed_tag_are_ignored_in_the_ui(repo, tmp_path):
+def test_ssh_a_branch_that_adds_its_own_signer_and_a_re_pointed_tag_are_ignored_in_the_ui(repo, tmp_path, monkeypatch):
     pytest.importorskip("starlette")
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000000 +0000")
     from starlette.testclient import TestClient
 
     from gitml.ui import allowed_hosts
@@ -405,6 +409,7 @@ def test_ssh_a_branch_that_adds_its_own_signer_and_a_re_pointed_tag_are_ignored_
         git(tmp_path, "clone", "-q", str(origin), str(clone))
         gitml_cli(clone, "fetch")
     # the attacker's branch trusts the attacker's key; their promotion is signed by it
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700001000 +0000")  # the newest tags
     git(attacker, "checkout", "-q", "-b", "evil")
     _commit_policy(attacker, "require_signature: [production]\nallowed_signers: .gitml/allowed_signers\n",
                    {".gitml/allowed_signers": bot_line + mallory_line})

@@ -68,8 +68,9 @@ def build_registry(client, path, keys) -> dict:
     import os
     import subprocess
 
-    def git(*args):
-        return subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True, text=True).stdout
+    def git(*args, env=None):
+        return subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True, text=True,
+                              env={**os.environ, **(env or {})}).stdout
 
     for name in ("trusted", "stranger"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(keys / name)], check=True)
@@ -87,11 +88,20 @@ def build_registry(client, path, keys) -> dict:
     other = client.search_rows(filter_string="run_name = 'other'")[0]["run_id"]
     client.log_text(other, MLMODEL, "model/MLmodel")
     reg = client.registry
-    reg.register("churn", parent, "model", description=HOSTILE)
-    reg.register("churn", other, "model")
-    reg.assign("churn", "v1.0.0", "production", sign_tag=True)
-    reg.assign("churn", "v2.0.0", "staging")
+    pinned = os.environ.get("GIT_COMMITTER_DATE")
+    os.environ["GIT_COMMITTER_DATE"] = "1700000000 +0000"  # tags are ordered by time (GTO's rule): the stranger's is newest
+    try:
+        reg.register("churn", parent, "model", description=HOSTILE)
+        reg.register("churn", other, "model")
+        reg.assign("churn", "v1.0.0", "production", sign_tag=True)
+        reg.assign("churn", "v2.0.0", "staging")
+    finally:
+        if pinned is None:
+            del os.environ["GIT_COMMITTER_DATE"]
+        else:
+            os.environ["GIT_COMMITTER_DATE"] = pinned
     v2 = git("rev-parse", "churn@v2.0.0^{commit}").strip()
-    git("-c", f"user.signingkey={keys / 'stranger'}", "tag", "-s", "-m", "promote v2", "churn#production#9", v2)
+    git("-c", f"user.signingkey={keys / 'stranger'}", "tag", "-s", "-m", "promote v2", "churn#production#9", v2,
+        env={"GIT_COMMITTER_DATE": "1700000100 +0000"})
     ids.update(model="churn", parent=parent, other=other)
     return ids

@@ -128,7 +128,7 @@ def show(ctx, name, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def history(ctx, name, as_json):
-    """NAME's events by counter N: tag, who, when, signature."""
+    """NAME's events, oldest first (by tag time as GTO orders them, then N): tag, who, when, signature."""
 
     with open_client(ctx) as c:
         reg = c.registry
@@ -136,7 +136,7 @@ def history(ctx, name, as_json):
         rows = []
         for e in state.events:
             why = state.ignored.get(e.tag.name) or reg.rejection(e, deep=True)
-            rows.append({"tag": e.tag.name, "event": e.tag.action.value, "version": e.info.get("version", e.tag.version),
+            rows.append({"tag": e.tag.name, "event": e.tag.action.value, "version": state.version_of(e),
                          "stage": e.tag.stage, "by": e.tagger, "at": e.time, "signature": str(reg.verification(e)),
                          "decision": f"ignored: {why}" if why else "counts", "policy": reg.policy.source})
         if as_json:

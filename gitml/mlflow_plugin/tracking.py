@@ -79,7 +79,7 @@ class GitmlTrackingStore(AbstractStore):
     def create_experiment(self, name, artifact_location=None, tags=None):
         _validate_experiment_name(name)
         if self.client.get_experiment_by_name(name) is not None:
-            raise as_mlflow_exception(ConflictError(f"experiment {name!r} already exists"), "RESOURCE_ALREADY_EXISTS")
+            raise as_mlflow_exception(ConflictError(f"Experiment(name={name}) already exists"), "RESOURCE_ALREADY_EXISTS")
         return self.client.create_experiment(name, artifact_location, {t.key: t.value for t in tags or ()})
 
     @mlflow_errors
@@ -164,9 +164,17 @@ class GitmlTrackingStore(AbstractStore):
     @mlflow_errors
     def log_batch(self, run_id, metrics, params, tags):
         run_id = _run_id(run_id, full=True)
-        from mlflow.utils.validation import _validate_param_keys_unique
+        from mlflow.utils.validation import (
+            _validate_batch_log_data,
+            _validate_batch_log_limits,
+            _validate_param_keys_unique,
+        )
 
-        _validate_param_keys_unique(params)  # as MLflow's stores: one value per key in a batch
+        # as MLflow's stores check a batch, with their words (a metric value that is not a
+        # double, a long key, one param named twice): nothing of a refused batch is logged
+        metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
+        _validate_batch_log_limits(metrics, params, tags)
+        _validate_param_keys_unique(params)
         if any(getattr(m, "model_id", None) for m in metrics):  # MLflow's link of a point to a logged model
             metrics = [ge.Metric(m.key, m.value, m.timestamp, m.step) for m in metrics]
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)

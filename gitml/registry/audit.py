@@ -43,7 +43,7 @@ def verify_registry(reg: Registry) -> tuple[list[tuple[str, str]], int]:
             problems.append((tag.name, str(status)))
         if tag.action is Action.REGISTER:
             seen = by_model.setdefault(tag.model, {})
-            if event.target in seen:
+            if seen.get(event.target, tag.version) != tag.version:  # a re-registration (GTO's @vX#N) is no duplicate
                 problems.append((tag.name, f"commit {event.target[:12]} already is {tag.model} {seen[event.target]}"))
             seen[event.target] = tag.version or ""
             _check_registration(reg, event, problems)

@@ -81,6 +81,19 @@ class ModelState:
     events: list[TagEvent] = field(default_factory=list)
     ignored: dict[str, str] = field(default_factory=dict)  # tag -> why it was ignored
     deciding: dict[str, TagEvent] = field(default_factory=dict)  # stage -> the assign tag that decides it
+    commits: dict[str, list[str]] = field(default_factory=dict)  # commit -> the versions registered there
+
+    def version_of(self, event: TagEvent) -> str | None:
+        """The version an event is about: its name's, its message's, else (a stage tag GTO
+        wrote, with no message) the version registered at its commit, as ``gto check-ref``
+        reports it; None when no single one is."""
+        if event.tag.version is not None:
+            return event.tag.version
+        named = event.info.get("version")
+        if named is not None or event.tag.stage is None:
+            return None if named is None else str(named)
+        found = self.commits.get(event.target, [])
+        return found[0] if len(found) == 1 else None
 
     @property
     def latest(self) -> ModelVersion | None:

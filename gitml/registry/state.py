@@ -1,11 +1,11 @@
 """The registry's state, read from tags, and the events that change it.
 
 Which version a stage holds (identical in the CLI, the API and ``models:/`` URIs): of a
-model's assign/unassign tags for the stage, the last one by counter ``N`` for each
-version says whether that version is in the stage; the stage holds, of the versions in
-it, the one assigned with the greatest ``N``. This is GTO's rule with its tag times
-replaced by the counter, which every event increments: tag times have one-second
-resolution and come from the tagger's clock. A deregistered version holds no stage; a
+model's assign/unassign tags for the stage, the newest for each version says whether
+that version is in the stage; the stage holds, of the versions in it, the one assigned
+last. Newest is GTO's rule: by tag time, the counter ``N`` breaking a same-second tie
+(:func:`order`); gitml writes a model's tags at strictly increasing times, so GTO reads
+its bursts in the order written. A deregistered version holds no stage; a
 stage tag on a commit that is no registered version of the model is reported by
 ``verify`` and ignored. When the policy requires signatures for a stage, its tags are
 checked newest first until the holder is known, and a tag that is not signed by a
@@ -58,6 +58,16 @@ def _now() -> tuple[int, int]:
             return int(seconds), offset
     now = time.time()
     return int(now), time.localtime(now).tm_gmtoff
+
+
+_TIE_RANK = {Action.DEPRECATE: 0, Action.REGISTER: 1, Action.ASSIGN: 1, Action.DEREGISTER: 2, Action.UNASSIGN: 2}
+
+
+def order(event: TagEvent) -> tuple[int, int, int]:
+    """Which of two events is newer: GTO's rule, the tag time; in a same-second tie the
+    counter ``N`` (none: 0), then GTO's own tie rules (a deregistration beats a
+    registration, an unassignment an assignment, any event a deprecation)."""
+    return event.time, event.tag.counter or 0, _TIE_RANK[event.tag.action]
 
 
 def _is_version(text: str) -> bool:
@@ -308,14 +318,20 @@ class Registry:
         return self._state(name, tags, report)
 
     def _state(self, name: str, tags: list[tuple[RegistryTag, bytes]], report: bool = False) -> ModelState:
+        """A model's state, by GTO's rules with each tag's time ordering the events (``N``
+        breaking same-second ties, :func:`order`): a version is live when its newest
+        registration or deregistration is a registration; the model is deprecated when its
+        newest event is a deprecation; a stage as :meth:`_holder` says. Only tags that count
+        take part: a lightweight tag never does (GTO ignores them all), and an event that
+        undoes a guarded one (a re-registration after a deregistration, any event after a
+        deprecation) must meet the same guard."""
         state = ModelState(name)
         stage_events: list[TagEvent] = []
-        deregistered = set()
+        model_events: list[TagEvent] = []  # registrations, deregistrations, deprecations that count
         for tag, sha in tags:
-            if tag.counter is not None:
-                state.counter = max(state.counter, tag.counter)
             event = self.event(tag, sha)
             if event is None:
+                state.ignored[tag.name] = "a lightweight tag (or unreadable): GTO ignores it too"
                 continue
             state.events.append(event)
             if tag.stage is not None:
@@ -324,18 +340,33 @@ class Registry:
             why = self.rejection(event)
             if why is not None:
                 self._reject(state, event, why, report)
-            elif tag.action is Action.REGISTER:
-                assert tag.version is not None
-                state.versions[tag.version] = ModelVersion(
-                    name, tag.version, event.target, event, event.tagger, event.time, tag=tag.name,
-                )
-            elif tag.action is Action.DEREGISTER:
-                deregistered.add(tag.version)
             else:
-                state.deprecated = True
-        for version in deregistered:
-            if version in state.versions:
-                state.versions[version].deregistered = True
+                model_events.append(event)
+        policy = self.policy
+        undone: dict[str, TagEvent] = {}  # version -> its latest guarded deregistration
+        for event in sorted(model_events, key=order):
+            tag = event.tag
+            if tag.action is Action.DEPRECATE:
+                continue
+            assert tag.version is not None
+            if tag.action is Action.DEREGISTER:
+                if tag.version in state.versions:
+                    state.versions[tag.version].deregistered = True
+                    if policy.guards(tag):
+                        undone[tag.version] = event
+                continue
+            if tag.version in undone and not self.verification(event).trusted:
+                self._reject(state, event, f"it re-registers {tag.version} after the signed {undone[tag.version].tag.name}; "
+                             f"{policy.requirement(undone[tag.version].tag)}", report)
+                continue
+            undone.pop(tag.version, None)
+            state.versions[tag.version] = ModelVersion(
+                name, tag.version, event.target, event, event.tagger, event.time, tag=tag.name,
+            )
+        counted = [e for e in model_events if e.tag.name not in state.ignored]
+        state.counter = max((e.tag.counter or 0 for e in counted), default=0)
+        for v in state.versions.values():
+            state.commits.setdefault(v.commit, []).append(v.version)
         by_commit: dict[str, list[ModelVersion]] = {}
         for v in sorted(state.versions.values(), key=lambda v: version_key(v.version)):
             if not v.deregistered:
@@ -349,15 +380,60 @@ class Registry:
             if holder is not None:
                 state.stages[stage] = holder.version
                 holder.stages.append(stage)
-        state.events.sort(key=lambda e: (e.tag.counter or 0, e.time, e.tag.name))
+        state.deprecated = self._deprecated(state, counted, stage_events, report)
+        state.counter = max([state.counter] + [e.tag.counter or 0 for e in stage_events if e.tag.name not in state.ignored])
+        state.events.sort(key=lambda e: (*order(e), e.tag.name))
         return state
+
+    def _deprecated(self, state: ModelState, counted: list[TagEvent], stage_events: list[TagEvent],
+                    report: bool) -> bool:
+        """Whether the model's newest event that counts is a deprecation (GTO's rule; a
+        tie as :func:`order` says). After a guarded
+        deprecation, only an event signed by a trusted key revives the model."""
+        deprecations = [e for e in counted if e.tag.action is Action.DEPRECATE]
+        if not deprecations:
+            return False
+        last = max(deprecations, key=order)
+        policy = self.policy
+        for event in sorted(counted + stage_events, key=order, reverse=True):
+            if order(event) < order(last):
+                break
+            if event.tag.action is Action.DEPRECATE:
+                continue
+            if event.tag.stage is not None:
+                if event.tag.name in state.ignored:
+                    continue
+                why = self.rejection(event, deep=True)
+                if why is not None:
+                    self._reject(state, event, why, report)
+                    continue
+            if policy.guards(last.tag) and not self.verification(event).trusted:
+                self._reject(state, event, f"it follows the signed {last.tag.name}; {policy.requirement(last.tag)}", report)
+                continue
+            return False
+        if not policy.guards(last.tag) and self._newest_commit(state, stage_events) >= last.time:
+            return False  # GTO counts each version's commit (its time) as an event of the model
+        return True
+
+    def _newest_commit(self, state: ModelState, stage_events: list[TagEvent]) -> int:
+        """The newest commit time among the commits the model's versions and counted stage
+        tags point at (GTO indexes each as an event at its commit's time)."""
+        commits = {v.commit for v in state.versions.values()}
+        commits |= {e.target for e in stage_events if e.tag.name not in state.ignored}
+        newest = 0
+        for commit in commits:
+            try:
+                newest = max(newest, self.store.commit(commit.encode()).commit_time)
+            except (CorruptRecordError, KeyError, ValueError):
+                continue
+        return newest
 
     def _holder(self, state: ModelState, stage: str, events: list[TagEvent], by_commit: dict,
                 report: bool = False) -> ModelVersion | None:
         """The version the stage holds: newest event first, the first version whose last
         event is an assignment (tags that do not count under the policy skipped or refused)."""
         decided: set[str] = set()
-        for event in sorted(events, key=lambda e: e.tag.counter or 0, reverse=True):
+        for event in sorted(events, key=order, reverse=True):
             found = by_commit.get(event.target)
             if not found:
                 continue
@@ -606,16 +682,24 @@ class Registry:
             raise ConflictError(f"registered model {name!r} is already deprecated")
         target = state.latest or max(state.versions.values(), key=lambda v: version_key(v.version))
         tag = self._counted(Action.DEPRECATE, name)
-        return self._write_counted(tag, target.commit.encode(), {"model": name}, sign_tag=sign_tag)
+        after = self._newest_commit(state, [e for e in state.events if e.tag.stage is not None])
+        return self._write_counted(tag, target.commit.encode(), {"model": name}, sign_tag=sign_tag, after=after)
 
     def _counted(self, action: Action, name: str, **kw) -> RegistryTag:
         """The next event's tag: one more than the greatest counter among the model's tags
         that count (a hostile tag the policy ignores cannot push the counter out of range)."""
-        ignored = self.model(name, report=True).ignored
-        counter = max((t.counter or 0 for t in self.tag_refs(name) if t.name not in ignored), default=0)
+        state = self.model(name, report=True)
+        counter = 0
+        for event in sorted(state.events, key=lambda e: e.tag.counter or 0, reverse=True):
+            if event.tag.name in state.ignored or (event.tag.counter or 0) <= counter:
+                continue
+            if event.tag.stage is None or self.rejection(event, deep=True) is None:  # a stage tag older than its
+                counter = event.tag.counter or 0  # holder is not checked by the read: checked here
+                break
         return RegistryTag(action, name, counter=counter + 1, **kw)
 
-    def _write_counted(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None) -> str:
+    def _write_counted(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None,
+                       after: int = 0) -> str:
         """Write a counted tag; when another writer took its ``N`` first, take the next one."""
         for _ in range(50):
             if parse_tag(tag.name) != tag:  # a hostile tag took the counter past what a tag name holds
@@ -623,13 +707,23 @@ class Registry:
                     f"registered model {tag.model!r}: the next counter {tag.counter} makes no registry tag name; "
                     "a tag with an outsized counter is among its tags (gitml registry history)"
                 )
-            if self._write_tag(tag, commit, info, sign_tag=sign_tag, exist_ok=True):
+            if self._write_tag(tag, commit, info, sign_tag=sign_tag, exist_ok=True, after=after):
                 return tag.name
             tag = RegistryTag(tag.action, tag.model, tag.version, tag.stage, (tag.counter or 0) + 1)
         raise ConflictError(f"could not write a {tag.action.value} tag for {tag.model!r}: 50 counters taken meanwhile")
 
+    def _last_time(self, model: str) -> int:
+        """The newest time among the model's annotated tags. A tag is written one second
+        past it (or at the clock, when later), so a model's tags have strictly increasing
+        times: GTO, which orders by tag time, reads several events written within one
+        second (or by a clock behind another writer's) in the order gitml wrote them."""
+        tags = self.tag_refs(model)
+        self._prefetch(tags.values())
+        found = (self.event(tag, sha) for tag, sha in tags.items())
+        return max((e.time for e in found if e is not None), default=0)
+
     def _write_tag(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None,
-                   exist_ok: bool = False) -> TagEvent | None:
+                   exist_ok: bool = False, after: int = 0) -> TagEvent | None:
         """Write a tag; the event as read back, None when ``exist_ok`` and the tag exists.
         An unsigned tag the policy would not count is refused before it is written."""
         cfg = self.signing_config()
@@ -649,6 +743,7 @@ class Registry:
                     "and user.signingkey, or pass --sign"
                 )
         seconds, offset = _now()
+        seconds = max(seconds, self._last_time(tag.model) + 1, after + 1)
         who = self.store.identity()
         info = {**info, "by": f"{who.name} <{who.email}>", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))}
         obj = Tag()

@@ -12,11 +12,15 @@ deprecate      ``<model>@deprecated#<N>``      the whole model withdrawn
 =============  ==============================  ===================================
 
 ``N`` is the model's event counter: one more than the largest counter among the
-model's tags, so it grows with every event (registrations carry none). Which version a
-stage holds is decided by ``N``, never by tag times (see :mod:`gitml.registry.state`).
-GTO's own tag regex parses every name this module makes (a test checks it), and this
-parser reads every GTO tag of these kinds; GTO's older counter-less stage tags and
-``@created`` tags are not made here and are read as not being registry tags.
+model's tags, so it grows with every event (gitml's registrations carry none). GTO
+1.10.1 also writes each form without ``#N`` (``--simple``: by default for
+deregistrations ``m@v1.0.0!`` and deprecations ``m@deprecated``) and registrations with
+one (``m@v1.0.0#3``: ``--simple false``, re-registration); this parser reads them all as
+GTO does, and gitml writes only the forms in the table. Which event is newer is decided
+as GTO decides it: by tag time, ``N`` breaking same-second ties (see
+:mod:`gitml.registry.state`). GTO's own tag regex parses every name this module makes
+(a test checks it); ``@created`` tags (which GTO's reader cannot index) are not registry
+tags here.
 
 Names: a model is ``[A-Za-z0-9]`` at both ends and letters, digits, ``-``, ``_``, ``/``
 inside (GTO's rule, no empty ``/`` component); a stage the same without ``/``.
@@ -40,10 +44,8 @@ SEMVER = rf"{_NUM}\.{_NUM}\.{_NUM}(?:-{_PRE}(?:\.{_PRE})*)?(?:\+[0-9A-Za-z-]+(?:
 _COUNTER = r"[1-9][0-9]{0,17}"
 
 _TAG_RE = re.compile(
-    rf"(?P<name>{_NAME})(?:"
-    rf"@(?P<version>v{SEMVER})(?:(?P<dereg>!)#(?P<dn>{_COUNTER}))?"
-    rf"|#(?P<stage>{_STAGE})(?P<unassign>!)?#(?P<sn>{_COUNTER})"
-    rf"|@deprecated#(?P<xn>{_COUNTER}))"
+    rf"(?P<name>{_NAME})(?:@(?P<version>v{SEMVER})|#(?P<stage>{_STAGE})|@(?P<deprecated>deprecated))"
+    rf"(?P<cancel>!)?(?:#(?P<n>{_COUNTER}))?"
 )
 _NAME_RE = re.compile(_NAME)
 _STAGE_RE = re.compile(_STAGE)
@@ -60,7 +62,8 @@ class Action(str, Enum):
 
 @dataclass(frozen=True)
 class RegistryTag:
-    """One registry event named by a tag. ``counter`` is None only for registrations."""
+    """One registry event named by a tag. ``counter`` is None for a counter-less name
+    (gitml's registrations; GTO's ``--simple`` forms)."""
 
     action: Action
     model: str
@@ -72,15 +75,14 @@ class RegistryTag:
     def name(self) -> str:
         """The tag's name (without ``refs/tags/``)."""
         a = self.action
-        if a is Action.REGISTER:
-            return f"{self.model}@{self.version}"
-        if a is Action.DEREGISTER:
-            return f"{self.model}@{self.version}!#{self.counter}"
-        if a is Action.ASSIGN:
-            return f"{self.model}#{self.stage}#{self.counter}"
-        if a is Action.UNASSIGN:
-            return f"{self.model}#{self.stage}!#{self.counter}"
-        return f"{self.model}@deprecated#{self.counter}"
+        if a is Action.REGISTER or a is Action.DEREGISTER:
+            base = f"{self.model}@{self.version}"
+        elif a is Action.DEPRECATE:
+            base = f"{self.model}@deprecated"
+        else:
+            base = f"{self.model}#{self.stage}"
+        cancel = "!" if a in (Action.DEREGISTER, Action.UNASSIGN) else ""
+        return base + cancel + (f"#{self.counter}" if self.counter is not None else "")
 
     @property
     def ref(self) -> bytes:
@@ -107,15 +109,16 @@ def parse_tag(name: bytes | str) -> RegistryTag | None:
     m = _TAG_RE.fullmatch(name)
     if m is None or not _check_model_name(m["name"]):
         return None
-    model = m["name"]
+    model, counter = m["name"], int(m["n"]) if m["n"] else None
     if m["version"] is not None:
-        if m["dereg"]:
-            return RegistryTag(Action.DEREGISTER, model, version=m["version"], counter=int(m["dn"]))
-        return RegistryTag(Action.REGISTER, model, version=m["version"])
+        action = Action.DEREGISTER if m["cancel"] else Action.REGISTER
+        return RegistryTag(action, model, version=m["version"], counter=counter)
     if m["stage"] is not None:
-        action = Action.UNASSIGN if m["unassign"] else Action.ASSIGN
-        return RegistryTag(action, model, stage=m["stage"], counter=int(m["sn"]))
-    return RegistryTag(Action.DEPRECATE, model, counter=int(m["xn"]))
+        action = Action.UNASSIGN if m["cancel"] else Action.ASSIGN
+        return RegistryTag(action, model, stage=m["stage"], counter=counter)
+    if m["cancel"]:  # ``@deprecated!``: GTO's regex takes it, but it names no event
+        return None
+    return RegistryTag(Action.DEPRECATE, model, counter=counter)
 
 
 def check_model_name(name: object) -> str:
