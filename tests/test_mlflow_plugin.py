@@ -243,6 +243,7 @@ out = {
     "models": [m.name for m in client.search_registered_models()],
     "named": [m.name for m in client.search_registered_models(filter_string="name LIKE 'err%'")],
     "prompts": [m.name for m in client.search_registered_models(filter_string="tag.`mlflow.prompt.is_prompt` = 'true'")],
+    "exp_dup": outcome(lambda: client.create_experiment("errors")),
     "exp_none": outcome(lambda: client.create_experiment(None)),
     "exp_number": outcome(lambda: client.create_experiment(123)),
     "by_name_none": outcome(lambda: client.get_experiment_by_name(None)),
@@ -279,6 +280,7 @@ def test_mlflow_errors_prompt_filter_and_what_gitml_does_not_store(plugin_python
     for key in ("exp_none", "exp_number", "by_name_none", "rename_none", "model_none"):
         assert out[key][0] == "INVALID_PARAMETER_VALUE", (key, out[key])
     assert out["exp_none"][1] == "Invalid experiment name: 'None'"
+    assert out["exp_dup"] == ["RESOURCE_ALREADY_EXISTS", "Experiment(name=errors) already exists"]
     assert out["missing_tag"] == ["RESOURCE_DOES_NOT_EXIST", f"No tag with name: nope in run with id {out['missing_tag'][1].split()[-1]}"]
     for key in ("malformed_run_read", "malformed_run_write"):
         assert out[key][0] == "RESOURCE_DOES_NOT_EXIST" and out[key][1].startswith("Run with id=tr-123 not found"), out[key]

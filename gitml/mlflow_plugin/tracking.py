@@ -79,7 +79,7 @@ class GitmlTrackingStore(AbstractStore):
     def create_experiment(self, name, artifact_location=None, tags=None):
         _validate_experiment_name(name)
         if self.client.get_experiment_by_name(name) is not None:
-            raise as_mlflow_exception(ConflictError(f"experiment {name!r} already exists"), "RESOURCE_ALREADY_EXISTS")
+            raise as_mlflow_exception(ConflictError(f"Experiment(name={name}) already exists"), "RESOURCE_ALREADY_EXISTS")
         return self.client.create_experiment(name, artifact_location, {t.key: t.value for t in tags or ()})
 
     @mlflow_errors
