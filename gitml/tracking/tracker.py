@@ -557,7 +557,12 @@ class Tracker:
         remembered, so that two refs claiming one id (a hostile ref taken in by plain
         ``git fetch`` while this process runs) are a :class:`DuplicateRunIdError`, never a pick."""
         check_run_id(run_id)
-        refs = sorted(ref for ref in self._refs_with_id(run_id) if ref[-33:] == b"/" + run_id.encode())
+        # this run's buffered start and background commit alone: settling every run would commit
+        # the open runs' buffers at each write to another run (42 commits where 3 were due)
+        wait_for_repository(self.store.commondir, run_id)
+        publish_runs(self.store.commondir, run_id)
+        found = self.store.refs_with_tail(RUNS_PREFIX, run_id.encode())
+        refs = sorted(ref for ref in found if is_run_ref(ref) and ref[-33:] == b"/" + run_id.encode())
         if len(refs) > 1:
             raise DuplicateRunIdError(run_id, [ref.decode() for ref in refs])
         if not refs:
