@@ -128,7 +128,9 @@ def show(ctx, name, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def history(ctx, name, as_json):
-    """NAME's events, oldest first (by tag time as GTO orders them, then N): tag, who, when, signature."""
+    """NAME's events, oldest first: tag, who, when, signature.
+
+    Ordered by tag time, as GTO orders them, then by the counter N."""
 
     with open_client(ctx) as c:
         reg = c.registry
