@@ -26,7 +26,23 @@ from tests.conftest import git
 pytestmark = pytest.mark.timeout(120)
 
 
-class Recorder:
+class _Loopback:
+    """An HTTP server on loopback (``self.server``) served on a thread for a ``with`` block."""
+
+    server: ThreadingHTTPServer
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+class Recorder(_Loopback):
     """A real HTTP server on loopback that notes each request (method and path) and
     serves the files of ``objects`` (path after the first ``/`` → bytes), 404 otherwise."""
 
@@ -67,16 +83,6 @@ class Recorder:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-
-    def __enter__(self) -> Recorder:
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 def gitml_cli(repo, *args, code=0):
@@ -313,7 +319,7 @@ def test_a_huge_file_in_a_folder_store_costs_at_most_the_recorded_size(repo, tmp
     assert "larger than" in gitml_cli(victim, "pull", code=1).output
 
 
-class StoreServer:
+class StoreServer(_Loopback):
     """A real HTTP artifact store on loopback serving a folder's objects, with ranges as
     S3 and every static server do; an object named in ``huge`` is served as a tebibyte of
     zeros, generated as it is sent. ``sent`` counts the body bytes sent for each path."""
@@ -373,16 +379,6 @@ class StoreServer:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-
-    def __enter__(self) -> StoreServer:
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 def test_a_huge_object_on_an_http_store_costs_at_most_the_recorded_size(repo, tmp_path, monkeypatch):
