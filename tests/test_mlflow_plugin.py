@@ -512,3 +512,82 @@ def test_client_start_run_keeps_the_run_open_until_terminated(repo):
         assert len(c.get_metric_history(run.info.run_id, "loss")) == 40
         assert run.data.latest_metrics["loss"].step == 39 and run.data.latest_metrics["loss"].value == 1 / 40
         assert c.get_parent_run(committed.info.run_id).info.run_id == open_run.info.run_id
+
+
+# -- what MLflow's own tests look at: the artifact folder, a run's tags, MLflow's words ---
+VIEW = """
+import json, os, shutil, mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Param
+from mlflow.exceptions import MlflowException
+from mlflow.utils.file_utils import local_file_uri_to_path
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+mlflow.set_tracking_uri("gitml:.")
+client = MlflowClient()
+out = {}
+src = os.path.abspath("../src")
+os.makedirs(os.path.join(src, "empty"))
+open(os.path.join(src, "a.txt"), "w").write("A")
+with mlflow.start_run() as run:
+    mlflow.log_text("hello", "dir/../notes/n.txt")
+    mlflow.log_artifacts(src, "tree")
+    uri = mlflow.get_artifact_uri()
+    folder = local_file_uri_to_path(uri)
+    out["uri"] = uri
+    out["listed"] = sorted(os.listdir(folder))
+    out["tree"] = sorted(os.listdir(os.path.join(folder, "tree")))
+    out["note"] = open(local_file_uri_to_path(mlflow.get_artifact_uri("notes/n.txt"))).read()
+    out["fluent_tags"] = sorted(k for k in run.data.tags)
+    try:
+        mlflow.log_metric("m", "apple")
+    except MlflowException as e:
+        out["metric_words"] = e.message
+    mlflow.log_param("p", "1")
+    try:
+        mlflow.log_param("p", "2")
+    except MlflowException as e:
+        out["param_words"] = e.message
+out["fluent_tags_stored"] = sorted(client.get_run(run.info.run_id).data.tags)
+shutil.rmtree(folder)  # the folder is a view: MLflow still reads the run's files from gitml
+out["read_back"] = open(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="notes/n.txt")).read()
+out["listed_back"] = sorted(f.path for f in client.list_artifacts(run.info.run_id))
+plain = client.create_run("0")
+out["client_tags"] = sorted(client.get_run(plain.info.run_id).data.tags)
+elsewhere = os.path.abspath("../elsewhere")
+exp = client.create_experiment("chosen", artifact_location=elsewhere)
+with mlflow.start_run(experiment_id=exp) as chosen:
+    mlflow.log_text("x", "x.txt")
+out["chosen_uri"] = chosen.info.artifact_uri
+out["chosen_files"] = os.listdir(os.path.join(elsewhere, chosen.info.run_id, "artifacts"))
+out["other_repo"] = type(get_artifact_repository("file:///tmp/some/folder")).__name__
+out["view_repo"] = type(get_artifact_repository(uri)).__name__
+out["run_ids"] = [run.info.run_id, plain.info.run_id, chosen.info.run_id]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.mlflow
+def test_artifact_folder_tags_and_mlflow_words(plugin_python, repo):
+    out = _last_json(_mlflow(plugin_python, VIEW, repo))
+    first, plain, chosen = out["run_ids"]
+    gitdir = os.path.realpath(repo / ".git")
+    assert out["uri"] == f"file://{gitdir}/gitml/artifacts/0/{first}/artifacts"
+    assert out["listed"] == ["notes", "tree"] and out["tree"] == ["a.txt", "empty"]
+    assert out["note"] == "hello" and out["read_back"] == "hello"
+    assert out["listed_back"] == ["notes", "tree"]
+    assert out["view_repo"] == "GitmlArtifactRepository" and out["other_repo"] == "LocalArtifactRepository"
+    # MLflow shows the tags its caller set: fluent runs the user and source (the commit where
+    # MLflow finds GitPython), MlflowClient's none; gitml's own API shows every one
+    assert set(out["fluent_tags_stored"]) - {"mlflow.source.git.commit"} == {
+        "mlflow.runName", "mlflow.source.name", "mlflow.source.type", "mlflow.user"}
+    assert out["client_tags"] == ["mlflow.runName"]
+    assert out["metric_words"].startswith("Invalid value \"apple\" for parameter 'value' supplied")
+    assert out["param_words"].startswith("Changing param values is not allowed. Param with key='p' was already logged")
+    # an experiment's chosen artifact location is where MLflow keeps its runs' artifacts
+    assert out["chosen_uri"] == f"{repo.parent}/elsewhere/{chosen}/artifacts"
+    assert out["chosen_files"] == ["x.txt"]
+    with gitml.Client(repo) as c:  # gitml holds what went through the view, with its system tags
+        assert {f.path for f in c.list_artifacts(first)} == {"notes", "tree"}
+        assert c.get_run(first).data.tags["gitml.source.dirty"] in ("true", "false")
+        assert c.get_run(plain).data.tags["mlflow.user"]
+        assert c.list_artifacts(chosen) == []

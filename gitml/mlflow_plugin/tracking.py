@@ -17,9 +17,8 @@ from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.tracking.abstract_store import AbstractStore
 
 import gitml.entities as ge
-from gitml.errors import ConflictError, InvalidInputError, NotFoundError
+from gitml.errors import ConflictError, InvalidInputError, NotFoundError, ParamConflictError
 from gitml.mlflow_plugin import (
-    artifact_uri,
     as_mlflow_exception,
     check_mlflow_version,
     client_for,
@@ -27,6 +26,7 @@ from gitml.mlflow_plugin import (
     mlflow_errors,
     repository_path,
     unsupported,
+    view_uri,
 )
 from gitml.mlflow_plugin.logged_models import HISTORY_TAG, compact_model_dict, history_value, model_entries
 
@@ -54,7 +54,9 @@ class GitmlTrackingStore(AbstractStore):
         super().__init__()
         self.client, self._lock = client_for(repository_path(store_uri))
         self.repo_path = self.client.repo_path
+        self.gitml_dir = self.client.store.gitml_dir
         self._model_runs: dict[str, str] = {}  # logged model id -> its run (found once)
+        self._locations: dict[str, str | None] = {}  # experiment id -> artifact location chosen for it
 
     def flush_async_logging(self):
         """``mlflow.flush_async_logging()``: MLflow's queue, then gitml's buffered runs and the
@@ -67,7 +69,7 @@ class GitmlTrackingStore(AbstractStore):
     @mlflow_errors
     def search_experiments(self, view_type=ViewType.ACTIVE_ONLY, max_results=1000, filter_string=None, order_by=None, page_token=None):
         found = self.client.search_experiments(view_type=view_type, filter_string=filter_string, order_by=order_by)
-        return self._page([convert.experiment(e, self.repo_path) for e in found], max_results, page_token)
+        return self._page([convert.experiment(e, self.gitml_dir) for e in found], max_results, page_token)
 
     @staticmethod
     def _page(items: list, max_results, page_token) -> PagedList:
@@ -84,13 +86,13 @@ class GitmlTrackingStore(AbstractStore):
 
     @mlflow_errors
     def get_experiment(self, experiment_id):
-        return convert.experiment(self.client.get_experiment(_experiment_id(experiment_id)), self.repo_path)
+        return convert.experiment(self.client.get_experiment(_experiment_id(experiment_id)), self.gitml_dir)
 
     @mlflow_errors
     def get_experiment_by_name(self, experiment_name):
         _validate_experiment_name(experiment_name)
         found = self.client.get_experiment_by_name(experiment_name)
-        return convert.experiment(found, self.repo_path) if found is not None else None
+        return convert.experiment(found, self.gitml_dir) if found is not None else None
 
     @mlflow_errors
     def delete_experiment(self, experiment_id):
@@ -114,11 +116,29 @@ class GitmlTrackingStore(AbstractStore):
         self.client.delete_experiment_tag(_experiment_id(experiment_id), key)
 
     # -- runs ----------------------------------------------------------------
+    def _run(self, r):
+        return convert.run(r, self.gitml_dir, self._location(str(r.info.experiment_id)))
+
+    def _location(self, experiment_id: str) -> str | None:
+        """The artifact location the experiment's creator chose (None: gitml's default).
+        MLflow keeps the artifacts of its runs there, as its own stores do; gitml's
+        default keeps them in the run (see gitml.mlflow_plugin.artifacts)."""
+        if experiment_id not in self._locations:  # set at creation, never changed
+            try:
+                location = self.client.get_experiment(experiment_id).artifact_location
+            except NotFoundError:
+                return None
+            self._locations[experiment_id] = None if convert.default_location(location, experiment_id) else location
+        return self._locations[experiment_id]
+
     @mlflow_errors
     def create_run(self, experiment_id, user_id, start_time, tags, run_name):
         tag_dict = {t.key: t.value for t in tags or ()}
+        hidden = [k for k in convert.GITML_TAGS if k not in tag_dict]  # shown to MLflow only when it set them
         for key in _DERIVED_TAGS:
             tag_dict.pop(key, None)
+        if hidden:
+            tag_dict[convert.HIDDEN_TAGS] = ",".join(hidden)
         parent = tag_dict.pop("mlflow.parentRunId", None)
         experiment_id = _experiment_id(experiment_id)
         start_time = start_time or None  # MLflow's REST API sends 0 for "not given"
@@ -130,12 +150,12 @@ class GitmlTrackingStore(AbstractStore):
             r = self.client.start_run(
                 experiment_id, start_time=start_time, tags=tag_dict, run_name=run_name or None, parent_run_id=parent
             )
-        return convert.run(r, self.repo_path)
+        return self._run(r)
 
     @mlflow_errors
     def get_run(self, run_id):
         try:
-            return convert.run(self.client.get_run(_run_id(run_id)), self.repo_path)
+            return self._run(self.client.get_run(_run_id(run_id)))
         except NotFoundError as e:  # MLflow's words, which MLflow's callers and tests look for
             raise as_mlflow_exception(NotFoundError(f"Run with id={run_id} not found ({e})")) from e
 
@@ -149,7 +169,7 @@ class GitmlTrackingStore(AbstractStore):
             self.client.set_terminated(run_id, status, end_time)
         elif status is not None:
             self.client.update_run(run_id, status=status)
-        return convert.run(self.client.get_run(run_id), self.repo_path).info
+        return self._run(self.client.get_run(run_id)).info
 
     @mlflow_errors
     def delete_run(self, run_id):
@@ -175,9 +195,34 @@ class GitmlTrackingStore(AbstractStore):
         metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
         _validate_batch_log_limits(metrics, params, tags)
         _validate_param_keys_unique(params)
+        self._log(run_id, metrics, params, tags)
+
+    def _log(self, run_id: str, metrics, params, tags) -> None:
         if any(getattr(m, "model_id", None) for m in metrics):  # MLflow's link of a point to a logged model
             metrics = [ge.Metric(m.key, m.value, m.timestamp, m.step) for m in metrics]
-        self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+        try:
+            self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+        except ParamConflictError as e:  # MLflow's words, which its callers and tests look for
+            raise as_mlflow_exception(InvalidInputError(
+                f"Changing param values is not allowed. Param with key='{e.key}' was already logged with "
+                f"value='{e.old}' for run ID='{e.run_id}'. Attempted logging new value '{e.new}'."
+            )) from e
+
+    @mlflow_errors
+    def log_metric(self, run_id, metric):
+        """One point, checked as MLflow's stores check it (their words: parameter 'value')."""
+        from mlflow.utils.validation import _validate_metric
+
+        run_id = _run_id(run_id, full=True)
+        _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)
+        self._log(run_id, [metric], [], [])
+
+    @mlflow_errors
+    def log_param(self, run_id, param):
+        from mlflow.utils.validation import _validate_param
+
+        run_id = _run_id(run_id, full=True)
+        self._log(run_id, [], [_validate_param(param.key, param.value)], [])
 
     @mlflow_errors
     def delete_tag(self, run_id, key):
@@ -202,7 +247,7 @@ class GitmlTrackingStore(AbstractStore):
         found = self.client.search_runs(
             experiment_ids or None, filter_string or "", run_view_type, max_results, order_by, page_token
         )
-        return [convert.run(r, self.repo_path) for r in found], found.token
+        return [self._run(r) for r in found], found.token
 
     @mlflow_errors
     def log_inputs(self, run_id, datasets=None, models=None):
@@ -248,7 +293,9 @@ class GitmlTrackingStore(AbstractStore):
             experiment_id=experiment_id,
             model_id=entry["model_uuid"],
             name=entry.get("name") or entry.get("artifact_path") or "model",
-            artifact_location=artifact_uri(self.repo_path, entry["run_id"], entry.get("name") or entry.get("artifact_path") or ""),
+            artifact_location=view_uri(
+                self.gitml_dir, experiment_id, entry["run_id"], entry.get("name") or entry.get("artifact_path") or ""
+            ),
             creation_timestamp=int(entry.get("creation_timestamp") or 0),
             last_updated_timestamp=int(entry.get("last_updated_timestamp") or entry.get("creation_timestamp") or 0),
             model_type=entry.get("model_type"),
@@ -397,7 +444,7 @@ def _logged_model_filter(filter_string: str | None) -> dict[str, str]:
 # an MlflowException naming it: never AbstractStore's NotImplementedError, which MLflow's
 # server answers with a 500 that MLflow's client retries for minutes.
 _STORED_DEFAULTS = frozenset({
-    "log_metric", "log_param", "set_tag", "log_metric_async", "log_param_async", "set_tag_async",
+    "set_tag", "log_metric_async", "log_param_async", "set_tag_async",
     "log_batch_async", "end_async_logging", "shut_down_async_logging", "search_runs",
     "filter_active_experiment_ids", "get_metric_history_bulk_interval_from_steps",
     "get_metric_history_bulk_interval", "_evenly_spaced_indices",
