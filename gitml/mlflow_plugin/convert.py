@@ -17,6 +17,7 @@ from mlflow.entities import (
     Experiment,
     ExperimentTag,
     InputTag,
+    LoggedModelInput,
     LoggedModelOutput,
     Metric,
     Param,
@@ -30,7 +31,7 @@ from mlflow.entities import (
 
 from gitml.errors import InvalidInputError
 from gitml.mlflow_plugin import view_uri
-from gitml.mlflow_plugin.logged_models import model_entries
+from gitml.mlflow_plugin.logged_models import MODEL_RUN_TAG, model_entries
 
 
 # The tags gitml derives for every run from what it records (user, source, commit, branch,
@@ -46,13 +47,19 @@ GITML_TAGS = (
     "gitml.source.dirty",
 )
 HIDDEN_TAGS = "mlflow.gitml.hiddenTags"
+MODEL_INPUTS_TAG = "mlflow.gitml.modelInputs"  # MLflow's run.inputs.model_inputs: logged model ids, comma-separated
+_NEVER_SHOWN = frozenset({HIDDEN_TAGS, MODEL_INPUTS_TAG, MODEL_RUN_TAG})
+
+
+def model_inputs(tags: dict) -> list[str]:
+    return [m for m in tags.get(MODEL_INPUTS_TAG, "").split(",") if m]
 
 
 def visible_tags(tags: dict) -> dict:
     """A run's tags as MLflow sees them (see :data:`HIDDEN_TAGS`)."""
-    if HIDDEN_TAGS not in tags:
+    if not _NEVER_SHOWN.intersection(tags):
         return tags
-    hidden = set(tags[HIDDEN_TAGS].split(",")) | {HIDDEN_TAGS}
+    hidden = set(tags.get(HIDDEN_TAGS, "").split(",")) | _NEVER_SHOWN
     return {k: v for k, v in tags.items() if k not in hidden}
 
 
@@ -115,7 +122,8 @@ def run(r, gitml_dir: str, location: str | None = None) -> Run:
                 [InputTag(t.key, t.value) for t in d.tags],
             )
             for d in r.inputs.dataset_inputs
-        ]
+        ],
+        [LoggedModelInput(m) for m in model_inputs(r.data.tags)],
     )
     outputs = RunOutputs([LoggedModelOutput(m["model_uuid"], int(m.get("step") or 0)) for m in model_entries(r.data.tags)])
     return Run(info, data, inputs, outputs)
