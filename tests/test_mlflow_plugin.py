@@ -490,7 +490,8 @@ def test_mlflow_server_serves_the_repository_over_rest(plugin_python, repo):
         status, created = _http(base + "/api/2.0/mlflow/runs/create", {"experiment_id": found["runs"][0]["info"]["experiment_id"], "run_name": "rest"})
         assert status == 200
         new_id = created["run"]["info"]["run_id"]
-        assert _http(base + "/api/2.0/mlflow/runs/log-metric", {"run_id": new_id, "key": "acc", "value": 0.5, "timestamp": 1, "step": 3})[0] == 200
+        logged = _http(base + "/api/2.0/mlflow/runs/log-metric", {"run_id": new_id, "key": "acc", "value": 0.5, "timestamp": 1, "step": 3})
+        assert logged[0] == 200, logged
         with gitml.Client(repo) as c:
             assert [(m.value, m.step) for m in c.get_metric_history(new_id, "acc")] == [(0.5, 3)]
             assert c.get_run(new_id).info.run_name == "rest"

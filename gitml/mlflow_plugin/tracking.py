@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 
-from mlflow.entities import LoggedModel, LoggedModelStatus, Metric, RunStatus, ViewType
+from mlflow.entities import LoggedModel, LoggedModelStatus, Metric, RunInfo, RunStatus, ViewType
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.tracking.abstract_store import AbstractStore
 
@@ -56,6 +56,7 @@ class GitmlTrackingStore(AbstractStore):
         self.gitml_dir = self.client.store.gitml_dir
         self._model_runs: dict[str, str] = {}  # logged model id -> its run (found once)
         self._locations: dict[str, str | None] = {}  # experiment id -> artifact location chosen for it
+        self._started: dict[str, RunInfo] = {}  # runs this store started and has not ended: their info at the start
 
     def flush_async_logging(self):
         """``mlflow.flush_async_logging()``: MLflow's queue, then gitml's buffered runs and the
@@ -149,7 +150,10 @@ class GitmlTrackingStore(AbstractStore):
             r = self.client.start_run(
                 experiment_id, start_time=start_time, tags=tag_dict, run_name=run_name or None, parent_run_id=parent
             )
-        return self._run(r)
+        run = self._run(r)
+        if not _server():
+            self._started[run.info.run_id] = run.info
+        return run
 
     @mlflow_errors
     def get_run(self, run_id):
@@ -165,9 +169,18 @@ class GitmlTrackingStore(AbstractStore):
         if run_name:
             self.client.update_run(run_id, name=run_name)
         if status in ge.RunStatus.TERMINAL:
+            end_time = end_time or int(time.time() * 1000)
             self.client.set_terminated(run_id, status, end_time)
         elif status is not None:
             self.client.update_run(run_id, status=status)
+        started = self._started.pop(run_id, None) if status in ge.RunStatus.TERMINAL else self._started.get(run_id)
+        if started is not None and not run_name:  # what was just set: no wait for the background commit of an ended run
+            return RunInfo(
+                run_id=run_id, experiment_id=started.experiment_id, user_id=started.user_id,
+                status=status or started.status,
+                start_time=started.start_time, end_time=end_time if status in ge.RunStatus.TERMINAL else None,
+                lifecycle_stage=started.lifecycle_stage, artifact_uri=started.artifact_uri, run_name=started.run_name,
+            )
         return self._run(self.client.get_run(run_id)).info
 
     @mlflow_errors
