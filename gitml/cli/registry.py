@@ -14,6 +14,11 @@ def _sign_option(f):
                         help="Sign the tag (default: git's tag.gpgSign).")(f)
 
 
+def _force_option(f):
+    return click.option("--force", is_flag=True,
+                        help="Override failing gates: the tag must be signed by a trusted key; it records the override.")(f)
+
+
 def _numbered(mv) -> str:
     """``3 (v2.1.0)``: MLflow's number beside the tag's semantic version."""
     return f"{mv.number} ({mv.version})"
@@ -52,13 +57,16 @@ def register(ctx, name, run_path, version, bump, description, sign):
 @click.argument("version")
 @click.argument("stage")
 @_sign_option
+@_force_option
 @click.pass_context
-def promote(ctx, name, version, stage, sign):
+def promote(ctx, name, version, stage, sign, force):
     """Put VERSION of NAME in STAGE (tag NAME#STAGE#N).
 
-    VERSION is MLflow's number (3: the third registration) or a semantic version (v1.1.0)."""
+    VERSION is MLflow's number (3: the third registration) or a semantic version (v1.1.0).
+    The stage's gates in the policy must pass (metric thresholds, no regression against the
+    version the stage holds); --force overrides them with a tag signed by a trusted key."""
     with open_client(ctx) as c:
-        tag, created = c.registry.assign(name, version, stage, sign_tag=sign)
+        tag, created = c.registry.assign(name, version, stage, sign_tag=sign, force=force)
         click.echo(f"{name}: {stage} now holds {version} (tag {tag})" if created else f"{name}: {stage} already holds {version}")
 
 
@@ -208,7 +216,10 @@ def policy_(ctx, accept, ref, as_json):
                  "require_signature": required if required is True else sorted(required),
                  "stages": list(policy.stages) if policy.stages is not None else None,
                  "trusted_gpg_keys": sorted(policy.trusted_gpg_keys), "allowed_signers": policy.allowed_signers,
-                 "on_untrusted": policy.on_untrusted}
+                 "on_untrusted": policy.on_untrusted,
+                 "gates": {stage: [str(g) for g in (*gates.require, *gates.no_worse)]
+                           + ([f"evaluated on dataset {gates.dataset}"] if gates.dataset else [])
+                           for stage, gates in sorted(policy.gates.items())}}
         if as_json:
             emit_json(shown)
             return
@@ -258,13 +269,16 @@ def check(ctx, base, report_path, no_load):
 
 @registry_group.command("apply")
 @_sign_option
+@_force_option
 @click.pass_context
-def apply(ctx, sign):
-    """Create the tags .gitml/stages.yaml asks for (once)."""
+def apply(ctx, sign, force):
+    """Create the tags .gitml/stages.yaml asks for (once).
+
+    A promotion that fails a gate of the policy is refused before any tag is written."""
     from gitml.registry import gitops
 
     with open_client(ctx) as c:
-        done = gitops.apply(c, sign_tag=sign)
+        done = gitops.apply(c, sign_tag=sign, force=force)
         for a in done:
             click.echo(f"{a.model}: {a.stage} -> {a.version or '(empty)'} ({', '.join(a.tags)})")
         if not done:

@@ -31,6 +31,7 @@ from dulwich.objects import Commit, Tag
 from gitml.errors import ConflictError, CorruptRecordError, InvalidInputError, NotFoundError, RunNotFoundError
 from gitml.names import check_artifact_path
 from gitml.registry.events import ModelState, ModelVersion, TagEvent
+from gitml.registry.gates import GateError, GateReport, judge
 from gitml.registry.policy import Policy, described, load_policy
 from gitml.registry.signing import SigningConfig, Verification, sign, split_signed, verify
 from gitml.registry.tags import (
@@ -44,6 +45,7 @@ from gitml.yamlread import load_yaml
 from gitml.errors import ModelChangedError, RegisteredModelNotFound, UntrustedTagError  # noqa: F401  (defined there, raised here)
 
 log = logging.getLogger("gitml")
+Evaluator = Callable[[ModelVersion, str], dict[str, float]]  # (version, dataset name) -> metrics
 
 
 def _now() -> tuple[int, int]:
@@ -683,9 +685,13 @@ class Registry:
             raise NotFoundError(f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {mlmodel} artifact")
         return path
 
-    def assign(self, name: str, version: str, stage: str, *, sign_tag: bool | None = None) -> tuple[str, bool]:
+    def assign(self, name: str, version: str, stage: str, *, sign_tag: bool | None = None, force: bool = False,
+               evaluate: Evaluator | None = None) -> tuple[str, bool]:
         """Put ``version`` in ``stage``; ``(tag name, created)`` (created False when the
-        stage already holds it)."""
+        stage already holds it). The stage's gates (:mod:`gitml.registry.gates`) must pass:
+        else GateError, unless ``force`` and the tag is signed by a key the policy trusts
+        (the overridden gates are then written in its message). ``evaluate`` gives the
+        metrics of a dataset gate (:meth:`gate_report`)."""
         self.policy.check_stage(stage)
         state = self.model(name)
         if state.deprecated:
@@ -694,9 +700,47 @@ class Registry:
         mv = self.resolve(name, version)
         if state.stages.get(stage) == mv.version:
             return "", False
-        info = {"model": name, "version": mv.version, "stage": stage, "run_id": mv.run_id, "path": mv.path}
+        info: dict = {"model": name, "version": mv.version, "stage": stage, "run_id": mv.run_id, "path": mv.path}
+        report = self.gate_report(mv, stage, state=state, evaluate=evaluate)
+        if report is not None and not report.ok:
+            if not force:
+                raise GateError(report.refusal())
+            info["gates_overridden"] = [str(r) for r in report.failed]
         tag = self._counted(Action.ASSIGN, name, stage=stage)
         return self._write_counted(tag, mv.commit.encode(), info, sign_tag=sign_tag), True
+
+    def gate_report(self, mv: ModelVersion, stage: str, *, state: ModelState | None = None,
+                    evaluate: Evaluator | None = None) -> GateReport | None:
+        """The results of ``stage``'s gates for ``mv`` against the version the stage holds
+        now (None: the policy gates nothing there). The metrics are the runs' as committed at
+        their registered commits (what the registration vouched for, not what the run logged
+        since); a gate with a ``dataset`` takes them from ``evaluate(version, dataset)``
+        instead (the caller loads the models), and fails closed without it."""
+        policy = self.policy
+        gates = policy.gates.get(stage)
+        if gates is None:
+            return None
+        state = state or self.model(mv.model)
+        held = state.stages.get(stage)
+        current = state.versions.get(held) if held and held != mv.version else None
+        report = GateReport(mv.model, stage, mv.version, current.version if current else None, policy.source)
+        if gates.dataset is not None:
+            if evaluate is None:
+                raise GateError(f"stage {stage!r}'s gates evaluate on dataset {gates.dataset!r} ({policy.source}): "
+                                "promote with gitml registry promote or apply, which evaluate the model")
+            cand, cur = evaluate(mv, gates.dataset), evaluate(current, gates.dataset) if current else None
+        else:
+            cand, cur = self.run_metrics(mv), self.run_metrics(current) if current else None
+        report.results = judge(gates, cand, cur, current.version if current else None)
+        return report
+
+    def run_metrics(self, mv: ModelVersion) -> dict[str, float]:
+        """The latest value of each metric of a version's run at its registered commit."""
+        what = f"run {mv.run_id} at {mv.commit[:12]} ({mv.model} {mv.version})"
+        record = RunRecord.load(self.store, mv.commit.encode(), what)
+        if record.run_id != mv.run_id:
+            raise ModelChangedError(f"{mv.tag} names run {mv.run_id}, but its commit holds run {record.run_id}")
+        return {key: value for key, (_, _, value) in record.latest.items()}
 
     def unassign(self, name: str, stage: str, *, sign_tag: bool | None = None) -> list[str]:
         """Empty ``stage``: an unassign tag for every version still in it (GTO's rule lets an
@@ -802,8 +846,14 @@ class Registry:
         obj.tag_time = seconds
         obj.tag_timezone = offset
         obj.message = yamlout.dump({"gitml-registry": info})
+        payload = obj.as_raw_string()
         if do_sign:
-            obj.signature = sign(obj.as_raw_string(), cfg)
+            obj.signature = sign(payload, cfg)
+        if "gates_overridden" in info:  # only a signer the policy trusts overrides a gate
+            status = verify(payload, obj.signature, self.policy.roots) if do_sign else Verification("unsigned")
+            if not status.trusted:
+                raise GateError(f"{tag.model}: overriding stage {tag.stage!r}'s gates needs a tag signed by a key "
+                                f"{self.policy.source} trusts; this one would be {status} (pass --sign with such a key)")
         self.store.write([obj])
         if not self.store.cas(tag.ref, None, obj.id):
             if exist_ok:
