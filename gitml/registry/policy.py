@@ -91,8 +91,10 @@ class Policy:
     def check_stage(self, stage: str) -> str:
         check_stage(stage)
         if self.stages is not None and stage not in self.stages:
+            near = [s for s in self.stages if s.lower() == stage.lower()]
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise InvalidInputError(
-                f"stage {stage!r} is not one of the stages {POLICY_PATH} allows: {', '.join(self.stages)}"
+                f"stage {stage!r} is not one of the stages {POLICY_PATH} allows: {', '.join(self.stages)}{hint}"
             )
         return stage
 
