@@ -19,6 +19,11 @@ def _force_option(f):
                         help="Override failing gates: the tag must be signed by a trusted key; it records the override.")(f)
 
 
+def _numbered(mv) -> str:
+    """``3 (v2.1.0)``: MLflow's number beside the tag's semantic version."""
+    return f"{mv.number} ({mv.version})"
+
+
 def _when(seconds: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds else "-"
 
@@ -43,7 +48,8 @@ def register(ctx, name, run_path, version, bump, description, sign):
     with open_client(ctx) as c:
         mv = c.registry.register(name, run, path if sep else None, version=version, bump_part=bump,
                                  description=description, sign_tag=sign)
-        click.echo(f"Registered {name} {mv.version}: run {mv.run_id[:8]}, model {mv.path or '.'} (tag {mv.tag})")
+        click.echo(f"Registered {name} version {mv.number} ({mv.version}): run {mv.run_id[:8]}, "
+                   f"model {mv.path or '.'} (tag {mv.tag})")
 
 
 @registry_group.command("promote")
@@ -56,10 +62,13 @@ def register(ctx, name, run_path, version, bump, description, sign):
 def promote(ctx, name, version, stage, sign, force):
     """Put VERSION of NAME in STAGE (tag NAME#STAGE#N).
 
+    VERSION is MLflow's number (3: the third registration) or a semantic version (v1.1.0).
     The stage's gates in the policy must pass (metric thresholds, no regression against the
     version the stage holds); --force overrides them with a tag signed by a trusted key."""
+    from gitml.registry import gitops
+
     with open_client(ctx) as c:
-        tag, created = c.registry.assign(name, version, stage, sign_tag=sign, force=force)
+        tag, created = gitops.promote(c, name, version, stage, sign_tag=sign, force=force)
         click.echo(f"{name}: {stage} now holds {version} (tag {tag})" if created else f"{name}: {stage} already holds {version}")
 
 
@@ -96,12 +105,16 @@ def list_models(ctx, as_json):
     with open_client(ctx) as c:
         models = c.registry.models()
         if as_json:
-            emit_json({n: {"latest": s.latest.version if s.latest else None, "stages": s.stages,
+            emit_json({n: {"latest": s.latest.version if s.latest else None,
+                            "latest_number": s.latest.number if s.latest else None, "stages": s.stages,
+                            "stage_numbers": {st: s.versions[v].number for st, v in s.stages.items()},
                             "deprecated": s.deprecated, "versions": len(s.versions)} for n, s in models.items()})
             return
         print_table(["model", "latest", "versions", "stages"],
-               [[n + (" (deprecated)" if s.deprecated else ""), s.latest.version if s.latest else "-", str(len(s.versions)),
-                 ", ".join(f"{st}={v}" for st, v in sorted(s.stages.items())) or "-"] for n, s in models.items()])
+               [[n + (" (deprecated)" if s.deprecated else ""), _numbered(s.latest) if s.latest else "-",
+                 str(len(s.versions)),
+                 ", ".join(f"{st}={_numbered(s.versions[v])}" for st, v in sorted(s.stages.items())) or "-"]
+                for n, s in models.items()])
         _say_policy(c.registry)
 
 
@@ -110,22 +123,23 @@ def list_models(ctx, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def show(ctx, name, as_json):
-    """NAME's versions: run, model path, stages, who and when."""
-    from gitml.registry.tags import version_key
+    """NAME's versions: number, run, model path, stages, who and when.
+
+    The number is MLflow's: the N-th registration of NAME (models:/NAME/N)."""
 
     with open_client(ctx) as c:
         state = c.registry.model(name, report=True)
         policy = c.registry.policy
-        versions = sorted(state.versions.values(), key=lambda v: version_key(v.version))
+        versions = sorted(state.versions.values(), key=lambda v: v.number)
         if as_json:
             emit_json({"name": name, "deprecated": state.deprecated, "stages": state.stages, "ignored": state.ignored,
                         "policy": policy.source, "policy_pending": policy.pending,
-                        "versions": [{"version": v.version, "run_id": v.run_id, "path": v.path, "commit": v.commit,
+                        "versions": [{"number": v.number, "version": v.version, "run_id": v.run_id, "path": v.path, "commit": v.commit,
                                       "stages": v.stages, "deregistered": v.deregistered, "by": v.registered_by,
                                       "at": v.registered_at, "description": v.description} for v in versions]})
             return
-        print_table(["version", "run", "model", "stages", "registered by", "at"],
-               [[v.version + (" (deregistered)" if v.deregistered else ""), v.run_id[:8], v.path or ".",
+        print_table(["#", "version", "run", "model", "stages", "registered by", "at"],
+               [[str(v.number), v.version + (" (deregistered)" if v.deregistered else ""), v.run_id[:8], v.path or ".",
                  ", ".join(sorted(v.stages)) or "-", v.registered_by, _when(v.registered_at)] for v in versions])
         _say_policy(c.registry)
         for tag, why in state.ignored.items():
@@ -147,7 +161,10 @@ def history(ctx, name, as_json):
         rows = []
         for e in state.events:
             why = state.ignored.get(e.tag.name) or reg.rejection(e, deep=True)
-            rows.append({"tag": e.tag.name, "event": e.tag.action.value, "version": state.version_of(e),
+            version = state.version_of(e)
+            found = state.versions.get(version) if version else None
+            rows.append({"tag": e.tag.name, "event": e.tag.action.value, "version": version,
+                         "number": found.number if found else None,
                          "stage": e.tag.stage, "by": e.tagger, "at": e.time, "signature": str(reg.verification(e)),
                          "decision": f"ignored: {why}" if why else "counts", "policy": reg.policy.source})
         if as_json:
