@@ -290,9 +290,9 @@ def _confirm_packed_refs(client: Client, confirmed: AbstractSet[bytes], newly: l
 
 def _batch_refs(client: Client) -> int:
     """``push.batch_refs``: the refs one push to a server sends (docs/design.md, Scaling out)."""
-    from gitml.artifacts import config
+    from gitml.artifacts.config import PUSH_BATCH_REFS, load
 
-    return config.load(client.store)[config.PUSH_BATCH_REFS]
+    return load(client.store)[PUSH_BATCH_REFS]
 
 
 def _push_registry_tags(client: Client, url: str, on_remote: Callable[[], dict[bytes, bytes]], result: PushResult) -> None:
@@ -437,13 +437,14 @@ def _same_folder(url: str, folder: str) -> bool:
 
 
 def _remote_lines(text: bytes) -> list[str]:
-    """The server's messages as lines (progress lines, rewritten with \\r, dropped)."""
-    lines = []
+    """The server's messages as lines (progress lines, rewritten with \\r, dropped), each once:
+    a batch sent again (push.batch_refs) hears its hook say the same again."""
+    lines: dict[str, None] = {}
     for line in text.decode("utf-8", "replace").replace("\r\n", "\n").split("\n"):
         line = line.rsplit("\r", 1)[-1].rstrip()
         if line and not line.startswith(("copied ", "sending ")):
-            lines.append(line)
-    return lines
+            lines[line] = None
+    return list(lines)
 
 
 def _size(content, sha: str) -> int:
