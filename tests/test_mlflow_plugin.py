@@ -665,3 +665,47 @@ def test_logged_models_without_a_run_live_in_runs_of_their_own(plugin_python, re
         echo = next(r for r in holders if r.info.run_name == "echo")
         assert echo.data.tags["mlflow.gitml.loggedModel"] == out["ids"]["echo"]
         assert "echo/MLmodel" in {f.path for f in c.list_artifacts(echo.info.run_id, "echo")}
+
+
+SOURCES = """
+import json, mlflow
+from mlflow.exceptions import MlflowException
+mlflow.set_tracking_uri("gitml:.")
+client = mlflow.MlflowClient()
+def code(call):
+    try:
+        call()
+    except MlflowException as e:
+        return e.error_code
+    return None
+made_up = [client.create_model_version("latest", "runs:/run_id/model", "run_id") for _ in range(2)]
+s3 = client.create_model_version("stored", "s3://bucket/path/model", None)
+out = {
+    "made_up": [[mv.version, mv.source, mv.run_id] for mv in made_up],
+    "s3": [s3.source, s3.run_id, client.get_model_version_download_uri("stored", "1")],
+    "searched": sorted(mv.version for mv in client.search_model_versions("name = 'latest'")),
+    "runs_shown": len(mlflow.search_runs(search_all_experiments=True)),
+    "slash_name": code(lambda: client.create_registered_model("a/b")),
+    "bad_version": code(lambda: client.get_model_version("latest", "x")),
+    "none_name": code(lambda: client.get_registered_model(None)),
+}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.mlflow
+def test_versions_of_sources_outside_the_repository(plugin_python, repo):
+    out = _last_json(_mlflow(plugin_python, SOURCES, repo))
+    assert out["made_up"] == [["1", "runs:/run_id/model", "run_id"], ["2", "runs:/run_id/model", "run_id"]]
+    assert out["s3"] == ["s3://bucket/path/model", None, "s3://bucket/path/model"]
+    assert out["searched"] == ["1", "2"]
+    assert out["runs_shown"] == 0
+    assert out["slash_name"] == out["bad_version"] == out["none_name"] == "INVALID_PARAMETER_VALUE"
+    with gitml.Client(repo) as c:  # each version tags a commit of a run made for it, GTO-readable
+        holders = c.search_runs(None, "tags.`mlflow.gitml.modelSource` LIKE '%'")
+        assert sorted(r.data.tags["mlflow.gitml.modelSource"] for r in holders) == [
+            "runs:/run_id/model", "runs:/run_id/model", "s3://bucket/path/model"]
+        tags = git(repo, "tag", "--list").split()
+        assert {"latest@v1.0.0", "latest@v2.0.0", "stored@v1.0.0"} <= set(tags)
+        commit = git(repo, "rev-parse", "latest@v1.0.0^{commit}").strip()
+        assert commit in {git(repo, "rev-parse", c.run_ref(r.info.run_id).decode()).strip() for r in holders}

@@ -11,13 +11,13 @@ asks), an alias or stage a stage tag; ``Archived`` deregisters. What the tags ca
 from __future__ import annotations
 
 import re
-import urllib.parse
 
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel, RegisteredModelAlias
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.model_registry.abstract_store import AbstractStore
 
-from gitml.errors import ConflictError, InvalidInputError
+from gitml.errors import ConflictError, InvalidInputError, NotFoundError
+from gitml.mlflow_plugin.logged_models import SOURCE_RUN_TAG, SOURCE_TAG
 from gitml.mlflow_plugin import (
     ARTIFACT_SCHEME,
     as_mlflow_exception,
@@ -77,10 +77,14 @@ class GitmlRegistryStore(AbstractStore):
         self.client, self._lock = client_for(repository_path(store_uri))
         self.repo_path = self.client.repo_path
         self.gitml_dir = self.client.store.gitml_dir
-        self._run_experiments: dict[str, str] = {}  # run id -> its experiment (never changes)
+        self._runs: dict[str, tuple[str, tuple[str, str | None] | None]] = {}  # see _facts
 
     # -- conversions ------------------------------------------------------------
     def _version(self, mv) -> ModelVersion:
+        source, run_id = self._source_uri(mv.source), mv.run_id
+        external = self._facts(mv.run_id)[1] if mv.run_id else None
+        if external is not None:  # a version of a source outside the repository: MLflow's own values
+            source, run_id = external
         return ModelVersion(
             name=mv.name,
             version=str(mv.version),
@@ -89,8 +93,8 @@ class GitmlRegistryStore(AbstractStore):
             description=mv.description or None,
             user_id=mv.user_id,
             current_stage=mv.current_stage,
-            source=self._source_uri(mv.source),
-            run_id=mv.run_id,
+            source=source,
+            run_id=run_id,
             status="READY",
             aliases=list(mv.aliases),
         )
@@ -110,11 +114,36 @@ class GitmlRegistryStore(AbstractStore):
         (the run's artifacts view: see gitml.mlflow_plugin.artifacts)."""
         if source.startswith("runs:/"):
             run_id, _, path = source[len("runs:/"):].partition("/")
-            experiment_id = self._run_experiments.get(run_id)
-            if experiment_id is None:
-                experiment_id = self._run_experiments[run_id] = str(self.client.get_run(run_id).info.experiment_id)
-            return view_uri(self.gitml_dir, experiment_id, run_id, path)
+            experiment_id, external = self._facts(run_id)
+            return external[0] if external is not None else view_uri(self.gitml_dir, experiment_id, run_id, path)
         return source
+
+    def _facts(self, run_id: str) -> tuple[str, tuple[str, str | None] | None]:
+        """``(experiment id, (source, run id) MLflow gave when the run holds a version of a
+        source outside the repository, else None)``; read once per run (neither changes)."""
+        found = self._runs.get(run_id)
+        if found is None:
+            run = self.client.get_run(run_id)
+            tags = run.data.tags
+            external = (tags[SOURCE_TAG], tags.get(SOURCE_RUN_TAG)) if SOURCE_TAG in tags else None
+            found = self._runs[run_id] = (str(run.info.experiment_id), external)
+        return found
+
+    def _external(self, source: str, run_id: str | None) -> str:
+        """A version of a source that is no run of this repository (another store's path,
+        an s3:// folder, a run id MLflow made up) is registered on a run made for it: GTO's
+        tags name commits. The run holds an MLmodel stub naming the source (gitml's loaders
+        find no flavor there); MLflow is given the source itself back, and its searches do
+        not show the run."""
+        import yaml
+
+        tags = {SOURCE_TAG: source, **({SOURCE_RUN_TAG: run_id} if run_id else {})}
+        holder = self.client.create_run("0", run_name="registered-source", tags=tags).info.run_id
+        stub = {"artifact_path": "model", "flavors": {}, "metadata": {"gitml.external_source": source}}
+        self.client.log_text(holder, yaml.safe_dump(stub, sort_keys=False), "model/MLmodel")
+        self.client.set_terminated(holder)
+        self._runs[holder] = ("0", (source, run_id))
+        return f"runs:/{holder}/model"
 
     def _runs_uri(self, source: str, run_id: str | None, model_id: str | None) -> str:
         """The ``runs:/<run>/<path>`` a version registers, from what MLflow passes: the run's
@@ -126,6 +155,10 @@ class GitmlRegistryStore(AbstractStore):
                 raise InvalidInputError(f"model source {source!r} is in another repository than {self.repo_path!r}")
             return f"runs:/{run}/{path}"
         if source.startswith("runs:/"):
+            try:
+                self._facts(source[len("runs:/"):].partition("/")[0])
+            except NotFoundError:
+                return self._external(source, run_id)
             return source
         if source.startswith("models:/") and model_id:
             import mlflow
@@ -134,11 +167,9 @@ class GitmlRegistryStore(AbstractStore):
             if parse_view(logged.artifact_location) is None and not logged.artifact_location.startswith(ARTIFACT_SCHEME + ":"):
                 raise InvalidInputError(f"logged model {model_id} is not in a gitml repository")
             return self._runs_uri(logged.artifact_location, run_id, None)
-        parsed = urllib.parse.urlparse(source)
-        raise InvalidInputError(
-            f"model source {source!r} ({parsed.scheme or 'a path'}) is not a run of this repository: "
-            "register runs:/<run_id>/<path>"
-        )
+        if source.startswith("models:/"):
+            raise InvalidInputError(f"model source {source!r}: register a run's model (runs:/<run_id>/<path>) or a logged model")
+        return self._external(source, run_id)
 
     # -- registered models -------------------------------------------------------
     @mlflow_errors
