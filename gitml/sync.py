@@ -47,6 +47,8 @@ class PushResult:
     uploaded_bytes: int = 0
     artifacts_referenced: int = 0
     local_artifact_remote: str | None = None  # set when the artifact remote is a folder here
+    refusal: str | None = None  # the host's refusal of the push, in one line (a hook, a cap on refs per push)
+    batch_refs: int = 0  # refs sent per push (push.batch_refs)
 
     @property
     def rejected(self) -> dict[str, str]:
@@ -183,7 +185,11 @@ def push(
             )
     send = {r: s for r, s in todo.items() if r not in blocked}
     said: list[bytes] = []
-    statuses = push_refs(store, url, send, force=force, progress=said.append) if send else {}
+    refusals: list[str] = []
+    result.batch_refs = _batch_refs(client)
+    statuses = push_refs(store, url, send, force=force, progress=said.append, batch=result.batch_refs,
+                         refusals=refusals) if send else {}
+    result.refusal = refusals[0] if refusals else None
     result.remote_messages = _remote_lines(b"".join(said))
     for ref, status in statuses.items():
         if status in (NON_FAST_FORWARD, REJECTED_BEHIND) and ref.startswith(EXPERIMENTS_PREFIX.encode()):
@@ -282,6 +288,13 @@ def _confirm_packed_refs(client: Client, confirmed: AbstractSet[bytes], newly: l
         client.artifacts.content.confirm_packed_refs(digest)
 
 
+def _batch_refs(client: Client) -> int:
+    """``push.batch_refs``: the refs one push to a server sends (docs/design.md, Scaling out)."""
+    from gitml.artifacts.config import PUSH_BATCH_REFS, load
+
+    return load(client.store)[PUSH_BATCH_REFS]
+
+
 def _push_registry_tags(client: Client, url: str, on_remote: Callable[[], dict[bytes, bytes]], result: PushResult) -> None:
     """Push the registry tags of the runs the remote now holds, after those runs: a tag
     whose run did not arrive is never sent alone. A tag the remote holds with another
@@ -306,7 +319,9 @@ def _push_registry_tags(client: Client, url: str, on_remote: Callable[[], dict[b
             tags[tag.ref] = sha
     if not tags:
         return
-    statuses = push_refs(client.store, url, tags)
+    refusals: list[str] = []
+    statuses = push_refs(client.store, url, tags, batch=_batch_refs(client), refusals=refusals)
+    result.refusal = result.refusal or (refusals[0] if refusals else None)
     for ref, status in statuses.items():
         if status == "rejected: tag already exists":
             status = ("rejected: the remote has another tag of this name (a registry event made in another "
@@ -422,13 +437,14 @@ def _same_folder(url: str, folder: str) -> bool:
 
 
 def _remote_lines(text: bytes) -> list[str]:
-    """The server's messages as lines (progress lines, rewritten with \\r, dropped)."""
-    lines = []
+    """The server's messages as lines (progress lines, rewritten with \\r, dropped), each once:
+    a batch sent again (push.batch_refs) hears its hook say the same again."""
+    lines: dict[str, None] = {}
     for line in text.decode("utf-8", "replace").replace("\r\n", "\n").split("\n"):
         line = line.rsplit("\r", 1)[-1].rstrip()
         if line and not line.startswith(("copied ", "sending ")):
-            lines.append(line)
-    return lines
+            lines[line] = None
+    return list(lines)
 
 
 def _size(content, sha: str) -> int:
