@@ -91,6 +91,16 @@ def _slug_or_none(name: str) -> str | None:
         return None
 
 
+def _named_number(event: TagEvent) -> int:
+    """The MLflow number a gitml registration tag names (``number:`` in its message: an import
+    keeps MLflow's numbers across the versions it could not bring), else 0. The message is
+    parsed only when it has that key."""
+    if b"\n  number: " not in event.raw:
+        return 0
+    number = event.info.get("number")
+    return number if isinstance(number, int) and not isinstance(number, bool) and 0 < number < 1 << 31 else 0
+
+
 def describe_versions(state: ModelState, limit: int = 20) -> str:
     """``1 (v1.0.0), 2 (v1.1.0, deregistered)``: a model's versions by number, for messages."""
     shown = [f"{n} ({v}{', deregistered' if state.versions[v].deregistered else ''})"
@@ -410,7 +420,8 @@ class Registry:
                              f"{policy.requirement(undone[tag.version].tag)}", report)
                 continue
             undone.pop(tag.version, None)
-            numbered.setdefault(tag.version, len(numbered) + 1)
+            if tag.version not in numbered:  # the next number, or the one a gitml tag names (an import's: a gap kept)
+                numbered[tag.version] = max(_named_number(event), max(numbered.values(), default=0) + 1)
             state.versions[tag.version] = ModelVersion(
                 name, tag.version, event.target, event, event.tagger, event.time, tag=tag.name,
             )
@@ -628,9 +639,11 @@ class Registry:
 
     # -- writing ---------------------------------------------------------
     def register(self, name: str, run: str, path: str | None = None, *, version: str | None = None,
-                 bump_part: str = "major", description: str = "", sign_tag: bool | None = None) -> ModelVersion:
+                 bump_part: str = "major", description: str = "", sign_tag: bool | None = None,
+                 number: int | None = None) -> ModelVersion:
         """Register the model folder ``path`` of run ``run`` (id, prefix or name) as a new
-        version. Raises NotFoundError (unknown run; no MLmodel there), ConflictError (the
+        version (``number``: its MLflow number, above every number the model has, where
+        numbers are to keep a gap: an import from MLflow). Raises NotFoundError (unknown run; no MLmodel there), ConflictError (the
         version exists, this run commit already is a version of the model, or the model is
         deprecated). Reads only what that needs: the run's manifest and the model's
         registration tags (not the stages, nor the policy)."""
@@ -638,10 +651,11 @@ class Registry:
         commit, artifacts = self._run_head(run_id)
         path = self._model_path(run_id, artifacts, path)
         return self.register_commit(name, commit, run_id, path, version=version, bump_part=bump_part,
-                                    description=description, sign_tag=sign_tag)
+                                    description=description, sign_tag=sign_tag, number=number)
 
     def register_commit(self, name: str, commit: bytes, run_id: str, path: str, *, version: str | None = None,
-                        bump_part: str = "major", description: str = "", sign_tag: bool | None = None) -> ModelVersion:
+                        bump_part: str = "major", description: str = "", sign_tag: bool | None = None,
+                        number: int | None = None) -> ModelVersion:
         """Register the model folder ``path`` of run ``run_id`` at ``commit`` (a version of
         another model being copied or renamed: its commit, not the run's head) as a new
         version of ``name``; as :meth:`register` otherwise."""
@@ -661,12 +675,18 @@ class Registry:
                     f"run {run_id} at commit {target[:12]} already is version {other} of {name!r} "
                     "(GTO tells versions apart by their commit)"
                 )
-        info = {"model": name, "version": version, "run_id": run_id, "path": path, "description": str(description or "")}
+        info: dict = {"model": name, "version": version, "run_id": run_id, "path": path, "description": str(description or "")}
+        highest = max((v.number for v in self.model(name).versions.values()), default=0) if versions else 0
+        if number is not None:
+            if not isinstance(number, int) or isinstance(number, bool) or not highest < number < 1 << 31:
+                raise InvalidInputError(f"version number {number!r} of registered model {name!r} must be a whole "
+                                        f"number above {highest}, its highest")
+            info["number"] = number
         tag = RegistryTag(Action.REGISTER, slug, version=version)
         event = self._write_tag(tag, commit, info, sign_tag=sign_tag)
         assert event is not None
         return ModelVersion(name, version, event.target, event, event.tagger, event.time, tag=tag.name,
-                            number=len(versions) + 1)
+                            number=number or highest + 1)
 
     def _registered(self, tags: list[tuple[RegistryTag, bytes]]) -> dict[str, tuple[str, bool]]:
         """``{version: (commit, deregistered)}`` from a model's register and deregister tags."""
