@@ -7,7 +7,7 @@ and noisy: every round runs each tool once, one after the other, and its ratios 
 per round. ``--baseline DIR`` also measures another gitml source tree (a folder holding
 ``gitml/``, e.g. ``git archive <commit> gitml | tar -x -C DIR``) in the same rounds.
 
-    python benchmarks/run_tracking_rounds.py [--rounds 3] [--n 500] [--n3 2000] [--baseline DIR]
+    python benchmarks/run_tracking_rounds.py [--rounds 3] [--n 500] [--n3 2000] [--baseline DIR] [--gitml DIR]
 
 Each measurement is a fresh process of ``tracking_workloads.py`` (see run_tracking.py).
 """
@@ -30,13 +30,14 @@ def main(argv=None):
     ap.add_argument("--n3", type=int, default=2000, help="runs W3 searches")
     ap.add_argument("--only", default="w1,w2,w3", help="comma-separated subset of w1,w2,w3")
     ap.add_argument("--baseline", help="another gitml source tree, measured in the same rounds")
+    ap.add_argument("--gitml", default=rt.REPO_ROOT, help="the gitml source tree measured (default: this clone)")
     ap.add_argument("--out", default=os.path.join(rt.HERE, "out"), help="output directory")
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
     mlflow_py, reason = rt.tool_command("mlflow-sqlite")
     if mlflow_py is None:
         sys.exit(reason)
-    gitmls = {"gitml": rt.REPO_ROOT}
+    gitmls = {"gitml": os.path.abspath(args.gitml)}
     if args.baseline:
         gitmls["baseline"] = os.path.abspath(args.baseline)
     base = tempfile.mkdtemp(prefix="gitml-rounds-")
