@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from gitml.artifacts.cas import GcMark, IntegrityError, ObjectMissingError
-from gitml.client import Client
+from gitml.ops import Operations
 from gitml.errors import GitmlError, InvalidInputError, LocalArtifactsError
 from gitml.names import EXPERIMENTS_PREFIX, RUN_REF_NAMES, RUNS_PREFIX, experiment_ref, parse_run_ref
 from gitml.registry.tags import TAGS_PREFIX
@@ -67,7 +67,7 @@ class FetchOutcome:
     failed: dict[str, str] = field(default_factory=dict)  # object or run ref -> why it could not be had
 
 
-def select_refs(client: Client, *, experiments: list[str] | None = None, runs: list[str] | None = None) -> dict[bytes, bytes]:
+def select_refs(client: Operations, *, experiments: list[str] | None = None, runs: list[str] | None = None) -> dict[bytes, bytes]:
     """The run refs to share (all by default) and the refs of their experiments."""
     all_runs = client.run_refs()
     chosen: dict[bytes, bytes] = {}
@@ -96,7 +96,7 @@ def select_refs(client: Client, *, experiments: list[str] | None = None, runs: l
 
 
 def push(
-    client: Client,
+    client: Operations,
     remote: str | None = None,
     *,
     experiments: list[str] | None = None,
@@ -208,7 +208,7 @@ def push(
     return result
 
 
-def _refuse_local_artifacts(client: Client, url: str, todo: dict[bytes, bytes]) -> None:
+def _refuse_local_artifacts(client: Operations, url: str, todo: dict[bytes, bytes]) -> None:
     """Raise LocalArtifactsError when runs about to go to a remote others reach have large
     artifacts only in this user's default store (see :func:`push`)."""
     import os
@@ -257,7 +257,7 @@ def _stored_size(content, sha: str) -> int:
     return 0
 
 
-def _compared(client: Client, url: str) -> Comparison | None:
+def _compared(client: Operations, url: str) -> Comparison | None:
     """This clone's runs and experiments against a remote on this machine whose packed-refs
     holds most of them as they are here, when every run commit of this clone's
     packed-refs is known to have its artifacts on the artifact remote: the refs of
@@ -273,7 +273,7 @@ def _compared(client: Client, url: str) -> Comparison | None:
     return compared
 
 
-def _confirm_packed_refs(client: Client, confirmed: AbstractSet[bytes], newly: list[bytes]) -> None:
+def _confirm_packed_refs(client: Operations, confirmed: AbstractSet[bytes], newly: list[bytes]) -> None:
     """After a push of every run: mark this clone's packed-refs confirmed when each run
     commit it names is (the next push then looks at the loose refs alone)."""
     digest, packed = client.store.packed_refs_listing(RUNS_PREFIX, RUN_REF_NAMES)
@@ -282,7 +282,7 @@ def _confirm_packed_refs(client: Client, confirmed: AbstractSet[bytes], newly: l
         client.artifacts.content.confirm_packed_refs(digest)
 
 
-def _push_registry_tags(client: Client, url: str, on_remote: Callable[[], dict[bytes, bytes]], result: PushResult) -> None:
+def _push_registry_tags(client: Operations, url: str, on_remote: Callable[[], dict[bytes, bytes]], result: PushResult) -> None:
     """Push the registry tags of the runs the remote now holds, after those runs: a tag
     whose run did not arrive is never sent alone. A tag the remote holds with another
     value (the same counter taken by a promotion made elsewhere) is refused, never moved."""
@@ -316,7 +316,7 @@ def _push_registry_tags(client: Client, url: str, on_remote: Callable[[], dict[b
             result.pushed.append(ref.decode())
 
 
-def _materialize(client: Client, shas: set[str], by_run: dict[bytes, dict[str, tuple[str, str]]]) -> None:
+def _materialize(client: Operations, shas: set[str], by_run: dict[bytes, dict[str, tuple[str, str]]]) -> None:
     """Put in the cache the objects that live only inline in git, each from any run
     whose inline copy matches its hash: a run whose manifest claims another's hash
     without holding its bytes (hostile, or damaged) stands in no other run's way."""
@@ -346,7 +346,7 @@ class Garbage:
     marks: list[GcMark] = field(default_factory=list)
 
 
-def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent: float = 3600) -> Garbage:
+def remote_garbage(client: Operations, *, git_remote: str | None = None, keep_recent: float = 3600) -> Garbage:
     """The artifact remote's objects no run references, in the two phases of its gc.
 
     An object no run references is first marked (a file under ``gitml-gc/`` on the remote);
@@ -454,7 +454,7 @@ def _fetch_registry_tags(store, url: str, result: FetchResult) -> None:
 
 
 def fetch(
-    client: Client,
+    client: Operations,
     remote: str | None = None,
     *,
     artifacts: bool = False,

@@ -79,7 +79,7 @@ def repo(tmp_path, monkeypatch):
 def client(repo):
     import gitml
 
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     yield c
     c.close()
 

@@ -17,6 +17,7 @@ import shutil
 import pytest
 
 import gitml
+import gitml.ops
 from gitml import sync
 from gitml.names import RUN_REF_NAMES, RUNS_PREFIX
 from gitml.store import transfer as transfer_module
@@ -58,7 +59,7 @@ def shared(repo, tmp_path, monkeypatch):
 
 
 def push(path, remote=None, **kwargs) -> sync.PushResult:
-    c = gitml.Client(path)
+    c = gitml.ops.Operations(path)
     try:
         return sync.push(c, str(remote or path.parent / "remote.git"), **kwargs)
     finally:

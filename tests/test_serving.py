@@ -26,6 +26,7 @@ MARKER = "ZZ-ECHO-MARKER-9f3c"
 _LOG_MODELS = """
 import json, sys
 import gitml, gitml.sklearn
+import gitml.ops
 from gitml.models import infer_signature
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
@@ -372,7 +373,7 @@ def test_a_tampered_cached_model_file_stops_the_server_before_it_listens(served)
     repo, run = served["repo"], served["forest"]
     import gitml
 
-    client = gitml.Client(repo)
+    client = gitml.ops.Operations(repo)
     try:
         sha = client.artifact_manifest(run)["model/model.pkl"]["sha256"]
     finally:

@@ -1,4 +1,4 @@
-"""What the command modules share: the repository and Client of ``-C``, and output
+"""What the command modules share: the repository and Client (``Operations``) of ``-C``, and output
 (JSON, tables, times). The root group, which registers every command, is in
 :mod:`gitml.cli.main`; nothing here imports it.
 """
@@ -30,13 +30,13 @@ def repo_path(ctx) -> str | None:
 
 
 def open_client(ctx, *, create: bool = False):
-    from gitml.client import Client
+    from gitml.ops import Operations
     from gitml.store.git import open_store
 
     repo = repo_path(ctx)
     if not create:
         open_store(repo).close()  # a read must not create a store
-    return Client(repo)
+    return Operations(repo)
 
 
 def emit_json(data) -> None:

@@ -154,9 +154,9 @@ def run(
 
 
 def _start(repo, source, entry_point, command, params, env, experiment_name, experiment_id, run_name, synchronous) -> SubmittedRun:
-    from gitml.client import Client
+    from gitml.ops import Operations
 
-    client = Client(repo)
+    client = Operations(repo)
     try:
         experiment = _experiment(client, experiment_name, experiment_id)
         code = _code(client, source)

@@ -1,9 +1,12 @@
 """The model registry: GTO-format git tags, signed as git signs, under a committed policy.
 
     client = gitml.Client()
-    client.registry.register("churn", run_id, "model")          # tag churn@v1.0.0
-    client.registry.assign("churn", "v1.0.0", "production")     # tag churn#production#1
+    client.create_model_version("churn", f"runs:/{run_id}/model")   # tag churn@v1.0.0
+    client.set_registered_model_alias("churn", "production", 1)     # tag churn#production#1
     gitml.pyfunc.load_model("models:/churn@production")
+
+(the :class:`Registry` itself, with signing and policy, is the internal facade's
+``gitml.ops.Operations.registry``, and the CLI's ``gitml registry``).
 
 Modules: ``tags`` (the tag table and its parser), ``signing`` (gpg / ssh-keygen as git
 uses them), ``policy`` (``.gitml/registry.yaml`` and ``.gitml/stages.yaml``), ``trust``

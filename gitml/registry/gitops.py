@@ -30,7 +30,7 @@ from gitml.report import markdown_table, md_code, md_text
 from gitml.store.git import TREE_MODE, FILE_MODE, make_tree
 
 if TYPE_CHECKING:
-    from gitml.client import Client
+    from gitml.ops import Operations
 
 
 @dataclass
@@ -52,19 +52,19 @@ class CheckResult:
         return all(not c.problems for c in self.changes)
 
 
-def _head(client: Client) -> tuple[bytes, str | None]:
+def _head(client: Operations) -> tuple[bytes, str | None]:
     head = client.registry.store.head()
     if head.commit is None:
         raise InvalidInputError("the repository has no commit yet: commit .gitml/stages.yaml first")
     return head.commit, head.branch
 
 
-def desired_at(client: Client, commit: bytes | None) -> dict[str, dict[str, str]]:
+def desired_at(client: Operations, commit: bytes | None) -> dict[str, dict[str, str]]:
     data = read_committed(client.registry.store, commit, STAGES_PATH) if commit is not None else None
     return parse_stages(data, f"{STAGES_PATH} at {commit.decode()[:12] if commit else '?'}")
 
 
-def propose(client: Client, model: str, version: str, stage: str, *, branch: str | None = None) -> tuple[str, str]:
+def propose(client: Operations, model: str, version: str, stage: str, *, branch: str | None = None) -> tuple[str, str]:
     """Commit ``.gitml/stages.yaml`` with ``model``'s ``stage`` set to ``version`` on a new
     branch from HEAD; returns ``(branch, commit id)``. Raises NotFoundError (no such
     version), InvalidInputError (stage not allowed), ConflictError (the branch exists)."""
@@ -110,7 +110,7 @@ def _with_file(store, tree_sha: bytes, parts: list[str], blob: bytes, out: list)
     return tree.id
 
 
-def _changes(client: Client, reg: Registry, base: str | None, base_commit: bytes | None) -> list[Change]:
+def _changes(client: Operations, reg: Registry, base: str | None, base_commit: bytes | None) -> list[Change]:
     head, _ = _head(client)
     new, old = desired_at(client, head), desired_at(client, base_commit)
     models = reg.models(report=True)
@@ -124,7 +124,7 @@ def _changes(client: Client, reg: Registry, base: str | None, base_commit: bytes
     return changes
 
 
-def check(client: Client, *, base: str | None = "main", load: bool = True) -> CheckResult:
+def check(client: Operations, *, base: str | None = "main", load: bool = True) -> CheckResult:
     """Validate every stage the desired-state file changes against ``base`` (None: every
     stage it lists): the version exists and is live, its run's artifacts are reachable and
     match their hashes, the model loads, the policy allows the stage. The report shows
@@ -183,7 +183,7 @@ def _unverified(reg: Registry, mv: ModelVersion, stage: str) -> str | None:
             "(sign the registration: gitml registry register --sign)")
 
 
-def _check_artifacts(client: Client, reg: Registry, mv: ModelVersion, load: bool, problems: list[str]) -> None:
+def _check_artifacts(client: Operations, reg: Registry, mv: ModelVersion, load: bool, problems: list[str]) -> None:
     from gitml.models.uri import local_model
 
     folder = None
@@ -202,7 +202,7 @@ def _check_artifacts(client: Client, reg: Registry, mv: ModelVersion, load: bool
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _section(client: Client, reg: Registry, change: Change, new: ModelVersion | None, old: ModelVersion | None) -> str:
+def _section(client: Operations, reg: Registry, change: Change, new: ModelVersion | None, old: ModelVersion | None) -> str:
     def md(value: object) -> str:  # a name, version, tagger or message from a tag or a run: inert Markdown
         return md_text(value, limit=None, table=False)
 
@@ -254,7 +254,7 @@ class Applied:
     tags: list[str]
 
 
-def apply(client: Client, *, sign_tag: bool | None = None) -> list[Applied]:
+def apply(client: Operations, *, sign_tag: bool | None = None) -> list[Applied]:
     """Create the tags ``.gitml/stages.yaml`` at HEAD asks for; nothing when they exist.
     Raises NotFoundError (a version that does not exist) before any tag is written."""
     reg = client.registry

@@ -129,7 +129,7 @@ class RegistryCalls:
     _store: GitStore
 
     @property
-    def registry(self) -> Registry:
+    def _tag_registry(self) -> Registry:
         """The tag registry of this repository (:class:`gitml.registry.Registry`)."""
         found = self.__dict__.get("_registry")
         if found is None:
@@ -139,48 +139,166 @@ class RegistryCalls:
         return found
 
     def create_registered_model(self, name: str, tags: dict | None = None, description: str | None = None) -> RegisteredModel:
-        """Check ``name`` is free; the model appears with its first registered version."""
+        """Check ``name`` is free: the model appears (as a tag) with its first registered version.
+
+        Args:
+            name: the model's name.
+            tags: returned as given (the tag registry stores no model tags).
+            description: returned as given.
+
+        Returns:
+            The :class:`RegisteredModel`.
+
+        Raises:
+            ConflictError: a model has that name.
+            InvalidInputError: a bad name.
+
+        >>> client.create_registered_model("churn")
+        """
         check_model_name(name)
-        if self.registry.tag_refs(name):
+        if self._tag_registry.tag_refs(name):
             raise ConflictError(f"registered model {name!r} already exists")
         return RegisteredModel(name=name, description=description or "", tags=dict(tags or {}))
 
     def get_registered_model(self, name: str) -> RegisteredModel:
-        return to_registered_model(self.registry.model(name))
+        """A registered model: its versions and the stages and aliases they hold.
+
+        Args:
+            name: the model's name.
+
+        Returns:
+            The :class:`RegisteredModel`.
+
+        Raises:
+            RegisteredModelNotFoundError: no model has that name.
+
+        >>> client.get_registered_model("churn").latest_versions
+        """
+        return to_registered_model(self._tag_registry.model(name))
 
     def search_registered_models(self, filter_string: str | None = None, max_results: int = 100,
                                  order_by: list[str] | None = None, page_token: str | None = None) -> list[RegisteredModel]:
+        """Registered models, by name.
+
+        Args:
+            filter_string: ``name = 'x'`` or ``name LIKE 'x%'`` (default: all).
+            max_results: at most this many (default 100).
+            order_by: ``DESC`` in any entry reverses the order of names.
+            page_token: accepted as MLflow's (one page).
+
+        Returns:
+            A list of :class:`RegisteredModel`.
+
+        Raises:
+            InvalidInputError: a filter gitml's registry search does not take.
+
+        >>> client.search_registered_models("name LIKE 'churn%'")
+        """
         wanted = _name_filter(filter_string, ("name",))
-        models = [to_registered_model(s) for n, s in self.registry.models().items()
+        models = [to_registered_model(s) for n, s in self._tag_registry.models().items()
                   if "name" not in wanted or _matches(n, wanted["name"])]
         if order_by and any("DESC" in o.upper() for o in order_by):
             models.reverse()
         return models[:max_results]
 
     def delete_registered_model(self, name: str) -> None:
-        """MLflow deletes the model; the registry deprecates it (``<name>@deprecated#N``)."""
-        self.registry.deprecate(name)
+        """MLflow deletes the model; the registry deprecates it (tag ``<name>@deprecated#N``).
+
+        Args:
+            name: the model's name.
+
+        Returns:
+            None.
+
+        Raises:
+            RegisteredModelNotFoundError: no model has that name.
+
+        >>> client.delete_registered_model("churn")
+        """
+        self._tag_registry.deprecate(name)
 
     def create_model_version(self, name: str, source: str, run_id: str | None = None, tags: dict | None = None,
                              run_link: str | None = None, description: str | None = None) -> ModelVersion:
-        """Register ``source`` (``runs:/<run>/<path>``) as the next version of ``name``."""
+        """Register ``source`` as the next version of ``name`` (a signed tag ``<name>@vX.Y.Z``).
+
+        Args:
+            name: the model's name.
+            source: ``runs:/<run_id>/<path>``, or a path in ``run_id``'s artifacts.
+            run_id: the run, when ``source`` is a path.
+            tags: accepted as MLflow's (not stored).
+            run_link: accepted as MLflow's (not stored).
+            description: the version's description.
+
+        Returns:
+            The new :class:`ModelVersion`.
+
+        Raises:
+            InvalidInputError: the source names no run, or a bad name.
+            RunNotFoundError: no run has that id.
+
+        >>> client.create_model_version("churn", f"runs:/{run_id}/model")
+        """
         run, path = parse_runs_uri(source) if source.startswith("runs:/") else (run_id or "", source)
         if not run:
             raise InvalidInputError(f"model source {source!r} names no run: give runs:/<run_id>/<path>")
-        return to_model_version(self.registry.register(name, run, path, description=description or ""))
+        return to_model_version(self._tag_registry.register(name, run, path, description=description or ""))
 
     def get_model_version(self, name: str, version: str | int) -> ModelVersion:
-        return to_model_version(self.registry.resolve(name, str(version)))
+        """One version of a registered model.
+
+        Args:
+            name: the model's name.
+            version: MLflow's number (``1``) or the registry's (``v1.0.0``).
+
+        Returns:
+            The :class:`ModelVersion`.
+
+        Raises:
+            RegisteredModelNotFoundError: no model has that name.
+            VersionNotFoundError: the model has no such version.
+
+        >>> client.get_model_version("churn", 1).run_id
+        """
+        return to_model_version(self._tag_registry.resolve(name, str(version)))
 
     def delete_model_version(self, name: str, version: str | int) -> None:
-        """MLflow deletes the version; the registry deregisters it (``<name>@<v>!#N``)."""
-        self.registry.deregister(name, str(version))
+        """MLflow deletes the version; the registry deregisters it (tag ``<name>@<v>!#N``).
+
+        Args:
+            name: the model's name.
+            version: MLflow's number or the registry's.
+
+        Returns:
+            None.
+
+        Raises:
+            VersionNotFoundError: the model has no such version.
+
+        >>> client.delete_model_version("churn", 1)
+        """
+        self._tag_registry.deregister(name, str(version))
 
     def search_model_versions(self, filter_string: str | None = None, max_results: int = 10_000,
                               order_by: list[str] | None = None, page_token: str | None = None) -> list[ModelVersion]:
+        """Model versions, newest first per model.
+
+        Args:
+            filter_string: ``name``, ``run_id`` or ``source_path`` ``= 'x'`` / ``LIKE 'x%'``, joined by AND.
+            max_results: at most this many (default 10,000).
+            order_by: accepted as MLflow's.
+            page_token: accepted as MLflow's (one page).
+
+        Returns:
+            A list of :class:`ModelVersion`.
+
+        Raises:
+            InvalidInputError: a filter gitml's registry search does not take.
+
+        >>> client.search_model_versions(f"run_id = '{run_id}'")
+        """
         wanted = _name_filter(filter_string, ("name", "run_id", "source_path"))
         out = []
-        for name, state in self.registry.models().items():
+        for name, state in self._tag_registry.models().items():
             if "name" in wanted and not _matches(name, wanted["name"]):
                 continue
             for mv in sorted(state.versions.values(), key=lambda v: version_key(v.version), reverse=True):
@@ -190,8 +308,21 @@ class RegistryCalls:
         return out[:max_results]
 
     def get_latest_versions(self, name: str, stages: list[str] | None = None) -> list[ModelVersion]:
-        """For each stage (default: every stage held, and ``None``: the latest version), its version."""
-        state = self.registry.model(name)
+        """For each stage, the version holding it.
+
+        Args:
+            name: the model's name.
+            stages: the stages (default: every stage held, and ``None``: the latest version).
+
+        Returns:
+            A list of :class:`ModelVersion`.
+
+        Raises:
+            RegisteredModelNotFoundError: no model has that name.
+
+        >>> client.get_latest_versions("churn", ["Production"])
+        """
+        state = self._tag_registry.model(name)
         out = []
         if stages is None:
             held = sorted(state.stages)
@@ -211,8 +342,24 @@ class RegistryCalls:
     def transition_model_version_stage(self, name: str, version: str | int, stage: str,
                                        archive_existing_versions: bool = False) -> ModelVersion:
         """``Production``/``Staging``/any stage: assign it; ``None``: take the version out of
-        the stages it holds; ``Archived``: deregister it."""
-        reg = self.registry
+        the stages it holds; ``Archived``: deregister it.
+
+        Args:
+            name: the model's name.
+            version: MLflow's number or the registry's.
+            stage: the stage.
+            archive_existing_versions: accepted as MLflow's (a stage has one holder already).
+
+        Returns:
+            The :class:`ModelVersion` after the change.
+
+        Raises:
+            VersionNotFoundError: the model has no such version.
+            PolicyError: the repository's policy refuses the change.
+
+        >>> client.transition_model_version_stage("churn", 2, "Production")
+        """
+        reg = self._tag_registry
         mv = reg.resolve(name, str(version))
         key = _stage(stage)
         if key == "archived":
@@ -225,14 +372,57 @@ class RegistryCalls:
         return to_model_version(reg.resolve(name, mv.version) if key != "archived" else mv)
 
     def set_registered_model_alias(self, name: str, alias: str, version: str | int) -> None:
-        """An alias is a stage: ``models:/<name>@<alias>`` resolves to ``version``."""
-        self.registry.assign(name, str(version), alias)
+        """An alias is a stage: ``models:/<name>@<alias>`` resolves to ``version`` (tag ``<name>#<alias>#N``).
+
+        Args:
+            name: the model's name.
+            alias: the alias.
+            version: MLflow's number or the registry's.
+
+        Returns:
+            None.
+
+        Raises:
+            VersionNotFoundError: the model has no such version.
+            PolicyError: the repository's policy refuses the change.
+
+        >>> client.set_registered_model_alias("churn", "champion", 2)
+        """
+        self._tag_registry.assign(name, str(version), alias)
 
     def delete_registered_model_alias(self, name: str, alias: str) -> None:
-        self.registry.unassign(name, alias)
+        """Take an alias (a stage) off the version holding it.
+
+        Args:
+            name: the model's name.
+            alias: the alias.
+
+        Returns:
+            None.
+
+        Raises:
+            RegisteredModelNotFoundError: no model has that name.
+
+        >>> client.delete_registered_model_alias("churn", "champion")
+        """
+        self._tag_registry.unassign(name, alias)
 
     def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
-        return to_model_version(self.registry.resolve(name, stage=alias))
+        """The version holding an alias.
+
+        Args:
+            name: the model's name.
+            alias: the alias.
+
+        Returns:
+            The :class:`ModelVersion`.
+
+        Raises:
+            VersionNotFoundError: no version holds that alias.
+
+        >>> client.get_model_version_by_alias("churn", "champion")
+        """
+        return to_model_version(self._tag_registry.resolve(name, stage=alias))
 
 
 __all__ = ["ModelVersion", "RegisteredModel", "RegistryCalls"]
