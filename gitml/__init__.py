@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
         restore_run, search_experiments, search_runs, set_experiment, set_experiment_tag,
         set_experiment_tags, set_tag, set_tags, set_tracking_uri, start_run,
     )
+    from gitml.models.evaluation import evaluate
     from gitml.tracking.entities import (
         Experiment, LifecycleStage, Metric, Param, Run, RunData, RunInfo, RunStatus, RunTag, ViewType,
     )
@@ -73,6 +74,7 @@ _LAZY = {
     "disable_system_metrics_logging": "gitml.fluent",
     "enable_system_metrics_logging": "gitml.fluent",
     "end_run": "gitml.fluent",
+    "evaluate": "gitml.models.evaluation",
     "flush": "gitml.fluent",
     "flush_async_logging": "gitml.fluent",
     "get_artifact_uri": "gitml.fluent",
@@ -179,6 +181,7 @@ __all__ = [
     "disable_system_metrics_logging",
     "enable_system_metrics_logging",
     "end_run",
+    "evaluate",
     "entities",
     "exceptions",
     "flush",

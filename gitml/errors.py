@@ -31,7 +31,8 @@ one also offers it under its name; the part is named in brackets)::
     │   └── EntryPointNotFoundError (projects.spec), VersionNotFoundError (projects.source),
     │       RegisteredModelNotFoundError (models.uri), RegisteredModelNotFound (registry.state)
     ├── ConflictError
-    │   └── LockHeld (store.locks), IndexLockedError (store.checkout), UntrustedTagError (registry.state)
+    │   └── LockHeld (store.locks), IndexLockedError (store.checkout), UntrustedTagError (registry.state),
+    │       GateError (registry.gates)
     ├── CorruptRecordError
     │   └── ModelChangedError (registry.state), PolicyError (registry.policy)
     ├── RepositoryError
@@ -414,6 +415,13 @@ class UntrustedTagError(ConflictError):
     error_code = "PERMISSION_DENIED"
 
 
+# raised by gitml.registry.gates
+class GateError(ConflictError):
+    """A promotion that fails a gate of the policy (a metric threshold, a regression)."""
+
+    error_code = "INVALID_STATE"
+
+
 # raised by gitml.registry.signing
 class SigningError(GitmlError):
     """Signing failed (no key, the program failed, an unsupported format)."""
@@ -454,6 +462,7 @@ __all__ = [  # one name a line: parts added at once merge without conflict
     "NotFoundError",
     "RunNotFoundError",
     "ExperimentNotFoundError",
+    "GateError",
     "AmbiguousRunError",
     "DuplicateRunIdError",
     "ConflictError",

@@ -107,7 +107,7 @@ def test_gto_defaults_deregister_deprecate_and_re_register(world):
     assert "m@v0.0.1!" in git(world.repo, "tag", "-l")
     state = world.agree()["m"]
     assert state["stages"] == {"staging": "v0.0.2"} and state["latest"] == "v0.0.2"
-    with pytest.raises(RegisteredModelNotFound, match="no version"):  # gitml no longer promotes a withdrawn version
+    with pytest.raises(RegisteredModelNotFound, match="is deregistered"):  # gitml no longer promotes a withdrawn version
         with gitml.ops.Operations(world.repo) as c:
             c.registry.assign("m", "v0.0.1", "prod")
     assert "m#prod#3" not in git(world.repo, "tag", "-l")

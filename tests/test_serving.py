@@ -460,3 +460,19 @@ def test_missing_serve_extra_names_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "orjson", None)
     with pytest.raises(MissingExtraError, match=r'orjson: pip install "gitml\[serve\]"'):
         check_installed()
+
+
+def test_a_registered_model_answers_v2_under_its_name_and_version(served, data):
+    """``models:/cancer/1`` is served as ``cancer`` version ``1`` on the V2 routes, beside /invocations."""
+    X, model = data
+    rows = X.iloc[:4]
+    server = served["server"]
+    status, body, _ = server.request("GET", "/v2/models/cancer/versions/1/ready")
+    assert status == 200 and json.loads(body) == {"name": "cancer", "ready": True}
+    request = {"inputs": [{"name": c, "shape": [4], "datatype": "FP64", "data": rows[c].tolist()} for c in X.columns]}
+    for path in ("/v2/models/cancer/infer", "/v2/models/cancer/versions/1/infer"):
+        status, body, _ = server.request("POST", path, json.dumps(request).encode(), {"Content-Type": "application/json"})
+        response = json.loads(body)
+        assert status == 200 and response["model_version"] == "1"
+        assert response["outputs"][0]["data"] == model.predict(rows).tolist()
+    assert server.request("GET", "/v2/models/cancer/versions/2")[0] == 404

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from gitml.models.enforce import SchemaEnforcementError
+    from gitml.models.evaluation import EvaluationResult, evaluate
     from gitml.models.mlmodel import Model
     from gitml.models.save import ModelInfo
     from gitml.models.signature import ColSpec, DataType, ModelSignature, ParamSchema, ParamSpec, Schema, TensorSpec, infer_signature
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 # each name is imported from its submodule on first use: loading a model (gitml.pyfunc,
 # gitml serve) then imports only what loading needs, not saving's environment capture
 _WHERE = {
-    "SchemaEnforcementError": "enforce", "Model": "mlmodel", "ModelInfo": "save",
+    "SchemaEnforcementError": "enforce", "EvaluationResult": "evaluation", "evaluate": "evaluation", "Model": "mlmodel", "ModelInfo": "save",
     **dict.fromkeys(["ColSpec", "DataType", "ModelSignature", "ParamSchema", "ParamSpec", "Schema", "TensorSpec",
                      "infer_signature"], "signature"),
     **dict.fromkeys(["ModelIntegrityError", "RegisteredModelNotFoundError", "parse_model_uri", "resolve_model_uri"], "uri"),
@@ -46,6 +47,7 @@ def __getattr__(name: str):
 __all__ = [
     "ColSpec",
     "DataType",
+    "EvaluationResult",
     "Model",
     "ModelInfo",
     "ModelIntegrityError",
@@ -56,6 +58,7 @@ __all__ = [
     "Schema",
     "SchemaEnforcementError",
     "TensorSpec",
+    "evaluate",
     "infer_signature",
     "parse_model_uri",
     "resolve_model_uri",

@@ -9,7 +9,7 @@ the file asks for, signed as git's configuration says, and does nothing when the
 already say it. Stages the file does not list are left as they are; a stage set to
 ``null`` (or ``""``) is emptied.
 
-This module takes a :class:`gitml.Client` (it downloads and loads models), so it sits
+This module takes the facade (:class:`gitml.ops.Operations`) (it downloads and loads models), so it sits
 above the client, beside ``gitml.models``.
 """
 
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from dulwich.objects import Blob, Commit
 
 from gitml.errors import ConflictError, GitmlError, InvalidInputError, NotFoundError
+from gitml.registry.gates import GateError, GateReport
 from gitml.registry.policy import STAGES_PATH, dump_stages, parse_stages, read_committed
 from gitml.registry.state import ModelVersion, Registry
 from gitml.registry.tags import check_model_name, check_version
@@ -40,6 +41,7 @@ class Change:
     version: str  # "" = empty the stage
     current: str | None  # what the stage holds now (None: nothing)
     problems: list[str] = field(default_factory=list)
+    gates: GateReport | None = None  # the stage's gates judged for the candidate (None: none apply)
 
 
 @dataclass
@@ -157,6 +159,13 @@ def check(client: Operations, *, base: str | None = "main", load: bool = True) -
                 _check_artifacts(client, reg, candidate, load and refusal is None, change.problems)
             except GitmlError as e:
                 change.problems.append(str(e))
+            if candidate is not None:
+                try:
+                    change.gates = reg.gate_report(candidate, change.stage)
+                except GitmlError as e:
+                    change.problems.append(f"gates of stage {change.stage!r}: {e}")
+                if change.gates is not None and change.gates.failed:
+                    change.problems.append(change.gates.failure())
         current = reg.resolve(change.model, change.current) if change.current else None
         sections.append(_section(client, reg, change, candidate, current))
     head = f"## gitml registry check\n\nChecked under {md_text(reg.policy.source)}.\n\n"
@@ -213,6 +222,10 @@ def _section(client: Operations, reg: Registry, change: Change, new: ModelVersio
         lines.append(f"- ❌ {md(problem)}\n")
     if change.problems:
         lines.append("\n")
+    if change.gates is not None:
+        rows = [["✅ passes" if r.ok else "❌ fails", md_text(r.gate), md_text(r.detail)] for r in change.gates.results]
+        lines.append(f"Gates of stage {md(change.stage)} ({md(change.gates.source)}):\n\n")
+        lines.append(markdown_table(["result", "gate", "values"], rows) + "\n")
     runs = {}
     for label, mv in (("current", old), ("candidate", new)):
         if mv is not None:
@@ -254,9 +267,11 @@ class Applied:
     tags: list[str]
 
 
-def apply(client: Operations, *, sign_tag: bool | None = None) -> list[Applied]:
+def apply(client: Operations, *, sign_tag: bool | None = None, force: bool = False) -> list[Applied]:
     """Create the tags ``.gitml/stages.yaml`` at HEAD asks for; nothing when they exist.
-    Raises NotFoundError (a version that does not exist) before any tag is written."""
+    Raises NotFoundError (a version that does not exist) or GateError (a promotion that fails
+    a gate of the policy, unless ``force``: then each tag that overrides a gate must be
+    signed by a trusted key, and names the gates it overrides) before any tag is written."""
     reg = client.registry
     head, _ = _head(client)
     desired = desired_at(client, head)
@@ -273,10 +288,18 @@ def apply(client: Operations, *, sign_tag: bool | None = None) -> list[Applied]:
                 version = reg.resolve(model, check_version(version)).version
             if (held or "") != version:
                 todo.append((model, stage, version))
+    refused = []
+    for model, stage, version in todo:
+        if version:
+            report = reg.gate_report(reg.resolve(model, version), stage)
+            if report is not None and not report.ok:
+                refused.append(report.refusal())
+    if refused and not force:
+        raise GateError(" | ".join(refused))
     done = []
     for model, stage, version in todo:
         if version:
-            tag, _ = reg.assign(model, version, stage, sign_tag=sign_tag)
+            tag, _ = reg.assign(model, version, stage, sign_tag=sign_tag, force=force)
             done.append(Applied(model, stage, version, [tag]))
         else:
             done.append(Applied(model, stage, "", reg.unassign(model, stage, sign_tag=sign_tag)))

@@ -6,8 +6,8 @@ A mixin of ``Client`` (as ``gitml.runviews``), so ``MlflowClient`` code runs unc
 >>> client.set_registered_model_alias("churn", "production", "1")       # churn#production#1
 >>> client.get_model_version_by_alias("churn", "production").run_id
 
-Mapping: MLflow's version ``N`` is ``vN.0.0`` (other versions keep their number,
-``2.1.0``); aliases and stages are both the registry's stages (``Production`` is the
+Mapping: MLflow's version ``N`` is the model's N-th registration, whatever semantic
+version its tag carries (``ModelVersion.tag_version``); aliases and stages are both the registry's stages (``Production`` is the
 stage ``production``); ``Archived`` deregisters the version; a model exists once its
 first version is registered (tags are the registry's only record, so
 ``create_registered_model`` checks the name and makes nothing).
@@ -20,9 +20,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gitml.errors import ConflictError, InvalidInputError
+from gitml.errors import ConflictError, InvalidInputError, RegisteredModelNotFound
 from gitml.names import parse_runs_uri
-from gitml.registry.tags import check_model_name, mlflow_version, version_key
+from gitml.registry.tags import check_model_name, version_key
 
 if TYPE_CHECKING:
     from gitml.registry.state import ModelState, Registry
@@ -73,7 +73,7 @@ def to_model_version(mv: VersionRecord) -> ModelVersion:
         if s.lower() == "production":
             break
     return ModelVersion(
-        name=mv.model, version=mlflow_version(mv.version), run_id=mv.run_id,
+        name=mv.model, version=str(mv.number), run_id=mv.run_id,
         source=f"runs:/{mv.run_id}/{mv.path}" if mv.path else f"runs:/{mv.run_id}",
         current_stage=stage, aliases=sorted(mv.stages), description=mv.description,
         creation_timestamp=mv.registered_at * 1000, last_updated_timestamp=mv.registered_at * 1000,
@@ -87,7 +87,7 @@ def to_registered_model(state: ModelState) -> RegisteredModel:
     times = [v.registered_at * 1000 for v in versions] + [e.time * 1000 for e in state.events]
     return RegisteredModel(
         name=state.name, latest_versions=[to_model_version(latest)] if latest else [],
-        aliases={s: mlflow_version(v) for s, v in sorted(state.stages.items())},
+        aliases={s: str(state.versions[v].number) for s, v in sorted(state.stages.items())},
         creation_timestamp=min(times, default=0), last_updated_timestamp=max(times, default=0),
         deprecated=state.deprecated,
     )
@@ -244,22 +244,26 @@ class RegistryCalls:
         return to_model_version(self._tag_registry.register(name, run, path, description=description or ""))
 
     def get_model_version(self, name: str, version: str | int) -> ModelVersion:
-        """One version of a registered model.
+        """Version ``version`` of a registered model; a deregistered one too (its stage is ``Archived``).
 
         Args:
             name: the model's name.
-            version: MLflow's number (``1``) or the registry's (``v1.0.0``).
+            version: MLflow's number (``1``: the first registration) or the registry's (``v1.0.0``).
 
         Returns:
             The :class:`ModelVersion`.
 
         Raises:
-            RegisteredModelNotFoundError: no model has that name.
+            RegisteredModelNotFound: no model has that name, or it is deprecated.
             VersionNotFoundError: the model has no such version.
 
         >>> client.get_model_version("churn", 1).run_id
         """
-        return to_model_version(self._tag_registry.resolve(name, str(version)))
+        reg = self._tag_registry
+        state = reg.model(name)
+        if state.deprecated:
+            raise RegisteredModelNotFound(f"registered model {name!r} is deprecated")
+        return to_model_version(reg.find_version(state, version))
 
     def delete_model_version(self, name: str, version: str | int) -> None:
         """MLflow deletes the version; the registry deregisters it (tag ``<name>@<v>!#N``).
@@ -362,6 +366,8 @@ class RegistryCalls:
         reg = self._tag_registry
         mv = reg.resolve(name, str(version))
         key = _stage(stage)
+        allowed = reg.policy.stages or ()
+        key = next((s for s in allowed if s.lower() == key.lower()), key)  # the policy's spelling
         if key == "archived":
             reg.deregister(name, mv.version)
         elif key == "none":
@@ -372,7 +378,8 @@ class RegistryCalls:
         return to_model_version(reg.resolve(name, mv.version) if key != "archived" else mv)
 
     def set_registered_model_alias(self, name: str, alias: str, version: str | int) -> None:
-        """An alias is a stage: ``models:/<name>@<alias>`` resolves to ``version`` (tag ``<name>#<alias>#N``).
+        """An alias is a stage: ``models:/<name>@<alias>`` resolves to ``version`` (tag
+        ``<name>#<alias>#N``). MLflow's reserved names (``latest``, ``v<N>``) are refused, as MLflow refuses them.
 
         Args:
             name: the model's name.
@@ -383,11 +390,14 @@ class RegistryCalls:
             None.
 
         Raises:
+            InvalidInputError: a reserved alias.
             VersionNotFoundError: the model has no such version.
             PolicyError: the repository's policy refuses the change.
 
         >>> client.set_registered_model_alias("churn", "champion", 2)
         """
+        if alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
+            raise InvalidInputError(f"alias {alias!r} is reserved (latest, v<number>)")
         self._tag_registry.assign(name, str(version), alias)
 
     def delete_registered_model_alias(self, name: str, alias: str) -> None:
@@ -427,10 +437,3 @@ class RegistryCalls:
 
 __all__ = ["ModelVersion", "RegisteredModel", "RegistryCalls"]
 
-
-def __getattr__(name: str):
-    if name == "RegisteredModelNotFound":  # where it was, for importers
-        from gitml.registry.state import RegisteredModelNotFound
-
-        return RegisteredModelNotFound
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,10 @@
     allowed_signers: .gitml/allowed_signers   # SSH keys, git's allowed-signers format
     trusted_gpg_keys: [0123...CDEF]      # GPG fingerprints
     on_untrusted: ignore                 # or refuse
+    gates:                               # what a version must show before a stage takes it
+      production:                        # (gitml.registry.gates)
+        require: {metrics.accuracy: ">= 0.9"}
+        no_worse_than_current: [metrics.f1]
 
 Both files are read from a commit, never from the work tree: what decides trust is what
 was reviewed and committed. Which commit decides the policy is
@@ -27,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from gitml.errors import InvalidInputError
+from gitml.registry.gates import StageGates, parse_gates
 from gitml.registry.signing import TrustRoots, normalize_fingerprint
 from gitml.registry.tags import Action, RegistryTag, check_model_name, check_stage, check_version
 from gitml.store import yamlout
@@ -36,7 +41,7 @@ from gitml.errors import PolicyError  # noqa: F401  (defined there, raised here)
 
 POLICY_PATH = ".gitml/registry.yaml"
 STAGES_PATH = ".gitml/stages.yaml"
-_KEYS = {"stages", "require_signature", "allowed_signers", "trusted_gpg_keys", "on_untrusted"}
+_KEYS = {"stages", "require_signature", "allowed_signers", "trusted_gpg_keys", "on_untrusted", "gates"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class Policy:
     allowed_signers: str | None = None
     trusted_gpg_keys: frozenset[str] = frozenset()
     on_untrusted: str = "ignore"
+    gates: dict[str, StageGates] = field(default_factory=dict)  # stage -> what a version must show to enter it
     roots: TrustRoots = field(default_factory=TrustRoots)
     digest: str = ""  # of what the policy means (not its comments): what a clone accepts
     text: bytes | None = None  # the committed registry.yaml (None: no policy committed)
@@ -81,8 +87,10 @@ class Policy:
     def check_stage(self, stage: str) -> str:
         check_stage(stage)
         if self.stages is not None and stage not in self.stages:
+            near = [s for s in self.stages if s.lower() == stage.lower()]
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise InvalidInputError(
-                f"stage {stage!r} is not one of the stages {POLICY_PATH} allows: {', '.join(self.stages)}"
+                f"stage {stage!r} is not one of the stages {POLICY_PATH} allows: {', '.join(self.stages)}{hint}"
             )
         return stage
 
@@ -148,15 +156,18 @@ def parse_policy(data: bytes | None, read: Callable[[str], bytes | None], *, wha
             signers = read(signers_path.strip("/"))
             if signers is None:
                 raise InvalidInputError(f"allowed_signers names {signers_path!r}, which is not committed there")
+        gates = parse_gates(raw.get("gates"), stages, check_stage, {})
     except InvalidInputError as e:
         raise PolicyError(what, str(e)) from None
     meaning = {"stages": list(stages) if stages is not None else None,
                "require_signature": True if require is True else sorted(require or ()), "trusted_gpg_keys": sorted(fingerprints),
                "on_untrusted": mode, "allowed_signers": hashlib.sha256(signers).hexdigest() if signers is not None else None}
+    if gates:  # absent when there are none: a policy accepted before gates existed keeps its digest
+        meaning["gates"] = {s: g.meaning() for s, g in sorted(gates.items())}
     digest = hashlib.sha256(json.dumps(meaning, sort_keys=True).encode()).hexdigest()
     return Policy(
         stages=stages, require_signature=require, allowed_signers=signers_path, trusted_gpg_keys=fingerprints,
-        on_untrusted=mode, roots=TrustRoots(fingerprints, signers, gpg_program, ssh_program), digest=digest, text=data,
+        on_untrusted=mode, gates=gates, roots=TrustRoots(fingerprints, signers, gpg_program, ssh_program), digest=digest, text=data,
     )
 
 

@@ -31,6 +31,7 @@ from dulwich.objects import Commit, Tag
 from gitml.errors import ConflictError, CorruptRecordError, InvalidInputError, NotFoundError, RunNotFoundError
 from gitml.names import check_artifact_path
 from gitml.registry.events import ModelState, ModelVersion, TagEvent
+from gitml.registry.gates import GateError, GateReport, judge
 from gitml.registry.policy import Policy, described, load_policy
 from gitml.registry.signing import SigningConfig, Verification, sign, split_signed, verify
 from gitml.registry.tags import (
@@ -44,6 +45,7 @@ from gitml.yamlread import load_yaml
 from gitml.errors import ModelChangedError, RegisteredModelNotFound, UntrustedTagError  # noqa: F401  (defined there, raised here)
 
 log = logging.getLogger("gitml")
+Evaluator = Callable[[ModelVersion, str], dict[str, float]]  # (version, dataset name) -> metrics
 
 
 def _now() -> tuple[int, int]:
@@ -79,6 +81,29 @@ def _is_version(text: str) -> bool:
     except InvalidInputError:
         return False
     return True
+
+
+def describe_versions(state: ModelState, limit: int = 20) -> str:
+    """``1 (v1.0.0), 2 (v1.1.0, deregistered)``: a model's versions by number, for messages."""
+    shown = [f"{n} ({v}{', deregistered' if state.versions[v].deregistered else ''})"
+             for n, v in sorted(state.numbers.items())]
+    if not shown:
+        return "no version"
+    more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
+    return ", ".join(shown[:limit]) + more
+
+
+def check_stage_case(state: ModelState, stage: str) -> None:
+    """Refuse a stage (or alias) whose name differs from one the model already has only by
+    case (``Production`` beside ``production``): two stages a reader cannot tell apart, and
+    two refs that collide on a case-insensitive file system (macOS, Windows)."""
+    known = {e.tag.stage for e in state.events if e.tag.stage is not None} | set(state.stages)
+    twins = sorted(s for s in known if s != stage and s.lower() == stage.lower())
+    if twins:
+        raise InvalidInputError(
+            f"stage {stage!r} of registered model {state.name!r} differs only by case from its stage {twins[0]!r}: "
+            f"use {twins[0]!r} (stage and alias names are compared without case)"
+        )
 
 
 class Registry:
@@ -344,7 +369,8 @@ class Registry:
                 model_events.append(event)
         policy = self.policy
         undone: dict[str, TagEvent] = {}  # version -> its latest guarded deregistration
-        for event in sorted(model_events, key=order):
+        numbered: dict[str, int] = {}  # version -> MLflow's number: its first registration's place
+        for event in sorted(model_events, key=lambda e: (*order(e), e.tag.name)):
             tag = event.tag
             if tag.action is Action.DEPRECATE:
                 continue
@@ -360,9 +386,13 @@ class Registry:
                              f"{policy.requirement(undone[tag.version].tag)}", report)
                 continue
             undone.pop(tag.version, None)
+            numbered.setdefault(tag.version, len(numbered) + 1)
             state.versions[tag.version] = ModelVersion(
                 name, tag.version, event.target, event, event.tagger, event.time, tag=tag.name,
             )
+        for version, number in numbered.items():
+            state.versions[version].number = number
+            state.numbers[number] = version
         counted = [e for e in model_events if e.tag.name not in state.ignored]
         state.counter = max((e.tag.counter or 0 for e in counted), default=0)
         for v in state.versions.values():
@@ -463,8 +493,9 @@ class Registry:
 
     # -- resolving -------------------------------------------------------
     def resolve(self, name: str, version: str | None = None, *, stage: str | None = None) -> ModelVersion:
-        """The version a reference names: ``version`` as ``v2.1.0``, ``2.1.0``, MLflow's ``2``
-        (v2.0.0) or ``latest``, or ``stage`` (an alias, or a stage given as the version).
+        """The version a reference names: ``version`` as ``v2.1.0``, ``2.1.0``, MLflow's number
+        ``2`` (the model's second registration, whatever its semantic version) or ``latest``,
+        or ``stage`` (an alias, or a stage given as the version).
         Raises RegisteredModelNotFound, UntrustedTagError."""
         state = self.model(name)
         if state.deprecated:
@@ -483,11 +514,27 @@ class Registry:
             if latest is None:
                 raise RegisteredModelNotFound(f"registered model {name!r} has no live version")
             return latest
-        wanted = check_version(version)
-        found = state.versions.get(wanted)
-        if found is None or found.deregistered:
-            raise RegisteredModelNotFound(f"registered model {name!r} has no version {wanted}"
-                                          + (" (deregistered)" if found else ""))
+        found = self.find_version(state, version)
+        if found.deregistered:
+            raise RegisteredModelNotFound(f"version {found.number} ({found.version}) of registered model {name!r} "
+                                          "is deregistered")
+        return found
+
+    @staticmethod
+    def find_version(state: ModelState, version: str | int) -> ModelVersion:
+        """The version ``version`` names in ``state``, deregistered or not: a whole number is
+        MLflow's (the N-th registration: ``3``), anything else a semantic version (``v1.1.0``,
+        ``1.1.0``). RegisteredModelNotFound lists the versions there are."""
+        text = str(version)
+        if text.isdigit() and not text.startswith("0"):
+            found = state.versions.get(state.numbers.get(int(text), ""))
+            wanted = f"{text} (MLflow's number)"
+        else:
+            wanted = check_version(text)
+            found = state.versions.get(wanted)
+        if found is None:
+            raise RegisteredModelNotFound(f"registered model {state.name!r} has no version {wanted}; "
+                                          f"it has {describe_versions(state)}")
         return found
 
     def locate(self, name: str, version: str | None = None, *, stage: str | None = None) -> tuple[str, str]:
@@ -586,7 +633,8 @@ class Registry:
         tag = RegistryTag(Action.REGISTER, name, version=version)
         event = self._write_tag(tag, commit, info, sign_tag=sign_tag)
         assert event is not None
-        return ModelVersion(name, version, event.target, event, event.tagger, event.time, tag=tag.name)
+        return ModelVersion(name, version, event.target, event, event.tagger, event.time, tag=tag.name,
+                            number=len(versions) + 1)
 
     def _registered(self, tags: list[tuple[RegistryTag, bytes]]) -> dict[str, tuple[str, bool]]:
         """``{version: (commit, deregistered)}`` from a model's register and deregister tags."""
@@ -637,19 +685,62 @@ class Registry:
             raise NotFoundError(f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {mlmodel} artifact")
         return path
 
-    def assign(self, name: str, version: str, stage: str, *, sign_tag: bool | None = None) -> tuple[str, bool]:
+    def assign(self, name: str, version: str, stage: str, *, sign_tag: bool | None = None, force: bool = False,
+               evaluate: Evaluator | None = None) -> tuple[str, bool]:
         """Put ``version`` in ``stage``; ``(tag name, created)`` (created False when the
-        stage already holds it)."""
+        stage already holds it). The stage's gates (:mod:`gitml.registry.gates`) must pass:
+        else GateError, unless ``force`` and the tag is signed by a key the policy trusts
+        (the overridden gates are then written in its message). ``evaluate`` gives the
+        metrics of a dataset gate (:meth:`gate_report`)."""
         self.policy.check_stage(stage)
         state = self.model(name)
         if state.deprecated:
             raise ConflictError(f"registered model {name!r} is deprecated")
+        check_stage_case(state, stage)
         mv = self.resolve(name, version)
         if state.stages.get(stage) == mv.version:
             return "", False
-        info = {"model": name, "version": mv.version, "stage": stage, "run_id": mv.run_id, "path": mv.path}
+        info: dict = {"model": name, "version": mv.version, "stage": stage, "run_id": mv.run_id, "path": mv.path}
+        report = self.gate_report(mv, stage, state=state, evaluate=evaluate)
+        if report is not None and not report.ok:
+            if not force:
+                raise GateError(report.refusal())
+            info["gates_overridden"] = [str(r) for r in report.failed]
         tag = self._counted(Action.ASSIGN, name, stage=stage)
         return self._write_counted(tag, mv.commit.encode(), info, sign_tag=sign_tag), True
+
+    def gate_report(self, mv: ModelVersion, stage: str, *, state: ModelState | None = None,
+                    evaluate: Evaluator | None = None) -> GateReport | None:
+        """The results of ``stage``'s gates for ``mv`` against the version the stage holds
+        now (None: the policy gates nothing there). The metrics are the runs' as committed at
+        their registered commits (what the registration vouched for, not what the run logged
+        since); a gate with a ``dataset`` takes them from ``evaluate(version, dataset)``
+        instead (the caller loads the models), and fails closed without it."""
+        policy = self.policy
+        gates = policy.gates.get(stage)
+        if gates is None:
+            return None
+        state = state or self.model(mv.model)
+        held = state.stages.get(stage)
+        current = state.versions.get(held) if held and held != mv.version else None
+        report = GateReport(mv.model, stage, mv.version, current.version if current else None, policy.source)
+        if gates.dataset is not None:
+            if evaluate is None:
+                raise GateError(f"stage {stage!r}'s gates evaluate on dataset {gates.dataset!r} ({policy.source}): "
+                                "promote with gitml registry promote or apply, which evaluate the model")
+            cand, cur = evaluate(mv, gates.dataset), evaluate(current, gates.dataset) if current else None
+        else:
+            cand, cur = self.run_metrics(mv), self.run_metrics(current) if current else None
+        report.results = judge(gates, cand, cur, current.version if current else None)
+        return report
+
+    def run_metrics(self, mv: ModelVersion) -> dict[str, float]:
+        """The latest value of each metric of a version's run at its registered commit."""
+        what = f"run {mv.run_id} at {mv.commit[:12]} ({mv.model} {mv.version})"
+        record = RunRecord.load(self.store, mv.commit.encode(), what)
+        if record.run_id != mv.run_id:
+            raise ModelChangedError(f"{mv.tag} names run {mv.run_id}, but its commit holds run {record.run_id}")
+        return {key: value for key, (_, _, value) in record.latest.items()}
 
     def unassign(self, name: str, stage: str, *, sign_tag: bool | None = None) -> list[str]:
         """Empty ``stage``: an unassign tag for every version still in it (GTO's rule lets an
@@ -661,6 +752,7 @@ class Registry:
             held = state.stages.get(stage)
             if held is None:
                 if not made:
+                    check_stage_case(state, stage)
                     raise RegisteredModelNotFound(f"stage {stage!r} of registered model {name!r} holds no version")
                 return made
             mv = state.versions[held]
@@ -669,8 +761,9 @@ class Registry:
             made.append(self._write_counted(tag, mv.commit.encode(), info, sign_tag=sign_tag))
 
     def deregister(self, name: str, version: str, *, sign_tag: bool | None = None) -> str:
-        """Withdraw a version (``<model>@<version>!#N``): it no longer resolves nor holds stages."""
-        mv = self.resolve(name, check_version(version))
+        """Withdraw a version (``<model>@<version>!#N``; ``version`` as :meth:`resolve` takes
+        it): it no longer resolves nor holds stages."""
+        mv = self.resolve(name, version)
         info = {"model": name, "version": mv.version, "run_id": mv.run_id, "path": mv.path}
         tag = self._counted(Action.DEREGISTER, name, version=mv.version)
         return self._write_counted(tag, mv.commit.encode(), info, sign_tag=sign_tag)
@@ -753,8 +846,14 @@ class Registry:
         obj.tag_time = seconds
         obj.tag_timezone = offset
         obj.message = yamlout.dump({"gitml-registry": info})
+        payload = obj.as_raw_string()
         if do_sign:
-            obj.signature = sign(obj.as_raw_string(), cfg)
+            obj.signature = sign(payload, cfg)
+        if "gates_overridden" in info:  # only a signer the policy trusts overrides a gate
+            status = verify(payload, obj.signature, self.policy.roots) if do_sign else Verification("unsigned")
+            if not status.trusted:
+                raise GateError(f"{tag.model}: overriding stage {tag.stage!r}'s gates needs a tag signed by a key "
+                                f"{self.policy.source} trusts; this one would be {status} (pass --sign with such a key)")
         self.store.write([obj])
         if not self.store.cas(tag.ref, None, obj.id):
             if exist_ok:

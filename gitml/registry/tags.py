@@ -169,14 +169,6 @@ def version_key(version: str) -> tuple:
     return (major, minor, patch, 0 if pre else 1, parts)
 
 
-def mlflow_version(version: str) -> str:
-    """MLflow's version number for a tag version: ``v2.0.0`` is ``"2"``; others stay ``2.1.0``."""
-    major, minor, patch, pre = parse_version(version)
-    if minor == patch == 0 and not pre and "+" not in version:
-        return str(major)
-    return version[1:]
-
-
 def bump(versions: list[str], part: str = "major") -> str:
     """The next version after the greatest of ``versions``: ``major`` (the default, so
     versions read as MLflow's 1, 2, 3 ...), ``minor`` or ``patch``."""
