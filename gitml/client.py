@@ -22,7 +22,7 @@ from gitml.search import PagedList, Search  # noqa: F401  (PagedList: where it w
 from gitml.tracking.tracker import Tracker, check_run_name, search_rows
 
 if TYPE_CHECKING:
-    from gitml.artifacts.service import FileInfo, RunArtifacts
+    from gitml.content.service import FileInfo, RunArtifacts
 
 
 def _now_ms() -> int:
@@ -125,9 +125,9 @@ class Client(Search, RegistryCalls):
     def _artifact_service(self) -> RunArtifacts:
         """The run artifacts service (content store from the repository's settings)."""
         if self._artifacts is None:  # its modules imported here: reading runs needs none of them
-            import gitml.artifacts.config as config
-            from gitml.artifacts.cas import ContentStore
-            from gitml.artifacts.service import RunArtifacts
+            import gitml.content.config as config
+            from gitml.content.cas import ContentStore
+            from gitml.content.service import RunArtifacts
 
             settings = config.load(self._store)
             content = ContentStore(
@@ -581,7 +581,7 @@ class Client(Search, RegistryCalls):
         _check_folder(artifact_path)
         if os.path.isdir(local_path):
             name = os.path.basename(os.path.normpath(local_path))
-            from gitml.artifacts.service import collect_files
+            from gitml.content.service import collect_files
 
             self._artifact_service.log_files(run_id, collect_files(local_path, _join_path(artifact_path, name)), resolved=True)
             return
@@ -607,7 +607,7 @@ class Client(Search, RegistryCalls):
         >>> client.log_artifacts(run_id, "outputs/", "outputs")
         """
         _check_folder(artifact_path)
-        from gitml.artifacts.service import collect_files
+        from gitml.content.service import collect_files
 
         self._artifact_service.log_files(run_id, collect_files(local_dir, artifact_path), resolved=True)
 
@@ -645,7 +645,7 @@ class Client(Search, RegistryCalls):
 
         >>> client.log_dict(run_id, {"layers": 3}, "config.json")
         """
-        import gitml.artifacts.formats as formats
+        import gitml.content.formats as formats
 
         self._artifact_service.log_bytes(run_id, formats.dict_bytes(dictionary, artifact_file), artifact_file)
 
@@ -665,7 +665,7 @@ class Client(Search, RegistryCalls):
 
         >>> client.log_table(run_id, {"x": [1, 2], "y": [3, 4]}, "table.json")
         """
-        import gitml.artifacts.formats as formats
+        import gitml.content.formats as formats
 
         self._artifact_service.log_bytes(run_id, formats.table_bytes(data), artifact_file)
 
@@ -703,7 +703,7 @@ class Client(Search, RegistryCalls):
         if key is not None:
             artifact_file = f"images/{check_key(key, 'image')}/step_{int(step or 0)}.png"
         assert artifact_file is not None
-        import gitml.artifacts.formats as formats
+        import gitml.content.formats as formats
 
         self._artifact_service.log_bytes(run_id, formats.image_bytes(image, artifact_file), artifact_file)
 
@@ -726,7 +726,7 @@ class Client(Search, RegistryCalls):
         """
         if save_kwargs:
             raise InvalidInputError("log_figure(save_kwargs=...) is not supported by gitml")
-        import gitml.artifacts.formats as formats
+        import gitml.content.formats as formats
 
         self._artifact_service.log_bytes(run_id, formats.figure_bytes(figure, artifact_file), artifact_file)
 
@@ -796,7 +796,7 @@ class Client(Search, RegistryCalls):
             run_id = self.tracker.resolve(run_id)
             if not any(f.path == artifact_file for f in self._artifact_entries(run_id, artifact_file)):
                 continue
-            import gitml.artifacts.formats as formats
+            import gitml.content.formats as formats
 
             frame = formats.parse_table(self._artifact_service.read_bytes(run_id, artifact_file))
             for column in extra_columns or ():

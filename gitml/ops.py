@@ -26,7 +26,7 @@ from gitml.tracking.entities import Run, RunStatus, ViewType
 from gitml.tracking.tracker import run_of, search_key, search_table
 
 if TYPE_CHECKING:
-    from gitml.artifacts.service import RunArtifacts
+    from gitml.content.service import RunArtifacts
     from gitml.registry.state import Registry
     from gitml.store.git import GitStore
     from gitml.tracking.writer import RunWriter

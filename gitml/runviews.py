@@ -22,7 +22,7 @@ from gitml.names import check_artifact_path, check_key, parse_history_path
 from gitml.tracking.entities import ViewType
 
 if TYPE_CHECKING:
-    from gitml.artifacts.service import RunArtifacts
+    from gitml.content.service import RunArtifacts
     from gitml.store.git import GitStore
     from gitml.tracking.lineage import LogEntry
     from gitml.registry.state import Registry

@@ -14,7 +14,7 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gitml.artifacts.cas import GcMark, IntegrityError, ObjectMissingError
+from gitml.content.cas import GcMark, IntegrityError, ObjectMissingError
 from gitml.ops import Operations
 from gitml.errors import GitmlError, InvalidInputError, LocalArtifactsError
 from gitml.names import EXPERIMENTS_PREFIX, RUN_REF_NAMES, RUNS_PREFIX, experiment_ref, parse_run_ref
@@ -213,7 +213,7 @@ def _refuse_local_artifacts(client: Operations, url: str, todo: dict[bytes, byte
     artifacts only in this user's default store (see :func:`push`)."""
     import os
 
-    from gitml.artifacts.config import default_remote
+    from gitml.content.config import default_remote
 
     content = client.artifacts.content
     store_url = content.remote_url
@@ -405,7 +405,7 @@ def remote_garbage(client: Operations, *, git_remote: str | None = None, keep_re
 
 
 def _is_default_store(content) -> bool:
-    from gitml.artifacts.config import default_remote
+    from gitml.content.config import default_remote
 
     return _same_folder(content.remote_url, default_remote())
 

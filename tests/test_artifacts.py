@@ -9,8 +9,8 @@ import pytest
 
 import gitml
 import gitml.ops
-import gitml.artifacts.cas as cas
-from gitml.artifacts.cas import ArtifactRemoteError, IntegrityError
+import gitml.content.cas as cas
+from gitml.content.cas import ArtifactRemoteError, IntegrityError
 from gitml.errors import ConflictError, InvalidInputError, NotFoundError
 from tests.conftest import git, run_python
 
@@ -269,7 +269,7 @@ def test_committed_config_refuses_credentials(repo):
 
 
 def test_relative_artifact_folder_is_read_from_the_top_of_the_work_tree(repo, monkeypatch):
-    from gitml.artifacts import config
+    from gitml.content import config
     from gitml.store.git import open_store
 
     monkeypatch.delenv("GITML_ARTIFACT_REMOTE", raising=False)

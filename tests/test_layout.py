@@ -10,16 +10,36 @@ from tests.conftest import ROOT, run_python
 LAYERS = [
     ("gitml.errors", "gitml.names", "gitml.exceptions", "gitml.yamlread"),
     ("gitml.store",),
-    ("gitml.tracking", "gitml.artifacts.cas", "gitml.artifacts.config", "gitml.artifacts.formats", "gitml.artifacts.statcache",
-     "gitml.data", "gitml.system_metrics"),
-    ("gitml.artifacts.service",),
+    ("gitml.tracking", "gitml.content", "gitml.data", "gitml.system_metrics"),
+    ("gitml.content.service",),
     ("gitml.registry",),
-    ("gitml.client", "gitml.frame", "gitml.entities"),
-    ("gitml.ops", "gitml.runviews", "gitml.sync", "gitml.report", "gitml.purge"),
+    ("gitml.client", "gitml.search", "gitml.frame", "gitml.entities"),
+    ("gitml.ops", "gitml.runviews", "gitml.sync", "gitml.purge", "gitml.report"),
     ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
-    ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch", "gitml.registry.gitops"),
+    ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch", "gitml.gitops"),
     ("gitml.cli", "gitml.ui", "gitml.serving", "gitml.mlflow_plugin"),
 ]
+
+
+def test_the_folders_are_the_layers():
+    """``ls gitml/``, the layers above and docs/design.md's layer list name the same entries,
+    in the same layers."""
+    import re
+
+    entries = {f"gitml.{n.removesuffix('.py')}" for n in os.listdir(os.path.join(ROOT, "gitml"))
+               if (n.endswith(".py") and n not in ("__init__.py", "__main__.py"))
+               or os.path.isfile(os.path.join(ROOT, "gitml", n, "__init__.py"))}
+    layered = {p: level for level, prefixes in enumerate(LAYERS) for p in prefixes}
+    assert entries == {p for p in layered if p.count(".") == 1}
+    design = open(os.path.join(ROOT, "docs", "design.md")).read()
+    block = design.split("The layers, bottom up;", 1)[1].split("```")[1]
+    documented, level = {}, None
+    for line in block.splitlines():
+        found = re.match(r"(\d+)?\s+(gitml\.[\w.]+(?:, gitml\.[\w.]+)*)", line)
+        if found:
+            level = int(found.group(1)) if found.group(1) else level
+            documented.update({name: level for name in found.group(2).split(", ")})
+    assert documented == layered
 
 
 def _layer(module: str) -> int | None:
@@ -171,10 +191,10 @@ PRIVATE_ALLOWED = {
     "_fields", "_asdict", "_replace", "_make",  # the public API of namedtuples
 }
 # The units that hold a git store and may read ``x.store``: the store itself, the layers
-# that keep one (tracking, artifacts, registry), and gitml.sync and gitml.purge, whose push,
+# that keep one (tracking, content, registry), and gitml.sync and gitml.purge, whose push,
 # fetch and purge move refs and objects as git does (through the facade's
 # ``Operations.store``, gitml.ops).
-STORE_OWNERS = {"gitml.store", "gitml.tracking", "gitml.artifacts", "gitml.registry", "gitml.ops", "gitml.sync", "gitml.purge"}
+STORE_OWNERS = {"gitml.store", "gitml.tracking", "gitml.content", "gitml.registry", "gitml.ops", "gitml.sync", "gitml.purge"}
 # Other modules' ``.store`` reads, each with why.
 STORE_READS_ALLOWED = {
     "gitml.mlflow_plugin.importer": "MLflow's own tracking store (its client's), read for its bulk metric call",

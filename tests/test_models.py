@@ -371,7 +371,7 @@ def test_predict_command_reads_csv_json_and_parquet(iris, repo, tmp_path):
 
 
 def test_large_inputs_are_scored_in_chunks_with_progress(iris, tmp_path):
-    from gitml.models.batch import CHUNK_ROWS, predict_file
+    from gitml.pyfunc.batch import CHUNK_ROWS, predict_file
 
     X, model = iris
     gitml.sklearn.save_model(model, tmp_path / "m")

@@ -75,7 +75,7 @@ open("k.txt", "w").write("3")
 gitml.pyfunc.save_model("pf", python_model=Scaled(), artifacts={"k": "k.txt"}, input_example=X.head(2))
 with gitml.start_run():
     info = gitml.sklearn.log_model(pipe, name="model")
-from gitml.models.batch import export_model
+from gitml.pyfunc.batch import export_model
 export_model(info.model_uri, "exported")
 X.to_csv("X.csv", index=False)
 print(json.dumps({"sk": pipe.predict(X).tolist(), "proba": pipe.predict_proba(X).tolist(),

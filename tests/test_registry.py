@@ -14,7 +14,8 @@ import gitml.ops
 import gitml.pyfunc
 from gitml.cli.main import cli
 from gitml.errors import ConflictError, CorruptRecordError, InvalidInputError, NotFoundError
-from gitml.registry import RegisteredModelNotFound, gitops
+from gitml import gitops
+from gitml.registry import RegisteredModelNotFound
 from gitml.registry.tags import Action, RegistryTag, bump, check_model_name, check_version, parse_tag
 from tests.conftest import git
 

@@ -110,7 +110,7 @@ def test_gc_in_the_cache_removes_only_its_own_temporaries(repo, tmp_path, monkey
 
 
 def test_remote_listing_is_only_the_object_layout(repo, tmp_path):
-    from gitml.artifacts.cas import ContentStore
+    from gitml.content.cas import ContentStore
 
     root = tmp_path / "remote"
     real = "ab" + HEX62
@@ -128,7 +128,7 @@ def test_remote_listing_is_only_the_object_layout(repo, tmp_path):
 def test_s3_listing_is_only_the_object_layout(repo, s3, tmp_path):
     import boto3
 
-    from gitml.artifacts.cas import ContentStore
+    from gitml.content.cas import ContentStore
 
     s3_client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1")
     bucket = "gitml-listing"  # its own: moto keeps every bucket for the whole process

@@ -394,7 +394,7 @@ def test_a_tampered_cached_model_file_stops_the_server_before_it_listens(served)
 
 # -- the fast path gives what the general path gives ----------------------------
 def _general(model, payload):
-    from gitml.models.batch import predictions_json, table_from_payload
+    from gitml.pyfunc.batch import predictions_json, table_from_payload
 
     data, params = table_from_payload(payload, model.metadata.get_input_schema())
     return json.loads(predictions_json(model.predict(data, params=params)))

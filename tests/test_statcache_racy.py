@@ -34,7 +34,7 @@ def test_an_unchanged_old_file_is_not_hashed_again(repo, monkeypatch):
     os.utime(path, (old, old))
     with gitml.start_run():
         gitml.log_artifact(str(path))
-    from gitml.artifacts import cas
+    from gitml.content import cas
 
     hashed = []
     real = cas._copy_hashing

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import gitml
 import gitml.ops
-from gitml.artifacts.cas import IntegrityError
+from gitml.content.cas import IntegrityError
 from gitml.cli.main import cli
 from gitml.store.remote import RemoteError
 from tests.conftest import git, run_python

@@ -33,7 +33,7 @@ def predict(ctx, model_uri, input_path, output_path, content_type):
     it is loaded. JSON input takes MLflow's scoring forms (dataframe_split,
     dataframe_records, instances, inputs, with optional params).
     """
-    from gitml.models.batch import predict_file
+    from gitml.pyfunc.batch import predict_file
 
     _use_repo(ctx)
     bar = None
@@ -71,7 +71,7 @@ def models_export(ctx, model_uri, dst):
     The folder loads in MLServer, KServe or `mlflow models serve`. A run's model is
     checked file by file against the run's recorded hashes first.
     """
-    from gitml.models.batch import export_model
+    from gitml.pyfunc.batch import export_model
 
     _use_repo(ctx)
     path = export_model(model_uri, dst)

@@ -239,7 +239,7 @@ def policy_(ctx, accept, ref, as_json):
 @click.pass_context
 def propose(ctx, name, version, stage, branch):
     """Commit a stage change to .gitml/stages.yaml on a new branch."""
-    from gitml.registry import gitops
+    from gitml import gitops
 
     with open_client(ctx) as c:
         made, commit = gitops.propose(c, name, version, stage, branch=branch)
@@ -254,7 +254,7 @@ def propose(ctx, name, version, stage, branch):
 @click.pass_context
 def check(ctx, base, report_path, no_load):
     """Validate the proposed stage changes; write a Markdown report."""
-    from gitml.registry import gitops
+    from gitml import gitops
 
     with open_client(ctx) as c:
         result = gitops.check(c, base=base, load=not no_load)
@@ -275,7 +275,7 @@ def apply(ctx, sign, force):
     """Create the tags .gitml/stages.yaml asks for (once).
 
     A promotion that fails a gate of the policy is refused before any tag is written."""
-    from gitml.registry import gitops
+    from gitml import gitops
 
     with open_client(ctx) as c:
         done = gitops.apply(c, sign_tag=sign, force=force)

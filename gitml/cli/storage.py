@@ -28,7 +28,7 @@ def config_(ctx, key, value, committed, list_all, trust_committed):
     committed value changes), and so does any contact with one that can reach a network
     service (http(s)://, a scheme this clone does not use yet, committed storage options).
     """
-    from gitml.artifacts import config
+    from gitml.content import config
     from gitml.store.git import open_store
 
     if trust_committed and (key or committed or list_all):

@@ -56,7 +56,7 @@ def push(ctx, remote, experiments, runs, all_, force, allow_local_artifacts):
             f"{result.url}: {len(result.pushed)} ref(s) pushed, {result.unchanged} already there; "
             f"{result.uploaded} artifact object(s) uploaded ({result.uploaded_bytes / 2**20:.1f} MiB)"
         )
-        from gitml.artifacts.config import default_remote
+        from gitml.content.config import default_remote
 
         if result.local_artifact_remote == default_remote():
             click.secho(

@@ -13,8 +13,8 @@ uses them), ``policy`` (``.gitml/registry.yaml`` and ``.gitml/stages.yaml``), ``
 (which policy decides: the trusted ref's, as the clone accepted it), ``events``
 (the state as read: tags, versions, models), ``state`` (:class:`Registry`: reading the state
 from tags, writing events, resolving), ``mlflow_api``
-(MLflow's registry calls on ``Client``), ``gitops`` (propose / check / apply: promotion
-by pull request).
+(MLflow's registry calls on ``Client``), ``stagesfile`` (the committed desired state of
+the stages: promotion by pull request is :mod:`gitml.gitops`, above the models it loads).
 """
 
 from typing import TYPE_CHECKING

@@ -9,26 +9,25 @@ the file asks for, signed as git's configuration says, and does nothing when the
 already say it. Stages the file does not list are left as they are; a stage set to
 ``null`` (or ``""``) is emptied.
 
-This module takes the facade (:class:`gitml.ops.Operations`) (it downloads and loads models), so it sits
-above the client, beside ``gitml.models``.
+This module takes the facade (:class:`gitml.ops.Operations`) and downloads and loads
+models, so it sits above the client, beside ``gitml.models`` (it was ``gitml.registry.gitops``,
+which lifted the registry folder above the client); what it reads and commits in git is
+:mod:`gitml.registry.stagesfile`'s.
 """
 
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dulwich.objects import Blob, Commit
-
-from gitml.errors import ConflictError, GitmlError, InvalidInputError, NotFoundError
+from gitml.errors import GitmlError, NotFoundError
 from gitml.registry.gates import GateError, GateReport
-from gitml.registry.policy import STAGES_PATH, dump_stages, parse_stages, read_committed
+from gitml.registry.policy import STAGES_PATH
+from gitml.registry.stagesfile import commit_stages, desired_at, head_of
 from gitml.registry.state import ModelVersion, Registry
 from gitml.registry.tags import check_model_name, check_version
 from gitml.report import markdown_table, md_code, md_text
-from gitml.store.git import TREE_MODE, FILE_MODE, make_tree
 
 if TYPE_CHECKING:
     from gitml.ops import Operations
@@ -54,18 +53,6 @@ class CheckResult:
         return all(not c.problems for c in self.changes)
 
 
-def _head(client: Operations) -> tuple[bytes, str | None]:
-    head = client.registry.store.head()
-    if head.commit is None:
-        raise InvalidInputError("the repository has no commit yet: commit .gitml/stages.yaml first")
-    return head.commit, head.branch
-
-
-def desired_at(client: Operations, commit: bytes | None) -> dict[str, dict[str, str]]:
-    data = read_committed(client.registry.store, commit, STAGES_PATH) if commit is not None else None
-    return parse_stages(data, f"{STAGES_PATH} at {commit.decode()[:12] if commit else '?'}")
-
-
 def propose(client: Operations, model: str, version: str, stage: str, *, branch: str | None = None) -> tuple[str, str]:
     """Commit ``.gitml/stages.yaml`` with ``model``'s ``stage`` set to ``version`` on a new
     branch from HEAD; returns ``(branch, commit id)``. Raises NotFoundError (no such
@@ -74,47 +61,17 @@ def propose(client: Operations, model: str, version: str, stage: str, *, branch:
     check_model_name(model)
     reg.policy.check_stage(stage)
     mv = reg.resolve(model, version)
-    head, _ = _head(client)
-    desired = desired_at(client, head)
+    head, _ = head_of(reg)
+    desired = desired_at(reg, head)
     desired.setdefault(model, {})[stage] = mv.version
     branch = branch or f"gitml/promote/{model}/{stage}/{mv.version}"
-    store = reg.store
-    out: list = []
-    blob = Blob.from_string(dump_stages(desired))
-    out.append(blob)
-    tree = _with_file(store, store.commit(head).tree, STAGES_PATH.split("/"), blob.id, out)
-    who = store.identity().as_bytes()
-    now = int(time.time())
-    commit = Commit()
-    commit.tree, commit.parents = tree, [head]
-    commit.author = commit.committer = who
-    commit.author_time = commit.commit_time = now
-    commit.author_timezone = commit.commit_timezone = time.localtime(now).tm_gmtoff
-    commit.message = f"Promote {model} {mv.version} to {stage}\n\nGitml-Registry: {model} {stage} {mv.version}\n".encode()
-    out.append(commit)
-    store.write(out)
-    if not store.cas(f"refs/heads/{branch}".encode(), None, commit.id):
-        raise ConflictError(f"branch {branch} already exists")
-    store.release_kept()
-    return branch, commit.id.decode()
-
-
-def _with_file(store, tree_sha: bytes, parts: list[str], blob: bytes, out: list) -> bytes:
-    entries = dict(store.tree(tree_sha)) if tree_sha else {}
-    name = parts[0].encode()
-    if len(parts) == 1:
-        entries[name] = (FILE_MODE, blob)
-    else:
-        sub = entries.get(name)
-        entries[name] = (TREE_MODE, _with_file(store, sub[1] if sub and sub[0] == TREE_MODE else b"", parts[1:], blob, out))
-    tree = make_tree(entries)
-    out.append(tree)
-    return tree.id
+    message = f"Promote {model} {mv.version} to {stage}\n\nGitml-Registry: {model} {stage} {mv.version}\n"
+    return branch, commit_stages(reg, desired, head, branch, message)
 
 
 def _changes(client: Operations, reg: Registry, base: str | None, base_commit: bytes | None) -> list[Change]:
-    head, _ = _head(client)
-    new, old = desired_at(client, head), desired_at(client, base_commit)
+    head, _ = head_of(reg)
+    new, old = desired_at(reg, head), desired_at(reg, base_commit)
     models = reg.models(report=True)
     changes = []
     for model, stages in sorted(new.items()):
@@ -273,8 +230,8 @@ def apply(client: Operations, *, sign_tag: bool | None = None, force: bool = Fal
     a gate of the policy, unless ``force``: then each tag that overrides a gate must be
     signed by a trusted key, and names the gates it overrides) before any tag is written."""
     reg = client.registry
-    head, _ = _head(client)
-    desired = desired_at(client, head)
+    head, _ = head_of(reg)
+    desired = desired_at(reg, head)
     models = reg.models()
     todo = []
     for model, stages in sorted(desired.items()):
