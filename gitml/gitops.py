@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gitml.errors import GitmlError, NotFoundError
-from gitml.registry.gates import GateError, GateReport
+from gitml.registry.gates import GateReport
+from gitml.errors import GateError
 from gitml.registry.policy import STAGES_PATH
 from gitml.registry.stagesfile import commit_stages, desired_at, head_of
 from gitml.registry.state import ModelVersion, Registry

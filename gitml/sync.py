@@ -14,7 +14,8 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gitml.content.cas import GcMark, IntegrityError, ObjectMissingError
+from gitml.content.cas import GcMark
+from gitml.errors import IntegrityError, ObjectMissingError
 from gitml.ops import Operations
 from gitml.errors import GitmlError, InvalidInputError, LocalArtifactsError
 from gitml.names import EXPERIMENTS_PREFIX, RUN_REF_NAMES, RUNS_PREFIX, experiment_ref, parse_run_ref

@@ -10,7 +10,7 @@ import pytest
 import gitml
 import gitml.ops
 import gitml.content.cas as cas
-from gitml.content.cas import ArtifactRemoteError, IntegrityError
+from gitml.errors import ArtifactRemoteError, IntegrityError
 from gitml.errors import ConflictError, InvalidInputError, NotFoundError
 from tests.conftest import git, run_python
 

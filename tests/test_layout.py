@@ -468,3 +468,23 @@ def test_client_is_mlflows_surface_each_method_documented():
     from gitml.ops import Operations
 
     assert issubclass(Operations, gitml.Client)  # the facade keeps every MLflow call
+
+
+FACES = {"gitml", "gitml.registry", "gitml.models", "gitml.projects", "gitml.pyfunc", "gitml.ui"}
+
+
+def test_errors_are_imported_from_gitml_errors():
+    """No module imports an error class from the module that raises it: from gitml.errors
+    (gitml.exceptions), or from a package face that lists it for users."""
+    import gitml.errors
+
+    names = set(gitml.errors.__all__)
+    found = []
+    for module, tree in _modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gitml") \
+                    and node.module not in FACES | {"gitml.errors", "gitml.exceptions"}:
+                found += [f"{module}:{node.lineno} imports {a.name} from {node.module}" for a in node.names if a.name in names]
+            if isinstance(node, ast.ImportFrom) and node.module in FACES and module.startswith(node.module + "."):
+                found += [f"{module}:{node.lineno} imports {a.name} from its face" for a in node.names if a.name in names]
+    assert found == []

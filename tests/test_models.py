@@ -32,7 +32,8 @@ from gitml.models import (
     parse_model_uri,
 )
 from gitml.models.enforce import enforce_params, enforce_schema
-from gitml.models.uri import ModelIntegrityError, verify_folder
+from gitml.models.uri import verify_folder
+from gitml.errors import ModelIntegrityError
 from tests.conftest import run_python
 
 

@@ -359,7 +359,8 @@ def test_a_run_uri_serves(served, data):
 
 
 def test_a_taken_port_is_a_clear_error():
-    from gitml.serving.workers import ServerStartError, listen
+    from gitml.serving.workers import listen
+    from gitml.errors import ServerStartError
 
     taken = listen("127.0.0.1", 0)
     try:

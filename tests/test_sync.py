@@ -8,9 +8,9 @@ from click.testing import CliRunner
 
 import gitml
 import gitml.ops
-from gitml.content.cas import IntegrityError
+from gitml.errors import IntegrityError
 from gitml.cli.main import cli
-from gitml.store.remote import RemoteError
+from gitml.errors import RemoteError
 from tests.conftest import git, run_python
 
 
@@ -509,7 +509,7 @@ def test_objects_of_a_push_whose_refs_never_arrived_are_uploaded_again(repo, tea
     """The push dies after its upload, before its refs; a teammate's remote gc then
     deletes the objects no ref names. The next push must upload them again."""
     import gitml.sync as sync_module
-    from gitml.store.remote import RemoteError
+    from gitml.errors import RemoteError
 
     def refs_never_arrive(*args, **kwargs):
         raise RemoteError("origin", "connection lost")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gitml.errors import InvalidInputError, NotFoundError
-from gitml.errors import ModelIntegrityError, RegisteredModelNotFoundError  # noqa: F401  (defined there, raised here)
+from gitml.errors import ModelIntegrityError, RegisteredModelNotFoundError
 
 if TYPE_CHECKING:
     from gitml.ops import Operations
@@ -88,7 +88,7 @@ def parse_model_uri(uri: str | os.PathLike) -> ModelURI:
 def _resolve_registered(client: Operations, name: str, version: str | None, alias: str | None) -> tuple[str, str]:
     """``(run_id, artifact path)`` of a registered model version, its chain checked by the
     registry (stage tag under the policy, run commit, the model files' manifest hashes)."""
-    from gitml.registry.state import RegisteredModelNotFound
+    from gitml.errors import RegisteredModelNotFound
 
     try:
         return client.registry.locate(name, version, stage=alias)

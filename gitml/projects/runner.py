@@ -13,7 +13,7 @@ from gitml.errors import InvalidInputError
 from gitml.names import check_key
 from gitml.projects import envs, source as sources
 from gitml.projects.spec import load_project
-from gitml.errors import ProjectRunFailedError  # noqa: F401  (defined there, raised here)
+from gitml.errors import ProjectRunFailedError
 
 STOP_GRACE_SECONDS = 10.0  # after SIGINT, before SIGKILL
 

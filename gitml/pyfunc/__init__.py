@@ -26,7 +26,7 @@ from typing import Any
 from gitml.errors import CorruptRecordError, InvalidInputError
 from gitml.models.mlmodel import PYFUNC, Model
 from gitml.pyfunc.model import PythonModel, PythonModelContext, save_python_model
-from gitml.errors import UnsupportedFlavorError  # noqa: F401  (defined there, raised here)
+from gitml.errors import UnsupportedFlavorError
 
 # loader modules gitml reads, and the gitml module that loads each
 LOADERS = {

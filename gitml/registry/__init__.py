@@ -19,17 +19,18 @@ the stages: promotion by pull request is :mod:`gitml.gitops`, above the models i
 
 from typing import TYPE_CHECKING
 
+from gitml.errors import ModelChangedError, PolicyError, RegisteredModelNotFound, SigningError, UntrustedTagError
+
 if TYPE_CHECKING:
-    from gitml.registry.policy import Policy, PolicyError
-    from gitml.registry.signing import SigningError, Verification
-    from gitml.registry.state import ModelChangedError, ModelState, ModelVersion, RegisteredModelNotFound, Registry, UntrustedTagError
+    from gitml.registry.policy import Policy
+    from gitml.registry.signing import Verification
+    from gitml.registry.state import ModelState, ModelVersion, Registry
     from gitml.registry.tags import Action, RegistryTag, parse_tag
 
 _MODULES = {  # imported when a name is first used: ``Client`` loads this package for any command
-    **dict.fromkeys(("Policy", "PolicyError"), "policy"),
-    **dict.fromkeys(("SigningError", "Verification"), "signing"),
-    **dict.fromkeys(("ModelChangedError", "ModelState", "ModelVersion", "RegisteredModelNotFound", "Registry",
-                     "UntrustedTagError"), "state"),
+    "Policy": "policy",
+    "Verification": "signing",
+    **dict.fromkeys(("ModelState", "ModelVersion", "Registry"), "state"),
     **dict.fromkeys(("Action", "RegistryTag", "parse_tag"), "tags"),
 }
 

@@ -26,7 +26,7 @@ import logging
 from typing import Any
 
 from gitml.errors import GitmlError, InputTooLargeError
-from gitml.errors import RequestError  # noqa: F401  (defined there, raised here)
+from gitml.errors import RequestError
 
 log = logging.getLogger("gitml.serving")
 

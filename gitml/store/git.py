@@ -22,10 +22,11 @@ from dulwich.config import ConfigFile
 from dulwich.repo import Repo, UnsupportedExtension, UnsupportedVersion, read_gitfile
 
 from gitml.errors import CorruptRecordError, RepositoryError
-from gitml.store.locks import LockHeld, holder, release_if_dead
+from gitml.store.locks import holder, release_if_dead
+from gitml.errors import LockHeld
 from gitml.store.refs import RefLister, pack_refs, update_ref
 from gitml.store.packs import KEEP_MARK, maybe_merge_small_packs, release_keep, sha_of, write_pack
-from gitml.errors import UnsupportedRepositoryError  # noqa: F401  (defined there, raised here)
+from gitml.errors import UnsupportedRepositoryError
 
 log = logging.getLogger("gitml")
 

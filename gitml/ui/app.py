@@ -30,7 +30,6 @@ from gitml.errors import ConflictError, FilterSyntaxError, GitmlError, InvalidIn
 from gitml.tracking.entities import ViewType
 from gitml.ui import pages, previews, registry, series, tables
 from gitml.ui.reader import Reader
-from gitml.errors import InvalidHostError  # noqa: F401  (defined there, raised here)
 
 if TYPE_CHECKING:
     from gitml.ops import Operations
