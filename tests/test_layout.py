@@ -488,3 +488,18 @@ def test_errors_are_imported_from_gitml_errors():
             if isinstance(node, ast.ImportFrom) and node.module in FACES and module.startswith(node.module + "."):
                 found += [f"{module}:{node.lineno} imports {a.name} from its face" for a in node.names if a.name in names]
     assert found == []
+
+
+def test_shared_cli_options_are_defined_once():
+    """--json, -e/--experiment, -f/--filter and -o/--order-by are gitml.cli.common's
+    decorators; no command module spells them out again."""
+    shared = {"--json", "--experiment", "--filter", "--order-by"}
+    found = []
+    for module, tree in _modules().items():
+        if not module.startswith("gitml.cli.") or module == "gitml.cli.common":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "option":
+                names = {a.value for a in node.args if isinstance(a, ast.Constant)}
+                found += [f"{module}:{node.lineno} {n}" for n in names & shared]
+    assert found == []

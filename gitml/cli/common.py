@@ -39,6 +39,27 @@ def open_client(ctx, *, create: bool = False):
     return Operations(repo)
 
 
+# -- the options several commands share: one definition each ------------------------------
+def json_option(help: str = "Print JSON."):
+    """``--json`` (``as_json``): machine-readable output instead of the table or the text."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def experiment_option(dest: str = "experiments", help: str = "Experiment name or id (repeatable; default: all)."):
+    """``-e/--experiment`` (repeatable): the experiments a command looks at."""
+    return click.option("-e", "--experiment", dest, multiple=True, help=help)
+
+
+def filter_option(help: str = "MLflow filter, plus OR and parentheses."):
+    """``-f/--filter`` (``filter_string``): MLflow's search grammar, plus OR and parentheses."""
+    return click.option("-f", "--filter", "filter_string", default="", help=help)
+
+
+def order_option(help: str = 'e.g. "metrics.auc DESC" (repeatable).'):
+    """``-o/--order-by`` (repeatable): MLflow's ``order_by`` clauses."""
+    return click.option("-o", "--order-by", multiple=True, help=help)
+
+
 def emit_json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str, allow_nan=True))
 

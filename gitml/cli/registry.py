@@ -6,7 +6,7 @@ import time
 
 import click
 
-from gitml.cli.common import emit_json, open_client, print_table
+from gitml.cli.common import emit_json, json_option, open_client, print_table
 
 
 def _sign_option(f):
@@ -95,7 +95,7 @@ def deprecate(ctx, name, version, sign):
 
 
 @registry_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def list_models(ctx, as_json):
     """Registered models: latest version and what each stage holds."""
@@ -118,7 +118,7 @@ def list_models(ctx, as_json):
 
 @registry_group.command("show")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def show(ctx, name, as_json):
     """NAME's versions: number, run, model path, stages, who and when.
@@ -146,7 +146,7 @@ def show(ctx, name, as_json):
 
 @registry_group.command("history")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def history(ctx, name, as_json):
     """NAME's events, oldest first: tag, who, when, signature.
@@ -199,7 +199,7 @@ def _say_policy(reg) -> None:
 @registry_group.command("policy")
 @click.option("--accept", is_flag=True, help="Accept, for this clone, the policy now on the trusted ref.")
 @click.option("--ref", help="Read the policy from this ref from now on (e.g. origin/release); accepts its policy.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def policy_(ctx, accept, ref, as_json):
     """Show the trust policy that decides, and its ref.
