@@ -375,11 +375,6 @@ class GitStore:
         """Forget cached ref listings (after refs were written by another Repo object)."""
         self._refs = RefLister(self.commondir)
 
-    @property
-    def loose_refs(self) -> set[bytes]:
-        """The loose refs seen by the last :meth:`refs_under`."""
-        return self._refs.loose
-
     def pack_refs(self, names: list[bytes]) -> int:
         """Move these loose refs into packed-refs (as ``git pack-refs``)."""
         with self._lock:
