@@ -195,7 +195,7 @@ def main() -> None:
               "deleted the packs it retired")
         print("seconds: wall median (CPU median)")
         print(f"{'operation':<23}{'API':>15}{'API settled':>15}{'CLI':>15}{'CLI settled':>15}{'GTO CLI':>9}{'GTO/CLI':>9}")
-        for (name, (api, cli_t)), gto_t in zip(fresh.items(), (gto_list, gto_resolve, gto_register)):
+        for (name, (api, cli_t)), gto_t in zip(fresh.items(), (gto_list, gto_resolve, gto_register), strict=False):
             api_s, cli_s = settled[name]
             cells = "".join(f"{w:>7.3f} ({c:.3f})" for w, c in (api, api_s, cli_t, cli_s))
             print(f"{name:<23}{cells}{gto_t:>8.3f}s{gto_t / cli_s[0]:>8.1f}x")

@@ -18,6 +18,7 @@ which lifted the registry folder above the client); what it reads and commits in
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -119,7 +120,7 @@ def check(client: Operations, *, base: str | None = "main", load: bool = True) -
                 change.problems.append(str(e))
             if candidate is not None:
                 try:
-                    change.gates = reg.gate_report(candidate, change.stage)
+                    change.gates = reg.gate_report(candidate, change.stage, evaluate=evaluator(client, reg, change.stage, load))
                 except GitmlError as e:
                     change.problems.append(f"gates of stage {change.stage!r}: {e}")
                 if change.gates is not None and change.gates.failed:
@@ -182,7 +183,12 @@ def _section(client: Operations, reg: Registry, change: Change, new: ModelVersio
         lines.append("\n")
     if change.gates is not None:
         rows = [["✅ passes" if r.ok else "❌ fails", md_text(r.gate), md_text(r.detail)] for r in change.gates.results]
-        lines.append(f"Gates of stage {md(change.stage)} ({md(change.gates.source)}):\n\n")
+        on = ""
+        if change.gates.dataset is not None:
+            spec = reg.policy.datasets[change.gates.dataset]
+            on = (f", evaluated on dataset {md(spec.name)} ({md_code(spec.path, table=False)}, sha256 "
+                  f"{md_code(spec.sha256[:12], table=False)})")
+        lines.append(f"Gates of stage {md(change.stage)}{on} ({md(change.gates.source)}):\n\n")
         lines.append(markdown_table(["result", "gate", "values"], rows) + "\n")
     runs = {}
     for label, mv in (("current", old), ("candidate", new)):
@@ -217,6 +223,56 @@ def _section(client: Operations, reg: Registry, change: Change, new: ModelVersio
     return "".join(lines)
 
 
+def evaluator(client: Operations, reg: Registry, stage: str, load: bool = True) -> Callable[[ModelVersion, str], dict[str, float]]:
+    """What a gate on a dataset judges: ``gitml.evaluate``'s metrics of a version's model on
+    the policy's dataset, computed, not logged. The model is loaded only when its chain
+    verifies (its files are the ones registered; under a stage or policy that asks for
+    signatures, its registration is signed by a trusted key), as ``check`` loads a candidate;
+    otherwise GateError, and the gates fail. Each version is evaluated once per call."""
+    done: dict[tuple[str, str, str], dict[str, float]] = {}
+
+    def evaluate(mv: ModelVersion, name: str) -> dict[str, float]:
+        key = (mv.model, mv.version, name)
+        if key not in done:
+            if not load:
+                raise GateError("the models are not loaded (--no-load)")
+            refusal = _unverified(reg, mv, stage)
+            if refusal is not None:
+                raise GateError(refusal)
+            done[key] = _evaluate_on(client, reg, mv, name)
+        return done[key]
+
+    return evaluate
+
+
+def _evaluate_on(client: Operations, reg: Registry, mv: ModelVersion, name: str) -> dict[str, float]:
+    from gitml.models.evaluation import compute
+    from gitml.models.uri import local_model
+    from gitml.pyfunc import load_folder
+
+    spec = reg.policy.datasets[name]
+    reg.locate(mv.model, mv.version)  # the run's model files are still the ones registered
+    folder, _ = local_model(f"runs:/{mv.run_id}/{mv.path}" if mv.path else f"runs:/{mv.run_id}", client=client)
+    try:
+        try:
+            model = load_folder(folder, None)
+            return compute(model, spec.frame(), model_type=spec.model_type, targets=spec.targets)
+        except GitmlError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a model or table that fails, whatever it raises
+            raise GateError(f"{mv.model} {mv.version}: {type(e).__name__}: {e}") from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def promote(client: Operations, model: str, version: str, stage: str, *, sign_tag: bool | None = None,
+            force: bool = False) -> tuple[str, bool]:
+    """``Registry.assign`` with the gates of the stage judged, those on a dataset too (the
+    model is evaluated on it): ``gitml registry promote``. Raises GateError."""
+    reg = client.registry
+    return reg.assign(model, version, stage, sign_tag=sign_tag, force=force, evaluate=evaluator(client, reg, stage))
+
+
 @dataclass
 class Applied:
     model: str
@@ -249,7 +305,7 @@ def apply(client: Operations, *, sign_tag: bool | None = None, force: bool = Fal
     refused = []
     for model, stage, version in todo:
         if version:
-            report = reg.gate_report(reg.resolve(model, version), stage)
+            report = reg.gate_report(reg.resolve(model, version), stage, evaluate=evaluator(client, reg, stage))
             if report is not None and not report.ok:
                 refused.append(report.refusal())
     if refused and not force:
@@ -257,11 +313,11 @@ def apply(client: Operations, *, sign_tag: bool | None = None, force: bool = Fal
     done = []
     for model, stage, version in todo:
         if version:
-            tag, _ = reg.assign(model, version, stage, sign_tag=sign_tag, force=force)
+            tag, _ = reg.assign(model, version, stage, sign_tag=sign_tag, force=force, evaluate=evaluator(client, reg, stage))
             done.append(Applied(model, stage, version, [tag]))
         else:
             done.append(Applied(model, stage, "", reg.unassign(model, stage, sign_tag=sign_tag)))
     return done
 
 
-__all__ = ["Applied", "Change", "CheckResult", "apply", "check", "desired_at", "propose"]
+__all__ = ["Applied", "Change", "CheckResult", "apply", "check", "desired_at", "evaluator", "promote", "propose"]

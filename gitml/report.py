@@ -242,7 +242,7 @@ def to_markdown(report: Comparison, charts: dict[str, str] | None = None, *, tit
             rows.append([md_text(m.key) + (" ↓" if m.lower_is_better else "")] + cells)
         out.append(markdown_table(["metric"] + headers, rows) + "\n")
     if report.params:
-        rows = [[md_text(p.key)] + [f"**{md_text(v)}**" if ch else md_text(v) for v, ch in zip(p.values, p.changed)] for p in report.params]
+        rows = [[md_text(p.key)] + [f"**{md_text(v)}**" if ch else md_text(v) for v, ch in zip(p.values, p.changed, strict=False)] for p in report.params]
         out.append(markdown_table(["param"] + headers, rows) + "\n")
     commits = [md_text(c.commit[:12]) if c.commit else "–" for c in report.runs]
     out.append(markdown_table(["run"] + headers, [["source commit"] + commits, ["status"] + [md_text(c.status) for c in report.runs]]))
@@ -272,7 +272,7 @@ def to_html(report: Comparison, charts: dict[str, str] | None = None, *, title: 
     if report.params:
         parts.append(f"<table><tr><th>param</th>{head}</tr>")
         for p in report.params:
-            cells = "".join(f"<td{' class=changed' if ch else ''}>{e(_plain(v))}</td>" for v, ch in zip(p.values, p.changed))
+            cells = "".join(f"<td{' class=changed' if ch else ''}>{e(_plain(v))}</td>" for v, ch in zip(p.values, p.changed, strict=False))
             parts.append(f"<tr><td>{e(p.key)}</td>{cells}</tr>")
         parts.append("</table>")
     for key, path in (charts or {}).items():

@@ -112,3 +112,70 @@ def installed_python(tmp_path_factory) -> str:
                            capture_output=True, text=True).stdout.strip()
     assert found == os.path.join(ROOT, "gitml", "__init__.py"), found
     return python
+
+
+# -- engines: one of each per test session (a SparkSession starts a JVM: ~10-30 s here) -------
+# Engine workers import this checkout's gitml, and the test modules (models pickled by reference
+# to a class of a test module, which pytest imports by its bare name from tests/)
+_ENGINE_PATH = ROOT + os.pathsep + os.path.join(ROOT, "tests")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A local SparkSession with 2 cores; its Python workers run this Python with this checkout's
+    gitml importable (as a cluster's executors would have gitml installed)."""
+    saved = {k: os.environ.get(k) for k in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
+    os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]").appName("gitml-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.executorEnv.PYTHONPATH", _ENGINE_PATH + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A dask.distributed LocalCluster of 2 worker processes (one thread each), on loopback."""
+    from dask.distributed import Client, LocalCluster
+
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = _ENGINE_PATH + os.pathsep + (saved or "")  # the workers import this checkout's gitml
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None, memory_limit="1GiB")
+    client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+    if saved is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = saved
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """Ray on this machine with 2 CPUs (``ray.init(num_cpus=2)``), no dashboard."""
+    import ray
+
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = _ENGINE_PATH + os.pathsep + (saved or "")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+    if saved is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = saved

@@ -247,7 +247,7 @@ def test_missing_fsspec_backend_gives_install_hint(repo, monkeypatch):
     except ImportError:
         pass
     with pytest.raises(ArtifactRemoteError, match="pip install gcsfs"):
-        c.artifacts.content.fs
+        _ = c.artifacts.content.fs
     c.close()
 
 

@@ -46,8 +46,8 @@ def stamped_table(repo):
             if found is None:
                 return None
             table, errors = found
-            names = dict(zip(table.refs, table.column("attributes", "run_name")))
-            return dict(zip(table.refs, table.commits)), names, [str(e) for e in errors]
+            names = dict(zip(table.refs, table.column("attributes", "run_name"), strict=False))
+            return dict(zip(table.refs, table.commits, strict=False)), names, [str(e) for e in errors]
 
 
 def run_names(repo) -> list[str]:

@@ -116,7 +116,7 @@ def assert_equal_to_source(repo, read: dict, *, models: bool = True) -> None:
             for key, points in src["history"].items():
                 got = [[m.step, m.timestamp, m.value] for m in c.get_metric_history(run_id, key)]
                 assert len(got) == len(points) and all(
-                    g[:2] == p[:2] and _same(p[2], g[2]) for g, p in zip(sorted(got, key=str), sorted(points, key=str))
+                    g[:2] == p[:2] and _same(p[2], g[2]) for g, p in zip(sorted(got, key=str), sorted(points, key=str), strict=False)
                 ), (run_id, key)
             inputs = sorted([d.dataset.name, d.dataset.digest, d.dataset.source, sorted((t.key, t.value) for t in d.tags)]
                             for d in run.inputs.dataset_inputs)

@@ -310,7 +310,7 @@ def test_metric_history_reads_only_that_metric(repo):
         c.flush()
         store = c._store
         raw = store.raw
-        for keys, run in runs.items():
+        for _keys, run in runs.items():
             store._blobs.clear(), store._trees.clear(), store._commits.clear()
             seen: list[bytes] = []
             store.raw = lambda sha, seen=seen: seen.append(sha) or raw(sha)  # counts object reads; git is real

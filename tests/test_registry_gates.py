@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
 import gitml
 import gitml.ops
+import gitml.pyfunc
+import gitml.sklearn
 from gitml.errors import GateError, PolicyError
 from gitml.registry.gates import parse_gates
 from tests.conftest import git
@@ -222,3 +226,108 @@ def test_the_policy_shows_its_gates(repo):
     out = gitml_cli(repo, "registry", "policy")
     assert "'production': ['metrics.auc >= 0.8', \"metrics.auc no worse" in out
     assert parse_gates(None, None, str, {}) == {}
+
+
+# -- gates on a dataset the policy names ------------------------------------------------
+def _holdout(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2))
+    return pd.DataFrame(X, columns=["a", "b"]).assign(label=(X[:, 0] + 0.2 * X[:, 1] > 0).astype(int))
+
+
+def _sk_run(c, *, good: bool, claimed: float) -> str:
+    """A run logging a scikit-learn classifier (a good one, or one trained on shuffled labels)
+    and an accuracy it claims."""
+    from sklearn.linear_model import LogisticRegression
+
+    train = _holdout(400, 1)
+    y = train["label"] if good else train["label"].sample(frac=1, random_state=0).to_numpy()
+    with gitml.start_run() as run:
+        gitml.sklearn.log_model(LogisticRegression().fit(train[["a", "b"]], y), name="model")
+        gitml.log_metric("accuracy_score", claimed)
+    return run.info.run_id
+
+
+DATASET_POLICY = """\
+require_signature: [production]
+trusted_gpg_keys: [{bot}]
+datasets:
+  holdout: {{path: data/holdout.csv, targets: label, model_type: classifier}}
+gates:
+  production:
+    dataset: holdout
+    require: {{metrics.accuracy_score: ">= 0.9"}}
+    no_worse_than_current: [metrics.f1_score]
+"""
+
+
+@pytest.fixture
+def holdout_team(repo, gnupg, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000000 +0000")
+    bot = _gpg_key(gnupg, "Release Bot <bot@example.com>")
+    git(repo, "config", "user.signingkey", bot)
+    (repo / "data").mkdir()
+    _holdout(300, 2).to_csv(repo / "data" / "holdout.csv", index=False)
+    git(repo, "add", "data")
+    _commit_policy(repo, DATASET_POLICY.format(bot=bot))
+    with _client(repo) as c:
+        c.registry.register("churn", _sk_run(c, good=True, claimed=0.95), sign_tag=True)  # v1: good
+        c.registry.register("churn", _sk_run(c, good=False, claimed=0.99), sign_tag=True)  # v2: claims 0.99, is not
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    git(repo, "push", "-q", "origin", "main")
+    gitml_cli(repo, "push")
+    attacker = tmp_path / "attacker"
+    git(tmp_path, "clone", "-q", str(origin), str(attacker))
+    gitml_cli(attacker, "fetch")
+    return {"bot": bot, "origin": origin, "maintainer": repo, "attacker": attacker}
+
+
+def test_a_dataset_gate_judges_the_model_on_the_policys_data_not_the_runs_claims(holdout_team, tmp_path):
+    maintainer = holdout_team["maintainer"]
+    out = gitml_cli(maintainer, "registry", "promote", "churn", "v2.0.0", "production", "--sign", code=1)
+    assert "metrics.accuracy_score >= 0.9: FAILS (candidate 0.4533" in out  # its run claims 0.99
+    out = gitml_cli(maintainer, "registry", "promote", "churn", "v1.0.0", "production", "--sign")
+    assert "production now holds v1.0.0" in out
+    gitml_cli(maintainer, "push")
+    # a pull request that swaps the holdout set for one the bad model passes changes nothing
+    attacker = holdout_team["attacker"]
+    gitml_cli(attacker, "fetch")
+    git(attacker, "checkout", "-q", "-b", "swap")
+    (attacker / "data" / "holdout.csv").write_text("a,b,label\n" + "".join(f"{i},0,1\n" for i in range(50)))
+    (attacker / ".gitml" / "stages.yaml").write_text("churn:\n  production: v2.0.0\n")
+    git(attacker, "add", ".")
+    git(attacker, "commit", "-qm", "promote v2 on an easier holdout")
+    git(attacker, "push", "-q", "origin", "swap")
+    text = _ci_check(holdout_team, tmp_path, "swap", code=1)
+    assert "evaluated on dataset holdout (`data/holdout.csv`, sha256" in text
+    assert "| ❌ fails | `metrics.accuracy_score >= 0.9` |" in text
+    assert "| ❌ fails | `metrics.f1_score no worse than the current holder's (higher is better)` |" in text
+
+
+def test_a_dataset_gate_never_unpickles_an_unsigned_candidate(holdout_team, tmp_path):
+    from tests.test_registry_trust import Boobytrap
+
+    attacker = holdout_team["attacker"]
+    marker = tmp_path / "pwned"
+    with _client(attacker) as c:
+        with gitml.start_run() as run:
+            gitml.pyfunc.log_model(name="model", python_model=Boobytrap(str(marker)))
+        c.registry.register("churn", run.info.run_id)  # v3, unsigned
+    gitml_cli(attacker, "push")
+    git(attacker, "checkout", "-q", "-b", "promote-v3")
+    (attacker / ".gitml" / "stages.yaml").write_text("churn:\n  production: v3.0.0\n")
+    git(attacker, "add", ".gitml")
+    git(attacker, "commit", "-qm", "promote v3")
+    git(attacker, "push", "-q", "origin", "promote-v3")
+    text = _ci_check(holdout_team, tmp_path, "promote-v3", code=1)
+    assert "| ❌ fails | `metrics.accuracy_score >= 0.9` |" in text and "not evaluated on dataset" in text
+    assert "not loaded: its registration tag churn@v3.0.0 is not signed" in text
+    assert not marker.exists()
+
+
+def test_a_policy_dataset_that_is_not_committed_is_one_line(repo):
+    _commit_policy(repo, "datasets: {holdout: {path: data/missing.csv, targets: y, model_type: classifier}}\n")
+    out = gitml_cli(repo, "registry", "policy", code=1)
+    assert "datasets.holdout.path names 'data/missing.csv', which is not committed there" in out

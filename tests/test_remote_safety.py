@@ -358,4 +358,4 @@ def test_a_yaml_bomb_in_the_committed_config_is_refused_quickly(repo):
     (repo / ".gitml" / "config.yaml").write_text("\n".join(lines) + "\n")
     with pytest.raises(InvalidInputError, match="config.yaml is not valid YAML or is unsafe .*aliases"):
         with gitml.ops.Operations(repo) as c:
-            c.artifacts
+            _ = c.artifacts

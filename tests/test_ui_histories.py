@@ -65,7 +65,7 @@ def test_a_second_server_loads_the_parsed_chunks_and_parses_none(client, repo, b
         _, cached = histories.read_history(other, second.chunks, big, "loss")
         _, plain = histories.read_history(other, None, big, "loss")
     truth = _truth(client, big)
-    for a, b, c in zip(cached, plain, truth):
+    for a, b, c in zip(cached, plain, truth, strict=False):
         assert a.dtype == c.dtype and np.array_equal(a, c) and np.array_equal(b, c)
 
 
@@ -110,7 +110,7 @@ def test_a_damaged_or_forged_cache_file_is_ignored_and_rebuilt(client, repo, big
     assert _chart(reader, big) == drawn
     assert (reader.chunks.loaded, reader.chunks.rejected, reader.chunks.parsed) == (2, 1, 1)
     _, arrays = histories.read_history(client, reader.chunks, big, "loss")
-    assert all(np.array_equal(a, b) for a, b in zip(arrays, _truth(client, big)))
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, _truth(client, big), strict=False))
     assert reader.chunks.rejected == 1  # rebuilt: the file holds the chunk again
     assert not os.path.exists(tmp_path / "PWNED")
 
@@ -126,7 +126,7 @@ def test_a_running_run_parses_only_its_new_and_rewritten_chunks(client, repo, bi
     assert drawn["points"] == POINTS + 10_000
     assert _chart(reader, big) == drawn  # the server that read it before sees the new commit
     _, arrays = histories.read_history(client, later.chunks, big, "loss")
-    assert all(np.array_equal(a, b) for a, b in zip(arrays, _truth(client, big)))
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, _truth(client, big), strict=False))
 
 
 def test_warm_up_keeps_the_newest_runs_long_histories(client, repo, big):

@@ -50,7 +50,7 @@ def ls_files(repo, *extra) -> list[tuple[int, str, int, str]]:
 def entries(index: GitIndex) -> list[tuple[int, str, int, str]]:
     return [
         (m, s.hex(), (f >> 12) & 3, p.decode())
-        for p, m, s, f in zip(index.paths, index.modes, index.shas, index.flags)
+        for p, m, s, f in zip(index.paths, index.modes, index.shas, index.flags, strict=False)
     ]
 
 

@@ -82,9 +82,9 @@ def fmt(value, *, whole: bool = False) -> str:
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
     widths = [max(_width(h), *(_width(r[i]) for r in rows)) if rows else _width(h) for i, h in enumerate(headers)]
-    click.echo(click.style("  ".join(_pad(h, w) for h, w in zip(headers, widths)).rstrip(), bold=True))
+    click.echo(click.style("  ".join(_pad(h, w) for h, w in zip(headers, widths, strict=False)).rstrip(), bold=True))
     for row in rows:
-        click.echo("  ".join(_pad(c, w) for c, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(_pad(c, w) for c, w in zip(row, widths, strict=False)).rstrip())
 
 
 def _width(text: str) -> int:

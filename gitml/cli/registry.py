@@ -65,8 +65,10 @@ def promote(ctx, name, version, stage, sign, force):
     VERSION is MLflow's number (3: the third registration) or a semantic version (v1.1.0).
     The stage's gates in the policy must pass (metric thresholds, no regression against the
     version the stage holds); --force overrides them with a tag signed by a trusted key."""
+    from gitml.registry import gitops
+
     with open_client(ctx) as c:
-        tag, created = c.registry.assign(name, version, stage, sign_tag=sign, force=force)
+        tag, created = gitops.promote(c, name, version, stage, sign_tag=sign, force=force)
         click.echo(f"{name}: {stage} now holds {version} (tag {tag})" if created else f"{name}: {stage} already holds {version}")
 
 

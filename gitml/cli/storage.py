@@ -221,7 +221,7 @@ def gc(ctx, remote, delete, keep_recent, git_remote, purge, older_than, experime
             return
         from gitml import sync
 
-        for rounds in range(2 if keep_recent == 0 and delete else 1):  # no grace: what is marked now is due now
+        for _round in range(2 if keep_recent == 0 and delete else 1):  # no grace: what is marked now is due now
             garbage = sync.remote_garbage(c, git_remote=git_remote, keep_recent=keep_recent)
             for sha in sorted(garbage.due):
                 click.echo(f"{'deleting' if delete else 'would delete'} {content.remote_url}/{sha[:2]}/{sha[2:]}")

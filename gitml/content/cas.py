@@ -453,7 +453,7 @@ class ContentStore:
             else:
                 with ThreadPoolExecutor(max_workers=16) as pool:
                     flags = list(pool.map(lambda s: self._ask("exists", s), sorted(todo)))
-                have = {s for s, ok in zip(sorted(todo), flags) if ok}
+                have = {s for s, ok in zip(sorted(todo), flags, strict=False) if ok}
         except GitmlError:
             raise
         except Exception as e:  # fsspec backends raise their own kinds (botocore, aiohttp, ...)

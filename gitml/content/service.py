@@ -142,7 +142,7 @@ class RunArtifacts:
                 blobs.append(b)
                 entries.append((path, sha, size, b.id.decode()))
                 fresh.append((real, st, sha, b.id.decode()))
-            for (real, path), future in zip(large, hashed):
+            for (real, path), future in zip(large, hashed, strict=False):
                 sha, size = future.result()
                 entries.append((path, sha, size, None))
                 fresh.append((real, os.stat(real), sha, None))

@@ -427,7 +427,7 @@ def _refusal(name: str):
 def _refuse_the_rest() -> None:
     import inspect
 
-    for name, member in inspect.getmembers(AbstractStore, inspect.isfunction):
+    for name, _member in inspect.getmembers(AbstractStore, inspect.isfunction):
         if name.startswith("__") or name in _STORED_DEFAULTS or name in GitmlTrackingStore.__dict__:
             continue
         setattr(GitmlTrackingStore, name, _refusal(name))

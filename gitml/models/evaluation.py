@@ -136,6 +136,42 @@ def evaluate(model: Any = None, data: Any = None, *, model_type: str, targets: A
     from gitml import fluent
     from gitml.models import evaluation_plots
 
+    values, plots, dataset, config = _compute(model, data, model_type=model_type, targets=targets, predictions=predictions,
+                                              feature_names=feature_names, evaluator_config=evaluator_config,
+                                              extra_metrics=extra_metrics, custom_artifacts=custom_artifacts)
+    prefix = str(config.get("metric_prefix") or "")
+    active = fluent.active_run()
+    run = active if active is not None else fluent.start_run()
+    try:
+        run_id = run.info.run_id
+        fluent.log_input(dataset, run_id=run_id)
+        fluent.log_metrics(values, step=0, run_id=run_id)
+        artifacts = {}
+        if config.get("log_plots", True):
+            for name, (draw, kwargs) in plots.items():
+                path = evaluation_plots.log_plot(run_id, f"{prefix}{name}.png", draw, **kwargs)
+                if path is not None:
+                    artifacts[name] = EvaluationArtifact(f"runs:/{run_id}/{path}", path)
+    finally:
+        if active is None:
+            fluent.end_run()
+    return EvaluationResult(values, artifacts, run_id)
+
+
+def compute(model: Any = None, data: Any = None, *, model_type: str, targets: Any = None, predictions: str | None = None,
+            feature_names: list[str] | None = None, evaluator_config: dict | None = None) -> dict[str, float]:
+    """The metrics :func:`evaluate` would log, computed and returned only (nothing is logged:
+    the registry's gates judge a model on a dataset this way)."""
+    return _compute(model, data, model_type=model_type, targets=targets, predictions=predictions,
+                    feature_names=feature_names, evaluator_config=evaluator_config)[0]
+
+
+def _compute(model: Any, data: Any, *, model_type: str, targets: Any, predictions: str | None,
+             feature_names: list[str] | None, evaluator_config: dict | None, extra_metrics: list | None = None,
+             custom_artifacts: list | None = None) -> tuple[dict[str, float], dict[str, tuple], Any, dict]:
+    """``(metrics, plots to draw, the dataset to log, the config)``."""
+    from gitml.models import evaluation_plots
+
     if model_type not in MODEL_TYPES:
         raise InvalidInputError(f"model_type must be one of {', '.join(MODEL_TYPES)}, not {model_type!r}")
     if extra_metrics or custom_artifacts:
@@ -164,23 +200,7 @@ def evaluate(model: Any = None, data: Any = None, *, model_type: str, targets: A
         metrics.update(_regressor(y_true, y_pred, weights))
         plots = {"residuals_plot": (evaluation_plots.residuals, {"y_true": y_true, "y_pred": y_pred})}
     prefix = str(config.get("metric_prefix") or "")
-    values = {f"{prefix}{k}": float(v) for k, v in metrics.items()}
-    active = fluent.active_run()
-    run = active if active is not None else fluent.start_run()
-    try:
-        run_id = run.info.run_id
-        fluent.log_input(dataset, run_id=run_id)
-        fluent.log_metrics(values, step=0, run_id=run_id)
-        artifacts = {}
-        if config.get("log_plots", True):
-            for name, (draw, kwargs) in plots.items():
-                path = evaluation_plots.log_plot(run_id, f"{prefix}{name}.png", draw, **kwargs)
-                if path is not None:
-                    artifacts[name] = EvaluationArtifact(f"runs:/{run_id}/{path}", path)
-    finally:
-        if active is None:
-            fluent.end_run()
-    return EvaluationResult(values, artifacts, run_id)
+    return {f"{prefix}{k}": float(v) for k, v in metrics.items()}, plots, dataset, config
 
 
 def _classifier(y_true, y_pred, y_proba, config: dict) -> tuple[dict, dict]:
@@ -266,4 +286,4 @@ def _regressor(y_true, y_pred, weights) -> dict:
     }
 
 
-__all__ = ["EvaluationArtifact", "EvaluationResult", "evaluate"]
+__all__ = ["EvaluationArtifact", "EvaluationResult", "compute", "evaluate"]

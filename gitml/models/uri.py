@@ -131,7 +131,7 @@ def verify_folder(folder: str, files: dict[str, dict], what: str) -> None:
     """Check that ``folder`` holds exactly ``files``, each matching its SHA-256 and size;
     raises ModelIntegrityError naming the first file that does not."""
     found = set()
-    for top, dirs, names in os.walk(folder):
+    for top, _dirs, names in os.walk(folder):
         for name in names:
             found.add(os.path.relpath(os.path.join(top, name), folder).replace(os.sep, "/"))
     extra = sorted(found - set(files))

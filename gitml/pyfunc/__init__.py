@@ -9,6 +9,9 @@
             return model_input + self.n
     gitml.pyfunc.log_model(name="model", python_model=AddN(), artifacts={"vocab": "vocab.txt"})
 
+    predict = gitml.pyfunc.spark_udf(spark, "models:/churn@production")   # Spark (gitml[spark])
+    scores = gitml.pyfunc.dask_predict(ddf, "models:/churn@production")   # Dask (gitml[dask])
+
 Models saved by MLflow (``mlflow.sklearn``, ``mlflow.pytorch``, ``mlflow.pyfunc`` with a
 ``PythonModel``) load without MLflow installed. A model loaded from a run has every file
 checked against the run's manifest hashes before anything in it is read.
@@ -27,6 +30,8 @@ from gitml.errors import CorruptRecordError, InvalidInputError
 from gitml.models.mlmodel import PYFUNC, Model
 from gitml.pyfunc.model import PythonModel, PythonModelContext, save_python_model
 from gitml.errors import UnsupportedFlavorError
+from gitml.pyfunc.spark import spark_udf
+from gitml.pyfunc.dask import dask_predict
 
 # loader modules gitml reads, and the gitml module that loads each
 LOADERS = {
@@ -218,4 +223,5 @@ def log_model(artifact_path: str | None = None, python_model: PythonModel | None
     )
 
 
-__all__ = ["PyFuncModel", "PythonModel", "PythonModelContext", "UnsupportedFlavorError", "load_model", "log_model", "save_model"]
+__all__ = ["PyFuncModel", "PythonModel", "PythonModelContext", "UnsupportedFlavorError", "dask_predict", "load_model",
+           "log_model", "save_model", "spark_udf"]

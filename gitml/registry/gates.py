@@ -22,6 +22,7 @@ registered commit, or an evaluation on a named dataset) is the caller's
 
 from __future__ import annotations
 
+import hashlib
 import math
 import operator
 import re
@@ -37,6 +38,65 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 _THRESHOLD = re.compile(r"\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*")
 _STAGE_KEYS = ("require", "no_worse_than_current", "dataset")
 _DIRECTIONS = ("higher", "lower")
+
+
+@dataclass(frozen=True)
+class GateDataset:
+    """A dataset the policy names for gates: a table committed beside the policy (read from
+    the same commit: a branch cannot swap it), its target column and the model type
+    (:func:`gitml.evaluate`'s metrics for that type are what its gates judge)."""
+
+    name: str
+    path: str
+    targets: str
+    model_type: str
+    data: bytes = field(repr=False, default=b"")
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def frame(self):
+        """The table as a DataFrame (CSV, or Parquet by the ``.parquet`` suffix)."""
+        import io
+
+        import pandas as pd
+
+        if self.path.endswith(".parquet"):
+            return pd.read_parquet(io.BytesIO(self.data))
+        return pd.read_csv(io.BytesIO(self.data))
+
+    def meaning(self) -> list:
+        return [self.path, self.targets, self.model_type, self.sha256]
+
+
+def parse_datasets(raw: object, read: Callable[[str], bytes | None]) -> dict[str, GateDataset]:
+    """``datasets:`` of the policy: ``{name: {path, targets, model_type}}``, each file read
+    with ``read`` (from the policy's commit). Raises InvalidInputError naming the key."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidInputError("datasets must be a mapping of name to {path, targets, model_type}")
+    out = {}
+    for name, spec in raw.items():
+        where = f"datasets.{name}"
+        if not isinstance(spec, dict):
+            raise InvalidInputError(f"{where} must be a mapping with path, targets, model_type")
+        unknown = sorted(str(k) for k in spec if k not in ("path", "targets", "model_type"))
+        if unknown:
+            raise InvalidInputError(f"{where}: unknown key(s) {', '.join(unknown)}; known: path, targets, model_type")
+        for key in ("path", "targets"):
+            if not isinstance(spec.get(key), str) or not spec[key]:
+                raise InvalidInputError(f"{where}.{key} must be given (a {'file in the repository' if key == 'path' else 'column'})")
+        model_type = spec.get("model_type")
+        if model_type not in ("classifier", "regressor"):
+            raise InvalidInputError(f"{where}.model_type must be classifier or regressor, not {model_type!r}")
+        path = spec["path"].strip("/")
+        data = read(path)
+        if data is None:
+            raise InvalidInputError(f"{where}.path names {path!r}, which is not committed there")
+        out[str(name)] = GateDataset(str(name), path, spec["targets"], model_type, data)
+    return out
 
 
 @dataclass(frozen=True)
@@ -91,6 +151,7 @@ class GateReport:
     current: str | None
     source: str  # the policy they come from
     results: list[GateResult] = field(default_factory=list)
+    dataset: str | None = None  # the metrics are an evaluation on this dataset of the policy (None: the runs')
 
     @property
     def ok(self) -> bool:
@@ -179,6 +240,11 @@ def parse_gates(raw: object, stages: tuple[str, ...] | None, check_stage: Callab
     return out
 
 
+def unjudged(gates: StageGates, why: str) -> list[GateResult]:
+    """Every gate failed for ``why`` (the metrics could not be had)."""
+    return [GateResult(str(g), False, why) for g in (*gates.require, *gates.no_worse)]
+
+
 def judge(gates: StageGates, candidate: Mapping[str, float], current: Mapping[str, float] | None,
           current_version: str | None) -> list[GateResult]:
     """Each gate's result. ``candidate``/``current``: metric name → value (``current`` None:
@@ -209,4 +275,4 @@ def judge(gates: StageGates, candidate: Mapping[str, float], current: Mapping[st
     return results
 
 
-__all__ = ["GateError", "GateReport", "GateResult", "NoWorse", "StageGates", "Threshold", "judge", "parse_gates"]
+__all__ = ["GateDataset", "parse_datasets", "GateError", "GateReport", "GateResult", "NoWorse", "StageGates", "Threshold", "judge", "parse_gates", "unjudged"]

@@ -28,10 +28,10 @@ from dataclasses import replace
 
 from dulwich.objects import Commit, Tag
 
-from gitml.errors import ConflictError, CorruptRecordError, InvalidInputError, NotFoundError, RunNotFoundError
+from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError, RunNotFoundError
 from gitml.names import check_artifact_path
 from gitml.registry.events import ModelState, ModelVersion, TagEvent
-from gitml.registry.gates import GateReport, judge
+from gitml.registry.gates import GateReport, judge, unjudged
 from gitml.errors import GateError
 from gitml.registry.policy import Policy, described, load_policy
 from gitml.registry.signing import SigningConfig, Verification, sign, split_signed, verify
@@ -724,12 +724,17 @@ class Registry:
         state = state or self.model(mv.model)
         held = state.stages.get(stage)
         current = state.versions.get(held) if held and held != mv.version else None
-        report = GateReport(mv.model, stage, mv.version, current.version if current else None, policy.source)
+        report = GateReport(mv.model, stage, mv.version, current.version if current else None, policy.source,
+                            dataset=gates.dataset)
         if gates.dataset is not None:
             if evaluate is None:
                 raise GateError(f"stage {stage!r}'s gates evaluate on dataset {gates.dataset!r} ({policy.source}): "
                                 "promote with gitml registry promote or apply, which evaluate the model")
-            cand, cur = evaluate(mv, gates.dataset), evaluate(current, gates.dataset) if current else None
+            try:
+                cand, cur = evaluate(mv, gates.dataset), evaluate(current, gates.dataset) if current else None
+            except GitmlError as e:  # a model that cannot be evaluated fails every gate (--force may override)
+                report.results = unjudged(gates, f"not evaluated on dataset {gates.dataset!r}: {e}")
+                return report
         else:
             cand, cur = self.run_metrics(mv), self.run_metrics(current) if current else None
         report.results = judge(gates, cand, cur, current.version if current else None)

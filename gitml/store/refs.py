@@ -205,7 +205,7 @@ class RefLister:
         rel = os.path.relpath(dirpath, self.controldir).replace(os.sep, "/")
         names = [fn for fn in filenames if not fn.endswith(".lock")]
         values = [_read_ref(os.path.join(dirpath, fn)) for fn in names]
-        found = {f"{rel}/{fn}".encode(): value for fn, value in zip(names, values) if value is not None}
+        found = {f"{rel}/{fn}".encode(): value for fn, value in zip(names, values, strict=False) if value is not None}
         self._serial += 1
         self._dirs[dirpath] = (key, listed_at, found, self._serial)
         return found, self._serial
@@ -527,7 +527,7 @@ def pack_refs(commondir: str, names: list[bytes]) -> int:
 
     with lock_packed_refs(commondir) as f:
         values = parallel_map(lambda name: _read_ref(path(name)), names)
-        moved = {name: value for name, value in zip(names, values) if value is not None}
+        moved = {name: value for name, value in zip(names, values, strict=False) if value is not None}
         if not moved:
             f.abort()
             return 0

@@ -88,7 +88,7 @@ def worktree_changes(workdir: str, index: GitIndex, racy_ns: int, *, filemode: b
     changes: Changes = {}
     conflicted: set[bytes] = set()
     lstat = os.lstat
-    columns = zip(index.paths, index.mtime_s, index.mtime_ns, index.modes, index.sizes, index.flags)
+    columns = zip(index.paths, index.mtime_s, index.mtime_ns, index.modes, index.sizes, index.flags, strict=False)
     fd = os.open(workdir, os.O_RDONLY)
     try:
         for i, (path, mtime_s, mtime_ns, mode, size, flags) in enumerate(columns):

@@ -196,7 +196,7 @@ class RunIndex:
             else:
                 rest = {}
             if made_of is None:  # runs of other experiments (or deleted ones): not this listing's to judge
-                keep = [k or r not in refs for k, r in zip(keep, whole.refs)]
+                keep = [k or r not in refs for k, r in zip(keep, whole.refs, strict=False)]
         extra, errors, failed = self._rows_table(rest, load)
         table = extra if base is None else base + extra
         if made_of is not None:
@@ -205,7 +205,7 @@ class RunIndex:
             if len(extra) >= SNAPSHOT_SLACK:
                 self._write(snap, keep, extra, exact)
             elif snap is not None and (snap.stamp is None or snap.stamp[0] != digest):
-                unkept = {r for r, k in zip(snap.table.refs, keep) if not k}
+                unkept = {r for r, k in zip(snap.table.refs, keep, strict=False) if not k}
                 names = set(loose) | unkept | set(rest)
                 if len(names) > SNAPSHOT_SLACK + len(snap.table) // 20:  # too many to look at: merge all
                     self._write(snap, keep, extra, exact, merge_all=True)
@@ -456,7 +456,7 @@ class RunIndex:
             with self.reading():
                 snap = self._read_snapshot()
                 if snap is not None:
-                    found = {r for r, c in zip(snap.table.refs, snap.table.commits) if refs.get(r) == c}
+                    found = {r for r, c in zip(snap.table.refs, snap.table.commits, strict=False) if refs.get(r) == c}
                 rest = {r: c for r, c in refs.items() if r not in found}
         rest = dict(rest)
         with self._lock:
@@ -542,7 +542,7 @@ class RunIndex:
                         columns = {name: table.column(*name.partition(".")[::2]) for name in table.names()}
                         self._written = (gen, RunTable(table.refs, table.commits, table.keys, columns.get))
                         fresh = self._fresh
-                        for ref, commit in zip(table.refs, table.commits):
+                        for ref, commit in zip(table.refs, table.commits, strict=False):
                             if fresh.get(ref) == commit:
                                 del fresh[ref]
                     db.execute("COMMIT")
@@ -686,7 +686,7 @@ class Snapshot:
 
     def find(self, ref: bytes) -> Iterator[int]:
         """The positions in :attr:`table` of the entries of ``ref`` (by bisection in each segment)."""
-        for (_, segment), start in zip(self.segments, self._starts):
+        for (_, segment), start in zip(self.segments, self._starts, strict=False):
             refs = segment.refs
             at = bisect.bisect_left(refs, ref)
             while at < len(refs) and refs[at] == ref:

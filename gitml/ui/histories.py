@@ -128,7 +128,7 @@ def read_history(client: Operations, cache: HistoryCache | None, run_id: str, ke
         if len(missing) == len(chunks) and (cache is None or max(counts) < MIN_POINTS):
             return commit, parsed
         bounds = np.cumsum([0, *counts])
-        for i, start, stop in zip(missing, bounds[:-1], bounds[1:]):
+        for i, start, stop in zip(missing, bounds[:-1], bounds[1:], strict=False):
             part = (parsed[0][start:stop], parsed[1][start:stop], parsed[2][start:stop])
             parts[i] = part
             if cache is not None and stop - start >= MIN_POINTS:

@@ -61,7 +61,7 @@ def experiment_list(reader: Reader, search: Search) -> list[dict]:
     outside the Reader's lock)."""
     client = reader.client
     counts: dict[str, list[int]] = {}
-    for experiment_id, status in zip(search.values["attributes.experiment_id"], search.values["attributes.status"]):
+    for experiment_id, status in zip(search.values["attributes.experiment_id"], search.values["attributes.status"], strict=False):
         c = counts.setdefault(experiment_id, [0, 0])
         c[0] += 1
         c[1] += status == "RUNNING"

@@ -109,7 +109,7 @@ def nested_order(run_ids: list[str], parents: list[str | None]) -> list[tuple[in
     present = set(run_ids)
     children: dict[str, list[int]] = {}
     top = []
-    for i, (run_id, parent) in enumerate(zip(run_ids, parents)):
+    for i, (run_id, parent) in enumerate(zip(run_ids, parents, strict=False)):
         if parent and parent in present and parent != run_id:
             children.setdefault(parent, []).append(i)
         else:
