@@ -36,6 +36,20 @@ class Operations(RunViews, Client):
     """A Client with the plumbing the CLI, UI, sync, projects, fluent API and MLflow
     plugin use (see the module's docstring)."""
 
+    @classmethod
+    def of(cls, client: Client) -> Operations:
+        """``client`` with the facade's calls: itself when it is an Operations, else a view
+        sharing its state (repository, tracker, artifact service, registry; closing either
+        closes both), for code that holds a plain :class:`gitml.Client`.
+
+        >>> sync.push(Operations.of(gitml.Client()), "origin")
+        """
+        if isinstance(client, cls):
+            return client
+        view = cls.__new__(cls)
+        view.__dict__ = client.__dict__
+        return view
+
     @property
     def artifacts(self) -> RunArtifacts:
         """The run artifacts service (content store from the repository's settings)."""

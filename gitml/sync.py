@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from gitml.content.cas import GcMark
 from gitml.errors import IntegrityError, ObjectMissingError
 from gitml.ops import Operations
+from gitml.client import Client
 from gitml.errors import GitmlError, InvalidInputError, LocalArtifactsError
 from gitml.names import EXPERIMENTS_PREFIX, RUN_REF_NAMES, RUNS_PREFIX, experiment_ref, parse_run_ref
 from gitml.registry.tags import TAGS_PREFIX
@@ -68,8 +69,9 @@ class FetchOutcome:
     failed: dict[str, str] = field(default_factory=dict)  # object or run ref -> why it could not be had
 
 
-def select_refs(client: Operations, *, experiments: list[str] | None = None, runs: list[str] | None = None) -> dict[bytes, bytes]:
+def select_refs(client: Client, *, experiments: list[str] | None = None, runs: list[str] | None = None) -> dict[bytes, bytes]:
     """The run refs to share (all by default) and the refs of their experiments."""
+    client = Operations.of(client)  # a plain gitml.Client too
     all_runs = client.run_refs()
     chosen: dict[bytes, bytes] = {}
     if not experiments and not runs:
@@ -97,7 +99,7 @@ def select_refs(client: Operations, *, experiments: list[str] | None = None, run
 
 
 def push(
-    client: Operations,
+    client: Client,
     remote: str | None = None,
     *,
     experiments: list[str] | None = None,
@@ -118,6 +120,7 @@ def push(
     is looked at again). A run whose object is lost here (its cached copy missing
     or damaged, and not on the remote) is not pushed; the others are.
     """
+    client = Operations.of(client)  # a plain gitml.Client too
     store = client.store
     url = resolve_remote(store, remote, push=True)
     content = client.artifacts.content
@@ -347,7 +350,7 @@ class Garbage:
     marks: list[GcMark] = field(default_factory=list)
 
 
-def remote_garbage(client: Operations, *, git_remote: str | None = None, keep_recent: float = 3600) -> Garbage:
+def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent: float = 3600) -> Garbage:
     """The artifact remote's objects no run references, in the two phases of its gc.
 
     An object no run references is first marked (a file under ``gitml-gc/`` on the remote);
@@ -363,6 +366,7 @@ def remote_garbage(client: Operations, *, git_remote: str | None = None, keep_re
     seconds are not even marked (a teammate's push uploads them before its refs arrive), nor
     are objects whose time the backend does not tell.
     """
+    client = Operations.of(client)  # a plain gitml.Client too
     import time
 
     from gitml.store.remote import configured_remotes, is_ancestor
@@ -455,7 +459,7 @@ def _fetch_registry_tags(store, url: str, result: FetchResult) -> None:
 
 
 def fetch(
-    client: Operations,
+    client: Client,
     remote: str | None = None,
     *,
     artifacts: bool = False,
@@ -464,6 +468,7 @@ def fetch(
 ) -> FetchOutcome:
     """Bring the remote's runs and experiments; with ``artifacts``, download their objects
     too; with ``force``, the remote's history of a run written in two places wins."""
+    client = Operations.of(client)  # a plain gitml.Client too
     store = client.store
     url = resolve_remote(store, remote)
     from gitml.tracking.identity import rewritten

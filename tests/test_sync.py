@@ -99,6 +99,21 @@ def test_selective_push(repo, team):
     assert team["ids"][1] in git(team["origin"], "for-each-ref", "refs/gitml/runs")
 
 
+def test_push_and_fetch_take_a_plain_client(repo, team):
+    """gitml.sync works on a public gitml.Client too (the facade's view of it shares its state)."""
+    from gitml import sync
+
+    with gitml.Client(repo) as c:
+        assert not isinstance(c, gitml.ops.Operations)
+        result = sync.push(c, "origin", runs=[team["ids"][0]])
+        assert not result.rejected and len(objects_in(team["store"])) == 2
+        view = gitml.ops.Operations.of(c)
+        assert view.tracker is c.tracker and gitml.ops.Operations.of(view) is view
+        sync.fetch(c, "origin")
+    refs = git(team["origin"], "for-each-ref", "--format=%(refname)", "refs/gitml/runs")
+    assert team["ids"][0] in refs and team["ids"][1] not in refs
+
+
 def test_push_sends_only_what_the_remote_lacks(repo, team):
     from gitml import sync
 
