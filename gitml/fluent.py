@@ -595,4 +595,4 @@ def register_model(model_uri: str, name: str, await_registration_for: int = 300,
     """Register ``runs:/<run>/<path>`` as the next version of ``name`` (a tag ``name@vN.0.0``),
     as MLflow's ``mlflow.register_model``; returns the ``ModelVersion``. Raises NotFoundError
     (no such run, or no MLmodel there), ConflictError (that run commit is already a version)."""
-    return client().create_model_version(name, model_uri)
+    return client().create_model_version(name, model_uri, tags=tags)

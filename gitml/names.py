@@ -2,6 +2,7 @@
 
 Run refs         refs/gitml/runs/<experiment_id>/<run_id>
 Experiment refs  refs/gitml/experiments/<experiment_id> (ids derive from the name)
+Registry refs    refs/gitml/registry/<model as its tags name it, '/' as %2F> (MLflow's metadata)
 Run record       .gitml/run/ inside the run commit's tree
 Metric history   .gitml/run/metrics/<key>@<chunk>.tsv
 
@@ -22,6 +23,7 @@ from gitml.errors import InvalidInputError
 
 RUNS_PREFIX = "refs/gitml/runs/"
 EXPERIMENTS_PREFIX = "refs/gitml/experiments/"
+REGISTRY_PREFIX = "refs/gitml/registry/"  # a registered model's MLflow metadata (gitml.registry.metadata)
 RECORD_DIR = ".gitml/run"
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -184,6 +186,21 @@ def check_experiment_id(experiment_id: object) -> str:
 def run_ref(experiment_id: str, run_id: str) -> bytes:
     """The ref of a run: ``refs/gitml/runs/<experiment_id>/<run_id>``."""
     return f"{RUNS_PREFIX}{check_experiment_id(experiment_id)}/{check_run_id(run_id)}".encode()
+
+
+_REGISTRY_REF = re.compile(rb"refs/gitml/registry/[A-Za-z0-9](?:(?:[A-Za-z0-9_-]|%2F)*[A-Za-z0-9])?")
+
+
+def registry_ref(model: str) -> bytes:
+    """The metadata ref of a registered model (``model`` as its tags name it)."""
+    return f"{REGISTRY_PREFIX}{model.replace('/', '%2F')}".encode()
+
+
+def parse_registry_ref(ref: bytes) -> str | None:
+    """The model (as its tags name it) of a registry metadata ref, or None for any other ref."""
+    if _REGISTRY_REF.fullmatch(ref) is None or b"%2F%2F" in ref:
+        return None
+    return ref[len(REGISTRY_PREFIX):].decode().replace("%2F", "/")
 
 
 _RUN_REF_BYTES = re.compile(rb"refs/gitml/runs/[0-9]{1,20}/[0-9a-f]{32}")

@@ -27,6 +27,7 @@ from gitml.tracking.tracker import run_of, search_key, search_table
 
 if TYPE_CHECKING:
     from gitml.content.service import RunArtifacts
+    from gitml.registry.metadata import RegistryMetadata
     from gitml.registry.state import Registry
     from gitml.store.git import GitStore
     from gitml.tracking.writer import RunWriter
@@ -59,6 +60,22 @@ class Operations(RunViews, Client):
     def registry(self) -> Registry:
         """The tag registry of this repository (:class:`gitml.registry.Registry`)."""
         return self._tag_registry
+
+    @property
+    def registry_metadata(self) -> RegistryMetadata:
+        """The models' metadata refs (:class:`gitml.registry.metadata.RegistryMetadata`)."""
+        return self._model_metadata
+
+    def registry_history(self, name: str) -> list[dict]:
+        """The changes of a model's metadata, newest first: ``{commit, by, at, message}``."""
+        from gitml.registry.tags import model_slug
+
+        return self._model_metadata.history(model_slug(name))
+
+    @property
+    def gitml_dir(self) -> str:
+        """``<git common dir>/gitml``: the local, never pushed folder of gitml's caches."""
+        return self._store.gitml_dir
 
     @property
     def store(self) -> GitStore:

@@ -19,7 +19,9 @@ from gitml.errors import IntegrityError, ObjectMissingError
 from gitml.ops import Operations
 from gitml.client import Client
 from gitml.errors import GitmlError, InvalidInputError, LocalArtifactsError
-from gitml.names import EXPERIMENTS_PREFIX, RUN_REF_NAMES, RUNS_PREFIX, experiment_ref, parse_run_ref
+from gitml.names import (
+    EXPERIMENTS_PREFIX, REGISTRY_PREFIX, RUN_REF_NAMES, RUNS_PREFIX, experiment_ref, parse_registry_ref, parse_run_ref,
+)
 from gitml.registry.tags import TAGS_PREFIX
 from gitml.store.remote import (
     NON_FAST_FORWARD,
@@ -49,6 +51,8 @@ class PushResult:
     uploaded_bytes: int = 0
     artifacts_referenced: int = 0
     local_artifact_remote: str | None = None  # set when the artifact remote is a folder here
+    refusal: str | None = None  # the host's refusal of the push, in one line (a hook, a cap on refs per push)
+    batch_refs: int = 0  # refs sent per push (push.batch_refs)
 
     @property
     def rejected(self) -> dict[str, str]:
@@ -187,7 +191,11 @@ def push(
             )
     send = {r: s for r, s in todo.items() if r not in blocked}
     said: list[bytes] = []
-    statuses = push_refs(store, url, send, force=force, progress=said.append) if send else {}
+    refusals: list[str] = []
+    result.batch_refs = _batch_refs(client)
+    statuses = push_refs(store, url, send, force=force, progress=said.append, batch=result.batch_refs,
+                         refusals=refusals) if send else {}
+    result.refusal = refusals[0] if refusals else None
     result.remote_messages = _remote_lines(b"".join(said))
     for ref, status in statuses.items():
         if status in (NON_FAST_FORWARD, REJECTED_BEHIND) and ref.startswith(EXPERIMENTS_PREFIX.encode()):
@@ -209,7 +217,28 @@ def push(
         return {r: s for r, s in listed.items() if result.refs.get(r.decode(), "ok") == "ok" and parse_run_ref(r)}
 
     _push_registry_tags(client, url, on_remote, result)
+    _push_registry_metadata(client, url, result)
     return result
+
+
+def _push_registry_metadata(client: Operations, url: str, result: PushResult) -> None:
+    """Push the registered models' metadata refs (descriptions, MLflow tags) the remote
+    lacks, by fast-forward only: one the remote changed meanwhile is refused, and
+    ``gitml fetch`` joins the two (:meth:`RegistryMetadata.merge`)."""
+    refs = client.store.refs_under(REGISTRY_PREFIX)
+    if not refs:
+        return
+    there = unchanged_refs(client.store, url, refs, (REGISTRY_PREFIX,))
+    send = {r: s for r, s in refs.items() if r not in there}
+    if not send:
+        return
+    for ref, status in push_refs(client.store, url, send).items():
+        if status in (NON_FAST_FORWARD, REJECTED_BEHIND):
+            status = ("rejected: the remote's metadata of this registered model changed meanwhile: "
+                      "`gitml fetch` joins the two, then push again")
+        result.refs[ref.decode()] = status
+        if status == "ok":
+            result.pushed.append(ref.decode())
 
 
 def _refuse_local_artifacts(client: Operations, url: str, todo: dict[bytes, bytes]) -> None:
@@ -286,6 +315,13 @@ def _confirm_packed_refs(client: Operations, confirmed: AbstractSet[bytes], newl
         client.artifacts.content.confirm_packed_refs(digest)
 
 
+def _batch_refs(client: Operations) -> int:
+    """``push.batch_refs``: the refs one push to a server sends (docs/design.md, Scaling out)."""
+    from gitml.content.config import PUSH_BATCH_REFS, load
+
+    return load(client.store)[PUSH_BATCH_REFS]
+
+
 def _push_registry_tags(client: Operations, url: str, on_remote: Callable[[], dict[bytes, bytes]], result: PushResult) -> None:
     """Push the registry tags of the runs the remote now holds, after those runs: a tag
     whose run did not arrive is never sent alone. A tag the remote holds with another
@@ -310,7 +346,9 @@ def _push_registry_tags(client: Operations, url: str, on_remote: Callable[[], di
             tags[tag.ref] = sha
     if not tags:
         return
-    statuses = push_refs(client.store, url, tags)
+    refusals: list[str] = []
+    statuses = push_refs(client.store, url, tags, batch=_batch_refs(client), refusals=refusals)
+    result.refusal = result.refusal or (refusals[0] if refusals else None)
     for ref, status in statuses.items():
         if status == "rejected: tag already exists":
             status = ("rejected: the remote has another tag of this name (a registry event made in another "
@@ -427,13 +465,14 @@ def _same_folder(url: str, folder: str) -> bool:
 
 
 def _remote_lines(text: bytes) -> list[str]:
-    """The server's messages as lines (progress lines, rewritten with \\r, dropped)."""
-    lines = []
+    """The server's messages as lines (progress lines, rewritten with \\r, dropped), each once:
+    a batch sent again (push.batch_refs) hears its hook say the same again."""
+    lines: dict[str, None] = {}
     for line in text.decode("utf-8", "replace").replace("\r\n", "\n").split("\n"):
         line = line.rsplit("\r", 1)[-1].rstrip()
         if line and not line.startswith(("copied ", "sending ")):
-            lines.append(line)
-    return lines
+            lines[line] = None
+    return list(lines)
 
 
 def _size(content, sha: str) -> int:
@@ -478,6 +517,12 @@ def fetch(
     prefix = EXPERIMENTS_PREFIX.encode()
     for ref in [r for r in result.diverged if r.startswith(prefix)]:  # created in two clones: join them
         if client.merge_experiment(ref[len(prefix):].decode(), result.remote[ref]):
+            result.diverged.remove(ref)
+            result.updated.append(ref)
+    registry = REGISTRY_PREFIX.encode()
+    for ref in [r for r in result.diverged if r.startswith(registry)]:  # edited in two clones: join them
+        slug = parse_registry_ref(ref)
+        if slug is not None and client.registry_metadata.merge(slug, result.remote[ref]):
             result.diverged.remove(ref)
             result.updated.append(ref)
     outcome = FetchOutcome(url, result)

@@ -53,7 +53,8 @@ def pytest_collection_finish(session):
 
     wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     peers = [("gto_python", "GITML_SKIP_GTO", "tests.gto_venv", "ensure_gto_python"),
-             ("mlflow_python", "GITML_SKIP_MLFLOW", "tests.mlflow_venv", "ensure_mlflow_python")]
+             ("mlflow_python", "GITML_SKIP_MLFLOW", "tests.mlflow_venv", "ensure_mlflow_python"),
+             ("mlserver_python", "GITML_SKIP_MLSERVER", "tests.mlserver_venv", "ensure_mlserver_python")]
     for fixture, skip, module, ensure in peers:
         if fixture in wanted and os.environ.get(skip) != "1":
             import importlib

@@ -65,7 +65,7 @@ def promote(ctx, name, version, stage, sign, force):
     VERSION is MLflow's number (3: the third registration) or a semantic version (v1.1.0).
     The stage's gates in the policy must pass (metric thresholds, no regression against the
     version the stage holds); --force overrides them with a tag signed by a trusted key."""
-    from gitml.registry import gitops
+    from gitml import gitops
 
     with open_client(ctx) as c:
         tag, created = gitops.promote(c, name, version, stage, sign_tag=sign, force=force)

@@ -68,7 +68,14 @@ def push(ctx, remote, experiments, runs, all_, force, allow_local_artifacts):
         for ref, note in sorted(result.notes.items()):
             click.secho(f"  {ref}: {note}", fg="yellow", err=True)
         for line in result.remote_messages:
-            click.echo(f"remote: {line}", err=True)
+            if result.refusal is None or line.strip() not in result.refusal:  # the refusal's line names it
+                click.echo(f"remote: {line}", err=True)
+        if result.refusal is not None:
+            sent = len(result.pushed)
+            click.secho(f"error: {result.refusal}; {sent} ref(s) went in pushes of up to {result.batch_refs} refs "
+                        f"before it, {len(rejected)} did not: `gitml push` again sends only those "
+                        "(`gitml config push.batch_refs N` sets the batch)", fg="red", err=True)
+            sys.exit(1)
         by_status: dict[str, list[str]] = {}
         for ref, status in sorted(rejected.items()):
             by_status.setdefault(status, []).append(ref)
