@@ -33,7 +33,7 @@ def _git(repo, *args, input_text=None):
 
 
 def build(repo: str, models: int, versions: int, spares: int = 1) -> list[str]:
-    import gitml
+    import gitml.ops
     from dulwich.objects import Commit, Tag
 
     from gitml.registry.tags import Action, RegistryTag
@@ -121,7 +121,7 @@ def settle(repo: str) -> int:
 
 def measure(repo: str, spares: list[str], first_version: int, repeat: int) -> dict[str, tuple[tuple[float, float], ...]]:
     """``{operation: ((API wall, CPU), (CLI wall, CPU))}`` in seconds; each registration takes a spare run."""
-    import gitml
+    import gitml.ops
     from gitml.models.uri import resolve_model_uri
 
     def fresh_list():

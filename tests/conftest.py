@@ -104,7 +104,7 @@ def repo(tmp_path, monkeypatch):
 
 @pytest.fixture
 def client(repo):
-    import gitml
+    import gitml.ops
 
     c = gitml.ops.Operations(repo)
     yield c

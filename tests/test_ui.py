@@ -153,7 +153,7 @@ def test_a_first_visit_gets_default_columns_and_keys_in_one_request(ui):
 
 
 def test_a_search_is_kept_until_a_run_changes(ui, client, repo, monkeypatch):
-    import gitml
+    import gitml.ops
 
     web, ids = ui  # the app searches through a Client of the same repository: count the searches of any
     searches = []
@@ -315,7 +315,7 @@ def test_security_headers_on_pages(ui):
 
 
 def test_a_running_run_is_seen_live(ui, repo):
-    import gitml
+    import gitml.ops
 
     web, ids = ui
     with gitml.ops.Operations(repo) as writer:
