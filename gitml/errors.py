@@ -172,7 +172,7 @@ class ParamConflictError(ConflictError):
     error_code = "INVALID_PARAMETER_VALUE"  # as MLflow reports a changed param
 
     def __init__(self, run_id: str, key: str, old: str, new: str):
-        self.run_id, self.key = run_id, key
+        self.run_id, self.key, self.old, self.new = run_id, key, old, new
         super().__init__(
             f"param {key!r} of run {run_id} is already {old!r}; "
             f"cannot change it to {new!r} (params are immutable)"

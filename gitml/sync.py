@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from gitml.artifacts.cas import GcMark, IntegrityError, ObjectMissingError
 from gitml.client import Client
 from gitml.errors import GitmlError, InvalidInputError, LocalArtifactsError
-from gitml.names import EXPERIMENTS_PREFIX, RUN_REF_NAMES, RUNS_PREFIX, experiment_ref, parse_run_ref
+from gitml.names import (
+    EXPERIMENTS_PREFIX, REGISTRY_PREFIX, RUN_REF_NAMES, RUNS_PREFIX, experiment_ref, parse_registry_ref, parse_run_ref,
+)
 from gitml.registry.tags import TAGS_PREFIX
 from gitml.store.remote import (
     NON_FAST_FORWARD,
@@ -211,7 +213,28 @@ def push(
         return {r: s for r, s in listed.items() if result.refs.get(r.decode(), "ok") == "ok" and parse_run_ref(r)}
 
     _push_registry_tags(client, url, on_remote, result)
+    _push_registry_metadata(client, url, result)
     return result
+
+
+def _push_registry_metadata(client: Client, url: str, result: PushResult) -> None:
+    """Push the registered models' metadata refs (descriptions, MLflow tags) the remote
+    lacks, by fast-forward only: one the remote changed meanwhile is refused, and
+    ``gitml fetch`` joins the two (:meth:`RegistryMetadata.merge`)."""
+    refs = client.store.refs_under(REGISTRY_PREFIX)
+    if not refs:
+        return
+    there = unchanged_refs(client.store, url, refs, (REGISTRY_PREFIX,))
+    send = {r: s for r, s in refs.items() if r not in there}
+    if not send:
+        return
+    for ref, status in push_refs(client.store, url, send).items():
+        if status in (NON_FAST_FORWARD, REJECTED_BEHIND):
+            status = ("rejected: the remote's metadata of this registered model changed meanwhile: "
+                      "`gitml fetch` joins the two, then push again")
+        result.refs[ref.decode()] = status
+        if status == "ok":
+            result.pushed.append(ref.decode())
 
 
 def _refuse_local_artifacts(client: Client, url: str, todo: dict[bytes, bytes]) -> None:
@@ -488,6 +511,12 @@ def fetch(
     prefix = EXPERIMENTS_PREFIX.encode()
     for ref in [r for r in result.diverged if r.startswith(prefix)]:  # created in two clones: join them
         if client.merge_experiment(ref[len(prefix):].decode(), result.remote[ref]):
+            result.diverged.remove(ref)
+            result.updated.append(ref)
+    registry = REGISTRY_PREFIX.encode()
+    for ref in [r for r in result.diverged if r.startswith(registry)]:  # edited in two clones: join them
+        slug = parse_registry_ref(ref)
+        if slug is not None and client.registry_metadata.merge(slug, result.remote[ref]):
             result.diverged.remove(ref)
             result.updated.append(ref)
     outcome = FetchOutcome(url, result)

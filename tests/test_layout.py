@@ -17,7 +17,7 @@ LAYERS = [
     ("gitml.client", "gitml.runviews", "gitml.frame", "gitml.sync", "gitml.entities", "gitml.report"),
     ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
     ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch", "gitml.registry.gitops",
-     "gitml.sweeps", "gitml.optuna", "gitml.ray"),
+     "gitml.sweeps", "gitml.optuna", "gitml.ray", "gitml.autologging"),
     ("gitml.cli", "gitml.ui", "gitml.serving", "gitml.mlflow_plugin"),
 ]
 

@@ -215,8 +215,8 @@ def test_log_model_records_the_folder_and_loads_by_id_prefix_or_name(iris, repo)
 def test_registered_model_name_registers_and_a_bad_name_is_refused_before_anything_is_written(iris, repo):
     X, model = iris
     with gitml.start_run() as run:
-        with pytest.raises(InvalidInputError, match="registered model name 'churn model'"):
-            gitml.sklearn.log_model(model, name="model", registered_model_name="churn model")
+        with pytest.raises(InvalidInputError, match="registered model name 'churn:model'"):
+            gitml.sklearn.log_model(model, name="model", registered_model_name="churn:model")
     assert gitml.Client(repo).list_artifacts(run.info.run_id) == []
     with gitml.start_run() as run:
         info = gitml.sklearn.log_model(model, name="model", registered_model_name="churn")

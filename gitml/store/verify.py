@@ -26,7 +26,7 @@ from dulwich.refs import check_ref_format
 from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
-from gitml.names import EXPERIMENTS_PREFIX, RUNS_PREFIX, parse_experiment_ref, parse_run_ref
+from gitml.names import EXPERIMENTS_PREFIX, REGISTRY_PREFIX, parse_experiment_ref, parse_registry_ref, parse_run_ref, RUNS_PREFIX
 from gitml.store.entries import _COMMIT, _TAG, _TREE, Marks, PackEntries, Picked, commit_header, links_of
 
 GITML_REFS = "refs/gitml/"
@@ -40,10 +40,10 @@ def refused_names(refs: Iterable[bytes]) -> dict[bytes, str]:
     refused = {}
     for ref in refs:
         if ref.startswith(GITML_REFS.encode()):
-            if parse_run_ref(ref) is None and parse_experiment_ref(ref) is None:
+            if parse_run_ref(ref) is None and parse_experiment_ref(ref) is None and parse_registry_ref(ref) is None:
                 refused[ref] = (
-                    f"not a gitml ref name ({RUNS_PREFIX}<experiment id>/<32 hex digits> "
-                    f"or {EXPERIMENTS_PREFIX}<experiment id>)"
+                    f"not a gitml ref name ({RUNS_PREFIX}<experiment id>/<32 hex digits>, "
+                    f"{EXPERIMENTS_PREFIX}<experiment id> or {REGISTRY_PREFIX}<model>)"
                 )
         elif not check_ref_format(ref):
             refused[ref] = "not a valid git ref name"
