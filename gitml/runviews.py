@@ -233,12 +233,13 @@ class RunViews:
         run_commit = (run_source.run_commit or "").encode()
         source = run_source.commit.encode() if run_source.commit else None
         out = {"commit": "", "uncommitted": ""}
-        if source is not None:
+        cut = source is not None and self._store.is_shallow() and not self._store.contains(source)
+        if source is not None and not cut:  # behind a shallow clone's cut, its code is not here to show
             parents = self._store.commit(source).parents
             out["commit"] = code_diff(
                 self._store, parents[0] if parents else None, source, labels=("a", "b")
             )
-        if run_source.dirty and run_commit:
+        if run_source.dirty and run_commit and not cut:
             out["uncommitted"] = code_diff(self._store, source, run_commit, labels=("a", "b"))
         return out
 

@@ -371,7 +371,7 @@ def _run_objects(
             if entry:
                 for sha256, where in manifests[entry[1]].items():
                     found.setdefault(sha256, where)
-        commit_sha = commit.parents[0] if commit.parents else None
+        commit_sha = store.first_parent(commit)  # None past a shallow clone's cut
     return found
 
 
