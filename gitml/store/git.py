@@ -22,10 +22,11 @@ from dulwich.config import ConfigFile
 from dulwich.repo import Repo, UnsupportedExtension, UnsupportedVersion, read_gitfile
 
 from gitml.errors import CorruptRecordError, RepositoryError
-from gitml.store.locks import LockHeld, holder, release_if_dead
+from gitml.store.locks import holder, release_if_dead
+from gitml.errors import LockHeld
 from gitml.store.refs import RefLister, pack_refs, parallel_map, racy_seconds, update_ref
 from gitml.store.packs import KEEP_MARK, maybe_merge_small_packs, release_keep, sha_of, write_pack
-from gitml.errors import UnsupportedRepositoryError  # noqa: F401  (defined there, raised here)
+from gitml.errors import UnsupportedRepositoryError
 
 log = logging.getLogger("gitml")
 
@@ -419,11 +420,6 @@ class GitStore:
     def refresh_refs(self) -> None:
         """Forget cached ref listings (after refs were written by another Repo object)."""
         self._refs = RefLister(self.commondir)
-
-    @property
-    def loose_refs(self) -> set[bytes]:
-        """The loose refs seen by the last :meth:`refs_under`."""
-        return self._refs.loose
 
     def pack_refs(self, names: list[bytes]) -> int:
         """Move these loose refs into packed-refs (as ``git pack-refs``)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from dulwich.objects import Blob
 
-from gitml.artifacts.cas import ContentStore
+from gitml.content.cas import ContentStore
 from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError
 from gitml.names import check_artifact_path
 from gitml.store.git import GitStore
