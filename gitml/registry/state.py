@@ -31,18 +31,20 @@ from dulwich.objects import Commit, Tag
 from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError, RunNotFoundError
 from gitml.names import check_artifact_path
 from gitml.registry.events import ModelState, ModelVersion, TagEvent
-from gitml.registry.gates import GateError, GateReport, judge, unjudged
+from gitml.registry.gates import GateReport, judge, unjudged
+from gitml.errors import GateError
 from gitml.registry.policy import Policy, described, load_policy
 from gitml.registry.signing import SigningConfig, Verification, sign, split_signed, verify
 from gitml.registry.tags import (
-    TAGS_PREFIX, Action, RegistryTag, bump, check_model_name, check_stage, check_version, parse_tag, version_key,
+    TAGS_PREFIX, Action, RegistryTag, bump, check_stage, check_version, may_be_slug, model_slug, parse_tag,
+    version_key,
 )
 from gitml.store import yamlout
 from gitml.store.git import GitStore
 from gitml.tracking.record import ARTIFACTS, RECORD_DIR, RunRecord, check_manifest
 from gitml.tracking.tracker import Tracker
 from gitml.yamlread import load_yaml
-from gitml.errors import ModelChangedError, RegisteredModelNotFound, UntrustedTagError  # noqa: F401  (defined there, raised here)
+from gitml.errors import ModelChangedError, RegisteredModelNotFound, UntrustedTagError
 
 log = logging.getLogger("gitml")
 Evaluator = Callable[[ModelVersion, str], dict[str, float]]  # (version, dataset name) -> metrics
@@ -81,6 +83,13 @@ def _is_version(text: str) -> bool:
     except InvalidInputError:
         return False
     return True
+
+
+def _slug_or_none(name: str) -> str | None:
+    try:
+        return model_slug(name)
+    except InvalidInputError:
+        return None
 
 
 def describe_versions(state: ModelState, limit: int = 20) -> str:
@@ -306,7 +315,10 @@ class Registry:
             claims = {"model": tag.model, "stage": tag.stage,
                       "version": tag.version if tag.action in (Action.REGISTER, Action.DEREGISTER) else None}
             for key, want in claims.items():
-                if want is not None and key in info and str(info[key]) != want:
+                said = str(info[key]) if key in info else None
+                if key == "model" and said is not None:
+                    said = _slug_or_none(said)  # a name MLflow allows is carried encoded (model_slug)
+                if want is not None and key in info and said != want:
                     return f"its message names {key} {info[key]!r}, its name {want!r}"
         if guarded:
             status = self.verification(event)
@@ -331,15 +343,28 @@ class Registry:
         self._prefetch(tags.values())
         for tag, sha in tags.items():
             by_model.setdefault(tag.model, []).append((tag, sha))
-        return {name: self._state(name, tags, report) for name, tags in sorted(by_model.items())}
+        named = {self._name_of(slug, tags): tags for slug, tags in by_model.items()}
+        return {name: self._state(name, tags, report) for name, tags in sorted(named.items())}
+
+    def _name_of(self, slug: str, tags: list[tuple[RegistryTag, bytes]]) -> str:
+        """The registered model's name for the model its tags carry: the name itself, or for
+        :func:`model_slug`'s form the name a registration's message gives that encodes to it."""
+        if not may_be_slug(slug):
+            return slug
+        for tag, sha in sorted(tags, key=lambda t: t[0].name):
+            if tag.action is Action.REGISTER:
+                event = self.event(tag, sha)
+                said = event.info.get("model") if event is not None else None
+                if isinstance(said, str) and said != slug and _slug_or_none(said) == slug:
+                    return said
+        return slug
 
     def model(self, name: str, *, report: bool = False) -> ModelState:
-        check_model_name(name)
-        prefix = TAGS_PREFIX + name
-        tags = list(self.tag_refs(name).items())
+        slug = model_slug(name)
+        tags = list(self.tag_refs(slug).items())
         self._prefetch(s for _, s in tags)
         if not tags:
-            raise RegisteredModelNotFound(f"no registered model {name!r} (no tag {prefix}@v...)")
+            raise RegisteredModelNotFound(f"no registered model {name!r} (no tag {TAGS_PREFIX}{slug}@v...)")
         return self._state(name, tags, report)
 
     def _state(self, name: str, tags: list[tuple[RegistryTag, bytes]], report: bool = False) -> ModelState:
@@ -610,11 +635,19 @@ class Registry:
         version exists, this run commit already is a version of the model, or the model is
         deprecated). Reads only what that needs: the run's manifest and the model's
         registration tags (not the stages, nor the policy)."""
-        check_model_name(name)
         run_id = self.tracker.resolve(run)
         commit, artifacts = self._run_head(run_id)
         path = self._model_path(run_id, artifacts, path)
-        tags = list(self.tag_refs(name).items())
+        return self.register_commit(name, commit, run_id, path, version=version, bump_part=bump_part,
+                                    description=description, sign_tag=sign_tag)
+
+    def register_commit(self, name: str, commit: bytes, run_id: str, path: str, *, version: str | None = None,
+                        bump_part: str = "major", description: str = "", sign_tag: bool | None = None) -> ModelVersion:
+        """Register the model folder ``path`` of run ``run_id`` at ``commit`` (a version of
+        another model being copied or renamed: its commit, not the run's head) as a new
+        version of ``name``; as :meth:`register` otherwise."""
+        slug = model_slug(name)
+        tags = list(self.tag_refs(slug).items())
         if any(t.action is Action.DEPRECATE for t, _ in tags) and self.model(name).deprecated:
             raise ConflictError(f"registered model {name!r} is deprecated")
         versions = self._registered(tags)
@@ -622,7 +655,7 @@ class Registry:
             version = bump(list(versions), bump_part)
         version = check_version(version)
         if version in versions:
-            raise ConflictError(f"registered model {name!r} already has version {version} (tag {name}@{version})")
+            raise ConflictError(f"registered model {name!r} already has version {version} (tag {slug}@{version})")
         for other, (target, deregistered) in versions.items():
             if target == commit.decode() and not deregistered:
                 raise ConflictError(
@@ -630,7 +663,7 @@ class Registry:
                     "(GTO tells versions apart by their commit)"
                 )
         info = {"model": name, "version": version, "run_id": run_id, "path": path, "description": str(description or "")}
-        tag = RegistryTag(Action.REGISTER, name, version=version)
+        tag = RegistryTag(Action.REGISTER, slug, version=version)
         event = self._write_tag(tag, commit, info, sign_tag=sign_tag)
         assert event is not None
         return ModelVersion(name, version, event.target, event, event.tagger, event.time, tag=tag.name,
@@ -794,7 +827,7 @@ class Registry:
             if event.tag.stage is None or self.rejection(event, deep=True) is None:  # a stage tag older than its
                 counter = event.tag.counter or 0  # holder is not checked by the read: checked here
                 break
-        return RegistryTag(action, name, counter=counter + 1, **kw)
+        return RegistryTag(action, model_slug(name), counter=counter + 1, **kw)
 
     def _write_counted(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None,
                        after: int = 0) -> str:
