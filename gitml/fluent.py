@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING
 
 from gitml.client import RUN_OPERATIONS_DONE, Client, RunOperations
 from gitml.errors import GitmlError, InvalidInputError
-from gitml.names import DEFAULT_EXPERIMENT_ID, check_key
+from gitml.names import DEFAULT_EXPERIMENT_ID
 from gitml.names import check_artifact_path as _check_artifact_path
 from gitml.names import check_mapping as _check_mapping
-from gitml.names import check_metric as _check_metric
 from gitml.tracking.entities import Experiment, Metric, Run, RunStatus, ViewType
 from gitml.tracking.tracker import Tracker as _Tracker
 from gitml.tracking.tracker import check_run_name as _check_run_name
@@ -375,11 +374,8 @@ def log_metrics(
         client().log_batch(run_id, metrics=[(k, v, ts, step or 0) for k, v in metrics.items()])
     else:
         writer = _writer()
-        for key, value in _check_mapping(metrics, "metrics").items():  # all checked before any is logged
-            check_key(key, "metric")
-            _check_metric(value, step or 0, ts)
-        for key, value in metrics.items():
-            writer.log_metric(key, value, step or 0, ts)
+        at = step or 0
+        writer.log_metrics([(key, value, at, ts) for key, value in _check_mapping(metrics, "metrics").items()])
     if dataset is not None:
         log_input(dataset, run_id=run_id)
     return _done(synchronous)

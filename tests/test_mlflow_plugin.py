@@ -205,12 +205,9 @@ client.set_experiment_tag(exp, "phase", "2")
 out["exp_tags"] = client.get_experiment(exp).tags
 out["renamed"] = client.update_run(ids[2], name="renamed") or client.get_run(ids[2]).info.run_name
 out["param_conflict"] = code(lambda: client.log_param(ids[3], "i", "other"))
-out["reg_tag"] = code(lambda: client.create_registered_model("m", tags={"a": "b"}))
-out["reg_tag_msg"] = ""
-try:
-    client.create_registered_model("m", tags={"a": "b"})
-except MlflowException as e:
-    out["reg_tag_msg"] = e.message
+client.create_registered_model("Model 1", tags={"a": "b"}, description="first")
+out["reg_again"] = code(lambda: client.create_registered_model("Model 1"))
+out["reg_tags"] = client.get_registered_model("Model 1").tags
 out["runless_model"] = client.create_logged_model(exp, name="orphan").source_run_id
 out["bad_filter"] = code(lambda: client.search_runs([exp], filter_string="metrics.m >>> 1"))
 print(json.dumps(out))
@@ -230,8 +227,8 @@ def test_mlflow_client_paging_errors_and_what_cannot_map(plugin_python, repo):
     assert out["exp_tags"] == {"owner": "me", "phase": "2"}
     assert out["renamed"] == "renamed"
     assert out["param_conflict"] == "INVALID_PARAMETER_VALUE"
-    assert out["reg_tag"] == "INVALID_PARAMETER_VALUE"
-    assert "registered model tags" in out["reg_tag_msg"]
+    assert out["reg_again"] == "RESOURCE_ALREADY_EXISTS"
+    assert out["reg_tags"] == {"a": "b"}
     assert out["runless_model"] is None
     assert out["bad_filter"] == "INVALID_PARAMETER_VALUE"
 
@@ -665,3 +662,61 @@ def test_logged_models_without_a_run_live_in_runs_of_their_own(plugin_python, re
         echo = next(r for r in holders if r.info.run_name == "echo")
         assert echo.data.tags["mlflow.gitml.loggedModel"] == out["ids"]["echo"]
         assert "echo/MLmodel" in {f.path for f in c.list_artifacts(echo.info.run_id, "echo")}
+
+
+SOURCES = """
+import json, mlflow
+from mlflow.exceptions import MlflowException
+mlflow.set_tracking_uri("gitml:.")
+client = mlflow.MlflowClient()
+def code(call):
+    try:
+        call()
+    except MlflowException as e:
+        return e.error_code
+    return None
+made_up = [client.create_model_version("latest", "runs:/run_id/model", "run_id") for _ in range(2)]
+s3 = client.create_model_version("stored", "s3://bucket/path/model", None)
+out = {
+    "made_up": [[mv.version, mv.source, mv.run_id] for mv in made_up],
+    "s3": [s3.source, s3.run_id, client.get_model_version_download_uri("stored", "1")],
+    "searched": sorted(mv.version for mv in client.search_model_versions("name = 'latest'")),
+    "runs_shown": len(mlflow.search_runs(search_all_experiments=True)),
+    "slash_name": code(lambda: client.create_registered_model("a/b")),
+    "bad_version": code(lambda: client.get_model_version("latest", "x")),
+    "none_name": code(lambda: client.get_registered_model(None)),
+}
+client.set_model_version_tag("latest", "1", "k", "v")
+client.update_model_version("latest", "1", description="tested")
+one = client.get_model_version("latest", "1")
+out["version_meta"] = [one.tags, one.description, one.source]
+client.rename_registered_model("latest", "Latest model")
+out["renamed"] = sorted(m.name for m in client.search_registered_models())
+page = client.search_registered_models(max_results=1)
+out["paged"] = [len(page), client.search_registered_models(max_results=1, page_token=page.token)[0].name]
+mlflow.genai.register_prompt(name="greet", template="Hello {{name}}")
+out["prompt"] = mlflow.genai.load_prompt("prompts:/greet/1").template
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.mlflow
+def test_versions_of_sources_outside_the_repository(plugin_python, repo):
+    out = _last_json(_mlflow(plugin_python, SOURCES, repo))
+    assert out["made_up"] == [["1", "runs:/run_id/model", "run_id"], ["2", "runs:/run_id/model", "run_id"]]
+    assert out["s3"] == ["s3://bucket/path/model", None, "s3://bucket/path/model"]
+    assert out["searched"] == ["1", "2"]
+    assert out["runs_shown"] == 0
+    assert out["slash_name"] == out["bad_version"] == out["none_name"] == "INVALID_PARAMETER_VALUE"
+    assert out["version_meta"] == [{"k": "v"}, "tested", "runs:/run_id/model"]
+    assert out["renamed"] == ["Latest model", "stored"]  # MLflow's prompt ("greet") is not a model
+    assert out["paged"] == [1, "stored"]
+    assert out["prompt"] == "Hello {{name}}"
+    with gitml.Client(repo) as c:  # each version tags a commit of a run made for it, GTO-readable
+        holders = c.search_runs(None, "tags.`mlflow.gitml.modelSource` LIKE '%'")
+        assert sorted(r.data.tags["mlflow.gitml.modelSource"] for r in holders) == [
+            "dummy-source", "runs:/run_id/model", "runs:/run_id/model", "s3://bucket/path/model"]  # a prompt's too
+        tags = git(repo, "tag", "--list").split()
+        assert {"stored@v1.0.0"} <= set(tags)
+        commit = git(repo, "rev-parse", "stored@v1.0.0^{commit}").strip()
+        assert commit in {git(repo, "rev-parse", c.run_ref(r.info.run_id).decode()).strip() for r in holders}

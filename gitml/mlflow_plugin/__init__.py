@@ -185,9 +185,15 @@ def view_path(gitml_dir: str, experiment_id: str, run_id: str, path: str = "") -
 
 def view_uri(gitml_dir: str, experiment_id: str, run_id: str, path: str = "") -> str:
     """``file://`` URI of :func:`view_path` (what MLflow reads as ``run.info.artifact_uri``)."""
+    uri = f"{_folder_uri(gitml_dir)}/artifacts/{experiment_id}/{run_id}/artifacts"
+    return f"{uri}/{urllib.parse.quote(path.strip('/'))}" if path.strip("/") else uri
+
+
+@functools.lru_cache(maxsize=64)
+def _folder_uri(folder: str) -> str:
     import pathlib
 
-    return pathlib.Path(view_path(gitml_dir, experiment_id, run_id, path)).as_uri()
+    return pathlib.Path(folder).as_uri()
 
 
 def parse_view(uri: str) -> tuple[str, str, str, str] | None:

@@ -31,7 +31,7 @@ from mlflow.entities import (
 
 from gitml.errors import InvalidInputError
 from gitml.mlflow_plugin import view_uri
-from gitml.mlflow_plugin.logged_models import MODEL_RUN_TAG, model_entries
+from gitml.mlflow_plugin.logged_models import MODEL_RUN_TAG, SOURCE_RUN_TAG, SOURCE_TAG, model_entries
 
 
 # The tags gitml derives for every run from what it records (user, source, commit, branch,
@@ -48,7 +48,7 @@ GITML_TAGS = (
 )
 HIDDEN_TAGS = "mlflow.gitml.hiddenTags"
 MODEL_INPUTS_TAG = "mlflow.gitml.modelInputs"  # MLflow's run.inputs.model_inputs: logged model ids, comma-separated
-_NEVER_SHOWN = frozenset({HIDDEN_TAGS, MODEL_INPUTS_TAG, MODEL_RUN_TAG})
+_NEVER_SHOWN = frozenset({HIDDEN_TAGS, MODEL_INPUTS_TAG, MODEL_RUN_TAG, SOURCE_TAG, SOURCE_RUN_TAG})
 
 
 def model_inputs(tags: dict) -> list[str]:

@@ -25,6 +25,11 @@ import json
 
 HISTORY_TAG = "mlflow.log-model.history"
 MODEL_RUN_TAG = "mlflow.gitml.loggedModel"  # on a run made to hold a logged model that has none
+# on a run made to hold a registered version whose source is no run of this repository
+# (see gitml.mlflow_plugin.registry): the source MLflow was given, and the run id it named
+SOURCE_TAG = "mlflow.gitml.modelSource"
+SOURCE_RUN_TAG = "mlflow.gitml.modelSourceRun"
+HOLDER_TAGS = (MODEL_RUN_TAG, SOURCE_TAG)  # runs MLflow's searches do not show
 MAX_TAG_VALUE = 8000  # MLflow's (and gitml's) limit for a run tag value
 
 

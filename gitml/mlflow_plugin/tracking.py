@@ -27,7 +27,7 @@ from gitml.mlflow_plugin import (
     repository_path,
     view_uri,
 )
-from gitml.mlflow_plugin.logged_models import HISTORY_TAG, MODEL_RUN_TAG, compact_model_dict, history_value, model_entries
+from gitml.mlflow_plugin.logged_models import HISTORY_TAG, HOLDER_TAGS, MODEL_RUN_TAG, compact_model_dict, history_value, model_entries
 
 # MLflow's client sets these on each new run; gitml records them itself (the user, the
 # script, the commit that ran and its branch, the parent run), so it keeps its own
@@ -258,7 +258,7 @@ class GitmlTrackingStore(AbstractStore):
 
     @mlflow_errors
     def _search_runs(self, experiment_ids, filter_string, run_view_type, max_results, order_by, page_token):
-        hide = f"tags.`{MODEL_RUN_TAG}` IS NULL"  # the runs logged models without one live in
+        hide = " AND ".join(f"tags.`{t}` IS NULL" for t in HOLDER_TAGS)  # runs made to hold a model or a version
         filter_string = f"({filter_string}) AND {hide}" if filter_string and filter_string.strip() else hide
         found = self.client.search_runs(
             experiment_ids or None, filter_string, run_view_type, max_results, order_by, page_token
