@@ -80,7 +80,7 @@ class GitmlRegistryStore(AbstractStore):
         super().__init__(store_uri, tracking_uri)
         self.client, self._lock = client_for(repository_path(store_uri))
         self.repo_path = self.client.repo_path
-        self.gitml_dir = self.client.store.gitml_dir
+        self.gitml_dir = self.client.gitml_dir
         self._runs: dict[str, tuple[str, tuple[str, str | None] | None]] = {}  # see _facts
 
     # -- conversions ------------------------------------------------------------

@@ -31,7 +31,8 @@ from dulwich.objects import Commit, Tag
 from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError, RunNotFoundError
 from gitml.names import check_artifact_path
 from gitml.registry.events import ModelState, ModelVersion, TagEvent
-from gitml.registry.gates import GateError, GateReport, judge, unjudged
+from gitml.registry.gates import GateReport, judge, unjudged
+from gitml.errors import GateError
 from gitml.registry.policy import Policy, described, load_policy
 from gitml.registry.signing import SigningConfig, Verification, sign, split_signed, verify
 from gitml.registry.tags import (
@@ -43,7 +44,7 @@ from gitml.store.git import GitStore
 from gitml.tracking.record import ARTIFACTS, RECORD_DIR, RunRecord, check_manifest
 from gitml.tracking.tracker import Tracker
 from gitml.yamlread import load_yaml
-from gitml.errors import ModelChangedError, RegisteredModelNotFound, UntrustedTagError  # noqa: F401  (defined there, raised here)
+from gitml.errors import ModelChangedError, RegisteredModelNotFound, UntrustedTagError
 
 log = logging.getLogger("gitml")
 Evaluator = Callable[[ModelVersion, str], dict[str, float]]  # (version, dataset name) -> metrics

@@ -22,10 +22,11 @@ from dulwich.config import ConfigFile
 from dulwich.repo import Repo, UnsupportedExtension, UnsupportedVersion, read_gitfile
 
 from gitml.errors import CorruptRecordError, RepositoryError
-from gitml.store.locks import LockHeld, holder, release_if_dead
+from gitml.store.locks import holder, release_if_dead
+from gitml.errors import LockHeld
 from gitml.store.refs import RefLister, pack_refs, parallel_map, racy_seconds, update_ref
 from gitml.store.packs import KEEP_MARK, maybe_merge_small_packs, release_keep, sha_of, write_pack
-from gitml.errors import UnsupportedRepositoryError  # noqa: F401  (defined there, raised here)
+from gitml.errors import UnsupportedRepositoryError
 
 log = logging.getLogger("gitml")
 
@@ -195,11 +196,42 @@ class GitStore:
                     return self.repo.object_store.get_raw(sha)
         except KeyError:
             reason = "object is missing from the repository"
+            if self._from_promisor(sha):  # a partial clone: the remote it came from holds it
+                return self.raw(sha)
         except Exception as e:  # noqa: BLE001 - a damaged pack: zlib, delta or struct errors from dulwich
             reason = f"object is damaged in its pack ({type(e).__name__}: {e}); `git fsck` shows the extent"
         # raised here, outside the handler: the traceback of dulwich's error holds views of its
         # memory-mapped pack, and closing the repository while they live fails (BufferError)
         raise CorruptRecordError(sha.decode(), reason)
+
+    def _from_promisor(self, sha: bytes) -> bool:
+        """Fetch a missing object from a partial clone's promisor remote (``git clone
+        --filter=blob:none``), as git does on demand; whether it is here now."""
+        from gitml.store.promisor import fetch_missing
+
+        with self._lock:
+            if not fetch_missing(self.repo, [sha]):
+                return False
+            try:
+                self.repo.object_store.close()  # look at the new pack
+            except BufferError:
+                pass
+            return sha in self.repo.object_store
+
+    def is_shallow(self) -> bool:
+        """Whether this is a shallow clone (``git clone --depth N``): history is cut there."""
+        return os.path.exists(os.path.join(self.commondir, "shallow"))
+
+    def first_parent(self, commit: Commit) -> bytes | None:
+        """A commit's first parent; None for a root commit, and for a parent a shallow clone
+        does not hold (its history is cut there, as git reads it: a run fetched into a
+        ``--depth 1`` clone may name a source commit the clone never had)."""
+        if not commit.parents:
+            return None
+        parent = commit.parents[0]
+        if self.is_shallow() and not self.contains(parent):
+            return None
+        return parent
 
     def raw_many(self, shas: list[bytes]) -> dict[bytes, tuple[int, bytes]]:
         """Many objects at once, read through one index of every pack: gitml writes many
@@ -388,11 +420,6 @@ class GitStore:
     def refresh_refs(self) -> None:
         """Forget cached ref listings (after refs were written by another Repo object)."""
         self._refs = RefLister(self.commondir)
-
-    @property
-    def loose_refs(self) -> set[bytes]:
-        """The loose refs seen by the last :meth:`refs_under`."""
-        return self._refs.loose
 
     def pack_refs(self, names: list[bytes]) -> int:
         """Move these loose refs into packed-refs (as ``git pack-refs``)."""

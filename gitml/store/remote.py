@@ -42,7 +42,7 @@ from gitml.store.entries import PackEntries, Picked
 from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_many_loose, pack_to_send, write_picked
 from gitml.store.unpack import store_received
 from gitml.store.verify import FetchedObjects, check_fetched, claimed_ids, refused_names, same_run
-from gitml.errors import RemoteError  # noqa: F401  (defined there, raised here)
+from gitml.errors import RemoteError
 
 if TYPE_CHECKING:
     from gitml.store.git import GitStore

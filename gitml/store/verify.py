@@ -109,7 +109,13 @@ class FetchedObjects:
     dulwich) are needed. Nothing reads the clone's packs whole."""
 
     def __init__(self, arrived: PackEntries, local: Repo, before: Callable[[bytes], bool]):
+        from gitml.store.promisor import promisor_url
+
         self.arrived, self.local, self.before = arrived, local, before
+        # a partial clone (``--filter=blob:none``) holds no blobs of older commits, by design:
+        # a blob neither side has is its promisor remote's to give when read (GitStore.raw),
+        # as git has it; trees and commits must still be whole
+        self.promised_blobs = promisor_url(local) is not None
 
     def has(self, sha: bytes) -> bool:
         return self.arrived.has(sha) or self.before(sha)
@@ -365,7 +371,7 @@ class _Walk:
                 if seen.add(at, blob) and not before(blob):
                     if at or arrived.has(blob):
                         picked.add(at, blob)
-                    else:
+                    elif not self.entries.promised_blobs:
                         self.problems[blob] = "is missing"
                 if blob in self.problems:
                     self._note(blob, sha)
