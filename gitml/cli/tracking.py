@@ -7,6 +7,7 @@ import click
 
 from gitml.cli.common import emit_json, experiment_id, experiment_option, filter_option, fmt, json_option, open_client, order_option, print_table
 from gitml.runviews import duration, when
+from gitml.store.ids import refname
 
 
 # -- init -----------------------------------------------------------------------
@@ -308,7 +309,7 @@ def _branch_name(ctx, param, value: str | None) -> str | None:
         return None
     from dulwich.refs import check_ref_format
 
-    if value.startswith("-") or not check_ref_format(f"refs/heads/{value}".encode()):
+    if value.startswith("-") or not check_ref_format(refname(f"refs/heads/{value}".encode())):
         raise click.BadParameter(f"{value!r} is not a valid branch name")
     return value
 
