@@ -33,7 +33,7 @@ def _git(repo, *args, input_text=None):
 
 
 def build(repo: str, models: int, versions: int, spares: int = 1) -> list[str]:
-    import gitml
+    import gitml.ops
     from dulwich.objects import Commit, Tag
 
     from gitml.registry.tags import Action, RegistryTag
@@ -48,7 +48,7 @@ def build(repo: str, models: int, versions: int, spares: int = 1) -> list[str]:
             gitml.log_text("flavors: {}\n", "model/MLmodel")
         run_ids.append(run.info.run_id)
     gitml.flush()
-    client = gitml.Client(repo)
+    client = gitml.ops.Operations(repo)
     store = client.registry.store
     objects, refs = [], []
     t0 = 1_700_000_000
@@ -121,22 +121,22 @@ def settle(repo: str) -> int:
 
 def measure(repo: str, spares: list[str], first_version: int, repeat: int) -> dict[str, tuple[tuple[float, float], ...]]:
     """``{operation: ((API wall, CPU), (CLI wall, CPU))}`` in seconds; each registration takes a spare run."""
-    import gitml
+    import gitml.ops
     from gitml.models.uri import resolve_model_uri
 
     def fresh_list():
-        with gitml.Client(repo) as c:
+        with gitml.ops.Operations(repo) as c:
             c.registry.models()
 
     def fresh_resolve():
-        with gitml.Client(repo) as c:
+        with gitml.ops.Operations(repo) as c:
             resolve_model_uri(c, "models:/m7@production")
 
     todo = list(spares)
     version = [first_version]
 
     def register():
-        with gitml.Client(repo) as c:
+        with gitml.ops.Operations(repo) as c:
             c.registry.register("m7", todo.pop(), "model", version=f"v{version[0]}.0.0")
         version[0] += 1
 
@@ -179,7 +179,7 @@ def main() -> None:
               f"({packs} packs, the retired ones still there)")
         import gitml
 
-        with gitml.Client(repo) as c:
+        with gitml.ops.Operations(repo) as c:
             assert c.registry.models()["m7"].stages["production"] == f"v{args.versions}.0.0"
         per_pass = args.repeat + 3
         fresh = measure(repo, spares[:per_pass], args.versions + 1, args.repeat)

@@ -14,7 +14,7 @@ commit holds the code that ran and what it logged::
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what editors and type checkers see; at run time each name is imported on first use (_LAZY)
-    from gitml.artifacts.service import FileInfo
+    from gitml.content.service import FileInfo
     from gitml.client import Client, MlflowClient, RunOperations
     from gitml.errors import (
         AmbiguousRunError, ConflictError, CorruptRecordError, DeletedRunError, ExperimentNotFoundError,
@@ -47,7 +47,7 @@ _LAZY = {
     "DeletedRunError": "gitml.errors",
     "Experiment": "gitml.tracking.entities",
     "ExperimentNotFoundError": "gitml.errors",
-    "FileInfo": "gitml.artifacts.service",
+    "FileInfo": "gitml.content.service",
     "FilterSyntaxError": "gitml.errors",
     "GitmlError": "gitml.errors",
     "InvalidInputError": "gitml.errors",

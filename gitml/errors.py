@@ -24,7 +24,7 @@ one also offers it under its name; the part is named in brackets)::
     ├── MissingExtraError         an optional part (ui, serve) is not installed
     ├── InvalidInputError
     │   ├── ProjectSpecError, ParameterError (projects.spec), UnsupportedFlavorError (pyfunc),
-    │   │   ModelIntegrityError (models.uri), BadInputFileError, InputTooLargeError (models.batch),
+    │   │   ModelIntegrityError (models.uri), BadInputFileError, InputTooLargeError (pyfunc.batch),
     │   │   SchemaEnforcementError (models.enforce), InvalidHostError (ui.app),
     │   │   LocalArtifactsError (sync)
     ├── NotFoundError
@@ -38,7 +38,7 @@ one also offers it under its name; the part is named in brackets)::
     ├── RepositoryError
     │   └── UnsupportedRepositoryError (store.git), PackError (store.unpack),
     │       IndexFormatError (store.gitindex), JournalWriteError (tracking.journal)
-    ├── IntegrityError, ArtifactRemoteError (artifacts.cas)
+    ├── IntegrityError, ArtifactRemoteError (content.cas)
     │   └── ObjectMissingError, RemoteTimeoutError, UnconfirmedRemoteError
     ├── RemoteError (store.remote), SigningError (registry.signing), TimeBudgetError (tracking.filter)
     ├── ProjectFetchError (projects.source), ProjectRunFailedError (projects.runner),
@@ -210,7 +210,7 @@ class MissingExtraError(GitmlError):
 
 
 # -- raised by one part of gitml each ------------------------------------------
-# raised by gitml.artifacts.cas
+# raised by gitml.content.cas
 class IntegrityError(GitmlError):
     """An artifact object whose bytes do not match its hash."""
 
@@ -383,7 +383,7 @@ class ModelIntegrityError(InvalidInputError):
     """A model file that does not match the hash the run recorded for it."""
 
 
-# raised by gitml.models.batch
+# raised by gitml.pyfunc.batch
 class BadInputFileError(InvalidInputError):
     """An input file that cannot be read as the table a model takes."""
 

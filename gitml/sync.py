@@ -14,7 +14,9 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gitml.artifacts.cas import GcMark, IntegrityError, ObjectMissingError
+from gitml.content.cas import GcMark
+from gitml.errors import CorruptRecordError, IntegrityError, ObjectMissingError
+from gitml.ops import Operations
 from gitml.client import Client
 from gitml.errors import GitmlError, InvalidInputError, LocalArtifactsError
 from gitml.names import (
@@ -73,6 +75,7 @@ class FetchOutcome:
 
 def select_refs(client: Client, *, experiments: list[str] | None = None, runs: list[str] | None = None) -> dict[bytes, bytes]:
     """The run refs to share (all by default) and the refs of their experiments."""
+    client = Operations.of(client)  # a plain gitml.Client too
     all_runs = client.run_refs()
     chosen: dict[bytes, bytes] = {}
     if not experiments and not runs:
@@ -121,6 +124,7 @@ def push(
     is looked at again). A run whose object is lost here (its cached copy missing
     or damaged, and not on the remote) is not pushed; the others are.
     """
+    client = Operations.of(client)  # a plain gitml.Client too
     store = client.store
     url = resolve_remote(store, remote, push=True)
     content = client.artifacts.content
@@ -217,7 +221,7 @@ def push(
     return result
 
 
-def _push_registry_metadata(client: Client, url: str, result: PushResult) -> None:
+def _push_registry_metadata(client: Operations, url: str, result: PushResult) -> None:
     """Push the registered models' metadata refs (descriptions, MLflow tags) the remote
     lacks, by fast-forward only: one the remote changed meanwhile is refused, and
     ``gitml fetch`` joins the two (:meth:`RegistryMetadata.merge`)."""
@@ -237,12 +241,12 @@ def _push_registry_metadata(client: Client, url: str, result: PushResult) -> Non
             result.pushed.append(ref.decode())
 
 
-def _refuse_local_artifacts(client: Client, url: str, todo: dict[bytes, bytes]) -> None:
+def _refuse_local_artifacts(client: Operations, url: str, todo: dict[bytes, bytes]) -> None:
     """Raise LocalArtifactsError when runs about to go to a remote others reach have large
     artifacts only in this user's default store (see :func:`push`)."""
     import os
 
-    from gitml.artifacts.config import default_remote
+    from gitml.content.config import default_remote
 
     content = client.artifacts.content
     store_url = content.remote_url
@@ -286,7 +290,7 @@ def _stored_size(content, sha: str) -> int:
     return 0
 
 
-def _compared(client: Client, url: str) -> Comparison | None:
+def _compared(client: Operations, url: str) -> Comparison | None:
     """This clone's runs and experiments against a remote on this machine whose packed-refs
     holds most of them as they are here, when every run commit of this clone's
     packed-refs is known to have its artifacts on the artifact remote: the refs of
@@ -302,7 +306,7 @@ def _compared(client: Client, url: str) -> Comparison | None:
     return compared
 
 
-def _confirm_packed_refs(client: Client, confirmed: AbstractSet[bytes], newly: list[bytes]) -> None:
+def _confirm_packed_refs(client: Operations, confirmed: AbstractSet[bytes], newly: list[bytes]) -> None:
     """After a push of every run: mark this clone's packed-refs confirmed when each run
     commit it names is (the next push then looks at the loose refs alone)."""
     digest, packed = client.store.packed_refs_listing(RUNS_PREFIX, RUN_REF_NAMES)
@@ -311,14 +315,14 @@ def _confirm_packed_refs(client: Client, confirmed: AbstractSet[bytes], newly: l
         client.artifacts.content.confirm_packed_refs(digest)
 
 
-def _batch_refs(client: Client) -> int:
+def _batch_refs(client: Operations) -> int:
     """``push.batch_refs``: the refs one push to a server sends (docs/design.md, Scaling out)."""
-    from gitml.artifacts.config import PUSH_BATCH_REFS, load
+    from gitml.content.config import PUSH_BATCH_REFS, load
 
     return load(client.store)[PUSH_BATCH_REFS]
 
 
-def _push_registry_tags(client: Client, url: str, on_remote: Callable[[], dict[bytes, bytes]], result: PushResult) -> None:
+def _push_registry_tags(client: Operations, url: str, on_remote: Callable[[], dict[bytes, bytes]], result: PushResult) -> None:
     """Push the registry tags of the runs the remote now holds, after those runs: a tag
     whose run did not arrive is never sent alone. A tag the remote holds with another
     value (the same counter taken by a promotion made elsewhere) is refused, never moved."""
@@ -354,7 +358,7 @@ def _push_registry_tags(client: Client, url: str, on_remote: Callable[[], dict[b
             result.pushed.append(ref.decode())
 
 
-def _materialize(client: Client, shas: set[str], by_run: dict[bytes, dict[str, tuple[str, str]]]) -> None:
+def _materialize(client: Operations, shas: set[str], by_run: dict[bytes, dict[str, tuple[str, str]]]) -> None:
     """Put in the cache the objects that live only inline in git, each from any run
     whose inline copy matches its hash: a run whose manifest claims another's hash
     without holding its bytes (hostile, or damaged) stands in no other run's way."""
@@ -400,6 +404,7 @@ def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent
     seconds are not even marked (a teammate's push uploads them before its refs arrive), nor
     are objects whose time the backend does not tell.
     """
+    client = Operations.of(client)  # a plain gitml.Client too
     import time
 
     from gitml.store.remote import configured_remotes, is_ancestor
@@ -443,7 +448,7 @@ def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent
 
 
 def _is_default_store(content) -> bool:
-    from gitml.artifacts.config import default_remote
+    from gitml.content.config import default_remote
 
     return _same_folder(content.remote_url, default_remote())
 
@@ -479,6 +484,17 @@ def _size(content, sha: str) -> int:
         return 0
 
 
+def _check_record(client: Operations) -> Callable[[bytes, bytes], str | None]:
+    """The fetch's check of a ref's new content: a registered model's metadata must parse
+    and name its own model (its modules imported only when such a ref arrives)."""
+    prefix = REGISTRY_PREFIX.encode()
+
+    def check(ref: bytes, sha: bytes) -> str | None:
+        return client.registry_metadata.fetched_problem(ref, sha) if ref.startswith(prefix) else None
+
+    return check
+
+
 def _fetch_registry_tags(store, url: str, result: FetchResult) -> None:
     """Registry tags come with the runs (other tags are git's business); a tag that
     differs from this clone's (a counter taken in two clones) is reported as diverged and
@@ -502,11 +518,13 @@ def fetch(
 ) -> FetchOutcome:
     """Bring the remote's runs and experiments; with ``artifacts``, download their objects
     too; with ``force``, the remote's history of a run written in two places wins."""
+    client = Operations.of(client)  # a plain gitml.Client too
     store = client.store
     url = resolve_remote(store, remote)
     from gitml.tracking.identity import rewritten
 
-    result = fetch_refs(store, url, force=force, vet=lambda ours, theirs: rewritten(store, ours, theirs))
+    result = fetch_refs(store, url, force=force, vet=lambda ours, theirs: rewritten(store, ours, theirs),
+                        check=_check_record(client))
     _fetch_registry_tags(store, url, result)
     prefix = EXPERIMENTS_PREFIX.encode()
     for ref in [r for r in result.diverged if r.startswith(prefix)]:  # created in two clones: join them
@@ -516,7 +534,13 @@ def fetch(
     registry = REGISTRY_PREFIX.encode()
     for ref in [r for r in result.diverged if r.startswith(registry)]:  # edited in two clones: join them
         slug = parse_registry_ref(ref)
-        if slug is not None and client.registry_metadata.merge(slug, result.remote[ref]):
+        try:
+            joined = slug is not None and client.registry_metadata.merge(slug, result.remote[ref])
+        except CorruptRecordError as e:  # kept diverged, this clone's kept, the reason told
+            result.diverged.remove(ref)
+            result.refused[ref] = f"{e}; this clone's is kept"
+            continue
+        if joined:
             result.diverged.remove(ref)
             result.updated.append(ref)
     outcome = FetchOutcome(url, result)

@@ -19,6 +19,33 @@ def git(cwd, *args, check=True, input_text: str | None = None) -> str:
     return result.stdout
 
 
+# The fast lane is ``pytest -m "not slow"``. These files are slow as a whole (engines and
+# model flavors, peer venvs, servers and long processes, scale, stress, the type check); a
+# slow test elsewhere carries ``@pytest.mark.slow`` itself; every test that uses a peer
+# (the ``mlflow`` marker, the MLflow or GTO venv) is slow too. All of them still run in the
+# default ``pytest``.
+SLOW_FILES = {
+    "test_types.py",  # mypy over the package: a minute or more on 2 cores
+    "test_mlflow_differential.py", "test_mlflow_plugin.py", "test_mlflow_import.py", "test_models_mlflow.py",
+    "test_registry_gto.py", "test_registry_gto_reading.py", "test_evaluate.py",  # MLflow / GTO peers
+    "test_pyfunc_spark.py", "test_pyfunc_dask.py", "test_ray_tune.py", "test_optuna.py", "test_autolog.py",  # engines
+    "test_export.py",  # model export: a Docker context built and served
+    "test_models.py", "test_serving.py", "test_serving_v2.py", "test_serving_hostile.py",  # model flavors, servers
+    "test_projects.py", "test_examples.py", "test_ci_templates.py", "test_ui_browser.py",  # envs, scripts, a browser
+    "test_stress.py", "test_scale.py", "test_read_scale.py", "test_refs_scale.py", "test_remote_scale.py",
+    "test_show_scale.py", "test_push_proportional.py", "test_transfer_memory.py",  # scale and stress
+    "test_long_process.py", "test_durability.py", "test_index_segments.py", "test_concurrency.py",
+    "test_recovery.py", "test_temp_cleanup.py",  # processes killed and waited for
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        peers = {"mlflow_python", "gto_python"} & set(getattr(item, "fixturenames", ()))
+        if os.path.basename(str(item.fspath)) in SLOW_FILES or item.get_closest_marker("mlflow") or peers:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_collection_finish(session):
     """Build the peer venvs (MLflow, GTO) the collected tests use before the first test runs:
     an install takes minutes once per machine, and no test's timeout may cut it short. A failed
@@ -78,9 +105,9 @@ def repo(tmp_path, monkeypatch):
 
 @pytest.fixture
 def client(repo):
-    import gitml
+    import gitml.ops
 
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     yield c
     c.close()
 

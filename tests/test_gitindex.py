@@ -9,7 +9,8 @@ import struct
 
 import pytest
 
-from gitml.store.gitindex import GitIndex, IndexFormatError, read_index
+from gitml.store.gitindex import GitIndex, read_index
+from gitml.errors import IndexFormatError
 from tests.conftest import git, run_python
 
 

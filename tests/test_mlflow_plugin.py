@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
+import gitml.ops
 from gitml.cli.main import cli
 from gitml.mlflow_plugin import artifact_uri, parse_artifact_uri, repository_path
 from tests.conftest import git
@@ -134,7 +135,7 @@ print(json.dumps(out))
 
 @pytest.mark.mlflow
 def test_fluent_api_logs_ordinary_gitml_runs(plugin_python, repo):
-    with gitml.Client(repo) as c:  # a run logged by gitml's own API, for MLflow to find
+    with gitml.ops.Operations(repo) as c:  # a run logged by gitml's own API, for MLflow to find
         run = c.create_run(c.create_experiment("from-gitml"))
         c.log_param(run.info.run_id, "source", "gitml")
         c.set_terminated(run.info.run_id)
@@ -149,7 +150,7 @@ def test_fluent_api_logs_ordinary_gitml_runs(plugin_python, repo):
     assert out["gitml_runs"] == ["gitml"]
     assert {"churn", "from-gitml", "Default"} <= set(out["experiments"])
 
-    with gitml.Client(repo) as c:  # ... and gitml reads what MLflow logged as its own runs
+    with gitml.ops.Operations(repo) as c:  # ... and gitml reads what MLflow logged as its own runs
         parent = c.get_run(out["parent"])
         assert parent.info.status == "FINISHED"
         assert parent.data.params == {"lr": "0.1"}
@@ -310,7 +311,7 @@ def test_mlflow_errors_prompt_filter_and_what_gitml_does_not_store(plugin_python
 def test_metric_history_reads_only_that_metric(repo):
     """One metric's history reads the same git objects whether the run has 3 metrics or 300."""
     reads = []
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         runs = {}
         for keys in (3, 300):
             run = c.create_run(c.create_experiment(f"keys-{keys}")).info.run_id
@@ -386,7 +387,7 @@ def test_autolog_log_model_load_model_and_register_model(plugin_python, repo):
     model = gitml.pyfunc.load_model(f"runs:/{out['run']}/clf")
     assert np.asarray(model.predict(X[:5])).tolist() == out["expected"]
     assert "iris-clf@v1.0.0" in git(repo, "tag", "--list")
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         assert c.get_model_version_by_alias("iris-clf", "champion").run_id == out["run"]
 
 
@@ -409,7 +410,7 @@ for i in range(20):
 
 @pytest.mark.mlflow
 def test_concurrent_mlflow_processes_lose_nothing(plugin_python, repo):
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         # named: a random name may start with "w" ("warm-...") and match the workers' filter
         shared = c.create_run(c.create_experiment("many"), run_name="shared").info.run_id
     env = _env(SHARED_RUN=shared)
@@ -417,7 +418,7 @@ def test_concurrent_mlflow_processes_lose_nothing(plugin_python, repo):
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         runs = c.search_runs(experiment_names=["many"], filter_string="attributes.run_name LIKE 'w%'")
         assert sorted(r.data.params["worker"] for r in runs) == ["0", "1", "2", "3"]
         for r in runs:
@@ -446,7 +447,7 @@ def _http(url: str, body: dict | None = None) -> tuple[int, dict]:
 
 @pytest.mark.mlflow
 def test_mlflow_server_serves_the_repository_over_rest(plugin_python, repo):
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         run = c.create_run(c.create_experiment("served"), run_name="trained")
         for step in range(30):
             c.log_metric(run.info.run_id, "loss", 1 / (step + 1), step=step)
@@ -506,7 +507,7 @@ def _run_commits(repo, run_id: str) -> int:
 
 
 def test_client_start_run_keeps_the_run_open_until_terminated(repo):
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         open_run = c.start_run(c.create_experiment("open"), run_name="buffered")
         committed = c.create_run(c.get_experiment_by_name("open").experiment_id, parent_run_id=open_run.info.run_id)
         for step in range(40):
@@ -519,7 +520,7 @@ def test_client_start_run_keeps_the_run_open_until_terminated(repo):
         assert "status: FINISHED" in git(repo, "show", f"{ref}:.gitml/run/meta.yaml")
     assert _run_commits(repo, open_run.info.run_id) <= 3  # journaled, committed at its end
     assert _run_commits(repo, committed.info.run_id) >= 40  # create_run: one commit per call
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         run = c.get_run(open_run.info.run_id)
         assert run.info.status == "FINISHED" and run.info.run_name == "buffered"
         assert len(c.get_metric_history(run.info.run_id, "loss")) == 40
@@ -694,6 +695,15 @@ client.rename_registered_model("latest", "Latest model")
 out["renamed"] = sorted(m.name for m in client.search_registered_models())
 page = client.search_registered_models(max_results=1)
 out["paged"] = [len(page), client.search_registered_models(max_results=1, page_token=page.token)[0].name]
+def words(call):
+    try:
+        call()
+    except MlflowException as e:
+        return e.message
+out["words"] = [words(lambda: client.get_registered_model("nope")), words(lambda: client.create_registered_model("stored")),
+                words(lambda: client.get_model_version("stored", "9"))]
+client.transition_model_version_stage("stored", "1", "Staging")
+out["latest_all"] = {mv.current_stage: mv.version for mv in client.get_latest_versions("stored", [])}
 mlflow.genai.register_prompt(name="greet", template="Hello {{name}}")
 out["prompt"] = mlflow.genai.load_prompt("prompts:/greet/1").template
 print(json.dumps(out))
@@ -712,6 +722,10 @@ def test_versions_of_sources_outside_the_repository(plugin_python, repo):
     assert out["renamed"] == ["Latest model", "stored"]  # MLflow's prompt ("greet") is not a model
     assert out["paged"] == [1, "stored"]
     assert out["prompt"] == "Hello {{name}}"
+    for said, mlflows in zip(out["words"], ["Registered Model with name=nope not found", "Registered Model (name=stored) already exists.",
+                                           "Model Version (name=stored, version=9) not found"], strict=True):
+        assert said.startswith(mlflows), said  # MLflow's words, then gitml's reason
+    assert out["latest_all"] == {"Staging": "1"}
     with gitml.Client(repo) as c:  # each version tags a commit of a run made for it, GTO-readable
         holders = c.search_runs(None, "tags.`mlflow.gitml.modelSource` LIKE '%'")
         assert sorted(r.data.tags["mlflow.gitml.modelSource"] for r in holders) == [
@@ -719,4 +733,4 @@ def test_versions_of_sources_outside_the_repository(plugin_python, repo):
         tags = git(repo, "tag", "--list").split()
         assert {"stored@v1.0.0"} <= set(tags)
         commit = git(repo, "rev-parse", "stored@v1.0.0^{commit}").strip()
-        assert commit in {git(repo, "rev-parse", c.run_ref(r.info.run_id).decode()).strip() for r in holders}
+        assert commit in {git(repo, "rev-parse", f"refs/gitml/runs/0/{r.info.run_id}").strip() for r in holders}

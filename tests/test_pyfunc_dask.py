@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import gitml
+import gitml.ops
 import gitml.pyfunc
 import gitml.sklearn
 
@@ -90,7 +91,7 @@ def test_a_tampered_model_never_reaches_a_worker(dask_client, repo, tmp_path):
 
     with gitml.start_run():
         info = gitml.pyfunc.log_model(name="model", python_model=Counter(str(tmp_path / "log"), 200_000))
-    sha = gitml.Client(repo).artifact_manifest(info.run_id)["model/python_model.pkl"]["sha256"]
+    sha = gitml.ops.Operations(repo).artifact_manifest(info.run_id)["model/python_model.pkl"]["sha256"]
     cached = repo / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]
     marker = tmp_path / "pwned"
     os.chmod(cached, 0o644)

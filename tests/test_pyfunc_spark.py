@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 
 import gitml
+import gitml.ops
 import gitml.pyfunc
 import gitml.sklearn
 from gitml.errors import InvalidInputError
-from gitml.models.uri import ModelIntegrityError
+from gitml.errors import ModelIntegrityError
 from gitml.pyfunc.shipping import ship_model
 
 pytestmark = pytest.mark.slow  # the JVM starts once per session (10-30 s here), each job a few seconds
@@ -152,7 +153,7 @@ class Evil:
 
 def test_a_tampered_model_is_refused_on_the_driver_before_anything_unpickles_it(spark, repo, tmp_path):
     info, _ = _logged(tmp_path, size=200_000)
-    sha = gitml.Client(repo).artifact_manifest(info.run_id)["model/python_model.pkl"]["sha256"]
+    sha = gitml.ops.Operations(repo).artifact_manifest(info.run_id)["model/python_model.pkl"]["sha256"]
     cached = repo / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]
     assert cached.exists()
     marker = tmp_path / "pwned"

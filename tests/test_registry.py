@@ -10,10 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
+import gitml.ops
 import gitml.pyfunc
 from gitml.cli.main import cli
 from gitml.errors import ConflictError, CorruptRecordError, InvalidInputError, NotFoundError
-from gitml.registry import RegisteredModelNotFound, gitops
+from gitml import gitops
+from gitml.registry import RegisteredModelNotFound
 from gitml.registry.tags import Action, RegistryTag, bump, check_model_name, check_version, parse_tag
 from tests.conftest import git
 
@@ -39,7 +41,7 @@ def _run(client, n: float, *, auc: float | None = None, name: str | None = None)
 @pytest.fixture
 def reg_client(repo):
     gitml.set_tracking_uri(str(repo))
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     yield c
     c.close()
 
@@ -180,7 +182,7 @@ def test_register_returns_the_version_as_resolved_and_reads_no_stage_or_policy(r
     (repo / ".gitml" / "registry.yaml").write_text("stages: [oops\n")  # a policy that does not parse
     git(repo, "add", ".gitml")
     git(repo, "commit", "-qm", "broken policy")
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         mv = c.registry.register("churn", r2, "model", description="second")
         assert (mv.version, mv.run_id, mv.path, mv.description, mv.tag) == ("v2.0.0", r2, "model", "second", "churn@v2.0.0")
         assert mv.registered_by == "Test User <test@example.com>" and mv.registered_at > 0
@@ -204,7 +206,7 @@ def test_stages_outside_the_committed_policy_are_refused(reg_client, repo):
     git(repo, "add", ".gitml/registry.yaml")
     git(repo, "commit", "-qm", "policy")
     r1 = _run(reg_client, 1)
-    reg = gitml.Client(repo).registry
+    reg = gitml.ops.Operations(repo).registry
     reg.register("churn", r1)
     with pytest.raises(InvalidInputError, match="not one of the stages .gitml/registry.yaml allows: staging, production"):
         reg.assign("churn", "1", "prod")
@@ -286,7 +288,7 @@ def test_push_carries_registry_tags_with_their_runs_and_fetch_brings_them(reg_cl
     git(remote, "fsck", "--strict")
     other = _clone(tmp_path, remote, "other")
     git(other, "tag", "-d", "churn@v1.0.0", "churn@v2.0.0", "churn#production#1")
-    with gitml.Client(other) as c:
+    with gitml.ops.Operations(other) as c:
         outcome = sync.fetch(c, "origin")
         assert b"refs/tags/churn#production#1" in outcome.result.created
         assert c.registry.resolve("churn", stage="production").run_id == r2
@@ -320,7 +322,7 @@ def test_concurrent_promotion_from_two_clones(reg_client, repo, tmp_path):
 
     sync.push(reg_client, "origin")
     other = _clone(tmp_path, remote, "other")
-    with gitml.Client(other) as c:
+    with gitml.ops.Operations(other) as c:
         sync.fetch(c, "origin")
         c.registry.assign("churn", "1", "production")  # churn#production#1 -> v1 there
         reg_client.registry.assign("churn", "2", "production")  # churn#production#1 -> v2 here
@@ -336,7 +338,7 @@ def test_concurrent_promotion_from_two_clones(reg_client, repo, tmp_path):
     reg_client.registry._events.clear()
     assert reg_client.registry.assign("churn", "2", "production")[0] == "churn#production#2"
     assert sync.push(reg_client, "origin").rejected == {}
-    with gitml.Client(other) as c:
+    with gitml.ops.Operations(other) as c:
         sync.fetch(c, "origin")
         assert c.registry.resolve("churn", stage="production").version == "v2.0.0"
 
@@ -353,14 +355,14 @@ def test_propose_check_apply(reg_client, repo):
     assert git(repo, "show", f"{branch}:.gitml/stages.yaml") == "churn:\n  production: v2.0.0\n"
     assert git(repo, "status", "--porcelain") == ""  # the work tree is untouched
     git(repo, "checkout", "-q", branch)
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         result = gitops.check(c, base="main")
         assert result.ok, result.report
         assert "| auc | 0.8 | 0.9 | +0.1 |" in result.report and "| n | 1 | 2 | changed |" in result.report
         assert "### churn: production → v2.0.0" in result.report and "Now: v1.0.0" in result.report
         git(repo, "checkout", "-q", "main")
         git(repo, "merge", "-q", "--ff-only", branch)
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         done = gitops.apply(c)
         assert [(a.stage, a.version, a.tags) for a in done] == [("production", "v2.0.0", ["churn#production#2"])]
         assert gitops.apply(c) == []  # idempotent
@@ -374,7 +376,7 @@ def test_check_reports_a_version_that_does_not_exist_or_a_broken_artifact(reg_cl
     (repo / ".gitml" / "stages.yaml").write_text("churn:\n  production: v9.0.0\n")
     git(repo, "add", ".gitml/stages.yaml")
     git(repo, "commit", "-qm", "ask for v9")
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         result = gitops.check(c, base=None)
         assert not result.ok and "has no version v9.0.0" in result.report
         with pytest.raises(RegisteredModelNotFound):

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import gitml
+import gitml.ops
 import gitml.pyfunc
 import gitml.sklearn
 from gitml.errors import GateError, PolicyError
@@ -35,7 +36,7 @@ gates:
 
 def _client(path) -> gitml.Client:
     gitml.set_tracking_uri(str(path))
-    return gitml.Client(path)
+    return gitml.ops.Operations(path)
 
 
 def _gated_run(c, n: int, auc: float, loss: float) -> str:
@@ -75,7 +76,7 @@ def team(repo, gnupg, tmp_path, monkeypatch):  # noqa: F811
 
 
 def _production(path) -> str:
-    with gitml.Client(path) as c:
+    with gitml.ops.Operations(path) as c:
         return c.registry.resolve("churn", stage="production").version
 
 
@@ -216,7 +217,7 @@ def test_bad_gate_syntax_is_one_line_naming_the_key(repo, gates, message):
     out = gitml_cli(repo, "registry", "policy", code=1)
     assert message in out and len(out.strip().splitlines()) == 1, out
     with pytest.raises(PolicyError):
-        with gitml.Client(repo) as c:
+        with gitml.ops.Operations(repo) as c:
             c.registry.policy  # noqa: B018
 
 

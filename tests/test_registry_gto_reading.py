@@ -18,7 +18,9 @@ import subprocess
 import pytest
 
 import gitml
+import gitml.ops
 from gitml.registry import RegisteredModelNotFound
+from gitml.registry.tags import model_slug
 from tests.conftest import git
 from tests.gto_venv import gto_python  # noqa: F401  (the fixture)
 from tests.test_hostile_records import gitml_cli
@@ -65,10 +67,10 @@ class World:
         gto_all = json.loads(self.gto("show", "--json", "--deprecated", at=0) or "{}")
         gto_active = json.loads(self.gto("show", "--json", at=0) or "{}")
         ours = json.loads(gitml_cli(self.repo, "registry", "list", "--json") or "{}")
-        assert set(gto_all) == set(ours)
-        assert set(gto_active) == {n for n, s in ours.items() if not s["deprecated"]}
+        assert set(gto_all) == {model_slug(n) for n in ours}  # a name GTO's rule refuses: its tags' encoding
+        assert set(gto_active) == {model_slug(n) for n, s in ours.items() if not s["deprecated"]}
         for name, state in ours.items():
-            theirs = gto_all[name]
+            theirs = gto_all[model_slug(name)]
             assert theirs["active"] is not state["deprecated"], name
             assert theirs["version"] == state["latest"], name
             assert {s: v for s, v in theirs["stage"].items() if v} == state["stages"], name
@@ -107,7 +109,7 @@ def test_gto_defaults_deregister_deprecate_and_re_register(world):
     state = world.agree()["m"]
     assert state["stages"] == {"staging": "v0.0.2"} and state["latest"] == "v0.0.2"
     with pytest.raises(RegisteredModelNotFound, match="is deregistered"):  # gitml no longer promotes a withdrawn version
-        with gitml.Client(world.repo) as c:
+        with gitml.ops.Operations(world.repo) as c:
             c.registry.assign("m", "v0.0.1", "prod")
     assert "m#prod#3" not in git(world.repo, "tag", "-l")
     world.gto("register", "m", a, "--version", "v0.0.1", "--simple", "false")  # re-registration: m@v0.0.1#3
@@ -135,7 +137,7 @@ def test_lightweight_tags_are_ignored_everywhere(world):
     ours = world.agree()
     assert ours["m"]["stages"] == {"prod": "v2.0.0"} and ours["m"]["latest"] == "v2.0.0"
     assert ours["n"]["deprecated"] is False
-    with gitml.Client(world.repo) as c:
+    with gitml.ops.Operations(world.repo) as c:
         state = c.registry.model("m", report=True)
         assert "lightweight" in state.ignored["m@v2.0.0!#2"]
         assert c.registry.resolve("m", "v2.0.0").version == "v2.0.0"
@@ -146,7 +148,7 @@ def test_lightweight_tags_are_ignored_everywhere(world):
 
 
 def test_gitml_gto_and_git_in_turn(world):
-    with gitml.Client(world.repo) as c:
+    with gitml.ops.Operations(world.repo) as c:
         runs = [_run(c, n) for n in range(3)]
         reg = c.registry
         for run_id in runs:
@@ -168,7 +170,7 @@ def test_gitml_gto_and_git_in_turn(world):
     git(world.repo, "tag", "-a", "-m", "by hand", "churn#production!#10",
         git(world.repo, "rev-parse", "churn@v1.0.0^{commit}").strip())
     assert world.agree()["churn"]["stages"] == {}
-    with gitml.Client(world.repo) as c:
+    with gitml.ops.Operations(world.repo) as c:
         world.tick()
         c.registry.assign("churn", "3", "production")  # counter past git's #10
     assert "churn#production#11" in git(world.repo, "tag", "-l")
@@ -176,7 +178,7 @@ def test_gitml_gto_and_git_in_turn(world):
     world.clock = max(int(t) for t in git(world.repo, "log", "--all", "--format=%ct").split())
     world.gto("deprecate", "churn")
     assert world.agree()["churn"]["deprecated"] is True
-    with gitml.Client(world.repo) as c, pytest.raises(RegisteredModelNotFound, match="deprecated"):
+    with gitml.ops.Operations(world.repo) as c, pytest.raises(RegisteredModelNotFound, match="deprecated"):
         c.registry.resolve("churn", stage="production")
 
 
@@ -214,7 +216,7 @@ def test_promotions_within_one_second_read_the_same_in_gto(world):
     """A script promotes v1 then v2 to production in the same second (the clock pinned):
     gitml writes each tag past the model's newest, so GTO, which orders by tag time, also
     says v2."""
-    with gitml.Client(world.repo) as c:
+    with gitml.ops.Operations(world.repo) as c:
         runs = [_run(c, n) for n in range(2)]
         world.tick()  # every write below at this same second
         for run_id in runs:
@@ -226,6 +228,41 @@ def test_promotions_within_one_second_read_the_same_in_gto(world):
         times = [e.time for e in c.registry.model("churn").events]
     assert times == sorted(times) and len(set(times)) == len(times)  # strictly increasing per model
     assert world.agree()["churn"]["stages"] == {"production": "v1.0.0"}
-    with gitml.Client(world.repo) as c:
+    with gitml.ops.Operations(world.repo) as c:
         c.registry.assign("churn", "2", "production")
     assert world.agree()["churn"]["stages"] == {"production": "v2.0.0"}
+
+
+@pytest.mark.slow
+def test_mlflow_names_renames_copies_and_deletions_read_the_same_in_gto(world):
+    """What MLflow's calls write (a name GTO's rule refuses, aliases, stages, a deleted
+    version, a rename, a copy, a deleted model) is tags GTO reads as gitml does; GTO
+    registering into the encoded model is read by gitml under the MLflow name."""
+    runs = [_run(None, i) for i in range(4)]
+    with gitml.Client(world.repo) as c:
+        for run in runs[:3]:
+            world.tick()
+            c.create_model_version("Model 1", f"runs:/{run}/model", run, tags={"k": "v"})
+        world.tick()
+        c.set_registered_model_alias("Model 1", "champion", "2")
+        world.tick()
+        c.transition_model_version_stage("Model 1", "1", "Production")
+        world.tick()
+        c.delete_model_version("Model 1", "3")
+    assert world.agree()["Model 1"]["stages"] == {"champion": "v2.0.0", "production": "v1.0.0"}
+    slug = model_slug("Model 1")
+    commit = git(world.repo, "rev-parse", f"refs/gitml/runs/0/{runs[3]}").strip()
+    world.gto("register", slug, commit, "--version", "v9.0.0")  # GTO writes into the encoded model
+    with gitml.Client(world.repo) as c:
+        assert c.get_model_version("Model 1", "4").tag_version == "v9.0.0"
+        world.tick()
+        c.rename_registered_model("Model 1", "Renamed Model.v2")
+        world.tick()
+        c.copy_model_version("models:/Renamed Model.v2@champion", "copies")
+    ours = world.agree()
+    assert ours["Model 1"]["deprecated"] is True and ours["Renamed Model.v2"]["stages"] == ours["Model 1"]["stages"]
+    assert ours["copies"]["latest"] == "v1.0.0"
+    with gitml.Client(world.repo) as c:
+        world.tick()
+        c.delete_registered_model("copies")
+    assert world.agree()["copies"]["deprecated"] is True

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
+import gitml.ops
 import gitml.pyfunc
 from gitml.cli.main import cli
 from gitml.registry import RegisteredModelNotFound
@@ -20,7 +21,7 @@ from tests.test_registry import _run
 @pytest.fixture
 def reg_client(repo):
     gitml.set_tracking_uri(str(repo))
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     yield c
     c.close()
 
@@ -108,7 +109,7 @@ def test_tags_written_by_git_are_numbered_by_tag_time(reg_client, repo, monkeypa
         monkeypatch.setenv("GIT_COMMITTER_DATE", f"{when} +0000")
         git(repo, "tag", "-a", f"gto-model@{version}", "-m", f"Registering version {version}", commits[run])
     git(repo, "tag", "gto-model@v0.0.9", commits[r1])  # lightweight: GTO ignores it, so does gitml
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         state = c.registry.model("gto-model")
         assert state.numbers == {1: "v0.0.3", 2: "v0.0.2", 3: "v0.0.1"}
         assert c.get_model_version("gto-model", "1").commit == commits[r2]
@@ -148,7 +149,7 @@ def test_the_policy_stages_are_enforced_with_a_hint_and_mlflows_reserved_aliases
     (repo / ".gitml" / "registry.yaml").write_text("stages: [Staging, Production]\n")
     git(repo, "add", ".gitml/registry.yaml")
     git(repo, "commit", "-qm", "policy")
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         c.registry.register("churn", _run(c, 1))
         with pytest.raises(gitml.errors.InvalidInputError,
                            match=r"not one of the stages .gitml/registry.yaml allows: Staging, Production "

@@ -21,15 +21,8 @@ import pytest
 import gitml
 from gitml.store import remote as remote_module
 from gitml.store.git import open_store
-from gitml.store.remote import (
-    NON_FAST_FORWARD,
-    REJECTED_BEHIND,
-    RemoteError,
-    fetch_refs,
-    list_remote_refs,
-    push_refs,
-    resolve_remote,
-)
+from gitml.store.remote import NON_FAST_FORWARD, REJECTED_BEHIND, fetch_refs, list_remote_refs, push_refs, resolve_remote
+from gitml.errors import RemoteError
 from tests.conftest import git
 
 pytestmark = pytest.mark.timeout(60)

@@ -22,7 +22,8 @@ from gitml.store.entries import PackEntries
 from gitml.store.git import open_store
 from gitml.store.packs import _entry_header, _write_entries, object_id
 from gitml.store.remote import fetch_refs
-from gitml.store.unpack import MAX_RESOLVED_BYTES, PackError, store_received_pack
+from gitml.store.unpack import MAX_RESOLVED_BYTES, store_received_pack
+from gitml.errors import PackError
 from tests.conftest import git
 from tests.test_remote import for_each_ref, make_runs
 

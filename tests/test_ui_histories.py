@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("starlette")
 
 import gitml  # noqa: E402
+import gitml.ops  # noqa: E402
 from gitml.ui import histories, series  # noqa: E402
 from gitml.ui.app import chart_series  # noqa: E402
 from gitml.ui.reader import Reader  # noqa: E402
@@ -54,7 +55,7 @@ def test_a_second_server_loads_the_parsed_chunks_and_parses_none(client, repo, b
     assert (first.chunks.parsed, first.chunks.loaded) == (3, 0)
     assert len(_files(repo)) == 3
     assert max(v for v in drawn["y"] if v is not None) == SPIKE  # the spike survives M4
-    with gitml.Client(repo) as other:
+    with gitml.ops.Operations(repo) as other:
         second = Reader(other)
         again = _chart(second, big)
         assert (second.chunks.parsed, second.chunks.loaded) == (0, 3)
@@ -131,7 +132,7 @@ def test_a_running_run_parses_only_its_new_and_rewritten_chunks(client, repo, bi
 def test_warm_up_keeps_the_newest_runs_long_histories(client, repo, big):
     Reader(client).warm()
     assert len(_files(repo)) == 3  # loss (3 chunks) kept; small (1 chunk) not read
-    with gitml.Client(repo) as other:
+    with gitml.ops.Operations(repo) as other:
         reader = Reader(other)
         _chart(reader, big)
         assert (reader.chunks.parsed, reader.chunks.loaded) == (0, 3)

@@ -11,7 +11,8 @@ import subprocess
 import pytest
 
 from gitml.store.git import open_store
-from gitml.store.gitindex import GitIndex, IndexFormatError, read_index
+from gitml.store.gitindex import GitIndex, read_index
+from gitml.errors import IndexFormatError
 from gitml.store.worktree import snapshot, tree_changes
 from tests.conftest import git
 

@@ -33,7 +33,7 @@ def predict(ctx, model_uri, input_path, output_path, content_type):
     it is loaded. JSON input takes MLflow's scoring forms (dataframe_split,
     dataframe_records, instances, inputs, with optional params).
     """
-    from gitml.models.batch import predict_file
+    from gitml.pyfunc.batch import predict_file
 
     _use_repo(ctx)
     bar = None

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from gitml.cli.common import emit_json, open_client, print_table
+from gitml.cli.common import emit_json, json_option, open_client, print_table
 
 
 def _sign_option(f):
@@ -65,7 +65,7 @@ def promote(ctx, name, version, stage, sign, force):
     VERSION is MLflow's number (3: the third registration) or a semantic version (v1.1.0).
     The stage's gates in the policy must pass (metric thresholds, no regression against the
     version the stage holds); --force overrides them with a tag signed by a trusted key."""
-    from gitml.registry import gitops
+    from gitml import gitops
 
     with open_client(ctx) as c:
         tag, created = gitops.promote(c, name, version, stage, sign_tag=sign, force=force)
@@ -97,7 +97,7 @@ def deprecate(ctx, name, version, sign):
 
 
 @registry_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def list_models(ctx, as_json):
     """Registered models: latest version and what each stage holds."""
@@ -120,7 +120,7 @@ def list_models(ctx, as_json):
 
 @registry_group.command("show")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def show(ctx, name, as_json):
     """NAME's versions: number, run, model path, stages, who and when.
@@ -148,7 +148,7 @@ def show(ctx, name, as_json):
 
 @registry_group.command("history")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def history(ctx, name, as_json):
     """NAME's events, oldest first: tag, who, when, signature.
@@ -201,7 +201,7 @@ def _say_policy(reg) -> None:
 @registry_group.command("policy")
 @click.option("--accept", is_flag=True, help="Accept, for this clone, the policy now on the trusted ref.")
 @click.option("--ref", help="Read the policy from this ref from now on (e.g. origin/release); accepts its policy.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def policy_(ctx, accept, ref, as_json):
     """Show the trust policy that decides, and its ref.
@@ -241,7 +241,7 @@ def policy_(ctx, accept, ref, as_json):
 @click.pass_context
 def propose(ctx, name, version, stage, branch):
     """Commit a stage change to .gitml/stages.yaml on a new branch."""
-    from gitml.registry import gitops
+    from gitml import gitops
 
     with open_client(ctx) as c:
         made, commit = gitops.propose(c, name, version, stage, branch=branch)
@@ -256,7 +256,7 @@ def propose(ctx, name, version, stage, branch):
 @click.pass_context
 def check(ctx, base, report_path, no_load):
     """Validate the proposed stage changes; write a Markdown report."""
-    from gitml.registry import gitops
+    from gitml import gitops
 
     with open_client(ctx) as c:
         result = gitops.check(c, base=base, load=not no_load)
@@ -277,7 +277,7 @@ def apply(ctx, sign, force):
     """Create the tags .gitml/stages.yaml asks for (once).
 
     A promotion that fails a gate of the policy is refused before any tag is written."""
-    from gitml.registry import gitops
+    from gitml import gitops
 
     with open_client(ctx) as c:
         done = gitops.apply(c, sign_tag=sign, force=force)

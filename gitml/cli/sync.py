@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from gitml.cli.common import open_client
+from gitml.cli.common import experiment_option, open_client
 
 
 def _progress(verb: str):
@@ -26,7 +26,7 @@ def _progress(verb: str):
 
 @click.command()
 @click.argument("remote", required=False)
-@click.option("-e", "--experiment", "experiments", multiple=True, help="Only the runs of this experiment (repeatable).")
+@experiment_option(help="Only the runs of this experiment (repeatable).")
 @click.option("-r", "--run", "runs", multiple=True, help="Only this run (id, prefix or name; repeatable).")
 @click.option("--all", "all_", is_flag=True, help="Every run and experiment (the default when nothing is selected).")
 @click.option("--force", is_flag=True, help="Overwrite remote runs that are not ancestors of the local ones.")
@@ -56,7 +56,7 @@ def push(ctx, remote, experiments, runs, all_, force, allow_local_artifacts):
             f"{result.url}: {len(result.pushed)} ref(s) pushed, {result.unchanged} already there; "
             f"{result.uploaded} artifact object(s) uploaded ({result.uploaded_bytes / 2**20:.1f} MiB)"
         )
-        from gitml.artifacts.config import default_remote
+        from gitml.content.config import default_remote
 
         if result.local_artifact_remote == default_remote():
             click.secho(

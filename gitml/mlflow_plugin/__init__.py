@@ -13,7 +13,7 @@ Three stores, registered through MLflow's entry points (``pyproject.toml``):
 - ``mlflow.model_registry_store`` ``gitml`` → :class:`~gitml.mlflow_plugin.registry.GitmlRegistryStore`
   (gitml's tag registry).
 
-An edge of gitml, as the CLI: it uses gitml's public API (``gitml.Client``) and nothing
+An edge of gitml, as the CLI: it uses gitml's Client and its internal facade (``gitml.ops.Operations``) and nothing
 below it. MLflow is imported only here: ``import gitml`` never loads it. The plugin is
 tested with MLflow 3.17.2; any other version gets one warning when a store is made.
 """
@@ -70,15 +70,15 @@ def repository_path(uri: str | None) -> str:
 
 
 def client_for(path: str):
-    """The process's one :class:`gitml.Client` for the repository at (or above) ``path``,
+    """The process's one Client (:class:`gitml.ops.Operations`) for the repository at (or above) ``path``,
     with the lock that serialises its use (MLflow's server and artifact transfers use
     threads; a Client is for one thread at a time)."""
-    import gitml
+    from gitml.ops import Operations
 
     with _registry_lock:
         found = _clients.get(path)
         if found is None:
-            found = gitml.Client(path)
+            found = Operations(path)
             same = [p for p, c in _clients.items() if c.repo_path == found.repo_path]  # type: ignore[attr-defined]
             if same:  # gitml:. and gitml:/abs/path naming one repository share its Client
                 found.close()

@@ -53,7 +53,7 @@ class GitmlTrackingStore(AbstractStore):
         super().__init__()
         self.client, self._lock = client_for(repository_path(store_uri))
         self.repo_path = self.client.repo_path
-        self.gitml_dir = self.client.store.gitml_dir
+        self.gitml_dir = self.client.gitml_dir
         self._model_runs: dict[str, str] = {}  # logged model id -> its run (found once)
         self._locations: dict[str, str | None] = {}  # experiment id -> artifact location chosen for it
         self._started: dict[str, RunInfo] = {}  # runs this store started and has not ended: their info at the start

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from gitml.models.signature import ColSpec, DataType, ParamSchema, Schema, TensorSpec
-from gitml.errors import SchemaEnforcementError  # noqa: F401  (defined there, raised here)
+from gitml.errors import SchemaEnforcementError
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from typing import Any
 from gitml.errors import CorruptRecordError, InvalidInputError
 from gitml.models.mlmodel import PYFUNC, Model
 from gitml.pyfunc.model import PythonModel, PythonModelContext, save_python_model
-from gitml.errors import UnsupportedFlavorError  # noqa: F401  (defined there, raised here)
+from gitml.errors import UnsupportedFlavorError
 from gitml.pyfunc.spark import spark_udf
 from gitml.pyfunc.dask import dask_predict
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from gitml.errors import ModelIntegrityError
 
 if TYPE_CHECKING:
-    from gitml.client import Client
+    from gitml.ops import Operations
     from gitml.models.mlmodel import Model
     from gitml.pyfunc import PyFuncModel
 
@@ -76,7 +76,7 @@ class ShippedKey:
         return load_shipped(self, files, model_config)
 
 
-def ship_model(model_uri: str | os.PathLike, *, client: Client | None = None) -> ShippedModel:
+def ship_model(model_uri: str | os.PathLike, *, client: Operations | None = None) -> ShippedModel:
     """Read the model at ``model_uri`` into memory, verified (see the module's docstring).
 
     Raises NotFoundError, RegisteredModelNotFoundError, ModelIntegrityError (a file that does not

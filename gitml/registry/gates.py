@@ -17,7 +17,7 @@ The gates come from the policy that decides (the trusted ref's, as the clone acc
 like the signature rules: a branch cannot weaken them. This module parses them and judges
 them against metrics it is given; which metrics (the candidate run's, as recorded at the
 registered commit, or an evaluation on a named dataset) is the caller's
-(:meth:`gitml.registry.state.Registry.gate_results`, :mod:`gitml.registry.gitops`).
+(:meth:`gitml.registry.state.Registry.gate_results`, :mod:`gitml.gitops`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gitml.errors import InvalidInputError
-from gitml.errors import GateError  # noqa: F401  (defined there, raised here)
+from gitml.errors import GateError
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne,

@@ -159,7 +159,7 @@ class RegistryCalls:
     _store: GitStore
 
     @property
-    def registry(self) -> Registry:
+    def _tag_registry(self) -> Registry:
         """The tag registry of this repository (:class:`gitml.registry.Registry`)."""
         found = self.__dict__.get("_registry")
         if found is None:
@@ -169,7 +169,7 @@ class RegistryCalls:
         return found
 
     @property
-    def registry_metadata(self) -> RegistryMetadata:
+    def _model_metadata(self) -> RegistryMetadata:
         """The models' metadata refs (:class:`gitml.registry.metadata.RegistryMetadata`)."""
         found = self.__dict__.get("_registry_metadata")
         if found is None:
@@ -183,10 +183,10 @@ class RegistryCalls:
         """``(state of the tags or None, metadata or None)`` of a model that exists for
         MLflow; RegisteredModelNotFound otherwise (never created, or deleted)."""
         slug = model_slug(name)
-        meta = self.registry_metadata.read(slug)
+        meta = self._model_metadata.read(slug)
         state = None
-        if self.registry.tag_refs(slug):
-            state = self.registry.model(name)
+        if self._tag_registry.tag_refs(slug):
+            state = self._tag_registry.model(name)
         if (meta is not None and meta.deleted) or (meta is None and state is None):
             raise RegisteredModelNotFound(f"registered model {name!r} does not exist"
                                           + (" (deleted)" if meta is not None else ""))
@@ -196,7 +196,7 @@ class RegistryCalls:
         state, meta = self._view(name)
         if state is None:
             raise RegisteredModelNotFound(f"registered model {name!r} has no version {version}")
-        mv = self.registry.find_version(state, version)
+        mv = self._tag_registry.find_version(state, version)
         if meta is not None and mv.version in meta.versions and meta.versions[mv.version].deleted:
             raise RegisteredModelNotFound(f"version {version} of registered model {name!r} was deleted")
         return state, meta, mv
@@ -211,18 +211,33 @@ class RegistryCalls:
                 meta.created = stamp
             edit(meta, stamp)
 
-        return self.registry_metadata.change(model_slug(name), name, apply, message)
+        return self._model_metadata.change(model_slug(name), name, apply, message)
 
     # -- registered models ---------------------------------------------------------
     def create_registered_model(self, name: str, tags: dict | None = None, description: str | None = None) -> RegisteredModel:
         """A registered model with no version yet (its metadata ref); ConflictError when
-        ``name`` exists."""
+        ``name`` exists.
+
+        Args:
+            name: the registered model's name.
+            tags: ``{key: value}`` MLflow tags.
+            description: the description.
+
+        Returns:
+            The :class:`RegisteredModel`.
+
+        Raises:
+            ConflictError: a model has that name.
+            InvalidInputError: a bad name or tag.
+
+        >>> client.create_registered_model("churn", description="Churn classifier")
+        """
         slug = model_slug(name)
         checked = dict(_check_tag(k, v) for k, v in (tags or {}).items())
-        meta = self.registry_metadata.read(slug)
-        if (meta is not None and not meta.deleted) or (meta is None and self.registry.tag_refs(slug)):
+        meta = self._model_metadata.read(slug)
+        if (meta is not None and not meta.deleted) or (meta is None and self._tag_registry.tag_refs(slug)):
             raise ConflictError(f"registered model {name!r} already exists")
-        if meta is not None and self.registry.tag_refs(slug):
+        if meta is not None and self._tag_registry.tag_refs(slug):
             raise ConflictError(f"registered model {name!r} was deleted and its registry tags remain "
                                 "(deprecated, as GTO reads them): choose another name")
 
@@ -235,11 +250,37 @@ class RegistryCalls:
         return to_registered_model(None, self._change(name, edit, f"create registered model {name}"))
 
     def get_registered_model(self, name: str) -> RegisteredModel:
+        """A registered model: its versions and the stages and aliases they hold.
+
+        Args:
+            name: the registered model's name.
+
+        Returns:
+            The :class:`RegisteredModel`: latest versions per stage, aliases, tags.
+
+        Raises:
+            RegisteredModelNotFound: no model has that name.
+
+        >>> client.get_registered_model("churn").aliases
+        """
         state, meta = self._view(name)
         return to_registered_model(state, meta, name)
 
     def update_registered_model(self, name: str, description: str | None = None) -> RegisteredModel:
-        """Set the model's description."""
+        """Set the model's description.
+
+        Args:
+            name: the registered model's name.
+            description: the description.
+
+        Returns:
+            The :class:`RegisteredModel` after the change.
+
+        Raises:
+            RegisteredModelNotFound: no model has that name.
+
+        >>> client.update_registered_model("churn", description="v2 features")
+        """
         self._view(name)
 
         def edit(m: ModelMeta, stamp: int) -> None:
@@ -251,16 +292,30 @@ class RegistryCalls:
     def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
         """Rename a model: its versions (same numbers, semvers, commits), stages and aliases
         are written as tags under ``new_name`` and ``name`` is deprecated
-        (:func:`gitml.registry.copying.rename`); its metadata moves with it."""
+        (:func:`gitml.registry.copying.rename`); its metadata moves with it.
+
+        Args:
+            name: the registered model's name.
+            new_name: the model's new name.
+
+        Returns:
+            The renamed :class:`RegisteredModel`.
+
+        Raises:
+            RegisteredModelNotFound: no model has that name.
+            ConflictError: a model has the new name.
+
+        >>> client.rename_registered_model("churn", "churn-classifier")
+        """
         from gitml.registry import copying
 
         state, meta = self._view(name)
         new_slug = model_slug(new_name)
-        there = self.registry_metadata.read(new_slug)
-        if (there is not None and not there.deleted) or self.registry.tag_refs(new_slug):
+        there = self._model_metadata.read(new_slug)
+        if (there is not None and not there.deleted) or self._tag_registry.tag_refs(new_slug):
             raise ConflictError(f"registered model {new_name!r} already exists")
         if state is not None:
-            copying.rename(self.registry, name, new_name)
+            copying.rename(self._tag_registry, name, new_name)
 
         def move(m: ModelMeta, stamp: int) -> None:
             if meta is not None:
@@ -283,10 +338,22 @@ class RegistryCalls:
 
     def delete_registered_model(self, name: str) -> None:
         """MLflow deletes the model: the registry deprecates it (``<name>@deprecated#N``) and
-        its metadata says it was deleted."""
+        its metadata says it was deleted.
+
+        Args:
+            name: the registered model's name.
+
+        Returns:
+            None.
+
+        Raises:
+            RegisteredModelNotFound: no model has that name.
+
+        >>> client.delete_registered_model("churn")
+        """
         state, _ = self._view(name)
         if state is not None and not state.deprecated:
-            self.registry.deprecate(name)
+            self._tag_registry.deprecate(name)
 
         def edit(m: ModelMeta, stamp: int) -> None:
             m.deleted, m.updated = True, stamp
@@ -294,6 +361,22 @@ class RegistryCalls:
         self._change(name, edit, f"delete registered model {name}")
 
     def set_registered_model_tag(self, name: str, key: str, value) -> None:
+        """Set an MLflow tag on a registered model (kept in its metadata ref).
+
+        Args:
+            name: the registered model's name.
+            key: the tag's key.
+            value: the tag's value (stored as text).
+
+        Returns:
+            None.
+
+        Raises:
+            RegisteredModelNotFound: no model has that name.
+            InvalidInputError: a key or value MLflow refuses.
+
+        >>> client.set_registered_model_tag("churn", "team", "ml")
+        """
         self._view(name)
         key, text = _check_tag(key, value)
 
@@ -303,6 +386,20 @@ class RegistryCalls:
         self._change(name, edit, f"set tag {key} of registered model {name}")
 
     def delete_registered_model_tag(self, name: str, key: str) -> None:
+        """Remove a tag from a registered model.
+
+        Args:
+            name: the registered model's name.
+            key: the tag's key.
+
+        Returns:
+            None.
+
+        Raises:
+            RegisteredModelNotFound: no model has that name.
+
+        >>> client.delete_registered_model_tag("churn", "team")
+        """
         self._view(name)
 
         def edit(m: ModelMeta, stamp: int) -> None:
@@ -315,15 +412,30 @@ class RegistryCalls:
         """Registered models matching MLflow's filter (``name LIKE 'a%'``, ``tags.team = 'x'``),
         ordered by ``order_by`` (``name``, ``creation_timestamp``, ``last_updated_timestamp``,
         ``ASC``/``DESC``; then by name), one page of ``max_results`` from ``page_token``; the
-        next page's token is the result's ``token``."""
+        next page's token is the result's ``token``.
+
+        Args:
+            filter_string: MLflow's filter for the search (default: everything).
+            max_results: at most this many.
+            order_by: MLflow's ``order_by`` clauses.
+            page_token: the ``token`` of the previous page.
+
+        Returns:
+            A :class:`PagedList` of :class:`RegisteredModel`.
+
+        Raises:
+            InvalidInputError: a filter or order MLflow's grammar does not take.
+
+        >>> client.search_registered_models("name LIKE 'churn%'")
+        """
         models = self._all_models()
         return search(models, lambda m: {"name": m.name, "creation_timestamp": m.creation_timestamp,
                                          "last_updated_timestamp": m.last_updated_timestamp, "tags": m.tags},
                       REGISTERED_MODELS, filter_string, max_results, order_by, page_token)
 
     def _all_models(self) -> list[RegisteredModel]:
-        states = self.registry.models()
-        metas = self.registry_metadata.all()
+        states = self._tag_registry.models()
+        metas = self._model_metadata.all()
         out = []
         by_slug: dict[str, str] = {}
         for name in states:
@@ -340,7 +452,25 @@ class RegistryCalls:
                              run_link: str | None = None, description: str | None = None) -> ModelVersion:
         """Register ``source`` (``runs:/<run>/<path>``, or a version to copy:
         ``models:/<name>/<N>``) as the next version of ``name``; ``tags`` and ``description``
-        are kept (tags in the metadata ref, the description in the signed tag)."""
+        are kept (tags in the metadata ref, the description in the signed tag).
+
+        Args:
+            name: the registered model's name.
+            source: ``runs:/<run_id>/<path>``, a path in ``run_id``'s artifacts, or ``models:/...`` to copy.
+            run_id: the run, when ``source`` is a path.
+            tags: ``{key: value}`` MLflow tags.
+            run_link: accepted as MLflow's (not stored).
+            description: the description.
+
+        Returns:
+            The new :class:`ModelVersion`.
+
+        Raises:
+            InvalidInputError: the source names no run, or a bad name or tag.
+            RunNotFoundError: no run has that id.
+
+        >>> client.create_model_version("churn", f"runs:/{run_id}/model")
+        """
         checked = dict(_check_tag(k, v) for k, v in (tags or {}).items())
         model_slug(name)
         if source.startswith("models:/"):
@@ -349,17 +479,17 @@ class RegistryCalls:
         if not run:
             raise InvalidInputError(f"model source {source!r} names no run: give runs:/<run_id>/<path>")
         self._check_not_deleted(name)
-        mv = self.registry.register(name, run, path, description=description or "")
+        mv = self._tag_registry.register(name, run, path, description=description or "")
         return self._after_registration(name, mv, checked, None)
 
     def _check_not_deleted(self, name: str) -> None:
-        meta = self.registry_metadata.read(model_slug(name))
+        meta = self._model_metadata.read(model_slug(name))
         if meta is not None and meta.deleted:
             raise RegisteredModelNotFound(f"registered model {name!r} was deleted")
 
     def _after_registration(self, name: str, mv: VersionRecord, tags: dict, source: str | None) -> ModelVersion:
         if not tags and not source:  # nothing the tag does not hold: no metadata commit
-            meta = self.registry_metadata.read(model_slug(name))
+            meta = self._model_metadata.read(model_slug(name))
             return to_model_version(mv, meta.versions.get(mv.version) if meta else None)
 
         def edit(m: ModelMeta, stamp: int) -> None:
@@ -379,7 +509,7 @@ class RegistryCalls:
         src = self.get_model_version_by_alias(src_name, alias) if alias else self.get_model_version(src_name, version or "")
         _, _, record = self._version_view(src_name, src.version)
         self._check_not_deleted(dst)
-        made = copying.copy_version(self.registry, record, dst)
+        made = copying.copy_version(self._tag_registry, record, dst)
         if description is not None and description != record.description:
             self.update_model_version(dst, str(made.number), description)
         return self._after_registration(dst, made, {**src.tags, **tags}, f"models:/{src_name}/{src.version}")
@@ -387,7 +517,20 @@ class RegistryCalls:
     def copy_model_version(self, src_model_uri: str, dst_name: str) -> ModelVersion:
         """Copy a version (``models:/<name>/<N>`` or ``models:/<name>@<alias>``) to the next
         version of ``dst_name`` (created when missing), with its tags and description, as
-        MLflow does; its source is the URI copied."""
+        MLflow does; its source is the URI copied.
+
+        Args:
+            src_model_uri: ``models:/<name>/<N>`` or ``models:/<name>@<alias>``.
+            dst_name: the model the copy becomes the next version of (created when missing).
+
+        Returns:
+            The new :class:`ModelVersion` of ``dst_name``.
+
+        Raises:
+            RegisteredModelNotFound: the source version does not exist.
+
+        >>> client.copy_model_version("models:/churn@champion", "churn-prod")
+        """
         try:
             self.create_registered_model(dst_name)
         except ConflictError:
@@ -396,18 +539,58 @@ class RegistryCalls:
 
     def get_model_version(self, name: str, version: str | int) -> ModelVersion:
         """Version ``version`` (MLflow's number, or a semantic version ``v1.1.0``) of ``name``;
-        a deregistered one too (its stage is ``Archived``), not one MLflow deleted."""
+        a deregistered one too (its stage is ``Archived``), not one MLflow deleted.
+
+        Args:
+            name: the registered model's name.
+            version: MLflow's number (``1``) or the registry's semantic version (``v1.0.0``).
+
+        Returns:
+            The :class:`ModelVersion`.
+
+        Raises:
+            RegisteredModelNotFound: no such model or version.
+
+        >>> client.get_model_version("churn", 1).run_id
+        """
         _, meta, mv = self._version_view(name, version)
         return to_model_version(mv, meta.versions.get(mv.version) if meta else None)
 
     def get_model_version_download_uri(self, name: str, version: str | int) -> str:
-        """Where the version's files are: ``runs:/<run>/<path>`` (a copy's too)."""
+        """Where the version's files are: ``runs:/<run>/<path>`` (a copy's too).
+
+        Args:
+            name: the registered model's name.
+            version: MLflow's number (``1``) or the registry's semantic version (``v1.0.0``).
+
+        Returns:
+            ``runs:/<run_id>/<path>``.
+
+        Raises:
+            RegisteredModelNotFound: no such model or version.
+
+        >>> client.get_model_version_download_uri("churn", 1)
+        """
         _, _, mv = self._version_view(name, version)
         return f"runs:/{mv.run_id}/{mv.path}" if mv.path else f"runs:/{mv.run_id}"
 
     def update_model_version(self, name: str, version: str | int, description: str | None = None) -> ModelVersion:
         """Set a version's description (kept in the metadata ref; the registration tag keeps
-        the one it was registered with)."""
+        the one it was registered with).
+
+        Args:
+            name: the registered model's name.
+            version: MLflow's number (``1``) or the registry's semantic version (``v1.0.0``).
+            description: the description.
+
+        Returns:
+            The :class:`ModelVersion` after the change.
+
+        Raises:
+            RegisteredModelNotFound: no such model or version.
+
+        >>> client.update_model_version("churn", 1, description="baseline")
+        """
         _, _, mv = self._version_view(name, version)
 
         def edit(m: ModelMeta, stamp: int) -> None:
@@ -418,6 +601,23 @@ class RegistryCalls:
         return self.get_model_version(name, version)
 
     def set_model_version_tag(self, name: str, version: str | int, key: str, value) -> None:
+        """Set an MLflow tag on a model version (kept in the metadata ref).
+
+        Args:
+            name: the registered model's name.
+            version: MLflow's number (``1``) or the registry's semantic version (``v1.0.0``).
+            key: the tag's key.
+            value: the tag's value (stored as text).
+
+        Returns:
+            None.
+
+        Raises:
+            RegisteredModelNotFound: no such model or version.
+            InvalidInputError: a key or value MLflow refuses.
+
+        >>> client.set_model_version_tag("churn", 1, "validated", "yes")
+        """
         _, _, mv = self._version_view(name, version)
         key, text = _check_tag(key, value)
 
@@ -427,6 +627,21 @@ class RegistryCalls:
         self._change(name, edit, f"set tag {key} of version {mv.number} ({mv.version}) of {name}")
 
     def delete_model_version_tag(self, name: str, version: str | int, key: str) -> None:
+        """Remove a tag from a model version.
+
+        Args:
+            name: the registered model's name.
+            version: MLflow's number (``1``) or the registry's semantic version (``v1.0.0``).
+            key: the tag's key.
+
+        Returns:
+            None.
+
+        Raises:
+            RegisteredModelNotFound: no such model or version.
+
+        >>> client.delete_model_version_tag("churn", 1, "validated")
+        """
         _, _, mv = self._version_view(name, version)
 
         def edit(m: ModelMeta, stamp: int) -> None:
@@ -436,10 +651,23 @@ class RegistryCalls:
 
     def delete_model_version(self, name: str, version: str | int) -> None:
         """MLflow deletes the version: the registry deregisters it (``<name>@<v>!#N``; its
-        number is never reused) and the metadata says it was deleted."""
+        number is never reused) and the metadata says it was deleted.
+
+        Args:
+            name: the registered model's name.
+            version: MLflow's number (``1``) or the registry's semantic version (``v1.0.0``).
+
+        Returns:
+            None.
+
+        Raises:
+            RegisteredModelNotFound: no such model or version.
+
+        >>> client.delete_model_version("churn", 1)
+        """
         _, _, mv = self._version_view(name, version)
         if not mv.deregistered:
-            self.registry.deregister(name, mv.version)
+            self._tag_registry.deregister(name, mv.version)
 
         def edit(m: ModelMeta, stamp: int) -> None:
             vm = m.version(mv.version)
@@ -452,9 +680,24 @@ class RegistryCalls:
         """Versions matching MLflow's filter (``name = 'x'``, ``version_number > 2``,
         ``run_id IN (...)``, ``source_path LIKE ...``, ``tags.k = 'v'``), ordered as MLflow
         orders them (by default newest update first, then name, then number descending),
-        one page of ``max_results`` from ``page_token``."""
-        states = self.registry.models()
-        metas = self.registry_metadata.all()
+        one page of ``max_results`` from ``page_token``.
+
+        Args:
+            filter_string: MLflow's filter for the search (default: everything).
+            max_results: at most this many.
+            order_by: MLflow's ``order_by`` clauses.
+            page_token: the ``token`` of the previous page.
+
+        Returns:
+            A :class:`PagedList` of :class:`ModelVersion`.
+
+        Raises:
+            InvalidInputError: a filter or order MLflow's grammar does not take.
+
+        >>> client.search_model_versions(f"run_id = '{run_id}'")
+        """
+        states = self._tag_registry.models()
+        metas = self._model_metadata.all()
         views: list[ModelVersion] = []
         for name, state in states.items():
             meta = metas.get(model_slug(name))
@@ -469,7 +712,20 @@ class RegistryCalls:
                       MODEL_VERSIONS, filter_string, max_results, order_by, page_token)
 
     def get_latest_versions(self, name: str, stages: list[str] | None = None) -> list[ModelVersion]:
-        """For each stage asked (default: every stage), the latest version in it, as MLflow."""
+        """For each stage asked (default: every stage), the latest version in it, as MLflow.
+
+        Args:
+            name: the registered model's name.
+            stages: the stages asked (default: every stage).
+
+        Returns:
+            A list of :class:`ModelVersion`.
+
+        Raises:
+            RegisteredModelNotFound: no model has that name.
+
+        >>> client.get_latest_versions("churn", ["Production"])
+        """
         latest = self.get_registered_model(name).latest_versions
         if stages is None:
             return latest
@@ -480,8 +736,24 @@ class RegistryCalls:
                                        archive_existing_versions: bool = False) -> ModelVersion:
         """``Production``/``Staging``/any stage: assign it (``archive_existing_versions``:
         the version it held is deregistered, MLflow's ``Archived``); ``None``: take the
-        version out of the stages it holds; ``Archived``: deregister it."""
-        reg = self.registry
+        version out of the stages it holds; ``Archived``: deregister it.
+
+        Args:
+            name: the registered model's name.
+            version: MLflow's number (``1``) or the registry's semantic version (``v1.0.0``).
+            stage: ``Production``, ``Staging``, ``None``, ``Archived`` or a stage of the policy.
+            archive_existing_versions: archive the version that held the stage.
+
+        Returns:
+            The :class:`ModelVersion` after the change.
+
+        Raises:
+            RegisteredModelNotFound: no such model or version.
+            PolicyError: the repository's policy refuses the change.
+
+        >>> client.transition_model_version_stage("churn", 2, "Production")
+        """
+        reg = self._tag_registry
         state, _, mv = self._version_view(name, version)
         key = _stage(stage)
         allowed = reg.policy.stages or ()
@@ -506,23 +778,63 @@ class RegistryCalls:
 
     def set_registered_model_alias(self, name: str, alias: str, version: str | int) -> None:
         """An alias is a stage: ``models:/<name>@<alias>`` resolves to ``version``. MLflow's
-        reserved names (``latest``, ``v<N>``) are refused, as MLflow refuses them."""
+        reserved names (``latest``, ``v<N>``) are refused, as MLflow refuses them.
+
+        Args:
+            name: the registered model's name.
+            alias: the alias (a stage of the tag registry).
+            version: MLflow's number (``1``) or the registry's semantic version (``v1.0.0``).
+
+        Returns:
+            None.
+
+        Raises:
+            InvalidInputError: a reserved alias.
+            RegisteredModelNotFound: no such model or version.
+            PolicyError: the repository's policy refuses the change.
+
+        >>> client.set_registered_model_alias("churn", "champion", 2)
+        """
         if alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
             raise InvalidInputError(f"alias {alias!r} is reserved (latest, v<number>)")
         _, _, mv = self._version_view(name, version)
-        self.registry.assign(name, mv.version, alias)
+        self._tag_registry.assign(name, mv.version, alias)
 
     def delete_registered_model_alias(self, name: str, alias: str) -> None:
-        self.registry.unassign(name, alias)
+        """Take an alias (a stage) off the version holding it.
+
+        Args:
+            name: the registered model's name.
+            alias: the alias (a stage of the tag registry).
+
+        Returns:
+            None.
+
+        Raises:
+            RegisteredModelNotFound: no model has that name.
+
+        >>> client.delete_registered_model_alias("churn", "champion")
+        """
+        self._tag_registry.unassign(name, alias)
 
     def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
-        mv = self.registry.resolve(name, stage=alias)
+        """The version holding an alias.
+
+        Args:
+            name: the registered model's name.
+            alias: the alias (a stage of the tag registry).
+
+        Returns:
+            The :class:`ModelVersion`.
+
+        Raises:
+            RegisteredModelNotFound: no version holds that alias.
+
+        >>> client.get_model_version_by_alias("churn", "champion")
+        """
+        mv = self._tag_registry.resolve(name, stage=alias)
         _, meta = self._view(name)
         return to_model_version(mv, meta.versions.get(mv.version) if meta else None)
-
-    def registry_history(self, name: str) -> list[dict]:
-        """The changes of a model's metadata, newest first: ``{commit, by, at, message}``."""
-        return self.registry_metadata.history(model_slug(name))
 
 
 __all__ = ["ModelVersion", "PagedList", "RegisteredModel", "RegistryCalls"]

@@ -40,7 +40,7 @@ from gitml.registry.tags import Action, RegistryTag, check_model_name, check_sta
 from gitml.store import yamlout
 from gitml.store.git import TREE_MODE, GitStore
 from gitml.yamlread import load_yaml
-from gitml.errors import PolicyError  # noqa: F401  (defined there, raised here)
+from gitml.errors import PolicyError
 
 POLICY_PATH = ".gitml/registry.yaml"
 STAGES_PATH = ".gitml/stages.yaml"

@@ -26,7 +26,7 @@ import logging
 from typing import Any
 
 from gitml.errors import GitmlError, InputTooLargeError
-from gitml.errors import RequestError  # noqa: F401  (defined there, raised here)
+from gitml.errors import RequestError
 
 log = logging.getLogger("gitml.serving")
 
@@ -249,7 +249,7 @@ class ScoringApp:
 
     def score(self, body: bytes, kind: str) -> bytes:
         """The response body for a request body of ``kind``; RequestError when refused."""
-        from gitml.models.batch import predictions_json, read_table, table_from_payload
+        from gitml.pyfunc.batch import predictions_json, read_table, table_from_payload
 
         if not body:
             raise RequestError(400, "BAD_REQUEST", "the body is empty")

@@ -12,7 +12,7 @@ of Kubernetes, each folder carrying the model's files and their hashes.
                InferenceService (V2 protocol) using it
 
 A run's model is checked file by file against the run's manifest while it is exported
-(:func:`gitml.models.batch.export_model`); ``model.sha256`` carries those hashes on.
+(:func:`gitml.pyfunc.batch.export_model`); ``model.sha256`` carries those hashes on.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def export(model_uri: str, dst: str, *, target: str = "mlflow", name: str | None
     Raises InvalidInputError, ConflictError (``dst`` not empty), NotFoundError,
     ModelIntegrityError (a run's file that fails its recorded hash).
     """
-    from gitml.models.batch import export_model
+    from gitml.pyfunc.batch import export_model
     from gitml.serving.v2 import model_name_of
 
     if target not in TARGETS:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from dulwich.errors import NotGitRepository
 from dulwich.objects import Blob, Commit, ShaFile, Tree
@@ -22,10 +22,12 @@ from dulwich.config import ConfigFile
 from dulwich.repo import Repo, UnsupportedExtension, UnsupportedVersion, read_gitfile
 
 from gitml.errors import CorruptRecordError, RepositoryError
-from gitml.store.locks import LockHeld, holder, release_if_dead
+from gitml.store.locks import holder, release_if_dead
+from gitml.errors import LockHeld
 from gitml.store.refs import RefLister, pack_refs, parallel_map, racy_seconds, update_ref
 from gitml.store.packs import KEEP_MARK, maybe_merge_small_packs, release_keep, sha_of, write_pack
-from gitml.errors import UnsupportedRepositoryError  # noqa: F401  (defined there, raised here)
+from gitml.errors import UnsupportedRepositoryError
+from gitml.store.ids import oid, refname
 
 log = logging.getLogger("gitml")
 
@@ -165,7 +167,7 @@ class GitStore:
         if sha in self._written or sha in self._present:
             return True
         with self._lock:
-            found = sha in self.repo.object_store
+            found = oid(sha) in self.repo.object_store
         if found:
             if len(self._present) > 1 << 20:
                 self._present.clear()
@@ -183,7 +185,7 @@ class GitStore:
         try:
             with self._lock:  # dulwich's object store is not thread-safe
                 try:
-                    return self.repo.object_store.get_raw(sha)
+                    return self.repo.object_store.get_raw(oid(sha))
                 except KeyError:
                     # as git's reprepare_packed_git: packs came and went (another process merged
                     # them, `git gc` ran) faster than dulwich's bounded rescans: forget every pack
@@ -192,14 +194,45 @@ class GitStore:
                         self.repo.object_store.close()
                     except BufferError:  # a view of a pack's memory map is still alive: rescan only
                         pass
-                    return self.repo.object_store.get_raw(sha)
+                    return self.repo.object_store.get_raw(oid(sha))
         except KeyError:
             reason = "object is missing from the repository"
+            if self._from_promisor(sha):  # a partial clone: the remote it came from holds it
+                return self.raw(sha)
         except Exception as e:  # noqa: BLE001 - a damaged pack: zlib, delta or struct errors from dulwich
             reason = f"object is damaged in its pack ({type(e).__name__}: {e}); `git fsck` shows the extent"
         # raised here, outside the handler: the traceback of dulwich's error holds views of its
         # memory-mapped pack, and closing the repository while they live fails (BufferError)
         raise CorruptRecordError(sha.decode(), reason)
+
+    def _from_promisor(self, sha: bytes) -> bool:
+        """Fetch a missing object from a partial clone's promisor remote (``git clone
+        --filter=blob:none``), as git does on demand; whether it is here now."""
+        from gitml.store.promisor import fetch_missing
+
+        with self._lock:
+            if not fetch_missing(self.repo, [sha]):
+                return False
+            try:
+                self.repo.object_store.close()  # look at the new pack
+            except BufferError:
+                pass
+            return oid(sha) in self.repo.object_store
+
+    def is_shallow(self) -> bool:
+        """Whether this is a shallow clone (``git clone --depth N``): history is cut there."""
+        return os.path.exists(os.path.join(self.commondir, "shallow"))
+
+    def first_parent(self, commit: Commit) -> bytes | None:
+        """A commit's first parent; None for a root commit, and for a parent a shallow clone
+        does not hold (its history is cut there, as git reads it: a run fetched into a
+        ``--depth 1`` clone may name a source commit the clone never had)."""
+        if not commit.parents:
+            return None
+        parent = commit.parents[0]
+        if self.is_shallow() and not self.contains(parent):
+            return None
+        return parent
 
     def raw_many(self, shas: list[bytes]) -> dict[bytes, tuple[int, bytes]]:
         """Many objects at once, read through one index of every pack: gitml writes many
@@ -245,7 +278,7 @@ class GitStore:
             type_num, raw = self.raw(sha)
             if type_num != Tree.type_num:
                 raise CorruptRecordError(sha.decode(), "expected a tree")
-            entries = _tree_dict(Tree.from_raw_string(Tree.type_num, raw, sha))
+            entries = _tree_dict(cast(Tree, Tree.from_raw_string(Tree.type_num, raw, oid(sha))))
             self._trees.put(sha, entries)
         return entries
 
@@ -255,7 +288,7 @@ class GitStore:
             type_num, raw = self.raw(sha)
             if type_num != Commit.type_num:
                 raise CorruptRecordError(sha.decode(), "expected a commit")
-            commit = Commit.from_raw_string(Commit.type_num, raw, sha)
+            commit = cast(Commit, Commit.from_raw_string(Commit.type_num, raw, oid(sha)))
             self._commits.put(sha, commit)
         return commit
 
@@ -294,7 +327,7 @@ class GitStore:
             if found is not False:
                 return found if isinstance(found, bytes) else None
         try:
-            return self.repo.refs[name]
+            return self.repo.refs[refname(name)]
         except KeyError:
             return None
 
@@ -341,7 +374,7 @@ class GitStore:
             return self._refs.packed_ref(name)
 
     def delete_ref(self, name: bytes, old: bytes) -> bool:
-        return self.repo.refs.remove_if_equals(name, old)
+        return self.repo.refs.remove_if_equals(refname(name), oid(old))
 
     def refs_under(self, prefix: str, *, shared: bool = False, names: re.Pattern[bytes] | None = None) -> dict[bytes, bytes]:
         """Every ref below ``prefix`` (e.g. ``refs/gitml/runs/``) → commit id. ``shared``:
@@ -389,11 +422,6 @@ class GitStore:
         """Forget cached ref listings (after refs were written by another Repo object)."""
         self._refs = RefLister(self.commondir)
 
-    @property
-    def loose_refs(self) -> set[bytes]:
-        """The loose refs seen by the last :meth:`refs_under`."""
-        return self._refs.loose
-
     def pack_refs(self, names: list[bytes]) -> int:
         """Move these loose refs into packed-refs (as ``git pack-refs``)."""
         with self._lock:
@@ -408,7 +436,7 @@ class GitStore:
         """The ref a symbolic ref (``refs/remotes/origin/HEAD``) names, None when ``name``
         is no symbolic ref."""
         try:
-            chain, _ = self.repo.refs.follow(name)
+            chain, _ = self.repo.refs.follow(refname(name))
         except (KeyError, OSError, ValueError):
             return None
         return chain[-1] if len(chain) > 1 else None
@@ -428,7 +456,7 @@ class GitStore:
         if memo is not None and stamp is not None and memo[0] == stamp:
             return memo[1]
         try:
-            chain, sha = self.repo.refs.follow(b"HEAD")
+            chain, sha = self.repo.refs.follow(refname(b"HEAD"))
         except (KeyError, OSError):
             return Head(None, None)
         branch = None
@@ -514,7 +542,7 @@ def _tree_dict(tree: Tree) -> dict[bytes, tuple[int, bytes]]:
 def make_tree(entries: dict[bytes, tuple[int, bytes]]) -> Tree:
     tree = Tree()
     for name, (mode, sha) in entries.items():
-        tree.add(name, mode, sha)
+        tree.add(name, mode, oid(sha))
     return tree
 
 

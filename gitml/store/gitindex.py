@@ -26,7 +26,7 @@ from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
-from gitml.errors import IndexFormatError  # noqa: F401  (defined there, raised here)
+from gitml.errors import IndexFormatError
 
 ASSUME_VALID = 0x8000  # git's CE_VALID: "assume unchanged"
 STAGE_MASK = 0x3000

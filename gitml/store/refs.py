@@ -25,7 +25,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from gitml.errors import RepositoryError
-from gitml.store.locks import LockFile, LockHeld, holder, release_if_dead
+from gitml.store.locks import LockFile, holder, release_if_dead
+from gitml.errors import LockHeld
 
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
 _SORTED = re.compile(rb"# pack-refs with:[^\n]* sorted[ \n]")  # the header of a sorted file

@@ -29,7 +29,7 @@ from dulwich.client import GitClient, HTTPProxyUnauthorized, HTTPUnauthorized, g
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.graph import can_fast_forward
 from dulwich.object_store import ObjectStoreGraphWalker
-from dulwich.objects import Commit
+from dulwich.objects import Commit, ObjectID
 from dulwich.protocol import PEELED_TAG_SUFFIX, ZERO_SHA
 from dulwich.repo import Repo
 
@@ -42,7 +42,8 @@ from gitml.store.entries import PackEntries, Picked
 from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_many_loose, pack_to_send, write_picked
 from gitml.store.unpack import store_received
 from gitml.store.verify import FetchedObjects, check_fetched, claimed_ids, refused_names, same_run
-from gitml.errors import RemoteError  # noqa: F401  (defined there, raised here)
+from gitml.errors import RemoteError
+from gitml.store.ids import oid, oids
 
 if TYPE_CHECKING:
     from gitml.store.git import GitStore
@@ -129,7 +130,7 @@ def list_remote_refs(store: GitStore, url: str, prefixes: tuple[str, ...] = GITM
     if folder is not None:
         return _local_refs(folder, prefixes)
     with _connection(store, url) as (client, path):
-        result = client.get_refs(path, ref_prefix=_prefixes(prefixes))
+        result = client.get_refs(path.encode() if isinstance(path, str) else path, ref_prefix=_prefixes(prefixes))
     return _select(result.refs, _prefixes(prefixes))
 
 
@@ -401,9 +402,9 @@ def _push_local(
                 continue
             old = checked.get(ref)  # compare-and-swap against what was checked: a move since is refused
             if new == ZERO_SHA:
-                ok = old is None or target.refs.remove_if_equals(ref, old)
+                ok = old is None or target.refs.remove_if_equals(ref, oid(old))
             else:
-                ok = target.refs.set_if_equals(ref, old, new)
+                ok = target.refs.set_if_equals(ref, None if old is None else oid(old), new)
             if not ok:
                 status[ref] = "rejected: the remote ref moved meanwhile"
         pack_many_loose(target.commondir(), GITML_PREFIXES[0])
@@ -441,11 +442,14 @@ def fetch_refs(
     force: bool = False,
     accept: Callable[[bytes], object] | None = None,
     vet: Callable[[bytes, bytes], str | None] | None = None,
+    check: Callable[[bytes, bytes], str | None] | None = None,
 ) -> FetchResult:
     """Fetch the remote's refs under ``prefixes`` and their objects; create the
     missing local refs and fast-forward the others (each by compare-and-swap).
     ``vet(ours, theirs)`` says why a run ref must not move from this clone's commit to
     the fetched one (it rewrites what never changes in a run), or None.
+    ``check(ref, theirs)`` says why a ref's new value, its objects here, must not be
+    taken at all (a record whose content is hostile), or None.
 
     Refs are only added or moved forward, never deleted or rewound: a local run
     the remote lacks stays, and a diverged run is reported, not chosen (with
@@ -458,7 +462,7 @@ def fetch_refs(
     refused: dict[bytes, str] = {}
     folder = local_path(url)
     if folder is not None:
-        return _fetch_local(store, folder, wanted, force, accept, vet)
+        return _fetch_local(store, folder, wanted, force, accept, vet, check)
     with Repo(store.repo.path) as local, PackEntries(local, ids_only=True) as before:
         # What this clone has is told by tips only, not by walking history (dulwich's
         # walker offers every ancestor of every branch: 300,000 lines for a long history).
@@ -466,18 +470,18 @@ def fetch_refs(
         # that an updated run comes as its new commits, not whole again.
         present = store.contains
         branches = [sha for sha in store.refs_under("refs/heads/").values() if present(sha)]
-        walker = ObjectStoreGraphWalker(branches, lambda sha: [], shallow=local.get_shallow())
+        walker = ObjectStoreGraphWalker(oids(branches), lambda sha: [], shallow=local.get_shallow())
         ours = {ref: sha for prefix in wanted for ref, sha in store.refs_under(prefix.decode()).items()}
 
-        def determine_wants(refs, depth=None) -> list[bytes]:
+        def determine_wants(refs, depth=None) -> list[ObjectID]:
             remote.update({r: s for r, s in _select(refs, wanted).items() if accept is None or accept(r)})
             refused.update(refused_names(remote))
             refused.update(claimed_ids([r for r in remote if r not in refused], ours))
             for ref in refused:
                 del remote[ref]
             moved = [ours[r] for r, sha in remote.items() if r in ours and ours[r] != sha and present(ours[r])]
-            walker.heads.update(moved[:_MAX_TIPS])
-            return sorted({sha for sha in remote.values() if not present(sha)})
+            walker.heads.update(oids(moved[:_MAX_TIPS]))
+            return oids(sorted({sha for sha in remote.values() if not present(sha)}))
 
         pack_dir = os.path.join(local.object_store.path, "pack")
         fd, received = tempfile.mkstemp(prefix="tmp_gitml_received_", dir=pack_dir)
@@ -490,19 +494,20 @@ def fetch_refs(
         ours = _ours(store, wanted)
         with PackEntries(local, packs=[stored.base] if stored.base else []) as arrived:
             _check_new(store, FetchedObjects(arrived, local, before.has), remote, ours, refused)
-        return _take_refs(store, local, remote, ours, force, refused, vet)
+        return _take_refs(store, local, remote, ours, force, refused, vet, check)
 
 
 def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
     try:
-        return repo.object_store.get_raw(sha)
+        return repo.object_store.get_raw(oid(sha))
     except KeyError:
         return None
 
 
 def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
                  accept: Callable[[bytes], object] | None = None,
-                 vet: Callable[[bytes, bytes], str | None] | None = None) -> FetchResult:
+                 vet: Callable[[bytes, bytes], str | None] | None = None,
+                 check: Callable[[bytes, bytes], str | None] | None = None) -> FetchResult:
     """Fetch from a repository on this machine: one copied pack; new refs in one write."""
     try:
         source = open_repo(folder)
@@ -521,7 +526,7 @@ def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
             with PackEntries(source) as arrived, PackEntries(local, ids_only=True) as before:
                 picked = _check_new(store, FetchedObjects(arrived, local, before.has), remote, ours, refused)
                 write_picked(os.path.join(local.object_store.path, "pack"), picked)  # each read where the check found it
-        return _take_refs(store, local, remote, ours, force, refused, vet)
+        return _take_refs(store, local, remote, ours, force, refused, vet, check)
 
 
 def _ours(store: GitStore, wanted: list[bytes]) -> dict[bytes, bytes]:
@@ -555,9 +560,14 @@ def _take_refs(
     force: bool,
     refused: dict[bytes, str],
     vet: Callable[[bytes, bytes], str | None] | None = None,
+    check: Callable[[bytes, bytes], str | None] | None = None,
 ) -> FetchResult:
     """After the objects arrived and the new values were checked: create the refs
     missing here in one write, and classify or fast-forward the others one by one."""
+    if check is not None:
+        for ref, sha in remote.items():
+            if ref not in refused and ours.get(ref) != sha and (why := check(ref, sha)):
+                refused[ref] = f"{why}; this clone's is kept" if ref in ours else why
     remote = {ref: sha for ref, sha in remote.items() if ref not in refused}
     result = FetchResult(remote=dict(sorted(remote.items())), refused=dict(sorted(refused.items())))
     created = create_refs(local, {ref: sha for ref, sha in remote.items() if ref not in ours})
@@ -614,9 +624,9 @@ def is_ancestor(repo: Repo, ancestor: bytes, descendant: bytes) -> bool:
     """Whether commit ``ancestor`` is ``descendant`` or one of its ancestors
     (False when either is missing locally or is not a commit)."""
     try:
-        if not all(isinstance(repo.object_store[sha], Commit) for sha in (ancestor, descendant)):
+        if not all(isinstance(repo.object_store[oid(sha)], Commit) for sha in (ancestor, descendant)):
             return False
-        return can_fast_forward(repo, ancestor, descendant)
+        return can_fast_forward(repo, oid(ancestor), oid(descendant))
     except KeyError:
         return False
 

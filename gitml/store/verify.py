@@ -21,13 +21,15 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable
 
-from dulwich.objects import parse_tree
+from typing import cast
+from dulwich.objects import Commit, parse_tree
 from dulwich.refs import check_ref_format
 from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
 from gitml.names import EXPERIMENTS_PREFIX, REGISTRY_PREFIX, parse_experiment_ref, parse_registry_ref, parse_run_ref, RUNS_PREFIX
 from gitml.store.entries import _COMMIT, _TAG, _TREE, Marks, PackEntries, Picked, commit_header, links_of
+from gitml.store.ids import oid, refname
 
 GITML_REFS = "refs/gitml/"
 EXPERIMENT_FILE = b"experiment.yaml"
@@ -45,7 +47,7 @@ def refused_names(refs: Iterable[bytes]) -> dict[bytes, str]:
                     f"not a gitml ref name ({RUNS_PREFIX}<experiment id>/<32 hex digits>, "
                     f"{EXPERIMENTS_PREFIX}<experiment id> or {REGISTRY_PREFIX}<model>)"
                 )
-        elif not check_ref_format(ref):
+        elif not check_ref_format(refname(ref)):
             refused[ref] = "not a valid git ref name"
     return refused
 
@@ -96,8 +98,8 @@ def same_run(repo: Repo, ours: bytes, theirs: bytes, run_id: str) -> bool:
 
     trailer = b"\n" + RUN_TRAILER + b": " + run_id.encode()
     try:
-        bases = find_merge_base(repo, [ours, theirs])
-        return any(trailer in repo.object_store[base].message for base in bases)
+        bases = find_merge_base(repo, [oid(ours), oid(theirs)])
+        return any(trailer in cast(Commit, repo.object_store[base]).message for base in bases)
     except (KeyError, AttributeError):
         return False
 
@@ -109,7 +111,13 @@ class FetchedObjects:
     dulwich) are needed. Nothing reads the clone's packs whole."""
 
     def __init__(self, arrived: PackEntries, local: Repo, before: Callable[[bytes], bool]):
+        from gitml.store.promisor import promisor_url
+
         self.arrived, self.local, self.before = arrived, local, before
+        # a partial clone (``--filter=blob:none``) holds no blobs of older commits, by design:
+        # a blob neither side has is its promisor remote's to give when read (GitStore.raw),
+        # as git has it; trees and commits must still be whole
+        self.promised_blobs = promisor_url(local) is not None
 
     def has(self, sha: bytes) -> bool:
         return self.arrived.has(sha) or self.before(sha)
@@ -123,7 +131,7 @@ class FetchedObjects:
         if found is not None:
             return found
         try:
-            return self.local.object_store.get_raw(sha)
+            return self.local.object_store.get_raw(oid(sha))
         except KeyError:
             raise _Problem("is missing") from None
 
@@ -365,7 +373,7 @@ class _Walk:
                 if seen.add(at, blob) and not before(blob):
                     if at or arrived.has(blob):
                         picked.add(at, blob)
-                    else:
+                    elif not self.entries.promised_blobs:
                         self.problems[blob] = "is missing"
                 if blob in self.problems:
                     self._note(blob, sha)

@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from gitml.errors import FilterSyntaxError
-from gitml.errors import TimeBudgetError  # noqa: F401  (defined there, raised here)
+from gitml.errors import TimeBudgetError
 
 __all__ = [
     "EXPERIMENTS", "RUNS", "OrderKey", "Predicate", "Row", "Schema",

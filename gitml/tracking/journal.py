@@ -34,7 +34,7 @@ import threading
 import uuid
 
 from gitml.errors import CorruptRecordError
-from gitml.errors import JournalWriteError  # noqa: F401  (defined there, raised here)
+from gitml.errors import JournalWriteError
 
 MAGIC = "gitml-journal 2"
 

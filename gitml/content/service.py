@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from dulwich.objects import Blob
 
-from gitml.artifacts.cas import ContentStore
+from gitml.content.cas import ContentStore
 from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError
 from gitml.names import check_artifact_path
 from gitml.store.git import GitStore
@@ -119,7 +119,8 @@ class RunArtifacts:
         stats = {local: os.stat(local) for local, _ in files}
         known = self.content.stat_cache.get_many(stats) if remember else {}
         contains = self.store.contains
-        entries, blobs, fresh, small = [], [], [], []
+        entries, blobs, small = [], [], []
+        fresh: list[tuple[str, os.stat_result, str, str | None]] = []
         large = []
         for real, path in files:
             st = stats[real]
@@ -146,7 +147,7 @@ class RunArtifacts:
                 sha, size = future.result()
                 entries.append((path, sha, size, None))
                 fresh.append((real, os.stat(real), sha, None))
-        self.store.write(blobs)
+        self.store.write(list(blobs))
         if remember:
             self.content.stat_cache.put_many(fresh)
         return entries
@@ -371,7 +372,7 @@ def _run_objects(
             if entry:
                 for sha256, where in manifests[entry[1]].items():
                     found.setdefault(sha256, where)
-        commit_sha = commit.parents[0] if commit.parents else None
+        commit_sha = store.first_parent(commit)  # None past a shallow clone's cut
     return found
 
 
