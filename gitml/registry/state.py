@@ -102,6 +102,23 @@ def _named_number(event: TagEvent) -> int:
     return number if isinstance(number, int) and not isinstance(number, bool) and 0 < number < 1 << 31 else 0
 
 
+def _number(numbered: dict[str, int], event: TagEvent) -> None:
+    """Give a registration's version its MLflow number if it has none: the next one, or the one
+    a gitml tag names (an import's, above every number before it: a gap kept)."""
+    version = event.tag.version
+    if version is not None and version not in numbered:
+        numbered[version] = max(_named_number(event), max(numbered.values(), default=0) + 1)
+
+
+def _numbered(registrations: list[TagEvent]) -> dict[str, int]:
+    """``{version: number}`` of a model's registrations, in the registry's order (not judged:
+    what registering needs to name the next number without reading the policy)."""
+    numbered: dict[str, int] = {}
+    for event in sorted(registrations, key=lambda e: (*order(e), e.tag.name)):
+        _number(numbered, event)
+    return numbered
+
+
 def describe_versions(state: ModelState, limit: int = 20) -> str:
     """``1 (v1.0.0), 2 (v1.1.0, deregistered)``: a model's versions by number, for messages."""
     shown = [f"{n} ({v}{', deregistered' if state.versions[v].deregistered else ''})"
@@ -421,8 +438,7 @@ class Registry:
                              f"{policy.requirement(undone[tag.version].tag)}", report)
                 continue
             undone.pop(tag.version, None)
-            if tag.version not in numbered:  # the next number, or the one a gitml tag names (an import's: a gap kept)
-                numbered[tag.version] = max(_named_number(event), max(numbered.values(), default=0) + 1)
+            _number(numbered, event)
             state.versions[tag.version] = ModelVersion(
                 name, tag.version, event.target, event, event.tagger, event.time, tag=tag.name,
             )
@@ -670,6 +686,7 @@ class Registry:
         if any(t.action is Action.DEPRECATE for t, _ in tags) and self.model(name).deprecated:
             raise ConflictError(f"registered model {name!r} is deprecated")
         versions = self._registered(tags)
+        highest = max(_numbered(self._registrations(tags)).values(), default=0)
         if version is None:
             version = bump(list(versions), bump_part)
         version = check_version(version)
@@ -682,7 +699,6 @@ class Registry:
                     "(GTO tells versions apart by their commit)"
                 )
         info: dict = {"model": name, "version": version, "run_id": run_id, "path": path, "description": str(description or "")}
-        highest = max((v.number for v in self.model(name).versions.values()), default=0) if versions else 0
         if number is not None:
             if not isinstance(number, int) or isinstance(number, bool) or not highest < number < 1 << 31:
                 raise InvalidInputError(f"version number {number!r} of registered model {name!r} must be a whole "
@@ -696,15 +712,15 @@ class Registry:
 
     def _registered(self, tags: list[tuple[RegistryTag, bytes]]) -> dict[str, tuple[str, bool]]:
         """``{version: (commit, deregistered)}`` from a model's register and deregister tags."""
-        registered = [(t, s) for t, s in tags if t.action is Action.REGISTER]
         deregistered = {t.version for t, _ in tags if t.action is Action.DEREGISTER}
+        return {e.tag.version: (e.target, e.tag.version in deregistered)
+                for e in self._registrations(tags) if e.tag.version is not None}
+
+    def _registrations(self, tags: list[tuple[RegistryTag, bytes]]) -> list[TagEvent]:
+        """The registration events among a model's tags (read, not judged by the policy)."""
+        registered = [(t, s) for t, s in tags if t.action is Action.REGISTER]
         self._prefetch(s for _, s in registered)
-        out = {}
-        for tag, sha in registered:
-            event = self.event(tag, sha)
-            if event is not None and tag.version is not None:
-                out[tag.version] = (event.target, tag.version in deregistered)
-        return out
+        return [e for t, s in registered if (e := self.event(t, s)) is not None]
 
     def _run_head(self, run_id: str) -> tuple[bytes, dict[str, dict]]:
         """A run's commit now (what this process buffered for it committed first) and its
