@@ -31,6 +31,7 @@ def main(argv=None):
     ap.add_argument("--only", default="w1,w2,w3", help="comma-separated subset of w1,w2,w3")
     ap.add_argument("--baseline", help="another gitml source tree, measured in the same rounds")
     ap.add_argument("--gitml", default=rt.REPO_ROOT, help="the gitml source tree measured (default: this clone)")
+    ap.add_argument("--mlflow-w3", help="an MLflow sqlite store a W2 of N3 runs left (kept from an earlier run: 10 minutes here)")
     ap.add_argument("--out", default=os.path.join(rt.HERE, "out"), help="output directory")
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
@@ -51,8 +52,11 @@ def main(argv=None):
     try:
         if "w3" in only:  # the runs W3 searches, written once per tool
             w3_dirs = {t: os.path.join(base, f"{t}-w3") for t in [*gitmls, "mlflow-sqlite"]}
+            if args.mlflow_w3:
+                w3_dirs["mlflow-sqlite"] = os.path.abspath(args.mlflow_w3)
             for tool, where in w3_dirs.items():
-                measure(tool, "w2", where, args.n3)
+                if not (tool == "mlflow-sqlite" and args.mlflow_w3):
+                    measure(tool, "w2", where, args.n3)
         for r in range(args.rounds):
             row = {}
             if "w1" in only:

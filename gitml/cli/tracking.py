@@ -7,7 +7,6 @@ import click
 
 from gitml.cli.common import emit_json, experiment_id, experiment_option, filter_option, fmt, json_option, open_client, order_option, print_table
 from gitml.runviews import duration, when
-from gitml.store.ids import refname
 
 
 # -- init -----------------------------------------------------------------------
@@ -308,6 +307,8 @@ def _branch_name(ctx, param, value: str | None) -> str | None:
     if value is None:
         return None
     from dulwich.refs import check_ref_format
+
+    from gitml.store.ids import refname
 
     if value.startswith("-") or not check_ref_format(refname(f"refs/heads/{value}".encode())):
         raise click.BadParameter(f"{value!r} is not a valid branch name")
