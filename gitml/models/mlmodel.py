@@ -179,10 +179,9 @@ def save_example(folder: str, example) -> tuple[dict | None, object]:
                 "serving_input_path": SERVING_EXAMPLE_FILE}
         serving = {"dataframe_split": body}
     elif isinstance(example, np.ndarray):
-        body = {"inputs": example.tolist()}
-        info = {"artifact_path": EXAMPLE_FILE, "type": "ndarray", "format": "tf-serving",
-                "serving_input_path": SERVING_EXAMPLE_FILE}
-        serving = body
+        body = example.tolist()  # as MLflow 3: the bare list (MLflow 2 wrote {"inputs": ...}, format: tf-serving)
+        info = {"artifact_path": EXAMPLE_FILE, "type": "ndarray", "serving_input_path": SERVING_EXAMPLE_FILE}
+        serving = {"inputs": body}
     else:
         raise InvalidInputError(f"input_example must be a DataFrame, dict, list or numpy array, not {type(example).__name__}")
     with open(os.path.join(folder, EXAMPLE_FILE), "w") as f:
