@@ -34,7 +34,10 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
     from gitml.tracking.entities import (
         Experiment, LifecycleStage, Metric, Param, Run, RunData, RunInfo, RunStatus, RunTag, ViewType,
     )
-    from gitml import artifacts, data, entities, exceptions, models, projects, pyfunc, pytorch, sklearn
+    from gitml import (
+        artifacts, catboost, data, entities, exceptions, keras, lightgbm, models, onnx, projects, pyfunc, pytorch, sklearn,
+        statsmodels, xgboost,
+    )
 
 _LAZY = {
     "ActiveRun": "gitml.fluent",
@@ -114,7 +117,8 @@ _LAZY = {
 }
 
 
-_SUBMODULES = {"artifacts", "data", "entities", "exceptions", "models", "projects", "pyfunc", "pytorch", "sklearn"}  # MLflow's mlflow.artifacts, mlflow.data, ...
+_SUBMODULES = {"artifacts", "catboost", "data", "entities", "exceptions", "keras", "lightgbm", "models", "onnx", "projects",
+               "pyfunc", "pytorch", "sklearn", "statsmodels", "xgboost"}  # MLflow's mlflow.artifacts, mlflow.data, ...
 
 
 def __getattr__(name: str):
@@ -171,6 +175,7 @@ __all__ = [
     "__version__",
     "active_run",
     "artifacts",
+    "catboost",
     "create_experiment",
     "data",
     "delete_experiment",
@@ -191,7 +196,9 @@ __all__ = [
     "get_run",
     "get_tracking_uri",
     "is_tracking_uri_set",
+    "keras",
     "last_active_run",
+    "lightgbm",
     "load_table",
     "log_artifact",
     "log_artifacts",
@@ -207,6 +214,7 @@ __all__ = [
     "log_table",
     "log_text",
     "models",
+    "onnx",
     "projects",
     "pyfunc",
     "pytorch",
@@ -223,5 +231,7 @@ __all__ = [
     "set_tags",
     "set_tracking_uri",
     "sklearn",
+    "statsmodels",
     "start_run",
+    "xgboost",
 ]

@@ -16,7 +16,8 @@ LAYERS = [
     ("gitml.registry",),
     ("gitml.client", "gitml.runviews", "gitml.frame", "gitml.sync", "gitml.entities", "gitml.report"),
     ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
-    ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch", "gitml.registry.gitops"),
+    ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch", "gitml.xgboost", "gitml.lightgbm", "gitml.catboost",
+     "gitml.statsmodels", "gitml.onnx", "gitml.keras", "gitml.transformers", "gitml.registry.gitops"),
     ("gitml.cli", "gitml.ui", "gitml.serving", "gitml.mlflow_plugin"),
 ]
 
