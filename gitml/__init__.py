@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
     )
     from gitml import (
         artifacts, catboost, data, entities, exceptions, keras, lightgbm, models, onnx, projects, pyfunc, pytorch, sklearn,
-        statsmodels, xgboost,
+        statsmodels, transformers, xgboost,
     )
 
 _LAZY = {
@@ -118,7 +118,7 @@ _LAZY = {
 
 
 _SUBMODULES = {"artifacts", "catboost", "data", "entities", "exceptions", "keras", "lightgbm", "models", "onnx", "projects",
-               "pyfunc", "pytorch", "sklearn", "statsmodels", "xgboost"}  # MLflow's mlflow.artifacts, mlflow.data, ...
+               "pyfunc", "pytorch", "sklearn", "statsmodels", "transformers", "xgboost"}  # MLflow's mlflow.artifacts, mlflow.data, ...
 
 
 def __getattr__(name: str):
@@ -233,5 +233,6 @@ __all__ = [
     "sklearn",
     "statsmodels",
     "start_run",
+    "transformers",
     "xgboost",
 ]

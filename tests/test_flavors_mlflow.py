@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import ROOT, run_python
+from tests.conftest import ROOT
 from tests.mlflow_venv import mlflow_python  # noqa: F401  (a fixture)
 
-pytestmark = [pytest.mark.mlflow, pytest.mark.slow]
+pytestmark = [pytest.mark.mlflow, pytest.mark.slow, pytest.mark.timeout(1200)]  # two venvs load every library
 
 _MLFLOW_ENV = {
     "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",  # MLflow 3.17 refuses any pickle otherwise
@@ -87,6 +87,18 @@ model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="s
 example = X.head(3).to_numpy(dtype="float32")
 kwargs = {"signature": tool.models.infer_signature(example, model.predict(example, verbose=0))}
 """, "X.to_numpy(dtype='float32')"),
+    "transformers": ("""
+import torch, transformers
+torch.manual_seed(0)
+words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "an", "good", "bad", "fine", "awful", "film", "one"]
+open("vocab.txt", "w").write("\\n".join(words))
+config = transformers.BertConfig(vocab_size=len(words), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=16, max_position_embeddings=32, num_labels=2)
+model = transformers.pipeline("text-classification", model=transformers.BertForSequenceClassification(config).eval(),
+                              tokenizer=transformers.BertTokenizer(vocab_file="vocab.txt"))
+example = ["a good film", "an awful one"]
+kwargs = {"pip_requirements": ["transformers", "torch"]}  # MLflow's default list imports torchvision
+""", "['a fine film', 'bad', 'an awful film']"),
 }
 
 SAVE = """
@@ -102,12 +114,18 @@ import importlib, importlib.util, json, sys, numpy as np, pandas as pd
 import {tool}.pyfunc
 assert importlib.util.find_spec({other!r}) is None, "{other} must not be importable here"
 X = pd.read_csv("by_gitml/X.csv")
+def as_json(value):
+    if isinstance(value, pd.DataFrame):
+        return value.to_dict(orient="list")
+    if isinstance(value, dict):
+        return {{k: np.asarray(v).tolist() for k, v in value.items()}}
+    return np.asarray(value).tolist()
 out = {{}}
 for flavor, data in {inputs}.items():
     for folder in ("by_gitml/" + flavor, "by_mlflow/" + flavor):
         pred = {tool}.pyfunc.load_model(folder).predict(eval(data))
         raw = importlib.import_module("{tool}." + flavor).load_model(folder)
-        out[folder] = {{"pyfunc": np.asarray(pred, dtype=float).ravel().tolist(), "raw_class": type(raw).__name__}}
+        out[folder] = {{"pyfunc": as_json(pred), "raw_class": type(raw).__name__}}
 out["imported_other"] = any(m == {other!r} or m.startswith({other!r} + ".") for m in sys.modules)
 print(json.dumps(out))
 """
@@ -194,8 +212,8 @@ def test_the_folder_is_mlflows_layout(saved, flavor):
 def test_each_tool_loads_the_others_model_without_it(predictions, flavor):
     # gitml's folder in MLflow, MLflow's folder in gitml: each as the tool that saved it reads it
     ours, theirs = f"by_gitml/{flavor}", f"by_mlflow/{flavor}"
-    np.testing.assert_allclose(predictions["mlflow"][ours]["pyfunc"], predictions["gitml"][ours]["pyfunc"], rtol=1e-6)
-    np.testing.assert_allclose(predictions["gitml"][theirs]["pyfunc"], predictions["mlflow"][theirs]["pyfunc"], rtol=1e-6)
+    _same(predictions["mlflow"][ours]["pyfunc"], predictions["gitml"][ours]["pyfunc"], flavor)
+    _same(predictions["gitml"][theirs]["pyfunc"], predictions["mlflow"][theirs]["pyfunc"], flavor)
     assert predictions["mlflow"][ours]["raw_class"] == predictions["gitml"][ours]["raw_class"]
     assert predictions["gitml"][theirs]["raw_class"] == predictions["mlflow"][theirs]["raw_class"]
 
@@ -271,3 +289,109 @@ def test_a_flavor_gitml_lacks_loads_through_mlflows_loader_once_verified(mlflow_
     refused = in_mlflow(LOAD, uri)
     assert refused["error"] in ("ModelIntegrityError", "IntegrityError") and os.path.basename(logged["code"]) in refused["message"]
     assert not marker.exists()
+
+
+# -- serving: `gitml serve` answers as `mlflow models serve` on the same folder ----------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(port: int, body: dict, timeout: float = 60):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", "/invocations", json.dumps(body), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def _wait_ready(proc, port: int, what: str, deadline: float) -> None:
+    import http.client
+    import time
+
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{what} exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}"
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/ping")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)  # polling a starting server, not standing in for a pinned time
+    raise AssertionError(f"{what} did not answer /ping")
+
+
+def _numbers(value, path="") -> list:
+    """``(path, number)`` pairs of a JSON answer: its shape exactly, its numbers to compare."""
+    if isinstance(value, dict):
+        return [pair for key in sorted(value) for pair in _numbers(value[key], f"{path}/{key}")]
+    if isinstance(value, list):
+        return [pair for i, item in enumerate(value) for pair in _numbers(item, f"{path}/{i}")]
+    return [(path, value)]
+
+
+def _same(ours, theirs, flavor: str) -> None:
+    """The same JSON shape and strings; numbers equal to 1e-6."""
+    ours, theirs = _numbers(ours), _numbers(theirs)
+    assert [p for p, _ in ours] == [p for p, _ in theirs], flavor
+    assert [v for _, v in ours if isinstance(v, str)] == [v for _, v in theirs if isinstance(v, str)], flavor
+    np.testing.assert_allclose([v for _, v in ours if not isinstance(v, str)],
+                               [v for _, v in theirs if not isinstance(v, str)], rtol=1e-6, err_msg=flavor)
+
+
+def test_gitml_serve_answers_as_mlflow_models_serve(mlflow_python, saved):  # noqa: F811
+    import signal
+    import sys
+    import time
+
+    import pandas as pd
+
+    X = pd.read_csv(saved / "by_gitml" / "X.csv").head(5)
+    def frame(flavor: str):
+        return X.assign(const=1.0)[["const", *X.columns]] if flavor == "statsmodels" else X  # sm.add_constant's
+
+    bodies = {flavor: {"inputs": X.to_numpy(dtype="float32").tolist()} if flavor == "keras" else
+              {"inputs": ["a fine film", "bad"]} if flavor == "transformers" else
+              {"dataframe_split": {"columns": list(frame(flavor).columns), "data": frame(flavor).values.tolist()}}
+              for flavor in FLAVORS}
+    env = _python_env(gitml=True)
+    mlflow_env = {**_python_env(gitml=False), "PATH": os.path.dirname(mlflow_python) + os.pathsep + os.environ["PATH"]}
+    servers = []
+    try:  # every server starts at once: they load their models side by side
+        for flavor in FLAVORS:
+            folder = str(saved / "by_gitml" / flavor)
+            ours, theirs = _free_port(), _free_port()
+            servers.append((flavor, "gitml", ours, subprocess.Popen(
+                [sys.executable, "-m", "gitml.cli.main", "serve", "-m", folder, "--port", str(ours)],
+                cwd=saved, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)))
+            servers.append((flavor, "mlflow", theirs, subprocess.Popen(
+                [mlflow_python, "-m", "mlflow", "models", "serve", "-m", folder, "-p", str(theirs), "-w", "1",
+                 "--env-manager", "local", "--host", "127.0.0.1"],
+                cwd=saved, env=mlflow_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)))
+        deadline = time.monotonic() + 600
+        for flavor, tool, port, proc in servers:
+            _wait_ready(proc, port, f"{tool} serving {flavor}", deadline)
+        answers: dict = {}
+        for flavor, tool, port, _ in servers:
+            answers.setdefault(flavor, {})[tool] = _post(port, bodies[flavor])
+        for flavor, got in answers.items():
+            assert got["gitml"][0] == got["mlflow"][0] == 200, (flavor, got)
+            _same(got["gitml"][1], got["mlflow"][1], flavor)
+    finally:
+        for _, _, _, proc in servers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for _, _, _, proc in servers:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

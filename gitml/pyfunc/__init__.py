@@ -11,7 +11,8 @@
 
 Models saved by MLflow in the flavors gitml has (``mlflow.sklearn``, ``mlflow.pytorch``,
 ``mlflow.xgboost``, ``mlflow.lightgbm``, ``mlflow.catboost``, ``mlflow.statsmodels``,
-``mlflow.onnx``, ``mlflow.keras``, ``mlflow.pyfunc`` with a ``PythonModel``) load without MLflow
+``mlflow.onnx``, ``mlflow.keras``, ``mlflow.transformers`` text classifiers, ``mlflow.pyfunc`` with a
+``PythonModel``) load without MLflow
 installed; any other ``mlflow.*`` loader goes through MLflow's own loader when MLflow is installed. A model loaded from a run has every file
 checked against the run's manifest hashes before anything in it is read.
 """
@@ -31,7 +32,7 @@ from gitml.pyfunc.model import PythonModel, PythonModelContext, save_python_mode
 from gitml.errors import UnsupportedFlavorError  # noqa: F401  (defined there, raised here)
 
 # loader modules gitml reads, and the gitml module that loads each
-NATIVE = ("sklearn", "pytorch", "xgboost", "lightgbm", "catboost", "statsmodels", "onnx", "keras")
+NATIVE = ("sklearn", "pytorch", "xgboost", "lightgbm", "catboost", "statsmodels", "onnx", "keras", "transformers")
 LOADERS = {
     **{f"mlflow.{flavor}": f"gitml.{flavor}" for flavor in NATIVE},
     **{f"gitml.{flavor}": f"gitml.{flavor}" for flavor in NATIVE},
@@ -177,7 +178,7 @@ def through_mlflow(folder: str, meta: Model, model_config: dict | None, refusal:
     name = str(meta.flavors.get(PYFUNC, {}).get("loader_module"))
     if not name.startswith("mlflow.") or importlib.util.find_spec("mlflow") is None:
         raise refusal
-    import mlflow.pyfunc  # type: ignore[import-not-found]
+    import mlflow.pyfunc
 
     return PyFuncModel(meta, _MlflowLoaded(mlflow.pyfunc.load_model(folder, model_config=model_config)))
 
