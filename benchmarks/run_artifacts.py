@@ -186,7 +186,8 @@ def main() -> None:
         tools = ["gitml"] + (["mlflow-file"] if os.path.exists(MLFLOW_PY) else [])
         w4s = {t: [w4(tmp, t, data) for _ in range(args.repeat)] for t in tools} if args.only != "w5" else {}
         w5s = [w5(tmp, runs) for _ in range(args.repeat)] if args.only != "w4" else []
-    med = lambda xs: statistics.median(xs)
+    def med(xs):
+        return statistics.median(xs)
     lines = [
         "# Artifacts and sharing: gitml vs MLflow and git",
         "",

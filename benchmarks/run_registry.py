@@ -33,7 +33,7 @@ def _git(repo, *args, input_text=None):
 
 
 def build(repo: str, models: int, versions: int, spares: int = 1) -> list[str]:
-    import gitml
+    import gitml.ops
     from dulwich.objects import Commit, Tag
 
     from gitml.registry.tags import Action, RegistryTag
@@ -48,7 +48,7 @@ def build(repo: str, models: int, versions: int, spares: int = 1) -> list[str]:
             gitml.log_text("flavors: {}\n", "model/MLmodel")
         run_ids.append(run.info.run_id)
     gitml.flush()
-    client = gitml.Client(repo)
+    client = gitml.ops.Operations(repo)
     store = client.registry.store
     objects, refs = [], []
     t0 = 1_700_000_000
@@ -121,22 +121,22 @@ def settle(repo: str) -> int:
 
 def measure(repo: str, spares: list[str], first_version: int, repeat: int) -> dict[str, tuple[tuple[float, float], ...]]:
     """``{operation: ((API wall, CPU), (CLI wall, CPU))}`` in seconds; each registration takes a spare run."""
-    import gitml
+    import gitml.ops
     from gitml.models.uri import resolve_model_uri
 
     def fresh_list():
-        with gitml.Client(repo) as c:
+        with gitml.ops.Operations(repo) as c:
             c.registry.models()
 
     def fresh_resolve():
-        with gitml.Client(repo) as c:
+        with gitml.ops.Operations(repo) as c:
             resolve_model_uri(c, "models:/m7@production")
 
     todo = list(spares)
     version = [first_version]
 
     def register():
-        with gitml.Client(repo) as c:
+        with gitml.ops.Operations(repo) as c:
             c.registry.register("m7", todo.pop(), "model", version=f"v{version[0]}.0.0")
         version[0] += 1
 
@@ -179,7 +179,7 @@ def main() -> None:
               f"({packs} packs, the retired ones still there)")
         import gitml
 
-        with gitml.Client(repo) as c:
+        with gitml.ops.Operations(repo) as c:
             assert c.registry.models()["m7"].stages["production"] == f"v{args.versions}.0.0"
         per_pass = args.repeat + 3
         fresh = measure(repo, spares[:per_pass], args.versions + 1, args.repeat)
@@ -195,7 +195,7 @@ def main() -> None:
               "deleted the packs it retired")
         print("seconds: wall median (CPU median)")
         print(f"{'operation':<23}{'API':>15}{'API settled':>15}{'CLI':>15}{'CLI settled':>15}{'GTO CLI':>9}{'GTO/CLI':>9}")
-        for (name, (api, cli_t)), gto_t in zip(fresh.items(), (gto_list, gto_resolve, gto_register)):
+        for (name, (api, cli_t)), gto_t in zip(fresh.items(), (gto_list, gto_resolve, gto_register), strict=False):
             api_s, cli_s = settled[name]
             cells = "".join(f"{w:>7.3f} ({c:.3f})" for w, c in (api, api_s, cli_t, cli_s))
             print(f"{name:<23}{cells}{gto_t:>8.3f}s{gto_t / cli_s[0]:>8.1f}x")

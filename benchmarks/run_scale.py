@@ -276,7 +276,7 @@ def measure_creation(results: list[dict], tmp: str, rounds: int = 5) -> None:
         mine = creations[r["n"]]
         r["create"] = sorted(mine, key=lambda c: c["runs_per_s"])[len(mine) // 2]
         # each round's rate against the first size's in the same round: the machine's phase cancels out
-        r["create_ratio"] = statistics.median(c["runs_per_s"] / f["runs_per_s"] for c, f in zip(mine, first))
+        r["create_ratio"] = statistics.median(c["runs_per_s"] / f["runs_per_s"] for c, f in zip(mine, first, strict=False))
 
 
 def measure_push_of_new_runs(out: dict, tmp: str, *, remotes: bool = True) -> None:

@@ -63,7 +63,8 @@ print(json.dumps({"start_run": took}))
 CHECKOUT = """\
 import json, sys, time
 import gitml
-c = gitml.Client(".")
+import gitml.ops
+c = gitml.ops.Operations(".")
 t = time.perf_counter()
 c.checkout_run(sys.argv[1])
 print(json.dumps({"checkout": time.perf_counter() - t}))
@@ -72,7 +73,7 @@ print(json.dumps({"checkout": time.perf_counter() - t}))
 DIFF = """\
 import json, sys, time
 import gitml
-c = gitml.Client(".")
+c = gitml.ops.Operations(".")
 t = time.perf_counter()
 c.runs_code_diff(sys.argv[1], sys.argv[2])
 print(json.dumps({"diff": time.perf_counter() - t}))

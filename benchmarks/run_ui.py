@@ -95,7 +95,7 @@ sys.path.insert(0, {os.path.join(ROOT, "benchmarks")!r})
 import gitml, scale_repo
 t = time.time()
 scale_repo.build({runs}, {path!r}, experiments=1)
-c = gitml.Client({path!r})
+c = gitml.ops.Operations({path!r})
 exp = c.get_experiment_by_name(scale_repo.experiment_names(1)[0]).experiment_id
 big = c.create_run(exp, run_name="big").info.run_id
 c.log_batch(big, metrics=[("big", {SPIKE} if s == {points} // 2 + 7 else (s % 1000) / 1000.0, {T0} + s, s) for s in range({points})])
@@ -164,9 +164,10 @@ FIRST_CHART = r"""
 import json, shutil, sys, time
 import pandas
 import gitml
+import gitml.ops
 from gitml.ui.app import Reader, chart_series
 repo, big, cold = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-client = gitml.Client(repo)
+client = gitml.ops.Operations(repo)
 if cold:
     shutil.rmtree(client.cache_dir("histories"), ignore_errors=True)
 client.get_run(big)  # the server's Client is open and has read runs before a chart is asked for

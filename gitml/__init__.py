@@ -14,7 +14,7 @@ commit holds the code that ran and what it logged::
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what editors and type checkers see; at run time each name is imported on first use (_LAZY)
-    from gitml.artifacts.service import FileInfo
+    from gitml.content.service import FileInfo
     from gitml.client import Client, MlflowClient, RunOperations
     from gitml.errors import (
         AmbiguousRunError, ConflictError, CorruptRecordError, DeletedRunError, ExperimentNotFoundError,
@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
         restore_run, search_experiments, search_runs, set_experiment, set_experiment_tag,
         set_experiment_tags, set_tag, set_tags, set_tracking_uri, start_run,
     )
+    from gitml.autologging import autolog
+    from gitml.models.evaluation import evaluate
     from gitml.tracking.entities import (
         Experiment, LifecycleStage, Metric, Param, Run, RunData, RunInfo, RunStatus, RunTag, ViewType,
     )
@@ -48,7 +50,7 @@ _LAZY = {
     "DeletedRunError": "gitml.errors",
     "Experiment": "gitml.tracking.entities",
     "ExperimentNotFoundError": "gitml.errors",
-    "FileInfo": "gitml.artifacts.service",
+    "FileInfo": "gitml.content.service",
     "FilterSyntaxError": "gitml.errors",
     "GitmlError": "gitml.errors",
     "InvalidInputError": "gitml.errors",
@@ -69,6 +71,7 @@ _LAZY = {
     "RunTag": "gitml.tracking.entities",
     "ViewType": "gitml.tracking.entities",
     "active_run": "gitml.fluent",
+    "autolog": "gitml.autologging",
     "create_experiment": "gitml.fluent",
     "delete_experiment": "gitml.fluent",
     "delete_run": "gitml.fluent",
@@ -76,6 +79,7 @@ _LAZY = {
     "disable_system_metrics_logging": "gitml.fluent",
     "enable_system_metrics_logging": "gitml.fluent",
     "end_run": "gitml.fluent",
+    "evaluate": "gitml.models.evaluation",
     "flush": "gitml.fluent",
     "flush_async_logging": "gitml.fluent",
     "get_artifact_uri": "gitml.fluent",
@@ -174,6 +178,7 @@ __all__ = [
     "ViewType",
     "__version__",
     "active_run",
+    "autolog",
     "artifacts",
     "catboost",
     "create_experiment",
@@ -184,6 +189,7 @@ __all__ = [
     "disable_system_metrics_logging",
     "enable_system_metrics_logging",
     "end_run",
+    "evaluate",
     "entities",
     "exceptions",
     "flush",

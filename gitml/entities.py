@@ -5,7 +5,7 @@
     client.log_batch(run_id, metrics=[Metric("loss", 0.1, 0, 1)], params=[Param("lr", "0.01")])
 """
 
-from gitml.artifacts.service import FileInfo
+from gitml.content.service import FileInfo
 from gitml.tracking.entities import (
     Dataset,
     DatasetInput,

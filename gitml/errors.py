@@ -24,20 +24,21 @@ one also offers it under its name; the part is named in brackets)::
     ├── MissingExtraError         an optional part (ui, serve) is not installed
     ├── InvalidInputError
     │   ├── ProjectSpecError, ParameterError (projects.spec), UnsupportedFlavorError (pyfunc),
-    │   │   ModelIntegrityError (models.uri), BadInputFileError, InputTooLargeError (models.batch),
+    │   │   ModelIntegrityError (models.uri), BadInputFileError, InputTooLargeError (pyfunc.batch),
     │   │   SchemaEnforcementError (models.enforce), InvalidHostError (ui.app),
     │   │   LocalArtifactsError (sync)
     ├── NotFoundError
     │   └── EntryPointNotFoundError (projects.spec), VersionNotFoundError (projects.source),
     │       RegisteredModelNotFoundError (models.uri), RegisteredModelNotFound (registry.state)
     ├── ConflictError
-    │   └── LockHeld (store.locks), IndexLockedError (store.checkout), UntrustedTagError (registry.state)
+    │   └── LockHeld (store.locks), IndexLockedError (store.checkout), UntrustedTagError (registry.state),
+    │       GateError (registry.gates)
     ├── CorruptRecordError
     │   └── ModelChangedError (registry.state), PolicyError (registry.policy)
     ├── RepositoryError
     │   └── UnsupportedRepositoryError (store.git), PackError (store.unpack),
     │       IndexFormatError (store.gitindex), JournalWriteError (tracking.journal)
-    ├── IntegrityError, ArtifactRemoteError (artifacts.cas)
+    ├── IntegrityError, ArtifactRemoteError (content.cas)
     │   └── ObjectMissingError, RemoteTimeoutError, UnconfirmedRemoteError
     ├── RemoteError (store.remote), SigningError (registry.signing), TimeBudgetError (tracking.filter)
     ├── ProjectFetchError (projects.source), ProjectRunFailedError (projects.runner),
@@ -171,7 +172,7 @@ class ParamConflictError(ConflictError):
     error_code = "INVALID_PARAMETER_VALUE"  # as MLflow reports a changed param
 
     def __init__(self, run_id: str, key: str, old: str, new: str):
-        self.run_id, self.key = run_id, key
+        self.run_id, self.key, self.old, self.new = run_id, key, old, new
         super().__init__(
             f"param {key!r} of run {run_id} is already {old!r}; "
             f"cannot change it to {new!r} (params are immutable)"
@@ -209,7 +210,7 @@ class MissingExtraError(GitmlError):
 
 
 # -- raised by one part of gitml each ------------------------------------------
-# raised by gitml.artifacts.cas
+# raised by gitml.content.cas
 class IntegrityError(GitmlError):
     """An artifact object whose bytes do not match its hash."""
 
@@ -382,7 +383,7 @@ class ModelIntegrityError(InvalidInputError):
     """A model file that does not match the hash the run recorded for it."""
 
 
-# raised by gitml.models.batch
+# raised by gitml.pyfunc.batch
 class BadInputFileError(InvalidInputError):
     """An input file that cannot be read as the table a model takes."""
 
@@ -412,6 +413,13 @@ class UntrustedTagError(ConflictError):
     """A stage tag the policy requires to be signed by a trusted key is not (``on_untrusted: refuse``)."""
 
     error_code = "PERMISSION_DENIED"
+
+
+# raised by gitml.registry.gates
+class GateError(ConflictError):
+    """A promotion that fails a gate of the policy (a metric threshold, a regression)."""
+
+    error_code = "INVALID_STATE"
 
 
 # raised by gitml.registry.signing
@@ -454,6 +462,7 @@ __all__ = [  # one name a line: parts added at once merge without conflict
     "NotFoundError",
     "RunNotFoundError",
     "ExperimentNotFoundError",
+    "GateError",
     "AmbiguousRunError",
     "DuplicateRunIdError",
     "ConflictError",

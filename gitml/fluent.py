@@ -13,12 +13,12 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from gitml.client import RUN_OPERATIONS_DONE, Client, RunOperations
+from gitml.client import RUN_OPERATIONS_DONE, RunOperations
+from gitml.ops import Operations
 from gitml.errors import GitmlError, InvalidInputError
-from gitml.names import DEFAULT_EXPERIMENT_ID, check_key
+from gitml.names import DEFAULT_EXPERIMENT_ID
 from gitml.names import check_artifact_path as _check_artifact_path
 from gitml.names import check_mapping as _check_mapping
-from gitml.names import check_metric as _check_metric
 from gitml.tracking.entities import Experiment, Metric, Run, RunStatus, ViewType
 from gitml.tracking.tracker import Tracker as _Tracker
 from gitml.tracking.tracker import check_run_name as _check_run_name
@@ -29,10 +29,10 @@ if TYPE_CHECKING:
 
 _state = threading.local()
 _lock = threading.RLock()
-_client: Client | None = None
+_client: Operations | None = None
 _repo: str | None = None
 _experiment_id: str | None = None
-_inherited: list[Client] = []  # a forked child keeps its parent's client alive, untouched
+_inherited: list[Operations] = []  # a forked child keeps its parent's client alive, untouched
 _system_metrics: bool | None = None  # enable/disable_system_metrics_logging; None: the environment
 
 
@@ -44,7 +44,7 @@ class ActiveRun(Run):
         self._writer = writer
         self._monitor: SystemMetricsMonitor | None = None
 
-    def _start_system_metrics(self, c: Client) -> None:
+    def _start_system_metrics(self, c: Operations) -> None:
         from gitml.system_metrics import SystemMetricsMonitor
 
         run_id = self.info.run_id
@@ -80,13 +80,13 @@ def _stack() -> list[ActiveRun]:
     return stack
 
 
-def client() -> Client:
-    """The Client behind the fluent API (opened on first use)."""
+def client() -> Operations:
+    """The Client behind the fluent API (an :class:`gitml.ops.Operations`, opened on first use)."""
     global _client
     if _client is None:
         with _lock:
             if _client is None:
-                _client = Client(_repo)
+                _client = Operations(_repo)
     return _client
 
 
@@ -244,7 +244,7 @@ def start_run(
     return run
 
 
-def _check_experiment_of_environment_run(c: Client, run_id: str, experiment_id: str | None) -> None:
+def _check_experiment_of_environment_run(c: Operations, run_id: str, experiment_id: str | None) -> None:
     """A run handed over by ``gitml run`` (``GITML_RUN_ID``) is in the experiment the command
     chose: a script that asks for another (``set_experiment``, ``experiment_id=``) is told to say
     so on the command line, as MLflow tells it, instead of logging silently into the other one."""
@@ -375,11 +375,8 @@ def log_metrics(
         client().log_batch(run_id, metrics=[(k, v, ts, step or 0) for k, v in metrics.items()])
     else:
         writer = _writer()
-        for key, value in _check_mapping(metrics, "metrics").items():  # all checked before any is logged
-            check_key(key, "metric")
-            _check_metric(value, step or 0, ts)
-        for key, value in metrics.items():
-            writer.log_metric(key, value, step or 0, ts)
+        at = step or 0
+        writer.log_metrics([(key, value, at, ts) for key, value in _check_mapping(metrics, "metrics").items()])
     if dataset is not None:
         log_input(dataset, run_id=run_id)
     return _done(synchronous)
@@ -594,4 +591,4 @@ def register_model(model_uri: str, name: str, await_registration_for: int = 300,
     """Register ``runs:/<run>/<path>`` as the next version of ``name`` (a tag ``name@vN.0.0``),
     as MLflow's ``mlflow.register_model``; returns the ``ModelVersion``. Raises NotFoundError
     (no such run, or no MLmodel there), ConflictError (that run commit is already a version)."""
-    return client().create_model_version(name, model_uri)
+    return client().create_model_version(name, model_uri, tags=tags)

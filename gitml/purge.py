@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from gitml.client import Client
+from gitml.ops import Operations
 from gitml.errors import InvalidInputError
 from gitml.store.remote import push_refs, resolve_remote
 from gitml.tracking.entities import ViewType
@@ -69,7 +69,7 @@ def parse_age(text: str) -> int:
     return int(number) * units[unit]
 
 
-def purge_plan(client: Client, *, older_than: int = 0, experiment_ids: list[str] | None = None,
+def purge_plan(client: Operations, *, older_than: int = 0, experiment_ids: list[str] | None = None,
                now: float | None = None) -> PurgePlan:
     """The deleted runs (of ``experiment_ids``; all by default) deleted at least
     ``older_than`` seconds ago, less those a registry tag points into."""
@@ -95,7 +95,7 @@ def purge_plan(client: Client, *, older_than: int = 0, experiment_ids: list[str]
     return plan
 
 
-def purge(client: Client, plan: PurgePlan, *, remote: str | None = None, all_remotes: bool = False) -> PurgeResult:
+def purge(client: Operations, plan: PurgePlan, *, remote: str | None = None, all_remotes: bool = False) -> PurgeResult:
     """Remove the plan's runs (on ``remote`` first, when given), as the module says."""
     result = PurgeResult(kept=dict(plan.kept))
     runs = list(plan.runs)
@@ -119,7 +119,7 @@ def purge(client: Client, plan: PurgePlan, *, remote: str | None = None, all_rem
     return result
 
 
-def _registered_commits(client: Client) -> dict[str, str]:
+def _registered_commits(client: Operations) -> dict[str, str]:
     """``{commit id: tag name}`` of every commit a registry tag points at (peeled)."""
     from dulwich.objects import Tag
 

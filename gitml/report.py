@@ -3,7 +3,7 @@
 ``gitml compare`` and the CI templates use it; so does ``gitml registry check`` for its
 current-versus-candidate tables (one table builder, :func:`markdown_table`).
 
->>> with gitml.Client(".") as client:
+>>> with Operations(".") as client:
 ...     report = compare_runs(client, ["lr-0.05", "lr-1.0"])
 ...     text = to_markdown(report)
 
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from gitml.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from gitml.client import Client
+    from gitml.ops import Operations
 
 MAX_RUNS = 50  # columns a report can show and a reader can follow
 CELL_MAX = 80
@@ -78,7 +78,7 @@ def lower_is_better(key: str) -> bool:
     return bool(_LOWER_IS_BETTER.search(key))
 
 
-def latest_runs_of(client: Client, rev: str, *, experiment_ids: list[str] | None = None) -> list[dict]:
+def latest_runs_of(client: Operations, rev: str, *, experiment_ids: list[str] | None = None) -> list[dict]:
     """Search rows of the runs made from the newest commit of ``rev``'s history that has
     runs ([] when none has). Raises NotFoundError when ``rev`` names nothing."""
     rows = client.search_rows(experiment_ids)
@@ -92,7 +92,7 @@ def latest_runs_of(client: Client, rev: str, *, experiment_ids: list[str] | None
 
 
 def compare_runs(
-    client: Client,
+    client: Operations,
     runs: list[str] | tuple[str, ...] = (),
     *,
     baseline: str | None = None,
@@ -135,7 +135,7 @@ def compare_runs(
     return build(list(unique.values()))
 
 
-def _row(client: Client, run_id: str) -> dict:
+def _row(client: Operations, run_id: str) -> dict:
     run = client.get_run(run_id)
     return {
         "run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status, "start_time": run.info.start_time,
@@ -242,7 +242,7 @@ def to_markdown(report: Comparison, charts: dict[str, str] | None = None, *, tit
             rows.append([md_text(m.key) + (" ↓" if m.lower_is_better else "")] + cells)
         out.append(markdown_table(["metric"] + headers, rows) + "\n")
     if report.params:
-        rows = [[md_text(p.key)] + [f"**{md_text(v)}**" if ch else md_text(v) for v, ch in zip(p.values, p.changed)] for p in report.params]
+        rows = [[md_text(p.key)] + [f"**{md_text(v)}**" if ch else md_text(v) for v, ch in zip(p.values, p.changed, strict=False)] for p in report.params]
         out.append(markdown_table(["param"] + headers, rows) + "\n")
     commits = [md_text(c.commit[:12]) if c.commit else "–" for c in report.runs]
     out.append(markdown_table(["run"] + headers, [["source commit"] + commits, ["status"] + [md_text(c.status) for c in report.runs]]))
@@ -272,7 +272,7 @@ def to_html(report: Comparison, charts: dict[str, str] | None = None, *, title: 
     if report.params:
         parts.append(f"<table><tr><th>param</th>{head}</tr>")
         for p in report.params:
-            cells = "".join(f"<td{' class=changed' if ch else ''}>{e(_plain(v))}</td>" for v, ch in zip(p.values, p.changed))
+            cells = "".join(f"<td{' class=changed' if ch else ''}>{e(_plain(v))}</td>" for v, ch in zip(p.values, p.changed, strict=False))
             parts.append(f"<tr><td>{e(p.key)}</td>{cells}</tr>")
         parts.append("</table>")
     for key, path in (charts or {}).items():
@@ -306,7 +306,7 @@ def to_json(report: Comparison) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-def write_charts(client: Client, report: Comparison, folder: str, stem: str) -> dict[str, str]:
+def write_charts(client: Operations, report: Comparison, folder: str, stem: str) -> dict[str, str]:
     """Draw each metric with a history (more than one point in some run), one line per run,
     as ``folder/<stem>-<metric>.png``; returns ``{metric: file name}``. Returns {} when
     matplotlib is not installed: the tables say it all, the charts help."""

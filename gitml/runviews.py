@@ -1,9 +1,9 @@
 """What a reader (the ``gitml ui`` server, a notebook) asks of runs beyond MLflow's API:
 search rows, raw metric histories, lineage, the code a run changed, artifact streams.
 
-A mixin of :class:`gitml.Client`, kept beside it so ``client.py`` stays small:
+A mixin of :class:`gitml.ops.Operations` (the internal facade, not ``gitml.Client``):
 
->>> client = gitml.Client("path/to/repo")
+>>> client = Operations("path/to/repo")
 >>> rows = client.search_rows(filter_string="metrics.auc > 0.9 OR params.lr = '0.1'")
 >>> commit, text = client.metric_history_text(rows[0]["run_id"], "loss")
 >>> with client.open_artifact(rows[0]["run_id"], "model/MLmodel") as f:
@@ -22,7 +22,7 @@ from gitml.names import check_artifact_path, check_key, parse_history_path
 from gitml.tracking.entities import ViewType
 
 if TYPE_CHECKING:
-    from gitml.artifacts.service import RunArtifacts
+    from gitml.content.service import RunArtifacts
     from gitml.store.git import GitStore
     from gitml.tracking.lineage import LogEntry
     from gitml.registry.state import Registry
@@ -50,14 +50,17 @@ def duration(start: int | None, end: int | None) -> str:
 
 
 class RunViews:
-    """Read-only views of runs; ``Client`` provides ``tracker``, ``artifacts`` and the store."""
+    """Read-only views of runs; ``Operations`` provides ``tracker``, ``artifacts`` and the store."""
 
     tracker: Tracker
     _store: GitStore
-    registry: Registry
 
     @property
-    def artifacts(self) -> RunArtifacts:  # pragma: no cover - Client's property replaces it
+    def artifacts(self) -> RunArtifacts:  # pragma: no cover - Operations' property replaces it
+        raise NotImplementedError
+
+    @property
+    def registry(self) -> Registry:  # pragma: no cover - Operations' property replaces it
         raise NotImplementedError
 
     def search_rows(
@@ -230,12 +233,13 @@ class RunViews:
         run_commit = (run_source.run_commit or "").encode()
         source = run_source.commit.encode() if run_source.commit else None
         out = {"commit": "", "uncommitted": ""}
-        if source is not None:
+        cut = source is not None and self._store.is_shallow() and not self._store.contains(source)
+        if source is not None and not cut:  # behind a shallow clone's cut, its code is not here to show
             parents = self._store.commit(source).parents
             out["commit"] = code_diff(
                 self._store, parents[0] if parents else None, source, labels=("a", "b")
             )
-        if run_source.dirty and run_commit:
+        if run_source.dirty and run_commit and not cut:
             out["uncommitted"] = code_diff(self._store, source, run_commit, labels=("a", "b"))
         return out
 

@@ -1,5 +1,5 @@
-"""Searching runs and experiments: MLflow's ``search_runs`` (Run objects, paged),
-``search_experiments``, and the DataFrame of the fluent ``search_runs``.
+"""Searching runs and experiments: MLflow's ``search_runs`` (Run objects, paged) and
+``search_experiments`` (the fluent ``search_runs``' DataFrame is :mod:`gitml.ops`').
 
 A mixin of :class:`gitml.Client`, kept beside it so ``client.py`` stays small. A
 search reads the search index (:mod:`gitml.tracking.index`): the matching runs'
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, cast
 
 from gitml.errors import ExperimentNotFoundError, InvalidInputError
 from gitml.tracking.entities import Experiment, ViewType
-from gitml.tracking.tracker import search_key, search_table
+from gitml.tracking.tracker import search_table
 
 if TYPE_CHECKING:
     from gitml.tracking.tracker import Tracker
@@ -36,6 +36,16 @@ class Search:
     tracker: Tracker
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:  # pragma: no cover - Client's replaces it
+        """The experiment named ``name``, or None.
+
+        Args:
+            name: the experiment's name.
+
+        Returns:
+            The :class:`Experiment`, or None when no experiment has that name.
+
+        >>> client.get_experiment_by_name("churn")
+        """
         raise NotImplementedError
 
     def search_experiments(
@@ -48,7 +58,22 @@ class Search:
         """Experiments matching ``filter_string`` (MLflow's experiment grammar: ``name``,
         ``experiment_id``, ``creation_time``, ``last_update_time``, ``tags.<key>``; plus
         OR and parentheses), in ``order_by`` order (default: newest first).
-        Raises FilterSyntaxError."""
+
+        Args:
+            view_type: ``ViewType.ACTIVE_ONLY`` (default), ``DELETED_ONLY`` or ``ALL``.
+            max_results: at most this many (default: all).
+            filter_string: the filter (default: none).
+            order_by: e.g. ``["name ASC"]``.
+
+        Returns:
+            A list of :class:`Experiment`.
+
+        Raises:
+            FilterSyntaxError: a filter or order that does not parse.
+            InvalidInputError: a negative ``max_results``.
+
+        >>> client.search_experiments(filter_string="name LIKE 'churn%'")
+        """
         from gitml.tracking.filter import EXPERIMENTS, compile_filter, parse_order_by, sort_rows
 
         if max_results is not None and max_results < 0:
@@ -83,16 +108,31 @@ class Search:
         experiment_names: list[str] | None = None,
     ) -> PagedList:
         """Runs matching ``filter_string`` (MLflow's grammar, plus OR and parentheses), as
-        MlflowClient returns them: a list of :class:`Run`, at most ``max_results``, whose
-        ``token`` is the ``page_token`` of the next page (None on the last).
+        MlflowClient returns them, read from the search index.
 
-        ``experiment_ids`` None (or ``experiment_names``) searches every experiment.
-        ``gitml.search_runs`` gives the DataFrame.
+        Args:
+            experiment_ids: one id or a list (None, without ``experiment_names``: every experiment).
+            filter_string: e.g. ``"metrics.auc > 0.9 AND params.lr = '0.1'"``.
+            run_view_type: ``ViewType.ACTIVE_ONLY`` (default), ``DELETED_ONLY`` or ``ALL``.
+            max_results: the page's size (default 1,000).
+            order_by: e.g. ``["metrics.auc DESC"]``.
+            page_token: the ``token`` of the previous page.
+            experiment_names: experiments by name, besides ``experiment_ids``.
+
+        Returns:
+            A :class:`PagedList` of :class:`Run`, whose ``token`` is the next page's (None on the last).
+
+        Raises:
+            FilterSyntaxError: a filter or order that does not parse.
+            ExperimentNotFoundError: a name no experiment has.
+            InvalidInputError: a bad ``max_results`` or ``page_token``.
+
+        >>> page = client.search_runs(["1"], "metrics.auc > 0.9", max_results=50)
         """
         if not isinstance(max_results, int) or max_results < 0:
             raise InvalidInputError(f"max_results must be an integer >= 0, not {max_results!r}")
         offset = _page_offset(page_token)
-        ids = self.resolve_experiment_ids(experiment_ids, experiment_names)
+        ids = self._resolve_experiment_ids(experiment_ids, experiment_names)
         with self.tracker.index.reading():
             table, matched = search_table(
                 self.tracker, ids, filter_string, view=run_view_type, max_results=offset + max_results + 1, order_by=order_by
@@ -101,7 +141,7 @@ class Search:
         token = _page_token(offset + max_results) if len(matched) > offset + max_results else None
         return PagedList(self.tracker.runs_at([(table.refs[i], table.commits[i]) for i in page]), token)
 
-    def resolve_experiment_ids(
+    def _resolve_experiment_ids(
         self, experiment_ids: list[str] | str | None, experiment_names: list[str] | None = None
     ) -> list[str] | None:
         """The ids of ``experiment_ids`` (one or a list) and of the experiments named
@@ -116,35 +156,6 @@ class Search:
                 raise ExperimentNotFoundError(name)
             ids.append(experiment.experiment_id)
         return ids if (experiment_ids or experiment_names) else None
-
-    def search_frame(
-        self,
-        experiment_ids: list[str] | None = None,
-        filter_string: str = "",
-        *,
-        view: int = ViewType.ACTIVE_ONLY,
-        max_results: int | None = None,
-        order_by: list[str] | None = None,
-    ):
-        """The runs matching ``filter_string`` as a pandas DataFrame with MLflow's columns
-        (``run_id``, ..., ``metrics.*``, ``params.*``, ``tags.*``): what the fluent
-        ``search_runs`` returns. Raises FilterSyntaxError, InvalidInputError."""
-        from gitml.frame import table_frame
-
-        with self.tracker.index.reading():
-            table, matched = search_table(
-                self.tracker, experiment_ids, filter_string, view=view, max_results=max_results, order_by=order_by
-            )
-            key = search_key(experiment_ids, filter_string, view, max_results, order_by)
-            memo = self.tracker.searches.get(key)
-            if memo is not None and memo[0] is table and memo[2] is not None:
-                return memo[2].copy()  # the caller may change its copy; 1 ms against 50 ms to build it
-            frame = table_frame(table, matched)
-            if memo is not None and memo[0] is table:  # one frame kept, the last search's: frames can be large
-                searches = self.tracker.searches
-                searches.update({k: (t, m, None) for k, (t, m, f) in searches.items() if f is not None})
-                searches[key] = (table, memo[1], frame)
-            return frame.copy()
 
 
 def _page_token(offset: int) -> str:

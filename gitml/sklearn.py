@@ -177,4 +177,18 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> _SklearnModelWr
     return _SklearnModelWrapper(load_estimator(file, conf.get("serialization_format", "pickle"), conf.get("skops_trusted_types")))
 
 
-__all__ = ["load_model", "log_model", "save_model"]
+def autolog(log_input_examples: bool = False, log_model_signatures: bool = True, log_models: bool = True,
+            log_datasets: bool = True, disable: bool = False, exclusive: bool = False,
+            disable_for_unsupported_versions: bool = False, silent: bool = False, max_tuning_runs: int = 5,
+            log_post_training_metrics: bool = True, serialization_format: str = "cloudpickle",
+            registered_model_name: str | None = None, pos_label: Any = None, extra_tags: dict | None = None) -> None:
+    """Autologging for scikit-learn, as ``mlflow.sklearn.autolog`` (what it logs:
+    :mod:`gitml.autologging.sklearn`)."""
+    from gitml.autologging import configure
+
+    configure(FLAVOR, disable=disable, extra_tags=extra_tags, log_input_examples=log_input_examples,
+              log_model_signatures=log_model_signatures, log_models=log_models, log_datasets=log_datasets,
+              exclusive=exclusive, silent=silent, pos_label=pos_label)
+
+
+__all__ = ["autolog", "load_model", "log_model", "save_model"]

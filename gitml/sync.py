@@ -14,10 +14,14 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gitml.artifacts.cas import GcMark, IntegrityError, ObjectMissingError
+from gitml.content.cas import GcMark
+from gitml.errors import IntegrityError, ObjectMissingError
+from gitml.ops import Operations
 from gitml.client import Client
 from gitml.errors import GitmlError, InvalidInputError, LocalArtifactsError
-from gitml.names import EXPERIMENTS_PREFIX, RUN_REF_NAMES, RUNS_PREFIX, experiment_ref, parse_run_ref
+from gitml.names import (
+    EXPERIMENTS_PREFIX, REGISTRY_PREFIX, RUN_REF_NAMES, RUNS_PREFIX, experiment_ref, parse_registry_ref, parse_run_ref,
+)
 from gitml.registry.tags import TAGS_PREFIX
 from gitml.store.remote import (
     NON_FAST_FORWARD,
@@ -47,6 +51,8 @@ class PushResult:
     uploaded_bytes: int = 0
     artifacts_referenced: int = 0
     local_artifact_remote: str | None = None  # set when the artifact remote is a folder here
+    refusal: str | None = None  # the host's refusal of the push, in one line (a hook, a cap on refs per push)
+    batch_refs: int = 0  # refs sent per push (push.batch_refs)
 
     @property
     def rejected(self) -> dict[str, str]:
@@ -69,6 +75,7 @@ class FetchOutcome:
 
 def select_refs(client: Client, *, experiments: list[str] | None = None, runs: list[str] | None = None) -> dict[bytes, bytes]:
     """The run refs to share (all by default) and the refs of their experiments."""
+    client = Operations.of(client)  # a plain gitml.Client too
     all_runs = client.run_refs()
     chosen: dict[bytes, bytes] = {}
     if not experiments and not runs:
@@ -117,6 +124,7 @@ def push(
     is looked at again). A run whose object is lost here (its cached copy missing
     or damaged, and not on the remote) is not pushed; the others are.
     """
+    client = Operations.of(client)  # a plain gitml.Client too
     store = client.store
     url = resolve_remote(store, remote, push=True)
     content = client.artifacts.content
@@ -183,7 +191,11 @@ def push(
             )
     send = {r: s for r, s in todo.items() if r not in blocked}
     said: list[bytes] = []
-    statuses = push_refs(store, url, send, force=force, progress=said.append) if send else {}
+    refusals: list[str] = []
+    result.batch_refs = _batch_refs(client)
+    statuses = push_refs(store, url, send, force=force, progress=said.append, batch=result.batch_refs,
+                         refusals=refusals) if send else {}
+    result.refusal = refusals[0] if refusals else None
     result.remote_messages = _remote_lines(b"".join(said))
     for ref, status in statuses.items():
         if status in (NON_FAST_FORWARD, REJECTED_BEHIND) and ref.startswith(EXPERIMENTS_PREFIX.encode()):
@@ -205,15 +217,36 @@ def push(
         return {r: s for r, s in listed.items() if result.refs.get(r.decode(), "ok") == "ok" and parse_run_ref(r)}
 
     _push_registry_tags(client, url, on_remote, result)
+    _push_registry_metadata(client, url, result)
     return result
 
 
-def _refuse_local_artifacts(client: Client, url: str, todo: dict[bytes, bytes]) -> None:
+def _push_registry_metadata(client: Operations, url: str, result: PushResult) -> None:
+    """Push the registered models' metadata refs (descriptions, MLflow tags) the remote
+    lacks, by fast-forward only: one the remote changed meanwhile is refused, and
+    ``gitml fetch`` joins the two (:meth:`RegistryMetadata.merge`)."""
+    refs = client.store.refs_under(REGISTRY_PREFIX)
+    if not refs:
+        return
+    there = unchanged_refs(client.store, url, refs, (REGISTRY_PREFIX,))
+    send = {r: s for r, s in refs.items() if r not in there}
+    if not send:
+        return
+    for ref, status in push_refs(client.store, url, send).items():
+        if status in (NON_FAST_FORWARD, REJECTED_BEHIND):
+            status = ("rejected: the remote's metadata of this registered model changed meanwhile: "
+                      "`gitml fetch` joins the two, then push again")
+        result.refs[ref.decode()] = status
+        if status == "ok":
+            result.pushed.append(ref.decode())
+
+
+def _refuse_local_artifacts(client: Operations, url: str, todo: dict[bytes, bytes]) -> None:
     """Raise LocalArtifactsError when runs about to go to a remote others reach have large
     artifacts only in this user's default store (see :func:`push`)."""
     import os
 
-    from gitml.artifacts.config import default_remote
+    from gitml.content.config import default_remote
 
     content = client.artifacts.content
     store_url = content.remote_url
@@ -257,7 +290,7 @@ def _stored_size(content, sha: str) -> int:
     return 0
 
 
-def _compared(client: Client, url: str) -> Comparison | None:
+def _compared(client: Operations, url: str) -> Comparison | None:
     """This clone's runs and experiments against a remote on this machine whose packed-refs
     holds most of them as they are here, when every run commit of this clone's
     packed-refs is known to have its artifacts on the artifact remote: the refs of
@@ -273,7 +306,7 @@ def _compared(client: Client, url: str) -> Comparison | None:
     return compared
 
 
-def _confirm_packed_refs(client: Client, confirmed: AbstractSet[bytes], newly: list[bytes]) -> None:
+def _confirm_packed_refs(client: Operations, confirmed: AbstractSet[bytes], newly: list[bytes]) -> None:
     """After a push of every run: mark this clone's packed-refs confirmed when each run
     commit it names is (the next push then looks at the loose refs alone)."""
     digest, packed = client.store.packed_refs_listing(RUNS_PREFIX, RUN_REF_NAMES)
@@ -282,7 +315,14 @@ def _confirm_packed_refs(client: Client, confirmed: AbstractSet[bytes], newly: l
         client.artifacts.content.confirm_packed_refs(digest)
 
 
-def _push_registry_tags(client: Client, url: str, on_remote: Callable[[], dict[bytes, bytes]], result: PushResult) -> None:
+def _batch_refs(client: Operations) -> int:
+    """``push.batch_refs``: the refs one push to a server sends (docs/design.md, Scaling out)."""
+    from gitml.content.config import PUSH_BATCH_REFS, load
+
+    return load(client.store)[PUSH_BATCH_REFS]
+
+
+def _push_registry_tags(client: Operations, url: str, on_remote: Callable[[], dict[bytes, bytes]], result: PushResult) -> None:
     """Push the registry tags of the runs the remote now holds, after those runs: a tag
     whose run did not arrive is never sent alone. A tag the remote holds with another
     value (the same counter taken by a promotion made elsewhere) is refused, never moved."""
@@ -306,7 +346,9 @@ def _push_registry_tags(client: Client, url: str, on_remote: Callable[[], dict[b
             tags[tag.ref] = sha
     if not tags:
         return
-    statuses = push_refs(client.store, url, tags)
+    refusals: list[str] = []
+    statuses = push_refs(client.store, url, tags, batch=_batch_refs(client), refusals=refusals)
+    result.refusal = result.refusal or (refusals[0] if refusals else None)
     for ref, status in statuses.items():
         if status == "rejected: tag already exists":
             status = ("rejected: the remote has another tag of this name (a registry event made in another "
@@ -316,7 +358,7 @@ def _push_registry_tags(client: Client, url: str, on_remote: Callable[[], dict[b
             result.pushed.append(ref.decode())
 
 
-def _materialize(client: Client, shas: set[str], by_run: dict[bytes, dict[str, tuple[str, str]]]) -> None:
+def _materialize(client: Operations, shas: set[str], by_run: dict[bytes, dict[str, tuple[str, str]]]) -> None:
     """Put in the cache the objects that live only inline in git, each from any run
     whose inline copy matches its hash: a run whose manifest claims another's hash
     without holding its bytes (hostile, or damaged) stands in no other run's way."""
@@ -362,6 +404,7 @@ def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent
     seconds are not even marked (a teammate's push uploads them before its refs arrive), nor
     are objects whose time the backend does not tell.
     """
+    client = Operations.of(client)  # a plain gitml.Client too
     import time
 
     from gitml.store.remote import configured_remotes, is_ancestor
@@ -405,7 +448,7 @@ def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent
 
 
 def _is_default_store(content) -> bool:
-    from gitml.artifacts.config import default_remote
+    from gitml.content.config import default_remote
 
     return _same_folder(content.remote_url, default_remote())
 
@@ -422,13 +465,14 @@ def _same_folder(url: str, folder: str) -> bool:
 
 
 def _remote_lines(text: bytes) -> list[str]:
-    """The server's messages as lines (progress lines, rewritten with \\r, dropped)."""
-    lines = []
+    """The server's messages as lines (progress lines, rewritten with \\r, dropped), each once:
+    a batch sent again (push.batch_refs) hears its hook say the same again."""
+    lines: dict[str, None] = {}
     for line in text.decode("utf-8", "replace").replace("\r\n", "\n").split("\n"):
         line = line.rsplit("\r", 1)[-1].rstrip()
         if line and not line.startswith(("copied ", "sending ")):
-            lines.append(line)
-    return lines
+            lines[line] = None
+    return list(lines)
 
 
 def _size(content, sha: str) -> int:
@@ -463,6 +507,7 @@ def fetch(
 ) -> FetchOutcome:
     """Bring the remote's runs and experiments; with ``artifacts``, download their objects
     too; with ``force``, the remote's history of a run written in two places wins."""
+    client = Operations.of(client)  # a plain gitml.Client too
     store = client.store
     url = resolve_remote(store, remote)
     from gitml.tracking.identity import rewritten
@@ -472,6 +517,12 @@ def fetch(
     prefix = EXPERIMENTS_PREFIX.encode()
     for ref in [r for r in result.diverged if r.startswith(prefix)]:  # created in two clones: join them
         if client.merge_experiment(ref[len(prefix):].decode(), result.remote[ref]):
+            result.diverged.remove(ref)
+            result.updated.append(ref)
+    registry = REGISTRY_PREFIX.encode()
+    for ref in [r for r in result.diverged if r.startswith(registry)]:  # edited in two clones: join them
+        slug = parse_registry_ref(ref)
+        if slug is not None and client.registry_metadata.merge(slug, result.remote[ref]):
             result.diverged.remove(ref)
             result.updated.append(ref)
     outcome = FetchOutcome(url, result)

@@ -19,6 +19,32 @@ def git(cwd, *args, check=True, input_text: str | None = None) -> str:
     return result.stdout
 
 
+# The fast lane is ``pytest -m "not slow"``. These files are slow as a whole (engines and
+# model flavors, peer venvs, servers and long processes, scale, stress, the type check); a
+# slow test elsewhere carries ``@pytest.mark.slow`` itself; every test that uses a peer
+# (the ``mlflow`` marker, the MLflow or GTO venv) is slow too. All of them still run in the
+# default ``pytest``.
+SLOW_FILES = {
+    "test_types.py",  # mypy over the package: a minute or more on 2 cores
+    "test_mlflow_differential.py", "test_mlflow_plugin.py", "test_mlflow_import.py", "test_models_mlflow.py",
+    "test_registry_gto.py", "test_registry_gto_reading.py", "test_evaluate.py",  # MLflow / GTO peers
+    "test_pyfunc_spark.py", "test_pyfunc_dask.py", "test_ray_tune.py", "test_optuna.py",  # engines
+    "test_models.py", "test_serving.py", "test_serving_v2.py", "test_serving_hostile.py",  # model flavors, servers
+    "test_projects.py", "test_examples.py", "test_ci_templates.py", "test_ui_browser.py",  # envs, scripts, a browser
+    "test_stress.py", "test_scale.py", "test_read_scale.py", "test_refs_scale.py", "test_remote_scale.py",
+    "test_show_scale.py", "test_push_proportional.py", "test_transfer_memory.py",  # scale and stress
+    "test_long_process.py", "test_durability.py", "test_index_segments.py", "test_concurrency.py",
+    "test_recovery.py", "test_temp_cleanup.py",  # processes killed and waited for
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        peers = {"mlflow_python", "gto_python"} & set(getattr(item, "fixturenames", ()))
+        if os.path.basename(str(item.fspath)) in SLOW_FILES or item.get_closest_marker("mlflow") or peers:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_collection_finish(session):
     """Build the peer venvs (MLflow, GTO) the collected tests use before the first test runs:
     an install takes minutes once per machine, and no test's timeout may cut it short. A failed
@@ -27,7 +53,8 @@ def pytest_collection_finish(session):
 
     wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     peers = [("gto_python", "GITML_SKIP_GTO", "tests.gto_venv", "ensure_gto_python"),
-             ("mlflow_python", "GITML_SKIP_MLFLOW", "tests.mlflow_venv", "ensure_mlflow_python")]
+             ("mlflow_python", "GITML_SKIP_MLFLOW", "tests.mlflow_venv", "ensure_mlflow_python"),
+             ("mlserver_python", "GITML_SKIP_MLSERVER", "tests.mlserver_venv", "ensure_mlserver_python")]
     for fixture, skip, module, ensure in peers:
         if fixture in wanted and os.environ.get(skip) != "1":
             import importlib
@@ -77,9 +104,9 @@ def repo(tmp_path, monkeypatch):
 
 @pytest.fixture
 def client(repo):
-    import gitml
+    import gitml.ops
 
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     yield c
     c.close()
 
@@ -112,3 +139,70 @@ def installed_python(tmp_path_factory) -> str:
                            capture_output=True, text=True).stdout.strip()
     assert found == os.path.join(ROOT, "gitml", "__init__.py"), found
     return python
+
+
+# -- engines: one of each per test session (a SparkSession starts a JVM: ~10-30 s here) -------
+# Engine workers import this checkout's gitml, and the test modules (models pickled by reference
+# to a class of a test module, which pytest imports by its bare name from tests/)
+_ENGINE_PATH = ROOT + os.pathsep + os.path.join(ROOT, "tests")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A local SparkSession with 2 cores; its Python workers run this Python with this checkout's
+    gitml importable (as a cluster's executors would have gitml installed)."""
+    saved = {k: os.environ.get(k) for k in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
+    os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]").appName("gitml-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.executorEnv.PYTHONPATH", _ENGINE_PATH + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A dask.distributed LocalCluster of 2 worker processes (one thread each), on loopback."""
+    from dask.distributed import Client, LocalCluster
+
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = _ENGINE_PATH + os.pathsep + (saved or "")  # the workers import this checkout's gitml
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None, memory_limit="1GiB")
+    client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+    if saved is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = saved
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """Ray on this machine with 2 CPUs (``ray.init(num_cpus=2)``), no dashboard."""
+    import ray
+
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = _ENGINE_PATH + os.pathsep + (saved or "")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+    if saved is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = saved

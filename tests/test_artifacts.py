@@ -8,8 +8,9 @@ import zlib
 import pytest
 
 import gitml
-import gitml.artifacts.cas as cas
-from gitml.artifacts.cas import ArtifactRemoteError, IntegrityError
+import gitml.ops
+import gitml.content.cas as cas
+from gitml.errors import ArtifactRemoteError, IntegrityError
 from gitml.errors import ConflictError, InvalidInputError, NotFoundError
 from tests.conftest import git, run_python
 
@@ -36,7 +37,7 @@ def test_log_list_download_and_load(repo, data_dir, tmp_path):
         gitml.log_dict({"a": 1}, "config.json")
         gitml.log_table({"x": [1, 2], "y": ["a", "b"]}, "table.json")
     rid = run.info.run_id
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     assert [(f.path, f.is_dir) for f in c.list_artifacts(rid)] == [
         ("config.json", False), ("config.yaml", False), ("data", True), ("notes", True),
         ("small.txt", False), ("table.json", False),
@@ -114,7 +115,7 @@ def test_hostile_artifact_paths_refused(repo, data_dir, bad):
             gitml.log_text("x", bad)
         with pytest.raises(InvalidInputError):
             gitml.log_artifact(str(data_dir / "small.txt"), bad)
-    assert [f.path for f in gitml.Client(repo).list_artifacts(run.info.run_id)] == ["kept.txt"]
+    assert [f.path for f in gitml.ops.Operations(repo).list_artifacts(run.info.run_id)] == ["kept.txt"]
 
 
 def test_checkpoint_rewritten_in_place_keeps_every_logged_version(repo, tmp_path):
@@ -130,7 +131,7 @@ def test_checkpoint_rewritten_in_place_keeps_every_logged_version(repo, tmp_path
             gitml.log_artifact(str(checkpoint), f"epoch{epoch}")
             versions.append(data)
     gitml.flush()
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     for epoch, data in enumerate(versions):
         assert c.artifacts.read_bytes(run.info.run_id, f"epoch{epoch}/model.pt") == data
     origin = tmp_path / "origin.git"
@@ -139,7 +140,7 @@ def test_checkpoint_rewritten_in_place_keeps_every_logged_version(repo, tmp_path
 
     os.environ["GITML_ARTIFACT_REMOTE"] = str(tmp_path / "store")
     try:
-        c2 = gitml.Client(repo)
+        c2 = gitml.ops.Operations(repo)
         result = sync.push(c2, str(origin))
         assert result.rejected == {} and result.uploaded == 3
         c2.close()
@@ -164,7 +165,7 @@ def test_symlinks_outside_the_folder_are_refused(repo, tmp_path):
         (folder / "up").symlink_to(tmp_path)
         with pytest.raises(InvalidInputError, match="outside"):
             gitml.log_artifacts(str(folder), "bad2")
-    paths = [f.path for f in gitml.Client(repo).list_artifacts(run.info.run_id, "ok")]
+    paths = [f.path for f in gitml.ops.Operations(repo).list_artifacts(run.info.run_id, "ok")]
     assert paths == ["ok/alias.txt", "ok/inside.txt"]
 
 
@@ -181,7 +182,7 @@ def test_file_and_folder_conflict(repo):
 def test_corrupt_cached_object_is_refused_and_dropped(repo, data_dir, tmp_path):
     with gitml.start_run() as run:
         gitml.log_artifacts(str(data_dir))
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     entry = c.artifacts.manifest(run.info.run_id)["sub/big.bin"]
     cached = c.artifacts.content.cache_path(entry["sha256"])
     os.chmod(cached, 0o644)
@@ -200,7 +201,7 @@ def test_small_files_are_read_from_their_inline_copy(repo, data_dir, tmp_path, m
     monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(tmp_path / "empty-remote"))
     with gitml.start_run() as run:
         gitml.log_artifact(str(data_dir / "small.txt"))
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     sha = c.artifacts.manifest(run.info.run_id)["small.txt"]["sha256"]
     assert not c.artifacts.content.has_local(sha)  # no cache copy, no remote copy
     path = c.download_artifacts(run.info.run_id, "small.txt", str(tmp_path / "o"))
@@ -217,7 +218,7 @@ def test_png_from_numpy(repo):
         gitml.log_image(np.full((2, 2), 0.5), "gray.png")
         with pytest.raises(InvalidInputError):
             gitml.log_image(np.zeros((2, 2, 7)), "bad.png")
-    data = gitml.Client(repo).artifacts.read_bytes(run.info.run_id, "img.png")
+    data = gitml.ops.Operations(repo).artifacts.read_bytes(run.info.run_id, "img.png")
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     idat = data[data.index(b"IDAT") + 4 : data.index(b"IEND") - 8]
     rows = zlib.decompress(idat)
@@ -233,12 +234,12 @@ def test_figure(repo):
     ax.plot([1, 2, 3])
     with gitml.start_run() as run:
         gitml.log_figure(fig, "plot.png")
-    assert gitml.Client(repo).artifacts.read_bytes(run.info.run_id, "plot.png").startswith(b"\x89PNG")
+    assert gitml.ops.Operations(repo).artifacts.read_bytes(run.info.run_id, "plot.png").startswith(b"\x89PNG")
 
 
 def test_missing_fsspec_backend_gives_install_hint(repo, monkeypatch):
     monkeypatch.setenv("GITML_ARTIFACT_REMOTE", "gcs://some-bucket/artifacts")
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     try:
         import gcsfs  # noqa: F401
 
@@ -246,7 +247,7 @@ def test_missing_fsspec_backend_gives_install_hint(repo, monkeypatch):
     except ImportError:
         pass
     with pytest.raises(ArtifactRemoteError, match="pip install gcsfs"):
-        c.artifacts.content.fs
+        _ = c.artifacts.content.fs
     c.close()
 
 
@@ -268,7 +269,7 @@ def test_committed_config_refuses_credentials(repo):
 
 
 def test_relative_artifact_folder_is_read_from_the_top_of_the_work_tree(repo, monkeypatch):
-    from gitml.artifacts import config
+    from gitml.content import config
     from gitml.store.git import open_store
 
     monkeypatch.delenv("GITML_ARTIFACT_REMOTE", raising=False)
@@ -293,7 +294,7 @@ def test_killed_process_keeps_logged_artifacts(repo, data_dir):
     )
     out = run_python(script, cwd=repo, env={"GITML_FLUSH_INTERVAL": "3600"}, check=False)
     run_id = out.stdout.strip()
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     assert c.get_run(run_id).info.status == "KILLED"
     assert sorted(c.artifacts.manifest(run_id)) == ["d/small.txt", "d/sub/big.bin"]
     c.close()

@@ -13,7 +13,7 @@ import pytest
 
 from gitml.errors import ConflictError
 from gitml.names import RECORD_DIR
-from gitml.store.checkout import IndexLockedError
+from gitml.errors import IndexLockedError
 from gitml.store.git import open_store
 from gitml.store.gitindex import read_index
 from gitml.store.worktree import restore

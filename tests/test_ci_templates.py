@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 import gitml
+import gitml.ops
 from tests.conftest import ROOT, git
 
 CI = os.path.join(ROOT, "hooks", "ci")
@@ -195,7 +196,7 @@ def test_github_action_logs_runs_and_reports_on_pull_requests(team, tmp_path, ap
     # a push to main: CI trains and pushes the run
     env, context = _github_env(tmp_path, "push", "refs/heads/main", GITHUB_SHA=git(dev, "rev-parse", "HEAD").strip())
     _run_action(_checkout(origin, tmp_path / "ci-main", "main", branch="main"), env, {}, context)
-    with gitml.Client(origin) as remote:
+    with gitml.ops.Operations(origin) as remote:
         (main_run,) = remote.search_rows()
     assert main_run["tags"]["gitml.ci.provider"] == "github" and main_run["tags"]["gitml.ci.job_url"].endswith("/runs/1001")
 
@@ -218,7 +219,7 @@ def test_github_action_logs_runs_and_reports_on_pull_requests(team, tmp_path, ap
     (post,) = [c for c in fake.calls if c[0] == "POST"]
     assert post[1] == "/repos/team/churn/issues/5/comments" and post[3]["Authorization"] == "Bearer t0ken"
     assert post[2]["body"].endswith(report)
-    with gitml.Client(origin) as remote:
+    with gitml.ops.Operations(origin) as remote:
         assert [r["tags"]["gitml.ci.pull_request"] for r in remote.search_rows(filter_string="params.lr = '0.5'")] == ["5"]
     # the report again (a second push to the pull request): the comment is edited, not repeated
     subprocess.run(["sh", os.path.join(CI, "report.sh")], cwd=pr, check=True, capture_output=True,
@@ -230,7 +231,7 @@ def test_github_action_logs_runs_and_reports_on_pull_requests(team, tmp_path, ap
 def test_github_action_checks_a_promotion_and_applies_it_after_the_merge(team, tmp_path):
     origin, dev = team
     subprocess.run([sys.executable, "train.py"], cwd=dev, check=True)  # a run logged on a laptop
-    with gitml.Client(dev) as c:
+    with gitml.ops.Operations(dev) as c:
         (main_run,) = c.search_rows()
     # a promotion by pull request: register the model, propose, CI checks, merge, CI applies
     for args in (["registry", "register", "churn", f"{main_run['run_id']}:model"],
@@ -253,7 +254,7 @@ def test_github_action_checks_a_promotion_and_applies_it_after_the_merge(team, t
     reader = tmp_path / "reader"
     git(tmp_path, "clone", "-q", str(origin), str(reader))
     subprocess.run([sys.executable, "-m", "gitml", "fetch"], cwd=reader, check=True, capture_output=True)
-    with gitml.Client(reader) as c:
+    with gitml.ops.Operations(reader) as c:
         assert c.get_model_version_by_alias("churn", "production").run_id == main_run["run_id"]
 
 
@@ -284,7 +285,7 @@ def test_gitlab_merge_request_job_reports_as_a_note(team, tmp_path, api):
     (post,) = [c for c in fake.calls if c[0] == "POST"]
     assert post[1] == "/projects/9/merge_requests/3/notes" and post[3]["Private-Token"] == "glpat"
     assert "| lr | 0.3 |" in post[2]["body"] and "(baseline)" in post[2]["body"]  # main has no runs: the new run alone
-    with gitml.Client(origin) as remote:
+    with gitml.ops.Operations(origin) as remote:
         (run,) = remote.search_rows()
     assert run["tags"]["gitml.ci.pull_request"] == "3" and run["tags"]["gitml.ci.pipeline_id"] == "77"
 
@@ -320,13 +321,13 @@ def test_code_committed_in_a_pull_request_never_runs_as_gitml(team, tmp_path, ap
     assert "| lr | 0.1 |" in (pr / "gitml-report" / "report.md").read_text()
     assert "No stage changes" in (pr / "gitml-report" / "registry.md").read_text()
     assert [c[0] for c in fake.calls if c[0] != "GET"] == ["POST"]
-    with gitml.Client(origin) as remote:
+    with gitml.ops.Operations(origin) as remote:
         assert [r["tags"]["gitml.ci.pull_request"] for r in remote.search_rows()] == ["8"]
     # merged: the push build trains, applies the (empty) promotions and pushes
     env, context = _github_env(tmp_path, "push", "refs/heads/main", PYTHONPATH=os.pathsep + ".")
     merged = _checkout(origin, tmp_path / "ci-merged", "hostile", branch="main")
     assert len(_run_action(merged, env, {}, context)) == 3 and not marker.exists()
-    with gitml.Client(origin) as remote:
+    with gitml.ops.Operations(origin) as remote:
         assert len(remote.search_rows()) == 2
     # the same steps without isolation run the pull request's gitml: the attack is real
     subprocess.run([os.environ["GITML_PYTHON"], "-m", "gitml", "--help"], cwd=merged, capture_output=True)

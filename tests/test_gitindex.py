@@ -9,7 +9,8 @@ import struct
 
 import pytest
 
-from gitml.store.gitindex import GitIndex, IndexFormatError, read_index
+from gitml.store.gitindex import GitIndex, read_index
+from gitml.errors import IndexFormatError
 from tests.conftest import git, run_python
 
 
@@ -23,7 +24,7 @@ def ls_files(repo) -> list[tuple[int, str, int, str]]:
 
 
 def entries(index: GitIndex) -> list[tuple[int, str, int, str]]:
-    return [(m, s.hex(), (f >> 12) & 3, p.decode()) for p, m, s, f in zip(index.paths, index.modes, index.shas, index.flags)]
+    return [(m, s.hex(), (f >> 12) & 3, p.decode()) for p, m, s, f in zip(index.paths, index.modes, index.shas, index.flags, strict=False)]
 
 
 @pytest.mark.parametrize("version", ["2", "3", "4"])

@@ -8,19 +8,23 @@ import sys
 from click.testing import CliRunner
 
 import gitml
-from gitml.cli.hooks import HOOKS, PRE_PUSH, hook_text, pre_push_hook
+from gitml.cli.hooks import HOOK_NAMES, hook_source, hook_text, pre_push_hook
 from gitml.cli.main import cli
 from tests.conftest import ROOT, git
 
 
-def test_hook_files_match_what_install_writes():
-    with open(os.path.join(ROOT, "hooks", "pre-push")) as f:
-        assert f.read() == PRE_PUSH
-    for name, text in HOOKS.items():
-        path = os.path.join(ROOT, "hooks", name)
+def test_each_hook_is_kept_once_and_installed_from_there():
+    """One copy of each hook, package data; install writes it with the Python put in."""
+    folder = os.path.join(ROOT, "gitml", "cli", "hookscripts")
+    assert sorted(os.listdir(folder)) == sorted(HOOK_NAMES)
+    assert not any(os.path.exists(os.path.join(ROOT, "hooks", name)) for name in HOOK_NAMES)
+    for name in HOOK_NAMES:
+        path = os.path.join(folder, name)
         with open(path) as f:
-            assert f.read() == text, f"hooks/{name} differs from gitml.cli.hooks.HOOKS[{name!r}]"
+            text = f.read()
+        assert text == hook_source(name) and text.startswith("#!/bin/sh\n# gitml ")
         assert os.access(path, os.X_OK)
+        assert hook_text(name, "/opt/py/bin/python") == text.replace('python="python3"', "python=/opt/py/bin/python", 1)
 
 
 def test_git_push_also_pushes_runs(repo, tmp_path, monkeypatch):

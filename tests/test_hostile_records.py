@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
+import gitml.ops
 from gitml.cli.main import cli
 from gitml.errors import CorruptRecordError, InvalidInputError
 from gitml.store import yamlout
@@ -104,7 +105,7 @@ def test_a_hostile_artifact_hash_never_reaches_a_path(repo, runs, tmp_path, sha2
     if str(sha256).startswith(("ab/", "...")):  # the premise: as a cache path, it is the victim
         assert os.path.samefile(os.path.join(repo / ".git" / "gitml" / "cache", sha256[:2], sha256[2:]), victim)
     forge(repo, runs["refs"][0], BAD_ID, {"artifacts.yaml": manifest(sha256)})
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         with pytest.raises(CorruptRecordError, match=f"run {BAD_ID}.*artifacts.yaml.*hash"):
             c.artifacts.read_bytes(BAD_ID, "model/weights.bin")
         with pytest.raises(CorruptRecordError, match=BAD_ID):
@@ -136,7 +137,7 @@ def test_a_hostile_artifact_hash_never_reaches_a_path(repo, runs, tmp_path, sha2
 )
 def test_every_manifest_field_is_checked_when_the_record_is_loaded(repo, runs, entry, why):
     forge(repo, runs["refs"][0], BAD_ID, {"artifacts.yaml": yamlout.dump(entry)})
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         with pytest.raises(CorruptRecordError) as e:
             c.get_run(BAD_ID)
         assert BAD_ID in str(e.value) and "artifacts.yaml" in str(e.value) and why in str(e.value)
@@ -177,7 +178,7 @@ def test_every_record_field_is_checked_and_search_skips_the_run(repo, runs, capl
         files["meta.yaml"] = f"run_id: {BAD_ID}\nexperiment_id: \"0\"\n".encode()
     ref = forge(repo, runs["refs"][0], BAD_ID, {})
     forge(repo, ref, BAD_ID, files)  # over the forged run (its meta already names it)
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         with pytest.raises(CorruptRecordError) as e:
             c.get_run(BAD_ID)
         assert BAD_ID in str(e.value) and name.split("@")[0].split("/")[0] in str(e.value) and why in str(e.value)
@@ -194,7 +195,7 @@ def test_every_record_field_is_checked_and_search_skips_the_run(repo, runs, capl
 )
 def test_a_hostile_history_line_is_a_corrupt_record(repo, runs, line):
     forge(repo, runs["refs"][0], BAD_ID, {"metrics/auc@0.tsv": f"step\ttimestamp\tvalue\n{line}\n".encode()})
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         with pytest.raises(CorruptRecordError, match=f"run {BAD_ID}: bad history line"):
             c.get_metric_history(BAD_ID, "auc")
         assert [m.step for m in c.get_metric_history(runs["ids"][0], "auc")] == [3]
@@ -202,7 +203,7 @@ def test_a_hostile_history_line_is_a_corrupt_record(repo, runs, line):
 
 def test_non_utf8_history_is_a_corrupt_record(repo, runs):
     forge(repo, runs["refs"][0], BAD_ID, {"metrics/auc@0.tsv": b"step\ttimestamp\tvalue\n1\t1\t\xff\n"})
-    with gitml.Client(repo) as c, pytest.raises(CorruptRecordError, match="not UTF-8"):
+    with gitml.ops.Operations(repo) as c, pytest.raises(CorruptRecordError, match="not UTF-8"):
         c.get_metric_history(BAD_ID, "auc")
 
 
@@ -231,7 +232,7 @@ def test_pull_names_a_run_with_a_hostile_manifest_and_writes_nothing_outside_the
     out = gitml_cli(victim["clone"], "pull", code=1)
     assert BAD_ID in out and OTHER_ID in out and "artifacts.yaml" in out
     assert not outside.exists() and not (tmp_path / "outside2").exists()
-    with gitml.Client(victim["clone"]) as c:
+    with gitml.ops.Operations(victim["clone"]) as c:
         assert c.artifacts.read_bytes(runs["ids"][1], "model/weights.bin").endswith(b"1")
     out = gitml_cli(victim["clone"], "fsck", code=1)
     assert f"unreadable run refs/gitml/runs/0/{BAD_ID}" in out
@@ -254,7 +255,7 @@ def test_a_yaml_bomb_in_a_pulled_run_is_refused_and_the_others_stay_usable(repo,
     assert BAD_ID in child.stderr and "anchors and aliases" in child.stderr
     # refused by gitml's depth check, or by libyaml's own (PyYAML 6.0.4 stops at 1,000 levels)
     assert OTHER_ID in child.stderr and re.search("nested more than|exceeded maximum nesting|flow level", child.stderr)
-    with gitml.Client(victim["clone"]) as c, caplog.at_level(logging.WARNING, logger="gitml"):
+    with gitml.ops.Operations(victim["clone"]) as c, caplog.at_level(logging.WARNING, logger="gitml"):
         assert run_ids(c.search_runs(["0"])) == sorted(runs["ids"])
         with pytest.raises(CorruptRecordError, match=f"run {BAD_ID} .params.yaml.: YAML anchors"):
             c.get_run(BAD_ID)
@@ -269,7 +270,7 @@ def test_a_hostile_experiment_record_is_skipped_by_listing(repo, runs, caplog):
         tree = _git(repo, "mktree", data=f"100644 blob {blob}\texperiment.yaml\n".encode())
         commit = _git(repo, "commit-tree", tree, "-p", base, data=b"gitml: experiment x\n")
         _git(repo, "update-ref", f"refs/gitml/experiments/{experiment_id}", commit)
-    with gitml.Client(repo) as c, caplog.at_level(logging.WARNING, logger="gitml"):
+    with gitml.ops.Operations(repo) as c, caplog.at_level(logging.WARNING, logger="gitml"):
         assert [e.name for e in c.search_experiments()] == ["Default"]
         with pytest.raises(CorruptRecordError, match="creation_time must be an integer"):
             c.get_experiment("222222222222222")
@@ -356,7 +357,7 @@ def test_bad_values_are_refused_with_one_line_naming_the_argument(repo, call, me
         with pytest.raises(InvalidInputError) as e:
             call()
         assert message in str(e.value) and "\n" not in str(e.value)
-    with gitml.Client(repo) as c:  # nothing unreadable was written
+    with gitml.ops.Operations(repo) as c:  # nothing unreadable was written
         assert [(m.step, m.value) for m in c.get_metric_history(run.info.run_id, "m")] == [(1, 0.5)]
         assert len(c.search_runs(["0"])) == 1
 
@@ -375,7 +376,7 @@ def test_good_values_of_every_accepted_type_are_logged(repo):
         gitml.log_metric("nan", float("nan"), step=2**63 - 1)
         gitml.log_param("p", 1.5)
         gitml.set_tag("t", 7)
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         got = c.get_run(run.info.run_id)
         assert got.data.metrics["np"] == 0.25 and got.data.metrics["int"] == 3.0 and math.isnan(got.data.metrics["nan"])
         assert got.data.params == {"p": "1.5"} and got.data.tags["t"] == "7"

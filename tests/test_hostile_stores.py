@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
+import gitml.ops
 from gitml.cli.main import cli
 from gitml.errors import UnconfirmedRemoteError
 from tests.conftest import git
@@ -144,7 +145,7 @@ def test_a_committed_http_remote_is_not_contacted_before_the_clone_trusts_it(rep
 
         pulled = gitml_cli(victim, "pull", code=1)  # the runs arrive; their large artifacts cannot
         assert "--trust-committed" in pulled.output and "network service" in pulled.output
-        with gitml.Client(victim) as c:
+        with gitml.ops.Operations(victim) as c:
             assert c.get_run(run_id).info.run_id == run_id  # the run itself is here
             with pytest.raises(UnconfirmedRemoteError, match="trust-committed"):
                 c.artifacts.read_bytes(run_id, "weights.bin")
@@ -159,7 +160,7 @@ def test_a_committed_http_remote_is_not_contacted_before_the_clone_trusts_it(rep
 
         # the same clone, once its user confirms the store: now gitml goes there (so the check above could fail)
         gitml_cli(victim, "config", "--trust-committed")
-        with gitml.Client(victim) as c, pytest.raises(gitml.exceptions.MlflowException):
+        with gitml.ops.Operations(victim) as c, pytest.raises(gitml.exceptions.MlflowException):
             c.artifacts.read_bytes(run_id, "weights.bin")  # the recorder has no such object
         assert server.requests and all("/admin?action=drop-everything" in r for r in server.requests)
 
@@ -173,7 +174,7 @@ def test_committed_storage_options_on_the_users_own_scheme_are_not_contacted_eit
         victim = victim_of(bare, tmp_path)
         gitml_cli(victim, "config", "artifacts.remote", "s3://victims-bucket/art")  # the victim's own store
         assert "storage options" in gitml_cli(victim, "pull", code=1).output
-        with gitml.Client(victim) as c, pytest.raises(UnconfirmedRemoteError, match="storage options"):
+        with gitml.ops.Operations(victim) as c, pytest.raises(UnconfirmedRemoteError, match="storage options"):
             c.artifacts.read_bytes(run_id, "weights.bin")
         assert server.requests == []
         gitml_cli(victim, "config", "--trust-committed")
@@ -228,7 +229,7 @@ def test_a_moved_bucket_of_the_scheme_the_clone_uses_is_still_read(repo, tmp_pat
                 s3.put_object(Bucket="team-new", Key=f"art/{path.parent.name}/{path.name}", Body=path.read_bytes())
         (victim / ".gitml" / "config.yaml").write_text("artifacts:\n  remote: s3://team-new/art\n")
         assert "downloaded" in gitml_cli(victim, "pull").output
-        with gitml.Client(victim) as c:
+        with gitml.ops.Operations(victim) as c:
             assert c.artifacts.read_bytes(run_id, "weights.bin") == b"w" * 200_000
             assert c.artifacts.content.unconfirmed is not None  # writes there wait for a new confirmation
     finally:
@@ -255,7 +256,7 @@ def team_store(repo: Path, tmp_path: Path, names: list[str], monkeypatch) -> tup
     gitml.flush()
     gitml_cli(repo, "push")
     git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         shas = {name: c.artifacts.manifest(run.info.run_id)[name]["sha256"] for name in names}
         assert all(c.artifacts.manifest(run.info.run_id)[name]["size"] == SIZE for name in names)
     monkeypatch.delenv("GITML_ARTIFACT_REMOTE")
@@ -295,7 +296,7 @@ def test_a_folder_store_s_links_and_special_files_are_refused_unread(repo, tmp_p
     cached = {p.parent.name + p.name for p in cache.rglob("*") if p.is_file()}
     bad = {shas[n] for n in names if n != "good.bin"}
     assert shas["good.bin"] in cached and not cached & bad  # nothing refused was kept
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         assert c.artifacts.read_bytes(run_id, "good.bin") == b"d" * SIZE
         with pytest.raises(gitml.exceptions.MlflowException, match="zero.bin.*symbolic link"):
             c.artifacts.read_bytes(run_id, "zero.bin")
@@ -309,7 +310,7 @@ def test_a_huge_file_in_a_folder_store_costs_at_most_the_recorded_size(repo, tmp
     os.truncate(object_path(store, sha), HUGE)  # a sparse tebibyte where 200 kB were
     gitml_cli(victim, "config", "artifacts.remote", str(store))
     gitml_cli(victim, "fetch")  # the runs; their artifacts on first read
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         before = bytes_read_by_this_process()
         with pytest.raises(gitml.errors.IntegrityError, match=f"larger than the {SIZE} bytes its manifest records"):
             c.artifacts.read_bytes(run_id, "model.bin")
@@ -413,7 +414,7 @@ def test_a_larger_object_on_s3_is_refused_past_the_recorded_size(repo, tmp_path,
         gitml_cli(victim, "config", "artifacts.remote", "s3://team/art")
         gitml_cli(victim, "config", "artifacts.storage_options", f"{{endpoint_url: '{endpoint}'}}")
         gitml_cli(victim, "fetch")
-        with gitml.Client(victim) as c, pytest.raises(gitml.errors.IntegrityError, match=f"larger than the {SIZE} bytes"):
+        with gitml.ops.Operations(victim) as c, pytest.raises(gitml.errors.IntegrityError, match=f"larger than the {SIZE} bytes"):
             c.artifacts.read_bytes(run_id, "model.bin")
         assert not (victim / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]).exists()
     finally:

@@ -10,6 +10,7 @@ import os
 import pytest
 
 import gitml
+import gitml.ops
 import gitml.pyfunc
 from gitml import sync
 from gitml.errors import CorruptRecordError, InvalidInputError
@@ -61,11 +62,11 @@ def test_hostile_mlmodel_of_a_pushed_run_is_refused_naming_the_file(tmp_path, re
     with gitml.start_run() as big:
         gitml.log_text(OVERSIZE.decode(), "model/MLmodel")
     gitml.flush()
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         assert not sync.push(c, "origin").rejected
     git(team, "fsck", "--strict")
     clone = _clone(tmp_path, team, "clone")
-    with gitml.Client(clone) as c:
+    with gitml.ops.Operations(clone) as c:
         sync.fetch(c, "origin")
     gitml.set_tracking_uri(str(clone))
     for run, why in ((bomb, "anchors and aliases"), (big, "over the limit")):
@@ -73,7 +74,7 @@ def test_hostile_mlmodel_of_a_pushed_run_is_refused_naming_the_file(tmp_path, re
         with pytest.raises(CorruptRecordError, match=why) as e:
             gitml.pyfunc.load_model(uri)
         assert _one_line(e.value, "MLmodel").startswith(f"corrupt record MLmodel of model {uri}: ")
-    with gitml.Client(clone) as c:
+    with gitml.ops.Operations(clone) as c:
         assert all(c.get_run(r.info.run_id).info.status == "FINISHED" for r in (good, bomb, big))  # the runs are intact
     assert gitml.pyfunc.load_model(f"runs:/{good.info.run_id}/model").predict([1, 2]) == [2, 4]  # the good model loads
 
@@ -114,7 +115,7 @@ def test_hostile_mlproject_from_a_git_url_is_refused_before_anything_runs(tmp_pa
     with pytest.raises(InvalidInputError, match=why) as e:
         gitml.projects.run(f"file://{bare}", version="main", env_manager="local")
     _one_line(e.value, "MLproject")
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         assert c.tracker.run_refs() == {}  # no run recorded
     assert not any("ran" in names for _, _, names in os.walk(tmp_path / "upstream.git"))
 
@@ -126,7 +127,7 @@ def test_hostile_registry_policy_from_a_clone_fails_closed_naming_the_file(tmp_p
         gitml.pyfunc.log_model(name="model", python_model=Doubler())
     with gitml.start_run() as later:
         gitml.pyfunc.log_model(name="model", python_model=Doubler())
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         c.registry.register("churn", run.info.run_id)
         c.registry.assign("churn", "1", "production")
         (repo / ".gitml").mkdir(exist_ok=True)
@@ -137,7 +138,7 @@ def test_hostile_registry_policy_from_a_clone_fails_closed_naming_the_file(tmp_p
         assert not sync.push(c, "origin").rejected
     git(team, "fsck", "--strict")
     clone = _clone(tmp_path, team, "clone")
-    with gitml.Client(clone) as c:
+    with gitml.ops.Operations(clone) as c:
         sync.fetch(c, "origin")
         with pytest.raises(CorruptRecordError, match=why) as e:
             c.registry.resolve("churn", stage="production")
@@ -149,10 +150,10 @@ def test_hostile_registry_policy_from_a_clone_fails_closed_naming_the_file(tmp_p
     # a sane policy on the trusted ref (the remote's main, as fetched) puts the registry back as it was
     (clone / ".gitml" / "registry.yaml").write_text("stages: [staging, production]\n")
     git(clone, "commit", "-qam", "a sane policy")
-    with gitml.Client(clone) as c, pytest.raises(CorruptRecordError, match=why):
+    with gitml.ops.Operations(clone) as c, pytest.raises(CorruptRecordError, match=why):
         c.registry.resolve("churn", stage="production")  # committed here only: origin/main still decides
     git(clone, "push", "-q", "origin", "main")
-    with gitml.Client(clone) as c:
+    with gitml.ops.Operations(clone) as c:
         assert c.registry.resolve("churn", stage="production").run_id == run.info.run_id
 
 

@@ -13,6 +13,7 @@ import sqlite3
 import pytest
 
 import gitml
+import gitml.ops
 from gitml.names import RUN_REF_NAMES, RUNS_PREFIX
 from gitml.store.git import GitStore
 from tests.conftest import git, run_python
@@ -37,7 +38,7 @@ def listing(repo) -> dict[bytes, bytes]:
 
 def stamped_table(repo):
     """The table a fresh Client makes from the stamp, and its errors (None: the stamp did not serve)."""
-    with gitml.Client(str(repo)) as c:
+    with gitml.ops.Operations(str(repo)) as c:
         t = c.tracker
         with t.index.reading():
             state = t.store.refs_state(RUNS_PREFIX, RUN_REF_NAMES)
@@ -45,8 +46,8 @@ def stamped_table(repo):
             if found is None:
                 return None
             table, errors = found
-            names = dict(zip(table.refs, table.column("attributes", "run_name")))
-            return dict(zip(table.refs, table.commits)), names, [str(e) for e in errors]
+            names = dict(zip(table.refs, table.column("attributes", "run_name"), strict=False))
+            return dict(zip(table.refs, table.commits, strict=False)), names, [str(e) for e in errors]
 
 
 def run_names(repo) -> list[str]:
@@ -78,7 +79,7 @@ def test_a_stamped_snapshot_serves_every_run_without_listing_them(repo, small_sl
     assert len(stamp) >= 32
     refs, names, errors = stamped_table(repo)
     assert refs == listing(repo) and sorted(names.values()) == sorted(f"r{i}" for i in range(12)) and not errors
-    with gitml.Client(str(repo)) as c:  # a fresh Client's search and name lookup: no listing
+    with gitml.ops.Operations(str(repo)) as c:  # a fresh Client's search and name lookup: no listing
         assert len(c.search_rows()) == 12
         assert c.tracker.resolve("r7") == [k for k, v in names.items() if v == "r7"][0][-32:].decode()
     assert len(counted_listings) == 1
@@ -113,7 +114,7 @@ def test_refs_packed_by_git_are_listed_once_then_the_stamp_serves_again(repo, sm
         generations = db.execute("SELECT DISTINCT gen FROM snapshot").fetchall()
     git(repo, "pack-refs", "--all")
     assert stamped_table(repo) is None  # another packed-refs: the stamp cannot tell
-    with gitml.Client(str(repo)) as c:
+    with gitml.ops.Operations(str(repo)) as c:
         assert len(c.search_rows()) == 12
     with index_db(repo) as db:  # stamped again, not written again
         assert db.execute("SELECT DISTINCT gen FROM snapshot").fetchall() == generations
@@ -148,7 +149,7 @@ def test_a_tampered_stamped_snapshot_is_not_trusted(repo, small_slack, caplog):
 
 def test_an_experiment_is_read_once_then_from_its_checked_copy(repo, tmp_path):
     experiment_id = gitml.create_experiment("kept")
-    with gitml.Client(str(repo)) as c:
+    with gitml.ops.Operations(str(repo)) as c:
         assert c.get_experiment(experiment_id).name == "kept"
     path = repo / ".git" / "gitml" / "experiments.json"
     kept = json.loads(path.read_text())
@@ -156,11 +157,11 @@ def test_an_experiment_is_read_once_then_from_its_checked_copy(repo, tmp_path):
     assert kept[commit]["name"] == "kept" and kept[commit]["artifact_location"] is None
     kept[commit]["name"] = "bad\x1bname"  # a copy tampered with is checked as the record is, and refused
     path.write_text(json.dumps(kept))
-    with gitml.Client(str(repo)) as c:
+    with gitml.ops.Operations(str(repo)) as c:
         assert c.get_experiment(experiment_id).name == "kept"
     moved = tmp_path / "moved"
     os.rename(repo, moved)  # the default artifact location follows the repository
-    with gitml.Client(str(moved)) as c:
+    with gitml.ops.Operations(str(moved)) as c:
         assert c.get_experiment(experiment_id).artifact_location.startswith(str(moved))
 
 
@@ -180,7 +181,7 @@ with gitml.start_run(run_name="r5"):
     pass
 """, repo)
     monkeypatch.setattr(RunIndex, "_read_snapshot", lambda self: (_ for _ in ()).throw(AssertionError("columns read")))
-    with gitml.Client(str(repo)) as c:
+    with gitml.ops.Operations(str(repo)) as c:
         assert c.tracker.resolve("r7") == ids[7]
         assert c.tracker.resolve("renamed") == ids[3]  # a loose ref: its row, not the snapshot's name
         with pytest.raises(RunNotFoundError):
@@ -189,7 +190,7 @@ with gitml.start_run(run_name="r5"):
             c.tracker.resolve("r5")  # one in the snapshot, one made since
     git(repo, "pack-refs", "--all")  # another packed-refs: the stamp cannot tell, the columns are read
     monkeypatch.undo()
-    with gitml.Client(str(repo)) as c:
+    with gitml.ops.Operations(str(repo)) as c:
         assert c.tracker.resolve("renamed") == ids[3]
 
 
@@ -200,7 +201,7 @@ def test_a_stamped_snapshot_without_its_names_gets_them_at_the_next_search(repo,
     with index_db(repo) as db:  # as a gitml that kept no names left it
         db.execute("DELETE FROM snapshot WHERE name = 'by-name'")
         db.execute("DELETE FROM snapshot_names")
-    with gitml.Client(str(repo)) as c:
+    with gitml.ops.Operations(str(repo)) as c:
         assert c.tracker.resolve("r2") == ids[2]  # from the columns; the names are written meanwhile
     with index_db(repo) as db:
         assert db.execute("SELECT count(*) FROM snapshot_names").fetchone()[0] == 12

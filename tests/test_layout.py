@@ -10,21 +10,43 @@ from tests.conftest import ROOT, run_python
 LAYERS = [
     ("gitml.errors", "gitml.names", "gitml.exceptions", "gitml.yamlread"),
     ("gitml.store",),
-    ("gitml.tracking", "gitml.artifacts.cas", "gitml.artifacts.config", "gitml.artifacts.formats", "gitml.artifacts.statcache",
-     "gitml.data", "gitml.system_metrics"),
-    ("gitml.artifacts.service",),
+    ("gitml.tracking", "gitml.content", "gitml.data", "gitml.system_metrics"),
+    ("gitml.content.service",),
     ("gitml.registry",),
-    ("gitml.client", "gitml.runviews", "gitml.frame", "gitml.sync", "gitml.entities", "gitml.report"),
+    ("gitml.client", "gitml.search", "gitml.frame", "gitml.entities"),
+    ("gitml.ops", "gitml.runviews", "gitml.sync", "gitml.purge", "gitml.report"),
     ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
     ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch", "gitml.xgboost", "gitml.lightgbm", "gitml.catboost",
-     "gitml.statsmodels", "gitml.onnx", "gitml.keras", "gitml.transformers", "gitml.registry.gitops"),
+     "gitml.statsmodels", "gitml.onnx", "gitml.keras", "gitml.transformers", "gitml.gitops",
+     "gitml.sweeps", "gitml.optuna", "gitml.ray", "gitml.autologging"),
     ("gitml.cli", "gitml.ui", "gitml.serving", "gitml.mlflow_plugin"),
 ]
 
 
+def test_the_folders_are_the_layers():
+    """``ls gitml/``, the layers above and docs/design.md's layer list name the same entries,
+    in the same layers."""
+    import re
+
+    entries = {f"gitml.{n.removesuffix('.py')}" for n in os.listdir(os.path.join(ROOT, "gitml"))
+               if (n.endswith(".py") and n not in ("__init__.py", "__main__.py"))
+               or os.path.isfile(os.path.join(ROOT, "gitml", n, "__init__.py"))}
+    layered = {p: level for level, prefixes in enumerate(LAYERS) for p in prefixes}
+    assert entries == {p for p in layered if p.count(".") == 1}
+    design = open(os.path.join(ROOT, "docs", "design.md")).read()
+    block = design.split("The layers, bottom up;", 1)[1].split("```")[1]
+    documented, level = {}, None
+    for line in block.splitlines():
+        found = re.match(r"(\d+)?\s+(gitml\.[\w.]+(?:, gitml\.[\w.]+)*)", line)
+        if found:
+            level = int(found.group(1)) if found.group(1) else level
+            documented.update({name: level for name in found.group(2).split(", ")})
+    assert documented == layered
+
+
 def _layer(module: str) -> int | None:
-    """The layer of the longest prefix naming ``module`` (``gitml.registry.gitops`` sits above
-    ``gitml.registry``)."""
+    """The layer of the longest prefix naming ``module`` (``gitml.content.service`` sits above
+    ``gitml.content``)."""
     found = [(len(p), level) for level, prefixes in enumerate(LAYERS) for p in prefixes
              if module == p or module.startswith(p + ".")]
     return max(found)[1] if found else None
@@ -38,7 +60,7 @@ def test_public_namespace_is_complete():
         n for n in dir(__import__("gitml.fluent", fromlist=["x"])) if not n.startswith("_") and callable(getattr(gitml.fluent, n))
     }
     missing = {n for n in public_fluent if n not in exported and n not in {"client", "run_of", "check_key", "annotations"}}
-    missing -= {"Client", "Experiment", "Metric", "Run", "RunStatus", "ViewType", "GitmlError", "InvalidInputError", "RunWriter", "atexit"}
+    missing -= {"Client", "Operations", "Experiment", "Metric", "Run", "RunStatus", "ViewType", "GitmlError", "InvalidInputError", "RunWriter", "atexit"}
     assert not missing, f"fluent functions missing from gitml.__all__: {missing}"
 
 
@@ -170,6 +192,15 @@ PRIVATE_ALLOWED = {
     "_load_pyfunc",  # MLflow's flavor-loader protocol: a flavor module's entry point by that name
     "_fields", "_asdict", "_replace", "_make",  # the public API of namedtuples
 }
+# The units that hold a git store and may read ``x.store``: the store itself, the layers
+# that keep one (tracking, content, registry), and gitml.sync and gitml.purge, whose push,
+# fetch and purge move refs and objects as git does (through the facade's
+# ``Operations.store``, gitml.ops).
+STORE_OWNERS = {"gitml.store", "gitml.tracking", "gitml.content", "gitml.registry", "gitml.ops", "gitml.sync", "gitml.purge"}
+# Other modules' ``.store`` reads, each with why.
+STORE_READS_ALLOWED = {
+    "gitml.mlflow_plugin.importer": "MLflow's own tracking store (its client's), read for its bulk metric call",
+}
 # `.tracker` read on something other than `self`, outside gitml.tracking: only here, and why.
 TRACKER_ALLOWED = {
     "gitml.registry.audit": "reads the tracker of the Registry it audits (gitml.registry's own object)",
@@ -218,7 +249,9 @@ def reach_through(modules: dict[str, ast.Module], packages: set[str]) -> list[st
       or ``cls``) that its own unit does not define but another unit does;
     - outside gitml.tracking, it reads ``.tracker`` of anything but ``self``: code holding a
       Client (or an artifacts service, a registry) asks it, not the Tracker behind it;
-    - it reads ``.store`` through a tracker (``x.tracker.store``): the Tracker's store is its own.
+    - it reads ``.store`` through a tracker (``x.tracker.store``): the Tracker's store is its own;
+    - it reads ``.store`` of anything but ``self`` outside the units that own a store
+      (``STORE_OWNERS``): code above asks the facade, not the git store behind it.
     """
     defined: dict[str, set[str]] = {}
     for module, tree in modules.items():
@@ -243,6 +276,9 @@ def reach_through(modules: dict[str, ast.Module], packages: set[str]) -> list[st
                 problems.append(f"{where} reaches through {ast.unparse(node)}")
             if node.attr == "store" and isinstance(base, ast.Attribute) and base.attr == "tracker":
                 problems.append(f"{where} reaches through {ast.unparse(node)}")
+            elif node.attr == "store" and not on_self and unit not in STORE_OWNERS and isinstance(node.ctx, ast.Load) \
+                    and module not in STORE_READS_ALLOWED:
+                problems.append(f"{where} reads {ast.unparse(node)}")
     return problems
 
 
@@ -257,13 +293,14 @@ def test_no_reach_through_into_other_layers():
 def test_the_reach_through_check_finds_what_it_forbids():
     """What the CLI, sync and fluent did before they had Client's interface."""
     bad = {
-        "gitml.cli.main": "def log_(c, run):\n    return lineage(c.tracker.store, c.tracker.resolve(run))\n",
+        "gitml.cli.main": "def log_(c, run):\n    return lineage(c.tracker.store, c.tracker.resolve(run))\n\n\ndef push(c):\n    return c.store\n",
         "gitml.fluent": "from gitml.store.git import _user\n\ndef search(c):\n    return c._experiment_ids(None, None), _client._finalizer.detach()\n",
         "gitml.client": "class Client:\n    def __init__(self):\n        self._finalizer = None\n\n    def _experiment_ids(self, a, b):\n        return self._finalizer\n",
         "gitml.store.git": "def _user():\n    return 'me'\n",
     }
     problems = reach_through({m: ast.parse(s) for m, s in bad.items()}, {"gitml.cli", "gitml.store"})
     assert problems == [
+        "gitml.cli.main:6 reads c.store",
         "gitml.cli.main:2 reaches through c.tracker.store",
         "gitml.cli.main:2 reaches through c.tracker",
         "gitml.cli.main:2 reaches through c.tracker",
@@ -377,7 +414,8 @@ def test_every_error_class_is_reachable_from_gitml_errors():
 
     found = []
     for module, tree in _modules().items():
-        if module.startswith("gitml.mlflow_plugin"):  # imports MLflow (not installed here): defines none
+        # these import MLflow / MLServer (not installed here, each in its own venv): they define none
+        if module.startswith("gitml.mlflow_plugin") or module == "gitml.serving.mlserver":
             assert not [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name.endswith(("Error", "Exception"))]
             continue
         classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef) and not n.name.startswith("_")]
@@ -393,3 +431,82 @@ def test_every_error_class_is_reachable_from_gitml_errors():
         assert getattr(gitml.exceptions, name) is cls
         assert name in gitml.errors.__all__ and name in gitml.exceptions.__all__
     assert set(gitml.errors.__all__) == {name for _, name, _ in found} | {"MlflowException"}
+
+
+# -- gitml.Client is MLflow's MlflowClient ----------------------------------------------
+# MlflowClient's methods gitml has (tracking and registry), and the three of its own a
+# Client needs (a repository is opened, buffered, closed). The plumbing the CLI, UI, sync,
+# projects and the MLflow plugin use is gitml.ops.Operations'.
+CLIENT_SURFACE = {
+    "create_experiment", "get_experiment", "get_experiment_by_name", "rename_experiment", "delete_experiment",
+    "restore_experiment", "set_experiment_tag", "delete_experiment_tag", "search_experiments",
+    "create_run", "get_run", "get_parent_run", "log_param", "log_metric", "set_tag", "delete_tag", "log_batch",
+    "log_inputs", "log_artifact", "log_artifacts", "log_text", "log_dict", "log_table", "log_image", "log_figure",
+    "list_artifacts", "download_artifacts", "load_table", "get_metric_history", "set_terminated", "update_run",
+    "delete_run", "restore_run", "search_runs",
+    "create_registered_model", "get_registered_model", "search_registered_models", "delete_registered_model",
+    "create_model_version", "get_model_version", "delete_model_version", "search_model_versions",
+    "get_latest_versions", "transition_model_version_stage", "set_registered_model_alias",
+    "delete_registered_model_alias", "get_model_version_by_alias",
+    "update_registered_model", "rename_registered_model", "set_registered_model_tag", "delete_registered_model_tag",
+    "copy_model_version", "get_model_version_download_uri", "update_model_version", "set_model_version_tag",
+    "delete_model_version_tag",
+    "repo_path", "flush", "close",  # gitml's own
+}
+
+
+def test_client_is_mlflows_surface_each_method_documented():
+    """``gitml.Client``'s public names are MlflowClient's (and open/flush/close); each says
+    its Args, Returns and Raises and shows a one-line example."""
+    import inspect
+
+    names = {n for n in dir(gitml.Client) if not n.startswith("_")}
+    assert names == CLIENT_SURFACE, (sorted(names - CLIENT_SURFACE), sorted(CLIENT_SURFACE - names))
+    for name in sorted(names):
+        member = inspect.getattr_static(gitml.Client, name)
+        function = member.fget if isinstance(member, property) else member
+        doc = inspect.getdoc(function) or ""
+        params = [p for p in inspect.signature(function).parameters if p != "self"]
+        assert ">>> " in doc and "client." in doc.split(">>> ")[-1], f"Client.{name} shows no example"
+        assert "Returns:" in doc, f"Client.{name} says nothing of what it returns"
+        missing = [p for p in params if f"    {p}:" not in doc]
+        assert not missing, f"Client.{name}'s Args miss {missing}"
+    from gitml.ops import Operations
+
+    assert issubclass(Operations, gitml.Client)  # the facade keeps every MLflow call
+
+
+FACES = {"gitml", "gitml.registry", "gitml.models", "gitml.projects", "gitml.pyfunc", "gitml.ui"}
+
+
+def test_errors_are_imported_from_gitml_errors():
+    """No module imports an error class from the module that raises it: from gitml.errors
+    (gitml.exceptions), or from a package face that lists it for users."""
+    import gitml.errors
+
+    names = set(gitml.errors.__all__)
+    found = []
+    for module, tree in _modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gitml") \
+                    and node.module not in FACES | {"gitml.errors", "gitml.exceptions"}:
+                found += [f"{module}:{node.lineno} imports {a.name} from {node.module}" for a in node.names if a.name in names]
+            if isinstance(node, ast.ImportFrom) and node.module in FACES and module.startswith(node.module + "."):
+                found += [f"{module}:{node.lineno} imports {a.name} from its face" for a in node.names if a.name in names]
+    assert found == []
+
+
+def test_shared_cli_options_are_defined_once():
+    """--json, -e/--experiment, -f/--filter and -o/--order-by are gitml.cli.common's
+    decorators; no command module spells them out again (``gitml run --experiment``, one
+    name as MLflow's ``mlflow run`` takes, is another option)."""
+    shared = [{"--json"}, {"-e", "--experiment"}, {"-f", "--filter"}, {"-o", "--order-by"}]
+    found = []
+    for module, tree in _modules().items():
+        if not module.startswith("gitml.cli.") or module == "gitml.cli.common":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "option":
+                names = {a.value for a in node.args if isinstance(a, ast.Constant)}
+                found += [f"{module}:{node.lineno} {sorted(s)}" for s in shared if s <= names]
+    assert found == []

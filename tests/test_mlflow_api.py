@@ -54,8 +54,10 @@ def _params(f) -> list[list]:
 def _same(mine: list[list], theirs: list[list]) -> bool:
     """The same positional parameters in the same order; MLflow's keyword-only ones
     among gitml's (which may add its own, e.g. ``experiment_names``)."""
-    positional = lambda params: [name for name, kw_only in params if not kw_only]
-    keywords = lambda params: {name for name, kw_only in params if kw_only}
+    def positional(params):
+        return [name for name, kw_only in params if not kw_only]
+    def keywords(params):
+        return {name for name, kw_only in params if kw_only}
     return positional(mine) == positional(theirs) and keywords(theirs) <= keywords(mine)
 
 
@@ -278,7 +280,7 @@ def test_load_table_joins_the_runs_tables(repo):
     with gitml.start_run():
         gitml.log_text("no table here", "other.txt")
     frame = gitml.load_table("eval/t.json", extra_columns=["run_id"])
-    assert sorted(zip(frame["x"], frame["run_id"])) == [(0, runs[0]), (1, runs[1]), (10, runs[0]), (11, runs[1])]
+    assert sorted(zip(frame["x"], frame["run_id"], strict=False)) == [(0, runs[0]), (1, runs[1]), (10, runs[0]), (11, runs[1])]
     assert list(gitml.load_table("eval/t.json", run_ids=[runs[1]])["x"]) == [1, 11]
     with pytest.raises(InvalidInputError, match="no run has"):
         gitml.load_table("missing.json")

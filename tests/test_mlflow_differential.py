@@ -327,10 +327,10 @@ def _gitml_answers(path, queries: dict) -> dict:
             return [e.name for e in client.search_experiments(ViewType.ACTIVE_ONLY, 1000, filter_string, order_by)]
 
         return {
-            "filters": [answer(lambda: runs(f)) for f in queries["filters"]],
-            "orders": [answer(lambda: runs("", o)) for o in queries["orders"]],
-            "experiment_filters": [answer(lambda: experiments(f)) for f in queries["experiment_filters"]],
-            "experiment_orders": [answer(lambda: experiments(None, o)) for o in queries["experiment_orders"]],
+            "filters": [answer(lambda f=f: runs(f)) for f in queries["filters"]],
+            "orders": [answer(lambda o=o: runs("", o)) for o in queries["orders"]],
+            "experiment_filters": [answer(lambda f=f: experiments(f)) for f in queries["experiment_filters"]],
+            "experiment_orders": [answer(lambda o=o: experiments(None, o)) for o in queries["experiment_orders"]],
         }
     finally:
         client.close()

@@ -21,6 +21,7 @@ import time
 import pytest
 
 import gitml
+import gitml.ops
 from tests.conftest import ROOT, git
 from tests.mlflow_stores import MAKE_STORE, READ_STORE
 from tests.mlflow_venv import mlflow_python, plugin_pythonpath  # noqa: F401  (a fixture)
@@ -94,7 +95,7 @@ def _same(a, b) -> bool:
 
 def assert_equal_to_source(repo, read: dict, *, models: bool = True) -> None:
     """What gitml holds in ``repo`` against what MLflow read from the source."""
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         for run_id, src in read["runs"].items():
             run = c.get_run(run_id)  # the MLflow id kept
             info = run.info
@@ -115,7 +116,7 @@ def assert_equal_to_source(repo, read: dict, *, models: bool = True) -> None:
             for key, points in src["history"].items():
                 got = [[m.step, m.timestamp, m.value] for m in c.get_metric_history(run_id, key)]
                 assert len(got) == len(points) and all(
-                    g[:2] == p[:2] and _same(p[2], g[2]) for g, p in zip(sorted(got, key=str), sorted(points, key=str))
+                    g[:2] == p[:2] and _same(p[2], g[2]) for g, p in zip(sorted(got, key=str), sorted(points, key=str), strict=False)
                 ), (run_id, key)
             inputs = sorted([d.dataset.name, d.dataset.digest, d.dataset.source, sorted((t.key, t.value) for t in d.tags)]
                             for d in run.inputs.dataset_inputs)
@@ -135,7 +136,7 @@ def assert_registry_imported(repo, read: dict, made: dict, summary: dict) -> Non
     and the champion alias; version 2 (a second version on one run commit) skipped and said so."""
     source = read["registry"]["churn-model"]
     assert source["versions"]["1"]["stage"] == "Production" and source["aliases"] == {"champion": "3"}
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         got = {mv.version: mv for mv in c.search_model_versions("name = 'churn-model'")}
         assert set(got) == {"1", "3"}
         for number in ("1", "3"):
@@ -184,7 +185,7 @@ def test_import_equals_the_source_and_a_second_import_adds_nothing(kind, mlflow_
     assert_registry_imported(repo, read, made, first)
 
     code = git(repo, "rev-parse", "HEAD").strip()
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         refs = {r.decode(): v for r, v in c.run_refs().items()}
         by_run = {ref.rsplit("/", 1)[1]: commit.decode() for ref, commit in refs.items()}
         # the run that recorded this repository's commit joins the code history; the others have no code
@@ -204,7 +205,7 @@ def test_import_equals_the_source_and_a_second_import_adds_nothing(kind, mlflow_
     again = json.loads(gitml_in_mlflow(mlflow_python, "import", "mlflow", uri, "--json", cwd=repo).stdout)
     assert again["runs"] == 0 and again["runs_present"] == len(read["runs"]) and again["experiments"] == 0
     assert again["model_versions"] == 0 and again["stages"] == 0
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         assert {r.decode(): v for r, v in c.run_refs().items()} == refs  # nothing rewritten
 
 
@@ -226,7 +227,7 @@ def test_a_killed_import_resumes_and_dry_run_counts_what_would_come(mlflow_pytho
         time.sleep(0.05)  # polling for the first runs to land, not standing in for a time
     os.killpg(importing.pid, signal.SIGKILL)
     importing.wait()
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         landed = {r.decode().rsplit("/", 1)[1] for r in c.run_refs()}
         for run_id in landed:  # a run is in whole or not at all
             assert c.get_run(run_id).data.params == read["runs"][run_id]["params"]
@@ -249,7 +250,7 @@ def test_import_selects_and_maps_experiments(mlflow_python, mlflow_sources, code
     ).stdout)
     wanted = {r for r in churn if read["runs"][r]["start"] >= since}
     assert out["runs"] == len(wanted) and out["artifacts"] == 0 and out["registered_models"] == 0
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         assert c.get_experiment_by_name("churn") is None
         experiment = c.get_experiment_by_name("churn-from-mlflow")
         assert {r.info.run_id for r in c.search_runs([experiment.experiment_id])} == wanted
@@ -329,7 +330,7 @@ def test_import_from_a_real_mlflow_server(mlflow_python, code_repo, tmp_path, mo
         assert out["runs"] == len(read["runs"]) and out["code_joined"] == 1 and out["logged_models"] == 2
         assert_equal_to_source(repo, read)
         assert_registry_imported(repo, read, made, out)
-        with gitml.Client(repo) as c:
+        with gitml.ops.Operations(repo) as c:
             assert os.path.exists(os.path.join(c.download_artifacts(made["runs"][0], "model"), "MLmodel"))
         # and back into the server (its experiments, beside the runs it holds): MLflow reads the same there
         back = json.loads(gitml_in_mlflow(mlflow_python, "export", "mlflow", url, "--no-registry", "--json", cwd=repo).stdout)
@@ -384,7 +385,7 @@ def test_export_back_to_mlflow_file_and_sqlite(mlflow_python, mlflow_sources, co
 def test_client_import_run_writes_a_whole_run_in_one_commit(repo):
     (repo / "big.bin").write_bytes(b"x" * 300_000)
     head = git(repo, "rev-parse", "HEAD").strip()
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         exp = c.create_experiment("imported")
         joined = c.import_run(
             exp, "a" * 32, run_name="from-mlflow", code=head, user_id="alice", status="FAILED", start_time=5,

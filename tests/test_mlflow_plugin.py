@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
+import gitml.ops
 from gitml.cli.main import cli
 from gitml.mlflow_plugin import artifact_uri, parse_artifact_uri, repository_path
 from tests.conftest import git
@@ -49,8 +50,23 @@ def _env(**extra: str) -> dict:
     return full
 
 
+def _script(code: str) -> str:
+    """``code`` as a file to run: under ``python -c`` a pyspark that lacks grpc (MLflow's
+    signature inference imports it) exits the process with status 0 halfway."""
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="gitml-mlflow-", suffix=".py")
+    with os.fdopen(fd, "w") as f:
+        f.write(code)
+    return path
+
+
 def _mlflow(python: str, code: str, cwd, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([python, "-c", code], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    script = _script(code)
+    try:
+        result = subprocess.run([python, script], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    finally:
+        os.remove(script)
     if check:
         assert result.returncode == 0, result.stderr[-4000:]
     return result
@@ -119,7 +135,7 @@ print(json.dumps(out))
 
 @pytest.mark.mlflow
 def test_fluent_api_logs_ordinary_gitml_runs(plugin_python, repo):
-    with gitml.Client(repo) as c:  # a run logged by gitml's own API, for MLflow to find
+    with gitml.ops.Operations(repo) as c:  # a run logged by gitml's own API, for MLflow to find
         run = c.create_run(c.create_experiment("from-gitml"))
         c.log_param(run.info.run_id, "source", "gitml")
         c.set_terminated(run.info.run_id)
@@ -134,7 +150,7 @@ def test_fluent_api_logs_ordinary_gitml_runs(plugin_python, repo):
     assert out["gitml_runs"] == ["gitml"]
     assert {"churn", "from-gitml", "Default"} <= set(out["experiments"])
 
-    with gitml.Client(repo) as c:  # ... and gitml reads what MLflow logged as its own runs
+    with gitml.ops.Operations(repo) as c:  # ... and gitml reads what MLflow logged as its own runs
         parent = c.get_run(out["parent"])
         assert parent.info.status == "FINISHED"
         assert parent.data.params == {"lr": "0.1"}
@@ -190,13 +206,10 @@ client.set_experiment_tag(exp, "phase", "2")
 out["exp_tags"] = client.get_experiment(exp).tags
 out["renamed"] = client.update_run(ids[2], name="renamed") or client.get_run(ids[2]).info.run_name
 out["param_conflict"] = code(lambda: client.log_param(ids[3], "i", "other"))
-out["reg_tag"] = code(lambda: client.create_registered_model("m", tags={"a": "b"}))
-out["reg_tag_msg"] = ""
-try:
-    client.create_registered_model("m", tags={"a": "b"})
-except MlflowException as e:
-    out["reg_tag_msg"] = e.message
-out["runless_model"] = code(lambda: client.create_logged_model(exp, name="orphan"))
+client.create_registered_model("Model 1", tags={"a": "b"}, description="first")
+out["reg_again"] = code(lambda: client.create_registered_model("Model 1"))
+out["reg_tags"] = client.get_registered_model("Model 1").tags
+out["runless_model"] = client.create_logged_model(exp, name="orphan").source_run_id
 out["bad_filter"] = code(lambda: client.search_runs([exp], filter_string="metrics.m >>> 1"))
 print(json.dumps(out))
 """
@@ -215,9 +228,9 @@ def test_mlflow_client_paging_errors_and_what_cannot_map(plugin_python, repo):
     assert out["exp_tags"] == {"owner": "me", "phase": "2"}
     assert out["renamed"] == "renamed"
     assert out["param_conflict"] == "INVALID_PARAMETER_VALUE"
-    assert out["reg_tag"] == "INVALID_PARAMETER_VALUE"
-    assert "registered model tags" in out["reg_tag_msg"]
-    assert out["runless_model"] == "INVALID_PARAMETER_VALUE"
+    assert out["reg_again"] == "RESOURCE_ALREADY_EXISTS"
+    assert out["reg_tags"] == {"a": "b"}
+    assert out["runless_model"] is None
     assert out["bad_filter"] == "INVALID_PARAMETER_VALUE"
 
 
@@ -298,7 +311,7 @@ def test_mlflow_errors_prompt_filter_and_what_gitml_does_not_store(plugin_python
 def test_metric_history_reads_only_that_metric(repo):
     """One metric's history reads the same git objects whether the run has 3 metrics or 300."""
     reads = []
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         runs = {}
         for keys in (3, 300):
             run = c.create_run(c.create_experiment(f"keys-{keys}")).info.run_id
@@ -309,7 +322,7 @@ def test_metric_history_reads_only_that_metric(repo):
         c.flush()
         store = c._store
         raw = store.raw
-        for keys, run in runs.items():
+        for _keys, run in runs.items():
             store._blobs.clear(), store._trees.clear(), store._commits.clear()
             seen: list[bytes] = []
             store.raw = lambda sha, seen=seen: seen.append(sha) or raw(sha)  # counts object reads; git is real
@@ -374,7 +387,7 @@ def test_autolog_log_model_load_model_and_register_model(plugin_python, repo):
     model = gitml.pyfunc.load_model(f"runs:/{out['run']}/clf")
     assert np.asarray(model.predict(X[:5])).tolist() == out["expected"]
     assert "iris-clf@v1.0.0" in git(repo, "tag", "--list")
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         assert c.get_model_version_by_alias("iris-clf", "champion").run_id == out["run"]
 
 
@@ -397,7 +410,7 @@ for i in range(20):
 
 @pytest.mark.mlflow
 def test_concurrent_mlflow_processes_lose_nothing(plugin_python, repo):
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         # named: a random name may start with "w" ("warm-...") and match the workers' filter
         shared = c.create_run(c.create_experiment("many"), run_name="shared").info.run_id
     env = _env(SHARED_RUN=shared)
@@ -405,7 +418,7 @@ def test_concurrent_mlflow_processes_lose_nothing(plugin_python, repo):
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         runs = c.search_runs(experiment_names=["many"], filter_string="attributes.run_name LIKE 'w%'")
         assert sorted(r.data.params["worker"] for r in runs) == ["0", "1", "2", "3"]
         for r in runs:
@@ -434,7 +447,7 @@ def _http(url: str, body: dict | None = None) -> tuple[int, dict]:
 
 @pytest.mark.mlflow
 def test_mlflow_server_serves_the_repository_over_rest(plugin_python, repo):
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         run = c.create_run(c.create_experiment("served"), run_name="trained")
         for step in range(30):
             c.log_metric(run.info.run_id, "loss", 1 / (step + 1), step=step)
@@ -475,7 +488,8 @@ def test_mlflow_server_serves_the_repository_over_rest(plugin_python, repo):
         status, created = _http(base + "/api/2.0/mlflow/runs/create", {"experiment_id": found["runs"][0]["info"]["experiment_id"], "run_name": "rest"})
         assert status == 200
         new_id = created["run"]["info"]["run_id"]
-        assert _http(base + "/api/2.0/mlflow/runs/log-metric", {"run_id": new_id, "key": "acc", "value": 0.5, "timestamp": 1, "step": 3})[0] == 200
+        logged = _http(base + "/api/2.0/mlflow/runs/log-metric", {"run_id": new_id, "key": "acc", "value": 0.5, "timestamp": 1, "step": 3})
+        assert logged[0] == 200, logged
         with gitml.Client(repo) as c:
             assert [(m.value, m.step) for m in c.get_metric_history(new_id, "acc")] == [(0.5, 3)]
             assert c.get_run(new_id).info.run_name == "rest"
@@ -493,7 +507,7 @@ def _run_commits(repo, run_id: str) -> int:
 
 
 def test_client_start_run_keeps_the_run_open_until_terminated(repo):
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         open_run = c.start_run(c.create_experiment("open"), run_name="buffered")
         committed = c.create_run(c.get_experiment_by_name("open").experiment_id, parent_run_id=open_run.info.run_id)
         for step in range(40):
@@ -506,9 +520,204 @@ def test_client_start_run_keeps_the_run_open_until_terminated(repo):
         assert "status: FINISHED" in git(repo, "show", f"{ref}:.gitml/run/meta.yaml")
     assert _run_commits(repo, open_run.info.run_id) <= 3  # journaled, committed at its end
     assert _run_commits(repo, committed.info.run_id) >= 40  # create_run: one commit per call
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         run = c.get_run(open_run.info.run_id)
         assert run.info.status == "FINISHED" and run.info.run_name == "buffered"
         assert len(c.get_metric_history(run.info.run_id, "loss")) == 40
         assert run.data.latest_metrics["loss"].step == 39 and run.data.latest_metrics["loss"].value == 1 / 40
         assert c.get_parent_run(committed.info.run_id).info.run_id == open_run.info.run_id
+
+
+# -- what MLflow's own tests look at: the artifact folder, a run's tags, MLflow's words ---
+VIEW = """
+import json, os, shutil, mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Param
+from mlflow.exceptions import MlflowException
+from mlflow.utils.file_utils import local_file_uri_to_path
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+mlflow.set_tracking_uri("gitml:.")
+client = MlflowClient()
+out = {}
+src = os.path.abspath("../src")
+os.makedirs(os.path.join(src, "empty"))
+open(os.path.join(src, "a.txt"), "w").write("A")
+with mlflow.start_run() as run:
+    mlflow.log_text("hello", "dir/../notes/n.txt")
+    mlflow.log_artifacts(src, "tree")
+    uri = mlflow.get_artifact_uri()
+    folder = local_file_uri_to_path(uri)
+    out["uri"] = uri
+    out["listed"] = sorted(os.listdir(folder))
+    out["tree"] = sorted(os.listdir(os.path.join(folder, "tree")))
+    out["note"] = open(local_file_uri_to_path(mlflow.get_artifact_uri("notes/n.txt"))).read()
+    out["fluent_tags"] = sorted(k for k in run.data.tags)
+    try:
+        mlflow.log_metric("m", "apple")
+    except MlflowException as e:
+        out["metric_words"] = e.message
+    mlflow.log_param("p", "1")
+    try:
+        mlflow.log_param("p", "2")
+    except MlflowException as e:
+        out["param_words"] = e.message
+out["fluent_tags_stored"] = sorted(client.get_run(run.info.run_id).data.tags)
+shutil.rmtree(folder)  # the folder is a view: MLflow still reads the run's files from gitml
+out["read_back"] = open(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="notes/n.txt")).read()
+out["listed_back"] = sorted(f.path for f in client.list_artifacts(run.info.run_id))
+plain = client.create_run("0")
+out["client_tags"] = sorted(client.get_run(plain.info.run_id).data.tags)
+elsewhere = os.path.abspath("../elsewhere")
+exp = client.create_experiment("chosen", artifact_location=elsewhere)
+with mlflow.start_run(experiment_id=exp) as chosen:
+    mlflow.log_text("x", "x.txt")
+out["chosen_uri"] = chosen.info.artifact_uri
+out["chosen_files"] = os.listdir(os.path.join(elsewhere, chosen.info.run_id, "artifacts"))
+out["other_repo"] = type(get_artifact_repository("file:///tmp/some/folder")).__name__
+out["view_repo"] = type(get_artifact_repository(uri)).__name__
+out["run_ids"] = [run.info.run_id, plain.info.run_id, chosen.info.run_id]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.mlflow
+def test_artifact_folder_tags_and_mlflow_words(plugin_python, repo):
+    out = _last_json(_mlflow(plugin_python, VIEW, repo))
+    first, plain, chosen = out["run_ids"]
+    gitdir = os.path.realpath(repo / ".git")
+    assert out["uri"] == f"file://{gitdir}/gitml/artifacts/0/{first}/artifacts"
+    assert out["listed"] == ["notes", "tree"] and out["tree"] == ["a.txt", "empty"]
+    assert out["note"] == "hello" and out["read_back"] == "hello"
+    assert out["listed_back"] == ["notes", "tree"]
+    assert out["view_repo"] == "GitmlArtifactRepository" and out["other_repo"] == "LocalArtifactRepository"
+    # MLflow shows the tags its caller set: fluent runs the user and source (the commit where
+    # MLflow finds GitPython), MlflowClient's none; gitml's own API shows every one
+    assert set(out["fluent_tags_stored"]) - {"mlflow.source.git.commit"} == {
+        "mlflow.runName", "mlflow.source.name", "mlflow.source.type", "mlflow.user"}
+    assert out["client_tags"] == ["mlflow.runName"]
+    assert out["metric_words"].startswith("Invalid value \"apple\" for parameter 'value' supplied")
+    assert out["param_words"].startswith("Changing param values is not allowed. Param with key='p' was already logged")
+    # an experiment's chosen artifact location is where MLflow keeps its runs' artifacts
+    assert out["chosen_uri"] == f"{repo.parent}/elsewhere/{chosen}/artifacts"
+    assert out["chosen_files"] == ["x.txt"]
+    with gitml.Client(repo) as c:  # gitml holds what went through the view, with its system tags
+        assert {f.path for f in c.list_artifacts(first)} == {"notes", "tree"}
+        assert c.get_run(first).data.tags["gitml.source.dirty"] in ("true", "false")
+        assert c.get_run(plain).data.tags["mlflow.user"]
+        assert c.list_artifacts(chosen) == []
+
+
+LOGGED = """
+import json, os, tempfile, mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+mlflow.set_tracking_uri("gitml:.")
+client = MlflowClient()
+out = {}
+bare = mlflow.initialize_logged_model(name="bare")
+mlflow.log_model_params({f"p{i}": str(i) for i in range(20)}, model_id=bare.model_id)
+out["bare"] = [bare.source_run_id, len(mlflow.get_logged_model(bare.model_id).params)]
+mlflow.set_active_model(name="agent")  # made on first use, without a run
+with mlflow.start_run() as run:
+    mlflow.log_metrics({"acc": 0.5, "loss": 2.0})
+agent = mlflow.search_logged_models(filter_string="name = 'agent'", output_format="list")[0]
+out["agent_metrics"] = sorted((m.key, m.value, m.run_id == run.info.run_id) for m in agent.metrics)
+out["model_inputs"] = [m.model_id == agent.model_id for m in mlflow.get_run(run.info.run_id).inputs.model_inputs]
+mlflow.clear_active_model()
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input):
+        return [x * 2 for x in model_input]
+info = mlflow.pyfunc.log_model(name="echo", python_model=Echo())  # no run
+out["echo"] = [mlflow.pyfunc.load_model(info.model_uri).predict([1, 2]), info.run_id]
+client.set_logged_model_tags(info.model_id, {"team": "a"})
+ordered = mlflow.search_logged_models(order_by=[{"field_name": "name", "ascending": True}], output_format="list")
+out["ordered"] = [m.name for m in ordered]
+out["tagged"] = [m.name for m in mlflow.search_logged_models(filter_string="tags.team = 'a'", output_format="list")]
+out["runs_shown"] = len(mlflow.search_runs(search_all_experiments=True))
+client.delete_logged_model(bare.model_id)
+try:
+    client.get_logged_model(bare.model_id)
+except MlflowException as e:
+    out["deleted"] = e.error_code
+out["after_delete"] = sorted(m.name for m in mlflow.search_logged_models(output_format="list"))
+out["ids"] = {"bare": bare.model_id, "echo": info.model_id, "run": run.info.run_id}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.mlflow
+def test_logged_models_without_a_run_live_in_runs_of_their_own(plugin_python, repo):
+    out = _last_json(_mlflow(plugin_python, LOGGED, repo))
+    assert out["bare"] == [None, 20]
+    assert out["agent_metrics"] == [["acc", 0.5, True], ["loss", 2.0, True]]
+    assert out["model_inputs"] == [True]
+    assert out["echo"] == [[2, 4], None]
+    assert out["ordered"] == ["agent", "bare", "echo"]
+    assert out["tagged"] == ["echo"]
+    assert out["runs_shown"] == 1  # MLflow sees the run it started, not the models' own
+    assert out["deleted"] == "RESOURCE_DOES_NOT_EXIST"
+    assert out["after_delete"] == ["agent", "echo"]
+    with gitml.Client(repo) as c:  # in gitml, each is a run holding its model (files and record)
+        holders = c.search_runs(None, "tags.`mlflow.gitml.loggedModel` LIKE 'm-%'")
+        assert sorted(r.info.run_name for r in holders) == ["agent", "bare", "echo"]
+        echo = next(r for r in holders if r.info.run_name == "echo")
+        assert echo.data.tags["mlflow.gitml.loggedModel"] == out["ids"]["echo"]
+        assert "echo/MLmodel" in {f.path for f in c.list_artifacts(echo.info.run_id, "echo")}
+
+
+SOURCES = """
+import json, mlflow
+from mlflow.exceptions import MlflowException
+mlflow.set_tracking_uri("gitml:.")
+client = mlflow.MlflowClient()
+def code(call):
+    try:
+        call()
+    except MlflowException as e:
+        return e.error_code
+    return None
+made_up = [client.create_model_version("latest", "runs:/run_id/model", "run_id") for _ in range(2)]
+s3 = client.create_model_version("stored", "s3://bucket/path/model", None)
+out = {
+    "made_up": [[mv.version, mv.source, mv.run_id] for mv in made_up],
+    "s3": [s3.source, s3.run_id, client.get_model_version_download_uri("stored", "1")],
+    "searched": sorted(mv.version for mv in client.search_model_versions("name = 'latest'")),
+    "runs_shown": len(mlflow.search_runs(search_all_experiments=True)),
+    "slash_name": code(lambda: client.create_registered_model("a/b")),
+    "bad_version": code(lambda: client.get_model_version("latest", "x")),
+    "none_name": code(lambda: client.get_registered_model(None)),
+}
+client.set_model_version_tag("latest", "1", "k", "v")
+client.update_model_version("latest", "1", description="tested")
+one = client.get_model_version("latest", "1")
+out["version_meta"] = [one.tags, one.description, one.source]
+client.rename_registered_model("latest", "Latest model")
+out["renamed"] = sorted(m.name for m in client.search_registered_models())
+page = client.search_registered_models(max_results=1)
+out["paged"] = [len(page), client.search_registered_models(max_results=1, page_token=page.token)[0].name]
+mlflow.genai.register_prompt(name="greet", template="Hello {{name}}")
+out["prompt"] = mlflow.genai.load_prompt("prompts:/greet/1").template
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.mlflow
+def test_versions_of_sources_outside_the_repository(plugin_python, repo):
+    out = _last_json(_mlflow(plugin_python, SOURCES, repo))
+    assert out["made_up"] == [["1", "runs:/run_id/model", "run_id"], ["2", "runs:/run_id/model", "run_id"]]
+    assert out["s3"] == ["s3://bucket/path/model", None, "s3://bucket/path/model"]
+    assert out["searched"] == ["1", "2"]
+    assert out["runs_shown"] == 0
+    assert out["slash_name"] == out["bad_version"] == out["none_name"] == "INVALID_PARAMETER_VALUE"
+    assert out["version_meta"] == [{"k": "v"}, "tested", "runs:/run_id/model"]
+    assert out["renamed"] == ["Latest model", "stored"]  # MLflow's prompt ("greet") is not a model
+    assert out["paged"] == [1, "stored"]
+    assert out["prompt"] == "Hello {{name}}"
+    with gitml.Client(repo) as c:  # each version tags a commit of a run made for it, GTO-readable
+        holders = c.search_runs(None, "tags.`mlflow.gitml.modelSource` LIKE '%'")
+        assert sorted(r.data.tags["mlflow.gitml.modelSource"] for r in holders) == [
+            "dummy-source", "runs:/run_id/model", "runs:/run_id/model", "s3://bucket/path/model"]  # a prompt's too
+        tags = git(repo, "tag", "--list").split()
+        assert {"stored@v1.0.0"} <= set(tags)
+        commit = git(repo, "rev-parse", "stored@v1.0.0^{commit}").strip()
+        assert commit in {git(repo, "rev-parse", c.run_ref(r.info.run_id).decode()).strip() for r in holders}

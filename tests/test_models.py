@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
+import gitml.ops
 import gitml.pyfunc
 import gitml.sklearn
 from gitml.errors import ConflictError, GitmlError, InvalidInputError, NotFoundError
@@ -31,7 +32,8 @@ from gitml.models import (
     parse_model_uri,
 )
 from gitml.models.enforce import enforce_params, enforce_schema
-from gitml.models.uri import ModelIntegrityError, verify_folder
+from gitml.models.uri import verify_folder
+from gitml.errors import ModelIntegrityError
 from tests.conftest import run_python
 
 
@@ -200,7 +202,7 @@ def test_log_model_records_the_folder_and_loads_by_id_prefix_or_name(iris, repo)
         info = gitml.sklearn.log_model(model, name="model", input_example=X.head(2))
     run_id = run.info.run_id
     assert info.model_uri == f"runs:/{run_id}/model" and info.run_id == run_id
-    files = {f.path for f in gitml.Client(repo).list_artifacts(run_id, "model")}
+    files = {f.path for f in gitml.ops.Operations(repo).list_artifacts(run_id, "model")}
     assert {"model/MLmodel", "model/model.pkl", "model/requirements.txt", "model/conda.yaml"} <= files
     expected = model.predict(X)
     for uri in (info.model_uri, f"runs:/{run_id[:8]}/model", "runs:/baseline/model"):
@@ -215,8 +217,8 @@ def test_log_model_records_the_folder_and_loads_by_id_prefix_or_name(iris, repo)
 def test_registered_model_name_registers_and_a_bad_name_is_refused_before_anything_is_written(iris, repo):
     X, model = iris
     with gitml.start_run() as run:
-        with pytest.raises(InvalidInputError, match="registered model name 'churn model'"):
-            gitml.sklearn.log_model(model, name="model", registered_model_name="churn model")
+        with pytest.raises(InvalidInputError, match="registered model name 'churn:model'"):
+            gitml.sklearn.log_model(model, name="model", registered_model_name="churn:model")
     assert gitml.Client(repo).list_artifacts(run.info.run_id) == []
     with gitml.start_run() as run:
         info = gitml.sklearn.log_model(model, name="model", registered_model_name="churn")
@@ -264,7 +266,7 @@ def test_a_tampered_cached_artifact_is_refused_before_it_is_unpickled(repo, tmp_
     (tmp_path / "offset.txt").write_text("1")
     with gitml.start_run():
         info = gitml.pyfunc.log_model(name="m", python_model=Doubler(200_000), artifacts={"offset": str(tmp_path / "offset.txt")})
-    client = gitml.Client(repo)
+    client = gitml.ops.Operations(repo)
     sha = client.artifact_manifest(info.run_id)["m/python_model.pkl"]["sha256"]
     cached = repo / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]
     assert cached.exists()  # over the inline limit: the bytes are in the cache, not in git
@@ -370,7 +372,7 @@ def test_predict_command_reads_csv_json_and_parquet(iris, repo, tmp_path):
 
 
 def test_large_inputs_are_scored_in_chunks_with_progress(iris, tmp_path):
-    from gitml.models.batch import CHUNK_ROWS, predict_file
+    from gitml.pyfunc.batch import CHUNK_ROWS, predict_file
 
     X, model = iris
     gitml.sklearn.save_model(model, tmp_path / "m")

@@ -47,6 +47,7 @@ from sklearn.datasets import load_iris
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.linear_model import LogisticRegression
+import gitml.ops
 from gitml.models import infer_signature
 
 class Net(torch.nn.Module):  # defined in __main__: travels by value, as MLflow's pickle module does it
@@ -74,7 +75,7 @@ open("k.txt", "w").write("3")
 gitml.pyfunc.save_model("pf", python_model=Scaled(), artifacts={"k": "k.txt"}, input_example=X.head(2))
 with gitml.start_run():
     info = gitml.sklearn.log_model(pipe, name="model")
-from gitml.models.batch import export_model
+from gitml.pyfunc.batch import export_model
 export_model(info.model_uri, "exported")
 X.to_csv("X.csv", index=False)
 print(json.dumps({"sk": pipe.predict(X).tolist(), "proba": pipe.predict_proba(X).tolist(),
@@ -259,14 +260,14 @@ def test_mlflow_shaped_example_scripts_run_with_gitml_imports(mlflow_python, tmp
                                 env={**env, "PYTHONPATH": ROOT}, timeout=600)
         assert result.returncode == 0, result.stderr[-2000:]
         run_id = result.stdout.split("RUN ")[-1].strip()
-        with gitml.Client(project) as client:
+        with gitml.ops.Operations(project) as client:
             files = {f.path for f in client.list_artifacts(run_id, "model")}
         assert {"model/MLmodel", "model/model.pkl", "model/requirements.txt"} <= files
-    with gitml.Client(project) as client:  # gitml's store has a registry: the example registered its model
+    with gitml.ops.Operations(project) as client:  # gitml's store has a registry: the example registered its model
         assert [v.version for v in client.search_model_versions("name='ElasticnetWineModel'")] == ["1"]
     out = run_python(
         "import gitml, gitml.pyfunc, numpy as np\n"
-        "for run in gitml.Client('.').search_runs():\n"
+        "for run in gitml.ops.Operations('.').search_runs():\n"
         "    m = gitml.pyfunc.load_model(f'runs:/{run.info.run_id}/model')\n"
         "    print(m.metadata.flavors['sklearn']['pickled_model'], m.metadata.signature is not None)\n",
         cwd=project,

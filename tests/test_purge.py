@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
+import gitml.ops
 from gitml.cli.main import cli
 from gitml.purge import parse_age, purge_plan
 from tests.conftest import ROOT, git
@@ -84,7 +85,7 @@ def test_a_run_a_registry_tag_points_into_is_never_purged(repo):
 def test_older_than_counts_from_the_deletion(repo):
     ids = log_runs(repo, ["old"])
     invoke(repo, "runs", "delete", "old")
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         assert purge_plan(c, older_than=parse_age("30d")).runs == []
         later = time.time() + 31 * 86400
         assert [r.run_id for r in purge_plan(c, older_than=parse_age("30d"), now=later).runs] == [ids["old"]]

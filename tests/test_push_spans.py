@@ -17,6 +17,7 @@ import shutil
 import pytest
 
 import gitml
+import gitml.ops
 from gitml import sync
 from gitml.names import RUN_REF_NAMES, RUNS_PREFIX
 from gitml.store import transfer as transfer_module
@@ -58,7 +59,7 @@ def shared(repo, tmp_path, monkeypatch):
 
 
 def push(path, remote=None, **kwargs) -> sync.PushResult:
-    c = gitml.Client(path)
+    c = gitml.ops.Operations(path)
     try:
         return sync.push(c, str(remote or path.parent / "remote.git"), **kwargs)
     finally:
@@ -220,7 +221,7 @@ def test_an_unsorted_packed_refs_is_compared_the_long_way(repo, shared):
 
 
 def test_confirmed_commits_answer_as_a_set_would_before_and_after_the_set_is_made():
-    from gitml.artifacts.cas import _Lines
+    from gitml.content.cas import _Lines
 
     lines = [hashlib.sha1(str(i).encode()).hexdigest().encode() for i in range(1000)]
     torn = lines[0][:20] + b"f" * 20  # the last line, cut short by a killed writer: not a line

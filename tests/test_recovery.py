@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 import gitml
 from tests.conftest import git, run_python
 
@@ -130,6 +132,62 @@ gitml.flush()
         assert client.get_run(run_id).info.status == "KILLED"
     finally:
         client.close()
+
+
+KILL_AT = {
+    # the run ref's lock is taken (linked from this process's witness) and still empty
+    "lock taken": """
+real = os.link
+def link(src, dst, *a, **k):
+    real(src, dst, *a, **k)
+    if "refs/gitml/runs" in str(dst):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.link = link
+""",
+    # the witness exists, the lock is not taken yet
+    "witness made": """
+def link(src, dst, *a, **k):
+    if "refs/gitml/runs" in str(dst):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.link = link
+""",
+    # the lock is renamed into place, its witness not removed yet
+    "ref written": """
+real = os.replace
+def replace(src, dst, *a, **k):
+    real(src, dst, *a, **k)
+    if "refs/gitml/runs" in str(src) and str(src).endswith(".lock"):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+""",
+}
+
+
+@pytest.mark.parametrize("moment", sorted(KILL_AT))
+def test_a_writer_killed_at_any_moment_of_taking_a_ref_lock_stalls_nothing(repo, moment):
+    """A lock exists only as the hard link of a witness its owner recorded first, so a
+    gitml killed at any moment of taking, writing or renaming a ref's lock leaves
+    nothing the next command cannot prove dead: it commits the run from the journal
+    at once, and the dead process's owner file and witnesses are gone. (A lock created
+    with O_EXCL and recorded after was unprovable when the process died in between: a
+    SIGTERM in a 100,000-run loop left one, and the next command waited 30 s and kept
+    the run in its journal.)"""
+    script = KILLED_SCRIPT.format(points=3, before_kill=KILL_AT[moment] + "gitml.flush()\n")
+    result = run_python(script, cwd=repo, env={"GITML_FLUSH_INTERVAL": "3600"}, check=False)
+    assert result.returncode == -9, result.stderr
+    owners = repo / ".git" / "gitml" / "locks"
+    dead = set(os.listdir(owners))
+    assert len(dead) == 2  # the dead process's owner file and its witness folder
+    client = gitml.Client(repo)
+    try:
+        (run,) = client.search_runs([client.get_experiment_by_name("crash").experiment_id])
+        assert run.info.status == "KILLED" and run.data.params == {"lr": "0.1"}
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [0, 1, 2]
+        assert not list((repo / ".git" / "refs").rglob("*.lock"))
+    finally:
+        client.close()
+    assert not dead & set(os.listdir(owners))
+    git(repo, "fsck", "--strict")
 
 
 ROTATING_LOOP = """

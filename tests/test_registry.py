@@ -10,11 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
+import gitml.ops
 import gitml.pyfunc
 from gitml.cli.main import cli
 from gitml.errors import ConflictError, CorruptRecordError, InvalidInputError, NotFoundError
-from gitml.registry import RegisteredModelNotFound, gitops
-from gitml.registry.tags import Action, RegistryTag, bump, check_model_name, check_version, mlflow_version, parse_tag
+from gitml import gitops
+from gitml.registry import RegisteredModelNotFound
+from gitml.registry.tags import Action, RegistryTag, bump, check_model_name, check_version, parse_tag
 from tests.conftest import git
 
 
@@ -39,7 +41,7 @@ def _run(client, n: float, *, auc: float | None = None, name: str | None = None)
 @pytest.fixture
 def reg_client(repo):
     gitml.set_tracking_uri(str(repo))
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     yield c
     c.close()
 
@@ -85,7 +87,6 @@ def test_versions_read_as_mlflow_numbers():
     assert bump([]) == "v1.0.0" and bump(["v1.0.0", "v2.0.0"]) == "v3.0.0"
     assert bump(["v2.0.0"], "minor") == "v2.1.0" and bump(["v2.1.0"], "patch") == "v2.1.1"
     assert check_version("2") == check_version(2) == "v2.0.0" and check_version("2.1.0") == "v2.1.0"
-    assert mlflow_version("v2.0.0") == "2" and mlflow_version("v2.1.0") == "2.1.0"
     with pytest.raises(InvalidInputError):
         check_version("two")
 
@@ -128,7 +129,7 @@ def test_register_refuses_what_it_cannot_register(reg_client):
     with pytest.raises(ConflictError, match="already is version v1.0.0"):
         reg.register("churn", r1, "model")
     with pytest.raises(InvalidInputError, match="registered model name"):
-        reg.register("churn model", r1, "model")
+        reg.register("churn:model", r1, "model")  # MLflow's rule refuses ':' too
 
 
 def test_a_clock_behind_still_writes_the_newest_event(reg_client, repo, monkeypatch):
@@ -181,7 +182,7 @@ def test_register_returns_the_version_as_resolved_and_reads_no_stage_or_policy(r
     (repo / ".gitml" / "registry.yaml").write_text("stages: [oops\n")  # a policy that does not parse
     git(repo, "add", ".gitml")
     git(repo, "commit", "-qm", "broken policy")
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         mv = c.registry.register("churn", r2, "model", description="second")
         assert (mv.version, mv.run_id, mv.path, mv.description, mv.tag) == ("v2.0.0", r2, "model", "second", "churn@v2.0.0")
         assert mv.registered_by == "Test User <test@example.com>" and mv.registered_at > 0
@@ -205,7 +206,7 @@ def test_stages_outside_the_committed_policy_are_refused(reg_client, repo):
     git(repo, "add", ".gitml/registry.yaml")
     git(repo, "commit", "-qm", "policy")
     r1 = _run(reg_client, 1)
-    reg = gitml.Client(repo).registry
+    reg = gitml.ops.Operations(repo).registry
     reg.register("churn", r1)
     with pytest.raises(InvalidInputError, match="not one of the stages .gitml/registry.yaml allows: staging, production"):
         reg.assign("churn", "1", "prod")
@@ -222,7 +223,7 @@ def test_mlflow_registry_calls(reg_client):
     c.set_registered_model_alias("churn", "champion", "1")
     assert c.get_model_version_by_alias("churn", "champion").run_id == r1
     assert c.transition_model_version_stage("churn", "2", "Production").current_stage == "Production"
-    assert c.get_registered_model("churn").aliases == {"champion": "1", "production": "2"}
+    assert c.get_registered_model("churn").aliases == {"champion": "1"}  # a stage is current_stage, as in MLflow
     assert [v.version for v in c.get_latest_versions("churn", stages=["Production"])] == ["2"]
     assert c.get_model_version("churn", "1").aliases == ["champion"]
     assert [m.name for m in c.search_registered_models("name LIKE 'ch%'")] == ["churn"]
@@ -246,7 +247,7 @@ def test_cli_registry_commands(reg_client, repo):
         assert out.exit_code == code, out.output
         return out.output
 
-    assert "Registered churn v1.0.0" in run("register", "churn", "base:model", "-m", "baseline")
+    assert "Registered churn version 1 (v1.0.0)" in run("register", "churn", "base:model", "-m", "baseline")
     assert "v1.1.0" in run("register", "churn", r2, "--bump", "minor")
     assert "(tag churn#production#1)" in run("promote", "churn", "v1.1.0", "production")
     listed = json.loads(run("list", "--json"))
@@ -287,7 +288,7 @@ def test_push_carries_registry_tags_with_their_runs_and_fetch_brings_them(reg_cl
     git(remote, "fsck", "--strict")
     other = _clone(tmp_path, remote, "other")
     git(other, "tag", "-d", "churn@v1.0.0", "churn@v2.0.0", "churn#production#1")
-    with gitml.Client(other) as c:
+    with gitml.ops.Operations(other) as c:
         outcome = sync.fetch(c, "origin")
         assert b"refs/tags/churn#production#1" in outcome.result.created
         assert c.registry.resolve("churn", stage="production").run_id == r2
@@ -321,7 +322,7 @@ def test_concurrent_promotion_from_two_clones(reg_client, repo, tmp_path):
 
     sync.push(reg_client, "origin")
     other = _clone(tmp_path, remote, "other")
-    with gitml.Client(other) as c:
+    with gitml.ops.Operations(other) as c:
         sync.fetch(c, "origin")
         c.registry.assign("churn", "1", "production")  # churn#production#1 -> v1 there
         reg_client.registry.assign("churn", "2", "production")  # churn#production#1 -> v2 here
@@ -337,7 +338,7 @@ def test_concurrent_promotion_from_two_clones(reg_client, repo, tmp_path):
     reg_client.registry._events.clear()
     assert reg_client.registry.assign("churn", "2", "production")[0] == "churn#production#2"
     assert sync.push(reg_client, "origin").rejected == {}
-    with gitml.Client(other) as c:
+    with gitml.ops.Operations(other) as c:
         sync.fetch(c, "origin")
         assert c.registry.resolve("churn", stage="production").version == "v2.0.0"
 
@@ -354,14 +355,14 @@ def test_propose_check_apply(reg_client, repo):
     assert git(repo, "show", f"{branch}:.gitml/stages.yaml") == "churn:\n  production: v2.0.0\n"
     assert git(repo, "status", "--porcelain") == ""  # the work tree is untouched
     git(repo, "checkout", "-q", branch)
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         result = gitops.check(c, base="main")
         assert result.ok, result.report
         assert "| auc | 0.8 | 0.9 | +0.1 |" in result.report and "| n | 1 | 2 | changed |" in result.report
         assert "### churn: production → v2.0.0" in result.report and "Now: v1.0.0" in result.report
         git(repo, "checkout", "-q", "main")
         git(repo, "merge", "-q", "--ff-only", branch)
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         done = gitops.apply(c)
         assert [(a.stage, a.version, a.tags) for a in done] == [("production", "v2.0.0", ["churn#production#2"])]
         assert gitops.apply(c) == []  # idempotent
@@ -375,7 +376,7 @@ def test_check_reports_a_version_that_does_not_exist_or_a_broken_artifact(reg_cl
     (repo / ".gitml" / "stages.yaml").write_text("churn:\n  production: v9.0.0\n")
     git(repo, "add", ".gitml/stages.yaml")
     git(repo, "commit", "-qm", "ask for v9")
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         result = gitops.check(c, base=None)
         assert not result.ok and "has no version v9.0.0" in result.report
         with pytest.raises(RegisteredModelNotFound):

@@ -7,6 +7,7 @@ import os
 import subprocess
 
 import gitml
+import gitml.ops
 from gitml.registry.tags import Action, RegistryTag
 from tests.gto_venv import gto_python  # noqa: F401  (the fixture)
 from tests.test_registry import _run
@@ -42,7 +43,7 @@ def test_gto_agrees_on_versions_and_stages(repo, monkeypatch, gto_python):  # no
     def tick():
         monkeypatch.setenv("GIT_COMMITTER_DATE", f"{next(clock)} +0000")
 
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         runs = [_run(c, n) for n in range(4)]
         reg = c.registry
         for run_id in runs[:3]:

@@ -18,6 +18,7 @@ import subprocess
 import pytest
 
 import gitml
+import gitml.ops
 from gitml.registry import RegisteredModelNotFound
 from tests.conftest import git
 from tests.gto_venv import gto_python  # noqa: F401  (the fixture)
@@ -106,8 +107,8 @@ def test_gto_defaults_deregister_deprecate_and_re_register(world):
     assert "m@v0.0.1!" in git(world.repo, "tag", "-l")
     state = world.agree()["m"]
     assert state["stages"] == {"staging": "v0.0.2"} and state["latest"] == "v0.0.2"
-    with pytest.raises(RegisteredModelNotFound, match="no version"):  # gitml no longer promotes a withdrawn version
-        with gitml.Client(world.repo) as c:
+    with pytest.raises(RegisteredModelNotFound, match="is deregistered"):  # gitml no longer promotes a withdrawn version
+        with gitml.ops.Operations(world.repo) as c:
             c.registry.assign("m", "v0.0.1", "prod")
     assert "m#prod#3" not in git(world.repo, "tag", "-l")
     world.gto("register", "m", a, "--version", "v0.0.1", "--simple", "false")  # re-registration: m@v0.0.1#3
@@ -135,7 +136,7 @@ def test_lightweight_tags_are_ignored_everywhere(world):
     ours = world.agree()
     assert ours["m"]["stages"] == {"prod": "v2.0.0"} and ours["m"]["latest"] == "v2.0.0"
     assert ours["n"]["deprecated"] is False
-    with gitml.Client(world.repo) as c:
+    with gitml.ops.Operations(world.repo) as c:
         state = c.registry.model("m", report=True)
         assert "lightweight" in state.ignored["m@v2.0.0!#2"]
         assert c.registry.resolve("m", "v2.0.0").version == "v2.0.0"
@@ -146,7 +147,7 @@ def test_lightweight_tags_are_ignored_everywhere(world):
 
 
 def test_gitml_gto_and_git_in_turn(world):
-    with gitml.Client(world.repo) as c:
+    with gitml.ops.Operations(world.repo) as c:
         runs = [_run(c, n) for n in range(3)]
         reg = c.registry
         for run_id in runs:
@@ -168,7 +169,7 @@ def test_gitml_gto_and_git_in_turn(world):
     git(world.repo, "tag", "-a", "-m", "by hand", "churn#production!#10",
         git(world.repo, "rev-parse", "churn@v1.0.0^{commit}").strip())
     assert world.agree()["churn"]["stages"] == {}
-    with gitml.Client(world.repo) as c:
+    with gitml.ops.Operations(world.repo) as c:
         world.tick()
         c.registry.assign("churn", "3", "production")  # counter past git's #10
     assert "churn#production#11" in git(world.repo, "tag", "-l")
@@ -176,7 +177,7 @@ def test_gitml_gto_and_git_in_turn(world):
     world.clock = max(int(t) for t in git(world.repo, "log", "--all", "--format=%ct").split())
     world.gto("deprecate", "churn")
     assert world.agree()["churn"]["deprecated"] is True
-    with gitml.Client(world.repo) as c, pytest.raises(RegisteredModelNotFound, match="deprecated"):
+    with gitml.ops.Operations(world.repo) as c, pytest.raises(RegisteredModelNotFound, match="deprecated"):
         c.registry.resolve("churn", stage="production")
 
 
@@ -214,7 +215,7 @@ def test_promotions_within_one_second_read_the_same_in_gto(world):
     """A script promotes v1 then v2 to production in the same second (the clock pinned):
     gitml writes each tag past the model's newest, so GTO, which orders by tag time, also
     says v2."""
-    with gitml.Client(world.repo) as c:
+    with gitml.ops.Operations(world.repo) as c:
         runs = [_run(c, n) for n in range(2)]
         world.tick()  # every write below at this same second
         for run_id in runs:
@@ -226,6 +227,6 @@ def test_promotions_within_one_second_read_the_same_in_gto(world):
         times = [e.time for e in c.registry.model("churn").events]
     assert times == sorted(times) and len(set(times)) == len(times)  # strictly increasing per model
     assert world.agree()["churn"]["stages"] == {"production": "v1.0.0"}
-    with gitml.Client(world.repo) as c:
+    with gitml.ops.Operations(world.repo) as c:
         c.registry.assign("churn", "2", "production")
     assert world.agree()["churn"]["stages"] == {"production": "v2.0.0"}

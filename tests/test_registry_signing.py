@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
+import gitml.ops
 from gitml.cli.main import cli
 from gitml.errors import InvalidInputError
 from gitml.registry import RegisteredModelNotFound, UntrustedTagError
@@ -50,7 +51,7 @@ def _commit_policy(repo, text: str, extra: dict[str, str] | None = None) -> None
 @pytest.fixture
 def two_versions(repo):
     gitml.set_tracking_uri(str(repo))
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         r1, r2 = _run(c, 1), _run(c, 2)
     return r1, r2
 
@@ -61,7 +62,7 @@ def test_gpg_signed_tags_verify_in_git_and_under_the_policy(repo, gnupg, two_ver
     git(repo, "config", "user.signingkey", fpr)
     git(repo, "config", "tag.gpgSign", "true")
     _commit_policy(repo, f"stages: [staging, production]\nrequire_signature: [production]\ntrusted_gpg_keys: [{fpr}]\n")
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         c.registry.register("churn", two_versions[0])
         c.registry.register("churn", two_versions[1])
         c.registry.assign("churn", "1", "production")
@@ -72,7 +73,7 @@ def test_gpg_signed_tags_verify_in_git_and_under_the_policy(repo, gnupg, two_ver
     commit = git(repo, "rev-parse", "churn@v2.0.0^{commit}").strip()
     monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000100 +0000")  # later (GTO orders by tag time; so does gitml)
     git(repo, "tag", "-s", "-m", "promote by hand", "churn#production#2", commit)
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         assert c.registry.resolve("churn", stage="production").version == "v2.0.0"
         event = next(e for e in c.registry.model("churn").events if e.tag.name == "churn#production#2")
         status = c.registry.verification(event)
@@ -87,7 +88,7 @@ def test_untrusted_forged_and_unsigned_stage_tags_are_ignored_or_refused(repo, g
     stranger = _gpg_key(gnupg, "Mallory <m@example.com>")
     _commit_policy(repo, f"require_signature: [production]\ntrusted_gpg_keys: [{trusted}]\n")
     git(repo, "config", "user.signingkey", trusted)
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         reg = c.registry
         reg.register("churn", two_versions[0])
         reg.register("churn", two_versions[1])
@@ -104,7 +105,7 @@ def test_untrusted_forged_and_unsigned_stage_tags_are_ignored_or_refused(repo, g
     raw = git(repo, "cat-file", "tag", "churn#production#4").replace("promote v2", "promote v2 (approved)")
     forged = git(repo, "mktag", input_text=raw).strip()
     git(repo, "update-ref", "refs/tags/churn#production#4", forged)
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         state = c.registry.model("churn")
         assert state.stages == {"production": "v1.0.0"}  # every later tag ignored
         assert "not signed" in state.ignored["churn#production#2"]
@@ -114,7 +115,7 @@ def test_untrusted_forged_and_unsigned_stage_tags_are_ignored_or_refused(repo, g
     assert out.exit_code == 1
     assert "churn#production#2: not signed" in out.output and "churn#production#4: bad signature" in out.output
     _commit_policy(repo, f"require_signature: [production]\ntrusted_gpg_keys: [{trusted}]\non_untrusted: refuse\n")
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         with pytest.raises(UntrustedTagError, match=r"tag churn#production#4: bad signature"):
             gitml.pyfunc.load_model("models:/churn@production")
         with pytest.raises(UntrustedTagError):
@@ -134,7 +135,7 @@ def test_ssh_signed_tags_verify_in_git_and_under_the_policy(repo, tmp_path, two_
     git(repo, "config", "user.signingkey", str(key))
     git(repo, "config", "tag.gpgSign", "true")
     git(repo, "config", "gpg.ssh.allowedSignersFile", str(repo / ".gitml" / "allowed_signers"))
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         c.registry.register("churn", two_versions[0])
         c.registry.register("churn", two_versions[1])
         c.registry.assign("churn", "1", "production")
@@ -143,7 +144,7 @@ def test_ssh_signed_tags_verify_in_git_and_under_the_policy(repo, tmp_path, two_
     v2 = git(repo, "rev-parse", "churn@v2.0.0^{commit}").strip()
     monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000100 +0000")  # the newest tags
     git(repo, "-c", f"user.signingkey={other}", "tag", "-s", "-m", "someone else", "churn#production#2", v2)
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         state = c.registry.model("churn")
         assert state.stages == {"production": "v1.0.0"}
         assert "does not trust" in state.ignored["churn#production#2"]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import gitml
+import gitml.ops
 import gitml.pyfunc
 from gitml.registry import UntrustedTagError
 from gitml.registry.state import Registry
@@ -44,11 +45,11 @@ class Boobytrap(gitml.pyfunc.PythonModel):
 
 def _client(path) -> gitml.Client:
     gitml.set_tracking_uri(str(path))
-    return gitml.Client(path)
+    return gitml.ops.Operations(path)
 
 
 def _production(path) -> str:
-    with gitml.Client(path) as c:
+    with gitml.ops.Operations(path) as c:
         return c.registry.resolve("churn", stage="production").version
 
 
@@ -110,7 +111,7 @@ def test_a_branch_that_drops_the_policy_changes_nothing_for_the_victim(team):
     git(victim, "fetch", "-q", "origin")
     gitml_cli(victim, "fetch")
     git(victim, "checkout", "-q", "-b", "evil", "origin/evil")  # the victim checks the branch out
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         assert c.registry.resolve("churn", stage="production").version == "v1.0.0"
         assert c.registry.policy.source.startswith("the policy of origin/main at ")
         assert "not signed" in c.registry.model("churn").ignored["churn#production#3"]
@@ -120,7 +121,7 @@ def test_a_branch_that_drops_the_policy_changes_nothing_for_the_victim(team):
     assert "churn#production#3: not signed; stage 'production' requires a tag signed by a trusted key" in out
     assert "under the policy of origin/main at" in out
     assert "note: the checked-out branch evil has another .gitml/registry.yaml: it decides nothing" in out
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         from gitml.ui import registry as ui_registry
 
         assert any("branch evil" in note for note in ui_registry.models(c)["policy_notes"])
@@ -135,7 +136,7 @@ def test_a_policy_change_on_the_trusted_ref_waits_for_the_clone_to_accept_it(tea
     _push_tags(attacker, "churn#production#3")
     git(victim, "fetch", "-q", "origin")
     gitml_cli(victim, "fetch")
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         policy = c.registry.policy
         assert policy.source.startswith("the policy this clone accepted (origin/main at ")
         assert "has another policy, not accepted by this clone" in policy.pending
@@ -143,7 +144,7 @@ def test_a_policy_change_on_the_trusted_ref_waits_for_the_clone_to_accept_it(tea
     out = gitml_cli(victim, "registry", "policy")
     assert "note: origin/main at" in out and "--accept" in out
     assert "accepted: the policy of origin/main at" in gitml_cli(victim, "registry", "policy", "--accept")
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         assert c.registry.policy.pending == ""
         assert c.registry.resolve("churn", stage="production").version == "v2.0.0"  # Mallory is trusted now
     # a comment is no change of the policy: nothing to accept
@@ -151,18 +152,18 @@ def test_a_policy_change_on_the_trusted_ref_waits_for_the_clone_to_accept_it(tea
     git(maintainer, "commit", "-qam", "comment")
     git(maintainer, "push", "-q", "origin", "main")
     git(victim, "fetch", "-q", "origin")
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         assert c.registry.policy.pending == "" and "(accepted)" in c.registry.policy.source
     # a policy that does not parse on main: the accepted one keeps deciding, and says why
     (maintainer / ".gitml" / "registry.yaml").write_text("require_signature: [production\n")
     git(maintainer, "commit", "-qam", "broken")
     git(maintainer, "push", "-q", "origin", "main")
     git(victim, "fetch", "-q", "origin")
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         assert "policy does not parse" in c.registry.policy.pending
         assert c.registry.resolve("churn", stage="production").version == "v2.0.0"
     with pytest.raises(gitml.errors.CorruptRecordError, match="registry.yaml"):
-        with gitml.Client(victim) as c:
+        with gitml.ops.Operations(victim) as c:
             c.registry.accept_policy()  # nothing broken is accepted
 
 
@@ -171,7 +172,7 @@ def test_the_trusted_ref_can_be_configured_and_a_missing_one_fails_closed(team):
     git(victim, "checkout", "-q", "-b", "release")
     _commit_policy(victim, "require_signature: []\n")
     assert "accepted: the policy of release at" in gitml_cli(victim, "registry", "policy", "--ref", "release")
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         assert c.registry.policy.require_signature == frozenset()
     git(victim, "checkout", "-q", "main")
     git(victim, "branch", "-D", "release")
@@ -246,13 +247,13 @@ def test_an_ignored_tag_with_an_outsized_counter_does_not_block_promotion(team):
     _push_tags(attacker, f"churn#production#{top}")
     gitml_cli(victim, "fetch")
     git(victim, "config", "user.signingkey", team["bot"])
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         assert c.registry.assign("churn", "2", "production", sign_tag=True) == ("churn#production#3", True)
         assert c.registry.resolve("churn", stage="production").version == "v2.0.0"
     _attacker_tag(team, f"churn#dev#{top}", "churn@v1.0.0")  # a stage the policy leaves open: it counts
     _push_tags(attacker, f"churn#dev#{top}")
     gitml_cli(victim, "fetch")
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         with pytest.raises(gitml.errors.ConflictError, match="makes no registry tag name"):
             c.registry.assign("churn", "1", "production", sign_tag=True)  # refused, not written unreadable
     assert git(victim, "tag", "-l", "churn#production#1000000000000000000") == ""
@@ -265,7 +266,7 @@ def test_a_second_registration_of_the_production_commit_does_not_take_over_the_s
     git(attacker, "tag", "-a", "-m", message, "churn@v0.0.1", v1)  # the same commit, another run and path
     _push_tags(attacker, "churn@v0.0.1")
     gitml_cli(victim, "fetch")
-    with gitml.Client(victim) as c:  # the bot's gitml tag names v1.0.0 in its message
+    with gitml.ops.Operations(victim) as c:  # the bot's gitml tag names v1.0.0 in its message
         assert c.registry.resolve("churn", stage="production").version == "v1.0.0"
     git(victim, "config", "user.signingkey", team["bot"])
     git(victim, "tag", "-s", "-m", "by hand", "churn#production#3", v1)  # signed, trusted, no message to say which
@@ -292,7 +293,7 @@ def test_a_trusted_tag_object_re_pointed_under_another_name_is_refused(team, tmp
         url = f"git://127.0.0.1:{port}/origin.git"
         _push_tags(attacker, "churn#production#3", "churn@v1.0.0!#4", "churn#production#5", url=url)
         gitml_cli(victim, "fetch", url)
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         state = c.registry.model("churn")
         assert state.stages["production"] == "v1.0.0" and not state.versions["v1.0.0"].deregistered
         why = state.ignored["churn#production#3"]
@@ -304,7 +305,7 @@ def test_a_trusted_tag_object_re_pointed_under_another_name_is_refused(team, tmp
     assert "churn#production#5: ref refs/tags/churn#production#5 holds the tag object named 'churn@v2.0.0'" in out
     history = {h["tag"]: h for h in json.loads(gitml_cli(victim, "registry", "history", "churn", "--json"))}
     assert history["churn#production#3"]["decision"].startswith("ignored: ref refs/tags/churn#production#3 holds")
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         from gitml.ui import registry as ui_registry
 
         page = ui_registry.model(c, "churn")
@@ -422,7 +423,7 @@ def test_ssh_a_branch_that_adds_its_own_signer_and_a_re_pointed_tag_are_ignored_
     git(victim, "fetch", "-q", "origin")
     gitml_cli(victim, "fetch")
     git(victim, "checkout", "-q", "-b", "evil", "origin/evil")
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         state = c.registry.model("churn")
         assert state.stages["production"] == "v1.0.0"
         assert "does not trust" in state.ignored["churn#production#3"]
@@ -440,7 +441,7 @@ def test_ssh_a_branch_that_adds_its_own_signer_and_a_re_pointed_tag_are_ignored_
                    {".gitml/allowed_signers": bot_line + mallory_line})
     git(repo, "push", "-q", "origin", "main")
     git(victim, "fetch", "-q", "origin")
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         assert "has another policy" in c.registry.policy.pending
         assert c.registry.resolve("churn", stage="production").version == "v1.0.0"
         c.registry.accept_policy()

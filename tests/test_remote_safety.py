@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
+import gitml.ops
 from gitml.cli.main import cli
 from tests.conftest import git
 
@@ -109,7 +110,7 @@ def test_gc_in_the_cache_removes_only_its_own_temporaries(repo, tmp_path, monkey
 
 
 def test_remote_listing_is_only_the_object_layout(repo, tmp_path):
-    from gitml.artifacts.cas import ContentStore
+    from gitml.content.cas import ContentStore
 
     root = tmp_path / "remote"
     real = "ab" + HEX62
@@ -127,7 +128,7 @@ def test_remote_listing_is_only_the_object_layout(repo, tmp_path):
 def test_s3_listing_is_only_the_object_layout(repo, s3, tmp_path):
     import boto3
 
-    from gitml.artifacts.cas import ContentStore
+    from gitml.content.cas import ContentStore
 
     s3_client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1")
     bucket = "gitml-listing"  # its own: moto keeps every bucket for the whole process
@@ -179,7 +180,7 @@ def test_reads_from_an_unconfirmed_committed_remote_work(repo, origin, tmp_path,
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(origin), str(clone))
     assert "1 artifact object(s) downloaded" in gitml_cli(clone, "pull").output  # reading needs no confirming
-    with gitml.Client(clone) as c:
+    with gitml.ops.Operations(clone) as c:
         assert c.artifacts.read_bytes(ids["a"], "model.bin").endswith(b"a")
     one_line_error(gitml_cli(clone, "gc", "--remote", "--delete", code=1), "--trust-committed")
 
@@ -221,7 +222,7 @@ def forge_manifest(repo, ref: str, edit) -> None:
 def test_a_run_claiming_another_runs_hash_does_not_hold_it_back(repo, origin, tmp_path, monkeypatch):
     monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(tmp_path / "store"))
     ids = log_runs({"one": "first notes", "two": "second notes"})
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         order = [ref.decode() for ref in c.tracker.run_refs()]
         notes = {ids[n]: c.artifacts.manifest(ids[n])["notes.txt"]["sha256"] for n in ids}
     hostile = order[0]  # looked at first: the objects' first claimant
@@ -233,14 +234,14 @@ def test_a_run_claiming_another_runs_hash_does_not_hold_it_back(repo, origin, tm
     assert legit in pushed and hostile in pushed  # the hostile run's claim holds the true bytes now
     assert "0 problem(s)" in gitml_cli(repo, "fsck").output, result.output
     texts = {ids["one"]: b"first notes", ids["two"]: b"second notes"}
-    with gitml.Client(repo) as c:  # the file the hostile run claims reads as the true one, verified
+    with gitml.ops.Operations(repo) as c:  # the file the hostile run claims reads as the true one, verified
         assert c.artifacts.read_bytes(hostile.rsplit("/", 1)[1], "notes.txt") == texts[legit]
 
 
 def test_a_run_naming_no_sha256_is_held_back_alone(repo, origin, tmp_path, monkeypatch):
     monkeypatch.setenv("GITML_ARTIFACT_REMOTE", str(tmp_path / "store"))
     ids = log_runs({"one": "first notes", "two": "second notes"})
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         hostile = [ref.decode() for ref in c.tracker.run_refs()][0]
         sha = c.artifacts.manifest(hostile.rsplit("/", 1)[1])["model.bin"]["sha256"]
     forge_manifest(repo, hostile, lambda text: text.replace(sha, "../../../../outside"))
@@ -356,5 +357,5 @@ def test_a_yaml_bomb_in_the_committed_config_is_refused_quickly(repo):
     (repo / ".gitml").mkdir(exist_ok=True)
     (repo / ".gitml" / "config.yaml").write_text("\n".join(lines) + "\n")
     with pytest.raises(InvalidInputError, match="config.yaml is not valid YAML or is unsafe .*aliases"):
-        with gitml.Client(repo) as c:
-            c.artifacts
+        with gitml.ops.Operations(repo) as c:
+            _ = c.artifacts

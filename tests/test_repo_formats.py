@@ -13,7 +13,8 @@ import pytest
 
 import gitml
 from gitml.errors import RepositoryError
-from gitml.store.git import UnsupportedRepositoryError, open_store
+from gitml.store.git import open_store
+from gitml.errors import UnsupportedRepositoryError
 from tests.conftest import ROOT, git
 
 

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
+import gitml.ops
 from gitml.cli.main import cli
 from gitml.errors import InvalidInputError, NotFoundError
 from gitml.report import compare_runs, md_text, to_html, to_json, to_markdown
@@ -161,7 +162,7 @@ def test_registry_check_and_compare_of_a_hostile_pull_request_are_inert(repo, tm
         assert result.exit_code == code, result.output
         return result.output
 
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         runs = [_run(c, i, auc=0.5 + i / 10, name=HOSTILE[i]) for i in (1, 2)]
         for run_id in runs:
             c.log_param(run_id, "note", HOSTILE[3])

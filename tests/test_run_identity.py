@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
+import gitml.ops
 from gitml.cli.main import cli
 from gitml.errors import DuplicateRunIdError
 from gitml.store.git import open_store
@@ -101,7 +102,7 @@ def team(repo, tmp_path, monkeypatch):
 
 
 def victims_view(victim: Path, run_id: str) -> str:
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         run = c.get_run(run_id)
         return f"{run.info.run_name} {run.data.params['lr']} {run.info.experiment_id}"
 
@@ -135,7 +136,7 @@ def test_gitml_pull_names_the_impostor_and_show_load_and_runs_uri_keep_the_genui
     assert f"{impostor}: refused: claims run id {run_id}" in pulled.output
     shown = gitml_cli(victim, "show", run_id).output
     assert "genuine" in shown and "impostor" not in shown and "666" not in shown
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         assert c.artifacts.read_bytes(run_id, "notes.txt") == b"genuine notes"
 
 
@@ -168,7 +169,7 @@ def test_the_same_run_advanced_or_written_on_in_two_places_still_arrives(team, r
     gitml.flush()
     gitml_cli(repo, "push")
     assert "1 updated" in gitml_cli(victim, "fetch").output
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         assert c.get_run(run_id).data.metrics == {"loss": 0.5}
         c.log_metric(run_id, "victim", 1.0)  # both sides write on: diverged
     with gitml.start_run(run_id=run_id):
@@ -178,7 +179,7 @@ def test_the_same_run_advanced_or_written_on_in_two_places_still_arrives(team, r
     out = gitml_cli(victim, "fetch").output
     assert f"{ref}: diverged" in out
     assert "1 updated" in gitml_cli(victim, "fetch", "--force").output
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         assert c.get_run(run_id).data.metrics == {"loss": 0.25}
 
 
@@ -202,7 +203,7 @@ def test_two_refs_bringing_one_new_id_are_both_refused(team, repo, kind):
     assert sorted(result.refused) == sorted([ref.encode(), twin.encode()])
     assert all(f"run id {second.info.run_id} arrives under 2 refs" in why for why in result.refused.values())
     assert any(r.endswith(third.info.run_id.encode()) for r in result.created)
-    with gitml.Client(victim) as c, pytest.raises(gitml.exceptions.MlflowException, match="no run matches"):
+    with gitml.ops.Operations(victim) as c, pytest.raises(gitml.exceptions.MlflowException, match="no run matches"):
         c.get_run(second.info.run_id)
 
 
@@ -213,7 +214,7 @@ def test_an_id_two_refs_claim_anyway_is_an_error_for_every_reader(team, tmp_path
     bare, victim, run_id = team["bare"], team["victim"], team["run_id"]
     impostor = f"refs/gitml/runs/{OTHER_EXPERIMENT}/{run_id}"
     git(bare, "update-ref", impostor, forge_run(bare, team["ref"], experiment=OTHER_EXPERIMENT, parent=team["source"]))
-    with gitml.Client(victim) as c:  # a long-lived reader (a UI, a server) that resolved the run already
+    with gitml.ops.Operations(victim) as c:  # a long-lived reader (a UI, a server) that resolved the run already
         assert c.get_run(run_id).info.run_name == "genuine"
         git(victim, "fetch", "-q", "origin", "refs/gitml/*:refs/gitml/*")
         with pytest.raises(DuplicateRunIdError, match=f"run id {run_id} is claimed by 2 refs"):
@@ -230,7 +231,7 @@ def test_an_id_two_refs_claim_anyway_is_an_error_for_every_reader(team, tmp_path
     from gitml.ui import allowed_hosts
     from gitml.ui.app import make_app
 
-    with gitml.Client(victim) as c:
+    with gitml.ops.Operations(victim) as c:
         web = starlette.TestClient(make_app(c, allowed_hosts=allowed_hosts("127.0.0.1")), base_url="http://127.0.0.1")
         page = web.get(f"/run/{run_id}")
         assert page.status_code != 200 and "claimed by 2 refs" in page.text and "impostor" not in page.text

@@ -26,6 +26,7 @@ MARKER = "ZZ-ECHO-MARKER-9f3c"
 _LOG_MODELS = """
 import json, sys
 import gitml, gitml.sklearn
+import gitml.ops
 from gitml.models import infer_signature
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
@@ -358,7 +359,8 @@ def test_a_run_uri_serves(served, data):
 
 
 def test_a_taken_port_is_a_clear_error():
-    from gitml.serving.workers import ServerStartError, listen
+    from gitml.serving.workers import listen
+    from gitml.errors import ServerStartError
 
     taken = listen("127.0.0.1", 0)
     try:
@@ -372,7 +374,7 @@ def test_a_tampered_cached_model_file_stops_the_server_before_it_listens(served)
     repo, run = served["repo"], served["forest"]
     import gitml
 
-    client = gitml.Client(repo)
+    client = gitml.ops.Operations(repo)
     try:
         sha = client.artifact_manifest(run)["model/model.pkl"]["sha256"]
     finally:
@@ -393,7 +395,7 @@ def test_a_tampered_cached_model_file_stops_the_server_before_it_listens(served)
 
 # -- the fast path gives what the general path gives ----------------------------
 def _general(model, payload):
-    from gitml.models.batch import predictions_json, table_from_payload
+    from gitml.pyfunc.batch import predictions_json, table_from_payload
 
     data, params = table_from_payload(payload, model.metadata.get_input_schema())
     return json.loads(predictions_json(model.predict(data, params=params)))
@@ -459,3 +461,19 @@ def test_missing_serve_extra_names_the_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "orjson", None)
     with pytest.raises(MissingExtraError, match=r'orjson: pip install "gitml\[serve\]"'):
         check_installed()
+
+
+def test_a_registered_model_answers_v2_under_its_name_and_version(served, data):
+    """``models:/cancer/1`` is served as ``cancer`` version ``1`` on the V2 routes, beside /invocations."""
+    X, model = data
+    rows = X.iloc[:4]
+    server = served["server"]
+    status, body, _ = server.request("GET", "/v2/models/cancer/versions/1/ready")
+    assert status == 200 and json.loads(body) == {"name": "cancer", "ready": True}
+    request = {"inputs": [{"name": c, "shape": [4], "datatype": "FP64", "data": rows[c].tolist()} for c in X.columns]}
+    for path in ("/v2/models/cancer/infer", "/v2/models/cancer/versions/1/infer"):
+        status, body, _ = server.request("POST", path, json.dumps(request).encode(), {"Content-Type": "application/json"})
+        response = json.loads(body)
+        assert status == 200 and response["model_version"] == "1"
+        assert response["outputs"][0]["data"] == model.predict(rows).tolist()
+    assert server.request("GET", "/v2/models/cancer/versions/2")[0] == 404

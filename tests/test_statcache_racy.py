@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 
 import gitml
+import gitml.ops
 
 
 def test_same_size_rewrites_in_quick_succession_log_their_own_bytes(repo):
@@ -18,7 +19,7 @@ def test_same_size_rewrites_in_quick_succession_log_their_own_bytes(repo):
         with gitml.start_run(run_name=f"r{i}") as run:
             gitml.log_artifact(str(path))
         logged[run.info.run_id] = hashlib.sha256(data).hexdigest()
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         for run_id, sha in logged.items():
             assert c.artifact_manifest(run_id)["weights.bin"]["sha256"] == sha
 
@@ -33,7 +34,7 @@ def test_an_unchanged_old_file_is_not_hashed_again(repo, monkeypatch):
     os.utime(path, (old, old))
     with gitml.start_run():
         gitml.log_artifact(str(path))
-    from gitml.artifacts import cas
+    from gitml.content import cas
 
     hashed = []
     real = cas._copy_hashing

@@ -7,9 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 import gitml
-from gitml.artifacts.cas import IntegrityError
+import gitml.ops
+from gitml.errors import IntegrityError
 from gitml.cli.main import cli
-from gitml.store.remote import RemoteError
+from gitml.errors import RemoteError
 from tests.conftest import git, run_python
 
 
@@ -69,11 +70,11 @@ def test_push_then_clone_and_pull_gives_runs_with_artifacts(repo, team):
     git(team["tmp"], "clone", "-q", str(team["origin"]), str(clone))
     out = gitml_cli(clone, "pull")
     assert "3 new" in out and "2 artifact object(s) downloaded" in out  # the small ones are in git
-    c = gitml.Client(clone)
+    c = gitml.ops.Operations(clone)
     run = c.get_run(team["ids"][1])
     assert run.info.run_name == "run1" and run.data.metrics == {"auc": 0.9}
     assert c.artifacts.read_bytes(run.info.run_id, "model/weights.bin").endswith(b"1")
-    assert len(gitml.Client(clone).search_runs(experiment_names=["team"])) == 2
+    assert len(gitml.ops.Operations(clone).search_runs(experiment_names=["team"])) == 2
     c.close()
 
 
@@ -82,7 +83,7 @@ def test_fetch_is_lazy_and_downloads_on_first_access(repo, team, tmp_path):
     clone = tmp_path / "lazy"
     git(tmp_path, "clone", "-q", str(team["origin"]), str(clone))
     gitml_cli(clone, "fetch")
-    c = gitml.Client(clone)
+    c = gitml.ops.Operations(clone)
     assert objects_in(clone / ".git" / "gitml" / "cache") == []
     path = c.download_artifacts(team["ids"][0], "model", str(tmp_path / "out"))
     assert open(os.path.join(path, "weights.bin")).read().endswith("0")
@@ -98,6 +99,21 @@ def test_selective_push(repo, team):
     assert team["ids"][1] in git(team["origin"], "for-each-ref", "refs/gitml/runs")
 
 
+def test_push_and_fetch_take_a_plain_client(repo, team):
+    """gitml.sync works on a public gitml.Client too (the facade's view of it shares its state)."""
+    from gitml import sync
+
+    with gitml.Client(repo) as c:
+        assert not isinstance(c, gitml.ops.Operations)
+        result = sync.push(c, "origin", runs=[team["ids"][0]])
+        assert not result.rejected and len(objects_in(team["store"])) == 2
+        view = gitml.ops.Operations.of(c)
+        assert view.tracker is c.tracker and gitml.ops.Operations.of(view) is view
+        sync.fetch(c, "origin")
+    refs = git(team["origin"], "for-each-ref", "--format=%(refname)", "refs/gitml/runs")
+    assert team["ids"][0] in refs and team["ids"][1] not in refs
+
+
 def test_push_sends_only_what_the_remote_lacks(repo, team):
     from gitml import sync
 
@@ -107,7 +123,7 @@ def test_push_sends_only_what_the_remote_lacks(repo, team):
     with gitml.start_run(run_name="run2") as run:
         gitml.log_metric("auc", 0.5)
     gitml.flush()
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     result = sync.push(c)
     c.close()
     assert sorted(ref.rsplit("/", 1)[1] for ref in result.pushed) == sorted([team["ids"][0], run.info.run_id])
@@ -121,7 +137,7 @@ def test_push_sends_only_what_the_remote_lacks(repo, team):
 
 
 def test_interrupted_push_resumes_without_resending(repo, team):
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     shas = sorted({e["sha256"] for rid in team["ids"] for e in c.artifacts.manifest(rid).values()})
     c.close()
     team["store"].mkdir()
@@ -143,7 +159,7 @@ def test_interrupted_push_resumes_without_resending(repo, team):
 
 def test_tampered_remote_object_is_refused(repo, team, tmp_path):
     gitml_cli(repo, "push")
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     sha = c.artifacts.manifest(team["ids"][0])["model/weights.bin"]["sha256"]
     c.close()
     remote_object = team["store"] / sha[:2] / sha[2:]
@@ -151,7 +167,7 @@ def test_tampered_remote_object_is_refused(repo, team, tmp_path):
     clone = tmp_path / "victim"
     git(tmp_path, "clone", "-q", str(team["origin"]), str(clone))
     gitml_cli(clone, "fetch")
-    v = gitml.Client(clone)
+    v = gitml.ops.Operations(clone)
     with pytest.raises(IntegrityError) as info:
         v.download_artifacts(team["ids"][0], "model/weights.bin", str(tmp_path / "o"))
     assert team["ids"][0] in str(info.value) and "model/weights.bin" in str(info.value) and sha in str(info.value)
@@ -179,7 +195,7 @@ def test_a_new_artifact_remote_gets_every_object(repo, team, tmp_path, monkeypat
 
 
 def test_a_run_whose_object_is_lost_here_is_held_back_and_the_others_go(repo, team):
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     sha = c.artifacts.manifest(team["ids"][0])["model/weights.bin"]["sha256"]
     c.close()
     (repo / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]).write_bytes(b"changed since it was logged")
@@ -194,7 +210,7 @@ def test_unreachable_remotes(repo, team, tmp_path, monkeypatch):
     with pytest.raises(RemoteError):
         from gitml import sync
 
-        c = gitml.Client(repo)
+        c = gitml.ops.Operations(repo)
         try:
             sync.push(c, str(tmp_path / "missing.git"))
         finally:
@@ -241,7 +257,7 @@ def test_s3_remote_round_trip(repo, team, s3, tmp_path, monkeypatch):
     assert "2 artifact object(s) downloaded" in gitml_cli(clone, "pull")
     assert "0 problem(s)" in gitml_cli(clone, "fsck")
     # a tampered S3 object is refused
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     sha = c.artifacts.manifest(team["ids"][1])["model/weights.bin"]["sha256"]
     c.close()
     boto3.client("s3", endpoint_url=s3).put_object(Bucket="gitml-test", Key=f"artifacts/{sha[:2]}/{sha[2:]}", Body=b"bad")
@@ -254,7 +270,7 @@ def test_s3_remote_round_trip(repo, team, s3, tmp_path, monkeypatch):
 
 def test_gc_drops_unreferenced_cache_and_lists_remote_before_deleting(repo, team):
     gitml_cli(repo, "push")
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     orphan, _ = c.artifacts.content.add_bytes(b"nobody references me")
     c.close()
     remote_orphan = team["store"] / orphan[:2] / orphan[2:]
@@ -314,7 +330,7 @@ def test_local_transfer_handles_git_gc_packs_and_increments(repo, team, tmp_path
     git(tmp_path, "clone", "-q", str(team["origin"]), str(clone))
     assert "4 new" in gitml_cli(clone, "fetch")  # three runs and their experiment
     git(clone, "fsck", "--strict")
-    c = gitml.Client(clone)
+    c = gitml.ops.Operations(clone)
     assert sorted(r.info.run_name for r in c.search_runs(experiment_names=["team"])) == [
         "later", "run0", "run1",
     ]
@@ -353,7 +369,7 @@ def test_http_remote_is_read_only_and_verified(repo, team, http_folder, tmp_path
     git(tmp_path, "clone", "-q", str(team["origin"]), str(clone))
     monkeypatch.setenv("GITML_ARTIFACT_REMOTE", url)
     assert "2 artifact object(s) downloaded" in gitml_cli(clone, "pull")
-    c = gitml.Client(clone)
+    c = gitml.ops.Operations(clone)
     assert c.artifacts.read_bytes(team["ids"][0], "model/weights.bin").endswith(b"0")
     c.close()
     with gitml.start_run():
@@ -367,7 +383,7 @@ def test_http_remote_is_read_only_and_verified(repo, team, http_folder, tmp_path
 def test_memory_remote(repo, team, monkeypatch, tmp_path):
     monkeypatch.setenv("GITML_ARTIFACT_REMOTE", "memory://gitml-test-remote")
     gitml_cli(repo, "push")
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     sha = c.artifacts.manifest(team["ids"][0])["model/weights.bin"]["sha256"]
     c.artifacts.content.drop_local(sha)  # gone from the cache: read back from the remote
     assert c.artifacts.read_bytes(team["ids"][0], "model/weights.bin").endswith(b"0")
@@ -403,9 +419,9 @@ def test_push_shows_progress_on_a_terminal(repo, team):
 def test_experiment_created_in_two_clones_is_joined_not_stuck(repo, team, tmp_path):
     other = tmp_path / "other"
     git(tmp_path, "clone", "-q", str(team["origin"]), str(other))  # before anything was pushed
-    with gitml.Client(other) as c:
+    with gitml.ops.Operations(other) as c:
         experiment_id = c.create_experiment("team")  # the same name, in another clone
-        assert experiment_id == gitml.Client(repo).get_experiment_by_name("team").experiment_id
+        assert experiment_id == gitml.ops.Operations(repo).get_experiment_by_name("team").experiment_id
         run = c.create_run(experiment_id, run_name="theirs")
         c.set_terminated(run.info.run_id)
     gitml_cli(repo, "push")
@@ -420,7 +436,7 @@ def test_experiment_created_in_two_clones_is_joined_not_stuck(repo, team, tmp_pa
     gitml_cli(repo, "fetch")
     assert git(repo, "rev-parse", ref) == git(team["origin"], "rev-parse", ref) == git(other, "rev-parse", ref)
     assert len(git(repo, "rev-list", "--parents", "-1", ref).split()) == 3  # a join of both records
-    with gitml.Client(repo) as c:
+    with gitml.ops.Operations(repo) as c:
         assert c.get_experiment(experiment_id).name == "team"
         assert len(c.search_runs(experiment_ids=[experiment_id])) == 3
     git(team["origin"], "fsck", "--strict")
@@ -471,7 +487,7 @@ def test_push_from_a_shallow_clone_to_an_empty_remote_says_why(repo, team, tmp_p
 
 def test_a_damaged_cached_copy_is_fetched_again_on_first_read(repo, team, tmp_path):
     gitml_cli(repo, "push")
-    c = gitml.Client(repo)
+    c = gitml.ops.Operations(repo)
     run_id = team["ids"][1]
     sha = c.artifacts.manifest(run_id)["model/weights.bin"]["sha256"]
     cached = repo / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]
@@ -508,7 +524,7 @@ def test_objects_of_a_push_whose_refs_never_arrived_are_uploaded_again(repo, tea
     """The push dies after its upload, before its refs; a teammate's remote gc then
     deletes the objects no ref names. The next push must upload them again."""
     import gitml.sync as sync_module
-    from gitml.store.remote import RemoteError
+    from gitml.errors import RemoteError
 
     def refs_never_arrive(*args, **kwargs):
         raise RemoteError("origin", "connection lost")

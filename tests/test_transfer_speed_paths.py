@@ -22,7 +22,8 @@ from gitml.store.entries import PackEntries
 from gitml.store.git import open_store
 from gitml.store.packs import _entry_header, _write_entries, object_id
 from gitml.store.remote import fetch_refs
-from gitml.store.unpack import MAX_RESOLVED_BYTES, PackError, store_received_pack
+from gitml.store.unpack import MAX_RESOLVED_BYTES, store_received_pack
+from gitml.errors import PackError
 from tests.conftest import git
 from tests.test_remote import for_each_ref, make_runs
 
@@ -89,7 +90,8 @@ def test_a_large_received_blob_is_hashed_as_it_inflates_not_held_whole(tmp_path,
 
 def test_a_delta_to_more_than_gitml_resolves_is_refused_before_it_is_applied(tmp_path, target):
     base = b"x" * 1000
-    varint = lambda n: bytes([(n >> 7 * i & 0x7F) | (0x80 if n >> 7 * (i + 1) else 0) for i in range((n.bit_length() + 6) // 7 or 1)])
+    def varint(n):
+        return bytes([(n >> 7 * i & 0x7F) | (0x80 if n >> 7 * (i + 1) else 0) for i in range((n.bit_length() + 6) // 7 or 1)])
     copy_all = bytes([0x80 | 0x10 | 0x20, 1000 & 0xFF, 1000 >> 8])  # copy the 1000 bytes of the base
     instructions = varint(len(base)) + varint(MAX_RESOLVED_BYTES + 1000) + copy_all * 64
     first = _entry_header(3, len(base)) + zlib.compress(base)
@@ -216,7 +218,7 @@ def test_entries_read_from_a_pack_are_not_counted_in_the_processs_memory(tmp_pat
     _write_entries(os.path.join(target.object_store.path, "pack"), iter(rows), len(rows))
     with PackEntries(target) as entries:
         before = _mapped_file_kib()
-        for (raw_id, chunk, _crc), content in zip(rows, blobs):
+        for (raw_id, chunk, _crc), content in zip(rows, blobs, strict=False):
             assert entries.entry(raw_id.hex().encode())[1] == chunk
             assert entries.raw(raw_id.hex().encode()) == (3, content)
         assert _mapped_file_kib() - before < 4096  # KiB: not the 24 MB read

@@ -153,7 +153,7 @@ def test_a_first_visit_gets_default_columns_and_keys_in_one_request(ui):
 
 
 def test_a_search_is_kept_until_a_run_changes(ui, client, repo, monkeypatch):
-    import gitml
+    import gitml.ops
 
     web, ids = ui  # the app searches through a Client of the same repository: count the searches of any
     searches = []
@@ -165,7 +165,7 @@ def test_a_search_is_kept_until_a_run_changes(ui, client, repo, monkeypatch):
                 f"/api/runs?experiment={exp}&sort=metrics.acc&offset=1", f"/api/runs?experiment={exp}"):
         assert web.get(url).status_code == 200
     assert len(searches) == 2  # one per filter and order, not one per page or column choice
-    with gitml.Client(repo) as writer:
+    with gitml.ops.Operations(repo) as writer:
         writer.set_tag(ids["other"], "note", "changed")
     body = web.get(f"/api/runs?experiment={exp}&columns=tags.note&limit=10").json()
     assert len(searches) == 3 and "changed" in [r["values"][0] for r in body["rows"]]
@@ -315,10 +315,10 @@ def test_security_headers_on_pages(ui):
 
 
 def test_a_running_run_is_seen_live(ui, repo):
-    import gitml
+    import gitml.ops
 
     web, ids = ui
-    with gitml.Client(repo) as writer:
+    with gitml.ops.Operations(repo) as writer:
         run = writer.create_run(ids["experiment"], run_name="live").info.run_id
         writer.log_metric(run, "loss", 3.0, step=0)
         rows = web.get("/api/runs", params={"filter": "run_name = 'live'"}).json()["rows"]

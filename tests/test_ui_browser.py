@@ -56,7 +56,7 @@ def server(tmp_path_factory):
     """The real server (uvicorn in a thread) over a repository built once for the module."""
     import uvicorn
 
-    import gitml
+    import gitml.ops
     from gitml.ui import allowed_hosts
     from gitml.ui.app import make_app
 
@@ -70,7 +70,7 @@ def server(tmp_path_factory):
         (path / "train.py").write_text("print('training')\n")
         subprocess.run(["git", "-C", str(path), "add", "."], check=True)
         subprocess.run(["git", "-C", str(path), "commit", "-qm", "initial"], check=True)
-        client = gitml.Client(path)
+        client = gitml.ops.Operations(path)
         ids = build(client)
         for i in range(60):  # enough runs for two pages of 50
             client.set_terminated(client.create_run(ids["experiment"], run_name=f"bulk-{i:02d}").info.run_id)

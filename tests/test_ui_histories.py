@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("starlette")
 
 import gitml  # noqa: E402
+import gitml.ops  # noqa: E402
 from gitml.ui import histories, series  # noqa: E402
 from gitml.ui.app import chart_series  # noqa: E402
 from gitml.ui.reader import Reader  # noqa: E402
@@ -54,7 +55,7 @@ def test_a_second_server_loads_the_parsed_chunks_and_parses_none(client, repo, b
     assert (first.chunks.parsed, first.chunks.loaded) == (3, 0)
     assert len(_files(repo)) == 3
     assert max(v for v in drawn["y"] if v is not None) == SPIKE  # the spike survives M4
-    with gitml.Client(repo) as other:
+    with gitml.ops.Operations(repo) as other:
         second = Reader(other)
         again = _chart(second, big)
         assert (second.chunks.parsed, second.chunks.loaded) == (0, 3)
@@ -64,7 +65,7 @@ def test_a_second_server_loads_the_parsed_chunks_and_parses_none(client, repo, b
         _, cached = histories.read_history(other, second.chunks, big, "loss")
         _, plain = histories.read_history(other, None, big, "loss")
     truth = _truth(client, big)
-    for a, b, c in zip(cached, plain, truth):
+    for a, b, c in zip(cached, plain, truth, strict=False):
         assert a.dtype == c.dtype and np.array_equal(a, c) and np.array_equal(b, c)
 
 
@@ -109,7 +110,7 @@ def test_a_damaged_or_forged_cache_file_is_ignored_and_rebuilt(client, repo, big
     assert _chart(reader, big) == drawn
     assert (reader.chunks.loaded, reader.chunks.rejected, reader.chunks.parsed) == (2, 1, 1)
     _, arrays = histories.read_history(client, reader.chunks, big, "loss")
-    assert all(np.array_equal(a, b) for a, b in zip(arrays, _truth(client, big)))
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, _truth(client, big), strict=False))
     assert reader.chunks.rejected == 1  # rebuilt: the file holds the chunk again
     assert not os.path.exists(tmp_path / "PWNED")
 
@@ -125,13 +126,13 @@ def test_a_running_run_parses_only_its_new_and_rewritten_chunks(client, repo, bi
     assert drawn["points"] == POINTS + 10_000
     assert _chart(reader, big) == drawn  # the server that read it before sees the new commit
     _, arrays = histories.read_history(client, later.chunks, big, "loss")
-    assert all(np.array_equal(a, b) for a, b in zip(arrays, _truth(client, big)))
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, _truth(client, big), strict=False))
 
 
 def test_warm_up_keeps_the_newest_runs_long_histories(client, repo, big):
     Reader(client).warm()
     assert len(_files(repo)) == 3  # loss (3 chunks) kept; small (1 chunk) not read
-    with gitml.Client(repo) as other:
+    with gitml.ops.Operations(repo) as other:
         reader = Reader(other)
         _chart(reader, big)
         assert (reader.chunks.parsed, reader.chunks.loaded) == (0, 3)

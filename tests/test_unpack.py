@@ -9,7 +9,8 @@ import subprocess
 import pytest
 from dulwich.repo import Repo
 
-from gitml.store.unpack import PackError, store_received_pack
+from gitml.store.unpack import store_received_pack
+from gitml.errors import PackError
 from tests.conftest import git
 
 

@@ -11,7 +11,8 @@ import subprocess
 import pytest
 
 from gitml.store.git import open_store
-from gitml.store.gitindex import GitIndex, IndexFormatError, read_index
+from gitml.store.gitindex import GitIndex, read_index
+from gitml.errors import IndexFormatError
 from gitml.store.worktree import snapshot, tree_changes
 from tests.conftest import git
 
@@ -49,7 +50,7 @@ def ls_files(repo, *extra) -> list[tuple[int, str, int, str]]:
 def entries(index: GitIndex) -> list[tuple[int, str, int, str]]:
     return [
         (m, s.hex(), (f >> 12) & 3, p.decode())
-        for p, m, s, f in zip(index.paths, index.modes, index.shas, index.flags)
+        for p, m, s, f in zip(index.paths, index.modes, index.shas, index.flags, strict=False)
     ]
 
 

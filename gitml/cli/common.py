@@ -1,4 +1,4 @@
-"""What the command modules share: the repository and Client of ``-C``, and output
+"""What the command modules share: the repository and Client (``Operations``) of ``-C``, and output
 (JSON, tables, times). The root group, which registers every command, is in
 :mod:`gitml.cli.main`; nothing here imports it.
 """
@@ -30,13 +30,34 @@ def repo_path(ctx) -> str | None:
 
 
 def open_client(ctx, *, create: bool = False):
-    from gitml.client import Client
+    from gitml.ops import Operations
     from gitml.store.git import open_store
 
     repo = repo_path(ctx)
     if not create:
         open_store(repo).close()  # a read must not create a store
-    return Client(repo)
+    return Operations(repo)
+
+
+# -- the options several commands share: one definition each ------------------------------
+def json_option(help: str = "Print JSON."):
+    """``--json`` (``as_json``): machine-readable output instead of the table or the text."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def experiment_option(dest: str = "experiments", help: str = "Experiment name or id (repeatable; default: all)."):
+    """``-e/--experiment`` (repeatable): the experiments a command looks at."""
+    return click.option("-e", "--experiment", dest, multiple=True, help=help)
+
+
+def filter_option(help: str = "MLflow filter, plus OR and parentheses."):
+    """``-f/--filter`` (``filter_string``): MLflow's search grammar, plus OR and parentheses."""
+    return click.option("-f", "--filter", "filter_string", default="", help=help)
+
+
+def order_option(help: str = 'e.g. "metrics.auc DESC" (repeatable).'):
+    """``-o/--order-by`` (repeatable): MLflow's ``order_by`` clauses."""
+    return click.option("-o", "--order-by", multiple=True, help=help)
 
 
 def emit_json(data) -> None:
@@ -61,9 +82,9 @@ def fmt(value, *, whole: bool = False) -> str:
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
     widths = [max(_width(h), *(_width(r[i]) for r in rows)) if rows else _width(h) for i, h in enumerate(headers)]
-    click.echo(click.style("  ".join(_pad(h, w) for h, w in zip(headers, widths)).rstrip(), bold=True))
+    click.echo(click.style("  ".join(_pad(h, w) for h, w in zip(headers, widths, strict=False)).rstrip(), bold=True))
     for row in rows:
-        click.echo("  ".join(_pad(c, w) for c, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(_pad(c, w) for c, w in zip(row, widths, strict=False)).rstrip())
 
 
 def _width(text: str) -> int:

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from gitml.cli.common import emit_json, open_client
+from gitml.cli.common import emit_json, experiment_option, json_option, open_client
 
 INSTALL_HINT = 'gitml {verb} mlflow needs MLflow in this Python: pip install "gitml[mlflow]"'
 
@@ -47,14 +47,14 @@ def import_group():
 
 @import_group.command("mlflow")
 @click.argument("source")
-@click.option("-e", "--experiment", "experiments", multiple=True, help="Only this experiment (name or id; repeatable).")
+@experiment_option(help="Only this experiment (name or id; repeatable).")
 @click.option("--since", help="Only runs started at or after this date (2024-05-01), ISO time or ms.")
 @click.option("--no-artifacts", is_flag=True, help="Leave artifacts and logged models' files out.")
 @click.option("--no-registry", is_flag=True, help="Leave the model registry out.")
 @click.option("--map-experiment", "maps", multiple=True, metavar="SOURCE=TARGET",
               help="Import experiment SOURCE under the name TARGET (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Count what would come; write nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option("Print the summary as JSON.")
 @click.pass_context
 def import_mlflow_command(ctx, source, experiments, since, no_artifacts, no_registry, maps, dry_run, as_json):
     """Import an MLflow tracking store: runs (ids kept), artifacts, registry.
@@ -111,10 +111,10 @@ def export_group():
 
 @export_group.command("mlflow")
 @click.argument("dest")
-@click.option("-e", "--experiment", "experiments", multiple=True, help="Only this experiment (name; repeatable).")
+@experiment_option(help="Only this experiment (name; repeatable).")
 @click.option("--no-artifacts", is_flag=True, help="Leave artifacts out.")
 @click.option("--no-registry", is_flag=True, help="Leave the model registry out.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option("Print the summary as JSON.")
 @click.pass_context
 def export_mlflow_command(ctx, dest, experiments, no_artifacts, no_registry, as_json):
     """Export runs and the registry into an MLflow tracking URI: the way back.

@@ -33,7 +33,7 @@ def predict(ctx, model_uri, input_path, output_path, content_type):
     it is loaded. JSON input takes MLflow's scoring forms (dataframe_split,
     dataframe_records, instances, inputs, with optional params).
     """
-    from gitml.models.batch import predict_file
+    from gitml.pyfunc.batch import predict_file
 
     _use_repo(ctx)
     bar = None
@@ -64,15 +64,23 @@ def models():
 @models.command("export")
 @click.argument("model_uri")
 @click.argument("dst", type=click.Path(file_okay=False))
+@click.option("-t", "--target", type=click.Choice(["mlflow", "mlserver", "kserve", "docker"]), default="mlflow",
+              show_default=True, help="mlflow: a plain MLmodel folder; mlserver: a model-settings folder for "
+              "`mlserver start`; docker: a build context serving it with gitml; kserve: that context and a "
+              "ServingRuntime + InferenceService (V2 protocol) manifest.")
+@click.option("--name", "model_name", metavar="NAME", help="The model's name on the V2 routes (default: the registered name, else the folder's).")
+@click.option("--image", metavar="IMAGE", help="kserve: the image the runtime runs (default: gitml-model-NAME:<hash of the model files>).")
 @click.pass_context
-def models_export(ctx, model_uri, dst):
-    """Write MODEL_URI as a plain MLmodel folder DST for other servers.
+def models_export(ctx, model_uri, dst, target, model_name, image):
+    """Write MODEL_URI as a folder DST for other servers.
 
-    The folder loads in MLServer, KServe or `mlflow models serve`. A run's model is
-    checked file by file against the run's recorded hashes first.
+    The plain folder loads in MLServer, KServe or `mlflow models serve`; the other
+    targets add what MLServer, Docker and KServe need, with the model files' hashes
+    in DST/model.sha256 (checked when MLServer loads it and when the image builds).
+    A run's model is checked file by file against the run's recorded hashes first.
     """
-    from gitml.models.batch import export_model
+    from gitml.serving.export import export
 
     _use_repo(ctx)
-    path = export_model(model_uri, dst)
-    click.echo(f"Exported {model_uri} to {path}")
+    path = export(model_uri, dst, target=target, name=model_name, image=image)
+    click.echo(f"Exported {model_uri} to {path}" + (f" ({target})" if target != "mlflow" else ""))

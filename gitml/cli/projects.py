@@ -39,7 +39,8 @@ def run_command(ctx, uri, entry_point, parameters, version, env_manager, experim
     """
     import os
 
-    from gitml.projects import ProjectRunFailedError, run
+    from gitml.projects import run
+    from gitml.errors import ProjectRunFailedError
 
     if ctx.obj.get("repo"):
         os.chdir(ctx.obj["repo"])  # as git -C: URI, paths and the repository are read from there

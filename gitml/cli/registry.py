@@ -6,12 +6,22 @@ import time
 
 import click
 
-from gitml.cli.common import emit_json, open_client, print_table
+from gitml.cli.common import emit_json, json_option, open_client, print_table
 
 
 def _sign_option(f):
     return click.option("--sign/--no-sign", "sign", default=None,
                         help="Sign the tag (default: git's tag.gpgSign).")(f)
+
+
+def _force_option(f):
+    return click.option("--force", is_flag=True,
+                        help="Override failing gates: the tag must be signed by a trusted key; it records the override.")(f)
+
+
+def _numbered(mv) -> str:
+    """``3 (v2.1.0)``: MLflow's number beside the tag's semantic version."""
+    return f"{mv.number} ({mv.version})"
 
 
 def _when(seconds: int) -> str:
@@ -38,7 +48,8 @@ def register(ctx, name, run_path, version, bump, description, sign):
     with open_client(ctx) as c:
         mv = c.registry.register(name, run, path if sep else None, version=version, bump_part=bump,
                                  description=description, sign_tag=sign)
-        click.echo(f"Registered {name} {mv.version}: run {mv.run_id[:8]}, model {mv.path or '.'} (tag {mv.tag})")
+        click.echo(f"Registered {name} version {mv.number} ({mv.version}): run {mv.run_id[:8]}, "
+                   f"model {mv.path or '.'} (tag {mv.tag})")
 
 
 @registry_group.command("promote")
@@ -46,11 +57,18 @@ def register(ctx, name, run_path, version, bump, description, sign):
 @click.argument("version")
 @click.argument("stage")
 @_sign_option
+@_force_option
 @click.pass_context
-def promote(ctx, name, version, stage, sign):
-    """Put VERSION of NAME in STAGE (tag NAME#STAGE#N)."""
+def promote(ctx, name, version, stage, sign, force):
+    """Put VERSION of NAME in STAGE (tag NAME#STAGE#N).
+
+    VERSION is MLflow's number (3: the third registration) or a semantic version (v1.1.0).
+    The stage's gates in the policy must pass (metric thresholds, no regression against the
+    version the stage holds); --force overrides them with a tag signed by a trusted key."""
+    from gitml import gitops
+
     with open_client(ctx) as c:
-        tag, created = c.registry.assign(name, version, stage, sign_tag=sign)
+        tag, created = gitops.promote(c, name, version, stage, sign_tag=sign, force=force)
         click.echo(f"{name}: {stage} now holds {version} (tag {tag})" if created else f"{name}: {stage} already holds {version}")
 
 
@@ -79,7 +97,7 @@ def deprecate(ctx, name, version, sign):
 
 
 @registry_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def list_models(ctx, as_json):
     """Registered models: latest version and what each stage holds."""
@@ -87,36 +105,41 @@ def list_models(ctx, as_json):
     with open_client(ctx) as c:
         models = c.registry.models()
         if as_json:
-            emit_json({n: {"latest": s.latest.version if s.latest else None, "stages": s.stages,
+            emit_json({n: {"latest": s.latest.version if s.latest else None,
+                            "latest_number": s.latest.number if s.latest else None, "stages": s.stages,
+                            "stage_numbers": {st: s.versions[v].number for st, v in s.stages.items()},
                             "deprecated": s.deprecated, "versions": len(s.versions)} for n, s in models.items()})
             return
         print_table(["model", "latest", "versions", "stages"],
-               [[n + (" (deprecated)" if s.deprecated else ""), s.latest.version if s.latest else "-", str(len(s.versions)),
-                 ", ".join(f"{st}={v}" for st, v in sorted(s.stages.items())) or "-"] for n, s in models.items()])
+               [[n + (" (deprecated)" if s.deprecated else ""), _numbered(s.latest) if s.latest else "-",
+                 str(len(s.versions)),
+                 ", ".join(f"{st}={_numbered(s.versions[v])}" for st, v in sorted(s.stages.items())) or "-"]
+                for n, s in models.items()])
         _say_policy(c.registry)
 
 
 @registry_group.command("show")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def show(ctx, name, as_json):
-    """NAME's versions: run, model path, stages, who and when."""
-    from gitml.registry.tags import version_key
+    """NAME's versions: number, run, model path, stages, who and when.
+
+    The number is MLflow's: the N-th registration of NAME (models:/NAME/N)."""
 
     with open_client(ctx) as c:
         state = c.registry.model(name, report=True)
         policy = c.registry.policy
-        versions = sorted(state.versions.values(), key=lambda v: version_key(v.version))
+        versions = sorted(state.versions.values(), key=lambda v: v.number)
         if as_json:
             emit_json({"name": name, "deprecated": state.deprecated, "stages": state.stages, "ignored": state.ignored,
                         "policy": policy.source, "policy_pending": policy.pending,
-                        "versions": [{"version": v.version, "run_id": v.run_id, "path": v.path, "commit": v.commit,
+                        "versions": [{"number": v.number, "version": v.version, "run_id": v.run_id, "path": v.path, "commit": v.commit,
                                       "stages": v.stages, "deregistered": v.deregistered, "by": v.registered_by,
                                       "at": v.registered_at, "description": v.description} for v in versions]})
             return
-        print_table(["version", "run", "model", "stages", "registered by", "at"],
-               [[v.version + (" (deregistered)" if v.deregistered else ""), v.run_id[:8], v.path or ".",
+        print_table(["#", "version", "run", "model", "stages", "registered by", "at"],
+               [[str(v.number), v.version + (" (deregistered)" if v.deregistered else ""), v.run_id[:8], v.path or ".",
                  ", ".join(sorted(v.stages)) or "-", v.registered_by, _when(v.registered_at)] for v in versions])
         _say_policy(c.registry)
         for tag, why in state.ignored.items():
@@ -125,7 +148,7 @@ def show(ctx, name, as_json):
 
 @registry_group.command("history")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def history(ctx, name, as_json):
     """NAME's events, oldest first: tag, who, when, signature.
@@ -138,7 +161,10 @@ def history(ctx, name, as_json):
         rows = []
         for e in state.events:
             why = state.ignored.get(e.tag.name) or reg.rejection(e, deep=True)
-            rows.append({"tag": e.tag.name, "event": e.tag.action.value, "version": state.version_of(e),
+            version = state.version_of(e)
+            found = state.versions.get(version) if version else None
+            rows.append({"tag": e.tag.name, "event": e.tag.action.value, "version": version,
+                         "number": found.number if found else None,
                          "stage": e.tag.stage, "by": e.tagger, "at": e.time, "signature": str(reg.verification(e)),
                          "decision": f"ignored: {why}" if why else "counts", "policy": reg.policy.source})
         if as_json:
@@ -175,7 +201,7 @@ def _say_policy(reg) -> None:
 @registry_group.command("policy")
 @click.option("--accept", is_flag=True, help="Accept, for this clone, the policy now on the trusted ref.")
 @click.option("--ref", help="Read the policy from this ref from now on (e.g. origin/release); accepts its policy.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def policy_(ctx, accept, ref, as_json):
     """Show the trust policy that decides, and its ref.
@@ -192,7 +218,10 @@ def policy_(ctx, accept, ref, as_json):
                  "require_signature": required if required is True else sorted(required),
                  "stages": list(policy.stages) if policy.stages is not None else None,
                  "trusted_gpg_keys": sorted(policy.trusted_gpg_keys), "allowed_signers": policy.allowed_signers,
-                 "on_untrusted": policy.on_untrusted}
+                 "on_untrusted": policy.on_untrusted,
+                 "gates": {stage: [str(g) for g in (*gates.require, *gates.no_worse)]
+                           + ([f"evaluated on dataset {gates.dataset}"] if gates.dataset else [])
+                           for stage, gates in sorted(policy.gates.items())}}
         if as_json:
             emit_json(shown)
             return
@@ -212,7 +241,7 @@ def policy_(ctx, accept, ref, as_json):
 @click.pass_context
 def propose(ctx, name, version, stage, branch):
     """Commit a stage change to .gitml/stages.yaml on a new branch."""
-    from gitml.registry import gitops
+    from gitml import gitops
 
     with open_client(ctx) as c:
         made, commit = gitops.propose(c, name, version, stage, branch=branch)
@@ -227,7 +256,7 @@ def propose(ctx, name, version, stage, branch):
 @click.pass_context
 def check(ctx, base, report_path, no_load):
     """Validate the proposed stage changes; write a Markdown report."""
-    from gitml.registry import gitops
+    from gitml import gitops
 
     with open_client(ctx) as c:
         result = gitops.check(c, base=base, load=not no_load)
@@ -242,13 +271,16 @@ def check(ctx, base, report_path, no_load):
 
 @registry_group.command("apply")
 @_sign_option
+@_force_option
 @click.pass_context
-def apply(ctx, sign):
-    """Create the tags .gitml/stages.yaml asks for (once)."""
-    from gitml.registry import gitops
+def apply(ctx, sign, force):
+    """Create the tags .gitml/stages.yaml asks for (once).
+
+    A promotion that fails a gate of the policy is refused before any tag is written."""
+    from gitml import gitops
 
     with open_client(ctx) as c:
-        done = gitops.apply(c, sign_tag=sign)
+        done = gitops.apply(c, sign_tag=sign, force=force)
         for a in done:
             click.echo(f"{a.model}: {a.stage} -> {a.version or '(empty)'} ({', '.join(a.tags)})")
         if not done:

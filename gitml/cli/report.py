@@ -6,14 +6,16 @@ import os
 
 import click
 
+from gitml.cli.common import experiment_option, filter_option
+
 
 @click.command("compare")
 @click.argument("runs", nargs=-1)
 @click.option("--baseline", metavar="RUN", help="The run deltas are taken to (default: the first selected).")
-@click.option("-f", "--filter", "filter_string", default="", help="Select runs by filter (MLflow's grammar, OR, parentheses).")
+@filter_option("Select runs by filter (MLflow's grammar, OR, parentheses).")
 @click.option("-b", "--branch", "branches", multiple=True, metavar="REV",
               help="The latest runs of REV's history (a branch, ref or commit; repeatable).")
-@click.option("-e", "--experiment", "experiments_", multiple=True, help="Experiment name or id (repeatable; default: all).")
+@experiment_option("experiments_")
 @click.option("-n", "--max", "max_results", type=click.IntRange(min=1), default=10, show_default=True,
               help="Newest runs taken by --filter alone.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "html", "json"]), default="markdown", show_default=True,

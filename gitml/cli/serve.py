@@ -22,13 +22,18 @@ from gitml.cli.common import repo_path
               help="Seconds a client has to send a request's line and headers (and the longest pause in a body).")
 @click.option("--max-connections", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Open connections per worker; past it the longest-idle one is closed.")
+@click.option("--name", "model_name", metavar="NAME", help="The model's name in the V2 routes (default: the registered "
+              "name, else the model folder's name).")
 @click.pass_context
-def serve(ctx, model_uri, host, port, workers, max_body_mb, allowed_hosts, head_timeout, max_connections):
-    """Serve a model over HTTP with MLflow's scoring protocol.
+def serve(ctx, model_uri, host, port, workers, max_body_mb, allowed_hosts, head_timeout, max_connections, model_name):
+    """Serve a model over HTTP (MLflow's and the V2 protocol).
 
     GET /ping, /health, /version; POST /invocations with JSON (dataframe_split,
     dataframe_records, instances or inputs, with optional params) or CSV, answering
-    {"predictions": ...}. A model from a run is checked file by file against the run's
+    {"predictions": ...}. Beside it the V2 (Open Inference, KServe) protocol:
+    GET /v2/health/live, /v2/health/ready, /v2/models/NAME[/ready]; POST
+    /v2/models/NAME/infer with tensors named after the signature's columns.
+    A model from a run is checked file by file against the run's
     recorded hashes before it loads. Bad requests get a 4xx with a short JSON message;
     a POST needs one of those content types (415), and a Host header that is not an IP
     address, localhost or an --allow-host name is refused (400: DNS rebinding).
@@ -49,4 +54,4 @@ def serve(ctx, model_uri, host, port, workers, max_body_mb, allowed_hosts, head_
         click.echo(f"gitml serve: {model_uri} on {url} with {workers} worker{'s' if workers > 1 else ''} (Ctrl-C stops it)", err=True)
 
     serve_model(model_uri, host=host, port=port, workers=workers, max_body_mb=max_body_mb, allowed_hosts=allowed_hosts,
-                head_timeout=head_timeout, max_connections=max_connections, ready=ready)
+                head_timeout=head_timeout, max_connections=max_connections, ready=ready, name=model_name)

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from gitml.cli.common import emit_json, open_client, print_table, repo_path
+from gitml.cli.common import emit_json, experiment_option, json_option, open_client, print_table, repo_path
 
 
 @click.command("config")
@@ -28,7 +28,7 @@ def config_(ctx, key, value, committed, list_all, trust_committed):
     committed value changes), and so does any contact with one that can reach a network
     service (http(s)://, a scheme this clone does not use yet, committed storage options).
     """
-    from gitml.artifacts import config
+    from gitml.content import config
     from gitml.store.git import open_store
 
     if trust_committed and (key or committed or list_all):
@@ -62,7 +62,7 @@ def artifacts():
 @artifacts.command("ls")
 @click.argument("run")
 @click.argument("path", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def artifacts_ls(ctx, run, path, as_json):
     """List the artifacts directly inside PATH (the root by default)."""
@@ -152,7 +152,7 @@ def fsck(ctx, no_remote):
 @click.option("--git-remote", help="With --remote: the git remote whose runs must all be here first (default origin).")
 @click.option("--purge", is_flag=True, help="First remove deleted runs for good (their refs; with --remote, on the git remote too).")
 @click.option("--older-than", metavar="AGE", help="With --purge: only runs deleted at least this long ago (30d, 12h, 2w).")
-@click.option("-e", "--experiment", "experiments_", multiple=True, help="With --purge: only this experiment's runs (repeatable).")
+@experiment_option("experiments_", help="With --purge: only this experiment's runs (repeatable).")
 @click.option("--dry-run", is_flag=True, help="With --purge: list what would be removed, and remove nothing.")
 @click.pass_context
 def gc(ctx, remote, delete, keep_recent, git_remote, purge, older_than, experiments_, dry_run):
@@ -221,7 +221,7 @@ def gc(ctx, remote, delete, keep_recent, git_remote, purge, older_than, experime
             return
         from gitml import sync
 
-        for rounds in range(2 if keep_recent == 0 and delete else 1):  # no grace: what is marked now is due now
+        for _round in range(2 if keep_recent == 0 and delete else 1):  # no grace: what is marked now is due now
             garbage = sync.remote_garbage(c, git_remote=git_remote, keep_recent=keep_recent)
             for sha in sorted(garbage.due):
                 click.echo(f"{'deleting' if delete else 'would delete'} {content.remote_url}/{sha[:2]}/{sha[2:]}")

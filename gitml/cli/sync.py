@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from gitml.cli.common import open_client
+from gitml.cli.common import experiment_option, open_client
 
 
 def _progress(verb: str):
@@ -26,7 +26,7 @@ def _progress(verb: str):
 
 @click.command()
 @click.argument("remote", required=False)
-@click.option("-e", "--experiment", "experiments", multiple=True, help="Only the runs of this experiment (repeatable).")
+@experiment_option(help="Only the runs of this experiment (repeatable).")
 @click.option("-r", "--run", "runs", multiple=True, help="Only this run (id, prefix or name; repeatable).")
 @click.option("--all", "all_", is_flag=True, help="Every run and experiment (the default when nothing is selected).")
 @click.option("--force", is_flag=True, help="Overwrite remote runs that are not ancestors of the local ones.")
@@ -56,7 +56,7 @@ def push(ctx, remote, experiments, runs, all_, force, allow_local_artifacts):
             f"{result.url}: {len(result.pushed)} ref(s) pushed, {result.unchanged} already there; "
             f"{result.uploaded} artifact object(s) uploaded ({result.uploaded_bytes / 2**20:.1f} MiB)"
         )
-        from gitml.artifacts.config import default_remote
+        from gitml.content.config import default_remote
 
         if result.local_artifact_remote == default_remote():
             click.secho(
@@ -68,7 +68,14 @@ def push(ctx, remote, experiments, runs, all_, force, allow_local_artifacts):
         for ref, note in sorted(result.notes.items()):
             click.secho(f"  {ref}: {note}", fg="yellow", err=True)
         for line in result.remote_messages:
-            click.echo(f"remote: {line}", err=True)
+            if result.refusal is None or line.strip() not in result.refusal:  # the refusal's line names it
+                click.echo(f"remote: {line}", err=True)
+        if result.refusal is not None:
+            sent = len(result.pushed)
+            click.secho(f"error: {result.refusal}; {sent} ref(s) went in pushes of up to {result.batch_refs} refs "
+                        f"before it, {len(rejected)} did not: `gitml push` again sends only those "
+                        "(`gitml config push.batch_refs N` sets the batch)", fg="red", err=True)
+            sys.exit(1)
         by_status: dict[str, list[str]] = {}
         for ref, status in sorted(rejected.items()):
             by_status.setdefault(status, []).append(ref)

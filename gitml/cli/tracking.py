@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from gitml.cli.common import emit_json, experiment_id, fmt, open_client, print_table
+from gitml.cli.common import emit_json, experiment_id, experiment_option, filter_option, fmt, json_option, open_client, order_option, print_table
 from gitml.runviews import duration, when
 
 
@@ -42,7 +42,7 @@ def init(ctx, path):
 # -- experiments ----------------------------------------------------------------
 @click.group(invoke_without_command=True)
 @click.option("--all", "show_all", is_flag=True, help="Include deleted experiments (when listing).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (when listing).")
+@json_option("Print JSON (when listing).")
 @click.pass_context
 def experiments(ctx, show_all, as_json):
     """List and manage experiments (list by default)."""
@@ -54,7 +54,7 @@ def experiments(ctx, show_all, as_json):
 
 @experiments.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include deleted experiments.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def experiments_list(ctx, show_all=False, as_json=False):
     """List experiments."""
@@ -114,14 +114,13 @@ def experiments_restore(ctx, experiment):
 def _listing_options(command):
     """The options of listing runs, on ``gitml runs`` and ``gitml runs list`` alike."""
     for option in reversed([
-        click.option("-e", "--experiment", "experiments_", multiple=True,
-                     help="Experiment name or id (repeatable; default: all)."),
-        click.option("-f", "--filter", "filter_string", default="", help="MLflow filter, plus OR and parentheses."),
-        click.option("-o", "--order-by", multiple=True, help='e.g. "metrics.auc DESC" (repeatable).'),
+        experiment_option("experiments_"),
+        filter_option(),
+        order_option(),
         click.option("-n", "--max", "max_results", type=click.IntRange(min=0), default=None,
                      help="At most this many runs."),
         click.option("--deleted", is_flag=True, help="Show deleted runs instead."),
-        click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+        json_option(),
     ]):
         command = option(command)
     return command
@@ -216,7 +215,7 @@ def runs_list(ctx, experiments_, filter_string, order_by, max_results, deleted, 
 
 @click.command()
 @click.argument("run")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def show(ctx, run, as_json):
     """Show a run: status, source, params, metrics, tags."""
@@ -251,7 +250,7 @@ def show(ctx, run, as_json):
 @click.argument("run_a")
 @click.argument("run_b")
 @click.option("--code", is_flag=True, help="Also show the diff of the code that ran.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def diff(ctx, run_a, run_b, code, as_json):
     """Compare two runs: params and metrics side by side, changes marked."""
@@ -289,7 +288,7 @@ def diff(ctx, run_a, run_b, code, as_json):
 @click.command("log")
 @click.argument("run")
 @click.option("-n", "--max-count", type=click.IntRange(min=1), default=20, help="Source commits to show.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @click.pass_context
 def log_(ctx, run, max_count, as_json):
     """Lineage of a run: its own commits, then its source commit and history."""

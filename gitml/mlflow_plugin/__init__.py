@@ -13,7 +13,7 @@ Three stores, registered through MLflow's entry points (``pyproject.toml``):
 - ``mlflow.model_registry_store`` ``gitml`` → :class:`~gitml.mlflow_plugin.registry.GitmlRegistryStore`
   (gitml's tag registry).
 
-An edge of gitml, as the CLI: it uses gitml's public API (``gitml.Client``) and nothing
+An edge of gitml, as the CLI: it uses gitml's Client and its internal facade (``gitml.ops.Operations``) and nothing
 below it. MLflow is imported only here: ``import gitml`` never loads it. The plugin is
 tested with MLflow 3.17.2; any other version gets one warning when a store is made.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import threading
 import urllib.parse
 import warnings
@@ -69,15 +70,15 @@ def repository_path(uri: str | None) -> str:
 
 
 def client_for(path: str):
-    """The process's one :class:`gitml.Client` for the repository at (or above) ``path``,
+    """The process's one Client (:class:`gitml.ops.Operations`) for the repository at (or above) ``path``,
     with the lock that serialises its use (MLflow's server and artifact transfers use
     threads; a Client is for one thread at a time)."""
-    import gitml
+    from gitml.ops import Operations
 
     with _registry_lock:
         found = _clients.get(path)
         if found is None:
-            found = gitml.Client(path)
+            found = Operations(path)
             same = [p for p, c in _clients.items() if c.repo_path == found.repo_path]  # type: ignore[attr-defined]
             if same:  # gitml:. and gitml:/abs/path naming one repository share its Client
                 found.close()
@@ -167,6 +168,57 @@ def parse_artifact_uri(uri: str) -> tuple[str, str, str]:
     if parsed.scheme != ARTIFACT_SCHEME or parsed.netloc or not parts[0] or len(query.get("repo", [])) != 1:
         raise InvalidInputError(f"artifact URI {uri!r} is not gitml-artifacts:/<run_id>/<path>?repo=<repository>")
     return query["repo"][0], parts[0], parts[1] if len(parts) > 1 else ""
+
+
+# A run's artifacts as MLflow sees them: the folder MLflow's own stores would use under the
+# experiment's default location (gitml's Experiment.artifact_location, <gitml dir>/artifacts/<id>),
+# <location>/<run_id>/artifacts. Writes and reads go through gitml; the folder holds a copy of
+# what this clone logged through MLflow, for code that opens the path (see artifacts.py).
+_VIEW = re.compile(r"(?P<gitdir>/.+)/gitml/artifacts/(?P<experiment>[0-9]{1,20})/(?P<run>[0-9a-f]{32})/artifacts(?:/(?P<rest>.*))?")
+
+
+def view_path(gitml_dir: str, experiment_id: str, run_id: str, path: str = "") -> str:
+    """The local folder (or file) ``path`` of a run's artifacts view."""
+    folder = os.path.join(gitml_dir, "artifacts", str(experiment_id), run_id, "artifacts")
+    return os.path.join(folder, *path.strip("/").split("/")) if path.strip("/") else folder
+
+
+def view_uri(gitml_dir: str, experiment_id: str, run_id: str, path: str = "") -> str:
+    """``file://`` URI of :func:`view_path` (what MLflow reads as ``run.info.artifact_uri``)."""
+    uri = f"{_folder_uri(gitml_dir)}/artifacts/{experiment_id}/{run_id}/artifacts"
+    return f"{uri}/{urllib.parse.quote(path.strip('/'))}" if path.strip("/") else uri
+
+
+@functools.lru_cache(maxsize=64)
+def _folder_uri(folder: str) -> str:
+    import pathlib
+
+    return pathlib.Path(folder).as_uri()
+
+
+def parse_view(uri: str) -> tuple[str, str, str, str] | None:
+    """``(repository, run_id, path, view folder)`` of a run's artifacts-view URI (``file:``
+    or a plain path), or None when ``uri`` names anything else. No file system access
+    unless the path has the view's shape; the repository must exist."""
+    import posixpath
+
+    if uri.startswith("file:"):
+        parsed = urllib.parse.urlparse(uri)
+        if parsed.netloc not in ("", "localhost") or parsed.query or parsed.fragment:
+            return None
+        local = urllib.parse.unquote(parsed.path)
+    elif "://" in uri or uri.startswith(("gitml", "runs:", "models:")):
+        return None
+    else:
+        local = uri
+    m = _VIEW.fullmatch(posixpath.normpath(local)) if local.startswith("/") else None
+    if m is None or not os.path.isdir(os.path.join(m["gitdir"], "gitml")):
+        return None
+    rest = m["rest"] or ""
+    gitdir = m["gitdir"]
+    repo = os.path.dirname(gitdir) if os.path.basename(gitdir) == ".git" else gitdir
+    folder = view_path(os.path.join(gitdir, "gitml"), m["experiment"], m["run"])
+    return repo, m["run"], rest, folder
 
 
 def __getattr__(name: str):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 
 from mlflow.entities import (
     Dataset,
@@ -16,6 +17,7 @@ from mlflow.entities import (
     Experiment,
     ExperimentTag,
     InputTag,
+    LoggedModelInput,
     LoggedModelOutput,
     Metric,
     Param,
@@ -28,14 +30,43 @@ from mlflow.entities import (
 )
 
 from gitml.errors import InvalidInputError
-from gitml.mlflow_plugin import artifact_uri
-from gitml.mlflow_plugin.logged_models import model_entries
+from gitml.mlflow_plugin import view_uri
+from gitml.mlflow_plugin.logged_models import MODEL_RUN_TAG, SOURCE_RUN_TAG, SOURCE_TAG, model_entries
 
 
-def experiment(e, repo_path: str) -> Experiment:
+# The tags gitml derives for every run from what it records (user, source, commit, branch,
+# a dirty work tree). A run made through MLflow shows MLflow only those MLflow's caller set
+# (fluent start_run sets the user and source, MlflowClient.create_run none): the others are
+# named in this tag, a system tag (MLflow's UI hides mlflow.*) that MLflow is never shown.
+GITML_TAGS = (
+    "mlflow.user",
+    "mlflow.source.name",
+    "mlflow.source.type",
+    "mlflow.source.git.commit",
+    "mlflow.source.git.branch",
+    "gitml.source.dirty",
+)
+HIDDEN_TAGS = "mlflow.gitml.hiddenTags"
+MODEL_INPUTS_TAG = "mlflow.gitml.modelInputs"  # MLflow's run.inputs.model_inputs: logged model ids, comma-separated
+_NEVER_SHOWN = frozenset({HIDDEN_TAGS, MODEL_INPUTS_TAG, MODEL_RUN_TAG, SOURCE_TAG, SOURCE_RUN_TAG})
+
+
+def model_inputs(tags: dict) -> list[str]:
+    return [m for m in tags.get(MODEL_INPUTS_TAG, "").split(",") if m]
+
+
+def visible_tags(tags: dict) -> dict:
+    """A run's tags as MLflow sees them (see :data:`HIDDEN_TAGS`)."""
+    if not _NEVER_SHOWN.intersection(tags):
+        return tags
+    hidden = set(tags.get(HIDDEN_TAGS, "").split(",")) | _NEVER_SHOWN
+    return {k: v for k, v in tags.items() if k not in hidden}
+
+
+def experiment(e, gitml_dir: str) -> Experiment:
     location = e.artifact_location or ""
-    if not location or location.startswith("/") or location.startswith("runs:"):
-        location = f"gitml:{repo_path}"  # runs keep their artifacts in the repository (gitml-artifacts:/<run>)
+    if not location or location.startswith("runs:"):
+        location = os.path.join(gitml_dir, "artifacts", str(e.experiment_id))
     return Experiment(
         experiment_id=str(e.experiment_id),
         name=e.name,
@@ -47,7 +78,23 @@ def experiment(e, repo_path: str) -> Experiment:
     )
 
 
-def run(r, repo_path: str) -> Run:
+def default_location(location: str | None, experiment_id: str) -> bool:
+    """Whether an experiment's artifact location is gitml's default (any clone's
+    ``<gitml dir>/artifacts/<id>``), not one its creator chose."""
+    if not location or location.startswith(("runs:", "gitml:")):
+        return True
+    return location.replace(os.sep, "/").rstrip("/").endswith(f"/gitml/artifacts/{experiment_id}")
+
+
+def run(r, gitml_dir: str, location: str | None = None) -> Run:
+    """MLflow's Run of a gitml run; ``location``: the artifact location its experiment's
+    creator chose, under which MLflow keeps its artifacts (``<location>/<run_id>/artifacts``)."""
+    if location:
+        from mlflow.utils.uri import append_to_uri_path
+
+        uri = append_to_uri_path(location, r.info.run_id, "artifacts")
+    else:
+        uri = view_uri(gitml_dir, str(r.info.experiment_id), r.info.run_id)
     info = RunInfo(
         run_id=r.info.run_id,
         experiment_id=str(r.info.experiment_id),
@@ -56,7 +103,7 @@ def run(r, repo_path: str) -> Run:
         start_time=r.info.start_time,
         end_time=r.info.end_time,
         lifecycle_stage=r.info.lifecycle_stage,
-        artifact_uri=artifact_uri(repo_path, r.info.run_id),
+        artifact_uri=uri,
         run_name=r.info.run_name,
     )
     latest = getattr(r.data, "latest_metrics", None) or {}
@@ -66,7 +113,7 @@ def run(r, repo_path: str) -> Run:
     data = RunData(
         metrics=metrics,
         params=[Param(k, v) for k, v in r.data.params.items()],
-        tags=[RunTag(k, v) for k, v in r.data.tags.items()],
+        tags=[RunTag(k, v) for k, v in visible_tags(r.data.tags).items()],
     )
     inputs = RunInputs(
         [
@@ -75,7 +122,8 @@ def run(r, repo_path: str) -> Run:
                 [InputTag(t.key, t.value) for t in d.tags],
             )
             for d in r.inputs.dataset_inputs
-        ]
+        ],
+        [LoggedModelInput(m) for m in model_inputs(r.data.tags)],
     )
     outputs = RunOutputs([LoggedModelOutput(m["model_uuid"], int(m.get("step") or 0)) for m in model_entries(r.data.tags)])
     return Run(info, data, inputs, outputs)

@@ -100,7 +100,7 @@ def _exported(mc) -> dict[str, str]:
     ids = [e.experiment_id for e in _all(lambda t: mc.search_experiments(view_type=ViewType.ALL, page_token=t))]
     out: dict[str, str] = {}
     for start in range(0, len(ids), 100):
-        for run in _all(lambda t: mc.search_runs(ids[start:start + 100], f"tags.`{RUN_ID_TAG}` != ''",
+        for run in _all(lambda t, start=start: mc.search_runs(ids[start:start + 100], f"tags.`{RUN_ID_TAG}` != ''",
                                                  run_view_type=ViewType.ALL, max_results=1000, page_token=t)):
             out[run.data.tags[RUN_ID_TAG]] = run.info.run_id
     return out

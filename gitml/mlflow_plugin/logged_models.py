@@ -8,8 +8,15 @@ model's files are the run's artifacts under the model's ``name`` (what
 ``mlflow.log-model.history`` (MLflow's own tag for a run's models, a JSON list; the entry
 keeps MLflow's ``model_uuid``, ``artifact_path``, ``run_id``, ``utc_time_created``,
 ``flavors``, plus the logged model's ``name``, ``status``, ``model_type``, ``step``,
-``creation_timestamp``, ``tags`` and ``params``). A logged model without a run has
-nowhere to live: it is refused.
+``creation_timestamp``, ``tags``, ``params``, the latest point of each metric logged
+with its id, and ``deleted`` once MLflow deletes it: its files stay in the run's history).
+
+A logged model without a run (``mlflow.initialize_logged_model()``, ``create_external_model``,
+``set_active_model(name=...)``, ``log_model`` outside a run) gets a run of its own to live in,
+made for it in its experiment and named after it, tagged ``mlflow.gitml.loggedModel``
+(:data:`MODEL_RUN_TAG`) with the model's id: gitml shows it as a run (its files, its record),
+MLflow does not (its searches skip such runs; the model's ``source_run_id`` is None). A separate
+model namespace would have needed its own refs, push, fetch, gc and search; a run has them all.
 """
 
 from __future__ import annotations
@@ -17,6 +24,12 @@ from __future__ import annotations
 import json
 
 HISTORY_TAG = "mlflow.log-model.history"
+MODEL_RUN_TAG = "mlflow.gitml.loggedModel"  # on a run made to hold a logged model that has none
+# on a run made to hold a registered version whose source is no run of this repository
+# (see gitml.mlflow_plugin.registry): the source MLflow was given, and the run id it named
+SOURCE_TAG = "mlflow.gitml.modelSource"
+SOURCE_RUN_TAG = "mlflow.gitml.modelSourceRun"
+HOLDER_TAGS = (MODEL_RUN_TAG, SOURCE_TAG)  # runs MLflow's searches do not show
 MAX_TAG_VALUE = 8000  # MLflow's (and gitml's) limit for a run tag value
 
 

@@ -12,23 +12,22 @@ import os
 import time
 import uuid
 
-from mlflow.entities import LoggedModel, LoggedModelStatus, RunStatus, ViewType
+from mlflow.entities import LoggedModel, LoggedModelStatus, Metric, RunInfo, RunStatus, ViewType
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.tracking.abstract_store import AbstractStore
 
 import gitml.entities as ge
-from gitml.errors import ConflictError, InvalidInputError, NotFoundError
+from gitml.errors import ConflictError, InvalidInputError, NotFoundError, ParamConflictError
 from gitml.mlflow_plugin import (
-    artifact_uri,
     as_mlflow_exception,
     check_mlflow_version,
     client_for,
     convert,
     mlflow_errors,
     repository_path,
-    unsupported,
+    view_uri,
 )
-from gitml.mlflow_plugin.logged_models import HISTORY_TAG, compact_model_dict, history_value, model_entries
+from gitml.mlflow_plugin.logged_models import HISTORY_TAG, HOLDER_TAGS, MODEL_RUN_TAG, compact_model_dict, history_value, model_entries
 
 # MLflow's client sets these on each new run; gitml records them itself (the user, the
 # script, the commit that ran and its branch, the parent run), so it keeps its own
@@ -54,7 +53,10 @@ class GitmlTrackingStore(AbstractStore):
         super().__init__()
         self.client, self._lock = client_for(repository_path(store_uri))
         self.repo_path = self.client.repo_path
+        self.gitml_dir = self.client.gitml_dir
         self._model_runs: dict[str, str] = {}  # logged model id -> its run (found once)
+        self._locations: dict[str, str | None] = {}  # experiment id -> artifact location chosen for it
+        self._started: dict[str, RunInfo] = {}  # runs this store started and has not ended: their info at the start
 
     def flush_async_logging(self):
         """``mlflow.flush_async_logging()``: MLflow's queue, then gitml's buffered runs and the
@@ -67,7 +69,7 @@ class GitmlTrackingStore(AbstractStore):
     @mlflow_errors
     def search_experiments(self, view_type=ViewType.ACTIVE_ONLY, max_results=1000, filter_string=None, order_by=None, page_token=None):
         found = self.client.search_experiments(view_type=view_type, filter_string=filter_string, order_by=order_by)
-        return self._page([convert.experiment(e, self.repo_path) for e in found], max_results, page_token)
+        return self._page([convert.experiment(e, self.gitml_dir) for e in found], max_results, page_token)
 
     @staticmethod
     def _page(items: list, max_results, page_token) -> PagedList:
@@ -84,13 +86,13 @@ class GitmlTrackingStore(AbstractStore):
 
     @mlflow_errors
     def get_experiment(self, experiment_id):
-        return convert.experiment(self.client.get_experiment(_experiment_id(experiment_id)), self.repo_path)
+        return convert.experiment(self.client.get_experiment(_experiment_id(experiment_id)), self.gitml_dir)
 
     @mlflow_errors
     def get_experiment_by_name(self, experiment_name):
         _validate_experiment_name(experiment_name)
         found = self.client.get_experiment_by_name(experiment_name)
-        return convert.experiment(found, self.repo_path) if found is not None else None
+        return convert.experiment(found, self.gitml_dir) if found is not None else None
 
     @mlflow_errors
     def delete_experiment(self, experiment_id):
@@ -114,11 +116,29 @@ class GitmlTrackingStore(AbstractStore):
         self.client.delete_experiment_tag(_experiment_id(experiment_id), key)
 
     # -- runs ----------------------------------------------------------------
+    def _run(self, r):
+        return convert.run(r, self.gitml_dir, self._location(str(r.info.experiment_id)))
+
+    def _location(self, experiment_id: str) -> str | None:
+        """The artifact location the experiment's creator chose (None: gitml's default).
+        MLflow keeps the artifacts of its runs there, as its own stores do; gitml's
+        default keeps them in the run (see gitml.mlflow_plugin.artifacts)."""
+        if experiment_id not in self._locations:  # set at creation, never changed
+            try:
+                location = self.client.get_experiment(experiment_id).artifact_location
+            except NotFoundError:
+                return None
+            self._locations[experiment_id] = None if convert.default_location(location, experiment_id) else location
+        return self._locations[experiment_id]
+
     @mlflow_errors
     def create_run(self, experiment_id, user_id, start_time, tags, run_name):
         tag_dict = {t.key: t.value for t in tags or ()}
+        hidden = [k for k in convert.GITML_TAGS if k not in tag_dict]  # shown to MLflow only when it set them
         for key in _DERIVED_TAGS:
             tag_dict.pop(key, None)
+        if hidden:
+            tag_dict[convert.HIDDEN_TAGS] = ",".join(hidden)
         parent = tag_dict.pop("mlflow.parentRunId", None)
         experiment_id = _experiment_id(experiment_id)
         start_time = start_time or None  # MLflow's REST API sends 0 for "not given"
@@ -130,12 +150,15 @@ class GitmlTrackingStore(AbstractStore):
             r = self.client.start_run(
                 experiment_id, start_time=start_time, tags=tag_dict, run_name=run_name or None, parent_run_id=parent
             )
-        return convert.run(r, self.repo_path)
+        run = self._run(r)
+        if not _server():
+            self._started[run.info.run_id] = run.info
+        return run
 
     @mlflow_errors
     def get_run(self, run_id):
         try:
-            return convert.run(self.client.get_run(_run_id(run_id)), self.repo_path)
+            return self._run(self.client.get_run(_run_id(run_id)))
         except NotFoundError as e:  # MLflow's words, which MLflow's callers and tests look for
             raise as_mlflow_exception(NotFoundError(f"Run with id={run_id} not found ({e})")) from e
 
@@ -146,10 +169,19 @@ class GitmlTrackingStore(AbstractStore):
         if run_name:
             self.client.update_run(run_id, name=run_name)
         if status in ge.RunStatus.TERMINAL:
+            end_time = end_time or int(time.time() * 1000)
             self.client.set_terminated(run_id, status, end_time)
         elif status is not None:
             self.client.update_run(run_id, status=status)
-        return convert.run(self.client.get_run(run_id), self.repo_path).info
+        started = self._started.pop(run_id, None) if status in ge.RunStatus.TERMINAL else self._started.get(run_id)
+        if started is not None and not run_name:  # what was just set: no wait for the background commit of an ended run
+            return RunInfo(
+                run_id=run_id, experiment_id=started.experiment_id, user_id=started.user_id,
+                status=status or started.status,
+                start_time=started.start_time, end_time=end_time if status in ge.RunStatus.TERMINAL else None,
+                lifecycle_stage=started.lifecycle_stage, artifact_uri=started.artifact_uri, run_name=started.run_name,
+            )
+        return self._run(self.client.get_run(run_id)).info
 
     @mlflow_errors
     def delete_run(self, run_id):
@@ -175,9 +207,36 @@ class GitmlTrackingStore(AbstractStore):
         metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
         _validate_batch_log_limits(metrics, params, tags)
         _validate_param_keys_unique(params)
-        if any(getattr(m, "model_id", None) for m in metrics):  # MLflow's link of a point to a logged model
+        self._log(run_id, metrics, params, tags)
+
+    def _log(self, run_id: str, metrics, params, tags) -> None:
+        linked = [m for m in metrics if getattr(m, "model_id", None)]  # MLflow's link of a point to a logged model
+        if linked:
             metrics = [ge.Metric(m.key, m.value, m.timestamp, m.step) for m in metrics]
-        self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+            self._link_metrics(run_id, linked)
+        try:
+            self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+        except ParamConflictError as e:  # MLflow's words, which its callers and tests look for
+            raise as_mlflow_exception(InvalidInputError(
+                f"Changing param values is not allowed. Param with key='{e.key}' was already logged with "
+                f"value='{e.old}' for run ID='{e.run_id}'. Attempted logging new value '{e.new}'."
+            )) from e
+
+    @mlflow_errors
+    def log_metric(self, run_id, metric):
+        """One point, checked as MLflow's stores check it (their words: parameter 'value')."""
+        from mlflow.utils.validation import _validate_metric
+
+        run_id = _run_id(run_id, full=True)
+        _validate_metric(metric.key, metric.value, metric.timestamp, metric.step)
+        self._log(run_id, [metric], [], [])
+
+    @mlflow_errors
+    def log_param(self, run_id, param):
+        from mlflow.utils.validation import _validate_param
+
+        run_id = _run_id(run_id, full=True)
+        self._log(run_id, [], [_validate_param(param.key, param.value)], [])
 
     @mlflow_errors
     def delete_tag(self, run_id, key):
@@ -199,16 +258,21 @@ class GitmlTrackingStore(AbstractStore):
 
     @mlflow_errors
     def _search_runs(self, experiment_ids, filter_string, run_view_type, max_results, order_by, page_token):
+        hide = " AND ".join(f"tags.`{t}` IS NULL" for t in HOLDER_TAGS)  # runs made to hold a model or a version
+        filter_string = f"({filter_string}) AND {hide}" if filter_string and filter_string.strip() else hide
         found = self.client.search_runs(
-            experiment_ids or None, filter_string or "", run_view_type, max_results, order_by, page_token
+            experiment_ids or None, filter_string, run_view_type, max_results, order_by, page_token
         )
-        return [convert.run(r, self.repo_path) for r in found], found.token
+        return [self._run(r) for r in found], found.token
 
     @mlflow_errors
     def log_inputs(self, run_id, datasets=None, models=None):
         run_id = _run_id(run_id, full=True)
-        if models:
-            raise unsupported("log_inputs(models=...): a logged model as a run's input")
+        if models:  # the run's tag MODEL_INPUTS_TAG, MLflow's run.inputs.model_inputs
+            known = convert.model_inputs(self.client.get_run(run_id).data.tags)
+            ids = list(dict.fromkeys(known + [m.model_id for m in models]))
+            if len(ids) > len(known):
+                self.client.set_tag(run_id, convert.MODEL_INPUTS_TAG, ",".join(ids))
         records = [
             ge.DatasetInput(
                 ge.Dataset(d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.source, d.dataset.schema, d.dataset.profile),
@@ -222,8 +286,7 @@ class GitmlTrackingStore(AbstractStore):
     # -- MLflow 3's logged models (see gitml.mlflow_plugin.logged_models) -------
     @mlflow_errors
     def create_logged_model(self, experiment_id, name=None, source_run_id=None, tags=None, params=None, model_type=None):
-        if not source_run_id:
-            raise unsupported("a logged model without a run: gitml keeps models in runs (start a run first)")
+        experiment_id = _experiment_id(experiment_id)
         name = name or "model"
         model_id = "m-" + uuid.uuid4().hex
         now = int(time.time() * 1000)
@@ -231,71 +294,90 @@ class GitmlTrackingStore(AbstractStore):
             "model_uuid": model_id,
             "name": name,
             "artifact_path": name,
-            "run_id": source_run_id,
             "creation_timestamp": now,
             "status": str(LoggedModelStatus.PENDING),
             "model_type": model_type,
             "tags": {t.key: t.value for t in tags or ()},
             "params": {p.key: p.value for p in params or ()},
         }
-        self._update_entries(source_run_id, lambda entries: entries + [entry])
-        self._model_runs[model_id] = source_run_id
-        return self._logged_model(str(experiment_id), entry)
+        if source_run_id:
+            run_id = _run_id(source_run_id, full=True)
+            self._update_entries(run_id, lambda entries: entries + [dict(entry, run_id=run_id)])
+        else:  # a run of its own to live in, which MLflow is not shown (see logged_models)
+            entry["runless"] = True
+            run_id = self.client.create_run(
+                experiment_id, run_name=name, tags={MODEL_RUN_TAG: model_id, HISTORY_TAG: history_value([entry])}
+            ).info.run_id
+            self.client.set_terminated(run_id)
+        self._model_runs[model_id] = run_id
+        return self._logged_model(experiment_id, dict(entry, run_id=run_id))
 
     def _logged_model(self, experiment_id: str, entry: dict) -> LoggedModel:
         status = entry.get("status") or "READY"
+        name = entry.get("name") or entry.get("artifact_path") or "model"
+        metrics = [
+            Metric(k, v, t, s, model_id=entry["model_uuid"], run_id=r)
+            for k, (v, t, s, r) in sorted((entry.get("metrics") or {}).items())
+        ]
         return LoggedModel(
             experiment_id=experiment_id,
             model_id=entry["model_uuid"],
-            name=entry.get("name") or entry.get("artifact_path") or "model",
-            artifact_location=artifact_uri(self.repo_path, entry["run_id"], entry.get("name") or entry.get("artifact_path") or ""),
+            name=name,
+            artifact_location=view_uri(self.gitml_dir, experiment_id, entry["run_id"], entry.get("artifact_path") or name),
             creation_timestamp=int(entry.get("creation_timestamp") or 0),
             last_updated_timestamp=int(entry.get("last_updated_timestamp") or entry.get("creation_timestamp") or 0),
             model_type=entry.get("model_type"),
-            source_run_id=entry["run_id"],
+            source_run_id=None if entry.get("runless") else entry["run_id"],
             status=LoggedModelStatus(status) if status in LoggedModelStatus.__members__ else LoggedModelStatus.READY,
             tags=dict(entry.get("tags") or {}),
             params=dict(entry.get("params") or {}),
+            metrics=metrics or None,
         )
 
     def _entries(self, run_id: str) -> list[dict]:
         return [dict(e, run_id=run_id) for e in model_entries(self.client.get_run(run_id).data.tags)]
 
     def _update_entries(self, run_id: str, change) -> None:
-        self.client.set_tag(run_id, HISTORY_TAG, history_value(change(self._entries(run_id))))
+        entries = [{k: v for k, v in e.items() if k != "run_id"} for e in change(self._entries(run_id))]
+        self.client.set_tag(run_id, HISTORY_TAG, history_value(entries))
 
-    def _find_model(self, model_id: str) -> tuple[str, dict]:
+    def _find_model(self, model_id, allow_deleted: bool = False) -> tuple[str, dict]:
+        if not isinstance(model_id, str) or not model_id.startswith("m-") or not model_id[2:].isalnum():
+            raise NotFoundError(f"Logged model with ID '{model_id}' not found")
         run_id = self._model_runs.get(model_id)
         if run_id is None:
-            if not isinstance(model_id, str) or not model_id.startswith("m-") or not model_id[2:].isalnum():
-                raise InvalidInputError(f"logged model id {model_id!r} is not m-<hex>")
             found = self.client.search_runs(
                 None, f"tags.`{HISTORY_TAG}` LIKE '%{model_id}%'", ViewType.ALL, max_results=2
             )
             if not found:
-                raise NotFoundError(f"no logged model {model_id!r}")
+                raise NotFoundError(f"Logged model with ID '{model_id}' not found")
             run_id = self._model_runs[model_id] = found[0].info.run_id
         for entry in self._entries(run_id):
-            if entry["model_uuid"] == model_id:
+            if entry["model_uuid"] == model_id and (allow_deleted or not entry.get("deleted")):
                 return run_id, entry
-        raise NotFoundError(f"no logged model {model_id!r}")
+        raise NotFoundError(f"Logged model with ID '{model_id}' not found")
 
     @mlflow_errors
     def get_logged_model(self, model_id, allow_deleted=False):
-        run_id, entry = self._find_model(model_id)
-        return self._logged_model(self.client.get_run(run_id).info.experiment_id, entry)
+        run_id, entry = self._find_model(model_id, allow_deleted)
+        return self._logged_model(str(self.client.get_run(run_id).info.experiment_id), entry)
 
     def _change_model(self, model_id: str, change) -> LoggedModel:
         run_id, _ = self._find_model(model_id)
+        changed: list[dict] = []
 
         def apply(entries):
-            return [change(dict(e, last_updated_timestamp=int(time.time() * 1000))) if e["model_uuid"] == model_id else e for e in entries]
+            now = int(time.time() * 1000)
+            out = [change(dict(e, last_updated_timestamp=now)) if e["model_uuid"] == model_id else e for e in entries]
+            changed.extend(e for e in out if e["model_uuid"] == model_id)
+            return out
 
         self._update_entries(run_id, apply)
-        return self.get_logged_model(model_id)
+        return self._logged_model(str(self.client.get_run(run_id).info.experiment_id), changed[0])
 
     @mlflow_errors
     def finalize_logged_model(self, model_id, status):
+        status = LoggedModelStatus(status) if isinstance(status, str) else status
         return self._change_model(model_id, lambda e: dict(e, status=str(status)))
 
     @mlflow_errors
@@ -304,11 +386,27 @@ class GitmlTrackingStore(AbstractStore):
 
     @mlflow_errors
     def delete_logged_model_tag(self, model_id, key):
+        _, entry = self._find_model(model_id)
+        if key not in (entry.get("tags") or {}):
+            raise NotFoundError(f"No tag with key {key!r} found for model with ID {model_id!r}")
         self._change_model(model_id, lambda e: dict(e, tags={k: v for k, v in (e.get("tags") or {}).items() if k != key}))
 
     @mlflow_errors
+    def log_logged_model_params(self, model_id, params):
+        self._change_model(model_id, lambda e: dict(e, params={**(e.get("params") or {}), **{p.key: p.value for p in params}}))
+
+    @mlflow_errors
     def delete_logged_model(self, model_id):
-        raise unsupported("deleting a logged model: its files are part of its run's history in git")
+        """Marked deleted in its record (its files stay in the run's history in git)."""
+        self._change_model(model_id, lambda e: dict(e, deleted=True))
+
+    def _link_metrics(self, run_id: str, metrics) -> None:
+        """Points logged with a ``model_id``: each model keeps its metrics' latest points."""
+        by_model: dict[str, dict] = {}
+        for m in metrics:
+            by_model.setdefault(m.model_id, {})[m.key] = [m.value, m.timestamp, m.step, run_id]
+        for model_id, points in by_model.items():
+            self._change_model(model_id, lambda e, points=points: dict(e, metrics={**(e.get("metrics") or {}), **points}))
 
     @mlflow_errors
     def log_outputs(self, run_id, models):
@@ -330,19 +428,26 @@ class GitmlTrackingStore(AbstractStore):
 
     @mlflow_errors
     def search_logged_models(self, experiment_ids, filter_string=None, datasets=None, max_results=None, order_by=None, page_token=None):
-        wanted = _logged_model_filter(filter_string)
-        if datasets or order_by:
-            raise unsupported("search_logged_models with datasets or order_by")
+        """MLflow's own filter, order and paging (``SearchLoggedModelsUtils``, as its file
+        store) over the models recorded in the experiments' runs."""
+        from mlflow.utils.search_utils import SearchLoggedModelsUtils
+
+        if datasets and not all(d.get("dataset_name") for d in datasets):
+            raise as_mlflow_exception(InvalidInputError("`dataset_name` in the `datasets` clause must be specified."))
         runs = self.client.search_runs(
-            list(experiment_ids) or None, f"tags.`{HISTORY_TAG}` LIKE '%model_uuid%'", ViewType.ACTIVE_ONLY, max_results=100_000
+            [_experiment_id(e) for e in experiment_ids] or None, f"tags.`{HISTORY_TAG}` LIKE '%model_uuid%'",
+            ViewType.ALL, max_results=100_000,
         )
-        models = []
-        for r in runs:
-            for entry in model_entries(r.data.tags):
-                entry = dict(entry, run_id=r.info.run_id)
-                if all(str(entry.get(k if k != "source_run_id" else "run_id")) == v for k, v in wanted.items()):
-                    models.append(self._logged_model(r.info.experiment_id, entry))
-        return self._page(models, max_results, page_token)
+        models = [
+            self._logged_model(str(r.info.experiment_id), dict(entry, run_id=r.info.run_id))
+            for r in runs
+            for entry in model_entries(r.data.tags)
+            if not entry.get("deleted")
+        ]
+        found = SearchLoggedModelsUtils.filter_logged_models(models, filter_string, datasets)
+        found = SearchLoggedModelsUtils.sort(found, order_by)
+        page, token = SearchLoggedModelsUtils.paginate(found, page_token, max_results or 100)
+        return PagedList(page, token)
 
 
 def _validate_experiment_name(name) -> None:
@@ -374,22 +479,6 @@ def _run_id(run_id, *, full: bool = False):
     return run_id
 
 
-def _logged_model_filter(filter_string: str | None) -> dict[str, str]:
-    """``name = 'x'`` and ``source_run_id = 'x'`` joined by AND: what MLflow's own calls
-    pass; anything else is refused."""
-    import re
-
-    out: dict[str, str] = {}
-    if not filter_string or not filter_string.strip():
-        return out
-    for clause in re.split(r"\s+AND\s+", filter_string.strip(), flags=re.IGNORECASE):
-        m = re.fullmatch(r"\s*(name|source_run_id)\s*=\s*(['\"])(.*)\2\s*", clause)
-        if m is None:
-            raise unsupported(f"the logged-model filter {filter_string!r} (only name = '...' and source_run_id = '...')")
-        out[m[1]] = m[3]
-    return out
-
-
 # What a gitml: repository stores: the calls of MLflow's AbstractStore this store implements,
 # and those whose default implementation reaches only these (log_metric -> log_batch, ...).
 # Every other call (traces and spans, evaluation datasets, assessments, scorers, issues, label
@@ -397,7 +486,7 @@ def _logged_model_filter(filter_string: str | None) -> dict[str, str]:
 # an MlflowException naming it: never AbstractStore's NotImplementedError, which MLflow's
 # server answers with a 500 that MLflow's client retries for minutes.
 _STORED_DEFAULTS = frozenset({
-    "log_metric", "log_param", "set_tag", "log_metric_async", "log_param_async", "set_tag_async",
+    "set_tag", "log_metric_async", "log_param_async", "set_tag_async",
     "log_batch_async", "end_async_logging", "shut_down_async_logging", "search_runs",
     "filter_active_experiment_ids", "get_metric_history_bulk_interval_from_steps",
     "get_metric_history_bulk_interval", "_evenly_spaced_indices",
@@ -427,7 +516,7 @@ def _refusal(name: str):
 def _refuse_the_rest() -> None:
     import inspect
 
-    for name, member in inspect.getmembers(AbstractStore, inspect.isfunction):
+    for name, _member in inspect.getmembers(AbstractStore, inspect.isfunction):
         if name.startswith("__") or name in _STORED_DEFAULTS or name in GitmlTrackingStore.__dict__:
             continue
         setattr(GitmlTrackingStore, name, _refusal(name))

@@ -9,26 +9,28 @@ environment files, model URIs, and loading with every file verified.
 Submodules: ``signature`` (ModelSignature and its schemas), ``enforce`` (checking input
 against a signature), ``mlmodel`` (the MLmodel file, input examples), ``environment``
 (requirements.txt, python_env.yaml, conda.yaml), ``uri`` (model URIs, download and
-verification), ``save`` (what every flavor's save/log shares), ``batch`` (batch scoring and
-export).
+verification), ``save`` (what every flavor's save/log shares). Batch scoring and export,
+which load models, are ``gitml.pyfunc.batch``, above the loader.
 """
 
 from typing import TYPE_CHECKING
 
+from gitml.errors import ModelIntegrityError, RegisteredModelNotFoundError, SchemaEnforcementError
+
 if TYPE_CHECKING:
-    from gitml.models.enforce import SchemaEnforcementError
+    from gitml.models.evaluation import EvaluationResult, evaluate
     from gitml.models.mlmodel import Model
     from gitml.models.save import ModelInfo
     from gitml.models.signature import ColSpec, DataType, ModelSignature, ParamSchema, ParamSpec, Schema, TensorSpec, infer_signature
-    from gitml.models.uri import ModelIntegrityError, RegisteredModelNotFoundError, parse_model_uri, resolve_model_uri
+    from gitml.models.uri import parse_model_uri, resolve_model_uri
 
 # each name is imported from its submodule on first use: loading a model (gitml.pyfunc,
 # gitml serve) then imports only what loading needs, not saving's environment capture
 _WHERE = {
-    "SchemaEnforcementError": "enforce", "Model": "mlmodel", "ModelInfo": "save",
+    "EvaluationResult": "evaluation", "evaluate": "evaluation", "Model": "mlmodel", "ModelInfo": "save",
     **dict.fromkeys(["ColSpec", "DataType", "ModelSignature", "ParamSchema", "ParamSpec", "Schema", "TensorSpec",
                      "infer_signature"], "signature"),
-    **dict.fromkeys(["ModelIntegrityError", "RegisteredModelNotFoundError", "parse_model_uri", "resolve_model_uri"], "uri"),
+    **dict.fromkeys(["parse_model_uri", "resolve_model_uri"], "uri"),
 }
 
 
@@ -46,6 +48,7 @@ def __getattr__(name: str):
 __all__ = [
     "ColSpec",
     "DataType",
+    "EvaluationResult",
     "Model",
     "ModelInfo",
     "ModelIntegrityError",
@@ -56,6 +59,7 @@ __all__ = [
     "Schema",
     "SchemaEnforcementError",
     "TensorSpec",
+    "evaluate",
     "infer_signature",
     "parse_model_uri",
     "resolve_model_uri",

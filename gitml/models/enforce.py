@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from gitml.models.signature import ColSpec, DataType, ParamSchema, Schema, TensorSpec
-from gitml.errors import SchemaEnforcementError  # noqa: F401  (defined there, raised here)
+from gitml.errors import SchemaEnforcementError
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def _enforce_columns(frame, schema: Schema):
             raise SchemaEnforcementError(
                 f"the signature declares {len(schema.inputs)} unnamed columns; the input has {len(frame.columns)}"
             )
-        specs = list(zip(frame.columns[: len(schema.inputs)], schema.inputs))
+        specs = list(zip(frame.columns[: len(schema.inputs)], schema.inputs, strict=False))
     out = {}
     for name, spec in specs:
         assert isinstance(spec, ColSpec)
@@ -132,7 +132,7 @@ def _tensor(name, value, spec: TensorSpec):
         if not safe:
             raise SchemaEnforcementError(f"tensor {name!r}: cannot safely convert {value.dtype} to {target}")
         value = value.astype(target)
-    if len(spec.shape) != value.ndim or any(d not in (-1, n) for d, n in zip(spec.shape, value.shape)):
+    if len(spec.shape) != value.ndim or any(d not in (-1, n) for d, n in zip(spec.shape, value.shape, strict=False)):
         raise SchemaEnforcementError(f"tensor {name!r}: shape {value.shape} does not fit the signature's {spec.shape}")
     return value
 

@@ -158,9 +158,9 @@ def log_model_folder(
     from gitml.names import check_artifact_path
 
     if registered_model_name is not None:
-        from gitml.registry.tags import check_model_name
+        from gitml.registry.tags import model_slug
 
-        check_model_name(registered_model_name)  # before anything is written
+        model_slug(registered_model_name)  # the name checked before anything is written
     if name is not None and artifact_path is not None and name != artifact_path:
         raise InvalidInputError("give name or artifact_path (the same thing), not both")
     path = check_artifact_path((name or artifact_path or "model").strip("/"), "model name")

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gitml.errors import InvalidInputError, NotFoundError
-from gitml.errors import ModelIntegrityError, RegisteredModelNotFoundError  # noqa: F401  (defined there, raised here)
+from gitml.errors import ModelIntegrityError, RegisteredModelNotFoundError
 
 if TYPE_CHECKING:
-    from gitml.client import Client
+    from gitml.ops import Operations
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -85,10 +85,10 @@ def parse_model_uri(uri: str | os.PathLike) -> ModelURI:
     return ModelURI("path", uri)
 
 
-def _resolve_registered(client: Client, name: str, version: str | None, alias: str | None) -> tuple[str, str]:
+def _resolve_registered(client: Operations, name: str, version: str | None, alias: str | None) -> tuple[str, str]:
     """``(run_id, artifact path)`` of a registered model version, its chain checked by the
     registry (stage tag under the policy, run commit, the model files' manifest hashes)."""
-    from gitml.registry.state import RegisteredModelNotFound
+    from gitml.errors import RegisteredModelNotFound
 
     try:
         return client.registry.locate(name, version, stage=alias)
@@ -96,7 +96,7 @@ def _resolve_registered(client: Client, name: str, version: str | None, alias: s
         raise RegisteredModelNotFoundError(str(e)) from None
 
 
-def resolve_model_uri(client: Client | None, uri: str | os.PathLike) -> tuple[str | None, str]:
+def resolve_model_uri(client: Operations | None, uri: str | os.PathLike) -> tuple[str | None, str]:
     """``(run_id, artifact path)`` for a run's or registered model, ``(None, folder)`` for a path.
 
     Raises InvalidInputError (a bad URI), RunNotFoundError / AmbiguousRunError, and
@@ -116,7 +116,7 @@ def resolve_model_uri(client: Client | None, uri: str | os.PathLike) -> tuple[st
     return _resolve_registered(client, parsed.name, parsed.version, parsed.alias)
 
 
-def run_model_files(client: Client, run_id: str, path: str) -> dict[str, dict]:
+def run_model_files(client: Operations, run_id: str, path: str) -> dict[str, dict]:
     """The manifest entries (``{relative path: {sha256, size}}``) of the model folder ``path``
     of a run; NotFoundError if the run has no MLmodel there."""
     prefix = f"{path}/" if path else ""
@@ -131,7 +131,7 @@ def verify_folder(folder: str, files: dict[str, dict], what: str) -> None:
     """Check that ``folder`` holds exactly ``files``, each matching its SHA-256 and size;
     raises ModelIntegrityError naming the first file that does not."""
     found = set()
-    for top, dirs, names in os.walk(folder):
+    for top, _dirs, names in os.walk(folder):
         for name in names:
             found.add(os.path.relpath(os.path.join(top, name), folder).replace(os.sep, "/"))
     extra = sorted(found - set(files))
@@ -151,7 +151,7 @@ def verify_folder(folder: str, files: dict[str, dict], what: str) -> None:
             )
 
 
-def local_model(uri: str | os.PathLike, dst: str | None = None, *, client: Client | None = None) -> tuple[str, str | None]:
+def local_model(uri: str | os.PathLike, dst: str | None = None, *, client: Operations | None = None) -> tuple[str, str | None]:
     """``(folder, run_id)``: a model folder on disk for ``uri``. A run's model is downloaded
     to ``dst`` (default: a new temporary folder) and every file verified against the run's
     manifest before it is returned; a path is returned as it is (with ``run_id`` None).
@@ -195,7 +195,7 @@ def local_model(uri: str | os.PathLike, dst: str | None = None, *, client: Clien
 
 
 @contextlib.contextmanager
-def model_on_disk(uri: str | os.PathLike, dst: str | None = None, *, client: Client | None = None) -> Iterator[str]:
+def model_on_disk(uri: str | os.PathLike, dst: str | None = None, *, client: Operations | None = None) -> Iterator[str]:
     """:func:`local_model`'s folder for the length of a ``with`` block: a temporary folder it made
     (no ``dst``, a run's model) is removed at the end, so a loader that reads the model into memory
     leaves nothing in ``$TMPDIR``. Raises as :func:`local_model`."""

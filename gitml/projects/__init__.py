@@ -9,11 +9,18 @@ The pieces: :mod:`.spec` (the MLproject file, parameters, the command), :mod:`.s
 conda), :mod:`.condalock` (conda-lock lock files), :mod:`.runner` (the run).
 """
 
+from gitml.errors import (
+    EntryPointNotFoundError,
+    ParameterError,
+    ProjectEnvError,
+    ProjectFetchError,
+    ProjectRunFailedError,
+    ProjectSpecError,
+    VersionNotFoundError,
+)
 from gitml.projects.condalock import lock
-from gitml.projects.envs import ProjectEnvError
-from gitml.projects.runner import ProjectRunFailedError, SubmittedRun, run
-from gitml.projects.source import ProjectFetchError, VersionNotFoundError
-from gitml.projects.spec import EntryPointNotFoundError, ParameterError, ProjectSpecError, load_project
+from gitml.projects.runner import SubmittedRun, run
+from gitml.projects.spec import load_project
 
 __all__ = [
     "EntryPointNotFoundError",

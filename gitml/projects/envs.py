@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 
 from gitml.errors import InvalidInputError
 from gitml.projects import condalock
-from gitml.projects.spec import Project, ProjectSpecError, read_yaml
-from gitml.errors import ProjectEnvError  # noqa: F401  (defined there, raised here)
+from gitml.projects.spec import Project, read_yaml
+from gitml.errors import ProjectSpecError
+from gitml.errors import ProjectEnvError
 
 MANAGERS = ("local", "virtualenv", "uv", "conda")
 Progress = Callable[[str], None]  # told each step of a build and each package, one line each

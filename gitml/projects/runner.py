@@ -13,7 +13,7 @@ from gitml.errors import InvalidInputError
 from gitml.names import check_key
 from gitml.projects import envs, source as sources
 from gitml.projects.spec import load_project
-from gitml.errors import ProjectRunFailedError  # noqa: F401  (defined there, raised here)
+from gitml.errors import ProjectRunFailedError
 
 STOP_GRACE_SECONDS = 10.0  # after SIGINT, before SIGKILL
 
@@ -154,9 +154,9 @@ def run(
 
 
 def _start(repo, source, entry_point, command, params, env, experiment_name, experiment_id, run_name, synchronous) -> SubmittedRun:
-    from gitml.client import Client
+    from gitml.ops import Operations
 
-    client = Client(repo)
+    client = Operations(repo)
     try:
         experiment = _experiment(client, experiment_name, experiment_id)
         code = _code(client, source)

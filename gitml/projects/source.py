@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from gitml.errors import InvalidInputError
 from gitml.store.urls import redact_url
-from gitml.errors import ProjectFetchError, VersionNotFoundError  # noqa: F401  (defined there, raised here)
+from gitml.errors import ProjectFetchError, VersionNotFoundError
 
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 _SCP_LIKE = re.compile(r"^[^/:]+@[^/:]+:")  # user@host:path, as git reads it

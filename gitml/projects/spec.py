@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from gitml.errors import InvalidInputError
-from gitml.errors import EntryPointNotFoundError, ParameterError, ProjectSpecError  # noqa: F401  (defined there, raised here)
+from gitml.errors import EntryPointNotFoundError, ParameterError, ProjectSpecError
 
 SPEC_FILE = "MLproject"
 PARAMETER_TYPES = ("string", "float", "int", "path", "uri")

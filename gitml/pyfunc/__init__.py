@@ -9,11 +9,14 @@
             return model_input + self.n
     gitml.pyfunc.log_model(name="model", python_model=AddN(), artifacts={"vocab": "vocab.txt"})
 
+    predict = gitml.pyfunc.spark_udf(spark, "models:/churn@production")   # Spark (gitml[spark])
+    scores = gitml.pyfunc.dask_predict(ddf, "models:/churn@production")   # Dask (gitml[dask])
+
 Models saved by MLflow in the flavors gitml has (``mlflow.sklearn``, ``mlflow.pytorch``,
 ``mlflow.xgboost``, ``mlflow.lightgbm``, ``mlflow.catboost``, ``mlflow.statsmodels``,
 ``mlflow.onnx``, ``mlflow.keras``, ``mlflow.transformers`` text classifiers, ``mlflow.pyfunc`` with a
-``PythonModel``) load without MLflow
-installed; any other ``mlflow.*`` loader goes through MLflow's own loader when MLflow is installed. A model loaded from a run has every file
+``PythonModel``) load without MLflow installed; any other ``mlflow.*`` loader goes through
+MLflow's own loader when MLflow is installed. A model loaded from a run has every file
 checked against the run's manifest hashes before anything in it is read.
 """
 
@@ -29,7 +32,9 @@ from typing import Any
 from gitml.errors import CorruptRecordError, InvalidInputError
 from gitml.models.mlmodel import PYFUNC, Model
 from gitml.pyfunc.model import PythonModel, PythonModelContext, save_python_model
-from gitml.errors import UnsupportedFlavorError  # noqa: F401  (defined there, raised here)
+from gitml.errors import UnsupportedFlavorError
+from gitml.pyfunc.spark import spark_udf
+from gitml.pyfunc.dask import dask_predict
 
 # loader modules gitml reads, and the gitml module that loads each
 NATIVE = ("sklearn", "pytorch", "xgboost", "lightgbm", "catboost", "statsmodels", "onnx", "keras", "transformers")
@@ -252,4 +257,5 @@ def log_model(artifact_path: str | None = None, python_model: PythonModel | None
     )
 
 
-__all__ = ["PyFuncModel", "PythonModel", "PythonModelContext", "UnsupportedFlavorError", "load_model", "log_model", "save_model"]
+__all__ = ["PyFuncModel", "PythonModel", "PythonModelContext", "UnsupportedFlavorError", "dask_predict", "load_model",
+           "log_model", "save_model", "spark_udf"]

@@ -1,32 +1,36 @@
 """The model registry: GTO-format git tags, signed as git signs, under a committed policy.
 
     client = gitml.Client()
-    client.registry.register("churn", run_id, "model")          # tag churn@v1.0.0
-    client.registry.assign("churn", "v1.0.0", "production")     # tag churn#production#1
+    client.create_model_version("churn", f"runs:/{run_id}/model")   # tag churn@v1.0.0
+    client.set_registered_model_alias("churn", "production", 1)     # tag churn#production#1
     gitml.pyfunc.load_model("models:/churn@production")
+
+(the :class:`Registry` itself, with signing and policy, is the internal facade's
+``gitml.ops.Operations.registry``, and the CLI's ``gitml registry``).
 
 Modules: ``tags`` (the tag table and its parser), ``signing`` (gpg / ssh-keygen as git
 uses them), ``policy`` (``.gitml/registry.yaml`` and ``.gitml/stages.yaml``), ``trust``
 (which policy decides: the trusted ref's, as the clone accepted it), ``events``
 (the state as read: tags, versions, models), ``state`` (:class:`Registry`: reading the state
 from tags, writing events, resolving), ``mlflow_api``
-(MLflow's registry calls on ``Client``), ``gitops`` (propose / check / apply: promotion
-by pull request).
+(MLflow's registry calls on ``Client``), ``stagesfile`` (the committed desired state of
+the stages: promotion by pull request is :mod:`gitml.gitops`, above the models it loads).
 """
 
 from typing import TYPE_CHECKING
 
+from gitml.errors import ModelChangedError, PolicyError, RegisteredModelNotFound, SigningError, UntrustedTagError
+
 if TYPE_CHECKING:
-    from gitml.registry.policy import Policy, PolicyError
-    from gitml.registry.signing import SigningError, Verification
-    from gitml.registry.state import ModelChangedError, ModelState, ModelVersion, RegisteredModelNotFound, Registry, UntrustedTagError
+    from gitml.registry.policy import Policy
+    from gitml.registry.signing import Verification
+    from gitml.registry.state import ModelState, ModelVersion, Registry
     from gitml.registry.tags import Action, RegistryTag, parse_tag
 
 _MODULES = {  # imported when a name is first used: ``Client`` loads this package for any command
-    **dict.fromkeys(("Policy", "PolicyError"), "policy"),
-    **dict.fromkeys(("SigningError", "Verification"), "signing"),
-    **dict.fromkeys(("ModelChangedError", "ModelState", "ModelVersion", "RegisteredModelNotFound", "Registry",
-                     "UntrustedTagError"), "state"),
+    "Policy": "policy",
+    "Verification": "signing",
+    **dict.fromkeys(("ModelState", "ModelVersion", "Registry"), "state"),
     **dict.fromkeys(("Action", "RegistryTag", "parse_tag"), "tags"),
 }
 

@@ -57,6 +57,7 @@ class ModelVersion:
     deregistered: bool = False
     stages: list[str] = field(default_factory=list)
     tag: str = ""
+    number: int = 0  # MLflow's version number: this version's place in the model's registration order (1, 2, ...)
 
     @property
     def run_id(self) -> str:
@@ -82,6 +83,7 @@ class ModelState:
     ignored: dict[str, str] = field(default_factory=dict)  # tag -> why it was ignored
     deciding: dict[str, TagEvent] = field(default_factory=dict)  # stage -> the assign tag that decides it
     commits: dict[str, list[str]] = field(default_factory=dict)  # commit -> the versions registered there
+    numbers: dict[int, str] = field(default_factory=dict)  # MLflow's version number -> version (v1.1.0)
 
     def version_of(self, event: TagEvent) -> str | None:
         """The version an event is about: its name's, its message's, else (a stage tag GTO

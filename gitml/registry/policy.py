@@ -8,6 +8,13 @@
     allowed_signers: .gitml/allowed_signers   # SSH keys, git's allowed-signers format
     trusted_gpg_keys: [0123...CDEF]      # GPG fingerprints
     on_untrusted: ignore                 # or refuse
+    gates:                               # what a version must show before a stage takes it
+      production:                        # (gitml.registry.gates)
+        require: {metrics.accuracy: ">= 0.9"}
+        no_worse_than_current: [metrics.f1]
+        dataset: holdout                 # optional: judge gitml.evaluate's metrics on it
+    datasets:                            # tables committed beside the policy, for gates
+      holdout: {path: data/holdout.csv, targets: label, model_type: classifier}
 
 Both files are read from a commit, never from the work tree: what decides trust is what
 was reviewed and committed. Which commit decides the policy is
@@ -27,16 +34,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from gitml.errors import InvalidInputError
+from gitml.registry.gates import GateDataset, StageGates, parse_datasets, parse_gates
 from gitml.registry.signing import TrustRoots, normalize_fingerprint
 from gitml.registry.tags import Action, RegistryTag, check_model_name, check_stage, check_version
 from gitml.store import yamlout
 from gitml.store.git import TREE_MODE, GitStore
 from gitml.yamlread import load_yaml
-from gitml.errors import PolicyError  # noqa: F401  (defined there, raised here)
+from gitml.errors import PolicyError
 
 POLICY_PATH = ".gitml/registry.yaml"
 STAGES_PATH = ".gitml/stages.yaml"
-_KEYS = {"stages", "require_signature", "allowed_signers", "trusted_gpg_keys", "on_untrusted"}
+_KEYS = {"stages", "require_signature", "allowed_signers", "trusted_gpg_keys", "on_untrusted", "gates", "datasets"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,8 @@ class Policy:
     allowed_signers: str | None = None
     trusted_gpg_keys: frozenset[str] = frozenset()
     on_untrusted: str = "ignore"
+    gates: dict[str, StageGates] = field(default_factory=dict)  # stage -> what a version must show to enter it
+    datasets: dict[str, GateDataset] = field(default_factory=dict)  # the tables gates may evaluate on
     roots: TrustRoots = field(default_factory=TrustRoots)
     digest: str = ""  # of what the policy means (not its comments): what a clone accepts
     text: bytes | None = None  # the committed registry.yaml (None: no policy committed)
@@ -81,8 +91,10 @@ class Policy:
     def check_stage(self, stage: str) -> str:
         check_stage(stage)
         if self.stages is not None and stage not in self.stages:
+            near = [s for s in self.stages if s.lower() == stage.lower()]
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise InvalidInputError(
-                f"stage {stage!r} is not one of the stages {POLICY_PATH} allows: {', '.join(self.stages)}"
+                f"stage {stage!r} is not one of the stages {POLICY_PATH} allows: {', '.join(self.stages)}{hint}"
             )
         return stage
 
@@ -107,9 +119,10 @@ def load_policy(store: GitStore, commit: bytes | None, *, gpg_program: str = "gp
 
 
 def parse_policy(data: bytes | None, read: Callable[[str], bytes | None], *, what: str, gpg_program: str = "gpg",
-                 ssh_program: str = "ssh-keygen") -> Policy:
+                 ssh_program: str = "ssh-keygen", read_data: Callable[[str], bytes | None] | None = None) -> Policy:
     """A policy from ``registry.yaml``'s bytes (None: no policy, nothing required);
-    ``read(path)`` gives the allowed-signers file it names. Raises PolicyError."""
+    ``read(path)`` gives the allowed-signers file it names, ``read_data(path)`` (default:
+    ``read``) a dataset file its gates evaluate on. Raises PolicyError."""
     if data is None:
         return Policy(roots=TrustRoots(gpg_program=gpg_program, ssh_program=ssh_program))
     raw = load_yaml(data, what) or {}
@@ -148,15 +161,21 @@ def parse_policy(data: bytes | None, read: Callable[[str], bytes | None], *, wha
             signers = read(signers_path.strip("/"))
             if signers is None:
                 raise InvalidInputError(f"allowed_signers names {signers_path!r}, which is not committed there")
+        datasets = parse_datasets(raw.get("datasets"), read_data or read)
+        gates = parse_gates(raw.get("gates"), stages, check_stage, datasets)
     except InvalidInputError as e:
         raise PolicyError(what, str(e)) from None
     meaning = {"stages": list(stages) if stages is not None else None,
                "require_signature": True if require is True else sorted(require or ()), "trusted_gpg_keys": sorted(fingerprints),
                "on_untrusted": mode, "allowed_signers": hashlib.sha256(signers).hexdigest() if signers is not None else None}
+    if gates:  # absent when there are none: a policy accepted before gates existed keeps its digest
+        meaning["gates"] = {s: g.meaning() for s, g in sorted(gates.items())}
+    if datasets:
+        meaning["datasets"] = {n: d.meaning() for n, d in sorted(datasets.items())}
     digest = hashlib.sha256(json.dumps(meaning, sort_keys=True).encode()).hexdigest()
     return Policy(
         stages=stages, require_signature=require, allowed_signers=signers_path, trusted_gpg_keys=fingerprints,
-        on_untrusted=mode, roots=TrustRoots(fingerprints, signers, gpg_program, ssh_program), digest=digest, text=data,
+        on_untrusted=mode, gates=gates, datasets=datasets, roots=TrustRoots(fingerprints, signers, gpg_program, ssh_program), digest=digest, text=data,
     )
 
 

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 
 from gitml.errors import InvalidInputError
-from gitml.errors import SigningError  # noqa: F401  (defined there, raised here)
+from gitml.errors import SigningError
 
 _MARKERS = (b"-----BEGIN PGP SIGNATURE-----", b"-----BEGIN PGP MESSAGE-----", b"-----BEGIN SSH SIGNATURE-----")
 

@@ -28,22 +28,26 @@ from dataclasses import replace
 
 from dulwich.objects import Commit, Tag
 
-from gitml.errors import ConflictError, CorruptRecordError, InvalidInputError, NotFoundError, RunNotFoundError
+from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError, RunNotFoundError
 from gitml.names import check_artifact_path
 from gitml.registry.events import ModelState, ModelVersion, TagEvent
+from gitml.registry.gates import GateReport, judge, unjudged
+from gitml.errors import GateError
 from gitml.registry.policy import Policy, described, load_policy
 from gitml.registry.signing import SigningConfig, Verification, sign, split_signed, verify
 from gitml.registry.tags import (
-    TAGS_PREFIX, Action, RegistryTag, bump, check_model_name, check_stage, check_version, parse_tag, version_key,
+    TAGS_PREFIX, Action, RegistryTag, bump, check_stage, check_version, may_be_slug, model_slug, parse_tag,
+    version_key,
 )
 from gitml.store import yamlout
 from gitml.store.git import GitStore
 from gitml.tracking.record import ARTIFACTS, RECORD_DIR, RunRecord, check_manifest
 from gitml.tracking.tracker import Tracker
 from gitml.yamlread import load_yaml
-from gitml.errors import ModelChangedError, RegisteredModelNotFound, UntrustedTagError  # noqa: F401  (defined there, raised here)
+from gitml.errors import ModelChangedError, RegisteredModelNotFound, UntrustedTagError
 
 log = logging.getLogger("gitml")
+Evaluator = Callable[[ModelVersion, str], dict[str, float]]  # (version, dataset name) -> metrics
 
 
 def _now() -> tuple[int, int]:
@@ -79,6 +83,36 @@ def _is_version(text: str) -> bool:
     except InvalidInputError:
         return False
     return True
+
+
+def _slug_or_none(name: str) -> str | None:
+    try:
+        return model_slug(name)
+    except InvalidInputError:
+        return None
+
+
+def describe_versions(state: ModelState, limit: int = 20) -> str:
+    """``1 (v1.0.0), 2 (v1.1.0, deregistered)``: a model's versions by number, for messages."""
+    shown = [f"{n} ({v}{', deregistered' if state.versions[v].deregistered else ''})"
+             for n, v in sorted(state.numbers.items())]
+    if not shown:
+        return "no version"
+    more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
+    return ", ".join(shown[:limit]) + more
+
+
+def check_stage_case(state: ModelState, stage: str) -> None:
+    """Refuse a stage (or alias) whose name differs from one the model already has only by
+    case (``Production`` beside ``production``): two stages a reader cannot tell apart, and
+    two refs that collide on a case-insensitive file system (macOS, Windows)."""
+    known = {e.tag.stage for e in state.events if e.tag.stage is not None} | set(state.stages)
+    twins = sorted(s for s in known if s != stage and s.lower() == stage.lower())
+    if twins:
+        raise InvalidInputError(
+            f"stage {stage!r} of registered model {state.name!r} differs only by case from its stage {twins[0]!r}: "
+            f"use {twins[0]!r} (stage and alias names are compared without case)"
+        )
 
 
 class Registry:
@@ -281,7 +315,10 @@ class Registry:
             claims = {"model": tag.model, "stage": tag.stage,
                       "version": tag.version if tag.action in (Action.REGISTER, Action.DEREGISTER) else None}
             for key, want in claims.items():
-                if want is not None and key in info and str(info[key]) != want:
+                said = str(info[key]) if key in info else None
+                if key == "model" and said is not None:
+                    said = _slug_or_none(said)  # a name MLflow allows is carried encoded (model_slug)
+                if want is not None and key in info and said != want:
                     return f"its message names {key} {info[key]!r}, its name {want!r}"
         if guarded:
             status = self.verification(event)
@@ -306,15 +343,28 @@ class Registry:
         self._prefetch(tags.values())
         for tag, sha in tags.items():
             by_model.setdefault(tag.model, []).append((tag, sha))
-        return {name: self._state(name, tags, report) for name, tags in sorted(by_model.items())}
+        named = {self._name_of(slug, tags): tags for slug, tags in by_model.items()}
+        return {name: self._state(name, tags, report) for name, tags in sorted(named.items())}
+
+    def _name_of(self, slug: str, tags: list[tuple[RegistryTag, bytes]]) -> str:
+        """The registered model's name for the model its tags carry: the name itself, or for
+        :func:`model_slug`'s form the name a registration's message gives that encodes to it."""
+        if not may_be_slug(slug):
+            return slug
+        for tag, sha in sorted(tags, key=lambda t: t[0].name):
+            if tag.action is Action.REGISTER:
+                event = self.event(tag, sha)
+                said = event.info.get("model") if event is not None else None
+                if isinstance(said, str) and said != slug and _slug_or_none(said) == slug:
+                    return said
+        return slug
 
     def model(self, name: str, *, report: bool = False) -> ModelState:
-        check_model_name(name)
-        prefix = TAGS_PREFIX + name
-        tags = list(self.tag_refs(name).items())
+        slug = model_slug(name)
+        tags = list(self.tag_refs(slug).items())
         self._prefetch(s for _, s in tags)
         if not tags:
-            raise RegisteredModelNotFound(f"no registered model {name!r} (no tag {prefix}@v...)")
+            raise RegisteredModelNotFound(f"no registered model {name!r} (no tag {TAGS_PREFIX}{slug}@v...)")
         return self._state(name, tags, report)
 
     def _state(self, name: str, tags: list[tuple[RegistryTag, bytes]], report: bool = False) -> ModelState:
@@ -344,7 +394,8 @@ class Registry:
                 model_events.append(event)
         policy = self.policy
         undone: dict[str, TagEvent] = {}  # version -> its latest guarded deregistration
-        for event in sorted(model_events, key=order):
+        numbered: dict[str, int] = {}  # version -> MLflow's number: its first registration's place
+        for event in sorted(model_events, key=lambda e: (*order(e), e.tag.name)):
             tag = event.tag
             if tag.action is Action.DEPRECATE:
                 continue
@@ -360,9 +411,13 @@ class Registry:
                              f"{policy.requirement(undone[tag.version].tag)}", report)
                 continue
             undone.pop(tag.version, None)
+            numbered.setdefault(tag.version, len(numbered) + 1)
             state.versions[tag.version] = ModelVersion(
                 name, tag.version, event.target, event, event.tagger, event.time, tag=tag.name,
             )
+        for version, number in numbered.items():
+            state.versions[version].number = number
+            state.numbers[number] = version
         counted = [e for e in model_events if e.tag.name not in state.ignored]
         state.counter = max((e.tag.counter or 0 for e in counted), default=0)
         for v in state.versions.values():
@@ -463,8 +518,9 @@ class Registry:
 
     # -- resolving -------------------------------------------------------
     def resolve(self, name: str, version: str | None = None, *, stage: str | None = None) -> ModelVersion:
-        """The version a reference names: ``version`` as ``v2.1.0``, ``2.1.0``, MLflow's ``2``
-        (v2.0.0) or ``latest``, or ``stage`` (an alias, or a stage given as the version).
+        """The version a reference names: ``version`` as ``v2.1.0``, ``2.1.0``, MLflow's number
+        ``2`` (the model's second registration, whatever its semantic version) or ``latest``,
+        or ``stage`` (an alias, or a stage given as the version).
         Raises RegisteredModelNotFound, UntrustedTagError."""
         state = self.model(name)
         if state.deprecated:
@@ -483,11 +539,27 @@ class Registry:
             if latest is None:
                 raise RegisteredModelNotFound(f"registered model {name!r} has no live version")
             return latest
-        wanted = check_version(version)
-        found = state.versions.get(wanted)
-        if found is None or found.deregistered:
-            raise RegisteredModelNotFound(f"registered model {name!r} has no version {wanted}"
-                                          + (" (deregistered)" if found else ""))
+        found = self.find_version(state, version)
+        if found.deregistered:
+            raise RegisteredModelNotFound(f"version {found.number} ({found.version}) of registered model {name!r} "
+                                          "is deregistered")
+        return found
+
+    @staticmethod
+    def find_version(state: ModelState, version: str | int) -> ModelVersion:
+        """The version ``version`` names in ``state``, deregistered or not: a whole number is
+        MLflow's (the N-th registration: ``3``), anything else a semantic version (``v1.1.0``,
+        ``1.1.0``). RegisteredModelNotFound lists the versions there are."""
+        text = str(version)
+        if text.isdigit() and not text.startswith("0"):
+            found = state.versions.get(state.numbers.get(int(text), ""))
+            wanted = f"{text} (MLflow's number)"
+        else:
+            wanted = check_version(text)
+            found = state.versions.get(wanted)
+        if found is None:
+            raise RegisteredModelNotFound(f"registered model {state.name!r} has no version {wanted}; "
+                                          f"it has {describe_versions(state)}")
         return found
 
     def locate(self, name: str, version: str | None = None, *, stage: str | None = None) -> tuple[str, str]:
@@ -563,11 +635,19 @@ class Registry:
         version exists, this run commit already is a version of the model, or the model is
         deprecated). Reads only what that needs: the run's manifest and the model's
         registration tags (not the stages, nor the policy)."""
-        check_model_name(name)
         run_id = self.tracker.resolve(run)
         commit, artifacts = self._run_head(run_id)
         path = self._model_path(run_id, artifacts, path)
-        tags = list(self.tag_refs(name).items())
+        return self.register_commit(name, commit, run_id, path, version=version, bump_part=bump_part,
+                                    description=description, sign_tag=sign_tag)
+
+    def register_commit(self, name: str, commit: bytes, run_id: str, path: str, *, version: str | None = None,
+                        bump_part: str = "major", description: str = "", sign_tag: bool | None = None) -> ModelVersion:
+        """Register the model folder ``path`` of run ``run_id`` at ``commit`` (a version of
+        another model being copied or renamed: its commit, not the run's head) as a new
+        version of ``name``; as :meth:`register` otherwise."""
+        slug = model_slug(name)
+        tags = list(self.tag_refs(slug).items())
         if any(t.action is Action.DEPRECATE for t, _ in tags) and self.model(name).deprecated:
             raise ConflictError(f"registered model {name!r} is deprecated")
         versions = self._registered(tags)
@@ -575,7 +655,7 @@ class Registry:
             version = bump(list(versions), bump_part)
         version = check_version(version)
         if version in versions:
-            raise ConflictError(f"registered model {name!r} already has version {version} (tag {name}@{version})")
+            raise ConflictError(f"registered model {name!r} already has version {version} (tag {slug}@{version})")
         for other, (target, deregistered) in versions.items():
             if target == commit.decode() and not deregistered:
                 raise ConflictError(
@@ -583,10 +663,11 @@ class Registry:
                     "(GTO tells versions apart by their commit)"
                 )
         info = {"model": name, "version": version, "run_id": run_id, "path": path, "description": str(description or "")}
-        tag = RegistryTag(Action.REGISTER, name, version=version)
+        tag = RegistryTag(Action.REGISTER, slug, version=version)
         event = self._write_tag(tag, commit, info, sign_tag=sign_tag)
         assert event is not None
-        return ModelVersion(name, version, event.target, event, event.tagger, event.time, tag=tag.name)
+        return ModelVersion(name, version, event.target, event, event.tagger, event.time, tag=tag.name,
+                            number=len(versions) + 1)
 
     def _registered(self, tags: list[tuple[RegistryTag, bytes]]) -> dict[str, tuple[str, bool]]:
         """``{version: (commit, deregistered)}`` from a model's register and deregister tags."""
@@ -637,19 +718,67 @@ class Registry:
             raise NotFoundError(f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {mlmodel} artifact")
         return path
 
-    def assign(self, name: str, version: str, stage: str, *, sign_tag: bool | None = None) -> tuple[str, bool]:
+    def assign(self, name: str, version: str, stage: str, *, sign_tag: bool | None = None, force: bool = False,
+               evaluate: Evaluator | None = None) -> tuple[str, bool]:
         """Put ``version`` in ``stage``; ``(tag name, created)`` (created False when the
-        stage already holds it)."""
+        stage already holds it). The stage's gates (:mod:`gitml.registry.gates`) must pass:
+        else GateError, unless ``force`` and the tag is signed by a key the policy trusts
+        (the overridden gates are then written in its message). ``evaluate`` gives the
+        metrics of a dataset gate (:meth:`gate_report`)."""
         self.policy.check_stage(stage)
         state = self.model(name)
         if state.deprecated:
             raise ConflictError(f"registered model {name!r} is deprecated")
+        check_stage_case(state, stage)
         mv = self.resolve(name, version)
         if state.stages.get(stage) == mv.version:
             return "", False
-        info = {"model": name, "version": mv.version, "stage": stage, "run_id": mv.run_id, "path": mv.path}
+        info: dict = {"model": name, "version": mv.version, "stage": stage, "run_id": mv.run_id, "path": mv.path}
+        report = self.gate_report(mv, stage, state=state, evaluate=evaluate)
+        if report is not None and not report.ok:
+            if not force:
+                raise GateError(report.refusal())
+            info["gates_overridden"] = [str(r) for r in report.failed]
         tag = self._counted(Action.ASSIGN, name, stage=stage)
         return self._write_counted(tag, mv.commit.encode(), info, sign_tag=sign_tag), True
+
+    def gate_report(self, mv: ModelVersion, stage: str, *, state: ModelState | None = None,
+                    evaluate: Evaluator | None = None) -> GateReport | None:
+        """The results of ``stage``'s gates for ``mv`` against the version the stage holds
+        now (None: the policy gates nothing there). The metrics are the runs' as committed at
+        their registered commits (what the registration vouched for, not what the run logged
+        since); a gate with a ``dataset`` takes them from ``evaluate(version, dataset)``
+        instead (the caller loads the models), and fails closed without it."""
+        policy = self.policy
+        gates = policy.gates.get(stage)
+        if gates is None:
+            return None
+        state = state or self.model(mv.model)
+        held = state.stages.get(stage)
+        current = state.versions.get(held) if held and held != mv.version else None
+        report = GateReport(mv.model, stage, mv.version, current.version if current else None, policy.source,
+                            dataset=gates.dataset)
+        if gates.dataset is not None:
+            if evaluate is None:
+                raise GateError(f"stage {stage!r}'s gates evaluate on dataset {gates.dataset!r} ({policy.source}): "
+                                "promote with gitml registry promote or apply, which evaluate the model")
+            try:
+                cand, cur = evaluate(mv, gates.dataset), evaluate(current, gates.dataset) if current else None
+            except GitmlError as e:  # a model that cannot be evaluated fails every gate (--force may override)
+                report.results = unjudged(gates, f"not evaluated on dataset {gates.dataset!r}: {e}")
+                return report
+        else:
+            cand, cur = self.run_metrics(mv), self.run_metrics(current) if current else None
+        report.results = judge(gates, cand, cur, current.version if current else None)
+        return report
+
+    def run_metrics(self, mv: ModelVersion) -> dict[str, float]:
+        """The latest value of each metric of a version's run at its registered commit."""
+        what = f"run {mv.run_id} at {mv.commit[:12]} ({mv.model} {mv.version})"
+        record = RunRecord.load(self.store, mv.commit.encode(), what)
+        if record.run_id != mv.run_id:
+            raise ModelChangedError(f"{mv.tag} names run {mv.run_id}, but its commit holds run {record.run_id}")
+        return {key: value for key, (_, _, value) in record.latest.items()}
 
     def unassign(self, name: str, stage: str, *, sign_tag: bool | None = None) -> list[str]:
         """Empty ``stage``: an unassign tag for every version still in it (GTO's rule lets an
@@ -661,6 +790,7 @@ class Registry:
             held = state.stages.get(stage)
             if held is None:
                 if not made:
+                    check_stage_case(state, stage)
                     raise RegisteredModelNotFound(f"stage {stage!r} of registered model {name!r} holds no version")
                 return made
             mv = state.versions[held]
@@ -669,8 +799,9 @@ class Registry:
             made.append(self._write_counted(tag, mv.commit.encode(), info, sign_tag=sign_tag))
 
     def deregister(self, name: str, version: str, *, sign_tag: bool | None = None) -> str:
-        """Withdraw a version (``<model>@<version>!#N``): it no longer resolves nor holds stages."""
-        mv = self.resolve(name, check_version(version))
+        """Withdraw a version (``<model>@<version>!#N``; ``version`` as :meth:`resolve` takes
+        it): it no longer resolves nor holds stages."""
+        mv = self.resolve(name, version)
         info = {"model": name, "version": mv.version, "run_id": mv.run_id, "path": mv.path}
         tag = self._counted(Action.DEREGISTER, name, version=mv.version)
         return self._write_counted(tag, mv.commit.encode(), info, sign_tag=sign_tag)
@@ -696,7 +827,7 @@ class Registry:
             if event.tag.stage is None or self.rejection(event, deep=True) is None:  # a stage tag older than its
                 counter = event.tag.counter or 0  # holder is not checked by the read: checked here
                 break
-        return RegistryTag(action, name, counter=counter + 1, **kw)
+        return RegistryTag(action, model_slug(name), counter=counter + 1, **kw)
 
     def _write_counted(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None,
                        after: int = 0) -> str:
@@ -753,8 +884,14 @@ class Registry:
         obj.tag_time = seconds
         obj.tag_timezone = offset
         obj.message = yamlout.dump({"gitml-registry": info})
+        payload = obj.as_raw_string()
         if do_sign:
-            obj.signature = sign(obj.as_raw_string(), cfg)
+            obj.signature = sign(payload, cfg)
+        if "gates_overridden" in info:  # only a signer the policy trusts overrides a gate
+            status = verify(payload, obj.signature, self.policy.roots) if do_sign else Verification("unsigned")
+            if not status.trusted:
+                raise GateError(f"{tag.model}: overriding stage {tag.stage!r}'s gates needs a tag signed by a key "
+                                f"{self.policy.source} trusts; this one would be {status} (pass --sign with such a key)")
         self.store.write([obj])
         if not self.store.cas(tag.ref, None, obj.id):
             if exist_ok:

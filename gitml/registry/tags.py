@@ -28,6 +28,7 @@ inside (GTO's rule, no empty ``/`` component); a stage the same without ``/``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -131,6 +132,40 @@ def check_model_name(name: object) -> str:
     return name
 
 
+_MLFLOW_FORBIDDEN = re.compile(r"[/:\x00-\x1f\x7f]")
+_SLUG_RE = re.compile(r".+-[0-9a-f]{10}")
+
+
+def model_slug(name: object) -> str:
+    """The name a registered model's tags carry. A name that meets GTO's rule
+    (:func:`check_model_name`) is its own; any other name MLflow allows (``Model 1``,
+    ``churn.v2``, ``Modèle``: no ``/`` or ``:``) is written as its letters and digits with
+    ``-`` between them, then ``-`` and 10 hex digits of its SHA-256, so its tags stay names
+    GTO reads (``Model-1-1c3b6f9d2a``) while the name itself, case and all, lives in the
+    registration tags' messages and the model's metadata. Raises InvalidInputError naming
+    both rules.
+
+    >>> model_slug("churn"), model_slug("Model 1")[:8]
+    ('churn', 'Model-1-')
+    """
+    if isinstance(name, str) and _NAME_RE.fullmatch(name) and "//" not in name and len(name) <= 200:
+        return name
+    if (not isinstance(name, str) or not name.strip() or _MLFLOW_FORBIDDEN.search(name) or len(name) > 500
+            or name.strip() in (".", "..")):
+        raise InvalidInputError(
+            f"registered model name {name!r} is not valid: MLflow's rule (not blank, no '/', ':' or control "
+            "characters, at most 500 characters) or GTO's (letters, digits, '-', '_' and '/', starting and "
+            "ending with a letter or digit)"
+        )
+    base = re.sub(r"[^A-Za-z0-9]+", "-", name)[:60].strip("-") or "model"
+    return f"{base}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+def may_be_slug(model: str) -> bool:
+    """Whether a tag's model name may stand for another name (:func:`model_slug`'s form)."""
+    return _SLUG_RE.fullmatch(model) is not None
+
+
 def check_stage(stage: object) -> str:
     if not isinstance(stage, str) or not _STAGE_RE.fullmatch(stage) or len(stage) > 100:
         raise InvalidInputError(
@@ -167,14 +202,6 @@ def version_key(version: str) -> tuple:
     major, minor, patch, pre = parse_version(version)
     parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split(".")) if pre else ()
     return (major, minor, patch, 0 if pre else 1, parts)
-
-
-def mlflow_version(version: str) -> str:
-    """MLflow's version number for a tag version: ``v2.0.0`` is ``"2"``; others stay ``2.1.0``."""
-    major, minor, patch, pre = parse_version(version)
-    if minor == patch == 0 and not pre and "+" not in version:
-        return str(major)
-    return version[1:]
 
 
 def bump(versions: list[str], part: str = "major") -> str:

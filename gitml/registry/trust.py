@@ -29,7 +29,7 @@ import os
 from dulwich.objects import Tag
 
 from gitml.errors import CorruptRecordError, InvalidInputError, PolicyError
-from gitml.registry.policy import POLICY_PATH, Policy, described, load_policy, parse_policy
+from gitml.registry.policy import POLICY_PATH, Policy, described, load_policy, parse_policy, read_committed
 from gitml.store import yamlout
 from gitml.store.git import GitStore
 from gitml.yamlread import load_yaml
@@ -172,7 +172,16 @@ def _accepted(store: GitStore, accepted: dict, pending: str, programs: dict) -> 
         source = f"{short(str(accepted.get('ref')))} at {str(accepted.get('commit'))[:12]}"
     except (KeyError, ValueError, TypeError) as e:
         raise PolicyError(_record_path(store), f"the accepted policy is unreadable ({e}); `gitml registry policy --accept`") from None
-    policy = parse_policy(text, lambda path: signers, what=f"the accepted policy ({source}, {_record_path(store)})", **programs)
+    commit = str(accepted.get("commit") or "")
+
+    def read_data(path: str) -> bytes | None:  # a gate's dataset: from the commit the policy was accepted at
+        try:
+            return read_committed(store, commit.encode(), path) if commit else None
+        except (CorruptRecordError, KeyError):
+            return None
+
+    policy = parse_policy(text, lambda path: signers, what=f"the accepted policy ({source}, {_record_path(store)})",
+                          read_data=read_data, **programs)
     log.warning("gitml: registry: %s", pending)
     return described(policy, f"the policy this clone accepted ({source})", pending)
 

@@ -4,6 +4,8 @@
     GET  /version           gitml's version
     POST /invocations       application/json (dataframe_split, dataframe_records, instances,
                             inputs; optional params) or text/csv -> {"predictions": ...}
+    /v2/...                 the V2 (Open Inference) protocol: health, metadata, infer
+                            (:mod:`gitml.serving.v2`; its refusals are ``{"error": ...}``)
 
 A request whose Host header names another host (DNS rebinding) is refused (400), and
 so is a POST without one of the three content types (415: a cross-site form or a
@@ -24,7 +26,7 @@ import logging
 from typing import Any
 
 from gitml.errors import GitmlError, InputTooLargeError
-from gitml.errors import RequestError  # noqa: F401  (defined there, raised here)
+from gitml.errors import RequestError
 
 log = logging.getLogger("gitml.serving")
 
@@ -111,8 +113,9 @@ class ScoringApp:
     """The ASGI app serving one loaded model (a PyFuncModel)."""
 
     def __init__(self, model, *, max_body_bytes: int, version: str, allowed_hosts: list[str] | tuple[str, ...] = (),
-                 body_timeout: float = 10.0):
+                 body_timeout: float = 10.0, name: str = "model", model_version: str | None = None):
         from gitml.serving.fastpath import SplitFastPath
+        from gitml.serving.v2 import V2Model
 
         self.model = model
         self.max_body_bytes = max_body_bytes
@@ -128,6 +131,9 @@ class ScoringApp:
             # (checked once, in SplitFastPath): its per-request note on missing names is noise
             warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
         self._version = version.encode()
+        self.v2 = V2Model(model, name=name, version=model_version, max_cells=self.max_cells)
+        self._v2_server = json.dumps(self.v2.server_metadata(version)).encode()
+        self._v2_model = json.dumps(self.v2.metadata()).encode()
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":  # lifespan is turned off; websockets are refused
@@ -145,8 +151,11 @@ class ScoringApp:
                 if method not in ("GET", "HEAD"):
                     raise RequestError(405, "BAD_REQUEST", "/version takes GET")
                 return await _respond(send, 200, self._version, b"text/plain; charset=utf-8")
+            if path == "/v2" or path.startswith("/v2/"):
+                return await self._v2(scope, receive, send, path, method)
             if path != "/invocations":
-                raise RequestError(404, "ENDPOINT_NOT_FOUND", "no such endpoint: the server answers /ping, /health, /version, /invocations")
+                raise RequestError(404, "ENDPOINT_NOT_FOUND", "no such endpoint: the server answers /ping, /health, /version, "
+                                                              "/invocations and /v2/...")
             if method != "POST":
                 raise RequestError(405, "BAD_REQUEST", "/invocations takes POST")
             content_type = _header(scope, b"content-type")
@@ -167,6 +176,45 @@ class ScoringApp:
         except Exception:
             log.exception("unexpected error on %s %s", method, path[:100])
             return await _refuse(send, 500, "INTERNAL_ERROR", "unexpected error in the scoring server (see its log)")
+
+    async def _v2(self, scope, receive, send, path: str, method: str) -> None:
+        """A V2 request; a refusal is ``{"error": message}`` with its 4xx, as the protocol has it."""
+        try:
+            action = self.v2.route(path, method)
+            if action in ("live", "ready"):
+                return await _respond(send, 200, b'{"%s": true}' % action.encode(), JSON)
+            if action == "server":
+                return await _respond(send, 200, self._v2_server, JSON)
+            if action == "model":
+                return await _respond(send, 200, self._v2_model, JSON)
+            if action == "model_ready":
+                return await _respond(send, 200, json.dumps({"name": self.v2.name, "ready": True}).encode(), JSON)
+            content_type = _header(scope, b"content-type")
+            if content_type is None or _content_kind(content_type.decode("latin-1")) != "json":
+                raise RequestError(415, "BAD_REQUEST", "a V2 inference request is application/json")
+            if _header(scope, b"inference-header-content-length") is not None:
+                raise RequestError(415, "BAD_REQUEST", "the binary tensor extension is not supported: send the data as JSON")
+            body = await self._body(scope, receive)
+            if len(body) > OFFLOAD_BYTES:
+                text = await asyncio.get_running_loop().run_in_executor(None, self.infer_v2, body)
+            else:
+                text = self.infer_v2(body)
+            return await _respond(send, 200, text, JSON)
+        except RequestError as e:
+            message = str(e) if len(str(e)) <= _MESSAGE_MAX else str(e)[:_MESSAGE_MAX] + "..."
+            return await _respond(send, e.status, json.dumps({"error": message}).encode(), JSON,
+                                  close=e.status in (408, 413))
+
+    def infer_v2(self, body: bytes) -> bytes:
+        """The response body of a V2 inference request body; RequestError when refused."""
+        if not body:
+            raise RequestError(400, "BAD_REQUEST", "the body is empty")
+        try:
+            payload = _loads(body)
+        except (ValueError, RecursionError) as e:
+            first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise RequestError(400, "BAD_REQUEST", f"the body is not valid JSON: {first}") from None
+        return json.dumps(self.v2.infer(payload)).encode()
 
     async def _body(self, scope, receive) -> bytes:
         """The request body, refused (413) past ``max_body_bytes``: by Content-Length
@@ -201,7 +249,7 @@ class ScoringApp:
 
     def score(self, body: bytes, kind: str) -> bytes:
         """The response body for a request body of ``kind``; RequestError when refused."""
-        from gitml.models.batch import predictions_json, read_table, table_from_payload
+        from gitml.pyfunc.batch import predictions_json, read_table, table_from_payload
 
         if not body:
             raise RequestError(400, "BAD_REQUEST", "the body is empty")

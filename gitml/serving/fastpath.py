@@ -5,7 +5,7 @@ DataFrame block, with no per-column inference or enforcement.
     fast = SplitFastPath.for_model(model)          # None when the signature does not fit
     frame = fast.frame(payload) if fast else None  # None when this body does not fit
 
-It is taken only where the general path (:func:`gitml.models.batch.table_from_payload`,
+It is taken only where the general path (:func:`gitml.pyfunc.batch.table_from_payload`,
 then the signature's enforcement) would build the same DataFrame: the body's columns are
 the signature's, in its order, every row has one ``int`` or ``float`` per column (no
 bool, no null, no string, integers within 2**53 so float64 holds them exactly), and

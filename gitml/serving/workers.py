@@ -25,7 +25,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from gitml.errors import ServerStartError  # noqa: F401  (defined there, raised here)
+from gitml.errors import ServerStartError
 from gitml.serving import HEAD_TIMEOUT, MAX_CONNECTIONS
 
 log = logging.getLogger("gitml.serving")

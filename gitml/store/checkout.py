@@ -30,7 +30,7 @@ from itertools import accumulate
 from gitml.errors import ConflictError
 from gitml.store.git import TREE_MODE, GitStore
 from gitml.store.gitindex import SKIP_WORKTREE, GitIndex, remember, written_index
-from gitml.errors import IndexLockedError  # noqa: F401  (defined there, raised here)
+from gitml.errors import IndexLockedError
 
 GITLINK_MODE = 0o160000
 SYMLINK_MODE = 0o120000

@@ -502,7 +502,7 @@ class _IndexedPack:
             offsets = struct.unpack_from(f">{self.count}L", self.idx, self.offsets_at)
             order = sorted(range(self.count), key=offsets.__getitem__)
             stops.frombytes(bytes(8 * self.count))
-            for a, b in zip(order, order[1:]):
+            for a, b in zip(order, order[1:], strict=False):
                 stops[a] = offsets[b]
             if order:
                 stops[order[-1]] = end
@@ -574,7 +574,7 @@ class Picked:
     def whole_packs(self) -> list[str]:
         """The big packs every object of which is picked (their paths without the suffix):
         such a pack may be copied as it is (a push or fetch of everything to an empty side)."""
-        return [pack.base for pack, marks in zip(self.entries._big, self._marks._bytes)
+        return [pack.base for pack, marks in zip(self.entries._big, self._marks._bytes, strict=False)
                 if pack.base and marks is not None and pack.count and marks.count(1) == pack.count]
 
     def ids(self) -> list[bytes]:
@@ -604,7 +604,7 @@ class Picked:
                 by_slot.setdefault(at >> 32, []).append((start, i, crc))
             for slot, found in sorted(by_slot.items()):
                 found.sort()
-                yield from self._read(entries._big[slot], *map(list, zip(*found)))
+                yield from self._read(entries._big[slot], *map(list, zip(*found, strict=False)))
         else:
             yield from self._stored_by_numpy(leave)
         for hexsha in self._ids:
@@ -634,7 +634,7 @@ class Picked:
         block, block_at, block_end = b"", 0, 0
         for first in range(0, len(positions), _SLICE):  # Python ints made a slice at a time
             last = first + _SLICE
-            for i, start, crc in zip(_ints(positions[first:last]), _ints(starts[first:last]), _ints(crcs[first:last])):
+            for i, start, crc in zip(_ints(positions[first:last]), _ints(starts[first:last]), _ints(crcs[first:last]), strict=False):
                 stop = stops[i]
                 if start < block_at or stop > block_end:
                     block = os.pread(fd, max(stop - start, _BLOCK), start)

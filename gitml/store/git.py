@@ -22,10 +22,11 @@ from dulwich.config import ConfigFile
 from dulwich.repo import Repo, UnsupportedExtension, UnsupportedVersion, read_gitfile
 
 from gitml.errors import CorruptRecordError, RepositoryError
-from gitml.store.locks import LockHeld, holder, release_if_dead
-from gitml.store.refs import RefLister, pack_refs, update_ref
+from gitml.store.locks import holder, release_if_dead
+from gitml.errors import LockHeld
+from gitml.store.refs import RefLister, pack_refs, parallel_map, racy_seconds, update_ref
 from gitml.store.packs import KEEP_MARK, maybe_merge_small_packs, release_keep, sha_of, write_pack
-from gitml.errors import UnsupportedRepositoryError  # noqa: F401  (defined there, raised here)
+from gitml.errors import UnsupportedRepositoryError
 
 log = logging.getLogger("gitml")
 
@@ -82,6 +83,7 @@ class GitStore:
         self._identity: Identity | None = None
         self._refs = RefLister(self.commondir)
         self._kept: list[tuple[str, int, float]] = []  # packs written with a .keep: (base, thread, time)
+        self._head_memo: tuple[tuple | None, Head, bytes | None] | None = None  # (stamp, HEAD, its ref): head()
 
     # -- lifecycle -------------------------------------------------------
     def close(self) -> None:
@@ -194,11 +196,42 @@ class GitStore:
                     return self.repo.object_store.get_raw(sha)
         except KeyError:
             reason = "object is missing from the repository"
+            if self._from_promisor(sha):  # a partial clone: the remote it came from holds it
+                return self.raw(sha)
         except Exception as e:  # noqa: BLE001 - a damaged pack: zlib, delta or struct errors from dulwich
             reason = f"object is damaged in its pack ({type(e).__name__}: {e}); `git fsck` shows the extent"
         # raised here, outside the handler: the traceback of dulwich's error holds views of its
         # memory-mapped pack, and closing the repository while they live fails (BufferError)
         raise CorruptRecordError(sha.decode(), reason)
+
+    def _from_promisor(self, sha: bytes) -> bool:
+        """Fetch a missing object from a partial clone's promisor remote (``git clone
+        --filter=blob:none``), as git does on demand; whether it is here now."""
+        from gitml.store.promisor import fetch_missing
+
+        with self._lock:
+            if not fetch_missing(self.repo, [sha]):
+                return False
+            try:
+                self.repo.object_store.close()  # look at the new pack
+            except BufferError:
+                pass
+            return sha in self.repo.object_store
+
+    def is_shallow(self) -> bool:
+        """Whether this is a shallow clone (``git clone --depth N``): history is cut there."""
+        return os.path.exists(os.path.join(self.commondir, "shallow"))
+
+    def first_parent(self, commit: Commit) -> bytes | None:
+        """A commit's first parent; None for a root commit, and for a parent a shallow clone
+        does not hold (its history is cut there, as git reads it: a run fetched into a
+        ``--depth 1`` clone may name a source commit the clone never had)."""
+        if not commit.parents:
+            return None
+        parent = commit.parents[0]
+        if self.is_shallow() and not self.contains(parent):
+            return None
+        return parent
 
     def raw_many(self, shas: list[bytes]) -> dict[bytes, tuple[int, bytes]]:
         """Many objects at once, read through one index of every pack: gitml writes many
@@ -321,6 +354,20 @@ class GitStore:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
 
+    def cas_many(self, updates: list[tuple[bytes, bytes | None, bytes]]) -> list[bool | Exception]:
+        """:meth:`cas` of many refs ``(name, old, new)``, on threads: each ref is still
+        written under its lock and fsynced before its rename, but the fsyncs overlap (one
+        at a time, they were half of the committer's time in W2). For each ref, whether
+        it moved, or the error its update raised."""
+
+        def one(update: tuple[bytes, bytes | None, bytes]) -> bool | Exception:
+            try:
+                return self.cas(*update)
+            except Exception as e:  # noqa: BLE001 - the caller gives it to the run it belongs to
+                return e
+
+        return [one(u) for u in updates] if len(updates) < 2 else parallel_map(one, updates)
+
     def _packed_ref(self, name: bytes) -> bytes | None:
         with self._lock:
             return self._refs.packed_ref(name)
@@ -374,11 +421,6 @@ class GitStore:
         """Forget cached ref listings (after refs were written by another Repo object)."""
         self._refs = RefLister(self.commondir)
 
-    @property
-    def loose_refs(self) -> set[bytes]:
-        """The loose refs seen by the last :meth:`refs_under`."""
-        return self._refs.loose
-
     def pack_refs(self, names: list[bytes]) -> int:
         """Move these loose refs into packed-refs (as ``git pack-refs``)."""
         with self._lock:
@@ -404,6 +446,14 @@ class GitStore:
         return sorted(s[1].decode(errors="replace") for s in config.sections() if len(s) == 2 and s[0] == b"remote")
 
     def head(self) -> Head:
+        """HEAD's commit and branch: read again only when ``HEAD``, the branch's loose ref or
+        ``packed-refs`` changed (git replaces each by a rename), or changed too recently to
+        trust their stat data; reading them through dulwich was a tenth of ``start_run`` (W2)."""
+        memo = self._head_memo
+        target = memo[2] if memo is not None else None
+        stamp = self._head_stamp(target)  # taken before reading: a change after it shows next time
+        if memo is not None and stamp is not None and memo[0] == stamp:
+            return memo[1]
         try:
             chain, sha = self.repo.refs.follow(b"HEAD")
         except (KeyError, OSError):
@@ -416,7 +466,32 @@ class GitStore:
                 self.commit(sha)
             except CorruptRecordError:
                 sha = None
-        return Head(sha, branch)
+        head = Head(sha, branch)
+        read_target = chain[-1] if len(chain) == 2 else None
+        if len(chain) <= 2 and read_target == target and stamp is not None:
+            self._head_memo = (stamp, head, target)
+        else:  # stamped for another branch (or a longer chain): the next call stamps this one
+            self._head_memo = (None, head, read_target)
+        return head
+
+    def _head_stamp(self, target: bytes | None) -> tuple | None:
+        """The stat data of what HEAD is read from (``target``: the ref it names), or None
+        when one changed within the racy window of now."""
+        paths = [os.path.join(self.controldir, "HEAD"), os.path.join(self.commondir, "packed-refs")]
+        if target is not None:
+            paths.append(os.path.join(self.commondir, *os.fsdecode(target).split("/")))
+        now = time.time()
+        stamp: list = []
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                stamp.append(None)
+                continue
+            if st.st_mtime_ns / 1e9 >= now - racy_seconds(st.st_mtime_ns):
+                return None
+            stamp.append((st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size))
+        return tuple(stamp)
 
     def identity(self) -> Identity:
         if self._identity is None:
@@ -437,12 +512,26 @@ class GitStore:
         return self._identity
 
 
+_ACCOUNT_NAMES: dict[int, str] = {}  # uid -> its name in the password database
+
+
 def user_name() -> str:
-    """The operating-system user running gitml (what MLflow records as ``mlflow.user``)."""
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "unknown"
+    """The operating-system user running gitml (what MLflow records as ``mlflow.user``):
+    ``getpass.getuser``'s answer, the password database read once per process (without
+    ``LOGNAME``/``USER`` set it read ``/etc/passwd`` for every run: 0.1-0.5 ms of W2's)."""
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # getuser's order
+        name = os.environ.get(variable)
+        if name:
+            return name
+    uid = os.getuid() if hasattr(os, "getuid") else -1
+    found = _ACCOUNT_NAMES.get(uid)
+    if found is None:
+        try:
+            found = getpass.getuser()
+        except Exception:
+            found = "unknown"
+        _ACCOUNT_NAMES[uid] = found
+    return found
 
 
 def _tree_dict(tree: Tree) -> dict[bytes, tuple[int, bytes]]:

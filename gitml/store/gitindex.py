@@ -26,7 +26,7 @@ from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
-from gitml.errors import IndexFormatError  # noqa: F401  (defined there, raised here)
+from gitml.errors import IndexFormatError
 
 ASSUME_VALID = 0x8000  # git's CE_VALID: "assume unchanged"
 STAGE_MASK = 0x3000
@@ -72,7 +72,7 @@ class GitIndex:
     @property
     def mtimes(self) -> list[int]:
         """Nanoseconds."""
-        return [s * 1_000_000_000 + ns for s, ns in zip(self.mtime_s, self.mtime_ns)]
+        return [s * 1_000_000_000 + ns for s, ns in zip(self.mtime_s, self.mtime_ns, strict=False)]
 
     def __contains__(self, path: bytes) -> bool:
         """Whether git tracks ``path`` (a file, or inside a sparse directory entry)."""
@@ -122,7 +122,7 @@ def read_index(path: str, *, columns: str | None = None, keep: bool = True) -> G
     that does not match (a writer that does not rename) is read again, and a file
     still damaged after that raises :class:`IndexFormatError`.
     """
-    for attempt in range(3):
+    for _attempt in range(3):
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
@@ -491,13 +491,13 @@ def _merge_shared(own: _Entries, link: bytes, path: str) -> _Entries:
     if data[-20:] != link[:20] or not _checksum_ok(data):
         raise IndexFormatError(path, f"its shared index {shared_path} does not match it")
     shared, _ = _parse(data, shared_path, GitIndex(*_header(data, shared_path)))
-    rows = list(zip(shared.paths, shared.stat, shared.flags))
+    rows = list(zip(shared.paths, shared.stat, shared.flags, strict=False))
     if len(replaced) > len(own.paths) or any(i >= len(rows) for i in replaced):
         raise IndexFormatError(path, "the split index replaces entries it does not have")
     for n, i in enumerate(replaced):
         rows[i] = (rows[i][0], own.stat[n], own.flags[n])
     gone = set(deleted)
     merged = [row for i, row in enumerate(rows) if i not in gone]
-    merged += zip(own.paths[len(replaced):], own.stat[len(replaced):], own.flags[len(replaced):])
+    merged += zip(own.paths[len(replaced):], own.stat[len(replaced):], own.flags[len(replaced):], strict=False)
     merged.sort(key=lambda entry: (entry[0], entry[2] & STAGE_MASK))
     return _Entries([p for p, _, _ in merged], [s for _, s, _ in merged], [f for _, _, f in merged])

@@ -25,7 +25,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from gitml.errors import RepositoryError
-from gitml.store.locks import LockFile, LockHeld, holder, release_if_dead
+from gitml.store.locks import LockFile, holder, release_if_dead
+from gitml.errors import LockHeld
 
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
 _SORTED = re.compile(rb"# pack-refs with:[^\n]* sorted[ \n]")  # the header of a sorted file
@@ -35,9 +36,12 @@ RACY_SECONDS = 2.0  # a filesystem keeping whole seconds (FAT keeps two): a chan
 RACY_SECONDS_FINE = 0.05  # one keeping nanoseconds: the kernel's clock for them ticks in milliseconds
 
 
-def _racy(mtime_ns: int) -> float:
-    """How long after a change its folder's time cannot be trusted to show the next one."""
+def racy_seconds(mtime_ns: int) -> float:
+    """How long after a change its file's (folder's) time cannot be trusted to show the next one."""
     return RACY_SECONDS if mtime_ns % 1_000_000_000 == 0 else RACY_SECONDS_FINE
+
+
+_racy = racy_seconds
 PACKED_REFS_TIMEOUT = 10.0  # seconds to wait for another writer's packed-refs.lock
 
 
@@ -104,14 +108,16 @@ class RefLister:
         parse of every line, 0.25 s, in each process that listed experiments)."""
         if (self._packed is not None and self._packed[0] == self._parses) or not _SORTED.match(data):
             return {name: sha for name, sha in self.packed().items() if name.startswith(bprefix)}
-        found = {}
-        for line in _lines_from(data, _lower_bound(data, bprefix)):
-            name = line[41:]
-            if not name.startswith(bprefix):
-                break
-            if line[40:41] == b" " and _HEX40.fullmatch(line[:40]) and b".." not in name:
-                found[name] = line[:40]
-        return found
+        # the span of those lines (bisected at both ends), checked by one regular expression
+        # rather than line by line: 2,000 runs of an experiment cost 2 ms of a first search
+        start = _lower_bound(data, bprefix)
+        stop = len(data)
+        if bprefix and bprefix[-1] < 0xFF:
+            stop = _lower_bound(data, bprefix[:-1] + bytes([bprefix[-1] + 1]), start)
+        return {
+            name: sha for sha, name in _PACKED_LINE.findall(data, start, stop)
+            if name.startswith(bprefix) and b".." not in name
+        }
 
     def listed_digest(self) -> bytes:
         """The sha256 of the ``packed-refs`` the last :meth:`listing` was made of: with
@@ -204,7 +210,7 @@ class RefLister:
         rel = os.path.relpath(dirpath, self.controldir).replace(os.sep, "/")
         names = [fn for fn in filenames if not fn.endswith(".lock")]
         values = [_read_ref(os.path.join(dirpath, fn)) for fn in names]
-        found = {f"{rel}/{fn}".encode(): value for fn, value in zip(names, values) if value is not None}
+        found = {f"{rel}/{fn}".encode(): value for fn, value in zip(names, values, strict=False) if value is not None}
         self._serial += 1
         self._dirs[dirpath] = (key, listed_at, found, self._serial)
         return found, self._serial
@@ -526,7 +532,7 @@ def pack_refs(commondir: str, names: list[bytes]) -> int:
 
     with lock_packed_refs(commondir) as f:
         values = parallel_map(lambda name: _read_ref(path(name)), names)
-        moved = {name: value for name, value in zip(names, values) if value is not None}
+        moved = {name: value for name, value in zip(names, values, strict=False) if value is not None}
         if not moved:
             f.abort()
             return 0

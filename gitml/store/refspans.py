@@ -125,7 +125,7 @@ def compare(
                 return None
         common.append((kept_lines, names))
 
-        def alike_here(name: bytes) -> bool:
+        def alike_here(name: bytes, data=data, bprefix=bprefix, alike_keys=alike_keys, kept_lines=kept_lines) -> bool:
             """Whether ``name``'s packed line here is one the other side has too."""
             value = _search_sorted(data, name)
             if value is None:

@@ -42,7 +42,7 @@ from gitml.store.entries import PackEntries, Picked
 from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_many_loose, pack_to_send, write_picked
 from gitml.store.unpack import store_received
 from gitml.store.verify import FetchedObjects, check_fetched, claimed_ids, refused_names, same_run
-from gitml.errors import RemoteError  # noqa: F401  (defined there, raised here)
+from gitml.errors import RemoteError
 
 if TYPE_CHECKING:
     from gitml.store.git import GitStore
@@ -181,9 +181,11 @@ def push_refs(
     force: bool = False,
     progress: Progress | None = None,
     expected: Mapping[bytes, bytes] | None = None,
+    batch: int | None = None,
+    refusals: list[str] | None = None,
 ) -> dict[bytes, str]:
-    """Set these remote refs to these local values (None deletes the ref), in one
-    connection; returns ``{ref: "ok" | reason}`` for every ref asked. ``expected``: a
+    """Set these remote refs to these local values (None deletes the ref); returns
+    ``{ref: "ok" | reason}`` for every ref asked. ``expected``: a
     deletion of a ref named there happens only while the remote holds that value or one
     of its ancestors (a compare-and-delete: a run a teammate restored or continued there,
     with commits this clone lacks, is never deleted).
@@ -192,6 +194,13 @@ def push_refs(
     them, so a ref moved by someone else in between is never clobbered: it is
     ``rejected: non-fast-forward`` unless ``force``. An existing tag is never
     moved without ``force`` (tags name releases). Deleting an absent ref is ok.
+
+    Through a server, the refs go ``batch`` at a time (None: all at once), each batch a push
+    of its own (hosts cap the refs one push updates). A batch the server refuses whole (its
+    hook declines every ref for one reason, or the connection fails) is halved and sent
+    again, down to one ref; a host that refuses single refs twice running refuses the push:
+    the refs not sent are ``not pushed: ...``, and the host's reason, in one line, is
+    appended to ``refusals``. The batches sent before stay pushed: a later push resumes.
     """
     status: dict[bytes, str] = {}
     folder = local_path(url)
@@ -199,33 +208,36 @@ def push_refs(
     few = len(refs) <= FEW_REFS
     with Repo(store.repo.path) as local, PackEntries(local, few=few) as entries:  # ours: dulwich's is not thread-safe
 
-        def update_refs(remote_refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
-            send = {}
-            present = entries.has  # the pack indexes, not dulwich's search of every pack per ref
-            for ref, new in refs.items():
-                old = remote_refs.get(ref)
-                if new == old:
-                    status[ref] = "ok"
-                elif (new is None and expected is not None and ref in expected and old is not None
-                      and old != expected[ref] and not (present(old) and is_ancestor(local, old, expected[ref]))):
-                    status[ref] = REMOTE_CHANGED
-                elif new is not None and not present(new):
-                    status[ref] = f"rejected: object {new.decode()} is missing locally"
-                elif old is not None and new is not None and not force and ref.startswith(_TAGS_PREFIX):
-                    status[ref] = "rejected: tag already exists"
-                elif old is not None and new is not None and not force and not is_ancestor(local, old, new):
-                    if not present(old):
-                        status[ref] = REJECTED_BEHIND
-                    elif is_ancestor(local, new, old):
-                        status[ref] = "ok"  # the remote is ahead (a fetch brings it): nothing to send
+        def updater(names: list[bytes]):
+            def update_refs(remote_refs: dict[bytes, bytes]) -> dict[bytes, bytes]:
+                send = {}
+                present = entries.has  # the pack indexes, not dulwich's search of every pack per ref
+                for ref in names:
+                    new = refs[ref]
+                    old = remote_refs.get(ref)
+                    if new == old:
+                        status[ref] = "ok"
+                    elif (new is None and expected is not None and ref in expected and old is not None
+                          and old != expected[ref] and not (present(old) and is_ancestor(local, old, expected[ref]))):
+                        status[ref] = REMOTE_CHANGED
+                    elif new is not None and not present(new):
+                        status[ref] = f"rejected: object {new.decode()} is missing locally"
+                    elif old is not None and new is not None and not force and ref.startswith(_TAGS_PREFIX):
+                        status[ref] = "rejected: tag already exists"
+                    elif old is not None and new is not None and not force and not is_ancestor(local, old, new):
+                        if not present(old):
+                            status[ref] = REJECTED_BEHIND
+                        elif is_ancestor(local, new, old):
+                            status[ref] = "ok"  # the remote is ahead (a fetch brings it): nothing to send
+                        else:
+                            status[ref] = NON_FAST_FORWARD
                     else:
-                        status[ref] = NON_FAST_FORWARD
-                else:
-                    send[ref] = ZERO_SHA if new is None else new
-            return send
+                        send[ref] = ZERO_SHA if new is None else new
+                return send
+            return update_refs
 
         if folder is not None:
-            _push_local(local, entries, folder, list(refs), update_refs, status, progress)
+            _push_local(local, entries, folder, list(refs), updater(list(refs)), status, progress)
             for ref in refs:
                 status.setdefault(ref, "ok")
             return status
@@ -236,14 +248,68 @@ def push_refs(
                 progress(f"sending {count} objects\n".encode())
             return count, records
 
-        with _connection(store, url) as (client, path):
-            result = client.send_pack(path.encode(), update_refs, generate_pack_data, progress=progress)
-    for ref, error in (result.ref_status or {}).items():
-        if ref in refs:
-            status[ref] = "ok" if error is None else f"rejected: {_one_line(error)}"
+        _send_batches(store, url, list(refs), updater, generate_pack_data, status, progress, batch, refusals)
     for ref in refs:
         status.setdefault(ref, "ok")  # a server without report-status said nothing
     return status
+
+
+def _send_batches(store: GitStore, url: str, names: list[bytes], updater, generate_pack_data, status: dict[bytes, str],
+                  progress: Progress | None, batch: int | None, refusals: list[str] | None) -> None:
+    """Push ``names`` through a server in batches (:func:`push_refs`), setting ``status``."""
+    size = max(1, batch or len(names))
+    start = 0
+    refused_alone: str | None = None  # why the last batch of one ref was refused
+    while start < len(names):
+        chunk = names[start:start + size]
+        said: list[bytes] = []
+
+        def heard(data: bytes) -> None:
+            said.append(data)
+            if progress:
+                progress(data)
+
+        try:
+            with _connection(store, url) as (client, path):
+                result = client.send_pack(path.encode(), updater(chunk), generate_pack_data, progress=heard)
+        except RemoteError:
+            if len(chunk) > 1:  # a host that fails a large push (an HTTP 413 or 500, a dropped connection)
+                size = len(chunk) // 2
+                continue
+            raise
+        server = {ref: error for ref, error in (result.ref_status or {}).items() if ref in chunk}
+        failed = {ref: error for ref, error in server.items() if error is not None}
+        if server and len(failed) == len(server) and len(set(failed.values())) == 1:
+            why = _one_line(next(iter(failed.values())))
+            message = _said(said)
+            line = f"{why}{f' ({message})' if message else ''}"
+            if len(server) > 1:  # the whole batch, for one reason: a cap on refs per push, maybe
+                for ref in server:
+                    status.pop(ref, None)
+                size = max(1, len(server) // 2)
+                continue
+            if refused_alone == why:  # refused alone twice running: the host refuses this push at any size
+                (ref,) = server
+                status[ref] = f"rejected: {line}"
+                for rest in names[start + len(chunk):]:
+                    status.setdefault(rest, f"not pushed: the remote refused the push ({why})")
+                if refusals is not None:
+                    refusals.append(f"the remote refused the push: {line}")
+                return
+            refused_alone = why
+        else:
+            refused_alone = None
+        for ref, error in server.items():
+            status[ref] = "ok" if error is None else f"rejected: {_one_line(error)}"
+        start += len(chunk)
+
+
+def _said(chunks: list[bytes]) -> str:
+    """The last line the remote wrote on its side channel (a hook's message), not git's counters."""
+    lines = [line.strip() for line in b"".join(chunks).decode("utf-8", "replace").replace("\r", "\n").split("\n")]
+    lines = [line for line in lines if line and not line.startswith(("sending ", "Resolving deltas", "Unpacking objects",
+                                                                     "Total ", "remote: Resolving"))]
+    return _one_line(lines[-1], 200) if lines else ""
 
 
 def _unmap_packs(store: GitStore) -> None:

@@ -27,7 +27,7 @@ from gitml.store.entries import _COMMIT, _TAG, Marks, PackEntries, Picked, commi
 from gitml.store.entries import _object_count
 from gitml.store.packs import _common_dir, _fsync_dir, _gitml_dir, _unretire, _write_entries
 from gitml.store.perms import shared_file_mode
-from gitml.store.locks import LockHeld
+from gitml.errors import LockHeld
 from gitml.store.refs import RefLister, lock_packed_refs, pack_refs, read_packed_refs, update_ref, write_packed_refs
 from gitml.store.refspans import loose_names
 

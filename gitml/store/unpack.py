@@ -27,7 +27,7 @@ from dulwich.pack import apply_delta  # dulwich's C version when built, its Pyth
 
 from gitml.store.entries import inflate_exactly
 from gitml.store.packs import _TYPE_NAMES, _entry_header, _write_entries, object_id
-from gitml.errors import PackError  # noqa: F401  (defined there, raised here)
+from gitml.errors import PackError
 
 _OFS_DELTA, _REF_DELTA = 6, 7
 _CACHE_BYTES = 64 << 20

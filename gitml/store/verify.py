@@ -26,7 +26,7 @@ from dulwich.refs import check_ref_format
 from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
-from gitml.names import EXPERIMENTS_PREFIX, RUNS_PREFIX, parse_experiment_ref, parse_run_ref
+from gitml.names import EXPERIMENTS_PREFIX, REGISTRY_PREFIX, parse_experiment_ref, parse_registry_ref, parse_run_ref, RUNS_PREFIX
 from gitml.store.entries import _COMMIT, _TAG, _TREE, Marks, PackEntries, Picked, commit_header, links_of
 
 GITML_REFS = "refs/gitml/"
@@ -40,10 +40,10 @@ def refused_names(refs: Iterable[bytes]) -> dict[bytes, str]:
     refused = {}
     for ref in refs:
         if ref.startswith(GITML_REFS.encode()):
-            if parse_run_ref(ref) is None and parse_experiment_ref(ref) is None:
+            if parse_run_ref(ref) is None and parse_experiment_ref(ref) is None and parse_registry_ref(ref) is None:
                 refused[ref] = (
-                    f"not a gitml ref name ({RUNS_PREFIX}<experiment id>/<32 hex digits> "
-                    f"or {EXPERIMENTS_PREFIX}<experiment id>)"
+                    f"not a gitml ref name ({RUNS_PREFIX}<experiment id>/<32 hex digits>, "
+                    f"{EXPERIMENTS_PREFIX}<experiment id> or {REGISTRY_PREFIX}<model>)"
                 )
         elif not check_ref_format(ref):
             refused[ref] = "not a valid git ref name"
@@ -109,7 +109,13 @@ class FetchedObjects:
     dulwich) are needed. Nothing reads the clone's packs whole."""
 
     def __init__(self, arrived: PackEntries, local: Repo, before: Callable[[bytes], bool]):
+        from gitml.store.promisor import promisor_url
+
         self.arrived, self.local, self.before = arrived, local, before
+        # a partial clone (``--filter=blob:none``) holds no blobs of older commits, by design:
+        # a blob neither side has is its promisor remote's to give when read (GitStore.raw),
+        # as git has it; trees and commits must still be whole
+        self.promised_blobs = promisor_url(local) is not None
 
     def has(self, sha: bytes) -> bool:
         return self.arrived.has(sha) or self.before(sha)
@@ -365,7 +371,7 @@ class _Walk:
                 if seen.add(at, blob) and not before(blob):
                     if at or arrived.has(blob):
                         picked.add(at, blob)
-                    else:
+                    elif not self.entries.promised_blobs:
                         self.problems[blob] = "is missing"
                 if blob in self.problems:
                     self._note(blob, sha)

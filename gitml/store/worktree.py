@@ -88,7 +88,7 @@ def worktree_changes(workdir: str, index: GitIndex, racy_ns: int, *, filemode: b
     changes: Changes = {}
     conflicted: set[bytes] = set()
     lstat = os.lstat
-    columns = zip(index.paths, index.mtime_s, index.mtime_ns, index.modes, index.sizes, index.flags)
+    columns = zip(index.paths, index.mtime_s, index.mtime_ns, index.modes, index.sizes, index.flags, strict=False)
     fd = os.open(workdir, os.O_RDONLY)
     try:
         for i, (path, mtime_s, mtime_ns, mode, size, flags) in enumerate(columns):
@@ -242,11 +242,28 @@ def _columns_path(store: GitStore, index_path: str) -> str:
     return os.path.join(store.gitml_dir, "index-columns", name)
 
 
+_filemodes: dict[str, tuple[tuple[int, int, int], bool]] = {}  # config path -> (its stat, core.fileMode)
+
+
 def _filemode(store: GitStore) -> bool:
+    """``core.fileMode``, read again only when the config file changed (git rewrites it by a
+    rename): parsing it for every run was a tenth of ``start_run`` (W2)."""
+    path = os.path.join(store.commondir, "config")
     try:
-        return store.repo.get_config().get_boolean((b"core",), b"filemode", True)
+        st = os.stat(path)
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    except OSError:
+        stamp = None
+    hit = _filemodes.get(path)
+    if stamp is not None and hit is not None and hit[0] == stamp:
+        return hit[1]
+    try:
+        value = store.repo.get_config().get_boolean((b"core",), b"filemode", True)
     except (KeyError, ValueError):
-        return True
+        value = True
+    if stamp is not None:
+        _filemodes[path] = (stamp, value)
+    return value
 
 
 def is_tracked(store: GitStore, path: str) -> bool:

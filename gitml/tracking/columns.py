@@ -372,7 +372,7 @@ def decode_column(data: bytes, n: int) -> list:
         numbers.frombytes(body[n:])
         column: list[Any] = numbers.tolist()
         if present.count(0):
-            column = [v if p else None for v, p in zip(column, present)]
+            column = [v if p else None for v, p in zip(column, present, strict=False)]
         return column
     if kind == b"s":
         (size,) = struct.unpack_from("<Q", body)

@@ -17,6 +17,7 @@ import threading
 import weakref
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from gitml.store.git import GitStore
 from gitml.tracking.writer import RunWriter
@@ -50,8 +51,12 @@ class Committer:
         open_writers: Callable[[], list[RunWriter]],
         *,
         housekeeping: Callable[[int], None] | None = None,
+        batch: Callable[[], AbstractContextManager] = nullcontext,
+        warm: Callable[[], None] | None = None,
     ):
         self.store = store
+        self._batch = batch  # a context for committing a batch (the search index's batch of rows)
+        self._warm = warm  # run when the thread starts, off the callers' path (opening the index)
         self._open_writers = open_writers
         self._housekeeping = housekeeping
         self._queue: list[RunWriter] = []
@@ -110,6 +115,11 @@ class Committer:
             log.warning("gitml: run %s could not be committed (its journal is kept for recovery): %s", run_id, error)
 
     def _loop(self) -> None:
+        if self._warm is not None:
+            try:
+                self._warm()
+            except Exception as e:  # noqa: BLE001 - a head start only: the first commit does it
+                log.debug("gitml: committer warm-up failed: %s", e)
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
@@ -164,14 +174,23 @@ class Committer:
                 writer.lock.release()
                 self._done(writer)
             return
-        for writer, commit, old, record in prepared:
-            try:
-                if commit is not None and not writer.publish(commit, old, record):
-                    writer.flush()
-                writer.close()
-            except BaseException as e:
-                self._errors[writer.run_id] = e
-            finally:
+        # the refs move on threads (their fsyncs overlap), each under its lock as before
+        moved = iter(self.store.cas_many([(w.ref, old, c.id) for w, c, old, _ in prepared if c is not None]))
+        try:
+            with self._batch():  # the rows of the batch go to the search index in one transaction
+                for writer, commit, old, record in prepared:
+                    try:
+                        if commit is not None:
+                            result = next(moved)
+                            if isinstance(result, Exception):
+                                raise result
+                            if not writer.published(commit, record, result):
+                                writer.flush()
+                        writer.close()
+                    except BaseException as e:
+                        self._errors[writer.run_id] = e
+        finally:
+            for writer, *_ in prepared:
                 writer.lock.release()
                 self._done(writer)
         self.store.release_kept()  # the refs reach the batch's pack now: git gc may repack it

@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from gitml.errors import FilterSyntaxError
-from gitml.errors import TimeBudgetError  # noqa: F401  (defined there, raised here)
+from gitml.errors import TimeBudgetError
 
 __all__ = [
     "EXPERIMENTS", "RUNS", "OrderKey", "Predicate", "Row", "Schema",
@@ -723,10 +723,10 @@ def _first_candidates(rows: list[Any], key: OrderKey, getter: Callable[[str, str
     try:
         if key.ascending:
             cut = heapq.nsmallest(limit, values)[-1]
-            first = [row for row, value in zip(rows, values) if value <= cut]
+            first = [row for row, value in zip(rows, values, strict=False) if value <= cut]
         else:
             cut = heapq.nlargest(limit, values)[-1]
-            first = [row for row, value in zip(rows, values) if value >= cut]
+            first = [row for row, value in zip(rows, values, strict=False) if value >= cut]
     except TypeError:
         return rows
     return first
@@ -773,7 +773,7 @@ def sort_rows(
         present: list[tuple[Any, Any]] = []
         nan: list[Any] = []
         missing: list[Any] = []
-        for row, value in zip(result, values):
+        for row, value in zip(result, values, strict=False):
             if value is None:
                 missing.append(row)
             elif value != value:

@@ -31,7 +31,7 @@ import time
 
 from dulwich.objects import Commit
 
-from gitml.errors import CorruptRecordError, ParamConflictError, RunNotFoundError
+from gitml.errors import CorruptRecordError, JournalWriteError, ParamConflictError, RunNotFoundError
 from gitml.store.git import GitStore
 from gitml.tracking import journal as jr
 from gitml.tracking.writer import RunWriter, journal_trailers
@@ -206,6 +206,6 @@ class RunGroup:
         """Close the journal; delete it if all it holds is committed (else recovery will)."""
         try:
             done = self.journal.size() <= self._committed
-        except jr.JournalWriteError:
+        except JournalWriteError:
             return
         self.journal.close(remove=done)

@@ -34,7 +34,7 @@ import threading
 import uuid
 
 from gitml.errors import CorruptRecordError
-from gitml.errors import JournalWriteError  # noqa: F401  (defined there, raised here)
+from gitml.errors import JournalWriteError
 
 MAGIC = "gitml-journal 2"
 
@@ -108,12 +108,15 @@ class Journal:
         """Append whole lines, or raise :class:`JournalWriteError` and leave the journal
         as it was: a short ``write`` (a full disk) is continued, and a line that cannot
         be finished is cut off again, so what a returned call logged is all there."""
-        data = memoryview(text.encode())
+        data = text.encode()
         with self._lock:  # one writer at a time: a torn line is ours to cut
             written = 0
             try:
-                while written < len(data):
-                    written += os.write(self.fd, data[written:])
+                written = os.write(self.fd, data)  # whole, all but always: no view made per line
+                if written < len(data):
+                    view = memoryview(data)
+                    while written < len(data):
+                        written += os.write(self.fd, view[written:])
             except OSError as e:
                 if written:
                     try:  # O_APPEND: the file position is the end of our partial line

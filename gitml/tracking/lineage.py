@@ -39,7 +39,7 @@ def lineage(store: GitStore, run_commit: bytes, *, limit: int = 20) -> list[LogE
         )
         if not is_run:
             source_seen += 1
-        sha = commit.parents[0] if commit.parents else None
+        sha = store.first_parent(commit)  # None past a shallow clone's cut
     return out
 
 

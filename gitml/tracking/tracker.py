@@ -148,14 +148,20 @@ def publish_runs(commondir: str, run_id: str | None = None) -> None:
                 writer.flush()
 
 
+_REAL_PATHS: dict[tuple[str, str, str], tuple[str, str]] = {}  # (script, cwd, work tree) -> their real paths
+
+
 def _entry_script(store: GitStore) -> tuple[str, bool] | None:
     """The running script's path in the work tree, and whether git tracks it."""
     import sys
 
     if store.workdir is None or not sys.argv or not sys.argv[0] or sys.argv[0] in ("-c", "-"):
         return None
-    path = os.path.realpath(sys.argv[0])
-    root = os.path.realpath(store.workdir)
+    key = (sys.argv[0], os.getcwd(), store.workdir)
+    real = _REAL_PATHS.get(key)
+    if real is None:  # an lstat per component of both paths, for every run, was an eighth of start_run (W2)
+        real = _REAL_PATHS[key] = (os.path.realpath(sys.argv[0]), os.path.realpath(store.workdir))
+    path, root = real
     if not path.startswith(root + os.sep) or not os.path.isfile(path):
         return None
     rel = os.path.relpath(path, root).replace(os.sep, "/")
@@ -251,7 +257,8 @@ class Tracker:
         self._retired: list[jr.Journal] = []  # journals rotated away from, kept until their runs commit
         self._groups: dict[str, RunGroup] = {}  # group journals of runs written here, not owned (tracking.group)
         self.committer = Committer(
-            store, lambda: [w for w in list(self.writers.values()) if not w.closed], housekeeping=self._housekeeping
+            store, lambda: [w for w in list(self.writers.values()) if not w.closed], housekeeping=self._housekeeping,
+            batch=self.index.batch, warm=self.index.warm,
         )
         self._ended_since_pack = 0
         self._pack_check = 1  # runs to end before the loose run refs are counted: at the first
@@ -290,6 +297,7 @@ class Tracker:
         their columns with a stamp of the refs, so that the next command lists nothing and
         reads no row (after a sweep of 50,000 runs the first search took 16 s)."""
         try:
+            self.index.add_fresh(1)  # the last runs too, however few: the slack is for readers, not for the exit
             self.pack_refs(1)
             with self.index.reading():
                 refs, digest, loose = self.store.listing_and_state(RUNS_PREFIX, RUN_REF_NAMES)

@@ -126,6 +126,28 @@ class RunWriter:
             if time.monotonic() >= self._deadline:
                 self.flush()
 
+    def log_metrics(self, points: list[tuple[str, float, int, int]]) -> None:
+        """Log ``(key, value, step, timestamp)`` points: all checked before any is logged,
+        then journaled by one write (one per point was 9 more syscalls per run in W2)."""
+        checked = []
+        for key, value, step, timestamp in points:
+            if key not in self._known:
+                check_key(key, "metric")
+                self._known.add(key)
+            value, step, timestamp = check_metric(value, step, timestamp)
+            checked.append((key, value, step, timestamp))
+        with self.lock:
+            if self.journal:
+                slot = self.slot
+                self.journal.write("".join(f"M\t{slot}\t{k}\t{v!r}\t{s}\t{t}\n" for k, v, s, t in checked))
+            for key, value, step, timestamp in checked:
+                points_of = self._points.get(key)
+                if points_of is None:
+                    points_of = self._points[key] = []
+                points_of.append((step, timestamp, value))
+            if time.monotonic() >= self._deadline:
+                self.flush()
+
     def log_history(self, key: str, points: list[tuple[int, int, float]]) -> None:
         """Buffer a whole history of ``key`` (``(step, timestamp, value)`` points, checked),
         committed at the next flush whatever the time (an imported run's)."""
@@ -300,7 +322,12 @@ class RunWriter:
 
     def publish(self, commit: Commit, old: bytes | None, record: RunRecord) -> bool:
         """Move the ref to a prepared commit (written already). False if another writer won."""
-        if self.store.cas(self.ref, old, commit.id):
+        return self.published(commit, record, self.store.cas(self.ref, old, commit.id))
+
+    def published(self, commit: Commit, record: RunRecord, moved: bool) -> bool:
+        """What :meth:`publish` does once the ref's compare-and-swap is done (``moved``: it
+        won), for a caller that moved many runs' refs at once (the committer)."""
+        if moved:
             self._base, self._create = commit.id, None
             self._points, self._params, self._tags, self._meta, self._artifacts = {}, {}, {}, {}, {}
             self.on_commit(self.ref, commit.id, record)

@@ -39,10 +39,10 @@ def serve(repo: str | os.PathLike | None, *, host: str = "127.0.0.1", port: int 
     check_installed()
     import uvicorn
 
-    from gitml.client import Client
+    from gitml.ops import Operations
     from gitml.ui.app import make_app
 
-    client = Client(repo)
+    client = Operations(repo)
     try:
         app = make_app(client, allowed_hosts=allowed_hosts(host, allow_hosts))
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)

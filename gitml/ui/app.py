@@ -1,6 +1,6 @@
 """The ``gitml ui`` web application (Starlette): read-only pages and JSON over a Client.
 
->>> app = make_app(gitml.Client("path/to/repo"), allowed_hosts=["127.0.0.1", "localhost"])
+>>> app = make_app(Operations("path/to/repo"), allowed_hosts=["127.0.0.1", "localhost"])
 
 Every route is GET. Pages are rendered by Jinja2 with autoescaping (a run named
 ``<script>`` is text) under a Content-Security-Policy allowing only the package's own
@@ -30,10 +30,9 @@ from gitml.errors import ConflictError, FilterSyntaxError, GitmlError, InvalidIn
 from gitml.tracking.entities import ViewType
 from gitml.ui import pages, previews, registry, series, tables
 from gitml.ui.reader import Reader
-from gitml.errors import InvalidHostError  # noqa: F401  (defined there, raised here)
 
 if TYPE_CHECKING:
-    from gitml.client import Client
+    from gitml.ops import Operations
 
 log = logging.getLogger(__name__)
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -87,7 +86,7 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
-def make_app(client: Client, *, allowed_hosts: list[str]) -> Any:
+def make_app(client: Operations, *, allowed_hosts: list[str]) -> Any:
     """The ASGI application serving ``client``'s repository read-only."""
     import pandas  # noqa: F401  (histories are parsed with it: imported now, not in the first chart's request)
 

@@ -33,7 +33,7 @@ import numpy as np
 from gitml.ui import series
 
 if TYPE_CHECKING:
-    from gitml.client import Client
+    from gitml.ops import Operations
 
 log = logging.getLogger(__name__)
 MAGIC = b"gitml-history-chunk 1\n"
@@ -106,7 +106,7 @@ def _decode(data: bytes, blob: bytes) -> Arrays | None:
     return (np.frombuffer(body, "<i8", n, 0), np.frombuffer(body, "<i8", n, 8 * n), np.frombuffer(body, "<f8", n, 16 * n))
 
 
-def read_history(client: Client, cache: HistoryCache | None, run_id: str, key: str) -> tuple[str, Arrays]:
+def read_history(client: Operations, cache: HistoryCache | None, run_id: str, key: str) -> tuple[str, Arrays]:
     """``(run commit, (steps, timestamps ms, values))`` of ``key``: chunks kept in
     ``cache`` are loaded, the others read and parsed together in one pass (and kept
     when large)."""
@@ -128,7 +128,7 @@ def read_history(client: Client, cache: HistoryCache | None, run_id: str, key: s
         if len(missing) == len(chunks) and (cache is None or max(counts) < MIN_POINTS):
             return commit, parsed
         bounds = np.cumsum([0, *counts])
-        for i, start, stop in zip(missing, bounds[:-1], bounds[1:]):
+        for i, start, stop in zip(missing, bounds[:-1], bounds[1:], strict=False):
             part = (parsed[0][start:stop], parsed[1][start:stop], parsed[2][start:stop])
             parts[i] = part
             if cache is not None and stop - start >= MIN_POINTS:

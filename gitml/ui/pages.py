@@ -13,7 +13,7 @@ from gitml.tracking.entities import ViewType
 from gitml.ui import previews
 
 if TYPE_CHECKING:
-    from gitml.client import Client
+    from gitml.ops import Operations
     from gitml.ui.reader import Reader
     from gitml.ui.tables import Search
 
@@ -61,7 +61,7 @@ def experiment_list(reader: Reader, search: Search) -> list[dict]:
     outside the Reader's lock)."""
     client = reader.client
     counts: dict[str, list[int]] = {}
-    for experiment_id, status in zip(search.values["attributes.experiment_id"], search.values["attributes.status"]):
+    for experiment_id, status in zip(search.values["attributes.experiment_id"], search.values["attributes.status"], strict=False):
         c = counts.setdefault(experiment_id, [0, 0])
         c[0] += 1
         c[1] += status == "RUNNING"
@@ -76,7 +76,7 @@ def experiments(reader: Reader, search: Search) -> dict:
     return {"experiments": experiment_list(reader, search)}
 
 
-def runs(client: Client, experiment_id: str) -> dict:
+def runs(client: Operations, experiment_id: str) -> dict:
     experiment = client.get_experiment(experiment_id) if experiment_id else None
     return {"experiment": experiment}
 
@@ -140,14 +140,14 @@ def diff_lines(patch: str) -> list[tuple[str, str]]:
     return out
 
 
-def run_summary(client: Client, run_id: str) -> dict:
+def run_summary(client: Operations, run_id: str) -> dict:
     """What a live run page refreshes: status, end time, latest metrics."""
     r = client.get_run(client.resolve_run(run_id))
     return {"run_id": r.info.run_id, "status": r.info.status, "end_time": r.info.end_time,
             "metrics": {k: v if math.isfinite(v) else str(v) for k, v in r.data.metrics.items()}}
 
 
-def artifact(client: Client, run_id: str, path: str) -> dict:
+def artifact(client: Operations, run_id: str, path: str) -> dict:
     run_id = client.resolve_run(run_id)
     r = client.get_run(run_id)
     manifest = client.artifact_manifest(run_id)
@@ -156,13 +156,13 @@ def artifact(client: Client, run_id: str, path: str) -> dict:
     return {"run": r, "path": path.strip("/"), "preview": shown}
 
 
-def _compared(client: Client, run_ids: list[str]):
+def _compared(client: Operations, run_ids: list[str]):
     if len(run_ids) > MAX_COMPARE:
         raise InvalidInputError(f"compare at most {MAX_COMPARE} runs at once, not {len(run_ids)}")
     return [client.get_run(client.resolve_run(i)) for i in run_ids]
 
 
-def compare(client: Client, run_ids: list[str]) -> dict:
+def compare(client: Operations, run_ids: list[str]) -> dict:
     found = _compared(client, run_ids)
     params = []
     for key in sorted({k for r in found for k in r.data.params}):
@@ -177,7 +177,7 @@ def compare(client: Client, run_ids: list[str]) -> dict:
     return {"runs": found, "params": params, "metrics": metrics, "run_ids": ",".join(r.info.run_id for r in found)}
 
 
-def compare_data(client: Client, run_ids: list[str]) -> dict:
+def compare_data(client: Operations, run_ids: list[str]) -> dict:
     """The compared runs' params and metrics as columns, for parallel coordinates and scatter."""
     found = _compared(client, run_ids)
     columns = [f"params.{k}" for k in sorted({k for r in found for k in r.data.params})]

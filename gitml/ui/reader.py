@@ -1,4 +1,4 @@
-"""The repository as the web application reads it: a Client behind a lock, searches behind
+"""The repository as the web application reads it: a Operations behind a lock, searches behind
 their own, and metric histories parsed once (:class:`Reader`)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from gitml.errors import TimeBudgetError
 from gitml.ui import histories, series, tables
 
 if TYPE_CHECKING:
-    from gitml.client import Client
+    from gitml.ops import Operations
 
 CACHE_POINTS = 8_000_000  # parsed history points kept in memory (~200 MB)
 WARM_RUNS = 50  # newest runs whose long histories the server parses when it starts
@@ -23,30 +23,30 @@ REQUEST_SECONDS = 10.0  # a request's time budget: waiting for a lock, and a sea
 
 
 class Reader:
-    """The Client behind a lock (one request reads the repository at a time; dulwich's
+    """The Operations behind a lock (one request reads the repository at a time; dulwich's
     store and the search index are not for threads); parsed histories cached by commit in
     memory, and their large chunks on disk by blob id (``histories.HistoryCache``).
 
-    Searches go through a second Client behind a lock of their own (``searches``, a
+    Searches go through a second Operations behind a lock of their own (``searches``, a
     :class:`tables.SearchCache`): a costly filter, which a page of another site can ask
     for (``<img src=".../api/runs?filter=...">``), holds up other searches only. Each
     request has REQUEST_SECONDS to get its lock and filter; past them, 503."""
 
-    def __init__(self, client: Client, *, search_client: Client | None = None):
+    def __init__(self, client: Operations, *, search_client: Operations | None = None):
         self.client = client
         self.lock = threading.Lock()
         self._histories: OrderedDict[tuple[str, str], tuple[str, tuple]] = OrderedDict()
         self._points = 0
         self._own_search_client = search_client is None
         if search_client is None:
-            from gitml.client import Client
+            from gitml.ops import Operations
 
-            search_client = Client(client.repo_path)
+            search_client = Operations(client.repo_path)
         self.searches = tables.SearchCache(search_client)
         self.chunks = histories.HistoryCache(client.cache_dir("histories"))
 
     def close(self) -> None:
-        """Close the searches' Client, when this Reader opened it."""
+        """Close the searches' Operations, when this Reader opened it."""
         if self._own_search_client:
             self.searches.client.close()
 

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 from gitml.errors import InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
-    from gitml.client import Client
+    from gitml.ops import Operations
     from gitml.registry import ModelState, Registry
     from gitml.registry.state import TagEvent
 
 HISTORY_SHOWN = 200  # newest events of a model's history, each with its signature checked
 
 
-def models(client: Client) -> dict:
+def models(client: Operations) -> dict:
     """Every registered model: latest version, versions, what each stage holds."""
     client.registry.refresh_policy()  # a server runs for days: a newly committed policy shows at once
     out = []
@@ -31,7 +31,7 @@ def models(client: Client) -> dict:
     return {"models": out, "policy_source": client.registry.policy.source, "policy_notes": client.registry.policy_notes()}
 
 
-def model(client: Client, name: str) -> dict:
+def model(client: Operations, name: str) -> dict:
     """One model: its versions (newest first) with their run and stages, each stage's
     deciding tag and signer, the tags the policy ignored and why, and its history."""
     from gitml.registry.tags import version_key
@@ -73,7 +73,7 @@ def _policy(reg: Registry, state: ModelState) -> list[str]:
     return sorted(s for s in stages if reg.policy.requires_signature(s))
 
 
-def _known_runs(client: Client, run_ids: set[str]) -> set[str]:
+def _known_runs(client: Operations, run_ids: set[str]) -> set[str]:
     """The run ids this repository holds (a registration may name a run not fetched here)."""
     known = set()
     for run_id in run_ids:

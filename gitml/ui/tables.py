@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from gitml.errors import InvalidInputError, TimeBudgetError
 
 if TYPE_CHECKING:
-    from gitml.client import Client
+    from gitml.ops import Operations
 
 MAX_PAGE = 500
 COLUMN_KINDS = ("params", "metrics", "tags")
@@ -61,11 +61,11 @@ class SearchCache:
     """The last few searches of the runs table, each kept until a run changes: a page,
     a sort already made, the next page, cost one listing of the refs, not a search.
 
-    It searches through its own Client behind its own lock (a Client is not for
+    It searches through its own Operations behind its own lock (a Operations is not for
     threads), so a long search holds up other searches only, never a run page or a
     chart; ``deadline`` bounds both the wait for the lock and the filter."""
 
-    def __init__(self, client: Client, size: int = SEARCHES_KEPT):
+    def __init__(self, client: Operations, size: int = SEARCHES_KEPT):
         self.client = client
         self.size = size
         self.lock = threading.Lock()
@@ -109,7 +109,7 @@ def nested_order(run_ids: list[str], parents: list[str | None]) -> list[tuple[in
     present = set(run_ids)
     children: dict[str, list[int]] = {}
     top = []
-    for i, (run_id, parent) in enumerate(zip(run_ids, parents)):
+    for i, (run_id, parent) in enumerate(zip(run_ids, parents, strict=False)):
         if parent and parent in present and parent != run_id:
             children.setdefault(parent, []).append(i)
         else:

@@ -8,7 +8,7 @@ if ! "$python" -I -c "import gitml" 2>/dev/null; then
 fi
 git config user.name >/dev/null || git config user.name "${GITML_CI_NAME:-gitml CI}"
 git config user.email >/dev/null || git config user.email "${GITML_CI_EMAIL:-gitml-ci@localhost}"
-gitml fetch "$remote"
+gitml fetch "$remote"   # refs/gitml/* and the registry tags, by name (no checkout fetches them)
 base=$(base_branch)
 if [ -n "$base" ]; then
     git fetch --quiet "$remote" "+refs/heads/$base:refs/remotes/$remote/$base"

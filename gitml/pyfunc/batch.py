@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gitml.errors import ConflictError, InvalidInputError, NotFoundError
-from gitml.errors import BadInputFileError, InputTooLargeError  # noqa: F401  (defined there, raised here)
+from gitml.errors import BadInputFileError, InputTooLargeError
 
 CONTENT_TYPES = {"csv": "csv", "text/csv": "csv", "json": "json", "application/json": "json",
                  "parquet": "parquet", "application/x-parquet": "parquet"}

@@ -8,6 +8,8 @@ then the environment, each overriding the one before.
     artifacts.storage_options   fsspec options (e.g. endpoint_url); never credentials
                                 in the committed file
     artifacts.timeout           seconds an artifact remote may stay silent (default 30)
+    push.batch_refs             refs a push sends in one connection (default 1000); a batch
+                                the host refuses whole is halved and sent again
 
 ``GITML_ARTIFACT_REMOTE`` overrides ``artifacts.remote``, ``GITML_ARTIFACT_TIMEOUT``
 ``artifacts.timeout``. Every value is checked when set and when read; a bad one read
@@ -42,10 +44,13 @@ log = logging.getLogger("gitml")
 REMOTE, INLINE_MAX_BYTES, STORAGE_OPTIONS, TIMEOUT = (
     "artifacts.remote", "artifacts.inline_max_bytes", "artifacts.storage_options", "artifacts.timeout",
 )
-KEYS = (REMOTE, INLINE_MAX_BYTES, STORAGE_OPTIONS, TIMEOUT)
+PUSH_BATCH_REFS = "push.batch_refs"
+KEYS = (REMOTE, INLINE_MAX_BYTES, STORAGE_OPTIONS, TIMEOUT, PUSH_BATCH_REFS)
 TRUSTED = "artifacts.trusted_committed"  # the clone's file only; written by trust_committed()
 DEFAULT_TIMEOUT = 30.0  # seconds a remote may stay silent (artifacts.timeout)
 DEFAULT_INLINE_MAX_BYTES = 65536
+DEFAULT_PUSH_BATCH_REFS = 1000  # docs/design.md, Scaling out: hosts with no limit take it; a lower limit halves it
+MAX_PUSH_BATCH_REFS = 1_000_000
 MAX_INLINE_BYTES = 1 << 30
 MAX_TIMEOUT = 86400.0
 _SECRET_KEY = re.compile(r"secret|password|token|key|credential", re.IGNORECASE)
@@ -100,8 +105,17 @@ def _timeout(value: Any) -> float:
     return float(value)
 
 
+def _batch_refs(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PUSH_BATCH_REFS:
+        raise ValueError(f"must be a whole number of refs from 1 to {MAX_PUSH_BATCH_REFS}")
+    return value
+
+
 _CHECKS: dict[str, Callable[[Any], Any]] = {
     REMOTE: _remote, INLINE_MAX_BYTES: _inline_max_bytes, STORAGE_OPTIONS: _storage_options, TIMEOUT: _timeout,
+    PUSH_BATCH_REFS: _batch_refs,
 }
 _MAPPINGS = (STORAGE_OPTIONS, TRUSTED)  # values that are mappings, not sections
 
@@ -178,6 +192,7 @@ def load(store: GitStore) -> dict:
     """The effective settings, flat (``{"artifacts.remote": ...}``), defaults filled in."""
     settings: dict[str, Any] = {
         REMOTE: default_remote(), INLINE_MAX_BYTES: DEFAULT_INLINE_MAX_BYTES, STORAGE_OPTIONS: {}, TIMEOUT: DEFAULT_TIMEOUT,
+        PUSH_BATCH_REFS: DEFAULT_PUSH_BATCH_REFS,
     }
     settings.update(_settings(committed_path(store), committed=True))
     settings.update({k: v for k, v in _settings(local_path(store), committed=False).items() if k != TRUSTED})

@@ -9,28 +9,30 @@ the file asks for, signed as git's configuration says, and does nothing when the
 already say it. Stages the file does not list are left as they are; a stage set to
 ``null`` (or ``""``) is emptied.
 
-This module takes a :class:`gitml.Client` (it downloads and loads models), so it sits
-above the client, beside ``gitml.models``.
+This module takes the facade (:class:`gitml.ops.Operations`) and downloads and loads
+models, so it sits above the client, beside ``gitml.models`` (it was ``gitml.registry.gitops``,
+which lifted the registry folder above the client); what it reads and commits in git is
+:mod:`gitml.registry.stagesfile`'s.
 """
 
 from __future__ import annotations
 
 import shutil
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dulwich.objects import Blob, Commit
-
-from gitml.errors import ConflictError, GitmlError, InvalidInputError, NotFoundError
-from gitml.registry.policy import STAGES_PATH, dump_stages, parse_stages, read_committed
+from gitml.errors import GitmlError, NotFoundError
+from gitml.registry.gates import GateReport
+from gitml.errors import GateError
+from gitml.registry.policy import STAGES_PATH
+from gitml.registry.stagesfile import commit_stages, desired_at, head_of
 from gitml.registry.state import ModelVersion, Registry
 from gitml.registry.tags import check_model_name, check_version
 from gitml.report import markdown_table, md_code, md_text
-from gitml.store.git import TREE_MODE, FILE_MODE, make_tree
 
 if TYPE_CHECKING:
-    from gitml.client import Client
+    from gitml.ops import Operations
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Change:
     version: str  # "" = empty the stage
     current: str | None  # what the stage holds now (None: nothing)
     problems: list[str] = field(default_factory=list)
+    gates: GateReport | None = None  # the stage's gates judged for the candidate (None: none apply)
 
 
 @dataclass
@@ -52,19 +55,7 @@ class CheckResult:
         return all(not c.problems for c in self.changes)
 
 
-def _head(client: Client) -> tuple[bytes, str | None]:
-    head = client.registry.store.head()
-    if head.commit is None:
-        raise InvalidInputError("the repository has no commit yet: commit .gitml/stages.yaml first")
-    return head.commit, head.branch
-
-
-def desired_at(client: Client, commit: bytes | None) -> dict[str, dict[str, str]]:
-    data = read_committed(client.registry.store, commit, STAGES_PATH) if commit is not None else None
-    return parse_stages(data, f"{STAGES_PATH} at {commit.decode()[:12] if commit else '?'}")
-
-
-def propose(client: Client, model: str, version: str, stage: str, *, branch: str | None = None) -> tuple[str, str]:
+def propose(client: Operations, model: str, version: str, stage: str, *, branch: str | None = None) -> tuple[str, str]:
     """Commit ``.gitml/stages.yaml`` with ``model``'s ``stage`` set to ``version`` on a new
     branch from HEAD; returns ``(branch, commit id)``. Raises NotFoundError (no such
     version), InvalidInputError (stage not allowed), ConflictError (the branch exists)."""
@@ -72,47 +63,17 @@ def propose(client: Client, model: str, version: str, stage: str, *, branch: str
     check_model_name(model)
     reg.policy.check_stage(stage)
     mv = reg.resolve(model, version)
-    head, _ = _head(client)
-    desired = desired_at(client, head)
+    head, _ = head_of(reg)
+    desired = desired_at(reg, head)
     desired.setdefault(model, {})[stage] = mv.version
     branch = branch or f"gitml/promote/{model}/{stage}/{mv.version}"
-    store = reg.store
-    out: list = []
-    blob = Blob.from_string(dump_stages(desired))
-    out.append(blob)
-    tree = _with_file(store, store.commit(head).tree, STAGES_PATH.split("/"), blob.id, out)
-    who = store.identity().as_bytes()
-    now = int(time.time())
-    commit = Commit()
-    commit.tree, commit.parents = tree, [head]
-    commit.author = commit.committer = who
-    commit.author_time = commit.commit_time = now
-    commit.author_timezone = commit.commit_timezone = time.localtime(now).tm_gmtoff
-    commit.message = f"Promote {model} {mv.version} to {stage}\n\nGitml-Registry: {model} {stage} {mv.version}\n".encode()
-    out.append(commit)
-    store.write(out)
-    if not store.cas(f"refs/heads/{branch}".encode(), None, commit.id):
-        raise ConflictError(f"branch {branch} already exists")
-    store.release_kept()
-    return branch, commit.id.decode()
+    message = f"Promote {model} {mv.version} to {stage}\n\nGitml-Registry: {model} {stage} {mv.version}\n"
+    return branch, commit_stages(reg, desired, head, branch, message)
 
 
-def _with_file(store, tree_sha: bytes, parts: list[str], blob: bytes, out: list) -> bytes:
-    entries = dict(store.tree(tree_sha)) if tree_sha else {}
-    name = parts[0].encode()
-    if len(parts) == 1:
-        entries[name] = (FILE_MODE, blob)
-    else:
-        sub = entries.get(name)
-        entries[name] = (TREE_MODE, _with_file(store, sub[1] if sub and sub[0] == TREE_MODE else b"", parts[1:], blob, out))
-    tree = make_tree(entries)
-    out.append(tree)
-    return tree.id
-
-
-def _changes(client: Client, reg: Registry, base: str | None, base_commit: bytes | None) -> list[Change]:
-    head, _ = _head(client)
-    new, old = desired_at(client, head), desired_at(client, base_commit)
+def _changes(client: Operations, reg: Registry, base: str | None, base_commit: bytes | None) -> list[Change]:
+    head, _ = head_of(reg)
+    new, old = desired_at(reg, head), desired_at(reg, base_commit)
     models = reg.models(report=True)
     changes = []
     for model, stages in sorted(new.items()):
@@ -124,7 +85,7 @@ def _changes(client: Client, reg: Registry, base: str | None, base_commit: bytes
     return changes
 
 
-def check(client: Client, *, base: str | None = "main", load: bool = True) -> CheckResult:
+def check(client: Operations, *, base: str | None = "main", load: bool = True) -> CheckResult:
     """Validate every stage the desired-state file changes against ``base`` (None: every
     stage it lists): the version exists and is live, its run's artifacts are reachable and
     match their hashes, the model loads, the policy allows the stage. The report shows
@@ -157,6 +118,13 @@ def check(client: Client, *, base: str | None = "main", load: bool = True) -> Ch
                 _check_artifacts(client, reg, candidate, load and refusal is None, change.problems)
             except GitmlError as e:
                 change.problems.append(str(e))
+            if candidate is not None:
+                try:
+                    change.gates = reg.gate_report(candidate, change.stage, evaluate=evaluator(client, reg, change.stage, load))
+                except GitmlError as e:
+                    change.problems.append(f"gates of stage {change.stage!r}: {e}")
+                if change.gates is not None and change.gates.failed:
+                    change.problems.append(change.gates.failure())
         current = reg.resolve(change.model, change.current) if change.current else None
         sections.append(_section(client, reg, change, candidate, current))
     head = f"## gitml registry check\n\nChecked under {md_text(reg.policy.source)}.\n\n"
@@ -183,7 +151,7 @@ def _unverified(reg: Registry, mv: ModelVersion, stage: str) -> str | None:
             "(sign the registration: gitml registry register --sign)")
 
 
-def _check_artifacts(client: Client, reg: Registry, mv: ModelVersion, load: bool, problems: list[str]) -> None:
+def _check_artifacts(client: Operations, reg: Registry, mv: ModelVersion, load: bool, problems: list[str]) -> None:
     from gitml.models.uri import local_model
 
     folder = None
@@ -202,7 +170,7 @@ def _check_artifacts(client: Client, reg: Registry, mv: ModelVersion, load: bool
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _section(client: Client, reg: Registry, change: Change, new: ModelVersion | None, old: ModelVersion | None) -> str:
+def _section(client: Operations, reg: Registry, change: Change, new: ModelVersion | None, old: ModelVersion | None) -> str:
     def md(value: object) -> str:  # a name, version, tagger or message from a tag or a run: inert Markdown
         return md_text(value, limit=None, table=False)
 
@@ -213,6 +181,15 @@ def _section(client: Client, reg: Registry, change: Change, new: ModelVersion | 
         lines.append(f"- ❌ {md(problem)}\n")
     if change.problems:
         lines.append("\n")
+    if change.gates is not None:
+        rows = [["✅ passes" if r.ok else "❌ fails", md_text(r.gate), md_text(r.detail)] for r in change.gates.results]
+        on = ""
+        if change.gates.dataset is not None:
+            spec = reg.policy.datasets[change.gates.dataset]
+            on = (f", evaluated on dataset {md(spec.name)} ({md_code(spec.path, table=False)}, sha256 "
+                  f"{md_code(spec.sha256[:12], table=False)})")
+        lines.append(f"Gates of stage {md(change.stage)}{on} ({md(change.gates.source)}):\n\n")
+        lines.append(markdown_table(["result", "gate", "values"], rows) + "\n")
     runs = {}
     for label, mv in (("current", old), ("candidate", new)):
         if mv is not None:
@@ -246,6 +223,56 @@ def _section(client: Client, reg: Registry, change: Change, new: ModelVersion | 
     return "".join(lines)
 
 
+def evaluator(client: Operations, reg: Registry, stage: str, load: bool = True) -> Callable[[ModelVersion, str], dict[str, float]]:
+    """What a gate on a dataset judges: ``gitml.evaluate``'s metrics of a version's model on
+    the policy's dataset, computed, not logged. The model is loaded only when its chain
+    verifies (its files are the ones registered; under a stage or policy that asks for
+    signatures, its registration is signed by a trusted key), as ``check`` loads a candidate;
+    otherwise GateError, and the gates fail. Each version is evaluated once per call."""
+    done: dict[tuple[str, str, str], dict[str, float]] = {}
+
+    def evaluate(mv: ModelVersion, name: str) -> dict[str, float]:
+        key = (mv.model, mv.version, name)
+        if key not in done:
+            if not load:
+                raise GateError("the models are not loaded (--no-load)")
+            refusal = _unverified(reg, mv, stage)
+            if refusal is not None:
+                raise GateError(refusal)
+            done[key] = _evaluate_on(client, reg, mv, name)
+        return done[key]
+
+    return evaluate
+
+
+def _evaluate_on(client: Operations, reg: Registry, mv: ModelVersion, name: str) -> dict[str, float]:
+    from gitml.models.evaluation import compute
+    from gitml.models.uri import local_model
+    from gitml.pyfunc import load_folder
+
+    spec = reg.policy.datasets[name]
+    reg.locate(mv.model, mv.version)  # the run's model files are still the ones registered
+    folder, _ = local_model(f"runs:/{mv.run_id}/{mv.path}" if mv.path else f"runs:/{mv.run_id}", client=client)
+    try:
+        try:
+            model = load_folder(folder, None)
+            return compute(model, spec.frame(), model_type=spec.model_type, targets=spec.targets)
+        except GitmlError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a model or table that fails, whatever it raises
+            raise GateError(f"{mv.model} {mv.version}: {type(e).__name__}: {e}") from None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def promote(client: Operations, model: str, version: str, stage: str, *, sign_tag: bool | None = None,
+            force: bool = False) -> tuple[str, bool]:
+    """``Registry.assign`` with the gates of the stage judged, those on a dataset too (the
+    model is evaluated on it): ``gitml registry promote``. Raises GateError."""
+    reg = client.registry
+    return reg.assign(model, version, stage, sign_tag=sign_tag, force=force, evaluate=evaluator(client, reg, stage))
+
+
 @dataclass
 class Applied:
     model: str
@@ -254,12 +281,14 @@ class Applied:
     tags: list[str]
 
 
-def apply(client: Client, *, sign_tag: bool | None = None) -> list[Applied]:
+def apply(client: Operations, *, sign_tag: bool | None = None, force: bool = False) -> list[Applied]:
     """Create the tags ``.gitml/stages.yaml`` at HEAD asks for; nothing when they exist.
-    Raises NotFoundError (a version that does not exist) before any tag is written."""
+    Raises NotFoundError (a version that does not exist) or GateError (a promotion that fails
+    a gate of the policy, unless ``force``: then each tag that overrides a gate must be
+    signed by a trusted key, and names the gates it overrides) before any tag is written."""
     reg = client.registry
-    head, _ = _head(client)
-    desired = desired_at(client, head)
+    head, _ = head_of(reg)
+    desired = desired_at(reg, head)
     models = reg.models()
     todo = []
     for model, stages in sorted(desired.items()):
@@ -273,14 +302,22 @@ def apply(client: Client, *, sign_tag: bool | None = None) -> list[Applied]:
                 version = reg.resolve(model, check_version(version)).version
             if (held or "") != version:
                 todo.append((model, stage, version))
+    refused = []
+    for model, stage, version in todo:
+        if version:
+            report = reg.gate_report(reg.resolve(model, version), stage, evaluate=evaluator(client, reg, stage))
+            if report is not None and not report.ok:
+                refused.append(report.refusal())
+    if refused and not force:
+        raise GateError(" | ".join(refused))
     done = []
     for model, stage, version in todo:
         if version:
-            tag, _ = reg.assign(model, version, stage, sign_tag=sign_tag)
+            tag, _ = reg.assign(model, version, stage, sign_tag=sign_tag, force=force, evaluate=evaluator(client, reg, stage))
             done.append(Applied(model, stage, version, [tag]))
         else:
             done.append(Applied(model, stage, "", reg.unassign(model, stage, sign_tag=sign_tag)))
     return done
 
 
-__all__ = ["Applied", "Change", "CheckResult", "apply", "check", "desired_at", "propose"]
+__all__ = ["Applied", "Change", "CheckResult", "apply", "check", "desired_at", "evaluator", "promote", "propose"]

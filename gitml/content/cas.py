@@ -29,11 +29,11 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from gitml.artifacts.config import DEFAULT_TIMEOUT, default_remote
-from gitml.artifacts.statcache import StatCache
+from gitml.content.config import DEFAULT_TIMEOUT, default_remote
+from gitml.content.statcache import StatCache
 from gitml.errors import GitmlError
 from gitml.names import check_sha256
-from gitml.errors import ArtifactRemoteError, IntegrityError, ObjectMissingError, RemoteTimeoutError, UnconfirmedRemoteError  # noqa: F401  (defined there, raised here)
+from gitml.errors import ArtifactRemoteError, IntegrityError, ObjectMissingError, RemoteTimeoutError, UnconfirmedRemoteError
 
 CHUNK = 1 << 20
 FICLONE = 0x40049409
@@ -453,7 +453,7 @@ class ContentStore:
             else:
                 with ThreadPoolExecutor(max_workers=16) as pool:
                     flags = list(pool.map(lambda s: self._ask("exists", s), sorted(todo)))
-                have = {s for s, ok in zip(sorted(todo), flags) if ok}
+                have = {s for s, ok in zip(sorted(todo), flags, strict=False) if ok}
         except GitmlError:
             raise
         except Exception as e:  # fsspec backends raise their own kinds (botocore, aiohttp, ...)

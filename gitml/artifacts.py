@@ -55,14 +55,14 @@ def load_text(artifact_uri: str) -> str:
 
 
 def load_dict(artifact_uri: str) -> dict:
-    from gitml.artifacts.formats import parse_dict
+    from gitml.content.formats import parse_dict
 
     run, path = _locate(artifact_uri, None, None)
     return parse_dict(_client().artifacts.read_bytes(run, path), path)
 
 
 def load_table(artifact_uri: str):
-    from gitml.artifacts.formats import parse_table
+    from gitml.content.formats import parse_table
 
     run, path = _locate(artifact_uri, None, None)
     return parse_table(_client().artifacts.read_bytes(run, path))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from dulwich.objects import Blob
 
-from gitml.artifacts.cas import ContentStore
+from gitml.content.cas import ContentStore
 from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError
 from gitml.names import check_artifact_path
 from gitml.store.git import GitStore
@@ -142,7 +142,7 @@ class RunArtifacts:
                 blobs.append(b)
                 entries.append((path, sha, size, b.id.decode()))
                 fresh.append((real, st, sha, b.id.decode()))
-            for (real, path), future in zip(large, hashed):
+            for (real, path), future in zip(large, hashed, strict=False):
                 sha, size = future.result()
                 entries.append((path, sha, size, None))
                 fresh.append((real, os.stat(real), sha, None))
@@ -371,7 +371,7 @@ def _run_objects(
             if entry:
                 for sha256, where in manifests[entry[1]].items():
                     found.setdefault(sha256, where)
-        commit_sha = commit.parents[0] if commit.parents else None
+        commit_sha = store.first_parent(commit)  # None past a shallow clone's cut
     return found
 
 

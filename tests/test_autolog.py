@@ -1,0 +1,156 @@
+"""``gitml.autolog()`` for scikit-learn: one training script run with MLflow 3.17.2's
+``mlflow.autolog()`` (its own venv) and with gitml's logs the same params, metric names and
+values, tags, plots and dataset inputs; ``disable=``, ``log_models=``,
+``log_input_examples=``, ``exclusive=`` behave as MLflow's; a pipeline's inner fits log
+nothing of their own; training never breaks on a logging failure; autolog patches a
+library imported after it is enabled."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import gitml
+from tests.conftest import ROOT, git
+from tests.mlflow_venv import mlflow_python  # noqa: F401  (a fixture)
+
+SCRIPT = """
+import json, sys, warnings
+warnings.simplefilter("ignore")
+import {lib} as lib
+{setup}
+lib.autolog()
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+X, y = load_iris(return_X_y=True, as_frame=True)
+Xb, yb = load_breast_cancer(return_X_y=True)
+Xr, yr = load_diabetes(return_X_y=True, as_frame=True)
+cases = {{
+    "pipeline": lambda: make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y),
+    "binary_numpy": lambda: LogisticRegression(C=0.01, max_iter=500).fit(Xb, yb),
+    "grid": lambda: GridSearchCV(Ridge(), {{"alpha": [0.1, 1.0]}}, cv=3).fit(Xr, yr),
+}}
+out = {{}}
+for name, fit in cases.items():
+    fit()
+    run = lib.get_run(lib.last_active_run().info.run_id)
+    files = [f.path for f in {client}.list_artifacts(run.info.run_id)]
+    out[name] = {{"params": run.data.params, "metrics": run.data.metrics,
+                 "tags": {{k: v for k, v in run.data.tags.items() if k in ("estimator_name", "estimator_class", "mlflow.autologging")}},
+                 "artifacts": sorted(files), "status": run.info.status,
+                 "inputs": [[t.value for t in d.tags if t.key == "mlflow.data.context"] for d in run.inputs.dataset_inputs]}}
+print(json.dumps(out))
+"""
+
+
+def _run(python: str, code: str, cwd, env: dict) -> dict:
+    done = subprocess.run([python, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.mlflow
+@pytest.mark.slow
+def test_the_same_script_logs_what_mlflow_autolog_logs(repo, tmp_path, mlflow_python):  # noqa: F811
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT": "1"})
+    theirs = _run(mlflow_python, SCRIPT.format(lib="mlflow", setup='lib.set_tracking_uri("sqlite:///mlflow.db")',
+                                               client="lib.MlflowClient()"), tmp_path, env)
+    mine = _run(sys.executable, SCRIPT.format(lib="gitml", setup="", client="lib.Client()"), repo,
+                {**os.environ, "PYTHONPATH": ROOT})
+    assert sorted(mine) == sorted(theirs)
+    for case, expected in theirs.items():
+        got = mine[case]
+        assert got["params"] == expected["params"], case
+        assert sorted(got["metrics"]) == sorted(expected["metrics"]), case
+        for key, value in expected["metrics"].items():
+            assert got["metrics"][key] == pytest.approx(value, rel=1e-9), (case, key)
+        assert got["tags"] == expected["tags"], case
+        assert got["inputs"] == expected["inputs"] == [["train"]], case
+        assert got["status"] == expected["status"] == "FINISHED"
+        # MLflow 3 logs models as LoggedModels beside the run; gitml logs them into the run
+        assert set(got["artifacts"]) - set(expected["artifacts"]) <= {"model", "best_estimator"}, case
+        assert set(expected["artifacts"]) <= set(got["artifacts"]), case
+        assert "model" in got["artifacts"]
+
+
+@pytest.fixture
+def autologged(repo):
+    from sklearn.datasets import load_iris
+
+    gitml.set_tracking_uri(str(repo))
+    yield load_iris(return_X_y=True, as_frame=True)
+    gitml.autolog(disable=True)
+
+
+def _last(client) -> gitml.Run:
+    return client.get_run(gitml.last_active_run().info.run_id)
+
+
+def test_the_arguments_act_as_mlflows(repo, autologged):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = autologged
+    client = gitml.Client(repo)
+    gitml.autolog(log_models=False, extra_tags={"team": "churn"})
+    make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
+    run = _last(client)
+    assert run.data.tags["team"] == "churn" and run.data.tags["mlflow.autologging"] == "sklearn"
+    assert "model" not in {f.path for f in client.list_artifacts(run.info.run_id)}
+    assert len(client.search_runs([run.info.experiment_id])) == 1  # the pipeline's inner fits log no runs
+    gitml.autolog(log_input_examples=True)
+    LogisticRegression(max_iter=300).fit(X, y)
+    run = _last(client)
+    model = gitml.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    assert model.input_example is not None and len(model.input_example) == 5
+    assert model.metadata.get_input_schema().input_names() == list(X.columns)
+    gitml.autolog(exclusive=True)
+    with gitml.start_run() as mine:
+        LogisticRegression(max_iter=300).fit(X, y)
+    assert client.get_run(mine.info.run_id).data.params == {}  # a run the user started is left alone
+    gitml.autolog(disable=True)
+    count = len(client.search_runs([run.info.experiment_id]))
+    LogisticRegression(max_iter=300).fit(X, y)
+    assert len(client.search_runs([run.info.experiment_id])) == count
+    assert "__gitml_autolog__" not in vars(LogisticRegression.fit)
+
+
+def test_into_the_active_run_and_training_survives_a_logging_failure(repo, autologged, caplog):
+    from sklearn.linear_model import LinearRegression
+
+    X, y = autologged
+    gitml.autolog()
+
+    class Odd(LinearRegression):
+        def get_params(self, deep=True):  # sklearn's own checks ask deep=False; autolog asks deep=True
+            if deep:
+                raise RuntimeError("no params today")
+            return super().get_params(deep=False)
+
+    with gitml.start_run() as run:
+        model = Odd().fit(X, y.astype(float))
+    assert model.coef_.shape == (4,)  # trained all the same
+    assert "gitml: autolog: logging the params failed: RuntimeError: no params today" in caplog.text
+    logged = gitml.get_run(run.info.run_id).data
+    assert "training_r2_score" in logged.metrics and "mlflow.autologging" not in logged.tags
+
+
+def test_a_library_imported_after_autolog_is_patched(repo, tmp_path):
+    script = ("import sys, gitml\ngitml.autolog()\nassert 'sklearn' not in sys.modules\n"
+              "from sklearn.linear_model import Ridge\nimport numpy as np\n"
+              "Ridge().fit(np.eye(4), np.arange(4.0))\n"
+              "print(sorted(gitml.get_run(gitml.last_active_run().info.run_id).data.params))\n")
+    git(repo, "status")
+    out = subprocess.run([sys.executable, "-c", script], cwd=repo, env={**os.environ, "PYTHONPATH": ROOT},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "'alpha'" in out.stdout.strip().splitlines()[-1]
