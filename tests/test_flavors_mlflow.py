@@ -278,9 +278,9 @@ def test_a_flavor_gitml_lacks_loads_through_mlflows_loader_once_verified(mlflow_
     assert json.loads(done.stdout)["error"] == "UnsupportedFlavorError"
     assert "with MLflow installed" in json.loads(done.stdout)["message"]
     # a changed code file is refused before MLflow's loader runs it
-    import gitml
+    import gitml.ops
 
-    with gitml.Client(tmp_path) as client:
+    with gitml.ops.Operations(tmp_path) as client:
         sha = client.artifact_manifest(logged["run"])[f"model/{os.path.basename(logged['code'])}"]["sha256"]  # MLflow reads it there
     cached = tmp_path / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]
     marker = tmp_path / "pwned"

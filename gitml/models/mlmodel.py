@@ -168,11 +168,11 @@ def save_example(folder: str, example) -> tuple[dict | None, object]:
         # as MLflow 3: a list (of strings, numbers or mappings) is a json_object, written as it is
         info = {"artifact_path": EXAMPLE_FILE, "type": "json_object", "serving_input_path": SERVING_EXAMPLE_FILE}
         try:
-            body = json.dumps(example)
+            text = json.dumps(example)
         except (TypeError, ValueError) as e:
             raise InvalidInputError(f"input_example is not JSON: {e}") from None
         with open(os.path.join(folder, EXAMPLE_FILE), "w") as f:
-            f.write(body)
+            f.write(text)
         with open(os.path.join(folder, SERVING_EXAMPLE_FILE), "w") as f:
             json.dump({"inputs": example}, f, indent=2)
         return info, example
