@@ -26,3 +26,6 @@ def peer_bin(tool: str, version: str, program: str = "python") -> str:
 
 MLFLOW_PY = peer_bin("mlflow", MLFLOW_VERSION)
 GTO_BIN = peer_bin("gto", GTO_VERSION, "gto")
+# benchmarks/run_spark_scoring.py runs MLflow's spark_udf in that venv, beside gitml's: it adds
+# pyspark there when missing (the version gitml's test extra pins)
+MLFLOW_SPARK = "pyspark==4.3.0"

@@ -154,3 +154,46 @@ def test_a_library_imported_after_autolog_is_patched(repo, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "'alpha'" in out.stdout.strip().splitlines()[-1]
+
+
+XGB_SCRIPT = """
+import json, warnings
+warnings.simplefilter("ignore")
+import {lib} as lib
+{setup}
+lib.autolog()
+import xgboost as xgb
+from sklearn.datasets import load_breast_cancer
+X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+dtrain, dvalid = xgb.DMatrix(X.iloc[::2], label=y.iloc[::2]), xgb.DMatrix(X.iloc[1::2], label=y.iloc[1::2])
+xgb.train({{"objective": "binary:logistic", "eval_metric": ["logloss", "auc"], "max_depth": 3, "seed": 0}}, dtrain,
+          num_boost_round=20, evals=[(dtrain, "train"), (dvalid, "valid")], early_stopping_rounds=3, verbose_eval=False)
+run = lib.get_run(lib.last_active_run().info.run_id)
+client = {client}
+history = {{k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)] for k in run.data.metrics}}
+print(json.dumps({{"params": run.data.params, "metrics": run.data.metrics, "history": history,
+                  "artifacts": sorted(f.path for f in client.list_artifacts(run.info.run_id)),
+                  "tags": run.data.tags.get("mlflow.autologging"),
+                  "inputs": sorted([d.dataset.name, [t.value for t in d.tags]] for d in run.inputs.dataset_inputs)}}))
+"""
+
+
+@pytest.mark.mlflow
+@pytest.mark.slow
+def test_xgboost_train_logs_what_mlflow_autolog_logs(repo, tmp_path, mlflow_python):  # noqa: F811
+    pytest.importorskip("xgboost")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT": "1"})
+    theirs = _run(mlflow_python, XGB_SCRIPT.format(lib="mlflow", setup='lib.set_tracking_uri("sqlite:///mlflow.db")',
+                                                   client="lib.MlflowClient()"), tmp_path, env)
+    mine = _run(sys.executable, XGB_SCRIPT.format(lib="gitml", setup="", client="lib.Client()"), repo,
+                {**os.environ, "PYTHONPATH": ROOT})
+    assert mine["params"] == theirs["params"]
+    assert sorted(mine["metrics"]) == sorted(theirs["metrics"])
+    for key, value in theirs["metrics"].items():
+        assert mine["metrics"][key] == pytest.approx(value, rel=1e-6), key
+        assert [s for s, _ in mine["history"][key]] == [s for s, _ in theirs["history"][key]], key  # per iteration
+        assert [v for _, v in mine["history"][key]] == pytest.approx([v for _, v in theirs["history"][key]], rel=1e-6)
+    assert mine["tags"] == theirs["tags"] == "xgboost"
+    assert mine["inputs"] == theirs["inputs"]
+    assert set(theirs["artifacts"]) <= set(mine["artifacts"]) <= set(theirs["artifacts"]) | {"model"}

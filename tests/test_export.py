@@ -143,15 +143,23 @@ def _stop(proc) -> None:
 @pytest.mark.slow
 def test_mlserver_start_serves_the_export_as_gitml_serve_does(place, model_dir, tmp_path, mlserver_python):
     """``mlserver start`` on the export answers V2 requests with the outputs ``gitml serve``
-    gives (and refuses a bad one with the same words); started on an export whose pickle
+    gives (and refuses a bad one with the same words), and MLServer's own scikit-learn runtime
+    on the same pickle predicts the same; started on an export whose pickle
     changed afterwards, it stops before serving: the hash is checked before unpickling."""
-    done = _export(place, model_dir, tmp_path / "good", "mlserver", "--name", "cancer")
+    good = tmp_path / "models" / "good"
+    done = _export(place, model_dir, good, "mlserver", "--name", "cancer")
     assert done.returncode == 0, done.stderr
-    settings = json.loads((tmp_path / "good" / "model-settings.json").read_text())
+    settings = json.loads((good / "model-settings.json").read_text())
     assert _errors(settings, "mlserver-model-settings.json") == []
     assert [t["name"] for t in settings["inputs"]] == model_dir["columns"]
+    # beside it, the same pickle under MLServer's own scikit-learn runtime (which checks no hash)
+    native = tmp_path / "models" / "native"
+    native.mkdir()
+    shutil.copy(good / "model" / "model.pkl", native / "model.pkl")
+    (native / "model-settings.json").write_text(json.dumps(
+        {"name": "cancer-sklearn", "implementation": "mlserver_sklearn.SKLearnModel", "parameters": {"uri": "./model.pkl"}}))
 
-    proc, port = _start_mlserver(mlserver_python, tmp_path / "good", place["env"], tmp_path / "good.log")
+    proc, port = _start_mlserver(mlserver_python, tmp_path / "models", place["env"], tmp_path / "good.log")
     gitml_server = Server(place["repo"], place["env"], "-m", str(model_dir["path"]), "--name", "cancer")
     try:
         deadline = time.monotonic() + 180
@@ -173,6 +181,10 @@ def test_mlserver_start_serves_the_export_as_gitml_serve_does(place, model_dir, 
         rows = model_dir["rows"]
         table = {"inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP64", "data": rows.values.tolist()}]}
         assert _post(port, "/v2/models/cancer/infer", table)[1]["outputs"] == ours["outputs"]
+        while _get(port, "/v2/models/cancer-sklearn/ready") != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        status, native_out = _post(port, "/v2/models/cancer-sklearn/infer", table)
+        assert status == 200 and native_out["outputs"][0]["data"] == ours["outputs"][0]["data"]
         bad = {"inputs": [{"name": "mean area", "shape": [1], "datatype": "BYTES", "data": ["lots"]}]}
         status, error = _post(port, "/v2/models/cancer/infer", bad)
         assert status == 400 and "is BYTES but the model's column 'mean area' is double" in error["error"]

@@ -695,6 +695,15 @@ client.rename_registered_model("latest", "Latest model")
 out["renamed"] = sorted(m.name for m in client.search_registered_models())
 page = client.search_registered_models(max_results=1)
 out["paged"] = [len(page), client.search_registered_models(max_results=1, page_token=page.token)[0].name]
+def words(call):
+    try:
+        call()
+    except MlflowException as e:
+        return e.message
+out["words"] = [words(lambda: client.get_registered_model("nope")), words(lambda: client.create_registered_model("stored")),
+                words(lambda: client.get_model_version("stored", "9"))]
+client.transition_model_version_stage("stored", "1", "Staging")
+out["latest_all"] = {mv.current_stage: mv.version for mv in client.get_latest_versions("stored", [])}
 mlflow.genai.register_prompt(name="greet", template="Hello {{name}}")
 out["prompt"] = mlflow.genai.load_prompt("prompts:/greet/1").template
 print(json.dumps(out))
@@ -713,6 +722,10 @@ def test_versions_of_sources_outside_the_repository(plugin_python, repo):
     assert out["renamed"] == ["Latest model", "stored"]  # MLflow's prompt ("greet") is not a model
     assert out["paged"] == [1, "stored"]
     assert out["prompt"] == "Hello {{name}}"
+    for said, mlflows in zip(out["words"], ["Registered Model with name=nope not found", "Registered Model (name=stored) already exists.",
+                                           "Model Version (name=stored, version=9) not found"], strict=True):
+        assert said.startswith(mlflows), said  # MLflow's words, then gitml's reason
+    assert out["latest_all"] == {"Staging": "1"}
     with gitml.Client(repo) as c:  # each version tags a commit of a run made for it, GTO-readable
         holders = c.search_runs(None, "tags.`mlflow.gitml.modelSource` LIKE '%'")
         assert sorted(r.data.tags["mlflow.gitml.modelSource"] for r in holders) == [

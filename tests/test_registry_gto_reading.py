@@ -20,6 +20,7 @@ import pytest
 import gitml
 import gitml.ops
 from gitml.registry import RegisteredModelNotFound
+from gitml.registry.tags import model_slug
 from tests.conftest import git
 from tests.gto_venv import gto_python  # noqa: F401  (the fixture)
 from tests.test_hostile_records import gitml_cli
@@ -66,10 +67,10 @@ class World:
         gto_all = json.loads(self.gto("show", "--json", "--deprecated", at=0) or "{}")
         gto_active = json.loads(self.gto("show", "--json", at=0) or "{}")
         ours = json.loads(gitml_cli(self.repo, "registry", "list", "--json") or "{}")
-        assert set(gto_all) == set(ours)
-        assert set(gto_active) == {n for n, s in ours.items() if not s["deprecated"]}
+        assert set(gto_all) == {model_slug(n) for n in ours}  # a name GTO's rule refuses: its tags' encoding
+        assert set(gto_active) == {model_slug(n) for n, s in ours.items() if not s["deprecated"]}
         for name, state in ours.items():
-            theirs = gto_all[name]
+            theirs = gto_all[model_slug(name)]
             assert theirs["active"] is not state["deprecated"], name
             assert theirs["version"] == state["latest"], name
             assert {s: v for s, v in theirs["stage"].items() if v} == state["stages"], name
@@ -230,3 +231,38 @@ def test_promotions_within_one_second_read_the_same_in_gto(world):
     with gitml.ops.Operations(world.repo) as c:
         c.registry.assign("churn", "2", "production")
     assert world.agree()["churn"]["stages"] == {"production": "v2.0.0"}
+
+
+@pytest.mark.slow
+def test_mlflow_names_renames_copies_and_deletions_read_the_same_in_gto(world):
+    """What MLflow's calls write (a name GTO's rule refuses, aliases, stages, a deleted
+    version, a rename, a copy, a deleted model) is tags GTO reads as gitml does; GTO
+    registering into the encoded model is read by gitml under the MLflow name."""
+    runs = [_run(None, i) for i in range(4)]
+    with gitml.Client(world.repo) as c:
+        for run in runs[:3]:
+            world.tick()
+            c.create_model_version("Model 1", f"runs:/{run}/model", run, tags={"k": "v"})
+        world.tick()
+        c.set_registered_model_alias("Model 1", "champion", "2")
+        world.tick()
+        c.transition_model_version_stage("Model 1", "1", "Production")
+        world.tick()
+        c.delete_model_version("Model 1", "3")
+    assert world.agree()["Model 1"]["stages"] == {"champion": "v2.0.0", "production": "v1.0.0"}
+    slug = model_slug("Model 1")
+    commit = git(world.repo, "rev-parse", f"refs/gitml/runs/0/{runs[3]}").strip()
+    world.gto("register", slug, commit, "--version", "v9.0.0")  # GTO writes into the encoded model
+    with gitml.Client(world.repo) as c:
+        assert c.get_model_version("Model 1", "4").tag_version == "v9.0.0"
+        world.tick()
+        c.rename_registered_model("Model 1", "Renamed Model.v2")
+        world.tick()
+        c.copy_model_version("models:/Renamed Model.v2@champion", "copies")
+    ours = world.agree()
+    assert ours["Model 1"]["deprecated"] is True and ours["Renamed Model.v2"]["stages"] == ours["Model 1"]["stages"]
+    assert ours["copies"]["latest"] == "v1.0.0"
+    with gitml.Client(world.repo) as c:
+        world.tick()
+        c.delete_registered_model("copies")
+    assert world.agree()["copies"]["deprecated"] is True

@@ -22,7 +22,7 @@ import gitml.pyfunc
 from tests.mlflow_venv import mlflow_python  # noqa: F401  (a fixture)
 from tests.test_registry import AddN
 
-pytestmark = [pytest.mark.mlflow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.mlflow, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 BASE = 1_700_000_000
 RUNS = [f"r{i}" for i in range(6)]

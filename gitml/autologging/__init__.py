@@ -13,7 +13,7 @@ A training call logs into the active run, or into a run it starts and ends (tagg
 ``mlflow.autologging``); ``exclusive=True`` logs only into runs autolog starts;
 ``disable=True`` restores the library's methods. A failure while logging is a warning:
 training itself is never broken by autolog. Integrations: ``sklearn``
-(:mod:`gitml.autologging.sklearn`).
+(:mod:`gitml.autologging.sklearn`), ``xgboost`` (:mod:`gitml.autologging.xgboost`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ from typing import Any
 
 log = logging.getLogger("gitml")
 
-INTEGRATIONS = {"sklearn": ("sklearn", "gitml.autologging.sklearn")}  # name -> (library module, gitml module)
+INTEGRATIONS = {  # name -> (library module, gitml module)
+    "sklearn": ("sklearn", "gitml.autologging.sklearn"),
+    "xgboost": ("xgboost", "gitml.autologging.xgboost"),
+}
 
 
 @dataclass

@@ -308,7 +308,9 @@ def _branch_name(ctx, param, value: str | None) -> str | None:
         return None
     from dulwich.refs import check_ref_format
 
-    if value.startswith("-") or not check_ref_format(f"refs/heads/{value}".encode()):
+    from gitml.store.ids import refname
+
+    if value.startswith("-") or not check_ref_format(refname(f"refs/heads/{value}".encode())):
         raise click.BadParameter(f"{value!r} is not a valid branch name")
     return value
 

@@ -119,7 +119,8 @@ class RunArtifacts:
         stats = {local: os.stat(local) for local, _ in files}
         known = self.content.stat_cache.get_many(stats) if remember else {}
         contains = self.store.contains
-        entries, blobs, fresh, small = [], [], [], []
+        entries, blobs, small = [], [], []
+        fresh: list[tuple[str, os.stat_result, str, str | None]] = []
         large = []
         for real, path in files:
             st = stats[real]
@@ -146,7 +147,7 @@ class RunArtifacts:
                 sha, size = future.result()
                 entries.append((path, sha, size, None))
                 fresh.append((real, os.stat(real), sha, None))
-        self.store.write(blobs)
+        self.store.write(list(blobs))
         if remember:
             self.content.stat_cache.put_many(fresh)
         return entries

@@ -10,6 +10,7 @@ asks), an alias or stage a stage tag; ``Archived`` deregisters. What the tags ca
 
 from __future__ import annotations
 
+import functools
 import re
 
 from mlflow.entities.model_registry import (
@@ -22,7 +23,7 @@ from mlflow.entities.model_registry import (
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.model_registry.abstract_store import AbstractStore
 
-from gitml.errors import ConflictError, InvalidInputError, NotFoundError
+from gitml.errors import ConflictError, InvalidInputError, NotFoundError, RegisteredModelNotFound
 from gitml.mlflow_plugin.logged_models import SOURCE_RUN_TAG, SOURCE_TAG
 from gitml.mlflow_plugin import (
     ARTIFACT_SCHEME,
@@ -70,6 +71,35 @@ def _check(name, version=None, alias=None) -> None:
         validation._validate_model_version(version)
     if alias is not None:
         validation._validate_model_alias_name(alias)
+
+
+def _model_words(method):
+    """A missing model in MLflow's words: "Registered Model with name=X not found" (its
+    callers and tests match them), gitml's reason after them."""
+
+    @functools.wraps(method)
+    def wrapper(self, name, *args, **kwargs):
+        try:
+            return method(self, name, *args, **kwargs)
+        except RegisteredModelNotFound as e:
+            raise as_mlflow_exception(NotFoundError(f"Registered Model with name={name} not found ({e})")) from e
+
+    return wrapper
+
+
+def _version_words(method):
+    """A missing version in MLflow's words: "Model Version (name=X, version=N) not found"."""
+
+    @functools.wraps(method)
+    def wrapper(self, name, version, *args, **kwargs):
+        try:
+            return method(self, name, version, *args, **kwargs)
+        except RegisteredModelNotFound as e:
+            raise as_mlflow_exception(
+                NotFoundError(f"Model Version (name={name}, version={version}) not found ({e})")
+            ) from e
+
+    return wrapper
 
 
 class GitmlRegistryStore(AbstractStore):
@@ -184,16 +214,20 @@ class GitmlRegistryStore(AbstractStore):
         _check(name)
         try:
             rm = self.client.create_registered_model(name, tags=_tags(tags), description=description)
-        except ConflictError as e:
-            raise as_mlflow_exception(e, "RESOURCE_ALREADY_EXISTS") from e
+        except ConflictError as e:  # MLflow's words, which its callers and tests look for
+            raise as_mlflow_exception(
+                ConflictError(f"Registered Model (name={name}) already exists. ({e})"), "RESOURCE_ALREADY_EXISTS"
+            ) from e
         return self._model(rm)
 
     @mlflow_errors
+    @_model_words
     def update_registered_model(self, name, description, deployment_job_id=None):
         _check(name)
         return self._model(self.client.update_registered_model(name, description=description))
 
     @mlflow_errors
+    @_model_words
     def rename_registered_model(self, name, new_name):
         _check(name)
         from mlflow.utils.validation import _validate_model_renaming
@@ -202,9 +236,12 @@ class GitmlRegistryStore(AbstractStore):
         try:
             return self._model(self.client.rename_registered_model(name, new_name))
         except ConflictError as e:
-            raise as_mlflow_exception(e, "RESOURCE_ALREADY_EXISTS") from e
+            raise as_mlflow_exception(
+                ConflictError(f"Registered Model (name={new_name}) already exists. ({e})"), "RESOURCE_ALREADY_EXISTS"
+            ) from e
 
     @mlflow_errors
+    @_model_words
     def delete_registered_model(self, name):
         _check(name)
         self.client.delete_registered_model(name)
@@ -217,16 +254,19 @@ class GitmlRegistryStore(AbstractStore):
         return PagedList([self._model(m) for m in found], getattr(found, "token", None))
 
     @mlflow_errors
+    @_model_words
     def get_registered_model(self, name):
         _check(name)
         return self._model(self.client.get_registered_model(name))
 
     @mlflow_errors
+    @_model_words
     def get_latest_versions(self, name, stages=None):
         _check(name)
-        return [self._version(v) for v in self.client.get_latest_versions(name, stages)]
+        return [self._version(v) for v in self.client.get_latest_versions(name, stages or None)]  # [] is every stage, as MLflow
 
     @mlflow_errors
+    @_model_words
     def set_registered_model_tag(self, name, tag):
         _check(name)
         from mlflow.utils.validation import _validate_registered_model_tag
@@ -235,12 +275,14 @@ class GitmlRegistryStore(AbstractStore):
         self.client.set_registered_model_tag(name, tag.key, tag.value)
 
     @mlflow_errors
+    @_model_words
     def delete_registered_model_tag(self, name, key):
         _check(name)
         self.client.delete_registered_model_tag(name, key)
 
     # -- versions -------------------------------------------------------------------
     @mlflow_errors
+    @_model_words
     def create_model_version(self, name, source, run_id=None, tags=None, run_link=None, description=None,
                              local_model_path=None, model_id=None):
         _check(name)
@@ -254,6 +296,7 @@ class GitmlRegistryStore(AbstractStore):
         ))
 
     @mlflow_errors
+    @_version_words
     def update_model_version(self, name, version, description):
         _check(name, version)
         return self._version(self.client.update_model_version(name, version, description=description))
@@ -264,21 +307,25 @@ class GitmlRegistryStore(AbstractStore):
         return self._version(self.client.copy_model_version(f"models:/{src_mv.name}/{src_mv.version}", dst_name))
 
     @mlflow_errors
+    @_version_words
     def transition_model_version_stage(self, name, version, stage, archive_existing_versions=False):
         _check(name, version)
         return self._version(self.client.transition_model_version_stage(name, version, stage, archive_existing_versions))
 
     @mlflow_errors
+    @_version_words
     def delete_model_version(self, name, version):
         _check(name, version)
         self.client.delete_model_version(name, version)
 
     @mlflow_errors
+    @_version_words
     def get_model_version(self, name, version):
         _check(name, version)
         return self._version(self.client.get_model_version(name, version))
 
     @mlflow_errors
+    @_version_words
     def get_model_version_download_uri(self, name, version):
         _check(name, version)
         return self._source_uri(self.client.get_model_version(name, version).source)
@@ -289,6 +336,7 @@ class GitmlRegistryStore(AbstractStore):
         return PagedList([self._version(v) for v in found], getattr(found, "token", None))
 
     @mlflow_errors
+    @_version_words
     def set_model_version_tag(self, name, version, tag):
         _check(name, version)
         from mlflow.utils.validation import _validate_model_version_tag
@@ -297,6 +345,7 @@ class GitmlRegistryStore(AbstractStore):
         self.client.set_model_version_tag(name, version, tag.key, tag.value)
 
     @mlflow_errors
+    @_version_words
     def delete_model_version_tag(self, name, version, key):
         _check(name, version)
         self.client.delete_model_version_tag(name, version, key)
@@ -307,11 +356,13 @@ class GitmlRegistryStore(AbstractStore):
         self.client.set_registered_model_alias(name, alias, version)
 
     @mlflow_errors
+    @_model_words
     def delete_registered_model_alias(self, name, alias):
         _check(name, alias=alias)
         self.client.delete_registered_model_alias(name, alias)
 
     @mlflow_errors
+    @_model_words
     def get_model_version_by_alias(self, name, alias):
         _check(name, alias=alias)
         return self._version(self.client.get_model_version_by_alias(name, alias))

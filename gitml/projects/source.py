@@ -18,6 +18,9 @@ import tempfile
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from typing import cast
+from gitml.store.ids import oids
+from dulwich.objects import Commit, ObjectID
 from gitml.errors import InvalidInputError
 from gitml.store.urls import redact_url
 from gitml.errors import ProjectFetchError, VersionNotFoundError
@@ -145,7 +148,7 @@ def _fetched(uri: str, url: str, subdir: str, version: str | None, cache: str) -
             shutil.rmtree(staging, ignore_errors=True)
     with Repo(folder) as repo:
         commit = _commit_at(repo, url, version)
-        tree = repo[commit.encode()].tree
+        tree = cast(Commit, repo[commit.encode()]).tree
         if subdir:
             _subtree(repo, tree, subdir, url)
         checkout = tempfile.mkdtemp(prefix="gitml-project-")
@@ -223,7 +226,7 @@ def _fetch(repo, url: str, version: str | None) -> dict[bytes, bytes]:
 
     advertised: dict[bytes, bytes] = {}
 
-    def determine_wants(refs, depth=None) -> list[bytes]:
+    def determine_wants(refs, depth=None) -> list[ObjectID]:
         advertised.update({k: v for k, v in refs.items() if v is not None and not k.endswith(b"^{}")})
         if version is None:
             names = [b"HEAD"]
@@ -234,7 +237,7 @@ def _fetch(repo, url: str, version: str | None) -> dict[bytes, bytes]:
         wanted = [advertised[n] for n in names if n in advertised]
         if not wanted and version is not None and re.fullmatch(r"[0-9a-f]{4,40}", version):
             wanted = [v for k, v in advertised.items() if k.startswith((b"refs/heads/", b"refs/tags/"))]
-        return sorted({sha for sha in wanted if sha not in repo.object_store})
+        return oids(sorted({sha for sha in wanted if sha not in repo.object_store}))
 
     client = None
     try:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from dulwich.objects import Blob, Commit
 
+from gitml.store.ids import oids
 from gitml.errors import ConflictError, CorruptRecordError
 from gitml.names import REGISTRY_PREFIX, registry_ref
 from gitml.store import yamlout
@@ -215,7 +216,7 @@ class RegistryMetadata:
         tree = tree_from_files({FILE: (FILE_MODE, blob.id)}, objects)
         commit = Commit()
         commit.tree = tree
-        commit.parents = parents
+        commit.parents = oids(parents)
         who = self.store.identity().as_bytes()
         commit.author = commit.committer = who
         commit.author_time = commit.commit_time = now_ms() // 1000
@@ -299,7 +300,7 @@ class RegistryMetadata:
                 if sha not in visited:
                     visited.add(sha)
                     nxt.extend(self.store.commit(sha).parents)
-            todo = nxt
+            todo = list(nxt)
         return None
 
     def history(self, slug: str, limit: int = 1000) -> list[dict]:

@@ -14,6 +14,7 @@ from dulwich.objects import Blob, Commit
 from gitml.errors import ConflictError, InvalidInputError
 from gitml.registry.policy import STAGES_PATH, dump_stages, parse_stages, read_committed
 from gitml.store.git import FILE_MODE, TREE_MODE, make_tree
+from gitml.store.ids import oid
 
 if TYPE_CHECKING:
     from gitml.registry.state import Registry
@@ -44,7 +45,7 @@ def commit_stages(reg: Registry, desired: dict[str, dict[str, str]], parent: byt
     who = store.identity().as_bytes()
     now = int(time.time())
     commit = Commit()
-    commit.tree, commit.parents = tree, [parent]
+    commit.tree, commit.parents = tree, [oid(parent)]
     commit.author = commit.committer = who
     commit.author_time = commit.commit_time = now
     commit.author_timezone = commit.commit_timezone = time.localtime(now).tm_gmtoff

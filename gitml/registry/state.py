@@ -139,7 +139,7 @@ class Registry:
     def _prefetch(self, shas) -> None:
         """Read the tag objects not read yet in one pass over the packs."""
         todo = [s for s in shas if s not in self._events]
-        if len(todo) > 16:
+        if len(todo) > 64:
             try:
                 self._prefetched.update(self.store.raw_many(todo))
             except CorruptRecordError:
@@ -522,7 +522,11 @@ class Registry:
         ``2`` (the model's second registration, whatever its semantic version) or ``latest``,
         or ``stage`` (an alias, or a stage given as the version).
         Raises RegisteredModelNotFound, UntrustedTagError."""
-        state = self.model(name)
+        return self.resolve_in(self.model(name), version, stage=stage)
+
+    def resolve_in(self, state: ModelState, version: str | None = None, *, stage: str | None = None) -> ModelVersion:
+        """:meth:`resolve` on a model's state already read."""
+        name = state.name
         if state.deprecated:
             raise RegisteredModelNotFound(f"registered model {name!r} is deprecated")
         if stage is None and version is not None and not _is_version(version):
@@ -571,9 +575,10 @@ class Registry:
         RegisteredModelNotFound, UntrustedTagError, ModelChangedError."""
         if stage is None and version is not None and not _is_version(version):
             stage, version = version, None
-        mv = self.resolve(name, version, stage=stage)
+        state = self.model(name)
+        mv = self.resolve_in(state, version, stage=stage)
         if stage is not None:
-            event = self.model(name).deciding.get(stage)
+            event = state.deciding.get(stage)
             if event is not None and event.info and (event.info.get("version"), event.info.get("path")) != (mv.version, mv.path):
                 raise ModelChangedError(
                     f"tag {event.tag.name} names {event.info.get('version')} at {event.info.get('path')!r}, "

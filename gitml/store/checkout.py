@@ -133,7 +133,7 @@ class _SparseCone:
 
         def setting(name: bytes, default: bool) -> bool:
             for config in configs:
-                value = config.get_boolean((b"core",), name, None)
+                value = config.get_boolean((b"core",), name)
                 if value is not None:
                     return value
             return default

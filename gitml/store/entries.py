@@ -25,6 +25,7 @@ from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
 from gitml.store.packs import _entry_header, object_id
+from gitml.store.ids import oid
 
 if TYPE_CHECKING:
     import numpy
@@ -141,7 +142,7 @@ class PackEntries:
         if raw in self._where:
             return 0  # found there first by every other method too
         if self._loose is None:
-            self._loose = _loose_ids(self.repo.object_store.path)
+            self._loose = _loose_ids(os.fspath(self.repo.object_store.path))
         if hexsha in self._loose:
             return 0  # a loose object (the commit runs start from, met by every run's walk): no search
         merged = self._merged
@@ -183,7 +184,7 @@ class PackEntries:
             if self._loose is not None and hexsha in self._loose:
                 return self._loose_raw(hexsha)
             try:
-                return self.repo.object_store.get_raw(hexsha)
+                return self.repo.object_store.get_raw(oid(hexsha))
             except KeyError:
                 raise RepositoryError(
                     f"object {hexsha.decode()} is not in {self.repo.path}, and the other side needs it "
@@ -256,14 +257,14 @@ class PackEntries:
         if self._big and any(pack.holds(raw) for pack in self._big):
             return True
         if self._loose is None:
-            self._loose = _loose_ids(self.repo.object_store.path)
+            self._loose = _loose_ids(os.fspath(self.repo.object_store.path))
         if hexsha in self._loose:
             return True
         if not self._unread:
             return False
         found = self._elsewhere.get(hexsha)
         if found is None:
-            found = self._elsewhere[hexsha] = hexsha in self.repo.object_store
+            found = self._elsewhere[hexsha] = oid(hexsha) in self.repo.object_store
         return found
 
     def entry(self, hexsha: bytes) -> tuple[bytes, bytes, int]:
@@ -281,7 +282,7 @@ class PackEntries:
             if self._loose is not None and hexsha in self._loose:
                 type_num, content = self._loose_raw(hexsha)
             else:
-                type_num, content = self.repo.object_store.get_raw(hexsha)
+                type_num, content = self.repo.object_store.get_raw(oid(hexsha))
         except KeyError:
             raise self._damaged(hexsha, "missing") from None
         except RepositoryError:

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from dulwich.errors import NotGitRepository
 from dulwich.objects import Blob, Commit, ShaFile, Tree
@@ -27,6 +27,7 @@ from gitml.errors import LockHeld
 from gitml.store.refs import RefLister, pack_refs, parallel_map, racy_seconds, update_ref
 from gitml.store.packs import KEEP_MARK, maybe_merge_small_packs, release_keep, sha_of, write_pack
 from gitml.errors import UnsupportedRepositoryError
+from gitml.store.ids import oid, refname
 
 log = logging.getLogger("gitml")
 
@@ -166,7 +167,7 @@ class GitStore:
         if sha in self._written or sha in self._present:
             return True
         with self._lock:
-            found = sha in self.repo.object_store
+            found = oid(sha) in self.repo.object_store
         if found:
             if len(self._present) > 1 << 20:
                 self._present.clear()
@@ -184,7 +185,7 @@ class GitStore:
         try:
             with self._lock:  # dulwich's object store is not thread-safe
                 try:
-                    return self.repo.object_store.get_raw(sha)
+                    return self.repo.object_store.get_raw(oid(sha))
                 except KeyError:
                     # as git's reprepare_packed_git: packs came and went (another process merged
                     # them, `git gc` ran) faster than dulwich's bounded rescans: forget every pack
@@ -193,7 +194,7 @@ class GitStore:
                         self.repo.object_store.close()
                     except BufferError:  # a view of a pack's memory map is still alive: rescan only
                         pass
-                    return self.repo.object_store.get_raw(sha)
+                    return self.repo.object_store.get_raw(oid(sha))
         except KeyError:
             reason = "object is missing from the repository"
             if self._from_promisor(sha):  # a partial clone: the remote it came from holds it
@@ -216,7 +217,7 @@ class GitStore:
                 self.repo.object_store.close()  # look at the new pack
             except BufferError:
                 pass
-            return sha in self.repo.object_store
+            return oid(sha) in self.repo.object_store
 
     def is_shallow(self) -> bool:
         """Whether this is a shallow clone (``git clone --depth N``): history is cut there."""
@@ -277,7 +278,7 @@ class GitStore:
             type_num, raw = self.raw(sha)
             if type_num != Tree.type_num:
                 raise CorruptRecordError(sha.decode(), "expected a tree")
-            entries = _tree_dict(Tree.from_raw_string(Tree.type_num, raw, sha))
+            entries = _tree_dict(cast(Tree, Tree.from_raw_string(Tree.type_num, raw, oid(sha))))
             self._trees.put(sha, entries)
         return entries
 
@@ -287,7 +288,7 @@ class GitStore:
             type_num, raw = self.raw(sha)
             if type_num != Commit.type_num:
                 raise CorruptRecordError(sha.decode(), "expected a commit")
-            commit = Commit.from_raw_string(Commit.type_num, raw, sha)
+            commit = cast(Commit, Commit.from_raw_string(Commit.type_num, raw, oid(sha)))
             self._commits.put(sha, commit)
         return commit
 
@@ -326,7 +327,7 @@ class GitStore:
             if found is not False:
                 return found if isinstance(found, bytes) else None
         try:
-            return self.repo.refs[name]
+            return self.repo.refs[refname(name)]
         except KeyError:
             return None
 
@@ -373,7 +374,7 @@ class GitStore:
             return self._refs.packed_ref(name)
 
     def delete_ref(self, name: bytes, old: bytes) -> bool:
-        return self.repo.refs.remove_if_equals(name, old)
+        return self.repo.refs.remove_if_equals(refname(name), oid(old))
 
     def refs_under(self, prefix: str, *, shared: bool = False, names: re.Pattern[bytes] | None = None) -> dict[bytes, bytes]:
         """Every ref below ``prefix`` (e.g. ``refs/gitml/runs/``) → commit id. ``shared``:
@@ -435,7 +436,7 @@ class GitStore:
         """The ref a symbolic ref (``refs/remotes/origin/HEAD``) names, None when ``name``
         is no symbolic ref."""
         try:
-            chain, _ = self.repo.refs.follow(name)
+            chain, _ = self.repo.refs.follow(refname(name))
         except (KeyError, OSError, ValueError):
             return None
         return chain[-1] if len(chain) > 1 else None
@@ -455,7 +456,7 @@ class GitStore:
         if memo is not None and stamp is not None and memo[0] == stamp:
             return memo[1]
         try:
-            chain, sha = self.repo.refs.follow(b"HEAD")
+            chain, sha = self.repo.refs.follow(refname(b"HEAD"))
         except (KeyError, OSError):
             return Head(None, None)
         branch = None
@@ -541,7 +542,7 @@ def _tree_dict(tree: Tree) -> dict[bytes, tuple[int, bytes]]:
 def make_tree(entries: dict[bytes, tuple[int, bytes]]) -> Tree:
     tree = Tree()
     for name, (mode, sha) in entries.items():
-        tree.add(name, mode, sha)
+        tree.add(name, mode, oid(sha))
     return tree
 
 

@@ -32,6 +32,7 @@ from dulwich.object_format import DEFAULT_OBJECT_FORMAT
 from dulwich.pack import Pack
 
 from gitml.store.perms import shared_file_mode
+from gitml.store.ids import oid
 
 PACKS_PER_TIER = 16
 TIER_FACTOR = 16
@@ -319,7 +320,7 @@ def _pack_entries_slow(base: str) -> list[tuple[bytes, bytes, int]]:
         out = []
         for sha, _offset, _crc in pack.index.iterentries():
             raw_sha = sha if len(sha) == 20 else bytes.fromhex(sha.decode())
-            type_num, raw = pack.get_raw(raw_sha)
+            type_num, raw = pack.get_raw(oid(raw_sha))
             chunk = _entry_header(type_num, len(raw)) + zlib.compress(raw, 1)
             out.append((raw_sha, chunk, zlib.crc32(chunk)))
         return out

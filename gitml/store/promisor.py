@@ -16,6 +16,8 @@ import threading
 
 from dulwich.repo import Repo
 
+from gitml.store.ids import oids
+
 _tried: set[bytes] = set()
 _tried_lock = threading.Lock()
 
@@ -55,7 +57,7 @@ def fetch_missing(repo: Repo, shas: list[bytes]) -> bool:
     try:
         client, path = get_transport_and_path(url, config=repo.get_config_stack())
         try:
-            client.fetch(path, repo, determine_wants=lambda refs, depth=None: wanted, protocol_version=2)
+            client.fetch(path, repo, determine_wants=lambda refs, depth=None: oids(wanted), protocol_version=2)
         finally:
             client.close()
     except Exception:  # noqa: BLE001 - any transport or protocol failure: the object stays missing, named by the caller

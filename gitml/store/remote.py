@@ -29,7 +29,7 @@ from dulwich.client import GitClient, HTTPProxyUnauthorized, HTTPUnauthorized, g
 from dulwich.errors import GitProtocolError, HangupException, NotGitRepository
 from dulwich.graph import can_fast_forward
 from dulwich.object_store import ObjectStoreGraphWalker
-from dulwich.objects import Commit
+from dulwich.objects import Commit, ObjectID
 from dulwich.protocol import PEELED_TAG_SUFFIX, ZERO_SHA
 from dulwich.repo import Repo
 
@@ -43,6 +43,7 @@ from gitml.store.transfer import copy_objects, create_refs, local_path, malforme
 from gitml.store.unpack import store_received
 from gitml.store.verify import FetchedObjects, check_fetched, claimed_ids, refused_names, same_run
 from gitml.errors import RemoteError
+from gitml.store.ids import oid, oids
 
 if TYPE_CHECKING:
     from gitml.store.git import GitStore
@@ -129,7 +130,7 @@ def list_remote_refs(store: GitStore, url: str, prefixes: tuple[str, ...] = GITM
     if folder is not None:
         return _local_refs(folder, prefixes)
     with _connection(store, url) as (client, path):
-        result = client.get_refs(path, ref_prefix=_prefixes(prefixes))
+        result = client.get_refs(path.encode() if isinstance(path, str) else path, ref_prefix=_prefixes(prefixes))
     return _select(result.refs, _prefixes(prefixes))
 
 
@@ -401,9 +402,9 @@ def _push_local(
                 continue
             old = checked.get(ref)  # compare-and-swap against what was checked: a move since is refused
             if new == ZERO_SHA:
-                ok = old is None or target.refs.remove_if_equals(ref, old)
+                ok = old is None or target.refs.remove_if_equals(ref, oid(old))
             else:
-                ok = target.refs.set_if_equals(ref, old, new)
+                ok = target.refs.set_if_equals(ref, None if old is None else oid(old), new)
             if not ok:
                 status[ref] = "rejected: the remote ref moved meanwhile"
         pack_many_loose(target.commondir(), GITML_PREFIXES[0])
@@ -466,18 +467,18 @@ def fetch_refs(
         # that an updated run comes as its new commits, not whole again.
         present = store.contains
         branches = [sha for sha in store.refs_under("refs/heads/").values() if present(sha)]
-        walker = ObjectStoreGraphWalker(branches, lambda sha: [], shallow=local.get_shallow())
+        walker = ObjectStoreGraphWalker(oids(branches), lambda sha: [], shallow=local.get_shallow())
         ours = {ref: sha for prefix in wanted for ref, sha in store.refs_under(prefix.decode()).items()}
 
-        def determine_wants(refs, depth=None) -> list[bytes]:
+        def determine_wants(refs, depth=None) -> list[ObjectID]:
             remote.update({r: s for r, s in _select(refs, wanted).items() if accept is None or accept(r)})
             refused.update(refused_names(remote))
             refused.update(claimed_ids([r for r in remote if r not in refused], ours))
             for ref in refused:
                 del remote[ref]
             moved = [ours[r] for r, sha in remote.items() if r in ours and ours[r] != sha and present(ours[r])]
-            walker.heads.update(moved[:_MAX_TIPS])
-            return sorted({sha for sha in remote.values() if not present(sha)})
+            walker.heads.update(oids(moved[:_MAX_TIPS]))
+            return oids(sorted({sha for sha in remote.values() if not present(sha)}))
 
         pack_dir = os.path.join(local.object_store.path, "pack")
         fd, received = tempfile.mkstemp(prefix="tmp_gitml_received_", dir=pack_dir)
@@ -495,7 +496,7 @@ def fetch_refs(
 
 def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
     try:
-        return repo.object_store.get_raw(sha)
+        return repo.object_store.get_raw(oid(sha))
     except KeyError:
         return None
 
@@ -614,9 +615,9 @@ def is_ancestor(repo: Repo, ancestor: bytes, descendant: bytes) -> bool:
     """Whether commit ``ancestor`` is ``descendant`` or one of its ancestors
     (False when either is missing locally or is not a commit)."""
     try:
-        if not all(isinstance(repo.object_store[sha], Commit) for sha in (ancestor, descendant)):
+        if not all(isinstance(repo.object_store[oid(sha)], Commit) for sha in (ancestor, descendant)):
             return False
-        return can_fast_forward(repo, ancestor, descendant)
+        return can_fast_forward(repo, oid(ancestor), oid(descendant))
     except KeyError:
         return False
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from urllib.parse import unquote, urlparse
 
+from typing import cast
+from dulwich.refs import DiskRefsContainer
 from dulwich.objects import ShaFile
 from dulwich.pack import UnpackedObject
 from dulwich.repo import Repo
@@ -361,7 +363,7 @@ def create_refs(repo: Repo, refs: dict[bytes, bytes], *, wait: float = 5.0) -> d
         write_packed_refs(f, packed)
     after = _Folders()  # listed after the write: a writer holding a ref's lock then is seen
     for ref, created in done.items():
-        path = container.refpath(ref)
+        path = cast(DiskRefsContainer, container).refpath(ref)
         if created and (after.has(path) or after.has(path + b".lock")):
             done[ref] = _still_ours(path, refs[ref], wait)
     return done
@@ -473,7 +475,7 @@ class _RefPaths:
     def taken(self, ref: bytes) -> bool:
         if ref in self.names or ref in self.parents:
             return True
-        path = self.repo.refs.refpath(ref)
+        path = cast(DiskRefsContainer, self.repo.refs).refpath(ref)
         if self._folders.has(path) or self._folders.has(path + b".lock"):
             return True  # a loose ref, a folder of refs, or a writer at work
         parts = ref.split(b"/")
@@ -489,7 +491,7 @@ class _RefPaths:
 
     def _is_file(self, name: bytes) -> bool:
         if name not in self._files:
-            self._files[name] = os.path.isfile(self.repo.refs.refpath(name))
+            self._files[name] = os.path.isfile(cast(DiskRefsContainer, self.repo.refs).refpath(name))
         return self._files[name]
 
 

@@ -21,13 +21,15 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable
 
-from dulwich.objects import parse_tree
+from typing import cast
+from dulwich.objects import Commit, parse_tree
 from dulwich.refs import check_ref_format
 from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
 from gitml.names import EXPERIMENTS_PREFIX, REGISTRY_PREFIX, parse_experiment_ref, parse_registry_ref, parse_run_ref, RUNS_PREFIX
 from gitml.store.entries import _COMMIT, _TAG, _TREE, Marks, PackEntries, Picked, commit_header, links_of
+from gitml.store.ids import oid, refname
 
 GITML_REFS = "refs/gitml/"
 EXPERIMENT_FILE = b"experiment.yaml"
@@ -45,7 +47,7 @@ def refused_names(refs: Iterable[bytes]) -> dict[bytes, str]:
                     f"not a gitml ref name ({RUNS_PREFIX}<experiment id>/<32 hex digits>, "
                     f"{EXPERIMENTS_PREFIX}<experiment id> or {REGISTRY_PREFIX}<model>)"
                 )
-        elif not check_ref_format(ref):
+        elif not check_ref_format(refname(ref)):
             refused[ref] = "not a valid git ref name"
     return refused
 
@@ -96,8 +98,8 @@ def same_run(repo: Repo, ours: bytes, theirs: bytes, run_id: str) -> bool:
 
     trailer = b"\n" + RUN_TRAILER + b": " + run_id.encode()
     try:
-        bases = find_merge_base(repo, [ours, theirs])
-        return any(trailer in repo.object_store[base].message for base in bases)
+        bases = find_merge_base(repo, [oid(ours), oid(theirs)])
+        return any(trailer in cast(Commit, repo.object_store[base]).message for base in bases)
     except (KeyError, AttributeError):
         return False
 
@@ -129,7 +131,7 @@ class FetchedObjects:
         if found is not None:
             return found
         try:
-            return self.local.object_store.get_raw(sha)
+            return self.local.object_store.get_raw(oid(sha))
         except KeyError:
             raise _Problem("is missing") from None
 

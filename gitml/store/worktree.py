@@ -24,6 +24,7 @@ from gitml.store.git import TREE_MODE, GitStore
 from gitml.store.gitindex import (
     ASSUME_VALID, INTENT_TO_ADD, SKIP_WORKTREE, STAGE_MASK, GitIndex, index_mtime_ns, read_index,
 )
+from gitml.store.ids import oid, refname
 
 GITLINK_MODE = 0o160000
 SYMLINK_MODE = 0o120000
@@ -77,7 +78,7 @@ def snapshot(store: GitStore, *, keep: bool = True) -> Snapshot:
         for sha, raw in new_trees:
             hexsha = sha.hex().encode()
             if not store.contains(hexsha):
-                objects.append(Tree.from_raw_string(Tree.type_num, raw, hexsha))
+                objects.append(Tree.from_raw_string(Tree.type_num, raw, oid(hexsha)))
     return Snapshot(head.commit, head.branch, dirty, tree, objects)
 
 
@@ -328,7 +329,7 @@ def restore(store: GitStore, commit: bytes | None, run_tree: bytes, *, branch: s
     if store.workdir is None:
         raise RepositoryError("this repository has no work tree to check out into")
     if branch is not None:
-        if not check_ref_format(f"refs/heads/{branch}".encode()):
+        if not check_ref_format(refname(f"refs/heads/{branch}".encode())):
             raise InvalidInputError(f"{branch!r} is not a valid branch name")
         if commit is None:
             raise ConflictError("the run was made before the first commit: there is no commit to branch from")
@@ -363,12 +364,12 @@ def restore(store: GitStore, commit: bytes | None, run_tree: bytes, *, branch: s
         refs = store.repo.refs
         if branch is not None:
             ref = f"refs/heads/{branch}".encode()
-            if not refs.add_if_new(ref, commit):
+            if not refs.add_if_new(refname(ref), oid(commit)):
                 raise ConflictError(f"branch {branch!r} already exists")
-            refs.set_symbolic_ref(b"HEAD", ref)
+            refs.set_symbolic_ref(refname(b"HEAD"), refname(ref))
         else:
-            del refs[b"HEAD"]
-            refs[b"HEAD"] = commit
+            del refs[refname(b"HEAD")]
+            refs[refname(b"HEAD")] = oid(commit)
     root = os.path.realpath(store.workdir)
     for path, (_, entry) in sorted(tree_changes(store, base, run_tree, skip=skip).items()):
         # the folder resolved, not the file: a symbolic link being replaced is not followed

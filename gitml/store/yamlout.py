@@ -20,7 +20,27 @@ _SPECIAL = frozenset(
 )
 
 
+_TEXTS: dict[str, str] = {}  # short strings -> how they are written: the same keys and values come with every run
+_TEXTS_KEPT = 8192
+
+
+def _text(text: str) -> str:
+    out = _TEXTS.get(text)
+    if out is None:
+        if _PLAIN.fullmatch(text) and text.lower() not in _SPECIAL:
+            out = text
+        else:
+            out = json.dumps(text, ensure_ascii=False)
+        if len(text) <= 64:
+            if len(_TEXTS) >= _TEXTS_KEPT:
+                _TEXTS.clear()
+            _TEXTS[text] = out
+    return out
+
+
 def _scalar(value) -> str:
+    if type(value) is str:
+        return _text(value)  # (a third of a run's commit went to writing its YAML files, W2)
     if value is None:
         return "null"
     if value is True:
@@ -35,20 +55,20 @@ def _scalar(value) -> str:
         if math.isinf(value):
             return ".inf" if value > 0 else "-.inf"
         return repr(value)
-    text = str(value)
-    if _PLAIN.fullmatch(text) and text.lower() not in _SPECIAL:
-        return text
-    return json.dumps(text, ensure_ascii=False)
+    return _text(str(value))
 
 
 def _key(key) -> str:
-    return _scalar(str(key))
+    return _text(key if type(key) is str else str(key))
 
 
 def _emit(data, indent: str, out: list[str]) -> None:
     for key in sorted(data, key=str):
         value = data[key]
-        if isinstance(value, dict) and value:
+        kind = type(value)
+        if kind is str or kind is float or (kind is int and value is not True and value is not False):
+            out.append(f"{indent}{_key(key)}: {_text(value) if kind is str else _scalar(value)}\n")  # the usual leaf
+        elif isinstance(value, dict) and value:
             out.append(f"{indent}{_key(key)}:\n")
             _emit(value, indent + "  ", out)
         elif isinstance(value, dict):

@@ -216,8 +216,9 @@ class RunRecord:
         if key in self._tails:
             return self._tails[key]
         last = -1
+        start = f"metrics/{key}@"  # ('@' is never part of a key): no parse of every other file's path
         for path in self.paths:
-            if path.startswith("metrics/") and (parsed := parse_history_path(path[8:])) and parsed[0] == key:
+            if path.startswith(start) and (parsed := parse_history_path(path[8:])) and parsed[0] == key:
                 last = max(last, parsed[1])
         if last < 0:
             return 0, []

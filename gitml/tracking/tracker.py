@@ -17,6 +17,8 @@ import uuid
 import weakref
 from collections.abc import Set as AbstractSet
 
+from typing import cast
+from dulwich.objects import Tree
 from gitml.errors import (
     AmbiguousRunError,
     DeletedRunError,
@@ -376,7 +378,7 @@ class Tracker:
         record = RunRecord(meta=meta, tags=tags)
         root = [o for o in source.objects if o.id == source.tree]
         if root:
-            self.store.remember(root[0])
+            self.store.remember(cast(Tree, root[0]))
         self.store.write([o for o in source.objects if o.id != source.tree])
         ref = run_ref(experiment_id, run_id)
         writer = self._writer(ref, run_id, experiment_id, journaled)

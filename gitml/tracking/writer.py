@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 
 from dulwich.objects import Commit, ShaFile
 
+from gitml.store.ids import oids
 from gitml.errors import ConflictError, CorruptRecordError, ParamConflictError, RunNotFoundError
 from gitml.names import check_key, check_metric
 from gitml.store.git import TREE_MODE, GitStore, make_tree, tree_from_files
@@ -48,7 +49,7 @@ def make_commit(store: GitStore, tree: bytes, parents: list[bytes], message: str
     now = int(time.time())
     commit = Commit()
     commit.tree = tree
-    commit.parents = parents
+    commit.parents = oids(parents)
     commit.author = commit.committer = who
     commit.author_time = commit.commit_time = now
     commit.author_timezone = commit.commit_timezone = 0

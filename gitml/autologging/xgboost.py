@@ -1,0 +1,242 @@
+"""Autologging for XGBoost's native API (``xgboost.train``), as ``mlflow.xgboost.autolog``
+(3.17) logs it: the booster params and ``train``'s own arguments (not the data, callbacks
+or functions), a metric per evaluation set and metric at each iteration
+(``<set>-<metric>``, ``@`` written ``_at_``), with early stopping ``stopped_iteration``,
+``best_iteration`` and the best iteration's metrics one step past the last; the
+``train`` and ``eval`` datasets as inputs; ``feature_importance_<type>.json`` and ``.png``
+(``importance_types``, default ``["weight"]``); and the booster under ``model`` through
+``gitml.xgboost`` (the flavor), with a signature from the first rows given to ``DMatrix``.
+The scikit-learn API (``XGBClassifier.fit``) is not logged yet.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import json
+from typing import Any
+
+from gitml.autologging import Config, TrainingCall, config, warn
+
+NAME = "xgboost"
+_UNLOGGED = {"params", "dtrain", "evals", "obj", "feval", "evals_result", "xgb_model", "callbacks", "learning_rates"}
+_EXAMPLE_ROWS = 5
+_originals: dict[str, Any] = {}
+
+
+def patch() -> None:
+    import xgboost
+
+    if "train" in _originals:
+        return
+    _originals["train"] = xgboost.train
+    _originals["DMatrix.__init__"] = xgboost.DMatrix.__init__
+    xgboost.train = _wrap_train(xgboost.train)
+    setattr(xgboost.DMatrix, "__init__", _wrap_dmatrix(xgboost.DMatrix.__init__))
+
+
+def unpatch() -> None:
+    import xgboost
+
+    if "train" in _originals:
+        xgboost.train = _originals.pop("train")
+        setattr(xgboost.DMatrix, "__init__", _originals.pop("DMatrix.__init__"))
+
+
+def _wrap_dmatrix(original):
+    @functools.wraps(original)
+    def init(self, *args, **kwargs):
+        data = args[0] if args else kwargs.get("data")
+        if config(NAME) is not None and data is not None and not isinstance(data, str):
+            try:
+                self._gitml_example = copy.deepcopy(data[:_EXAMPLE_ROWS])  # a DMatrix does not give its data back
+            except Exception:  # noqa: BLE001 - no example then
+                pass
+        original(self, *args, **kwargs)
+
+    return init
+
+
+def _wrap_train(original):
+    @functools.wraps(original)
+    def train(*args, **kwargs):
+        found = config(NAME)
+        with TrainingCall() as outermost:
+            if found is None or not outermost:
+                return original(*args, **kwargs)
+            return _train(found, original, args, kwargs)
+
+    return train
+
+
+def _train(cfg: Config, original, args: tuple, kwargs: dict):
+    import xgboost
+
+    from gitml import fluent
+
+    active = fluent.active_run()
+    if active is not None and cfg.exclusive:
+        return original(*args, **kwargs)
+    run = active if active is not None else fluent.start_run(tags={"mlflow.autologging": NAME, **cfg.extra_tags})
+    run_id = run.info.run_id
+    client = fluent.client()
+    names = [p for p in inspect.signature(original).parameters]
+    bound = dict(zip(names, args)) | kwargs
+    failed = True
+    try:
+        def params() -> None:
+            booster = {str(k): str(v) for k, v in dict(bound.get("params") or {}).items()}
+            given = {n: bound.get(n, p.default) for n, p in inspect.signature(original).parameters.items()
+                     if n not in _UNLOGGED and (n in bound or p.default is not inspect.Parameter.empty)}
+            client.log_batch(run_id, params=list(booster.items()) + [(k, str(v)) for k, v in given.items()])
+            if cfg.log_datasets:
+                _datasets(client, run_id, bound)
+
+        _step(cfg, "logging the params", params)
+        history: list[dict[str, float]] = []
+        callback = _recorder(client, run_id, history)
+        callbacks = list(bound.get("callbacks") or []) + [callback]
+        if "callbacks" in kwargs or len(args) <= names.index("callbacks"):
+            kwargs = {**kwargs, "callbacks": callbacks}
+        else:
+            args = args[:names.index("callbacks")] + (callbacks,) + args[names.index("callbacks") + 1:]
+        model = original(*args, **kwargs)
+        _step(cfg, "logging the metrics and model", lambda: _after(cfg, client, run_id, model, bound, history, xgboost))
+        failed = False
+        return model
+    finally:
+        if active is None:
+            fluent.end_run("FAILED" if failed else "FINISHED")
+
+
+def _step(cfg: Config, what: str, do) -> None:
+    try:
+        do()
+    except Exception as e:  # noqa: BLE001 - autolog never breaks training
+        warn(cfg, what, e)
+
+
+def _datasets(client, run_id: str, bound: dict) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from gitml import data
+
+    def one(matrix, context: str, name: str | None) -> None:
+        frame = matrix.get_data()
+        if hasattr(frame, "toarray"):
+            frame = frame.toarray()
+        dataset: Any
+        if isinstance(frame, pd.DataFrame):
+            dataset = data.from_pandas(frame, name=name)
+        elif isinstance(frame, np.ndarray):
+            dataset = data.from_numpy(frame, name=name)
+        else:
+            return
+        client.log_inputs(run_id, [dataset], context=context)
+
+    if bound.get("dtrain") is not None:
+        one(bound["dtrain"], "train", None)
+    for matrix, name in bound.get("evals") or ():
+        one(matrix, "eval", name)
+
+
+def _metric_names(values: dict[str, Any]) -> dict[str, Any]:
+    return {name.replace("@", "_at_"): value for name, value in values.items()}
+
+
+def _recorder(client, run_id: str, history: list):
+    """An ``xgboost.callback.TrainingCallback`` logging each iteration's evaluation results."""
+    import xgboost
+
+    class Recorder(xgboost.callback.TrainingCallback):
+        def after_iteration(self, model, epoch, evals_log):
+            values = {}
+            for data_name, metrics in evals_log.items():
+                for metric, series in _metric_names(metrics).items():
+                    values[f"{data_name}-{metric}"] = float(series[-1])
+            history.append(values)
+            if values:
+                client.log_batch(run_id, metrics=[(k, v, _now(), epoch) for k, v in values.items()])
+            return False
+
+    return Recorder()
+
+
+def _now() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _after(cfg: Config, client, run_id: str, model, bound: dict, history: list, xgboost) -> None:
+    if bound.get("early_stopping_rounds"):
+        last = len(history)
+        best = int(model.best_iteration)
+        points = [("stopped_iteration", float(last - 1), _now(), 0), ("best_iteration", float(best), _now(), 0)]
+        points += [(k, v, _now(), last) for k, v in (history[best] if best < len(history) else {}).items()]
+        client.log_batch(run_id, metrics=points)
+    for kind in cfg.options.get("importance_types") or ["weight"]:
+        _step(cfg, f"feature importance ({kind})", functools.partial(_importance, client, run_id, model, kind))
+    if cfg.log_models:
+        _step(cfg, "logging the model", lambda: _log_model(cfg, run_id, model, bound, xgboost))
+
+
+def _importance(client, run_id: str, model, kind: str) -> None:
+    scores = model.get_score(importance_type=kind)
+    client.artifacts.log_bytes(run_id, json.dumps(scores).encode(), f"feature_importance_{kind}.json")
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot
+
+    features, values = zip(*sorted(scores.items(), key=lambda kv: kv[1])) if scores else ((), ())
+    height = 4.8 + (0.1 * len(features) if len(features) > 10 else 0)
+    fig, ax = pyplot.subplots(figsize=(6.4, height))
+    try:
+        ax.barh(range(len(features)), values, align="center", height=0.5)
+        ax.set_yticks(range(len(features)))
+        ax.set_yticklabels(features)
+        ax.set(xlabel="Importance", title=f"Feature Importance ({kind})")
+        fig.tight_layout()
+        client.log_figure(run_id, fig, f"feature_importance_{kind}.png")
+    finally:
+        pyplot.close(fig)
+
+
+def _log_model(cfg: Config, run_id: str, model, bound: dict, xgboost) -> None:
+    import importlib
+
+    try:
+        flavor: Any = importlib.import_module("gitml.xgboost")
+    except ImportError:
+        warn(cfg, "logging the model", ImportError("gitml.xgboost (the XGBoost flavor) is not available"))
+        return
+    example = getattr(bound.get("dtrain"), "_gitml_example", None)
+    signature = None
+    if example is not None and cfg.log_model_signatures:
+        try:
+            from gitml.models.signature import infer_signature
+
+            signature = infer_signature(example, model.predict(xgboost.DMatrix(example)))
+        except Exception as e:  # noqa: BLE001
+            warn(cfg, "inferring the model signature", e)
+    flavor.log_model(model, name="model", run_id=run_id, signature=signature if signature is not None else False,
+                     input_example=example if cfg.log_input_examples else None,
+                     model_format=cfg.options.get("model_format", "ubj"))
+
+
+def autolog(importance_types: list[str] | None = None, log_input_examples: bool = False, log_model_signatures: bool = True,
+            log_models: bool = True, log_datasets: bool = True, disable: bool = False, exclusive: bool = False,
+            disable_for_unsupported_versions: bool = False, silent: bool = False,
+            registered_model_name: str | None = None, model_format: str = "ubj", extra_tags: dict | None = None) -> None:
+    """``mlflow.xgboost.autolog``'s arguments (what it logs: this module's docstring)."""
+    from gitml.autologging import configure
+
+    configure(NAME, disable=disable, extra_tags=extra_tags, log_input_examples=log_input_examples,
+              log_model_signatures=log_model_signatures, log_models=log_models, log_datasets=log_datasets,
+              exclusive=exclusive, silent=silent, importance_types=importance_types, model_format=model_format)
+
+
+__all__ = ["autolog", "patch", "unpatch"]
