@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from gitml.content.cas import GcMark
-from gitml.errors import IntegrityError, ObjectMissingError
+from gitml.errors import CorruptRecordError, IntegrityError, ObjectMissingError
 from gitml.ops import Operations
 from gitml.client import Client
 from gitml.errors import GitmlError, InvalidInputError, LocalArtifactsError
@@ -484,6 +484,17 @@ def _size(content, sha: str) -> int:
         return 0
 
 
+def _check_record(client: Operations) -> Callable[[bytes, bytes], str | None]:
+    """The fetch's check of a ref's new content: a registered model's metadata must parse
+    and name its own model (its modules imported only when such a ref arrives)."""
+    prefix = REGISTRY_PREFIX.encode()
+
+    def check(ref: bytes, sha: bytes) -> str | None:
+        return client.registry_metadata.fetched_problem(ref, sha) if ref.startswith(prefix) else None
+
+    return check
+
+
 def _fetch_registry_tags(store, url: str, result: FetchResult) -> None:
     """Registry tags come with the runs (other tags are git's business); a tag that
     differs from this clone's (a counter taken in two clones) is reported as diverged and
@@ -512,7 +523,8 @@ def fetch(
     url = resolve_remote(store, remote)
     from gitml.tracking.identity import rewritten
 
-    result = fetch_refs(store, url, force=force, vet=lambda ours, theirs: rewritten(store, ours, theirs))
+    result = fetch_refs(store, url, force=force, vet=lambda ours, theirs: rewritten(store, ours, theirs),
+                        check=_check_record(client))
     _fetch_registry_tags(store, url, result)
     prefix = EXPERIMENTS_PREFIX.encode()
     for ref in [r for r in result.diverged if r.startswith(prefix)]:  # created in two clones: join them
@@ -522,7 +534,13 @@ def fetch(
     registry = REGISTRY_PREFIX.encode()
     for ref in [r for r in result.diverged if r.startswith(registry)]:  # edited in two clones: join them
         slug = parse_registry_ref(ref)
-        if slug is not None and client.registry_metadata.merge(slug, result.remote[ref]):
+        try:
+            joined = slug is not None and client.registry_metadata.merge(slug, result.remote[ref])
+        except CorruptRecordError as e:  # kept diverged, this clone's kept, the reason told
+            result.diverged.remove(ref)
+            result.refused[ref] = f"{e}; this clone's is kept"
+            continue
+        if joined:
             result.diverged.remove(ref)
             result.updated.append(ref)
     outcome = FetchOutcome(url, result)

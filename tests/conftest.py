@@ -28,7 +28,8 @@ SLOW_FILES = {
     "test_types.py",  # mypy over the package: a minute or more on 2 cores
     "test_mlflow_differential.py", "test_mlflow_plugin.py", "test_mlflow_import.py", "test_models_mlflow.py",
     "test_registry_gto.py", "test_registry_gto_reading.py", "test_evaluate.py",  # MLflow / GTO peers
-    "test_pyfunc_spark.py", "test_pyfunc_dask.py", "test_ray_tune.py", "test_optuna.py",  # engines
+    "test_pyfunc_spark.py", "test_pyfunc_dask.py", "test_ray_tune.py", "test_optuna.py", "test_autolog.py",  # engines
+    "test_export.py",  # model export: a Docker context built and served
     "test_models.py", "test_serving.py", "test_serving_v2.py", "test_serving_hostile.py",  # model flavors, servers
     "test_projects.py", "test_examples.py", "test_ci_templates.py", "test_ui_browser.py",  # envs, scripts, a browser
     "test_stress.py", "test_scale.py", "test_read_scale.py", "test_refs_scale.py", "test_remote_scale.py",

@@ -733,4 +733,4 @@ def test_versions_of_sources_outside_the_repository(plugin_python, repo):
         tags = git(repo, "tag", "--list").split()
         assert {"stored@v1.0.0"} <= set(tags)
         commit = git(repo, "rev-parse", "stored@v1.0.0^{commit}").strip()
-        assert commit in {git(repo, "rev-parse", c.run_ref(r.info.run_id).decode()).strip() for r in holders}
+        assert commit in {git(repo, "rev-parse", f"refs/gitml/runs/0/{r.info.run_id}").strip() for r in holders}

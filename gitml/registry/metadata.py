@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from dulwich.objects import Blob, Commit
 
 from gitml.store.ids import oids
-from gitml.errors import ConflictError, CorruptRecordError
-from gitml.names import REGISTRY_PREFIX, registry_ref
+from gitml.errors import ConflictError, CorruptRecordError, InvalidInputError
+from gitml.names import REGISTRY_PREFIX, parse_registry_ref, registry_ref
+from gitml.registry.tags import model_slug
 from gitml.store import yamlout
 from gitml.store.git import FILE_MODE, GitStore, tree_from_files
 from gitml.yamlread import load_yaml
@@ -151,6 +152,18 @@ def parse_meta(data: object) -> ModelMeta:
     )
 
 
+def _names(meta: ModelMeta, slug: str) -> None:
+    """ValueError unless ``meta`` names the model its ref is for: a teammate's record
+    under ``churn``'s ref naming itself ``Model 1`` must not show churn's versions as
+    Model 1's (nor a name with control characters reach a terminal)."""
+    try:
+        named = model_slug(meta.name)
+    except InvalidInputError:
+        raise ValueError(f"its name {meta.name!r} is no registered model name") from None
+    if named != slug:
+        raise ValueError(f"it names model {meta.name!r}, whose metadata ref is {registry_ref(named).decode()!r}")
+
+
 _GONE = object()
 
 
@@ -204,10 +217,25 @@ class RegistryMetadata:
                 if entry is None:
                     raise CorruptRecordError(what, f"no {FILE}")
                 found = parse_meta(load_yaml(self.store.blob(entry[1]), what))
+                _names(found, slug)
             except ValueError as e:
                 raise CorruptRecordError(what, str(e)) from None
             self._read[commit] = found
         return found
+
+    def fetched_problem(self, ref: bytes, sha: bytes) -> str | None:
+        """Why a fetched value of a metadata ref must not be taken (its ``model.yaml``
+        missing, hostile, or naming another model than its ref's), or None; any other
+        ref passes. The fetch's ``check``: a teammate's push cannot plant a record that
+        breaks every listing of the registry here."""
+        slug = parse_registry_ref(ref)
+        if slug is None:
+            return None
+        try:
+            self.at(slug, sha)
+        except CorruptRecordError as e:
+            return str(e)
+        return None
 
     def _commit(self, ref: bytes, old: bytes | None, meta: ModelMeta, parents: list[bytes], message: str) -> bool:
         """Write ``meta`` as a commit with ``parents`` and move ``ref`` from ``old`` to it."""
@@ -271,7 +299,10 @@ class RegistryMetadata:
             return True
         base_commit = self._merge_base(ours, theirs)
         mine, other = _flat(self.at(slug, ours).as_dict()), _flat(self.at(slug, theirs).as_dict())
-        base = _flat(self.at(slug, base_commit).as_dict()) if base_commit is not None else {}
+        try:
+            base = _flat(self.at(slug, base_commit).as_dict()) if base_commit is not None else {}
+        except CorruptRecordError:  # an old commit of their history a teammate wrote by hand: no base
+            base = {}
         merged = dict(other)
         for key in set(mine) | set(base):
             if mine.get(key, _GONE) != base.get(key, _GONE):
@@ -279,7 +310,10 @@ class RegistryMetadata:
                     merged[key] = mine[key]
                 else:
                     merged.pop(key, None)
-        meta = parse_meta(_unflat(merged))
+        try:
+            meta = parse_meta(_unflat(merged))
+        except ValueError as e:
+            raise CorruptRecordError(f"registry metadata {ref.decode()}", f"the join of both clones' is invalid ({e})") from None
         meta.updated = max(self.at(slug, ours).updated, self.at(slug, theirs).updated)
         return self._commit(ref, ours, meta, [ours, theirs], f"merge the registry metadata of {meta.name}")
 

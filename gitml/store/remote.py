@@ -442,11 +442,14 @@ def fetch_refs(
     force: bool = False,
     accept: Callable[[bytes], object] | None = None,
     vet: Callable[[bytes, bytes], str | None] | None = None,
+    check: Callable[[bytes, bytes], str | None] | None = None,
 ) -> FetchResult:
     """Fetch the remote's refs under ``prefixes`` and their objects; create the
     missing local refs and fast-forward the others (each by compare-and-swap).
     ``vet(ours, theirs)`` says why a run ref must not move from this clone's commit to
     the fetched one (it rewrites what never changes in a run), or None.
+    ``check(ref, theirs)`` says why a ref's new value, its objects here, must not be
+    taken at all (a record whose content is hostile), or None.
 
     Refs are only added or moved forward, never deleted or rewound: a local run
     the remote lacks stays, and a diverged run is reported, not chosen (with
@@ -459,7 +462,7 @@ def fetch_refs(
     refused: dict[bytes, str] = {}
     folder = local_path(url)
     if folder is not None:
-        return _fetch_local(store, folder, wanted, force, accept, vet)
+        return _fetch_local(store, folder, wanted, force, accept, vet, check)
     with Repo(store.repo.path) as local, PackEntries(local, ids_only=True) as before:
         # What this clone has is told by tips only, not by walking history (dulwich's
         # walker offers every ancestor of every branch: 300,000 lines for a long history).
@@ -491,7 +494,7 @@ def fetch_refs(
         ours = _ours(store, wanted)
         with PackEntries(local, packs=[stored.base] if stored.base else []) as arrived:
             _check_new(store, FetchedObjects(arrived, local, before.has), remote, ours, refused)
-        return _take_refs(store, local, remote, ours, force, refused, vet)
+        return _take_refs(store, local, remote, ours, force, refused, vet, check)
 
 
 def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
@@ -503,7 +506,8 @@ def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
 
 def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
                  accept: Callable[[bytes], object] | None = None,
-                 vet: Callable[[bytes, bytes], str | None] | None = None) -> FetchResult:
+                 vet: Callable[[bytes, bytes], str | None] | None = None,
+                 check: Callable[[bytes, bytes], str | None] | None = None) -> FetchResult:
     """Fetch from a repository on this machine: one copied pack; new refs in one write."""
     try:
         source = open_repo(folder)
@@ -522,7 +526,7 @@ def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
             with PackEntries(source) as arrived, PackEntries(local, ids_only=True) as before:
                 picked = _check_new(store, FetchedObjects(arrived, local, before.has), remote, ours, refused)
                 write_picked(os.path.join(local.object_store.path, "pack"), picked)  # each read where the check found it
-        return _take_refs(store, local, remote, ours, force, refused, vet)
+        return _take_refs(store, local, remote, ours, force, refused, vet, check)
 
 
 def _ours(store: GitStore, wanted: list[bytes]) -> dict[bytes, bytes]:
@@ -556,9 +560,14 @@ def _take_refs(
     force: bool,
     refused: dict[bytes, str],
     vet: Callable[[bytes, bytes], str | None] | None = None,
+    check: Callable[[bytes, bytes], str | None] | None = None,
 ) -> FetchResult:
     """After the objects arrived and the new values were checked: create the refs
     missing here in one write, and classify or fast-forward the others one by one."""
+    if check is not None:
+        for ref, sha in remote.items():
+            if ref not in refused and ours.get(ref) != sha and (why := check(ref, sha)):
+                refused[ref] = f"{why}; this clone's is kept" if ref in ours else why
     remote = {ref: sha for ref, sha in remote.items() if ref not in refused}
     result = FetchResult(remote=dict(sorted(remote.items())), refused=dict(sorted(refused.items())))
     created = create_refs(local, {ref: sha for ref, sha in remote.items() if ref not in ours})
