@@ -36,7 +36,10 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
     from gitml.tracking.entities import (
         Experiment, LifecycleStage, Metric, Param, Run, RunData, RunInfo, RunStatus, RunTag, ViewType,
     )
-    from gitml import artifacts, data, entities, exceptions, models, projects, pyfunc, pytorch, sklearn
+    from gitml import (
+        artifacts, catboost, data, entities, exceptions, keras, lightgbm, models, onnx, projects, pyfunc, pytorch, sklearn,
+        statsmodels, transformers, xgboost,
+    )
 
 _LAZY = {
     "ActiveRun": "gitml.fluent",
@@ -118,7 +121,8 @@ _LAZY = {
 }
 
 
-_SUBMODULES = {"artifacts", "data", "entities", "exceptions", "models", "projects", "pyfunc", "pytorch", "sklearn"}  # MLflow's mlflow.artifacts, mlflow.data, ...
+_SUBMODULES = {"artifacts", "catboost", "data", "entities", "exceptions", "keras", "lightgbm", "models", "onnx", "projects",
+               "pyfunc", "pytorch", "sklearn", "statsmodels", "transformers", "xgboost"}  # MLflow's mlflow.artifacts, mlflow.data, ...
 
 
 def __getattr__(name: str):
@@ -176,6 +180,7 @@ __all__ = [
     "active_run",
     "autolog",
     "artifacts",
+    "catboost",
     "create_experiment",
     "data",
     "delete_experiment",
@@ -197,7 +202,9 @@ __all__ = [
     "get_run",
     "get_tracking_uri",
     "is_tracking_uri_set",
+    "keras",
     "last_active_run",
+    "lightgbm",
     "load_table",
     "log_artifact",
     "log_artifacts",
@@ -213,6 +220,7 @@ __all__ = [
     "log_table",
     "log_text",
     "models",
+    "onnx",
     "projects",
     "pyfunc",
     "pytorch",
@@ -229,5 +237,8 @@ __all__ = [
     "set_tags",
     "set_tracking_uri",
     "sklearn",
+    "statsmodels",
     "start_run",
+    "transformers",
+    "xgboost",
 ]

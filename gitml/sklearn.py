@@ -52,7 +52,7 @@ def save_model(sk_model: Any, path: str | os.PathLike, conda_env=None, code_path
     model = mlflow_model if mlflow_model is not None else Model()
     code = copy_code_paths(folder, code_paths)
     file = _FILES[serialization_format]
-    _dump(sk_model, os.path.join(folder, file), serialization_format)
+    dump_estimator(sk_model, os.path.join(folder, file), serialization_format)
     packages = ["scikit-learn", "numpy", "pandas", "scipy"]
     packages += ["cloudpickle"] if serialization_format == "cloudpickle" else ["skops"] if serialization_format == "skops" else []
     predict = getattr(sk_model, pyfunc_predict_fn, None)
@@ -61,7 +61,7 @@ def save_model(sk_model: Any, path: str | os.PathLike, conda_env=None, code_path
         flavor=FLAVOR,
         flavor_conf={"pickled_model": file, "sklearn_version": sklearn.__version__,
                      "serialization_format": serialization_format, "code": code,
-                     **({"skops_trusted_types": skops_trusted_types} if serialization_format == "skops" else {})},
+                     "skops_trusted_types": skops_trusted_types},  # as MLflow: written in every format
         pyfunc_conf={"loader_module": LOADER, "model_path": file, "predict_fn": pyfunc_predict_fn, "code": code}
         if predict is not None else None,
         packages=packages, signature=signature, input_example=input_example, predict=predict,
@@ -69,7 +69,8 @@ def save_model(sk_model: Any, path: str | os.PathLike, conda_env=None, code_path
     )
 
 
-def _dump(sk_model, path: str, serialization_format: str) -> None:
+def dump_estimator(sk_model, path: str, serialization_format: str) -> None:
+    """Write an estimator to ``path`` in ``serialization_format`` (also LightGBM's scikit-learn models)."""
     if serialization_format == "skops":
         try:
             import skops.io
@@ -106,7 +107,8 @@ def log_model(sk_model: Any, artifact_path: str | None = None, conda_env=None, c
     )
 
 
-def _load(path: str, serialization_format: str, trusted: list[str] | None):
+def load_estimator(path: str, serialization_format: str, trusted: list[str] | None):
+    """Read an estimator :func:`dump_estimator` wrote (skops with ``trusted`` types only)."""
     _sklearn()
     if serialization_format == "skops":
         try:
@@ -138,7 +140,7 @@ def load_model(model_uri: str | os.PathLike, dst_path: str | None = None):
     with model_on_disk(model_uri, dst_path) as folder:  # a temporary download is removed once loaded
         conf = _flavor(folder)
         file = inside(folder, conf.get("pickled_model", "model.pkl"), "pickled_model")
-        return _load(file, conf.get("serialization_format", "pickle"), conf.get("skops_trusted_types"))
+        return load_estimator(file, conf.get("serialization_format", "pickle"), conf.get("skops_trusted_types"))
 
 
 class _SklearnModelWrapper:
@@ -172,7 +174,7 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> _SklearnModelWr
         found = flavors.get(PYFUNC)
         pyfunc: dict = found if isinstance(found, dict) else {}
         file = inside(folder, pyfunc.get("model_path") or conf.get("pickled_model", "model.pkl"), "model_path")
-    return _SklearnModelWrapper(_load(file, conf.get("serialization_format", "pickle"), conf.get("skops_trusted_types")))
+    return _SklearnModelWrapper(load_estimator(file, conf.get("serialization_format", "pickle"), conf.get("skops_trusted_types")))
 
 
 def autolog(log_input_examples: bool = False, log_model_signatures: bool = True, log_models: bool = True,

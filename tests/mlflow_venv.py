@@ -28,7 +28,8 @@ def ensure_mlflow_python() -> str:
     return ensure_peer_python(
         "mlflow", MLFLOW_VERSION, setup="benchmarks/setup_mlflow.sh",
         version_env="MLFLOW_VERSION", skip_env="GITML_SKIP_MLFLOW",
-        also=("torch", "dulwich", "scikit-learn"),  # the extras setup_mlflow.sh adds must be there too
+        also=("torch", "dulwich", "scikit-learn", "xgboost-cpu", "lightgbm", "catboost", "onnxruntime", "skl2onnx",
+              "keras", "transformers", "statsmodels", "httptools", "orjson"),  # the extras setup_mlflow.sh adds must be there too
     )
 
 

@@ -16,7 +16,8 @@ LAYERS = [
     ("gitml.client", "gitml.search", "gitml.frame", "gitml.entities"),
     ("gitml.ops", "gitml.runviews", "gitml.sync", "gitml.purge", "gitml.report"),
     ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
-    ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch", "gitml.gitops",
+    ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch", "gitml.xgboost", "gitml.lightgbm", "gitml.catboost",
+     "gitml.statsmodels", "gitml.onnx", "gitml.keras", "gitml.transformers", "gitml.gitops",
      "gitml.sweeps", "gitml.optuna", "gitml.ray", "gitml.autologging"),
     ("gitml.cli", "gitml.ui", "gitml.serving", "gitml.mlflow_plugin"),
 ]

@@ -9,7 +9,8 @@ environment files, model URIs, and loading with every file verified.
 Submodules: ``signature`` (ModelSignature and its schemas), ``enforce`` (checking input
 against a signature), ``mlmodel`` (the MLmodel file, input examples), ``environment``
 (requirements.txt, python_env.yaml, conda.yaml), ``uri`` (model URIs, download and
-verification), ``save`` (what every flavor's save/log shares). Batch scoring and export,
+verification), ``save`` (what every flavor's save/log shares), ``flavor`` (what the native
+flavor modules share when they load). Batch scoring and export,
 which load models, are ``gitml.pyfunc.batch``, above the loader.
 """
 

@@ -164,6 +164,18 @@ def save_example(folder: str, example) -> tuple[dict | None, object]:
 
     if example is None:
         return None, None
+    if isinstance(example, list) and not any(isinstance(v, np.ndarray) for v in example):
+        # as MLflow 3: a list (of strings, numbers or mappings) is a json_object, written as it is
+        info = {"artifact_path": EXAMPLE_FILE, "type": "json_object", "serving_input_path": SERVING_EXAMPLE_FILE}
+        try:
+            text = json.dumps(example)
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(f"input_example is not JSON: {e}") from None
+        with open(os.path.join(folder, EXAMPLE_FILE), "w") as f:
+            f.write(text)
+        with open(os.path.join(folder, SERVING_EXAMPLE_FILE), "w") as f:
+            json.dump({"inputs": example}, f, indent=2)
+        return info, example
     if isinstance(example, dict) and all(np.isscalar(v) or v is None for v in example.values()):
         example = pd.DataFrame([example])
     elif isinstance(example, (dict, list)) and not isinstance(example, np.ndarray):
@@ -179,10 +191,9 @@ def save_example(folder: str, example) -> tuple[dict | None, object]:
                 "serving_input_path": SERVING_EXAMPLE_FILE}
         serving = {"dataframe_split": body}
     elif isinstance(example, np.ndarray):
-        body = {"inputs": example.tolist()}
-        info = {"artifact_path": EXAMPLE_FILE, "type": "ndarray", "format": "tf-serving",
-                "serving_input_path": SERVING_EXAMPLE_FILE}
-        serving = body
+        body = example.tolist()  # as MLflow 3: the bare list (MLflow 2 wrote {"inputs": ...}, format: tf-serving)
+        info = {"artifact_path": EXAMPLE_FILE, "type": "ndarray", "serving_input_path": SERVING_EXAMPLE_FILE}
+        serving = {"inputs": body}
     else:
         raise InvalidInputError(f"input_example must be a DataFrame, dict, list or numpy array, not {type(example).__name__}")
     with open(os.path.join(folder, EXAMPLE_FILE), "w") as f:
@@ -201,6 +212,8 @@ def read_example(folder: str, info: dict):
         raise CorruptRecordError(f"{folder}/{MLMODEL}", f"input example path {name!r} leaves the model folder")
     with open(os.path.join(folder, name)) as f:
         body = json.load(f)
+    if info.get("type") == "json_object":
+        return body
     if info.get("type") == "ndarray":
         inputs = body.get("inputs") if isinstance(body, dict) else body
         return {k: np.array(v) for k, v in inputs.items()} if isinstance(inputs, dict) else np.array(inputs)

@@ -18,7 +18,7 @@ from typing import Any
 from gitml.errors import ConflictError, InvalidInputError
 from gitml.models import environment
 from gitml.models.mlmodel import MLMODEL, PYFUNC, Model, save_example
-from gitml.models.signature import ModelSignature, infer_signature
+from gitml.models.signature import ModelSignature
 
 
 @dataclass
@@ -90,14 +90,12 @@ def finish_folder(
 
     model.saved_input_example_info, example = save_example(folder, input_example)
     if signature is None and example is not None and predict is not None:
-        try:
-            signature = infer_signature(example, predict(example))
-        except Exception:  # as MLflow: a signature that cannot be inferred is left out
-            signature = infer_signature(example)
+        signature = signature_from_example(example, predict)
     model.signature = signature if isinstance(signature, ModelSignature) else None
     if metadata is not None:
         model.metadata = metadata
-    if pyfunc_conf is not None:
+    if pyfunc_conf is not None:  # as MLflow's pyfunc.add_to_model: code, data and model_config only when set
+        pyfunc_conf = {k: v for k, v in pyfunc_conf.items() if v or k not in ("code", "data", "model_config")}
         model.add_flavor(PYFUNC, **pyfunc_conf, env=environment.pyfunc_env(), python_version=platform.python_version())
     if flavor is not None:
         model.add_flavor(flavor, **(flavor_conf or {}))
@@ -107,6 +105,32 @@ def finish_folder(
     model.save(os.path.join(folder, MLMODEL))
     environment.write_environment(folder, packages, pip_requirements, extra_pip_requirements)
     return model
+
+
+def signature_from_example(example, predict: Callable) -> ModelSignature | None:
+    """The signature MLflow infers from an input example and the model's prediction on it
+    (``mlflow.models.signature._infer_signature_from_input_example``): the example checked
+    against its own inferred schema, then predicted; for column input a 1-D array of
+    predictions is one unnamed column (``{"type": "long"}``, not a tensor); an output that
+    cannot be typed is ``any``; a prediction that fails leaves the model without a signature."""
+    import numpy as np
+    import pandas as pd
+
+    from gitml.models.enforce import enforce_schema
+    from gitml.models.signature import ColSpec, Schema, infer_schema
+
+    try:
+        inputs = infer_schema(example)
+        prediction = predict(enforce_schema(example.copy() if hasattr(example, "copy") else example, inputs))
+        if not inputs.is_tensor_spec() and isinstance(prediction, np.ndarray) and prediction.ndim == 1:
+            prediction = pd.Series(prediction)
+        try:
+            outputs = infer_schema(prediction)
+        except Exception:
+            outputs = Schema([ColSpec({"type": "any"})])
+        return ModelSignature(inputs, outputs)
+    except Exception:  # as MLflow: a signature that cannot be inferred is left out
+        return None
 
 
 def current_run_id(run_id: str | None = None) -> str:

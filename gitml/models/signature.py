@@ -288,10 +288,13 @@ def data_type_of(dtype, values=None) -> DataType | None:
     return None
 
 
-def _infer_schema(data) -> Schema:
+def infer_schema(data) -> Schema:
+    """MLflow's schema of one piece of data (``mlflow.types.utils._infer_schema``)."""
     import numpy as np
     import pandas as pd
 
+    if isinstance(data, dict) and data and all(isinstance(v, np.ndarray) for v in data.values()):
+        return Schema([TensorSpec(_tensor_type(v.dtype), (-1, *v.shape[1:]), str(k)) for k, v in data.items()])
     if isinstance(data, dict) and all(np.isscalar(v) or v is None for v in data.values()):
         data = pd.DataFrame([data])
     elif isinstance(data, dict):
@@ -324,8 +327,15 @@ def _infer_schema(data) -> Schema:
     if isinstance(data, np.ndarray):
         if data.dtype.kind == "O":
             raise InvalidInputError("cannot infer a tensor spec from an object array")
-        return Schema([TensorSpec(data.dtype, (-1, *data.shape[1:]))])
+        return Schema([TensorSpec(_tensor_type(data.dtype), (-1, *data.shape[1:]))])
     raise InvalidInputError(f"cannot infer a schema from {type(data).__name__}")
+
+
+def _tensor_type(dtype):
+    """A tensor's dtype as MLflow records it: strings and bytes without their width."""
+    import numpy as np
+
+    return np.dtype("str") if dtype.char == "U" else np.dtype("bytes") if dtype.char == "S" else dtype
 
 
 def _infer_params(params: dict) -> ParamSchema:
@@ -353,7 +363,7 @@ def infer_signature(model_input: Any = None, model_output: Any = None, params: d
     >>> infer_signature(X_train, model.predict(X_train), params={"top_k": 3})
     """
     return ModelSignature(
-        _infer_schema(model_input) if model_input is not None else None,
-        _infer_schema(model_output) if model_output is not None else None,
+        infer_schema(model_input) if model_input is not None else None,
+        infer_schema(model_output) if model_output is not None else None,
         _infer_params(params) if params else None,
     )

@@ -12,8 +12,11 @@
     predict = gitml.pyfunc.spark_udf(spark, "models:/churn@production")   # Spark (gitml[spark])
     scores = gitml.pyfunc.dask_predict(ddf, "models:/churn@production")   # Dask (gitml[dask])
 
-Models saved by MLflow (``mlflow.sklearn``, ``mlflow.pytorch``, ``mlflow.pyfunc`` with a
-``PythonModel``) load without MLflow installed. A model loaded from a run has every file
+Models saved by MLflow in the flavors gitml has (``mlflow.sklearn``, ``mlflow.pytorch``,
+``mlflow.xgboost``, ``mlflow.lightgbm``, ``mlflow.catboost``, ``mlflow.statsmodels``,
+``mlflow.onnx``, ``mlflow.keras``, ``mlflow.transformers`` text classifiers, ``mlflow.pyfunc`` with a
+``PythonModel``) load without MLflow installed; any other ``mlflow.*`` loader goes through
+MLflow's own loader when MLflow is installed. A model loaded from a run has every file
 checked against the run's manifest hashes before anything in it is read.
 """
 
@@ -34,12 +37,11 @@ from gitml.pyfunc.spark import spark_udf
 from gitml.pyfunc.dask import dask_predict
 
 # loader modules gitml reads, and the gitml module that loads each
+NATIVE = ("sklearn", "pytorch", "xgboost", "lightgbm", "catboost", "statsmodels", "onnx", "keras", "transformers")
 LOADERS = {
-    "mlflow.sklearn": "gitml.sklearn",
-    "mlflow.pytorch": "gitml.pytorch",
+    **{f"mlflow.{flavor}": f"gitml.{flavor}" for flavor in NATIVE},
+    **{f"gitml.{flavor}": f"gitml.{flavor}" for flavor in NATIVE},
     "mlflow.pyfunc.model": "gitml.pyfunc.model",
-    "gitml.sklearn": "gitml.sklearn",
-    "gitml.pytorch": "gitml.pytorch",
     "gitml.pyfunc.model": "gitml.pyfunc.model",
 }
 
@@ -141,17 +143,49 @@ def load_folder(folder: str, model_config: dict | None = None) -> PyFuncModel:
         raise UnsupportedFlavorError(f"the model at {folder!r} has no python_function flavor (its flavors: {flavors})")
     loader = LOADERS.get(str(conf.get("loader_module")))
     if loader is None:
-        raise UnsupportedFlavorError(
+        return through_mlflow(folder, meta, model_config, UnsupportedFlavorError(
             f"the model's loader {conf.get('loader_module')!r} is not one gitml has "
-            f"(it loads {', '.join(sorted(k for k in LOADERS if k.startswith('mlflow.')))} models)"
-        )
+            f"(it loads {', '.join(sorted(k for k in LOADERS if k.startswith('mlflow.')))} models; "
+            "any other mlflow.* loader with MLflow installed)"
+        ))
     if conf.get("code"):
         code = inside(folder, conf["code"], "code path")
         if code not in sys.path:
             sys.path.insert(0, code)
     data_path = inside(folder, conf["data"], "data path") if conf.get("data") else folder
-    impl = importlib.import_module(loader)._load_pyfunc(data_path, model_config)
+    try:
+        impl = importlib.import_module(loader)._load_pyfunc(data_path, model_config)
+    except UnsupportedFlavorError as e:  # a variant of a flavor gitml reads (e.g. models-from-code)
+        return through_mlflow(folder, meta, model_config, e)
     return PyFuncModel(meta, impl, conf.get("predict_fn") or "predict")
+
+
+class _MlflowLoaded:
+    """A model MLflow's own loader loaded, as gitml's PyFuncModel calls it."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, data, params: dict | None = None):
+        return self.model.predict(data, params=params)
+
+    def get_raw_model(self):
+        return self.model.get_raw_model() if hasattr(self.model, "get_raw_model") else self.model
+
+
+def through_mlflow(folder: str, meta: Model, model_config: dict | None, refusal: UnsupportedFlavorError) -> PyFuncModel:
+    """Load a model gitml has no loader for with MLflow's own ``mlflow.pyfunc.load_model``, when
+    MLflow is installed and the loader is one of MLflow's (``mlflow.*``: a model file never makes
+    gitml import any other module); else raise ``refusal``. The caller has verified the folder
+    (a run's model: every file against the manifest), so MLflow reads exactly the files recorded."""
+    import importlib.util
+
+    name = str(meta.flavors.get(PYFUNC, {}).get("loader_module"))
+    if not name.startswith("mlflow.") or importlib.util.find_spec("mlflow") is None:
+        raise refusal
+    import mlflow.pyfunc
+
+    return PyFuncModel(meta, _MlflowLoaded(mlflow.pyfunc.load_model(folder, model_config=model_config)))
 
 
 def load_model(model_uri: str | os.PathLike, suppress_warnings: bool = False, dst_path: str | None = None,

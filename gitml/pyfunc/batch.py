@@ -251,7 +251,27 @@ def table_from_payload(payload: Any, schema=None, *, what: str = "the input", ma
     params = payload.get("params") if isinstance(payload, dict) else None
     if params is not None and not isinstance(params, dict):
         raise BadInputFileError(f"{what}: params must be a JSON object")
-    return (_typed(data, schema) if isinstance(data, pd.DataFrame) else data), params
+    if isinstance(data, pd.DataFrame):
+        return _typed(data, schema), params
+    return _tensors(data, schema, what), params
+
+
+def _tensors(data, schema, what: str):
+    """``inputs``/``instances`` arrays in the dtypes of a tensor signature, as MLflow's server
+    parses them (JSON numbers are float64; a float32 tensor takes them as float32)."""
+    import numpy as np
+
+    if schema is None or not schema.is_tensor_spec():
+        return data
+    try:
+        if isinstance(data, np.ndarray) and len(schema.inputs) == 1 and data.dtype != object:
+            return data.astype(schema.inputs[0].type)
+        if isinstance(data, dict):
+            types = {spec.name: spec.type for spec in schema.inputs}
+            return {k: v.astype(types[k]) if k in types and v.dtype != object else v for k, v in data.items()}
+    except (ValueError, TypeError) as e:
+        raise BadInputFileError(f"{what}: the inputs do not fit the signature's tensor types ({e})") from None
+    return data
 
 
 def _plain(predictions) -> Any:
@@ -260,8 +280,8 @@ def _plain(predictions) -> Any:
 
     if isinstance(predictions, pd.DataFrame):
         return json.loads(predictions.to_json(orient="records", date_format="iso"))
-    if isinstance(predictions, pd.Series):
-        return json.loads(predictions.to_json(orient="values", date_format="iso"))
+    if isinstance(predictions, pd.Series):  # as MLflow's server: the Series as a one-column frame's records
+        return json.loads(pd.DataFrame(predictions).to_json(orient="records", date_format="iso"))
     if isinstance(predictions, np.ndarray):
         return predictions.tolist()
     if isinstance(predictions, dict):

@@ -116,7 +116,9 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> _PythonModelWra
     if conf.get("python_model_compression"):
         raise InvalidInputError("compressed python_model.pkl files are not supported")
     if "model_code_path" in conf:
-        raise InvalidInputError("models-from-code (model_code_path) are not supported by gitml")
+        from gitml.errors import UnsupportedFlavorError
+
+        raise UnsupportedFlavorError("models-from-code (model_code_path) are loaded only through MLflow (install mlflow)")
     python_model = load_pickle(inside(path, conf.get("python_model", PYTHON_MODEL_FILE), "python_model"))
     artifacts = {
         name: inside(path, info.get("path") if isinstance(info, dict) else None, f"artifact {name!r}")
