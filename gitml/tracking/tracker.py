@@ -12,6 +12,7 @@ import logging
 import operator
 import os
 import random
+import sqlite3
 import time
 import uuid
 import weakref
@@ -304,7 +305,7 @@ class Tracker:
             with self.index.reading():
                 refs, digest, loose = self.store.listing_and_state(RUNS_PREFIX, RUN_REF_NAMES)
                 self.index.table(refs, self._load_row, (digest, loose))
-        except (OSError, RuntimeError, GitmlError) as e:  # a cache and housekeeping: the next command does it
+        except (OSError, RuntimeError, sqlite3.Error, GitmlError) as e:  # a cache and housekeeping: the next command does it
             log.warning("gitml: could not leave the search index settled: %s", e)
 
     # -- runs: creating and writing -------------------------------------
