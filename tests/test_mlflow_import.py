@@ -21,6 +21,7 @@ import time
 import pytest
 
 import gitml
+import gitml.pyfunc
 import gitml.ops
 from tests.conftest import ROOT, git
 from tests.mlflow_stores import MAKE_STORE, READ_STORE
@@ -132,15 +133,16 @@ def assert_equal_to_source(repo, read: dict, *, models: bool = True) -> None:
 
 
 def assert_registry_imported(repo, read: dict, made: dict, summary: dict) -> None:
-    """MLflow's versions 1 and 3 with their numbers (3 stays 3 though 2 was not brought), runs,
-    descriptions, the Production stage and the champion alias; the registered model's
-    description and tags; version 2 (a second version on one run commit) skipped and said so."""
+    """MLflow's versions 1, 2 and 3 with their numbers (version 2, a second version on one
+    run, on a commit added to that run's history for it), runs, descriptions, tags, the
+    Production stage and the champion alias; the registered model's description and tags;
+    version 4 (deleted in MLflow) a gap."""
     source = read["registry"]["churn-model"]
     assert source["versions"]["1"]["stage"] == "Production" and source["aliases"] == {"champion": "3"}
     with gitml.ops.Operations(repo) as c:
         got = {mv.version: mv for mv in c.search_model_versions("name = 'churn-model'")}
-        assert set(got) == {"1", "3"}
-        for number in ("1", "3"):
+        assert set(got) == {"1", "2", "3"}
+        for number in ("1", "2", "3"):
             assert got[number].run_id == source["versions"][number]["run_id"]
             assert got[number].description == source["versions"][number]["description"]
         assert got["1"].source == f"runs:/{made['runs'][0]}/model" and got["3"].source == f"runs:/{made['runs'][3]}/scorer"
@@ -148,13 +150,13 @@ def assert_registry_imported(repo, read: dict, made: dict, summary: dict) -> Non
         assert c.get_model_version_by_alias("churn-model", "champion").version == "3"
         model = c.get_registered_model("churn-model")
         assert (model.description, model.tags) == ("predicts churn", {"owner": "ml"})
-        assert c.get_model_version("churn-model", "3").version == "3"
-        with pytest.raises(gitml.GitmlError, match="no version 2"):
-            c.get_model_version("churn-model", "2")
-    assert (summary["registered_models"], summary["model_versions"], summary["stages"]) == (1, 2, 2)
-    skipped = {s["what"]: s["why"] for s in summary["skipped"]}
-    assert "by their commit" in skipped["version 2 of churn-model"]
-    assert not any("registered model churn-model" in what for what in skipped)
+        assert got["2"].tags == {"t": "1"} and got["2"].source == got["1"].source
+        assert gitml.pyfunc.load_model("models:/churn-model/2").metadata.run_id == made["runs"][0]
+        assert c.get_run(made["runs"][0]).data.params == read["runs"][made["runs"][0]]["params"]  # the run as it was
+        with pytest.raises(gitml.GitmlError, match="no version 4"):
+            c.get_model_version("churn-model", "4")
+    assert (summary["registered_models"], summary["model_versions"], summary["stages"]) == (1, 3, 2)
+    assert not any("churn-model" in s["what"] for s in summary["skipped"])
 
 
 def assert_frames_equal(c, experiment: str, expected: list[dict]) -> None:
@@ -194,7 +196,10 @@ def test_import_equals_the_source_and_a_second_import_adds_nothing(kind, mlflow_
         refs = {r.decode(): v for r, v in c.run_refs().items()}
         by_run = {ref.rsplit("/", 1)[1]: commit.decode() for ref, commit in refs.items()}
         # the run that recorded this repository's commit joins the code history; the others have no code
-        assert git(repo, "rev-parse", f"{by_run[made['runs'][0]]}^").strip() == code
+        # (its head is the commit its second registered version tags: the same record, on top)
+        head = by_run[made["runs"][0]]
+        assert git(repo, "rev-parse", f"{head}^{{tree}}").strip() == git(repo, "rev-parse", f"{head}^^{{tree}}").strip()
+        assert git(repo, "rev-parse", f"{head}^^").strip() == code
         assert git(repo, "rev-list", "--parents", "-n1", by_run[made["runs"][1]]).split() == [by_run[made["runs"][1]]]
         assert c.get_run(made["runs"][0]).data.tags["mlflow.source.git.commit"] == code
         assert c.get_parent_run(made["runs"][1]).info.run_id == made["runs"][0]  # nested runs stay nested
@@ -375,13 +380,13 @@ def test_export_back_to_mlflow_file_and_sqlite(mlflow_python, mlflow_sources, co
     gitml_in_mlflow(mlflow_python, "import", "mlflow", uri, cwd=repo)
     for dest in (str(tmp_path / "back-mlruns"), f"sqlite:///{tmp_path / 'back.db'}"):
         out = json.loads(gitml_in_mlflow(mlflow_python, "export", "mlflow", dest, "--json", cwd=repo).stdout)
-        assert out["runs"] == len(read["runs"]) and out["model_versions"] == 2 and out["stages"] == 2
+        assert out["runs"] == len(read["runs"]) and out["model_versions"] == 3 and out["stages"] == 2
         back = _script(mlflow_python, READ_STORE, dest, cwd=tmp_path)
         assert_exported_equal(back, read)
         registry = back["registry"]["churn-model"]
         first = [r for r in back["runs"] if back["runs"][r]["tags"]["gitml.runId"] == made["runs"][0]][0]
         assert registry["versions"]["1"] == {"run_id": first, "stage": "Production", "description": "first"}
-        assert registry["aliases"] == {"champion": "2"}  # MLflow numbers the versions it is given 1, 2
+        assert registry["aliases"] == {"champion": "3"}  # MLflow numbers the versions it is given 1, 2, 3
         assert (registry["description"], registry["tags"]) == ("predicts churn", {"owner": "ml"})
         again = json.loads(gitml_in_mlflow(mlflow_python, "export", "mlflow", dest, "--json", cwd=repo).stdout)
         assert again["runs"] == 0 and again["runs_present"] == len(read["runs"]) and again["model_versions"] == 0

@@ -210,7 +210,9 @@ def _export_registry(client, mc, exported: dict[str, str], summary: ExportSummar
             if have.tags.get(key) != value:
                 mc.set_registered_model_tag(name, key, value)
         escaped = name.replace("'", "\\'")
-        there = {(v.run_id, v.source): str(v.version) for v in mc.search_model_versions(f"name = '{escaped}'")}
+        there: dict[tuple, list[str]] = {}  # (run, source) -> the destination's versions of it, in order
+        for v in sorted(mc.search_model_versions(f"name = '{escaped}'"), key=lambda v: int(v.version)):
+            there.setdefault((v.run_id, v.source), []).append(str(v.version))
         numbers: dict[str, str] = {}  # gitml's MLflow number -> the destination's (MLflow numbers them itself)
         versions = sorted(client.search_model_versions(f"name = '{escaped}'"), key=lambda v: float(v.version))
         for mv in versions:
@@ -220,12 +222,12 @@ def _export_registry(client, mc, exported: dict[str, str], summary: ExportSummar
                 continue
             path = mv.source.split("/", 2)[2] if mv.source.count("/") >= 2 else ""
             source = f"runs:/{run_id}/{path}"
-            if (run_id, source) in there:
-                numbers[mv.version] = there[(run_id, source)]
+            if there.get((run_id, source)):  # an earlier export's (two versions of one run: one each)
+                numbers[mv.version] = there[(run_id, source)].pop(0)
                 continue
             made = mc.create_model_version(name, source, run_id=run_id, description=mv.description or None,
                                            tags=dict(mv.tags) or None)
-            numbers[mv.version] = there[(run_id, source)] = str(made.version)
+            numbers[mv.version] = str(made.version)
             summary.model_versions += 1
             if mv.current_stage == "Archived":
                 mc.transition_model_version_stage(name, made.version, "Archived")
