@@ -149,7 +149,8 @@ for e in c.search_experiments(view_type=ViewType.ALL):
 registry = {}
 for rm in c.search_registered_models():
     versions = sorted(c.search_model_versions("name = '%s'" % rm.name), key=lambda v: int(v.version))
-    registry[rm.name] = {"aliases": {k: str(v) for k, v in rm.aliases.items()}, "versions": {
+    registry[rm.name] = {"aliases": {k: str(v) for k, v in rm.aliases.items()}, "description": rm.description or "",
+                         "tags": dict(rm.tags), "versions": {
         v.version: {"run_id": v.run_id, "stage": v.current_stage, "description": v.description or ""} for v in versions}}
 print(json.dumps({"runs": runs, "frames": frames, "registry": registry,
                   "experiments": {e.name: {"tags": e.tags, "stage": e.lifecycle_stage}

@@ -197,3 +197,32 @@ def test_xgboost_train_logs_what_mlflow_autolog_logs(repo, tmp_path, mlflow_pyth
     assert mine["tags"] == theirs["tags"] == "xgboost"
     assert mine["inputs"] == theirs["inputs"]
     assert set(theirs["artifacts"]) <= set(mine["artifacts"]) <= set(theirs["artifacts"]) | {"model"}
+
+
+@pytest.mark.mlflow
+@pytest.mark.slow
+def test_lightgbm_train_logs_what_mlflow_autolog_logs(repo, tmp_path, mlflow_python):  # noqa: F811
+    pytest.importorskip("lightgbm")
+    script = (XGB_SCRIPT.replace("import xgboost as xgb", "import lightgbm as lgb")
+              .replace('dtrain, dvalid = xgb.DMatrix(X.iloc[::2], label=y.iloc[::2]), xgb.DMatrix(X.iloc[1::2], label=y.iloc[1::2])',
+                       'dtrain = lgb.Dataset(X.iloc[::2], label=y.iloc[::2]); dvalid = lgb.Dataset(X.iloc[1::2], label=y.iloc[1::2])')
+              .replace('xgb.train({{"objective": "binary:logistic", "eval_metric": ["logloss", "auc"], "max_depth": 3, "seed": 0}}, dtrain,\n'
+                       '          num_boost_round=20, evals=[(dtrain, "train"), (dvalid, "valid")], early_stopping_rounds=3, verbose_eval=False)',
+                       'lgb.train({{"objective": "binary", "metric": ["binary_logloss", "auc"], "num_leaves": 7, "seed": 0, "verbose": -1}},\n'
+                       '          dtrain, num_boost_round=20, valid_sets=[dtrain, dvalid], valid_names=["train", "valid"],\n'
+                       '          callbacks=[lgb.early_stopping(3, verbose=False)])'))
+    assert "lgb.train" in script and "xgb" not in script
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT": "1"})
+    theirs = _run(mlflow_python, script.format(lib="mlflow", setup='lib.set_tracking_uri("sqlite:///mlflow.db")',
+                                               client="lib.MlflowClient()"), tmp_path, env)
+    mine = _run(sys.executable, script.format(lib="gitml", setup="", client="lib.Client()"), repo,
+                {**os.environ, "PYTHONPATH": ROOT})
+    assert mine["params"] == theirs["params"]
+    assert sorted(mine["metrics"]) == sorted(theirs["metrics"])
+    for key, value in theirs["metrics"].items():
+        assert mine["metrics"][key] == pytest.approx(value, rel=1e-6), key
+        assert [s for s, _ in mine["history"][key]] == [s for s, _ in theirs["history"][key]], key
+    assert mine["tags"] == theirs["tags"] == "lightgbm"
+    assert mine["inputs"] == theirs["inputs"]
+    assert set(theirs["artifacts"]) <= set(mine["artifacts"]) <= set(theirs["artifacts"]) | {"model"}

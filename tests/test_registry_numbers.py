@@ -163,3 +163,22 @@ def test_the_policy_stages_are_enforced_with_a_hint_and_mlflows_reserved_aliases
         for reserved in ("latest", "Latest", "v1", "V12"):
             with pytest.raises(gitml.errors.InvalidInputError, match="is reserved"):
                 c.set_registered_model_alias("churn", reserved, "1")
+
+
+def test_a_registration_may_name_its_number_and_a_gap_stays(reg_client):
+    """An import from MLflow keeps MLflow's numbers where a version was not brought: the
+    registration tag names its number (above every number the model has), the versions
+    after it count on from there, and GTO's reading of the tags is unchanged."""
+    reg = reg_client.registry
+    r = [_run(reg_client, i) for i in range(4)]
+    assert reg.register("wine", r[0], version="v1.0.0", number=1).number == 1
+    assert reg.register("wine", r[1], version="v3.0.0", number=3).number == 3  # MLflow's 2 was not brought
+    assert reg.register("wine", r[2]).number == 4  # the next one counts on from the gap
+    assert reg.model("wine").numbers == {1: "v1.0.0", 3: "v3.0.0", 4: "v4.0.0"}
+    assert reg.resolve("wine", "3").run_id == r[1] and reg.resolve("wine", "4").run_id == r[2]
+    with pytest.raises(RegisteredModelNotFound, match=r"no version 2 \(MLflow's number\)"):
+        reg.resolve("wine", "2")
+    for bad in (4, 0, True, "5"):  # not above the highest, or not a whole number
+        with pytest.raises(gitml.GitmlError, match="must be a whole number above 4"):
+            reg.register("wine", r[3], number=bad)
+    assert gitml.ops.Operations(reg_client.repo_path).registry.model("wine").numbers[3] == "v3.0.0"  # read back

@@ -13,7 +13,8 @@ A training call logs into the active run, or into a run it starts and ends (tagg
 ``mlflow.autologging``); ``exclusive=True`` logs only into runs autolog starts;
 ``disable=True`` restores the library's methods. A failure while logging is a warning:
 training itself is never broken by autolog. Integrations: ``sklearn``
-(:mod:`gitml.autologging.sklearn`), ``xgboost`` (:mod:`gitml.autologging.xgboost`).
+(:mod:`gitml.autologging.sklearn`), ``xgboost`` (:mod:`gitml.autologging.xgboost`),
+``lightgbm`` (:mod:`gitml.autologging.lightgbm`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ log = logging.getLogger("gitml")
 INTEGRATIONS = {  # name -> (library module, gitml module)
     "sklearn": ("sklearn", "gitml.autologging.sklearn"),
     "xgboost": ("xgboost", "gitml.autologging.xgboost"),
+    "lightgbm": ("lightgbm", "gitml.autologging.lightgbm"),
 }
 
 

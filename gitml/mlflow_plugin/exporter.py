@@ -195,14 +195,20 @@ def _fill(client, mc, run, new_id: str, summary: ExportSummary, *, artifacts: bo
 
 
 def _export_registry(client, mc, exported: dict[str, str], summary: ExportSummary) -> None:
-    """Versions in order with their descriptions (MLflow numbers them itself), then stages
-    (Staging/Production) and aliases (any other stage)."""
+    """The registered model with its description and tags, its versions in order with their
+    descriptions and tags (MLflow numbers them itself), then stages (Staging/Production) and
+    aliases (any other stage)."""
     for model in client.search_registered_models(max_results=100_000):
         name = model.name
         try:
-            mc.get_registered_model(name)
+            have = mc.get_registered_model(name)
         except Exception:  # noqa: BLE001  (MLflow's RESOURCE_DOES_NOT_EXIST)
-            mc.create_registered_model(name)
+            have = mc.create_registered_model(name)
+        if model.description and have.description != model.description:
+            mc.update_registered_model(name, description=model.description)
+        for key, value in sorted(model.tags.items()):
+            if have.tags.get(key) != value:
+                mc.set_registered_model_tag(name, key, value)
         escaped = name.replace("'", "\\'")
         there = {(v.run_id, v.source): str(v.version) for v in mc.search_model_versions(f"name = '{escaped}'")}
         numbers: dict[str, str] = {}  # gitml's MLflow number -> the destination's (MLflow numbers them itself)
@@ -217,13 +223,15 @@ def _export_registry(client, mc, exported: dict[str, str], summary: ExportSummar
             if (run_id, source) in there:
                 numbers[mv.version] = there[(run_id, source)]
                 continue
-            made = mc.create_model_version(name, source, run_id=run_id, description=mv.description or None)
+            made = mc.create_model_version(name, source, run_id=run_id, description=mv.description or None,
+                                           tags=dict(mv.tags) or None)
             numbers[mv.version] = there[(run_id, source)] = str(made.version)
             summary.model_versions += 1
             if mv.current_stage == "Archived":
                 mc.transition_model_version_stage(name, made.version, "Archived")
-        for stage, version in sorted(client.get_registered_model(name).aliases.items()):
-            target = numbers.get(str(version))
+        state = client.registry.model(name)  # stages and aliases (a registered model's aliases leave MLflow's stages out)
+        for stage, held in sorted(state.stages.items()):
+            target = numbers.get(str(state.versions[held].number))
             if target is None:
                 continue
             if stage in ("staging", "production"):

@@ -1,15 +1,16 @@
 """The model registry part of ``gitml import mlflow``: MLflow's registered models onto gitml's tags.
 
 Each MLflow version whose run came along becomes a registration tag with MLflow's number
-(version 3 is ``<name>@v3.0.0``, so ``models:/<name>/3`` names the same model; a number
-MLflow deleted stays a gap), its description in the tag's message; a ``Staging`` or
-``Production`` stage and every alias become stage tags, ``Archived`` a deregistration. All
-through gitml's registry API, signed as the repository's policy asks.
+(version 3 is ``<name>@v3.0.0``, and its tag names the number 3, so ``models:/<name>/3``
+names the same model even where a version before it was not brought: a gap stays a gap, as
+one MLflow deleted), its description in the tag's message; a ``Staging`` or ``Production``
+stage and every alias become stage tags, ``Archived`` a deregistration. All through gitml's
+registry API, signed as the repository's policy asks. Registered-model descriptions and
+tags and version tags go to the registry's metadata (``refs/gitml/registry/<model>``).
 
-What the tags cannot hold is skipped and said so in the summary: registered-model and
-version tags, a registered model's description, a version whose run is not in the
-repository, and a second version on one run (gitml, as GTO, tells versions apart by the
-commit they tag; an imported run is one commit).
+Skipped, and said so in the summary: a version whose run is not in the repository, and a
+second version on one run (gitml, as GTO, tells versions apart by the commit they tag; an
+imported run is one commit).
 """
 
 from __future__ import annotations
@@ -23,21 +24,15 @@ def import_registry(mc, client, summary, *, runs: set[str], dry_run: bool) -> No
     for rm in _registered_models(mc):
         name = rm.name
         versions = sorted(_versions(mc, name), key=lambda v: int(v.version))
-        if rm.tags:
-            summary.skip(f"tags of registered model {name}", "gitml's registry holds no registered-model tags")
-        if rm.description:
-            summary.skip(f"description of registered model {name}", "gitml's registry holds no registered-model description")
-        if not versions:
-            summary.skip(f"registered model {name}", "it has no version (a gitml model appears with its first)")
-            continue
+        created = _bring_model_metadata(client, rm, dry_run=dry_run)
         held = _held_versions(client, name)
         brought = 0
         for mv in versions:
             number = str(mv.version)
             what = f"version {number} of {name}"
-            if mv.tags:
-                summary.skip(f"tags of {what}", "gitml's registry holds no version tags")
             if number in held:
+                if not dry_run:
+                    _bring_version_tags(client, name, number, mv.tags or {})
                 continue
             if mv.run_id not in runs:
                 summary.skip(what, f"its run {mv.run_id or '(none)'} is not in the repository")
@@ -50,16 +45,18 @@ def import_registry(mc, client, summary, *, runs: set[str], dry_run: bool) -> No
                 brought += 1
                 continue
             try:
-                client.registry.register(name, mv.run_id, path, version=f"v{int(number)}.0.0", description=mv.description or "")
+                client.registry.register(name, mv.run_id, path, version=f"v{int(number)}.0.0",
+                                         description=mv.description or "", number=int(number))
             except GitmlError as e:
                 summary.skip(what, str(e))
                 continue
             held.add(number)
             brought += 1
+            _bring_version_tags(client, name, number, mv.tags or {})
             if mv.current_stage == "Archived":
                 client.transition_model_version_stage(name, number, "Archived")
         summary.model_versions += brought
-        summary.registered_models += bool(brought)
+        summary.registered_models += bool(brought) or created
         stages = {mv.current_stage.lower(): str(mv.version) for mv in versions if mv.current_stage in ("Staging", "Production")}
         stages.update({alias: str(version) for alias, version in (rm.aliases or {}).items()})
         current = _current_stages(client, name) if held else {}
@@ -77,6 +74,32 @@ def import_registry(mc, client, summary, *, runs: set[str], dry_run: bool) -> No
                     summary.skip(f"stage {stage} of {name}", str(e))
                     continue
             summary.stages += 1
+
+
+def _bring_model_metadata(client, rm, *, dry_run: bool) -> bool:
+    """The registered model, its description and tags, where they differ from what the
+    registry has (a second import changes nothing). True when the model is new."""
+    try:
+        have = client.get_registered_model(rm.name)
+    except GitmlError:
+        if not dry_run:
+            client.create_registered_model(rm.name, tags=dict(rm.tags or {}), description=rm.description or None)
+        return True
+    if dry_run:
+        return False
+    if (rm.description or "") != (have.description or ""):
+        client.update_registered_model(rm.name, description=rm.description or "")
+    for key, value in sorted((rm.tags or {}).items()):
+        if have.tags.get(key) != value:
+            client.set_registered_model_tag(rm.name, key, value)
+    return False
+
+
+def _bring_version_tags(client, name: str, number: str, tags: dict) -> None:
+    have = client.get_model_version(name, number).tags if tags else {}
+    for key, value in sorted(tags.items()):
+        if have.get(key) != value:
+            client.set_model_version_tag(name, number, key, value)
 
 
 def _registered_models(mc) -> list:
@@ -107,10 +130,13 @@ def _held_versions(client, name: str) -> set[str]:
 
 
 def _current_stages(client, name: str) -> dict[str, str]:
+    """Stage or alias -> the MLflow number of the version it holds (MLflow's stages among
+    them: a registered model's ``aliases`` leaves those out)."""
     try:
-        return dict(client.get_registered_model(name).aliases)
+        state = client.registry.model(name)
     except GitmlError:
         return {}
+    return {stage: str(state.versions[version].number) for stage, version in state.stages.items()}
 
 
 def _model_path(mc, mv) -> str | None:

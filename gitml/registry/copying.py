@@ -30,7 +30,7 @@ def rename(reg: Registry, name: str, new_name: str, *, sign_tag: bool | None = N
     for _, version in sorted(state.numbers.items()):
         mv = state.versions[version]
         reg.register_commit(new_name, mv.commit.encode(), mv.run_id, mv.path, version=mv.version,
-                            description=mv.description, sign_tag=sign_tag)
+                            description=mv.description, sign_tag=sign_tag, number=mv.number)
         if mv.deregistered:
             reg.deregister(new_name, mv.version, sign_tag=sign_tag)
     for stage, version in sorted(state.stages.items()):

@@ -92,6 +92,33 @@ def _slug_or_none(name: str) -> str | None:
         return None
 
 
+def _named_number(event: TagEvent) -> int:
+    """The MLflow number a gitml registration tag names (``number:`` in its message: an import
+    keeps MLflow's numbers across the versions it could not bring), else 0. The message is
+    parsed only when it has that key."""
+    if b"\n  number: " not in event.raw:
+        return 0
+    number = event.info.get("number")
+    return number if isinstance(number, int) and not isinstance(number, bool) and 0 < number < 1 << 31 else 0
+
+
+def _number(numbered: dict[str, int], event: TagEvent) -> None:
+    """Give a registration's version its MLflow number if it has none: the next one, or the one
+    a gitml tag names (an import's, above every number before it: a gap kept)."""
+    version = event.tag.version
+    if version is not None and version not in numbered:
+        numbered[version] = max(_named_number(event), max(numbered.values(), default=0) + 1)
+
+
+def _numbered(registrations: list[TagEvent]) -> dict[str, int]:
+    """``{version: number}`` of a model's registrations, in the registry's order (not judged:
+    what registering needs to name the next number without reading the policy)."""
+    numbered: dict[str, int] = {}
+    for event in sorted(registrations, key=lambda e: (*order(e), e.tag.name)):
+        _number(numbered, event)
+    return numbered
+
+
 def describe_versions(state: ModelState, limit: int = 20) -> str:
     """``1 (v1.0.0), 2 (v1.1.0, deregistered)``: a model's versions by number, for messages."""
     shown = [f"{n} ({v}{', deregistered' if state.versions[v].deregistered else ''})"
@@ -411,7 +438,7 @@ class Registry:
                              f"{policy.requirement(undone[tag.version].tag)}", report)
                 continue
             undone.pop(tag.version, None)
-            numbered.setdefault(tag.version, len(numbered) + 1)
+            _number(numbered, event)
             state.versions[tag.version] = ModelVersion(
                 name, tag.version, event.target, event, event.tagger, event.time, tag=tag.name,
             )
@@ -634,9 +661,11 @@ class Registry:
 
     # -- writing ---------------------------------------------------------
     def register(self, name: str, run: str, path: str | None = None, *, version: str | None = None,
-                 bump_part: str = "major", description: str = "", sign_tag: bool | None = None) -> ModelVersion:
+                 bump_part: str = "major", description: str = "", sign_tag: bool | None = None,
+                 number: int | None = None) -> ModelVersion:
         """Register the model folder ``path`` of run ``run`` (id, prefix or name) as a new
-        version. Raises NotFoundError (unknown run; no MLmodel there), ConflictError (the
+        version (``number``: its MLflow number, above every number the model has, where
+        numbers are to keep a gap: an import from MLflow). Raises NotFoundError (unknown run; no MLmodel there), ConflictError (the
         version exists, this run commit already is a version of the model, or the model is
         deprecated). Reads only what that needs: the run's manifest and the model's
         registration tags (not the stages, nor the policy)."""
@@ -644,10 +673,11 @@ class Registry:
         commit, artifacts = self._run_head(run_id)
         path = self._model_path(run_id, artifacts, path)
         return self.register_commit(name, commit, run_id, path, version=version, bump_part=bump_part,
-                                    description=description, sign_tag=sign_tag)
+                                    description=description, sign_tag=sign_tag, number=number)
 
     def register_commit(self, name: str, commit: bytes, run_id: str, path: str, *, version: str | None = None,
-                        bump_part: str = "major", description: str = "", sign_tag: bool | None = None) -> ModelVersion:
+                        bump_part: str = "major", description: str = "", sign_tag: bool | None = None,
+                        number: int | None = None) -> ModelVersion:
         """Register the model folder ``path`` of run ``run_id`` at ``commit`` (a version of
         another model being copied or renamed: its commit, not the run's head) as a new
         version of ``name``; as :meth:`register` otherwise."""
@@ -656,6 +686,7 @@ class Registry:
         if any(t.action is Action.DEPRECATE for t, _ in tags) and self.model(name).deprecated:
             raise ConflictError(f"registered model {name!r} is deprecated")
         versions = self._registered(tags)
+        highest = max(_numbered(self._registrations(tags)).values(), default=0)
         if version is None:
             version = bump(list(versions), bump_part)
         version = check_version(version)
@@ -667,24 +698,29 @@ class Registry:
                     f"run {run_id} at commit {target[:12]} already is version {other} of {name!r} "
                     "(GTO tells versions apart by their commit)"
                 )
-        info = {"model": name, "version": version, "run_id": run_id, "path": path, "description": str(description or "")}
+        info: dict = {"model": name, "version": version, "run_id": run_id, "path": path, "description": str(description or "")}
+        if number is not None:
+            if not isinstance(number, int) or isinstance(number, bool) or not highest < number < 1 << 31:
+                raise InvalidInputError(f"version number {number!r} of registered model {name!r} must be a whole "
+                                        f"number above {highest}, its highest")
+            info["number"] = number
         tag = RegistryTag(Action.REGISTER, slug, version=version)
         event = self._write_tag(tag, commit, info, sign_tag=sign_tag)
         assert event is not None
         return ModelVersion(name, version, event.target, event, event.tagger, event.time, tag=tag.name,
-                            number=len(versions) + 1)
+                            number=number or highest + 1)
 
     def _registered(self, tags: list[tuple[RegistryTag, bytes]]) -> dict[str, tuple[str, bool]]:
         """``{version: (commit, deregistered)}`` from a model's register and deregister tags."""
-        registered = [(t, s) for t, s in tags if t.action is Action.REGISTER]
         deregistered = {t.version for t, _ in tags if t.action is Action.DEREGISTER}
+        return {e.tag.version: (e.target, e.tag.version in deregistered)
+                for e in self._registrations(tags) if e.tag.version is not None}
+
+    def _registrations(self, tags: list[tuple[RegistryTag, bytes]]) -> list[TagEvent]:
+        """The registration events among a model's tags (read, not judged by the policy)."""
+        registered = [(t, s) for t, s in tags if t.action is Action.REGISTER]
         self._prefetch(s for _, s in registered)
-        out = {}
-        for tag, sha in registered:
-            event = self.event(tag, sha)
-            if event is not None and tag.version is not None:
-                out[tag.version] = (event.target, tag.version in deregistered)
-        return out
+        return [e for t, s in registered if (e := self.event(t, s)) is not None]
 
     def _run_head(self, run_id: str) -> tuple[bytes, dict[str, dict]]:
         """A run's commit now (what this process buffered for it committed first) and its

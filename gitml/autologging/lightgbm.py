@@ -1,0 +1,217 @@
+"""Autologging for LightGBM's native API (``lightgbm.train``), as ``mlflow.lightgbm.autolog``
+(3.17) logs it: the booster params and ``train``'s own arguments (not the data, callbacks or
+functions), ``<set>-<metric>`` at each iteration (``@`` written ``_at_``), with early
+stopping ``stopped_iteration``, ``best_iteration`` and the best iteration's metrics one
+step past the last; the ``train`` and ``eval`` datasets as inputs;
+``feature_importance_split`` and ``feature_importance_gain`` as JSON and PNG; and the
+booster under ``model`` through ``gitml.lightgbm`` (the flavor), signed from the first rows
+given to ``lightgbm.Dataset``. The scikit-learn API (``LGBMClassifier.fit``) is not logged yet.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import json
+from typing import Any
+
+from gitml.autologging import Config, TrainingCall, config, warn
+
+NAME = "lightgbm"
+_UNLOGGED = {"params", "train_set", "valid_sets", "valid_names", "fobj", "feval", "init_model", "learning_rates",
+             "callbacks"}
+_EXAMPLE_ROWS = 5
+_originals: dict[str, Any] = {}
+
+
+def patch() -> None:
+    import lightgbm
+
+    if "train" in _originals:
+        return
+    _originals["train"] = lightgbm.train
+    _originals["Dataset.__init__"] = lightgbm.Dataset.__init__
+    lightgbm.train = _wrap_train(lightgbm.train)
+    setattr(lightgbm.Dataset, "__init__", _wrap_dataset(lightgbm.Dataset.__init__))
+
+
+def unpatch() -> None:
+    import lightgbm
+
+    if "train" in _originals:
+        lightgbm.train = _originals.pop("train")
+        setattr(lightgbm.Dataset, "__init__", _originals.pop("Dataset.__init__"))
+
+
+def _wrap_dataset(original):
+    @functools.wraps(original)
+    def init(self, *args, **kwargs):
+        data = args[0] if args else kwargs.get("data")
+        original(self, *args, **kwargs)
+        if config(NAME) is not None and data is not None and not isinstance(data, str):
+            try:
+                self._gitml_example = copy.deepcopy(data[:_EXAMPLE_ROWS])
+            except Exception:  # noqa: BLE001 - no example then
+                pass
+
+    return init
+
+
+def _wrap_train(original):
+    @functools.wraps(original)
+    def train(*args, **kwargs):
+        found = config(NAME)
+        with TrainingCall() as outermost:
+            if found is None or not outermost:
+                return original(*args, **kwargs)
+            return _train(found, original, args, kwargs)
+
+    return train
+
+
+def _step(cfg: Config, what: str, do) -> None:
+    try:
+        do()
+    except Exception as e:  # noqa: BLE001 - autolog never breaks training
+        warn(cfg, what, e)
+
+
+def _now() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _train(cfg: Config, original, args: tuple, kwargs: dict):
+    from gitml import fluent
+
+    active = fluent.active_run()
+    if active is not None and cfg.exclusive:
+        return original(*args, **kwargs)
+    run = active if active is not None else fluent.start_run(tags={"mlflow.autologging": NAME, **cfg.extra_tags})
+    run_id = run.info.run_id
+    client = fluent.client()
+    signature = inspect.signature(original).parameters
+    names = list(signature)
+    bound = dict(zip(names, args)) | kwargs
+    failed = True
+    try:
+        def params() -> None:
+            booster = {str(k): str(v) for k, v in dict(bound.get("params") or {}).items()}
+            given = {n: bound.get(n, p.default) for n, p in signature.items()
+                     if n not in _UNLOGGED and (n in bound or p.default is not inspect.Parameter.empty)}
+            client.log_batch(run_id, params=list(booster.items()) + [(k, str(v)) for k, v in given.items()])
+            if cfg.log_datasets:
+                _datasets(client, run_id, bound)
+
+        _step(cfg, "logging the params", params)
+        history: list[dict[str, float]] = []
+
+        def record(env) -> None:
+            values = {f"{data}-{metric}".replace("@", "_at_"): float(value)
+                      for data, metric, value, *_ in env.evaluation_result_list}
+            history.append(values)
+            if values:
+                client.log_batch(run_id, metrics=[(k, v, _now(), env.iteration) for k, v in values.items()])
+
+        callbacks = list(bound.get("callbacks") or []) + [record]
+        if "callbacks" in kwargs or len(args) <= names.index("callbacks"):
+            kwargs = {**kwargs, "callbacks": callbacks}
+        else:
+            args = args[:names.index("callbacks")] + (callbacks,) + args[names.index("callbacks") + 1:]
+        model = original(*args, **kwargs)
+        _step(cfg, "logging the metrics and model", lambda: _after(cfg, client, run_id, model, bound, history))
+        failed = False
+        return model
+    finally:
+        if active is None:
+            fluent.end_run("FAILED" if failed else "FINISHED")
+
+
+def _datasets(client, run_id: str, bound: dict) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from gitml import data
+
+    def one(matrix, context: str, name: str | None) -> None:
+        frame, label = matrix.data, matrix.label
+        if hasattr(frame, "toarray"):
+            frame = frame.toarray()
+        dataset: Any
+        if isinstance(frame, pd.DataFrame):
+            dataset = data.from_pandas(frame, name=name)
+        elif isinstance(frame, np.ndarray):
+            dataset = data.from_numpy(frame, targets=np.asarray(label) if label is not None else None, name=name)
+        else:
+            return
+        client.log_inputs(run_id, [dataset], context=context)
+
+    if bound.get("train_set") is not None:
+        one(bound["train_set"], "train", None)
+    sets, names = bound.get("valid_sets"), bound.get("valid_names")
+    for i, matrix in enumerate(sets or ()):
+        one(matrix, "eval", names[i] if names is not None else None)
+
+
+def _after(cfg: Config, client, run_id: str, model, bound: dict, history: list) -> None:
+    if model.best_iteration > 0:
+        last = len(history)
+        points = [("stopped_iteration", float(last), _now(), 0), ("best_iteration", float(model.best_iteration), _now(), 0)]
+        points += [(k, v, _now(), last) for k, v in history[model.best_iteration - 1].items()]
+        client.log_batch(run_id, metrics=points)
+    for kind in ("split", "gain"):
+        _step(cfg, f"feature importance ({kind})", functools.partial(_importance, client, run_id, model, kind))
+    if cfg.log_models:
+        _step(cfg, "logging the model", lambda: _log_model(cfg, run_id, model, bound))
+
+
+def _importance(client, run_id: str, model, kind: str) -> None:
+    import numpy as np
+
+    features = model.feature_name()
+    importance = model.feature_importance(importance_type=kind)
+    client.artifacts.log_bytes(run_id, json.dumps(dict(zip(features, importance.tolist())), indent=2).encode(),
+                               f"feature_importance_{kind}.json")
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot
+
+    order = np.argsort(importance)
+    height = 4.8 + (0.1 * len(features) if len(features) > 10 else 0)
+    fig, ax = pyplot.subplots(figsize=(6.4, height))
+    try:
+        ax.barh(np.arange(len(features)), importance[order], align="center", height=0.5)
+        ax.set_yticks(np.arange(len(features)))
+        ax.set_yticklabels(np.array(features)[order])
+        ax.set(xlabel="Importance", title=f"Feature Importance ({kind})")
+        fig.tight_layout()
+        client.log_figure(run_id, fig, f"feature_importance_{kind}.png")
+    finally:
+        pyplot.close(fig)
+
+
+def _log_model(cfg: Config, run_id: str, model, bound: dict) -> None:
+    import importlib
+
+    try:
+        flavor: Any = importlib.import_module("gitml.lightgbm")
+    except ImportError:
+        warn(cfg, "logging the model", ImportError("gitml.lightgbm (the LightGBM flavor) is not available"))
+        return
+    example = getattr(bound.get("train_set"), "_gitml_example", None)
+    signature = None
+    if example is not None and cfg.log_model_signatures:
+        try:
+            from gitml.models.signature import infer_signature
+
+            signature = infer_signature(example, model.predict(example))
+        except Exception as e:  # noqa: BLE001
+            warn(cfg, "inferring the model signature", e)
+    flavor.log_model(model, name="model", run_id=run_id, signature=signature if signature is not None else False,
+                     input_example=example if cfg.log_input_examples else None)
+
+
+__all__ = ["patch", "unpatch"]
