@@ -73,6 +73,7 @@ print(json.dumps({"checkout": time.perf_counter() - t}))
 DIFF = """\
 import json, sys, time
 import gitml
+import gitml.ops
 c = gitml.ops.Operations(".")
 t = time.perf_counter()
 c.runs_code_diff(sys.argv[1], sys.argv[2])

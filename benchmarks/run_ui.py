@@ -92,7 +92,7 @@ def build_gitml(path: str, runs: int, points: int) -> tuple[str, str, float]:
     code = f"""
 import sys, time
 sys.path.insert(0, {os.path.join(ROOT, "benchmarks")!r})
-import gitml, scale_repo
+import gitml, gitml.ops, scale_repo
 t = time.time()
 scale_repo.build({runs}, {path!r}, experiments=1)
 c = gitml.ops.Operations({path!r})

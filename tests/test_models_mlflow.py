@@ -238,7 +238,7 @@ def _wine_csv(path) -> None:
 
 
 def test_mlflow_shaped_example_scripts_run_with_gitml_imports(mlflow_python, tmp_path):  # noqa: F811
-    import gitml
+    import gitml.ops
 
     project = tmp_path / "examples"
     project.mkdir()
@@ -266,7 +266,7 @@ def test_mlflow_shaped_example_scripts_run_with_gitml_imports(mlflow_python, tmp
     with gitml.ops.Operations(project) as client:  # gitml's store has a registry: the example registered its model
         assert [v.version for v in client.search_model_versions("name='ElasticnetWineModel'")] == ["1"]
     out = run_python(
-        "import gitml, gitml.pyfunc, numpy as np\n"
+        "import gitml, gitml.ops, gitml.pyfunc, numpy as np\n"
         "for run in gitml.ops.Operations('.').search_runs():\n"
         "    m = gitml.pyfunc.load_model(f'runs:/{run.info.run_id}/model')\n"
         "    print(m.metadata.flavors['sklearn']['pickled_model'], m.metadata.signature is not None)\n",

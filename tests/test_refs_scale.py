@@ -13,6 +13,7 @@ import time
 import pytest
 
 import gitml
+import gitml.ops
 import gitml.store.refs as refs_module
 from gitml.errors import RepositoryError
 from gitml.store.git import open_store
@@ -251,7 +252,7 @@ print(run.info.run_id)
     listed = git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs/").split()
     assert sorted(r[-32:] for r in listed) == sorted(ids)
     git(repo, "fsck", "--strict")
-    with gitml.Client(str(repo)) as c:
+    with gitml.ops.Operations(str(repo)) as c:
         assert sorted(r["run_name"] for r in c.search_rows()) == [f"r{i}" for i in range(7)]
 
 
