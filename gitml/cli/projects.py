@@ -56,6 +56,7 @@ def run_command(ctx, uri, entry_point, parameters, version, env_manager, experim
         ok = submitted.wait()
     except KeyboardInterrupt:
         if submitted is not None:
+            submitted.cancel()  # (done already when wait() was interrupted; not when the Ctrl-C came before it)
             click.secho(f"gitml: run {submitted.run_id} stopped (KILLED)", fg="red", err=True)
         sys.exit(130)
     if not ok:

@@ -190,8 +190,12 @@ def _start(repo, source, entry_point, command, params, env, experiment_name, exp
     if synchronous:
         if not submitted.wait():
             raise ProjectRunFailedError(run_id, submitted.returncode)
-    else:
+        return submitted
+    try:
         threading.Thread(target=submitted._watch, daemon=True).start()
+    except KeyboardInterrupt:  # Ctrl-C as the command starts: it stops too, never left running alone
+        submitted.cancel()
+        raise
     return submitted
 
 
