@@ -156,6 +156,30 @@ class Operations(RunViews, Client):
         with open_repo(repository) as source:
             copy_objects(source, self._store.repo, [commit.encode()])
 
+    def restate_run(self, run_id: str, message: str) -> bytes:
+        """Put a commit on top of the run's head with the same tree (its record unchanged)
+        and make it the run's head: a commit of its own for a second version of one model
+        on one run (``gitml import mlflow``; GTO tells versions apart by their commit).
+        Returns its id; ConflictError when the run moved meanwhile."""
+        from dulwich.objects import Commit
+
+        from gitml.errors import ConflictError
+        from gitml.store.ids import oid
+
+        ref = self.tracker.ref_of(run_id)
+        head = self.tracker.run_refs()[ref]
+        top = self._store.commit(head)
+        commit = Commit()
+        commit.tree, commit.parents = top.tree, [oid(head)]
+        commit.author, commit.committer = top.author, top.committer
+        commit.author_time, commit.commit_time = top.author_time, top.commit_time
+        commit.author_timezone, commit.commit_timezone = top.author_timezone, top.commit_timezone
+        commit.message = message.encode() + b"\n"
+        self._store.write([commit])
+        if not self._store.cas(ref, head, commit.id):
+            raise ConflictError(f"run {run_id} moved meanwhile; try again")
+        return commit.id
+
     def import_run(
         self,
         experiment_id: str,

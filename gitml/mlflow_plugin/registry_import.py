@@ -17,8 +17,6 @@ summary: a version whose run is not in the repository.
 
 from __future__ import annotations
 
-from dulwich.objects import Commit
-
 from gitml.errors import ConflictError, GitmlError
 
 
@@ -55,8 +53,10 @@ def import_registry(mc, client, summary, *, runs: set[str], dry_run: bool) -> No
                 except ConflictError as e:
                     if "GTO tells versions apart by their commit" not in str(e):
                         raise
-                    client.registry.register_commit(name, _new_head(client, mv.run_id, f"version {number} of {name}"),
-                                                    mv.run_id, path, version=f"v{int(number)}.0.0",
+                    head = client.restate_run(
+                        mv.run_id, f"gitml import: version {number} of {name} is registered on this commit "
+                                   "(the run's record unchanged)")
+                    client.registry.register_commit(name, head, mv.run_id, path, version=f"v{int(number)}.0.0",
                                                     description=mv.description or "", number=int(number))
             except GitmlError as e:
                 summary.skip(what, str(e))
@@ -85,25 +85,6 @@ def import_registry(mc, client, summary, *, runs: set[str], dry_run: bool) -> No
                     summary.skip(f"stage {stage} of {name}", str(e))
                     continue
             summary.stages += 1
-
-
-def _new_head(client, run_id: str, what: str) -> bytes:
-    """A commit on top of the run's head with the same tree (its record unchanged), made the
-    run's head: a commit of its own for ``what`` to be registered on."""
-    store = client.store
-    ref = client.tracker.ref_of(run_id)
-    head = client.tracker.run_refs()[ref]
-    top = store.commit(head)
-    commit = Commit()
-    commit.tree, commit.parents = top.tree, [head]
-    commit.author, commit.committer = top.author, top.committer
-    commit.author_time, commit.commit_time = top.author_time, top.commit_time
-    commit.author_timezone, commit.commit_timezone = top.author_timezone, top.commit_timezone
-    commit.message = f"gitml import: {what} is registered on this commit (the run's record unchanged)\n".encode()
-    store.write([commit])
-    if not store.cas(ref, head, commit.id):
-        raise ConflictError(f"run {run_id} moved while {what} was being imported; import again")
-    return commit.id
 
 
 def _bring_model_metadata(client, rm, *, dry_run: bool) -> bool:
