@@ -315,6 +315,9 @@ def test_ctrl_c_stops_the_command_and_ends_the_run_killed(repo, project_env, tmp
     proc = subprocess.Popen(
         [sys.executable, "-m", "gitml.cli.main", "run", "slow", "--env-manager", "local"],
         cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as a terminal delivers it: a library an earlier test loaded may leave SIGINT
+        # ignored in this process, and an ignored signal stays ignored across exec
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while not (ready.exists() and ready.read_text()):
