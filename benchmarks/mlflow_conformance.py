@@ -63,7 +63,9 @@ DIFFERENCES = os.path.join(HERE, "mlflow_expected_differences.txt")
 
 
 def install_extras(python: str) -> None:
-    check = "import importlib.util, sys; print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))"
+    check = (
+        "import importlib.util, sys; print(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))"
+    )
     missing = subprocess.run([python, "-c", check, *EXTRAS], capture_output=True, text=True, check=True).stdout.split()
     if missing:
         print(f"installing into the MLflow venv: {', '.join(EXTRAS[m] for m in missing)}", flush=True)
@@ -85,8 +87,18 @@ def run_file(python: str, tests_dir: str, test_file: str, store: str, timeout: i
             GIT_PYTHON_REFRESH="quiet",
         )
         command = [
-            python, "-m", "pytest", test_file, "-q", "-p", "no:cacheprovider",
-            "-p", "benchmarks.mlflow_conformance_plugin", "-o", "addopts=", f"--timeout={timeout}",
+            python,
+            "-m",
+            "pytest",
+            test_file,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "benchmarks.mlflow_conformance_plugin",
+            "-o",
+            "addopts=",
+            f"--timeout={timeout}",
             f"--junitxml={report}",
         ]
         subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
@@ -161,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:  # after each file: a long run interrupted keeps what it ran (--resume)
                 with open(args.json, "w") as f:
                     json.dump(results, f, indent=1, sort_keys=True)
-            count = {o: sum(1 for r in found.values() if r["outcome"] == o) for o in ("passed", "failed", "error", "skipped")}
+            count = {
+                o: sum(1 for r in found.values() if r["outcome"] == o) for o in ("passed", "failed", "error", "skipped")
+            }
             row.append(f"{count['passed']} / {count['failed'] + count['error']}")
             print(f"{test_file} [{store}]: {count} in {time.monotonic() - started:.0f}s", flush=True)
         rows.append(row)
@@ -182,8 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     ran = {node for node in sqlite if any(node.startswith(f + "::") for f in args.files)}
     unexpected = sorted(set(differ) - set(known))
     fixed = sorted(n for n in known if n in ran and n not in differ)
-    print(f"\n{len(differ)} tests pass on sqlite and not on gitml; {len(unexpected)} not in "
-          f"{os.path.relpath(DIFFERENCES, ROOT)}; {len(fixed)} listed there now pass")
+    print(
+        f"\n{len(differ)} tests pass on sqlite and not on gitml; {len(unexpected)} not in "
+        f"{os.path.relpath(DIFFERENCES, ROOT)}; {len(fixed)} listed there now pass"
+    )
     for node in unexpected:
         print(f"  unexpected: {node} -- {differ[node]}")
     for node in fixed:

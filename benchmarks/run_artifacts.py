@@ -17,7 +17,6 @@ Each figure is the median of --repeat runs; the table goes to benchmarks/out/art
 
 from __future__ import annotations
 
-import peers  # benchmarks/peers.py: where the peer venvs live
 import argparse
 import contextlib
 import json
@@ -30,15 +29,25 @@ import sys
 import tempfile
 import time
 
+import peers  # benchmarks/peers.py: where the peer venvs live
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MLFLOW_PY = peers.MLFLOW_PY
 # Python caches compiled modules on a normal install; a machine-wide PYTHONDONTWRITEBYTECODE
 # would make every gitml process compile its sources again (MLflow's venv has its .pyc files).
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-ENV = {**os.environ, "PYTHONPATH": ROOT, "MLFLOW_ALLOW_FILE_STORE": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
-       "DO_NOT_TRACK": "true", "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b",
-       "GIT_COMMITTER_EMAIL": "b@x"}
+ENV = {
+    **os.environ,
+    "PYTHONPATH": ROOT,
+    "MLFLOW_ALLOW_FILE_STORE": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "GIT_AUTHOR_NAME": "b",
+    "GIT_AUTHOR_EMAIL": "b@x",
+    "GIT_COMMITTER_NAME": "b",
+    "GIT_COMMITTER_EMAIL": "b@x",
+}
 
 W4_SCRIPT = """
 import json, os, sys, time
@@ -99,7 +108,9 @@ def w4(tmp: str, tool: str, data: str) -> list[dict]:
     else:
         os.makedirs(store)
         env, python = ENV, MLFLOW_PY
-    result = subprocess.run([python, "-c", W4_SCRIPT, tool, data, store], cwd=store, env=env, check=True, capture_output=True, text=True)
+    result = subprocess.run(
+        [python, "-c", W4_SCRIPT, tool, data, store], cwd=store, env=env, check=True, capture_output=True, text=True
+    )
     shutil.rmtree(store)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -111,9 +122,19 @@ def git_daemon(base: str):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", f"--base-path={base}", "--export-all", "--enable=receive-pack",
-         "--listen=127.0.0.1", f"--port={port}", base],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            f"--base-path={base}",
+            "--export-all",
+            "--enable=receive-pack",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            base,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 10
@@ -138,6 +159,7 @@ def w5(tmp: str, runs: int) -> dict:
     subprocess.run([sys.executable, "-c", W5_MAKE, str(runs)], cwd=src, env=ENV, check=True)
     out = {}
     gitml = [sys.executable, "-m", "gitml.cli.main"]
+
     def transfer(kind: str, key: str, target) -> None:
         """Push all runs to a fresh bare repository, then fetch them into a fresh clone."""
         for tool in ("git", "gitml"):
@@ -161,7 +183,9 @@ def w5(tmp: str, runs: int) -> dict:
         transfer("net", "net", lambda name: f"git://127.0.0.1:{port}/{name}")
     # the everyday case (the pre-push hook): 10 new runs on top of what the remote has
     subprocess.run([sys.executable, "-c", W5_MAKE, "10"], cwd=src, env=ENV, check=True)
-    out["again_git"] = sh(["git", "push", "-q", os.path.join(base, "local-git.git"), "refs/gitml/*:refs/gitml/*"], cwd=src)
+    out["again_git"] = sh(
+        ["git", "push", "-q", os.path.join(base, "local-git.git"), "refs/gitml/*:refs/gitml/*"], cwd=src
+    )
     out["again_gitml"] = sh([*gitml, "push", os.path.join(base, "local-gitml.git")], cwd=src)
     shutil.rmtree(base)
     return out
@@ -186,8 +210,10 @@ def main() -> None:
         tools = ["gitml"] + (["mlflow-file"] if os.path.exists(MLFLOW_PY) else [])
         w4s = {t: [w4(tmp, t, data) for _ in range(args.repeat)] for t in tools} if args.only != "w5" else {}
         w5s = [w5(tmp, runs) for _ in range(args.repeat)] if args.only != "w4" else []
+
     def med(xs):
         return statistics.median(xs)
+
     lines = [
         "# Artifacts and sharing: gitml vs MLflow and git",
         "",
@@ -201,7 +227,9 @@ def main() -> None:
         vals = [med([r[k]["secs"] for r in w4s[t]]) for t in tools]
         ratio = f"{vals[1] / vals[0]:.1f}x faster" if len(vals) > 1 else ""
         lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | {ratio} |")
-    for k, label in ((0, "W4 bytes stored after the first log, MB"), (1, "W4 bytes stored after the second log, MB")) if w4s else ():
+    for k, label in (
+        ((0, "W4 bytes stored after the first log, MB"), (1, "W4 bytes stored after the second log, MB")) if w4s else ()
+    ):
         vals = [med([r[k]["bytes"] for r in w4s[t]]) / 2**20 for t in tools]
         lines.append(f"| {label} | " + " | ".join(f"{v:.1f}" for v in vals) + " | |")
     if w4s:
@@ -209,16 +237,22 @@ def main() -> None:
         lines.append(f"| W4 second log / first log (gitml) | {med(g):.1%} | | |")
     if w5s:
         lines += ["", "| W5 | git | gitml | gitml / git |", "|---|---|---|---|"]
-    for op, label in () if not w5s else (
-        ("push", f"push {runs} runs"),
-        ("fetch", f"fetch {runs} runs"),
-        ("netpush", f"push {runs} runs over git://"),
-        ("netfetch", f"fetch {runs} runs over git://"),
-        ("again", "push 10 more runs"),
+    for op, label in (
+        ()
+        if not w5s
+        else (
+            ("push", f"push {runs} runs"),
+            ("fetch", f"fetch {runs} runs"),
+            ("netpush", f"push {runs} runs over git://"),
+            ("netfetch", f"fetch {runs} runs over git://"),
+            ("again", "push 10 more runs"),
+        )
     ):
         a, b = med([r[f"{op}_git"] for r in w5s]), med([r[f"{op}_gitml"] for r in w5s])
         ratios = sorted(r[f"{op}_gitml"] / r[f"{op}_git"] for r in w5s)
-        lines.append(f"| {label}, s | {a:.2f} | {b:.2f} | {b / a:.2f} (runs: {', '.join(f'{x:.2f}' for x in ratios)}) |")
+        lines.append(
+            f"| {label}, s | {a:.2f} | {b:.2f} | {b / a:.2f} (runs: {', '.join(f'{x:.2f}' for x in ratios)}) |"
+        )
     if w5s:
         lines.append(f"| runs arrived (git / gitml) | {w5s[0]['runs_git']} | {w5s[0]['runs_gitml']} | |")
     text = "\n".join(lines) + "\n"

@@ -17,7 +17,6 @@ The table goes to benchmarks/out/autolog.md and the figures to benchmarks/out/au
 
 from __future__ import annotations
 
-import peers  # benchmarks/peers.py: where the peer venvs live
 import argparse
 import json
 import os
@@ -25,6 +24,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+
+import peers  # benchmarks/peers.py: where the peer venvs live
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -62,8 +63,23 @@ def _time(tool: str, autolog: bool, fits: int) -> float:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         if tool == "gitml":
             subprocess.run(["git", "init", "-q", folder], check=True)
-            subprocess.run(["git", "-C", folder, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q",
-                            "--allow-empty", "-m", "init"], check=True)
+            subprocess.run(
+                [
+                    "git",
+                    "-C",
+                    folder,
+                    "-c",
+                    "user.name=b",
+                    "-c",
+                    "user.email=b@b",
+                    "commit",
+                    "-q",
+                    "--allow-empty",
+                    "-m",
+                    "init",
+                ],
+                check=True,
+            )
             python, setup, env["PYTHONPATH"] = sys.executable, "", REPO_ROOT
         else:
             python, setup = peers.MLFLOW_PY, 'lib.set_tracking_uri("sqlite:///mlflow.db")'
@@ -84,23 +100,39 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved, so that a busy spell hits both tools
         for tool in ("gitml", "mlflow"):
             for autolog in (False, True):
-                figures.setdefault(tool, {}).setdefault("on" if autolog else "off", []).append(_time(tool, autolog, args.fits))
+                figures.setdefault(tool, {}).setdefault("on" if autolog else "off", []).append(
+                    _time(tool, autolog, args.fits)
+                )
     rows, overhead = [], {}
     for tool, times in figures.items():
         on, off = statistics.median(times["on"]), statistics.median(times["off"])
         overhead[tool] = (on - off) / args.fits
-        rows.append(f"| {tool} | {off / args.fits * 1000:.1f} ms | {on / args.fits * 1000:.1f} ms | "
-                    f"{overhead[tool] * 1000:.1f} ms |")
+        rows.append(
+            f"| {tool} | {off / args.fits * 1000:.1f} ms | {on / args.fits * 1000:.1f} ms | "
+            f"{overhead[tool] * 1000:.1f} ms |"
+        )
     ratio = overhead["gitml"] / overhead["mlflow"] if overhead["mlflow"] > 0 else float("nan")
-    table = ("| tool | per fit, autolog off | per fit, autolog on | autolog's overhead per fit |\n"
-             "| --- | --- | --- | --- |\n" + "\n".join(rows) +
-             f"\n\ngitml's overhead / MLflow's: **{ratio:.2f}x** ({args.fits} fits, median of {args.repeats} runs each)\n")
+    table = (
+        "| tool | per fit, autolog off | per fit, autolog on | autolog's overhead per fit |\n"
+        "| --- | --- | --- | --- |\n"
+        + "\n".join(rows)
+        + f"\n\ngitml's overhead / MLflow's: **{ratio:.2f}x** ({args.fits} fits, median of {args.repeats} runs each)\n"
+    )
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "autolog.md"), "w") as f:
         f.write(table)
     with open(os.path.join(OUT, "autolog.json"), "w") as f:
-        json.dump({"fits": args.fits, "repeats": args.repeats, "seconds": figures, "overhead_per_fit": overhead,
-                   "ratio": ratio}, f, indent=1)
+        json.dump(
+            {
+                "fits": args.fits,
+                "repeats": args.repeats,
+                "seconds": figures,
+                "overhead_per_fit": overhead,
+                "ratio": ratio,
+            },
+            f,
+            indent=1,
+        )
     print(table)
 
 

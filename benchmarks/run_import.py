@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 MLFLOW_PY = peers.MLFLOW_PY
 
-MAKE = r'''
+MAKE = r"""
 import sys, mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -50,9 +50,9 @@ for i in range(n):
     c.log_batch(rid, metrics=metrics, params=[Param("p%d" % k, str(i * k)) for k in range(5)],
                 tags=[RunTag("t%d" % k, "v%d" % (i % 7)) for k in range(3)])
     c.set_terminated(rid, "FINISHED", end_time=T0 + i + 100)
-'''
+"""
 
-READ = r'''
+READ = r"""
 import json, sys, time
 from mlflow import MlflowClient
 uri = sys.argv[1]
@@ -70,7 +70,7 @@ for r in runs:
     for key in r.data.metrics:
         points += len(c.get_metric_history(r.info.run_id, key))
 print(json.dumps({"runs": len(runs), "points": points, "seconds": time.perf_counter() - t0}))
-'''
+"""
 
 
 def _env() -> dict:
@@ -78,8 +78,9 @@ def _env() -> dict:
     from tests.mlflow_venv import plugin_pythonpath
 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(PYTHONPATH=plugin_pythonpath(), MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true",
-               GIT_PYTHON_REFRESH="quiet")
+    env.update(
+        PYTHONPATH=plugin_pythonpath(), MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", GIT_PYTHON_REFRESH="quiet"
+    )
     return env
 
 
@@ -123,8 +124,15 @@ def main(argv=None) -> None:
         assert again["runs"] == 0 and again["runs_present"] == n, again
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    results = {"runs": n, "points": read["points"], "make_s": made_s, "mlflow_read_s": read_wall,
-               "mlflow_read_inner_s": read["seconds"], "gitml_import_s": import_s, "gitml_import_again_s": again_s}
+    results = {
+        "runs": n,
+        "points": read["points"],
+        "make_s": made_s,
+        "mlflow_read_s": read_wall,
+        "mlflow_read_inner_s": read["seconds"],
+        "gitml_import_s": import_s,
+        "gitml_import_again_s": again_s,
+    }
     lines = [
         f"`gitml import mlflow` of a sqlite store made by MLflow 3.17.2: {n:,} runs x 10 metrics x 100 steps "
         f"({read['points']:,} points); each a fresh process, wall clock including interpreter start",

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+
 import peers  # benchmarks/peers.py: where the peer venvs live
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -85,14 +85,24 @@ def measure(tool: str, writers: int, points: int) -> dict:
         env = {**os.environ, **extra, "URI": f"sqlite:///{work}/mlflow.db", "GIT_TERMINAL_PROMPT": "0"}
         if tool == "gitml":
             subprocess.run(["git", "init", "-q", work], check=True)
-        run = lambda code, *args: subprocess.run(  # noqa: E731
-            [python, "-c", code, *map(str, args)], cwd=work, env=env, capture_output=True, text=True, check=True
-        ).stdout.strip().splitlines()[-1]
+
+        def run(code: str, *args: object) -> str:
+            done = subprocess.run(
+                [python, "-c", code, *map(str, args)], cwd=work, env=env, capture_output=True, text=True, check=True
+            )
+            return done.stdout.strip().splitlines()[-1]
+
         run_id = run(SETUP[tool])
         go = os.path.join(work, "go")
         procs = [
-            subprocess.Popen([python, "-c", WRITER[tool], run_id, str(w), str(points), go], cwd=work, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            subprocess.Popen(
+                [python, "-c", WRITER[tool], run_id, str(w), str(points), go],
+                cwd=work,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             for w in range(writers)
         ]
         while not all(os.path.exists(f"{go}.{w}") for w in range(writers)):
@@ -111,8 +121,15 @@ def measure(tool: str, writers: int, points: int) -> dict:
         total = writers * points * 2
         counted = int(run(COUNT[tool], run_id, writers))
         load = os.getloadavg()[0]
-    return {"tool": tool, "writers": writers, "points": total, "counted": counted, "seconds": round(seconds, 2),
-            "points_per_s": round(total / seconds, 1), "load": round(load, 1)}
+    return {
+        "tool": tool,
+        "writers": writers,
+        "points": total,
+        "counted": counted,
+        "seconds": round(seconds, 2),
+        "points_per_s": round(total / seconds, 1),
+        "load": round(load, 1),
+    }
 
 
 def main() -> None:
@@ -130,7 +147,9 @@ def main() -> None:
     print("\n| writers | tool | points | points/s | s | load avg |\n|---|---|---|---|---|---|")
     for r in results:
         lost = "" if r["counted"] == r["points"] else f" (read back {r['counted']})"
-        print(f"| {r['writers']} | {r['tool']} | {r['points']}{lost} | {r['points_per_s']} | {r['seconds']} | {r['load']} |")
+        print(
+            f"| {r['writers']} | {r['tool']} | {r['points']}{lost} | {r['points_per_s']} | {r['seconds']} | {r['load']} |"
+        )
     os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
     with open(os.path.join(HERE, "out", "one_run_writers.json"), "w") as f:
         json.dump(results, f, indent=1)

@@ -57,8 +57,13 @@ def _project(root: str, requirements: list[str]) -> str:
 
 def _timed(folder: str, env: dict[str, str], *args: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "gitml.cli.main", "run", "proj", *args], cwd=folder, env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "gitml.cli.main", "run", "proj", *args],
+        cwd=folder,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - start
 
 
@@ -68,7 +73,11 @@ def main() -> None:
     parser.add_argument("--requirements", default="", help="comma-separated pip requirements")
     args = parser.parse_args()
     requirements = [r for r in args.requirements.split(",") if r]
-    rows: dict[str, list[float]] = {"virtualenv, first run (builds)": [], "virtualenv, second run (reuses)": [], "local": []}
+    rows: dict[str, list[float]] = {
+        "virtualenv, first run (builds)": [],
+        "virtualenv, second run (reuses)": [],
+        "local": [],
+    }
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="gitml-bench-projects-") as root:
             folder = _project(root, requirements)

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+
 import peers  # benchmarks/peers.py: where the peer venvs live
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,9 +34,9 @@ def _git(repo, *args, input_text=None):
 
 
 def build(repo: str, models: int, versions: int, spares: int = 1) -> list[str]:
-    import gitml.ops
     from dulwich.objects import Commit, Tag
 
+    import gitml.ops
     from gitml.registry.tags import Action, RegistryTag
     from gitml.store import yamlout
 
@@ -74,8 +75,16 @@ def build(repo: str, models: int, versions: int, spares: int = 1) -> list[str]:
                 obj.tagger = b"Bench <bench@example.com>"
                 obj.tag_time, obj.tag_timezone = t0, 0
                 t0 += 1
-                obj.message = yamlout.dump({"gitml-registry": {"model": tag.model, "version": f"v{v + 1}.0.0",
-                                                               "run_id": run_id, "path": "model"}})
+                obj.message = yamlout.dump(
+                    {
+                        "gitml-registry": {
+                            "model": tag.model,
+                            "version": f"v{v + 1}.0.0",
+                            "run_id": run_id,
+                            "path": "model",
+                        }
+                    }
+                )
                 objects.append(obj)
                 refs.append(f"create {tag.ref.decode()} {obj.id.decode()}\n")
     store.write(objects)
@@ -83,7 +92,7 @@ def build(repo: str, models: int, versions: int, spares: int = 1) -> list[str]:
     client.close()
     _git(repo, "update-ref", "--stdin", input_text="".join(refs))
     _git(repo, "pack-refs", "--all")
-    return run_ids[models * versions:]
+    return run_ids[models * versions :]
 
 
 def timed(fn, repeat: int = 5) -> float:
@@ -115,11 +124,15 @@ def settle(repo: str) -> int:
     past = time.time() - 3600
     for name in os.listdir(retired) if os.path.isdir(retired) else []:
         os.utime(os.path.join(retired, name), (past, past))
-    maybe_merge_small_packs(os.path.join(repo, ".git", "objects", "pack"), os.path.join(repo, ".git", "gitml", "repack.lock"))
+    maybe_merge_small_packs(
+        os.path.join(repo, ".git", "objects", "pack"), os.path.join(repo, ".git", "gitml", "repack.lock")
+    )
     return sum(n.endswith(".pack") for n in os.listdir(os.path.join(repo, ".git", "objects", "pack")))
 
 
-def measure(repo: str, spares: list[str], first_version: int, repeat: int) -> dict[str, tuple[tuple[float, float], ...]]:
+def measure(
+    repo: str, spares: list[str], first_version: int, repeat: int
+) -> dict[str, tuple[tuple[float, float], ...]]:
     """``{operation: ((API wall, CPU), (CLI wall, CPU))}`` in seconds; each registration takes a spare run."""
     import gitml.ops
     from gitml.models.uri import resolve_model_uri
@@ -143,17 +156,26 @@ def measure(repo: str, spares: list[str], first_version: int, repeat: int) -> di
     cli = [sys.executable, "-m", "gitml.cli.main"]
 
     def cli_register():
-        subprocess.run([*cli, "registry", "register", "m7", f"{todo.pop()}:model", "--version", f"v{version[0]}.0.0"],
-                       cwd=repo, check=True, capture_output=True)
+        subprocess.run(
+            [*cli, "registry", "register", "m7", f"{todo.pop()}:model", "--version", f"v{version[0]}.0.0"],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+        )
         version[0] += 1
 
     code = "import gitml.pyfunc\nfrom gitml.models.uri import resolve_model_uri\nresolve_model_uri(None, 'models:/m7@production')"
     return {
-        "list": (timed_cpu(fresh_list, repeat),
-                 timed_cpu(lambda: subprocess.run([*cli, "registry", "list"], cwd=repo, check=True, capture_output=True), 3)),
-        "resolve m7@production": (timed_cpu(fresh_resolve, repeat),
-                                  timed_cpu(lambda: subprocess.run([sys.executable, "-c", code], cwd=repo, check=True,
-                                                                   capture_output=True), 3)),
+        "list": (
+            timed_cpu(fresh_list, repeat),
+            timed_cpu(lambda: subprocess.run([*cli, "registry", "list"], cwd=repo, check=True, capture_output=True), 3),
+        ),
+        "resolve m7@production": (
+            timed_cpu(fresh_resolve, repeat),
+            timed_cpu(
+                lambda: subprocess.run([sys.executable, "-c", code], cwd=repo, check=True, capture_output=True), 3
+            ),
+        ),
         "register one version": (timed_cpu(register, repeat), timed_cpu(cli_register, 3)),
     }
 
@@ -175,8 +197,10 @@ def main() -> None:
         spares = build(repo, args.models, args.versions, 2 * (args.repeat + 3) + 1)
         tags = len(_git(repo, "tag", "-l").split())
         packs = sum(n.endswith(".pack") for n in os.listdir(os.path.join(repo, ".git", "objects", "pack")))
-        print(f"built {tags} tags over {args.models * args.versions} runs in {time.perf_counter() - start:.1f} s "
-              f"({packs} packs, the retired ones still there)")
+        print(
+            f"built {tags} tags over {args.models * args.versions} runs in {time.perf_counter() - start:.1f} s "
+            f"({packs} packs, the retired ones still there)"
+        )
         import gitml
 
         with gitml.ops.Operations(repo) as c:
@@ -184,17 +208,27 @@ def main() -> None:
         per_pass = args.repeat + 3
         fresh = measure(repo, spares[:per_pass], args.versions + 1, args.repeat)
         left = settle(repo)
-        settled = measure(repo, spares[per_pass:2 * per_pass], args.versions + 1 + per_pass, args.repeat)
+        settled = measure(repo, spares[per_pass : 2 * per_pass], args.versions + 1 + per_pass, args.repeat)
         gto_list = timed(lambda: subprocess.run([gto, "show"], cwd=repo, check=True, capture_output=True), 1)
-        gto_resolve = timed(lambda: subprocess.run([gto, "show", "m7#production", "--ref"], cwd=repo, check=True,
-                                                   capture_output=True), 1)
+        gto_resolve = timed(
+            lambda: subprocess.run([gto, "show", "m7#production", "--ref"], cwd=repo, check=True, capture_output=True),
+            1,
+        )
         commit = _git(repo, "rev-parse", f"refs/gitml/runs/0/{spares[-1]}").strip()
-        gto_register = timed(lambda: subprocess.run([gto, "register", "m7", commit, "--version", "v999.0.0"],
-                                                    cwd=repo, check=True, capture_output=True), 1)
-        print(f"load average {os.getloadavg()[0]:.1f}; medians; 'settled': {left} packs once gitml's housekeeping "
-              "deleted the packs it retired")
+        gto_register = timed(
+            lambda: subprocess.run(
+                [gto, "register", "m7", commit, "--version", "v999.0.0"], cwd=repo, check=True, capture_output=True
+            ),
+            1,
+        )
+        print(
+            f"load average {os.getloadavg()[0]:.1f}; medians; 'settled': {left} packs once gitml's housekeeping "
+            "deleted the packs it retired"
+        )
         print("seconds: wall median (CPU median)")
-        print(f"{'operation':<23}{'API':>15}{'API settled':>15}{'CLI':>15}{'CLI settled':>15}{'GTO CLI':>9}{'GTO/CLI':>9}")
+        print(
+            f"{'operation':<23}{'API':>15}{'API settled':>15}{'CLI':>15}{'CLI settled':>15}{'GTO CLI':>9}{'GTO/CLI':>9}"
+        )
         for (name, (api, cli_t)), gto_t in zip(fresh.items(), (gto_list, gto_resolve, gto_register), strict=False):
             api_s, cli_s = settled[name]
             cells = "".join(f"{w:>7.3f} ({c:.3f})" for w, c in (api, api_s, cli_t, cli_s))

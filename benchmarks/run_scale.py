@@ -36,7 +36,6 @@ Table: benchmarks/out/scale-sweep.md.
 
 from __future__ import annotations
 
-import peers  # benchmarks/peers.py: where the peer venvs live
 import argparse
 import json
 import os
@@ -46,6 +45,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import peers  # benchmarks/peers.py: where the peer venvs live
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -87,8 +88,13 @@ def timed_cpu(args, cwd, env=None) -> tuple[float, float, float, str]:
     megabytes to write back, which slowed the fsyncs of the next step by a fifth."""
     os.sync()
     t = time.perf_counter()
-    proc = subprocess.run(["/usr/bin/time", "-f", "RSS %M CPU %U %S", *args], cwd=cwd,
-                          env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["/usr/bin/time", "-f", "RSS %M CPU %U %S", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+    )
     secs = time.perf_counter() - t
     if proc.returncode:
         raise RuntimeError(f"{args} failed: {proc.stderr[-2000:]}")
@@ -166,10 +172,13 @@ def cached_sweep(n: int) -> str:
     if not os.path.exists(os.path.join(path, ".done")):
         shutil.rmtree(path, ignore_errors=True)
         print(f"sweeping {n} runs in one process into {path} (once) ...", file=sys.stderr, flush=True)
-        secs, cpu, rss, text = timed_cpu([sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", path, "--n", str(n)],
-                                         HERE, {"PYTHONPATH": REPO_ROOT})
+        secs, cpu, rss, text = timed_cpu(
+            [sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", path, "--n", str(n)], HERE, {"PYTHONPATH": REPO_ROOT}
+        )
         with open(os.path.join(path, ".done"), "w") as f:
-            json.dump({"build_s": secs, "cpu_s": cpu, "rss_mb": rss, "w2": json.loads(text.strip().splitlines()[-1])}, f)
+            json.dump(
+                {"build_s": secs, "cpu_s": cpu, "rss_mb": rss, "w2": json.loads(text.strip().splitlines()[-1])}, f
+            )
     return path
 
 
@@ -177,8 +186,12 @@ def repo_shape(path: str) -> dict:
     """Packs, loose run refs, objects and snapshot segments of a repository."""
     import sqlite3
 
-    counts = dict(line.split(": ") for line in subprocess.run(
-        ["git", "count-objects", "-v"], cwd=path, capture_output=True, text=True, check=True).stdout.splitlines())
+    counts = dict(
+        line.split(": ")
+        for line in subprocess.run(
+            ["git", "count-objects", "-v"], cwd=path, capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+    )
     loose = sum(len(files) for _root, _dirs, files in os.walk(os.path.join(path, ".git", "refs", "gitml", "runs")))
     db = sqlite3.connect(os.path.join(path, ".git", "gitml", "index.sqlite3"))
     try:
@@ -186,9 +199,14 @@ def repo_shape(path: str) -> dict:
     finally:
         db.close()
     journals = len(os.listdir(os.path.join(path, ".git", "gitml", "journal")))
-    return {"packs": int(counts["packs"]), "pack_mb": int(counts["size-pack"]) / 1024,
-            "objects": int(counts["in-pack"]) + int(counts["count"]), "loose_refs": loose,
-            "segments": segments, "journals": journals}
+    return {
+        "packs": int(counts["packs"]),
+        "pack_mb": int(counts["size-pack"]) / 1024,
+        "objects": int(counts["in-pack"]) + int(counts["count"]),
+        "loose_refs": loose,
+        "segments": segments,
+        "journals": journals,
+    }
 
 
 def measure_sweep(n: int, tmp: str, *, remotes: bool = True) -> dict:
@@ -234,27 +252,59 @@ def sweep_table(results: list[dict]) -> str:
     def row(label, fn, target=""):
         rows.append([label] + [fn(r) for r in results] + [target])
 
-    row("sweep (W2 in one process, runs/s; per CPU s; peak MB)",
-        lambda r: f"{r['build']['w2']['runs_per_s']:.0f}; {r['build']['w2']['runs_per_cpu_s']:.0f}; {r['build']['rss_mb']:.0f}")
-    row("  left: packs (MB); loose run refs; objects",
-        lambda r: f"{r['shape']['packs']} ({r['shape']['pack_mb']:.0f}); {r['shape']['loose_refs']}; {r['shape']['objects']:,}")
+    row(
+        "sweep (W2 in one process, runs/s; per CPU s; peak MB)",
+        lambda r: (
+            f"{r['build']['w2']['runs_per_s']:.0f}; {r['build']['w2']['runs_per_cpu_s']:.0f}; {r['build']['rss_mb']:.0f}"
+        ),
+    )
+    row(
+        "  left: packs (MB); loose run refs; objects",
+        lambda r: (
+            f"{r['shape']['packs']} ({r['shape']['pack_mb']:.0f}); {r['shape']['loose_refs']}; {r['shape']['objects']:,}"
+        ),
+    )
     row("  left: snapshot segments; journals", lambda r: f"{r['shape']['segments']}; {r['shape']['journals']}")
-    row("first search, right after (s; CPU s)",
-        lambda r: f"{r['search_after']['first_s']:.3f}; {r['search_after']['first_cpu_s']:.3f}", "<= 0.5")
-    row("  in the next process (s; CPU s)",
-        lambda r: f"{r['search_next']['first_s']:.3f}; {r['search_next']['first_cpu_s']:.3f}")
-    row("repeated search, right after (s; CPU s)",
-        lambda r: f"{r['search_after']['repeat_s']:.4f}; {r['search_after']['repeat_cpu_s']:.4f}", "<= 0.05")
-    row("  import pandas, apart (s); rows found",
-        lambda r: f"{r['search_after']['pandas_s']:.3f}; {r['search_after']['rows']}")
-    row("gitml runs -n 20, right after (s; CPU s)", lambda r: f"{r['runs_after']['s']:.3f}; {r['runs_after']['cpu_s']:.3f}",
-        "<= 0.3")
+    row(
+        "first search, right after (s; CPU s)",
+        lambda r: f"{r['search_after']['first_s']:.3f}; {r['search_after']['first_cpu_s']:.3f}",
+        "<= 0.5",
+    )
+    row(
+        "  in the next process (s; CPU s)",
+        lambda r: f"{r['search_next']['first_s']:.3f}; {r['search_next']['first_cpu_s']:.3f}",
+    )
+    row(
+        "repeated search, right after (s; CPU s)",
+        lambda r: f"{r['search_after']['repeat_s']:.4f}; {r['search_after']['repeat_cpu_s']:.4f}",
+        "<= 0.05",
+    )
+    row(
+        "  import pandas, apart (s); rows found",
+        lambda r: f"{r['search_after']['pandas_s']:.3f}; {r['search_after']['rows']}",
+    )
+    row(
+        "gitml runs -n 20, right after (s; CPU s)",
+        lambda r: f"{r['runs_after']['s']:.3f}; {r['runs_after']['cpu_s']:.3f}",
+        "<= 0.3",
+    )
     row("  in the next process (s; CPU s)", lambda r: f"{r['runs_next']['s']:.3f}; {r['runs_next']['cpu_s']:.3f}")
     for kind in ("push", "fetch") if all("push_git" in r for r in results) else ():
-        row(f"{kind} all: gitml / git (s; CPU s)", lambda r, k=kind: f"{r[f'{k}_gitml']['s']:.2f} / {r[f'{k}_git']['s']:.2f}"
-            f" ({r[f'{k}_gitml']['s'] / r[f'{k}_git']['s']:.2f}x); {r[f'{k}_gitml']['cpu_s']:.1f} / {r[f'{k}_git']['cpu_s']:.1f}"
-            f" ({r[f'{k}_gitml']['cpu_s'] / r[f'{k}_git']['cpu_s']:.2f}x)", "<= 1.0x")
-    row("peak memory, any gitml step after it (MB)", lambda r: f"{max(v['rss_mb'] for k, v in r.items() if isinstance(v, dict) and 'rss_mb' in v and k != 'build' and not k.endswith('_git')):.0f}")
+        row(
+            f"{kind} all: gitml / git (s; CPU s)",
+            lambda r, k=kind: (
+                f"{r[f'{k}_gitml']['s']:.2f} / {r[f'{k}_git']['s']:.2f}"
+                f" ({r[f'{k}_gitml']['s'] / r[f'{k}_git']['s']:.2f}x); {r[f'{k}_gitml']['cpu_s']:.1f} / {r[f'{k}_git']['cpu_s']:.1f}"
+                f" ({r[f'{k}_gitml']['cpu_s'] / r[f'{k}_git']['cpu_s']:.2f}x)"
+            ),
+            "<= 1.0x",
+        )
+    row(
+        "peak memory, any gitml step after it (MB)",
+        lambda r: (
+            f"{max(v['rss_mb'] for k, v in r.items() if isinstance(v, dict) and 'rss_mb' in v and k != 'build' and not k.endswith('_git')):.0f}"
+        ),
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
@@ -269,14 +319,18 @@ def measure_creation(results: list[dict], tmp: str, rounds: int = 5) -> None:
     for _ in range(rounds):
         for r in results:
             work, env = environment(r["n"], tmp)
-            secs, rss, text = timed([sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", work, "--n", str(CREATED)], work, env)
+            secs, rss, text = timed(
+                [sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", work, "--n", str(CREATED)], work, env
+            )
             creations[r["n"]].append({**json.loads(text.strip().splitlines()[-1]), "rss_mb": rss})
     first = creations[results[0]["n"]]
     for r in results:
         mine = creations[r["n"]]
         r["create"] = sorted(mine, key=lambda c: c["runs_per_s"])[len(mine) // 2]
         # each round's rate against the first size's in the same round: the machine's phase cancels out
-        r["create_ratio"] = statistics.median(c["runs_per_s"] / f["runs_per_s"] for c, f in zip(mine, first, strict=False))
+        r["create_ratio"] = statistics.median(
+            c["runs_per_s"] / f["runs_per_s"] for c, f in zip(mine, first, strict=False)
+        )
 
 
 def measure_push_of_new_runs(out: dict, tmp: str, *, remotes: bool = True) -> None:
@@ -289,8 +343,13 @@ def measure_push_of_new_runs(out: dict, tmp: str, *, remotes: bool = True) -> No
         subprocess.run([*GITML, "push", remote], cwd=work, env={**os.environ, **env}, check=True, capture_output=True)
         pushes = []
         for _ in range(3):  # 10 new runs made (untimed), then pushed
-            subprocess.run([sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", work, "--n", "10"], cwd=work,
-                           env={**os.environ, **env}, check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, WORKLOADS_PY, "gitml", "w2", "--dir", work, "--n", "10"],
+                cwd=work,
+                env={**os.environ, **env},
+                check=True,
+                capture_output=True,
+            )
             secs, cpu, rss, text = timed_cpu([*GITML, "push", remote], work, env)
             assert "10 ref(s) pushed" in text or "11 ref(s) pushed" in text, text  # the runs (and their experiment)
             pushes.append({"s": secs, "cpu_s": cpu, "rss_mb": rss})
@@ -308,37 +367,67 @@ def measure_mlflow(n: int, tmp: str) -> dict | None:
     w2 = json.loads(text.strip().splitlines()[-1])
     _, rss_w3, text = timed([MLFLOW_PY, WORKLOADS_PY, "mlflow-sqlite", "w3", "--dir", data, "--n", str(n)], tmp)
     w3 = json.loads(text.strip().splitlines()[-1])
-    return {"n": n, "runs_per_s": w2["runs_per_s"], "first_s": w3["first_s"], "repeat_s": w3["repeat_s"],
-            "pandas_s": w3["pandas_import_s"], "rss_mb": max(rss_w2, rss_w3)}
+    return {
+        "n": n,
+        "runs_per_s": w2["runs_per_s"],
+        "first_s": w3["first_s"],
+        "repeat_s": w3["repeat_s"],
+        "pandas_s": w3["pandas_import_s"],
+        "rss_mb": max(rss_w2, rss_w3),
+    }
 
 
 def table(results: list[dict], mlflow: dict | None) -> str:
-    head = ["step"] + [f"{r['n']:,} runs" for r in results] + ([f"MLflow sqlite, {mlflow['n']:,} runs"] if mlflow else [])
+    head = (
+        ["step"] + [f"{r['n']:,} runs" for r in results] + ([f"MLflow sqlite, {mlflow['n']:,} runs"] if mlflow else [])
+    )
     rows = []
 
     def row(label, fn, ml=""):
         rows.append([label] + [fn(r) for r in results] + ([ml] if mlflow else []))
 
-    row("create (W2, runs/s; per CPU s)", lambda r: f"{r['create']['runs_per_s']:.0f}; {r['create'].get('runs_per_cpu_s', 0):.0f}",
-        mlflow and f"{mlflow['runs_per_s']:.0f}")
+    row(
+        "create (W2, runs/s; per CPU s)",
+        lambda r: f"{r['create']['runs_per_s']:.0f}; {r['create'].get('runs_per_cpu_s', 0):.0f}",
+        mlflow and f"{mlflow['runs_per_s']:.0f}",
+    )
     row(f"  create, rate / {results[0]['n']:,} runs' in the same round", lambda r: f"{r.get('create_ratio', 0):.0%}")
-    row("search, first call (s; CPU s)", lambda r: f"{r['search']['first_s']:.3f}; {r['search'].get('first_cpu_s', 0):.3f}",
-        mlflow and f"{mlflow['first_s']:.3f}")
-    row("search, repeated (s; CPU s)", lambda r: f"{r['search']['repeat_s']:.3f}; {r['search'].get('repeat_cpu_s', 0):.3f}",
-        mlflow and f"{mlflow['repeat_s']:.3f}")
-    row("  import pandas, apart (s)", lambda r: f"{r['search']['pandas_s']:.3f}", mlflow and f"{mlflow['pandas_s']:.3f}")
+    row(
+        "search, first call (s; CPU s)",
+        lambda r: f"{r['search']['first_s']:.3f}; {r['search'].get('first_cpu_s', 0):.3f}",
+        mlflow and f"{mlflow['first_s']:.3f}",
+    )
+    row(
+        "search, repeated (s; CPU s)",
+        lambda r: f"{r['search']['repeat_s']:.3f}; {r['search'].get('repeat_cpu_s', 0):.3f}",
+        mlflow and f"{mlflow['repeat_s']:.3f}",
+    )
+    row(
+        "  import pandas, apart (s)", lambda r: f"{r['search']['pandas_s']:.3f}", mlflow and f"{mlflow['pandas_s']:.3f}"
+    )
     row("  rows found", lambda r: str(r["search"]["rows"]))
     row("gitml runs, newest 20 (s; CPU s)", lambda r: f"{r['runs']['s']:.3f}; {r['runs'].get('cpu_s', 0):.3f}")
     row("gitml show RUN (s; CPU s)", lambda r: f"{r['show']['s']:.3f}; {r['show'].get('cpu_s', 0):.3f}")
     for kind in ("push", "fetch") if all("push10" in r for r in results) else ():
-        row(f"{kind} all: gitml / git (s)", lambda r, k=kind: f"{r[f'{k}_gitml']['s']:.2f} / {r[f'{k}_git']['s']:.2f}"
-            f" ({r[f'{k}_gitml']['s'] / r[f'{k}_git']['s']:.2f}x)")
+        row(
+            f"{kind} all: gitml / git (s)",
+            lambda r, k=kind: (
+                f"{r[f'{k}_gitml']['s']:.2f} / {r[f'{k}_git']['s']:.2f}"
+                f" ({r[f'{k}_gitml']['s'] / r[f'{k}_git']['s']:.2f}x)"
+            ),
+        )
     if all("push10" in r for r in results):
         row("push 10 new runs (s)", lambda r: f"{r['push10']['s']:.3f}")
-    row("peak memory, any gitml step (MB)", lambda r: f"{max(v['rss_mb'] for k, v in r.items() if isinstance(v, dict) and not k.endswith('_git')):.0f}",
-        mlflow and f"{mlflow['rss_mb']:.0f}")
+    row(
+        "peak memory, any gitml step (MB)",
+        lambda r: f"{max(v['rss_mb'] for k, v in r.items() if isinstance(v, dict) and not k.endswith('_git')):.0f}",
+        mlflow and f"{mlflow['rss_mb']:.0f}",
+    )
     if all("push_git" in r for r in results):
-        row("  git push / git fetch, apart (MB)", lambda r: f"{r['push_git']['rss_mb']:.0f} / {r['fetch_git']['rss_mb']:.0f}")
+        row(
+            "  git push / git fetch, apart (MB)",
+            lambda r: f"{r['push_git']['rss_mb']:.0f} / {r['fetch_git']['rss_mb']:.0f}",
+        )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
@@ -348,13 +437,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", help="1000,10000,100000 (per-process), 50000 (sweep)")
     ap.add_argument("--mlflow-runs", type=int, default=20000, help="0: no MLflow column")
-    ap.add_argument("--mlflow-json", help="MLflow's column from this file (written by --mlflow-only) "
-                    "instead of measuring it: its 20,000 runs take most of an hour here")
+    ap.add_argument(
+        "--mlflow-json",
+        help="MLflow's column from this file (written by --mlflow-only) "
+        "instead of measuring it: its 20,000 runs take most of an hour here",
+    )
     ap.add_argument("--mlflow-only", metavar="FILE", help="measure MLflow's column alone, into FILE")
     ap.add_argument("--skip-remotes", action="store_true", help="no push or fetch steps (the tracking side alone)")
-    ap.add_argument("--shape", choices=("per-process", "sweep"), default="per-process",
-                    help="per-process: repositories built 1,000 runs a process (the growth table); "
-                    "sweep: all runs made by one process, then the first commands after it (--sizes 50000)")
+    ap.add_argument(
+        "--shape",
+        choices=("per-process", "sweep"),
+        default="per-process",
+        help="per-process: repositories built 1,000 runs a process (the growth table); "
+        "sweep: all runs made by one process, then the first commands after it (--sizes 50000)",
+    )
     args = ap.parse_args()
     args.sizes = args.sizes or ("50000" if args.shape == "sweep" else "1000,10000,100000")
     if args.shape == "sweep":
@@ -362,7 +458,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="gitml-scale-sweep-") as tmp:
             results = [measure_sweep(int(n), tmp, remotes=not args.skip_remotes) for n in args.sizes.split(",")]
         text = sweep_table(results) + "\n\nLoad average (1, 5, 15 min) at the end: %.1f %.1f %.1f on %d cores" % (
-            *os.getloadavg(), os.cpu_count() or 0)
+            *os.getloadavg(),
+            os.cpu_count() or 0,
+        )
         print(text)
         os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
         with open(os.path.join(HERE, "out", "scale-sweep.md"), "w") as f:
@@ -391,7 +489,9 @@ def main() -> None:
         else:
             mlflow = measure_mlflow(args.mlflow_runs, tmp) if args.mlflow_runs else None
     text = table(results, mlflow) + "\n\nLoad average (1, 5, 15 min) at the end: %.1f %.1f %.1f on %d cores" % (
-        *os.getloadavg(), os.cpu_count() or 0)
+        *os.getloadavg(),
+        os.cpu_count() or 0,
+    )
     print(text)
     os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
     with open(os.path.join(HERE, "out", "scale.md"), "w") as f:

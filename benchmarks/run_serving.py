@@ -19,7 +19,6 @@ benchmarks/out/serving.md and the raw figures to benchmarks/out/serving.json.
 
 from __future__ import annotations
 
-import peers  # benchmarks/peers.py: where the peer venvs live
 import argparse
 import http.client
 import json
@@ -34,6 +33,8 @@ import sys
 import tempfile
 import threading
 import time
+
+import peers  # benchmarks/peers.py: where the peer venvs live
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -89,12 +90,38 @@ class Server:
         self.port = _free_port()
         env = dict(os.environ, PYTHONPATH=REPO_ROOT)
         if tool == "gitml":
-            argv = [sys.executable, "-m", "gitml.cli.main", "serve", "-m", model, "-p", str(self.port), "-w", str(workers)]
+            argv = [
+                sys.executable,
+                "-m",
+                "gitml.cli.main",
+                "serve",
+                "-m",
+                model,
+                "-p",
+                str(self.port),
+                "-w",
+                str(workers),
+            ]
         else:
             env.pop("PYTHONPATH")
             env["PATH"] = os.path.dirname(MLFLOW_PY) + os.pathsep + env["PATH"]  # it execs `uvicorn`
-            argv = [MLFLOW_PY, "-m", "mlflow", "models", "serve", "-m", model, "-p", str(self.port), "-w", str(workers),
-                    "--env-manager", "local", "--host", "127.0.0.1"]
+            argv = [
+                MLFLOW_PY,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                model,
+                "-p",
+                str(self.port),
+                "-w",
+                str(workers),
+                "--env-manager",
+                "local",
+                "--host",
+                "127.0.0.1",
+            ]
         start = time.perf_counter()
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
@@ -146,9 +173,24 @@ class Server:
 
 
 def _wrk(port: int, body_file: str, connections: int, duration: int, lua: str) -> dict:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s", "-s", lua,
-                          f"http://127.0.0.1:{port}/invocations"], env=dict(os.environ, BODY_FILE=body_file),
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            lua,
+            f"http://127.0.0.1:{port}/invocations",
+        ],
+        env=dict(os.environ, BODY_FILE=body_file),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
     def ms(label: str) -> float:
         m = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -157,14 +199,20 @@ def _wrk(port: int, body_file: str, connections: int, duration: int, lua: str) -
         return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50_ms": ms("50%"), "p99_ms": ms("99%"),
-            "non_2xx": int(errors.group(1)) if errors else 0}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": ms("50%"),
+        "p99_ms": ms("99%"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
 
 
 def _bad_requests(port: int, count: int) -> int:
-    bodies = [(b'{"dataframe_split": {"columns": ["a"', "application/json"),
-              (json.dumps({"dataframe_split": {"columns": ["nope"], "data": [[1.0]]}}).encode(), "application/json"),
-              (b"x" * 1000, "text/plain")]
+    bodies = [
+        (b'{"dataframe_split": {"columns": ["a"', "application/json"),
+        (json.dumps({"dataframe_split": {"columns": ["nope"], "data": [[1.0]]}}).encode(), "application/json"),
+        (b"x" * 1000, "text/plain"),
+    ]
     refused = [0]
 
     def worker(n: int) -> None:
@@ -209,7 +257,11 @@ def _cold(tool: str, model: str, example: str, repeat: int, template: str | None
     if template is None:
         template = COLD_GITML if tool == "gitml" else COLD_MLFLOW
     code = template.format(path=model, example=example, pickle=os.path.join(model, "model.pkl"))
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT) if tool == "gitml" else {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = (
+        dict(os.environ, PYTHONPATH=REPO_ROOT)
+        if tool == "gitml"
+        else {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    )
     times, cpus = [], []
     for _ in range(repeat):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -253,8 +305,11 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--bad", type=int, default=10_000, help="bad requests for the memory figure")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--start-only", action="store_true",
-                        help="only the cold load, its floor and the start to the first /ping (no wrk loads)")
+    parser.add_argument(
+        "--start-only",
+        action="store_true",
+        help="only the cold load, its floor and the start to the first /ping (no wrk loads)",
+    )
     args = parser.parse_args()
     tools = args.tools.split(",")
     if "mlflow" in tools and not os.path.exists(MLFLOW_PY):
@@ -266,11 +321,17 @@ def main() -> None:
             f.write(WRK_LUA)
         model, bodies, example = _model(folder)
         for tool in tools:
-            figures: dict = {"cold_load_predict_s": _cold(tool, model, example, args.repeat),
-                             "floor_load_predict_s": _cold(tool, model, example, args.repeat, COLD_FLOOR),
-                             "python_start_s": _cold(tool, model, example, args.repeat, "pass"), "loads": {}}
-            figures["cpu_s"] = {"cold_load_predict": CPU[(tool, None)], "floor_load_predict": CPU[(tool, COLD_FLOOR)],
-                                "python_start": CPU[(tool, "pass")]}
+            figures: dict = {
+                "cold_load_predict_s": _cold(tool, model, example, args.repeat),
+                "floor_load_predict_s": _cold(tool, model, example, args.repeat, COLD_FLOOR),
+                "python_start_s": _cold(tool, model, example, args.repeat, "pass"),
+                "loads": {},
+            }
+            figures["cpu_s"] = {
+                "cold_load_predict": CPU[(tool, None)],
+                "floor_load_predict": CPU[(tool, COLD_FLOOR)],
+                "python_start": CPU[(tool, "pass")],
+            }
             for workers in (int(w) for w in args.workers.split(",")):
                 starts, cpus = [], []
                 for _ in range(args.repeat if args.start_only else 1):
@@ -294,8 +355,13 @@ def main() -> None:
                         _bad_requests(server.port, 1000)  # warm-up: the first of each refusal imports and caches
                         before = server.tree_rss_mb()
                         refused = _bad_requests(server.port, args.bad)
-                        figures["memory"] = {"fresh_mb": fresh, "before_mb": before, "after_mb": server.tree_rss_mb(),
-                                             "bad": args.bad, "answered_4xx": refused}
+                        figures["memory"] = {
+                            "fresh_mb": fresh,
+                            "before_mb": before,
+                            "after_mb": server.tree_rss_mb(),
+                            "bad": args.bad,
+                            "answered_4xx": refused,
+                        }
                         figures["answer_to_5mb_bad_body_bytes"] = _big_bad_answer(server.port, 5)
                         print(tool, figures["memory"], figures["answer_to_5mb_bad_body_bytes"], flush=True)
                 finally:
@@ -313,37 +379,68 @@ def main() -> None:
 
 def _table(results: dict) -> str:
     tools = list(results["tools"])
-    lines = [f"wrk {results['duration_s']} s per load; load average at start {results['load_average']:.1f}", "",
-             "| figure | " + " | ".join(tools) + " |", "|---|" + "---|" * len(tools)]
+    lines = [
+        f"wrk {results['duration_s']} s per load; load average at start {results['load_average']:.1f}",
+        "",
+        "| figure | " + " | ".join(tools) + " |",
+        "|---|" + "---|" * len(tools),
+    ]
     first = results["tools"][tools[0]]
     for load in first["loads"]:
         cells = []
         for tool in tools:
             got = results["tools"][tool]["loads"].get(load)
-            cells.append("" if got is None else
-                         f"{got['rps']:.0f} req/s ({got['rows_per_s']:.0f} rows/s), p50 {got['p50_ms']:.1f} ms, "
-                         f"p99 {got['p99_ms']:.1f} ms" + (f", {got['non_2xx']} non-2xx" if got["non_2xx"] else ""))
+            cells.append(
+                ""
+                if got is None
+                else f"{got['rps']:.0f} req/s ({got['rows_per_s']:.0f} rows/s), p50 {got['p50_ms']:.1f} ms, "
+                f"p99 {got['p99_ms']:.1f} ms" + (f", {got['non_2xx']} non-2xx" if got["non_2xx"] else "")
+            )
         lines.append(f"| {load} | " + " | ".join(cells) + " |")
+
     def timed(tool: str, wall: float, cpu: str) -> str:
         return f"{wall:.2f} s ({results['tools'][tool]['cpu_s'][cpu]:.2f} s CPU)"
 
-    lines.append("| cold load + predict | " + " | ".join(
-        timed(t, results['tools'][t]['cold_load_predict_s'], "cold_load_predict") for t in tools) + " |")
-    lines.append("| the floor: pickle.load + predict, no framework | " + " | ".join(
-        timed(t, results['tools'][t]['floor_load_predict_s'], "floor_load_predict") for t in tools) + " |")
-    lines.append("| Python's start alone | " + " | ".join(
-        timed(t, results['tools'][t]['python_start_s'], "python_start") for t in tools) + " |")
+    lines.append(
+        "| cold load + predict | "
+        + " | ".join(timed(t, results["tools"][t]["cold_load_predict_s"], "cold_load_predict") for t in tools)
+        + " |"
+    )
+    lines.append(
+        "| the floor: pickle.load + predict, no framework | "
+        + " | ".join(timed(t, results["tools"][t]["floor_load_predict_s"], "floor_load_predict") for t in tools)
+        + " |"
+    )
+    lines.append(
+        "| Python's start alone | "
+        + " | ".join(timed(t, results["tools"][t]["python_start_s"], "python_start") for t in tools)
+        + " |"
+    )
     for workers in first.get("start_to_ping_s", {}):
-        lines.append(f"| start to first /ping, -w {workers} | " + " | ".join(
-            timed(t, results['tools'][t]['start_to_ping_s'][workers], f"start_to_ping_w{workers}") for t in tools) + " |")
+        lines.append(
+            f"| start to first /ping, -w {workers} | "
+            + " | ".join(
+                timed(t, results["tools"][t]["start_to_ping_s"][workers], f"start_to_ping_w{workers}") for t in tools
+            )
+            + " |"
+        )
     if "memory" not in first:
         return "\n".join(lines) + "\n"
-    lines.append("| RSS fresh / after 1,000 bad requests / after N more | " + " | ".join(
-        f"{results['tools'][t]['memory']['fresh_mb']:.0f} / {results['tools'][t]['memory']['before_mb']:.0f} / "
-        f"{results['tools'][t]['memory']['after_mb']:.0f} MB "
-        f"({results['tools'][t]['memory']['bad']} sent, {results['tools'][t]['memory']['answered_4xx']} 4xx)" for t in tools) + " |")
-    lines.append("| answer to a 5 MB malformed body | " + " | ".join(
-        f"{results['tools'][t]['answer_to_5mb_bad_body_bytes']:,} bytes" for t in tools) + " |")
+    lines.append(
+        "| RSS fresh / after 1,000 bad requests / after N more | "
+        + " | ".join(
+            f"{results['tools'][t]['memory']['fresh_mb']:.0f} / {results['tools'][t]['memory']['before_mb']:.0f} / "
+            f"{results['tools'][t]['memory']['after_mb']:.0f} MB "
+            f"({results['tools'][t]['memory']['bad']} sent, {results['tools'][t]['memory']['answered_4xx']} 4xx)"
+            for t in tools
+        )
+        + " |"
+    )
+    lines.append(
+        "| answer to a 5 MB malformed body | "
+        + " | ".join(f"{results['tools'][t]['answer_to_5mb_bad_body_bytes']:,} bytes" for t in tools)
+        + " |"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,6 @@ alone, to source_trees_checkout.md).
 
 from __future__ import annotations
 
-import peers  # benchmarks/peers.py: where the peer venvs live
 import argparse
 import json
 import os
@@ -33,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import peers  # benchmarks/peers.py: where the peer venvs live
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -105,7 +106,9 @@ def build(n: int) -> str:
         lines = [b"commit refs/heads/main\ncommitter Bench <b@b> 0 +0000\ndata 5\ntree\n"]
         for i in range(n):
             body = b"value = %d\n" % i
-            lines.append(b"M 100644 inline pkg%d/mod%d/f%d.py\ndata %d\n%s\n" % (i // 1000, i // 100 % 10, i, len(body), body))
+            lines.append(
+                b"M 100644 inline pkg%d/mod%d/f%d.py\ndata %d\n%s\n" % (i // 1000, i // 100 % 10, i, len(body), body)
+            )
         git(path, "fast-import", "--quiet", stdin=b"".join(lines))
         git(path, "symbolic-ref", "HEAD", "refs/heads/main")
         git(path, "reset", "-q", "--hard")
@@ -150,8 +153,11 @@ def checkout(path: str, n: int, repeat: int) -> dict[str, float]:
             b"M 100644 inline pkg%d/mod%d/f%d.py\ndata 8\nchanged\n\n" % (i // 1000, i // 100 % 10, i)
             for i in (3, n // 3, n - 1)
         )
-        stream = (b"commit refs/heads/bench-b\ncommitter Bench <b@b> 0 +0000\ndata 2\nb\nfrom %s\n" % a.encode()
-                  + change + b"M 100644 inline pkg0/new.py\ndata 4\nnew\n\nD pkg0/mod0/f7.py\n")
+        stream = (
+            b"commit refs/heads/bench-b\ncommitter Bench <b@b> 0 +0000\ndata 2\nb\nfrom %s\n" % a.encode()
+            + change
+            + b"M 100644 inline pkg0/new.py\ndata 4\nnew\n\nD pkg0/mod0/f7.py\n"
+        )
         git(path, "fast-import", "--quiet", stdin=stream)
     run_id = python_in(path, RUN_ID)
     git(path, "switch", "-q", "--detach", "bench-b")
@@ -217,11 +223,15 @@ def main(argv: list[str] | None = None) -> None:
         med = {k: statistics.median(v) if v else None for k, v in figures.items()}
         rows.append((n, med))
         checkouts.append((n, checkout(path, n, args.repeat)))
-    lines = [] if args.checkout_only else [
-        "| files | git status | gitml start_run | cold | MLflow start_run | gitml / git status | cold / git status"
-        " | MLflow / gitml |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    lines = (
+        []
+        if args.checkout_only
+        else [
+            "| files | git status | gitml start_run | cold | MLflow start_run | gitml / git status | cold / git status"
+            " | MLflow / gitml |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+    )
     for n, med in rows:
         ml = med["mlflow"]
         lines.append(
@@ -231,11 +241,17 @@ def main(argv: list[str] | None = None) -> None:
             + (f"{ml / med['gitml']:.2f}" if ml is not None else "n/a")
             + " |"
         )
-    lines += ["", "| files | git switch --detach | gitml checkout RUN | gitml / git | git diff A B"
-              " | gitml diff RUN RUN --code | gitml / git |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "| files | git switch --detach | gitml checkout RUN | gitml / git | git diff A B"
+        " | gitml diff RUN RUN --code | gitml / git |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for n, med in checkouts:
-        lines.append(f"| {n:,} | {med['git']:.3f} s | {med['gitml']:.3f} s | {med['gitml'] / med['git']:.2f} | "
-                     f"{med['git diff']:.3f} s | {med['gitml diff']:.3f} s | {med['gitml diff'] / med['git diff']:.2f} |")
+        lines.append(
+            f"| {n:,} | {med['git']:.3f} s | {med['gitml']:.3f} s | {med['gitml'] / med['git']:.2f} | "
+            f"{med['git diff']:.3f} s | {med['gitml diff']:.3f} s | {med['gitml diff'] / med['git diff']:.2f} |"
+        )
     load = os.getloadavg()[0]
     lines.append(f"\nload average {load:.1f} on {os.cpu_count()} cores; median of {args.repeat} interleaved repeats")
     table = "\n".join(lines)

@@ -21,7 +21,6 @@ round; the best time counts. Figures go to benchmarks/out/spark_scoring.json.
 
 from __future__ import annotations
 
-import peers  # benchmarks/peers.py: where the peer venvs live
 import argparse
 import json
 import os
@@ -29,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import peers  # benchmarks/peers.py: where the peer venvs live
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
@@ -43,8 +44,13 @@ def _in_mlflow_venv(argv: list[str]) -> int:
     probe = subprocess.run([python, "-c", "import pyspark"], capture_output=True)
     if probe.returncode != 0:
         subprocess.run([python, "-m", "pip", "install", "--quiet", peers.MLFLOW_SPARK], check=True)
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               GITML_BENCH_INSIDE="1", PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python)
+    env = dict(
+        os.environ,
+        PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        GITML_BENCH_INSIDE="1",
+        PYSPARK_PYTHON=python,
+        PYSPARK_DRIVER_PYTHON=python,
+    )
     return subprocess.run([python, os.path.abspath(__file__), *argv], env=env).returncode
 
 
@@ -66,13 +72,19 @@ def _models(work: str):
     model = make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y)
     signature = infer_signature(X, model.predict(X).astype(float))
     mlflow_path = os.path.join(work, "mlflow-model")
-    mlflow.sklearn.save_model(model, mlflow_path, serialization_format="cloudpickle",
-                              signature=mlflow.models.infer_signature(X, model.predict(X).astype(float)))
+    mlflow.sklearn.save_model(
+        model,
+        mlflow_path,
+        serialization_format="cloudpickle",
+        signature=mlflow.models.infer_signature(X, model.predict(X).astype(float)),
+    )
     repo = os.path.join(work, "repo")
     os.makedirs(repo)
     subprocess.run(["git", "init", "-q", repo], check=True)
-    subprocess.run(["git", "-C", repo, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "--allow-empty", "-m", "init"],
-                   check=True)
+    subprocess.run(
+        ["git", "-C", repo, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-q", "--allow-empty", "-m", "init"],
+        check=True,
+    )
     client = gitml.Client(repo)
     gitml.set_tracking_uri(repo)
     with gitml.start_run():
@@ -91,14 +103,22 @@ def _inside(args) -> None:
 
     work = tempfile.mkdtemp(prefix="gitml-spark-bench-")
     model, mlflow_path, gitml_uri = _models(work)
-    spark = (SparkSession.builder.master(f"local[{args.cores}]").appName("gitml-spark-bench")
-             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-             .config("spark.driver.memory", "4g")
-             .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-             .getOrCreate())
+    spark = (
+        SparkSession.builder.master(f"local[{args.cores}]")
+        .appName("gitml-spark-bench")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", "4g")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .getOrCreate()
+    )
     spark.sparkContext.setLogLevel("ERROR")
-    df = spark.range(args.rows, numPartitions=args.partitions).select(
-        *[F.rand(seed=i).alias(c) for i, c in enumerate(COLUMNS)]).cache()
+    df = (
+        spark.range(args.rows, numPartitions=args.partitions)
+        .select(*[F.rand(seed=i).alias(c) for i, c in enumerate(COLUMNS)])
+        .cache()
+    )
     assert df.count() == args.rows
     check = df.limit(1000).toPandas()
     expected = float(model.predict(check).astype(float).sum())
@@ -119,26 +139,37 @@ def _inside(args) -> None:
     warm = F.pandas_udf(lambda s: s, "double")  # the JVM's first pass over the table, untimed
     df.select(F.sum(warm("f0"))).collect()
     for round_ in range(args.repeat):
-        for side in (("gitml", "mlflow") if round_ % 2 == 0 else ("mlflow", "gitml")):
+        for side in ("gitml", "mlflow") if round_ % 2 == 0 else ("mlflow", "gitml"):
             udf, made = make(side)
             started = time.perf_counter()
             df.select(F.sum(udf(*COLUMNS)).alias("s")).collect()
             seconds = time.perf_counter() - started
             figures[side]["runs"].append({"udf_s": round(made, 3), "score_s": round(seconds, 2)})
-            print(f"{side}: {args.rows:,} rows in {seconds:.1f} s ({args.rows / seconds:,.0f} rows/s); udf made in {made:.2f} s",
-                  flush=True)
+            print(
+                f"{side}: {args.rows:,} rows in {seconds:.1f} s ({args.rows / seconds:,.0f} rows/s); udf made in {made:.2f} s",
+                flush=True,
+            )
     for side in figures:
         best = min(r["score_s"] for r in figures[side]["runs"])
         figures[side]["best_s"] = best
         figures[side]["rows_per_s"] = round(args.rows / best)
     ratio = figures["gitml"]["rows_per_s"] / figures["mlflow"]["rows_per_s"]
-    result = {"rows": args.rows, "partitions": args.partitions, "cores": args.cores, "pyspark": pyspark.__version__,
-              "mlflow_version": mlflow.__version__, "ratio_gitml_over_mlflow": round(ratio, 3), **figures}
+    result = {
+        "rows": args.rows,
+        "partitions": args.partitions,
+        "cores": args.cores,
+        "pyspark": pyspark.__version__,
+        "mlflow_version": mlflow.__version__,
+        "ratio_gitml_over_mlflow": round(ratio, 3),
+        **figures,
+    }
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "spark_scoring.json"), "w") as f:
         json.dump(result, f, indent=2)
-    print(f"gitml {figures['gitml']['rows_per_s']:,} rows/s, MLflow {figures['mlflow']['rows_per_s']:,} rows/s: "
-          f"{ratio:.2f}x")
+    print(
+        f"gitml {figures['gitml']['rows_per_s']:,} rows/s, MLflow {figures['mlflow']['rows_per_s']:,} rows/s: "
+        f"{ratio:.2f}x"
+    )
     spark.stop()
 
 

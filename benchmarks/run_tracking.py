@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+
 import peers  # benchmarks/peers.py: where the peer venvs live
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,11 +36,7 @@ SIZES = {False: (500, 5000), True: (200, 1000)}  # keyed by --quick
 def tool_command(tool):
     """(python executable, extra env) for a tool, or (None, reason) if unavailable."""
     if tool == "gitml":
-        env = {
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")])
-            )
-        }
+        env = {"PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
         probe = subprocess.run(
             [sys.executable, "-c", "from gitml import start_run, search_runs"],
             env={**os.environ, **env},
@@ -48,9 +45,7 @@ def tool_command(tool):
             check=False,
         )
         if probe.returncode:
-            return None, "gitml is not importable: " + (
-                probe.stderr.strip().splitlines() or ["?"]
-            )[-1]
+            return None, "gitml is not importable: " + (probe.stderr.strip().splitlines() or ["?"])[-1]
         return sys.executable, env
     if not os.path.exists(MLFLOW_PY):
         return None, f"{MLFLOW_PY} missing: run bash benchmarks/setup_mlflow.sh"
@@ -63,15 +58,11 @@ def measure(python, env, tool, workload, data_dir, n=0):
     label = f"[{tool}] {workload}" + (f" N={n}" if n else "")
     print(f"{label} ...", end=" ", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        cmd, check=False, env={**os.environ, **env}, capture_output=True, text=True
-    )
+    proc = subprocess.run(cmd, check=False, env={**os.environ, **env}, capture_output=True, text=True)
     print(f"{time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
     if proc.returncode:
         raise RuntimeError(f"{label} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(
-        [line for line in proc.stdout.splitlines() if line.startswith("{")][-1]
-    )
+    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
 
 
 def run_tool(tool, python, env, sizes, repeat, base_dir):
@@ -210,23 +201,13 @@ def markdown(results, tools, sizes, header):
         if kind == "count":
             expected = results[tools[0]][(workload, n)][0]["expected_rows"]
             if any(v != expected for v in vals.values()):
-                warnings.append(
-                    f"**Row counts differ at N={n}**: {vals} (expected {expected})"
-                )
-    lines += (
-        [""]
-        + warnings
-        + [
-            "Speed-up > 1 means gitml is faster (rates: gitml/MLflow; times: MLflow/gitml)."
-        ]
-    )
+                warnings.append(f"**Row counts differ at N={n}**: {vals} (expected {expected})")
+    lines += [""] + warnings + ["Speed-up > 1 means gitml is faster (rates: gitml/MLflow; times: MLflow/gitml)."]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--quick",
         action="store_true",
@@ -265,9 +246,7 @@ def main(argv=None):
                 skipped.append(f"{tool} ({env})")
                 continue
             try:
-                results[tool] = run_tool(
-                    tool, python, env, sizes, args.repeat, base_dir
-                )
+                results[tool] = run_tool(tool, python, env, sizes, args.repeat, base_dir)
             except RuntimeError as exc:
                 print(exc, file=sys.stderr)
                 skipped.append(f"{tool} (failed: {str(exc).splitlines()[0]})")

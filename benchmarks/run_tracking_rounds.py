@@ -31,7 +31,9 @@ def main(argv=None):
     ap.add_argument("--only", default="w1,w2,w3", help="comma-separated subset of w1,w2,w3")
     ap.add_argument("--baseline", help="another gitml source tree, measured in the same rounds")
     ap.add_argument("--gitml", default=rt.REPO_ROOT, help="the gitml source tree measured (default: this clone)")
-    ap.add_argument("--mlflow-w3", help="an MLflow sqlite store a W2 of N3 runs left (kept from an earlier run: 10 minutes here)")
+    ap.add_argument(
+        "--mlflow-w3", help="an MLflow sqlite store a W2 of N3 runs left (kept from an earlier run: 10 minutes here)"
+    )
     ap.add_argument("--out", default=os.path.join(rt.HERE, "out"), help="output directory")
     args = ap.parse_args(argv)
     only = set(args.only.split(","))
@@ -65,8 +67,13 @@ def main(argv=None):
                     g = measure(tool, "w1", os.path.join(base, f"{tool}-w1-{r}"))
                     row[f"W1 {tool} calls/s (loop; loop + end_run)"] = (g["calls_per_s_loop"], g["calls_per_s_total"])
                     row[f"W1 {tool} / file store (loop; loop + end_run)"] = (
-                        g["calls_per_s_loop"] / f["calls_per_s_loop"], g["calls_per_s_total"] / f["calls_per_s_total"])
-                row["W1 MLflow file store calls/s (loop; loop + end_run)"] = (f["calls_per_s_loop"], f["calls_per_s_total"])
+                        g["calls_per_s_loop"] / f["calls_per_s_loop"],
+                        g["calls_per_s_total"] / f["calls_per_s_total"],
+                    )
+                row["W1 MLflow file store calls/s (loop; loop + end_run)"] = (
+                    f["calls_per_s_loop"],
+                    f["calls_per_s_total"],
+                )
             if "w2" in only:
                 s = measure("mlflow-sqlite", "w2", os.path.join(base, f"sqlite-w2-{r}"), args.n)
                 for tool in gitmls:
@@ -81,7 +88,10 @@ def main(argv=None):
                     if g["rows"] != s["rows"]:
                         raise RuntimeError(f"W3 rows differ: {tool} {g['rows']}, MLflow {s['rows']}")
                     row[f"W3 {tool} first; repeated (ms)"] = (g["first_s"] * 1000, g["repeat_s"] * 1000)
-                    row[f"W3 {tool} / sqlite (first; repeated)"] = (s["first_s"] / g["first_s"], s["repeat_s"] / g["repeat_s"])
+                    row[f"W3 {tool} / sqlite (first; repeated)"] = (
+                        s["first_s"] / g["first_s"],
+                        s["repeat_s"] / g["repeat_s"],
+                    )
                 row["W3 MLflow sqlite first; repeated (ms)"] = (s["first_s"] * 1000, s["repeat_s"] * 1000)
             print(json.dumps(row), flush=True)
             rounds.append(row)

@@ -19,7 +19,6 @@ shared: compare the ratios, not the absolute figures. Results go to benchmarks/o
 
 from __future__ import annotations
 
-import peers  # benchmarks/peers.py: where the peer venvs live
 import argparse
 import json
 import os
@@ -32,6 +31,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+import peers  # benchmarks/peers.py: where the peer venvs live
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MLFLOW_PY = peers.MLFLOW_PY
@@ -103,7 +104,9 @@ c.set_terminated(big)
 c.close()
 print(exp, big, round(time.time() - t, 1))
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT}
+    )
     if done.returncode != 0:
         raise SystemExit(f"building the gitml repository failed:\n{done.stderr[-3000:]}")
     out = done.stdout.split()
@@ -134,7 +137,9 @@ def measure_gitml(page, base: str, exp: str, big: str, points: int) -> dict:
     out["server_first_page_s"] = timed_get(api, repeat=1)  # the server's first search
     out["server_page_s"] = timed_get(api)
     out["server_sort_s"] = timed_get(api + "&sort=metrics.m3&desc=1")
-    out["server_filter_s"] = timed_get(api + "&filter=" + urllib.request.quote("metrics.m1 > 0.5 AND (params.p1 = 'a' OR tags.t1 = 'tag3')"))
+    out["server_filter_s"] = timed_get(
+        api + "&filter=" + urllib.request.quote("metrics.m1 > 0.5 AND (params.p1 = 'a' OR tags.t1 = 'tag3')")
+    )
     t = time.perf_counter()
     page.goto(f"{base}/runs?experiment={exp}")
     page.wait_for_selector("#runs-table tbody tr:nth-child(50)")
@@ -156,7 +161,9 @@ def measure_gitml(page, base: str, exp: str, big: str, points: int) -> dict:
     out["browser_chart_request_s"] = timing["request"] / 1000
     out["browser_chart_draw_s"] = timing["draw"] / 1000
     out["chart_points_drawn"] = page.evaluate("window.gitmlCharts[0].plot.data[0].length")
-    out["spike_drawn"] = page.evaluate(f"Math.max(...window.gitmlCharts[0].plot.data[1].filter(v => v !== null)) === {SPIKE}")
+    out["spike_drawn"] = page.evaluate(
+        f"Math.max(...window.gitmlCharts[0].plot.data[1].filter(v => v !== null)) === {SPIKE}"
+    )
     return out
 
 
@@ -184,8 +191,18 @@ def measure_first_chart(repo: str, big: str, repeat: int = 5) -> dict:
     it (loads them). Medians of ``repeat``; the cache is left filled."""
     out = {}
     for name, cold in (("first_chart_no_cache_s", "1"), ("first_chart_cached_s", "0")):
-        runs = [json.loads(subprocess.run([sys.executable, "-c", FIRST_CHART, repo, big, cold], check=True, capture_output=True,
-                                          text=True, env={**os.environ, "PYTHONPATH": ROOT}).stdout) for _ in range(repeat)]
+        runs = [
+            json.loads(
+                subprocess.run(
+                    [sys.executable, "-c", FIRST_CHART, repo, big, cold],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": ROOT},
+                ).stdout
+            )
+            for _ in range(repeat)
+        ]
         out[name] = statistics.median(r["s"] for r in runs)
         out[name.replace("_s", "_chunks")] = f"{runs[-1]['parsed']} parsed, {runs[-1]['loaded']} loaded"
     return out
@@ -195,22 +212,28 @@ def measure_mlflow(page, base: str, exp: str, big: str) -> dict:
     """MLflow's UI server answering the requests its pages make (runs search, the chart's
     history, sampled to 320 points as its UI asks), then its pages in the browser."""
     out: dict = {}
-    search = json.dumps({"experiment_ids": [exp], "max_results": 100, "order_by": ["attributes.start_time DESC"]}).encode()
+    search = json.dumps(
+        {"experiment_ids": [exp], "max_results": 100, "order_by": ["attributes.start_time DESC"]}
+    ).encode()
 
     def post_search(body: bytes) -> float:
         times = []
         for _ in range(5):
-            request = urllib.request.Request(f"{base}/ajax-api/2.0/mlflow/runs/search", data=body,
-                                             headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                f"{base}/ajax-api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
+            )
             t = time.perf_counter()
             urllib.request.urlopen(request, timeout=120).read()
             times.append(time.perf_counter() - t)
         return statistics.median(times)
 
     out["server_page_s"] = post_search(search)
-    out["server_filter_s"] = post_search(json.dumps({"experiment_ids": [exp], "max_results": 100,
-                                                     "filter": "metrics.m1 > 0.5 AND params.p1 = 'a'"}).encode())
-    url = (f"{base}/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval?run_ids={big}&metric_key=big&max_results=320")
+    out["server_filter_s"] = post_search(
+        json.dumps(
+            {"experiment_ids": [exp], "max_results": 100, "filter": "metrics.m1 > 0.5 AND params.p1 = 'a'"}
+        ).encode()
+    )
+    url = f"{base}/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval?run_ids={big}&metric_key=big&max_results=320"
     out["chart_request_s"] = timed_get(url)
     values = [m["value"] for m in json.loads(urllib.request.urlopen(url, timeout=120).read())["metrics"]]
     out["chart_points_sent"] = len(values)
@@ -244,26 +267,52 @@ def main() -> None:
         results["gitml_build_s"] = took
         print(f"gitml: {args.runs} runs + {args.points:,} points logged in {took:.0f} s", flush=True)
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "gitml.cli.main", "-C", os.path.join(work, "repo"), "ui", "--port", str(port)],
-                                  env={**os.environ, "PYTHONPATH": ROOT}, stderr=subprocess.DEVNULL, start_new_session=True)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gitml.cli.main", "-C", os.path.join(work, "repo"), "ui", "--port", str(port)],
+            env={**os.environ, "PYTHONPATH": ROOT},
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         servers.append(server)
         wait_http(f"http://127.0.0.1:{port}/static/ui.css")
         mlflow_base = None
         if not args.no_mlflow and os.path.exists(MLFLOW_PY):
             db = os.path.join(work, "mlflow.db")
-            out = subprocess.run([MLFLOW_PY, "-c", MLFLOW_LOGGER, db, str(args.mlflow_runs), str(args.mlflow_points), str(SPIKE)],
-                                 check=True, capture_output=True, text=True).stdout.split()
+            out = subprocess.run(
+                [MLFLOW_PY, "-c", MLFLOW_LOGGER, db, str(args.mlflow_runs), str(args.mlflow_points), str(SPIKE)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.split()
             m_exp, m_big = out[0], out[1]
             results["mlflow_runs"] = args.mlflow_runs
             results["mlflow_build_s"] = float(out[2])
             results["mlflow_points"] = args.mlflow_points
-            print(f"mlflow: {args.mlflow_runs} runs + {args.mlflow_points:,} points logged in {float(out[2]):.0f} s", flush=True)
+            print(
+                f"mlflow: {args.mlflow_runs} runs + {args.mlflow_points:,} points logged in {float(out[2]):.0f} s",
+                flush=True,
+            )
             m_port = free_port()
             mlflow_bin = os.path.join(os.path.dirname(MLFLOW_PY), "mlflow")
-            m_server = subprocess.Popen([mlflow_bin, "ui", "--backend-store-uri", f"sqlite:///{db}", "--port", str(m_port),
-                                         "--host", "127.0.0.1", "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}, cwd=work,
-                                        start_new_session=True)
+            m_server = subprocess.Popen(
+                [
+                    mlflow_bin,
+                    "ui",
+                    "--backend-store-uri",
+                    f"sqlite:///{db}",
+                    "--port",
+                    str(m_port),
+                    "--host",
+                    "127.0.0.1",
+                    "--workers",
+                    "1",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+                cwd=work,
+                start_new_session=True,
+            )
             servers.append(m_server)
             wait_http(f"http://127.0.0.1:{m_port}/health", 180)
             mlflow_base = f"http://127.0.0.1:{m_port}"
@@ -294,7 +343,12 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "ui.json"), "w") as f:
         json.dump(results, f, indent=2)
-    lines = [f"# gitml ui: {args.runs:,} runs, a {args.points:,}-point metric", "", "| figure | gitml | target | MLflow |", "|---|---|---|---|"]
+    lines = [
+        f"# gitml ui: {args.runs:,} runs, a {args.points:,}-point metric",
+        "",
+        "| figure | gitml | target | MLflow |",
+        "|---|---|---|---|",
+    ]
     g, m = results["gitml"], results.get("mlflow", {})
     rows = [
         ("runs table, first page in the browser (s)", g["browser_table_s"], "<= 1", m.get("browser_table_s")),
@@ -308,7 +362,12 @@ def main() -> None:
         ("first chart of a fresh process, no history cache (parses) (s)", g["first_chart_no_cache_s"], "", None),
         ("first chart of a fresh process, history cache filled (s)", g["first_chart_cached_s"], "<= 0.3", None),
         ("chart request (s)", g["chart_request_s"], "<= 0.3", m.get("chart_request_s")),
-        ("chart in the browser: request / draw (s)", f"{g['browser_chart_request_s']:.3f} / {g['browser_chart_draw_s']:.3f}", "<= 0.3 / 0.1", None),
+        (
+            "chart in the browser: request / draw (s)",
+            f"{g['browser_chart_request_s']:.3f} / {g['browser_chart_draw_s']:.3f}",
+            "<= 0.3 / 0.1",
+            None,
+        ),
         ("points sent to the chart", g["chart_points_drawn"], "", m.get("chart_points_sent")),
         ("spike drawn", g["spike_drawn"], "yes", m.get("spike_drawn")),
         ("server peak memory (MB)", g["server_peak_rss_mb"], "<= 500", None),
@@ -321,8 +380,10 @@ def main() -> None:
     lines.append(f"Load average at the end: {results['load_average']} (2 cores, shared).")
     if "mlflow_runs" in results:
         lines.append("")
-        lines.append(f"MLflow's store held {results['mlflow_runs']:,} runs (gitml's {args.runs:,}) and a {results['mlflow_points']:,}-point "
-                     "metric with the same spike (logging takes MLflow minutes per 100,000 points).")
+        lines.append(
+            f"MLflow's store held {results['mlflow_runs']:,} runs (gitml's {args.runs:,}) and a {results['mlflow_points']:,}-point "
+            "metric with the same spike (logging takes MLflow minutes per 100,000 points)."
+        )
     if m.get("error"):
         lines.append(f"MLflow's UI server could not be measured: {m['error']}")
     if m.get("browser_error"):

@@ -55,10 +55,10 @@ def prepare(tool, data_dir):
 def init_git_repo(path):
     """A fresh repository with one commit holding a train.py, as a user would have."""
     git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+
     def run(*args):
-        return subprocess.run(
-            git + list(args), cwd=path, check=True, capture_output=True
-        )
+        return subprocess.run(git + list(args), cwd=path, check=True, capture_output=True)
+
     run("init", "-q", "-b", "main")
     with open(os.path.join(path, "train.py"), "w") as f:
         f.write("print('training')\n")
@@ -168,9 +168,8 @@ def make_w2(log):
 
 def w3(ml, n):
     def search():
-        return ml.search_runs(
-            experiment_names=[EXPERIMENT], filter_string=W3_FILTER, order_by=W3_ORDER
-        )
+        return ml.search_runs(experiment_names=[EXPERIMENT], filter_string=W3_FILTER, order_by=W3_ORDER)
+
     # `import mlflow` loads pandas; gitml loads it on the first search. Load it here,
     # untimed but reported, so both first searches start from the same point.
     pandas_s, _ = timed(lambda: importlib.import_module("pandas"))
@@ -196,15 +195,11 @@ WORKLOADS = {
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("tool", choices=TOOLS)
     ap.add_argument("workload", choices=WORKLOADS)
     ap.add_argument("--dir", required=True, help="storage / repository directory")
-    ap.add_argument(
-        "--n", type=int, default=0, help="number of runs (w2, w2-single, w3)"
-    )
+    ap.add_argument("--n", type=int, default=0, help="number of runs (w2, w2-single, w3)")
     args = ap.parse_args(argv)
 
     data_dir = os.path.abspath(args.dir)

@@ -70,6 +70,8 @@ git(experiments, "init", "-q")
 url = "file://" + projects
 env_path = os.environ.get("PYTHONPATH", "")
 os.environ["PYTHONPATH"] = CLONE + (os.pathsep + env_path if env_path else "")  # gitml importable by fit.py
-gitml(experiments, "run", url, "--version", "v1.0", "-P", "slope=1.5", "--run-name", "slope-1.5", "--env-manager", "local")
+gitml(
+    experiments, "run", url, "--version", "v1.0", "-P", "slope=1.5", "--run-name", "slope-1.5", "--env-manager", "local"
+)
 gitml(experiments, "show", "slope-1.5")
 gitml(experiments, "log", "slope-1.5", "-n", "2")

@@ -77,7 +77,10 @@ gitml("registry", "show", "cancer")
 # 5. Serve models:/cancer@production over HTTP (MLflow's scoring protocol) and query it.
 server = subprocess.Popen(
     [sys.executable, "-m", "gitml", "serve", "-m", "models:/cancer@production", "--port", "0"],
-    cwd=folder, env=env, stderr=subprocess.PIPE, text=True,
+    cwd=folder,
+    env=env,
+    stderr=subprocess.PIPE,
+    text=True,
 )
 try:
     line = server.stderr.readline()  # "gitml serve: models:/... on http://127.0.0.1:PORT ..."
@@ -116,5 +119,7 @@ import gitml.pyfunc  # noqa: E402  (the Python API, in the teammate's clone)
 
 ml.set_tracking_uri(teammate)
 model = gitml.pyfunc.load_model("models:/cancer@production")  # checked against the run's hashes first
-print(f"\nIn the teammate's clone, models:/cancer@production predicts {[int(p) for p in model.predict(rows)]} for 5 rows.")
+print(
+    f"\nIn the teammate's clone, models:/cancer@production predicts {[int(p) for p in model.predict(rows)]} for 5 rows."
+)
 print(f"\nThe runs are git refs and the registry git tags: try `git -C {folder} for-each-ref refs/gitml refs/tags`.")

@@ -35,7 +35,9 @@ with gitml.start_run(run_name=f"lr-{args.lr}") as run:
     gitml.log_params(vars(args))
     for epoch in range(args.epochs):
         classifier.partial_fit(scaler.transform(X_train), y_train, classes=np.array([0, 1]))
-        gitml.log_metric("train_loss", log_loss(y_train, classifier.predict_proba(scaler.transform(X_train))), step=epoch)
+        gitml.log_metric(
+            "train_loss", log_loss(y_train, classifier.predict_proba(scaler.transform(X_train))), step=epoch
+        )
     model = make_pipeline(scaler, classifier)
     accuracy = accuracy_score(y_test, model.predict(X_test))
     gitml.log_metric("test_accuracy", accuracy)

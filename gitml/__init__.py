@@ -14,31 +14,103 @@ commit holds the code that ran and what it logged::
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what editors and type checkers see; at run time each name is imported on first use (_LAZY)
-    from gitml.content.service import FileInfo
-    from gitml.client import Client, MlflowClient, RunOperations
-    from gitml.errors import (
-        AmbiguousRunError, ConflictError, CorruptRecordError, DeletedRunError, ExperimentNotFoundError,
-        FilterSyntaxError, GitmlError, InvalidInputError, MlflowException, NotFoundError, ParamConflictError,
-        RepositoryError, RunNotFoundError,
-    )
-    from gitml.fluent import (
-        ActiveRun, active_run, create_experiment, delete_experiment, delete_run, delete_tag,
-        disable_system_metrics_logging, enable_system_metrics_logging, end_run, flush, flush_async_logging,
-        get_artifact_uri, get_experiment, get_experiment_by_name, get_metric_history, get_parent_run,
-        get_run, get_tracking_uri, is_tracking_uri_set, last_active_run, load_table, log_artifact,
-        log_artifacts, log_batch, log_dict, log_figure, log_image, log_input, log_metric, log_metrics,
-        log_param, log_params, log_table, log_text, register_model, rename_experiment, restore_experiment,
-        restore_run, search_experiments, search_runs, set_experiment, set_experiment_tag,
-        set_experiment_tags, set_tag, set_tags, set_tracking_uri, start_run,
+    from gitml import (
+        artifacts,
+        catboost,
+        data,
+        entities,
+        exceptions,
+        keras,
+        lightgbm,
+        models,
+        onnx,
+        projects,
+        pyfunc,
+        pytorch,
+        sklearn,
+        statsmodels,
+        transformers,
+        xgboost,
     )
     from gitml.autologging import autolog
+    from gitml.client import Client, MlflowClient, RunOperations
+    from gitml.content.service import FileInfo
+    from gitml.errors import (
+        AmbiguousRunError,
+        ConflictError,
+        CorruptRecordError,
+        DeletedRunError,
+        ExperimentNotFoundError,
+        FilterSyntaxError,
+        GitmlError,
+        InvalidInputError,
+        MlflowException,
+        NotFoundError,
+        ParamConflictError,
+        RepositoryError,
+        RunNotFoundError,
+    )
+    from gitml.fluent import (
+        ActiveRun,
+        active_run,
+        create_experiment,
+        delete_experiment,
+        delete_run,
+        delete_tag,
+        disable_system_metrics_logging,
+        enable_system_metrics_logging,
+        end_run,
+        flush,
+        flush_async_logging,
+        get_artifact_uri,
+        get_experiment,
+        get_experiment_by_name,
+        get_metric_history,
+        get_parent_run,
+        get_run,
+        get_tracking_uri,
+        is_tracking_uri_set,
+        last_active_run,
+        load_table,
+        log_artifact,
+        log_artifacts,
+        log_batch,
+        log_dict,
+        log_figure,
+        log_image,
+        log_input,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        log_table,
+        log_text,
+        register_model,
+        rename_experiment,
+        restore_experiment,
+        restore_run,
+        search_experiments,
+        search_runs,
+        set_experiment,
+        set_experiment_tag,
+        set_experiment_tags,
+        set_tag,
+        set_tags,
+        set_tracking_uri,
+        start_run,
+    )
     from gitml.models.evaluation import evaluate
     from gitml.tracking.entities import (
-        Experiment, LifecycleStage, Metric, Param, Run, RunData, RunInfo, RunStatus, RunTag, ViewType,
-    )
-    from gitml import (
-        artifacts, catboost, data, entities, exceptions, keras, lightgbm, models, onnx, projects, pyfunc, pytorch, sklearn,
-        statsmodels, transformers, xgboost,
+        Experiment,
+        LifecycleStage,
+        Metric,
+        Param,
+        Run,
+        RunData,
+        RunInfo,
+        RunStatus,
+        RunTag,
+        ViewType,
     )
 
 _LAZY = {
@@ -121,8 +193,24 @@ _LAZY = {
 }
 
 
-_SUBMODULES = {"artifacts", "catboost", "data", "entities", "exceptions", "keras", "lightgbm", "models", "onnx", "projects",
-               "pyfunc", "pytorch", "sklearn", "statsmodels", "transformers", "xgboost"}  # MLflow's mlflow.artifacts, mlflow.data, ...
+_SUBMODULES = {
+    "artifacts",
+    "catboost",
+    "data",
+    "entities",
+    "exceptions",
+    "keras",
+    "lightgbm",
+    "models",
+    "onnx",
+    "projects",
+    "pyfunc",
+    "pytorch",
+    "sklearn",
+    "statsmodels",
+    "transformers",
+    "xgboost",
+}  # MLflow's mlflow.artifacts, mlflow.data, ...
 
 
 def __getattr__(name: str):

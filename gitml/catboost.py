@@ -28,9 +28,19 @@ def _cb():
     return require("catboost", "catboost")
 
 
-def save_model(cb_model: Any, path: str | os.PathLike, conda_env=None, code_paths: list[str] | None = None,
-               mlflow_model=None, signature=None, input_example=None, pip_requirements: list[str] | None = None,
-               extra_pip_requirements: list[str] | None = None, metadata: dict | None = None, **kwargs) -> None:
+def save_model(
+    cb_model: Any,
+    path: str | os.PathLike,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    mlflow_model=None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    metadata: dict | None = None,
+    **kwargs,
+) -> None:
     """Save a CatBoost model as an MLflow model folder at ``path`` (``kwargs`` go to its
     ``save_model``, e.g. ``format="json"``). ``signature`` None is inferred from ``input_example``."""
     from gitml.models.mlmodel import Model
@@ -46,30 +56,62 @@ def save_model(cb_model: Any, path: str | os.PathLike, conda_env=None, code_path
     code = copy_code_paths(folder, code_paths)
     cb_model.save_model(os.path.join(folder, MODEL_FILE), **kwargs)
     finish_folder(
-        folder, model,
+        folder,
+        model,
         flavor=FLAVOR,
-        flavor_conf={"catboost_version": cb.__version__, "code": code, "model_type": type(cb_model).__name__,
-                     "save_format": kwargs.get("format", "cbm"), "data": MODEL_FILE},
+        flavor_conf={
+            "catboost_version": cb.__version__,
+            "code": code,
+            "model_type": type(cb_model).__name__,
+            "save_format": kwargs.get("format", "cbm"),
+            "data": MODEL_FILE,
+        },
         pyfunc_conf={"loader_module": LOADER, "code": code, "data": MODEL_FILE},
-        packages=[f"catboost=={cb.__version__}"], signature=signature, input_example=input_example,
+        packages=[f"catboost=={cb.__version__}"],
+        signature=signature,
+        input_example=input_example,
         predict=_CatboostModelWrapper(cb_model).predict,
-        pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements, metadata=metadata,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
     )
 
 
-def log_model(cb_model: Any, artifact_path: str | None = None, conda_env=None, code_paths: list[str] | None = None,
-              registered_model_name: str | None = None, signature=None, input_example=None,
-              pip_requirements: list[str] | None = None, extra_pip_requirements: list[str] | None = None,
-              metadata: dict | None = None, *, name: str | None = None, run_id: str | None = None, **kwargs):
+def log_model(
+    cb_model: Any,
+    artifact_path: str | None = None,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    registered_model_name: str | None = None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    metadata: dict | None = None,
+    *,
+    name: str | None = None,
+    run_id: str | None = None,
+    **kwargs,
+):
     """Save a CatBoost model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
     from gitml.models.save import log_model_folder
 
     return log_model_folder(
-        save_model, name, artifact_path, registered_model_name, run_id,
-        cb_model=cb_model, conda_env=conda_env, code_paths=code_paths, signature=signature,
-        input_example=input_example, pip_requirements=pip_requirements,
-        extra_pip_requirements=extra_pip_requirements, metadata=metadata, **kwargs,
+        save_model,
+        name,
+        artifact_path,
+        registered_model_name,
+        run_id,
+        cb_model=cb_model,
+        conda_env=conda_env,
+        code_paths=code_paths,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
+        **kwargs,
     )
 
 

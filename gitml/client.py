@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from gitml.errors import InvalidInputError
 from gitml.names import DEFAULT_EXPERIMENT_ID, as_text, check_artifact_path, check_key, check_metric
-from gitml.store.git import open_store
-from gitml.tracking.entities import Experiment, LifecycleStage, Metric, Run, RunStatus
 from gitml.registry.mlflow_api import RegistryCalls
 from gitml.search import PagedList, Search  # noqa: F401  (PagedList: where it was, for importers)
+from gitml.store.git import open_store
+from gitml.tracking.entities import Experiment, LifecycleStage, Metric, Run, RunStatus
 from gitml.tracking.tracker import Tracker, check_run_name, search_rows
 
 if TYPE_CHECKING:
@@ -317,7 +317,11 @@ class Client(Search, RegistryCalls):
         >>> run = client.create_run("1", run_name="baseline")
         """
         writer = self.tracker.create_run(
-            str(experiment_id), run_name=run_name, tags=tags, start_time=start_time, journaled=False,
+            str(experiment_id),
+            run_name=run_name,
+            tags=tags,
+            start_time=start_time,
+            journaled=False,
             parent_run_id=parent_run_id,
         )
         return self.get_run(writer.run_id)
@@ -337,7 +341,9 @@ class Client(Search, RegistryCalls):
 
         >>> client.get_run(run_id).data.metrics["auc"]
         """
-        return self.tracker.get_run(run_id if isinstance(run_id, str) and len(run_id) == 32 else self.tracker.resolve(run_id))
+        return self.tracker.get_run(
+            run_id if isinstance(run_id, str) and len(run_id) == 32 else self.tracker.resolve(run_id)
+        )
 
     def get_parent_run(self, run_id: str) -> Run | None:
         """The run ``run_id`` is nested in.
@@ -464,7 +470,9 @@ class Client(Search, RegistryCalls):
         writer = self.tracker.writers.get(run_id)
         return writer.pending_tags() if writer else {}
 
-    def log_batch(self, run_id: str, metrics=(), params=(), tags=(), synchronous: bool | None = None) -> RunOperations | None:
+    def log_batch(
+        self, run_id: str, metrics=(), params=(), tags=(), synchronous: bool | None = None
+    ) -> RunOperations | None:
         """Log metrics, params and tags at once: one commit.
 
         Args:
@@ -507,7 +515,9 @@ class Client(Search, RegistryCalls):
         self.tracker.update(run_id, change)
         return RUN_OPERATIONS_DONE if synchronous is False else None
 
-    def log_inputs(self, run_id: str, datasets=None, models=None, *, context: str | None = None, tags: dict | None = None) -> None:
+    def log_inputs(
+        self, run_id: str, datasets=None, models=None, *, context: str | None = None, tags: dict | None = None
+    ) -> None:
         """Record datasets a run used.
 
         Args:
@@ -537,20 +547,32 @@ class Client(Search, RegistryCalls):
             if hasattr(item, "dataset") and not hasattr(item, "to_dict"):  # a DatasetInput
                 dataset = item.dataset
                 item_tags.update({t.key: t.value for t in item.tags or ()})
-            fields = dataset.to_dict() if hasattr(dataset, "to_dict") else {
-                f: getattr(dataset, f, None) for f in ("name", "digest", "source_type", "source", "schema", "profile")
-            }
+            fields = (
+                dataset.to_dict()
+                if hasattr(dataset, "to_dict")
+                else {
+                    f: getattr(dataset, f, None)
+                    for f in ("name", "digest", "source_type", "source", "schema", "profile")
+                }
+            )
             item_context = item_tags.pop(CONTEXT_TAG, None) if context is None else context
             for key, value in item_tags.items():
                 check_key(key, "input tag")
                 if len(str(key)) > 255 or len(str(value)) > 500:  # MLflow's input tag limits
-                    raise InvalidInputError(f"input tag {key!r} is longer than MLflow allows (key 255, value 500 characters)")
+                    raise InvalidInputError(
+                        f"input tag {key!r} is longer than MLflow allows (key 255, value 500 characters)"
+                    )
             records.append({**fields, "context": item_context, "tags": {k: str(v) for k, v in item_tags.items()}})
 
         def change(writer):
             merged = input_records(writer.meta().get("inputs"))
             for record in records:
-                same = [i for i, r in enumerate(merged) if (r.get("name"), r.get("digest"), r.get("context")) == (record["name"], record["digest"], record["context"])]
+                same = [
+                    i
+                    for i, r in enumerate(merged)
+                    if (r.get("name"), r.get("digest"), r.get("context"))
+                    == (record["name"], record["digest"], record["context"])
+                ]
                 if same:
                     merged[same[0]] = {**merged[same[0]], "tags": {**merged[same[0]].get("tags", {}), **record["tags"]}}
                 else:
@@ -583,11 +605,15 @@ class Client(Search, RegistryCalls):
             name = os.path.basename(os.path.normpath(local_path))
             from gitml.content.service import collect_files
 
-            self._artifact_service.log_files(run_id, collect_files(local_path, _join_path(artifact_path, name)), resolved=True)
+            self._artifact_service.log_files(
+                run_id, collect_files(local_path, _join_path(artifact_path, name)), resolved=True
+            )
             return
         if not os.path.isfile(local_path):
             raise InvalidInputError(f"{local_path!r} is not a file")
-        self._artifact_service.log_files(run_id, [(local_path, _join_path(artifact_path, os.path.basename(local_path)))])
+        self._artifact_service.log_files(
+            run_id, [(local_path, _join_path(artifact_path, os.path.basename(local_path)))]
+        )
 
     def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
         """Log every file below ``local_dir`` under ``artifact_path`` of the run.
@@ -768,7 +794,13 @@ class Client(Search, RegistryCalls):
 
         return self._artifact_service.download(run_id, path, dst_path or tempfile.mkdtemp(prefix="gitml-"))
 
-    def load_table(self, experiment_id: str, artifact_file: str, run_ids: list[str] | None = None, extra_columns: list[str] | None = None):
+    def load_table(
+        self,
+        experiment_id: str,
+        artifact_file: str,
+        run_ids: list[str] | None = None,
+        extra_columns: list[str] | None = None,
+    ):
         """One DataFrame of the tables logged as ``artifact_file`` by an experiment's runs.
 
         Args:

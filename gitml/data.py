@@ -50,7 +50,13 @@ class Dataset:
             "schema": self.schema,
             "profile": self.profile,
         }
-        limits = {"name": MAX_NAME, "digest": MAX_DIGEST, "source": MAX_SOURCE, "schema": MAX_SCHEMA, "profile": MAX_PROFILE}
+        limits = {
+            "name": MAX_NAME,
+            "digest": MAX_DIGEST,
+            "source": MAX_SOURCE,
+            "schema": MAX_SCHEMA,
+            "profile": MAX_PROFILE,
+        }
         for field, limit in limits.items():
             value = out[field]
             if not isinstance(value, str) and not (value is None and field in ("schema", "profile")):
@@ -75,7 +81,11 @@ class PandasDataset(Dataset):
             name=name,
             digest=digest or _pandas_digest(df),
             source=source,
-            schema={"mlflow_colspec": [{"type": _column_type(df[c].dtype), "name": str(c), "required": True} for c in df.columns]},
+            schema={
+                "mlflow_colspec": [
+                    {"type": _column_type(df[c].dtype), "name": str(c), "required": True} for c in df.columns
+                ]
+            },
             profile={"num_rows": int(len(df)), "num_elements": int(df.size)},
         )
 
@@ -92,7 +102,13 @@ class NumpyDataset(Dataset):
                 raise InvalidInputError(f"{role} given as a dict of arrays is not supported; give one array")
             shape = [-1, *array.shape[1:]]
             spec[role] = json.dumps([{"type": "tensor", "tensor-spec": {"dtype": str(array.dtype), "shape": shape}}])
-            profile.update({f"{role}_shape": list(array.shape), f"{role}_size": int(array.size), f"{role}_nbytes": int(array.nbytes)})
+            profile.update(
+                {
+                    f"{role}_shape": list(array.shape),
+                    f"{role}_size": int(array.size),
+                    f"{role}_nbytes": int(array.nbytes),
+                }
+            )
         super().__init__(
             name=name,
             digest=digest or _numpy_digest(arrays),
@@ -102,7 +118,14 @@ class NumpyDataset(Dataset):
         )
 
 
-def from_pandas(df, source: str | None = None, targets: str | None = None, name: str | None = None, digest: str | None = None, predictions: str | None = None) -> PandasDataset:
+def from_pandas(
+    df,
+    source: str | None = None,
+    targets: str | None = None,
+    name: str | None = None,
+    digest: str | None = None,
+    predictions: str | None = None,
+) -> PandasDataset:
     """A dataset from a pandas DataFrame, for :func:`gitml.log_input`.
 
     >>> ds = gitml.data.from_pandas(df, source="s3://bucket/train.parquet", targets="y")
@@ -114,7 +137,9 @@ def from_pandas(df, source: str | None = None, targets: str | None = None, name:
     return PandasDataset(df, source=source, targets=targets, name=name, digest=digest, predictions=predictions)
 
 
-def from_numpy(features, source: str | None = None, targets=None, name: str | None = None, digest: str | None = None) -> NumpyDataset:
+def from_numpy(
+    features, source: str | None = None, targets=None, name: str | None = None, digest: str | None = None
+) -> NumpyDataset:
     """A dataset from a numpy feature array (and target array), for :func:`gitml.log_input`."""
     import numpy as np
 

@@ -1,8 +1,8 @@
 """MLflow's ``mlflow.entities`` under gitml: the objects the API takes and returns.
 
-    from gitml.entities import Metric, Param, RunTag
+from gitml.entities import Metric, Param, RunTag
 
-    client.log_batch(run_id, metrics=[Metric("loss", 0.1, 0, 1)], params=[Param("lr", "0.01")])
+client.log_batch(run_id, metrics=[Metric("loss", 0.1, 0, 1)], params=[Param("lr", "0.01")])
 """
 
 from gitml.content.service import FileInfo

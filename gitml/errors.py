@@ -174,8 +174,7 @@ class ParamConflictError(ConflictError):
     def __init__(self, run_id: str, key: str, old: str, new: str):
         self.run_id, self.key, self.old, self.new = run_id, key, old, new
         super().__init__(
-            f"param {key!r} of run {run_id} is already {old!r}; "
-            f"cannot change it to {new!r} (params are immutable)"
+            f"param {key!r} of run {run_id} is already {old!r}; cannot change it to {new!r} (params are immutable)"
         )
 
 
@@ -206,7 +205,7 @@ class MissingExtraError(GitmlError):
             except ImportError:
                 missing.append(module)
         if missing:
-            raise cls(f"gitml {extra} needs {', '.join(missing)}: pip install \"gitml[{extra}]\"")
+            raise cls(f'gitml {extra} needs {", ".join(missing)}: pip install "gitml[{extra}]"')
 
 
 # -- raised by one part of gitml each ------------------------------------------
@@ -271,8 +270,7 @@ class IndexLockedError(ConflictError):
     def __init__(self, lock: str):
         self.lock = lock
         super().__init__(
-            f"{lock} exists: another git process seems to be running in this repository "
-            "(if none is, remove the file)"
+            f"{lock} exists: another git process seems to be running in this repository (if none is, remove the file)"
         )
 
 

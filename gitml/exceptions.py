@@ -16,4 +16,3 @@ from gitml.errors import GitmlError, MlflowException  # noqa: F401  (MLflow's na
 
 __all__ = sorted(_errors.__all__)
 globals().update({name: getattr(_errors, name) for name in __all__})
-

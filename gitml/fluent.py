@@ -14,11 +14,11 @@ import time
 from typing import TYPE_CHECKING
 
 from gitml.client import RUN_OPERATIONS_DONE, RunOperations
-from gitml.ops import Operations
 from gitml.errors import GitmlError, InvalidInputError
 from gitml.names import DEFAULT_EXPERIMENT_ID
 from gitml.names import check_artifact_path as _check_artifact_path
 from gitml.names import check_mapping as _check_mapping
+from gitml.ops import Operations
 from gitml.tracking.entities import Experiment, Metric, Run, RunStatus, ViewType
 from gitml.tracking.tracker import Tracker as _Tracker
 from gitml.tracking.tracker import check_run_name as _check_run_name
@@ -99,9 +99,9 @@ def set_tracking_uri(uri: str | os.PathLike | None) -> None:
         _client = None
         path = os.fspath(uri) if uri is not None else None
         if path and path.startswith("file://"):
-            path = path[len("file://"):]
+            path = path[len("file://") :]
         elif path and path.startswith("file:"):
-            path = path[len("file:"):]
+            path = path[len("file:") :]
         _repo = path
 
 
@@ -152,7 +152,12 @@ def get_experiment_by_name(name: str) -> Experiment | None:
     return client().get_experiment_by_name(name)
 
 
-def search_experiments(view_type: int = ViewType.ACTIVE_ONLY, max_results: int | None = None, filter_string: str | None = None, order_by: list[str] | None = None) -> list[Experiment]:
+def search_experiments(
+    view_type: int = ViewType.ACTIVE_ONLY,
+    max_results: int | None = None,
+    filter_string: str | None = None,
+    order_by: list[str] | None = None,
+) -> list[Experiment]:
     return client().search_experiments(view_type, max_results, filter_string, order_by)
 
 
@@ -422,7 +427,9 @@ def log_batch(metrics=(), params=(), tags=(), run_id: str | None = None) -> None
     client().log_batch(_target(run_id), metrics, params, tags)
 
 
-def log_input(dataset=None, context: str | None = None, tags: dict | None = None, model=None, *, run_id: str | None = None) -> None:
+def log_input(
+    dataset=None, context: str | None = None, tags: dict | None = None, model=None, *, run_id: str | None = None
+) -> None:
     """Record that the active run used ``dataset`` (from :mod:`gitml.data`), in ``context``
     (e.g. "training"). Searchable as ``datasets.name``, ``datasets.digest``,
     ``datasets.context``; read back as ``run.inputs.dataset_inputs``."""
@@ -537,7 +544,9 @@ def disable_system_metrics_logging() -> None:
 def _system_metrics_enabled() -> bool:
     if _system_metrics is not None:
         return _system_metrics
-    value = os.environ.get("GITML_ENABLE_SYSTEM_METRICS_LOGGING") or os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING")
+    value = os.environ.get("GITML_ENABLE_SYSTEM_METRICS_LOGGING") or os.environ.get(
+        "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"
+    )
     return (value or "").lower() in ("true", "1", "yes")
 
 

@@ -22,9 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from gitml.errors import GitmlError, NotFoundError
+from gitml.errors import GateError, GitmlError, NotFoundError
 from gitml.registry.gates import GateReport
-from gitml.errors import GateError
 from gitml.registry.policy import STAGES_PATH
 from gitml.registry.stagesfile import commit_stages, desired_at, head_of
 from gitml.registry.state import ModelVersion, Registry
@@ -120,7 +119,9 @@ def check(client: Operations, *, base: str | None = "main", load: bool = True) -
                 change.problems.append(str(e))
             if candidate is not None:
                 try:
-                    change.gates = reg.gate_report(candidate, change.stage, evaluate=evaluator(client, reg, change.stage, load))
+                    change.gates = reg.gate_report(
+                        candidate, change.stage, evaluate=evaluator(client, reg, change.stage, load)
+                    )
                 except GitmlError as e:
                     change.problems.append(f"gates of stage {change.stage!r}: {e}")
                 if change.gates is not None and change.gates.failed:
@@ -129,7 +130,9 @@ def check(client: Operations, *, base: str | None = "main", load: bool = True) -
         sections.append(_section(client, reg, change, candidate, current))
     head = f"## gitml registry check\n\nChecked under {md_text(reg.policy.source)}.\n\n"
     if not changes:
-        head += f"No stage changes in `{STAGES_PATH}`" + (f" against {md_code(base, table=False)}" if base else "") + ".\n"
+        head += (
+            f"No stage changes in `{STAGES_PATH}`" + (f" against {md_code(base, table=False)}" if base else "") + ".\n"
+        )
     else:
         verdict = "all checks pass" if all(not c.problems for c in changes) else "**problems found**"
         head += f"{len(changes)} stage change(s) in `{STAGES_PATH}`: {verdict}.\n"
@@ -146,9 +149,11 @@ def _unverified(reg: Registry, mv: ModelVersion, stage: str) -> str | None:
     status = reg.verification(mv.event)
     if why is None and status.trusted:
         return None
-    return (f"{mv.model} {mv.version}: not loaded: its registration tag {mv.tag} is {why or status}, and stage "
-            f"{stage!r} requires tags signed by a trusted key under {policy.source} "
-            "(sign the registration: gitml registry register --sign)")
+    return (
+        f"{mv.model} {mv.version}: not loaded: its registration tag {mv.tag} is {why or status}, and stage "
+        f"{stage!r} requires tags signed by a trusted key under {policy.source} "
+        "(sign the registration: gitml registry register --sign)"
+    )
 
 
 def _check_artifacts(client: Operations, reg: Registry, mv: ModelVersion, load: bool, problems: list[str]) -> None:
@@ -170,13 +175,19 @@ def _check_artifacts(client: Operations, reg: Registry, mv: ModelVersion, load: 
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _section(client: Operations, reg: Registry, change: Change, new: ModelVersion | None, old: ModelVersion | None) -> str:
+def _section(
+    client: Operations, reg: Registry, change: Change, new: ModelVersion | None, old: ModelVersion | None
+) -> str:
     def md(value: object) -> str:  # a name, version, tagger or message from a tag or a run: inert Markdown
         return md_text(value, limit=None, table=False)
 
-    lines = [f"\n### {md(change.model)}: {md(change.stage)} → {md(change.version) if change.version else '(empty)'}\n\n"]
+    lines = [
+        f"\n### {md(change.model)}: {md(change.stage)} → {md(change.version) if change.version else '(empty)'}\n\n"
+    ]
     candidate = new.version if new else change.version
-    lines.append(f"Now: {md(old.version) if old else 'nothing'}; candidate: {md(candidate) if candidate else 'none'}.\n\n")
+    lines.append(
+        f"Now: {md(old.version) if old else 'nothing'}; candidate: {md(candidate) if candidate else 'none'}.\n\n"
+    )
     for problem in change.problems:
         lines.append(f"- ❌ {md(problem)}\n")
     if change.problems:
@@ -186,8 +197,10 @@ def _section(client: Operations, reg: Registry, change: Change, new: ModelVersio
         on = ""
         if change.gates.dataset is not None:
             spec = reg.policy.datasets[change.gates.dataset]
-            on = (f", evaluated on dataset {md(spec.name)} ({md_code(spec.path, table=False)}, sha256 "
-                  f"{md_code(spec.sha256[:12], table=False)})")
+            on = (
+                f", evaluated on dataset {md(spec.name)} ({md_code(spec.path, table=False)}, sha256 "
+                f"{md_code(spec.sha256[:12], table=False)})"
+            )
         lines.append(f"Gates of stage {md(change.stage)}{on} ({md(change.gates.source)}):\n\n")
         lines.append(markdown_table(["result", "gate", "values"], rows) + "\n")
     runs = {}
@@ -223,7 +236,9 @@ def _section(client: Operations, reg: Registry, change: Change, new: ModelVersio
     return "".join(lines)
 
 
-def evaluator(client: Operations, reg: Registry, stage: str, load: bool = True) -> Callable[[ModelVersion, str], dict[str, float]]:
+def evaluator(
+    client: Operations, reg: Registry, stage: str, load: bool = True
+) -> Callable[[ModelVersion, str], dict[str, float]]:
     """What a gate on a dataset judges: ``gitml.evaluate``'s metrics of a version's model on
     the policy's dataset, computed, not logged. The model is loaded only when its chain
     verifies (its files are the ones registered; under a stage or policy that asks for
@@ -265,8 +280,9 @@ def _evaluate_on(client: Operations, reg: Registry, mv: ModelVersion, name: str)
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def promote(client: Operations, model: str, version: str, stage: str, *, sign_tag: bool | None = None,
-            force: bool = False) -> tuple[str, bool]:
+def promote(
+    client: Operations, model: str, version: str, stage: str, *, sign_tag: bool | None = None, force: bool = False
+) -> tuple[str, bool]:
     """``Registry.assign`` with the gates of the stage judged, those on a dataset too (the
     model is evaluated on it): ``gitml registry promote``. Raises GateError."""
     reg = client.registry
@@ -313,7 +329,9 @@ def apply(client: Operations, *, sign_tag: bool | None = None, force: bool = Fal
     done = []
     for model, stage, version in todo:
         if version:
-            tag, _ = reg.assign(model, version, stage, sign_tag=sign_tag, force=force, evaluate=evaluator(client, reg, stage))
+            tag, _ = reg.assign(
+                model, version, stage, sign_tag=sign_tag, force=force, evaluate=evaluator(client, reg, stage)
+            )
             done.append(Applied(model, stage, version, [tag]))
         else:
             done.append(Applied(model, stage, "", reg.unassign(model, stage, sign_tag=sign_tag)))

@@ -35,10 +35,19 @@ def _keras(backend: object = None):
     return require("keras", "keras")
 
 
-def save_model(model: Any, path: str | os.PathLike, save_exported_model: bool = False, conda_env=None,
-               mlflow_model=None, signature=None, input_example=None, pip_requirements: list[str] | None = None,
-               extra_pip_requirements: list[str] | None = None, save_model_kwargs: dict | None = None,
-               metadata: dict | None = None) -> None:
+def save_model(
+    model: Any,
+    path: str | os.PathLike,
+    save_exported_model: bool = False,
+    conda_env=None,
+    mlflow_model=None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    save_model_kwargs: dict | None = None,
+    metadata: dict | None = None,
+) -> None:
     """Save a Keras 3 model as an MLflow model folder at ``path``. A ``signature``'s inputs are
     tensors with a free first dimension (as MLflow requires)."""
     from gitml.models.mlmodel import Model
@@ -49,7 +58,9 @@ def save_model(model: Any, path: str | os.PathLike, save_exported_model: bool = 
     if conda_env is not None:
         raise InvalidInputError("conda_env is not supported; give pip_requirements")
     if save_exported_model:
-        raise InvalidInputError("save_exported_model=True needs TensorFlow's SavedModel export, which gitml does not write")
+        raise InvalidInputError(
+            "save_exported_model=True needs TensorFlow's SavedModel export, which gitml does not write"
+        )
     if int(keras.__version__.split(".")[0]) < 3:
         raise InvalidInputError(f"gitml.keras saves Keras 3 models (installed: keras {keras.__version__})")
     if not isinstance(model, keras.Model):
@@ -65,31 +76,61 @@ def save_model(model: Any, path: str | os.PathLike, save_exported_model: bool = 
         f.write("keras")
     model.save(os.path.join(folder, DATA, MODEL_FILE), **(save_model_kwargs or {}))
     finish_folder(
-        folder, meta,
+        folder,
+        meta,
         flavor=FLAVOR,
-        flavor_conf={"data": DATA, "keras_version": keras.__version__, "keras_backend": keras.backend.backend(),
-                     "save_exported_model": False},
+        flavor_conf={
+            "data": DATA,
+            "keras_version": keras.__version__,
+            "keras_backend": keras.backend.backend(),
+            "save_exported_model": False,
+        },
         pyfunc_conf={"loader_module": LOADER},
-        packages=[f"keras=={keras.__version__}"], signature=signature, input_example=input_example,
+        packages=[f"keras=={keras.__version__}"],
+        signature=signature,
+        input_example=input_example,
         predict=None,  # as MLflow: the signature is given, not inferred
-        pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements, metadata=metadata,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
     )
 
 
-def log_model(model: Any, artifact_path: str | None = None, save_exported_model: bool = False, conda_env=None,
-              signature=None, input_example=None, registered_model_name: str | None = None,
-              pip_requirements: list[str] | None = None, extra_pip_requirements: list[str] | None = None,
-              save_model_kwargs: dict | None = None, metadata: dict | None = None, *, name: str | None = None,
-              run_id: str | None = None):
+def log_model(
+    model: Any,
+    artifact_path: str | None = None,
+    save_exported_model: bool = False,
+    conda_env=None,
+    signature=None,
+    input_example=None,
+    registered_model_name: str | None = None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    save_model_kwargs: dict | None = None,
+    metadata: dict | None = None,
+    *,
+    name: str | None = None,
+    run_id: str | None = None,
+):
     """Save a Keras model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
     from gitml.models.save import log_model_folder
 
     return log_model_folder(
-        save_model, name, artifact_path, registered_model_name, run_id,
-        model=model, save_exported_model=save_exported_model, conda_env=conda_env, signature=signature,
-        input_example=input_example, pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements,
-        save_model_kwargs=save_model_kwargs, metadata=metadata,
+        save_model,
+        name,
+        artifact_path,
+        registered_model_name,
+        run_id,
+        model=model,
+        save_exported_model=save_exported_model,
+        conda_env=conda_env,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        save_model_kwargs=save_model_kwargs,
+        metadata=metadata,
     )
 
 
@@ -106,13 +147,21 @@ def _load(folder: str, conf: dict, custom_objects: dict | None = None, **load_mo
     return keras.saving.load_model(file, custom_objects=custom_objects, **load_model_kwargs)
 
 
-def load_model(model_uri: str | os.PathLike, dst_path: str | None = None, custom_objects: dict | None = None,
-               load_model_kwargs: dict | None = None):
+def load_model(
+    model_uri: str | os.PathLike,
+    dst_path: str | None = None,
+    custom_objects: dict | None = None,
+    load_model_kwargs: dict | None = None,
+):
     """The Keras model itself (a run's model verified against its manifest first)."""
     from gitml.models.flavor import on_disk
 
-    return on_disk(model_uri, dst_path, FLAVOR, lambda folder, conf: _load(folder, conf, custom_objects,
-                                                                           **(load_model_kwargs or {})))
+    return on_disk(
+        model_uri,
+        dst_path,
+        FLAVOR,
+        lambda folder, conf: _load(folder, conf, custom_objects, **(load_model_kwargs or {})),
+    )
 
 
 class _KerasModelWrapper:
@@ -127,7 +176,9 @@ class _KerasModelWrapper:
         if isinstance(data, pd.DataFrame):
             return pd.DataFrame(self.model.predict(data.values, verbose=0), index=data.index)
         if not isinstance(data, (np.ndarray, list, tuple, dict)):
-            raise InvalidInputError(f"a Keras model takes a DataFrame, array, list, tuple or dict, not {type(data).__name__}")
+            raise InvalidInputError(
+                f"a Keras model takes a DataFrame, array, list, tuple or dict, not {type(data).__name__}"
+            )
         return keras.ops.convert_to_numpy(self.model.predict(data, verbose=0))
 
     def get_raw_model(self):

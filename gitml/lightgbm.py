@@ -21,8 +21,12 @@ FLAVOR = "lightgbm"
 LOADER = "mlflow.lightgbm"
 _BOOSTER = "lightgbm.basic.Booster"
 # the types MLflow trusts in a skops file of a LightGBM scikit-learn model
-SKOPS_TRUSTED_TYPES = ["collections.OrderedDict", "lightgbm.basic.Booster", "lightgbm.sklearn.LGBMClassifier",
-                       "lightgbm.sklearn.LGBMRegressor"]
+SKOPS_TRUSTED_TYPES = [
+    "collections.OrderedDict",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.sklearn.LGBMRegressor",
+]
 
 
 def _lgb():
@@ -31,10 +35,20 @@ def _lgb():
     return require("lightgbm", "lightgbm")
 
 
-def save_model(lgb_model: Any, path: str | os.PathLike, conda_env=None, code_paths: list[str] | None = None,
-               mlflow_model=None, signature=None, input_example=None, pip_requirements: list[str] | None = None,
-               extra_pip_requirements: list[str] | None = None, metadata: dict | None = None,
-               serialization_format: str = "cloudpickle", skops_trusted_types: list[str] | None = None) -> None:
+def save_model(
+    lgb_model: Any,
+    path: str | os.PathLike,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    mlflow_model=None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    metadata: dict | None = None,
+    serialization_format: str = "cloudpickle",
+    skops_trusted_types: list[str] | None = None,
+) -> None:
     """Save a ``lightgbm.Booster`` or scikit-learn-API LightGBM model as an MLflow model folder at
     ``path``. ``signature`` None is inferred from ``input_example`` as MLflow does."""
     from gitml import sklearn as gitml_sklearn
@@ -48,47 +62,92 @@ def save_model(lgb_model: Any, path: str | os.PathLike, conda_env=None, code_pat
     if not isinstance(lgb_model, (lgb.Booster, lgb.LGBMModel)):
         raise InvalidInputError(f"lgb_model must be a lightgbm Booster or LGBMModel, not {type(lgb_model).__name__}")
     if serialization_format not in gitml_sklearn.FORMATS:
-        raise InvalidInputError(f"serialization_format {serialization_format!r} is not one of {', '.join(gitml_sklearn.FORMATS)}")
+        raise InvalidInputError(
+            f"serialization_format {serialization_format!r} is not one of {', '.join(gitml_sklearn.FORMATS)}"
+        )
     booster = isinstance(lgb_model, lgb.Booster)
     folder = prepare_folder(path)
     model = mlflow_model if mlflow_model is not None else Model()
     code = copy_code_paths(folder, code_paths)
     data = "model.lgb" if booster else "model.skops" if serialization_format == "skops" else "model.pkl"
-    trusted = (sorted(set(SKOPS_TRUSTED_TYPES) | set(skops_trusted_types or []))
-               if serialization_format == "skops" else skops_trusted_types)
+    trusted = (
+        sorted(set(SKOPS_TRUSTED_TYPES) | set(skops_trusted_types or []))
+        if serialization_format == "skops"
+        else skops_trusted_types
+    )
     if booster:
         lgb_model.save_model(os.path.join(folder, data))
     else:
         gitml_sklearn.dump_estimator(lgb_model, os.path.join(folder, data), serialization_format)
     packages = [f"lightgbm=={lgb.__version__}"]
     if not booster:
-        packages += ["cloudpickle"] if serialization_format == "cloudpickle" else ["skops"] if serialization_format == "skops" else []
+        packages += (
+            ["cloudpickle"]
+            if serialization_format == "cloudpickle"
+            else ["skops"]
+            if serialization_format == "skops"
+            else []
+        )
     finish_folder(
-        folder, model,
+        folder,
+        model,
         flavor=FLAVOR,
-        flavor_conf={"lgb_version": lgb.__version__, "data": data, "model_class": qualified_name(lgb_model), "code": code,
-                     "serialization_format": serialization_format, "skops_trusted_types": trusted},
+        flavor_conf={
+            "lgb_version": lgb.__version__,
+            "data": data,
+            "model_class": qualified_name(lgb_model),
+            "code": code,
+            "serialization_format": serialization_format,
+            "skops_trusted_types": trusted,
+        },
         pyfunc_conf={"loader_module": LOADER, "data": data, "code": code},
-        packages=packages, signature=signature, input_example=input_example, predict=_LGBModelWrapper(lgb_model).predict,
-        pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements, metadata=metadata,
+        packages=packages,
+        signature=signature,
+        input_example=input_example,
+        predict=_LGBModelWrapper(lgb_model).predict,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
     )
 
 
-def log_model(lgb_model: Any, artifact_path: str | None = None, conda_env=None, code_paths: list[str] | None = None,
-              registered_model_name: str | None = None, signature=None, input_example=None,
-              pip_requirements: list[str] | None = None, extra_pip_requirements: list[str] | None = None,
-              metadata: dict | None = None, *, name: str | None = None, run_id: str | None = None,
-              serialization_format: str = "cloudpickle", skops_trusted_types: list[str] | None = None):
+def log_model(
+    lgb_model: Any,
+    artifact_path: str | None = None,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    registered_model_name: str | None = None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    metadata: dict | None = None,
+    *,
+    name: str | None = None,
+    run_id: str | None = None,
+    serialization_format: str = "cloudpickle",
+    skops_trusted_types: list[str] | None = None,
+):
     """Save a LightGBM model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
     from gitml.models.save import log_model_folder
 
     return log_model_folder(
-        save_model, name, artifact_path, registered_model_name, run_id,
-        lgb_model=lgb_model, conda_env=conda_env, code_paths=code_paths, signature=signature,
-        input_example=input_example, pip_requirements=pip_requirements,
-        extra_pip_requirements=extra_pip_requirements, metadata=metadata,
-        serialization_format=serialization_format, skops_trusted_types=skops_trusted_types,
+        save_model,
+        name,
+        artifact_path,
+        registered_model_name,
+        run_id,
+        lgb_model=lgb_model,
+        conda_env=conda_env,
+        code_paths=code_paths,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
+        serialization_format=serialization_format,
+        skops_trusted_types=skops_trusted_types,
     )
 
 
@@ -101,9 +160,13 @@ def _load(folder: str, conf: dict):
     file = flavor_file(folder, conf, "data", "model.lgb")
     if issubclass(cls, lgb.Booster):
         return lgb.Booster(model_file=file)
-    model = gitml_sklearn.load_estimator(file, conf.get("serialization_format") or "cloudpickle", conf.get("skops_trusted_types"))
+    model = gitml_sklearn.load_estimator(
+        file, conf.get("serialization_format") or "cloudpickle", conf.get("skops_trusted_types")
+    )
     if not isinstance(model, cls):
-        raise InvalidInputError(f"the model file holds a {type(model).__name__}, not the {cls.__name__} its MLmodel names")
+        raise InvalidInputError(
+            f"the model file holds a {type(model).__name__}, not the {cls.__name__} its MLmodel names"
+        )
     return model
 
 

@@ -59,8 +59,7 @@ def check_key(key: object, kind: str = "key") -> str:
     if not _KEY_RE.fullmatch(key):
         bad = next(c for c in key if not _KEY_RE.fullmatch(c))
         raise InvalidInputError(
-            f"{kind} key {key!r} holds {bad!r}; keys may hold letters, digits, "
-            "'_', '-', '.', ' ', ':' and '/'"
+            f"{kind} key {key!r} holds {bad!r}; keys may hold letters, digits, '_', '-', '.', ' ', ':' and '/'"
         )
     if key.startswith("/") or key.endswith("/"):
         raise InvalidInputError(f"{kind} key {key!r} may not start or end with '/'")
@@ -171,8 +170,13 @@ def check_metric(value: object, step: object, timestamp: object) -> tuple[float,
     """
     # the common case (a Python float, int step and time in range) in one test: a third of
     # a fluent log_metric call went to the general checks below (W1, docs/design.md Performance)
-    if type(value) is float and type(step) is int and type(timestamp) is int \
-            and INT64_MIN <= step <= INT64_MAX and 0 <= timestamp <= INT64_MAX:
+    if (
+        type(value) is float
+        and type(step) is int
+        and type(timestamp) is int
+        and INT64_MIN <= step <= INT64_MAX
+        and 0 <= timestamp <= INT64_MAX
+    ):
         return value, step, timestamp
     if isinstance(value, (bool, str, bytes)) or not hasattr(value, "__float__"):
         raise InvalidInputError(f"metric value must be a number, not {type(value).__name__} {str(value)[:40]!r}")
@@ -215,7 +219,7 @@ def parse_registry_ref(ref: bytes) -> str | None:
     """The model (as its tags name it) of a registry metadata ref, or None for any other ref."""
     if _REGISTRY_REF.fullmatch(ref) is None or b"%2F%2F" in ref:
         return None
-    return ref[len(REGISTRY_PREFIX):].decode().replace("%2F", "/")
+    return ref[len(REGISTRY_PREFIX) :].decode().replace("%2F", "/")
 
 
 _RUN_REF_BYTES = re.compile(rb"refs/gitml/runs/[0-9]{1,20}/[0-9a-f]{32}")
@@ -233,7 +237,7 @@ def parse_run_ref(ref: bytes | str) -> tuple[str, str] | None:
         ref = ref.decode("utf-8", "replace")
     if not ref.startswith(RUNS_PREFIX):
         return None
-    parts = ref[len(RUNS_PREFIX):].split("/")
+    parts = ref[len(RUNS_PREFIX) :].split("/")
     if len(parts) != 2 or not _EXPERIMENT_ID_RE.fullmatch(parts[0]) or not _RUN_ID_RE.fullmatch(parts[1]):
         return None
     return parts[0], parts[1]
@@ -255,16 +259,16 @@ def parse_experiment_ref(ref: bytes | str) -> str | None:
     """The experiment id of an experiment ref, or None for any other ref."""
     if isinstance(ref, bytes):
         ref = ref.decode("utf-8", "replace")
-    if not ref.startswith(EXPERIMENTS_PREFIX) or not _EXPERIMENT_ID_RE.fullmatch(ref[len(EXPERIMENTS_PREFIX):]):
+    if not ref.startswith(EXPERIMENTS_PREFIX) or not _EXPERIMENT_ID_RE.fullmatch(ref[len(EXPERIMENTS_PREFIX) :]):
         return None
-    return ref[len(EXPERIMENTS_PREFIX):]
+    return ref[len(EXPERIMENTS_PREFIX) :]
 
 
 def parse_runs_uri(uri: str) -> tuple[str, str]:
     """``(run, artifact path)`` of ``runs:/<run>/<path>`` (the run as an id, prefix or name)."""
     if not isinstance(uri, str) or not uri.startswith("runs:/"):
         raise InvalidInputError(f"{uri!r} is not a runs:/<run_id>/<path> URI")
-    run, _, path = uri[len("runs:/"):].lstrip("/").partition("/")
+    run, _, path = uri[len("runs:/") :].lstrip("/").partition("/")
     if not run:
         raise InvalidInputError(f"{uri!r} names no run")
     return run, path.strip("/")

@@ -22,8 +22,13 @@ FLAVOR = "onnx"
 LOADER = "mlflow.onnx"
 MODEL_FILE = "model.onnx"
 PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]  # MLflow's default list
-_SESSION_OPTIONS = ("graph_optimization_level", "intra_op_num_threads", "inter_op_num_threads", "execution_mode",
-                    "extra_session_config")
+_SESSION_OPTIONS = (
+    "graph_optimization_level",
+    "intra_op_num_threads",
+    "inter_op_num_threads",
+    "execution_mode",
+    "extra_session_config",
+)
 
 
 def _onnx():
@@ -32,11 +37,22 @@ def _onnx():
     return require("onnx", "onnx")
 
 
-def save_model(onnx_model: Any, path: str | os.PathLike, conda_env=None, code_paths: list[str] | None = None,
-               mlflow_model=None, signature=None, input_example=None, pip_requirements: list[str] | None = None,
-               extra_pip_requirements: list[str] | None = None, onnx_execution_providers: list | None = None,
-               onnx_session_options: dict | None = None, metadata: dict | None = None,
-               save_as_external_data: bool = True, **kwargs) -> None:
+def save_model(
+    onnx_model: Any,
+    path: str | os.PathLike,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    mlflow_model=None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    onnx_execution_providers: list | None = None,
+    onnx_session_options: dict | None = None,
+    metadata: dict | None = None,
+    save_as_external_data: bool = True,
+    **kwargs,
+) -> None:
     """Save an ``onnx.ModelProto`` as an MLflow model folder at ``path``."""
     from gitml.models.mlmodel import Model
     from gitml.models.save import copy_code_paths, finish_folder, prepare_folder
@@ -46,8 +62,9 @@ def save_model(onnx_model: Any, path: str | os.PathLike, conda_env=None, code_pa
         raise InvalidInputError("conda_env is not supported; give pip_requirements")
     if not isinstance(onnx_model, onnx.ModelProto):
         raise InvalidInputError(f"onnx_model must be an onnx.ModelProto, not {type(onnx_model).__name__}")
-    if onnx_session_options is not None and (not isinstance(onnx_session_options, dict)
-                                             or set(onnx_session_options) - set(_SESSION_OPTIONS)):
+    if onnx_session_options is not None and (
+        not isinstance(onnx_session_options, dict) or set(onnx_session_options) - set(_SESSION_OPTIONS)
+    ):
         raise InvalidInputError(f"onnx_session_options takes only {', '.join(_SESSION_OPTIONS)}")
     folder = prepare_folder(path)
     model = mlflow_model if mlflow_model is not None else Model()
@@ -57,15 +74,24 @@ def save_model(onnx_model: Any, path: str | os.PathLike, conda_env=None, code_pa
 
     runtime = importlib.metadata.version("onnxruntime") if _installed("onnxruntime") else None
     finish_folder(
-        folder, model,
+        folder,
+        model,
         flavor=FLAVOR,
-        flavor_conf={"onnx_version": onnx.__version__, "data": MODEL_FILE,
-                     "providers": onnx_execution_providers if onnx_execution_providers is not None else list(PROVIDERS),
-                     "onnx_session_options": onnx_session_options, "code": code},
+        flavor_conf={
+            "onnx_version": onnx.__version__,
+            "data": MODEL_FILE,
+            "providers": onnx_execution_providers if onnx_execution_providers is not None else list(PROVIDERS),
+            "onnx_session_options": onnx_session_options,
+            "code": code,
+        },
         pyfunc_conf={"loader_module": LOADER, "data": MODEL_FILE, "code": code},
         packages=[f"onnx=={onnx.__version__}", f"onnxruntime=={runtime}" if runtime else "onnxruntime"],
-        signature=signature, input_example=input_example, predict=None,  # as MLflow: no signature inferred
-        pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements, metadata=metadata,
+        signature=signature,
+        input_example=input_example,
+        predict=None,  # as MLflow: no signature inferred
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
     )
 
 
@@ -75,22 +101,47 @@ def _installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
-def log_model(onnx_model: Any, artifact_path: str | None = None, conda_env=None, code_paths: list[str] | None = None,
-              registered_model_name: str | None = None, signature=None, input_example=None,
-              pip_requirements: list[str] | None = None, extra_pip_requirements: list[str] | None = None,
-              onnx_execution_providers: list | None = None, onnx_session_options: dict | None = None,
-              metadata: dict | None = None, save_as_external_data: bool = True, *, name: str | None = None,
-              run_id: str | None = None, **kwargs):
+def log_model(
+    onnx_model: Any,
+    artifact_path: str | None = None,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    registered_model_name: str | None = None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    onnx_execution_providers: list | None = None,
+    onnx_session_options: dict | None = None,
+    metadata: dict | None = None,
+    save_as_external_data: bool = True,
+    *,
+    name: str | None = None,
+    run_id: str | None = None,
+    **kwargs,
+):
     """Save an ONNX model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
     from gitml.models.save import log_model_folder
 
     return log_model_folder(
-        save_model, name, artifact_path, registered_model_name, run_id,
-        onnx_model=onnx_model, conda_env=conda_env, code_paths=code_paths, signature=signature,
-        input_example=input_example, pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements,
-        onnx_execution_providers=onnx_execution_providers, onnx_session_options=onnx_session_options,
-        metadata=metadata, save_as_external_data=save_as_external_data, **kwargs,
+        save_model,
+        name,
+        artifact_path,
+        registered_model_name,
+        run_id,
+        onnx_model=onnx_model,
+        conda_env=conda_env,
+        code_paths=code_paths,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        onnx_execution_providers=onnx_execution_providers,
+        onnx_session_options=onnx_session_options,
+        metadata=metadata,
+        save_as_external_data=save_as_external_data,
+        **kwargs,
     )
 
 
@@ -137,14 +188,17 @@ class _OnnxModelWrapper:
         providers = [providers] if isinstance(providers, str) else providers
         names = [p[0] if isinstance(p, (list, tuple)) and p else p for p in providers]
         available = set(ort.get_available_providers())
-        usable = [tuple(p) if isinstance(p, list) else p for p, n in zip(providers, names) if n in available]
+        usable = [
+            tuple(p) if isinstance(p, list) else p for p, n in zip(providers, names, strict=False) if n in available
+        ]
         options = ort.SessionOptions()
         for key, value in (conf.get("onnx_session_options") or {}).items():
             if key in ("inter_op_num_threads", "intra_op_num_threads") and value:
                 setattr(options, key, int(value))
             elif key == "execution_mode" and isinstance(value, str):
-                options.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if value.upper() == "PARALLEL"
-                                          else ort.ExecutionMode.ORT_SEQUENTIAL)
+                options.execution_mode = (
+                    ort.ExecutionMode.ORT_PARALLEL if value.upper() == "PARALLEL" else ort.ExecutionMode.ORT_SEQUENTIAL
+                )
             elif key == "graph_optimization_level" and value:
                 options.graph_optimization_level = ort.GraphOptimizationLevel(int(value))
             elif key == "extra_session_config" and isinstance(value, dict):
@@ -162,21 +216,30 @@ class _OnnxModelWrapper:
             feed = dict(data)
         elif isinstance(data, np.ndarray):
             if len(self.inputs) != 1:
-                raise InvalidInputError(f"the model takes {len(self.inputs)} inputs: give a dict or DataFrame of "
-                                        f"{', '.join(n for n, _ in self.inputs)}")
+                raise InvalidInputError(
+                    f"the model takes {len(self.inputs)} inputs: give a dict or DataFrame of "
+                    f"{', '.join(n for n, _ in self.inputs)}"
+                )
             feed = {self.inputs[0][0]: data}
         elif isinstance(data, pd.DataFrame):
-            feed = ({name: data[name].values for name, _ in self.inputs} if len(self.inputs) > 1
-                    else {self.inputs[0][0]: data.values})
+            feed = (
+                {name: data[name].values for name, _ in self.inputs}
+                if len(self.inputs) > 1
+                else {self.inputs[0][0]: data.values}
+            )
         else:
-            raise InvalidInputError(f"an ONNX model takes a dict, a numpy array or a DataFrame, not {type(data).__name__}")
+            raise InvalidInputError(
+                f"an ONNX model takes a dict, a numpy array or a DataFrame, not {type(data).__name__}"
+            )
         for name, kind in self.inputs:  # as MLflow: float64 fed to a float input is cast
             if kind == "tensor(float)" and getattr(feed.get(name), "dtype", None) == np.float64:
                 feed[name] = feed[name].astype(np.float32)
         predicted = self.rt.run(self.output_names, feed)
         if isinstance(data, pd.DataFrame):
-            return pd.DataFrame({name: np.asarray(p).reshape(-1) for name, p in zip(self.output_names, predicted)})
-        return dict(zip(self.output_names, predicted))
+            return pd.DataFrame(
+                {name: np.asarray(p).reshape(-1) for name, p in zip(self.output_names, predicted, strict=False)}
+            )
+        return dict(zip(self.output_names, predicted, strict=False))
 
     def get_raw_model(self):
         return self.rt

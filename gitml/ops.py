@@ -211,8 +211,12 @@ class Operations(RunViews, Client):
                 check_artifact_path(path)
             entries = self.artifacts.stage_files(list(artifact_files), remember=False)
         run = ImportedRun(
-            run_id=run_id, experiment_id=str(experiment_id), run_name=run_name, code=code if joined else None,
-            artifacts=entries, **fields,
+            run_id=run_id,
+            experiment_id=str(experiment_id),
+            run_name=run_name,
+            code=code if joined else None,
+            artifacts=entries,
+            **fields,
         )
         write_imported_run(self.tracker, run)
         return joined
@@ -271,7 +275,6 @@ class Operations(RunViews, Client):
         forked child, whose inherited Client's journal and threads are its parent's."""
         self._finalizer.detach()
 
-
     def search_frame(
         self,
         experiment_ids: list[str] | None = None,
@@ -300,8 +303,6 @@ class Operations(RunViews, Client):
                 searches.update({k: (t, m, None) for k, (t, m, f) in searches.items() if f is not None})
                 searches[key] = (table, memo[1], frame)
             return frame.copy()
-
-
 
     # -- the refs push and fetch share, the code of runs, upkeep ------------------
     def remote_names(self) -> list[str]:
@@ -369,7 +370,9 @@ class Operations(RunViews, Client):
     def drop_stale_temporaries(self, older_than: float) -> int:
         """Delete the half-written files killed processes left (in git's object folder and
         the artifact cache) from before ``older_than`` (a time); returns how many."""
-        return self.artifacts.content.drop_stale_temporaries(older_than) + self._store.drop_stale_temporaries(older_than)
+        return self.artifacts.content.drop_stale_temporaries(older_than) + self._store.drop_stale_temporaries(
+            older_than
+        )
 
     def pack_run_refs(self) -> int:
         """Pack the loose refs of ended runs into packed-refs; returns how many."""

@@ -35,8 +35,14 @@ class Callback:
     objectives; default ``value``, or ``value_0``, ``value_1``, ...). ``client``: a
     :class:`gitml.Client` (default: the current repository's)."""
 
-    def __init__(self, experiment_name: str | None = None, *, metric_name: str | list[str] = "value",
-                 client: Client | None = None, tags: dict | None = None):
+    def __init__(
+        self,
+        experiment_name: str | None = None,
+        *,
+        metric_name: str | list[str] = "value",
+        client: Client | None = None,
+        tags: dict | None = None,
+    ):
         self.experiment_name = experiment_name
         self.metric_name = metric_name
         self.tags = dict(tags or {})
@@ -66,15 +72,23 @@ class Callback:
     def __call__(self, study: Any, trial: Any) -> None:
         self.study_run(study)
         values = trial.values or []
-        metrics = dict(zip(self._metric_names(len(values)), values)) if values else {}
+        metrics = dict(zip(self._metric_names(len(values)), values, strict=True)) if values else {}
         points: list[tuple[int, float, int | None]] = [
-            (int(step), float(value), None) for step, value in sorted(trial.intermediate_values.items())]
+            (int(step), float(value), None) for step, value in sorted(trial.intermediate_values.items())
+        ]
         history = {"intermediate_value": points}
         tags = {**self.tags, **{f"optuna.user_attr.{k}": str(v) for k, v in trial.user_attrs.items()}}
         self._log(study).trial(
-            study.study_name, trial.number, params=dict(trial.params), history=history, metrics=metrics,
-            state=trial.state.name, status=STATUS.get(trial.state.name, "FAILED"),
-            start=trial.datetime_start, end=trial.datetime_complete, tags=tags,
+            study.study_name,
+            trial.number,
+            params=dict(trial.params),
+            history=history,
+            metrics=metrics,
+            state=trial.state.name,
+            status=STATUS.get(trial.state.name, "FAILED"),
+            start=trial.datetime_start,
+            end=trial.datetime_complete,
+            tags=tags,
         )
 
     def finish(self, study: Any) -> None:

@@ -27,8 +27,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from gitml.ops import Operations
 from gitml.errors import InvalidInputError
+from gitml.ops import Operations
 from gitml.store.remote import push_refs, resolve_remote
 from gitml.tracking.entities import ViewType
 
@@ -69,8 +69,9 @@ def parse_age(text: str) -> int:
     return int(number) * units[unit]
 
 
-def purge_plan(client: Operations, *, older_than: int = 0, experiment_ids: list[str] | None = None,
-               now: float | None = None) -> PurgePlan:
+def purge_plan(
+    client: Operations, *, older_than: int = 0, experiment_ids: list[str] | None = None, now: float | None = None
+) -> PurgePlan:
     """The deleted runs (of ``experiment_ids``; all by default) deleted at least
     ``older_than`` seconds ago, less those a registry tag points into."""
     now = time.time() if now is None else now
@@ -90,8 +91,11 @@ def purge_plan(client: Operations, *, older_than: int = 0, experiment_ids: list[
         if registered:
             plan.kept[run_id] = f"registered as {registered[0]}: a registry tag points into it"
             continue
-        plan.runs.append(PurgeCandidate(run_id, row.get("run_name") or "", row["experiment_id"], ref,
-                                        entries[0].commit.encode(), deleted_at))
+        plan.runs.append(
+            PurgeCandidate(
+                run_id, row.get("run_name") or "", row["experiment_id"], ref, entries[0].commit.encode(), deleted_at
+            )
+        )
     return plan
 
 

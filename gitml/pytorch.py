@@ -30,7 +30,9 @@ def _torch():
     try:
         import torch
     except ImportError:
-        raise InvalidInputError("PyTorch models need torch: pip install 'gitml[pytorch]' (or pip install torch)") from None
+        raise InvalidInputError(
+            "PyTorch models need torch: pip install 'gitml[pytorch]' (or pip install torch)"
+        ) from None
     return torch
 
 
@@ -58,10 +60,21 @@ class _LoadingPickleModule:
     __name__ = "pickle"
 
 
-def save_model(pytorch_model: Any, path: str | os.PathLike, conda_env=None, mlflow_model=None,
-               code_paths: list[str] | None = None, pickle_module=None, signature=None, input_example=None,
-               pip_requirements: list[str] | None = None, extra_pip_requirements: list[str] | None = None,
-               metadata: dict | None = None, serialization_format: str = "pickle", **kwargs) -> None:
+def save_model(
+    pytorch_model: Any,
+    path: str | os.PathLike,
+    conda_env=None,
+    mlflow_model=None,
+    code_paths: list[str] | None = None,
+    pickle_module=None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    metadata: dict | None = None,
+    serialization_format: str = "pickle",
+    **kwargs,
+) -> None:
     """Save a ``torch.nn.Module`` as an MLflow model folder at ``path`` (a new folder).
     ``signature`` None is inferred from ``input_example`` (a numpy array or DataFrame)."""
     from gitml.models.mlmodel import Model
@@ -87,30 +100,64 @@ def save_model(pytorch_model: Any, path: str | os.PathLike, conda_env=None, mlfl
         torch.save(pytorch_model, target, pickle_module=_SavingPickleModule, **kwargs)
     example = input_example.detach().cpu().numpy() if hasattr(input_example, "detach") else input_example
     finish_folder(
-        folder, model,
+        folder,
+        model,
         flavor=FLAVOR,
         flavor_conf={"model_data": DATA, "pytorch_version": str(torch.__version__), "code": code},
-        pyfunc_conf={"loader_module": LOADER, "data": DATA, "pickle_module_name": PICKLE_MODULE, "code": code,
-                      "config": {"device": None}},
-        packages=["torch", "cloudpickle", "numpy"], signature=signature, input_example=example,
+        pyfunc_conf={
+            "loader_module": LOADER,
+            "data": DATA,
+            "pickle_module_name": PICKLE_MODULE,
+            "code": code,
+            "config": {"device": None},
+        },
+        packages=["torch", "cloudpickle", "numpy"],
+        signature=signature,
+        input_example=example,
         predict=_PyTorchWrapper(pytorch_model, "cpu").predict,
-        pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements, metadata=metadata,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
     )
 
 
-def log_model(pytorch_model: Any, artifact_path: str | None = None, conda_env=None, code_paths: list[str] | None = None,
-              pickle_module=None, registered_model_name: str | None = None, signature=None, input_example=None,
-              pip_requirements: list[str] | None = None, extra_pip_requirements: list[str] | None = None,
-              metadata: dict | None = None, *, name: str | None = None, run_id: str | None = None, **kwargs):
+def log_model(
+    pytorch_model: Any,
+    artifact_path: str | None = None,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    pickle_module=None,
+    registered_model_name: str | None = None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    metadata: dict | None = None,
+    *,
+    name: str | None = None,
+    run_id: str | None = None,
+    **kwargs,
+):
     """Save a torch model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
     from gitml.models.save import log_model_folder
 
     return log_model_folder(
-        save_model, name, artifact_path, registered_model_name, run_id,
-        pytorch_model=pytorch_model, conda_env=conda_env, code_paths=code_paths, pickle_module=pickle_module,
-        signature=signature, input_example=input_example, pip_requirements=pip_requirements,
-        extra_pip_requirements=extra_pip_requirements, metadata=metadata, **kwargs,
+        save_model,
+        name,
+        artifact_path,
+        registered_model_name,
+        run_id,
+        pytorch_model=pytorch_model,
+        conda_env=conda_env,
+        code_paths=code_paths,
+        pickle_module=pickle_module,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
+        **kwargs,
     )
 
 

@@ -27,8 +27,20 @@ if TYPE_CHECKING:
     from gitml.client import Client
 
 # what every Tune result carries about the process, not the model
-BOOKKEEPING = {"timestamp", "pid", "done", "training_iteration", "trial_id", "date", "hostname", "node_ip",
-               "should_checkpoint", "iterations_since_restore", "experiment_tag", "checkpoint_dir_name"}
+BOOKKEEPING = {
+    "timestamp",
+    "pid",
+    "done",
+    "training_iteration",
+    "trial_id",
+    "date",
+    "hostname",
+    "node_ip",
+    "should_checkpoint",
+    "iterations_since_restore",
+    "experiment_tag",
+    "checkpoint_dir_name",
+}
 
 
 def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -49,8 +61,14 @@ class LoggerCallback(_TuneLoggerCallback):
     parent run's name (default: the Tune experiment's name). ``client``: a :class:`gitml.Client`
     whose repository takes the runs (default: the current repository)."""
 
-    def __init__(self, experiment_name: str | None = None, *, study_name: str | None = None,
-                 client: Client | None = None, tags: dict | None = None):
+    def __init__(
+        self,
+        experiment_name: str | None = None,
+        *,
+        study_name: str | None = None,
+        client: Client | None = None,
+        tags: dict | None = None,
+    ):
         self.experiment_name = experiment_name
         self.study_name = study_name
         self.tags = dict(tags or {})
@@ -93,11 +111,16 @@ class LoggerCallback(_TuneLoggerCallback):
 
         started = self._started.pop(trial.trial_id, time.time())
         self._sweep().trial(
-            self._study(trial), _number(trial),
-            name=str(trial), params={k: v for k, v in _flat(dict(trial.config)).items()},
-            history=self._history.pop(trial.trial_id, {}), state="ERROR" if failed else "TERMINATED",
-            status="FAILED" if failed else "FINISHED", start=datetime.fromtimestamp(started, timezone.utc),
-            end=datetime.now(timezone.utc), tags={**self.tags, "ray.tune.trial_id": trial.trial_id},
+            self._study(trial),
+            _number(trial),
+            name=str(trial),
+            params={k: v for k, v in _flat(dict(trial.config)).items()},
+            history=self._history.pop(trial.trial_id, {}),
+            state="ERROR" if failed else "TERMINATED",
+            status="FAILED" if failed else "FINISHED",
+            start=datetime.fromtimestamp(started, timezone.utc),
+            end=datetime.now(timezone.utc),
+            tags={**self.tags, "ray.tune.trial_id": trial.trial_id},
         )
 
 

@@ -138,8 +138,13 @@ def compare_runs(
 def _row(client: Operations, run_id: str) -> dict:
     run = client.get_run(run_id)
     return {
-        "run_id": run.info.run_id, "run_name": run.info.run_name, "status": run.info.status, "start_time": run.info.start_time,
-        "params": dict(run.data.params), "metrics": dict(run.data.metrics), "tags": dict(run.data.tags),
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "status": run.info.status,
+        "start_time": run.info.start_time,
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "tags": dict(run.data.tags),
     }
 
 
@@ -147,8 +152,12 @@ def build(rows: list[dict], baseline: int = 0) -> Comparison:
     """A Comparison of search rows (dicts as ``Client.search_rows`` gives them)."""
     columns = [
         RunColumn(
-            r["run_id"], r["run_name"] or "", r["status"], r["tags"].get("mlflow.source.git.commit", ""),
-            {k: str(v) for k, v in r["params"].items()}, dict(r["metrics"]),
+            r["run_id"],
+            r["run_name"] or "",
+            r["status"],
+            r["tags"].get("mlflow.source.git.commit", ""),
+            {k: str(v) for k, v in r["params"].items()},
+            dict(r["metrics"]),
         )
         for r in rows
     ]
@@ -160,7 +169,9 @@ def build(rows: list[dict], baseline: int = 0) -> Comparison:
     for key in sorted({k for c in columns for k in c.metrics}):
         numbers = [_number(c.metrics.get(key)) for c in columns]
         ref = numbers[baseline]
-        deltas = [v - ref if v is not None and ref is not None and i != baseline else None for i, v in enumerate(numbers)]
+        deltas = [
+            v - ref if v is not None and ref is not None and i != baseline else None for i, v in enumerate(numbers)
+        ]
         lower = lower_is_better(key)
         finite = [(v, i) for i, v in enumerate(numbers) if v is not None and math.isfinite(v)]
         best = (min(finite) if lower else max(finite, key=lambda p: (p[0], -p[1])))[1] if len(finite) > 1 else None
@@ -242,10 +253,18 @@ def to_markdown(report: Comparison, charts: dict[str, str] | None = None, *, tit
             rows.append([md_text(m.key) + (" ↓" if m.lower_is_better else "")] + cells)
         out.append(markdown_table(["metric"] + headers, rows) + "\n")
     if report.params:
-        rows = [[md_text(p.key)] + [f"**{md_text(v)}**" if ch else md_text(v) for v, ch in zip(p.values, p.changed, strict=False)] for p in report.params]
+        rows = [
+            [md_text(p.key)]
+            + [f"**{md_text(v)}**" if ch else md_text(v) for v, ch in zip(p.values, p.changed, strict=False)]
+            for p in report.params
+        ]
         out.append(markdown_table(["param"] + headers, rows) + "\n")
     commits = [md_text(c.commit[:12]) if c.commit else "–" for c in report.runs]
-    out.append(markdown_table(["run"] + headers, [["source commit"] + commits, ["status"] + [md_text(c.status) for c in report.runs]]))
+    out.append(
+        markdown_table(
+            ["run"] + headers, [["source commit"] + commits, ["status"] + [md_text(c.status) for c in report.runs]]
+        )
+    )
     for key, path in (charts or {}).items():
         out.append(f"\n![{md_text(key)}]({path.replace(' ', '%20').replace(')', '%29')})\n")
     return "".join(out)
@@ -254,7 +273,10 @@ def to_markdown(report: Comparison, charts: dict[str, str] | None = None, *, tit
 def to_html(report: Comparison, charts: dict[str, str] | None = None, *, title: str = "gitml compare") -> str:
     """The report as one self-contained HTML page (every value escaped)."""
     e = html.escape
-    head = "".join(f"<th>{e(c.run_name)}<br><code>{e(c.run_id[:8])}</code>{' (baseline)' if i == report.baseline else ''}</th>" for i, c in enumerate(report.runs))
+    head = "".join(
+        f"<th>{e(c.run_name)}<br><code>{e(c.run_id[:8])}</code>{' (baseline)' if i == report.baseline else ''}</th>"
+        for i, c in enumerate(report.runs)
+    )
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
         "body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
@@ -265,18 +287,24 @@ def to_html(report: Comparison, charts: dict[str, str] | None = None, *, title: 
         parts.append(f"<table><tr><th>metric</th>{head}</tr>")
         for m in report.metrics:
             cells = "".join(
-                f"<td{' class=best' if i == m.best else ''}>{e(_plain(v))}{e(_delta(m.deltas[i]))}</td>" for i, v in enumerate(m.values)
+                f"<td{' class=best' if i == m.best else ''}>{e(_plain(v))}{e(_delta(m.deltas[i]))}</td>"
+                for i, v in enumerate(m.values)
             )
             parts.append(f"<tr><td>{e(m.key)}{' ↓' if m.lower_is_better else ''}</td>{cells}</tr>")
         parts.append("</table>")
     if report.params:
         parts.append(f"<table><tr><th>param</th>{head}</tr>")
         for p in report.params:
-            cells = "".join(f"<td{' class=changed' if ch else ''}>{e(_plain(v))}</td>" for v, ch in zip(p.values, p.changed, strict=False))
+            cells = "".join(
+                f"<td{' class=changed' if ch else ''}>{e(_plain(v))}</td>"
+                for v, ch in zip(p.values, p.changed, strict=False)
+            )
             parts.append(f"<tr><td>{e(p.key)}</td>{cells}</tr>")
         parts.append("</table>")
     for key, path in (charts or {}).items():
-        parts.append(f"<figure><img src='{e(path, quote=True)}' alt='{e(key, quote=True)}'><figcaption>{e(key)}</figcaption></figure>")
+        parts.append(
+            f"<figure><img src='{e(path, quote=True)}' alt='{e(key, quote=True)}'><figcaption>{e(key)}</figcaption></figure>"
+        )
     parts.append("</body></html>\n")
     return "".join(parts)
 
@@ -297,8 +325,13 @@ def to_json(report: Comparison) -> str:
         "baseline": report.runs[report.baseline].run_id,
         "runs": [vars(c) | {"metrics": {k: clean(v) for k, v in c.metrics.items()}} for c in report.runs],
         "metrics": [
-            {"key": m.key, "values": [clean(v) for v in m.values], "deltas": [clean(v) for v in m.deltas],
-             "best": report.runs[m.best].run_id if m.best is not None else None, "lower_is_better": m.lower_is_better}
+            {
+                "key": m.key,
+                "values": [clean(v) for v in m.values],
+                "deltas": [clean(v) for v in m.deltas],
+                "best": report.runs[m.best].run_id if m.best is not None else None,
+                "lower_is_better": m.lower_is_better,
+            }
             for m in report.metrics
         ],
         "params": [{"key": p.key, "values": p.values, "changed": p.changed} for p in report.params],
@@ -321,13 +354,17 @@ def write_charts(client: Operations, report: Comparison, folder: str, stem: str)
     for m in report.metrics:
         if len(out) >= MAX_CHARTS:
             break
-        histories = [(c, client.get_metric_history(c.run_id, m.key)) if m.key in c.metrics else (c, []) for c in report.runs]
+        histories = [
+            (c, client.get_metric_history(c.run_id, m.key)) if m.key in c.metrics else (c, []) for c in report.runs
+        ]
         if not any(len(h) > 1 for _, h in histories):
             continue
         figure, axes = plt.subplots(figsize=(6, 3.5), dpi=100)
         for c, history in histories:
             if history:
-                axes.plot([p.step for p in history], [p.value for p in history], label=f"{c.run_name} {c.run_id[:8]}"[:40])
+                axes.plot(
+                    [p.step for p in history], [p.value for p in history], label=f"{c.run_name} {c.run_id[:8]}"[:40]
+                )
         axes.set_title(m.key[:60])
         axes.set_xlabel("step")
         axes.legend(fontsize="small")
@@ -351,6 +388,20 @@ def render(report: Comparison, fmt: str, charts: dict[str, str] | None = None) -
 
 
 __all__ = [
-    "Comparison", "MetricRow", "ParamRow", "RunColumn", "build", "compare_runs", "latest_runs_of",
-    "lower_is_better", "markdown_table", "md_code", "md_text", "render", "to_html", "to_json", "to_markdown", "write_charts",
+    "Comparison",
+    "MetricRow",
+    "ParamRow",
+    "RunColumn",
+    "build",
+    "compare_runs",
+    "latest_runs_of",
+    "lower_is_better",
+    "markdown_table",
+    "md_code",
+    "md_text",
+    "render",
+    "to_html",
+    "to_json",
+    "to_markdown",
+    "write_charts",
 ]

@@ -23,9 +23,9 @@ from gitml.tracking.entities import ViewType
 
 if TYPE_CHECKING:
     from gitml.content.service import RunArtifacts
+    from gitml.registry.state import Registry
     from gitml.store.git import GitStore
     from gitml.tracking.lineage import LogEntry
-    from gitml.registry.state import Registry
     from gitml.tracking.tracker import Tracker
 
 
@@ -105,8 +105,9 @@ class RunViews:
         from gitml.tracking.tracker import search_table
 
         with self.tracker.index.reading():
-            table, matched = search_table(self.tracker, experiment_ids, filter_string, view=view, order_by=order_by,
-                                          deadline=deadline)
+            table, matched = search_table(
+                self.tracker, experiment_ids, filter_string, view=view, order_by=order_by, deadline=deadline
+            )
             keys: dict[str, list[str]] = {section: [] for section in SECTIONS}
             values: dict[str, list] = {}
             for attribute in ATTRIBUTES:
@@ -141,7 +142,9 @@ class RunViews:
                 continue
             near = difflib.get_close_matches(key, sorted(keys[section]), n=3, cutoff=0.6)
             if len(key) >= 3:  # a key inside a longer one: "auc" in "val_auc"
-                near += [k for k in sorted(keys[section]) if key.lower() in k.lower() and k not in near][:3 - len(near)]
+                near += [k for k in sorted(keys[section]) if key.lower() in k.lower() and k not in near][
+                    : 3 - len(near)
+                ]
             maybe = " (did you mean " + " or ".join(f"{section}.{k}" for k in near) + "?)" if near else ""
             said.append(f"{section}.{key}{maybe}")
         return "gitml: no run has " + ", ".join(said) if said else None
@@ -236,9 +239,7 @@ class RunViews:
         cut = source is not None and self._store.is_shallow() and not self._store.contains(source)
         if source is not None and not cut:  # behind a shallow clone's cut, its code is not here to show
             parents = self._store.commit(source).parents
-            out["commit"] = code_diff(
-                self._store, parents[0] if parents else None, source, labels=("a", "b")
-            )
+            out["commit"] = code_diff(self._store, parents[0] if parents else None, source, labels=("a", "b"))
         if run_source.dirty and run_commit and not cut:
             out["uncommitted"] = code_diff(self._store, source, run_commit, labels=("a", "b"))
         return out
@@ -266,5 +267,7 @@ class RunViews:
         what = f"run {run_id} artifact {path!r}"
         local = content.ensure_local(entry["sha256"], what=what, size=entry["size"])
         if not content.verify_local(entry["sha256"]):
-            content.read_bytes(entry["sha256"], what=what, size=entry["size"])  # drops the bad copy, fetches again or raises
+            content.read_bytes(
+                entry["sha256"], what=what, size=entry["size"]
+            )  # drops the bad copy, fetches again or raises
         return open(local, "rb")

@@ -135,9 +135,14 @@ class Search:
         ids = self._resolve_experiment_ids(experiment_ids, experiment_names)
         with self.tracker.index.reading():
             table, matched = search_table(
-                self.tracker, ids, filter_string, view=run_view_type, max_results=offset + max_results + 1, order_by=order_by
+                self.tracker,
+                ids,
+                filter_string,
+                view=run_view_type,
+                max_results=offset + max_results + 1,
+                order_by=order_by,
             )
-        page = matched[offset:offset + max_results]
+        page = matched[offset : offset + max_results]
         token = _page_token(offset + max_results) if len(matched) > offset + max_results else None
         return PagedList(self.tracker.runs_at([(table.refs[i], table.commits[i]) for i in page]), token)
 

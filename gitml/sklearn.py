@@ -30,11 +30,21 @@ def _sklearn():
     return sklearn
 
 
-def save_model(sk_model: Any, path: str | os.PathLike, conda_env=None, code_paths: list[str] | None = None,
-               mlflow_model=None, serialization_format: str = "cloudpickle", signature=None, input_example=None,
-               pip_requirements: list[str] | None = None, extra_pip_requirements: list[str] | None = None,
-               pyfunc_predict_fn: str = "predict", metadata: dict | None = None,
-               skops_trusted_types: list[str] | None = None) -> None:
+def save_model(
+    sk_model: Any,
+    path: str | os.PathLike,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    mlflow_model=None,
+    serialization_format: str = "cloudpickle",
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    pyfunc_predict_fn: str = "predict",
+    metadata: dict | None = None,
+    skops_trusted_types: list[str] | None = None,
+) -> None:
     """Save a scikit-learn model as an MLflow model folder at ``path`` (a new folder).
 
     ``serialization_format``: ``cloudpickle`` (default, as MLflow 2), ``pickle``, or
@@ -54,18 +64,35 @@ def save_model(sk_model: Any, path: str | os.PathLike, conda_env=None, code_path
     file = _FILES[serialization_format]
     dump_estimator(sk_model, os.path.join(folder, file), serialization_format)
     packages = ["scikit-learn", "numpy", "pandas", "scipy"]
-    packages += ["cloudpickle"] if serialization_format == "cloudpickle" else ["skops"] if serialization_format == "skops" else []
+    packages += (
+        ["cloudpickle"]
+        if serialization_format == "cloudpickle"
+        else ["skops"]
+        if serialization_format == "skops"
+        else []
+    )
     predict = getattr(sk_model, pyfunc_predict_fn, None)
     finish_folder(
-        folder, model,
+        folder,
+        model,
         flavor=FLAVOR,
-        flavor_conf={"pickled_model": file, "sklearn_version": sklearn.__version__,
-                     "serialization_format": serialization_format, "code": code,
-                     "skops_trusted_types": skops_trusted_types},  # as MLflow: written in every format
+        flavor_conf={
+            "pickled_model": file,
+            "sklearn_version": sklearn.__version__,
+            "serialization_format": serialization_format,
+            "code": code,
+            "skops_trusted_types": skops_trusted_types,
+        },  # as MLflow: written in every format
         pyfunc_conf={"loader_module": LOADER, "model_path": file, "predict_fn": pyfunc_predict_fn, "code": code}
-        if predict is not None else None,
-        packages=packages, signature=signature, input_example=input_example, predict=predict,
-        pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements, metadata=metadata,
+        if predict is not None
+        else None,
+        packages=packages,
+        signature=signature,
+        input_example=input_example,
+        predict=predict,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
     )
 
 
@@ -87,22 +114,45 @@ def dump_estimator(sk_model, path: str, serialization_format: str) -> None:
             pickle.dump(sk_model, f)
 
 
-def log_model(sk_model: Any, artifact_path: str | None = None, conda_env=None, code_paths: list[str] | None = None,
-              serialization_format: str = "cloudpickle", registered_model_name: str | None = None, signature=None,
-              input_example=None, pip_requirements: list[str] | None = None,
-              extra_pip_requirements: list[str] | None = None, pyfunc_predict_fn: str = "predict",
-              metadata: dict | None = None, *, name: str | None = None, run_id: str | None = None,
-              skops_trusted_types: list[str] | None = None):
+def log_model(
+    sk_model: Any,
+    artifact_path: str | None = None,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    serialization_format: str = "cloudpickle",
+    registered_model_name: str | None = None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    pyfunc_predict_fn: str = "predict",
+    metadata: dict | None = None,
+    *,
+    name: str | None = None,
+    run_id: str | None = None,
+    skops_trusted_types: list[str] | None = None,
+):
     """Save a scikit-learn model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``).
     ``registered_model_name`` registers it as that model's next version."""
     from gitml.models.save import log_model_folder
 
     return log_model_folder(
-        save_model, name, artifact_path, registered_model_name, run_id,
-        sk_model=sk_model, conda_env=conda_env, code_paths=code_paths, serialization_format=serialization_format,
-        signature=signature, input_example=input_example, pip_requirements=pip_requirements,
-        extra_pip_requirements=extra_pip_requirements, pyfunc_predict_fn=pyfunc_predict_fn, metadata=metadata,
+        save_model,
+        name,
+        artifact_path,
+        registered_model_name,
+        run_id,
+        sk_model=sk_model,
+        conda_env=conda_env,
+        code_paths=code_paths,
+        serialization_format=serialization_format,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        pyfunc_predict_fn=pyfunc_predict_fn,
+        metadata=metadata,
         skops_trusted_types=skops_trusted_types,
     )
 
@@ -159,9 +209,8 @@ class _SklearnModelWrapper:
 
 def _load_pyfunc(path: str, model_config: dict | None = None) -> _SklearnModelWrapper:
     """Called by ``gitml.pyfunc.load_model`` for ``loader_module: mlflow.sklearn``."""
-    from gitml.pyfunc import inside
-
     from gitml.models.mlmodel import PYFUNC, Model
+    from gitml.pyfunc import inside
 
     folder = os.path.dirname(path) if os.path.isfile(path) else path
     flavors = Model.load(folder).flavors  # read once for both flavors
@@ -174,21 +223,43 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> _SklearnModelWr
         found = flavors.get(PYFUNC)
         pyfunc: dict = found if isinstance(found, dict) else {}
         file = inside(folder, pyfunc.get("model_path") or conf.get("pickled_model", "model.pkl"), "model_path")
-    return _SklearnModelWrapper(load_estimator(file, conf.get("serialization_format", "pickle"), conf.get("skops_trusted_types")))
+    return _SklearnModelWrapper(
+        load_estimator(file, conf.get("serialization_format", "pickle"), conf.get("skops_trusted_types"))
+    )
 
 
-def autolog(log_input_examples: bool = False, log_model_signatures: bool = True, log_models: bool = True,
-            log_datasets: bool = True, disable: bool = False, exclusive: bool = False,
-            disable_for_unsupported_versions: bool = False, silent: bool = False, max_tuning_runs: int = 5,
-            log_post_training_metrics: bool = True, serialization_format: str = "cloudpickle",
-            registered_model_name: str | None = None, pos_label: Any = None, extra_tags: dict | None = None) -> None:
+def autolog(
+    log_input_examples: bool = False,
+    log_model_signatures: bool = True,
+    log_models: bool = True,
+    log_datasets: bool = True,
+    disable: bool = False,
+    exclusive: bool = False,
+    disable_for_unsupported_versions: bool = False,
+    silent: bool = False,
+    max_tuning_runs: int = 5,
+    log_post_training_metrics: bool = True,
+    serialization_format: str = "cloudpickle",
+    registered_model_name: str | None = None,
+    pos_label: Any = None,
+    extra_tags: dict | None = None,
+) -> None:
     """Autologging for scikit-learn, as ``mlflow.sklearn.autolog`` (what it logs:
     :mod:`gitml.autologging.sklearn`)."""
     from gitml.autologging import configure
 
-    configure(FLAVOR, disable=disable, extra_tags=extra_tags, log_input_examples=log_input_examples,
-              log_model_signatures=log_model_signatures, log_models=log_models, log_datasets=log_datasets,
-              exclusive=exclusive, silent=silent, pos_label=pos_label)
+    configure(
+        FLAVOR,
+        disable=disable,
+        extra_tags=extra_tags,
+        log_input_examples=log_input_examples,
+        log_model_signatures=log_model_signatures,
+        log_models=log_models,
+        log_datasets=log_datasets,
+        exclusive=exclusive,
+        silent=silent,
+        pos_label=pos_label,
+    )
 
 
 __all__ = ["autolog", "load_model", "log_model", "save_model"]

@@ -28,10 +28,19 @@ def _sm():
     return require("statsmodels", "statsmodels")
 
 
-def save_model(statsmodels_model: Any, path: str | os.PathLike, conda_env=None, code_paths: list[str] | None = None,
-               mlflow_model=None, remove_data: bool = False, signature=None, input_example=None,
-               pip_requirements: list[str] | None = None, extra_pip_requirements: list[str] | None = None,
-               metadata: dict | None = None) -> None:
+def save_model(
+    statsmodels_model: Any,
+    path: str | os.PathLike,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    mlflow_model=None,
+    remove_data: bool = False,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    metadata: dict | None = None,
+) -> None:
     """Save a fitted statsmodels results object as an MLflow model folder at ``path``
     (``remove_data`` drops the training data from it). ``signature`` None is inferred from
     ``input_example`` as MLflow does."""
@@ -42,36 +51,64 @@ def save_model(statsmodels_model: Any, path: str | os.PathLike, conda_env=None, 
     if conda_env is not None:
         raise InvalidInputError("conda_env is not supported; give pip_requirements")
     if not callable(getattr(statsmodels_model, "save", None)) or not hasattr(statsmodels_model, "model"):
-        raise InvalidInputError(f"statsmodels_model must be a fitted statsmodels results object, not {type(statsmodels_model).__name__}")
+        raise InvalidInputError(
+            f"statsmodels_model must be a fitted statsmodels results object, not {type(statsmodels_model).__name__}"
+        )
     folder = prepare_folder(path)
     model = mlflow_model if mlflow_model is not None else Model()
     code = copy_code_paths(folder, code_paths)
     statsmodels_model.save(os.path.join(folder, MODEL_FILE), remove_data)
     finish_folder(
-        folder, model,
+        folder,
+        model,
         flavor=FLAVOR,
         flavor_conf={"statsmodels_version": sm.__version__, "data": MODEL_FILE, "code": code},
         pyfunc_conf={"loader_module": LOADER, "data": MODEL_FILE, "code": code},
-        packages=[f"statsmodels=={sm.__version__}"], signature=signature, input_example=input_example,
+        packages=[f"statsmodels=={sm.__version__}"],
+        signature=signature,
+        input_example=input_example,
         predict=_StatsmodelsModelWrapper(statsmodels_model).predict,
-        pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements, metadata=metadata,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
     )
 
 
-def log_model(statsmodels_model: Any, artifact_path: str | None = None, conda_env=None,
-              code_paths: list[str] | None = None, registered_model_name: str | None = None,
-              remove_data: bool = False, signature=None, input_example=None,
-              pip_requirements: list[str] | None = None, extra_pip_requirements: list[str] | None = None,
-              metadata: dict | None = None, *, name: str | None = None, run_id: str | None = None):
+def log_model(
+    statsmodels_model: Any,
+    artifact_path: str | None = None,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    registered_model_name: str | None = None,
+    remove_data: bool = False,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    metadata: dict | None = None,
+    *,
+    name: str | None = None,
+    run_id: str | None = None,
+):
     """Save a statsmodels results object and log it to the active run (or ``run_id``) under
     ``name``; returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
     from gitml.models.save import log_model_folder
 
     return log_model_folder(
-        save_model, name, artifact_path, registered_model_name, run_id,
-        statsmodels_model=statsmodels_model, conda_env=conda_env, code_paths=code_paths, remove_data=remove_data,
-        signature=signature, input_example=input_example, pip_requirements=pip_requirements,
-        extra_pip_requirements=extra_pip_requirements, metadata=metadata,
+        save_model,
+        name,
+        artifact_path,
+        registered_model_name,
+        run_id,
+        statsmodels_model=statsmodels_model,
+        conda_env=conda_env,
+        code_paths=code_paths,
+        remove_data=remove_data,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
     )
 
 

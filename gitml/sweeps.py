@@ -51,7 +51,9 @@ class SweepLog:
                 self._experiment_id = DEFAULT_EXPERIMENT_ID
             else:
                 found = self.client.get_experiment_by_name(self.experiment_name)
-                self._experiment_id = found.experiment_id if found else self.client.create_experiment(self.experiment_name)
+                self._experiment_id = (
+                    found.experiment_id if found else self.client.create_experiment(self.experiment_name)
+                )
         return self._experiment_id
 
     def find_parent(self, study: str) -> str | None:
@@ -59,8 +61,12 @@ class SweepLog:
         several workers each made one before any saw another's)."""
         if study in self._parents:
             return self._parents[study]
-        runs = self.client.search_runs([self.experiment_id], f"tags.`{ENGINE_TAG}` = '{self.engine}'",
-                                       max_results=50_000, order_by=["attributes.start_time ASC"])
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`{ENGINE_TAG}` = '{self.engine}'",
+            max_results=50_000,
+            order_by=["attributes.start_time ASC"],
+        )
         for run in runs:
             if run.data.tags.get(STUDY_TAG) == study and TRIAL_TAG not in run.data.tags:
                 self._parents[study] = run.info.run_id
@@ -72,39 +78,57 @@ class SweepLog:
         found = self.find_parent(study)
         if found is not None:
             return found
-        run = self.client.create_run(self.experiment_id, run_name=study,
-                                     tags={**(tags or {}), ENGINE_TAG: self.engine, STUDY_TAG: study})
+        run = self.client.create_run(
+            self.experiment_id, run_name=study, tags={**(tags or {}), ENGINE_TAG: self.engine, STUDY_TAG: study}
+        )
         if params:
             self.client.log_batch(run.info.run_id, params=list(params.items()))
         self._parents[study] = run.info.run_id
         return run.info.run_id
 
-    def trial(self, study: str, number: int, *, name: str | None = None, params: dict | None = None,
-              history: dict[str, list[tuple[int, float, int | None]]] | None = None,
-              metrics: dict[str, float] | None = None, state: str, status: str,
-              start: Any = None, end: Any = None, tags: dict | None = None) -> str:
+    def trial(
+        self,
+        study: str,
+        number: int,
+        *,
+        name: str | None = None,
+        params: dict | None = None,
+        history: dict[str, list[tuple[int, float, int | None]]] | None = None,
+        metrics: dict[str, float] | None = None,
+        state: str,
+        status: str,
+        start: Any = None,
+        end: Any = None,
+        tags: dict | None = None,
+    ) -> str:
         """Log a finished trial as a run nested in the study's: ``params``, ``history`` (metric →
         ``(step, value, timestamp ms)`` points), final ``metrics``, the engine's ``state`` (a tag)
         and the run ``status`` (FINISHED, FAILED, KILLED); ``start``/``end`` are datetimes."""
         parent = self.parent(study)
         end_ms = _millis(end) or int(time.time() * 1000)
         run = self.client.create_run(
-            self.experiment_id, start_time=_millis(start), run_name=name or f"{study}-trial-{number}",
+            self.experiment_id,
+            start_time=_millis(start),
+            run_name=name or f"{study}-trial-{number}",
             tags={**(tags or {}), ENGINE_TAG: self.engine, STUDY_TAG: study, TRIAL_TAG: str(number), STATE_TAG: state},
             parent_run_id=parent,
         )
-        points = [(key, value, ts if ts is not None else end_ms, step)
-                  for key, series in (history or {}).items() for step, value, ts in series]
+        points = [
+            (key, value, ts if ts is not None else end_ms, step)
+            for key, series in (history or {}).items()
+            for step, value, ts in series
+        ]
         points += [(key, value, end_ms, 0) for key, value in (metrics or {}).items()]
-        self.client.log_batch(run.info.run_id, metrics=points,
-                              params=[(k, v) for k, v in (params or {}).items()])
+        self.client.log_batch(run.info.run_id, metrics=points, params=[(k, v) for k, v in (params or {}).items()])
         self.client.set_terminated(run.info.run_id, status, end_time=end_ms)
         return run.info.run_id
 
-    def finish(self, study: str, *, metrics: dict[str, float] | None = None, tags: dict | None = None,
-               status: str = "FINISHED") -> None:
+    def finish(
+        self, study: str, *, metrics: dict[str, float] | None = None, tags: dict | None = None, status: str = "FINISHED"
+    ) -> None:
         """End the study's parent run, with its summary ``metrics`` and ``tags``."""
         parent = self.parent(study)
-        self.client.log_batch(parent, metrics=[(k, v, None, None) for k, v in (metrics or {}).items()],
-                              tags=list((tags or {}).items()))
+        self.client.log_batch(
+            parent, metrics=[(k, v, None, None) for k, v in (metrics or {}).items()], tags=list((tags or {}).items())
+        )
         self.client.set_terminated(parent, status)

@@ -14,27 +14,39 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gitml.content.cas import GcMark
-from gitml.errors import CorruptRecordError, IntegrityError, ObjectMissingError
-from gitml.ops import Operations
 from gitml.client import Client
-from gitml.errors import GitmlError, InvalidInputError, LocalArtifactsError
-from gitml.names import (
-    EXPERIMENTS_PREFIX, REGISTRY_PREFIX, RUN_REF_NAMES, RUNS_PREFIX, experiment_ref, parse_registry_ref, parse_run_ref,
+from gitml.content.cas import GcMark
+from gitml.errors import (
+    CorruptRecordError,
+    GitmlError,
+    IntegrityError,
+    InvalidInputError,
+    LocalArtifactsError,
+    ObjectMissingError,
 )
+from gitml.names import (
+    EXPERIMENTS_PREFIX,
+    REGISTRY_PREFIX,
+    RUN_REF_NAMES,
+    RUNS_PREFIX,
+    experiment_ref,
+    parse_registry_ref,
+    parse_run_ref,
+)
+from gitml.ops import Operations
 from gitml.registry.tags import TAGS_PREFIX
+from gitml.store.refspans import Comparison, compare
 from gitml.store.remote import (
     NON_FAST_FORWARD,
     REJECTED_BEHIND,
     FetchResult,
     fetch_refs,
     list_remote_refs,
-    push_refs,
     local_path,
+    push_refs,
     resolve_remote,
     unchanged_refs,
 )
-from gitml.store.refspans import Comparison, compare
 
 Progress = Callable[[int, int, int, int], None]  # files done, files total, bytes done, bytes total
 
@@ -73,7 +85,9 @@ class FetchOutcome:
     failed: dict[str, str] = field(default_factory=dict)  # object or run ref -> why it could not be had
 
 
-def select_refs(client: Client, *, experiments: list[str] | None = None, runs: list[str] | None = None) -> dict[bytes, bytes]:
+def select_refs(
+    client: Client, *, experiments: list[str] | None = None, runs: list[str] | None = None
+) -> dict[bytes, bytes]:
     """The run refs to share (all by default) and the refs of their experiments."""
     client = Operations.of(client)  # a plain gitml.Client too
     all_runs = client.run_refs()
@@ -159,7 +173,7 @@ def push(
         # objects a gc marked for deletion that these runs use again are written again, so that
         # the gc's second phase sees them newer than its mark and keeps them (two-phase gc)
         marked = set().union(*(m.shas for m in content.gc_marks())) if not _is_default_store(content) else set()
-        missing |= (set(objects) & marked)
+        missing |= set(objects) & marked
         _materialize(client, missing, by_run)
         total_bytes = sum(_size(content, s) for s in missing)
         done = [0, 0]
@@ -193,8 +207,11 @@ def push(
     said: list[bytes] = []
     refusals: list[str] = []
     result.batch_refs = _batch_refs(client)
-    statuses = push_refs(store, url, send, force=force, progress=said.append, batch=result.batch_refs,
-                         refusals=refusals) if send else {}
+    statuses = (
+        push_refs(store, url, send, force=force, progress=said.append, batch=result.batch_refs, refusals=refusals)
+        if send
+        else {}
+    )
     result.refusal = refusals[0] if refusals else None
     result.remote_messages = _remote_lines(b"".join(said))
     for ref, status in statuses.items():
@@ -234,8 +251,10 @@ def _push_registry_metadata(client: Operations, url: str, result: PushResult) ->
         return
     for ref, status in push_refs(client.store, url, send).items():
         if status in (NON_FAST_FORWARD, REJECTED_BEHIND):
-            status = ("rejected: the remote's metadata of this registered model changed meanwhile: "
-                      "`gitml fetch` joins the two, then push again")
+            status = (
+                "rejected: the remote's metadata of this registered model changed meanwhile: "
+                "`gitml fetch` joins the two, then push again"
+            )
         result.refs[ref.decode()] = status
         if status == "ok":
             result.pushed.append(ref.decode())
@@ -259,8 +278,10 @@ def _refuse_local_artifacts(client: Operations, url: str, todo: dict[bytes, byte
         return
     limit = client.artifacts.inline_max_bytes
     large = sorted(
-        where for found in client.artifacts.objects_by_run(runs, broken={}).values()
-        for sha, where in found.items() if _stored_size(content, sha) > limit
+        where
+        for found in client.artifacts.objects_by_run(runs, broken={}).values()
+        for sha, where in found.items()
+        if _stored_size(content, sha) > limit
     )
     if large:
         run_id, path = large[0]
@@ -322,7 +343,9 @@ def _batch_refs(client: Operations) -> int:
     return load(client.store)[PUSH_BATCH_REFS]
 
 
-def _push_registry_tags(client: Operations, url: str, on_remote: Callable[[], dict[bytes, bytes]], result: PushResult) -> None:
+def _push_registry_tags(
+    client: Operations, url: str, on_remote: Callable[[], dict[bytes, bytes]], result: PushResult
+) -> None:
     """Push the registry tags of the runs the remote now holds, after those runs: a tag
     whose run did not arrive is never sent alone. A tag the remote holds with another
     value (the same counter taken by a promotion made elsewhere) is refused, never moved."""
@@ -351,8 +374,10 @@ def _push_registry_tags(client: Operations, url: str, on_remote: Callable[[], di
     result.refusal = result.refusal or (refusals[0] if refusals else None)
     for ref, status in statuses.items():
         if status == "rejected: tag already exists":
-            status = ("rejected: the remote has another tag of this name (a registry event made in another "
-                      "clone took this counter): `gitml fetch`, then repeat the promotion")
+            status = (
+                "rejected: the remote has another tag of this name (a registry event made in another "
+                "clone took this counter): `gitml fetch`, then repeat the promotion"
+            )
         result.refs[ref.decode()] = status
         if status == "ok":
             result.pushed.append(ref.decode())
@@ -420,8 +445,11 @@ def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent
     ours = client.run_refs()
     for url in urls:  # none configured: this clone is the only record of runs
         lacking = [
-            ref for ref, sha in list_remote_refs(store, url).items()
-            if parse_run_ref(ref) and ours.get(ref) != sha and not (ref in ours and is_ancestor(store.repo, sha, ours[ref]))
+            ref
+            for ref, sha in list_remote_refs(store, url).items()
+            if parse_run_ref(ref)
+            and ours.get(ref) != sha
+            and not (ref in ours and is_ancestor(store.repo, sha, ours[ref]))
         ]
         if lacking:
             raise InvalidInputError(
@@ -441,7 +469,8 @@ def remote_garbage(client: Client, *, git_remote: str | None = None, keep_recent
             if written is not None and written <= mark.written:  # not written again since it was marked
                 found.due.setdefault(sha, mark)
     found.fresh = sorted(
-        sha for sha in content.remote_objects() - keep - marked
+        sha
+        for sha in content.remote_objects() - keep - marked
         if (content.remote_modified(sha) or float("inf")) < cutoff
     )
     return found
@@ -458,7 +487,7 @@ def _same_folder(url: str, folder: str) -> bool:
     import os
 
     if url.startswith("file://"):
-        url = url[len("file://"):]
+        url = url[len("file://") :]
     elif "://" in url:
         return False
     return os.path.realpath(os.path.expanduser(url)) == os.path.realpath(folder)
@@ -523,12 +552,13 @@ def fetch(
     url = resolve_remote(store, remote)
     from gitml.tracking.identity import rewritten
 
-    result = fetch_refs(store, url, force=force, vet=lambda ours, theirs: rewritten(store, ours, theirs),
-                        check=_check_record(client))
+    result = fetch_refs(
+        store, url, force=force, vet=lambda ours, theirs: rewritten(store, ours, theirs), check=_check_record(client)
+    )
     _fetch_registry_tags(store, url, result)
     prefix = EXPERIMENTS_PREFIX.encode()
     for ref in [r for r in result.diverged if r.startswith(prefix)]:  # created in two clones: join them
-        if client.merge_experiment(ref[len(prefix):].decode(), result.remote[ref]):
+        if client.merge_experiment(ref[len(prefix) :].decode(), result.remote[ref]):
             result.diverged.remove(ref)
             result.updated.append(ref)
     registry = REGISTRY_PREFIX.encode()
@@ -552,7 +582,9 @@ def fetch(
         objects = client.artifacts.referenced_objects(refs, broken=broken, sizes=sizes)
         outcome.failed.update({ref.decode(): f"{ref.decode()}: {why}" for ref, why in broken.items()})
         content = client.artifacts.content
-        inline = {s for s, (run_id, path) in objects.items() if client.artifacts.inline_copy(run_id, path, s) is not None}
+        inline = {
+            s for s, (run_id, path) in objects.items() if client.artifacts.inline_copy(run_id, path, s) is not None
+        }
         todo = sorted(s for s in objects if not content.has_local(s) and s not in inline)
         done = [0]
         broken_remote: list[str] = []

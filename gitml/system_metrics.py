@@ -27,11 +27,19 @@ PREFIX = "system/"
 
 
 def sampling_interval() -> float:
-    return float(os.environ.get("GITML_SYSTEM_METRICS_SAMPLING_INTERVAL") or os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL") or 10)
+    return float(
+        os.environ.get("GITML_SYSTEM_METRICS_SAMPLING_INTERVAL")
+        or os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL")
+        or 10
+    )
 
 
 def samples_before_logging() -> int:
-    return int(os.environ.get("GITML_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING") or os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING") or 1)
+    return int(
+        os.environ.get("GITML_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING")
+        or os.environ.get("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING")
+        or 1
+    )
 
 
 class SystemSampler:
@@ -173,7 +181,8 @@ class SystemMetricsMonitor:
                     continue
                 keys = {k for sample in collected for k in sample}
                 averages = {
-                    PREFIX + k: sum(s[k] for s in collected if k in s) / sum(1 for s in collected if k in s) for k in keys
+                    PREFIX + k: sum(s[k] for s in collected if k in s) / sum(1 for s in collected if k in s)
+                    for k in keys
                 }
                 collected = []
                 self._log(averages, self.step)

@@ -43,11 +43,25 @@ def _components(pipeline) -> dict:
     return {name: getattr(pipeline, name) for name in _COMPONENTS if getattr(pipeline, name, None)}
 
 
-def save_model(transformers_model: Any, path: str | os.PathLike, processor=None, task: str | None = None,
-               torch_dtype=None, model_card=None, code_paths: list[str] | None = None, mlflow_model=None,
-               signature=None, input_example=None, pip_requirements: list[str] | None = None,
-               extra_pip_requirements: list[str] | None = None, conda_env=None, metadata: dict | None = None,
-               model_config: dict | None = None, save_pretrained: bool = True, **kwargs) -> None:
+def save_model(
+    transformers_model: Any,
+    path: str | os.PathLike,
+    processor=None,
+    task: str | None = None,
+    torch_dtype=None,
+    model_card=None,
+    code_paths: list[str] | None = None,
+    mlflow_model=None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    conda_env=None,
+    metadata: dict | None = None,
+    model_config: dict | None = None,
+    save_pretrained: bool = True,
+    **kwargs,
+) -> None:
     """Save a ``transformers.Pipeline`` as an MLflow model folder at ``path``. ``signature`` None
     is inferred from ``input_example`` (else MLflow's default for the task)."""
     import yaml
@@ -60,10 +74,14 @@ def save_model(transformers_model: Any, path: str | os.PathLike, processor=None,
     if conda_env is not None:
         raise InvalidInputError("conda_env is not supported; give pip_requirements")
     if not isinstance(transformers_model, transformers.Pipeline):
-        raise InvalidInputError(f"transformers_model must be a transformers Pipeline, not {type(transformers_model).__name__}")
+        raise InvalidInputError(
+            f"transformers_model must be a transformers Pipeline, not {type(transformers_model).__name__}"
+        )
     if processor is not None or not save_pretrained or kwargs:
-        raise InvalidInputError("gitml.transformers saves a pipeline with its weights (no processor=, "
-                                "save_pretrained=False or prompt templates)")
+        raise InvalidInputError(
+            "gitml.transformers saves a pipeline with its weights (no processor=, "
+            "save_pretrained=False or prompt templates)"
+        )
     pipeline = transformers_model
     if task is not None and task != pipeline.task:
         raise InvalidInputError(f"task {task!r} is not the pipeline's task {pipeline.task!r}")
@@ -79,8 +97,13 @@ def save_model(transformers_model: Any, path: str | os.PathLike, processor=None,
     dtype = torch_dtype if torch_dtype is not None else getattr(pipeline.model, "dtype", None)
     if torch_dtype is not None or isinstance(dtype, torch.dtype):  # as MLflow: the model's torch dtype
         conf["torch_dtype"] = str(dtype)
-    conf.update({"pipeline_model_type": type(pipeline.model).__name__, "source_model_name": pipeline.model.name_or_path,
-                 "model_binary": MODEL_DIR})
+    conf.update(
+        {
+            "pipeline_model_type": type(pipeline.model).__name__,
+            "source_model_name": pipeline.model.name_or_path,
+            "model_binary": MODEL_DIR,
+        }
+    )
     for name, component in components.items():
         conf[f"{name}_type"] = type(component).__name__
     conf["components"] = list(components)
@@ -94,9 +117,11 @@ def save_model(transformers_model: Any, path: str | os.PathLike, processor=None,
             yaml.safe_dump(model_card.data.to_dict(), f, default_flow_style=False)
     with open(os.path.join(folder, LICENSE_FILE), "w", encoding="utf-8") as f:
         name = pipeline.model.name_or_path
-        f.write(f"A license file could not be found for the '{name}' repository. \n"
-                "To ensure that you are in compliance with the license requirements for this "
-                f"model, please visit the model repository here: https://huggingface.co/{name}")
+        f.write(
+            f"A license file could not be found for the '{name}' repository. \n"
+            "To ensure that you are in compliance with the license requirements for this "
+            f"model, please visit the model repository here: https://huggingface.co/{name}"
+        )
     pyfunc = type(pipeline).__name__ not in _NO_PYFUNC
     if pyfunc and signature is None:
         signature = None
@@ -104,47 +129,91 @@ def save_model(transformers_model: Any, path: str | os.PathLike, processor=None,
             from gitml.models.signature import infer_signature
 
             try:
-                signature = infer_signature(input_example, _TransformersWrapper(pipeline, model_config).predict(input_example))
+                signature = infer_signature(
+                    input_example, _TransformersWrapper(pipeline, model_config).predict(input_example)
+                )
             except Exception:
                 signature = None
         if signature is None and pipeline.task in PYFUNC_TASKS:  # MLflow's default for the task
-            signature = ModelSignature(Schema([ColSpec(DataType.string)]),
-                                       Schema([ColSpec(DataType.string, "label"), ColSpec(DataType.double, "score")]))
+            signature = ModelSignature(
+                Schema([ColSpec(DataType.string)]),
+                Schema([ColSpec(DataType.string, "label"), ColSpec(DataType.double, "score")]),
+            )
 
     finish_folder(
-        folder, model,
+        folder,
+        model,
         flavor=FLAVOR,
         flavor_conf={"transformers_version": transformers.__version__, "code": code, **conf},
         pyfunc_conf={"loader_module": LOADER, "code": code, "model_config": model_config} if pyfunc else None,
         packages=[f"transformers=={transformers.__version__}", f"torch=={torch.__version__.split('+')[0]}"],
-        signature=signature if signature is not None else False, input_example=input_example, predict=None,
-        pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements, metadata=metadata,
+        signature=signature if signature is not None else False,
+        input_example=input_example,
+        predict=None,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
     )
 
 
 # pipelines MLflow saves without a python_function flavor
-_NO_PYFUNC = {"DocumentQuestionAnsweringPipeline", "ImageToTextPipeline", "VisualQuestionAnsweringPipeline",
-              "ImageSegmentationPipeline", "DepthEstimationPipeline", "ObjectDetectionPipeline",
-              "VideoClassificationPipeline", "ZeroShotImageClassificationPipeline",
-              "ZeroShotObjectDetectionPipeline", "ZeroShotAudioClassificationPipeline"}
+_NO_PYFUNC = {
+    "DocumentQuestionAnsweringPipeline",
+    "ImageToTextPipeline",
+    "VisualQuestionAnsweringPipeline",
+    "ImageSegmentationPipeline",
+    "DepthEstimationPipeline",
+    "ObjectDetectionPipeline",
+    "VideoClassificationPipeline",
+    "ZeroShotImageClassificationPipeline",
+    "ZeroShotObjectDetectionPipeline",
+    "ZeroShotAudioClassificationPipeline",
+}
 
 
-def log_model(transformers_model: Any, artifact_path: str | None = None, processor=None, task: str | None = None,
-              torch_dtype=None, model_card=None, code_paths: list[str] | None = None,
-              registered_model_name: str | None = None, signature=None, input_example=None,
-              pip_requirements: list[str] | None = None, extra_pip_requirements: list[str] | None = None,
-              conda_env=None, metadata: dict | None = None, model_config: dict | None = None, *,
-              name: str | None = None, run_id: str | None = None):
+def log_model(
+    transformers_model: Any,
+    artifact_path: str | None = None,
+    processor=None,
+    task: str | None = None,
+    torch_dtype=None,
+    model_card=None,
+    code_paths: list[str] | None = None,
+    registered_model_name: str | None = None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    conda_env=None,
+    metadata: dict | None = None,
+    model_config: dict | None = None,
+    *,
+    name: str | None = None,
+    run_id: str | None = None,
+):
     """Save a pipeline and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
     from gitml.models.save import log_model_folder
 
     return log_model_folder(
-        save_model, name, artifact_path, registered_model_name, run_id,
-        transformers_model=transformers_model, processor=processor, task=task, torch_dtype=torch_dtype,
-        model_card=model_card, code_paths=code_paths, signature=signature, input_example=input_example,
-        pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements, conda_env=conda_env,
-        metadata=metadata, model_config=model_config,
+        save_model,
+        name,
+        artifact_path,
+        registered_model_name,
+        run_id,
+        transformers_model=transformers_model,
+        processor=processor,
+        task=task,
+        torch_dtype=torch_dtype,
+        model_card=model_card,
+        code_paths=code_paths,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        conda_env=conda_env,
+        metadata=metadata,
+        model_config=model_config,
     )
 
 
@@ -152,8 +221,10 @@ def _class(transformers, name: object, what: str) -> Any:
     """A class by its name in ``transformers`` itself: a model file never brings its own code."""
     found = getattr(transformers, name, None) if isinstance(name, str) and name.isidentifier() else None
     if not isinstance(found, type):
-        raise InvalidInputError(f"{what} {name!r} is not a class of the installed transformers "
-                                "(gitml loads no model code from a model folder)")
+        raise InvalidInputError(
+            f"{what} {name!r} is not a class of the installed transformers "
+            "(gitml loads no model code from a model folder)"
+        )
     return found
 
 
@@ -162,10 +233,14 @@ def _load(folder: str, conf: dict, return_type: str = "pipeline"):
 
     transformers = _transformers()
     if conf.get("source_model_revision") or conf.get("local_base_model_path") or conf.get("peft_adaptor"):
-        raise UnsupportedFlavorError("this transformers model references weights outside its folder "
-                                     "(a hub revision, a local base model or a PEFT adaptor): load it with MLflow")
+        raise UnsupportedFlavorError(
+            "this transformers model references weights outside its folder "
+            "(a hub revision, a local base model or a PEFT adaptor): load it with MLflow"
+        )
     model_cls = _class(transformers, conf.get("pipeline_model_type"), "model type")
-    loaded: dict[str, Any] = {"model": model_cls.from_pretrained(inside(folder, conf.get("model_binary") or MODEL_DIR, "model_binary"))}
+    loaded: dict[str, Any] = {
+        "model": model_cls.from_pretrained(inside(folder, conf.get("model_binary") or MODEL_DIR, "model_binary"))
+    }
     components = list(conf.get("components") or [])
     if "processor_type" in conf:
         components.append("processor")
@@ -204,8 +279,10 @@ class _TransformersWrapper:
         import pandas as pd
 
         if self.pipeline.task not in PYFUNC_TASKS:
-            raise UnsupportedFlavorError(f"gitml predicts {' and '.join(PYFUNC_TASKS)} pipelines through pyfunc, not "
-                                         f"{self.pipeline.task!r}: load it with MLflow, or use gitml.transformers.load_model")
+            raise UnsupportedFlavorError(
+                f"gitml predicts {' and '.join(PYFUNC_TASKS)} pipelines through pyfunc, not "
+                f"{self.pipeline.task!r}: load it with MLflow, or use gitml.transformers.load_model"
+            )
         if isinstance(data, pd.DataFrame):
             data = data.to_dict(orient="records")
         if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
@@ -240,7 +317,9 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> _TransformersWr
     folder = model_folder(path)
     conf = flavor_conf(folder, FLAVOR)
     if conf.get("task") not in PYFUNC_TASKS:
-        raise UnsupportedFlavorError(f"gitml predicts text-classification pipelines through pyfunc, not {conf.get('task')!r}")
+        raise UnsupportedFlavorError(
+            f"gitml predicts text-classification pipelines through pyfunc, not {conf.get('task')!r}"
+        )
     saved = (Model.load(folder).flavors.get(PYFUNC) or {}).get("model_config")
     return _TransformersWrapper(_load(folder, conf), {**(saved or {}), **(model_config or {})})
 

@@ -28,10 +28,20 @@ def _xgb():
     return require("xgboost", "xgboost")
 
 
-def save_model(xgb_model: Any, path: str | os.PathLike, conda_env=None, code_paths: list[str] | None = None,
-               mlflow_model=None, signature=None, input_example=None, pip_requirements: list[str] | None = None,
-               extra_pip_requirements: list[str] | None = None, model_format: str = "ubj",
-               metadata: dict | None = None, **kwargs) -> None:
+def save_model(
+    xgb_model: Any,
+    path: str | os.PathLike,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    mlflow_model=None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    model_format: str = "ubj",
+    metadata: dict | None = None,
+    **kwargs,
+) -> None:
     """Save an ``xgboost.Booster`` or scikit-learn-API model (``XGBClassifier``...) as an MLflow
     model folder at ``path``. ``signature`` None is inferred from ``input_example`` as MLflow does."""
     from gitml.models.flavor import qualified_name
@@ -51,31 +61,64 @@ def save_model(xgb_model: Any, path: str | os.PathLike, conda_env=None, code_pat
     data = f"model.{model_format}"
     xgb_model.save_model(os.path.join(folder, data), **kwargs)
     finish_folder(
-        folder, model,
+        folder,
+        model,
         flavor=FLAVOR,
-        flavor_conf={"xgb_version": xgb.__version__, "data": data, "model_class": qualified_name(xgb_model),
-                     "model_format": model_format, "code": code},
+        flavor_conf={
+            "xgb_version": xgb.__version__,
+            "data": data,
+            "model_class": qualified_name(xgb_model),
+            "model_format": model_format,
+            "code": code,
+        },
         pyfunc_conf={"loader_module": LOADER, "data": data, "code": code},
-        packages=[f"xgboost=={xgb.__version__}"], signature=signature, input_example=input_example,
+        packages=[f"xgboost=={xgb.__version__}"],
+        signature=signature,
+        input_example=input_example,
         predict=_XGBModelWrapper(xgb_model).predict,
-        pip_requirements=pip_requirements, extra_pip_requirements=extra_pip_requirements, metadata=metadata,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
     )
 
 
-def log_model(xgb_model: Any, artifact_path: str | None = None, conda_env=None, code_paths: list[str] | None = None,
-              registered_model_name: str | None = None, signature=None, input_example=None,
-              pip_requirements: list[str] | None = None, extra_pip_requirements: list[str] | None = None,
-              model_format: str = "ubj", metadata: dict | None = None, *, name: str | None = None,
-              run_id: str | None = None, **kwargs):
+def log_model(
+    xgb_model: Any,
+    artifact_path: str | None = None,
+    conda_env=None,
+    code_paths: list[str] | None = None,
+    registered_model_name: str | None = None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    model_format: str = "ubj",
+    metadata: dict | None = None,
+    *,
+    name: str | None = None,
+    run_id: str | None = None,
+    **kwargs,
+):
     """Save an XGBoost model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
     from gitml.models.save import log_model_folder
 
     return log_model_folder(
-        save_model, name, artifact_path, registered_model_name, run_id,
-        xgb_model=xgb_model, conda_env=conda_env, code_paths=code_paths, signature=signature,
-        input_example=input_example, pip_requirements=pip_requirements,
-        extra_pip_requirements=extra_pip_requirements, model_format=model_format, metadata=metadata, **kwargs,
+        save_model,
+        name,
+        artifact_path,
+        registered_model_name,
+        run_id,
+        xgb_model=xgb_model,
+        conda_env=conda_env,
+        code_paths=code_paths,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        model_format=model_format,
+        metadata=metadata,
+        **kwargs,
     )
 
 

@@ -26,16 +26,41 @@ def git(cwd, *args, check=True, input_text: str | None = None) -> str:
 # default ``pytest``.
 SLOW_FILES = {
     "test_types.py",  # mypy over the package: a minute or more on 2 cores
-    "test_mlflow_differential.py", "test_mlflow_plugin.py", "test_mlflow_import.py", "test_models_mlflow.py",
-    "test_registry_gto.py", "test_registry_gto_reading.py", "test_evaluate.py",  # MLflow / GTO peers
-    "test_pyfunc_spark.py", "test_pyfunc_dask.py", "test_ray_tune.py", "test_optuna.py", "test_autolog.py",  # engines
+    "test_mlflow_differential.py",
+    "test_mlflow_plugin.py",
+    "test_mlflow_import.py",
+    "test_models_mlflow.py",
+    "test_registry_gto.py",
+    "test_registry_gto_reading.py",
+    "test_evaluate.py",  # MLflow / GTO peers
+    "test_pyfunc_spark.py",
+    "test_pyfunc_dask.py",
+    "test_ray_tune.py",
+    "test_optuna.py",
+    "test_autolog.py",  # engines
     "test_export.py",  # model export: a Docker context built and served
-    "test_models.py", "test_serving.py", "test_serving_v2.py", "test_serving_hostile.py",  # model flavors, servers
-    "test_projects.py", "test_examples.py", "test_ci_templates.py", "test_ui_browser.py",  # envs, scripts, a browser
-    "test_stress.py", "test_scale.py", "test_read_scale.py", "test_refs_scale.py", "test_remote_scale.py",
-    "test_show_scale.py", "test_push_proportional.py", "test_transfer_memory.py",  # scale and stress
-    "test_long_process.py", "test_durability.py", "test_index_segments.py", "test_concurrency.py",
-    "test_recovery.py", "test_temp_cleanup.py",  # processes killed and waited for
+    "test_models.py",
+    "test_serving.py",
+    "test_serving_v2.py",
+    "test_serving_hostile.py",  # model flavors, servers
+    "test_projects.py",
+    "test_examples.py",
+    "test_ci_templates.py",
+    "test_ui_browser.py",  # envs, scripts, a browser
+    "test_stress.py",
+    "test_scale.py",
+    "test_read_scale.py",
+    "test_refs_scale.py",
+    "test_remote_scale.py",
+    "test_show_scale.py",
+    "test_push_proportional.py",
+    "test_transfer_memory.py",  # scale and stress
+    "test_long_process.py",
+    "test_durability.py",
+    "test_index_segments.py",
+    "test_concurrency.py",
+    "test_recovery.py",
+    "test_temp_cleanup.py",  # processes killed and waited for
 }
 
 
@@ -53,9 +78,11 @@ def pytest_collection_finish(session):
     from tests.peer_venv import FAILED
 
     wanted = {name for item in session.items for name in getattr(item, "fixturenames", ())}
-    peers = [("gto_python", "GITML_SKIP_GTO", "tests.gto_venv", "ensure_gto_python"),
-             ("mlflow_python", "GITML_SKIP_MLFLOW", "tests.mlflow_venv", "ensure_mlflow_python"),
-             ("mlserver_python", "GITML_SKIP_MLSERVER", "tests.mlserver_venv", "ensure_mlserver_python")]
+    peers = [
+        ("gto_python", "GITML_SKIP_GTO", "tests.gto_venv", "ensure_gto_python"),
+        ("mlflow_python", "GITML_SKIP_MLFLOW", "tests.mlflow_venv", "ensure_mlflow_python"),
+        ("mlserver_python", "GITML_SKIP_MLSERVER", "tests.mlserver_venv", "ensure_mlserver_python"),
+    ]
     for fixture, skip, module, ensure in peers:
         if fixture in wanted and os.environ.get(skip) != "1":
             import importlib
@@ -78,7 +105,9 @@ def isolated_env(tmp_path_factory, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
         monkeypatch.delenv(name, raising=False)
-    (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n"
+    )
     yield
     import gitml.fluent as fluent
 
@@ -132,12 +161,17 @@ def installed_python(tmp_path_factory) -> str:
     venv = tmp_path_factory.mktemp("installed") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
     python = str(venv / "bin" / "python")
-    site = subprocess.run([python, "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [python, "-I", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     with open(os.path.join(site, "gitml-under-test.pth"), "w") as f:
         f.write(ROOT + "\n")
-    found = subprocess.run([python, "-I", "-c", "import gitml; print(gitml.__file__)"], cwd="/", check=True,
-                           capture_output=True, text=True).stdout.strip()
+    found = subprocess.run(
+        [python, "-I", "-c", "import gitml; print(gitml.__file__)"], cwd="/", check=True, capture_output=True, text=True
+    ).stdout.strip()
     assert found == os.path.join(ROOT, "gitml", "__init__.py"), found
     return python
 
@@ -157,9 +191,11 @@ def spark():
     from pyspark.sql import SparkSession
 
     session = (
-        SparkSession.builder.master("local[2]").appName("gitml-tests")
+        SparkSession.builder.master("local[2]")
+        .appName("gitml-tests")
         .config("spark.ui.enabled", "false")
-        .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.executorEnv.PYTHONPATH", _ENGINE_PATH + os.pathsep + os.environ.get("PYTHONPATH", ""))
         .getOrCreate()
@@ -181,8 +217,9 @@ def dask_client():
 
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = _ENGINE_PATH + os.pathsep + (saved or "")  # the workers import this checkout's gitml
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, memory_limit="1GiB")
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, memory_limit="1GiB"
+    )
     client = Client(cluster)
     yield client
     client.close()

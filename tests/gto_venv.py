@@ -14,11 +14,11 @@ from benchmarks.peers import GTO_VERSION
 from tests.peer_venv import ensure_peer_python
 
 
-
 def ensure_gto_python() -> str:
     """Path of the venv's python with GTO 1.10.1 (its ``gto`` is beside it)."""
-    return ensure_peer_python("gto", GTO_VERSION, setup="benchmarks/setup_gto.sh",
-                              version_env="GTO_VERSION", skip_env="GITML_SKIP_GTO")
+    return ensure_peer_python(
+        "gto", GTO_VERSION, setup="benchmarks/setup_gto.sh", version_env="GTO_VERSION", skip_env="GITML_SKIP_GTO"
+    )
 
 
 @pytest.fixture(scope="session")

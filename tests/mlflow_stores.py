@@ -15,7 +15,7 @@ from a tracking URI: the differential tests compare it with what gitml holds.
 
 from __future__ import annotations
 
-MAKE_STORE = r'''
+MAKE_STORE = r"""
 import json, os, sys
 import mlflow
 from mlflow import MlflowClient
@@ -101,9 +101,9 @@ c.transition_model_version_stage("churn-model", v1.version, "Production")
 c.set_registered_model_alias("churn-model", "champion", v3.version)
 out["versions"] = [v1.version, v2.version, v3.version]
 print(json.dumps(out))
-'''
+"""
 
-READ_STORE = r'''
+READ_STORE = r"""
 import json, math, os, sys
 import mlflow
 from mlflow import MlflowClient
@@ -155,4 +155,4 @@ for rm in c.search_registered_models():
 print(json.dumps({"runs": runs, "frames": frames, "registry": registry,
                   "experiments": {e.name: {"tags": e.tags, "stage": e.lifecycle_stage}
                                   for e in c.search_experiments(view_type=ViewType.ALL)}}))
-'''
+"""

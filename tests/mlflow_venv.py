@@ -20,16 +20,31 @@ from benchmarks.peers import MLFLOW_VERSION
 from tests.peer_venv import ROOT, ensure_peer_python
 
 
-
 def ensure_mlflow_python() -> str:
     """Path of a Python with MLflow 3.17.2, installing the venv if needed."""
     if os.environ.get("GITML_MLFLOW_PYTHON"):
         return os.environ["GITML_MLFLOW_PYTHON"]
     return ensure_peer_python(
-        "mlflow", MLFLOW_VERSION, setup="benchmarks/setup_mlflow.sh",
-        version_env="MLFLOW_VERSION", skip_env="GITML_SKIP_MLFLOW",
-        also=("torch", "dulwich", "scikit-learn", "xgboost-cpu", "lightgbm", "catboost", "onnxruntime", "skl2onnx",
-              "keras", "transformers", "statsmodels", "httptools", "orjson"),  # the extras setup_mlflow.sh adds must be there too
+        "mlflow",
+        MLFLOW_VERSION,
+        setup="benchmarks/setup_mlflow.sh",
+        version_env="MLFLOW_VERSION",
+        skip_env="GITML_SKIP_MLFLOW",
+        also=(
+            "torch",
+            "dulwich",
+            "scikit-learn",
+            "xgboost-cpu",
+            "lightgbm",
+            "catboost",
+            "onnxruntime",
+            "skl2onnx",
+            "keras",
+            "transformers",
+            "statsmodels",
+            "httptools",
+            "orjson",
+        ),  # the extras setup_mlflow.sh adds must be there too
     )
 
 

@@ -15,6 +15,11 @@ MLSERVER_VERSION = "1.7.1"
 
 def ensure_mlserver_python() -> str:
     """Path of a Python with MLServer 1.7.1, installing the venv if needed."""
-    return ensure_peer_python("mlserver", MLSERVER_VERSION, setup="benchmarks/setup_mlserver.sh",
-                              version_env="MLSERVER_VERSION", skip_env="GITML_SKIP_MLSERVER",
-                              also=("mlserver-sklearn", "dulwich", "scikit-learn"))
+    return ensure_peer_python(
+        "mlserver",
+        MLSERVER_VERSION,
+        setup="benchmarks/setup_mlserver.sh",
+        version_env="MLSERVER_VERSION",
+        skip_env="GITML_SKIP_MLSERVER",
+        also=("mlserver-sklearn", "dulwich", "scikit-learn"),
+    )

@@ -25,14 +25,20 @@ def installed_version(python: str, package: str, also: tuple[str, ...] = ()) -> 
     if not os.path.exists(python):
         return None
     probe = subprocess.run(
-        [python, "-c", f"import importlib.metadata as m; [m.version(p) for p in {also!r}]; print(m.version({package!r}))"],
-        capture_output=True, text=True,
+        [
+            python,
+            "-c",
+            f"import importlib.metadata as m; [m.version(p) for p in {also!r}]; print(m.version({package!r}))",
+        ],
+        capture_output=True,
+        text=True,
     )
     return probe.stdout.strip() if probe.returncode == 0 else None
 
 
-def ensure_peer_python(package: str, version: str, *, setup: str, version_env: str,
-                       skip_env: str, also: tuple[str, ...] = ()) -> str:
+def ensure_peer_python(
+    package: str, version: str, *, setup: str, version_env: str, skip_env: str, also: tuple[str, ...] = ()
+) -> str:
     """Path of the peer venv's python holding ``package==version``, running ``setup`` first if needed."""
     if package in FAILED:  # the install already failed once in this session: say so again, at once
         raise RuntimeError(FAILED[package])
@@ -44,11 +50,17 @@ def ensure_peer_python(package: str, version: str, *, setup: str, version_env: s
     with open(venv + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another pytest may be installing it right now
         if installed_version(python, package, also) != version:
-            done = subprocess.run(["bash", os.path.join(ROOT, setup)], capture_output=True, text=True,
-                                  env={**os.environ, version_env: version})
+            done = subprocess.run(
+                ["bash", os.path.join(ROOT, setup)],
+                capture_output=True,
+                text=True,
+                env={**os.environ, version_env: version},
+            )
             if done.returncode != 0:
-                FAILED[package] = (f"installing {package}=={version} into {venv} ({setup}) failed "
-                                   f"(exit {done.returncode}); set {skip_env}=1 to skip "
-                                   f"the {package} comparisons:\n{done.stderr[-2000:]}")
+                FAILED[package] = (
+                    f"installing {package}=={version} into {venv} ({setup}) failed "
+                    f"(exit {done.returncode}); set {skip_env}=1 to skip "
+                    f"the {package} comparisons:\n{done.stderr[-2000:]}"
+                )
                 raise RuntimeError(FAILED[package])
     return python

@@ -8,10 +8,9 @@ import zlib
 import pytest
 
 import gitml
-import gitml.ops
 import gitml.content.cas as cas
-from gitml.errors import ArtifactRemoteError, IntegrityError
-from gitml.errors import ConflictError, InvalidInputError, NotFoundError
+import gitml.ops
+from gitml.errors import ArtifactRemoteError, ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from tests.conftest import git, run_python
 
 
@@ -39,8 +38,12 @@ def test_log_list_download_and_load(repo, data_dir, tmp_path):
     rid = run.info.run_id
     c = gitml.ops.Operations(repo)
     assert [(f.path, f.is_dir) for f in c.list_artifacts(rid)] == [
-        ("config.json", False), ("config.yaml", False), ("data", True), ("notes", True),
-        ("small.txt", False), ("table.json", False),
+        ("config.json", False),
+        ("config.yaml", False),
+        ("data", True),
+        ("notes", True),
+        ("small.txt", False),
+        ("table.json", False),
     ]
     assert [(f.path, f.file_size) for f in c.list_artifacts(rid, "data/sub")] == [("data/sub/big.bin", 200_000)]
     out = gitml.artifacts.download_artifacts(run_id=rid, artifact_path="data", dst_path=str(tmp_path / "dl"))
@@ -107,7 +110,9 @@ def test_same_content_is_stored_once_and_not_rehashed(repo, data_dir, monkeypatc
     assert len(calls) == 2  # changed: hashed again
 
 
-@pytest.mark.parametrize("bad", ["../escape.txt", "/abs.txt", "a/../../b", "ctl\x07.txt", "nul\x00", "a//b", "back\\slash"])
+@pytest.mark.parametrize(
+    "bad", ["../escape.txt", "/abs.txt", "a/../../b", "ctl\x07.txt", "nul\x00", "a//b", "back\\slash"]
+)
 def test_hostile_artifact_paths_refused(repo, data_dir, bad):
     with gitml.start_run() as run:
         gitml.log_text("kept", "kept.txt")

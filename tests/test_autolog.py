@@ -61,10 +61,18 @@ def _run(python: str, code: str, cwd, env: dict) -> dict:
 def test_the_same_script_logs_what_mlflow_autolog_logs(repo, tmp_path, mlflow_python):  # noqa: F811
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT": "1"})
-    theirs = _run(mlflow_python, SCRIPT.format(lib="mlflow", setup='lib.set_tracking_uri("sqlite:///mlflow.db")',
-                                               client="lib.MlflowClient()"), tmp_path, env)
-    mine = _run(sys.executable, SCRIPT.format(lib="gitml", setup="", client="lib.Client()"), repo,
-                {**os.environ, "PYTHONPATH": ROOT})
+    theirs = _run(
+        mlflow_python,
+        SCRIPT.format(lib="mlflow", setup='lib.set_tracking_uri("sqlite:///mlflow.db")', client="lib.MlflowClient()"),
+        tmp_path,
+        env,
+    )
+    mine = _run(
+        sys.executable,
+        SCRIPT.format(lib="gitml", setup="", client="lib.Client()"),
+        repo,
+        {**os.environ, "PYTHONPATH": ROOT},
+    )
     assert sorted(mine) == sorted(theirs)
     for case, expected in theirs.items():
         got = mine[case]
@@ -145,13 +153,21 @@ def test_into_the_active_run_and_training_survives_a_logging_failure(repo, autol
 
 
 def test_a_library_imported_after_autolog_is_patched(repo, tmp_path):
-    script = ("import sys, gitml\ngitml.autolog()\nassert 'sklearn' not in sys.modules\n"
-              "from sklearn.linear_model import Ridge\nimport numpy as np\n"
-              "Ridge().fit(np.eye(4), np.arange(4.0))\n"
-              "print(sorted(gitml.get_run(gitml.last_active_run().info.run_id).data.params))\n")
+    script = (
+        "import sys, gitml\ngitml.autolog()\nassert 'sklearn' not in sys.modules\n"
+        "from sklearn.linear_model import Ridge\nimport numpy as np\n"
+        "Ridge().fit(np.eye(4), np.arange(4.0))\n"
+        "print(sorted(gitml.get_run(gitml.last_active_run().info.run_id).data.params))\n"
+    )
     git(repo, "status")
-    out = subprocess.run([sys.executable, "-c", script], cwd=repo, env={**os.environ, "PYTHONPATH": ROOT},
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "'alpha'" in out.stdout.strip().splitlines()[-1]
 
@@ -184,10 +200,20 @@ def test_xgboost_train_logs_what_mlflow_autolog_logs(repo, tmp_path, mlflow_pyth
     pytest.importorskip("xgboost")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT": "1"})
-    theirs = _run(mlflow_python, XGB_SCRIPT.format(lib="mlflow", setup='lib.set_tracking_uri("sqlite:///mlflow.db")',
-                                                   client="lib.MlflowClient()"), tmp_path, env)
-    mine = _run(sys.executable, XGB_SCRIPT.format(lib="gitml", setup="", client="lib.Client()"), repo,
-                {**os.environ, "PYTHONPATH": ROOT})
+    theirs = _run(
+        mlflow_python,
+        XGB_SCRIPT.format(
+            lib="mlflow", setup='lib.set_tracking_uri("sqlite:///mlflow.db")', client="lib.MlflowClient()"
+        ),
+        tmp_path,
+        env,
+    )
+    mine = _run(
+        sys.executable,
+        XGB_SCRIPT.format(lib="gitml", setup="", client="lib.Client()"),
+        repo,
+        {**os.environ, "PYTHONPATH": ROOT},
+    )
     assert mine["params"] == theirs["params"]
     assert sorted(mine["metrics"]) == sorted(theirs["metrics"])
     for key, value in theirs["metrics"].items():
@@ -203,21 +229,35 @@ def test_xgboost_train_logs_what_mlflow_autolog_logs(repo, tmp_path, mlflow_pyth
 @pytest.mark.slow
 def test_lightgbm_train_logs_what_mlflow_autolog_logs(repo, tmp_path, mlflow_python):  # noqa: F811
     pytest.importorskip("lightgbm")
-    script = (XGB_SCRIPT.replace("import xgboost as xgb", "import lightgbm as lgb")
-              .replace('dtrain, dvalid = xgb.DMatrix(X.iloc[::2], label=y.iloc[::2]), xgb.DMatrix(X.iloc[1::2], label=y.iloc[1::2])',
-                       'dtrain = lgb.Dataset(X.iloc[::2], label=y.iloc[::2]); dvalid = lgb.Dataset(X.iloc[1::2], label=y.iloc[1::2])')
-              .replace('xgb.train({{"objective": "binary:logistic", "eval_metric": ["logloss", "auc"], "max_depth": 3, "seed": 0}}, dtrain,\n'
-                       '          num_boost_round=20, evals=[(dtrain, "train"), (dvalid, "valid")], early_stopping_rounds=3, verbose_eval=False)',
-                       'lgb.train({{"objective": "binary", "metric": ["binary_logloss", "auc"], "num_leaves": 7, "seed": 0, "verbose": -1}},\n'
-                       '          dtrain, num_boost_round=20, valid_sets=[dtrain, dvalid], valid_names=["train", "valid"],\n'
-                       '          callbacks=[lgb.early_stopping(3, verbose=False)])'))
+    script = (
+        XGB_SCRIPT.replace("import xgboost as xgb", "import lightgbm as lgb")
+        .replace(
+            "dtrain, dvalid = xgb.DMatrix(X.iloc[::2], label=y.iloc[::2]), xgb.DMatrix(X.iloc[1::2], label=y.iloc[1::2])",
+            "dtrain = lgb.Dataset(X.iloc[::2], label=y.iloc[::2]); dvalid = lgb.Dataset(X.iloc[1::2], label=y.iloc[1::2])",
+        )
+        .replace(
+            'xgb.train({{"objective": "binary:logistic", "eval_metric": ["logloss", "auc"], "max_depth": 3, "seed": 0}}, dtrain,\n'
+            '          num_boost_round=20, evals=[(dtrain, "train"), (dvalid, "valid")], early_stopping_rounds=3, verbose_eval=False)',
+            'lgb.train({{"objective": "binary", "metric": ["binary_logloss", "auc"], "num_leaves": 7, "seed": 0, "verbose": -1}},\n'
+            '          dtrain, num_boost_round=20, valid_sets=[dtrain, dvalid], valid_names=["train", "valid"],\n'
+            "          callbacks=[lgb.early_stopping(3, verbose=False)])",
+        )
+    )
     assert "lgb.train" in script and "xgb" not in script
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT": "1"})
-    theirs = _run(mlflow_python, script.format(lib="mlflow", setup='lib.set_tracking_uri("sqlite:///mlflow.db")',
-                                               client="lib.MlflowClient()"), tmp_path, env)
-    mine = _run(sys.executable, script.format(lib="gitml", setup="", client="lib.Client()"), repo,
-                {**os.environ, "PYTHONPATH": ROOT})
+    theirs = _run(
+        mlflow_python,
+        script.format(lib="mlflow", setup='lib.set_tracking_uri("sqlite:///mlflow.db")', client="lib.MlflowClient()"),
+        tmp_path,
+        env,
+    )
+    mine = _run(
+        sys.executable,
+        script.format(lib="gitml", setup="", client="lib.Client()"),
+        repo,
+        {**os.environ, "PYTHONPATH": ROOT},
+    )
     assert mine["params"] == theirs["params"]
     assert sorted(mine["metrics"]) == sorted(theirs["metrics"])
     for key, value in theirs["metrics"].items():

@@ -11,9 +11,8 @@ import stat
 
 import pytest
 
-from gitml.errors import ConflictError
+from gitml.errors import ConflictError, IndexLockedError
 from gitml.names import RECORD_DIR
-from gitml.errors import IndexLockedError
 from gitml.store.git import open_store
 from gitml.store.gitindex import read_index
 from gitml.store.worktree import restore
@@ -65,8 +64,16 @@ def assert_switch_as_git(repo, tmp_path, target: str) -> None:
 
 
 def columns_of(index) -> tuple:
-    return (index.version, index.checksum, index.paths, index.stat_data, list(index.flags), index.cached_trees,
-            list(index.modes), index.mtimes)
+    return (
+        index.version,
+        index.checksum,
+        index.paths,
+        index.stat_data,
+        list(index.flags),
+        index.cached_trees,
+        list(index.modes),
+        index.mtimes,
+    )
 
 
 def assert_columns_kept_are_the_file(repo) -> None:

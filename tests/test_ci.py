@@ -11,13 +11,21 @@ from gitml.tracking.ci import ci_tags, missing_runs_hint
 
 def test_github_actions_pull_request_from_ref_and_event_file(tmp_path):
     env = {
-        "GITHUB_ACTIONS": "true", "CI": "true", "GITHUB_SERVER_URL": "https://github.example",
-        "GITHUB_REPOSITORY": "team/churn", "GITHUB_RUN_ID": "991", "GITHUB_RUN_ATTEMPT": "2",
-        "GITHUB_SHA": "a" * 40, "GITHUB_REF": "refs/pull/42/merge",
+        "GITHUB_ACTIONS": "true",
+        "CI": "true",
+        "GITHUB_SERVER_URL": "https://github.example",
+        "GITHUB_REPOSITORY": "team/churn",
+        "GITHUB_RUN_ID": "991",
+        "GITHUB_RUN_ATTEMPT": "2",
+        "GITHUB_SHA": "a" * 40,
+        "GITHUB_REF": "refs/pull/42/merge",
     }
     assert ci_tags(env) == {
-        "gitml.ci.provider": "github", "gitml.ci.job_url": "https://github.example/team/churn/actions/runs/991/attempts/2",
-        "gitml.ci.pipeline_id": "991", "gitml.ci.pull_request": "42", "gitml.ci.commit": "a" * 40,
+        "gitml.ci.provider": "github",
+        "gitml.ci.job_url": "https://github.example/team/churn/actions/runs/991/attempts/2",
+        "gitml.ci.pipeline_id": "991",
+        "gitml.ci.pull_request": "42",
+        "gitml.ci.commit": "a" * 40,
     }
     # pull_request_target runs on the base branch's ref: the number comes from the event file
     event = tmp_path / "event.json"
@@ -32,14 +40,23 @@ def test_github_actions_pull_request_from_ref_and_event_file(tmp_path):
 
 
 def test_gitlab_and_generic_ci():
-    gitlab = {"GITLAB_CI": "true", "CI_JOB_URL": "https://gitlab.example/t/c/-/jobs/5", "CI_PIPELINE_ID": "77",
-              "CI_MERGE_REQUEST_IID": "3", "CI_COMMIT_SHA": "c" * 40}
+    gitlab = {
+        "GITLAB_CI": "true",
+        "CI_JOB_URL": "https://gitlab.example/t/c/-/jobs/5",
+        "CI_PIPELINE_ID": "77",
+        "CI_MERGE_REQUEST_IID": "3",
+        "CI_COMMIT_SHA": "c" * 40,
+    }
     assert ci_tags(gitlab) == {
-        "gitml.ci.provider": "gitlab", "gitml.ci.job_url": "https://gitlab.example/t/c/-/jobs/5",
-        "gitml.ci.pipeline_id": "77", "gitml.ci.pull_request": "3", "gitml.ci.commit": "c" * 40,
+        "gitml.ci.provider": "gitlab",
+        "gitml.ci.job_url": "https://gitlab.example/t/c/-/jobs/5",
+        "gitml.ci.pipeline_id": "77",
+        "gitml.ci.pull_request": "3",
+        "gitml.ci.commit": "c" * 40,
     }
     assert ci_tags({"CI": "true", "BUILD_URL": "https://jenkins/job/1\n"}) == {
-        "gitml.ci.provider": "ci", "gitml.ci.job_url": "https://jenkins/job/1",
+        "gitml.ci.provider": "ci",
+        "gitml.ci.job_url": "https://jenkins/job/1",
     }
     assert ci_tags({"CI": "false"}) == {} and ci_tags({}) == {}
     assert "gitml.ci.job_url" not in ci_tags({"CI": "1", "BUILD_URL": "a\x00b"})  # unprintable: left out

@@ -41,8 +41,13 @@ print(json.dumps({"run": run.info.run_id, "expected": model.predict(X.iloc[:5]).
 
 
 def _log(cwd: Path, *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", LOG, *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+    done = subprocess.run(
+        [sys.executable, "-c", LOG, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -80,8 +85,14 @@ def team(repo, tmp_path):
     git(repo, "push", "-q", str(bare), "main")
     _gitml(repo, "push", str(bare))
     source = git(repo, "rev-parse", "main~2").strip()
-    return {"repo": repo, "base": base, "bare": bare, "run": trained["run"], "expected": trained["expected"],
-            "source": source}
+    return {
+        "repo": repo,
+        "base": base,
+        "bare": bare,
+        "run": trained["run"],
+        "expected": trained["expected"],
+        "source": source,
+    }
 
 
 def _input(tmp_path: Path) -> str:
@@ -94,8 +105,15 @@ def _input(tmp_path: Path) -> str:
 
 
 def _missing(clone: Path, sha: str) -> bool:
-    return subprocess.run(["git", "cat-file", "-e", sha], cwd=clone, capture_output=True,
-                          env={"GIT_NO_LAZY_FETCH": "1", "PATH": "/usr/bin:/bin"}).returncode != 0
+    return (
+        subprocess.run(
+            ["git", "cat-file", "-e", sha],
+            cwd=clone,
+            capture_output=True,
+            env={"GIT_NO_LAZY_FETCH": "1", "PATH": "/usr/bin:/bin"},
+        ).returncode
+        != 0
+    )
 
 
 def _use_clone(team, clone: Path, url: str, tmp_path: Path) -> None:
@@ -127,8 +145,12 @@ def test_a_shallow_clone_fetches_runs_loads_models_and_logs_runs(team, tmp_path,
     with _served(kind, team["base"], "team.git") as url:
         git(tmp_path, "clone", "-q", "--depth", "1", url, str(clone))
         git(clone, "fetch", "-q", "--depth", "1", "origin", "+refs/gitml/*:refs/gitml/*")
-        assert _missing(clone, team["source"]) and not _missing(clone, for_each_ref(clone)[
-            next(ref for ref in for_each_ref(clone) if ref.endswith(team["run"].encode()))].decode())
+        assert _missing(clone, team["source"]) and not _missing(
+            clone,
+            for_each_ref(clone)[
+                next(ref for ref in for_each_ref(clone) if ref.endswith(team["run"].encode()))
+            ].decode(),
+        )
         _use_clone(team, clone, url, tmp_path)
     import gitml
 
@@ -143,7 +165,9 @@ def test_a_partial_clone_fetches_the_blobs_it_lacks_from_its_remote(team, tmp_pa
         git(tmp_path, "clone", "-q", "--filter=blob:none", url, str(clone))
         assert git(clone, "config", "remote.origin.promisor").strip() == "true"
         tree = git(clone, "rev-parse", "refs/tags/iris@v1.0.0^{}:.gitml/run/artifacts/model").strip()
-        pickle = next(line.split()[2] for line in git(clone, "ls-tree", tree).splitlines() if line.endswith("model.pkl"))
+        pickle = next(
+            line.split()[2] for line in git(clone, "ls-tree", tree).splitlines() if line.endswith("model.pkl")
+        )
         assert _missing(clone, pickle)  # the registered model's file is on the remote only
         _use_clone(team, clone, url, tmp_path)
         assert not _missing(clone, pickle)  # fetched from the clone's remote when the model loaded

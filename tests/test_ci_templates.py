@@ -77,15 +77,21 @@ class FakeAPI(BaseHTTPRequestHandler):
         size, page = int(args.get("per_page", 30)), int(args.get("page", 1))
         more = len(self.comments) > page * size
         link = f"http://{self.headers['Host']}{path}?per_page={size}&page={page + 1}" if more else None
-        self._reply(self.comments[(page - 1) * size: page * size], link=link)
+        self._reply(self.comments[(page - 1) * size : page * size], link=link)
 
     def _write(self, method):
         data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.calls.append((method, self.path, data, dict(self.headers)))
         if method == "POST":
             user = self._user() or ACTIONS_BOT
-            self.comments.append({"id": len(self.comments) + 1, "body": data["body"], "user": user,
-                                  "author": {"username": user["login"], "id": user["id"]}})
+            self.comments.append(
+                {
+                    "id": len(self.comments) + 1,
+                    "body": data["body"],
+                    "user": user,
+                    "author": {"username": user["login"], "id": user["id"]},
+                }
+            )
         else:
             (edited,) = [c for c in self.comments if c["id"] == int(self.path.rsplit("/", 1)[1])]
             edited["body"] = data["body"]
@@ -165,12 +171,17 @@ def _run_action(checkout, env: dict, inputs: dict, context: dict) -> list[subpro
         if "if" in step and not _github_if(step["if"], context):
             continue
         step_env = {
-            k: re.sub(r"\$\{\{\s*(inputs\.[\w-]+|github\.[\w.]+)\s*\}\}",
-                      lambda m: values[m.group(1)[7:]] if m.group(1).startswith("inputs.") else str(context[m.group(1)]), str(v))
+            k: re.sub(
+                r"\$\{\{\s*(inputs\.[\w-]+|github\.[\w.]+)\s*\}\}",
+                lambda m: values[m.group(1)[7:]] if m.group(1).startswith("inputs.") else str(context[m.group(1)]),
+                str(v),
+            )
             for k, v in step.get("env", {}).items()
         }
         full = {**os.environ, **env, **step_env, "GITHUB_ACTION_PATH": CI}
-        result = subprocess.run([step["shell"], "-e", "-c", step["run"]], cwd=checkout, env=full, capture_output=True, text=True)
+        result = subprocess.run(
+            [step["shell"], "-e", "-c", step["run"]], cwd=checkout, env=full, capture_output=True, text=True
+        )
         results.append(result)
         assert result.returncode == 0, f"{step['name']}: {result.stdout}\n{result.stderr}"
     return results
@@ -178,12 +189,19 @@ def _run_action(checkout, env: dict, inputs: dict, context: dict) -> list[subpro
 
 def _github_env(tmp_path, event: str, ref: str, **extra) -> tuple[dict, dict]:
     env = {
-        "CI": "true", "GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": event, "GITHUB_REF": ref,
-        "GITHUB_REPOSITORY": "team/churn", "GITHUB_RUN_ID": "1001", "GITHUB_SERVER_URL": "https://github.example",
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), **extra,
+        "CI": "true",
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": event,
+        "GITHUB_REF": ref,
+        "GITHUB_REPOSITORY": "team/churn",
+        "GITHUB_RUN_ID": "1001",
+        "GITHUB_SERVER_URL": "https://github.example",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        **extra,
     }
     context = {
-        "github.event_name": event, "github.head_ref": extra.get("GITHUB_HEAD_REF", ""),
+        "github.event_name": event,
+        "github.head_ref": extra.get("GITHUB_HEAD_REF", ""),
         "github.event.repository.default_branch": "main",
     }
     return env, context
@@ -198,7 +216,9 @@ def test_github_action_logs_runs_and_reports_on_pull_requests(team, tmp_path, ap
     _run_action(_checkout(origin, tmp_path / "ci-main", "main", branch="main"), env, {}, context)
     with gitml.ops.Operations(origin) as remote:
         (main_run,) = remote.search_rows()
-    assert main_run["tags"]["gitml.ci.provider"] == "github" and main_run["tags"]["gitml.ci.job_url"].endswith("/runs/1001")
+    assert main_run["tags"]["gitml.ci.provider"] == "github" and main_run["tags"]["gitml.ci.job_url"].endswith(
+        "/runs/1001"
+    )
 
     # a pull request changing the learning rate: CI trains, compares with main's run, comments
     git(dev, "checkout", "-qb", "feature")
@@ -206,7 +226,11 @@ def test_github_action_logs_runs_and_reports_on_pull_requests(team, tmp_path, ap
     git(dev, "commit", "-qam", "a larger learning rate")
     git(dev, "push", "-q", "origin", "feature")
     env, context = _github_env(
-        tmp_path, "pull_request", "refs/pull/5/merge", GITHUB_BASE_REF="main", GITHUB_HEAD_REF="feature",
+        tmp_path,
+        "pull_request",
+        "refs/pull/5/merge",
+        GITHUB_BASE_REF="main",
+        GITHUB_HEAD_REF="feature",
         GITHUB_API_URL=url,
     )
     pr = _checkout(origin, tmp_path / "ci-pr", "feature")
@@ -220,10 +244,17 @@ def test_github_action_logs_runs_and_reports_on_pull_requests(team, tmp_path, ap
     assert post[1] == "/repos/team/churn/issues/5/comments" and post[3]["Authorization"] == "Bearer t0ken"
     assert post[2]["body"].endswith(report)
     with gitml.ops.Operations(origin) as remote:
-        assert [r["tags"]["gitml.ci.pull_request"] for r in remote.search_rows(filter_string="params.lr = '0.5'")] == ["5"]
+        assert [r["tags"]["gitml.ci.pull_request"] for r in remote.search_rows(filter_string="params.lr = '0.5'")] == [
+            "5"
+        ]
     # the report again (a second push to the pull request): the comment is edited, not repeated
-    subprocess.run(["sh", os.path.join(CI, "report.sh")], cwd=pr, check=True, capture_output=True,
-                   env={**os.environ, **env, "GITHUB_TOKEN": "t0ken"})
+    subprocess.run(
+        ["sh", os.path.join(CI, "report.sh")],
+        cwd=pr,
+        check=True,
+        capture_output=True,
+        env={**os.environ, **env, "GITHUB_TOKEN": "t0ken"},
+    )
     assert [c[0] for c in fake.calls if c[0] != "GET"] == ["POST", "PATCH"]
 
 
@@ -234,12 +265,17 @@ def test_github_action_checks_a_promotion_and_applies_it_after_the_merge(team, t
     with gitml.ops.Operations(dev) as c:
         (main_run,) = c.search_rows()
     # a promotion by pull request: register the model, propose, CI checks, merge, CI applies
-    for args in (["registry", "register", "churn", f"{main_run['run_id']}:model"],
-                 ["push", "origin"], ["registry", "propose", "churn", "v1.0.0", "production"]):
+    for args in (
+        ["registry", "register", "churn", f"{main_run['run_id']}:model"],
+        ["push", "origin"],
+        ["registry", "propose", "churn", "v1.0.0", "production"],
+    ):
         subprocess.run([sys.executable, "-m", "gitml", *args], cwd=dev, check=True, capture_output=True)
     branch = "gitml/promote/churn/production/v1.0.0"
     git(dev, "push", "-q", "origin", branch)
-    env, context = _github_env(tmp_path, "pull_request", "refs/pull/6/merge", GITHUB_BASE_REF="main", GITHUB_HEAD_REF=branch)
+    env, context = _github_env(
+        tmp_path, "pull_request", "refs/pull/6/merge", GITHUB_BASE_REF="main", GITHUB_HEAD_REF=branch
+    )
     promo = _checkout(origin, tmp_path / "ci-promo", branch)
     results = _run_action(promo, env, {}, context)
     assert len(results) == 2  # set-up and report: a promotion trains nothing
@@ -272,9 +308,17 @@ def test_gitlab_merge_request_job_reports_as_a_note(team, tmp_path, api):
     git(dev, "commit", "-qam", "lr 0.3")
     git(dev, "push", "-q", "origin", "feature")
     env = {
-        **os.environ, "CI": "true", "GITLAB_CI": "true", "CI_PIPELINE_SOURCE": "merge_request_event",
-        "CI_MERGE_REQUEST_IID": "3", "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main", "CI_DEFAULT_BRANCH": "main",
-        "CI_API_V4_URL": url, "CI_PROJECT_ID": "9", "GITLAB_TOKEN": "glpat", "CI_PIPELINE_ID": "77",
+        **os.environ,
+        "CI": "true",
+        "GITLAB_CI": "true",
+        "CI_PIPELINE_SOURCE": "merge_request_event",
+        "CI_MERGE_REQUEST_IID": "3",
+        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
+        "CI_DEFAULT_BRANCH": "main",
+        "CI_API_V4_URL": url,
+        "CI_PROJECT_ID": "9",
+        "GITLAB_TOKEN": "glpat",
+        "CI_PIPELINE_ID": "77",
         "CI_JOB_URL": "https://gitlab.example/team/churn/-/jobs/5",
         "GITML_TRAIN": pipeline["variables"]["GITML_TRAIN"],
     }
@@ -312,8 +356,14 @@ def test_code_committed_in_a_pull_request_never_runs_as_gitml(team, tmp_path, ap
     git(dev, "add", ".")
     git(dev, "commit", "-qm", "a gitml of our own")
     git(dev, "push", "-q", "origin", "hostile")
-    env, context = _github_env(tmp_path, "pull_request", "refs/pull/8/merge", GITHUB_BASE_REF="main",
-                               GITHUB_HEAD_REF="hostile", GITHUB_API_URL=url)
+    env, context = _github_env(
+        tmp_path,
+        "pull_request",
+        "refs/pull/8/merge",
+        GITHUB_BASE_REF="main",
+        GITHUB_HEAD_REF="hostile",
+        GITHUB_API_URL=url,
+    )
     pr = _checkout(origin, tmp_path / "ci-pr", "hostile")
     env["PYTHONPATH"] = os.pathsep + "."  # even with the checkout on the path
     results = _run_action(pr, env, {"token": "t0ken"}, context)
@@ -344,15 +394,24 @@ def test_the_comment_step_edits_only_a_comment_its_token_wrote(tmp_path, api, in
 
     def comment(**env) -> list[tuple[str, str]]:
         done = len(fake.calls)
-        result = subprocess.run([installed_python, "-I", os.path.join(CI, "comment.py"), str(report)], env={**os.environ, **env},
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [installed_python, "-I", os.path.join(CI, "comment.py"), str(report)],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stderr
         return [(c[0], c[1]) for c in fake.calls[done:] if c[0] != "GET"]
 
     fake.comments += [{"id": i, "body": f"comment {i}", "user": {"login": "alice", "id": 1}} for i in range(1, 121)]
     forged = {"id": 121, "body": f"{mark}\nall checks pass, merge away", "user": {"login": "mallory", "id": 666}}
     fake.comments.append(forged)
-    github = {"GITHUB_ACTIONS": "true", "GITHUB_REF": "refs/pull/5/merge", "GITHUB_REPOSITORY": "team/churn", "GITHUB_API_URL": url}
+    github = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_REF": "refs/pull/5/merge",
+        "GITHUB_REPOSITORY": "team/churn",
+        "GITHUB_API_URL": url,
+    }
     # Actions' own token: GET /user says 403, so it is github-actions[bot], who wrote nothing yet
     assert comment(**github, GITHUB_TOKEN="t0ken") == [("POST", "/repos/team/churn/issues/5/comments")]
     assert forged["body"].endswith("merge away") and fake.comments[-1]["user"] == ACTIONS_BOT
@@ -366,7 +425,9 @@ def test_the_comment_step_edits_only_a_comment_its_token_wrote(tmp_path, api, in
     # an account renamed to the name of the token's user is someone else: ids decide
     fake.comments[-1]["user"] = {"login": "ci-user", "id": 8}
     assert comment(**github, GITHUB_TOKEN="ghp-ci") == [("POST", "/repos/team/churn/issues/5/comments")]
-    assert comment(**github, GITHUB_TOKEN="ghp-ci") == [("PATCH", f"/repos/team/churn/issues/comments/{len(fake.comments)}")]
+    assert comment(**github, GITHUB_TOKEN="ghp-ci") == [
+        ("PATCH", f"/repos/team/churn/issues/comments/{len(fake.comments)}")
+    ]
 
     # GitLab: a note by someone else with the mark is left alone; the token's own is edited
     gitlab = {"GITLAB_CI": "true", "CI_MERGE_REQUEST_IID": "3", "CI_API_V4_URL": url, "CI_PROJECT_ID": "9"}

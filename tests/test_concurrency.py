@@ -127,16 +127,22 @@ def resumers_lose_nothing(repo, *, writers: int, points: int) -> None:
         run_id = client.create_run("0").info.run_id
     env = {**os.environ, "PYTHONPATH": ROOT}
     procs = [
-        subprocess.Popen([sys.executable, "-c", RESUMER, run_id, str(w), str(points)], cwd=repo, env=env, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "-c", RESUMER, run_id, str(w), str(points)], cwd=repo, env=env, stderr=subprocess.PIPE
+        )
         for w in range(writers)
     ]
     errors = [p.stderr.read().decode() for p in procs if p.wait(timeout=280) != 0]
     assert not errors, errors[0][-2000:]
     with gitml.Client(repo) as client:
         shared = client.get_metric_history(run_id, "shared")
-        assert sorted((m.step, m.value) for m in shared) == sorted((s, float(w)) for s in range(points) for w in range(writers))
+        assert sorted((m.step, m.value) for m in shared) == sorted(
+            (s, float(w)) for s in range(points) for w in range(writers)
+        )
         for w in range(writers):
-            assert [(m.step, m.value) for m in client.get_metric_history(run_id, f"w{w}")] == [(s, float(s)) for s in range(points)]
+            assert [(m.step, m.value) for m in client.get_metric_history(run_id, f"w{w}")] == [
+                (s, float(s)) for s in range(points)
+            ]
         assert client.get_run(run_id).info.status == "RUNNING"  # written to, not owned: not ended by anyone
     ref = git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs/").split()[0]
     commits = int(git(repo, "rev-list", "--count", ref))

@@ -159,7 +159,13 @@ def test_a_pack_is_fsynced_before_it_is_renamed_and_its_folder_after(tmp_path, m
 
 @pytest.mark.parametrize(
     "setting, pack_mode, ref_mode",
-    [(None, 0o444, 0o644), ("group", 0o444, 0o664), ("all", 0o444, 0o664), ("0640", 0o440, 0o640), ("0600", 0o400, 0o600)],
+    [
+        (None, 0o444, 0o644),
+        ("group", 0o444, 0o664),
+        ("all", 0o444, 0o664),
+        ("0640", 0o440, 0o640),
+        ("0600", 0o400, 0o600),
+    ],
 )
 def test_files_follow_core_shared_repository(repo, setting, pack_mode, ref_mode):
     """Packs and indexes are read-only as git writes them; core.sharedRepository widens

@@ -19,8 +19,11 @@ import gitml.sklearn
 from gitml.errors import InvalidInputError
 from tests.mlflow_venv import mlflow_python  # noqa: F401  (a fixture)
 
-_MLFLOW_ENV = {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
-               "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT": "1"}
+_MLFLOW_ENV = {
+    "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT": "1",
+}
 
 MLFLOW_SIDE = """
 import json, sys, warnings, mlflow, pandas as pd
@@ -66,8 +69,14 @@ def test_metrics_match_mlflow_evaluate_by_name_and_value(repo, tmp_path, mlflow_
     data.mkdir()
     cases = _cases(data)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | _MLFLOW_ENV
-    done = subprocess.run([mlflow_python, "-c", MLFLOW_SIDE, json.dumps(cases)], cwd=data, env=env, capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run(
+        [mlflow_python, "-c", MLFLOW_SIDE, json.dumps(cases)],
+        cwd=data,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     theirs = json.loads(done.stdout.strip().splitlines()[-1])
     gitml.set_tracking_uri(str(repo))
@@ -99,31 +108,49 @@ def test_a_function_static_predictions_and_a_new_run(repo):
     X = rng.normal(size=(200, 3))
     y = X @ [1.0, -2.0, 0.5] + rng.normal(scale=0.1, size=200)
     frame = pd.DataFrame(X, columns=["a", "b", "c"]).assign(y=y)
-    result = gitml.evaluate(lambda df: df["a"] - 2 * df["b"] + 0.5 * df["c"], frame, targets="y", model_type="regressor")
+    result = gitml.evaluate(
+        lambda df: df["a"] - 2 * df["b"] + 0.5 * df["c"], frame, targets="y", model_type="regressor"
+    )
     assert result.metrics["example_count"] == 200 and result.metrics["r2_score"] > 0.99
     assert gitml.active_run() is None  # the run it started is ended
     assert gitml.get_run(result.run_id).data.metrics["root_mean_squared_error"] == pytest.approx(
-        result.metrics["root_mean_squared_error"])
+        result.metrics["root_mean_squared_error"]
+    )
     labels = (y > 0).astype(int)
     static = pd.DataFrame({"x": X[:, 0], "label": labels, "pred": (X[:, 0] - 2 * X[:, 1] > 0).astype(int)})
     with gitml.start_run():
-        found = gitml.evaluate(data=static, predictions="pred", targets="label", model_type="classifier",
-                               evaluator_config={"metric_prefix": "val_"})
+        found = gitml.evaluate(
+            data=static,
+            predictions="pred",
+            targets="label",
+            model_type="classifier",
+            evaluator_config={"metric_prefix": "val_"},
+        )
     assert {"val_accuracy_score", "val_true_positives", "val_f1_score"} <= set(found.metrics)
     assert "val_roc_auc" not in found.metrics  # no probabilities, as MLflow
-    assert set(found.artifacts) == {"confusion_matrix"} and found.artifacts["confusion_matrix"].path == "val_confusion_matrix.png"
+    assert (
+        set(found.artifacts) == {"confusion_matrix"}
+        and found.artifacts["confusion_matrix"].path == "val_confusion_matrix.png"
+    )
     array = gitml.evaluate(lambda df: np.zeros(len(df)), X, targets=y, model_type="regressor")
     assert array.metrics["mean_on_target"] == pytest.approx(y.mean())
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"model_type": "ranker", "targets": "y"}, "model_type must be one of classifier, regressor, not 'ranker'"),
-    ({"model_type": "regressor", "targets": "z"}, "targets must name a column of data (its columns: a, y)"),
-    ({"model_type": "regressor", "targets": "y", "evaluator_config": {"pos_lable": 1}},
-     "evaluator_config: unknown key(s) pos_lable"),
-    ({"model_type": "classifier", "targets": "y", "evaluator_config": {"label_list": [0, 1], "pos_label": 2}},
-     "pos_label 2 must be one of label_list"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"model_type": "ranker", "targets": "y"}, "model_type must be one of classifier, regressor, not 'ranker'"),
+        ({"model_type": "regressor", "targets": "z"}, "targets must name a column of data (its columns: a, y)"),
+        (
+            {"model_type": "regressor", "targets": "y", "evaluator_config": {"pos_lable": 1}},
+            "evaluator_config: unknown key(s) pos_lable",
+        ),
+        (
+            {"model_type": "classifier", "targets": "y", "evaluator_config": {"label_list": [0, 1], "pos_label": 2}},
+            "pos_label 2 must be one of label_list",
+        ),
+    ],
+)
 def test_bad_input_is_one_line(repo, kwargs, message):
     gitml.set_tracking_uri(str(repo))
     frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "y": [0, 1, 0, 1]})

@@ -15,7 +15,10 @@ def test_quickstart_runs_end_to_end(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT, "XDG_DATA_HOME": str(tmp_path / "xdg")}
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", "quickstart.py"), str(tmp_path / "qs")],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
@@ -35,7 +38,10 @@ def test_quickstart_never_writes_inside_the_clone(tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT}
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", "quickstart.py"), os.path.join(ROOT, "qs-here")],
-        cwd=tmp_path, env=env, capture_output=True, text=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode != 0 and "inside gitml's clone" in result.stderr
     assert not os.path.exists(os.path.join(ROOT, "qs-here"))
@@ -44,7 +50,11 @@ def test_quickstart_never_writes_inside_the_clone(tmp_path):
 def _example(name: str, folder, tmp_path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": ROOT, "XDG_DATA_HOME": str(tmp_path / "xdg")}
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", name), str(folder)], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, os.path.join(ROOT, "examples", name), str(folder)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result

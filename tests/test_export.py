@@ -41,12 +41,13 @@ def _errors(document, schema_name: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    import gitml.sklearn
-    from gitml.models import infer_signature
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+
+    import gitml.sklearn
+    from gitml.models import infer_signature
 
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
@@ -64,14 +65,33 @@ def place(tmp_path_factory):
 
 
 def _export(place, model_dir, dst, target: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gitml", "models", "export", str(model_dir["path"]), str(dst),
-                           "--target", target, *args], env=place["env"], capture_output=True, text=True)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gitml",
+            "models",
+            "export",
+            str(model_dir["path"]),
+            str(dst),
+            "--target",
+            target,
+            *args,
+        ],
+        env=place["env"],
+        capture_output=True,
+        text=True,
+    )
 
 
 def _v2_request(model_dir) -> dict:
     rows = model_dir["rows"]
-    return {"inputs": [{"name": c, "shape": [len(rows)], "datatype": "FP64", "data": rows[c].tolist()}
-                       for c in model_dir["columns"]]}
+    return {
+        "inputs": [
+            {"name": c, "shape": [len(rows)], "datatype": "FP64", "data": rows[c].tolist()}
+            for c in model_dir["columns"]
+        ]
+    }
 
 
 def _post(port: int, path: str, payload) -> tuple[int, dict]:
@@ -119,13 +139,24 @@ def mlserver_python() -> str:
 
 def _start_mlserver(mlserver_python: str, root, env: dict, log_path):
     ports = _free_ports(3)
-    env = {**env, "MLSERVER_HOST": "127.0.0.1", "MLSERVER_HTTP_PORT": str(ports[0]),
-           "MLSERVER_GRPC_PORT": str(ports[1]), "MLSERVER_METRICS_PORT": str(ports[2]),
-           "PYTHONPATH": ROOT}  # gitml from this checkout; MLServer and the rest from its venv
+    env = {
+        **env,
+        "MLSERVER_HOST": "127.0.0.1",
+        "MLSERVER_HTTP_PORT": str(ports[0]),
+        "MLSERVER_GRPC_PORT": str(ports[1]),
+        "MLSERVER_METRICS_PORT": str(ports[2]),
+        "PYTHONPATH": ROOT,
+    }  # gitml from this checkout; MLServer and the rest from its venv
     log = open(log_path, "wb")
     mlserver = os.path.join(os.path.dirname(mlserver_python), "mlserver")
-    proc = subprocess.Popen([mlserver, "start", str(root)], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=os.path.dirname(log_path))
+    proc = subprocess.Popen(
+        [mlserver, "start", str(root)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=os.path.dirname(log_path),
+    )
     log.close()
     return proc, ports[0]
 
@@ -156,8 +187,15 @@ def test_mlserver_start_serves_the_export_as_gitml_serve_does(place, model_dir, 
     native = tmp_path / "models" / "native"
     native.mkdir()
     shutil.copy(good / "model" / "model.pkl", native / "model.pkl")
-    (native / "model-settings.json").write_text(json.dumps(
-        {"name": "cancer-sklearn", "implementation": "mlserver_sklearn.SKLearnModel", "parameters": {"uri": "./model.pkl"}}))
+    (native / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "cancer-sklearn",
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.pkl"},
+            }
+        )
+    )
 
     proc, port = _start_mlserver(mlserver_python, tmp_path / "models", place["env"], tmp_path / "good.log")
     gitml_server = Server(place["repo"], place["env"], "-m", str(model_dir["path"]), "--name", "cancer")
@@ -179,7 +217,9 @@ def test_mlserver_start_serves_the_export_as_gitml_serve_does(place, model_dir, 
         assert theirs["outputs"] == ours["outputs"]
         assert theirs["outputs"][0]["data"] == model_dir["expected"]
         rows = model_dir["rows"]
-        table = {"inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP64", "data": rows.values.tolist()}]}
+        table = {
+            "inputs": [{"name": "input-0", "shape": list(rows.shape), "datatype": "FP64", "data": rows.values.tolist()}]
+        }
         assert _post(port, "/v2/models/cancer/infer", table)[1]["outputs"] == ours["outputs"]
         while _get(port, "/v2/models/cancer-sklearn/ready") != 200 and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -231,8 +271,11 @@ def test_kserve_manifests_follow_the_crds(place, model_dir, tmp_path):
     assert _errors(runtime, "kserve-servingruntime.json") == []
     assert _errors(service, "kserve-inferenceservice.json") == []
     assert service["metadata"]["name"] == "cancer-model"
-    assert service["spec"]["predictor"]["model"] == {"modelFormat": {"name": "gitml", "version": "1"},
-                                                     "runtime": runtime["metadata"]["name"], "protocolVersion": "v2"}
+    assert service["spec"]["predictor"]["model"] == {
+        "modelFormat": {"name": "gitml", "version": "1"},
+        "runtime": runtime["metadata"]["name"],
+        "protocolVersion": "v2",
+    }
     assert runtime["spec"]["protocolVersions"] == ["v2"]
     image = runtime["spec"]["containers"][0]["image"]
     assert re.fullmatch(r"gitml-model-cancer-model:[0-9a-f]{12}", image)
@@ -248,13 +291,17 @@ def test_kserve_manifests_follow_the_crds(place, model_dir, tmp_path):
     broken["spec"]["containers"][0]["imagePulPolicy"] = "Always"
     assert len(_errors(broken, "kserve-servingruntime.json")) == 2
     # a given image is used as it is
-    done = _export(place, model_dir, tmp_path / "kserve2", "kserve", "--image", "registry.example/churn@sha256:" + "a" * 64)
+    done = _export(
+        place, model_dir, tmp_path / "kserve2", "kserve", "--image", "registry.example/churn@sha256:" + "a" * 64
+    )
     assert done.returncode == 0, done.stderr
     runtime, _ = yaml.safe_load_all((tmp_path / "kserve2" / "kserve.yaml").read_text())
     assert runtime["spec"]["containers"][0]["image"] == "registry.example/churn@sha256:" + "a" * 64
 
 
-def test_the_docker_context_checks_the_model_at_build_and_serves_with_its_own_gitml(place, model_dir, tmp_path, monkeypatch):
+def test_the_docker_context_checks_the_model_at_build_and_serves_with_its_own_gitml(
+    place, model_dir, tmp_path, monkeypatch
+):
     """The Dockerfile's RUN line that checks the model, run as the build runs it; its entry point
     run with the gitml the context carries (PYTHONPATH: the context, not this checkout)."""
     dst = tmp_path / "ctx"
@@ -284,7 +331,9 @@ def test_the_docker_context_checks_the_model_at_build_and_serves_with_its_own_gi
     shutil.rmtree(dst / "gitml" / "serving" / "__pycache__", ignore_errors=True)
     env = {**place["env"], "PYTHONPATH": str(dst)}
     monkeypatch.chdir(tmp_path)  # `python -m` puts the working folder first on sys.path: not this checkout
-    probe = subprocess.run([sys.executable, "-c", "import gitml; print(gitml.__file__)"], env=env, capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import gitml; print(gitml.__file__)"], env=env, capture_output=True, text=True
+    )
     assert probe.stdout.strip() == str(dst / "gitml" / "__init__.py")
     server = Server(place["repo"], env, "-m", str(dst / "model"), "--name", "cancer")
     try:

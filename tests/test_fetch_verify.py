@@ -110,7 +110,9 @@ def test_pull_names_each_refused_ref_and_brings_the_good_run(repo, tmp_path):
     result = CliRunner().invoke(cli, ["-C", str(victim), "pull"])
     assert result.exit_code == 1, result.output
     lines = [line.strip() for line in result.output.splitlines() if "refused:" in line]
-    assert sorted(line.split(": refused:")[0] for line in lines) == sorted(r.decode() for r in (ORPHAN, AT_BLOB, NO_RECORD, *ODD))
+    assert sorted(line.split(": refused:")[0] for line in lines) == sorted(
+        r.decode() for r in (ORPHAN, AT_BLOB, NO_RECORD, *ODD)
+    )
     assert "2 new" in result.output
     assert for_each_ref(victim) == good
     (run_ref,) = [r for r in good if r.startswith(b"refs/gitml/runs/")]
@@ -202,7 +204,9 @@ def test_local_push_is_refused_where_git_push_is_by_fsck_objects(repo, tmp_path,
     # the real git refuses it
     pushed = subprocess.run(
         ["git", "push", str(tmp_path / "by-git.git"), f"{bad.decode()}:{bad.decode()}"],
-        cwd=repo, capture_output=True, text=True,
+        cwd=repo,
+        capture_output=True,
+        text=True,
     )
     assert pushed.returncode != 0 and "missingEmail" in pushed.stderr
     assert for_each_ref(tmp_path / "by-git.git") == {}

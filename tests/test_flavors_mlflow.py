@@ -32,8 +32,13 @@ _MLFLOW_ENV = {
     "MLFLOW_TESTING": "false",
 }
 # nothing is downloaded from a hub; Keras runs on torch (no TensorFlow); one thread per library
-_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "KERAS_BACKEND": "torch", "OMP_NUM_THREADS": "1",
-        "TOKENIZERS_PARALLELISM": "false"}
+_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "KERAS_BACKEND": "torch",
+    "OMP_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 # the training data: iris as a DataFrame (float64 columns), a binary and a 3-class target
 DATA = """
@@ -47,47 +52,69 @@ X.to_csv("X.csv", index=False)
 
 # flavor -> (training code binding `model` and `example`, the folder's prediction input expression)
 FLAVORS = {
-    "sklearn": ("""
+    "sklearn": (
+        """
 from sklearn.linear_model import LogisticRegression
 model = LogisticRegression(max_iter=500).fit(X, y)
 example = X.head(3)
 kwargs = {"serialization_format": "cloudpickle"}  # gitml's default; MLflow 3's is skops
-""", "X"),
-    "xgboost": ("""
+""",
+        "X",
+    ),
+    "xgboost": (
+        """
 import xgboost as xgb
 model = xgb.XGBClassifier(n_estimators=4, max_depth=2, random_state=0, n_jobs=1).fit(X, y)
 example = X.head(3)
-""", "X"),
-    "lightgbm": ("""
+""",
+        "X",
+    ),
+    "lightgbm": (
+        """
 import lightgbm as lgb
 model = lgb.train({"verbose": -1, "num_threads": 1, "seed": 0}, lgb.Dataset(X, y.astype(float)), 4)
 example = X.head(3)
-""", "X"),
-    "catboost": ("""
+""",
+        "X",
+    ),
+    "catboost": (
+        """
 import catboost as cb
 model = cb.CatBoostRegressor(iterations=5, depth=2, verbose=0, random_seed=0, thread_count=1).fit(X, y.astype(float))
 example = X.head(3)
-""", "X"),
-    "statsmodels": ("""
+""",
+        "X",
+    ),
+    "statsmodels": (
+        """
 import statsmodels.api as sm
 Xc = sm.add_constant(X)
 model = sm.OLS(y.astype(float), Xc).fit()
 example = Xc.head(3)
-""", "__import__('statsmodels.api').api.add_constant(X)"),
-    "onnx": ("""
+""",
+        "__import__('statsmodels.api').api.add_constant(X)",
+    ),
+    "onnx": (
+        """
 from skl2onnx import to_onnx
 from sklearn.linear_model import LinearRegression
 model = to_onnx(LinearRegression().fit(X, y.astype(float)), X.to_numpy(dtype=np.float32)[:1], target_opset=18)
 example = X.head(3)
-""", "X"),
-    "keras": ("""
+""",
+        "X",
+    ),
+    "keras": (
+        """
 import keras
 keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
 example = X.head(3).to_numpy(dtype="float32")
 kwargs = {"signature": tool.models.infer_signature(example, model.predict(example, verbose=0))}
-""", "X.to_numpy(dtype='float32')"),
-    "transformers": ("""
+""",
+        "X.to_numpy(dtype='float32')",
+    ),
+    "transformers": (
+        """
 import torch, transformers
 torch.manual_seed(0)
 words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "an", "good", "bad", "fine", "awful", "film", "one"]
@@ -98,7 +125,9 @@ model = transformers.pipeline("text-classification", model=transformers.BertForS
                               tokenizer=transformers.BertTokenizer(vocab_file="vocab.txt"))
 example = ["a good film", "an awful one"]
 kwargs = {"pip_requirements": ["transformers", "torch"]}  # MLflow's default list imports torchvision
-""", "['a fine film', 'bad', 'an awful film']"),
+""",
+        "['a fine film', 'bad', 'an awful film']",
+    ),
 }
 
 SAVE = """
@@ -149,8 +178,9 @@ def _run(python: str, code: str, cwd, *, gitml: bool) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".py", prefix="flavors-", dir=cwd, delete=False) as f:
         f.write(code)
     try:
-        result = subprocess.run([python, f.name], cwd=cwd, env=_python_env(gitml=gitml), capture_output=True,
-                                text=True, timeout=900)
+        result = subprocess.run(
+            [python, f.name], cwd=cwd, env=_python_env(gitml=gitml), capture_output=True, text=True, timeout=900
+        )
     finally:
         os.unlink(f.name)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -199,7 +229,9 @@ def test_the_signature_is_the_one_mlflow_infers(saved, flavor):
     ours, theirs = _mlmodel(saved / "by_gitml" / flavor), _mlmodel(saved / "by_mlflow" / flavor)
     assert ours.get("signature") == theirs.get("signature")
     assert ours["saved_input_example_info"] == theirs["saved_input_example_info"]
-    assert (saved / "by_gitml" / flavor / "input_example.json").read_text() == (saved / "by_mlflow" / flavor / "input_example.json").read_text()
+    assert (saved / "by_gitml" / flavor / "input_example.json").read_text() == (
+        saved / "by_mlflow" / flavor / "input_example.json"
+    ).read_text()
 
 
 @pytest.mark.parametrize("flavor", list(FLAVORS))
@@ -212,8 +244,16 @@ def test_the_folder_is_mlflows_layout(saved, flavor):
     ours_py, theirs_py = ours["flavors"]["python_function"], theirs["flavors"]["python_function"]
     assert set(ours_py) == set(theirs_py) and ours_py["loader_module"] == theirs_py["loader_module"]
     assert ours_py.get("data") == theirs_py.get("data")
-    files = {p.relative_to(saved / "by_gitml" / flavor).as_posix() for p in (saved / "by_gitml" / flavor).rglob("*") if p.is_file()}
-    mlflow_files = {p.relative_to(saved / "by_mlflow" / flavor).as_posix() for p in (saved / "by_mlflow" / flavor).rglob("*") if p.is_file()}
+    files = {
+        p.relative_to(saved / "by_gitml" / flavor).as_posix()
+        for p in (saved / "by_gitml" / flavor).rglob("*")
+        if p.is_file()
+    }
+    mlflow_files = {
+        p.relative_to(saved / "by_mlflow" / flavor).as_posix()
+        for p in (saved / "by_mlflow" / flavor).rglob("*")
+        if p.is_file()
+    }
     assert files == mlflow_files
 
 
@@ -230,7 +270,8 @@ def test_each_tool_loads_the_others_model_without_it(predictions, flavor):
 # -- a flavor gitml has no loader for: MLflow's own loader, after gitml verified every file -----
 # A model-from-code (MLflow's pyfunc variant that runs a Python file at load time): padded over
 # the inline limit so its bytes sit in the artifact cache, where a test can change them.
-FROM_CODE = '''
+FROM_CODE = (
+    """
 import mlflow
 
 class Affine(mlflow.pyfunc.PythonModel):
@@ -238,7 +279,10 @@ class Affine(mlflow.pyfunc.PythonModel):
         return model_input["x"] * 2 + 1
 
 mlflow.models.set_model(Affine())
-''' + "#" * 100_000 + "\n"
+"""
+    + "#" * 100_000
+    + "\n"
+)
 
 LOG_FROM_CODE = """
 import json, sys, pandas as pd, mlflow, gitml, gitml.pyfunc
@@ -274,8 +318,9 @@ def test_a_flavor_gitml_lacks_loads_through_mlflows_loader_once_verified(mlflow_
     env = _python_env(gitml=True)
 
     def in_mlflow(code: str, *args: str) -> dict:
-        done = subprocess.run([mlflow_python, "-c", code, *args], cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=600)
+        done = subprocess.run(
+            [mlflow_python, "-c", code, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -290,13 +335,18 @@ def test_a_flavor_gitml_lacks_loads_through_mlflows_loader_once_verified(mlflow_
     import gitml.ops
 
     with gitml.ops.Operations(tmp_path) as client:
-        sha = client.artifact_manifest(logged["run"])[f"model/{os.path.basename(logged['code'])}"]["sha256"]  # MLflow reads it there
+        sha = client.artifact_manifest(logged["run"])[f"model/{os.path.basename(logged['code'])}"][
+            "sha256"
+        ]  # MLflow reads it there
     cached = tmp_path / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]
     marker = tmp_path / "pwned"
     os.chmod(cached, 0o644)
     cached.write_text(f"open({str(marker)!r}, 'w').write('ran')\n" + FROM_CODE)
     refused = in_mlflow(LOAD, uri)
-    assert refused["error"] in ("ModelIntegrityError", "IntegrityError") and os.path.basename(logged["code"]) in refused["message"]
+    assert (
+        refused["error"] in ("ModelIntegrityError", "IntegrityError")
+        and os.path.basename(logged["code"]) in refused["message"]
+    )
     assert not marker.exists()
 
 
@@ -352,8 +402,12 @@ def _same(ours, theirs, flavor: str) -> None:
     ours, theirs = _numbers(ours), _numbers(theirs)
     assert [p for p, _ in ours] == [p for p, _ in theirs], flavor
     assert [v for _, v in ours if isinstance(v, str)] == [v for _, v in theirs if isinstance(v, str)], flavor
-    np.testing.assert_allclose([v for _, v in ours if not isinstance(v, str)],
-                               [v for _, v in theirs if not isinstance(v, str)], rtol=1e-6, err_msg=flavor)
+    np.testing.assert_allclose(
+        [v for _, v in ours if not isinstance(v, str)],
+        [v for _, v in theirs if not isinstance(v, str)],
+        rtol=1e-6,
+        err_msg=flavor,
+    )
 
 
 def test_gitml_serve_answers_as_mlflow_models_serve(mlflow_python, saved):  # noqa: F811
@@ -364,13 +418,18 @@ def test_gitml_serve_answers_as_mlflow_models_serve(mlflow_python, saved):  # no
     import pandas as pd
 
     X = pd.read_csv(saved / "by_gitml" / "X.csv").head(5)
+
     def frame(flavor: str):
         return X.assign(const=1.0)[["const", *X.columns]] if flavor == "statsmodels" else X  # sm.add_constant's
 
-    bodies = {flavor: {"inputs": X.to_numpy(dtype="float32").tolist()} if flavor == "keras" else
-              {"inputs": ["a fine film", "bad"]} if flavor == "transformers" else
-              {"dataframe_split": {"columns": list(frame(flavor).columns), "data": frame(flavor).values.tolist()}}
-              for flavor in FLAVORS}
+    bodies = {
+        flavor: {"inputs": X.to_numpy(dtype="float32").tolist()}
+        if flavor == "keras"
+        else {"inputs": ["a fine film", "bad"]}
+        if flavor == "transformers"
+        else {"dataframe_split": {"columns": list(frame(flavor).columns), "data": frame(flavor).values.tolist()}}
+        for flavor in FLAVORS
+    }
     env = _python_env(gitml=True)
     mlflow_env = {**_python_env(gitml=False), "PATH": os.path.dirname(mlflow_python) + os.pathsep + os.environ["PATH"]}
     servers = []
@@ -378,13 +437,52 @@ def test_gitml_serve_answers_as_mlflow_models_serve(mlflow_python, saved):  # no
         for flavor in FLAVORS:
             folder = str(saved / "by_gitml" / flavor)
             ours, theirs = _free_port(), _free_port()
-            servers.append((flavor, "gitml", ours, subprocess.Popen(
-                [sys.executable, "-m", "gitml.cli.main", "serve", "-m", folder, "--port", str(ours)],
-                cwd=saved, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)))
-            servers.append((flavor, "mlflow", theirs, subprocess.Popen(
-                [mlflow_python, "-m", "mlflow", "models", "serve", "-m", folder, "-p", str(theirs), "-w", "1",
-                 "--env-manager", "local", "--host", "127.0.0.1"],
-                cwd=saved, env=mlflow_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)))
+            servers.append(
+                (
+                    flavor,
+                    "gitml",
+                    ours,
+                    subprocess.Popen(
+                        [sys.executable, "-m", "gitml.cli.main", "serve", "-m", folder, "--port", str(ours)],
+                        cwd=saved,
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                        start_new_session=True,
+                    ),
+                )
+            )
+            servers.append(
+                (
+                    flavor,
+                    "mlflow",
+                    theirs,
+                    subprocess.Popen(
+                        [
+                            mlflow_python,
+                            "-m",
+                            "mlflow",
+                            "models",
+                            "serve",
+                            "-m",
+                            folder,
+                            "-p",
+                            str(theirs),
+                            "-w",
+                            "1",
+                            "--env-manager",
+                            "local",
+                            "--host",
+                            "127.0.0.1",
+                        ],
+                        cwd=saved,
+                        env=mlflow_env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                        start_new_session=True,
+                    ),
+                )
+            )
         deadline = time.monotonic() + 600
         for flavor, tool, port, proc in servers:
             _wait_ready(proc, port, f"{tool} serving {flavor}", deadline)

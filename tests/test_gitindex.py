@@ -9,8 +9,8 @@ import struct
 
 import pytest
 
-from gitml.store.gitindex import GitIndex, read_index
 from gitml.errors import IndexFormatError
+from gitml.store.gitindex import GitIndex, read_index
 from tests.conftest import git, run_python
 
 
@@ -24,7 +24,10 @@ def ls_files(repo) -> list[tuple[int, str, int, str]]:
 
 
 def entries(index: GitIndex) -> list[tuple[int, str, int, str]]:
-    return [(m, s.hex(), (f >> 12) & 3, p.decode()) for p, m, s, f in zip(index.paths, index.modes, index.shas, index.flags, strict=False)]
+    return [
+        (m, s.hex(), (f >> 12) & 3, p.decode())
+        for p, m, s, f in zip(index.paths, index.modes, index.shas, index.flags, strict=False)
+    ]
 
 
 @pytest.mark.parametrize("version", ["2", "3", "4"])
@@ -168,7 +171,8 @@ def test_the_columns_are_saved_off_the_readers_path(repo, tmp_path, monkeypatch)
 
 def test_a_process_that_exits_at_once_still_leaves_its_columns(repo, tmp_path):
     index_path, columns = str(repo / ".git/index"), str(tmp_path / "columns")
-    run_python(f"""
+    run_python(
+        f"""
 import threading
 from gitml.store import gitindex
 save = gitindex._save_columns
@@ -177,7 +181,9 @@ def at_exit(path, index):  # written only once the main thread is done: the exit
     save(path, index)
 gitindex._save_columns = at_exit
 gitindex.read_index({index_path!r}, columns={columns!r})
-""", cwd=repo)
+""",
+        cwd=repo,
+    )
     parsed = read_index(index_path)
     _fresh_process()
     from gitml.store import gitindex

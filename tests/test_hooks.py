@@ -39,7 +39,12 @@ def test_git_push_also_pushes_runs(repo, tmp_path, monkeypatch):
     assert result.exit_code == 0 and "pre-push" in result.output
     # no gitml command on the PATH: the hook runs the Python that installed it
     assert f"python={sys.executable}" in (repo / ".git" / "hooks" / "pre-push").read_text()
-    monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if not os.path.exists(os.path.join(p, "gitml"))))
+    monkeypatch.setenv(
+        "PATH",
+        os.pathsep.join(
+            p for p in os.environ["PATH"].split(os.pathsep) if not os.path.exists(os.path.join(p, "gitml"))
+        ),
+    )
     monkeypatch.setenv("PYTHONPATH", ROOT)
     git(repo, "push", "-q", "--dry-run", "origin", "HEAD:refs/heads/main")
     git(repo, "push", "-vn", "origin", "HEAD:refs/heads/main")  # short flags together
@@ -95,7 +100,7 @@ def _remote_with_runs(repo, tmp_path, monkeypatch):
 
 def test_existing_hook_is_chained_with_its_input_and_verdict(repo, tmp_path, monkeypatch):
     origin = _remote_with_runs(repo, tmp_path, monkeypatch)
-    theirs = "#!/bin/sh\ncat > \"$(dirname \"$0\")/../seen\"\necho \"$1\" >> \"$(dirname \"$0\")/../seen\"\nexit ${VERDICT:-0}\n"
+    theirs = '#!/bin/sh\ncat > "$(dirname "$0")/../seen"\necho "$1" >> "$(dirname "$0")/../seen"\nexit ${VERDICT:-0}\n'
     hook = repo / ".git" / "hooks" / "pre-push"
     hook.write_text(theirs)
     hook.chmod(0o755)
@@ -104,10 +109,17 @@ def test_existing_hook_is_chained_with_its_input_and_verdict(repo, tmp_path, mon
     gitml.flush()
     assert "runs pre-push.pre-gitml first" in _install(repo, "install")
     # their hook says no: git refuses the push, and no run goes either
-    result = subprocess.run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], cwd=repo, env={**os.environ, "VERDICT": "1"},
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["git", "push", "-q", "origin", "HEAD:refs/heads/main"],
+        cwd=repo,
+        env={**os.environ, "VERDICT": "1"},
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode != 0 and git(origin, "for-each-ref") == ""
-    subprocess.run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], cwd=repo, env=_minimal_path(tmp_path), check=True)
+    subprocess.run(
+        ["git", "push", "-q", "origin", "HEAD:refs/heads/main"], cwd=repo, env=_minimal_path(tmp_path), check=True
+    )
     head = git(repo, "rev-parse", "HEAD").strip()
     assert (repo / ".git" / "seen").read_text() == f"HEAD {head} refs/heads/main {'0' * 40}\norigin\n"
     assert run.info.run_id in git(origin, "for-each-ref", "refs/gitml/runs")
@@ -154,13 +166,16 @@ def test_post_merge_and_post_checkout_fetch_runs_with_a_minimal_path(repo, tmp_p
         pass
     gitml.flush()
     assert CliRunner().invoke(cli, ["-C", str(repo), "push", "origin"]).exit_code == 0
-    subprocess.run(["git", "checkout", "-q", "-b", "same-commit"], cwd=teammate, env=env, check=True)  # no switch of commit
+    subprocess.run(
+        ["git", "checkout", "-q", "-b", "same-commit"], cwd=teammate, env=env, check=True
+    )  # no switch of commit
     assert second.info.run_id not in git(teammate, "for-each-ref", "refs/gitml/runs")
     subprocess.run(["git", "checkout", "-q", "other"], cwd=teammate, env=env, check=True, capture_output=True)
     assert second.info.run_id in git(teammate, "for-each-ref", "refs/gitml/runs")
     _install(teammate, "uninstall", "--all")
     assert not os.listdir(teammate / ".git" / "hooks") or not any(
-        "gitml" in (teammate / ".git" / "hooks" / n).read_text() for n in ("post-merge", "post-checkout")
+        "gitml" in (teammate / ".git" / "hooks" / n).read_text()
+        for n in ("post-merge", "post-checkout")
         if (teammate / ".git" / "hooks" / n).exists()
     )
 
@@ -177,8 +192,26 @@ def test_code_committed_in_the_work_tree_never_runs_as_gitml(repo, tmp_path, mon
     git(repo, "push", "-q", "origin", "HEAD:refs/heads/main")
     git(tmp_path, "clone", "-q", str(origin), "victim")
     victim = tmp_path / "victim"
-    subprocess.run([installed_python, "-I", "-m", "gitml", "-C", str(victim), "hooks", "install",
-                    "--hook", "pre-push", "--hook", "post-merge", "--hook", "post-checkout"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            installed_python,
+            "-I",
+            "-m",
+            "gitml",
+            "-C",
+            str(victim),
+            "hooks",
+            "install",
+            "--hook",
+            "pre-push",
+            "--hook",
+            "post-merge",
+            "--hook",
+            "post-checkout",
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert f"python={installed_python}" in (victim / ".git" / "hooks" / "post-merge").read_text()
     # the teammate (repo): a gitml package on main, with a run of that commit pushed
     (repo / "gitml").mkdir()
@@ -213,7 +246,9 @@ def test_code_committed_in_the_work_tree_never_runs_as_gitml(repo, tmp_path, mon
     with gitml.Client(victim) as c:
         mine = c.create_run("0", run_name="the victim's").info.run_id
         c.set_terminated(mine)
-    subprocess.run(["git", "push", "-q", "origin", "HEAD:refs/heads/victim"], cwd=victim, env=env, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "push", "-q", "origin", "HEAD:refs/heads/victim"], cwd=victim, env=env, check=True, capture_output=True
+    )
     assert not marker.exists()
     assert mine in git(origin, "for-each-ref", "refs/gitml/runs")
     # without isolation the same command runs the teammate's code: the attack is real

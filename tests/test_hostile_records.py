@@ -150,18 +150,18 @@ OTHER_ID = "c" * 32
 @pytest.mark.parametrize(
     "name, text, why",
     [
-        ("meta.yaml", f"run_id: {OTHER_ID}\nexperiment_id: \"0\"\n", f"names run {OTHER_ID}"),
-        ("meta.yaml", f"run_id: {BAD_ID}\nexperiment_id: \"7\"\n", "of experiment 7"),
-        ("meta.yaml", f"run_id: {BAD_ID}\nexperiment_id: \"0\"\nstart_time: soon\n", "start_time must be an integer"),
-        ("meta.yaml", f"run_id: {BAD_ID}\nexperiment_id: \"0\"\nend_time: {2**64}\n", "outside the range"),
-        ("meta.yaml", f"run_id: {BAD_ID}\nexperiment_id: \"0\"\nstatus: PWNED\n", "status 'PWNED'"),
-        ("meta.yaml", f"run_id: {BAD_ID}\nexperiment_id: \"0\"\nartifact_uri: \"runs:/{OTHER_ID}\"\n", "artifact_uri"),
-        ("meta.yaml", f"run_id: {BAD_ID}\nexperiment_id: \"0\"\nrun_name: [1, 2]\n", "run_name is a list"),
-        ("meta.yaml", f"run_id: {BAD_ID}\nexperiment_id: \"0\"\nsource: {{commit: \"../x\"}}\n", "source commit"),
-        ("meta.yaml", f"run_id: {BAD_ID}\nexperiment_id: \"0\"\nparent_run_id: x\n", "run id 'x'"),
-        ("params.yaml", "\"../x\": 1\n", "param key '../x'"),
+        ("meta.yaml", f'run_id: {OTHER_ID}\nexperiment_id: "0"\n', f"names run {OTHER_ID}"),
+        ("meta.yaml", f'run_id: {BAD_ID}\nexperiment_id: "7"\n', "of experiment 7"),
+        ("meta.yaml", f'run_id: {BAD_ID}\nexperiment_id: "0"\nstart_time: soon\n', "start_time must be an integer"),
+        ("meta.yaml", f'run_id: {BAD_ID}\nexperiment_id: "0"\nend_time: {2**64}\n', "outside the range"),
+        ("meta.yaml", f'run_id: {BAD_ID}\nexperiment_id: "0"\nstatus: PWNED\n', "status 'PWNED'"),
+        ("meta.yaml", f'run_id: {BAD_ID}\nexperiment_id: "0"\nartifact_uri: "runs:/{OTHER_ID}"\n', "artifact_uri"),
+        ("meta.yaml", f'run_id: {BAD_ID}\nexperiment_id: "0"\nrun_name: [1, 2]\n', "run_name is a list"),
+        ("meta.yaml", f'run_id: {BAD_ID}\nexperiment_id: "0"\nsource: {{commit: "../x"}}\n', "source commit"),
+        ("meta.yaml", f'run_id: {BAD_ID}\nexperiment_id: "0"\nparent_run_id: x\n', "run id 'x'"),
+        ("params.yaml", '"../x": 1\n', "param key '../x'"),
         ("params.yaml", "p: {a: 1}\n", "is a dict, not text"),
-        ("tags.yaml", "t: \"a\\u0000b\"\n", "NUL"),
+        ("tags.yaml", 't: "a\\u0000b"\n', "NUL"),
         ("metrics.yaml", "m: {step: 1.5, timestamp: 1, value: 1.0}\n", "step must be an integer"),
         ("metrics.yaml", "m: {step: 1, timestamp: 1, value: [1]}\n", "is not a number"),
         ("metrics.yaml", "m: {step: 1, timestamp: .inf, value: 1.0}\n", "timestamp must be an integer"),
@@ -175,7 +175,7 @@ OTHER_ID = "c" * 32
 def test_every_record_field_is_checked_and_search_skips_the_run(repo, runs, caplog, name, text, why):
     files = {name: text.encode()}
     if name != "meta.yaml":
-        files["meta.yaml"] = f"run_id: {BAD_ID}\nexperiment_id: \"0\"\n".encode()
+        files["meta.yaml"] = f'run_id: {BAD_ID}\nexperiment_id: "0"\n'.encode()
     ref = forge(repo, runs["refs"][0], BAD_ID, {})
     forge(repo, ref, BAD_ID, files)  # over the forged run (its meta already names it)
     with gitml.ops.Operations(repo) as c:
@@ -248,7 +248,11 @@ def test_a_yaml_bomb_in_a_pulled_run_is_refused_and_the_others_stay_usable(repo,
     # in a child process: libyaml's composer crashed the interpreter on deep nesting
     child = subprocess.run(
         [sys.executable, "-c", "from gitml.cli.main import cli; cli()", "runs"],
-        cwd=victim["clone"], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT}, timeout=60,
+        cwd=victim["clone"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        timeout=60,
     )
     assert child.returncode == 0, child.stderr
     assert "good0" in child.stdout and "good1" in child.stdout
@@ -346,7 +350,10 @@ BAD_CALLS = {
     "experiment name list": (lambda: gitml.create_experiment(["x"]), "experiment name must be a non-empty string"),
     "experiment tag bytes": (lambda: gitml.set_experiment_tag("k", b"v"), "tag 'k' value is bytes"),
     "run id int": (lambda: gitml.get_run(3), "run id 3"),
-    "history key int": (lambda: gitml.get_metric_history(gitml.active_run().info.run_id, 3), "metric key must be a string"),
+    "history key int": (
+        lambda: gitml.get_metric_history(gitml.active_run().info.run_id, 3),
+        "metric key must be a string",
+    ),
 }
 
 

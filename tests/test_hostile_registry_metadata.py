@@ -93,9 +93,17 @@ def test_metadata_bombs_oversized_and_empty_records_are_refused_at_fetch(c, repo
     plant(remote, "refs/gitml/registry/bomb", {"model.yaml": b"name: bomb\n" + BOMB})
     deep = b"name: deep\ntags: " + b"{a: " * 200 + b"x" + b"}" * 200 + b"\n"
     plant(remote, "refs/gitml/registry/deep", {"model.yaml": deep})
-    plant(remote, "refs/gitml/registry/huge", {"model.yaml": b"name: huge\ndescription: " + b"x" * (MAX_YAML_BYTES + 1) + b"\n"})
+    plant(
+        remote,
+        "refs/gitml/registry/huge",
+        {"model.yaml": b"name: huge\ndescription: " + b"x" * (MAX_YAML_BYTES + 1) + b"\n"},
+    )
     plant(remote, "refs/gitml/registry/empty", {"README": b"no model.yaml\n"})
-    plant(remote, "refs/gitml/registry/versions", {"model.yaml": b"name: versions\nversions: {v1: {tags: {k: " + b"v" * 6000 + b"}}}\n"})
+    plant(
+        remote,
+        "refs/gitml/registry/versions",
+        {"model.yaml": b"name: versions\nversions: {v1: {tags: {k: " + b"v" * 6000 + b"}}}\n"},
+    )
     other = tmp_path / "other"
     git(tmp_path, "clone", "-q", url, str(other))
     with gitml.ops.Operations(other) as o:
@@ -115,7 +123,12 @@ def test_a_merge_over_a_long_forged_history_with_a_hostile_merge_base_still_join
     churn = "refs/gitml/registry/churn"
     valid = {"model.yaml": b"name: churn\ndescription: honest\n"}
     # a hostile record buried under a valid tip: the tip is what a fetch checks, so it arrives
-    hostile = plant(remote, churn, {"model.yaml": b"name: churn\ntags: [not, a, mapping]\n"}, [git(remote, "rev-parse", churn).strip()])
+    hostile = plant(
+        remote,
+        churn,
+        {"model.yaml": b"name: churn\ntags: [not, a, mapping]\n"},
+        [git(remote, "rev-parse", churn).strip()],
+    )
     plant(remote, churn, valid, [hostile])
     assert churn.encode() in sync.fetch(c, url).result.updated
     c.set_registered_model_tag("churn", "here", "1")  # this clone edits on top of it...

@@ -97,7 +97,11 @@ def fresh_s3fs(monkeypatch):
     """s3fs keeps one filesystem per set of arguments for the whole process, and that one
     took its endpoint from AWS_ENDPOINT_URL when it was made: each test makes its own."""
     s3fs = pytest.importorskip("s3fs")
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_DEFAULT_REGION", "us-east-1")):
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
         monkeypatch.setenv(name, value)
     s3fs.S3FileSystem.clear_instance_cache()
     yield
@@ -118,7 +122,9 @@ def teammate_pushes(repo: Path, tmp_path: Path, config: str, monkeypatch) -> tup
     (tmp_path / "offset.txt").write_text("1")
     with gitml.start_run() as run:
         gitml.log_text("w" * 200_000, "weights.bin")
-        info = gitml.pyfunc.log_model(name="m", python_model=Doubler(200_000), artifacts={"offset": str(tmp_path / "offset.txt")})
+        info = gitml.pyfunc.log_model(
+            name="m", python_model=Doubler(200_000), artifacts={"offset": str(tmp_path / "offset.txt")}
+        )
     gitml.flush()
     gitml_cli(repo, "push")
     (repo / ".gitml").mkdir(exist_ok=True)
@@ -165,7 +171,9 @@ def test_a_committed_http_remote_is_not_contacted_before_the_clone_trusts_it(rep
         assert server.requests and all("/admin?action=drop-everything" in r for r in server.requests)
 
 
-def test_committed_storage_options_on_the_users_own_scheme_are_not_contacted_either(repo, tmp_path, monkeypatch, fresh_s3fs):
+def test_committed_storage_options_on_the_users_own_scheme_are_not_contacted_either(
+    repo, tmp_path, monkeypatch, fresh_s3fs
+):
     """The victim's own remote is S3; a teammate's commit adds an ``endpoint_url`` that
     would send the victim's S3 requests (signed with the victim's keys) to any service."""
     with Recorder() as server:
@@ -339,7 +347,7 @@ class StoreServer(_Loopback):
                     size, read = HUGE, (lambda start, n: b"\0" * n)
                 elif path.is_file():
                     data = path.read_bytes()
-                    size, read = len(data), (lambda start, n: data[start:start + n])
+                    size, read = len(data), (lambda start, n: data[start : start + n])
                 else:
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
@@ -414,7 +422,10 @@ def test_a_larger_object_on_s3_is_refused_past_the_recorded_size(repo, tmp_path,
         gitml_cli(victim, "config", "artifacts.remote", "s3://team/art")
         gitml_cli(victim, "config", "artifacts.storage_options", f"{{endpoint_url: '{endpoint}'}}")
         gitml_cli(victim, "fetch")
-        with gitml.ops.Operations(victim) as c, pytest.raises(gitml.errors.IntegrityError, match=f"larger than the {SIZE} bytes"):
+        with (
+            gitml.ops.Operations(victim) as c,
+            pytest.raises(gitml.errors.IntegrityError, match=f"larger than the {SIZE} bytes"),
+        ):
             c.artifacts.read_bytes(run_id, "model.bin")
         assert not (victim / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]).exists()
     finally:
@@ -445,7 +456,9 @@ def test_a_push_writes_over_a_planted_link_and_never_through_a_linked_folder(rep
         path.unlink()
     folder.rmdir()
     folder.symlink_to(elsewhere)
-    assert f"linked.bin {shas['linked.bin']}" in gitml_cli(repo, "fsck", code=1).output  # what the link leads to is not read
+    assert (
+        f"linked.bin {shas['linked.bin']}" in gitml_cli(repo, "fsck", code=1).output
+    )  # what the link leads to is not read
     out = gitml_cli(repo, "push", code=1).output
     assert "is a symbolic link; nothing is written there" in out
     assert list(elsewhere.iterdir()) == []

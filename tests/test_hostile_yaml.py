@@ -18,9 +18,7 @@ from gitml.yamlread import MAX_YAML_BYTES
 from tests.conftest import git, run_python
 
 # nine anchors, each aliasing the one before nine times: 9**9 leaves for anything that walks it
-ALIAS_BOMB = "".join(
-    f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'lol'] * 9)}]\n" for i in range(9)
-).encode()
+ALIAS_BOMB = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else 'lol'] * 9)}]\n" for i in range(9)).encode()
 # valid YAML (one long comment) just over the limit: only the size refuses it
 OVERSIZE = b"flavors: {}\n#" + b"x" * MAX_YAML_BYTES + b"\n"
 
@@ -100,7 +98,9 @@ def test_an_mlmodel_that_never_ends_is_refused_after_the_limit(tmp_path):
 
 
 # -- MLproject ------------------------------------------------------------------
-@pytest.mark.parametrize("content, why", [(ALIAS_BOMB, "anchors and aliases"), (OVERSIZE, "over")], ids=["alias bomb", "oversize"])
+@pytest.mark.parametrize(
+    "content, why", [(ALIAS_BOMB, "anchors and aliases"), (OVERSIZE, "over")], ids=["alias bomb", "oversize"]
+)
 def test_hostile_mlproject_from_a_git_url_is_refused_before_anything_runs(tmp_path, repo, content, why):
     work = tmp_path / "upstream"
     work.mkdir()
@@ -121,7 +121,9 @@ def test_hostile_mlproject_from_a_git_url_is_refused_before_anything_runs(tmp_pa
 
 
 # -- .gitml/registry.yaml --------------------------------------------------------
-@pytest.mark.parametrize("content, why", [(ALIAS_BOMB, "anchors and aliases"), (OVERSIZE, "over the limit")], ids=["alias bomb", "oversize"])
+@pytest.mark.parametrize(
+    "content, why", [(ALIAS_BOMB, "anchors and aliases"), (OVERSIZE, "over the limit")], ids=["alias bomb", "oversize"]
+)
 def test_hostile_registry_policy_from_a_clone_fails_closed_naming_the_file(tmp_path, repo, team, content, why):
     with gitml.start_run() as run:
         gitml.pyfunc.log_model(name="model", python_model=Doubler())
@@ -157,8 +159,9 @@ def test_hostile_registry_policy_from_a_clone_fails_closed_naming_the_file(tmp_p
         assert c.registry.resolve("churn", stage="production").run_id == run.info.run_id
 
 
-@pytest.mark.parametrize("content, why", [(ALIAS_BOMB, "anchors and aliases"), (OVERSIZE, "over the limit")],
-                         ids=["alias bomb", "oversize"])
+@pytest.mark.parametrize(
+    "content, why", [(ALIAS_BOMB, "anchors and aliases"), (OVERSIZE, "over the limit")], ids=["alias bomb", "oversize"]
+)
 def test_hostile_desired_stages_file_is_refused_naming_it(content, why):
     from gitml.registry.policy import parse_stages
 

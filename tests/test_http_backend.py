@@ -25,7 +25,9 @@ from tests.test_remote import for_each_ref, make_runs
 
 pytestmark = pytest.mark.timeout(60)
 
-BACKEND = os.path.join(subprocess.run(["git", "--exec-path"], capture_output=True, text=True).stdout.strip(), "git-http-backend")
+BACKEND = os.path.join(
+    subprocess.run(["git", "--exec-path"], capture_output=True, text=True).stdout.strip(), "git-http-backend"
+)
 
 
 class GitHTTPBackend(BaseHTTPRequestHandler):
@@ -44,7 +46,11 @@ class GitHTTPBackend(BaseHTTPRequestHandler):
     def _cgi(self) -> None:
         path, _, query = self.path.partition("?")
         body = self._body()
-        env = {name: os.environ[name] for name in ("PATH", "HOME", "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG_GLOBAL") if name in os.environ}
+        env = {
+            name: os.environ[name]
+            for name in ("PATH", "HOME", "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG_GLOBAL")
+            if name in os.environ
+        }
         env.update(
             GIT_PROJECT_ROOT=self.root,
             GIT_HTTP_EXPORT_ALL="1",
@@ -153,5 +159,13 @@ def test_hostile_refs_are_refused_over_http(repo, tmp_path):
     check_refusals(result.refused)
     assert sorted(result.created) == sorted(good)
     assert for_each_ref(victim) == good
-    assert git(victim, "cat-file", "-t", git(bare, "rev-parse", "refs/gitml/runs/123/0123456789abcdef0123456789abcdef").strip()).strip() == "commit"  # it came, unnamed
+    assert (
+        git(
+            victim,
+            "cat-file",
+            "-t",
+            git(bare, "rev-parse", "refs/gitml/runs/123/0123456789abcdef0123456789abcdef").strip(),
+        ).strip()
+        == "commit"
+    )  # it came, unnamed
     git(victim, "fsck", "--strict")

@@ -34,8 +34,11 @@ def segments(repo) -> list[list[bytes]]:
 
 def searched(repo) -> dict[str, float]:
     """``{run name: metric m}`` from a search of every run in a fresh process."""
-    out = run_python("import gitml\nf = gitml.search_runs(search_all_experiments=True)\n"
-                     "print(';'.join(f'{n}={m}' for n, m in zip(f['tags.mlflow.runName'], f['metrics.m'])))", repo)
+    out = run_python(
+        "import gitml\nf = gitml.search_runs(search_all_experiments=True)\n"
+        "print(';'.join(f'{n}={m}' for n, m in zip(f['tags.mlflow.runName'], f['metrics.m'])))",
+        repo,
+    )
     return {k: float(v) for k, v in (p.split("=") for p in out.stdout.strip().splitlines()[-1].split(";"))}
 
 
@@ -87,7 +90,8 @@ def test_runs_changed_and_made_by_other_processes_between_searches(repo, small_s
     assert [len(s) for s in segments(repo)] == [40, 10]
     # another process changes runs of both segments (their refs move), makes new ones,
     # and one ref is deleted by git
-    run_python(f"""
+    run_python(
+        f"""
 import gitml
 gitml.set_experiment("gen")
 for run_id in {[ids[1], ids[35]]!r}:
@@ -96,7 +100,9 @@ for run_id in {[ids[1], ids[35]]!r}:
 for i in range(10):
     with gitml.start_run(run_name=f"t{{i}}"):
         gitml.log_metric("m", 1.0)
-""", repo)
+""",
+        repo,
+    )
     gone = next(r for r in listing(repo) if r.endswith(ids[2].encode()))
     git(repo, "update-ref", "-d", gone.decode())
     found = searched(repo)  # a fresh process: the stamp's packed-refs changed, so it lists
@@ -149,7 +155,8 @@ def test_a_damaged_segment_is_dropped_alone_and_its_runs_written_again(repo, sma
     with sqlite3.connect(os.path.join(repo, ".git", "gitml", "index.sqlite3")) as db:
         (newest,) = db.execute("SELECT max(gen) FROM snapshot").fetchone()
         db.execute("UPDATE snapshot SET data = x'6600' WHERE name = 'metrics.m' AND gen = ?", (newest,))
-    out = run_python("""
+    out = run_python(
+        """
 import gitml
 from gitml.tracking import index
 index.SNAPSHOT_SLACK = 8
@@ -158,7 +165,9 @@ try:
 except gitml.GitmlError as e:
     print("ERROR", e)
 print(len(gitml.search_runs(search_all_experiments=True)))
-""", repo).stdout
+""",
+        repo,
+    ).stdout
     lines = out.strip().splitlines()
     assert lines[0].startswith("ERROR search index") and "metrics.m" in lines[0] and "damaged" in lines[0]
     assert lines[-1] == "50"
@@ -190,7 +199,9 @@ def test_a_long_process_leaves_its_runs_columns_and_packed_refs(repo, monkeypatc
     """A sweep of many runs in one process: their columns are written as it goes, and at
     exit its loose refs are packed and the snapshot stamped, so the next process reads
     neither a row nor the listing of every ref."""
-    run_python(SWEEP.format(n=100), repo)  # (segments written while it ran depend on when the committer ran: not asserted)
+    run_python(
+        SWEEP.format(n=100), repo
+    )  # (segments written while it ran depend on when the committer ran: not asserted)
     loose = [r for r in listing(repo) if os.path.exists(os.path.join(repo, ".git", r.decode()))]
     assert loose == []
     assert sorted(r for s in segments(repo) for r in s) == sorted(listing(repo))
@@ -220,8 +231,12 @@ def test_a_selection_and_a_concatenation_take_what_their_arrays_hold():
     kept = whole.select([i for i in range(40) if i % 3])
     index = np.array([20, 0, 5, 19, 1, 7], dtype=np.intp)
     for table in (whole, kept):
-        for section, key, floats in (("metrics", "m", True), ("params", "p", False), ("attributes", "end_time", True),
-                                     ("tags", "t", False)):
+        for section, key, floats in (
+            ("metrics", "m", True),
+            ("params", "p", False),
+            ("attributes", "end_time", True),
+            ("tags", "t", False),
+        ):
             values, present = table.take(section, key, index, floats=floats)
             column = table.column(section, key)
             expected = [column[i] if column[i] is None or not floats else float(column[i]) for i in index]

@@ -16,8 +16,8 @@ import gitml
 import gitml.ops
 from gitml.names import RUN_REF_NAMES, RUNS_PREFIX
 from gitml.store.git import GitStore
-from tests.conftest import git, run_python
 from gitml.tracking import index as index_module
+from tests.conftest import git, run_python
 from tests.test_scale import make_runs
 
 
@@ -51,8 +51,11 @@ def stamped_table(repo):
 
 
 def run_names(repo) -> list[str]:
-    out = run_python("import gitml\nf = gitml.search_runs(search_all_experiments=True, order_by=['attributes.run_name'])\n"
-                     "print(','.join(f['tags.mlflow.runName']))", repo)
+    out = run_python(
+        "import gitml\nf = gitml.search_runs(search_all_experiments=True, order_by=['attributes.run_name'])\n"
+        "print(','.join(f['tags.mlflow.runName']))",
+        repo,
+    )
     return out.stdout.strip().splitlines()[-1].split(",")
 
 
@@ -90,14 +93,17 @@ def test_what_other_processes_do_to_the_refs_is_seen_through_the_stamp(repo, sma
     ids = make_runs(12)
     gitml.search_runs(search_all_experiments=True)
     # another process: a new run, a change to an old one, and git deletes a third's ref
-    run_python(f"""
+    run_python(
+        f"""
 import gitml
 gitml.set_experiment("stamp")
 with gitml.start_run(run_id="{ids[3]}"):
     gitml.set_tag("mlflow.runName", "r3-renamed")
 with gitml.start_run(run_name="new"):
     gitml.log_param("p", "x")
-""", repo)
+""",
+        repo,
+    )
     gone = [r for r in listing(repo) if r.endswith(ids[6].encode())][0]
     git(repo, "update-ref", "-d", gone.decode())
     refs, names, errors = stamped_table(repo)
@@ -172,14 +178,17 @@ def test_a_run_is_found_by_name_from_the_stamped_snapshot_and_the_refs_that_move
     gitml.set_experiment("stamp")
     ids = make_runs(12)
     gitml.search_runs(search_all_experiments=True)  # a stamped snapshot with its table of names
-    run_python(f"""
+    run_python(
+        f"""
 import gitml
 gitml.set_experiment("stamp")
 with gitml.start_run(run_id="{ids[3]}"):
     gitml.set_tag("mlflow.runName", "renamed")
 with gitml.start_run(run_name="r5"):
     pass
-""", repo)
+""",
+        repo,
+    )
     monkeypatch.setattr(RunIndex, "_read_snapshot", lambda self: (_ for _ in ()).throw(AssertionError("columns read")))
     with gitml.ops.Operations(str(repo)) as c:
         assert c.tracker.resolve("r7") == ids[7]

@@ -16,9 +16,24 @@ LAYERS = [
     ("gitml.client", "gitml.search", "gitml.frame", "gitml.entities"),
     ("gitml.ops", "gitml.runviews", "gitml.sync", "gitml.purge", "gitml.report"),
     ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
-    ("gitml.models", "gitml.pyfunc", "gitml.sklearn", "gitml.pytorch", "gitml.xgboost", "gitml.lightgbm", "gitml.catboost",
-     "gitml.statsmodels", "gitml.onnx", "gitml.keras", "gitml.transformers", "gitml.gitops",
-     "gitml.sweeps", "gitml.optuna", "gitml.ray", "gitml.autologging"),
+    (
+        "gitml.models",
+        "gitml.pyfunc",
+        "gitml.sklearn",
+        "gitml.pytorch",
+        "gitml.xgboost",
+        "gitml.lightgbm",
+        "gitml.catboost",
+        "gitml.statsmodels",
+        "gitml.onnx",
+        "gitml.keras",
+        "gitml.transformers",
+        "gitml.gitops",
+        "gitml.sweeps",
+        "gitml.optuna",
+        "gitml.ray",
+        "gitml.autologging",
+    ),
     ("gitml.cli", "gitml.ui", "gitml.serving", "gitml.mlflow_plugin"),
 ]
 
@@ -28,9 +43,12 @@ def test_the_folders_are_the_layers():
     in the same layers."""
     import re
 
-    entries = {f"gitml.{n.removesuffix('.py')}" for n in os.listdir(os.path.join(ROOT, "gitml"))
-               if (n.endswith(".py") and n not in ("__init__.py", "__main__.py"))
-               or os.path.isfile(os.path.join(ROOT, "gitml", n, "__init__.py"))}
+    entries = {
+        f"gitml.{n.removesuffix('.py')}"
+        for n in os.listdir(os.path.join(ROOT, "gitml"))
+        if (n.endswith(".py") and n not in ("__init__.py", "__main__.py"))
+        or os.path.isfile(os.path.join(ROOT, "gitml", n, "__init__.py"))
+    }
     layered = {p: level for level, prefixes in enumerate(LAYERS) for p in prefixes}
     assert entries == {p for p in layered if p.count(".") == 1}
     design = open(os.path.join(ROOT, "docs", "design.md")).read()
@@ -47,8 +65,12 @@ def test_the_folders_are_the_layers():
 def _layer(module: str) -> int | None:
     """The layer of the longest prefix naming ``module`` (``gitml.content.service`` sits above
     ``gitml.content``)."""
-    found = [(len(p), level) for level, prefixes in enumerate(LAYERS) for p in prefixes
-             if module == p or module.startswith(p + ".")]
+    found = [
+        (len(p), level)
+        for level, prefixes in enumerate(LAYERS)
+        for p in prefixes
+        if module == p or module.startswith(p + ".")
+    ]
     return max(found)[1] if found else None
 
 
@@ -57,10 +79,26 @@ def test_public_namespace_is_complete():
     for name in exported - {"__version__"}:
         assert getattr(gitml, name) is not None
     public_fluent = {
-        n for n in dir(__import__("gitml.fluent", fromlist=["x"])) if not n.startswith("_") and callable(getattr(gitml.fluent, n))
+        n
+        for n in dir(__import__("gitml.fluent", fromlist=["x"]))
+        if not n.startswith("_") and callable(getattr(gitml.fluent, n))
     }
-    missing = {n for n in public_fluent if n not in exported and n not in {"client", "run_of", "check_key", "annotations"}}
-    missing -= {"Client", "Operations", "Experiment", "Metric", "Run", "RunStatus", "ViewType", "GitmlError", "InvalidInputError", "RunWriter", "atexit"}
+    missing = {
+        n for n in public_fluent if n not in exported and n not in {"client", "run_of", "check_key", "annotations"}
+    }
+    missing -= {
+        "Client",
+        "Operations",
+        "Experiment",
+        "Metric",
+        "Run",
+        "RunStatus",
+        "ViewType",
+        "GitmlError",
+        "InvalidInputError",
+        "RunWriter",
+        "atexit",
+    }
     assert not missing, f"fluent functions missing from gitml.__all__: {missing}"
 
 
@@ -70,7 +108,9 @@ def test_the_typed_re_exports_match_the_lazy_ones():
     import ast
 
     tree = ast.parse(open(os.path.join(ROOT, "gitml", "__init__.py")).read())
-    block = next(node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING")
+    block = next(
+        node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"
+    )
     typed = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
     submodules = {name for name, module in typed.items() if module == "gitml"}
     assert {n: m for n, m in typed.items() if m != "gitml"} == gitml._LAZY
@@ -190,13 +230,24 @@ def test_cli_help_does_not_import_pandas_or_dulwich(tmp_path):
 # its modules may share private names; nothing else may use them.
 PRIVATE_ALLOWED = {
     "_load_pyfunc",  # MLflow's flavor-loader protocol: a flavor module's entry point by that name
-    "_fields", "_asdict", "_replace", "_make",  # the public API of namedtuples
+    "_fields",
+    "_asdict",
+    "_replace",
+    "_make",  # the public API of namedtuples
 }
 # The units that hold a git store and may read ``x.store``: the store itself, the layers
 # that keep one (tracking, content, registry), and gitml.sync and gitml.purge, whose push,
 # fetch and purge move refs and objects as git does (through the facade's
 # ``Operations.store``, gitml.ops).
-STORE_OWNERS = {"gitml.store", "gitml.tracking", "gitml.content", "gitml.registry", "gitml.ops", "gitml.sync", "gitml.purge"}
+STORE_OWNERS = {
+    "gitml.store",
+    "gitml.tracking",
+    "gitml.content",
+    "gitml.registry",
+    "gitml.ops",
+    "gitml.sync",
+    "gitml.purge",
+}
 # Other modules' ``.store`` reads, each with why.
 STORE_READS_ALLOWED = {
     "gitml.mlflow_plugin.importer": "MLflow's own tracking store (its client's), read for its bulk metric call",
@@ -276,14 +327,23 @@ def reach_through(modules: dict[str, ast.Module], packages: set[str]) -> list[st
                 problems.append(f"{where} reaches through {ast.unparse(node)}")
             if node.attr == "store" and isinstance(base, ast.Attribute) and base.attr == "tracker":
                 problems.append(f"{where} reaches through {ast.unparse(node)}")
-            elif node.attr == "store" and not on_self and unit not in STORE_OWNERS and isinstance(node.ctx, ast.Load) \
-                    and module not in STORE_READS_ALLOWED:
+            elif (
+                node.attr == "store"
+                and not on_self
+                and unit not in STORE_OWNERS
+                and isinstance(node.ctx, ast.Load)
+                and module not in STORE_READS_ALLOWED
+            ):
                 problems.append(f"{where} reads {ast.unparse(node)}")
     return problems
 
 
 def _packages() -> set[str]:
-    return {f"gitml.{n}" for n in os.listdir(os.path.join(ROOT, "gitml")) if os.path.isfile(os.path.join(ROOT, "gitml", n, "__init__.py"))}
+    return {
+        f"gitml.{n}"
+        for n in os.listdir(os.path.join(ROOT, "gitml"))
+        if os.path.isfile(os.path.join(ROOT, "gitml", n, "__init__.py"))
+    }
 
 
 def test_no_reach_through_into_other_layers():
@@ -325,7 +385,10 @@ def module_imports(modules: dict[str, ast.Module]) -> dict[str, set[str]]:
             elif isinstance(node, ast.Try):
                 body += node.body + node.orelse + node.finalbody
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module for a in node.names}
+                found |= {
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                    for a in node.names
+                }
             elif isinstance(node, ast.Import):
                 found |= {a.name for a in node.names}
         targets = set()
@@ -380,12 +443,16 @@ def test_the_cycle_check_finds_the_old_cli_circle():
         "gitml.cli.storage": "from gitml.cli.main import _client, cli\n",
         "gitml.cli.common": "",
     }
-    assert import_cycles(module_imports({m: ast.parse(s) for m, s in old.items()})) == [["gitml.cli.main", "gitml.cli.storage"]]
+    assert import_cycles(module_imports({m: ast.parse(s) for m, s in old.items()})) == [
+        ["gitml.cli.main", "gitml.cli.storage"]
+    ]
 
 
 def test_each_cli_module_imports_first_in_a_fresh_interpreter(tmp_path):
     """Whichever CLI module is imported first, every command is registered on the root group."""
-    names = sorted(n[:-3] for n in os.listdir(os.path.join(ROOT, "gitml", "cli")) if n.endswith(".py") and n != "__init__.py")
+    names = sorted(
+        n[:-3] for n in os.listdir(os.path.join(ROOT, "gitml", "cli")) if n.endswith(".py") and n != "__init__.py"
+    )
     counts = set()
     for first in names:
         order = [first] + [n for n in names if n != first][::-1]
@@ -399,7 +466,10 @@ def test_each_cli_module_imports_first_in_a_fresh_interpreter(tmp_path):
         counts.add(run_python(script, cwd=tmp_path).stdout.strip())
     assert len(counts) == 1 and int(counts.pop()) >= 24
     # and as the hook runs it, with no re-import trick
-    out = run_python("import runpy, sys\nsys.argv = ['gitml', '--help']\nrunpy.run_module('gitml', run_name='__main__')", cwd=tmp_path)
+    out = run_python(
+        "import runpy, sys\nsys.argv = ['gitml', '--help']\nrunpy.run_module('gitml', run_name='__main__')",
+        cwd=tmp_path,
+    )
     assert "checkout" in out.stdout and "registry" in out.stdout
 
 
@@ -416,7 +486,9 @@ def test_every_error_class_is_reachable_from_gitml_errors():
     for module, tree in _modules().items():
         # these import MLflow / MLServer (not installed here, each in its own venv): they define none
         if module.startswith("gitml.mlflow_plugin") or module == "gitml.serving.mlserver":
-            assert not [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name.endswith(("Error", "Exception"))]
+            assert not [
+                n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name.endswith(("Error", "Exception"))
+            ]
             continue
         classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef) and not n.name.startswith("_")]
         if not classes:
@@ -438,20 +510,65 @@ def test_every_error_class_is_reachable_from_gitml_errors():
 # Client needs (a repository is opened, buffered, closed). The plumbing the CLI, UI, sync,
 # projects and the MLflow plugin use is gitml.ops.Operations'.
 CLIENT_SURFACE = {
-    "create_experiment", "get_experiment", "get_experiment_by_name", "rename_experiment", "delete_experiment",
-    "restore_experiment", "set_experiment_tag", "delete_experiment_tag", "search_experiments",
-    "create_run", "get_run", "get_parent_run", "log_param", "log_metric", "set_tag", "delete_tag", "log_batch",
-    "log_inputs", "log_artifact", "log_artifacts", "log_text", "log_dict", "log_table", "log_image", "log_figure",
-    "list_artifacts", "download_artifacts", "load_table", "get_metric_history", "set_terminated", "update_run",
-    "delete_run", "restore_run", "search_runs",
-    "create_registered_model", "get_registered_model", "search_registered_models", "delete_registered_model",
-    "create_model_version", "get_model_version", "delete_model_version", "search_model_versions",
-    "get_latest_versions", "transition_model_version_stage", "set_registered_model_alias",
-    "delete_registered_model_alias", "get_model_version_by_alias",
-    "update_registered_model", "rename_registered_model", "set_registered_model_tag", "delete_registered_model_tag",
-    "copy_model_version", "get_model_version_download_uri", "update_model_version", "set_model_version_tag",
+    "create_experiment",
+    "get_experiment",
+    "get_experiment_by_name",
+    "rename_experiment",
+    "delete_experiment",
+    "restore_experiment",
+    "set_experiment_tag",
+    "delete_experiment_tag",
+    "search_experiments",
+    "create_run",
+    "get_run",
+    "get_parent_run",
+    "log_param",
+    "log_metric",
+    "set_tag",
+    "delete_tag",
+    "log_batch",
+    "log_inputs",
+    "log_artifact",
+    "log_artifacts",
+    "log_text",
+    "log_dict",
+    "log_table",
+    "log_image",
+    "log_figure",
+    "list_artifacts",
+    "download_artifacts",
+    "load_table",
+    "get_metric_history",
+    "set_terminated",
+    "update_run",
+    "delete_run",
+    "restore_run",
+    "search_runs",
+    "create_registered_model",
+    "get_registered_model",
+    "search_registered_models",
+    "delete_registered_model",
+    "create_model_version",
+    "get_model_version",
+    "delete_model_version",
+    "search_model_versions",
+    "get_latest_versions",
+    "transition_model_version_stage",
+    "set_registered_model_alias",
+    "delete_registered_model_alias",
+    "get_model_version_by_alias",
+    "update_registered_model",
+    "rename_registered_model",
+    "set_registered_model_tag",
+    "delete_registered_model_tag",
+    "copy_model_version",
+    "get_model_version_download_uri",
+    "update_model_version",
+    "set_model_version_tag",
     "delete_model_version_tag",
-    "repo_path", "flush", "close",  # gitml's own
+    "repo_path",
+    "flush",
+    "close",  # gitml's own
 }
 
 
@@ -488,11 +605,19 @@ def test_errors_are_imported_from_gitml_errors():
     found = []
     for module, tree in _modules().items():
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gitml") \
-                    and node.module not in FACES | {"gitml.errors", "gitml.exceptions"}:
-                found += [f"{module}:{node.lineno} imports {a.name} from {node.module}" for a in node.names if a.name in names]
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("gitml")
+                and node.module not in FACES | {"gitml.errors", "gitml.exceptions"}
+            ):
+                found += [
+                    f"{module}:{node.lineno} imports {a.name} from {node.module}" for a in node.names if a.name in names
+                ]
             if isinstance(node, ast.ImportFrom) and node.module in FACES and module.startswith(node.module + "."):
-                found += [f"{module}:{node.lineno} imports {a.name} from its face" for a in node.names if a.name in names]
+                found += [
+                    f"{module}:{node.lineno} imports {a.name} from its face" for a in node.names if a.name in names
+                ]
     assert found == []
 
 

@@ -66,8 +66,12 @@ for i in range(runs):
 def _start(repo, runs: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": ROOT}
     return subprocess.Popen(
-        [sys.executable, "-c", LONG_PROCESS, str(runs)], cwd=repo, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-c", LONG_PROCESS, str(runs)],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -84,7 +88,9 @@ def _check_runs(repo, ended: int, *, killed_at_most: int = 0) -> None:
             assert run.data.tags["i"] == str(i)
             assert run.data.metrics["acc"] == 2 / 3
         assert len(found) <= killed_at_most and all(r.info.status == "KILLED" for r in found.values())
-        sample = client.get_metric_history(client.search_runs([experiment], "attributes.run_name = 'r7'")[0].info.run_id, "loss")
+        sample = client.get_metric_history(
+            client.search_runs([experiment], "attributes.run_name = 'r7'")[0].info.run_id, "loss"
+        )
         assert [m.step for m in sample] == [0, 1, 2]
     assert os.listdir(repo / ".git" / "gitml" / "journal") == []
     git(repo, "fsck", "--strict")

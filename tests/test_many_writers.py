@@ -100,9 +100,16 @@ def test_eight_workers_push_400_trials_to_one_remote_at_once(repo, tmp_path, tra
             clone = tmp_path / f"worker{i}"
             git(tmp_path, "clone", "-q", url, str(clone))
             env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c", WORKER, url, journal, str(i), str(TRIALS), str(ROUND)],
-                cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", WORKER, url, journal, str(i), str(TRIALS), str(ROUND)],
+                    cwd=clone,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         reports = []
         for proc in procs:
             out, err = proc.communicate(timeout=800)

@@ -20,21 +20,77 @@ from gitml.exceptions import MlflowException
 from tests.mlflow_venv import mlflow_python  # noqa: F401  (a fixture)
 
 FLUENT = [
-    "start_run", "end_run", "active_run", "last_active_run", "get_run", "get_parent_run", "delete_run",
-    "log_metric", "log_metrics", "log_param", "log_params", "set_tag", "set_tags", "delete_tag",
-    "log_artifact", "log_artifacts", "log_text", "log_dict", "log_table", "load_table", "log_image",
-    "log_figure", "log_input", "get_artifact_uri", "search_runs", "set_experiment", "create_experiment",
-    "get_experiment", "get_experiment_by_name", "search_experiments", "set_experiment_tag",
-    "set_experiment_tags", "delete_experiment", "set_tracking_uri", "get_tracking_uri",
-    "is_tracking_uri_set", "flush_async_logging", "enable_system_metrics_logging",
+    "start_run",
+    "end_run",
+    "active_run",
+    "last_active_run",
+    "get_run",
+    "get_parent_run",
+    "delete_run",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "set_tag",
+    "set_tags",
+    "delete_tag",
+    "log_artifact",
+    "log_artifacts",
+    "log_text",
+    "log_dict",
+    "log_table",
+    "load_table",
+    "log_image",
+    "log_figure",
+    "log_input",
+    "get_artifact_uri",
+    "search_runs",
+    "set_experiment",
+    "create_experiment",
+    "get_experiment",
+    "get_experiment_by_name",
+    "search_experiments",
+    "set_experiment_tag",
+    "set_experiment_tags",
+    "delete_experiment",
+    "set_tracking_uri",
+    "get_tracking_uri",
+    "is_tracking_uri_set",
+    "flush_async_logging",
+    "enable_system_metrics_logging",
     "disable_system_metrics_logging",
 ]
 CLIENT = [
-    "search_runs", "log_metric", "log_param", "set_tag", "log_batch", "create_run", "get_run",
-    "get_parent_run", "set_terminated", "delete_run", "restore_run", "update_run", "get_metric_history",
-    "list_artifacts", "log_artifact", "log_artifacts", "log_text", "log_dict", "log_table", "log_image",
-    "log_figure", "load_table", "delete_tag", "create_experiment", "get_experiment", "get_experiment_by_name",
-    "set_experiment_tag", "delete_experiment", "restore_experiment", "rename_experiment",
+    "search_runs",
+    "log_metric",
+    "log_param",
+    "set_tag",
+    "log_batch",
+    "create_run",
+    "get_run",
+    "get_parent_run",
+    "set_terminated",
+    "delete_run",
+    "restore_run",
+    "update_run",
+    "get_metric_history",
+    "list_artifacts",
+    "log_artifact",
+    "log_artifacts",
+    "log_text",
+    "log_dict",
+    "log_table",
+    "log_image",
+    "log_figure",
+    "load_table",
+    "delete_tag",
+    "create_experiment",
+    "get_experiment",
+    "get_experiment_by_name",
+    "set_experiment_tag",
+    "delete_experiment",
+    "restore_experiment",
+    "rename_experiment",
 ]
 
 SIGNATURES = """
@@ -54,17 +110,22 @@ def _params(f) -> list[list]:
 def _same(mine: list[list], theirs: list[list]) -> bool:
     """The same positional parameters in the same order; MLflow's keyword-only ones
     among gitml's (which may add its own, e.g. ``experiment_names``)."""
+
     def positional(params):
         return [name for name, kw_only in params if not kw_only]
+
     def keywords(params):
         return {name for name, kw_only in params if kw_only}
+
     return positional(mine) == positional(theirs) and keywords(theirs) <= keywords(mine)
 
 
 def test_signatures_are_mlflows(mlflow_python):  # noqa: F811
     out = subprocess.run(
         [mlflow_python, "-c", SIGNATURES, json.dumps(FLUENT), json.dumps(CLIENT)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     theirs = json.loads(out.stdout)
     for name in FLUENT:
@@ -175,7 +236,10 @@ def test_mlflowexception_is_the_root_with_mlflows_codes(repo):
         with pytest.raises(MlflowException) as e:
             gitml.log_param("p", "2")
         assert e.value.error_code == "INVALID_PARAMETER_VALUE"
-        for bad_metric in (lambda: c.log_metric(gitml.active_run().info.run_id, "m", "abc"), lambda: gitml.log_metric("m", "abc")):
+        for bad_metric in (
+            lambda: c.log_metric(gitml.active_run().info.run_id, "m", "abc"),
+            lambda: gitml.log_metric("m", "abc"),
+        ):
             with pytest.raises(MlflowException) as e:
                 bad_metric()
             assert e.value.error_code == "INVALID_PARAMETER_VALUE"
@@ -189,7 +253,18 @@ def test_mlflow_names_for_the_client_entities_and_errors():
     from gitml.tracking import MlflowClient
 
     assert MlflowClient is gitml.MlflowClient is gitml.Client
-    for name in ("Metric", "Param", "RunTag", "Run", "RunInfo", "RunData", "Experiment", "ViewType", "RunStatus", "FileInfo"):
+    for name in (
+        "Metric",
+        "Param",
+        "RunTag",
+        "Run",
+        "RunInfo",
+        "RunData",
+        "Experiment",
+        "ViewType",
+        "RunStatus",
+        "FileInfo",
+    ):
         assert getattr(gitml.entities, name) is getattr(gitml, name)
     assert gitml.entities.Metric("k", 1.0, 2, 3).step == 3
     from gitml import errors
@@ -250,7 +325,9 @@ def test_system_tags_mlflow_sets(repo):
 
     git(repo, "add", "job.py")
     git(repo, "commit", "-qm", "job")
-    out = run_python("import runpy, sys; sys.argv = ['job.py']; runpy.run_path('job.py', run_name='__main__')", cwd=repo)
+    out = run_python(
+        "import runpy, sys; sys.argv = ['job.py']; runpy.run_path('job.py', run_name='__main__')", cwd=repo
+    )
     tags = gitml.get_run(out.stdout.strip()).data.tags
     assert tags["mlflow.source.name"] == "job.py" and tags["mlflow.source.type"] == "LOCAL"
     import getpass
@@ -280,7 +357,12 @@ def test_load_table_joins_the_runs_tables(repo):
     with gitml.start_run():
         gitml.log_text("no table here", "other.txt")
     frame = gitml.load_table("eval/t.json", extra_columns=["run_id"])
-    assert sorted(zip(frame["x"], frame["run_id"], strict=False)) == [(0, runs[0]), (1, runs[1]), (10, runs[0]), (11, runs[1])]
+    assert sorted(zip(frame["x"], frame["run_id"], strict=False)) == [
+        (0, runs[0]),
+        (1, runs[1]),
+        (10, runs[0]),
+        (11, runs[1]),
+    ]
     assert list(gitml.load_table("eval/t.json", run_ids=[runs[1]])["x"]) == [1, 11]
     with pytest.raises(InvalidInputError, match="no run has"):
         gitml.load_table("missing.json")
@@ -310,7 +392,11 @@ def test_log_input_records_datasets_searchable_by_name_digest_context(repo):
     df = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"], "y": [0, 1]})
     train = gitml.data.from_pandas(df, source="data/train.csv", targets="y", name="train")
     arrays = gitml.data.from_numpy(np.arange(6.0).reshape(3, 2), targets=np.array([0, 1, 0]))
-    assert train.digest == gitml.data.from_pandas(df.copy(), name="train").digest != gitml.data.from_pandas(df.head(1)).digest
+    assert (
+        train.digest
+        == gitml.data.from_pandas(df.copy(), name="train").digest
+        != gitml.data.from_pandas(df.head(1)).digest
+    )
     with gitml.start_run() as run:
         gitml.log_input(train, context="training", tags={"split": "a"})
         gitml.log_input(train, context="training")  # once per (dataset, context)
@@ -320,7 +406,11 @@ def test_log_input_records_datasets_searchable_by_name_digest_context(repo):
     inputs = gitml.get_run(run.info.run_id).inputs.dataset_inputs
     assert [(i.dataset.name, i.dataset.source_type) for i in inputs] == [("train", "local"), ("dataset", "code")]
     assert {(t.key, t.value) for t in inputs[0].tags} == {("split", "a"), ("mlflow.data.context", "training")}
-    assert json.loads(inputs[0].dataset.schema)["mlflow_colspec"][1] == {"type": "string", "name": "b", "required": True}
+    assert json.loads(inputs[0].dataset.schema)["mlflow_colspec"][1] == {
+        "type": "string",
+        "name": "b",
+        "required": True,
+    }
     assert json.loads(inputs[1].dataset.profile)["features_shape"] == [3, 2]
     for text in ("datasets.name = 'train'", "datasets.context = 'training'", f"datasets.digest = '{train.digest}'"):
         assert list(gitml.search_runs(filter_string=text)["run_id"]) == [run.info.run_id], text
@@ -345,7 +435,11 @@ def test_system_metrics_are_logged_as_averages_on_a_thread(repo, monkeypatch):
     monitor.stop()
     assert [step for step, _ in got[:2]] == [0, 1]
     keys = set(got[0][1])
-    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes", "system/disk_usage_percentage"} <= keys
+    assert {
+        "system/cpu_utilization_percentage",
+        "system/system_memory_usage_megabytes",
+        "system/disk_usage_percentage",
+    } <= keys
     assert 0 <= got[0][1]["system/system_memory_usage_percentage"] <= 100
 
     monkeypatch.setenv("GITML_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.01")

@@ -55,10 +55,17 @@ def _runs() -> list[dict]:
             tags["my.tag"] = f"t{i % 2}"
         status = "FAILED" if i % 5 == 2 else "KILLED" if i % 11 == 7 else "RUNNING" if i % 9 == 8 else "FINISHED"
         start = BASE + ((i * 7) % 24) * 1000  # start order differs from name order
-        runs.append({
-            "name": f"r{i:02}", "start": start, "status": status, "end": start + 500 * (i % 4),
-            "params": params, "metrics": metrics, "tags": tags,
-        })
+        runs.append(
+            {
+                "name": f"r{i:02}",
+                "start": start,
+                "status": status,
+                "end": start + 500 * (i % 4),
+                "params": params,
+                "metrics": metrics,
+                "tags": tags,
+            }
+        )
     specials = [
         ("it's", {"path": "C:\\data\\x", "model": "cnn"}, {"note": "50%_done"}),
         ("C:\\runs\\a", {"path": "C:\\data\\", "model": "rnn"}, {"note": 'say "hi"'}),
@@ -68,16 +75,43 @@ def _runs() -> list[dict]:
     ]
     for j, (name, params, tags) in enumerate(specials):
         start = BASE + 100_000 + j * 1000
-        runs.append({"name": name, "start": start, "status": "FINISHED", "end": start + 10,
-                     "params": params, "metrics": {"acc": [[0.5 + j / 100, 0, BASE]]}, "tags": tags})
+        runs.append(
+            {
+                "name": name,
+                "start": start,
+                "status": "FINISHED",
+                "end": start + 10,
+                "params": params,
+                "metrics": {"acc": [[0.5 + j / 100, 0, BASE]]},
+                "tags": tags,
+            }
+        )
     for j in range(2):
         start = BASE + 200_000 + j * 1000
-        runs.append({"name": f"child-{j}", "start": start, "status": "FINISHED", "end": start + 1,
-                     "params": {"model": "cnn"}, "metrics": {"acc": [[0.7, 0, BASE]]},
-                     "tags": {"team": "nlp"}, "parent": "parent"})
-    runs.append({"name": "deleted", "start": BASE + 300_000, "status": "FINISHED", "end": BASE + 300_001,
-                 "params": {"model": "cnn"}, "metrics": {"acc": [[0.9, 0, BASE]]}, "tags": {},
-                 "deleted": True})
+        runs.append(
+            {
+                "name": f"child-{j}",
+                "start": start,
+                "status": "FINISHED",
+                "end": start + 1,
+                "params": {"model": "cnn"},
+                "metrics": {"acc": [[0.7, 0, BASE]]},
+                "tags": {"team": "nlp"},
+                "parent": "parent",
+            }
+        )
+    runs.append(
+        {
+            "name": "deleted",
+            "start": BASE + 300_000,
+            "status": "FINISHED",
+            "end": BASE + 300_001,
+            "params": {"model": "cnn"},
+            "metrics": {"acc": [[0.9, 0, BASE]]},
+            "tags": {},
+            "deleted": True,
+        }
+    )
     return runs
 
 
@@ -93,76 +127,188 @@ EXPERIMENTS = [
 FILTERS = [
     "",
     # metrics: every comparator; NaN, infinities, missing values, the latest point
-    "metrics.acc > 0.5", "metrics.acc >= 0.5", "metrics.acc < 0.3", "metrics.acc <= 0.3",
-    "metrics.acc = 0.85", "metrics.acc != 0.85", "metrics.acc = 0.05", "metrics.acc = 0.99",
-    "metrics.acc != 0", "metrics.acc > -1", "metrics.acc>0.5", "metrics.acc > 1e-1",
-    "metrics.acc > .5", "metrics.acc = 1.", "metrics.acc > -1e308",
-    "metrics.loss > 1e308", "metrics.loss < -1e308", "metrics.loss != 0.15", "metrics.loss >= 0",
-    "metric.acc > 0.5", "`metric`.acc > 0.5", "`metrics`.acc < 0.2",
-    "metrics.`val loss` > 0.5", 'metrics."val loss" <= 0.6', "metrics.`acc` = 0.5",
-    "metrics.missing > 0", "metrics.missing != 0",
+    "metrics.acc > 0.5",
+    "metrics.acc >= 0.5",
+    "metrics.acc < 0.3",
+    "metrics.acc <= 0.3",
+    "metrics.acc = 0.85",
+    "metrics.acc != 0.85",
+    "metrics.acc = 0.05",
+    "metrics.acc = 0.99",
+    "metrics.acc != 0",
+    "metrics.acc > -1",
+    "metrics.acc>0.5",
+    "metrics.acc > 1e-1",
+    "metrics.acc > .5",
+    "metrics.acc = 1.",
+    "metrics.acc > -1e308",
+    "metrics.loss > 1e308",
+    "metrics.loss < -1e308",
+    "metrics.loss != 0.15",
+    "metrics.loss >= 0",
+    "metric.acc > 0.5",
+    "`metric`.acc > 0.5",
+    "`metrics`.acc < 0.2",
+    "metrics.`val loss` > 0.5",
+    'metrics."val loss" <= 0.6',
+    "metrics.`acc` = 0.5",
+    "metrics.missing > 0",
+    "metrics.missing != 0",
     # params
-    "params.model = 'cnn'", "params.model != 'cnn'", "params.model = \"rnn\"",
-    "params.model LIKE 'cnn%'", "params.model LIKE '%nn'", "params.model LIKE '_nn'",
-    "params.model LIKE 'CNN'", "params.model ILIKE 'cnn'", "params.model ILIKE '%LARGE'",
-    "params.model like 'c%'", "params.model LIKE '%'", "params.lr = '1e-4'", "params.lr LIKE '0.0%'",
-    "params.model IS NULL", "params.model IS NOT NULL", "params.model is not null",
-    "param.model = 'mlp'", "parameter.model = 'mlp'", "parameters.model = 'mlp'",
-    "`params`.model = 'mlp'", "`param`.`my key` = 'x'", "params.`my key` = 'x'", 'params."my key" = "x"',
+    "params.model = 'cnn'",
+    "params.model != 'cnn'",
+    'params.model = "rnn"',
+    "params.model LIKE 'cnn%'",
+    "params.model LIKE '%nn'",
+    "params.model LIKE '_nn'",
+    "params.model LIKE 'CNN'",
+    "params.model ILIKE 'cnn'",
+    "params.model ILIKE '%LARGE'",
+    "params.model like 'c%'",
+    "params.model LIKE '%'",
+    "params.lr = '1e-4'",
+    "params.lr LIKE '0.0%'",
+    "params.model IS NULL",
+    "params.model IS NOT NULL",
+    "params.model is not null",
+    "param.model = 'mlp'",
+    "parameter.model = 'mlp'",
+    "parameters.model = 'mlp'",
+    "`params`.model = 'mlp'",
+    "`param`.`my key` = 'x'",
+    "params.`my key` = 'x'",
+    'params."my key" = "x"',
     # quoted text is verbatim: backslashes are characters, no escapes
-    "params.path = 'C:\\data\\x'", "params.path = 'C:\\data\\'", "params.path LIKE 'C:\\data\\%'",
-    "params.path LIKE 'C:%'", "params.path = 'it''s'", "params.path = \"it''s\"",
-    "params.path = 'a\\'b'", "params.path = \"a\\'b\"", "params.path ILIKE '%\\%'",
+    "params.path = 'C:\\data\\x'",
+    "params.path = 'C:\\data\\'",
+    "params.path LIKE 'C:\\data\\%'",
+    "params.path LIKE 'C:%'",
+    "params.path = 'it''s'",
+    "params.path = \"it''s\"",
+    "params.path = 'a\\'b'",
+    'params.path = "a\\\'b"',
+    "params.path ILIKE '%\\%'",
     "params.path = 'C:\\data\\x' AND params.model = 'cnn'",
     # tags
-    "tags.team = 'vision'", "tags.team != 'vision'", "tags.team ILIKE 'vision'", "tags.team LIKE 'V%'",
-    "tags.team IS NULL", "tags.team IS NOT NULL", "tag.team = 'nlp'", "`tags`.team = 'nlp'",
-    "tags.`my.tag` = 't0'", "tags.my.tag = 't1'", "tags.note = '50%_done'", "tags.note LIKE '50\\%%'",
-    "tags.note LIKE '%\\_%'", "tags.note LIKE '50_%'", "tags.note = 'say \"hi\"'", "tags.note = \"it's\"",
-    "tags.note = '%'", "tags.note LIKE '%'",
-    "tags.`mlflow.runName` = 'r03'", "tags.mlflow.runName LIKE 'child%'",
-    "tags.mlflow.parentRunId IS NOT NULL", "tags.mlflow.parentRunId IS NULL AND params.model = 'cnn'",
+    "tags.team = 'vision'",
+    "tags.team != 'vision'",
+    "tags.team ILIKE 'vision'",
+    "tags.team LIKE 'V%'",
+    "tags.team IS NULL",
+    "tags.team IS NOT NULL",
+    "tag.team = 'nlp'",
+    "`tags`.team = 'nlp'",
+    "tags.`my.tag` = 't0'",
+    "tags.my.tag = 't1'",
+    "tags.note = '50%_done'",
+    "tags.note LIKE '50\\%%'",
+    "tags.note LIKE '%\\_%'",
+    "tags.note LIKE '50_%'",
+    "tags.note = 'say \"hi\"'",
+    'tags.note = "it\'s"',
+    "tags.note = '%'",
+    "tags.note LIKE '%'",
+    "tags.`mlflow.runName` = 'r03'",
+    "tags.mlflow.runName LIKE 'child%'",
+    "tags.mlflow.parentRunId IS NOT NULL",
+    "tags.mlflow.parentRunId IS NULL AND params.model = 'cnn'",
     # attributes and the run-name spellings
-    "attributes.status = 'FAILED'", "status = 'RUNNING'", "status != 'FINISHED'", "attribute.status = 'KILLED'",
-    "attr.status LIKE 'F%'", "run.status ILIKE 'failed'", "`attributes`.status = 'FAILED'",
-    "attributes.run_name = 'r05'", "run_name = 'r05'", "attributes.`Run name` = 'r05'",
-    "attributes.`Run Name` LIKE 'r1%'", "`run name` = 'r07'", "run_name = \"it's\"",
-    "run_name = 'C:\\runs\\a'", "run_name LIKE 'C:\\%'", "run_name = 'say \"hi\"'", "run_name LIKE '%Space'",
-    "run_name != 'r00'", "run_name ILIKE 'R0%'",
-    "attributes.start_time > 1700000010000", "start_time >= 1700000010000", "created < 1700000005000",
-    "Created = 1700000003000", "attributes.created > 1700000100000", "start_time > 1.7e12",
-    "end_time > 1700000010000", "end_time != 0", "attributes.end_time <= 1700000005000",
-    "run_id LIKE '%'", "run_id = 'nope'", "run_id IN ('nope', 'nada')", "run_id NOT IN ('nope')",
-    "user_id LIKE '%'", "artifact_uri LIKE '%'",
+    "attributes.status = 'FAILED'",
+    "status = 'RUNNING'",
+    "status != 'FINISHED'",
+    "attribute.status = 'KILLED'",
+    "attr.status LIKE 'F%'",
+    "run.status ILIKE 'failed'",
+    "`attributes`.status = 'FAILED'",
+    "attributes.run_name = 'r05'",
+    "run_name = 'r05'",
+    "attributes.`Run name` = 'r05'",
+    "attributes.`Run Name` LIKE 'r1%'",
+    "`run name` = 'r07'",
+    'run_name = "it\'s"',
+    "run_name = 'C:\\runs\\a'",
+    "run_name LIKE 'C:\\%'",
+    "run_name = 'say \"hi\"'",
+    "run_name LIKE '%Space'",
+    "run_name != 'r00'",
+    "run_name ILIKE 'R0%'",
+    "attributes.start_time > 1700000010000",
+    "start_time >= 1700000010000",
+    "created < 1700000005000",
+    "Created = 1700000003000",
+    "attributes.created > 1700000100000",
+    "start_time > 1.7e12",
+    "end_time > 1700000010000",
+    "end_time != 0",
+    "attributes.end_time <= 1700000005000",
+    "run_id LIKE '%'",
+    "run_id = 'nope'",
+    "run_id IN ('nope', 'nada')",
+    "run_id NOT IN ('nope')",
+    "user_id LIKE '%'",
+    "artifact_uri LIKE '%'",
     # datasets: none logged, so nothing matches (and both sides accept the grammar)
-    "datasets.name = 'train'", "dataset.digest != 'x'", "datasets.context LIKE '%'",
-    "datasets.name IN ('a', 'b')", "datasets.digest NOT IN ('a')", "`datasets`.name ILIKE 'x'",
+    "datasets.name = 'train'",
+    "dataset.digest != 'x'",
+    "datasets.context LIKE '%'",
+    "datasets.name IN ('a', 'b')",
+    "datasets.digest NOT IN ('a')",
+    "`datasets`.name ILIKE 'x'",
     # AND chains
     "metrics.acc > 0.3 AND params.model = 'cnn' AND tags.team = 'nlp'",
     "params.model LIKE 'c%' and status = 'FINISHED' AND metrics.loss < 0.5",
     "tags.team IS NULL AND params.model IS NULL",
     # refused by both
-    "metrics.acc = 'x'", "metrics.acc LIKE '0%'", "metrics.acc == 1", "metrics.acc <> 1",
-    "params.model = 1", "params.model = cnn", "tags.team > 1", "foo.x = 1", "METRIX.acc > 1",
-    "metrics.acc >", "params.model = 'cnn",
-    "datasets.size = 'x'", "datasets.name = 1", "attributes.colour = 'red'", "colour = 'red'",
-    "metrics.acc 1", "status = 1", "start_time > 'x'",
-    "params.path = 'a\\'", "`metrix`.acc > 1", "attributes.start_time LIKE '1%'",
+    "metrics.acc = 'x'",
+    "metrics.acc LIKE '0%'",
+    "metrics.acc == 1",
+    "metrics.acc <> 1",
+    "params.model = 1",
+    "params.model = cnn",
+    "tags.team > 1",
+    "foo.x = 1",
+    "METRIX.acc > 1",
+    "metrics.acc >",
+    "params.model = 'cnn",
+    "datasets.size = 'x'",
+    "datasets.name = 1",
+    "attributes.colour = 'red'",
+    "colour = 'red'",
+    "metrics.acc 1",
+    "status = 1",
+    "start_time > 'x'",
+    "params.path = 'a\\'",
+    "`metrix`.acc > 1",
+    "attributes.start_time LIKE '1%'",
 ]
 
 EXTENSIONS = [
     # OR and parentheses
-    "metrics.acc > 0.8 OR params.model = 'mlp'", "(params.model = 'cnn')",
+    "metrics.acc > 0.8 OR params.model = 'mlp'",
+    "(params.model = 'cnn')",
     "(metrics.acc > 0.8 OR metrics.acc < 0.1) AND tags.team = 'nlp'",
     # IN, IS NULL and order comparisons everywhere
-    "params.model IN ('cnn', 'rnn')", "tags.team NOT IN ('nlp')", "metrics.acc IN (0.5, 0.85)",
-    "metrics.acc IS NULL", "metrics.acc IS NOT NULL", "attributes.end_time IS NULL",
-    "run_name IN ('r01', 'r02')", "attributes.status IN ('FAILED', 'KILLED')", "status NOT IN ('FINISHED')",
+    "params.model IN ('cnn', 'rnn')",
+    "tags.team NOT IN ('nlp')",
+    "metrics.acc IN (0.5, 0.85)",
+    "metrics.acc IS NULL",
+    "metrics.acc IS NOT NULL",
+    "attributes.end_time IS NULL",
+    "run_name IN ('r01', 'r02')",
+    "attributes.status IN ('FAILED', 'KILLED')",
+    "status NOT IN ('FINISHED')",
     "datasets.name IS NULL",
-    "params.lr < '0.05'", "tags.team >= 'nlp'", "run_name > 'r2'",
+    "params.lr < '0.05'",
+    "tags.team >= 'nlp'",
+    "run_name > 'r2'",
     # names in any case, more attributes, bare keys with /, -, :, a leading +
-    "METRICS.acc > 0.5", "Params.model = 'cnn'", "STATUS = 'FAILED'",
-    "lifecycle_stage = 'active'", "experiment_id LIKE '%'", "metrics.acc > +0.5", "metrics.val/loss > 0",
+    "METRICS.acc > 0.5",
+    "Params.model = 'cnn'",
+    "STATUS = 'FAILED'",
+    "lifecycle_stage = 'active'",
+    "experiment_id LIKE '%'",
+    "metrics.acc > +0.5",
+    "metrics.val/loss > 0",
 ]
 
 # MLflow's parser lets these through (a dangling AND is dropped, two comparisons side
@@ -170,40 +316,95 @@ EXTENSIONS = [
 STRICTER = ["metrics.acc > 1 AND", "AND metrics.acc > 1", "metrics.acc > 1 metrics.loss < 1"]
 
 ORDERS = [
-    [], ["metrics.acc"], ["metrics.acc DESC"], ["metrics.acc ASC"], ["metrics.loss"], ["metrics.loss DESC"],
-    ["metrics.`val loss` DESC"], ["params.model"], ["params.model DESC"], ["params.lr", "metrics.acc DESC"],
-    ["params.model DESC", "metrics.acc"], ["tags.team"], ["tags.team DESC", "params.lr ASC"],
-    ["attributes.start_time"], ["start_time DESC"], ["created"], ["end_time"], ["end_time DESC"],
-    ["status", "metrics.acc DESC"], ["attributes.run_name DESC"], ["run_name"], ["tags.`mlflow.runName`"],
-    ["`metric`.acc desc"], ["metrics.missing", "params.i"], ["params.`my key` DESC"],
+    [],
+    ["metrics.acc"],
+    ["metrics.acc DESC"],
+    ["metrics.acc ASC"],
+    ["metrics.loss"],
+    ["metrics.loss DESC"],
+    ["metrics.`val loss` DESC"],
+    ["params.model"],
+    ["params.model DESC"],
+    ["params.lr", "metrics.acc DESC"],
+    ["params.model DESC", "metrics.acc"],
+    ["tags.team"],
+    ["tags.team DESC", "params.lr ASC"],
+    ["attributes.start_time"],
+    ["start_time DESC"],
+    ["created"],
+    ["end_time"],
+    ["end_time DESC"],
+    ["status", "metrics.acc DESC"],
+    ["attributes.run_name DESC"],
+    ["run_name"],
+    ["tags.`mlflow.runName`"],
+    ["`metric`.acc desc"],
+    ["metrics.missing", "params.i"],
+    ["params.`my key` DESC"],
 ]
 BAD_ORDERS = [
-    ["metrics.acc DOWN"], ["metrics.acc DESC ASC"], ["foo.x"], ["attributes.colour"], ["acc"],
-    ["metrics.acc", "metrics.acc DESC"], ["start_time", "created DESC"], ["datasets.name"],
+    ["metrics.acc DOWN"],
+    ["metrics.acc DESC ASC"],
+    ["foo.x"],
+    ["attributes.colour"],
+    ["acc"],
+    ["metrics.acc", "metrics.acc DESC"],
+    ["start_time", "created DESC"],
+    ["datasets.name"],
 ]
 ORDER_EXTENSIONS = [["attributes.`Run name`"], ["lifecycle_stage"]]
 
 EXPERIMENT_FILTERS = [
-    "", "name = 'churn'", "name != 'churn'", "attribute.name = 'vision'", "name LIKE 'C%'", "name ILIKE 'churn%'",
-    "name LIKE '%\\%'", "name = 'C:\\exp'", "`name` = 'zeta'",
-    "tags.note = 'name = x'", "tags.note LIKE '%name%'", "tags.team = 'a'", "tags.team ILIKE 'a'",
-    "tag.team != 'a'", "tags.team IS NULL", "tags.team IS NOT NULL", "tags.path = 'C:\\data\\x'",
-    "creation_time > 0", "last_update_time >= 0", "creation_time < 0",
-    "name LIKE 'c%' AND tags.team = 'a'", "experiment_id != '0'",
+    "",
+    "name = 'churn'",
+    "name != 'churn'",
+    "attribute.name = 'vision'",
+    "name LIKE 'C%'",
+    "name ILIKE 'churn%'",
+    "name LIKE '%\\%'",
+    "name = 'C:\\exp'",
+    "`name` = 'zeta'",
+    "tags.note = 'name = x'",
+    "tags.note LIKE '%name%'",
+    "tags.team = 'a'",
+    "tags.team ILIKE 'a'",
+    "tag.team != 'a'",
+    "tags.team IS NULL",
+    "tags.team IS NOT NULL",
+    "tags.path = 'C:\\data\\x'",
+    "creation_time > 0",
+    "last_update_time >= 0",
+    "creation_time < 0",
+    "name LIKE 'c%' AND tags.team = 'a'",
+    "experiment_id != '0'",
     # refused by both
-    "params.x = 'a'", "run_name = 'x'", "name = 1", "creation_time > 'x'", "tags.team > 1", "foo.x = 'a'",
+    "params.x = 'a'",
+    "run_name = 'x'",
+    "name = 1",
+    "creation_time > 'x'",
+    "tags.team > 1",
+    "foo.x = 'a'",
 ]
 EXPERIMENT_EXTENSIONS = [
-    "attributes.name = 'churn'", "name = 'churn' OR name = 'zeta'", "name IN ('churn', 'zeta')",
-    "name < 'd'", "creation_time > 1.5",
+    "attributes.name = 'churn'",
+    "name = 'churn' OR name = 'zeta'",
+    "name IN ('churn', 'zeta')",
+    "name < 'd'",
+    "creation_time > 1.5",
 ]
 EXPERIMENT_ORDERS = [
-    [], ["name"], ["name DESC"], ["creation_time"], ["creation_time DESC"], ["attribute.name ASC"],
-    ["last_update_time DESC"], ["last_update_time", "name DESC"],
+    [],
+    ["name"],
+    ["name DESC"],
+    ["creation_time"],
+    ["creation_time DESC"],
+    ["attribute.name ASC"],
+    ["last_update_time DESC"],
+    ["last_update_time", "name DESC"],
 ]
 BAD_EXPERIMENT_ORDERS = [["tags.team"], ["foo"], ["name DOWN"], ["params.x"]]
 
-MLFLOW_SCRIPT = r'''
+MLFLOW_SCRIPT = r"""
 import json, sys, time
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
@@ -263,7 +464,7 @@ json.dump({
     "experiment_filters": [answer(lambda: experiments(f)) for f in spec["experiment_filters"]],
     "experiment_orders": [answer(lambda: experiments(None, o)) for o in spec["experiment_orders"]],
 }, sys.stdout)
-'''
+"""
 
 
 def _queries() -> dict:
@@ -348,7 +549,11 @@ def answers(mlflow_python, tmp_path_factory):  # noqa: F811
     env.update(HOME=str(tmp), MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", GIT_PYTHON_REFRESH="quiet")
     result = subprocess.run(
         [mlflow_python, str(tmp / "mlflow_side.py"), str(tmp / "spec.json")],
-        cwd=tmp, env=env, capture_output=True, text=True, timeout=240,
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     mlflow_answers = json.loads(result.stdout)

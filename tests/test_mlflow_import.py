@@ -21,8 +21,8 @@ import time
 import pytest
 
 import gitml
-import gitml.pyfunc
 import gitml.ops
+import gitml.pyfunc
 from tests.conftest import ROOT, git
 from tests.mlflow_stores import MAKE_STORE, READ_STORE
 from tests.mlflow_venv import mlflow_python, plugin_pythonpath  # noqa: F401  (a fixture)
@@ -34,21 +34,29 @@ KINDS = ("file", "sqlite")
 def _env(**extra: str) -> dict:
     full = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     full.update(
-        MLFLOW_DISABLE_TELEMETRY="true", MLFLOW_ALLOW_FILE_STORE="true", GIT_PYTHON_REFRESH="quiet",
-        MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true", PYTHONPATH=plugin_pythonpath(), **extra,
+        MLFLOW_DISABLE_TELEMETRY="true",
+        MLFLOW_ALLOW_FILE_STORE="true",
+        GIT_PYTHON_REFRESH="quiet",
+        MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true",
+        PYTHONPATH=plugin_pythonpath(),
+        **extra,
     )
     return full
 
 
 def _script(python: str, script: str, *args: str, cwd) -> dict:
-    done = subprocess.run([python, "-c", script, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [python, "-c", script, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def gitml_in_mlflow(python: str, *args: str, cwd, check: bool = True) -> subprocess.CompletedProcess:
     """``gitml ARGS`` run by MLflow's Python (where MLflow is importable), in ``cwd``."""
-    done = subprocess.run([python, "-m", "gitml", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [python, "-m", "gitml", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900
+    )
     if check:
         assert done.returncode == 0, done.stderr[-4000:]
     return done
@@ -101,7 +109,12 @@ def assert_equal_to_source(repo, read: dict, *, models: bool = True) -> None:
             run = c.get_run(run_id)  # the MLflow id kept
             info = run.info
             assert (info.run_name, info.status, info.start_time, info.end_time, info.user_id, info.lifecycle_stage) == (
-                src["name"], src["status"], src["start"], src["end"], src["user"], src["stage"]
+                src["name"],
+                src["status"],
+                src["start"],
+                src["end"],
+                src["user"],
+                src["stage"],
             ), run_id
             assert c.get_experiment(info.experiment_id).name == src["experiment"]
             assert run.data.params == src["params"]
@@ -117,10 +130,13 @@ def assert_equal_to_source(repo, read: dict, *, models: bool = True) -> None:
             for key, points in src["history"].items():
                 got = [[m.step, m.timestamp, m.value] for m in c.get_metric_history(run_id, key)]
                 assert len(got) == len(points) and all(
-                    g[:2] == p[:2] and _same(p[2], g[2]) for g, p in zip(sorted(got, key=str), sorted(points, key=str), strict=False)
+                    g[:2] == p[:2] and _same(p[2], g[2])
+                    for g, p in zip(sorted(got, key=str), sorted(points, key=str), strict=False)
                 ), (run_id, key)
-            inputs = sorted([d.dataset.name, d.dataset.digest, d.dataset.source, sorted((t.key, t.value) for t in d.tags)]
-                            for d in run.inputs.dataset_inputs)
+            inputs = sorted(
+                [d.dataset.name, d.dataset.digest, d.dataset.source, sorted((t.key, t.value) for t in d.tags)]
+                for d in run.inputs.dataset_inputs
+            )
             assert json.loads(json.dumps(inputs)) == src["inputs"]
             manifest = c.artifact_manifest(run_id)
             for path, sha in src["artifacts"].items():
@@ -145,7 +161,9 @@ def assert_registry_imported(repo, read: dict, made: dict, summary: dict) -> Non
         for number in ("1", "2", "3"):
             assert got[number].run_id == source["versions"][number]["run_id"]
             assert got[number].description == source["versions"][number]["description"]
-        assert got["1"].source == f"runs:/{made['runs'][0]}/model" and got["3"].source == f"runs:/{made['runs'][3]}/scorer"
+        assert (
+            got["1"].source == f"runs:/{made['runs'][0]}/model" and got["3"].source == f"runs:/{made['runs'][3]}/scorer"
+        )
         assert c.get_model_version_by_alias("churn-model", "production").version == "1"
         assert c.get_model_version_by_alias("churn-model", "champion").version == "3"
         model = c.get_registered_model("churn-model")
@@ -180,7 +198,14 @@ def assert_frames_equal(c, experiment: str, expected: list[dict]) -> None:
 
 @pytest.mark.mlflow
 @pytest.mark.parametrize("kind", KINDS)
-def test_import_equals_the_source_and_a_second_import_adds_nothing(kind, mlflow_python, mlflow_sources, code_repo, tmp_path, monkeypatch):  # noqa: F811
+def test_import_equals_the_source_and_a_second_import_adds_nothing(
+    kind,
+    mlflow_python,  # noqa: F811  (the fixture imported above)
+    mlflow_sources,
+    code_repo,
+    tmp_path,
+    monkeypatch,
+):
     uri, made, read = mlflow_sources[kind]
     repo = _project(tmp_path, code_repo)
     monkeypatch.chdir(repo)
@@ -220,7 +245,13 @@ def test_import_equals_the_source_and_a_second_import_adds_nothing(kind, mlflow_
 
 
 @pytest.mark.mlflow
-def test_a_killed_import_resumes_and_dry_run_counts_what_would_come(mlflow_python, mlflow_sources, code_repo, tmp_path, monkeypatch):  # noqa: F811
+def test_a_killed_import_resumes_and_dry_run_counts_what_would_come(
+    mlflow_python,  # noqa: F811  (the fixture imported above)
+    mlflow_sources,
+    code_repo,
+    tmp_path,
+    monkeypatch,
+):
     uri, made, read = mlflow_sources["file"]
     repo = _project(tmp_path, code_repo)
     monkeypatch.chdir(repo)
@@ -230,8 +261,12 @@ def test_a_killed_import_resumes_and_dry_run_counts_what_would_come(mlflow_pytho
     assert not git(repo, "for-each-ref", "refs/gitml/runs")  # nothing written
 
     importing = subprocess.Popen(
-        [mlflow_python, "-m", "gitml", "import", "mlflow", uri], cwd=repo, env=_env(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [mlflow_python, "-m", "gitml", "import", "mlflow", uri],
+        cwd=repo,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     while importing.poll() is None and len(git(repo, "for-each-ref", "refs/gitml/runs").split("\n")) < 4:
         time.sleep(0.05)  # polling for the first runs to land, not standing in for a time
@@ -254,10 +289,24 @@ def test_import_selects_and_maps_experiments(mlflow_python, mlflow_sources, code
     monkeypatch.chdir(repo)
     churn = [r for r, v in read["runs"].items() if v["experiment"] == "churn"]
     since = sorted(read["runs"][r]["start"] for r in churn)[2]
-    out = json.loads(gitml_in_mlflow(
-        mlflow_python, "import", "mlflow", uri, "-e", "churn", "--since", str(since), "--no-artifacts",
-        "--no-registry", "--map-experiment", "churn=churn-from-mlflow", "--json", cwd=repo,
-    ).stdout)
+    out = json.loads(
+        gitml_in_mlflow(
+            mlflow_python,
+            "import",
+            "mlflow",
+            uri,
+            "-e",
+            "churn",
+            "--since",
+            str(since),
+            "--no-artifacts",
+            "--no-registry",
+            "--map-experiment",
+            "churn=churn-from-mlflow",
+            "--json",
+            cwd=repo,
+        ).stdout
+    )
     wanted = {r for r in churn if read["runs"][r]["start"] >= since}
     assert out["runs"] == len(wanted) and out["artifacts"] == 0 and out["registered_models"] == 0
     with gitml.ops.Operations(repo) as c:
@@ -271,10 +320,17 @@ def test_import_selects_and_maps_experiments(mlflow_python, mlflow_sources, code
 
 def test_import_without_mlflow_says_how_to_install_it(repo):
     """gitml's own Python has no MLflow: one line says what to install."""
-    done = subprocess.run([sys.executable, "-m", "gitml", "import", "mlflow", "./mlruns"], cwd=repo, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    done = subprocess.run(
+        [sys.executable, "-m", "gitml", "import", "mlflow", "./mlruns"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == ['Error: gitml import mlflow needs MLflow in this Python: pip install "gitml[mlflow]"']
+    assert done.stderr.strip().splitlines() == [
+        'Error: gitml import mlflow needs MLflow in this Python: pip install "gitml[mlflow]"'
+    ]
 
 
 @pytest.mark.mlflow
@@ -299,9 +355,26 @@ def start_mlflow_server(python: str, folder) -> tuple[subprocess.Popen, str]:
 
     port = _free_port()
     server = subprocess.Popen(
-        [os.path.join(os.path.dirname(python), "mlflow"), "server", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
-         "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=folder, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            os.path.join(os.path.dirname(python), "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'server.db'}",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=folder,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300  # MLflow's server imports for a long while on a busy machine
@@ -343,7 +416,9 @@ def test_import_from_a_real_mlflow_server(mlflow_python, code_repo, tmp_path, mo
         with gitml.ops.Operations(repo) as c:
             assert os.path.exists(os.path.join(c.download_artifacts(made["runs"][0], "model"), "MLmodel"))
         # and back into the server (its experiments, beside the runs it holds): MLflow reads the same there
-        back = json.loads(gitml_in_mlflow(mlflow_python, "export", "mlflow", url, "--no-registry", "--json", cwd=repo).stdout)
+        back = json.loads(
+            gitml_in_mlflow(mlflow_python, "export", "mlflow", url, "--no-registry", "--json", cwd=repo).stdout
+        )
         assert back["runs"] == len(read["runs"]) and back["experiments"] == 0
         both = _script(mlflow_python, READ_STORE, url, cwd=folder)
         exported = {k: v for k, v in both["runs"].items() if "gitml.runId" in v["tags"]}
@@ -362,9 +437,14 @@ def assert_exported_equal(back: dict, read: dict) -> None:
         _, got = by_gitml_id[run_id]
         for field in ("experiment", "name", "status", "start", "end", "user", "stage", "params", "metrics", "inputs"):
             assert got[field] == src[field], (run_id, field)
-        want_tags = {k: (new_ids[v] if k == "mlflow.parentRunId" else v) for k, v in src["tags"].items()
-                     if k != "mlflow.log-model.history"}
-        assert {k: v for k, v in got["tags"].items() if not k.startswith("gitml.") and k != "mlflow.log-model.history"} == want_tags
+        want_tags = {
+            k: (new_ids[v] if k == "mlflow.parentRunId" else v)
+            for k, v in src["tags"].items()
+            if k != "mlflow.log-model.history"
+        }
+        assert {
+            k: v for k, v in got["tags"].items() if not k.startswith("gitml.") and k != "mlflow.log-model.history"
+        } == want_tags
         for key, points in src["history"].items():
             assert sorted(got["history"][key], key=str) == sorted(points, key=str), (run_id, key)
         assert {p: s for p, s in got["artifacts"].items() if p in src["artifacts"]} == src["artifacts"]
@@ -399,20 +479,48 @@ def test_client_import_run_writes_a_whole_run_in_one_commit(repo):
     with gitml.ops.Operations(repo) as c:
         exp = c.create_experiment("imported")
         joined = c.import_run(
-            exp, "a" * 32, run_name="from-mlflow", code=head, user_id="alice", status="FAILED", start_time=5,
-            end_time=9, params={"lr": "0.1"}, tags={"team": "ml", "mlflow.source.git.commit": head},
-            metrics={"loss": [(0, 1, 0.5), (1, 2, 0.25), (1, 3, float("nan"))]}, parent_run_id="b" * 32,
-            inputs=[{"name": "train", "digest": "d1", "source_type": "local", "source": "x.csv", "schema": None,
-                     "profile": None, "context": "training", "tags": {"split": "a"}}],
+            exp,
+            "a" * 32,
+            run_name="from-mlflow",
+            code=head,
+            user_id="alice",
+            status="FAILED",
+            start_time=5,
+            end_time=9,
+            params={"lr": "0.1"},
+            tags={"team": "ml", "mlflow.source.git.commit": head},
+            metrics={"loss": [(0, 1, 0.5), (1, 2, 0.25), (1, 3, float("nan"))]},
+            parent_run_id="b" * 32,
+            inputs=[
+                {
+                    "name": "train",
+                    "digest": "d1",
+                    "source_type": "local",
+                    "source": "x.csv",
+                    "schema": None,
+                    "profile": None,
+                    "context": "training",
+                    "tags": {"split": "a"},
+                }
+            ],
             artifact_files=[(str(repo / "big.bin"), "data/big.bin"), (str(repo / "train.py"), "code/train.py")],
         )
         assert joined
         run = c.get_run("a" * 32)
         assert (run.info.run_name, run.info.user_id, run.info.status, run.info.start_time, run.info.end_time) == (
-            "from-mlflow", "alice", "FAILED", 5, 9)
+            "from-mlflow",
+            "alice",
+            "FAILED",
+            5,
+            9,
+        )
         assert run.data.params == {"lr": "0.1"} and run.data.tags["team"] == "ml"
         assert run.data.tags["mlflow.parentRunId"] == "b" * 32
-        assert [(m.step, m.timestamp) for m in c.get_metric_history(run.info.run_id, "loss")] == [(0, 1), (1, 2), (1, 3)]
+        assert [(m.step, m.timestamp) for m in c.get_metric_history(run.info.run_id, "loss")] == [
+            (0, 1),
+            (1, 2),
+            (1, 3),
+        ]
         assert run.inputs.dataset_inputs[0].dataset.name == "train"
         assert c.artifacts.read_bytes(run.info.run_id, "data/big.bin") == b"x" * 300_000
         ref = f"refs/gitml/runs/{exp}/{'a' * 32}"

@@ -294,16 +294,29 @@ def test_mlflow_errors_prompt_filter_and_what_gitml_does_not_store(plugin_python
         assert out[key][0] == "INVALID_PARAMETER_VALUE", (key, out[key])
     assert out["exp_none"][1] == "Invalid experiment name: 'None'"
     assert out["exp_dup"] == ["RESOURCE_ALREADY_EXISTS", "Experiment(name=errors) already exists"]
-    assert out["missing_tag"] == ["RESOURCE_DOES_NOT_EXIST", f"No tag with name: nope in run with id {out['missing_tag'][1].split()[-1]}"]
+    assert out["missing_tag"] == [
+        "RESOURCE_DOES_NOT_EXIST",
+        f"No tag with name: nope in run with id {out['missing_tag'][1].split()[-1]}",
+    ]
     for key in ("malformed_run_read", "malformed_run_write"):
-        assert out[key][0] == "RESOURCE_DOES_NOT_EXIST" and out[key][1].startswith("Run with id=tr-123 not found"), out[key]
+        assert out[key][0] == "RESOURCE_DOES_NOT_EXIST" and out[key][1].startswith("Run with id=tr-123 not found"), out[
+            key
+        ]
     for key in ("exp_minus", "set_exp_minus"):
         assert out[key] == ["RESOURCE_DOES_NOT_EXIST", "No Experiment with id=-1337 exists"], out[key]
     assert out["dup_params"][0] == "INVALID_PARAMETER_VALUE" and "Duplicate parameter keys" in out["dup_params"][1]
-    assert out["bad_value"][0] == "INVALID_PARAMETER_VALUE" and "Please specify value as a valid double" in out["bad_value"][1]
+    assert (
+        out["bad_value"][0] == "INVALID_PARAMETER_VALUE"
+        and "Please specify value as a valid double" in out["bad_value"][1]
+    )
     assert out["params_after"] == {}  # nothing of the refused batches was logged
-    for key, kind in (("traces", "traces"), ("trace_info", "traces"), ("dataset", "evaluation datasets"),
-                      ("scorers", "scorers"), ("assessment", "assessments")):
+    for key, kind in (
+        ("traces", "traces"),
+        ("trace_info", "traces"),
+        ("dataset", "evaluation datasets"),
+        ("scorers", "scorers"),
+        ("assessment", "assessments"),
+    ):
         assert out[key][0] == "INVALID_PARAMETER_VALUE", (key, out[key])
         assert out[key][1].startswith(f"gitml does not store MLflow's {kind}"), (key, out[key])
 
@@ -414,7 +427,10 @@ def test_concurrent_mlflow_processes_lose_nothing(plugin_python, repo):
         # named: a random name may start with "w" ("warm-...") and match the workers' filter
         shared = c.create_run(c.create_experiment("many"), run_name="shared").info.run_id
     env = _env(SHARED_RUN=shared)
-    procs = [subprocess.Popen([plugin_python, "-c", WORKER, str(n)], cwd=repo, env=env, stderr=subprocess.PIPE, text=True) for n in range(4)]
+    procs = [
+        subprocess.Popen([plugin_python, "-c", WORKER, str(n)], cwd=repo, env=env, stderr=subprocess.PIPE, text=True)
+        for n in range(4)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]
@@ -458,8 +474,24 @@ def test_mlflow_server_serves_the_repository_over_rest(plugin_python, repo):
     mlflow_bin = os.path.join(os.path.dirname(plugin_python), "mlflow")
     env = _env()
     server = subprocess.Popen(
-        [mlflow_bin, "server", "--backend-store-uri", f"gitml:{repo}", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            mlflow_bin,
+            "server",
+            "--backend-store-uri",
+            f"gitml:{repo}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -474,7 +506,9 @@ def test_mlflow_server_serves_the_repository_over_rest(plugin_python, repo):
                 pass
             assert time.monotonic() < deadline, "mlflow server did not answer /health"
             time.sleep(0.5)
-        status, found = _http(base + "/api/2.0/mlflow/runs/search", {"experiment_ids": [], "filter": "params.lr = '0.1'"})
+        status, found = _http(
+            base + "/api/2.0/mlflow/runs/search", {"experiment_ids": [], "filter": "params.lr = '0.1'"}
+        )
         assert status == 200 and [r["info"]["run_id"] for r in found["runs"]] == [run_id]
         assert {m["key"]: m["step"] for m in found["runs"][0]["data"]["metrics"]} == {"loss": 29}
         status, history = _http(f"{base}/api/2.0/mlflow/metrics/get-history?run_id={run_id}&metric_key=loss")
@@ -485,10 +519,16 @@ def test_mlflow_server_serves_the_repository_over_rest(plugin_python, repo):
         status, trace = _http(f"{base}/api/3.0/mlflow/traces/tr-0123")
         assert status == 400 and trace["message"].startswith("gitml does not store MLflow's traces"), (status, trace)
         # read-write, as MLflow's server allows: a run created over REST is a gitml run
-        status, created = _http(base + "/api/2.0/mlflow/runs/create", {"experiment_id": found["runs"][0]["info"]["experiment_id"], "run_name": "rest"})
+        status, created = _http(
+            base + "/api/2.0/mlflow/runs/create",
+            {"experiment_id": found["runs"][0]["info"]["experiment_id"], "run_name": "rest"},
+        )
         assert status == 200
         new_id = created["run"]["info"]["run_id"]
-        logged = _http(base + "/api/2.0/mlflow/runs/log-metric", {"run_id": new_id, "key": "acc", "value": 0.5, "timestamp": 1, "step": 3})
+        logged = _http(
+            base + "/api/2.0/mlflow/runs/log-metric",
+            {"run_id": new_id, "key": "acc", "value": 0.5, "timestamp": 1, "step": 3},
+        )
         assert logged[0] == 200, logged
         with gitml.Client(repo) as c:
             assert [(m.value, m.step) for m in c.get_metric_history(new_id, "acc")] == [(0.5, 3)]
@@ -502,7 +542,9 @@ def test_mlflow_server_serves_the_repository_over_rest(plugin_python, repo):
 
 # -- what the plugin needs of gitml's Client (no MLflow needed) -----------------------
 def _run_commits(repo, run_id: str) -> int:
-    ref = [r for r in git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs").split() if r.endswith(run_id)][0]
+    ref = [
+        r for r in git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs").split() if r.endswith(run_id)
+    ][0]
     return int(git(repo, "rev-list", "--count", ref)) - int(git(repo, "rev-list", "--count", "HEAD"))
 
 
@@ -593,7 +635,11 @@ def test_artifact_folder_tags_and_mlflow_words(plugin_python, repo):
     # MLflow shows the tags its caller set: fluent runs the user and source (the commit where
     # MLflow finds GitPython), MlflowClient's none; gitml's own API shows every one
     assert set(out["fluent_tags_stored"]) - {"mlflow.source.git.commit"} == {
-        "mlflow.runName", "mlflow.source.name", "mlflow.source.type", "mlflow.user"}
+        "mlflow.runName",
+        "mlflow.source.name",
+        "mlflow.source.type",
+        "mlflow.user",
+    }
     assert out["client_tags"] == ["mlflow.runName"]
     assert out["metric_words"].startswith("Invalid value \"apple\" for parameter 'value' supplied")
     assert out["param_words"].startswith("Changing param values is not allowed. Param with key='p' was already logged")
@@ -722,14 +768,25 @@ def test_versions_of_sources_outside_the_repository(plugin_python, repo):
     assert out["renamed"] == ["Latest model", "stored"]  # MLflow's prompt ("greet") is not a model
     assert out["paged"] == [1, "stored"]
     assert out["prompt"] == "Hello {{name}}"
-    for said, mlflows in zip(out["words"], ["Registered Model with name=nope not found", "Registered Model (name=stored) already exists.",
-                                           "Model Version (name=stored, version=9) not found"], strict=True):
+    for said, mlflows in zip(
+        out["words"],
+        [
+            "Registered Model with name=nope not found",
+            "Registered Model (name=stored) already exists.",
+            "Model Version (name=stored, version=9) not found",
+        ],
+        strict=True,
+    ):
         assert said.startswith(mlflows), said  # MLflow's words, then gitml's reason
     assert out["latest_all"] == {"Staging": "1"}
     with gitml.Client(repo) as c:  # each version tags a commit of a run made for it, GTO-readable
         holders = c.search_runs(None, "tags.`mlflow.gitml.modelSource` LIKE '%'")
         assert sorted(r.data.tags["mlflow.gitml.modelSource"] for r in holders) == [
-            "dummy-source", "runs:/run_id/model", "runs:/run_id/model", "s3://bucket/path/model"]  # a prompt's too
+            "dummy-source",
+            "runs:/run_id/model",
+            "runs:/run_id/model",
+            "s3://bucket/path/model",
+        ]  # a prompt's too
         tags = git(repo, "tag", "--list").split()
         assert {"stored@v1.0.0"} <= set(tags)
         commit = git(repo, "rev-parse", "stored@v1.0.0^{commit}").strip()

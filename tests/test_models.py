@@ -16,7 +16,7 @@ import gitml
 import gitml.ops
 import gitml.pyfunc
 import gitml.sklearn
-from gitml.errors import ConflictError, GitmlError, InvalidInputError, NotFoundError
+from gitml.errors import ConflictError, GitmlError, InvalidInputError, ModelIntegrityError, NotFoundError
 from gitml.models import (
     ColSpec,
     DataType,
@@ -33,7 +33,6 @@ from gitml.models import (
 )
 from gitml.models.enforce import enforce_params, enforce_schema
 from gitml.models.uri import verify_folder
-from gitml.errors import ModelIntegrityError
 from tests.conftest import run_python
 
 
@@ -59,11 +58,25 @@ def test_signature_is_written_in_mlflows_json_forms(iris):
         {"name": "names", "type": "string", "default": ["a"], "shape": [-1]},
     ]
     assert ModelSignature.from_dict(d) == signature
-    frame = pd.DataFrame({"i": np.array([1], dtype="int32"), "f": np.array([1.0], dtype="float32"),
-                          "s": ["x"], "b": [True], "t": pd.to_datetime(["2024-01-01"]), "n": [None]}).astype({"n": float})
+    frame = pd.DataFrame(
+        {
+            "i": np.array([1], dtype="int32"),
+            "f": np.array([1.0], dtype="float32"),
+            "s": ["x"],
+            "b": [True],
+            "t": pd.to_datetime(["2024-01-01"]),
+            "n": [None],
+        }
+    ).astype({"n": float})
     kinds = {c.name: (c.type, c.required) for c in infer_signature(frame).inputs}
-    assert kinds == {"i": (DataType.integer, True), "f": (DataType.float, True), "s": (DataType.string, True),
-                     "b": (DataType.boolean, True), "t": (DataType.datetime, True), "n": (DataType.double, False)}
+    assert kinds == {
+        "i": (DataType.integer, True),
+        "f": (DataType.float, True),
+        "s": (DataType.string, True),
+        "b": (DataType.boolean, True),
+        "t": (DataType.datetime, True),
+        "n": (DataType.double, False),
+    }
     tensor = infer_signature(np.zeros((4, 3, 2), dtype="float32")).inputs
     assert tensor.to_dict() == [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 3, 2]}}]
 
@@ -131,18 +144,41 @@ def test_enforcement_of_tensors_and_params():
 
 
 # -- URIs ------------------------------------------------------------------------
-@pytest.mark.parametrize("uri", [
-    "models:/churn/3", "models:/churn@champion", "models:/a b/latest", "models:/té/Production",
-    "models:/a/b/7", "models:/a@b@prod", "runs:/0123abcd/model", "runs:/baseline/models/net", "some/folder",
-])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "models:/churn/3",
+        "models:/churn@champion",
+        "models:/a b/latest",
+        "models:/té/Production",
+        "models:/a/b/7",
+        "models:/a@b@prod",
+        "runs:/0123abcd/model",
+        "runs:/baseline/models/net",
+        "some/folder",
+    ],
+)
 def test_model_uris_round_trip(uri):
     assert str(parse_model_uri(uri)) == uri
 
 
-@pytest.mark.parametrize("uri", [
-    "", "models:/", "models:/x", "models:/x@", "models:/@a", "models:/x/", "models:/x@a/b", "runs:/", "runs:/r/../x",
-    "s3://bucket/model", "models:/x\n/1", "runs:/r/a\x00b",
-])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "",
+        "models:/",
+        "models:/x",
+        "models:/x@",
+        "models:/@a",
+        "models:/x/",
+        "models:/x@a/b",
+        "runs:/",
+        "runs:/r/../x",
+        "s3://bucket/model",
+        "models:/x\n/1",
+        "runs:/r/a\x00b",
+    ],
+)
 def test_bad_model_uris_are_refused(uri):
     with pytest.raises(InvalidInputError):
         parse_model_uri(uri)
@@ -176,21 +212,39 @@ def test_saved_folder_has_mlflows_layout(iris, tmp_path):
     X, model = iris
     gitml.sklearn.save_model(model, tmp_path / "m", input_example=X.head(3))
     names = sorted(os.listdir(tmp_path / "m"))
-    assert names == ["MLmodel", "conda.yaml", "input_example.json", "model.pkl", "python_env.yaml",
-                     "requirements.txt", "serving_input_example.json"]
+    assert names == [
+        "MLmodel",
+        "conda.yaml",
+        "input_example.json",
+        "model.pkl",
+        "python_env.yaml",
+        "requirements.txt",
+        "serving_input_example.json",
+    ]
     meta = Model.load(tmp_path / "m")
     pyfunc = meta.flavors["python_function"]
-    assert pyfunc["loader_module"] == "mlflow.sklearn" and pyfunc["env"] == {"conda": "conda.yaml", "virtualenv": "python_env.yaml"}
+    assert pyfunc["loader_module"] == "mlflow.sklearn" and pyfunc["env"] == {
+        "conda": "conda.yaml",
+        "virtualenv": "python_env.yaml",
+    }
     assert pyfunc["python_version"].count(".") == 2
     assert meta.flavors["sklearn"]["serialization_format"] == "cloudpickle"
     assert meta.signature.inputs.input_names() == list(X.columns)  # inferred from the example
-    assert meta.saved_input_example_info == {"artifact_path": "input_example.json", "type": "dataframe",
-                                             "pandas_orient": "split", "serving_input_path": "serving_input_example.json"}
+    assert meta.saved_input_example_info == {
+        "artifact_path": "input_example.json",
+        "type": "dataframe",
+        "pandas_orient": "split",
+        "serving_input_path": "serving_input_example.json",
+    }
     requirements = (tmp_path / "m" / "requirements.txt").read_text().split("\n")
     import sklearn
 
-    assert f"scikit-learn=={sklearn.__version__}" in requirements and any(r.startswith("cloudpickle==") for r in requirements)
-    assert json.loads((tmp_path / "m" / "serving_input_example.json").read_text())["dataframe_split"]["columns"] == list(X.columns)
+    assert f"scikit-learn=={sklearn.__version__}" in requirements and any(
+        r.startswith("cloudpickle==") for r in requirements
+    )
+    assert json.loads((tmp_path / "m" / "serving_input_example.json").read_text())["dataframe_split"][
+        "columns"
+    ] == list(X.columns)
     pd.testing.assert_frame_equal(meta.load_input_example(), X.head(3))
     with pytest.raises(ConflictError, match="not empty"):
         gitml.sklearn.save_model(model, tmp_path / "m")
@@ -244,14 +298,17 @@ def test_python_model_with_artifacts_and_params(repo, tmp_path):
     (tmp_path / "offset.txt").write_text("0.5")
     signature = ModelSignature(_schema(x="double"), None, ParamSchema([ParamSpec("factor", "double", 2.0)]))
     with gitml.start_run():
-        info = gitml.pyfunc.log_model(name="m", python_model=Doubler(), artifacts={"offset": str(tmp_path / "offset.txt")},
-                                      signature=signature)
+        info = gitml.pyfunc.log_model(
+            name="m", python_model=Doubler(), artifacts={"offset": str(tmp_path / "offset.txt")}, signature=signature
+        )
     loaded = gitml.pyfunc.load_model(info.model_uri)
     assert loaded.predict(pd.DataFrame({"x": [1.0, 2.0]})).tolist() == [2.5, 4.5]
     assert loaded.predict(pd.DataFrame({"x": [1.0]}), params={"factor": 3}).tolist() == [3.5]
     assert isinstance(loaded.unwrap_python_model(), Doubler)
     conf = loaded.metadata.flavors["python_function"]
-    assert conf["loader_module"] == "gitml.pyfunc.model" and conf["artifacts"]["offset"]["path"] == "artifacts/offset.txt"
+    assert (
+        conf["loader_module"] == "gitml.pyfunc.model" and conf["artifacts"]["offset"]["path"] == "artifacts/offset.txt"
+    )
 
 
 class Evil:
@@ -265,7 +322,9 @@ class Evil:
 def test_a_tampered_cached_artifact_is_refused_before_it_is_unpickled(repo, tmp_path):
     (tmp_path / "offset.txt").write_text("1")
     with gitml.start_run():
-        info = gitml.pyfunc.log_model(name="m", python_model=Doubler(200_000), artifacts={"offset": str(tmp_path / "offset.txt")})
+        info = gitml.pyfunc.log_model(
+            name="m", python_model=Doubler(200_000), artifacts={"offset": str(tmp_path / "offset.txt")}
+        )
     client = gitml.ops.Operations(repo)
     sha = client.artifact_manifest(info.run_id)["m/python_model.pkl"]["sha256"]
     cached = repo / ".git" / "gitml" / "cache" / sha[:2] / sha[2:]
@@ -285,8 +344,10 @@ def test_the_folder_is_checked_against_the_manifest_as_a_whole(tmp_path):
     folder.mkdir()
     (folder / "MLmodel").write_text("flavors: {}\n")
     (folder / "model.pkl").write_bytes(b"good")
-    files = {n: {"sha256": hashlib.sha256((folder / n).read_bytes()).hexdigest(), "size": (folder / n).stat().st_size}
-             for n in ("MLmodel", "model.pkl")}
+    files = {
+        n: {"sha256": hashlib.sha256((folder / n).read_bytes()).hexdigest(), "size": (folder / n).stat().st_size}
+        for n in ("MLmodel", "model.pkl")
+    }
     verify_folder(str(folder), files, "model")
     (folder / "model.pkl").write_bytes(b"evil")
     with pytest.raises(ModelIntegrityError, match="file 'model.pkl' does not match"):
@@ -333,7 +394,9 @@ def test_pytorch_model_saved_logged_and_loaded(repo):
     x = np.random.default_rng(0).random((6, 4), dtype=np.float32)
     with gitml.start_run():
         info = gitml.pytorch.log_model(net, name="net", input_example=x)
-    assert info.signature.inputs.to_dict() == [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 4]}}]
+    assert info.signature.inputs.to_dict() == [
+        {"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 4]}}
+    ]
     expected = net(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(gitml.pyfunc.load_model(info.model_uri).predict(x), expected, rtol=1e-6)
     raw = gitml.pytorch.load_model(info.model_uri)
@@ -356,16 +419,26 @@ def test_predict_command_reads_csv_json_and_parquet(iris, repo, tmp_path):
     (tmp_path / "in.json").write_text(json.dumps({"dataframe_records": X.head(5).to_dict(orient="records")}))
     (tmp_path / "in.txt").write_text(X.head(5).to_csv(index=False))
     runner = CliRunner()
-    for args in (["-i", str(tmp_path / "in.csv")], ["-i", str(tmp_path / "in.json")], ["-i", str(tmp_path / "in.parquet")],
-                 ["-i", str(tmp_path / "in.txt"), "--content-type", "csv"]):
+    for args in (
+        ["-i", str(tmp_path / "in.csv")],
+        ["-i", str(tmp_path / "in.json")],
+        ["-i", str(tmp_path / "in.parquet")],
+        ["-i", str(tmp_path / "in.txt"), "--content-type", "csv"],
+    ):
         result = runner.invoke(cli, ["predict", "-m", "runs:/iris/model", *args])
         assert result.exit_code == 0, result.output
         assert json.loads(result.output) == {"predictions": expected}
-    result = runner.invoke(cli, ["predict", "-m", "runs:/iris/model", "-i", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv")])
+    result = runner.invoke(
+        cli, ["predict", "-m", "runs:/iris/model", "-i", str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv")]
+    )
     assert result.exit_code == 0 and pd.read_csv(tmp_path / "out.csv").iloc[:, 0].tolist() == expected
     X.head(5).drop(columns=[X.columns[2]]).to_csv(tmp_path / "bad.csv", index=False)
     result = runner.invoke(cli, ["predict", "-m", "runs:/iris/model", "-i", str(tmp_path / "bad.csv")])
-    assert result.exit_code == 1 and "lacks column 'petal length (cm)'" in result.output and "Traceback" not in result.output
+    assert (
+        result.exit_code == 1
+        and "lacks column 'petal length (cm)'" in result.output
+        and "Traceback" not in result.output
+    )
     (tmp_path / "broken.json").write_text("{not json")
     result = runner.invoke(cli, ["predict", "-m", "runs:/iris/model", "-i", str(tmp_path / "broken.json")])
     assert result.exit_code == 1 and "is not readable as json" in result.output
@@ -379,7 +452,9 @@ def test_large_inputs_are_scored_in_chunks_with_progress(iris, tmp_path):
     big = pd.concat([X] * (2 * CHUNK_ROWS // len(X) + 1), ignore_index=True)
     big.to_csv(tmp_path / "big.csv", index=False)
     seen = []
-    out = predict_file(str(tmp_path / "m"), str(tmp_path / "big.csv"), progress=lambda done, total: seen.append((done, total)))
+    out = predict_file(
+        str(tmp_path / "m"), str(tmp_path / "big.csv"), progress=lambda done, total: seen.append((done, total))
+    )
     assert json.loads(out)["predictions"] == model.predict(big).tolist()
     assert len(seen) == 3 and seen[-1] == (len(big), len(big)) and seen[0] == (CHUNK_ROWS, len(big))
 

@@ -113,8 +113,14 @@ def test_gitml_models_load_in_mlflow_without_gitml(mlflow_python, tmp_path):  # 
         "print(json.dumps(m.predict(pd.read_csv('X.csv')).tolist()))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([mlflow_python, "-c", code], cwd=tmp_path, env={**env, **_MLFLOW_ENV, "PYTHONPATH": ROOT},
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [mlflow_python, "-c", code],
+        cwd=tmp_path,
+        env={**env, **_MLFLOW_ENV, "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == pytest.approx(expected["pf"])
 
@@ -168,7 +174,9 @@ def test_mlflow_models_load_in_gitml_without_mlflow(mlflow_python, tmp_path):  #
     assert not got.pop("mlflow_imported")
     assert got["forest"] == expected["forest"]
     assert got["logistic"] == expected["logistic"] == got["logistic_raw"]
-    assert got["pyfunc"] == pytest.approx(expected["pyfunc"]) and got["pyfunc_extra"] == pytest.approx(expected["pyfunc_extra"])
+    assert got["pyfunc"] == pytest.approx(expected["pyfunc"]) and got["pyfunc_extra"] == pytest.approx(
+        expected["pyfunc_extra"]
+    )
 
 
 # Scripts written against MLflow's API, shaped as MLflow's examples/sklearn_elasticnet_wine and
@@ -224,9 +232,11 @@ print("RUN", mlflow.active_run().info.run_id)
 
 def _as_gitml(script: str) -> str:
     """The script with only its imports changed from mlflow to gitml."""
-    return (script.replace("import mlflow.sklearn", "import gitml.sklearn")
-            .replace("from mlflow.models import", "from gitml.models import")
-            .replace("import mlflow\n", "import gitml as mlflow\n"))
+    return (
+        script.replace("import mlflow.sklearn", "import gitml.sklearn")
+        .replace("from mlflow.models import", "from gitml.models import")
+        .replace("import mlflow\n", "import gitml as mlflow\n")
+    )
 
 
 def _wine_csv(path) -> None:
@@ -250,14 +260,30 @@ def test_mlflow_shaped_example_scripts_run_with_gitml_imports(mlflow_python, tmp
     git(project, "commit", "-qm", "examples")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for script, args in (("elasticnet.py", ["0.5", "0.5"]), ("logistic.py", [])):  # they are MLflow scripts
-        check = subprocess.run([mlflow_python, script, *args], cwd=project, capture_output=True, text=True, timeout=600,
-                               env={**env, **_MLFLOW_ENV, "MLFLOW_TRACKING_URI": f"file://{tmp_path / 'mlruns'}",
-                                    "MLFLOW_ALLOW_FILE_STORE": "true"})
+        check = subprocess.run(
+            [mlflow_python, script, *args],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={
+                **env,
+                **_MLFLOW_ENV,
+                "MLFLOW_TRACKING_URI": f"file://{tmp_path / 'mlruns'}",
+                "MLFLOW_ALLOW_FILE_STORE": "true",
+            },
+        )
         assert check.returncode == 0, check.stderr[-2000:]
     for script, args in (("elasticnet.py", ["0.5", "0.5"]), ("logistic.py", [])):
         (project / f"gitml_{script}").write_text(_as_gitml((project / script).read_text()))
-        result = subprocess.run([sys.executable, f"gitml_{script}", *args], cwd=project, capture_output=True, text=True,
-                                env={**env, "PYTHONPATH": ROOT}, timeout=600)
+        result = subprocess.run(
+            [sys.executable, f"gitml_{script}", *args],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            env={**env, "PYTHONPATH": ROOT},
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         run_id = result.stdout.split("RUN ")[-1].strip()
         with gitml.ops.Operations(project) as client:

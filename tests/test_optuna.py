@@ -51,7 +51,10 @@ def test_a_study_is_a_parent_run_and_each_trial_a_nested_run(repo):
         assert history == sorted(t.intermediate_values.items())
         assert run.info.start_time == int(t.datetime_start.timestamp() * 1000)
     assert trials[3].info.status == "FAILED" and "value" not in trials[3].data.metrics
-    assert trials[4].info.status == "KILLED" and len(client.get_metric_history(trials[4].info.run_id, "intermediate_value")) == 3
+    assert (
+        trials[4].info.status == "KILLED"
+        and len(client.get_metric_history(trials[4].info.run_id, "intermediate_value")) == 3
+    )
     done = trials[0]
     assert done.info.status == "FINISHED" and done.data.metrics["value"] == pytest.approx(study.trials[0].value)
     assert done.data.tags["optuna.user_attr.note"] == f"kind {study.trials[0].params['kind']}"

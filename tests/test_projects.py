@@ -85,7 +85,9 @@ def upstream(tmp_path):
 
 def _cli(cwd, *args, env=None, check=False) -> subprocess.CompletedProcess:
     full = {**os.environ, "PYTHONPATH": ROOT, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "gitml.cli.main", *args], cwd=cwd, env=full, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "gitml.cli.main", *args], cwd=cwd, env=full, capture_output=True, text=True
+    )
 
 
 def _only_run(client) -> gitml.Run:
@@ -137,7 +139,9 @@ def test_a_parameter_trying_shell_injection_is_one_argument(repo, client, projec
         gitml.projects.run(str(repo / "proj"), parameters={"note": "n", f"x; touch {marker}": "y"}, env_manager="local")
     # as a float, it is a type error before anything runs: no run, no command
     with pytest.raises(gitml.projects.ParameterError, match="'alpha'.*not a float"):
-        gitml.projects.run(str(repo / "proj"), parameters={"note": "n", "alpha": f"1; touch {marker}"}, env_manager="local")
+        gitml.projects.run(
+            str(repo / "proj"), parameters={"note": "n", "alpha": f"1; touch {marker}"}, env_manager="local"
+        )
     assert not marker.exists() and len(client.search_runs()) == 1
 
 
@@ -146,7 +150,13 @@ def test_path_and_uri_parameters(repo, client, project_env, tmp_path):
     data = tmp_path / "data.csv"
     data.write_text("x\n")
     os.chdir(tmp_path)  # a path is relative to where gitml was started
-    gitml.projects.run(str(repo / "proj"), "data", parameters={"input": "data.csv", "where": "s3://b/k"}, env_manager="local", repo=repo)
+    gitml.projects.run(
+        str(repo / "proj"),
+        "data",
+        parameters={"input": "data.csv", "where": "s3://b/k"},
+        env_manager="local",
+        repo=repo,
+    )
     report = __import__("json").loads(project_env.read_text())
     assert report["argv"] == ["--input", str(data), "--where", "s3://b/k"]
     with pytest.raises(gitml.projects.ParameterError, match="'where'.*not a URI"):
@@ -170,16 +180,16 @@ def test_a_script_asking_for_another_experiment_is_told_to_say_so_on_the_command
     """As MLflow: the run `gitml run` made is in the experiment the command chose; a script that
     sets another never lands silently in Default, and naming it with --experiment works."""
     _write_project(repo / "proj")
-    (repo / "proj" / "train.py").write_text("import gitml\n"
-                                            "gitml.set_experiment('mine')\n"
-                                            "with gitml.start_run():\n"
-                                            "    gitml.log_metric('loss', 0.5)\n")
+    (repo / "proj" / "train.py").write_text(
+        "import gitml\ngitml.set_experiment('mine')\nwith gitml.start_run():\n    gitml.log_metric('loss', 0.5)\n"
+    )
     git(repo, "add", "proj")
     git(repo, "commit", "-qm", "project")
     failed = _cli(repo, "run", "proj", "-P", "note=n", "--env-manager", "local")
     assert failed.returncode == 1
-    assert ("but this script asks for experiment 'mine': choose it on the command line "
-            "(gitml run --experiment 'mine' ...)") in failed.stderr
+    assert (
+        "but this script asks for experiment 'mine': choose it on the command line (gitml run --experiment 'mine' ...)"
+    ) in failed.stderr
     assert [r.data.metrics for r in client.search_runs(["0"])] == [{}]  # nothing logged into Default
     ok = _cli(repo, "run", "proj", "-P", "note=n", "--env-manager", "local", "--experiment", "mine")
     assert ok.returncode == 0, ok.stderr
@@ -201,7 +211,10 @@ def test_git_url_at_a_tag_is_recorded_with_that_commit_as_parent(repo, client, p
     assert run.data.tags["mlflow.source.name"] == f"{url}#models"
     # the project's history is in the recording repository: git and gitml read it as any run
     run_commit = run.source.run_commit
-    assert git(repo, "rev-list", "--max-parents=0", run_commit).strip() == git(upstream, "rev-list", "--max-parents=0", "main").strip()
+    assert (
+        git(repo, "rev-list", "--max-parents=0", run_commit).strip()
+        == git(upstream, "rev-list", "--max-parents=0", "main").strip()
+    )
     assert all(p.startswith(".gitml/run/") for p in git(repo, "diff", "--name-only", tagged, run_commit).split())
     git(repo, "fsck", "--strict", "--no-dangling")
     log = _cli(repo, "log", submitted.run_id)
@@ -216,7 +229,9 @@ def test_second_fetch_of_a_commit_needs_no_network(repo, client, project_env, up
     gitml.projects.run(f"file://{upstream}#models", version="v1", parameters={"note": "n"}, env_manager="local")
     moved = tmp_path / "moved.git"
     shutil.move(str(upstream), str(moved))  # the URL no longer answers...
-    submitted = gitml.projects.run(f"file://{upstream}#models", version=tagged, parameters={"note": "n"}, env_manager="local")
+    submitted = gitml.projects.run(
+        f"file://{upstream}#models", version=tagged, parameters={"note": "n"}, env_manager="local"
+    )
     assert client.get_run(submitted.run_id).source.commit == tagged  # ...and a full commit id comes from the cache
 
 
@@ -239,9 +254,15 @@ def test_branch_and_abbreviated_commit_versions(repo, client, project_env, upstr
         (["proj", "-P", "note=n", "-P", "epochs=1.5"], "parameter 'epochs': '1.5' is not an int"),
         (["proj", "-P", "note=n", "-P", "alpha=abc"], "parameter 'alpha': 'abc' is not a float"),
         (["broken"], "MLproject: invalid YAML"),
-        (["badtype"], "MLproject: entry point 'main': parameter 'a' has type 'bytes', not one of string, float, int, path, uri"),
+        (
+            ["badtype"],
+            "MLproject: entry point 'main': parameter 'a' has type 'bytes', not one of string, float, int, path, uri",
+        ),
         (["badcommand"], "MLproject: entry point 'main': command names {b}, which is not one of its parameters"),
-        (["file:///nonexistent/repo.git"], "cannot fetch project file:///nonexistent/repo.git: no git repository there"),
+        (
+            ["file:///nonexistent/repo.git"],
+            "cannot fetch project file:///nonexistent/repo.git: no git repository there",
+        ),
         (["https://127.0.0.1:9/x.git"], "cannot fetch project https://127.0.0.1:9/x.git: Connection refused"),
         (["UPSTREAM", "-v", "v9"], "has no branch, tag or commit 'v9'"),
         (["UPSTREAM#missing", "-v", "v1"], "has no folder 'missing'"),
@@ -254,7 +275,9 @@ def test_bad_input_is_one_line_and_runs_nothing(repo, project_env, upstream, arg
     (repo / "broken").mkdir()
     (repo / "broken" / "MLproject").write_text("name: [unclosed\n")
     (repo / "badtype").mkdir()
-    (repo / "badtype" / "MLproject").write_text("entry_points:\n  main:\n    parameters: {a: bytes}\n    command: echo {a}\n")
+    (repo / "badtype" / "MLproject").write_text(
+        "entry_points:\n  main:\n    parameters: {a: bytes}\n    command: echo {a}\n"
+    )
     (repo / "badcommand").mkdir()
     (repo / "badcommand" / "MLproject").write_text("entry_points:\n  main:\n    command: echo {b}\n")
     args = [a.replace("UPSTREAM", str(upstream)) for a in args]
@@ -314,7 +337,11 @@ def test_ctrl_c_stops_the_command_and_ends_the_run_killed(repo, project_env, tmp
     env = {**os.environ, "PYTHONPATH": ROOT}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gitml.cli.main", "run", "slow", "--env-manager", "local"],
-        cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         # Ctrl-C as a terminal delivers it: a library an earlier test loaded may leave SIGINT
         # ignored in this process, and an ignored signal stays ignored across exec
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -353,7 +380,9 @@ def test_virtualenv_is_built_once_and_the_script_imports_the_running_gitml(repo,
     for submitted in (first, second):
         run = client.get_run(submitted.run_id)
         assert run.info.status == "FINISHED" and run.data.metrics == {"loss": 0.25}
-        assert os.path.realpath(run.data.params["gitml_file"]) == os.path.realpath(gitml.__file__)  # the very gitml that ran it
+        assert os.path.realpath(run.data.params["gitml_file"]) == os.path.realpath(
+            gitml.__file__
+        )  # the very gitml that ran it
         assert run.data.tags["mlflow.project.env"] == "virtualenv"
     prefix = first.environment.prefix
     assert os.path.isfile(os.path.join(prefix, "bin", "python"))
@@ -368,10 +397,14 @@ def _tiny_wheel(folder) -> str:
     import zipfile
 
     name = "gitml_tiny-0.1-py3-none-any.whl"
-    files = {"gitml_tiny.py": "VALUE = 7\n",
-             "gitml_tiny-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: gitml-tiny\nVersion: 0.1\n",
-             "gitml_tiny-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    files["gitml_tiny-0.1.dist-info/RECORD"] = "".join(f"{n},,\n" for n in files) + "gitml_tiny-0.1.dist-info/RECORD,,\n"
+    files = {
+        "gitml_tiny.py": "VALUE = 7\n",
+        "gitml_tiny-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: gitml-tiny\nVersion: 0.1\n",
+        "gitml_tiny-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files["gitml_tiny-0.1.dist-info/RECORD"] = (
+        "".join(f"{n},,\n" for n in files) + "gitml_tiny-0.1.dist-info/RECORD,,\n"
+    )
     with zipfile.ZipFile(folder / name, "w") as z:
         for n, text in files.items():
             z.writestr(n, text)
@@ -385,9 +418,9 @@ def test_an_environment_build_shows_its_steps_packages_and_log(repo, project_env
     (repo / "proj" / "python_env.yaml").write_text(
         f'python: "{sys.version_info.major}.{sys.version_info.minor}"\ndependencies: ["./{wheel}"]\n'
     )
-    (repo / "proj" / "train.py").write_text("import gitml, gitml_tiny\n"
-                                            "with gitml.start_run():\n"
-                                            "    gitml.log_metric('tiny', gitml_tiny.VALUE)\n")
+    (repo / "proj" / "train.py").write_text(
+        "import gitml, gitml_tiny\nwith gitml.start_run():\n    gitml.log_metric('tiny', gitml_tiny.VALUE)\n"
+    )
     git(repo, "add", "proj")
     git(repo, "commit", "-qm", "project")
     done = _cli(repo, "run", "proj", "-P", "note=n", env={"PIP_NO_INDEX": "1"})
@@ -438,14 +471,34 @@ def test_conda_lock_file_packages_per_platform():
     lock = condalock.read_lock(LOCK)
     linux = condalock.packages_for(lock, "linux-64")
     assert [(p["name"], p["manager"]) for p in linux] == [
-        ("python", "conda"), ("numpy", "conda"), ("requests", "pip"),
+        ("python", "conda"),
+        ("numpy", "conda"),
+        ("requests", "pip"),
     ]
     assert [p["name"] for p in condalock.packages_for(lock, "osx-arm64")] == ["python", "numpy"]
-    with pytest.raises(gitml.projects.ProjectSpecError, match="locks linux-64, osx-arm64, not this machine's win-64: run `gitml env lock -p win-64`"):
+    with pytest.raises(
+        gitml.projects.ProjectSpecError,
+        match="locks linux-64, osx-arm64, not this machine's win-64: run `gitml env lock -p win-64`",
+    ):
         condalock.packages_for(lock, "win-64")
-    assert condalock.install_command("/bin/conda-lock", LOCK, "/envs/x") == ["/bin/conda-lock", "install", "--prefix", "/envs/x", LOCK]
+    assert condalock.install_command("/bin/conda-lock", LOCK, "/envs/x") == [
+        "/bin/conda-lock",
+        "install",
+        "--prefix",
+        "/envs/x",
+        LOCK,
+    ]
     assert condalock.lock_command("conda-lock", "conda.yaml", "conda-lock.yml", ["linux-64", "osx-arm64"]) == [
-        "conda-lock", "lock", "--file", "conda.yaml", "--lockfile", "conda-lock.yml", "--platform", "linux-64", "--platform", "osx-arm64",
+        "conda-lock",
+        "lock",
+        "--file",
+        "conda.yaml",
+        "--lockfile",
+        "conda-lock.yml",
+        "--platform",
+        "linux-64",
+        "--platform",
+        "osx-arm64",
     ]
 
 
@@ -455,7 +508,9 @@ def test_malformed_lock_files(tmp_path):
         "version: 2\n": "not a conda-lock lock file of version 1",
         text.replace("manager: pip", "manager: brew"): "manager 'brew', not conda or pip",
         text.replace("platform: osx-arm64", "platform: linux-32"): "is for linux-32, not a platform of the file",
-        text.replace("    sha256: 0f3b", "    sha1: 0f3b").replace("    md5: 9a3e", "    sha1: 9a3e"): "has no sha256 or md5 hash",
+        text.replace("    sha256: 0f3b", "    sha1: 0f3b").replace(
+            "    md5: 9a3e", "    sha1: 9a3e"
+        ): "has no sha256 or md5 hash",
     }
     for body, message in cases.items():
         (tmp_path / "conda-lock.yml").write_text(body)
@@ -473,7 +528,9 @@ def test_conda_env_manager_needs_a_lock_file_and_conda_lock(repo, project_env, m
     shutil.copy(LOCK, folder / "conda-lock.yml")
     monkeypatch.setattr(condalock, "current_platform", lambda: "linux-64")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    with pytest.raises(gitml.projects.ProjectEnvError, match=r'conda-lock, which is not on PATH: pip install "gitml\[conda\]"'):
+    with pytest.raises(
+        gitml.projects.ProjectEnvError, match=r'conda-lock, which is not on PATH: pip install "gitml\[conda\]"'
+    ):
         gitml.projects.run(str(folder))
     with pytest.raises(gitml.projects.ProjectEnvError, match="gitml env lock runs conda-lock, which is not on PATH"):
         gitml.projects.lock(str(folder))
@@ -520,7 +577,9 @@ def test_a_fetched_tree_is_written_safely(repo, client, project_env, tmp_path):
     git(tmp_path, "init", "-q", str(work))
     git(work, "add", ".")
     git(work, "commit", "-qm", "with a link")
-    (work / "MLproject").write_text(MLPROJECT.replace("python train.py", "test -L outside && test -x run.sh && python train.py"))
+    (work / "MLproject").write_text(
+        MLPROJECT.replace("python train.py", "test -L outside && test -x run.sh && python train.py")
+    )
     (work / "run.sh").write_text("#!/bin/sh\n")
     (work / "run.sh").chmod(0o755)
     git(work, "add", ".")
@@ -553,8 +612,25 @@ def test_a_fetched_tree_is_written_safely(repo, client, project_env, tmp_path):
 def test_cli_run_with_dash_c_reads_uri_and_paths_from_there(repo, project_env, tmp_path):
     _write_project(repo / "proj")
     (repo / "data.csv").write_text("x\n")
-    done = _cli(tmp_path, "-C", str(repo), "run", "proj", "-e", "data", "-P", "input=data.csv", "-P", "where=file:///x",
-                "--env-manager", "local", "--experiment", "projects", "--run-name", "first")
+    done = _cli(
+        tmp_path,
+        "-C",
+        str(repo),
+        "run",
+        "proj",
+        "-e",
+        "data",
+        "-P",
+        "input=data.csv",
+        "-P",
+        "where=file:///x",
+        "--env-manager",
+        "local",
+        "--experiment",
+        "projects",
+        "--run-name",
+        "first",
+    )
     assert done.returncode == 0, done.stderr
     assert "FINISHED" in done.stderr
     report = __import__("json").loads(project_env.read_text())
@@ -590,8 +666,14 @@ def test_credentials_in_the_url_are_never_recorded_or_pushed(repo, client, proje
         assert git(origin, "grep", "-I", "-c", "s3cret", ref, check=False) == ""
         assert "s3cret" not in git(origin, "log", "--format=%B", ref)
     # a tag set by hand (as MLflow's git context writes the remote's URL) is cleaned the same way
-    client.set_tag(run.info.run_id, "mlflow.source.git.repoURL", "https://x-access-token:ghs_abc@github.com/t/c.git?private_token=t&ref=main")
-    assert client.get_run(run.info.run_id).data.tags["mlflow.source.git.repoURL"] == "https://github.com/t/c.git?ref=main"
+    client.set_tag(
+        run.info.run_id,
+        "mlflow.source.git.repoURL",
+        "https://x-access-token:ghs_abc@github.com/t/c.git?private_token=t&ref=main",
+    )
+    assert (
+        client.get_run(run.info.run_id).data.tags["mlflow.source.git.repoURL"] == "https://github.com/t/c.git?ref=main"
+    )
 
 
 @pytest.mark.parametrize(
@@ -599,7 +681,10 @@ def test_credentials_in_the_url_are_never_recorded_or_pushed(repo, client, proje
     [
         ("https://user:token@host/repo.git", "https://host/repo.git"),
         ("https://ghp_token@github.com/t/r", "https://github.com/t/r"),
-        ("https://host:8443/r.git?X-Amz-Signature=abc&Signature=1&sig=2&access_token=3&keep=1", "https://host:8443/r.git?keep=1"),
+        (
+            "https://host:8443/r.git?X-Amz-Signature=abc&Signature=1&sig=2&access_token=3&keep=1",
+            "https://host:8443/r.git?keep=1",
+        ),
         ("http://u:p@[::1]:8080/r#sub", "http://[::1]:8080/r#sub"),
         ("ssh://git:pw@github.com/t/r", "ssh://git@github.com/t/r"),
         ("git@github.com:t/r.git", "git@github.com:t/r.git"),

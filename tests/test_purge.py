@@ -29,18 +29,25 @@ def invoke(repo, *args, code=0):
 
 def log_runs(repo, names):
     """Runs logged by another process (whose journal is gone when it ends), an artifact each."""
-    code = ("import json, sys, gitml\n"
-            "gitml.set_experiment('sweep')\n"
-            "ids = {}\n"
-            "for name in sys.argv[1:]:\n"
-            "    open('w.bin', 'wb').write(name.encode() * 40_000)  # over the inline limit: in the cache only\n"
-            "    with gitml.start_run(run_name=name) as run:\n"
-            "        gitml.log_artifact('w.bin')\n"
-            "        gitml.log_metric('m', 1.0)\n"
-            "    ids[name] = run.info.run_id\n"
-            "print(json.dumps(ids))\n")
-    done = subprocess.run([sys.executable, "-c", code, *names], cwd=repo, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+    code = (
+        "import json, sys, gitml\n"
+        "gitml.set_experiment('sweep')\n"
+        "ids = {}\n"
+        "for name in sys.argv[1:]:\n"
+        "    open('w.bin', 'wb').write(name.encode() * 40_000)  # over the inline limit: in the cache only\n"
+        "    with gitml.start_run(run_name=name) as run:\n"
+        "        gitml.log_artifact('w.bin')\n"
+        "        gitml.log_metric('m', 1.0)\n"
+        "    ids[name] = run.info.run_id\n"
+        "print(json.dumps(ids))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *names],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -67,12 +74,19 @@ def test_purge_lists_then_removes_deleted_runs_and_their_objects_only(repo, tmp_
 
 def test_a_run_a_registry_tag_points_into_is_never_purged(repo):
     ids = log_runs(repo, ["model", "other"])
-    code = ("import sys, gitml, gitml.sklearn\n"
-            "from sklearn.linear_model import LinearRegression\n"
-            "with gitml.start_run(run_id=sys.argv[1]):\n"
-            "    gitml.sklearn.log_model(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), name='model')\n")
-    done = subprocess.run([sys.executable, "-c", code, ids["model"]], cwd=repo, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+    code = (
+        "import sys, gitml, gitml.sklearn\n"
+        "from sklearn.linear_model import LinearRegression\n"
+        "with gitml.start_run(run_id=sys.argv[1]):\n"
+        "    gitml.sklearn.log_model(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), name='model')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, ids["model"]],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert done.returncode == 0, done.stderr
     invoke(repo, "registry", "register", "churn", f"{ids['model']}:model")
     invoke(repo, "runs", "delete", "model", "other")
@@ -119,7 +133,9 @@ def test_purge_on_the_remote_deletes_only_what_this_clone_holds(repo, tmp_path, 
     assert f"purged run {ids['a']}" in result.stdout
     assert f"kept run {ids['b']}: {bare}: rejected: the remote's run changed since this clone saw it" in result.stderr
     # the artifact store's objects wait for this clone to know every run the remote has (b, restored)
-    assert result.stderr.strip().endswith("this clone lacks, whose artifacts would look unreferenced: `gitml fetch` first")
+    assert result.stderr.strip().endswith(
+        "this clone lacks, whose artifacts would look unreferenced: `gitml fetch` first"
+    )
     assert len({p.name for p in store.glob("*/*")}) == 3
     invoke(repo, "fetch")
     invoke(repo, "gc", "--remote", "--delete", "--keep-recent", "0")

@@ -140,4 +140,6 @@ def test_a_host_that_refuses_says_so_in_one_line_and_the_next_push_resumes(repo,
 def test_push_batch_refs_is_checked_when_set(repo):
     for bad in ("0", "1000001", "many", "2.5"):
         result = CliRunner().invoke(cli, ["-C", str(repo), "config", "push.batch_refs", bad])
-        assert result.exit_code == 1 and "push.batch_refs must be a whole number of refs" in result.output, result.output
+        assert result.exit_code == 1 and "push.batch_refs must be a whole number of refs" in result.output, (
+            result.output
+        )

@@ -58,13 +58,18 @@ def test_ten_runs_to_a_big_remote_cost_what_they_cost_to_a_small_one(repo, tmp_p
             if self.base.startswith(remotes):  # the remotes' packs (this clone's are searched in their index too)
                 lookups.append(name)
             return original(self, *args)
+
         return method
 
     for name in ("_position", "_build_heads", "_build_stops"):
-        monkeypatch.setattr(entries_module._IndexedPack, name, counted(name, getattr(entries_module._IndexedPack, name)))
+        monkeypatch.setattr(
+            entries_module._IndexedPack, name, counted(name, getattr(entries_module._IndexedPack, name))
+        )
     with open_store(repo) as store:
         refs = store.refs_under("refs/gitml/")
-    reachable = [line.split()[0] for line in git(repo, "rev-list", "--objects", *[r.decode() for r in refs]).splitlines()]
+    reachable = [
+        line.split()[0] for line in git(repo, "rev-list", "--objects", *[r.decode() for r in refs]).splitlines()
+    ]
 
     def push(remote) -> tuple[list[str], list[bytes]]:
         lacking = git(remote, "cat-file", "--batch-check", input_text="\n".join(reachable) + "\n").count(" missing")

@@ -125,7 +125,9 @@ def outcome(result: sync.PushResult) -> dict:
 
 
 @pytest.mark.parametrize(
-    "case", ["new runs", "remote moved", "runs continued", "remote refs loose", "packed at other times", "remote damaged"])
+    "case",
+    ["new runs", "remote moved", "runs continued", "remote refs loose", "packed at other times", "remote damaged"],
+)
 def test_the_short_way_ends_where_the_long_way_ends(repo, shared, monkeypatch, case):
     ids = {"a": [], "b": []}
     if case == "new runs":
@@ -162,7 +164,12 @@ def test_the_short_way_ends_where_the_long_way_ends(repo, shared, monkeypatch, c
     else:
         make_runs(2, "b")
         push(repo)
-        git(shared["remote"], "update-ref", "refs/gitml/experiments/zz", for_each_ref(repo)[sorted(for_each_ref(repo))[0]].decode())
+        git(
+            shared["remote"],
+            "update-ref",
+            "refs/gitml/experiments/zz",
+            for_each_ref(repo)[sorted(for_each_ref(repo))[0]].decode(),
+        )
     tmp, store = shared["tmp"], shared["store"]
     shutil.copytree(store, tmp / "artifacts-before")
     results, remotes = {}, {}
@@ -181,7 +188,9 @@ def test_the_short_way_ends_where_the_long_way_ends(repo, shared, monkeypatch, c
         remotes[way] = for_each_ref(remote) if case != "remote damaged" else (remote / "packed-refs").read_bytes()
         if case != "remote damaged":
             git(remote, "fsck", "--strict")
-        results[way]["objects"] = sorted(os.path.relpath(os.path.join(d, f), store) for d, _, fs in os.walk(store) for f in fs)
+        results[way]["objects"] = sorted(
+            os.path.relpath(os.path.join(d, f), store) for d, _, fs in os.walk(store) for f in fs
+        )
     assert results["short"] == results["long"]
     assert remotes["short"] == remotes["long"]
     assert looked_at < 22 if case != "packed at other times" else looked_at == 5 + 2  # the short way was taken
@@ -291,7 +300,10 @@ def test_the_comparison_agrees_with_both_listings_whatever_is_packed_or_loose_wh
             file.parent.mkdir(parents=True, exist_ok=True)
             file.write_bytes(value + b"\n")
     wanted = [(RUNS_PREFIX, RUN_REF_NAMES), ("refs/gitml/experiments/", None)]
-    here_listing = {**RefLister(str(sides["here"])).under(RUNS_PREFIX), **RefLister(str(sides["here"])).under("refs/gitml/experiments/")}
+    here_listing = {
+        **RefLister(str(sides["here"])).under(RUNS_PREFIX),
+        **RefLister(str(sides["here"])).under("refs/gitml/experiments/"),
+    }
     there_listing = {**RefLister(str(sides["there"])).under("refs/gitml/")}
     with open_store(sides["here"]) as store:
         compared = compare(store, str(sides["there"]), wanted)

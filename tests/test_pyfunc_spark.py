@@ -16,8 +16,7 @@ import gitml
 import gitml.ops
 import gitml.pyfunc
 import gitml.sklearn
-from gitml.errors import InvalidInputError
-from gitml.errors import ModelIntegrityError
+from gitml.errors import InvalidInputError, ModelIntegrityError
 from gitml.pyfunc.shipping import ship_model
 
 pytestmark = pytest.mark.slow  # the JVM starts once per session (10-30 s here), each job a few seconds
@@ -47,8 +46,14 @@ class Labeller(gitml.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params=None):
         x = model_input["x"].astype(float)
-        return pd.DataFrame({"label": np.where(x > 2, "big", "small"), "score": x * (params or {}).get("factor", 1.5),
-                             "n": x.astype("int32"), "flag": x > 2})
+        return pd.DataFrame(
+            {
+                "label": np.where(x > 2, "big", "small"),
+                "score": x * (params or {}).get("factor", 1.5),
+                "n": x.astype("int32"),
+                "flag": x > 2,
+            }
+        )
 
 
 def _logged(tmp_path, size: int = 0):
@@ -99,8 +104,18 @@ def test_a_registered_models_uri_scores(spark, repo, iris):
 def test_result_types_pick_output_columns_as_mlflows_do(spark, repo, tmp_path):
     info, _ = _logged(tmp_path)
     df = spark.createDataFrame(pd.DataFrame({"x": [1.0, 2.5, 3.0, 4.0]}))
-    ask = {t: gitml.pyfunc.spark_udf(spark, info.model_uri, result_type=t) for t in (
-        "string", "double", "int", "boolean", "array<double>", "array<string>", "label string, score double, flag boolean")}
+    ask = {
+        t: gitml.pyfunc.spark_udf(spark, info.model_uri, result_type=t)
+        for t in (
+            "string",
+            "double",
+            "int",
+            "boolean",
+            "array<double>",
+            "array<string>",
+            "label string, score double, flag boolean",
+        )
+    }
     got = df.select(*[u("x").alias(f"r{i}") for i, u in enumerate(ask.values())]).toPandas()
     assert list(got["r0"]) == ["small", "big", "big", "big"]  # string: the leftmost column
     assert list(got["r1"]) == [1.5, 3.75, 4.5, 6.0]  # double: the leftmost numeric column
@@ -108,7 +123,12 @@ def test_result_types_pick_output_columns_as_mlflows_do(spark, repo, tmp_path):
     assert list(got["r3"]) == [False, True, True, True]
     assert [list(v) for v in got["r4"]] == [[1.5, 1.0], [3.75, 2.0], [4.5, 3.0], [6.0, 4.0]]  # every numeric column
     assert [list(v) for v in got["r5"]][0] == ["small", "1.5", "1", "False"]
-    assert [(r["label"], r["score"], r["flag"]) for r in got["r6"]] == [("small", 1.5, False), ("big", 3.75, True), ("big", 4.5, True), ("big", 6.0, True)]
+    assert [(r["label"], r["score"], r["flag"]) for r in got["r6"]] == [
+        ("small", 1.5, False),
+        ("big", 3.75, True),
+        ("big", 4.5, True),
+        ("big", 6.0, True),
+    ]
     # the signature's params reach predict
     with_params = gitml.pyfunc.spark_udf(spark, info.model_uri, result_type="double", params={"factor": 2.0})
     assert [r.p for r in df.select(with_params("x").alias("p")).collect()] == [2.0, 5.0, 6.0, 8.0]

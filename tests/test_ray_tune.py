@@ -28,9 +28,13 @@ def test_each_trial_is_a_nested_run_with_its_history(ray_local, repo, tmp_path):
     tuner = tune.Tuner(
         trainable,
         param_space={"lr": tune.grid_search([0.1, 0.2, 0.3]), "opt": {"name": "sgd"}},
-        run_config=tune.RunConfig(name="lr-search", storage_path=str(tmp_path / "ray"),
-                                  callbacks=[gitml.ray.LoggerCallback("tuning", client=gitml.Client(repo))],
-                                  failure_config=tune.FailureConfig(fail_fast=False), verbose=0),
+        run_config=tune.RunConfig(
+            name="lr-search",
+            storage_path=str(tmp_path / "ray"),
+            callbacks=[gitml.ray.LoggerCallback("tuning", client=gitml.Client(repo))],
+            failure_config=tune.FailureConfig(fail_fast=False),
+            verbose=0,
+        ),
     )
     tuner.fit()
     client = gitml.Client(repo)
@@ -47,6 +51,8 @@ def test_each_trial_is_a_nested_run_with_its_history(ray_local, repo, tmp_path):
         assert run.data.params["opt/name"] == "sgd"
         loss = client.get_metric_history(run.info.run_id, "loss")
         assert [(m.step, m.value) for m in loss] == [(i + 1, pytest.approx(float(lr) * (3 - i))) for i in range(3)]
-        assert [m.value for m in client.get_metric_history(run.info.run_id, "nested/acc")] == pytest.approx([0.5, 0.6, 0.7])
+        assert [m.value for m in client.get_metric_history(run.info.run_id, "nested/acc")] == pytest.approx(
+            [0.5, 0.6, 0.7]
+        )
         assert "label" not in run.data.metrics
     assert by_lr["0.3"].info.status == "FAILED" and by_lr["0.3"].data.tags[STATE_TAG] == "ERROR"

@@ -13,8 +13,6 @@ from tests.conftest import git, run_python
 from tests.test_scale import make_runs
 
 
-
-
 def trust_ref_folders(repo):
     """Folders changed long ago: their listing can be trusted without reading them again."""
     past = os.stat(repo).st_mtime - 10
@@ -33,6 +31,7 @@ def test_a_repeated_search_reuses_its_matches_and_frame_until_a_run_ref_changes(
         def wrapper(*args, **kwargs):
             calls[name] += 1
             return real(*args, **kwargs)
+
         return wrapper
 
     monkeypatch.setattr(gitml.tracking.filter, "filter_mask", counted("filter", real_mask))
@@ -47,11 +46,17 @@ def test_a_repeated_search_reuses_its_matches_and_frame_until_a_run_ref_changes(
     assert calls == {"filter": 1, "frame": 1}
     assert list(again["tags.mlflow.runName"]) == ["r3", "r0"] and again["run_id"].iloc[0] != "changed by the caller"
     other = gitml.search_runs(filter_string="params.p = 'y'")
-    assert calls == {"filter": 2, "frame": 2} and sorted(other["tags.mlflow.runName"]) == ["r1", "r4"]  # (a tie of start times: in any order)
+    assert calls == {"filter": 2, "frame": 2} and sorted(other["tags.mlflow.runName"]) == [
+        "r1",
+        "r4",
+    ]  # (a tie of start times: in any order)
     assert list(search()["tags.mlflow.runName"]) == ["r3", "r0"] and calls == {"filter": 2, "frame": 3}
     # another process adds a matching run: the next search sees it at once
-    run_python('import gitml\ngitml.set_experiment("scale")\nwith gitml.start_run(run_name="new"):\n'
-               '    gitml.log_param("p", "x")\n    gitml.log_metric("m", 9.0)', repo)
+    run_python(
+        'import gitml\ngitml.set_experiment("scale")\nwith gitml.start_run(run_name="new"):\n'
+        '    gitml.log_param("p", "x")\n    gitml.log_metric("m", 9.0)',
+        repo,
+    )
     assert list(search()["tags.mlflow.runName"]) == ["new", "r3", "r0"] and calls["filter"] == 3
 
 

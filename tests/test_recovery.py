@@ -113,13 +113,16 @@ def test_a_ref_lock_left_by_a_killed_writer_does_not_stall_the_repository(repo, 
     next command sees that the gitml process that took it is dead and removes it,
     instead of waiting 30 s and failing. (A lock of a process gitml does not know is
     never removed: tests/test_refs_scale.py.)"""
-    script = KILLED_SCRIPT.format(points=3, before_kill="""
+    script = KILLED_SCRIPT.format(
+        points=3,
+        before_kill="""
 from gitml.store import locks
 gitml.flush()
 locks.LockFile.close = lambda self: os.kill(os.getpid(), signal.SIGKILL)  # dies holding the lock
 gitml.log_metric("loss", 0.5, step=3)
 gitml.flush()
-""")
+""",
+    )
     result = run_python(script, cwd=repo, env={"GITML_FLUSH_INTERVAL": "3600"}, check=False)
     assert result.returncode == -9, result.stderr
     locks = list((repo / ".git" / "refs" / "gitml" / "runs").glob("*/*.lock"))
@@ -315,11 +318,18 @@ def test_a_group_writer_killed_while_waiting_for_its_commit_is_recovered(repo):
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX)  # as a leader would, for as long as the test needs
     script = f"import gitml\nc = gitml.Client()\nc.log_metric({run_id!r}, 'loss', 2.0, step=1)\nprint('returned')"
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=repo, env={**os.environ, "PYTHONPATH": ROOT},
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     journal_dir = repo / ".git" / "gitml" / "journal"
     deadline = time.monotonic() + 120
-    while not any(b"\tloss\t2.0\t1\t" in (journal_dir / n).read_bytes() for n in os.listdir(journal_dir) if n.startswith("g-")):
+    while not any(
+        b"\tloss\t2.0\t1\t" in (journal_dir / n).read_bytes() for n in os.listdir(journal_dir) if n.startswith("g-")
+    ):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)

@@ -79,7 +79,10 @@ def test_ten_thousand_refs_are_packed_under_a_low_open_file_limit(repo):
     names = [f"refs/gitml/runs/{i % 7}/{i:032x}" for i in range(10_000)]
     git(repo, "update-ref", "--stdin", input_text="".join(f"create {n} {head}\n" for n in names))
     result = subprocess.run(
-        [sys.executable, "-c", PACK_ALL, str(repo)], env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True
+        [sys.executable, "-c", PACK_ALL, str(repo)],
+        env={**os.environ, "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0 and result.stdout.strip() == "10000", result.stderr
     assert not [p for p in (repo / ".git" / "refs" / "gitml").rglob("*") if p.is_file()], "loose refs left"
@@ -95,7 +98,11 @@ def test_gc_packs_finished_runs_under_a_low_open_file_limit(repo):
     runs = import_runs(repo, 400)  # more than the 256 files the process may open
     result = subprocess.run(
         [sys.executable, "-m", "gitml.cli.main", "gc"],
-        cwd=repo, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True, preexec_fn=_low_file_limit,
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        preexec_fn=_low_file_limit,
     )
     assert result.returncode == 0 and "packed 400 run ref" in result.stdout, result.stdout + result.stderr
     assert not [p for p in (repo / ".git" / "refs" / "gitml" / "runs").rglob("*") if p.is_file()], "loose refs left"
@@ -168,8 +175,11 @@ def test_a_lock_of_a_running_gitml_is_kept_and_one_of_a_dead_gitml_is_removed(re
     name, new = sorted(runs)[0], runs[sorted(runs)[1]]
     path = os.path.join(repo, ".git", *name.decode().split("/"))
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(repo), path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": ROOT}, text=True,
+        [sys.executable, "-c", HOLDER, str(repo), path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -203,8 +213,19 @@ def test_one_ref_is_read_as_git_reads_it(repo):
     git(repo, "update-ref", "-d", names[2].decode())  # gone from packed-refs
     git(repo, "symbolic-ref", "refs/heads/alias", "refs/heads/" + git(repo, "branch", "--show-current").strip())
     os.makedirs(repo / ".git" / "refs" / "gitml" / "runs" / "0" / ("f" * 32))  # a folder where a ref could be
-    asked = [*names, b"refs/tags/v1", b"refs/tags/v10", b"refs/tags/v", b"refs/tags/xv1", b"refs/heads/alias", b"HEAD", b"refs/gitml/runs/0/" + b"f" * 32, b"refs/gitml/../../HEAD",
-             b"refs/gitml/x.lock", b"refs/nothing"]
+    asked = [
+        *names,
+        b"refs/tags/v1",
+        b"refs/tags/v10",
+        b"refs/tags/v",
+        b"refs/tags/xv1",
+        b"refs/heads/alias",
+        b"HEAD",
+        b"refs/gitml/runs/0/" + b"f" * 32,
+        b"refs/gitml/../../HEAD",
+        b"refs/gitml/x.lock",
+        b"refs/nothing",
+    ]
     with open_store(repo) as store:
         for name in asked:
             expected = git(repo, "rev-parse", "--verify", "-q", name.decode(), check=False).strip() or None
@@ -239,13 +260,16 @@ def test_the_loose_run_refs_of_many_short_processes_are_packed(repo):
     runs made one process at a time do not pile up loose refs for every search to look at."""
     ids = []
     for i in range(7):
-        out = run_python(f"""
+        out = run_python(
+            f"""
 import gitml, gitml.tracking.tracker
 gitml.tracking.tracker.PACK_REFS_AFTER = 4
 with gitml.start_run(run_name="r{i}") as run:
     gitml.log_param("p", {i})
 print(run.info.run_id)
-""", repo)
+""",
+            repo,
+        )
         ids.append(out.stdout.split()[-1])
     loose = [p for p in (repo / ".git" / "refs" / "gitml" / "runs").rglob("*") if p.is_file()]
     assert len(loose) < 4
@@ -263,13 +287,20 @@ def test_packing_merges_into_git_s_packed_refs_as_git_reads_it(tmp_path):
     git(tmp_path, "init", "-q", str(path))
     git(path, "-c", "user.name=a", "-c", "user.email=a@b", "commit", "-q", "--allow-empty", "-m", "c")
     head = git(path, "rev-parse", "HEAD").strip()
-    git(path, "update-ref", "--stdin", input_text="".join(f"create refs/gitml/runs/{i % 3}/{i:032x} {head}\n" for i in range(0, 60, 2)))
+    git(
+        path,
+        "update-ref",
+        "--stdin",
+        input_text="".join(f"create refs/gitml/runs/{i % 3}/{i:032x} {head}\n" for i in range(0, 60, 2)),
+    )
     for tag in ("a", "m", "z"):
         git(path, "-c", "user.name=a", "-c", "user.email=a@b", "tag", "-a", "-m", tag, tag)  # peeled lines
     git(path, "pack-refs", "--all")
     assert b"\n^" in (path / ".git" / "packed-refs").read_bytes()
     other = git(path, "-c", "user.name=a", "-c", "user.email=a@b", "commit-tree", "-m", "o", "HEAD^{tree}").strip()
-    loose = {f"refs/gitml/runs/{i % 3}/{i:032x}": other for i in range(1, 61, 3)}  # new ones, and some packed (replaced)
+    loose = {
+        f"refs/gitml/runs/{i % 3}/{i:032x}": other for i in range(1, 61, 3)
+    }  # new ones, and some packed (replaced)
     loose["refs/tags/m"] = other  # a peeled tag's line replaced: its peeled line goes
     loose["refs/gitml/experiments/0"] = head  # before every run ref
     git(path, "update-ref", "--stdin", input_text="".join(f"update {r} {s}\n" for r, s in loose.items()))

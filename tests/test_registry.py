@@ -12,9 +12,9 @@ from click.testing import CliRunner
 import gitml
 import gitml.ops
 import gitml.pyfunc
+from gitml import gitops
 from gitml.cli.main import cli
 from gitml.errors import ConflictError, CorruptRecordError, InvalidInputError, NotFoundError
-from gitml import gitops
 from gitml.registry import RegisteredModelNotFound
 from gitml.registry.tags import Action, RegistryTag, bump, check_model_name, check_version, parse_tag
 from tests.conftest import git
@@ -47,37 +47,65 @@ def reg_client(repo):
 
 
 # -- the tag table ------------------------------------------------------------
-@pytest.mark.parametrize("tag", [
-    RegistryTag(Action.REGISTER, "churn", version="v1.0.0"),
-    RegistryTag(Action.REGISTER, "team/churn_2-b", version="v10.2.3-rc.1+build.5"),
-    RegistryTag(Action.DEREGISTER, "churn", version="v1.0.0", counter=7),
-    RegistryTag(Action.ASSIGN, "a", stage="production", counter=1),
-    RegistryTag(Action.UNASSIGN, "x/y", stage="Staging-2", counter=123456),
-    RegistryTag(Action.DEPRECATE, "churn", counter=3),
-    # GTO 1.10.1's other forms: counter-less (its default for deregistration and deprecation, `--simple true`)
-    # and a counted registration (`--simple false`, re-registration)
-    RegistryTag(Action.DEREGISTER, "churn", version="v1.0.0"),
-    RegistryTag(Action.DEPRECATE, "churn"),
-    RegistryTag(Action.REGISTER, "churn", version="v1.0.0", counter=4),
-    RegistryTag(Action.ASSIGN, "churn", stage="prod"),
-    RegistryTag(Action.UNASSIGN, "churn", stage="prod"),
-])
+@pytest.mark.parametrize(
+    "tag",
+    [
+        RegistryTag(Action.REGISTER, "churn", version="v1.0.0"),
+        RegistryTag(Action.REGISTER, "team/churn_2-b", version="v10.2.3-rc.1+build.5"),
+        RegistryTag(Action.DEREGISTER, "churn", version="v1.0.0", counter=7),
+        RegistryTag(Action.ASSIGN, "a", stage="production", counter=1),
+        RegistryTag(Action.UNASSIGN, "x/y", stage="Staging-2", counter=123456),
+        RegistryTag(Action.DEPRECATE, "churn", counter=3),
+        # GTO 1.10.1's other forms: counter-less (its default for deregistration and deprecation, `--simple true`)
+        # and a counted registration (`--simple false`, re-registration)
+        RegistryTag(Action.DEREGISTER, "churn", version="v1.0.0"),
+        RegistryTag(Action.DEPRECATE, "churn"),
+        RegistryTag(Action.REGISTER, "churn", version="v1.0.0", counter=4),
+        RegistryTag(Action.ASSIGN, "churn", stage="prod"),
+        RegistryTag(Action.UNASSIGN, "churn", stage="prod"),
+    ],
+)
 def test_tag_names_round_trip(tag):
     assert parse_tag(tag.name) == tag
     assert parse_tag(tag.ref) == tag
 
 
-@pytest.mark.parametrize("name", [
-    "churn", "v1.0.0", "churn@", "churn@v1.0", "churn@1.0.0", "churn@v01.0.0", "churn@deprecated!", "churn#prod#0",
-    "churn#prod#01", "-churn@v1.0.0", "churn-@v1.0.0", "a//b@v1.0.0", "churn@deprecated!#2", "churn@created#1",
-    "churn#pro/d#1", "ch urn@v1.0.0", "churn@v1.0.0!!", "churn@v1.0.0#01", "churn#prod!#", "ch\u00e9rn@v1.0.0",
-    "churn#prod#1\n", "churn@v1.0.0\x00", "/churn@v1.0.0", "churn/@v1.0.0",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "churn",
+        "v1.0.0",
+        "churn@",
+        "churn@v1.0",
+        "churn@1.0.0",
+        "churn@v01.0.0",
+        "churn@deprecated!",
+        "churn#prod#0",
+        "churn#prod#01",
+        "-churn@v1.0.0",
+        "churn-@v1.0.0",
+        "a//b@v1.0.0",
+        "churn@deprecated!#2",
+        "churn@created#1",
+        "churn#pro/d#1",
+        "ch urn@v1.0.0",
+        "churn@v1.0.0!!",
+        "churn@v1.0.0#01",
+        "churn#prod!#",
+        "ch\u00e9rn@v1.0.0",
+        "churn#prod#1\n",
+        "churn@v1.0.0\x00",
+        "/churn@v1.0.0",
+        "churn/@v1.0.0",
+    ],
+)
 def test_other_and_hostile_tag_names_are_not_registry_tags(name):
     assert parse_tag(name) is None
 
 
-@pytest.mark.parametrize("name", ["", "churn model", "a//b", "-a", "a-", "a@b", "a#b", "a.b", "../x", "x" * 201, None, 3])
+@pytest.mark.parametrize(
+    "name", ["", "churn model", "a//b", "-a", "a-", "a@b", "a#b", "a.b", "../x", "x" * 201, None, 3]
+)
 def test_hostile_model_names_are_refused(name):
     with pytest.raises(InvalidInputError, match="registered model name"):
         check_model_name(name)
@@ -112,7 +140,9 @@ def test_register_promote_and_resolve(reg_client, repo):
     assert gitml.pyfunc.load_model("models:/churn/production").predict([1]) == [3]
     assert gitml.pyfunc.load_model("models:/churn/latest").predict([1]) == [3]
     assert reg.unassign("churn", "production") == ["churn#production!#3", "churn#production!#4"]
-    with pytest.raises(RegisteredModelNotFound, match="stage 'production' of registered model 'churn' holds no version"):
+    with pytest.raises(
+        RegisteredModelNotFound, match="stage 'production' of registered model 'churn' holds no version"
+    ):
         reg.resolve("churn", stage="production")
 
 
@@ -184,7 +214,13 @@ def test_register_returns_the_version_as_resolved_and_reads_no_stage_or_policy(r
     git(repo, "commit", "-qm", "broken policy")
     with gitml.ops.Operations(repo) as c:
         mv = c.registry.register("churn", r2, "model", description="second")
-        assert (mv.version, mv.run_id, mv.path, mv.description, mv.tag) == ("v2.0.0", r2, "model", "second", "churn@v2.0.0")
+        assert (mv.version, mv.run_id, mv.path, mv.description, mv.tag) == (
+            "v2.0.0",
+            r2,
+            "model",
+            "second",
+            "churn@v2.0.0",
+        )
         assert mv.registered_by == "Test User <test@example.com>" and mv.registered_at > 0
         assert mv.commit == git(repo, "rev-parse", "refs/tags/churn@v2.0.0^{commit}").strip()
         with pytest.raises(CorruptRecordError, match="registry.yaml"):  # what needs the policy still refuses
@@ -208,7 +244,9 @@ def test_stages_outside_the_committed_policy_are_refused(reg_client, repo):
     r1 = _run(reg_client, 1)
     reg = gitml.ops.Operations(repo).registry
     reg.register("churn", r1)
-    with pytest.raises(InvalidInputError, match="not one of the stages .gitml/registry.yaml allows: staging, production"):
+    with pytest.raises(
+        InvalidInputError, match="not one of the stages .gitml/registry.yaml allows: staging, production"
+    ):
         reg.assign("churn", "1", "prod")
 
 
@@ -218,7 +256,13 @@ def test_mlflow_registry_calls(reg_client):
     c = reg_client
     assert c.create_registered_model("churn").name == "churn"
     mv = gitml.register_model(f"runs:/{r1}/model", "churn")
-    assert (mv.name, mv.version, mv.run_id, mv.source, mv.current_stage) == ("churn", "1", r1, f"runs:/{r1}/model", "None")
+    assert (mv.name, mv.version, mv.run_id, mv.source, mv.current_stage) == (
+        "churn",
+        "1",
+        r1,
+        f"runs:/{r1}/model",
+        "None",
+    )
     assert c.create_model_version("churn", f"runs:/{r2}/model", r2).version == "2"
     c.set_registered_model_alias("churn", "champion", "1")
     assert c.get_model_version_by_alias("churn", "champion").run_id == r1

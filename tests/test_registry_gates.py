@@ -109,8 +109,10 @@ def test_check_passes_and_apply_promotes_when_every_gate_passes(team, tmp_path):
     assert "all checks pass" in text
     assert "Gates of stage production (the policy of origin/main at" in text
     assert "| ✅ passes | `metrics.auc >= 0.8` | candidate 0.9 |" in text
-    assert ("| ✅ passes | `metrics.loss no worse than the current holder's (lower is better)` | "
-            "`candidate 0.4, current v1.0.0 0.5` |") in text
+    assert (
+        "| ✅ passes | `metrics.loss no worse than the current holder's (lower is better)` | "
+        "`candidate 0.4, current v1.0.0 0.5` |"
+    ) in text
     _merge(team, "promote-v2")
     out = gitml_cli(team["ci"], "registry", "apply", "--sign")
     assert "churn: production -> v2.0.0" in out
@@ -118,10 +120,16 @@ def test_check_passes_and_apply_promotes_when_every_gate_passes(team, tmp_path):
     assert _production(team["ci"]) == "v2.0.0"
 
 
-@pytest.mark.parametrize("version, failing", [
-    ("v3.0.0", "metrics.auc >= 0.8: FAILS (candidate 0.7)"),
-    ("v4.0.0", "metrics.auc no worse than the current holder's (higher is better): FAILS (candidate 0.82, current v2.0.0 0.9)"),
-])
+@pytest.mark.parametrize(
+    "version, failing",
+    [
+        ("v3.0.0", "metrics.auc >= 0.8: FAILS (candidate 0.7)"),
+        (
+            "v4.0.0",
+            "metrics.auc no worse than the current holder's (higher is better): FAILS (candidate 0.82, current v2.0.0 0.9)",
+        ),
+    ],
+)
 def test_a_failing_gate_fails_the_check_and_apply_and_promote_refuse_it(team, tmp_path, version, failing):
     ci = team["ci"]
     with _client(ci) as c:
@@ -166,7 +174,7 @@ def test_force_by_an_untrusted_or_no_signature_is_refused(team):
     attacker = team["attacker"]
     for args in (["--sign", "--force"], ["--no-sign", "--force"]):
         out = gitml_cli(attacker, "registry", "promote", "churn", "v3.0.0", "production", *args, code=1)
-        assert ("signed by a key the policy does not trust" in out or "requires signed tags" in out), out
+        assert "signed by a key the policy does not trust" in out or "requires signed tags" in out, out
     assert git(attacker, "tag", "-l", "churn#production#*").split() == ["churn#production#1"]
     assert _production(attacker) == "v1.0.0"
 
@@ -175,8 +183,11 @@ def test_a_branch_that_weakens_the_gates_changes_nothing(team, tmp_path):
     attacker, ci = team["attacker"], team["ci"]
     # the pull request also drops the gates from its own policy
     git(attacker, "checkout", "-q", "-b", "weaken")
-    _commit_policy(attacker, f"require_signature: [production]\ntrusted_gpg_keys: [{team['bot']}]\n"
-                             "gates: {production: {require: {metrics.auc: '>= 0.1'}}}\n")
+    _commit_policy(
+        attacker,
+        f"require_signature: [production]\ntrusted_gpg_keys: [{team['bot']}]\n"
+        "gates: {production: {require: {metrics.auc: '>= 0.1'}}}\n",
+    )
     (attacker / ".gitml" / "stages.yaml").write_text("churn:\n  production: v3.0.0\n")
     git(attacker, "add", ".gitml")
     git(attacker, "commit", "-qm", "promote v3, relax the gates")
@@ -202,16 +213,29 @@ def test_the_metrics_judged_are_the_runs_as_registered(team):
             c.registry.assign("churn", "v3.0.0", "production", sign_tag=True)
 
 
-@pytest.mark.parametrize("gates, message", [
-    ({"production": {"require": {"metrics.auc": "at least 0.8"}}},
-     "gates.production.require.metrics.auc: expected a comparison and a number such as \">= 0.9\", not 'at least 0.8'"),
-    ({"production": {"require": {"auc": ">= 0.8"}}}, "gates.production.require: 'auc' is not a metric key (metrics.<name>)"),
-    ({"production": {"no_worse_than_current": [{"metrics.loss": "smaller"}]}},
-     "gates.production.no_worse_than_current.metrics.loss: say higher or lower (which is better), not 'smaller'"),
-    ({"production": {"requires": {}}}, "gates.production: unknown key(s) requires; known: require, no_worse_than_current, dataset"),
-    ({"qa": {}}, "gates.qa: 'qa' is not one of the stages the policy allows: staging, production"),
-    ({"production": {"dataset": "holdout"}}, "gates.production.dataset: 'holdout' is not one of the datasets"),
-])
+@pytest.mark.parametrize(
+    "gates, message",
+    [
+        (
+            {"production": {"require": {"metrics.auc": "at least 0.8"}}},
+            "gates.production.require.metrics.auc: expected a comparison and a number such as \">= 0.9\", not 'at least 0.8'",
+        ),
+        (
+            {"production": {"require": {"auc": ">= 0.8"}}},
+            "gates.production.require: 'auc' is not a metric key (metrics.<name>)",
+        ),
+        (
+            {"production": {"no_worse_than_current": [{"metrics.loss": "smaller"}]}},
+            "gates.production.no_worse_than_current.metrics.loss: say higher or lower (which is better), not 'smaller'",
+        ),
+        (
+            {"production": {"requires": {}}},
+            "gates.production: unknown key(s) requires; known: require, no_worse_than_current, dataset",
+        ),
+        ({"qa": {}}, "gates.qa: 'qa' is not one of the stages the policy allows: staging, production"),
+        ({"production": {"dataset": "holdout"}}, "gates.production.dataset: 'holdout' is not one of the datasets"),
+    ],
+)
 def test_bad_gate_syntax_is_one_line_naming_the_key(repo, gates, message):
     _commit_policy(repo, yaml.safe_dump({"stages": ["staging", "production"], "gates": gates}))
     out = gitml_cli(repo, "registry", "policy", code=1)

@@ -20,15 +20,20 @@ def _gto(python: str, repo, *args: str):
 
 
 def test_gto_parses_every_tag_name_gitml_makes(gto_python):  # noqa: F811
-    names = [t.name for t in (
-        RegistryTag(Action.REGISTER, "team/churn_2-b", version="v10.2.3-rc.1+build.5"),
-        RegistryTag(Action.DEREGISTER, "churn", version="v1.0.0", counter=7),
-        RegistryTag(Action.ASSIGN, "a", stage="production", counter=1),
-        RegistryTag(Action.UNASSIGN, "x/y", stage="Staging-2", counter=12),
-        RegistryTag(Action.DEPRECATE, "churn", counter=3),
-    )]
-    code = ("import json, sys\nfrom gto.tag import parse_name\n"
-            "print(json.dumps([{k: getattr(v, 'value', v) for k, v in parse_name(n).items()} for n in json.loads(sys.argv[1])]))")
+    names = [
+        t.name
+        for t in (
+            RegistryTag(Action.REGISTER, "team/churn_2-b", version="v10.2.3-rc.1+build.5"),
+            RegistryTag(Action.DEREGISTER, "churn", version="v1.0.0", counter=7),
+            RegistryTag(Action.ASSIGN, "a", stage="production", counter=1),
+            RegistryTag(Action.UNASSIGN, "x/y", stage="Staging-2", counter=12),
+            RegistryTag(Action.DEPRECATE, "churn", counter=3),
+        )
+    ]
+    code = (
+        "import json, sys\nfrom gto.tag import parse_name\n"
+        "print(json.dumps([{k: getattr(v, 'value', v) for k, v in parse_name(n).items()} for n in json.loads(sys.argv[1])]))"
+    )
     out = subprocess.run([gto_python, "-c", code, json.dumps(names)], capture_output=True, text=True, check=True)
     parsed = json.loads(out.stdout)
     assert [p["action"] for p in parsed] == ["register", "deregister", "assign", "unassign", "deprecate"]
@@ -69,4 +74,8 @@ def test_gto_agrees_on_versions_and_stages(repo, monkeypatch, gto_python):  # no
     assert ours["churn"].stages == {"production": "v2.0.0"}
     versions = _gto(gto_python, repo, "show", "churn", "--json")
     live = {v.version: bool(v.stages) for v in ours["churn"].versions.values() if not v.deregistered}
-    assert {v["version"]: v["stages"] != [] for v in versions if v["registrations"]} == live == {"v2.0.0": True, "v3.0.0": False}
+    assert (
+        {v["version"]: v["stages"] != [] for v in versions if v["registrations"]}
+        == live
+        == {"v2.0.0": True, "v3.0.0": False}
+    )

@@ -51,8 +51,9 @@ class World:
 
     def gto(self, *args: str, at: int | None = None, check: bool = True) -> str:
         env = {**os.environ, "GTO_TEST_TIME": str(at if at is not None else self.tick())}
-        out = subprocess.run([self.python, "-c", _PINNED_GTO, *args], cwd=self.repo, env=env,
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            [self.python, "-c", _PINNED_GTO, *args], cwd=self.repo, env=env, capture_output=True, text=True
+        )
         if check:
             assert out.returncode == 0, (args, out.stdout, out.stderr)
         return out.stdout
@@ -81,8 +82,13 @@ class World:
         """Each tag's event and version (a stage tag's: the version registered at its
         commit): ``gto check-ref`` against ``gitml registry history``."""
         history = json.loads(gitml_cli(self.repo, "registry", "history", name, "--json"))
-        events = {"register": "registration", "deregister": "deregistration", "assign": "assignment",
-                  "unassign": "unassignment", "deprecate": "deprecation"}
+        events = {
+            "register": "registration",
+            "deregister": "deregistration",
+            "assign": "assignment",
+            "unassign": "unassignment",
+            "deprecate": "deprecation",
+        }
         for row in history:
             if row["decision"] != "counts":
                 continue
@@ -108,7 +114,9 @@ def test_gto_defaults_deregister_deprecate_and_re_register(world):
     assert "m@v0.0.1!" in git(world.repo, "tag", "-l")
     state = world.agree()["m"]
     assert state["stages"] == {"staging": "v0.0.2"} and state["latest"] == "v0.0.2"
-    with pytest.raises(RegisteredModelNotFound, match="is deregistered"):  # gitml no longer promotes a withdrawn version
+    with pytest.raises(
+        RegisteredModelNotFound, match="is deregistered"
+    ):  # gitml no longer promotes a withdrawn version
         with gitml.ops.Operations(world.repo) as c:
             c.registry.assign("m", "v0.0.1", "prod")
     assert "m#prod#3" not in git(world.repo, "tag", "-l")
@@ -167,8 +175,15 @@ def test_gitml_gto_and_git_in_turn(world):
     world.tick()
     git(world.repo, "tag", "-a", "-m", "by hand", "churn#staging#9", v2)  # a deregistered version holds no stage
     world.tick()
-    git(world.repo, "tag", "-a", "-m", "by hand", "churn#production!#10",
-        git(world.repo, "rev-parse", "churn@v1.0.0^{commit}").strip())
+    git(
+        world.repo,
+        "tag",
+        "-a",
+        "-m",
+        "by hand",
+        "churn#production!#10",
+        git(world.repo, "rev-parse", "churn@v1.0.0^{commit}").strip(),
+    )
     assert world.agree()["churn"]["stages"] == {}
     with gitml.ops.Operations(world.repo) as c:
         world.tick()
@@ -192,7 +207,10 @@ def test_gto_stage_tags_carry_their_version_in_history(world):
     world.agree()
     history = json.loads(gitml_cli(world.repo, "registry", "history", "m", "--json"))
     assert [(h["tag"], h["version"]) for h in history] == [
-        ("m@v1.2.0", "v1.2.0"), ("m#prod#1", "v1.2.0"), ("m#prod!#2", "v1.2.0")]
+        ("m@v1.2.0", "v1.2.0"),
+        ("m#prod#1", "v1.2.0"),
+        ("m#prod!#2", "v1.2.0"),
+    ]
 
 
 def test_a_deprecation_older_than_a_version_commit_does_not_hold(world):

@@ -45,7 +45,15 @@ def test_names_mlflow_allows_are_carried_encoded_in_gto_readable_tags(c, repo):
     assert gitml.pyfunc.load_model("models:/Model 1@champion").predict([0]) == [1]
     assert gitml.pyfunc.load_model("models:/Model 1/1").predict([0]) == [1]
     # a tag named like an encoded name whose message names another model is not that model
-    git(repo, "tag", "-a", f"{slug}@v9.0.0", "-m", "gitml-registry:\n  model: Model 2\n", git(repo, "rev-parse", tags[0] + "^{commit}").strip())
+    git(
+        repo,
+        "tag",
+        "-a",
+        f"{slug}@v9.0.0",
+        "-m",
+        "gitml-registry:\n  model: Model 2\n",
+        git(repo, "rev-parse", tags[0] + "^{commit}").strip(),
+    )
     state = c.registry.model("Model 1")
     hostile = next(e for e in state.events if e.tag.version == "v9.0.0")
     assert "its message names model 'Model 2'" in c.registry.rejection(hostile, deep=True)  # `registry verify` says so
@@ -56,8 +64,12 @@ def test_registered_model_and_version_metadata(c, repo, monkeypatch):
     r1, r2 = _run(c, 1), _run(c, 2)
     monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000000 +0000")
     rm = c.create_registered_model("Churn Model", tags={"team": "growth"}, description="predicts churn")
-    assert (rm.name, rm.tags, rm.description, rm.creation_timestamp) == ("Churn Model", {"team": "growth"},
-                                                                          "predicts churn", 1_700_000_000_000)
+    assert (rm.name, rm.tags, rm.description, rm.creation_timestamp) == (
+        "Churn Model",
+        {"team": "growth"},
+        "predicts churn",
+        1_700_000_000_000,
+    )
     assert c.get_registered_model("Churn Model").latest_versions == []
     with pytest.raises(ConflictError, match="already exists"):
         c.create_registered_model("Churn Model")
@@ -75,9 +87,16 @@ def test_registered_model_and_version_metadata(c, repo, monkeypatch):
     c.delete_registered_model_tag("Churn Model", "team")
     got = c.get_model_version("Churn Model", "1")
     assert (got.description, got.tags, got.last_updated_timestamp) == (
-        "the first, described again", {"k2": "3"}, 1_700_000_100_000)
+        "the first, described again",
+        {"k2": "3"},
+        1_700_000_100_000,
+    )
     rm = c.get_registered_model("Churn Model")
-    assert (rm.description, rm.tags, rm.last_updated_timestamp) == ("churn, monthly", {"owner": "ana"}, 1_700_000_100_000)
+    assert (rm.description, rm.tags, rm.last_updated_timestamp) == (
+        "churn, monthly",
+        {"owner": "ana"},
+        1_700_000_100_000,
+    )
     assert [v.version for v in rm.latest_versions] == ["2"]
     assert c.get_model_version_download_uri("Churn Model", "1") == f"runs:/{r1}/model"
     # the registration tag keeps what it was registered with; the metadata is the model's ref
@@ -87,7 +106,9 @@ def test_registered_model_and_version_metadata(c, repo, monkeypatch):
     assert log[0] == "Test User|1700000100|delete tag team of registered model Churn Model"
     assert log[-1] == "Test User|1700000000|create registered model Churn Model"
     assert [h["message"] for h in c.registry_history("Churn Model")][:2] == [
-        "delete tag team of registered model Churn Model", "set tag owner of registered model Churn Model"]
+        "delete tag team of registered model Churn Model",
+        "set tag owner of registered model Churn Model",
+    ]
     git(repo, "fsck", "--strict")
     with pytest.raises(InvalidInputError, match="tag key"):
         c.set_registered_model_tag("Churn Model", "", "x")
@@ -110,7 +131,11 @@ def test_delete_rename_and_copy(c, repo):
     # rename: the versions (numbers kept), stages and aliases move under the new name as tags
     renamed = c.rename_registered_model("src", "Renamed Model")
     assert (renamed.name, renamed.description, renamed.tags, renamed.aliases) == (
-        "Renamed Model", "d", {"t": "1"}, {"champion": "3"})
+        "Renamed Model",
+        "d",
+        {"t": "1"},
+        {"champion": "3"},
+    )
     assert c.get_model_version("Renamed Model", "1").tags == {"a": "1"}
     assert c.get_model_version("Renamed Model", "1").current_stage == "Staging"
     assert c.get_model_version("Renamed Model", "3").run_id == r3
@@ -124,7 +149,12 @@ def test_delete_rename_and_copy(c, repo):
     # copy: the next version of the destination (made when missing), tags and source as MLflow
     copied = c.copy_model_version("models:/Renamed Model/1", "dst")
     assert (copied.name, copied.version, copied.run_id, copied.tags, copied.source) == (
-        "dst", "1", r1, {"a": "1"}, "models:/Renamed Model/1")
+        "dst",
+        "1",
+        r1,
+        {"a": "1"},
+        "models:/Renamed Model/1",
+    )
     assert gitml.pyfunc.load_model("models:/dst/1").predict([0]) == [1]
     assert c.copy_model_version("models:/Renamed Model@champion", "dst").version == "2"
     # delete the model: deprecated, hidden, its name refused while its tags remain
@@ -155,7 +185,11 @@ def test_search_filters_orders_and_pages(c, monkeypatch):
     assert names(c.search_registered_models("tags.team = 'a'")) == ["Beta", "delta"]
     assert names(c.search_registered_models("name != 'alpha' AND tags.team = 'b'")) == ["gamma model"]
     assert names(c.search_registered_models(order_by=["last_updated_timestamp DESC"])) == [
-        "alpha", "delta", "gamma model", "Beta"]
+        "alpha",
+        "delta",
+        "gamma model",
+        "Beta",
+    ]
     assert names(c.search_registered_models(order_by=["name DESC"])) == ["gamma model", "delta", "alpha", "Beta"]
     first = c.search_registered_models(max_results=3)
     assert names(first) == ["Beta", "alpha", "delta"] and first.token
@@ -163,9 +197,16 @@ def test_search_filters_orders_and_pages(c, monkeypatch):
     assert names(rest) == ["gamma model"] and rest.token is None
     versions = c.search_model_versions()
     assert [(v.name, v.version) for v in versions] == [
-        ("alpha", "2"), ("delta", "1"), ("gamma model", "1"), ("Beta", "1"), ("alpha", "1")]
+        ("alpha", "2"),
+        ("delta", "1"),
+        ("gamma model", "1"),
+        ("Beta", "1"),
+        ("alpha", "1"),
+    ]
     assert [(v.name, v.version) for v in c.search_model_versions("name = 'alpha'", order_by=["version_number"])] == [
-        ("alpha", "1"), ("alpha", "2")]
+        ("alpha", "1"),
+        ("alpha", "2"),
+    ]
     assert [v.name for v in c.search_model_versions("tags.i = '2'")] == ["gamma model"]
     assert [v.name for v in c.search_model_versions(f"run_id IN ('{runs[1]}', '{runs[3]}')")] == ["delta", "Beta"]
     assert [v.version for v in c.search_model_versions("version_number > 1")] == ["2"]

@@ -55,18 +55,41 @@ STEPS: list[list] = [
     ["observe"],
 ]
 
-RM_FILTERS = ["", "name LIKE '%Model'", "name ILIKE 'beta%'", "name = 'Churn Model'", "tags.team = 'growth'",
-              "tags.team != 'growth'", "tags.team LIKE 'g%'", "name != 'x' AND tags.team ILIKE 'ml'"]
+RM_FILTERS = [
+    "",
+    "name LIKE '%Model'",
+    "name ILIKE 'beta%'",
+    "name = 'Churn Model'",
+    "tags.team = 'growth'",
+    "tags.team != 'growth'",
+    "tags.team LIKE 'g%'",
+    "name != 'x' AND tags.team ILIKE 'ml'",
+]
 RM_ORDERS = [None, ["name DESC"], ["last_updated_timestamp DESC"], ["timestamp ASC"]]
-MV_FILTERS = ["", "name = 'Churn Model'", "name LIKE '%Model'", "tags.k = 'w'", "tags.k != 'w'", "version_number > 1",
-              "version_number = 1", "run_id = '{r1}'", "run_id IN ('{r0}', '{r2}')",
-              "name = 'Churn Model' AND version_number <= 3", "name ILIKE 'beta%'"]
-MV_ORDERS = [None, ["version_number ASC"], ["creation_timestamp DESC"], ["name DESC", "version_number ASC"],
-             ["last_updated_timestamp ASC"]]
+MV_FILTERS = [
+    "",
+    "name = 'Churn Model'",
+    "name LIKE '%Model'",
+    "tags.k = 'w'",
+    "tags.k != 'w'",
+    "version_number > 1",
+    "version_number = 1",
+    "run_id = '{r1}'",
+    "run_id IN ('{r0}', '{r2}')",
+    "name = 'Churn Model' AND version_number <= 3",
+    "name ILIKE 'beta%'",
+]
+MV_ORDERS = [
+    None,
+    ["version_number ASC"],
+    ["creation_timestamp DESC"],
+    ["name DESC", "version_number ASC"],
+    ["last_updated_timestamp ASC"],
+]
 
 # Both sides run this: ``client`` is MLflow's MlflowClient or gitml's Client, ``runs`` maps
 # run names to this side's run ids, ``tick(seconds)`` pins this side's clock.
-SHARED = r'''
+SHARED = r"""
 def _aliases(value):
     if isinstance(value, dict):
         return {str(k): str(v) for k, v in value.items()}
@@ -146,9 +169,9 @@ def play(client, runs, spec, tick):
         else:
             getattr(client, op)(*args)
     return seen
-'''
+"""
 
-MLFLOW_SCRIPT = r'''
+MLFLOW_SCRIPT = r"""
 import json, sys
 import mlflow.store.model_registry.sqlalchemy_store as registry_store
 from mlflow import MlflowClient
@@ -165,12 +188,21 @@ def tick(seconds):
     CLOCK[0] = seconds * 1000
 
 print(json.dumps(play(client, runs, spec, tick)))
-'''
+"""
 
 
 def _spec(tmp) -> dict:
-    return {"uri": f"sqlite:///{tmp / 'mlflow.db'}", "runs": RUNS, "steps": STEPS, "base": BASE, "shared": SHARED,
-            "rm_filters": RM_FILTERS, "rm_orders": RM_ORDERS, "mv_filters": MV_FILTERS, "mv_orders": MV_ORDERS}
+    return {
+        "uri": f"sqlite:///{tmp / 'mlflow.db'}",
+        "runs": RUNS,
+        "steps": STEPS,
+        "base": BASE,
+        "shared": SHARED,
+        "rm_filters": RM_FILTERS,
+        "rm_orders": RM_ORDERS,
+        "mv_filters": MV_FILTERS,
+        "mv_orders": MV_ORDERS,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +213,14 @@ def observed(mlflow_python, tmp_path_factory):  # noqa: F811
     (tmp / "mlflow_side.py").write_text(MLFLOW_SCRIPT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PYTHON"))}
     env.update(HOME=str(tmp), MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true", GIT_PYTHON_REFRESH="quiet")
-    done = subprocess.run([mlflow_python, str(tmp / "mlflow_side.py"), str(tmp / "spec.json")],
-                          cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [mlflow_python, str(tmp / "mlflow_side.py"), str(tmp / "spec.json")],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     theirs = json.loads(done.stdout)
 
@@ -210,11 +248,26 @@ def observed(mlflow_python, tmp_path_factory):  # noqa: F811
 
 
 @pytest.mark.parametrize("at", range(sum(step[0] == "observe" for step in STEPS)))
-@pytest.mark.parametrize("part", ["models", "versions", "get_version", "rm_filters", "rm_orders", "rm_pages",
-                                  "mv_filters", "mv_orders", "mv_pages", "missing"])
+@pytest.mark.parametrize(
+    "part",
+    [
+        "models",
+        "versions",
+        "get_version",
+        "rm_filters",
+        "rm_orders",
+        "rm_pages",
+        "mv_filters",
+        "mv_orders",
+        "mv_pages",
+        "missing",
+    ],
+)
 def test_same_registry_as_mlflow(observed, at, part):
     theirs, mine = observed
-    if part == "versions":  # MLflow's search_model_versions leaves aliases out; gitml gives them (get_version compares them)
+    if (
+        part == "versions"
+    ):  # MLflow's search_model_versions leaves aliases out; gitml gives them (get_version compares them)
         for v in mine[at][part]:
             v["aliases"] = []
     assert mine[at][part] == theirs[at][part], json.dumps([mine[at][part], theirs[at][part]], indent=1)

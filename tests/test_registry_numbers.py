@@ -42,14 +42,19 @@ def test_numbers_follow_registration_order_not_semver(reg_client, monkeypatch):
     assert gitml.pyfunc.load_model("models:/wine/3").predict([0]) == [2]
     # a deregistered version keeps its number, and the next registration takes the next one
     reg.deregister("wine", "2")
-    with pytest.raises(RegisteredModelNotFound, match=r"version 2 \(v1.1.0\) of registered model 'wine' is deregistered"):
+    with pytest.raises(
+        RegisteredModelNotFound, match=r"version 2 \(v1.1.0\) of registered model 'wine' is deregistered"
+    ):
         reg.resolve("wine", "2")
     assert reg.register("wine", _run(reg_client, 5)).number == 5
     assert reg.resolve("wine", "5").version == "v2.0.0"  # the bump is from the greatest semver
     assert reg.model("wine").numbers[5] == "v2.0.0"
     # a missing number lists what there is
-    with pytest.raises(RegisteredModelNotFound, match=r"no version 9 \(MLflow's number\); it has 1 \(v1.0.0\), "
-                                                     r"2 \(v1.1.0, deregistered\), 3 \(v0.5.0\)"):
+    with pytest.raises(
+        RegisteredModelNotFound,
+        match=r"no version 9 \(MLflow's number\); it has 1 \(v1.0.0\), "
+        r"2 \(v1.1.0, deregistered\), 3 \(v0.5.0\)",
+    ):
         reg.resolve("wine", "9")
     with pytest.raises(RegisteredModelNotFound, match=r"no version v7.0.0; it has 1 \(v1.0.0\)"):
         reg.resolve("wine", "v7.0.0")
@@ -95,7 +100,10 @@ def test_cli_shows_the_number_beside_the_semver(reg_client, repo):
     assert listed["latest_number"] == 2 and listed["stage_numbers"] == {"production": 2}
     history = json.loads(run("history", "wine", "--json"))
     assert [(h["tag"], h["number"]) for h in history] == [
-        ("wine@v1.0.0", 1), ("wine@v1.1.0", 2), ("wine#production#1", 2)]
+        ("wine@v1.0.0", 1),
+        ("wine@v1.1.0", 2),
+        ("wine#production#1", 2),
+    ]
     assert "no version 3" in run("promote", "wine", "3", "production", code=1)
 
 
@@ -104,8 +112,11 @@ def test_tags_written_by_git_are_numbered_by_tag_time(reg_client, repo, monkeypa
     as GTO orders events, not by their names or semvers."""
     r1, r2, r3 = (_run(reg_client, i) for i in range(3))
     commits = {r: reg_client.registry._run_head(r)[0].decode() for r in (r1, r2, r3)}
-    for when, (version, run) in zip((1_700_000_300, 1_700_000_100, 1_700_000_200),
-                                    (("v0.0.1", r1), ("v0.0.3", r2), ("v0.0.2", r3))):
+    for when, (version, run) in zip(
+        (1_700_000_300, 1_700_000_100, 1_700_000_200),
+        (("v0.0.1", r1), ("v0.0.3", r2), ("v0.0.2", r3)),
+        strict=True,
+    ):
         monkeypatch.setenv("GIT_COMMITTER_DATE", f"{when} +0000")
         git(repo, "tag", "-a", f"gto-model@{version}", "-m", f"Registering version {version}", commits[run])
     git(repo, "tag", "gto-model@v0.0.9", commits[r1])  # lightweight: GTO ignores it, so does gitml
@@ -123,9 +134,11 @@ def test_a_stage_differing_only_by_case_is_refused_with_a_hint(reg_client, repo)
     reg.register("churn", _run(c, 2))
     reg.assign("churn", "1", "production")
     before = set(git(repo, "tag", "-l").split())
-    with pytest.raises(gitml.errors.InvalidInputError,
-                       match="stage 'Production' of registered model 'churn' differs only by case from its stage "
-                             "'production': use 'production'"):
+    with pytest.raises(
+        gitml.errors.InvalidInputError,
+        match="stage 'Production' of registered model 'churn' differs only by case from its stage "
+        "'production': use 'production'",
+    ):
         reg.assign("churn", "2", "Production")
     with pytest.raises(gitml.errors.InvalidInputError, match="differs only by case"):
         c.set_registered_model_alias("churn", "PRODUCTION", "2")
@@ -151,9 +164,11 @@ def test_the_policy_stages_are_enforced_with_a_hint_and_mlflows_reserved_aliases
     git(repo, "commit", "-qm", "policy")
     with gitml.ops.Operations(repo) as c:
         c.registry.register("churn", _run(c, 1))
-        with pytest.raises(gitml.errors.InvalidInputError,
-                           match=r"not one of the stages .gitml/registry.yaml allows: Staging, Production "
-                                 r"\(did you mean 'Production'\?\)"):
+        with pytest.raises(
+            gitml.errors.InvalidInputError,
+            match=r"not one of the stages .gitml/registry.yaml allows: Staging, Production "
+            r"\(did you mean 'Production'\?\)",
+        ):
             c.registry.assign("churn", "1", "production")
         with pytest.raises(gitml.errors.InvalidInputError, match="allows: Staging, Production$"):
             c.set_registered_model_alias("churn", "champion", "1")

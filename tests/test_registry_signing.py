@@ -19,14 +19,25 @@ from gitml.registry import RegisteredModelNotFound, UntrustedTagError
 from tests.conftest import git
 from tests.test_registry import _run
 
-pytestmark = pytest.mark.skipif(not (shutil.which("gpg") and shutil.which("ssh-keygen")), reason="gpg / ssh-keygen missing")
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("gpg") and shutil.which("ssh-keygen")), reason="gpg / ssh-keygen missing"
+)
 
 
 def _gpg_key(home, uid: str) -> str:
-    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"],
-                   check=True, capture_output=True, env={**os.environ, "GNUPGHOME": str(home)})
-    out = subprocess.run(["gpg", "--with-colons", "--list-secret-keys", uid], check=True, capture_output=True, text=True,
-                         env={**os.environ, "GNUPGHOME": str(home)}).stdout
+    subprocess.run(
+        ["gpg", "--batch", "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "GNUPGHOME": str(home)},
+    )
+    out = subprocess.run(
+        ["gpg", "--with-colons", "--list-secret-keys", uid],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GNUPGHOME": str(home)},
+    ).stdout
     return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
 
 
@@ -128,9 +139,10 @@ def test_ssh_signed_tags_verify_in_git_and_under_the_policy(repo, tmp_path, two_
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bot", "-f", str(key)], check=True)
     other = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    signers = f"bot@example.com namespaces=\"git\" {(tmp_path / 'id_ed25519.pub').read_text().strip()}\n"
-    _commit_policy(repo, "require_signature: true\nallowed_signers: .gitml/allowed_signers\n",
-                   {".gitml/allowed_signers": signers})
+    signers = f'bot@example.com namespaces="git" {(tmp_path / "id_ed25519.pub").read_text().strip()}\n'
+    _commit_policy(
+        repo, "require_signature: true\nallowed_signers: .gitml/allowed_signers\n", {".gitml/allowed_signers": signers}
+    )
     git(repo, "config", "gpg.format", "ssh")
     git(repo, "config", "user.signingkey", str(key))
     git(repo, "config", "tag.gpgSign", "true")
@@ -139,8 +151,12 @@ def test_ssh_signed_tags_verify_in_git_and_under_the_policy(repo, tmp_path, two_
         c.registry.register("churn", two_versions[0])
         c.registry.register("churn", two_versions[1])
         c.registry.assign("churn", "1", "production")
-    assert "Good \"git\" signature for bot@example.com" in subprocess.run(
-        ["git", "verify-tag", "churn#production#1"], cwd=repo, capture_output=True, text=True, check=True).stderr
+    assert (
+        'Good "git" signature for bot@example.com'
+        in subprocess.run(
+            ["git", "verify-tag", "churn#production#1"], cwd=repo, capture_output=True, text=True, check=True
+        ).stderr
+    )
     v2 = git(repo, "rev-parse", "churn@v2.0.0^{commit}").strip()
     monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000100 +0000")  # the newest tags
     git(repo, "-c", f"user.signingkey={other}", "tag", "-s", "-m", "someone else", "churn#production#2", v2)

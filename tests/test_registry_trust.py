@@ -26,7 +26,9 @@ from tests.test_registry import _run
 from tests.test_registry_signing import _commit_policy, _gpg_key, gnupg  # noqa: F401  (the fixture)
 from tests.test_remote import git_daemon
 
-pytestmark = pytest.mark.skipif(not (shutil.which("gpg") and shutil.which("ssh-keygen")), reason="gpg / ssh-keygen missing")
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("gpg") and shutil.which("ssh-keygen")), reason="gpg / ssh-keygen missing"
+)
 
 
 class Boobytrap(gitml.pyfunc.PythonModel):
@@ -130,7 +132,9 @@ def test_a_branch_that_drops_the_policy_changes_nothing_for_the_victim(team):
 def test_a_policy_change_on_the_trusted_ref_waits_for_the_clone_to_accept_it(team):
     maintainer, victim, attacker = team["maintainer"], team["victim"], team["attacker"]
     # a change that reached main (say a merged pull request) trusts the attacker's key too
-    _commit_policy(maintainer, f"require_signature: [production]\ntrusted_gpg_keys: [{team['bot']}, {team['mallory']}]\n")
+    _commit_policy(
+        maintainer, f"require_signature: [production]\ntrusted_gpg_keys: [{team['bot']}, {team['mallory']}]\n"
+    )
     git(maintainer, "push", "-q", "origin", "main")
     _attacker_tag(team, "churn#production#3", "churn@v2.0.0", signed=True)  # signed by Mallory
     _push_tags(attacker, "churn#production#3")
@@ -148,7 +152,9 @@ def test_a_policy_change_on_the_trusted_ref_waits_for_the_clone_to_accept_it(tea
         assert c.registry.policy.pending == ""
         assert c.registry.resolve("churn", stage="production").version == "v2.0.0"  # Mallory is trusted now
     # a comment is no change of the policy: nothing to accept
-    (maintainer / ".gitml" / "registry.yaml").write_text("# reviewed\n" + (maintainer / ".gitml" / "registry.yaml").read_text())
+    (maintainer / ".gitml" / "registry.yaml").write_text(
+        "# reviewed\n" + (maintainer / ".gitml" / "registry.yaml").read_text()
+    )
     git(maintainer, "commit", "-qam", "comment")
     git(maintainer, "push", "-q", "origin", "main")
     git(victim, "fetch", "-q", "origin")
@@ -209,7 +215,12 @@ def test_unsigned_register_deregister_deprecate_and_unassign_change_nothing(team
             state = c.registry.model("churn")
             assert not state.deprecated and state.stages == {"production": "v1.0.0", "staging": "v2.0.0"}
             assert state.latest.version == "v2.0.0" and "v3.0.0" not in state.versions
-            assert set(state.ignored) == {"churn@v3.0.0", "churn@v1.0.0!#3", "churn#production!#4", "churn@deprecated#5"}
+            assert set(state.ignored) == {
+                "churn@v3.0.0",
+                "churn@v1.0.0!#3",
+                "churn#production!#4",
+                "churn@deprecated#5",
+            }
             assert all("not signed" in why for why in state.ignored.values())
             assert gitml.pyfunc.load_model("models:/churn/latest").predict([1]) == [3]
             assert gitml.pyfunc.load_model("models:/churn@production").predict([1]) == [2]
@@ -220,7 +231,10 @@ def test_unsigned_register_deregister_deprecate_and_unassign_change_nothing(team
         assert f"{name}: not signed" in out
     history = json.loads(gitml_cli(victim, "registry", "history", "churn", "--json"))
     decisions = {h["tag"]: h["decision"] for h in history}
-    assert decisions["churn@deprecated#5"].startswith("ignored: not signed") and decisions["churn#production#1"] == "counts"
+    assert (
+        decisions["churn@deprecated#5"].startswith("ignored: not signed")
+        and decisions["churn#production#1"] == "counts"
+    )
 
 
 def test_a_stage_list_guards_deregister_and_deprecate_and_the_writer_refuses_them_unsigned(team):
@@ -283,7 +297,12 @@ def test_a_trusted_tag_object_re_pointed_under_another_name_is_refused(team, tmp
     staging = git(attacker, "rev-parse", "refs/tags/churn#staging#2").strip()  # trusted, signed by the bot
     register = git(attacker, "rev-parse", "refs/tags/churn@v2.0.0").strip()
     git(attacker, "update-ref", "refs/tags/churn#production#3", staging)  # "promotes" v2
-    git(attacker, "update-ref", "refs/tags/churn@v1.0.0!#4", git(attacker, "rev-parse", "refs/tags/churn@v1.0.0").strip())
+    git(
+        attacker,
+        "update-ref",
+        "refs/tags/churn@v1.0.0!#4",
+        git(attacker, "rev-parse", "refs/tags/churn@v1.0.0").strip(),
+    )
     git(attacker, "update-ref", "refs/tags/churn#production#5", register)
     # through git daemon (git://), as a teammate pushes to a shared host
     base = tmp_path / "served"
@@ -363,11 +382,16 @@ def test_a_clone_without_a_remote_reads_its_default_branch_and_says_so(repo, gnu
     git(repo, "checkout", "-q", "-b", "feature")
     _commit_policy(repo, "require_signature: []\n")
     with _client(repo) as c:
-        assert c.registry.policy.source.startswith("the policy of main at ") and "this clone's branch" in c.registry.policy.source
+        assert (
+            c.registry.policy.source.startswith("the policy of main at ")
+            and "this clone's branch" in c.registry.policy.source
+        )
         assert c.registry.policy.requires_signature("production")
         r1 = _run(c, 1)
         c.registry.register("churn", r1)
-        with pytest.raises(gitml.errors.InvalidInputError, match=r"stage 'production' requires signed tags \(the policy of main"):
+        with pytest.raises(
+            gitml.errors.InvalidInputError, match=r"stage 'production' requires signed tags \(the policy of main"
+        ):
             c.registry.assign("churn", "1", "production")
     assert isinstance(c.registry, Registry)
     assert not os.path.exists(repo / ".git" / "gitml" / "registry-policy.yaml")  # a local branch needs no acceptance
@@ -390,8 +414,11 @@ def test_ssh_a_branch_that_adds_its_own_signer_and_a_re_pointed_tag_are_ignored_
 
     bot, bot_line = _ssh_key(tmp_path, "bot")
     mallory, mallory_line = _ssh_key(tmp_path, "mallory")
-    _commit_policy(repo, "require_signature: [production]\nallowed_signers: .gitml/allowed_signers\n",
-                   {".gitml/allowed_signers": bot_line})
+    _commit_policy(
+        repo,
+        "require_signature: [production]\nallowed_signers: .gitml/allowed_signers\n",
+        {".gitml/allowed_signers": bot_line},
+    )
     git(repo, "config", "gpg.format", "ssh")
     git(repo, "config", "user.signingkey", str(bot))
     with _client(repo) as c:
@@ -412,8 +439,11 @@ def test_ssh_a_branch_that_adds_its_own_signer_and_a_re_pointed_tag_are_ignored_
     # the attacker's branch trusts the attacker's key; their promotion is signed by it
     monkeypatch.setenv("GIT_COMMITTER_DATE", "1700001000 +0000")  # the newest tags
     git(attacker, "checkout", "-q", "-b", "evil")
-    _commit_policy(attacker, "require_signature: [production]\nallowed_signers: .gitml/allowed_signers\n",
-                   {".gitml/allowed_signers": bot_line + mallory_line})
+    _commit_policy(
+        attacker,
+        "require_signature: [production]\nallowed_signers: .gitml/allowed_signers\n",
+        {".gitml/allowed_signers": bot_line + mallory_line},
+    )
     git(attacker, "config", "gpg.format", "ssh")
     git(attacker, "config", "user.signingkey", str(mallory))
     git(attacker, "tag", "-s", "-m", "promote", "churn#production#3", _commit(attacker, "churn@v2.0.0"))
@@ -431,14 +461,17 @@ def test_ssh_a_branch_that_adds_its_own_signer_and_a_re_pointed_tag_are_ignored_
         web = TestClient(make_app(c, allowed_hosts=allowed_hosts("127.0.0.1")), base_url="http://127.0.0.1")
         page = web.get("/models/churn").text
         assert "Decided under the policy of origin/main at" in page
-        assert "v1.0.0" in page[page.index('data-stage="production"'):]
-        row = page[page.index("<td class=\"mono\">churn#production#4</td>"):]
-        row = row[:row.index("</tr>")]
+        assert "v1.0.0" in page[page.index('data-stage="production"') :]
+        row = page[page.index('<td class="mono">churn#production#4</td>') :]
+        row = row[: row.index("</tr>")]
         assert "(ignored: ref refs/tags/churn#production#4 holds the tag object named" in row.replace("&#39;", "'")
         assert "Decided under the policy of origin/main" in web.get("/models").text
     # main's allowed signers gain Mallory's key: it decides once the victim accepts it
-    _commit_policy(repo, "require_signature: [production]\nallowed_signers: .gitml/allowed_signers\n",
-                   {".gitml/allowed_signers": bot_line + mallory_line})
+    _commit_policy(
+        repo,
+        "require_signature: [production]\nallowed_signers: .gitml/allowed_signers\n",
+        {".gitml/allowed_signers": bot_line + mallory_line},
+    )
     git(repo, "push", "-q", "origin", "main")
     git(victim, "fetch", "-q", "origin")
     with gitml.ops.Operations(victim) as c:

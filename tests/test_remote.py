@@ -19,10 +19,17 @@ from pathlib import Path
 import pytest
 
 import gitml
+from gitml.errors import RemoteError
 from gitml.store import remote as remote_module
 from gitml.store.git import open_store
-from gitml.store.remote import NON_FAST_FORWARD, REJECTED_BEHIND, fetch_refs, list_remote_refs, push_refs, resolve_remote
-from gitml.errors import RemoteError
+from gitml.store.remote import (
+    NON_FAST_FORWARD,
+    REJECTED_BEHIND,
+    fetch_refs,
+    list_remote_refs,
+    push_refs,
+    resolve_remote,
+)
 from tests.conftest import git
 
 pytestmark = pytest.mark.timeout(60)
@@ -61,8 +68,15 @@ def git_daemon(base: Path):
     port = free_port()
     proc = subprocess.Popen(
         [
-            "git", "daemon", "--reuseaddr", f"--base-path={base}", "--export-all",
-            "--enable=receive-pack", "--listen=127.0.0.1", f"--port={port}", str(base),
+            "git",
+            "daemon",
+            "--reuseaddr",
+            f"--base-path={base}",
+            "--export-all",
+            "--enable=receive-pack",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(base),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -489,7 +503,9 @@ def test_local_remote_with_receive_hooks_or_policies_is_not_bypassed(repo, tmp_p
         hook.unlink()
         (ref,) = [r for r in refs if run_id.encode() in r]
         git(bare, "config", "receive.denyDeletes", "true")
-        assert push_refs(store, str(bare), {ref: None}) == {ref: "rejected: the remote denies deleting refs (receive.denyDeletes)"}
+        assert push_refs(store, str(bare), {ref: None}) == {
+            ref: "rejected: the remote denies deleting refs (receive.denyDeletes)"
+        }
         git(bare, "config", "receive.denyNonFastForwards", "true")
     tree = git(repo, "rev-parse", f"{ref.decode()}^{{tree}}").strip()
     other = git(repo, "commit-tree", tree, "-m", "rewritten").strip()  # not a descendant
@@ -532,8 +548,10 @@ def test_a_server_hook_refusal_is_shown_once_with_its_message(repo, tmp_path):
     assert result.exit_code == 1
     # one line: the host's refusal with its hook's message (a batch tried again hears it again)
     assert result.output.count("policy: refs/gitml is frozen today") == 1
-    assert ("error: the remote refused the push: pre-receive hook declined (policy: refs/gitml is frozen today); "
-            "0 ref(s) went") in result.output
+    assert (
+        "error: the remote refused the push: pre-receive hook declined (policy: refs/gitml is frozen today); "
+        "0 ref(s) went"
+    ) in result.output
     assert for_each_ref(base / "remote.git") == {}
 
 

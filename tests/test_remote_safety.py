@@ -104,7 +104,11 @@ def test_gc_in_the_cache_removes_only_its_own_temporaries(repo, tmp_path, monkey
         plant(cache / "ab" / f"{HEX62}.gitml-tmp-7-0123456789ab"),
     ]
     fresh = plant(cache / "ab" / f"{HEX62}.gitml-tmp-8-0123456789ab", old=False)  # a live writer's
-    others = [plant(cache / "notes.tmp"), plant(cache / "ab" / "zz.tmp"), plant(cache / "zz" / f"{HEX62}.gitml-tmp-7-0123456789ab")]
+    others = [
+        plant(cache / "notes.tmp"),
+        plant(cache / "ab" / "zz.tmp"),
+        plant(cache / "zz" / f"{HEX62}.gitml-tmp-7-0123456789ab"),
+    ]
     assert "removed 2 half-written file(s)" in gitml_cli(repo, "gc").output
     assert not any(p.exists() for p in ours) and fresh.exists() and all(p.exists() for p in others)
 
@@ -133,7 +137,13 @@ def test_s3_listing_is_only_the_object_layout(repo, s3, tmp_path):
     s3_client = boto3.client("s3", endpoint_url=s3, region_name="us-east-1")
     bucket = "gitml-listing"  # its own: moto keeps every bucket for the whole process
     s3_client.create_bucket(Bucket=bucket)
-    keys = [f"art/ab/{HEX62}", f"art/deep/ab/{'d' * 62}", f"art/zz/{HEX62}", f"art-other/ab/{'e' * 62}", f"ab/{'f' * 62}"]
+    keys = [
+        f"art/ab/{HEX62}",
+        f"art/deep/ab/{'d' * 62}",
+        f"art/zz/{HEX62}",
+        f"art-other/ab/{'e' * 62}",
+        f"ab/{'f' * 62}",
+    ]
     try:
         for key in keys:
             s3_client.put_object(Bucket=bucket, Key=key, Body=b"x")
@@ -152,7 +162,9 @@ def test_a_committed_remote_needs_confirming_before_a_push_writes_there(repo, or
     monkeypatch.delenv("GITML_ARTIFACT_REMOTE", raising=False)
     ids = log_runs({"a": "alpha"})
     commit_config(repo, "artifacts:\n  remote: ../team-store\n")
-    refused = one_line_error(gitml_cli(repo, "push", code=1), str(tmp_path / "team-store"), "gitml config --trust-committed")
+    refused = one_line_error(
+        gitml_cli(repo, "push", code=1), str(tmp_path / "team-store"), "gitml config --trust-committed"
+    )
     assert "committed .gitml/config.yaml" in refused
     assert not (tmp_path / "team-store").exists() or files_in(tmp_path / "team-store") == []
     assert git(origin, "for-each-ref", "refs/gitml") == ""  # no ref without its objects
@@ -205,8 +217,9 @@ def forge_manifest(repo, ref: str, edit) -> None:
     import subprocess
 
     def run(*args, stdin=None):
-        return subprocess.run(["git", *args], cwd=repo, env=environment, input=stdin, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=repo, env=environment, input=stdin, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     manifest = edit(run("cat-file", "-p", f"{ref}:.gitml/run/artifacts.yaml"))
     blob = run("hash-object", "-w", "--stdin", stdin=manifest)

@@ -99,7 +99,10 @@ def test_a_run_reaching_a_missing_blob_is_refused_and_its_sibling_taken(repo, tm
     git(tmp_path, "init", "-q", str(victim))
     with open_store(victim) as store:
         result = fetch_refs(store, str(bare))
-    assert set(result.refused) == {runs[0]} and f"object {NOWHERE}, which it reaches, is missing" in result.refused[runs[0]]
+    assert (
+        set(result.refused) == {runs[0]}
+        and f"object {NOWHERE}, which it reaches, is missing" in result.refused[runs[0]]
+    )
     assert runs[1] in result.created
     git(victim, "fsck", "--strict")
 
@@ -112,7 +115,12 @@ def test_a_damaged_entry_of_a_big_pack_stops_the_push_and_names_its_object(repo,
     git(repo, "repack", "-a", "-d", "-q", "--depth=0", "--window=0")  # whole entries only
     (pack,) = [pack_dir / name for name in os.listdir(pack_dir) if name.endswith(".pack")]
     listing = pack_listing(pack.with_suffix(".idx"))
-    types = git(repo, "cat-file", "--batch-check=%(objectname) %(objecttype)", input_text="\n".join(s for _, s in listing) + "\n")
+    types = git(
+        repo,
+        "cat-file",
+        "--batch-check=%(objectname) %(objecttype)",
+        input_text="\n".join(s for _, s in listing) + "\n",
+    )
     blobs = {line.split()[0] for line in types.splitlines() if line.endswith(" blob")}
     offset, victim = max((offset, sha) for offset, sha in listing if sha in blobs)  # read first by the copy
     data = bytearray(pack.read_bytes())
@@ -190,7 +198,9 @@ def test_a_pack_pushed_or_fetched_whole_is_copied_as_it_is_and_checked(repo, tmp
     make_runs(1, experiment="after")  # and objects elsewhere
     with open_store(repo) as store:
         refs = store.refs_under("refs/gitml/")
-    (source,) = [name for name in os.listdir(pack_dir) if name.endswith(".pack") and os.path.getsize(pack_dir / name) > 2000]
+    (source,) = [
+        name for name in os.listdir(pack_dir) if name.endswith(".pack") and os.path.getsize(pack_dir / name) > 2000
+    ]
     bare = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(bare))
     with open_store(repo) as store:
@@ -206,7 +216,12 @@ def test_a_pack_pushed_or_fetched_whole_is_copied_as_it_is_and_checked(repo, tmp
     assert objects_of(clone, refs) == objects_of(repo, refs)
 
     listing = pack_listing((pack_dir / source).with_suffix(".idx"))
-    types = git(repo, "cat-file", "--batch-check=%(objectname) %(objecttype)", input_text="\n".join(s for _, s in listing) + "\n")
+    types = git(
+        repo,
+        "cat-file",
+        "--batch-check=%(objectname) %(objecttype)",
+        input_text="\n".join(s for _, s in listing) + "\n",
+    )
     blobs = {line.split()[0] for line in types.splitlines() if line.endswith(" blob")}
     offset = max(offset for offset, sha in listing if sha in blobs)  # an entry no walk inflates
     data = bytearray((pack_dir / source).read_bytes())
@@ -252,7 +267,9 @@ def test_unchanged_refs_of_two_identical_packed_refs_looks_only_at_the_loose_one
         assert unchanged_refs(store, str(bare), ours) == expected
 
 
-def test_one_table_of_many_packs_locates_each_object_where_the_search_in_turn_does(repo, tmp_path, indexed, monkeypatch):
+def test_one_table_of_many_packs_locates_each_object_where_the_search_in_turn_does(
+    repo, tmp_path, indexed, monkeypatch
+):
     """A sweep leaves dozens of packs: past ``_MERGE_AFTER`` lookups their ids are searched
     in one table. It must give each object the entry the search of each pack in turn gives
     (the first pack holding it, so a walk marks an object held twice once), and a push

@@ -12,9 +12,8 @@ import sys
 import pytest
 
 import gitml
-from gitml.errors import RepositoryError
+from gitml.errors import RepositoryError, UnsupportedRepositoryError
 from gitml.store.git import open_store
-from gitml.errors import UnsupportedRepositoryError
 from tests.conftest import ROOT, git
 
 
@@ -48,7 +47,9 @@ def project(path, *init_args, config: dict[str, str] | None = None):
 
 def cli(*args, cwd) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "gitml.cli.main", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "gitml.cli.main", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
 
 
 def reftable_project(tmp_path):

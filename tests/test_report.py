@@ -72,7 +72,9 @@ def assert_inert(markdown: str, *, images: tuple[str, ...] = ()) -> list[str]:
     page = gfm(markdown)
     assert "<a " not in page and "<script" not in page and "<iframe" not in page, page
     assert tuple(re.findall(r"<img [^>]*src=\"([^\"]*)\"", page)) == images, page
-    outside = re.sub(r"<[^>]*>", "", re.sub(r"<code>.*?</code>", "", page, flags=re.S))  # the text GitHub reads mentions in
+    outside = re.sub(
+        r"<[^>]*>", "", re.sub(r"<code>.*?</code>", "", page, flags=re.S)
+    )  # the text GitHub reads mentions in
     for marker in ("@", "://", "www.", "\u202e"):
         assert marker not in outside, (marker, outside)
     return [html.unescape(code) for code in re.findall(r"<code>(.*?)</code>", page, flags=re.S)]
@@ -186,7 +188,9 @@ def test_registry_check_and_compare_of_a_hostile_pull_request_are_inert(repo, tm
     report = (tmp_path / "registry.md").read_text()
     codes = assert_inert(report)
     assert "### churn: production → v2.0.0" in report and "Now: v1.0.0" in report
-    assert "Mallory [click](https://evil.example) @octocat <mallory@evil.example>" in codes  # the tagger, shown as it is
+    assert (
+        "Mallory [click](https://evil.example) @octocat <mallory@evil.example>" in codes
+    )  # the tagger, shown as it is
     assert shown(HOSTILE[3]) in codes and "v9.0.0-www.evil.example" in codes
     assert any("has no version v9.0.0-www.evil.example" in code for code in codes)  # the problem, inert too
     gitml_cli(ci, "compare", "--branch", "origin/main", "--branch", "HEAD", "-o", str(tmp_path / "compare.md"))

@@ -45,14 +45,22 @@ def plumbing(repo: Path):
     env = {**os.environ, "GIT_INDEX_FILE": str(repo / "forge-index")}
 
     def run(*args, stdin: str | None = None) -> str:
-        return subprocess.run(["git", *args], cwd=repo, env=env, input=stdin, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=repo, env=env, input=stdin, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     return run
 
 
-def forge_run(bare: Path, genuine: str, *, experiment: str, parent: str | None, params: str = "lr: \"666\"\n",
-              edit=lambda line: line) -> str:
+def forge_run(
+    bare: Path,
+    genuine: str,
+    *,
+    experiment: str,
+    parent: str | None,
+    params: str = 'lr: "666"\n',
+    edit=lambda line: line,
+) -> str:
     """A commit claiming run ``genuine``'s id: its tree is the genuine run's with
     ``meta.yaml`` rewritten for ``experiment`` (so the record checks pass) and other
     params, its message carries the run's trailer, its parent is ``parent`` (the source
@@ -60,11 +68,17 @@ def forge_run(bare: Path, genuine: str, *, experiment: str, parent: str | None, 
     run = plumbing(bare)
     meta = run("cat-file", "-p", f"{genuine}:.gitml/run/meta.yaml")
     run_id = next(line.split(":", 1)[1].strip().strip('"') for line in meta.splitlines() if line.startswith("run_id:"))
-    meta = "\n".join(
-        f'experiment_id: "{experiment}"' if line.startswith("experiment_id:") else
-        "run_name: impostor" if line.startswith("run_name:") else edit(line)
-        for line in meta.splitlines()
-    ) + "\n"
+    meta = (
+        "\n".join(
+            f'experiment_id: "{experiment}"'
+            if line.startswith("experiment_id:")
+            else "run_name: impostor"
+            if line.startswith("run_name:")
+            else edit(line)
+            for line in meta.splitlines()
+        )
+        + "\n"
+    )
     run("read-tree", genuine)
     for name, text in ((".gitml/run/meta.yaml", meta), (".gitml/run/params.yaml", params)):
         blob = run("hash-object", "-w", "--stdin", stdin=text)
@@ -250,8 +264,13 @@ def test_a_later_commit_rewriting_what_never_changes_in_a_run_is_refused(team, k
     here = for_each_ref(victim)[ref.encode()]
     rewrites = {
         "param 'lr'": dict(params='lr: "666"\n'),
-        "start_time": dict(params='lr: "0.1"\n', edit=lambda line: "start_time: 1" if line.startswith("start_time:") else line),
-        "source": dict(params='lr: "0.1"\n', edit=lambda line: "  commit: \"" + "0" * 40 + "\"" if line.startswith("  commit:") else line),
+        "start_time": dict(
+            params='lr: "0.1"\n', edit=lambda line: "start_time: 1" if line.startswith("start_time:") else line
+        ),
+        "source": dict(
+            params='lr: "0.1"\n',
+            edit=lambda line: '  commit: "' + "0" * 40 + '"' if line.startswith("  commit:") else line,
+        ),
     }
     for what, how in rewrites.items():
         git(bare, "update-ref", ref, forge_run(bare, tip, experiment=experiment, parent=tip, **how))
@@ -263,6 +282,11 @@ def test_a_later_commit_rewriting_what_never_changes_in_a_run_is_refused(team, k
             assert for_each_ref(victim)[ref.encode()] == here
     assert f"{ref}: refused: its later commit" in gitml_cli(victim, "pull", code=1).output  # through gitml's own fetch
     # adding a param and renaming the run is what a later commit of the run does
-    git(bare, "update-ref", ref, forge_run(bare, tip, experiment=experiment, parent=tip, params='lr: "0.1"\nmore: "1"\n'))
+    git(
+        bare,
+        "update-ref",
+        ref,
+        forge_run(bare, tip, experiment=experiment, parent=tip, params='lr: "0.1"\nmore: "1"\n'),
+    )
     assert "1 updated" in gitml_cli(victim, "fetch").output
     assert victims_view(victim, run_id) == f"impostor 0.1 {experiment}"

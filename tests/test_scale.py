@@ -34,14 +34,25 @@ def make_rows(n):
     rows = []
     for i in range(n):
         metrics = {"m": float("nan") if i % 11 == 0 else (i % 10) / 10} if i % 7 else {}
-        rows.append({
-            "run_id": f"{i:032x}", "experiment_id": "1", "run_name": f"r{i}", "status": "FINISHED",
-            "start_time": i % 13, "end_time": None if i % 3 else i, "user_id": "u",
-            "lifecycle_stage": "active", "artifact_uri": f"runs:/{i:032x}",
-            "metrics": metrics, "params": {"p": "xyz"[i % 3]} if i % 5 else {},
-            "tags": {"t": "v"} if i % 2 else {},
-            "datasets": [{"name": f"d{i % 3}", "digest": "ab", "context": None if i % 4 else "train"}] if i % 6 else [],
-        })
+        rows.append(
+            {
+                "run_id": f"{i:032x}",
+                "experiment_id": "1",
+                "run_name": f"r{i}",
+                "status": "FINISHED",
+                "start_time": i % 13,
+                "end_time": None if i % 3 else i,
+                "user_id": "u",
+                "lifecycle_stage": "active",
+                "artifact_uri": f"runs:/{i:032x}",
+                "metrics": metrics,
+                "params": {"p": "xyz"[i % 3]} if i % 5 else {},
+                "tags": {"t": "v"} if i % 2 else {},
+                "datasets": [{"name": f"d{i % 3}", "digest": "ab", "context": None if i % 4 else "train"}]
+                if i % 6
+                else [],
+            }
+        )
     return rows
 
 
@@ -64,8 +75,15 @@ def test_sorting_positions_matches_sorting_rows():
 
 
 def test_columns_round_trip_through_their_encoding():
-    for column in ([1.5, None, math.inf, -0.0], [1, None, -(2**63)], ["a", None, "é", "a"], [None, None],
-                   [[{"name": "x"}], []], [True, 1.0], ["1", 1]):
+    for column in (
+        [1.5, None, math.inf, -0.0],
+        [1, None, -(2**63)],
+        ["a", None, "é", "a"],
+        [None, None],
+        [[{"name": "x"}], []],
+        [True, 1.0],
+        ["1", 1],
+    ):
         back = decode_column(encode_column(column), len(column))
         assert [repr(v) for v in back] == [repr(v) for v in column]
     nan = decode_column(encode_column([math.nan]), 1)[0]
@@ -102,7 +120,8 @@ def test_snapshot_serves_search_and_other_processes_changes_are_seen_at_once(rep
     assert snapshot_generations(repo) == [1]  # 30 runs outside any snapshot: one was written
     assert list(frame["run_id"]) == [ids[i] for i in range(27, -1, -3)]
     # another process changes a run, makes a new one, and deletes a ref
-    run_python(f"""
+    run_python(
+        f"""
 import gitml, subprocess
 gitml.set_experiment("scale")
 with gitml.start_run(run_id="{ids[3]}"):
@@ -110,20 +129,31 @@ with gitml.start_run(run_id="{ids[3]}"):
 with gitml.start_run(run_name="new"):
     gitml.log_params({{"p": "x"}})
     gitml.log_metric("m", 7.0)
-""", repo)
-    ref = [r for r in git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs/").split() if r.endswith(ids[6])][0]
+""",
+        repo,
+    )
+    ref = [
+        r for r in git(repo, "for-each-ref", "--format=%(refname)", "refs/gitml/runs/").split() if r.endswith(ids[6])
+    ][0]
     git(repo, "update-ref", "-d", ref)
     frame = gitml.search_runs(filter_string="params.p = 'x'", order_by=["metrics.m DESC"])
     names = list(frame["tags.mlflow.runName"])
     assert names[:2] == ["new", "r3"] and "r6" not in names and len(names) == 10
     assert frame["metrics.m"].iloc[1] == 5.0
     # a fresh process sees the same, from the snapshot plus the changed rows
-    out = run_python("""
+    out = (
+        run_python(
+            """
 import gitml
 gitml.set_experiment("scale")
 f = gitml.search_runs(filter_string="params.p = 'x'", order_by=["metrics.m DESC"])
 print(",".join(f["tags.mlflow.runName"]))
-""", repo).stdout.strip().splitlines()[-1]
+""",
+            repo,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert out.split(",") == names
 
 
@@ -146,7 +176,8 @@ def test_a_damaged_snapshot_is_one_line_error_then_rebuilt(repo, small_slack):
     gitml.search_runs()
     with sqlite3.connect(os.path.join(repo, ".git", "gitml", "index.sqlite3")) as db:
         db.execute("UPDATE snapshot SET data = x'6600' WHERE name = 'metrics.m'")
-    out = run_python("""
+    out = run_python(
+        """
 import gitml
 gitml.set_experiment("scale")
 try:
@@ -154,7 +185,9 @@ try:
 except gitml.GitmlError as e:
     print("ERROR", e)
 print(len(gitml.search_runs()))
-""", repo).stdout
+""",
+        repo,
+    ).stdout
     assert "ERROR search index" in out and "metrics.m" in out and "damaged" in out
     assert out.strip().splitlines()[-1] == "10"
 
@@ -165,7 +198,7 @@ def test_an_older_snapshot_format_is_ignored(repo, small_slack):
     gitml.search_runs()
     with sqlite3.connect(os.path.join(repo, ".git", "gitml", "index.sqlite3")) as db:
         db.execute("UPDATE snapshot SET data = x'30' WHERE name = 'format'")
-    out = run_python('import gitml; print(len(gitml.search_runs(search_all_experiments=True)))', repo).stdout
+    out = run_python("import gitml; print(len(gitml.search_runs(search_all_experiments=True)))", repo).stdout
     assert out.strip().splitlines()[-1] == "10"
 
 
@@ -215,7 +248,8 @@ def test_packed_refs_read_in_one_pass_match_git(tmp_path):
     lister = RefLister(str(path / ".git"))
     expected = dict(
         line.split(" ")[::-1]
-        for line in git(path, "for-each-ref", "--format=%(objectname) %(refname)", "refs/gitml/runs/").split("\n") if line
+        for line in git(path, "for-each-ref", "--format=%(objectname) %(refname)", "refs/gitml/runs/").split("\n")
+        if line
     )
     got = {k.decode(): v.decode() for k, v in lister.under("refs/gitml/runs/").items()}
     assert got == expected and len(got) == 3000
@@ -283,16 +317,25 @@ def test_a_repeated_search_reuses_its_table_until_a_run_ref_changes(repo, client
 
     first = table()
     assert table() is first and tracker.run_refs() is tracker.run_refs()
-    run_python('import gitml\ngitml.set_experiment("scale")\nwith gitml.start_run(run_name="other"):\n    gitml.log_param("p", "q")', repo)
+    run_python(
+        'import gitml\ngitml.set_experiment("scale")\nwith gitml.start_run(run_name="other"):\n    gitml.log_param("p", "q")',
+        repo,
+    )
     after = table()
     assert after is not first and len(after) == 6 and "q" in after.column("params", "p")
-    assert list(client.search_runs([client.get_experiment_by_name("scale").experiment_id], "params.p = 'q'")
-                )[0].info.run_name == "other"
+    assert (
+        list(client.search_runs([client.get_experiment_by_name("scale").experiment_id], "params.p = 'q'"))[
+            0
+        ].info.run_name
+        == "other"
+    )
 
 
 def test_sorting_a_column_of_numbers_and_strings_puts_numbers_first():
-    rows = [{"run_id": str(i), "start_time": 0, "metrics": {}, "tags": {}, "params": {"p": v}}
-            for i, v in enumerate([3, "b", 1, "a", 2])]
+    rows = [
+        {"run_id": str(i), "start_time": 0, "metrics": {}, "tags": {}, "params": {"p": v}}
+        for i, v in enumerate([3, "b", 1, "a", 2])
+    ]
     assert [r["params"]["p"] for r in sort_rows(rows, parse_order_by(["params.p"]))] == [1, 2, 3, "a", "b"]
     assert [r["params"]["p"] for r in sort_rows(rows, parse_order_by(["params.p DESC"]))] == ["b", "a", 3, 2, 1]
 
@@ -302,8 +345,13 @@ def test_sorting_for_the_first_rows_gives_the_first_rows_of_the_whole_order():
     first key (ties kept): at 100,000 runs two full sorts took most of its time."""
     rows = make_rows(300)
     table = RunTable.from_rows([(b"r%d" % i, b"c", r) for i, r in enumerate(rows)])
-    for order in (None, ["attributes.start_time"], ["params.p DESC", "attributes.start_time"], ["metrics.m DESC"],
-                  ["attributes.run_name DESC"]):
+    for order in (
+        None,
+        ["attributes.start_time"],
+        ["params.p DESC", "attributes.start_time"],
+        ["metrics.m DESC"],
+        ["attributes.run_name DESC"],
+    ):
         keys = parse_order_by(order)
         whole = sort_rows(range(len(rows)), keys, getter=table.getter)
         for limit in (1, 5, 20, 74):
@@ -329,12 +377,19 @@ def test_runs_outside_the_snapshot_are_made_into_columns_a_chunk_at_a_time(repo,
         assert len(table) == 13 and sorted(table.column("params", "p")) == sorted("xyz"[i % 3] for i in range(13))
     assert not tracker.index._mem  # 13 rows read at once: made into columns, not kept as dicts
     assert snapshot_generations(repo) == [1]  # rewritten from the rows
-    out = run_python("""
+    out = (
+        run_python(
+            """
 import gitml
 gitml.set_experiment("scale")
 f = gitml.search_runs(filter_string="params.p != 'y'", order_by=["metrics.m DESC"])
 print(",".join(f["run_id"]))
-""", repo).stdout.strip().splitlines()[-1]
+""",
+            repo,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert out.split(",") == list(expected["run_id"])
     client.close()
 
@@ -348,7 +403,14 @@ def test_filters_on_columns_every_run_has_match_filters_by_row():
         r["params"].setdefault("p", "w")
         r["tags"].setdefault("t", "u")
     table = RunTable.from_rows([(b"r%d" % i, b"c", r) for i, r in enumerate(rows)])
-    for text in [*FILTERS, "metrics.m < 0.5", "metrics.m = 0.1", "params.p IN ('w', 'x')", "params.p >= 'x'",
-                 "tags.t != 'u' AND metrics.m >= 0.2", "start_time < 7"]:
+    for text in [
+        *FILTERS,
+        "metrics.m < 0.5",
+        "metrics.m = 0.1",
+        "params.p IN ('w', 'x')",
+        "params.p >= 'x'",
+        "tags.t != 'u' AND metrics.m >= 0.2",
+        "start_time < 7",
+    ]:
         predicate = compile_filter(text)
         assert filter_mask(predicate, table) == [predicate(r) for r in rows], text

@@ -31,8 +31,20 @@ def names(frame: pd.DataFrame) -> list[str]:
 
 def test_frame_has_mlflow_columns(runs):
     frame = gitml.search_runs()
-    for column in ("run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time",
-                   "metrics.m1", "metrics.m2", "params.p1", "params.i", "tags.group", "tags.mlflow.runName"):
+    for column in (
+        "run_id",
+        "experiment_id",
+        "status",
+        "artifact_uri",
+        "start_time",
+        "end_time",
+        "metrics.m1",
+        "metrics.m2",
+        "params.p1",
+        "params.i",
+        "tags.group",
+        "tags.mlflow.runName",
+    ):
         assert column in frame.columns, column
     assert len(frame) == 5
     assert str(frame["start_time"].dtype).startswith("datetime64") and frame["metrics.m1"].dtype == "float64"
@@ -67,7 +79,13 @@ def test_list_output_and_experiment_names(runs):
 
 @pytest.mark.parametrize(
     "text, position",
-    [("metrics.m1 >", 12), ("metrics.m1 > 'x'", 13), ("bogus.x = 1", 0), ("params.p1 = 'a' AND", 19), ("(metrics.m1 > 1", 0)],
+    [
+        ("metrics.m1 >", 12),
+        ("metrics.m1 > 'x'", 13),
+        ("bogus.x = 1", 0),
+        ("params.p1 = 'a' AND", 19),
+        ("(metrics.m1 > 1", 0),
+    ],
 )
 def test_malformed_filters_point_at_the_token(runs, text, position):
     with pytest.raises(FilterSyntaxError) as info:

@@ -12,10 +12,15 @@ def logged(client):
     ids = []
     for i in range(6):
         run = client.create_run(experiment, run_name=f"r{i}", tags={"t": str(i)})
-        client.log_batch(run.info.run_id, metrics=[("m", i / 10, 1_700_000_000_000 + i, i * 3), ("n", float("nan"), 5, 7)],
-                         params=[("p", f"v{i}")])
+        client.log_batch(
+            run.info.run_id,
+            metrics=[("m", i / 10, 1_700_000_000_000 + i, i * 3), ("n", float("nan"), 5, 7)],
+            params=[("p", f"v{i}")],
+        )
         if i == 4:  # a run with dataset inputs: its Run's inputs come from its record
-            client.log_inputs(run.info.run_id, [gitml.data.from_numpy(__import__("numpy").arange(3), name="d")], context="train")
+            client.log_inputs(
+                run.info.run_id, [gitml.data.from_numpy(__import__("numpy").arange(3), name="d")], context="train"
+            )
         client.set_terminated(run.info.run_id)
         ids.append(run.info.run_id)
     return experiment, ids
@@ -29,9 +34,9 @@ def _same(a, b):
         k: (m.step, m.timestamp) for k, m in b.data.latest_metrics.items()
     }
     assert vars(a.source) == vars(b.source)
-    assert [(d.dataset.name, d.dataset.digest, [(t.key, t.value) for t in d.tags]) for d in a.inputs.dataset_inputs] == [
-        (d.dataset.name, d.dataset.digest, [(t.key, t.value) for t in d.tags]) for d in b.inputs.dataset_inputs
-    ]
+    assert [
+        (d.dataset.name, d.dataset.digest, [(t.key, t.value) for t in d.tags]) for d in a.inputs.dataset_inputs
+    ] == [(d.dataset.name, d.dataset.digest, [(t.key, t.value) for t in d.tags]) for d in b.inputs.dataset_inputs]
 
 
 def test_search_runs_gives_what_get_run_gives(client, logged):

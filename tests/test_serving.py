@@ -47,8 +47,12 @@ print(json.dumps({"run": run.info.run_id, "forest": forest_run.info.run_id}))
 
 def _env(home) -> dict:
     env = dict(os.environ)
-    env.update(HOME=str(home), GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), GIT_CONFIG_NOSYSTEM="1",
-               PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""))
+    env.update(
+        HOME=str(home),
+        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
+        GIT_CONFIG_NOSYSTEM="1",
+        PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
+    )
     for name in ("GITML_REPO", "GITML_RUN_ID", "GITML_EXPERIMENT_NAME", "GITML_EXPERIMENT_ID"):
         env.pop(name, None)
     return env
@@ -64,9 +68,14 @@ class Server:
             if limit_files is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (limit_files, limit_files))
 
-        self.proc = subprocess.Popen([sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "serve", "--port", "0", *args],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-                                     preexec_fn=limit)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "serve", "--port", "0", *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=limit,
+        )
         self.port, self.lines = 0, []
         deadline = time.monotonic() + 120
         assert self.proc.stderr is not None
@@ -89,7 +98,9 @@ class Server:
         for line in iter(self.proc.stderr.readline, b""):
             self.lines.append(line.decode(errors="replace"))
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 60):
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 60
+    ):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -121,7 +132,9 @@ def served(tmp_path_factory):
     """A repository with the pipeline logged (and registered as ``cancer``) and a forest;
     a server of ``models:/cancer/1`` with two workers and a 1 MB body limit."""
     home = tmp_path_factory.mktemp("serving-home")
-    (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n"
+    )
     repo = tmp_path_factory.mktemp("serving-repo")
     env = _env(home)
     subprocess.run(["git", "init", "-q"], cwd=repo, env=env, check=True)
@@ -176,11 +189,17 @@ def test_every_input_format_predicts_what_the_model_predicts(served, data):
     assert _predictions(server.invoke(rows.to_csv(index=False).encode(), "text/csv")) == expected
     # columns in another order, an extra column: enforced as MLflow does (reordered, dropped)
     shuffled = rows[list(reversed(X.columns))].assign(extra=1.0)
-    assert _predictions(server.invoke({"dataframe_split": {"columns": list(shuffled.columns),
-                                                           "data": shuffled.values.tolist()}})) == expected
+    assert (
+        _predictions(
+            server.invoke({"dataframe_split": {"columns": list(shuffled.columns), "data": shuffled.values.tolist()}})
+        )
+        == expected
+    )
     big = X.iloc[:500]
-    assert _predictions(server.invoke({"dataframe_split": {"columns": list(X.columns), "data": big.values.tolist()}})) \
+    assert (
+        _predictions(server.invoke({"dataframe_split": {"columns": list(X.columns), "data": big.values.tolist()}}))
         == model.predict(big).tolist()
+    )
 
 
 BAD = [
@@ -191,10 +210,25 @@ BAD = [
     ("application/json", b"[" * 100_000, 400, "not valid JSON"),
     ("application/json", json.dumps({"nothing": MARKER}).encode(), 400, "dataframe_split"),
     ("application/json", json.dumps({"dataframe_split": MARKER}).encode(), 400, "dataframe_split"),
-    ("application/json", json.dumps({"dataframe_split": {"columns": [MARKER], "data": [[1]]}}).encode(), 400, "lacks columns"),
+    (
+        "application/json",
+        json.dumps({"dataframe_split": {"columns": [MARKER], "data": [[1]]}}).encode(),
+        400,
+        "lacks columns",
+    ),
     ("application/json", json.dumps({"dataframe_records": [{"mean radius": MARKER}]}).encode(), 400, "lacks columns"),
-    ("application/json", json.dumps({"dataframe_split": {"columns": ["a"], "data": MARKER}}).encode(), 400, "not readable"),
-    ("application/json", json.dumps({"dataframe_split": {"columns": ["a"], "data": [[1]]}, "params": MARKER}).encode(), 400, "params"),
+    (
+        "application/json",
+        json.dumps({"dataframe_split": {"columns": ["a"], "data": MARKER}}).encode(),
+        400,
+        "not readable",
+    ),
+    (
+        "application/json",
+        json.dumps({"dataframe_split": {"columns": ["a"], "data": [[1]]}, "params": MARKER}).encode(),
+        400,
+        "params",
+    ),
     ("text/csv", b"a,b\n1,2,3,4\n" + MARKER.encode(), 400, ""),
     ("text/plain", MARKER.encode(), 415, "content type"),
     ("application/x-www-form-urlencoded", MARKER.encode(), 415, "content type"),
@@ -212,7 +246,9 @@ def test_a_bad_request_is_a_short_4xx_that_never_echoes_the_body(served, content
     assert got == status, text
     error = json.loads(text)
     assert set(error) == {"error_code", "message"} and words in error["message"]
-    assert MARKER.encode() not in text or status == 415 and "parameter" in words  # a parameter *name* is named, cut at 40
+    assert (
+        MARKER.encode() not in text or status == 415 and "parameter" in words
+    )  # a parameter *name* is named, cut at 40
     assert len(text) < 700
     assert server.request("GET", "/ping")[0] == 200  # and it keeps serving
 
@@ -221,7 +257,9 @@ def test_a_value_of_the_wrong_type_names_the_column(served, data):
     X, _ = data
     rows = X.iloc[:2].astype(object)
     rows.iloc[0, 3] = "lots"
-    status, text, _ = served["server"].invoke({"dataframe_split": {"columns": list(X.columns), "data": rows.values.tolist()}})
+    status, text, _ = served["server"].invoke(
+        {"dataframe_split": {"columns": list(X.columns), "data": rows.values.tolist()}}
+    )
     assert status == 400 and "mean area" in json.loads(text)["message"]
 
 
@@ -236,12 +274,18 @@ def test_wrong_methods_and_paths(served):
 def test_an_oversize_body_is_refused_by_its_length_before_it_is_sent(served):
     server = served["server"]
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
-        s.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 5000000000\r\n\r\n" + b"[" * 1000)
+        s.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 5000000000\r\n\r\n" + b"[" * 1000
+        )
         reply = b""
         while chunk := s.recv(4096):  # the server closes the connection after its reply
             reply += chunk
-    assert reply.startswith(b"HTTP/1.1 413") and b"limit of 1048576 bytes" in reply and b"connection: close" in reply.lower()
+    assert (
+        reply.startswith(b"HTTP/1.1 413")
+        and b"limit of 1048576 bytes" in reply
+        and b"connection: close" in reply.lower()
+    )
 
 
 def test_an_oversize_chunked_body_is_refused_while_it_is_read(served):
@@ -249,8 +293,10 @@ def test_an_oversize_chunked_body_is_refused_while_it_is_read(served):
 
     server = served["server"]
     with socket.create_connection(("127.0.0.1", server.port), timeout=60) as s:
-        s.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  b"Transfer-Encoding: chunked\r\n\r\n")
+        s.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
 
         def send():  # the server answers and closes before all is sent: a broken pipe here is expected
             try:
@@ -359,12 +405,14 @@ def test_a_run_uri_serves(served, data):
 
 
 def test_a_taken_port_is_a_clear_error():
-    from gitml.serving.workers import listen
     from gitml.errors import ServerStartError
+    from gitml.serving.workers import listen
 
     taken = listen("127.0.0.1", 0)
     try:
-        with pytest.raises(ServerStartError, match=f"cannot listen on 127.0.0.1:{taken.getsockname()[1]}: Address already in use"):
+        with pytest.raises(
+            ServerStartError, match=f"cannot listen on 127.0.0.1:{taken.getsockname()[1]}: Address already in use"
+        ):
             listen("127.0.0.1", taken.getsockname()[1])
     finally:
         taken.close()
@@ -385,8 +433,24 @@ def test_a_tampered_cached_model_file_stops_the_server_before_it_listens(served)
     os.chmod(cached, 0o644)
     cached.write_bytes(original[:-10] + b"0123456789")
     try:
-        result = subprocess.run([sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "serve", "-m", f"runs:/{run}/model",
-                                 "--port", "0"], env=served["env"], capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gitml.cli.main",
+                "-C",
+                str(repo),
+                "serve",
+                "-m",
+                f"runs:/{run}/model",
+                "--port",
+                "0",
+            ],
+            env=served["env"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         cached.write_bytes(original)
     assert result.returncode == 1 and "model.pkl" in result.stderr and "Traceback" not in result.stderr
@@ -403,25 +467,28 @@ def _general(model, payload):
 
 @pytest.mark.parametrize("kind", ["pipeline", "forest", "function", "columns"])
 def test_the_fast_path_predicts_what_the_general_path_predicts(tmp_path, data, kind):
-    import gitml.pyfunc
-    import gitml.sklearn
-    from gitml.models import infer_signature
-    from gitml.serving.app import ScoringApp
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+    import gitml.pyfunc
+    import gitml.sklearn
+    from gitml.models import infer_signature
+    from gitml.serving.app import ScoringApp
+
     X, pipeline = data
     y = pipeline.predict(X)
     estimator = {
         "pipeline": pipeline,
         "forest": RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y),
-        "function": make_pipeline(FunctionTransformer(lambda f: f[["mean radius", "worst area"]]),
-                                  LogisticRegression(max_iter=1000)).fit(X, y),
-        "columns": make_pipeline(ColumnTransformer([("s", StandardScaler(), ["mean radius", "mean area"])]),
-                                 LogisticRegression()).fit(X, y),
+        "function": make_pipeline(
+            FunctionTransformer(lambda f: f[["mean radius", "worst area"]]), LogisticRegression(max_iter=1000)
+        ).fit(X, y),
+        "columns": make_pipeline(
+            ColumnTransformer([("s", StandardScaler(), ["mean radius", "mean area"])]), LogisticRegression()
+        ).fit(X, y),
     }[kind]
     gitml.sklearn.save_model(estimator, tmp_path / "m", signature=infer_signature(X, y))
     model = gitml.pyfunc.load_model(str(tmp_path / "m"))
@@ -429,12 +496,19 @@ def test_the_fast_path_predicts_what_the_general_path_predicts(tmp_path, data, k
     assert app.fast is not None and app.fast.as_array == (kind in ("pipeline", "forest"))
     columns = list(X.columns)
     ints = X.iloc[:20].round().astype(int)
-    for rows in (X.iloc[:1].values.tolist(), X.iloc[:300].values.tolist(), ints.values.tolist(),
-                 [[2**60] + r[1:] for r in X.iloc[:2].values.tolist()]):
+    for rows in (
+        X.iloc[:1].values.tolist(),
+        X.iloc[:300].values.tolist(),
+        ints.values.tolist(),
+        [[2**60] + r[1:] for r in X.iloc[:2].values.tolist()],
+    ):
         payload = {"dataframe_split": {"columns": columns, "data": rows}}
         assert app.fast.frame(payload) is not None or rows[0][0] == 2**60
         assert json.loads(app.score(json.dumps(payload).encode(), "json")) == _general(model, payload)
-    for odd in ([[True] + r[1:] for r in X.iloc[:2].values.tolist()], [[None] + r[1:] for r in X.iloc[:2].values.tolist()]):
+    for odd in (
+        [[True] + r[1:] for r in X.iloc[:2].values.tolist()],
+        [[None] + r[1:] for r in X.iloc[:2].values.tolist()],
+    ):
         payload = {"dataframe_split": {"columns": columns, "data": odd}}
         assert app.fast.frame(payload) is None  # the general path decides these
 
@@ -472,7 +546,9 @@ def test_a_registered_model_answers_v2_under_its_name_and_version(served, data):
     assert status == 200 and json.loads(body) == {"name": "cancer", "ready": True}
     request = {"inputs": [{"name": c, "shape": [4], "datatype": "FP64", "data": rows[c].tolist()} for c in X.columns]}
     for path in ("/v2/models/cancer/infer", "/v2/models/cancer/versions/1/infer"):
-        status, body, _ = server.request("POST", path, json.dumps(request).encode(), {"Content-Type": "application/json"})
+        status, body, _ = server.request(
+            "POST", path, json.dumps(request).encode(), {"Content-Type": "application/json"}
+        )
         response = json.loads(body)
         assert status == 200 and response["model_version"] == "1"
         assert response["outputs"][0]["data"] == model.predict(rows).tolist()

@@ -21,19 +21,24 @@ MARKER = "ZZ-HOSTILE-MARKER-51ce"
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A scikit-learn pipeline saved as a plain model folder (no run: nothing to push)."""
-    import gitml.sklearn
-    from gitml.models import infer_signature
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    import gitml.sklearn
+    from gitml.models import infer_signature
+
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
     folder = tmp_path_factory.mktemp("hostile-model") / "model"
     gitml.sklearn.save_model(model, folder, signature=infer_signature(X, model.predict(X)))
-    return {"path": folder, "columns": list(X.columns), "rows": X.iloc[:3].values.tolist(),
-            "expected": model.predict(X.iloc[:3]).tolist()}
+    return {
+        "path": folder,
+        "columns": list(X.columns),
+        "rows": X.iloc[:3].values.tolist(),
+        "expected": model.predict(X.iloc[:3]).tolist(),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +49,9 @@ def place(tmp_path_factory):
 
 
 def _start(place, model_dir, *args: str, limit_files: int | None = None) -> Server:
-    return Server(place["repo"], place["env"], "-m", str(model_dir["path"]), "--max-body-mb", "1", *args,
-                  limit_files=limit_files)
+    return Server(
+        place["repo"], place["env"], "-m", str(model_dir["path"]), "--max-body-mb", "1", *args, limit_files=limit_files
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +95,10 @@ def _peak_rss_kb(pid: int) -> int:
 
 
 # -- slowloris ---------------------------------------------------------------------
-SLOW_BODY = (b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-             b"Content-Length: 100000\r\n\r\n{\"dataframe_split\": ")
+SLOW_BODY = (
+    b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 100000\r\n\r\n{"dataframe_split": '
+)
 
 
 def test_a_thousand_idle_connections_do_not_lock_out_a_new_client(place, model_dir):
@@ -228,17 +236,39 @@ def _records_of_distinct_keys(rows: int) -> bytes:
 
 
 BOMBS = [
-    ("parquet zeros (50M rows, 400 MB as float64)", "application/vnd.apache.parquet", lambda: _parquet_zeros(50_000_000), "cells"),
-    ("parquet text (one 400 KB string x 1,000 rows, 400 MB)", "application/vnd.apache.parquet",
-     lambda: _parquet_text(1000, 400_000), "text"),
-    ("csv of empty fields (2,000 columns x 50,000 rows, 800 MB)", "text/csv", lambda: _csv_empty_fields(2000, 50_000), "cells"),
-    ("json records of distinct keys (10,000 x 10,000, 800 MB)", "application/json",
-     lambda: _records_of_distinct_keys(10_000), "cells"),
+    (
+        "parquet zeros (50M rows, 400 MB as float64)",
+        "application/vnd.apache.parquet",
+        lambda: _parquet_zeros(50_000_000),
+        "cells",
+    ),
+    (
+        "parquet text (one 400 KB string x 1,000 rows, 400 MB)",
+        "application/vnd.apache.parquet",
+        lambda: _parquet_text(1000, 400_000),
+        "text",
+    ),
+    (
+        "csv of empty fields (2,000 columns x 50,000 rows, 800 MB)",
+        "text/csv",
+        lambda: _csv_empty_fields(2000, 50_000),
+        "cells",
+    ),
+    (
+        "json records of distinct keys (10,000 x 10,000, 800 MB)",
+        "application/json",
+        lambda: _records_of_distinct_keys(10_000),
+        "cells",
+    ),
 ]
 
 
-@pytest.mark.parametrize("name, content_type, make, words", BOMBS, ids=["parquet-zeros", "parquet-text", "csv", "records"])
-def test_a_small_body_that_decodes_to_gigabytes_is_refused_in_bounded_memory(server, model_dir, name, content_type, make, words):
+@pytest.mark.parametrize(
+    "name, content_type, make, words", BOMBS, ids=["parquet-zeros", "parquet-text", "csv", "records"]
+)
+def test_a_small_body_that_decodes_to_gigabytes_is_refused_in_bounded_memory(
+    server, model_dir, name, content_type, make, words
+):
     body = make()
     assert len(body) < 1024 * 1024  # under the body limit: only the decoded table is too large
     before = _peak_rss_kb(server.proc.pid)
@@ -257,7 +287,9 @@ def test_a_parquet_body_within_the_limits_still_predicts(server, model_dir):
     frame = pd.DataFrame(model_dir["rows"], columns=model_dir["columns"])
     out = io.BytesIO()
     frame.to_parquet(out)
-    status, text, _ = server.request("POST", "/invocations", out.getvalue(), {"Content-Type": "application/vnd.apache.parquet"})
+    status, text, _ = server.request(
+        "POST", "/invocations", out.getvalue(), {"Content-Type": "application/vnd.apache.parquet"}
+    )
     assert status == 200 and json.loads(text)["predictions"] == model_dir["expected"]
 
 
@@ -271,12 +303,23 @@ def _raw(server: Server, head: bytes, body: bytes = b"") -> bytes:
     return reply
 
 
-@pytest.mark.parametrize("host, allowed", [
-    (b"evil.example", False), (b"evil.example:5001", False), (b"127.0.0.1.evil.example", False),
-    (b"localhost.evil.example", False), (b"models.internal.evil.example", False), (None, False),
-    (b"127.0.0.1", True), (b"localhost:5001", True), (b"[::1]:5001", True), (b"10.1.2.3:8080", True),
-    (b"models.internal", True), (b"MODELS.INTERNAL:443", True),
-])
+@pytest.mark.parametrize(
+    "host, allowed",
+    [
+        (b"evil.example", False),
+        (b"evil.example:5001", False),
+        (b"127.0.0.1.evil.example", False),
+        (b"localhost.evil.example", False),
+        (b"models.internal.evil.example", False),
+        (None, False),
+        (b"127.0.0.1", True),
+        (b"localhost:5001", True),
+        (b"[::1]:5001", True),
+        (b"10.1.2.3:8080", True),
+        (b"models.internal", True),
+        (b"MODELS.INTERNAL:443", True),
+    ],
+)
 def test_only_ip_addresses_localhost_and_allowed_names_are_answered(server, model_dir, host, allowed):
     """A page of evil.example that resolves its name to the server (DNS rebinding) reads
     its answers as same-origin: its requests carry Host: evil.example, refused."""
@@ -291,8 +334,16 @@ def test_only_ip_addresses_localhost_and_allowed_names_are_answered(server, mode
     assert ping.startswith(b"HTTP/1.1 200" if allowed else b"HTTP/1.1 400")
 
 
-@pytest.mark.parametrize("content_type", [None, b"text/plain", b"text/plain; charset=utf-8",
-                                          b"application/x-www-form-urlencoded", b"multipart/form-data; boundary=x"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        b"text/plain",
+        b"text/plain; charset=utf-8",
+        b"application/x-www-form-urlencoded",
+        b"multipart/form-data; boundary=x",
+    ],
+)
 def test_a_post_a_cross_site_form_could_send_is_refused(server, model_dir, content_type):
     """A form (or a fetch without a preflight) can only send these types, or none."""
     body = _good(model_dir)

@@ -49,8 +49,15 @@ def test_show_by_id_does_not_list_every_run_ref(repo, client, monkeypatch):
     assert tracker.get_run(ids[1]).data.params == {"p": "1"}
     assert listings == []
     # a run another process writes (loose) is seen at once, and found by its id alone
-    other = run_python('import gitml\ngitml.set_experiment("other")\nwith gitml.start_run(run_name="x") as r:\n'
-                       '    gitml.log_param("p", "o")\nprint(r.info.run_id)', repo).stdout.strip().splitlines()[-1]
+    other = (
+        run_python(
+            'import gitml\ngitml.set_experiment("other")\nwith gitml.start_run(run_name="x") as r:\n'
+            '    gitml.log_param("p", "o")\nprint(r.info.run_id)',
+            repo,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     assert tracker.get_run(tracker.resolve(other)).data.params == {"p": "o"} and listings == []
     with pytest.raises(RunNotFoundError):
         tracker.get_run("0" * 32)
@@ -81,8 +88,10 @@ def test_show_imports_no_artifact_store(repo):
     with gitml.start_run(run_name="a") as run:
         gitml.log_param("p", 1)
     gitml.flush()
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom gitml.cli.main import cli\n"
-            f"result = CliRunner().invoke(cli, ['show', '{run.info.run_id}'])\n"
-            "assert result.exit_code == 0 and 'Params' in result.output, result.output\n"
-            "print(sorted(m for m in sys.modules if m.startswith(('gitml.artifacts', 'fsspec', 'gitml.registry.state', 'gitml.registry.policy'))))")
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom gitml.cli.main import cli\n"
+        f"result = CliRunner().invoke(cli, ['show', '{run.info.run_id}'])\n"
+        "assert result.exit_code == 0 and 'Params' in result.output, result.output\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('gitml.artifacts', 'fsspec', 'gitml.registry.state', 'gitml.registry.policy'))))"
+    )
     assert run_python(code, repo).stdout.strip().splitlines()[-1] == "[]"

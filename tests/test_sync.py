@@ -8,9 +8,8 @@ from click.testing import CliRunner
 
 import gitml
 import gitml.ops
-from gitml.errors import IntegrityError
 from gitml.cli.main import cli
-from gitml.errors import RemoteError
+from gitml.errors import IntegrityError, RemoteError
 from tests.conftest import git, run_python
 
 
@@ -260,7 +259,9 @@ def test_s3_remote_round_trip(repo, team, s3, tmp_path, monkeypatch):
     c = gitml.ops.Operations(repo)
     sha = c.artifacts.manifest(team["ids"][1])["model/weights.bin"]["sha256"]
     c.close()
-    boto3.client("s3", endpoint_url=s3).put_object(Bucket="gitml-test", Key=f"artifacts/{sha[:2]}/{sha[2:]}", Body=b"bad")
+    boto3.client("s3", endpoint_url=s3).put_object(
+        Bucket="gitml-test", Key=f"artifacts/{sha[:2]}/{sha[2:]}", Body=b"bad"
+    )
     fresh = tmp_path / "s3fresh"
     git(tmp_path, "clone", "-q", str(team["origin"]), str(fresh))
     gitml_cli(fresh, "config", "artifacts.storage_options", f"{{endpoint_url: '{s3}'}}")
@@ -332,7 +333,9 @@ def test_local_transfer_handles_git_gc_packs_and_increments(repo, team, tmp_path
     git(clone, "fsck", "--strict")
     c = gitml.ops.Operations(clone)
     assert sorted(r.info.run_name for r in c.search_runs(experiment_names=["team"])) == [
-        "later", "run0", "run1",
+        "later",
+        "run0",
+        "run1",
     ]
     c.close()
 
@@ -346,6 +349,7 @@ def http_folder(tmp_path):
 
     root = tmp_path / "served"
     root.mkdir()
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass

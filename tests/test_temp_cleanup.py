@@ -29,7 +29,9 @@ print(json.dumps({"run": run.info.run_id}))
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
     home = tmp_path_factory.mktemp("cleanup-home")
-    (home / ".gitconfig").write_text("[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n")
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n"
+    )
     repo = tmp_path_factory.mktemp("cleanup-repo")
     env = _env(home)
     subprocess.run(["git", "init", "-q"], cwd=repo, env=env, check=True)
@@ -59,13 +61,20 @@ def test_load_model_of_a_run_leaves_no_folder(logged, tmp_path):
     repo, env, run = logged
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    code = (f"import gitml.sklearn, gitml.pytorch, gitml.pyfunc\n"
-            f"m = gitml.sklearn.load_model('runs:/{run}/sk'); assert round(float(m.predict([[3.0]])[0]), 6) == 6.0\n"
-            f"t = gitml.pytorch.load_model('runs:/{run}/pt'); assert t.in_features == 1\n"
-            f"p = gitml.pyfunc.load_model('runs:/{run}/sk'); assert len(p.predict([[1.0]])) == 1\n"
-            f"import os; print(sorted(os.listdir({str(tmp)!r})))\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
-                          env={**env, "TMPDIR": str(tmp), "PYTHONPATH": ROOT})
+    code = (
+        f"import gitml.sklearn, gitml.pytorch, gitml.pyfunc\n"
+        f"m = gitml.sklearn.load_model('runs:/{run}/sk'); assert round(float(m.predict([[3.0]])[0]), 6) == 6.0\n"
+        f"t = gitml.pytorch.load_model('runs:/{run}/pt'); assert t.in_features == 1\n"
+        f"p = gitml.pyfunc.load_model('runs:/{run}/sk'); assert len(p.predict([[1.0]])) == 1\n"
+        f"import os; print(sorted(os.listdir({str(tmp)!r})))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**env, "TMPDIR": str(tmp), "PYTHONPATH": ROOT},
+    )
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout.strip().replace("'", '"'))) == 1  # the pyfunc model's, while it lives
     assert list(tmp.iterdir()) == []  # and gone at exit

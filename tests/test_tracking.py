@@ -144,7 +144,9 @@ def test_reserved_tags_and_long_values_refused(repo, monkeypatch):
     with gitml.start_run():
         with pytest.raises(InvalidInputError, match="reserved"):
             gitml.set_tag("gitml.source.dirty", "false")
-        monkeypatch.setenv("GITML_TRUNCATE_LONG_VALUES", "false")  # MLflow's default cuts them (tests/test_mlflow_api.py)
+        monkeypatch.setenv(
+            "GITML_TRUNCATE_LONG_VALUES", "false"
+        )  # MLflow's default cuts them (tests/test_mlflow_api.py)
         with pytest.raises(InvalidInputError, match="longer"):
             gitml.log_param("p", "x" * 7000)
 
@@ -251,7 +253,9 @@ def test_corrupt_run_record_fails_alone(repo):
 def _mktree(repo, listing: str) -> str:
     import subprocess
 
-    return subprocess.run(["git", "mktree"], cwd=repo, input=listing, capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "mktree"], cwd=repo, input=listing, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_repository_without_commits(tmp_path, monkeypatch):
@@ -304,7 +308,9 @@ def test_client_create_run_and_log(client):
     rid = run.info.run_id
     client.log_param(rid, "p", 1)
     client.log_metric(rid, "m", 0.5, step=3)
-    client.log_batch(rid, metrics=[gitml.Metric("n", 1.0, 0, 1)], params=[gitml.Param("q", "2")], tags=[gitml.RunTag("t", "v")])
+    client.log_batch(
+        rid, metrics=[gitml.Metric("n", 1.0, 0, 1)], params=[gitml.Param("q", "2")], tags=[gitml.RunTag("t", "v")]
+    )
     client.set_tag(rid, "x", "y")
     client.delete_tag(rid, "x")
     with pytest.raises(InvalidInputError):
@@ -369,9 +375,7 @@ def test_flush_interval_commits_while_running(repo):
     run = c.create_run("0")
     writer = c.tracker.open_writer(run.info.run_id)
     writer.log_metric("m", 1.0, 0, 1)  # interval 0: committed on the call
-    out = run_python(
-        f"import gitml; print(gitml.Client().get_run('{run.info.run_id}').data.metrics)", cwd=repo
-    )
+    out = run_python(f"import gitml; print(gitml.Client().get_run('{run.info.run_id}').data.metrics)", cwd=repo)
     assert "'m': 1.0" in out.stdout
     c.close()
 

@@ -149,7 +149,10 @@ def test_a_held_packed_refs_lock_is_waited_for_then_named(bare, monkeypatch):
     thread.join()
     lock.write_text("")  # a writer killed while it held the lock
     monkeypatch.setattr(refs_module, "PACKED_REFS_TIMEOUT", 0.2)
-    with Repo(str(path)) as repo, pytest.raises(RepositoryError, match=r"packed-refs.lock has existed .* remove that file"):
+    with (
+        Repo(str(path)) as repo,
+        pytest.raises(RepositoryError, match=r"packed-refs.lock has existed .* remove that file"),
+    ):
         create_refs(repo, {b"refs/gitml/b": a})
     assert refs_of(path) == {b"refs/gitml/a": a}
 
@@ -164,12 +167,19 @@ def test_concurrent_local_pushes_both_land(repo, tmp_path):
     for name in ("a", "b"):
         clone = tmp_path / name
         git(tmp_path, "clone", "-q", str(repo), str(clone))
-        run_python("import gitml\nfor i in range(150):\n    with gitml.start_run():\n        gitml.log_param('i', i)", cwd=clone)
+        run_python(
+            "import gitml\nfor i in range(150):\n    with gitml.start_run():\n        gitml.log_param('i', i)",
+            cwd=clone,
+        )
         clones.append(clone)
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "gitml.cli.main", "push", str(remote)],
-            cwd=clone, env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=clone,
+            env={**os.environ, "PYTHONPATH": ROOT},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for clone in clones
     ]

@@ -17,13 +17,13 @@ import zlib
 import pytest
 from dulwich.repo import Repo
 
+from gitml.errors import PackError
 from gitml.store import entries as entries_module
 from gitml.store.entries import PackEntries
 from gitml.store.git import open_store
 from gitml.store.packs import _entry_header, _write_entries, object_id
 from gitml.store.remote import fetch_refs
 from gitml.store.unpack import MAX_RESOLVED_BYTES, store_received_pack
-from gitml.errors import PackError
 from tests.conftest import git
 from tests.test_remote import for_each_ref, make_runs
 
@@ -90,15 +90,21 @@ def test_a_large_received_blob_is_hashed_as_it_inflates_not_held_whole(tmp_path,
 
 def test_a_delta_to_more_than_gitml_resolves_is_refused_before_it_is_applied(tmp_path, target):
     base = b"x" * 1000
+
     def varint(n):
-        return bytes([(n >> 7 * i & 0x7F) | (0x80 if n >> 7 * (i + 1) else 0) for i in range((n.bit_length() + 6) // 7 or 1)])
+        return bytes(
+            [(n >> 7 * i & 0x7F) | (0x80 if n >> 7 * (i + 1) else 0) for i in range((n.bit_length() + 6) // 7 or 1)]
+        )
+
     copy_all = bytes([0x80 | 0x10 | 0x20, 1000 & 0xFF, 1000 >> 8])  # copy the 1000 bytes of the base
     instructions = varint(len(base)) + varint(MAX_RESOLVED_BYTES + 1000) + copy_all * 64
     first = _entry_header(3, len(base)) + zlib.compress(base)
     offset = 12 + len(first)
     delta = _entry_header(6, len(instructions)) + bytes([offset - 12]) + zlib.compress(instructions)
     path = received_pack(tmp_path, [first, delta])
-    raised, _ = peak_while(lambda: store_received_pack(os.path.join(target.object_store.path, "pack"), path, lambda s: None))
+    raised, _ = peak_while(
+        lambda: store_received_pack(os.path.join(target.object_store.path, "pack"), path, lambda s: None)
+    )
     assert isinstance(raised, PackError) and "more than gitml resolves" in str(raised)
 
 
@@ -188,7 +194,9 @@ def test_the_index_writer_keeps_offsets_past_2_gib_in_the_large_offset_table(tmp
 
     from gitml.store.packs import _index_v2
 
-    rows = sorted(bytes([k]) * 20 + struct.pack(">QL", offset, 7) for k, offset in ((1, 12), (2, 3 << 30), (3, 5 << 32)))
+    rows = sorted(
+        bytes([k]) * 20 + struct.pack(">QL", offset, 7) for k, offset in ((1, 12), (2, 3 << 30), (3, 5 << 32))
+    )
     path = tmp_path / "x.idx"
     path.write_bytes(_index_v2(rows, b"\0" * 20))
     with open(path, "rb") as f:

@@ -19,8 +19,7 @@ import pytest
 pytest.importorskip("starlette")
 from starlette.testclient import TestClient  # noqa: E402
 
-from gitml.ui import MissingExtraError, allowed_hosts, check_installed  # noqa: E402
-from gitml.ui import series, tables  # noqa: E402
+from gitml.ui import MissingExtraError, allowed_hosts, check_installed, series, tables  # noqa: E402  # noqa: E402
 from gitml.ui.app import host_name, make_app  # noqa: E402
 from tests.conftest import ROOT, run_python  # noqa: E402
 from tests.uirepo import POINTS, SPIKE, SPIKE_STEP, build  # noqa: E402
@@ -102,10 +101,22 @@ def test_columns_and_sort_clauses_are_checked():
 def test_every_page_and_api_route_answers(ui):
     web, ids = ui
     parent = ids["parent"]
-    for url in ["/", "/runs", f"/runs?experiment={ids['experiment']}", f"/run/{parent}", f"/run/{parent}/artifact/cfg.json",
-                f"/compare?runs={parent},{ids['other']}", f"/chart?runs={parent}", "/api/experiments", "/api/runs",
-                f"/api/run/{parent}", f"/api/series?runs={parent}&key=loss", f"/api/compare?runs={parent},{ids['other']}",
-                f"/api/groups?key=loss&group=lr&experiment={ids['experiment']}", "/static/ui.js"]:
+    for url in [
+        "/",
+        "/runs",
+        f"/runs?experiment={ids['experiment']}",
+        f"/run/{parent}",
+        f"/run/{parent}/artifact/cfg.json",
+        f"/compare?runs={parent},{ids['other']}",
+        f"/chart?runs={parent}",
+        "/api/experiments",
+        "/api/runs",
+        f"/api/run/{parent}",
+        f"/api/series?runs={parent}&key=loss",
+        f"/api/compare?runs={parent},{ids['other']}",
+        f"/api/groups?key=loss&group=lr&experiment={ids['experiment']}",
+        "/static/ui.js",
+    ]:
         response = web.get(url)
         assert response.status_code == 200, (url, response.text[:300])
     page = web.get(f"/run/{parent}").text
@@ -160,9 +171,14 @@ def test_a_search_is_kept_until_a_run_changes(ui, client, repo, monkeypatch):
     real = type(client).search_columns
     monkeypatch.setattr(type(client), "search_columns", lambda self, *a, **k: searches.append(a) or real(self, *a, **k))
     exp = ids["experiment"]
-    for url in (f"/api/runs?experiment={exp}&limit=2", f"/api/runs?experiment={exp}&limit=2&offset=2",
-                f"/api/runs?experiment={exp}&columns=params.lr", f"/api/runs?experiment={exp}&sort=metrics.acc",
-                f"/api/runs?experiment={exp}&sort=metrics.acc&offset=1", f"/api/runs?experiment={exp}"):
+    for url in (
+        f"/api/runs?experiment={exp}&limit=2",
+        f"/api/runs?experiment={exp}&limit=2&offset=2",
+        f"/api/runs?experiment={exp}&columns=params.lr",
+        f"/api/runs?experiment={exp}&sort=metrics.acc",
+        f"/api/runs?experiment={exp}&sort=metrics.acc&offset=1",
+        f"/api/runs?experiment={exp}",
+    ):
         assert web.get(url).status_code == 200
     assert len(searches) == 2  # one per filter and order, not one per page or column choice
     with gitml.ops.Operations(repo) as writer:
@@ -173,7 +189,11 @@ def test_a_search_is_kept_until_a_run_changes(ui, client, repo, monkeypatch):
 
 def test_search_columns_gives_search_rows_by_column(ui, client):
     _, ids = ui
-    for flt, order in (("", None), ("params.lr = '0.1' OR metrics.acc > 0.75", ["metrics.acc DESC"]), ("params.lr = 'x'", None)):
+    for flt, order in (
+        ("", None),
+        ("params.lr = '0.1' OR metrics.acc > 0.75", ["metrics.acc DESC"]),
+        ("params.lr = 'x'", None),
+    ):
         rows = client.search_rows([ids["experiment"]], flt, order_by=order)
         keys, values = client.search_columns([ids["experiment"]], flt, order_by=order)
         assert values["attributes.run_id"] == [r["run_id"] for r in rows]
@@ -268,8 +288,18 @@ def test_artifact_paths_cannot_leave_the_run(ui, repo):
     web, ids = ui
     (repo / "secret.txt").write_text("TOPSECRET-42")
     run = ids["parent"]
-    for path in ("../../secret.txt", "%2e%2e/%2e%2e/secret.txt", "..%2F..%2Fsecret.txt", "data/../../secret.txt",
-                 "/etc/passwd", "%2Fetc%2Fpasswd", ".gitml/run/meta.yaml", "data", "nope.txt", "data%5C..%5Ccfg.json"):
+    for path in (
+        "../../secret.txt",
+        "%2e%2e/%2e%2e/secret.txt",
+        "..%2F..%2Fsecret.txt",
+        "data/../../secret.txt",
+        "/etc/passwd",
+        "%2Fetc%2Fpasswd",
+        ".gitml/run/meta.yaml",
+        "data",
+        "nope.txt",
+        "data%5C..%5Ccfg.json",
+    ):
         for route in ("raw", "artifact"):
             response = web.get(f"/run/{run}/{route}/{path}")
             assert response.status_code in (400, 404), (route, path, response.status_code)
@@ -278,10 +308,18 @@ def test_artifact_paths_cannot_leave_the_run(ui, repo):
 
 def test_hostile_names_params_and_tags_are_text(ui):
     web, ids = ui
-    for url in (f"/run/{ids['parent']}", f"/compare?runs={ids['parent']},{ids['other']}", "/", f"/chart?runs={ids['parent']}",
-                f"/run/{ids['child-a']}", f"/run/{ids['parent']}/artifact/cfg.json"):
+    for url in (
+        f"/run/{ids['parent']}",
+        f"/compare?runs={ids['parent']},{ids['other']}",
+        "/",
+        f"/chart?runs={ids['parent']}",
+        f"/run/{ids['child-a']}",
+        f"/run/{ids['parent']}/artifact/cfg.json",
+    ):
         page = web.get(url).text
-        assert "<script>alert" not in page and "<img src=x" not in page and "<b>1</b>" not in page and "<i>hi" not in page
+        assert (
+            "<script>alert" not in page and "<img src=x" not in page and "<b>1</b>" not in page and "<i>hi" not in page
+        )
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in web.get(f"/run/{ids['parent']}").text
     assert "exp &lt;b&gt;1&lt;/b&gt;" in web.get("/").text
     error = web.get("/run/%3Cscript%3Ealert(1)%3C%2Fscript%3E").text  # the name in an error page
@@ -375,8 +413,12 @@ def test_gitml_ui_serves_the_repository(client, repo):
     client.set_terminated(run)
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": ROOT}
-    server = subprocess.Popen([sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", str(port)],
-                              stderr=subprocess.PIPE, text=True, env=env)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = server.stderr.readline()
         assert f"serving http://127.0.0.1:{port}/" in line, line

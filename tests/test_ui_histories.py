@@ -23,7 +23,9 @@ POINTS = 25_000  # chunks of 10,000, 10,000 and 5,000 points
 
 
 def _log(client, run_id, start, stop):
-    client.log_batch(run_id, metrics=[("loss", SPIKE if s == SPIKE_STEP else 1.0 / (s + 1), T0 + s, s) for s in range(start, stop)])
+    client.log_batch(
+        run_id, metrics=[("loss", SPIKE if s == SPIKE_STEP else 1.0 / (s + 1), T0 + s, s) for s in range(start, stop)]
+    )
 
 
 @pytest.fixture
@@ -89,7 +91,9 @@ class _Pwn:
 DAMAGE = {
     "truncated": lambda path, blob, other: open(path, "rb").read()[:-100],
     "empty": lambda path, blob, other: b"",
-    "bit flipped": lambda path, blob, other: (lambda d: d[:200] + bytes([d[200] ^ 1]) + d[201:])(open(path, "rb").read()),
+    "bit flipped": lambda path, blob, other: (lambda d: d[:200] + bytes([d[200] ^ 1]) + d[201:])(
+        open(path, "rb").read()
+    ),
     "forged values": _forged_values,
     "another chunk's file": lambda path, blob, other: open(other, "rb").read(),
     "a pickle": lambda path, blob, other: pickle.dumps(_Pwn()),

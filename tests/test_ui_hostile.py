@@ -32,8 +32,12 @@ def served(client, repo):
     ids = [client.create_run(tags={"note": LONG}, run_name=f"r{i}").info.run_id for i in range(RUNS)]
     odd = client.create_run(tags={"note": LONG[:-1] + "b"}, run_name="odd").info.run_id
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", str(port)],
-                              stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     try:
         line = server.stderr.readline()
         assert f"serving http://127.0.0.1:{port}/" in line, line

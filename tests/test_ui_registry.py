@@ -30,7 +30,7 @@ def ui(client, repo, tmp_path):
 
 def _row(page: str, attribute: str) -> str:
     start = page.index(attribute)
-    return page[start:page.index("</tr>", start)]
+    return page[start : page.index("</tr>", start)]
 
 
 def test_models_list_shows_latest_versions_and_stages(ui):
@@ -86,7 +86,7 @@ def test_a_newly_committed_policy_shows_without_a_restart(ui, repo, tmp_path):
     assert "v1.0.0" in before and 'data-signature="trusted"' in before
     signers = repo / ".gitml" / "allowed_signers"
     stranger = (tmp_path / "keys" / "stranger.pub").read_text().strip()
-    signers.write_text(signers.read_text() + f"eve@example.com namespaces=\"git\" {stranger}\n")
+    signers.write_text(signers.read_text() + f'eve@example.com namespaces="git" {stranger}\n')
     git(repo, "add", ".gitml/allowed_signers")
     git(repo, "commit", "-qm", "trust eve")
     page = web.get("/models/churn").text

@@ -9,8 +9,8 @@ import subprocess
 import pytest
 from dulwich.repo import Repo
 
-from gitml.store.unpack import store_received_pack
 from gitml.errors import PackError
+from gitml.store.unpack import store_received_pack
 from tests.conftest import git
 
 

@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
+from gitml.errors import IndexFormatError
 from gitml.store.git import open_store
 from gitml.store.gitindex import GitIndex, read_index
-from gitml.errors import IndexFormatError
 from gitml.store.worktree import snapshot, tree_changes
 from tests.conftest import git
 
@@ -291,7 +291,6 @@ def _counting_tree_reads(store) -> list[bytes]:
 def test_tree_changes_reads_only_differing_subtrees(repo):
     import gitml
     from gitml.tracking.lineage import code_diff
-
 
     for i in range(200):
         os.makedirs(repo / f"d{i}", exist_ok=True)

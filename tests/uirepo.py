@@ -32,7 +32,9 @@ def build(client) -> dict:
         parent,
         params=[("lr", "0.1"), ("model", "<img src=x onerror=alert(1)>")],
         tags=[("note", "<i>hi</i>")],
-        metrics=[("loss", (SPIKE if i == SPIKE_STEP else 1.0 / (i + 1)), 1_700_000_000_000 + i, i) for i in range(POINTS)],
+        metrics=[
+            ("loss", (SPIKE if i == SPIKE_STEP else 1.0 / (i + 1)), 1_700_000_000_000 + i, i) for i in range(POINTS)
+        ],
     )
     client.log_metric(parent, "acc", 0.5)
     client.log_text(parent, "<html><script>alert(1)</script></html>", "page.html")
@@ -44,8 +46,12 @@ def build(client) -> dict:
     client.set_terminated(parent)
     for name, lr, acc in (("child-a", "0.01", 0.7), ("child-b", "0.001", 0.9)):
         run = client.create_run(exp, run_name=name, tags={"mlflow.parentRunId": parent}).info.run_id
-        client.log_batch(run, params=[("lr", lr), ("model", "cnn")],
-                         metrics=[("acc", acc, 1_700_000_000_000, 0)] + [("loss", 1.0 / (s + 2), 1_700_000_000_000 + s, s) for s in range(50)])
+        client.log_batch(
+            run,
+            params=[("lr", lr), ("model", "cnn")],
+            metrics=[("acc", acc, 1_700_000_000_000, 0)]
+            + [("loss", 1.0 / (s + 2), 1_700_000_000_000 + s, s) for s in range(50)],
+        )
         client.set_terminated(run)
         ids[name] = run
     other = client.create_run(exp, run_name="other").info.run_id
@@ -69,15 +75,23 @@ def build_registry(client, path, keys) -> dict:
     import subprocess
 
     def git(*args, env=None):
-        return subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True, text=True,
-                              env={**os.environ, **(env or {})}).stdout
+        return subprocess.run(
+            ["git", "-C", str(path), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+        ).stdout
 
     for name in ("trusted", "stranger"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(keys / name)], check=True)
     os.makedirs(path / ".gitml", exist_ok=True)
     (path / ".gitml" / "allowed_signers").write_text(
-        f"bot@example.com namespaces=\"git\" {(keys / 'trusted.pub').read_text().strip()}\n")
-    (path / ".gitml" / "registry.yaml").write_text("require_signature: [production]\nallowed_signers: .gitml/allowed_signers\n")
+        f'bot@example.com namespaces="git" {(keys / "trusted.pub").read_text().strip()}\n'
+    )
+    (path / ".gitml" / "registry.yaml").write_text(
+        "require_signature: [production]\nallowed_signers: .gitml/allowed_signers\n"
+    )
     git("add", ".gitml")
     git("commit", "-qm", "registry policy")
     git("config", "gpg.format", "ssh")
@@ -89,7 +103,9 @@ def build_registry(client, path, keys) -> dict:
     client.log_text(other, MLMODEL, "model/MLmodel")
     reg = client.registry
     pinned = os.environ.get("GIT_COMMITTER_DATE")
-    os.environ["GIT_COMMITTER_DATE"] = "1700000000 +0000"  # tags are ordered by time (GTO's rule): the stranger's is newest
+    os.environ["GIT_COMMITTER_DATE"] = (
+        "1700000000 +0000"  # tags are ordered by time (GTO's rule): the stranger's is newest
+    )
     try:
         reg.register("churn", parent, "model", description=HOSTILE)
         reg.register("churn", other, "model")
@@ -101,7 +117,16 @@ def build_registry(client, path, keys) -> dict:
         else:
             os.environ["GIT_COMMITTER_DATE"] = pinned
     v2 = git("rev-parse", "churn@v2.0.0^{commit}").strip()
-    git("-c", f"user.signingkey={keys / 'stranger'}", "tag", "-s", "-m", "promote v2", "churn#production#9", v2,
-        env={"GIT_COMMITTER_DATE": "1700000100 +0000"})
+    git(
+        "-c",
+        f"user.signingkey={keys / 'stranger'}",
+        "tag",
+        "-s",
+        "-m",
+        "promote v2",
+        "churn#production#9",
+        v2,
+        env={"GIT_COMMITTER_DATE": "1700000100 +0000"},
+    )
     ids.update(model="churn", parent=parent, other=other)
     return ids

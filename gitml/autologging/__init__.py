@@ -73,23 +73,50 @@ class TrainingCall:
         _local.depth -= 1
 
 
-def autolog(log_input_examples: bool = False, log_model_signatures: bool = True, log_models: bool = True,
-            log_datasets: bool = True, disable: bool = False, exclusive: bool = False,
-            disable_for_unsupported_versions: bool = False, silent: bool = False,
-            extra_tags: dict | None = None, **options: Any) -> None:
+def autolog(
+    log_input_examples: bool = False,
+    log_model_signatures: bool = True,
+    log_models: bool = True,
+    log_datasets: bool = True,
+    disable: bool = False,
+    exclusive: bool = False,
+    disable_for_unsupported_versions: bool = False,
+    silent: bool = False,
+    extra_tags: dict | None = None,
+    **options: Any,
+) -> None:
     """Enable (or ``disable``) autologging for every integration whose library is installed,
     with MLflow's arguments. ``options`` go to the integrations that take them
     (``pos_label``, ``max_tuning_runs`` for scikit-learn)."""
     for name, (library, _) in INTEGRATIONS.items():
         if library in sys.modules or importlib.util.find_spec(library) is not None:
-            configure(name, log_input_examples=log_input_examples, log_model_signatures=log_model_signatures,
-                      log_models=log_models, log_datasets=log_datasets, disable=disable, exclusive=exclusive,
-                      silent=silent, extra_tags=extra_tags, **options)
+            configure(
+                name,
+                log_input_examples=log_input_examples,
+                log_model_signatures=log_model_signatures,
+                log_models=log_models,
+                log_datasets=log_datasets,
+                disable=disable,
+                exclusive=exclusive,
+                silent=silent,
+                extra_tags=extra_tags,
+                **options,
+            )
 
 
-def configure(name: str, *, disable: bool = False, extra_tags: dict | None = None, log_input_examples: bool = False,
-              log_model_signatures: bool = True, log_models: bool = True, log_datasets: bool = True,
-              exclusive: bool = False, silent: bool = False, **options: Any) -> None:
+def configure(
+    name: str,
+    *,
+    disable: bool = False,
+    extra_tags: dict | None = None,
+    log_input_examples: bool = False,
+    log_model_signatures: bool = True,
+    log_models: bool = True,
+    log_datasets: bool = True,
+    exclusive: bool = False,
+    silent: bool = False,
+    **options: Any,
+) -> None:
     """Enable or disable one integration (``gitml.sklearn.autolog`` calls this)."""
     library, module = INTEGRATIONS[name]
     if disable:
@@ -97,8 +124,16 @@ def configure(name: str, *, disable: bool = False, extra_tags: dict | None = Non
         if library in sys.modules:
             importlib.import_module(module).unpatch()
         return
-    _configs[name] = Config(log_input_examples, log_model_signatures, log_models, log_datasets, exclusive, silent,
-                            {str(k): str(v) for k, v in (extra_tags or {}).items()}, options)
+    _configs[name] = Config(
+        log_input_examples,
+        log_model_signatures,
+        log_models,
+        log_datasets,
+        exclusive,
+        silent,
+        {str(k): str(v) for k, v in (extra_tags or {}).items()},
+        options,
+    )
     if library in sys.modules:
         importlib.import_module(module).patch()
     else:

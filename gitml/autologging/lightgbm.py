@@ -19,8 +19,17 @@ from typing import Any
 from gitml.autologging import Config, TrainingCall, config, warn
 
 NAME = "lightgbm"
-_UNLOGGED = {"params", "train_set", "valid_sets", "valid_names", "fobj", "feval", "init_model", "learning_rates",
-             "callbacks"}
+_UNLOGGED = {
+    "params",
+    "train_set",
+    "valid_sets",
+    "valid_names",
+    "fobj",
+    "feval",
+    "init_model",
+    "learning_rates",
+    "callbacks",
+}
 _EXAMPLE_ROWS = 5
 _originals: dict[str, Any] = {}
 
@@ -33,7 +42,7 @@ def patch() -> None:
     _originals["train"] = lightgbm.train
     _originals["Dataset.__init__"] = lightgbm.Dataset.__init__
     lightgbm.train = _wrap_train(lightgbm.train)
-    setattr(lightgbm.Dataset, "__init__", _wrap_dataset(lightgbm.Dataset.__init__))
+    setattr(lightgbm.Dataset, "__init__", _wrap_dataset(lightgbm.Dataset.__init__))  # noqa: B010  (mypy refuses assigning a method)
 
 
 def unpatch() -> None:
@@ -41,7 +50,7 @@ def unpatch() -> None:
 
     if "train" in _originals:
         lightgbm.train = _originals.pop("train")
-        setattr(lightgbm.Dataset, "__init__", _originals.pop("Dataset.__init__"))
+        setattr(lightgbm.Dataset, "__init__", _originals.pop("Dataset.__init__"))  # noqa: B010  (mypy refuses assigning a method)
 
 
 def _wrap_dataset(original):
@@ -94,13 +103,17 @@ def _train(cfg: Config, original, args: tuple, kwargs: dict):
     client = fluent.client()
     signature = inspect.signature(original).parameters
     names = list(signature)
-    bound = dict(zip(names, args)) | kwargs
+    bound = dict(zip(names, args, strict=False)) | kwargs
     failed = True
     try:
+
         def params() -> None:
             booster = {str(k): str(v) for k, v in dict(bound.get("params") or {}).items()}
-            given = {n: bound.get(n, p.default) for n, p in signature.items()
-                     if n not in _UNLOGGED and (n in bound or p.default is not inspect.Parameter.empty)}
+            given = {
+                n: bound.get(n, p.default)
+                for n, p in signature.items()
+                if n not in _UNLOGGED and (n in bound or p.default is not inspect.Parameter.empty)
+            }
             client.log_batch(run_id, params=list(booster.items()) + [(k, str(v)) for k, v in given.items()])
             if cfg.log_datasets:
                 _datasets(client, run_id, bound)
@@ -109,8 +122,10 @@ def _train(cfg: Config, original, args: tuple, kwargs: dict):
         history: list[dict[str, float]] = []
 
         def record(env) -> None:
-            values = {f"{data}-{metric}".replace("@", "_at_"): float(value)
-                      for data, metric, value, *_ in env.evaluation_result_list}
+            values = {
+                f"{data}-{metric}".replace("@", "_at_"): float(value)
+                for data, metric, value, *_ in env.evaluation_result_list
+            }
             history.append(values)
             if values:
                 client.log_batch(run_id, metrics=[(k, v, _now(), env.iteration) for k, v in values.items()])
@@ -119,7 +134,7 @@ def _train(cfg: Config, original, args: tuple, kwargs: dict):
         if "callbacks" in kwargs or len(args) <= names.index("callbacks"):
             kwargs = {**kwargs, "callbacks": callbacks}
         else:
-            args = args[:names.index("callbacks")] + (callbacks,) + args[names.index("callbacks") + 1:]
+            args = args[: names.index("callbacks")] + (callbacks,) + args[names.index("callbacks") + 1 :]
         model = original(*args, **kwargs)
         _step(cfg, "logging the metrics and model", lambda: _after(cfg, client, run_id, model, bound, history))
         failed = False
@@ -158,7 +173,10 @@ def _datasets(client, run_id: str, bound: dict) -> None:
 def _after(cfg: Config, client, run_id: str, model, bound: dict, history: list) -> None:
     if model.best_iteration > 0:
         last = len(history)
-        points = [("stopped_iteration", float(last), _now(), 0), ("best_iteration", float(model.best_iteration), _now(), 0)]
+        points = [
+            ("stopped_iteration", float(last), _now(), 0),
+            ("best_iteration", float(model.best_iteration), _now(), 0),
+        ]
         points += [(k, v, _now(), last) for k, v in history[model.best_iteration - 1].items()]
         client.log_batch(run_id, metrics=points)
     for kind in ("split", "gain"):
@@ -172,8 +190,11 @@ def _importance(client, run_id: str, model, kind: str) -> None:
 
     features = model.feature_name()
     importance = model.feature_importance(importance_type=kind)
-    client.artifacts.log_bytes(run_id, json.dumps(dict(zip(features, importance.tolist())), indent=2).encode(),
-                               f"feature_importance_{kind}.json")
+    client.artifacts.log_bytes(
+        run_id,
+        json.dumps(dict(zip(features, importance.tolist(), strict=True)), indent=2).encode(),
+        f"feature_importance_{kind}.json",
+    )
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -210,8 +231,13 @@ def _log_model(cfg: Config, run_id: str, model, bound: dict) -> None:
             signature = infer_signature(example, model.predict(example))
         except Exception as e:  # noqa: BLE001
             warn(cfg, "inferring the model signature", e)
-    flavor.log_model(model, name="model", run_id=run_id, signature=signature if signature is not None else False,
-                     input_example=example if cfg.log_input_examples else None)
+    flavor.log_model(
+        model,
+        name="model",
+        run_id=run_id,
+        signature=signature if signature is not None else False,
+        input_example=example if cfg.log_input_examples else None,
+    )
 
 
 __all__ = ["patch", "unpatch"]

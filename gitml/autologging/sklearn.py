@@ -29,7 +29,12 @@ from gitml.autologging import Config, TrainingCall, config, warn
 
 NAME = "sklearn"
 _METHODS = ("fit", "fit_transform", "fit_predict")
-_EXCLUDED_MODULES = ("sklearn.preprocessing", "sklearn.impute", "sklearn.feature_extraction", "sklearn.feature_selection")
+_EXCLUDED_MODULES = (
+    "sklearn.preprocessing",
+    "sklearn.impute",
+    "sklearn.feature_extraction",
+    "sklearn.feature_selection",
+)
 _EXCLUDED = ("sklearn.compose._column_transformer.ColumnTransformer",)
 _MAX_PARAM = 6000  # MLflow's longest param value; autolog truncates longer ones, as MLflow's does
 _EXAMPLE_ROWS = 5
@@ -42,8 +47,14 @@ def _classes() -> list[type]:
     from sklearn.utils import all_estimators
 
     found = {cls for _, cls in all_estimators()} | {GridSearchCV, RandomizedSearchCV, Pipeline}
-    return sorted((c for c in found if not c.__module__.startswith(_EXCLUDED_MODULES)
-                   and f"{c.__module__}.{c.__name__}" not in _EXCLUDED), key=lambda c: f"{c.__module__}.{c.__name__}")
+    return sorted(
+        (
+            c
+            for c in found
+            if not c.__module__.startswith(_EXCLUDED_MODULES) and f"{c.__module__}.{c.__name__}" not in _EXCLUDED
+        ),
+        key=lambda c: f"{c.__module__}.{c.__name__}",
+    )
 
 
 def patch() -> None:
@@ -111,7 +122,7 @@ def _step(cfg: Config, what: str, do) -> None:
 def _inputs(method, args: tuple, kwargs: dict) -> tuple[Any, Any, Any]:
     """``(X, y, sample_weight)`` of a training call, copied (training may change them)."""
     names = [p for p in inspect.signature(method).parameters][1:]  # past self
-    bound = dict(zip(names, args)) | kwargs
+    bound = dict(zip(names, args, strict=False)) | kwargs
     X = bound.get(names[0]) if names else None
     y = bound.get(names[1]) if len(names) > 1 else None
     weight = bound.get("sample_weight") if "sample_weight" in names else None
@@ -213,16 +224,34 @@ def _classifier_metrics(cfg: Config, estimator, X, y, weight) -> dict[str, float
     average = "weighted" if pos_label is None else "binary"
     y_pred = estimator.predict(X)
     common = {"y_true": y, "y_pred": y_pred, "sample_weight": weight}
-    todo = [(f"training_{n}", f, {**common, "pos_label": pos_label, "average": average})
-            for n, f in (("precision_score", sk.precision_score), ("recall_score", sk.recall_score), ("f1_score", sk.f1_score))]
+    todo = [
+        (f"training_{n}", f, {**common, "pos_label": pos_label, "average": average})
+        for n, f in (
+            ("precision_score", sk.precision_score),
+            ("recall_score", sk.recall_score),
+            ("f1_score", sk.f1_score),
+        )
+    ]
     todo.append(("training_accuracy_score", sk.accuracy_score, {**common, "normalize": True}))
     if hasattr(estimator, "predict_proba"):
         proba = estimator.predict_proba(X)
-        todo.append(("training_log_loss", lambda y_true, proba, sample_weight: sk.log_loss(  # positional: its
-            y_true, proba, sample_weight=sample_weight), {"y_true": y, "proba": proba, "sample_weight": weight}))  # 2nd arg's name moved
+        todo.append(
+            (
+                "training_log_loss",
+                lambda y_true, proba, sample_weight: sk.log_loss(  # positional: its
+                    y_true, proba, sample_weight=sample_weight
+                ),
+                {"y_true": y, "proba": proba, "sample_weight": weight},
+            )
+        )  # 2nd arg's name moved
         score = proba[:, 1] if len(proba[0]) == 2 else proba
-        todo.append(("training_roc_auc", sk.roc_auc_score, {"y_true": y, "y_score": score, "average": "weighted",
-                                                            "sample_weight": weight, "multi_class": "ovo"}))
+        todo.append(
+            (
+                "training_roc_auc",
+                sk.roc_auc_score,
+                {"y_true": y, "y_score": score, "average": "weighted", "sample_weight": weight, "multi_class": "ovo"},
+            )
+        )
     return _metric_values(cfg, todo)
 
 
@@ -233,8 +262,12 @@ def _regressor_metrics(estimator, X, y, weight) -> dict[str, float]:
     y_pred = estimator.predict(X)
     args = {"y_true": y, "y_pred": y_pred, "sample_weight": weight, "multioutput": "uniform_average"}
     mse = sk.mean_squared_error(**args)
-    return {"training_mean_squared_error": mse, "training_mean_absolute_error": sk.mean_absolute_error(**args),
-            "training_r2_score": sk.r2_score(**args), "training_root_mean_squared_error": np.sqrt(mse)}
+    return {
+        "training_mean_squared_error": mse,
+        "training_mean_absolute_error": sk.mean_absolute_error(**args),
+        "training_r2_score": sk.r2_score(**args),
+        "training_root_mean_squared_error": np.sqrt(mse),
+    }
 
 
 def _classifier_plots(estimator, X, y, weight) -> list[tuple[str, Any]]:
@@ -245,11 +278,16 @@ def _classifier_plots(estimator, X, y, weight) -> list[tuple[str, Any]]:
     count = len(labels) if labels is not None else len(set(np.asarray(y).ravel().tolist()))
 
     def confusion(ax):
-        sk.ConfusionMatrixDisplay.from_estimator(estimator, X, y, sample_weight=weight, normalize="true", cmap="Blues", ax=ax)
+        sk.ConfusionMatrixDisplay.from_estimator(
+            estimator, X, y, sample_weight=weight, normalize="true", cmap="Blues", ax=ax
+        )
         ax.set_title("Normalized confusion matrix")
 
-    plots: list[tuple[str, Any]] = [("training_confusion_matrix", (confusion, {"font.size": min(8.0, 50.0 / max(count, 1))}))]
+    plots: list[tuple[str, Any]] = [
+        ("training_confusion_matrix", (confusion, {"font.size": min(8.0, 50.0 / max(count, 1))}))
+    ]
     if len(set(np.asarray(y).ravel().tolist())) == 2:
+
         def roc(ax):
             sk.RocCurveDisplay.from_estimator(estimator, X, y, sample_weight=weight, ax=ax)
             ax.set_title("ROC curve")
@@ -281,15 +319,18 @@ def _plot(client, run_id: str, name: str, draw) -> None:
 def _html(estimator) -> str:
     from sklearn.utils import estimator_html_repr
 
-    return ("\n<!DOCTYPE html>\n<html lang=\"en\">\n  <head>\n    <meta charset=\"UTF-8\"/>\n  </head>\n  <body>\n    "
-            f"{estimator_html_repr(estimator)}\n  </body>\n</html>\n    ")
+    return (
+        '\n<!DOCTYPE html>\n<html lang="en">\n  <head>\n    <meta charset="UTF-8"/>\n  </head>\n  <body>\n    '
+        f"{estimator_html_repr(estimator)}\n  </body>\n</html>\n    "
+    )
 
 
 def _cv_results(client, run_id: str, estimator) -> None:
     import pandas as pd
 
-    client.artifacts.log_bytes(run_id, pd.DataFrame.from_dict(estimator.cv_results_).to_csv(index=False).encode(),
-                               "cv_results.csv")
+    client.artifacts.log_bytes(
+        run_id, pd.DataFrame.from_dict(estimator.cv_results_).to_csv(index=False).encode(), "cv_results.csv"
+    )
 
 
 def _log_model(cfg: Config, run_id: str, estimator, X, name: str) -> None:
@@ -305,13 +346,21 @@ def _log_model(cfg: Config, run_id: str, estimator, X, name: str) -> None:
         try:
             from gitml.models.signature import infer_signature
 
-            predict = getattr(estimator, "predict", None) or getattr(estimator, "transform")
+            predict = getattr(estimator, "predict", None) or estimator.transform
             signature = infer_signature(example, predict(copy.deepcopy(example)))
         except Exception as e:  # noqa: BLE001
             warn(cfg, "inferring the model signature", e)
-    _step(cfg, f"logging the model {name}", lambda: gitml.sklearn.log_model(
-        estimator, name=name, run_id=run_id, signature=signature if signature is not None else False,
-        input_example=example if cfg.log_input_examples else None))
+    _step(
+        cfg,
+        f"logging the model {name}",
+        lambda: gitml.sklearn.log_model(
+            estimator,
+            name=name,
+            run_id=run_id,
+            signature=signature if signature is not None else False,
+            input_example=example if cfg.log_input_examples else None,
+        ),
+    )
 
 
 __all__ = ["patch", "unpatch"]

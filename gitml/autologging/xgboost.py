@@ -33,7 +33,7 @@ def patch() -> None:
     _originals["train"] = xgboost.train
     _originals["DMatrix.__init__"] = xgboost.DMatrix.__init__
     xgboost.train = _wrap_train(xgboost.train)
-    setattr(xgboost.DMatrix, "__init__", _wrap_dmatrix(xgboost.DMatrix.__init__))
+    setattr(xgboost.DMatrix, "__init__", _wrap_dmatrix(xgboost.DMatrix.__init__))  # noqa: B010  (mypy refuses assigning a method)
 
 
 def unpatch() -> None:
@@ -41,7 +41,7 @@ def unpatch() -> None:
 
     if "train" in _originals:
         xgboost.train = _originals.pop("train")
-        setattr(xgboost.DMatrix, "__init__", _originals.pop("DMatrix.__init__"))
+        setattr(xgboost.DMatrix, "__init__", _originals.pop("DMatrix.__init__"))  # noqa: B010  (mypy refuses assigning a method)
 
 
 def _wrap_dmatrix(original):
@@ -82,13 +82,17 @@ def _train(cfg: Config, original, args: tuple, kwargs: dict):
     run_id = run.info.run_id
     client = fluent.client()
     names = [p for p in inspect.signature(original).parameters]
-    bound = dict(zip(names, args)) | kwargs
+    bound = dict(zip(names, args, strict=False)) | kwargs
     failed = True
     try:
+
         def params() -> None:
             booster = {str(k): str(v) for k, v in dict(bound.get("params") or {}).items()}
-            given = {n: bound.get(n, p.default) for n, p in inspect.signature(original).parameters.items()
-                     if n not in _UNLOGGED and (n in bound or p.default is not inspect.Parameter.empty)}
+            given = {
+                n: bound.get(n, p.default)
+                for n, p in inspect.signature(original).parameters.items()
+                if n not in _UNLOGGED and (n in bound or p.default is not inspect.Parameter.empty)
+            }
             client.log_batch(run_id, params=list(booster.items()) + [(k, str(v)) for k, v in given.items()])
             if cfg.log_datasets:
                 _datasets(client, run_id, bound)
@@ -100,7 +104,7 @@ def _train(cfg: Config, original, args: tuple, kwargs: dict):
         if "callbacks" in kwargs or len(args) <= names.index("callbacks"):
             kwargs = {**kwargs, "callbacks": callbacks}
         else:
-            args = args[:names.index("callbacks")] + (callbacks,) + args[names.index("callbacks") + 1:]
+            args = args[: names.index("callbacks")] + (callbacks,) + args[names.index("callbacks") + 1 :]
         model = original(*args, **kwargs)
         _step(cfg, "logging the metrics and model", lambda: _after(cfg, client, run_id, model, bound, history, xgboost))
         failed = False
@@ -191,7 +195,7 @@ def _importance(client, run_id: str, model, kind: str) -> None:
     matplotlib.use("Agg", force=False)
     from matplotlib import pyplot
 
-    features, values = zip(*sorted(scores.items(), key=lambda kv: kv[1])) if scores else ((), ())
+    features, values = zip(*sorted(scores.items(), key=lambda kv: kv[1]), strict=True) if scores else ((), ())
     height = 4.8 + (0.1 * len(features) if len(features) > 10 else 0)
     fig, ax = pyplot.subplots(figsize=(6.4, height))
     try:
@@ -222,21 +226,46 @@ def _log_model(cfg: Config, run_id: str, model, bound: dict, xgboost) -> None:
             signature = infer_signature(example, model.predict(xgboost.DMatrix(example)))
         except Exception as e:  # noqa: BLE001
             warn(cfg, "inferring the model signature", e)
-    flavor.log_model(model, name="model", run_id=run_id, signature=signature if signature is not None else False,
-                     input_example=example if cfg.log_input_examples else None,
-                     model_format=cfg.options.get("model_format", "ubj"))
+    flavor.log_model(
+        model,
+        name="model",
+        run_id=run_id,
+        signature=signature if signature is not None else False,
+        input_example=example if cfg.log_input_examples else None,
+        model_format=cfg.options.get("model_format", "ubj"),
+    )
 
 
-def autolog(importance_types: list[str] | None = None, log_input_examples: bool = False, log_model_signatures: bool = True,
-            log_models: bool = True, log_datasets: bool = True, disable: bool = False, exclusive: bool = False,
-            disable_for_unsupported_versions: bool = False, silent: bool = False,
-            registered_model_name: str | None = None, model_format: str = "ubj", extra_tags: dict | None = None) -> None:
+def autolog(
+    importance_types: list[str] | None = None,
+    log_input_examples: bool = False,
+    log_model_signatures: bool = True,
+    log_models: bool = True,
+    log_datasets: bool = True,
+    disable: bool = False,
+    exclusive: bool = False,
+    disable_for_unsupported_versions: bool = False,
+    silent: bool = False,
+    registered_model_name: str | None = None,
+    model_format: str = "ubj",
+    extra_tags: dict | None = None,
+) -> None:
     """``mlflow.xgboost.autolog``'s arguments (what it logs: this module's docstring)."""
     from gitml.autologging import configure
 
-    configure(NAME, disable=disable, extra_tags=extra_tags, log_input_examples=log_input_examples,
-              log_model_signatures=log_model_signatures, log_models=log_models, log_datasets=log_datasets,
-              exclusive=exclusive, silent=silent, importance_types=importance_types, model_format=model_format)
+    configure(
+        NAME,
+        disable=disable,
+        extra_tags=extra_tags,
+        log_input_examples=log_input_examples,
+        log_model_signatures=log_model_signatures,
+        log_models=log_models,
+        log_datasets=log_datasets,
+        exclusive=exclusive,
+        silent=silent,
+        importance_types=importance_types,
+        model_format=model_format,
+    )
 
 
 __all__ = ["autolog", "patch", "unpatch"]

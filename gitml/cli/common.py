@@ -64,8 +64,6 @@ def emit_json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str, allow_nan=True))
 
 
-
-
 CELL_MAX = 60  # characters of a value shown in a table cell
 
 
@@ -98,6 +96,7 @@ def _width(text: str) -> int:
 
 def _pad(text: str, width: int) -> str:
     return text + " " * (width - _width(text))
+
 
 def experiment_id(c, spec: str) -> str:
     """The id of the experiment named ``spec``, else of the one whose id is ``spec``."""

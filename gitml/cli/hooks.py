@@ -92,7 +92,9 @@ def install(folder: str, name: str, python: str, *, force: bool = False) -> tupl
         else:
             chained = path + CHAINED_SUFFIX
             if os.path.exists(chained):
-                raise click.ClickException(f"{path} is not gitml's and {chained} exists: move one of them, or use --force")
+                raise click.ClickException(
+                    f"{path} is not gitml's and {chained} exists: move one of them, or use --force"
+                )
             os.rename(path, chained)
     elif os.path.exists(path + CHAINED_SUFFIX):
         chained = path + CHAINED_SUFFIX
@@ -151,12 +153,19 @@ def warn_stale_hooks(ctx) -> None:
         path = hook_path(folder, name)
         text = _read(path)
         if text is not None and is_gitml_hook(text) and "-I -m gitml" not in text:
-            click.secho(f"warning: {path} is from an earlier gitml and can run code committed in the work tree "
-                        f"as gitml: run `gitml hooks install --hook {name}` again", fg="yellow", err=True)
+            click.secho(
+                f"warning: {path} is from an earlier gitml and can run code committed in the work tree "
+                f"as gitml: run `gitml hooks install --hook {name}` again",
+                fg="yellow",
+                err=True,
+            )
 
 
 _HOOK_OPTION = click.option(
-    "--hook", "names", multiple=True, type=click.Choice(sorted(HOOK_NAMES)),
+    "--hook",
+    "names",
+    multiple=True,
+    type=click.Choice(sorted(HOOK_NAMES)),
     help="A hook to act on (repeatable; default: pre-push). post-merge and post-checkout fetch runs after a pull or a switch.",
 )
 
@@ -180,10 +189,16 @@ def hooks_install(ctx, names, force):
 
     found, this = isolated_gitml(sys.executable), os.path.dirname(os.path.realpath(gitml.__file__))
     if found is None:
-        click.secho(f"warning: {sys.executable} -I cannot import gitml (installed with pip --user, or only on PYTHONPATH?): "
-                    "the hooks fail until gitml is installed into that Python (e.g. a virtualenv)", fg="yellow", err=True)
+        click.secho(
+            f"warning: {sys.executable} -I cannot import gitml (installed with pip --user, or only on PYTHONPATH?): "
+            "the hooks fail until gitml is installed into that Python (e.g. a virtualenv)",
+            fg="yellow",
+            err=True,
+        )
     elif found != this:
-        click.secho(f"warning: the hooks run the gitml installed at {found}, not this one ({this})", fg="yellow", err=True)
+        click.secho(
+            f"warning: the hooks run the gitml installed at {found}, not this one ({this})", fg="yellow", err=True
+        )
 
 
 @hooks.command("uninstall")

@@ -51,8 +51,13 @@ def import_group():
 @click.option("--since", help="Only runs started at or after this date (2024-05-01), ISO time or ms.")
 @click.option("--no-artifacts", is_flag=True, help="Leave artifacts and logged models' files out.")
 @click.option("--no-registry", is_flag=True, help="Leave the model registry out.")
-@click.option("--map-experiment", "maps", multiple=True, metavar="SOURCE=TARGET",
-              help="Import experiment SOURCE under the name TARGET (repeatable).")
+@click.option(
+    "--map-experiment",
+    "maps",
+    multiple=True,
+    metavar="SOURCE=TARGET",
+    help="Import experiment SOURCE under the name TARGET (repeatable).",
+)
 @click.option("--dry-run", is_flag=True, help="Count what would come; write nothing.")
 @json_option("Print the summary as JSON.")
 @click.pass_context
@@ -73,8 +78,15 @@ def import_mlflow_command(ctx, source, experiments, since, no_artifacts, no_regi
 
     with open_client(ctx, create=True) as c, contextlib.redirect_stdout(sys.stderr):  # MLflow may print
         summary = import_mlflow(
-            c, source, experiments=experiments, since=parse_since(since), artifacts=not no_artifacts,
-            registry=not no_registry, dry_run=dry_run, experiment_map=parse_experiment_map(maps), progress=_Bar(),
+            c,
+            source,
+            experiments=experiments,
+            since=parse_since(since),
+            artifacts=not no_artifacts,
+            registry=not no_registry,
+            dry_run=dry_run,
+            experiment_map=parse_experiment_map(maps),
+            progress=_Bar(),
         )
     if as_json:
         emit_json(summary.as_dict())
@@ -89,11 +101,17 @@ def _print_summary(summary, source: str) -> None:
         f"{summary.runs_present} run(s) already here"
     )
     rows = [
-        ("params", summary.params), ("tags", summary.tags), ("metric points", summary.metric_points),
-        ("dataset inputs", summary.datasets), ("artifacts", summary.artifacts),
-        ("artifact MiB", f"{summary.artifact_bytes / 2**20:.1f}"), ("logged models", summary.logged_models),
-        ("runs joined to their code", summary.code_joined), ("registered models", summary.registered_models),
-        ("model versions", summary.model_versions), ("stages and aliases", summary.stages),
+        ("params", summary.params),
+        ("tags", summary.tags),
+        ("metric points", summary.metric_points),
+        ("dataset inputs", summary.datasets),
+        ("artifacts", summary.artifacts),
+        ("artifact MiB", f"{summary.artifact_bytes / 2**20:.1f}"),
+        ("logged models", summary.logged_models),
+        ("runs joined to their code", summary.code_joined),
+        ("registered models", summary.registered_models),
+        ("model versions", summary.model_versions),
+        ("stages and aliases", summary.stages),
     ]
     for name, value in rows:
         if value not in (0, "0.0"):
@@ -131,13 +149,16 @@ def export_mlflow_command(ctx, dest, experiments, no_artifacts, no_registry, as_
     from gitml.mlflow_plugin.exporter import export_mlflow
 
     with open_client(ctx) as c, contextlib.redirect_stdout(sys.stderr):  # MLflow prints "View run ..." links
-        summary = export_mlflow(c, dest, experiments=experiments, artifacts=not no_artifacts, registry=not no_registry,
-                                progress=_Bar())
+        summary = export_mlflow(
+            c, dest, experiments=experiments, artifacts=not no_artifacts, registry=not no_registry, progress=_Bar()
+        )
     if as_json:
         emit_json(summary.as_dict())
         return
-    click.echo(f"{dest}: exported {summary.runs} run(s), {summary.metric_points} metric point(s), "
-               f"{summary.artifacts} artifact(s), {summary.model_versions} model version(s), {summary.stages} stage(s); "
-               f"{summary.runs_present} run(s) already there")
+    click.echo(
+        f"{dest}: exported {summary.runs} run(s), {summary.metric_points} metric point(s), "
+        f"{summary.artifacts} artifact(s), {summary.model_versions} model version(s), {summary.stages} stage(s); "
+        f"{summary.runs_present} run(s) already there"
+    )
     for what, why in summary.skipped:
         click.secho(f"  skipped {what}: {why}", fg="yellow", err=True)

@@ -21,10 +21,34 @@ def _use_repo(ctx) -> None:
 
 
 @click.command()
-@click.option("-m", "--model-uri", "model_uri", required=True, help="A model folder, runs:/<run>/<path>, models:/<name>/<version> or models:/<name>@<stage> (e.g. models:/churn@production).")
-@click.option("-i", "--input-path", "input_path", required=True, type=click.Path(dir_okay=False), help="Input table: .csv, .json or .parquet.")
-@click.option("-o", "--output-path", "output_path", type=click.Path(dir_okay=False), help="Write predictions here (JSON; CSV for a .csv name). Default: stdout.")
-@click.option("-t", "--content-type", type=click.Choice(["csv", "json", "parquet"]), help="Input format, when the extension does not say.")
+@click.option(
+    "-m",
+    "--model-uri",
+    "model_uri",
+    required=True,
+    help="A model folder, runs:/<run>/<path>, models:/<name>/<version> or models:/<name>@<stage> (e.g. models:/churn@production).",
+)
+@click.option(
+    "-i",
+    "--input-path",
+    "input_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Input table: .csv, .json or .parquet.",
+)
+@click.option(
+    "-o",
+    "--output-path",
+    "output_path",
+    type=click.Path(dir_okay=False),
+    help="Write predictions here (JSON; CSV for a .csv name). Default: stdout.",
+)
+@click.option(
+    "-t",
+    "--content-type",
+    type=click.Choice(["csv", "json", "parquet"]),
+    help="Input format, when the extension does not say.",
+)
 @click.pass_context
 def predict(ctx, model_uri, input_path, output_path, content_type):
     """Score a table with a model (batch, through pandas).
@@ -64,12 +88,27 @@ def models():
 @models.command("export")
 @click.argument("model_uri")
 @click.argument("dst", type=click.Path(file_okay=False))
-@click.option("-t", "--target", type=click.Choice(["mlflow", "mlserver", "kserve", "docker"]), default="mlflow",
-              show_default=True, help="mlflow: a plain MLmodel folder; mlserver: a model-settings folder for "
-              "`mlserver start`; docker: a build context serving it with gitml; kserve: that context and a "
-              "ServingRuntime + InferenceService (V2 protocol) manifest.")
-@click.option("--name", "model_name", metavar="NAME", help="The model's name on the V2 routes (default: the registered name, else the folder's).")
-@click.option("--image", metavar="IMAGE", help="kserve: the image the runtime runs (default: gitml-model-NAME:<hash of the model files>).")
+@click.option(
+    "-t",
+    "--target",
+    type=click.Choice(["mlflow", "mlserver", "kserve", "docker"]),
+    default="mlflow",
+    show_default=True,
+    help="mlflow: a plain MLmodel folder; mlserver: a model-settings folder for "
+    "`mlserver start`; docker: a build context serving it with gitml; kserve: that context and a "
+    "ServingRuntime + InferenceService (V2 protocol) manifest.",
+)
+@click.option(
+    "--name",
+    "model_name",
+    metavar="NAME",
+    help="The model's name on the V2 routes (default: the registered name, else the folder's).",
+)
+@click.option(
+    "--image",
+    metavar="IMAGE",
+    help="kserve: the image the runtime runs (default: gitml-model-NAME:<hash of the model files>).",
+)
 @click.pass_context
 def models_export(ctx, model_uri, dst, target, model_name, image):
     """Write MODEL_URI as a folder DST for other servers.

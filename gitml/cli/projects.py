@@ -19,13 +19,30 @@ def _parameter(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
 
 @click.command("run")
 @click.argument("uri", default=".")
-@click.option("-e", "--entry-point", default="main", show_default=True, help="Entry point, or a .py/.sh file of the project.")
-@click.option("-P", "--param", "parameters", multiple=True, callback=_parameter, metavar="KEY=VALUE",
-              help="A parameter (repeatable); undeclared ones are passed as --KEY VALUE.")
+@click.option(
+    "-e", "--entry-point", default="main", show_default=True, help="Entry point, or a .py/.sh file of the project."
+)
+@click.option(
+    "-P",
+    "--param",
+    "parameters",
+    multiple=True,
+    callback=_parameter,
+    metavar="KEY=VALUE",
+    help="A parameter (repeatable); undeclared ones are passed as --KEY VALUE.",
+)
 @click.option("-v", "--version", "version", help="Branch, tag or commit of a git project.")
-@click.option("--env-manager", type=click.Choice(["local", "virtualenv", "uv", "conda"]),
-              help="Where the command runs (default: the environment the MLproject names, else local).")
-@click.option("--experiment-name", "--experiment", "experiment_name", help="Record the run in this experiment (created if absent).")
+@click.option(
+    "--env-manager",
+    type=click.Choice(["local", "virtualenv", "uv", "conda"]),
+    help="Where the command runs (default: the environment the MLproject names, else local).",
+)
+@click.option(
+    "--experiment-name",
+    "--experiment",
+    "experiment_name",
+    help="Record the run in this experiment (created if absent).",
+)
 @click.option("--experiment-id", help="Record the run in the experiment of this id.")
 @click.option("--run-name", help="The run's name.")
 @click.pass_context
@@ -39,20 +56,30 @@ def run_command(ctx, uri, entry_point, parameters, version, env_manager, experim
     """
     import os
 
-    from gitml.projects import run
     from gitml.errors import ProjectRunFailedError
+    from gitml.projects import run
 
     if ctx.obj.get("repo"):
         os.chdir(ctx.obj["repo"])  # as git -C: URI, paths and the repository are read from there
     submitted = None
     try:
         submitted = run(
-            uri, entry_point, version, parameters, experiment_name=experiment_name, experiment_id=experiment_id,
-            run_name=run_name, env_manager=env_manager, synchronous=False,
+            uri,
+            entry_point,
+            version,
+            parameters,
+            experiment_name=experiment_name,
+            experiment_id=experiment_id,
+            run_name=run_name,
+            env_manager=env_manager,
+            synchronous=False,
             progress=lambda line: click.echo(f"gitml: environment: {line}", err=True),
         )
-        click.echo(f"gitml: run {submitted.run_id} started ({submitted.environment.manager} environment"
-                   f"{', reused' if submitted.environment.reused else ''})", err=True)
+        click.echo(
+            f"gitml: run {submitted.run_id} started ({submitted.environment.manager} environment"
+            f"{', reused' if submitted.environment.reused else ''})",
+            err=True,
+        )
         ok = submitted.wait()
     except KeyboardInterrupt:
         if submitted is not None:
@@ -71,7 +98,9 @@ def env_group():
 
 @env_group.command("lock")
 @click.argument("path", default=".", type=click.Path(exists=True, file_okay=False))
-@click.option("-p", "--platform", "platforms", multiple=True, help="conda platform to lock (repeatable; default: this machine's).")
+@click.option(
+    "-p", "--platform", "platforms", multiple=True, help="conda platform to lock (repeatable; default: this machine's)."
+)
 def env_lock(path, platforms):
     """Solve conda.yaml into conda-lock.yml beside it (with conda-lock)."""
     from gitml.projects import lock

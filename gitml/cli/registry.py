@@ -10,13 +10,15 @@ from gitml.cli.common import emit_json, json_option, open_client, print_table
 
 
 def _sign_option(f):
-    return click.option("--sign/--no-sign", "sign", default=None,
-                        help="Sign the tag (default: git's tag.gpgSign).")(f)
+    return click.option("--sign/--no-sign", "sign", default=None, help="Sign the tag (default: git's tag.gpgSign).")(f)
 
 
 def _force_option(f):
-    return click.option("--force", is_flag=True,
-                        help="Override failing gates: the tag must be signed by a trusted key; it records the override.")(f)
+    return click.option(
+        "--force",
+        is_flag=True,
+        help="Override failing gates: the tag must be signed by a trusted key; it records the override.",
+    )(f)
 
 
 def _numbered(mv) -> str:
@@ -37,8 +39,13 @@ def registry_group():
 @click.argument("name")
 @click.argument("run_path", metavar="RUN[:PATH]")
 @click.option("--version", help="The version (vX.Y.Z); default: the next by --bump.")
-@click.option("--bump", type=click.Choice(["major", "minor", "patch"]), default="major", show_default=True,
-              help="Which part of the greatest version grows.")
+@click.option(
+    "--bump",
+    type=click.Choice(["major", "minor", "patch"]),
+    default="major",
+    show_default=True,
+    help="Which part of the greatest version grows.",
+)
 @click.option("-m", "--message", "description", default="", help="A description of the version.")
 @_sign_option
 @click.pass_context
@@ -46,10 +53,13 @@ def register(ctx, name, run_path, version, bump, description, sign):
     """Register the model at PATH of run RUN as the next version of NAME."""
     run, sep, path = run_path.partition(":")
     with open_client(ctx) as c:
-        mv = c.registry.register(name, run, path if sep else None, version=version, bump_part=bump,
-                                 description=description, sign_tag=sign)
-        click.echo(f"Registered {name} version {mv.number} ({mv.version}): run {mv.run_id[:8]}, "
-                   f"model {mv.path or '.'} (tag {mv.tag})")
+        mv = c.registry.register(
+            name, run, path if sep else None, version=version, bump_part=bump, description=description, sign_tag=sign
+        )
+        click.echo(
+            f"Registered {name} version {mv.number} ({mv.version}): run {mv.run_id[:8]}, "
+            f"model {mv.path or '.'} (tag {mv.tag})"
+        )
 
 
 @registry_group.command("promote")
@@ -69,7 +79,11 @@ def promote(ctx, name, version, stage, sign, force):
 
     with open_client(ctx) as c:
         tag, created = gitops.promote(c, name, version, stage, sign_tag=sign, force=force)
-        click.echo(f"{name}: {stage} now holds {version} (tag {tag})" if created else f"{name}: {stage} already holds {version}")
+        click.echo(
+            f"{name}: {stage} now holds {version} (tag {tag})"
+            if created
+            else f"{name}: {stage} already holds {version}"
+        )
 
 
 @registry_group.command("demote")
@@ -92,7 +106,11 @@ def demote(ctx, name, stage, sign):
 def deprecate(ctx, name, version, sign):
     """Withdraw VERSION of NAME, or the whole model."""
     with open_client(ctx) as c:
-        tag = c.registry.deregister(name, version, sign_tag=sign) if version else c.registry.deprecate(name, sign_tag=sign)
+        tag = (
+            c.registry.deregister(name, version, sign_tag=sign)
+            if version
+            else c.registry.deprecate(name, sign_tag=sign)
+        )
         click.echo(f"{name}{' ' + version if version else ''} deprecated (tag {tag})")
 
 
@@ -105,16 +123,32 @@ def list_models(ctx, as_json):
     with open_client(ctx) as c:
         models = c.registry.models()
         if as_json:
-            emit_json({n: {"latest": s.latest.version if s.latest else None,
-                            "latest_number": s.latest.number if s.latest else None, "stages": s.stages,
-                            "stage_numbers": {st: s.versions[v].number for st, v in s.stages.items()},
-                            "deprecated": s.deprecated, "versions": len(s.versions)} for n, s in models.items()})
+            emit_json(
+                {
+                    n: {
+                        "latest": s.latest.version if s.latest else None,
+                        "latest_number": s.latest.number if s.latest else None,
+                        "stages": s.stages,
+                        "stage_numbers": {st: s.versions[v].number for st, v in s.stages.items()},
+                        "deprecated": s.deprecated,
+                        "versions": len(s.versions),
+                    }
+                    for n, s in models.items()
+                }
+            )
             return
-        print_table(["model", "latest", "versions", "stages"],
-               [[n + (" (deprecated)" if s.deprecated else ""), _numbered(s.latest) if s.latest else "-",
-                 str(len(s.versions)),
-                 ", ".join(f"{st}={_numbered(s.versions[v])}" for st, v in sorted(s.stages.items())) or "-"]
-                for n, s in models.items()])
+        print_table(
+            ["model", "latest", "versions", "stages"],
+            [
+                [
+                    n + (" (deprecated)" if s.deprecated else ""),
+                    _numbered(s.latest) if s.latest else "-",
+                    str(len(s.versions)),
+                    ", ".join(f"{st}={_numbered(s.versions[v])}" for st, v in sorted(s.stages.items())) or "-",
+                ]
+                for n, s in models.items()
+            ],
+        )
         _say_policy(c.registry)
 
 
@@ -132,15 +166,47 @@ def show(ctx, name, as_json):
         policy = c.registry.policy
         versions = sorted(state.versions.values(), key=lambda v: v.number)
         if as_json:
-            emit_json({"name": name, "deprecated": state.deprecated, "stages": state.stages, "ignored": state.ignored,
-                        "policy": policy.source, "policy_pending": policy.pending,
-                        "versions": [{"number": v.number, "version": v.version, "run_id": v.run_id, "path": v.path, "commit": v.commit,
-                                      "stages": v.stages, "deregistered": v.deregistered, "by": v.registered_by,
-                                      "at": v.registered_at, "description": v.description} for v in versions]})
+            emit_json(
+                {
+                    "name": name,
+                    "deprecated": state.deprecated,
+                    "stages": state.stages,
+                    "ignored": state.ignored,
+                    "policy": policy.source,
+                    "policy_pending": policy.pending,
+                    "versions": [
+                        {
+                            "number": v.number,
+                            "version": v.version,
+                            "run_id": v.run_id,
+                            "path": v.path,
+                            "commit": v.commit,
+                            "stages": v.stages,
+                            "deregistered": v.deregistered,
+                            "by": v.registered_by,
+                            "at": v.registered_at,
+                            "description": v.description,
+                        }
+                        for v in versions
+                    ],
+                }
+            )
             return
-        print_table(["#", "version", "run", "model", "stages", "registered by", "at"],
-               [[str(v.number), v.version + (" (deregistered)" if v.deregistered else ""), v.run_id[:8], v.path or ".",
-                 ", ".join(sorted(v.stages)) or "-", v.registered_by, _when(v.registered_at)] for v in versions])
+        print_table(
+            ["#", "version", "run", "model", "stages", "registered by", "at"],
+            [
+                [
+                    str(v.number),
+                    v.version + (" (deregistered)" if v.deregistered else ""),
+                    v.run_id[:8],
+                    v.path or ".",
+                    ", ".join(sorted(v.stages)) or "-",
+                    v.registered_by,
+                    _when(v.registered_at),
+                ]
+                for v in versions
+            ],
+        )
         _say_policy(c.registry)
         for tag, why in state.ignored.items():
             click.secho(f"ignored {tag}: {why}", fg="yellow", err=True)
@@ -163,15 +229,27 @@ def history(ctx, name, as_json):
             why = state.ignored.get(e.tag.name) or reg.rejection(e, deep=True)
             version = state.version_of(e)
             found = state.versions.get(version) if version else None
-            rows.append({"tag": e.tag.name, "event": e.tag.action.value, "version": version,
-                         "number": found.number if found else None,
-                         "stage": e.tag.stage, "by": e.tagger, "at": e.time, "signature": str(reg.verification(e)),
-                         "decision": f"ignored: {why}" if why else "counts", "policy": reg.policy.source})
+            rows.append(
+                {
+                    "tag": e.tag.name,
+                    "event": e.tag.action.value,
+                    "version": version,
+                    "number": found.number if found else None,
+                    "stage": e.tag.stage,
+                    "by": e.tagger,
+                    "at": e.time,
+                    "signature": str(reg.verification(e)),
+                    "decision": f"ignored: {why}" if why else "counts",
+                    "policy": reg.policy.source,
+                }
+            )
         if as_json:
             emit_json(rows)
             return
-        print_table(["tag", "event", "by", "at", "signature", "decision"],
-               [[r["tag"], r["event"], r["by"], _when(r["at"]), r["signature"], r["decision"]] for r in rows])
+        print_table(
+            ["tag", "event", "by", "at", "signature", "decision"],
+            [[r["tag"], r["event"], r["by"], _when(r["at"]), r["signature"], r["decision"]] for r in rows],
+        )
         _say_policy(reg)
 
 
@@ -214,14 +292,21 @@ def policy_(ctx, accept, ref, as_json):
         reg = c.registry
         policy = reg.accept_policy(ref) if accept or ref else reg.policy
         required = policy.require_signature
-        shown = {"source": policy.source, "pending": policy.pending, "notes": reg.policy_notes(),
-                 "require_signature": required if required is True else sorted(required),
-                 "stages": list(policy.stages) if policy.stages is not None else None,
-                 "trusted_gpg_keys": sorted(policy.trusted_gpg_keys), "allowed_signers": policy.allowed_signers,
-                 "on_untrusted": policy.on_untrusted,
-                 "gates": {stage: [str(g) for g in (*gates.require, *gates.no_worse)]
-                           + ([f"evaluated on dataset {gates.dataset}"] if gates.dataset else [])
-                           for stage, gates in sorted(policy.gates.items())}}
+        shown = {
+            "source": policy.source,
+            "pending": policy.pending,
+            "notes": reg.policy_notes(),
+            "require_signature": required if required is True else sorted(required),
+            "stages": list(policy.stages) if policy.stages is not None else None,
+            "trusted_gpg_keys": sorted(policy.trusted_gpg_keys),
+            "allowed_signers": policy.allowed_signers,
+            "on_untrusted": policy.on_untrusted,
+            "gates": {
+                stage: [str(g) for g in (*gates.require, *gates.no_worse)]
+                + ([f"evaluated on dataset {gates.dataset}"] if gates.dataset else [])
+                for stage, gates in sorted(policy.gates.items())
+            },
+        }
         if as_json:
             emit_json(shown)
             return
@@ -245,8 +330,9 @@ def propose(ctx, name, version, stage, branch):
 
     with open_client(ctx) as c:
         made, commit = gitops.propose(c, name, version, stage, branch=branch)
-        click.echo(f"Committed {commit[:12]} on branch {made}: push it and open a pull request "
-                   f"(git push origin {made})")
+        click.echo(
+            f"Committed {commit[:12]} on branch {made}: push it and open a pull request (git push origin {made})"
+        )
 
 
 @registry_group.command("check")

@@ -13,13 +13,32 @@ from gitml.cli.common import experiment_option, filter_option
 @click.argument("runs", nargs=-1)
 @click.option("--baseline", metavar="RUN", help="The run deltas are taken to (default: the first selected).")
 @filter_option("Select runs by filter (MLflow's grammar, OR, parentheses).")
-@click.option("-b", "--branch", "branches", multiple=True, metavar="REV",
-              help="The latest runs of REV's history (a branch, ref or commit; repeatable).")
+@click.option(
+    "-b",
+    "--branch",
+    "branches",
+    multiple=True,
+    metavar="REV",
+    help="The latest runs of REV's history (a branch, ref or commit; repeatable).",
+)
 @experiment_option("experiments_")
-@click.option("-n", "--max", "max_results", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Newest runs taken by --filter alone.")
-@click.option("--format", "fmt", type=click.Choice(["markdown", "html", "json"]), default="markdown", show_default=True,
-              help="Markdown (pull requests, job summaries), one HTML page, or JSON.")
+@click.option(
+    "-n",
+    "--max",
+    "max_results",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Newest runs taken by --filter alone.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "html", "json"]),
+    default="markdown",
+    show_default=True,
+    help="Markdown (pull requests, job summaries), one HTML page, or JSON.",
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here (charts beside it, with matplotlib).")
 @click.pass_context
 def compare_command(ctx, runs, baseline, filter_string, branches, experiments_, max_results, fmt, output):
@@ -38,8 +57,13 @@ def compare_command(ctx, runs, baseline, filter_string, branches, experiments_, 
         if hint:
             click.secho(hint, fg="yellow", err=True)
         report = compare_runs(
-            c, list(runs), baseline=baseline, filter_string=filter_string, branches=list(branches),
-            experiment_ids=ids, max_results=max_results,
+            c,
+            list(runs),
+            baseline=baseline,
+            filter_string=filter_string,
+            branches=list(branches),
+            experiment_ids=ids,
+            max_results=max_results,
         )
         charts = {}
         folder = os.path.dirname(os.path.abspath(output)) if output else ""
@@ -48,8 +72,12 @@ def compare_command(ctx, runs, baseline, filter_string, branches, experiments_, 
         if output and fmt != "json":
             charts = write_charts(c, report, folder, os.path.splitext(os.path.basename(output))[0])
             if report.metrics and not _has_matplotlib():
-                click.secho("gitml: no charts: they are drawn with matplotlib, which is not installed "
-                            "(pip install 'gitml[report]')", fg="yellow", err=True)
+                click.secho(
+                    "gitml: no charts: they are drawn with matplotlib, which is not installed "
+                    "(pip install 'gitml[report]')",
+                    fg="yellow",
+                    err=True,
+                )
         text = render(report, fmt, charts)
     if output:
         with open(output, "w", encoding="utf-8") as f:

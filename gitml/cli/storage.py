@@ -14,11 +14,17 @@ from gitml.cli.common import emit_json, experiment_option, json_option, open_cli
 @click.command("config")
 @click.argument("key", required=False)
 @click.argument("value", required=False)
-@click.option("--committed", is_flag=True, help="Write the committed .gitml/config.yaml (shared with the team) instead of this clone's.")
+@click.option(
+    "--committed",
+    is_flag=True,
+    help="Write the committed .gitml/config.yaml (shared with the team) instead of this clone's.",
+)
 @click.option("--list", "list_all", is_flag=True, help="Show every effective setting.")
-@click.option("--trust-committed", is_flag=True,
-              help="Let this clone contact, upload to and delete from the artifact remote the committed "
-                   ".gitml/config.yaml sets.")
+@click.option(
+    "--trust-committed",
+    is_flag=True,
+    help="Let this clone contact, upload to and delete from the artifact remote the committed .gitml/config.yaml sets.",
+)
 @click.pass_context
 def config_(ctx, key, value, committed, list_all, trust_committed):
     """Get or set a setting (artifacts.remote, artifacts.timeout, ...).
@@ -71,7 +77,10 @@ def artifacts_ls(ctx, run, path, as_json):
         if as_json:
             emit_json([vars(e) for e in entries])
             return
-        print_table(["PATH", "SIZE"], [[e.path + ("/" if e.is_dir else ""), "-" if e.is_dir else _size(e.file_size)] for e in entries])
+        print_table(
+            ["PATH", "SIZE"],
+            [[e.path + ("/" if e.is_dir else ""), "-" if e.is_dir else _size(e.file_size)] for e in entries],
+        )
 
 
 @artifacts.command("get")
@@ -147,11 +156,22 @@ def fsck(ctx, no_remote):
 @click.command()
 @click.option("--remote", is_flag=True, help="Also list the remote's objects no run references.")
 @click.option("--delete", is_flag=True, help="With --remote: delete them (run without it first to see the list).")
-@click.option("--keep-recent", default=3600, show_default=True, type=click.IntRange(min=0),
-              help="Keep objects added in the last this many seconds (a run may be logging or pushing them).")
+@click.option(
+    "--keep-recent",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Keep objects added in the last this many seconds (a run may be logging or pushing them).",
+)
 @click.option("--git-remote", help="With --remote: the git remote whose runs must all be here first (default origin).")
-@click.option("--purge", is_flag=True, help="First remove deleted runs for good (their refs; with --remote, on the git remote too).")
-@click.option("--older-than", metavar="AGE", help="With --purge: only runs deleted at least this long ago (30d, 12h, 2w).")
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="First remove deleted runs for good (their refs; with --remote, on the git remote too).",
+)
+@click.option(
+    "--older-than", metavar="AGE", help="With --purge: only runs deleted at least this long ago (30d, 12h, 2w)."
+)
 @experiment_option("experiments_", help="With --purge: only this experiment's runs (repeatable).")
 @click.option("--dry-run", is_flag=True, help="With --purge: list what would be removed, and remove nothing.")
 @click.pass_context
@@ -179,7 +199,8 @@ def gc(ctx, remote, delete, keep_recent, git_remote, purge, older_than, experime
             content.check_writable()  # before anything: a remote the committed config set needs confirming
         if purge:
             from gitml.cli.common import experiment_id
-            from gitml.purge import parse_age, purge as purge_runs, purge_plan
+            from gitml.purge import parse_age, purge_plan
+            from gitml.purge import purge as purge_runs
             from gitml.runviews import when
 
             ids = [experiment_id(c, e) for e in experiments_] or None
@@ -189,7 +210,9 @@ def gc(ctx, remote, delete, keep_recent, git_remote, purge, older_than, experime
             if dry_run:
                 for r in plan.runs:
                     click.echo(f"would purge run {r.run_id} ({r.run_name}), deleted {when(r.deleted_at * 1000)}")
-                click.echo(f"{len(plan.runs)} run(s) would be purged" + (" here and on the git remote" if remote else ""))
+                click.echo(
+                    f"{len(plan.runs)} run(s) would be purged" + (" here and on the git remote" if remote else "")
+                )
                 return
             done = purge_runs(c, plan, remote=git_remote, all_remotes=remote)
             for r in done.purged:
@@ -233,14 +256,18 @@ def gc(ctx, remote, delete, keep_recent, git_remote, purge, older_than, experime
                         content.drop_gc_mark(mark)  # every object it named is gone or was kept for good reason
                 if garbage.fresh:
                     content.write_gc_mark(garbage.fresh)
-                    click.echo(f"marked {len(garbage.fresh)} unreferenced remote object(s): a gc at least "
-                               f"{keep_recent} s from now deletes those still unreferenced and not written since")
+                    click.echo(
+                        f"marked {len(garbage.fresh)} unreferenced remote object(s): a gc at least "
+                        f"{keep_recent} s from now deletes those still unreferenced and not written since"
+                    )
             elif garbage.fresh:
                 verb = "would delete" if keep_recent == 0 else "would mark"  # what --delete would do now
                 for sha in garbage.fresh:
                     click.echo(f"{verb} {content.remote_url}/{sha[:2]}/{sha[2:]}")
-                click.echo(f"{len(garbage.fresh)} unreferenced remote object(s); `--delete` marks them, "
-                           "and a later gc deletes them (two-phase: a push meanwhile keeps what it uses)")
+                click.echo(
+                    f"{len(garbage.fresh)} unreferenced remote object(s); `--delete` marks them, "
+                    "and a later gc deletes them (two-phase: a push meanwhile keeps what it uses)"
+                )
 
 
 def _size(n: int | None) -> str:

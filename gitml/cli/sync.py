@@ -30,8 +30,11 @@ def _progress(verb: str):
 @click.option("-r", "--run", "runs", multiple=True, help="Only this run (id, prefix or name; repeatable).")
 @click.option("--all", "all_", is_flag=True, help="Every run and experiment (the default when nothing is selected).")
 @click.option("--force", is_flag=True, help="Overwrite remote runs that are not ancestors of the local ones.")
-@click.option("--allow-local-artifacts", is_flag=True,
-              help="Push runs whose large artifacts stay in this user's default store, to a remote others reach.")
+@click.option(
+    "--allow-local-artifacts",
+    is_flag=True,
+    help="Push runs whose large artifacts stay in this user's default store, to a remote others reach.",
+)
 @click.pass_context
 def push(ctx, remote, experiments, runs, all_, force, allow_local_artifacts):
     """Push runs to a git remote (default origin), uploading their artifacts first.
@@ -48,8 +51,13 @@ def push(ctx, remote, experiments, runs, all_, force, allow_local_artifacts):
         raise click.UsageError("--all pushes everything: give it without --experiment or --run")
     with open_client(ctx) as c:
         result = sync.push(
-            c, remote, experiments=None if all_ else list(experiments), runs=None if all_ else list(runs),
-            force=force, progress=_progress("uploading"), allow_local_artifacts=allow_local_artifacts,
+            c,
+            remote,
+            experiments=None if all_ else list(experiments),
+            runs=None if all_ else list(runs),
+            force=force,
+            progress=_progress("uploading"),
+            allow_local_artifacts=allow_local_artifacts,
         )
         rejected = result.rejected  # made from every ref's status: once
         click.echo(
@@ -72,9 +80,13 @@ def push(ctx, remote, experiments, runs, all_, force, allow_local_artifacts):
                 click.echo(f"remote: {line}", err=True)
         if result.refusal is not None:
             sent = len(result.pushed)
-            click.secho(f"error: {result.refusal}; {sent} ref(s) went in pushes of up to {result.batch_refs} refs "
-                        f"before it, {len(rejected)} did not: `gitml push` again sends only those "
-                        "(`gitml config push.batch_refs N` sets the batch)", fg="red", err=True)
+            click.secho(
+                f"error: {result.refusal}; {sent} ref(s) went in pushes of up to {result.batch_refs} refs "
+                f"before it, {len(rejected)} did not: `gitml push` again sends only those "
+                "(`gitml config push.batch_refs N` sets the batch)",
+                fg="red",
+                err=True,
+            )
             sys.exit(1)
         by_status: dict[str, list[str]] = {}
         for ref, status in sorted(rejected.items()):
@@ -129,7 +141,9 @@ def _fetch(ctx, remote, artifacts: bool, force: bool) -> None:
 @click.command()
 @click.argument("remote", required=False)
 @click.option("--artifacts", is_flag=True, help="Download the runs' artifacts now instead of on first access.")
-@click.option("--force", is_flag=True, help="A run written here and there: take the remote's history (this clone's is dropped).")
+@click.option(
+    "--force", is_flag=True, help="A run written here and there: take the remote's history (this clone's is dropped)."
+)
 @click.pass_context
 def fetch(ctx, remote, artifacts, force):
     """Fetch runs and experiments (refs/gitml/*) from a git remote (default origin)."""
@@ -138,7 +152,9 @@ def fetch(ctx, remote, artifacts, force):
 
 @click.command()
 @click.argument("remote", required=False)
-@click.option("--force", is_flag=True, help="A run written here and there: take the remote's history (this clone's is dropped).")
+@click.option(
+    "--force", is_flag=True, help="A run written here and there: take the remote's history (this clone's is dropped)."
+)
 @click.pass_context
 def pull(ctx, remote, force):
     """Fetch runs and experiments from a git remote, with their artifacts."""

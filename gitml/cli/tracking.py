@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import click
 
-from gitml.cli.common import emit_json, experiment_id, experiment_option, filter_option, fmt, json_option, open_client, order_option, print_table
+from gitml.cli.common import (
+    emit_json,
+    experiment_id,
+    experiment_option,
+    filter_option,
+    fmt,
+    json_option,
+    open_client,
+    order_option,
+    print_table,
+)
 from gitml.runviews import duration, when
 
 
@@ -49,7 +59,9 @@ def experiments(ctx, show_all, as_json):
     if ctx.invoked_subcommand is None:
         ctx.invoke(experiments_list, show_all=show_all, as_json=as_json)
     elif show_all or as_json:
-        raise click.UsageError(f"--all and --json go after the subcommand: gitml experiments {ctx.invoked_subcommand} ...")
+        raise click.UsageError(
+            f"--all and --json go after the subcommand: gitml experiments {ctx.invoked_subcommand} ..."
+        )
 
 
 @experiments.command("list")
@@ -78,8 +90,6 @@ def experiments_create(ctx, name):
     """Create an experiment."""
     with open_client(ctx, create=True) as c:
         click.echo(c.create_experiment(name))
-
-
 
 
 @experiments.command("rename")
@@ -113,15 +123,18 @@ def experiments_restore(ctx, experiment):
 # -- runs -----------------------------------------------------------------------
 def _listing_options(command):
     """The options of listing runs, on ``gitml runs`` and ``gitml runs list`` alike."""
-    for option in reversed([
-        experiment_option("experiments_"),
-        filter_option(),
-        order_option(),
-        click.option("-n", "--max", "max_results", type=click.IntRange(min=0), default=None,
-                     help="At most this many runs."),
-        click.option("--deleted", is_flag=True, help="Show deleted runs instead."),
-        json_option(),
-    ]):
+    for option in reversed(
+        [
+            experiment_option("experiments_"),
+            filter_option(),
+            order_option(),
+            click.option(
+                "-n", "--max", "max_results", type=click.IntRange(min=0), default=None, help="At most this many runs."
+            ),
+            click.option("--deleted", is_flag=True, help="Show deleted runs instead."),
+            json_option(),
+        ]
+    ):
         command = option(command)
     return command
 
@@ -234,7 +247,9 @@ def show(ctx, run, as_json):
             experiment = i.experiment_id
         click.echo(f"Experiment: {experiment}")
         click.echo(f"Status:     {i.status}{'  [deleted]' if i.lifecycle_stage == 'deleted' else ''}")
-        click.echo(f"Started:    {when(i.start_time)}   Ended: {when(i.end_time)}   ({duration(i.start_time, i.end_time)})")
+        click.echo(
+            f"Started:    {when(i.start_time)}   Ended: {when(i.end_time)}   ({duration(i.start_time, i.end_time)})"
+        )
         dirty = " + uncommitted changes" if s.dirty else ""
         click.echo(f"Source:     {s.commit or '(no commit)'}{dirty}  on {s.branch or '(detached)'}")
         click.echo(f"Run commit: {s.run_commit}")
@@ -265,7 +280,10 @@ def diff(ctx, run_a, run_b, code, as_json):
                 {
                     "a": a.info.run_id,
                     "b": b.info.run_id,
-                    **{s: [{"key": k, "a": x, "b": y, "changed": ch} for k, x, y, ch in rows] for s, rows in sections.items()},
+                    **{
+                        s: [{"key": k, "a": x, "b": y, "changed": ch} for k, x, y, ch in rows]
+                        for s, rows in sections.items()
+                    },
                     **({"code": patch} if code else {}),
                 }
             )
@@ -275,7 +293,9 @@ def diff(ctx, run_a, run_b, code, as_json):
                 continue
             click.echo(click.style(title, bold=True))
             table = [[("* " if ch else "  ") + k, fmt(x), fmt(y)] for k, x, y, ch in rows]
-            print_table(["  KEY", a.info.run_id[:8] + " " + a.info.run_name, b.info.run_id[:8] + " " + b.info.run_name], table)
+            print_table(
+                ["  KEY", a.info.run_id[:8] + " " + a.info.run_name, b.info.run_id[:8] + " " + b.info.run_name], table
+            )
             click.echo()
         if code and not patch:
             click.echo("The code is identical: both runs ran the same source tree.")

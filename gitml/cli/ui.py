@@ -12,7 +12,14 @@ from gitml.cli.common import repo_path
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True, help="Port to listen on.")
 @click.option("--open", "open_browser", is_flag=True, help="Open the UI in a browser.")
-@click.option("--allow-host", "--allowed-host", "allow_hosts", multiple=True, metavar="NAME", help="Also answer to this Host header name (repeatable).")
+@click.option(
+    "--allow-host",
+    "--allowed-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer to this Host header name (repeatable).",
+)
 @click.pass_context
 def ui(ctx, host, port, open_browser, allow_hosts):
     """Serve a read-only web UI of the runs: tables, charts, comparisons, artifacts."""

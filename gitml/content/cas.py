@@ -31,13 +31,28 @@ from dataclasses import dataclass
 
 from gitml.content.config import DEFAULT_TIMEOUT, default_remote
 from gitml.content.statcache import StatCache
-from gitml.errors import GitmlError
+from gitml.errors import (
+    ArtifactRemoteError,
+    GitmlError,
+    IntegrityError,
+    ObjectMissingError,
+    RemoteTimeoutError,
+    UnconfirmedRemoteError,
+)
 from gitml.names import check_sha256
-from gitml.errors import ArtifactRemoteError, IntegrityError, ObjectMissingError, RemoteTimeoutError, UnconfirmedRemoteError
 
 CHUNK = 1 << 20
 FICLONE = 0x40049409
-_BACKEND_HINTS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "http": "aiohttp", "https": "aiohttp"}
+_BACKEND_HINTS = {
+    "s3": "s3fs",
+    "s3a": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "az": "adlfs",
+    "abfs": "adlfs",
+    "http": "aiohttp",
+    "https": "aiohttp",
+}
 
 
 # The only names gitml writes or deletes in a cache or remote folder: objects, and its own
@@ -408,7 +423,9 @@ class ContentStore:
     def all_confirmed(self, packed_refs_digest: bytes) -> bool:
         """Whether every run commit the packed-refs of this sha256 names was confirmed
         (:meth:`confirm_packed_refs`): a push then looks at the loose refs alone."""
-        return _PACKED_MARK + packed_refs_digest.hex().encode() in _Lines(self._confirmed_data(), len(_PACKED_MARK) + 64)
+        return _PACKED_MARK + packed_refs_digest.hex().encode() in _Lines(
+            self._confirmed_data(), len(_PACKED_MARK) + 64
+        )
 
     def confirm_packed_refs(self, packed_refs_digest: bytes) -> None:
         """Mark every run commit of the packed-refs of this sha256 confirmed (each was)."""
@@ -466,8 +483,9 @@ class ContentStore:
         (no symbolic link below the root is followed)."""
         folder, name = object_key(sha256).split("/")
         try:
-            return (stat.S_ISDIR(os.lstat(os.path.join(self._root or "/", folder)).st_mode)
-                    and stat.S_ISREG(os.lstat(os.path.join(self._root or "/", folder, name)).st_mode))
+            return stat.S_ISDIR(os.lstat(os.path.join(self._root or "/", folder)).st_mode) and stat.S_ISREG(
+                os.lstat(os.path.join(self._root or "/", folder, name)).st_mode
+            )
         except OSError:
             return False
 
@@ -510,14 +528,18 @@ class ContentStore:
                 if _is_local(fs):
                     fs.makedirs(parent, exist_ok=True)
                     if os.path.islink(parent):  # would write wherever it points
-                        raise IntegrityError(f"the remote's folder {parent} is a symbolic link; nothing is written there")
+                        raise IntegrityError(
+                            f"the remote's folder {parent} is a symbolic link; nothing is written there"
+                        )
                     tmp = temporary_name(key)
                     fs.put_file(local(sha), tmp)
                     fs.mv(tmp, key)
                 else:
                     fs.put_file(local(sha), key)
             except Exception as e:
-                raise ArtifactRemoteError(f"upload of {what(sha)} to {self.remote_url} failed: {_timed_out(e)}") from None
+                raise ArtifactRemoteError(
+                    f"upload of {what(sha)} to {self.remote_url} failed: {_timed_out(e)}"
+                ) from None
             self._remember([sha])
             size = os.path.getsize(local(sha))
             if progress:
@@ -554,12 +576,16 @@ class ContentStore:
 
                     got = _read_bounded(src, size, keep)
             except FileNotFoundError:
-                raise ObjectMissingError(f"{what}: object {sha256} is not in the artifact remote {self.remote_url}"
-                                         + _missing_hint(self.remote_url)) from None
+                raise ObjectMissingError(
+                    f"{what}: object {sha256} is not in the artifact remote {self.remote_url}"
+                    + _missing_hint(self.remote_url)
+                ) from None
             except IntegrityError as e:  # a link or special file in a folder remote
                 raise IntegrityError(f"{what}: {e}") from None
             except Exception as e:
-                raise ArtifactRemoteError(f"{what}: download of {sha256} from {self.remote_url} failed: {_timed_out(e)}") from None
+                raise ArtifactRemoteError(
+                    f"{what}: download of {sha256} from {self.remote_url} failed: {_timed_out(e)}"
+                ) from None
             if size is not None and got > size:  # fewer bytes: the hash says whether they are the object
                 raise IntegrityError(
                     f"{what}: the remote's object {sha256} is larger than the {size} bytes its manifest records; "
@@ -646,7 +672,9 @@ class ContentStore:
         for folder in folders:
             with os.scandir(folder.path) as entries:
                 names.update(
-                    folder.name + e.name for e in entries if OBJECT_FILE.fullmatch(e.name) and e.is_file(follow_symlinks=False)
+                    folder.name + e.name
+                    for e in entries
+                    if OBJECT_FILE.fullmatch(e.name) and e.is_file(follow_symlinks=False)
                 )
         return names
 
@@ -685,7 +713,9 @@ class ContentStore:
         except FileNotFoundError:
             return []
         except Exception as e:
-            raise ArtifactRemoteError(f"artifact remote {self.remote_url}: its gc marks cannot be listed: {_timed_out(e)}") from None
+            raise ArtifactRemoteError(
+                f"artifact remote {self.remote_url}: its gc marks cannot be listed: {_timed_out(e)}"
+            ) from None
         marks = []
         for entry in entries:
             name = entry["name"].rsplit("/", 1)[-1]
@@ -710,14 +740,16 @@ class ContentStore:
         fs = self.fs
         for i in range(0, len(lines), MARK_MAX_BYTES // 65):
             key = f"{self._marks_folder()}/{int(time.time() * 1000)}-{uuid.uuid4().hex}.txt"
-            data = "".join(f"{sha}\n" for sha in lines[i:i + MARK_MAX_BYTES // 65]).encode()
+            data = "".join(f"{sha}\n" for sha in lines[i : i + MARK_MAX_BYTES // 65]).encode()
             try:
                 if _is_local(fs):
                     fs.makedirs(key.rsplit("/", 1)[0], exist_ok=True)
                 with fs.open(key, "wb") as f:
                     f.write(data)
             except Exception as e:
-                raise ArtifactRemoteError(f"artifact remote {self.remote_url}: a gc mark cannot be written: {_timed_out(e)}") from None
+                raise ArtifactRemoteError(
+                    f"artifact remote {self.remote_url}: a gc mark cannot be written: {_timed_out(e)}"
+                ) from None
 
     def drop_gc_mark(self, mark: GcMark) -> None:
         self.check_writable()
@@ -831,5 +863,7 @@ def _missing_hint(remote_url: str) -> str:
     by a teammate whose artifacts stayed in their own default store."""
     if os.path.abspath(remote_url) != os.path.abspath(default_remote()):
         return ""
-    return ("; that is this user's default store: whoever logged the run must share an artifact remote "
-            "(gitml config --committed artifacts.remote URL) and push again, and you set the same one")
+    return (
+        "; that is this user's default store: whoever logged the run must share an artifact remote "
+        "(gitml config --committed artifacts.remote URL) and push again, and you set the same one"
+    )

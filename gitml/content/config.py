@@ -36,13 +36,16 @@ from collections.abc import Callable
 from typing import Any
 
 from gitml.errors import CorruptRecordError, InvalidInputError
-from gitml.store.git import GitStore
 from gitml.store import yamlout
+from gitml.store.git import GitStore
 
 log = logging.getLogger("gitml")
 
 REMOTE, INLINE_MAX_BYTES, STORAGE_OPTIONS, TIMEOUT = (
-    "artifacts.remote", "artifacts.inline_max_bytes", "artifacts.storage_options", "artifacts.timeout",
+    "artifacts.remote",
+    "artifacts.inline_max_bytes",
+    "artifacts.storage_options",
+    "artifacts.timeout",
 )
 PUSH_BATCH_REFS = "push.batch_refs"
 KEYS = (REMOTE, INLINE_MAX_BYTES, STORAGE_OPTIONS, TIMEOUT, PUSH_BATCH_REFS)
@@ -100,7 +103,12 @@ def _timeout(value: Any) -> float:
             value = float(value)
         except ValueError:
             pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value <= MAX_TIMEOUT) or math.isnan(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (0 < value <= MAX_TIMEOUT)
+        or math.isnan(value)
+    ):
         raise ValueError(f"must be a number of seconds above 0, at most {MAX_TIMEOUT:g}")
     return float(value)
 
@@ -114,7 +122,10 @@ def _batch_refs(value: Any) -> int:
 
 
 _CHECKS: dict[str, Callable[[Any], Any]] = {
-    REMOTE: _remote, INLINE_MAX_BYTES: _inline_max_bytes, STORAGE_OPTIONS: _storage_options, TIMEOUT: _timeout,
+    REMOTE: _remote,
+    INLINE_MAX_BYTES: _inline_max_bytes,
+    STORAGE_OPTIONS: _storage_options,
+    TIMEOUT: _timeout,
     PUSH_BATCH_REFS: _batch_refs,
 }
 _MAPPINGS = (STORAGE_OPTIONS, TRUSTED)  # values that are mappings, not sections
@@ -191,7 +202,10 @@ def _settings(path: str | None, *, committed: bool) -> dict:
 def load(store: GitStore) -> dict:
     """The effective settings, flat (``{"artifacts.remote": ...}``), defaults filled in."""
     settings: dict[str, Any] = {
-        REMOTE: default_remote(), INLINE_MAX_BYTES: DEFAULT_INLINE_MAX_BYTES, STORAGE_OPTIONS: {}, TIMEOUT: DEFAULT_TIMEOUT,
+        REMOTE: default_remote(),
+        INLINE_MAX_BYTES: DEFAULT_INLINE_MAX_BYTES,
+        STORAGE_OPTIONS: {},
+        TIMEOUT: DEFAULT_TIMEOUT,
         PUSH_BATCH_REFS: DEFAULT_PUSH_BATCH_REFS,
     }
     settings.update(_settings(committed_path(store), committed=True))

@@ -7,7 +7,6 @@ import json
 import struct
 import zlib
 
-
 from gitml.errors import InvalidInputError
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Set as AbstractSet
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dulwich.objects import Blob
@@ -82,14 +82,21 @@ class RunArtifacts:
         self.inline_max_bytes = inline_max_bytes
 
     def referenced_objects(
-        self, refs: dict[bytes, bytes] | None = None, *, broken: dict[bytes, str] | None = None,
+        self,
+        refs: dict[bytes, bytes] | None = None,
+        *,
+        broken: dict[bytes, str] | None = None,
         sizes: dict[str, int] | None = None,
     ) -> dict[str, tuple[str, str]]:
         """:func:`referenced_objects` of this repository's runs (every run's by default)."""
         return referenced_objects(self.tracker, refs, broken=broken, sizes=sizes)
 
     def objects_by_run(
-        self, refs: dict[bytes, bytes], *, stop: AbstractSet[bytes] = frozenset(), broken: dict[bytes, str] | None = None
+        self,
+        refs: dict[bytes, bytes],
+        *,
+        stop: AbstractSet[bytes] = frozenset(),
+        broken: dict[bytes, str] | None = None,
     ) -> dict[bytes, dict[str, tuple[str, str]]]:
         """:func:`objects_by_run` of these run refs."""
         return objects_by_run(self.tracker, refs, stop=stop, broken=broken)
@@ -126,7 +133,9 @@ class RunArtifacts:
             st = stats[real]
             hit = known.get(real)
             inline = st.st_size <= self.inline_max_bytes
-            if hit and ((inline and hit[1] and contains(hit[1].encode())) or (not inline and self.content.has_local(hit[0]))):
+            if hit and (
+                (inline and hit[1] and contains(hit[1].encode())) or (not inline and self.content.has_local(hit[0]))
+            ):
                 entries.append((path, hit[0], st.st_size, hit[1] if inline else None))
             elif inline:
                 small.append((real, path, st))
@@ -204,7 +213,7 @@ class RunArtifacts:
                 if name == prefix[:-1]:
                     return [FileInfo(name, False, entry["size"])]
                 continue
-            child = name[len(prefix):].split("/", 1)
+            child = name[len(prefix) :].split("/", 1)
             child_path = prefix + child[0]
             if len(child) == 1:
                 out[child_path] = FileInfo(child_path, False, entry["size"])
@@ -340,7 +349,11 @@ def objects_by_run(
 
 
 def _run_objects(
-    store, run_id: str, sha: bytes, stop: AbstractSet[bytes], manifests: dict[bytes, dict[str, tuple[str, str]]],
+    store,
+    run_id: str,
+    sha: bytes,
+    stop: AbstractSet[bytes],
+    manifests: dict[bytes, dict[str, tuple[str, str]]],
     sizes: dict[str, int] | None = None,
 ) -> dict[str, tuple[str, str]]:
     """The objects one run's commits reference, from ``sha`` down to its source commit."""

@@ -50,7 +50,7 @@ def check_mlflow_version() -> None:
     if mlflow.__version__ != TESTED_MLFLOW:
         warnings.warn(
             f"gitml's MLflow plugin is tested with mlflow=={TESTED_MLFLOW}; mlflow {mlflow.__version__} "
-            f"is installed (pip install \"gitml[mlflow]\" installs the tested version)",
+            f'is installed (pip install "gitml[mlflow]" installs the tested version)',
             stacklevel=3,
         )
 
@@ -174,7 +174,9 @@ def parse_artifact_uri(uri: str) -> tuple[str, str, str]:
 # experiment's default location (gitml's Experiment.artifact_location, <gitml dir>/artifacts/<id>),
 # <location>/<run_id>/artifacts. Writes and reads go through gitml; the folder holds a copy of
 # what this clone logged through MLflow, for code that opens the path (see artifacts.py).
-_VIEW = re.compile(r"(?P<gitdir>/.+)/gitml/artifacts/(?P<experiment>[0-9]{1,20})/(?P<run>[0-9a-f]{32})/artifacts(?:/(?P<rest>.*))?")
+_VIEW = re.compile(
+    r"(?P<gitdir>/.+)/gitml/artifacts/(?P<experiment>[0-9]{1,20})/(?P<run>[0-9a-f]{32})/artifacts(?:/(?P<rest>.*))?"
+)
 
 
 def view_path(gitml_dir: str, experiment_id: str, run_id: str, path: str = "") -> str:

@@ -67,7 +67,9 @@ class GitmlArtifactRepository(ArtifactRepository):
         if self.view is not None:
             for folder, _, files in os.walk(local_dir):
                 inner = os.path.relpath(folder, local_dir)
-                os.makedirs(os.path.normpath(os.path.join(self.view, path, inner)), exist_ok=True)  # empty ones too, as MLflow's copy
+                os.makedirs(
+                    os.path.normpath(os.path.join(self.view, path, inner)), exist_ok=True
+                )  # empty ones too, as MLflow's copy
                 for name in files:
                     _copy_file(os.path.join(folder, name), os.path.join(self.view, path, inner, name))
 

@@ -33,7 +33,6 @@ from gitml.errors import InvalidInputError
 from gitml.mlflow_plugin import view_uri
 from gitml.mlflow_plugin.logged_models import MODEL_RUN_TAG, SOURCE_RUN_TAG, SOURCE_TAG, model_entries
 
-
 # The tags gitml derives for every run from what it records (user, source, commit, branch,
 # a dirty work tree). A run made through MLflow shows MLflow only those MLflow's caller set
 # (fluent start_run sets the user and source, MlflowClient.create_run none): the others are
@@ -107,9 +106,11 @@ def run(r, gitml_dir: str, location: str | None = None) -> Run:
         run_name=r.info.run_name,
     )
     latest = getattr(r.data, "latest_metrics", None) or {}
-    metrics = [Metric(m.key, m.value, m.timestamp, m.step) for m in latest.values()] if latest else [
-        Metric(k, v, 0, 0) for k, v in r.data.metrics.items()
-    ]
+    metrics = (
+        [Metric(m.key, m.value, m.timestamp, m.step) for m in latest.values()]
+        if latest
+        else [Metric(k, v, 0, 0) for k, v in r.data.metrics.items()]
+    )
     data = RunData(
         metrics=metrics,
         params=[Param(k, v) for k, v in r.data.params.items()],
@@ -118,14 +119,23 @@ def run(r, gitml_dir: str, location: str | None = None) -> Run:
     inputs = RunInputs(
         [
             DatasetInput(
-                Dataset(d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.source, d.dataset.schema, d.dataset.profile),
+                Dataset(
+                    d.dataset.name,
+                    d.dataset.digest,
+                    d.dataset.source_type,
+                    d.dataset.source,
+                    d.dataset.schema,
+                    d.dataset.profile,
+                ),
                 [InputTag(t.key, t.value) for t in d.tags],
             )
             for d in r.inputs.dataset_inputs
         ],
         [LoggedModelInput(m) for m in model_inputs(r.data.tags)],
     )
-    outputs = RunOutputs([LoggedModelOutput(m["model_uuid"], int(m.get("step") or 0)) for m in model_entries(r.data.tags)])
+    outputs = RunOutputs(
+        [LoggedModelOutput(m["model_uuid"], int(m.get("step") or 0)) for m in model_entries(r.data.tags)]
+    )
     return Run(info, data, inputs, outputs)
 
 

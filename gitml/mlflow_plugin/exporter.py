@@ -42,8 +42,15 @@ class ExportSummary:
         return out
 
 
-def export_mlflow(client, dest: str, *, experiments=(), artifacts: bool = True, registry: bool = True,
-                  progress: Progress | None = None) -> ExportSummary:
+def export_mlflow(
+    client,
+    dest: str,
+    *,
+    experiments=(),
+    artifacts: bool = True,
+    registry: bool = True,
+    progress: Progress | None = None,
+) -> ExportSummary:
     """Export ``client``'s repository into the MLflow tracking URI (or file store folder,
     created when missing) ``dest``. ``experiments``: names to export (default: all)."""
     from mlflow.exceptions import MlflowException
@@ -100,8 +107,15 @@ def _exported(mc) -> dict[str, str]:
     ids = [e.experiment_id for e in _all(lambda t: mc.search_experiments(view_type=ViewType.ALL, page_token=t))]
     out: dict[str, str] = {}
     for start in range(0, len(ids), 100):
-        for run in _all(lambda t, start=start: mc.search_runs(ids[start:start + 100], f"tags.`{RUN_ID_TAG}` != ''",
-                                                 run_view_type=ViewType.ALL, max_results=1000, page_token=t)):
+        for run in _all(
+            lambda t, start=start: mc.search_runs(
+                ids[start : start + 100],
+                f"tags.`{RUN_ID_TAG}` != ''",
+                run_view_type=ViewType.ALL,
+                max_results=1000,
+                page_token=t,
+            )
+        ):
             out[run.data.tags[RUN_ID_TAG]] = run.info.run_id
     return out
 
@@ -134,8 +148,9 @@ def _experiment(mc, experiment, summary: ExportSummary) -> str:
     return target
 
 
-def _export_run(client, mc, experiment_id: str, run, exported: dict[str, str], summary: ExportSummary, *,
-                artifacts: bool) -> str:
+def _export_run(
+    client, mc, experiment_id: str, run, exported: dict[str, str], summary: ExportSummary, *, artifacts: bool
+) -> str:
     info, data = run.info, run.data
     tags = {k: v for k, v in data.tags.items() if k not in _DERIVED}
     tags.setdefault("mlflow.user", info.user_id or "")
@@ -168,13 +183,22 @@ def _fill(client, mc, run, new_id: str, summary: ExportSummary, *, artifacts: bo
         points += [Metric(key, m.value, m.timestamp, m.step) for m in client.get_metric_history(info.run_id, key)]
     params = [Param(k, v) for k, v in data.params.items()]
     for start in range(0, len(params), _PARAMS):
-        mc.log_batch(new_id, params=params[start:start + _PARAMS])
+        mc.log_batch(new_id, params=params[start : start + _PARAMS])
     for start in range(0, len(points), _BATCH):
-        mc.log_batch(new_id, metrics=points[start:start + _BATCH])
+        mc.log_batch(new_id, metrics=points[start : start + _BATCH])
     summary.metric_points += len(points)
     datasets = [
-        DatasetInput(Dataset(d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.source,
-                             d.dataset.schema, d.dataset.profile), [InputTag(t.key, t.value) for t in d.tags])
+        DatasetInput(
+            Dataset(
+                d.dataset.name,
+                d.dataset.digest,
+                d.dataset.source_type,
+                d.dataset.source,
+                d.dataset.schema,
+                d.dataset.profile,
+            ),
+            [InputTag(t.key, t.value) for t in d.tags],
+        )
         for d in run.inputs.dataset_inputs
     ]
     if datasets:
@@ -225,13 +249,16 @@ def _export_registry(client, mc, exported: dict[str, str], summary: ExportSummar
             if there.get((run_id, source)):  # an earlier export's (two versions of one run: one each)
                 numbers[mv.version] = there[(run_id, source)].pop(0)
                 continue
-            made = mc.create_model_version(name, source, run_id=run_id, description=mv.description or None,
-                                           tags=dict(mv.tags) or None)
+            made = mc.create_model_version(
+                name, source, run_id=run_id, description=mv.description or None, tags=dict(mv.tags) or None
+            )
             numbers[mv.version] = str(made.version)
             summary.model_versions += 1
             if mv.current_stage == "Archived":
                 mc.transition_model_version_stage(name, made.version, "Archived")
-        state = client.registry.model(name)  # stages and aliases (a registered model's aliases leave MLflow's stages out)
+        state = client.registry.model(
+            name
+        )  # stages and aliases (a registered model's aliases leave MLflow's stages out)
         for stage, held in sorted(state.stages.items()):
             target = numbers.get(str(state.versions[held].number))
             if target is None:

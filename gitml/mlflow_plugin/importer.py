@@ -164,7 +164,10 @@ def import_mlflow(
         models = _logged_models(mc, experiment.experiment_id) if artifacts and new else {}
         orphans = len(models.pop("", []))
         if orphans:
-            summary.skip(f"{orphans} logged model(s) of experiment {experiment.name}", "no run logged them: gitml keeps models in runs")
+            summary.skip(
+                f"{orphans} logged model(s) of experiment {experiment.name}",
+                "no run logged them: gitml keeps models in runs",
+            )
         if progress:
             progress(f"experiment {experiment.name}", 0, len(new))
         for start in range(0, len(new), PAGE):
@@ -174,8 +177,15 @@ def import_mlflow(
                 what = f"run {run.info.run_id}"
                 try:
                     _import_run(
-                        mc, client, experiment_id, run, histories, models.get(run.info.run_id, []), summary,
-                        artifacts=artifacts, dry_run=dry_run,
+                        mc,
+                        client,
+                        experiment_id,
+                        run,
+                        histories,
+                        models.get(run.info.run_id, []),
+                        summary,
+                        artifacts=artifacts,
+                        dry_run=dry_run,
                     )
                     imported[run.info.run_id] = experiment_id or ""
                 except GitmlError as e:
@@ -220,8 +230,12 @@ def _all_runs(mc, experiment_id: str, since: int | None, view) -> list:
     filter_string = f"attributes.start_time >= {int(since)}" if since is not None else ""
     while True:
         page = mc.search_runs(
-            [experiment_id], filter_string, run_view_type=view, max_results=PAGE,
-            order_by=["attributes.start_time ASC"], page_token=token,
+            [experiment_id],
+            filter_string,
+            run_view_type=view,
+            max_results=PAGE,
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
         )
         runs += list(page)
         token = page.token
@@ -330,8 +344,14 @@ def _input_record(d) -> dict:
     tags = {t.key: t.value for t in d.tags or ()}
     ds = d.dataset
     return {
-        "name": ds.name, "digest": ds.digest, "source_type": ds.source_type, "source": ds.source,
-        "schema": ds.schema, "profile": ds.profile, "context": tags.pop(CONTEXT_TAG, None), "tags": tags,
+        "name": ds.name,
+        "digest": ds.digest,
+        "source_type": ds.source_type,
+        "source": ds.source,
+        "schema": ds.schema,
+        "profile": ds.profile,
+        "context": tags.pop(CONTEXT_TAG, None),
+        "tags": tags,
     }
 
 
@@ -359,14 +379,22 @@ def _artifacts(mc, run, models: list, entries: list[dict], tmp: str, summary: Im
     for model in models:
         name = model.name or "model"
         if name in listed or any(p.startswith(name + "/") for p in listed):
-            summary.skip(f"logged model {model.model_id} of run {run_id}", f"the run has artifacts under {name!r} already")
+            summary.skip(
+                f"logged model {model.model_id} of run {run_id}", f"the run has artifacts under {name!r} already"
+            )
             continue
         known = [e for e in entries if e.get("model_uuid") == model.model_id]
         entry = {
             **(known[0] if known else {}),
-            "model_uuid": model.model_id, "name": name, "artifact_path": name, "run_id": run_id,
-            "creation_timestamp": model.creation_timestamp, "status": str(model.status),
-            "model_type": model.model_type, "tags": dict(model.tags or {}), "params": dict(model.params or {}),
+            "model_uuid": model.model_id,
+            "name": name,
+            "artifact_path": name,
+            "run_id": run_id,
+            "creation_timestamp": model.creation_timestamp,
+            "status": str(model.status),
+            "model_type": model.model_type,
+            "tags": dict(model.tags or {}),
+            "params": dict(model.params or {}),
         }
         entries = [e for e in entries if e.get("model_uuid") != model.model_id] + [entry]
         summary.logged_models += 1
@@ -375,7 +403,8 @@ def _artifacts(mc, run, models: list, entries: list[dict], tmp: str, summary: Im
         import mlflow.artifacts
 
         folder = mlflow.artifacts.download_artifacts(
-            artifact_uri=model.artifact_location, dst_path=os.path.join(tmp, model.model_id),
+            artifact_uri=model.artifact_location,
+            dst_path=os.path.join(tmp, model.model_id),
             tracking_uri=mc._tracking_client.tracking_uri,
         )
         files += [(local, f"{name}/{path}") for local, path in _walk(folder)]
@@ -400,7 +429,9 @@ def _checked_files(root: str, listed: dict[str, int | None], what: str) -> list[
         raise InvalidInputError(f"{what}: MLflow lists artifacts it did not give: {', '.join(missing[:5])}")
     for path, size in listed.items():
         if size is not None and os.path.getsize(files[path]) != size:
-            raise InvalidInputError(f"{what}: artifact {path!r} came with {os.path.getsize(files[path])} bytes, MLflow lists {size}")
+            raise InvalidInputError(
+                f"{what}: artifact {path!r} came with {os.path.getsize(files[path])} bytes, MLflow lists {size}"
+            )
     return [(files[path], path) for path in sorted(files)]
 
 

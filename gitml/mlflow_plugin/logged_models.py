@@ -42,7 +42,11 @@ def model_entries(tags: dict) -> list[dict]:
         entries = json.loads(text)
     except ValueError:
         return []
-    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("model_uuid"), str)] if isinstance(entries, list) else []
+    return (
+        [e for e in entries if isinstance(e, dict) and isinstance(e.get("model_uuid"), str)]
+        if isinstance(entries, list)
+        else []
+    )
 
 
 def history_value(entries: list[dict]) -> str:
@@ -63,7 +67,11 @@ def compact_model_dict(model_dict: dict) -> dict:
     loader, not every flavor option (the MLmodel file has those)."""
     flavors = {}
     for name, conf in (model_dict.get("flavors") or {}).items():
-        keep = {k: v for k, v in (conf or {}).items() if k in ("loader_module", "python_version", "sklearn_version", "pytorch_version")}
+        keep = {
+            k: v
+            for k, v in (conf or {}).items()
+            if k in ("loader_module", "python_version", "sklearn_version", "pytorch_version")
+        }
         flavors[name] = keep
     out = {k: model_dict[k] for k in ("utc_time_created",) if k in model_dict}
     out["flavors"] = flavors

@@ -24,7 +24,6 @@ from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.model_registry.abstract_store import AbstractStore
 
 from gitml.errors import ConflictError, InvalidInputError, NotFoundError, RegisteredModelNotFound
-from gitml.mlflow_plugin.logged_models import SOURCE_RUN_TAG, SOURCE_TAG
 from gitml.mlflow_plugin import (
     ARTIFACT_SCHEME,
     as_mlflow_exception,
@@ -36,7 +35,7 @@ from gitml.mlflow_plugin import (
     repository_path,
     view_uri,
 )
-
+from gitml.mlflow_plugin.logged_models import SOURCE_RUN_TAG, SOURCE_TAG
 
 # MLflow's client adds ``tag.`mlflow.prompt.is_prompt` != 'true'`` to every
 # search_registered_models (prompts are registered models tagged so). MLflow's stores read it
@@ -150,7 +149,7 @@ class GitmlRegistryStore(AbstractStore):
         """``runs:/<run>/<path>`` (the registry's form) as the artifact URI MLflow downloads
         (the run's artifacts view: see gitml.mlflow_plugin.artifacts)."""
         if source.startswith("runs:/"):
-            run_id, _, path = source[len("runs:/"):].partition("/")
+            run_id, _, path = source[len("runs:/") :].partition("/")
             experiment_id, external = self._facts(run_id)
             return external[0] if external is not None else view_uri(self.gitml_dir, experiment_id, run_id, path)
         return source
@@ -193,7 +192,7 @@ class GitmlRegistryStore(AbstractStore):
             return f"runs:/{run}/{path}"
         if source.startswith("runs:/"):
             try:
-                self._facts(source[len("runs:/"):].partition("/")[0])
+                self._facts(source[len("runs:/") :].partition("/")[0])
             except NotFoundError:
                 return self._external(source, run_id)
             return source
@@ -201,7 +200,9 @@ class GitmlRegistryStore(AbstractStore):
             import mlflow
 
             logged = mlflow.MlflowClient().get_logged_model(model_id)
-            if parse_view(logged.artifact_location) is None and not logged.artifact_location.startswith(ARTIFACT_SCHEME + ":"):
+            if parse_view(logged.artifact_location) is None and not logged.artifact_location.startswith(
+                ARTIFACT_SCHEME + ":"
+            ):
                 raise InvalidInputError(f"logged model {model_id} is not in a gitml repository")
             return self._runs_uri(logged.artifact_location, run_id, None)
         if source.startswith("models:/"):  # models:/<name>/<N>: a copy of that version (the Client makes it)
@@ -263,7 +264,9 @@ class GitmlRegistryStore(AbstractStore):
     @_model_words
     def get_latest_versions(self, name, stages=None):
         _check(name)
-        return [self._version(v) for v in self.client.get_latest_versions(name, stages or None)]  # [] is every stage, as MLflow
+        return [
+            self._version(v) for v in self.client.get_latest_versions(name, stages or None)
+        ]  # [] is every stage, as MLflow
 
     @mlflow_errors
     @_model_words
@@ -283,17 +286,28 @@ class GitmlRegistryStore(AbstractStore):
     # -- versions -------------------------------------------------------------------
     @mlflow_errors
     @_model_words
-    def create_model_version(self, name, source, run_id=None, tags=None, run_link=None, description=None,
-                             local_model_path=None, model_id=None):
+    def create_model_version(
+        self,
+        name,
+        source,
+        run_id=None,
+        tags=None,
+        run_link=None,
+        description=None,
+        local_model_path=None,
+        model_id=None,
+    ):
         _check(name)
         from mlflow.utils.validation import _validate_model_version_tag
 
         for t in tags or ():
             _validate_model_version_tag(t.key, t.value)
         uri = self._runs_uri(source, run_id, model_id)
-        return self._version(self.client.create_model_version(
-            name, uri, run_id, tags=_tags(tags), run_link=run_link, description=description
-        ))
+        return self._version(
+            self.client.create_model_version(
+                name, uri, run_id, tags=_tags(tags), run_link=run_link, description=description
+            )
+        )
 
     @mlflow_errors
     @_version_words
@@ -310,7 +324,9 @@ class GitmlRegistryStore(AbstractStore):
     @_version_words
     def transition_model_version_stage(self, name, version, stage, archive_existing_versions=False):
         _check(name, version)
-        return self._version(self.client.transition_model_version_stage(name, version, stage, archive_existing_versions))
+        return self._version(
+            self.client.transition_model_version_stage(name, version, stage, archive_existing_versions)
+        )
 
     @mlflow_errors
     @_version_words

@@ -48,16 +48,31 @@ def import_registry(mc, client, summary, *, runs: set[str], dry_run: bool) -> No
                 continue
             try:
                 try:
-                    client.registry.register(name, mv.run_id, path, version=f"v{int(number)}.0.0",
-                                             description=mv.description or "", number=int(number))
+                    client.registry.register(
+                        name,
+                        mv.run_id,
+                        path,
+                        version=f"v{int(number)}.0.0",
+                        description=mv.description or "",
+                        number=int(number),
+                    )
                 except ConflictError as e:
                     if "GTO tells versions apart by their commit" not in str(e):
                         raise
                     head = client.restate_run(
-                        mv.run_id, f"gitml import: version {number} of {name} is registered on this commit "
-                                   "(the run's record unchanged)")
-                    client.registry.register_commit(name, head, mv.run_id, path, version=f"v{int(number)}.0.0",
-                                                    description=mv.description or "", number=int(number))
+                        mv.run_id,
+                        f"gitml import: version {number} of {name} is registered on this commit "
+                        "(the run's record unchanged)",
+                    )
+                    client.registry.register_commit(
+                        name,
+                        head,
+                        mv.run_id,
+                        path,
+                        version=f"v{int(number)}.0.0",
+                        description=mv.description or "",
+                        number=int(number),
+                    )
             except GitmlError as e:
                 summary.skip(what, str(e))
                 continue
@@ -68,7 +83,11 @@ def import_registry(mc, client, summary, *, runs: set[str], dry_run: bool) -> No
                 client.transition_model_version_stage(name, number, "Archived")
         summary.model_versions += brought
         summary.registered_models += bool(brought) or created
-        stages = {mv.current_stage.lower(): str(mv.version) for mv in versions if mv.current_stage in ("Staging", "Production")}
+        stages = {
+            mv.current_stage.lower(): str(mv.version)
+            for mv in versions
+            if mv.current_stage in ("Staging", "Production")
+        }
         stages.update({alias: str(version) for alias, version in (rm.aliases or {}).items()})
         current = _current_stages(client, name) if held else {}
         for stage, version in sorted(stages.items()):
@@ -157,7 +176,7 @@ def _model_path(mc, mv) -> str | None:
     model_id = getattr(mv, "model_id", None)
     source = mv.source or ""
     if not model_id and source.startswith("models:/m-"):
-        model_id = source[len("models:/"):].split("/", 1)[0]
+        model_id = source[len("models:/") :].split("/", 1)[0]
     if model_id:
         try:
             model = mc.get_logged_model(model_id)
@@ -165,12 +184,12 @@ def _model_path(mc, mv) -> str | None:
             return None
         return (model.name or "model") if model.source_run_id == mv.run_id else None
     if source.startswith("runs:/"):
-        parts = source[len("runs:/"):].split("/", 1)
+        parts = source[len("runs:/") :].split("/", 1)
         return parts[1].strip("/") if len(parts) == 2 and parts[0] == mv.run_id else None
     try:
         root = mc.get_run(mv.run_id).info.artifact_uri.rstrip("/")
     except Exception:  # noqa: BLE001
         return None
     if source.startswith(root + "/"):
-        return source[len(root) + 1:].strip("/")
+        return source[len(root) + 1 :].strip("/")
     return None

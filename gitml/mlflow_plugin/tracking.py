@@ -27,7 +27,14 @@ from gitml.mlflow_plugin import (
     repository_path,
     view_uri,
 )
-from gitml.mlflow_plugin.logged_models import HISTORY_TAG, HOLDER_TAGS, MODEL_RUN_TAG, compact_model_dict, history_value, model_entries
+from gitml.mlflow_plugin.logged_models import (
+    HISTORY_TAG,
+    HOLDER_TAGS,
+    MODEL_RUN_TAG,
+    compact_model_dict,
+    history_value,
+    model_entries,
+)
 
 # MLflow's client sets these on each new run; gitml records them itself (the user, the
 # script, the commit that ran and its branch, the parent run), so it keeps its own
@@ -67,7 +74,9 @@ class GitmlTrackingStore(AbstractStore):
 
     # -- experiments -------------------------------------------------------
     @mlflow_errors
-    def search_experiments(self, view_type=ViewType.ACTIVE_ONLY, max_results=1000, filter_string=None, order_by=None, page_token=None):
+    def search_experiments(
+        self, view_type=ViewType.ACTIVE_ONLY, max_results=1000, filter_string=None, order_by=None, page_token=None
+    ):
         found = self.client.search_experiments(view_type=view_type, filter_string=filter_string, order_by=order_by)
         return self._page([convert.experiment(e, self.gitml_dir) for e in found], max_results, page_token)
 
@@ -81,7 +90,9 @@ class GitmlTrackingStore(AbstractStore):
     def create_experiment(self, name, artifact_location=None, tags=None):
         _validate_experiment_name(name)
         if self.client.get_experiment_by_name(name) is not None:
-            raise as_mlflow_exception(ConflictError(f"Experiment(name={name}) already exists"), "RESOURCE_ALREADY_EXISTS")
+            raise as_mlflow_exception(
+                ConflictError(f"Experiment(name={name}) already exists"), "RESOURCE_ALREADY_EXISTS"
+            )
         return self.client.create_experiment(name, artifact_location, {t.key: t.value for t in tags or ()})
 
     @mlflow_errors
@@ -176,10 +187,15 @@ class GitmlTrackingStore(AbstractStore):
         started = self._started.pop(run_id, None) if status in ge.RunStatus.TERMINAL else self._started.get(run_id)
         if started is not None and not run_name:  # what was just set: no wait for the background commit of an ended run
             return RunInfo(
-                run_id=run_id, experiment_id=started.experiment_id, user_id=started.user_id,
+                run_id=run_id,
+                experiment_id=started.experiment_id,
+                user_id=started.user_id,
                 status=status or started.status,
-                start_time=started.start_time, end_time=end_time if status in ge.RunStatus.TERMINAL else None,
-                lifecycle_stage=started.lifecycle_stage, artifact_uri=started.artifact_uri, run_name=started.run_name,
+                start_time=started.start_time,
+                end_time=end_time if status in ge.RunStatus.TERMINAL else None,
+                lifecycle_stage=started.lifecycle_stage,
+                artifact_uri=started.artifact_uri,
+                run_name=started.run_name,
             )
         return self._run(self.client.get_run(run_id)).info
 
@@ -217,10 +233,12 @@ class GitmlTrackingStore(AbstractStore):
         try:
             self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
         except ParamConflictError as e:  # MLflow's words, which its callers and tests look for
-            raise as_mlflow_exception(InvalidInputError(
-                f"Changing param values is not allowed. Param with key='{e.key}' was already logged with "
-                f"value='{e.old}' for run ID='{e.run_id}'. Attempted logging new value '{e.new}'."
-            )) from e
+            raise as_mlflow_exception(
+                InvalidInputError(
+                    f"Changing param values is not allowed. Param with key='{e.key}' was already logged with "
+                    f"value='{e.old}' for run ID='{e.run_id}'. Attempted logging new value '{e.new}'."
+                )
+            ) from e
 
     @mlflow_errors
     def log_metric(self, run_id, metric):
@@ -251,7 +269,9 @@ class GitmlTrackingStore(AbstractStore):
     def get_metric_history(self, run_id, metric_key, max_results=None, page_token=None):
         from mlflow.entities import Metric
 
-        points = [Metric(m.key, m.value, m.timestamp, m.step) for m in self.client.get_metric_history(run_id, metric_key)]
+        points = [
+            Metric(m.key, m.value, m.timestamp, m.step) for m in self.client.get_metric_history(run_id, metric_key)
+        ]
         if max_results is None and page_token is None:
             return PagedList(points, None)
         return self._page(points, max_results, page_token)
@@ -275,7 +295,14 @@ class GitmlTrackingStore(AbstractStore):
                 self.client.set_tag(run_id, convert.MODEL_INPUTS_TAG, ",".join(ids))
         records = [
             ge.DatasetInput(
-                ge.Dataset(d.dataset.name, d.dataset.digest, d.dataset.source_type, d.dataset.source, d.dataset.schema, d.dataset.profile),
+                ge.Dataset(
+                    d.dataset.name,
+                    d.dataset.digest,
+                    d.dataset.source_type,
+                    d.dataset.source,
+                    d.dataset.schema,
+                    d.dataset.profile,
+                ),
                 [ge.InputTag(t.key, t.value) for t in d.tags or ()],
             )
             for d in datasets or ()
@@ -285,7 +312,9 @@ class GitmlTrackingStore(AbstractStore):
 
     # -- MLflow 3's logged models (see gitml.mlflow_plugin.logged_models) -------
     @mlflow_errors
-    def create_logged_model(self, experiment_id, name=None, source_run_id=None, tags=None, params=None, model_type=None):
+    def create_logged_model(
+        self, experiment_id, name=None, source_run_id=None, tags=None, params=None, model_type=None
+    ):
         experiment_id = _experiment_id(experiment_id)
         name = name or "model"
         model_id = "m-" + uuid.uuid4().hex
@@ -323,7 +352,9 @@ class GitmlTrackingStore(AbstractStore):
             experiment_id=experiment_id,
             model_id=entry["model_uuid"],
             name=name,
-            artifact_location=view_uri(self.gitml_dir, experiment_id, entry["run_id"], entry.get("artifact_path") or name),
+            artifact_location=view_uri(
+                self.gitml_dir, experiment_id, entry["run_id"], entry.get("artifact_path") or name
+            ),
             creation_timestamp=int(entry.get("creation_timestamp") or 0),
             last_updated_timestamp=int(entry.get("last_updated_timestamp") or entry.get("creation_timestamp") or 0),
             model_type=entry.get("model_type"),
@@ -382,18 +413,24 @@ class GitmlTrackingStore(AbstractStore):
 
     @mlflow_errors
     def set_logged_model_tags(self, model_id, tags):
-        self._change_model(model_id, lambda e: dict(e, tags={**(e.get("tags") or {}), **{t.key: t.value for t in tags}}))
+        self._change_model(
+            model_id, lambda e: dict(e, tags={**(e.get("tags") or {}), **{t.key: t.value for t in tags}})
+        )
 
     @mlflow_errors
     def delete_logged_model_tag(self, model_id, key):
         _, entry = self._find_model(model_id)
         if key not in (entry.get("tags") or {}):
             raise NotFoundError(f"No tag with key {key!r} found for model with ID {model_id!r}")
-        self._change_model(model_id, lambda e: dict(e, tags={k: v for k, v in (e.get("tags") or {}).items() if k != key}))
+        self._change_model(
+            model_id, lambda e: dict(e, tags={k: v for k, v in (e.get("tags") or {}).items() if k != key})
+        )
 
     @mlflow_errors
     def log_logged_model_params(self, model_id, params):
-        self._change_model(model_id, lambda e: dict(e, params={**(e.get("params") or {}), **{p.key: p.value for p in params}}))
+        self._change_model(
+            model_id, lambda e: dict(e, params={**(e.get("params") or {}), **{p.key: p.value for p in params}})
+        )
 
     @mlflow_errors
     def delete_logged_model(self, model_id):
@@ -406,13 +443,18 @@ class GitmlTrackingStore(AbstractStore):
         for m in metrics:
             by_model.setdefault(m.model_id, {})[m.key] = [m.value, m.timestamp, m.step, run_id]
         for model_id, points in by_model.items():
-            self._change_model(model_id, lambda e, points=points: dict(e, metrics={**(e.get("metrics") or {}), **points}))
+            self._change_model(
+                model_id, lambda e, points=points: dict(e, metrics={**(e.get("metrics") or {}), **points})
+            )
 
     @mlflow_errors
     def log_outputs(self, run_id, models):
         run_id = _run_id(run_id, full=True)
         steps = {m.model_id: m.step for m in models}
-        self._update_entries(run_id, lambda entries: [dict(e, step=steps[e["model_uuid"]]) if e["model_uuid"] in steps else e for e in entries])
+        self._update_entries(
+            run_id,
+            lambda entries: [dict(e, step=steps[e["model_uuid"]]) if e["model_uuid"] in steps else e for e in entries],
+        )
 
     @mlflow_errors
     def record_logged_model(self, run_id, mlflow_model):
@@ -422,12 +464,16 @@ class GitmlTrackingStore(AbstractStore):
         def apply(entries):
             if any(e["model_uuid"] == model_id for e in entries):
                 return [dict(e, **model_dict) if e["model_uuid"] == model_id else e for e in entries]
-            return entries + [dict(model_dict, model_uuid=model_id, run_id=run_id, artifact_path=mlflow_model.artifact_path)]
+            return entries + [
+                dict(model_dict, model_uuid=model_id, run_id=run_id, artifact_path=mlflow_model.artifact_path)
+            ]
 
         self._update_entries(run_id, apply)
 
     @mlflow_errors
-    def search_logged_models(self, experiment_ids, filter_string=None, datasets=None, max_results=None, order_by=None, page_token=None):
+    def search_logged_models(
+        self, experiment_ids, filter_string=None, datasets=None, max_results=None, order_by=None, page_token=None
+    ):
         """MLflow's own filter, order and paging (``SearchLoggedModelsUtils``, as its file
         store) over the models recorded in the experiments' runs."""
         from mlflow.utils.search_utils import SearchLoggedModelsUtils
@@ -435,8 +481,10 @@ class GitmlTrackingStore(AbstractStore):
         if datasets and not all(d.get("dataset_name") for d in datasets):
             raise as_mlflow_exception(InvalidInputError("`dataset_name` in the `datasets` clause must be specified."))
         runs = self.client.search_runs(
-            [_experiment_id(e) for e in experiment_ids] or None, f"tags.`{HISTORY_TAG}` LIKE '%model_uuid%'",
-            ViewType.ALL, max_results=100_000,
+            [_experiment_id(e) for e in experiment_ids] or None,
+            f"tags.`{HISTORY_TAG}` LIKE '%model_uuid%'",
+            ViewType.ALL,
+            max_results=100_000,
         )
         models = [
             self._logged_model(str(r.info.experiment_id), dict(entry, run_id=r.info.run_id))
@@ -485,12 +533,22 @@ def _run_id(run_id, *, full: bool = False):
 # schemas, review queues, the AI gateway, MCP servers, budget policies, ...) fails at once with
 # an MlflowException naming it: never AbstractStore's NotImplementedError, which MLflow's
 # server answers with a 500 that MLflow's client retries for minutes.
-_STORED_DEFAULTS = frozenset({
-    "set_tag", "log_metric_async", "log_param_async", "set_tag_async",
-    "log_batch_async", "end_async_logging", "shut_down_async_logging", "search_runs",
-    "filter_active_experiment_ids", "get_metric_history_bulk_interval_from_steps",
-    "get_metric_history_bulk_interval", "_evenly_spaced_indices",
-})
+_STORED_DEFAULTS = frozenset(
+    {
+        "set_tag",
+        "log_metric_async",
+        "log_param_async",
+        "set_tag_async",
+        "log_batch_async",
+        "end_async_logging",
+        "shut_down_async_logging",
+        "search_runs",
+        "filter_active_experiment_ids",
+        "get_metric_history_bulk_interval_from_steps",
+        "get_metric_history_bulk_interval",
+        "_evenly_spaced_indices",
+    }
+)
 _KINDS = (
     (("trace", "span", "session"), "traces"),
     (("dataset",), "evaluation datasets"),
@@ -504,10 +562,12 @@ def _refusal(name: str):
 
     def refuse(self, *args, **kwargs):
         what = f"MLflow's {kind} ({name})" if kind else f"MLflow's {name}"
-        raise as_mlflow_exception(InvalidInputError(
-            f"gitml does not store {what}: a gitml: repository keeps experiments, runs, "
-            "logged models and the model registry"
-        ))
+        raise as_mlflow_exception(
+            InvalidInputError(
+                f"gitml does not store {what}: a gitml: repository keeps experiments, runs, "
+                "logged models and the model registry"
+            )
+        )
 
     refuse.__name__ = name
     return refuse

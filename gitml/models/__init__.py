@@ -22,15 +22,38 @@ if TYPE_CHECKING:
     from gitml.models.evaluation import EvaluationResult, evaluate
     from gitml.models.mlmodel import Model
     from gitml.models.save import ModelInfo
-    from gitml.models.signature import ColSpec, DataType, ModelSignature, ParamSchema, ParamSpec, Schema, TensorSpec, infer_signature
+    from gitml.models.signature import (
+        ColSpec,
+        DataType,
+        ModelSignature,
+        ParamSchema,
+        ParamSpec,
+        Schema,
+        TensorSpec,
+        infer_signature,
+    )
     from gitml.models.uri import parse_model_uri, resolve_model_uri
 
 # each name is imported from its submodule on first use: loading a model (gitml.pyfunc,
 # gitml serve) then imports only what loading needs, not saving's environment capture
 _WHERE = {
-    "EvaluationResult": "evaluation", "evaluate": "evaluation", "Model": "mlmodel", "ModelInfo": "save",
-    **dict.fromkeys(["ColSpec", "DataType", "ModelSignature", "ParamSchema", "ParamSpec", "Schema", "TensorSpec",
-                     "infer_signature"], "signature"),
+    "EvaluationResult": "evaluation",
+    "evaluate": "evaluation",
+    "Model": "mlmodel",
+    "ModelInfo": "save",
+    **dict.fromkeys(
+        [
+            "ColSpec",
+            "DataType",
+            "ModelSignature",
+            "ParamSchema",
+            "ParamSpec",
+            "Schema",
+            "TensorSpec",
+            "infer_signature",
+        ],
+        "signature",
+    ),
     **dict.fromkeys(["parse_model_uri", "resolve_model_uri"], "uri"),
 }
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gitml.models.signature import ColSpec, DataType, ParamSchema, Schema, TensorSpec
 from gitml.errors import SchemaEnforcementError
+from gitml.models.signature import ColSpec, DataType, ParamSchema, Schema, TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,9 @@ def _column(name, values, t: DataType):
         values = values.infer_objects()
     if t == DataType.string and (values.dtype == object or isinstance(values.dtype, pd.StringDtype)):
         return values
-    if t == DataType.binary and (values.dtype == object or isinstance(values.dtype, pd.StringDtype) or values.dtype.kind == "S"):
+    if t == DataType.binary and (
+        values.dtype == object or isinstance(values.dtype, pd.StringDtype) or values.dtype.kind == "S"
+    ):
         return values
     target = t.to_numpy()
     if values.dtype == target:
@@ -64,7 +66,9 @@ def _column(name, values, t: DataType):
             try:
                 return values.astype(np.dtype("datetime64[ns]"))
             except (TypeError, ValueError) as e:
-                raise SchemaEnforcementError(f"column {name!r}: cannot convert {values.dtype} to datetime ({e})") from None
+                raise SchemaEnforcementError(
+                    f"column {name!r}: cannot convert {values.dtype} to datetime ({e})"
+                ) from None
     if t == DataType.boolean and values.dtype == object:
         return values
     kind, size = values.dtype.kind, getattr(values.dtype, "itemsize", 0)
@@ -85,9 +89,7 @@ def _column(name, values, t: DataType):
     hint = ""
     if values.dtype == np.float64 and target.kind in "iu" and values.hasnans:
         hint = " (missing values make an integer column float: declare it double in the signature)"
-    raise SchemaEnforcementError(
-        f"column {name!r}: cannot safely convert {values.dtype} to {t.value} ({target}){hint}"
-    )
+    raise SchemaEnforcementError(f"column {name!r}: cannot safely convert {values.dtype} to {t.value} ({target}){hint}")
 
 
 def _enforce_columns(frame, schema: Schema):
@@ -127,8 +129,11 @@ def _tensor(name, value, spec: TensorSpec):
     value = np.asarray(value)
     if value.dtype != spec.type:
         kind, size, target = value.dtype.kind, value.dtype.itemsize, spec.type
-        safe = (kind == target.kind and size <= target.itemsize) or (kind in "iu" and target == np.float64 and size <= 6) \
+        safe = (
+            (kind == target.kind and size <= target.itemsize)
+            or (kind in "iu" and target == np.float64 and size <= 6)
             or (kind == "u" and target.kind == "i" and size < target.itemsize)
+        )
         if not safe:
             raise SchemaEnforcementError(f"tensor {name!r}: cannot safely convert {value.dtype} to {target}")
         value = value.astype(target)
@@ -154,7 +159,9 @@ def enforce_schema(data: Any, schema: Schema):
             data = {c: data[c] for c in data.columns}
         missing = [s.name for s in specs if s.name not in data]
         if missing:
-            raise SchemaEnforcementError(f"the input lacks tensor{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+            raise SchemaEnforcementError(
+                f"the input lacks tensor{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
+            )
         return {s.name: _tensor(s.name, data[s.name], s) for s in specs}
     return _enforce_columns(_as_frame(data, schema), schema)
 
@@ -208,7 +215,9 @@ def enforce_params(params: dict | None, schema: ParamSchema | None) -> dict | No
             out[spec.name] = [_param_value(spec.name, v, spec.dtype) for v in value]
         else:
             if isinstance(value, (list, tuple, dict)):
-                raise SchemaEnforcementError(f"param {spec.name!r}: expected one {spec.dtype.value}, got {type(value).__name__}")
+                raise SchemaEnforcementError(
+                    f"param {spec.name!r}: expected one {spec.dtype.value}, got {type(value).__name__}"
+                )
             out[spec.name] = _param_value(spec.name, value, spec.dtype)
     unknown = [k for k in params if k not in out]
     if unknown:

@@ -32,8 +32,12 @@ def pinned(packages: list[str]) -> list[str]:
     return out
 
 
-def write_environment(folder: str, packages: list[str], pip_requirements: list[str] | None = None,
-                      extra_pip_requirements: list[str] | None = None) -> list[str]:
+def write_environment(
+    folder: str,
+    packages: list[str],
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+) -> list[str]:
     """Write the three files; returns the requirements written."""
     import yaml
 
@@ -43,13 +47,18 @@ def write_environment(folder: str, packages: list[str], pip_requirements: list[s
     pip = _version("pip")
     with open(os.path.join(folder, REQUIREMENTS), "w") as f:
         f.write("\n".join(requirements))
-    env = {"python": python, "build_dependencies": [f"pip=={pip}" if pip else "pip", *pinned(["setuptools"]), "wheel"],
-           "dependencies": [f"-r {REQUIREMENTS}"]}
+    env = {
+        "python": python,
+        "build_dependencies": [f"pip=={pip}" if pip else "pip", *pinned(["setuptools"]), "wheel"],
+        "dependencies": [f"-r {REQUIREMENTS}"],
+    }
     with open(os.path.join(folder, PYTHON_ENV), "w") as f:
         yaml.safe_dump(env, f, default_flow_style=False, sort_keys=False)
-    conda = {"channels": ["conda-forge"],
-             "dependencies": [f"python={python}", f"pip<={pip}" if pip else "pip", {"pip": requirements}],
-             "name": "mlflow-env"}
+    conda = {
+        "channels": ["conda-forge"],
+        "dependencies": [f"python={python}", f"pip<={pip}" if pip else "pip", {"pip": requirements}],
+        "name": "mlflow-env",
+    }
     with open(os.path.join(folder, CONDA), "w") as f:
         yaml.safe_dump(conda, f, default_flow_style=False)
     return requirements

@@ -61,7 +61,9 @@ def _frames(data: Any, targets: Any, predictions: str | None, feature_names: lis
 
     if isinstance(data, pd.DataFrame):
         if not isinstance(targets, str) or targets not in data.columns:
-            raise InvalidInputError(f"targets must name a column of data (its columns: {', '.join(map(str, data.columns))})")
+            raise InvalidInputError(
+                f"targets must name a column of data (its columns: {', '.join(map(str, data.columns))})"
+            )
         if predictions is not None and predictions not in data.columns:
             raise InvalidInputError(f"predictions names {predictions!r}, which is not a column of data")
         y = data[targets].to_numpy()
@@ -78,8 +80,11 @@ def _frames(data: Any, targets: Any, predictions: str | None, feature_names: lis
         if len(y) != len(array):
             raise InvalidInputError(f"targets has {len(y)} values for {len(array)} rows of data")
         width = math.ceil(math.log10(array.shape[1] + 1))
-        names = list(feature_names) if feature_names is not None else [
-            f"feature_{str(i + 1).zfill(width)}" for i in range(array.shape[1])]
+        names = (
+            list(feature_names)
+            if feature_names is not None
+            else [f"feature_{str(i + 1).zfill(width)}" for i in range(array.shape[1])]
+        )
         return pd.DataFrame(array, columns=names), y, None, datasets.from_numpy(array, targets=y)
     raise InvalidInputError(f"data must be a pandas DataFrame or a 2-D array, not {type(data).__name__}")
 
@@ -118,9 +123,18 @@ def _column(values: Any):
     return array.ravel() if array.ndim == 2 and array.shape[1] == 1 else array
 
 
-def evaluate(model: Any = None, data: Any = None, *, model_type: str, targets: Any = None, predictions: str | None = None,
-             feature_names: list[str] | None = None, evaluator_config: dict | None = None,
-             extra_metrics: list | None = None, custom_artifacts: list | None = None) -> EvaluationResult:
+def evaluate(
+    model: Any = None,
+    data: Any = None,
+    *,
+    model_type: str,
+    targets: Any = None,
+    predictions: str | None = None,
+    feature_names: list[str] | None = None,
+    evaluator_config: dict | None = None,
+    extra_metrics: list | None = None,
+    custom_artifacts: list | None = None,
+) -> EvaluationResult:
     """Evaluate ``model`` (a model URI, a loaded model, a function of a DataFrame, or None with
     ``predictions`` naming a column of ``data``) on ``data`` (a DataFrame with the
     ``targets`` column, or a 2-D array with ``targets`` an array) as MLflow's default
@@ -136,9 +150,17 @@ def evaluate(model: Any = None, data: Any = None, *, model_type: str, targets: A
     from gitml import fluent
     from gitml.models import evaluation_plots
 
-    values, plots, dataset, config = _compute(model, data, model_type=model_type, targets=targets, predictions=predictions,
-                                              feature_names=feature_names, evaluator_config=evaluator_config,
-                                              extra_metrics=extra_metrics, custom_artifacts=custom_artifacts)
+    values, plots, dataset, config = _compute(
+        model,
+        data,
+        model_type=model_type,
+        targets=targets,
+        predictions=predictions,
+        feature_names=feature_names,
+        evaluator_config=evaluator_config,
+        extra_metrics=extra_metrics,
+        custom_artifacts=custom_artifacts,
+    )
     prefix = str(config.get("metric_prefix") or "")
     active = fluent.active_run()
     run = active if active is not None else fluent.start_run()
@@ -158,29 +180,57 @@ def evaluate(model: Any = None, data: Any = None, *, model_type: str, targets: A
     return EvaluationResult(values, artifacts, run_id)
 
 
-def compute(model: Any = None, data: Any = None, *, model_type: str, targets: Any = None, predictions: str | None = None,
-            feature_names: list[str] | None = None, evaluator_config: dict | None = None) -> dict[str, float]:
+def compute(
+    model: Any = None,
+    data: Any = None,
+    *,
+    model_type: str,
+    targets: Any = None,
+    predictions: str | None = None,
+    feature_names: list[str] | None = None,
+    evaluator_config: dict | None = None,
+) -> dict[str, float]:
     """The metrics :func:`evaluate` would log, computed and returned only (nothing is logged:
     the registry's gates judge a model on a dataset this way)."""
-    return _compute(model, data, model_type=model_type, targets=targets, predictions=predictions,
-                    feature_names=feature_names, evaluator_config=evaluator_config)[0]
+    return _compute(
+        model,
+        data,
+        model_type=model_type,
+        targets=targets,
+        predictions=predictions,
+        feature_names=feature_names,
+        evaluator_config=evaluator_config,
+    )[0]
 
 
-def _compute(model: Any, data: Any, *, model_type: str, targets: Any, predictions: str | None,
-             feature_names: list[str] | None, evaluator_config: dict | None, extra_metrics: list | None = None,
-             custom_artifacts: list | None = None) -> tuple[dict[str, float], dict[str, tuple], Any, dict]:
+def _compute(
+    model: Any,
+    data: Any,
+    *,
+    model_type: str,
+    targets: Any,
+    predictions: str | None,
+    feature_names: list[str] | None,
+    evaluator_config: dict | None,
+    extra_metrics: list | None = None,
+    custom_artifacts: list | None = None,
+) -> tuple[dict[str, float], dict[str, tuple], Any, dict]:
     """``(metrics, plots to draw, the dataset to log, the config)``."""
     from gitml.models import evaluation_plots
 
     if model_type not in MODEL_TYPES:
         raise InvalidInputError(f"model_type must be one of {', '.join(MODEL_TYPES)}, not {model_type!r}")
     if extra_metrics or custom_artifacts:
-        raise InvalidInputError("gitml.evaluate computes MLflow's default metrics only: extra_metrics and "
-                                "custom_artifacts are not supported")
+        raise InvalidInputError(
+            "gitml.evaluate computes MLflow's default metrics only: extra_metrics and "
+            "custom_artifacts are not supported"
+        )
     config = dict(evaluator_config or {})
     unknown = sorted(set(config) - _CONFIG_KEYS)
     if unknown:
-        raise InvalidInputError(f"evaluator_config: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_CONFIG_KEYS))}")
+        raise InvalidInputError(
+            f"evaluator_config: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_CONFIG_KEYS))}"
+        )
     if model is None and predictions is None:
         raise InvalidInputError("give a model, or predictions= naming the column of data that holds them")
     X, y_true, static, dataset = _frames(data, targets, predictions, feature_names)
@@ -212,13 +262,18 @@ def _classifier(y_true, y_pred, y_proba, config: dict) -> tuple[dict, dict]:
     sk = _sk()
     weights = config.get("sample_weights")
     pos_label = config.get("pos_label")
-    labels = np.array(config["label_list"]) if config.get("label_list") is not None else np.unique(
-        np.concatenate([y_true, y_pred]))
+    labels = (
+        np.array(config["label_list"])
+        if config.get("label_list") is not None
+        else np.unique(np.concatenate([y_true, y_pred]))
+    )
     if pos_label is not None and config.get("label_list") is not None and pos_label not in labels:
         raise InvalidInputError(f"pos_label {pos_label!r} must be one of label_list {list(labels)!r}")
     if len(labels) < 2:
-        raise InvalidInputError(f"a classifier's evaluation needs at least two labels, found {len(labels)}: "
-                                "give evaluator_config={'label_list': [...]}")
+        raise InvalidInputError(
+            f"a classifier's evaluation needs at least two labels, found {len(labels)}: "
+            "give evaluator_config={'label_list': [...]}"
+        )
     labels.sort()
     out: dict[str, Any] = {}
     plots: dict[str, tuple] = {}
@@ -233,9 +288,12 @@ def _classifier(y_true, y_pred, y_proba, config: dict) -> tuple[dict, dict]:
         out.update(_common(sk, y_true, y_pred, y_proba, labels, "binary", pos_label, weights))
         if y_proba is not None:
             score = np.asarray(y_proba)[:, pos_index]
-            out["roc_auc"] = sk.roc_auc_score(y_true=np.asarray(y_true) == pos_label, y_score=score, sample_weight=weights)
-            out["precision_recall_auc"] = sk.average_precision_score(y_true=y_true, y_score=score, pos_label=pos_label,
-                                                                     sample_weight=weights)
+            out["roc_auc"] = sk.roc_auc_score(
+                y_true=np.asarray(y_true) == pos_label, y_score=score, sample_weight=weights
+            )
+            out["precision_recall_auc"] = sk.average_precision_score(
+                y_true=y_true, y_score=score, pos_label=pos_label, sample_weight=weights
+            )
             curve = {"y_true": y_true, "y_score": score, "pos_label": pos_label, "weights": weights}
             plots["roc_curve_plot"] = (evaluation_plots.roc_binary, curve)
             plots["precision_recall_curve_plot"] = (evaluation_plots.pr_binary, curve)
@@ -243,8 +301,9 @@ def _classifier(y_true, y_pred, y_proba, config: dict) -> tuple[dict, dict]:
         average = config.get("average", "weighted")
         out.update(_common(sk, y_true, y_pred, y_proba, labels, average, None, weights))
         if average in ("macro", "weighted") and y_proba is not None:
-            out["roc_auc"] = sk.roc_auc_score(y_true=y_true, y_score=y_proba, sample_weight=weights, average=average,
-                                              multi_class="ovr")
+            out["roc_auc"] = sk.roc_auc_score(
+                y_true=y_true, y_score=y_proba, sample_weight=weights, average=average, multi_class="ovr"
+            )
         if y_proba is not None and len(labels) <= 10:
             curves = {"y_true": y_true, "y_proba": np.asarray(y_proba), "labels": labels, "weights": weights}
             plots["roc_curve_plot"] = (evaluation_plots.roc_multiclass, curves)
@@ -259,7 +318,9 @@ def _common(sk, y_true, y_pred, y_proba, labels, average, pos_label, weights) ->
         "example_count": len(y_true),
         "accuracy_score": sk.accuracy_score(y_true, y_pred, sample_weight=weights),
         "recall_score": sk.recall_score(y_true, y_pred, average=average, pos_label=pos_label, sample_weight=weights),
-        "precision_score": sk.precision_score(y_true, y_pred, average=average, pos_label=pos_label, sample_weight=weights),
+        "precision_score": sk.precision_score(
+            y_true, y_pred, average=average, pos_label=pos_label, sample_weight=weights
+        ),
         "f1_score": sk.f1_score(y_true, y_pred, average=average, pos_label=pos_label, sample_weight=weights),
     }
     if y_proba is not None:

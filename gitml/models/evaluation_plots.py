@@ -17,12 +17,15 @@ def log_plot(run_id: str, artifact_file: str, draw: Callable, **kwargs) -> str |
         matplotlib.use("Agg", force=False)
         from matplotlib import pyplot
     except ImportError:
-        log.warning("gitml: evaluate: %s not drawn: matplotlib is not installed (pip install matplotlib)", artifact_file)
+        log.warning(
+            "gitml: evaluate: %s not drawn: matplotlib is not installed (pip install matplotlib)", artifact_file
+        )
         return None
     from gitml import fluent
 
-    with matplotlib.rc_context({"figure.dpi": 175, "figure.figsize": [6.0, 4.0], "figure.autolayout": True,
-                                "font.size": 8}):
+    with matplotlib.rc_context(
+        {"figure.dpi": 175, "figure.figsize": [6.0, 4.0], "figure.autolayout": True, "font.size": 8}
+    ):
         fig, ax = pyplot.subplots()
         try:
             draw(ax, **kwargs)
@@ -51,8 +54,13 @@ def roc_binary(ax, *, y_true, y_score, pos_label, weights) -> None:
     fpr, tpr, _ = metrics.roc_curve(y_true, y_score, pos_label=pos_label, sample_weight=weights)
     auc = metrics.roc_auc_score(y_true == pos_label, y_score, sample_weight=weights)
     ax.plot(fpr, tpr, drawstyle="steps-post", linewidth=1, label=f"AUC={auc:.3f}")
-    _finish(ax, "ROC curve", f"False Positive Rate (Positive label: {pos_label})",
-            f"True Positive Rate (Positive label: {pos_label})", (0, 1))
+    _finish(
+        ax,
+        "ROC curve",
+        f"False Positive Rate (Positive label: {pos_label})",
+        f"True Positive Rate (Positive label: {pos_label})",
+        (0, 1),
+    )
 
 
 def pr_binary(ax, *, y_true, y_score, pos_label, weights) -> None:
@@ -61,8 +69,13 @@ def pr_binary(ax, *, y_true, y_score, pos_label, weights) -> None:
     precision, recall, _ = metrics.precision_recall_curve(y_true, y_score, pos_label=pos_label, sample_weight=weights)
     ap = metrics.average_precision_score(y_true, y_score, pos_label=pos_label, sample_weight=weights)
     ax.plot(recall, precision, drawstyle="steps-post", linewidth=1, label=f"AP={ap:.3f}")
-    _finish(ax, "Precision recall curve", f"Recall (Positive label: {pos_label})",
-            f"Precision (Positive label: {pos_label})", (1, 0))
+    _finish(
+        ax,
+        "Precision recall curve",
+        f"Recall (Positive label: {pos_label})",
+        f"Precision (Positive label: {pos_label})",
+        (1, 0),
+    )
 
 
 def roc_multiclass(ax, *, y_true, y_proba, labels, weights) -> None:

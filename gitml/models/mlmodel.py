@@ -26,8 +26,17 @@ MLMODEL = "MLmodel"
 PYFUNC = "python_function"
 EXAMPLE_FILE = "input_example.json"
 SERVING_EXAMPLE_FILE = "serving_input_example.json"
-_KNOWN = ("artifact_path", "run_id", "utc_time_created", "flavors", "signature", "saved_input_example_info",
-          "model_uuid", "metadata", "model_size_bytes")
+_KNOWN = (
+    "artifact_path",
+    "run_id",
+    "utc_time_created",
+    "flavors",
+    "signature",
+    "saved_input_example_info",
+    "model_uuid",
+    "metadata",
+    "model_size_bytes",
+)
 
 
 class Model:
@@ -187,15 +196,21 @@ def save_example(folder: str, example) -> tuple[dict | None, object]:
         example = example.to_frame()
     if isinstance(example, pd.DataFrame):
         body = _jsonable(example)
-        info = {"artifact_path": EXAMPLE_FILE, "type": "dataframe", "pandas_orient": "split",
-                "serving_input_path": SERVING_EXAMPLE_FILE}
+        info = {
+            "artifact_path": EXAMPLE_FILE,
+            "type": "dataframe",
+            "pandas_orient": "split",
+            "serving_input_path": SERVING_EXAMPLE_FILE,
+        }
         serving = {"dataframe_split": body}
     elif isinstance(example, np.ndarray):
         body = example.tolist()  # as MLflow 3: the bare list (MLflow 2 wrote {"inputs": ...}, format: tf-serving)
         info = {"artifact_path": EXAMPLE_FILE, "type": "ndarray", "serving_input_path": SERVING_EXAMPLE_FILE}
         serving = {"inputs": body}
     else:
-        raise InvalidInputError(f"input_example must be a DataFrame, dict, list or numpy array, not {type(example).__name__}")
+        raise InvalidInputError(
+            f"input_example must be a DataFrame, dict, list or numpy array, not {type(example).__name__}"
+        )
     with open(os.path.join(folder, EXAMPLE_FILE), "w") as f:
         json.dump(body, f)
     with open(os.path.join(folder, SERVING_EXAMPLE_FILE), "w") as f:

@@ -174,8 +174,14 @@ def log_model_folder(
     if registered_model_name is not None:
         registered = fluent.client().create_model_version(registered_model_name, f"runs:/{run}/{path}")
     return ModelInfo(
-        artifact_path=path, flavors=model.flavors, model_uri=f"runs:/{run}/{path}", model_uuid=model.model_uuid,
-        run_id=run, signature=model.signature, utc_time_created=model.utc_time_created,
-        saved_input_example_info=model.saved_input_example_info, metadata=model.metadata,
+        artifact_path=path,
+        flavors=model.flavors,
+        model_uri=f"runs:/{run}/{path}",
+        model_uuid=model.model_uuid,
+        run_id=run,
+        signature=model.signature,
+        utc_time_created=model.utc_time_created,
+        saved_input_example_info=model.saved_input_example_info,
+        metadata=model.metadata,
         registered_model_version=registered.version if registered is not None else None,
     )

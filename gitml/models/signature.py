@@ -44,13 +44,27 @@ class DataType(Enum):
     def to_python(self) -> type:
         import datetime
 
-        return {"boolean": bool, "integer": int, "long": int, "float": float, "double": float,
-                "string": str, "binary": bytes, "datetime": datetime.datetime}[self.value]
+        return {
+            "boolean": bool,
+            "integer": int,
+            "long": int,
+            "float": float,
+            "double": float,
+            "string": str,
+            "binary": bytes,
+            "datetime": datetime.datetime,
+        }[self.value]
 
 
 _NUMPY = {
-    "boolean": "bool", "integer": "int32", "long": "int64", "float": "float32", "double": "float64",
-    "string": "object", "binary": "object", "datetime": "datetime64[ns]",
+    "boolean": "bool",
+    "integer": "int32",
+    "long": "int64",
+    "float": "float32",
+    "double": "float64",
+    "string": "object",
+    "binary": "object",
+    "datetime": "datetime64[ns]",
 }
 
 
@@ -58,13 +72,17 @@ def _data_type(name: object, what: str) -> DataType:
     try:
         return DataType(name)
     except ValueError:
-        raise InvalidInputError(f"{what}: unknown type {name!r} (one of {', '.join(t.value for t in DataType)})") from None
+        raise InvalidInputError(
+            f"{what}: unknown type {name!r} (one of {', '.join(t.value for t in DataType)})"
+        ) from None
 
 
 class ColSpec:
     """A column: ``type`` (a :class:`DataType`, or a complex type's JSON dict), optional ``name``."""
 
-    def __init__(self, type: DataType | str | dict, name: str | None = None, optional: bool | None = None, required: bool = True):
+    def __init__(
+        self, type: DataType | str | dict, name: str | None = None, optional: bool | None = None, required: bool = True
+    ):
         self.type = type if isinstance(type, (DataType, dict)) else _data_type(type, f"column {name!r}")
         self.name = name
         self.required = (not optional) if optional is not None else required
@@ -80,7 +98,11 @@ class ColSpec:
     def from_dict(cls, d: dict) -> ColSpec:
         kind = d.get("type")
         body = {k: v for k, v in d.items() if k not in ("name", "required", "optional")}
-        spec_type: DataType | dict = body if kind in ("array", "object", "map", "any", "sparkml_vector") else _data_type(kind, f"column {d.get('name')!r}")
+        spec_type: DataType | dict = (
+            body
+            if kind in ("array", "object", "map", "any", "sparkml_vector")
+            else _data_type(kind, f"column {d.get('name')!r}")
+        )
         required = d.get("required", not d.get("optional", False))
         return cls(spec_type, d.get("name"), required=bool(required))
 
@@ -182,8 +204,12 @@ class ParamSpec:
         default = self.default
         if hasattr(default, "isoformat"):
             default = default.isoformat()
-        return {"name": self.name, "type": self.dtype.value, "default": default,
-                "shape": list(self.shape) if self.shape is not None else None}
+        return {
+            "name": self.name,
+            "type": self.dtype.value,
+            "default": default,
+            "shape": list(self.shape) if self.shape is not None else None,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> ParamSpec:
@@ -213,7 +239,9 @@ class ParamSchema:
         return iter(self.params)
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, ParamSchema) and [p.to_dict() for p in self.params] == [p.to_dict() for p in other.params]
+        return isinstance(other, ParamSchema) and [p.to_dict() for p in self.params] == [
+            p.to_dict() for p in other.params
+        ]
 
 
 class ModelSignature:

@@ -12,7 +12,6 @@ hashes before anything in it is read (:func:`local_model`).
 from __future__ import annotations
 
 import contextlib
-
 import hashlib
 import os
 import re
@@ -22,8 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gitml.errors import InvalidInputError, NotFoundError
-from gitml.errors import ModelIntegrityError, RegisteredModelNotFoundError
+from gitml.errors import InvalidInputError, ModelIntegrityError, NotFoundError, RegisteredModelNotFoundError
 
 if TYPE_CHECKING:
     from gitml.ops import Operations
@@ -46,7 +44,9 @@ class ModelURI:
         if self.kind == "runs":
             return f"runs:/{self.run}/{self.path}" if self.path else f"runs:/{self.run}"
         if self.kind == "models":
-            return f"models:/{self.name}@{self.alias}" if self.alias is not None else f"models:/{self.name}/{self.version}"
+            return (
+                f"models:/{self.name}@{self.alias}" if self.alias is not None else f"models:/{self.name}/{self.version}"
+            )
         return self.path
 
 
@@ -68,7 +68,7 @@ def parse_model_uri(uri: str | os.PathLike) -> ModelURI:
         run, path = parse_runs_uri(uri)
         return ModelURI("runs", check_artifact_path(path, "model path") if path else "", run=run)
     if uri.startswith("models:/"):
-        rest = uri[len("models:/"):]
+        rest = uri[len("models:/") :]
         if "@" in rest:
             name, _, alias = rest.rpartition("@")
             if not name or not alias or "/" in alias:
@@ -79,7 +79,7 @@ def parse_model_uri(uri: str | os.PathLike) -> ModelURI:
             raise InvalidInputError(f"model URI {uri!r} is not models:/<name>/<version> or models:/<name>@<alias>")
         return ModelURI("models", name=name, version=version)
     if uri.startswith("file://"):
-        return ModelURI("path", uri[len("file://"):])
+        return ModelURI("path", uri[len("file://") :])
     if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", uri):
         raise InvalidInputError(f"model URI {uri!r}: gitml takes a path, runs:/ or models:/ URIs")
     return ModelURI("path", uri)
@@ -121,9 +121,11 @@ def run_model_files(client: Operations, run_id: str, path: str) -> dict[str, dic
     of a run; NotFoundError if the run has no MLmodel there."""
     prefix = f"{path}/" if path else ""
     manifest = client.artifact_manifest(run_id)
-    files = {name[len(prefix):]: entry for name, entry in manifest.items() if name.startswith(prefix)}
+    files = {name[len(prefix) :]: entry for name, entry in manifest.items() if name.startswith(prefix)}
     if "MLmodel" not in files:
-        raise NotFoundError(f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {prefix}MLmodel artifact")
+        raise NotFoundError(
+            f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {prefix}MLmodel artifact"
+        )
     return files
 
 
@@ -151,7 +153,9 @@ def verify_folder(folder: str, files: dict[str, dict], what: str) -> None:
             )
 
 
-def local_model(uri: str | os.PathLike, dst: str | None = None, *, client: Operations | None = None) -> tuple[str, str | None]:
+def local_model(
+    uri: str | os.PathLike, dst: str | None = None, *, client: Operations | None = None
+) -> tuple[str, str | None]:
     """``(folder, run_id)``: a model folder on disk for ``uri``. A run's model is downloaded
     to ``dst`` (default: a new temporary folder) and every file verified against the run's
     manifest before it is returned; a path is returned as it is (with ``run_id`` None).

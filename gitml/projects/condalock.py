@@ -62,11 +62,15 @@ def read_lock(path: str) -> dict:
         if missing:
             raise ProjectSpecError(where, f"package #{i + 1} ({package.get('name', '?')}) has no {missing[0]}")
         if package["manager"] not in ("conda", "pip"):
-            raise ProjectSpecError(where, f"package {package['name']!r} has manager {package['manager']!r}, not conda or pip")
+            raise ProjectSpecError(
+                where, f"package {package['name']!r} has manager {package['manager']!r}, not conda or pip"
+            )
         if not isinstance(package["hash"], dict) or not (package["hash"].get("sha256") or package["hash"].get("md5")):
             raise ProjectSpecError(where, f"package {package['name']!r} has no sha256 or md5 hash")
         if package["platform"] not in metadata["platforms"]:
-            raise ProjectSpecError(where, f"package {package['name']!r} is for {package['platform']}, not a platform of the file")
+            raise ProjectSpecError(
+                where, f"package {package['name']!r} is for {package['platform']}, not a platform of the file"
+            )
     return data
 
 
@@ -83,7 +87,8 @@ def packages_for(lock: dict, platform: str, *, categories: tuple[str, ...] = ("m
     chosen = [
         p
         for p in lock["package"]
-        if p["platform"] == platform and (not p.get("optional") or p.get("category", "main") in categories)
+        if p["platform"] == platform
+        and (not p.get("optional") or p.get("category", "main") in categories)
         and p.get("category", "main") in categories
     ]
     return [p for p in chosen if p["manager"] == "conda"] + [p for p in chosen if p["manager"] == "pip"]
@@ -128,6 +133,8 @@ def lock(project_path: str, platforms: list[str] | None = None) -> str:
     done = subprocess.run(argv, cwd=project.path, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if done.returncode != 0:
         lines = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        raise ProjectEnvError(f"conda-lock failed (status {done.returncode}): {lines[-1][:300] if lines else 'no output'}")
+        raise ProjectEnvError(
+            f"conda-lock failed (status {done.returncode}): {lines[-1][:300] if lines else 'no output'}"
+        )
     read_lock(lock_path)  # what it wrote is what an install reads
     return lock_path

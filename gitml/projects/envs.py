@@ -24,11 +24,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gitml.errors import InvalidInputError
+from gitml.errors import InvalidInputError, ProjectEnvError, ProjectSpecError
 from gitml.projects import condalock
 from gitml.projects.spec import Project, read_yaml
-from gitml.errors import ProjectSpecError
-from gitml.errors import ProjectEnvError
 
 MANAGERS = ("local", "virtualenv", "uv", "conda")
 Progress = Callable[[str], None]  # told each step of a build and each package, one line each
@@ -75,7 +73,9 @@ def prepare(project: Project, manager: str | None, *, cache: str, progress: Prog
         raise InvalidInputError(f"env manager {manager!r} is not one of {', '.join(MANAGERS)}")
     if manager == "local":
         # `python` in the command is the interpreter running gitml, which can import it
-        return Environment("local", variables={"PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")})
+        return Environment(
+            "local", variables={"PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+        )
     if manager == "conda":
         return _conda(project, cache, progress)
     if project.conda_env:
@@ -106,7 +106,9 @@ def python_env(project: Project) -> PythonEnv:
         raise ProjectSpecError(where, "is not a mapping (python, build_dependencies, dependencies)")
     unknown = sorted(str(k) for k in data if k not in ("python", "build_dependencies", "dependencies"))
     if unknown:
-        raise ProjectSpecError(where, f"unknown field {unknown[0]!r} (fields: python, build_dependencies, dependencies)")
+        raise ProjectSpecError(
+            where, f"unknown field {unknown[0]!r} (fields: python, build_dependencies, dependencies)"
+        )
     version = str(data.get("python") or "")
     if not re.fullmatch(r"3\.\d+(\.\d+)?", version):
         raise ProjectSpecError(where, f"python {data.get('python')!r} is not a Python 3 version such as 3.11")
@@ -126,7 +128,9 @@ def interpreter(version: str) -> str:
         return sys.executable
     found = shutil.which(f"python{major_minor}")
     if found is None:
-        raise ProjectEnvError(f"the project asks for Python {version}, and no python{major_minor} is on PATH: install it")
+        raise ProjectEnvError(
+            f"the project asks for Python {version}, and no python{major_minor} is on PATH: install it"
+        )
     return found
 
 
@@ -153,7 +157,9 @@ def _files_named(project: Project, lines: tuple[str, ...]) -> dict[str, str]:
                 with open(path, "rb") as f:
                     out[parts[1].strip()] = hashlib.sha256(f.read()).hexdigest()
             except OSError as e:
-                raise ProjectSpecError(project.python_env or "python_env.yaml", f"names {parts[1].strip()!r}: {e.strerror}") from None
+                raise ProjectSpecError(
+                    project.python_env or "python_env.yaml", f"names {parts[1].strip()!r}: {e.strerror}"
+                ) from None
     return out
 
 
@@ -181,7 +187,12 @@ def _venv(project: Project, spec: PythonEnv, manager: str, cache: str, progress:
 
     def build() -> None:
         if uv is not None:
-            _call([uv, "venv", "--quiet", "--python", python, prefix], prefix, "creating the environment (uv venv)", progress)
+            _call(
+                [uv, "venv", "--quiet", "--python", python, prefix],
+                prefix,
+                "creating the environment (uv venv)",
+                progress,
+            )
         else:
             pip = [] if spec.build_dependencies or spec.dependencies else ["--without-pip"]  # nothing to install
             _call([python, "-m", "venv", *pip, prefix], prefix, "creating the environment (python -m venv)", progress)
@@ -194,11 +205,31 @@ def _venv(project: Project, spec: PythonEnv, manager: str, cache: str, progress:
                 f.write(_requirements(project, lines))
             step = f"installing the {what} ({len(lines)} line{'s' if len(lines) > 1 else ''} of requirements)"
             if uv is not None:
-                _call([uv, "pip", "install", "--python", env_python, "-r", requirements], prefix, step, progress,
-                      cwd=project.path)
+                _call(
+                    [uv, "pip", "install", "--python", env_python, "-r", requirements],
+                    prefix,
+                    step,
+                    progress,
+                    cwd=project.path,
+                )
             else:
-                _call([env_python, "-m", "pip", "install", "--progress-bar", "off", "--disable-pip-version-check",
-                       "-r", requirements], prefix, step, progress, cwd=project.path)
+                _call(
+                    [
+                        env_python,
+                        "-m",
+                        "pip",
+                        "install",
+                        "--progress-bar",
+                        "off",
+                        "--disable-pip-version-check",
+                        "-r",
+                        requirements,
+                    ],
+                    prefix,
+                    step,
+                    progress,
+                    cwd=project.path,
+                )
 
     reused = _built(prefix, build)
     link_gitml(prefix, cache)
@@ -221,8 +252,15 @@ def _conda(project: Project, cache: str, progress: Progress | None) -> Environme
     with open(lock_path, "rb") as f:
         digest = hashlib.sha256(f.read() + platform.encode()).hexdigest()[:20]
     prefix = os.path.join(cache, "envs", f"conda-{digest}")
-    reused = _built(prefix, lambda: _call(condalock.install_command(tool, lock_path, prefix), prefix,
-                                          f"installing {condalock.LOCK_FILE} for {platform} (conda-lock)", progress))
+    reused = _built(
+        prefix,
+        lambda: _call(
+            condalock.install_command(tool, lock_path, prefix),
+            prefix,
+            f"installing {condalock.LOCK_FILE} for {platform} (conda-lock)",
+            progress,
+        ),
+    )
     link_gitml(prefix, cache)
     return Environment("conda", prefix, {"CONDA_PREFIX": prefix}, reused)
 
@@ -255,8 +293,9 @@ def _call(argv: list[str], prefix: str, step: str, progress: Progress | None, *,
         log.write(("$ " + " ".join(argv) + "\n").encode())
         log.flush()
         try:
-            process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         except OSError as e:
             raise ProjectEnvError(f"cannot run {argv[0]}: {e.strerror or e}") from None
         assert process.stdout is not None

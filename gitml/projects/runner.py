@@ -9,11 +9,11 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping
 
-from gitml.errors import InvalidInputError
+from gitml.errors import InvalidInputError, ProjectRunFailedError
 from gitml.names import check_key
-from gitml.projects import envs, source as sources
+from gitml.projects import envs
+from gitml.projects import source as sources
 from gitml.projects.spec import load_project
-from gitml.errors import ProjectRunFailedError
 
 STOP_GRACE_SECONDS = 10.0  # after SIGINT, before SIGKILL
 
@@ -23,7 +23,9 @@ class SubmittedRun:
     ``run_id``, ``wait()``, ``get_status()``, ``cancel()``. The run ends FINISHED
     (exit status 0), FAILED (any other) or KILLED (cancelled, or Ctrl-C while waiting)."""
 
-    def __init__(self, client, run_id: str, process: subprocess.Popen, source: sources.ProjectSource, env: envs.Environment):
+    def __init__(
+        self, client, run_id: str, process: subprocess.Popen, source: sources.ProjectSource, env: envs.Environment
+    ):
         self.run_id = run_id
         self.environment = env
         self._client = client
@@ -128,8 +130,13 @@ def run(
     ``run_id`` are MLflow features gitml does not have (InvalidInputError).
     ``progress`` is told each step of an environment's build and each package installed.
     """
-    for name, value in (("docker_args", docker_args), ("backend_config", backend_config), ("storage_dir", storage_dir),
-                        ("run_id", run_id), ("docker_auth", docker_auth)):
+    for name, value in (
+        ("docker_args", docker_args),
+        ("backend_config", backend_config),
+        ("storage_dir", storage_dir),
+        ("run_id", run_id),
+        ("docker_auth", docker_auth),
+    ):
         if value:
             raise InvalidInputError(f"gitml.projects.run does not support {name}")
     if build_image:
@@ -146,14 +153,26 @@ def run(
         command = entry.command_for(given, cwd=invoked_in)
         declared, extra = entry.values(given, cwd=invoked_in)
         env = envs.prepare(project, env_manager, cache=cache, progress=progress)
-        return _start(repo, source, entry.name, command, {**declared, **extra}, env,
-                      experiment_name, experiment_id, run_name, synchronous)
+        return _start(
+            repo,
+            source,
+            entry.name,
+            command,
+            {**declared, **extra},
+            env,
+            experiment_name,
+            experiment_id,
+            run_name,
+            synchronous,
+        )
     except BaseException:
         source.cleanup()
         raise
 
 
-def _start(repo, source, entry_point, command, params, env, experiment_name, experiment_id, run_name, synchronous) -> SubmittedRun:
+def _start(
+    repo, source, entry_point, command, params, env, experiment_name, experiment_id, run_name, synchronous
+) -> SubmittedRun:
     from gitml.ops import Operations
 
     client = Operations(repo)
@@ -165,15 +184,23 @@ def _start(repo, source, entry_point, command, params, env, experiment_name, exp
             tags["mlflow.source.git.repoURL"] = source.url
             tags["mlflow.gitRepoURL"] = source.url  # MLflow's older name, which it still writes
         run = client.create_project_run(
-            experiment, code=code, dirty=source.dirty, source_name=source.uri, entry_point=entry_point,
-            run_name=run_name, tags=tags,
+            experiment,
+            code=code,
+            dirty=source.dirty,
+            source_name=source.uri,
+            entry_point=entry_point,
+            run_name=run_name,
+            tags=tags,
         )
         run_id = run.info.run_id
         if params:
             client.log_batch(run_id, params=list(params.items()))
         variables = {
-            "GITML_RUN_ID": run_id, "MLFLOW_RUN_ID": run_id, "GITML_REPO": client.repo_path,
-            "GITML_EXPERIMENT_ID": experiment, "MLFLOW_EXPERIMENT_ID": experiment,
+            "GITML_RUN_ID": run_id,
+            "MLFLOW_RUN_ID": run_id,
+            "GITML_REPO": client.repo_path,
+            "GITML_EXPERIMENT_ID": experiment,
+            "MLFLOW_EXPERIMENT_ID": experiment,
         }
         shell = shutil.which("bash") or "/bin/sh"
         try:

@@ -16,14 +16,14 @@ import shutil
 import stat
 import tempfile
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import urlparse
 
-from typing import cast
-from gitml.store.ids import oids
 from dulwich.objects import Commit, ObjectID
-from gitml.errors import InvalidInputError
+
+from gitml.errors import InvalidInputError, ProjectFetchError, VersionNotFoundError
+from gitml.store.ids import oids
 from gitml.store.urls import redact_url
-from gitml.errors import ProjectFetchError, VersionNotFoundError
 
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 _SCP_LIKE = re.compile(r"^[^/:]+@[^/:]+:")  # user@host:path, as git reads it
@@ -159,7 +159,9 @@ def _fetched(uri: str, url: str, subdir: str, version: str | None, cache: str) -
             raise
     path = os.path.join(checkout, subdir) if subdir else checkout  # the whole tree, as MLflow clones it
     # what the run records of its source, pushed to every teammate: no credentials
-    return ProjectSource(redact_url(uri), path, folder, commit, False, url=redact_url(url), version=version, checkout=checkout)
+    return ProjectSource(
+        redact_url(uri), path, folder, commit, False, url=redact_url(url), version=version, checkout=checkout
+    )
 
 
 def _commit_at(repo, url: str, version: str | None) -> str:
@@ -181,12 +183,16 @@ def _commit_at(repo, url: str, version: str | None) -> str:
             if found is not None:
                 return found.decode()
     if version is not None and re.fullmatch(r"[0-9a-f]{4,40}", version):
-        matches = sorted({sha for sha in (_peel(repo, s) for s in refs.values()) if sha is not None} | _prefixed(repo, version))
+        matches = sorted(
+            {sha for sha in (_peel(repo, s) for s in refs.values()) if sha is not None} | _prefixed(repo, version)
+        )
         matches = [m for m in matches if m.decode().startswith(version)]
         if len(matches) == 1:
             return matches[0].decode()
         if len(matches) > 1:
-            raise InvalidInputError(f"version {version!r} of {redact_url(url)} is ambiguous: it names {len(matches)} commits")
+            raise InvalidInputError(
+                f"version {version!r} of {redact_url(url)} is ambiguous: it names {len(matches)} commits"
+            )
     if version is None:
         raise ProjectFetchError(redact_url(url), "the repository has no HEAD (an empty repository?); pass --version")
     raise VersionNotFoundError(redact_url(url), version)

@@ -18,8 +18,7 @@ import string
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from gitml.errors import InvalidInputError
-from gitml.errors import EntryPointNotFoundError, ParameterError, ProjectSpecError
+from gitml.errors import EntryPointNotFoundError, InvalidInputError, ParameterError, ProjectSpecError
 
 SPEC_FILE = "MLproject"
 PARAMETER_TYPES = ("string", "float", "int", "path", "uri")
@@ -162,10 +161,14 @@ def _entry_point(name: str, data: object) -> EntryPoint:
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(command) if f is not None]
     except ValueError as e:
-        raise ProjectSpecError(SPEC_FILE, f"{where}: command {command!r} is malformed ({e}; write braces as {{{{ }}}})") from None
+        raise ProjectSpecError(
+            SPEC_FILE, f"{where}: command {command!r} is malformed ({e}; write braces as {{{{ }}}})"
+        ) from None
     for placeholder in fields:
         if placeholder not in params:
-            raise ProjectSpecError(SPEC_FILE, f"{where}: command names {{{placeholder}}}, which is not one of its parameters")
+            raise ProjectSpecError(
+                SPEC_FILE, f"{where}: command names {{{placeholder}}}, which is not one of its parameters"
+            )
     return EntryPoint(name, command, params)
 
 
@@ -178,7 +181,9 @@ def _parameter(where: str, name: str, data: object) -> Parameter:
         raise ProjectSpecError(SPEC_FILE, f"{where}: parameter {name!r} is not a type or a mapping (type, default)")
     kind = data.get("type", "string")
     if kind not in PARAMETER_TYPES:
-        raise ProjectSpecError(SPEC_FILE, f"{where}: parameter {name!r} has type {kind!r}, not one of {', '.join(PARAMETER_TYPES)}")
+        raise ProjectSpecError(
+            SPEC_FILE, f"{where}: parameter {name!r} has type {kind!r}, not one of {', '.join(PARAMETER_TYPES)}"
+        )
     default = data.get("default")
     if isinstance(default, (dict, list)):
         raise ProjectSpecError(SPEC_FILE, f"{where}: parameter {name!r} has a default that is not a single value")

@@ -29,12 +29,11 @@ import sys
 import weakref
 from typing import Any
 
-from gitml.errors import CorruptRecordError, InvalidInputError
+from gitml.errors import CorruptRecordError, InvalidInputError, UnsupportedFlavorError
 from gitml.models.mlmodel import PYFUNC, Model
-from gitml.pyfunc.model import PythonModel, PythonModelContext, save_python_model
-from gitml.errors import UnsupportedFlavorError
-from gitml.pyfunc.spark import spark_udf
 from gitml.pyfunc.dask import dask_predict
+from gitml.pyfunc.model import PythonModel, PythonModelContext, save_python_model
+from gitml.pyfunc.spark import spark_udf
 
 # loader modules gitml reads, and the gitml module that loads each
 NATIVE = ("sklearn", "pytorch", "xgboost", "lightgbm", "catboost", "statsmodels", "onnx", "keras", "transformers")
@@ -143,11 +142,16 @@ def load_folder(folder: str, model_config: dict | None = None) -> PyFuncModel:
         raise UnsupportedFlavorError(f"the model at {folder!r} has no python_function flavor (its flavors: {flavors})")
     loader = LOADERS.get(str(conf.get("loader_module")))
     if loader is None:
-        return through_mlflow(folder, meta, model_config, UnsupportedFlavorError(
-            f"the model's loader {conf.get('loader_module')!r} is not one gitml has "
-            f"(it loads {', '.join(sorted(k for k in LOADERS if k.startswith('mlflow.')))} models; "
-            "any other mlflow.* loader with MLflow installed)"
-        ))
+        return through_mlflow(
+            folder,
+            meta,
+            model_config,
+            UnsupportedFlavorError(
+                f"the model's loader {conf.get('loader_module')!r} is not one gitml has "
+                f"(it loads {', '.join(sorted(k for k in LOADERS if k.startswith('mlflow.')))} models; "
+                "any other mlflow.* loader with MLflow installed)"
+            ),
+        )
     if conf.get("code"):
         code = inside(folder, conf["code"], "code path")
         if code not in sys.path:
@@ -188,8 +192,12 @@ def through_mlflow(folder: str, meta: Model, model_config: dict | None, refusal:
     return PyFuncModel(meta, _MlflowLoaded(mlflow.pyfunc.load_model(folder, model_config=model_config)))
 
 
-def load_model(model_uri: str | os.PathLike, suppress_warnings: bool = False, dst_path: str | None = None,
-               model_config: dict | None = None) -> PyFuncModel:
+def load_model(
+    model_uri: str | os.PathLike,
+    suppress_warnings: bool = False,
+    dst_path: str | None = None,
+    model_config: dict | None = None,
+) -> PyFuncModel:
     """Load a model as a :class:`PyFuncModel`.
 
     ``model_uri``: a folder, ``runs:/<run>/<path>`` (run id, prefix or name) or
@@ -221,41 +229,90 @@ def load_model(model_uri: str | os.PathLike, suppress_warnings: bool = False, ds
     return model
 
 
-def save_model(path: str | os.PathLike, loader_module: str | None = None, data_path: str | None = None,
-               code_paths: list[str] | None = None, conda_env=None, mlflow_model: Model | None = None,
-               python_model: PythonModel | None = None, artifacts: dict[str, str] | None = None,
-               signature=None, input_example=None, pip_requirements: list[str] | None = None,
-               extra_pip_requirements: list[str] | None = None, metadata: dict | None = None, **kwargs) -> None:
+def save_model(
+    path: str | os.PathLike,
+    loader_module: str | None = None,
+    data_path: str | None = None,
+    code_paths: list[str] | None = None,
+    conda_env=None,
+    mlflow_model: Model | None = None,
+    python_model: PythonModel | None = None,
+    artifacts: dict[str, str] | None = None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    metadata: dict | None = None,
+    **kwargs,
+) -> None:
     """Save a :class:`PythonModel` (with ``artifacts``: name → local file or folder, copied
     into the model) as an MLflow model folder. MLflow loads it with gitml importable."""
     if loader_module is not None or data_path is not None or conda_env is not None:
-        raise InvalidInputError("gitml.pyfunc.save_model takes python_model= (loader_module, data_path and conda_env are not supported)")
+        raise InvalidInputError(
+            "gitml.pyfunc.save_model takes python_model= (loader_module, data_path and conda_env are not supported)"
+        )
     if kwargs:
         raise TypeError(f"save_model() got unexpected keyword arguments {', '.join(kwargs)}")
     if python_model is None:
         raise InvalidInputError("give python_model= (a gitml.pyfunc.PythonModel)")
     save_python_model(
-        os.fspath(path), python_model, artifacts=artifacts, code_paths=code_paths, mlflow_model=mlflow_model,
-        signature=signature, input_example=input_example, pip_requirements=pip_requirements,
-        extra_pip_requirements=extra_pip_requirements, metadata=metadata,
+        os.fspath(path),
+        python_model,
+        artifacts=artifacts,
+        code_paths=code_paths,
+        mlflow_model=mlflow_model,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
     )
 
 
-def log_model(artifact_path: str | None = None, python_model: PythonModel | None = None, artifacts: dict | None = None,
-              code_paths: list[str] | None = None, registered_model_name: str | None = None, signature=None,
-              input_example=None, pip_requirements: list[str] | None = None, extra_pip_requirements: list[str] | None = None,
-              metadata: dict | None = None, *, name: str | None = None, run_id: str | None = None):
+def log_model(
+    artifact_path: str | None = None,
+    python_model: PythonModel | None = None,
+    artifacts: dict | None = None,
+    code_paths: list[str] | None = None,
+    registered_model_name: str | None = None,
+    signature=None,
+    input_example=None,
+    pip_requirements: list[str] | None = None,
+    extra_pip_requirements: list[str] | None = None,
+    metadata: dict | None = None,
+    *,
+    name: str | None = None,
+    run_id: str | None = None,
+):
     """Save a :class:`PythonModel` and log it to the active run under ``name``; returns a
     ModelInfo whose ``model_uri`` is ``runs:/<run_id>/<name>``."""
     from gitml.models.save import log_model_folder
 
     return log_model_folder(
-        save_model, name, artifact_path, registered_model_name, run_id,
-        python_model=python_model, artifacts=artifacts, code_paths=code_paths, signature=signature,
-        input_example=input_example, pip_requirements=pip_requirements,
-        extra_pip_requirements=extra_pip_requirements, metadata=metadata,
+        save_model,
+        name,
+        artifact_path,
+        registered_model_name,
+        run_id,
+        python_model=python_model,
+        artifacts=artifacts,
+        code_paths=code_paths,
+        signature=signature,
+        input_example=input_example,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
     )
 
 
-__all__ = ["PyFuncModel", "PythonModel", "PythonModelContext", "UnsupportedFlavorError", "dask_predict", "load_model",
-           "log_model", "save_model", "spark_udf"]
+__all__ = [
+    "PyFuncModel",
+    "PythonModel",
+    "PythonModelContext",
+    "UnsupportedFlavorError",
+    "dask_predict",
+    "load_model",
+    "log_model",
+    "save_model",
+    "spark_udf",
+]

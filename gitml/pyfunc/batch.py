@@ -18,11 +18,16 @@ import shutil
 from collections.abc import Callable
 from typing import Any
 
-from gitml.errors import ConflictError, InvalidInputError, NotFoundError
-from gitml.errors import BadInputFileError, InputTooLargeError
+from gitml.errors import BadInputFileError, ConflictError, InputTooLargeError, InvalidInputError, NotFoundError
 
-CONTENT_TYPES = {"csv": "csv", "text/csv": "csv", "json": "json", "application/json": "json",
-                 "parquet": "parquet", "application/x-parquet": "parquet"}
+CONTENT_TYPES = {
+    "csv": "csv",
+    "text/csv": "csv",
+    "json": "json",
+    "application/json": "json",
+    "parquet": "parquet",
+    "application/x-parquet": "parquet",
+}
 CHUNK_ROWS = 10_000
 
 
@@ -34,7 +39,9 @@ def _kind(path: str, content_type: str | None) -> str:
         return kind
     ext = os.path.splitext(path)[1].lower().lstrip(".")
     if ext not in ("csv", "json", "parquet"):
-        raise InvalidInputError(f"cannot tell the format of {path!r} from its extension: give --content-type csv|json|parquet")
+        raise InvalidInputError(
+            f"cannot tell the format of {path!r} from its extension: give --content-type csv|json|parquet"
+        )
     return ext
 
 
@@ -53,8 +60,9 @@ def _typed(frame, schema):
 
 
 def _too_large(what: str, cells: int, max_cells: int) -> InputTooLargeError:
-    return InputTooLargeError(f"{what} holds a table of {cells:,} cells (rows x columns), "
-                              f"over the limit of {max_cells:,}")
+    return InputTooLargeError(
+        f"{what} holds a table of {cells:,} cells (rows x columns), over the limit of {max_cells:,}"
+    )
 
 
 def _rows_cells(rows: Any, columns: Any = None) -> int:
@@ -111,9 +119,7 @@ def table_from_json(payload: Any, *, max_cells: int | None = None, what: str = "
             return np.asarray(value)
         if "columns" in payload and "data" in payload:
             return pd.DataFrame(payload["data"], columns=payload["columns"])
-        raise BadInputFileError(
-            "JSON input must hold one of dataframe_split, dataframe_records, instances or inputs"
-        )
+        raise BadInputFileError("JSON input must hold one of dataframe_split, dataframe_records, instances or inputs")
     if isinstance(payload, list):
         return pd.DataFrame(payload)
     raise BadInputFileError("JSON input must be an object or a list of records")
@@ -171,9 +177,14 @@ def _check_parquet(data: bytes, max_cells: int, what: str) -> None:
             raise _too_large(what, cells, max_cells)
         if size > max_bytes:
             raise InputTooLargeError(f"{what} decompresses to {size:,} bytes, over the limit of {max_bytes:,}")
-        texts = [f.name for f in file.schema_arrow
-                 if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-                 or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+        texts = [
+            f.name
+            for f in file.schema_arrow
+            if pa.types.is_string(f.type)
+            or pa.types.is_large_string(f.type)
+            or pa.types.is_binary(f.type)
+            or pa.types.is_large_binary(f.type)
+        ]
         if not texts:
             return
         table = pq.ParquetFile(io.BytesIO(data), read_dictionary=texts).read(columns=texts)
@@ -192,8 +203,15 @@ def _check_parquet(data: bytes, max_cells: int, what: str) -> None:
         raise InputTooLargeError(f"{what} holds {dense:,} bytes of text once expanded, over the limit of {max_bytes:,}")
 
 
-def read_table(source, kind: str, schema=None, *, what: str = "the input", loads: Callable[[bytes], Any] | None = None,
-               max_cells: int | None = None):
+def read_table(
+    source,
+    kind: str,
+    schema=None,
+    *,
+    what: str = "the input",
+    loads: Callable[[bytes], Any] | None = None,
+    max_cells: int | None = None,
+):
     """The table (and the params a JSON input carries) in ``source`` (a binary file or
     bytes) of ``kind`` csv, json or parquet, typed by ``schema``: the one reader of
     ``gitml predict`` and ``gitml serve``. ``loads`` parses JSON (default ``json.loads``).
@@ -308,7 +326,11 @@ def predict_table(model, data, params: dict | None = None, progress: Callable[[i
         return out
     parts = []
     for start in range(0, rows, CHUNK_ROWS):
-        chunk = data.iloc[start:start + CHUNK_ROWS] if isinstance(data, pd.DataFrame) else data[start:start + CHUNK_ROWS]
+        chunk = (
+            data.iloc[start : start + CHUNK_ROWS]
+            if isinstance(data, pd.DataFrame)
+            else data[start : start + CHUNK_ROWS]
+        )
         parts.append(model.predict(chunk, params=params))
         if progress is not None:
             progress(min(start + CHUNK_ROWS, rows), rows)
@@ -319,8 +341,14 @@ def predict_table(model, data, params: dict | None = None, progress: Callable[[i
     return [p for part in parts for p in part]
 
 
-def predict_file(model_uri: str, input_path: str, output_path: str | None = None, *, content_type: str | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> str | None:
+def predict_file(
+    model_uri: str,
+    input_path: str,
+    output_path: str | None = None,
+    *,
+    content_type: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> str | None:
     """Score the table in ``input_path`` with the model at ``model_uri``; write the predictions
     to ``output_path`` (JSON ``{"predictions": ...}``, or CSV for a ``.csv`` name) or return
     them as JSON text when ``output_path`` is None.

@@ -37,7 +37,9 @@ def _as_output(result: Any, index: Any) -> Any:
     return pd.Series(list(array), index=index, name="prediction")
 
 
-def score_partition(frame: Any, files: dict[str, bytes], key: Any, params: dict | None, model_config: dict | None) -> Any:
+def score_partition(
+    frame: Any, files: dict[str, bytes], key: Any, params: dict | None, model_config: dict | None
+) -> Any:
     """On a worker: the model (checked, loaded once per process) applied to one partition; the
     predictions keep the partition's index."""
     if len(frame) == 0:
@@ -46,8 +48,14 @@ def score_partition(frame: Any, files: dict[str, bytes], key: Any, params: dict 
     return _as_output(model.predict(frame, params), frame.index)
 
 
-def dask_predict(ddf: Any, model_uri: str | os.PathLike, *, params: dict | None = None,
-                 model_config: dict | None = None, meta: Any = None) -> Any:
+def dask_predict(
+    ddf: Any,
+    model_uri: str | os.PathLike,
+    *,
+    params: dict | None = None,
+    model_config: dict | None = None,
+    meta: Any = None,
+) -> Any:
     """Predictions of ``model_uri`` (a folder, ``runs:/``, ``models:/``) for every row of the Dask
     DataFrame ``ddf``: a lazy Dask Series named ``prediction`` (a DataFrame for a model of several
     outputs), partitioned and indexed as ``ddf``. ``meta``: the output's empty pandas form (default:
@@ -73,7 +81,9 @@ def dask_predict(ddf: Any, model_uri: str | os.PathLike, *, params: dict | None 
     if meta is None:
         sample = ddf.head(5, npartitions=1, compute=True)
         if len(sample) == 0:
-            raise InvalidInputError("dask_predict cannot find the output's form from an empty first partition: give meta=")
+            raise InvalidInputError(
+                "dask_predict cannot find the output's form from an empty first partition: give meta="
+            )
         meta = score_partition(sample, shipped.files, key, params, model_config).iloc[:0]
     files = dask.delayed(shipped.files, pure=True, name=f"gitml-model-{shipped.digest}")
     return ddf.map_partitions(score_partition, files, key, params, model_config, meta=meta, align_dataframes=False)

@@ -118,7 +118,9 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> _PythonModelWra
     if "model_code_path" in conf:
         from gitml.errors import UnsupportedFlavorError
 
-        raise UnsupportedFlavorError("models-from-code (model_code_path) are loaded only through MLflow (install mlflow)")
+        raise UnsupportedFlavorError(
+            "models-from-code (model_code_path) are loaded only through MLflow (install mlflow)"
+        )
     python_model = load_pickle(inside(path, conf.get("python_model", PYTHON_MODEL_FILE), "python_model"))
     artifacts = {
         name: inside(path, info.get("path") if isinstance(info, dict) else None, f"artifact {name!r}")
@@ -129,8 +131,19 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> _PythonModelWra
     return _PythonModelWrapper(python_model, context)
 
 
-def save_python_model(path: str, python_model: PythonModel, *, artifacts: dict[str, str] | None, code_paths,
-                      mlflow_model, signature, input_example, pip_requirements, extra_pip_requirements, metadata) -> None:
+def save_python_model(
+    path: str,
+    python_model: PythonModel,
+    *,
+    artifacts: dict[str, str] | None,
+    code_paths,
+    mlflow_model,
+    signature,
+    input_example,
+    pip_requirements,
+    extra_pip_requirements,
+    metadata,
+) -> None:
     import cloudpickle
 
     from gitml.models.mlmodel import Model
@@ -153,8 +166,12 @@ def save_python_model(path: str, python_model: PythonModel, *, artifacts: dict[s
         saved[name] = {"path": target, "uri": source}
     with open(os.path.join(folder, PYTHON_MODEL_FILE), "wb") as f:
         cloudpickle.dump(python_model, f)
-    conf: dict[str, Any] = {"loader_module": LOADER, "python_model": PYTHON_MODEL_FILE,
-                            "cloudpickle_version": cloudpickle.__version__, "code": copy_code_paths(folder, code_paths)}
+    conf: dict[str, Any] = {
+        "loader_module": LOADER,
+        "python_model": PYTHON_MODEL_FILE,
+        "cloudpickle_version": cloudpickle.__version__,
+        "code": copy_code_paths(folder, code_paths),
+    }
     if saved:
         conf["artifacts"] = saved
 
@@ -166,11 +183,24 @@ def save_python_model(path: str, python_model: PythonModel, *, artifacts: dict[s
     import gitml
 
     if pip_requirements is None:  # the loader is gitml's: the model needs gitml (and cloudpickle)
-        extra_pip_requirements = [f"gitml=={gitml.__version__}", *_pinned(["cloudpickle"]), *(extra_pip_requirements or [])]
+        extra_pip_requirements = [
+            f"gitml=={gitml.__version__}",
+            *_pinned(["cloudpickle"]),
+            *(extra_pip_requirements or []),
+        ]
     finish_folder(
-        folder, model, flavor=None, flavor_conf=None, pyfunc_conf=conf, packages=[], signature=signature,
-        input_example=input_example, predict=predict, pip_requirements=pip_requirements,
-        extra_pip_requirements=extra_pip_requirements, metadata=metadata,
+        folder,
+        model,
+        flavor=None,
+        flavor_conf=None,
+        pyfunc_conf=conf,
+        packages=[],
+        signature=signature,
+        input_example=input_example,
+        predict=predict,
+        pip_requirements=pip_requirements,
+        extra_pip_requirements=extra_pip_requirements,
+        metadata=metadata,
     )
 
 

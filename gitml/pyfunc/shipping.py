@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from gitml.errors import ModelIntegrityError
 
 if TYPE_CHECKING:
-    from gitml.ops import Operations
     from gitml.models.mlmodel import Model
+    from gitml.ops import Operations
     from gitml.pyfunc import PyFuncModel
 
 
@@ -68,7 +68,9 @@ class ShippedKey:
     hashes: dict[str, str]
     digest: str
 
-    def load(self, files: Callable[[], dict[str, bytes]] | dict[str, bytes], model_config: dict | None = None) -> PyFuncModel:
+    def load(
+        self, files: Callable[[], dict[str, bytes]] | dict[str, bytes], model_config: dict | None = None
+    ) -> PyFuncModel:
         """The model, loaded once per process: the first call checks ``files`` (bytes, or a
         function returning them: called only on a process's first load) and loads them; later
         calls return that model. Raises ModelIntegrityError naming a file that differs, before
@@ -109,8 +111,15 @@ def ship_model(model_uri: str | os.PathLike, *, client: Operations | None = None
         what = f"model {model_uri}"
         for name in sorted(set(hashes) | set(manifest)):
             entry = manifest.get(name)
-            if entry is None or name not in hashes or hashes[name] != entry["sha256"] or len(files[name]) != entry["size"]:
-                raise ModelIntegrityError(f"{what}: file {name!r} does not match the run's manifest; refusing to ship it")
+            if (
+                entry is None
+                or name not in hashes
+                or hashes[name] != entry["sha256"]
+                or len(files[name]) != entry["size"]
+            ):
+                raise ModelIntegrityError(
+                    f"{what}: file {name!r} does not match the run's manifest; refusing to ship it"
+                )
     return ShippedModel(str(model_uri), files, hashes, _digest(hashes), metadata)
 
 
@@ -134,13 +143,20 @@ def check_shipped(key: ShippedKey, files: dict[str, bytes]) -> None:
         raise ModelIntegrityError(f"model {key.uri}: what arrived is not the model's files; refusing to load it")
     for name in sorted(set(files) | set(key.hashes)):
         data = files.get(name)
-        if name not in key.hashes or not isinstance(data, bytes) or hashlib.sha256(data).hexdigest() != key.hashes[name]:
-            raise ModelIntegrityError(f"model {key.uri}: shipped file {name!r} does not match the hash the driver "
-                                      "verified; refusing to load it")
+        if (
+            name not in key.hashes
+            or not isinstance(data, bytes)
+            or hashlib.sha256(data).hexdigest() != key.hashes[name]
+        ):
+            raise ModelIntegrityError(
+                f"model {key.uri}: shipped file {name!r} does not match the hash the driver "
+                "verified; refusing to load it"
+            )
 
 
-def load_shipped(key: ShippedKey, files: Callable[[], dict[str, bytes]] | dict[str, bytes],
-                 model_config: dict | None = None) -> PyFuncModel:
+def load_shipped(
+    key: ShippedKey, files: Callable[[], dict[str, bytes]] | dict[str, bytes], model_config: dict | None = None
+) -> PyFuncModel:
     """:meth:`ShippedKey.load`."""
     from gitml.pyfunc import inside, load_folder
 

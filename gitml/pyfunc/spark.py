@@ -19,8 +19,14 @@ from typing import Any, Iterator, Tuple, Union
 
 from gitml.errors import InvalidInputError, SchemaEnforcementError
 
-_PRIMITIVE = {"IntegerType": "int32", "LongType": "int64", "FloatType": "float32", "DoubleType": "float64",
-              "BooleanType": "bool", "StringType": "str"}
+_PRIMITIVE = {
+    "IntegerType": "int32",
+    "LongType": "int64",
+    "FloatType": "float32",
+    "DoubleType": "float64",
+    "BooleanType": "bool",
+    "StringType": "str",
+}
 
 
 def _check_result_type(data_type: Any) -> None:
@@ -33,8 +39,10 @@ def _check_result_type(data_type: Any) -> None:
             _check_result_type(f.dataType)
         return None
     if type(data_type).__name__ not in _PRIMITIVE:
-        raise InvalidInputError(f"spark_udf result type {data_type.simpleString()!r} is not one of int, long, float, "
-                                "double, string, boolean, an array of those, or a struct of those")
+        raise InvalidInputError(
+            f"spark_udf result type {data_type.simpleString()!r} is not one of int, long, float, "
+            "double, string, boolean, an array of those, or a struct of those"
+        )
     return None
 
 
@@ -49,8 +57,9 @@ def _parse_result_type(result_type: Any) -> Any:
     try:
         return DataType.fromDDL(text)
     except Exception as e:  # pyspark's parse errors have no common public base
-        raise InvalidInputError(f"spark_udf result_type {result_type!r} does not parse as a Spark type: "
-                                f"{str(e).splitlines()[0]}") from None
+        raise InvalidInputError(
+            f"spark_udf result_type {result_type!r} does not parse as a Spark type: {str(e).splitlines()[0]}"
+        ) from None
 
 
 def _spark_type_of(spec: Any) -> Any:
@@ -60,19 +69,30 @@ def _spark_type_of(spec: Any) -> Any:
 
     from gitml.models.signature import ColSpec, DataType, data_type_of
 
-    simple = {DataType.boolean: T.BooleanType(), DataType.integer: T.IntegerType(), DataType.long: T.LongType(),
-              DataType.float: T.FloatType(), DataType.double: T.DoubleType(), DataType.string: T.StringType(),
-              DataType.binary: T.BinaryType(), DataType.datetime: T.TimestampType()}
+    simple = {
+        DataType.boolean: T.BooleanType(),
+        DataType.integer: T.IntegerType(),
+        DataType.long: T.LongType(),
+        DataType.float: T.FloatType(),
+        DataType.double: T.DoubleType(),
+        DataType.string: T.StringType(),
+        DataType.binary: T.BinaryType(),
+        DataType.datetime: T.TimestampType(),
+    }
     if isinstance(spec, ColSpec):
         if spec.type not in simple:
-            raise InvalidInputError(f"the model's output column {spec.name!r} has a type spark_udf cannot return; give result_type")
+            raise InvalidInputError(
+                f"the model's output column {spec.name!r} has a type spark_udf cannot return; give result_type"
+            )
         return simple[spec.type]
     import numpy as np
 
     kind = data_type_of(np.dtype(spec.type))
     if kind is None or kind not in simple or len(spec.shape) not in (1, 2):
-        raise InvalidInputError(f"the model's output tensor {spec.type}{list(spec.shape)} is not one spark_udf "
-                                "returns (a 1-D or 2-D tensor of numbers, strings or booleans); give result_type")
+        raise InvalidInputError(
+            f"the model's output tensor {spec.type}{list(spec.shape)} is not one spark_udf "
+            "returns (a 1-D or 2-D tensor of numbers, strings or booleans); give result_type"
+        )
     inner = T.ArrayType(simple[kind])
     return inner if len(spec.shape) == 1 else T.ArrayType(inner)
 
@@ -89,9 +109,15 @@ def _default_result_type(metadata: Any) -> Any:
     return StructType([StructField(s.name or str(i), _spark_type_of(s)) for i, s in enumerate(specs)])
 
 
-def spark_udf(spark: Any, model_uri: "str | os.PathLike", result_type: Any = None, env_manager: "str | None" = "local",
-              params: "dict | None" = None, extra_env: "dict[str, str] | None" = None,
-              model_config: "dict | None" = None) -> Any:
+def spark_udf(
+    spark: Any,
+    model_uri: "str | os.PathLike",
+    result_type: Any = None,
+    env_manager: "str | None" = "local",
+    params: "dict | None" = None,
+    extra_env: "dict[str, str] | None" = None,
+    model_config: "dict | None" = None,
+) -> Any:
     """A Spark pandas UDF scoring ``model_uri`` (a folder, ``runs:/``, ``models:/``) as MLflow's
     ``mlflow.pyfunc.spark_udf`` does (see the module's docstring for its calling forms).
 
@@ -109,12 +135,16 @@ def spark_udf(spark: Any, model_uri: "str | os.PathLike", result_type: Any = Non
 
     MissingExtraError.unless_installed("spark", ("pyspark",))
     if env_manager not in (None, "local"):
-        raise InvalidInputError(f"spark_udf env_manager {env_manager!r}: gitml scores in the executors' own Python "
-                                "('local'); install the model's requirements.txt on the executors")
+        raise InvalidInputError(
+            f"spark_udf env_manager {env_manager!r}: gitml scores in the executors' own Python "
+            "('local'); install the model's requirements.txt on the executors"
+        )
     try:
         context = spark.sparkContext
     except Exception:  # Spark Connect sessions have no SparkContext
-        raise InvalidInputError("spark_udf needs a classic SparkSession (Spark Connect cannot broadcast the verified model)") from None
+        raise InvalidInputError(
+            "spark_udf needs a classic SparkSession (Spark Connect cannot broadcast the verified model)"
+        ) from None
     from gitml.models.enforce import enforce_params
     from gitml.pyfunc.shipping import ship_model
 
@@ -137,7 +167,9 @@ def spark_udf(spark: Any, model_uri: "str | os.PathLike", result_type: Any = Non
         if columns:
             return udf(*columns)
         if schema is None or not schema.inputs:
-            raise InvalidInputError("the model has no input signature: call the UDF with its columns, e.g. udf(struct('a', 'b'))")
+            raise InvalidInputError(
+                "the model has no input signature: call the UDF with its columns, e.g. udf(struct('a', 'b'))"
+            )
         if not schema.has_input_names():
             raise InvalidInputError("the model's input signature names no columns: call the UDF with its columns")
         if len(schema.required_input_names()) < len(schema.inputs):
@@ -161,8 +193,17 @@ class _Plan:
     """What every task carries: the hashes (not the bytes: those are in the broadcast), the
     calling conventions and the result type."""
 
-    def __init__(self, key: Any, broadcast: Any, model_config: Any, params: Any, result_type: Any,
-                 names: "list[str] | None", required: int, extra_env: "dict[str, str]"):
+    def __init__(
+        self,
+        key: Any,
+        broadcast: Any,
+        model_config: Any,
+        params: Any,
+        result_type: Any,
+        names: "list[str] | None",
+        required: int,
+        extra_env: "dict[str, str]",
+    ):
         self.key, self.broadcast, self.model_config, self.params = key, broadcast, model_config, params
         self.result_type, self.names, self.required, self.extra_env = result_type, names, required, extra_env
 
@@ -176,6 +217,7 @@ def _pandas_udf(plan: _Plan) -> Any:
     from pyspark.sql.types import StructType
 
     if isinstance(plan.result_type, StructType):
+
         def score_frames(batches: Iterator[Tuple[Union[pd.Series, pd.DataFrame], ...]]) -> Iterator[pd.DataFrame]:
             return score_batches(plan, batches)
 
@@ -221,10 +263,12 @@ def _input_frame(plan: _Plan, args: tuple) -> Any:
         names = plan.names
         args = args[: len(names)]
         if len(args) < plan.required:
-            raise SchemaEnforcementError(f"the model takes {plan.required} required columns {names}, in that order; "
-                                         f"the UDF was given {len(args)}")
+            raise SchemaEnforcementError(
+                f"the model takes {plan.required} required columns {names}, in that order; "
+                f"the UDF was given {len(args)}"
+            )
     columns = {}
-    for name, arg in zip(names, args):
+    for name, arg in zip(names, args, strict=False):
         columns[name] = arg if isinstance(arg, pd.Series) else pd.Series(arg.to_dict("records"), index=arg.index)
     return pd.DataFrame(columns)
 
@@ -292,8 +336,10 @@ def to_spark_values(result: Any, result_type: Any) -> Any:
         out = {}
         for f in result_type.fields:
             if f.name not in frame.columns:
-                raise InvalidInputError(f"the model's output has no column {f.name!r} for the result type's field "
-                                        f"(its columns: {', '.join(map(str, frame.columns))})")
+                raise InvalidInputError(
+                    f"the model's output has no column {f.name!r} for the result type's field "
+                    f"(its columns: {', '.join(map(str, frame.columns))})"
+                )
             column = frame[f.name]
             if isinstance(f.dataType, ArrayType):
                 out[f.name] = pd.Series([_array_values(v, f.dataType) for v in column], index=column.index)
@@ -303,18 +349,29 @@ def to_spark_values(result: Any, result_type: Any) -> Any:
         return pd.DataFrame(out)
     nested = isinstance(result_type, ArrayType) and isinstance(result_type.elementType, ArrayType)
     if nested:
-        return pd.Series([_array_values(v, result_type.elementType) for v in (result if not isinstance(result, pd.DataFrame)
-                                                                            else result.to_numpy().tolist())])
+        return pd.Series(
+            [
+                _array_values(v, result_type.elementType)
+                for v in (result if not isinstance(result, pd.DataFrame) else result.to_numpy().tolist())
+            ]
+        )
     element = result_type.elementType if isinstance(result_type, ArrayType) else result_type
     kind = _PRIMITIVE[type(element).__name__]
-    if (not isinstance(result_type, ArrayType) and isinstance(result, np.ndarray) and result.ndim == 1
-            and kind != "str" and _fits(result.dtype, kind)):
+    if (
+        not isinstance(result_type, ArrayType)
+        and isinstance(result, np.ndarray)
+        and result.ndim == 1
+        and kind != "str"
+        and _fits(result.dtype, kind)
+    ):
         return pd.Series(result.astype(kind, copy=False))  # the common case: one column of numbers
     frame = _frame(result)
     picked = [c for c in frame.columns if _fits(frame[c].dtype, kind)]
     if not picked:
-        raise InvalidInputError(f"the model's output has no column of Spark type {element.simpleString()} "
-                                "(ask for result_type='string' or 'array<string>')")
+        raise InvalidInputError(
+            f"the model's output has no column of Spark type {element.simpleString()} "
+            "(ask for result_type='string' or 'array<string>')"
+        )
     chosen = frame[picked]
     if isinstance(result_type, ArrayType):
         values = chosen.astype(kind).to_numpy() if kind != "str" else chosen.map(str).to_numpy()

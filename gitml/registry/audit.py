@@ -52,7 +52,9 @@ def verify_registry(reg: Registry) -> tuple[list[tuple[str, str]], int]:
         if tag.action in (Action.ASSIGN, Action.UNASSIGN):
             version = by_model.get(tag.model, {}).get(event.target)
             if version is None:
-                problems.append((tag.name, f"points at {event.target[:12]}, which is no registered version of {tag.model}"))
+                problems.append(
+                    (tag.name, f"points at {event.target[:12]}, which is no registered version of {tag.model}")
+                )
             elif event.info and event.info.get("version") not in (None, version):
                 problems.append((tag.name, f"its message names {event.info.get('version')}, its commit is {version}"))
     return problems, len(tags)
@@ -62,7 +64,9 @@ def _check_registration(reg: Registry, event, problems: list[tuple[str, str]]) -
     tag = event.tag
     info = event.info
     if info.get("version") not in (None, tag.version) or info.get("model") not in (None, tag.model):
-        problems.append((tag.name, f"its message names {info.get('model')} {info.get('version')}, not {tag.model} {tag.version}"))
+        problems.append(
+            (tag.name, f"its message names {info.get('model')} {info.get('version')}, not {tag.model} {tag.version}")
+        )
         return
     run_id = str(info.get("run_id") or "")
     if not run_id:
@@ -75,6 +79,8 @@ def _check_registration(reg: Registry, event, problems: list[tuple[str, str]]) -
             return
         files = reg.model_files_at(run_id, event.target, str(info.get("path") or ""))
         if "MLmodel" not in files:
-            problems.append((tag.name, f"run {run_id} has no model at {info.get('path')!r} in commit {event.target[:12]}"))
+            problems.append(
+                (tag.name, f"run {run_id} has no model at {info.get('path')!r} in commit {event.target[:12]}")
+            )
     except GitmlError as e:
         problems.append((tag.name, str(e)))

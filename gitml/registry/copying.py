@@ -29,8 +29,16 @@ def rename(reg: Registry, name: str, new_name: str, *, sign_tag: bool | None = N
         raise ConflictError(f"registered model {new_name!r} already exists (it has registry tags)")
     for _, version in sorted(state.numbers.items()):
         mv = state.versions[version]
-        reg.register_commit(new_name, mv.commit.encode(), mv.run_id, mv.path, version=mv.version,
-                            description=mv.description, sign_tag=sign_tag, number=mv.number)
+        reg.register_commit(
+            new_name,
+            mv.commit.encode(),
+            mv.run_id,
+            mv.path,
+            version=mv.version,
+            description=mv.description,
+            sign_tag=sign_tag,
+            number=mv.number,
+        )
         if mv.deregistered:
             reg.deregister(new_name, mv.version, sign_tag=sign_tag)
     for stage, version in sorted(state.stages.items()):
@@ -40,5 +48,6 @@ def rename(reg: Registry, name: str, new_name: str, *, sign_tag: bool | None = N
 
 def copy_version(reg: Registry, mv: ModelVersion, dst: str, *, sign_tag: bool | None = None) -> ModelVersion:
     """Register ``mv``'s commit (its run and model path) as the next version of ``dst``."""
-    return reg.register_commit(dst, mv.commit.encode(), mv.run_id, mv.path, description=mv.description,
-                               sign_tag=sign_tag)
+    return reg.register_commit(
+        dst, mv.commit.encode(), mv.run_id, mv.path, description=mv.description, sign_tag=sign_tag
+    )

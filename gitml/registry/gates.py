@@ -29,11 +29,15 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from gitml.errors import InvalidInputError
-from gitml.errors import GateError
+from gitml.errors import GateError, InvalidInputError
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
 }
 _THRESHOLD = re.compile(r"\s*(>=|<=|==|!=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*")
 _STAGE_KEYS = ("require", "no_worse_than_current", "dataset")
@@ -87,7 +91,9 @@ def parse_datasets(raw: object, read: Callable[[str], bytes | None]) -> dict[str
             raise InvalidInputError(f"{where}: unknown key(s) {', '.join(unknown)}; known: path, targets, model_type")
         for key in ("path", "targets"):
             if not isinstance(spec.get(key), str) or not spec[key]:
-                raise InvalidInputError(f"{where}.{key} must be given (a {'file in the repository' if key == 'path' else 'column'})")
+                raise InvalidInputError(
+                    f"{where}.{key} must be given (a {'file in the repository' if key == 'path' else 'column'})"
+                )
         model_type = spec.get("model_type")
         if model_type not in ("classifier", "regressor"):
             raise InvalidInputError(f"{where}.model_type must be classifier or regressor, not {model_type!r}")
@@ -127,8 +133,11 @@ class StageGates:
 
     def meaning(self) -> dict:
         """What the gates say (for the policy's digest)."""
-        return {"require": [[t.key, t.op, t.value] for t in self.require],
-                "no_worse": [[n.key, n.higher_is_better] for n in self.no_worse], "dataset": self.dataset}
+        return {
+            "require": [[t.key, t.op, t.value] for t in self.require],
+            "no_worse": [[n.key, n.higher_is_better] for n in self.no_worse],
+            "dataset": self.dataset,
+        }
 
 
 @dataclass(frozen=True)
@@ -163,13 +172,17 @@ class GateReport:
 
     def failure(self) -> str:
         """What failed, in one line."""
-        return (f"{self.model} {self.version} fails the gate(s) of stage {self.stage!r} "
-                f"({'; '.join(map(str, self.failed))}) under {self.source}")
+        return (
+            f"{self.model} {self.version} fails the gate(s) of stage {self.stage!r} "
+            f"({'; '.join(map(str, self.failed))}) under {self.source}"
+        )
 
     def refusal(self) -> str:
         """The one-line message of a refused promotion."""
-        return (f"{self.failure()}; an authorised signer may override with --force (the tag must be signed by a "
-                "trusted key; the override is recorded in its message)")
+        return (
+            f"{self.failure()}; an authorised signer may override with --force (the tag must be signed by a "
+            "trusted key; the override is recorded in its message)"
+        )
 
 
 def _metric_key(key: object, where: str) -> str:
@@ -178,8 +191,9 @@ def _metric_key(key: object, where: str) -> str:
     return key
 
 
-def parse_gates(raw: object, stages: tuple[str, ...] | None, check_stage: Callable[[str], str],
-                datasets: Mapping[str, object]) -> dict[str, StageGates]:
+def parse_gates(
+    raw: object, stages: tuple[str, ...] | None, check_stage: Callable[[str], str], datasets: Mapping[str, object]
+) -> dict[str, StageGates]:
     """``gates:`` of the policy: ``{stage: StageGates}``. Raises InvalidInputError naming
     the key that is wrong (``gates.production.require.metrics.acc``)."""
     if raw is None:
@@ -196,7 +210,9 @@ def parse_gates(raw: object, stages: tuple[str, ...] | None, check_stage: Callab
         except InvalidInputError as e:
             raise InvalidInputError(f"{where}: {e}") from None
         if stages is not None and stage not in stages:
-            raise InvalidInputError(f"{where}: {stage!r} is not one of the stages the policy allows: {', '.join(stages)}")
+            raise InvalidInputError(
+                f"{where}: {stage!r} is not one of the stages the policy allows: {', '.join(stages)}"
+            )
         if not isinstance(spec, dict):
             raise InvalidInputError(f"{where} must be a mapping with {', '.join(_STAGE_KEYS)}")
         unknown = sorted(str(k) for k in spec if k not in _STAGE_KEYS)
@@ -204,14 +220,15 @@ def parse_gates(raw: object, stages: tuple[str, ...] | None, check_stage: Callab
             raise InvalidInputError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(_STAGE_KEYS)}")
         require = spec.get("require") or {}
         if not isinstance(require, dict):
-            raise InvalidInputError(f"{where}.require must be a mapping of metric key to a threshold such as \">= 0.9\"")
+            raise InvalidInputError(f'{where}.require must be a mapping of metric key to a threshold such as ">= 0.9"')
         thresholds = []
         for key, text in require.items():
             _metric_key(key, f"{where}.require")
             m = _THRESHOLD.fullmatch(text) if isinstance(text, str) else None
             if m is None:
-                raise InvalidInputError(f"{where}.require.{key}: expected a comparison and a number such as \">= 0.9\", "
-                                        f"not {text!r}")
+                raise InvalidInputError(
+                    f'{where}.require.{key}: expected a comparison and a number such as ">= 0.9", not {text!r}'
+                )
             value = float(m[2])
             if not math.isfinite(value):
                 raise InvalidInputError(f"{where}.require.{key}: {text!r} is not a finite number")
@@ -224,18 +241,21 @@ def parse_gates(raw: object, stages: tuple[str, ...] | None, check_stage: Callab
         no_worse = []
         for item in items:
             if isinstance(item, dict) and len(item) == 1:
-                (key, direction), = item.items()
+                ((key, direction),) = item.items()
             else:
                 key, direction = item, "higher"
             _metric_key(key, f"{where}.no_worse_than_current")
             if direction not in _DIRECTIONS:
-                raise InvalidInputError(f"{where}.no_worse_than_current.{key}: say higher or lower (which is better), "
-                                        f"not {direction!r}")
+                raise InvalidInputError(
+                    f"{where}.no_worse_than_current.{key}: say higher or lower (which is better), not {direction!r}"
+                )
             no_worse.append(NoWorse(key, direction == "higher"))
         dataset = spec.get("dataset")
         if dataset is not None and (not isinstance(dataset, str) or dataset not in datasets):
-            raise InvalidInputError(f"{where}.dataset: {dataset!r} is not one of the datasets the policy names "
-                                    f"({', '.join(map(str, datasets)) or 'none: add a datasets: section'})")
+            raise InvalidInputError(
+                f"{where}.dataset: {dataset!r} is not one of the datasets the policy names "
+                f"({', '.join(map(str, datasets)) or 'none: add a datasets: section'})"
+            )
         out[stage] = StageGates(stage, tuple(thresholds), tuple(no_worse), dataset)
     return out
 
@@ -245,13 +265,14 @@ def unjudged(gates: StageGates, why: str) -> list[GateResult]:
     return [GateResult(str(g), False, why) for g in (*gates.require, *gates.no_worse)]
 
 
-def judge(gates: StageGates, candidate: Mapping[str, float], current: Mapping[str, float] | None,
-          current_version: str | None) -> list[GateResult]:
+def judge(
+    gates: StageGates, candidate: Mapping[str, float], current: Mapping[str, float] | None, current_version: str | None
+) -> list[GateResult]:
     """Each gate's result. ``candidate``/``current``: metric name → value (``current`` None:
     the stage holds nothing, so there is nothing to regress against)."""
     results = []
     for t in gates.require:
-        name = t.key[len("metrics."):]
+        name = t.key[len("metrics.") :]
         value = candidate.get(name)
         if value is None:
             results.append(GateResult(str(t), False, "the candidate has no such metric"))
@@ -259,7 +280,7 @@ def judge(gates: StageGates, candidate: Mapping[str, float], current: Mapping[st
             ok = not math.isnan(value) and _OPS[t.op](value, t.value)
             results.append(GateResult(str(t), ok, f"candidate {value:g}"))
     for n in gates.no_worse:
-        name = n.key[len("metrics."):]
+        name = n.key[len("metrics.") :]
         value = candidate.get(name)
         if current is None:
             results.append(GateResult(str(n), True, "the stage holds no version yet"))
@@ -268,11 +289,25 @@ def judge(gates: StageGates, candidate: Mapping[str, float], current: Mapping[st
         if held is None:
             results.append(GateResult(str(n), True, f"the current holder {current_version} has no such metric"))
         elif value is None:
-            results.append(GateResult(str(n), False, f"the candidate has no such metric; {current_version} has {held:g}"))
+            results.append(
+                GateResult(str(n), False, f"the candidate has no such metric; {current_version} has {held:g}")
+            )
         else:
             ok = not math.isnan(value) and (value >= held if n.higher_is_better else value <= held)
             results.append(GateResult(str(n), ok, f"candidate {value:g}, current {current_version} {held:g}"))
     return results
 
 
-__all__ = ["GateDataset", "parse_datasets", "GateError", "GateReport", "GateResult", "NoWorse", "StageGates", "Threshold", "judge", "parse_gates", "unjudged"]
+__all__ = [
+    "GateDataset",
+    "parse_datasets",
+    "GateError",
+    "GateReport",
+    "GateResult",
+    "NoWorse",
+    "StageGates",
+    "Threshold",
+    "judge",
+    "parse_gates",
+    "unjudged",
+]

@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 
 from dulwich.objects import Blob, Commit
 
-from gitml.store.ids import oids
 from gitml.errors import ConflictError, CorruptRecordError, InvalidInputError
 from gitml.names import REGISTRY_PREFIX, parse_registry_ref, registry_ref
 from gitml.registry.tags import model_slug
 from gitml.store import yamlout
 from gitml.store.git import FILE_MODE, GitStore, tree_from_files
+from gitml.store.ids import oids
 from gitml.yamlread import load_yaml
 
 FILE = "model.yaml"
@@ -91,8 +91,14 @@ class ModelMeta:
                 entry["created"] = m.created
             if entry:
                 versions[v] = entry
-        out = {"name": self.name, "created": self.created, "updated": self.updated, "description": self.description,
-               "tags": dict(sorted(self.tags.items())), "deleted": self.deleted}
+        out = {
+            "name": self.name,
+            "created": self.created,
+            "updated": self.updated,
+            "description": self.description,
+            "tags": dict(sorted(self.tags.items())),
+            "deleted": self.deleted,
+        }
         if versions:
             out["versions"] = versions
         return out
@@ -109,8 +115,10 @@ def _tags(value: object, what: str) -> dict[str, str]:
         return {}
     if not isinstance(value, dict):
         raise ValueError(f"{what} is not a mapping")
-    return {_text(k, f"{what} key", MAX_TAG_KEY): _text("" if v is None else str(v), f"{what} {k!r}", MAX_TAG_VALUE)
-            for k, v in value.items()}
+    return {
+        _text(k, f"{what} key", MAX_TAG_KEY): _text("" if v is None else str(v), f"{what} {k!r}", MAX_TAG_VALUE)
+        for k, v in value.items()
+    }
 
 
 def _ms(value: object, what: str) -> int:
@@ -134,7 +142,9 @@ def parse_meta(data: object) -> ModelMeta:
         description = entry.get("description")
         source = entry.get("source")
         versions[v] = VersionMeta(
-            description=None if description is None else _text(description, f"version {v} description", MAX_DESCRIPTION),
+            description=None
+            if description is None
+            else _text(description, f"version {v} description", MAX_DESCRIPTION),
             tags=_tags(entry.get("tags"), f"version {v} tags"),
             updated=_ms(entry.get("updated", 0), f"version {v} updated"),
             deleted=entry.get("deleted", False) is True,
@@ -204,7 +214,7 @@ class RegistryMetadata:
         """``{model as its tags name it: commit}`` for every metadata ref."""
         out = {}
         for ref, sha in self.store.refs_under(REGISTRY_PREFIX).items():
-            out[ref[len(REGISTRY_PREFIX):].decode("utf-8", "replace").replace("%2F", "/")] = sha
+            out[ref[len(REGISTRY_PREFIX) :].decode("utf-8", "replace").replace("%2F", "/")] = sha
         return out
 
     def at(self, slug: str, commit: bytes) -> ModelMeta:
@@ -313,7 +323,9 @@ class RegistryMetadata:
         try:
             meta = parse_meta(_unflat(merged))
         except ValueError as e:
-            raise CorruptRecordError(f"registry metadata {ref.decode()}", f"the join of both clones' is invalid ({e})") from None
+            raise CorruptRecordError(
+                f"registry metadata {ref.decode()}", f"the join of both clones' is invalid ({e})"
+            ) from None
         meta.updated = max(self.at(slug, ours).updated, self.at(slug, theirs).updated)
         return self._commit(ref, ours, meta, [ours, theirs], f"merge the registry metadata of {meta.name}")
 
@@ -343,7 +355,13 @@ class RegistryMetadata:
         sha = self.store.ref(registry_ref(slug))
         while sha is not None and len(out) < limit:
             commit = self.store.commit(sha)
-            out.append({"commit": sha.decode(), "by": commit.author.decode("utf-8", "replace"),
-                        "at": commit.author_time, "message": commit.message.decode("utf-8", "replace").strip()})
+            out.append(
+                {
+                    "commit": sha.decode(),
+                    "by": commit.author.decode("utf-8", "replace"),
+                    "at": commit.author_time,
+                    "message": commit.message.decode("utf-8", "replace").strip(),
+                }
+            )
             sha = commit.parents[0] if commit.parents else None
         return out

@@ -85,15 +85,25 @@ def _current_stage(mv: VersionRecord) -> str:
 def to_model_version(mv: VersionRecord, meta: VersionMeta | None = None) -> ModelVersion:
     """The MLflow view of a registered version, with its metadata (``meta``) when it has some."""
     created = meta.created if meta is not None and meta.created else mv.registered_at * 1000
-    source = meta.source if meta is not None and meta.source else (
-        f"runs:/{mv.run_id}/{mv.path}" if mv.path else f"runs:/{mv.run_id}")
+    source = (
+        meta.source
+        if meta is not None and meta.source
+        else (f"runs:/{mv.run_id}/{mv.path}" if mv.path else f"runs:/{mv.run_id}")
+    )
     description = meta.description if meta is not None and meta.description is not None else mv.description
     return ModelVersion(
-        name=mv.model, version=str(mv.number), run_id=mv.run_id, source=source,
-        current_stage=_current_stage(mv), aliases=sorted(s for s in mv.stages if s.lower() not in _STAGE_TAGS),
-        description=description, creation_timestamp=created,
+        name=mv.model,
+        version=str(mv.number),
+        run_id=mv.run_id,
+        source=source,
+        current_stage=_current_stage(mv),
+        aliases=sorted(s for s in mv.stages if s.lower() not in _STAGE_TAGS),
+        description=description,
+        creation_timestamp=created,
         last_updated_timestamp=max(created, meta.updated if meta is not None else 0),
-        user_id=mv.registered_by, tags=dict(meta.tags) if meta is not None else {}, tag_version=mv.version,
+        user_id=mv.registered_by,
+        tags=dict(meta.tags) if meta is not None else {},
+        tag_version=mv.version,
         commit=mv.commit,
     )
 
@@ -106,7 +116,9 @@ def _visible(state: ModelState | None, meta: ModelMeta | None) -> list[VersionRe
     return [state.versions[v] for _, v in sorted(state.numbers.items()) if v not in gone]
 
 
-def to_registered_model(state: ModelState | None, meta: ModelMeta | None = None, name: str | None = None) -> RegisteredModel:
+def to_registered_model(
+    state: ModelState | None, meta: ModelMeta | None = None, name: str | None = None
+) -> RegisteredModel:
     """The MLflow view of a registered model: its tags' state and its metadata."""
     versions = _visible(state, meta)
     views = [to_model_version(v, meta.versions.get(v.version) if meta else None) for v in versions]
@@ -119,13 +131,19 @@ def to_registered_model(state: ModelState | None, meta: ModelMeta | None = None,
     live = {v.version for v in versions}
     aliases = {}
     if state is not None:
-        aliases = {s: str(state.versions[v].number) for s, v in sorted(state.stages.items())
-                   if s.lower() not in _STAGE_TAGS and v in live}
+        aliases = {
+            s: str(state.versions[v].number)
+            for s, v in sorted(state.stages.items())
+            if s.lower() not in _STAGE_TAGS and v in live
+        }
     return RegisteredModel(
         name=name or (meta.name if meta is not None else state.name if state is not None else ""),
-        latest_versions=sorted(latest.values(), key=lambda v: int(v.version)), aliases=aliases,
-        description=meta.description if meta is not None else "", creation_timestamp=created,
-        last_updated_timestamp=updated, tags=dict(meta.tags) if meta is not None else {},
+        latest_versions=sorted(latest.values(), key=lambda v: int(v.version)),
+        aliases=aliases,
+        description=meta.description if meta is not None else "",
+        creation_timestamp=created,
+        last_updated_timestamp=updated,
+        tags=dict(meta.tags) if meta is not None else {},
         deprecated=bool(state is not None and state.deprecated),
     )
 
@@ -188,8 +206,9 @@ class RegistryCalls:
         if self._tag_registry.tag_refs(slug):
             state = self._tag_registry.model(name)
         if (meta is not None and meta.deleted) or (meta is None and state is None):
-            raise RegisteredModelNotFound(f"registered model {name!r} does not exist"
-                                          + (" (deleted)" if meta is not None else ""))
+            raise RegisteredModelNotFound(
+                f"registered model {name!r} does not exist" + (" (deleted)" if meta is not None else "")
+            )
         return state, meta
 
     def _version_view(self, name: str, version: str | int) -> tuple[ModelState, ModelMeta | None, VersionRecord]:
@@ -214,7 +233,9 @@ class RegistryCalls:
         return self._model_metadata.change(model_slug(name), name, apply, message)
 
     # -- registered models ---------------------------------------------------------
-    def create_registered_model(self, name: str, tags: dict | None = None, description: str | None = None) -> RegisteredModel:
+    def create_registered_model(
+        self, name: str, tags: dict | None = None, description: str | None = None
+    ) -> RegisteredModel:
         """A registered model with no version yet (its metadata ref); ConflictError when
         ``name`` exists.
 
@@ -238,8 +259,10 @@ class RegistryCalls:
         if (meta is not None and not meta.deleted) or (meta is None and self._tag_registry.tag_refs(slug)):
             raise ConflictError(f"registered model {name!r} already exists")
         if meta is not None and self._tag_registry.tag_refs(slug):
-            raise ConflictError(f"registered model {name!r} was deleted and its registry tags remain "
-                                "(deprecated, as GTO reads them): choose another name")
+            raise ConflictError(
+                f"registered model {name!r} was deleted and its registry tags remain "
+                "(deprecated, as GTO reads them): choose another name"
+            )
 
         def edit(m: ModelMeta, stamp: int) -> None:
             if m.deleted:
@@ -407,8 +430,13 @@ class RegistryCalls:
 
         self._change(name, edit, f"delete tag {key} of registered model {name}")
 
-    def search_registered_models(self, filter_string: str | None = None, max_results: int = 100,
-                                 order_by: list[str] | None = None, page_token: str | None = None) -> PagedList:
+    def search_registered_models(
+        self,
+        filter_string: str | None = None,
+        max_results: int = 100,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
         """Registered models matching MLflow's filter (``name LIKE 'a%'``, ``tags.team = 'x'``),
         ordered by ``order_by`` (``name``, ``creation_timestamp``, ``last_updated_timestamp``,
         ``ASC``/``DESC``; then by name), one page of ``max_results`` from ``page_token``; the
@@ -429,9 +457,20 @@ class RegistryCalls:
         >>> client.search_registered_models("name LIKE 'churn%'")
         """
         models = self._all_models()
-        return search(models, lambda m: {"name": m.name, "creation_timestamp": m.creation_timestamp,
-                                         "last_updated_timestamp": m.last_updated_timestamp, "tags": m.tags},
-                      REGISTERED_MODELS, filter_string, max_results, order_by, page_token)
+        return search(
+            models,
+            lambda m: {
+                "name": m.name,
+                "creation_timestamp": m.creation_timestamp,
+                "last_updated_timestamp": m.last_updated_timestamp,
+                "tags": m.tags,
+            },
+            REGISTERED_MODELS,
+            filter_string,
+            max_results,
+            order_by,
+            page_token,
+        )
 
     def _all_models(self) -> list[RegisteredModel]:
         states = self._tag_registry.models()
@@ -448,8 +487,15 @@ class RegistryCalls:
         return out
 
     # -- versions ------------------------------------------------------------------
-    def create_model_version(self, name: str, source: str, run_id: str | None = None, tags: dict | None = None,
-                             run_link: str | None = None, description: str | None = None) -> ModelVersion:
+    def create_model_version(
+        self,
+        name: str,
+        source: str,
+        run_id: str | None = None,
+        tags: dict | None = None,
+        run_link: str | None = None,
+        description: str | None = None,
+    ) -> ModelVersion:
         """Register ``source`` (``runs:/<run>/<path>``, or a version to copy:
         ``models:/<name>/<N>``) as the next version of ``name``; ``tags`` and ``description``
         are kept (tags in the metadata ref, the description in the signed tag).
@@ -506,7 +552,11 @@ class RegistryCalls:
         from gitml.registry import copying
 
         src_name, version, alias = _parse_models_uri(src_uri)
-        src = self.get_model_version_by_alias(src_name, alias) if alias else self.get_model_version(src_name, version or "")
+        src = (
+            self.get_model_version_by_alias(src_name, alias)
+            if alias
+            else self.get_model_version(src_name, version or "")
+        )
         _, _, record = self._version_view(src_name, src.version)
         self._check_not_deleted(dst)
         made = copying.copy_version(self._tag_registry, record, dst)
@@ -675,8 +725,13 @@ class RegistryCalls:
 
         self._change(name, edit, f"delete version {mv.number} ({mv.version}) of {name}")
 
-    def search_model_versions(self, filter_string: str | None = None, max_results: int = 10_000,
-                              order_by: list[str] | None = None, page_token: str | None = None) -> PagedList:
+    def search_model_versions(
+        self,
+        filter_string: str | None = None,
+        max_results: int = 10_000,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
         """Versions matching MLflow's filter (``name = 'x'``, ``version_number > 2``,
         ``run_id IN (...)``, ``source_path LIKE ...``, ``tags.k = 'v'``), ordered as MLflow
         orders them (by default newest update first, then name, then number descending),
@@ -703,13 +758,27 @@ class RegistryCalls:
             meta = metas.get(model_slug(name))
             if meta is not None and meta.deleted:
                 continue
-            views.extend(to_model_version(v, meta.versions.get(v.version) if meta else None)
-                         for v in _visible(state, meta))
-        return search(views, lambda v: {"name": v.name, "version_number": int(v.version), "run_id": v.run_id,
-                                        "source_path": v.source, "current_stage": v.current_stage,
-                                        "creation_timestamp": v.creation_timestamp,
-                                        "last_updated_timestamp": v.last_updated_timestamp, "tags": v.tags},
-                      MODEL_VERSIONS, filter_string, max_results, order_by, page_token)
+            views.extend(
+                to_model_version(v, meta.versions.get(v.version) if meta else None) for v in _visible(state, meta)
+            )
+        return search(
+            views,
+            lambda v: {
+                "name": v.name,
+                "version_number": int(v.version),
+                "run_id": v.run_id,
+                "source_path": v.source,
+                "current_stage": v.current_stage,
+                "creation_timestamp": v.creation_timestamp,
+                "last_updated_timestamp": v.last_updated_timestamp,
+                "tags": v.tags,
+            },
+            MODEL_VERSIONS,
+            filter_string,
+            max_results,
+            order_by,
+            page_token,
+        )
 
     def get_latest_versions(self, name: str, stages: list[str] | None = None) -> list[ModelVersion]:
         """For each stage asked (default: every stage), the latest version in it, as MLflow.
@@ -732,8 +801,9 @@ class RegistryCalls:
         wanted = {_MLFLOW_STAGES.get(s.lower(), s).lower() for s in stages}
         return [v for v in latest if v.current_stage.lower() in wanted]
 
-    def transition_model_version_stage(self, name: str, version: str | int, stage: str,
-                                       archive_existing_versions: bool = False) -> ModelVersion:
+    def transition_model_version_stage(
+        self, name: str, version: str | int, stage: str, archive_existing_versions: bool = False
+    ) -> ModelVersion:
         """``Production``/``Staging``/any stage: assign it (``archive_existing_versions``:
         the version it held is deregistered, MLflow's ``Archived``); ``None``: take the
         version out of the stages it holds; ``Archived``: deregister it.

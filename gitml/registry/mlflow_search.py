@@ -42,8 +42,11 @@ MODEL_VERSIONS = Schema(
     numeric_attributes=frozenset({"version_number", "creation_timestamp", "last_updated_timestamp"}),
     aliases={"timestamp": "last_updated_timestamp"},
     order_sections=frozenset({"attributes"}),
-    default_order=(OrderKey("attributes", "last_updated_timestamp", False), OrderKey("attributes", "name"),
-                   OrderKey("attributes", "version_number", False)),
+    default_order=(
+        OrderKey("attributes", "last_updated_timestamp", False),
+        OrderKey("attributes", "name"),
+        OrderKey("attributes", "version_number", False),
+    ),
     tiebreak=(OrderKey("attributes", "name"), OrderKey("attributes", "version_number", False)),
 )
 
@@ -73,8 +76,15 @@ def page_token(offset: int) -> str:
     return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
 
 
-def search(items: list[T], row: Callable[[T], dict[str, Any]], schema: Schema, filter_string: str | None,
-           max_results: int, order_by: Sequence[str] | None, token: str | None) -> PagedList:
+def search(
+    items: list[T],
+    row: Callable[[T], dict[str, Any]],
+    schema: Schema,
+    filter_string: str | None,
+    max_results: int,
+    order_by: Sequence[str] | None,
+    token: str | None,
+) -> PagedList:
     """The page of ``items`` (each seen as ``row(item)``) a search asks for."""
     if isinstance(max_results, bool) or not isinstance(max_results, int) or max_results < 1:
         raise InvalidInputError(f"max_results must be a positive whole number, not {max_results!r}")
@@ -84,7 +94,7 @@ def search(items: list[T], row: Callable[[T], dict[str, Any]], schema: Schema, f
     found = [pair for pair in rows if keep(pair[0])]
     ordered = sort_rows(found, order, schema, getter=_getter)
     offset = page_offset(token)
-    page = ordered[offset:offset + max_results]
+    page = ordered[offset : offset + max_results]
     more = offset + max_results < len(ordered)
     return PagedList([item for _, item in page], page_token(offset + max_results) if more else None)
 

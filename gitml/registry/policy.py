@@ -33,14 +33,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from gitml.errors import InvalidInputError
+from gitml.errors import InvalidInputError, PolicyError
 from gitml.registry.gates import GateDataset, StageGates, parse_datasets, parse_gates
 from gitml.registry.signing import TrustRoots, normalize_fingerprint
 from gitml.registry.tags import Action, RegistryTag, check_model_name, check_stage, check_version
 from gitml.store import yamlout
 from gitml.store.git import TREE_MODE, GitStore
 from gitml.yamlread import load_yaml
-from gitml.errors import PolicyError
 
 POLICY_PATH = ".gitml/registry.yaml"
 STAGES_PATH = ".gitml/stages.yaml"
@@ -109,17 +108,35 @@ def read_committed(store: GitStore, commit: bytes | None, path: str) -> bytes | 
     return store.blob(entry[1])
 
 
-def load_policy(store: GitStore, commit: bytes | None, *, gpg_program: str = "gpg", ssh_program: str = "ssh-keygen",
-                source: str = "") -> Policy:
+def load_policy(
+    store: GitStore,
+    commit: bytes | None,
+    *,
+    gpg_program: str = "gpg",
+    ssh_program: str = "ssh-keygen",
+    source: str = "",
+) -> Policy:
     """The policy committed at ``commit`` (none: an open policy, nothing required)."""
     data = read_committed(store, commit, POLICY_PATH)
     where = source or (commit.decode()[:12] if commit else "?")
-    return parse_policy(data, lambda path: read_committed(store, commit, path), what=f"{POLICY_PATH} at {where}",
-                        gpg_program=gpg_program, ssh_program=ssh_program)
+    return parse_policy(
+        data,
+        lambda path: read_committed(store, commit, path),
+        what=f"{POLICY_PATH} at {where}",
+        gpg_program=gpg_program,
+        ssh_program=ssh_program,
+    )
 
 
-def parse_policy(data: bytes | None, read: Callable[[str], bytes | None], *, what: str, gpg_program: str = "gpg",
-                 ssh_program: str = "ssh-keygen", read_data: Callable[[str], bytes | None] | None = None) -> Policy:
+def parse_policy(
+    data: bytes | None,
+    read: Callable[[str], bytes | None],
+    *,
+    what: str,
+    gpg_program: str = "gpg",
+    ssh_program: str = "ssh-keygen",
+    read_data: Callable[[str], bytes | None] | None = None,
+) -> Policy:
     """A policy from ``registry.yaml``'s bytes (None: no policy, nothing required);
     ``read(path)`` gives the allowed-signers file it names, ``read_data(path)`` (default:
     ``read``) a dataset file its gates evaluate on. Raises PolicyError."""
@@ -130,7 +147,9 @@ def parse_policy(data: bytes | None, read: Callable[[str], bytes | None], *, wha
         raise PolicyError(what, "is not a mapping")
     unknown = set(raw) - _KEYS
     if unknown:
-        raise PolicyError(what, f"unknown key(s) {', '.join(sorted(map(str, unknown)))}; known: {', '.join(sorted(_KEYS))}")
+        raise PolicyError(
+            what, f"unknown key(s) {', '.join(sorted(map(str, unknown)))}; known: {', '.join(sorted(_KEYS))}"
+        )
     try:
         stages = raw.get("stages")
         if stages is not None:
@@ -165,17 +184,29 @@ def parse_policy(data: bytes | None, read: Callable[[str], bytes | None], *, wha
         gates = parse_gates(raw.get("gates"), stages, check_stage, datasets)
     except InvalidInputError as e:
         raise PolicyError(what, str(e)) from None
-    meaning = {"stages": list(stages) if stages is not None else None,
-               "require_signature": True if require is True else sorted(require or ()), "trusted_gpg_keys": sorted(fingerprints),
-               "on_untrusted": mode, "allowed_signers": hashlib.sha256(signers).hexdigest() if signers is not None else None}
+    meaning = {
+        "stages": list(stages) if stages is not None else None,
+        "require_signature": True if require is True else sorted(require or ()),
+        "trusted_gpg_keys": sorted(fingerprints),
+        "on_untrusted": mode,
+        "allowed_signers": hashlib.sha256(signers).hexdigest() if signers is not None else None,
+    }
     if gates:  # absent when there are none: a policy accepted before gates existed keeps its digest
         meaning["gates"] = {s: g.meaning() for s, g in sorted(gates.items())}
     if datasets:
         meaning["datasets"] = {n: d.meaning() for n, d in sorted(datasets.items())}
     digest = hashlib.sha256(json.dumps(meaning, sort_keys=True).encode()).hexdigest()
     return Policy(
-        stages=stages, require_signature=require, allowed_signers=signers_path, trusted_gpg_keys=fingerprints,
-        on_untrusted=mode, gates=gates, datasets=datasets, roots=TrustRoots(fingerprints, signers, gpg_program, ssh_program), digest=digest, text=data,
+        stages=stages,
+        require_signature=require,
+        allowed_signers=signers_path,
+        trusted_gpg_keys=fingerprints,
+        on_untrusted=mode,
+        gates=gates,
+        datasets=datasets,
+        roots=TrustRoots(fingerprints, signers, gpg_program, ssh_program),
+        digest=digest,
+        text=data,
     )
 
 

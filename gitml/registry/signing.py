@@ -19,8 +19,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 
-from gitml.errors import InvalidInputError
-from gitml.errors import SigningError
+from gitml.errors import InvalidInputError, SigningError
 
 _MARKERS = (b"-----BEGIN PGP SIGNATURE-----", b"-----BEGIN PGP MESSAGE-----", b"-----BEGIN SSH SIGNATURE-----")
 
@@ -182,8 +181,11 @@ def _verify_gpg(payload: bytes, signature: bytes, roots: TrustRoots) -> Verifica
         sig = os.path.join(tmp, "sig")
         with open(sig, "wb") as f:
             f.write(signature)
-        done = _run([roots.gpg_program, "--status-fd=1", "--keyid-format=long", "--verify", sig, "-"], payload,
-                    "verifying with gpg")
+        done = _run(
+            [roots.gpg_program, "--status-fd=1", "--keyid-format=long", "--verify", sig, "-"],
+            payload,
+            "verifying with gpg",
+        )
     status: dict[str, list[str]] = {}
     for line in done.stdout.decode(errors="replace").splitlines():
         if line.startswith("[GNUPG:] "):
@@ -219,8 +221,11 @@ def _verify_ssh(payload: bytes, signature: bytes, roots: TrustRoots) -> Verifica
                 f.write(roots.allowed_signers)
             found = _run([program, "-Y", "find-principals", "-f", allowed, "-s", sig], b"", "verifying with ssh-keygen")
             for principal in found.stdout.decode(errors="replace").split():
-                done = _run([program, "-Y", "verify", "-f", allowed, "-I", principal, "-n", "git", "-s", sig], payload,
-                            "verifying with ssh-keygen")
+                done = _run(
+                    [program, "-Y", "verify", "-f", allowed, "-I", principal, "-n", "git", "-s", sig],
+                    payload,
+                    "verifying with ssh-keygen",
+                )
                 if done.returncode == 0:
                     return Verification("trusted", principal)
                 if found.returncode == 0:

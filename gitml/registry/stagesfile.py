@@ -65,7 +65,10 @@ def _with_file(store, tree_sha: bytes, parts: list[str], blob: bytes, out: list)
         entries[name] = (FILE_MODE, blob)
     else:
         sub = entries.get(name)
-        entries[name] = (TREE_MODE, _with_file(store, sub[1] if sub and sub[0] == TREE_MODE else b"", parts[1:], blob, out))
+        entries[name] = (
+            TREE_MODE,
+            _with_file(store, sub[1] if sub and sub[0] == TREE_MODE else b"", parts[1:], blob, out),
+        )
     tree = make_tree(entries)
     out.append(tree)
     return tree.id

@@ -28,15 +28,33 @@ from dataclasses import replace
 
 from dulwich.objects import Commit, Tag
 
-from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError, RunNotFoundError
+from gitml.errors import (
+    ConflictError,
+    CorruptRecordError,
+    GateError,
+    GitmlError,
+    InvalidInputError,
+    ModelChangedError,
+    NotFoundError,
+    RegisteredModelNotFound,
+    RunNotFoundError,
+    UntrustedTagError,
+)
 from gitml.names import check_artifact_path
 from gitml.registry.events import ModelState, ModelVersion, TagEvent
 from gitml.registry.gates import GateReport, judge, unjudged
-from gitml.errors import GateError
 from gitml.registry.policy import Policy, described, load_policy
 from gitml.registry.signing import SigningConfig, Verification, sign, split_signed, verify
 from gitml.registry.tags import (
-    TAGS_PREFIX, Action, RegistryTag, bump, check_stage, check_version, may_be_slug, model_slug, parse_tag,
+    TAGS_PREFIX,
+    Action,
+    RegistryTag,
+    bump,
+    check_stage,
+    check_version,
+    may_be_slug,
+    model_slug,
+    parse_tag,
     version_key,
 )
 from gitml.store import yamlout
@@ -44,7 +62,6 @@ from gitml.store.git import GitStore
 from gitml.tracking.record import ARTIFACTS, RECORD_DIR, RunRecord, check_manifest
 from gitml.tracking.tracker import Tracker
 from gitml.yamlread import load_yaml
-from gitml.errors import ModelChangedError, RegisteredModelNotFound, UntrustedTagError
 
 log = logging.getLogger("gitml")
 Evaluator = Callable[[ModelVersion, str], dict[str, float]]  # (version, dataset name) -> metrics
@@ -121,8 +138,10 @@ def _numbered(registrations: list[TagEvent]) -> dict[str, int]:
 
 def describe_versions(state: ModelState, limit: int = 20) -> str:
     """``1 (v1.0.0), 2 (v1.1.0, deregistered)``: a model's versions by number, for messages."""
-    shown = [f"{n} ({v}{', deregistered' if state.versions[v].deregistered else ''})"
-             for n, v in sorted(state.numbers.items())]
+    shown = [
+        f"{n} ({v}{', deregistered' if state.versions[v].deregistered else ''})"
+        for n, v in sorted(state.numbers.items())
+    ]
     if not shown:
         return "no version"
     more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
@@ -151,8 +170,15 @@ class Registry:
     >>> reg.resolve("churn", stage="production").run_id
     """
 
-    def __init__(self, store: GitStore, tracker: Tracker, *, policy_commit: bytes | None = None,
-                 policy_label: str = "", model_files: Callable[[str, str], dict] | None = None):
+    def __init__(
+        self,
+        store: GitStore,
+        tracker: Tracker,
+        *,
+        policy_commit: bytes | None = None,
+        policy_label: str = "",
+        model_files: Callable[[str, str], dict] | None = None,
+    ):
         self.store = store
         self.tracker = tracker
         self._policy_commit = policy_commit  # given: the policy of that commit decides (``check --base``)
@@ -189,7 +215,9 @@ class Registry:
             if self._policy_commit is not None:
                 at = f"{self._policy_label or 'commit'} at {self._policy_commit.decode()[:12]}"
                 found = load_policy(self.store, self._policy_commit, source=at, **programs)
-                self._policy = described(found, f"the policy of {at}" if found.text is not None else f"no policy on {at}")
+                self._policy = described(
+                    found, f"the policy of {at}" if found.text is not None else f"no policy on {at}"
+                )
             else:
                 self._policy_key = trust.marker(self.store)
                 self._policy = trust.deciding_policy(self.store, **programs)
@@ -274,7 +302,7 @@ class Registry:
         out = {}
         start = f"{TAGS_PREFIX}{model}".encode() if model is not None else b""
         for ref, sha in self.store.refs_under(TAGS_PREFIX).items():
-            if start and not (ref.startswith(start) and ref[len(start):len(start) + 1] in (b"@", b"#")):
+            if start and not (ref.startswith(start) and ref[len(start) : len(start) + 1] in (b"@", b"#")):
                 continue
             parsed = parse_tag(ref)
             if parsed is not None and (model is None or parsed.model == model):
@@ -331,16 +359,21 @@ class Registry:
         signed by a trusted key. A guarded tag's signature is checked (cached per object)."""
         tag = event.tag
         if event.name != tag.name:
-            return (f"ref refs/tags/{tag.name} holds the tag object named {event.name!r}: "
-                    "a tag counts only under its own name")
+            return (
+                f"ref refs/tags/{tag.name} holds the tag object named {event.name!r}: "
+                "a tag counts only under its own name"
+            )
         if event.kind != "commit":
             return f"tags a {event.kind or 'missing'} object, not a commit"
         policy = self.policy
         guarded = policy.guards(tag)
         if guarded or deep:
             info = event.info
-            claims = {"model": tag.model, "stage": tag.stage,
-                      "version": tag.version if tag.action in (Action.REGISTER, Action.DEREGISTER) else None}
+            claims = {
+                "model": tag.model,
+                "stage": tag.stage,
+                "version": tag.version if tag.action in (Action.REGISTER, Action.DEREGISTER) else None,
+            }
             for key, want in claims.items():
                 said = str(info[key]) if key in info else None
                 if key == "model" and said is not None:
@@ -434,13 +467,24 @@ class Registry:
                         undone[tag.version] = event
                 continue
             if tag.version in undone and not self.verification(event).trusted:
-                self._reject(state, event, f"it re-registers {tag.version} after the signed {undone[tag.version].tag.name}; "
-                             f"{policy.requirement(undone[tag.version].tag)}", report)
+                self._reject(
+                    state,
+                    event,
+                    f"it re-registers {tag.version} after the signed {undone[tag.version].tag.name}; "
+                    f"{policy.requirement(undone[tag.version].tag)}",
+                    report,
+                )
                 continue
             undone.pop(tag.version, None)
             _number(numbered, event)
             state.versions[tag.version] = ModelVersion(
-                name, tag.version, event.target, event, event.tagger, event.time, tag=tag.name,
+                name,
+                tag.version,
+                event.target,
+                event,
+                event.tagger,
+                event.time,
+                tag=tag.name,
             )
         for version, number in numbered.items():
             state.versions[version].number = number
@@ -463,12 +507,15 @@ class Registry:
                 state.stages[stage] = holder.version
                 holder.stages.append(stage)
         state.deprecated = self._deprecated(state, counted, stage_events, report)
-        state.counter = max([state.counter] + [e.tag.counter or 0 for e in stage_events if e.tag.name not in state.ignored])
+        state.counter = max(
+            [state.counter] + [e.tag.counter or 0 for e in stage_events if e.tag.name not in state.ignored]
+        )
         state.events.sort(key=lambda e: (*order(e), e.tag.name))
         return state
 
-    def _deprecated(self, state: ModelState, counted: list[TagEvent], stage_events: list[TagEvent],
-                    report: bool) -> bool:
+    def _deprecated(
+        self, state: ModelState, counted: list[TagEvent], stage_events: list[TagEvent], report: bool
+    ) -> bool:
         """Whether the model's newest event that counts is a deprecation (GTO's rule; a
         tie as :func:`order` says). After a guarded
         deprecation, only an event signed by a trusted key revives the model."""
@@ -490,7 +537,9 @@ class Registry:
                     self._reject(state, event, why, report)
                     continue
             if policy.guards(last.tag) and not self.verification(event).trusted:
-                self._reject(state, event, f"it follows the signed {last.tag.name}; {policy.requirement(last.tag)}", report)
+                self._reject(
+                    state, event, f"it follows the signed {last.tag.name}; {policy.requirement(last.tag)}", report
+                )
                 continue
             return False
         if not policy.guards(last.tag) and self._newest_commit(state, stage_events) >= last.time:
@@ -510,8 +559,9 @@ class Registry:
                 continue
         return newest
 
-    def _holder(self, state: ModelState, stage: str, events: list[TagEvent], by_commit: dict,
-                report: bool = False) -> ModelVersion | None:
+    def _holder(
+        self, state: ModelState, stage: str, events: list[TagEvent], by_commit: dict, report: bool = False
+    ) -> ModelVersion | None:
         """The version the stage holds: newest event first, the first version whose last
         event is an assignment (tags that do not count under the policy skipped or refused)."""
         decided: set[str] = set()
@@ -527,8 +577,10 @@ class Registry:
                 if picked:
                     version = picked[0]
                 else:
-                    why = (f"its commit {event.target[:12]} is registered as {', '.join(v.version for v in found)}, "
-                           "and the tag says which of them by neither its message nor a trusted registration")
+                    why = (
+                        f"its commit {event.target[:12]} is registered as {', '.join(v.version for v in found)}, "
+                        "and the tag says which of them by neither its message nor a trusted registration"
+                    )
             if version.version in decided:
                 continue
             why = why or self.rejection(event, deep=True)
@@ -572,8 +624,9 @@ class Registry:
             return latest
         found = self.find_version(state, version)
         if found.deregistered:
-            raise RegisteredModelNotFound(f"version {found.number} ({found.version}) of registered model {name!r} "
-                                          "is deregistered")
+            raise RegisteredModelNotFound(
+                f"version {found.number} ({found.version}) of registered model {name!r} is deregistered"
+            )
         return found
 
     @staticmethod
@@ -589,8 +642,9 @@ class Registry:
             wanted = check_version(text)
             found = state.versions.get(wanted)
         if found is None:
-            raise RegisteredModelNotFound(f"registered model {state.name!r} has no version {wanted}; "
-                                          f"it has {describe_versions(state)}")
+            raise RegisteredModelNotFound(
+                f"registered model {state.name!r} has no version {wanted}; it has {describe_versions(state)}"
+            )
         return found
 
     def locate(self, name: str, version: str | None = None, *, stage: str | None = None) -> tuple[str, str]:
@@ -606,7 +660,11 @@ class Registry:
         mv = self.resolve_in(state, version, stage=stage)
         if stage is not None:
             event = state.deciding.get(stage)
-            if event is not None and event.info and (event.info.get("version"), event.info.get("path")) != (mv.version, mv.path):
+            if (
+                event is not None
+                and event.info
+                and (event.info.get("version"), event.info.get("path")) != (mv.version, mv.path)
+            ):
                 raise ModelChangedError(
                     f"tag {event.tag.name} names {event.info.get('version')} at {event.info.get('path')!r}, "
                     f"but {mv.tag} registers {mv.path!r}: refusing to load"
@@ -626,7 +684,7 @@ class Registry:
             raise ModelChangedError(f"{mv.tag}: run {mv.run_id} had no {mv.path}/MLmodel at {mv.commit[:12]}")
         if head != mv.commit.encode():
             prefix = f"{mv.path}/" if mv.path else ""
-            now = {k[len(prefix):]: v for k, v in record.artifacts.items() if k.startswith(prefix)}
+            now = {k[len(prefix) :]: v for k, v in record.artifacts.items() if k.startswith(prefix)}
             if now != tagged:
                 raise ModelChangedError(
                     f"run {mv.run_id} changed the files of {mv.path!r} after {mv.tag} was tagged: refusing to load"
@@ -657,12 +715,21 @@ class Registry:
         ref = self.tracker.ref_of(run_id)
         record = RunRecord.load(self.store, commit.encode(), f"run {run_id} at {commit[:12]}", ref=ref)
         prefix = f"{path}/" if path else ""
-        return {k[len(prefix):]: v for k, v in record.artifacts.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in record.artifacts.items() if k.startswith(prefix)}
 
     # -- writing ---------------------------------------------------------
-    def register(self, name: str, run: str, path: str | None = None, *, version: str | None = None,
-                 bump_part: str = "major", description: str = "", sign_tag: bool | None = None,
-                 number: int | None = None) -> ModelVersion:
+    def register(
+        self,
+        name: str,
+        run: str,
+        path: str | None = None,
+        *,
+        version: str | None = None,
+        bump_part: str = "major",
+        description: str = "",
+        sign_tag: bool | None = None,
+        number: int | None = None,
+    ) -> ModelVersion:
         """Register the model folder ``path`` of run ``run`` (id, prefix or name) as a new
         version (``number``: its MLflow number, above every number the model has, where
         numbers are to keep a gap: an import from MLflow). Raises NotFoundError (unknown run; no MLmodel there), ConflictError (the
@@ -672,12 +739,31 @@ class Registry:
         run_id = self.tracker.resolve(run)
         commit, artifacts = self._run_head(run_id)
         path = self._model_path(run_id, artifacts, path)
-        return self.register_commit(name, commit, run_id, path, version=version, bump_part=bump_part,
-                                    description=description, sign_tag=sign_tag, number=number)
+        return self.register_commit(
+            name,
+            commit,
+            run_id,
+            path,
+            version=version,
+            bump_part=bump_part,
+            description=description,
+            sign_tag=sign_tag,
+            number=number,
+        )
 
-    def register_commit(self, name: str, commit: bytes, run_id: str, path: str, *, version: str | None = None,
-                        bump_part: str = "major", description: str = "", sign_tag: bool | None = None,
-                        number: int | None = None) -> ModelVersion:
+    def register_commit(
+        self,
+        name: str,
+        commit: bytes,
+        run_id: str,
+        path: str,
+        *,
+        version: str | None = None,
+        bump_part: str = "major",
+        description: str = "",
+        sign_tag: bool | None = None,
+        number: int | None = None,
+    ) -> ModelVersion:
         """Register the model folder ``path`` of run ``run_id`` at ``commit`` (a version of
         another model being copied or renamed: its commit, not the run's head) as a new
         version of ``name``; as :meth:`register` otherwise."""
@@ -698,23 +784,35 @@ class Registry:
                     f"run {run_id} at commit {target[:12]} already is version {other} of {name!r} "
                     "(GTO tells versions apart by their commit)"
                 )
-        info: dict = {"model": name, "version": version, "run_id": run_id, "path": path, "description": str(description or "")}
+        info: dict = {
+            "model": name,
+            "version": version,
+            "run_id": run_id,
+            "path": path,
+            "description": str(description or ""),
+        }
         if number is not None:
             if not isinstance(number, int) or isinstance(number, bool) or not highest < number < 1 << 31:
-                raise InvalidInputError(f"version number {number!r} of registered model {name!r} must be a whole "
-                                        f"number above {highest}, its highest")
+                raise InvalidInputError(
+                    f"version number {number!r} of registered model {name!r} must be a whole "
+                    f"number above {highest}, its highest"
+                )
             info["number"] = number
         tag = RegistryTag(Action.REGISTER, slug, version=version)
         event = self._write_tag(tag, commit, info, sign_tag=sign_tag)
         assert event is not None
-        return ModelVersion(name, version, event.target, event, event.tagger, event.time, tag=tag.name,
-                            number=number or highest + 1)
+        return ModelVersion(
+            name, version, event.target, event, event.tagger, event.time, tag=tag.name, number=number or highest + 1
+        )
 
     def _registered(self, tags: list[tuple[RegistryTag, bytes]]) -> dict[str, tuple[str, bool]]:
         """``{version: (commit, deregistered)}`` from a model's register and deregister tags."""
         deregistered = {t.version for t, _ in tags if t.action is Action.DEREGISTER}
-        return {e.tag.version: (e.target, e.tag.version in deregistered)
-                for e in self._registrations(tags) if e.tag.version is not None}
+        return {
+            e.tag.version: (e.target, e.tag.version in deregistered)
+            for e in self._registrations(tags)
+            if e.tag.version is not None
+        }
 
     def _registrations(self, tags: list[tuple[RegistryTag, bytes]]) -> list[TagEvent]:
         """The registration events among a model's tags (read, not judged by the policy)."""
@@ -744,8 +842,11 @@ class Registry:
 
     def _model_path(self, run_id: str, artifacts: dict[str, dict], path: str | None) -> str:
         if path is None:
-            found = sorted(p[: -len("/MLmodel")] if p != "MLmodel" else "" for p in artifacts
-                           if p == "MLmodel" or p.endswith("/MLmodel"))
+            found = sorted(
+                p[: -len("/MLmodel")] if p != "MLmodel" else ""
+                for p in artifacts
+                if p == "MLmodel" or p.endswith("/MLmodel")
+            )
             if len(found) == 1:
                 return found[0]
             if not found:
@@ -756,11 +857,21 @@ class Registry:
             check_artifact_path(path, "model path")
         mlmodel = f"{path}/MLmodel" if path else "MLmodel"
         if mlmodel not in artifacts:
-            raise NotFoundError(f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {mlmodel} artifact")
+            raise NotFoundError(
+                f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {mlmodel} artifact"
+            )
         return path
 
-    def assign(self, name: str, version: str, stage: str, *, sign_tag: bool | None = None, force: bool = False,
-               evaluate: Evaluator | None = None) -> tuple[str, bool]:
+    def assign(
+        self,
+        name: str,
+        version: str,
+        stage: str,
+        *,
+        sign_tag: bool | None = None,
+        force: bool = False,
+        evaluate: Evaluator | None = None,
+    ) -> tuple[str, bool]:
         """Put ``version`` in ``stage``; ``(tag name, created)`` (created False when the
         stage already holds it). The stage's gates (:mod:`gitml.registry.gates`) must pass:
         else GateError, unless ``force`` and the tag is signed by a key the policy trusts
@@ -783,8 +894,9 @@ class Registry:
         tag = self._counted(Action.ASSIGN, name, stage=stage)
         return self._write_counted(tag, mv.commit.encode(), info, sign_tag=sign_tag), True
 
-    def gate_report(self, mv: ModelVersion, stage: str, *, state: ModelState | None = None,
-                    evaluate: Evaluator | None = None) -> GateReport | None:
+    def gate_report(
+        self, mv: ModelVersion, stage: str, *, state: ModelState | None = None, evaluate: Evaluator | None = None
+    ) -> GateReport | None:
         """The results of ``stage``'s gates for ``mv`` against the version the stage holds
         now (None: the policy gates nothing there). The metrics are the runs' as committed at
         their registered commits (what the registration vouched for, not what the run logged
@@ -797,12 +909,15 @@ class Registry:
         state = state or self.model(mv.model)
         held = state.stages.get(stage)
         current = state.versions.get(held) if held and held != mv.version else None
-        report = GateReport(mv.model, stage, mv.version, current.version if current else None, policy.source,
-                            dataset=gates.dataset)
+        report = GateReport(
+            mv.model, stage, mv.version, current.version if current else None, policy.source, dataset=gates.dataset
+        )
         if gates.dataset is not None:
             if evaluate is None:
-                raise GateError(f"stage {stage!r}'s gates evaluate on dataset {gates.dataset!r} ({policy.source}): "
-                                "promote with gitml registry promote or apply, which evaluate the model")
+                raise GateError(
+                    f"stage {stage!r}'s gates evaluate on dataset {gates.dataset!r} ({policy.source}): "
+                    "promote with gitml registry promote or apply, which evaluate the model"
+                )
             try:
                 cand, cur = evaluate(mv, gates.dataset), evaluate(current, gates.dataset) if current else None
             except GitmlError as e:  # a model that cannot be evaluated fails every gate (--force may override)
@@ -870,8 +985,9 @@ class Registry:
                 break
         return RegistryTag(action, model_slug(name), counter=counter + 1, **kw)
 
-    def _write_counted(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None,
-                       after: int = 0) -> str:
+    def _write_counted(
+        self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None, after: int = 0
+    ) -> str:
         """Write a counted tag; when another writer took its ``N`` first, take the next one."""
         for _ in range(50):
             if parse_tag(tag.name) != tag:  # a hostile tag took the counter past what a tag name holds
@@ -894,8 +1010,16 @@ class Registry:
         found = (self.event(tag, sha) for tag, sha in tags.items())
         return max((e.time for e in found if e is not None), default=0)
 
-    def _write_tag(self, tag: RegistryTag, commit: bytes, info: dict, *, sign_tag: bool | None,
-                   exist_ok: bool = False, after: int = 0) -> TagEvent | None:
+    def _write_tag(
+        self,
+        tag: RegistryTag,
+        commit: bytes,
+        info: dict,
+        *,
+        sign_tag: bool | None,
+        exist_ok: bool = False,
+        after: int = 0,
+    ) -> TagEvent | None:
         """Write a tag; the event as read back, None when ``exist_ok`` and the tag exists.
         An unsigned tag the policy would not count is refused before it is written."""
         cfg = self.signing_config()
@@ -908,8 +1032,11 @@ class Registry:
                     raise
                 policy = None  # a version registers while the policy does not parse: reading it fails closed
             if policy is not None and policy.guards(tag):
-                what = f"stage {tag.stage!r}" if tag.stage is not None and policy.require_signature is not True else (
-                    f"a {tag.action.value} tag")
+                what = (
+                    f"stage {tag.stage!r}"
+                    if tag.stage is not None and policy.require_signature is not True
+                    else (f"a {tag.action.value} tag")
+                )
                 raise InvalidInputError(
                     f"{what} requires signed tags ({policy.source}): set git's tag.gpgSign "
                     "and user.signingkey, or pass --sign"
@@ -917,7 +1044,11 @@ class Registry:
         seconds, offset = _now()
         seconds = max(seconds, self._last_time(tag.model) + 1, after + 1)
         who = self.store.identity()
-        info = {**info, "by": f"{who.name} <{who.email}>", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))}
+        info = {
+            **info,
+            "by": f"{who.name} <{who.email}>",
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds)),
+        }
         obj = Tag()
         obj.object = (Commit, commit)
         obj.name = tag.name.encode()
@@ -931,15 +1062,25 @@ class Registry:
         if "gates_overridden" in info:  # only a signer the policy trusts overrides a gate
             status = verify(payload, obj.signature, self.policy.roots) if do_sign else Verification("unsigned")
             if not status.trusted:
-                raise GateError(f"{tag.model}: overriding stage {tag.stage!r}'s gates needs a tag signed by a key "
-                                f"{self.policy.source} trusts; this one would be {status} (pass --sign with such a key)")
+                raise GateError(
+                    f"{tag.model}: overriding stage {tag.stage!r}'s gates needs a tag signed by a key "
+                    f"{self.policy.source} trusts; this one would be {status} (pass --sign with such a key)"
+                )
         self.store.write([obj])
         if not self.store.cas(tag.ref, None, obj.id):
             if exist_ok:
                 return None
             raise ConflictError(f"tag {tag.name} already exists")
         self.store.release_kept()
-        event = TagEvent(tag, obj.id, tag.name, "commit", commit.decode(), who.as_bytes().decode("utf-8", "replace"),
-                         seconds, obj.as_raw_string())
+        event = TagEvent(
+            tag,
+            obj.id,
+            tag.name,
+            "commit",
+            commit.decode(),
+            who.as_bytes().decode("utf-8", "replace"),
+            seconds,
+            obj.as_raw_string(),
+        )
         self._events[obj.id] = event
         return event

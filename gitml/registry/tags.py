@@ -106,7 +106,7 @@ def parse_tag(name: bytes | str) -> RegistryTag | None:
         except UnicodeDecodeError:
             return None
     if name.startswith(TAGS_PREFIX):
-        name = name[len(TAGS_PREFIX):]
+        name = name[len(TAGS_PREFIX) :]
     m = _TAG_RE.fullmatch(name)
     if m is None or not _check_model_name(m["name"]):
         return None
@@ -150,8 +150,13 @@ def model_slug(name: object) -> str:
     """
     if isinstance(name, str) and _NAME_RE.fullmatch(name) and "//" not in name and len(name) <= 200:
         return name
-    if (not isinstance(name, str) or not name.strip() or _MLFLOW_FORBIDDEN.search(name) or len(name) > 500
-            or name.strip() in (".", "..")):
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or _MLFLOW_FORBIDDEN.search(name)
+        or len(name) > 500
+        or name.strip() in (".", "..")
+    ):
         raise InvalidInputError(
             f"registered model name {name!r} is not valid: MLflow's rule (not blank, no '/', ':' or control "
             "characters, at most 500 characters) or GTO's (letters, digits, '-', '_' and '/', starting and "

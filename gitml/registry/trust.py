@@ -73,7 +73,7 @@ def short(ref: str | None) -> str:
         return "HEAD"
     for prefix in (REMOTE_PREFIX, "refs/heads/", "refs/tags/"):
         if ref.startswith(prefix):
-            return ref[len(prefix):]
+            return ref[len(prefix) :]
     return ref
 
 
@@ -84,8 +84,11 @@ def trusted_ref(store: GitStore, record: dict | None = None) -> str | None:
     configured = record.get("ref")
     if configured:
         if not isinstance(configured, str) or store.ref(configured.encode()) is None:
-            raise PolicyError(_record_path(store), f"the trusted ref {configured!r} configured there does not exist "
-                                                   "(fetch it, or `gitml registry policy --ref REF`)")
+            raise PolicyError(
+                _record_path(store),
+                f"the trusted ref {configured!r} configured there does not exist "
+                "(fetch it, or `gitml registry policy --ref REF`)",
+            )
         return configured
     remotes = store.remote_names()
     remote = "origin" if "origin" in remotes else remotes[0] if len(remotes) == 1 else None
@@ -141,14 +144,18 @@ def deciding_policy(store: GitStore, *, gpg_program: str = "gpg", ssh_program: s
     if ref is None or not ref.startswith(REMOTE_PREFIX):
         why = "this clone's branch" if ref else "HEAD: no default branch"
         policy = load_policy(store, commit, source=at, **programs)
-        return described(policy, f"the policy of {at} ({why})" if policy.text is not None else f"no policy on {at} ({why})")
+        return described(
+            policy, f"the policy of {at} ({why})" if policy.text is not None else f"no policy on {at} ({why})"
+        )
     accepted = record.get("accepted")
     try:
         current = load_policy(store, commit, source=at, **programs)
     except CorruptRecordError as e:  # PolicyError, or YAML that does not parse
         if not isinstance(accepted, dict):
             raise
-        return _accepted(store, accepted, f"{at}'s policy does not parse ({e.detail}); the accepted one decides", programs)
+        return _accepted(
+            store, accepted, f"{at}'s policy does not parse ({e.detail}); the accepted one decides", programs
+        )
     if not isinstance(accepted, dict):
         if current.text is None:
             return described(current, f"no policy on {at}")
@@ -159,10 +166,17 @@ def deciding_policy(store: GitStore, *, gpg_program: str = "gpg", ssh_program: s
             log.warning("gitml: could not record the accepted registry policy of %s: %s", at, e)
         return described(current, f"the policy of {at} (accepted on first use)")
     if accepted.get("digest") == (current.digest if current.text is not None else ""):
-        return described(current, f"the policy of {at} (accepted)" if current.text is not None else f"no policy on {at} (accepted)")
+        return described(
+            current, f"the policy of {at} (accepted)" if current.text is not None else f"no policy on {at} (accepted)"
+        )
     what = "has no policy" if current.text is None else "has another policy"
-    return _accepted(store, accepted, f"{at} {what}, not accepted by this clone: review it "
-                                      "(gitml registry policy), then `gitml registry policy --accept`", programs)
+    return _accepted(
+        store,
+        accepted,
+        f"{at} {what}, not accepted by this clone: review it "
+        "(gitml registry policy), then `gitml registry policy --accept`",
+        programs,
+    )
 
 
 def _accepted(store: GitStore, accepted: dict, pending: str, programs: dict) -> Policy:
@@ -171,7 +185,9 @@ def _accepted(store: GitStore, accepted: dict, pending: str, programs: dict) -> 
         signers = base64.b64decode(accepted["allowed_signers"]) if accepted.get("allowed_signers") else None
         source = f"{short(str(accepted.get('ref')))} at {str(accepted.get('commit'))[:12]}"
     except (KeyError, ValueError, TypeError) as e:
-        raise PolicyError(_record_path(store), f"the accepted policy is unreadable ({e}); `gitml registry policy --accept`") from None
+        raise PolicyError(
+            _record_path(store), f"the accepted policy is unreadable ({e}); `gitml registry policy --accept`"
+        ) from None
     commit = str(accepted.get("commit") or "")
 
     def read_data(path: str) -> bytes | None:  # a gate's dataset: from the commit the policy was accepted at
@@ -180,19 +196,32 @@ def _accepted(store: GitStore, accepted: dict, pending: str, programs: dict) -> 
         except (CorruptRecordError, KeyError):
             return None
 
-    policy = parse_policy(text, lambda path: signers, what=f"the accepted policy ({source}, {_record_path(store)})",
-                          read_data=read_data, **programs)
+    policy = parse_policy(
+        text,
+        lambda path: signers,
+        what=f"the accepted policy ({source}, {_record_path(store)})",
+        read_data=read_data,
+        **programs,
+    )
     log.warning("gitml: registry: %s", pending)
     return described(policy, f"the policy this clone accepted ({source})", pending)
 
 
 def _as_record(policy: Policy, ref: str, commit: bytes | None) -> dict:
-    return {"ref": ref, "commit": commit.decode() if commit else "", "digest": policy.digest if policy.text is not None else "",
-            "policy": base64.b64encode(policy.text).decode() if policy.text is not None else "",
-            "allowed_signers": base64.b64encode(policy.roots.allowed_signers).decode() if policy.roots.allowed_signers else ""}
+    return {
+        "ref": ref,
+        "commit": commit.decode() if commit else "",
+        "digest": policy.digest if policy.text is not None else "",
+        "policy": base64.b64encode(policy.text).decode() if policy.text is not None else "",
+        "allowed_signers": base64.b64encode(policy.roots.allowed_signers).decode()
+        if policy.roots.allowed_signers
+        else "",
+    }
 
 
-def accept(store: GitStore, ref: str | None = None, *, gpg_program: str = "gpg", ssh_program: str = "ssh-keygen") -> Policy:
+def accept(
+    store: GitStore, ref: str | None = None, *, gpg_program: str = "gpg", ssh_program: str = "ssh-keygen"
+) -> Policy:
     """Accept, for this clone, the policy now on the trusted ref (``ref``, given, becomes the
     trusted ref). Raises PolicyError when that policy does not parse."""
     record = read_record(store)
@@ -204,7 +233,9 @@ def accept(store: GitStore, ref: str | None = None, *, gpg_program: str = "gpg",
     policy = load_policy(store, commit, source=at, gpg_program=gpg_program, ssh_program=ssh_program)
     record["accepted"] = _as_record(policy, found or "HEAD", commit)
     _write_record(store, record)
-    return described(policy, f"the policy of {at} (accepted)" if policy.text is not None else f"no policy on {at} (accepted)")
+    return described(
+        policy, f"the policy of {at} (accepted)" if policy.text is not None else f"no policy on {at} (accepted)"
+    )
 
 
 def head_note(store: GitStore, policy: Policy) -> str:
@@ -214,14 +245,20 @@ def head_note(store: GitStore, policy: Policy) -> str:
     if head.commit is None:
         return ""
     try:
-        here = load_policy(store, head.commit, gpg_program=policy.roots.gpg_program, ssh_program=policy.roots.ssh_program)
+        here = load_policy(
+            store, head.commit, gpg_program=policy.roots.gpg_program, ssh_program=policy.roots.ssh_program
+        )
     except CorruptRecordError:
         here = None
-    if here is not None and (here.digest if here.text is not None else "") == (policy.digest if policy.text is not None else ""):
+    if here is not None and (here.digest if here.text is not None else "") == (
+        policy.digest if policy.text is not None else ""
+    ):
         return ""
     where = f"branch {head.branch}" if head.branch else f"commit {head.commit.decode()[:12]}"
-    return (f"the checked-out {where} has another {POLICY_PATH}: it decides nothing until it is on the trusted ref "
-            "and accepted")
+    return (
+        f"the checked-out {where} has another {POLICY_PATH}: it decides nothing until it is on the trusted ref "
+        "and accepted"
+    )
 
 
 def marker(store: GitStore) -> tuple:

@@ -28,9 +28,14 @@ def check_installed() -> None:
     MissingExtraError.unless_installed("serve", ("uvicorn", "httptools", "orjson"))
 
 
-def make_app(model_uri: str | os.PathLike, *, max_body_mb: float = DEFAULT_MAX_BODY_MB,
-             allowed_hosts: list[str] | tuple[str, ...] = (), body_timeout: float = HEAD_TIMEOUT,
-             name: str | None = None):
+def make_app(
+    model_uri: str | os.PathLike,
+    *,
+    max_body_mb: float = DEFAULT_MAX_BODY_MB,
+    allowed_hosts: list[str] | tuple[str, ...] = (),
+    body_timeout: float = HEAD_TIMEOUT,
+    name: str | None = None,
+):
     """The ASGI app scoring the model at ``model_uri`` (loaded and, from a run, verified now),
     answering Host headers that are IP addresses, ``localhost`` or in ``allowed_hosts``;
     ``name`` is the model's name in the V2 routes (default: the registered name, else the
@@ -45,15 +50,30 @@ def make_app(model_uri: str | os.PathLike, *, max_body_mb: float = DEFAULT_MAX_B
 
     model = load_model(model_uri)
     default_name, model_version = model_name_of(os.fspath(model_uri))
-    return ScoringApp(model, max_body_bytes=int(max_body_mb * 1024 * 1024), version=__version__,
-                      allowed_hosts=allowed_hosts, body_timeout=body_timeout, name=name or default_name,
-                      model_version=model_version)
+    return ScoringApp(
+        model,
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        version=__version__,
+        allowed_hosts=allowed_hosts,
+        body_timeout=body_timeout,
+        name=name or default_name,
+        model_version=model_version,
+    )
 
 
-def serve(model_uri: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 5001, workers: int = 1,
-          max_body_mb: float = DEFAULT_MAX_BODY_MB, allowed_hosts: list[str] | tuple[str, ...] = (),
-          head_timeout: float = HEAD_TIMEOUT, max_connections: int = MAX_CONNECTIONS,
-          ready: Callable[[str], None] | None = None, name: str | None = None) -> None:
+def serve(
+    model_uri: str | os.PathLike,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5001,
+    workers: int = 1,
+    max_body_mb: float = DEFAULT_MAX_BODY_MB,
+    allowed_hosts: list[str] | tuple[str, ...] = (),
+    head_timeout: float = HEAD_TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
+    ready: Callable[[str], None] | None = None,
+    name: str | None = None,
+) -> None:
     """Serve the model at ``model_uri`` until SIGINT or SIGTERM.
 
     The model is loaded (a run's model checked file by file against the run's manifest)
@@ -73,8 +93,9 @@ def serve(model_uri: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 
         raise InvalidInputError(f"workers must be at least 1, not {workers}")
     if not head_timeout > 0 or max_connections < 1:
         raise InvalidInputError("the head timeout must be over 0 s and the connections at least 1")
-    app = make_app(model_uri, max_body_mb=max_body_mb, allowed_hosts=(host, *allowed_hosts), body_timeout=head_timeout,
-                   name=name)
+    app = make_app(
+        model_uri, max_body_mb=max_body_mb, allowed_hosts=(host, *allowed_hosts), body_timeout=head_timeout, name=name
+    )
     sock = listen(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     if ready is not None:
@@ -82,4 +103,12 @@ def serve(model_uri: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 
     run_workers(app, sock, workers, Limits(head_timeout=head_timeout, max_connections=max_connections))
 
 
-__all__ = ["DEFAULT_MAX_BODY_MB", "HEAD_TIMEOUT", "MAX_CONNECTIONS", "MissingExtraError", "check_installed", "make_app", "serve"]
+__all__ = [
+    "DEFAULT_MAX_BODY_MB",
+    "HEAD_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "MissingExtraError",
+    "check_installed",
+    "make_app",
+    "serve",
+]

@@ -25,8 +25,7 @@ import json
 import logging
 from typing import Any
 
-from gitml.errors import GitmlError, InputTooLargeError
-from gitml.errors import RequestError
+from gitml.errors import GitmlError, InputTooLargeError, RequestError
 
 log = logging.getLogger("gitml.serving")
 
@@ -57,7 +56,7 @@ def host_name(header: bytes) -> str:
     """The host of a Host header, lower case, without its port: ``[::1]:5001`` → ``::1``."""
     text = header.decode("latin-1").strip().lower()
     if text.startswith("["):
-        return text[1:text.find("]")] if "]" in text else text
+        return text[1 : text.find("]")] if "]" in text else text
     return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
 
 
@@ -102,18 +101,30 @@ def _content_kind(content_type: str) -> str:
             raise RequestError(415, "BAD_REQUEST", f"unsupported content type parameter {key.strip()[:40]!r}")
         if value.strip().strip('"').lower() not in ("utf-8", "utf8"):
             raise RequestError(415, "BAD_REQUEST", "the scoring server reads UTF-8 only")
-    kind = {"application/json": "json", "text/csv": "csv", "application/vnd.apache.parquet": "parquet"}.get(mime.lower())
+    kind = {"application/json": "json", "text/csv": "csv", "application/vnd.apache.parquet": "parquet"}.get(
+        mime.lower()
+    )
     if kind is None:
-        raise RequestError(415, "BAD_REQUEST",
-                           "the content type must be application/json, text/csv or application/vnd.apache.parquet")
+        raise RequestError(
+            415, "BAD_REQUEST", "the content type must be application/json, text/csv or application/vnd.apache.parquet"
+        )
     return kind
 
 
 class ScoringApp:
     """The ASGI app serving one loaded model (a PyFuncModel)."""
 
-    def __init__(self, model, *, max_body_bytes: int, version: str, allowed_hosts: list[str] | tuple[str, ...] = (),
-                 body_timeout: float = 10.0, name: str = "model", model_version: str | None = None):
+    def __init__(
+        self,
+        model,
+        *,
+        max_body_bytes: int,
+        version: str,
+        allowed_hosts: list[str] | tuple[str, ...] = (),
+        body_timeout: float = 10.0,
+        name: str = "model",
+        model_version: str | None = None,
+    ):
         from gitml.serving.fastpath import SplitFastPath
         from gitml.serving.v2 import V2Model
 
@@ -141,8 +152,11 @@ class ScoringApp:
         path, method = scope["path"], scope["method"]
         try:
             if not self.hosts.allows(_header(scope, b"host")):
-                raise RequestError(400, "BAD_REQUEST", "the Host header names a host this server does not answer to "
-                                                       "(gitml serve --allow-host NAME)")
+                raise RequestError(
+                    400,
+                    "BAD_REQUEST",
+                    "the Host header names a host this server does not answer to (gitml serve --allow-host NAME)",
+                )
             if path in ("/ping", "/health"):
                 if method not in ("GET", "HEAD"):
                     raise RequestError(405, "BAD_REQUEST", f"{path} takes GET")
@@ -154,14 +168,21 @@ class ScoringApp:
             if path == "/v2" or path.startswith("/v2/"):
                 return await self._v2(scope, receive, send, path, method)
             if path != "/invocations":
-                raise RequestError(404, "ENDPOINT_NOT_FOUND", "no such endpoint: the server answers /ping, /health, /version, "
-                                                              "/invocations and /v2/...")
+                raise RequestError(
+                    404,
+                    "ENDPOINT_NOT_FOUND",
+                    "no such endpoint: the server answers /ping, /health, /version, /invocations and /v2/...",
+                )
             if method != "POST":
                 raise RequestError(405, "BAD_REQUEST", "/invocations takes POST")
             content_type = _header(scope, b"content-type")
             if content_type is None:
-                raise RequestError(415, "BAD_REQUEST", "the request has no Content-Type: send application/json, "
-                                                       "text/csv or application/vnd.apache.parquet")
+                raise RequestError(
+                    415,
+                    "BAD_REQUEST",
+                    "the request has no Content-Type: send application/json, "
+                    "text/csv or application/vnd.apache.parquet",
+                )
             kind = _content_kind(content_type.decode("latin-1"))
             body = await self._body(scope, receive)
             if len(body) > OFFLOAD_BYTES:
@@ -193,7 +214,9 @@ class ScoringApp:
             if content_type is None or _content_kind(content_type.decode("latin-1")) != "json":
                 raise RequestError(415, "BAD_REQUEST", "a V2 inference request is application/json")
             if _header(scope, b"inference-header-content-length") is not None:
-                raise RequestError(415, "BAD_REQUEST", "the binary tensor extension is not supported: send the data as JSON")
+                raise RequestError(
+                    415, "BAD_REQUEST", "the binary tensor extension is not supported: send the data as JSON"
+                )
             body = await self._body(scope, receive)
             if len(body) > OFFLOAD_BYTES:
                 text = await asyncio.get_running_loop().run_in_executor(None, self.infer_v2, body)
@@ -202,8 +225,9 @@ class ScoringApp:
             return await _respond(send, 200, text, JSON)
         except RequestError as e:
             message = str(e) if len(str(e)) <= _MESSAGE_MAX else str(e)[:_MESSAGE_MAX] + "..."
-            return await _respond(send, e.status, json.dumps({"error": message}).encode(), JSON,
-                                  close=e.status in (408, 413))
+            return await _respond(
+                send, e.status, json.dumps({"error": message}).encode(), JSON, close=e.status in (408, 413)
+            )
 
     def infer_v2(self, body: bytes) -> bytes:
         """The response body of a V2 inference request body; RequestError when refused."""
@@ -226,7 +250,11 @@ class ScoringApp:
             if not declared.isdigit():
                 raise RequestError(400, "BAD_REQUEST", "Content-Length is not a number")
             if int(declared) > limit:
-                raise RequestError(413, "REQUEST_LIMIT_EXCEEDED", f"the body is over the server's limit of {limit} bytes (--max-body-mb)")
+                raise RequestError(
+                    413,
+                    "REQUEST_LIMIT_EXCEEDED",
+                    f"the body is over the server's limit of {limit} bytes (--max-body-mb)",
+                )
         chunks, size = [], 0
         first = True
         while True:
@@ -236,13 +264,19 @@ class ScoringApp:
                 try:
                     message = await asyncio.wait_for(receive(), self.body_timeout)
                 except asyncio.TimeoutError:
-                    raise RequestError(408, "BAD_REQUEST", f"no part of the body came for {self.body_timeout:g} s") from None
+                    raise RequestError(
+                        408, "BAD_REQUEST", f"no part of the body came for {self.body_timeout:g} s"
+                    ) from None
             if message["type"] == "http.disconnect":
                 raise _Disconnected()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise RequestError(413, "REQUEST_LIMIT_EXCEEDED", f"the body is over the server's limit of {limit} bytes (--max-body-mb)")
+                raise RequestError(
+                    413,
+                    "REQUEST_LIMIT_EXCEEDED",
+                    f"the body is over the server's limit of {limit} bytes (--max-body-mb)",
+                )
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -273,11 +307,16 @@ class ScoringApp:
         except InputTooLargeError as e:
             raise RequestError(413, "REQUEST_LIMIT_EXCEEDED", str(e)) from None
         except GitmlError as e:
-            raise RequestError(400, e.error_code if e.error_code != "INTERNAL_ERROR" else "BAD_REQUEST", str(e)) from None
+            raise RequestError(
+                400, e.error_code if e.error_code != "INTERNAL_ERROR" else "BAD_REQUEST", str(e)
+            ) from None
         except Exception as e:
             log.warning("the model failed on a request: %s", type(e).__name__, exc_info=log.isEnabledFor(logging.DEBUG))
-            raise RequestError(400, "BAD_REQUEST",
-                               f"the model failed on this input ({type(e).__name__}); check it against the model's signature") from None
+            raise RequestError(
+                400,
+                "BAD_REQUEST",
+                f"the model failed on this input ({type(e).__name__}); check it against the model's signature",
+            ) from None
         return predictions_json(predictions).encode()
 
 

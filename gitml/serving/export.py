@@ -32,8 +32,19 @@ PORT = 8080
 TARGETS = ("mlflow", "mlserver", "docker", "kserve")
 RUNTIME = "gitml.serving.mlserver.GitmlRuntime"
 # what a served model needs of gitml's own dependencies (pyproject's dependencies and ``serve`` extra)
-_GITML_RUNTIME = ("dulwich", "click", "pyyaml", "pandas", "numpy", "fsspec", "cloudpickle",
-                  "uvicorn", "httptools", "uvloop", "orjson")
+_GITML_RUNTIME = (
+    "dulwich",
+    "click",
+    "pyyaml",
+    "pandas",
+    "numpy",
+    "fsspec",
+    "cloudpickle",
+    "uvicorn",
+    "httptools",
+    "uvloop",
+    "orjson",
+)
 _K8S_NAME = re.compile(r"[^a-z0-9-]+")
 
 
@@ -77,21 +88,25 @@ def verify_folder(folder: str, manifest: str) -> None:
                     digest, rel = line.rstrip("\n").split("  ", 1)
                     listed[rel] = digest
     except (OSError, ValueError) as e:
-        raise ModelIntegrityError(f"{manifest}: the model's manifest is missing or unreadable ({type(e).__name__})") from None
+        raise ModelIntegrityError(
+            f"{manifest}: the model's manifest is missing or unreadable ({type(e).__name__})"
+        ) from None
     present = set(_files(folder))
     for rel, expected in sorted(listed.items()):
         if rel not in present:
             raise ModelIntegrityError(f"{folder}: {rel!r} is listed in {os.path.basename(manifest)} but missing")
         if _sha256(os.path.join(folder, rel)) != expected:
-            raise ModelIntegrityError(f"{folder}: {rel!r} does not match its hash in {os.path.basename(manifest)} "
-                                      "(changed after export)")
+            raise ModelIntegrityError(
+                f"{folder}: {rel!r} does not match its hash in {os.path.basename(manifest)} (changed after export)"
+            )
     extra = sorted(present - set(listed))
     if extra:
         raise ModelIntegrityError(f"{folder}: {extra[0]!r} is not in {os.path.basename(manifest)} (added after export)")
 
 
-def export(model_uri: str, dst: str, *, target: str = "mlflow", name: str | None = None,
-           image: str | None = None) -> str:
+def export(
+    model_uri: str, dst: str, *, target: str = "mlflow", name: str | None = None, image: str | None = None
+) -> str:
     """Export the model at ``model_uri`` into the new folder ``dst`` for ``target`` (one of
     :data:`TARGETS`); ``name`` is the model's name on the V2 routes (default: the registered
     name, else the folder's), ``image`` the image a KServe runtime runs (default
@@ -115,7 +130,9 @@ def export(model_uri: str, dst: str, *, target: str = "mlflow", name: str | None
     default_name, version = model_name_of(str(model_uri))
     name = name or default_name
     if not name or len(name) > 200 or any(c in name for c in '/\\\n\r\t"'):
-        raise InvalidInputError(f"model name {name!r} cannot stand in a V2 route (no slashes, quotes or control characters)")
+        raise InvalidInputError(
+            f"model name {name!r} cannot stand in a V2 route (no slashes, quotes or control characters)"
+        )
     os.makedirs(dst, exist_ok=True)
     try:
         folder = export_model(model_uri, os.path.join(dst, MODEL_DIR))
@@ -145,8 +162,7 @@ def _mlserver(dst: str, folder: str, name: str, version: str | None) -> None:
     parameters: dict = {"uri": f"./{MODEL_DIR}", "extra": {"manifest": MANIFEST}}
     if version is not None:
         parameters["version"] = version
-    settings = {"name": name, "implementation": RUNTIME, "parameters": parameters,
-                "inputs": inputs, "outputs": outputs}
+    settings = {"name": name, "implementation": RUNTIME, "parameters": parameters, "inputs": inputs, "outputs": outputs}
     with open(os.path.join(dst, "model-settings.json"), "w") as f:
         json.dump(settings, f, indent=2)
         f.write("\n")
@@ -166,10 +182,14 @@ def locked_requirements(folder: str) -> list[str]:
         if not line:
             continue
         if line.startswith("-"):
-            raise InvalidInputError(f"the model's requirement {line!r} is a pip option: a locked image takes name==version lines")
+            raise InvalidInputError(
+                f"the model's requirement {line!r} is a pip option: a locked image takes name==version lines"
+            )
         (spec,) = pinned([re.split(r"[<>=!~ ;\[]", line, maxsplit=1)[0]]) if "==" not in line else (line,)
         if "==" not in spec:
-            raise InvalidInputError(f"the model's requirement {line!r} has no version and is not installed here to pin it")
+            raise InvalidInputError(
+                f"the model's requirement {line!r} has no version and is not installed here to pin it"
+            )
         wanted.setdefault(_canonical(spec.split("==")[0]), spec)
     for spec in pinned(list(_GITML_RUNTIME)):
         if "==" in spec:
@@ -194,8 +214,22 @@ def _docker(dst: str, folder: str, name: str) -> None:
         f.write("\n".join(requirements) + "\n")
     package = os.path.dirname(os.path.abspath(gitml.__file__))
     shutil.copytree(package, os.path.join(dst, "gitml"), ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    entry = ["python", "-m", "gitml", "serve", "-m", f"/opt/{MODEL_DIR}", "--host", "0.0.0.0", "--port", str(PORT),
-             "--allow-host", "*", "--name", name]
+    entry = [
+        "python",
+        "-m",
+        "gitml",
+        "serve",
+        "-m",
+        f"/opt/{MODEL_DIR}",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(PORT),
+        "--allow-host",
+        "*",
+        "--name",
+        name,
+    ]
     dockerfile = f"""# Built by `gitml models export --target docker`: the model {name!r}, served by gitml on port {PORT}
 # (MLflow's /invocations and the V2 protocol's /v2/...). The base image is pinned by exact tag.
 FROM {base_image()}
@@ -234,18 +268,30 @@ def _kserve(dst: str, name: str, image: str | None) -> None:
         "spec": {
             "supportedModelFormats": [{"name": "gitml", "version": "1", "autoSelect": False}],
             "protocolVersions": ["v2"],
-            "containers": [{"name": "kserve-container", "image": image,
-                            "ports": [{"containerPort": PORT, "protocol": "TCP"}],
-                            "readinessProbe": probe,
-                            "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}}}],
+            "containers": [
+                {
+                    "name": "kserve-container",
+                    "image": image,
+                    "ports": [{"containerPort": PORT, "protocol": "TCP"}],
+                    "readinessProbe": probe,
+                    "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}},
+                }
+            ],
         },
     }
     service = {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": {"name": resource, "annotations": {"gitml.model-name": name}},
-        "spec": {"predictor": {"model": {"modelFormat": {"name": "gitml", "version": "1"},
-                                         "runtime": runtime_name, "protocolVersion": "v2"}}},
+        "spec": {
+            "predictor": {
+                "model": {
+                    "modelFormat": {"name": "gitml", "version": "1"},
+                    "runtime": runtime_name,
+                    "protocolVersion": "v2",
+                }
+            }
+        },
     }
     with open(os.path.join(dst, "kserve.yaml"), "w") as f:
         f.write(f"# Build and push the image from this folder first: docker build -t {image} .\n")

@@ -27,13 +27,39 @@ from typing import Any
 
 _EXACT = 2**53  # integers float64 holds exactly
 # scikit-learn packages whose estimators validate (and convert) X first in every method
-_VALIDATING = {"preprocessing", "linear_model", "svm", "tree", "neighbors", "naive_bayes", "decomposition",
-               "impute", "discriminant_analysis", "kernel_approximation", "feature_selection", "ensemble",
-               "cluster", "neural_network", "cross_decomposition", "random_projection"}
+_VALIDATING = {
+    "preprocessing",
+    "linear_model",
+    "svm",
+    "tree",
+    "neighbors",
+    "naive_bayes",
+    "decomposition",
+    "impute",
+    "discriminant_analysis",
+    "kernel_approximation",
+    "feature_selection",
+    "ensemble",
+    "cluster",
+    "neural_network",
+    "cross_decomposition",
+    "random_projection",
+}
 # ... except these, which hand X on as it is or select columns by name
-_PASS_X_ON = {"FunctionTransformer", "ColumnTransformer", "VotingClassifier", "VotingRegressor",
-              "StackingClassifier", "StackingRegressor", "SelectFromModel", "RFE", "RFECV",
-              "SequentialFeatureSelector", "HistGradientBoostingClassifier", "HistGradientBoostingRegressor"}
+_PASS_X_ON = {
+    "FunctionTransformer",
+    "ColumnTransformer",
+    "VotingClassifier",
+    "VotingRegressor",
+    "StackingClassifier",
+    "StackingRegressor",
+    "SelectFromModel",
+    "RFE",
+    "RFECV",
+    "SequentialFeatureSelector",
+    "HistGradientBoostingClassifier",
+    "HistGradientBoostingRegressor",
+}
 
 
 def takes_array(model, columns: list[str]) -> bool:

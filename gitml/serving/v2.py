@@ -24,9 +24,19 @@ from gitml.errors import RequestError
 
 # V2 datatype -> numpy dtype name
 DATATYPES = {
-    "BOOL": "bool", "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
-    "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
-    "FP16": "float16", "FP32": "float32", "FP64": "float64", "BYTES": "object",
+    "BOOL": "bool",
+    "UINT8": "uint8",
+    "UINT16": "uint16",
+    "UINT32": "uint32",
+    "UINT64": "uint64",
+    "INT8": "int8",
+    "INT16": "int16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "FP16": "float16",
+    "FP32": "float32",
+    "FP64": "float64",
+    "BYTES": "object",
 }
 # the V2 datatypes a signature's column type takes (wider integers and floats are read as the column's)
 _ACCEPTS = {
@@ -34,11 +44,21 @@ _ACCEPTS = {
     "integer": {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32"},
     "long": {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"},
     "float": {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"},
-    "string": {"BYTES"}, "binary": {"BYTES"}, "datetime": {"BYTES"},
+    "string": {"BYTES"},
+    "binary": {"BYTES"},
+    "datetime": {"BYTES"},
 }
 _ACCEPTS["double"] = _ACCEPTS["float"]
-_V2_OF_COLUMN = {"boolean": "BOOL", "integer": "INT32", "long": "INT64", "float": "FP32", "double": "FP64",
-                 "string": "BYTES", "binary": "BYTES", "datetime": "BYTES"}
+_V2_OF_COLUMN = {
+    "boolean": "BOOL",
+    "integer": "INT32",
+    "long": "INT64",
+    "float": "FP32",
+    "double": "FP64",
+    "string": "BYTES",
+    "binary": "BYTES",
+    "datetime": "BYTES",
+}
 MAX_DIMS = 8
 _NAME_MAX = 256
 
@@ -67,8 +87,9 @@ def datatype_of(dtype) -> str:
 class V2Model:
     """The V2 view of one loaded model (a PyFuncModel) named ``name`` (``version`` or None)."""
 
-    def __init__(self, model, *, name: str, version: str | None = None, max_cells: int | None = None,
-                 platform: str = "gitml"):
+    def __init__(
+        self, model, *, name: str, version: str | None = None, max_cells: int | None = None, platform: str = "gitml"
+    ):
         self.model, self.name, self.version, self.platform = model, name, version, platform
         self.max_cells = max_cells
         self.schema = model.metadata.get_input_schema()
@@ -83,10 +104,12 @@ class V2Model:
         elif path in ("/v2/health/live", "/v2/health/ready"):
             action = path.rsplit("/", 1)[1]
         elif path.startswith("/v2/models/"):
-            action = self._model_route(path[len("/v2/models/"):])
+            action = self._model_route(path[len("/v2/models/") :])
         else:
-            raise _bad("no such V2 endpoint: /v2, /v2/health/{live,ready}, /v2/models/<name>[/versions/<v>]"
-                       "[/ready|/infer]", 404)
+            raise _bad(
+                "no such V2 endpoint: /v2, /v2/health/{live,ready}, /v2/models/<name>[/versions/<v>][/ready|/infer]",
+                404,
+            )
         wanted = "POST" if action == "infer" else "GET"
         if method != wanted and not (wanted == "GET" and method == "HEAD"):
             raise _bad(f"{path[:100]} takes {wanted}", 405)
@@ -114,9 +137,13 @@ class V2Model:
 
     def metadata(self) -> dict:
         """The model's metadata: name, versions, platform, its inputs and outputs as tensors."""
-        out: dict[str, Any] = {"name": self.name, "versions": [self.version] if self.version else [],
-                               "platform": self.platform, "inputs": self._tensors(self.schema),
-                               "outputs": self._tensors(self.output_schema)}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "versions": [self.version] if self.version else [],
+            "platform": self.platform,
+            "inputs": self._tensors(self.schema),
+            "outputs": self._tensors(self.output_schema),
+        }
         return out
 
     @staticmethod
@@ -136,10 +163,10 @@ class V2Model:
     def infer(self, request: Any) -> dict:
         """The response to a parsed inference request; RequestError when refused."""
         if not isinstance(request, dict):
-            raise _bad("the body must be a JSON object with \"inputs\"")
+            raise _bad('the body must be a JSON object with "inputs"')
         inputs = request.get("inputs")
         if not isinstance(inputs, list) or not inputs:
-            raise _bad("\"inputs\" must be a non-empty list of tensors {name, shape, datatype, data}")
+            raise _bad('"inputs" must be a non-empty list of tensors {name, shape, datatype, data}')
         tensors: dict[str, Any] = {}
         datatypes: dict[str, str] = {}
         for i, tensor in enumerate(inputs):
@@ -155,12 +182,16 @@ class V2Model:
 
             if isinstance(e, GitmlError):
                 raise _bad(str(e)) from None
-            raise _bad(f"the model failed on this input ({type(e).__name__}); check it against the model's signature") from None
+            raise _bad(
+                f"the model failed on this input ({type(e).__name__}); check it against the model's signature"
+            ) from None
         outputs = self._outputs(predictions)
         wanted = request.get("outputs")
         if wanted is not None:
-            if not isinstance(wanted, list) or not all(isinstance(w, dict) and isinstance(w.get("name"), str) for w in wanted):
-                raise _bad("\"outputs\" must be a list of {\"name\": ...}")
+            if not isinstance(wanted, list) or not all(
+                isinstance(w, dict) and isinstance(w.get("name"), str) for w in wanted
+            ):
+                raise _bad('"outputs" must be a list of {"name": ...}')
             names = [w["name"] for w in wanted]
             known = {o["name"] for o in outputs}
             unknown = [n for n in names if n not in known]
@@ -190,13 +221,19 @@ class V2Model:
         if datatype not in DATATYPES:
             raise _bad(f"{what}: its datatype is not one of {', '.join(DATATYPES)}")
         shape = tensor.get("shape")
-        if (not isinstance(shape, list) or not 1 <= len(shape) <= MAX_DIMS
-                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        if (
+            not isinstance(shape, list)
+            or not 1 <= len(shape) <= MAX_DIMS
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
             raise _bad(f"{what}: shape must be a list of 1 to {MAX_DIMS} sizes (integers >= 0)")
         cells = math.prod(shape)
         if self.max_cells is not None and cells > self.max_cells:
-            raise RequestError(413, "REQUEST_LIMIT_EXCEEDED",
-                               f"{what}: shape {shape} holds {cells} values, over the server's limit of {self.max_cells}")
+            raise RequestError(
+                413,
+                "REQUEST_LIMIT_EXCEEDED",
+                f"{what}: shape {shape} holds {cells} values, over the server's limit of {self.max_cells}",
+            )
         if "data" not in tensor:
             raise _bad(f"{what} has no data")
         flat = _flatten(tensor["data"], what, cells)
@@ -218,30 +255,42 @@ class V2Model:
                 return next(iter(tensors.values()))
             unknown = [n for n in tensors if n not in specs]
             if unknown:
-                raise _bad(f"input {_show(unknown[0])} is not one of the model's tensors: {sorted(str(s) for s in specs)}")
+                raise _bad(
+                    f"input {_show(unknown[0])} is not one of the model's tensors: {sorted(str(s) for s in specs)}"
+                )
             return dict(tensors)
         columns = list(schema.input_names()) if schema is not None and schema.has_input_names() else None
         if len(tensors) == 1:
-            (name, array), = tensors.items()
+            ((name, array),) = tensors.items()
             if (columns is None or name not in columns) and array.ndim == 2:
                 if columns is not None and array.shape[1] != len(columns):
-                    raise _bad(f"input {_show(name)} has {array.shape[1]} columns; the model's signature has "
-                               f"{len(columns)} ({', '.join(map(str, columns[:10]))}{', ...' if len(columns) > 10 else ''})")
+                    raise _bad(
+                        f"input {_show(name)} has {array.shape[1]} columns; the model's signature has "
+                        f"{len(columns)} ({', '.join(map(str, columns[:10]))}{', ...' if len(columns) > 10 else ''})"
+                    )
                 if columns is None:
                     return pd.DataFrame(array)
-                return pd.DataFrame({spec.name: self._as_column(name, datatypes[name], spec, array[:, i])
-                                     for i, spec in enumerate(schema.inputs)})
+                return pd.DataFrame(
+                    {
+                        spec.name: self._as_column(name, datatypes[name], spec, array[:, i])
+                        for i, spec in enumerate(schema.inputs)
+                    }
+                )
         frame: dict[str, Any] = {}
         rows = None
         for name, array in tensors.items():
             if columns is not None and name not in columns:
-                raise _bad(f"input {_show(name)} is not a column of the model's signature "
-                           f"({', '.join(map(str, columns[:10]))}{', ...' if len(columns) > 10 else ''})")
+                raise _bad(
+                    f"input {_show(name)} is not a column of the model's signature "
+                    f"({', '.join(map(str, columns[:10]))}{', ...' if len(columns) > 10 else ''})"
+                )
             if array.ndim == 2 and array.shape[1] == 1:
                 array = array[:, 0]
             if array.ndim != 1:
-                raise _bad(f"input {_show(name)} stands for one column: its shape must be [N] or [N, 1], "
-                           f"not {list(array.shape)}")
+                raise _bad(
+                    f"input {_show(name)} stands for one column: its shape must be [N] or [N, 1], "
+                    f"not {list(array.shape)}"
+                )
             if rows is not None and len(array) != rows:
                 raise _bad(f"input {_show(name)} has {len(array)} rows; the inputs before it have {rows}")
             rows = len(array)
@@ -252,8 +301,10 @@ class V2Model:
                     frame[spec.name] = self._as_column(spec.name, datatypes[spec.name], spec, frame[spec.name])
             missing = [c for c in schema.required_input_names() if c not in frame]
             if missing:
-                raise _bad(f"the request lacks the model's column {_show(missing[0])}"
-                           + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+                raise _bad(
+                    f"the request lacks the model's column {_show(missing[0])}"
+                    + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+                )
             return pd.DataFrame({c: frame[c] for c in columns if c in frame})
         return pd.DataFrame(frame)
 
@@ -264,8 +315,10 @@ class V2Model:
         column_type = spec.type.value
         if datatype not in _ACCEPTS[column_type]:
             column = f"column {spec.name!r}" if spec.name is not None else "input"
-            raise _bad(f"input {_show(name)} is {datatype} but the model's {column} is {column_type} "
-                       f"(send {_V2_OF_COLUMN[column_type]})")
+            raise _bad(
+                f"input {_show(name)} is {datatype} but the model's {column} is {column_type} "
+                f"(send {_V2_OF_COLUMN[column_type]})"
+            )
         if column_type in ("float", "double", "integer", "long") and values.dtype != spec.type.to_numpy():
             return values.astype(spec.type.to_numpy())
         return values
@@ -277,7 +330,11 @@ class V2Model:
         import numpy as np
         import pandas as pd
 
-        named = self.output_schema.input_names() if self.output_schema is not None and self.output_schema.has_input_names() else []
+        named = (
+            self.output_schema.input_names()
+            if self.output_schema is not None and self.output_schema.has_input_names()
+            else []
+        )
         if isinstance(predictions, pd.DataFrame):
             parts = [(str(c), predictions[c].to_numpy()) for c in predictions.columns]
         elif isinstance(predictions, dict):
@@ -348,8 +405,10 @@ def _encode(name: str, values) -> dict:
     values = np.asarray(values)
     datatype = datatype_of(values.dtype)
     if datatype == "BYTES":
-        data = [v if isinstance(v, str) else (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
-                for v in values.ravel().tolist()]
+        data = [
+            v if isinstance(v, str) else (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+            for v in values.ravel().tolist()
+        ]
     else:
         data = values.ravel().tolist()
     return {"name": name, "datatype": datatype, "shape": list(values.shape), "data": data}

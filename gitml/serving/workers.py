@@ -136,9 +136,10 @@ def _protocol_class(limits: Limits):
 
         def _refuse(self, status: int, message: bytes) -> None:
             reason = {431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}[status]
-            self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-                                 b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-                                 % (status, reason, len(message), message))
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, reason, len(message), message)
+            )
             self.transport.close()
 
         def _head_timed_out(self) -> None:
@@ -199,8 +200,16 @@ def _run_uvicorn(app, sock: socket.socket, limits: Limits) -> None:
     except ImportError:
         loop = "asyncio"
     config = uvicorn.Config(
-        app, loop=loop, http=_protocol_class(limits), ws="none", lifespan="off", access_log=False, log_level="warning",
-        server_header=False, timeout_keep_alive=5, backlog=2048,
+        app,
+        loop=loop,
+        http=_protocol_class(limits),
+        ws="none",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_keep_alive=5,
+        backlog=2048,
     )
     uvicorn.Server(config).run(sockets=[sock])
 
@@ -263,7 +272,9 @@ def run_workers(app, sock: socket.socket, workers: int, limits: Limits = Limits(
                 quick_deaths += 1
                 if quick_deaths >= RESPAWN_LIMIT:
                     stop(signal.SIGTERM, None)
-                    raise ServerStartError(f"the workers died {quick_deaths} times within a second of starting: stopping")
+                    raise ServerStartError(
+                        f"the workers died {quick_deaths} times within a second of starting: stopping"
+                    )
             fork()
     finally:
         for s, handler in previous.items():

@@ -27,10 +27,9 @@ from array import array
 from bisect import bisect_left
 from itertools import accumulate
 
-from gitml.errors import ConflictError
+from gitml.errors import ConflictError, IndexLockedError
 from gitml.store.git import TREE_MODE, GitStore
 from gitml.store.gitindex import SKIP_WORKTREE, GitIndex, remember, written_index
-from gitml.errors import IndexLockedError
 
 GITLINK_MODE = 0o160000
 SYMLINK_MODE = 0o120000
@@ -40,8 +39,15 @@ SYMLINK_MODE = 0o120000
 Changes = dict[bytes, "tuple[tuple[int, bytes] | None, tuple[int, bytes] | None]"]
 
 
-def switch(store: GitStore, index_path: str, index: GitIndex, old_tree: bytes | None, new_tree: bytes, *,
-           columns: str | None = None) -> None:
+def switch(
+    store: GitStore,
+    index_path: str,
+    index: GitIndex,
+    old_tree: bytes | None,
+    new_tree: bytes,
+    *,
+    columns: str | None = None,
+) -> None:
     """Make the work tree and the index at ``index_path`` (``index``, as read) hold
     ``new_tree`` instead of ``old_tree``, which they hold now. HEAD is not moved. The
     new index's columns are kept in ``columns`` (see :func:`gitml.store.gitindex.read_index`)."""
@@ -77,8 +83,15 @@ def switch(store: GitStore, index_path: str, index: GitIndex, old_tree: bytes | 
         raise
 
 
-def _walk(store: GitStore, index: GitIndex, old: bytes | None, new: bytes | None, prefix: bytes,
-          out: Changes, dirs: dict[bytes, bytes | None]) -> None:
+def _walk(
+    store: GitStore,
+    index: GitIndex,
+    old: bytes | None,
+    new: bytes | None,
+    prefix: bytes,
+    out: Changes,
+    dirs: dict[bytes, bytes | None],
+) -> None:
     """The files (and sparse directory entries) that differ below ``prefix``; ``dirs``
     gets the target's raw tree id (None: gone) of every folder walked."""
     a = store.tree(old) if old else {}
@@ -93,8 +106,10 @@ def _walk(store: GitStore, index: GitIndex, old: bytes | None, new: bytes | None
         if tree_a and _is_sparse_dir(index, path + b"/"):
             # a sparse index holds the folder as one entry: its tree id changes, no more
             dirs[path] = bytes.fromhex(tree_b.decode()) if tree_b else None
-            out[path + b"/"] = ((TREE_MODE, bytes.fromhex(tree_a.decode())),
-                                (TREE_MODE, bytes.fromhex(tree_b.decode())) if tree_b else None)
+            out[path + b"/"] = (
+                (TREE_MODE, bytes.fromhex(tree_a.decode())),
+                (TREE_MODE, bytes.fromhex(tree_b.decode())) if tree_b else None,
+            )
         elif tree_a or tree_b:
             dirs[path] = bytes.fromhex(tree_b.decode()) if tree_b else None
             _walk(store, index, tree_a, tree_b, path + b"/", out, dirs)
@@ -170,8 +185,9 @@ class _SparseCone:
 _Row = tuple[bytes, int]  # an entry's 60 bytes of stat data and id, its flags (extended above 16 bits)
 
 
-def _apply(workdir: str, store: GitStore, index: GitIndex, changes: Changes,
-           sparse: _SparseCone | None) -> dict[bytes, _Row | None]:
+def _apply(
+    workdir: str, store: GitStore, index: GitIndex, changes: Changes, sparse: _SparseCone | None
+) -> dict[bytes, _Row | None]:
     """Change the work tree; the new index row of every changed path (None: removed)."""
     root = os.path.realpath(workdir)
     rows: dict[bytes, _Row | None] = {}
@@ -215,7 +231,9 @@ def _apply(workdir: str, store: GitStore, index: GitIndex, changes: Changes,
         if mode == SYMLINK_MODE:
             os.symlink(os.fsdecode(data), full)
         else:
-            file_fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o777 if mode == 0o100755 else 0o666)
+            file_fd = os.open(
+                full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o777 if mode == 0o100755 else 0o666
+            )
             with open(file_fd, "wb") as f:
                 f.write(data)
         rows[path] = (_stat_data(os.lstat(full), mode, sha), 0)
@@ -245,11 +263,22 @@ def _stat_data(st: os.stat_result, mode: int, sha: bytes) -> bytes:
     m = 0xFFFFFFFF
     if stat.S_ISLNK(st.st_mode):
         mode = SYMLINK_MODE
-    return struct.pack(
-        ">10I", int(st.st_ctime) & m, st.st_ctime_ns % 1_000_000_000, int(st.st_mtime) & m,
-        st.st_mtime_ns % 1_000_000_000, st.st_dev & m, st.st_ino & m, mode, st.st_uid & m, st.st_gid & m,
-        st.st_size & m,
-    ) + sha
+    return (
+        struct.pack(
+            ">10I",
+            int(st.st_ctime) & m,
+            st.st_ctime_ns % 1_000_000_000,
+            int(st.st_mtime) & m,
+            st.st_mtime_ns % 1_000_000_000,
+            st.st_dev & m,
+            st.st_ino & m,
+            mode,
+            st.st_uid & m,
+            st.st_gid & m,
+            st.st_size & m,
+        )
+        + sha
+    )
 
 
 def _entry_bytes(index_path: str, index: GitIndex) -> tuple[bytes, list[int]] | None:
@@ -282,8 +311,13 @@ def _entry_bytes(index_path: str, index: GitIndex) -> tuple[bytes, list[int]] | 
     return raw, offsets
 
 
-def _encode(index: GitIndex, changes: Changes, rows: dict[bytes, _Row | None],
-            new_dirs: dict[bytes, bytes | None], copy: tuple[bytes, list[int]] | None) -> tuple[bytes, GitIndex]:
+def _encode(
+    index: GitIndex,
+    changes: Changes,
+    rows: dict[bytes, _Row | None],
+    new_dirs: dict[bytes, bytes | None],
+    copy: tuple[bytes, list[int]] | None,
+) -> tuple[bytes, GitIndex]:
     """The new index file: unchanged entries as they were (their bytes copied from
     ``copy`` when given), ``rows`` for the changed paths."""
     paths, stat_data, flags = index.paths, index.stat_data, index.flags
@@ -341,8 +375,9 @@ def _entry(stat60: bytes, flags: int, path: bytes) -> bytes:
     return head + path + b"\0" * (size - len(head) - len(path))
 
 
-def _tree_extension(index: GitIndex, paths: list[bytes],
-                    new_dirs: dict[bytes, bytes | None]) -> tuple[bytes, dict[bytes, bytes]]:
+def _tree_extension(
+    index: GitIndex, paths: list[bytes], new_dirs: dict[bytes, bytes | None]
+) -> tuple[bytes, dict[bytes, bytes]]:
     """git's cache tree for ``paths``: the folders walked get the target's trees, the
     others keep theirs; a folder with no entries left is dropped. With it, the valid
     trees by folder (as :class:`GitIndex` holds them)."""

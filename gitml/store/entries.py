@@ -24,8 +24,8 @@ from dulwich.objects import parse_tree
 from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
-from gitml.store.packs import _entry_header, object_id
 from gitml.store.ids import oid
+from gitml.store.packs import _entry_header, object_id
 
 if TYPE_CHECKING:
     import numpy
@@ -118,8 +118,9 @@ class PackEntries:
                 continue
             stop = offsets[order[pos + 1]] if pos + 1 < count else end
             # one int per entry, not a tuple of four: a third of the memory
-            self._where.setdefault(idx[shas_at + 20 * i : shas_at + 20 * i + 20],
-                                   (((number << 32 | crcs[i]) << 32 | start) << 32) | stop)
+            self._where.setdefault(
+                idx[shas_at + 20 * i : shas_at + 20 * i + 20], (((number << 32 | crcs[i]) << 32 | start) << 32) | stop
+            )
 
     def _find(self, raw: bytes) -> Where | None:
         packed = self._where.get(raw)
@@ -310,7 +311,6 @@ class PackEntries:
         self.close()
 
 
-
 def links_of(type_num: int, raw: bytes) -> tuple[int, list[bytes], list[bytes]]:
     """``(type number, objects to walk, blobs)`` named by an object's content: a commit's
     tree and parents, a tag's target, a tree's subtrees and blobs (not submodules)."""
@@ -358,6 +358,7 @@ def commit_header(raw: bytes) -> tuple[int, list[bytes], bytes]:
                 pass
     return when, parents, raw[5:45]  # "tree <sha>" is the first line
 
+
 def _object_count(idx_path: str) -> int:
     with open(idx_path, "rb") as f:
         head = f.read(8 + 256 * 4)
@@ -368,7 +369,9 @@ def _loose_ids(objects: str) -> set[bytes]:
     ids: set[bytes] = set()
     for prefix in os.listdir(objects):
         if len(prefix) == 2:
-            ids.update((prefix + name).encode() for name in os.listdir(os.path.join(objects, prefix)) if len(name) == 38)
+            ids.update(
+                (prefix + name).encode() for name in os.listdir(os.path.join(objects, prefix)) if len(name) == 38
+            )
     return ids
 
 
@@ -389,7 +392,9 @@ class _MergedHeads:
         positions = np.concatenate([np.arange(len(h), dtype=np.uint32) for h in heads])[order]
         sorted_heads = every[order]
         self._fan16 = array("Q", [0])
-        self._fan16.frombytes(np.cumsum(np.bincount(sorted_heads >> np.uint32(16), minlength=1 << 16)).astype(np.uint64).tobytes())
+        self._fan16.frombytes(
+            np.cumsum(np.bincount(sorted_heads >> np.uint32(16), minlength=1 << 16)).astype(np.uint64).tobytes()
+        )
         self.heads = array("I", sorted_heads.tobytes())
         self.slots = array("I", slots.tobytes())
         self.positions = array("I", positions.tobytes())
@@ -439,7 +444,9 @@ class _IndexedPack:
         del view  # the map cannot close while a view of it lives
         # where the ids of each 2-byte prefix start: a lookup bisects ~30 ids, not the ~7,000 of a 1-byte fanout
         self._fan16 = array("Q", [0])
-        self._fan16.frombytes(np.cumsum(np.bincount(heads.ravel() >> np.uint32(16), minlength=1 << 16)).astype(np.uint64).tobytes())
+        self._fan16.frombytes(
+            np.cumsum(np.bincount(heads.ravel() >> np.uint32(16), minlength=1 << 16)).astype(np.uint64).tobytes()
+        )
         self.heads = array("I")
         assert self.heads.itemsize == 4
         self.heads.frombytes(heads.tobytes())
@@ -575,8 +582,11 @@ class Picked:
     def whole_packs(self) -> list[str]:
         """The big packs every object of which is picked (their paths without the suffix):
         such a pack may be copied as it is (a push or fetch of everything to an empty side)."""
-        return [pack.base for pack, marks in zip(self.entries._big, self._marks._bytes, strict=False)
-                if pack.base and marks is not None and pack.count and marks.count(1) == pack.count]
+        return [
+            pack.base
+            for pack, marks in zip(self.entries._big, self._marks._bytes, strict=False)
+            if pack.base and marks is not None and pack.count and marks.count(1) == pack.count
+        ]
 
     def ids(self) -> list[bytes]:
         """The objects' hex ids (the big packs' in position order)."""
@@ -635,14 +645,18 @@ class Picked:
         block, block_at, block_end = b"", 0, 0
         for first in range(0, len(positions), _SLICE):  # Python ints made a slice at a time
             last = first + _SLICE
-            for i, start, crc in zip(_ints(positions[first:last]), _ints(starts[first:last]), _ints(crcs[first:last]), strict=False):
+            for i, start, crc in zip(
+                _ints(positions[first:last]), _ints(starts[first:last]), _ints(crcs[first:last]), strict=False
+            ):
                 stop = stops[i]
                 if start < block_at or stop > block_end:
                     block = os.pread(fd, max(stop - start, _BLOCK), start)
                     block_at, block_end = start, start + len(block)
                 chunk = block[start - block_at : stop - block_at]
                 raw = idx[shas_at + 20 * i : shas_at + 20 * i + 20]
-                if not len(chunk) or zlib.crc32(chunk) != crc:  # copied as stored: checked against the index's CRC first
+                if (
+                    not len(chunk) or zlib.crc32(chunk) != crc
+                ):  # copied as stored: checked against the index's CRC first
                     raise entries._damaged(hexlify(raw), "its stored bytes fail the pack index's CRC")
                 if (chunk[0] >> 4) & 7 in _DELTA_TYPES:
                     yield entries.entry(hexlify(raw))  # resolved through dulwich and stored whole

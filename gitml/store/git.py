@@ -16,18 +16,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple, cast
 
+from dulwich.config import ConfigFile
 from dulwich.errors import NotGitRepository
 from dulwich.objects import Blob, Commit, ShaFile, Tree
-from dulwich.config import ConfigFile
 from dulwich.repo import Repo, UnsupportedExtension, UnsupportedVersion, read_gitfile
 
-from gitml.errors import CorruptRecordError, RepositoryError
-from gitml.store.locks import holder, release_if_dead
-from gitml.errors import LockHeld
-from gitml.store.refs import RefLister, pack_refs, parallel_map, racy_seconds, update_ref
-from gitml.store.packs import KEEP_MARK, maybe_merge_small_packs, release_keep, sha_of, write_pack
-from gitml.errors import UnsupportedRepositoryError
+from gitml.errors import CorruptRecordError, LockHeld, RepositoryError, UnsupportedRepositoryError
 from gitml.store.ids import oid, refname
+from gitml.store.locks import holder, release_if_dead
+from gitml.store.packs import KEEP_MARK, maybe_merge_small_packs, release_keep, sha_of, write_pack
+from gitml.store.refs import RefLister, pack_refs, parallel_map, racy_seconds, update_ref
 
 log = logging.getLogger("gitml")
 
@@ -376,7 +374,9 @@ class GitStore:
     def delete_ref(self, name: bytes, old: bytes) -> bool:
         return self.repo.refs.remove_if_equals(refname(name), oid(old))
 
-    def refs_under(self, prefix: str, *, shared: bool = False, names: re.Pattern[bytes] | None = None) -> dict[bytes, bytes]:
+    def refs_under(
+        self, prefix: str, *, shared: bool = False, names: re.Pattern[bytes] | None = None
+    ) -> dict[bytes, bytes]:
         """Every ref below ``prefix`` (e.g. ``refs/gitml/runs/``) → commit id. ``shared``:
         the same dict as the last call's while no ref under ``prefix`` changed (do not
         modify it), so a caller can reuse what it derived from it. ``names``: only refs
@@ -397,7 +397,9 @@ class GitStore:
         with self._lock:
             return self._refs.state(prefix, names)
 
-    def refs_parts(self, prefix: str, names: re.Pattern[bytes] | None = None) -> tuple[bytes, bytes, dict[bytes, bytes]]:
+    def refs_parts(
+        self, prefix: str, names: re.Pattern[bytes] | None = None
+    ) -> tuple[bytes, bytes, dict[bytes, bytes]]:
         """``packed-refs`` as read now, its sha256, and the loose refs under ``prefix``
         (``names`` matches): the parts a listing is made of (:meth:`RefLister.parts`)."""
         with self._lock:
@@ -461,7 +463,7 @@ class GitStore:
             return Head(None, None)
         branch = None
         if len(chain) > 1 and chain[-1].startswith(b"refs/heads/"):
-            branch = chain[-1][len(b"refs/heads/"):].decode()
+            branch = chain[-1][len(b"refs/heads/") :].decode()
         if sha is not None:
             try:
                 self.commit(sha)
@@ -640,7 +642,10 @@ def _search_live_packs_first(store, retired_dir: str) -> None:
         seen.clear()
         seen.update(cache)
         if new:
-            store._pack_cache = {**{n: cache[n] for n in reversed(new)}, **{n: p for n, p in cache.items() if n not in new}}
+            store._pack_cache = {
+                **{n: cache[n] for n in reversed(new)},
+                **{n: p for n, p in cache.items() if n not in new},
+            }
         return added
 
     store._update_pack_cache = update
@@ -714,8 +719,7 @@ def open_store(path: str | os.PathLike | None = None, *, create: bool = False) -
         return GitStore(open_repo(fallback), fallback=True)
     if not create:
         raise RepositoryError(
-            f"{start} is not in a git repository (and holds no {FALLBACK_STORE}/): "
-            "run `gitml init` or `git init` first"
+            f"{start} is not in a git repository (and holds no {FALLBACK_STORE}/): run `gitml init` or `git init` first"
         )
     if explicit:
         os.makedirs(start, exist_ok=True)

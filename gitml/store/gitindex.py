@@ -248,8 +248,14 @@ def _save_columns(columns: str, index: GitIndex) -> None:
             pass
 
 
-def written_index(version: int, checksum: bytes, paths: list[bytes], stat_data: list[bytes], flags: array,
-                  cached_trees: dict[bytes, bytes]) -> GitIndex:
+def written_index(
+    version: int,
+    checksum: bytes,
+    paths: list[bytes],
+    stat_data: list[bytes],
+    flags: array,
+    cached_trees: dict[bytes, bytes],
+) -> GitIndex:
     """The columns of an index gitml writes (``stat_data``: the entries' 60 bytes, in pieces)."""
     index = GitIndex(version, checksum)
     _Entries(paths, stat_data).columns(index)
@@ -498,6 +504,6 @@ def _merge_shared(own: _Entries, link: bytes, path: str) -> _Entries:
         rows[i] = (rows[i][0], own.stat[n], own.flags[n])
     gone = set(deleted)
     merged = [row for i, row in enumerate(rows) if i not in gone]
-    merged += zip(own.paths[len(replaced):], own.stat[len(replaced):], own.flags[len(replaced):], strict=False)
+    merged += zip(own.paths[len(replaced) :], own.stat[len(replaced) :], own.flags[len(replaced) :], strict=False)
     merged.sort(key=lambda entry: (entry[0], entry[2] & STAGE_MASK))
     return _Entries([p for p, _, _ in merged], [s for _, s, _ in merged], [f for _, _, f in merged])

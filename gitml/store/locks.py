@@ -34,8 +34,8 @@ import socket
 import threading
 import uuid
 
-from gitml.store.perms import shared_file_mode, shared_setting
 from gitml.errors import LockHeld  # noqa: F401  (defined there, raised here)
+from gitml.store.perms import shared_file_mode, shared_setting
 
 log = logging.getLogger("gitml")
 
@@ -211,7 +211,7 @@ class LockFile:
         try:
             view = memoryview(b"".join(self._chunks))
             while view:
-                view = view[os.write(self._fd, view):]
+                view = view[os.write(self._fd, view) :]
             if shared_setting(self._commondir):  # core.sharedRepository, as git adjusts the files it makes
                 os.fchmod(self._fd, shared_file_mode(self._commondir, 0o666))
             if self._witness is None:
@@ -358,4 +358,6 @@ def holder(lock: str, commondir: str) -> str:
                 return f"gitml process {_pid(name)} on {name.split('.')[0]} holds it and is still running"
         finally:
             os.close(fd)
-    return "no gitml process holds it: if no git process is running either, one was killed while writing; remove that file"
+    return (
+        "no gitml process holds it: if no git process is running either, one was killed while writing; remove that file"
+    )

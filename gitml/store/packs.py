@@ -27,12 +27,12 @@ import time
 import zlib
 from collections.abc import Collection, Iterable
 
-from dulwich.objects import ShaFile
 from dulwich.object_format import DEFAULT_OBJECT_FORMAT
+from dulwich.objects import ShaFile
 from dulwich.pack import Pack
 
-from gitml.store.perms import shared_file_mode
 from gitml.store.ids import oid
+from gitml.store.perms import shared_file_mode
 
 PACKS_PER_TIER = 16
 TIER_FACTOR = 16
@@ -109,12 +109,17 @@ def _index_of(table: bytearray, pack_checksum: bytes) -> bytes | bytearray:
         return _index_v2(sorted(bytes(table[i : i + 32]) for i in range(0, len(table), 32)), pack_checksum)
     import numpy as np
 
-    rows = np.frombuffer(table, dtype=np.dtype({
-        "names": ["sha", "a", "b", "c", "offset", "crc"],
-        "formats": ["V20", ">u8", ">u8", ">u4", ">u8", ">u4"],
-        "offsets": [0, 0, 8, 16, 20, 28],
-        "itemsize": 32,
-    }))
+    rows = np.frombuffer(
+        table,
+        dtype=np.dtype(
+            {
+                "names": ["sha", "a", "b", "c", "offset", "crc"],
+                "formats": ["V20", ">u8", ">u8", ">u4", ">u8", ">u4"],
+                "offsets": [0, 0, 8, 16, 20, 28],
+                "itemsize": 32,
+            }
+        ),
+    )
     rows = rows[np.lexsort((rows["c"], rows["b"], rows["a"]))]
     if int(rows["offset"].max()) >= 1 << 31:  # a pack over 2 GiB: the table of large offsets
         return _index_v2([row.tobytes() for row in rows], pack_checksum)
@@ -190,7 +195,11 @@ def _crowded_tier(pack_dir: str, retired: Collection[str] = ()) -> list[str]:
     tiers: dict[int, list[str]] = {}
     for name in names:
         base = name[:-5]
-        if not (name.startswith("pack-") and name.endswith(".pack")) or base + ".idx" not in names or base + ".keep" in names:
+        if (
+            not (name.startswith("pack-") and name.endswith(".pack"))
+            or base + ".idx" not in names
+            or base + ".keep" in names
+        ):
             continue
         if base in retired:
             continue
@@ -302,7 +311,9 @@ def _pack_entries(base: str) -> list[tuple[bytes, bytes, int]]:
         offset = struct.unpack_from(">L", idx, offsets_at + 4 * i)[0]
         if offset & 0x80000000:
             return _pack_entries_slow(base)
-        rows.append((offset, idx[shas_at + 20 * i : shas_at + 20 * i + 20], struct.unpack_from(">L", idx, crcs_at + 4 * i)[0]))
+        rows.append(
+            (offset, idx[shas_at + 20 * i : shas_at + 20 * i + 20], struct.unpack_from(">L", idx, crcs_at + 4 * i)[0])
+        )
     rows.sort()
     end = len(data) - 20
     out = []
@@ -349,7 +360,9 @@ def _write_entries(
     os.makedirs(pack_dir, exist_ok=True)
     common = _common_dir(pack_dir)
     # like git's tmp_pack_*, but where `git prune` (which deletes objects/pack/tmp_*) does not look
-    tmp = os.path.join(_gitml_dir(pack_dir, "tmp"), f"tmp_gitml_{os.getpid()}_{threading.get_ident()}_{os.urandom(6).hex()}")
+    tmp = os.path.join(
+        _gitml_dir(pack_dir, "tmp"), f"tmp_gitml_{os.getpid()}_{threading.get_ident()}_{os.urandom(6).hex()}"
+    )
     mode = shared_file_mode(common, 0o444)
     index_rows = bytearray()  # 32 bytes per entry (id, offset, CRC): no object per entry
     header = b"PACK" + struct.pack(">II", 2, count)

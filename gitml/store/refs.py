@@ -24,9 +24,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from gitml.errors import RepositoryError
+from gitml.errors import LockHeld, RepositoryError
 from gitml.store.locks import LockFile, holder, release_if_dead
-from gitml.errors import LockHeld
 
 _HEX40 = re.compile(rb"[0-9a-f]{40}")
 _SORTED = re.compile(rb"# pack-refs with:[^\n]* sorted[ \n]")  # the header of a sorted file
@@ -115,7 +114,8 @@ class RefLister:
         if bprefix and bprefix[-1] < 0xFF:
             stop = _lower_bound(data, bprefix[:-1] + bytes([bprefix[-1] + 1]), start)
         return {
-            name: sha for sha, name in _PACKED_LINE.findall(data, start, stop)
+            name: sha
+            for sha, name in _PACKED_LINE.findall(data, start, stop)
             if name.startswith(bprefix) and b".." not in name
         }
 
@@ -173,7 +173,7 @@ class RefLister:
             with open(mark, "rb") as f:
                 known, first, stop = f.read().split(b"\n")
             if known == digest:
-                lines = data[int(first):int(stop)].split(b"\n") if int(stop) > int(first) else []
+                lines = data[int(first) : int(stop)].split(b"\n") if int(stop) > int(first) else []
                 return {line[41:]: line[:40] for line in lines}
         except (OSError, ValueError):
             pass
@@ -183,7 +183,7 @@ class RefLister:
             start = data.find(b"%s %s\n" % found[0])
             last = data.find(b"%s %s" % found[-1], start)
             end = last + 41 + len(found[-1][1])
-            starts_lines = all(i == 0 or data[i - 1:i] == b"\n" for i in (start, last))
+            starts_lines = all(i == 0 or data[i - 1 : i] == b"\n" for i in (start, last))
             if start < 0 or last < 0 or not starts_lines or data.count(b"\n", start, end) != len(found) - 1:
                 return {name: sha for sha, name in found}  # not one span: checked again next time
         else:
@@ -256,7 +256,11 @@ class RefLister:
         data = self._packed_data()
         found: dict[bytes, bytes] = {}
         if not _SORTED.match(data):
-            found = {n: sha for n, sha in self.packed().items() if n.startswith(bprefix) and _tail(n, bprefix).startswith(start)}
+            found = {
+                n: sha
+                for n, sha in self.packed().items()
+                if n.startswith(bprefix) and _tail(n, bprefix).startswith(start)
+            }
         else:
             pos = _lower_bound(data, bprefix)
             while pos < len(data):
@@ -268,7 +272,7 @@ class RefLister:
                     end = data.find(b"\n", pos)
                     pos = len(data) if end < 0 else end + 1
                     continue
-                folder = name[:slash + 1]
+                folder = name[: slash + 1]
                 at = _lower_bound(data, folder + start, pos)
                 for line in _lines_from(data, at):
                     if not line[41:].startswith(folder + start):
@@ -283,7 +287,9 @@ class RefLister:
         text = os.fsdecode(start)
         for sub in folders:
             try:
-                names = [n for n in os.listdir(os.path.join(root, sub)) if n.startswith(text) and not n.endswith(".lock")]
+                names = [
+                    n for n in os.listdir(os.path.join(root, sub)) if n.startswith(text) and not n.endswith(".lock")
+                ]
             except (NotADirectoryError, FileNotFoundError):
                 continue
             for n in names:
@@ -326,7 +332,7 @@ def _search_sorted(data: bytes, name: bytes) -> bytes | None:
         line = data[start:end]
         if line[:1] == b"^" and start > 0:  # a peeled line: its ref is the line before
             before = data.rfind(b"\n", 0, start - 1) + 1
-            line = data[before:start - 1]
+            line = data[before : start - 1]
         if line[:1] == b"#":
             found = b""  # the header: before every ref
         else:
@@ -341,17 +347,17 @@ def _search_sorted(data: bytes, name: bytes) -> bytes | None:
 
 
 def _tail(name: bytes, prefix: bytes) -> bytes:
-    rest = name[len(prefix):]
-    return rest[rest.find(b"/") + 1:] if b"/" in rest else b""
+    rest = name[len(prefix) :]
+    return rest[rest.find(b"/") + 1 :] if b"/" in rest else b""
 
 
 def _name_at(data: bytes, start: int) -> bytes:
     """The ref name of the line at ``start`` (a peeled line's: its ref's, the line before)."""
     end = data.find(b"\n", start)
-    line = data[start:end if end >= 0 else len(data)]
+    line = data[start : end if end >= 0 else len(data)]
     if line[:1] == b"^" and start > 0:
         before = data.rfind(b"\n", 0, start - 1) + 1
-        line = data[before:start - 1]
+        line = data[before : start - 1]
     return b"" if line[:1] == b"#" else line[41:]
 
 
@@ -439,7 +445,9 @@ def wait_for_lock(path: str, commondir: str, timeout: float) -> LockFile:
             delay = min(delay * 2, 0.1)
 
 
-def update_ref(commondir: str, name: bytes, old: bytes | None, new: bytes, packed: Callable[[bytes], bytes | None]) -> bool:
+def update_ref(
+    commondir: str, name: bytes, old: bytes | None, new: bytes, packed: Callable[[bytes], bytes | None]
+) -> bool:
     """Set the ref ``name`` to ``new`` if it is ``old`` (None: absent), under the ref's lock
     (raises :class:`LockHeld`). ``packed(name)`` gives a ref's packed id. Returns False
     when the ref holds another value."""
@@ -510,7 +518,7 @@ def merged_packed_refs(data: bytes, refs: dict[bytes, bytes]) -> bytes | None:
         pos = at
         if at < len(data) and _name_at(data, at) == name:
             pos = data.find(b"\n", at) + 1
-            if data[pos:pos + 1] == b"^":  # the old value's peeled line goes with it
+            if data[pos : pos + 1] == b"^":  # the old value's peeled line goes with it
                 pos = data.find(b"\n", pos) + 1
         out.append(refs[name] + b" " + name + b"\n")
     out.append(data[pos:])

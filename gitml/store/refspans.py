@@ -131,7 +131,7 @@ def compare(
             if value is None:
                 return False
             slash = name.find(b"/", len(bprefix))
-            folder = name[:slash + 1] if slash >= 0 else b""
+            folder = name[: slash + 1] if slash >= 0 else b""
             return bprefix in alike_keys or folder in alike_keys or b"%s %s" % (value, name) in kept_lines
 
         for name in loose:  # each shadows its packed line here, if it has one
@@ -139,7 +139,12 @@ def compare(
                 held -= 1
         changed.update(loose)
         for name in their_loose:  # each shadows its packed line there: looked at
-            if name.startswith(bprefix) and name not in changed and (names is None or names.fullmatch(name)) and alike_here(name):
+            if (
+                name.startswith(bprefix)
+                and name not in changed
+                and (names is None or names.fullmatch(name))
+                and alike_here(name)
+            ):
                 value = _search_sorted(data, name)
                 if value is not None:
                     changed[name] = value
@@ -166,7 +171,9 @@ def _span(data: bytes, prefix: bytes) -> tuple[int, int]:
 def _alike(a: bytes, span_a: tuple[int, int], b: bytes, span_b: tuple[int, int]) -> bool:
     """Whether two spans hold the same bytes (compared in place: slicing 10 MB spans to
     compare them took 20 times as long)."""
-    return span_a[1] - span_a[0] == span_b[1] - span_b[0] and a.startswith(memoryview(b)[span_b[0]:span_b[1]], span_a[0])
+    return span_a[1] - span_a[0] == span_b[1] - span_b[0] and a.startswith(
+        memoryview(b)[span_b[0] : span_b[1]], span_a[0]
+    )
 
 
 def _past(prefix: bytes) -> bytes:
@@ -194,14 +201,14 @@ def _folders(ours: bytes, theirs: bytes, prefix: bytes) -> Iterator[tuple[bytes,
             stop = end if stop < 0 else stop + 1
             yield name, pos, stop, False
         else:
-            folder = name[:slash + 1]
+            folder = name[: slash + 1]
             stop = _lower_bound(ours, _past(folder), pos)
             yield folder, pos, stop, _alike(ours, (pos, stop), theirs, _span(theirs, folder))
         pos = max(stop, pos + 1)
 
 
 def _line_count(data: bytes, start: int, end: int) -> int:
-    return data.count(b"\n", start, end) + (end > start and data[end - 1:end] != b"\n")
+    return data.count(b"\n", start, end) + (end > start and data[end - 1 : end] != b"\n")
 
 
 def _lines(data: bytes, start: int, end: int) -> list[bytes]:
@@ -215,4 +222,6 @@ def _well_formed(line: bytes) -> bool:
 
 def _parsed(lines: Iterable[bytes], names: re.Pattern[bytes] | None) -> dict[bytes, bytes]:
     """``{name: id}`` of the well-formed lines whose name ``names`` matches."""
-    return {line[41:]: line[:40] for line in lines if _well_formed(line) and (names is None or names.fullmatch(line[41:]))}
+    return {
+        line[41:]: line[:40] for line in lines if _well_formed(line) and (names is None or names.fullmatch(line[41:]))
+    }

@@ -33,17 +33,24 @@ from dulwich.objects import Commit, ObjectID
 from dulwich.protocol import PEELED_TAG_SUFFIX, ZERO_SHA
 from dulwich.repo import Repo
 
-from gitml.errors import RepositoryError
+from gitml.errors import RemoteError, RepositoryError
 from gitml.names import parse_run_ref
+from gitml.store.entries import PackEntries, Picked
 from gitml.store.git import open_repo
+from gitml.store.ids import oid, oids
 from gitml.store.refs import _SORTED, RefLister, _read_ref, _search_sorted
 from gitml.store.refspans import controldir_of, loose_names, packed_refs_of, same_lines
-from gitml.store.entries import PackEntries, Picked
-from gitml.store.transfer import copy_objects, create_refs, local_path, malformed_refs, pack_many_loose, pack_to_send, write_picked
+from gitml.store.transfer import (
+    copy_objects,
+    create_refs,
+    local_path,
+    malformed_refs,
+    pack_many_loose,
+    pack_to_send,
+    write_picked,
+)
 from gitml.store.unpack import store_received
 from gitml.store.verify import FetchedObjects, check_fetched, claimed_ids, refused_names, same_run
-from gitml.errors import RemoteError
-from gitml.store.ids import oid, oids
 
 if TYPE_CHECKING:
     from gitml.store.git import GitStore
@@ -161,7 +168,7 @@ def unchanged_refs(
         # here (``refs`` is this clone's listing); the others are looked up one by one
         mine = packed_refs_of(store.commondir)
         start = len(b"refs/gitml/")
-        folder_of = {ref: ref[:ref.find(b"/", start) + 1] for ref in rest}
+        folder_of = {ref: ref[: ref.find(b"/", start) + 1] for ref in rest}
         same = {f for f in set(folder_of.values()) if len(f) > start and same_lines(mine, data, f)}
         here = loose_names(store.commondir, prefixes) if same else set()
         looked_up = [ref for ref, folder in folder_of.items() if ref in here or folder not in same]
@@ -218,8 +225,14 @@ def push_refs(
                     old = remote_refs.get(ref)
                     if new == old:
                         status[ref] = "ok"
-                    elif (new is None and expected is not None and ref in expected and old is not None
-                          and old != expected[ref] and not (present(old) and is_ancestor(local, old, expected[ref]))):
+                    elif (
+                        new is None
+                        and expected is not None
+                        and ref in expected
+                        and old is not None
+                        and old != expected[ref]
+                        and not (present(old) and is_ancestor(local, old, expected[ref]))
+                    ):
                         status[ref] = REMOTE_CHANGED
                     elif new is not None and not present(new):
                         status[ref] = f"rejected: object {new.decode()} is missing locally"
@@ -235,6 +248,7 @@ def push_refs(
                     else:
                         send[ref] = ZERO_SHA if new is None else new
                 return send
+
             return update_refs
 
         if folder is not None:
@@ -255,17 +269,26 @@ def push_refs(
     return status
 
 
-def _send_batches(store: GitStore, url: str, names: list[bytes], updater, generate_pack_data, status: dict[bytes, str],
-                  progress: Progress | None, batch: int | None, refusals: list[str] | None) -> None:
+def _send_batches(
+    store: GitStore,
+    url: str,
+    names: list[bytes],
+    updater,
+    generate_pack_data,
+    status: dict[bytes, str],
+    progress: Progress | None,
+    batch: int | None,
+    refusals: list[str] | None,
+) -> None:
     """Push ``names`` through a server in batches (:func:`push_refs`), setting ``status``."""
     size = max(1, batch or len(names))
     start = 0
     refused_alone: str | None = None  # why the last batch of one ref was refused
     while start < len(names):
-        chunk = names[start:start + size]
+        chunk = names[start : start + size]
         said: list[bytes] = []
 
-        def heard(data: bytes) -> None:
+        def heard(data: bytes, said: list[bytes] = said) -> None:
             said.append(data)
             if progress:
                 progress(data)
@@ -292,7 +315,7 @@ def _send_batches(store: GitStore, url: str, names: list[bytes], updater, genera
             if refused_alone == why:  # refused alone twice running: the host refuses this push at any size
                 (ref,) = server
                 status[ref] = f"rejected: {line}"
-                for rest in names[start + len(chunk):]:
+                for rest in names[start + len(chunk) :]:
                     status.setdefault(rest, f"not pushed: the remote refused the push ({why})")
                 if refusals is not None:
                     refusals.append(f"the remote refused the push: {line}")
@@ -308,8 +331,12 @@ def _send_batches(store: GitStore, url: str, names: list[bytes], updater, genera
 def _said(chunks: list[bytes]) -> str:
     """The last line the remote wrote on its side channel (a hook's message), not git's counters."""
     lines = [line.strip() for line in b"".join(chunks).decode("utf-8", "replace").replace("\r", "\n").split("\n")]
-    lines = [line for line in lines if line and not line.startswith(("sending ", "Resolving deltas", "Unpacking objects",
-                                                                     "Total ", "remote: Resolving"))]
+    lines = [
+        line
+        for line in lines
+        if line
+        and not line.startswith(("sending ", "Resolving deltas", "Unpacking objects", "Total ", "remote: Resolving"))
+    ]
     return _one_line(lines[-1], 200) if lines else ""
 
 
@@ -504,10 +531,15 @@ def _raw_or_none(repo: Repo, sha: bytes) -> tuple[int, bytes] | None:
         return None
 
 
-def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
-                 accept: Callable[[bytes], object] | None = None,
-                 vet: Callable[[bytes, bytes], str | None] | None = None,
-                 check: Callable[[bytes, bytes], str | None] | None = None) -> FetchResult:
+def _fetch_local(
+    store: GitStore,
+    folder: str,
+    wanted: list[bytes],
+    force: bool,
+    accept: Callable[[bytes], object] | None = None,
+    vet: Callable[[bytes, bytes], str | None] | None = None,
+    check: Callable[[bytes, bytes], str | None] | None = None,
+) -> FetchResult:
     """Fetch from a repository on this machine: one copied pack; new refs in one write."""
     try:
         source = open_repo(folder)
@@ -525,7 +557,9 @@ def _fetch_local(store: GitStore, folder: str, wanted: list[bytes], force: bool,
             # what the source lacks is passed over, and the refs needing it are refused.
             with PackEntries(source) as arrived, PackEntries(local, ids_only=True) as before:
                 picked = _check_new(store, FetchedObjects(arrived, local, before.has), remote, ours, refused)
-                write_picked(os.path.join(local.object_store.path, "pack"), picked)  # each read where the check found it
+                write_picked(
+                    os.path.join(local.object_store.path, "pack"), picked
+                )  # each read where the check found it
         return _take_refs(store, local, remote, ours, force, refused, vet, check)
 
 
@@ -537,7 +571,11 @@ def _ours(store: GitStore, wanted: list[bytes]) -> dict[bytes, bytes]:
 
 
 def _check_new(
-    store: GitStore, objects: FetchedObjects, remote: dict[bytes, bytes], ours: dict[bytes, bytes], refused: dict[bytes, str]
+    store: GitStore,
+    objects: FetchedObjects,
+    remote: dict[bytes, bytes],
+    ours: dict[bytes, bytes],
+    refused: dict[bytes, str],
 ) -> Picked:
     """Check the refs whose value is new here (:func:`check_fetched`), adding the bad
     ones to ``refused``; returns the objects the clone lacks that the checked refs reach."""
@@ -582,8 +620,15 @@ def _take_refs(
     return result
 
 
-def _update_ref(store: GitStore, local: Repo, ref: bytes, theirs: bytes, result: FetchResult, force: bool,
-                vet: Callable[[bytes, bytes], str | None] | None = None) -> None:
+def _update_ref(
+    store: GitStore,
+    local: Repo,
+    ref: bytes,
+    theirs: bytes,
+    result: FetchResult,
+    force: bool,
+    vet: Callable[[bytes, bytes], str | None] | None = None,
+) -> None:
     """Classify one fetched ref and move it forward if it should move."""
     for _ in range(100):  # a lost compare-and-swap means a local writer moved the ref: look again
         ours = store.ref(ref)

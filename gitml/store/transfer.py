@@ -16,20 +16,18 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import cast
 from urllib.parse import unquote, urlparse
 
-from typing import cast
-from dulwich.refs import DiskRefsContainer
 from dulwich.objects import ShaFile
 from dulwich.pack import UnpackedObject
+from dulwich.refs import DiskRefsContainer
 from dulwich.repo import Repo
 
-from gitml.errors import RepositoryError
-from gitml.store.entries import _COMMIT, _TAG, Marks, PackEntries, Picked, commit_header
-from gitml.store.entries import _object_count
+from gitml.errors import LockHeld, RepositoryError
+from gitml.store.entries import _COMMIT, _TAG, Marks, PackEntries, Picked, _object_count, commit_header
 from gitml.store.packs import _common_dir, _fsync_dir, _gitml_dir, _unretire, _write_entries
 from gitml.store.perms import shared_file_mode
-from gitml.errors import LockHeld
 from gitml.store.refs import RefLister, lock_packed_refs, pack_refs, read_packed_refs, update_ref, write_packed_refs
 from gitml.store.refspans import loose_names
 
@@ -135,7 +133,9 @@ def _copy_whole_pack(base: str, pack_dir: str) -> None:
     its own, and the index naming that pack. Its entries are git's to read as they were
     (a git pack holds no delta to an object outside it)."""
     common = _common_dir(pack_dir)
-    tmp = os.path.join(_gitml_dir(pack_dir, "tmp"), f"tmp_gitml_{os.getpid()}_{threading.get_ident()}_{os.urandom(6).hex()}")
+    tmp = os.path.join(
+        _gitml_dir(pack_dir, "tmp"), f"tmp_gitml_{os.getpid()}_{threading.get_ident()}_{os.urandom(6).hex()}"
+    )
     mode = shared_file_mode(common, 0o444)
     try:
         sums = {}
@@ -151,7 +151,9 @@ def _copy_whole_pack(base: str, pack_dir: str) -> None:
                 os.fsync(out.fileno())
                 os.fchmod(out.fileno(), mode)
             if len(tail) < 20 or digest.digest() != tail:
-                raise RepositoryError(f"pack {base}{suffix} is damaged (its checksum does not match); `git fsck` shows the extent")
+                raise RepositoryError(
+                    f"pack {base}{suffix} is damaged (its checksum does not match); `git fsck` shows the extent"
+                )
             sums[suffix] = tail
         with open(tmp + ".idx", "rb") as f:
             f.seek(-40, os.SEEK_END)
@@ -176,7 +178,11 @@ def malformed_refs(entries: PackEntries, dst: Repo, refs: dict[bytes, bytes]) ->
     order, identities with an e-mail, valid ids, tree entry names, modes and
     order). What a repository with ``receive.fsckObjects`` refuses a push of."""
     with PackEntries(dst, ids_only=True) as held:
-        bad = {sha: why for sha in missing_objects(entries, held.has, refs.values()).ids() if (why := _malformed(entries, sha))}
+        bad = {
+            sha: why
+            for sha in missing_objects(entries, held.has, refs.values()).ids()
+            if (why := _malformed(entries, sha))
+        }
         if not bad:
             return {}
         out = {}
@@ -216,7 +222,9 @@ def pack_to_send(
     return len(picked), _records(picked.stored())
 
 
-def _split_history(entries: PackEntries, wants: Iterable[bytes], haves: Iterable[bytes]) -> tuple[set[bytes], set[bytes]]:
+def _split_history(
+    entries: PackEntries, wants: Iterable[bytes], haves: Iterable[bytes]
+) -> tuple[set[bytes], set[bytes]]:
     """Which commits the remote has, found as git's revision walk finds them: newest
     first from both sides, marking what the remote's tips reach, and stopping once
     only such commits are left, so a long shared history is not walked. Returns the

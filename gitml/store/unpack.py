@@ -25,9 +25,9 @@ from typing import NamedTuple
 
 from dulwich.pack import apply_delta  # dulwich's C version when built, its Python one otherwise
 
+from gitml.errors import PackError
 from gitml.store.entries import inflate_exactly
 from gitml.store.packs import _TYPE_NAMES, _entry_header, _write_entries, object_id
-from gitml.errors import PackError
 
 _OFS_DELTA, _REF_DELTA = 6, 7
 _CACHE_BYTES = 64 << 20
@@ -48,6 +48,7 @@ def _delta_target_size(instructions: bytes) -> int:
             if not byte & 0x80:
                 break
     return size
+
 
 LocalRaw = Callable[[bytes], "tuple[int, bytes] | None"]  # hex id -> (type, content), or None
 

@@ -20,14 +20,21 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable
-
 from typing import cast
+
 from dulwich.objects import Commit, parse_tree
 from dulwich.refs import check_ref_format
 from dulwich.repo import Repo
 
 from gitml.errors import RepositoryError
-from gitml.names import EXPERIMENTS_PREFIX, REGISTRY_PREFIX, parse_experiment_ref, parse_registry_ref, parse_run_ref, RUNS_PREFIX
+from gitml.names import (
+    EXPERIMENTS_PREFIX,
+    REGISTRY_PREFIX,
+    RUNS_PREFIX,
+    parse_experiment_ref,
+    parse_registry_ref,
+    parse_run_ref,
+)
 from gitml.store.entries import _COMMIT, _TAG, _TREE, Marks, PackEntries, Picked, commit_header, links_of
 from gitml.store.ids import oid, refname
 
@@ -268,8 +275,14 @@ class _Walk:
     problem found is blamed on exactly the tips that reach it; that is only asked when
     a first walk found a problem (the notes held 60 MB for 100,000 runs)."""
 
-    def __init__(self, entries: FetchedObjects, picked: Picked, *, record: bool = False,
-                 headers: dict[bytes, tuple[int, list[bytes], bytes, int]] | None = None):
+    def __init__(
+        self,
+        entries: FetchedObjects,
+        picked: Picked,
+        *,
+        record: bool = False,
+        headers: dict[bytes, tuple[int, list[bytes], bytes, int]] | None = None,
+    ):
         """``headers``: commits already read (the tips), as :meth:`_commit` gives them."""
         self.entries = entries
         self._headers = headers or {}

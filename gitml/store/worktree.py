@@ -22,7 +22,13 @@ from dulwich.objects import Blob, ShaFile, Tree
 
 from gitml.store.git import TREE_MODE, GitStore
 from gitml.store.gitindex import (
-    ASSUME_VALID, INTENT_TO_ADD, SKIP_WORKTREE, STAGE_MASK, GitIndex, index_mtime_ns, read_index,
+    ASSUME_VALID,
+    INTENT_TO_ADD,
+    SKIP_WORKTREE,
+    STAGE_MASK,
+    GitIndex,
+    index_mtime_ns,
+    read_index,
 )
 from gitml.store.ids import oid, refname
 
@@ -120,8 +126,9 @@ def worktree_changes(workdir: str, index: GitIndex, racy_ns: int, *, filemode: b
     return changes
 
 
-def _recheck(path: bytes, fd: int, st: os.stat_result, mode: int, sha: bytes, size: int, mtime: int,
-             racy_ns: int, mask: int) -> tuple[int, bytes, bytes] | None | Literal[False]:
+def _recheck(
+    path: bytes, fd: int, st: os.stat_result, mode: int, sha: bytes, size: int, mtime: int, racy_ns: int, mask: int
+) -> tuple[int, bytes, bytes] | None | Literal[False]:
     """An entry whose stat data does not vouch for it: False when unchanged, else the change."""
     if stat.S_ISDIR(st.st_mode):
         return None  # a file replaced by a folder: the file is gone
@@ -150,8 +157,14 @@ def _recheck(path: bytes, fd: int, st: os.stat_result, mode: int, sha: bytes, si
 class _TreeBuilder:
     """Trees of the index with the changes applied, rebuilt only where something changed."""
 
-    def __init__(self, store: GitStore, index: GitIndex, changes: Changes, out: list[tuple[bytes, bytes]],
-                 head_tree: bytes | None):
+    def __init__(
+        self,
+        store: GitStore,
+        index: GitIndex,
+        changes: Changes,
+        out: list[tuple[bytes, bytes]],
+        head_tree: bytes | None,
+    ):
         self.store, self.index, self.changes, self.out = store, index, changes, out
         self.heads: dict[bytes, dict[bytes, tuple[int, bytes]]] = {}  # folder -> HEAD's tree of it, as read
         self.head_tree = head_tree
@@ -179,7 +192,7 @@ class _TreeBuilder:
             slash = path.find(b"/", start)
             if slash >= 0:
                 name = path[start:slash]
-                j = bisect_left(paths, path[: slash] + b"0", i, hi)  # past every path below name/
+                j = bisect_left(paths, path[:slash] + b"0", i, hi)  # past every path below name/
                 if slash == len(path) - 1 and j == i + 1 and index.modes[i] == TREE_MODE:
                     sha: bytes | None = index.sha(i)  # a sparse index's directory: its tree as git has it
                 else:
@@ -206,7 +219,6 @@ class _TreeBuilder:
         tree_id = hashlib.sha1(b"tree %d\0" % len(raw) + raw).digest()
         self.out.append((tree_id, raw))
         return tree_id
-
 
     def _stored(self, directory: bytes, tree: bytes) -> bool:
         """Whether the cache tree's ``tree`` for ``directory`` is in the object store:
@@ -273,8 +285,9 @@ def is_tracked(store: GitStore, path: str) -> bool:
     return index is not None and os.fsencode(path) in index
 
 
-def tree_changes(store: GitStore, old: bytes | None, new: bytes | None, *, skip: str | None = None,
-                 prefix: str = "") -> dict[str, tuple[tuple[int, bytes] | None, tuple[int, bytes] | None]]:
+def tree_changes(
+    store: GitStore, old: bytes | None, new: bytes | None, *, skip: str | None = None, prefix: str = ""
+) -> dict[str, tuple[tuple[int, bytes] | None, tuple[int, bytes] | None]]:
     """``{path: (old entry, new entry)}`` for the files that differ between two trees
     (None: absent). Subtrees with equal ids are not read: the cost follows the
     difference, not the size of the trees. ``skip`` names a folder left out."""

@@ -15,9 +15,7 @@ import math
 import re
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
-_SPECIAL = frozenset(
-    "y n yes no on off true false null".split()
-)
+_SPECIAL = frozenset("y n yes no on off true false null".split())
 
 
 _TEXTS: dict[str, str] = {}  # short strings -> how they are written: the same keys and values come with every run

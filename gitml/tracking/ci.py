@@ -73,19 +73,31 @@ def ci_tags(environ: Mapping[str, str]) -> dict[str, str]:
         return {}
     get = environ.get
     if kind == "github":
-        server, repository, run_id = get("GITHUB_SERVER_URL", "https://github.com"), get("GITHUB_REPOSITORY"), get("GITHUB_RUN_ID")
+        server, repository, run_id = (
+            get("GITHUB_SERVER_URL", "https://github.com"),
+            get("GITHUB_REPOSITORY"),
+            get("GITHUB_RUN_ID"),
+        )
         job_url = f"{server.rstrip('/')}/{repository}/actions/runs/{run_id}" if repository and run_id else None
         if job_url and get("GITHUB_RUN_ATTEMPT", "1") not in ("", "1"):
             job_url += f"/attempts/{get('GITHUB_RUN_ATTEMPT')}"
-        found = {"job_url": job_url, "pipeline_id": run_id, "pull_request": _github_pull_request(environ), "commit": get("GITHUB_SHA")}
+        found = {
+            "job_url": job_url,
+            "pipeline_id": run_id,
+            "pull_request": _github_pull_request(environ),
+            "commit": get("GITHUB_SHA"),
+        }
     elif kind == "gitlab":
         found = {
-            "job_url": get("CI_JOB_URL"), "pipeline_id": get("CI_PIPELINE_ID"),
-            "pull_request": get("CI_MERGE_REQUEST_IID"), "commit": get("CI_COMMIT_SHA"),
+            "job_url": get("CI_JOB_URL"),
+            "pipeline_id": get("CI_PIPELINE_ID"),
+            "pull_request": get("CI_MERGE_REQUEST_IID"),
+            "commit": get("CI_COMMIT_SHA"),
         }
     else:
         found = {
-            "job_url": get("CI_JOB_URL") or get("BUILD_URL"), "pipeline_id": get("CI_PIPELINE_ID") or get("BUILD_ID"),
+            "job_url": get("CI_JOB_URL") or get("BUILD_URL"),
+            "pipeline_id": get("CI_PIPELINE_ID") or get("BUILD_ID"),
             "commit": get("CI_COMMIT_SHA") or get("GIT_COMMIT"),
         }
     tags = {"gitml.ci.provider": kind}
@@ -107,8 +119,10 @@ def missing_runs_hint(environ: Mapping[str, str], has_runs: bool, remotes: Seque
         return "gitml: this CI checkout has no runs (refs/gitml/* were not fetched); `gitml fetch origin` brings them"
     if remotes:
         remote = "origin" if "origin" in remotes else remotes[0]
-        return (f"gitml: no runs here yet; a clone brings no runs: if your team's runs are on {remote}, "
-                f"`gitml pull {remote}` brings them")
+        return (
+            f"gitml: no runs here yet; a clone brings no runs: if your team's runs are on {remote}, "
+            f"`gitml pull {remote}` brings them"
+        )
     return None
 
 

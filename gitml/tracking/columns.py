@@ -22,8 +22,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 ATTRIBUTES = (
-    "run_id", "experiment_id", "run_name", "status", "start_time", "end_time",
-    "user_id", "lifecycle_stage", "artifact_uri",
+    "run_id",
+    "experiment_id",
+    "run_name",
+    "status",
+    "start_time",
+    "end_time",
+    "user_id",
+    "lifecycle_stage",
+    "artifact_uri",
 )
 SECTIONS = ("metrics", "params", "tags")
 FORMAT = b"gitml-columns 4"  # each snapshot segment's first entry: another value is ignored (rebuilt); 4: segments
@@ -181,7 +188,8 @@ class RunTable:
     def names(self) -> list[str]:
         """Every column's name."""
         return [
-            *(f"attributes.{a}" for a in ATTRIBUTES), "datasets",
+            *(f"attributes.{a}" for a in ATTRIBUTES),
+            "datasets",
             *(f"{s}.{k}" for s in SECTIONS for k in self.keys[s]),
         ]
 
@@ -212,7 +220,11 @@ class RunTable:
             return parent.take(section, key, at[0][index], floats=floats)  # the parent's columns at those alone
 
         return RunTable(
-            [self.refs[i] for i in positions], [self.commits[i] for i in positions], self.keys, load, load_array,
+            [self.refs[i] for i in positions],
+            [self.commits[i] for i in positions],
+            self.keys,
+            load,
+            load_array,
             load_take,
         )
 
@@ -352,7 +364,7 @@ def _texts(data: bytes, n: int) -> tuple[Any, Any]:
     import numpy as np
 
     (size,) = struct.unpack_from("<Q", data, 1)
-    distinct = json.loads(data[9:9 + size])
+    distinct = json.loads(data[9 : 9 + size])
     codes = np.frombuffer(data, dtype="<u4", offset=9 + size)
     if not isinstance(distinct, list) or len(codes) != n or (n and int(codes.max()) >= len(distinct)):
         raise ValueError("snapshot column malformed")
@@ -376,9 +388,9 @@ def decode_column(data: bytes, n: int) -> list:
         return column
     if kind == b"s":
         (size,) = struct.unpack_from("<Q", body)
-        distinct = json.loads(body[8:8 + size])
+        distinct = json.loads(body[8 : 8 + size])
         codes = array("I")
-        codes.frombytes(body[8 + size:])
+        codes.frombytes(body[8 + size :])
         if not isinstance(distinct, list) or len(codes) != n or (n and max(codes) >= len(distinct)):
             raise ValueError("snapshot column malformed")
         return list(map(distinct.__getitem__, codes))

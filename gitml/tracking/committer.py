@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import weakref
 import time
+import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
@@ -90,7 +90,11 @@ class Committer:
     def wait(self, run_id: str | None = None) -> None:
         """Wait until ``run_id`` (default: every queued run) is committed; re-raise its error."""
         with self._cond:
-            events = [self._pending[run_id]] if run_id in self._pending else (list(self._pending.values()) if run_id is None else [])
+            events = (
+                [self._pending[run_id]]
+                if run_id in self._pending
+                else (list(self._pending.values()) if run_id is None else [])
+            )
         for event in events:
             event.wait()
         with self._cond:
@@ -178,7 +182,7 @@ class Committer:
         moved = iter(self.store.cas_many([(w.ref, old, c.id) for w, c, old, _ in prepared if c is not None]))
         try:
             with self._batch():  # the rows of the batch go to the search index in one transaction
-                for writer, commit, old, record in prepared:
+                for writer, commit, _old, record in prepared:
                     try:
                         if commit is not None:
                             result = next(moved)

@@ -131,8 +131,12 @@ class RunInputs:
             if r.get("context"):
                 tags[CONTEXT_TAG] = str(r["context"])
             dataset = Dataset(
-                str(r.get("name", "")), str(r.get("digest", "")), str(r.get("source_type", "")),
-                str(r.get("source", "")), r.get("schema"), r.get("profile"),
+                str(r.get("name", "")),
+                str(r.get("digest", "")),
+                str(r.get("source_type", "")),
+                str(r.get("source", "")),
+                r.get("schema"),
+                r.get("profile"),
             )
             out.append(DatasetInput(dataset, [InputTag(k, v) for k, v in tags.items()]))
         return cls(out)

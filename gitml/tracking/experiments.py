@@ -130,8 +130,7 @@ class ExperimentRegistry:
             artifact_location=check_field_text(location, "artifact_location"),
             lifecycle_stage=stage,
             tags={
-                check_key(k, "tag"): check_field_text(v, f"tag {k!r} value", single_line=False)
-                for k, v in tags.items()
+                check_key(k, "tag"): check_field_text(v, f"tag {k!r} value", single_line=False) for k, v in tags.items()
             },
             creation_time=None if times[0] is None else check_int64(times[0], "creation_time"),
             last_update_time=None if times[1] is None else check_int64(times[1], "last_update_time"),
@@ -151,7 +150,7 @@ class ExperimentRegistry:
     def all(self, view: int = ViewType.ALL) -> list[Experiment]:
         found = {}
         for ref, commit in self.store.refs_under(EXPERIMENTS_PREFIX).items():
-            experiment_id = ref.decode("utf-8", "replace")[len(EXPERIMENTS_PREFIX):]
+            experiment_id = ref.decode("utf-8", "replace")[len(EXPERIMENTS_PREFIX) :]
             try:
                 found[experiment_id] = self._read(check_experiment_id(experiment_id), commit)
             except InvalidInputError as e:
@@ -197,7 +196,11 @@ class ExperimentRegistry:
         if artifact_location:
             data["artifact_location"] = artifact_location
         for salt in range(0, 64):
-            experiment_id = DEFAULT_EXPERIMENT_ID if name == DEFAULT_EXPERIMENT_NAME and salt == 0 else experiment_id_for(name, salt)
+            experiment_id = (
+                DEFAULT_EXPERIMENT_ID
+                if name == DEFAULT_EXPERIMENT_NAME and salt == 0
+                else experiment_id_for(name, salt)
+            )
             if self._write(experiment_id, None, data):
                 return experiment_id
             if self.get(experiment_id).name == name:

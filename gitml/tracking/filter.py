@@ -61,12 +61,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from gitml.errors import FilterSyntaxError
-from gitml.errors import TimeBudgetError
+from gitml.errors import FilterSyntaxError, TimeBudgetError
 
 __all__ = [
-    "EXPERIMENTS", "RUNS", "OrderKey", "Predicate", "Row", "Schema",
-    "compile_filter", "filter_mask", "parse_order_by", "sort_rows",
+    "EXPERIMENTS",
+    "RUNS",
+    "OrderKey",
+    "Predicate",
+    "Row",
+    "Schema",
+    "compile_filter",
+    "filter_mask",
+    "parse_order_by",
+    "sort_rows",
 ]
 
 Row = dict[str, Any]
@@ -112,11 +119,19 @@ _RUN_ORDER = (OrderKey("attributes", "start_time", False), OrderKey("attributes"
 RUNS = Schema(
     noun="run",
     prefixes={
-        "metrics": "metrics", "metric": "metrics",
-        "params": "params", "param": "params", "parameters": "params", "parameter": "params",
-        "tags": "tags", "tag": "tags",
-        "datasets": "datasets", "dataset": "datasets",
-        "attributes": "attributes", "attribute": "attributes", "attr": "attributes",
+        "metrics": "metrics",
+        "metric": "metrics",
+        "params": "params",
+        "param": "params",
+        "parameters": "params",
+        "parameter": "params",
+        "tags": "tags",
+        "tag": "tags",
+        "datasets": "datasets",
+        "dataset": "datasets",
+        "attributes": "attributes",
+        "attribute": "attributes",
+        "attr": "attributes",
         "run": "attributes",
     },
     string_attributes=frozenset(
@@ -133,8 +148,11 @@ RUNS = Schema(
 EXPERIMENTS = Schema(
     noun="experiment",
     prefixes={
-        "tags": "tags", "tag": "tags",
-        "attributes": "attributes", "attribute": "attributes", "attr": "attributes",
+        "tags": "tags",
+        "tag": "tags",
+        "attributes": "attributes",
+        "attribute": "attributes",
+        "attr": "attributes",
     },
     string_attributes=frozenset({"name", "experiment_id"}),
     numeric_attributes=frozenset({"creation_time", "last_update_time"}),
@@ -150,8 +168,12 @@ when no order_by is given, else by the order_by keys then experiment_id DESC (as
 DATASET_FIELDS = frozenset({"name", "digest", "context"})
 
 COMPARATORS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": operator.eq, "!=": operator.ne,
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 _KEYWORDS = frozenset({"AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "ILIKE"})
 
@@ -197,7 +219,7 @@ def _read_quoted(text: str, start: int) -> tuple[str, int]:
     """The verbatim text of the quoted run at ``start`` and the offset just past it."""
     m = _QUOTED[text[start]].match(text, start)
     if m is None:
-        raise FilterSyntaxError(f"unterminated string {text[start:start + 20]!r}", text, start)
+        raise FilterSyntaxError(f"unterminated string {text[start : start + 20]!r}", text, start)
     return m.group()[1:-1], m.end()
 
 
@@ -294,7 +316,8 @@ class _Lift:
         if self.section == "datasets":
             key = self.key
             return _blocks(
-                table.column("datasets"), deadline,
+                table.column("datasets"),
+                deadline,
                 lambda inputs: any((v := d.get(key)) is not None and test(v) for d in inputs or ()),
             )
         column = table.column(self.section, self.key)
@@ -321,8 +344,9 @@ def _blocks(values: Sequence[Any], deadline: float | None, test: Callable[[Any],
         if time.monotonic() > deadline:
             raise TimeBudgetError(
                 f"the search ran out of time after {start:,} of {len(values):,} runs: narrow the filter "
-                "(a LIKE over long values costs the most)")
-        out.extend(map(test, values[start:start + _BLOCK]))
+                "(a LIKE over long values costs the most)"
+            )
+        out.extend(map(test, values[start : start + _BLOCK]))
     return out
 
 
@@ -463,14 +487,12 @@ class _Parser:
             prefix, key = name.split(".", 1)
             section = schema.prefixes.get(prefix.lower())
             if section is None:
-                raise self.fail(
-                    f"unknown prefix {prefix!r} in {token.raw!r}; expected {schema.hint}", token)
+                raise self.fail(f"unknown prefix {prefix!r} in {token.raw!r}; expected {schema.hint}", token)
             if not key:
                 raise self.fail(f"missing key after {token.raw!r}", token)
             if section == "datasets":
                 if key.lower() not in DATASET_FIELDS:
-                    raise self.fail(
-                        f"unknown dataset field {key!r}; valid fields: context, digest, name", token)
+                    raise self.fail(f"unknown dataset field {key!r}; valid fields: context, digest, name", token)
                 return _Field(section, key.lower(), numeric=False)
             if section != "attributes":
                 return _Field(section, key, numeric=section == "metrics")
@@ -480,23 +502,21 @@ class _Parser:
         if attribute in schema.string_attributes | schema.numeric_attributes:
             return _Field("attributes", attribute, numeric=attribute in schema.numeric_attributes)
         if "." in name and token.kind == "word":
-            raise self.fail(
-                f"unknown attribute {key!r}; valid attributes: {schema.attribute_names}", token)
+            raise self.fail(f"unknown attribute {key!r}; valid attributes: {schema.attribute_names}", token)
         raise self.fail(
             f"unknown identifier {token.raw!r}; valid {schema.noun} attributes: "
-            f"{schema.attribute_names}; other fields take a prefix: {schema.hint}", token)
+            f"{schema.attribute_names}; other fields take a prefix: {schema.hint}",
+            token,
+        )
 
     def value(self, field: _Field, after: _Token) -> Any:
         token = self.next()
         if token.kind == "eof":
             raise self.fail(f"expected a value after {after.describe()}, got end of filter", token)
         if field.numeric and token.kind != "number":
-            raise self.fail(
-                f"{field.label} is numeric: expected a number, got {token.describe()}", token)
+            raise self.fail(f"{field.label} is numeric: expected a number, got {token.describe()}", token)
         if not field.numeric and token.kind != "string":
-            raise self.fail(
-                f"{field.label} is a string: expected a quoted string, got {token.describe()}",
-                token)
+            raise self.fail(f"{field.label} is a string: expected a quoted string, got {token.describe()}", token)
         return token.value
 
     def comparison(self) -> Predicate:
@@ -524,14 +544,12 @@ class _Parser:
             test = values.__contains__
         elif keyword in ("LIKE", "ILIKE"):
             if field.numeric:
-                raise self.fail(
-                    f"comparator {token.raw!r} is not valid for numeric {field.label}", token)
+                raise self.fail(f"comparator {token.raw!r} is not valid for numeric {field.label}", token)
             test = _Like(self.value(field, token), ignore_case=keyword == "ILIKE")
         elif token.kind == "op":
             test = _Compare(COMPARATORS[token.value], self.value(field, token))
         else:
-            raise self.fail(
-                f"expected a comparator after {field.label!r}, got {token.describe()}", token)
+            raise self.fail(f"expected a comparator after {field.label!r}, got {token.describe()}", token)
         return _lift(field, test)
 
     def in_list(self, field: _Field, in_token: _Token) -> frozenset[Any]:
@@ -683,8 +701,9 @@ def parse_order_by(clauses: Sequence[str] | None, schema: Schema = RUNS) -> list
     try:
         return _order_keys(clauses, schema)
     except FilterSyntaxError as e:  # said as the order-by clause it is, not as a filter
-        raise FilterSyntaxError(e.reason.replace("end of filter", "end of clause"), e.text, e.position,
-                                what="order-by clause") from None
+        raise FilterSyntaxError(
+            e.reason.replace("end of filter", "end of clause"), e.text, e.position, what="order-by clause"
+        ) from None
 
 
 def _order_keys(clauses: Sequence[str] | None, schema: Schema) -> list[OrderKey]:
@@ -712,7 +731,9 @@ def _order_keys(clauses: Sequence[str] | None, schema: Schema) -> list[OrderKey]
     return keys
 
 
-def _first_candidates(rows: list[Any], key: OrderKey, getter: Callable[[str, str], Callable[[Any], Any]], limit: int) -> list[Any]:
+def _first_candidates(
+    rows: list[Any], key: OrderKey, getter: Callable[[str, str], Callable[[Any], Any]], limit: int
+) -> list[Any]:
     """The rows that can be among the first ``limit`` by ``key``: the limit-th value and
     those before it (ties kept), then the others. Unchanged when the column has a
     missing value, a NaN or mixed kinds (every row is then sorted)."""

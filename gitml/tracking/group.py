@@ -75,9 +75,15 @@ class RunGroup:
     def writer(self) -> RunWriter:
         """A writer journaling into this group (its calls are committed by :meth:`commit`)."""
         return RunWriter(
-            self.store, self.ref, self.run_id, self.experiment_id,
-            journal_dir=self.journal_dir, journal=self.journal, slot=self.slot,
-            flush_interval=float("inf"), on_commit=self.on_commit,
+            self.store,
+            self.ref,
+            self.run_id,
+            self.experiment_id,
+            journal_dir=self.journal_dir,
+            journal=self.journal,
+            slot=self.slot,
+            flush_interval=float("inf"),
+            on_commit=self.on_commit,
         )
 
     def commit(self, writer: RunWriter) -> bytes:
@@ -137,8 +143,14 @@ class RunGroup:
             self._gather(trailers)
             started = time.monotonic()
             folder = RunWriter(
-                self.store, self.ref, self.run_id, self.experiment_id,
-                journal_dir=self.journal_dir, journal=None, flush_interval=float("inf"), on_commit=self.on_commit,
+                self.store,
+                self.ref,
+                self.run_id,
+                self.experiment_id,
+                journal_dir=self.journal_dir,
+                journal=None,
+                flush_interval=float("inf"),
+                on_commit=self.on_commit,
             )
             offsets = self._fold(folder, trailers)
             if offsets.get(self.journal.name, 0) < end:  # never so: our journal is ours while we live
@@ -158,7 +170,11 @@ class RunGroup:
         The wait ends when every other journal has lines to fold, when none grew for
         ``GATHER_QUIET`` s, or after half as long as the last commit took (at most
         ``GATHER_MAX`` s); a writer alone never waits."""
-        others = [n for n in os.listdir(self.journal_dir) if n.startswith(self.prefix) and n.endswith(".log") and n != self.journal.name]
+        others = [
+            n
+            for n in os.listdir(self.journal_dir)
+            if n.startswith(self.prefix) and n.endswith(".log") and n != self.journal.name
+        ]
         if not others:
             return
         deadline = time.monotonic() + min(GATHER_MAX, self._commit_seconds / 2 or GATHER_MAX)

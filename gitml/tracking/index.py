@@ -43,8 +43,7 @@ from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from typing import Any
 
-from gitml.errors import CorruptRecordError
-from gitml.errors import RepositoryError
+from gitml.errors import CorruptRecordError, RepositoryError
 from gitml.tracking.columns import FORMAT, RunTable, decode_array, decode_array_at, decode_column, decode_head
 
 log = logging.getLogger("gitml")
@@ -64,7 +63,9 @@ class RunIndex:
         self._reader: sqlite3.Connection | None = None  # the snapshot's, in its own read transactions
         self._snapshot: Snapshot | None = None
         self._written: tuple[int, RunTable] | None = None  # the segment this process wrote last, its columns decoded
-        self._table_memo: tuple[Any, Snapshot | None, RunTable, list] | None = None  # refs or state, snapshot, table, errors
+        self._table_memo: tuple[Any, Snapshot | None, RunTable, list] | None = (
+            None  # refs or state, snapshot, table, errors
+        )
         self._by_name = False  # whether every segment of the snapshot read last has its table of names
         self._fresh: dict[bytes, bytes] = {}  # {ref: commit} of the rows put since this process wrote a segment of them
         self._adding = threading.Lock()  # one add_fresh at a time
@@ -198,7 +199,9 @@ class RunIndex:
         return {ref: row for ref, _, row in entries}
 
     def table(
-        self, refs: dict[bytes, bytes], load: Callable[[bytes, bytes], dict],
+        self,
+        refs: dict[bytes, bytes],
+        load: Callable[[bytes, bytes], dict],
         made_of: tuple[bytes, AbstractSet[bytes]] | None = None,
     ) -> tuple[RunTable, list[CorruptRecordError]]:
         """The rows of ``{ref: commit}`` as a :class:`RunTable`: the snapshot's runs whose
@@ -255,7 +258,9 @@ class RunIndex:
         return (snap.stamp[0], names) if len(names) <= SNAPSHOT_SLACK + len(snap.table) // 20 else None
 
     def table_at(
-        self, state: tuple[bytes, dict[bytes, bytes]], packed_ref: Callable[[bytes], bytes | None],
+        self,
+        state: tuple[bytes, dict[bytes, bytes]],
+        packed_ref: Callable[[bytes], bytes | None],
         load: Callable[[bytes, bytes], dict],
     ) -> tuple[RunTable, list[CorruptRecordError]] | None:
         """:meth:`table` of the refs a state describes (packed-refs' sha256, the loose refs
@@ -303,7 +308,10 @@ class RunIndex:
         return table, errors
 
     def named(
-        self, name: str, state: tuple[bytes, dict[bytes, bytes]], packed_ref: Callable[[bytes], bytes | None],
+        self,
+        name: str,
+        state: tuple[bytes, dict[bytes, bytes]],
+        packed_ref: Callable[[bytes], bytes | None],
         load: Callable[[bytes, bytes], dict],
     ) -> list[tuple[bytes, bytes]] | None:
         """``(ref, commit)`` of the runs named ``name`` now, as :meth:`table_at` would find
@@ -321,7 +329,8 @@ class RunIndex:
                 return None
             held = reader.execute(
                 f"SELECT ref, commit_id FROM snapshot_names WHERE gen IN ({','.join('?' * len(gens))}) AND run_name = ?",
-                (*gens, name)).fetchall()
+                (*gens, name),
+            ).fetchall()
         except (sqlite3.Error, ValueError, TypeError) as e:
             log.warning("gitml: search index snapshot unreadable (%s); reading rows", e)
             return None
@@ -360,7 +369,7 @@ class RunIndex:
         parts, errors, failed = [], [], set()
         names = list(rest)
         for i in range(0, len(names), _TABLE_CHUNK):  # the rows of one chunk at a time in memory
-            chunk = {r: rest[r] for r in names[i:i + _TABLE_CHUNK]}
+            chunk = {r: rest[r] for r in names[i : i + _TABLE_CHUNK]}
             entries, errs = self._entries(chunk, load, keep=len(rest) <= _KEEP_ROWS)
             parts.append(RunTable.from_rows(entries))
             errors += errs
@@ -395,7 +404,9 @@ class RunIndex:
             reader = self._reader
             if reader is None:
                 self._db()  # creates the tables
-                reader = self._reader = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                reader = self._reader = sqlite3.connect(
+                    self.path, timeout=30, isolation_level=None, check_same_thread=False
+                )
         try:
             reader.execute("BEGIN")
         except sqlite3.Error:
@@ -443,9 +454,12 @@ class RunIndex:
         return self._snapshot
 
     def _read_segment(self, reader: sqlite3.Connection, gen: int) -> RunTable | None:
-        head = dict(reader.execute(
-            "SELECT name, data FROM snapshot WHERE gen = ? AND name IN ('format', 'refs', 'commits', 'keys')", (gen,)
-        ).fetchall())
+        head = dict(
+            reader.execute(
+                "SELECT name, data FROM snapshot WHERE gen = ? AND name IN ('format', 'refs', 'commits', 'keys')",
+                (gen,),
+            ).fetchall()
+        )
         if head.get("format") != FORMAT:
             return None
         refs, commits, keys = decode_head(head["refs"], head["commits"], head["keys"])
@@ -517,8 +531,13 @@ class RunIndex:
             log.warning("gitml: could not drop the search index snapshot: %s", e)
 
     def _write(
-        self, snap: Snapshot | None, keep: list[bool], extra: RunTable,
-        stamp_of: Callable[[set[bytes]], tuple[bytes, AbstractSet[bytes]] | None], *, merge_all: bool = False,
+        self,
+        snap: Snapshot | None,
+        keep: list[bool],
+        extra: RunTable,
+        stamp_of: Callable[[set[bytes]], tuple[bytes, AbstractSet[bytes]] | None],
+        *,
+        merge_all: bool = False,
     ) -> None:
         """Add ``extra`` (the runs outside the snapshot) to the snapshot as a new segment,
         merged with the newest segments as packs are: each segment at least twice the
@@ -530,9 +549,11 @@ class RunIndex:
         Nothing is written when another process changed the segments meanwhile."""
         segments = snap.segments if snap is not None else []
         starts = list(itertools.accumulate([len(t) for _, t in segments], initial=0))
-        live = [sum(keep[starts[i]:starts[i + 1]]) for i in range(len(segments))]
+        live = [sum(keep[starts[i] : starts[i + 1]]) for i in range(len(segments))]
         total, first = len(extra), len(segments)
-        while first > 0 and (merge_all or live[first - 1] < 2 * total or live[first - 1] * 2 < len(segments[first - 1][1])):
+        while first > 0 and (
+            merge_all or live[first - 1] < 2 * total or live[first - 1] * 2 < len(segments[first - 1][1])
+        ):
             first -= 1
             total += live[first]
         try:
@@ -595,16 +616,20 @@ class RunIndex:
         Safe beside a search of another thread (its own connection); True if written."""
         with self._adding:
             with self._lock:
-                entries = [(ref, commit, hit[1]) for ref, commit in self._fresh.items()
-                           if (hit := self._mem.get(ref)) is not None and hit[0] == commit]
+                entries = [
+                    (ref, commit, hit[1])
+                    for ref, commit in self._fresh.items()
+                    if (hit := self._mem.get(ref)) is not None and hit[0] == commit
+                ]
             if len(entries) < minimum:
                 return False
             try:
                 reader = self._own_reader
                 if reader is None:
                     self._db()
-                    reader = self._own_reader = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                                                check_same_thread=False)
+                    reader = self._own_reader = sqlite3.connect(
+                        self.path, timeout=30, isolation_level=None, check_same_thread=False
+                    )
                 reader.execute("BEGIN")
                 try:
                     gens, stamp, _ = _live(reader)
@@ -683,7 +708,7 @@ class RunIndex:
         try:
             db = self._db()
             for i in range(0, len(refs), _CHUNK):
-                names = [r.decode() for r in refs[i:i + _CHUNK]]
+                names = [r.decode() for r in refs[i : i + _CHUNK]]
                 query = f"SELECT ref, commit_id, row FROM runs WHERE ref IN ({','.join('?' * len(names))})"
                 for ref, commit, row in db.execute(query, names):
                     found[ref.encode()] = (commit.encode(), json.loads(row))
@@ -699,7 +724,6 @@ class RunIndex:
                 self._mem[ref.encode()] = (commit.encode(), json.loads(row))
         except (sqlite3.Error, ValueError) as e:
             log.warning("gitml: search index unreadable (%s); reading runs from git", e)
-
 
 
 class Snapshot:
@@ -758,6 +782,8 @@ def _decode_stamp(data: bytes) -> tuple[bytes, frozenset[bytes]]:
 
 def _insert_names(db: sqlite3.Connection, gen: int, table: RunTable) -> None:
     """The runs of segment ``gen`` by name (for :meth:`RunIndex.named`), and its mark."""
-    db.executemany("INSERT INTO snapshot_names VALUES (?, ?, ?, ?)", zip(
-        itertools.repeat(gen), table.column("attributes", "run_name"), table.refs, table.commits))
+    db.executemany(
+        "INSERT INTO snapshot_names VALUES (?, ?, ?, ?)",
+        zip(itertools.repeat(gen), table.column("attributes", "run_name"), table.refs, table.commits),
+    )
     db.execute("INSERT INTO snapshot VALUES (?, 'by-name', x'31')", (gen,))

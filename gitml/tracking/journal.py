@@ -33,8 +33,7 @@ import os
 import threading
 import uuid
 
-from gitml.errors import CorruptRecordError
-from gitml.errors import JournalWriteError
+from gitml.errors import CorruptRecordError, JournalWriteError
 
 MAGIC = "gitml-journal 2"
 

@@ -37,6 +37,7 @@ from gitml.names import (
 from gitml.store import yamlout
 from gitml.store.git import FILE_MODE, TREE_MODE, GitStore
 from gitml.tracking.entities import Metric
+
 # the guarded YAML reader sits below the store: model folders, projects and the registry use it too
 from gitml.yamlread import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, load_yaml  # noqa: F401
 
@@ -45,7 +46,6 @@ HISTORY_HEADER = "step\ttimestamp\tvalue\n"
 META, PARAMS, TAGS, METRICS = "meta.yaml", "params.yaml", "tags.yaml", "metrics.yaml"
 ARTIFACTS = "artifacts.yaml"
 INLINE_DIR = "artifacts/"
-
 
 
 def dump_yaml(data: dict) -> bytes:
@@ -160,7 +160,9 @@ class RunRecord:
         return _points(store, f"run {self.run_id}", key, [sha for _, sha in chunks])
 
     @classmethod
-    def load_history(cls, store: GitStore, commit_sha: bytes, what: str, key: str, *, ref: bytes | None = None) -> list[Metric]:
+    def load_history(
+        cls, store: GitStore, commit_sha: bytes, what: str, key: str, *, ref: bytes | None = None
+    ) -> list[Metric]:
         """:meth:`history` of one metric of a run commit, reading its meta (checked as
         :meth:`load_meta` does) and that metric's chunks alone: the time does not grow with
         the number of other metrics in the run (``load`` reads and checks them all)."""
@@ -174,7 +176,8 @@ class RunRecord:
                 (parsed[1], sha)
                 for file, (mode, sha) in store.tree(entry[1]).items()
                 if file.startswith(name.encode() + b"@")
-                and (parsed := parse_history_path(file.decode("utf-8", "surrogateescape"))) and parsed[0] == name
+                and (parsed := parse_history_path(file.decode("utf-8", "surrogateescape")))
+                and parsed[0] == name
                 and mode in FILE_MODES
             )
         except CorruptRecordError as e:

@@ -17,15 +17,16 @@ import time
 import uuid
 import weakref
 from collections.abc import Set as AbstractSet
-
 from typing import cast
+
 from dulwich.objects import Tree
+
 from gitml.errors import (
     AmbiguousRunError,
+    CorruptRecordError,
     DeletedRunError,
     DuplicateRunIdError,
     GitmlError,
-    CorruptRecordError,
     InvalidInputError,
     RunNotFoundError,
 )
@@ -36,17 +37,20 @@ from gitml.names import (
     RUN_REF_NAMES,
     RUNS_PREFIX,
     check_key,
-    is_run_ref,
     check_mapping,
     check_run_id,
     check_text,
-    run_ref_parts,
+    is_run_ref,
     run_ref,
+    run_ref_parts,
 )
 from gitml.store.git import GitStore, user_name
-from gitml.store.worktree import Snapshot, is_tracked, snapshot
 from gitml.store.urls import redact_url
+from gitml.store.worktree import Snapshot, is_tracked, snapshot
+from gitml.tracking import index as run_index
 from gitml.tracking import journal as jr
+from gitml.tracking.columns import ATTRIBUTES, SECTIONS, RunTable
+from gitml.tracking.committer import Committer, wait_for_repository
 from gitml.tracking.entities import (
     LifecycleStage,
     Metric,
@@ -55,14 +59,11 @@ from gitml.tracking.entities import (
     RunInfo,
     RunInputs,
     RunSource,
-    input_records,
     RunStatus,
+    input_records,
 )
-from gitml.tracking.committer import Committer, wait_for_repository
 from gitml.tracking.experiments import ExperimentRegistry
-from gitml.tracking.columns import ATTRIBUTES, SECTIONS, RunTable
 from gitml.tracking.group import RunGroup, is_group_journal
-from gitml.tracking import index as run_index
 from gitml.tracking.index import RunIndex
 from gitml.tracking.record import RunRecord
 from gitml.tracking.writer import RunWriter, journal_trailers
@@ -79,7 +80,9 @@ PACK_REFS_AFTER = 1024  # loose run refs before the committer packs them (a sear
 FRESH_RUNS_SEGMENT = 1024  # runs a process makes before it writes their columns into the search index's snapshot
 PACK_CHECK_EVERY = 256  # runs ended in a process between its counts of the loose run refs (and at its first)
 RESERVED_TAG_PREFIX = "gitml."
-URL_TAGS = frozenset({"mlflow.source.git.repoURL", "mlflow.gitRepoURL", "mlflow.source.name"})  # recorded without credentials
+URL_TAGS = frozenset(
+    {"mlflow.source.git.repoURL", "mlflow.gitRepoURL", "mlflow.source.name"}
+)  # recorded without credentials
 _ADJECTIVES = "amber bold brisk calm clever crisp eager fancy gentle glad keen lucid merry nimble quiet rapid shy sunny swift tidy vivid warm wise witty".split()
 _NOUNS = "ant bass bat bear cod crab crow deer dove eel finch fox goat hare hawk lark lynx mole moth newt owl seal swan toad wolf wren".split()
 
@@ -238,7 +241,9 @@ def _run(row: dict, commit: bytes | None, inputs) -> Run:
             artifact_uri=row["artifact_uri"],
         ),
         data=RunData(  # copies: the row may be the index's
-            metrics=dict(metrics), params=dict(row["params"]), tags=dict(row["tags"]),
+            metrics=dict(metrics),
+            params=dict(row["params"]),
+            tags=dict(row["tags"]),
             latest_metrics={k: Metric(k, metrics[k], t, s) for k, (s, t) in row["run"]["latest"].items()},
         ),
         source=RunSource(commit_id, branch, dirty, commit.decode() if commit else None),
@@ -250,7 +255,9 @@ class Tracker:
     def __init__(self, store: GitStore, *, flush_interval: float | None = None):
         self.store = store
         env_interval = os.environ.get("GITML_FLUSH_INTERVAL")
-        self.flush_interval = float(flush_interval if flush_interval is not None else env_interval or DEFAULT_FLUSH_INTERVAL)
+        self.flush_interval = float(
+            flush_interval if flush_interval is not None else env_interval or DEFAULT_FLUSH_INTERVAL
+        )
         self.journal_dir = os.path.join(store.gitml_dir, "journal")
         self.artifact_root = os.path.join(store.gitml_dir, "artifacts")
         self.index = RunIndex(os.path.join(store.gitml_dir, "index.sqlite3"))
@@ -260,8 +267,11 @@ class Tracker:
         self._retired: list[jr.Journal] = []  # journals rotated away from, kept until their runs commit
         self._groups: dict[str, RunGroup] = {}  # group journals of runs written here, not owned (tracking.group)
         self.committer = Committer(
-            store, lambda: [w for w in list(self.writers.values()) if not w.closed], housekeeping=self._housekeeping,
-            batch=self.index.batch, warm=self.index.warm,
+            store,
+            lambda: [w for w in list(self.writers.values()) if not w.closed],
+            housekeeping=self._housekeeping,
+            batch=self.index.batch,
+            warm=self.index.warm,
         )
         self._ended_since_pack = 0
         self._pack_check = 1  # runs to end before the loose run refs are counted: at the first
@@ -278,7 +288,9 @@ class Tracker:
             try:
                 writer.close()
             except Exception as e:  # the others still commit; its journal stays for recovery
-                log.warning("gitml: run %s could not be committed (its journal is kept for recovery): %s", writer.run_id, e)
+                log.warning(
+                    "gitml: run %s could not be committed (its journal is kept for recovery): %s", writer.run_id, e
+                )
                 failed = failed or e
         self.writers.clear()
         self.committer.close()
@@ -305,7 +317,12 @@ class Tracker:
             with self.index.reading():
                 refs, digest, loose = self.store.listing_and_state(RUNS_PREFIX, RUN_REF_NAMES)
                 self.index.table(refs, self._load_row, (digest, loose))
-        except (OSError, RuntimeError, sqlite3.Error, GitmlError) as e:  # a cache and housekeeping: the next command does it
+        except (
+            OSError,
+            RuntimeError,
+            sqlite3.Error,
+            GitmlError,
+        ) as e:  # a cache and housekeeping: the next command does it
             log.warning("gitml: could not leave the search index settled: %s", e)
 
     # -- runs: creating and writing -------------------------------------
@@ -503,7 +520,9 @@ class Tracker:
         check_mapping(params, "params")
         return {
             check_key(k, "param"): check_text(
-                _truncated(v, f"param {k!r} value", MAX_PARAM_VALUE_LENGTH), f"param {k!r} value", MAX_PARAM_VALUE_LENGTH
+                _truncated(v, f"param {k!r} value", MAX_PARAM_VALUE_LENGTH),
+                f"param {k!r} value",
+                MAX_PARAM_VALUE_LENGTH,
             )
             for k, v in params.items()
         }
@@ -518,7 +537,9 @@ class Tracker:
                 raise InvalidInputError(f"tag key {key!r} is reserved for gitml")
             value = _truncated(value, f"tag {key!r} value", MAX_TAG_VALUE_LENGTH)
             out[key] = check_text(value, f"tag {key!r} value", MAX_TAG_VALUE_LENGTH)
-            if key in URL_TAGS:  # pushed to every teammate: never a credential (MLflow writes the remote's URL as git has it)
+            if (
+                key in URL_TAGS
+            ):  # pushed to every teammate: never a credential (MLflow writes the remote's URL as git has it)
                 out[key] = redact_url(out[key])
         return out
 
@@ -725,7 +746,11 @@ class Tracker:
             if named is None:
                 table, _ = self.table()
                 names = table.column("attributes", "run_name")
-                named = [(table.refs[i], table.commits[i]) for i, n in enumerate(names) if n == spec] if spec in names else []
+                named = (
+                    [(table.refs[i], table.commits[i]) for i, n in enumerate(names) if n == spec]
+                    if spec in names
+                    else []
+                )
         by_name = [ref[-32:].decode() for ref, _ in named]
         matches = sorted(set(by_id) | set(by_name))
         if len(matches) == 1:
@@ -764,7 +789,9 @@ class Tracker:
                 if failed:  # deleted only once every run it holds is committed: the next command tries again
                     log.warning(
                         "gitml: journal %s is kept: %d run(s) could not be committed (%s)",
-                        name, len(failed), "; ".join(f"{r}: {e}" for r, e in failed[:3]),
+                        name,
+                        len(failed),
+                        "; ".join(f"{r}: {e}" for r, e in failed[:3]),
                     )
                 else:
                     os.unlink(path)
@@ -796,7 +823,12 @@ class Tracker:
         return changed, failed
 
     def _replay_run(
-        self, name: str, size: int, experiment_id: str, run_id: str, entries: list[tuple[int, tuple]],
+        self,
+        name: str,
+        size: int,
+        experiment_id: str,
+        run_id: str,
+        entries: list[tuple[int, tuple]],
         live_runs: AbstractSet[str],
     ) -> bool:
         """Commit one run's journaled lines that its ref's commit lacks; True if it changed."""
@@ -823,7 +855,13 @@ class Tracker:
 
 def search_key(experiment_ids, filter_string, view, max_results, order_by) -> tuple:
     """What a search's result depends on besides the table it searched."""
-    return (tuple(experiment_ids) if experiment_ids is not None else None, filter_string, view, max_results, tuple(order_by or ()))
+    return (
+        tuple(experiment_ids) if experiment_ids is not None else None,
+        filter_string,
+        view,
+        max_results,
+        tuple(order_by or ()),
+    )
 
 
 def search_table(

@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping
 
 from dulwich.objects import Commit, ShaFile
 
-from gitml.store.ids import oids
 from gitml.errors import ConflictError, CorruptRecordError, ParamConflictError, RunNotFoundError
 from gitml.names import check_key, check_metric
 from gitml.store.git import TREE_MODE, GitStore, make_tree, tree_from_files
+from gitml.store.ids import oids
 from gitml.tracking import journal as jr
 from gitml.tracking.record import META, PARAMS, TAGS, RunRecord
 
@@ -64,7 +64,7 @@ def journal_trailers(message: bytes) -> dict[str, int]:
     prefix = f"{TRAILER_JOURNAL}: ".encode()
     for line in message.splitlines():
         if line.startswith(prefix):
-            name, _, offset = line[len(prefix):].decode().rpartition(" ")
+            name, _, offset = line[len(prefix) :].decode().rpartition(" ")
             if offset.isdigit():
                 out[name] = int(offset)
     return out
@@ -362,7 +362,12 @@ class RunWriter:
             record.add_artifact(path, sha256, size, blob)
 
     def _message(
-        self, record: RunRecord, previous: bytes, journal_name: str | None, offset: int | None, artifacts: bool = False,
+        self,
+        record: RunRecord,
+        previous: bytes,
+        journal_name: str | None,
+        offset: int | None,
+        artifacts: bool = False,
         more: dict[str, int] | None = None,
     ) -> str:
         meta = record.meta

@@ -33,8 +33,15 @@ def allowed_hosts(host: str, extra: list[str] | tuple[str, ...] = ()) -> list[st
     return sorted(names)
 
 
-def serve(repo: str | os.PathLike | None, *, host: str = "127.0.0.1", port: int = 5000,
-          allow_hosts: list[str] | tuple[str, ...] = (), open_browser: bool = False, ready=None) -> None:
+def serve(
+    repo: str | os.PathLike | None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    allow_hosts: list[str] | tuple[str, ...] = (),
+    open_browser: bool = False,
+    ready=None,
+) -> None:
     """Serve the repository's runs until interrupted. ``ready(url)`` is called once listening."""
     check_installed()
     import uvicorn

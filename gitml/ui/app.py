@@ -21,7 +21,12 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import (
-    HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -190,8 +195,17 @@ def make_app(client: Operations, *, allowed_hosts: list[str]) -> Any:
         return JSONResponse(await reader.call(pages.compare_data, client, ids))
 
     async def gitml_error(request: Request, exc: Exception) -> Response:
-        status = (404 if isinstance(exc, NotFoundError) else 400 if isinstance(exc, InvalidInputError)
-                  else 409 if isinstance(exc, ConflictError) else 503 if isinstance(exc, TimeBudgetError) else 500)
+        status = (
+            404
+            if isinstance(exc, NotFoundError)
+            else 400
+            if isinstance(exc, InvalidInputError)
+            else 409
+            if isinstance(exc, ConflictError)
+            else 503
+            if isinstance(exc, TimeBudgetError)
+            else 500
+        )
         if request.url.path.startswith("/api/"):
             body: dict = {"error": str(exc)}
             if isinstance(exc, FilterSyntaxError):
@@ -204,8 +218,13 @@ def make_app(client: Operations, *, allowed_hosts: list[str]) -> Any:
         Route("/", experiments_page, methods=get),
         Route("/runs", runs_page, methods=get),
         Route("/run/{run_id}", run_page, methods=get),
-        Route("/runs/{run_id}", lambda request: RedirectResponse(  # the plural, as MLflow's run links read
-            request.url_for("run_page", run_id=request.path_params["run_id"]).path, 308), methods=get),
+        Route(
+            "/runs/{run_id}",
+            lambda request: RedirectResponse(  # the plural, as MLflow's run links read
+                request.url_for("run_page", run_id=request.path_params["run_id"]).path, 308
+            ),
+            methods=get,
+        ),
         Route("/run/{run_id}/artifact/{path:path}", artifact_page, methods=get),
         Route("/run/{run_id}/raw/{path:path}", raw, methods=get),
         Route("/compare", compare_page, methods=get),
@@ -220,6 +239,7 @@ def make_app(client: Operations, *, allowed_hosts: list[str]) -> Any:
         Route("/models/{name:path}", model_page, methods=get),
         Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
     ]
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         threading.Thread(target=_warm, args=(reader,), name="gitml-ui-warm", daemon=True).start()
@@ -298,16 +318,23 @@ def chart_series(reader: Reader, run_ids: list[str], key: str, *, axis: str, lo,
         steps, stamps, values = reader.history(run_id, key)
         x, y = series.ordered(series.x_values(axis, steps, stamps), values)
         pick = series.m4_indices(x, y, lo, hi, width)
-        item = {"run_id": run_id, "run_name": run.info.run_name, "status": run.info.status, "points": len(x),
-                "x": _floats(x[pick]), "y": _floats(y[pick])}
+        item = {
+            "run_id": run_id,
+            "run_name": run.info.run_name,
+            "status": run.info.status,
+            "points": len(x),
+            "x": _floats(x[pick]),
+            "y": _floats(y[pick]),
+        }
         if smooth:
             item["smooth"] = _floats(series.ema(y, smooth)[pick])
         out.append(item)
     return {"key": key, "x": axis, "series": out}
 
 
-def chart_groups(reader: Reader, search: tables.Search, key: str, group: str, *,
-                 axis: str, lo, hi, width: int, smooth: float) -> dict:
+def chart_groups(
+    reader: Reader, search: tables.Search, key: str, group: str, *, axis: str, lo, hi, width: int, smooth: float
+) -> dict:
     """The runs of ``search`` (made first, under the searches' lock only) grouped by the
     param ``group``: per group the mean of the runs' curves and the min–max band around
     it, on ``width`` columns."""
@@ -330,5 +357,13 @@ def chart_groups(reader: Reader, search: tables.Search, key: str, group: str, *,
     groups = []
     for value in sorted(curves):
         mean, low, high = series.band([series.column_means(x, y, start, stop, width) for x, y in curves[value]])
-        groups.append({"value": value, "runs": len(curves[value]), "mean": _floats(mean), "min": _floats(low), "max": _floats(high)})
+        groups.append(
+            {
+                "value": value,
+                "runs": len(curves[value]),
+                "mean": _floats(mean),
+                "min": _floats(low),
+                "max": _floats(high),
+            }
+        )
     return {"key": key, "x": axis, "group": group, "grid": grid, "groups": groups, "runs": len(rows)}

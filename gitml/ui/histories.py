@@ -103,7 +103,11 @@ def _decode(data: bytes, blob: bytes) -> Arrays | None:
     body = memoryview(data)[start:]
     if found != blob or len(body) != 24 * n or hashlib.sha256(blob + struct.pack("<Q", n) + body).digest() != digest:
         return None
-    return (np.frombuffer(body, "<i8", n, 0), np.frombuffer(body, "<i8", n, 8 * n), np.frombuffer(body, "<f8", n, 16 * n))
+    return (
+        np.frombuffer(body, "<i8", n, 0),
+        np.frombuffer(body, "<i8", n, 8 * n),
+        np.frombuffer(body, "<f8", n, 16 * n),
+    )
 
 
 def read_history(client: Operations, cache: HistoryCache | None, run_id: str, key: str) -> tuple[str, Arrays]:

@@ -35,8 +35,6 @@ class Renderer:
         return self.env.get_template(name).render(**context)
 
 
-
-
 def value_text(value) -> str:
     if value is None:
         return "-"
@@ -61,13 +59,20 @@ def experiment_list(reader: Reader, search: Search) -> list[dict]:
     outside the Reader's lock)."""
     client = reader.client
     counts: dict[str, list[int]] = {}
-    for experiment_id, status in zip(search.values["attributes.experiment_id"], search.values["attributes.status"], strict=False):
+    for experiment_id, status in zip(
+        search.values["attributes.experiment_id"], search.values["attributes.status"], strict=False
+    ):
         c = counts.setdefault(experiment_id, [0, 0])
         c[0] += 1
         c[1] += status == "RUNNING"
     return [
-        {"experiment_id": e.experiment_id, "name": e.name, "creation_time": e.creation_time,
-         "runs": counts.get(e.experiment_id, [0, 0])[0], "running": counts.get(e.experiment_id, [0, 0])[1]}
+        {
+            "experiment_id": e.experiment_id,
+            "name": e.name,
+            "creation_time": e.creation_time,
+            "runs": counts.get(e.experiment_id, [0, 0])[0],
+            "running": counts.get(e.experiment_id, [0, 0])[1],
+        }
         for e in client.search_experiments(ViewType.ACTIVE_ONLY)
     ]
 
@@ -96,8 +101,13 @@ def run(reader: Reader, run_id: str) -> dict:
         _, _, values = reader.history(run_id, key)
         finite = values[np.isfinite(values)]
         metrics.append(
-            {"key": key, "latest": r.data.metrics[key], "points": len(values),
-             "min": float(finite.min()) if len(finite) else None, "max": float(finite.max()) if len(finite) else None}
+            {
+                "key": key,
+                "latest": r.data.metrics[key],
+                "points": len(values),
+                "min": float(finite.min()) if len(finite) else None,
+                "max": float(finite.max()) if len(finite) else None,
+            }
         )
     tags = r.data.tags
     children = client.search_rows(filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'")
@@ -119,7 +129,10 @@ def run(reader: Reader, run_id: str) -> dict:
 def _lineage(entries: list, shown: int = 10) -> dict:
     """The run's newest commits (a run logged point by point has thousands), then its source history."""
     own = [e for e in entries if e.is_run_commit]
-    return {"lineage": own[:shown] + [e for e in entries if not e.is_run_commit], "hidden_commits": max(0, len(own) - shown)}
+    return {
+        "lineage": own[:shown] + [e for e in entries if not e.is_run_commit],
+        "hidden_commits": max(0, len(own) - shown),
+    }
 
 
 def diff_lines(patch: str) -> list[tuple[str, str]]:
@@ -143,8 +156,12 @@ def diff_lines(patch: str) -> list[tuple[str, str]]:
 def run_summary(client: Operations, run_id: str) -> dict:
     """What a live run page refreshes: status, end time, latest metrics."""
     r = client.get_run(client.resolve_run(run_id))
-    return {"run_id": r.info.run_id, "status": r.info.status, "end_time": r.info.end_time,
-            "metrics": {k: v if math.isfinite(v) else str(v) for k, v in r.data.metrics.items()}}
+    return {
+        "run_id": r.info.run_id,
+        "status": r.info.status,
+        "end_time": r.info.end_time,
+        "metrics": {k: v if math.isfinite(v) else str(v) for k, v in r.data.metrics.items()},
+    }
 
 
 def artifact(client: Operations, run_id: str, path: str) -> dict:
@@ -203,6 +220,12 @@ def chart(reader: Reader, query: dict, group_keys: list[str] | None = None) -> d
     experiment = query.get("experiment", "")
     if query.get("group") and group_keys is not None:
         keys = group_keys
-    return {"runs": found, "keys": keys, "key": query.get("key") or (keys[0] if keys else ""),
-            "experiment": experiment, "filter": query.get("filter", ""), "group": query.get("group", ""),
-            "run_ids": ",".join(r.info.run_id for r in found)}
+    return {
+        "runs": found,
+        "keys": keys,
+        "key": query.get("key") or (keys[0] if keys else ""),
+        "experiment": experiment,
+        "filter": query.get("filter", ""),
+        "group": query.get("group", ""),
+        "run_ids": ",".join(r.info.run_id for r in found),
+    }

@@ -18,7 +18,13 @@ from typing import BinaryIO
 
 PREVIEW_BYTES = 256 * 1024  # what a preview reads of a file, at most
 TABLE_ROWS = 200
-IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
 TABLE_SEPARATORS = {".csv": ",", ".tsv": "\t"}
 
 
@@ -98,7 +104,9 @@ def mlmodel(data: bytes, path: str) -> dict:
             for name, fields in spec["flavors"].items()
         },
         "signature": {},
-        "info": {k: _short(spec[k]) for k in ("run_id", "utc_time_created", "model_uuid", "mlflow_version") if k in spec},
+        "info": {
+            k: _short(spec[k]) for k in ("run_id", "utc_time_created", "model_uuid", "mlflow_version") if k in spec
+        },
     }
     signature = spec.get("signature")
     if isinstance(signature, dict):
@@ -112,8 +120,12 @@ def mlmodel(data: bytes, path: str) -> dict:
                 columns = raw
             if isinstance(columns, list):
                 out["signature"][part] = [
-                    [str(c.get("name", "")), str(c.get("type", "")) + (f" {c.get('tensor-spec')}" if c.get("tensor-spec") else "")]
-                    if isinstance(c, dict) else ["", str(c)]
+                    [
+                        str(c.get("name", "")),
+                        str(c.get("type", "")) + (f" {c.get('tensor-spec')}" if c.get("tensor-spec") else ""),
+                    ]
+                    if isinstance(c, dict)
+                    else ["", str(c)]
                     for c in columns
                 ]
             else:

@@ -50,8 +50,15 @@ class Reader:
         if self._own_search_client:
             self.searches.client.close()
 
-    def search(self, experiment_ids: list[str] | None, filter_string: str = "", *, view: int = 1,
-               order_by: list[str] | None = None, budget: float | None = REQUEST_SECONDS) -> tables.Search:
+    def search(
+        self,
+        experiment_ids: list[str] | None,
+        filter_string: str = "",
+        *,
+        view: int = 1,
+        order_by: list[str] | None = None,
+        budget: float | None = REQUEST_SECONDS,
+    ) -> tables.Search:
         """A search of the runs (kept until a run changes), under the searches' lock only;
         TimeBudgetError past ``budget`` seconds (None: no limit)."""
         deadline = time.monotonic() + budget if budget is not None else None
@@ -67,8 +74,12 @@ class Reader:
             series.parse_history(b"0\t0\t0\n")
             ids = search.values["attributes.run_id"]
             newest = [i for i, _ in search.order[:WARM_RUNS]]
-            todo = [(ids[i], key) for i in newest for key in search.keys["metrics"]
-                    if search.column(f"metrics.{key}")[i] is not None]
+            todo = [
+                (ids[i], key)
+                for i in newest
+                for key in search.keys["metrics"]
+                if search.column(f"metrics.{key}")[i] is not None
+            ]
         for run_id, key in todo:
             with self.lock:
                 if len(self.client.metric_history_chunks(run_id, key)[1]) >= WARM_CHUNKS:
@@ -77,6 +88,7 @@ class Reader:
     async def call(self, fn, *args, **kwargs):
         """``fn(*args, **kwargs)`` on a thread, under the lock; TimeBudgetError when the
         lock is not free within REQUEST_SECONDS."""
+
         def locked():
             if not self.lock.acquire(timeout=REQUEST_SECONDS):
                 raise TimeBudgetError(f"the UI was busy with other requests for {REQUEST_SECONDS:.0f} s: try again")

@@ -26,9 +26,21 @@ def models(client: Operations) -> dict:
     out = []
     for name, state in client.registry.models(report=True).items():
         latest = state.latest
-        out.append({"name": name, "deprecated": state.deprecated, "latest": latest.version if latest else None,
-                    "versions": len(state.versions), "stages": sorted(state.stages.items()), "ignored": len(state.ignored)})
-    return {"models": out, "policy_source": client.registry.policy.source, "policy_notes": client.registry.policy_notes()}
+        out.append(
+            {
+                "name": name,
+                "deprecated": state.deprecated,
+                "latest": latest.version if latest else None,
+                "versions": len(state.versions),
+                "stages": sorted(state.stages.items()),
+                "ignored": len(state.ignored),
+            }
+        )
+    return {
+        "models": out,
+        "policy_source": client.registry.policy.source,
+        "policy_notes": client.registry.policy_notes(),
+    }
 
 
 def model(client: Operations, name: str) -> dict:
@@ -42,24 +54,61 @@ def model(client: Operations, name: str) -> dict:
     runs = _known_runs(client, {v.run_id for v in state.versions.values() if v.run_id})
     versions = []
     for v in sorted(state.versions.values(), key=lambda v: version_key(v.version), reverse=True):
-        versions.append({"version": v.version, "tag": v.tag, "run_id": v.run_id, "run_known": v.run_id in runs,
-                         "path": v.path, "commit": v.commit, "stages": sorted(v.stages), "deregistered": v.deregistered,
-                         "by": v.registered_by, "at": v.registered_at, "description": v.description,
-                         "signature": _signature(reg, v.event)})
+        versions.append(
+            {
+                "version": v.version,
+                "tag": v.tag,
+                "run_id": v.run_id,
+                "run_known": v.run_id in runs,
+                "path": v.path,
+                "commit": v.commit,
+                "stages": sorted(v.stages),
+                "deregistered": v.deregistered,
+                "by": v.registered_by,
+                "at": v.registered_at,
+                "description": v.description,
+                "signature": _signature(reg, v.event),
+            }
+        )
     stages = []
     for stage, version in sorted(state.stages.items()):
         event = state.deciding.get(stage)
-        stages.append({"stage": stage, "version": version, "tag": event.tag.name if event else "",
-                       "by": event.tagger if event else "", "at": event.time if event else 0,
-                       "signature": _signature(reg, event) if event else None})
+        stages.append(
+            {
+                "stage": stage,
+                "version": version,
+                "tag": event.tag.name if event else "",
+                "by": event.tagger if event else "",
+                "at": event.time if event else 0,
+                "signature": _signature(reg, event) if event else None,
+            }
+        )
     events = state.events[-HISTORY_SHOWN:][::-1]
-    history = [{"tag": e.tag.name, "event": e.tag.action.value, "version": str(e.info.get("version") or e.tag.version or ""),
-                "stage": e.tag.stage or "", "by": e.tagger, "at": e.time, "signature": _signature(reg, e),
-                "ignored": state.ignored.get(e.tag.name) or reg.rejection(e, deep=True) or ""} for e in events]
-    return {"model": name, "deprecated": state.deprecated, "versions": versions, "stages": stages,
-            "ignored": sorted(state.ignored.items()), "history": history,
-            "hidden_events": len(state.events) - len(events), "policy": _policy(reg, state),
-            "policy_source": reg.policy.source, "policy_notes": reg.policy_notes()}
+    history = [
+        {
+            "tag": e.tag.name,
+            "event": e.tag.action.value,
+            "version": str(e.info.get("version") or e.tag.version or ""),
+            "stage": e.tag.stage or "",
+            "by": e.tagger,
+            "at": e.time,
+            "signature": _signature(reg, e),
+            "ignored": state.ignored.get(e.tag.name) or reg.rejection(e, deep=True) or "",
+        }
+        for e in events
+    ]
+    return {
+        "model": name,
+        "deprecated": state.deprecated,
+        "versions": versions,
+        "stages": stages,
+        "ignored": sorted(state.ignored.items()),
+        "history": history,
+        "hidden_events": len(state.events) - len(events),
+        "policy": _policy(reg, state),
+        "policy_source": reg.policy.source,
+        "policy_notes": reg.policy_notes(),
+    }
 
 
 def _signature(reg: Registry, event: TagEvent) -> dict:

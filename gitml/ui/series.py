@@ -27,8 +27,12 @@ def parse_history(text: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import pandas as pd
 
     frame = pd.read_csv(
-        io.BytesIO(text), sep="\t", header=None, names=["step", "ts", "value"],
-        dtype={"step": np.int64, "ts": np.int64, "value": np.float64}, engine="c",
+        io.BytesIO(text),
+        sep="\t",
+        header=None,
+        names=["step", "ts", "value"],
+        dtype={"step": np.int64, "ts": np.int64, "value": np.float64},
+        engine="c",
     )
     return frame["step"].to_numpy(), frame["ts"].to_numpy(), frame["value"].to_numpy()
 
@@ -67,12 +71,12 @@ def ema(y: np.ndarray, smoothing: float) -> np.ndarray:
     den = np.empty_like(x)
     carry_num = carry_den = 0.0
     for start in range(0, len(x), block):
-        xs, ws = x[start:start + block], w[start:start + block]
+        xs, ws = x[start : start + block], w[start : start + block]
         k = np.arange(len(xs), dtype=np.float64)
-        up = a ** -k
+        up = a**-k
         down = a ** (k + 1)
-        num[start:start + len(xs)] = (np.cumsum(xs * up) * (1 - a) * a ** k) + carry_num * down
-        den[start:start + len(xs)] = (np.cumsum(ws * up) * (1 - a) * a ** k) + carry_den * down
+        num[start : start + len(xs)] = (np.cumsum(xs * up) * (1 - a) * a**k) + carry_num * down
+        den[start : start + len(xs)] = (np.cumsum(ws * up) * (1 - a) * a**k) + carry_den * down
         carry_num, carry_den = num[start + len(xs) - 1], den[start + len(xs) - 1]
     with np.errstate(invalid="ignore", divide="ignore"):
         out = num / den

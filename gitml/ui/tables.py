@@ -40,7 +40,11 @@ def parse_columns(spec: str) -> list[tuple[str, str]]:
 DEFAULT_COLUMNS = {"metrics": 6, "params": 4}  # what a first visit shows before a choice is remembered
 SEARCHES_KEPT = 8
 BASE_FIELDS = ("run_id", "run_name", "experiment_id", "status", "start_time", "end_time")
-ROW_TAGS = {"parent_run_id": PARENT_TAG, "source_commit": "mlflow.source.git.commit", "branch": "mlflow.source.git.branch"}
+ROW_TAGS = {
+    "parent_run_id": PARENT_TAG,
+    "source_commit": "mlflow.source.git.commit",
+    "branch": "mlflow.source.git.branch",
+}
 
 
 @dataclass
@@ -71,8 +75,15 @@ class SearchCache:
         self.lock = threading.Lock()
         self._kept: OrderedDict[tuple, Search] = OrderedDict()
 
-    def get(self, experiment_ids: list[str] | None, filter_string: str = "", *, view: int = 1,
-            order_by: list[str] | None = None, deadline: float | None = None) -> Search:
+    def get(
+        self,
+        experiment_ids: list[str] | None,
+        filter_string: str = "",
+        *,
+        view: int = 1,
+        order_by: list[str] | None = None,
+        deadline: float | None = None,
+    ) -> Search:
         """The search, from the cache while the runs' refs are what they were. Raises
         TimeBudgetError when ``deadline`` (``time.monotonic()``) passes first."""
         wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
@@ -83,16 +94,28 @@ class SearchCache:
         finally:
             self.lock.release()
 
-    def _get(self, experiment_ids: list[str] | None, filter_string: str, view: int, order_by: list[str] | None,
-             deadline: float | None) -> Search:
-        key = (tuple(experiment_ids) if experiment_ids is not None else None, filter_string, view, tuple(order_by or ()))
+    def _get(
+        self,
+        experiment_ids: list[str] | None,
+        filter_string: str,
+        view: int,
+        order_by: list[str] | None,
+        deadline: float | None,
+    ) -> Search:
+        key = (
+            tuple(experiment_ids) if experiment_ids is not None else None,
+            filter_string,
+            view,
+            tuple(order_by or ()),
+        )
         state = self.client.run_commits(experiment_ids)  # before the search: a run changing during it shows next time
         found = self._kept.get(key)
         if found is not None and found.state == state:
             self._kept.move_to_end(key)
             return found
-        keys, values = self.client.search_columns(experiment_ids, filter_string, view=view, order_by=order_by,
-                                                  deadline=deadline)
+        keys, values = self.client.search_columns(
+            experiment_ids, filter_string, view=view, order_by=order_by, deadline=deadline
+        )
         keys["tags"] = [k for k in keys["tags"] if not k.startswith(HIDDEN_TAGS)]
         ids = values["attributes.run_id"]
         found = Search(state, keys, values, nested_order(ids, values.get(f"tags.{PARENT_TAG}") or [None] * len(ids)))
@@ -152,7 +175,7 @@ def page_of(search: Search, columns: list[tuple[str, str]], *, offset: int, limi
     tags = {name: search.column(f"tags.{tag}") for name, tag in ROW_TAGS.items()}
     chosen = [search.column(f"{kind}.{key}") for kind, key in columns]
     out = []
-    for i, depth in search.order[offset:offset + limit]:
+    for i, depth in search.order[offset : offset + limit]:
         row = {name: column[i] for name, column in base.items()}
         row["depth"] = depth
         row.update((name, column[i]) for name, column in tags.items())

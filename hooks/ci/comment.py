@@ -27,7 +27,9 @@ ACTIONS_BOT = "github-actions[bot]"  # who Actions' GITHUB_TOKEN writes as
 def _call(method: str, url: str, headers: dict, body: dict | None = None):
     """The JSON answer and the URL of the next page (a ``Link: <...>; rel="next"`` header)."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={**headers, "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={**headers, "Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         found = re.search(r'<([^>]+)>\s*;\s*rel="next"', response.headers.get("Link", ""))
         return json.loads(response.read() or b"null"), found.group(1) if found else None
@@ -94,7 +96,11 @@ def main(path: str) -> int:
         print("gitml: no token or no pull/merge request: the report is not posted", file=sys.stderr)
         return 0
     listing = _listing(api + "?per_page=100", headers, root) if me is not None else []
-    mine = [c for c in listing if str(c.get("body", "")).startswith(MARK) and _by(c, author, me) and isinstance(c.get("id"), int)]
+    mine = [
+        c
+        for c in listing
+        if str(c.get("body", "")).startswith(MARK) and _by(c, author, me) and isinstance(c.get("id"), int)
+    ]
     if mine:
         _call(edit, url_of(mine[-1]), headers, {"body": body})
         print("gitml: report comment updated", file=sys.stderr)

@@ -72,15 +72,30 @@ def tracked(repo, client):
     vision = client.create_experiment("vision")
     nlp = client.create_experiment("nlp")
     ids = {
-        "cnn": make_run(client, vision, "cnn", start=T0 + 1000,
-                        params={"model": "cnn", "lr": "0.01", "optimizer": "adam"},
-                        metrics={"acc": 0.9, "loss": 0.2}),
-        "mlp": make_run(client, vision, "mlp", start=T0 + 2000,
-                        params={"model": "mlp", "lr": "0.1", "optimizer": "adam"},
-                        metrics={"acc": 0.7, "loss": 0.5}),
-        "rnn": make_run(client, vision, "rnn", start=T0 + 3000,
-                        params={"model": "rnn", "lr": "0.001", "optimizer": "sgd"},
-                        metrics={"acc": 0.8, "loss": 0.3}),
+        "cnn": make_run(
+            client,
+            vision,
+            "cnn",
+            start=T0 + 1000,
+            params={"model": "cnn", "lr": "0.01", "optimizer": "adam"},
+            metrics={"acc": 0.9, "loss": 0.2},
+        ),
+        "mlp": make_run(
+            client,
+            vision,
+            "mlp",
+            start=T0 + 2000,
+            params={"model": "mlp", "lr": "0.1", "optimizer": "adam"},
+            metrics={"acc": 0.7, "loss": 0.5},
+        ),
+        "rnn": make_run(
+            client,
+            vision,
+            "rnn",
+            start=T0 + 3000,
+            params={"model": "rnn", "lr": "0.001", "optimizer": "sgd"},
+            metrics={"acc": 0.8, "loss": 0.3},
+        ),
         "bert": make_run(client, nlp, "bert", start=T0 + 4000, params={"model": "bert"}, metrics={"acc": 0.95}),
         "gone": make_run(client, vision, "gone", start=T0 + 5000, params={"model": "old"}, deleted=True),
     }
@@ -571,8 +586,13 @@ with gitml.start_run(run_name="alive") as run:
 
 def test_recover_leaves_a_live_run_alone(repo):
     proc = subprocess.Popen(
-        [sys.executable, "-c", LIVE_RUN], cwd=repo, env=child_env(), text=True,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", LIVE_RUN],
+        cwd=repo,
+        env=child_env(),
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         run_id = proc.stdout.readline().strip()
@@ -642,9 +662,21 @@ COMMANDS = list(all_commands())
 
 def test_every_command_is_listed():
     paths = {" ".join(p) for p, _ in COMMANDS}
-    assert {"init", "experiments", "experiments list", "experiments create", "experiments rename",
-            "experiments delete", "experiments restore", "runs", "show", "diff", "log", "checkout",
-            "recover"} <= paths
+    assert {
+        "init",
+        "experiments",
+        "experiments list",
+        "experiments create",
+        "experiments rename",
+        "experiments delete",
+        "experiments restore",
+        "runs",
+        "show",
+        "diff",
+        "log",
+        "checkout",
+        "recover",
+    } <= paths
     top = gitml("--help").stdout
     for name in cli.commands:
         assert name in top
@@ -678,7 +710,11 @@ def test_help_does_not_import_pandas(tmp_path):
 def run_gitml(*args, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "gitml.cli.main", *map(str, args)],
-        cwd=cwd, env=child_env(), capture_output=True, text=True, check=False,
+        cwd=cwd,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -711,8 +747,11 @@ def test_entry_point_stops_quietly_when_the_reader_goes_away(repo, client):
     run_id = client.create_run("0", run_name="big").info.run_id
     client.log_batch(run_id, params=[(f"p{i:02d}", "x" * 5000) for i in range(40)])  # far over a pipe buffer
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gitml.cli.main", "show", run_id], cwd=repo, env=child_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "gitml.cli.main", "show", run_id],
+        cwd=repo,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     proc.stdout.close()  # the reader is gone before gitml writes
     _, stderr = proc.communicate(timeout=60)

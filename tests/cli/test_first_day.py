@@ -56,8 +56,10 @@ def test_an_empty_listing_in_a_fresh_clone_says_how_runs_arrive(repo, tmp_path):
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(repo), str(clone))  # git clone brings no refs/gitml/*
     result = invoke(clone, "runs")
-    assert result.stderr.strip() == ("gitml: no runs here yet; a clone brings no runs: if your team's runs are "
-                                     "on origin, `gitml pull origin` brings them")
+    assert result.stderr.strip() == (
+        "gitml: no runs here yet; a clone brings no runs: if your team's runs are "
+        "on origin, `gitml pull origin` brings them"
+    )
     assert invoke(repo, "runs").stderr == ""  # runs here: no hint
     lonely = tmp_path / "lonely"
     git(tmp_path, "init", "-q", str(lonely))
@@ -67,16 +69,19 @@ def test_an_empty_listing_in_a_fresh_clone_says_how_runs_arrive(repo, tmp_path):
 def test_a_filter_on_a_key_no_run_has_names_the_near_keys(repo):
     log_two(repo)
     result = invoke(repo, "runs", "-f", "metrics.auc > 0.5 and params.learning_rat = '0.1' and tags.zzz = 'x'")
-    assert result.stderr.strip() == ("gitml: no run has metrics.auc (did you mean metrics.val_auc?), "
-                                     "params.learning_rat (did you mean params.learning_rate?), tags.zzz")
+    assert result.stderr.strip() == (
+        "gitml: no run has metrics.auc (did you mean metrics.val_auc?), "
+        "params.learning_rat (did you mean params.learning_rate?), tags.zzz"
+    )
     assert invoke(repo, "runs", "-f", "metrics.val_auc > 0.95").stderr == ""  # the key exists: no hint
 
 
 def test_an_order_by_error_says_order_by(repo):
     log_two(repo)
     result = invoke(repo, "runs", "-o", "metrics.val_auc DESCC", code=1)
-    assert result.stderr.strip() == ("gitml: expected ASC or DESC, got 'DESCC' at position 16 "
-                                     "in order-by clause 'metrics.val_auc DESCC'")
+    assert result.stderr.strip() == (
+        "gitml: expected ASC or DESC, got 'DESCC' at position 16 in order-by clause 'metrics.val_auc DESCC'"
+    )
     assert "in filter" in invoke(repo, "runs", "-f", "metrics.val_auc >", code=1).stderr
 
 
@@ -94,11 +99,16 @@ def test_diff_of_runs_with_the_same_code_says_so(repo):
 
 def test_compare_to_a_file_without_matplotlib_says_how_to_get_charts(repo):
     log_two(repo)
-    hidden = ("import sys; sys.modules['matplotlib'] = None  # as if it were not installed\n"
-              "from gitml.cli.main import main; sys.argv = ['gitml', 'compare', '-e', 'first-day', '-o', 'out/r.md']; main()")
+    hidden = (
+        "import sys; sys.modules['matplotlib'] = None  # as if it were not installed\n"
+        "from gitml.cli.main import main; sys.argv = ['gitml', 'compare', '-e', 'first-day', '-o', 'out/r.md']; main()"
+    )
     result = subprocess.run([sys.executable, "-c", hidden], cwd=repo, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "no charts: they are drawn with matplotlib, which is not installed (pip install 'gitml[report]')" in result.stderr
+    assert (
+        "no charts: they are drawn with matplotlib, which is not installed (pip install 'gitml[report]')"
+        in result.stderr
+    )
     assert (repo / "out" / "r.md").exists()
     assert "no charts" not in invoke(repo, "compare", "-e", "first-day", "-o", repo / "out" / "r2.md").stderr
 

@@ -38,7 +38,12 @@ def test_every_command_and_option_has_help_and_the_reference_is_current():
         elif " ".join(command.help.split("\n\n")[0].split()) not in text:
             stale.append(name)  # its description changed since docs/cli.md was generated
         for param in command.params:
-            if isinstance(param, click.Option) and not param.hidden and not (param.help or "").strip() and "--help" not in param.opts:
+            if (
+                isinstance(param, click.Option)
+                and not param.hidden
+                and not (param.help or "").strip()
+                and "--help" not in param.opts
+            ):
                 lacking.append(f"{name} {param.opts[0]}")
     assert not lacking, f"commands or options without help: {lacking}"
     assert not stale, f"docs/cli.md is stale for {stale}; run: python -m gitml.cli.reference > docs/cli.md"
