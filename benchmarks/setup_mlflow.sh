@@ -8,10 +8,10 @@ VENV="$(peer_venv mlflow "$MLFLOW_VERSION")"
 mkdir -p "$(dirname "$VENV")"
 PY="${PYTHON:-python3}"
 
-# Besides MLflow: torch (tests/test_models_mlflow.py loads gitml's PyTorch models in MLflow;
+# Besides MLflow: torch (tests/compat/test_models_mlflow.py loads gitml's PyTorch models in MLflow;
 # the CPU wheel pip already cached for gitml's own test extra) and dulwich (a PythonModel
 # model loads in MLflow "with gitml beside it": PYTHONPATH gives gitml, this its one missing dependency).
-# The model flavors' libraries (tests/test_flavors_mlflow.py: each flavor both ways), pinned as in
+# The model flavors' libraries (tests/compat/test_flavors_mlflow.py: each flavor both ways), pinned as in
 # pyproject's test extra; xgboost-cpu is xgboost without the 200 MB nvidia-nccl wheel.
 EXTRAS="torch==2.13.0 dulwich==1.2.21 scikit-learn==1.9.1"
 # httptools and orjson: `gitml serve` runs in this venv too (a flavor gitml loads through MLflow's own loader).

@@ -61,7 +61,7 @@ def plugin_pythonpath() -> str:
     MLflow plugin: the checkout, and a folder holding a ``gitml-0.1.0.dist-info`` whose
     ``entry_points.txt`` is ``pyproject.toml``'s (what ``pip install`` writes; MLflow reads
     entry points through ``importlib.metadata``, which scans ``sys.path``). gitml is not
-    installed into the venv itself: tests/test_models_mlflow.py needs it absent there."""
+    installed into the venv itself: tests/compat/test_models_mlflow.py needs it absent there."""
     import tempfile
     import tomllib
 

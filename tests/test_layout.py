@@ -635,3 +635,27 @@ def test_shared_cli_options_are_defined_once():
                 names = {a.value for a in node.args if isinstance(a, ast.Constant)}
                 found += [f"{module}:{node.lineno} {sorted(s)}" for s in shared if s <= names]
     assert found == []
+
+
+def test_tests_mirror_the_package():
+    """A test file lives in the folder of what it tests: ``tests/<entry>/`` for an entry of
+    ``gitml/`` (``tests/store/`` for ``gitml.store``, ``tests/sync/`` for ``gitml.sync``),
+    ``tests/compat/`` for the tests judged by the real MLflow or GTO; at the top only the
+    package-wide checks (this file, the type check). With no ``__init__.py`` pytest imports
+    each test file by its bare name, so no two may share one."""
+    tests = os.path.join(ROOT, "tests")
+    top = sorted(n for n in os.listdir(tests) if n.startswith("test_") and n.endswith(".py"))
+    assert top == ["test_layout.py", "test_types.py"], "put new test files in tests/<area>/"
+    entries = {n.removesuffix(".py") for n in os.listdir(os.path.join(ROOT, "gitml"))}
+    folders = [n for n in os.listdir(tests) if os.path.isdir(os.path.join(tests, n)) and not n.startswith((".", "_"))]
+    assert sorted(set(folders) - entries - {"compat", "data"}) == []
+    seen: dict[str, str] = {}
+    clashes = []
+    for folder, _, files in os.walk(tests):
+        for n in files:
+            if n.startswith("test_") and n.endswith(".py"):
+                if n in seen:
+                    clashes.append(f"{os.path.relpath(folder, tests)}/{n} and {seen[n]}/{n}")
+                seen[n] = os.path.relpath(folder, tests)
+    assert clashes == []
+    assert not any(os.path.exists(os.path.join(tests, f, "__init__.py")) for f in folders)
