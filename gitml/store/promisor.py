@@ -63,6 +63,15 @@ def _setting(name: str, default: float) -> float:
     return value if value > 0 else default
 
 
+class _State:
+    """How the fetch thread is doing, shared with the reader (under its lock)."""
+
+    def __init__(self) -> None:
+        self.finished = self.given_up = False
+        self.error: BaseException | None = None
+        self.size = 0
+
+
 class _Stop(Exception):
     """Raised in the fetch's writer to end it: over the size limit, or given up."""
 
@@ -83,16 +92,19 @@ def fetch_missing(repo: Repo, shas: list[bytes]) -> bool:
     timeout = _setting("GITML_PROMISOR_TIMEOUT", TIMEOUT)
     pack_dir = os.path.join(repo.object_store.path, "pack")
     fd, received = tempfile.mkstemp(prefix="tmp_gitml_promised_", dir=pack_dir)
-    state = {"finished": False, "given_up": False, "error": None, "size": 0}
+    state = _State()
     lock, done = threading.Lock(), threading.Event()
 
-    def write(data: bytes) -> None:
-        if state["given_up"]:
+    def write(data: bytes) -> int:
+        if state.given_up:
             raise _Stop()
-        state["size"] += len(data)
-        if state["size"] > limit:
+        state.size += len(data)
+        if state.size > limit:
             raise _Stop()
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        return len(data)
 
     def work() -> None:  # in a thread of its own: a remote that stalls holds it, not the reader
         from dulwich.client import get_transport_and_path
@@ -106,36 +118,35 @@ def fetch_missing(repo: Repo, shas: list[bytes]) -> bool:
             finally:
                 client.close()
         except BaseException as e:  # noqa: BLE001 - reported by the reader, below
-            state["error"] = e
+            state.error = e
         finally:
             os.close(fd)
             with lock:
-                state["finished"] = True
-                if state["given_up"]:
+                state.finished = True
+                if state.given_up:
                     os.unlink(received)
             done.set()
 
     threading.Thread(target=work, name="gitml-promisor-fetch", daemon=True).start()
     done.wait(timeout)
     with lock:
-        if not state["finished"]:
-            state["given_up"] = True
+        if not state.finished:
+            state.given_up = True
             raise RemoteError(
                 url,
                 f"the partial clone's remote did not send the missing object(s) within {timeout:g} s "
                 "(GITML_PROMISOR_TIMEOUT)",
             )
     try:
-        if state["size"] > limit:
+        if state.size > limit:
             raise RemoteError(
                 url,
                 f"the partial clone's remote sent more than {limit >> 20} MiB for the missing object(s); "
                 "stopped (GITML_PROMISOR_MAX_MB)",
             )
-        if state["error"] is not None:
-            error = state["error"]
+        if state.error is not None:
             raise RemoteError(
-                url, f"the partial clone's remote could not give the missing object(s) ({_one_line(error)})"
+                url, f"the partial clone's remote could not give the missing object(s) ({_one_line(state.error)})"
             )
         from gitml.errors import PackError
         from gitml.store.unpack import store_received

@@ -17,7 +17,7 @@ import pytest
 from gitml.errors import CorruptRecordError
 from gitml.store.git import open_store
 from tests.conftest import git
-from tests.test_remote import git_daemon
+from tests.store.test_remote import git_daemon
 
 pytestmark = pytest.mark.timeout(120)  # the attacks hang for ever if the bounds fail
 
