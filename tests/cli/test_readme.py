@@ -1,0 +1,111 @@
+"""The README's tour, as written: its Python snippet and its five command lines, taken from
+README.md itself and run as a user would, in a new git repository with a bare remote."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+from click.testing import CliRunner
+from conftest import ROOT, git
+
+from gitml.cli.main import cli as main
+
+README = os.path.join(ROOT, "README.md")
+
+
+def block(heading: str, lang: str) -> str:
+    """The first ```lang code block after the README's ``## heading``."""
+    text = open(README, encoding="utf-8").read()
+    section = text[text.index(f"\n## {heading}") :]
+    return re.search(rf"```{lang}\n(.*?)```", section, re.S).group(1)
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+def python(script: str, cwd) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, script], cwd=cwd, env=env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def cli(argv: list[str]) -> str:
+    """One ``gitml ...`` line of the README, in the current directory (the repository): exit 0."""
+    assert argv[0] == "gitml"
+    result = CliRunner().invoke(main, argv[1:], prog_name="gitml")
+    assert result.exit_code == 0, f"{shlex.join(argv)}: {result.stderr} {result.exception!r}"
+    return result.stdout
+
+
+SWEEP = """import sys
+
+import gitml
+
+lr = float(sys.argv[1]) if len(sys.argv) > 1 else {lr}
+gitml.set_experiment("churn")
+with gitml.start_run(run_name=f"lr-{{lr}}"):
+    gitml.log_params({{"lr": lr, "model": "{model}"}})
+    gitml.log_metric("auc", {auc})
+"""
+
+
+def test_the_readme_tour_runs_as_written(repo, tmp_path):
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+
+    # The Python snippet, verbatim: it logs a run and searches for it.
+    snippet = block("The same in Python", "python")
+    (repo / "train.py").write_text(
+        snippet + "print(frame['tags.mlflow.runName'].tolist(), frame['metrics.loss'].tolist())\n"
+    )
+    git(repo, "add", "train.py")
+    git(repo, "commit", "-qm", "the README's snippet")
+    assert python("train.py", repo).stdout.strip() == "['baseline'] [0.15]"
+
+    # Two runs for the tour to name, the second with an edit it never committed.
+    (repo / "sweep.py").write_text(SWEEP.format(lr=0.05, model="xgb", auc=0.8))
+    git(repo, "add", "sweep.py")
+    git(repo, "commit", "-qm", "sweep")
+    python("sweep.py", repo)
+    (repo / "sweep.py").write_text(SWEEP.format(lr=1.0, model="lgbm", auc=0.95))
+    python("sweep.py", repo)
+    git(repo, "checkout", "-q", "--", "sweep.py")
+    git(repo, "push", "-q", "origin", "main")
+    cli(["gitml", "push"])
+    git(repo, "fetch", "-q", "origin")  # origin/main, as any clone has it
+
+    lines = [shlex.split(line, comments=True) for line in block("In five lines", "bash").splitlines()]
+    runs, search, diff, checkout, compare = (line for line in lines if line)
+
+    out = cli(runs).splitlines()
+    assert [row.split()[1] for row in out[1:]] == ["lr-1.0", "lr-0.05", "baseline"]  # newest first
+
+    out = cli(search).splitlines()  # auc > 0.9 OR model = 'xgb', best auc first
+    assert [row.split()[1] for row in out[1:]] == ["lr-1.0", "lr-0.05"]
+
+    out = cli(diff)
+    assert re.search(r"\* lr +0\.05 +1\.0", out) and re.search(r"\* auc +0\.8 +0\.95", out)
+    assert '-    gitml.log_params({"lr": lr, "model": "xgb"})' in out  # the code diff, uncommitted edit included
+    assert '+    gitml.log_params({"lr": lr, "model": "lgbm"})' in out
+
+    cli(checkout)
+    assert git(repo, "branch", "--show-current").strip() == "retry"
+    assert '"model": "lgbm"' in (repo / "sweep.py").read_text()  # the code that ran, edit included
+
+    # On the new branch: commit, train again; the report sets it against main's latest runs.
+    git(repo, "commit", "-qam", "retry with lgbm")
+    python("sweep.py", repo)
+    retry = json.loads(cli(["gitml", "runs", "--json", "-n", "1"]))[0]
+    cli(compare)
+    report = (repo / "report.md").read_text()
+    assert retry["run_id"][:8] in report
+    for name in ("lr-0.05", "lr-1.0", "baseline"):  # main's tip's runs: the retry's baseline
+        assert name in report
+    assert "★" in report
