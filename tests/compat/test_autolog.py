@@ -43,9 +43,11 @@ for name, fit in cases.items():
     run = lib.get_run(lib.last_active_run().info.run_id)
     files = [f.path for f in {client}.list_artifacts(run.info.run_id)]
     out[name] = {{"params": run.data.params, "metrics": run.data.metrics,
-                 "tags": {{k: v for k, v in run.data.tags.items() if k in ("estimator_name", "estimator_class", "mlflow.autologging")}},
+                 "tags": {{k: v for k, v in run.data.tags.items()
+                          if k in ("estimator_name", "estimator_class", "mlflow.autologging")}},
                  "artifacts": sorted(files), "status": run.info.status,
-                 "inputs": [[t.value for t in d.tags if t.key == "mlflow.data.context"] for d in run.inputs.dataset_inputs]}}
+                 "inputs": [[t.value for t in d.tags if t.key == "mlflow.data.context"]
+                            for d in run.inputs.dataset_inputs]}}
 print(json.dumps(out))
 """
 
@@ -232,13 +234,18 @@ def test_lightgbm_train_logs_what_mlflow_autolog_logs(repo, tmp_path, mlflow_pyt
     script = (
         XGB_SCRIPT.replace("import xgboost as xgb", "import lightgbm as lgb")
         .replace(
-            "dtrain, dvalid = xgb.DMatrix(X.iloc[::2], label=y.iloc[::2]), xgb.DMatrix(X.iloc[1::2], label=y.iloc[1::2])",
-            "dtrain = lgb.Dataset(X.iloc[::2], label=y.iloc[::2]); dvalid = lgb.Dataset(X.iloc[1::2], label=y.iloc[1::2])",
+            "dtrain, dvalid = xgb.DMatrix(X.iloc[::2], label=y.iloc[::2]), "
+            "xgb.DMatrix(X.iloc[1::2], label=y.iloc[1::2])",
+            "dtrain = lgb.Dataset(X.iloc[::2], label=y.iloc[::2]); "
+            "dvalid = lgb.Dataset(X.iloc[1::2], label=y.iloc[1::2])",
         )
         .replace(
-            'xgb.train({{"objective": "binary:logistic", "eval_metric": ["logloss", "auc"], "max_depth": 3, "seed": 0}}, dtrain,\n'
-            '          num_boost_round=20, evals=[(dtrain, "train"), (dvalid, "valid")], early_stopping_rounds=3, verbose_eval=False)',
-            'lgb.train({{"objective": "binary", "metric": ["binary_logloss", "auc"], "num_leaves": 7, "seed": 0, "verbose": -1}},\n'
+            'xgb.train({{"objective": "binary:logistic", "eval_metric": ["logloss", "auc"], '
+            '"max_depth": 3, "seed": 0}}, dtrain,\n'
+            '          num_boost_round=20, evals=[(dtrain, "train"), (dvalid, "valid")], '
+            "early_stopping_rounds=3, verbose_eval=False)",
+            'lgb.train({{"objective": "binary", "metric": ["binary_logloss", "auc"], '
+            '"num_leaves": 7, "seed": 0, "verbose": -1}},\n'
             '          dtrain, num_boost_round=20, valid_sets=[dtrain, dvalid], valid_names=["train", "valid"],\n'
             "          callbacks=[lgb.early_stopping(3, verbose=False)])",
         )
