@@ -11,6 +11,7 @@ import shlex
 import subprocess
 import sys
 
+import click
 from click.testing import CliRunner
 from conftest import ROOT, git
 
@@ -140,3 +141,29 @@ def test_every_python_name_the_readme_gives_exists():
         for attribute in parts[cut:]:
             assert hasattr(obj, attribute), f"the README names {name}, which does not exist"
             obj = getattr(obj, attribute)
+
+
+def test_every_command_line_the_readme_gives_has_those_options():
+    """Each `gitml CMD ... --opt` in the README (spans and bash blocks): CMD is a command and
+    every option it shows is one of CMD's."""
+    text = open(README, encoding="utf-8").read()
+    spans = re.findall(r"`(gitml [^`]*)`", text)
+    for code in re.findall(r"```bash\n(.*?)```", text, re.S):
+        spans += [line.split("  #")[0].strip() for line in code.splitlines() if line.startswith("gitml ")]
+    checked = 0
+    for span in spans:
+        words, command = span.split()[1:], main
+        while words and isinstance(command, click.Group) and words[0] in command.commands:
+            command = command.commands[words.pop(0)]
+        if command is main:
+            continue  # `gitml.` prose, not a command line
+        known = {"-C", "--traceback", "-h", "--help"}
+        for param in command.params:
+            known.update(param.opts + param.secondary_opts)
+        for word in words:
+            for piece in re.split(r"[\[\]|]", word):
+                piece = piece.strip(".,;:()")
+                if re.match(r"--?[A-Za-z]", piece):
+                    assert piece.split("=")[0] in known, f"README: `{span}`: {command.name} has no {piece}"
+                    checked += 1
+    assert checked >= 40
