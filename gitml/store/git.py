@@ -22,7 +22,7 @@ from dulwich.errors import NotGitRepository
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo, UnsupportedExtension, UnsupportedVersion, read_gitfile
 
-from gitml.errors import CorruptRecordError, LockHeld, RepositoryError, UnsupportedRepositoryError
+from gitml.errors import CorruptRecordError, LockHeld, RemoteError, RepositoryError, UnsupportedRepositoryError
 from gitml.store.ids import oid, refname
 from gitml.store.locks import holder, release_if_dead
 from gitml.store.packs import (
@@ -204,8 +204,11 @@ class GitStore:
                     return self.repo.object_store.get_raw(oid(sha))
         except KeyError:
             reason = "object is missing from the repository"
-            if self._from_promisor(sha):  # a partial clone: the remote it came from holds it
-                return self.raw(sha)
+            try:
+                if self._from_promisor(sha):  # a partial clone: the remote it came from holds it
+                    return self.raw(sha)
+            except RemoteError as e:  # it would not give it, named
+                reason = f"object is missing from the repository (a partial clone); {e}"
         except Exception as e:  # noqa: BLE001 - a damaged pack: zlib, delta or struct errors from dulwich
             reason = f"object is damaged in its pack ({type(e).__name__}: {e}); `git fsck` shows the extent"
         # raised here, outside the handler: the traceback of dulwich's error holds views of its

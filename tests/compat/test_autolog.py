@@ -43,9 +43,11 @@ for name, fit in cases.items():
     run = lib.get_run(lib.last_active_run().info.run_id)
     files = [f.path for f in {client}.list_artifacts(run.info.run_id)]
     out[name] = {{"params": run.data.params, "metrics": run.data.metrics,
-                 "tags": {{k: v for k, v in run.data.tags.items() if k in ("estimator_name", "estimator_class", "mlflow.autologging")}},
+                 "tags": {{k: v for k, v in run.data.tags.items()
+                          if k in ("estimator_name", "estimator_class", "mlflow.autologging")}},
                  "artifacts": sorted(files), "status": run.info.status,
-                 "inputs": [[t.value for t in d.tags if t.key == "mlflow.data.context"] for d in run.inputs.dataset_inputs]}}
+                 "inputs": [[t.value for t in d.tags if t.key == "mlflow.data.context"]
+                            for d in run.inputs.dataset_inputs]}}
 print(json.dumps(out))
 """
 
@@ -232,13 +234,18 @@ def test_lightgbm_train_logs_what_mlflow_autolog_logs(repo, tmp_path, mlflow_pyt
     script = (
         XGB_SCRIPT.replace("import xgboost as xgb", "import lightgbm as lgb")
         .replace(
-            "dtrain, dvalid = xgb.DMatrix(X.iloc[::2], label=y.iloc[::2]), xgb.DMatrix(X.iloc[1::2], label=y.iloc[1::2])",
-            "dtrain = lgb.Dataset(X.iloc[::2], label=y.iloc[::2]); dvalid = lgb.Dataset(X.iloc[1::2], label=y.iloc[1::2])",
+            "dtrain, dvalid = xgb.DMatrix(X.iloc[::2], label=y.iloc[::2]), "
+            "xgb.DMatrix(X.iloc[1::2], label=y.iloc[1::2])",
+            "dtrain = lgb.Dataset(X.iloc[::2], label=y.iloc[::2]); "
+            "dvalid = lgb.Dataset(X.iloc[1::2], label=y.iloc[1::2])",
         )
         .replace(
-            'xgb.train({{"objective": "binary:logistic", "eval_metric": ["logloss", "auc"], "max_depth": 3, "seed": 0}}, dtrain,\n'
-            '          num_boost_round=20, evals=[(dtrain, "train"), (dvalid, "valid")], early_stopping_rounds=3, verbose_eval=False)',
-            'lgb.train({{"objective": "binary", "metric": ["binary_logloss", "auc"], "num_leaves": 7, "seed": 0, "verbose": -1}},\n'
+            'xgb.train({{"objective": "binary:logistic", "eval_metric": ["logloss", "auc"], '
+            '"max_depth": 3, "seed": 0}}, dtrain,\n'
+            '          num_boost_round=20, evals=[(dtrain, "train"), (dvalid, "valid")], '
+            "early_stopping_rounds=3, verbose_eval=False)",
+            'lgb.train({{"objective": "binary", "metric": ["binary_logloss", "auc"], '
+            '"num_leaves": 7, "seed": 0, "verbose": -1}},\n'
             '          dtrain, num_boost_round=20, valid_sets=[dtrain, dvalid], valid_names=["train", "valid"],\n'
             "          callbacks=[lgb.early_stopping(3, verbose=False)])",
         )
@@ -266,3 +273,112 @@ def test_lightgbm_train_logs_what_mlflow_autolog_logs(repo, tmp_path, mlflow_pyt
     assert mine["tags"] == theirs["tags"] == "lightgbm"
     assert mine["inputs"] == theirs["inputs"]
     assert set(theirs["artifacts"]) <= set(mine["artifacts"]) <= set(theirs["artifacts"]) | {"model"}
+
+
+SKLEARN_API_SCRIPT = """
+import json, warnings
+warnings.simplefilter("ignore")
+import {lib} as lib
+{setup}
+lib.autolog()
+import lightgbm as lgb, xgboost as xgb
+from sklearn.datasets import load_breast_cancer
+X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+client = {client}
+out = {{}}
+def record(case):
+    run = lib.get_run(lib.last_active_run().info.run_id)
+    history = {{k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)] for k in run.data.metrics}}
+    out[case] = {{"params": run.data.params, "metrics": run.data.metrics, "history": history,
+                 "artifacts": sorted(f.path for f in client.list_artifacts(run.info.run_id)),
+                 "tags": run.data.tags.get("mlflow.autologging"), "status": run.info.status,
+                 "signature": lib.pyfunc.load_model({model_uri}).metadata.signature.to_dict(),
+                 "inputs": sorted([d.dataset.name, [t.value for t in d.tags]] for d in run.inputs.dataset_inputs)}}
+xgb.XGBClassifier(n_estimators=20, max_depth=3, eval_metric=["logloss", "auc"], early_stopping_rounds=3, random_state=0).fit(
+    X.iloc[::2], y.iloc[::2], eval_set=[(X.iloc[::2], y.iloc[::2]), (X.iloc[1::2], y.iloc[1::2])], verbose=False)
+record("xgb_classifier")
+xgb.XGBRegressor(n_estimators=5, max_depth=2).fit(X.values, y.values.astype(float))
+record("xgb_regressor")
+lgb.LGBMClassifier(n_estimators=20, num_leaves=7, random_state=0, verbose=-1).fit(
+    X.iloc[::2], y.iloc[::2], eval_set=[(X.iloc[1::2], y.iloc[1::2])], eval_metric="auc",
+    callbacks=[lgb.early_stopping(3, verbose=False)])
+record("lgbm_classifier")
+lgb.LGBMRegressor(n_estimators=5, verbose=-1).fit(X.values, y.values.astype(float))
+record("lgbm_regressor")
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.mlflow
+@pytest.mark.slow
+def test_the_sklearn_api_of_xgboost_and_lightgbm_logs_what_mlflow_autolog_logs(repo, tmp_path, mlflow_python):  # noqa: F811
+    pytest.importorskip("xgboost")
+    pytest.importorskip("lightgbm")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update({"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT": "1"})
+    theirs = _run(
+        mlflow_python,
+        SKLEARN_API_SCRIPT.format(
+            lib="mlflow",
+            setup='lib.set_tracking_uri("sqlite:///mlflow.db")',
+            client="lib.MlflowClient()",
+            model_uri='"models:/" + lib.last_logged_model().model_id',
+        ),
+        tmp_path,
+        env,
+    )
+    mine = _run(
+        sys.executable,
+        SKLEARN_API_SCRIPT.format(
+            lib="gitml", setup="", client="lib.Client()", model_uri='f"runs:/{run.info.run_id}/model"'
+        ),
+        repo,
+        {**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert sorted(mine) == sorted(theirs)
+    for case, expected in theirs.items():
+        got = mine[case]
+        assert got["params"] == expected["params"], case
+        assert sorted(got["metrics"]) == sorted(expected["metrics"]), case
+        for key, value in expected["metrics"].items():
+            assert got["metrics"][key] == pytest.approx(value, rel=1e-6), (case, key)
+            assert [s for s, _ in got["history"][key]] == [s for s, _ in expected["history"][key]], (case, key)
+        assert got["tags"] == expected["tags"] and got["status"] == expected["status"] == "FINISHED", case
+        assert got["inputs"] == expected["inputs"], case
+        assert got["signature"] == expected["signature"], case
+        # MLflow 3 logs the model as a LoggedModel beside the run; gitml logs it into the run
+        assert set(expected["artifacts"]) | {"model"} == set(got["artifacts"]), case
+    assert "validation_1-auc" in theirs["xgb_classifier"]["metrics"]  # the script exercises eval_set
+
+
+def test_the_sklearn_api_of_xgboost_and_lightgbm_logs_the_fitted_estimator(repo, autologged):
+    xgboost = pytest.importorskip("xgboost")
+    lightgbm = pytest.importorskip("lightgbm")
+    import gitml.lightgbm
+    import gitml.xgboost
+
+    X, y = autologged
+    client = gitml.Client(repo)
+    gitml.autolog(log_input_examples=True)
+    for cls, flavor in ((xgboost.XGBClassifier, gitml.xgboost), (lightgbm.LGBMClassifier, gitml.lightgbm)):
+        fitted = cls(n_estimators=4, max_depth=2, verbose=0 if cls is xgboost.XGBClassifier else -1).fit(X, y)
+        run = _last(client)
+        uri = f"runs:/{run.info.run_id}/model"
+        loaded = flavor.load_model(uri)
+        assert type(loaded) is cls and (loaded.predict(X) == fitted.predict(X)).all()
+        pyfunc = gitml.pyfunc.load_model(uri)
+        assert pyfunc.metadata.get_input_schema().input_names() == list(X.columns)
+        assert pyfunc.metadata.get_output_schema() is not None  # as MLflow infers it: the differential test
+        assert len(pyfunc.input_example) == 5
+        assert len(client.search_runs([run.info.experiment_id], f"attributes.run_id = '{run.info.run_id}'")) == 1
+    gitml.autolog(exclusive=True)
+    with gitml.start_run() as mine:
+        xgboost.XGBRegressor(n_estimators=3).fit(X, y.astype(float), eval_set=[(X, y.astype(float))], verbose=False)
+        lightgbm.LGBMRegressor(n_estimators=3, verbose=-1).fit(X, y.astype(float))
+    assert client.get_run(mine.info.run_id).data.params == {}  # a run the user started is left alone
+    assert client.get_run(mine.info.run_id).data.metrics == {}
+    gitml.xgboost.autolog(disable=True)  # one integration, as mlflow.xgboost.autolog(disable=True)
+    assert "__gitml_autolog__" not in vars(xgboost.XGBClassifier.fit) and xgboost.sklearn.train is xgboost.train
+    assert "__gitml_autolog__" in vars(lightgbm.LGBMClassifier.fit)
+    gitml.autolog(disable=True)
+    assert "__gitml_autolog__" not in vars(lightgbm.LGBMClassifier.fit)
