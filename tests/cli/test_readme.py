@@ -167,3 +167,15 @@ def test_every_command_line_the_readme_gives_has_those_options():
                     assert piece.split("=")[0] in known, f"README: `{span}`: {command.name} has no {piece}"
                     checked += 1
     assert checked >= 40
+
+
+def test_every_extra_the_readme_installs_is_declared():
+    import tomllib
+
+    text = open(README, encoding="utf-8").read()
+    named = set(re.findall(r"gitml\[([a-z0-9_-]+)\]", text))
+    named |= {e for group in re.findall(r"\"\.\[([a-z0-9_,-]+)\]\"", text) for e in group.split(",")}
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        declared = set(tomllib.load(f)["project"]["optional-dependencies"])
+    assert {"sklearn", "serve", "report", "ui", "test", "mlflow"} <= named
+    assert named <= declared, named - declared
