@@ -462,3 +462,23 @@ def test_a_push_writes_over_a_planted_link_and_never_through_a_linked_folder(rep
     out = gitml_cli(repo, "push", code=1).output
     assert "is a symbolic link; nothing is written there" in out
     assert list(elsewhere.iterdir()) == []
+
+
+def test_an_http_store_is_read_and_a_push_to_it_stops_before_any_ref_moves(repo, tmp_path, monkeypatch):
+    """README: an `http(s)://` artifact remote is read-only. A clone reads a teammate's
+    artifacts through it; a push of a run whose objects would have to go there stops with
+    one line naming the store, and no ref of that run reaches the git remote."""
+    victim, store, run_id, shas = team_store(repo, tmp_path, ["weights.bin"], monkeypatch)
+    with StoreServer(store) as server:
+        gitml_cli(victim, "config", "artifacts.remote", server.url)
+        assert "1 artifact object(s) downloaded" in gitml_cli(victim, "pull").output
+        assert (victim / ".git" / "gitml" / "cache" / shas["weights.bin"][:2] / shas["weights.bin"][2:]).exists()
+        monkeypatch.chdir(victim)
+        gitml.set_tracking_uri(str(victim))
+        with gitml.start_run() as mine:
+            gitml.log_text("z" * SIZE, "mine.bin")
+        gitml.flush()
+        out = gitml_cli(victim, "push", code=1).output
+        assert out.count("\n") == 1 and f"artifact remote {server.url} is read-only (http)" in out, out
+        assert mine.info.run_id not in git(tmp_path / "origin.git", "for-each-ref", "refs/gitml")
+        assert run_id in git(tmp_path / "origin.git", "for-each-ref", "refs/gitml")

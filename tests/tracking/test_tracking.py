@@ -2,12 +2,15 @@
 
 import math
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
 import gitml
 from gitml.errors import CorruptRecordError, InvalidInputError, ParamConflictError, RunNotFoundError
-from tests.conftest import git, run_python
+from tests.conftest import ROOT, git, run_python
 
 
 def test_run_records_params_metrics_tags_and_source(repo):
@@ -290,7 +293,8 @@ def test_runs_from_a_linked_worktree_land_in_the_common_repository(repo, tmp_pat
     (worktree / "train.py").write_text("print('feature')\n")
     git(worktree, "commit", "-qam", "feature")
     out = run_python(
-        "import gitml\nwith gitml.start_run() as r:\n    gitml.log_param('a', 1)\n    gitml.log_text('x' * 10, 'n.txt')\nprint(r.info.run_id)",
+        "import gitml\nwith gitml.start_run() as r:\n    gitml.log_param('a', 1)\n"
+        "    gitml.log_text('x' * 10, 'n.txt')\nprint(r.info.run_id)",
         cwd=worktree,
     )
     run_id = out.stdout.split()[-1]
@@ -380,6 +384,42 @@ def test_flush_interval_commits_while_running(repo):
     c.close()
 
 
+def test_a_new_run_reaches_the_repository_long_before_the_flush_interval(repo):
+    """README: the run ref advances every GITML_FLUSH_INTERVAL seconds, but a new run's first
+    commit comes a second after it starts, so other processes see it while it runs."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_RUN],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": ROOT, "GITML_FLUSH_INTERVAL": "3600"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        run_id = holder.stdout.readline().strip()
+        ref = f"refs/gitml/runs/0/{run_id}"
+        deadline = time.monotonic() + 120  # a bound for a loaded machine, not a measurement
+        while not git(repo, "for-each-ref", ref) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert git(repo, "for-each-ref", ref), "the new run's ref never came"
+        assert holder.poll() is None  # still running, its interval an hour away
+        out = run_python(f"import gitml; r = gitml.get_run('{run_id}'); print(r.info.status, r.data.metrics)", repo)
+        assert out.stdout.split(" ", 1) == ["RUNNING", "{'loss': 0.5}\n"]
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert gitml.get_run(run_id).info.status == "FINISHED"
+
+
+HOLD_A_RUN = """import sys
+import gitml
+with gitml.start_run() as run:
+    gitml.log_metric("loss", 0.5)
+    print(run.info.run_id, flush=True)
+    sys.stdin.read()
+"""
+
+
 def test_last_active_run(repo):
     with gitml.start_run() as run:
         gitml.log_metric("m", 1.0)
@@ -435,7 +475,8 @@ def test_untracked_entry_script_is_named_and_warned(repo, caplog):
     from tests.conftest import ROOT
 
     script.write_text(
-        "import gitml\nfor i in range(3):\n    with gitml.start_run() as r:\n        gitml.log_metric('m', i)\nprint(r.info.run_id)\n"
+        "import gitml\nfor i in range(3):\n    with gitml.start_run() as r:\n"
+        "        gitml.log_metric('m', i)\nprint(r.info.run_id)\n"
     )
     result = subprocess.run(
         [sys.executable, str(script)], cwd=repo, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT}
