@@ -288,14 +288,16 @@ client = {client}
 out = {{}}
 def record(case):
     run = lib.get_run(lib.last_active_run().info.run_id)
-    history = {{k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)] for k in run.data.metrics}}
+    history = {{k: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, k)]
+               for k in run.data.metrics}}
     out[case] = {{"params": run.data.params, "metrics": run.data.metrics, "history": history,
                  "artifacts": sorted(f.path for f in client.list_artifacts(run.info.run_id)),
                  "tags": run.data.tags.get("mlflow.autologging"), "status": run.info.status,
                  "signature": lib.pyfunc.load_model({model_uri}).metadata.signature.to_dict(),
                  "inputs": sorted([d.dataset.name, [t.value for t in d.tags]] for d in run.inputs.dataset_inputs)}}
-xgb.XGBClassifier(n_estimators=20, max_depth=3, eval_metric=["logloss", "auc"], early_stopping_rounds=3, random_state=0).fit(
-    X.iloc[::2], y.iloc[::2], eval_set=[(X.iloc[::2], y.iloc[::2]), (X.iloc[1::2], y.iloc[1::2])], verbose=False)
+xgb.XGBClassifier(
+    n_estimators=20, max_depth=3, eval_metric=["logloss", "auc"], early_stopping_rounds=3, random_state=0
+).fit(X.iloc[::2], y.iloc[::2], eval_set=[(X.iloc[::2], y.iloc[::2]), (X.iloc[1::2], y.iloc[1::2])], verbose=False)
 record("xgb_classifier")
 xgb.XGBRegressor(n_estimators=5, max_depth=2).fit(X.values, y.values.astype(float))
 record("xgb_regressor")
