@@ -282,3 +282,23 @@ def test_hooks_of_an_earlier_gitml_are_named_until_installed_again(repo, tmp_pat
     _install(repo, "install", "--hook", "pre-push", "--hook", "post-merge")
     result = CliRunner().invoke(cli, ["-C", str(repo), "push", str(origin)])
     assert result.exit_code == 0 and "earlier gitml" not in result.stderr
+
+
+def test_a_failed_run_push_is_reported_and_never_blocks_the_git_push(repo, tmp_path, monkeypatch, installed_python):
+    """README: the hook's failure is reported, never blocks the push. The runs' artifacts
+    cannot go to the configured store (nothing answers there): the branch still arrives, the
+    runs do not, and stderr says so and what to run later."""
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "remote", "add", "origin", str(origin))
+    with gitml.start_run() as run:
+        gitml.log_text("x" * 100_000, "big.txt")  # past the inline size: the store must hold it
+    gitml.flush()
+    subprocess.run([installed_python, "-I", "-m", "gitml", "-C", str(repo), "hooks", "install"], check=True)
+    monkeypatch.setenv("GITML_ARTIFACT_REMOTE", "http://127.0.0.1:9/store")
+    done = subprocess.run(["git", "push", "origin", "HEAD:refs/heads/main"], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert git(origin, "rev-parse", "refs/heads/main").strip() == git(repo, "rev-parse", "HEAD").strip()
+    assert run.info.run_id not in git(origin, "for-each-ref", "refs/gitml/runs")
+    assert "gitml: artifact remote http://127.0.0.1:9/store" in done.stderr  # nothing answers there
+    assert "gitml: runs were not pushed to origin (see above); run 'gitml push origin' later" in done.stderr
