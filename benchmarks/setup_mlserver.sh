@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create the MLServer peer venv (benchmarks/peers.sh says where; idempotent) and print its path last.
 # MLServer 1.7.1 pins starlette<0.47 and fastapi<0.116 (gitml's UI runs on starlette 1.x), so it gets a
-# venv of its own: tests/test_export.py runs a folder made by `gitml models export --target mlserver`
+# venv of its own: tests/serving/test_export.py runs a folder made by `gitml models export --target mlserver`
 # under a real `mlserver start`. Beside MLServer: gitml's own dependencies at the versions of gitml's
 # test environment (the exported runtime loads the model through gitml, found by PYTHONPATH) and
 # mlserver-sklearn (the same model read by MLServer's own scikit-learn runtime). uvloop is held at

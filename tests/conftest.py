@@ -178,8 +178,16 @@ def installed_python(tmp_path_factory) -> str:
 
 # -- engines: one of each per test session (a SparkSession starts a JVM: ~10-30 s here) -------
 # Engine workers import this checkout's gitml, and the test modules (models pickled by reference
-# to a class of a test module, which pytest imports by its bare name from tests/)
-_ENGINE_PATH = ROOT + os.pathsep + os.path.join(ROOT, "tests")
+# to a class of a test module, which pytest imports by its bare name from its folder, tests/<area>/)
+_TESTS = os.path.join(ROOT, "tests")
+_ENGINE_PATH = os.pathsep.join(
+    [ROOT, _TESTS]
+    + sorted(
+        os.path.join(_TESTS, n)
+        for n in os.listdir(_TESTS)
+        if os.path.isdir(os.path.join(_TESTS, n, "")) and n != "data"
+    )
+)
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,7 @@ def ensure_mlflow_python() -> str:
             "keras",
             "transformers",
             "statsmodels",
+            "lightning",
             "httptools",
             "orjson",
         ),  # the extras setup_mlflow.sh adds must be there too
@@ -61,7 +62,7 @@ def plugin_pythonpath() -> str:
     MLflow plugin: the checkout, and a folder holding a ``gitml-0.1.0.dist-info`` whose
     ``entry_points.txt`` is ``pyproject.toml``'s (what ``pip install`` writes; MLflow reads
     entry points through ``importlib.metadata``, which scans ``sys.path``). gitml is not
-    installed into the venv itself: tests/test_models_mlflow.py needs it absent there."""
+    installed into the venv itself: tests/compat/test_models_mlflow.py needs it absent there."""
     import tempfile
     import tomllib
 

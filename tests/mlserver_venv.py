@@ -1,5 +1,5 @@
 """The Python of a venv holding MLServer 1.7.1 (and mlserver-sklearn), for the tests that run an
-exported model folder under a real ``mlserver start`` (tests/test_export.py).
+exported model folder under a real ``mlserver start`` (tests/serving/test_export.py).
 
 MLServer pins starlette<0.47 and fastapi<0.116, which gitml's UI (starlette 1.x) does not fit, so it
 lives in a venv of its own outside the clone (``benchmarks/peers.py``), made by

@@ -353,9 +353,12 @@ def test_no_reach_through_into_other_layers():
 def test_the_reach_through_check_finds_what_it_forbids():
     """What the CLI, sync and fluent did before they had Client's interface."""
     bad = {
-        "gitml.cli.main": "def log_(c, run):\n    return lineage(c.tracker.store, c.tracker.resolve(run))\n\n\ndef push(c):\n    return c.store\n",
-        "gitml.fluent": "from gitml.store.git import _user\n\ndef search(c):\n    return c._experiment_ids(None, None), _client._finalizer.detach()\n",
-        "gitml.client": "class Client:\n    def __init__(self):\n        self._finalizer = None\n\n    def _experiment_ids(self, a, b):\n        return self._finalizer\n",
+        "gitml.cli.main": "def log_(c, run):\n    return lineage(c.tracker.store, c.tracker.resolve(run))\n\n\n"
+        "def push(c):\n    return c.store\n",
+        "gitml.fluent": "from gitml.store.git import _user\n\n"
+        "def search(c):\n    return c._experiment_ids(None, None), _client._finalizer.detach()\n",
+        "gitml.client": "class Client:\n    def __init__(self):\n        self._finalizer = None\n\n"
+        "    def _experiment_ids(self, a, b):\n        return self._finalizer\n",
         "gitml.store.git": "def _user():\n    return 'me'\n",
     }
     problems = reach_through({m: ast.parse(s) for m, s in bad.items()}, {"gitml.cli", "gitml.store"})
@@ -476,7 +479,8 @@ def test_each_cli_module_imports_first_in_a_fresh_interpreter(tmp_path):
 # -- errors -----------------------------------------------------------------------------
 def test_every_error_class_is_reachable_from_gitml_errors():
     """Every exception class gitml defines (but a module's private control flow, `_Name`)
-    lives in gitml/errors.py, is a GitmlError, reachable as gitml.errors.<Name> and gitml.exceptions.<Name>, and listed in __all__."""
+    lives in gitml/errors.py, is a GitmlError, reachable as gitml.errors.<Name> and
+    gitml.exceptions.<Name>, and listed in __all__."""
     import importlib
 
     import gitml.errors
@@ -635,3 +639,27 @@ def test_shared_cli_options_are_defined_once():
                 names = {a.value for a in node.args if isinstance(a, ast.Constant)}
                 found += [f"{module}:{node.lineno} {sorted(s)}" for s in shared if s <= names]
     assert found == []
+
+
+def test_tests_mirror_the_package():
+    """A test file lives in the folder of what it tests: ``tests/<entry>/`` for an entry of
+    ``gitml/`` (``tests/store/`` for ``gitml.store``, ``tests/sync/`` for ``gitml.sync``),
+    ``tests/compat/`` for the tests judged by the real MLflow or GTO; at the top only the
+    package-wide checks (this file, the type check). With no ``__init__.py`` pytest imports
+    each test file by its bare name, so no two may share one."""
+    tests = os.path.join(ROOT, "tests")
+    top = sorted(n for n in os.listdir(tests) if n.startswith("test_") and n.endswith(".py"))
+    assert top == ["test_layout.py", "test_types.py"], "put new test files in tests/<area>/"
+    entries = {n.removesuffix(".py") for n in os.listdir(os.path.join(ROOT, "gitml"))}
+    folders = [n for n in os.listdir(tests) if os.path.isdir(os.path.join(tests, n)) and not n.startswith((".", "_"))]
+    assert sorted(set(folders) - entries - {"compat", "data"}) == []
+    seen: dict[str, str] = {}
+    clashes = []
+    for folder, _, files in os.walk(tests):
+        for n in files:
+            if n.startswith("test_") and n.endswith(".py"):
+                if n in seen:
+                    clashes.append(f"{os.path.relpath(folder, tests)}/{n} and {seen[n]}/{n}")
+                seen[n] = os.path.relpath(folder, tests)
+    assert clashes == []
+    assert not any(os.path.exists(os.path.join(tests, f, "__init__.py")) for f in folders)

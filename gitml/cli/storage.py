@@ -20,13 +20,14 @@ from gitml.cli.common import emit_json, experiment_option, json_option, open_cli
     help="Write the committed .gitml/config.yaml (shared with the team) instead of this clone's.",
 )
 @click.option("--list", "list_all", is_flag=True, help="Show every effective setting.")
+@json_option("Print the settings shown as a JSON object.")
 @click.option(
     "--trust-committed",
     is_flag=True,
     help="Let this clone contact, upload to and delete from the artifact remote the committed .gitml/config.yaml sets.",
 )
 @click.pass_context
-def config_(ctx, key, value, committed, list_all, trust_committed):
+def config_(ctx, key, value, committed, list_all, trust_committed, as_json):
     """Get or set a setting (artifacts.remote, artifacts.timeout, ...).
 
     An artifact remote set by the committed file is read from as it is when it is a
@@ -37,8 +38,10 @@ def config_(ctx, key, value, committed, list_all, trust_committed):
     from gitml.content import config
     from gitml.store.git import open_store
 
-    if trust_committed and (key or committed or list_all):
+    if trust_committed and (key or committed or list_all or as_json):
         raise click.UsageError("--trust-committed takes no key, value or other option")
+    if as_json and value is not None:
+        raise click.UsageError("--json shows settings; it does not set one")
     if key is not None and key not in config.KEYS:
         raise click.UsageError(f"unknown setting {key!r}; known: {', '.join(config.KEYS)}")
     with open_store(repo_path(ctx)) as store:
@@ -53,6 +56,9 @@ def config_(ctx, key, value, committed, list_all, trust_committed):
             click.echo(f"{key}={parsed}  ({os.path.relpath(path)})")
             return
         settings = config.load(store)
+        if as_json:
+            emit_json({name: settings[name] for name in sorted(settings) if list_all or key in (None, name)})
+            return
         if list_all or key is None:
             for name in sorted(settings):
                 click.echo(f"{name}={settings[name]}")

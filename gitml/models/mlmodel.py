@@ -19,7 +19,7 @@ import os
 import uuid
 from typing import Any
 
-from gitml.errors import CorruptRecordError, InvalidInputError, NotFoundError
+from gitml.errors import CorruptRecordError, InvalidInputError, ModelIntegrityError, NotFoundError
 from gitml.models.signature import ModelSignature
 
 MLMODEL = "MLmodel"
@@ -144,6 +144,8 @@ class Model:
         path = os.fspath(path)
         folder = path if os.path.isdir(path) else os.path.dirname(path)
         file = os.path.join(path, MLMODEL) if os.path.isdir(path) else path
+        if os.path.islink(file) and not _within(folder, file):
+            raise CorruptRecordError(file, "is a symbolic link out of the model folder")
         try:
             data = read_yaml_file(file, file)
         except FileNotFoundError:
@@ -159,6 +161,38 @@ class Model:
 
 
 # -- input examples ------------------------------------------------------------
+def _within(folder: str, path: str) -> bool:
+    """Whether ``path``, links resolved, is ``folder`` or under it (links resolved too)."""
+    root = os.path.realpath(folder)
+    full = os.path.realpath(path)
+    return full == root or full.startswith(root + os.sep)
+
+
+def model_files(folder: str) -> list[str]:
+    """The files of a model folder, relative (``/``-separated), sorted; ModelIntegrityError
+    naming the first symbolic link or special file (a FIFO, a device): a model folder
+    someone else wrote (a teammate's branch, an unpacked archive) must not make an export,
+    a shipped copy or an image carry a file from outside it (``secret -> ~/.ssh/id_rsa``)."""
+    import stat
+
+    found = []
+    for top, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
+            full = os.path.join(top, name)
+            rel = os.path.relpath(full, folder).replace(os.sep, "/")
+            mode = os.lstat(full).st_mode
+            if stat.S_ISLNK(mode):
+                raise ModelIntegrityError(
+                    f"model folder {folder!r}: {rel!r} is a symbolic link (to {os.readlink(full)!r}); "
+                    "a model folder holds regular files only"
+                )
+            if not stat.S_ISREG(mode):
+                raise ModelIntegrityError(f"model folder {folder!r}: {rel!r} is not a regular file")
+            found.append(rel)
+    return sorted(found)
+
+
 def _jsonable(frame) -> dict:
     """A DataFrame as MLflow's ``split`` orient without the index (NaN as null, times as ISO)."""
     return json.loads(frame.to_json(orient="split", index=False, date_format="iso", default_handler=str))
@@ -223,7 +257,12 @@ def read_example(folder: str, info: dict):
     import pandas as pd
 
     name = info.get("artifact_path", EXAMPLE_FILE)
-    if not isinstance(name, str) or os.path.isabs(name) or ".." in name.split("/"):
+    if (
+        not isinstance(name, str)
+        or os.path.isabs(name)
+        or ".." in name.split("/")
+        or not _within(folder, os.path.join(folder, name))  # a link out of the folder
+    ):
         raise CorruptRecordError(f"{folder}/{MLMODEL}", f"input example path {name!r} leaves the model folder")
     with open(os.path.join(folder, name)) as f:
         body = json.load(f)

@@ -378,7 +378,7 @@ def export_model(model_uri: str, dst: str) -> str:
     """Write the model at ``model_uri`` as a plain MLmodel folder ``dst`` (new or empty) for
     other servers (MLServer, KServe, ``mlflow models serve``). A run's model is verified
     against the run's manifest first; a folder is copied as it is. Returns ``dst``."""
-    from gitml.models.mlmodel import Model
+    from gitml.models.mlmodel import Model, model_files
     from gitml.models.uri import local_model, parse_model_uri
 
     dst = os.path.abspath(dst)
@@ -387,9 +387,17 @@ def export_model(model_uri: str, dst: str) -> str:
     if parse_model_uri(model_uri).kind == "path":
         folder, _ = local_model(model_uri)
         Model.load(folder)  # a model folder, or NotFoundError
-        if os.path.isdir(dst):
-            os.rmdir(dst)
-        shutil.copytree(folder, dst, symlinks=False)
+        names = model_files(folder)  # regular files only: a link would copy a file from outside it
+        created = not os.path.isdir(dst)
+        try:
+            for name in names:
+                target = os.path.join(dst, *name.split("/"))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                shutil.copy2(os.path.join(folder, name), target)
+        except BaseException:
+            if created:
+                shutil.rmtree(dst, ignore_errors=True)
+            raise
         return dst
     local_model(model_uri, dst)
     Model.load(dst)

@@ -96,16 +96,14 @@ def ship_model(model_uri: str | os.PathLike, *, client: Operations | None = None
         source = str(ModelURI("runs", path, run=run_id))
     else:
         source = path
-    from gitml.models.mlmodel import Model
+    from gitml.models.mlmodel import Model, model_files
 
     files: dict[str, bytes] = {}
     with model_on_disk(source, client=client) as folder:  # a run's model: verified as downloaded
         metadata = Model.load(folder)
-        for top, _, names in os.walk(folder):
-            for name in names:
-                full = os.path.join(top, name)
-                with open(full, "rb") as f:
-                    files[os.path.relpath(full, folder).replace(os.sep, "/")] = f.read()
+        for name in model_files(folder):  # regular files only: a link would ship a file from outside it
+            with open(os.path.join(folder, name), "rb") as f:
+                files[name] = f.read()
     hashes = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     if manifest is not None:  # the bytes held in memory, checked again: these are what ship
         what = f"model {model_uri}"

@@ -57,15 +57,9 @@ def _sha256(path: str) -> str:
 
 
 def _files(folder: str) -> list[str]:
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
-            if os.path.islink(path):
-                raise ModelIntegrityError(f"{path}: a symbolic link in a model folder")
-            found.append(os.path.relpath(path, folder).replace(os.sep, "/"))
-    return found
+    from gitml.models.mlmodel import model_files
+
+    return model_files(folder)
 
 
 def write_manifest(folder: str, manifest: str) -> str:
@@ -150,11 +144,13 @@ def export(
 
 
 def _signature_tensors(folder: str) -> tuple[list[dict], list[dict]]:
-    from gitml.pyfunc import load_model
+    """The V2 inputs and outputs of the model's signature, read from its MLmodel: exporting
+    never loads (unpickles) the model, which would run its code."""
+    from gitml.models.mlmodel import Model
     from gitml.serving.v2 import V2Model
 
-    metadata = V2Model(load_model(folder), name="m").metadata()
-    return metadata["inputs"], metadata["outputs"]
+    meta = Model.load(folder)
+    return V2Model.tensors(meta.get_input_schema()), V2Model.tensors(meta.get_output_schema())
 
 
 def _mlserver(dst: str, folder: str, name: str, version: str | None) -> None:
@@ -230,8 +226,9 @@ def _docker(dst: str, folder: str, name: str) -> None:
         "--name",
         name,
     ]
-    dockerfile = f"""# Built by `gitml models export --target docker`: the model {name!r}, served by gitml on port {PORT}
-# (MLflow's /invocations and the V2 protocol's /v2/...). The base image is pinned by exact tag.
+    dockerfile = f"""# Built by `gitml models export --target docker`: the model {name!r},
+# served by gitml on port {PORT} (MLflow's /invocations and the V2 protocol's /v2/...).
+# The base image is pinned by exact tag.
 FROM {base_image()}
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONPATH=/opt/gitml-src
 WORKDIR /opt

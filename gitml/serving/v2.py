@@ -141,13 +141,14 @@ class V2Model:
             "name": self.name,
             "versions": [self.version] if self.version else [],
             "platform": self.platform,
-            "inputs": self._tensors(self.schema),
-            "outputs": self._tensors(self.output_schema),
+            "inputs": self.tensors(self.schema),
+            "outputs": self.tensors(self.output_schema),
         }
         return out
 
     @staticmethod
-    def _tensors(schema) -> list[dict]:
+    def tensors(schema) -> list[dict]:
+        """A signature's inputs (or outputs) as V2 tensor metadata."""
         if schema is None:
             return []
         found = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -680,6 +681,60 @@ def test_every_command_is_listed():
     top = gitml("--help").stdout
     for name in cli.commands:
         assert name in top
+
+
+def test_the_readme_cli_list_names_every_command_and_only_commands():
+    """The README's CLI list: each `gitml NAME[|NAME] [SUB|SUB]` it names is a command, and
+    every top-level command is in it."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    listed = text[text.index("- **CLI**") :].split("\n\n", 1)[0]
+    paths = {" ".join(p) for p, _ in COMMANDS}
+    named = set()
+    for tops, subs in re.findall(r"`gitml ([a-z|]+)(?: \[?([a-z|]+)\]?)?", listed):
+        for top in tops.split("|"):
+            named.add(top)
+            assert top in paths, top
+            for sub in filter(None, subs.split("|")):
+                assert f"{top} {sub}" in paths, f"{top} {sub}"
+    assert named == set(cli.commands)
+
+
+LISTINGS = [
+    "runs",
+    "runs list",
+    "experiments",
+    "experiments list",
+    "show",
+    "log",
+    "diff",
+    "artifacts ls",
+    "config",
+    "registry list",
+    "registry show",
+    "registry history",
+    "registry policy",
+]
+
+
+def test_every_listing_has_json():
+    """README: "Every listing has --json"."""
+    commands = dict((" ".join(p), c) for p, c in COMMANDS)
+    for path in LISTINGS:
+        assert "--json" in [o for p in commands[path].params for o in p.opts], path
+
+
+def test_config_json_shows_the_defaults_the_readme_states(repo):
+    settings = json.loads(gitml("config", "--json", repo=repo).stdout)
+    assert settings == {
+        "artifacts.inline_max_bytes": 64 * 1024,
+        "artifacts.remote": os.path.join(os.environ["HOME"], ".local", "share", "gitml", "artifacts"),
+        "artifacts.storage_options": {},
+        "artifacts.timeout": 30.0,
+        "push.batch_refs": 1000,
+    }
+    gitml("config", "artifacts.timeout", "5", repo=repo)
+    assert json.loads(gitml("config", "artifacts.timeout", "--json", repo=repo).stdout) == {"artifacts.timeout": 5.0}
+    assert gitml("config", "artifacts.timeout", "6", "--json", code=2, repo=repo).exit_code == 2
 
 
 @pytest.mark.parametrize("path, command", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])

@@ -1,0 +1,101 @@
+"""gitml ui against a hostile page, through the real server (``gitml ui`` on a free
+loopback port): any site the user visits can make the browser ask
+``<img src="http://127.0.0.1:5000/api/runs?filter=...">``. A pathological LIKE pattern
+must stay fast, and a costly filter must neither freeze the other requests nor run for
+ever (each request has a time budget)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+pytest.importorskip("starlette")
+
+from tests.conftest import ROOT  # noqa: E402
+from tests.ui.test_ui import _free_port  # noqa: E402
+
+RUNS = 300
+LONG = "a" * 8000  # MLflow's (and gitml's) longest tag value
+
+
+@pytest.fixture
+def served(client, repo):
+    """RUNS runs whose note is 8,000 'a's, one more ending in 'b'; the UI serving them."""
+    ids = [client.create_run(tags={"note": LONG}, run_name=f"r{i}").info.run_id for i in range(RUNS)]
+    odd = client.create_run(tags={"note": LONG[:-1] + "b"}, run_name="odd").info.run_id
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    try:
+        line = server.stderr.readline()
+        assert f"serving http://127.0.0.1:{port}/" in line, line
+        yield {"url": f"http://127.0.0.1:{port}", "ids": ids, "odd": odd}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _get(url: str, timeout: float = 120) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _runs(base: str, filter_string: str) -> tuple[int, dict]:
+    status, body = _get(f"{base}/api/runs?limit=5&filter={urllib.parse.quote(filter_string)}")
+    return status, json.loads(body)
+
+
+def test_a_pathological_like_pattern_is_answered_and_right(served):
+    """'%a%a...%b' was the regular expression '.*a.*a...b': over 8,000 'a's it backtracks
+    for hours (every split of the value among the wildcards); the segment scan is one pass."""
+    base = served["url"]
+    pattern = "%a" * 12 + "%b"
+    status, body = _runs(base, f"tags.note LIKE '{pattern}'")
+    assert status == 200 and body["total"] == 1 and body["rows"][0]["run_id"] == served["odd"]
+    status, body = _runs(base, f"tags.note ILIKE '{pattern.upper()}' OR tags.note LIKE '%a_a_a_a%b_'")
+    assert status == 200 and [r["run_id"] for r in body["rows"]] == [served["odd"]]
+    status, body = _runs(base, "tags.note LIKE '" + "_" * 7999 + "%'")
+    assert status == 200 and body["total"] == RUNS + 1
+
+
+def test_a_costly_search_is_cut_at_its_budget_while_other_requests_are_answered(served):
+    """A filter of 150 LIKE clauses, each a fixed 200-character segment tried at every
+    place of every 8,000-character note, costs minutes. The search stops at the request's
+    budget (503); meanwhile run pages, which do not wait for searches, keep being answered."""
+    base, run = served["url"], served["ids"][0]
+    clause = "tags.note LIKE '%" + "a_" * 100 + "b%'"
+    costly = " OR ".join([clause.replace("b%", f"{'b' * (1 + i % 3)}%") for i in range(150)])
+    outcome: dict = {}
+
+    def search() -> None:
+        outcome["search"] = _runs(base, costly)
+
+    searching = threading.Thread(target=search)
+    searching.start()
+    answered = 0
+    while searching.is_alive():
+        status, body = _get(f"{base}/api/run/{run}", timeout=60)
+        assert status == 200 and json.loads(body)["run_id"] == run
+        if searching.is_alive():
+            answered += 1  # answered while the search was still running
+    searching.join()
+    status, body = outcome["search"]
+    assert status == 503 and "ran out of time" in body["error"]
+    assert answered >= 1
+    status, body = _runs(base, "tags.note LIKE '%b'")  # and the searches go on
+    assert status == 200 and body["total"] == 1
