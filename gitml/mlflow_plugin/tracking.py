@@ -336,6 +336,12 @@ class GitmlTrackingStore(AbstractStore):
         if records:
             self.client.log_inputs(run_id, records)
 
+    def set_model_versions_tags(self, name, version, model_id):
+        """The logged model's tag naming its versions (``mlflow server`` sets it at
+        create_model_version), with the version a number, as MLflow's SQL store writes it."""
+        version = int(version) if str(version).isdigit() else version
+        super().set_model_versions_tags(name, version, model_id)
+
     @mlflow_errors
     def _search_datasets(self, experiment_ids):
         """The datasets the experiments' runs took as inputs, for MLflow's UI (its server's
@@ -633,7 +639,6 @@ _STORED_DEFAULTS = frozenset(
         "get_metric_history_bulk_interval_from_steps",
         "get_metric_history_bulk_interval",
         "_evenly_spaced_indices",
-        "set_model_versions_tags",  # a logged model's tag naming its versions (get_logged_model, set_logged_model_tags)
     }
 )
 _KINDS = (

@@ -238,7 +238,8 @@ out["model_metric"] = [point.key, point.value, point.dataset_name, point.dataset
 out["bad_output"] = code(lambda: client.log_outputs(holder, [LoggedModelOutput("m-a,b:1", 1)]))
 out["users"] = [client.get_run(holder).info.user_id, client.create_run(exp, tags={"mlflow.user": "ana"}).info.user_id]
 from mlflow.entities import Dataset, DatasetInput, InputTag
-client.log_inputs(holder, [DatasetInput(Dataset("d", "dg", "local", "src"), [InputTag("mlflow.data.context", "training")])])
+context = [InputTag("mlflow.data.context", "training")]
+client.log_inputs(holder, [DatasetInput(Dataset("d", "dg", "local", "src"), context)])
 store = client._tracking_client.store  # what `mlflow server` asks for its UI's dataset filter
 out["datasets"] = [[s.experiment_id == exp, s.name, s.digest, s.context] for s in store._search_datasets([exp])]
 store.set_model_versions_tags("Model 1", "1", orphan.model_id)  # what `mlflow server` does at create_model_version
@@ -273,7 +274,7 @@ def test_mlflow_client_paging_errors_and_what_cannot_map(plugin_python, repo):
     assert out["model_metric"] == ["acc", 0.5, "dn", "dd", True]  # a model's metric, with its dataset
     assert out["users"] == ["unknown", "ana"]  # the user MLflow gives, as its stores record it
     assert out["datasets"] == [[True, "d", "dg", "training"]]
-    assert out["model_versions_tag"] == '[{"name": "Model 1", "version": "1"}]'
+    assert out["model_versions_tag"] == '[{"name": "Model 1", "version": 1}]'  # a number, as MLflow's SQL store
 
 
 ERRORS = """
@@ -328,7 +329,8 @@ out["models_after"] = [m.name for m in client.search_registered_models()]
 gone = client.create_run(exp).info.run_id
 client.delete_run(gone)
 out["deleted_run"] = outcome(lambda: client.set_tag(gone, "a", "b"))
-out["relative_location"] = client.get_experiment(client.create_experiment("here", artifact_location="rel")).artifact_location
+here = client.create_experiment("here", artifact_location="rel")
+out["relative_location"] = client.get_experiment(here).artifact_location
 print(json.dumps(out))
 """
 
@@ -807,7 +809,7 @@ out["words"] = [words(lambda: client.get_registered_model("nope")),
                 words(lambda: client.get_model_version("stored", "9"))]
 client.transition_model_version_stage("stored", "1", "Staging")
 out["latest_all"] = {mv.current_stage: mv.version for mv in client.get_latest_versions("stored", [])}
-plain = client.create_run(client.create_experiment("plain")).info  # a run holding no model: MLflow registers its folder too
+plain = client.create_run(client.create_experiment("plain")).info  # a run holding no model: MLflow registers it too
 folder = client.create_model_version("folder", plain.artifact_uri, plain.run_id)
 out["folder"] = [folder.source == plain.artifact_uri, folder.run_id == plain.run_id, folder.version]
 mlflow.genai.register_prompt(name="greet", template="Hello {{name}}")
