@@ -5,8 +5,8 @@ MLflow's ``tests/conftest.py`` gives every test a fresh SQLite URI through its `
 fixture, which its autouse ``tracking_uri_mock`` makes the tracking (and so the registry) URI.
 A conftest's fixture wins over a plugin's of the same name, so this plugin does not define
 ``db_uri``: it wraps pytest's fixture setup and makes the value of MLflow's ``db_uri``
-``gitml:<fresh folder>/repo`` (the fixture graph is unchanged). ``GITML_CONFORMANCE_STORE=sqlite`` leaves MLflow's fixture alone
-(the baseline run). Used by ``benchmarks/mlflow_conformance.py``.
+``gitml:<fresh folder>/repo`` (the fixture graph is unchanged). ``GITML_CONFORMANCE_STORE=sqlite``
+leaves MLflow's fixture alone (the baseline run). Used by ``benchmarks/mlflow_conformance.py``.
 """
 
 from __future__ import annotations

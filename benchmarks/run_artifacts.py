@@ -59,7 +59,8 @@ else:
     import mlflow as ml
     ml.set_tracking_uri("file:" + os.path.join(store, "mlruns"))
 def size(path):
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs if not os.path.islink(os.path.join(d, f)))
+    files = (os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs)
+    return sum(os.path.getsize(f) for f in files if not os.path.islink(f))
 out = []
 for k in range(2):
     with ml.start_run():

@@ -65,9 +65,11 @@ SETUP = {
 
 COUNT = {
     "gitml": "import sys, gitml\nwith gitml.Client() as c:\n"
-    "    print(sum(len(c.get_metric_history(sys.argv[1], k)) for k in ['shared'] + [f'w{w}' for w in range(int(sys.argv[2]))]))",
-    "mlflow-sqlite": "import os, sys\nfrom mlflow.tracking import MlflowClient\nc = MlflowClient(tracking_uri=os.environ['URI'])\n"
-    "print(sum(len(c.get_metric_history(sys.argv[1], k)) for k in ['shared'] + [f'w{w}' for w in range(int(sys.argv[2]))]))",
+    "    keys = ['shared'] + [f'w{w}' for w in range(int(sys.argv[2]))]\n"
+    "    print(sum(len(c.get_metric_history(sys.argv[1], k)) for k in keys))",
+    "mlflow-sqlite": "import os, sys\nfrom mlflow.tracking import MlflowClient\n"
+    "c = MlflowClient(tracking_uri=os.environ['URI'])\nkeys = ['shared'] + [f'w{w}' for w in range(int(sys.argv[2]))]\n"
+    "print(sum(len(c.get_metric_history(sys.argv[1], k)) for k in keys))",
 }
 
 
@@ -148,7 +150,8 @@ def main() -> None:
     for r in results:
         lost = "" if r["counted"] == r["points"] else f" (read back {r['counted']})"
         print(
-            f"| {r['writers']} | {r['tool']} | {r['points']}{lost} | {r['points_per_s']} | {r['seconds']} | {r['load']} |"
+            f"| {r['writers']} | {r['tool']} | {r['points']}{lost} | {r['points_per_s']} | {r['seconds']} "
+            f"| {r['load']} |"
         )
     os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
     with open(os.path.join(HERE, "out", "one_run_writers.json"), "w") as f:

@@ -86,7 +86,8 @@ def main() -> None:
             rows["virtualenv, second run (reuses)"].append(_timed(folder, env))
             rows["local"].append(_timed(folder, env, "--env-manager", "local"))
     lines = [
-        f"`gitml run` of a one-metric project, median of {args.repeat} (requirements: {', '.join(requirements) or 'none'})",
+        f"`gitml run` of a one-metric project, median of {args.repeat} "
+        f"(requirements: {', '.join(requirements) or 'none'})",
         "",
         "| run | seconds |",
         "| --- | ---: |",

@@ -164,7 +164,10 @@ def measure(
         )
         version[0] += 1
 
-    code = "import gitml.pyfunc\nfrom gitml.models.uri import resolve_model_uri\nresolve_model_uri(None, 'models:/m7@production')"
+    code = (
+        "import gitml.pyfunc\nfrom gitml.models.uri import resolve_model_uri\n"
+        "resolve_model_uri(None, 'models:/m7@production')"
+    )
     return {
         "list": (
             timed_cpu(fresh_list, repeat),

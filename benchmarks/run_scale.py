@@ -51,7 +51,9 @@ import peers  # benchmarks/peers.py: where the peer venvs live
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 CACHE = os.path.join(HERE, "out", "scale")
-BUILDER_VERSION = 5  # bump when scale_repo.py changes what it builds (2: packs merged; 3: snapshot stamped; 4: and its names; 5: by segments)
+# bump when scale_repo.py changes what it builds
+# (2: packs merged; 3: snapshot stamped; 4: and its names; 5: by segments)
+BUILDER_VERSION = 5
 MLFLOW_PY = peers.MLFLOW_PY
 WORKLOADS_PY = os.path.join(HERE, "tracking_workloads.py")
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -249,19 +251,26 @@ def sweep_table(results: list[dict]) -> str:
     head = ["step, after a sweep in one process"] + [f"{r['n']:,} runs" for r in results] + ["target"]
     rows = []
 
+    def _gitml_rss(r):
+        for k, v in r.items():
+            if isinstance(v, dict) and "rss_mb" in v and k != "build" and not k.endswith("_git"):
+                yield v["rss_mb"]
+
     def row(label, fn, target=""):
         rows.append([label] + [fn(r) for r in results] + [target])
 
     row(
         "sweep (W2 in one process, runs/s; per CPU s; peak MB)",
         lambda r: (
-            f"{r['build']['w2']['runs_per_s']:.0f}; {r['build']['w2']['runs_per_cpu_s']:.0f}; {r['build']['rss_mb']:.0f}"
+            f"{r['build']['w2']['runs_per_s']:.0f}; {r['build']['w2']['runs_per_cpu_s']:.0f}; "
+            f"{r['build']['rss_mb']:.0f}"
         ),
     )
     row(
         "  left: packs (MB); loose run refs; objects",
         lambda r: (
-            f"{r['shape']['packs']} ({r['shape']['pack_mb']:.0f}); {r['shape']['loose_refs']}; {r['shape']['objects']:,}"
+            f"{r['shape']['packs']} ({r['shape']['pack_mb']:.0f}); {r['shape']['loose_refs']}; "
+            f"{r['shape']['objects']:,}"
         ),
     )
     row("  left: snapshot segments; journals", lambda r: f"{r['shape']['segments']}; {r['shape']['journals']}")
@@ -294,16 +303,15 @@ def sweep_table(results: list[dict]) -> str:
             f"{kind} all: gitml / git (s; CPU s)",
             lambda r, k=kind: (
                 f"{r[f'{k}_gitml']['s']:.2f} / {r[f'{k}_git']['s']:.2f}"
-                f" ({r[f'{k}_gitml']['s'] / r[f'{k}_git']['s']:.2f}x); {r[f'{k}_gitml']['cpu_s']:.1f} / {r[f'{k}_git']['cpu_s']:.1f}"
+                f" ({r[f'{k}_gitml']['s'] / r[f'{k}_git']['s']:.2f}x); "
+                f"{r[f'{k}_gitml']['cpu_s']:.1f} / {r[f'{k}_git']['cpu_s']:.1f}"
                 f" ({r[f'{k}_gitml']['cpu_s'] / r[f'{k}_git']['cpu_s']:.2f}x)"
             ),
             "<= 1.0x",
         )
     row(
         "peak memory, any gitml step after it (MB)",
-        lambda r: (
-            f"{max(v['rss_mb'] for k, v in r.items() if isinstance(v, dict) and 'rss_mb' in v and k != 'build' and not k.endswith('_git')):.0f}"
-        ),
+        lambda r: f"{max(_gitml_rss(r)):.0f}",
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]

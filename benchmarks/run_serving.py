@@ -1,6 +1,6 @@
 """`gitml serve` beside `mlflow models serve` on the same model, in one run.
 
-    bash benchmarks/setup_mlflow.sh                # once: MLflow (and scikit-learn) in the MLflow peer venv, benchmarks/peers.py
+    bash benchmarks/setup_mlflow.sh                # once: MLflow, scikit-learn in the peer venv (benchmarks/peers.py)
     python benchmarks/run_serving.py               # quick: 10 s per wrk load
     python benchmarks/run_serving.py --duration 30 # the issue's figures
 
@@ -11,8 +11,8 @@ connection, 1,000 rows over 1 connection; each server with 1 and 2 workers (`-w`
 Also: cold load + one prediction in a fresh interpreter (median of 3), beside its floor
 (the same imports and prediction by ``pickle.load`` with no framework) and Python's start
 alone, each in the tool's own environment; server start to the first 200 from /ping
-(``--start-only``: only these, each start repeated, no wrk loads); the workers' memory (RSS summed over the server's process
-tree) after 1,000 bad requests (warm-up) and again after 10,000 more (malformed JSON, a
+(``--start-only``: only these, each start repeated, no wrk loads); the workers' memory (RSS summed
+over the server's process tree) after 1,000 bad requests (warm-up) and again after 10,000 more (malformed JSON, a
 missing column, a wrong content type), and the size of the answer to a 5 MB malformed body. The table goes to
 benchmarks/out/serving.md and the raw figures to benchmarks/out/serving.json.
 """

@@ -146,7 +146,8 @@ def _inside(args) -> None:
             seconds = time.perf_counter() - started
             figures[side]["runs"].append({"udf_s": round(made, 3), "score_s": round(seconds, 2)})
             print(
-                f"{side}: {args.rows:,} rows in {seconds:.1f} s ({args.rows / seconds:,.0f} rows/s); udf made in {made:.2f} s",
+                f"{side}: {args.rows:,} rows in {seconds:.1f} s ({args.rows / seconds:,.0f} rows/s); "
+                f"udf made in {made:.2f} s",
                 flush=True,
             )
     for side in figures:

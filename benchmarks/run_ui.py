@@ -99,7 +99,8 @@ scale_repo.build({runs}, {path!r}, experiments=1)
 c = gitml.ops.Operations({path!r})
 exp = c.get_experiment_by_name(scale_repo.experiment_names(1)[0]).experiment_id
 big = c.create_run(exp, run_name="big").info.run_id
-c.log_batch(big, metrics=[("big", {SPIKE} if s == {points} // 2 + 7 else (s % 1000) / 1000.0, {T0} + s, s) for s in range({points})])
+value = lambda s: {SPIKE} if s == {points} // 2 + 7 else (s % 1000) / 1000.0
+c.log_batch(big, metrics=[("big", value(s), {T0} + s, s) for s in range({points})])
 c.set_terminated(big)
 c.close()
 print(exp, big, round(time.time() - t, 1))
@@ -381,8 +382,9 @@ def main() -> None:
     if "mlflow_runs" in results:
         lines.append("")
         lines.append(
-            f"MLflow's store held {results['mlflow_runs']:,} runs (gitml's {args.runs:,}) and a {results['mlflow_points']:,}-point "
-            "metric with the same spike (logging takes MLflow minutes per 100,000 points)."
+            f"MLflow's store held {results['mlflow_runs']:,} runs (gitml's {args.runs:,}) "
+            f"and a {results['mlflow_points']:,}-point metric with the same spike "
+            "(logging takes MLflow minutes per 100,000 points)."
         )
     if m.get("error"):
         lines.append(f"MLflow's UI server could not be measured: {m['error']}")

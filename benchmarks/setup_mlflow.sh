@@ -16,8 +16,8 @@ PY="${PYTHON:-python3}"
 EXTRAS="torch==2.13.0 dulwich==1.2.21 scikit-learn==1.9.1"
 # httptools and orjson: `gitml serve` runs in this venv too (a flavor gitml loads through MLflow's own loader).
 SERVE="httptools==0.9.0 orjson==3.13.0"
-FLAVORS="xgboost-cpu==3.2.0 lightgbm==4.7.0 catboost==1.2.10 onnx==1.23.0 onnxruntime==1.32.0 skl2onnx==1.20.0 keras==3.15.1 transformers==5.17.0 statsmodels==0.15.0"
-CHECK='import importlib.metadata as m; [m.version(p) for p in ("torch", "dulwich", "scikit-learn", "xgboost-cpu", "lightgbm", "catboost", "onnxruntime", "skl2onnx", "keras", "transformers", "statsmodels", "httptools", "orjson")]; print(m.version("mlflow"))'
+FLAVORS="xgboost-cpu==3.2.0 lightgbm==4.7.0 catboost==1.2.10 onnx==1.23.0 onnxruntime==1.32.0 skl2onnx==1.20.0 keras==3.15.1 transformers==5.17.0 statsmodels==0.15.0 lightning==2.6.6"
+CHECK='import importlib.metadata as m; [m.version(p) for p in ("torch", "dulwich", "scikit-learn", "xgboost-cpu", "lightgbm", "catboost", "onnxruntime", "skl2onnx", "keras", "transformers", "statsmodels", "lightning", "httptools", "orjson")]; print(m.version("mlflow"))'
 if [ -x "$VENV/bin/python" ] && \
    [ "$("$VENV/bin/python" -c "$CHECK" 2>/dev/null)" = "$MLFLOW_VERSION" ]; then
   echo "mlflow $MLFLOW_VERSION already installed in $VENV" >&2

@@ -215,8 +215,9 @@ def _section(
         signer = str(reg.verification(event)) if event else "?"
         source = runs["candidate"].data.tags.get("mlflow.source.git.commit", "") if "candidate" in runs else ""
         lines.append(
-            f"Lineage: run {md_code(new.run_id)} at commit {md_code(new.commit[:12])}, source commit {md_code(source[:12] or '?')}, "
-            f"model {md_code(new.path or '.', table=False)}; registered by {md(new.registered_by)} ({md(new.tag)}: {md(signer)}).\n\n"
+            f"Lineage: run {md_code(new.run_id)} at commit {md_code(new.commit[:12])}, "
+            f"source commit {md_code(source[:12] or '?')}, model {md_code(new.path or '.', table=False)}; "
+            f"registered by {md(new.registered_by)} ({md(new.tag)}: {md(signer)}).\n\n"
         )
     for kind in ("metrics", "params"):
         keys = sorted({k for r in runs.values() for k in getattr(r.data, kind)})

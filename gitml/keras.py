@@ -134,6 +134,45 @@ def log_model(
     )
 
 
+def autolog(
+    log_every_epoch: bool = True,
+    log_every_n_steps: int | None = None,
+    log_models: bool = True,
+    log_model_signatures: bool = True,
+    save_exported_model: bool = False,
+    log_datasets: bool = True,
+    log_input_examples: bool = False,
+    disable: bool = False,
+    exclusive: bool = False,
+    disable_for_unsupported_versions: bool = False,
+    silent: bool = False,
+    registered_model_name: str | None = None,
+    save_model_kwargs: dict | None = None,
+    extra_tags: dict | None = None,
+) -> None:
+    """Autologging for Keras 3's ``Model.fit``, as ``mlflow.keras.autolog`` (what it logs:
+    :mod:`gitml.autologging.keras`; per-step metrics and exported models are not logged)."""
+    from gitml.autologging import configure
+    from gitml.errors import InvalidInputError
+
+    if not log_every_epoch or log_every_n_steps is not None or save_exported_model:
+        raise InvalidInputError(
+            "gitml.keras.autolog logs every epoch; log_every_n_steps and save_exported_model are not supported"
+        )
+    configure(
+        FLAVOR,
+        disable=disable,
+        extra_tags=extra_tags,
+        log_input_examples=log_input_examples,
+        log_model_signatures=log_model_signatures,
+        log_models=log_models,
+        log_datasets=log_datasets,
+        exclusive=exclusive,
+        silent=silent,
+        save_model_kwargs=save_model_kwargs,
+    )
+
+
 def _load(folder: str, conf: dict, custom_objects: dict | None = None, **load_model_kwargs):
     from gitml.pyfunc import inside
 
@@ -193,4 +232,4 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> _KerasModelWrap
     return _KerasModelWrapper(_load(folder, flavor_conf(folder, FLAVOR)))
 
 
-__all__ = ["load_model", "log_model", "save_model"]
+__all__ = ["autolog", "load_model", "log_model", "save_model"]

@@ -151,6 +151,34 @@ def log_model(
     )
 
 
+def autolog(
+    log_input_examples: bool = False,
+    log_model_signatures: bool = True,
+    log_models: bool = True,
+    log_datasets: bool = True,
+    disable: bool = False,
+    exclusive: bool = False,
+    disable_for_unsupported_versions: bool = False,
+    silent: bool = False,
+    registered_model_name: str | None = None,
+    extra_tags: dict | None = None,
+) -> None:
+    """Autologging for LightGBM, as ``mlflow.lightgbm.autolog`` (what it logs: :mod:`gitml.autologging.lightgbm`)."""
+    from gitml.autologging import configure
+
+    configure(
+        FLAVOR,
+        disable=disable,
+        extra_tags=extra_tags,
+        log_input_examples=log_input_examples,
+        log_model_signatures=log_model_signatures,
+        log_models=log_models,
+        log_datasets=log_datasets,
+        exclusive=exclusive,
+        silent=silent,
+    )
+
+
 def _load(folder: str, conf: dict):
     from gitml import sklearn as gitml_sklearn
     from gitml.models.flavor import flavor_file, library_class
@@ -196,4 +224,4 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> _LGBModelWrappe
     return _LGBModelWrapper(_load(folder, flavor_conf(folder, FLAVOR)))
 
 
-__all__ = ["load_model", "log_model", "save_model"]
+__all__ = ["autolog", "load_model", "log_model", "save_model"]

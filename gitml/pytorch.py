@@ -161,6 +161,54 @@ def log_model(
     )
 
 
+def autolog(
+    log_every_n_epoch: int = 1,
+    log_every_n_step: int | None = None,
+    log_models: bool = True,
+    log_datasets: bool = True,
+    disable: bool = False,
+    exclusive: bool = False,
+    disable_for_unsupported_versions: bool = False,
+    silent: bool = False,
+    registered_model_name: str | None = None,
+    extra_tags: dict | None = None,
+    checkpoint: bool = True,
+    checkpoint_monitor: str = "val_loss",
+    checkpoint_mode: str = "min",
+    checkpoint_save_best_only: bool = True,
+    checkpoint_save_weights_only: bool = False,
+    checkpoint_save_freq: str = "epoch",
+    log_model_signatures: bool = True,
+) -> None:
+    """Autologging for PyTorch Lightning's ``Trainer.fit``, as ``mlflow.pytorch.autolog`` (what it
+    logs: :mod:`gitml.autologging.lightning`; per-step metrics and checkpoints by step are not logged)."""
+    from gitml.autologging import configure
+    from gitml.errors import InvalidInputError
+
+    if log_every_n_epoch != 1 or log_every_n_step is not None or checkpoint_save_freq != "epoch":
+        raise InvalidInputError(
+            "gitml.pytorch.autolog logs every epoch; log_every_n_epoch, log_every_n_step and an integer "
+            "checkpoint_save_freq are not supported"
+        )
+    if checkpoint_mode not in ("min", "max"):
+        raise InvalidInputError(f"checkpoint_mode must be 'min' or 'max', not {checkpoint_mode!r}")
+    configure(
+        FLAVOR,
+        disable=disable,
+        extra_tags=extra_tags,
+        log_models=log_models,
+        log_model_signatures=log_model_signatures,
+        log_datasets=log_datasets,
+        exclusive=exclusive,
+        silent=silent,
+        checkpoint=checkpoint,
+        checkpoint_monitor=checkpoint_monitor,
+        checkpoint_mode=checkpoint_mode,
+        checkpoint_save_best_only=checkpoint_save_best_only,
+        checkpoint_save_weights_only=checkpoint_save_weights_only,
+    )
+
+
 def _load(data_path: str, device: str | None = None):
     from gitml.pyfunc import inside
 
@@ -226,4 +274,4 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> _PyTorchWrapper
     return _PyTorchWrapper(_load(path, device), device)
 
 
-__all__ = ["load_model", "log_model", "save_model"]
+__all__ = ["autolog", "load_model", "log_model", "save_model"]

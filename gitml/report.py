@@ -279,7 +279,8 @@ def to_html(report: Comparison, charts: dict[str, str] | None = None, *, title: 
     )
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>"
-        "body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
+        "body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:4px 8px}"
         ".best{font-weight:bold;background:#e6ffed}.changed{font-weight:bold}</style></head><body>",
         f"<h2>{e(title)}</h2>",
     ]
@@ -303,7 +304,8 @@ def to_html(report: Comparison, charts: dict[str, str] | None = None, *, title: 
         parts.append("</table>")
     for key, path in (charts or {}).items():
         parts.append(
-            f"<figure><img src='{e(path, quote=True)}' alt='{e(key, quote=True)}'><figcaption>{e(key)}</figcaption></figure>"
+            f"<figure><img src='{e(path, quote=True)}' alt='{e(key, quote=True)}'>"
+            f"<figcaption>{e(key)}</figcaption></figure>"
         )
     parts.append("</body></html>\n")
     return "".join(parts)

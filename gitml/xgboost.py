@@ -122,6 +122,38 @@ def log_model(
     )
 
 
+def autolog(
+    importance_types: list[str] | None = None,
+    log_input_examples: bool = False,
+    log_model_signatures: bool = True,
+    log_models: bool = True,
+    log_datasets: bool = True,
+    disable: bool = False,
+    exclusive: bool = False,
+    disable_for_unsupported_versions: bool = False,
+    silent: bool = False,
+    registered_model_name: str | None = None,
+    model_format: str = "ubj",
+    extra_tags: dict | None = None,
+) -> None:
+    """Autologging for XGBoost, as ``mlflow.xgboost.autolog`` (what it logs: :mod:`gitml.autologging.xgboost`)."""
+    from gitml.autologging import configure
+
+    configure(
+        FLAVOR,
+        disable=disable,
+        extra_tags=extra_tags,
+        log_input_examples=log_input_examples,
+        log_model_signatures=log_model_signatures,
+        log_models=log_models,
+        log_datasets=log_datasets,
+        exclusive=exclusive,
+        silent=silent,
+        importance_types=importance_types,
+        model_format=model_format,
+    )
+
+
 def _load(folder: str, conf: dict):
     from gitml.models.flavor import flavor_file, library_class
 
@@ -168,4 +200,4 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> _XGBModelWrappe
     return _XGBModelWrapper(_load(folder, flavor_conf(folder, FLAVOR)))
 
 
-__all__ = ["load_model", "log_model", "save_model"]
+__all__ = ["autolog", "load_model", "log_model", "save_model"]

@@ -51,7 +51,8 @@ for i in range(n_runs):
     c.log_batch(rid, params=[Param("lr", str(0.1 / (i + 1))), Param("layers", str(i % 4)), Param("opt", "adam")])
     metrics = [Metric("loss", 1.0 / (s + 1 + i), T0 + i * 1000 + s * 10, s) for s in range(steps)]
     metrics += [Metric("acc", 0.5 + s / (2.0 * steps), T0 + i * 1000 + s * 10 + 5, s) for s in range(0, steps, 2)]
-    metrics += [Metric("val/auc", 0.9, T0 + i * 1000, 0), Metric("val/auc", 0.8, T0 + i * 1000 + 1, 0)]  # two points, one step
+    # two points, one step
+    metrics += [Metric("val/auc", 0.9, T0 + i * 1000, 0), Metric("val/auc", 0.8, T0 + i * 1000 + 1, 0)]
     if i % 7 == 3:
         metrics.append(Metric("weird", float("nan"), T0, 0))
     c.log_batch(rid, metrics=metrics, tags=[RunTag("mlflow.note.content", "run %d notes" % i)])
@@ -151,7 +152,8 @@ for rm in c.search_registered_models():
     versions = sorted(c.search_model_versions("name = '%s'" % rm.name), key=lambda v: int(v.version))
     registry[rm.name] = {"aliases": {k: str(v) for k, v in rm.aliases.items()}, "description": rm.description or "",
                          "tags": dict(rm.tags), "versions": {
-        v.version: {"run_id": v.run_id, "stage": v.current_stage, "description": v.description or ""} for v in versions}}
+        v.version: {"run_id": v.run_id, "stage": v.current_stage, "description": v.description or ""}
+        for v in versions}}
 print(json.dumps({"runs": runs, "frames": frames, "registry": registry,
                   "experiments": {e.name: {"tags": e.tags, "stage": e.lifecycle_stage}
                                   for e in c.search_experiments(view_type=ViewType.ALL)}}))

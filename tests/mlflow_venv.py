@@ -42,6 +42,7 @@ def ensure_mlflow_python() -> str:
             "keras",
             "transformers",
             "statsmodels",
+            "lightning",
             "httptools",
             "orjson",
         ),  # the extras setup_mlflow.sh adds must be there too

@@ -353,9 +353,12 @@ def test_no_reach_through_into_other_layers():
 def test_the_reach_through_check_finds_what_it_forbids():
     """What the CLI, sync and fluent did before they had Client's interface."""
     bad = {
-        "gitml.cli.main": "def log_(c, run):\n    return lineage(c.tracker.store, c.tracker.resolve(run))\n\n\ndef push(c):\n    return c.store\n",
-        "gitml.fluent": "from gitml.store.git import _user\n\ndef search(c):\n    return c._experiment_ids(None, None), _client._finalizer.detach()\n",
-        "gitml.client": "class Client:\n    def __init__(self):\n        self._finalizer = None\n\n    def _experiment_ids(self, a, b):\n        return self._finalizer\n",
+        "gitml.cli.main": "def log_(c, run):\n    return lineage(c.tracker.store, c.tracker.resolve(run))\n\n\n"
+        "def push(c):\n    return c.store\n",
+        "gitml.fluent": "from gitml.store.git import _user\n\n"
+        "def search(c):\n    return c._experiment_ids(None, None), _client._finalizer.detach()\n",
+        "gitml.client": "class Client:\n    def __init__(self):\n        self._finalizer = None\n\n"
+        "    def _experiment_ids(self, a, b):\n        return self._finalizer\n",
         "gitml.store.git": "def _user():\n    return 'me'\n",
     }
     problems = reach_through({m: ast.parse(s) for m, s in bad.items()}, {"gitml.cli", "gitml.store"})
@@ -476,7 +479,8 @@ def test_each_cli_module_imports_first_in_a_fresh_interpreter(tmp_path):
 # -- errors -----------------------------------------------------------------------------
 def test_every_error_class_is_reachable_from_gitml_errors():
     """Every exception class gitml defines (but a module's private control flow, `_Name`)
-    lives in gitml/errors.py, is a GitmlError, reachable as gitml.errors.<Name> and gitml.exceptions.<Name>, and listed in __all__."""
+    lives in gitml/errors.py, is a GitmlError, reachable as gitml.errors.<Name> and
+    gitml.exceptions.<Name>, and listed in __all__."""
     import importlib
 
     import gitml.errors

@@ -14,7 +14,9 @@ A training call logs into the active run, or into a run it starts and ends (tagg
 ``disable=True`` restores the library's methods. A failure while logging is a warning:
 training itself is never broken by autolog. Integrations: ``sklearn``
 (:mod:`gitml.autologging.sklearn`), ``xgboost`` (:mod:`gitml.autologging.xgboost`),
-``lightgbm`` (:mod:`gitml.autologging.lightgbm`).
+``lightgbm`` (:mod:`gitml.autologging.lightgbm`), ``keras`` (Keras 3:
+:mod:`gitml.autologging.keras`), ``pytorch`` (PyTorch Lightning:
+:mod:`gitml.autologging.lightning`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ INTEGRATIONS = {  # name -> (library module, gitml module)
     "sklearn": ("sklearn", "gitml.autologging.sklearn"),
     "xgboost": ("xgboost", "gitml.autologging.xgboost"),
     "lightgbm": ("lightgbm", "gitml.autologging.lightgbm"),
+    "keras": ("keras", "gitml.autologging.keras"),
+    "pytorch": ("lightning", "gitml.autologging.lightning"),  # MLflow's name: mlflow.pytorch.autolog
 }
 
 

@@ -5,7 +5,10 @@ stopping ``stopped_iteration``, ``best_iteration`` and the best iteration's metr
 step past the last; the ``train`` and ``eval`` datasets as inputs;
 ``feature_importance_split`` and ``feature_importance_gain`` as JSON and PNG; and the
 booster under ``model`` through ``gitml.lightgbm`` (the flavor), signed from the first rows
-given to ``lightgbm.Dataset``. The scikit-learn API (``LGBMClassifier.fit``) is not logged yet.
+given to ``lightgbm.Dataset``. The scikit-learn API (``LGBMClassifier.fit``... every estimator of
+``lightgbm.sklearn``) logs the same through the ``train`` it calls (the estimator's params as
+``train`` receives them, ``valid_<i>-<metric>`` per ``eval_set`` entry), and the fitted
+estimator under ``model`` (:mod:`gitml.autologging.boosting`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import inspect
 import json
 from typing import Any
 
-from gitml.autologging import Config, TrainingCall, config, warn
+from gitml.autologging import Config, TrainingCall, boosting, config, warn
 
 NAME = "lightgbm"
 _UNLOGGED = {
@@ -32,25 +35,41 @@ _UNLOGGED = {
 }
 _EXAMPLE_ROWS = 5
 _originals: dict[str, Any] = {}
+_fits: dict = {}  # (class, "fit") -> (the original, defined by the class)
 
 
 def patch() -> None:
     import lightgbm
+    import lightgbm.sklearn
 
     if "train" in _originals:
         return
     _originals["train"] = lightgbm.train
+    _originals["sklearn.train"] = lightgbm.sklearn.train
     _originals["Dataset.__init__"] = lightgbm.Dataset.__init__
     lightgbm.train = _wrap_train(lightgbm.train)
+    lightgbm.sklearn.train = _wrap_train(lightgbm.sklearn.train, log_models=False)  # fit logs the estimator
     setattr(lightgbm.Dataset, "__init__", _wrap_dataset(lightgbm.Dataset.__init__))  # noqa: B010  (mypy refuses assigning a method)
+    base = lightgbm.sklearn._LGBMModelBase  # scikit-learn's BaseEstimator, as MLflow's list of estimators
+    boosting.patch_fits(boosting.estimators(lightgbm.sklearn, base), NAME, _log_estimator, _fits)
 
 
 def unpatch() -> None:
     import lightgbm
+    import lightgbm.sklearn
 
     if "train" in _originals:
         lightgbm.train = _originals.pop("train")
+        lightgbm.sklearn.train = _originals.pop("sklearn.train")
         setattr(lightgbm.Dataset, "__init__", _originals.pop("Dataset.__init__"))  # noqa: B010  (mypy refuses assigning a method)
+        boosting.unpatch_fits(_fits)
+
+
+def _log_estimator(estimator, *, run_id: str, signature, input_example) -> None:
+    import importlib
+
+    flavor: Any = importlib.import_module("gitml.lightgbm")
+    flavor.log_model(estimator, name="model", run_id=run_id, signature=signature, input_example=input_example)
 
 
 def _wrap_dataset(original):
@@ -67,14 +86,15 @@ def _wrap_dataset(original):
     return init
 
 
-def _wrap_train(original):
+def _wrap_train(original, log_models: bool = True):
     @functools.wraps(original)
     def train(*args, **kwargs):
         found = config(NAME)
+        inside_fit = boosting.fitting(NAME)  # a patched LGBMClassifier.fit... that logs called it
         with TrainingCall() as outermost:
-            if found is None or not outermost:
+            if found is None or not (outermost or inside_fit):
                 return original(*args, **kwargs)
-            return _train(found, original, args, kwargs)
+            return _train(found, original, args, kwargs, log_models, inside_fit)
 
     return train
 
@@ -92,11 +112,11 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-def _train(cfg: Config, original, args: tuple, kwargs: dict):
+def _train(cfg: Config, original, args: tuple, kwargs: dict, log_models: bool = True, inside_fit: bool = False):
     from gitml import fluent
 
     active = fluent.active_run()
-    if active is not None and cfg.exclusive:
+    if active is not None and cfg.exclusive and not inside_fit:
         return original(*args, **kwargs)
     run = active if active is not None else fluent.start_run(tags={"mlflow.autologging": NAME, **cfg.extra_tags})
     run_id = run.info.run_id
@@ -136,7 +156,9 @@ def _train(cfg: Config, original, args: tuple, kwargs: dict):
         else:
             args = args[: names.index("callbacks")] + (callbacks,) + args[names.index("callbacks") + 1 :]
         model = original(*args, **kwargs)
-        _step(cfg, "logging the metrics and model", lambda: _after(cfg, client, run_id, model, bound, history))
+        _step(
+            cfg, "logging the metrics and model", lambda: _after(cfg, client, run_id, model, bound, history, log_models)
+        )
         failed = False
         return model
     finally:
@@ -170,7 +192,7 @@ def _datasets(client, run_id: str, bound: dict) -> None:
         one(matrix, "eval", names[i] if names is not None else None)
 
 
-def _after(cfg: Config, client, run_id: str, model, bound: dict, history: list) -> None:
+def _after(cfg: Config, client, run_id: str, model, bound: dict, history: list, log_models: bool) -> None:
     if model.best_iteration > 0:
         last = len(history)
         points = [
@@ -181,7 +203,7 @@ def _after(cfg: Config, client, run_id: str, model, bound: dict, history: list) 
         client.log_batch(run_id, metrics=points)
     for kind in ("split", "gain"):
         _step(cfg, f"feature importance ({kind})", functools.partial(_importance, client, run_id, model, kind))
-    if cfg.log_models:
+    if cfg.log_models and log_models:
         _step(cfg, "logging the model", lambda: _log_model(cfg, run_id, model, bound))
 
 

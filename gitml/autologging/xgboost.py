@@ -6,7 +6,10 @@ or functions), a metric per evaluation set and metric at each iteration
 ``train`` and ``eval`` datasets as inputs; ``feature_importance_<type>.json`` and ``.png``
 (``importance_types``, default ``["weight"]``); and the booster under ``model`` through
 ``gitml.xgboost`` (the flavor), with a signature from the first rows given to ``DMatrix``.
-The scikit-learn API (``XGBClassifier.fit``) is not logged yet.
+The scikit-learn API (``XGBClassifier.fit``... every ``XGBModel`` of ``xgboost.sklearn``) logs
+the same through the ``train`` it calls (the estimator's params as ``train`` receives them,
+``validation_<i>-<metric>`` per ``eval_set`` entry), and the fitted estimator under ``model``
+(:mod:`gitml.autologging.boosting`).
 """
 
 from __future__ import annotations
@@ -17,31 +20,54 @@ import inspect
 import json
 from typing import Any
 
-from gitml.autologging import Config, TrainingCall, config, warn
+from gitml.autologging import Config, TrainingCall, boosting, config, warn
 
 NAME = "xgboost"
 _UNLOGGED = {"params", "dtrain", "evals", "obj", "feval", "evals_result", "xgb_model", "callbacks", "learning_rates"}
 _EXAMPLE_ROWS = 5
 _originals: dict[str, Any] = {}
+_fits: dict = {}  # (class, "fit") -> (the original, defined by the class)
 
 
 def patch() -> None:
     import xgboost
+    import xgboost.sklearn
 
     if "train" in _originals:
         return
     _originals["train"] = xgboost.train
+    _originals["sklearn.train"] = xgboost.sklearn.train
     _originals["DMatrix.__init__"] = xgboost.DMatrix.__init__
     xgboost.train = _wrap_train(xgboost.train)
+    xgboost.sklearn.train = _wrap_train(xgboost.sklearn.train, log_models=False)  # fit logs the estimator
     setattr(xgboost.DMatrix, "__init__", _wrap_dmatrix(xgboost.DMatrix.__init__))  # noqa: B010  (mypy refuses assigning a method)
+    boosting.patch_fits(boosting.estimators(xgboost.sklearn, xgboost.sklearn.XGBModel), NAME, _log_estimator, _fits)
 
 
 def unpatch() -> None:
     import xgboost
+    import xgboost.sklearn
 
     if "train" in _originals:
         xgboost.train = _originals.pop("train")
+        xgboost.sklearn.train = _originals.pop("sklearn.train")
         setattr(xgboost.DMatrix, "__init__", _originals.pop("DMatrix.__init__"))  # noqa: B010  (mypy refuses assigning a method)
+        boosting.unpatch_fits(_fits)
+
+
+def _log_estimator(estimator, *, run_id: str, signature, input_example) -> None:
+    import importlib
+
+    cfg = config(NAME)
+    flavor: Any = importlib.import_module("gitml.xgboost")
+    flavor.log_model(
+        estimator,
+        name="model",
+        run_id=run_id,
+        signature=signature,
+        input_example=input_example,
+        model_format=cfg.options.get("model_format", "ubj") if cfg is not None else "ubj",
+    )
 
 
 def _wrap_dmatrix(original):
@@ -58,25 +84,26 @@ def _wrap_dmatrix(original):
     return init
 
 
-def _wrap_train(original):
+def _wrap_train(original, log_models: bool = True):
     @functools.wraps(original)
     def train(*args, **kwargs):
         found = config(NAME)
+        inside_fit = boosting.fitting(NAME)  # a patched XGBClassifier.fit... that logs called it
         with TrainingCall() as outermost:
-            if found is None or not outermost:
+            if found is None or not (outermost or inside_fit):
                 return original(*args, **kwargs)
-            return _train(found, original, args, kwargs)
+            return _train(found, original, args, kwargs, log_models, inside_fit)
 
     return train
 
 
-def _train(cfg: Config, original, args: tuple, kwargs: dict):
+def _train(cfg: Config, original, args: tuple, kwargs: dict, log_models: bool = True, inside_fit: bool = False):
     import xgboost
 
     from gitml import fluent
 
     active = fluent.active_run()
-    if active is not None and cfg.exclusive:
+    if active is not None and cfg.exclusive and not inside_fit:
         return original(*args, **kwargs)
     run = active if active is not None else fluent.start_run(tags={"mlflow.autologging": NAME, **cfg.extra_tags})
     run_id = run.info.run_id
@@ -106,7 +133,11 @@ def _train(cfg: Config, original, args: tuple, kwargs: dict):
         else:
             args = args[: names.index("callbacks")] + (callbacks,) + args[names.index("callbacks") + 1 :]
         model = original(*args, **kwargs)
-        _step(cfg, "logging the metrics and model", lambda: _after(cfg, client, run_id, model, bound, history, xgboost))
+        _step(
+            cfg,
+            "logging the metrics and model",
+            lambda: _after(cfg, client, run_id, model, bound, history, xgboost, log_models),
+        )
         failed = False
         return model
     finally:
@@ -174,7 +205,7 @@ def _now() -> int:
     return int(time.time() * 1000)
 
 
-def _after(cfg: Config, client, run_id: str, model, bound: dict, history: list, xgboost) -> None:
+def _after(cfg: Config, client, run_id: str, model, bound: dict, history: list, xgboost, log_models: bool) -> None:
     if bound.get("early_stopping_rounds"):
         last = len(history)
         best = int(model.best_iteration)
@@ -183,7 +214,7 @@ def _after(cfg: Config, client, run_id: str, model, bound: dict, history: list, 
         client.log_batch(run_id, metrics=points)
     for kind in cfg.options.get("importance_types") or ["weight"]:
         _step(cfg, f"feature importance ({kind})", functools.partial(_importance, client, run_id, model, kind))
-    if cfg.log_models:
+    if cfg.log_models and log_models:
         _step(cfg, "logging the model", lambda: _log_model(cfg, run_id, model, bound, xgboost))
 
 
@@ -236,36 +267,4 @@ def _log_model(cfg: Config, run_id: str, model, bound: dict, xgboost) -> None:
     )
 
 
-def autolog(
-    importance_types: list[str] | None = None,
-    log_input_examples: bool = False,
-    log_model_signatures: bool = True,
-    log_models: bool = True,
-    log_datasets: bool = True,
-    disable: bool = False,
-    exclusive: bool = False,
-    disable_for_unsupported_versions: bool = False,
-    silent: bool = False,
-    registered_model_name: str | None = None,
-    model_format: str = "ubj",
-    extra_tags: dict | None = None,
-) -> None:
-    """``mlflow.xgboost.autolog``'s arguments (what it logs: this module's docstring)."""
-    from gitml.autologging import configure
-
-    configure(
-        NAME,
-        disable=disable,
-        extra_tags=extra_tags,
-        log_input_examples=log_input_examples,
-        log_model_signatures=log_model_signatures,
-        log_models=log_models,
-        log_datasets=log_datasets,
-        exclusive=exclusive,
-        silent=silent,
-        importance_types=importance_types,
-        model_format=model_format,
-    )
-
-
-__all__ = ["autolog", "patch", "unpatch"]
+__all__ = ["patch", "unpatch"]

@@ -1,14 +1,14 @@
 """``gitml hooks install|uninstall``: the git hooks of gitml, put into a repository.
 
 The hooks' texts are package data, one file each in ``gitml/cli/hookscripts/`` (read
-with ``importlib.resources``; the files are the documentation too). Each calls the Python that installed it (its absolute path), so a GUI
-client running hooks with a minimal PATH still finds gitml, and calls it in isolated mode
-(``python -I -m gitml``): hooks run in the work tree, where a committed ``gitml/`` or
-``gitml.py`` would otherwise stand in for the installed gitml on a ``git pull``. A hook that was there before
-is kept: renamed ``NAME.pre-gitml``, run first by gitml's with the same arguments and
-input, and its exit status still counts. When pre-commit owns the hook (its script runs
-``NAME.legacy``), gitml's goes in ``NAME.legacy``, so ``pre-commit install`` and
-``uninstall`` keep working.
+with ``importlib.resources``; the files are the documentation too). Each calls the Python that
+installed it (its absolute path), so a GUI client running hooks with a minimal PATH still finds
+gitml, and calls it in isolated mode (``python -I -m gitml``): hooks run in the work tree,
+where a committed ``gitml/`` or ``gitml.py`` would otherwise stand in for the installed gitml on
+a ``git pull``. A hook that was there before is kept: renamed ``NAME.pre-gitml``, run first by
+gitml's with the same arguments and input, and its exit status still counts. When pre-commit
+owns the hook (its script runs ``NAME.legacy``), gitml's goes in ``NAME.legacy``, so
+``pre-commit install`` and ``uninstall`` keep working.
 """
 
 from __future__ import annotations
@@ -168,7 +168,8 @@ _HOOK_OPTION = click.option(
     "names",
     multiple=True,
     type=click.Choice(sorted(HOOK_NAMES)),
-    help="A hook to act on (repeatable; default: pre-push). post-merge and post-checkout fetch runs after a pull or a switch.",
+    help="A hook to act on (repeatable; default: pre-push). "
+    "post-merge and post-checkout fetch runs after a pull or a switch.",
 )
 
 

@@ -14,14 +14,16 @@ import click
 
 from gitml.cli.common import echo, emit_json, experiment_option, json_option, open_client, secho
 
-INSTALL_HINT = 'gitml {verb} mlflow needs MLflow in this Python: pip install "gitml[mlflow]"'
+INSTALL_HINT = '{verb} mlflow needs MLflow in this Python: pip install "gitml[mlflow]"'
 
 
 def _require_mlflow(verb: str) -> None:
     import importlib.util
 
+    from gitml.errors import MissingExtraError
+
     if importlib.util.find_spec("mlflow") is None:
-        raise click.ClickException(INSTALL_HINT.format(verb=verb))
+        raise MissingExtraError(INSTALL_HINT.format(verb=verb))
 
 
 class _Bar:

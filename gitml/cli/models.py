@@ -26,7 +26,8 @@ def _use_repo(ctx) -> None:
     "--model-uri",
     "model_uri",
     required=True,
-    help="A model folder, runs:/<run>/<path>, models:/<name>/<version> or models:/<name>@<stage> (e.g. models:/churn@production).",
+    help="A model folder, runs:/<run>/<path>, models:/<name>/<version> or models:/<name>@<stage> "
+    "(e.g. models:/churn@production).",
 )
 @click.option(
     "-i",

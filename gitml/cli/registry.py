@@ -284,8 +284,9 @@ def _say_policy(reg) -> None:
 def policy_(ctx, accept, ref, as_json):
     """Show the trust policy that decides, and its ref.
 
-    --accept takes the trusted ref's policy. The policy (.gitml/registry.yaml) is read from the trusted ref (the remote's default
-    branch as fetched, else the local default branch), never from the checked-out branch.
+    --accept takes the trusted ref's policy. The policy (.gitml/registry.yaml) is read from the
+    trusted ref (the remote's default branch as fetched, else the local default branch), never from
+    the checked-out branch.
     A new policy fetched there decides once this clone accepts it.
     """
     with open_client(ctx) as c:

@@ -14,7 +14,8 @@ from gitml.cli.common import repo_path
     "--model-uri",
     "model_uri",
     required=True,
-    help="A model folder, runs:/<run>/<path>, models:/<name>/<version> or models:/<name>@<stage> (e.g. models:/churn@production).",
+    help="A model folder, runs:/<run>/<path>, models:/<name>/<version> or models:/<name>@<stage> "
+    "(e.g. models:/churn@production).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
 @click.option(

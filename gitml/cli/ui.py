@@ -10,7 +10,9 @@ from gitml.cli.common import echo, repo_path, secho
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback by default).")
-@click.option("--port", type=click.IntRange(0, 65535), default=5000, show_default=True, help="Port to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=5000, show_default=True, help="Port to listen on (0: a free one)."
+)
 @click.option("--open", "open_browser", is_flag=True, help="Open the UI in a browser.")
 @click.option(
     "--allow-host",

@@ -512,7 +512,8 @@ class ContentStore:
         fs = self.fs
         if _protocol(fs) in ("http", "https"):
             raise ArtifactRemoteError(
-                f"artifact remote {self.remote_url} is read-only (http); {len(missing)} object(s) cannot be uploaded there"
+                f"artifact remote {self.remote_url} is read-only (http); "
+                f"{len(missing)} object(s) cannot be uploaded there"
             )
         local = self.cache_path
 

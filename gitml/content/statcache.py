@@ -55,7 +55,8 @@ class StatCache:
             for i in range(0, len(paths), 500):
                 chunk = paths[i : i + 500]
                 rows = db.execute(
-                    f"SELECT path, size, mtime, ino, ctime, sha, blob FROM stat2 WHERE path IN ({','.join('?' * len(chunk))})",
+                    "SELECT path, size, mtime, ino, ctime, sha, blob FROM stat2 "
+                    f"WHERE path IN ({','.join('?' * len(chunk))})",
                     chunk,
                 ).fetchall()
                 for path, size, mtime, ino, ctime, sha, blob in rows:

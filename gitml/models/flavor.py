@@ -25,7 +25,8 @@ def require(module: str, extra: str, package: str | None = None) -> Any:
         return importlib.import_module(module)
     except ImportError:
         raise InvalidInputError(
-            f"{extra} models need {package or module}: pip install 'gitml[{extra}]' (or pip install {package or module})"
+            f"{extra} models need {package or module}: "
+            f"pip install 'gitml[{extra}]' (or pip install {package or module})"
         ) from None
 
 

@@ -149,7 +149,8 @@ def verify_folder(folder: str, files: dict[str, dict], what: str) -> None:
                 digest.update(chunk)
         if digest.hexdigest() != entry["sha256"] or os.path.getsize(full) != entry["size"]:
             raise ModelIntegrityError(
-                f"{what}: file {name!r} does not match the hash the run recorded ({entry['sha256'][:12]}...); refusing to load"
+                f"{what}: file {name!r} does not match the hash the run recorded "
+                f"({entry['sha256'][:12]}...); refusing to load"
             )
 
 

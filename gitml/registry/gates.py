@@ -121,7 +121,8 @@ class NoWorse:
     higher_is_better: bool = True
 
     def __str__(self) -> str:
-        return f"{self.key} no worse than the current holder's ({'higher' if self.higher_is_better else 'lower'} is better)"
+        better = "higher" if self.higher_is_better else "lower"
+        return f"{self.key} no worse than the current holder's ({better} is better)"
 
 
 @dataclass(frozen=True)

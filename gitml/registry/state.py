@@ -671,7 +671,8 @@ class Registry:
                 )
             if event is not None and event.info.get("run_id") not in (None, mv.run_id):  # the signed tag names the run
                 raise ModelChangedError(
-                    f"tag {event.tag.name} names run {event.info.get('run_id')}, but {mv.tag} registers run {mv.run_id}: "
+                    f"tag {event.tag.name} names run {event.info.get('run_id')}, "
+                    f"but {mv.tag} registers run {mv.run_id}: "
                     "refusing to load"
                 )
         record, head = self.tracker.record(mv.run_id)  # the run as committed now (this process's writes included)
@@ -732,9 +733,9 @@ class Registry:
     ) -> ModelVersion:
         """Register the model folder ``path`` of run ``run`` (id, prefix or name) as a new
         version (``number``: its MLflow number, above every number the model has, where
-        numbers are to keep a gap: an import from MLflow). Raises NotFoundError (unknown run; no MLmodel there), ConflictError (the
-        version exists, this run commit already is a version of the model, or the model is
-        deprecated). Reads only what that needs: the run's manifest and the model's
+        numbers are to keep a gap: an import from MLflow). Raises NotFoundError (unknown run;
+        no MLmodel there), ConflictError (the version exists, this run commit already is a version
+        of the model, or the model is deprecated). Reads only what that needs: the run's manifest and the model's
         registration tags (not the stages, nor the policy)."""
         run_id = self.tracker.resolve(run)
         commit, artifacts = self._run_head(run_id)

@@ -174,7 +174,8 @@ def may_be_slug(model: str) -> bool:
 def check_stage(stage: object) -> str:
     if not isinstance(stage, str) or not _STAGE_RE.fullmatch(stage) or len(stage) > 100:
         raise InvalidInputError(
-            f"stage {stage!r} is not valid: use letters, digits, '-' and '_', starting and ending with a letter or digit"
+            f"stage {stage!r} is not valid: "
+            "use letters, digits, '-' and '_', starting and ending with a letter or digit"
         )
     return stage
 

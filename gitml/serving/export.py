@@ -226,8 +226,9 @@ def _docker(dst: str, folder: str, name: str) -> None:
         "--name",
         name,
     ]
-    dockerfile = f"""# Built by `gitml models export --target docker`: the model {name!r}, served by gitml on port {PORT}
-# (MLflow's /invocations and the V2 protocol's /v2/...). The base image is pinned by exact tag.
+    dockerfile = f"""# Built by `gitml models export --target docker`: the model {name!r},
+# served by gitml on port {PORT} (MLflow's /invocations and the V2 protocol's /v2/...).
+# The base image is pinned by exact tag.
 FROM {base_image()}
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHONPATH=/opt/gitml-src
 WORKDIR /opt

@@ -12,19 +12,28 @@ import os
 import re
 import threading
 import time
+from binascii import unhexlify
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple, cast
 
 from dulwich.config import ConfigFile
 from dulwich.errors import NotGitRepository
-from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo, UnsupportedExtension, UnsupportedVersion, read_gitfile
 
 from gitml.errors import CorruptRecordError, LockHeld, RemoteError, RepositoryError, UnsupportedRepositoryError
 from gitml.store.ids import oid, refname
 from gitml.store.locks import holder, release_if_dead
-from gitml.store.packs import KEEP_MARK, maybe_merge_small_packs, release_keep, sha_of, write_pack
+from gitml.store.packs import (
+    KEEP_MARK,
+    GitObject,
+    RawObject,
+    maybe_merge_small_packs,
+    release_keep,
+    sha_of,
+    write_pack,
+)
 from gitml.store.refs import RefLister, pack_refs, parallel_map, racy_seconds, update_ref
 
 log = logging.getLogger("gitml")
@@ -102,7 +111,7 @@ class GitStore:
         return path
 
     # -- objects ---------------------------------------------------------
-    def write(self, objects: list[ShaFile]) -> None:
+    def write(self, objects: list[GitObject]) -> None:
         """Store objects as one pack; merge small packs when there are too many."""
         if not objects:
             return
@@ -551,7 +560,21 @@ def make_tree(entries: dict[bytes, tuple[int, bytes]]) -> Tree:
     return tree
 
 
-def tree_from_files(files: dict[str, tuple[int, bytes]], out: list[ShaFile]) -> bytes:
+def _tree_order(entry: tuple[bytes, tuple[int, bytes]]) -> bytes:
+    return entry[0] + b"/" if entry[1][0] == TREE_MODE else entry[0]  # git's order: a folder as "name/"
+
+
+def raw_tree(entries: dict[bytes, tuple[int, bytes]]) -> RawObject:
+    """The tree of ``{name: (mode, hex sha)}`` as :func:`make_tree` makes it, hashed once."""
+    return RawObject(
+        Tree.type_num,
+        b"".join(
+            b"%o %s\0" % (mode, name) + unhexlify(sha) for name, (mode, sha) in sorted(entries.items(), key=_tree_order)
+        ),
+    )
+
+
+def tree_from_files(files: dict[str, tuple[int, bytes]], out: list) -> bytes:
     """Build nested trees from ``{path: (mode, sha)}``; new trees go to ``out``."""
     root: dict = {}
     for path, entry in files.items():
@@ -568,7 +591,7 @@ def tree_from_files(files: dict[str, tuple[int, bytes]], out: list[ShaFile]) -> 
                 entries[name.encode()] = (TREE_MODE, build(value))
             else:
                 entries[name.encode()] = value
-        tree = make_tree(entries)
+        tree = raw_tree(entries)
         out.append(tree)
         return tree.id
 

@@ -262,6 +262,7 @@ class _Reader:
                 self.by_sha[entry.sha] = entry
             if len(waiting) == len(pending):
                 raise PackError(
-                    f"{len(waiting)} delta(s) of objects neither the pack nor the repository holds, e.g. {missing.hex()}"
+                    f"{len(waiting)} delta(s) of objects neither the pack nor the repository holds, "
+                    f"e.g. {missing.hex()}"
                 )
             pending = waiting

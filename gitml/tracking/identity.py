@@ -39,5 +39,8 @@ def rewritten(store: GitStore, old: bytes, new: bytes) -> str | None:
         return None
     for key, value in params_before.items():
         if params_after.get(key) != value:
-            return f"its later commit {new.decode()} rewrites or drops param {key!r} (params are never changed once logged)"
+            return (
+                f"its later commit {new.decode()} rewrites or drops param {key!r} "
+                "(params are never changed once logged)"
+            )
     return None

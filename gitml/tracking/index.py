@@ -328,7 +328,8 @@ class RunIndex:
             if not gens or stamp is None or not by_name or stamp[0] != digest:
                 return None
             held = reader.execute(
-                f"SELECT ref, commit_id FROM snapshot_names WHERE gen IN ({','.join('?' * len(gens))}) AND run_name = ?",
+                "SELECT ref, commit_id FROM snapshot_names "
+                f"WHERE gen IN ({','.join('?' * len(gens))}) AND run_name = ?",
                 (*gens, name),
             ).fetchall()
         except (sqlite3.Error, ValueError, TypeError) as e:

@@ -18,8 +18,6 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from dulwich.objects import Blob
-
 from gitml.errors import CorruptRecordError, InvalidInputError
 from gitml.names import (
     RECORD_DIR,
@@ -36,6 +34,7 @@ from gitml.names import (
 )
 from gitml.store import yamlout
 from gitml.store.git import FILE_MODE, TREE_MODE, GitStore
+from gitml.store.packs import RawObject
 from gitml.tracking.entities import Metric
 
 # the guarded YAML reader sits below the store: model folders, projects and the registry use it too
@@ -45,6 +44,7 @@ CHUNK_POINTS = 10_000
 HISTORY_HEADER = "step\ttimestamp\tvalue\n"
 META, PARAMS, TAGS, METRICS = "meta.yaml", "params.yaml", "tags.yaml", "metrics.yaml"
 ARTIFACTS = "artifacts.yaml"
+BLOB = 3  # git's type number of a blob
 INLINE_DIR = "artifacts/"
 
 
@@ -76,7 +76,7 @@ class RunRecord:
     paths: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # file -> (mode, sha)
     dirty: set[str] = field(default_factory=set)
     _tails: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
-    _new_blobs: list[Blob] = field(default_factory=list)
+    _new_blobs: list[RawObject] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -229,11 +229,11 @@ class RunRecord:
         return last, data.splitlines(keepends=True)[1:]
 
     def _put_history(self, key: str, chunk: int, lines: list[str]) -> None:
-        blob = Blob.from_string((HISTORY_HEADER + "".join(lines)).encode())
+        blob = RawObject(BLOB, (HISTORY_HEADER + "".join(lines)).encode())
         self._new_blobs.append(blob)
         self.paths[f"metrics/{history_path(key, chunk)}"] = (FILE_MODE, blob.id)
 
-    def take_blobs(self) -> list[Blob]:
+    def take_blobs(self) -> list[RawObject]:
         """Blobs for every file changed since the last call (YAML files re-dumped)."""
         for name, data in ((META, self.meta), (PARAMS, self.params), (TAGS, self.tags)):
             if name in self.dirty or name not in self.paths:
@@ -250,7 +250,7 @@ class RunRecord:
         return blobs
 
     def _put_yaml(self, name: str, data) -> None:
-        blob = Blob.from_string(dump_yaml(data))
+        blob = RawObject(BLOB, dump_yaml(data))
         self._new_blobs.append(blob)
         self.paths[name] = (FILE_MODE, blob.id)
 

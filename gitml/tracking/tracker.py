@@ -83,8 +83,14 @@ RESERVED_TAG_PREFIX = "gitml."
 URL_TAGS = frozenset(
     {"mlflow.source.git.repoURL", "mlflow.gitRepoURL", "mlflow.source.name"}
 )  # recorded without credentials
-_ADJECTIVES = "amber bold brisk calm clever crisp eager fancy gentle glad keen lucid merry nimble quiet rapid shy sunny swift tidy vivid warm wise witty".split()
-_NOUNS = "ant bass bat bear cod crab crow deer dove eel finch fox goat hare hawk lark lynx mole moth newt owl seal swan toad wolf wren".split()
+_ADJECTIVES = (
+    "amber bold brisk calm clever crisp eager fancy gentle glad keen lucid merry nimble quiet rapid shy sunny swift"
+    " tidy vivid warm wise witty"
+).split()
+_NOUNS = (
+    "ant bass bat bear cod crab crow deer dove eel finch fox goat hare hawk lark lynx mole moth newt owl seal swan toad"
+    " wolf wren"
+).split()
 
 
 def _now_ms() -> int:

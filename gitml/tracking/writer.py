@@ -14,12 +14,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from dulwich.objects import Commit, ShaFile
+from dulwich.objects import Commit
 
 from gitml.errors import ConflictError, CorruptRecordError, ParamConflictError, RunNotFoundError
 from gitml.names import check_key, check_metric
-from gitml.store.git import TREE_MODE, GitStore, make_tree, tree_from_files
+from gitml.store.git import TREE_MODE, GitStore, raw_tree, tree_from_files
 from gitml.store.ids import oids
+from gitml.store.packs import GitObject
 from gitml.tracking import journal as jr
 from gitml.tracking.record import META, PARAMS, TAGS, RunRecord
 
@@ -29,17 +30,18 @@ TRAILER_JOURNAL = "Gitml-Journal"
 TRAILER_ARTIFACTS = "Gitml-Artifacts"  # present when the commit changed the run's artifacts
 
 
-def graft_record(store: GitStore, root_tree: bytes | None, record: RunRecord, out: list[ShaFile]) -> bytes:
-    """The id of ``root_tree`` with ``.gitml/run/`` replaced by the record's files."""
+def graft_record(store: GitStore, root_tree: bytes | None, record: RunRecord, out: list[GitObject]) -> bytes:
+    """The id of ``root_tree`` with ``.gitml/run/`` replaced by the record's files (its
+    blobs and trees made as :class:`RawObject`, hashed once)."""
     out.extend(record.take_blobs())
     run_tree = tree_from_files(record.paths, out)
     root = dict(store.tree(root_tree)) if root_tree else {}
     gitml = root.get(b".gitml")
     entries = dict(store.tree(gitml[1])) if gitml and gitml[0] == TREE_MODE else {}
     entries[b"run"] = (TREE_MODE, run_tree)
-    gitml_tree = make_tree(entries)
+    gitml_tree = raw_tree(entries)
     root[b".gitml"] = (TREE_MODE, gitml_tree.id)
-    root_obj = make_tree(root)
+    root_obj = raw_tree(root)
     out += [gitml_tree, root_obj]
     return root_obj.id
 
@@ -314,7 +316,7 @@ class RunWriter:
             root, parents, previous = parent.tree, [old], parent.message
         artifacts_changed = bool(self._artifacts)
         self._apply_buffer(record)
-        objects: list[ShaFile] = []
+        objects: list[GitObject] = []
         tree = graft_record(self.store, root, record, objects)
         message = self._message(record, previous, journal_name, journal_offset, artifacts_changed, trailers)
         commit = make_commit(self.store, tree, parents, message)

@@ -54,9 +54,10 @@ def serve(
         app = make_app(client, allowed_hosts=allowed_hosts(host, allow_hosts))
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
         server = uvicorn.Server(config)
-        url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
         async def started() -> None:
+            bound = next((sock.getsockname()[1] for s in server.servers for sock in s.sockets), port)
+            url = f"http://{'[' + host + ']' if ':' in host else host}:{bound}/"  # --port 0: the one given
             if ready is not None:
                 ready(url)
             if open_browser:

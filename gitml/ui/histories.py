@@ -9,7 +9,8 @@ in microseconds, and 200,000 small files would cost more than they save).
 
 A cache file is raw bytes, never a pickle::
 
-    MAGIC  blob id (20 bytes)  n (uint64 LE)  sha256 (32 bytes)  steps (n int64 LE)  times (n int64 LE)  values (n float64 LE)
+    MAGIC  blob id (20 bytes)  n (uint64 LE)  sha256 (32 bytes)
+    steps (n int64 LE)  times (n int64 LE)  values (n float64 LE)
 
 The sha256 covers the blob id, n and the arrays: a file that is short, damaged, or
 made for another blob is ignored and rebuilt from the blob. (Anyone who can write

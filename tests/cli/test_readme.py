@@ -3,6 +3,7 @@ README.md itself and run as a user would, in a new git repository with a bare re
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import shlex
 import subprocess
 import sys
 
+import click
 from click.testing import CliRunner
 from conftest import ROOT, git
 
@@ -109,3 +111,71 @@ def test_the_readme_tour_runs_as_written(repo, tmp_path):
     for name in ("lr-0.05", "lr-1.0", "baseline"):  # main's tip's runs: the retry's baseline
         assert name in report
     assert "★" in report
+
+
+NOT_API = ("gitml.ci.", "gitml.runId", "gitml.py")  # tag names and a file name the README mentions
+
+FLUENT = (  # the README's tracking list and MLflow table: "`gitml.` the same names"
+    "set_experiment create_experiment get_experiment get_experiment_by_name search_experiments "
+    "delete_experiment restore_experiment rename_experiment set_experiment_tag set_experiment_tags "
+    "start_run end_run active_run get_run delete_run restore_run log_param log_params log_metric "
+    "log_metrics set_tag set_tags delete_tag log_batch get_metric_history search_runs log_artifact "
+    "log_artifacts log_text log_dict log_table log_image log_figure autolog evaluate "
+    "register_model flush Client"
+).split()
+
+
+def test_every_python_name_the_readme_gives_exists():
+    text = open(README, encoding="utf-8").read()
+    dotted = {n for n in re.findall(r"`(gitml(?:\.\w+)+)", text) if not n.startswith(NOT_API)}
+    assert len(dotted) >= 30
+    artifacts = "list_artifacts download_artifacts load_text load_dict load_table".split()
+    for name in sorted(dotted) + [f"gitml.{n}" for n in FLUENT] + [f"gitml.artifacts.{n}" for n in artifacts]:
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            break
+        for attribute in parts[cut:]:
+            assert hasattr(obj, attribute), f"the README names {name}, which does not exist"
+            obj = getattr(obj, attribute)
+
+
+def test_every_command_line_the_readme_gives_has_those_options():
+    """Each `gitml CMD ... --opt` in the README (spans and bash blocks): CMD is a command and
+    every option it shows is one of CMD's."""
+    text = open(README, encoding="utf-8").read()
+    spans = re.findall(r"`(gitml [^`]*)`", text)
+    for code in re.findall(r"```bash\n(.*?)```", text, re.S):
+        spans += [line.split("  #")[0].strip() for line in code.splitlines() if line.startswith("gitml ")]
+    checked = 0
+    for span in spans:
+        words, command = span.split()[1:], main
+        while words and isinstance(command, click.Group) and words[0] in command.commands:
+            command = command.commands[words.pop(0)]
+        if command is main:
+            continue  # `gitml.` prose, not a command line
+        known = {"-C", "--traceback", "-h", "--help"}
+        for param in command.params:
+            known.update(param.opts + param.secondary_opts)
+        for word in words:
+            for piece in re.split(r"[\[\]|]", word):
+                piece = piece.strip(".,;:()")
+                if re.match(r"--?[A-Za-z]", piece):
+                    assert piece.split("=")[0] in known, f"README: `{span}`: {command.name} has no {piece}"
+                    checked += 1
+    assert checked >= 40
+
+
+def test_every_extra_the_readme_installs_is_declared():
+    import tomllib
+
+    text = open(README, encoding="utf-8").read()
+    named = set(re.findall(r"gitml\[([a-z0-9_-]+)\]", text))
+    named |= {e for group in re.findall(r"\"\.\[([a-z0-9_,-]+)\]\"", text) for e in group.split(",")}
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        declared = set(tomllib.load(f)["project"]["optional-dependencies"])
+    assert {"sklearn", "serve", "report", "ui", "test", "mlflow"} <= named
+    assert named <= declared, named - declared

@@ -195,7 +195,8 @@ def _save_all(python: str, tool: str, folder) -> None:
 
 @pytest.fixture(scope="module")
 def saved(mlflow_python, tmp_path_factory):  # noqa: F811
-    """Each flavor's model saved by gitml (``<root>/by_gitml/<flavor>``) and by MLflow (``<root>/by_mlflow/<flavor>``)."""
+    """Each flavor's model saved by gitml (``<root>/by_gitml/<flavor>``) and by MLflow
+    (``<root>/by_mlflow/<flavor>``)."""
     import sys
 
     root = tmp_path_factory.mktemp("flavors")
@@ -294,7 +295,8 @@ with gitml.start_run() as run:
 X = pd.DataFrame({"x": [0.5, 3.0]})
 model = gitml.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
 print(json.dumps({"run": run.info.run_id, "code": conf["model_code_path"], "loader": conf["loader_module"],
-                  "gitml": model.predict(X).tolist(), "mlflow": mlflow.pyfunc.load_model("fromcode").predict(X).tolist()}))
+                  "gitml": model.predict(X).tolist(),
+                  "mlflow": mlflow.pyfunc.load_model("fromcode").predict(X).tolist()}))
 """
 
 LOAD = """

@@ -97,7 +97,8 @@ SIGNATURES = """
 import inspect, json, sys, mlflow
 from mlflow import MlflowClient
 fluent, client = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-names = lambda f: [[p.name, p.kind == p.KEYWORD_ONLY] for p in inspect.signature(f).parameters.values() if p.name != "self"]
+names = lambda f: [[p.name, p.kind == p.KEYWORD_ONLY]
+                   for p in inspect.signature(f).parameters.values() if p.name != "self"]
 print(json.dumps({"fluent": {n: names(getattr(mlflow, n)) for n in fluent},
                   "client": {n: names(getattr(MlflowClient, n)) for n in client}}))
 """

@@ -329,7 +329,7 @@ def test_import_without_mlflow_says_how_to_install_it(repo):
     )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        'Error: gitml import mlflow needs MLflow in this Python: pip install "gitml[mlflow]"'
+        'gitml: import mlflow needs MLflow in this Python: pip install "gitml[mlflow]"'
     ]
 
 

@@ -2,9 +2,10 @@
 
 Scripts written against ``mlflow`` run in that venv's Python with ``gitml:`` as the tracking
 URI (gitml and its entry points reach it through ``PYTHONPATH``: see
-``tests.mlflow_venv.plugin_pythonpath``): the fluent API, ``MlflowClient``, ``mlflow.sklearn.autolog()``, ``log_model`` /
-``load_model``, ``register_model``, concurrent processes, and ``mlflow server`` queried over
-HTTP. What they log is read back with gitml's own API and CLI here, and the reverse.
+``tests.mlflow_venv.plugin_pythonpath``): the fluent API, ``MlflowClient``,
+``mlflow.sklearn.autolog()``, ``log_model`` / ``load_model``, ``register_model``, concurrent
+processes, and ``mlflow server`` queried over HTTP. What they log is read back with gitml's own
+API and CLI here, and the reverse.
 """
 
 from __future__ import annotations
@@ -191,7 +192,9 @@ out["missing_exp"] = client.get_experiment_by_name("nope") is None
 ids = []
 for i in range(5):
     r = client.create_run(exp, run_name=f"r{i}")
-    client.log_batch(r.info.run_id, metrics=[Metric("m", i, 0, 0)], params=[Param("i", str(i))], tags=[RunTag("k", "v")])
+    client.log_batch(
+        r.info.run_id, metrics=[Metric("m", i, 0, 0)], params=[Param("i", str(i))], tags=[RunTag("k", "v")]
+    )
     client.set_terminated(r.info.run_id)
     ids.append(r.info.run_id)
 page1 = client.search_runs([exp], max_results=2, order_by=["metrics.m ASC"])
@@ -255,7 +258,9 @@ out = {
     # MLflow's client adds "tag.`mlflow.prompt.is_prompt` != 'true'" to every model search
     "models": [m.name for m in client.search_registered_models()],
     "named": [m.name for m in client.search_registered_models(filter_string="name LIKE 'err%'")],
-    "prompts": [m.name for m in client.search_registered_models(filter_string="tag.`mlflow.prompt.is_prompt` = 'true'")],
+    "prompts": [
+        m.name for m in client.search_registered_models(filter_string="tag.`mlflow.prompt.is_prompt` = 'true'")
+    ],
     "exp_dup": outcome(lambda: client.create_experiment("errors")),
     "exp_none": outcome(lambda: client.create_experiment(None)),
     "exp_number": outcome(lambda: client.create_experiment(123)),
@@ -746,7 +751,8 @@ def words(call):
         call()
     except MlflowException as e:
         return e.message
-out["words"] = [words(lambda: client.get_registered_model("nope")), words(lambda: client.create_registered_model("stored")),
+out["words"] = [words(lambda: client.get_registered_model("nope")),
+                words(lambda: client.create_registered_model("stored")),
                 words(lambda: client.get_model_version("stored", "9"))]
 client.transition_model_version_stage("stored", "1", "Staging")
 out["latest_all"] = {mv.current_stage: mv.version for mv in client.get_latest_versions("stored", [])}

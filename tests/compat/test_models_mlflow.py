@@ -79,7 +79,8 @@ from gitml.pyfunc.batch import export_model
 export_model(info.model_uri, "exported")
 X.to_csv("X.csv", index=False)
 print(json.dumps({"sk": pipe.predict(X).tolist(), "proba": pipe.predict_proba(X).tolist(),
-                  "pt": net(torch.from_numpy(x)).detach().numpy().tolist(), "pf": (X["sepal length (cm)"] * 3).tolist()}))
+                  "pt": net(torch.from_numpy(x)).detach().numpy().tolist(),
+                  "pf": (X["sepal length (cm)"] * 3).tolist()}))
 """
 
 MLFLOW_READS = """
@@ -91,7 +92,9 @@ out = {
     "proba": mlflow.sklearn.load_model("sk").predict_proba(X).tolist(),
     "exported": mlflow.pyfunc.load_model("exported").predict(X).tolist(),
     "pt": mlflow.pyfunc.load_model("pt").predict(X.to_numpy(dtype=np.float32)).tolist(),
-    "pt_raw": mlflow.pytorch.load_model("pt")(__import__("torch").from_numpy(X.to_numpy(dtype=np.float32))).detach().numpy().tolist(),
+    "pt_raw": mlflow.pytorch.load_model("pt")(
+        __import__("torch").from_numpy(X.to_numpy(dtype=np.float32))
+    ).detach().numpy().tolist(),
     "sig": mlflow.models.Model.load("sk").signature.inputs.input_names(),
     "example": mlflow.models.Model.load("sk").load_input_example("sk").shape[0],
 }
@@ -143,10 +146,12 @@ logistic = LogisticRegression(max_iter=5000).fit(X, y)
 sig = mlflow.models.infer_signature(X, forest.predict(X))
 mlflow.sklearn.save_model(forest, "skops_model", signature=sig, input_example=X.head(2),  # MLflow 3's default: skops
                          skops_trusted_types=["sklearn.tree._tree.Tree"], pip_requirements=["scikit-learn"])
-mlflow.sklearn.save_model(logistic, "cloudpickle_model", serialization_format="cloudpickle", input_example=X.head(2), pip_requirements=["scikit-learn"])
+mlflow.sklearn.save_model(logistic, "cloudpickle_model", serialization_format="cloudpickle", input_example=X.head(2),
+                          pip_requirements=["scikit-learn"])
 open("offset.txt", "w").write("0.25")
 psig = mlflow.models.infer_signature(X[["alcohol"]], params={"extra": 0.0})
-mlflow.pyfunc.save_model("pyfunc_model", python_model=Offset(), artifacts={"offset": "offset.txt"}, signature=psig, pip_requirements=["scikit-learn"])
+mlflow.pyfunc.save_model("pyfunc_model", python_model=Offset(), artifacts={"offset": "offset.txt"}, signature=psig,
+                         pip_requirements=["scikit-learn"])
 X.to_csv("wine.csv", index=False)
 print(json.dumps({"forest": forest.predict(X).tolist(), "logistic": logistic.predict(X).tolist(),
                   "pyfunc": (X["alcohol"] + 0.25).tolist(), "pyfunc_extra": (X["alcohol"] + 1.25).tolist()}))

@@ -32,7 +32,8 @@ def test_gto_parses_every_tag_name_gitml_makes(gto_python):  # noqa: F811
     ]
     code = (
         "import json, sys\nfrom gto.tag import parse_name\n"
-        "print(json.dumps([{k: getattr(v, 'value', v) for k, v in parse_name(n).items()} for n in json.loads(sys.argv[1])]))"
+        "parsed = [parse_name(n) for n in json.loads(sys.argv[1])]\n"
+        "print(json.dumps([{k: getattr(v, 'value', v) for k, v in p.items()} for p in parsed]))"
     )
     out = subprocess.run([gto_python, "-c", code, json.dumps(names)], capture_output=True, text=True, check=True)
     parsed = json.loads(out.stdout)

@@ -400,7 +400,9 @@ def _tiny_wheel(folder) -> str:
     files = {
         "gitml_tiny.py": "VALUE = 7\n",
         "gitml_tiny-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: gitml-tiny\nVersion: 0.1\n",
-        "gitml_tiny-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "gitml_tiny-0.1.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
     }
     files["gitml_tiny-0.1.dist-info/RECORD"] = (
         "".join(f"{n},,\n" for n in files) + "gitml_tiny-0.1.dist-info/RECORD,,\n"

@@ -126,7 +126,8 @@ def test_check_passes_and_apply_promotes_when_every_gate_passes(team, tmp_path):
         ("v3.0.0", "metrics.auc >= 0.8: FAILS (candidate 0.7)"),
         (
             "v4.0.0",
-            "metrics.auc no worse than the current holder's (higher is better): FAILS (candidate 0.82, current v2.0.0 0.9)",
+            "metrics.auc no worse than the current holder's (higher is better): "
+            "FAILS (candidate 0.82, current v2.0.0 0.9)",
         ),
     ],
 )
@@ -218,7 +219,8 @@ def test_the_metrics_judged_are_the_runs_as_registered(team):
     [
         (
             {"production": {"require": {"metrics.auc": "at least 0.8"}}},
-            "gates.production.require.metrics.auc: expected a comparison and a number such as \">= 0.9\", not 'at least 0.8'",
+            "gates.production.require.metrics.auc: "
+            "expected a comparison and a number such as \">= 0.9\", not 'at least 0.8'",
         ),
         (
             {"production": {"require": {"auc": ">= 0.8"}}},

@@ -276,7 +276,8 @@ def test_an_ignored_tag_with_an_outsized_counter_does_not_block_promotion(team):
 def test_a_second_registration_of_the_production_commit_does_not_take_over_the_stage(team):
     victim, attacker = team["victim"], team["attacker"]
     v1 = _commit(attacker, "churn@v1.0.0")
-    message = "gitml-registry:\n  model: churn\n  version: v0.0.1\n  run_id: 0123456789abcdef0123456789abcdef\n  path: other\n"
+    message = "gitml-registry:\n  model: churn\n  version: v0.0.1\n"
+    message += "  run_id: 0123456789abcdef0123456789abcdef\n  path: other\n"
     git(attacker, "tag", "-a", "-m", message, "churn@v0.0.1", v1)  # the same commit, another run and path
     _push_tags(attacker, "churn@v0.0.1")
     gitml_cli(victim, "fetch")

@@ -35,7 +35,8 @@ if [ "$n" -gt {limit} ]; then
   exit 1
 fi
 echo "accepted $n" >> "{base}/pushes.log"
-if [ -f "{base}/freeze-after" ] && [ "$(grep -c accepted "{base}/pushes.log")" -ge "$(cat "{base}/freeze-after")" ]; then
+if [ -f "{base}/freeze-after" ] &&
+   [ "$(grep -c accepted "{base}/pushes.log")" -ge "$(cat "{base}/freeze-after")" ]; then
   touch "{base}/frozen"
 fi
 """

@@ -48,7 +48,10 @@ def point_at_a_dead_s3_endpoint(repo, monkeypatch) -> None:
     monkeypatch.setenv("GITML_ARTIFACT_REMOTE", "s3://bucket/x")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    options = f"{{endpoint_url: 'http://127.0.0.1:{port}', config_kwargs: {{retries: {{max_attempts: 1}}, connect_timeout: 1}}}}"
+    options = (
+        f"{{endpoint_url: 'http://127.0.0.1:{port}', "
+        "config_kwargs: {retries: {max_attempts: 1}, connect_timeout: 1}}"
+    )
     gitml_cli(repo, "config", "artifacts.storage_options", options)
 
 

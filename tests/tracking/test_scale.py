@@ -318,7 +318,8 @@ def test_a_repeated_search_reuses_its_table_until_a_run_ref_changes(repo, client
     first = table()
     assert table() is first and tracker.run_refs() is tracker.run_refs()
     run_python(
-        'import gitml\ngitml.set_experiment("scale")\nwith gitml.start_run(run_name="other"):\n    gitml.log_param("p", "q")',
+        'import gitml\ngitml.set_experiment("scale")\n'
+        'with gitml.start_run(run_name="other"):\n    gitml.log_param("p", "q")',
         repo,
     )
     after = table()

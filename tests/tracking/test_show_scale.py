@@ -92,6 +92,7 @@ def test_show_imports_no_artifact_store(repo):
         "import sys\nfrom click.testing import CliRunner\nfrom gitml.cli.main import cli\n"
         f"result = CliRunner().invoke(cli, ['show', '{run.info.run_id}'])\n"
         "assert result.exit_code == 0 and 'Params' in result.output, result.output\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('gitml.artifacts', 'fsspec', 'gitml.registry.state', 'gitml.registry.policy'))))"
+        "print(sorted(m for m in sys.modules if m.startswith("
+        "('gitml.artifacts', 'fsspec', 'gitml.registry.state', 'gitml.registry.policy'))))"
     )
     assert run_python(code, repo).stdout.strip().splitlines()[-1] == "[]"

@@ -293,7 +293,8 @@ def test_runs_from_a_linked_worktree_land_in_the_common_repository(repo, tmp_pat
     (worktree / "train.py").write_text("print('feature')\n")
     git(worktree, "commit", "-qam", "feature")
     out = run_python(
-        "import gitml\nwith gitml.start_run() as r:\n    gitml.log_param('a', 1)\n    gitml.log_text('x' * 10, 'n.txt')\nprint(r.info.run_id)",
+        "import gitml\nwith gitml.start_run() as r:\n    gitml.log_param('a', 1)\n"
+        "    gitml.log_text('x' * 10, 'n.txt')\nprint(r.info.run_id)",
         cwd=worktree,
     )
     run_id = out.stdout.split()[-1]
@@ -474,7 +475,8 @@ def test_untracked_entry_script_is_named_and_warned(repo, caplog):
     from tests.conftest import ROOT
 
     script.write_text(
-        "import gitml\nfor i in range(3):\n    with gitml.start_run() as r:\n        gitml.log_metric('m', i)\nprint(r.info.run_id)\n"
+        "import gitml\nfor i in range(3):\n    with gitml.start_run() as r:\n"
+        "        gitml.log_metric('m', i)\nprint(r.info.run_id)\n"
     )
     result = subprocess.run(
         [sys.executable, str(script)], cwd=repo, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT}

@@ -408,10 +408,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_gitml_ui_serves_the_repository(client, repo):
+@pytest.mark.parametrize("free", [False, True], ids=["port", "port-0"])
+def test_gitml_ui_serves_the_repository(client, repo, free):
+    """On the port asked for, or with --port 0 on a free one, whose URL it prints."""
     run = client.create_run(run_name="served").info.run_id
     client.set_terminated(run)
-    port = _free_port()
+    port = 0 if free else _free_port()
     env = {**os.environ, "PYTHONPATH": ROOT}
     server = subprocess.Popen(
         [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", str(port)],
@@ -421,7 +423,9 @@ def test_gitml_ui_serves_the_repository(client, repo):
     )
     try:
         line = server.stderr.readline()
-        assert f"serving http://127.0.0.1:{port}/" in line, line
+        printed = re.search(r"serving http://127\.0\.0\.1:(\d+)/ ", line)
+        assert printed and int(printed.group(1)) != 0 and (free or int(printed.group(1)) == port), line
+        port = int(printed.group(1))
         body = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/runs", timeout=10).read())
         assert [r["run_name"] for r in body["rows"]] == ["served"]
         request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": "attacker.example"})

@@ -1,0 +1,121 @@
+"""The scikit-learn API of XGBoost and LightGBM (``XGBClassifier.fit``, ``LGBMRegressor.fit``...),
+logged as ``mlflow.sklearn._autolog`` does for them: the estimator's ``fit`` owns the run and
+logs the fitted estimator (with a signature from the first rows of ``X``) under ``model``;
+the params, per-iteration metrics, datasets and feature importances come from the library's
+own ``train``, which ``fit`` calls and the integration patches (without its model logging).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import threading
+from typing import Any
+
+from gitml.autologging import Config, TrainingCall, config, warn
+
+_EXAMPLE_ROWS = 5
+_local = threading.local()  # the integration whose sklearn-API fit is logging on this thread
+
+
+def fitting(name: str) -> bool:
+    """True inside a patched sklearn-API ``fit`` of integration ``name`` that logs."""
+    return getattr(_local, "fitting", None) == name
+
+
+def estimators(module, base: type) -> list[type]:
+    """The classes of ``module`` (a library's ``sklearn`` module) deriving from ``base``, as MLflow finds them."""
+    package = module.__name__.split(".")[0]
+    return sorted(
+        (
+            c
+            for _, c in inspect.getmembers(module, inspect.isclass)
+            if issubclass(c, base) and c is not base and c.__module__.split(".")[0] == package
+        ),
+        key=lambda c: c.__name__,
+    )
+
+
+def patch_fits(classes: list[type], name: str, log_model, patched: dict) -> None:
+    """Wrap ``fit`` of each class (its own or inherited); ``patched`` keeps what to restore."""
+    for cls in classes:
+        original = getattr(cls, "fit", None)
+        if original is None or (cls, "fit") in patched:
+            continue
+        patched[(cls, "fit")] = (original, "fit" in cls.__dict__)
+        setattr(cls, "fit", _wrap(original, name, log_model))  # noqa: B010
+
+
+def unpatch_fits(patched: dict) -> None:
+    for (cls, method), (original, own) in list(patched.items()):
+        if own:
+            setattr(cls, method, original)
+        else:
+            delattr(cls, method)
+    patched.clear()
+
+
+def _wrap(original, name: str, log_model):
+    @functools.wraps(original)
+    def fit(self, *args, **kwargs):
+        found = config(name)
+        with TrainingCall() as outermost:
+            if found is None or not outermost:
+                return original(self, *args, **kwargs)
+            return _fit(found, name, original, log_model, self, args, kwargs)
+
+    fit.__gitml_autolog__ = True  # type: ignore[attr-defined]
+    return fit
+
+
+def _fit(cfg: Config, name: str, original, log_model, estimator, args: tuple, kwargs: dict):
+    from gitml import fluent
+
+    active = fluent.active_run()
+    if active is not None and cfg.exclusive:
+        return original(estimator, *args, **kwargs)
+    run = active if active is not None else fluent.start_run(tags={"mlflow.autologging": name, **cfg.extra_tags})
+    example: Any = None
+    try:  # before training: the example and signature see the data as given
+        X: Any = args[0] if args else kwargs.get("X")
+        example = copy.deepcopy(X[:_EXAMPLE_ROWS])
+    except Exception as e:  # noqa: BLE001 - no example then
+        if cfg.log_models:
+            warn(cfg, "taking an input example", e)
+    failed = True
+    _local.fitting = name
+    try:
+        result = original(estimator, *args, **kwargs)
+        _local.fitting = None
+        if cfg.log_models:
+            try:
+                _log(cfg, run.info.run_id, estimator, example, log_model)
+            except Exception as e:  # noqa: BLE001 - autolog never breaks training
+                warn(cfg, "logging the model", e)
+        failed = False
+        return result
+    finally:
+        _local.fitting = None
+        if active is None:
+            fluent.end_run("FAILED" if failed else "FINISHED")
+
+
+def _log(cfg: Config, run_id: str, estimator, example, log_model) -> None:
+    signature = None
+    if example is not None and cfg.log_model_signatures:
+        try:
+            from gitml.models.signature import infer_signature
+
+            signature = infer_signature(example, estimator.predict(copy.deepcopy(example)))
+        except Exception as e:  # noqa: BLE001
+            warn(cfg, "inferring the model signature", e)
+    log_model(
+        estimator,
+        run_id=run_id,
+        signature=signature if signature is not None else False,
+        input_example=example if cfg.log_input_examples else None,
+    )
+
+
+__all__ = ["estimators", "fitting", "patch_fits", "unpatch_fits"]
