@@ -18,8 +18,10 @@ from gitml.names import DEFAULT_EXPERIMENT_ID, as_text, check_artifact_path, che
 from gitml.registry.mlflow_api import RegistryCalls
 from gitml.search import PagedList, Search  # noqa: F401  (PagedList: where it was, for importers)
 from gitml.store.git import open_store
+from gitml.tracking.checks import check_run_name
 from gitml.tracking.entities import Experiment, LifecycleStage, Metric, Run, RunStatus
-from gitml.tracking.tracker import Tracker, check_run_name, search_rows
+from gitml.tracking.search import search_rows
+from gitml.tracking.tracker import Tracker
 
 if TYPE_CHECKING:
     from gitml.content.service import FileInfo, RunArtifacts

@@ -23,7 +23,8 @@ from gitml.errors import InvalidInputError
 from gitml.names import DEFAULT_EXPERIMENT_ID, EXPERIMENTS_PREFIX, RECORD_DIR, check_artifact_path
 from gitml.runviews import RunViews
 from gitml.tracking.entities import Run, RunStatus, ViewType
-from gitml.tracking.tracker import run_of, search_key, search_table
+from gitml.tracking.rows import run_of
+from gitml.tracking.search import search_key, search_table
 
 if TYPE_CHECKING:
     from gitml.content.service import RunArtifacts

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, cast
 
 from gitml.errors import ExperimentNotFoundError, InvalidInputError
 from gitml.tracking.entities import Experiment, ViewType
-from gitml.tracking.tracker import search_table
+from gitml.tracking.search import search_table
 
 if TYPE_CHECKING:
     from gitml.tracking.tracker import Tracker
