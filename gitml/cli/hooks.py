@@ -94,9 +94,9 @@ def install(folder: str, name: str, python: str, *, force: bool = False) -> tupl
         else:
             chained = path + CHAINED_SUFFIX
             if os.path.exists(chained):
-                raise click.ClickException(
-                    f"{path} is not gitml's and {chained} exists: move one of them, or use --force"
-                )
+                from gitml.errors import ConflictError
+
+                raise ConflictError(f"{path} is not gitml's and {chained} exists: move one of them, or use --force")
             os.rename(path, chained)
     elif os.path.exists(path + CHAINED_SUFFIX):
         chained = path + CHAINED_SUFFIX
