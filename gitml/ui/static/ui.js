@@ -8,7 +8,7 @@
   window.gitmlCharts = [];
 
   // control characters and bidirectional overrides shown as escapes, as the CLI and the pages show them
-  const HIDDEN = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  const HIDDEN = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
   function visible(text) {
     return text.replace(HIDDEN, (ch) => {
       const code = ch.charCodeAt(0);
