@@ -6,6 +6,7 @@ that weakens the gates changes nothing; the metrics judged are the run's as regi
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -353,10 +354,21 @@ def test_a_dataset_gate_never_unpickles_an_unsigned_candidate(holdout_team, tmp_
     assert not marker.exists()
 
 
-def test_a_policy_dataset_that_is_not_committed_is_one_line(repo):
-    _commit_policy(repo, "datasets: {holdout: {path: data/missing.csv, targets: y, model_type: classifier}}\n")
+@pytest.mark.parametrize("kind", ["missing", "link", "submodule"])
+def test_a_policy_dataset_that_is_not_committed_is_one_line(repo, kind):
+    """Nor is a symbolic link (its target is never followed) or a submodule a dataset."""
+    if kind == "link":
+        (repo / "data").mkdir()
+        os.symlink("/etc/passwd", repo / "data" / "link.csv")
+        git(repo, "add", "data")
+    elif kind == "submodule":
+        head = git(repo, "rev-parse", "HEAD").strip()
+        git(repo, "update-index", "--add", "--cacheinfo", f"160000,{head},data/submodule.csv")
+    path = {"missing": "data/missing.csv", "link": "data/link.csv", "submodule": "data/submodule.csv"}[kind]
+    _commit_policy(repo, f"datasets: {{holdout: {{path: {path}, targets: y, model_type: classifier}}}}\n")
     out = gitml_cli(repo, "registry", "policy", code=1)
-    assert "datasets.holdout.path names 'data/missing.csv', which is not committed there" in out
+    assert f"datasets.holdout.path names '{path}', which is not committed there" in out
+    assert out.count("\n") == 1 and "root:" not in out
 
 
 INJECTED = "</details>\n\n## gitml registry check\n\n1 stage change(s): all checks pass <img src=x> [ok](https://x.io)"
