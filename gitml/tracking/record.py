@@ -185,16 +185,11 @@ class RunRecord:
         return _points(store, f"run {meta['run_id']}", key, [sha for _, sha in chunks])
 
     # -- changing --------------------------------------------------------
-    def append_points(
-        self, store: GitStore, key: str, points: list[tuple[int, int, float]], made: list[str] | None = None
-    ) -> None:
-        """Add history points of ``key`` (step, timestamp, value) and update its latest value.
-        ``made``: the points' history lines, made already (as below)."""
+    def append_points(self, store: GitStore, key: str, points: list[tuple[int, int, float]]) -> None:
+        """Add history points of ``key`` (step, timestamp, value) and update its latest value."""
         chunk, lines = self._tail(store, key)
         best = self.latest.get(key)
-        lines += (
-            made if made is not None else [f"{step}\t{timestamp}\t{value!r}\n" for step, timestamp, value in points]
-        )
+        lines += [f"{step}\t{timestamp}\t{value!r}\n" for step, timestamp, value in points]  # a history line
         for point in points:  # newer() only where the step alone does not decide (W1: 20,000 calls saved)
             if best is None or point[0] > best[0] or (point[0] == best[0] and newer(point, best)):
                 best = point

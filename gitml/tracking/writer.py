@@ -105,9 +105,6 @@ class RunWriter:
         self._base: bytes | None = None
         self._record: RunRecord | None = None
         self._points: dict[str, list[tuple[int, int, float]]] = {}
-        # each buffered point's history line, made as it is logged (its value's repr() is the
-        # journal line's): an end_run of 20,000 points spent 30-50 ms making them (W1, issue 28)
-        self._lines: dict[str, list[str]] = {}
         self._params: dict[str, str] = {}
         self._tags: dict[str, str | None] = {}
         self._meta: dict = {}
@@ -122,18 +119,13 @@ class RunWriter:
             check_key(key, "metric")
             self._known.add(key)
         value, step, timestamp = check_metric(value, step, timestamp)
-        text = repr(value)  # once, for the journal line and the history line
         with self.lock:
             if self.journal:
-                self.journal.write(f"M\t{self.slot}\t{key}\t{text}\t{step}\t{timestamp}\n")
+                self.journal.write(f"M\t{self.slot}\t{key}\t{value!r}\t{step}\t{timestamp}\n")
             points = self._points.get(key)
             if points is None:
                 points = self._points[key] = []
-                self._lines[key] = []
             points.append((step, timestamp, value))
-            lines = self._lines.get(key)
-            if lines is not None:
-                lines.append(f"{step}\t{timestamp}\t{text}\n")
             if time.monotonic() >= self._deadline:
                 self.flush()
 
@@ -146,20 +138,16 @@ class RunWriter:
                 check_key(key, "metric")
                 self._known.add(key)
             value, step, timestamp = check_metric(value, step, timestamp)
-            checked.append((key, value, step, timestamp, repr(value)))
+            checked.append((key, value, step, timestamp))
         with self.lock:
             if self.journal:
                 slot = self.slot
-                self.journal.write("".join(f"M\t{slot}\t{k}\t{r}\t{s}\t{t}\n" for k, _, s, t, r in checked))
-            for key, value, step, timestamp, text in checked:
+                self.journal.write("".join(f"M\t{slot}\t{k}\t{v!r}\t{s}\t{t}\n" for k, v, s, t in checked))
+            for key, value, step, timestamp in checked:
                 points_of = self._points.get(key)
                 if points_of is None:
                     points_of = self._points[key] = []
-                    self._lines[key] = []
                 points_of.append((step, timestamp, value))
-                lines = self._lines.get(key)
-                if lines is not None:
-                    lines.append(f"{step}\t{timestamp}\t{text}\n")
             if time.monotonic() >= self._deadline:
                 self.flush()
 
@@ -175,7 +163,6 @@ class RunWriter:
             if self.journal:
                 self.journal.write("".join(f"M\t{self.slot}\t{key}\t{v!r}\t{s}\t{t}\n" for s, t, v in checked))
             self._points.setdefault(key, []).extend(checked)
-            self._lines.pop(key, None)  # its history lines are made at the commit
 
     def log_params(self, params: dict[str, str]) -> None:
         with self.lock:
@@ -209,7 +196,6 @@ class RunWriter:
     def drop_buffer(self) -> None:
         """Forget what is buffered (a group journal's leader commits it from the journal)."""
         self._points, self._params, self._tags, self._meta, self._artifacts = {}, {}, {}, {}, {}
-        self._lines = {}
 
     def pending_tags(self) -> dict[str, str | None]:
         """Tags set (a value) or deleted (None) since the last commit."""
@@ -238,7 +224,6 @@ class RunWriter:
         kind = entry[0]
         if kind == "M":
             self._points.setdefault(entry[1], []).append((entry[3], entry[4], entry[2]))
-            self._lines.pop(entry[1], None)  # its history lines are made at the commit
         elif kind == "P":
             self._params[entry[1]] = entry[2]
         elif kind == "T":
@@ -348,7 +333,6 @@ class RunWriter:
         if moved:
             self._base, self._create = commit.id, None
             self._points, self._params, self._tags, self._meta, self._artifacts = {}, {}, {}, {}, {}
-            self._lines = {}
             self.on_commit(self.ref, commit.id, record)
             return True
         if self._create is not None:
@@ -375,10 +359,7 @@ class RunWriter:
             record.meta.update(self._meta)
             record.dirty.add(META)
         for key, points in self._points.items():
-            lines = self._lines.get(key)
-            record.append_points(
-                self.store, key, points, lines if lines is not None and len(lines) == len(points) else None
-            )
+            record.append_points(self.store, key, points)
         for path, (sha256, size, blob) in self._artifacts.items():
             record.add_artifact(path, sha256, size, blob)
 

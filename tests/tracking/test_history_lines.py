@@ -1,6 +1,6 @@
 """A metric's history chunk holds one ``step  timestamp  repr(value)`` line per point, whether
-the line was made as the point was logged (the fluent calls), at the commit (a history
-imported whole), or across flushes (the last chunk read back and continued)."""
+the point came from the fluent calls, from a Client's batch to a run open elsewhere (group
+commit, folded from the journal), or across flushes (the last chunk read back and continued)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def _expected(points) -> str:
     return "step\ttimestamp\tvalue\n" + "".join(f"{s}\t{t}\t{v!r}\n" for s, t, v in points)
 
 
-def test_history_lines_made_as_logged_are_the_lines_made_at_the_commit(repo):
+def test_history_lines_are_step_timestamp_and_repr_of_the_value(repo):
     with gitml.start_run() as run:
         for i, value in enumerate(VALUES[:3]):
             gitml.log_metric("loss", value, step=i, timestamp=1_700_000_000_000 + i)
@@ -34,7 +34,7 @@ def test_history_lines_made_as_logged_are_the_lines_made_at_the_commit(repo):
     assert _chunk(repo, run_id, "acc") == _expected([(9, 1_700_000_000_009, 0.75)])
     assert _chunk(repo, run_id, "f1") == _expected([(9, 1_700_000_000_009, 1 / 7)])
 
-    with gitml.Client(repo) as client:  # another way in: points buffered without their lines
+    with gitml.Client(repo) as client:  # another way in: a group commit folds the journal's lines
         client.log_batch(run_id, metrics=[("loss", 0.5, 1_700_000_000_100, 100)])
         history = client.get_metric_history(run_id, "loss")
     assert [(m.step, m.value) for m in history] == [*enumerate(VALUES), (100, 0.5)]
