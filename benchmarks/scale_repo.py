@@ -37,7 +37,8 @@ def build(n: int, path: str, experiments: int = EXPERIMENTS) -> None:
     from gitml.store.refs import lock_packed_refs, read_packed_refs, write_packed_refs
     from gitml.tracking.entities import LifecycleStage, RunStatus
     from gitml.tracking.record import RunRecord
-    from gitml.tracking.tracker import Tracker, row_of
+    from gitml.tracking.rows import row_of
+    from gitml.tracking.tracker import Tracker
     from gitml.tracking.writer import graft_record, make_commit
 
     os.makedirs(path, exist_ok=True)

@@ -18,8 +18,10 @@ from gitml.names import DEFAULT_EXPERIMENT_ID, as_text, check_artifact_path, che
 from gitml.registry.mlflow_api import RegistryCalls
 from gitml.search import PagedList, Search  # noqa: F401  (PagedList: where it was, for importers)
 from gitml.store.git import open_store
+from gitml.tracking.checks import check_run_name
 from gitml.tracking.entities import Experiment, LifecycleStage, Metric, Run, RunStatus
-from gitml.tracking.tracker import Tracker, check_run_name, search_rows
+from gitml.tracking.search import search_rows
+from gitml.tracking.tracker import Tracker
 
 if TYPE_CHECKING:
     from gitml.content.service import FileInfo, RunArtifacts
@@ -297,6 +299,7 @@ class Client(Search, RegistryCalls):
         run_name: str | None = None,
         *,
         parent_run_id: str | None = None,
+        user_id: str | None = None,
     ) -> Run:
         """Create a RUNNING run, committed at once (each later call on it is one commit too).
 
@@ -306,6 +309,7 @@ class Client(Search, RegistryCalls):
             tags: ``{key: value}`` tags set at once (``mlflow.*`` ones as MLflow reads them).
             run_name: the run's name (default: a generated one).
             parent_run_id: the run it is nested in.
+            user_id: who runs it (default: this process's user, from git's config or the OS).
 
         Returns:
             The new :class:`Run`.
@@ -323,6 +327,7 @@ class Client(Search, RegistryCalls):
             start_time=start_time,
             journaled=False,
             parent_run_id=parent_run_id,
+            user_id=user_id,
         )
         return self.get_run(writer.run_id)
 

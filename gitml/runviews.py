@@ -75,7 +75,7 @@ class RunViews:
         """Search rows (dicts: run_id, run_name, status, start_time, end_time, params,
         metrics, tags, ...) of the runs matching ``filter_string``, ordered, as
         ``gitml runs --json`` prints them. Raises FilterSyntaxError, InvalidInputError."""
-        from gitml.tracking.tracker import search_rows
+        from gitml.tracking.search import search_rows
 
         return search_rows(
             self.tracker, experiment_ids, filter_string, view=view, max_results=max_results, order_by=order_by
@@ -102,7 +102,7 @@ class RunViews:
         >>> list(zip(values["attributes.run_id"], values["metrics.auc"]))
         """
         from gitml.tracking.columns import ATTRIBUTES, SECTIONS
-        from gitml.tracking.tracker import search_table
+        from gitml.tracking.search import search_table
 
         with self.tracker.index.reading():
             table, matched = search_table(

@@ -78,7 +78,33 @@ def fmt(value, *, whole: bool = False) -> str:
     return text if whole or len(text) <= CELL_MAX else text[: CELL_MAX - 1] + "…"  # whole: --json, show
 
 
+def shown(text: object, *, lines: bool = False) -> str:
+    """``text`` safe for a terminal: every control character, escape sequence and
+    bidirectional override (anything not printable) written as its escape (``\\x1b``,
+    ``\\u202e``), so a value a teammate pushed (a tag's tagger, a branch, a remote's
+    message) cannot retitle the terminal, hide a line, or read as something else;
+    ``lines``: newlines and tabs are kept."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() or (lines and c in "\n\t") else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
+def echo(message: object = "", **kwargs) -> None:
+    """``click.echo`` of ``message`` made :func:`shown` (lines kept)."""
+    click.echo(shown(message, lines=True), **kwargs)
+
+
+def secho(message: object = "", **kwargs) -> None:
+    """``click.secho`` of ``message`` made :func:`shown` (lines kept), then styled."""
+    click.secho(shown(message, lines=True), **kwargs)
+
+
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    headers = [shown(h) for h in headers]
+    rows = [[shown(c) for c in row] for row in rows]
     widths = [max(_width(h), *(_width(r[i]) for r in rows)) if rows else _width(h) for i, h in enumerate(headers)]
     click.echo(click.style("  ".join(_pad(h, w) for h, w in zip(headers, widths, strict=False)).rstrip(), bold=True))
     for row in rows:

@@ -20,6 +20,8 @@ import sys
 
 import click
 
+from gitml.cli.common import echo
+
 HOOK_NAMES = ("pre-push", "post-merge", "post-checkout")
 
 
@@ -92,9 +94,9 @@ def install(folder: str, name: str, python: str, *, force: bool = False) -> tupl
         else:
             chained = path + CHAINED_SUFFIX
             if os.path.exists(chained):
-                raise click.ClickException(
-                    f"{path} is not gitml's and {chained} exists: move one of them, or use --force"
-                )
+                from gitml.errors import ConflictError
+
+                raise ConflictError(f"{path} is not gitml's and {chained} exists: move one of them, or use --force")
             os.rename(path, chained)
     elif os.path.exists(path + CHAINED_SUFFIX):
         chained = path + CHAINED_SUFFIX
@@ -185,7 +187,7 @@ def hooks_install(ctx, names, force):
     folder = _hooks_folder(ctx)
     for name in names or DEFAULT_HOOKS:
         path, chained = install(folder, name, sys.executable, force=force)
-        click.echo(f"installed {path}" + (f" (runs {os.path.basename(chained)} first)" if chained else ""))
+        echo(f"installed {path}" + (f" (runs {os.path.basename(chained)} first)" if chained else ""))
     import gitml
 
     found, this = isolated_gitml(sys.executable), os.path.dirname(os.path.realpath(gitml.__file__))
@@ -211,4 +213,4 @@ def hooks_uninstall(ctx, names, every):
     folder = _hooks_folder(ctx)
     for name in sorted(HOOK_NAMES) if every else names or DEFAULT_HOOKS:
         path = uninstall(folder, name)
-        click.echo(f"removed {path}" if path else f"no gitml {name} hook in {folder}")
+        echo(f"removed {path}" if path else f"no gitml {name} hook in {folder}")

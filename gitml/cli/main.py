@@ -30,15 +30,17 @@ class GitmlGroup(click.Group):
             _stdout_to_devnull()
             sys.exit(141)
         except Exception as e:  # the one handler at the edge
+            from gitml.cli.common import shown
             from gitml.errors import GitmlError
 
             if _TRACEBACK:
                 raise
-            if isinstance(e, GitmlError):
-                click.secho(f"gitml: {e}", fg="red", err=True)
+            if isinstance(e, GitmlError):  # a value in a message cannot drive the terminal
+                click.secho(f"gitml: {shown(e, lines=True)}", fg="red", err=True)
             else:
                 click.secho(
-                    f"gitml: unexpected error, please report it: {type(e).__name__}: {e} (--traceback shows where)",
+                    f"gitml: unexpected error, please report it: {type(e).__name__}: {shown(e, lines=True)} "
+                    "(--traceback shows where)",
                     fg="red",
                     err=True,
                 )

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from gitml.cli.common import emit_json, experiment_option, json_option, open_client
+from gitml.cli.common import echo, emit_json, experiment_option, json_option, open_client, secho
 
 INSTALL_HINT = '{verb} mlflow needs MLflow in this Python: pip install "gitml[mlflow]"'
 
@@ -117,11 +117,11 @@ def _print_summary(summary, source: str) -> None:
     ]
     for name, value in rows:
         if value not in (0, "0.0"):
-            click.echo(f"  {name}: {value}")
+            echo(f"  {name}: {value}")
     if summary.skipped:
-        click.secho(f"skipped {len(summary.skipped)}:", fg="yellow", err=True)
+        secho(f"skipped {len(summary.skipped)}:", fg="yellow", err=True)
         for what, why in summary.skipped:
-            click.secho(f"  {what}: {why}", fg="yellow", err=True)
+            secho(f"  {what}: {why}", fg="yellow", err=True)
 
 
 @click.group("export")
@@ -163,4 +163,4 @@ def export_mlflow_command(ctx, dest, experiments, no_artifacts, no_registry, as_
         f"{summary.runs_present} run(s) already there"
     )
     for what, why in summary.skipped:
-        click.secho(f"  skipped {what}: {why}", fg="yellow", err=True)
+        secho(f"  skipped {what}: {why}", fg="yellow", err=True)

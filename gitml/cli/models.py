@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from gitml.cli.common import repo_path
+from gitml.cli.common import echo, repo_path
 
 _PROGRESS_ROWS = 50_000  # inputs this large show a progress bar (on a terminal)
 
@@ -123,4 +123,4 @@ def models_export(ctx, model_uri, dst, target, model_name, image):
 
     _use_repo(ctx)
     path = export(model_uri, dst, target=target, name=model_name, image=image)
-    click.echo(f"Exported {model_uri} to {path}" + (f" ({target})" if target != "mlflow" else ""))
+    echo(f"Exported {model_uri} to {path}" + (f" ({target})" if target != "mlflow" else ""))

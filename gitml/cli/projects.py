@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from gitml.cli.common import echo, secho
+
 
 def _parameter(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
     out = {}
@@ -73,7 +75,7 @@ def run_command(ctx, uri, entry_point, parameters, version, env_manager, experim
             run_name=run_name,
             env_manager=env_manager,
             synchronous=False,
-            progress=lambda line: click.echo(f"gitml: environment: {line}", err=True),
+            progress=lambda line: echo(f"gitml: environment: {line}", err=True),
         )
         click.echo(
             f"gitml: run {submitted.run_id} started ({submitted.environment.manager} environment"
@@ -84,11 +86,11 @@ def run_command(ctx, uri, entry_point, parameters, version, env_manager, experim
     except KeyboardInterrupt:
         if submitted is not None:
             submitted.cancel()  # (done already when wait() was interrupted; not when the Ctrl-C came before it)
-            click.secho(f"gitml: run {submitted.run_id} stopped (KILLED)", fg="red", err=True)
+            secho(f"gitml: run {submitted.run_id} stopped (KILLED)", fg="red", err=True)
         sys.exit(130)
     if not ok:
         raise ProjectRunFailedError(submitted.run_id, submitted.returncode)
-    click.echo(f"gitml: run {submitted.run_id} FINISHED", err=True)
+    echo(f"gitml: run {submitted.run_id} FINISHED", err=True)
 
 
 @click.group("env")
@@ -105,4 +107,4 @@ def env_lock(path, platforms):
     """Solve conda.yaml into conda-lock.yml beside it (with conda-lock)."""
     from gitml.projects import lock
 
-    click.echo(f"Wrote {lock(path, list(platforms) or None)}")
+    echo(f"Wrote {lock(path, list(platforms) or None)}")

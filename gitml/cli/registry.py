@@ -6,7 +6,7 @@ import time
 
 import click
 
-from gitml.cli.common import emit_json, json_option, open_client, print_table
+from gitml.cli.common import echo, emit_json, json_option, open_client, print_table, secho
 
 
 def _sign_option(f):
@@ -95,7 +95,7 @@ def demote(ctx, name, stage, sign):
     """Empty STAGE of NAME (tag NAME#STAGE!#N)."""
     with open_client(ctx) as c:
         tags = c.registry.unassign(name, stage, sign_tag=sign)
-        click.echo(f"{name}: {stage} emptied (tag {', '.join(tags)})")
+        echo(f"{name}: {stage} emptied (tag {', '.join(tags)})")
 
 
 @registry_group.command("deprecate")
@@ -111,7 +111,7 @@ def deprecate(ctx, name, version, sign):
             if version
             else c.registry.deprecate(name, sign_tag=sign)
         )
-        click.echo(f"{name}{' ' + version if version else ''} deprecated (tag {tag})")
+        echo(f"{name}{' ' + version if version else ''} deprecated (tag {tag})")
 
 
 @registry_group.command("list")
@@ -209,7 +209,7 @@ def show(ctx, name, as_json):
         )
         _say_policy(c.registry)
         for tag, why in state.ignored.items():
-            click.secho(f"ignored {tag}: {why}", fg="yellow", err=True)
+            secho(f"ignored {tag}: {why}", fg="yellow", err=True)
 
 
 @registry_group.command("history")
@@ -262,18 +262,18 @@ def verify(ctx):
     with open_client(ctx) as c:
         problems, checked = verify_registry(c.registry)
         for tag, why in problems:
-            click.secho(f"{tag}: {why}", fg="red")
-        click.echo(f"{checked} registry tag(s) checked under {c.registry.policy.source}, {len(problems)} problem(s)")
+            secho(f"{tag}: {why}", fg="red")
+        echo(f"{checked} registry tag(s) checked under {c.registry.policy.source}, {len(problems)} problem(s)")
         for note in c.registry.policy_notes():
-            click.secho(f"note: {note}", fg="yellow")
+            secho(f"note: {note}", fg="yellow")
         if problems:
             ctx.exit(1)
 
 
 def _say_policy(reg) -> None:
-    click.secho(f"decided under {reg.policy.source}", err=True)
+    secho(f"decided under {reg.policy.source}", err=True)
     for note in reg.policy_notes():
-        click.secho(f"note: {note}", fg="yellow", err=True)
+        secho(f"note: {note}", fg="yellow", err=True)
 
 
 @registry_group.command("policy")
@@ -314,9 +314,9 @@ def policy_(ctx, accept, ref, as_json):
         click.echo(("accepted: " if accept or ref else "deciding: ") + policy.source)
         for key, value in shown.items():
             if key not in ("source", "pending", "notes"):
-                click.echo(f"  {key}: {value}")
+                echo(f"  {key}: {value}")
         for note in reg.policy_notes():
-            click.secho(f"note: {note}", fg="yellow")
+            secho(f"note: {note}", fg="yellow")
 
 
 @registry_group.command("propose")
@@ -369,6 +369,6 @@ def apply(ctx, sign, force):
     with open_client(ctx) as c:
         done = gitops.apply(c, sign_tag=sign, force=force)
         for a in done:
-            click.echo(f"{a.model}: {a.stage} -> {a.version or '(empty)'} ({', '.join(a.tags)})")
+            echo(f"{a.model}: {a.stage} -> {a.version or '(empty)'} ({', '.join(a.tags)})")
         if not done:
             click.echo("Nothing to do: the registry already matches .gitml/stages.yaml.")

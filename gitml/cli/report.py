@@ -6,7 +6,7 @@ import os
 
 import click
 
-from gitml.cli.common import experiment_option, filter_option
+from gitml.cli.common import echo, experiment_option, filter_option
 
 
 @click.command("compare")
@@ -82,7 +82,7 @@ def compare_command(ctx, runs, baseline, filter_string, branches, experiments_, 
     if output:
         with open(output, "w", encoding="utf-8") as f:
             f.write(text)
-        click.echo(f"wrote {output}" + (f" and {len(charts)} chart(s)" if charts else ""), err=True)
+        echo(f"wrote {output}" + (f" and {len(charts)} chart(s)" if charts else ""), err=True)
     else:
         click.echo(text, nl=False)
 

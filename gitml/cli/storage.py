@@ -8,7 +8,7 @@ import time
 
 import click
 
-from gitml.cli.common import emit_json, experiment_option, json_option, open_client, print_table, repo_path
+from gitml.cli.common import echo, emit_json, experiment_option, json_option, open_client, print_table, repo_path, secho
 
 
 @click.command("config")
@@ -48,12 +48,12 @@ def config_(ctx, key, value, committed, list_all, trust_committed, as_json):
         if trust_committed:
             trusted = config.trust_committed(store)
             shown = ", ".join(f"{name} {value!r}" for name, value in trusted.items())
-            click.echo(f"this clone now writes to and deletes from the committed artifact remote ({shown})")
+            echo(f"this clone now writes to and deletes from the committed artifact remote ({shown})")
             return
         if value is not None:  # set without reading the other settings: a bad one stays repairable
             parsed = config.check_value(key, config.parse_text(key, value))
             path = config.set_value(store, key, parsed, committed=committed)
-            click.echo(f"{key}={parsed}  ({os.path.relpath(path)})")
+            echo(f"{key}={parsed}  ({os.path.relpath(path)})")
             return
         settings = config.load(store)
         if as_json:
@@ -61,7 +61,7 @@ def config_(ctx, key, value, committed, list_all, trust_committed, as_json):
             return
         if list_all or key is None:
             for name in sorted(settings):
-                click.echo(f"{name}={settings[name]}")
+                echo(f"{name}={settings[name]}")
             return
         click.echo(settings[key])
 
@@ -120,7 +120,7 @@ def fsck(ctx, no_remote):
         objects = c.artifacts.referenced_objects(broken=broken, sizes=sizes)
         problems = len(broken)
         for ref, why in sorted(broken.items()):
-            click.echo(f"unreadable run {ref.decode()}: {why}")
+            echo(f"unreadable run {ref.decode()}: {why}")
         local_ok = 0
         for sha, (run_id, path) in sorted(objects.items(), key=lambda kv: kv[1]):
             if content.has_local(sha):
@@ -128,7 +128,7 @@ def fsck(ctx, no_remote):
                     local_ok += 1
                 else:
                     problems += 1
-                    click.echo(f"corrupt in cache: run {run_id} {path} {sha}")
+                    echo(f"corrupt in cache: run {run_id} {path} {sha}")
             elif c.artifacts.inline_copy(run_id, path, sha) is not None:
                 local_ok += 1  # a small file: its intact copy is in the run's git tree
         remote_ok = unpushed = 0
@@ -147,14 +147,14 @@ def fsck(ctx, no_remote):
                 bad_on_remote.append(sha)
                 if not here:
                     problems += 1
-                    click.echo(f"{state} on remote (and not here): run {run_id} {path} {sha}")
+                    echo(f"{state} on remote (and not here): run {run_id} {path} {sha}")
                 else:
-                    click.echo(f"{state} on remote (intact here; `gitml push` uploads it): run {run_id} {path} {sha}")
+                    echo(f"{state} on remote (intact here; `gitml push` uploads it): run {run_id} {path} {sha}")
                     problems += 1
             content.forget_remote(bad_on_remote)  # so that the next push looks and uploads again
         where = f"; {remote_ok} intact on the remote" if not no_remote else ""
         later = f"; {unpushed} only here (`gitml push` uploads them)" if unpushed else ""
-        click.echo(f"{len(objects)} objects referenced; {local_ok} intact here{where}{later}; {problems} problem(s)")
+        echo(f"{len(objects)} objects referenced; {local_ok} intact here{where}{later}; {problems} problem(s)")
         if problems:
             sys.exit(1)
 
@@ -212,22 +212,22 @@ def gc(ctx, remote, delete, keep_recent, git_remote, purge, older_than, experime
             ids = [experiment_id(c, e) for e in experiments_] or None
             plan = purge_plan(c, older_than=parse_age(older_than) if older_than else 0, experiment_ids=ids)
             for run_id, why in sorted(plan.kept.items()):
-                click.echo(f"keeping run {run_id}: {why}")
+                echo(f"keeping run {run_id}: {why}")
             if dry_run:
                 for r in plan.runs:
-                    click.echo(f"would purge run {r.run_id} ({r.run_name}), deleted {when(r.deleted_at * 1000)}")
+                    echo(f"would purge run {r.run_id} ({r.run_name}), deleted {when(r.deleted_at * 1000)}")
                 click.echo(
                     f"{len(plan.runs)} run(s) would be purged" + (" here and on the git remote" if remote else "")
                 )
                 return
             done = purge_runs(c, plan, remote=git_remote, all_remotes=remote)
             for r in done.purged:
-                click.echo(f"purged run {r.run_id} ({r.run_name})")
+                echo(f"purged run {r.run_id} ({r.run_name})")
             for run_id, why in sorted(done.kept.items()):
                 if run_id not in plan.kept:
-                    click.secho(f"kept run {run_id}: {why}", fg="yellow", err=True)
+                    secho(f"kept run {run_id}: {why}", fg="yellow", err=True)
             where = f" here and on {done.remote_url}" if done.remote_url else ""
-            click.echo(f"{len(done.purged)} run(s) purged{where}")
+            echo(f"{len(done.purged)} run(s) purged{where}")
         keep = set(c.artifacts.referenced_objects())
         dropped = freed = 0
         grace = time.time() - keep_recent
@@ -239,13 +239,13 @@ def gc(ctx, remote, delete, keep_recent, git_remote, purge, older_than, experime
             content.drop_local(sha)
             dropped += 1
             freed += st.st_size
-        click.echo(f"dropped {dropped} cached object(s), {_size(freed)}")
+        echo(f"dropped {dropped} cached object(s), {_size(freed)}")
         stale = c.drop_stale_temporaries(grace)
         if stale:
-            click.echo(f"removed {stale} half-written file(s) left by killed processes")
+            echo(f"removed {stale} half-written file(s) left by killed processes")
         packed = c.pack_run_refs()
         if packed:
-            click.echo(f"packed {packed} run ref(s)")
+            echo(f"packed {packed} run ref(s)")
         if not remote:
             return
         from gitml import sync
@@ -253,7 +253,7 @@ def gc(ctx, remote, delete, keep_recent, git_remote, purge, older_than, experime
         for _round in range(2 if keep_recent == 0 and delete else 1):  # no grace: what is marked now is due now
             garbage = sync.remote_garbage(c, git_remote=git_remote, keep_recent=keep_recent)
             for sha in sorted(garbage.due):
-                click.echo(f"{'deleting' if delete else 'would delete'} {content.remote_url}/{sha[:2]}/{sha[2:]}")
+                echo(f"{'deleting' if delete else 'would delete'} {content.remote_url}/{sha[:2]}/{sha[2:]}")
                 if delete:
                     content.delete_remote(sha)
             if delete:
@@ -269,7 +269,7 @@ def gc(ctx, remote, delete, keep_recent, git_remote, purge, older_than, experime
             elif garbage.fresh:
                 verb = "would delete" if keep_recent == 0 else "would mark"  # what --delete would do now
                 for sha in garbage.fresh:
-                    click.echo(f"{verb} {content.remote_url}/{sha[:2]}/{sha[2:]}")
+                    echo(f"{verb} {content.remote_url}/{sha[:2]}/{sha[2:]}")
                 click.echo(
                     f"{len(garbage.fresh)} unreferenced remote object(s); `--delete` marks them, "
                     "and a later gc deletes them (two-phase: a push meanwhile keeps what it uses)"

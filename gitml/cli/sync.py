@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from gitml.cli.common import experiment_option, open_client
+from gitml.cli.common import echo, experiment_option, open_client, secho
 
 
 def _progress(verb: str):
@@ -74,10 +74,10 @@ def push(ctx, remote, experiments, runs, all_, force, allow_local_artifacts):
                 err=True,
             )
         for ref, note in sorted(result.notes.items()):
-            click.secho(f"  {ref}: {note}", fg="yellow", err=True)
+            secho(f"  {ref}: {note}", fg="yellow", err=True)
         for line in result.remote_messages:
             if result.refusal is None or line.strip() not in result.refusal:  # the refusal's line names it
-                click.echo(f"remote: {line}", err=True)
+                echo(f"remote: {line}", err=True)
         if result.refusal is not None:
             sent = len(result.pushed)
             click.secho(
@@ -93,9 +93,9 @@ def push(ctx, remote, experiments, runs, all_, force, allow_local_artifacts):
             by_status.setdefault(status, []).append(ref)
         for status, refs in by_status.items():
             for ref in refs[:3]:
-                click.secho(f"  {ref}: {status}", fg="red", err=True)
+                secho(f"  {ref}: {status}", fg="red", err=True)
             if len(refs) > 3:
-                click.secho(f"  ... and {len(refs) - 3} more ref(s): {status}", fg="red", err=True)
+                secho(f"  ... and {len(refs) - 3} more ref(s): {status}", fg="red", err=True)
         if any(status == NON_FAST_FORWARD for status in rejected.values()):
             click.secho(
                 "hint: those runs were written here and in another clone; `gitml fetch --force` takes the "
@@ -129,11 +129,11 @@ def _fetch(ctx, remote, artifacts: bool, force: bool) -> None:
             )
         for ref, why in r.refused.items():  # a remote's name, shown with no control character
             name = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in ref.decode("utf-8", "replace"))
-            click.secho(f"  {name}: refused: {why}", fg="red", err=True)
+            secho(f"  {name}: refused: {why}", fg="red", err=True)
         for message in sorted(outcome.failed.values()):
-            click.secho(f"  {message}", fg="red", err=True)
+            secho(f"  {message}", fg="red", err=True)
         if outcome.failed:
-            click.secho(f"{len(outcome.failed)} artifact object(s) or run(s) could not be had", fg="red", err=True)
+            secho(f"{len(outcome.failed)} artifact object(s) or run(s) could not be had", fg="red", err=True)
         if outcome.failed or r.refused:
             sys.exit(1)
 

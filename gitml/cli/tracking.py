@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from gitml.cli.common import (
+    echo,
     emit_json,
     experiment_id,
     experiment_option,
@@ -15,6 +16,8 @@ from gitml.cli.common import (
     open_client,
     order_option,
     print_table,
+    secho,
+    shown,
 )
 from gitml.runviews import duration, when
 
@@ -45,7 +48,7 @@ def init(ctx, path):
     os.makedirs(gitml_dir, exist_ok=True)
     where = repo.path
     repo.close()
-    click.echo(f"{'Initialized a git repository' if created else 'Using the git repository'} in {where}")
+    echo(f"{'Initialized a git repository' if created else 'Using the git repository'} in {where}")
     click.echo("Runs are stored as refs/gitml/runs/*; see `gitml runs`.")
 
 
@@ -180,7 +183,7 @@ def _each_run(ctx, run_specs, method: str, done: str) -> None:
         for spec in run_specs:
             run_id = c.resolve_run(spec)
             getattr(c, method)(run_id)
-            click.echo(f"{done} run {run_id}")
+            echo(f"{done} run {run_id}")
 
 
 @runs.command("list")
@@ -238,27 +241,27 @@ def show(ctx, run, as_json):
             emit_json({"info": vars(r.info), "source": vars(r.source), **vars(r.data)})
             return
         i, s = r.info, r.source
-        click.echo(click.style(f"run {i.run_id}", fg="yellow") + f"  ({i.run_name})")
+        click.echo(click.style(f"run {i.run_id}", fg="yellow") + f"  ({shown(i.run_name)})")
         from gitml.errors import GitmlError
 
         try:
             experiment = f"{c.get_experiment(i.experiment_id).name} ({i.experiment_id})"
         except GitmlError:
             experiment = i.experiment_id
-        click.echo(f"Experiment: {experiment}")
-        click.echo(f"Status:     {i.status}{'  [deleted]' if i.lifecycle_stage == 'deleted' else ''}")
+        echo(f"Experiment: {experiment}")
+        echo(f"Status:     {i.status}{'  [deleted]' if i.lifecycle_stage == 'deleted' else ''}")
         click.echo(
             f"Started:    {when(i.start_time)}   Ended: {when(i.end_time)}   ({duration(i.start_time, i.end_time)})"
         )
         dirty = " + uncommitted changes" if s.dirty else ""
-        click.echo(f"Source:     {s.commit or '(no commit)'}{dirty}  on {s.branch or '(detached)'}")
-        click.echo(f"Run commit: {s.run_commit}")
+        echo(f"Source:     {s.commit or '(no commit)'}{dirty}  on {s.branch or '(detached)'}")
+        echo(f"Run commit: {s.run_commit}")
         for title, data in (("Params", r.data.params), ("Metrics", r.data.metrics), ("Tags", r.data.tags)):
             if data:
-                click.echo(f"\n{title}:")
+                echo(f"\n{title}:")
                 width = max(len(k) for k in data)
                 for k in sorted(data):
-                    click.echo(f"  {k.ljust(width)}  {fmt(data[k], whole=True)}")
+                    echo(f"  {k.ljust(width)}  {fmt(data[k], whole=True)}")
 
 
 @click.command()
@@ -302,7 +305,7 @@ def diff(ctx, run_a, run_b, code, as_json):
         elif code:
             for line in patch.splitlines():
                 color = "green" if line.startswith("+") else "red" if line.startswith("-") else None
-                click.secho(line, fg=color)
+                secho(line, fg=color)
 
 
 @click.command("log")
@@ -319,7 +322,7 @@ def log_(ctx, run, max_count, as_json):
             return
         for e in entries:
             mark = click.style("run   ", fg="cyan") if e.is_run_commit else "source"
-            click.echo(f"{click.style(e.commit[:10], fg='yellow')} {mark} {when(e.time * 1000)}  {e.summary}")
+            click.echo(f"{click.style(e.commit[:10], fg='yellow')} {mark} {when(e.time * 1000)}  {shown(e.summary)}")
 
 
 def _branch_name(ctx, param, value: str | None) -> str | None:
@@ -348,7 +351,7 @@ def checkout(ctx, run, branch):
         else:
             where = f"branch {branch}" if branch else "a detached HEAD"
         extra = ", with its uncommitted changes in the work tree" if r.source.dirty else ""
-        click.echo(f"Checked out the code of run {r.info.run_id[:8]} ({r.info.run_name}) on {where}{extra}.")
+        echo(f"Checked out the code of run {r.info.run_id[:8]} ({r.info.run_name}) on {where}{extra}.")
 
 
 @click.command()
@@ -360,4 +363,4 @@ def recover(ctx):
         if not recovered:
             click.echo("Nothing to recover.")
         for run_id in recovered:
-            click.echo(f"recovered run {run_id} (marked KILLED)")
+            echo(f"recovered run {run_id} (marked KILLED)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from gitml.cli.common import repo_path
+from gitml.cli.common import echo, repo_path, secho
 
 
 @click.command()
@@ -33,9 +33,9 @@ def ui(ctx, host, port, open_browser, allow_hosts):
     open_store(repo).close()  # a UI reads: it must not create a store
 
     if host not in LOOPBACK and not host.startswith("127."):
-        click.secho(f"gitml ui: listening on {host}: anyone who can reach it can read every run", fg="yellow", err=True)
+        secho(f"gitml ui: listening on {host}: anyone who can reach it can read every run", fg="yellow", err=True)
 
     def ready(url: str) -> None:
-        click.echo(f"gitml ui serving {url} (Ctrl-C stops it)", err=True)
+        echo(f"gitml ui serving {url} (Ctrl-C stops it)", err=True)
 
     serve(repo, host=host, port=port, allow_hosts=allow_hosts, open_browser=open_browser, ready=ready)

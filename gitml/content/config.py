@@ -349,11 +349,25 @@ def _write(path: str, key: str, value) -> None:
 
 
 def check_no_credentials(key: str, value) -> None:
-    if isinstance(value, str) and _URL_CREDENTIALS.match(value):
-        raise InvalidInputError(f"{key} holds credentials; keep them out of committed files (use the environment)")
-    if isinstance(value, dict):
-        for option in value:
+    """Refuse a value for the committed file that carries credentials: a URL's user and
+    password or a secret-named query parameter (``?sig=``, ``?access_token=``), or a
+    secret-named option at any depth of the storage options (``client_kwargs``' too)."""
+    if isinstance(value, str):
+        if _URL_CREDENTIALS.match(value):
+            raise InvalidInputError(f"{key} holds credentials; keep them out of committed files (use the environment)")
+        for name in re.findall(r"[?&;]([^=&;#]+)=", value.split("#", 1)[0]):
+            if _SECRET_KEY.search(name) or name.lower() in ("sig", "signature"):
+                raise InvalidInputError(
+                    f"{key} holds the query parameter {name!r}; credentials never go in the committed file "
+                    "(use the environment)"
+                )
+    elif isinstance(value, dict):
+        for option, inner in value.items():
             if _SECRET_KEY.search(str(option)):
                 raise InvalidInputError(
                     f"{key} holds {option!r}; credentials never go in the committed file (use the environment)"
                 )
+            check_no_credentials(key, inner)
+    elif isinstance(value, list):
+        for inner in value:
+            check_no_credentials(key, inner)

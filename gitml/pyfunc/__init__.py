@@ -184,7 +184,11 @@ def through_mlflow(folder: str, meta: Model, model_config: dict | None, refusal:
     (a run's model: every file against the manifest), so MLflow reads exactly the files recorded."""
     import importlib.util
 
-    name = str(meta.flavors.get(PYFUNC, {}).get("loader_module"))
+    conf = meta.flavors.get(PYFUNC, {})
+    name = str(conf.get("loader_module"))
+    for key in ("code", "data", "model_path"):  # MLflow's loader takes them as they are: a path out
+        if conf.get(key):  # of the folder (``code: ../../site``) would reach sys.path or a pickle elsewhere
+            inside(folder, conf[key], f"{key} path", exists=False)
     if not name.startswith("mlflow.") or importlib.util.find_spec("mlflow") is None:
         raise refusal
     import mlflow.pyfunc

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gitml.errors import GitmlError
+from gitml.errors import GitmlError, InvalidInputError
 from gitml.registry.state import Registry
-from gitml.registry.tags import Action
+from gitml.registry.tags import Action, model_slug
 
 
 def verify_registry(reg: Registry) -> tuple[list[tuple[str, str]], int]:
@@ -63,7 +63,13 @@ def verify_registry(reg: Registry) -> tuple[list[tuple[str, str]], int]:
 def _check_registration(reg: Registry, event, problems: list[tuple[str, str]]) -> None:
     tag = event.tag
     info = event.info
-    if info.get("version") not in (None, tag.version) or info.get("model") not in (None, tag.model):
+    named = info.get("model")
+    if named is not None:  # a name MLflow allows is carried encoded in the tag's name (model_slug)
+        try:
+            named = model_slug(str(named))
+        except InvalidInputError:
+            pass
+    if info.get("version") not in (None, tag.version) or named not in (None, tag.model):
         problems.append(
             (tag.name, f"its message names {info.get('model')} {info.get('version')}, not {tag.model} {tag.version}")
         )

@@ -38,7 +38,7 @@ from gitml.registry.gates import GateDataset, StageGates, parse_datasets, parse_
 from gitml.registry.signing import TrustRoots, normalize_fingerprint
 from gitml.registry.tags import Action, RegistryTag, check_model_name, check_stage, check_version
 from gitml.store import yamlout
-from gitml.store.git import TREE_MODE, GitStore
+from gitml.store.git import GitStore
 from gitml.yamlread import load_yaml
 
 POLICY_PATH = ".gitml/registry.yaml"
@@ -103,7 +103,7 @@ def read_committed(store: GitStore, commit: bytes | None, path: str) -> bytes | 
     if commit is None:
         return None
     entry = store.lookup(store.commit(commit).tree, path)
-    if entry is None or entry[0] == TREE_MODE:
+    if entry is None or entry[0] not in (0o100644, 0o100755):  # a folder, a symbolic link, a submodule: no file
         return None
     return store.blob(entry[1])
 

@@ -7,16 +7,13 @@ API are thin layers over it.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import operator
 import os
-import random
 import sqlite3
 import time
 import uuid
 import weakref
-from collections.abc import Set as AbstractSet
 from typing import cast
 
 from dulwich.objects import Tree
@@ -32,14 +29,10 @@ from gitml.errors import (
 )
 from gitml.names import (
     DEFAULT_EXPERIMENT_ID,
-    MAX_PARAM_VALUE_LENGTH,
-    MAX_TAG_VALUE_LENGTH,
     RUN_REF_NAMES,
     RUNS_PREFIX,
     check_key,
-    check_mapping,
     check_run_id,
-    check_text,
     is_run_ref,
     run_ref,
     run_ref_parts,
@@ -49,24 +42,17 @@ from gitml.store.urls import redact_url
 from gitml.store.worktree import Snapshot, is_tracked, snapshot
 from gitml.tracking import index as run_index
 from gitml.tracking import journal as jr
-from gitml.tracking.columns import ATTRIBUTES, SECTIONS, RunTable
+from gitml.tracking import recovery
+from gitml.tracking.checks import check_params, check_run_name, check_tags, random_run_name
+from gitml.tracking.columns import RunTable
 from gitml.tracking.committer import Committer, wait_for_repository
-from gitml.tracking.entities import (
-    LifecycleStage,
-    Metric,
-    Run,
-    RunData,
-    RunInfo,
-    RunInputs,
-    RunSource,
-    RunStatus,
-    input_records,
-)
+from gitml.tracking.entities import LifecycleStage, Metric, Run, RunStatus
 from gitml.tracking.experiments import ExperimentRegistry
-from gitml.tracking.group import RunGroup, is_group_journal
+from gitml.tracking.group import RunGroup
 from gitml.tracking.index import RunIndex
-from gitml.tracking.record import RunRecord
-from gitml.tracking.writer import RunWriter, journal_trailers
+from gitml.tracking.record import RunRecord, check_field_text
+from gitml.tracking.rows import row_of, run_of, run_of_row
+from gitml.tracking.writer import RunWriter
 
 log = logging.getLogger("gitml")
 _WARNED_UNTRACKED: set[str] = set()
@@ -74,70 +60,14 @@ _TRACKERS: weakref.WeakSet[Tracker] = weakref.WeakSet()  # every open Tracker of
 
 DEFAULT_FLUSH_INTERVAL = 5.0
 JOURNAL_ROTATE_BYTES = 64 << 20  # a long-lived process starts a new journal past this
-SEARCHES_KEPT = 16  # searches of one table remembered (its matches, its DataFrame): a repeated one is free
 GROUPS_KEPT = 16  # group journals (runs written to, not owned) a Tracker keeps open
 PACK_REFS_AFTER = 1024  # loose run refs before the committer packs them (a search looks at each loose one)
 FRESH_RUNS_SEGMENT = 1024  # runs a process makes before it writes their columns into the search index's snapshot
 PACK_CHECK_EVERY = 256  # runs ended in a process between its counts of the loose run refs (and at its first)
-RESERVED_TAG_PREFIX = "gitml."
-URL_TAGS = frozenset(
-    {"mlflow.source.git.repoURL", "mlflow.gitRepoURL", "mlflow.source.name"}
-)  # recorded without credentials
-_ADJECTIVES = (
-    "amber bold brisk calm clever crisp eager fancy gentle glad keen lucid merry nimble quiet rapid shy sunny swift"
-    " tidy vivid warm wise witty"
-).split()
-_NOUNS = (
-    "ant bass bat bear cod crab crow deer dove eel finch fox goat hare hawk lark lynx mole moth newt owl seal swan toad"
-    " wolf wren"
-).split()
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def system_tags(meta: dict) -> dict[str, str]:
-    """The MLflow system tags a run presents, derived from its meta."""
-    tags = {"mlflow.runName": str(meta.get("run_name", "")), "mlflow.user": str(meta.get("user_id", ""))}
-    source = meta.get("source") or {}
-    if source.get("commit"):
-        tags["mlflow.source.git.commit"] = source["commit"]
-    if source.get("branch"):
-        tags["mlflow.source.git.branch"] = source["branch"]
-    if source.get("name"):
-        tags["mlflow.source.name"] = source["name"]
-        tags["mlflow.source.type"] = source.get("type", "LOCAL")
-    if source.get("dirty") is not None:
-        tags["gitml.source.dirty"] = str(bool(source["dirty"])).lower()
-    if meta.get("parent_run_id"):
-        tags["mlflow.parentRunId"] = meta["parent_run_id"]
-    if meta.get("entry_point"):
-        tags["mlflow.project.entryPoint"] = meta["entry_point"]
-    return tags
-
-
-def _truncated(value: object, what: str, limit: int) -> object:
-    """A string value cut to ``limit`` characters with a warning, as MLflow treats long
-    param and tag values; ``GITML_TRUNCATE_LONG_VALUES=false`` refuses them instead."""
-    if isinstance(value, (int, float)):
-        return value
-    try:
-        text = value if isinstance(value, str) else str(value)
-    except Exception:  # the validator names the unprintable value
-        return value
-    if len(text) <= limit or os.environ.get("GITML_TRUNCATE_LONG_VALUES", "true").lower() in ("false", "0", "no"):
-        return value
-    log.warning("gitml: %s %r... (%d characters) is truncated to %d characters", what, text[:40], len(text), limit)
-    return text[:limit]
-
-
-def check_run_name(name: object) -> str:
-    """A run name: one line, up to 8,000 characters (the ``mlflow.runName`` tag's limit;
-    MLflow sets no limit of its own on the name)."""
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInputError("run name must be a non-empty string")
-    return check_text(name, "run name", MAX_TAG_VALUE_LENGTH, single_line=True)
 
 
 def _source_name() -> str:
@@ -178,83 +108,6 @@ def _entry_script(store: GitStore) -> tuple[str, bool] | None:
         return None
     rel = os.path.relpath(path, root).replace(os.sep, "/")
     return rel, is_tracked(store, rel)
-
-
-def row_of(record: RunRecord) -> dict:
-    """The search row of a run record (what filters and the DataFrame see); under ``"run"``,
-    what else a :class:`Run` holds (metric steps and times, source, inputs), so that
-    :meth:`Tracker.runs_at` builds Runs from the index without reading the records."""
-    meta = record.meta
-    source = meta.get("source")
-    if not isinstance(source, dict):
-        source = {}
-    return {
-        "run_id": meta["run_id"],
-        "experiment_id": str(meta.get("experiment_id", "")),
-        "run_name": str(meta.get("run_name", "")),
-        "status": meta.get("status", RunStatus.RUNNING),
-        "start_time": meta.get("start_time"),
-        "end_time": meta.get("end_time"),
-        "user_id": str(meta.get("user_id", "")),
-        "lifecycle_stage": meta.get("lifecycle_stage", LifecycleStage.ACTIVE),
-        "artifact_uri": str(meta.get("artifact_uri", "")),
-        "metrics": {k: v[2] for k, v in record.latest.items()},
-        "params": dict(record.params),
-        "tags": {**system_tags(meta), **record.tags},
-        "datasets": [
-            {"name": i.get("name"), "digest": i.get("digest"), "context": i.get("context")}
-            for i in input_records(meta.get("inputs"))
-        ],
-        "run": {
-            "latest": {k: [s, t] for k, (s, t, _) in record.latest.items()},
-            "source": [_text(source.get("commit")), _text(source.get("branch")), bool(source.get("dirty"))],
-            "inputs": bool(meta.get("inputs")),  # a Run's inputs are read from the record
-        },
-    }
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def run_of(record: RunRecord, commit: bytes | None) -> Run:
-    """The API's Run object for a record (read at ``commit``, None if not yet committed)."""
-    return _run(row_of(record), commit, record.meta.get("inputs"))
-
-
-def run_of_row(row: dict, commit: bytes) -> Run | None:
-    """The Run of a search row made by :func:`row_of`; None when the row lacks part of it
-    (the run has dataset inputs, or an older gitml made the row): read the record then."""
-    extra = row.get("run")
-    if extra is None or extra["inputs"]:
-        return None
-    return _run(row, commit, None)
-
-
-def _run(row: dict, commit: bytes | None, inputs) -> Run:
-    commit_id, branch, dirty = row["run"]["source"]
-    metrics = row["metrics"]
-    return Run(
-        info=RunInfo(
-            run_id=row["run_id"],
-            experiment_id=row["experiment_id"],
-            run_name=row["run_name"],
-            user_id=row["user_id"],
-            status=row["status"],
-            start_time=row["start_time"],
-            end_time=row["end_time"],
-            lifecycle_stage=row["lifecycle_stage"],
-            artifact_uri=row["artifact_uri"],
-        ),
-        data=RunData(  # copies: the row may be the index's
-            metrics=dict(metrics),
-            params=dict(row["params"]),
-            tags=dict(row["tags"]),
-            latest_metrics={k: Metric(k, metrics[k], t, s) for k, (s, t) in row["run"]["latest"].items()},
-        ),
-        source=RunSource(commit_id, branch, dirty, commit.decode() if commit else None),
-        inputs=RunInputs.from_records(inputs),
-    )
 
 
 class Tracker:
@@ -345,13 +198,15 @@ class Tracker:
         source: Snapshot | None = None,
         source_name: str | None = None,
         source_type: str | None = None,
+        user_id: str | None = None,
     ) -> RunWriter:
         """Create a run (status RUNNING) and return its open writer.
 
         The run's first commit is made at the writer's first flush (the
         journal holds it until then), so a short run costs one commit.
         ``source``: the code the run records (default: this work tree as it is
-        now); ``source_name`` / ``source_type`` replace the script and ``LOCAL``.
+        now); ``source_name`` / ``source_type`` replace the script and ``LOCAL``;
+        ``user_id`` the user (default: this process's, see ``user_name``).
         """
         experiment = self.experiments.get(experiment_id)
         if experiment.lifecycle_stage == LifecycleStage.DELETED:
@@ -367,7 +222,7 @@ class Tracker:
             "run_name": run_name,
             "experiment_id": experiment_id,
             "status": RunStatus.RUNNING,
-            "user_id": user_name(),
+            "user_id": check_field_text(user_id, "user_id") if user_id else user_name(),
             "start_time": start_time if start_time is not None else _now_ms(),
             "end_time": None,
             "lifecycle_stage": LifecycleStage.ACTIVE,
@@ -520,38 +375,9 @@ class Tracker:
     def _on_commit(self, ref: bytes, commit: bytes, record: RunRecord) -> None:
         self.index.put(ref, commit, row_of(record))
 
-    @staticmethod
-    def check_params(params: dict) -> dict[str, str]:
-        """Params as strings; a value over 6,000 characters is cut there, with a warning (as MLflow)."""
-        check_mapping(params, "params")
-        return {
-            check_key(k, "param"): check_text(
-                _truncated(v, f"param {k!r} value", MAX_PARAM_VALUE_LENGTH),
-                f"param {k!r} value",
-                MAX_PARAM_VALUE_LENGTH,
-            )
-            for k, v in params.items()
-        }
-
-    @staticmethod
-    def check_tags(tags: dict, *, allow_reserved: bool = False) -> dict[str, str]:
-        check_mapping(tags, "tags")
-        out = {}
-        for key, value in tags.items():
-            check_key(key, "tag")
-            if key.startswith(RESERVED_TAG_PREFIX) and not allow_reserved:
-                raise InvalidInputError(f"tag key {key!r} is reserved for gitml")
-            value = _truncated(value, f"tag {key!r} value", MAX_TAG_VALUE_LENGTH)
-            out[key] = check_text(value, f"tag {key!r} value", MAX_TAG_VALUE_LENGTH)
-            if (
-                key in URL_TAGS
-            ):  # pushed to every teammate: never a credential (MLflow writes the remote's URL as git has it)
-                out[key] = redact_url(out[key])
-        return out
-
-    @staticmethod
-    def _random_name() -> str:
-        return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}-{random.randint(1, 999)}"
+    check_params = staticmethod(check_params)
+    check_tags = staticmethod(check_tags)
+    _random_name = staticmethod(random_run_name)
 
     # -- runs: reading ---------------------------------------------------
     def run_refs(self, experiment_ids: list[str] | None = None) -> dict[bytes, bytes]:
@@ -767,179 +593,12 @@ class Tracker:
             raise RunNotFoundError(spec)
         raise AmbiguousRunError(spec, matches)
 
-    # -- crash recovery --------------------------------------------------
+    # -- crash recovery (gitml.tracking.recovery) --------------------------
     def recover(self) -> list[str]:
         """Commit what dead processes' journals hold; mark their running runs KILLED.
 
         Returns the ids of the runs that changed.
         """
-        try:
-            names = sorted(n for n in os.listdir(self.journal_dir) if n.endswith(".log"))
-        except FileNotFoundError:
-            return []
-        recovered, dead = [], []
-        live_runs: set[str] = set()
-        for name in names:
-            path = os.path.join(self.journal_dir, name)
-            fd = jr.try_lock(path)
-            if fd is None:  # its process is alive: note the runs it writes
-                live_runs |= jr.registered_runs(path)
-            else:
-                dead.append((name, path, fd))
-        for name, path, fd in dead:
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-                changed, failed = self._replay_journal(name, data, live_runs)
-                recovered += changed
-                if failed:  # deleted only once every run it holds is committed: the next command tries again
-                    log.warning(
-                        "gitml: journal %s is kept: %d run(s) could not be committed (%s)",
-                        name,
-                        len(failed),
-                        "; ".join(f"{r}: {e}" for r, e in failed[:3]),
-                    )
-                else:
-                    os.unlink(path)
-            except CorruptRecordError as e:
-                log.warning("gitml: cannot recover %s: %s", name, e)
-            finally:
-                os.close(fd)
-        return recovered
-
-    def _replay_journal(
-        self, name: str, data: bytes, live_runs: AbstractSet[str] = frozenset()
-    ) -> tuple[list[str], list[tuple[str, Exception]]]:
-        """Commit what the journal ``name`` holds past each run's committed offset:
-        ``(runs changed, [(run, error)] of those that could not be committed)``."""
-        if not data:
-            return [], []
-        runs, entries = jr.replay(data, name)
-        by_slot: dict[int, list[tuple[int, tuple]]] = {}
-        for entry_slot, end, entry in entries:
-            by_slot.setdefault(entry_slot, []).append((end, entry))
-        changed: list[str] = []
-        failed: list[tuple[str, Exception]] = []
-        for slot, (experiment_id, run_id) in runs.items():
-            try:
-                if self._replay_run(name, len(data), experiment_id, run_id, by_slot.get(slot, []), live_runs):
-                    changed.append(run_id)
-            except (GitmlError, OSError) as e:
-                failed.append((run_id, e))
-        return changed, failed
-
-    def _replay_run(
-        self,
-        name: str,
-        size: int,
-        experiment_id: str,
-        run_id: str,
-        entries: list[tuple[int, tuple]],
-        live_runs: AbstractSet[str],
-    ) -> bool:
-        """Commit one run's journaled lines that its ref's commit lacks; True if it changed."""
-        ref = run_ref(experiment_id, run_id)
-        commit = self.store.ref(ref)
-        offset = journal_trailers(self.store.commit(commit).message).get(name, 0) if commit else 0
-        writer = self._writer(ref, run_id, experiment_id, journaled=False)
-        for end, entry in entries:
-            if end > offset:
-                writer.apply(entry)
-        if commit is None and writer._create is None:
-            # its creation is in no journal and no ref holds it: the run was deleted for good
-            log.warning("gitml: journal %s names run %s, which does not exist", name, run_id)
-            return False
-        status = writer._meta.get("status", writer.record().meta.get("status"))
-        if status == RunStatus.RUNNING and run_id not in live_runs and not is_group_journal(name):
-            # not while another live process may own it; nor for a process that wrote to it, not owning it
-            writer._meta.update(status=RunStatus.KILLED, end_time=writer._meta.get("end_time") or _now_ms())
-        if not writer.pending():
-            return False
-        writer.flush(journal_name=name, journal_offset=size)
-        return True
-
-
-def search_key(experiment_ids, filter_string, view, max_results, order_by) -> tuple:
-    """What a search's result depends on besides the table it searched."""
-    return (
-        tuple(experiment_ids) if experiment_ids is not None else None,
-        filter_string,
-        view,
-        max_results,
-        tuple(order_by or ()),
-    )
-
-
-def search_table(
-    tracker: Tracker,
-    experiment_ids: list[str] | None,
-    filter_string: str | None = None,
-    *,
-    view: int = 1,
-    max_results: int | None = None,
-    order_by: list[str] | None = None,
-    deadline: float | None = None,
-) -> tuple[RunTable, list[int]]:
-    """The runs matching a filter, ordered, at most ``max_results``: a table of the runs
-    and the positions of the matches in it, in order. Call inside ``tracker.index.reading()``.
-    ``deadline``: a ``time.monotonic()`` value past which filtering stops (TimeBudgetError)."""
-    if max_results is not None and max_results < 0:
-        raise InvalidInputError(f"max_results must be >= 0, not {max_results}")
-    from gitml.tracking.entities import ViewType
-    from gitml.tracking.filter import compile_filter, filter_mask, parse_order_by, sort_rows
-
-    predicate = compile_filter(filter_string)
-    order = parse_order_by(order_by)
-    table, errors = tracker.table(experiment_ids)
-    for error in errors:
-        log.warning("gitml: skipping unreadable run: %s", error)
-    key = search_key(experiment_ids, filter_string, view, max_results, order_by)
-    memo = tracker.searches.get(key)
-    if memo is not None and memo[0] is table:  # the same table: no run ref changed since
-        return table, list(memo[1])
-    stages = table.column("attributes", "lifecycle_stage")
-    shown = {stage for stage in set(stages) if ViewType.matches(view, stage)}
-    mask = map(operator.and_, filter_mask(predicate, table, deadline), map(shown.__contains__, stages))
-    matched = list(itertools.compress(range(len(table)), mask))
-    matched = sort_rows(matched, order, getter=lambda section, key: _run_getter(table, section, key), limit=max_results)
-    matched = matched[:max_results] if max_results is not None else matched
-    if len(tracker.searches) >= SEARCHES_KEPT or any(t is not table for t, _, _ in tracker.searches.values()):
-        tracker.searches.clear()  # the memos of an older table go with it
-    tracker.searches[key] = (table, tuple(matched), None)
-    return table, matched
-
-
-def _run_getter(table: RunTable, section: str, key: str):
-    """``table.getter``, but a run's id read from its ref (a run ref ends in it, and a record
-    whose id differs from its ref's does not load) while the column is not decoded: the
-    tie-breaker of the default order needed 100,000 ids decoded for a page of 20."""
-    if (section, key) == ("attributes", "run_id") and not table.has_column(section, key):
-        refs = table.refs
-        return lambda i: refs[i][-32:].decode()
-    return table.getter(section, key)
-
-
-def search_rows(
-    tracker: Tracker,
-    experiment_ids: list[str] | None,
-    filter_string: str | None = None,
-    *,
-    view: int = 1,
-    max_results: int | None = None,
-    order_by: list[str] | None = None,
-) -> list[dict]:
-    """Rows of the runs matching a filter, ordered, at most ``max_results``. A page of few
-    runs (``gitml runs -n 20``) takes their rows from the index's row table, not a
-    column of every field for every run (0.5 s at 100,000 runs)."""
-    with tracker.index.reading():
-        table, matched = search_table(
-            tracker, experiment_ids, filter_string, view=view, max_results=max_results, order_by=order_by
+        return recovery.recover(
+            self.store, self.journal_dir, lambda ref, run, exp: self._writer(ref, run, exp, journaled=False)
         )
-        if len(matched) * 8 > len(table):
-            return [table.row(i) for i in matched]
-        found = tracker.index.rows_at({table.refs[i]: table.commits[i] for i in matched}, tracker._load_row)
-        fields = (*ATTRIBUTES, *SECTIONS, "datasets")
-        return [
-            {f: row.get(f) for f in fields} if (row := found.get(table.refs[i])) is not None else table.row(i)
-            for i in matched
-        ]

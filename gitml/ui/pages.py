@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import TYPE_CHECKING
 
 from gitml.errors import GitmlError, InvalidInputError
@@ -28,11 +29,26 @@ class Renderer:
             loader=jinja2.FileSystemLoader(os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
+            finalize=visible,
         )
         self.env.filters.update(when=when, duration=duration, value=value_text, size=size_text)
 
     def __call__(self, name: str, **context) -> str:
         return self.env.get_template(name).render(**context)
+
+
+_HIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(value):
+    """Every value a page shows (Jinja's ``finalize``): control characters and the
+    bidirectional overrides that make text read other than it is (a tagger ``Mal\u202eyrol``)
+    written as their escapes, as the CLI shows them; markup gitml made is left alone."""
+    import markupsafe
+
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup) and _HIDDEN.search(value):
+        return _HIDDEN.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), value)
+    return value
 
 
 def value_text(value) -> str:

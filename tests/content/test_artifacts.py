@@ -273,6 +273,32 @@ def test_committed_config_refuses_credentials(repo):
     assert shown.output.strip() == "/tmp/elsewhere"  # the clone's setting wins over the committed one
 
 
+@pytest.mark.parametrize(
+    "key, value, named",
+    [
+        ("artifacts.storage_options", '{"client_kwargs": {"aws_secret_access_key": "s"}}', "aws_secret_access_key"),
+        ("artifacts.storage_options", '{"config_kwargs": [{"token": "t"}]}', "token"),
+        ("artifacts.remote", "az://box/x?sv=2024-01-01&sig=AbC%3D", "sig"),
+        ("artifacts.remote", "https://host/store?access_token=t", "access_token"),
+    ],
+)
+def test_committed_config_refuses_credentials_at_any_depth(repo, key, value, named):
+    """README: credentials never go in the committed file: not in nested storage options
+    (client_kwargs), nor in a URL's query (an Azure SAS signature, a token)."""
+    from click.testing import CliRunner
+
+    from gitml.cli.main import cli
+
+    bad = CliRunner().invoke(cli, ["-C", str(repo), "config", "--committed", key, value])
+    assert bad.exit_code == 1 and named in bad.output and "credentials" in bad.output, bad.output
+    assert not (repo / ".gitml" / "config.yaml").exists()
+    fine = '{"client_kwargs": {"region_name": "eu-west-1"}, "endpoint_url": "https://s3.example/?x=1"}'
+    assert (
+        CliRunner().invoke(cli, ["-C", str(repo), "config", "--committed", "artifacts.storage_options", fine]).exit_code
+        == 0
+    )
+
+
 def test_relative_artifact_folder_is_read_from_the_top_of_the_work_tree(repo, monkeypatch):
     from gitml.content import config
     from gitml.store.git import open_store

@@ -192,3 +192,20 @@ def test_exporting_a_teammates_registered_model_for_mlserver_never_unpickles_it(
     assert [i["name"] for i in settings["inputs"]] == ["a", "b"]
     assert settings["outputs"] and (out / "model.sha256").read_text().count("\n") >= 3
     assert not marker.exists()  # nothing was unpickled
+
+
+@pytest.mark.parametrize("key, value", [("code", "../../site"), ("data", "/etc"), ("model_path", "../x.pkl")])
+def test_a_loader_gitml_leaves_to_mlflow_gets_no_path_out_of_the_folder(repo, origin, tmp_path, key, value):
+    """A model for an ``mlflow.*`` loader gitml does not have goes to MLflow's own loader, which
+    takes MLmodel's paths as they are (``code`` goes on sys.path): gitml refuses first."""
+    mate = _teammate(origin, tmp_path)
+    folder = mate / "models" / "other"
+    _save_python_model(folder, tmp_path / "unused-marker")
+    text = (folder / "MLmodel").read_text().replace("loader_module: gitml.pyfunc.model", "loader_module: mlflow.other")
+    (folder / "MLmodel").write_text(text.replace("python_function:\n", f"python_function:\n    {key}: {value}\n", 1))
+    git(mate, "add", "models")
+    git(mate, "commit", "-qm", "a loader gitml has not")
+    git(mate, "push", "-q", "origin", "main")
+    git(repo, "pull", "-q", "origin", "main")
+    with pytest.raises(InvalidInputError, match=f"{key} path '{value}'"):
+        gitml.pyfunc.load_model(repo / "models" / "other")

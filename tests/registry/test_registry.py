@@ -441,3 +441,15 @@ def test_tag_refs_of_one_model_leave_out_models_whose_names_start_alike(reg_clie
     assert [t.name for t in reg.tag_refs("churn/eu")] == ["churn/eu@v1.0.0"]
     assert reg.register("churn", r2).version == "v2.0.0"  # churn2's run is free to be churn's too
     assert len(reg.tag_refs()) == 5
+
+
+def test_verify_reads_a_model_name_carried_encoded_in_its_tags(reg_client, repo):
+    """``Model 1``'s tags are ``Model-1-<hash>@v1.0.0``; their messages name ``Model 1``: one model."""
+    from click.testing import CliRunner
+
+    from gitml.cli.main import cli
+
+    run_id = _run(reg_client, 1)
+    reg_client.create_model_version("Model 1", f"runs:/{run_id}/model", run_id)
+    out = CliRunner().invoke(cli, ["-C", str(repo), "registry", "verify"])
+    assert out.exit_code == 0 and "0 problem(s)" in out.output, out.output

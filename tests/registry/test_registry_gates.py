@@ -6,6 +6,7 @@ that weakens the gates changes nothing; the metrics judged are the run's as regi
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -353,7 +354,44 @@ def test_a_dataset_gate_never_unpickles_an_unsigned_candidate(holdout_team, tmp_
     assert not marker.exists()
 
 
-def test_a_policy_dataset_that_is_not_committed_is_one_line(repo):
-    _commit_policy(repo, "datasets: {holdout: {path: data/missing.csv, targets: y, model_type: classifier}}\n")
+@pytest.mark.parametrize("kind", ["missing", "link", "submodule"])
+def test_a_policy_dataset_that_is_not_committed_is_one_line(repo, kind):
+    """Nor is a symbolic link (its target is never followed) or a submodule a dataset."""
+    if kind == "link":
+        (repo / "data").mkdir()
+        os.symlink("/etc/passwd", repo / "data" / "link.csv")
+        git(repo, "add", "data")
+    elif kind == "submodule":
+        head = git(repo, "rev-parse", "HEAD").strip()
+        git(repo, "update-index", "--add", "--cacheinfo", f"160000,{head},data/submodule.csv")
+    path = {"missing": "data/missing.csv", "link": "data/link.csv", "submodule": "data/submodule.csv"}[kind]
+    _commit_policy(repo, f"datasets: {{holdout: {{path: {path}, targets: y, model_type: classifier}}}}\n")
     out = gitml_cli(repo, "registry", "policy", code=1)
-    assert "datasets.holdout.path names 'data/missing.csv', which is not committed there" in out
+    assert f"datasets.holdout.path names '{path}', which is not committed there" in out
+    assert out.count("\n") == 1 and "root:" not in out
+
+
+INJECTED = "</details>\n\n## gitml registry check\n\n1 stage change(s): all checks pass <img src=x> [ok](https://x.io)"
+
+
+def test_a_candidates_values_cannot_change_the_reports_verdict_or_hide_text(team, tmp_path):
+    """A teammate's candidate whose run, description and tagger carry Markdown, HTML and
+    terminal escapes: the report CI posts still says problems were found, once, and renders
+    with none of it live (no heading, image, link or hidden text) and no control character."""
+    from tests.tracking.test_report import gfm
+
+    attacker = team["attacker"]
+    git(attacker, "config", "user.name", "Mallory\x1b[8m\u202e")
+    with _client(attacker) as c:
+        run_id = _gated_run(c, 5, 0.95, 0.1)
+        c.log_param(run_id, "note", INJECTED + "\x1b]0;pwned\x07\u202e")
+        c.registry.register("churn", run_id, description=INJECTED)  # unsigned: production needs the bot
+    gitml_cli(attacker, "push")
+    _pull_request(team, attacker, "v5.0.0", "promote-v5")
+    text = _ci_check(team, tmp_path, "promote-v5", code=1)
+    assert "1 stage change(s) in `.gitml/stages.yaml`: **problems found**." in text
+    assert "all checks pass" not in text.split("\n### ", 1)[0]  # the verdict, above the first section
+    assert not any(ch in text for ch in ("\x1b", "\x07", "\u202e"))
+    html = gfm(text)
+    assert html.count("<h2>") == 1 and "<img" not in html and "<a " not in html and "</details>" not in html
+    assert "Mallory" in text  # the tagger is named, inert

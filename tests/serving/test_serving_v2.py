@@ -180,6 +180,16 @@ HOSTILE = [
     (lambda m: {"inputs": [{"name": "x", "shape": [1], "datatype": "FP64"}]}, 400, "has no data"),
     (lambda m: {"inputs": [{"name": "x", "shape": [100000, 100000], "datatype": "FP64", "data": [1.0]}]}, 413, "limit"),
     (
+        lambda m: b'{"inputs": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+        400,
+        "not valid JSON",
+    ),  # nested past any parser
+    (
+        lambda m: {"inputs": [{"name": "x", "shape": [2**62, 2**62, 2**62], "datatype": "FP64", "data": [1.0]}]},
+        413,
+        "limit",
+    ),
+    (
         lambda m: {"inputs": [{"name": "x", "shape": [2], "datatype": "FP64", "data": [[[[[[[[[[1.0]]]]]]]]]]}]},
         400,
         "nested",

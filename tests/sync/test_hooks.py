@@ -302,3 +302,17 @@ def test_a_failed_run_push_is_reported_and_never_blocks_the_git_push(repo, tmp_p
     assert run.info.run_id not in git(origin, "for-each-ref", "refs/gitml/runs")
     assert "gitml: artifact remote http://127.0.0.1:9/store" in done.stderr  # nothing answers there
     assert "gitml: runs were not pushed to origin (see above); run 'gitml push origin' later" in done.stderr
+
+
+def test_a_foreign_hook_with_its_chained_name_taken_is_one_line_and_left_alone(repo):
+    hooks = repo / ".git" / "hooks"
+    (hooks / "pre-push").write_text("#!/bin/sh\nexit 0\n")
+    (hooks / "pre-push.pre-gitml").write_text("#!/bin/sh\nexit 1\n")
+    result = CliRunner().invoke(cli, ["-C", str(repo), "hooks", "install"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"gitml: {hooks / 'pre-push'} is not gitml's and {hooks / 'pre-push.pre-gitml'} exists: "
+        "move one of them, or use --force"
+    ]
+    assert (hooks / "pre-push").read_text() == "#!/bin/sh\nexit 0\n"
+    assert (hooks / "pre-push.pre-gitml").read_text() == "#!/bin/sh\nexit 1\n"

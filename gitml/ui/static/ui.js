@@ -7,6 +7,15 @@
   window.gitmlTimings = [];
   window.gitmlCharts = [];
 
+  // control characters and bidirectional overrides shown as escapes, as the CLI and the pages show them
+  const HIDDEN = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  function visible(text) {
+    return text.replace(HIDDEN, (ch) => {
+      const code = ch.charCodeAt(0);
+      return code < 0x100 ? "\\x" + code.toString(16).padStart(2, "0") : "\\u" + code.toString(16).padStart(4, "0");
+    });
+  }
+
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs || {})) {
@@ -17,7 +26,7 @@
     }
     for (const c of children) {
       if (c === null || c === undefined) continue;
-      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+      node.append(c instanceof Node ? c : document.createTextNode(visible(String(c))));
     }
     return node;
   }
