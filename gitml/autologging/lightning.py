@@ -145,7 +145,7 @@ def _base(library: str):
 def _callback(cfg: Config, library: str, client, run_id: str, captured: list):
     pl = _base(library)
 
-    class Recorder(pl.Callback):
+    class Recorder(pl.Callback):  # type: ignore[name-defined]  (a class of the module loaded at run time)
         def on_train_start(self, trainer, pl_module):
             def start() -> None:
                 client.set_tag(run_id, "Mode", "training")
@@ -199,7 +199,7 @@ def _checkpointer(cfg: Config, library: str, client, run_id: str):
     best_only = cfg.options.get("checkpoint_save_best_only", True)
     weights_only = cfg.options.get("checkpoint_save_weights_only", False)
 
-    class Checkpointer(pl.Callback):
+    class Checkpointer(pl.Callback):  # type: ignore[name-defined]
         last: float | None = None
 
         def on_train_epoch_end(self, trainer, pl_module):

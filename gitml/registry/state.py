@@ -35,6 +35,7 @@ from gitml.errors import (
     GitmlError,
     InvalidInputError,
     ModelChangedError,
+    NoModelError,
     NotFoundError,
     RegisteredModelNotFound,
     RunNotFoundError,
@@ -844,16 +845,14 @@ class Registry:
             if len(found) == 1:
                 return found[0]
             if not found:
-                raise NotFoundError(f"run {run_id} has no model: no MLmodel among its artifacts")
+                raise NoModelError(f"run {run_id} has no model: no MLmodel among its artifacts")
             raise InvalidInputError(f"run {run_id} has several models ({', '.join(found)}): name one (RUN:PATH)")
         path = path.strip("/")
         if path:
             check_artifact_path(path, "model path")
         mlmodel = f"{path}/MLmodel" if path else "MLmodel"
         if mlmodel not in artifacts:
-            raise NotFoundError(
-                f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {mlmodel} artifact"
-            )
+            raise NoModelError(f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {mlmodel} artifact")
         return path
 
     def assign(
