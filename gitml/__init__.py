@@ -13,6 +13,8 @@ commit holds the code that ran and what it logged::
 
 from typing import TYPE_CHECKING
 
+from gitml.version import __version__
+
 if TYPE_CHECKING:  # what editors and type checkers see; at run time each name is imported on first use (_LAZY)
     from gitml import (
         artifacts,
@@ -45,6 +47,7 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
         GitmlError,
         InvalidInputError,
         MlflowException,
+        NoModelError,
         NotFoundError,
         ParamConflictError,
         RepositoryError,
@@ -130,6 +133,7 @@ _LAZY = {
     "Metric": "gitml.tracking.entities",
     "MlflowClient": "gitml.client",
     "MlflowException": "gitml.errors",
+    "NoModelError": "gitml.errors",
     "NotFoundError": "gitml.errors",
     "Param": "gitml.tracking.entities",
     "ParamConflictError": "gitml.errors",
@@ -233,8 +237,6 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-__version__ = "0.1.0"
-
 __all__ = [
     "ActiveRun",
     "AmbiguousRunError",
@@ -252,6 +254,7 @@ __all__ = [
     "Metric",
     "MlflowClient",
     "MlflowException",
+    "NoModelError",
     "NotFoundError",
     "Param",
     "ParamConflictError",

@@ -299,6 +299,7 @@ class Client(Search, RegistryCalls):
         run_name: str | None = None,
         *,
         parent_run_id: str | None = None,
+        user_id: str | None = None,
     ) -> Run:
         """Create a RUNNING run, committed at once (each later call on it is one commit too).
 
@@ -308,6 +309,7 @@ class Client(Search, RegistryCalls):
             tags: ``{key: value}`` tags set at once (``mlflow.*`` ones as MLflow reads them).
             run_name: the run's name (default: a generated one).
             parent_run_id: the run it is nested in.
+            user_id: who runs it (default: this process's user, from git's config or the OS).
 
         Returns:
             The new :class:`Run`.
@@ -325,6 +327,7 @@ class Client(Search, RegistryCalls):
             start_time=start_time,
             journaled=False,
             parent_run_id=parent_run_id,
+            user_id=user_id,
         )
         return self.get_run(writer.run_id)
 

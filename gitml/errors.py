@@ -8,6 +8,7 @@ The tree::
     │   ├── DeletedRunError       a write to (or resuming of) a deleted run
     │   └── FilterSyntaxError     a malformed search filter (points at the token)
     ├── NotFoundError             no such run, experiment or object
+    │   ├── NoModelError          no MLmodel where a run's model was named
     │   ├── RunNotFoundError
     │   └── ExperimentNotFoundError
     ├── AmbiguousRunError         an abbreviation or name matching several runs
@@ -126,6 +127,10 @@ class NotFoundError(GitmlError, LookupError):
     """Something named does not exist."""
 
     error_code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class NoModelError(NotFoundError):
+    """A run has no model (no MLmodel artifact) where one was named."""
 
 
 class RunNotFoundError(NotFoundError):
@@ -456,6 +461,7 @@ __all__ = [  # one name a line: parts added at once merge without conflict
     "MlflowException",
     "InvalidInputError",
     "DeletedRunError",
+    "NoModelError",
     "FilterSyntaxError",
     "NotFoundError",
     "RunNotFoundError",

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from gitml.content.service import RunArtifacts
     from gitml.registry.metadata import RegistryMetadata
     from gitml.registry.state import Registry
+    from gitml.search import PagedList
     from gitml.store.git import GitStore
     from gitml.tracking.writer import RunWriter
 
@@ -101,6 +102,7 @@ class Operations(RunViews, Client):
         tags: dict | None = None,
         parent_run_id: str | None = None,
         start_time: int | None = None,
+        user_id: str | None = None,
     ) -> Run:
         """Create a RUNNING run that this Client keeps open, as ``gitml.start_run`` does:
         its writes are journaled and committed on the flush interval (and by
@@ -112,7 +114,12 @@ class Operations(RunViews, Client):
         >>> ops.set_terminated(run.info.run_id)
         """
         writer = self.start_run_writer(
-            experiment_id, run_name=run_name, tags=tags, parent_run_id=parent_run_id, start_time=start_time
+            experiment_id,
+            run_name=run_name,
+            tags=tags,
+            parent_run_id=parent_run_id,
+            start_time=start_time,
+            user_id=user_id,
         )
         return run_of(writer.record(), None)
 
@@ -124,12 +131,37 @@ class Operations(RunViews, Client):
         tags: dict | None = None,
         parent_run_id: str | None = None,
         start_time: int | None = None,
+        user_id: str | None = None,
     ) -> RunWriter:
         """:meth:`start_run`, returning the run's writer: for a caller that logs many
         calls to the run straight to it (the fluent API). End it with :meth:`end_run`."""
         return self.tracker.create_run(
-            str(experiment_id), run_name=run_name, tags=tags, parent_run_id=parent_run_id, start_time=start_time
+            str(experiment_id),
+            run_name=run_name,
+            tags=tags,
+            parent_run_id=parent_run_id,
+            start_time=start_time,
+            user_id=user_id,
         )
+
+    def search_run_commits(
+        self,
+        experiment_ids: list[str] | str | None = None,
+        filter_string: str = "",
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
+        """``search_runs``, as the ``(run ref, commit)`` pairs of the runs it finds (a PagedList
+        with the next page's ``token``): a run's commit names its content, so a caller that
+        keeps what it built of a run (the MLflow plugin) builds only the runs whose commit it
+        has not seen, with :meth:`runs_at`."""
+        return self._search_run_commits(experiment_ids, filter_string, run_view_type, max_results, order_by, page_token)
+
+    def runs_at(self, found: list[tuple[bytes, bytes]]) -> list[Run]:
+        """The Runs of ``(run ref, commit)`` pairs :meth:`search_run_commits` returned, in order."""
+        return self.tracker.runs_at(found)
 
     def run_writer(self, run_id: str, *, resume: bool = False) -> RunWriter:
         """The writer of a run this Client logs to (shared while the run is open here).

@@ -125,20 +125,12 @@ def purge(client: Operations, plan: PurgePlan, *, remote: str | None = None, all
 
 def _registered_commits(client: Operations) -> dict[str, str]:
     """``{commit id: tag name}`` of every commit a registry tag points at (peeled)."""
-    from dulwich.objects import Tag
-
-    repo = client.store.repo
+    store = client.store
     out: dict[str, str] = {}
     for tag, sha in client.registry.tag_refs().items():
-        try:
-            obj = repo[sha]
-            for _ in range(8):  # a tag of a tag: peeled as git does, within reason
-                if not isinstance(obj, Tag):
-                    break
-                obj = repo[obj.object[1]]
-        except KeyError:
-            continue
-        out.setdefault(obj.id.decode(), tag.name)
+        peeled = store.peel(sha, missing_ok=True)  # a tag of a tag: peeled as git does, within reason
+        if peeled is not None:
+            out.setdefault(peeled[0].decode(), tag.name)
     return out
 
 

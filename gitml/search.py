@@ -129,6 +129,32 @@ class Search:
 
         >>> page = client.search_runs(["1"], "metrics.auc > 0.9", max_results=50)
         """
+        found = self._search_run_commits(
+            experiment_ids,
+            filter_string,
+            run_view_type,
+            max_results,
+            order_by,
+            page_token,
+            experiment_names=experiment_names,
+        )
+        return PagedList(self.tracker.runs_at(found), found.token)
+
+    def _search_run_commits(
+        self,
+        experiment_ids: list[str] | str | None = None,
+        filter_string: str = "",
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = 1000,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+        *,
+        experiment_names: list[str] | None = None,
+    ) -> PagedList:
+        """:meth:`search_runs`, as the ``(run ref, commit)`` pairs of the runs it finds: a run's
+        commit names its content, so a caller that keeps what it built of a run (the MLflow
+        plugin, through ``Operations.search_run_commits``) rebuilds only the runs whose commit it
+        has not seen. Same arguments, errors and ``token``."""
         if not isinstance(max_results, int) or max_results < 0:
             raise InvalidInputError(f"max_results must be an integer >= 0, not {max_results!r}")
         offset = _page_offset(page_token)
@@ -144,7 +170,7 @@ class Search:
             )
         page = matched[offset : offset + max_results]
         token = _page_token(offset + max_results) if len(matched) > offset + max_results else None
-        return PagedList(self.tracker.runs_at([(table.refs[i], table.commits[i]) for i in page]), token)
+        return PagedList([(table.refs[i], table.commits[i]) for i in page], token)
 
     def _resolve_experiment_ids(
         self, experiment_ids: list[str] | str | None, experiment_names: list[str] | None = None

@@ -125,18 +125,21 @@ def mlflow_errors(method):
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        from gitml.errors import GitmlError
+        from gitml.errors import DeletedRunError, GitmlError
 
         try:
             with self._lock:
                 return method(self, *args, **kwargs)
+        except DeletedRunError as e:  # MLflow's words (its callers and tests look for them), then gitml's
+            prefix = f"The run {e.run_id} must be in the 'active' state. Current state is deleted. "
+            raise as_mlflow_exception(e, None, prefix) from e
         except GitmlError as e:
             raise as_mlflow_exception(e) from e
 
     return wrapper
 
 
-def as_mlflow_exception(error: Exception, error_code: str | None = None):
+def as_mlflow_exception(error: Exception, error_code: str | None = None, prefix: str = ""):
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import ErrorCode
 
@@ -145,7 +148,7 @@ def as_mlflow_exception(error: Exception, error_code: str | None = None):
         number = ErrorCode.Value(code)
     except ValueError:
         number = ErrorCode.Value("INTERNAL_ERROR")
-    return MlflowException(str(error), error_code=number)
+    return MlflowException(prefix + str(error), error_code=number)
 
 
 def unsupported(what: str):

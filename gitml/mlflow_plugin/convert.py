@@ -28,6 +28,7 @@ from mlflow.entities import (
     RunOutputs,
     RunTag,
 )
+from mlflow.entities._mlflow_object import _MlflowObject
 
 from gitml.errors import InvalidInputError
 from gitml.mlflow_plugin import view_uri
@@ -47,11 +48,24 @@ GITML_TAGS = (
 )
 HIDDEN_TAGS = "mlflow.gitml.hiddenTags"
 MODEL_INPUTS_TAG = "mlflow.gitml.modelInputs"  # MLflow's run.inputs.model_inputs: logged model ids, comma-separated
-_NEVER_SHOWN = frozenset({HIDDEN_TAGS, MODEL_INPUTS_TAG, MODEL_RUN_TAG, SOURCE_TAG, SOURCE_RUN_TAG})
+# MLflow's run.outputs.model_outputs of models another run holds (a model logged in the run
+# is an output through its record in the run): ``<model id>:<step>``, comma-separated
+MODEL_OUTPUTS_TAG = "mlflow.gitml.modelOutputs"
+_NEVER_SHOWN = frozenset({HIDDEN_TAGS, MODEL_INPUTS_TAG, MODEL_OUTPUTS_TAG, MODEL_RUN_TAG, SOURCE_TAG, SOURCE_RUN_TAG})
 
 
 def model_inputs(tags: dict) -> list[str]:
     return [m for m in tags.get(MODEL_INPUTS_TAG, "").split(",") if m]
+
+
+def model_outputs(tags: dict) -> dict[str, int]:
+    """:data:`MODEL_OUTPUTS_TAG`'s models and steps (a malformed item is left out)."""
+    found = {}
+    for item in tags.get(MODEL_OUTPUTS_TAG, "").split(","):
+        model_id, _, step = item.partition(":")
+        if model_id and step.lstrip("-").isdigit():
+            found[model_id] = int(step)
+    return found
 
 
 def visible_tags(tags: dict) -> dict:
@@ -133,10 +147,40 @@ def run(r, gitml_dir: str, location: str | None = None) -> Run:
         ],
         [LoggedModelInput(m) for m in model_inputs(r.data.tags)],
     )
-    outputs = RunOutputs(
-        [LoggedModelOutput(m["model_uuid"], int(m.get("step") or 0)) for m in model_entries(r.data.tags)]
-    )
+    held = {m["model_uuid"]: int(m.get("step") or 0) for m in model_entries(r.data.tags)}
+    others = {k: v for k, v in model_outputs(r.data.tags).items() if k not in held}
+    outputs = RunOutputs([LoggedModelOutput(m, step) for m, step in {**held, **others}.items()])
     return Run(info, data, inputs, outputs)
+
+
+# shared by a copy: values, and MLflow's entities whose public API changes nothing
+_SHARED = frozenset(
+    {str, int, float, bool, type(None), Metric, Param, RunTag, InputTag, Dataset, LoggedModelInput, LoggedModelOutput}
+)
+
+
+def fresh(entity: _MlflowObject):
+    """A copy of an MLflow entity this store built before (``run``'s Run, kept by the
+    store's search): new entities, dicts and lists all the way down, sharing only values and
+    the entities whose public API changes nothing (:data:`_SHARED`). So a caller changing
+    what it was given (``run.data.tags[k] = v``, ``run.info._set_run_name``) changes its own
+    copy, as with a Run built for it, at a fraction of building one."""
+    copy = object.__new__(type(entity))
+    copy.__dict__.update({k: v if type(v) in _SHARED else _fresh_value(v) for k, v in entity.__dict__.items()})
+    return copy
+
+
+def _fresh_value(value):
+    kind = type(value)
+    if kind in _SHARED:
+        return value
+    if kind is dict:
+        if _SHARED.issuperset(map(type, value.values())):
+            return dict(value)
+        return {k: _fresh_value(v) for k, v in value.items()}
+    if kind is list:
+        return list(value) if _SHARED.issuperset(map(type, value)) else [_fresh_value(v) for v in value]
+    return fresh(value) if isinstance(value, _MlflowObject) else value
 
 
 def page_token(offset: int) -> str:

@@ -23,7 +23,7 @@ from mlflow.entities.model_registry import (
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.model_registry.abstract_store import AbstractStore
 
-from gitml.errors import ConflictError, InvalidInputError, NotFoundError, RegisteredModelNotFound
+from gitml.errors import ConflictError, InvalidInputError, NoModelError, NotFoundError, RegisteredModelNotFound
 from gitml.mlflow_plugin import (
     ARTIFACT_SCHEME,
     as_mlflow_exception,
@@ -303,11 +303,18 @@ class GitmlRegistryStore(AbstractStore):
         for t in tags or ():
             _validate_model_version_tag(t.key, t.value)
         uri = self._runs_uri(source, run_id, model_id)
-        return self._version(
-            self.client.create_model_version(
+        try:
+            created = self.client.create_model_version(
                 name, uri, run_id, tags=_tags(tags), run_link=run_link, description=description
             )
-        )
+        except (
+            NoModelError
+        ):  # MLflow registers any folder: one of a run that holds no model there, as an outside source
+            uri = self._external(source, run_id)
+            created = self.client.create_model_version(
+                name, uri, run_id, tags=_tags(tags), run_link=run_link, description=description
+            )
+        return self._version(created)
 
     @mlflow_errors
     @_version_words
@@ -381,4 +388,15 @@ class GitmlRegistryStore(AbstractStore):
     @_model_words
     def get_model_version_by_alias(self, name, alias):
         _check(name, alias=alias)
-        return self._version(self.client.get_model_version_by_alias(name, alias))
+        if alias.lower() == "latest":  # MLflow's reserved alias: the newest version (no alias can be named so)
+            versions = self.client.get_latest_versions(name, None)
+            if not versions:
+                raise NotFoundError(f"Latest version not found for model {name}.")
+            return self._version(max(versions, key=lambda v: int(v.version)))
+        try:
+            return self._version(self.client.get_model_version_by_alias(name, alias))
+        except RegisteredModelNotFound as e:
+            self.client.get_registered_model(name)  # a missing model: MLflow's words for it (_model_words)
+            raise as_mlflow_exception(  # the model has no such alias: MLflow's words, then gitml's
+                InvalidInputError(f"Registered model alias {alias} not found. ({e})"), "INVALID_PARAMETER_VALUE"
+            ) from e

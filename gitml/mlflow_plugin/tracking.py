@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 
-from mlflow.entities import LoggedModel, LoggedModelStatus, Metric, RunInfo, RunStatus, ViewType
+from mlflow.entities import LoggedModel, LoggedModelStatus, Metric, Run, RunInfo, RunStatus, ViewType
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.tracking.abstract_store import AbstractStore
 
@@ -47,6 +47,9 @@ _DERIVED_TAGS = (
 )
 
 
+_BUILT_RUNS = 100_000  # at most this many built Runs kept (about 5 KB each)
+
+
 def _server() -> bool:
     """Inside ``mlflow server`` / ``mlflow ui`` (it passes the store URI to its workers so)."""
     return bool(os.environ.get("_MLFLOW_SERVER_FILE_STORE"))
@@ -64,6 +67,9 @@ class GitmlTrackingStore(AbstractStore):
         self._model_runs: dict[str, str] = {}  # logged model id -> its run (found once)
         self._locations: dict[str, str | None] = {}  # experiment id -> artifact location chosen for it
         self._started: dict[str, RunInfo] = {}  # runs this store started and has not ended: their info at the start
+        # the MLflow Runs search built, by (run ref, commit): a commit fixes a run's content (and
+        # its experiment's artifact location is set at creation), so a repeated search copies them
+        self._built: dict[tuple[bytes, bytes], Run] = {}
 
     def flush_async_logging(self):
         """``mlflow.flush_async_logging()``: MLflow's queue, then gitml's buffered runs and the
@@ -93,6 +99,10 @@ class GitmlTrackingStore(AbstractStore):
             raise as_mlflow_exception(
                 ConflictError(f"Experiment(name={name}) already exists"), "RESOURCE_ALREADY_EXISTS"
             )
+        if artifact_location:  # a relative local path is the caller's working directory's, as on MLflow's stores
+            from mlflow.utils.uri import resolve_uri_if_local
+
+            artifact_location = resolve_uri_if_local(artifact_location)
         return self.client.create_experiment(name, artifact_location, {t.key: t.value for t in tags or ()})
 
     @mlflow_errors
@@ -155,11 +165,21 @@ class GitmlTrackingStore(AbstractStore):
         start_time = start_time or None  # MLflow's REST API sends 0 for "not given"
         if _server():
             r = self.client.create_run(
-                experiment_id, start_time=start_time, tags=tag_dict, run_name=run_name or None, parent_run_id=parent
+                experiment_id,
+                start_time=start_time,
+                tags=tag_dict,
+                run_name=run_name or None,
+                parent_run_id=parent,
+                user_id=user_id or None,
             )
         else:
             r = self.client.start_run(
-                experiment_id, start_time=start_time, tags=tag_dict, run_name=run_name or None, parent_run_id=parent
+                experiment_id,
+                start_time=start_time,
+                tags=tag_dict,
+                run_name=run_name or None,
+                parent_run_id=parent,
+                user_id=user_id or None,
             )
         run = self._run(r)
         if not _server():
@@ -280,10 +300,16 @@ class GitmlTrackingStore(AbstractStore):
     def _search_runs(self, experiment_ids, filter_string, run_view_type, max_results, order_by, page_token):
         hide = " AND ".join(f"tags.`{t}` IS NULL" for t in HOLDER_TAGS)  # runs made to hold a model or a version
         filter_string = f"({filter_string}) AND {hide}" if filter_string and filter_string.strip() else hide
-        found = self.client.search_runs(
+        found = self.client.search_run_commits(
             experiment_ids or None, filter_string, run_view_type, max_results, order_by, page_token
         )
-        return [self._run(r) for r in found], found.token
+        built = self._built
+        missing = [pair for pair in found if pair not in built]
+        if missing:
+            if len(built) + len(missing) > _BUILT_RUNS:
+                built.clear()
+            built.update(zip(missing, map(self._run, self.client.runs_at(missing)), strict=True))
+        return [convert.fresh(built[pair]) for pair in found], found.token
 
     @mlflow_errors
     def log_inputs(self, run_id, datasets=None, models=None):
@@ -310,6 +336,35 @@ class GitmlTrackingStore(AbstractStore):
         if records:
             self.client.log_inputs(run_id, records)
 
+    def set_model_versions_tags(self, name, version, model_id):
+        """The logged model's tag naming its versions (``mlflow server`` sets it at
+        create_model_version), with the version a number, as MLflow's SQL store writes it."""
+        version = int(version) if str(version).isdigit() else version
+        super().set_model_versions_tags(name, version, model_id)
+
+    @mlflow_errors
+    def _search_datasets(self, experiment_ids):
+        """The datasets the experiments' runs took as inputs, for MLflow's UI (its server's
+        ``search-datasets``): one summary per experiment, dataset and context, at most 1,000,
+        as MLflow's SQL store gives them."""
+        from mlflow.entities.dataset_summary import _DatasetSummary
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        ids = [_experiment_id(e) for e in experiment_ids or ()]
+        found: dict[tuple, _DatasetSummary] = {}
+        token = None
+        while ids and len(found) < 1000:
+            page = self.client.search_runs(ids, "", ViewType.ALL, max_results=1000, page_token=token)
+            for r in page:
+                for d in r.inputs.dataset_inputs:
+                    context = next((t.value for t in d.tags if t.key == MLFLOW_DATASET_CONTEXT), None)
+                    key = (str(r.info.experiment_id), d.dataset.name, d.dataset.digest, context)
+                    found.setdefault(key, _DatasetSummary(*key))
+            token = page.token
+            if token is None:
+                break
+        return list(found.values())[:1000]
+
     # -- MLflow 3's logged models (see gitml.mlflow_plugin.logged_models) -------
     @mlflow_errors
     def create_logged_model(
@@ -329,7 +384,9 @@ class GitmlTrackingStore(AbstractStore):
             "tags": {t.key: t.value for t in tags or ()},
             "params": {p.key: p.value for p in params or ()},
         }
-        if source_run_id:
+        if source_run_id and not self._is_run(source_run_id):  # MLflow accepts any id: kept, as MLflow's stores keep it
+            entry["source_run_id"] = str(source_run_id)
+        if source_run_id and "source_run_id" not in entry:
             run_id = _run_id(source_run_id, full=True)
             self._update_entries(run_id, lambda entries: entries + [dict(entry, run_id=run_id)])
         else:  # a run of its own to live in, which MLflow is not shown (see logged_models)
@@ -341,12 +398,33 @@ class GitmlTrackingStore(AbstractStore):
         self._model_runs[model_id] = run_id
         return self._logged_model(experiment_id, dict(entry, run_id=run_id))
 
+    def _is_run(self, run_id) -> bool:
+        """Whether ``run_id`` is the id of a run of this repository."""
+        import re
+
+        if not isinstance(run_id, str) or not re.fullmatch(r"[0-9a-f]{32}", run_id):
+            return False
+        try:
+            self.client.get_run(run_id)
+        except NotFoundError:
+            return False
+        return True
+
     def _logged_model(self, experiment_id: str, entry: dict) -> LoggedModel:
         status = entry.get("status") or "READY"
         name = entry.get("name") or entry.get("artifact_path") or "model"
         metrics = [
-            Metric(k, v, t, s, model_id=entry["model_uuid"], run_id=r)
-            for k, (v, t, s, r) in sorted((entry.get("metrics") or {}).items())
+            Metric(
+                k,
+                v,
+                t,
+                s,
+                model_id=entry["model_uuid"],
+                run_id=r,
+                dataset_name=dataset[0] if dataset else None,
+                dataset_digest=dataset[1] if len(dataset) > 1 else None,
+            )
+            for k, (v, t, s, r, *dataset) in sorted((entry.get("metrics") or {}).items())
         ]
         return LoggedModel(
             experiment_id=experiment_id,
@@ -358,7 +436,7 @@ class GitmlTrackingStore(AbstractStore):
             creation_timestamp=int(entry.get("creation_timestamp") or 0),
             last_updated_timestamp=int(entry.get("last_updated_timestamp") or entry.get("creation_timestamp") or 0),
             model_type=entry.get("model_type"),
-            source_run_id=None if entry.get("runless") else entry["run_id"],
+            source_run_id=entry.get("source_run_id") or (None if entry.get("runless") else entry["run_id"]),
             status=LoggedModelStatus(status) if status in LoggedModelStatus.__members__ else LoggedModelStatus.READY,
             tags=dict(entry.get("tags") or {}),
             params=dict(entry.get("params") or {}),
@@ -441,7 +519,10 @@ class GitmlTrackingStore(AbstractStore):
         """Points logged with a ``model_id``: each model keeps its metrics' latest points."""
         by_model: dict[str, dict] = {}
         for m in metrics:
-            by_model.setdefault(m.model_id, {})[m.key] = [m.value, m.timestamp, m.step, run_id]
+            point = [m.value, m.timestamp, m.step, run_id]
+            if m.dataset_name or m.dataset_digest:  # the dataset it was measured on, as MLflow links it
+                point += [m.dataset_name, m.dataset_digest]
+            by_model.setdefault(m.model_id, {})[m.key] = point
         for model_id, points in by_model.items():
             self._change_model(
                 model_id, lambda e, points=points: dict(e, metrics={**(e.get("metrics") or {}), **points})
@@ -450,11 +531,22 @@ class GitmlTrackingStore(AbstractStore):
     @mlflow_errors
     def log_outputs(self, run_id, models):
         run_id = _run_id(run_id, full=True)
-        steps = {m.model_id: m.step for m in models}
-        self._update_entries(
-            run_id,
-            lambda entries: [dict(e, step=steps[e["model_uuid"]]) if e["model_uuid"] in steps else e for e in entries],
-        )
+        steps = {m.model_id: int(m.step or 0) for m in models}
+        tags = self.client.get_run(run_id).data.tags
+        held = {e["model_uuid"] for e in model_entries(tags)}
+        if held & steps.keys():  # a model the run holds: its record's step
+            self._update_entries(
+                run_id,
+                lambda entries: [
+                    dict(e, step=steps[e["model_uuid"]]) if e["model_uuid"] in steps else e for e in entries
+                ],
+            )
+        others = {k: v for k, v in steps.items() if k not in held}
+        if others:  # another run's (or a model without a run): named in the run's tag
+            for model_id in others:
+                self._find_model(model_id)  # a model id that is not one is refused (never written into the tag)
+            outputs = {**convert.model_outputs(tags), **others}
+            self.client.set_tag(run_id, convert.MODEL_OUTPUTS_TAG, ",".join(f"{k}:{v}" for k, v in outputs.items()))
 
     @mlflow_errors
     def record_logged_model(self, run_id, mlflow_model):

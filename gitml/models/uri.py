@@ -21,7 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gitml.errors import InvalidInputError, ModelIntegrityError, NotFoundError, RegisteredModelNotFoundError
+from gitml.errors import (
+    InvalidInputError,
+    ModelIntegrityError,
+    NoModelError,
+    NotFoundError,
+    RegisteredModelNotFoundError,
+)
 
 if TYPE_CHECKING:
     from gitml.ops import Operations
@@ -123,7 +129,7 @@ def run_model_files(client: Operations, run_id: str, path: str) -> dict[str, dic
     manifest = client.artifact_manifest(run_id)
     files = {name[len(prefix) :]: entry for name, entry in manifest.items() if name.startswith(prefix)}
     if "MLmodel" not in files:
-        raise NotFoundError(
+        raise NoModelError(
             f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {prefix}MLmodel artifact"
         )
     return files

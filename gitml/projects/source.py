@@ -167,7 +167,7 @@ def _fetched(uri: str, url: str, subdir: str, version: str | None, cache: str) -
 def _commit_at(repo, url: str, version: str | None) -> str:
     """Fetch what ``version`` names (all branches and tags for a commit id) and return
     the commit, peeling tags."""
-    if version is not None and _FULL_SHA.fullmatch(version) and _peel(repo, version.encode()) is not None:
+    if version is not None and _FULL_SHA.fullmatch(version) and _commit(repo, version.encode()) is not None:
         return version  # already here: no network
     refs = _fetch(repo, url, version)
     candidates: list[bytes] = []
@@ -179,12 +179,12 @@ def _commit_at(repo, url: str, version: str | None) -> str:
         candidates = [version.encode()]
     for name in candidates:
         if name in refs:
-            found = _peel(repo, refs[name])
+            found = _commit(repo, refs[name])
             if found is not None:
                 return found.decode()
     if version is not None and re.fullmatch(r"[0-9a-f]{4,40}", version):
         matches = sorted(
-            {sha for sha in (_peel(repo, s) for s in refs.values()) if sha is not None} | _prefixed(repo, version)
+            {sha for sha in (_commit(repo, s) for s in refs.values()) if sha is not None} | _prefixed(repo, version)
         )
         matches = [m for m in matches if m.decode().startswith(version)]
         if len(matches) == 1:
@@ -201,26 +201,23 @@ def _commit_at(repo, url: str, version: str | None) -> str:
 def _prefixed(repo, prefix: str) -> set[bytes]:
     out = set()
     for sha in repo.object_store:
-        if sha.decode().startswith(prefix) and _peel(repo, sha) == sha:
+        if sha.decode().startswith(prefix) and _commit(repo, sha) == sha:
             out.add(sha)
     return out
 
 
-def _peel(repo, sha: bytes) -> bytes | None:
+def _commit(repo, sha: bytes) -> bytes | None:
     """The commit ``sha`` is or (through tags) points at; None if it is missing or another kind."""
-    from dulwich.objects import Commit, Tag
+    from gitml.store.entries import peel
 
-    for _ in range(10):
+    def read(sha: bytes) -> tuple[int, bytes] | None:
         try:
-            obj = repo[sha]
+            return repo.object_store.get_raw(sha)
         except KeyError:
             return None
-        if isinstance(obj, Commit):
-            return sha
-        if not isinstance(obj, Tag):
-            return None
-        sha = obj.object[1]
-    return None
+
+    found = peel(sha, read)
+    return found[0] if found is not None and found[1] == Commit.type_num else None
 
 
 def _fetch(repo, url: str, version: str | None) -> dict[bytes, bytes]:

@@ -35,6 +35,7 @@ from gitml.errors import (
     GitmlError,
     InvalidInputError,
     ModelChangedError,
+    NoModelError,
     NotFoundError,
     RegisteredModelNotFound,
     RunNotFoundError,
@@ -282,18 +283,11 @@ class Registry:
         for ref in (f"refs/heads/{rev}", f"refs/remotes/{rev}", f"refs/tags/{rev}", rev):
             found = self.store.ref(ref.encode())
             if found is not None:
-                return self._peel(found)
+                peeled = self.store.peel(found)
+                return peeled[0] if peeled is not None else found
         if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev) and self.store.contains(rev.encode()):
             return rev.encode()
         raise NotFoundError(f"no branch, tag or commit {rev!r}")
-
-    def _peel(self, sha: bytes) -> bytes:
-        for _ in range(10):
-            type_num, raw = self.store.raw(sha)
-            if type_num != Tag.type_num:
-                return sha
-            sha = raw.split(b"\n", 1)[0].split(b" ", 1)[1]
-        return sha
 
     # -- reading ---------------------------------------------------------
     def tag_refs(self, model: str | None = None) -> dict[RegistryTag, bytes]:
@@ -851,16 +845,14 @@ class Registry:
             if len(found) == 1:
                 return found[0]
             if not found:
-                raise NotFoundError(f"run {run_id} has no model: no MLmodel among its artifacts")
+                raise NoModelError(f"run {run_id} has no model: no MLmodel among its artifacts")
             raise InvalidInputError(f"run {run_id} has several models ({', '.join(found)}): name one (RUN:PATH)")
         path = path.strip("/")
         if path:
             check_artifact_path(path, "model path")
         mlmodel = f"{path}/MLmodel" if path else "MLmodel"
         if mlmodel not in artifacts:
-            raise NotFoundError(
-                f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {mlmodel} artifact"
-            )
+            raise NoModelError(f"run {run_id} has no model at {path or '(its artifact root)'!r}: no {mlmodel} artifact")
         return path
 
     def assign(

@@ -17,7 +17,7 @@ import struct
 import zlib
 from array import array
 from binascii import hexlify, unhexlify
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from dulwich.objects import parse_tree
@@ -332,6 +332,25 @@ def links_of(type_num: int, raw: bytes) -> tuple[int, list[bytes], list[bytes]]:
     if type_num == _TAG:
         return type_num, [raw[7:47]], []  # "object <sha>" is the first line
     return type_num, [], []
+
+
+PEEL_DEPTH = 16  # tags of tags followed before a chain is given up (git stops within reason too)
+
+
+def peel(sha: bytes, read: Callable[[bytes], tuple[int, bytes] | None]) -> tuple[bytes, int] | None:
+    """``(id, type number)`` of what ``sha`` names once annotated tags are followed (a tag's
+    target is its first line, ``object <id>``). ``read(id)`` gives an object's ``(type
+    number, content)``, or None when it is not held; None when an object on the way is not
+    held or the chain is longer than ``PEEL_DEPTH``. Every peel of gitml's is this one."""
+    for _ in range(PEEL_DEPTH):
+        found = read(sha)
+        if found is None:
+            return None
+        type_num, raw = found
+        if type_num != _TAG:
+            return sha, type_num
+        sha = raw[7:47]
+    return None
 
 
 def inflate_exactly(stored: bytes | memoryview, size: int) -> bytes:

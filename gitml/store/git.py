@@ -215,6 +215,17 @@ class GitStore:
         # memory-mapped pack, and closing the repository while they live fails (BufferError)
         raise CorruptRecordError(sha.decode(), reason)
 
+    def peel(self, sha: bytes, *, missing_ok: bool = False) -> tuple[bytes, int] | None:
+        """``(id, type number)`` of what ``sha`` names, annotated tags followed
+        (:func:`gitml.store.entries.peel`); None for a chain of tags too long to follow,
+        and with ``missing_ok`` for an object on the way that is not here. An object that is
+        missing (without ``missing_ok``) or damaged raises as :meth:`raw` does."""
+        from gitml.store.entries import peel
+
+        if not missing_ok:
+            return peel(sha, self.raw)
+        return peel(sha, lambda sha: self.raw(sha) if self.contains(sha) else None)
+
     def _from_promisor(self, sha: bytes) -> bool:
         """Fetch a missing object from a partial clone's promisor remote (``git clone
         --filter=blob:none``), as git does on demand; whether it is here now."""

@@ -25,7 +25,7 @@ from dulwich.refs import DiskRefsContainer
 from dulwich.repo import Repo
 
 from gitml.errors import LockHeld, RepositoryError
-from gitml.store.entries import _COMMIT, _TAG, Marks, PackEntries, Picked, _object_count, commit_header
+from gitml.store.entries import _COMMIT, Marks, PackEntries, Picked, _object_count, commit_header, peel
 from gitml.store.packs import _common_dir, _fsync_dir, _gitml_dir, _unretire, _write_entries
 from gitml.store.perms import shared_file_mode
 from gitml.store.refs import RefLister, lock_packed_refs, pack_refs, read_packed_refs, update_ref, write_packed_refs
@@ -254,9 +254,9 @@ def _split_history(
             info[sha] = found
         heapq.heappush(heap, (-info[sha][0], sha))
 
-    for sha in _peel(entries, haves):
+    for sha in _commits(entries, haves):
         queue(sha, True)
-    for sha in _peel(entries, wants):
+    for sha in _commits(entries, wants):
         queue(sha, False)
     pops = 0
     while heap:
@@ -274,20 +274,13 @@ def _split_history(
     return remote, boundary
 
 
-def _peel(entries: PackEntries, shas: Iterable[bytes]) -> list[bytes]:
+def _commits(entries: PackEntries, shas: Iterable[bytes]) -> list[bytes]:
     """The commits that ``shas`` name (annotated tags followed), those held here."""
-    out = []
-    for sha in shas:
-        for _ in range(16):
-            if not entries.has(sha):
-                break
-            type_num, walk, _ = entries.links(sha)
-            if type_num == _COMMIT:
-                out.append(sha)
-            if type_num != _TAG:
-                break
-            sha = walk[0]
-    return out
+
+    def read(sha: bytes) -> tuple[int, bytes] | None:
+        return entries.raw(sha) if entries.has(sha) else None
+
+    return [found[0] for found in (peel(sha, read) for sha in shas) if found is not None and found[1] == _COMMIT]
 
 
 def _commit_info(entries: PackEntries, sha: bytes) -> tuple[int, list[bytes]] | None:

@@ -35,7 +35,7 @@ from gitml.names import (
     parse_registry_ref,
     parse_run_ref,
 )
-from gitml.store.entries import _COMMIT, _TAG, _TREE, Marks, PackEntries, Picked, commit_header, links_of
+from gitml.store.entries import _COMMIT, _TAG, _TREE, Marks, PackEntries, Picked, commit_header, links_of, peel
 from gitml.store.ids import oid, refname
 
 GITML_REFS = "refs/gitml/"
@@ -188,7 +188,7 @@ def check_fetched(
             tips[ref] = sha
     if not tips:
         return refused, picked
-    heads = _peel(objects, heads)
+    heads = _commits(objects, heads)
     walk = _Walk(objects, picked, headers=headers)
     walk.run(set(tips.values()), heads, known)
     if walk.problems:  # walked again, noting which object names which, to blame exactly the tips that reach one
@@ -250,23 +250,16 @@ def _tree_names(entries: FetchedObjects, tree: bytes) -> list[bytes]:
     return [name for name, mode, _sha in parse_tree(raw, 20) if mode & 0o170000 == 0o100000]
 
 
-def _peel(entries: FetchedObjects, shas: Iterable[bytes]) -> list[bytes]:
+def _commits(entries: FetchedObjects, shas: Iterable[bytes]) -> list[bytes]:
     """The commits ``shas`` name (annotated tags followed), those held here."""
-    out = []
-    for sha in shas:
-        for _ in range(16):
-            try:
-                if not entries.has(sha):
-                    break
-                type_num, walk, _ = entries.links(sha)
-            except RepositoryError:
-                break
-            if type_num == _COMMIT:
-                out.append(sha)
-            if type_num != _TAG:
-                break
-            sha = walk[0]
-    return out
+
+    def read(sha: bytes) -> tuple[int, bytes] | None:
+        try:
+            return entries.raw(sha) if entries.has(sha) else None
+        except RepositoryError:
+            return None
+
+    return [found[0] for found in (peel(sha, read) for sha in shas) if found is not None and found[1] == _COMMIT]
 
 
 class _Walk:

@@ -50,7 +50,7 @@ from gitml.tracking.entities import LifecycleStage, Metric, Run, RunStatus
 from gitml.tracking.experiments import ExperimentRegistry
 from gitml.tracking.group import RunGroup
 from gitml.tracking.index import RunIndex
-from gitml.tracking.record import RunRecord
+from gitml.tracking.record import RunRecord, check_field_text
 from gitml.tracking.rows import row_of, run_of, run_of_row
 from gitml.tracking.writer import RunWriter
 
@@ -198,13 +198,15 @@ class Tracker:
         source: Snapshot | None = None,
         source_name: str | None = None,
         source_type: str | None = None,
+        user_id: str | None = None,
     ) -> RunWriter:
         """Create a run (status RUNNING) and return its open writer.
 
         The run's first commit is made at the writer's first flush (the
         journal holds it until then), so a short run costs one commit.
         ``source``: the code the run records (default: this work tree as it is
-        now); ``source_name`` / ``source_type`` replace the script and ``LOCAL``.
+        now); ``source_name`` / ``source_type`` replace the script and ``LOCAL``;
+        ``user_id`` the user (default: this process's, see ``user_name``).
         """
         experiment = self.experiments.get(experiment_id)
         if experiment.lifecycle_stage == LifecycleStage.DELETED:
@@ -220,7 +222,7 @@ class Tracker:
             "run_name": run_name,
             "experiment_id": experiment_id,
             "status": RunStatus.RUNNING,
-            "user_id": user_name(),
+            "user_id": check_field_text(user_id, "user_id") if user_id else user_name(),
             "start_time": start_time if start_time is not None else _now_ms(),
             "end_time": None,
             "lifecycle_stage": LifecycleStage.ACTIVE,

@@ -200,6 +200,16 @@ for i in range(5):
 page1 = client.search_runs([exp], max_results=2, order_by=["metrics.m ASC"])
 page2 = client.search_runs([exp], max_results=2, order_by=["metrics.m ASC"], page_token=page1.token)
 out["pages"] = [[r.data.params["i"] for r in page1], [r.data.params["i"] for r in page2]]
+first = client.search_runs([exp], order_by=["metrics.m ASC"])[0]  # a repeated search copies the Runs it built
+first.data.tags["k"] = "changed"
+first.data.params.clear()
+first.info._set_run_name("changed")
+again = client.search_runs([exp], order_by=["metrics.m ASC"])[0]
+out["copies"] = [again.data.tags["k"], again.data.params, again.info.run_name, again.info.run_id == first.info.run_id]
+client.set_tag(ids[0], "k", "new")
+client.log_metric(ids[0], "m", -1)
+again = client.search_runs([exp], order_by=["metrics.m ASC"])[0]
+out["updated"] = [again.data.tags["k"], again.data.metrics["m"]]
 client.delete_tag(ids[0], "k")
 out["deleted_tag"] = "k" not in client.get_run(ids[0]).data.tags
 client.delete_run(ids[1])
@@ -213,7 +223,27 @@ client.create_registered_model("Model 1", tags={"a": "b"}, description="first")
 out["reg_again"] = code(lambda: client.create_registered_model("Model 1"))
 out["reg_tags"] = client.get_registered_model("Model 1").tags
 out["runless_model"] = client.create_logged_model(exp, name="orphan").source_run_id
+foreign = client.create_logged_model(exp, source_run_id="123")  # MLflow takes any run id as a model's source
+out["foreign_source"] = [foreign.source_run_id, client.get_logged_model(foreign.model_id).source_run_id]
 out["bad_filter"] = code(lambda: client.search_runs([exp], filter_string="metrics.m >>> 1"))
+from mlflow.entities import LoggedModelOutput
+orphan = client.create_logged_model(exp, name="orphan2")
+holder = client.create_run(exp).info.run_id  # MLflow's user: "unknown" when its caller names none
+client.log_outputs(holder, [LoggedModelOutput(orphan.model_id, 3)])
+out["outputs"] = [[o.model_id == orphan.model_id, o.step] for o in client.get_run(holder).outputs.model_outputs]
+out["output_tags"] = sorted(client.get_run(holder).data.tags)
+client.log_metric(holder, "acc", 0.5, 1, 1, dataset_name="dn", dataset_digest="dd", model_id=orphan.model_id)
+point = client.get_logged_model(orphan.model_id).metrics[0]
+out["model_metric"] = [point.key, point.value, point.dataset_name, point.dataset_digest, point.run_id == holder]
+out["bad_output"] = code(lambda: client.log_outputs(holder, [LoggedModelOutput("m-a,b:1", 1)]))
+out["users"] = [client.get_run(holder).info.user_id, client.create_run(exp, tags={"mlflow.user": "ana"}).info.user_id]
+from mlflow.entities import Dataset, DatasetInput, InputTag
+context = [InputTag("mlflow.data.context", "training")]
+client.log_inputs(holder, [DatasetInput(Dataset("d", "dg", "local", "src"), context)])
+store = client._tracking_client.store  # what `mlflow server` asks for its UI's dataset filter
+out["datasets"] = [[s.experiment_id == exp, s.name, s.digest, s.context] for s in store._search_datasets([exp])]
+store.set_model_versions_tags("Model 1", "1", orphan.model_id)  # what `mlflow server` does at create_model_version
+out["model_versions_tag"] = client.get_logged_model(orphan.model_id).tags.get("mlflow.modelVersions")
 print(json.dumps(out))
 """
 
@@ -226,6 +256,8 @@ def test_mlflow_client_paging_errors_and_what_cannot_map(plugin_python, repo):
     assert out["missing_run"] == "RESOURCE_DOES_NOT_EXIST"
     assert out["missing_exp"] is True
     assert out["pages"] == [["0", "1"], ["2", "3"]]
+    assert out["copies"] == ["v", {"i": "0"}, "r0", True]  # what a caller changed stays its own
+    assert out["updated"] == ["new", -1]  # a run changed since: built again
     assert out["deleted_tag"] is True
     assert out["after_delete"] == 4
     assert out["exp_tags"] == {"owner": "me", "phase": "2"}
@@ -234,7 +266,15 @@ def test_mlflow_client_paging_errors_and_what_cannot_map(plugin_python, repo):
     assert out["reg_again"] == "RESOURCE_ALREADY_EXISTS"
     assert out["reg_tags"] == {"a": "b"}
     assert out["runless_model"] is None
+    assert out["foreign_source"] == ["123", "123"]
     assert out["bad_filter"] == "INVALID_PARAMETER_VALUE"
+    assert out["outputs"] == [[True, 3]]  # a model without a run, logged as another run's output
+    assert out["output_tags"] == ["mlflow.runName"]  # the tag naming the output is not shown
+    assert out["bad_output"] == "RESOURCE_DOES_NOT_EXIST"
+    assert out["model_metric"] == ["acc", 0.5, "dn", "dd", True]  # a model's metric, with its dataset
+    assert out["users"] == ["unknown", "ana"]  # the user MLflow gives, as its stores record it
+    assert out["datasets"] == [[True, "d", "dg", "training"]]
+    assert out["model_versions_tag"] == '[{"name": "Model 1", "version": 1}]'  # a number, as MLflow's SQL store
 
 
 ERRORS = """
@@ -286,6 +326,11 @@ client.set_terminated(run)
 client.create_registered_model("err-model")
 client.create_model_version("err-model", f"runs:/{run}/model", run)
 out["models_after"] = [m.name for m in client.search_registered_models()]
+gone = client.create_run(exp).info.run_id
+client.delete_run(gone)
+out["deleted_run"] = outcome(lambda: client.set_tag(gone, "a", "b"))
+here = client.create_experiment("here", artifact_location="rel")
+out["relative_location"] = client.get_experiment(here).artifact_location
 print(json.dumps(out))
 """
 
@@ -315,6 +360,14 @@ def test_mlflow_errors_prompt_filter_and_what_gitml_does_not_store(plugin_python
         and "Please specify value as a valid double" in out["bad_value"][1]
     )
     assert out["params_after"] == {}  # nothing of the refused batches was logged
+    assert out["deleted_run"] == [
+        "INVALID_PARAMETER_VALUE",
+        f"The run {out['deleted_run'][1].split()[2]} must be in the 'active' state. Current state is deleted. "
+        f"run {out['deleted_run'][1].split()[2]} is deleted; restore it (restore_run) to change or resume it",
+    ]  # MLflow's words, then gitml's
+    assert out["relative_location"] == os.path.join(
+        os.path.realpath(repo), "rel"
+    )  # the caller's working directory's, as MLflow's
     for key, kind in (
         ("traces", "traces"),
         ("trace_info", "traces"),
@@ -756,6 +809,9 @@ out["words"] = [words(lambda: client.get_registered_model("nope")),
                 words(lambda: client.get_model_version("stored", "9"))]
 client.transition_model_version_stage("stored", "1", "Staging")
 out["latest_all"] = {mv.current_stage: mv.version for mv in client.get_latest_versions("stored", [])}
+plain = client.create_run(client.create_experiment("plain")).info  # a run holding no model: MLflow registers it too
+folder = client.create_model_version("folder", plain.artifact_uri, plain.run_id)
+out["folder"] = [folder.source == plain.artifact_uri, folder.run_id == plain.run_id, folder.version]
 mlflow.genai.register_prompt(name="greet", template="Hello {{name}}")
 out["prompt"] = mlflow.genai.load_prompt("prompts:/greet/1").template
 print(json.dumps(out))
@@ -773,6 +829,7 @@ def test_versions_of_sources_outside_the_repository(plugin_python, repo):
     assert out["version_meta"] == [{"k": "v"}, "tested", "runs:/run_id/model"]
     assert out["renamed"] == ["Latest model", "stored"]  # MLflow's prompt ("greet") is not a model
     assert out["paged"] == [1, "stored"]
+    assert out["folder"] == [True, True, "1"]
     assert out["prompt"] == "Hello {{name}}"
     for said, mlflows in zip(
         out["words"],
@@ -787,12 +844,14 @@ def test_versions_of_sources_outside_the_repository(plugin_python, repo):
     assert out["latest_all"] == {"Staging": "1"}
     with gitml.Client(repo) as c:  # each version tags a commit of a run made for it, GTO-readable
         holders = c.search_runs(None, "tags.`mlflow.gitml.modelSource` LIKE '%'")
-        assert sorted(r.data.tags["mlflow.gitml.modelSource"] for r in holders) == [
+        sources = sorted(r.data.tags["mlflow.gitml.modelSource"] for r in holders)
+        assert [s for s in sources if not s.startswith("file:")] == [
             "dummy-source",
             "runs:/run_id/model",
             "runs:/run_id/model",
             "s3://bucket/path/model",
         ]  # a prompt's too
+        assert [s.endswith("/artifacts") for s in sources if s.startswith("file:")] == [True]  # the run's folder
         tags = git(repo, "tag", "--list").split()
         assert {"stored@v1.0.0"} <= set(tags)
         commit = git(repo, "rev-parse", "stored@v1.0.0^{commit}").strip()

@@ -329,6 +329,18 @@ def test_client_create_run_and_log(client):
         client.get_run("f" * 32)
 
 
+def test_client_create_run_records_the_user_it_is_given(client):
+    """A server (the MLflow plugin's) creates runs for remote callers: their user, not its own."""
+    eid = client.create_experiment("users")
+    given = client.create_run(eid, user_id="ana")
+    assert client.get_run(given.info.run_id).info.user_id == "ana"
+    assert client.get_run(given.info.run_id).data.tags["mlflow.user"] == "ana"
+    assert client.create_run(eid).info.user_id  # none given: this process's user
+    with pytest.raises(InvalidInputError, match="user_id"):
+        client.create_run(eid, user_id="two\nlines")  # refused before anything is written
+    assert len(client.search_runs([eid])) == 2
+
+
 def test_long_run_history_grows_with_points_not_flushes(repo, monkeypatch):
     from gitml.tracking import record
 
