@@ -9,7 +9,7 @@ from tests.conftest import ROOT, run_python
 
 # Lower layers never import higher ones.
 LAYERS = [
-    ("gitml.errors", "gitml.names", "gitml.exceptions", "gitml.yamlread"),
+    ("gitml.errors", "gitml.names", "gitml.exceptions", "gitml.yamlread", "gitml.version"),
     ("gitml.store",),
     ("gitml.tracking", "gitml.content", "gitml.data", "gitml.system_metrics"),
     ("gitml.content.service",),
@@ -17,9 +17,9 @@ LAYERS = [
     ("gitml.client", "gitml.search", "gitml.frame", "gitml.entities"),
     ("gitml.ops", "gitml.runviews", "gitml.sync", "gitml.purge", "gitml.report"),
     ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
+    ("gitml.models",),
+    ("gitml.pyfunc",),
     (
-        "gitml.models",
-        "gitml.pyfunc",
         "gitml.sklearn",
         "gitml.pytorch",
         "gitml.xgboost",
@@ -33,8 +33,8 @@ LAYERS = [
         "gitml.sweeps",
         "gitml.optuna",
         "gitml.ray",
-        "gitml.autologging",
     ),
+    ("gitml.autologging",),
     ("gitml.cli", "gitml.ui", "gitml.serving", "gitml.mlflow_plugin"),
 ]
 
@@ -119,10 +119,37 @@ def test_the_typed_re_exports_match_the_lazy_ones():
     assert set(gitml.__all__) == set(gitml._LAZY) | gitml._SUBMODULES | {"__version__"}
 
 
-# Imports that run back up a layer, each with why (a lazy name MLflow users import from there).
+# Imports that run back up a layer, each with why (a name MLflow users call there, imported when called).
 UPWARD_ALLOWED = {
     ("gitml.tracking", "gitml.client"): "gitml.tracking.MlflowClient, where MLflow has it: looked up on first use",
+    **{
+        (f"gitml.{flavor}", target): f"gitml.{flavor}.autolog(), as mlflow.{flavor}.autolog: imported when called"
+        for flavor in ("sklearn", "xgboost", "lightgbm", "keras", "pytorch")
+        for target in ("gitml.autologging", "gitml.autologging.configure")
+    },
+    ("gitml.models.evaluation", "gitml.pyfunc"): "gitml.models.evaluate(model_uri), as mlflow.models.evaluate: "
+    "loads the model it is given, when called",
+    ("gitml.models.evaluation", "gitml.pyfunc.load_model"): "the same",
+    ("gitml.models.evaluation", "gitml.pyfunc.PyFuncModel"): "the same",
 }
+# The package face (gitml/__init__.py: the public names, lazily) sits above every layer but the edge.
+FACE_LEVEL = len(LAYERS) - 1
+
+
+def _imports_the_face(node: ast.AST) -> bool:
+    """``import gitml`` or ``from gitml import NAME`` of a name of ``gitml/__init__.py`` (not a
+    submodule: ``from gitml import fluent`` imports gitml.fluent)."""
+    if isinstance(node, ast.Import):
+        return any(a.name == "gitml" for a in node.names)
+    if isinstance(node, ast.ImportFrom) and node.module == "gitml" and not node.level:
+        return any(
+            not os.path.exists(os.path.join(ROOT, "gitml", a.name + ".py"))
+            and not os.path.isdir(os.path.join(ROOT, "gitml", a.name))
+            for a in node.names
+        )
+    return False
+
+
 # Import circles between modules, each with why.
 CIRCLES_ALLOWED = {
     frozenset({"gitml.tracking", "gitml.client"}): "the same lazy gitml.tracking.MlflowClient",
@@ -200,6 +227,8 @@ def test_imports_go_one_way():
         if level is None:
             continue
         for node in ast.walk(tree):  # every import: module, function, TYPE_CHECKING
+            if level < FACE_LEVEL and _imports_the_face(node):
+                problems.append(f"{module} imports the package face gitml")
             for target in _imported(node):
                 if (module, target) in UPWARD_ALLOWED:
                     continue
