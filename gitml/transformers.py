@@ -12,8 +12,10 @@ The folder is MLflow's: ``model/`` (the model's ``save_pretrained``), ``componen
 mlflow.transformers``. gitml saves the weights always (``save_pretrained=True``) and contacts no
 hub: a model card is written only when given, the license file says where to look. It loads
 classes only by their names in ``transformers`` itself (never ``trust_remote_code``), and
-predicts through ``pyfunc`` for text classification (MLflow's ``label``/``score`` frame); other
-tasks load as pipelines through :func:`load_model`, and through ``pyfunc`` with MLflow installed.
+predicts through ``pyfunc`` as MLflow's wrapper does for text classification (a ``label``/``score``
+frame), token classification (each text's entities joined by commas), text generation (the
+generated strings) and feature extraction (MLflow's array: the first text's token vectors);
+other tasks load as pipelines through :func:`load_model`, and through ``pyfunc`` with MLflow installed.
 transformers and torch are optional (``pip install 'gitml[transformers]'``).
 """
 
@@ -30,7 +32,14 @@ MODEL_DIR = "model"
 COMPONENTS_DIR = "components"
 LICENSE_FILE = "LICENSE.txt"
 _COMPONENTS = ("feature_extractor", "tokenizer", "image_processor")  # MLflow's order
-PYFUNC_TASKS = ("text-classification", "sentiment-analysis")
+PYFUNC_TASKS = (  # the tasks gitml predicts through pyfunc, as MLflow's wrapper does
+    "text-classification",
+    "sentiment-analysis",
+    "token-classification",
+    "ner",
+    "text-generation",
+    "feature-extraction",
+)
 
 
 def _transformers():
@@ -68,7 +77,6 @@ def save_model(
 
     from gitml.models.mlmodel import Model
     from gitml.models.save import copy_code_paths, finish_folder, prepare_folder
-    from gitml.models.signature import ColSpec, DataType, ModelSignature, Schema
 
     transformers = _transformers()
     if conda_env is not None:
@@ -135,17 +143,14 @@ def save_model(
             except Exception:
                 signature = None
         if signature is None and pipeline.task in PYFUNC_TASKS:  # MLflow's default for the task
-            signature = ModelSignature(
-                Schema([ColSpec(DataType.string)]),
-                Schema([ColSpec(DataType.string, "label"), ColSpec(DataType.double, "score")]),
-            )
+            signature = _default_signature(pipeline.task)
 
     finish_folder(
         folder,
         model,
         flavor=FLAVOR,
         flavor_conf={"transformers_version": transformers.__version__, "code": code, **conf},
-        pyfunc_conf={"loader_module": LOADER, "code": code, "model_config": model_config} if pyfunc else None,
+        pyfunc_conf={"loader_module": LOADER, "code": code, "config": model_config} if pyfunc else None,
         packages=[f"transformers=={transformers.__version__}", f"torch=={torch.__version__.split('+')[0]}"],
         signature=signature if signature is not None else False,
         input_example=input_example,
@@ -154,6 +159,20 @@ def save_model(
         extra_pip_requirements=extra_pip_requirements,
         metadata=metadata,
     )
+
+
+def _default_signature(task: str):
+    """MLflow's signature for a task when none is inferred (mlflow/transformers/signature.py)."""
+    import numpy as np
+
+    from gitml.models.signature import ColSpec, DataType, ModelSignature, Schema, TensorSpec
+
+    text = Schema([ColSpec(DataType.string)])
+    if task in ("text-classification", "sentiment-analysis"):
+        return ModelSignature(text, Schema([ColSpec(DataType.string, "label"), ColSpec(DataType.double, "score")]))
+    if task == "feature-extraction":
+        return ModelSignature(text, Schema([TensorSpec(np.dtype("float64"), [-1], "double")]))
+    return ModelSignature(text, Schema([ColSpec(DataType.string)]))
 
 
 # pipelines MLflow saves without a python_function flavor
@@ -274,15 +293,59 @@ class _TransformersWrapper:
         self.model_config = dict(model_config or {})
 
     def predict(self, data, params: dict | None = None):
+        import pandas as pd
+
+        task = self.pipeline.task
+        if task not in PYFUNC_TASKS:
+            raise UnsupportedFlavorError(
+                f"gitml predicts {', '.join(PYFUNC_TASKS)} pipelines through pyfunc, not "
+                f"{task!r}: load it with MLflow, or use gitml.transformers.load_model"
+            )
+        config = {**self.model_config, **(params or {})}
+        if task in ("text-classification", "sentiment-analysis"):
+            return self._classify(data, config)
+        if isinstance(data, pd.DataFrame):
+            data = data.to_dict(orient="records")
+        if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
+            data = [next(iter(item.values())) for item in data]  # a frame's one column, as MLflow
+        if task == "feature-extraction":
+            import numpy as np
+
+            output = self.pipeline(data, **config)
+            return output if isinstance(output, np.ndarray) else np.array(output[0][0])  # MLflow's choice
+        if not isinstance(data, (str, list)) or (isinstance(data, list) and not all(isinstance(t, str) for t in data)):
+            raise InvalidInputError(f"a {task} pipeline takes a string or a list of strings, not {type(data).__name__}")
+        if task == "text-generation":
+            config.pop("include_prompt", None)
+            collapse = config.pop("collapse_whitespace", False)
+            output = self.pipeline(data, **config)
+            if all(isinstance(item, dict) for item in output):
+                texts: Any = output[0]["generated_text"]
+            else:
+                texts = [item["generated_text"] for group in output for item in group]
+            if collapse:
+                import re
+
+                texts = [re.sub(r"\s+", " ", t).strip() for t in texts] if isinstance(texts, list) else texts
+            if isinstance(data, str) and isinstance(texts, list):
+                texts = texts[0]
+        else:  # token classification: each text's entities, joined by commas
+            output = self.pipeline(data, **config)
+
+            def entities(found: list) -> str:
+                key = "entity_group" if found and "entity_group" in found[0] else "entity"
+                return ",".join(item[key] for item in found)
+
+            texts = (
+                [entities(found) for found in output] if output and isinstance(output[0], list) else entities(output)
+            )
+        return _strip(texts)
+
+    def _classify(self, data, config: dict):
         import ast
 
         import pandas as pd
 
-        if self.pipeline.task not in PYFUNC_TASKS:
-            raise UnsupportedFlavorError(
-                f"gitml predicts {' and '.join(PYFUNC_TASKS)} pipelines through pyfunc, not "
-                f"{self.pipeline.task!r}: load it with MLflow, or use gitml.transformers.load_model"
-            )
         if isinstance(data, pd.DataFrame):
             data = data.to_dict(orient="records")
         if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
@@ -302,11 +365,22 @@ class _TransformersWrapper:
             data = parsed
         elif not isinstance(data, (str, dict, list)):
             raise InvalidInputError(f"a text classifier takes strings, not {type(data).__name__}")
-        output = self.pipeline(data, **{**self.model_config, **(params or {})})
+        output = self.pipeline(data, **config)
         return pd.DataFrame(output if isinstance(output, list) else [output])
 
     def get_raw_model(self):
         return self.pipeline
+
+
+def _strip(output):
+    """MLflow's output sanitising: strings stripped, a list of one string is that string, and a
+    lone string goes back in a list (a batch)."""
+    if isinstance(output, list) and all(isinstance(t, str) for t in output):
+        output = [t.strip() for t in output]
+        output = output if len(output) > 1 else output[0]
+    elif isinstance(output, str):
+        output = output.strip()
+    return [output] if isinstance(output, str) else output
 
 
 def _load_pyfunc(path: str, model_config: dict | None = None) -> _TransformersWrapper:
@@ -318,9 +392,10 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> _TransformersWr
     conf = flavor_conf(folder, FLAVOR)
     if conf.get("task") not in PYFUNC_TASKS:
         raise UnsupportedFlavorError(
-            f"gitml predicts text-classification pipelines through pyfunc, not {conf.get('task')!r}"
+            f"gitml predicts {', '.join(PYFUNC_TASKS)} pipelines through pyfunc, not {conf.get('task')!r}"
         )
-    saved = (Model.load(folder).flavors.get(PYFUNC) or {}).get("model_config")
+    conf_py = Model.load(folder).flavors.get(PYFUNC) or {}
+    saved = conf_py.get("config", conf_py.get("model_config"))  # MLflow's key; earlier gitml wrote model_config
     return _TransformersWrapper(_load(folder, conf), {**(saved or {}), **(model_config or {})})
 
 

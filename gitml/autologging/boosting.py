@@ -65,7 +65,7 @@ def _wrap(original, name: str, log_model):
                 return original(self, *args, **kwargs)
             return _fit(found, name, original, log_model, self, args, kwargs)
 
-    fit.__gitml_autolog__ = True  # type: ignore[attr-defined]
+    setattr(fit, "__gitml_autolog__", True)  # noqa: B010  (typed either way whether the library is typed or not)
     return fit
 
 

@@ -56,7 +56,7 @@ def _wrap(original, library: str):
                 return original(self, *args, **kwargs)
             return _fit(found, original, library, self, args, kwargs)
 
-    fit.__gitml_autolog__ = True  # type: ignore[attr-defined]
+    setattr(fit, "__gitml_autolog__", True)  # noqa: B010  (typed either way whether the library is typed or not)
     return fit
 
 
@@ -143,9 +143,9 @@ def _base(library: str):
 
 
 def _callback(cfg: Config, library: str, client, run_id: str, captured: list):
-    pl = _base(library)
+    pl: Any = _base(library)
 
-    class Recorder(pl.Callback):
+    class Recorder(pl.Callback):  # a class of the module loaded at run time
         def on_train_start(self, trainer, pl_module):
             def start() -> None:
                 client.set_tag(run_id, "Mode", "training")
@@ -193,7 +193,7 @@ def _capture_first_forward(module, captured: list) -> None:
 
 
 def _checkpointer(cfg: Config, library: str, client, run_id: str):
-    pl = _base(library)
+    pl: Any = _base(library)
     monitor = cfg.options.get("checkpoint_monitor", "val_loss")
     mode = cfg.options.get("checkpoint_mode", "min")
     best_only = cfg.options.get("checkpoint_save_best_only", True)

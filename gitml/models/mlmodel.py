@@ -219,9 +219,29 @@ def save_example(folder: str, example) -> tuple[dict | None, object]:
         with open(os.path.join(folder, SERVING_EXAMPLE_FILE), "w") as f:
             json.dump({"inputs": example}, f, indent=2)
         return info, example
-    if isinstance(example, dict) and all(np.isscalar(v) or v is None for v in example.values()):
-        example = pd.DataFrame([example])
-    elif isinstance(example, (dict, list)) and not isinstance(example, np.ndarray):
+    if isinstance(example, dict) and example:
+        arrays = [isinstance(v, np.ndarray) for v in example.values()]
+        if any(arrays) and not all(arrays):
+            raise InvalidInputError("input_example mixes numpy arrays with other values in one mapping")
+        if all(arrays):  # as MLflow 3: a mapping of arrays is an ndarray example, written as lists
+            body: Any = {str(k): v.tolist() for k, v in example.items()}
+            info = {"artifact_path": EXAMPLE_FILE, "type": "ndarray", "serving_input_path": SERVING_EXAMPLE_FILE}
+            _write_example(folder, body, {"inputs": body})
+            return info, example
+        # as MLflow 3: any other mapping is a json_object, written as it is (its table infers the signature)
+        try:
+            body = json.loads(json.dumps(example, default=_json_scalar))
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(f"input_example is not JSON: {e}") from None
+        info = {"artifact_path": EXAMPLE_FILE, "type": "json_object", "serving_input_path": SERVING_EXAMPLE_FILE}
+        llm = any(key in body for key in ("messages", "prompt", "input"))  # MLflow's unified LLM request: as it is
+        _write_example(folder, body, body if llm else {"inputs": body})
+        scalars = all(np.isscalar(v) or v is None for v in example.values())
+        try:
+            return info, pd.DataFrame([example]) if scalars else pd.DataFrame(example)
+        except ValueError:
+            return info, None  # no table: no signature from it
+    if isinstance(example, (dict, list)) and not isinstance(example, np.ndarray):
         try:
             example = pd.DataFrame(example)
         except ValueError as e:
@@ -252,6 +272,20 @@ def save_example(folder: str, example) -> tuple[dict | None, object]:
     return info, example
 
 
+def _json_scalar(value):
+    """numpy scalars and arrays inside a json_object example, as MLflow's NumpyEncoder writes them."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _write_example(folder: str, body, serving) -> None:
+    with open(os.path.join(folder, EXAMPLE_FILE), "w") as f:
+        json.dump(body, f)
+    with open(os.path.join(folder, SERVING_EXAMPLE_FILE), "w") as f:
+        json.dump(serving, f, indent=2)
+
+
 def read_example(folder: str, info: dict):
     import numpy as np
     import pandas as pd
@@ -269,8 +303,24 @@ def read_example(folder: str, info: dict):
     if info.get("type") == "json_object":
         return body
     if info.get("type") == "ndarray":
-        inputs = body.get("inputs") if isinstance(body, dict) else body
+        inputs = body["inputs"] if isinstance(body, dict) and set(body) == {"inputs"} else body  # MLflow 2's, 3's
         return {k: np.array(v) for k, v in inputs.items()} if isinstance(inputs, dict) else np.array(inputs)
     if isinstance(body, dict) and "columns" in body:
         return pd.DataFrame(body["data"], columns=body["columns"])
     return pd.DataFrame(body)
+
+
+def inside(folder: str, relative: object, what: str, *, exists: bool = True) -> str:
+    """``folder/relative``, refused (InvalidInputError) if it would leave ``folder``, and
+    NotFoundError if it does not exist (unless ``exists`` is False)."""
+    if not isinstance(relative, str) or not relative or os.path.isabs(relative):
+        raise InvalidInputError(f"{what} {relative!r} is not a relative path in the model folder")
+    root = os.path.realpath(folder)
+    full = os.path.realpath(os.path.join(root, relative))
+    if full != root and not full.startswith(root + os.sep):
+        raise InvalidInputError(f"{what} {relative!r} leaves the model folder")
+    if exists and not os.path.exists(full):
+        from gitml.errors import NotFoundError
+
+        raise NotFoundError(f"the model folder {folder!r} lacks its {what} {relative!r}")
+    return full

@@ -94,8 +94,8 @@ def finish_folder(
     model.signature = signature if isinstance(signature, ModelSignature) else None
     if metadata is not None:
         model.metadata = metadata
-    if pyfunc_conf is not None:  # as MLflow's pyfunc.add_to_model: code, data and model_config only when set
-        pyfunc_conf = {k: v for k, v in pyfunc_conf.items() if v or k not in ("code", "data", "model_config")}
+    if pyfunc_conf is not None:  # as MLflow's pyfunc.add_to_model: code, data and config (model_config) only when set
+        pyfunc_conf = {k: v for k, v in pyfunc_conf.items() if v or k not in ("code", "data", "config")}
         model.add_flavor(PYFUNC, **pyfunc_conf, env=environment.pyfunc_env(), python_version=platform.python_version())
     if flavor is not None:
         model.add_flavor(flavor, **(flavor_conf or {}))

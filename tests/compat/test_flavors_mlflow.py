@@ -128,13 +128,71 @@ kwargs = {"pip_requirements": ["transformers", "torch"]}  # MLflow's default lis
 """,
         "['a fine film', 'bad', 'an awful film']",
     ),
+    # more tasks of the transformers flavor (the key's part before "_" names the flavor), each a tiny random model
+    "transformers_ner": (
+        """
+import torch, transformers
+torch.manual_seed(0)
+words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "ada", "met", "bob", "in", "paris", "london"]
+open("vocab.txt", "w").write("\\n".join(words))
+config = transformers.BertConfig(vocab_size=len(words), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=16, max_position_embeddings=32, num_labels=3,
+                                 id2label={0: "O", 1: "B-PER", 2: "B-LOC"}, label2id={"O": 0, "B-PER": 1, "B-LOC": 2})
+model = transformers.pipeline("token-classification", model=transformers.BertForTokenClassification(config).eval(),
+                              tokenizer=transformers.BertTokenizer(vocab_file="vocab.txt"))
+example = ["ada met bob in paris"]
+kwargs = {"pip_requirements": ["transformers", "torch"]}
+""",
+        "['ada met bob', 'bob in london']",
+    ),
+    "transformers_gen": (
+        """
+import torch, transformers
+torch.manual_seed(0)
+words = ["<unk>", "<s>", "</s>", "the", "cat", "sat", "on", "mat", "a", "dog"]
+open("vocab.txt", "w").write("\\n".join(words))
+tokenizer = transformers.BertTokenizer(vocab_file="vocab.txt", unk_token="<unk>", pad_token="<unk>",
+                                       cls_token="<s>", sep_token="</s>", mask_token="<unk>", do_basic_tokenize=True)
+config = transformers.GPT2Config(vocab_size=len(words), n_embd=8, n_layer=1, n_head=2, n_positions=32,
+                                 bos_token_id=1, eos_token_id=2, pad_token_id=0)
+model = transformers.pipeline("text-generation", model=transformers.GPT2LMHeadModel(config).eval(), tokenizer=tokenizer)
+example = ["the cat"]
+kwargs = {"pip_requirements": ["transformers", "torch"],
+          "model_config": {"max_new_tokens": 4, "do_sample": False, "add_special_tokens": False}}
+""",
+        "['the cat sat', 'a dog']",
+    ),
+    "transformers_emb": (
+        """
+import torch, transformers
+torch.manual_seed(0)
+words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "good", "bad", "film"]
+open("vocab.txt", "w").write("\\n".join(words))
+config = transformers.BertConfig(vocab_size=len(words), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=16, max_position_embeddings=32)
+model = transformers.pipeline("feature-extraction", model=transformers.BertModel(config).eval(),
+                              tokenizer=transformers.BertTokenizer(vocab_file="vocab.txt"))
+example = ["a good film"]
+kwargs = {"pip_requirements": ["transformers", "torch"]}
+""",
+        "['a good film', 'bad']",
+    ),
 }
 
+
+SERVED = [f for f in FLAVORS if "_" not in f]  # one model per flavor is served (two servers each: CI's time)
+
+
+def _module(flavor: str) -> str:
+    """The flavor module of a FLAVORS key (``transformers_ner`` is a transformers model)."""
+    return flavor.split("_")[0]
+
+
 SAVE = """
-import {tool} as tool, {tool}.{flavor}, {tool}.models
+import {tool} as tool, {tool}.{module}, {tool}.models
 {train}
 os.makedirs("{flavor}")  # empty: MLflow's keras.save_model writes the example before it makes the folder
-tool.{flavor}.save_model(model, "{flavor}", input_example=example, **globals().pop("kwargs", {{}}))
+tool.{module}.save_model(model, "{flavor}", input_example=example, **globals().pop("kwargs", {{}}))
 """
 
 # predictions of every saved folder (both tools') through pyfunc and through the flavor's own load_model
@@ -153,7 +211,7 @@ out = {{}}
 for flavor, data in {inputs}.items():
     for folder in ("by_gitml/" + flavor, "by_mlflow/" + flavor):
         pred = {tool}.pyfunc.load_model(folder).predict(eval(data))
-        raw = importlib.import_module("{tool}." + flavor).load_model(folder)
+        raw = importlib.import_module("{tool}." + flavor.split("_")[0]).load_model(folder)
         out[folder] = {{"pyfunc": as_json(pred), "raw_class": type(raw).__name__}}
 out["imported_other"] = any(m == {other!r} or m.startswith({other!r} + ".") for m in sys.modules)
 print(json.dumps(out))
@@ -189,7 +247,9 @@ def _run(python: str, code: str, cwd, *, gitml: bool) -> str:
 
 def _save_all(python: str, tool: str, folder) -> None:
     folder.mkdir()
-    code = DATA + "".join(SAVE.format(tool=tool, flavor=f, train=train) for f, (train, _) in FLAVORS.items())
+    code = DATA + "".join(
+        SAVE.format(tool=tool, flavor=f, module=_module(f), train=train) for f, (train, _) in FLAVORS.items()
+    )
     _run(python, code, folder, gitml=tool == "gitml")
 
 
@@ -239,9 +299,10 @@ def test_the_signature_is_the_one_mlflow_infers(saved, flavor):
 def test_the_folder_is_mlflows_layout(saved, flavor):
     ours, theirs = _mlmodel(saved / "by_gitml" / flavor), _mlmodel(saved / "by_mlflow" / flavor)
     assert set(ours["flavors"]) == set(theirs["flavors"])
-    assert set(ours["flavors"][flavor]) == set(theirs["flavors"][flavor])
-    for key in ("data", "model_class", "model_type", "model_format", "save_format"):
-        assert ours["flavors"][flavor].get(key) == theirs["flavors"][flavor].get(key), key
+    module = _module(flavor)
+    assert set(ours["flavors"][module]) == set(theirs["flavors"][module])
+    for key in ("data", "model_class", "model_type", "model_format", "save_format", "task"):
+        assert ours["flavors"][module].get(key) == theirs["flavors"][module].get(key), key
     ours_py, theirs_py = ours["flavors"]["python_function"], theirs["flavors"]["python_function"]
     assert set(ours_py) == set(theirs_py) and ours_py["loader_module"] == theirs_py["loader_module"]
     assert ours_py.get("data") == theirs_py.get("data")
@@ -430,13 +491,13 @@ def test_gitml_serve_answers_as_mlflow_models_serve(mlflow_python, saved):  # no
         else {"inputs": ["a fine film", "bad"]}
         if flavor == "transformers"
         else {"dataframe_split": {"columns": list(frame(flavor).columns), "data": frame(flavor).values.tolist()}}
-        for flavor in FLAVORS
+        for flavor in SERVED
     }
     env = _python_env(gitml=True)
     mlflow_env = {**_python_env(gitml=False), "PATH": os.path.dirname(mlflow_python) + os.pathsep + os.environ["PATH"]}
     servers = []
     try:  # every server starts at once: they load their models side by side
-        for flavor in FLAVORS:
+        for flavor in SERVED:
             folder = str(saved / "by_gitml" / flavor)
             ours, theirs = _free_port(), _free_port()
             servers.append(

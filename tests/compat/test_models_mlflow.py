@@ -304,3 +304,65 @@ def test_mlflow_shaped_example_scripts_run_with_gitml_imports(mlflow_python, tmp
         cwd=project,
     ).stdout.split()
     assert out.count("model.pkl") == 2 and "True" in out
+
+
+DICT_EXAMPLES = """
+import json, os, sys, numpy as np, {tool} as tool, {tool}.pyfunc
+from {tool}.models import Model
+
+class Echo(tool.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+examples = {{
+    "scalars": {{"a": 1, "b": "x", "c": 2.5, "d": np.float32(0.5)}},
+    "lists": {{"q": ["a", "b"], "n": [1, 2]}},
+    "nested": {{"messages": [{{"role": "user", "content": "hi"}}], "temperature": 0.1}},
+    "arrays": {{"x": np.array([[1.0, 2.0]]), "y": np.array([3, 4])}},
+}}
+os.makedirs("by_{tool}")
+for name, example in examples.items():
+    tool.pyfunc.save_model(f"by_{tool}/{{name}}", python_model=Echo(), input_example=example)
+
+def plain(value):
+    if isinstance(value, dict):
+        return {{k: plain(v) for k, v in value.items()}}
+    if hasattr(value, "to_dict"):
+        return value.to_dict(orient="list")
+    return value.tolist() if hasattr(value, "tolist") else value
+
+out = {{}}
+for folder in sorted(os.listdir(".")):
+    for name in sorted(os.listdir(folder)) if folder.startswith("by_") else ():
+        path = f"{{folder}}/{{name}}"
+        model = Model.load(path)
+        names = ("input_example.json", "serving_input_example.json")
+        files = {{f: json.load(open(f"{{path}}/{{f}}")) for f in names}}
+        loaded = plain(model.load_input_example(path))
+        out[path] = {{"info": model.saved_input_example_info, "files": files, "loaded": loaded}}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_dict_input_examples_are_saved_and_read_as_mlflow_does(mlflow_python, tmp_path):  # noqa: F811
+    theirs = _in_mlflow(mlflow_python, DICT_EXAMPLES.format(tool="mlflow"), tmp_path)
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    done = subprocess.run(
+        [sys.executable, "-c", DICT_EXAMPLES.format(tool="gitml")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    both = json.loads(done.stdout.strip().splitlines()[-1])  # gitml reads its folders and MLflow's
+    assert theirs["by_mlflow/scalars"]["info"]["type"] == "json_object"
+    assert theirs["by_mlflow/arrays"]["info"]["type"] == "ndarray"
+    for name in ("scalars", "lists", "nested", "arrays"):
+        ours, mlflows = both[f"by_gitml/{name}"], theirs[f"by_mlflow/{name}"]
+        assert ours["info"] == mlflows["info"], name
+        assert ours["files"] == mlflows["files"], name
+        assert both[f"by_mlflow/{name}"]["loaded"] == mlflows["loaded"], name  # gitml reads MLflow's as MLflow
+        assert ours["loaded"] == mlflows["loaded"], name
