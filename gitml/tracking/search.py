@@ -47,9 +47,9 @@ def page_offset(token: str | None) -> int:
     try:
         offset = json.loads(base64.b64decode(token, validate=True))["offset"]
     except (ValueError, TypeError, KeyError):  # binascii.Error and JSON's errors are ValueErrors
-        raise InvalidInputError(f"page_token {token[:40]!r} is not a token a search returned") from None
+        raise InvalidInputError(f"invalid page token: page_token {token[:40]!r} is not one a search returned") from None
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise InvalidInputError(f"page_token {token[:40]!r} is not a token a search returned")
+        raise InvalidInputError(f"invalid page token: page_token {token[:40]!r} is not one a search returned")
     return offset
 
 
