@@ -1,6 +1,7 @@
 """The package's shape: one public namespace, imports going one way, a fast CLI."""
 
 import ast
+import functools
 import os
 
 import gitml
@@ -220,26 +221,20 @@ def test_no_import_circles():
 
 
 def test_imports_go_one_way():
-    package = os.path.join(ROOT, "gitml")
     problems = []
-    for folder, _, files in os.walk(package):
-        for name in files:
-            if not name.endswith(".py"):
-                continue
-            path = os.path.join(folder, name)
-            module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".").removesuffix(".__init__")
-            level = _layer(module)
-            if level is None:
-                continue
-            for node in ast.walk(ast.parse(open(path).read())):  # every import: module, function, TYPE_CHECKING
-                if level < FACE_LEVEL and _imports_the_face(node):
-                    problems.append(f"{module} imports the package face gitml")
-                for target in _imported(node):
-                    if (module, target) in UPWARD_ALLOWED:
-                        continue
-                    other = _layer(target)
-                    if other is not None and other > level:
-                        problems.append(f"{module} imports {target}")
+    for module, tree in _modules().items():
+        level = _layer(module)
+        if level is None:
+            continue
+        for node in ast.walk(tree):  # every import: module, function, TYPE_CHECKING
+            if level < FACE_LEVEL and _imports_the_face(node):
+                problems.append(f"{module} imports the package face gitml")
+            for target in _imported(node):
+                if (module, target) in UPWARD_ALLOWED:
+                    continue
+                other = _layer(target)
+                if other is not None and other > level:
+                    problems.append(f"{module} imports {target}")
     assert not problems, problems
 
 
@@ -287,6 +282,7 @@ TRACKER_ALLOWED = {
 }
 
 
+@functools.cache  # parsed once for the checks that read every module (a few seconds per parse here)
 def _modules() -> dict[str, ast.Module]:
     out = {}
     for folder, _, files in os.walk(os.path.join(ROOT, "gitml")):
@@ -692,3 +688,18 @@ def test_tests_mirror_the_package():
                 seen[n] = os.path.relpath(folder, tests)
     assert clashes == []
     assert not any(os.path.exists(os.path.join(tests, f, "__init__.py")) for f in folders)
+
+
+def test_the_slow_list_names_tests_that_exist():
+    """conftest's SLOW_FILES and SLOW_TESTS keep tests out of the fast lane by name: a name
+    that no longer exists (a test renamed or moved) would silently put a slow test back."""
+    from tests.conftest import SLOW_FILES, SLOW_TESTS
+
+    defined: dict[str, set[str]] = {}
+    for folder, _, files in os.walk(os.path.join(ROOT, "tests")):
+        for n in files:
+            if n.startswith("test_") and n.endswith(".py"):
+                tree = ast.parse(open(os.path.join(folder, n)).read())
+                defined[n] = {f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
+    assert sorted(SLOW_FILES - set(defined)) == []
+    assert sorted(f"{f}::{t}" for f, names in SLOW_TESTS.items() for t in names if t not in defined.get(f, ())) == []
