@@ -447,7 +447,7 @@ class GitmlTrackingStore(AbstractStore):
             status=LoggedModelStatus(status) if status in LoggedModelStatus.__members__ else LoggedModelStatus.READY,
             tags=dict(entry.get("tags") or {}),
             params=dict(entry.get("params") or {}),
-            metrics=metrics or None,
+            metrics=metrics,  # [] when none, as MLflow's SQL store (its dataset filter iterates it)
         )
 
     def _entries(self, run_id: str) -> list[dict]:
