@@ -11,7 +11,7 @@ Run objects are built from its rows, not from the run records in git.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from gitml.errors import ExperimentNotFoundError, InvalidInputError
 from gitml.tracking.entities import Experiment, ViewType
@@ -66,27 +66,9 @@ class Search:
 
         >>> client.search_experiments(filter_string="name LIKE 'churn%'")
         """
-        from gitml.tracking.filter import EXPERIMENTS, compile_filter, parse_order_by, sort_rows
+        from gitml.tracking.search import search_experiments
 
-        if max_results is not None and max_results < 0:
-            raise InvalidInputError(f"max_results must be >= 0, not {max_results}")
-        predicate = compile_filter(filter_string, EXPERIMENTS)
-        order = parse_order_by(order_by, EXPERIMENTS)
-        rows = [
-            {
-                "experiment_id": e.experiment_id,
-                "name": e.name,
-                "creation_time": e.creation_time,
-                "last_update_time": e.last_update_time,
-                "lifecycle_stage": e.lifecycle_stage,
-                "tags": e.tags,
-                "_experiment": e,
-            }
-            for e in self.tracker.experiments.all(view_type)
-        ]
-        rows = sort_rows([r for r in rows if predicate(r)], order, EXPERIMENTS)
-        found: list[Experiment] = [cast(Experiment, r["_experiment"]) for r in rows]
-        return found[:max_results] if max_results is not None else found
+        return search_experiments(self.tracker.experiments.all(view_type), filter_string, order_by, max_results)
 
     def search_runs(
         self,
