@@ -13,6 +13,8 @@ commit holds the code that ran and what it logged::
 
 from typing import TYPE_CHECKING
 
+from gitml.version import __version__
+
 if TYPE_CHECKING:  # what editors and type checkers see; at run time each name is imported on first use (_LAZY)
     from gitml import (
         artifacts,
@@ -234,8 +236,6 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted(__all__)
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ActiveRun",

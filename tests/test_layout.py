@@ -1,6 +1,7 @@
 """The package's shape: one public namespace, imports going one way, a fast CLI."""
 
 import ast
+import functools
 import os
 
 import gitml
@@ -8,7 +9,7 @@ from tests.conftest import ROOT, run_python
 
 # Lower layers never import higher ones.
 LAYERS = [
-    ("gitml.errors", "gitml.names", "gitml.exceptions", "gitml.yamlread"),
+    ("gitml.errors", "gitml.names", "gitml.exceptions", "gitml.yamlread", "gitml.version"),
     ("gitml.store",),
     ("gitml.tracking", "gitml.content", "gitml.data", "gitml.system_metrics"),
     ("gitml.content.service",),
@@ -16,9 +17,9 @@ LAYERS = [
     ("gitml.client", "gitml.search", "gitml.frame", "gitml.entities"),
     ("gitml.ops", "gitml.runviews", "gitml.sync", "gitml.purge", "gitml.report"),
     ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
+    ("gitml.models",),
+    ("gitml.pyfunc",),
     (
-        "gitml.models",
-        "gitml.pyfunc",
         "gitml.sklearn",
         "gitml.pytorch",
         "gitml.xgboost",
@@ -32,8 +33,8 @@ LAYERS = [
         "gitml.sweeps",
         "gitml.optuna",
         "gitml.ray",
-        "gitml.autologging",
     ),
+    ("gitml.autologging",),
     ("gitml.cli", "gitml.ui", "gitml.serving", "gitml.mlflow_plugin"),
 ]
 
@@ -118,10 +119,37 @@ def test_the_typed_re_exports_match_the_lazy_ones():
     assert set(gitml.__all__) == set(gitml._LAZY) | gitml._SUBMODULES | {"__version__"}
 
 
-# Imports that run back up a layer, each with why (a lazy name MLflow users import from there).
+# Imports that run back up a layer, each with why (a name MLflow users call there, imported when called).
 UPWARD_ALLOWED = {
     ("gitml.tracking", "gitml.client"): "gitml.tracking.MlflowClient, where MLflow has it: looked up on first use",
+    **{
+        (f"gitml.{flavor}", target): f"gitml.{flavor}.autolog(), as mlflow.{flavor}.autolog: imported when called"
+        for flavor in ("sklearn", "xgboost", "lightgbm", "keras", "pytorch")
+        for target in ("gitml.autologging", "gitml.autologging.configure")
+    },
+    ("gitml.models.evaluation", "gitml.pyfunc"): "gitml.models.evaluate(model_uri), as mlflow.models.evaluate: "
+    "loads the model it is given, when called",
+    ("gitml.models.evaluation", "gitml.pyfunc.load_model"): "the same",
+    ("gitml.models.evaluation", "gitml.pyfunc.PyFuncModel"): "the same",
 }
+# The package face (gitml/__init__.py: the public names, lazily) sits above every layer but the edge.
+FACE_LEVEL = len(LAYERS) - 1
+
+
+def _imports_the_face(node: ast.AST) -> bool:
+    """``import gitml`` or ``from gitml import NAME`` of a name of ``gitml/__init__.py`` (not a
+    submodule: ``from gitml import fluent`` imports gitml.fluent)."""
+    if isinstance(node, ast.Import):
+        return any(a.name == "gitml" for a in node.names)
+    if isinstance(node, ast.ImportFrom) and node.module == "gitml" and not node.level:
+        return any(
+            not os.path.exists(os.path.join(ROOT, "gitml", a.name + ".py"))
+            and not os.path.isdir(os.path.join(ROOT, "gitml", a.name))
+            for a in node.names
+        )
+    return False
+
+
 # Import circles between modules, each with why.
 CIRCLES_ALLOWED = {
     frozenset({"gitml.tracking", "gitml.client"}): "the same lazy gitml.tracking.MlflowClient",
@@ -193,24 +221,20 @@ def test_no_import_circles():
 
 
 def test_imports_go_one_way():
-    package = os.path.join(ROOT, "gitml")
     problems = []
-    for folder, _, files in os.walk(package):
-        for name in files:
-            if not name.endswith(".py"):
-                continue
-            path = os.path.join(folder, name)
-            module = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".").removesuffix(".__init__")
-            level = _layer(module)
-            if level is None:
-                continue
-            for node in ast.walk(ast.parse(open(path).read())):  # every import: module, function, TYPE_CHECKING
-                for target in _imported(node):
-                    if (module, target) in UPWARD_ALLOWED:
-                        continue
-                    other = _layer(target)
-                    if other is not None and other > level:
-                        problems.append(f"{module} imports {target}")
+    for module, tree in _modules().items():
+        level = _layer(module)
+        if level is None:
+            continue
+        for node in ast.walk(tree):  # every import: module, function, TYPE_CHECKING
+            if level < FACE_LEVEL and _imports_the_face(node):
+                problems.append(f"{module} imports the package face gitml")
+            for target in _imported(node):
+                if (module, target) in UPWARD_ALLOWED:
+                    continue
+                other = _layer(target)
+                if other is not None and other > level:
+                    problems.append(f"{module} imports {target}")
     assert not problems, problems
 
 
@@ -258,6 +282,7 @@ TRACKER_ALLOWED = {
 }
 
 
+@functools.cache  # parsed once for the checks that read every module (a few seconds per parse here)
 def _modules() -> dict[str, ast.Module]:
     out = {}
     for folder, _, files in os.walk(os.path.join(ROOT, "gitml")):
@@ -663,3 +688,18 @@ def test_tests_mirror_the_package():
                 seen[n] = os.path.relpath(folder, tests)
     assert clashes == []
     assert not any(os.path.exists(os.path.join(tests, f, "__init__.py")) for f in folders)
+
+
+def test_the_slow_list_names_tests_that_exist():
+    """conftest's SLOW_FILES and SLOW_TESTS keep tests out of the fast lane by name: a name
+    that no longer exists (a test renamed or moved) would silently put a slow test back."""
+    from tests.conftest import SLOW_FILES, SLOW_TESTS
+
+    defined: dict[str, set[str]] = {}
+    for folder, _, files in os.walk(os.path.join(ROOT, "tests")):
+        for n in files:
+            if n.startswith("test_") and n.endswith(".py"):
+                tree = ast.parse(open(os.path.join(folder, n)).read())
+                defined[n] = {f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
+    assert sorted(SLOW_FILES - set(defined)) == []
+    assert sorted(f"{f}::{t}" for f, names in SLOW_TESTS.items() for t in names if t not in defined.get(f, ())) == []

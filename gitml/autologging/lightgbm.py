@@ -19,7 +19,7 @@ import inspect
 import json
 from typing import Any
 
-from gitml.autologging import Config, TrainingCall, boosting, config, warn
+from gitml.autologging import Config, TrainingCall, boosting, config, now_ms, step, warn
 
 NAME = "lightgbm"
 _UNLOGGED = {
@@ -99,19 +99,6 @@ def _wrap_train(original, log_models: bool = True):
     return train
 
 
-def _step(cfg: Config, what: str, do) -> None:
-    try:
-        do()
-    except Exception as e:  # noqa: BLE001 - autolog never breaks training
-        warn(cfg, what, e)
-
-
-def _now() -> int:
-    import time
-
-    return int(time.time() * 1000)
-
-
 def _train(cfg: Config, original, args: tuple, kwargs: dict, log_models: bool = True, inside_fit: bool = False):
     from gitml import fluent
 
@@ -138,7 +125,7 @@ def _train(cfg: Config, original, args: tuple, kwargs: dict, log_models: bool = 
             if cfg.log_datasets:
                 _datasets(client, run_id, bound)
 
-        _step(cfg, "logging the params", params)
+        step(cfg, "logging the params", params)
         history: list[dict[str, float]] = []
 
         def record(env) -> None:
@@ -148,7 +135,7 @@ def _train(cfg: Config, original, args: tuple, kwargs: dict, log_models: bool = 
             }
             history.append(values)
             if values:
-                client.log_batch(run_id, metrics=[(k, v, _now(), env.iteration) for k, v in values.items()])
+                client.log_batch(run_id, metrics=[(k, v, now_ms(), env.iteration) for k, v in values.items()])
 
         callbacks = list(bound.get("callbacks") or []) + [record]
         if "callbacks" in kwargs or len(args) <= names.index("callbacks"):
@@ -156,7 +143,7 @@ def _train(cfg: Config, original, args: tuple, kwargs: dict, log_models: bool = 
         else:
             args = args[: names.index("callbacks")] + (callbacks,) + args[names.index("callbacks") + 1 :]
         model = original(*args, **kwargs)
-        _step(
+        step(
             cfg, "logging the metrics and model", lambda: _after(cfg, client, run_id, model, bound, history, log_models)
         )
         failed = False
@@ -196,15 +183,15 @@ def _after(cfg: Config, client, run_id: str, model, bound: dict, history: list, 
     if model.best_iteration > 0:
         last = len(history)
         points = [
-            ("stopped_iteration", float(last), _now(), 0),
-            ("best_iteration", float(model.best_iteration), _now(), 0),
+            ("stopped_iteration", float(last), now_ms(), 0),
+            ("best_iteration", float(model.best_iteration), now_ms(), 0),
         ]
-        points += [(k, v, _now(), last) for k, v in history[model.best_iteration - 1].items()]
+        points += [(k, v, now_ms(), last) for k, v in history[model.best_iteration - 1].items()]
         client.log_batch(run_id, metrics=points)
     for kind in ("split", "gain"):
-        _step(cfg, f"feature importance ({kind})", functools.partial(_importance, client, run_id, model, kind))
+        step(cfg, f"feature importance ({kind})", functools.partial(_importance, client, run_id, model, kind))
     if cfg.log_models and log_models:
-        _step(cfg, "logging the model", lambda: _log_model(cfg, run_id, model, bound))
+        step(cfg, "logging the model", lambda: _log_model(cfg, run_id, model, bound))
 
 
 def _importance(client, run_id: str, model, kind: str) -> None:

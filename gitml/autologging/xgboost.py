@@ -20,7 +20,7 @@ import inspect
 import json
 from typing import Any
 
-from gitml.autologging import Config, TrainingCall, boosting, config, warn
+from gitml.autologging import Config, TrainingCall, boosting, config, now_ms, step, warn
 
 NAME = "xgboost"
 _UNLOGGED = {"params", "dtrain", "evals", "obj", "feval", "evals_result", "xgb_model", "callbacks", "learning_rates"}
@@ -124,7 +124,7 @@ def _train(cfg: Config, original, args: tuple, kwargs: dict, log_models: bool = 
             if cfg.log_datasets:
                 _datasets(client, run_id, bound)
 
-        _step(cfg, "logging the params", params)
+        step(cfg, "logging the params", params)
         history: list[dict[str, float]] = []
         callback = _recorder(client, run_id, history)
         callbacks = list(bound.get("callbacks") or []) + [callback]
@@ -133,7 +133,7 @@ def _train(cfg: Config, original, args: tuple, kwargs: dict, log_models: bool = 
         else:
             args = args[: names.index("callbacks")] + (callbacks,) + args[names.index("callbacks") + 1 :]
         model = original(*args, **kwargs)
-        _step(
+        step(
             cfg,
             "logging the metrics and model",
             lambda: _after(cfg, client, run_id, model, bound, history, xgboost, log_models),
@@ -143,13 +143,6 @@ def _train(cfg: Config, original, args: tuple, kwargs: dict, log_models: bool = 
     finally:
         if active is None:
             fluent.end_run("FAILED" if failed else "FINISHED")
-
-
-def _step(cfg: Config, what: str, do) -> None:
-    try:
-        do()
-    except Exception as e:  # noqa: BLE001 - autolog never breaks training
-        warn(cfg, what, e)
 
 
 def _datasets(client, run_id: str, bound: dict) -> None:
@@ -193,29 +186,23 @@ def _recorder(client, run_id: str, history: list):
                     values[f"{data_name}-{metric}"] = float(series[-1])
             history.append(values)
             if values:
-                client.log_batch(run_id, metrics=[(k, v, _now(), epoch) for k, v in values.items()])
+                client.log_batch(run_id, metrics=[(k, v, now_ms(), epoch) for k, v in values.items()])
             return False
 
     return Recorder()
-
-
-def _now() -> int:
-    import time
-
-    return int(time.time() * 1000)
 
 
 def _after(cfg: Config, client, run_id: str, model, bound: dict, history: list, xgboost, log_models: bool) -> None:
     if bound.get("early_stopping_rounds"):
         last = len(history)
         best = int(model.best_iteration)
-        points = [("stopped_iteration", float(last - 1), _now(), 0), ("best_iteration", float(best), _now(), 0)]
-        points += [(k, v, _now(), last) for k, v in (history[best] if best < len(history) else {}).items()]
+        points = [("stopped_iteration", float(last - 1), now_ms(), 0), ("best_iteration", float(best), now_ms(), 0)]
+        points += [(k, v, now_ms(), last) for k, v in (history[best] if best < len(history) else {}).items()]
         client.log_batch(run_id, metrics=points)
     for kind in cfg.options.get("importance_types") or ["weight"]:
-        _step(cfg, f"feature importance ({kind})", functools.partial(_importance, client, run_id, model, kind))
+        step(cfg, f"feature importance ({kind})", functools.partial(_importance, client, run_id, model, kind))
     if cfg.log_models and log_models:
-        _step(cfg, "logging the model", lambda: _log_model(cfg, run_id, model, bound, xgboost))
+        step(cfg, "logging the model", lambda: _log_model(cfg, run_id, model, bound, xgboost))
 
 
 def _importance(client, run_id: str, model, kind: str) -> None:

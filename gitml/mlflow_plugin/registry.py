@@ -197,9 +197,11 @@ class GitmlRegistryStore(AbstractStore):
                 return self._external(source, run_id)
             return source
         if source.startswith("models:/m-") and model_id:
-            import mlflow
+            from gitml.mlflow_plugin.tracking import GitmlTrackingStore
 
-            logged = mlflow.MlflowClient().get_logged_model(model_id)
+            # this repository's tracking store, never MLflow's current tracking URI: inside
+            # `mlflow server` that is the server itself, which waits on this very call
+            logged = GitmlTrackingStore(f"gitml:{self.repo_path}").get_logged_model(model_id)
             if parse_view(logged.artifact_location) is None and not logged.artifact_location.startswith(
                 ARTIFACT_SCHEME + ":"
             ):

@@ -17,7 +17,7 @@ from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.tracking.abstract_store import AbstractStore
 
 import gitml.entities as ge
-from gitml.errors import ConflictError, InvalidInputError, NotFoundError, ParamConflictError
+from gitml.errors import ConflictError, DeletedRunError, InvalidInputError, NotFoundError, ParamConflictError
 from gitml.mlflow_plugin import (
     as_mlflow_exception,
     check_mlflow_version,
@@ -279,7 +279,10 @@ class GitmlTrackingStore(AbstractStore):
     @mlflow_errors
     def delete_tag(self, run_id, key):
         run_id = _run_id(run_id, full=True)
-        if key not in self.client.get_run(_run_id(run_id)).data.tags:
+        run = self.client.get_run(run_id)
+        if run.info.lifecycle_stage == "deleted":  # as MLflow's stores: the run's state is checked first
+            raise DeletedRunError(run_id)
+        if key not in run.data.tags:
             raise as_mlflow_exception(
                 NotFoundError(f"No tag with name: {key} in run with id {run_id}"), "RESOURCE_DOES_NOT_EXIST"
             )
@@ -370,8 +373,12 @@ class GitmlTrackingStore(AbstractStore):
     def create_logged_model(
         self, experiment_id, name=None, source_run_id=None, tags=None, params=None, model_type=None
     ):
+        from mlflow.utils.name_utils import _generate_random_name
+        from mlflow.utils.validation import _validate_logged_model_name
+
+        _validate_logged_model_name(name)
         experiment_id = _experiment_id(experiment_id)
-        name = name or "model"
+        name = name or _generate_random_name()  # as MLflow's stores name a model created without one
         model_id = "m-" + uuid.uuid4().hex
         now = int(time.time() * 1000)
         entry = {
@@ -440,7 +447,7 @@ class GitmlTrackingStore(AbstractStore):
             status=LoggedModelStatus(status) if status in LoggedModelStatus.__members__ else LoggedModelStatus.READY,
             tags=dict(entry.get("tags") or {}),
             params=dict(entry.get("params") or {}),
-            metrics=metrics or None,
+            metrics=metrics,  # [] when none, as MLflow's SQL store (its dataset filter iterates it)
         )
 
     def _entries(self, run_id: str) -> list[dict]:

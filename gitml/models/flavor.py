@@ -47,7 +47,7 @@ def flavor_conf(folder: str, flavor: str) -> dict:
 
 def flavor_file(folder: str, conf: dict, key: str, default: str) -> str:
     """The file the flavor's ``key`` names (``default`` when absent), refused if it leaves the folder."""
-    from gitml.pyfunc import inside
+    from gitml.models.mlmodel import inside
 
     return inside(folder, conf.get(key) or default, key)
 

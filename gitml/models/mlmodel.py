@@ -308,3 +308,19 @@ def read_example(folder: str, info: dict):
     if isinstance(body, dict) and "columns" in body:
         return pd.DataFrame(body["data"], columns=body["columns"])
     return pd.DataFrame(body)
+
+
+def inside(folder: str, relative: object, what: str, *, exists: bool = True) -> str:
+    """``folder/relative``, refused (InvalidInputError) if it would leave ``folder``, and
+    NotFoundError if it does not exist (unless ``exists`` is False)."""
+    if not isinstance(relative, str) or not relative or os.path.isabs(relative):
+        raise InvalidInputError(f"{what} {relative!r} is not a relative path in the model folder")
+    root = os.path.realpath(folder)
+    full = os.path.realpath(os.path.join(root, relative))
+    if full != root and not full.startswith(root + os.sep):
+        raise InvalidInputError(f"{what} {relative!r} leaves the model folder")
+    if exists and not os.path.exists(full):
+        from gitml.errors import NotFoundError
+
+        raise NotFoundError(f"the model folder {folder!r} lacks its {what} {relative!r}")
+    return full

@@ -340,9 +340,7 @@ def gitml_modules() -> dict[str, str]:
     dependencies (recursively, extras left out)."""
     import importlib.metadata as md
 
-    import gitml
-
-    out = {"gitml": os.path.dirname(os.path.abspath(gitml.__file__))}
+    out = {"gitml": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}  # the package holding projects/
     seen = {"gitml"}
     todo = ["gitml"]
     while todo:

@@ -30,7 +30,7 @@ import weakref
 from typing import Any
 
 from gitml.errors import CorruptRecordError, InvalidInputError, UnsupportedFlavorError
-from gitml.models.mlmodel import PYFUNC, Model
+from gitml.models.mlmodel import PYFUNC, Model, inside
 from gitml.pyfunc.dask import dask_predict
 from gitml.pyfunc.model import PythonModel, PythonModelContext, save_python_model
 from gitml.pyfunc.spark import spark_udf
@@ -43,22 +43,6 @@ LOADERS = {
     "mlflow.pyfunc.model": "gitml.pyfunc.model",
     "gitml.pyfunc.model": "gitml.pyfunc.model",
 }
-
-
-def inside(folder: str, relative: object, what: str, *, exists: bool = True) -> str:
-    """``folder/relative``, refused (InvalidInputError) if it would leave ``folder``, and
-    NotFoundError if it does not exist (unless ``exists`` is False)."""
-    if not isinstance(relative, str) or not relative or os.path.isabs(relative):
-        raise InvalidInputError(f"{what} {relative!r} is not a relative path in the model folder")
-    root = os.path.realpath(folder)
-    full = os.path.realpath(os.path.join(root, relative))
-    if full != root and not full.startswith(root + os.sep):
-        raise InvalidInputError(f"{what} {relative!r} leaves the model folder")
-    if exists and not os.path.exists(full):
-        from gitml.errors import NotFoundError
-
-        raise NotFoundError(f"the model folder {folder!r} lacks its {what} {relative!r}")
-    return full
 
 
 class PyFuncModel:

@@ -180,11 +180,11 @@ def save_python_model(
         python_model.load_context(context)
         return _PythonModelWrapper(python_model, context).predict(example)
 
-    import gitml
+    from gitml.version import __version__
 
     if pip_requirements is None:  # the loader is gitml's: the model needs gitml (and cloudpickle)
         extra_pip_requirements = [
-            f"gitml=={gitml.__version__}",
+            f"gitml=={__version__}",
             *_pinned(["cloudpickle"]),
             *(extra_pip_requirements or []),
         ]

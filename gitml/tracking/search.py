@@ -9,9 +9,12 @@ What the faces of gitml build on it: ``Client.search_runs`` (Runs, paged), the f
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import logging
 import operator
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from gitml.errors import InvalidInputError
@@ -21,6 +24,34 @@ if TYPE_CHECKING:
     from gitml.tracking.tracker import Tracker
 
 log = logging.getLogger("gitml")
+
+
+class PagedList(list):
+    """A page of results (a list) and ``token``, the ``page_token`` of the next page (None on
+    the last page), as MLflow's ``PagedList``: what every search of gitml's pages returns."""
+
+    def __init__(self, items: Sequence = (), token: str | None = None):
+        super().__init__(items)
+        self.token = token
+
+
+def page_token(offset: int) -> str:
+    """MLflow's page token: base64 of ``{"offset": N}``."""
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def page_offset(token: str | None) -> int:
+    """The offset a page token holds (0 for none); InvalidInputError for anything else."""
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.b64decode(token, validate=True))["offset"]
+    except (ValueError, TypeError, KeyError):  # binascii.Error and JSON's errors are ValueErrors
+        raise InvalidInputError(f"invalid page token: page_token {token[:40]!r} is not one a search returned") from None
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise InvalidInputError(f"invalid page token: page_token {token[:40]!r} is not one a search returned")
+    return offset
+
 
 SEARCHES_KEPT = 16  # searches of one table remembered (its matches, its DataFrame): a repeated one is free
 

@@ -329,6 +329,7 @@ out["models_after"] = [m.name for m in client.search_registered_models()]
 gone = client.create_run(exp).info.run_id
 client.delete_run(gone)
 out["deleted_run"] = outcome(lambda: client.set_tag(gone, "a", "b"))
+out["deleted_run_tag"] = outcome(lambda: client.delete_tag(gone, "never-set"))[1].startswith(f"The run {gone} must be")
 here = client.create_experiment("here", artifact_location="rel")
 out["relative_location"] = client.get_experiment(here).artifact_location
 print(json.dumps(out))
@@ -365,6 +366,7 @@ def test_mlflow_errors_prompt_filter_and_what_gitml_does_not_store(plugin_python
         f"The run {out['deleted_run'][1].split()[2]} must be in the 'active' state. Current state is deleted. "
         f"run {out['deleted_run'][1].split()[2]} is deleted; restore it (restore_run) to change or resume it",
     ]  # MLflow's words, then gitml's
+    assert out["deleted_run_tag"] is True  # the run's state first, then the tag, as MLflow's stores
     assert out["relative_location"] == os.path.join(
         os.path.realpath(repo), "rel"
     )  # the caller's working directory's, as MLflow's

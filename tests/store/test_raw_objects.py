@@ -51,3 +51,32 @@ def test_small_objects_are_stored_and_git_reads_every_object(repo):
     assert git(repo, "cat-file", "-p", large.id.decode()) == "metric: 0.5\n" * 100
     listing = git(repo, "ls-tree", tree.id.decode())
     assert f"{small.id.decode()}\tsmall.yaml" in listing and f"{large.id.decode()}\tlarge.yaml" in listing
+
+
+def test_run_commits_are_dulwich_commits_and_pass_git_fsck(repo):
+    """``make_commit`` writes what dulwich's ``Commit`` serializes for the same fields."""
+    from dulwich.objects import Commit
+
+    from gitml.tracking.writer import make_commit
+
+    store = open_store(repo)
+    blob = packs.RawObject(3, b"meta\n")
+    tree = raw_tree({b"meta.yaml": (FILE_MODE, blob.id)})
+    store.write([blob, tree])
+    head = git(repo, "rev-parse", "HEAD").strip().encode()
+    made = []
+    for parents, message in (([], "gitml: run a RUNNING\n\nGitml-Run: a\n"), ([head], "é\n"), ([head, head], "two\n")):
+        commit = make_commit(store, tree.id, parents, message)
+        parsed = Commit.from_raw_string(1, commit.as_raw_string())
+        expected = Commit()
+        expected.tree, expected.parents, expected.message = tree.id, parents, message.encode()
+        expected.author = expected.committer = store.identity().as_bytes()
+        expected.author_time = expected.commit_time = parsed.author_time
+        expected.author_timezone = expected.commit_timezone = 0
+        expected.encoding = b"UTF-8"
+        assert (commit.id, commit.as_raw_string()) == (expected.id, expected.as_raw_string())
+        made.append(commit)
+    store.write(made)
+    git(repo, "update-ref", "refs/heads/raw", made[-1].id.decode())
+    git(repo, "fsck", "--strict")
+    assert git(repo, "log", "-1", "--format=%s", "refs/heads/raw") == "two\n"
