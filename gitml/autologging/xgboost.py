@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import json
 from typing import Any
 
-from gitml.autologging import Config, TrainingCall, boosting, config, now_ms, step, warn
+from gitml.autologging import Config, boosting, config, now_ms, step, warn
 
 NAME = "xgboost"
 _UNLOGGED = {"params", "dtrain", "evals", "obj", "feval", "evals_result", "xgb_model", "callbacks", "learning_rates"}
@@ -85,64 +84,25 @@ def _wrap_dmatrix(original):
 
 
 def _wrap_train(original, log_models: bool = True):
-    @functools.wraps(original)
-    def train(*args, **kwargs):
-        found = config(NAME)
-        inside_fit = boosting.fitting(NAME)  # a patched XGBClassifier.fit... that logs called it
-        with TrainingCall() as outermost:
-            if found is None or not (outermost or inside_fit):
-                return original(*args, **kwargs)
-            return _train(found, original, args, kwargs, log_models, inside_fit)
+    def logged(cfg: Config, original, args: tuple, kwargs: dict, inside_fit: bool):
+        import xgboost
 
-    return train
-
-
-def _train(cfg: Config, original, args: tuple, kwargs: dict, log_models: bool = True, inside_fit: bool = False):
-    import xgboost
-
-    from gitml import fluent
-
-    active = fluent.active_run()
-    if active is not None and cfg.exclusive and not inside_fit:
-        return original(*args, **kwargs)
-    run = active if active is not None else fluent.start_run(tags={"mlflow.autologging": NAME, **cfg.extra_tags})
-    run_id = run.info.run_id
-    client = fluent.client()
-    names = [p for p in inspect.signature(original).parameters]
-    bound = dict(zip(names, args, strict=False)) | kwargs
-    failed = True
-    try:
-
-        def params() -> None:
-            booster = {str(k): str(v) for k, v in dict(bound.get("params") or {}).items()}
-            given = {
-                n: bound.get(n, p.default)
-                for n, p in inspect.signature(original).parameters.items()
-                if n not in _UNLOGGED and (n in bound or p.default is not inspect.Parameter.empty)
-            }
-            client.log_batch(run_id, params=list(booster.items()) + [(k, str(v)) for k, v in given.items()])
-            if cfg.log_datasets:
-                _datasets(client, run_id, bound)
-
-        step(cfg, "logging the params", params)
-        history: list[dict[str, float]] = []
-        callback = _recorder(client, run_id, history)
-        callbacks = list(bound.get("callbacks") or []) + [callback]
-        if "callbacks" in kwargs or len(args) <= names.index("callbacks"):
-            kwargs = {**kwargs, "callbacks": callbacks}
-        else:
-            args = args[: names.index("callbacks")] + (callbacks,) + args[names.index("callbacks") + 1 :]
-        model = original(*args, **kwargs)
-        step(
+        return boosting.log_train(
+            NAME,
             cfg,
-            "logging the metrics and model",
-            lambda: _after(cfg, client, run_id, model, bound, history, xgboost, log_models),
+            original,
+            args,
+            kwargs,
+            inside_fit=inside_fit,
+            unlogged=_UNLOGGED,
+            datasets=_datasets,
+            recorder=_recorder,
+            after=lambda client, run_id, model, bound, history: _after(
+                cfg, client, run_id, model, bound, history, xgboost, log_models
+            ),
         )
-        failed = False
-        return model
-    finally:
-        if active is None:
-            fluent.end_run("FAILED" if failed else "FINISHED")
+
+    return boosting.wrap_train(NAME, original, logged)
 
 
 def _datasets(client, run_id: str, bound: dict) -> None:
