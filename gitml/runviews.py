@@ -101,26 +101,11 @@ class RunViews:
         >>> keys, values = client.search_columns(filter_string="metrics.auc > 0.9")
         >>> list(zip(values["attributes.run_id"], values["metrics.auc"]))
         """
-        from gitml.tracking.columns import ATTRIBUTES, SECTIONS
-        from gitml.tracking.search import search_table
+        from gitml.tracking.search import search_columns
 
-        with self.tracker.index.reading():
-            table, matched = search_table(
-                self.tracker, experiment_ids, filter_string, view=view, order_by=order_by, deadline=deadline
-            )
-            keys: dict[str, list[str]] = {section: [] for section in SECTIONS}
-            values: dict[str, list] = {}
-            for attribute in ATTRIBUTES:
-                column = table.column("attributes", attribute)
-                values[f"attributes.{attribute}"] = [column[i] for i in matched]
-            for section in SECTIONS:
-                for key in table.keys[section]:
-                    column = table.column(section, key)
-                    picked = [column[i] for i in matched]
-                    if any(v is not None for v in picked):
-                        keys[section].append(key)
-                        values[f"{section}.{key}"] = picked
-        return keys, values
+        return search_columns(
+            self.tracker, experiment_ids, filter_string, view=view, order_by=order_by, deadline=deadline
+        )
 
     def missing_keys_hint(self, filter_string: str, experiment_ids: list[str] | None = None) -> str | None:
         """For a search that found nothing: a one-line hint naming each param, metric or tag key

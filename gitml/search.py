@@ -11,23 +11,15 @@ Run objects are built from its rows, not from the run records in git.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from gitml.errors import ExperimentNotFoundError, InvalidInputError
 from gitml.tracking.entities import Experiment, ViewType
-from gitml.tracking.search import search_table
+from gitml.tracking.search import PagedList, page_offset, search_table
+from gitml.tracking.search import page_token as token_at
 
 if TYPE_CHECKING:
     from gitml.tracking.tracker import Tracker
-
-
-class PagedList(list):
-    """A page of results (a list) and ``token``, the ``page_token`` of the next page
-    (None on the last page), as MLflow's ``PagedList``."""
-
-    def __init__(self, items, token: str | None):
-        super().__init__(items)
-        self.token = token
 
 
 class Search:
@@ -74,27 +66,9 @@ class Search:
 
         >>> client.search_experiments(filter_string="name LIKE 'churn%'")
         """
-        from gitml.tracking.filter import EXPERIMENTS, compile_filter, parse_order_by, sort_rows
+        from gitml.tracking.search import search_experiments
 
-        if max_results is not None and max_results < 0:
-            raise InvalidInputError(f"max_results must be >= 0, not {max_results}")
-        predicate = compile_filter(filter_string, EXPERIMENTS)
-        order = parse_order_by(order_by, EXPERIMENTS)
-        rows = [
-            {
-                "experiment_id": e.experiment_id,
-                "name": e.name,
-                "creation_time": e.creation_time,
-                "last_update_time": e.last_update_time,
-                "lifecycle_stage": e.lifecycle_stage,
-                "tags": e.tags,
-                "_experiment": e,
-            }
-            for e in self.tracker.experiments.all(view_type)
-        ]
-        rows = sort_rows([r for r in rows if predicate(r)], order, EXPERIMENTS)
-        found: list[Experiment] = [cast(Experiment, r["_experiment"]) for r in rows]
-        return found[:max_results] if max_results is not None else found
+        return search_experiments(self.tracker.experiments.all(view_type), filter_string, order_by, max_results)
 
     def search_runs(
         self,
@@ -157,7 +131,7 @@ class Search:
         has not seen. Same arguments, errors and ``token``."""
         if not isinstance(max_results, int) or max_results < 0:
             raise InvalidInputError(f"max_results must be an integer >= 0, not {max_results!r}")
-        offset = _page_offset(page_token)
+        offset = page_offset(page_token)
         ids = self._resolve_experiment_ids(experiment_ids, experiment_names)
         with self.tracker.index.reading():
             table, matched = search_table(
@@ -169,7 +143,7 @@ class Search:
                 order_by=order_by,
             )
         page = matched[offset : offset + max_results]
-        token = _page_token(offset + max_results) if len(matched) > offset + max_results else None
+        token = token_at(offset + max_results) if len(matched) > offset + max_results else None
         return PagedList([(table.refs[i], table.commits[i]) for i in page], token)
 
     def _resolve_experiment_ids(
@@ -187,26 +161,3 @@ class Search:
                 raise ExperimentNotFoundError(name)
             ids.append(experiment.experiment_id)
         return ids if (experiment_ids or experiment_names) else None
-
-
-def _page_token(offset: int) -> str:
-    import base64
-    import json
-
-    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
-
-
-def _page_offset(token: str | None) -> int:
-    if not token:
-        return 0
-    import base64
-    import binascii
-    import json
-
-    try:
-        offset = json.loads(base64.b64decode(token, validate=True))["offset"]
-    except (binascii.Error, ValueError, TypeError, KeyError):
-        raise InvalidInputError(f"page_token {token!r} is not a token search_runs returned") from None
-    if not isinstance(offset, int) or offset < 0:
-        raise InvalidInputError(f"page_token {token!r} is not a token search_runs returned")
-    return offset

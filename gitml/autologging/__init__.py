@@ -27,6 +27,8 @@ import importlib.util
 import logging
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,6 +185,20 @@ def warn(config: Config, what: str, error: BaseException) -> None:
     """A logging step failed: said (unless ``silent``), and training goes on."""
     if not config.silent:
         log.warning("gitml: autolog: %s failed: %s: %s", what, type(error).__name__, error)
+
+
+def step(config: Config, what: str, do: Callable[[], object]) -> None:
+    """Run one logging step of an integration: a failure is :func:`warn`-ed, never raised
+    (autolog never breaks training)."""
+    try:
+        do()
+    except Exception as e:  # noqa: BLE001 - autolog never breaks training
+        warn(config, what, e)
+
+
+def now_ms() -> int:
+    """Now, in ms since the epoch (a metric point's time)."""
+    return int(time.time() * 1000)
 
 
 __all__ = ["Config", "TrainingCall", "autolog", "config", "configure"]

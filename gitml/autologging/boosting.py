@@ -13,7 +13,7 @@ import inspect
 import threading
 from typing import Any
 
-from gitml.autologging import Config, TrainingCall, config, warn
+from gitml.autologging import Config, TrainingCall, config, step, warn
 
 _EXAMPLE_ROWS = 5
 _local = threading.local()  # the integration whose sklearn-API fit is logging on this thread
@@ -119,3 +119,79 @@ def _log(cfg: Config, run_id: str, estimator, example, log_model) -> None:
 
 
 __all__ = ["estimators", "fitting", "patch_fits", "unpatch_fits"]
+
+
+def wrap_train(name: str, original, log_train):
+    """A boosting library's ``train`` patched: logged through ``log_train(cfg, original, args,
+    kwargs, inside_fit)`` when autolog is on for ``name`` and this is the outermost training
+    call, or one a patched estimator's ``fit`` that logs made."""
+
+    @functools.wraps(original)
+    def train(*args, **kwargs):
+        found = config(name)
+        inside_fit = fitting(name)  # a patched XGBClassifier.fit / LGBMClassifier.fit... that logs called it
+        with TrainingCall() as outermost:
+            if found is None or not (outermost or inside_fit):
+                return original(*args, **kwargs)
+            return log_train(found, original, args, kwargs, inside_fit)
+
+    return train
+
+
+def log_train(
+    name: str,
+    cfg: Config,
+    original,
+    args: tuple,
+    kwargs: dict,
+    *,
+    inside_fit: bool,
+    unlogged: set[str],
+    datasets,
+    recorder,
+    after,
+):
+    """One ``train`` call logged as MLflow's autolog logs it: the booster params and
+    ``train``'s own arguments (but ``unlogged``), ``datasets(client, run_id, bound)``, a
+    metric point per iteration through the callback ``recorder(client, run_id, history)``
+    makes, then ``after(client, run_id, model, bound, history)`` (early stopping, importance,
+    the model). The run is the active one, else one started and ended here."""
+    from gitml import fluent
+
+    active = fluent.active_run()
+    if active is not None and cfg.exclusive and not inside_fit:
+        return original(*args, **kwargs)
+    run = active if active is not None else fluent.start_run(tags={"mlflow.autologging": name, **cfg.extra_tags})
+    run_id = run.info.run_id
+    client = fluent.client()
+    signature = inspect.signature(original).parameters
+    names = list(signature)
+    bound = dict(zip(names, args, strict=False)) | kwargs
+    failed = True
+    try:
+
+        def params() -> None:
+            booster = {str(k): str(v) for k, v in dict(bound.get("params") or {}).items()}
+            given = {
+                n: bound.get(n, p.default)
+                for n, p in signature.items()
+                if n not in unlogged and (n in bound or p.default is not inspect.Parameter.empty)
+            }
+            client.log_batch(run_id, params=list(booster.items()) + [(k, str(v)) for k, v in given.items()])
+            if cfg.log_datasets:
+                datasets(client, run_id, bound)
+
+        step(cfg, "logging the params", params)
+        history: list[dict[str, float]] = []
+        callbacks = list(bound.get("callbacks") or []) + [recorder(client, run_id, history)]
+        if "callbacks" in kwargs or len(args) <= names.index("callbacks"):
+            kwargs = {**kwargs, "callbacks": callbacks}
+        else:
+            args = args[: names.index("callbacks")] + (callbacks,) + args[names.index("callbacks") + 1 :]
+        model = original(*args, **kwargs)
+        step(cfg, "logging the metrics and model", lambda: after(client, run_id, model, bound, history))
+        failed = False
+        return model
+    finally:
+        if active is None:
+            fluent.end_run("FAILED" if failed else "FINISHED")

@@ -16,7 +16,7 @@ import functools
 import inspect
 from typing import Any
 
-from gitml.autologging import Config, TrainingCall, config, warn
+from gitml.autologging import Config, TrainingCall, config, step, warn
 
 NAME = "keras"
 _UNLOGGED = {"self", "x", "y", "callbacks", "validation_data", "verbose"}
@@ -52,13 +52,6 @@ def _wrap(original):
     return fit
 
 
-def _step(cfg: Config, what: str, do) -> None:
-    try:
-        do()
-    except Exception as e:  # noqa: BLE001 - autolog never breaks training
-        warn(cfg, what, e)
-
-
 def _fit(cfg: Config, original, model, args: tuple, kwargs: dict):
     from gitml import fluent
 
@@ -83,7 +76,7 @@ def _fit(cfg: Config, original, model, args: tuple, kwargs: dict):
             if cfg.log_datasets:
                 _datasets(client, run_id, bound)
 
-        _step(cfg, "logging the params", params)
+        step(cfg, "logging the params", params)
         callbacks = list(bound.get("callbacks") or []) + [_callback(cfg, client, run_id)]
         kwargs = {**kwargs, "callbacks": callbacks}
         names = [n for n in parameters if n != "self"]
@@ -92,7 +85,7 @@ def _fit(cfg: Config, original, model, args: tuple, kwargs: dict):
             del kwargs["callbacks"]
         history = original(model, *args, **kwargs)
         if cfg.log_models:
-            _step(cfg, "logging the model", lambda: _log_model(cfg, run_id, model))
+            step(cfg, "logging the model", lambda: _log_model(cfg, run_id, model))
         failed = False
         return history
     finally:
@@ -133,17 +126,17 @@ def _callback(cfg: Config, client, run_id: str):
                 self.model.summary(print_fn=lambda line, *a, **k: lines.append(line))
                 client.log_text(run_id, "\n".join(lines), "model_summary.txt")
 
-            _step(cfg, "logging the optimizer", begin)
+            step(cfg, "logging the optimizer", begin)
 
         def on_epoch_end(self, epoch, logs=None):
             if logs:
                 metrics = [(str(k), float(v), now(), int(epoch)) for k, v in logs.items()]
-                _step(cfg, "logging the metrics", lambda: client.log_batch(run_id, metrics=metrics))
+                step(cfg, "logging the metrics", lambda: client.log_batch(run_id, metrics=metrics))
 
         def on_test_end(self, logs=None):
             if logs:
                 metrics = [(f"validation_{k}", float(v), now(), 0) for k, v in logs.items()]
-                _step(cfg, "logging the metrics", lambda: client.log_batch(run_id, metrics=metrics))
+                step(cfg, "logging the metrics", lambda: client.log_batch(run_id, metrics=metrics))
 
     return Recorder()
 

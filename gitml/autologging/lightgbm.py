@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import json
 from typing import Any
 
-from gitml.autologging import Config, TrainingCall, boosting, config, warn
+from gitml.autologging import Config, boosting, config, now_ms, step, warn
 
 NAME = "lightgbm"
 _UNLOGGED = {
@@ -87,83 +86,38 @@ def _wrap_dataset(original):
 
 
 def _wrap_train(original, log_models: bool = True):
-    @functools.wraps(original)
-    def train(*args, **kwargs):
-        found = config(NAME)
-        inside_fit = boosting.fitting(NAME)  # a patched LGBMClassifier.fit... that logs called it
-        with TrainingCall() as outermost:
-            if found is None or not (outermost or inside_fit):
-                return original(*args, **kwargs)
-            return _train(found, original, args, kwargs, log_models, inside_fit)
-
-    return train
-
-
-def _step(cfg: Config, what: str, do) -> None:
-    try:
-        do()
-    except Exception as e:  # noqa: BLE001 - autolog never breaks training
-        warn(cfg, what, e)
-
-
-def _now() -> int:
-    import time
-
-    return int(time.time() * 1000)
-
-
-def _train(cfg: Config, original, args: tuple, kwargs: dict, log_models: bool = True, inside_fit: bool = False):
-    from gitml import fluent
-
-    active = fluent.active_run()
-    if active is not None and cfg.exclusive and not inside_fit:
-        return original(*args, **kwargs)
-    run = active if active is not None else fluent.start_run(tags={"mlflow.autologging": NAME, **cfg.extra_tags})
-    run_id = run.info.run_id
-    client = fluent.client()
-    signature = inspect.signature(original).parameters
-    names = list(signature)
-    bound = dict(zip(names, args, strict=False)) | kwargs
-    failed = True
-    try:
-
-        def params() -> None:
-            booster = {str(k): str(v) for k, v in dict(bound.get("params") or {}).items()}
-            given = {
-                n: bound.get(n, p.default)
-                for n, p in signature.items()
-                if n not in _UNLOGGED and (n in bound or p.default is not inspect.Parameter.empty)
-            }
-            client.log_batch(run_id, params=list(booster.items()) + [(k, str(v)) for k, v in given.items()])
-            if cfg.log_datasets:
-                _datasets(client, run_id, bound)
-
-        _step(cfg, "logging the params", params)
-        history: list[dict[str, float]] = []
-
-        def record(env) -> None:
-            values = {
-                f"{data}-{metric}".replace("@", "_at_"): float(value)
-                for data, metric, value, *_ in env.evaluation_result_list
-            }
-            history.append(values)
-            if values:
-                client.log_batch(run_id, metrics=[(k, v, _now(), env.iteration) for k, v in values.items()])
-
-        callbacks = list(bound.get("callbacks") or []) + [record]
-        if "callbacks" in kwargs or len(args) <= names.index("callbacks"):
-            kwargs = {**kwargs, "callbacks": callbacks}
-        else:
-            args = args[: names.index("callbacks")] + (callbacks,) + args[names.index("callbacks") + 1 :]
-        model = original(*args, **kwargs)
-        _step(
-            cfg, "logging the metrics and model", lambda: _after(cfg, client, run_id, model, bound, history, log_models)
+    def logged(cfg: Config, original, args: tuple, kwargs: dict, inside_fit: bool):
+        return boosting.log_train(
+            NAME,
+            cfg,
+            original,
+            args,
+            kwargs,
+            inside_fit=inside_fit,
+            unlogged=_UNLOGGED,
+            datasets=_datasets,
+            recorder=_recorder,
+            after=lambda client, run_id, model, bound, history: _after(
+                cfg, client, run_id, model, bound, history, log_models
+            ),
         )
-        failed = False
-        return model
-    finally:
-        if active is None:
-            fluent.end_run("FAILED" if failed else "FINISHED")
+
+    return boosting.wrap_train(NAME, original, logged)
+
+
+def _recorder(client, run_id: str, history: list):
+    """The callback ``train`` calls each iteration: its ``<set>-<metric>`` values logged."""
+
+    def record(env) -> None:
+        values = {
+            f"{data}-{metric}".replace("@", "_at_"): float(value)
+            for data, metric, value, *_ in env.evaluation_result_list
+        }
+        history.append(values)
+        if values:
+            client.log_batch(run_id, metrics=[(k, v, now_ms(), env.iteration) for k, v in values.items()])
+
+    return record
 
 
 def _datasets(client, run_id: str, bound: dict) -> None:
@@ -196,15 +150,15 @@ def _after(cfg: Config, client, run_id: str, model, bound: dict, history: list, 
     if model.best_iteration > 0:
         last = len(history)
         points = [
-            ("stopped_iteration", float(last), _now(), 0),
-            ("best_iteration", float(model.best_iteration), _now(), 0),
+            ("stopped_iteration", float(last), now_ms(), 0),
+            ("best_iteration", float(model.best_iteration), now_ms(), 0),
         ]
-        points += [(k, v, _now(), last) for k, v in history[model.best_iteration - 1].items()]
+        points += [(k, v, now_ms(), last) for k, v in history[model.best_iteration - 1].items()]
         client.log_batch(run_id, metrics=points)
     for kind in ("split", "gain"):
-        _step(cfg, f"feature importance ({kind})", functools.partial(_importance, client, run_id, model, kind))
+        step(cfg, f"feature importance ({kind})", functools.partial(_importance, client, run_id, model, kind))
     if cfg.log_models and log_models:
-        _step(cfg, "logging the model", lambda: _log_model(cfg, run_id, model, bound))
+        step(cfg, "logging the model", lambda: _log_model(cfg, run_id, model, bound))
 
 
 def _importance(client, run_id: str, model, kind: str) -> None:

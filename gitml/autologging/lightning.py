@@ -22,7 +22,7 @@ import sys
 import tempfile
 from typing import Any
 
-from gitml.autologging import Config, TrainingCall, config, warn
+from gitml.autologging import Config, TrainingCall, config, now_ms, step, warn
 
 NAME = "pytorch"
 _LIBRARIES = ("lightning", "pytorch_lightning")
@@ -60,19 +60,6 @@ def _wrap(original, library: str):
     return fit
 
 
-def _step(cfg: Config, what: str, do) -> None:
-    try:
-        do()
-    except Exception as e:  # noqa: BLE001 - autolog never breaks training
-        warn(cfg, what, e)
-
-
-def _now() -> int:
-    import time
-
-    return int(time.time() * 1000)
-
-
 def _early_stopping(library: str, trainer) -> Any:
     kinds = [_base(library).callbacks.EarlyStopping]
     if "pytorch_lightning" in sys.modules and library == "lightning":
@@ -98,7 +85,7 @@ def _fit(cfg: Config, original, library: str, trainer, args: tuple, kwargs: dict
     if stopper is not None:
         fields = ("monitor", "mode", "patience", "min_delta", "stopped_epoch")
         params = [(p, str(getattr(stopper, p))) for p in fields if hasattr(stopper, p)]
-        _step(cfg, "logging the early stopping params", lambda: client.log_batch(run_id, params=params))
+        step(cfg, "logging the early stopping params", lambda: client.log_batch(run_id, params=params))
     trainer.callbacks += added
     try:
         try:
@@ -106,10 +93,10 @@ def _fit(cfg: Config, original, library: str, trainer, args: tuple, kwargs: dict
         finally:
             trainer.callbacks[:] = [c for c in trainer.callbacks if not any(c is a for a in added)]
         if stopper is not None and stopper.stopped_epoch != 0:
-            _step(cfg, "logging the early stopping metrics", lambda: _stopped(client, run_id, stopper))
-        _step(cfg, "logging the model summary", lambda: _summary(library, client, run_id, trainer))
+            step(cfg, "logging the early stopping metrics", lambda: _stopped(client, run_id, stopper))
+        step(cfg, "logging the model summary", lambda: _summary(library, client, run_id, trainer))
         if cfg.log_models:
-            _step(cfg, "logging the model", lambda: _log_model(cfg, run_id, trainer.model, captured))
+            step(cfg, "logging the model", lambda: _log_model(cfg, run_id, trainer.model, captured))
         failed = False
         return result
     finally:
@@ -126,7 +113,7 @@ def _stopped(client, run_id: str, stopper) -> None:
         metrics["best_score"] = float(stopper.best_score)
     if hasattr(stopper, "wait_count"):
         metrics["wait_count"] = stopper.wait_count
-    client.log_batch(run_id, metrics=[(k, float(v), _now(), 0) for k, v in metrics.items()])
+    client.log_batch(run_id, metrics=[(k, float(v), now_ms(), 0) for k, v in metrics.items()])
 
 
 def _summary(library: str, client, run_id: str, trainer) -> None:
@@ -157,16 +144,18 @@ def _callback(cfg: Config, library: str, client, run_id: str, captured: list):
                     params.update(getattr(optimizer, "defaults", None) or {})
                 client.log_batch(run_id, params=[(k, str(v)) for k, v in params.items()])
 
-            _step(cfg, "logging the params", start)
+            step(cfg, "logging the params", start)
             if cfg.log_models and cfg.log_model_signatures:
                 _capture_first_forward(pl_module, captured)
 
         def on_train_epoch_end(self, trainer, pl_module, *args):
             if trainer.sanity_checking:
                 return
-            values = [(str(k), float(v), _now(), pl_module.current_epoch) for k, v in trainer.callback_metrics.items()]
+            values = [
+                (str(k), float(v), now_ms(), pl_module.current_epoch) for k, v in trainer.callback_metrics.items()
+            ]
             if values:
-                _step(cfg, "logging the metrics", lambda: client.log_batch(run_id, metrics=values))
+                step(cfg, "logging the metrics", lambda: client.log_batch(run_id, metrics=values))
 
     return Recorder()
 
@@ -211,7 +200,7 @@ def _checkpointer(cfg: Config, library: str, client, run_id: str):
                 if self.last is not None and (value >= self.last if mode == "min" else value <= self.last):
                     return
                 self.last = value
-            _step(cfg, "logging a checkpoint", lambda: self.save(trainer, values))
+            step(cfg, "logging a checkpoint", lambda: self.save(trainer, values))
 
         def save(self, trainer, values: dict) -> None:
             weights = ".weights" if weights_only else ""

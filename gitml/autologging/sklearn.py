@@ -25,7 +25,7 @@ import functools
 import inspect
 from typing import Any
 
-from gitml.autologging import Config, TrainingCall, config, warn
+from gitml.autologging import Config, TrainingCall, config, step, warn
 
 NAME = "sklearn"
 _METHODS = ("fit", "fit_transform", "fit_predict")
@@ -102,21 +102,14 @@ def _train(cfg: Config, original, estimator, args: tuple, kwargs: dict):
     failed = True
     try:
         X, y, weight = _inputs(original, args, kwargs)
-        _step(cfg, "logging the params", lambda: _before(cfg, run_id, estimator, X, y))
+        step(cfg, "logging the params", lambda: _before(cfg, run_id, estimator, X, y))
         result = original(estimator, *args, **kwargs)
-        _step(cfg, "logging the metrics and model", lambda: _after(cfg, run_id, estimator, X, y, weight))
+        step(cfg, "logging the metrics and model", lambda: _after(cfg, run_id, estimator, X, y, weight))
         failed = False
         return result
     finally:
         if active is None:
             fluent.end_run("FAILED" if failed else "FINISHED")
-
-
-def _step(cfg: Config, what: str, do) -> None:
-    try:
-        do()
-    except Exception as e:  # noqa: BLE001 - autolog never breaks training
-        warn(cfg, what, e)
 
 
 def _inputs(method, args: tuple, kwargs: dict) -> tuple[Any, Any, Any]:
@@ -197,10 +190,10 @@ def _after(cfg: Config, run_id: str, estimator, X, y, weight) -> None:
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[(k, float(v), now, 0) for k, v in metrics.items()], params=list(params.items()))
     for name, draw in plots:
-        _step(cfg, f"the plot {name}", functools.partial(_plot, client, run_id, name, draw))
-    _step(cfg, "estimator.html", lambda: client.log_text(run_id, _html(estimator), "estimator.html"))
+        step(cfg, f"the plot {name}", functools.partial(_plot, client, run_id, name, draw))
+    step(cfg, "estimator.html", lambda: client.log_text(run_id, _html(estimator), "estimator.html"))
     if _search(estimator) and hasattr(estimator, "cv_results_"):
-        _step(cfg, "cv_results.csv", lambda: _cv_results(client, run_id, estimator))
+        step(cfg, "cv_results.csv", lambda: _cv_results(client, run_id, estimator))
     if cfg.log_models:
         _log_model(cfg, run_id, estimator, X, "model")
         if _search(estimator) and hasattr(estimator, "best_estimator_"):
@@ -350,7 +343,7 @@ def _log_model(cfg: Config, run_id: str, estimator, X, name: str) -> None:
             signature = infer_signature(example, predict(copy.deepcopy(example)))
         except Exception as e:  # noqa: BLE001
             warn(cfg, "inferring the model signature", e)
-    _step(
+    step(
         cfg,
         f"logging the model {name}",
         lambda: gitml.sklearn.log_model(

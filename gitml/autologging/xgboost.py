@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import inspect
 import json
 from typing import Any
 
-from gitml.autologging import Config, TrainingCall, boosting, config, warn
+from gitml.autologging import Config, boosting, config, now_ms, step, warn
 
 NAME = "xgboost"
 _UNLOGGED = {"params", "dtrain", "evals", "obj", "feval", "evals_result", "xgb_model", "callbacks", "learning_rates"}
@@ -85,71 +84,25 @@ def _wrap_dmatrix(original):
 
 
 def _wrap_train(original, log_models: bool = True):
-    @functools.wraps(original)
-    def train(*args, **kwargs):
-        found = config(NAME)
-        inside_fit = boosting.fitting(NAME)  # a patched XGBClassifier.fit... that logs called it
-        with TrainingCall() as outermost:
-            if found is None or not (outermost or inside_fit):
-                return original(*args, **kwargs)
-            return _train(found, original, args, kwargs, log_models, inside_fit)
+    def logged(cfg: Config, original, args: tuple, kwargs: dict, inside_fit: bool):
+        import xgboost
 
-    return train
-
-
-def _train(cfg: Config, original, args: tuple, kwargs: dict, log_models: bool = True, inside_fit: bool = False):
-    import xgboost
-
-    from gitml import fluent
-
-    active = fluent.active_run()
-    if active is not None and cfg.exclusive and not inside_fit:
-        return original(*args, **kwargs)
-    run = active if active is not None else fluent.start_run(tags={"mlflow.autologging": NAME, **cfg.extra_tags})
-    run_id = run.info.run_id
-    client = fluent.client()
-    names = [p for p in inspect.signature(original).parameters]
-    bound = dict(zip(names, args, strict=False)) | kwargs
-    failed = True
-    try:
-
-        def params() -> None:
-            booster = {str(k): str(v) for k, v in dict(bound.get("params") or {}).items()}
-            given = {
-                n: bound.get(n, p.default)
-                for n, p in inspect.signature(original).parameters.items()
-                if n not in _UNLOGGED and (n in bound or p.default is not inspect.Parameter.empty)
-            }
-            client.log_batch(run_id, params=list(booster.items()) + [(k, str(v)) for k, v in given.items()])
-            if cfg.log_datasets:
-                _datasets(client, run_id, bound)
-
-        _step(cfg, "logging the params", params)
-        history: list[dict[str, float]] = []
-        callback = _recorder(client, run_id, history)
-        callbacks = list(bound.get("callbacks") or []) + [callback]
-        if "callbacks" in kwargs or len(args) <= names.index("callbacks"):
-            kwargs = {**kwargs, "callbacks": callbacks}
-        else:
-            args = args[: names.index("callbacks")] + (callbacks,) + args[names.index("callbacks") + 1 :]
-        model = original(*args, **kwargs)
-        _step(
+        return boosting.log_train(
+            NAME,
             cfg,
-            "logging the metrics and model",
-            lambda: _after(cfg, client, run_id, model, bound, history, xgboost, log_models),
+            original,
+            args,
+            kwargs,
+            inside_fit=inside_fit,
+            unlogged=_UNLOGGED,
+            datasets=_datasets,
+            recorder=_recorder,
+            after=lambda client, run_id, model, bound, history: _after(
+                cfg, client, run_id, model, bound, history, xgboost, log_models
+            ),
         )
-        failed = False
-        return model
-    finally:
-        if active is None:
-            fluent.end_run("FAILED" if failed else "FINISHED")
 
-
-def _step(cfg: Config, what: str, do) -> None:
-    try:
-        do()
-    except Exception as e:  # noqa: BLE001 - autolog never breaks training
-        warn(cfg, what, e)
+    return boosting.wrap_train(NAME, original, logged)
 
 
 def _datasets(client, run_id: str, bound: dict) -> None:
@@ -193,29 +146,23 @@ def _recorder(client, run_id: str, history: list):
                     values[f"{data_name}-{metric}"] = float(series[-1])
             history.append(values)
             if values:
-                client.log_batch(run_id, metrics=[(k, v, _now(), epoch) for k, v in values.items()])
+                client.log_batch(run_id, metrics=[(k, v, now_ms(), epoch) for k, v in values.items()])
             return False
 
     return Recorder()
-
-
-def _now() -> int:
-    import time
-
-    return int(time.time() * 1000)
 
 
 def _after(cfg: Config, client, run_id: str, model, bound: dict, history: list, xgboost, log_models: bool) -> None:
     if bound.get("early_stopping_rounds"):
         last = len(history)
         best = int(model.best_iteration)
-        points = [("stopped_iteration", float(last - 1), _now(), 0), ("best_iteration", float(best), _now(), 0)]
-        points += [(k, v, _now(), last) for k, v in (history[best] if best < len(history) else {}).items()]
+        points = [("stopped_iteration", float(last - 1), now_ms(), 0), ("best_iteration", float(best), now_ms(), 0)]
+        points += [(k, v, now_ms(), last) for k, v in (history[best] if best < len(history) else {}).items()]
         client.log_batch(run_id, metrics=points)
     for kind in cfg.options.get("importance_types") or ["weight"]:
-        _step(cfg, f"feature importance ({kind})", functools.partial(_importance, client, run_id, model, kind))
+        step(cfg, f"feature importance ({kind})", functools.partial(_importance, client, run_id, model, kind))
     if cfg.log_models and log_models:
-        _step(cfg, "logging the model", lambda: _log_model(cfg, run_id, model, bound, xgboost))
+        step(cfg, "logging the model", lambda: _log_model(cfg, run_id, model, bound, xgboost))
 
 
 def _importance(client, run_id: str, model, kind: str) -> None:

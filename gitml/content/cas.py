@@ -6,30 +6,37 @@ from either, is checked against the name; a mismatch is refused and the bad
 copy is never kept. A stat cache (size, mtime, inode, ctime → hash), like
 git's index, spares re-hashing a file logged again unchanged.
 
-Adding a file to the cache clones it (reflink) where the filesystem can and
-copies it otherwise, hashing what was copied in the same pass. It is never
-hard-linked: a training loop that rewrites ``model.pt`` in place each epoch
-would change every earlier checkpoint's object with it.
+:class:`ContentStore` is the remote store (upload, download, listing, gc marks), and the
+one door to the two parts beside it: the local cache (:mod:`gitml.content.cache`) and what
+a push knows of the remote (:mod:`gitml.content.pushstate`).
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import os
 import re
-import shutil
 import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from gitml.content.cache import (
+    CHUNK,
+    OBJECT_FILE,
+    OBJECT_FOLDER,
+    LocalCache,
+    _drop_old_temporaries,
+    object_key,
+    temporary_name,
+)
 from gitml.content.config import DEFAULT_TIMEOUT, default_remote
+from gitml.content.pushstate import PushState
 from gitml.content.statcache import StatCache
 from gitml.errors import (
     ArtifactRemoteError,
@@ -39,10 +46,7 @@ from gitml.errors import (
     RemoteTimeoutError,
     UnconfirmedRemoteError,
 )
-from gitml.names import check_sha256
 
-CHUNK = 1 << 20
-FICLONE = 0x40049409
 _BACKEND_HINTS = {
     "s3": "s3fs",
     "s3a": "s3fs",
@@ -53,153 +57,6 @@ _BACKEND_HINTS = {
     "http": "aiohttp",
     "https": "aiohttp",
 }
-
-
-# The only names gitml writes or deletes in a cache or remote folder: objects, and its own
-# temporaries beside them (``incoming`` ones, not yet hashed, at the top of the cache only).
-OBJECT_FOLDER = re.compile(r"[0-9a-f]{2}")
-OBJECT_FILE = re.compile(r"[0-9a-f]{62}")
-TEMPORARY = re.compile(r"(?:[0-9a-f]{62}|incoming)\.gitml-tmp-[0-9]+-[0-9a-f]{12}")
-
-
-def temporary_name(path: str) -> str:
-    """A name beside ``path`` that only this process writes, and that gc recognises exactly."""
-    return f"{path}.gitml-tmp-{os.getpid()}-{os.urandom(6).hex()}"
-
-
-def object_key(sha256: str) -> str:
-    """``<2 hex>/<62 hex>``; anything but a SHA-256 is refused: it must never name another path."""
-    return f"{check_sha256(sha256, 'artifact object id')[:2]}/{sha256[2:]}"
-
-
-def _hash_file(path: str) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
-def _copy_hashing(src: str, dst: str) -> tuple[str, int]:
-    """Copy ``src`` to ``dst`` (a reflink where the filesystem can) and hash it: the
-    hash names exactly the bytes stored, even if ``src`` changes meanwhile."""
-    try:
-        with open(src, "rb") as s, open(dst, "wb") as d:
-            fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
-        return _hash_file(dst)  # the clone: a snapshot, whatever happens to src
-    except OSError:
-        pass
-    before = _stat_key(os.stat(src))
-    # the kernel copies (copy_file_range) while another thread hashes: hashlib lets go of the GIL
-    hashing = ThreadPoolExecutor(max_workers=1)
-    try:
-        digest = hashing.submit(_hash_file, src)
-        shutil.copyfile(src, dst)
-        sha, size = digest.result()
-    finally:
-        hashing.shutdown()
-    if _stat_key(os.stat(src)) != before or os.path.getsize(dst) != size:
-        return _hash_file(dst)  # src changed while it was copied: name what was stored
-    return sha, size
-
-
-def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
-    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
-
-
-def _drop_old_temporaries(folder: str, older_than: float, *, incoming: bool) -> int:
-    """Delete gitml's own temporaries older than ``older_than`` in an object folder: only
-    ``<2 hex>/<62 hex>.gitml-tmp-*`` (and, with ``incoming``, ``incoming.gitml-tmp-*`` at
-    the top). Nothing else is touched, and no symbolic link is followed: the folder may
-    be one a committed config named."""
-    dropped = 0
-
-    def scan(path: str):
-        try:
-            with os.scandir(path) as entries:
-                return list(entries)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-
-    for top in scan(folder):
-        if OBJECT_FOLDER.fullmatch(top.name) and top.is_dir(follow_symlinks=False):
-            found = [e for e in scan(top.path) if TEMPORARY.fullmatch(e.name) and not e.name.startswith("incoming")]
-        elif incoming and top.name.startswith("incoming") and TEMPORARY.fullmatch(top.name):
-            found = [top]
-        else:
-            continue
-        for entry in found:
-            try:
-                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < older_than:
-                    os.unlink(entry.path)
-                    dropped += 1
-            except FileNotFoundError:
-                pass
-    return dropped
-
-
-def _read_ids(path: str, length: int) -> set[str]:
-    """The lines of a state file that are ids of this length (a torn last line is not)."""
-    try:
-        with open(path) as f:
-            return {line.strip() for line in f if len(line.strip()) == length}
-    except FileNotFoundError:
-        return set()
-
-
-_PACKED_MARK = b"packed-refs:"  # a line of the confirmed commits: every commit of that packed-refs is
-
-
-class _Lines(AbstractSet[bytes]):
-    """The lines of a state file that are ``length`` long, as a set: questions are first
-    answered by searching the file's bytes from the end, where the recent lines a push
-    asks about are (10 new runs among 100,000: a few searches, not a set of 100,000
-    made); once the searches have read as much as making the set costs, by that set."""
-
-    SEARCHED_BEFORE_SET = 32  # the file's size read this many times costs what making the set costs
-
-    def __init__(self, data: bytes, length: int):
-        self._data = b"\n" + data  # every whole line is then "\n<line>\n" (a torn last one is not)
-        self._length = length
-        self._budget = self.SEARCHED_BEFORE_SET * len(self._data)
-        self._set: frozenset[bytes] | None = None
-
-    def _lines(self) -> frozenset[bytes]:
-        if self._set is None:
-            self._set = frozenset(self._data.split(b"\n")[:-1])  # lines of other lengths are never asked for
-        return self._set
-
-    def __contains__(self, line: object) -> bool:
-        if not isinstance(line, bytes) or len(line) != self._length:
-            return False
-        if self._set is None and self._budget > 0:
-            at = self._data.rfind(b"\n%s\n" % line)
-            self._budget -= len(self._data) - at if at >= 0 else len(self._data)
-            return at >= 0
-        return line in self._lines()
-
-    def __iter__(self) -> Iterator[bytes]:
-        return (line for line in self._lines() if len(line) == self._length)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-def _append_lines(path: str, lines: Iterable[str]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "a") as f:
-        f.write("".join(f"{line}\n" for line in lines))
-
-
-def _write_lines(path: str, lines: list[str]) -> None:
-    """Replace a small state file at once (a reader never sees half of it)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-    with open(tmp, "w") as f:
-        f.write("".join(f"{line}\n" for line in lines))
-    os.replace(tmp, path)
 
 
 class ContentStore:
@@ -228,129 +85,52 @@ class ContentStore:
         self.uncontacted = uncontacted
         self.stat_cache = StatCache(os.path.join(state_dir, "statcache.sqlite3"))
         state = os.path.join(state_dir, "remotes", hashlib.sha1(self.remote_url.encode()).hexdigest()[:16])
-        self._known_path = state + ".known"  # objects known to be on the remote
-        self._confirmed_path = state + ".commits"  # run commits whose objects all are
-        self._damaged_path = state + ".damaged"  # objects found missing or damaged there
+        self.cache = LocalCache(cache_dir, self.download)
+        self.push_state = PushState(state)  # what a push knows of this remote
         self._fs = None
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self.stat_cache.close()
 
-    # -- the cache -------------------------------------------------------
+    # -- the cache (gitml.content.cache) ----------------------------------
     def cache_path(self, sha256: str) -> str:
-        return os.path.join(self.cache_dir, object_key(sha256))
+        return self.cache.path(sha256)
 
     def has_local(self, sha256: str) -> bool:
-        return os.path.exists(self.cache_path(sha256))
+        return self.cache.has(sha256)
 
     def add_file(self, path: str) -> tuple[str, int]:
         """Put a copy of a file in the cache (hashing it); returns ``(sha256, size)``."""
-        os.makedirs(self.cache_dir, exist_ok=True)
-        tmp = temporary_name(os.path.join(self.cache_dir, "incoming"))
-        try:
-            sha, size = _copy_hashing(path, tmp)
-            dst = self.cache_path(sha)
-            if not os.path.exists(dst):
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
-                os.replace(tmp, dst)
-            else:  # logged again: `gitml gc` keeps what was used lately, and this run may not be committed yet
-                try:
-                    os.utime(dst)
-                except OSError:
-                    pass
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return sha, size
+        return self.cache.add_file(path)
 
     def add_files(self, paths: list[str], *, workers: int = 4) -> list[tuple[str, int]]:
-        """:meth:`add_file` for many files, hashing in parallel (hashlib releases the GIL)."""
-        if len(paths) < 2:
-            return [self.add_file(p) for p in paths]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(self.add_file, paths))
+        """:meth:`add_file` for many files, hashing in parallel."""
+        return self.cache.add_files(paths, workers=workers)
 
     def add_bytes(self, data: bytes) -> tuple[str, int]:
-        sha = hashlib.sha256(data).hexdigest()
-        dst = self.cache_path(sha)
-        if not os.path.exists(dst):
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            tmp = temporary_name(dst)
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, dst)
-        return sha, len(data)
+        return self.cache.add_bytes(data)
 
     def copy_to(self, sha256: str, dst: str, *, what: str, size: int | None) -> None:
-        """Write object ``sha256`` to ``dst``, verified; fetched from the remote if not
-        cached, or if the cached copy turns out damaged (which is then dropped).
-        ``size``: what the manifest records (a download stops past it)."""
-        for attempt in (1, 2):
-            src = self.ensure_local(sha256, what=what, size=size)
-            tmp = temporary_name(dst)
-            digest = hashlib.sha256()
-            try:
-                with open(src, "rb") as s, open(tmp, "wb") as d:
-                    while chunk := s.read(CHUNK):
-                        digest.update(chunk)
-                        d.write(chunk)
-                if digest.hexdigest() == sha256:
-                    os.replace(tmp, dst)
-                    return
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-            self._drop_damaged(sha256, what=what, last=attempt == 2, size=size)
+        """Write object ``sha256`` to ``dst``, verified (fetched from the remote if need be)."""
+        self.cache.copy_to(sha256, dst, what=what, size=size)
 
     def read_bytes(self, sha256: str, *, what: str, size: int | None) -> bytes:
         """The bytes of an object, verified (a damaged cached copy is fetched again)."""
-        for attempt in (1, 2):
-            with open(self.ensure_local(sha256, what=what, size=size), "rb") as f:
-                data = f.read()
-            if hashlib.sha256(data).hexdigest() == sha256:
-                return data
-            self._drop_damaged(sha256, what=what, last=attempt == 2, size=size)
-        raise AssertionError("unreachable")
-
-    def _drop_damaged(self, sha256: str, *, what: str, last: bool, size: int | None) -> None:
-        """A cached copy does not match its hash: it is never kept. The caller fetches
-        it again from the remote once; if the remote has no good copy, say so."""
-        os.unlink(self.cache_path(sha256))
-        if last:
-            raise IntegrityError(f"{what}: object {sha256} does not match its hash (removed from the cache)")
-        try:
-            self.download(sha256, what=what, size=size)
-        except GitmlError as e:
-            raise IntegrityError(
-                f"{what}: cached object {sha256} does not match its hash (removed from the cache), "
-                f"and the remote has no good copy: {e}"
-            ) from None
+        return self.cache.read_bytes(sha256, what=what, size=size)
 
     def ensure_local(self, sha256: str, *, what: str, size: int | None) -> str:
         """The cache path of an object, downloading (and verifying) it if needed."""
-        path = self.cache_path(sha256)
-        if not os.path.exists(path):
-            self.download(sha256, what=what, size=size)
-        return path
+        return self.cache.ensure(sha256, what=what, size=size)
 
     def verify_local(self, sha256: str) -> bool:
-        path = self.cache_path(sha256)
-        return os.path.exists(path) and _hash_file(path)[0] == sha256
+        return self.cache.verify(sha256)
 
     def local_objects(self) -> set[str]:
-        found: set[str] = set()
-        try:
-            prefixes = os.listdir(self.cache_dir)
-        except FileNotFoundError:
-            return found
-        for prefix in prefixes:
-            if not OBJECT_FOLDER.fullmatch(prefix) or not os.path.isdir(os.path.join(self.cache_dir, prefix)):
-                continue
-            for name in os.listdir(os.path.join(self.cache_dir, prefix)):
-                if OBJECT_FILE.fullmatch(name):
-                    found.add(prefix + name)
-        return found
+        return self.cache.objects()
+
+    def drop_local(self, sha256: str) -> None:
+        self.cache.drop(sha256)
 
     def drop_stale_temporaries(self, older_than: float) -> int:
         """Delete the half-written files a killed process left in the cache (and, for a
@@ -360,12 +140,6 @@ class ContentStore:
         if self.unconfirmed is None and ("://" not in self.remote_url or self.remote_url.startswith("file://")):
             dropped += _drop_old_temporaries(self.remote_url.removeprefix("file://"), older_than, incoming=False)
         return dropped
-
-    def drop_local(self, sha256: str) -> None:
-        try:
-            os.unlink(self.cache_path(sha256))
-        except FileNotFoundError:
-            pass
 
     # -- the remote ------------------------------------------------------
     @property
@@ -404,62 +178,34 @@ class ContentStore:
         self.fs  # noqa: B018  (opens the remote, sets _root)
         return f"{self._root}/{object_key(sha256)}" if self._root else object_key(sha256)
 
-    def _known(self) -> set[str]:
-        return _read_ids(self._known_path, 64)
-
-    def _remember(self, shas: Iterable[str]) -> None:
-        with self._lock:
-            _append_lines(self._known_path, shas)
-
+    # -- what a push knows of the remote (gitml.content.pushstate) ----------
     def confirmed_commits(self) -> AbstractSet[bytes]:
         """Run commits whose artifact objects (their own and their ancestors') are all
         known to be on this remote: a push need not look at them again."""
-        return _Lines(self._confirmed_data(), 40)
+        return self.push_state.confirmed_commits()
 
     def confirm_commits(self, commits: Iterable[bytes]) -> None:
-        with self._lock:
-            _append_lines(self._confirmed_path, (c.decode() for c in commits))
+        self.push_state.confirm_commits(commits)
 
     def all_confirmed(self, packed_refs_digest: bytes) -> bool:
-        """Whether every run commit the packed-refs of this sha256 names was confirmed
-        (:meth:`confirm_packed_refs`): a push then looks at the loose refs alone."""
-        return _PACKED_MARK + packed_refs_digest.hex().encode() in _Lines(
-            self._confirmed_data(), len(_PACKED_MARK) + 64
-        )
+        """Whether every run commit the packed-refs of this sha256 names was confirmed."""
+        return self.push_state.all_confirmed(packed_refs_digest)
 
     def confirm_packed_refs(self, packed_refs_digest: bytes) -> None:
         """Mark every run commit of the packed-refs of this sha256 confirmed (each was)."""
-        with self._lock:
-            _append_lines(self._confirmed_path, [(_PACKED_MARK + packed_refs_digest.hex().encode()).decode()])
-
-    def _confirmed_data(self) -> bytes:
-        try:
-            with open(self._confirmed_path, "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            return b""
+        self.push_state.confirm_packed_refs(packed_refs_digest)
 
     def forget_remote(self, shas: Iterable[str]) -> None:
         """Objects found missing or damaged on the remote: the next push uploads them
         again, over what is there (and looks at every run commit again)."""
-        gone = set(shas)
-        if not gone:
-            return
-        with self._lock:
-            _write_lines(self._known_path, sorted(self._known() - gone))
-            _write_lines(self._damaged_path, sorted(self._damaged() | gone))
-            if os.path.exists(self._confirmed_path):
-                os.unlink(self._confirmed_path)
-
-    def _damaged(self) -> set[str]:
-        return _read_ids(self._damaged_path, 64)
+        self.push_state.forget(shas)
 
     def missing_on_remote(self, shas: set[str], *, ask: bool = False) -> set[str]:
         """Which objects the remote lacks (asked once per object; answers kept locally;
         with ``ask``, asked again: a remote gc may have deleted what no ref named).
         Objects :meth:`forget_remote` was told about count as lacking."""
-        damaged = shas & self._damaged()
-        todo = shas - damaged - (set() if ask else self._known())
+        damaged = shas & self.push_state.damaged()
+        todo = shas - damaged - (set() if ask else self.push_state.known())
         if not todo:
             return damaged
         try:
@@ -475,7 +221,7 @@ class ContentStore:
             raise
         except Exception as e:  # fsspec backends raise their own kinds (botocore, aiohttp, ...)
             raise ArtifactRemoteError(f"artifact remote {self.remote_url} cannot be listed: {_timed_out(e)}") from None
-        self._remember(have)
+        self.push_state.remember(have)
         return (todo - have) | damaged
 
     def _regular_in_folder(self, sha256: str) -> bool:
@@ -541,7 +287,7 @@ class ContentStore:
                 raise ArtifactRemoteError(
                     f"upload of {what(sha)} to {self.remote_url} failed: {_timed_out(e)}"
                 ) from None
-            self._remember([sha])
+            self.push_state.remember([sha])
             size = os.path.getsize(local(sha))
             if progress:
                 progress(1, size)
@@ -550,10 +296,7 @@ class ContentStore:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for _ in pool.map(send, missing):
                 pass
-        repaired = self._damaged() & (set(missing) - (lost or set()))
-        if repaired:
-            with self._lock:
-                _write_lines(self._damaged_path, sorted(self._damaged() - repaired))
+        self.push_state.repaired(set(missing) - (lost or set()))
         return len(missing) - len(lost or ())
 
     def download(self, sha256: str, *, what: str, size: int | None) -> None:

@@ -12,13 +12,12 @@ MLflow's: base64 of ``{"offset": N}``.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from gitml.errors import InvalidInputError
 from gitml.tracking.filter import OrderKey, Schema, compile_filter, parse_order_by, sort_rows
+from gitml.tracking.search import PagedList, page_offset, page_token
 
 T = TypeVar("T")
 
@@ -49,31 +48,6 @@ MODEL_VERSIONS = Schema(
     ),
     tiebreak=(OrderKey("attributes", "name"), OrderKey("attributes", "version_number", False)),
 )
-
-
-class PagedList(list):
-    """A page of results (a list) and the ``token`` of the next page (None: the last)."""
-
-    def __init__(self, items: Sequence = (), token: str | None = None):
-        super().__init__(items)
-        self.token = token
-
-
-def page_offset(token: str | None) -> int:
-    """The offset a page token (MLflow's form) holds; InvalidInputError for a bad one."""
-    if not token:
-        return 0
-    try:
-        offset = json.loads(base64.b64decode(token))["offset"]
-    except (ValueError, KeyError, TypeError):
-        raise InvalidInputError(f"invalid page token {token[:40]!r}") from None
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise InvalidInputError(f"invalid page token {token[:40]!r}")
-    return offset
-
-
-def page_token(offset: int) -> str:
-    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
 
 
 def search(

@@ -8,7 +8,7 @@ import zlib
 import pytest
 
 import gitml
-import gitml.content.cas as cas
+import gitml.content.cache as cache
 import gitml.ops
 from gitml.errors import ArtifactRemoteError, ConflictError, IntegrityError, InvalidInputError, NotFoundError
 from tests.conftest import git, run_python
@@ -91,8 +91,8 @@ def test_inline_threshold_is_configurable(repo, data_dir):
 
 def test_same_content_is_stored_once_and_not_rehashed(repo, data_dir, monkeypatch):
     calls = []
-    original = cas._copy_hashing
-    monkeypatch.setattr(cas, "_copy_hashing", lambda src, dst: calls.append(src) or original(src, dst))
+    original = cache._copy_hashing
+    monkeypatch.setattr(cache, "_copy_hashing", lambda src, dst: calls.append(src) or original(src, dst))
     settled = time.time() - 60  # written a while ago: a file changed within a clock tick of its hashing
     for path in data_dir.rglob("*"):  # is hashed again next time ("racily clean", as git's index says)
         os.utime(path, (settled, settled))

@@ -34,11 +34,11 @@ def test_an_unchanged_old_file_is_not_hashed_again(repo, monkeypatch):
     os.utime(path, (old, old))
     with gitml.start_run():
         gitml.log_artifact(str(path))
-    from gitml.content import cas
+    from gitml.content import cache
 
     hashed = []
-    real = cas._copy_hashing
-    monkeypatch.setattr(cas, "_copy_hashing", lambda *a: hashed.append(a) or real(*a))
+    real = cache._copy_hashing
+    monkeypatch.setattr(cache, "_copy_hashing", lambda *a: hashed.append(a) or real(*a))
     with gitml.start_run():
         gitml.log_artifact(str(path))
     assert hashed == []  # the stat cache answered: the file is settled (its ctime aside, as git)

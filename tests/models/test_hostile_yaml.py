@@ -78,11 +78,13 @@ def test_hostile_mlmodel_of_a_pushed_run_is_refused_naming_the_file(tmp_path, re
 
 
 def test_an_mlmodel_that_never_ends_is_refused_after_the_limit(tmp_path):
-    """A model folder whose MLmodel is a link to /dev/zero: read up to the limit, not forever
-    (in a process limited to 1 GiB of memory, so a regression fails instead of eating the machine)."""
+    """A model folder whose MLmodel is 4 GiB (a sparse file): read up to the limit, not to its end
+    (in a process limited to 1 GiB of memory, so a regression fails instead of eating the machine).
+    An MLmodel linked out of the folder (to /dev/zero, say) is refused before any read: test_hostile_models.py."""
     folder = tmp_path / "model"
     folder.mkdir()
-    (folder / "MLmodel").symlink_to("/dev/zero")
+    with open(folder / "MLmodel", "wb") as f:
+        f.truncate(4 << 30)
     code = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"

@@ -230,7 +230,7 @@ def test_an_unsorted_packed_refs_is_compared_the_long_way(repo, shared):
 
 
 def test_confirmed_commits_answer_as_a_set_would_before_and_after_the_set_is_made():
-    from gitml.content.cas import _Lines
+    from gitml.content.pushstate import _Lines
 
     lines = [hashlib.sha1(str(i).encode()).hexdigest().encode() for i in range(1000)]
     torn = lines[0][:20] + b"f" * 20  # the last line, cut short by a killed writer: not a line
