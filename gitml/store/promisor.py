@@ -20,13 +20,14 @@ inflated no further than its header says) before anything of it is used.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import threading
 
 from dulwich.repo import Repo
 
-from gitml.errors import RemoteError
+from gitml.errors import InvalidInputError, RemoteError
 from gitml.store.ids import oids
 
 MAX_MB, TIMEOUT = 1024, 300.0  # defaults of GITML_PROMISOR_MAX_MB, GITML_PROMISOR_TIMEOUT
@@ -55,12 +56,18 @@ def promisor_url(repo: Repo) -> str | None:
 
 
 def _setting(name: str, default: float) -> float:
+    """The positive number an environment variable sets, or ``default`` when it is unset; any other
+    value (a word, zero, a negative, inf or nan) is refused in one line naming the variable."""
     text = os.environ.get(name, "").strip()
+    if not text:
+        return default
     try:
-        value = float(text) if text else default
+        value = float(text)
     except ValueError:
-        value = default
-    return value if value > 0 else default
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidInputError(f"{name} must be a positive number, not {text!r}")
+    return value
 
 
 class _State:
@@ -83,13 +90,13 @@ def fetch_missing(repo: Repo, shas: list[bytes]) -> bool:
     url = promisor_url(repo)
     if url is None:
         return False
+    limit = int(_setting("GITML_PROMISOR_MAX_MB", MAX_MB) * (1 << 20))  # a bad setting is refused before any ask
+    timeout = _setting("GITML_PROMISOR_TIMEOUT", TIMEOUT)
     with _tried_lock:
         wanted = [sha for sha in shas if sha not in _tried]
         _tried.update(wanted)
     if not wanted:
         return False
-    limit = int(_setting("GITML_PROMISOR_MAX_MB", MAX_MB) * (1 << 20))
-    timeout = _setting("GITML_PROMISOR_TIMEOUT", TIMEOUT)
     pack_dir = os.path.join(repo.object_store.path, "pack")
     fd, received = tempfile.mkstemp(prefix="tmp_gitml_promised_", dir=pack_dir)
     state = _State()

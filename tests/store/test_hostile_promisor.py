@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from gitml.errors import CorruptRecordError
+from gitml.errors import CorruptRecordError, InvalidInputError
 from gitml.store.git import open_store
 from tests.conftest import git
 from tests.store.test_remote import git_daemon
@@ -77,6 +77,18 @@ def test_a_blob_over_the_limit_is_cut_off_with_one_line(served, monkeypatch):
     assert "sent more than 1 MiB" in message and "GITML_PROMISOR_MAX_MB" in message
     assert _missing(clone, served["big"]) and not _pack_leftovers(clone)
     assert store.blob(served["small"].encode()).startswith(b"small ")  # within the limit: fetched
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-5", "inf", "nan"])
+def test_a_bad_limit_setting_is_one_line_naming_it_and_the_object_is_still_fetched_after(served, monkeypatch, value):
+    clone = served["clone"]
+    store = open_store(clone)
+    monkeypatch.setenv("GITML_PROMISOR_MAX_MB", value)
+    with pytest.raises(InvalidInputError) as e:
+        store.blob(served["small"].encode())
+    assert str(e.value) == f"GITML_PROMISOR_MAX_MB must be a positive number, not {value!r}"
+    monkeypatch.setenv("GITML_PROMISOR_MAX_MB", "64")  # mended: the object was not marked as tried
+    assert store.blob(served["small"].encode()).startswith(b"small ")
 
 
 class _Hostile:
