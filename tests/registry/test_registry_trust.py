@@ -186,6 +186,42 @@ def test_the_trusted_ref_can_be_configured_and_a_missing_one_fails_closed(team):
     assert "trusted ref 'refs/heads/release' configured there does not exist" in out
 
 
+def test_a_key_removed_from_the_policy_decides_nothing_once_the_clone_accepts_the_change(team, gnupg):  # noqa: F811
+    """The bot's key leaked: main's policy now trusts a new key only. A promotion the
+    attacker signs with the old key, and the old key's own promotions, stop counting
+    when the clone accepts the change (not before: the clone decides when), and verify
+    names them; the new key's promotion decides."""
+    maintainer, victim, attacker = team["maintainer"], team["victim"], team["attacker"]
+    bot2 = _gpg_key(gnupg, "Release Bot 2 <bot2@example.com>")
+    _commit_policy(maintainer, f"require_signature: [production]\ntrusted_gpg_keys: [{bot2}]\n")
+    git(maintainer, "push", "-q", "origin", "main")
+    git(attacker, "config", "user.signingkey", team["bot"])  # the leaked key
+    _attacker_tag(team, "churn#production#3", "churn@v2.0.0", signed=True)
+    _push_tags(attacker, "churn#production#3")
+    git(victim, "fetch", "-q", "origin")
+    gitml_cli(victim, "fetch")
+    assert _production(victim) == "v2.0.0"  # the policy the clone accepted still trusts the old key...
+    with gitml.ops.Operations(victim) as c:
+        assert "not accepted by this clone" in c.registry.policy.pending  # ...and says a change waits
+    gitml_cli(victim, "registry", "policy", "--accept")
+    with gitml.ops.Operations(victim) as c:
+        state = c.registry.model("churn", report=True)
+        assert "production" not in state.stages and state.stages["staging"] == "v2.0.0"
+        for name in ("churn#production#1", "churn#production#3"):
+            assert "fingerprint not in trusted_gpg_keys" in state.ignored[name], state.ignored
+        with pytest.raises(gitml.errors.GitmlError, match="production"):
+            c.registry.resolve("churn", stage="production")
+    out = gitml_cli(victim, "registry", "verify", code=1)
+    assert "churn#production#3: signed by a key the policy does not trust (Release Bot <bot@example.com>" in out
+    git(maintainer, "config", "user.signingkey", bot2)
+    gitml_cli(maintainer, "fetch")
+    with gitml.ops.Operations(maintainer) as c:
+        c.registry.assign("churn", "1", "production", sign_tag=True)
+    gitml_cli(maintainer, "push")
+    gitml_cli(victim, "fetch")
+    assert _production(victim) == "v1.0.0"
+
+
 # -- every event that changes a resolution needs the signature ------------------------
 @pytest.mark.parametrize("mode", ["ignore", "refuse"])
 def test_unsigned_register_deregister_deprecate_and_unassign_change_nothing(team, mode, tmp_path):
