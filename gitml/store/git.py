@@ -124,11 +124,14 @@ class GitStore:
         if base is not None:
             with self._lock:
                 self._kept.append((base, threading.get_ident(), time.monotonic()))
+        written = self._written
         for sha, type_num, raw in triples:
             if len(raw) < 1 << 20:
-                self._written.put(sha, (type_num, raw))
+                written[sha] = (type_num, raw)
             else:
                 self._present.add(sha)
+        while len(written) > written.size:  # (an LRU's put per object was a tenth of a run's write)
+            written.popitem(last=False)
         self._writes += 1
         if self._writes % 8 == 1:  # the first write of every process too: most processes make one run
             try:

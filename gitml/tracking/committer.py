@@ -179,11 +179,19 @@ class Committer:
         """Prepare the batch's commits (each writer's lock held until :meth:`_finish`), write
         them as one pack and start moving their refs; None when nothing is left to finish."""
         prepared, objects = [], []
+        # Each run's trailer names its journal's size once the run has ended: every line of the
+        # batch's runs lies before it (they ended before the batch was taken), so one size per
+        # journal serves the batch (an fstat per run let go of the GIL as often).
+        sizes: dict[int, tuple[str, int]] = {}
         for writer in batch:
             writer.lock.acquire()
             try:
                 if writer.pending():
-                    commit, new, old, record = writer.prepare()
+                    journal = writer.journal
+                    at = (None, None)
+                    if journal is not None:
+                        at = sizes.get(id(journal)) or sizes.setdefault(id(journal), (journal.name, journal.size()))
+                    commit, new, old, record = writer.prepare(*at)
                     prepared.append((writer, commit, old, record))
                     objects.extend(new)
                 else:
