@@ -148,7 +148,9 @@ def _unverified(reg: Registry, mv: ModelVersion, stage: str) -> str | None:
     why = reg.rejection(mv.event, deep=True)
     status = reg.verification(mv.event)
     if why is None and status.trusted:
-        return None
+        if reg.vouched(mv.event):
+            return None
+        why = f"signed for repository {mv.event.info.get('repository')!r}, not {policy.repository!r}"
     return (
         f"{mv.model} {mv.version}: not loaded: its registration tag {mv.tag} is {why or status}, and stage "
         f"{stage!r} requires tags signed by a trusted key under {policy.source} "
