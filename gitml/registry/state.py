@@ -44,7 +44,7 @@ from gitml.errors import (
 from gitml.names import check_artifact_path
 from gitml.registry.events import ModelState, ModelVersion, TagEvent
 from gitml.registry.gates import GateReport, judge, unjudged
-from gitml.registry.policy import Policy, described, load_policy
+from gitml.registry.policy import POLICY_PATH, Policy, described, load_policy
 from gitml.registry.signing import SigningConfig, Verification, sign, split_signed, verify
 from gitml.registry.tags import (
     TAGS_PREFIX,
@@ -346,6 +346,12 @@ class Registry:
             self._verified[event.sha] = found
         return found
 
+    def vouched(self, event: TagEvent) -> bool:
+        """Whether a key the policy trusts signed ``event`` for this repository (its message
+        names the policy's ``repository``, when the policy sets one)."""
+        repository = self.policy.repository
+        return self.verification(event).trusted and (repository is None or event.info.get("repository") == repository)
+
     def rejection(self, event: TagEvent, *, deep: bool = False) -> str | None:
         """Why ``event`` does not count under the policy, None when it does: its ref's name
         is not the tag object's own name; it tags no commit; (guarded or ``deep``) its
@@ -374,6 +380,13 @@ class Registry:
                     said = _slug_or_none(said)  # a name MLflow allows is carried encoded (model_slug)
                 if want is not None and key in info and said != want:
                     return f"its message names {key} {info[key]!r}, its name {want!r}"
+        if guarded and policy.repository is not None and event.info.get("repository") != policy.repository:
+            named = event.info.get("repository")
+            return (
+                (f"its message names repository {named!r}" if named is not None else "its message names no repository")
+                + f", and {POLICY_PATH} binds signed tags to {policy.repository!r} (a tag signed for another "
+                "repository, replayed here, or made without gitml)"
+            )
         if guarded:
             status = self.verification(event)
             if not status.trusted:
@@ -460,7 +473,7 @@ class Registry:
                     if policy.guards(tag):
                         undone[tag.version] = event
                 continue
-            if tag.version in undone and not self.verification(event).trusted:
+            if tag.version in undone and not self.vouched(event):
                 self._reject(
                     state,
                     event,
@@ -530,7 +543,7 @@ class Registry:
                 if why is not None:
                     self._reject(state, event, why, report)
                     continue
-            if policy.guards(last.tag) and not self.verification(event).trusted:
+            if policy.guards(last.tag) and not self.vouched(event):
                 self._reject(
                     state, event, f"it follows the signed {last.tag.name}; {policy.requirement(last.tag)}", report
                 )
@@ -566,7 +579,7 @@ class Registry:
             version, why = found[0], None
             if len(found) > 1:  # one commit, several versions (a hostile registration): the message says which,
                 named = [v for v in found if v.version == event.info.get("version")]  # else the one signed by a
-                trusted = [v for v in found if self.verification(v.event).trusted]  # trusted key, else none
+                trusted = [v for v in found if self.vouched(v.event)]  # trusted key, else none
                 picked = named or (trusted if len(trusted) == 1 else [])
                 if picked:
                     version = picked[0]
@@ -1037,8 +1050,13 @@ class Registry:
         seconds, offset = _now()
         seconds = max(seconds, self._last_time(tag.model) + 1, after + 1)
         who = self.store.identity()
+        try:
+            repository = self.policy.repository  # the tag names the repository it is signed for
+        except CorruptRecordError:
+            repository = None  # a registration while the policy does not parse (see above)
         info = {
             **info,
+            **({"repository": repository} if repository is not None else {}),
             "by": f"{who.name} <{who.email}>",
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds)),
         }
