@@ -102,7 +102,7 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
         set_tracking_uri,
         start_run,
     )
-    from gitml.models.evaluation import evaluate
+    from gitml.pyfunc.evaluation import evaluate
     from gitml.tracking.entities import (
         Experiment,
         LifecycleStage,
@@ -155,7 +155,7 @@ _LAZY = {
     "disable_system_metrics_logging": "gitml.fluent",
     "enable_system_metrics_logging": "gitml.fluent",
     "end_run": "gitml.fluent",
-    "evaluate": "gitml.models.evaluation",
+    "evaluate": "gitml.pyfunc.evaluation",
     "flush": "gitml.fluent",
     "flush_async_logging": "gitml.fluent",
     "get_artifact_uri": "gitml.fluent",

@@ -264,9 +264,9 @@ def evaluator(
 
 
 def _evaluate_on(client: Operations, reg: Registry, mv: ModelVersion, name: str) -> dict[str, float]:
-    from gitml.models.evaluation import compute
     from gitml.models.uri import local_model
     from gitml.pyfunc import load_folder
+    from gitml.pyfunc.evaluation import compute
 
     spec = reg.policy.datasets[name]
     reg.locate(mv.model, mv.version)  # the run's model files are still the ones registered
