@@ -111,10 +111,11 @@ class GitStore:
         return path
 
     # -- objects ---------------------------------------------------------
-    def write(self, objects: list[GitObject]) -> None:
-        """Store objects as one pack; merge small packs when there are too many."""
+    def write(self, objects: list[GitObject]) -> str | None:
+        """Store objects as one pack; merge small packs when there are too many. Returns the
+        pack's base path (None when nothing was written), for :meth:`release_kept`."""
         if not objects:
-            return
+            return None
         triples = [sha_of(o) for o in objects]
         try:  # unique temporary names: safe across threads
             base = write_pack(self.pack_dir, triples, keep=True)  # kept from `git gc` until a ref reaches it
@@ -123,24 +124,31 @@ class GitStore:
         if base is not None:
             with self._lock:
                 self._kept.append((base, threading.get_ident(), time.monotonic()))
+        written = self._written
         for sha, type_num, raw in triples:
             if len(raw) < 1 << 20:
-                self._written.put(sha, (type_num, raw))
+                written[sha] = (type_num, raw)
             else:
                 self._present.add(sha)
+        while len(written) > written.size:  # (an LRU's put per object was a tenth of a run's write)
+            written.popitem(last=False)
         self._writes += 1
         if self._writes % 8 == 1:  # the first write of every process too: most processes make one run
             try:
                 maybe_merge_small_packs(self.pack_dir, self.private_path("repack.lock"))
             except OSError as e:  # housekeeping must never fail a write
                 log.warning("gitml: could not merge small packs: %s", e)
+        return base
 
-    def release_kept(self, *, every: bool = False) -> None:
-        """Remove the ``.keep`` files of the packs this thread wrote (call once a ref
-        reaches their objects), and of any written over a minute ago."""
+    def release_kept(self, bases: list[str | None] | None = None, *, every: bool = False) -> None:
+        """Remove the ``.keep`` files of the packs this thread wrote (``bases``: of those
+        packs, as :meth:`write` returned them; call once a ref reaches their objects), and
+        of any written over a minute ago. The committer names its packs: it writes the next
+        batch's pack while the refs of the last one still move."""
         me, old = threading.get_ident(), time.monotonic() - 60
+        named = None if bases is None else {b for b in bases if b}
         with self._lock:
-            done = [k for k in self._kept if every or k[1] == me or k[2] < old]
+            done = [k for k in self._kept if every or (k[1] == me if named is None else k[0] in named) or k[2] < old]
             self._kept = [k for k in self._kept if k not in done]
         for base, _, _ in done:
             release_keep(base)

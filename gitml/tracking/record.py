@@ -241,16 +241,16 @@ class RunRecord:
         if ARTIFACTS in self.dirty:
             self._put_yaml(ARTIFACTS, self.artifacts)
         if METRICS in self.dirty or METRICS not in self.paths:
-            self._put_yaml(
-                METRICS,
-                {k: {"step": s, "timestamp": t, "value": v} for k, (s, t, v) in self.latest.items()},
-            )
+            self._put_blob(METRICS, yamlout.dump_points(self.latest))
         self.dirty.clear()
         blobs, self._new_blobs = self._new_blobs, []
         return blobs
 
     def _put_yaml(self, name: str, data) -> None:
-        blob = RawObject(BLOB, dump_yaml(data))
+        self._put_blob(name, dump_yaml(data))
+
+    def _put_blob(self, name: str, content: bytes) -> None:
+        blob = RawObject(BLOB, content)
         self._new_blobs.append(blob)
         self.paths[name] = (FILE_MODE, blob.id)
 

@@ -272,11 +272,12 @@ class RunWriter:
             self._deadline = time.monotonic() + self.flush_interval
             if not self.pending():
                 return None
+            packs = []
             for _attempt in range(1000):
                 commit, objects, old, record = self.prepare(journal_name, journal_offset)
-                self.store.write(objects)
+                packs.append(self.store.write(objects))
                 if self.publish(commit, old, record):
-                    self.store.release_kept()  # the ref reaches the new objects: git gc may repack them
+                    self.store.release_kept(packs)  # the ref reaches the new objects: git gc may repack them
                     return commit.id
             raise CorruptRecordError(f"run {self.run_id}", "could not update the run ref after 1000 attempts")
 
