@@ -34,7 +34,6 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
         transformers,
         xgboost,
     )
-    from gitml.autologging import autolog
     from gitml.client import Client, MlflowClient, RunOperations
     from gitml.content.service import FileInfo
     from gitml.errors import (
@@ -53,6 +52,7 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
         RepositoryError,
         RunNotFoundError,
     )
+    from gitml.flavors import autolog
     from gitml.fluent import (
         ActiveRun,
         active_run,
@@ -147,7 +147,7 @@ _LAZY = {
     "RunTag": "gitml.tracking.entities",
     "ViewType": "gitml.tracking.entities",
     "active_run": "gitml.fluent",
-    "autolog": "gitml.autologging",
+    "autolog": "gitml.flavors",
     "create_experiment": "gitml.fluent",
     "delete_experiment": "gitml.fluent",
     "delete_run": "gitml.fluent",

@@ -188,7 +188,7 @@ class Committer:
             try:
                 if writer.pending():
                     journal = writer.journal
-                    at = (None, None)
+                    at: tuple[str | None, int | None] = (None, None)
                     if journal is not None:
                         at = sizes.get(id(journal)) or sizes.setdefault(id(journal), (journal.name, journal.size()))
                     commit, new, old, record = writer.prepare(*at)
