@@ -400,7 +400,7 @@ class GitStore:
         delay = 0.001
         while True:
             try:
-                return update_ref(self.commondir, name, old, new, self._packed_ref)
+                return update_ref(self.commondir, name, old, new, self._packed_ref, self._packed_refs)
             except LockHeld as held:
                 if delay >= 0.05 and release_if_dead(held.lock, self.commondir):
                     continue
@@ -429,6 +429,10 @@ class GitStore:
     def _packed_ref(self, name: bytes) -> bytes | None:
         with self._lock:
             return self._refs.packed_ref(name)
+
+    def _packed_refs(self, names: list[bytes]) -> list[bytes | None]:
+        with self._lock:
+            return self._refs.packed_refs(names)
 
     def delete_ref(self, name: bytes, old: bytes) -> bool:
         return self.repo.refs.remove_if_equals(refname(name), oid(old))
