@@ -62,7 +62,7 @@ from gitml.store import yamlout
 from gitml.store.git import GitStore
 from gitml.tracking.record import ARTIFACTS, RECORD_DIR, RunRecord, check_manifest
 from gitml.tracking.tracker import Tracker
-from gitml.yamlread import load_yaml
+from gitml.yamlread import MAX_YAML_BYTES, load_yaml
 
 log = logging.getLogger("gitml")
 Evaluator = Callable[[ModelVersion, str], dict[str, float]]  # (version, dataset name) -> metrics
@@ -82,6 +82,7 @@ def _now() -> tuple[int, int]:
     return int(now), time.localtime(now).tm_gmtoff
 
 
+MAX_TAG_BYTES = 1 << 20  # a registry tag object: its YAML message and a signature are a few kilobytes
 _TIE_RANK = {Action.DEPRECATE: 0, Action.REGISTER: 1, Action.ASSIGN: 1, Action.DEREGISTER: 2, Action.UNASSIGN: 2}
 
 
@@ -195,7 +196,7 @@ class Registry:
         todo = [s for s in shas if s not in self._events]
         if len(todo) > 64:
             try:
-                self._prefetched.update(self.store.raw_many(todo))
+                self._prefetched.update(self.store.raw_many(todo, MAX_TAG_BYTES))
             except CorruptRecordError:
                 pass  # read one by one, each failure named
 
@@ -310,6 +311,8 @@ class Registry:
             return event if event.tag == tag else replace(event, tag=tag, _info=None)
         try:
             found = self._prefetched.pop(sha, None)
+            if found is None:
+                self.store.bounded(sha, MAX_TAG_BYTES, f"registry tag {tag.name}")  # a tag object may be a zlib bomb
             type_num, raw = found if found is not None else self.store.raw(sha)
         except CorruptRecordError as e:
             log.warning("gitml: registry tag %s cannot be read: %s", tag.name, e)
@@ -837,7 +840,8 @@ class Registry:
             raise RunNotFoundError(run_id)
         try:
             entry = self.store.lookup(self.store.commit(commit).tree, f"{RECORD_DIR}/{ARTIFACTS}")
-            data = self.store.blob(entry[1]) if entry is not None else None
+            what = f"run {run_id} ({ARTIFACTS})"
+            data = self.store.blob(entry[1], MAX_YAML_BYTES, what) if entry is not None else None
         except CorruptRecordError as e:  # the object and what is wrong with it
             raise CorruptRecordError(f"run {run_id}", f"{e.what}: {e.detail}") from None
         manifest = load_yaml(data, f"run {run_id} ({ARTIFACTS})") if data is not None else None

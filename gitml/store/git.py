@@ -263,7 +263,7 @@ class GitStore:
             return None
         return parent
 
-    def raw_many(self, shas: list[bytes]) -> dict[bytes, tuple[int, bytes]]:
+    def raw_many(self, shas: list[bytes], limit: int | None = None) -> dict[bytes, tuple[int, bytes]]:
         """Many objects at once, read through one index of every pack: gitml writes many
         small packs and dulwich searches them one by one for each object (2,000 registry
         tags in 360 packs: 30 s one by one, 0.1 s this way). Objects it cannot read this
@@ -282,17 +282,42 @@ class GitStore:
             with self._lock, PackEntries(self.repo) as entries:
                 for sha in todo:
                     try:
-                        out[sha] = entries.raw(sha)
+                        out[sha] = entries.raw(sha, limit=limit)
                     except (RepositoryError, KeyError):
                         pass
         for sha in todo:
             if sha not in out:
+                if limit is not None:
+                    self.bounded(sha, limit, sha.decode())
                 out[sha] = self.raw(sha)
         return out
 
-    def blob(self, sha: bytes) -> bytes:
+    def size(self, sha: bytes) -> int | None:
+        """The size of an object's content as stored, without inflating it (None: unknown;
+        see :func:`gitml.store.entries.object_size`)."""
+        hit = self._written.get(sha)
+        if hit is not None:
+            return len(hit[1])
+        from gitml.store.entries import object_size
+
+        with self._lock:
+            return object_size(self.repo, sha)
+
+    def bounded(self, sha: bytes, limit: int, what: str) -> None:
+        """Raise CorruptRecordError naming ``what`` when object ``sha`` is over ``limit``
+        bytes, before it is inflated: what a teammate pushes may be a zlib bomb (a few
+        megabytes of pack making gigabytes of one record file)."""
+        size = self.size(sha)
+        if size is not None and size > limit:
+            raise CorruptRecordError(what, f"{size} bytes, over the limit of {limit} (not read)")
+
+    def blob(self, sha: bytes, limit: int | None = None, what: str | None = None) -> bytes:
+        """A blob's content; with ``limit``, refused (CorruptRecordError naming ``what``)
+        when larger, before it is inflated."""
         data = self._blobs.get(sha)
         if data is None:
+            if limit is not None:
+                self.bounded(sha, limit, what or sha.decode())
             type_num, data = self.raw(sha)
             if type_num != Blob.type_num:
                 raise CorruptRecordError(sha.decode(), "expected a blob")
@@ -372,7 +397,7 @@ class GitStore:
         delay = 0.001
         while True:
             try:
-                return update_ref(self.commondir, name, old, new, self._packed_ref)
+                return update_ref(self.commondir, name, old, new, self._packed_ref, self._packed_refs)
             except LockHeld as held:
                 if delay >= 0.05 and release_if_dead(held.lock, self.commondir):
                     continue
@@ -401,6 +426,10 @@ class GitStore:
     def _packed_ref(self, name: bytes) -> bytes | None:
         with self._lock:
             return self._refs.packed_ref(name)
+
+    def _packed_refs(self, names: list[bytes]) -> list[bytes | None]:
+        with self._lock:
+            return self._refs.packed_refs(names)
 
     def delete_ref(self, name: bytes, old: bytes) -> bool:
         return self.repo.refs.remove_if_equals(refname(name), oid(old))

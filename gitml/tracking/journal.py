@@ -68,15 +68,18 @@ class Journal:
             os.unlink(building)
             raise
 
-    def register(self, experiment_id: str, run_id: str) -> int:
-        """A slot number for a run's lines in this journal (held until :meth:`release`)."""
+    def register(self, experiment_id: str, run_id: str, *, write: bool = True) -> int:
+        """A slot number for a run's lines in this journal (held until :meth:`release`).
+        ``write=False``: the caller writes the slot's ``R`` line (:func:`encode_run`) itself,
+        before any other line of the slot and with the first of them (a new run's creation)."""
         with self._lock:
             if self._retired:
                 raise _JournalRetired(self.name)
             self._slots += 1
             slot = self._slots
             self._users.add(slot)
-        self.write(f"R\t{slot}\t{experiment_id}\t{run_id}\n")
+        if write:
+            self.write(encode_run(slot, experiment_id, run_id))
         return slot
 
     def release(self, slot: int) -> None:
@@ -143,6 +146,10 @@ class Journal:
                     pass
             os.close(self.fd)
             self.fd = -1
+
+
+def encode_run(slot: int, experiment_id: str, run_id: str) -> str:
+    return f"R\t{slot}\t{experiment_id}\t{run_id}\n"
 
 
 def encode_create(slot: int, meta: dict, tags: dict, source_commit: bytes | None, source_tree: bytes | None) -> str:
