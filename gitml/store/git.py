@@ -339,6 +339,9 @@ class GitStore:
     def commit(self, sha: bytes) -> Commit:
         commit = self._commits.get(sha)
         if commit is None:
+            from gitml.store.entries import MAX_WALKED_BYTES
+
+            self.bounded(sha, MAX_WALKED_BYTES, f"commit {sha.decode()}")  # what came by a plain git fetch too
             type_num, raw = self.raw(sha)
             if type_num != Commit.type_num:
                 raise CorruptRecordError(sha.decode(), "expected a commit")
