@@ -92,12 +92,12 @@ def server(tmp_path_factory):
             client.set_terminated(client.create_run(ids["experiment"], run_name=f"bulk-{i:02d}").info.run_id)
         keys = tmp_path_factory.mktemp("keys")
         build_registry(client, path, keys)  # a registered model, ssh-signed stage tags
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        listening = socket.socket()  # bound here and handed to uvicorn: no other process can take the port between
+        listening.bind(("127.0.0.1", 0))
+        port = listening.getsockname()[1]
         app = make_app(client, allowed_hosts=allowed_hosts("127.0.0.1"))
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
         thread.start()
         deadline = time.monotonic() + 20
         while not server.started:
@@ -106,6 +106,7 @@ def server(tmp_path_factory):
         yield f"http://127.0.0.1:{port}", ids
         server.should_exit = True
         thread.join(timeout=10)
+        listening.close()
         client.close()
 
 
