@@ -37,14 +37,15 @@ def estimators(module, base: type) -> list[type]:
     )
 
 
-def patch_fits(classes: list[type], name: str, log_model, patched: dict) -> None:
-    """Wrap ``fit`` of each class (its own or inherited); ``patched`` keeps what to restore."""
+def patch_fits(classes: list[type], name: str, log_estimator, patched: dict) -> None:
+    """Wrap ``fit`` of each class (its own or inherited); ``patched`` keeps what to restore;
+    ``log_estimator(cfg, estimator, run_id=, signature=, input_example=)`` logs a fitted one."""
     for cls in classes:
         original = getattr(cls, "fit", None)
         if original is None or (cls, "fit") in patched:
             continue
         patched[(cls, "fit")] = (original, "fit" in cls.__dict__)
-        setattr(cls, "fit", _wrap(original, name, log_model))  # noqa: B010
+        setattr(cls, "fit", _wrap(original, name, log_estimator))  # noqa: B010
 
 
 def unpatch_fits(patched: dict) -> None:
@@ -56,20 +57,20 @@ def unpatch_fits(patched: dict) -> None:
     patched.clear()
 
 
-def _wrap(original, name: str, log_model):
+def _wrap(original, name: str, log_estimator):
     @functools.wraps(original)
     def fit(self, *args, **kwargs):
         found = config(name)
         with TrainingCall() as outermost:
             if found is None or not outermost:
                 return original(self, *args, **kwargs)
-            return _fit(found, name, original, log_model, self, args, kwargs)
+            return _fit(found, name, original, log_estimator, self, args, kwargs)
 
     setattr(fit, "__gitml_autolog__", True)  # noqa: B010  (typed either way whether the library is typed or not)
     return fit
 
 
-def _fit(cfg: Config, name: str, original, log_model, estimator, args: tuple, kwargs: dict):
+def _fit(cfg: Config, name: str, original, log_estimator, estimator, args: tuple, kwargs: dict):
     from gitml import fluent
 
     active = fluent.active_run()
@@ -90,7 +91,7 @@ def _fit(cfg: Config, name: str, original, log_model, estimator, args: tuple, kw
         _local.fitting = None
         if cfg.log_models:
             try:
-                _log(cfg, run.info.run_id, estimator, example, log_model)
+                _log(cfg, run.info.run_id, estimator, example, log_estimator)
             except Exception as e:  # noqa: BLE001 - autolog never breaks training
                 warn(cfg, "logging the model", e)
         failed = False
@@ -101,7 +102,7 @@ def _fit(cfg: Config, name: str, original, log_model, estimator, args: tuple, kw
             fluent.end_run("FAILED" if failed else "FINISHED")
 
 
-def _log(cfg: Config, run_id: str, estimator, example, log_model) -> None:
+def _log(cfg: Config, run_id: str, estimator, example, log_estimator) -> None:
     signature = None
     if example is not None and cfg.log_model_signatures:
         try:
@@ -110,7 +111,8 @@ def _log(cfg: Config, run_id: str, estimator, example, log_model) -> None:
             signature = infer_signature(example, estimator.predict(copy.deepcopy(example)))
         except Exception as e:  # noqa: BLE001
             warn(cfg, "inferring the model signature", e)
-    log_model(
+    log_estimator(
+        cfg,
         estimator,
         run_id=run_id,
         signature=signature if signature is not None else False,

@@ -64,11 +64,9 @@ def unpatch() -> None:
         boosting.unpatch_fits(_fits)
 
 
-def _log_estimator(estimator, *, run_id: str, signature, input_example) -> None:
-    import importlib
-
-    flavor: Any = importlib.import_module("gitml.lightgbm")
-    flavor.log_model(estimator, name="model", run_id=run_id, signature=signature, input_example=input_example)
+def _log_estimator(cfg: Config, estimator, *, run_id: str, signature, input_example) -> None:
+    log_model: Any = cfg.log_model  # gitml.lightgbm.log_model
+    log_model(estimator, name="model", run_id=run_id, signature=signature, input_example=input_example)
 
 
 def _wrap_dataset(original):
@@ -191,13 +189,7 @@ def _importance(client, run_id: str, model, kind: str) -> None:
 
 
 def _log_model(cfg: Config, run_id: str, model, bound: dict) -> None:
-    import importlib
-
-    try:
-        flavor: Any = importlib.import_module("gitml.lightgbm")
-    except ImportError:
-        warn(cfg, "logging the model", ImportError("gitml.lightgbm (the LightGBM flavor) is not available"))
-        return
+    log_model: Any = cfg.log_model  # gitml.lightgbm.log_model
     example = getattr(bound.get("train_set"), "_gitml_example", None)
     signature = None
     if example is not None and cfg.log_model_signatures:
@@ -207,7 +199,7 @@ def _log_model(cfg: Config, run_id: str, model, bound: dict) -> None:
             signature = infer_signature(example, model.predict(example))
         except Exception as e:  # noqa: BLE001
             warn(cfg, "inferring the model signature", e)
-    flavor.log_model(
+    log_model(
         model,
         name="model",
         run_id=run_id,
