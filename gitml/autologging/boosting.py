@@ -48,6 +48,43 @@ def patch_fits(classes: list[type], name: str, log_estimator, patched: dict) -> 
         setattr(cls, "fit", _wrap(original, name, log_estimator))  # noqa: B010
 
 
+def patch_library(
+    library,
+    name: str,
+    *,
+    dataset: Any,
+    base: type,
+    wrap_train,
+    wrap_dataset,
+    log_estimator,
+    originals: dict,
+    fits: dict,
+) -> None:
+    """Patch a boosting library (``xgboost``, ``lightgbm``) once: its ``train`` (logged by
+    ``wrap_train``), the ``train`` its sklearn module calls (without the model: ``fit`` logs the
+    estimator), its ``dataset`` class's ``__init__`` (``wrap_dataset``: an input example kept)
+    and the ``fit`` of its sklearn-API estimators deriving from ``base``; ``originals`` and
+    ``fits`` keep what :func:`unpatch_library` puts back."""
+    if "train" in originals:
+        return
+    originals["train"] = library.train
+    originals["sklearn.train"] = library.sklearn.train
+    originals["dataset.__init__"] = dataset.__init__
+    library.train = wrap_train(library.train)
+    library.sklearn.train = wrap_train(library.sklearn.train, log_models=False)  # fit logs the estimator
+    setattr(dataset, "__init__", wrap_dataset(dataset.__init__))  # noqa: B010  (mypy refuses assigning a method)
+    patch_fits(estimators(library.sklearn, base), name, log_estimator, fits)
+
+
+def unpatch_library(library, *, dataset: Any, originals: dict, fits: dict) -> None:
+    """Put back what :func:`patch_library` changed (nothing when it did not patch)."""
+    if "train" in originals:
+        library.train = originals.pop("train")
+        library.sklearn.train = originals.pop("sklearn.train")
+        setattr(dataset, "__init__", originals.pop("dataset.__init__"))  # noqa: B010  (mypy refuses assigning a method)
+        unpatch_fits(fits)
+
+
 def unpatch_fits(patched: dict) -> None:
     for (cls, method), (original, own) in list(patched.items()):
         if own:
@@ -120,7 +157,7 @@ def _log(cfg: Config, run_id: str, estimator, example, log_estimator) -> None:
     )
 
 
-__all__ = ["estimators", "fitting", "patch_fits", "unpatch_fits"]
+__all__ = ["estimators", "fitting", "patch_fits", "patch_library", "unpatch_fits", "unpatch_library"]
 
 
 def wrap_train(name: str, original, log_train):

@@ -41,27 +41,24 @@ def patch() -> None:
     import lightgbm
     import lightgbm.sklearn
 
-    if "train" in _originals:
-        return
-    _originals["train"] = lightgbm.train
-    _originals["sklearn.train"] = lightgbm.sklearn.train
-    _originals["Dataset.__init__"] = lightgbm.Dataset.__init__
-    lightgbm.train = _wrap_train(lightgbm.train)
-    lightgbm.sklearn.train = _wrap_train(lightgbm.sklearn.train, log_models=False)  # fit logs the estimator
-    setattr(lightgbm.Dataset, "__init__", _wrap_dataset(lightgbm.Dataset.__init__))  # noqa: B010  (mypy refuses assigning a method)
-    base = lightgbm.sklearn._LGBMModelBase  # scikit-learn's BaseEstimator, as MLflow's list of estimators
-    boosting.patch_fits(boosting.estimators(lightgbm.sklearn, base), NAME, _log_estimator, _fits)
+    boosting.patch_library(
+        lightgbm,
+        NAME,
+        dataset=lightgbm.Dataset,
+        base=lightgbm.sklearn._LGBMModelBase,  # scikit-learn's BaseEstimator, as MLflow's list of estimators
+        wrap_train=_wrap_train,
+        wrap_dataset=_wrap_dataset,
+        log_estimator=_log_estimator,
+        originals=_originals,
+        fits=_fits,
+    )
 
 
 def unpatch() -> None:
     import lightgbm
     import lightgbm.sklearn
 
-    if "train" in _originals:
-        lightgbm.train = _originals.pop("train")
-        lightgbm.sklearn.train = _originals.pop("sklearn.train")
-        setattr(lightgbm.Dataset, "__init__", _originals.pop("Dataset.__init__"))  # noqa: B010  (mypy refuses assigning a method)
-        boosting.unpatch_fits(_fits)
+    boosting.unpatch_library(lightgbm, dataset=lightgbm.Dataset, originals=_originals, fits=_fits)
 
 
 def _log_estimator(cfg: Config, estimator, *, run_id: str, signature, input_example) -> None:

@@ -32,26 +32,24 @@ def patch() -> None:
     import xgboost
     import xgboost.sklearn
 
-    if "train" in _originals:
-        return
-    _originals["train"] = xgboost.train
-    _originals["sklearn.train"] = xgboost.sklearn.train
-    _originals["DMatrix.__init__"] = xgboost.DMatrix.__init__
-    xgboost.train = _wrap_train(xgboost.train)
-    xgboost.sklearn.train = _wrap_train(xgboost.sklearn.train, log_models=False)  # fit logs the estimator
-    setattr(xgboost.DMatrix, "__init__", _wrap_dmatrix(xgboost.DMatrix.__init__))  # noqa: B010  (mypy refuses assigning a method)
-    boosting.patch_fits(boosting.estimators(xgboost.sklearn, xgboost.sklearn.XGBModel), NAME, _log_estimator, _fits)
+    boosting.patch_library(
+        xgboost,
+        NAME,
+        dataset=xgboost.DMatrix,
+        base=xgboost.sklearn.XGBModel,
+        wrap_train=_wrap_train,
+        wrap_dataset=_wrap_dmatrix,
+        log_estimator=_log_estimator,
+        originals=_originals,
+        fits=_fits,
+    )
 
 
 def unpatch() -> None:
     import xgboost
     import xgboost.sklearn
 
-    if "train" in _originals:
-        xgboost.train = _originals.pop("train")
-        xgboost.sklearn.train = _originals.pop("sklearn.train")
-        setattr(xgboost.DMatrix, "__init__", _originals.pop("DMatrix.__init__"))  # noqa: B010  (mypy refuses assigning a method)
-        boosting.unpatch_fits(_fits)
+    boosting.unpatch_library(xgboost, dataset=xgboost.DMatrix, originals=_originals, fits=_fits)
 
 
 def _log_estimator(cfg: Config, estimator, *, run_id: str, signature, input_example) -> None:

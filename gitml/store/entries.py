@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 _COMMIT, _TREE, _TAG = 1, 2, 4
 _TYPE_NUMBERS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 _DELTA_TYPES = (6, 7)
+# the largest commit, tree or tag a fetch walks or a reader takes: a tree of a million
+# entries is 40 MB; past this, an object is a zlib bomb (a few megabytes of a teammate's
+# push inflating to gigabytes), refused before it is inflated
+MAX_WALKED_BYTES = 64 << 20
 _IDX_V2 = b"\377tOc\x00\x00\x00\x02"
 BIG_PACK = 100_000  # objects: a larger pack is searched in its index, not held in a dict
 _TABLES_AFTER = 4096  # lookups in one big pack before its table of id heads is built
@@ -161,23 +165,23 @@ class PackEntries:
                 return (slot << 32 | i) + 1
         return 0
 
-    def raw_at(self, at: int, hexsha: bytes) -> tuple[int, bytes]:
+    def raw_at(self, at: int, hexsha: bytes, *, limit: int | None = None) -> tuple[int, bytes]:
         """:meth:`raw` of an object :meth:`locate` gave ``at`` for (no lookup when it is not 0)."""
         if not at:
-            return self.raw(hexsha)
+            return self.raw(hexsha, limit=limit)
         at -= 1
-        return self.raw(hexsha, self._big[at >> 32].where(at & _LOW32))
+        return self.raw(hexsha, self._big[at >> 32].where(at & _LOW32), limit=limit)
 
     def links_at(self, at: int, hexsha: bytes) -> tuple[int, list[bytes], list[bytes]]:
         """:meth:`links` of an object :meth:`locate` gave ``at`` for."""
         return links_of(*self.raw_at(at, hexsha))
 
-    def get(self, hexsha: bytes) -> tuple[int, bytes] | None:
+    def get(self, hexsha: bytes, *, limit: int | None = None) -> tuple[int, bytes] | None:
         """:meth:`raw`, or None when :meth:`has` is false (one lookup of a stored entry)."""
         hit = self._find(unhexlify(hexsha))
         if hit is None and not self.has(hexsha):
             return None
-        return self.raw(hexsha, hit)
+        return self.raw(hexsha, hit, limit=limit)
 
     def raw(self, hexsha: bytes, hit: Where | None = None, *, limit: int | None = None) -> tuple[int, bytes]:
         """``(type number, content)``, inflated from the stored entry when there is one;

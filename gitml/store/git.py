@@ -308,6 +308,12 @@ class GitStore:
         bytes, before it is inflated: what a teammate pushes may be a zlib bomb (a few
         megabytes of pack making gigabytes of one record file)."""
         size = self.size(sha)
+        if size is None and not self.contains(sha):  # a partial clone's: fetched (bounded) to be measured first
+            try:
+                if self._from_promisor(sha):
+                    size = self.size(sha)
+            except RemoteError:
+                pass  # the read that follows says why it cannot be had
         if size is not None and size > limit:
             raise CorruptRecordError(what, f"{size} bytes, over the limit of {limit} (not read)")
 
@@ -339,6 +345,9 @@ class GitStore:
     def commit(self, sha: bytes) -> Commit:
         commit = self._commits.get(sha)
         if commit is None:
+            from gitml.store.entries import MAX_WALKED_BYTES
+
+            self.bounded(sha, MAX_WALKED_BYTES, f"commit {sha.decode()}")  # what came by a plain git fetch too
             type_num, raw = self.raw(sha)
             if type_num != Commit.type_num:
                 raise CorruptRecordError(sha.decode(), "expected a commit")
