@@ -121,7 +121,7 @@ _MERGE_IN_PYTHON = 20_000  # entries: a larger merge copies spans found by numpy
 _SPAN_BYTES = 16 << 20  # a merge copies at most this much at a time
 
 
-def _index_of(table: bytearray, pack_checksum: bytes) -> bytes | bytearray:
+def _index_of(table: bytes | bytearray, pack_checksum: bytes) -> bytes | bytearray:
     """The version-2 index of the 32-byte rows of ``table`` (raw sha, offset, CRC-32),
     in any order. Millions of rows are sorted as columns: a list of one bytes object
     per row held 150 MB for a 100,000-run push, and joining its slices as much again."""
@@ -433,10 +433,12 @@ def _merge(pack_dir: str, bases: list[str]) -> str | None:
             ends = np.append(offsets[1:], len(data) - 20)
             if count and np.isin((np.frombuffer(data, dtype=np.uint8)[offsets] >> 4) & 7, (6, 7)).any():
                 return _merge_entries(pack_dir, bases)  # deltas: a base may be dropped as a duplicate
+            _drop_pages(data, 0, len(data))
             parts.append((data, shas, crcs, offsets, ends))
         every = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, dtype="V20")
         keep = np.zeros(len(every), dtype=bool)
         keep[np.unique(every, return_index=True)[1]] = True  # each object once: where it comes first
+        del every
         total = int(keep.sum())
         if not total:
             return None
@@ -449,7 +451,9 @@ def _merge(pack_dir: str, bases: list[str]) -> str | None:
                 edges = np.flatnonzero(np.diff(np.concatenate(([0], kept.view(np.int8), [0]))))
                 for first, stop in zip(edges[0::2], edges[1::2], strict=True):
                     for start in range(int(offsets[first]), int(ends[stop - 1]), _SPAN_BYTES):
-                        yield data[start : min(start + _SPAN_BYTES, int(ends[stop - 1]))]
+                        end = min(start + _SPAN_BYTES, int(ends[stop - 1]))
+                        yield data[start:end]
+                        _drop_pages(data, start, end)
 
         rows = np.empty(total, dtype=np.dtype({"names": ["sha", "offset", "crc"], "formats": ["V20", ">u8", ">u4"]}))
         position, at, done = 12, 0, 0  # the header's 12 bytes first
@@ -463,10 +467,25 @@ def _merge(pack_dir: str, bases: list[str]) -> str | None:
             rows["offset"][done : done + n] = position + np.cumsum(lengths) - lengths
             position += int(lengths.sum())
             done += n
-        return _write_spans(pack_dir, total, spans(), bytearray(rows.tobytes()))
+        table = rows.tobytes()
+        del rows
+        return _write_spans(pack_dir, total, spans(), table)
     finally:
         for data in files:
             data.close()
+
+
+def _drop_pages(data, start: int, end: int) -> None:
+    """Let the kernel take back the pages of a mapped pack read so far (they would count in
+    the process's memory until it unmaps the pack: a merge reads hundreds of MB)."""
+    import mmap
+
+    start -= start % mmap.PAGESIZE
+    if end > start and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            data.madvise(mmap.MADV_DONTNEED, start, end - start)
+        except (OSError, ValueError):
+            pass
 
 
 def _object_count(idx_path: str) -> int:
@@ -601,7 +620,9 @@ def _write_entries(
     return _write_spans(pack_dir, count, chunks(), index_rows, keep=keep)
 
 
-def _write_spans(pack_dir: str, count: int, chunks: Iterable, index_rows: bytearray, *, keep: bool = False) -> str:
+def _write_spans(
+    pack_dir: str, count: int, chunks: Iterable, index_rows: bytes | bytearray, *, keep: bool = False
+) -> str:
     """Write a pack of ``count`` entries whose bytes ``chunks`` yields (whole entries, or
     runs of them), then its index of ``index_rows`` (32 bytes per entry: raw id, offset,
     CRC-32; complete once ``chunks`` is consumed). Files are fsynced and renamed in git's
