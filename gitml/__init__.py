@@ -34,7 +34,6 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
         transformers,
         xgboost,
     )
-    from gitml.autologging import autolog
     from gitml.client import Client, MlflowClient, RunOperations
     from gitml.content.service import FileInfo
     from gitml.errors import (
@@ -53,6 +52,7 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
         RepositoryError,
         RunNotFoundError,
     )
+    from gitml.flavors import autolog
     from gitml.fluent import (
         ActiveRun,
         active_run,
@@ -102,7 +102,7 @@ if TYPE_CHECKING:  # what editors and type checkers see; at run time each name i
         set_tracking_uri,
         start_run,
     )
-    from gitml.models.evaluation import evaluate
+    from gitml.pyfunc.evaluation import evaluate
     from gitml.tracking.entities import (
         Experiment,
         LifecycleStage,
@@ -147,7 +147,7 @@ _LAZY = {
     "RunTag": "gitml.tracking.entities",
     "ViewType": "gitml.tracking.entities",
     "active_run": "gitml.fluent",
-    "autolog": "gitml.autologging",
+    "autolog": "gitml.flavors",
     "create_experiment": "gitml.fluent",
     "delete_experiment": "gitml.fluent",
     "delete_run": "gitml.fluent",
@@ -155,7 +155,7 @@ _LAZY = {
     "disable_system_metrics_logging": "gitml.fluent",
     "enable_system_metrics_logging": "gitml.fluent",
     "end_run": "gitml.fluent",
-    "evaluate": "gitml.models.evaluation",
+    "evaluate": "gitml.pyfunc.evaluation",
     "flush": "gitml.fluent",
     "flush_async_logging": "gitml.fluent",
     "get_artifact_uri": "gitml.fluent",

@@ -65,7 +65,7 @@ def load_table(artifact_uri: str):
     from gitml.content.formats import parse_table
 
     run, path = _locate(artifact_uri, None, None)
-    return parse_table(_client().artifacts.read_bytes(run, path))
+    return parse_table(_client().artifacts.read_bytes(run, path), path)
 
 
 def load_image(artifact_uri: str):

@@ -43,6 +43,7 @@ def save_model(
 ) -> None:
     """Save a CatBoost model as an MLflow model folder at ``path`` (``kwargs`` go to its
     ``save_model``, e.g. ``format="json"``). ``signature`` None is inferred from ``input_example``."""
+    from gitml.models.flavor import NativeModel
     from gitml.models.mlmodel import Model
     from gitml.models.save import copy_code_paths, finish_folder, prepare_folder
 
@@ -70,7 +71,7 @@ def save_model(
         packages=[f"catboost=={cb.__version__}"],
         signature=signature,
         input_example=input_example,
-        predict=_CatboostModelWrapper(cb_model).predict,
+        predict=NativeModel(cb_model).predict,
         pip_requirements=pip_requirements,
         extra_pip_requirements=extra_pip_requirements,
         metadata=metadata,
@@ -134,23 +135,12 @@ def load_model(model_uri: str | os.PathLike, dst_path: str | None = None):
     return on_disk(model_uri, dst_path, FLAVOR, _load)
 
 
-class _CatboostModelWrapper:
-    def __init__(self, cb_model):
-        self.cb_model = cb_model
-
-    def predict(self, data, params: dict | None = None):
-        return self.cb_model.predict(data)
-
-    def get_raw_model(self):
-        return self.cb_model
-
-
-def _load_pyfunc(path: str, model_config: dict | None = None) -> _CatboostModelWrapper:
+def _load_pyfunc(path: str, model_config: dict | None = None):
     """Called by ``gitml.pyfunc.load_model`` for ``loader_module: mlflow.catboost``."""
-    from gitml.models.flavor import flavor_conf, model_folder
+    from gitml.models.flavor import NativeModel, flavor_conf, model_folder
 
     folder = model_folder(path)
-    return _CatboostModelWrapper(_load(folder, flavor_conf(folder, FLAVOR)))
+    return NativeModel(_load(folder, flavor_conf(folder, FLAVOR)))
 
 
 __all__ = ["load_model", "log_model", "save_model"]

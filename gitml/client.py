@@ -835,7 +835,7 @@ class Client(Search, RegistryCalls):
                 continue
             import gitml.content.formats as formats
 
-            frame = formats.parse_table(self._artifact_service.read_bytes(run_id, artifact_file))
+            frame = formats.parse_table(self._artifact_service.read_bytes(run_id, artifact_file), artifact_file)
             for column in extra_columns or ():
                 if column != "run_id":
                     raise InvalidInputError(f"extra column {column!r} is not supported; only 'run_id' is")

@@ -148,7 +148,9 @@ def _unverified(reg: Registry, mv: ModelVersion, stage: str) -> str | None:
     why = reg.rejection(mv.event, deep=True)
     status = reg.verification(mv.event)
     if why is None and status.trusted:
-        return None
+        if reg.vouched(mv.event):
+            return None
+        why = f"signed for repository {mv.event.info.get('repository')!r}, not {policy.repository!r}"
     return (
         f"{mv.model} {mv.version}: not loaded: its registration tag {mv.tag} is {why or status}, and stage "
         f"{stage!r} requires tags signed by a trusted key under {policy.source} "
@@ -262,9 +264,9 @@ def evaluator(
 
 
 def _evaluate_on(client: Operations, reg: Registry, mv: ModelVersion, name: str) -> dict[str, float]:
-    from gitml.models.evaluation import compute
     from gitml.models.uri import local_model
     from gitml.pyfunc import load_folder
+    from gitml.pyfunc.evaluation import compute
 
     spec = reg.policy.datasets[name]
     reg.locate(mv.model, mv.version)  # the run's model files are still the ones registered

@@ -52,7 +52,7 @@ def save_model(
     """Save a ``lightgbm.Booster`` or scikit-learn-API LightGBM model as an MLflow model folder at
     ``path``. ``signature`` None is inferred from ``input_example`` as MLflow does."""
     from gitml import sklearn as gitml_sklearn
-    from gitml.models.flavor import qualified_name
+    from gitml.models.flavor import NativeModel, qualified_name
     from gitml.models.mlmodel import Model
     from gitml.models.save import copy_code_paths, finish_folder, prepare_folder
 
@@ -104,7 +104,7 @@ def save_model(
         packages=packages,
         signature=signature,
         input_example=input_example,
-        predict=_LGBModelWrapper(lgb_model).predict,
+        predict=NativeModel(lgb_model).predict,
         pip_requirements=pip_requirements,
         extra_pip_requirements=extra_pip_requirements,
         metadata=metadata,
@@ -168,6 +168,7 @@ def autolog(
 
     configure(
         FLAVOR,
+        log_model,
         disable=disable,
         extra_tags=extra_tags,
         log_input_examples=log_input_examples,
@@ -205,23 +206,12 @@ def load_model(model_uri: str | os.PathLike, dst_path: str | None = None):
     return on_disk(model_uri, dst_path, FLAVOR, _load)
 
 
-class _LGBModelWrapper:
-    def __init__(self, lgb_model):
-        self.lgb_model = lgb_model
-
-    def predict(self, data, params: dict | None = None):
-        return self.lgb_model.predict(data)
-
-    def get_raw_model(self):
-        return self.lgb_model
-
-
-def _load_pyfunc(path: str, model_config: dict | None = None) -> _LGBModelWrapper:
+def _load_pyfunc(path: str, model_config: dict | None = None):
     """Called by ``gitml.pyfunc.load_model`` for ``loader_module: mlflow.lightgbm``."""
-    from gitml.models.flavor import flavor_conf, model_folder
+    from gitml.models.flavor import NativeModel, flavor_conf, model_folder
 
     folder = model_folder(path)
-    return _LGBModelWrapper(_load(folder, flavor_conf(folder, FLAVOR)))
+    return NativeModel(_load(folder, flavor_conf(folder, FLAVOR)))
 
 
 __all__ = ["autolog", "load_model", "log_model", "save_model"]

@@ -194,6 +194,7 @@ def autolog(
         raise InvalidInputError(f"checkpoint_mode must be 'min' or 'max', not {checkpoint_mode!r}")
     configure(
         FLAVOR,
+        log_model,
         disable=disable,
         extra_tags=extra_tags,
         log_models=log_models,

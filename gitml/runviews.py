@@ -171,7 +171,10 @@ class RunViews:
         :meth:`metric_history_chunks`), each ending in a newline."""
         if len(blob_id) != 40 or blob_id.strip("0123456789abcdef"):
             raise InvalidInputError(f"{blob_id[:80]!r} is not a blob id (40 lowercase hex digits)")
-        data = self._store.blob(blob_id.encode()).partition(b"\n")[2]  # the first line names the columns
+        from gitml.yamlread import MAX_YAML_BYTES
+
+        chunk = self._store.blob(blob_id.encode(), MAX_YAML_BYTES, f"history chunk {blob_id}")
+        data = chunk.partition(b"\n")[2]  # the first line names the columns
         return data + b"\n" if data and not data.endswith(b"\n") else data
 
     def cache_dir(self, name: str) -> str:

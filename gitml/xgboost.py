@@ -141,6 +141,7 @@ def autolog(
 
     configure(
         FLAVOR,
+        log_model,
         disable=disable,
         extra_tags=extra_tags,
         log_input_examples=log_input_examples,

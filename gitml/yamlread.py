@@ -9,6 +9,9 @@ MAX_YAML_DEPTH, more than MAX_YAML_NODES nodes.
     data = load_yaml(blob, "run 1f2e... (meta.yaml)")
     spec = read_yaml_file("model/MLmodel", "model/MLmodel")   # reads at most the limit
 
+JSON from the same places (a signature, an input example, a dict or table artifact) goes
+through :func:`load_json`: nesting past the parser's stack is one line too.
+
 It imports only PyYAML (on first use): loading a model folder never pulls in the git store.
 """
 
@@ -44,6 +47,21 @@ def load_yaml(data: bytes, what: str):
         raise CorruptRecordError(what, f"invalid YAML ({str(e).splitlines()[0]})") from None
     except (ValueError, TypeError, OverflowError, RecursionError) as e:  # e.g. a timestamp with month 13
         raise CorruptRecordError(what, f"invalid YAML ({type(e).__name__}: {e})") from None
+
+
+def load_json(data: bytes | str, what: str):
+    """JSON that came from a push, a clone or a download (a signature, an input example,
+    a dict or table artifact): invalid JSON, or JSON nested past the parser's stack (a few
+    kilobytes of ``[``, which Python's json raises as RecursionError), is a one-line
+    CorruptRecordError naming ``what``."""
+    import json
+
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise CorruptRecordError(what, "JSON nested deeper than the parser's stack") from None
+    except ValueError as e:
+        raise CorruptRecordError(what, f"invalid JSON ({e})") from None
 
 
 def read_yaml_file(path: str, what: str):

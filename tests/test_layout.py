@@ -19,6 +19,7 @@ LAYERS = [
     ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
     ("gitml.models",),
     ("gitml.pyfunc",),
+    ("gitml.autologging",),
     (
         "gitml.sklearn",
         "gitml.pytorch",
@@ -34,7 +35,7 @@ LAYERS = [
         "gitml.optuna",
         "gitml.ray",
     ),
-    ("gitml.autologging",),
+    ("gitml.flavors",),
     ("gitml.cli", "gitml.ui", "gitml.serving", "gitml.mlflow_plugin"),
 ]
 
@@ -119,21 +120,15 @@ def test_the_typed_re_exports_match_the_lazy_ones():
     assert set(gitml.__all__) == set(gitml._LAZY) | gitml._SUBMODULES | {"__version__"}
 
 
-# Imports that run back up a layer, each with why (a name MLflow users call there, imported when called).
-UPWARD_ALLOWED = {
-    ("gitml.tracking", "gitml.client"): "gitml.tracking.MlflowClient, where MLflow has it: looked up on first use",
-    **{
-        (f"gitml.{flavor}", target): f"gitml.{flavor}.autolog(), as mlflow.{flavor}.autolog: imported when called"
-        for flavor in ("sklearn", "xgboost", "lightgbm", "keras", "pytorch")
-        for target in ("gitml.autologging", "gitml.autologging.configure")
-    },
-    ("gitml.models.evaluation", "gitml.pyfunc"): "gitml.models.evaluate(model_uri), as mlflow.models.evaluate: "
-    "loads the model it is given, when called",
-    ("gitml.models.evaluation", "gitml.pyfunc.load_model"): "the same",
-    ("gitml.models.evaluation", "gitml.pyfunc.PyFuncModel"): "the same",
-}
 # The package face (gitml/__init__.py: the public names, lazily) sits above every layer but the edge.
 FACE_LEVEL = len(LAYERS) - 1
+# A package's own face: its ``__init__`` names, where MLflow has them, things of a higher layer,
+# imported when first used (as gitml/__init__.py does). It sits with the package face; its
+# submodules sit in the package's layer and, like every module below, import none of its names.
+PACKAGE_FACES = {
+    "gitml.tracking": "gitml.tracking.MlflowClient is gitml.Client, as mlflow.tracking.MlflowClient",
+    "gitml.models": "gitml.models.evaluate(model_uri), as mlflow.models.evaluate, loads the model (gitml.pyfunc)",
+}
 
 
 def _imports_the_face(node: ast.AST) -> bool:
@@ -150,17 +145,13 @@ def _imports_the_face(node: ast.AST) -> bool:
     return False
 
 
-# Import circles between modules, each with why.
-CIRCLES_ALLOWED = {
-    frozenset({"gitml.tracking", "gitml.client"}): "the same lazy gitml.tracking.MlflowClient",
-}
-
-
 def _imported(node: ast.AST) -> list[str]:
-    """The modules an AST node imports: ``import``, ``from ... import`` (with the names, which
-    may be submodules), and ``importlib.import_module`` / ``__import__`` of a literal string."""
+    """The modules an AST node imports: ``import``, ``from ... import`` (the submodules it names;
+    the package itself where it takes a name of the package's ``__init__``), and
+    ``importlib.import_module`` / ``__import__`` of a literal string."""
     if isinstance(node, ast.ImportFrom) and node.module:
-        return [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        named = [f"{node.module}.{a.name}" for a in node.names]
+        return named if all(n in _modules() for n in named) else [node.module] + named
     if isinstance(node, ast.Import):  # `import a.b.c as x` imports a.b.c
         return [a.name for a in node.names]
     if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
@@ -187,10 +178,6 @@ def test_no_import_circles():
                 found = known(target) if target.startswith("gitml") else None
                 if found and found != module and not module.startswith(found + "."):
                     graph[module].add(found)
-    for pair in CIRCLES_ALLOWED:
-        a, b = sorted(pair)
-        graph[a].discard(b)
-        graph[b].discard(a)
     circles, index, low, stack, on = [], {}, {}, [], set()
 
     def visit(v: str) -> None:  # Tarjan's strongly connected components
@@ -223,19 +210,31 @@ def test_no_import_circles():
 def test_imports_go_one_way():
     problems = []
     for module, tree in _modules().items():
-        level = _layer(module)
+        level = FACE_LEVEL if module in PACKAGE_FACES else _layer(module)
         if level is None:
             continue
         for node in ast.walk(tree):  # every import: module, function, TYPE_CHECKING
             if level < FACE_LEVEL and _imports_the_face(node):
                 problems.append(f"{module} imports the package face gitml")
             for target in _imported(node):
-                if (module, target) in UPWARD_ALLOWED:
-                    continue
-                other = _layer(target)
+                other = FACE_LEVEL if target in PACKAGE_FACES else _layer(target)
                 if other is not None and other > level:
                     problems.append(f"{module} imports {target}")
     assert not problems, problems
+
+
+def test_a_submodule_import_is_not_an_import_of_its_package_face():
+    """``from gitml.tracking import journal`` imports the submodule (running the face, which
+    loads nothing); ``from gitml.tracking import MlflowClient`` takes a name of the face, which
+    only the layers above may do."""
+    submodule, name = (ast.parse(f"from gitml.tracking import {n}").body[0] for n in ("journal", "MlflowClient"))
+    assert _imported(submodule) == ["gitml.tracking.journal"]
+    assert _imported(name) == ["gitml.tracking", "gitml.tracking.MlflowClient"]
+    import gitml.tracking
+
+    assert gitml.tracking.MlflowClient is gitml.Client
+    with __import__("pytest").raises(AttributeError, match="no attribute 'Nope'"):
+        gitml.tracking.Nope  # noqa: B018
 
 
 def test_cli_help_does_not_import_pandas_or_dulwich(tmp_path):

@@ -1,4 +1,4 @@
-"""``gitml.autolog()``: parameters, metrics, models and datasets logged from training calls
+"""Autologging's engine: parameters, metrics, models and datasets logged from training calls
 without MLflow installed, under MLflow's names.
 
     import gitml
@@ -17,13 +17,17 @@ training itself is never broken by autolog. Integrations: ``sklearn``
 ``lightgbm`` (:mod:`gitml.autologging.lightgbm`), ``keras`` (Keras 3:
 :mod:`gitml.autologging.keras`), ``pytorch`` (PyTorch Lightning:
 :mod:`gitml.autologging.lightning`).
+
+The engine sits below the flavors: a flavor's ``autolog()`` (``gitml.sklearn.autolog``) calls
+:func:`configure` with its own ``log_model``, which the integration logs the model with, and
+``gitml.autolog()`` (:mod:`gitml.flavors`) does so for every flavor; nothing here imports a
+flavor.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.abc
-import importlib.util
 import logging
 import sys
 import threading
@@ -55,6 +59,7 @@ class Config:
     silent: bool = False
     extra_tags: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)  # the integration's own (pos_label, max_tuning_runs, ...)
+    log_model: Callable[..., Any] | None = None  # the flavor's log_model (gitml.sklearn.log_model, ...)
 
 
 _configs: dict[str, Config] = {}  # enabled integrations
@@ -79,39 +84,9 @@ class TrainingCall:
         _local.depth -= 1
 
 
-def autolog(
-    log_input_examples: bool = False,
-    log_model_signatures: bool = True,
-    log_models: bool = True,
-    log_datasets: bool = True,
-    disable: bool = False,
-    exclusive: bool = False,
-    disable_for_unsupported_versions: bool = False,
-    silent: bool = False,
-    extra_tags: dict | None = None,
-    **options: Any,
-) -> None:
-    """Enable (or ``disable``) autologging for every integration whose library is installed,
-    with MLflow's arguments. ``options`` go to the integrations that take them
-    (``pos_label``, ``max_tuning_runs`` for scikit-learn)."""
-    for name, (library, _) in INTEGRATIONS.items():
-        if library in sys.modules or importlib.util.find_spec(library) is not None:
-            configure(
-                name,
-                log_input_examples=log_input_examples,
-                log_model_signatures=log_model_signatures,
-                log_models=log_models,
-                log_datasets=log_datasets,
-                disable=disable,
-                exclusive=exclusive,
-                silent=silent,
-                extra_tags=extra_tags,
-                **options,
-            )
-
-
 def configure(
     name: str,
+    log_model: Callable[..., Any],
     *,
     disable: bool = False,
     extra_tags: dict | None = None,
@@ -123,7 +98,8 @@ def configure(
     silent: bool = False,
     **options: Any,
 ) -> None:
-    """Enable or disable one integration (``gitml.sklearn.autolog`` calls this)."""
+    """Enable or disable one integration, whose models ``log_model`` logs (``gitml.sklearn.autolog``
+    calls this with ``gitml.sklearn.log_model``)."""
     library, module = INTEGRATIONS[name]
     if disable:
         _configs.pop(name, None)
@@ -139,6 +115,7 @@ def configure(
         silent,
         {str(k): str(v) for k, v in (extra_tags or {}).items()},
         options,
+        log_model,
     )
     if library in sys.modules:
         importlib.import_module(module).patch()
@@ -201,4 +178,4 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-__all__ = ["Config", "TrainingCall", "autolog", "config", "configure"]
+__all__ = ["Config", "TrainingCall", "config", "configure"]

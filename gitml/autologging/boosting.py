@@ -37,14 +37,52 @@ def estimators(module, base: type) -> list[type]:
     )
 
 
-def patch_fits(classes: list[type], name: str, log_model, patched: dict) -> None:
-    """Wrap ``fit`` of each class (its own or inherited); ``patched`` keeps what to restore."""
+def patch_fits(classes: list[type], name: str, log_estimator, patched: dict) -> None:
+    """Wrap ``fit`` of each class (its own or inherited); ``patched`` keeps what to restore;
+    ``log_estimator(cfg, estimator, run_id=, signature=, input_example=)`` logs a fitted one."""
     for cls in classes:
         original = getattr(cls, "fit", None)
         if original is None or (cls, "fit") in patched:
             continue
         patched[(cls, "fit")] = (original, "fit" in cls.__dict__)
-        setattr(cls, "fit", _wrap(original, name, log_model))  # noqa: B010
+        setattr(cls, "fit", _wrap(original, name, log_estimator))  # noqa: B010
+
+
+def patch_library(
+    library,
+    name: str,
+    *,
+    dataset: Any,
+    base: type,
+    wrap_train,
+    wrap_dataset,
+    log_estimator,
+    originals: dict,
+    fits: dict,
+) -> None:
+    """Patch a boosting library (``xgboost``, ``lightgbm``) once: its ``train`` (logged by
+    ``wrap_train``), the ``train`` its sklearn module calls (without the model: ``fit`` logs the
+    estimator), its ``dataset`` class's ``__init__`` (``wrap_dataset``: an input example kept)
+    and the ``fit`` of its sklearn-API estimators deriving from ``base``; ``originals`` and
+    ``fits`` keep what :func:`unpatch_library` puts back."""
+    if "train" in originals:
+        return
+    originals["train"] = library.train
+    originals["sklearn.train"] = library.sklearn.train
+    originals["dataset.__init__"] = dataset.__init__
+    library.train = wrap_train(library.train)
+    library.sklearn.train = wrap_train(library.sklearn.train, log_models=False)  # fit logs the estimator
+    setattr(dataset, "__init__", wrap_dataset(dataset.__init__))  # noqa: B010  (mypy refuses assigning a method)
+    patch_fits(estimators(library.sklearn, base), name, log_estimator, fits)
+
+
+def unpatch_library(library, *, dataset: Any, originals: dict, fits: dict) -> None:
+    """Put back what :func:`patch_library` changed (nothing when it did not patch)."""
+    if "train" in originals:
+        library.train = originals.pop("train")
+        library.sklearn.train = originals.pop("sklearn.train")
+        setattr(dataset, "__init__", originals.pop("dataset.__init__"))  # noqa: B010  (mypy refuses assigning a method)
+        unpatch_fits(fits)
 
 
 def unpatch_fits(patched: dict) -> None:
@@ -56,20 +94,20 @@ def unpatch_fits(patched: dict) -> None:
     patched.clear()
 
 
-def _wrap(original, name: str, log_model):
+def _wrap(original, name: str, log_estimator):
     @functools.wraps(original)
     def fit(self, *args, **kwargs):
         found = config(name)
         with TrainingCall() as outermost:
             if found is None or not outermost:
                 return original(self, *args, **kwargs)
-            return _fit(found, name, original, log_model, self, args, kwargs)
+            return _fit(found, name, original, log_estimator, self, args, kwargs)
 
     setattr(fit, "__gitml_autolog__", True)  # noqa: B010  (typed either way whether the library is typed or not)
     return fit
 
 
-def _fit(cfg: Config, name: str, original, log_model, estimator, args: tuple, kwargs: dict):
+def _fit(cfg: Config, name: str, original, log_estimator, estimator, args: tuple, kwargs: dict):
     from gitml import fluent
 
     active = fluent.active_run()
@@ -90,7 +128,7 @@ def _fit(cfg: Config, name: str, original, log_model, estimator, args: tuple, kw
         _local.fitting = None
         if cfg.log_models:
             try:
-                _log(cfg, run.info.run_id, estimator, example, log_model)
+                _log(cfg, run.info.run_id, estimator, example, log_estimator)
             except Exception as e:  # noqa: BLE001 - autolog never breaks training
                 warn(cfg, "logging the model", e)
         failed = False
@@ -101,7 +139,7 @@ def _fit(cfg: Config, name: str, original, log_model, estimator, args: tuple, kw
             fluent.end_run("FAILED" if failed else "FINISHED")
 
 
-def _log(cfg: Config, run_id: str, estimator, example, log_model) -> None:
+def _log(cfg: Config, run_id: str, estimator, example, log_estimator) -> None:
     signature = None
     if example is not None and cfg.log_model_signatures:
         try:
@@ -110,7 +148,8 @@ def _log(cfg: Config, run_id: str, estimator, example, log_model) -> None:
             signature = infer_signature(example, estimator.predict(copy.deepcopy(example)))
         except Exception as e:  # noqa: BLE001
             warn(cfg, "inferring the model signature", e)
-    log_model(
+    log_estimator(
+        cfg,
         estimator,
         run_id=run_id,
         signature=signature if signature is not None else False,
@@ -118,7 +157,7 @@ def _log(cfg: Config, run_id: str, estimator, example, log_model) -> None:
     )
 
 
-__all__ = ["estimators", "fitting", "patch_fits", "unpatch_fits"]
+__all__ = ["estimators", "fitting", "patch_fits", "patch_library", "unpatch_fits", "unpatch_library"]
 
 
 def wrap_train(name: str, original, log_train):

@@ -155,16 +155,14 @@ def signature_of(model):
 
 
 def _log_model(cfg: Config, run_id: str, model) -> None:
-    import importlib
-
-    flavor: Any = importlib.import_module("gitml.keras")
+    log_model: Any = cfg.log_model  # gitml.keras.log_model
     signature = None
     if cfg.log_model_signatures:
         try:
             signature = signature_of(model)
         except Exception as e:  # noqa: BLE001
             warn(cfg, "inferring the model signature", e)
-    flavor.log_model(
+    log_model(
         model,
         name="model",
         run_id=run_id,

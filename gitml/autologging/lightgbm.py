@@ -41,34 +41,29 @@ def patch() -> None:
     import lightgbm
     import lightgbm.sklearn
 
-    if "train" in _originals:
-        return
-    _originals["train"] = lightgbm.train
-    _originals["sklearn.train"] = lightgbm.sklearn.train
-    _originals["Dataset.__init__"] = lightgbm.Dataset.__init__
-    lightgbm.train = _wrap_train(lightgbm.train)
-    lightgbm.sklearn.train = _wrap_train(lightgbm.sklearn.train, log_models=False)  # fit logs the estimator
-    setattr(lightgbm.Dataset, "__init__", _wrap_dataset(lightgbm.Dataset.__init__))  # noqa: B010  (mypy refuses assigning a method)
-    base = lightgbm.sklearn._LGBMModelBase  # scikit-learn's BaseEstimator, as MLflow's list of estimators
-    boosting.patch_fits(boosting.estimators(lightgbm.sklearn, base), NAME, _log_estimator, _fits)
+    boosting.patch_library(
+        lightgbm,
+        NAME,
+        dataset=lightgbm.Dataset,
+        base=lightgbm.sklearn._LGBMModelBase,  # scikit-learn's BaseEstimator, as MLflow's list of estimators
+        wrap_train=_wrap_train,
+        wrap_dataset=_wrap_dataset,
+        log_estimator=_log_estimator,
+        originals=_originals,
+        fits=_fits,
+    )
 
 
 def unpatch() -> None:
     import lightgbm
     import lightgbm.sklearn
 
-    if "train" in _originals:
-        lightgbm.train = _originals.pop("train")
-        lightgbm.sklearn.train = _originals.pop("sklearn.train")
-        setattr(lightgbm.Dataset, "__init__", _originals.pop("Dataset.__init__"))  # noqa: B010  (mypy refuses assigning a method)
-        boosting.unpatch_fits(_fits)
+    boosting.unpatch_library(lightgbm, dataset=lightgbm.Dataset, originals=_originals, fits=_fits)
 
 
-def _log_estimator(estimator, *, run_id: str, signature, input_example) -> None:
-    import importlib
-
-    flavor: Any = importlib.import_module("gitml.lightgbm")
-    flavor.log_model(estimator, name="model", run_id=run_id, signature=signature, input_example=input_example)
+def _log_estimator(cfg: Config, estimator, *, run_id: str, signature, input_example) -> None:
+    log_model: Any = cfg.log_model  # gitml.lightgbm.log_model
+    log_model(estimator, name="model", run_id=run_id, signature=signature, input_example=input_example)
 
 
 def _wrap_dataset(original):
@@ -191,13 +186,7 @@ def _importance(client, run_id: str, model, kind: str) -> None:
 
 
 def _log_model(cfg: Config, run_id: str, model, bound: dict) -> None:
-    import importlib
-
-    try:
-        flavor: Any = importlib.import_module("gitml.lightgbm")
-    except ImportError:
-        warn(cfg, "logging the model", ImportError("gitml.lightgbm (the LightGBM flavor) is not available"))
-        return
+    log_model: Any = cfg.log_model  # gitml.lightgbm.log_model
     example = getattr(bound.get("train_set"), "_gitml_example", None)
     signature = None
     if example is not None and cfg.log_model_signatures:
@@ -207,7 +196,7 @@ def _log_model(cfg: Config, run_id: str, model, bound: dict) -> None:
             signature = infer_signature(example, model.predict(example))
         except Exception as e:  # noqa: BLE001
             warn(cfg, "inferring the model signature", e)
-    flavor.log_model(
+    log_model(
         model,
         name="model",
         run_id=run_id,

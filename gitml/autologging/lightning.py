@@ -225,9 +225,7 @@ def _checkpointer(cfg: Config, library: str, client, run_id: str):
 
 
 def _log_model(cfg: Config, run_id: str, module, captured: list) -> None:
-    import importlib
-
-    flavor: Any = importlib.import_module("gitml.pytorch")
+    log_model: Any = cfg.log_model  # gitml.pytorch.log_model
     signature = None
     if captured and captured[0] is not None:
         try:
@@ -236,7 +234,7 @@ def _log_model(cfg: Config, run_id: str, module, captured: list) -> None:
             signature = infer_signature(*captured[0])
         except Exception as e:  # noqa: BLE001
             warn(cfg, "inferring the model signature", e)
-    flavor.log_model(module, name="model", run_id=run_id, signature=signature if signature is not None else False)
+    log_model(module, name="model", run_id=run_id, signature=signature if signature is not None else False)
 
 
 __all__ = ["patch", "unpatch"]

@@ -327,8 +327,7 @@ def _cv_results(client, run_id: str, estimator) -> None:
 
 
 def _log_model(cfg: Config, run_id: str, estimator, X, name: str) -> None:
-    import gitml.sklearn
-
+    log_model: Any = cfg.log_model  # gitml.sklearn.log_model
     example = signature = None
     if cfg.log_input_examples or cfg.log_model_signatures:
         try:
@@ -346,7 +345,7 @@ def _log_model(cfg: Config, run_id: str, estimator, X, name: str) -> None:
     step(
         cfg,
         f"logging the model {name}",
-        lambda: gitml.sklearn.log_model(
+        lambda: log_model(
             estimator,
             name=name,
             run_id=run_id,

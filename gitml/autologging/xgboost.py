@@ -32,40 +32,35 @@ def patch() -> None:
     import xgboost
     import xgboost.sklearn
 
-    if "train" in _originals:
-        return
-    _originals["train"] = xgboost.train
-    _originals["sklearn.train"] = xgboost.sklearn.train
-    _originals["DMatrix.__init__"] = xgboost.DMatrix.__init__
-    xgboost.train = _wrap_train(xgboost.train)
-    xgboost.sklearn.train = _wrap_train(xgboost.sklearn.train, log_models=False)  # fit logs the estimator
-    setattr(xgboost.DMatrix, "__init__", _wrap_dmatrix(xgboost.DMatrix.__init__))  # noqa: B010  (mypy refuses assigning a method)
-    boosting.patch_fits(boosting.estimators(xgboost.sklearn, xgboost.sklearn.XGBModel), NAME, _log_estimator, _fits)
+    boosting.patch_library(
+        xgboost,
+        NAME,
+        dataset=xgboost.DMatrix,
+        base=xgboost.sklearn.XGBModel,
+        wrap_train=_wrap_train,
+        wrap_dataset=_wrap_dmatrix,
+        log_estimator=_log_estimator,
+        originals=_originals,
+        fits=_fits,
+    )
 
 
 def unpatch() -> None:
     import xgboost
     import xgboost.sklearn
 
-    if "train" in _originals:
-        xgboost.train = _originals.pop("train")
-        xgboost.sklearn.train = _originals.pop("sklearn.train")
-        setattr(xgboost.DMatrix, "__init__", _originals.pop("DMatrix.__init__"))  # noqa: B010  (mypy refuses assigning a method)
-        boosting.unpatch_fits(_fits)
+    boosting.unpatch_library(xgboost, dataset=xgboost.DMatrix, originals=_originals, fits=_fits)
 
 
-def _log_estimator(estimator, *, run_id: str, signature, input_example) -> None:
-    import importlib
-
-    cfg = config(NAME)
-    flavor: Any = importlib.import_module("gitml.xgboost")
-    flavor.log_model(
+def _log_estimator(cfg: Config, estimator, *, run_id: str, signature, input_example) -> None:
+    log_model: Any = cfg.log_model  # gitml.xgboost.log_model
+    log_model(
         estimator,
         name="model",
         run_id=run_id,
         signature=signature,
         input_example=input_example,
-        model_format=cfg.options.get("model_format", "ubj") if cfg is not None else "ubj",
+        model_format=cfg.options.get("model_format", "ubj"),
     )
 
 
@@ -188,13 +183,7 @@ def _importance(client, run_id: str, model, kind: str) -> None:
 
 
 def _log_model(cfg: Config, run_id: str, model, bound: dict, xgboost) -> None:
-    import importlib
-
-    try:
-        flavor: Any = importlib.import_module("gitml.xgboost")
-    except ImportError:
-        warn(cfg, "logging the model", ImportError("gitml.xgboost (the XGBoost flavor) is not available"))
-        return
+    log_model: Any = cfg.log_model  # gitml.xgboost.log_model
     example = getattr(bound.get("dtrain"), "_gitml_example", None)
     signature = None
     if example is not None and cfg.log_model_signatures:
@@ -204,7 +193,7 @@ def _log_model(cfg: Config, run_id: str, model, bound: dict, xgboost) -> None:
             signature = infer_signature(example, model.predict(xgboost.DMatrix(example)))
         except Exception as e:  # noqa: BLE001
             warn(cfg, "inferring the model signature", e)
-    flavor.log_model(
+    log_model(
         model,
         name="model",
         run_id=run_id,

@@ -302,6 +302,7 @@ def policy_(ctx, accept, ref, as_json):
             "trusted_gpg_keys": sorted(policy.trusted_gpg_keys),
             "allowed_signers": policy.allowed_signers,
             "on_untrusted": policy.on_untrusted,
+            "repository": policy.repository,
             "gates": {
                 stage: [str(g) for g in (*gates.require, *gates.no_worse)]
                 + ([f"evaluated on dataset {gates.dataset}"] if gates.dataset else [])

@@ -21,12 +21,13 @@ def dict_bytes(data: dict, artifact_file: str) -> bytes:
 
 def parse_dict(data: bytes, artifact_file: str) -> dict:
     """A dict artifact's bytes parsed; YAML through the guarded reader (it may come from a
-    teammate's push: aliases, oversize and deep nesting are a CorruptRecordError naming it)."""
-    from gitml.yamlread import load_yaml
+    teammate's push: aliases, oversize and deep nesting are a CorruptRecordError naming it;
+    JSON too, invalid or nested past the parser's stack)."""
+    from gitml.yamlread import load_json, load_yaml
 
     if artifact_file.endswith((".yaml", ".yml")):
         return load_yaml(data, artifact_file)
-    return json.loads(data)
+    return load_json(data, artifact_file)
 
 
 def table_bytes(data) -> bytes:
@@ -37,10 +38,17 @@ def table_bytes(data) -> bytes:
     return frame.to_json(orient="split", index=False).encode()
 
 
-def parse_table(data: bytes):
+def parse_table(data: bytes, artifact_file: str = "table"):
+    """A table artifact's bytes (MLflow's ``{"columns", "data"}``) as a DataFrame; bytes
+    that are not such JSON are a CorruptRecordError naming ``artifact_file``."""
     import pandas as pd
 
-    payload = json.loads(data)
+    from gitml.errors import CorruptRecordError
+    from gitml.yamlread import load_json
+
+    payload = load_json(data, artifact_file)
+    if not isinstance(payload, dict) or not {"data", "columns"} <= payload.keys():
+        raise CorruptRecordError(artifact_file, 'a table artifact is JSON with "columns" and "data"')
     return pd.DataFrame(payload["data"], columns=payload["columns"])
 
 

@@ -270,6 +270,9 @@ class RunArtifacts:
         blob = record.inline_blob(path)
         if blob is None:
             return None
+        size = record.artifacts.get(path, {}).get("size", 0)
+        if (self.store.size(blob) or 0) > size:  # not the file the manifest names (a bomb, maybe): not read
+            return None
         data = self.store.blob(blob)
         return data if hashlib.sha256(data).hexdigest() == sha256 else None
 
@@ -357,7 +360,7 @@ def _run_objects(
     sizes: dict[str, int] | None = None,
 ) -> dict[str, tuple[str, str]]:
     """The objects one run's commits reference, from ``sha`` down to its source commit."""
-    from gitml.tracking.record import ARTIFACTS, check_manifest, load_yaml
+    from gitml.tracking.record import ARTIFACTS, MAX_YAML_BYTES, check_manifest, load_yaml
     from gitml.tracking.writer import TRAILER_ARTIFACTS, TRAILER_RUN
 
     marker = f"\n{TRAILER_RUN}: ".encode()
@@ -371,7 +374,8 @@ def _run_objects(
         if changed in commit.message:  # this commit changed the manifest
             entry = store.lookup(commit.tree, f".gitml/run/{ARTIFACTS}")
             if entry and entry[1] not in manifests:
-                manifest = load_yaml(store.blob(entry[1]), f"run {run_id} ({ARTIFACTS})") or {}
+                what = f"run {run_id} ({ARTIFACTS})"
+                manifest = load_yaml(store.blob(entry[1], MAX_YAML_BYTES, what), what) or {}
                 if not isinstance(manifest, dict):
                     raise CorruptRecordError(f"run {run_id}", f"{ARTIFACTS} is not a mapping")
                 try:  # the same checks as a run's record: a hostile hash never becomes a path

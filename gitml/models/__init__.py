@@ -10,8 +10,12 @@ Submodules: ``signature`` (ModelSignature and its schemas), ``enforce`` (checkin
 against a signature), ``mlmodel`` (the MLmodel file, input examples), ``environment``
 (requirements.txt, python_env.yaml, conda.yaml), ``uri`` (model URIs, download and
 verification), ``save`` (what every flavor's save/log shares), ``flavor`` (what the native
-flavor modules share when they load). Batch scoring and export,
-which load models, are ``gitml.pyfunc.batch``, above the loader.
+flavor modules share when they load). Batch scoring and export, and evaluation, which load
+models, are ``gitml.pyfunc.batch`` and ``gitml.pyfunc.evaluation``, above the loader.
+
+This ``__init__`` is a face, as ``gitml/__init__.py`` is: it names each thing where MLflow has
+it and imports it on first use, ``evaluate`` (``mlflow.models.evaluate``) from the layer above
+that loads the model. It sits with the package face; the submodules take nothing from it.
 """
 
 from typing import TYPE_CHECKING
@@ -19,7 +23,6 @@ from typing import TYPE_CHECKING
 from gitml.errors import ModelIntegrityError, RegisteredModelNotFoundError, SchemaEnforcementError
 
 if TYPE_CHECKING:
-    from gitml.models.evaluation import EvaluationResult, evaluate
     from gitml.models.mlmodel import Model
     from gitml.models.save import ModelInfo
     from gitml.models.signature import (
@@ -33,14 +36,15 @@ if TYPE_CHECKING:
         infer_signature,
     )
     from gitml.models.uri import parse_model_uri, resolve_model_uri
+    from gitml.pyfunc.evaluation import EvaluationResult, evaluate
 
 # each name is imported from its submodule on first use: loading a model (gitml.pyfunc,
 # gitml serve) then imports only what loading needs, not saving's environment capture
 _WHERE = {
-    "EvaluationResult": "evaluation",
-    "evaluate": "evaluation",
-    "Model": "mlmodel",
-    "ModelInfo": "save",
+    "EvaluationResult": "gitml.pyfunc.evaluation",  # evaluate loads the model it is given: above the loader
+    "evaluate": "gitml.pyfunc.evaluation",
+    "Model": "gitml.models.mlmodel",
+    "ModelInfo": "gitml.models.save",
     **dict.fromkeys(
         [
             "ColSpec",
@@ -52,9 +56,9 @@ _WHERE = {
             "TensorSpec",
             "infer_signature",
         ],
-        "signature",
+        "gitml.models.signature",
     ),
-    **dict.fromkeys(["parse_model_uri", "resolve_model_uri"], "uri"),
+    **dict.fromkeys(["parse_model_uri", "resolve_model_uri"], "gitml.models.uri"),
 }
 
 
@@ -64,7 +68,7 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'gitml.models' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f"gitml.models.{where}"), name)
+    value = getattr(importlib.import_module(where), name)
     globals()[name] = value
     return value
 

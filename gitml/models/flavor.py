@@ -82,3 +82,18 @@ def on_disk(model_uri: str | os.PathLike, dst_path: str | None, flavor: str, loa
 
     with model_on_disk(model_uri, dst_path) as folder:
         return load(folder, flavor_conf(folder, flavor))
+
+
+class NativeModel:
+    """A model whose own ``predict(data)`` is its pyfunc ``predict`` (CatBoost's, LightGBM's), as
+    MLflow's wrappers of those flavors: ``params`` are not passed on; ``get_raw_model()`` gives the
+    model back."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, data, params: dict | None = None):
+        return self.model.predict(data)
+
+    def get_raw_model(self):
+        return self.model

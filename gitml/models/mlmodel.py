@@ -298,8 +298,10 @@ def read_example(folder: str, info: dict):
         or not _within(folder, os.path.join(folder, name))  # a link out of the folder
     ):
         raise CorruptRecordError(f"{folder}/{MLMODEL}", f"input example path {name!r} leaves the model folder")
-    with open(os.path.join(folder, name)) as f:
-        body = json.load(f)
+    from gitml.yamlread import load_json  # the example may be a teammate's: deep nesting is one line
+
+    with open(os.path.join(folder, name), "rb") as f:
+        body = load_json(f.read(), f"{folder}/{name}")
     if info.get("type") == "json_object":
         return body
     if info.get("type") == "ndarray":

@@ -282,6 +282,8 @@ def _json_list(text: object, what: str) -> list[dict]:
         items = json.loads(text) if isinstance(text, str) else text
     except ValueError as e:
         raise InvalidInputError(f"{what} is not JSON: {e}") from None
+    except RecursionError:  # a teammate's MLmodel: a few kilobytes of '[' exhaust the parser's stack
+        raise InvalidInputError(f"{what} is JSON nested deeper than the parser's stack") from None
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise InvalidInputError(f"{what} is not a JSON list of objects")
     return items

@@ -37,7 +37,7 @@ from gitml.registry.tags import model_slug
 from gitml.store import yamlout
 from gitml.store.git import FILE_MODE, GitStore, tree_from_files
 from gitml.store.ids import oids
-from gitml.yamlread import load_yaml
+from gitml.yamlread import MAX_YAML_BYTES, load_yaml
 
 FILE = "model.yaml"
 MAX_TAG_KEY, MAX_TAG_VALUE, MAX_DESCRIPTION = 250, 5000, 100_000  # MLflow's limits (tags), and a bound
@@ -226,7 +226,7 @@ class RegistryMetadata:
                 entry = self.store.lookup(self.store.commit(commit).tree, FILE)
                 if entry is None:
                     raise CorruptRecordError(what, f"no {FILE}")
-                found = parse_meta(load_yaml(self.store.blob(entry[1]), what))
+                found = parse_meta(load_yaml(self.store.blob(entry[1], MAX_YAML_BYTES, what), what))
                 _names(found, slug)
             except ValueError as e:
                 raise CorruptRecordError(what, str(e)) from None

@@ -8,6 +8,7 @@
     allowed_signers: .gitml/allowed_signers   # SSH keys, git's allowed-signers format
     trusted_gpg_keys: [0123...CDEF]      # GPG fingerprints
     on_untrusted: ignore                 # or refuse
+    repository: acme/churn-service       # optional: the name every signed tag must carry (replays)
     gates:                               # what a version must show before a stage takes it
       production:                        # (gitml.registry.gates)
         require: {metrics.accuracy: ">= 0.9"}
@@ -43,7 +44,16 @@ from gitml.yamlread import load_yaml
 
 POLICY_PATH = ".gitml/registry.yaml"
 STAGES_PATH = ".gitml/stages.yaml"
-_KEYS = {"stages", "require_signature", "allowed_signers", "trusted_gpg_keys", "on_untrusted", "gates", "datasets"}
+_KEYS = {
+    "stages",
+    "require_signature",
+    "allowed_signers",
+    "trusted_gpg_keys",
+    "on_untrusted",
+    "repository",
+    "gates",
+    "datasets",
+}
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,9 @@ class Policy:
     allowed_signers: str | None = None
     trusted_gpg_keys: frozenset[str] = frozenset()
     on_untrusted: str = "ignore"
+    # the name a guarded tag's message must carry: a key trusted here that signs in another
+    # repository too cannot have its tags there replayed here (None: tags name no repository)
+    repository: str | None = None
     gates: dict[str, StageGates] = field(default_factory=dict)  # stage -> what a version must show to enter it
     datasets: dict[str, GateDataset] = field(default_factory=dict)  # the tables gates may evaluate on
     roots: TrustRoots = field(default_factory=TrustRoots)
@@ -172,6 +185,11 @@ def parse_policy(
         mode = raw.get("on_untrusted", "ignore")
         if mode not in ("ignore", "refuse"):
             raise InvalidInputError(f"on_untrusted must be ignore or refuse, not {mode!r}")
+        repository = raw.get("repository")
+        if repository is not None and (
+            not isinstance(repository, str) or not repository.strip() or not repository.isprintable()
+        ):
+            raise InvalidInputError("repository must be a name (one line of text) that tags signed here carry")
         signers_path = raw.get("allowed_signers")
         signers = None
         if signers_path is not None:
@@ -191,6 +209,8 @@ def parse_policy(
         "on_untrusted": mode,
         "allowed_signers": hashlib.sha256(signers).hexdigest() if signers is not None else None,
     }
+    if repository is not None:  # absent when unset: a policy accepted before it existed keeps its digest
+        meaning["repository"] = repository
     if gates:  # absent when there are none: a policy accepted before gates existed keeps its digest
         meaning["gates"] = {s: g.meaning() for s, g in sorted(gates.items())}
     if datasets:
@@ -202,6 +222,7 @@ def parse_policy(
         allowed_signers=signers_path,
         trusted_gpg_keys=fingerprints,
         on_untrusted=mode,
+        repository=repository,
         gates=gates,
         datasets=datasets,
         roots=TrustRoots(fingerprints, signers, gpg_program, ssh_program),

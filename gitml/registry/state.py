@@ -44,7 +44,7 @@ from gitml.errors import (
 from gitml.names import check_artifact_path
 from gitml.registry.events import ModelState, ModelVersion, TagEvent
 from gitml.registry.gates import GateReport, judge, unjudged
-from gitml.registry.policy import Policy, described, load_policy
+from gitml.registry.policy import POLICY_PATH, Policy, described, load_policy
 from gitml.registry.signing import SigningConfig, Verification, sign, split_signed, verify
 from gitml.registry.tags import (
     TAGS_PREFIX,
@@ -62,7 +62,7 @@ from gitml.store import yamlout
 from gitml.store.git import GitStore
 from gitml.tracking.record import ARTIFACTS, RECORD_DIR, RunRecord, check_manifest
 from gitml.tracking.tracker import Tracker
-from gitml.yamlread import load_yaml
+from gitml.yamlread import MAX_YAML_BYTES, load_yaml
 
 log = logging.getLogger("gitml")
 Evaluator = Callable[[ModelVersion, str], dict[str, float]]  # (version, dataset name) -> metrics
@@ -82,6 +82,7 @@ def _now() -> tuple[int, int]:
     return int(now), time.localtime(now).tm_gmtoff
 
 
+MAX_TAG_BYTES = 1 << 20  # a registry tag object: its YAML message and a signature are a few kilobytes
 _TIE_RANK = {Action.DEPRECATE: 0, Action.REGISTER: 1, Action.ASSIGN: 1, Action.DEREGISTER: 2, Action.UNASSIGN: 2}
 
 
@@ -195,7 +196,7 @@ class Registry:
         todo = [s for s in shas if s not in self._events]
         if len(todo) > 64:
             try:
-                self._prefetched.update(self.store.raw_many(todo))
+                self._prefetched.update(self.store.raw_many(todo, MAX_TAG_BYTES))
             except CorruptRecordError:
                 pass  # read one by one, each failure named
 
@@ -310,6 +311,8 @@ class Registry:
             return event if event.tag == tag else replace(event, tag=tag, _info=None)
         try:
             found = self._prefetched.pop(sha, None)
+            if found is None:
+                self.store.bounded(sha, MAX_TAG_BYTES, f"registry tag {tag.name}")  # a tag object may be a zlib bomb
             type_num, raw = found if found is not None else self.store.raw(sha)
         except CorruptRecordError as e:
             log.warning("gitml: registry tag %s cannot be read: %s", tag.name, e)
@@ -346,6 +349,12 @@ class Registry:
             self._verified[event.sha] = found
         return found
 
+    def vouched(self, event: TagEvent) -> bool:
+        """Whether a key the policy trusts signed ``event`` for this repository (its message
+        names the policy's ``repository``, when the policy sets one)."""
+        repository = self.policy.repository
+        return self.verification(event).trusted and (repository is None or event.info.get("repository") == repository)
+
     def rejection(self, event: TagEvent, *, deep: bool = False) -> str | None:
         """Why ``event`` does not count under the policy, None when it does: its ref's name
         is not the tag object's own name; it tags no commit; (guarded or ``deep``) its
@@ -374,6 +383,13 @@ class Registry:
                     said = _slug_or_none(said)  # a name MLflow allows is carried encoded (model_slug)
                 if want is not None and key in info and said != want:
                     return f"its message names {key} {info[key]!r}, its name {want!r}"
+        if guarded and policy.repository is not None and event.info.get("repository") != policy.repository:
+            named = event.info.get("repository")
+            return (
+                (f"its message names repository {named!r}" if named is not None else "its message names no repository")
+                + f", and {POLICY_PATH} binds signed tags to {policy.repository!r} (a tag signed for another "
+                "repository, replayed here, or made without gitml)"
+            )
         if guarded:
             status = self.verification(event)
             if not status.trusted:
@@ -460,7 +476,7 @@ class Registry:
                     if policy.guards(tag):
                         undone[tag.version] = event
                 continue
-            if tag.version in undone and not self.verification(event).trusted:
+            if tag.version in undone and not self.vouched(event):
                 self._reject(
                     state,
                     event,
@@ -530,7 +546,7 @@ class Registry:
                 if why is not None:
                     self._reject(state, event, why, report)
                     continue
-            if policy.guards(last.tag) and not self.verification(event).trusted:
+            if policy.guards(last.tag) and not self.vouched(event):
                 self._reject(
                     state, event, f"it follows the signed {last.tag.name}; {policy.requirement(last.tag)}", report
                 )
@@ -566,7 +582,7 @@ class Registry:
             version, why = found[0], None
             if len(found) > 1:  # one commit, several versions (a hostile registration): the message says which,
                 named = [v for v in found if v.version == event.info.get("version")]  # else the one signed by a
-                trusted = [v for v in found if self.verification(v.event).trusted]  # trusted key, else none
+                trusted = [v for v in found if self.vouched(v.event)]  # trusted key, else none
                 picked = named or (trusted if len(trusted) == 1 else [])
                 if picked:
                     version = picked[0]
@@ -824,7 +840,8 @@ class Registry:
             raise RunNotFoundError(run_id)
         try:
             entry = self.store.lookup(self.store.commit(commit).tree, f"{RECORD_DIR}/{ARTIFACTS}")
-            data = self.store.blob(entry[1]) if entry is not None else None
+            what = f"run {run_id} ({ARTIFACTS})"
+            data = self.store.blob(entry[1], MAX_YAML_BYTES, what) if entry is not None else None
         except CorruptRecordError as e:  # the object and what is wrong with it
             raise CorruptRecordError(f"run {run_id}", f"{e.what}: {e.detail}") from None
         manifest = load_yaml(data, f"run {run_id} ({ARTIFACTS})") if data is not None else None
@@ -1037,8 +1054,13 @@ class Registry:
         seconds, offset = _now()
         seconds = max(seconds, self._last_time(tag.model) + 1, after + 1)
         who = self.store.identity()
+        try:
+            repository = self.policy.repository  # the tag names the repository it is signed for
+        except CorruptRecordError:
+            repository = None  # a registration while the policy does not parse (see above)
         info = {
             **info,
+            **({"repository": repository} if repository is not None else {}),
             "by": f"{who.name} <{who.email}>",
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds)),
         }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import glob
+import hashlib
 import mmap
 import os
 import struct
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 _COMMIT, _TREE, _TAG = 1, 2, 4
 _TYPE_NUMBERS = {b"commit": 1, b"tree": 2, b"blob": 3, b"tag": 4}
 _DELTA_TYPES = (6, 7)
+# the largest commit, tree or tag a fetch walks or a reader takes: a tree of a million
+# entries is 40 MB; past this, an object is a zlib bomb (a few megabytes of a teammate's
+# push inflating to gigabytes), refused before it is inflated
+MAX_WALKED_BYTES = 64 << 20
 _IDX_V2 = b"\377tOc\x00\x00\x00\x02"
 BIG_PACK = 100_000  # objects: a larger pack is searched in its index, not held in a dict
 _TABLES_AFTER = 4096  # lookups in one big pack before its table of id heads is built
@@ -172,27 +177,32 @@ class PackEntries:
                 return (slot << 32 | i) + 1
         return 0
 
-    def raw_at(self, at: int, hexsha: bytes) -> tuple[int, bytes]:
+    def raw_at(self, at: int, hexsha: bytes, *, limit: int | None = None) -> tuple[int, bytes]:
         """:meth:`raw` of an object :meth:`locate` gave ``at`` for (no lookup when it is not 0)."""
         if not at:
-            return self.raw(hexsha)
+            return self.raw(hexsha, limit=limit)
         at -= 1
-        return self.raw(hexsha, self._big[at >> 32].where(at & _LOW32))
+        return self.raw(hexsha, self._big[at >> 32].where(at & _LOW32), limit=limit)
 
     def links_at(self, at: int, hexsha: bytes) -> tuple[int, list[bytes], list[bytes]]:
         """:meth:`links` of an object :meth:`locate` gave ``at`` for."""
         return links_of(*self.raw_at(at, hexsha))
 
-    def get(self, hexsha: bytes) -> tuple[int, bytes] | None:
+    def get(self, hexsha: bytes, *, limit: int | None = None) -> tuple[int, bytes] | None:
         """:meth:`raw`, or None when :meth:`has` is false (one lookup of a stored entry)."""
         hit = self._find(unhexlify(hexsha))
         if hit is None and not self.has(hexsha):
             return None
-        return self.raw(hexsha, hit)
+        return self.raw(hexsha, hit, limit=limit)
 
-    def raw(self, hexsha: bytes, hit: Where | None = None) -> tuple[int, bytes]:
-        """``(type number, content)``, inflated from the stored entry when there is one."""
+    def raw(self, hexsha: bytes, hit: Where | None = None, *, limit: int | None = None) -> tuple[int, bytes]:
+        """``(type number, content)``, inflated from the stored entry when there is one;
+        with ``limit``, an object larger than that is refused before it is inflated."""
         hit = hit or self._find(unhexlify(hexsha))
+        if limit is not None and (hit is None or hit is _NOT_STORED_WHOLE):  # read by dulwich: its size first
+            size = object_size(self.repo, hexsha)
+            if size is not None and size > limit:
+                raise RepositoryError(f"object {hexsha.decode()} holds {size} bytes, over the limit of {limit}")
         if hit is None or hit is _NOT_STORED_WHOLE:
             if self._loose is not None and hexsha in self._loose:
                 return self._loose_raw(hexsha)
@@ -207,7 +217,7 @@ class PackEntries:
         data = self._read(number, start, stop)
         type_num = (data[0] >> 4) & 7
         if type_num in _DELTA_TYPES:  # a delta in a big pack: resolved by dulwich
-            return self.raw(hexsha, _NOT_STORED_WHOLE)
+            return self.raw(hexsha, _NOT_STORED_WHOLE, limit=limit)
         byte = data[0]
         size, shift, pos = byte & 0x0F, 4, 0
         while byte & 0x80:
@@ -215,6 +225,8 @@ class PackEntries:
             byte = data[pos]
             size |= (byte & 0x7F) << shift
             shift += 7
+        if limit is not None and size > limit:
+            raise RepositoryError(f"object {hexsha.decode()} holds {size} bytes, over the limit of {limit}")
         try:
             return type_num, inflate_exactly(memoryview(data)[pos + 1 :], size)
         except zlib.error as e:  # zlib checks the content's Adler-32 too
@@ -249,6 +261,53 @@ class PackEntries:
             return type_num, content
         except (OSError, zlib.error) as e:
             raise self._damaged(hexsha, str(e)) from None
+
+    def _loose_entry(self, hexsha: bytes) -> tuple[bytes, bytes, int]:
+        """A loose object as a pack entry (:meth:`entry`), streamed: inflated, hashed and
+        deflated again a piece at a time, so a loose object of gigabytes (git stores a
+        small push loose; a few megabytes of zlib can inflate to gigabytes) costs a piece
+        of memory, not its size twice."""
+        path = os.path.join(self.repo.object_store.path, hexsha[:2].decode(), hexsha[2:].decode())
+        inflater, deflater, digest = zlib.decompressobj(), zlib.compressobj(1), hashlib.sha1()
+        out = bytearray()
+        head = b""
+        type_num = size = seen = -1
+        try:
+            with open(path, "rb") as f:
+                pending = b""
+                while True:
+                    if not pending:
+                        pending = inflater.unconsumed_tail or f.read(1 << 16)
+                        if not pending:
+                            break
+                    piece = inflater.decompress(pending, 1 << 20)
+                    pending = inflater.unconsumed_tail
+                    digest.update(piece)
+                    if type_num < 0:  # the header "<type> <size>\0" first
+                        head += piece
+                        end = head.find(b"\0")
+                        if end < 0:
+                            if len(head) > 64:
+                                raise zlib.error("no object header")
+                            continue
+                        kind, _, size_text = head[:end].partition(b" ")
+                        if kind not in _TYPE_NUMBERS or not size_text.isdigit():
+                            raise zlib.error("no object header")
+                        type_num, size, piece, seen = _TYPE_NUMBERS[kind], int(size_text), head[end + 1 :], 0
+                    seen += len(piece)
+                    if seen > size:
+                        break
+                    out += deflater.compress(piece)
+                    if inflater.eof:
+                        break
+            if type_num < 0 or seen != size or not inflater.eof:
+                raise zlib.error(f"it does not inflate to the {max(size, 0)} bytes its header gives")
+        except (OSError, zlib.error) as e:
+            raise self._damaged(hexsha, str(e)) from None
+        if digest.digest() != unhexlify(hexsha):
+            raise self._damaged(hexsha, "its content does not hash to its id")
+        chunk = _entry_header(type_num, size) + bytes(out + deflater.flush())
+        return unhexlify(hexsha), chunk, zlib.crc32(chunk)
 
     def _damaged(self, hexsha: bytes, reason: str) -> RepositoryError:
         return RepositoryError(
@@ -291,11 +350,10 @@ class PackEntries:
             if (chunk[0] >> 4) & 7 not in _DELTA_TYPES:
                 return raw, chunk, crc
             # a delta in a big pack: its object is resolved through dulwich and stored whole
+        if self._loose is not None and hexsha in self._loose:
+            return self._loose_entry(hexsha)
         try:
-            if self._loose is not None and hexsha in self._loose:
-                type_num, content = self._loose_raw(hexsha)
-            else:
-                type_num, content = self.repo.object_store.get_raw(oid(hexsha))
+            type_num, content = self.repo.object_store.get_raw(oid(hexsha))
         except KeyError:
             raise self._damaged(hexsha, "missing") from None
         except RepositoryError:
@@ -363,6 +421,86 @@ def peel(sha: bytes, read: Callable[[bytes], tuple[int, bytes] | None]) -> tuple
             return sha, type_num
         sha = raw[7:47]
     return None
+
+
+def object_size(repo: Repo, hexsha: bytes) -> int | None:
+    """The size of an object's content as its stored header says (a delta's: the size of
+    what it makes), read without inflating the content, in the order dulwich looks (packs,
+    then a loose object); None when that cannot be told so (an alternate, no such object).
+    A reader bounding what it inflates checks this first: a few megabytes of a pushed pack
+    can inflate to gigabytes (a zlib bomb)."""
+    store = repo.object_store
+    raw = unhexlify(hexsha)
+
+    def in_pack(pack) -> int | None:
+        offset = pack.index.object_offset(raw)  # KeyError: not in this pack
+        contents = getattr(pack.data, "_contents", None)
+        if contents is None:
+            return None
+        return _entry_size(contents, offset)
+
+    try:
+        return store._lookup_in_packs(in_pack)
+    except KeyError:
+        pass
+    except Exception:  # noqa: BLE001 - dulwich's internals moved: the reader's own bound applies
+        return None
+    path = os.path.join(store.path, hexsha[:2].decode(), hexsha[2:].decode())
+    try:
+        with open(path, "rb") as f:
+            head = zlib.decompressobj().decompress(f.read(4096), 64)
+    except (OSError, zlib.error):
+        return None
+    kind, _, size = head.partition(b"\0")[0].partition(b" ")
+    return int(size) if kind in _TYPE_NUMBERS and size.isdigit() else None
+
+
+def _entry_size(contents, offset: int) -> int | None:
+    """The content size of the pack entry at ``offset`` of a pack's bytes (a delta's
+    target size, from the first bytes of its inflated instructions)."""
+    head = bytes(contents[offset : offset + 32])
+    if not head:
+        return None
+    byte = head[0]
+    type_num, size, shift, pos = (byte >> 4) & 7, byte & 0x0F, 4, 0
+    while byte & 0x80 and pos + 1 < len(head):
+        pos += 1
+        byte = head[pos]
+        size |= (byte & 0x7F) << shift
+        shift += 7
+    pos += 1
+    if type_num not in _DELTA_TYPES:
+        return size
+    if type_num == 7:  # REF_DELTA: the base's id
+        pos += 20
+    else:  # OFS_DELTA: the base's distance back
+        while pos < len(head) and head[pos] & 0x80:
+            pos += 1
+        pos += 1
+    out = b""
+    try:
+        for step in (512, 4096, 65536):  # the block's Huffman tables come first: read more until 20 bytes come out
+            inflater = zlib.decompressobj()
+            out = inflater.decompress(bytes(contents[offset + pos : offset + pos + step]), 20)
+            if len(out) >= 20 or inflater.eof:
+                break
+    except zlib.error:
+        return None
+    values = []
+    at = 0
+    for _ in range(2):  # the base's size, then the target's
+        value = shift = 0
+        while at < len(out):
+            byte = out[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        else:
+            return None
+        values.append(value)
+    return values[1]
 
 
 def inflate_exactly(stored: bytes | memoryview, size: int) -> bytes:

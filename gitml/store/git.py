@@ -112,10 +112,11 @@ class GitStore:
         return path
 
     # -- objects ---------------------------------------------------------
-    def write(self, objects: list[GitObject]) -> None:
-        """Store objects as one pack; merge small packs when there are too many."""
+    def write(self, objects: list[GitObject]) -> str | None:
+        """Store objects as one pack; merge small packs when there are too many. Returns the
+        pack's base path (None when nothing was written), for :meth:`release_kept`."""
         if not objects:
-            return
+            return None
         triples = [sha_of(o) for o in objects]
         try:  # unique temporary names: safe across threads
             base = write_pack(self.pack_dir, triples, keep=True)  # kept from `git gc` until a ref reaches it
@@ -124,17 +125,21 @@ class GitStore:
         if base is not None:
             with self._lock:
                 self._kept.append((base, threading.get_ident(), time.monotonic()))
+        written = self._written
         for sha, type_num, raw in triples:
             if len(raw) < 1 << 20:
-                self._written.put(sha, (type_num, raw))
+                written[sha] = (type_num, raw)
             else:
                 self._present.add(sha)
+        while len(written) > written.size:  # (an LRU's put per object was a tenth of a run's write)
+            written.popitem(last=False)
         self._writes += 1
         if self._writes % 8 == 1:  # the first write of every process too: most processes make one run
             try:
                 maybe_merge_small_packs(self.pack_dir, self.private_path("repack.lock"))
             except OSError as e:  # housekeeping must never fail a write
                 log.warning("gitml: could not merge small packs: %s", e)
+        return base
 
     def settle_packs(self) -> tuple[int, int]:
         """At the end of a process that wrote many packs, once every ref it moved is in
@@ -143,12 +148,15 @@ class GitStore:
         self.release_kept(every=True)
         return settle(self.pack_dir, self.private_path("repack.lock"))
 
-    def release_kept(self, *, every: bool = False) -> None:
-        """Remove the ``.keep`` files of the packs this thread wrote (call once a ref
-        reaches their objects), and of any written over a minute ago."""
+    def release_kept(self, bases: list[str | None] | None = None, *, every: bool = False) -> None:
+        """Remove the ``.keep`` files of the packs this thread wrote (``bases``: of those
+        packs, as :meth:`write` returned them; call once a ref reaches their objects), and
+        of any written over a minute ago. The committer names its packs: it writes the next
+        batch's pack while the refs of the last one still move."""
         me, old = threading.get_ident(), time.monotonic() - 60
+        named = None if bases is None else {b for b in bases if b}
         with self._lock:
-            done = [k for k in self._kept if every or k[1] == me or k[2] < old]
+            done = [k for k in self._kept if every or (k[1] == me if named is None else k[0] in named) or k[2] < old]
             self._kept = [k for k in self._kept if k not in done]
         for base, _, _ in done:
             release_keep(base)
@@ -263,7 +271,7 @@ class GitStore:
             return None
         return parent
 
-    def raw_many(self, shas: list[bytes]) -> dict[bytes, tuple[int, bytes]]:
+    def raw_many(self, shas: list[bytes], limit: int | None = None) -> dict[bytes, tuple[int, bytes]]:
         """Many objects at once, read through one index of every pack: gitml writes many
         small packs and dulwich searches them one by one for each object (2,000 registry
         tags in 360 packs: 30 s one by one, 0.1 s this way). Objects it cannot read this
@@ -282,17 +290,42 @@ class GitStore:
             with self._lock, PackEntries(self.repo) as entries:
                 for sha in todo:
                     try:
-                        out[sha] = entries.raw(sha)
+                        out[sha] = entries.raw(sha, limit=limit)
                     except (RepositoryError, KeyError):
                         pass
         for sha in todo:
             if sha not in out:
+                if limit is not None:
+                    self.bounded(sha, limit, sha.decode())
                 out[sha] = self.raw(sha)
         return out
 
-    def blob(self, sha: bytes) -> bytes:
+    def size(self, sha: bytes) -> int | None:
+        """The size of an object's content as stored, without inflating it (None: unknown;
+        see :func:`gitml.store.entries.object_size`)."""
+        hit = self._written.get(sha)
+        if hit is not None:
+            return len(hit[1])
+        from gitml.store.entries import object_size
+
+        with self._lock:
+            return object_size(self.repo, sha)
+
+    def bounded(self, sha: bytes, limit: int, what: str) -> None:
+        """Raise CorruptRecordError naming ``what`` when object ``sha`` is over ``limit``
+        bytes, before it is inflated: what a teammate pushes may be a zlib bomb (a few
+        megabytes of pack making gigabytes of one record file)."""
+        size = self.size(sha)
+        if size is not None and size > limit:
+            raise CorruptRecordError(what, f"{size} bytes, over the limit of {limit} (not read)")
+
+    def blob(self, sha: bytes, limit: int | None = None, what: str | None = None) -> bytes:
+        """A blob's content; with ``limit``, refused (CorruptRecordError naming ``what``)
+        when larger, before it is inflated."""
         data = self._blobs.get(sha)
         if data is None:
+            if limit is not None:
+                self.bounded(sha, limit, what or sha.decode())
             type_num, data = self.raw(sha)
             if type_num != Blob.type_num:
                 raise CorruptRecordError(sha.decode(), "expected a blob")
@@ -314,6 +347,9 @@ class GitStore:
     def commit(self, sha: bytes) -> Commit:
         commit = self._commits.get(sha)
         if commit is None:
+            from gitml.store.entries import MAX_WALKED_BYTES
+
+            self.bounded(sha, MAX_WALKED_BYTES, f"commit {sha.decode()}")  # what came by a plain git fetch too
             type_num, raw = self.raw(sha)
             if type_num != Commit.type_num:
                 raise CorruptRecordError(sha.decode(), "expected a commit")
@@ -372,7 +408,7 @@ class GitStore:
         delay = 0.001
         while True:
             try:
-                return update_ref(self.commondir, name, old, new, self._packed_ref)
+                return update_ref(self.commondir, name, old, new, self._packed_ref, self._packed_refs)
             except LockHeld as held:
                 if delay >= 0.05 and release_if_dead(held.lock, self.commondir):
                     continue
@@ -401,6 +437,10 @@ class GitStore:
     def _packed_ref(self, name: bytes) -> bytes | None:
         with self._lock:
             return self._refs.packed_ref(name)
+
+    def _packed_refs(self, names: list[bytes]) -> list[bytes | None]:
+        with self._lock:
+            return self._refs.packed_refs(names)
 
     def delete_ref(self, name: bytes, old: bytes) -> bool:
         return self.repo.refs.remove_if_equals(refname(name), oid(old))

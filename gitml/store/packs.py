@@ -168,13 +168,34 @@ def write_pack(
     its objects).
     """
     entries = []
+    compress, crc32, fromhex, headers = zlib.compress, zlib.crc32, bytes.fromhex, _HEADERS
     for hexsha, type_num, raw in objects:
+        size = len(raw)
+        header = headers.get((type_num, size))
+        if header is None:
+            header = _entry_header(type_num, size)
+            if size < 1 << 14:  # the sizes a run's small files have, again and again
+                if len(headers) >= 4096:
+                    headers.clear()
+                headers[type_num, size] = header
         # a small object is stored, not compressed: deflate saves it a few bytes and costs 3-7
         # times storing it (most of a run commit's 19 objects are below 128 bytes: W2, issue 28)
-        chunk = _entry_header(type_num, len(raw)) + zlib.compress(raw, level if len(raw) >= STORE_BELOW_BYTES else 0)
-        entries.append((bytes.fromhex(hexsha.decode("ascii")), chunk, zlib.crc32(chunk)))
+        chunk = header + (compress(raw, level) if size >= STORE_BELOW_BYTES else stored_zlib(raw))
+        entries.append((fromhex(hexsha.decode("ascii")), chunk, crc32(chunk)))
         _WRITTEN[0] += len(chunk)
     return _write_entries(pack_dir, entries, keep=keep)
+
+
+_HEADERS: dict[tuple[int, int], bytes] = {}  # (type, size) -> an entry's header
+_STORED = struct.Struct("<BBBHH")
+
+
+def stored_zlib(raw: bytes) -> bytes:
+    """``zlib.compress(raw, 0)`` for ``raw`` of a few KiB at most, the same bytes (one stored block), made
+    without calling zlib: zlib lets go of the GIL on every call, and the committer thread, calling it
+    for each small object while the logging thread waited for the GIL, waited as often to get it back."""
+    size = len(raw)
+    return _STORED.pack(0x78, 0x01, 0x01, size, size ^ 0xFFFF) + raw + zlib.adler32(raw).to_bytes(4, "big")
 
 
 def release_keep(base: str) -> None:
@@ -590,6 +611,9 @@ def _pack_entries_slow(base: str) -> list[tuple[bytes, bytes, int]]:
         pack.close()
 
 
+_ROW = struct.Struct(">QL")  # an index row's offset and CRC-32, after the object's id
+
+
 def _write_entries(
     pack_dir: str, entries: Iterable[tuple[bytes, bytes, int]], count: int | None = None, *, keep: bool = False
 ) -> str | None:
@@ -609,11 +633,19 @@ def _write_entries(
     if not count:
         return None
     index_rows = bytearray()  # 32 bytes per entry (id, offset, CRC): no object per entry
+    row = _ROW.pack
+    if isinstance(entries, list):  # gathered already: written and hashed as one buffer
+        offset, body = 12, []
+        for sha, chunk, crc in entries:
+            index_rows += sha + row(offset, crc & 0xFFFFFFFF)
+            body.append(chunk)
+            offset += len(chunk)
+        return _write_spans(pack_dir, count, [b"".join(body)], index_rows, keep=keep)
 
-    def chunks():
+    def chunks():  # streamed: one entry in memory at a time
         offset = 12
         for sha, chunk, crc in entries:
-            index_rows.extend(sha + struct.pack(">QL", offset, crc & 0xFFFFFFFF))
+            index_rows.extend(sha + row(offset, crc & 0xFFFFFFFF))
             offset += len(chunk)
             yield chunk
 

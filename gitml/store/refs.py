@@ -239,12 +239,15 @@ class RefLister:
         """The id ``packed-refs`` gives ``name`` (None: no line): found by a binary search
         of the file when its header says it is sorted (git and gitml write it so; git
         searches it the same way), else from the dict of every line."""
+        return self.packed_refs([name])[0]
+
+    def packed_refs(self, names: list[bytes]) -> list[bytes | None]:
+        """:meth:`packed_ref` of each name, from one look at ``packed-refs``."""
         data = self._packed_data()
         if (self._packed is not None and self._packed[0] == self._parses) or not _SORTED.match(data):
-            return self.packed().get(name)
-        if b".." in name:
-            return None
-        return _search_sorted(data, name)
+            packed = self._parsed(data)
+            return [packed.get(name) for name in names]
+        return [None if b".." in name else _search_sorted(data, name) for name in names]
 
     def with_tail(self, prefix: str, start: bytes) -> dict[bytes, bytes]:
         """``{ref: sha}`` of the refs ``prefix<folder>/<name>`` whose ``<name>`` starts with
@@ -300,7 +303,10 @@ class RefLister:
 
     def packed(self) -> dict[bytes, bytes]:
         """Every ref of ``packed-refs``, parsed in one pass (well-formed lines only)."""
-        data = self._packed_data()
+        return self._parsed(self._packed_data())
+
+    def _parsed(self, data: bytes) -> dict[bytes, bytes]:
+        """:meth:`packed` of the ``packed-refs`` bytes :meth:`_packed_data` just gave."""
         if self._packed is None or self._packed[0] != self._parses:
             refs = {name: sha for sha, name in _PACKED_LINE.findall(data)}
             if b".." in data:
@@ -446,19 +452,27 @@ def wait_for_lock(path: str, commondir: str, timeout: float) -> LockFile:
 
 
 def update_ref(
-    commondir: str, name: bytes, old: bytes | None, new: bytes, packed: Callable[[bytes], bytes | None]
+    commondir: str,
+    name: bytes,
+    old: bytes | None,
+    new: bytes,
+    packed: Callable[[bytes], bytes | None],
+    packed_many: Callable[[list[bytes]], list[bytes | None]] | None = None,
 ) -> bool:
     """Set the ref ``name`` to ``new`` if it is ``old`` (None: absent), under the ref's lock
-    (raises :class:`LockHeld`). ``packed(name)`` gives a ref's packed id. Returns False
-    when the ref holds another value."""
+    (raises :class:`LockHeld`). ``packed(name)`` gives a ref's packed id (``packed_many``:
+    of several names, from one look at packed-refs). Returns False when the ref holds
+    another value."""
     parts = name.split(b"/")
-    for i in range(2, len(parts)):
-        if packed(b"/".join(parts[:i])) is not None:
-            raise RepositoryError(f"ref {name.decode()} cannot exist: {b'/'.join(parts[:i]).decode()} is a ref")
+    folders = [b"/".join(parts[:i]) for i in range(2, len(parts))]
+    for folder, value in zip(folders, packed_many(folders) if packed_many else map(packed, folders), strict=True):
+        if value is not None:
+            raise RepositoryError(f"ref {name.decode()} cannot exist: {folder.decode()} is a ref")
     path = os.path.join(commondir, *os.fsdecode(name).split("/"))
     for attempt in range(5):  # `git pack-refs` removes empty ref folders meanwhile: make them again, as git does
         try:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if attempt:  # (made only when missing: two calls for every ref were a fifth of a ref update)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
             lock = LockFile(path, commondir)
             break
         except FileNotFoundError:

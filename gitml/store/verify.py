@@ -35,7 +35,18 @@ from gitml.names import (
     parse_registry_ref,
     parse_run_ref,
 )
-from gitml.store.entries import _COMMIT, _TAG, _TREE, Marks, PackEntries, Picked, commit_header, links_of, peel
+from gitml.store.entries import (
+    _COMMIT,
+    _TAG,
+    _TREE,
+    MAX_WALKED_BYTES,
+    Marks,
+    PackEntries,
+    Picked,
+    commit_header,
+    links_of,
+    peel,
+)
 from gitml.store.ids import oid, refname
 
 GITML_REFS = "refs/gitml/"
@@ -133,8 +144,8 @@ class FetchedObjects:
         """An object's ``(type number, content)``; ``at`` is where :meth:`PackEntries.locate`
         found it among the arrived objects (0: looked up here)."""
         if at:
-            return self.arrived.raw_at(at, sha)
-        found = self.arrived.get(sha)
+            return self.arrived.raw_at(at, sha, limit=MAX_WALKED_BYTES)
+        found = self.arrived.get(sha, limit=MAX_WALKED_BYTES)
         if found is not None:
             return found
         try:
@@ -147,7 +158,7 @@ class FetchedObjects:
         when neither side holds it: one lookup where :meth:`has` then :meth:`raw` took two."""
         at = self.arrived.locate(sha)
         if at:
-            return at, self.arrived.raw_at(at, sha)
+            return at, self.arrived.raw_at(at, sha, limit=MAX_WALKED_BYTES)
         return 0, self.raw(sha) if self.has(sha) else None
 
     def links(self, sha: bytes, at: int = 0) -> tuple[int, list[bytes], list[bytes]]:

@@ -17,7 +17,9 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 
 from gitml.store.git import GitStore
 from gitml.tracking.writer import RunWriter
@@ -26,6 +28,7 @@ log = logging.getLogger("gitml")
 
 MAX_BATCH = 64
 MAX_QUEUE = 128
+REF_THREADS = 8  # refs of a batch moved at once (each waits on its fsync)
 _LIVE: weakref.WeakSet[Committer] = weakref.WeakSet()
 # A forked child has none of its parent's threads: never wait for their commits there.
 os.register_at_fork(after_in_child=_LIVE.clear)
@@ -40,6 +43,15 @@ def wait_for_repository(commondir: str, run_id: str | None = None) -> None:
     for committer in list(_LIVE):
         if committer.store.commondir == commondir:
             committer.wait(run_id)
+
+
+@dataclass
+class _Flight:
+    """A batch written as one pack, whose refs are moving."""
+
+    prepared: list[tuple]  # (writer, commit or None, old ref value, record)
+    pack: str | None
+    moves: list  # a future per moved ref, in order (or the update, moved when finished)
 
 
 class Committer:
@@ -65,6 +77,7 @@ class Committer:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._pool: ThreadPoolExecutor | None = None  # kept for the process: a batch's refs move on it
         _LIVE.add(self)
 
     def submit(self, writer: RunWriter) -> None:
@@ -124,21 +137,28 @@ class Committer:
                 self._warm()
             except Exception as e:  # noqa: BLE001 - a head start only: the first commit does it
                 log.debug("gitml: committer warm-up failed: %s", e)
+        flight: _Flight | None = None  # the batch whose refs are moving
         while True:
             with self._cond:
-                while not self._queue and not self._stopping:
+                while not self._queue and not self._stopping and flight is None:
                     due = self._next_due()
                     if due <= 0:
                         break
                     self._cond.wait(min(due, 1.0))
-                if self._stopping and not self._queue:
+                if self._stopping and not self._queue and flight is None:
+                    self._stop_pool()
                     return
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 self._cond.notify_all()
-            if batch:
-                self._commit(batch)
+            # The next batch is prepared and its pack written while the last batch's refs move
+            # (each waits on its fsync): the two overlap. Its refs start moving only once its
+            # pack is written, as before, and each run is done once its own ref has moved.
+            following = self._write_batch(batch) if batch else None
+            if flight is not None:
+                self._finish(flight)
                 if self._housekeeping:
-                    self._housekeeping(len(batch))
+                    self._housekeeping(len(flight.prepared))
+            flight = following
             self._flush_due()
 
     def _next_due(self) -> float:
@@ -155,13 +175,23 @@ class Committer:
                 except Exception as e:  # surfaced again by the writer's next flush in its own thread
                     log.warning("gitml: background flush of run %s failed: %s", writer.run_id, e)
 
-    def _commit(self, batch: list[RunWriter]) -> None:
+    def _write_batch(self, batch: list[RunWriter]) -> _Flight | None:
+        """Prepare the batch's commits (each writer's lock held until :meth:`_finish`), write
+        them as one pack and start moving their refs; None when nothing is left to finish."""
         prepared, objects = [], []
+        # Each run's trailer names its journal's size once the run has ended: every line of the
+        # batch's runs lies before it (they ended before the batch was taken), so one size per
+        # journal serves the batch (an fstat per run let go of the GIL as often).
+        sizes: dict[int, tuple[str, int]] = {}
         for writer in batch:
             writer.lock.acquire()
             try:
                 if writer.pending():
-                    commit, new, old, record = writer.prepare()
+                    journal = writer.journal
+                    at: tuple[str | None, int | None] = (None, None)
+                    if journal is not None:
+                        at = sizes.get(id(journal)) or sizes.setdefault(id(journal), (journal.name, journal.size()))
+                    commit, new, old, record = writer.prepare(*at)
                     prepared.append((writer, commit, old, record))
                     objects.extend(new)
                 else:
@@ -171,22 +201,52 @@ class Committer:
                 writer.lock.release()
                 self._done(writer)
         try:
-            self.store.write(objects)
+            pack = self.store.write(objects)
         except BaseException as e:
             for writer, *_ in prepared:
                 self._errors[writer.run_id] = e
                 writer.lock.release()
                 self._done(writer)
-            return
+            return None
         # the refs move on threads (their fsyncs overlap), each under its lock as before
-        moved = iter(self.store.cas_many([(w.ref, old, c.id) for w, c, old, _ in prepared if c is not None]))
+        updates = [(w.ref, old, c.id) for w, c, old, _ in prepared if c is not None]
+        return _Flight(prepared, pack, self._move(updates))
+
+    def _move(self, updates: list[tuple[bytes, bytes | None, bytes]]) -> list:
+        """Start the compare-and-swap of each ref on the committer's threads: for each, a
+        future, or the update itself where no thread could take it (at interpreter exit)."""
+        if len(updates) < 2:
+            return list(updates)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=REF_THREADS, thread_name_prefix="gitml-refs")
+        moves: list = []
+        for update in updates:
+            try:
+                moves.append(self._pool.submit(self.store.cas, *update))
+            except RuntimeError:  # threads can no longer start: moved here, one at a time
+                moves.append(update)
+        return moves
+
+    def _moved(self, move) -> bool | BaseException:
+        if isinstance(move, tuple):
+            try:
+                return self.store.cas(*move)
+            except Exception as e:  # noqa: BLE001 - the caller gives it to the run it belongs to
+                return e
+        error = move.exception()
+        return error if error is not None else move.result()
+
+    def _finish(self, flight: _Flight) -> None:
+        """Once a batch's refs have moved: its runs' rows, their writers closed, their locks
+        released, the pack's ``.keep`` dropped."""
+        moved = iter(flight.moves)
         try:
             with self._batch():  # the rows of the batch go to the search index in one transaction
-                for writer, commit, _old, record in prepared:
+                for writer, commit, _old, record in flight.prepared:
                     try:
                         if commit is not None:
-                            result = next(moved)
-                            if isinstance(result, Exception):
+                            result = self._moved(next(moved))
+                            if isinstance(result, BaseException):
                                 raise result
                             if not writer.published(commit, record, result):
                                 writer.flush()
@@ -194,10 +254,15 @@ class Committer:
                     except BaseException as e:
                         self._errors[writer.run_id] = e
         finally:
-            for writer, *_ in prepared:
+            for writer, *_ in flight.prepared:
                 writer.lock.release()
                 self._done(writer)
-        self.store.release_kept()  # the refs reach the batch's pack now: git gc may repack it
+        self.store.release_kept([flight.pack])  # the refs reach the batch's pack now: git gc may repack it
+
+    def _stop_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _done(self, writer: RunWriter) -> None:
         with self._cond:

@@ -34,7 +34,7 @@ from gitml.names import (
 from gitml.store.git import FILE_MODE, GitStore, make_tree
 from gitml.store.perms import shared_file_mode
 from gitml.tracking.entities import Experiment, LifecycleStage, ViewType
-from gitml.tracking.record import check_field_text, dump_yaml, load_yaml
+from gitml.tracking.record import MAX_YAML_BYTES, check_field_text, dump_yaml, load_yaml
 from gitml.tracking.writer import make_commit
 
 FILE = b"experiment.yaml"
@@ -62,7 +62,8 @@ class ExperimentRegistry:
                 entry = self.store.tree(self.store.commit(commit).tree).get(FILE)
             except CorruptRecordError as e:
                 raise CorruptRecordError(f"experiment {experiment_id}", str(e)) from None
-            data = load_yaml(self.store.blob(entry[1]), f"experiment {experiment_id}") if entry else None
+            what = f"experiment {experiment_id}"
+            data = load_yaml(self.store.blob(entry[1], MAX_YAML_BYTES, what), what) if entry else None
             if not isinstance(data, dict) or "name" not in data:
                 raise CorruptRecordError(f"experiment {experiment_id}", "experiment.yaml is missing or malformed")
             try:

@@ -132,6 +132,7 @@ class RunGroup:
                     return current
 
     def _commit_past(self, end: int) -> bytes:
+        packs: list[str | None] = []
         for _attempt in range(1000):
             current = self.store.ref(self.ref)
             if current is None:
@@ -156,9 +157,9 @@ class RunGroup:
             if offsets.get(self.journal.name, 0) < end:  # never so: our journal is ours while we live
                 raise CorruptRecordError(f"journal {self.journal.path}", "is gone or shorter than written")
             commit, objects, old, record = folder.prepare(trailers=offsets)
-            self.store.write(objects)
+            packs.append(self.store.write(objects))
             if folder.publish(commit, old, record):
-                self.store.release_kept()
+                self.store.release_kept(packs)
                 self._commit_seconds = time.monotonic() - started
                 return commit.id
         raise CorruptRecordError(f"run {self.run_id}", "could not update the run ref after 1000 attempts")

@@ -12,7 +12,7 @@ from gitml.errors import GitmlError
 from gitml.names import RECORD_DIR
 from gitml.store.git import GitStore
 from gitml.tracking.record import META, PARAMS
-from gitml.yamlread import load_yaml
+from gitml.yamlread import MAX_YAML_BYTES, load_yaml
 
 FIXED_META = ("run_id", "experiment_id", "start_time", "user_id", "source", "parent_run_id", "artifact_uri")
 
@@ -21,7 +21,8 @@ def _read(store: GitStore, commit: bytes, name: str) -> dict:
     entry = store.lookup(store.commit(commit).tree, f"{RECORD_DIR}/{name}")
     if entry is None:
         return {}
-    data = load_yaml(store.blob(entry[1]), f"commit {commit.decode()} ({name})")
+    what = f"commit {commit.decode()} ({name})"
+    data = load_yaml(store.blob(entry[1], MAX_YAML_BYTES, what), what)
     return data if isinstance(data, dict) else {}
 
 

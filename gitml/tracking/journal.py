@@ -68,15 +68,18 @@ class Journal:
             os.unlink(building)
             raise
 
-    def register(self, experiment_id: str, run_id: str) -> int:
-        """A slot number for a run's lines in this journal (held until :meth:`release`)."""
+    def register(self, experiment_id: str, run_id: str, *, write: bool = True) -> int:
+        """A slot number for a run's lines in this journal (held until :meth:`release`).
+        ``write=False``: the caller writes the slot's ``R`` line (:func:`encode_run`) itself,
+        before any other line of the slot and with the first of them (a new run's creation)."""
         with self._lock:
             if self._retired:
                 raise _JournalRetired(self.name)
             self._slots += 1
             slot = self._slots
             self._users.add(slot)
-        self.write(f"R\t{slot}\t{experiment_id}\t{run_id}\n")
+        if write:
+            self.write(encode_run(slot, experiment_id, run_id))
         return slot
 
     def release(self, slot: int) -> None:
@@ -145,6 +148,10 @@ class Journal:
             self.fd = -1
 
 
+def encode_run(slot: int, experiment_id: str, run_id: str) -> str:
+    return f"R\t{slot}\t{experiment_id}\t{run_id}\n"
+
+
 def encode_create(slot: int, meta: dict, tags: dict, source_commit: bytes | None, source_tree: bytes | None) -> str:
     data = {
         "meta": meta,
@@ -155,14 +162,19 @@ def encode_create(slot: int, meta: dict, tags: dict, source_commit: bytes | None
     return f"C\t{slot}\t{json.dumps(data)}\n"
 
 
+# ``json.dumps`` of a string is this C function behind two Python calls (a tenth of a W2 run's
+# logging calls went to them): the same text, called directly
+_json_text = json.encoder.encode_basestring_ascii
+
+
 def encode_param(slot: int, key: str, value: str) -> str:
-    return f"P\t{slot}\t{key}\t{json.dumps(value)}\n"
+    return f"P\t{slot}\t{key}\t{_json_text(value) if type(value) is str else json.dumps(value)}\n"
 
 
 def encode_tag(slot: int, key: str, value: str | None) -> str:
     if value is None:
         return f"D\t{slot}\t{key}\n"
-    return f"T\t{slot}\t{key}\t{json.dumps(value)}\n"
+    return f"T\t{slot}\t{key}\t{_json_text(value) if type(value) is str else json.dumps(value)}\n"
 
 
 def encode_artifact(slot: int, path: str, sha256: str, size: int, blob: str | None) -> str:

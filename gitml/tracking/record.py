@@ -107,7 +107,7 @@ class RunRecord:
                 return default
             if paths[name][0] not in FILE_MODES:
                 raise CorruptRecordError(what, f"{name} is not a file")
-            data = load_yaml(store.blob(paths[name][1]), f"{what} ({name})")
+            data = load_yaml(store.blob(paths[name][1], MAX_YAML_BYTES, f"{what} ({name})"), f"{what} ({name})")
             if data is None:
                 return default
             if not isinstance(data, dict):
@@ -142,7 +142,7 @@ class RunRecord:
             raise CorruptRecordError(what, str(e)) from None
         if entry is None or entry[0] not in FILE_MODES:
             return cls.load(store, commit_sha, what, ref=ref).meta  # its error names what is wrong
-        data = load_yaml(store.blob(entry[1]), f"{what} ({META})")
+        data = load_yaml(store.blob(entry[1], MAX_YAML_BYTES, f"{what} ({META})"), f"{what} ({META})")
         if not isinstance(data, dict):
             return cls.load(store, commit_sha, what, ref=ref).meta
         try:
@@ -225,7 +225,8 @@ class RunRecord:
                 last = max(last, parsed[1])
         if last < 0:
             return 0, []
-        data = store.blob(self.paths[f"metrics/{history_path(key, last)}"][1]).decode()
+        chunk = f"metrics/{history_path(key, last)}"
+        data = store.blob(self.paths[chunk][1], MAX_YAML_BYTES, f"run {self.run_id} ({chunk})").decode()
         return last, data.splitlines(keepends=True)[1:]
 
     def _put_history(self, key: str, chunk: int, lines: list[str]) -> None:
@@ -241,16 +242,16 @@ class RunRecord:
         if ARTIFACTS in self.dirty:
             self._put_yaml(ARTIFACTS, self.artifacts)
         if METRICS in self.dirty or METRICS not in self.paths:
-            self._put_yaml(
-                METRICS,
-                {k: {"step": s, "timestamp": t, "value": v} for k, (s, t, v) in self.latest.items()},
-            )
+            self._put_blob(METRICS, yamlout.dump_points(self.latest))
         self.dirty.clear()
         blobs, self._new_blobs = self._new_blobs, []
         return blobs
 
     def _put_yaml(self, name: str, data) -> None:
-        blob = RawObject(BLOB, dump_yaml(data))
+        self._put_blob(name, dump_yaml(data))
+
+    def _put_blob(self, name: str, content: bytes) -> None:
+        blob = RawObject(BLOB, content)
         self._new_blobs.append(blob)
         self.paths[name] = (FILE_MODE, blob.id)
 
@@ -392,7 +393,8 @@ def _points(store: GitStore, what: str, key: str, chunks: list[bytes]) -> list[M
     out = []
     for sha in chunks:
         try:
-            lines = store.blob(sha).decode().splitlines()[1:]
+            data = store.blob(sha, MAX_YAML_BYTES, f"{what} (a history chunk of metric {key!r})")
+            lines = data.decode().splitlines()[1:]
         except UnicodeDecodeError:
             raise CorruptRecordError(what, f"the history of metric {key!r} is not UTF-8") from None
         for line in lines:

@@ -262,7 +262,7 @@ class Tracker:
             self.store.remember(cast(Tree, root[0]))
         self.store.write([o for o in source.objects if o.id != source.tree])
         ref = run_ref(experiment_id, run_id)
-        writer = self._writer(ref, run_id, experiment_id, journaled)
+        writer = self._writer(ref, run_id, experiment_id, journaled, starting=True)
         writer.start(record, source.commit, source.tree)
         if not journaled:
             writer.flush()
@@ -277,7 +277,9 @@ class Tracker:
         experiment_id, _ = run_ref_parts(ref)
         return self._writer(ref, run_id, experiment_id, journaled)
 
-    def _writer(self, ref: bytes, run_id: str, experiment_id: str, journaled: bool) -> RunWriter:
+    def _writer(
+        self, ref: bytes, run_id: str, experiment_id: str, journaled: bool, *, starting: bool = False
+    ) -> RunWriter:
         while True:
             if journaled and self.journal is None:
                 self.journal = jr.Journal(self.journal_dir)
@@ -291,6 +293,7 @@ class Tracker:
                     journal=self.journal if journaled else None,
                     flush_interval=self.flush_interval,
                     on_commit=self._on_commit,
+                    starting=starting,
                 )
                 break
             except jr._JournalRetired:  # the committer rotated the journal just now: join the new one

@@ -80,6 +80,7 @@ class RunWriter:
         flush_interval: float,
         on_commit: Callable[[bytes, bytes, RunRecord], None],
         slot: int | None = None,
+        starting: bool = False,
     ):
         self.store = store
         self.ref = ref
@@ -89,8 +90,12 @@ class RunWriter:
         self.on_commit = on_commit
         self.journal_dir = journal_dir
         self.journal = journal
+        self._registration = ""  # a new run's R line, journaled with its C line by start()
         if slot is not None:  # a slot registered already (a group journal's: tracking.group)
             self.slot = slot
+        elif journal is not None and starting:  # one write for both lines (one call less per run)
+            self.slot = journal.register(experiment_id, run_id, write=False)
+            self._registration = jr.encode_run(self.slot, experiment_id, run_id)
         else:
             self.slot = journal.register(experiment_id, run_id) if journal else 0
         self.lock = threading.RLock()
@@ -252,7 +257,9 @@ class RunWriter:
     def start(self, record: RunRecord, source_commit: bytes | None, source_tree: bytes | None) -> None:
         """Make this the writer of a new run, first committed at its first flush."""
         with self.lock:
-            self._journal(jr.encode_create(self.slot, record.meta, record.tags, source_commit, source_tree))
+            create = jr.encode_create(self.slot, record.meta, record.tags, source_commit, source_tree)
+            self._journal(self._registration + create)
+            self._registration = ""
             self._record, self._base = record, None
             self._create = (source_commit, source_tree)
             self._deadline = time.monotonic() + min(self.flush_interval, FIRST_COMMIT_SECONDS)
@@ -272,11 +279,12 @@ class RunWriter:
             self._deadline = time.monotonic() + self.flush_interval
             if not self.pending():
                 return None
+            packs = []
             for _attempt in range(1000):
                 commit, objects, old, record = self.prepare(journal_name, journal_offset)
-                self.store.write(objects)
+                packs.append(self.store.write(objects))
                 if self.publish(commit, old, record):
-                    self.store.release_kept()  # the ref reaches the new objects: git gc may repack them
+                    self.store.release_kept(packs)  # the ref reaches the new objects: git gc may repack them
                     return commit.id
             raise CorruptRecordError(f"run {self.run_id}", "could not update the run ref after 1000 attempts")
 
@@ -390,7 +398,8 @@ class RunWriter:
         """Journal in ``journal`` from now on (call with :attr:`lock` held and nothing
         buffered): the old journal holds nothing of this run uncommitted."""
         old, old_slot = self.journal, self.slot
-        self.slot = journal.register(self.experiment_id, self.run_id)
+        self.slot = journal.register(self.experiment_id, self.run_id)  # its R line written there now
         self.journal = journal
+        self._registration = ""
         if old is not None:
             old.release(old_slot)

@@ -59,7 +59,7 @@ def preview(path: str, size: int, stream: BinaryIO) -> Preview:
     if ext == ".json" and not truncated:
         try:
             return Preview("json", size, truncated, text=json.dumps(json.loads(text), indent=2, ensure_ascii=False))
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the parser's stack: a few kilobytes of '['
             pass  # shown as the text it is
     return Preview("text", size, truncated, text=text)
 
@@ -116,7 +116,7 @@ def mlmodel(data: bytes, path: str) -> dict:
                 continue
             try:
                 columns = json.loads(raw) if isinstance(raw, str) else raw
-            except ValueError:
+            except (ValueError, RecursionError):
                 columns = raw
             if isinstance(columns, list):
                 out["signature"][part] = [

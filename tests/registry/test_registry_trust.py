@@ -186,6 +186,105 @@ def test_the_trusted_ref_can_be_configured_and_a_missing_one_fails_closed(team):
     assert "trusted ref 'refs/heads/release' configured there does not exist" in out
 
 
+def test_a_key_removed_from_the_policy_decides_nothing_once_the_clone_accepts_the_change(team, gnupg):  # noqa: F811
+    """The bot's key leaked: main's policy now trusts a new key only. A promotion the
+    attacker signs with the old key, and the old key's own promotions, stop counting
+    when the clone accepts the change (not before: the clone decides when), and verify
+    names them; the new key's promotion decides."""
+    maintainer, victim, attacker = team["maintainer"], team["victim"], team["attacker"]
+    bot2 = _gpg_key(gnupg, "Release Bot 2 <bot2@example.com>")
+    _commit_policy(maintainer, f"require_signature: [production]\ntrusted_gpg_keys: [{bot2}]\n")
+    git(maintainer, "push", "-q", "origin", "main")
+    git(attacker, "config", "user.signingkey", team["bot"])  # the leaked key
+    _attacker_tag(team, "churn#production#3", "churn@v2.0.0", signed=True)
+    _push_tags(attacker, "churn#production#3")
+    git(victim, "fetch", "-q", "origin")
+    gitml_cli(victim, "fetch")
+    assert _production(victim) == "v2.0.0"  # the policy the clone accepted still trusts the old key...
+    with gitml.ops.Operations(victim) as c:
+        assert "not accepted by this clone" in c.registry.policy.pending  # ...and says a change waits
+    gitml_cli(victim, "registry", "policy", "--accept")
+    with gitml.ops.Operations(victim) as c:
+        state = c.registry.model("churn", report=True)
+        assert "production" not in state.stages and state.stages["staging"] == "v2.0.0"
+        for name in ("churn#production#1", "churn#production#3"):
+            assert "fingerprint not in trusted_gpg_keys" in state.ignored[name], state.ignored
+        with pytest.raises(gitml.errors.GitmlError, match="production"):
+            c.registry.resolve("churn", stage="production")
+    out = gitml_cli(victim, "registry", "verify", code=1)
+    assert "churn#production#3: signed by a key the policy does not trust (Release Bot <bot@example.com>" in out
+    git(maintainer, "config", "user.signingkey", bot2)
+    gitml_cli(maintainer, "fetch")
+    with gitml.ops.Operations(maintainer) as c:
+        c.registry.assign("churn", "1", "production", sign_tag=True)
+    gitml_cli(maintainer, "push")
+    gitml_cli(victim, "fetch")
+    assert _production(victim) == "v1.0.0"
+
+
+def _replay_from_sandbox(team, tmp_path, sandbox_policy: str) -> Path:
+    """The bot's key signs in a sandbox repository too: there churn v3.0.0 (the sandbox's own
+    model, adding 12) is promoted to production as churn#production#4. The attacker copies
+    that registration, that promotion and the run into origin (push access is all it takes)."""
+    attacker = team["attacker"]
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    git(sandbox, "init", "-q", "-b", "main")
+    _commit_policy(sandbox, sandbox_policy)
+    git(sandbox, "config", "user.signingkey", team["bot"])
+    with _client(sandbox) as c:
+        runs = [_run(c, 10 + i) for i in range(3)]
+        for run in runs:
+            c.registry.register("churn", run, sign_tag=True)
+        for version in ("1", "2", "1"):
+            c.registry.assign("churn", version, "dev", sign_tag=True)  # counters 1-3
+        c.registry.assign("churn", "3", "production", sign_tag=True)  # churn#production#4
+    run_ref = git(sandbox, "for-each-ref", "--format=%(refname)", "refs/gitml").split()
+    run_ref = next(r for r in run_ref if runs[2] in r)
+    wanted = [f"{r}:{r}" for r in ("refs/tags/churn@v3.0.0", "refs/tags/churn#production#4", run_ref)]
+    git(attacker, "fetch", "-q", str(sandbox), *wanted)
+    git(attacker, "push", "-q", "origin", *wanted)
+    return sandbox
+
+
+def test_a_promotion_signed_in_another_repository_is_refused_when_the_policy_names_its_repository(team, tmp_path):
+    """A key trusted here may sign elsewhere (a maintainer's key, a CI bot's): the tags it
+    signed there are valid signatures of their own names. With ``repository:`` in the
+    trusted policy every tag gitml writes names it inside what is signed, and a guarded tag
+    naming another repository, or none, does not count: the replayed promotion changes
+    nothing, and verify names it."""
+    maintainer, victim = team["maintainer"], team["victim"]
+    policy = team["policy"] + "repository: acme/churn-service\n"
+    _commit_policy(maintainer, policy)
+    git(maintainer, "push", "-q", "origin", "main")
+    with gitml.ops.Operations(maintainer) as c:  # the current holder signed again, now for this repository
+        c.registry.accept_policy()
+        assert c.registry.assign("churn", "1", "production", sign_tag=True) == ("churn#production#3", True)
+    gitml_cli(maintainer, "push")
+    git(victim, "fetch", "-q", "origin")
+    gitml_cli(victim, "fetch")
+    gitml_cli(victim, "registry", "policy", "--accept")
+    with gitml.ops.Operations(victim) as c:
+        state = c.registry.model("churn", report=True)
+        assert state.stages["production"] == "v1.0.0" and state.deciding["production"].tag.name == "churn#production#3"
+        old = next(e for e in state.events if e.tag.name == "churn#production#1")  # signed before the binding
+        assert "its message names no repository" in c.registry.rejection(old)
+    _replay_from_sandbox(team, tmp_path, "require_signature: [production]\nrepository: acme/sandbox\n")
+    gitml_cli(victim, "fetch")
+    with gitml.ops.Operations(victim) as c:
+        state = c.registry.model("churn", report=True)
+        assert "v3.0.0" in state.versions  # registrations are not guarded under a stage list
+        assert state.stages["production"] == "v1.0.0"
+        why = state.ignored["churn#production#4"]
+        assert "names repository 'acme/sandbox'" in why and "'acme/churn-service'" in why, why
+        assert c.registry.verification(next(e for e in state.events if e.tag.name == "churn#production#4")).trusted
+    with _client(victim):
+        assert gitml.pyfunc.load_model("models:/churn@production").predict([1]) == [2]
+    out = gitml_cli(victim, "registry", "verify", code=1)
+    assert "churn#production#4: its message names repository 'acme/sandbox'" in out
+    assert json.loads(gitml_cli(victim, "registry", "policy", "--json"))["repository"] == "acme/churn-service"
+
+
 # -- every event that changes a resolution needs the signature ------------------------
 @pytest.mark.parametrize("mode", ["ignore", "refuse"])
 def test_unsigned_register_deregister_deprecate_and_unassign_change_nothing(team, mode, tmp_path):

@@ -338,3 +338,50 @@ def test_git_gc_while_a_run_is_logged(repo, command):
         assert client.get_run(run_id).data.tags["step"] == "59"
     git(repo, "fsck", "--strict")
     assert not [n for n in os.listdir(repo / ".git/objects/pack") if n.endswith(".keep")]
+
+
+SWEEP = """
+import sys, gitml
+gitml.set_experiment("sweep")
+for i in range(int(sys.argv[1])):
+    with gitml.start_run():
+        gitml.log_params({"i": str(i), "p": "x"})
+        gitml.log_metrics({"m": i * 0.5, "n": 1.0})
+        gitml.set_tags({"t": "y"})
+"""
+
+
+def test_git_gc_while_many_short_runs_commit_in_overlapping_batches(repo):
+    """The committer writes the next batch's pack while the last batch's refs still move: each
+    pack keeps its .keep until its own refs have moved (not another batch's), so `git gc
+    --prune=now` looping beside a sweep of short runs drops nothing."""
+    sweeper = _spawn(repo, SWEEP, 600)
+    rounds = 0
+    while sweeper.poll() is None:
+        git(repo, "gc", "-q", "--prune=now")
+        rounds += 1
+    assert sweeper.returncode == 0, sweeper.stderr.read().decode()[-2000:]
+    assert rounds >= 1
+    git(repo, "gc", "-q", "--prune=now")
+    git(repo, "fsck", "--strict")
+    with gitml.Client(repo) as client:
+        runs = client.search_runs(experiment_names=["sweep"], max_results=1000)
+        assert sorted(int(r.data.params["i"]) for r in runs) == list(range(600))
+        assert {(r.data.metrics["m"], r.info.status) for r in runs} == {(i * 0.5, "FINISHED") for i in range(600)}
+    assert not [n for n in os.listdir(repo / ".git/objects/pack") if n.endswith(".keep")]
+
+
+def test_a_named_pack_keeps_the_others_kept(repo):
+    """``release_kept`` of the packs a caller names drops their .keep files alone: the committer's
+    next batch, written by the same thread, stays kept until its refs move."""
+    from gitml.store.git import open_store
+    from gitml.store.packs import RawObject
+
+    with open_store(repo) as store:
+        first = store.write([RawObject(3, b"first batch\n")])
+        second = store.write([RawObject(3, b"second batch\n")])
+        assert first and second and os.path.exists(first + ".keep") and os.path.exists(second + ".keep")
+        store.release_kept([first])
+        assert not os.path.exists(first + ".keep") and os.path.exists(second + ".keep")
+        store.release_kept([second, None])
+        assert not os.path.exists(second + ".keep")

@@ -80,3 +80,13 @@ def test_run_commits_are_dulwich_commits_and_pass_git_fsck(repo):
     git(repo, "update-ref", "refs/heads/raw", made[-1].id.decode())
     git(repo, "fsck", "--strict")
     assert git(repo, "log", "-1", "--format=%s", "refs/heads/raw") == "two\n"
+
+
+def test_a_stored_zlib_stream_is_zlibs_own_level_0():
+    """Small objects are stored without calling zlib (which lets go of the GIL on each call): the
+    same bytes as ``zlib.compress(data, 0)``, for every size a small object has and beyond."""
+    rng = random.Random(0)
+    for size in [*range(0, 300), 1000, 4096]:
+        data = bytes(rng.getrandbits(8) for _ in range(size))
+        assert packs.stored_zlib(data) == zlib.compress(data, 0), size
+        assert zlib.decompress(packs.stored_zlib(data)) == data

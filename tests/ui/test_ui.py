@@ -22,7 +22,7 @@ from starlette.testclient import TestClient  # noqa: E402
 from gitml.ui import MissingExtraError, allowed_hosts, check_installed, series, tables  # noqa: E402  # noqa: E402
 from gitml.ui.app import host_name, make_app  # noqa: E402
 from tests.conftest import ROOT, run_python  # noqa: E402
-from tests.uirepo import POINTS, SPIKE, SPIKE_STEP, build  # noqa: E402
+from tests.uirepo import MLMODEL, POINTS, SPIKE, SPIKE_STEP, build  # noqa: E402
 
 BASE = "http://127.0.0.1"
 
@@ -268,6 +268,21 @@ def test_previews_csv_json_mlmodel_and_large_text_in_part(ui):
     assert f"/run/{run}/raw/big.txt?download=1" in big
     raw = web.get(f"/run/{run}/raw/big.txt?download=1")
     assert len(raw.content) == 520_000 and raw.headers["content-disposition"].startswith("attachment")
+
+
+def test_json_nested_past_the_parser_is_previewed_as_text(ui, client):
+    """A teammate's run: a few kilobytes of '[' exhaust Python's JSON parser (RecursionError)."""
+    web, ids = ui
+    run = ids["other"]
+    deep = "[" * 50_000 + "]" * 50_000
+    client.log_text(run, deep, "deep.json")
+    signature = '  inputs: \'[{"type": "double", "name": "x1"}, {"type": "long", "name": "x2"}]\'\n'
+    assert signature in MLMODEL
+    client.log_text(run, MLMODEL.replace(signature, f"  inputs: '{deep}'\n"), "model/MLmodel")
+    page = web.get(f"/run/{run}/artifact/deep.json")
+    assert page.status_code == 200 and "[[[[" in page.text
+    model = web.get(f"/run/{run}/artifact/model/MLmodel")
+    assert model.status_code == 200 and "python_function" in model.text and "<td>y</td><td>double</td>" in model.text
 
 
 def test_html_and_svg_artifacts_are_downloads_never_pages(ui):

@@ -148,7 +148,7 @@ def evaluate(
     Raises InvalidInputError (an unknown model type, targets that are not in the data, a
     config key MLflow's evaluator does not take)."""
     from gitml import fluent
-    from gitml.models import evaluation_plots
+    from gitml.pyfunc import evaluation_plots
 
     values, plots, dataset, config = _compute(
         model,
@@ -216,7 +216,7 @@ def _compute(
     custom_artifacts: list | None = None,
 ) -> tuple[dict[str, float], dict[str, tuple], Any, dict]:
     """``(metrics, plots to draw, the dataset to log, the config)``."""
-    from gitml.models import evaluation_plots
+    from gitml.pyfunc import evaluation_plots
 
     if model_type not in MODEL_TYPES:
         raise InvalidInputError(f"model_type must be one of {', '.join(MODEL_TYPES)}, not {model_type!r}")
@@ -257,7 +257,7 @@ def _classifier(y_true, y_pred, y_proba, config: dict) -> tuple[dict, dict]:
     """MLflow's classifier metrics and the plots to draw (its ``ClassifierEvaluator``)."""
     import numpy as np
 
-    from gitml.models import evaluation_plots
+    from gitml.pyfunc import evaluation_plots
 
     sk = _sk()
     weights = config.get("sample_weights")

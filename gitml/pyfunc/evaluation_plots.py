@@ -1,4 +1,4 @@
-"""The plots :func:`gitml.models.evaluation.evaluate` logs, drawn with matplotlib (imported
+"""The plots :func:`gitml.pyfunc.evaluation.evaluate` logs, drawn with matplotlib (imported
 here only; without it the metrics are still logged and the plots are skipped, with a warning)."""
 
 from __future__ import annotations
