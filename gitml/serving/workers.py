@@ -84,6 +84,12 @@ def connection_cap(wanted: int) -> int:
     return max(1, min(wanted, soft - FD_RESERVE))
 
 
+def guarded_protocol(limits: Limits = Limits()):
+    """uvicorn's httptools protocol with the limits a hostile client meets (for any of
+    gitml's servers: ``gitml serve``'s workers, ``gitml ui``)."""
+    return _protocol_class(limits)
+
+
 def _protocol_class(limits: Limits):
     """uvicorn's httptools protocol with the limits a hostile client meets (uvicorn has
     none of them for httptools):

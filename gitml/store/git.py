@@ -316,6 +316,12 @@ class GitStore:
         bytes, before it is inflated: what a teammate pushes may be a zlib bomb (a few
         megabytes of pack making gigabytes of one record file)."""
         size = self.size(sha)
+        if size is None and not self.contains(sha):  # a partial clone's: fetched (bounded) to be measured first
+            try:
+                if self._from_promisor(sha):
+                    size = self.size(sha)
+            except RemoteError:
+                pass  # the read that follows says why it cannot be had
         if size is not None and size > limit:
             raise CorruptRecordError(what, f"{size} bytes, over the limit of {limit} (not read)")
 

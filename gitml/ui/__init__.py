@@ -21,7 +21,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 def check_installed() -> None:
     """Raise MissingExtraError with the install hint when the ``ui`` extra is missing."""
-    MissingExtraError.unless_installed("ui", ("starlette", "uvicorn", "jinja2"))
+    MissingExtraError.unless_installed("ui", ("starlette", "uvicorn", "jinja2", "httptools"))
 
 
 def allowed_hosts(host: str, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
@@ -47,12 +47,18 @@ def serve(
     import uvicorn
 
     from gitml.ops import Operations
+    from gitml.serving.workers import guarded_protocol
     from gitml.ui.app import make_app
 
     client = Operations(repo)
     try:
         app = make_app(client, allowed_hosts=allowed_hosts(host, allow_hosts))
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        # the limits gitml serve's clients meet (a head counted as it streams, a head timeout,
+        # a connection cap): uvicorn's httptools protocol gathered a header line that never
+        # ends for ever (300 MB sent, 300 MB more of the UI's memory)
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, http=guarded_protocol()
+        )
         server = uvicorn.Server(config)
 
         async def started() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -99,3 +100,46 @@ def test_a_costly_search_is_cut_at_its_budget_while_other_requests_are_answered(
     assert answered >= 1
     status, body = _runs(base, "tags.note LIKE '%b'")  # and the searches go on
     assert status == 200 and body["total"] == 1
+
+
+def test_a_header_line_that_never_ends_is_cut_off_and_the_ui_goes_on(repo):
+    """The UI meets hostile clients as ``gitml serve`` does (gitml.serving.workers): httptools
+    hands a header over only once its line ends, and uvicorn gathered a line that never ends
+    for ever (300 MB sent took 300 MB of the UI's memory). The head is counted as it streams."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    try:
+        assert "serving" in server.stderr.readline()
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
+            sent = 0
+
+            def send() -> None:  # 64 MiB of one header value; the server closes long before
+                nonlocal sent
+                try:
+                    for _ in range(1024):
+                        s.sendall(b"a" * 65536)
+                        sent += 65536
+                except OSError:
+                    pass
+
+            sender = threading.Thread(target=send)
+            sender.start()
+            reply = b""
+            try:
+                while chunk := s.recv(65536):
+                    reply += chunk
+            except ConnectionResetError:
+                pass
+            sender.join()
+        assert reply.startswith(b"HTTP/1.1 431") and b"aaaa" not in reply
+        assert sent < 64 * 1024 * 1024
+        assert _get(f"http://127.0.0.1:{port}/api/experiments")[0] == 200  # the UI goes on
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
