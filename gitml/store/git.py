@@ -31,6 +31,7 @@ from gitml.store.packs import (
     RawObject,
     maybe_merge_small_packs,
     release_keep,
+    settle,
     sha_of,
     write_pack,
 )
@@ -139,6 +140,13 @@ class GitStore:
             except OSError as e:  # housekeeping must never fail a write
                 log.warning("gitml: could not merge small packs: %s", e)
         return base
+
+    def settle_packs(self) -> tuple[int, int]:
+        """At the end of a process that wrote many packs, once every ref it moved is in
+        place: roll its small packs up and delete the packs it merged away
+        (:func:`gitml.store.packs.settle`). Returns ``(packs merged, packs deleted)``."""
+        self.release_kept(every=True)
+        return settle(self.pack_dir, self.private_path("repack.lock"))
 
     def release_kept(self, bases: list[str | None] | None = None, *, every: bool = False) -> None:
         """Remove the ``.keep`` files of the packs this thread wrote (``bases``: of those

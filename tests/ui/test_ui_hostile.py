@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -21,7 +22,6 @@ import pytest
 pytest.importorskip("starlette")
 
 from tests.conftest import ROOT  # noqa: E402
-from tests.ui.test_ui import _free_port  # noqa: E402
 
 RUNS = 300
 LONG = "a" * 8000  # MLflow's (and gitml's) longest tag value
@@ -32,16 +32,17 @@ def served(client, repo):
     """RUNS runs whose note is 8,000 'a's, one more ending in 'b'; the UI serving them."""
     ids = [client.create_run(tags={"note": LONG}, run_name=f"r{i}").info.run_id for i in range(RUNS)]
     odd = client.create_run(tags={"note": LONG[:-1] + "b"}, run_name="odd").info.run_id
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", str(port)],
+    server = subprocess.Popen(  # on a port the server binds itself (--port 0): no other process can take it first
+        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", "0"],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": ROOT},
     )
     try:
         line = server.stderr.readline()
-        assert f"serving http://127.0.0.1:{port}/" in line, line
+        printed = re.search(r"serving http://127\.0\.0\.1:(\d+)/", line)
+        assert printed, line
+        port = int(printed.group(1))
         yield {"url": f"http://127.0.0.1:{port}", "ids": ids, "odd": odd}
     finally:
         server.terminate()
@@ -106,15 +107,16 @@ def test_a_header_line_that_never_ends_is_cut_off_and_the_ui_goes_on(repo):
     """The UI meets hostile clients as ``gitml serve`` does (gitml.serving.workers): httptools
     hands a header over only once its line ends, and uvicorn gathered a line that never ends
     for ever (300 MB sent took 300 MB of the UI's memory). The head is counted as it streams."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", str(port)],
+    server = subprocess.Popen(  # --port 0: the server binds a free port itself and prints it
+        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", "0"],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": ROOT},
     )
     try:
-        assert "serving" in server.stderr.readline()
+        printed = re.search(r"serving http://127\.0\.0\.1:(\d+)/", server.stderr.readline())
+        assert printed
+        port = int(printed.group(1))
         with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
             sent = 0
