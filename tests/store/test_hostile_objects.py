@@ -1,7 +1,8 @@
 """A zlib bomb in a teammate's push: a few hundred kilobytes of git objects whose blob, a
 run's ``tags.yaml`` and a metric's history chunk, inflates to hundreds of megabytes. Git
 keeps a small push loose, so a clone fetching from that bare repository by path copies a
-loose object; over ``git daemon`` it comes in a pack. Either way the clone's memory stays
+loose object; over ``git daemon`` it comes in a pack; a partial clone fetches it lazily
+when it is read. Each way the clone's memory stays
 bounded: the loose object is streamed into the clone's pack, and a record file is refused
 by the size its object header gives, before it is inflated, with one line naming it.
 The other runs stay readable."""
@@ -90,7 +91,8 @@ from gitml.errors import CorruptRecordError
 url, ids = sys.argv[1], json.loads(sys.argv[2])
 out = {}
 with gitml.ops.Operations(".") as c:
-    sync.fetch(c, url)
+    if url:
+        sync.fetch(c, url)
     out["listed"] = sorted(r.info.run_id for r in c.search_runs(["0"]))
     for name, call in (("tags", lambda: c.get_run(ids[0])), ("history", lambda: c.get_metric_history(ids[1], "loss"))):
         try:
@@ -104,9 +106,16 @@ print(json.dumps(out))
 """
 
 
-def _victim(tmp_path, name: str, url: str, ids: list[str]) -> dict:
+def _victim(tmp_path, name: str, url: str, ids: list[str], *, partial: str = "") -> dict:
+    """The victim's process (a fetch from ``url``, then reads), or, with ``partial``, a
+    partial clone of that URL whose run refs git fetched without their blobs (read lazily)."""
     clone = tmp_path / name
     git(tmp_path, "init", "-q", str(clone))
+    if partial:
+        git(clone, "remote", "add", "origin", partial)
+        git(clone, "config", "remote.origin.promisor", "true")
+        git(clone, "config", "remote.origin.partialclonefilter", "blob:none")
+        git(clone, "fetch", "-q", "--filter=blob:none", "origin", "refs/gitml/*:refs/gitml/*")
     done = subprocess.run(
         [sys.executable, "-c", VICTIM, url, json.dumps(ids)],
         cwd=clone,
@@ -122,9 +131,12 @@ def _victim(tmp_path, name: str, url: str, ids: list[str]) -> dict:
 def test_a_zlib_bomb_in_a_pushed_run_costs_the_fetching_clone_no_memory(tmp_path, bombed):
     ids = bombed["ids"]
     path = _victim(tmp_path, "by-path", str(bombed["origin"]), ids)  # git kept the push loose: copied as such
+    git(bombed["origin"], "config", "uploadpack.allowFilter", "true")
     with git_daemon(bombed["base"]) as port:  # in a pack
-        daemon = _victim(tmp_path, "by-daemon", f"git://127.0.0.1:{port}/origin.git", ids)
-    for out in (path, daemon):
+        url = f"git://127.0.0.1:{port}/origin.git"
+        daemon = _victim(tmp_path, "by-daemon", url, ids)
+        partial = _victim(tmp_path, "partial", "", ids, partial=url)  # the bomb comes lazily, when read
+    for out in (path, daemon, partial):
         assert out["rss"] < MAX_RSS, out
         assert out["listed"] == sorted(ids[1:])  # the bombed record is skipped by name, the others listed
         for name, file in (("tags", "tags.yaml"), ("history", "history chunk of metric 'loss'")):
