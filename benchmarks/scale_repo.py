@@ -33,13 +33,13 @@ def experiment_names(count: int = EXPERIMENTS) -> list[str]:
 
 def build(n: int, path: str, experiments: int = EXPERIMENTS) -> None:
     from gitml.names import run_ref
+    from gitml.runlog.entities import LifecycleStage, RunStatus
+    from gitml.runlog.record import RunRecord
+    from gitml.runlog.rows import row_of
+    from gitml.runlog.tracker import Tracker
+    from gitml.runlog.writer import graft_record, make_commit
     from gitml.store.git import open_store
     from gitml.store.refs import lock_packed_refs, read_packed_refs, write_packed_refs
-    from gitml.tracking.entities import LifecycleStage, RunStatus
-    from gitml.tracking.record import RunRecord
-    from gitml.tracking.rows import row_of
-    from gitml.tracking.tracker import Tracker
-    from gitml.tracking.writer import graft_record, make_commit
 
     os.makedirs(path, exist_ok=True)
     init_git_repo(path)

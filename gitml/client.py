@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 from gitml.errors import InvalidInputError
 from gitml.names import DEFAULT_EXPERIMENT_ID, as_text, check_artifact_path, check_key, check_metric
 from gitml.registry.mlflow_api import RegistryCalls
+from gitml.runlog.checks import check_run_name
+from gitml.runlog.entities import Experiment, LifecycleStage, Metric, Run, RunStatus
+from gitml.runlog.search import search_rows
+from gitml.runlog.tracker import Tracker
 from gitml.search import PagedList, Search  # noqa: F401  (PagedList: where it was, for importers)
 from gitml.store.git import open_store
-from gitml.tracking.checks import check_run_name
-from gitml.tracking.entities import Experiment, LifecycleStage, Metric, Run, RunStatus
-from gitml.tracking.search import search_rows
-from gitml.tracking.tracker import Tracker
 
 if TYPE_CHECKING:
     from gitml.content.service import FileInfo, RunArtifacts
@@ -541,7 +541,7 @@ class Client(Search, RegistryCalls):
 
         >>> client.log_inputs(run_id, [gitml.data.from_pandas(df, name="train")], context="training")
         """
-        from gitml.tracking.entities import CONTEXT_TAG, input_records, stored_inputs
+        from gitml.runlog.entities import CONTEXT_TAG, input_records, stored_inputs
 
         if models:
             raise InvalidInputError("gitml has no logged models: log_inputs(models=...) is not supported")

@@ -6,7 +6,7 @@ client.log_batch(run_id, metrics=[Metric("loss", 0.1, 0, 1)], params=[Param("lr"
 """
 
 from gitml.content.service import FileInfo
-from gitml.tracking.entities import (
+from gitml.runlog.entities import (
     Dataset,
     DatasetInput,
     Experiment,

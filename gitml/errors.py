@@ -115,7 +115,7 @@ class FilterSyntaxError(InvalidInputError):
         super().__init__(f"{message} at position {position} in {what} {text!r}")
 
 
-# raised by gitml.tracking.filter
+# raised by gitml.runlog.filter
 class TimeBudgetError(GitmlError):
     """Work stopped at its time budget: a search past its deadline, a lock not free in
     time (the web UI gives each request one)."""
@@ -297,7 +297,7 @@ class IndexFormatError(RepositoryError):
         super().__init__(f"cannot read git's index {path}: {detail}")
 
 
-# raised by gitml.tracking.journal
+# raised by gitml.runlog.journal
 class JournalWriteError(RepositoryError):
     """A journal line could not be written (disk full, file too large, I/O error):
     the call that logged it is not recorded; everything before it is."""

@@ -19,10 +19,10 @@ from gitml.names import DEFAULT_EXPERIMENT_ID
 from gitml.names import check_artifact_path as _check_artifact_path
 from gitml.names import check_mapping as _check_mapping
 from gitml.ops import Operations
-from gitml.tracking.checks import check_run_name as _check_run_name
-from gitml.tracking.entities import Experiment, Metric, Run, RunStatus, ViewType
-from gitml.tracking.tracker import Tracker as _Tracker
-from gitml.tracking.writer import RunWriter
+from gitml.runlog.checks import check_run_name as _check_run_name
+from gitml.runlog.entities import Experiment, Metric, Run, RunStatus, ViewType
+from gitml.runlog.tracker import Tracker as _Tracker
+from gitml.runlog.writer import RunWriter
 
 if TYPE_CHECKING:
     from gitml.system_metrics import SystemMetricsMonitor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from gitml.tracking.columns import SECTIONS, RunTable
+from gitml.runlog.columns import SECTIONS, RunTable
 
 
 def runs_frame(rows: list[dict]):

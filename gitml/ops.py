@@ -21,18 +21,18 @@ from typing import TYPE_CHECKING
 from gitml.client import Client
 from gitml.errors import InvalidInputError
 from gitml.names import DEFAULT_EXPERIMENT_ID, EXPERIMENTS_PREFIX, RECORD_DIR, check_artifact_path
+from gitml.runlog.entities import Run, RunStatus, ViewType
+from gitml.runlog.rows import run_of
+from gitml.runlog.search import search_key, search_table
 from gitml.runviews import RunViews
-from gitml.tracking.entities import Run, RunStatus, ViewType
-from gitml.tracking.rows import run_of
-from gitml.tracking.search import search_key, search_table
 
 if TYPE_CHECKING:
     from gitml.content.service import RunArtifacts
     from gitml.registry.metadata import RegistryMetadata
     from gitml.registry.state import Registry
+    from gitml.runlog.writer import RunWriter
     from gitml.search import PagedList
     from gitml.store.git import GitStore
-    from gitml.tracking.writer import RunWriter
 
 
 class Operations(RunViews, Client):
@@ -225,7 +225,7 @@ class Operations(RunViews, Client):
     ) -> bool:
         """Write a run another tracker recorded (``gitml import mlflow``) as one commit,
         keeping its id, user, status, times, parent, histories and inputs (the fields of
-        ``gitml.tracking.imports.ImportedRun``: ``user_id``, ``status``, ``start_time``,
+        ``gitml.runlog.imports.ImportedRun``: ``user_id``, ``status``, ``start_time``,
         ``end_time``, ``lifecycle_stage``, ``branch``, ``source_name``, ``source_type``,
         ``parent_run_id``, ``params``, ``tags``, ``metrics`` (key → ``(step, timestamp,
         value)`` points), ``inputs`` (dataset records)). ``code``: the commit that ran;
@@ -235,7 +235,7 @@ class Operations(RunViews, Client):
 
         Raises ConflictError when the run exists, InvalidInputError for a value gitml refuses.
         """
-        from gitml.tracking.imports import ImportedRun, write_imported_run
+        from gitml.runlog.imports import ImportedRun, write_imported_run
 
         joined = self._has_commit(code)
         entries = []
@@ -369,7 +369,7 @@ class Operations(RunViews, Client):
     def runs_code_diff(self, run_a: str, run_b: str) -> str:
         """A unified diff from the code run ``run_a`` ran to the code ``run_b`` ran (their
         run commits' trees, uncommitted changes included), files labelled by short run ids."""
-        from gitml.tracking.lineage import code_diff
+        from gitml.runlog.lineage import code_diff
 
         ids = [self.tracker.resolve(r) for r in (run_a, run_b)]
         a, b = (self.tracker.record(run_id)[1] for run_id in ids)

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 from gitml.errors import InvalidInputError
 from gitml.ops import Operations
+from gitml.runlog.entities import ViewType
 from gitml.store.remote import push_refs, resolve_remote
-from gitml.tracking.entities import ViewType
 
 
 @dataclass(frozen=True)

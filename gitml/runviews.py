@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from gitml.errors import InvalidInputError, NotFoundError
 from gitml.names import check_artifact_path, check_key, parse_history_path
-from gitml.tracking.entities import ViewType
+from gitml.runlog.entities import ViewType
 
 if TYPE_CHECKING:
     from gitml.content.service import RunArtifacts
     from gitml.registry.state import Registry
+    from gitml.runlog.lineage import LogEntry
+    from gitml.runlog.tracker import Tracker
     from gitml.store.git import GitStore
-    from gitml.tracking.lineage import LogEntry
-    from gitml.tracking.tracker import Tracker
 
 
 # -- times as people read them (the CLI's tables, the UI's pages) ----------------------
@@ -75,7 +75,7 @@ class RunViews:
         """Search rows (dicts: run_id, run_name, status, start_time, end_time, params,
         metrics, tags, ...) of the runs matching ``filter_string``, ordered, as
         ``gitml runs --json`` prints them. Raises FilterSyntaxError, InvalidInputError."""
-        from gitml.tracking.search import search_rows
+        from gitml.runlog.search import search_rows
 
         return search_rows(
             self.tracker, experiment_ids, filter_string, view=view, max_results=max_results, order_by=order_by
@@ -101,7 +101,7 @@ class RunViews:
         >>> keys, values = client.search_columns(filter_string="metrics.auc > 0.9")
         >>> list(zip(values["attributes.run_id"], values["metrics.auc"]))
         """
-        from gitml.tracking.search import search_columns
+        from gitml.runlog.search import search_columns
 
         return search_columns(
             self.tracker, experiment_ids, filter_string, view=view, order_by=order_by, deadline=deadline
@@ -113,7 +113,7 @@ class RunViews:
         do have, or None when every key it names exists. Raises FilterSyntaxError."""
         import difflib
 
-        from gitml.tracking.filter import filter_fields
+        from gitml.runlog.filter import filter_fields
 
         asked = [(s, k) for s, k in filter_fields(filter_string) if s in ("params", "metrics", "tags")]
         if not asked:
@@ -187,7 +187,7 @@ class RunViews:
     def run_lineage(self, run_id: str, *, limit: int = 20) -> list[LogEntry]:
         """What ``gitml log`` shows: the run's own commits, newest first, then up to
         ``limit`` commits of its source history."""
-        from gitml.tracking.lineage import lineage
+        from gitml.runlog.lineage import lineage
 
         _, commit = self.tracker.record(run_id)
         return lineage(self._store, commit, limit=limit)
@@ -217,7 +217,7 @@ class RunViews:
         changed against that commit's parent (everything, for a first commit);
         ``uncommitted``, the changes to tracked files it ran with (the run's tree
         against its source commit). Binary files are named, not shown."""
-        from gitml.tracking.lineage import code_diff
+        from gitml.runlog.lineage import code_diff
 
         run_source = self.tracker.get_run(run_id).source
         assert run_source is not None  # a run read from git has one

@@ -2,7 +2,7 @@
 ``search_experiments`` (the fluent ``search_runs``' DataFrame is :mod:`gitml.ops`').
 
 A mixin of :class:`gitml.Client`, kept beside it so ``client.py`` stays small. A
-search reads the search index (:mod:`gitml.tracking.index`): the matching runs'
+search reads the search index (:mod:`gitml.runlog.index`): the matching runs'
 Run objects are built from its rows, not from the run records in git.
 
 >>> page = client.search_runs(["1"], "metrics.auc > 0.9", max_results=50)
@@ -14,12 +14,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gitml.errors import ExperimentNotFoundError, InvalidInputError
-from gitml.tracking.entities import Experiment, ViewType
-from gitml.tracking.search import PagedList, page_offset, search_table
-from gitml.tracking.search import page_token as token_at
+from gitml.runlog.entities import Experiment, ViewType
+from gitml.runlog.search import PagedList, page_offset, search_table
+from gitml.runlog.search import page_token as token_at
 
 if TYPE_CHECKING:
-    from gitml.tracking.tracker import Tracker
+    from gitml.runlog.tracker import Tracker
 
 
 class Search:
@@ -66,7 +66,7 @@ class Search:
 
         >>> client.search_experiments(filter_string="name LIKE 'churn%'")
         """
-        from gitml.tracking.search import search_experiments
+        from gitml.runlog.search import search_experiments
 
         return search_experiments(self.tracker.experiments.all(view_type), filter_string, order_by, max_results)
 

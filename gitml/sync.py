@@ -550,7 +550,7 @@ def fetch(
     client = Operations.of(client)  # a plain gitml.Client too
     store = client.store
     url = resolve_remote(store, remote)
-    from gitml.tracking.identity import rewritten
+    from gitml.runlog.identity import rewritten
 
     result = fetch_refs(
         store, url, force=force, vet=lambda ours, theirs: rewritten(store, ours, theirs), check=_check_record(client)

@@ -11,12 +11,12 @@ from tests.conftest import ROOT, run_python
 LAYERS = [
     ("gitml.errors", "gitml.names", "gitml.exceptions", "gitml.yamlread", "gitml.version"),
     ("gitml.store",),
-    ("gitml.tracking", "gitml.content", "gitml.data", "gitml.system_metrics"),
+    ("gitml.runlog", "gitml.content", "gitml.data", "gitml.system_metrics"),
     ("gitml.content.service",),
     ("gitml.registry",),
     ("gitml.client", "gitml.search", "gitml.frame", "gitml.entities"),
     ("gitml.ops", "gitml.runviews", "gitml.sync", "gitml.purge", "gitml.report"),
-    ("gitml.fluent", "gitml.artifacts", "gitml.projects"),
+    ("gitml.fluent", "gitml.artifacts", "gitml.tracking", "gitml.projects"),
     ("gitml.models",),
     ("gitml.pyfunc",),
     ("gitml.autologging",),
@@ -127,7 +127,6 @@ FACE_LEVEL = len(LAYERS) - 1
 # the last layer and the edge (PACKAGE_FACE_LEVEL); its submodules sit in the package's layer
 # and, like every module below the edge, import none of its names.
 PACKAGE_FACES = {
-    "gitml.tracking": "gitml.tracking.MlflowClient is gitml.Client, as mlflow.tracking.MlflowClient",
     "gitml.models": "gitml.models.evaluate(model_uri), as mlflow.models.evaluate, loads the model (gitml.pyfunc)",
 }
 PACKAGE_FACE_LEVEL = FACE_LEVEL - 0.5
@@ -226,12 +225,20 @@ def test_imports_go_one_way():
 
 
 def test_a_submodule_import_is_not_an_import_of_its_package_face():
-    """``from gitml.tracking import journal`` imports the submodule (running the face, which
-    loads nothing); ``from gitml.tracking import MlflowClient`` takes a name of the face, which
+    """``from gitml.models import signature`` imports the submodule (running the face, which
+    loads nothing); ``from gitml.models import evaluate`` takes a name of the face, which
     only the layers above may do."""
-    submodule, name = (ast.parse(f"from gitml.tracking import {n}").body[0] for n in ("journal", "MlflowClient"))
-    assert _imported(submodule) == ["gitml.tracking.journal"]
-    assert _imported(name) == ["gitml.tracking", "gitml.tracking.MlflowClient"]
+    submodule, name = (ast.parse(f"from gitml.models import {n}").body[0] for n in ("signature", "evaluate"))
+    assert _imported(submodule) == ["gitml.models.signature"]
+    assert _imported(name) == ["gitml.models", "gitml.models.evaluate"]
+
+
+def test_the_tracking_face_is_a_face_alone():
+    """``gitml.tracking`` is MLflow's ``mlflow.tracking`` face and nothing else: its folder holds
+    the ``__init__`` alone (the run log, below the client, is ``gitml.runlog``), and
+    ``MlflowClient`` is the Client, looked up on first use."""
+    folder = os.path.join(ROOT, "gitml", "tracking")
+    assert sorted(n for n in os.listdir(folder) if n != "__pycache__") == ["__init__.py"]
     import gitml.tracking
 
     assert gitml.tracking.MlflowClient is gitml.Client
@@ -261,12 +268,12 @@ PRIVATE_ALLOWED = {
     "_make",  # the public API of namedtuples
 }
 # The units that hold a git store and may read ``x.store``: the store itself, the layers
-# that keep one (tracking, content, registry), and gitml.sync and gitml.purge, whose push,
+# that keep one (runlog, content, registry), and gitml.sync and gitml.purge, whose push,
 # fetch and purge move refs and objects as git does (through the facade's
 # ``Operations.store``, gitml.ops).
 STORE_OWNERS = {
     "gitml.store",
-    "gitml.tracking",
+    "gitml.runlog",
     "gitml.content",
     "gitml.registry",
     "gitml.ops",
@@ -277,7 +284,7 @@ STORE_OWNERS = {
 STORE_READS_ALLOWED = {
     "gitml.mlflow_plugin.importer": "MLflow's own tracking store (its client's), read for its bulk metric call",
 }
-# `.tracker` read on something other than `self`, outside gitml.tracking: only here, and why.
+# `.tracker` read on something other than `self`, outside gitml.runlog: only here, and why.
 TRACKER_ALLOWED = {
     "gitml.registry.audit": "reads the tracker of the Registry it audits (gitml.registry's own object)",
 }
@@ -324,7 +331,7 @@ def reach_through(modules: dict[str, ast.Module], packages: set[str]) -> list[st
 
     - it imports another unit's private name, or reads a private attribute (not of ``self``
       or ``cls``) that its own unit does not define but another unit does;
-    - outside gitml.tracking, it reads ``.tracker`` of anything but ``self``: code holding a
+    - outside gitml.runlog, it reads ``.tracker`` of anything but ``self``: code holding a
       Client (or an artifacts service, a registry) asks it, not the Tracker behind it;
     - it reads ``.store`` through a tracker (``x.tracker.store``): the Tracker's store is its own;
     - it reads ``.store`` of anything but ``self`` outside the units that own a store
@@ -349,7 +356,7 @@ def reach_through(modules: dict[str, ast.Module], packages: set[str]) -> list[st
             on_self = isinstance(base, ast.Name) and base.id in ("self", "cls")
             if _is_private(node.attr) and not on_self and node.attr not in own and node.attr in elsewhere[unit]:
                 problems.append(f"{where} reads {ast.unparse(node)}")
-            if node.attr == "tracker" and not on_self and unit != "gitml.tracking" and module not in TRACKER_ALLOWED:
+            if node.attr == "tracker" and not on_self and unit != "gitml.runlog" and module not in TRACKER_ALLOWED:
                 problems.append(f"{where} reaches through {ast.unparse(node)}")
             if node.attr == "store" and isinstance(base, ast.Attribute) and base.attr == "tracker":
                 problems.append(f"{where} reaches through {ast.unparse(node)}")

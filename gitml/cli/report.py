@@ -49,7 +49,7 @@ def compare_command(ctx, runs, baseline, filter_string, branches, experiments_, 
     """
     from gitml.cli.common import experiment_id, open_client
     from gitml.report import compare_runs, render, write_charts
-    from gitml.tracking.ci import missing_runs_hint
+    from gitml.runlog.ci import missing_runs_hint
 
     with open_client(ctx) as c:
         ids = [experiment_id(c, e) for e in experiments_] or None

@@ -73,7 +73,7 @@ def experiments(ctx, show_all, as_json):
 @click.pass_context
 def experiments_list(ctx, show_all=False, as_json=False):
     """List experiments."""
-    from gitml.tracking.entities import ViewType
+    from gitml.runlog.entities import ViewType
 
     with open_client(ctx) as c:
         found = c.search_experiments(ViewType.ALL if show_all else ViewType.ACTIVE_ONLY)
@@ -193,14 +193,14 @@ def runs_list(ctx, experiments_, filter_string, order_by, max_results, deleted, 
     """List runs, newest first."""
     import os
 
-    from gitml.tracking.entities import ViewType
+    from gitml.runlog.entities import ViewType
 
     with open_client(ctx) as c:
         ids = [experiment_id(c, e) for e in experiments_] or None
         view = ViewType.DELETED_ONLY if deleted else ViewType.ACTIVE_ONLY
         rows = c.search_rows(ids, filter_string, view=view, max_results=max_results, order_by=list(order_by))
         if not rows:
-            from gitml.tracking.ci import missing_runs_hint
+            from gitml.runlog.ci import missing_runs_hint
 
             has_runs = bool(c.search_rows(view=ViewType.ALL, max_results=1))
             hint = missing_runs_hint(os.environ, has_runs=has_runs, remotes=c.remote_names())
@@ -272,7 +272,7 @@ def show(ctx, run, as_json):
 @click.pass_context
 def diff(ctx, run_a, run_b, code, as_json):
     """Compare two runs: params and metrics side by side, changes marked."""
-    from gitml.tracking.lineage import compare
+    from gitml.runlog.lineage import compare
 
     with open_client(ctx) as c:
         a, b = (c.get_run(c.resolve_run(x)) for x in (run_a, run_b))

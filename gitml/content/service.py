@@ -20,9 +20,9 @@ from dulwich.objects import Blob
 from gitml.content.cas import ContentStore
 from gitml.errors import ConflictError, CorruptRecordError, GitmlError, InvalidInputError, NotFoundError
 from gitml.names import check_artifact_path
+from gitml.runlog.record import RunRecord
+from gitml.runlog.tracker import Tracker
 from gitml.store.git import GitStore
-from gitml.tracking.record import RunRecord
-from gitml.tracking.tracker import Tracker
 
 
 @dataclass(frozen=True)
@@ -360,8 +360,8 @@ def _run_objects(
     sizes: dict[str, int] | None = None,
 ) -> dict[str, tuple[str, str]]:
     """The objects one run's commits reference, from ``sha`` down to its source commit."""
-    from gitml.tracking.record import ARTIFACTS, MAX_YAML_BYTES, check_manifest, load_yaml
-    from gitml.tracking.writer import TRAILER_ARTIFACTS, TRAILER_RUN
+    from gitml.runlog.record import ARTIFACTS, MAX_YAML_BYTES, check_manifest, load_yaml
+    from gitml.runlog.writer import TRAILER_ARTIFACTS, TRAILER_RUN
 
     marker = f"\n{TRAILER_RUN}: ".encode()
     changed = f"\n{TRAILER_ARTIFACTS}: ".encode()
@@ -394,7 +394,7 @@ def _run_objects(
 
 
 def _journaled_artifacts(tracker: Tracker):
-    from gitml.tracking import journal as jr
+    from gitml.runlog import journal as jr
 
     try:
         names = [n for n in os.listdir(tracker.journal_dir) if n.endswith(".log")]

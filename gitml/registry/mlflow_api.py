@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from gitml.registry.metadata import ModelMeta, RegistryMetadata, VersionMeta
     from gitml.registry.state import ModelState, Registry
     from gitml.registry.state import ModelVersion as VersionRecord
+    from gitml.runlog.tracker import Tracker
     from gitml.store.git import GitStore
-    from gitml.tracking.tracker import Tracker
 
 _MLFLOW_STAGES = {"none": "None", "staging": "Staging", "production": "Production", "archived": "Archived"}
 _STAGE_TAGS = ("staging", "production")  # the registry's stages MLflow shows as current_stage, not aliases

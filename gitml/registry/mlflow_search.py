@@ -1,5 +1,5 @@
 """``search_registered_models`` and ``search_model_versions``: MLflow's filter grammar (the
-runs' parser, :mod:`gitml.tracking.filter`, with the registry's fields), its order_by and its
+runs' parser, :mod:`gitml.runlog.filter`, with the registry's fields), its order_by and its
 page tokens.
 
 Registered models: ``name``, ``tags.<key>``; ordered by ``name``, ``creation_timestamp``,
@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from gitml.errors import InvalidInputError
-from gitml.tracking.filter import OrderKey, Schema, compile_filter, parse_order_by, sort_rows
-from gitml.tracking.search import PagedList, page_offset, page_token
+from gitml.runlog.filter import OrderKey, Schema, compile_filter, parse_order_by, sort_rows
+from gitml.runlog.search import PagedList, page_offset, page_token
 
 T = TypeVar("T")
 

@@ -58,10 +58,10 @@ from gitml.registry.tags import (
     parse_tag,
     version_key,
 )
+from gitml.runlog.record import ARTIFACTS, RECORD_DIR, RunRecord, check_manifest
+from gitml.runlog.tracker import Tracker
 from gitml.store import yamlout
 from gitml.store.git import GitStore
-from gitml.tracking.record import ARTIFACTS, RECORD_DIR, RunRecord, check_manifest
-from gitml.tracking.tracker import Tracker
 from gitml.yamlread import MAX_YAML_BYTES, load_yaml
 
 log = logging.getLogger("gitml")

@@ -70,7 +70,7 @@ def refused_names(refs: Iterable[bytes]) -> dict[bytes, str]:
     return refused
 
 
-RUN_TRAILER = b"Gitml-Run"  # the trailer naming its run in every run commit's message (gitml.tracking.writer)
+RUN_TRAILER = b"Gitml-Run"  # the trailer naming its run in every run commit's message (gitml.runlog.writer)
 
 
 def claimed_ids(remote: Iterable[bytes], ours: Iterable[bytes]) -> dict[bytes, str]:

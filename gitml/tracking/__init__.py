@@ -1,9 +1,8 @@
-"""Experiment tracking: runs, experiments, the journal, search (the submodules).
+"""MLflow's ``mlflow.tracking`` face: ``gitml.tracking.MlflowClient`` is :class:`gitml.Client`.
 
-This ``__init__`` is a face, as ``gitml/__init__.py`` is: ``gitml.tracking.MlflowClient`` is
-:class:`gitml.Client`, under the name and in the place MLflow has it (``from mlflow.tracking
-import MlflowClient``), imported on first use. The face sits above the client; the submodules
-sit below it and take nothing from the face, so importing one loads no client.
+A face alone, as ``gitml/__init__.py`` and :mod:`gitml.artifacts` are: the name in the place
+MLflow has it (``from mlflow.tracking import MlflowClient``), imported on first use. It sits
+above the client; what records runs and experiments is :mod:`gitml.runlog`, below the client.
 """
 
 from typing import TYPE_CHECKING

@@ -32,7 +32,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gitml.errors import ConflictError, FilterSyntaxError, GitmlError, InvalidInputError, NotFoundError, TimeBudgetError
-from gitml.tracking.entities import ViewType
+from gitml.runlog.entities import ViewType
 from gitml.ui import pages, previews, registry, series, tables
 from gitml.ui.reader import Reader
 

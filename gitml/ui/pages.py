@@ -9,8 +9,8 @@ import re
 from typing import TYPE_CHECKING
 
 from gitml.errors import GitmlError, InvalidInputError
+from gitml.runlog.entities import ViewType
 from gitml.runviews import duration, when
-from gitml.tracking.entities import ViewType
 from gitml.ui import previews
 
 if TYPE_CHECKING:

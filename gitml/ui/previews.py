@@ -90,7 +90,7 @@ def mlmodel(data: bytes, path: str) -> dict:
     """``{"flavors": {name: {field: value}}, "inputs": [...], "outputs": [...], ...}`` of
     an MLmodel file (MLflow's model folder), or {} when it is not one."""
     from gitml.errors import CorruptRecordError
-    from gitml.tracking.record import load_yaml  # the limits that guard records guard this too
+    from gitml.runlog.record import load_yaml  # the limits that guard records guard this too
 
     try:
         spec = load_yaml(data, path)

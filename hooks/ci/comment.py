@@ -16,7 +16,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from gitml.tracking.ci import ci_tags
+from gitml.runlog.ci import ci_tags
 
 MARK = "<!-- gitml report -->"
 MAX_BODY = 60_000  # GitHub refuses comments over 65,536 characters

@@ -23,8 +23,8 @@ from gitml.cli.main import cli
 from gitml.store import yamlout
 from tests.conftest import ROOT, git
 from tests.registry.test_hostile_registry_metadata import c, team  # noqa: F401  (fixtures)
+from tests.runlog.test_hostile_records import forge
 from tests.store.test_remote import git_daemon
-from tests.tracking.test_hostile_records import forge
 
 # retitles the terminal (OSC 0), rings, turns text red, then reads right to left
 ESC = "\x1b]0;pwned\x07\x1b[31mred\u202eevil"

@@ -486,7 +486,7 @@ def _gitml_answers(path, queries: dict) -> dict:
     """Log the same runs through gitml and answer the same queries."""
     import gitml
     from gitml.errors import GitmlError
-    from gitml.tracking.entities import Metric, Param, ViewType
+    from gitml.runlog.entities import Metric, Param, ViewType
 
     git(path, "init", "-q")
     git(path, "commit", "-q", "--allow-empty", "-m", "initial")

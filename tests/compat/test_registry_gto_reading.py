@@ -24,7 +24,7 @@ from gitml.registry.tags import model_slug
 from tests.conftest import git
 from tests.gto_venv import gto_python  # noqa: F401  (the fixture)
 from tests.registry.test_registry import _run
-from tests.tracking.test_hostile_records import gitml_cli
+from tests.runlog.test_hostile_records import gitml_cli
 
 _PINNED_GTO = (
     "import os, sys, time\n"

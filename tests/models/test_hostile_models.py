@@ -22,7 +22,7 @@ from gitml.models import infer_signature
 from gitml.pyfunc.shipping import ship_model
 from tests.conftest import git
 from tests.registry.test_registry_trust import Boobytrap
-from tests.tracking.test_hostile_records import gitml_cli
+from tests.runlog.test_hostile_records import gitml_cli
 
 SECRET = "aws_secret_access_key = ZZ-SECRET-7f3a"
 FRAME = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})

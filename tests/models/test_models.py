@@ -199,7 +199,7 @@ def test_loading_a_model_folder_imports_no_git_store_and_no_saving_code(iris, tm
         "import sys, gitml.pyfunc\n"
         f"m = gitml.pyfunc.load_model({str(tmp_path / 'm')!r})\n"
         "print(sorted(k for k in sys.modules if k.startswith(("
-        "'dulwich', 'gitml.store', 'gitml.tracking', 'gitml.client', 'gitml.models.save', "
+        "'dulwich', 'gitml.store', 'gitml.runlog', 'gitml.tracking', 'gitml.client', 'gitml.models.save', "
         "'gitml.models.environment', 'click'))))\n"
     )
     assert run_python(code, tmp_path).stdout.strip() == "[]"

@@ -16,8 +16,8 @@ from gitml import sync
 from gitml.yamlread import MAX_YAML_BYTES
 from tests.conftest import git
 from tests.registry.test_registry import _run
+from tests.runlog.test_hostile_records import BOMB
 from tests.store.test_remote import git_daemon
-from tests.tracking.test_hostile_records import BOMB
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from gitml.registry.gates import parse_gates
 from tests.conftest import git
 from tests.registry.test_registry import _run
 from tests.registry.test_registry_signing import _commit_policy, _gpg_key, gnupg  # noqa: F401  (the fixture)
-from tests.tracking.test_hostile_records import gitml_cli
+from tests.runlog.test_hostile_records import gitml_cli
 
 pytestmark = pytest.mark.skipif(not shutil.which("gpg"), reason="gpg missing")
 
@@ -378,7 +378,7 @@ def test_a_candidates_values_cannot_change_the_reports_verdict_or_hide_text(team
     """A teammate's candidate whose run, description and tagger carry Markdown, HTML and
     terminal escapes: the report CI posts still says problems were found, once, and renders
     with none of it live (no heading, image, link or hidden text) and no control character."""
-    from tests.tracking.test_report import gfm
+    from tests.runlog.test_report import gfm
 
     attacker = team["attacker"]
     git(attacker, "config", "user.name", "Mallory\x1b[8m\u202e")

@@ -23,8 +23,8 @@ from gitml.registry.state import Registry
 from tests.conftest import git
 from tests.registry.test_registry import _run
 from tests.registry.test_registry_signing import _commit_policy, _gpg_key, gnupg  # noqa: F401  (the fixture)
+from tests.runlog.test_hostile_records import gitml_cli
 from tests.store.test_remote import git_daemon
-from tests.tracking.test_hostile_records import gitml_cli
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("gpg") and shutil.which("ssh-keygen")), reason="gpg / ssh-keygen missing"

@@ -24,9 +24,9 @@ pytestmark = pytest.mark.timeout(600)
 
 LONG_PROCESS = """
 import os, sys, time, gitml
-import gitml.store.packs as packs, gitml.tracking.index as index, gitml.tracking.tracker as tracker
+import gitml.store.packs as packs, gitml.runlog.index as index, gitml.runlog.tracker as tracker
 import gitml.store.git as store_git
-import gitml.tracking.committer as committer
+import gitml.runlog.committer as committer
 
 committer.MAX_BATCH = 8                        # 64 ended runs a pack: more packs to merge
 

@@ -57,7 +57,7 @@ def test_run_commits_are_dulwich_commits_and_pass_git_fsck(repo):
     """``make_commit`` writes what dulwich's ``Commit`` serializes for the same fields."""
     from dulwich.objects import Commit
 
-    from gitml.tracking.writer import make_commit
+    from gitml.runlog.writer import make_commit
 
     store = open_store(repo)
     blob = packs.RawObject(3, b"meta\n")

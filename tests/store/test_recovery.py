@@ -195,7 +195,7 @@ def test_a_writer_killed_at_any_moment_of_taking_a_ref_lock_stalls_nothing(repo,
 
 ROTATING_LOOP = """
 import sys, gitml
-import gitml.tracking.tracker as tracker
+import gitml.runlog.tracker as tracker
 tracker.JOURNAL_ROTATE_BYTES = {rotate}  # the 64 MB of a long process, reached in a short test
 gitml.set_experiment("loop")
 for i in range({runs}):

@@ -262,8 +262,8 @@ def test_the_loose_run_refs_of_many_short_processes_are_packed(repo):
     for i in range(7):
         out = run_python(
             f"""
-import gitml, gitml.tracking.tracker
-gitml.tracking.tracker.PACK_REFS_AFTER = 4
+import gitml, gitml.runlog.tracker
+gitml.runlog.tracker.PACK_REFS_AFTER = 4
 with gitml.start_run(run_name="r{i}") as run:
     gitml.log_param("p", {i})
 print(run.info.run_id)

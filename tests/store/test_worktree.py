@@ -290,7 +290,7 @@ def _counting_tree_reads(store) -> list[bytes]:
 
 def test_tree_changes_reads_only_differing_subtrees(repo):
     import gitml
-    from gitml.tracking.lineage import code_diff
+    from gitml.runlog.lineage import code_diff
 
     for i in range(200):
         os.makedirs(repo / f"d{i}", exist_ok=True)

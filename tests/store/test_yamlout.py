@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import random
 
+from gitml.runlog.record import check_latest
 from gitml.store import yamlout
-from gitml.tracking.record import check_latest
 from gitml.yamlread import load_yaml
 
 KEYS = ["m", "loss", "a b", "yes", "No", "null", "é", "x:y", "1.5", "", "m/x.y_z-1", '"q"', "#h", "step"]

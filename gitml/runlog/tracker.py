@@ -37,23 +37,23 @@ from gitml.names import (
     run_ref,
     run_ref_parts,
 )
+from gitml.runlog import index as run_index
+from gitml.runlog import journal as jr
+from gitml.runlog import recovery
+from gitml.runlog.checks import check_params, check_run_name, check_tags, random_run_name
+from gitml.runlog.columns import RunTable
+from gitml.runlog.committer import Committer, wait_for_repository
+from gitml.runlog.entities import LifecycleStage, Metric, Run, RunStatus
+from gitml.runlog.experiments import ExperimentRegistry
+from gitml.runlog.group import RunGroup
+from gitml.runlog.index import RunIndex
+from gitml.runlog.record import RunRecord, check_field_text
+from gitml.runlog.rows import row_of, run_of, run_of_row
+from gitml.runlog.writer import RunWriter
 from gitml.store import locks
 from gitml.store.git import GitStore, user_name
 from gitml.store.urls import redact_url
 from gitml.store.worktree import Snapshot, is_tracked, snapshot
-from gitml.tracking import index as run_index
-from gitml.tracking import journal as jr
-from gitml.tracking import recovery
-from gitml.tracking.checks import check_params, check_run_name, check_tags, random_run_name
-from gitml.tracking.columns import RunTable
-from gitml.tracking.committer import Committer, wait_for_repository
-from gitml.tracking.entities import LifecycleStage, Metric, Run, RunStatus
-from gitml.tracking.experiments import ExperimentRegistry
-from gitml.tracking.group import RunGroup
-from gitml.tracking.index import RunIndex
-from gitml.tracking.record import RunRecord, check_field_text
-from gitml.tracking.rows import row_of, run_of, run_of_row
-from gitml.tracking.writer import RunWriter
 
 log = logging.getLogger("gitml")
 _WARNED_UNTRACKED: set[str] = set()
@@ -262,7 +262,7 @@ class Tracker:
                     script[0],
                     run_id,
                 )
-        from gitml.tracking.ci import ci_tags
+        from gitml.runlog.ci import ci_tags
 
         tags = {**self.check_tags(ci_tags(os.environ), allow_reserved=True), **tags}  # CI's job, PR, commit
         record = RunRecord(meta=meta, tags=tags)
@@ -327,7 +327,7 @@ class Tracker:
     def update(self, run_id: str, change, *, deleted_ok: bool = False) -> None:
         """Apply ``change(writer)`` to a run; committed now unless the run is open here:
         journaled, then group-committed with the other writers of the run
-        (:mod:`gitml.tracking.group`).
+        (:mod:`gitml.runlog.group`).
 
         A deleted run takes no change (``DeletedRunError``, as MLflow refuses), except
         with ``deleted_ok`` (deleting and restoring it).
@@ -607,7 +607,7 @@ class Tracker:
             raise RunNotFoundError(spec)
         raise AmbiguousRunError(spec, matches)
 
-    # -- crash recovery (gitml.tracking.recovery) --------------------------
+    # -- crash recovery (gitml.runlog.recovery) --------------------------
     def recover(self) -> list[str]:
         """Commit what dead processes' journals hold; mark their running runs KILLED.
 

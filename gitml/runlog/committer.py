@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
+from gitml.runlog.writer import RunWriter
 from gitml.store.git import GitStore
-from gitml.tracking.writer import RunWriter
 
 log = logging.getLogger("gitml")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from gitml.tracking import journal as jr
+from gitml.runlog import journal as jr
 
 TEXTS = ["", "a", "é", 'q"uote', "back\\slash", "tab\tnew\nline", "\x00\x1f\x7f", "\u2028", "\U0001f600", "\ud800"]
 
@@ -30,9 +30,9 @@ def test_a_new_run_registered_and_created_in_one_write_survives_a_journal_rotati
     journal's (its slot there), not the registration meant for the old one."""
     import os
 
+    from gitml.runlog.record import RunRecord
+    from gitml.runlog.tracker import Tracker
     from gitml.store.git import open_store
-    from gitml.tracking.record import RunRecord
-    from gitml.tracking.tracker import Tracker
 
     with open_store(repo) as store:
         tracker = Tracker(store)

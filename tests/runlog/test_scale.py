@@ -8,9 +8,9 @@ import sqlite3
 import pytest
 
 import gitml
-from gitml.tracking import index as index_module
-from gitml.tracking.columns import RunTable, decode_column, encode_column
-from gitml.tracking.filter import compile_filter, filter_mask, parse_order_by, sort_rows
+from gitml.runlog import index as index_module
+from gitml.runlog.columns import RunTable, decode_column, encode_column
+from gitml.runlog.filter import compile_filter, filter_mask, parse_order_by, sort_rows
 from tests.conftest import git, run_python
 
 FILTERS = [
@@ -257,7 +257,7 @@ def test_packed_refs_read_in_one_pass_match_git(tmp_path):
 
 
 def test_push_reads_again_only_the_records_the_index_has_not_checked(repo, client, tmp_path, monkeypatch):
-    from gitml.tracking.record import RunRecord
+    from gitml.runlog.record import RunRecord
 
     gitml.set_experiment("scale")
     ids = make_runs(12)

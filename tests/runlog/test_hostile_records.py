@@ -19,8 +19,8 @@ import gitml
 import gitml.ops
 from gitml.cli.main import cli
 from gitml.errors import CorruptRecordError, InvalidInputError
+from gitml.runlog.record import load_yaml
 from gitml.store import yamlout
-from gitml.tracking.record import load_yaml
 from gitml.yamlread import _UNUSUAL
 from tests.conftest import ROOT, git
 

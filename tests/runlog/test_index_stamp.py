@@ -15,10 +15,10 @@ import pytest
 import gitml
 import gitml.ops
 from gitml.names import RUN_REF_NAMES, RUNS_PREFIX
+from gitml.runlog import index as index_module
 from gitml.store.git import GitStore
-from gitml.tracking import index as index_module
 from tests.conftest import git, run_python
-from tests.tracking.test_scale import make_runs
+from tests.runlog.test_scale import make_runs
 
 
 @pytest.fixture
@@ -173,7 +173,7 @@ def test_an_experiment_is_read_once_then_from_its_checked_copy(repo, tmp_path):
 
 def test_a_run_is_found_by_name_from_the_stamped_snapshot_and_the_refs_that_moved(repo, small_slack, monkeypatch):
     from gitml.errors import AmbiguousRunError, RunNotFoundError
-    from gitml.tracking.index import RunIndex
+    from gitml.runlog.index import RunIndex
 
     gitml.set_experiment("stamp")
     ids = make_runs(12)

@@ -32,9 +32,9 @@ import time
 from dulwich.objects import Commit
 
 from gitml.errors import CorruptRecordError, JournalWriteError, ParamConflictError, RunNotFoundError
+from gitml.runlog import journal as jr
+from gitml.runlog.writer import RunWriter, journal_trailers
 from gitml.store.git import GitStore
-from gitml.tracking import journal as jr
-from gitml.tracking.writer import RunWriter, journal_trailers
 
 PREFIX = "g-"
 POLL_FIRST, POLL_MAX = 0.001, 0.005  # s between a waiting writer's looks at the run's ref
@@ -100,7 +100,7 @@ class RunGroup:
             os.close(fd)
         self._committed = max(self._committed, end)
         if params:  # a value another writer logged first wins, as a compare-and-swap would have told
-            from gitml.tracking.record import RunRecord
+            from gitml.runlog.record import RunRecord
 
             record = RunRecord.load(self.store, commit_id, f"run {self.run_id}", ref=self.ref)
             for key, value in params.items():

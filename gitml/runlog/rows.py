@@ -5,7 +5,7 @@ record (:func:`row_of`) and the API's Run built from either (:func:`run_of`,
 
 from __future__ import annotations
 
-from gitml.tracking.entities import (
+from gitml.runlog.entities import (
     LifecycleStage,
     Metric,
     Run,
@@ -16,7 +16,7 @@ from gitml.tracking.entities import (
     RunStatus,
     input_records,
 )
-from gitml.tracking.record import RunRecord
+from gitml.runlog.record import RunRecord
 
 
 def system_tags(meta: dict) -> dict[str, str]:
@@ -42,7 +42,7 @@ def system_tags(meta: dict) -> dict[str, str]:
 def row_of(record: RunRecord) -> dict:
     """The search row of a run record (what filters and the DataFrame see); under ``"run"``,
     what else a :class:`Run` holds (metric steps and times, source, inputs), so that
-    :meth:`gitml.tracking.tracker.Tracker.runs_at` builds Runs from the index without reading the records."""
+    :meth:`gitml.runlog.tracker.Tracker.runs_at` builds Runs from the index without reading the records."""
     meta = record.meta
     source = meta.get("source")
     if not isinstance(source, dict):

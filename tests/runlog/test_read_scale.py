@@ -5,12 +5,12 @@ import os
 
 import gitml
 import gitml.frame
-import gitml.tracking.filter
+import gitml.runlog.filter
 from gitml.names import RUN_REF_NAMES
 from gitml.store import refs as refs_module
 from gitml.store.refs import RefLister
 from tests.conftest import git, run_python
-from tests.tracking.test_scale import make_runs
+from tests.runlog.test_scale import make_runs
 
 
 def trust_ref_folders(repo):
@@ -25,7 +25,7 @@ def test_a_repeated_search_reuses_its_matches_and_frame_until_a_run_ref_changes(
     make_runs(6)
     trust_ref_folders(repo)
     calls = {"filter": 0, "frame": 0}
-    real_mask, real_frame = gitml.tracking.filter.filter_mask, gitml.frame.table_frame
+    real_mask, real_frame = gitml.runlog.filter.filter_mask, gitml.frame.table_frame
 
     def counted(name, real):
         def wrapper(*args, **kwargs):
@@ -34,7 +34,7 @@ def test_a_repeated_search_reuses_its_matches_and_frame_until_a_run_ref_changes(
 
         return wrapper
 
-    monkeypatch.setattr(gitml.tracking.filter, "filter_mask", counted("filter", real_mask))
+    monkeypatch.setattr(gitml.runlog.filter, "filter_mask", counted("filter", real_mask))
     monkeypatch.setattr(gitml.frame, "table_frame", counted("frame", real_frame))
 
     def search():
@@ -141,7 +141,7 @@ def test_a_few_packed_refs_among_many_are_listed_by_bisecting_packed_refs(tmp_pa
 def test_a_column_taken_at_some_positions_equals_the_whole_column_taken_there():
     import numpy as np
 
-    from gitml.tracking.columns import decode_array, decode_array_at, encode_column
+    from gitml.runlog.columns import decode_array, decode_array_at, encode_column
 
     index = np.array([5, 0, 3, 3], dtype=np.intp)
     for values, floats in (

@@ -31,11 +31,11 @@ from gitml.names import (
     check_text,
     experiment_ref,
 )
+from gitml.runlog.entities import Experiment, LifecycleStage, ViewType
+from gitml.runlog.record import MAX_YAML_BYTES, check_field_text, dump_yaml, load_yaml
+from gitml.runlog.writer import make_commit
 from gitml.store.git import FILE_MODE, GitStore, make_tree
 from gitml.store.perms import shared_file_mode
-from gitml.tracking.entities import Experiment, LifecycleStage, ViewType
-from gitml.tracking.record import MAX_YAML_BYTES, check_field_text, dump_yaml, load_yaml
-from gitml.tracking.writer import make_commit
 
 FILE = b"experiment.yaml"
 _FIELDS = ("name", "artifact_location", "lifecycle_stage", "tags", "creation_time", "last_update_time")

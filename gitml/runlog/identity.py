@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from gitml.errors import GitmlError
 from gitml.names import RECORD_DIR
+from gitml.runlog.record import META, PARAMS
 from gitml.store.git import GitStore
-from gitml.tracking.record import META, PARAMS
 from gitml.yamlread import MAX_YAML_BYTES, load_yaml
 
 FIXED_META = ("run_id", "experiment_id", "start_time", "user_id", "source", "parent_run_id", "artifact_uri")

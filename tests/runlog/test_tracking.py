@@ -342,7 +342,7 @@ def test_client_create_run_records_the_user_it_is_given(client):
 
 
 def test_long_run_history_grows_with_points_not_flushes(repo, monkeypatch):
-    from gitml.tracking import record
+    from gitml.runlog import record
 
     monkeypatch.setattr(record, "CHUNK_POINTS", 200)
     with gitml.start_run() as run:

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from gitml.errors import FilterSyntaxError
-from gitml.tracking.filter import EXPERIMENTS, OrderKey, compile_filter, parse_order_by, sort_rows
+from gitml.runlog.filter import EXPERIMENTS, OrderKey, compile_filter, parse_order_by, sort_rows
 
 
 def make_row(run_id: str, *, metrics=None, params=None, tags=None, **attributes) -> dict:

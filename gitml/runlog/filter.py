@@ -295,7 +295,7 @@ class _Lift:
     """A comparison: ``test`` on one field's value; false where the value is missing.
 
     Called on a row dict, or with :meth:`mask` on a table's columns (a
-    :class:`~gitml.tracking.columns.RunTable`): the same test, one column at a time.
+    :class:`~gitml.runlog.columns.RunTable`): the same test, one column at a time.
     """
 
     __slots__ = ("section", "key", "test", "_get")
@@ -772,7 +772,7 @@ def sort_rows(
     Stable. In either direction, values come first, then NaN, then rows
     missing the value (MLflow's order). One stable sort per key, least
     significant first. ``getter(section, key)`` gives the value of a row (default: of a
-    row dict); with a table's :meth:`~gitml.tracking.columns.RunTable.getter` the
+    row dict); with a table's :meth:`~gitml.runlog.columns.RunTable.getter` the
     rows are positions in the table. ``limit``: only the first ``limit`` rows are wanted,
     and rows that cannot be among them by the first key may be left out (they are
     then not sorted by the other keys).

@@ -6,9 +6,9 @@ import difflib
 from dataclasses import dataclass
 
 from gitml.names import RECORD_DIR
+from gitml.runlog.writer import TRAILER_RUN
 from gitml.store.git import GitStore
 from gitml.store.worktree import GITLINK_MODE, tree_changes
-from gitml.tracking.writer import TRAILER_RUN
 
 
 @dataclass

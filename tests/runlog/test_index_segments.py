@@ -13,11 +13,11 @@ import sqlite3
 import pytest
 
 import gitml
-from gitml.tracking import index as index_module
-from gitml.tracking.columns import RunTable
+from gitml.runlog import index as index_module
+from gitml.runlog.columns import RunTable
 from tests.conftest import git, run_python
-from tests.tracking.test_index_stamp import listing, run_names, stamped_table
-from tests.tracking.test_scale import make_runs
+from tests.runlog.test_index_stamp import listing, run_names, stamped_table
+from tests.runlog.test_scale import make_runs
 
 
 @pytest.fixture
@@ -158,7 +158,7 @@ def test_a_damaged_segment_is_dropped_alone_and_its_runs_written_again(repo, sma
     out = run_python(
         """
 import gitml
-from gitml.tracking import index
+from gitml.runlog import index
 index.SNAPSHOT_SLACK = 8
 try:
     gitml.search_runs(search_all_experiments=True)
@@ -181,7 +181,7 @@ print(len(gitml.search_runs(search_all_experiments=True)))
 
 SWEEP = """
 import sqlite3, gitml
-from gitml.tracking import index, tracker
+from gitml.runlog import index, tracker
 index.SNAPSHOT_SLACK = 8
 tracker.FRESH_RUNS_SEGMENT = 16
 gitml.set_experiment("sweep")
@@ -222,7 +222,7 @@ def test_a_selection_and_a_concatenation_take_what_their_arrays_hold():
     segments (a concatenation) and the runs kept of them (a selection)."""
     import numpy as np
 
-    from tests.tracking.test_scale import make_rows
+    from tests.runlog.test_scale import make_rows
 
     rows = make_rows(40)
     entries = [(f"refs/gitml/runs/1/{i:032x}".encode(), b"%040d" % i, row) for i, row in enumerate(rows)]

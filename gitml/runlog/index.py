@@ -6,7 +6,7 @@ only the refs whose commit differs from the row's. The index is a cache in
 ``.git/gitml/index.sqlite3``: deleting it only costs one slower search.
 
 Beside the rows (one JSON document each, table ``runs``) it keeps a columnar
-snapshot of many runs (table ``snapshot``, see :mod:`gitml.tracking.columns`),
+snapshot of many runs (table ``snapshot``, see :mod:`gitml.runlog.columns`),
 also keyed by ``(ref, commit)``: a search takes from it every run whose ref still
 holds the snapshot's commit, and only the others from the rows. Decoding one JSON
 document per run was most of a first search at 20,000 runs. The snapshot is written
@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from gitml.errors import CorruptRecordError, RepositoryError
-from gitml.tracking.columns import FORMAT, RunTable, decode_array, decode_array_at, decode_column, decode_head
+from gitml.runlog.columns import FORMAT, RunTable, decode_array, decode_array_at, decode_column, decode_head
 
 log = logging.getLogger("gitml")
 SNAPSHOT_SLACK = 256  # runs read from rows before a snapshot is (re)written, at least

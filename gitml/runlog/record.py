@@ -32,10 +32,10 @@ from gitml.names import (
     parse_history_path,
     parse_run_ref,
 )
+from gitml.runlog.entities import Metric
 from gitml.store import yamlout
 from gitml.store.git import FILE_MODE, TREE_MODE, GitStore
 from gitml.store.packs import RawObject
-from gitml.tracking.entities import Metric
 
 # the guarded YAML reader sits below the store: model folders, projects and the registry use it too
 from gitml.yamlread import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, load_yaml  # noqa: F401

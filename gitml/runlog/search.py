@@ -1,5 +1,5 @@
-"""Search, in one place: runs by a filter (:mod:`gitml.tracking.filter`) over the search
-index's table of every run (:mod:`gitml.tracking.index`, :mod:`gitml.tracking.columns`),
+"""Search, in one place: runs by a filter (:mod:`gitml.runlog.filter`) over the search
+index's table of every run (:mod:`gitml.runlog.index`, :mod:`gitml.runlog.columns`),
 the matches ordered and cut, a repeated search of an unchanged table remembered; the
 matches as rows (:func:`search_rows`) or by column (:func:`search_columns`); experiments
 by MLflow's experiment filter (:func:`search_experiments`); and the pages every search of
@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
 from gitml.errors import InvalidInputError
-from gitml.tracking.columns import ATTRIBUTES, SECTIONS, RunTable
-from gitml.tracking.entities import Experiment
+from gitml.runlog.columns import ATTRIBUTES, SECTIONS, RunTable
+from gitml.runlog.entities import Experiment
 
 if TYPE_CHECKING:
-    from gitml.tracking.tracker import Tracker
+    from gitml.runlog.tracker import Tracker
 
 log = logging.getLogger("gitml")
 
@@ -86,8 +86,8 @@ def search_table(
     ``deadline``: a ``time.monotonic()`` value past which filtering stops (TimeBudgetError)."""
     if max_results is not None and max_results < 0:
         raise InvalidInputError(f"max_results must be >= 0, not {max_results}")
-    from gitml.tracking.entities import ViewType
-    from gitml.tracking.filter import compile_filter, filter_mask, parse_order_by, sort_rows
+    from gitml.runlog.entities import ViewType
+    from gitml.runlog.filter import compile_filter, filter_mask, parse_order_by, sort_rows
 
     predicate = compile_filter(filter_string)
     order = parse_order_by(order_by)
@@ -185,7 +185,7 @@ def search_experiments(
 ) -> list[Experiment]:
     """The experiments matching MLflow's experiment filter, in ``order_by`` order (default:
     newest first), at most ``max_results``; see ``Client.search_experiments``."""
-    from gitml.tracking.filter import EXPERIMENTS, compile_filter, parse_order_by, sort_rows
+    from gitml.runlog.filter import EXPERIMENTS, compile_filter, parse_order_by, sort_rows
 
     if max_results is not None and max_results < 0:
         raise InvalidInputError(f"max_results must be >= 0, not {max_results}")

@@ -2,7 +2,7 @@
 committed, and its runs left RUNNING are marked KILLED (:func:`recover`, run as a
 Tracker opens and by ``gitml recover``).
 
-A journal whose process is alive is locked (:func:`gitml.tracking.journal.try_lock`):
+A journal whose process is alive is locked (:func:`gitml.runlog.journal.try_lock`):
 its runs are left alone. A journal is deleted once every run it holds is committed.
 """
 
@@ -16,11 +16,11 @@ from typing import Callable
 
 from gitml.errors import CorruptRecordError, GitmlError
 from gitml.names import run_ref
+from gitml.runlog import journal as jr
+from gitml.runlog.entities import RunStatus
+from gitml.runlog.group import is_group_journal
+from gitml.runlog.writer import RunWriter, journal_trailers
 from gitml.store.git import GitStore
-from gitml.tracking import journal as jr
-from gitml.tracking.entities import RunStatus
-from gitml.tracking.group import is_group_journal
-from gitml.tracking.writer import RunWriter, journal_trailers
 
 log = logging.getLogger("gitml")
 

@@ -3,7 +3,7 @@
 import pytest
 
 import gitml
-from gitml.tracking.record import RunRecord
+from gitml.runlog.record import RunRecord
 
 
 @pytest.fixture

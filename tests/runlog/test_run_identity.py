@@ -22,9 +22,9 @@ import gitml
 import gitml.ops
 from gitml.cli.main import cli
 from gitml.errors import DuplicateRunIdError
+from gitml.runlog.identity import rewritten
 from gitml.store.git import open_store
 from gitml.store.remote import fetch_refs
-from gitml.tracking.identity import rewritten
 from tests.conftest import git
 from tests.store.test_remote import for_each_ref, serve
 

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 import gitml
 from gitml.cli.main import cli
-from gitml.tracking.ci import ci_tags, missing_runs_hint
+from gitml.runlog.ci import ci_tags, missing_runs_hint
 
 
 def test_github_actions_pull_request_from_ref_and_event_file(tmp_path):

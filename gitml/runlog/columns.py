@@ -9,7 +9,7 @@ run is made unless a caller asks for rows.
 The index keeps a *snapshot* of a table on disk (``snapshot`` in the index's
 sqlite file, one JSON array per column, decoded only when a search names the
 column), keyed like every row by ``(ref, commit)``: a run whose ref moved since,
-or that is new, is read from the row table instead (see :mod:`gitml.tracking.index`).
+or that is new, is read from the row table instead (see :mod:`gitml.runlog.index`).
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ class RunTable:
         return ("datasets" if section == "datasets" else f"{section}.{key}") in self._columns
 
     def getter(self, section: str, key: str) -> Callable[[int], Any]:
-        """``position -> value`` for one field (what :func:`~gitml.tracking.filter.sort_rows` takes)."""
+        """``position -> value`` for one field (what :func:`~gitml.runlog.filter.sort_rows` takes)."""
         return self.column(section, key).__getitem__
 
     def row(self, i: int) -> dict:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 from gitml.errors import ConflictError, InvalidInputError, RunNotFoundError
 from gitml.names import check_run_id, run_ref
+from gitml.runlog.entities import LifecycleStage, RunStatus, stored_inputs
+from gitml.runlog.record import RunRecord
 from gitml.store.worktree import Snapshot
-from gitml.tracking.entities import LifecycleStage, RunStatus, stored_inputs
-from gitml.tracking.record import RunRecord
 
 
 @dataclass
@@ -61,7 +61,7 @@ def write_imported_run(tracker, run: ImportedRun) -> bytes:
         raise InvalidInputError(f"run {run_id}: status {run.status!r} is not one of {', '.join(RunStatus.ALL)}")
     if run.lifecycle_stage not in (LifecycleStage.ACTIVE, LifecycleStage.DELETED):
         raise InvalidInputError(f"run {run_id}: lifecycle stage {run.lifecycle_stage!r} is not active or deleted")
-    from gitml.tracking.checks import check_run_name
+    from gitml.runlog.checks import check_run_name
 
     commit = run.code.encode() if run.code else None
     source = Snapshot(commit, run.branch, False, tracker.store.commit(commit).tree if commit else None)

@@ -16,10 +16,10 @@ from collections.abc import Callable, Mapping
 
 from gitml.errors import ConflictError, CorruptRecordError, ParamConflictError, RunNotFoundError
 from gitml.names import check_key, check_metric
+from gitml.runlog import journal as jr
+from gitml.runlog.record import META, PARAMS, TAGS, RunRecord
 from gitml.store.git import TREE_MODE, GitStore, raw_tree, tree_from_files
 from gitml.store.packs import GitObject, RawObject
-from gitml.tracking import journal as jr
-from gitml.tracking.record import META, PARAMS, TAGS, RunRecord
 
 COMMIT = 1  # git's type number of a commit
 TRAILER_RUN = "Gitml-Run"
