@@ -377,7 +377,7 @@ class UnsupportedFlavorError(InvalidInputError):
     """A model whose ``python_function`` loader gitml does not have."""
 
 
-# raised by gitml.models.uri
+# raised by gitml.modelformat.uri
 class RegisteredModelNotFoundError(NotFoundError):
     """A ``models:/`` URI naming no registered model (or version, or alias)."""
 
@@ -395,7 +395,7 @@ class InputTooLargeError(BadInputFileError):
     """An input whose table would decode to more cells (or bytes) than allowed."""
 
 
-# raised by gitml.models.enforce
+# raised by gitml.modelformat.enforce
 class SchemaEnforcementError(InvalidInputError):
     """Input or params that do not fit the model's signature."""
 
