@@ -25,12 +25,12 @@ one also offers it under its name; the part is named in brackets)::
     ├── MissingExtraError         an optional part (ui, serve) is not installed
     ├── InvalidInputError
     │   ├── ProjectSpecError, ParameterError (projects.spec), UnsupportedFlavorError (pyfunc),
-    │   │   ModelIntegrityError (models.uri), BadInputFileError, InputTooLargeError (pyfunc.batch),
-    │   │   SchemaEnforcementError (models.enforce), InvalidHostError (ui.app),
+    │   │   ModelIntegrityError (modelformat.uri), BadInputFileError, InputTooLargeError (pyfunc.batch),
+    │   │   SchemaEnforcementError (modelformat.enforce), InvalidHostError (ui.app),
     │   │   LocalArtifactsError (sync)
     ├── NotFoundError
     │   └── EntryPointNotFoundError (projects.spec), VersionNotFoundError (projects.source),
-    │       RegisteredModelNotFoundError (models.uri), RegisteredModelNotFound (registry.state)
+    │       RegisteredModelNotFoundError (modelformat.uri), RegisteredModelNotFound (registry.state)
     ├── ConflictError
     │   └── LockHeld (store.locks), IndexLockedError (store.checkout), UntrustedTagError (registry.state),
     │       GateError (registry.gates)
