@@ -22,13 +22,43 @@ if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCAC
 
 
 def pytest_sessionfinish(session):
-    """The bytecode of the modules tests wrote under the temporary folder goes with them."""
+    """The bytecode of the modules tests wrote under this session's temporary folder goes with them
+    (only this session's: another pytest on the machine, or a clone under /tmp, keeps its own)."""
     import shutil
-    import tempfile
 
     prefix = os.environ.get("PYTHONPYCACHEPREFIX")
-    if prefix:
-        shutil.rmtree(os.path.join(prefix, tempfile.gettempdir().lstrip(os.sep)), ignore_errors=True)
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if prefix and factory is not None:
+        base = os.path.realpath(factory.getbasetemp())
+        shutil.rmtree(os.path.join(prefix, base.lstrip(os.sep)), ignore_errors=True)
+
+
+# `python -m pytest` runs the suite on every core, up to MAX_WORKERS, with pytest-xdist (the test
+# extra pins it): `-n auto --dist loadfile` unless the command line says otherwise. Set here, not
+# in addopts, so that `-n 0` (or `-p no:xdist`, or a Python without xdist) still runs everything in
+# one process, for debugging and `--pdb`. Whole files go to one worker (`loadfile`): a file's
+# module fixtures (servers, the browser) and the session engines (Spark, Dask, Ray: one file each)
+# start once, and the heaviest files are handed out first (pytest_collection_modifyitems).
+MAX_WORKERS = 4
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    if getattr(config.option, "numprocesses", 0) is None and not hasattr(config, "workerinput"):
+        config.option.numprocesses = "auto"
+        if config.option.dist == "no":
+            config.option.dist = "loadfile"
+            config.option.loadscopereorder = False  # in the order the workers sorted them (heaviest first)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto`: one worker per usable core, at most MAX_WORKERS; on one core none (the suite runs
+    in this process). PYTEST_XDIST_AUTO_NUM_WORKERS still decides when set."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cores < 2 else min(cores, MAX_WORKERS)
 
 
 def git(cwd, *args, check=True, input_text: str | None = None) -> str:
@@ -322,6 +352,31 @@ SLOW_TESTS: dict[str, set[str]] = {
 }
 
 
+# Under xdist (`--dist loadfile`) each worker takes the next file when it is done with one: these
+# files, the longest of the whole run (minutes each), go first, longest first, so that no worker is
+# left with one of them at the end while the others are idle. Measured with
+# `python -m pytest --junitxml=run.xml` (the time of each file's tests summed: the files over
+# 80 s); the rest keep their order. tests/test_layout.py checks that each name is a test file.
+HEAVIEST_FIRST = (
+    "test_autolog.py",  # 380 s of tests on a machine at load ~16 (2 workers)
+    "test_mlflow_import.py",  # 290 s
+    "test_flavors_mlflow.py",  # 215 s
+    "test_registry_gto_reading.py",  # 190 s
+    "test_models_mlflow.py",  # 130 s
+    "test_stress.py",
+    "test_ci_templates.py",
+    "test_projects.py",
+    "test_many_writers.py",
+    "test_mlflow_plugin.py",
+    "test_concurrency.py",
+    "test_temp_cleanup.py",
+    "test_examples.py",
+    "test_ci_clones.py",
+    "test_remote.py",
+    "test_evaluate.py",  # 85 s
+)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         peers = {"mlflow_python", "gto_python"} & set(getattr(item, "fixturenames", ()))
@@ -333,6 +388,9 @@ def pytest_collection_modifyitems(config, items):
             or peers
         ):
             item.add_marker(pytest.mark.slow)
+    if hasattr(config, "workerinput"):  # an xdist worker: the heaviest files are handed out first
+        first = {name: i for i, name in enumerate(HEAVIEST_FIRST)}
+        items.sort(key=lambda item: first.get(os.path.basename(str(item.fspath)), len(first)))  # stable
 
 
 def pytest_collection_finish(session):

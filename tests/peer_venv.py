@@ -4,7 +4,8 @@ Peers never share gitml's venv: their dependencies must not leak into the code u
 The venvs live in a cache outside the clone (``benchmarks/peers.py`` says where), one per tool
 and version, so a fresh clone reuses them and the suite writes no gigabytes into the checkout.
 The setup scripts are idempotent and quick once the venv exists; one pytest process at a
-time runs a script, under a lock file beside the venv. ``conftest.py`` builds the venvs the
+time runs a script, under a lock file beside the venv (xdist's workers, other clones' runs), and a
+process that finds it held waits, then reuses the venv. ``conftest.py`` builds the venvs the
 collected tests need before the first test runs, so an install is never cut by a test's timeout.
 """
 
@@ -18,6 +19,7 @@ from benchmarks.peers import peer_venv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAILED: dict[str, str] = {}  # package -> why its venv could not be made (this session)
+READY: set[str] = set()  # the peer pythons checked in this session (each is checked once)
 
 
 def installed_version(python: str, package: str, also: tuple[str, ...] = ()) -> str | None:
@@ -44,11 +46,13 @@ def ensure_peer_python(
         raise RuntimeError(FAILED[package])
     venv = peer_venv(package, version)
     python = os.path.join(venv, "bin", "python")
-    if installed_version(python, package, also) == version:
+    if python in READY:
         return python
     os.makedirs(os.path.dirname(venv), exist_ok=True)
+    # Even the check waits for the lock: while another process (an xdist worker, another clone's
+    # run) installs, the package can already be importable with its dependencies still arriving.
     with open(venv + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another pytest may be installing it right now
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if installed_version(python, package, also) != version:
             done = subprocess.run(
                 ["bash", os.path.join(ROOT, setup)],
@@ -63,4 +67,5 @@ def ensure_peer_python(
                     f"the {package} comparisons:\n{done.stderr[-2000:]}"
                 )
                 raise RuntimeError(FAILED[package])
+    READY.add(python)
     return python

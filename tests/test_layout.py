@@ -695,7 +695,7 @@ def test_tests_mirror_the_package():
 def test_the_slow_list_names_tests_that_exist():
     """conftest's SLOW_FILES and SLOW_TESTS keep tests out of the fast lane by name: a name
     that no longer exists (a test renamed or moved) would silently put a slow test back."""
-    from tests.conftest import SLOW_FILES, SLOW_TESTS
+    from tests.conftest import HEAVIEST_FIRST, SLOW_FILES, SLOW_TESTS
 
     defined: dict[str, set[str]] = {}
     for folder, _, files in os.walk(os.path.join(ROOT, "tests")):
@@ -704,4 +704,5 @@ def test_the_slow_list_names_tests_that_exist():
                 tree = ast.parse(open(os.path.join(folder, n)).read())
                 defined[n] = {f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
     assert sorted(SLOW_FILES - set(defined)) == []
+    assert sorted(set(HEAVIEST_FIRST) - set(defined)) == []  # the files xdist hands out first
     assert sorted(f"{f}::{t}" for f, names in SLOW_TESTS.items() for t in names if t not in defined.get(f, ())) == []

@@ -11,7 +11,9 @@ none imports this module (no import circle).
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import MutableMapping
 
 import click
 
@@ -75,42 +77,67 @@ def cli(ctx, traceback, repo):
     ctx.obj = {"repo": repo}
 
 
-def _register() -> None:
-    from gitml.cli import hooks, migrate, models, projects, registry, report, serve, storage, sync, tracking, ui
-
-    commands = [
-        tracking.init,
-        tracking.experiments,
-        tracking.runs,
-        tracking.show,
-        tracking.diff,
-        tracking.log_,
-        tracking.checkout,
-        tracking.recover,
-        storage.config_,
-        storage.artifacts,
-        storage.fsck,
-        storage.gc,
-        sync.push,
-        sync.fetch,
-        sync.pull,
-        ui.ui,
-        serve.serve,
-        models.predict,
-        models.models,
-        projects.run_command,
-        projects.env_group,
-        registry.registry_group,
-        report.compare_command,
-        hooks.hooks,
-        migrate.import_group,
-        migrate.export_group,
-    ]
-    for command in commands:
-        cli.add_command(command)
+# name -> (module, attribute): a command's module is imported when the command is looked up,
+# not at start-up (`gitml runs` imported all eleven command modules and what they import)
+COMMANDS = {
+    "init": ("tracking", "init"),
+    "experiments": ("tracking", "experiments"),
+    "runs": ("tracking", "runs"),
+    "show": ("tracking", "show"),
+    "diff": ("tracking", "diff"),
+    "log": ("tracking", "log_"),
+    "checkout": ("tracking", "checkout"),
+    "recover": ("tracking", "recover"),
+    "config": ("storage", "config_"),
+    "artifacts": ("storage", "artifacts"),
+    "fsck": ("storage", "fsck"),
+    "gc": ("storage", "gc"),
+    "push": ("sync", "push"),
+    "fetch": ("sync", "fetch"),
+    "pull": ("sync", "pull"),
+    "ui": ("ui", "ui"),
+    "serve": ("serve", "serve"),
+    "predict": ("models", "predict"),
+    "models": ("models", "models"),
+    "run": ("projects", "run_command"),
+    "env": ("projects", "env_group"),
+    "registry": ("registry", "registry_group"),
+    "compare": ("report", "compare_command"),
+    "hooks": ("hooks", "hooks"),
+    "import": ("migrate", "import_group"),
+    "export": ("migrate", "export_group"),
+}
 
 
-_register()
+class _LazyCommands(MutableMapping):
+    """The root group's commands by name, each imported when first looked up."""
+
+    def __init__(self, lazy: dict[str, tuple[str, str]]):
+        self._lazy = dict(lazy)
+        self._loaded: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._loaded:
+            module, attribute = self._lazy[name]  # KeyError for an unknown command, as a dict
+            self._loaded[name] = getattr(importlib.import_module(f"gitml.cli.{module}"), attribute)
+        return self._loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._loaded[name] = command
+        self._lazy.setdefault(name, ("", ""))
+
+    def __delitem__(self, name: str) -> None:
+        del self._lazy[name]
+        self._loaded.pop(name, None)
+
+    def __iter__(self):
+        return iter(self._lazy)
+
+    def __len__(self) -> int:
+        return len(self._lazy)
+
+
+cli.commands = _LazyCommands(COMMANDS)
 
 
 def main() -> None:

@@ -81,10 +81,22 @@ class PackEntries:
                 self._load(base + ".idx")
             self._unread = False  # only these packs: nothing else is asked
             return
-        paths = sorted(glob.glob(os.path.join(repo.object_store.path, "pack", "*.idx")))
-        self._all_indexed = few or sum(map(_object_count, paths)) > DICT_OBJECTS
-        for idx_path in paths:
-            self._load(idx_path)
+        loaded: set[str] = set()
+        for _ in range(3):  # as git's reprepare_packed_git: a pack merged away meanwhile, the packs listed again
+            paths = [
+                p for p in sorted(glob.glob(os.path.join(repo.object_store.path, "pack", "*.idx"))) if p not in loaded
+            ]
+            if not loaded:
+                self._all_indexed = few or sum(map(_object_count, paths)) > DICT_OBJECTS
+            vanished = False
+            for idx_path in paths:
+                try:
+                    self._load(idx_path)
+                except FileNotFoundError:  # deleted since the listing (its objects are in the pack merged from it)
+                    vanished = True
+                loaded.add(idx_path)
+            if not vanished:
+                break
         self._big.sort(key=lambda pack: -pack.count)  # the largest first: most lookups end there
 
     def _load(self, idx_path: str) -> None:
@@ -517,8 +529,11 @@ def commit_header(raw: bytes) -> tuple[int, list[bytes], bytes]:
 
 
 def _object_count(idx_path: str) -> int:
-    with open(idx_path, "rb") as f:
-        head = f.read(8 + 256 * 4)
+    try:
+        with open(idx_path, "rb") as f:
+            head = f.read(8 + 256 * 4)
+    except FileNotFoundError:  # merged away since the listing
+        return 0
     return struct.unpack_from(">L", head, 8 + 255 * 4)[0] if head[:8] == _IDX_V2 else 0
 
 

@@ -31,6 +31,7 @@ from gitml.store.packs import (
     RawObject,
     maybe_merge_small_packs,
     release_keep,
+    settle,
     sha_of,
     write_pack,
 )
@@ -139,6 +140,13 @@ class GitStore:
             except OSError as e:  # housekeeping must never fail a write
                 log.warning("gitml: could not merge small packs: %s", e)
         return base
+
+    def settle_packs(self) -> tuple[int, int]:
+        """At the end of a process that wrote many packs, once every ref it moved is in
+        place: roll its small packs up and delete the packs it merged away
+        (:func:`gitml.store.packs.settle`). Returns ``(packs merged, packs deleted)``."""
+        self.release_kept(every=True)
+        return settle(self.pack_dir, self.private_path("repack.lock"))
 
     def release_kept(self, bases: list[str | None] | None = None, *, every: bool = False) -> None:
         """Remove the ``.keep`` files of the packs this thread wrote (``bases``: of those
@@ -308,6 +316,12 @@ class GitStore:
         bytes, before it is inflated: what a teammate pushes may be a zlib bomb (a few
         megabytes of pack making gigabytes of one record file)."""
         size = self.size(sha)
+        if size is None and not self.contains(sha):  # a partial clone's: fetched (bounded) to be measured first
+            try:
+                if self._from_promisor(sha):
+                    size = self.size(sha)
+            except RemoteError:
+                pass  # the read that follows says why it cannot be had
         if size is not None and size > limit:
             raise CorruptRecordError(what, f"{size} bytes, over the limit of {limit} (not read)")
 

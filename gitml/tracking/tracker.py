@@ -37,6 +37,7 @@ from gitml.names import (
     run_ref,
     run_ref_parts,
 )
+from gitml.store import locks
 from gitml.store.git import GitStore, user_name
 from gitml.store.urls import redact_url
 from gitml.store.worktree import Snapshot, is_tracked, snapshot
@@ -142,6 +143,14 @@ class Tracker:
         _TRACKERS.add(self)
 
     def close(self) -> None:
+        owner = locks.owner(self.store.commondir)
+        owner.pin()  # one owner file for the many locks closing takes (at exit it went after each)
+        try:
+            self._close()
+        finally:
+            owner.unpin()
+
+    def _close(self) -> None:
         failed: BaseException | None = None
         for writer in list(self.writers.values()):
             try:
@@ -169,13 +178,15 @@ class Tracker:
     def _leave_settled(self) -> None:
         """At the end of a process that made many runs: pack their loose refs and write
         their columns with a stamp of the refs, so that the next command lists nothing and
-        reads no row (after a sweep of 50,000 runs the first search took 16 s)."""
+        reads no row (after a sweep of 50,000 runs the first search took 16 s); then roll
+        its small packs up and delete those it merged away (the sweep left 82 packs)."""
         try:
             self.index.add_fresh(1)  # the last runs too, however few: the slack is for readers, not for the exit
             self.pack_refs(1)
             with self.index.reading():
                 refs, digest, loose = self.store.listing_and_state(RUNS_PREFIX, RUN_REF_NAMES)
                 self.index.table(refs, self._load_row, (digest, loose))
+            self.store.settle_packs()  # its small packs rolled up, the packs it merged away deleted
         except (
             OSError,
             RuntimeError,

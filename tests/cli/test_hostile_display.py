@@ -7,6 +7,7 @@ reaches the terminal or the page as it is, and the rest of the output is intact.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import urllib.parse
@@ -103,17 +104,16 @@ def test_run_views_show_a_pushed_runs_escapes_as_text(repo, hostile):
 
 
 def test_the_ui_pages_show_a_pushed_taggers_escapes_as_text(repo, hostile):
-    from tests.ui.test_ui import _free_port
-
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", str(port)],
+    server = subprocess.Popen(  # --port 0: the server binds a free port itself and prints it
+        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", "0"],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": ROOT},
     )
     try:
-        assert f"serving http://127.0.0.1:{port}/" in server.stderr.readline()
+        printed = re.search(r"serving http://127\.0\.0\.1:(\d+)/", server.stderr.readline())
+        assert printed
+        port = int(printed.group(1))
         for path in ("/models/churn", f"/run/{hostile['run']}"):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{urllib.parse.quote(path)}", timeout=60) as r:
                 page = r.read().decode()

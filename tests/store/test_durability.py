@@ -76,6 +76,62 @@ def test_a_retired_pack_is_deleted_after_its_grace_period(repo):
     assert _blob(b"blob 3")[0].decode() in git(repo, "verify-pack", "-v", os.path.join(pack_dir, merged))
 
 
+def test_settling_deletes_the_packs_this_process_retired_and_keeps_anothers_within_its_grace(repo):
+    """A long process's end (``packs.settle``): its small packs rolled up into a geometric
+    progression, the packs it merged away deleted at once (as ``git repack -d``), a pack
+    another process retired a moment ago kept for that process's readers."""
+    pack_dir = str(repo / ".git/objects/pack")
+    lock = str(repo / ".git/gitml/repack.lock")
+    for i in range(packs.PACKS_PER_TIER):
+        packs.write_pack(pack_dir, [_blob(b"blob %d" % i)])
+    assert packs.maybe_merge_small_packs(pack_dir, lock)  # this process retires 16 packs
+    mine = set(os.listdir(repo / ".git/gitml/retired"))
+    others = packs.write_pack(pack_dir, [_blob(b"blob 0"), _blob(b"blob 1")])  # as another process merged them
+    other = os.path.basename(others)
+    (repo / ".git/gitml/retired" / other).touch()
+    for i in range(40):  # small packs of growing sizes, some alike: not a progression
+        packs.write_pack(pack_dir, [_blob(b"x%d " % i + os.urandom(200 * (1 + i // 4)))])
+    merged, deleted = packs.settle(pack_dir, lock)
+    assert merged >= 2 and deleted == len(mine) + merged
+    assert os.listdir(repo / ".git/gitml/retired") == [other]  # within its grace: another process's readers
+    assert os.path.exists(others + ".pack")
+    live = [n for n in os.listdir(pack_dir) if n.endswith(".pack") and n[:-5] != other]
+    sizes = sorted(os.path.getsize(os.path.join(pack_dir, n)) for n in live)
+    assert all(big >= packs.SETTLE_FACTOR * sum(sizes[:i]) for i, big in enumerate(sizes) if i), sizes
+    assert len(sizes) <= 4, sizes
+    counts = dict(line.split(": ") for line in git(repo, "count-objects", "-v").splitlines())
+    assert int(counts["packs"]) == len(sizes) + 1 and int(counts["in-pack"]) >= 16 + 40
+    git(repo, "fsck", "--strict")
+    for i in range(packs.PACKS_PER_TIER):  # every object still there, in one pack each
+        assert git(repo, "cat-file", "-p", _blob(b"blob %d" % i)[0].decode()) == "blob %d" % i
+
+
+def test_a_push_whose_listing_of_packs_predates_a_merge_reads_from_the_merged_pack(repo, monkeypatch):
+    """The entries a push copies are read pack by pack from a listing of the packs; a pack
+    merged away and deleted between that listing and its reading (a long process settling
+    as the push starts) is left, and the packs listed again, as git's reprepare_packed_git."""
+    import glob
+
+    from dulwich.repo import Repo
+
+    from gitml.store.entries import PackEntries
+
+    pack_dir = str(repo / ".git/objects/pack")
+    lock = str(repo / ".git/gitml/repack.lock")
+    blobs = [_blob(b"blob %d" % i) for i in range(packs.PACKS_PER_TIER)]
+    for blob in blobs:
+        packs.write_pack(pack_dir, [blob])
+    before = sorted(glob.glob(os.path.join(pack_dir, "*.idx")))
+    assert packs.maybe_merge_small_packs(pack_dir, lock)
+    assert packs.settle(pack_dir, lock)[1] == packs.PACKS_PER_TIER  # the 16 deleted: only the merged one is left
+    listings = iter([before])  # the first listing is the one taken before the merge
+    real_glob = glob.glob
+    monkeypatch.setattr(glob, "glob", lambda pattern: next(listings, None) or real_glob(pattern))
+    with Repo(str(repo)) as r, PackEntries(r) as entries:
+        for sha, type_num, raw in blobs:
+            assert entries.has(sha) and entries.raw(sha) == (type_num, raw)
+
+
 ONE_RUN = """
 import gitml
 with gitml.start_run():

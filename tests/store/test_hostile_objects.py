@@ -1,7 +1,8 @@
 """A zlib bomb in a teammate's push: a few hundred kilobytes of git objects whose blob, a
 run's ``tags.yaml`` and a metric's history chunk, inflates to hundreds of megabytes. Git
 keeps a small push loose, so a clone fetching from that bare repository by path copies a
-loose object; over ``git daemon`` it comes in a pack. Either way the clone's memory stays
+loose object; over ``git daemon`` it comes in a pack; a partial clone fetches it lazily
+when it is read. Each way the clone's memory stays
 bounded: the loose object is streamed into the clone's pack, and a record file is refused
 by the size its object header gives, before it is inflated, with one line naming it.
 The other runs stay readable."""
@@ -83,14 +84,15 @@ def bombed(tmp_path, repo, monkeypatch):
 
 
 VICTIM = """
-import json, resource, sys
+import json, sys
 import gitml.ops
 from gitml import sync
 from gitml.errors import CorruptRecordError
 url, ids = sys.argv[1], json.loads(sys.argv[2])
 out = {}
 with gitml.ops.Operations(".") as c:
-    sync.fetch(c, url)
+    if url:
+        sync.fetch(c, url)
     out["listed"] = sorted(r.info.run_id for r in c.search_runs(["0"]))
     for name, call in (("tags", lambda: c.get_run(ids[0])), ("history", lambda: c.get_metric_history(ids[1], "loss"))):
         try:
@@ -99,14 +101,23 @@ with gitml.ops.Operations(".") as c:
         except CorruptRecordError as e:
             out[name] = str(e)
     out["good"] = [m.value for m in c.get_metric_history(ids[2], "loss")]
-out["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM, not ru_maxrss: Linux carries the parent's high-water mark across exec into ru_maxrss,
+# so under a big pytest process (an xdist worker late in its run) it measured the parent
+out["rss"] = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) * 1024
 print(json.dumps(out))
 """
 
 
-def _victim(tmp_path, name: str, url: str, ids: list[str]) -> dict:
+def _victim(tmp_path, name: str, url: str, ids: list[str], *, partial: str = "") -> dict:
+    """The victim's process (a fetch from ``url``, then reads), or, with ``partial``, a
+    partial clone of that URL whose run refs git fetched without their blobs (read lazily)."""
     clone = tmp_path / name
     git(tmp_path, "init", "-q", str(clone))
+    if partial:
+        git(clone, "remote", "add", "origin", partial)
+        git(clone, "config", "remote.origin.promisor", "true")
+        git(clone, "config", "remote.origin.partialclonefilter", "blob:none")
+        git(clone, "fetch", "-q", "--filter=blob:none", "origin", "refs/gitml/*:refs/gitml/*")
     done = subprocess.run(
         [sys.executable, "-c", VICTIM, url, json.dumps(ids)],
         cwd=clone,
@@ -122,9 +133,12 @@ def _victim(tmp_path, name: str, url: str, ids: list[str]) -> dict:
 def test_a_zlib_bomb_in_a_pushed_run_costs_the_fetching_clone_no_memory(tmp_path, bombed):
     ids = bombed["ids"]
     path = _victim(tmp_path, "by-path", str(bombed["origin"]), ids)  # git kept the push loose: copied as such
+    git(bombed["origin"], "config", "uploadpack.allowFilter", "true")
     with git_daemon(bombed["base"]) as port:  # in a pack
-        daemon = _victim(tmp_path, "by-daemon", f"git://127.0.0.1:{port}/origin.git", ids)
-    for out in (path, daemon):
+        url = f"git://127.0.0.1:{port}/origin.git"
+        daemon = _victim(tmp_path, "by-daemon", url, ids)
+        partial = _victim(tmp_path, "partial", "", ids, partial=url)  # the bomb comes lazily, when read
+    for out in (path, daemon, partial):
         assert out["rss"] < MAX_RSS, out
         assert out["listed"] == sorted(ids[1:])  # the bombed record is skipped by name, the others listed
         for name, file in (("tags", "tags.yaml"), ("history", "history chunk of metric 'loss'")):
@@ -174,13 +188,14 @@ def test_a_commit_bomb_is_refused_by_name_at_fetch_and_skipped_when_read(tmp_pat
     git(tmp_path, "init", "-q", "--bare", str(origin))
     git(repo, "push", "-q", str(origin), "refs/gitml/*:refs/gitml/*")
     script = (
-        "import json, resource, sys\nimport gitml.ops\nfrom gitml import sync\n"
+        "import json, sys\nimport gitml.ops\nfrom gitml import sync\n"
         "with gitml.ops.Operations('.') as c:\n"
         "    if sys.argv[1]:\n"
         "        for ref, why in sync.fetch(c, sys.argv[1]).result.refused.items():\n"
         "            print(ref.decode(), 'refused:', why, file=sys.stderr)\n"
         "    listed = sorted(r.info.run_id for r in c.search_runs(['0']))\n"
-        "print(json.dumps({'listed': listed, 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))\n"
+        "rss = next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM:')) * 1024\n"
+        "print(json.dumps({'listed': listed, 'rss': rss}))\n"
     )
     with git_daemon(base) as port:
         for name, url in (("by-path", str(origin)), ("by-daemon", f"git://127.0.0.1:{port}/origin.git"), ("git", "")):

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -22,7 +23,7 @@ from tests.conftest import ROOT, git
 pytestmark = pytest.mark.timeout(600)
 
 LONG_PROCESS = """
-import sys, gitml
+import os, sys, time, gitml
 import gitml.store.packs as packs, gitml.tracking.index as index, gitml.tracking.tracker as tracker
 import gitml.store.git as store_git
 import gitml.tracking.committer as committer
@@ -60,13 +61,68 @@ for i in range(runs):
     print("ended", i, counts["rotations"], counts["ref_packings"], counts["merges"], counts["snapshots"], flush=True)
     if i % 200 == 199:
         gitml.search_runs(experiment_names=["long"], max_results=5)  # the index's snapshot is rewritten as runs pass it
+if len(sys.argv) > 2:  # wait for the file that lets the process end (a reader lists the packs meanwhile)
+    while not os.path.exists(sys.argv[2]):
+        time.sleep(0.01)
+"""
+
+READER = """
+import os, sys, time
+from gitml.store.git import open_store
+
+repo, listed, stop = sys.argv[1:]
+
+def runs():
+    root = os.path.join(repo, ".git", "refs", "gitml", "runs")
+    while True:
+        try:  # a loose ref packed meanwhile: the refs read again
+            files = [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f[-5:] != ".lock"]
+            shas = [open(path).read().strip() for path in files]
+            if os.path.exists(os.path.join(repo, ".git", "packed-refs")):
+                for line in open(os.path.join(repo, ".git", "packed-refs")):
+                    if " refs/gitml/runs/" in line:
+                        shas.append(line.split()[0])
+            return [sha.encode() for sha in set(shas)]
+        except FileNotFoundError:
+            pass
+
+def read_all(store, commits):
+    # every object of every run: its commit, trees and blobs, through gitml's reads (dulwich's packs)
+    objects, todo = 0, [store.commit(sha).tree for sha in commits]
+    objects += len(commits)
+    while todo:
+        for name, (mode, sha) in store.tree(todo.pop()).items():
+            objects += 1
+            if mode == 0o40000:
+                todo.append(sha)
+            else:
+                store.blob(sha)
+    return objects
+
+rounds = 0
+while not os.path.exists(listed + ".ask"):  # rounds while the writer merges packs
+    with open_store(repo) as store:
+        read_all(store, runs())
+    rounds += 1
+stale = open_store(repo)
+stale.repo.object_store.packs  # the packs listed (none of them opened)
+names = sorted(stale.repo.object_store._pack_cache)
+open(listed, "w").close()
+while not os.path.exists(stop):
+    time.sleep(0.01)
+gone = [n for n in names if not os.path.exists(os.path.join(repo, ".git", "objects", "pack", n + ".pack"))]
+objects = read_all(stale, runs())  # through the listing taken before the writer's end
+with open_store(repo) as fresh:
+    fresh_objects = read_all(fresh, runs())
+stale.close()
+print(rounds, len(names), len(gone), objects, fresh_objects, flush=True)
 """
 
 
-def _start(repo, runs: int) -> subprocess.Popen:
+def _start(repo, runs: int, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": ROOT}
     return subprocess.Popen(
-        [sys.executable, "-c", LONG_PROCESS, str(runs)],
+        [sys.executable, "-c", LONG_PROCESS, str(runs), *extra],
         cwd=repo,
         env=env,
         stdout=subprocess.PIPE,
@@ -101,16 +157,67 @@ def _thresholds_crossed(last_line: str) -> None:
     assert all(int(count) >= 3 for count in counts), last_line
 
 
-def test_a_long_process_that_exits_normally_keeps_every_run(repo):
+def _wait_for(path, proc: subprocess.Popen) -> None:
+    while not os.path.exists(path):
+        if proc.poll() is not None:
+            raise AssertionError(proc.communicate()[1][-3000:])
+        time.sleep(0.01)
+
+
+def _pack_count(repo) -> int:
+    counts = dict(line.split(": ") for line in git(repo, "count-objects", "-v").splitlines())
+    return int(counts["packs"])
+
+
+def test_a_long_process_that_exits_normally_keeps_every_run(repo, tmp_path):
+    """...and leaves its packs as few as a fresh repository's: at its end its small packs
+    are rolled up and the packs it merged away deleted, while a reader in another process
+    reads every run, also through a listing of the packs taken before that end."""
     runs = 1500
-    proc = _start(repo, runs)
-    out, err = proc.communicate(timeout=540)
-    assert proc.returncode == 0, err[-3000:]
-    assert "could not" not in err, err[-3000:]
-    lines = out.splitlines()
-    assert len(lines) == runs
-    _thresholds_crossed(lines[-1])
-    assert git(repo, "for-each-ref", "--count=1", "refs/gitml/runs/") and (repo / ".git" / "packed-refs").exists()
+    go, listed, stop = (str(tmp_path / name) for name in ("go", "listed", "stop"))
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(repo), listed, stop],
+        env={**os.environ, "PYTHONPATH": ROOT},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc = _start(repo, runs, go)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if len(lines) == runs:
+                break
+        retired = os.listdir(repo / ".git" / "gitml" / "retired")
+        assert len(retired) > 3, "few packs merged away: the test proves nothing"  # all within their grace
+        open(listed + ".ask", "w").close()
+        _wait_for(listed, reader)  # the reader has listed the packs (and opened none of them)
+        open(go, "w").close()
+        out, err = proc.communicate(timeout=540)
+        assert proc.returncode == 0, err[-3000:]
+        assert "could not" not in err, err[-3000:]
+        lines += out.splitlines()
+        assert len(lines) == runs
+        _thresholds_crossed(lines[-1])
+        assert git(repo, "for-each-ref", "--count=1", "refs/gitml/runs/") and (repo / ".git" / "packed-refs").exists()
+        open(stop, "w").close()
+        reader_out, reader_err = reader.communicate(timeout=300)
+        assert reader.returncode == 0, reader_err[-3000:]
+        rounds, listed_packs, gone, objects, fresh_objects = map(int, reader_out.split())
+        assert rounds >= 1 and gone >= 1, reader_out  # it read while packs merged, and its listing lost packs
+        assert objects == fresh_objects > 10 * runs  # every object of every run, read through the old listing too
+        # the shape a fresh repository has: the merged-away packs deleted, the small ones rolled up
+        assert os.listdir(repo / ".git" / "gitml" / "retired") == []
+        pack_dir = repo / ".git" / "objects" / "pack"
+        sizes = sorted(os.path.getsize(pack_dir / n) for n in os.listdir(pack_dir) if n.endswith(".pack"))
+        assert _pack_count(repo) == len(sizes) <= 4, sizes
+        assert all(big >= 2 * sum(sizes[:i]) for i, big in enumerate(sizes) if i), sizes  # a geometric progression
+    finally:  # a failed step leaves no process behind
+        for child in (proc, reader):
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
     _check_runs(repo, runs)
 
 

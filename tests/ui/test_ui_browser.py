@@ -7,10 +7,12 @@ with apt-get when it is missing (CI runs as root), and says so clearly when it c
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -32,10 +34,18 @@ def _chromium() -> str:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         pytest.fail("the browser tests need Debian's chromium: apt-get install chromium (as root)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
-        result = subprocess.run(command, capture_output=True, text=True, env=env)
-        if result.returncode != 0:
-            pytest.fail(f"installing chromium failed: {' '.join(command)}: {result.stderr.strip()[-500:]}")
+    # One install at a time (two xdist workers, or two runs on the machine): the second waits, then
+    # finds the first's chromium; apt-get itself waits for dpkg's lock held by anything else.
+    with open(os.path.join(tempfile.gettempdir(), "gitml-tests-chromium.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not shutil.which("chromium"):
+            for command in (
+                ["apt-get", "-o", "DPkg::Lock::Timeout=600", "update", "-q"],
+                ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-q", "chromium"],
+            ):
+                result = subprocess.run(command, capture_output=True, text=True, env=env)
+                if result.returncode != 0:
+                    pytest.fail(f"installing chromium failed: {' '.join(command)}: {result.stderr.strip()[-500:]}")
     found = shutil.which("chromium")
     if not found:
         pytest.fail("apt-get installed chromium but no chromium is on PATH")
@@ -82,12 +92,12 @@ def server(tmp_path_factory):
             client.set_terminated(client.create_run(ids["experiment"], run_name=f"bulk-{i:02d}").info.run_id)
         keys = tmp_path_factory.mktemp("keys")
         build_registry(client, path, keys)  # a registered model, ssh-signed stage tags
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        listening = socket.socket()  # bound here and handed to uvicorn: no other process can take the port between
+        listening.bind(("127.0.0.1", 0))
+        port = listening.getsockname()[1]
         app = make_app(client, allowed_hosts=allowed_hosts("127.0.0.1"))
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
         thread.start()
         deadline = time.monotonic() + 20
         while not server.started:
@@ -96,6 +106,7 @@ def server(tmp_path_factory):
         yield f"http://127.0.0.1:{port}", ids
         server.should_exit = True
         thread.join(timeout=10)
+        listening.close()
         client.close()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -21,7 +22,6 @@ import pytest
 pytest.importorskip("starlette")
 
 from tests.conftest import ROOT  # noqa: E402
-from tests.ui.test_ui import _free_port  # noqa: E402
 
 RUNS = 300
 LONG = "a" * 8000  # MLflow's (and gitml's) longest tag value
@@ -32,16 +32,17 @@ def served(client, repo):
     """RUNS runs whose note is 8,000 'a's, one more ending in 'b'; the UI serving them."""
     ids = [client.create_run(tags={"note": LONG}, run_name=f"r{i}").info.run_id for i in range(RUNS)]
     odd = client.create_run(tags={"note": LONG[:-1] + "b"}, run_name="odd").info.run_id
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", str(port)],
+    server = subprocess.Popen(  # on a port the server binds itself (--port 0): no other process can take it first
+        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", "0"],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": ROOT},
     )
     try:
         line = server.stderr.readline()
-        assert f"serving http://127.0.0.1:{port}/" in line, line
+        printed = re.search(r"serving http://127\.0\.0\.1:(\d+)/", line)
+        assert printed, line
+        port = int(printed.group(1))
         yield {"url": f"http://127.0.0.1:{port}", "ids": ids, "odd": odd}
     finally:
         server.terminate()
@@ -106,15 +107,16 @@ def test_a_header_line_that_never_ends_is_cut_off_and_the_ui_goes_on(repo):
     """The UI meets hostile clients as ``gitml serve`` does (gitml.serving.workers): httptools
     hands a header over only once its line ends, and uvicorn gathered a line that never ends
     for ever (300 MB sent took 300 MB of the UI's memory). The head is counted as it streams."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", str(port)],
+    server = subprocess.Popen(  # --port 0: the server binds a free port itself and prints it
+        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", "0"],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": ROOT},
     )
     try:
-        assert "serving" in server.stderr.readline()
+        printed = re.search(r"serving http://127\.0\.0\.1:(\d+)/", server.stderr.readline())
+        assert printed
+        port = int(printed.group(1))
         with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
             sent = 0
@@ -143,3 +145,42 @@ def test_a_header_line_that_never_ends_is_cut_off_and_the_ui_goes_on(repo):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_huge_file_in_a_teammates_source_commit_is_named_not_diffed(tmp_path, repo):
+    """The run page shows the diff of the run's source commit: a teammate's commit adding a
+    32 MiB file (or a zlib bomb of gigabytes: 32 KB pushed here) was read whole and given to
+    difflib, the page's thread working for minutes. A file over 1 MiB is named, never read."""
+    from starlette.testclient import TestClient
+
+    import gitml
+    import gitml.ops
+    from gitml import sync
+    from gitml.ui import allowed_hosts
+    from gitml.ui.app import make_app
+    from tests.conftest import git
+
+    data = (b"x" * 127 + b"\n") * (1 << 18)  # 32 MiB of lines
+    (repo / "data.txt").write_bytes(data)
+    (repo / "train.py").write_text("print('training v2')\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "data")
+    gitml.set_tracking_uri(str(repo))
+    with gitml.start_run() as run:
+        gitml.log_param("a", 1)
+    gitml.flush()
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "push", "-q", str(origin), "HEAD:refs/heads/main")
+    with gitml.ops.Operations(repo) as c:
+        assert not sync.push(c, str(origin), allow_local_artifacts=True).rejected
+    victim = tmp_path / "victim"
+    git(tmp_path, "clone", "-q", str(origin), str(victim))
+    with gitml.ops.Operations(victim) as c:
+        sync.fetch(c, "origin")
+        web = TestClient(make_app(c, allowed_hosts=allowed_hosts("127.0.0.1")), base_url="http://127.0.0.1")
+        page = web.get(f"/run/{run.info.run_id}")
+        assert page.status_code == 200
+        assert f"File data.txt differs: {len(data)} bytes, over the {1 << 20} a diff shows" in page.text
+        assert "training v2" in page.text  # the small file's diff is shown
+        assert "xxxxxxxxxx" not in page.text
