@@ -165,7 +165,7 @@ def measure_reads(n: int, tmp: str, *, remotes: bool = True) -> dict:
     return out
 
 
-SWEEP_VERSION = 1  # bump when what the sweep builds changes
+SWEEP_VERSION = 2  # bump when what the sweep builds changes (2: its packs settled at its end)
 
 
 def cached_sweep(n: int) -> str:
@@ -179,7 +179,14 @@ def cached_sweep(n: int) -> str:
         )
         with open(os.path.join(path, ".done"), "w") as f:
             json.dump(
-                {"build_s": secs, "cpu_s": cpu, "rss_mb": rss, "w2": json.loads(text.strip().splitlines()[-1])}, f
+                {
+                    "build_s": secs,
+                    "cpu_s": cpu,
+                    "rss_mb": rss,
+                    "w2": json.loads(text.strip().splitlines()[-1]),
+                    "load": os.getloadavg()[1],  # the 5-minute load average: the sweep lasts many
+                },
+                f,
             )
     return path
 
@@ -223,24 +230,25 @@ def measure_sweep(n: int, tmp: str, *, remotes: bool = True) -> dict:
     searches = []
     for _ in range(2):  # right after the sweep, then the next process
         secs, rss, text = timed([sys.executable, "-c", SEARCH], work, env)
-        searches.append({**json.loads(text.strip().splitlines()[-1]), "rss_mb": rss})
+        searches.append({**json.loads(text.strip().splitlines()[-1]), "rss_mb": rss, "load": os.getloadavg()[0]})
     out["search_after"], out["search_next"] = searches
     out["shape_after_search"] = repo_shape(work)
     shutil.rmtree(work)
     work_copy(source, work)
     runs = [timed_cpu([*GITML, "runs", "-n", "20"], work, env) for _ in range(2)]
-    out["runs_after"], out["runs_next"] = ({"s": s_, "cpu_s": c, "rss_mb": r} for s_, c, r, _ in runs)
+    load = os.getloadavg()[0]
+    out["runs_after"], out["runs_next"] = ({"s": s_, "cpu_s": c, "rss_mb": r, "load": load} for s_, c, r, _ in runs)
     for tool in ("git", "gitml") if remotes else ():
         bare = os.path.join(tmp, f"remote-{tool}-{n}.git")
         subprocess.run(["git", "init", "-q", "--bare", bare], check=True)
         args = ["git", "push", "-q", bare, "refs/gitml/*:refs/gitml/*"] if tool == "git" else [*GITML, "push", bare]
         secs, cpu, rss, _ = timed_cpu(args, work, env)
-        out[f"push_{tool}"] = {"s": secs, "cpu_s": cpu, "rss_mb": rss}
+        out[f"push_{tool}"] = {"s": secs, "cpu_s": cpu, "rss_mb": rss, "load": os.getloadavg()[0]}
         clone = os.path.join(tmp, f"clone-{tool}-{n}")
         subprocess.run(["git", "init", "-q", clone], check=True)
         args = ["git", "fetch", "-q", bare, "refs/gitml/*:refs/gitml/*"] if tool == "git" else [*GITML, "fetch", bare]
         secs, cpu, rss, _ = timed_cpu(args, clone, {**env, "GITML_REPO": clone})
-        out[f"fetch_{tool}"] = {"s": secs, "cpu_s": cpu, "rss_mb": rss}
+        out[f"fetch_{tool}"] = {"s": secs, "cpu_s": cpu, "rss_mb": rss, "load": os.getloadavg()[0]}
         shutil.rmtree(clone)
         shutil.rmtree(bare)
     shutil.rmtree(work)
@@ -259,12 +267,19 @@ def sweep_table(results: list[dict]) -> str:
     def row(label, fn, target=""):
         rows.append([label] + [fn(r) for r in results] + [target])
 
+    def load(step) -> str:
+        return f"; load {step['load']:.1f}" if "load" in step else ""
+
     row(
         "sweep (W2 in one process, runs/s; per CPU s; peak MB)",
         lambda r: (
             f"{r['build']['w2']['runs_per_s']:.0f}; {r['build']['w2']['runs_per_cpu_s']:.0f}; "
-            f"{r['build']['rss_mb']:.0f}"
+            f"{r['build']['rss_mb']:.0f}{load(r['build'])}"
         ),
+    )
+    row(
+        "  its start and end apart from the loop (s; the end settles the packs)",
+        lambda r: f"{r['build']['build_s'] - r['build']['w2']['secs']:.1f}",
     )
     row(
         "  left: packs (MB); loose run refs; objects",
@@ -276,12 +291,14 @@ def sweep_table(results: list[dict]) -> str:
     row("  left: snapshot segments; journals", lambda r: f"{r['shape']['segments']}; {r['shape']['journals']}")
     row(
         "first search, right after (s; CPU s)",
-        lambda r: f"{r['search_after']['first_s']:.3f}; {r['search_after']['first_cpu_s']:.3f}",
+        lambda r: (
+            f"{r['search_after']['first_s']:.3f}; {r['search_after']['first_cpu_s']:.3f}{load(r['search_after'])}"
+        ),
         "<= 0.5",
     )
     row(
         "  in the next process (s; CPU s)",
-        lambda r: f"{r['search_next']['first_s']:.3f}; {r['search_next']['first_cpu_s']:.3f}",
+        lambda r: f"{r['search_next']['first_s']:.3f}; {r['search_next']['first_cpu_s']:.3f}{load(r['search_next'])}",
     )
     row(
         "repeated search, right after (s; CPU s)",
@@ -294,10 +311,13 @@ def sweep_table(results: list[dict]) -> str:
     )
     row(
         "gitml runs -n 20, right after (s; CPU s)",
-        lambda r: f"{r['runs_after']['s']:.3f}; {r['runs_after']['cpu_s']:.3f}",
+        lambda r: f"{r['runs_after']['s']:.3f}; {r['runs_after']['cpu_s']:.3f}{load(r['runs_after'])}",
         "<= 0.3",
     )
-    row("  in the next process (s; CPU s)", lambda r: f"{r['runs_next']['s']:.3f}; {r['runs_next']['cpu_s']:.3f}")
+    row(
+        "  in the next process (s; CPU s)",
+        lambda r: f"{r['runs_next']['s']:.3f}; {r['runs_next']['cpu_s']:.3f}{load(r['runs_next'])}",
+    )
     for kind in ("push", "fetch") if all("push_git" in r for r in results) else ():
         row(
             f"{kind} all: gitml / git (s; CPU s)",
@@ -305,7 +325,7 @@ def sweep_table(results: list[dict]) -> str:
                 f"{r[f'{k}_gitml']['s']:.2f} / {r[f'{k}_git']['s']:.2f}"
                 f" ({r[f'{k}_gitml']['s'] / r[f'{k}_git']['s']:.2f}x); "
                 f"{r[f'{k}_gitml']['cpu_s']:.1f} / {r[f'{k}_git']['cpu_s']:.1f}"
-                f" ({r[f'{k}_gitml']['cpu_s'] / r[f'{k}_git']['cpu_s']:.2f}x)"
+                f" ({r[f'{k}_gitml']['cpu_s'] / r[f'{k}_git']['cpu_s']:.2f}x){load(r[f'{k}_gitml'])}"
             ),
             "<= 1.0x",
         )

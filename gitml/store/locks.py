@@ -57,6 +57,7 @@ class LockOwner:
         self.fd = -1
         self.held: dict[str, int] = {}  # lock -> how many of this process's threads hold or try it
         self._count = 0  # witnesses made: each lock's has a new number
+        self._pins = 0  # callers about to take many locks (see pin)
         self._guard = threading.Lock()
         atexit.register(self.close)
 
@@ -107,10 +108,23 @@ class LockOwner:
                 self.held[lock] = count
             if self.held or self.fd < 0:
                 return
-            if _exiting:
+            if _exiting and not self._pins:
                 self._drop()
             elif os.fstat(self.fd).st_size > TRUNCATE_BYTES:
                 os.ftruncate(self.fd, 0)
+
+    def pin(self) -> None:
+        """Keep the owner file while a burst of locks is taken (a tracker's close: the last
+        commits, packing the run refs): after exit began it was dropped whenever no lock was
+        held, and made again for the next, a third of a long process's exit. Undo with :meth:`unpin`."""
+        with self._guard:
+            self._pins += 1
+
+    def unpin(self) -> None:
+        with self._guard:
+            self._pins -= 1
+            if not self._pins and not self.held and _exiting:
+                self._drop()
 
     def close(self) -> None:
         global _exiting
@@ -118,7 +132,7 @@ class LockOwner:
         if os.getpid() != self.pid:
             return  # a forked child shares the parent's file and its flock
         with self._guard:
-            if not self.held:
+            if not self.held and not self._pins:
                 self._drop()
 
 

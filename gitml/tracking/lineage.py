@@ -20,6 +20,9 @@ class LogEntry:
     is_run_commit: bool
 
 
+MAX_DIFF_FILE_BYTES = 1 << 20  # a file larger than this is named, not diffed (difflib on megabytes takes minutes)
+
+
 def lineage(store: GitStore, run_commit: bytes, *, limit: int = 20) -> list[LogEntry]:
     """The run's own commits, newest first, then its source commit and history."""
     out: list[LogEntry] = []
@@ -63,6 +66,10 @@ def code_diff(store: GitStore, old_commit: bytes | None, new_commit: bytes, *, l
     for path, (old, new) in sorted(changes.items()):
         if old is not None and new is not None and old[1] == new[1]:
             continue  # only the mode changed
+        sizes = [store.size(e[1]) or 0 for e in (old, new) if e and e[0] != GITLINK_MODE]
+        if max(sizes, default=0) > MAX_DIFF_FILE_BYTES:  # a data file, or a teammate's zlib bomb: never read
+            out.append(f"File {path} differs: {max(sizes)} bytes, over the {MAX_DIFF_FILE_BYTES} a diff shows\n")
+            continue
         a = store.blob(old[1]) if old and old[0] != GITLINK_MODE else b""
         b = store.blob(new[1]) if new and new[0] != GITLINK_MODE else b""
         if b"\0" in a[:8000] or b"\0" in b[:8000]:

@@ -37,6 +37,7 @@ from gitml.names import (
     run_ref,
     run_ref_parts,
 )
+from gitml.store import locks
 from gitml.store.git import GitStore, user_name
 from gitml.store.urls import redact_url
 from gitml.store.worktree import Snapshot, is_tracked, snapshot
@@ -142,6 +143,14 @@ class Tracker:
         _TRACKERS.add(self)
 
     def close(self) -> None:
+        owner = locks.owner(self.store.commondir)
+        owner.pin()  # one owner file for the many locks closing takes (at exit it went after each)
+        try:
+            self._close()
+        finally:
+            owner.unpin()
+
+    def _close(self) -> None:
         failed: BaseException | None = None
         for writer in list(self.writers.values()):
             try:

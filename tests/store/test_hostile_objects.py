@@ -84,7 +84,7 @@ def bombed(tmp_path, repo, monkeypatch):
 
 
 VICTIM = """
-import json, resource, sys
+import json, sys
 import gitml.ops
 from gitml import sync
 from gitml.errors import CorruptRecordError
@@ -101,7 +101,9 @@ with gitml.ops.Operations(".") as c:
         except CorruptRecordError as e:
             out[name] = str(e)
     out["good"] = [m.value for m in c.get_metric_history(ids[2], "loss")]
-out["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM, not ru_maxrss: Linux carries the parent's high-water mark across exec into ru_maxrss,
+# so under a big pytest process (an xdist worker late in its run) it measured the parent
+out["rss"] = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) * 1024
 print(json.dumps(out))
 """
 
@@ -186,13 +188,14 @@ def test_a_commit_bomb_is_refused_by_name_at_fetch_and_skipped_when_read(tmp_pat
     git(tmp_path, "init", "-q", "--bare", str(origin))
     git(repo, "push", "-q", str(origin), "refs/gitml/*:refs/gitml/*")
     script = (
-        "import json, resource, sys\nimport gitml.ops\nfrom gitml import sync\n"
+        "import json, sys\nimport gitml.ops\nfrom gitml import sync\n"
         "with gitml.ops.Operations('.') as c:\n"
         "    if sys.argv[1]:\n"
         "        for ref, why in sync.fetch(c, sys.argv[1]).result.refused.items():\n"
         "            print(ref.decode(), 'refused:', why, file=sys.stderr)\n"
         "    listed = sorted(r.info.run_id for r in c.search_runs(['0']))\n"
-        "print(json.dumps({'listed': listed, 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))\n"
+        "rss = next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM:')) * 1024\n"
+        "print(json.dumps({'listed': listed, 'rss': rss}))\n"
     )
     with git_daemon(base) as port:
         for name, url in (("by-path", str(origin)), ("by-daemon", f"git://127.0.0.1:{port}/origin.git"), ("git", "")):

@@ -3,6 +3,8 @@ ref folders ``git pack-refs`` removed (made again only when missing). Judged by 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from gitml.errors import RepositoryError
@@ -38,3 +40,32 @@ def test_ref_folders_git_removed_are_made_again(repo):
         [first.decode(), second.decode()]
     )
     git(repo, "fsck", "--strict")
+
+
+def test_after_exit_began_a_pinned_lock_owner_keeps_one_file_for_many_locks(repo, monkeypatch):
+    """A tracker's close takes many locks at exit (its last commits, packing the run refs): the
+    owner file is kept for all of them while pinned (it was dropped after each lock and made
+    again for the next, a third of the exit), and dropped once unpinned with no lock held."""
+    from gitml.store import locks
+
+    commondir = str(repo / ".git")
+    head = git(repo, "rev-parse", "HEAD").strip().encode()
+    monkeypatch.setattr(locks, "_exiting", True)  # as the interpreter's exit handler sets it
+    owner = locks.owner(commondir)
+
+    def take(name: str) -> str:
+        with locks.LockFile(str(repo / ".git/refs/heads" / name), commondir) as f:
+            f.write(head + b"\n")
+            return owner.path
+
+    unpinned = take("a")
+    assert not os.path.exists(unpinned)  # not pinned: dropped as soon as no lock is held
+    owner.pin()
+    paths = {take(f"b{i}") for i in range(5)}
+    assert len(paths) == 1 and os.path.exists(next(iter(paths)))
+    owner.unpin()
+    assert not os.path.exists(next(iter(paths))) and not os.path.exists(next(iter(paths)) + locks.WITNESSES)
+    assert sorted(git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/").split())[:6] == [
+        "refs/heads/a",
+        *[f"refs/heads/b{i}" for i in range(5)],
+    ]

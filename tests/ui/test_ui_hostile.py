@@ -145,3 +145,42 @@ def test_a_header_line_that_never_ends_is_cut_off_and_the_ui_goes_on(repo):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_huge_file_in_a_teammates_source_commit_is_named_not_diffed(tmp_path, repo):
+    """The run page shows the diff of the run's source commit: a teammate's commit adding a
+    32 MiB file (or a zlib bomb of gigabytes: 32 KB pushed here) was read whole and given to
+    difflib, the page's thread working for minutes. A file over 1 MiB is named, never read."""
+    from starlette.testclient import TestClient
+
+    import gitml
+    import gitml.ops
+    from gitml import sync
+    from gitml.ui import allowed_hosts
+    from gitml.ui.app import make_app
+    from tests.conftest import git
+
+    data = (b"x" * 127 + b"\n") * (1 << 18)  # 32 MiB of lines
+    (repo / "data.txt").write_bytes(data)
+    (repo / "train.py").write_text("print('training v2')\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "data")
+    gitml.set_tracking_uri(str(repo))
+    with gitml.start_run() as run:
+        gitml.log_param("a", 1)
+    gitml.flush()
+    origin = tmp_path / "origin.git"
+    git(tmp_path, "init", "-q", "--bare", str(origin))
+    git(repo, "push", "-q", str(origin), "HEAD:refs/heads/main")
+    with gitml.ops.Operations(repo) as c:
+        assert not sync.push(c, str(origin), allow_local_artifacts=True).rejected
+    victim = tmp_path / "victim"
+    git(tmp_path, "clone", "-q", str(origin), str(victim))
+    with gitml.ops.Operations(victim) as c:
+        sync.fetch(c, "origin")
+        web = TestClient(make_app(c, allowed_hosts=allowed_hosts("127.0.0.1")), base_url="http://127.0.0.1")
+        page = web.get(f"/run/{run.info.run_id}")
+        assert page.status_code == 200
+        assert f"File data.txt differs: {len(data)} bytes, over the {1 << 20} a diff shows" in page.text
+        assert "training v2" in page.text  # the small file's diff is shown
+        assert "xxxxxxxxxx" not in page.text
