@@ -135,7 +135,7 @@ def measure(
 ) -> dict[str, tuple[tuple[float, float], ...]]:
     """``{operation: ((API wall, CPU), (CLI wall, CPU))}`` in seconds; each registration takes a spare run."""
     import gitml.ops
-    from gitml.models.uri import resolve_model_uri
+    from gitml.modelformat.uri import resolve_model_uri
 
     def fresh_list():
         with gitml.ops.Operations(repo) as c:
@@ -165,7 +165,7 @@ def measure(
         version[0] += 1
 
     code = (
-        "import gitml.pyfunc\nfrom gitml.models.uri import resolve_model_uri\n"
+        "import gitml.pyfunc\nfrom gitml.modelformat.uri import resolve_model_uri\n"
         "resolve_model_uri(None, 'models:/m7@production')"
     )
     return {

@@ -23,7 +23,7 @@ _TYPES = ("CatBoost", "CatBoostClassifier", "CatBoostRegressor", "CatBoostRanker
 
 
 def _cb():
-    from gitml.models.flavor import require
+    from gitml.modelformat.flavor import require
 
     return require("catboost", "catboost")
 
@@ -43,9 +43,9 @@ def save_model(
 ) -> None:
     """Save a CatBoost model as an MLflow model folder at ``path`` (``kwargs`` go to its
     ``save_model``, e.g. ``format="json"``). ``signature`` None is inferred from ``input_example``."""
-    from gitml.models.flavor import NativeModel
-    from gitml.models.mlmodel import Model
-    from gitml.models.save import copy_code_paths, finish_folder, prepare_folder
+    from gitml.modelformat.flavor import NativeModel
+    from gitml.modelformat.mlmodel import Model
+    from gitml.modelformat.save import copy_code_paths, finish_folder, prepare_folder
 
     cb = _cb()
     if conda_env is not None:
@@ -96,7 +96,7 @@ def log_model(
 ):
     """Save a CatBoost model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
-    from gitml.models.save import log_model_folder
+    from gitml.modelformat.save import log_model_folder
 
     return log_model_folder(
         save_model,
@@ -117,7 +117,7 @@ def log_model(
 
 
 def _load(folder: str, conf: dict):
-    from gitml.models.flavor import flavor_file
+    from gitml.modelformat.flavor import flavor_file
 
     cb = _cb()
     kind = conf.get("model_type")
@@ -130,14 +130,14 @@ def _load(folder: str, conf: dict):
 
 def load_model(model_uri: str | os.PathLike, dst_path: str | None = None):
     """The CatBoost model itself (a run's model verified against its manifest first)."""
-    from gitml.models.flavor import on_disk
+    from gitml.modelformat.flavor import on_disk
 
     return on_disk(model_uri, dst_path, FLAVOR, _load)
 
 
 def _load_pyfunc(path: str, model_config: dict | None = None):
     """Called by ``gitml.pyfunc.load_model`` for ``loader_module: mlflow.catboost``."""
-    from gitml.models.flavor import NativeModel, flavor_conf, model_folder
+    from gitml.modelformat.flavor import NativeModel, flavor_conf, model_folder
 
     folder = model_folder(path)
     return NativeModel(_load(folder, flavor_conf(folder, FLAVOR)))

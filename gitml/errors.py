@@ -25,12 +25,12 @@ one also offers it under its name; the part is named in brackets)::
     ├── MissingExtraError         an optional part (ui, serve) is not installed
     ├── InvalidInputError
     │   ├── ProjectSpecError, ParameterError (projects.spec), UnsupportedFlavorError (pyfunc),
-    │   │   ModelIntegrityError (models.uri), BadInputFileError, InputTooLargeError (pyfunc.batch),
-    │   │   SchemaEnforcementError (models.enforce), InvalidHostError (ui.app),
+    │   │   ModelIntegrityError (modelformat.uri), BadInputFileError, InputTooLargeError (pyfunc.batch),
+    │   │   SchemaEnforcementError (modelformat.enforce), InvalidHostError (ui.app),
     │   │   LocalArtifactsError (sync)
     ├── NotFoundError
     │   └── EntryPointNotFoundError (projects.spec), VersionNotFoundError (projects.source),
-    │       RegisteredModelNotFoundError (models.uri), RegisteredModelNotFound (registry.state)
+    │       RegisteredModelNotFoundError (modelformat.uri), RegisteredModelNotFound (registry.state)
     ├── ConflictError
     │   └── LockHeld (store.locks), IndexLockedError (store.checkout), UntrustedTagError (registry.state),
     │       GateError (registry.gates)
@@ -377,7 +377,7 @@ class UnsupportedFlavorError(InvalidInputError):
     """A model whose ``python_function`` loader gitml does not have."""
 
 
-# raised by gitml.models.uri
+# raised by gitml.modelformat.uri
 class RegisteredModelNotFoundError(NotFoundError):
     """A ``models:/`` URI naming no registered model (or version, or alias)."""
 
@@ -395,7 +395,7 @@ class InputTooLargeError(BadInputFileError):
     """An input whose table would decode to more cells (or bytes) than allowed."""
 
 
-# raised by gitml.models.enforce
+# raised by gitml.modelformat.enforce
 class SchemaEnforcementError(InvalidInputError):
     """Input or params that do not fit the model's signature."""
 

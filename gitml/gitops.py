@@ -159,7 +159,7 @@ def _unverified(reg: Registry, mv: ModelVersion, stage: str) -> str | None:
 
 
 def _check_artifacts(client: Operations, reg: Registry, mv: ModelVersion, load: bool, problems: list[str]) -> None:
-    from gitml.models.uri import local_model
+    from gitml.modelformat.uri import local_model
 
     folder = None
     try:
@@ -264,7 +264,7 @@ def evaluator(
 
 
 def _evaluate_on(client: Operations, reg: Registry, mv: ModelVersion, name: str) -> dict[str, float]:
-    from gitml.models.uri import local_model
+    from gitml.modelformat.uri import local_model
     from gitml.pyfunc import load_folder
     from gitml.pyfunc.evaluation import compute
 

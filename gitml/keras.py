@@ -28,7 +28,7 @@ _BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")
 
 
 def _keras(backend: object = None):
-    from gitml.models.flavor import require
+    from gitml.modelformat.flavor import require
 
     if "keras" not in sys.modules and not os.environ.get("KERAS_BACKEND") and backend in _BACKENDS:
         os.environ["KERAS_BACKEND"] = str(backend)  # Keras reads it once, at import
@@ -50,9 +50,9 @@ def save_model(
 ) -> None:
     """Save a Keras 3 model as an MLflow model folder at ``path``. A ``signature``'s inputs are
     tensors with a free first dimension (as MLflow requires)."""
-    from gitml.models.mlmodel import Model
-    from gitml.models.save import finish_folder, prepare_folder
-    from gitml.models.signature import TensorSpec
+    from gitml.modelformat.mlmodel import Model
+    from gitml.modelformat.save import finish_folder, prepare_folder
+    from gitml.modelformat.signature import TensorSpec
 
     keras = _keras()
     if conda_env is not None:
@@ -114,7 +114,7 @@ def log_model(
 ):
     """Save a Keras model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
-    from gitml.models.save import log_model_folder
+    from gitml.modelformat.save import log_model_folder
 
     return log_model_folder(
         save_model,
@@ -194,7 +194,7 @@ def load_model(
     load_model_kwargs: dict | None = None,
 ):
     """The Keras model itself (a run's model verified against its manifest first)."""
-    from gitml.models.flavor import on_disk
+    from gitml.modelformat.flavor import on_disk
 
     return on_disk(
         model_uri,
@@ -227,7 +227,7 @@ class _KerasModelWrapper:
 
 def _load_pyfunc(path: str, model_config: dict | None = None) -> _KerasModelWrapper:
     """Called by ``gitml.pyfunc.load_model`` for ``loader_module: mlflow.keras``."""
-    from gitml.models.flavor import flavor_conf, model_folder
+    from gitml.modelformat.flavor import flavor_conf, model_folder
 
     folder = model_folder(path)
     return _KerasModelWrapper(_load(folder, flavor_conf(folder, FLAVOR)))

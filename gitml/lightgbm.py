@@ -30,7 +30,7 @@ SKOPS_TRUSTED_TYPES = [
 
 
 def _lgb():
-    from gitml.models.flavor import require
+    from gitml.modelformat.flavor import require
 
     return require("lightgbm", "lightgbm")
 
@@ -52,9 +52,9 @@ def save_model(
     """Save a ``lightgbm.Booster`` or scikit-learn-API LightGBM model as an MLflow model folder at
     ``path``. ``signature`` None is inferred from ``input_example`` as MLflow does."""
     from gitml import sklearn as gitml_sklearn
-    from gitml.models.flavor import NativeModel, qualified_name
-    from gitml.models.mlmodel import Model
-    from gitml.models.save import copy_code_paths, finish_folder, prepare_folder
+    from gitml.modelformat.flavor import NativeModel, qualified_name
+    from gitml.modelformat.mlmodel import Model
+    from gitml.modelformat.save import copy_code_paths, finish_folder, prepare_folder
 
     lgb = _lgb()
     if conda_env is not None:
@@ -130,7 +130,7 @@ def log_model(
 ):
     """Save a LightGBM model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
-    from gitml.models.save import log_model_folder
+    from gitml.modelformat.save import log_model_folder
 
     return log_model_folder(
         save_model,
@@ -182,7 +182,7 @@ def autolog(
 
 def _load(folder: str, conf: dict):
     from gitml import sklearn as gitml_sklearn
-    from gitml.models.flavor import flavor_file, library_class
+    from gitml.modelformat.flavor import flavor_file, library_class
 
     lgb = _lgb()
     cls = library_class(conf.get("model_class"), "lightgbm.", _BOOSTER)
@@ -201,14 +201,14 @@ def _load(folder: str, conf: dict):
 
 def load_model(model_uri: str | os.PathLike, dst_path: str | None = None):
     """The LightGBM model itself (a run's model verified against its manifest first)."""
-    from gitml.models.flavor import on_disk
+    from gitml.modelformat.flavor import on_disk
 
     return on_disk(model_uri, dst_path, FLAVOR, _load)
 
 
 def _load_pyfunc(path: str, model_config: dict | None = None):
     """Called by ``gitml.pyfunc.load_model`` for ``loader_module: mlflow.lightgbm``."""
-    from gitml.models.flavor import NativeModel, flavor_conf, model_folder
+    from gitml.modelformat.flavor import NativeModel, flavor_conf, model_folder
 
     folder = model_folder(path)
     return NativeModel(_load(folder, flavor_conf(folder, FLAVOR)))

@@ -32,7 +32,7 @@ _SESSION_OPTIONS = (
 
 
 def _onnx():
-    from gitml.models.flavor import require
+    from gitml.modelformat.flavor import require
 
     return require("onnx", "onnx")
 
@@ -54,8 +54,8 @@ def save_model(
     **kwargs,
 ) -> None:
     """Save an ``onnx.ModelProto`` as an MLflow model folder at ``path``."""
-    from gitml.models.mlmodel import Model
-    from gitml.models.save import copy_code_paths, finish_folder, prepare_folder
+    from gitml.modelformat.mlmodel import Model
+    from gitml.modelformat.save import copy_code_paths, finish_folder, prepare_folder
 
     onnx = _onnx()
     if conda_env is not None:
@@ -122,7 +122,7 @@ def log_model(
 ):
     """Save an ONNX model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
-    from gitml.models.save import log_model_folder
+    from gitml.modelformat.save import log_model_folder
 
     return log_model_folder(
         save_model,
@@ -164,14 +164,14 @@ def _checked(folder: str, file: str) -> str:
 
 
 def _load(folder: str, conf: dict):
-    from gitml.models.flavor import flavor_file
+    from gitml.modelformat.flavor import flavor_file
 
     return _onnx().load(_checked(folder, flavor_file(folder, conf, "data", MODEL_FILE)))
 
 
 def load_model(model_uri: str | os.PathLike, dst_path: str | None = None):
     """The ``onnx.ModelProto`` (a run's model verified against its manifest first)."""
-    from gitml.models.flavor import on_disk
+    from gitml.modelformat.flavor import on_disk
 
     return on_disk(model_uri, dst_path, FLAVOR, _load)
 
@@ -181,7 +181,7 @@ class _OnnxModelWrapper:
     one column per output; an array or a feed dict gives a dict of arrays."""
 
     def __init__(self, file: str, conf: dict):
-        from gitml.models.flavor import require
+        from gitml.modelformat.flavor import require
 
         ort = require("onnxruntime", "onnx")
         providers = conf.get("providers") or PROVIDERS
@@ -247,7 +247,7 @@ class _OnnxModelWrapper:
 
 def _load_pyfunc(path: str, model_config: dict | None = None) -> _OnnxModelWrapper:
     """Called by ``gitml.pyfunc.load_model`` for ``loader_module: mlflow.onnx``."""
-    from gitml.models.flavor import flavor_conf, flavor_file, model_folder
+    from gitml.modelformat.flavor import flavor_conf, flavor_file, model_folder
 
     folder = model_folder(path)
     conf = flavor_conf(folder, FLAVOR)

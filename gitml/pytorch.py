@@ -77,8 +77,8 @@ def save_model(
 ) -> None:
     """Save a ``torch.nn.Module`` as an MLflow model folder at ``path`` (a new folder).
     ``signature`` None is inferred from ``input_example`` (a numpy array or DataFrame)."""
-    from gitml.models.mlmodel import Model
-    from gitml.models.save import copy_code_paths, finish_folder, prepare_folder
+    from gitml.modelformat.mlmodel import Model
+    from gitml.modelformat.save import copy_code_paths, finish_folder, prepare_folder
 
     torch = _torch()
     if conda_env is not None or pickle_module is not None:
@@ -140,7 +140,7 @@ def log_model(
 ):
     """Save a torch model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
-    from gitml.models.save import log_model_folder
+    from gitml.modelformat.save import log_model_folder
 
     return log_model_folder(
         save_model,
@@ -227,8 +227,8 @@ def _load(data_path: str, device: str | None = None):
 
 def load_model(model_uri: str | os.PathLike, dst_path: str | None = None, **kwargs):
     """The ``torch.nn.Module`` itself (a run's model verified against its manifest first)."""
-    from gitml.models.mlmodel import Model
-    from gitml.models.uri import model_on_disk
+    from gitml.modelformat.mlmodel import Model
+    from gitml.modelformat.uri import model_on_disk
     from gitml.pyfunc import inside
 
     with model_on_disk(model_uri, dst_path) as folder:  # a temporary download is removed once loaded

@@ -50,8 +50,8 @@ def save_model(
     ``serialization_format``: ``cloudpickle`` (default, as MLflow 2), ``pickle``, or
     ``skops`` (needs skops). ``signature`` None is inferred from ``input_example``.
     """
-    from gitml.models.mlmodel import Model
-    from gitml.models.save import copy_code_paths, finish_folder, prepare_folder
+    from gitml.modelformat.mlmodel import Model
+    from gitml.modelformat.save import copy_code_paths, finish_folder, prepare_folder
 
     sklearn = _sklearn()
     if conda_env is not None:
@@ -135,7 +135,7 @@ def log_model(
     """Save a scikit-learn model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``).
     ``registered_model_name`` registers it as that model's next version."""
-    from gitml.models.save import log_model_folder
+    from gitml.modelformat.save import log_model_folder
 
     return log_model_folder(
         save_model,
@@ -174,7 +174,7 @@ def load_estimator(path: str, serialization_format: str, trusted: list[str] | No
 
 
 def _flavor(folder: str) -> dict:
-    from gitml.models.mlmodel import Model
+    from gitml.modelformat.mlmodel import Model
 
     conf = Model.load(folder).flavors.get(FLAVOR)
     if not isinstance(conf, dict):
@@ -184,7 +184,7 @@ def _flavor(folder: str) -> dict:
 
 def load_model(model_uri: str | os.PathLike, dst_path: str | None = None):
     """The scikit-learn model itself (a run's model verified against its manifest first)."""
-    from gitml.models.uri import model_on_disk
+    from gitml.modelformat.uri import model_on_disk
     from gitml.pyfunc import inside
 
     with model_on_disk(model_uri, dst_path) as folder:  # a temporary download is removed once loaded
@@ -209,7 +209,7 @@ class _SklearnModelWrapper:
 
 def _load_pyfunc(path: str, model_config: dict | None = None) -> _SklearnModelWrapper:
     """Called by ``gitml.pyfunc.load_model`` for ``loader_module: mlflow.sklearn``."""
-    from gitml.models.mlmodel import PYFUNC, Model
+    from gitml.modelformat.mlmodel import PYFUNC, Model
     from gitml.pyfunc import inside
 
     folder = os.path.dirname(path) if os.path.isfile(path) else path

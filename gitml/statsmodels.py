@@ -23,7 +23,7 @@ MODEL_FILE = "model.statsmodels"
 
 
 def _sm():
-    from gitml.models.flavor import require
+    from gitml.modelformat.flavor import require
 
     return require("statsmodels", "statsmodels")
 
@@ -44,8 +44,8 @@ def save_model(
     """Save a fitted statsmodels results object as an MLflow model folder at ``path``
     (``remove_data`` drops the training data from it). ``signature`` None is inferred from
     ``input_example`` as MLflow does."""
-    from gitml.models.mlmodel import Model
-    from gitml.models.save import copy_code_paths, finish_folder, prepare_folder
+    from gitml.modelformat.mlmodel import Model
+    from gitml.modelformat.save import copy_code_paths, finish_folder, prepare_folder
 
     sm = _sm()
     if conda_env is not None:
@@ -92,7 +92,7 @@ def log_model(
 ):
     """Save a statsmodels results object and log it to the active run (or ``run_id``) under
     ``name``; returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
-    from gitml.models.save import log_model_folder
+    from gitml.modelformat.save import log_model_folder
 
     return log_model_folder(
         save_model,
@@ -113,7 +113,7 @@ def log_model(
 
 
 def _load(folder: str, conf: dict):
-    from gitml.models.flavor import flavor_file
+    from gitml.modelformat.flavor import flavor_file
     from gitml.pyfunc.model import load_pickle
 
     _sm()
@@ -122,7 +122,7 @@ def _load(folder: str, conf: dict):
 
 def load_model(model_uri: str | os.PathLike, dst_path: str | None = None):
     """The statsmodels results object (a run's model verified against its manifest first)."""
-    from gitml.models.flavor import on_disk
+    from gitml.modelformat.flavor import on_disk
 
     return on_disk(model_uri, dst_path, FLAVOR, _load)
 
@@ -146,7 +146,7 @@ class _StatsmodelsModelWrapper:
 
 def _load_pyfunc(path: str, model_config: dict | None = None) -> _StatsmodelsModelWrapper:
     """Called by ``gitml.pyfunc.load_model`` for ``loader_module: mlflow.statsmodels``."""
-    from gitml.models.flavor import flavor_conf, model_folder
+    from gitml.modelformat.flavor import flavor_conf, model_folder
 
     folder = model_folder(path)
     return _StatsmodelsModelWrapper(_load(folder, flavor_conf(folder, FLAVOR)))

@@ -43,7 +43,7 @@ PYFUNC_TASKS = (  # the tasks gitml predicts through pyfunc, as MLflow's wrapper
 
 
 def _transformers():
-    from gitml.models.flavor import require
+    from gitml.modelformat.flavor import require
 
     return require("transformers", "transformers")
 
@@ -75,8 +75,8 @@ def save_model(
     is inferred from ``input_example`` (else MLflow's default for the task)."""
     import yaml
 
-    from gitml.models.mlmodel import Model
-    from gitml.models.save import copy_code_paths, finish_folder, prepare_folder
+    from gitml.modelformat.mlmodel import Model
+    from gitml.modelformat.save import copy_code_paths, finish_folder, prepare_folder
 
     transformers = _transformers()
     if conda_env is not None:
@@ -134,7 +134,7 @@ def save_model(
     if pyfunc and signature is None:
         signature = None
         if input_example is not None:
-            from gitml.models.signature import infer_signature
+            from gitml.modelformat.signature import infer_signature
 
             try:
                 signature = infer_signature(
@@ -165,7 +165,7 @@ def _default_signature(task: str):
     """MLflow's signature for a task when none is inferred (mlflow/transformers/signature.py)."""
     import numpy as np
 
-    from gitml.models.signature import ColSpec, DataType, ModelSignature, Schema, TensorSpec
+    from gitml.modelformat.signature import ColSpec, DataType, ModelSignature, Schema, TensorSpec
 
     text = Schema([ColSpec(DataType.string)])
     if task in ("text-classification", "sentiment-analysis"):
@@ -212,7 +212,7 @@ def log_model(
 ):
     """Save a pipeline and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
-    from gitml.models.save import log_model_folder
+    from gitml.modelformat.save import log_model_folder
 
     return log_model_folder(
         save_model,
@@ -276,7 +276,7 @@ def _load(folder: str, conf: dict, return_type: str = "pipeline"):
 def load_model(model_uri: str | os.PathLike, dst_path: str | None = None, return_type: str = "pipeline", **kwargs):
     """The pipeline (or, with ``return_type="components"``, its parts), a run's model verified
     against its manifest first."""
-    from gitml.models.flavor import on_disk
+    from gitml.modelformat.flavor import on_disk
 
     if return_type not in ("pipeline", "components"):
         raise InvalidInputError(f"return_type {return_type!r} is not pipeline or components")
@@ -385,8 +385,8 @@ def _strip(output):
 
 def _load_pyfunc(path: str, model_config: dict | None = None) -> _TransformersWrapper:
     """Called by ``gitml.pyfunc.load_model`` for ``loader_module: mlflow.transformers``."""
-    from gitml.models.flavor import flavor_conf, model_folder
-    from gitml.models.mlmodel import PYFUNC, Model
+    from gitml.modelformat.flavor import flavor_conf, model_folder
+    from gitml.modelformat.mlmodel import PYFUNC, Model
 
     folder = model_folder(path)
     conf = flavor_conf(folder, FLAVOR)

@@ -23,7 +23,7 @@ _BOOSTER = "xgboost.core.Booster"
 
 
 def _xgb():
-    from gitml.models.flavor import require
+    from gitml.modelformat.flavor import require
 
     return require("xgboost", "xgboost")
 
@@ -44,9 +44,9 @@ def save_model(
 ) -> None:
     """Save an ``xgboost.Booster`` or scikit-learn-API model (``XGBClassifier``...) as an MLflow
     model folder at ``path``. ``signature`` None is inferred from ``input_example`` as MLflow does."""
-    from gitml.models.flavor import qualified_name
-    from gitml.models.mlmodel import Model
-    from gitml.models.save import copy_code_paths, finish_folder, prepare_folder
+    from gitml.modelformat.flavor import qualified_name
+    from gitml.modelformat.mlmodel import Model
+    from gitml.modelformat.save import copy_code_paths, finish_folder, prepare_folder
 
     xgb = _xgb()
     if conda_env is not None:
@@ -101,7 +101,7 @@ def log_model(
 ):
     """Save an XGBoost model and log it to the active run (or ``run_id``) under ``name``;
     returns a ModelInfo (``model_uri`` is ``runs:/<run_id>/<name>``)."""
-    from gitml.models.save import log_model_folder
+    from gitml.modelformat.save import log_model_folder
 
     return log_model_folder(
         save_model,
@@ -156,7 +156,7 @@ def autolog(
 
 
 def _load(folder: str, conf: dict):
-    from gitml.models.flavor import flavor_file, library_class
+    from gitml.modelformat.flavor import flavor_file, library_class
 
     _xgb()
     cls = library_class(conf.get("model_class"), "xgboost.", _BOOSTER)
@@ -167,7 +167,7 @@ def _load(folder: str, conf: dict):
 
 def load_model(model_uri: str | os.PathLike, dst_path: str | None = None):
     """The XGBoost model itself (a run's model verified against its manifest first)."""
-    from gitml.models.flavor import on_disk
+    from gitml.modelformat.flavor import on_disk
 
     return on_disk(model_uri, dst_path, FLAVOR, _load)
 
@@ -195,7 +195,7 @@ class _XGBModelWrapper:
 
 def _load_pyfunc(path: str, model_config: dict | None = None) -> _XGBModelWrapper:
     """Called by ``gitml.pyfunc.load_model`` for ``loader_module: mlflow.xgboost``."""
-    from gitml.models.flavor import flavor_conf, model_folder
+    from gitml.modelformat.flavor import flavor_conf, model_folder
 
     folder = model_folder(path)
     return _XGBModelWrapper(_load(folder, flavor_conf(folder, FLAVOR)))

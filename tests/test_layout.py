@@ -17,8 +17,9 @@ LAYERS = [
     ("gitml.client", "gitml.search", "gitml.frame", "gitml.entities"),
     ("gitml.ops", "gitml.runviews", "gitml.sync", "gitml.purge", "gitml.report"),
     ("gitml.fluent", "gitml.artifacts", "gitml.tracking", "gitml.projects"),
-    ("gitml.models",),
+    ("gitml.modelformat",),
     ("gitml.pyfunc",),
+    ("gitml.models",),
     ("gitml.autologging",),
     (
         "gitml.sklearn",
@@ -126,9 +127,9 @@ FACE_LEVEL = len(LAYERS) - 1
 # imported when first used (as gitml/__init__.py does). It sits with the package face, between
 # the last layer and the edge (PACKAGE_FACE_LEVEL); its submodules sit in the package's layer
 # and, like every module below the edge, import none of its names.
-PACKAGE_FACES = {
-    "gitml.models": "gitml.models.evaluate(model_uri), as mlflow.models.evaluate, loads the model (gitml.pyfunc)",
-}
+# None is left: gitml.tracking and gitml.models were, and are face folders now, each in a layer
+# above what it hands out (the run log is gitml.runlog, the model format gitml.modelformat).
+PACKAGE_FACES: dict[str, str] = {}
 PACKAGE_FACE_LEVEL = FACE_LEVEL - 0.5
 
 
@@ -251,7 +252,8 @@ def test_cli_help_does_not_import_pandas_or_dulwich(tmp_path):
         "import sys\nfrom gitml.cli.main import cli\n"
         "try:\n    cli(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
         "print('pandas' in sys.modules, 'dulwich' in sys.modules,\n"
-        "      any(m in sys.modules for m in ('torch', 'sklearn', 'cloudpickle', 'gitml.models', 'gitml.pyfunc')))",
+        "      any(m in sys.modules for m in ('torch', 'sklearn', 'cloudpickle',\n"
+        "                                     'gitml.models', 'gitml.modelformat', 'gitml.pyfunc')))",
         cwd=tmp_path,
     )
     assert out.stdout.strip().endswith("False False False")

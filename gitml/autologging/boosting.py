@@ -143,7 +143,7 @@ def _log(cfg: Config, run_id: str, estimator, example, log_estimator) -> None:
     signature = None
     if example is not None and cfg.log_model_signatures:
         try:
-            from gitml.models.signature import infer_signature
+            from gitml.modelformat.signature import infer_signature
 
             signature = infer_signature(example, estimator.predict(copy.deepcopy(example)))
         except Exception as e:  # noqa: BLE001

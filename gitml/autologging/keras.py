@@ -145,7 +145,7 @@ def signature_of(model):
     """MLflow's Keras signature: tensors of the model's input dtype and shapes, output compute dtype."""
     import numpy as np
 
-    from gitml.models.signature import ModelSignature, Schema, TensorSpec
+    from gitml.modelformat.signature import ModelSignature, Schema, TensorSpec
 
     def specs(shapes, dtype) -> Schema:
         shapes = shapes if isinstance(shapes, list) else [shapes]

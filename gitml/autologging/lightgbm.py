@@ -191,7 +191,7 @@ def _log_model(cfg: Config, run_id: str, model, bound: dict) -> None:
     signature = None
     if example is not None and cfg.log_model_signatures:
         try:
-            from gitml.models.signature import infer_signature
+            from gitml.modelformat.signature import infer_signature
 
             signature = infer_signature(example, model.predict(example))
         except Exception as e:  # noqa: BLE001

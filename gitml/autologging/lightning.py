@@ -229,7 +229,7 @@ def _log_model(cfg: Config, run_id: str, module, captured: list) -> None:
     signature = None
     if captured and captured[0] is not None:
         try:
-            from gitml.models.signature import infer_signature
+            from gitml.modelformat.signature import infer_signature
 
             signature = infer_signature(*captured[0])
         except Exception as e:  # noqa: BLE001

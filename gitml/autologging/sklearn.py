@@ -336,7 +336,7 @@ def _log_model(cfg: Config, run_id: str, estimator, X, name: str) -> None:
             warn(cfg, "taking an input example", e)
     if example is not None and cfg.log_model_signatures:
         try:
-            from gitml.models.signature import infer_signature
+            from gitml.modelformat.signature import infer_signature
 
             predict = getattr(estimator, "predict", None) or estimator.transform
             signature = infer_signature(example, predict(copy.deepcopy(example)))

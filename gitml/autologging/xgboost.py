@@ -188,7 +188,7 @@ def _log_model(cfg: Config, run_id: str, model, bound: dict, xgboost) -> None:
     signature = None
     if example is not None and cfg.log_model_signatures:
         try:
-            from gitml.models.signature import infer_signature
+            from gitml.modelformat.signature import infer_signature
 
             signature = infer_signature(example, model.predict(xgboost.DMatrix(example)))
         except Exception as e:  # noqa: BLE001

@@ -6,16 +6,15 @@ environment files, model URIs, and loading with every file verified.
     gitml.sklearn.log_model(model, name="model", signature=signature, input_example=X_train[:5])
     gitml.pyfunc.load_model("runs:/<run>/model").predict(X_test)
 
-Submodules: ``signature`` (ModelSignature and its schemas), ``enforce`` (checking input
-against a signature), ``mlmodel`` (the MLmodel file, input examples), ``environment``
-(requirements.txt, python_env.yaml, conda.yaml), ``uri`` (model URIs, download and
-verification), ``save`` (what every flavor's save/log shares), ``flavor`` (what the native
-flavor modules share when they load). Batch scoring and export, and evaluation, which load
-models, are ``gitml.pyfunc.batch`` and ``gitml.pyfunc.evaluation``, above the loader.
+The code is ``gitml.modelformat`` (the MLmodel folder and file, signatures, enforcing them,
+environment files, model URIs, what saving and the flavors share), below the loader
+``gitml.pyfunc``; batch scoring and export, and evaluation, which load models, are
+``gitml.pyfunc.batch`` and ``gitml.pyfunc.evaluation``, above it.
 
-This ``__init__`` is a face, as ``gitml/__init__.py`` is: it names each thing where MLflow has
-it and imports it on first use, ``evaluate`` (``mlflow.models.evaluate``) from the layer above
-that loads the model. It sits with the package face; the submodules take nothing from it.
+This folder is a face, as ``gitml/__init__.py`` is, and sits above ``gitml.pyfunc``: its
+``__init__`` names each thing where MLflow has it and imports it on first use (``evaluate``,
+``mlflow.models.evaluate``, from the layer that loads the model), and ``gitml.models.signature``
+is ``mlflow.models.signature``'s path. Nothing in gitml imports it.
 """
 
 from typing import TYPE_CHECKING
@@ -23,9 +22,9 @@ from typing import TYPE_CHECKING
 from gitml.errors import ModelIntegrityError, RegisteredModelNotFoundError, SchemaEnforcementError
 
 if TYPE_CHECKING:
-    from gitml.models.mlmodel import Model
-    from gitml.models.save import ModelInfo
-    from gitml.models.signature import (
+    from gitml.modelformat.mlmodel import Model
+    from gitml.modelformat.save import ModelInfo
+    from gitml.modelformat.signature import (
         ColSpec,
         DataType,
         ModelSignature,
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
         TensorSpec,
         infer_signature,
     )
-    from gitml.models.uri import parse_model_uri, resolve_model_uri
+    from gitml.modelformat.uri import parse_model_uri, resolve_model_uri
     from gitml.pyfunc.evaluation import EvaluationResult, evaluate
 
 # each name is imported from its submodule on first use: loading a model (gitml.pyfunc,
@@ -43,8 +42,8 @@ if TYPE_CHECKING:
 _WHERE = {
     "EvaluationResult": "gitml.pyfunc.evaluation",  # evaluate loads the model it is given: above the loader
     "evaluate": "gitml.pyfunc.evaluation",
-    "Model": "gitml.models.mlmodel",
-    "ModelInfo": "gitml.models.save",
+    "Model": "gitml.modelformat.mlmodel",
+    "ModelInfo": "gitml.modelformat.save",
     **dict.fromkeys(
         [
             "ColSpec",
@@ -56,9 +55,9 @@ _WHERE = {
             "TensorSpec",
             "infer_signature",
         ],
-        "gitml.models.signature",
+        "gitml.modelformat.signature",
     ),
-    **dict.fromkeys(["parse_model_uri", "resolve_model_uri"], "gitml.models.uri"),
+    **dict.fromkeys(["parse_model_uri", "resolve_model_uri"], "gitml.modelformat.uri"),
 }
 
 

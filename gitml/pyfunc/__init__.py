@@ -30,7 +30,7 @@ import weakref
 from typing import Any
 
 from gitml.errors import CorruptRecordError, InvalidInputError, UnsupportedFlavorError
-from gitml.models.mlmodel import PYFUNC, Model, inside
+from gitml.modelformat.mlmodel import PYFUNC, Model, inside
 from gitml.pyfunc.dask import dask_predict
 from gitml.pyfunc.model import PythonModel, PythonModelContext, save_python_model
 from gitml.pyfunc.spark import spark_udf
@@ -77,7 +77,7 @@ class PyFuncModel:
     def predict(self, data: Any, params: dict | None = None) -> Any:
         """Predictions for ``data`` (a DataFrame, dict, list or array). Raises
         SchemaEnforcementError naming the column that does not fit the signature."""
-        from gitml.models.enforce import enforce_params, enforce_schema
+        from gitml.modelformat.enforce import enforce_params, enforce_schema
 
         schema = self._model_meta.get_input_schema()
         if schema is not None:
@@ -91,7 +91,7 @@ class PyFuncModel:
         """Predictions for ``frame``, a DataFrame already holding the signature's columns in
         its order and types (what :meth:`predict`'s enforcement would make of it): the
         scoring server builds such frames straight from JSON. Params are still checked."""
-        from gitml.models.enforce import enforce_params
+        from gitml.modelformat.enforce import enforce_params
 
         params = enforce_params(params, self._model_meta.get_params_schema())
         if self._takes_params:
@@ -196,7 +196,7 @@ def load_model(
     Raises NotFoundError, IntegrityError / ModelIntegrityError (a tampered file, named),
     UnsupportedFlavorError.
     """
-    from gitml.models.uri import local_model
+    from gitml.modelformat.uri import local_model
 
     folder, run_id = local_model(model_uri, dst_path)
     try:
@@ -274,7 +274,7 @@ def log_model(
 ):
     """Save a :class:`PythonModel` and log it to the active run under ``name``; returns a
     ModelInfo whose ``model_uri`` is ``runs:/<run_id>/<name>``."""
-    from gitml.models.save import log_model_folder
+    from gitml.modelformat.save import log_model_folder
 
     return log_model_folder(
         save_model,

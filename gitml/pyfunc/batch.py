@@ -48,7 +48,7 @@ def _kind(path: str, content_type: str | None) -> str:
 def _typed(frame, schema):
     """Columns the signature declares float/double read as floats (a CSV of whole numbers
     reads as int64, which MLflow's rules would refuse), as MLflow's server parses with the schema."""
-    from gitml.models.signature import ColSpec, DataType
+    from gitml.modelformat.signature import ColSpec, DataType
 
     if schema is None or schema.is_tensor_spec():
         return frame
@@ -378,8 +378,8 @@ def export_model(model_uri: str, dst: str) -> str:
     """Write the model at ``model_uri`` as a plain MLmodel folder ``dst`` (new or empty) for
     other servers (MLServer, KServe, ``mlflow models serve``). A run's model is verified
     against the run's manifest first; a folder is copied as it is. Returns ``dst``."""
-    from gitml.models.mlmodel import Model, model_files
-    from gitml.models.uri import local_model, parse_model_uri
+    from gitml.modelformat.mlmodel import Model, model_files
+    from gitml.modelformat.uri import local_model, parse_model_uri
 
     dst = os.path.abspath(dst)
     if os.path.exists(dst) and (not os.path.isdir(dst) or os.listdir(dst)):

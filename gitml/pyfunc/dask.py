@@ -70,7 +70,7 @@ def dask_predict(
     import dask
     import dask.dataframe as dd
 
-    from gitml.models.enforce import enforce_params
+    from gitml.modelformat.enforce import enforce_params
     from gitml.pyfunc.shipping import ship_model
 
     if not isinstance(ddf, dd.DataFrame):

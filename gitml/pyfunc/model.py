@@ -62,11 +62,22 @@ class _MlflowStub:
 _MLFLOW_NAMES = {"PythonModel": PythonModel, "PythonModelContext": PythonModelContext}
 
 
+# Where a class an older gitml pickled now lives: ``gitml.models``' modules moved to
+# ``gitml.modelformat`` (a pickled PythonModel may hold a Model, a ModelInfo, a loaded
+# NativeModel); the signature classes still load from their public path, ``gitml.models.signature``.
+_MOVED = {
+    f"gitml.models.{name}": f"gitml.modelformat.{name}"
+    for name in ("enforce", "mlmodel", "environment", "uri", "save", "flavor")
+}
+
+
 class ModelUnpickler(pickle.Unpickler):
     """Reads MLflow's and gitml's pickled models: MLflow's ``PythonModel`` base class becomes
-    gitml's, so a model MLflow saved loads without MLflow."""
+    gitml's, so a model MLflow saved loads without MLflow, and a class an older gitml pickled
+    under a module that has moved is read from where it is now."""
 
     def find_class(self, module: str, name: str):
+        module = _MOVED.get(module, module)
         if module == "mlflow" or module.startswith("mlflow."):
             try:
                 return super().find_class(module, name)
@@ -109,7 +120,7 @@ class _PythonModelWrapper:
 
 def _load_pyfunc(path: str, model_config: dict | None = None) -> _PythonModelWrapper:
     """The loader MLflow (and gitml) call for ``loader_module: gitml.pyfunc.model``."""
-    from gitml.models.mlmodel import PYFUNC, Model
+    from gitml.modelformat.mlmodel import PYFUNC, Model
     from gitml.pyfunc import inside
 
     conf = Model.load(path).flavors.get(PYFUNC) or {}
@@ -146,8 +157,8 @@ def save_python_model(
 ) -> None:
     import cloudpickle
 
-    from gitml.models.mlmodel import Model
-    from gitml.models.save import copy_code_paths, finish_folder, prepare_folder
+    from gitml.modelformat.mlmodel import Model
+    from gitml.modelformat.save import copy_code_paths, finish_folder, prepare_folder
 
     if not callable(getattr(python_model, "predict", None)):
         raise InvalidInputError("python_model must have a predict method (subclass gitml.pyfunc.PythonModel)")
@@ -205,6 +216,6 @@ def save_python_model(
 
 
 def _pinned(packages: list[str]) -> list[str]:
-    from gitml.models.environment import pinned
+    from gitml.modelformat.environment import pinned
 
     return pinned(packages)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from gitml.errors import ModelIntegrityError
 
 if TYPE_CHECKING:
-    from gitml.models.mlmodel import Model
+    from gitml.modelformat.mlmodel import Model
     from gitml.ops import Operations
     from gitml.pyfunc import PyFuncModel
 
@@ -83,7 +83,7 @@ def ship_model(model_uri: str | os.PathLike, *, client: Operations | None = None
 
     Raises NotFoundError, RegisteredModelNotFoundError, ModelIntegrityError (a file that does not
     match the run's manifest: refused before anything reads it)."""
-    from gitml.models.uri import ModelURI, model_on_disk, resolve_model_uri, run_model_files
+    from gitml.modelformat.uri import ModelURI, model_on_disk, resolve_model_uri, run_model_files
 
     run_id, path = resolve_model_uri(client, model_uri)
     manifest: dict[str, dict] | None = None
@@ -96,7 +96,7 @@ def ship_model(model_uri: str | os.PathLike, *, client: Operations | None = None
         source = str(ModelURI("runs", path, run=run_id))
     else:
         source = path
-    from gitml.models.mlmodel import Model, model_files
+    from gitml.modelformat.mlmodel import Model, model_files
 
     files: dict[str, bytes] = {}
     with model_on_disk(source, client=client) as folder:  # a run's model: verified as downloaded

@@ -67,7 +67,7 @@ def _spark_type_of(spec: Any) -> Any:
     2-D tensor an array of arrays."""
     from pyspark.sql import types as T
 
-    from gitml.models.signature import ColSpec, DataType, data_type_of
+    from gitml.modelformat.signature import ColSpec, DataType, data_type_of
 
     simple = {
         DataType.boolean: T.BooleanType(),
@@ -145,7 +145,7 @@ def spark_udf(
         raise InvalidInputError(
             "spark_udf needs a classic SparkSession (Spark Connect cannot broadcast the verified model)"
         ) from None
-    from gitml.models.enforce import enforce_params
+    from gitml.modelformat.enforce import enforce_params
     from gitml.pyfunc.shipping import ship_model
 
     result_type = _given_result_type(result_type)

@@ -57,7 +57,7 @@ def _sha256(path: str) -> str:
 
 
 def _files(folder: str) -> list[str]:
-    from gitml.models.mlmodel import model_files
+    from gitml.modelformat.mlmodel import model_files
 
     return model_files(folder)
 
@@ -146,7 +146,7 @@ def export(
 def _signature_tensors(folder: str) -> tuple[list[dict], list[dict]]:
     """The V2 inputs and outputs of the model's signature, read from its MLmodel: exporting
     never loads (unpickles) the model, which would run its code."""
-    from gitml.models.mlmodel import Model
+    from gitml.modelformat.mlmodel import Model
     from gitml.serving.v2 import V2Model
 
     meta = Model.load(folder)
@@ -168,7 +168,7 @@ def locked_requirements(folder: str) -> list[str]:
     """The model's ``requirements.txt`` and gitml's runtime dependencies, each ``name==version``
     (the model's pin wins for a package both name; an unpinned line of the model's is pinned
     to the version installed here). InvalidInputError for a line that cannot be pinned."""
-    from gitml.models.environment import pinned
+    from gitml.modelformat.environment import pinned
 
     wanted: dict[str, str] = {}
     path = os.path.join(folder, "requirements.txt")

@@ -95,7 +95,7 @@ class SplitFastPath:
     def for_model(cls, model) -> SplitFastPath | None:
         """The fast path for ``model`` (a PyFuncModel), or None when its signature is not
         a named, all-required, all-double column signature."""
-        from gitml.models.signature import ColSpec, DataType
+        from gitml.modelformat.signature import ColSpec, DataType
 
         schema = model.metadata.get_input_schema()
         if schema is None or schema.is_tensor_spec() or not schema.has_input_names():

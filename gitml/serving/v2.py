@@ -421,7 +421,7 @@ def model_name_of(model_uri: str) -> tuple[str, str | None]:
     a folder or ``runs:/<run>/model`` -> the folder's name."""
     import os
 
-    from gitml.models.uri import parse_model_uri
+    from gitml.modelformat.uri import parse_model_uri
 
     parsed = parse_model_uri(model_uri)
     if parsed.kind == "models" and parsed.name:

@@ -311,6 +311,22 @@ class GitStore:
         with self._lock:
             return object_size(self.repo, sha)
 
+    def _raw_within(self, sha: bytes, limit: int, what: str) -> tuple[int, bytes]:
+        """:meth:`raw`, refused (CorruptRecordError naming ``what``) over ``limit`` bytes
+        before it is inflated: one search of the packs for both (:func:`entries.raw_within`)."""
+        from gitml.store.entries import raw_within
+
+        hit = self._written.get(sha)
+        if hit is None:
+            with self._lock:
+                found = raw_within(self.repo, sha, limit)
+            if isinstance(found, int):
+                raise CorruptRecordError(what, f"{found} bytes, over the limit of {limit} (not read)")
+            if found is not None:
+                return found
+        self.bounded(sha, limit, what)  # loose, a partial clone's, or unreadable: measured on its own
+        return self.raw(sha)
+
     def bounded(self, sha: bytes, limit: int, what: str) -> None:
         """Raise CorruptRecordError naming ``what`` when object ``sha`` is over ``limit``
         bytes, before it is inflated: what a teammate pushes may be a zlib bomb (a few
@@ -330,9 +346,7 @@ class GitStore:
         when larger, before it is inflated."""
         data = self._blobs.get(sha)
         if data is None:
-            if limit is not None:
-                self.bounded(sha, limit, what or sha.decode())
-            type_num, data = self.raw(sha)
+            type_num, data = self.raw(sha) if limit is None else self._raw_within(sha, limit, what or sha.decode())
             if type_num != Blob.type_num:
                 raise CorruptRecordError(sha.decode(), "expected a blob")
             if len(data) < 1 << 20:
@@ -355,8 +369,7 @@ class GitStore:
         if commit is None:
             from gitml.store.entries import MAX_WALKED_BYTES
 
-            self.bounded(sha, MAX_WALKED_BYTES, f"commit {sha.decode()}")  # what came by a plain git fetch too
-            type_num, raw = self.raw(sha)
+            type_num, raw = self._raw_within(sha, MAX_WALKED_BYTES, f"commit {sha.decode()}")  # a plain git fetch's too
             if type_num != Commit.type_num:
                 raise CorruptRecordError(sha.decode(), "expected a commit")
             commit = cast(Commit, Commit.from_raw_string(Commit.type_num, raw, oid(sha)))

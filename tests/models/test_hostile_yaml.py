@@ -88,7 +88,7 @@ def test_an_mlmodel_that_never_ends_is_refused_after_the_limit(tmp_path):
     code = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-        "from gitml.models.mlmodel import Model\n"
+        "from gitml.modelformat.mlmodel import Model\n"
         "from gitml.errors import CorruptRecordError\n"
         "try:\n"
         f"    Model.load({str(folder)!r})\n"

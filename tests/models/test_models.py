@@ -17,6 +17,8 @@ import gitml.ops
 import gitml.pyfunc
 import gitml.sklearn
 from gitml.errors import ConflictError, GitmlError, InvalidInputError, ModelIntegrityError, NotFoundError
+from gitml.modelformat.enforce import enforce_params, enforce_schema
+from gitml.modelformat.uri import verify_folder
 from gitml.models import (
     ColSpec,
     DataType,
@@ -31,8 +33,6 @@ from gitml.models import (
     infer_signature,
     parse_model_uri,
 )
-from gitml.models.enforce import enforce_params, enforce_schema
-from gitml.models.uri import verify_folder
 from tests.conftest import run_python
 
 
@@ -199,8 +199,8 @@ def test_loading_a_model_folder_imports_no_git_store_and_no_saving_code(iris, tm
         "import sys, gitml.pyfunc\n"
         f"m = gitml.pyfunc.load_model({str(tmp_path / 'm')!r})\n"
         "print(sorted(k for k in sys.modules if k.startswith(("
-        "'dulwich', 'gitml.store', 'gitml.runlog', 'gitml.tracking', 'gitml.client', 'gitml.models.save', "
-        "'gitml.models.environment', 'click'))))\n"
+        "'dulwich', 'gitml.store', 'gitml.runlog', 'gitml.tracking', 'gitml.client', 'gitml.modelformat.save', "
+        "'gitml.modelformat.environment', 'click'))))\n"
     )
     assert run_python(code, tmp_path).stdout.strip() == "[]"
     models = __import__("gitml.models", fromlist=["__all__"])

@@ -117,11 +117,12 @@ class Server:
         with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
             return [int(p) for p in f.read().split()]
 
-    def stop(self) -> None:
+    def stop(self, grace: float | None = 30) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds (None: wait for the exit; pytest-timeout guards a hang)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(30)
+                self.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitml.errors import ConflictError, InvalidInputError
-from gitml.models import environment
-from gitml.models.mlmodel import MLMODEL, PYFUNC, Model, save_example
-from gitml.models.signature import ModelSignature
+from gitml.modelformat import environment
+from gitml.modelformat.mlmodel import MLMODEL, PYFUNC, Model, save_example
+from gitml.modelformat.signature import ModelSignature
 
 
 @dataclass
@@ -116,8 +116,8 @@ def signature_from_example(example, predict: Callable) -> ModelSignature | None:
     import numpy as np
     import pandas as pd
 
-    from gitml.models.enforce import enforce_schema
-    from gitml.models.signature import ColSpec, Schema, infer_schema
+    from gitml.modelformat.enforce import enforce_schema
+    from gitml.modelformat.signature import ColSpec, Schema, infer_schema
 
     try:
         inputs = infer_schema(example)

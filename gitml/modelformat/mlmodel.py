@@ -20,7 +20,7 @@ import uuid
 from typing import Any
 
 from gitml.errors import CorruptRecordError, InvalidInputError, ModelIntegrityError, NotFoundError
-from gitml.models.signature import ModelSignature
+from gitml.modelformat.signature import ModelSignature
 
 MLMODEL = "MLmodel"
 PYFUNC = "python_function"

@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from gitml.errors import SchemaEnforcementError
-from gitml.models.signature import ColSpec, DataType, ParamSchema, Schema, TensorSpec
+from gitml.modelformat.signature import ColSpec, DataType, ParamSchema, Schema, TensorSpec
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ def model_folder(path: str) -> str:
 
 def flavor_conf(folder: str, flavor: str) -> dict:
     """The ``flavor`` mapping of the folder's MLmodel; InvalidInputError if it has none."""
-    from gitml.models.mlmodel import Model
+    from gitml.modelformat.mlmodel import Model
 
     conf = Model.load(folder).flavors.get(flavor)
     if not isinstance(conf, dict):
@@ -47,7 +47,7 @@ def flavor_conf(folder: str, flavor: str) -> dict:
 
 def flavor_file(folder: str, conf: dict, key: str, default: str) -> str:
     """The file the flavor's ``key`` names (``default`` when absent), refused if it leaves the folder."""
-    from gitml.models.mlmodel import inside
+    from gitml.modelformat.mlmodel import inside
 
     return inside(folder, conf.get(key) or default, key)
 
@@ -78,7 +78,7 @@ def qualified_name(obj: object) -> str:
 def on_disk(model_uri: str | os.PathLike, dst_path: str | None, flavor: str, load) -> Any:
     """``load(folder, conf)`` on the model ``model_uri`` names, downloaded and every file verified
     against its run's manifest first (a temporary download is removed once loaded)."""
-    from gitml.models.uri import model_on_disk
+    from gitml.modelformat.uri import model_on_disk
 
     with model_on_disk(model_uri, dst_path) as folder:
         return load(folder, flavor_conf(folder, flavor))
