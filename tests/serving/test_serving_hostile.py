@@ -169,11 +169,11 @@ def test_a_request_head_not_sent_in_time_closes_the_connection(place, model_dir)
         server.stop()
 
 
-def test_a_header_line_that_never_ends_is_cut_off(server):
-    """httptools hands a header over only once its line ends: a line that never ends
-    would be gathered for ever. The server counts the head's bytes as they arrive."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as s:
-        s.sendall(b"GET /ping HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
+def send_an_endless_header(port: int, path: str) -> tuple[bytes, int]:
+    """Open a request to ``path`` whose one header value never ends (up to 64 MiB, sent from
+    a thread) and read what the server answers until it closes: (the reply, the bytes sent)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: " % path.encode())
         sent = 0
 
         def send() -> None:  # 64 MiB of one header value; the server closes long before
@@ -194,6 +194,13 @@ def test_a_header_line_that_never_ends_is_cut_off(server):
         except ConnectionResetError:
             pass
         sender.join()
+    return reply, sent
+
+
+def test_a_header_line_that_never_ends_is_cut_off(server):
+    """httptools hands a header over only once its line ends: a line that never ends
+    would be gathered for ever. The server counts the head's bytes as they arrive."""
+    reply, sent = send_an_endless_header(server.port, "/ping")
     assert reply.startswith(b"HTTP/1.1 431") and b"aaaa" not in reply
     assert sent < 64 * 1024 * 1024
     assert server.request("GET", "/ping")[0] == 200

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import pytest
 pytest.importorskip("starlette")
 
 from tests.conftest import ROOT  # noqa: E402
+from tests.serving.test_serving_hostile import send_an_endless_header  # noqa: E402
 
 RUNS = 300
 LONG = "a" * 8000  # MLflow's (and gitml's) longest tag value
@@ -117,28 +117,7 @@ def test_a_header_line_that_never_ends_is_cut_off_and_the_ui_goes_on(repo):
         printed = re.search(r"serving http://127\.0\.0\.1:(\d+)/", server.stderr.readline())
         assert printed
         port = int(printed.group(1))
-        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Endless: ")
-            sent = 0
-
-            def send() -> None:  # 64 MiB of one header value; the server closes long before
-                nonlocal sent
-                try:
-                    for _ in range(1024):
-                        s.sendall(b"a" * 65536)
-                        sent += 65536
-                except OSError:
-                    pass
-
-            sender = threading.Thread(target=send)
-            sender.start()
-            reply = b""
-            try:
-                while chunk := s.recv(65536):
-                    reply += chunk
-            except ConnectionResetError:
-                pass
-            sender.join()
+        reply, sent = send_an_endless_header(port, "/")
         assert reply.startswith(b"HTTP/1.1 431") and b"aaaa" not in reply
         assert sent < 64 * 1024 * 1024
         assert _get(f"http://127.0.0.1:{port}/api/experiments")[0] == 200  # the UI goes on
