@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ import pytest
 pytest.importorskip("starlette")
 
 from tests.conftest import ROOT  # noqa: E402
-from tests.serving.test_serving_hostile import send_an_endless_header  # noqa: E402
+from tests.serving.test_serving_hostile import _closed_by_server, send_an_endless_header  # noqa: E402
 
 RUNS = 300
 LONG = "a" * 8000  # MLflow's (and gitml's) longest tag value
@@ -103,7 +104,7 @@ def test_a_costly_search_is_cut_at_its_budget_while_other_requests_are_answered(
     assert status == 200 and body["total"] == 1
 
 
-def test_a_header_line_that_never_ends_is_cut_off_and_the_ui_goes_on(repo):
+def test_a_head_that_never_ends_or_never_comes_is_cut_off_and_the_ui_goes_on(repo):
     """The UI meets hostile clients as ``gitml serve`` does (gitml.serving.workers): httptools
     hands a header over only once its line ends, and uvicorn gathered a line that never ends
     for ever (300 MB sent took 300 MB of the UI's memory). The head is counted as it streams."""
@@ -120,6 +121,19 @@ def test_a_header_line_that_never_ends_is_cut_off_and_the_ui_goes_on(repo):
         reply, sent = send_an_endless_header(port, "/")
         assert reply.startswith(b"HTTP/1.1 431") and b"aaaa" not in reply
         assert sent < 64 * 1024 * 1024
+        # a head that never comes, or stops before its blank line, is closed at the head
+        # timeout (gitml serve's 10 s), so slow clients cannot hold the UI's connections
+        silent = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(5)]
+        dripping = []
+        for _ in range(5):
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+            dripping.append(s)
+        try:
+            assert all(_closed_by_server(s, wait=60) for s in silent + dripping)
+        finally:
+            for s in silent + dripping:
+                s.close()
         assert _get(f"http://127.0.0.1:{port}/api/experiments")[0] == 200  # the UI goes on
     finally:
         server.terminate()
