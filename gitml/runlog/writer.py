@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from gitml.errors import ConflictError, CorruptRecordError, ParamConflictError, RunNotFoundError
-from gitml.names import check_key, check_metric
+from gitml.names import INT64_MAX, INT64_MIN, check_key, check_metric
 from gitml.runlog import journal as jr
 from gitml.runlog.record import META, PARAMS, TAGS, RunRecord
 from gitml.store.git import TREE_MODE, GitStore, raw_tree, tree_from_files
@@ -102,50 +102,66 @@ class RunWriter:
         self.closed = False
         self._base: bytes | None = None
         self._record: RunRecord | None = None
-        self._points: dict[str, list[tuple[int, int, float]]] = {}
+        # each metric's points since the last commit: their journal lines (the history's text is
+        # cut from them: no tuple a point, and no second repr() of each value)
+        self._points: dict[str, list[bytes]] = {}
         self._params: dict[str, str] = {}
         self._tags: dict[str, str | None] = {}
         self._meta: dict = {}
         self._artifacts: dict[str, tuple[str, int, str | None]] = {}
         self._create: tuple[bytes | None, bytes | None] | None = None
-        self._known: set[str] = set()
+        self._prefixes: dict[str, bytes] = {}  # key -> its M lines' start (checked key, this slot)
         self._deadline = time.monotonic() + flush_interval
 
     # -- logging ---------------------------------------------------------
     def log_metric(self, key: str, value: float, step: int, timestamp: int) -> None:
-        if key not in self._known:
-            check_key(key, "metric")
-            self._known.add(key)
-        value, step, timestamp = check_metric(value, step, timestamp)
-        with self.lock:
+        with self.lock:  # (the prefix holds the slot, which move_to changes under the lock)
+            prefix = self._prefixes.get(key)
+            if prefix is None:
+                prefix = self._prefix(key)
+            # check_metric's common case tested here (a call less: W1, docs/design.md Performance)
+            if not (
+                type(value) is float
+                and type(step) is int
+                and type(timestamp) is int
+                and INT64_MIN <= step <= INT64_MAX
+                and 0 <= timestamp <= INT64_MAX
+            ):
+                value, step, timestamp = check_metric(value, step, timestamp)
+            line = b"%s%r\t%d\t%d\n" % (prefix, value, step, timestamp)  # jr.metric_line's bytes
             if self.journal:
-                self.journal.write(f"M\t{self.slot}\t{key}\t{value!r}\t{step}\t{timestamp}\n")
+                self.journal.append(line)
             points = self._points.get(key)
             if points is None:
                 points = self._points[key] = []
-            points.append((step, timestamp, value))
+            points.append(line)
             if time.monotonic() >= self._deadline:
                 self.flush()
+
+    def _prefix(self, key: str) -> bytes:
+        """Check a metric key new to this writer; its lines' start (call with the lock held)."""
+        check_key(key, "metric")
+        prefix = self._prefixes[key] = jr.metric_prefix(self.slot, key)
+        return prefix
 
     def log_metrics(self, points: list[tuple[str, float, int, int]]) -> None:
         """Log ``(key, value, step, timestamp)`` points: all checked before any is logged,
         then journaled by one write (one per point was 9 more syscalls per run in W2)."""
-        checked = []
-        for key, value, step, timestamp in points:
-            if key not in self._known:
-                check_key(key, "metric")
-                self._known.add(key)
-            value, step, timestamp = check_metric(value, step, timestamp)
-            checked.append((key, value, step, timestamp))
         with self.lock:
+            checked = []
+            for key, value, step, timestamp in points:
+                prefix = self._prefixes.get(key)
+                if prefix is None:
+                    prefix = self._prefix(key)
+                value, step, timestamp = check_metric(value, step, timestamp)
+                checked.append((key, b"%s%r\t%d\t%d\n" % (prefix, value, step, timestamp)))
             if self.journal:
-                slot = self.slot
-                self.journal.write("".join(f"M\t{slot}\t{k}\t{v!r}\t{s}\t{t}\n" for k, v, s, t in checked))
-            for key, value, step, timestamp in checked:
+                self.journal.append(b"".join([line for _, line in checked]))
+            for key, line in checked:
                 points_of = self._points.get(key)
                 if points_of is None:
                     points_of = self._points[key] = []
-                points_of.append((step, timestamp, value))
+                points_of.append(line)
             if time.monotonic() >= self._deadline:
                 self.flush()
 
@@ -153,14 +169,13 @@ class RunWriter:
         """Buffer a whole history of ``key`` (``(step, timestamp, value)`` points, checked),
         committed at the next flush whatever the time (an imported run's)."""
         check_key(key, "metric")
-        checked = []
-        for step, timestamp, value in points:
-            value, step, timestamp = check_metric(value, step, timestamp)
-            checked.append((step, timestamp, value))
+        checked = [check_metric(value, step, timestamp) for step, timestamp, value in points]
         with self.lock:
+            prefix = self._prefixes.get(key) or self._prefix(key)
+            lines = [b"%s%r\t%d\t%d\n" % (prefix, v, s, t) for v, s, t in checked]
             if self.journal:
-                self.journal.write("".join(f"M\t{self.slot}\t{key}\t{v!r}\t{s}\t{t}\n" for s, t, v in checked))
-            self._points.setdefault(key, []).extend(checked)
+                self.journal.append(b"".join(lines))
+            self._points.setdefault(key, []).extend(lines)
 
     def log_params(self, params: dict[str, str]) -> None:
         with self.lock:
@@ -220,8 +235,9 @@ class RunWriter:
     def apply(self, entry: tuple) -> None:
         """Buffer one replayed journal entry (used by recovery)."""
         kind = entry[0]
-        if kind == "M":
-            self._points.setdefault(entry[1], []).append((entry[3], entry[4], entry[2]))
+        if kind == "M":  # (a line as the writer makes it: the value's repr() is the text it had)
+            line = jr.metric_line(self.slot, entry[1], entry[2], entry[3], entry[4])
+            self._points.setdefault(entry[1], []).append(line)
         elif kind == "P":
             self._params[entry[1]] = entry[2]
         elif kind == "T":
@@ -359,8 +375,8 @@ class RunWriter:
         if self._meta:
             record.meta.update(self._meta)
             record.dirty.add(META)
-        for key, points in self._points.items():
-            record.append_points(self.store, key, points)
+        for key, lines in self._points.items():
+            record.append_points(self.store, key, *jr.metric_columns(lines))
         for path, (sha256, size, blob) in self._artifacts.items():
             record.add_artifact(path, sha256, size, blob)
 
@@ -399,6 +415,7 @@ class RunWriter:
         buffered): the old journal holds nothing of this run uncommitted."""
         old, old_slot = self.journal, self.slot
         self.slot = journal.register(self.experiment_id, self.run_id)  # its R line written there now
+        self._prefixes = {}  # (they hold the old slot)
         self.journal = journal
         self._registration = ""
         if old is not None:
