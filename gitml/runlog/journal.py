@@ -158,13 +158,8 @@ def metric_prefix(slot: int, key: str) -> bytes:
     return f"M\t{slot}\t{key}\t".encode()
 
 
-def metric_line(slot: int, key: str, value: float, step: int, timestamp: int) -> bytes:
-    """A metric point's ``M`` line (value a float, step and timestamp ints: checked)."""
-    return b"%s%r\t%d\t%d\n" % (metric_prefix(slot, key), value, step, timestamp)
-
-
 def metric_columns(lines: list[bytes]) -> tuple[list[bytes], list[bytes], list[bytes]]:
-    """The step, timestamp and value texts of ``M`` lines as :func:`metric_line` wrote them,
+    """The step, timestamp and value texts of ``M`` lines as a writer makes them (:func:`metric_prefix`),
     as three lists (C-speed splits of their joined text: no Python step per line)."""
     fields = b"".join(lines).replace(b"\n", b"\t").split(b"\t")
     if len(fields) != 6 * len(lines) + 1 or fields[0::6][:-1] != [b"M"] * len(lines):
