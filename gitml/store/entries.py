@@ -38,6 +38,9 @@ _DELTA_TYPES = (6, 7)
 # entries is 40 MB; past this, an object is a zlib bomb (a few megabytes of a teammate's
 # push inflating to gigabytes), refused before it is inflated
 MAX_WALKED_BYTES = 64 << 20
+# a registry tag object (``refs/tags/``): its YAML message and a signature are a few kilobytes;
+# a fetch refuses a larger one by name and the registry ignores it, neither inflating it
+MAX_TAG_BYTES = 1 << 20
 _IDX_V2 = b"\377tOc\x00\x00\x00\x02"
 BIG_PACK = 100_000  # objects: a larger pack is searched in its index, not held in a dict
 _TABLES_AFTER = 4096  # lookups in one big pack before its table of id heads is built
@@ -336,7 +339,7 @@ class PackEntries:
             return False
         found = self._elsewhere.get(hexsha)
         if found is None:
-            found = self._elsewhere[hexsha] = oid(hexsha) in self.repo.object_store
+            found = self._elsewhere[hexsha] = holds(self.repo, hexsha)
         return found
 
     def entry(self, hexsha: bytes) -> tuple[bytes, bytes, int]:
@@ -421,6 +424,19 @@ def peel(sha: bytes, read: Callable[[bytes], tuple[int, bytes] | None]) -> tuple
             return sha, type_num
         sha = raw[7:47]
     return None
+
+
+def holds(repo: Repo, hexsha: bytes) -> bool:
+    """Whether the repository (or an alternate) holds the object, without reading it:
+    dulwich's ``in`` parses a loose object whole to say it is there (a loose zlib bomb a
+    plain ``git fetch`` left inflated to its gigabytes)."""
+    store = repo.object_store
+    sha = oid(hexsha)
+    if store.contains_packed(sha):
+        return True
+    if os.path.exists(os.path.join(store.path, hexsha[:2].decode(), hexsha[2:].decode())):
+        return True
+    return any(sha in alternate for alternate in store.alternates)
 
 
 def object_size(repo: Repo, hexsha: bytes) -> int | None:

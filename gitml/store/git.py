@@ -189,8 +189,10 @@ class GitStore:
         """Whether the repository holds this object (no lookup for what this process wrote)."""
         if sha in self._written or sha in self._present:
             return True
+        from gitml.store.entries import holds
+
         with self._lock:
-            found = oid(sha) in self.repo.object_store
+            found = holds(self.repo, sha)
         if found:
             if len(self._present) > 1 << 20:
                 self._present.clear()
@@ -235,12 +237,17 @@ class GitStore:
         """``(id, type number)`` of what ``sha`` names, annotated tags followed
         (:func:`gitml.store.entries.peel`); None for a chain of tags too long to follow,
         and with ``missing_ok`` for an object on the way that is not here. An object that is
-        missing (without ``missing_ok``) or damaged raises as :meth:`raw` does."""
-        from gitml.store.entries import peel
+        missing (without ``missing_ok``) or damaged raises as :meth:`raw` does; one over
+        ``MAX_WALKED_BYTES`` (a zlib bomb a plain ``git fetch`` took) raises
+        CorruptRecordError before it is inflated."""
+        from gitml.store.entries import MAX_WALKED_BYTES, peel
 
-        if not missing_ok:
-            return peel(sha, self.raw)
-        return peel(sha, lambda sha: self.raw(sha) if self.contains(sha) else None)
+        def read(sha: bytes) -> tuple[int, bytes] | None:
+            if missing_ok and not self.contains(sha):
+                return None
+            return self._raw_within(sha, MAX_WALKED_BYTES, f"object {sha.decode()}")
+
+        return peel(sha, read)
 
     def _from_promisor(self, sha: bytes) -> bool:
         """Fetch a missing object from a partial clone's promisor remote (``git clone
