@@ -25,7 +25,16 @@ from dulwich.refs import DiskRefsContainer
 from dulwich.repo import Repo
 
 from gitml.errors import LockHeld, RepositoryError
-from gitml.store.entries import _COMMIT, MAX_WALKED_BYTES, Marks, PackEntries, Picked, _object_count, commit_header, peel
+from gitml.store.entries import (
+    _COMMIT,
+    MAX_WALKED_BYTES,
+    Marks,
+    PackEntries,
+    Picked,
+    _object_count,
+    commit_header,
+    peel,
+)
 from gitml.store.packs import _common_dir, _fsync_dir, _gitml_dir, _unretire, _write_entries
 from gitml.store.perms import shared_file_mode
 from gitml.store.refs import RefLister, lock_packed_refs, pack_refs, read_packed_refs, update_ref, write_packed_refs
