@@ -46,8 +46,9 @@ from gitml.store.entries import (
     Picked,
     commit_header,
     links_of,
-    object_size,
+    over_the_limit,
     peel,
+    read_cost,
 )
 from gitml.store.ids import oid, refname
 
@@ -152,9 +153,9 @@ class FetchedObjects:
         found = self.arrived.get(sha, limit=limit)
         if found is not None:
             return found
-        size = object_size(self.local, sha)
-        if size is not None and size > limit:
-            raise RepositoryError(f"object {sha.decode()} holds {size} bytes, over the limit of {limit}")
+        cost = read_cost(self.local, sha)
+        if cost is not None and cost.peak > limit:
+            raise RepositoryError(over_the_limit(sha, cost, limit))
         try:
             return self.local.object_store.get_raw(oid(sha))
         except KeyError:
@@ -398,7 +399,13 @@ class _Walk:
                 at = locate(blob)
                 if seen.add(at, blob) and not before(blob):
                     if at or arrived.has(blob):
-                        picked.add(at, blob)
+                        # a delta bomb in a small pack refuses the refs reaching it; one in a big
+                        # pack (not read here: a read per blob) stops the copy, named (entry())
+                        why = None if at else arrived.unresolvable(blob)
+                        if why:
+                            self.problems[blob] = why
+                        else:
+                            picked.add(at, blob)
                     elif not self.entries.promised_blobs:
                         self.problems[blob] = "is missing"
                 if blob in self.problems:
