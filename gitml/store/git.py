@@ -334,15 +334,27 @@ class GitStore:
         self.bounded(sha, limit, what)  # loose, a partial clone's, or unreadable: measured on its own
         return self.raw(sha)
 
+    def _cost(self, sha: bytes) -> int | None:
+        """The most bytes reading an object inflates at once (a delta's: along its chain,
+        :func:`gitml.store.entries.read_cost`); None when unknown."""
+        hit = self._written.get(sha)
+        if hit is not None:
+            return len(hit[1])
+        from gitml.store.entries import read_cost
+
+        with self._lock:
+            cost = read_cost(self.repo, sha)
+        return None if cost is None else cost.peak
+
     def bounded(self, sha: bytes, limit: int, what: str) -> None:
         """Raise CorruptRecordError naming ``what`` when object ``sha`` is over ``limit``
         bytes, before it is inflated: what a teammate pushes may be a zlib bomb (a few
-        megabytes of pack making gigabytes of one record file)."""
-        size = self.size(sha)
+        megabytes of pack making gigabytes of one record file), or a delta of a huge base."""
+        size = self._cost(sha)
         if size is None and not self.contains(sha):  # a partial clone's: fetched (bounded) to be measured first
             try:
                 if self._from_promisor(sha):
-                    size = self.size(sha)
+                    size = self._cost(sha)
             except RemoteError:
                 pass  # the read that follows says why it cannot be had
         if size is not None and size > limit:
