@@ -155,19 +155,21 @@ class RunWriter:
         one write and buffer them; nothing of them if one fails (call with the lock held)."""
         checked = []
         for key, value, step, timestamp in points:
-            buffer = self._points.get(key)
-            if buffer is None:
+            if key not in self._points:
                 check_key(key, "metric")
-            value, step, timestamp = check_metric(value, step, timestamp)
-            prefix = buffer[0] if buffer is not None else jr.metric_prefix(self.slot, key)
-            checked.append((key, b"%s%r\t%d\t%d\n" % (prefix, value, step, timestamp)))
-        if self.journal is not None:
-            self.journal.append(b"".join([line for _, line in checked]))
-        for key, line in checked:
-            buffer = self._points.get(key)
+            checked.append((key, *check_metric(value, step, timestamp)))
+        new: dict[str, list[bytes]] = {}  # buffers of keys new since the last commit
+        lines = []
+        for key, value, step, timestamp in checked:
+            buffer = self._points.get(key) or new.get(key)
             if buffer is None:
-                buffer = self._points[key] = [jr.metric_prefix(self.slot, key)]
-            buffer.append(line)
+                buffer = new[key] = [jr.metric_prefix(self.slot, key)]
+            lines.append(b"%s%r\t%d\t%d\n" % (buffer[0], value, step, timestamp))
+        if self.journal is not None:
+            self.journal.append(b"".join(lines))
+        self._points.update(new)
+        for (key, *_), line in zip(checked, lines, strict=True):
+            self._points[key].append(line)
 
     def log_history(self, key: str, points: list[tuple[int, int, float]]) -> None:
         """Buffer a whole history of ``key`` (``(step, timestamp, value)`` points, checked),
