@@ -224,10 +224,11 @@ class RunRecord:
         top = max(numbers)
         if best is not None and top < best[0]:
             return
-        i = -1
-        for _ in range(numbers.count(top)):  # in logged order
-            i = numbers.index(top, i + 1)
+        i = numbers.index(top)  # (the last point, when steps go up: nothing after it to count)
+        for _ in range(1 + numbers[i + 1 :].count(top)):  # in logged order
+            i = numbers.index(top, i)
             point = (top, int(stamps[i]), float(values[i]))
+            i += 1
             if best is None or point[0] > best[0] or newer(point, best):
                 best = point
         self.latest[key] = best
