@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -20,14 +21,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Protocol
 
-from gitml.runlog.writer import RunWriter
+from gitml.runlog.writer import RunWriter, journal_trailers
 from gitml.store.git import GitStore
 
 log = logging.getLogger("gitml")
 
 MAX_BATCH = 64
 MAX_QUEUE = 128
+MAX_SENT = 256  # runs handed to the commit process and not yet answered for
+PROCESS_AFTER = 16  # runs ended in the process before a commit process may start,
+PROCESS_BACKLOG = 4  # once this many ended runs wait at once (they end faster than they commit)
 REF_THREADS = 8  # refs of a batch moved at once (each waits on its fsync)
 _LIVE: weakref.WeakSet[Committer] = weakref.WeakSet()
 # A forked child has none of its parent's threads: never wait for their commits there.
@@ -43,6 +48,14 @@ def wait_for_repository(commondir: str, run_id: str | None = None) -> None:
     for committer in list(_LIVE):
         if committer.store.commondir == commondir:
             committer.wait(run_id)
+
+
+class CommitProcessLike(Protocol):
+    """What the committer needs of a commit process (:mod:`gitml.runlog.commitprocess`)."""
+
+    def send(self, items: list[tuple], journals: list[tuple[str, int]]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -65,6 +78,8 @@ class Committer:
         housekeeping: Callable[[int], None] | None = None,
         batch: Callable[[], AbstractContextManager] = nullcontext,
         warm: Callable[[], None] | None = None,
+        process: Callable[[Callable[[object | None], None]], CommitProcessLike] | None = None,
+        remember: Callable[[list[tuple[bytes, bytes, dict]]], None] | None = None,
     ):
         self.store = store
         self._batch = batch  # a context for committing a batch (the search index's batch of rows)
@@ -78,6 +93,16 @@ class Committer:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._pool: ThreadPoolExecutor | None = None  # kept for the process: a batch's refs move on it
+        # A commit process (gitml.runlog.commitprocess), started once a whole batch waits:
+        self._start_process = process  # makes one, given where its answers go
+        self._remember = remember  # the search rows of the runs it committed, for this process's index
+        self._process: CommitProcessLike | None = None
+        self._ready = False  # it answered that it is ready
+        self._lost = False  # it is gone (or could not start): the thread commits everything again
+        self._sent: dict[str, RunWriter] = {}  # runs handed to it, not yet answered for
+        self._answers: list = []  # its answers, taken by the thread
+        self._here = self._handed = 0
+        self._taken = 0  # ended runs this thread took from the queue
         _LIVE.add(self)
 
     def submit(self, writer: RunWriter) -> None:
@@ -128,6 +153,11 @@ class Committer:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._process is not None:
+            self._process.close()  # it commits nothing more: every run it had is answered for
+            self._process = None
+        if os.environ.get("GITML_DEBUG_COMMITS"):
+            print(f"committed here {self._here}, handed over {self._handed}", file=sys.stderr)
         for run_id, error in self._errors.items():
             log.warning("gitml: run %s could not be committed (its journal is kept for recovery): %s", run_id, error)
 
@@ -140,26 +170,167 @@ class Committer:
         flight: _Flight | None = None  # the batch whose refs are moving
         while True:
             with self._cond:
-                while not self._queue and not self._stopping and flight is None:
+                while not self._work() and flight is None:
+                    if self._stopping:
+                        if not self._sent:
+                            break
+                        self._cond.wait(1.0)  # the commit process's answers
+                        continue
                     due = self._next_due()
                     if due <= 0:
                         break
                     self._cond.wait(min(due, 1.0))
-                if self._stopping and not self._queue and flight is None:
+                if self._stopping and not self._queue and flight is None and not self._sent and not self._answers:
                     self._stop_pool()
                     return
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                answers, self._answers = self._answers, []
+                offload = self._ready and not self._lost
+                take = MAX_BATCH if not offload else max(0, min(MAX_BATCH, MAX_SENT - len(self._sent)))
+                batch, self._queue = self._queue[:take], self._queue[take:]
                 self._cond.notify_all()
+            if answers:
+                self._answered(answers)
+            if offload and batch:
+                self._handed += len(batch)
+                self._hand_over(batch)
+                batch = []
+            self._here += len(batch)
             # The next batch is prepared and its pack written while the last batch's refs move
             # (each waits on its fsync): the two overlap. Its refs start moving only once its
             # pack is written, as before, and each run is done once its own ref has moved.
             following = self._write_batch(batch) if batch else None
+            self._taken += len(batch)
+            if len(batch) >= PROCESS_BACKLOG and self._taken >= PROCESS_AFTER:
+                self._maybe_start_process()
             if flight is not None:
                 self._finish(flight)
                 if self._housekeeping:
                     self._housekeeping(len(flight.prepared))
             flight = following
             self._flush_due()
+
+    def _work(self) -> bool:
+        """Whether the thread has something to do now (with the lock held)."""
+        if self._answers:
+            return True
+        if not self._queue:
+            return False
+        return not (self._ready and not self._lost) or len(self._sent) < MAX_SENT
+
+    # -- the commit process ----------------------------------------------
+    def _maybe_start_process(self) -> None:
+        """Many ended runs waited at once: runs end faster than this thread commits them. Start a
+        commit process (once) to commit them on another core; until it answers that it is
+        ready, this thread goes on committing."""
+        if self._start_process is None or self._process is not None or self._lost:
+            return
+        if os.environ.get("GITML_COMMIT_PROCESS", "1") == "0":
+            return
+        try:
+            self._process = self._start_process(self._heard)
+        except (OSError, ValueError) as e:
+            log.debug("gitml: could not start a commit process: %s", e)
+            self._lost = True
+
+    def _heard(self, message) -> None:
+        """An answer of the commit process (on its reader thread); None: it is gone."""
+        with self._cond:
+            if message is None:
+                if not self._lost and self._process is not None:
+                    if self._sent or not self._stopping:
+                        log.warning("gitml: the commit process ended; committing in this process again")
+                    self._lost = True
+            elif message[0] == "ready":
+                self._ready = True
+            elif message[0] == "done":
+                self._answers.extend(message[1])
+            self._cond.notify_all()
+        if message is None:
+            with self._cond:  # the runs it did not answer for: looked up by the thread
+                self._answers.append(None)
+                self._cond.notify_all()
+
+    def _hand_over(self, batch: list[RunWriter]) -> None:
+        """Send ended runs to the commit process (each names its journal's size now, as
+        :meth:`_write_batch` does); on failure they are committed here."""
+        items, journals = [], {}
+        sizes: dict[int, tuple[str, int]] = {}
+        for writer in batch:
+            with writer.lock:
+                journal = writer.journal
+                if journal is not None:
+                    at = sizes.get(id(journal)) or sizes.setdefault(id(journal), (journal.name, journal.size()))
+                    journals[journal.name] = journal.fd
+                    writer.ended_at = at
+                items.append((writer.run_id, writer.ref, writer.experiment_id, writer.ended_at, writer.state()))
+        with self._cond:
+            for writer in batch:
+                self._sent[writer.run_id] = writer
+        try:
+            assert self._process is not None
+            self._process.send(items, list(journals.items()))
+        except (OSError, ValueError) as e:
+            log.debug("gitml: could not hand runs to the commit process: %s", e)
+            with self._cond:
+                self._lost = True
+            self._reclaim()
+
+    def _answered(self, answers: list) -> None:
+        """The commit process is done with these runs: ``(run_id, commit, row, error)``;
+        a None: it is gone, and the runs it held are looked up (:meth:`_reclaim`)."""
+        rows, done, gone = [], [], False
+        for answer in answers:
+            if answer is None:
+                gone = True
+                continue
+            run_id, commit, row, error = answer
+            with self._cond:
+                writer = self._sent.pop(run_id, None)
+            if writer is None:
+                continue
+            if error is None:
+                if commit is not None and row is not None:
+                    rows.append((writer.ref, commit, row))
+                writer.committed_elsewhere()
+            else:
+                self._errors[run_id] = error
+            done.append(writer)
+        if rows and self._remember is not None:
+            self._remember(rows)
+        for writer in done:
+            self._done(writer)
+        if done and self._housekeeping:
+            self._housekeeping(len(done))
+        if gone:
+            self._reclaim()
+
+    def _reclaim(self) -> None:
+        """The commit process is gone: a run it held whose ref has a commit naming the run's
+        journal offset is done; the others are committed by this thread."""
+        with self._cond:
+            held, self._sent = list(self._sent.values()), {}
+        again = []
+        for writer in held:
+            if self._landed(writer):
+                writer.committed_elsewhere()
+                self._done(writer)
+            else:
+                again.append(writer)
+        with self._cond:
+            self._queue[:0] = again
+            self._cond.notify_all()
+
+    def _landed(self, writer: RunWriter) -> bool:
+        if writer.ended_at is None:
+            return False
+        try:
+            commit = self.store.ref(writer.ref)
+            if commit is None:
+                return False
+            name, offset = writer.ended_at
+            return journal_trailers(self.store.commit(commit).message).get(name, -1) >= offset
+        except Exception:  # noqa: BLE001 - not provably committed: committed again here
+            return False
 
     def _next_due(self) -> float:
         now = time.monotonic()
@@ -189,7 +360,9 @@ class Committer:
                 if writer.pending():
                     journal = writer.journal
                     at: tuple[str | None, int | None] = (None, None)
-                    if journal is not None:
+                    if writer.ended_at is not None:  # handed over once: the offset it ended at
+                        at = writer.ended_at
+                    elif journal is not None:
                         at = sizes.get(id(journal)) or sizes.setdefault(id(journal), (journal.name, journal.size()))
                     commit, new, old, record = writer.prepare(*at)
                     prepared.append((writer, commit, old, record))
