@@ -105,6 +105,7 @@ class CommitProcess:
                 [sys.executable, *(["/tmp/childprof.py"] if os.environ.get("GITML_PROFILE_CHILD") else ["-m", "gitml.runlog.commitprocess"]), str(child.fileno()), store.repo.path],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,  # never the parent's: a reader of it waits for its end, not ours
                 env=env,
                 cwd=store.commondir,
             )
@@ -158,6 +159,7 @@ class _ChildCommitter(Committer):
         self.sock = sock
         self._rows: dict[bytes, tuple[bytes, dict]] = {}
         self._answers: list[tuple] = []
+        self.orphan = False  # the parent is gone: nobody to answer
 
     def on_commit(self, index: RunIndex) -> Callable[[bytes, bytes, object], None]:
         def committed(ref: bytes, commit: bytes, record) -> None:
@@ -182,8 +184,11 @@ class _ChildCommitter(Committer):
     def answer(self) -> None:
         with self._cond:
             answers, self._answers = self._answers, []
-        if answers:
-            self.sock.sendall(frame(("done", answers)))
+        if answers and not self.orphan:
+            try:
+                self.sock.sendall(frame(("done", answers)))
+            except OSError:  # the parent is gone: its journal holds these runs, committed or not
+                self.orphan = True
 
     def _finish(self, flight) -> None:
         try:
