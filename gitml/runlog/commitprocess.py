@@ -1,28 +1,24 @@
 """A commit process: a process that makes many runs commits them on both cores.
 
-The committer thread (:mod:`gitml.runlog.committer`) and the code making the runs
-share one interpreter lock: a sweep's main thread (about 0.3 ms of Python a run) and
-its commits (about 0.6 ms: the record's files, hashes, the pack, the search row) take
-turns. Once ended runs queue up faster than the thread commits them (a whole batch
-waits), the committer starts this module as a child process and hands it each ended
-run's buffered state; the child commits them exactly as the thread would (same
-:class:`~gitml.runlog.committer.Committer`, same packs, refs, locks and fsyncs) and
-answers with each run's commit and search row, or its error.
+The committer thread (:mod:`gitml.runlog.committer`) and the code making the runs share
+one interpreter lock: a sweep's main thread (about 0.3 ms of Python a run) and its
+commits took turns. Once ended runs wait for the thread, the committer starts this
+module as a child process. The thread still prepares each batch (records, trees,
+commits: the runs' state never leaves the parent); the child writes the batch's objects
+as one pack and moves its refs (the same :meth:`GitStore.write` and compare-and-swap, each
+ref under its lock and fsynced) and answers with each ref's result.
 
 What keeps this as safe as the thread:
 
-- A run is handed over only once its last line is in the parent's journal (``end_run``
-  returned): whatever happens to either process, the journal holds it. Its commit
-  names the parent's journal and the offset its lines end at, as the thread's would.
-- The child holds the parent's journal locks: each journal's descriptor is passed to
-  it (``SCM_RIGHTS``) before the first run written in it, and an ``flock`` belongs to
-  the open file, not to a process. So if the parent dies, no recovery can replay a
-  journal while the child still commits from it; the child commits what it was given,
-  exits, and the next command's recovery takes the rest.
-- The parent releases a run's journal slot only on the child's answer. If the child
-  dies, the runs it did not answer for are looked up: one whose ref holds a commit
-  naming its journal offset is done, the others go back to the committer thread.
-- Reads of a run in the parent wait for its answer, as they wait for the thread.
+- A run reaches the child only once ``end_run`` returned: its lines are in the parent's
+  journal, and its commit names the offset they end at.
+- The child holds the parent's journal locks: each journal's descriptor is passed to it
+  (``SCM_RIGHTS``) with the first batch written from it, and an ``flock`` belongs to the
+  open file, not to a process. If the parent dies, no recovery replays a journal while
+  the child may still move refs from it; the child moves what it was given and ends, and
+  the next command's recovery commits the rest.
+- The parent releases a run only on the child's answer for its ref. If the child dies,
+  the batches it did not answer for are written and moved by the thread.
 
 ``GITML_COMMIT_PROCESS=0`` keeps every commit on the thread.
 """
@@ -32,18 +28,18 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import select
 import socket
 import struct
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from gitml.runlog.committer import Committer
-from gitml.runlog.index import RunIndex
-from gitml.runlog.rows import row_of
-from gitml.runlog.writer import RunWriter
+from gitml.runlog.committer import REF_THREADS
 from gitml.store.git import GitStore, open_repo
+from gitml.store.packs import RawObject
 
 log = logging.getLogger("gitml")
 
@@ -64,6 +60,12 @@ class Frames:
         self.fds = fds
         self.buffer = bytearray()
         self.passed: list[int] = []
+
+    def waiting(self) -> bool:
+        """Whether a message (or the end) can be read without waiting."""
+        if len(self.buffer) >= _HEAD.size and len(self.buffer) >= _HEAD.size + _HEAD.unpack_from(self.buffer)[0]:
+            return True
+        return bool(select.select([self.sock], [], [], 0)[0])
 
     def next(self) -> object | None:
         """The next message; None at the end of the stream."""
@@ -123,9 +125,11 @@ class CommitProcess:
             log.debug("gitml: commit process: %s", e)
         self._answer(None)
 
-    def send(self, items: list[tuple], journals: list[tuple[str, int]]) -> None:
-        """Hand over ended runs ``(run_id, ref, experiment_id, ended_at, state)``; ``journals``:
-        ``(name, descriptor)`` of the journals they were written in (each passed once)."""
+    def send(self, batch: int, objects: list, updates: list[tuple], journals: list[tuple[str, int]]) -> None:
+        """Hand over batch number ``batch``: its objects, written as one pack, then its ref
+        updates ``(ref, old, new)``; ``journals``: ``(name, descriptor)`` of the journals its
+        runs were written in (each passed once)."""
+        shipped = [(o.type_num, o.as_raw_string(), o.id) for o in objects]
         with self._send_lock:
             for name, fd in journals:
                 if name not in self._shared:
@@ -134,7 +138,7 @@ class CommitProcess:
                     if sent < len(data):
                         self.sock.sendall(data[sent:])
                     self._shared.add(name)
-            self.sock.sendall(frame(("runs", items)))
+            self.sock.sendall(frame(("batch", batch, shipped, updates)))
 
     def close(self, timeout: float = 600) -> None:
         """Ask the child to finish (it commits what it holds, settles its packs) and wait."""
@@ -151,61 +155,31 @@ class CommitProcess:
         self.sock.close()
 
 
-class _ChildCommitter(Committer):
-    """The child's committer: answers the parent for each run it is done with."""
+def _objects(shipped: list[tuple[int, bytes, bytes]]) -> list[RawObject]:
+    """The parent's objects as it hashed them (its ids kept: not hashed again)."""
+    out = []
+    for type_num, raw, oid in shipped:
+        obj = RawObject.__new__(RawObject)
+        obj.type_num, obj._raw, obj.id = type_num, raw, oid
+        out.append(obj)
+    return out
 
-    def __init__(self, store: GitStore, index: RunIndex, sock: socket.socket):
-        super().__init__(store, list, batch=index.batch, warm=index.warm)
-        self.sock = sock
-        self._rows: dict[bytes, tuple[bytes, dict]] = {}
-        self._answers: list[tuple] = []
-        self.orphan = False  # the parent is gone: nobody to answer
 
-    def on_commit(self, index: RunIndex) -> Callable[[bytes, bytes, object], None]:
-        def committed(ref: bytes, commit: bytes, record) -> None:
-            row = row_of(record)
-            index.put(ref, commit, row)
-            self._rows[ref] = (commit, row)
-
-        return committed
-
-    def _done(self, writer: RunWriter) -> None:
-        error = self._errors.pop(writer.run_id, None)
-        commit, row = self._rows.pop(writer.ref, (None, None))
-        if error is not None:
-            try:
-                pickle.loads(pickle.dumps(error))  # noqa: S301 - checked here, sent below
-            except Exception:  # noqa: BLE001 - an error class that does not pickle: its text
-                error = RuntimeError(f"{type(error).__name__}: {error}")
-        with self._cond:
-            self._answers.append((writer.run_id, commit, row, error))
-        super()._done(writer)
-
-    def answer(self) -> None:
-        with self._cond:
-            answers, self._answers = self._answers, []
-        if answers and not self.orphan:
-            try:
-                self.sock.sendall(frame(("done", answers)))
-            except OSError:  # the parent is gone: its journal holds these runs, committed or not
-                self.orphan = True
-
-    def _finish(self, flight) -> None:
-        try:
-            super()._finish(flight)
-        finally:
-            self.answer()
-
-    def _write_batch(self, batch):
-        try:
-            return super()._write_batch(batch)
-        finally:
-            self.answer()  # the runs that failed before their pack
+def _result(future) -> bool | BaseException:
+    error = future.exception()
+    if error is None:
+        return future.result()
+    try:
+        pickle.loads(pickle.dumps(error))  # noqa: S301 - checked here, sent to the parent
+    except Exception:  # noqa: BLE001 - an error class that does not pickle: its text
+        error = RuntimeError(f"{type(error).__name__}: {error}")
+    return error
 
 
 def child(fd: int, path: str) -> int:
-    """The child's main loop: commit the runs the parent hands over until it says exit
-    (or is gone), then settle the packs written here."""
+    """The child's main loop: write each batch the parent hands over as one pack and move
+    its refs (a batch's pack is written while the last one's refs move), answer with each
+    ref's result, until the parent says exit or is gone; then settle the packs written here."""
     try:  # `ps` and `top` name it (its threads take the name as they start)
         with open("/proc/self/comm", "w") as comm:
             comm.write("gitml-commit")
@@ -213,42 +187,57 @@ def child(fd: int, path: str) -> int:
         pass
     sock = socket.socket(fileno=fd)
     store = GitStore(open_repo(path))
-    index = RunIndex(os.path.join(store.gitml_dir, "index.sqlite3"))
-    committer = _ChildCommitter(store, index, sock)
-    on_commit = committer.on_commit(index)
-    journal_dir = os.path.join(store.gitml_dir, "journal")
+    pool = ThreadPoolExecutor(max_workers=REF_THREADS, thread_name_prefix="gitml-refs")
     journals: dict[str, int] = {}  # held, with their flock, until this process ends
     frames = Frames(sock, fds=True)
+    moving: tuple[int, str | None, list] | None = None  # a batch whose refs move
+    orphan = False  # the parent is gone: nobody to answer
+
+    def answer(batch: int, pack: str | None, futures: list) -> None:
+        nonlocal orphan
+        results = [_result(f) for f in futures]
+        store.release_kept([pack])  # the refs reach its objects now: git gc may repack it
+        if not orphan:
+            try:
+                sock.sendall(frame(("moved", batch, results)))
+            except OSError:  # the parent's journal holds these runs, committed or not
+                orphan = True
+
     sock.sendall(frame(("ready",)))
     try:
-        while (message := frames.next()) is not None:
-            kind = message[0]
-            if kind == "exit":
+        while True:
+            if moving is not None and not frames.waiting():
+                answer(*moving)  # nothing else to do meanwhile: its answer goes now
+                moving = None
+            message = frames.next()
+            if message is None or message[0] == "exit":
                 break
-            if kind == "journal":
+            if message[0] == "journal":
                 journals[message[1]] = frames.passed.pop(0)
-            elif kind == "runs":
-                for run_id, ref, experiment_id, ended_at, state in message[1]:
-                    writer = RunWriter(
-                        store,
-                        ref,
-                        run_id,
-                        experiment_id,
-                        journal_dir=journal_dir,
-                        journal=None,
-                        flush_interval=3600.0,
-                        on_commit=on_commit,
-                    )
-                    writer.restore(state, ended_at)
-                    committer.submit(writer)
+                continue
+            _, batch, shipped, updates = message
+            try:
+                pack = store.write(_objects(shipped))
+            except BaseException as e:  # noqa: BLE001 - every run of the batch gets it
+                futures = []
+                for _ in updates:
+                    failed: Future = Future()
+                    failed.set_exception(e)
+                    futures.append(failed)
+                pack = None
+            else:
+                futures = [pool.submit(store.cas, ref, old, new) for ref, old, new in updates]
+            if moving is not None:
+                answer(*moving)
+            moving = (batch, pack, futures)
     finally:
-        committer.close()
-        committer.answer()
+        if moving is not None:
+            answer(*moving)
+        pool.shutdown(wait=True)
         try:
             store.settle_packs()  # its small packs rolled up, the packs it merged away deleted
         except (OSError, RuntimeError) as e:
             log.warning("gitml: the commit process could not settle its packs: %s", e)
-        index.close()
         store.close()
         for held in journals.values():
             os.close(held)

@@ -13,24 +13,23 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from gitml.runlog.writer import RunWriter, journal_trailers
+from gitml.runlog.writer import RunWriter
 from gitml.store.git import GitStore
 
 log = logging.getLogger("gitml")
 
 MAX_BATCH = 64
 MAX_QUEUE = 128
-MAX_SENT = 256  # runs handed to the commit process and not yet answered for
+MAX_AWAY = 4  # batches a commit process holds (written or moving) before the thread waits for it
 PROCESS_AFTER = 16  # runs ended in the process before a commit process may start,
 PROCESS_BACKLOG = 4  # once this many ended runs wait at once (they end faster than they commit)
 REF_THREADS = 8  # refs of a batch moved at once (each waits on its fsync)
@@ -53,7 +52,7 @@ def wait_for_repository(commondir: str, run_id: str | None = None) -> None:
 class CommitProcessLike(Protocol):
     """What the committer needs of a commit process (:mod:`gitml.runlog.commitprocess`)."""
 
-    def send(self, items: list[tuple], journals: list[tuple[str, int]]) -> None: ...
+    def send(self, batch: int, objects: list, updates: list[tuple], journals: list[tuple[str, int]]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -64,7 +63,10 @@ class _Flight:
 
     prepared: list[tuple]  # (writer, commit or None, old ref value, record)
     pack: str | None
-    moves: list  # a future per moved ref, in order (or the update, moved when finished)
+    moves: list  # a future per moved ref, in order (or the update, moved when finished; or its result)
+    objects: list = field(default_factory=list)  # kept while a commit process writes them
+    updates: list = field(default_factory=list)
+    number: int = 0
 
 
 class Committer:
@@ -79,7 +81,6 @@ class Committer:
         batch: Callable[[], AbstractContextManager] = nullcontext,
         warm: Callable[[], None] | None = None,
         process: Callable[[Callable[[object | None], None]], CommitProcessLike] | None = None,
-        remember: Callable[[list[tuple[bytes, bytes, dict]]], None] | None = None,
     ):
         self.store = store
         self._batch = batch  # a context for committing a batch (the search index's batch of rows)
@@ -93,15 +94,15 @@ class Committer:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._pool: ThreadPoolExecutor | None = None  # kept for the process: a batch's refs move on it
-        # A commit process (gitml.runlog.commitprocess), started once a whole batch waits:
+        # A commit process (gitml.runlog.commitprocess) writes the packs and moves the refs of the
+        # batches this thread prepares, once runs end faster than the thread commits them:
         self._start_process = process  # makes one, given where its answers go
-        self._remember = remember  # the search rows of the runs it committed, for this process's index
         self._process: CommitProcessLike | None = None
         self._ready = False  # it answered that it is ready
-        self._lost = False  # it is gone (or could not start): the thread commits everything again
-        self._sent: dict[str, RunWriter] = {}  # runs handed to it, not yet answered for
-        self._answers: list = []  # its answers, taken by the thread
-        self._here = self._handed = 0
+        self._lost = False  # it is gone (or could not start): this thread does it all again
+        self._away: list[_Flight] = []  # batches sent to it, in order, not yet answered for
+        self._answers: dict[int, list] = {}  # its answers: batch number -> each ref's result
+        self._sent = 0  # batches sent
         self._taken = 0  # ended runs this thread took from the queue
         _LIVE.add(self)
 
@@ -154,10 +155,8 @@ class Committer:
             self._thread.join()
             self._thread = None
         if self._process is not None:
-            self._process.close()  # it commits nothing more: every run it had is answered for
+            self._process.close()  # every batch it had is answered for: it settles its packs and ends
             self._process = None
-        if os.environ.get("GITML_DEBUG_COMMITS"):
-            print(f"committed here {self._here}, handed over {self._handed}", file=sys.stderr)
         for run_id, error in self._errors.items():
             log.warning("gitml: run %s could not be committed (its journal is kept for recovery): %s", run_id, error)
 
@@ -167,12 +166,12 @@ class Committer:
                 self._warm()
             except Exception as e:  # noqa: BLE001 - a head start only: the first commit does it
                 log.debug("gitml: committer warm-up failed: %s", e)
-        flight: _Flight | None = None  # the batch whose refs are moving
+        flight: _Flight | None = None  # the batch whose refs are moving here
         while True:
             with self._cond:
                 while not self._work() and flight is None:
                     if self._stopping:
-                        if not self._sent:
+                        if not self._away:
                             break
                         self._cond.wait(1.0)  # the commit process's answers
                         continue
@@ -180,28 +179,38 @@ class Committer:
                     if due <= 0:
                         break
                     self._cond.wait(min(due, 1.0))
-                if self._stopping and not self._queue and flight is None and not self._sent and not self._answers:
+                if self._stopping and not self._queue and flight is None and not self._away:
                     self._stop_pool()
                     return
-                answers, self._answers = self._answers, []
-                offload = self._ready and not self._lost
-                take = MAX_BATCH if not offload else max(0, min(MAX_BATCH, MAX_SENT - len(self._sent)))
+                answered = []
+                while self._away and self._away[0].number in self._answers:
+                    away = self._away.pop(0)
+                    away.moves = self._answers.pop(away.number)
+                    answered.append(away)
+                redo, offload = [], self._ready and not self._lost
+                if self._lost and self._away:
+                    redo, self._away = self._away, []
+                take = MAX_BATCH if not offload or len(self._away) < MAX_AWAY else 0
                 batch, self._queue = self._queue[:take], self._queue[take:]
                 self._cond.notify_all()
-            if answers:
-                self._answered(answers)
-            if offload and batch:
-                self._handed += len(batch)
+            for done in answered:
+                self._finish(done)
+            for again in redo:  # the commit process is gone: its batches written and moved here
+                self._finish(self._again(again))
+            if answered or redo:
+                if self._housekeeping:
+                    self._housekeeping(sum(len(f.prepared) for f in answered + redo))
+            following = None
+            if batch and offload:
                 self._hand_over(batch)
-                batch = []
-            self._here += len(batch)
-            # The next batch is prepared and its pack written while the last batch's refs move
-            # (each waits on its fsync): the two overlap. Its refs start moving only once its
-            # pack is written, as before, and each run is done once its own ref has moved.
-            following = self._write_batch(batch) if batch else None
-            self._taken += len(batch)
-            if len(batch) >= PROCESS_BACKLOG and self._taken >= PROCESS_AFTER:
-                self._maybe_start_process()
+            elif batch:
+                # The next batch is prepared and its pack written while the last batch's refs move
+                # (each waits on its fsync): the two overlap. Its refs start moving only once its
+                # pack is written, as before, and each run is done once its own ref has moved.
+                following = self._write_batch(batch)
+                self._taken += len(batch)
+                if len(batch) >= PROCESS_BACKLOG and self._taken >= PROCESS_AFTER:
+                    self._maybe_start_process()
             if flight is not None:
                 self._finish(flight)
                 if self._housekeeping:
@@ -211,20 +220,20 @@ class Committer:
 
     def _work(self) -> bool:
         """Whether the thread has something to do now (with the lock held)."""
-        if self._answers:
+        if self._away and (self._away[0].number in self._answers or self._lost):
             return True
         if not self._queue:
             return False
-        return not (self._ready and not self._lost) or len(self._sent) < MAX_SENT
+        return not (self._ready and not self._lost) or len(self._away) < MAX_AWAY
 
     # -- the commit process ----------------------------------------------
     def _maybe_start_process(self) -> None:
-        """Many ended runs waited at once: runs end faster than this thread commits them. Start a
-        commit process (once) to commit them on another core; until it answers that it is
-        ready, this thread goes on committing."""
+        """Ended runs wait: they end faster than this thread commits them. Start a commit
+        process (once) to write their packs and move their refs on another core; until it
+        answers that it is ready, this thread does it all."""
         if self._start_process is None or self._process is not None or self._lost:
             return
-        if os.environ.get("GITML_COMMIT_PROCESS", "1") == "0":
+        if os.environ.get("GITML_COMMIT_PROCESS", "1") == "0" or (os.cpu_count() or 1) < 2:
             return
         try:
             self._process = self._start_process(self._heard)
@@ -233,104 +242,60 @@ class Committer:
             self._lost = True
 
     def _heard(self, message) -> None:
-        """An answer of the commit process (on its reader thread); None: it is gone."""
+        """A message of the commit process (on its reader thread); None: it is gone."""
         with self._cond:
             if message is None:
-                if not self._lost and self._process is not None:
-                    if self._sent or not self._stopping:
-                        log.warning("gitml: the commit process ended; committing in this process again")
-                    self._lost = True
+                if not self._lost and (self._away or not self._stopping):
+                    log.warning("gitml: the commit process ended; committing in this process again")
+                self._lost = True
             elif message[0] == "ready":
                 self._ready = True
-            elif message[0] == "done":
-                self._answers.extend(message[1])
+            elif message[0] == "moved":
+                self._answers[message[1]] = message[2]
             self._cond.notify_all()
-        if message is None:
-            with self._cond:  # the runs it did not answer for: looked up by the thread
-                self._answers.append(None)
-                self._cond.notify_all()
 
     def _hand_over(self, batch: list[RunWriter]) -> None:
-        """Send ended runs to the commit process (each names its journal's size now, as
-        :meth:`_write_batch` does); on failure they are committed here."""
-        items, journals = [], {}
-        sizes: dict[int, tuple[str, int]] = {}
-        for writer in batch:
-            with writer.lock:
-                journal = writer.journal
-                if journal is not None:
-                    at = sizes.get(id(journal)) or sizes.setdefault(id(journal), (journal.name, journal.size()))
-                    journals[journal.name] = journal.fd
-                    writer.ended_at = at
-                items.append((writer.run_id, writer.ref, writer.experiment_id, writer.ended_at, writer.state()))
+        """Prepare a batch here (each writer's lock held until its answer) and send its objects
+        and ref updates to the commit process, with the journals its runs are written in."""
+        prepared = self._prepare(batch)
+        if prepared is None:
+            return
+        flight, journals = prepared, {}
+        if not flight.updates:  # nothing of it to write
+            self._finish(flight)
+            return
+        for writer, *_ in flight.prepared:
+            if writer.journal is not None:
+                journals[writer.journal.name] = writer.journal.fd
         with self._cond:
-            for writer in batch:
-                self._sent[writer.run_id] = writer
+            self._sent += 1
+            flight.number = self._sent
+            self._away.append(flight)
         try:
             assert self._process is not None
-            self._process.send(items, list(journals.items()))
+            self._process.send(flight.number, flight.objects, flight.updates, list(journals.items()))
         except (OSError, ValueError) as e:
-            log.debug("gitml: could not hand runs to the commit process: %s", e)
+            log.warning("gitml: the commit process could not take a batch (%s); committing in this process again", e)
             with self._cond:
                 self._lost = True
-            self._reclaim()
+                self._cond.notify_all()
 
-    def _answered(self, answers: list) -> None:
-        """The commit process is done with these runs: ``(run_id, commit, row, error)``;
-        a None: it is gone, and the runs it held are looked up (:meth:`_reclaim`)."""
-        rows, done, gone = [], [], False
-        for answer in answers:
-            if answer is None:
-                gone = True
-                continue
-            run_id, commit, row, error = answer
-            with self._cond:
-                writer = self._sent.pop(run_id, None)
-            if writer is None:
-                continue
-            if error is None:
-                if commit is not None and row is not None:
-                    rows.append((writer.ref, commit, row))
-                writer.committed_elsewhere()
-            else:
-                self._errors[run_id] = error
-            done.append(writer)
-        if rows and self._remember is not None:
-            self._remember(rows)
-        for writer in done:
-            self._done(writer)
-        if done and self._housekeeping:
-            self._housekeeping(len(done))
-        if gone:
-            self._reclaim()
-
-    def _reclaim(self) -> None:
-        """The commit process is gone: a run it held whose ref has a commit naming the run's
-        journal offset is done; the others are committed by this thread."""
-        with self._cond:
-            held, self._sent = list(self._sent.values()), {}
-        again = []
-        for writer in held:
-            if self._landed(writer):
-                writer.committed_elsewhere()
-                self._done(writer)
-            else:
-                again.append(writer)
-        with self._cond:
-            self._queue[:0] = again
-            self._cond.notify_all()
-
-    def _landed(self, writer: RunWriter) -> bool:
-        if writer.ended_at is None:
-            return False
+    def _again(self, flight: _Flight) -> _Flight:
+        """A batch the commit process took and never answered for: its objects written here
+        (again: an object in two packs is harmless) and each ref moved, or found moved."""
         try:
-            commit = self.store.ref(writer.ref)
-            if commit is None:
-                return False
-            name, offset = writer.ended_at
-            return journal_trailers(self.store.commit(commit).message).get(name, -1) >= offset
-        except Exception:  # noqa: BLE001 - not provably committed: committed again here
-            return False
+            flight.pack = self.store.write(flight.objects)
+        except BaseException as e:  # noqa: BLE001 - each run of the batch gets it
+            flight.moves = [e] * len(flight.updates)
+            return flight
+        moves = []
+        for ref, old, new in flight.updates:
+            try:
+                moves.append(True if self.store.ref(ref) == new else self.store.cas(ref, old, new))
+            except Exception as e:  # noqa: BLE001 - given to the run it belongs to
+                moves.append(e)
+        flight.moves = moves
+        return flight
 
     def _next_due(self) -> float:
         now = time.monotonic()
@@ -349,6 +314,25 @@ class Committer:
     def _write_batch(self, batch: list[RunWriter]) -> _Flight | None:
         """Prepare the batch's commits (each writer's lock held until :meth:`_finish`), write
         them as one pack and start moving their refs; None when nothing is left to finish."""
+        flight = self._prepare(batch)
+        if flight is None:
+            return None
+        try:
+            flight.pack = self.store.write(flight.objects)
+        except BaseException as e:
+            for writer, *_ in flight.prepared:
+                self._errors[writer.run_id] = e
+                writer.lock.release()
+                self._done(writer)
+            return None
+        flight.objects = []
+        # the refs move on threads (their fsyncs overlap), each under its lock as before
+        flight.moves = self._move(flight.updates)
+        return flight
+
+    def _prepare(self, batch: list[RunWriter]) -> _Flight | None:
+        """The batch's commits, objects and ref updates (each writer's lock held until
+        :meth:`_finish`); None when no run of it is left to finish."""
         prepared, objects = [], []
         # Each run's trailer names its journal's size once the run has ended: every line of the
         # batch's runs lies before it (they ended before the batch was taken), so one size per
@@ -360,9 +344,7 @@ class Committer:
                 if writer.pending():
                     journal = writer.journal
                     at: tuple[str | None, int | None] = (None, None)
-                    if writer.ended_at is not None:  # handed over once: the offset it ended at
-                        at = writer.ended_at
-                    elif journal is not None:
+                    if journal is not None:
                         at = sizes.get(id(journal)) or sizes.setdefault(id(journal), (journal.name, journal.size()))
                     commit, new, old, record = writer.prepare(*at)
                     prepared.append((writer, commit, old, record))
@@ -373,17 +355,10 @@ class Committer:
                 self._errors[writer.run_id] = e
                 writer.lock.release()
                 self._done(writer)
-        try:
-            pack = self.store.write(objects)
-        except BaseException as e:
-            for writer, *_ in prepared:
-                self._errors[writer.run_id] = e
-                writer.lock.release()
-                self._done(writer)
+        if not prepared:
             return None
-        # the refs move on threads (their fsyncs overlap), each under its lock as before
         updates = [(w.ref, old, c.id) for w, c, old, _ in prepared if c is not None]
-        return _Flight(prepared, pack, self._move(updates))
+        return _Flight(prepared, None, [], objects, updates)
 
     def _move(self, updates: list[tuple[bytes, bytes | None, bytes]]) -> list:
         """Start the compare-and-swap of each ref on the committer's threads: for each, a
@@ -401,6 +376,8 @@ class Committer:
         return moves
 
     def _moved(self, move) -> bool | BaseException:
+        if isinstance(move, (bool, BaseException)):  # a commit process's answer, or moved here again
+            return move
         if isinstance(move, tuple):
             try:
                 return self.store.cas(*move)

@@ -118,14 +118,6 @@ class RunIndex:
             except sqlite3.Error as e:  # the index is a cache: never fail a write for it
                 log.warning("gitml: could not update the search index: %s", e)
 
-    def remember(self, entries: list[tuple[bytes, bytes, dict]]) -> None:
-        """Rows another process (this one's commit process) wrote to the database: kept
-        in memory as :meth:`put` keeps them, and counted as this process's new runs."""
-        with self._lock:
-            for ref, commit, row in entries:
-                self._mem[ref] = (commit, row)
-                self._fresh[ref] = commit
-
     def warm(self) -> None:
         """Open the database now (the committer does, as it starts): its first commit
         then does not wait for it (0.03-0.07 s, W1's end_run)."""

@@ -134,7 +134,6 @@ class Tracker:
             batch=self.index.batch,
             warm=self.index.warm,
             process=lambda answer: CommitProcess(store, answer),
-            remember=self.index.remember,
         )
         self._ended_since_pack = 0
         self._pack_check = 1  # runs to end before the loose run refs are counted: at the first

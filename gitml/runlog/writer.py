@@ -110,9 +110,6 @@ class RunWriter:
         self._create: tuple[bytes | None, bytes | None] | None = None
         self._known: set[str] = set()
         self._deadline = time.monotonic() + flush_interval
-        # the journal and offset its commit names, fixed when the writer was handed to a
-        # commit process (:mod:`gitml.runlog.commitprocess`): the journal is its parent's
-        self.ended_at: tuple[str, int] | None = None
 
     # -- logging ---------------------------------------------------------
     def log_metric(self, key: str, value: float, step: int, timestamp: int) -> None:
@@ -242,44 +239,6 @@ class RunWriter:
             self._record = RunRecord(meta=data["meta"], tags=data.get("tags") or {})
             self._base = None
             self._create = (commit.encode() if commit else None, tree.encode() if tree else None)
-
-    # -- handing an ended run to a commit process -------------------------
-    def state(self) -> tuple:
-        """What is buffered, as :meth:`restore` takes it (picklable)."""
-        return (
-            self._record,
-            self._base,
-            self._create,
-            self._points,
-            self._params,
-            self._tags,
-            self._meta,
-            self._artifacts,
-        )
-
-    def restore(self, state: tuple, ended_at: tuple[str, int] | None) -> None:
-        """Take another process's :meth:`state` of this run, to commit it naming ``ended_at``."""
-        (
-            self._record,
-            self._base,
-            self._create,
-            self._points,
-            self._params,
-            self._tags,
-            self._meta,
-            self._artifacts,
-        ) = state
-        self.ended_at = ended_at
-
-    def committed_elsewhere(self) -> None:
-        """The commit process committed everything this ended writer buffered: drop the
-        buffer and release the run's journal slot, as :meth:`close` does after a commit."""
-        with self.lock:
-            self._create = None
-            self._points, self._params, self._tags, self._meta, self._artifacts = {}, {}, {}, {}, {}
-            self.closed = True
-            if self.journal is not None:
-                self.journal.release(self.slot)
 
     # -- state -----------------------------------------------------------
     def record(self) -> RunRecord:
