@@ -37,12 +37,12 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from gitml.runlog.committer import REF_THREADS
 from gitml.store.git import GitStore, open_repo
 from gitml.store.packs import RawObject
 
 log = logging.getLogger("gitml")
 
+REF_THREADS = 8  # refs of a batch moved at once (each waits on its fsync)
 _HEAD = struct.Struct("<I")
 MAX_FRAME = 1 << 30
 
@@ -99,12 +99,14 @@ class CommitProcess:
         self._send_lock = threading.Lock()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = parent
+        # This interpreter's module path, without `site` (its .pth files and editable-install
+        # finders were a quarter of the child's start): the child imports what this process does.
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([root, *(p for p in sys.path if p and os.path.isdir(p))]))
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, *(["/tmp/childprof.py"] if os.environ.get("GITML_PROFILE_CHILD") else ["-m", "gitml.runlog.commitprocess"]), str(child.fileno()), store.repo.path],
+                [sys.executable, "-S", "-m", "gitml.runlog.commitprocess", str(child.fileno()), store.repo.path],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # never the parent's: a reader of it waits for its end, not ours

@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gitml.runlog.commitprocess import REF_THREADS
 from gitml.runlog.writer import RunWriter
 from gitml.store.git import GitStore
 
@@ -29,10 +30,10 @@ log = logging.getLogger("gitml")
 
 MAX_BATCH = 64
 MAX_QUEUE = 128
-MAX_AWAY = 4  # batches a commit process holds (written or moving) before the thread waits for it
+MAX_AWAY = 8  # batches prepared for a commit process and not answered for, before the thread waits
+PROCESS_START_SECONDS = 30.0  # a commit process not ready by then is given up (its batches committed here)
 PROCESS_AFTER = 16  # runs ended in the process before a commit process may start,
 PROCESS_BACKLOG = 4  # once this many ended runs wait at once (they end faster than they commit)
-REF_THREADS = 8  # refs of a batch moved at once (each waits on its fsync)
 _LIVE: weakref.WeakSet[Committer] = weakref.WeakSet()
 # A forked child has none of its parent's threads: never wait for their commits there.
 os.register_at_fork(after_in_child=_LIVE.clear)
@@ -104,6 +105,7 @@ class Committer:
         self._answers: dict[int, list] = {}  # its answers: batch number -> each ref's result
         self._sent = 0  # batches sent
         self._taken = 0  # ended runs this thread took from the queue
+        self._started = 0.0  # when the commit process was started (time.monotonic())
         _LIVE.add(self)
 
     def submit(self, writer: RunWriter) -> None:
@@ -187,7 +189,11 @@ class Committer:
                     away = self._away.pop(0)
                     away.moves = self._answers.pop(away.number)
                     answered.append(away)
-                redo, offload = [], self._ready and not self._lost
+                if self._process is not None and not self._ready and not self._lost:
+                    if time.monotonic() - self._started > PROCESS_START_SECONDS:
+                        log.warning("gitml: the commit process did not start; committing in this process again")
+                        self._lost = True
+                redo, offload = [], self._process is not None and not self._lost
                 if self._lost and self._away:
                     redo, self._away = self._away, []
                 take = MAX_BATCH if not offload or len(self._away) < MAX_AWAY else 0
@@ -211,6 +217,8 @@ class Committer:
                 self._taken += len(batch)
                 if len(batch) >= PROCESS_BACKLOG and self._taken >= PROCESS_AFTER:
                     self._maybe_start_process()
+            if self._ready and not self._lost:
+                self._send()  # with the batches prepared while it started
             if flight is not None:
                 self._finish(flight)
                 if self._housekeeping:
@@ -222,9 +230,11 @@ class Committer:
         """Whether the thread has something to do now (with the lock held)."""
         if self._away and (self._away[0].number in self._answers or self._lost):
             return True
+        if self._ready and self._away and not self._away[-1].number:  # prepared while it started
+            return True
         if not self._queue:
             return False
-        return not (self._ready and not self._lost) or len(self._away) < MAX_AWAY
+        return self._process is None or self._lost or len(self._away) < MAX_AWAY
 
     # -- the commit process ----------------------------------------------
     def _maybe_start_process(self) -> None:
@@ -236,6 +246,7 @@ class Committer:
         if os.environ.get("GITML_COMMIT_PROCESS", "1") == "0" or (os.cpu_count() or 1) < 2:
             return
         try:
+            self._started = time.monotonic()
             self._process = self._start_process(self._heard)
         except (OSError, ValueError) as e:
             log.debug("gitml: could not start a commit process: %s", e)
@@ -255,30 +266,35 @@ class Committer:
             self._cond.notify_all()
 
     def _hand_over(self, batch: list[RunWriter]) -> None:
-        """Prepare a batch here (each writer's lock held until its answer) and send its objects
-        and ref updates to the commit process, with the journals its runs are written in."""
-        prepared = self._prepare(batch)
-        if prepared is None:
+        """Prepare a batch here (each writer's lock held until its answer), for the commit
+        process to write and move: sent at once when it is ready, or once it is."""
+        flight = self._prepare(batch)
+        if flight is None:
             return
-        flight, journals = prepared, {}
         if not flight.updates:  # nothing of it to write
             self._finish(flight)
             return
-        for writer, *_ in flight.prepared:
-            if writer.journal is not None:
-                journals[writer.journal.name] = writer.journal.fd
         with self._cond:
-            self._sent += 1
-            flight.number = self._sent
             self._away.append(flight)
-        try:
-            assert self._process is not None
-            self._process.send(flight.number, flight.objects, flight.updates, list(journals.items()))
-        except (OSError, ValueError) as e:
-            log.warning("gitml: the commit process could not take a batch (%s); committing in this process again", e)
-            with self._cond:
-                self._lost = True
-                self._cond.notify_all()
+
+    def _send(self) -> None:
+        """Send the prepared batches not sent yet, with the journals their runs are written in."""
+        with self._cond:
+            unsent = [f for f in self._away if not f.number]
+            for flight in unsent:
+                self._sent += 1
+                flight.number = self._sent
+        for flight in unsent:
+            journals = {w.journal.name: w.journal.fd for w, *_ in flight.prepared if w.journal is not None}
+            try:
+                assert self._process is not None
+                self._process.send(flight.number, flight.objects, flight.updates, list(journals.items()))
+            except (OSError, ValueError) as e:
+                log.warning("gitml: the commit process could not take a batch (%s); committing in this process again", e)
+                with self._cond:
+                    self._lost = True
+                    self._cond.notify_all()
+                return
 
     def _again(self, flight: _Flight) -> _Flight:
         """A batch the commit process took and never answered for: its objects written here
