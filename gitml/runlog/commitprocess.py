@@ -106,7 +106,7 @@ class CommitProcess:
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys([root, *(p for p in sys.path if p and os.path.isdir(p))]))
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-S", "-m", "gitml.runlog.commitprocess", str(child.fileno()), store.repo.path],
+                [sys.executable, "-S", "-P", "-m", "gitml.runlog.commitprocess", str(child.fileno()), store.repo.path],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # never the parent's: a reader of it waits for its end, not ours
