@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from gitml.system_metrics import SystemMetricsMonitor
 
 _state = threading.local()
+_time_ns = time.time_ns
 _lock = threading.RLock()
 _client: Operations | None = None
 _repo: str | None = None
@@ -358,10 +359,14 @@ def log_metric(
         if dataset is not None:
             log_input(dataset, run_id=run_id)
         return _done(synchronous)
-    stack = getattr(_state, "stack", None)
-    writer = stack[-1]._writer if stack and stack[-1]._writer is not None else _writer()
-    writer.log_metric(key, value, step or 0, time.time_ns() // 1_000_000 if timestamp is None else timestamp)
-    return _done(synchronous)
+    try:  # the active run's writer, found in as few steps as can be (a training loop's call)
+        writer = _state.stack[-1]._writer
+    except (AttributeError, IndexError):  # no run yet in this thread
+        writer = None
+    if writer is None:
+        writer = _writer()
+    writer.log_metric(key, value, step or 0, _time_ns() // 1_000_000 if timestamp is None else timestamp)
+    return RUN_OPERATIONS_DONE if synchronous is False else None
 
 
 def log_metrics(

@@ -24,13 +24,16 @@ sends them.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
-from gitml.errors import InvalidInputError
+from gitml.errors import CorruptRecordError, InvalidInputError
 from gitml.ops import Operations
 from gitml.runlog.entities import ViewType
 from gitml.store.remote import push_refs, resolve_remote
+
+log = logging.getLogger("gitml")
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,11 @@ def _registered_commits(client: Operations) -> dict[str, str]:
     store = client.store
     out: dict[str, str] = {}
     for tag, sha in client.registry.tag_refs().items():
-        peeled = store.peel(sha, missing_ok=True)  # a tag of a tag: peeled as git does, within reason
+        try:
+            peeled = store.peel(sha, missing_ok=True)  # a tag of a tag: peeled as git does, within reason
+        except CorruptRecordError as e:  # a zlib bomb: the registry ignores it too, so it holds no run
+            log.warning("gitml: registry tag %s cannot be read: %s", tag.name, e)
+            continue
         if peeled is not None:
             out.setdefault(peeled[0].decode(), tag.name)
     return out

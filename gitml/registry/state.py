@@ -61,6 +61,7 @@ from gitml.registry.tags import (
 from gitml.runlog.record import ARTIFACTS, RECORD_DIR, RunRecord, check_manifest
 from gitml.runlog.tracker import Tracker
 from gitml.store import yamlout
+from gitml.store.entries import MAX_TAG_BYTES
 from gitml.store.git import GitStore
 from gitml.yamlread import MAX_YAML_BYTES, load_yaml
 
@@ -82,7 +83,6 @@ def _now() -> tuple[int, int]:
     return int(now), time.localtime(now).tm_gmtoff
 
 
-MAX_TAG_BYTES = 1 << 20  # a registry tag object: its YAML message and a signature are a few kilobytes
 _TIE_RANK = {Action.DEPRECATE: 0, Action.REGISTER: 1, Action.ASSIGN: 1, Action.DEREGISTER: 2, Action.UNASSIGN: 2}
 
 

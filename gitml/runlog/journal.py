@@ -107,10 +107,13 @@ class Journal:
         return done
 
     def write(self, text: str) -> None:
-        """Append whole lines, or raise :class:`JournalWriteError` and leave the journal
-        as it was: a short ``write`` (a full disk) is continued, and a line that cannot
-        be finished is cut off again, so what a returned call logged is all there."""
-        data = text.encode()
+        """Append whole lines (see :meth:`append`)."""
+        self.append(text.encode())
+
+    def append(self, data: bytes) -> None:
+        """Append whole lines, encoded, or raise :class:`JournalWriteError` and leave the
+        journal as it was: a short ``write`` (a full disk) is continued, and a line that
+        cannot be finished is cut off again, so what a returned call logged is all there."""
         with self._lock:  # one writer at a time: a torn line is ours to cut
             written = 0
             try:
@@ -146,6 +149,22 @@ class Journal:
                     pass
             os.close(self.fd)
             self.fd = -1
+
+
+def metric_prefix(slot: int, key: str) -> bytes:
+    """The start of a metric point's ``M`` line, the same for every point of a key: a writer
+    keeps it and formats the rest, ``%r\\t%d\\t%d\\n`` of value, step and timestamp (the text
+    ``f"{value!r}\\t{step}\\t{timestamp}\\n"`` makes of a float and ints)."""
+    return f"M\t{slot}\t{key}\t".encode()
+
+
+def metric_columns(lines: list[bytes]) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """The step, timestamp and value texts of ``M`` lines as a writer makes them (:func:`metric_prefix`),
+    as three lists (C-speed splits of their joined text: no Python step per line)."""
+    fields = b"".join(lines).replace(b"\n", b"\t").split(b"\t")
+    if len(fields) != 6 * len(lines) + 1 or fields[0::6][:-1] != [b"M"] * len(lines):
+        raise ValueError("not one metric point a line")  # a writer's own lines: never met
+    return fields[4::6], fields[5::6], fields[3::6]
 
 
 def encode_run(slot: int, experiment_id: str, run_id: str) -> str:

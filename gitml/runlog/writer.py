@@ -13,9 +13,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from time import monotonic as _monotonic
 
 from gitml.errors import ConflictError, CorruptRecordError, ParamConflictError, RunNotFoundError
-from gitml.names import check_key, check_metric
+from gitml.names import INT64_MAX, INT64_MIN, check_key, check_metric
 from gitml.runlog import journal as jr
 from gitml.runlog.record import META, PARAMS, TAGS, RunRecord
 from gitml.store.git import TREE_MODE, GitStore, raw_tree, tree_from_files
@@ -102,65 +103,78 @@ class RunWriter:
         self.closed = False
         self._base: bytes | None = None
         self._record: RunRecord | None = None
-        self._points: dict[str, list[tuple[int, int, float]]] = {}
+        # each metric's points since the last commit: the start of its journal lines (the key
+        # checked, this slot), then the lines (the history's text is cut from them: no tuple a
+        # point, no second repr() of each value)
+        self._points: dict[str, list[bytes]] = {}
         self._params: dict[str, str] = {}
         self._tags: dict[str, str | None] = {}
         self._meta: dict = {}
         self._artifacts: dict[str, tuple[str, int, str | None]] = {}
         self._create: tuple[bytes | None, bytes | None] | None = None
-        self._known: set[str] = set()
         self._deadline = time.monotonic() + flush_interval
 
     # -- logging ---------------------------------------------------------
     def log_metric(self, key: str, value: float, step: int, timestamp: int) -> None:
-        if key not in self._known:
-            check_key(key, "metric")
-            self._known.add(key)
-        value, step, timestamp = check_metric(value, step, timestamp)
-        with self.lock:
-            if self.journal:
-                self.journal.write(f"M\t{self.slot}\t{key}\t{value!r}\t{step}\t{timestamp}\n")
+        with self.lock:  # (a buffer starts with the slot, which move_to changes under the lock)
             points = self._points.get(key)
-            if points is None:
-                points = self._points[key] = []
-            points.append((step, timestamp, value))
-            if time.monotonic() >= self._deadline:
+            # a key logged since the last commit and check_metric's common case (a Python float,
+            # int step and time in range), tested here: W1's call, docs/design.md Performance
+            if (
+                points is not None
+                and type(value) is float
+                and type(step) is int
+                and type(timestamp) is int
+                and INT64_MIN <= step <= INT64_MAX
+                and 0 <= timestamp <= INT64_MAX
+            ):
+                line = b"%s%r\t%d\t%d\n" % (points[0], value, step, timestamp)  # (jr.metric_prefix)
+                journal = self.journal
+                if journal is not None:
+                    journal.append(line)
+                points.append(line)
+            else:
+                self._log_points([(key, value, step, timestamp)])
+            if _monotonic() >= self._deadline:
                 self.flush()
 
     def log_metrics(self, points: list[tuple[str, float, int, int]]) -> None:
         """Log ``(key, value, step, timestamp)`` points: all checked before any is logged,
         then journaled by one write (one per point was 9 more syscalls per run in W2)."""
+        with self.lock:
+            self._log_points(points)
+            if _monotonic() >= self._deadline:
+                self.flush()
+
+    def _log_points(self, points: list[tuple[str, float, int, int]]) -> None:
+        """Check ``(key, value, step, timestamp)`` points (a key before its point), journal them in
+        one write and buffer them; nothing of them if one fails (call with the lock held)."""
         checked = []
         for key, value, step, timestamp in points:
-            if key not in self._known:
+            buffer = self._points.get(key)
+            if buffer is None:
                 check_key(key, "metric")
-                self._known.add(key)
             value, step, timestamp = check_metric(value, step, timestamp)
-            checked.append((key, value, step, timestamp))
-        with self.lock:
-            if self.journal:
-                slot = self.slot
-                self.journal.write("".join(f"M\t{slot}\t{k}\t{v!r}\t{s}\t{t}\n" for k, v, s, t in checked))
-            for key, value, step, timestamp in checked:
-                points_of = self._points.get(key)
-                if points_of is None:
-                    points_of = self._points[key] = []
-                points_of.append((step, timestamp, value))
-            if time.monotonic() >= self._deadline:
-                self.flush()
+            prefix = buffer[0] if buffer is not None else jr.metric_prefix(self.slot, key)
+            checked.append((key, b"%s%r\t%d\t%d\n" % (prefix, value, step, timestamp)))
+        if self.journal is not None:
+            self.journal.append(b"".join([line for _, line in checked]))
+        for key, line in checked:
+            buffer = self._points.get(key)
+            if buffer is None:
+                buffer = self._points[key] = [jr.metric_prefix(self.slot, key)]
+            buffer.append(line)
 
     def log_history(self, key: str, points: list[tuple[int, int, float]]) -> None:
         """Buffer a whole history of ``key`` (``(step, timestamp, value)`` points, checked),
         committed at the next flush whatever the time (an imported run's)."""
         check_key(key, "metric")
-        checked = []
-        for step, timestamp, value in points:
-            value, step, timestamp = check_metric(value, step, timestamp)
-            checked.append((step, timestamp, value))
+        checked = [(key, *check_metric(value, step, timestamp)) for step, timestamp, value in points]
         with self.lock:
-            if self.journal:
-                self.journal.write("".join(f"M\t{self.slot}\t{key}\t{v!r}\t{s}\t{t}\n" for s, t, v in checked))
-            self._points.setdefault(key, []).extend(checked)
+            if checked:
+                self._log_points(checked)
+            elif key not in self._points:  # no point: its history is the header alone, as it was
+                self._points[key] = [jr.metric_prefix(self.slot, key)]
 
     def log_params(self, params: dict[str, str]) -> None:
         with self.lock:
@@ -220,8 +234,11 @@ class RunWriter:
     def apply(self, entry: tuple) -> None:
         """Buffer one replayed journal entry (used by recovery)."""
         kind = entry[0]
-        if kind == "M":
-            self._points.setdefault(entry[1], []).append((entry[3], entry[4], entry[2]))
+        if kind == "M":  # (a line as the writer makes it: the value's repr() is the text it had)
+            buffer = self._points.get(entry[1])
+            if buffer is None:
+                buffer = self._points[entry[1]] = [jr.metric_prefix(self.slot, entry[1])]
+            buffer.append(b"%s%r\t%d\t%d\n" % (buffer[0], entry[2], entry[3], entry[4]))
         elif kind == "P":
             self._params[entry[1]] = entry[2]
         elif kind == "T":
@@ -359,8 +376,8 @@ class RunWriter:
         if self._meta:
             record.meta.update(self._meta)
             record.dirty.add(META)
-        for key, points in self._points.items():
-            record.append_points(self.store, key, points)
+        for key, lines in self._points.items():
+            record.append_points(self.store, key, *jr.metric_columns(lines[1:]))  # (lines[0]: their start)
         for path, (sha256, size, blob) in self._artifacts.items():
             record.add_artifact(path, sha256, size, blob)
 
@@ -399,6 +416,8 @@ class RunWriter:
         buffered): the old journal holds nothing of this run uncommitted."""
         old, old_slot = self.journal, self.slot
         self.slot = journal.register(self.experiment_id, self.run_id)  # its R line written there now
+        for key, points in self._points.items():  # (none: committed; kept right whatever comes)
+            points[0] = jr.metric_prefix(self.slot, key)
         self.journal = journal
         self._registration = ""
         if old is not None:

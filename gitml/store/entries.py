@@ -19,7 +19,7 @@ import zlib
 from array import array
 from binascii import hexlify, unhexlify
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from dulwich.objects import parse_tree
 from dulwich.repo import Repo
@@ -38,6 +38,12 @@ _DELTA_TYPES = (6, 7)
 # entries is 40 MB; past this, an object is a zlib bomb (a few megabytes of a teammate's
 # push inflating to gigabytes), refused before it is inflated
 MAX_WALKED_BYTES = 64 << 20
+# a registry tag object (``refs/tags/``): its YAML message and a signature are a few kilobytes;
+# a fetch refuses a larger one by name and the registry ignores it, neither inflating it
+MAX_TAG_BYTES = 1 << 20
+# a delta's result, and each base along its chain, at most (git's core.bigFileThreshold, above
+# which git makes no deltas): a few bytes of copies can make gigabytes
+MAX_RESOLVED_BYTES = 512 << 20
 _IDX_V2 = b"\377tOc\x00\x00\x00\x02"
 BIG_PACK = 100_000  # objects: a larger pack is searched in its index, not held in a dict
 _TABLES_AFTER = 4096  # lookups in one big pack before its table of id heads is built
@@ -200,9 +206,9 @@ class PackEntries:
         with ``limit``, an object larger than that is refused before it is inflated."""
         hit = hit or self._find(unhexlify(hexsha))
         if limit is not None and (hit is None or hit is _NOT_STORED_WHOLE):  # read by dulwich: its size first
-            size = object_size(self.repo, hexsha)
-            if size is not None and size > limit:
-                raise RepositoryError(f"object {hexsha.decode()} holds {size} bytes, over the limit of {limit}")
+            cost = read_cost(self.repo, hexsha)
+            if cost is not None and cost.peak > limit:
+                raise RepositoryError(over_the_limit(hexsha, cost, limit))
         if hit is None or hit is _NOT_STORED_WHOLE:
             if self._loose is not None and hexsha in self._loose:
                 return self._loose_raw(hexsha)
@@ -309,6 +315,17 @@ class PackEntries:
         chunk = _entry_header(type_num, size) + bytes(out + deflater.flush())
         return unhexlify(hexsha), chunk, zlib.crc32(chunk)
 
+    def unresolvable(self, hexsha: bytes) -> str | None:
+        """Why an object stored as a delta is not resolved (it or a base along its chain
+        over ``MAX_RESOLVED_BYTES``: a delta bomb), told from the stored headers; None for
+        a whole object or one within the limit. Free for the small packs' whole objects."""
+        if unhexlify(hexsha) in self._where or (self._loose is not None and hexsha in self._loose):
+            return None
+        cost = read_cost(self.repo, hexsha)
+        if cost is None or not cost.delta or cost.peak <= MAX_RESOLVED_BYTES:
+            return None
+        return over_the_limit(hexsha, cost, MAX_RESOLVED_BYTES, what="gitml resolves").split(" ", 2)[2]
+
     def _damaged(self, hexsha: bytes, reason: str) -> RepositoryError:
         return RepositoryError(
             f"object {hexsha.decode()} is damaged in {self.repo.path} ({reason}); `git fsck` shows the extent"
@@ -336,7 +353,7 @@ class PackEntries:
             return False
         found = self._elsewhere.get(hexsha)
         if found is None:
-            found = self._elsewhere[hexsha] = oid(hexsha) in self.repo.object_store
+            found = self._elsewhere[hexsha] = holds(self.repo, hexsha)
         return found
 
     def entry(self, hexsha: bytes) -> tuple[bytes, bytes, int]:
@@ -352,6 +369,9 @@ class PackEntries:
             # a delta in a big pack: its object is resolved through dulwich and stored whole
         if self._loose is not None and hexsha in self._loose:
             return self._loose_entry(hexsha)
+        why = self.unresolvable(hexsha)
+        if why:
+            raise RepositoryError(f"object {hexsha.decode()} {why}")
         try:
             type_num, content = self.repo.object_store.get_raw(oid(hexsha))
         except KeyError:
@@ -423,6 +443,30 @@ def peel(sha: bytes, read: Callable[[bytes], tuple[int, bytes] | None]) -> tuple
     return None
 
 
+def holds(repo: Repo, hexsha: bytes) -> bool:
+    """Whether the repository (or an alternate) holds the object, without reading it:
+    dulwich's ``in`` parses a loose object whole to say it is there (a loose zlib bomb a
+    plain ``git fetch`` left inflated to its gigabytes)."""
+    store = repo.object_store
+    sha = oid(hexsha)
+    if store.contains_packed(sha):
+        return True
+    if os.path.exists(os.path.join(store.path, hexsha[:2].decode(), hexsha[2:].decode())):
+        return True
+    return any(sha in alternate for alternate in store.alternates)
+
+
+def over_the_limit(hexsha: bytes, cost: ReadCost, limit: int, *, what: str = "") -> str:
+    """The one line refusing object ``hexsha`` whose reading costs over ``limit``."""
+    bound = f"over the limit of {limit}" + (f" {what}" if what else "")
+    if cost.peak == cost.size:
+        kind = "is a delta to" if cost.delta else "holds"
+        return f"object {hexsha.decode()} {kind} {cost.size} bytes, {bound}"
+    return (
+        f"object {hexsha.decode()} is a delta whose chain inflates {cost.peak} bytes to make its {cost.size}, {bound}"
+    )
+
+
 def object_size(repo: Repo, hexsha: bytes) -> int | None:
     """The size of an object's content as its stored header says (a delta's: the size of
     what it makes), read without inflating the content, in the order dulwich looks (packs,
@@ -459,16 +503,17 @@ def raw_within(repo: Repo, hexsha: bytes, limit: int) -> tuple[int, bytes] | int
     """An object's ``(type number, content)`` read from the pack holding it, its size
     checked first in the same lookup (:func:`object_size` then a read cost two searches of
     every pack: 10-60 % of a record's load in a repository of many packs); the size (an
-    int) when it is over ``limit``, not inflated; None when no pack holds it (loose, an
+    int; a delta's: the most bytes its chain inflates, :func:`read_cost`) when it is over
+    ``limit``, not inflated; None when no pack holds it (loose, an
     alternate, a partial clone's missing object) or dulwich's internals moved."""
     raw = unhexlify(hexsha)
 
     def in_pack(pack):
         offset = pack.index.object_offset(raw)  # KeyError: not in this pack
         contents = getattr(pack.data, "_contents", None)
-        size = _entry_size(contents, offset) if contents is not None else None
-        if size is not None and size > limit:
-            return size
+        cost = _chain_cost(repo, pack, contents, offset, 0) if contents is not None else None
+        if cost is not None and cost.peak > limit:
+            return cost.peak
         type_num, obj = pack.data.get_object_at(offset)
         type_num, chunks = pack.resolve_object(offset, type_num, obj)
         return type_num, b"".join(chunks)
@@ -484,6 +529,16 @@ def raw_within(repo: Repo, hexsha: bytes, limit: int) -> tuple[int, bytes] | int
 def _entry_size(contents, offset: int) -> int | None:
     """The content size of the pack entry at ``offset`` of a pack's bytes (a delta's
     target size, from the first bytes of its inflated instructions)."""
+    head = _entry_head(contents, offset)
+    return None if head is None else head[2]
+
+
+def _entry_head(contents, offset: int) -> tuple[int, int, int, int | bytes | None] | None:
+    """``(type number, stored size, content size, base)`` of the pack entry at ``offset``,
+    read without inflating it: the stored size is what its zlib stream inflates to (a
+    delta's instructions), the content size a delta's target (from the first bytes of its
+    instructions, which give its base's size too: the larger of the two is returned), the
+    base an OFS_DELTA's offset or a REF_DELTA's raw id (None for a whole object)."""
     head = bytes(contents[offset : offset + 32])
     if not head:
         return None
@@ -496,13 +551,20 @@ def _entry_size(contents, offset: int) -> int | None:
         shift += 7
     pos += 1
     if type_num not in _DELTA_TYPES:
-        return size
+        return type_num, size, size, None
+    base: int | bytes
     if type_num == 7:  # REF_DELTA: the base's id
+        base = head[pos : pos + 20]
         pos += 20
     else:  # OFS_DELTA: the base's distance back
-        while pos < len(head) and head[pos] & 0x80:
+        byte = head[pos]
+        back = byte & 0x7F
+        while byte & 0x80 and pos + 1 < len(head):
             pos += 1
+            byte = head[pos]
+            back = ((back + 1) << 7) | (byte & 0x7F)
         pos += 1
+        base = offset - back
     out = b""
     try:
         for step in (512, 4096, 65536):  # the block's Huffman tables come first: read more until 20 bytes come out
@@ -526,7 +588,79 @@ def _entry_size(contents, offset: int) -> int | None:
         else:
             return None
         values.append(value)
-    return values[1]
+    return type_num, max(size, values[0]), values[1], base
+
+
+_CHAIN = 4096  # deltas followed to a whole base (git's pack.depth is 4095 at most); deeper is refused
+ENDLESS = 1 << 62  # what a chain deeper than that, or a cycle, costs: over every limit
+
+
+class ReadCost(NamedTuple):
+    """What reading an object inflates (:func:`read_cost`)."""
+
+    size: int  # its content's size
+    peak: int  # the most bytes one step of reading it inflates: its size, or the largest along its delta chain
+    delta: bool  # stored as a delta
+
+
+def read_cost(repo: Repo, hexsha: bytes, _depth: int = 0) -> ReadCost | None:
+    """What reading an object inflates, told from stored headers alone (nothing inflated
+    past the first bytes of each delta's instructions), in the order dulwich looks (packs,
+    then a loose object); None when that cannot be told (an alternate, no such object).
+    A delta of a few hundred bytes may be resolved against a base of gigabytes (a delta
+    bomb): a reader bounding what it inflates checks ``peak``, not only the object's size."""
+    store = repo.object_store
+    raw = unhexlify(hexsha)
+
+    def in_pack(pack) -> ReadCost | None:
+        offset = pack.index.object_offset(raw)  # KeyError: not in this pack
+        contents = getattr(pack.data, "_contents", None)
+        return None if contents is None else _chain_cost(repo, pack, contents, offset, _depth)
+
+    try:
+        return store._lookup_in_packs(in_pack)
+    except KeyError:
+        pass
+    except Exception:  # noqa: BLE001 - dulwich's internals moved: the reader's own bound applies
+        return None
+    path = os.path.join(store.path, hexsha[:2].decode(), hexsha[2:].decode())
+    try:
+        with open(path, "rb") as f:
+            head = zlib.decompressobj().decompress(f.read(4096), 64)
+    except (OSError, zlib.error):
+        return None
+    kind, _, size = head.partition(b"\0")[0].partition(b" ")
+    return ReadCost(int(size), int(size), False) if kind in _TYPE_NUMBERS and size.isdigit() else None
+
+
+def _chain_cost(repo: Repo, pack, contents, offset: int, depth: int) -> ReadCost | None:
+    """:func:`read_cost` of the entry at ``offset`` of ``pack``, its chain followed through
+    the pack (OFS_DELTA), the pack's index, then the repository (REF_DELTA)."""
+    first = None
+    peak = 0
+    for _ in range(_CHAIN - depth):
+        head = _entry_head(contents, offset)
+        if head is None:
+            return None
+        type_num, stored, size, base = head
+        if first is None:
+            first = (size, type_num in _DELTA_TYPES)
+        peak = max(peak, stored, size)
+        if base is None:
+            return ReadCost(first[0], peak, first[1])
+        if isinstance(base, int):
+            if not 12 <= base < offset:
+                return None  # not a delta git could read: dulwich says what is wrong
+            offset = base
+            continue
+        try:
+            offset = pack.index.object_offset(base)
+        except KeyError:
+            below = read_cost(repo, hexlify(base), depth + 1) if depth + 1 < _CHAIN else None
+            if below is None:
+                return ReadCost(first[0], ENDLESS, True) if depth + 1 >= _CHAIN else None
+            return ReadCost(first[0], max(peak, below.peak), True)
+    return ReadCost(first[0] if first else 0, ENDLESS, True)
 
 
 def inflate_exactly(stored: bytes | memoryview, size: int) -> bytes:

@@ -189,8 +189,10 @@ class GitStore:
         """Whether the repository holds this object (no lookup for what this process wrote)."""
         if sha in self._written or sha in self._present:
             return True
+        from gitml.store.entries import holds
+
         with self._lock:
-            found = oid(sha) in self.repo.object_store
+            found = holds(self.repo, sha)
         if found:
             if len(self._present) > 1 << 20:
                 self._present.clear()
@@ -235,12 +237,17 @@ class GitStore:
         """``(id, type number)`` of what ``sha`` names, annotated tags followed
         (:func:`gitml.store.entries.peel`); None for a chain of tags too long to follow,
         and with ``missing_ok`` for an object on the way that is not here. An object that is
-        missing (without ``missing_ok``) or damaged raises as :meth:`raw` does."""
-        from gitml.store.entries import peel
+        missing (without ``missing_ok``) or damaged raises as :meth:`raw` does; one over
+        ``MAX_WALKED_BYTES`` (a zlib bomb a plain ``git fetch`` took) raises
+        CorruptRecordError before it is inflated."""
+        from gitml.store.entries import MAX_WALKED_BYTES, peel
 
-        if not missing_ok:
-            return peel(sha, self.raw)
-        return peel(sha, lambda sha: self.raw(sha) if self.contains(sha) else None)
+        def read(sha: bytes) -> tuple[int, bytes] | None:
+            if missing_ok and not self.contains(sha):
+                return None
+            return self._raw_within(sha, MAX_WALKED_BYTES, f"object {sha.decode()}")
+
+        return peel(sha, read)
 
     def _from_promisor(self, sha: bytes) -> bool:
         """Fetch a missing object from a partial clone's promisor remote (``git clone
@@ -327,15 +334,27 @@ class GitStore:
         self.bounded(sha, limit, what)  # loose, a partial clone's, or unreadable: measured on its own
         return self.raw(sha)
 
+    def _cost(self, sha: bytes) -> int | None:
+        """The most bytes reading an object inflates at once (a delta's: along its chain,
+        :func:`gitml.store.entries.read_cost`); None when unknown."""
+        hit = self._written.get(sha)
+        if hit is not None:
+            return len(hit[1])
+        from gitml.store.entries import read_cost
+
+        with self._lock:
+            cost = read_cost(self.repo, sha)
+        return None if cost is None else cost.peak
+
     def bounded(self, sha: bytes, limit: int, what: str) -> None:
         """Raise CorruptRecordError naming ``what`` when object ``sha`` is over ``limit``
         bytes, before it is inflated: what a teammate pushes may be a zlib bomb (a few
-        megabytes of pack making gigabytes of one record file)."""
-        size = self.size(sha)
+        megabytes of pack making gigabytes of one record file), or a delta of a huge base."""
+        size = self._cost(sha)
         if size is None and not self.contains(sha):  # a partial clone's: fetched (bounded) to be measured first
             try:
                 if self._from_promisor(sha):
-                    size = self.size(sha)
+                    size = self._cost(sha)
             except RemoteError:
                 pass  # the read that follows says why it cannot be had
         if size is not None and size > limit:

@@ -25,7 +25,16 @@ from dulwich.refs import DiskRefsContainer
 from dulwich.repo import Repo
 
 from gitml.errors import LockHeld, RepositoryError
-from gitml.store.entries import _COMMIT, Marks, PackEntries, Picked, _object_count, commit_header, peel
+from gitml.store.entries import (
+    _COMMIT,
+    MAX_WALKED_BYTES,
+    Marks,
+    PackEntries,
+    Picked,
+    _object_count,
+    commit_header,
+    peel,
+)
 from gitml.store.packs import _common_dir, _fsync_dir, _gitml_dir, _unretire, _write_entries
 from gitml.store.perms import shared_file_mode
 from gitml.store.refs import RefLister, lock_packed_refs, pack_refs, read_packed_refs, update_ref, write_packed_refs
@@ -275,10 +284,15 @@ def _split_history(
 
 
 def _commits(entries: PackEntries, shas: Iterable[bytes]) -> list[bytes]:
-    """The commits that ``shas`` name (annotated tags followed), those held here."""
+    """The commits that ``shas`` name (annotated tags followed), those held here. A tag
+    or commit over ``MAX_WALKED_BYTES`` (a zlib bomb a plain ``git fetch`` took) is not
+    followed, and not inflated: the push then sends more, never less."""
 
     def read(sha: bytes) -> tuple[int, bytes] | None:
-        return entries.raw(sha) if entries.has(sha) else None
+        try:
+            return entries.raw(sha, limit=MAX_WALKED_BYTES) if entries.has(sha) else None
+        except RepositoryError:
+            return None
 
     return [found[0] for found in (peel(sha, read) for sha in shas) if found is not None and found[1] == _COMMIT]
 

@@ -26,13 +26,12 @@ from typing import NamedTuple
 from dulwich.pack import apply_delta  # dulwich's C version when built, its Python one otherwise
 
 from gitml.errors import PackError
-from gitml.store.entries import inflate_exactly
+from gitml.store.entries import MAX_RESOLVED_BYTES, inflate_exactly
 from gitml.store.packs import _TYPE_NAMES, _entry_header, _write_entries, object_id
 
 _OFS_DELTA, _REF_DELTA = 6, 7
 _CACHE_BYTES = 64 << 20
 _PIECE = 1 << 20  # bytes inflated at a time
-MAX_RESOLVED_BYTES = 512 << 20  # a delta's result at most: git's core.bigFileThreshold, above which it makes no deltas
 
 
 def _delta_target_size(instructions: bytes) -> int:

@@ -39,13 +39,16 @@ from gitml.store.entries import (
     _COMMIT,
     _TAG,
     _TREE,
+    MAX_TAG_BYTES,
     MAX_WALKED_BYTES,
     Marks,
     PackEntries,
     Picked,
     commit_header,
     links_of,
+    over_the_limit,
     peel,
+    read_cost,
 )
 from gitml.store.ids import oid, refname
 
@@ -140,26 +143,31 @@ class FetchedObjects:
     def has(self, sha: bytes) -> bool:
         return self.arrived.has(sha) or self.before(sha)
 
-    def raw(self, sha: bytes, at: int = 0) -> tuple[int, bytes]:
+    def raw(self, sha: bytes, at: int = 0, *, limit: int = MAX_WALKED_BYTES) -> tuple[int, bytes]:
         """An object's ``(type number, content)``; ``at`` is where :meth:`PackEntries.locate`
-        found it among the arrived objects (0: looked up here)."""
+        found it among the arrived objects (0: looked up here). One over ``limit`` bytes
+        raises :class:`RepositoryError` before it is inflated, the clone's own too (a
+        tag a plain ``git fetch`` took, met among the heads)."""
         if at:
-            return self.arrived.raw_at(at, sha, limit=MAX_WALKED_BYTES)
-        found = self.arrived.get(sha, limit=MAX_WALKED_BYTES)
+            return self.arrived.raw_at(at, sha, limit=limit)
+        found = self.arrived.get(sha, limit=limit)
         if found is not None:
             return found
+        cost = read_cost(self.local, sha)
+        if cost is not None and cost.peak > limit:
+            raise RepositoryError(over_the_limit(sha, cost, limit))
         try:
             return self.local.object_store.get_raw(oid(sha))
         except KeyError:
             raise _Problem("is missing") from None
 
-    def find(self, sha: bytes) -> tuple[int, tuple[int, bytes] | None]:
+    def find(self, sha: bytes, *, limit: int = MAX_WALKED_BYTES) -> tuple[int, tuple[int, bytes] | None]:
         """``(where it arrived, (type number, content))`` of an object, the latter None
         when neither side holds it: one lookup where :meth:`has` then :meth:`raw` took two."""
         at = self.arrived.locate(sha)
         if at:
-            return at, self.arrived.raw_at(at, sha, limit=MAX_WALKED_BYTES)
-        return 0, self.raw(sha) if self.has(sha) else None
+            return at, self.arrived.raw_at(at, sha, limit=limit)
+        return 0, self.raw(sha, limit=limit) if self.has(sha) else None
 
     def links(self, sha: bytes, at: int = 0) -> tuple[int, list[bytes], list[bytes]]:
         return links_of(*self.raw(sha, at))
@@ -192,7 +200,7 @@ def check_fetched(
         elif ref.startswith(b"refs/tags/"):  # a registry tag: its commit is the tip to walk
             if not objects.before(sha):
                 picked.add(objects.arrived.locate(sha), sha)
-            target = objects.raw(sha)[1][7:47]
+            target = objects.raw(sha, limit=MAX_TAG_BYTES)[1][7:47]
             if target not in known:
                 tips[ref] = target
         elif sha not in known:
@@ -229,12 +237,14 @@ def _tip_problem(
     entries: FetchedObjects, ref: bytes, sha: bytes, headers: dict[bytes, tuple[int, list[bytes], bytes, int]]
 ) -> str | None:
     """Why the ref's value is no tip to take, or None (a commit's header then put in ``headers``)."""
+    tag = ref.startswith(b"refs/tags/")
     try:
-        at, found = entries.find(sha)
+        # a registry tag is a few kilobytes: a bigger one (a zlib bomb) is refused before it is inflated
+        at, found = entries.find(sha, limit=MAX_TAG_BYTES if tag else MAX_WALKED_BYTES)
         if found is None:
             return f"its object {sha.decode()} did not arrive"
         type_num, raw = found
-        if ref.startswith(b"refs/tags/"):  # registry tags are annotated tags of commits
+        if tag:  # registry tags are annotated tags of commits
             if type_num != _TAG or not raw.startswith(b"object ") or raw[47:60] != b"\ntype commit\n":
                 return "not an annotated tag of a commit"
             if not entries.has(raw[7:47]):
@@ -243,6 +253,10 @@ def _tip_problem(
         if type_num != _COMMIT:
             return f"points at a {_TYPES.get(type_num, type_num)}, not a commit"
         headers[sha] = (*commit_header(raw), at)
+        run = parse_run_ref(ref)
+        named = _trailer_run(raw) if run is not None else None
+        if run is not None and named is not None and named != run[1]:  # a run's commit replayed under a new id
+            return f"its commit {sha.decode()} is run {named}'s ({RUN_TRAILER.decode()} trailer), not run {run[1]}'s"
         if parse_experiment_ref(ref) is not None:
             tree = raw[5:45]  # "tree <sha>" is the first line
             if not entries.has(tree):
@@ -252,6 +266,15 @@ def _tip_problem(
     except RepositoryError as e:
         return f"its object {sha.decode()} cannot be read ({e})"
     return None
+
+
+def _trailer_run(raw: bytes) -> str | None:
+    """The run a raw commit's message names in its last ``Gitml-Run`` trailer, or None."""
+    found = None
+    for line in raw.partition(b"\n\n")[2].split(b"\n"):
+        if line.startswith(RUN_TRAILER + b": "):
+            found = line[len(RUN_TRAILER) + 2 :].strip().decode("ascii", "replace")
+    return found
 
 
 def _tree_names(entries: FetchedObjects, tree: bytes) -> list[bytes]:
@@ -389,7 +412,13 @@ class _Walk:
                 at = locate(blob)
                 if seen.add(at, blob) and not before(blob):
                     if at or arrived.has(blob):
-                        picked.add(at, blob)
+                        # a delta bomb in a small pack refuses the refs reaching it; one in a big
+                        # pack (not read here: a read per blob) stops the copy, named (entry())
+                        why = None if at else arrived.unresolvable(blob)
+                        if why:
+                            self.problems[blob] = why
+                        else:
+                            picked.add(at, blob)
                     elif not self.entries.promised_blobs:
                         self.problems[blob] = "is missing"
                 if blob in self.problems:
