@@ -39,6 +39,14 @@ _LIVE: weakref.WeakSet[Committer] = weakref.WeakSet()
 os.register_at_fork(after_in_child=_LIVE.clear)
 
 
+def _cores() -> int:
+    """The cores this process may run on (a container's limit, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def wait_for_repository(commondir: str, run_id: str | None = None) -> None:
     """Wait for the background commits of every tracker of this process on a repository.
 
@@ -243,7 +251,7 @@ class Committer:
         answers that it is ready, this thread does it all."""
         if self._start_process is None or self._process is not None or self._lost:
             return
-        if os.environ.get("GITML_COMMIT_PROCESS", "1") == "0" or (os.cpu_count() or 1) < 2:
+        if os.environ.get("GITML_COMMIT_PROCESS", "1") == "0" or _cores() < 2:
             return
         try:
             self._started = time.monotonic()

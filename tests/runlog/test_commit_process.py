@@ -66,7 +66,10 @@ print("done", flush=True)
 """
 
 
-def _sweep(repo, runs: int, *, check_reads: bool = False, env: dict | None = None, stop: str = "") -> subprocess.Popen:
+def _sweep(
+    repo, runs: int, *, check_reads: bool = False, env: dict | None = None, stop: str = "", one_core: bool = False
+) -> subprocess.Popen:
+    first_core = min(os.sched_getaffinity(0))
     return subprocess.Popen(
         [sys.executable, "-c", SWEEP, str(runs), "check-reads" if check_reads else "-", *([stop] if stop else [])],
         cwd=repo,
@@ -74,6 +77,7 @@ def _sweep(repo, runs: int, *, check_reads: bool = False, env: dict | None = Non
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, {first_core})) if one_core else None,
     )
 
 
@@ -135,8 +139,12 @@ def test_a_sweep_commits_its_runs_on_a_commit_process(repo):
     _check(repo, ended)
 
 
-def test_without_a_commit_process_when_told(repo):
-    proc = _sweep(repo, 300, env={"GITML_COMMIT_PROCESS": "0"})
+@pytest.mark.parametrize("how", ["told", "one core"])
+def test_without_a_commit_process_when_told_or_on_one_core(repo, how):
+    if how == "one core":
+        proc = _sweep(repo, 300, one_core=True)
+    else:
+        proc = _sweep(repo, 300, env={"GITML_COMMIT_PROCESS": "0"})
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err[-3000:]
     assert not [line for line in out.split("\n") if line.startswith("child")]
