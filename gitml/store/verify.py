@@ -253,6 +253,10 @@ def _tip_problem(
         if type_num != _COMMIT:
             return f"points at a {_TYPES.get(type_num, type_num)}, not a commit"
         headers[sha] = (*commit_header(raw), at)
+        run = parse_run_ref(ref)
+        named = _trailer_run(raw) if run is not None else None
+        if run is not None and named is not None and named != run[1]:  # a run's commit replayed under a new id
+            return f"its commit {sha.decode()} is run {named}'s ({RUN_TRAILER.decode()} trailer), not run {run[1]}'s"
         if parse_experiment_ref(ref) is not None:
             tree = raw[5:45]  # "tree <sha>" is the first line
             if not entries.has(tree):
@@ -262,6 +266,15 @@ def _tip_problem(
     except RepositoryError as e:
         return f"its object {sha.decode()} cannot be read ({e})"
     return None
+
+
+def _trailer_run(raw: bytes) -> str | None:
+    """The run a raw commit's message names in its last ``Gitml-Run`` trailer, or None."""
+    found = None
+    for line in raw.partition(b"\n\n")[2].split(b"\n"):
+        if line.startswith(RUN_TRAILER + b": "):
+            found = line[len(RUN_TRAILER) + 2 :].strip().decode("ascii", "replace")
+    return found
 
 
 def _tree_names(entries: FetchedObjects, tree: bytes) -> list[bytes]:

@@ -12,7 +12,9 @@ arrive as before.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,7 @@ from gitml.errors import DuplicateRunIdError
 from gitml.runlog.identity import rewritten
 from gitml.store.git import open_store
 from gitml.store.remote import fetch_refs
-from tests.conftest import git
+from tests.conftest import ROOT, git
 from tests.store.test_remote import for_each_ref, serve
 
 pytestmark = pytest.mark.timeout(120)
@@ -149,7 +151,8 @@ def test_gitml_pull_names_the_impostor_and_show_load_and_runs_uri_keep_the_genui
     pulled = gitml_cli(victim, "pull", code=1)
     assert f"{impostor}: refused: claims run id {run_id}" in pulled.output
     shown = gitml_cli(victim, "show", run_id).output
-    assert "genuine" in shown and "impostor" not in shown and "666" not in shown
+    # the forged param's value, as `gitml show` would print it (a bare "666" also turns up in commit ids)
+    assert "genuine" in shown and "impostor" not in shown and not re.search(r"\blr\b.*\b666\b", shown)
     with gitml.ops.Operations(victim) as c:
         assert c.artifacts.read_bytes(run_id, "notes.txt") == b"genuine notes"
 
@@ -290,3 +293,99 @@ def test_a_later_commit_rewriting_what_never_changes_in_a_run_is_refused(team, k
     )
     assert "1 updated" in gitml_cli(victim, "fetch").output
     assert victims_view(victim, run_id) == f"impostor 0.1 {experiment}"
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+def test_a_runs_commit_replayed_under_a_new_id_is_refused_by_name(team, repo, kind):
+    """A teammate's ref under a new id pointing at the genuine run's commit (a copy of the
+    run, renamed): the commit's ``Gitml-Run`` trailer names the genuine run, so the fetch
+    refuses the ref by name (it had been taken, and then every reader skipped it and every
+    ``gitml gc`` stopped at it), and the genuine run and a new one arrive."""
+    bare, run_id = team["bare"], team["run_id"]
+    replayed_id = "b" * 32
+    replayed = team["ref"].rsplit("/", 1)[0] + "/" + replayed_id
+    tip = git(bare, "rev-parse", team["ref"]).strip()
+    git(bare, "update-ref", replayed, tip)
+    with gitml.start_run(run_name="new one") as fresh:
+        gitml.log_param("lr", "0.2")
+    gitml.flush()
+    gitml_cli(repo, "push")
+    victim = team["victim"].parent / "fresh-victim"
+    git(victim.parent, "init", "-q", str(victim))
+    with serve(kind, team["base"], "remote.git") as url, open_store(victim) as store:
+        result = fetch_refs(store, url)
+    why = result.refused[replayed.encode()]
+    assert why == f"its commit {tip} is run {run_id}'s (Gitml-Run trailer), not run {replayed_id}'s"
+    assert list(result.refused) == [replayed.encode()]
+    assert sorted(r.decode().rsplit("/", 1)[1] for r in result.created if b"/runs/" in r) == sorted(
+        [run_id, fresh.info.run_id]
+    )
+    assert gitml_cli(victim, "gc").exit_code == 0
+    git(victim, "fsck", "--strict")
+
+
+def test_hostile_run_refs_a_plain_git_fetch_took_are_skipped_by_name_everywhere(team, tmp_path):
+    """What ``gitml fetch`` refuses, a plain ``git fetch refs/gitml/*`` takes: names that
+    are no run id, run refs at a blob, a tree or an annotated tag, a run's commit under
+    another id. ``gitml runs`` and the UI list the genuine run alone, each bad run named in
+    one warning line; ``gitml show`` and the UI's run pages answer each with one line,
+    never with the genuine run's data; a push holds them back by name; the rest works."""
+    bare, victim, run_id = team["bare"], team["victim"], team["run_id"]
+    exp = team["ref"].split("/")[3]
+    tip = git(bare, "rev-parse", team["ref"]).strip()
+    named = {  # run id -> what the ref holds
+        "b" * 32: tip,  # the genuine run's commit under another id
+        "f" * 32: git(bare, "hash-object", "-w", "--stdin", input_text="not a run\n").strip(),
+        "1" * 32: git(bare, "rev-parse", f"{tip}^{{tree}}").strip(),
+        "2" * 32: git(
+            bare, "mktag", input_text=f"object {tip}\ntype commit\ntag t\ntagger M <m@e> 1 +0000\n\nx\n"
+        ).strip(),
+    }
+    odd = [f"refs/gitml/runs/{exp}/not-a-run", f"refs/gitml/runs/{exp}/{'C' * 32}", f"refs/gitml/runs/{'e' * 32}"]
+    for bad, sha in named.items():
+        git(bare, "update-ref", f"refs/gitml/runs/{exp}/{bad}", sha)
+    for ref in odd:
+        git(bare, "update-ref", ref, tip)
+    git(victim, "fetch", "-q", "origin", "refs/gitml/*:refs/gitml/*")
+    assert len(for_each_ref(victim, "refs/gitml/runs")) == 1 + len(named) + len(odd)
+
+    listed = subprocess.run(  # a process of its own: the warnings go to its stderr
+        [sys.executable, "-m", "gitml", "-C", str(victim), "runs"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = [line for line in listed.stdout.splitlines() if line and not line.startswith("RUN")]
+    assert len(rows) == 1 and rows[0].startswith(run_id[:8]) and "genuine" in rows[0]
+    warnings = [line for line in listed.stderr.splitlines() if "skipping unreadable run" in line]
+    assert sorted(w.split("corrupt record run ", 1)[1][:32] for w in warnings) == sorted(named)
+    assert "names run " + run_id in next(w for w in warnings if "b" * 32 in w)
+    for bad in [*named, "not-a-run", "C" * 32, "e" * 32]:
+        shown = gitml_cli(victim, "show", bad, code=1)
+        line = shown.stderr.strip()
+        assert line.startswith("gitml: ") and "\n" not in line and "genuine" not in shown.stdout + line, bad
+    assert "genuine" in gitml_cli(victim, "show", run_id).stdout
+
+    starlette = pytest.importorskip("starlette.testclient")
+    from gitml.ui import allowed_hosts
+    from gitml.ui.app import make_app
+
+    with gitml.ops.Operations(victim) as c:
+        web = starlette.TestClient(make_app(c, allowed_hosts=allowed_hosts("127.0.0.1")), base_url="http://127.0.0.1")
+        assert [row["run_id"] for row in web.get("/api/runs").json()["rows"]] == [run_id]
+        for bad in [*named, "not-a-run", "C" * 32]:
+            api = web.get(f"/api/run/{bad}")
+            assert api.status_code != 200 and "\n" not in api.json()["error"], bad
+            page = web.get(f"/run/{bad}")
+            assert page.status_code != 200 and "genuine" not in page.text, bad
+        assert web.get(f"/run/{run_id}").status_code == 200
+
+    other = tmp_path / "other.git"
+    git(tmp_path, "init", "-q", "--bare", str(other))
+    pushed = gitml_cli(victim, "push", str(other), code=1)
+    held = [line.strip().split(":", 1)[0] for line in pushed.output.splitlines() if "rejected:" in line]
+    assert sorted(held) == sorted(f"refs/gitml/runs/{exp}/{bad}" for bad in named)
+    assert [r.decode() for r in for_each_ref(other, "refs/gitml/runs")] == [team["ref"]]
+    stopped = gitml_cli(victim, "gc", code=1).stderr.strip()  # gc stops at a run it cannot read (design.md)
+    assert "\n" not in stopped and any(f"refs/gitml/runs/{exp}/{bad}" in stopped for bad in named)
