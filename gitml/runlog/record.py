@@ -231,6 +231,7 @@ class RunRecord:
             i += 1
             if best is None or point[0] > best[0] or newer(point, best):
                 best = point
+        assert best is not None  # (the first point at the largest step, at least)
         self.latest[key] = best
 
     def add_artifact(self, path: str, sha256: str, size: int, blob: str | None) -> None:
