@@ -153,23 +153,26 @@ class RunWriter:
     def _log_points(self, points: list[tuple[str, float, int, int]]) -> None:
         """Check ``(key, value, step, timestamp)`` points (a key before its point), journal them in
         one write and buffer them; nothing of them if one fails (call with the lock held)."""
+        buffered = self._points
         checked = []
         for key, value, step, timestamp in points:
-            if key not in self._points:
+            if key not in buffered:
                 check_key(key, "metric")
-            checked.append((key, *check_metric(value, step, timestamp)))
+            value, step, timestamp = check_metric(value, step, timestamp)
+            checked.append((key, value, step, timestamp))
         new: dict[str, list[bytes]] = {}  # buffers of keys new since the last commit
-        lines = []
+        lines, buffers = [], []
         for key, value, step, timestamp in checked:
-            buffer = self._points.get(key) or new.get(key)
+            buffer = buffered.get(key) or new.get(key)
             if buffer is None:
                 buffer = new[key] = [jr.metric_prefix(self.slot, key)]
             lines.append(b"%s%r\t%d\t%d\n" % (buffer[0], value, step, timestamp))
+            buffers.append(buffer)
         if self.journal is not None:
             self.journal.append(b"".join(lines))
-        self._points.update(new)
-        for (key, *_), line in zip(checked, lines, strict=True):
-            self._points[key].append(line)
+        buffered.update(new)
+        for buffer, line in zip(buffers, lines, strict=True):
+            buffer.append(line)
 
     def log_history(self, key: str, points: list[tuple[int, int, float]]) -> None:
         """Buffer a whole history of ``key`` (``(step, timestamp, value)`` points, checked),
