@@ -36,9 +36,10 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from gitml.store.git import GitStore, open_repo
-from gitml.store.packs import RawObject
+from gitml.store.packs import GitObject, RawObject
 
 log = logging.getLogger("gitml")
 
@@ -67,7 +68,7 @@ class Frames:
             return True
         return bool(select.select([self.sock], [], [], 0)[0])
 
-    def next(self) -> object | None:
+    def next(self) -> Any:
         """The next message; None at the end of the stream."""
         while True:
             if len(self.buffer) >= _HEAD.size:
@@ -157,9 +158,9 @@ class CommitProcess:
         self.sock.close()
 
 
-def _objects(shipped: list[tuple[int, bytes, bytes]]) -> list[RawObject]:
+def _objects(shipped: list[tuple[int, bytes, bytes]]) -> list[GitObject]:
     """The parent's objects as it hashed them (its ids kept: not hashed again)."""
-    out = []
+    out: list[GitObject] = []
     for type_num, raw, oid in shipped:
         obj = RawObject.__new__(RawObject)
         obj.type_num, obj._raw, obj.id = type_num, raw, oid

@@ -298,7 +298,9 @@ class Committer:
                 assert self._process is not None
                 self._process.send(flight.number, flight.objects, flight.updates, list(journals.items()))
             except (OSError, ValueError) as e:
-                log.warning("gitml: the commit process could not take a batch (%s); committing in this process again", e)
+                log.warning(
+                    "gitml: the commit process could not take a batch (%s); committing in this process again", e
+                )
                 with self._cond:
                     self._lost = True
                     self._cond.notify_all()
@@ -312,7 +314,7 @@ class Committer:
         except BaseException as e:  # noqa: BLE001 - each run of the batch gets it
             flight.moves = [e] * len(flight.updates)
             return flight
-        moves = []
+        moves: list[bool | BaseException] = []
         for ref, old, new in flight.updates:
             try:
                 moves.append(True if self.store.ref(ref) == new else self.store.cas(ref, old, new))

@@ -55,7 +55,8 @@ for i in range(runs):
     print("ended", i, run.info.run_id, flush=True)
     if check_reads and i % 7 == 0:  # read at once, in this process: waits for its commit wherever it is made
         got = client.get_run(run.info.run_id)
-        if got.info.status != "FINISHED" or got.data.params.get("p4") != f"{i}-4" or got.data.metrics.get("acc") != 2 / 3:
+        data = got.data
+        if got.info.status != "FINISHED" or data.params.get("p4") != f"{i}-4" or data.metrics.get("acc") != 2 / 3:
             print("stale", i, got.info.status, got.data.params, got.data.metrics, flush=True)
     if i % 10 == 0:
         for pid in commit_children():
