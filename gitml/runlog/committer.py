@@ -19,8 +19,10 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
+from gitml.runlog.commitprocess import REF_THREADS
 from gitml.runlog.writer import RunWriter
 from gitml.store.git import GitStore
 
@@ -28,10 +30,21 @@ log = logging.getLogger("gitml")
 
 MAX_BATCH = 64
 MAX_QUEUE = 128
-REF_THREADS = 8  # refs of a batch moved at once (each waits on its fsync)
+MAX_AWAY = 8  # batches prepared for a commit process and not answered for, before the thread waits
+PROCESS_START_SECONDS = 30.0  # a commit process not ready by then is given up (its batches committed here)
+PROCESS_AFTER = 16  # runs ended in the process before a commit process may start,
+PROCESS_BACKLOG = 4  # once this many ended runs wait at once (they end faster than they commit)
 _LIVE: weakref.WeakSet[Committer] = weakref.WeakSet()
 # A forked child has none of its parent's threads: never wait for their commits there.
 os.register_at_fork(after_in_child=_LIVE.clear)
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's limit, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def wait_for_repository(commondir: str, run_id: str | None = None) -> None:
@@ -45,13 +58,24 @@ def wait_for_repository(commondir: str, run_id: str | None = None) -> None:
             committer.wait(run_id)
 
 
+class CommitProcessLike(Protocol):
+    """What the committer needs of a commit process (:mod:`gitml.runlog.commitprocess`)."""
+
+    def send(self, batch: int, objects: list, updates: list[tuple], journals: list[tuple[str, int]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class _Flight:
     """A batch written as one pack, whose refs are moving."""
 
     prepared: list[tuple]  # (writer, commit or None, old ref value, record)
     pack: str | None
-    moves: list  # a future per moved ref, in order (or the update, moved when finished)
+    moves: list  # a future per moved ref, in order (or the update, moved when finished; or its result)
+    objects: list = field(default_factory=list)  # kept while a commit process writes them
+    updates: list = field(default_factory=list)
+    number: int = 0
 
 
 class Committer:
@@ -65,6 +89,7 @@ class Committer:
         housekeeping: Callable[[int], None] | None = None,
         batch: Callable[[], AbstractContextManager] = nullcontext,
         warm: Callable[[], None] | None = None,
+        process: Callable[[Callable[[object | None], None]], CommitProcessLike] | None = None,
     ):
         self.store = store
         self._batch = batch  # a context for committing a batch (the search index's batch of rows)
@@ -78,6 +103,17 @@ class Committer:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._pool: ThreadPoolExecutor | None = None  # kept for the process: a batch's refs move on it
+        # A commit process (gitml.runlog.commitprocess) writes the packs and moves the refs of the
+        # batches this thread prepares, once runs end faster than the thread commits them:
+        self._start_process = process  # makes one, given where its answers go
+        self._process: CommitProcessLike | None = None
+        self._ready = False  # it answered that it is ready
+        self._lost = False  # it is gone (or could not start): this thread does it all again
+        self._away: list[_Flight] = []  # batches sent to it, in order, not yet answered for
+        self._answers: dict[int, list] = {}  # its answers: batch number -> each ref's result
+        self._sent = 0  # batches sent
+        self._taken = 0  # ended runs this thread took from the queue
+        self._started = 0.0  # when the commit process was started (time.monotonic())
         _LIVE.add(self)
 
     def submit(self, writer: RunWriter) -> None:
@@ -128,6 +164,9 @@ class Committer:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._process is not None:
+            self._process.close()  # every batch it had is answered for: it settles its packs and ends
+            self._process = None
         for run_id, error in self._errors.items():
             log.warning("gitml: run %s could not be committed (its journal is kept for recovery): %s", run_id, error)
 
@@ -137,29 +176,152 @@ class Committer:
                 self._warm()
             except Exception as e:  # noqa: BLE001 - a head start only: the first commit does it
                 log.debug("gitml: committer warm-up failed: %s", e)
-        flight: _Flight | None = None  # the batch whose refs are moving
+        flight: _Flight | None = None  # the batch whose refs are moving here
         while True:
             with self._cond:
-                while not self._queue and not self._stopping and flight is None:
+                while not self._work() and flight is None:
+                    if self._stopping:
+                        if not self._away:
+                            break
+                        self._cond.wait(1.0)  # the commit process's answers
+                        continue
                     due = self._next_due()
                     if due <= 0:
                         break
                     self._cond.wait(min(due, 1.0))
-                if self._stopping and not self._queue and flight is None:
+                if self._stopping and not self._queue and flight is None and not self._away:
                     self._stop_pool()
                     return
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                answered = []
+                while self._away and self._away[0].number in self._answers:
+                    away = self._away.pop(0)
+                    away.moves = self._answers.pop(away.number)
+                    answered.append(away)
+                if self._process is not None and not self._ready and not self._lost:
+                    if time.monotonic() - self._started > PROCESS_START_SECONDS:
+                        log.warning("gitml: the commit process did not start; committing in this process again")
+                        self._lost = True
+                redo, offload = [], self._process is not None and not self._lost
+                if self._lost and self._away:
+                    redo, self._away = self._away, []
+                take = MAX_BATCH if not offload or len(self._away) < MAX_AWAY else 0
+                batch, self._queue = self._queue[:take], self._queue[take:]
                 self._cond.notify_all()
-            # The next batch is prepared and its pack written while the last batch's refs move
-            # (each waits on its fsync): the two overlap. Its refs start moving only once its
-            # pack is written, as before, and each run is done once its own ref has moved.
-            following = self._write_batch(batch) if batch else None
+            for done in answered:
+                self._finish(done)
+            for again in redo:  # the commit process is gone: its batches written and moved here
+                self._finish(self._again(again))
+            if answered or redo:
+                if self._housekeeping:
+                    self._housekeeping(sum(len(f.prepared) for f in answered + redo))
+            following = None
+            if batch and offload:
+                self._hand_over(batch)
+            elif batch:
+                # The next batch is prepared and its pack written while the last batch's refs move
+                # (each waits on its fsync): the two overlap. Its refs start moving only once its
+                # pack is written, as before, and each run is done once its own ref has moved.
+                following = self._write_batch(batch)
+                self._taken += len(batch)
+                if len(batch) >= PROCESS_BACKLOG and self._taken >= PROCESS_AFTER:
+                    self._maybe_start_process()
+            if self._ready and not self._lost:
+                self._send()  # with the batches prepared while it started
             if flight is not None:
                 self._finish(flight)
                 if self._housekeeping:
                     self._housekeeping(len(flight.prepared))
             flight = following
             self._flush_due()
+
+    def _work(self) -> bool:
+        """Whether the thread has something to do now (with the lock held)."""
+        if self._away and (self._away[0].number in self._answers or self._lost):
+            return True
+        if self._ready and self._away and not self._away[-1].number:  # prepared while it started
+            return True
+        if not self._queue:
+            return False
+        return self._process is None or self._lost or len(self._away) < MAX_AWAY
+
+    # -- the commit process ----------------------------------------------
+    def _maybe_start_process(self) -> None:
+        """Ended runs wait: they end faster than this thread commits them. Start a commit
+        process (once) to write their packs and move their refs on another core; until it
+        answers that it is ready, this thread does it all."""
+        if self._start_process is None or self._process is not None or self._lost:
+            return
+        if os.environ.get("GITML_COMMIT_PROCESS", "1") == "0" or _cores() < 2:
+            return
+        try:
+            self._started = time.monotonic()
+            self._process = self._start_process(self._heard)
+        except (OSError, ValueError) as e:
+            log.debug("gitml: could not start a commit process: %s", e)
+            self._lost = True
+
+    def _heard(self, message) -> None:
+        """A message of the commit process (on its reader thread); None: it is gone."""
+        with self._cond:
+            if message is None:
+                if not self._lost and (self._away or not self._stopping):
+                    log.warning("gitml: the commit process ended; committing in this process again")
+                self._lost = True
+            elif message[0] == "ready":
+                self._ready = True
+            elif message[0] == "moved":
+                self._answers[message[1]] = message[2]
+            self._cond.notify_all()
+
+    def _hand_over(self, batch: list[RunWriter]) -> None:
+        """Prepare a batch here (each writer's lock held until its answer), for the commit
+        process to write and move: sent at once when it is ready, or once it is."""
+        flight = self._prepare(batch)
+        if flight is None:
+            return
+        if not flight.updates:  # nothing of it to write
+            self._finish(flight)
+            return
+        with self._cond:
+            self._away.append(flight)
+
+    def _send(self) -> None:
+        """Send the prepared batches not sent yet, with the journals their runs are written in."""
+        with self._cond:
+            unsent = [f for f in self._away if not f.number]
+            for flight in unsent:
+                self._sent += 1
+                flight.number = self._sent
+        for flight in unsent:
+            journals = {w.journal.name: w.journal.fd for w, *_ in flight.prepared if w.journal is not None}
+            try:
+                assert self._process is not None
+                self._process.send(flight.number, flight.objects, flight.updates, list(journals.items()))
+            except (OSError, ValueError) as e:
+                log.warning(
+                    "gitml: the commit process could not take a batch (%s); committing in this process again", e
+                )
+                with self._cond:
+                    self._lost = True
+                    self._cond.notify_all()
+                return
+
+    def _again(self, flight: _Flight) -> _Flight:
+        """A batch the commit process took and never answered for: its objects written here
+        (again: an object in two packs is harmless) and each ref moved, or found moved."""
+        try:
+            flight.pack = self.store.write(flight.objects)
+        except BaseException as e:  # noqa: BLE001 - each run of the batch gets it
+            flight.moves = [e] * len(flight.updates)
+            return flight
+        moves: list[bool | BaseException] = []
+        for ref, old, new in flight.updates:
+            try:
+                moves.append(True if self.store.ref(ref) == new else self.store.cas(ref, old, new))
+            except Exception as e:  # noqa: BLE001 - given to the run it belongs to
+                moves.append(e)
+        flight.moves = moves
+        return flight
 
     def _next_due(self) -> float:
         now = time.monotonic()
@@ -178,6 +340,25 @@ class Committer:
     def _write_batch(self, batch: list[RunWriter]) -> _Flight | None:
         """Prepare the batch's commits (each writer's lock held until :meth:`_finish`), write
         them as one pack and start moving their refs; None when nothing is left to finish."""
+        flight = self._prepare(batch)
+        if flight is None:
+            return None
+        try:
+            flight.pack = self.store.write(flight.objects)
+        except BaseException as e:
+            for writer, *_ in flight.prepared:
+                self._errors[writer.run_id] = e
+                writer.lock.release()
+                self._done(writer)
+            return None
+        flight.objects = []
+        # the refs move on threads (their fsyncs overlap), each under its lock as before
+        flight.moves = self._move(flight.updates)
+        return flight
+
+    def _prepare(self, batch: list[RunWriter]) -> _Flight | None:
+        """The batch's commits, objects and ref updates (each writer's lock held until
+        :meth:`_finish`); None when no run of it is left to finish."""
         prepared, objects = [], []
         # Each run's trailer names its journal's size once the run has ended: every line of the
         # batch's runs lies before it (they ended before the batch was taken), so one size per
@@ -200,17 +381,10 @@ class Committer:
                 self._errors[writer.run_id] = e
                 writer.lock.release()
                 self._done(writer)
-        try:
-            pack = self.store.write(objects)
-        except BaseException as e:
-            for writer, *_ in prepared:
-                self._errors[writer.run_id] = e
-                writer.lock.release()
-                self._done(writer)
+        if not prepared:
             return None
-        # the refs move on threads (their fsyncs overlap), each under its lock as before
         updates = [(w.ref, old, c.id) for w, c, old, _ in prepared if c is not None]
-        return _Flight(prepared, pack, self._move(updates))
+        return _Flight(prepared, None, [], objects, updates)
 
     def _move(self, updates: list[tuple[bytes, bytes | None, bytes]]) -> list:
         """Start the compare-and-swap of each ref on the committer's threads: for each, a
@@ -228,6 +402,8 @@ class Committer:
         return moves
 
     def _moved(self, move) -> bool | BaseException:
+        if isinstance(move, (bool, BaseException)):  # a commit process's answer, or moved here again
+            return move
         if isinstance(move, tuple):
             try:
                 return self.store.cas(*move)

@@ -215,19 +215,23 @@ class RunRecord:
         points that rule ranks highest, the first logged. Only points at the largest step can be
         it, so only those become numbers (W1: 20,000 calls of :func:`newer` saved)."""
         best = self.latest.get(key)
+        if len(steps) == 1:  # (a run's metrics logged once each: W2)
+            point = (int(steps[0]), int(stamps[0]), float(values[0]))
+            if best is None or point[0] > best[0] or (point[0] == best[0] and newer(point, best)):
+                self.latest[key] = point
+            return
         numbers = list(map(int, steps))
         top = max(numbers)
         if best is not None and top < best[0]:
             return
-        i = numbers.index(top)
-        while True:
+        i = numbers.index(top)  # (the last point, when steps go up: nothing after it to count)
+        for _ in range(1 + numbers[i + 1 :].count(top)):  # in logged order
+            i = numbers.index(top, i)
             point = (top, int(stamps[i]), float(values[i]))
+            i += 1
             if best is None or point[0] > best[0] or newer(point, best):
                 best = point
-            try:
-                i = numbers.index(top, i + 1)
-            except ValueError:
-                break
+        assert best is not None  # (the first point at the largest step, at least)
         self.latest[key] = best
 
     def add_artifact(self, path: str, sha256: str, size: int, blob: str | None) -> None:
@@ -415,6 +419,8 @@ def _lines(steps: list[bytes], stamps: list[bytes], values: list[bytes], start: 
     """History lines ``step  timestamp  value`` of the points ``start:stop``, made by one join
     of the columns interleaved (a Python f-string a line was half of W1's ``end_run``)."""
     n = stop - start
+    if n == 1:
+        return b"%s\t%s\t%s\n" % (steps[start], stamps[start], values[start])
     parts = [b"\t"] * (6 * n)
     parts[0::6] = steps[start:stop]
     parts[2::6] = stamps[start:stop]

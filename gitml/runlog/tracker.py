@@ -42,6 +42,7 @@ from gitml.runlog import journal as jr
 from gitml.runlog import recovery
 from gitml.runlog.checks import check_params, check_run_name, check_tags, random_run_name
 from gitml.runlog.columns import RunTable
+from gitml.runlog.commitprocess import CommitProcess
 from gitml.runlog.committer import Committer, wait_for_repository
 from gitml.runlog.entities import LifecycleStage, Metric, Run, RunStatus
 from gitml.runlog.experiments import ExperimentRegistry
@@ -132,6 +133,7 @@ class Tracker:
             housekeeping=self._housekeeping,
             batch=self.index.batch,
             warm=self.index.warm,
+            process=lambda answer: CommitProcess(store, answer),
         )
         self._ended_since_pack = 0
         self._pack_check = 1  # runs to end before the loose run refs are counted: at the first

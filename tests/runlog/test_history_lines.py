@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 import gitml
 from tests.conftest import git
 
@@ -131,3 +133,27 @@ def test_a_chunk_longer_than_the_chunk_size_is_cut_as_its_lines_come(repo, monke
             gitml.log_metric("loss", value, step=step, timestamp=ts)
     gitml.flush()
     assert _chunks(repo, run.info.run_id)["loss"] == [_expected(points[i : i + 6]) for i in range(0, 23, 6)]
+
+
+def test_a_refused_point_leaves_no_line_and_no_history_of_its_key(repo):
+    """A point refused (a value that is no number, a step out of range), alone or in a batch,
+    leaves nothing: no line in the history, no chunk for a key it would have started, and a
+    batch holding one is refused whole."""
+    from gitml.errors import InvalidInputError
+
+    with gitml.start_run() as run:
+        gitml.log_metric("a", 0.5, step=1, timestamp=1_700_000_000_000)
+        for call in (
+            lambda: gitml.log_metric("a", "0.7", step=2),  # a key already buffered
+            lambda: gitml.log_metric("b", "x", step=2),  # a new key
+            lambda: gitml.log_metric("b", 1.0, step=2**63),
+            lambda: gitml.log_metrics({"a": 0.9, "c": 1.0, "d": object()}, step=3),
+        ):
+            with pytest.raises(InvalidInputError):
+                call()
+        gitml.log_metric("a", 2, step=4, timestamp=1_700_000_000_004)  # an int: logged as a float
+    gitml.flush()
+    assert _chunks(repo, run.info.run_id) == {
+        "a": [_expected([(1, 1_700_000_000_000, 0.5), (4, 1_700_000_000_004, 2.0)])]
+    }
+    assert gitml.get_run(run.info.run_id).data.metrics == {"a": 2.0}

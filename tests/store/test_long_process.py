@@ -120,7 +120,10 @@ print(rounds, len(names), len(gone), objects, fresh_objects, flush=True)
 
 
 def _start(repo, runs: int, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    # Every commit on the process's own thread, whose thresholds the script made small (a commit
+    # process, a fresh interpreter, has the real ones): tests/runlog/test_commit_process.py kills
+    # sweeps that commit on one.
+    env = {**os.environ, "PYTHONPATH": ROOT, "GITML_COMMIT_PROCESS": "0"}
     return subprocess.Popen(
         [sys.executable, "-c", LONG_PROCESS, str(runs), *extra],
         cwd=repo,
