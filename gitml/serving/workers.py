@@ -41,8 +41,9 @@ class Limits:
     many connections it holds open."""
 
     head_max_bytes: int = HEAD_MAX_BYTES
-    head_timeout: float = HEAD_TIMEOUT
+    head_timeout: float = HEAD_TIMEOUT  # for the head, and for a client that reads none of its answer
     max_connections: int = MAX_CONNECTIONS
+    fds_per_connection: int = 1  # descriptors a connection may hold (the UI's artifact streams hold a file too)
 
 
 def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
@@ -64,11 +65,12 @@ def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
-def connection_cap(wanted: int) -> int:
+def connection_cap(wanted: int, per: int = 1) -> int:
     """The connections a worker may hold: ``wanted``, within the descriptors the process
-    may open (the soft limit is raised to the hard one first), less FD_RESERVE. Past the
-    descriptor limit the server could not accept at all: a thousand idle connections on
-    the common default of 1,024 would lock every new client out."""
+    may open (the soft limit is raised to the hard one first), less FD_RESERVE, ``per``
+    descriptors a connection. Past the descriptor limit the server could not accept at
+    all: a thousand idle connections on the common default of 1,024 would lock every new
+    client out."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -81,7 +83,7 @@ def connection_cap(wanted: int) -> int:
             pass
     if soft == resource.RLIM_INFINITY:
         return wanted
-    return max(1, min(wanted, soft - FD_RESERVE))
+    return max(1, min(wanted, (soft - FD_RESERVE) // max(per, 1)))
 
 
 def guarded_protocol(limits: Limits = Limits()):
@@ -99,17 +101,21 @@ def _protocol_class(limits: Limits):
       gathers a header's bytes and hands them over only when the header ends;
     - they must arrive within ``head_timeout`` seconds of the connection (or of a kept-alive
       connection's first byte of its next request), else the connection is closed;
+    - a client that reads none of its answer for ``head_timeout`` seconds (the transport's
+      buffer over its high-water mark all that time) is cut off, its buffered answer
+      dropped (``abort``: a ``close`` waits for the buffer to drain, for ever);
     - past ``max_connections`` open connections, the one that has waited longest for its
-      client (a request's head or the rest of its body) is closed: a slowloris attack
-      holds connections open by sending nothing, or a byte now and then, of a head or of
-      a body. A connection whose request is being scored or answered is never chosen;
-      when every connection has one, the new connection gets a 503.
+      client (a request's head, the rest of its body, or to read its answer) is cut off: a
+      slowloris attack holds connections open by sending nothing, or a byte now and then,
+      of a head or of a body, or by reading nothing of a large answer (a slow read). A
+      connection whose request is being scored or answered is never chosen; when every
+      connection has one, the new connection gets a 503.
     """
     from collections import OrderedDict
 
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    cap = connection_cap(limits.max_connections)
+    cap = connection_cap(limits.max_connections, limits.fds_per_connection)
     # connections waiting for their client (a request's head, or its body), oldest wait first
     waiting: OrderedDict[GuardedHttpToolsProtocol, None] = OrderedDict()
 
@@ -117,6 +123,7 @@ def _protocol_class(limits: Limits):
         _head_bytes = 0
         _in_head = True
         _head_timer = None
+        _write_timer = None
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
@@ -133,12 +140,39 @@ def _protocol_class(limits: Limits):
         def _evict_one(self) -> bool:
             for other in waiting:
                 cycle = other.cycle  # None, the last request's (answered), or one whose body is still arriving
-                if other is not self and (cycle is None or cycle.response_complete or cycle.more_body):
+                stalled = other.flow.write_paused  # its client reads nothing of its answer
+                if other is not self and (cycle is None or cycle.response_complete or cycle.more_body or stalled):
                     waiting.pop(other)
                     self.connections.discard(other)  # gone now: its connection_lost comes on a later turn
-                    other.transport.close()
+                    other._cut()
                     return True
             return False
+
+        def _cut(self) -> None:
+            """Close the connection, dropping what its client has not read (a ``close``
+            would wait, for ever, until a client reading nothing read it all)."""
+            if self.flow.write_paused:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            waiting.pop(self, None)  # waiting for its client again: to read
+            waiting[self] = None
+            if self._write_timer is None:
+                self._write_timer = self.loop.call_later(limits.head_timeout, self._write_timed_out)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+
+        def _write_timed_out(self) -> None:
+            self._write_timer = None
+            if self.flow.write_paused:  # closing too: a close (the keep-alive time's) waits for the buffer
+                self.transport.abort()
 
         def _refuse(self, status: int, message: bytes) -> None:
             reason = {431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}[status]
@@ -191,6 +225,9 @@ def _protocol_class(limits: Limits):
         def connection_lost(self, exc) -> None:
             waiting.pop(self, None)
             self._stop_head_timer()
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
             super().connection_lost(exc)
 
     return GuardedHttpToolsProtocol

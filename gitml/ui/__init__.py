@@ -47,7 +47,7 @@ def serve(
     import uvicorn
 
     from gitml.ops import Operations
-    from gitml.serving.workers import guarded_protocol
+    from gitml.serving.workers import Limits, guarded_protocol
     from gitml.ui.app import make_app
 
     client = Operations(repo)
@@ -57,7 +57,12 @@ def serve(
         # a connection cap): uvicorn's httptools protocol gathered a header line that never
         # ends for ever (300 MB sent, 300 MB more of the UI's memory)
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, http=guarded_protocol()
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            http=guarded_protocol(Limits(fds_per_connection=2)),  # a connection streaming an artifact holds its file
         )
         server = uvicorn.Server(config)
 

@@ -91,6 +91,22 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
+class _ClosingStream(StreamingResponse):
+    """A streamed artifact whose file is closed however the response ends: a client cut off
+    mid-stream cancels the stream, and its generator, with the file open, waited for the
+    garbage collector (20 slow readers cut off held 20 files for good)."""
+
+    def __init__(self, content, stream, **kwargs):
+        super().__init__(content, **kwargs)
+        self._stream = stream
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await run_in_threadpool(self._stream.close)  # a read in a thread may hold the file's lock
+
+
 def make_app(client: Operations, *, allowed_hosts: list[str]) -> Any:
     """The ASGI application serving ``client``'s repository read-only."""
     import pandas  # noqa: F401  (histories are parsed with it: imported now, not in the first chart's request)
@@ -134,12 +150,12 @@ def make_app(client: Operations, *, allowed_hosts: list[str]) -> Any:
         stream = await reader.call(client.open_artifact, run_id, path)
         media_type, headers = previews.raw_headers(path, download=request.query_params.get("download") == "1")
 
-        def chunks():
+        def chunks():  # 64 KiB at a time: a client reading nothing holds a block of the server's memory
             with stream:
-                while block := stream.read(1 << 20):
+                while block := stream.read(1 << 16):
                     yield block
 
-        return StreamingResponse(chunks(), media_type=media_type, headers=headers)
+        return _ClosingStream(chunks(), stream, media_type=media_type, headers=headers)
 
     async def models_page(request: Request) -> Response:
         return await page(request, "models.html", registry.models, client)

@@ -9,10 +9,13 @@ import json
 import os
 import select
 import socket
+import sys
 import threading
+import time
 
 import pytest
 
+import gitml.pyfunc
 from tests.serving.test_serving import Server, _env
 
 MARKER = "ZZ-HOSTILE-MARKER-51ce"
@@ -143,6 +146,92 @@ def test_a_thousand_bodies_that_never_end_do_not_lock_out_a_new_client(place, mo
     finally:
         for s in idle:
             s.close()
+        server.stop()
+
+
+def read_nothing_of(port: int, request: bytes, count: int) -> list[socket.socket]:
+    """``count`` connections that send ``request`` and read none of the answer (a receive
+    buffer of 1 KiB): the slow read, which holds what the server is answering."""
+    out = []
+    for _ in range(count):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", port))
+        s.sendall(request)
+        out.append(s)
+    return out
+
+
+def open_descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def within(seconds: float, done) -> bool:
+    """Whether ``done()`` becomes true within ``seconds`` (asked every 0.2 s)."""
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+WIDE = """
+import gitml.pyfunc
+
+
+class Wide(gitml.pyfunc.PythonModel):
+    # 4 KiB of answer a row: a small request, a large answer (an embedding model's shape)
+    def predict(self, context, model_input, params=None):
+        return ["x" * 4096] * len(model_input)
+"""
+
+
+def _wide_model(folder) -> str:
+    """A model folder of ``WIDE``'s class, its module shipped in the folder (``code_paths``)."""
+    import importlib.util
+
+    source = folder.parent / "widemodel.py"
+    source.write_text(WIDE)
+    spec = importlib.util.spec_from_file_location("widemodel", source)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["widemodel"] = module
+    spec.loader.exec_module(module)
+    try:
+        gitml.pyfunc.save_model(folder, python_model=module.Wide(), code_paths=[str(source)])
+    finally:
+        del sys.modules["widemodel"]
+    return str(folder)
+
+
+def test_clients_that_read_none_of_a_large_answer_are_cut_off(place, tmp_path):
+    """Twenty clients ask for an 8 MiB answer (more than the kernel buffers for a socket)
+    and read none of it. uvicorn's keep-alive time closed each with ``close``, which waits
+    for the buffer to drain: each connection and its answer stayed for as long as its
+    client wished (1,100 of them held 500 descriptors and 620 MB for good). A client that
+    reads nothing for the head timeout is now cut off, its answer dropped."""
+    server = Server(place["repo"], place["env"], "-m", _wide_model(tmp_path / "wide"), "--head-timeout", "2")
+    try:
+        assert server.invoke({"dataframe_records": [{"a": 1}]})[0] == 200
+        before = open_descriptors(server.proc.pid)
+        body = json.dumps({"dataframe_records": [{"a": 1}] * 2048}).encode()
+        request = b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        readers = read_nothing_of(server.port, request + b"Content-Length: %d\r\n\r\n%s" % (len(body), body), 20)
+        try:
+            peak = [0]
+
+            def released() -> bool:
+                now = open_descriptors(server.proc.pid)
+                peak[0] = max(peak[0], now)
+                return now <= before and peak[0] >= before + 10  # held at first (the premise), then let go
+
+            assert within(120, released), (before, peak)
+            assert server.invoke({"dataframe_records": [{"a": 1}]})[0] == 200
+        finally:
+            for s in readers:
+                s.close()
+    finally:
         server.stop()
 
 

@@ -22,7 +22,13 @@ import pytest
 pytest.importorskip("starlette")
 
 from tests.conftest import ROOT  # noqa: E402
-from tests.serving.test_serving_hostile import _closed_by_server, send_an_endless_header  # noqa: E402
+from tests.serving.test_serving_hostile import (  # noqa: E402
+    _closed_by_server,
+    open_descriptors,
+    read_nothing_of,
+    send_an_endless_header,
+    within,
+)
 
 RUNS = 300
 LONG = "a" * 8000  # MLflow's (and gitml's) longest tag value
@@ -133,6 +139,48 @@ def test_a_head_that_never_ends_or_never_comes_is_cut_off_and_the_ui_goes_on(rep
             assert all(_closed_by_server(s, wait=60) for s in silent + dripping)
         finally:
             for s in silent + dripping:
+                s.close()
+        assert _get(f"http://127.0.0.1:{port}/api/experiments")[0] == 200  # the UI goes on
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_clients_that_read_none_of_an_artifact_are_cut_off_and_the_ui_goes_on(client, repo, tmp_path):
+    """Twenty clients ask for a 16 MiB artifact and read none of it (the slow read). The
+    stream waited for each to drain for ever: 1,000 of them held every connection the UI
+    may open (new clients timed out, for good), and 300 held 830 MB of its memory (1 MiB
+    blocks waiting). Past the head timeout without reading, a client is cut off."""
+    run = client.create_run(run_name="big").info.run_id
+    (tmp_path / "big.bin").write_bytes(os.urandom(16 << 20))
+    client.log_artifact(run, str(tmp_path / "big.bin"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gitml.cli.main", "-C", str(repo), "ui", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    try:
+        printed = re.search(r"serving http://127\.0\.0\.1:(\d+)/", server.stderr.readline())
+        assert printed
+        port = int(printed.group(1))
+        status, body = _get(f"http://127.0.0.1:{port}/run/{run}/raw/big.bin")  # a client that reads it
+        assert status == 200 and len(body) == 16 << 20
+        before = open_descriptors(server.pid)
+        readers = read_nothing_of(
+            port, b"GET /run/%s/raw/big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % run.encode(), 20
+        )
+        peak = [0]
+
+        def released() -> bool:
+            now = open_descriptors(server.pid)
+            peak[0] = max(peak[0], now)
+            return now <= before and peak[0] >= before + 10  # held at first (the premise), then let go
+
+        try:
+            assert within(120, released), (before, peak)
+        finally:
+            for s in readers:
                 s.close()
         assert _get(f"http://127.0.0.1:{port}/api/experiments")[0] == 200  # the UI goes on
     finally:
