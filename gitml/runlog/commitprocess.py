@@ -162,6 +162,13 @@ class CommitProcess:
                     self._shared.add(name)
             self.sock.sendall(frame(("batch", batch, shipped, updates)))
 
+    def kill(self) -> None:
+        """End a child that was never sent a batch (it holds no journal, wrote nothing)."""
+        self.proc.kill()
+        self.proc.wait()
+        self._reader.join(5)
+        self.sock.close()
+
     def close(self, timeout: float = 600) -> None:
         """Ask the child to finish (it commits what it holds, settles its packs) and wait."""
         try:

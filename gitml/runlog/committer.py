@@ -65,6 +65,8 @@ class CommitProcessLike(Protocol):
 
     def close(self) -> None: ...
 
+    def kill(self) -> None: ...
+
 
 @dataclass
 class _Flight:
@@ -102,6 +104,7 @@ class Committer:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._closing = False  # close() waits for the queue: a commit process still starting is not waited for
         self._pool: ThreadPoolExecutor | None = None  # kept for the process: a batch's refs move on it
         # A commit process (gitml.runlog.commitprocess) writes the packs and moves the refs of the
         # batches this thread prepares, once runs end faster than the thread commits them:
@@ -157,6 +160,9 @@ class Committer:
         return bool(self._errors)
 
     def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
         self.wait()
         with self._cond:
             self._stopping = True
@@ -165,7 +171,10 @@ class Committer:
             self._thread.join()
             self._thread = None
         if self._process is not None:
-            self._process.close()  # every batch it had is answered for: it settles its packs and ends
+            if self._sent:
+                self._process.close()  # every batch it had is answered for: it settles its packs and ends
+            else:  # it never had a batch (nor a journal): not waited for, however slow its start
+                self._process.kill()
             self._process = None
         for run_id, error in self._errors.items():
             log.warning("gitml: run %s could not be committed (its journal is kept for recovery): %s", run_id, error)
@@ -197,13 +206,18 @@ class Committer:
                     away = self._away.pop(0)
                     away.moves = self._answers.pop(away.number)
                     answered.append(away)
-                if self._process is not None and not self._ready and not self._lost:
+                if self._starting():
                     if time.monotonic() - self._started > PROCESS_START_SECONDS:
                         log.warning("gitml: the commit process did not start; committing in this process again")
+                        self._lost = True
+                    elif self._closing:  # the batches held for it are committed here, at once
+                        log.debug("gitml: closing before the commit process started; committing here")
                         self._lost = True
                 redo, offload = [], self._process is not None and not self._lost
                 if self._lost and self._away:
                     redo, self._away = self._away, []
+                elif self._starting() and len(self._away) >= MAX_AWAY and self._queue:
+                    redo, self._away = self._away, []  # none sent yet: committed here, not waited on
                 take = MAX_BATCH if not offload or len(self._away) < MAX_AWAY else 0
                 batch, self._queue = self._queue[:take], self._queue[take:]
                 self._cond.notify_all()
@@ -238,13 +252,19 @@ class Committer:
         """Whether the thread has something to do now (with the lock held)."""
         if self._away and (self._away[0].number in self._answers or self._lost):
             return True
+        if self._starting() and (self._closing or time.monotonic() - self._started > PROCESS_START_SECONDS):
+            return True  # given up: what was held for it is committed here
         if self._ready and self._away and not self._away[-1].number:  # prepared while it started
             return True
         if not self._queue:
             return False
-        return self._process is None or self._lost or len(self._away) < MAX_AWAY
+        return self._process is None or self._lost or len(self._away) < MAX_AWAY or self._starting()
 
     # -- the commit process ----------------------------------------------
+    def _starting(self) -> bool:
+        """Whether a commit process was started and has not said it is ready (lock held)."""
+        return self._process is not None and not self._ready and not self._lost
+
     def _maybe_start_process(self) -> None:
         """Ended runs wait: they end faster than this thread commits them. Start a commit
         process (once) to write their packs and move their refs on another core; until it
@@ -257,7 +277,7 @@ class Committer:
             self._started = time.monotonic()
             self._process = self._start_process(self._heard)
         except (OSError, ValueError) as e:
-            log.debug("gitml: could not start a commit process: %s", e)
+            log.warning("gitml: could not start a commit process (%s); committing in this process", e)
             self._lost = True
 
     def _heard(self, message) -> None:

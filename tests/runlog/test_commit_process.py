@@ -39,6 +39,8 @@ def commit_children():
                 found.append(int(pid))
     return found
 
+if os.environ.get("SWEEP_EXECUTABLE"):  # what the commit process is started with
+    sys.executable = os.environ["SWEEP_EXECUTABLE"]
 runs, check_reads = int(sys.argv[1]), sys.argv[2] == "check-reads"
 stop = sys.argv[3] if len(sys.argv) > 3 else None  # a file that ends the sweep
 client = gitml.Client()
@@ -228,4 +230,78 @@ def test_a_forked_worker_does_not_keep_the_commit_process_of_a_dead_parent(repo)
             time.sleep(0.05)
     finally:
         os.kill(worker, signal.SIGKILL)
+    _check(repo, ended, killed_at_most=1)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _slow_python(tmp_path) -> str:
+    """An interpreter that takes 1,000 s to start (a loaded machine, a slow disk, at worst)."""
+    path = tmp_path / "slow-python"
+    path.write_text(
+        f"#!/bin/sh\nexec {sys.executable} -c 'import os, sys, time; time.sleep(1000); "
+        'os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\' "$@"\n'
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_sweep_that_ends_while_its_commit_process_starts_commits_its_runs_here(repo, tmp_path):
+    """Batches held for a commit process that is not ready yet are committed by the thread once
+    it holds as many as it may (not waited on: the sweep went on), and at exit (no waiting for
+    the start); the never-ready process is ended. Before: the sweep hung until it was ready."""
+    proc = _sweep(repo, 400, env={"SWEEP_EXECUTABLE": _slow_python(tmp_path)})
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+    assert len([line for line in err.splitlines() if line.strip()]) <= 1, err  # at most: it did not start in 30 s
+    ended = [(int(i), r) for kind, i, r in (line.split() for line in out.split("\n") if line.startswith("ended"))]
+    assert len(ended) == 400
+    assert not _children(proc.pid)
+    _check(repo, ended)
+
+
+@pytest.mark.parametrize("executable", ["/bin/false", "/nonexistent/python"])
+def test_a_commit_process_that_cannot_start_leaves_the_commits_to_the_thread(repo, executable):
+    proc = _sweep(repo, 300, env={"SWEEP_EXECUTABLE": executable})
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+    assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+    ended = [(int(i), r) for kind, i, r in (line.split() for line in out.split("\n") if line.startswith("ended"))]
+    assert len(ended) == 300
+    _check(repo, ended)
+
+
+def test_a_sweep_terminated_while_its_commit_process_starts_is_recovered(repo, tmp_path):
+    proc = _sweep(repo, 1_000_000, env={"SWEEP_EXECUTABLE": _slow_python(tmp_path)})
+    ended: list[tuple[int, str]] = []
+    starting: list[int] = []
+    for line in proc.stdout:
+        kind, *rest = line.split()
+        if kind == "ended":
+            ended.append((int(rest[0]), rest[1]))
+            if len(ended) % 20 == 0 and not starting:
+                starting = _children(proc.pid)
+        if starting and len(ended) >= 200:
+            break
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+        ended += [(int(i), r) for kind, i, r in (line.split() for line in proc.stdout if line.startswith("ended"))]
+        with gitml.Client(repo):  # the next command recovers what did not commit
+            pass
+    finally:
+        for pid in starting:
+            os.kill(pid, signal.SIGKILL)
     _check(repo, ended, killed_at_most=1)
