@@ -34,6 +34,7 @@ import struct
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -89,6 +90,23 @@ class Frames:
             self.buffer += data
 
 
+_OPEN: weakref.WeakSet[CommitProcess] = weakref.WeakSet()
+
+
+def _close_in_forked_child() -> None:
+    """A forked child keeps no end of its parent's commit process: if the parent dies, the
+    commit process must see its end (and end, releasing the parent's journals) at once."""
+    for process in list(_OPEN):
+        try:
+            os.close(process.sock.detach())
+        except OSError:
+            pass
+    _OPEN.clear()
+
+
+os.register_at_fork(after_in_child=_close_in_forked_child)
+
+
 class CommitProcess:
     """The parent's end: starts the child, sends it ended runs, reads its answers on a
     thread of its own and gives them to ``answer`` (``None`` once the child is gone)."""
@@ -118,6 +136,7 @@ class CommitProcess:
             child.close()
         self._reader = threading.Thread(target=self._read, name="gitml-commit-process", daemon=True)
         self._reader.start()
+        _OPEN.add(self)
 
     def _read(self) -> None:
         frames = Frames(self.sock)

@@ -63,6 +63,13 @@ for i in range(runs):
             if pid not in seen:
                 seen.add(pid)
                 print("child", pid, flush=True)
+                if os.environ.get("SWEEP_FORK"):  # a forked worker that outlives this process
+                    worker = os.fork()
+                    if worker == 0:
+                        import time
+                        time.sleep(120)
+                        os._exit(0)
+                    print("worker", worker, flush=True)
 print("done", flush=True)
 """
 
@@ -188,7 +195,37 @@ def test_a_commit_process_that_dies_gives_its_runs_back(repo, tmp_path):
     open(stop, "w").close()
     out, err = proc.stdout.read(), proc.stderr.read()  # the lines read ahead: not communicate(), which skips them
     assert proc.wait(timeout=240) == 0, err[-3000:]
-    assert "the commit process ended; committing in this process again" in err
+    # seen as its end, or as a batch it could no longer take (a broken pipe), whichever comes first
+    assert "committing in this process again" in err
     ended += [(int(i), r) for kind, i, r in (line.split() for line in out.split("\n") if line.startswith("ended"))]
     assert len(ended) >= 600 and len({r for _, r in ended}) == len(ended)
     _check(repo, ended)
+
+
+def test_a_forked_worker_does_not_keep_the_commit_process_of_a_dead_parent(repo):
+    """A worker forked from the sweep holds no end of the commit process: when the sweep is
+    killed, the commit process sees it at once, commits what it has and ends (releasing the
+    journal), however long the worker lives."""
+    proc = _sweep(repo, 1_000_000, env={"SWEEP_FORK": "1"})
+    ended, worker, child = [], 0, 0
+    for line in proc.stdout:
+        kind, *rest = line.split()
+        if kind == "ended":
+            ended.append((int(rest[0]), rest[1]))
+        elif kind == "child":
+            child = int(rest[0])
+        elif kind == "worker":
+            worker = int(rest[0])
+        if worker and len(ended) >= 300:
+            break
+    try:
+        proc.kill()
+        proc.wait()
+        ended += [(int(i), r) for kind, i, r in (line.split() for line in proc.stdout if line.startswith("ended"))]
+        deadline = time.monotonic() + 60  # the worker sleeps 120 s
+        while _alive(child):
+            assert time.monotonic() < deadline, "the commit process waits for the forked worker"
+            time.sleep(0.05)
+    finally:
+        os.kill(worker, signal.SIGKILL)
+    _check(repo, ended, killed_at_most=1)
