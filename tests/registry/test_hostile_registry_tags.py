@@ -57,7 +57,7 @@ def _tag(repo, name: str, target: str, size: int) -> str:
 
 
 def gitml_peak(cwd, *args: str, code: int | None = 0) -> tuple[str, int]:
-    """``(stderr, peak bytes)`` of ``gitml ARGS`` in a process of its own."""
+    """``(stdout and stderr, peak bytes)`` of ``gitml ARGS`` in a process of its own."""
     done = subprocess.run(
         [sys.executable, "-c", CLI, *args],
         cwd=cwd,
@@ -69,7 +69,7 @@ def gitml_peak(cwd, *args: str, code: int | None = 0) -> tuple[str, int]:
         assert done.returncode == code, (args, done.stdout[-1000:], done.stderr[-2000:])
     lines = done.stderr.splitlines()
     peak = int(lines[-1].split()[1])
-    return "\n".join(lines[:-1]), peak
+    return "\n".join([*done.stdout.splitlines(), *lines[:-1]]), peak
 
 
 @pytest.fixture
@@ -134,6 +134,8 @@ def test_a_tag_bomb_is_refused_by_name_at_fetch_and_skipped_by_every_reader(tmp_
             for line in said.splitlines():
                 if "churn#production#2" in line:  # named in one line, never read
                     assert "churn#staging#3" not in line, (args, said)
+            if args[0] == "registry" and args[1] in ("list", "show", "verify"):  # the readers of every tag
+                assert "churn#production#2" in said and "churn#staging#3" in said, (args, said)
         with gitml.ops.Operations(victim) as c:
             assert c.registry.resolve("churn", stage="production").version == "v1.0.0"
         gitml.set_tracking_uri(str(victim))
