@@ -41,6 +41,7 @@ def recover(store: GitStore, journal_dir: str, writer_of: WriterOf) -> list[str]
         names = sorted(n for n in os.listdir(journal_dir) if n.endswith(".log"))
     except FileNotFoundError:
         return []
+    _drop_unfinished(journal_dir)
     recovered, dead = [], []
     live_runs: set[str] = set()
     for name in names:
@@ -70,6 +71,34 @@ def recover(store: GitStore, journal_dir: str, writer_of: WriterOf) -> list[str]
         finally:
             os.close(fd)
     return recovered
+
+
+STRAY_AFTER_SECONDS = 60  # a journal being made is renamed microseconds after it is created
+
+
+def _drop_unfinished(journal_dir: str) -> None:
+    """Delete the journals a killed process left half made (``.NAME.log.new``: created, not yet
+    renamed; they hold no run's line). Only unlocked ones a minute old: one being made now is
+    locked (in the moment before its lock, it is new)."""
+    try:
+        names = [n for n in os.listdir(journal_dir) if n.startswith(".") and n.endswith(".log.new")]
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = os.path.join(journal_dir, name)
+        try:
+            if time.time() - os.stat(path).st_mtime < STRAY_AFTER_SECONDS:
+                continue
+        except FileNotFoundError:
+            continue
+        fd = jr.try_lock(path)
+        if fd is not None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(fd)
 
 
 def replay_journal(
