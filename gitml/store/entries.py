@@ -19,7 +19,7 @@ import zlib
 from array import array
 from binascii import hexlify, unhexlify
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from dulwich.objects import parse_tree
 from dulwich.repo import Repo
@@ -672,8 +672,8 @@ def _chain_cost(repo: Repo, pack, contents, offset: int, depth: int) -> ReadCost
             return ReadCost(chain[0][1], max(max(c[2] for c in chain), outside.peak), True)
     if below is None:  # deeper than git goes, or a cycle
         return ReadCost(chain[0][1] if chain else 0, ENDLESS, True)
-    if not chain:
-        return _COSTS[(name, offset)]
+    if not chain:  # the first entry was remembered (so the pack has a name)
+        return _COSTS[(cast(str, name), offset)]
     if len(_COSTS) > _COSTS_HELD:
         _COSTS.clear()
     peak = below
