@@ -30,7 +30,7 @@ log = logging.getLogger("gitml")
 
 MAX_BATCH = 64
 MAX_QUEUE = 128
-MAX_AWAY = 8  # batches prepared for a commit process and not answered for, before the thread waits
+MAX_AWAY = 512  # runs prepared for a commit process and not answered for, before the thread waits
 PROCESS_START_SECONDS = 30.0  # a commit process not ready by then is given up (its batches committed here)
 PROCESS_AFTER = 16  # runs ended in the process before a commit process may start,
 PROCESS_BACKLOG = 4  # once this many ended runs wait at once (they end faster than they commit)
@@ -216,9 +216,9 @@ class Committer:
                 redo, offload = [], self._process is not None and not self._lost
                 if self._lost and self._away:
                     redo, self._away = self._away, []
-                elif self._starting() and len(self._away) >= MAX_AWAY and self._queue:
+                elif self._starting() and self._away_runs() >= MAX_AWAY and self._queue:
                     redo, self._away = self._away, []  # none sent yet: committed here, not waited on
-                take = MAX_BATCH if not offload or len(self._away) < MAX_AWAY else 0
+                take = MAX_BATCH if not offload or self._away_runs() < MAX_AWAY else 0
                 batch, self._queue = self._queue[:take], self._queue[take:]
                 self._cond.notify_all()
             for done in answered:
@@ -258,9 +258,15 @@ class Committer:
             return True
         if not self._queue:
             return False
-        return self._process is None or self._lost or len(self._away) < MAX_AWAY or self._starting()
+        return self._process is None or self._lost or self._away_runs() < MAX_AWAY or self._starting()
 
     # -- the commit process ----------------------------------------------
+    def _away_runs(self) -> int:
+        """Runs prepared for the commit process and not answered for (lock held). Counted in
+        runs, not batches: while it starts, batches are small (a few runs each), and 8 of them
+        held made the thread commit them itself before it was ready (W2 of 500 runs 986 runs/s)."""
+        return sum(len(f.prepared) for f in self._away)
+
     def _starting(self) -> bool:
         """Whether a commit process was started and has not said it is ready (lock held)."""
         return self._process is not None and not self._ready and not self._lost
