@@ -483,12 +483,26 @@ def object_size(repo: Repo, hexsha: bytes) -> int | None:
             return None
         return _entry_size(contents, offset)
 
+    found = _from_packs(store, in_pack)
+    return _loose_size(store, hexsha) if found is _NOT_IN_PACKS else found
+
+
+_NOT_IN_PACKS = object()
+
+
+def _from_packs(store, in_pack):
+    """``in_pack(pack)`` of the pack holding the object; ``_NOT_IN_PACKS`` when none does,
+    None when dulwich's internals moved (the reader's own bound applies)."""
     try:
         return store._lookup_in_packs(in_pack)
     except KeyError:
-        pass
+        return _NOT_IN_PACKS
     except Exception:  # noqa: BLE001 - dulwich's internals moved: the reader's own bound applies
         return None
+
+
+def _loose_size(store, hexsha: bytes) -> int | None:
+    """The size a loose object's header gives (its first bytes inflated, no more)."""
     path = os.path.join(store.path, hexsha[:2].decode(), hexsha[2:].decode())
     try:
         with open(path, "rb") as f:
@@ -617,20 +631,11 @@ def read_cost(repo: Repo, hexsha: bytes, _depth: int = 0) -> ReadCost | None:
         contents = getattr(pack.data, "_contents", None)
         return None if contents is None else _chain_cost(repo, pack, contents, offset, _depth)
 
-    try:
-        return store._lookup_in_packs(in_pack)
-    except KeyError:
-        pass
-    except Exception:  # noqa: BLE001 - dulwich's internals moved: the reader's own bound applies
-        return None
-    path = os.path.join(store.path, hexsha[:2].decode(), hexsha[2:].decode())
-    try:
-        with open(path, "rb") as f:
-            head = zlib.decompressobj().decompress(f.read(4096), 64)
-    except (OSError, zlib.error):
-        return None
-    kind, _, size = head.partition(b"\0")[0].partition(b" ")
-    return ReadCost(int(size), int(size), False) if kind in _TYPE_NUMBERS and size.isdigit() else None
+    found = _from_packs(store, in_pack)
+    if found is not _NOT_IN_PACKS:
+        return found
+    size = _loose_size(store, hexsha)
+    return None if size is None else ReadCost(size, size, False)
 
 
 _COSTS: dict[tuple[str, int], ReadCost] = {}  # (pack file, entry offset) -> its cost: a pack never changes
