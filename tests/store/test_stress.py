@@ -21,6 +21,7 @@ import pytest
 
 import gitml
 from tests.conftest import git, run_python
+from tests.runlog import test_commit_process
 from tests.store import test_concurrency, test_durability, test_long_process, test_recovery
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(600)]
@@ -93,6 +94,14 @@ def test_sixteen_writers_of_one_run_under_load(repo, busy_machine):
 
 def test_long_process_stopped_by_sigterm_under_load(repo, busy_machine):
     test_long_process.test_a_long_process_stopped_by_sigterm_keeps_every_run_it_ended(repo)
+
+
+def test_sweep_killed_beside_its_commit_process_under_load(repo, busy_machine):
+    test_commit_process.test_a_killed_sweep_loses_no_ended_run_and_its_journal_waits_for_the_commit_process(repo)
+
+
+def test_commit_process_killed_mid_sweep_under_load(repo, busy_machine, tmp_path):
+    test_commit_process.test_a_commit_process_that_dies_gives_its_runs_back(repo, tmp_path)
 
 
 ARTIFACTS_THEN_KILLED = """
